@@ -1,0 +1,131 @@
+# drsupervisor build. `make` builds build/drsupervisord and build/drctl; `make check` runs the unit
+# and integration tests; `make check SANITIZE=1` does the same under ASan + UBSan (in build/san/);
+# `make demo` runs the corruption-recovery demo on a throwaway sandbox; `make bench` runs benchmarks;
+# `make install PREFIX=/usr DESTDIR=...` installs. Targets that need system packages call
+# tools/setup-deps first, which installs whatever Debian 12 packages are missing.
+
+VERSION  := 0.1.0
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+SANITIZE ?= 0
+PYTHON   ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPTFLAGS := -O1 -g
+else
+BUILD    ?= build
+SANFLAGS :=
+OPTFLAGS := -O2 -g
+endif
+
+PKGS      := libuv libpq libcurl openssl jansson yaml-0.1 libsystemd libzstd zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARNINGS := -Wall -Wextra -Werror -Wconversion -Wsign-conversion -Wmissing-prototypes \
+            -Wstrict-prototypes -Wvla -Wwrite-strings -Wcast-qual -Wformat=2 -Wformat-signedness \
+            -Wshadow -Wpointer-arith -Wundef -Wimplicit-fallthrough -Wnull-dereference \
+            -Wold-style-definition -Wmissing-declarations -Wredundant-decls
+CFLAGS_ALL := -std=c17 -D_GNU_SOURCE -DDRSUP_VERSION='"$(VERSION)"' $(OPTFLAGS) $(WARNINGS) \
+              $(SANFLAGS) -MMD -MP -Ilib -Idaemon $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRC    := $(sort $(wildcard lib/*.c))
+DAEMON_SRC := $(filter-out daemon/main.c,$(sort $(wildcard daemon/*.c)))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+BENCH_SRC  := $(sort $(wildcard tools/bench/*.c))
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BIN  := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench-bin/%)
+
+LIBDRSUP   := $(BUILD)/libdrsup.a
+LIBDAEMON  := $(BUILD)/libdrsupd.a
+BINS       := $(BUILD)/drsupervisord $(BUILD)/drctl
+
+.PHONY: all deps deps-check check unit integration demo bench install clean man
+all: $(BINS)
+
+deps:
+	@tools/setup-deps build
+deps-check:
+	@tools/setup-deps check
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIBDRSUP): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(LIBDAEMON): $(DAEMON_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/drsupervisord: $(BUILD)/obj/daemon/main.o $(LIBDAEMON) $(LIBDRSUP)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/drctl: $(BUILD)/obj/tools/drctl.o $(LIBDRSUP)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+
+# Unit tests: one cmocka binary per module. A test may wrap symbols with a line
+# `// WRAP: sym1 sym2` in its source; those become -Wl,--wrap=sym flags.
+$(BUILD)/tests/%: tests/unit/%.c $(LIBDAEMON) $(LIBDRSUP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(CMOCKA_CFLAGS) -o $@ $< \
+	  $(patsubst %,-Wl$(comma)--wrap=%,$(shell sed -n 's,^// WRAP:,,p' $<)) \
+	  $(LDFLAGS_ALL) $(LIBDAEMON) $(LIBDRSUP) $(CMOCKA_LIBS) $(PKG_LIBS) -lm
+
+$(BUILD)/bench-bin/%: tools/bench/%.c $(LIBDAEMON) $(LIBDRSUP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) $(LIBDAEMON) $(LIBDRSUP) $(PKG_LIBS) -lm
+
+comma := ,
+
+check: deps-check
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory unit integration
+
+unit: $(UNIT_BIN)
+	@tools/run-unit-tests $(UNIT_BIN)
+
+integration: $(BINS)
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+demo: deps-check
+	@$(MAKE) --no-print-directory all
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/demo.py
+
+bench: deps-check
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@mkdir -p build/bench
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/run.py
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/share/doc/drsupervisor $(DESTDIR)/etc/drsupervisor
+	install -m 0755 $(BUILD)/drsupervisord $(DESTDIR)$(PREFIX)/sbin/drsupervisord
+	install -m 0755 $(BUILD)/drctl $(DESTDIR)$(PREFIX)/bin/drctl
+	sed 's,@PREFIX@,$(PREFIX),g' systemd/drsupervisor.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/drsupervisor.service
+	install -m 0644 docs/man/drctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/drctl.1
+	install -m 0644 docs/man/drsupervisor.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/drsupervisor.yaml.5
+	install -m 0644 docs/man/drsupervisord.8 $(DESTDIR)$(PREFIX)/share/man/man8/drsupervisord.8
+	install -m 0644 conf/drsupervisor.yaml $(DESTDIR)$(PREFIX)/share/doc/drsupervisor/drsupervisor.yaml.example
+	test -e $(DESTDIR)/etc/drsupervisor/drsupervisor.yaml || \
+	  install -m 0640 conf/drsupervisor.yaml $(DESTDIR)/etc/drsupervisor/drsupervisor.yaml
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
