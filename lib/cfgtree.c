@@ -38,7 +38,8 @@ static void cfg_add_error(CfgCtx *ctx, unsigned line, unsigned col, const char *
     char **grown;
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    if (asprintf(&full, "%s:%u:%u: %s", ctx->file, line, col, msg) < 0)
+    if ((line == 0 ? asprintf(&full, "%s: %s", ctx->file, msg)
+                   : asprintf(&full, "%s:%u:%u: %s", ctx->file, line, col, msg)) < 0)
         return;
     grown = realloc(ctx->errors, (ctx->n_errors + 1) * sizeof(*grown));
     if (!grown) {
