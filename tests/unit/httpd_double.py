@@ -9,6 +9,7 @@ to PORTFILE atomically (tmp + rename). Paths (any method):
   /echo           200 JSON {"method", "path", "headers": {name: value}, "body"} of the request
   /slow?ms=N      sleeps N ms, then 200 "slow"
   /hang           reads the request and never answers
+  /bigheaders     200 with 100 headers of 1000 bytes each (about 100 KB of headers)
   /big            200 with a 2 MiB body (Content-Length); /big?chunked=1 sends it chunked
 Runs until killed.
 """
@@ -52,6 +53,8 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(code, b"" if code in (204, 304) else b"status %d" % code)
         elif path == "/retry-after":
             self.reply(429, b"slow down", [("Retry-After", "7")])
+        elif path == "/bigheaders":
+            self.reply(200, b"ok", [("X-Filler-%d" % i, "y" * 1000) for i in range(100)])
         elif path == "/echo":
             doc = {
                 "method": self.command,

@@ -1,9 +1,10 @@
 /*
  * Unit tests for lib/httpc against a real HTTP server on loopback: tests/unit/httpd_double.py,
  * started once by the group setup (forked child, port handed over in a file) and killed at the
- * end. Every test runs its own loop with a 10 ms ticking timer that records the longest gap
+ * end. uv_poll_init_socket is wrapped so a test can make it fail. Every test runs its own loop with a 10 ms ticking timer that records the longest gap
  * between ticks (the loop must never block), and ends with httpc_close + uv_loop_close() == 0.
  */
+// WRAP: uv_poll_init_socket
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,6 +66,18 @@ typedef struct Result {
 } Result;
 
 static int finish_counter;
+
+/* uv_poll_init_socket fails with this code while it is non-zero. */
+static int poll_init_fail;
+
+int __real_uv_poll_init_socket(uv_loop_t *loop, uv_poll_t *handle, uv_os_sock_t socket);
+int __wrap_uv_poll_init_socket(uv_loop_t *loop, uv_poll_t *handle, uv_os_sock_t socket);
+int __wrap_uv_poll_init_socket(uv_loop_t *loop, uv_poll_t *handle, uv_os_sock_t socket)
+{
+    if (poll_init_fail)
+        return poll_init_fail;
+    return __real_uv_poll_init_socket(loop, handle, socket);
+}
 
 /* ---- server ------------------------------------------------------------------------------- */
 
@@ -529,6 +542,38 @@ static void test_too_big(void **state)
     assert_int_equal(r.err, 0);
     assert_int_equal(r.body_len, 2u * 1024u * 1024u);
     result_free(&r);
+
+    memset(&r, 0, sizeof(r));
+    get(env, "/bigheaders", &r); /* ~100 KB of headers, over HTTPC_MAX_HEADER_BYTES */
+    assert_int_equal(r.err, DR_ETOOBIG);
+    assert_non_null(strstr(r.errmsg, "headers"));
+    result_free(&r);
+}
+
+static void test_socket_watch_failure(void **state)
+{
+    Env *env = *state;
+    char u[128];
+    HttpRequest req = {.timeout_ms = 5000};
+    Result r = {0};
+
+    url(u, sizeof(u), "/ok");
+    req.url = u;
+    poll_init_fail = UV_EEXIST;
+    uint64_t t0 = uv_hrtime();
+    start(env, &req, &r, NULL);
+    run_until(env, &r.done, 10000);
+    poll_init_fail = 0;
+    assert_int_equal(r.err, DR_EHTTP);
+    assert_true(ms_since(t0, r.done_ns) < 2000.0); /* failed at once, not at the timeout */
+    assert_non_null(strstr(r.errmsg, "cannot watch socket"));
+    result_free(&r);
+
+    memset(&r, 0, sizeof(r));
+    get(env, "/ok", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    result_free(&r);
 }
 
 static void on_flag_timer(uv_timer_t *t)
@@ -724,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_does_not_delay_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused_names_host_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_watch_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_transfers_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callbacks_may_reenter, setup, teardown),
