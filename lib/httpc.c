@@ -675,8 +675,9 @@ static int request_setup(HttpTransfer *t, const HttpRequest *req, const char *me
     SET(CURLOPT_WRITEDATA, (void *)t);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, (void *)t);
-    /* Abandoning a transfer during a DNS lookup must not wait for the resolver thread on the
-     * loop; the price is that thread's small state when that happens. */
+    /* Without this, abandoning a transfer (cancel, timeout) during a DNS lookup makes curl
+     * join the resolver thread on the loop (Curl_resolver_kill); with it the thread is
+     * detached and frees its own state when getaddrinfo returns. */
     SET(CURLOPT_QUICK_EXIT, 1L);
     SET(CURLOPT_HTTPHEADER, t->req_headers);
     if (strcasecmp(method, "HEAD") == 0) {
