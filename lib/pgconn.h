@@ -1,0 +1,120 @@
+/*
+ * pgconn: one libpq connection driven by the libuv loop, never blocking it.
+ *
+ * Owns a PGconn, the uv_poll watching its socket, one uv_timer (connect or query timeout), the
+ * parsed conninfo, and at most one outstanding query. Mechanism only: it does not log and knows
+ * nothing about what the queries mean.
+ *
+ * Connection life:
+ *   - Lazy: the first pgconn_query() connects. Host names are resolved with uv_getaddrinfo on the
+ *     thread pool and handed to libpq as hostaddr= (every address of a name becomes one libpq host
+ *     entry, so libpq still tries them in order); IP literals go straight to hostaddr=; unix-socket
+ *     directories need no lookup. libpq therefore never resolves a name on the loop thread.
+ *   - PQconnectStartParams + PQconnectPoll, polled with uv_poll; the socket is re-checked after
+ *     every PQconnectPoll (libpq may switch sockets: next host, SSL/GSS fallback) and the uv_poll
+ *     re-created when it changed. libpq ignores connect_timeout here, so our own timer enforces
+ *     connect_timeout_ms over lookup + connect.
+ *   - A failed connect or a lost connection arms a backoff: reconnect_min_ms after the first
+ *     failure, doubling per consecutive failure up to reconnect_max_ms; a successful connect resets
+ *     it. A query issued while the backoff runs FAILS FAST: pgconn_query() returns DR_EDB at once
+ *     (no callback) and pgconn_last_error() holds the error of the failed attempt. It does not
+ *     wait, so a caller on a periodic tick never piles up behind a dead server.
+ *   - Query timeout: the query is cancelled with PQcancel on the thread pool (PQcancel blocks), the
+ *     connection is dropped at once, the callback gets -ETIMEDOUT, and the next query reconnects
+ *     without backoff (the server answered the connect; it was the query that was slow).
+ *   - While idle the socket is watched for readability, so a server that goes away is noticed
+ *     (pgconn_is_connected() turns false) before the next query.
+ *
+ * Teardown order: uv_poll_stop + uv_close on the poll handle first, then PQfinish. We do not dup
+ * the socket (as libpquv does): a dup would keep a socket libpq has abandoned open towards the
+ * server until our close callback runs, and it costs an fd per connection. Instead the poll is
+ * keyed by the socket's identity (fd number plus st_dev/st_ino), which also catches libpq closing
+ * a socket and getting the same fd number back for its next one.
+ *
+ * Callbacks are never called from inside pgconn_query(). pgconn_close() calls the pending
+ * callback (DR_ECANCELED) before it returns. A callback may call pgconn_query() or
+ * pgconn_close() on its own connection.
+ *
+ * Messages handed out never contain the password: libpq does not echo it, and conninfo parse
+ * errors have their quoted fragments removed when the conninfo carries a password.
+ */
+#ifndef DRSUP_PGCONN_H
+#define DRSUP_PGCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+typedef struct PgConn PgConn;
+
+typedef struct PgConnOptions {
+    uint64_t connect_timeout_ms; /* lookup + connect; 0 = 10000 */
+    uint64_t query_timeout_ms;   /* send to last result; 0 = 30000 */
+    uint64_t reconnect_min_ms;   /* backoff after the first failure; 0 = 100 */
+    uint64_t reconnect_max_ms;   /* backoff ceiling; 0 = 10000 (raised to min if below it) */
+} PgConnOptions;
+
+/*
+ * Result of one query.
+ * status 0: res is the LAST non-NULL PGresult of the query (PGRES_TUPLES_OK or PGRES_COMMAND_OK),
+ *   errmsg is NULL.
+ * status DR_EDB: errmsg is libpq's message (no trailing newline). When the query produced an
+ *   error result, res is the FIRST one (the cause: a backend killed under a query gives its FATAL
+ *   57P01 result, not libpq's later "server closed the connection") and pgconn_last_sqlstate()
+ *   gives its SQLSTATE (e.g. "42P01", "XX001"; "" when libpq made the error itself). res is NULL
+ *   when no result exists (connect failure). If the connection broke it has been dropped, and the
+ *   next query reconnects after the backoff.
+ * status -ETIMEDOUT: connect or query timeout (res NULL, errmsg says which).
+ * status DR_ECANCELED: pgconn_close() was called (res NULL).
+ * status -ENOMEM: allocation failed (res NULL).
+ * res and errmsg are borrowed and valid only during the callback.
+ */
+typedef void (*PgConnResultCb)(PgConn *c, int status, const PGresult *res, const char *errmsg,
+                               void *data);
+
+/*
+ * Create a connection object (does not connect yet). conninfo is libpq key=value or URI form;
+ * opts may be NULL for defaults. Returns NULL on bad conninfo or OOM; then, when ret_errmsg is
+ * not NULL, *ret_errmsg is a malloc'd message for the caller to free (NULL on OOM).
+ */
+PgConn *pgconn_new_msg(uv_loop_t *loop, const char *conninfo, const PgConnOptions *opts,
+                       char **ret_errmsg);
+/* pgconn_new_msg() without the message. */
+PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *opts);
+
+/*
+ * Send one query (PQsendQueryParams, text parameters, text results; params[i] NULL is SQL NULL;
+ * the strings are copied). Connects first when not connected. Returns 0 and later calls cb once,
+ * or returns without calling cb: -EBUSY (a query is outstanding), DR_EDB (backoff after a failure
+ * is still running: see pgconn_last_error()), DR_ECANCELED (closing), -EINVAL, -ENOMEM.
+ */
+int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *params,
+                 PgConnResultCb cb, void *data);
+
+/* True when a connection to the server is established (idle or running a query). */
+bool pgconn_is_connected(const PgConn *c);
+
+/* True while a query is outstanding (including its connect). */
+bool pgconn_is_busy(const PgConn *c);
+
+/* SQLSTATE of the last server-reported error ("" when the last query did not fail that way). */
+const char *pgconn_last_sqlstate(const PgConn *c);
+
+/* Message of the last failure ("" when none); stays until the next failure. */
+const char *pgconn_last_error(const PgConn *c);
+
+/* Milliseconds left before a reconnect is allowed (0 when a query may connect now). */
+uint64_t pgconn_backoff_remaining_ms(const PgConn *c);
+
+/*
+ * Close: the pending callback, if any, is called with DR_ECANCELED before this returns; the
+ * connection is dropped; c frees itself once its handles are closed, then closed_cb(data) runs
+ * (closed_cb may be NULL). A query cancel still running on the thread pool is not waited for (it
+ * owns its own memory). pgconn_close(NULL, ...) and a second close are no-ops.
+ */
+void pgconn_close(PgConn *c, void (*closed_cb)(void *data), void *data);
+
+#endif

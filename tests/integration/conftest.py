@@ -1,0 +1,25 @@
+"""
+Shared pytest fixtures for the integration tests.
+
+pg: a started throwaway PostgreSQL 15 cluster (tests/integration/pgharness.py), one per test,
+always stopped and removed afterwards.
+"""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pgharness import PgCluster  # noqa: E402
+
+
+@pytest.fixture
+def pg():
+    cluster = PgCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
