@@ -59,6 +59,8 @@ static void notify_status_line(char *dst, size_t n, const char *status)
 
 void notify_ready(Notify *n, const char *status)
 {
+    if (!n)
+        return;
     notify_status_line(n->last_status, sizeof(n->last_status), status ? status : "running");
     sd_notifyf(0, "READY=1\nSTATUS=%s", n->last_status);
 }
@@ -66,6 +68,9 @@ void notify_ready(Notify *n, const char *status)
 void notify_status(Notify *n, const char *status)
 {
     char line[256];
+
+    if (!n)
+        return;
     notify_status_line(line, sizeof(line), status);
     if (strcmp(line, n->last_status) == 0)
         return;

@@ -1,3 +1,460 @@
-/* placeholder */
+/*
+ * drctl: the operator's command-line client for drsupervisord.
+ *
+ * Owns the command line, one request/reply exchange over the control socket (ctlproto), and the
+ * rendering of replies: readable tables by default, the raw result with --json. Exit status:
+ * 0 ok, 1 the daemon refused or the command failed, 2 usage error, 3 daemon unreachable.
+ * A plain blocking client: it is not the daemon, and it waits for one answer with a timeout.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
-int main(void) { puts("drctl"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfgtree.h"
+#include "ctlproto.h"
+
+#define DRCTL_DEFAULT_SOCKET "/run/drsupervisor/control.sock"
+#define DRCTL_EXIT_OK 0
+#define DRCTL_EXIT_FAILED 1
+#define DRCTL_EXIT_USAGE 2
+#define DRCTL_EXIT_UNREACHABLE 3
+
+typedef struct Drctl {
+    const char *socket_path;
+    bool json;
+    uint64_t timeout_ms;
+    int fd;
+} Drctl;
+
+typedef int (*DrctlPrintFn)(const json_t *result);
+typedef int (*DrctlArgsFn)(int argc, char **argv, json_t *args);
+
+typedef struct DrctlCommand {
+    const char *name;   /* as typed */
+    const char *cmd;    /* as sent */
+    const char *usage;  /* arguments */
+    const char *summary;
+    DrctlArgsFn args;
+    DrctlPrintFn print;
+} DrctlCommand;
+
+/* ---- formatting helpers ---- */
+
+static int64_t drctl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void drctl_ago(int64_t ts_ms, char *out, size_t n)
+{
+    char d[40];
+    if (ts_ms <= 0) {
+        snprintf(out, n, "-");
+        return;
+    }
+    int64_t diff = drctl_now_ms() - ts_ms;
+    if (diff < 0)
+        diff = 0;
+    if (diff < 10000) {
+        snprintf(out, n, "%.1fs ago", (double)diff / 1000.0);
+        return;
+    }
+    cfg_format_duration((uint64_t)(diff / 1000) * 1000, d, sizeof(d));
+    snprintf(out, n, "%s ago", d);
+}
+
+static const char *drctl_str(const json_t *o, const char *key, const char *def)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : def;
+}
+
+static int64_t drctl_int(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : json_is_real(v) ? (int64_t)json_real_value(v) : 0;
+}
+
+/* ---- printers ---- */
+
+static int drctl_print_status(const json_t *r)
+{
+    char up[48], since[64], last[64], lat[32];
+    const json_t *ctl = json_object_get(r, "control");
+    const char *name;
+    json_t *c;
+
+    cfg_format_duration((uint64_t)drctl_int(r, "uptime_s") * 1000, up, sizeof(up));
+    printf("drsupervisord %s  cluster %s  pid %" PRId64 "  up %s  %s\n", drctl_str(r, "version", "?"),
+           drctl_str(r, "cluster", "?"), drctl_int(r, "pid"), up, drctl_str(r, "state", "?"));
+    printf("config   %s\n", drctl_str(r, "config_file", "?"));
+    printf("socket   %s (%" PRId64 " client%s)\n\n", drctl_str(ctl, "socket", "?"), drctl_int(ctl, "clients"),
+           drctl_int(ctl, "clients") == 1 ? "" : "s");
+    printf("%-10s %-9s %-12s %-12s %-10s %s\n", "COMPONENT", "HEALTH", "SINCE", "LAST CHECK", "LATENCY",
+           "LAST ERROR");
+    json_object_foreach(json_object_get(r, "components"), name, c) {
+        const json_t *obs = json_object_get(c, "last_observation");
+        const json_t *err = json_object_get(c, "last_error");
+        drctl_ago(drctl_int(c, "since_ms"), since, sizeof(since));
+        drctl_ago(json_is_object(obs) ? drctl_int(obs, "ts_ms") : 0, last, sizeof(last));
+        if (json_is_object(obs) && json_is_true(json_object_get(obs, "ok")))
+            snprintf(lat, sizeof(lat), "%.1f ms", json_number_value(json_object_get(obs, "latency_ms")));
+        else
+            snprintf(lat, sizeof(lat), "-");
+        char errtxt[200] = "-";
+        if (json_is_object(err)) {
+            char ago[64];
+            drctl_ago(drctl_int(err, "ts_ms"), ago, sizeof(ago));
+            snprintf(errtxt, sizeof(errtxt), "%.120s (%s)", drctl_str(err, "message", "?"), ago);
+        }
+        printf("%-10s %-9s %-12s %-12s %-10s %s\n", name, drctl_str(c, "health", "?"), since, last, lat, errtxt);
+    }
+    return 0;
+}
+
+static int drctl_print_ping(const json_t *r)
+{
+    (void)r;
+    printf("pong\n");
+    return 0;
+}
+
+static int drctl_print_reload(const json_t *r)
+{
+    (void)r;
+    printf("configuration reloaded\n");
+    return 0;
+}
+
+static int drctl_print_help(const json_t *r)
+{
+    size_t i;
+    json_t *c;
+    printf("commands the daemon offers (your role: %s):\n", drctl_str(r, "role", "?"));
+    json_array_foreach(json_object_get(r, "commands"), i, c)
+        printf("  %-22s %s%s\n", drctl_str(c, "name", "?"), drctl_str(c, "summary", ""),
+               json_is_true(json_object_get(c, "mutating")) ? " [operator]" : "");
+    return 0;
+}
+
+static int drctl_print_json(const json_t *r)
+{
+    char *s = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    return 0;
+}
+
+/* ---- argument parsers ---- */
+
+static int drctl_args_none(int argc, char **argv, json_t *args)
+{
+    (void)args;
+    if (argc > 1) {
+        fprintf(stderr, "drctl %s: unexpected argument '%s'\n", argv[0], argv[1]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int drctl_args_call(int argc, char **argv, json_t *args)
+{
+    json_error_t jerr;
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "drctl call: usage: drctl call COMMAND ['{\"json\":\"args\"}']\n");
+        return -EINVAL;
+    }
+    json_object_set_new(args, "__cmd", json_string(argv[1]));
+    if (argc == 3) {
+        json_t *a = json_loads(argv[2], 0, &jerr);
+        if (!json_is_object(a)) {
+            fprintf(stderr, "drctl call: arguments must be a JSON object: %s\n", a ? "not an object" : jerr.text);
+            json_decref(a);
+            return -EINVAL;
+        }
+        json_object_update(args, a);
+        json_decref(a);
+    }
+    return 0;
+}
+
+static const DrctlCommand drctl_commands[] = {
+    {"status", "status", "", "daemon and component health", drctl_args_none, drctl_print_status},
+    {"ping", "ping", "", "check that the daemon answers", drctl_args_none, drctl_print_ping},
+    {"reload", "reload", "", "re-read the configuration; waits until done [operator]", drctl_args_none,
+     drctl_print_reload},
+    {"watch", "watch", "", "print events as they happen, until interrupted", drctl_args_none, NULL},
+    {"commands", "help", "", "list the commands the daemon offers", drctl_args_none, drctl_print_help},
+    {"call", NULL, "COMMAND [JSON]", "send any command with raw JSON arguments", drctl_args_call,
+     drctl_print_json},
+};
+
+static void drctl_usage(FILE *out)
+{
+    fprintf(out, "Usage: drctl [--socket PATH] [--json] [--timeout DURATION] COMMAND [ARGS]\n\n"
+                 "Query and steer drsupervisord over its control socket.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof(drctl_commands) / sizeof(drctl_commands[0]); i++) {
+        char left[64];
+        snprintf(left, sizeof(left), "%s %s", drctl_commands[i].name, drctl_commands[i].usage);
+        fprintf(out, "  %-24s %s\n", left, drctl_commands[i].summary);
+    }
+    fprintf(out, "\nOptions:\n"
+                 "  -s, --socket PATH     control socket (default $DRCTL_SOCKET or " DRCTL_DEFAULT_SOCKET ")\n"
+                 "  -j, --json            print the daemon's JSON result instead of a table\n"
+                 "  -t, --timeout DUR     how long to wait for an answer (default 30s; e.g. 500ms, 2m)\n"
+                 "  -h, --help            show this help\n"
+                 "  -V, --version         show the version\n"
+                 "\nExit status: 0 ok, 1 the command failed or was refused, 2 usage error,\n"
+                 "3 the daemon could not be reached or did not answer in time.\n"
+                 "See drctl(1).\n");
+}
+
+/* ---- transport ---- */
+
+static int drctl_connect(Drctl *c)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    if (strlen(c->socket_path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "drctl: socket path too long: '%s'\n", c->socket_path);
+        return DRCTL_EXIT_USAGE;
+    }
+    strcpy(sa.sun_path, c->socket_path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        fprintf(stderr, "drctl: cannot reach drsupervisord at '%s': %s%s\n", c->socket_path, strerror(e),
+                e == ENOENT || e == ECONNREFUSED ? " (is the daemon running? see --socket)"
+                : e == EACCES                     ? " (are you in the socket's group?)"
+                                                  : "");
+        return DRCTL_EXIT_UNREACHABLE;
+    }
+    return 0;
+}
+
+static int drctl_send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+typedef struct DrctlReadCtx {
+    json_t *reply;
+    bool watch;
+    bool json;
+} DrctlReadCtx;
+
+static int drctl_on_line(void *data, const char *line, size_t len)
+{
+    DrctlReadCtx *ctx = data;
+    json_error_t jerr;
+
+    if (!line) {
+        fprintf(stderr, "drctl: the daemon sent an over-long line\n");
+        return -EPROTO;
+    }
+    json_t *j = json_loadb(line, len, 0, &jerr);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        fprintf(stderr, "drctl: the daemon sent something that is not JSON: %.80s\n", line);
+        return -EPROTO;
+    }
+    json_t *ev = json_object_get(j, "event");
+    if (ev) {
+        if (ctx->json) {
+            char *s = json_dumps(ev, JSON_COMPACT);
+            printf("%s\n", s ? s : "{}");
+            free(s);
+        } else {
+            char when[32];
+            time_t t = (time_t)(drctl_int(ev, "ts_ms") / 1000);
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%s %-8s %-20s %s%s\n", when, drctl_str(ev, "severity", "?"), drctl_str(ev, "kind", "?"),
+                   json_is_true(json_object_get(ev, "resolved")) ? "resolved: " : "",
+                   drctl_str(ev, "summary", ""));
+        }
+        fflush(stdout);
+        json_decref(j);
+        return 0;
+    }
+    if (ctx->reply) {
+        json_decref(j);
+        return 0;
+    }
+    ctx->reply = j;
+    return ctx->watch && json_is_true(json_object_get(j, "ok")) ? 0 : 1;
+}
+
+/* Read until the reply (or, when watching, until the daemon hangs up). */
+static int drctl_exchange(Drctl *c, const char *line, bool watch, json_t **ret_reply)
+{
+    DrctlReadCtx ctx = {.watch = watch, .json = c->json};
+    CtlLineBuf lb;
+    char buf[65536];
+    int64_t deadline = drctl_now_ms() + (int64_t)c->timeout_ms;
+    int r;
+
+    if (drctl_send_all(c->fd, line, strlen(line)) < 0) {
+        fprintf(stderr, "drctl: cannot send the request: %s\n", strerror(errno));
+        return DRCTL_EXIT_UNREACHABLE;
+    }
+    ctl_linebuf_init(&lb, 64u * 1024u * 1024u);
+    for (;;) {
+        int wait = -1;
+        if (!watch || !ctx.reply) {
+            int64_t left = deadline - drctl_now_ms();
+            if (left <= 0) {
+                fprintf(stderr, "drctl: no answer from the daemon within %" PRIu64 " ms\n", c->timeout_ms);
+                ctl_linebuf_done(&lb);
+                return DRCTL_EXIT_UNREACHABLE;
+            }
+            wait = (int)left;
+        }
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        r = poll(&pfd, 1, wait);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            continue;
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ctl_linebuf_done(&lb);
+            if (ctx.reply && watch) {
+                json_decref(ctx.reply);
+                fprintf(stderr, "drctl: the daemon closed the connection\n");
+                return DRCTL_EXIT_UNREACHABLE;
+            }
+            fprintf(stderr, "drctl: the daemon closed the connection without answering\n");
+            return DRCTL_EXIT_UNREACHABLE;
+        }
+        r = ctl_linebuf_feed(&lb, buf, (size_t)n, drctl_on_line, &ctx);
+        if (r < 0) {
+            ctl_linebuf_done(&lb);
+            json_decref(ctx.reply);
+            return DRCTL_EXIT_UNREACHABLE;
+        }
+        if (r > 0)
+            break;
+    }
+    ctl_linebuf_done(&lb);
+    *ret_reply = ctx.reply;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    Drctl c = {.socket_path = getenv("DRCTL_SOCKET"), .timeout_ms = 30000, .fd = -1};
+    const DrctlCommand *cmd = NULL;
+    json_t *args, *reply = NULL;
+    int o, r;
+
+    if (!c.socket_path || !c.socket_path[0])
+        c.socket_path = DRCTL_DEFAULT_SOCKET;
+    while ((o = getopt_long(argc, argv, "+s:jt:hV", opts, NULL)) != -1) {
+        switch (o) {
+        case 's':
+            c.socket_path = optarg;
+            break;
+        case 'j':
+            c.json = true;
+            break;
+        case 't':
+            if (cfg_parse_duration_ms(optarg, &c.timeout_ms) < 0 || c.timeout_ms == 0) {
+                fprintf(stderr, "drctl: --timeout needs a duration such as 500ms or 2m, not '%s'\n", optarg);
+                return DRCTL_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            drctl_usage(stdout);
+            return DRCTL_EXIT_OK;
+        case 'V':
+            printf("drctl %s\n", DRSUP_VERSION);
+            return DRCTL_EXIT_OK;
+        default:
+            drctl_usage(stderr);
+            return DRCTL_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        drctl_usage(stderr);
+        return DRCTL_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < sizeof(drctl_commands) / sizeof(drctl_commands[0]); i++)
+        if (strcmp(argv[optind], drctl_commands[i].name) == 0)
+            cmd = &drctl_commands[i];
+    if (!cmd) {
+        fprintf(stderr, "drctl: unknown command '%s'; see drctl --help\n", argv[optind]);
+        return DRCTL_EXIT_USAGE;
+    }
+    args = json_object();
+    if (cmd->args(argc - optind, argv + optind, args) < 0) {
+        json_decref(args);
+        return DRCTL_EXIT_USAGE;
+    }
+    const char *wire = cmd->cmd;
+    char *wire_owned = NULL;
+    if (!wire) {
+        wire_owned = strdup(json_string_value(json_object_get(args, "__cmd")));
+        json_object_del(args, "__cmd");
+        wire = wire_owned;
+    }
+    bool watch = strcmp(wire, "watch") == 0;
+    char *line = ctl_request_line(1, wire, args);
+    json_decref(args);
+    r = drctl_connect(&c);
+    if (r == 0)
+        r = drctl_exchange(&c, line, watch, &reply);
+    free(line);
+    free(wire_owned);
+    if (c.fd >= 0)
+        close(c.fd);
+    if (r != 0)
+        return r;
+
+    if (json_is_true(json_object_get(reply, "ok"))) {
+        const json_t *res = json_object_get(reply, "result");
+        if (c.json)
+            drctl_print_json(res);
+        else if (cmd->print)
+            cmd->print(res);
+        r = DRCTL_EXIT_OK;
+    } else {
+        const json_t *err = json_object_get(reply, "error");
+        if (c.json)
+            drctl_print_json(err);
+        fprintf(stderr, "drctl: %s: %s\n", drctl_str(err, "code", "error"), drctl_str(err, "message", "failed"));
+        r = DRCTL_EXIT_FAILED;
+    }
+    json_decref(reply);
+    return r;
+}

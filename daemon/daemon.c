@@ -1,0 +1,370 @@
+/*
+ * daemon: wiring, built-in commands, reload and shutdown (see daemon.h).
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "log.h"
+
+struct ReloadWaiter {
+    DaemonReloadFn fn;
+    void *data;
+    ReloadWaiter *next;
+};
+
+typedef struct ReloadWork {
+    uv_work_t req;
+    Daemon *d;
+    char *path;
+    Config *cfg;
+    RolePolicy roles;
+    char *errors;
+    int result;
+} ReloadWork;
+
+static int64_t daemon_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- built-in commands ---- */
+
+static void daemon_cmd_ping(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    (void)data;
+    control_reply_ok(call, json_pack("{s:b,s:I}", "pong", 1, "ts_ms", (json_int_t)daemon_wall_ms()));
+}
+
+static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
+{
+    Daemon *d = data;
+    uint64_t up_ms = uv_now(d->loop) - d->started_mono_ms;
+    json_t *res;
+
+    (void)args;
+    res = json_pack("{s:s,s:i,s:I,s:I,s:s,s:s,s:s,s:{s:s,s:i},s:{s:i,s:i}}", "version", DRSUP_VERSION, "pid",
+                    (int)getpid(), "started_ms", (json_int_t)d->started_ms, "uptime_s", (json_int_t)(up_ms / 1000),
+                    "config_file", d->config_path, "cluster", d->cfg->cluster, "state",
+                    d->stopping ? "stopping" : d->reloading ? "reloading" : "running", "control", "socket",
+                    control_socket_path(d->control), "clients", (int)control_client_count(d->control),
+                    "reloads", "ok", (int)d->reloads_ok, "failed", (int)d->reloads_failed);
+    if (res)
+        json_object_set_new(res, "components", status_components_json(d->status));
+    control_reply_ok(call, res);
+}
+
+static void daemon_reply_reload(int result, const char *errors, void *data)
+{
+    CtlCall *call = data;
+    if (result < 0)
+        control_reply_error(call, result, "configuration not reloaded, the old one keeps running:\n%s",
+                            errors ? errors : err_str(result));
+    else
+        control_reply_ok(call, json_pack("{s:b}", "reloaded", 1));
+}
+
+static void daemon_cmd_reload(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    daemon_reload(data, daemon_reply_reload, call);
+}
+
+static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    (void)data;
+    int r = control_call_watch(call);
+    if (r < 0)
+        control_reply_error(call, r, "cannot watch: %s", err_str(r));
+    else
+        control_reply_ok(call, json_pack("{s:b}", "watching", 1));
+}
+
+/* ---- reload ---- */
+
+static void daemon_reload_work(uv_work_t *req)
+{
+    ReloadWork *w = req->data;
+    char err[512] = "";
+
+    /* Off the loop: file I/O, YAML parsing and NSS group lookups may block. */
+    w->result = config_load(w->path, &w->cfg, &w->errors);
+    if (w->result == 0) {
+        w->result = roles_policy_build(w->cfg->control.operators_group, &w->roles, err, sizeof(err));
+        if (w->result < 0) {
+            if (asprintf(&w->errors, "%s: %s", w->path, err) < 0)
+                w->errors = NULL;
+            w->cfg = config_free(w->cfg);
+        }
+    }
+}
+
+static void daemon_warn_restart_needed(const Config *old, const Config *new)
+{
+    if (strcmp(old->control.socket_path, new->control.socket_path) || old->control.mode != new->control.mode ||
+        (old->control.group ? 1 : 0) != (new->control.group ? 1 : 0) ||
+        (old->control.group && strcmp(old->control.group, new->control.group)))
+        log_warning("config", "control socket settings changed; they take effect at the next restart");
+    if (strcmp(old->state_dir, new->state_dir))
+        log_warning("config", "state_dir changed; it takes effect at the next restart");
+}
+
+static void daemon_reload_done(uv_work_t *req, int status)
+{
+    ReloadWork *w = req->data;
+    Daemon *d = w->d;
+    ReloadWaiter *waiters = d->reload_waiters;
+
+    d->reload_waiters = NULL;
+    d->reloading = false;
+    if (status < 0 && w->result == 0)
+        w->result = status;
+    if (w->result == 0 && d->stopping)
+        w->result = DR_ECANCELED;
+    if (w->result == 0) {
+        daemon_warn_restart_needed(d->cfg, w->cfg);
+        /* Keep the settings that need a restart as they are running. */
+        free(w->cfg->control.socket_path);
+        w->cfg->control.socket_path = strdup(d->cfg->control.socket_path);
+        free(w->cfg->state_dir);
+        w->cfg->state_dir = strdup(d->cfg->state_dir);
+        config_free(d->cfg);
+        d->cfg = w->cfg;
+        roles_policy_done(&d->roles);
+        d->roles = w->roles;
+        log_set_max_priority(d->cfg->log_level);
+        control_configure(d->control, &d->cfg->control, &d->roles);
+        probes_apply_config(d->probes, d->cfg);
+        d->reloads_ok++;
+        events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
+                    d->config_path);
+    } else {
+        d->reloads_failed++;
+        events_emit(d->events, SEV_ERROR, "config.reload", NULL, false, NULL,
+                    "configuration reload refused, the old configuration keeps running: %s",
+                    w->errors ? w->errors : err_str(w->result));
+    }
+    notify_ready(d->notify, NULL);
+    daemon_update_status(d);
+    /* Answer in the order the reloads were asked for. */
+    ReloadWaiter *rev = NULL;
+    while (waiters) {
+        ReloadWaiter *n = waiters->next;
+        waiters->next = rev;
+        rev = waiters;
+        waiters = n;
+    }
+    while (rev) {
+        ReloadWaiter *n = rev->next;
+        if (rev->fn)
+            rev->fn(w->result, w->errors, rev->data);
+        free(rev);
+        rev = n;
+    }
+    free(w->errors);
+    free(w->path);
+    free(w);
+}
+
+void daemon_reload(Daemon *d, DaemonReloadFn done, void *data)
+{
+    ReloadWaiter *wt = calloc(1, sizeof(*wt));
+    ReloadWork *w;
+
+    if (!wt) {
+        if (done)
+            done(-ENOMEM, NULL, data);
+        return;
+    }
+    wt->fn = done;
+    wt->data = data;
+    wt->next = d->reload_waiters;
+    d->reload_waiters = wt;
+    if (d->reloading)
+        return; /* joins the reload under way */
+    if (d->stopping) {
+        d->reload_waiters = NULL;
+        free(wt);
+        if (done)
+            done(DR_ECANCELED, "the daemon is stopping", data);
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w || !(w->path = strdup(d->config_path))) {
+        free(w);
+        d->reload_waiters = NULL;
+        free(wt);
+        if (done)
+            done(-ENOMEM, NULL, data);
+        return;
+    }
+    d->reloading = true;
+    log_info("config", "reloading configuration from '%s'", d->config_path);
+    notify_reloading(d->notify);
+    w->d = d;
+    w->req.data = w;
+    int r = uv_queue_work(d->loop, &w->req, daemon_reload_work, daemon_reload_done);
+    if (r < 0) {
+        w->result = r;
+        daemon_reload_done(&w->req, r);
+    }
+}
+
+/* ---- signals and status ---- */
+
+static void daemon_on_signal(uv_signal_t *h, int signum)
+{
+    Daemon *d = h->data;
+
+    if (signum == SIGHUP) {
+        daemon_reload(d, NULL, NULL);
+        return;
+    }
+    log_notice("main", "received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    daemon_stop(d, 0);
+}
+
+void daemon_update_status(Daemon *d)
+{
+    char line[256];
+    status_summary(d->status, line, sizeof(line));
+    notify_status(d->notify, line[0] ? line : "running");
+}
+
+static void daemon_on_status_timer(uv_timer_t *t)
+{
+    daemon_update_status(t->data);
+}
+
+/* ---- life cycle ---- */
+
+int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles)
+{
+    memset(d, 0, sizeof(*d));
+    d->loop = loop;
+    d->cfg = cfg;
+    d->roles = *roles;
+    memset(roles, 0, sizeof(*roles));
+    d->config_path = strdup(config_path);
+    d->started_ms = daemon_wall_ms();
+    d->started_mono_ms = uv_now(loop);
+    d->events = events_new();
+    d->status = status_new();
+    d->notify = notify_new(loop);
+    d->http = httpc_new(loop);
+    d->control = d->events ? control_new(loop, d->events) : NULL;
+    if (!d->config_path || !d->events || !d->status || !d->notify || !d->http || !d->control)
+        return -ENOMEM;
+    d->probes = probes_new(d);
+    if (!d->probes)
+        return -ENOMEM;
+
+    static const CtlCommand builtin[] = {
+        {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
+        {"status", false, daemon_cmd_status, NULL, "version, uptime and the health of every component"},
+        {"reload", true, daemon_cmd_reload, NULL, "re-read the configuration file; answers when done"},
+        {"watch", false, daemon_cmd_watch, NULL, "stream events as they happen"},
+    };
+    CtlCommand cmds[sizeof(builtin) / sizeof(builtin[0])];
+    memcpy(cmds, builtin, sizeof(builtin));
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        cmds[i].data = d;
+    return control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+}
+
+int daemon_start(Daemon *d)
+{
+    char err[512] = "";
+    int r;
+
+    signal(SIGPIPE, SIG_IGN);
+    uv_signal_init(d->loop, &d->sig_term);
+    uv_signal_init(d->loop, &d->sig_int);
+    uv_signal_init(d->loop, &d->sig_hup);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_term, daemon_on_signal, SIGTERM);
+    uv_signal_start(&d->sig_int, daemon_on_signal, SIGINT);
+    uv_signal_start(&d->sig_hup, daemon_on_signal, SIGHUP);
+    uv_timer_init(d->loop, &d->status_timer);
+    d->status_timer.data = d;
+
+    r = control_listen(d->control, &d->cfg->control, err, sizeof(err));
+    if (r < 0) {
+        log_error("control", "cannot open the control socket: %s", err[0] ? err : err_str(r));
+        return r;
+    }
+    control_configure(d->control, &d->cfg->control, &d->roles);
+    r = probes_apply_config(d->probes, d->cfg);
+    if (r < 0) {
+        log_error("probe", "cannot start probes: %s", err_str(r));
+        return r;
+    }
+    uint64_t wd = notify_watchdog_start(d->notify);
+    uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
+    log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,
+               d->cfg->cluster, control_socket_path(d->control), wd ? ", watchdog on" : "");
+    notify_ready(d->notify, "started, probing");
+    return 0;
+}
+
+static void daemon_on_http_closed(void *data)
+{
+    (void)data;
+}
+
+static void daemon_on_probes_closed(void *data)
+{
+    Daemon *d = data;
+    d->probes = NULL;
+    /* HTTP transfers belong to probes (and later alerts): close the client after them. */
+    httpc_close(d->http, daemon_on_http_closed, NULL);
+    d->http = NULL;
+}
+
+static void daemon_on_control_closed(void *data)
+{
+    Daemon *d = data;
+    d->control = NULL;
+}
+
+void daemon_stop(Daemon *d, int exit_code)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    d->exit_code = exit_code;
+    notify_stopping(d->notify);
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->status_timer, NULL);
+    notify_close(d->notify);
+    d->notify = NULL;
+    if (d->control)
+        control_close(d->control, daemon_on_control_closed, d);
+    if (d->probes)
+        probes_close(d->probes, daemon_on_probes_closed, d);
+    else if (d->http)
+        daemon_on_probes_closed(d);
+}
+
+void daemon_done(Daemon *d)
+{
+    config_free(d->cfg);
+    roles_policy_done(&d->roles);
+    status_free(d->status);
+    events_free(d->events);
+    free(d->config_path);
+    memset(d, 0, sizeof(*d));
+}
