@@ -16,9 +16,10 @@
  *     connect_timeout_ms over lookup + connect.
  *   - A failed connect or a lost connection arms a backoff: reconnect_min_ms after the first
  *     failure, doubling per consecutive failure up to reconnect_max_ms; a successful connect resets
- *     it. A query issued while the backoff runs FAILS FAST: pgconn_query() returns DR_EDB at once
- *     (no callback) and pgconn_last_error() holds the error of the failed attempt. It does not
- *     wait, so a caller on a periodic tick never piles up behind a dead server.
+ *     it. A query issued while the backoff runs FAILS FAST: no connect is attempted, and its
+ *     callback gets DR_EDB with the error of the failed attempt on the next loop turn (also in
+ *     pgconn_last_error()). It does not wait for the backoff, so a caller on a periodic tick never
+ *     piles up behind a dead server; pgconn_backoff_remaining_ms() tells when a retry is allowed.
  *   - Query timeout: the query is cancelled with PQcancel on the thread pool (PQcancel blocks), the
  *     connection is dropped at once, the callback gets -ETIMEDOUT, and the next query reconnects
  *     without backoff (the server answered the connect; it was the query that was slow).
@@ -86,10 +87,11 @@ PgConn *pgconn_new_msg(uv_loop_t *loop, const char *conninfo, const PgConnOption
 PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *opts);
 
 /*
- * Send one query (PQsendQueryParams, text parameters, text results; params[i] NULL is SQL NULL;
- * the strings are copied). Connects first when not connected. Returns 0 and later calls cb once,
- * or returns without calling cb: -EBUSY (a query is outstanding), DR_EDB (backoff after a failure
- * is still running: see pgconn_last_error()), DR_ECANCELED (closing), -EINVAL, -ENOMEM.
+ * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]
+ * NULL is SQL NULL; the strings are copied). Connects first when not connected. Returns 0 and
+ * later calls cb exactly once (every database outcome, including a failure found at once such as
+ * a refused connect or the backoff, arrives through cb, never from inside this call), or returns
+ * without calling cb: -EBUSY (a query is outstanding), DR_ECANCELED (closing), -EINVAL, -ENOMEM.
  */
 int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *params,
                  PgConnResultCb cb, void *data);
@@ -113,7 +115,8 @@ uint64_t pgconn_backoff_remaining_ms(const PgConn *c);
  * Close: the pending callback, if any, is called with DR_ECANCELED before this returns; the
  * connection is dropped; c frees itself once its handles are closed, then closed_cb(data) runs
  * (closed_cb may be NULL). A query cancel still running on the thread pool is not waited for (it
- * owns its own memory). pgconn_close(NULL, ...) and a second close are no-ops.
+ * owns its own memory, but uv_run keeps the loop alive until it returns; PQcancel has no timeout
+ * of its own). pgconn_close(NULL, ...) and a second close are no-ops (its closed_cb is not called).
  */
 void pgconn_close(PgConn *c, void (*closed_cb)(void *data), void *data);
 
