@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -299,6 +300,11 @@ int daemon_start(Daemon *d)
     uv_timer_init(d->loop, &d->status_timer);
     d->status_timer.data = d;
 
+    if (mkdir(d->cfg->state_dir, 0750) < 0 && errno != EEXIST) {
+        r = -errno;
+        log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
+        return r;
+    }
     r = control_listen(d->control, &d->cfg->control, err, sizeof(err));
     if (r < 0) {
         log_error("control", "cannot open the control socket: %s", err[0] ? err : err_str(r));
@@ -318,24 +324,19 @@ int daemon_start(Daemon *d)
     return 0;
 }
 
-static void daemon_on_http_closed(void *data)
-{
-    (void)data;
-}
-
-static void daemon_on_probes_closed(void *data)
-{
-    Daemon *d = data;
-    d->probes = NULL;
-    /* HTTP transfers belong to probes (and later alerts): close the client after them. */
-    httpc_close(d->http, daemon_on_http_closed, NULL);
-    d->http = NULL;
-}
-
-static void daemon_on_control_closed(void *data)
+/*
+ * Shutdown: modules close in parallel; each calls daemon_module_closed() once when all its handles
+ * are closed. The HTTP client goes last, because modules may still cancel transfers while closing.
+ */
+static void daemon_module_closed(void *data)
 {
     Daemon *d = data;
-    d->control = NULL;
+    if (--d->closing_modules > 0)
+        return;
+    if (d->http) {
+        httpc_close(d->http, NULL, NULL);
+        d->http = NULL;
+    }
 }
 
 void daemon_stop(Daemon *d, int exit_code)
@@ -351,12 +352,18 @@ void daemon_stop(Daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->status_timer, NULL);
     notify_close(d->notify);
     d->notify = NULL;
-    if (d->control)
-        control_close(d->control, daemon_on_control_closed, d);
-    if (d->probes)
-        probes_close(d->probes, daemon_on_probes_closed, d);
-    else if (d->http)
-        daemon_on_probes_closed(d);
+    d->closing_modules = 1; /* held until every close below has been started */
+    if (d->control) {
+        d->closing_modules++;
+        control_close(d->control, daemon_module_closed, d);
+        d->control = NULL;
+    }
+    if (d->probes) {
+        d->closing_modules++;
+        probes_close(d->probes, daemon_module_closed, d);
+        d->probes = NULL;
+    }
+    daemon_module_closed(d);
 }
 
 void daemon_done(Daemon *d)

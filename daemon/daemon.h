@@ -41,6 +41,7 @@ typedef struct Daemon {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
     bool stopping;
+    int closing_modules;
     bool reloading;
     ReloadWaiter *reload_waiters;
     unsigned reloads_ok, reloads_failed;

@@ -20,6 +20,26 @@ static int64_t status_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Messages (libpq's especially) span lines; status shows one. */
+static char *status_one_line(const char *msg)
+{
+    char *out = malloc(strlen(msg) + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = msg; *p; p++) {
+        if (*p == '\n' || *p == '\t' || *p == '\r') {
+            if (o > out && o[-1] != ' ')
+                *o++ = ' ';
+        } else {
+            *o++ = *p;
+        }
+    }
+    while (o > out && o[-1] == ' ')
+        o--;
+    *o = '\0';
+    return out;
+}
+
 Status *status_new(void)
 {
     return calloc(1, sizeof(Status));
@@ -103,7 +123,7 @@ int status_observe(Component *c, bool ok, double latency_ms, const char *error, 
         c->failures++;
         c->consecutive_failures++;
         free(c->last_error);
-        c->last_error = strdup(error ? error : "failed");
+        c->last_error = status_one_line(error ? error : "failed");
         c->last_error_ms = c->last_obs_ms;
         if (c->consecutive_failures >= (down_after ? down_after : 1))
             status_set_health(c, HEALTH_DOWN);
