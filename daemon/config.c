@@ -12,10 +12,33 @@
 #include "err.h"
 #include "log.h"
 
+static void config_free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static void config_free_venue(ConfigVenue *v)
+{
+    for (int i = 0; i < VENUE_N_ACTIONS; i++) {
+        ConfigVenueAction *a = &v->actions[i];
+        free(a->method);
+        free(a->url);
+        free(a->body);
+        config_free_list(a->headers, a->n_headers);
+        config_free_list(a->argv, a->argc);
+    }
+    free(v->mode_field);
+    for (int i = 0; i < 3; i++)
+        config_free_list(v->mode_values[i], v->n_mode_values[i]);
+}
+
 Config *config_free(Config *cfg)
 {
     if (!cfg)
         return NULL;
+    config_free_venue(&cfg->venue);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -71,6 +94,75 @@ static void config_read_platform(const CfgSection *top, ConfigPlatform *p)
                   "'platform.health_url' must start with http:// or https://");
 }
 
+static const char *const config_venue_action_names[VENUE_N_ACTIONS] = {
+    [VENUE_HALT] = "halt",           [VENUE_RESUME] = "resume",       [VENUE_SHADOW] = "shadow",
+    [VENUE_STATUS] = "status",       [VENUE_POSITIONS] = "positions", [VENUE_FILLS] = "fills",
+    [VENUE_CLOSE_ALL] = "close_all",
+};
+
+static void config_read_venue_action(const CfgSection *venue, VenueActionId id, ConfigVenueAction *a)
+{
+    CfgSection s = cfg_section(venue, config_venue_action_names[id], false);
+
+    if (!s.map)
+        return;
+    cfg_string(&s, "url", false, NULL, &a->url);
+    cfg_string_list(&s, "command", &a->argv, &a->argc);
+    cfg_string(&s, "method", false, a->url && (id == VENUE_STATUS || id == VENUE_POSITIONS || id == VENUE_FILLS) ? "GET" : "POST",
+               &a->method);
+    cfg_string_list(&s, "headers", &a->headers, &a->n_headers);
+    cfg_string(&s, "body", false, NULL, &a->body);
+    cfg_check_unknown(&s);
+    if (a->url && a->argc) {
+        cfg_error(s.ctx, s.map, "'%s' has both 'url' and 'command'; choose one", s.path);
+    } else if (a->url) {
+        a->kind = VENUE_ACTION_HTTP;
+        if (strncmp(a->url, "http://", 7) && strncmp(a->url, "https://", 8))
+            cfg_error(s.ctx, cfg_get(s.map, "url"), "'%s.url' must start with http:// or https://", s.path);
+    } else if (a->argc) {
+        a->kind = VENUE_ACTION_COMMAND;
+        if (a->argv[0][0] != '/')
+            cfg_error(s.ctx, cfg_get(s.map, "command"), "'%s.command' must start with an absolute path", s.path);
+    } else {
+        cfg_error(s.ctx, s.map, "'%s' needs a 'url' or a 'command'", s.path);
+    }
+    for (size_t i = 0; i < a->n_headers; i++)
+        if (!strchr(a->headers[i], ':') || strpbrk(a->headers[i], "\r\n"))
+            cfg_error(s.ctx, cfg_get(s.map, "headers"), "'%s.headers' item %zu must be 'Name: value'", s.path,
+                      i + 1);
+}
+
+static void config_read_venue(const CfgSection *top, ConfigVenue *v)
+{
+    CfgSection s = cfg_section(top, "venue", false);
+    static const char *const mode_names[3] = {"halted", "shadow", "live"};
+
+    v->enabled = s.map != NULL;
+    for (int i = 0; i < VENUE_N_ACTIONS; i++)
+        config_read_venue_action(&s, (VenueActionId)i, &v->actions[i]);
+    cfg_string(&s, "mode_field", false, "mode", &v->mode_field);
+    CfgSection modes = cfg_section(&s, "modes", false);
+    for (int i = 0; i < 3; i++) {
+        cfg_string_list(&modes, mode_names[i], &v->mode_values[i], &v->n_mode_values[i]);
+        if (v->n_mode_values[i] == 0) {
+            v->mode_values[i] = calloc(1, sizeof(char *));
+            if (v->mode_values[i]) {
+                v->mode_values[i][0] = strdup(mode_names[i]);
+                v->n_mode_values[i] = 1;
+            }
+        }
+    }
+    cfg_check_unknown(&modes);
+    cfg_duration_ms(&s, "timeout", false, 5000, 10, &v->timeout_ms);
+    cfg_duration_ms(&s, "retry_base", false, 250, 10, &v->retry_base_ms);
+    cfg_duration_ms(&s, "retry_cap", false, 5000, 10, &v->retry_cap_ms);
+    cfg_int(&s, "escalate_after", 1, 1000, 3, &v->escalate_after);
+    cfg_duration_ms(&s, "status_interval", false, 2000, 0, &v->status_interval_ms);
+    cfg_check_unknown(&s);
+    if (v->enabled && (v->actions[VENUE_HALT].kind == VENUE_ACTION_NONE || v->actions[VENUE_STATUS].kind == VENUE_ACTION_NONE))
+        cfg_error(s.ctx, s.map, "'venue' needs at least a 'halt' and a 'status' action (a halt counts only when status confirms it)");
+}
+
 static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
@@ -88,6 +180,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_control(&top, &cfg->control);
     config_read_database(&top, &cfg->database);
     config_read_platform(&top, &cfg->platform);
+    config_read_venue(&top, &cfg->venue);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

@@ -37,6 +37,44 @@ typedef struct ConfigPlatform {
     int64_t down_after;
 } ConfigPlatform;
 
+typedef enum { VENUE_ACTION_NONE = 0, VENUE_ACTION_HTTP, VENUE_ACTION_COMMAND } VenueActionKind;
+
+/* One way of acting on the trading platform: an HTTP request or a command (argv, no shell).
+ * Strings may hold {{reason}}, {{run}}, {{since}} and {{cluster}}, expanded per call. */
+typedef struct ConfigVenueAction {
+    VenueActionKind kind;
+    char *method;   /* HTTP */
+    char *url;
+    char **headers; /* "Name: value" */
+    size_t n_headers;
+    char *body;
+    char **argv;    /* COMMAND */
+    size_t argc;
+} ConfigVenueAction;
+
+typedef enum {
+    VENUE_HALT = 0,
+    VENUE_RESUME,
+    VENUE_SHADOW,
+    VENUE_STATUS,
+    VENUE_POSITIONS,
+    VENUE_FILLS,
+    VENUE_CLOSE_ALL,
+    VENUE_N_ACTIONS
+} VenueActionId;
+
+typedef struct ConfigVenue {
+    bool enabled;                 /* a venue section is present */
+    ConfigVenueAction actions[VENUE_N_ACTIONS];
+    char *mode_field;             /* JSON field of the status answer holding the mode */
+    char **mode_values[3];        /* accepted values for halted, shadow, live */
+    size_t n_mode_values[3];
+    uint64_t timeout_ms;          /* one action's deadline */
+    uint64_t retry_base_ms, retry_cap_ms;
+    int64_t escalate_after;       /* failed halt attempts before a critical event */
+    uint64_t status_interval_ms;  /* trading-mode poll; 0 = only around actions */
+} ConfigVenue;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -45,6 +83,7 @@ typedef struct Config {
     ConfigControl control;
     ConfigDatabase database;
     ConfigPlatform platform;
+    ConfigVenue venue;
 } Config;
 
 /*

@@ -190,12 +190,77 @@ static int drctl_args_call(int argc, char **argv, json_t *args)
     return 0;
 }
 
+static int drctl_args_halt(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "--reason") == 0 || strcmp(argv[i], "-r") == 0) && i + 1 < argc) {
+            json_object_set_new(args, "reason", json_string(argv[++i]));
+        } else if (strncmp(argv[i], "--reason=", 9) == 0) {
+            json_object_set_new(args, "reason", json_string(argv[i] + 9));
+        } else {
+            fprintf(stderr, "drctl halt: unexpected argument '%s'\n", argv[i]);
+            return -EINVAL;
+        }
+    }
+    if (!json_object_get(args, "reason")) {
+        fprintf(stderr, "drctl halt: --reason TEXT is required (it is recorded and paged)\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int drctl_args_resume(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--shadow") == 0) {
+            json_object_set_new(args, "shadow", json_true());
+        } else {
+            fprintf(stderr, "drctl resume: unexpected argument '%s'\n", argv[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int drctl_print_mode(const json_t *r)
+{
+    printf("trading is %s\n", drctl_str(r, "mode", "?"));
+    return 0;
+}
+
+static int drctl_print_trading(const json_t *r)
+{
+    char since[64];
+    if (!json_is_true(json_object_get(r, "enabled"))) {
+        printf("no venue is configured: the daemon cannot halt or resume trading\n");
+        return 0;
+    }
+    drctl_ago(drctl_int(r, "mode_ms"), since, sizeof(since));
+    printf("platform mode  %s (reported %s)\n", drctl_str(r, "mode", "?"), since);
+    if (json_is_true(json_object_get(r, "halted"))) {
+        drctl_ago(drctl_int(r, "halted_since_ms"), since, sizeof(since));
+        printf("held halted    since %s: %s%s\n", since, drctl_str(r, "reason", "-"),
+               json_is_true(json_object_get(r, "halting")) ? " (halt not yet confirmed)" : "");
+    } else {
+        printf("held halted    no\n");
+    }
+    if (drctl_int(r, "halt_attempts") > 0 || json_is_string(json_object_get(r, "last_error")))
+        printf("last error     %s (attempt %" PRId64 ")\n", drctl_str(r, "last_error", "-"), drctl_int(r, "halt_attempts"));
+    return 0;
+}
+
 static const DrctlCommand drctl_commands[] = {
     {"status", "status", "", "daemon and component health", drctl_args_none, drctl_print_status},
     {"ping", "ping", "", "check that the daemon answers", drctl_args_none, drctl_print_ping},
     {"reload", "reload", "", "re-read the configuration; waits until done [operator]", drctl_args_none,
      drctl_print_reload},
     {"watch", "watch", "", "print events as they happen, until interrupted", drctl_args_none, NULL},
+    {"halt", "halt", "--reason TEXT", "halt trading now; waits until the platform confirms [operator]",
+     drctl_args_halt, drctl_print_mode},
+    {"resume", "resume", "[--shadow]", "resume trading live (or in shadow mode) [operator]", drctl_args_resume,
+     drctl_print_mode},
+    {"trading", "trading", "", "the platform's trading mode and the halt state", drctl_args_none,
+     drctl_print_trading},
     {"commands", "help", "", "list the commands the daemon offers", drctl_args_none, drctl_print_help},
     {"call", NULL, "COMMAND [JSON]", "send any command with raw JSON arguments", drctl_args_call,
      drctl_print_json},
