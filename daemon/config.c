@@ -21,7 +21,7 @@ static void config_free_list(char **list, size_t n)
     free(list);
 }
 
-static void config_backup_free(ConfigBackup *b)
+void config_backup_free(ConfigBackup *b)
 {
     free(b->directory);
     free(b->prefix);
@@ -34,6 +34,51 @@ static void config_backup_free(ConfigBackup *b)
     config_free_list(b->state_files, b->n_state_files);
     free(b->restore_schedule);
     config_free_list(b->validation_queries, b->n_validation_queries);
+    memset(b, 0, sizeof(*b));
+}
+
+static int config_copy_str(const char *src, char **dst)
+{
+    *dst = NULL;
+    if (src && !(*dst = strdup(src)))
+        return -ENOMEM;
+    return 0;
+}
+
+static int config_copy_list(char *const *src, size_t n, char ***dst)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    if (!(*dst = calloc(n, sizeof(**dst))))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!((*dst)[i] = strdup(src[i])))
+            return -ENOMEM;
+    return 0;
+}
+
+int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
+{
+    int r = 0;
+
+    *dst = *src;
+    r |= config_copy_str(src->directory, &dst->directory);
+    r |= config_copy_str(src->prefix, &dst->prefix);
+    r |= config_copy_str(src->conninfo, &dst->conninfo);
+    r |= config_copy_str(src->pg_dump, &dst->pg_dump);
+    r |= config_copy_str(src->pg_restore, &dst->pg_restore);
+    r |= config_copy_str(src->key_file, &dst->key_file);
+    r |= config_copy_str(src->key_credential, &dst->key_credential);
+    r |= config_copy_str(src->restore_schedule, &dst->restore_schedule);
+    r |= config_copy_list(src->schedules, src->n_schedules, &dst->schedules);
+    r |= config_copy_list(src->state_files, src->n_state_files, &dst->state_files);
+    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    if (r) {
+        config_backup_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 Config *config_free(Config *cfg)

@@ -87,5 +87,9 @@ int config_load(const char *path, Config **ret, char **ret_errors);
 /* Same, from text (tests). `name` is used in messages. */
 int config_load_string(const char *name, const char *text, Config **ret, char **ret_errors);
 Config *config_free(Config *cfg);
+/* Deep copy of a backup section (modules keep their own across reloads). 0 or -ENOMEM. */
+int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst);
+/* Free what a ConfigBackup owns (not the struct itself); leaves it zeroed. */
+void config_backup_free(ConfigBackup *b);
 
 #endif
