@@ -147,6 +147,8 @@ static void daemon_reload_done(uv_work_t *req, int status)
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
+        if (backups_apply_config(d->backups, d->cfg) < 0)
+            log_error("backup", "cannot apply the backup configuration: out of memory");
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -270,6 +272,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->probes = probes_new(d);
     if (!d->probes)
         return -ENOMEM;
+    d->backups = backups_new(d);
+    if (!d->backups)
+        return -ENOMEM;
 
     static const CtlCommand builtin[] = {
         {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
@@ -314,6 +319,11 @@ int daemon_start(Daemon *d)
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
+        return r;
+    }
+    r = backups_apply_config(d->backups, d->cfg);
+    if (r < 0) {
+        log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
     uint64_t wd = notify_watchdog_start(d->notify);
@@ -362,6 +372,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         probes_close(d->probes, daemon_module_closed, d);
         d->probes = NULL;
+    }
+    if (d->backups) {
+        d->closing_modules++;
+        backups_close(d->backups, daemon_module_closed, d);
+        d->backups = NULL;
     }
     daemon_module_closed(d);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "backup.h"
 #include "config.h"
 #include "control.h"
 #include "events.h"
@@ -37,6 +38,7 @@ typedef struct Daemon {
     Control *control;
     HttpClient *http;
     Probes *probes;
+    Backups *backups;
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
