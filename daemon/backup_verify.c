@@ -152,7 +152,8 @@ static void backup_verify_finish(BackupVerify *v)
         return;
     v->finished = true;
     res->container_ok = v->read_err == 0 && !v->canceled;
-    if (v->read_err && !res->error[0])
+    /* A damaged file explains everything after it (the child was killed because of it). */
+    if (v->read_err)
         snprintf(res->error, sizeof(res->error), "%s", v->read_msg[0] ? v->read_msg : err_str(v->read_err));
     if (v->expected_sha) {
         res->sha_checked = true;
