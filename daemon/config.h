@@ -74,6 +74,35 @@ typedef struct ConfigVenue {
     int64_t escalate_after;       /* failed halt attempts before a critical event */
     uint64_t status_interval_ms;  /* trading-mode poll; 0 = only around actions */
 } ConfigVenue;
+/* backup: (optional; absent = backups disabled). See conf/drsupervisor.yaml and docs/backups.md. */
+typedef struct ConfigBackup {
+    bool enabled;               /* the section is present */
+    char *directory;            /* where backup files and manifests live */
+    char *prefix;               /* file name prefix */
+    char *conninfo;             /* database to dump; default database.conninfo */
+    char *pg_dump;              /* path of pg_dump */
+    char *pg_restore;           /* path of pg_restore */
+    char **schedules;           /* cron strings (UTC) */
+    size_t n_schedules;
+    int codec;                  /* CodecKind */
+    int64_t level;              /* 0 = codec default */
+    char *key_file;             /* key file path, or NULL */
+    char *key_credential;       /* systemd credential name, or NULL */
+    uint64_t chunk_size;        /* BCF chunk size */
+    uint64_t dump_timeout_ms;   /* pg_dump deadline */
+    char **state_files;         /* files captured into each backup set */
+    size_t n_state_files;
+    bool verify_after_backup;
+    char *restore_schedule;     /* cron string for the test restore, or NULL */
+    char **validation_queries;  /* run in the scratch database after a test restore */
+    size_t n_validation_queries;
+    uint64_t retention_max_age_ms; /* 0 = no age rule */
+    int64_t keep_daily, keep_weekly, keep_monthly;
+    uint64_t watch_max_age_ms;
+    int64_t watch_size_change_percent;
+    int64_t watch_baseline_count;
+    int64_t watch_failures;
+} ConfigBackup;
 
 typedef struct Config {
     char *path;        /* file it was read from */
@@ -84,6 +113,7 @@ typedef struct Config {
     ConfigDatabase database;
     ConfigPlatform platform;
     ConfigVenue venue;
+    ConfigBackup backup;
 } Config;
 
 /*
@@ -95,5 +125,9 @@ int config_load(const char *path, Config **ret, char **ret_errors);
 /* Same, from text (tests). `name` is used in messages. */
 int config_load_string(const char *name, const char *text, Config **ret, char **ret_errors);
 Config *config_free(Config *cfg);
+/* Deep copy of a backup section (modules keep their own across reloads). 0 or -ENOMEM. */
+int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst);
+/* Free what a ConfigBackup owns (not the struct itself); leaves it zeroed. */
+void config_backup_free(ConfigBackup *b);
 
 #endif

@@ -152,6 +152,8 @@ static void daemon_reload_done(uv_work_t *req, int status)
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
         venue_apply_config(d->venue, d->cfg);
+        if (backups_apply_config(d->backups, d->cfg) < 0)
+            log_error("backup", "cannot apply the backup configuration: out of memory");
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -276,6 +278,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->venue = venue_new(d);
     if (!d->probes || !d->venue)
         return -ENOMEM;
+    d->backups = backups_new(d);
+    if (!d->backups)
+        return -ENOMEM;
 
     static const CtlCommand builtin[] = {
         {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
@@ -323,6 +328,11 @@ int daemon_start(Daemon *d)
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
+        return r;
+    }
+    r = backups_apply_config(d->backups, d->cfg);
+    if (r < 0) {
+        log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
     uint64_t wd = notify_watchdog_start(d->notify);
@@ -376,6 +386,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         venue_close(d->venue, daemon_module_closed, d);
         d->venue = NULL;
+    }
+    if (d->backups) {
+        d->closing_modules++;
+        backups_close(d->backups, daemon_module_closed, d);
+        d->backups = NULL;
     }
     daemon_module_closed(d);
 }

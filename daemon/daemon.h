@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "backup.h"
 #include "config.h"
 #include "control.h"
 #include "events.h"
@@ -39,6 +40,7 @@ typedef struct Daemon {
     HttpClient *http;
     Probes *probes;
     Venue *venue;
+    Backups *backups;
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
