@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "venue.h"
 
 struct ReloadWaiter {
     DaemonReloadFn fn;
@@ -60,8 +61,11 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
                     d->stopping ? "stopping" : d->reloading ? "reloading" : "running", "control", "socket",
                     control_socket_path(d->control), "clients", (int)control_client_count(d->control),
                     "reloads", "ok", (int)d->reloads_ok, "failed", (int)d->reloads_failed);
-    if (res)
+    if (res) {
         json_object_set_new(res, "components", status_components_json(d->status));
+        if (d->venue)
+            json_object_set_new(res, "trading", venue_status_json(d->venue));
+    }
     control_reply_ok(call, res);
 }
 
@@ -147,6 +151,9 @@ static void daemon_reload_done(uv_work_t *req, int status)
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
+        venue_apply_config(d->venue, d->cfg);
+        if (backups_apply_config(d->backups, d->cfg) < 0)
+            log_error("backup", "cannot apply the backup configuration: out of memory");
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -268,7 +275,11 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->config_path || !d->events || !d->status || !d->notify || !d->http || !d->control)
         return -ENOMEM;
     d->probes = probes_new(d);
-    if (!d->probes)
+    d->venue = venue_new(d);
+    if (!d->probes || !d->venue)
+        return -ENOMEM;
+    d->backups = backups_new(d);
+    if (!d->backups)
         return -ENOMEM;
 
     static const CtlCommand builtin[] = {
@@ -311,9 +322,17 @@ int daemon_start(Daemon *d)
         return r;
     }
     control_configure(d->control, &d->cfg->control, &d->roles);
+    /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
+    venue_start(d->venue);
+    venue_apply_config(d->venue, d->cfg);
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
+        return r;
+    }
+    r = backups_apply_config(d->backups, d->cfg);
+    if (r < 0) {
+        log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
     uint64_t wd = notify_watchdog_start(d->notify);
@@ -362,6 +381,16 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         probes_close(d->probes, daemon_module_closed, d);
         d->probes = NULL;
+    }
+    if (d->venue) {
+        d->closing_modules++;
+        venue_close(d->venue, daemon_module_closed, d);
+        d->venue = NULL;
+    }
+    if (d->backups) {
+        d->closing_modules++;
+        backups_close(d->backups, daemon_module_closed, d);
+        d->backups = NULL;
     }
     daemon_module_closed(d);
 }

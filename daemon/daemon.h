@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "backup.h"
 #include "config.h"
 #include "control.h"
 #include "events.h"
@@ -22,6 +23,7 @@
 #include "status.h"
 
 typedef struct Probes Probes;
+typedef struct Venue Venue;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -37,6 +39,8 @@ typedef struct Daemon {
     Control *control;
     HttpClient *http;
     Probes *probes;
+    Venue *venue;
+    Backups *backups;
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
