@@ -24,6 +24,9 @@
 
 typedef struct Probes Probes;
 typedef struct Venue Venue;
+typedef struct Detector Detector;
+typedef struct Scenarios Scenarios;
+typedef struct Reconcile Reconcile;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -41,6 +44,9 @@ typedef struct Daemon {
     Probes *probes;
     Venue *venue;
     Backups *backups;
+    Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
+    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c); NULL until that module is wired */
+    Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
