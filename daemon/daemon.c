@@ -15,6 +15,7 @@
 #include "err.h"
 #include "log.h"
 #include "detector.h"
+#include "reconcile.h"
 #include "venue.h"
 
 struct ReloadWaiter {
@@ -281,7 +282,8 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->probes = probes_new(d);
     d->venue = venue_new(d);
     d->detector = detector_new(d);
-    if (!d->probes || !d->venue || !d->detector)
+    d->reconcile = reconcile_new(d);
+    if (!d->probes || !d->venue || !d->detector || !d->reconcile)
         return -ENOMEM;
     d->backups = backups_new(d);
     if (!d->backups)
@@ -396,6 +398,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         detector_close(d->detector, daemon_module_closed, d);
         d->detector = NULL;
+    }
+    if (d->reconcile) {
+        d->closing_modules++;
+        reconcile_close(d->reconcile, daemon_module_closed, d);
+        d->reconcile = NULL;
     }
     if (d->venue) {
         d->closing_modules++;
