@@ -291,6 +291,8 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     json_decref(before);
     json_decref(after);
     *ret_result = run->error ? run->error : ready ? 0 : DR_ESTATE;
+    if (rep)
+        json_object_set_new(rep, "result", json_string(*ret_result ? err_name(*ret_result) : "ok"));
     return rep;
 }
 
