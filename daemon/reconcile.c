@@ -699,8 +699,6 @@ int reconcile_start(Daemon *d, const char *conninfo, int64_t since_ms, const cha
     run->cb = cb;
     run->data = data;
     run->actions = json_array();
-    run->duplicates = json_array();
-    run->stale = json_array();
     if (!run->run_id || !run->actions) {
         pgconn_close(run->pg, NULL, NULL);
         reconcile_free_run(run);

@@ -123,6 +123,15 @@ static int drctl_print_status(const json_t *r)
         }
         printf("%-10s %-9s %-12s %-12s %-10s %s\n", name, drctl_str(c, "health", "?"), since, last, lat, errtxt);
     }
+    const json_t *det = json_object_get(r, "detector");
+    if (json_is_object(det)) {
+        printf("\ndetector %s", drctl_str(det, "phase", "?"));
+        if (json_is_string(json_object_get(det, "first_signal")))
+            printf(": %s", drctl_str(det, "first_signal", ""));
+        if (json_is_string(json_object_get(det, "scenario_run")))
+            printf(" (run %s)", drctl_str(det, "scenario_run", ""));
+        printf("\n");
+    }
     return 0;
 }
 
