@@ -24,6 +24,7 @@
 
 typedef struct Probes Probes;
 typedef struct Venue Venue;
+typedef struct Scenarios Scenarios;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -41,6 +42,7 @@ typedef struct Daemon {
     Probes *probes;
     Venue *venue;
     Backups *backups;
+    Scenarios *scenarios;
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
