@@ -632,8 +632,9 @@ static void scn_open_done(uv_work_t *req, int status)
         scn_run_release(run);
     } else {
         run->journal = o->j;
-        json_t *det = json_pack("{s:s,s:I}", "reason", run->reason ? run->reason : "", "detected_ms",
-                                (json_int_t)run->detected_ms);
+        json_t *det = json_pack("{s:s,s:I,s:s,s:s}", "reason", run->reason ? run->reason : "", "detected_ms",
+                                (json_int_t)run->detected_ms, "scenario", run->def->name, "mode",
+                                fsm_mode_name(run->mode));
         scn_context_set(run, "detection", det, scn_started_recorded, NULL);
     }
     free(o);
@@ -939,13 +940,24 @@ static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
         }
         json_decref(ev);
     }
+    /* Crashed between the durable trigger (detection record) and the engine's start record: the
+     * run never started; start it now, as triggered. */
+    const json_t *det0 = json_object_get(ctx, "detection");
+    bool not_started = !def && nf == 0 && det0;
+    FsmMode mode0 = FSM_MODE_AUTOMATIC;
+    if (not_started) {
+        def = scn_def_find(json_string_value(json_object_get(det0, "scenario")));
+        const char *m = json_string_value(json_object_get(det0, "mode"));
+        if (m && strcmp(m, fsm_mode_name(FSM_MODE_MANUAL)) == 0)
+            mode0 = FSM_MODE_MANUAL;
+    }
     if (!def) {
         snprintf(err, errlen, "journal of run %s names no known scenario", L->id);
         free(fev);
         json_decref(ctx);
         return DR_ECORRUPT;
     }
-    ScnRun *run = scn_run_new(s, def, L->id, FSM_MODE_AUTOMATIC, err, errlen);
+    ScnRun *run = scn_run_new(s, def, L->id, mode0, err, errlen);
     if (!run) {
         free(fev);
         json_decref(ctx);
@@ -972,7 +984,13 @@ static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
     events_emit(s->d->events, SEV_CRITICAL, "scenario.resume", NULL, false, NULL,
                 "resuming unfinished run %s of %s after a restart; trading stays halted until it has reconciled",
                 run->id, def->name);
-    r = fsm_run_resume(run->fsm, fev, nf, err, errlen);
+    if (not_started) {
+        r = fsm_run_start(run->fsm);
+        if (r < 0)
+            snprintf(err, errlen, "cannot start: %s", err_str(r));
+    } else {
+        r = fsm_run_resume(run->fsm, fev, nf, err, errlen);
+    }
     free(fev);
     if (r < 0) {
         s->active = NULL;

@@ -899,10 +899,18 @@ static void scn_on_resumed(int result, const char *message, void *data)
         scn_cancelled(st);
         return;
     }
-    if (result < 0)
+    if (result < 0) {
         scn_finish(st, result, "resume refused or not confirmed: %s", message ? message : err_str(result));
-    else
-        scn_finish(st, 0, "the venue confirms '%s'", message ? message : "?");
+        return;
+    }
+    if (st->idx == 1 && st->run->d->venue) {
+        /* shadow re-established after a restart re-asserted the halt; now live */
+        st->idx = 0;
+        st->run->resume_allowed = true;
+        venue_resume(st->run->d->venue, false, scn_on_resumed, st);
+        return;
+    }
+    scn_finish(st, 0, "the venue confirms '%s'", message ? message : "?");
 }
 
 static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
@@ -910,12 +918,17 @@ static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    if (!st->run->d->venue) {
+    Venue *v = st->run->d->venue;
+    if (!v) {
         scn_finish(st, DR_ECANCELED, "the daemon is stopping");
         return;
     }
+    /* Going live from a halt (the venue re-asserts a persisted halt at start) passes through
+     * shadow again: shadow always precedes live. */
+    if (!shadow && venue_halted(v) && venue_mode(v) != VENUE_MODE_SHADOW)
+        st->idx = 1;
     st->run->resume_allowed = true; /* the guard lets exactly this call through */
-    venue_resume(st->run->d->venue, shadow, scn_on_resumed, st);
+    venue_resume(v, shadow || st->idx == 1, scn_on_resumed, st);
 }
 
 static void step_resume_shadow(FsmCall *call, void *ctx, FsmDone done)
@@ -1077,7 +1090,7 @@ static const FsmRow corruption_rows[] = {
     {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
      step_resume_shadow, NULL, plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
     {SHADOW, LIVE, "resume_live", "trading is live again",
-     step_resume_live, probe_resume_live, plan_resume_live, scn_cancel, 30000, 1, false, FSM_GATE_APPROVAL,
+     step_resume_live, probe_resume_live, plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
      FSM_NO_STATE},
     {RESTORE_FAILED, STAYED_HALTED, "put_back_original", "the original database is back in place; trading stays halted",
      step_put_back_original, NULL, NULL, scn_cancel, 60000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},

@@ -21,6 +21,8 @@ PGBIN = "/usr/lib/postgresql/15/bin"
 
 
 def make_key(path):
+    if os.path.exists(path):
+        return path
     with open(path, "w") as f:
         f.write(os.urandom(32).hex() + "\n")
     os.chmod(path, 0o600)
@@ -91,6 +93,12 @@ def env(pg, tmp_path, venue):
     e = Env(pg, tmp_path, venue)
     yield e
     e.d.cleanup()
+
+
+def loaded(d):
+    """Unfinished runs are looked for at start; triggers are refused (busy) until then."""
+    wait_until(lambda: not d.ctl_json("runs")["loading"], what="runs loaded")
+    return d
 
 
 def backup_now(d):
