@@ -152,3 +152,81 @@ def test_end_to_end(env):
     assert "[scenario.end] resolved: run %s of database_corruption succeeded" % rid in log
     assert d.notify.has("STATUS=recovery " + rid)
     d.stop()
+
+
+def test_dry_run_changes_nothing(env):
+    d = loaded(env.d.start())
+    b = backup_now(d)
+    before = env.databases()
+    p = d.ctl("execute", "--scenario", "database_corruption", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert b["name"] in p.stdout and "/halt" in p.stdout and "pg_restore" in p.stdout
+    plan = d.ctl_json("execute", "--scenario", "database_corruption", "--dry-run")["plan"]
+    assert [s["step"] for s in plan][-1] == "resume_live" and len(plan) == 9
+    assert env.calls() == [] and env.venue.mode == "live"
+    assert env.databases() == before
+    assert d.ctl_json("runs")["runs"] == []
+    assert not os.listdir(os.path.join(d.state_dir, "runs"))
+    d.stop()
+
+
+def test_manual_mode_stops_at_every_gate(env):
+    d = loaded(env.d.start())
+    backup_now(d)
+    rid = d.ctl_json("execute", "--scenario", "database_corruption", "--manual")["run"]
+    gates = []
+    for _ in range(3):
+        r = env.wait_status(rid, ["waiting_approval"])
+        nxt = [s["step"] for s in r["steps"]][-1] if r["steps"] else None
+        gates.append(r["state"])
+        # trading is still halted while waiting; an operator resume is refused
+        assert env.venue.mode in ("halted", "shadow")
+        assert d.ctl("resume").returncode == 1
+        assert d.ctl("approve", rid).returncode == 0
+        wait_until(lambda: env.run(rid)["state"] != gates[-1], what="past the gate after %s" % nxt)
+    assert gates == ["backup_selected", "validated", "trading_in_shadow"]
+    assert env.wait_status(rid, ["succeeded", "failed"])["status"] == "succeeded"
+    assert env.calls() == ["/halt", "/shadow", "/resume"]
+    d.stop()
+
+
+def test_manual_abort_leaves_trading_halted(env):
+    d = loaded(env.d.start())
+    backup_now(d)
+    rid = d.ctl_json("execute", "--scenario", "database_corruption", "--manual")["run"]
+    env.wait_status(rid, ["waiting_approval"])
+    assert d.ctl("abort", rid, "--reason", "operator wants a look").returncode == 0
+    r = env.wait_status(rid, ["aborted"])
+    assert r["status"] == "aborted"
+    assert env.venue.mode == "halted" and env.calls() == ["/halt"]
+    assert d.ctl_json("trading")["halted"] is True
+    d.stop()
+
+
+def test_restore_failure_puts_the_original_back(env):
+    d = loaded(env.d.start())
+    b = backup_now(d)
+    # Corrupt the backup file (the manifest still says verified): the restore must fail.
+    path = os.path.join(d.config["backup"]["directory"], b["name"])
+    with open(path, "r+b") as f:
+        f.seek(200)
+        f.write(b"\xff" * 64)
+    s = d.connect(timeout=30)
+    s.sendall(b'{"id":1,"cmd":"watch"}\n')
+    _, buf = d.read_line(s)
+    rid = d.ctl_json("execute", "--scenario", "database_corruption")["run"]
+    r = env.wait_status(rid, ["succeeded", "failed", "aborted"])
+    assert r["status"] == "failed" and r["state"] == "stayed_halted"
+    outcomes = {st["step"]: st["outcome"] for st in r["steps"]}
+    assert outcomes["restore_database"] == "failed" and outcomes["put_back_original"] == "ok"
+    assert env.databases()[0] == "shop" and not any("_damaged_" in x for x in env.databases())
+    assert env.count() == 200 and env.pg.psql("SELECT datallowconn FROM pg_database WHERE datname='shop'") == "t"
+    assert env.venue.mode == "halted" and env.calls() == ["/halt"]
+    events = []
+    while not any(e["kind"] == "scenario.end" for e in events):
+        msg, buf = d.read_line(s, buf)
+        events.append(msg["event"])
+    assert any(e["severity"] == "critical" and e["kind"] == "scenario.step" and "restore_database" in e["summary"]
+               for e in events)
+    s.close()
+    d.stop()
