@@ -117,6 +117,31 @@ static void config_free_reconcile(ConfigReconcile *r)
     free(r->recompute_query);
 }
 
+void config_scenarios_free(ConfigScenarios *s)
+{
+    free(s->admin_conninfo);
+    free(s->database);
+    config_free_list(s->validation_queries, s->n_validation_queries);
+    config_free_list(s->switch_command, s->n_switch_command);
+    memset(s, 0, sizeof(*s));
+}
+
+int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst)
+{
+    int r = 0;
+
+    *dst = *src;
+    r |= config_copy_str(src->admin_conninfo, &dst->admin_conninfo);
+    r |= config_copy_str(src->database, &dst->database);
+    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    r |= config_copy_list(src->switch_command, src->n_switch_command, &dst->switch_command);
+    if (r) {
+        config_scenarios_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 Config *config_free(Config *cfg)
 {
     if (!cfg)
@@ -133,6 +158,7 @@ Config *config_free(Config *cfg)
     config_backup_free(&cfg->backup);
     config_free_detector(&cfg->detector);
     config_free_reconcile(&cfg->reconcile);
+    config_scenarios_free(&cfg->scenarios);
     free(cfg);
     return NULL;
 }
@@ -435,6 +461,35 @@ static void config_read_reconcile(const CfgSection *top, const ConfigDatabase *d
     cfg_check_unknown(&s);
 }
 
+static void config_read_scenarios(const CfgSection *top, ConfigScenarios *sc)
+{
+    static const char *const modes[] = {"automatic", "manual", NULL};
+    CfgSection s = cfg_section(top, "scenarios", false);
+    CfgSection c = cfg_section(&s, "database_corruption", false);
+    int mode = 0;
+
+    sc->rto_ms = 15ull * 60 * 1000;
+    sc->rpo_ms = 24ull * 3600 * 1000;
+    sc->restore_timeout_ms = 3600ull * 1000;
+    cfg_string(&s, "admin_conninfo", false, NULL, &sc->admin_conninfo);
+    cfg_string(&c, "database", false, NULL, &sc->database);
+    cfg_duration_ms(&c, "rto", false, sc->rto_ms, 1000, &sc->rto_ms);
+    cfg_duration_ms(&c, "rpo", false, sc->rpo_ms, 1000, &sc->rpo_ms);
+    if (cfg_enum(&c, "mode", modes, 0, &mode))
+        sc->manual = mode == 1;
+    cfg_string_list(&c, "validation_queries", &sc->validation_queries, &sc->n_validation_queries);
+    cfg_string_list(&c, "switch_command", &sc->switch_command, &sc->n_switch_command);
+    cfg_duration_ms(&c, "restore_timeout", false, sc->restore_timeout_ms, 1000, &sc->restore_timeout_ms);
+    cfg_check_unknown(&c);
+    cfg_check_unknown(&s);
+    if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))
+        cfg_error(c.ctx, cfg_get(c.map, "database"),
+                  "'scenarios.database_corruption.database' must be 1..30 characters without quotes or backslashes");
+    if (sc->switch_command && sc->switch_command[0][0] != '/')
+        cfg_error(c.ctx, cfg_get(c.map, "switch_command"),
+                  "'scenarios.database_corruption.switch_command' must start with an absolute program path");
+}
+
 static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
@@ -456,6 +511,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_backup(&top, &cfg->database, &cfg->backup);
     config_read_detector(&top, &cfg->database, &cfg->detector);
     config_read_reconcile(&top, &cfg->database, &cfg->reconcile);
+    config_read_scenarios(&top, &cfg->scenarios);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

@@ -139,6 +139,20 @@ typedef struct ConfigReconcile {
     char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
     char *recompute_query;       /* after replays; "" = none */
 } ConfigReconcile;
+/* scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md. */
+typedef struct ConfigScenarios {
+    char *admin_conninfo;         /* key=value conninfo for CREATE/ALTER DATABASE (no dbname), or NULL:
+                                     derived from database.conninfo with dbname=postgres */
+    /* database_corruption: */
+    char *database;               /* database to protect, or NULL: the dbname of database.conninfo */
+    uint64_t rto_ms, rpo_ms;      /* targets */
+    bool manual;                  /* default mode of triggered runs */
+    char **validation_queries;    /* run in the restored database; NULL: backup.verify.validation_queries */
+    size_t n_validation_queries;
+    char **switch_command;        /* argv run instead of the rename, or NULL */
+    size_t n_switch_command;
+    uint64_t restore_timeout_ms;  /* one restore attempt */
+} ConfigScenarios;
 
 typedef struct Config {
     char *path;        /* file it was read from */
@@ -152,6 +166,7 @@ typedef struct Config {
     ConfigBackup backup;
     ConfigDetector detector;
     ConfigReconcile reconcile;
+    ConfigScenarios scenarios;
 } Config;
 
 /*
@@ -167,5 +182,8 @@ Config *config_free(Config *cfg);
 int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst);
 /* Free what a ConfigBackup owns (not the struct itself); leaves it zeroed. */
 void config_backup_free(ConfigBackup *b);
+/* Deep copy / free of a scenarios section (same contract as the backup ones). */
+int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst);
+void config_scenarios_free(ConfigScenarios *s);
 
 #endif

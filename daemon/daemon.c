@@ -16,6 +16,7 @@
 #include "log.h"
 #include "detector.h"
 #include "reconcile.h"
+#include "scenarios.h"
 #include "venue.h"
 
 struct ReloadWaiter {
@@ -159,6 +160,7 @@ static void daemon_reload_done(uv_work_t *req, int status)
         detector_apply_config(d->detector, d->cfg);
         if (backups_apply_config(d->backups, d->cfg) < 0)
             log_error("backup", "cannot apply the backup configuration: out of memory");
+        scenarios_apply_config(d->scenarios, d->cfg);
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -250,9 +252,11 @@ static void daemon_on_signal(uv_signal_t *h, int signum)
 
 void daemon_update_status(Daemon *d)
 {
-    char line[256];
+    char line[256], scn[200], full[460];
     status_summary(d->status, line, sizeof(line));
-    notify_status(d->notify, line[0] ? line : "running");
+    scenarios_status_line(d->scenarios, scn, sizeof(scn));
+    snprintf(full, sizeof(full), "%s%s%s", scn, scn[0] && line[0] ? "; " : "", line);
+    notify_status(d->notify, full[0] ? full : "running");
 }
 
 static void daemon_on_status_timer(uv_timer_t *t)
@@ -287,6 +291,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         return -ENOMEM;
     d->backups = backups_new(d);
     if (!d->backups)
+        return -ENOMEM;
+    d->scenarios = scenarios_new(d);
+    if (!d->scenarios)
         return -ENOMEM;
 
     static const CtlCommand builtin[] = {
@@ -347,6 +354,12 @@ int daemon_start(Daemon *d)
         log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
+    scenarios_apply_config(d->scenarios, d->cfg);
+    r = scenarios_start(d->scenarios);
+    if (r < 0) {
+        log_error("scenario", "cannot load scenario runs: %s", err_str(r));
+        return r;
+    }
     uint64_t wd = notify_watchdog_start(d->notify);
     uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
     log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,
@@ -384,6 +397,12 @@ void daemon_stop(Daemon *d, int exit_code)
     notify_close(d->notify);
     d->notify = NULL;
     d->closing_modules = 1; /* held until every close below has been started */
+    if (d->scenarios) {
+        /* First: it answers its own pending control calls before the control socket closes. */
+        d->closing_modules++;
+        scenarios_close(d->scenarios, daemon_module_closed, d);
+        d->scenarios = NULL;
+    }
     if (d->control) {
         d->closing_modules++;
         control_close(d->control, daemon_module_closed, d);

@@ -45,7 +45,7 @@ typedef struct Daemon {
     Venue *venue;
     Backups *backups;
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
-    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c); NULL until that module is wired */
+    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c) */
     Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;

@@ -26,18 +26,6 @@
 #define DETECTOR_AMCHECK_PROBE "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"
 #define DETECTOR_AMCHECK_SQL "SELECT bt_index_check($1::regclass)"
 
-/*
- * Until daemon/scenarios.c is merged, the daemon links without it: these weak stand-ins are
- * replaced by the real definitions when they exist (and are never reached while d->scenarios is
- * NULL). Remove once scenarios.c is in main.
- */
-__attribute__((weak)) int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason,
-                                            int64_t detected_ms, char *ret_run_id, size_t run_id_len)
-{
-    (void)s, (void)scenario, (void)reason, (void)detected_ms, (void)ret_run_id, (void)run_id_len;
-    return -ENOSYS;
-}
-
 typedef struct LogTailWork {
     uv_work_t req;
     Detector *det;
@@ -197,7 +185,10 @@ static void detector_apply(Detector *det, const DetectorDecision *dec)
     }
     if (dec->actions & DETECTOR_ACT_TRIGGER)
         detector_trigger(det, dec);
-    if (dec->actions & DETECTOR_ACT_RESTART)
+    /* A recovery run renames and restores databases: never restart the server under it. */
+    if ((dec->actions & DETECTOR_ACT_RESTART) && d->scenarios && scenarios_active(d->scenarios))
+        log_notice("detector", "database restart skipped: a recovery run is active");
+    else if (dec->actions & DETECTOR_ACT_RESTART)
         uv_timer_start(&det->restart_timer, detector_on_restart_timer, dec->restart_delay_ms, 0);
     if (dec->actions & DETECTOR_ACT_CHECK_NOW) {
         if (det->check_running)

@@ -551,6 +551,136 @@ static int drctl_print_reconcile(const json_t *r)
     return ready ? DRCTL_EXIT_OK : DRCTL_EXIT_FAILED;
 }
 
+/* ---- scenarios ---- */
+
+static int drctl_args_execute(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc)
+            json_object_set_new(args, "scenario", json_string(argv[++i]));
+        else if (strncmp(argv[i], "--scenario=", 11) == 0)
+            json_object_set_new(args, "scenario", json_string(argv[i] + 11));
+        else if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
+            json_object_set_new(args, "reason", json_string(argv[++i]));
+        else if (strcmp(argv[i], "--dry-run") == 0)
+            json_object_set_new(args, "dry_run", json_true());
+        else if (strcmp(argv[i], "--manual") == 0)
+            json_object_set_new(args, "manual", json_true());
+        else {
+            fprintf(stderr, "drctl execute: unexpected argument '%s'\n", argv[i]);
+            return -EINVAL;
+        }
+    }
+    if (!json_object_get(args, "scenario")) {
+        fprintf(stderr, "drctl execute: usage: drctl execute --scenario NAME [--dry-run] [--manual] [--reason TEXT]\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int drctl_print_execute(const json_t *r)
+{
+    size_t i;
+    json_t *st;
+    if (!json_is_true(json_object_get(r, "dry_run"))) {
+        printf("started run %s (%s, %s mode); follow it with: drctl run %s\n", drctl_str(r, "run", "?"),
+               drctl_str(r, "scenario", "?"), drctl_str(r, "mode", "?"), drctl_str(r, "run", "?"));
+        return 0;
+    }
+    printf("dry run of %s for database '%s' (nothing was changed):\n", drctl_str(r, "scenario", "?"),
+           drctl_str(r, "database", "?"));
+    json_array_foreach(json_object_get(r, "plan"), i, st)
+        printf("  %zu. %-18s %s\n", i + 1, drctl_str(st, "step", "?"), drctl_str(st, "action", drctl_str(st, "sentence", "")));
+    return 0;
+}
+
+static int drctl_args_run_id(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc && strcmp(argv[0], "abort") == 0)
+            json_object_set_new(args, "reason", json_string(argv[++i]));
+        else if (argv[i][0] != '-' && !json_object_get(args, "run"))
+            json_object_set_new(args, "run", json_string(argv[i]));
+        else {
+            fprintf(stderr, "drctl %s: unexpected argument '%s'\n", argv[0], argv[i]);
+            return -EINVAL;
+        }
+    }
+    if (!json_object_get(args, "run")) {
+        fprintf(stderr, "drctl %s: usage: drctl %s RUN%s\n", argv[0], argv[0],
+                strcmp(argv[0], "abort") == 0 ? " [--reason TEXT]" : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void drctl_ms(const json_t *v, char *out, size_t n)
+{
+    if (json_is_integer(v))
+        snprintf(out, n, "%.1fs", (double)json_integer_value(v) / 1000.0);
+    else
+        snprintf(out, n, "-");
+}
+
+static int drctl_print_runs(const json_t *r)
+{
+    size_t i;
+    json_t *x;
+    const json_t *list = json_object_get(r, "runs");
+    if (!json_array_size(list)) {
+        printf("no scenario runs%s\n", json_is_true(json_object_get(r, "loading")) ? " (still loading)" : "");
+        return 0;
+    }
+    printf("%-38s %-20s %-17s %-18s %-9s %-9s\n", "RUN", "SCENARIO", "STATUS", "STATE", "RTO", "RPO");
+    json_array_foreach(list, i, x) {
+        char rto[32], rpo[32];
+        drctl_ms(json_object_get(x, "rto_ms"), rto, sizeof(rto));
+        drctl_ms(json_object_get(x, "rpo_ms"), rpo, sizeof(rpo));
+        printf("%-38s %-20s %-17s %-18s %-9s %-9s\n", drctl_str(x, "run", "?"), drctl_str(x, "scenario", "?"),
+               drctl_str(x, "status", "?"), drctl_str(x, "state", "?"), rto, rpo);
+    }
+    return 0;
+}
+
+static int drctl_print_run(const json_t *r)
+{
+    size_t i;
+    json_t *st;
+    printf("run %s (%s, %s mode): %s, state %s\n", drctl_str(r, "run", "?"), drctl_str(r, "scenario", "?"),
+           drctl_str(r, "mode", "?"), drctl_str(r, "status", "?"), drctl_str(r, "state", "?"));
+    if (json_string_value(json_object_get(r, "message")))
+        printf("message: %s\n", drctl_str(r, "message", ""));
+    printf("%-18s %-11s %-9s %-4s %s\n", "STEP", "OUTCOME", "DURATION", "TRY", "MESSAGE");
+    json_array_foreach(json_object_get(r, "steps"), i, st) {
+        int64_t a = drctl_int(st, "start_ms"), b = drctl_int(st, "end_ms");
+        char dur[32];
+        snprintf(dur, sizeof(dur), "%.1fs", b > a ? (double)(b - a) / 1000.0 : 0.0);
+        printf("%-18s %-11s %-9s %-4" PRId64 " %s\n", drctl_str(st, "step", "?"), drctl_str(st, "outcome", "?"), dur,
+               drctl_int(st, "attempts"), drctl_str(st, "message", ""));
+    }
+    return 0;
+}
+
+static int drctl_print_run_status(const json_t *r)
+{
+    printf("run %s: %s\n", drctl_str(r, "run", "?"), drctl_str(r, "status", "?"));
+    return 0;
+}
+
+static int drctl_print_incidents(const json_t *r)
+{
+    json_t *wrap = json_pack("{s:O}", "runs", json_object_get(r, "incidents"));
+    drctl_print_runs(wrap);
+    json_decref(wrap);
+    return 0;
+}
+
+static int drctl_print_incident(const json_t *r)
+{
+    fputs(drctl_str(r, "text", ""), stdout);
+    return 0;
+}
+
 static const DrctlCommand drctl_commands[] = {
     {"status", "status", "", "daemon and component health", drctl_args_none, drctl_print_status},
     {"ping", "ping", "", "check that the daemon answers", drctl_args_none, drctl_print_ping},
@@ -576,6 +706,18 @@ static const DrctlCommand drctl_commands[] = {
     {"reconcile", "reconcile", "[--since T]",
      "compare the database with the exchange, replay missing fills; PASS/FAIL table, exit 1 on FAIL [operator]",
      drctl_args_reconcile, drctl_print_reconcile},
+    {"execute", "execute", "--scenario NAME [--dry-run] [--manual]",
+     "run a recovery scenario now (dry run: print the plan, change nothing) [operator]", drctl_args_execute,
+     drctl_print_execute},
+    {"runs", "runs", "", "scenario runs: the active one, then finished ones", drctl_args_none, drctl_print_runs},
+    {"run", "run", "RUN", "one run's timeline: every step, outcome, duration, message", drctl_args_run_id,
+     drctl_print_run},
+    {"approve", "approve", "RUN", "continue a run waiting at a gate or held after a restart [operator]",
+     drctl_args_run_id, drctl_print_run_status},
+    {"abort", "abort", "RUN [--reason TEXT]", "end a run; trading stays halted [operator]", drctl_args_run_id,
+     drctl_print_run_status},
+    {"incidents", "incidents", "", "incident reports (RTO, RPO, outcome)", drctl_args_none, drctl_print_incidents},
+    {"incident", "incident", "RUN", "print one incident report", drctl_args_run_id, drctl_print_incident},
     {"call", NULL, "COMMAND [JSON]", "send any command with raw JSON arguments", drctl_args_call,
      drctl_print_json},
 };
