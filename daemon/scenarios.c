@@ -1348,6 +1348,7 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
     s->closing = true;
     s->closed_cb = closed_cb;
     s->closed_data = data;
+    s->pending++; /* releasing runs below must not free `s` under this loop */
     if (s->d->venue)
         venue_set_resume_guard(s->d->venue, NULL, NULL);
     for (ScnCmd *c = s->cmds; c; c = c->next)
@@ -1367,5 +1368,6 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
         scn_run_unref(run);
     }
     s->active = NULL;
+    s->pending--;
     scn_maybe_closed(s);
 }

@@ -29,10 +29,18 @@ def make_key(path):
     return path
 
 
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "paper_venue_schema.sql")
+
+
 def fill_db(pg, db="shop", rows=200):
+    """A 'ledger' of known rows, plus the platform's reference schema (orders, fills, positions),
+    empty like the fake venue's exchange, so the real reconcile finds both sides in agreement.
+    The replay of missing fills is tested with the paper venue in test_e2e_corruption.py."""
     pg.psql("CREATE DATABASE %s" % db)
-    pg.psql("CREATE TABLE orders (id int PRIMARY KEY, sym text NOT NULL, qty numeric(12,2));"
-            "INSERT INTO orders SELECT i, 'SYM' || (i %% 7), i * 1.25 FROM generate_series(1, %d) i;" % rows, db=db)
+    pg.psql("CREATE TABLE ledger (id int PRIMARY KEY, sym text NOT NULL, qty numeric(12,2));"
+            "INSERT INTO ledger SELECT i, 'SYM' || (i %% 7), i * 1.25 FROM generate_series(1, %d) i;" % rows, db=db)
+    with open(SCHEMA) as f:
+        pg.psql(f.read(), db=db)
 
 
 def scenario_config(pg, tmp_path, venue, **scn):
@@ -49,7 +57,7 @@ def scenario_config(pg, tmp_path, venue, **scn):
         },
         "scenarios": {"database_corruption": dict({
             "rto": "5m", "rpo": "1h",
-            "validation_queries": ["SELECT count(*) FROM orders", "SELECT count(*) > 0 FROM orders"],
+            "validation_queries": ["SELECT count(*) FROM ledger", "SELECT count(*) > 0 FROM ledger"],
         }, **scn)},
     }
 
@@ -65,7 +73,7 @@ class Env:
         return [l.strip() for l in out.splitlines() if l.strip()]
 
     def count(self, db="shop"):
-        return int(self.pg.psql("SELECT count(*) FROM orders", db=db).strip())
+        return int(self.pg.psql("SELECT count(*) FROM ledger", db=db).strip())
 
     def calls(self):
         """The venue's state-changing calls, in order."""
@@ -111,7 +119,7 @@ def test_end_to_end(env):
     d = env.d.start()
     b = backup_now(d)
     # Trading continues after the backup: these rows are NOT in the backup (the RPO window).
-    env.pg.psql("INSERT INTO orders SELECT i, 'LATE', 1 FROM generate_series(1001, 1010) i", db="shop")
+    env.pg.psql("INSERT INTO ledger SELECT i, 'LATE', 1 FROM generate_series(1001, 1010) i", db="shop")
     assert env.count() == 210
     r = d.ctl_json("execute", "--scenario", "database_corruption", "--reason", "checksum failures on orders")
     rid = r["run"]
