@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "err.h"
 #include "log.h"
 
@@ -147,6 +148,7 @@ static void daemon_reload_done(uv_work_t *req, int status)
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
+        alerts_apply_config(d->alerts, d->cfg);
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -270,6 +272,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->probes = probes_new(d);
     if (!d->probes)
         return -ENOMEM;
+    d->alerts = alerts_new(d);
+    if (!d->alerts)
+        return -ENOMEM;
 
     static const CtlCommand builtin[] = {
         {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
@@ -311,6 +316,13 @@ int daemon_start(Daemon *d)
         return r;
     }
     control_configure(d->control, &d->cfg->control, &d->roles);
+    r = alerts_apply_config(d->alerts, d->cfg);
+    if (r == 0)
+        r = alerts_start(d->alerts);
+    if (r < 0) {
+        log_error("alerts", "cannot start alerts: %s", err_str(r));
+        return r;
+    }
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
@@ -362,6 +374,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         probes_close(d->probes, daemon_module_closed, d);
         d->probes = NULL;
+    }
+    if (d->alerts) {
+        d->closing_modules++;
+        alerts_close(d->alerts, daemon_module_closed, d);
+        d->alerts = NULL;
     }
     daemon_module_closed(d);
 }

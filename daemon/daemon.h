@@ -22,6 +22,7 @@
 #include "status.h"
 
 typedef struct Probes Probes;
+typedef struct Alerts Alerts;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -37,6 +38,7 @@ typedef struct Daemon {
     Control *control;
     HttpClient *http;
     Probes *probes;
+    Alerts *alerts;
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
