@@ -116,6 +116,16 @@ struct Alerts {
 bool alerts__configured(const Alerts *a, AlertChannel ch);
 /* Wall-clock time of loop time `mono` (ms since the epoch). */
 int64_t alerts__wall_of(const Alerts *a, uint64_t mono);
+/* Send what may be sent now on q, or arm its timer (alerts_send.c). */
+void alerts__pump(AlertChanQ *q);
+/* Cancel q's transfers; their deliveries go back to ready (alerts_send.c). */
+void alerts__cancel_sends(AlertChanQ *q);
+/* Accepted or superseded: remove the file (thread pool), then free the entry (alerts.c). */
+void alerts__remove_entry(AlertChanQ *q, AlertEntry *e);
+/* Refused for good or out of attempts: to the dead letters and outbox/dead/ (alerts.c). */
+void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason);
+uint32_t alerts__rand(Alerts *a);
+int64_t alerts__wall_ms(void);
 /* Register `alerts` and `alert.test` (alerts_view.c). */
 int alerts__register_commands(Alerts *a);
 
