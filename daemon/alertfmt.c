@@ -65,9 +65,12 @@ int alertfmt_msg_from_json(const json_t *j, AlertMsg *ret)
     int resolved = 0;
     json_error_t jerr;
 
-    if (json_unpack_ex((json_t *)(uintptr_t)j, &jerr, 0, "{s:I,s:s,s:s,s:s,s?s,s:b,s:s,s:I,s:s,s?I}", "seq", &seq,
-                       "channel", &ch, "severity", &sev, "kind", &kind, "condition", &cond, "resolved", &resolved,
-                       "summary", &summary, "ts_ms", &ts, "dedup_key", &key, "occurrences", &occ) < 0)
+    if (json_unpack_ex((json_t *)(uintptr_t)j, &jerr, 0, "{s:I,s:s,s:s,s:s,s:b,s:s,s:I,s:s,s?I}", "seq", &seq,
+                       "channel", &ch, "severity", &sev, "kind", &kind, "resolved", &resolved, "summary", &summary,
+                       "ts_ms", &ts, "dedup_key", &key, "occurrences", &occ) < 0)
+        return -EINVAL;
+    const json_t *jc = json_object_get(j, "condition");
+    if (jc && !json_is_null(jc) && !(cond = json_string_value(jc)))
         return -EINVAL;
     if (seq <= 0 || alertfmt_channel_parse(ch, &m.channel) < 0 || events_severity_parse(sev, &m.severity) < 0)
         return -EINVAL;

@@ -62,6 +62,7 @@ typedef struct AlertChanQ {
     unsigned in_flight;
     unsigned fail_streak;
     uint64_t resume_mono; /* nothing is sent before this loop time (backoff, Retry-After) */
+    uint64_t last_fail_mono; /* when the last failure was counted (concurrent failures count once) */
     char *pause_reason;
     AlertBucket bucket;
     AlertDelivery recent[ALERTS_RECENT];

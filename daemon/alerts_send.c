@@ -87,9 +87,14 @@ static void alerts_retry_later(AlertChanQ *q, AlertSend *s, uint64_t delay_ms, c
     Alerts *a = q->a;
     char d[40];
 
-    q->fail_streak++;
+    uint64_t now = uv_now(a->d->loop);
+    /* Transfers that were already under way when the channel last failed say nothing new. */
+    if (q->fail_streak == 0 || s->started_mono >= q->last_fail_mono)
+        q->fail_streak++;
+    q->last_fail_mono = now;
     q->failed_attempts++;
-    q->resume_mono = uv_now(a->d->loop) + delay_ms;
+    if (now + delay_ms > q->resume_mono)
+        q->resume_mono = now + delay_ms;
     free(q->pause_reason);
     q->pause_reason = strdup(why);
     cfg_format_duration(delay_ms, d, sizeof(d));
