@@ -326,3 +326,36 @@ def test_credentials_directory_and_disabled_alerts(tmp_path, rx):
     p = plain.ctl("alert", "test")
     assert p.returncode == 1 and "not configured" in p.stderr
     plain.stop()
+
+
+def test_database_down_then_up_triggers_then_resolves_one_pagerduty_alert(tmp_path, rx):
+    from pgharness import PgCluster, free_port
+    pg = PgCluster()
+    try:
+        pg.init()
+        pg.port = free_port()          # nothing listens there yet: the probe fails
+        cfg = alerts_config(tmp_path, rx)
+        cfg["routes"] = [{"match": {"min_severity": "error", "kind": "probe.*"}, "channels": ["pagerduty", "slack"]}]
+        d = Daemon(tmp_path, {"alerts": cfg, "database": {"conninfo": pg.conninfo()}})
+        d.start()
+        wait_until(lambda: pd_by_action(rx, "trigger", 202), what="the database.down page")
+        (trig,) = pd_by_action(rx, "trigger")
+        check_pd_trigger(trig.json, "drsup:test:database.down:test", "error", "probe.database")
+        assert trig.json["payload"]["component"] == "database"
+        wait_until(lambda: rx.got("/slack", 200), what="the Slack message")
+        assert "`drctl status`" in check_slack(rx.got("/slack")[0].json)
+        assert [c["condition"] for c in d.ctl_json("alerts")["conditions"]] == ["database.down:test"]
+
+        pg.start()
+        wait_until(lambda: pd_by_action(rx, "resolve", 202) and len(rx.got("/slack", 200)) == 2, timeout=15,
+                   what="the resolution")
+        (res,) = pd_by_action(rx, "resolve")
+        assert res.json == {"routing_key": ROUTING_KEY, "dedup_key": "drsup:test:database.down:test",
+                            "event_action": "resolve"}
+        assert "database is up again" in check_slack(rx.got("/slack")[1].json)
+        a = wait_until(lambda: drained(d), what="an empty outbox")
+        assert a["conditions"] == []
+        assert len(rx.got("/pd")) == 2
+        d.stop()
+    finally:
+        pg.cleanup()
