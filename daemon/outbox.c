@@ -134,7 +134,10 @@ static int outbox_scan(const char *dir, bool is_dead, OutboxLoad *l, AlertMsg **
         if (atomicfile_read_all(path, 1024 * 1024, &data, &len) == 0)
             j = json_loadb(data, len, 0, NULL);
         free(data);
-        if (!j || alertfmt_msg_from_json(j, &m) < 0 || m.seq != seq || m.channel != ch) {
+        int pr = j ? alertfmt_msg_from_json(j, &m) : -EINVAL;
+        if (pr < 0 || m.seq != seq || m.channel != ch) {
+            if (pr == 0)
+                alertfmt_msg_free_fields(&m);
             json_decref(j);
             l->n_bad++;
             if (!is_dead) {
