@@ -67,6 +67,7 @@ struct Control {
     unsigned long next_serial;
     unsigned n_watchers;
     size_t open_calls;
+    size_t closing_clients; /* client pipes whose close callback has not run yet */
     CtlCommand *cmds;
     size_t n_cmds;
     size_t max_request;
@@ -363,6 +364,7 @@ static void control_on_client_closed(uv_handle_t *h)
 
     ctl_linebuf_done(&c->lb);
     free(c);
+    ctl->closing_clients--;
     control_maybe_free(ctl);
 }
 
@@ -387,6 +389,7 @@ static void control_client_close(CtlClient *c)
     if (c->next)
         c->next->prev = c->prev;
     ctl->n_clients--;
+    ctl->closing_clients++;
     uv_close((uv_handle_t *)&c->pipe, control_on_client_closed);
 }
 
@@ -563,7 +566,7 @@ int control_listen(Control *ctl, const ConfigControl *cfg, char *err, size_t err
 
 static void control_maybe_free(Control *ctl)
 {
-    if (!ctl->closing || ctl->server_init || ctl->clients || ctl->open_calls)
+    if (!ctl->closing || ctl->server_init || ctl->clients || ctl->closing_clients || ctl->open_calls)
         return;
     void (*cb)(void *) = ctl->closed_cb;
     void *data = ctl->closed_data;
