@@ -61,6 +61,7 @@ typedef struct AlertChanQ {
     AlertSend *sends;
     unsigned in_flight;
     unsigned fail_streak;
+    bool refused;         /* the last answer was a permanent refusal (until a success) */
     uint64_t resume_mono; /* nothing is sent before this loop time (backoff, Retry-After) */
     uint64_t last_fail_mono; /* when the last failure was counted (concurrent failures count once) */
     char *pause_reason;

@@ -54,14 +54,29 @@ static void alerts_record(AlertChanQ *q, const AlertSend *s, bool ok, long statu
     if (q->n_recent < ALERTS_RECENT)
         q->n_recent++;
 
+}
+
+/*
+ * The "alerts" status component: down while any configured channel is broken (its last answer
+ * was a refusal, or it failed twice in a row), with that channel's last error; up otherwise.
+ */
+static void alerts_update_health(Alerts *a, double latency_ms)
+{
     Component *c = status_component(a->d->status, "alerts");
-    if (c) {
-        char msg[400];
-        snprintf(msg, sizeof(msg), "%s: %s", alertfmt_channel_name(q->ch), error ? error : "failed");
-        json_t *det = json_pack("{s:s,s:i}", "channel", alertfmt_channel_name(q->ch), "http_status", (int)status);
-        status_observe(c, ok, dl->latency_ms, ok ? NULL : msg, det, 1);
-        json_decref(det);
+    char msg[400] = "";
+
+    if (!c)
+        return;
+    for (unsigned ch = 0; ch < ALERT_CH_COUNT && !msg[0]; ch++) {
+        const AlertChanQ *q = &a->q[ch];
+        if (!alerts__configured(a, q->ch) || q->n_recent == 0 || (!q->refused && q->fail_streak < 2))
+            continue;
+        const AlertDelivery *dl = &q->recent[(q->recent_pos + ALERTS_RECENT - 1) % ALERTS_RECENT];
+        snprintf(msg, sizeof(msg), "%s: %s%s", alertfmt_channel_name(q->ch),
+                 q->refused ? "refused (dead-lettered, see drctl alerts): " : "failing: ",
+                 dl->error[0] ? dl->error : "failed");
     }
+    status_observe(c, msg[0] == '\0', latency_ms, msg[0] ? msg : NULL, NULL, 1);
 }
 
 static void alerts_send_free(AlertSend *s)
@@ -143,6 +158,7 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
 
     if (out == ALERTFMT_ACCEPTED) {
         q->fail_streak = 0;
+        q->refused = false;
         q->delivered += s->n;
         free(q->pause_reason);
         q->pause_reason = NULL;
@@ -154,6 +170,7 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
         }
     } else if (out == ALERTFMT_PERMANENT) {
         char reason[400];
+        q->refused = true;
         snprintf(reason, sizeof(reason), "%s refused it (%s): a configuration or payload error, not retried",
                  alertfmt_channel_name(q->ch), why);
         for (size_t i = 0; i < s->n; i++)
@@ -169,6 +186,7 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
             delay = alertfmt_backoff_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1, alerts__rand(a));
         alerts_retry_later(q, s, delay, why);
     }
+    alerts_update_health(a, (double)(uv_now(a->d->loop) - s->started_mono));
     alerts_send_free(s);
     alerts__pump(q);
 }
@@ -252,6 +270,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
         snprintf(why, sizeof(why), "cannot start the request: %s", err_str(r));
         alerts_record(q, s, false, 0, why);
         if (r == -EINVAL) {
+            q->refused = true;
             for (size_t i = 0; i < n; i++)
                 alerts__bury(q, batch[i], why);
         } else {
@@ -259,6 +278,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
                                                          alerts__rand(a)),
                                why);
         }
+        alerts_update_health(a, 0);
         alerts_send_free(s);
         alerts_wake(q, 1);
     }

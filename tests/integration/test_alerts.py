@@ -279,9 +279,25 @@ def test_kill9_mid_delivery_then_restart_delivers_all_without_new_incidents(daem
     d.stop()
 
 
-def test_heartbeat_and_operator_errors(daemon, rx, tmp_path):
-    d = daemon(heartbeat={"url": rx.url("/hb"), "interval": "200ms"}).start()
+def test_heartbeat_dead_letter_cascade_and_operator_errors(daemon, rx, tmp_path):
+    rx.script("/slack", [(404, {})])        # revoked webhook ("no_service"): permanent
+    d = daemon(heartbeat={"url": rx.url("/hb"), "interval": "200ms"},
+               routes=[{"match": {"min_severity": "error", "kind": "alerts.*"}, "channels": ["pagerduty", "slack"]}])
+    d.start()
     wait_until(lambda: len(rx.got("/hb")) >= 3, what="heartbeats")
+    d.ctl_json("alert", "test", "--channel", "slack", "--summary", "lost in slack")
+    # The dead Slack delivery is paged through PagerDuty, never back to Slack.
+    wait_until(lambda: rx.got("/pd", 202), what="the dead letter to be paged")
+    (page,) = rx.got("/pd")
+    assert page.json["payload"]["class"] == "alerts.delivery"
+    assert "slack" in page.json["payload"]["summary"] and "HTTP 404" in page.json["payload"]["summary"]
+    assert "lost in slack" in page.json["payload"]["summary"]
+    a = wait_until(lambda: drained(d), what="an empty outbox")
+    assert len(rx.got("/slack")) == 1 and a["dead_letters"][0]["channel"] == "slack"
+    # Slack stays broken in the status model although PagerDuty works.
+    st = d.ctl_json("status")["components"]["alerts"]
+    assert st["health"] == "down" and "slack: refused" in st["last_error"]["message"]
+    assert "HTTP 404" in st["last_error"]["message"]
     a = d.ctl_json("alerts")
     assert a["heartbeat"]["configured"] and a["heartbeat"]["ok"] >= 3
     p = d.ctl("alert", "test", "--channel", "fax")
@@ -359,3 +375,32 @@ def test_database_down_then_up_triggers_then_resolves_one_pagerduty_alert(tmp_pa
         d.stop()
     finally:
         pg.cleanup()
+
+
+def test_hung_slack_does_not_delay_pagerduty_and_reload_applies_channels(daemon, rx, tmp_path):
+    rx.script("/slack", ["hang"])
+    d = daemon(timeout="5s")
+    d.config["alerts"].pop("webhook")
+    d.config["alerts"]["routes"][0]["channels"] = ["pagerduty", "slack"]
+    d.write_config()
+    d.start()
+    d.ctl_json("alert", "test", "--condition", "x.y:test")
+    wait_until(lambda: rx.got("/slack"), what="Slack to be hanging")
+    wait_until(lambda: rx.got("/pd", 202), what="PagerDuty while Slack hangs")
+    a = d.ctl_json("alerts")
+    assert a["channels"]["slack"]["in_flight"] == 1 and a["channels"]["pagerduty"]["delivered"] == 1
+    assert not a["channels"]["webhook"]["configured"]
+    rx.release()
+
+    # Reload: the webhook appears, with its HMAC secret, without a restart.
+    d.config["alerts"]["webhook"] = {"url": rx.url("/hook"),
+                                     "hmac_secret_file": secret(tmp_path, "hook2.key", "other-secret")}
+    d.write_config()
+    assert d.ctl("reload").returncode == 0
+    d.ctl_json("alert", "test", "--channel", "webhook")
+    wait_until(lambda: rx.got("/hook", 200), what="the webhook after reload")
+    wh = rx.got("/hook")[0]
+    assert wh.headers["X-Drsup-Signature"] == "sha256=" + hmac.new(b"other-secret", wh.body,
+                                                                   hashlib.sha256).hexdigest()
+    wait_until(lambda: drained(d), timeout=15, what="an empty outbox")
+    d.stop()
