@@ -11,6 +11,12 @@ CC       ?= cc
 SANITIZE ?= 0
 PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
+V        ?= 0
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
@@ -60,38 +66,43 @@ deps-check:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIBDRSUP): $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(LIBDAEMON): $(DAEMON_OBJ)
 	@mkdir -p $(@D)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(BUILD)/drsupervisord: $(BUILD)/obj/daemon/main.o $(LIBDAEMON) $(LIBDRSUP)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/drctl: $(BUILD)/obj/tools/drctl.o $(LIBDRSUP)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
 # Unit tests: one cmocka binary per module. A test may wrap symbols with a line
 # `// WRAP: sym1 sym2` in its source; those become -Wl,--wrap=sym flags.
 $(BUILD)/tests/%: tests/unit/%.c $(LIBDAEMON) $(LIBDRSUP)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(CMOCKA_CFLAGS) -o $@ $< \
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS_ALL) $(CMOCKA_CFLAGS) -o $@ $< \
 	  $(patsubst %,-Wl$(comma)--wrap=%,$(shell sed -n 's,^// WRAP:,,p' $<)) \
 	  $(LDFLAGS_ALL) $(LIBDAEMON) $(LIBDRSUP) $(CMOCKA_LIBS) $(PKG_LIBS) -lm
 
 $(BUILD)/bench-bin/%: tools/bench/%.c $(LIBDAEMON) $(LIBDRSUP)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) $(LIBDAEMON) $(LIBDRSUP) $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) $(LIBDAEMON) $(LIBDRSUP) $(PKG_LIBS) -lm
 
 comma := ,
 
 check: deps-check
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory -j2 all $(UNIT_BIN) $(BENCH_BIN)
 	@$(MAKE) --no-print-directory unit integration
 
 unit: $(UNIT_BIN)

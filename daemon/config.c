@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "cfgtree.h"
+#include "codec.h"
+#include "cron.h"
 #include "err.h"
 #include "log.h"
 
@@ -41,10 +43,93 @@ static void config_free_alerts(ConfigAlerts *a)
     free(a->routes);
 }
 
+static void config_free_list(char **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static void config_free_venue(ConfigVenue *v)
+{
+    for (int i = 0; i < VENUE_N_ACTIONS; i++) {
+        ConfigVenueAction *a = &v->actions[i];
+        free(a->method);
+        free(a->url);
+        free(a->body);
+        config_free_list(a->headers, a->n_headers);
+        config_free_list(a->argv, a->argc);
+    }
+    free(v->mode_field);
+    for (int i = 0; i < 3; i++)
+        config_free_list(v->mode_values[i], v->n_mode_values[i]);
+}
+
+void config_backup_free(ConfigBackup *b)
+{
+    free(b->directory);
+    free(b->prefix);
+    free(b->conninfo);
+    free(b->pg_dump);
+    free(b->pg_restore);
+    config_free_list(b->schedules, b->n_schedules);
+    free(b->key_file);
+    free(b->key_credential);
+    config_free_list(b->state_files, b->n_state_files);
+    free(b->restore_schedule);
+    config_free_list(b->validation_queries, b->n_validation_queries);
+    memset(b, 0, sizeof(*b));
+}
+
+static int config_copy_str(const char *src, char **dst)
+{
+    *dst = NULL;
+    if (src && !(*dst = strdup(src)))
+        return -ENOMEM;
+    return 0;
+}
+
+static int config_copy_list(char *const *src, size_t n, char ***dst)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    if (!(*dst = calloc(n, sizeof(**dst))))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!((*dst)[i] = strdup(src[i])))
+            return -ENOMEM;
+    return 0;
+}
+
+int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
+{
+    int r = 0;
+
+    *dst = *src;
+    r |= config_copy_str(src->directory, &dst->directory);
+    r |= config_copy_str(src->prefix, &dst->prefix);
+    r |= config_copy_str(src->conninfo, &dst->conninfo);
+    r |= config_copy_str(src->pg_dump, &dst->pg_dump);
+    r |= config_copy_str(src->pg_restore, &dst->pg_restore);
+    r |= config_copy_str(src->key_file, &dst->key_file);
+    r |= config_copy_str(src->key_credential, &dst->key_credential);
+    r |= config_copy_str(src->restore_schedule, &dst->restore_schedule);
+    r |= config_copy_list(src->schedules, src->n_schedules, &dst->schedules);
+    r |= config_copy_list(src->state_files, src->n_state_files, &dst->state_files);
+    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    if (r) {
+        config_backup_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 Config *config_free(Config *cfg)
 {
     if (!cfg)
         return NULL;
+    config_free_venue(&cfg->venue);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -54,6 +139,7 @@ Config *config_free(Config *cfg)
     free(cfg->database.conninfo);
     free(cfg->platform.health_url);
     config_free_alerts(&cfg->alerts);
+    config_backup_free(&cfg->backup);
     free(cfg);
     return NULL;
 }
@@ -353,6 +439,168 @@ static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
     cfg_check_unknown(&s);
 }
 
+static const char *const config_venue_action_names[VENUE_N_ACTIONS] = {
+    [VENUE_HALT] = "halt",           [VENUE_RESUME] = "resume",       [VENUE_SHADOW] = "shadow",
+    [VENUE_STATUS] = "status",       [VENUE_POSITIONS] = "positions", [VENUE_FILLS] = "fills",
+    [VENUE_CLOSE_ALL] = "close_all",
+};
+
+static void config_read_venue_action(const CfgSection *venue, VenueActionId id, ConfigVenueAction *a)
+{
+    CfgSection s = cfg_section(venue, config_venue_action_names[id], false);
+
+    if (!s.map)
+        return;
+    cfg_string(&s, "url", false, NULL, &a->url);
+    cfg_string_list(&s, "command", &a->argv, &a->argc);
+    cfg_string(&s, "method", false, a->url && (id == VENUE_STATUS || id == VENUE_POSITIONS || id == VENUE_FILLS) ? "GET" : "POST",
+               &a->method);
+    cfg_string_list(&s, "headers", &a->headers, &a->n_headers);
+    cfg_string(&s, "body", false, NULL, &a->body);
+    cfg_check_unknown(&s);
+    if (a->url && a->argc) {
+        cfg_error(s.ctx, s.map, "'%s' has both 'url' and 'command'; choose one", s.path);
+    } else if (a->url) {
+        a->kind = VENUE_ACTION_HTTP;
+        if (strncmp(a->url, "http://", 7) && strncmp(a->url, "https://", 8))
+            cfg_error(s.ctx, cfg_get(s.map, "url"), "'%s.url' must start with http:// or https://", s.path);
+    } else if (a->argc) {
+        a->kind = VENUE_ACTION_COMMAND;
+        if (a->argv[0][0] != '/')
+            cfg_error(s.ctx, cfg_get(s.map, "command"), "'%s.command' must start with an absolute path", s.path);
+    } else {
+        cfg_error(s.ctx, s.map, "'%s' needs a 'url' or a 'command'", s.path);
+    }
+    for (size_t i = 0; i < a->n_headers; i++)
+        if (!strchr(a->headers[i], ':') || strpbrk(a->headers[i], "\r\n"))
+            cfg_error(s.ctx, cfg_get(s.map, "headers"), "'%s.headers' item %zu must be 'Name: value'", s.path,
+                      i + 1);
+}
+
+static void config_read_venue(const CfgSection *top, ConfigVenue *v)
+{
+    CfgSection s = cfg_section(top, "venue", false);
+    static const char *const mode_names[3] = {"halted", "shadow", "live"};
+
+    v->enabled = s.map != NULL;
+    for (int i = 0; i < VENUE_N_ACTIONS; i++)
+        config_read_venue_action(&s, (VenueActionId)i, &v->actions[i]);
+    cfg_string(&s, "mode_field", false, "mode", &v->mode_field);
+    CfgSection modes = cfg_section(&s, "modes", false);
+    for (int i = 0; i < 3; i++) {
+        cfg_string_list(&modes, mode_names[i], &v->mode_values[i], &v->n_mode_values[i]);
+        if (v->n_mode_values[i] == 0) {
+            v->mode_values[i] = calloc(1, sizeof(char *));
+            if (v->mode_values[i]) {
+                v->mode_values[i][0] = strdup(mode_names[i]);
+                v->n_mode_values[i] = 1;
+            }
+        }
+    }
+    cfg_check_unknown(&modes);
+    cfg_duration_ms(&s, "timeout", false, 5000, 10, &v->timeout_ms);
+    cfg_duration_ms(&s, "retry_base", false, 250, 10, &v->retry_base_ms);
+    cfg_duration_ms(&s, "retry_cap", false, 5000, 10, &v->retry_cap_ms);
+    cfg_int(&s, "escalate_after", 1, 1000, 3, &v->escalate_after);
+    cfg_duration_ms(&s, "status_interval", false, 2000, 0, &v->status_interval_ms);
+    cfg_check_unknown(&s);
+    if (v->enabled && (v->actions[VENUE_HALT].kind == VENUE_ACTION_NONE || v->actions[VENUE_STATUS].kind == VENUE_ACTION_NONE))
+        cfg_error(s.ctx, s.map, "'venue' needs at least a 'halt' and a 'status' action (a halt counts only when status confirms it)");
+}
+
+static void config_check_cron(const CfgSection *s, const char *key, const CfgNode *at, const char *expr)
+{
+    CronExpr e;
+    char err[160];
+    if (cron_parse(expr, &e, err, sizeof(err)) < 0)
+        cfg_error(s->ctx, at, "'%s%s%s': bad cron schedule '%s': %s", s->path, s->path[0] ? "." : "", key, expr, err);
+}
+
+static void config_read_backup_verify(const CfgSection *parent, ConfigBackup *b)
+{
+    CfgSection s = cfg_section(parent, "verify", false);
+
+    cfg_bool(&s, "after_backup", true, &b->verify_after_backup);
+    cfg_string(&s, "restore_schedule", false, NULL, &b->restore_schedule);
+    cfg_string_list(&s, "validation_queries", &b->validation_queries, &b->n_validation_queries);
+    cfg_check_unknown(&s);
+    if (b->restore_schedule)
+        config_check_cron(&s, "restore_schedule", cfg_get(s.map, "restore_schedule"), b->restore_schedule);
+}
+
+static void config_read_backup_retention(const CfgSection *parent, ConfigBackup *b)
+{
+    CfgSection s = cfg_section(parent, "retention", false);
+
+    cfg_duration_ms(&s, "max_age", false, 0, 0, &b->retention_max_age_ms);
+    cfg_int(&s, "daily", 0, 10000, 0, &b->keep_daily);
+    cfg_int(&s, "weekly", 0, 10000, 0, &b->keep_weekly);
+    cfg_int(&s, "monthly", 0, 10000, 0, &b->keep_monthly);
+    cfg_check_unknown(&s);
+}
+
+static void config_read_backup_watch(const CfgSection *parent, ConfigBackup *b)
+{
+    CfgSection s = cfg_section(parent, "watch", false);
+
+    cfg_duration_ms(&s, "max_age", false, 26ull * 3600 * 1000, 1000, &b->watch_max_age_ms);
+    cfg_int(&s, "size_change_percent", 0, 100000, 20, &b->watch_size_change_percent);
+    cfg_int(&s, "baseline_count", 1, 1000, 7, &b->watch_baseline_count);
+    cfg_int(&s, "failures", 1, 1000, 2, &b->watch_failures);
+    cfg_check_unknown(&s);
+}
+
+static void config_read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
+{
+    static const char *const codecs[] = {"none", "zstd", "gzip", NULL};
+    CfgSection s = cfg_section(top, "backup", false);
+    int codec = CODEC_ZSTD;
+
+    b->enabled = s.map != NULL;
+    b->verify_after_backup = true;
+    if (!b->enabled)
+        return;
+    cfg_string(&s, "directory", true, NULL, &b->directory);
+    cfg_string(&s, "prefix", false, "backup", &b->prefix);
+    cfg_string(&s, "conninfo", false, db->conninfo, &b->conninfo);
+    cfg_string(&s, "pg_dump", false, "/usr/lib/postgresql/15/bin/pg_dump", &b->pg_dump);
+    cfg_string(&s, "pg_restore", false, "/usr/lib/postgresql/15/bin/pg_restore", &b->pg_restore);
+    cfg_string_list(&s, "schedules", &b->schedules, &b->n_schedules);
+    if (cfg_enum(&s, "codec", codecs, CODEC_ZSTD, &codec))
+        b->codec = codec;
+    cfg_int(&s, "level", 0, 22, 0, &b->level);
+    cfg_string(&s, "key_file", false, NULL, &b->key_file);
+    cfg_string(&s, "key_credential", false, NULL, &b->key_credential);
+    cfg_size(&s, "chunk_size", 1024 * 1024, 4096, 64 * 1024 * 1024, &b->chunk_size);
+    cfg_duration_ms(&s, "dump_timeout", false, 6ull * 3600 * 1000, 1000, &b->dump_timeout_ms);
+    cfg_string_list(&s, "state_files", &b->state_files, &b->n_state_files);
+    config_read_backup_verify(&s, b);
+    config_read_backup_retention(&s, b);
+    config_read_backup_watch(&s, b);
+    cfg_check_unknown(&s);
+
+    const CfgNode *sched = cfg_get(s.map, "schedules");
+    for (size_t i = 0; i < b->n_schedules; i++)
+        config_check_cron(&s, "schedules", sched && sched->kind == CFG_NODE_SEQ && i < sched->n ? sched->items[i] : sched,
+                          b->schedules[i]);
+    if (b->directory && b->directory[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "directory"), "'backup.directory' must be an absolute path");
+    if (b->prefix && (!b->prefix[0] || strchr(b->prefix, '/')))
+        cfg_error(s.ctx, cfg_get(s.map, "prefix"), "'backup.prefix' must be non-empty and hold no '/'");
+    if (!b->key_file == !b->key_credential)
+        cfg_error(s.ctx, b->key_file ? cfg_get(s.map, "key_file") : s.map,
+                  "'backup' needs exactly one of 'key_file' or 'key_credential'");
+    if (b->key_credential && strchr(b->key_credential, '/'))
+        cfg_error(s.ctx, cfg_get(s.map, "key_credential"), "'backup.key_credential' is a credential name, no '/'");
+    if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
+        cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
+                  (long long)b->level, codec_name((CodecKind)b->codec));
+    for (size_t i = 0; i < b->n_state_files; i++)
+        if (b->state_files[i][0] != '/')
+            cfg_error(s.ctx, cfg_get(s.map, "state_files"), "'backup.state_files': '%s' is not an absolute path",
+                      b->state_files[i]);
+}
+
 static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
@@ -371,6 +619,8 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_database(&top, &cfg->database);
     config_read_platform(&top, &cfg->platform);
     config_read_alerts(&top, &cfg->alerts);
+    config_read_venue(&top, &cfg->venue);
+    config_read_backup(&top, &cfg->database, &cfg->backup);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

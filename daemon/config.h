@@ -73,6 +73,72 @@ typedef struct ConfigAlerts {
     char *heartbeat_url;           /* secret when read from a file; NULL = no heartbeat */
     uint64_t heartbeat_interval_ms;
 } ConfigAlerts;
+typedef enum { VENUE_ACTION_NONE = 0, VENUE_ACTION_HTTP, VENUE_ACTION_COMMAND } VenueActionKind;
+
+/* One way of acting on the trading platform: an HTTP request or a command (argv, no shell).
+ * Strings may hold {{reason}}, {{run}}, {{since}} and {{cluster}}, expanded per call. */
+typedef struct ConfigVenueAction {
+    VenueActionKind kind;
+    char *method;   /* HTTP */
+    char *url;
+    char **headers; /* "Name: value" */
+    size_t n_headers;
+    char *body;
+    char **argv;    /* COMMAND */
+    size_t argc;
+} ConfigVenueAction;
+
+typedef enum {
+    VENUE_HALT = 0,
+    VENUE_RESUME,
+    VENUE_SHADOW,
+    VENUE_STATUS,
+    VENUE_POSITIONS,
+    VENUE_FILLS,
+    VENUE_CLOSE_ALL,
+    VENUE_N_ACTIONS
+} VenueActionId;
+
+typedef struct ConfigVenue {
+    bool enabled;                 /* a venue section is present */
+    ConfigVenueAction actions[VENUE_N_ACTIONS];
+    char *mode_field;             /* JSON field of the status answer holding the mode */
+    char **mode_values[3];        /* accepted values for halted, shadow, live */
+    size_t n_mode_values[3];
+    uint64_t timeout_ms;          /* one action's deadline */
+    uint64_t retry_base_ms, retry_cap_ms;
+    int64_t escalate_after;       /* failed halt attempts before a critical event */
+    uint64_t status_interval_ms;  /* trading-mode poll; 0 = only around actions */
+} ConfigVenue;
+/* backup: (optional; absent = backups disabled). See conf/drsupervisor.yaml and docs/backups.md. */
+typedef struct ConfigBackup {
+    bool enabled;               /* the section is present */
+    char *directory;            /* where backup files and manifests live */
+    char *prefix;               /* file name prefix */
+    char *conninfo;             /* database to dump; default database.conninfo */
+    char *pg_dump;              /* path of pg_dump */
+    char *pg_restore;           /* path of pg_restore */
+    char **schedules;           /* cron strings (UTC) */
+    size_t n_schedules;
+    int codec;                  /* CodecKind */
+    int64_t level;              /* 0 = codec default */
+    char *key_file;             /* key file path, or NULL */
+    char *key_credential;       /* systemd credential name, or NULL */
+    uint64_t chunk_size;        /* BCF chunk size */
+    uint64_t dump_timeout_ms;   /* pg_dump deadline */
+    char **state_files;         /* files captured into each backup set */
+    size_t n_state_files;
+    bool verify_after_backup;
+    char *restore_schedule;     /* cron string for the test restore, or NULL */
+    char **validation_queries;  /* run in the scratch database after a test restore */
+    size_t n_validation_queries;
+    uint64_t retention_max_age_ms; /* 0 = no age rule */
+    int64_t keep_daily, keep_weekly, keep_monthly;
+    uint64_t watch_max_age_ms;
+    int64_t watch_size_change_percent;
+    int64_t watch_baseline_count;
+    int64_t watch_failures;
+} ConfigBackup;
 
 typedef struct Config {
     char *path;        /* file it was read from */
@@ -83,6 +149,8 @@ typedef struct Config {
     ConfigDatabase database;
     ConfigPlatform platform;
     ConfigAlerts alerts;
+    ConfigVenue venue;
+    ConfigBackup backup;
 } Config;
 
 /*
@@ -94,5 +162,9 @@ int config_load(const char *path, Config **ret, char **ret_errors);
 /* Same, from text (tests). `name` is used in messages. */
 int config_load_string(const char *name, const char *text, Config **ret, char **ret_errors);
 Config *config_free(Config *cfg);
+/* Deep copy of a backup section (modules keep their own across reloads). 0 or -ENOMEM. */
+int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst);
+/* Free what a ConfigBackup owns (not the struct itself); leaves it zeroed. */
+void config_backup_free(ConfigBackup *b);
 
 #endif

@@ -64,10 +64,10 @@ struct Control {
     bool activated;
     CtlClient *clients;
     unsigned n_clients;
+    unsigned closing_clients; /* unlinked, waiting for their close callback */
     unsigned long next_serial;
     unsigned n_watchers;
     size_t open_calls;
-    size_t closing_clients; /* client pipes whose close callback has not run yet */
     CtlCommand *cmds;
     size_t n_cmds;
     size_t max_request;

@@ -15,6 +15,7 @@
 #include "alerts.h"
 #include "err.h"
 #include "log.h"
+#include "venue.h"
 
 struct ReloadWaiter {
     DaemonReloadFn fn;
@@ -61,8 +62,11 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
                     d->stopping ? "stopping" : d->reloading ? "reloading" : "running", "control", "socket",
                     control_socket_path(d->control), "clients", (int)control_client_count(d->control),
                     "reloads", "ok", (int)d->reloads_ok, "failed", (int)d->reloads_failed);
-    if (res)
+    if (res) {
         json_object_set_new(res, "components", status_components_json(d->status));
+        if (d->venue)
+            json_object_set_new(res, "trading", venue_status_json(d->venue));
+    }
     control_reply_ok(call, res);
 }
 
@@ -149,6 +153,9 @@ static void daemon_reload_done(uv_work_t *req, int status)
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
         alerts_apply_config(d->alerts, d->cfg);
+        venue_apply_config(d->venue, d->cfg);
+        if (backups_apply_config(d->backups, d->cfg) < 0)
+            log_error("backup", "cannot apply the backup configuration: out of memory");
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -270,7 +277,11 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->config_path || !d->events || !d->status || !d->notify || !d->http || !d->control)
         return -ENOMEM;
     d->probes = probes_new(d);
-    if (!d->probes)
+    d->venue = venue_new(d);
+    if (!d->probes || !d->venue)
+        return -ENOMEM;
+    d->backups = backups_new(d);
+    if (!d->backups)
         return -ENOMEM;
     d->alerts = alerts_new(d);
     if (!d->alerts)
@@ -316,6 +327,8 @@ int daemon_start(Daemon *d)
         return r;
     }
     control_configure(d->control, &d->cfg->control, &d->roles);
+    /* Alerts first (it only copies configuration and queues the outbox load), so that what the
+     * modules below report at start is routed. */
     r = alerts_apply_config(d->alerts, d->cfg);
     if (r == 0)
         r = alerts_start(d->alerts);
@@ -323,9 +336,17 @@ int daemon_start(Daemon *d)
         log_error("alerts", "cannot start alerts: %s", err_str(r));
         return r;
     }
+    /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
+    venue_start(d->venue);
+    venue_apply_config(d->venue, d->cfg);
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
+        return r;
+    }
+    r = backups_apply_config(d->backups, d->cfg);
+    if (r < 0) {
+        log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
     uint64_t wd = notify_watchdog_start(d->notify);
@@ -379,6 +400,16 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         alerts_close(d->alerts, daemon_module_closed, d);
         d->alerts = NULL;
+    }
+    if (d->venue) {
+        d->closing_modules++;
+        venue_close(d->venue, daemon_module_closed, d);
+        d->venue = NULL;
+    }
+    if (d->backups) {
+        d->closing_modules++;
+        backups_close(d->backups, daemon_module_closed, d);
+        d->backups = NULL;
     }
     daemon_module_closed(d);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "backup.h"
 #include "config.h"
 #include "control.h"
 #include "events.h"
@@ -23,6 +24,7 @@
 
 typedef struct Probes Probes;
 typedef struct Alerts Alerts;
+typedef struct Venue Venue;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -39,6 +41,8 @@ typedef struct Daemon {
     HttpClient *http;
     Probes *probes;
     Alerts *alerts;
+    Venue *venue;
+    Backups *backups;
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */

@@ -19,8 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
+#include "backupstream.h"
 #include "cfgtree.h"
 #include "ctlproto.h"
+#include "err.h"
 
 #define DRCTL_DEFAULT_SOCKET "/run/drsupervisor/control.sock"
 #define DRCTL_EXIT_OK 0
@@ -331,6 +334,280 @@ static int drctl_args_alert(int argc, char **argv, json_t *args)
     return 0;
 }
 
+static int drctl_args_halt(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "--reason") == 0 || strcmp(argv[i], "-r") == 0) && i + 1 < argc) {
+            json_object_set_new(args, "reason", json_string(argv[++i]));
+        } else if (strncmp(argv[i], "--reason=", 9) == 0) {
+            json_object_set_new(args, "reason", json_string(argv[i] + 9));
+        } else {
+            fprintf(stderr, "drctl halt: unexpected argument '%s'\n", argv[i]);
+            return -EINVAL;
+        }
+    }
+    if (!json_object_get(args, "reason")) {
+        fprintf(stderr, "drctl halt: --reason TEXT is required (it is recorded and paged)\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int drctl_args_resume(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--shadow") == 0) {
+            json_object_set_new(args, "shadow", json_true());
+        } else {
+            fprintf(stderr, "drctl resume: unexpected argument '%s'\n", argv[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int drctl_print_mode(const json_t *r)
+{
+    printf("trading is %s\n", drctl_str(r, "mode", "?"));
+    return 0;
+}
+
+static int drctl_print_trading(const json_t *r)
+{
+    char since[64];
+    if (!json_is_true(json_object_get(r, "enabled"))) {
+        printf("no venue is configured: the daemon cannot halt or resume trading\n");
+        return 0;
+    }
+    drctl_ago(drctl_int(r, "mode_ms"), since, sizeof(since));
+    printf("platform mode  %s (reported %s)\n", drctl_str(r, "mode", "?"), since);
+    if (json_is_true(json_object_get(r, "halted"))) {
+        drctl_ago(drctl_int(r, "halted_since_ms"), since, sizeof(since));
+        printf("held halted    since %s: %s%s\n", since, drctl_str(r, "reason", "-"),
+               json_is_true(json_object_get(r, "halting")) ? " (halt not yet confirmed)" : "");
+    } else {
+        printf("held halted    no\n");
+    }
+    if (drctl_int(r, "halt_attempts") > 0 || json_is_string(json_object_get(r, "last_error")))
+        printf("last error     %s (attempt %" PRId64 ")\n", drctl_str(r, "last_error", "-"), drctl_int(r, "halt_attempts"));
+    return 0;
+}
+
+/* ---- backups ---- */
+
+static void drctl_size(int64_t bytes, char *out, size_t n)
+{
+    if (bytes >= 1 << 20)
+        snprintf(out, n, "%.1f MiB", (double)bytes / 1048576.0);
+    else if (bytes >= 1 << 10)
+        snprintf(out, n, "%.1f KiB", (double)bytes / 1024.0);
+    else
+        snprintf(out, n, "%" PRId64 " B", bytes);
+}
+
+static int drctl_print_backups(const json_t *r)
+{
+    size_t i;
+    json_t *b;
+    char size[32], dur[32];
+
+    printf("%-48s %-20s %10s %9s %-8s %s\n", "NAME", "STARTED", "SIZE", "DURATION", "VERIFIED", "TEST-RESTORED");
+    json_array_foreach(json_object_get(r, "backups"), i, b) {
+        drctl_size(drctl_int(b, "file_size_bytes"), size, sizeof(size));
+        snprintf(dur, sizeof(dur), "%.1fs", (double)drctl_int(b, "duration_ms") / 1000.0);
+        printf("%-48s %-20s %10s %9s %-8s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "started_at", "?"), size, dur,
+               json_is_true(json_object_get(b, "verified")) ? "yes" : "NO", drctl_str(b, "restore_test", "skipped"));
+    }
+    if (json_array_size(json_object_get(r, "backups")) == 0)
+        printf("(no backups in %s)\n", drctl_str(r, "directory", "?"));
+    const json_t *f = json_object_get(r, "failures");
+    if (json_array_size(f)) {
+        printf("\nrecent failures:\n");
+        json_array_foreach(f, i, b)
+            printf("  %-20s %-48s %-8s %s\n", drctl_str(b, "started_at", "?"), drctl_str(b, "file", "?"),
+                   drctl_str(b, "stage", "?"), drctl_str(b, "error", ""));
+    }
+    const json_t *run = json_object_get(r, "running");
+    if (json_is_object(run))
+        printf("\nrunning: %s of %s\n", drctl_str(run, "kind", "?"), drctl_str(run, "name", "?"));
+    return 0;
+}
+
+static int drctl_print_backup_status(const json_t *r)
+{
+    printf("%s\n", drctl_str(r, "line", "?"));
+    return 0;
+}
+
+static int drctl_print_backup_now(const json_t *r)
+{
+    if (json_object_get(r, "manifest")) {
+        const json_t *m = json_object_get(r, "manifest");
+        char size[32];
+        drctl_size(drctl_int(m, "file_size_bytes"), size, sizeof(size));
+        printf("backup %s done: %s, sha256 %s\n", drctl_str(r, "name", "?"), size, drctl_str(m, "sha256", "?"));
+    } else {
+        printf("backup %s started\n", drctl_str(r, "name", "?"));
+    }
+    return 0;
+}
+
+static int drctl_print_verify(const json_t *r)
+{
+    const json_t *rt = json_object_get(r, "restore_test");
+    if (json_is_object(rt)) {
+        printf("test restore of %s: %s in %.1fs (scratch database %s, dropped: %s)\n", drctl_str(r, "name", "?"),
+               drctl_str(rt, "status", "?"), (double)drctl_int(rt, "duration_ms") / 1000.0, drctl_str(rt, "database", "?"),
+               json_is_true(json_object_get(rt, "dropped")) ? "yes" : "NO");
+        size_t i;
+        json_t *q;
+        json_array_foreach(json_object_get(rt, "queries"), i, q) {
+            char *rows = json_dumps(json_object_get(q, "rows"), JSON_COMPACT);
+            printf("  %s -> %s (%" PRId64 " ms)\n", drctl_str(q, "query", "?"), rows ? rows : drctl_str(q, "error", "?"),
+                   drctl_int(q, "duration_ms"));
+            free(rows);
+        }
+        return 0;
+    }
+    const json_t *v = json_object_get(r, "verification");
+    printf("%s: verified (container %s, sha256 %s, pg_restore --list %s)\n", drctl_str(r, "name", "?"),
+           drctl_str(v, "container", "?"), json_is_true(json_object_get(v, "sha256_match")) ? "matches" : "MISMATCH",
+           drctl_str(v, "pg_restore_list", "?"));
+    return 0;
+}
+
+static int drctl_args_backup(int argc, char **argv, json_t *args)
+{
+    if (argc >= 2 && strcmp(argv[1], "now") == 0) {
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--wait") == 0) {
+                json_object_set_new(args, "wait", json_true());
+            } else {
+                fprintf(stderr, "drctl backup now: unexpected argument '%s'\n", argv[i]);
+                return -EINVAL;
+            }
+        }
+        json_object_set_new(args, "__cmd", json_string("backup_now"));
+        return 0;
+    }
+    fprintf(stderr, "drctl backup: usage: drctl backup now [--wait] | drctl backup decrypt --key-file K FILE [-o OUT] [--raw]\n");
+    return -EINVAL;
+}
+
+static int drctl_args_verify(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--restore") == 0)
+            json_object_set_new(args, "restore", json_true());
+        else if (argv[i][0] == '-' || json_object_get(args, "name")) {
+            fprintf(stderr, "drctl verify: usage: drctl verify [NAME] [--restore]\n");
+            return -EINVAL;
+        } else
+            json_object_set_new(args, "name", json_string(argv[i]));
+    }
+    return 0;
+}
+
+typedef struct DrctlDecrypt {
+    AtomicFile *out;
+} DrctlDecrypt;
+
+static int drctl_decrypt_sink(void *ctx, const uint8_t *data, size_t len)
+{
+    return atomicfile_append(((DrctlDecrypt *)ctx)->out, data, len);
+}
+
+/* `drctl backup decrypt`: no daemon. Output under a temporary name, renamed only when the whole file
+ * verified. */
+static int drctl_backup_decrypt(int argc, char **argv)
+{
+    const char *key_file = NULL, *in = NULL, *outp = NULL;
+    bool raw = false;
+    char outbuf[4096], err[512] = "";
+    uint8_t key[BCF_KEY_LEN];
+
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc)
+            key_file = argv[++i];
+        else if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc)
+            outp = argv[++i];
+        else if (strcmp(argv[i], "--raw") == 0)
+            raw = true;
+        else if (argv[i][0] != '-' && !in)
+            in = argv[i];
+        else {
+            fprintf(stderr, "drctl backup decrypt: usage: drctl backup decrypt --key-file K FILE [-o OUT] [--raw]\n");
+            return DRCTL_EXIT_USAGE;
+        }
+    }
+    if (!key_file || !in) {
+        fprintf(stderr, "drctl backup decrypt: usage: drctl backup decrypt --key-file K FILE [-o OUT] [--raw]\n");
+        return DRCTL_EXIT_USAGE;
+    }
+    if (!outp) {
+        /* x.dump.zst.drbk -> x.dump (or x.dump.zst with --raw) */
+        snprintf(outbuf, sizeof(outbuf), "%s", in);
+        size_t n = strlen(outbuf);
+        if (n > 5 && strcmp(outbuf + n - 5, BCF_FILE_EXT) == 0)
+            outbuf[n -= 5] = '\0';
+        else {
+            fprintf(stderr, "drctl backup decrypt: '%s' does not end in %s; name the output with -o\n", in, BCF_FILE_EXT);
+            return DRCTL_EXIT_USAGE;
+        }
+        if (!raw) {
+            char *dot = strrchr(outbuf, '.');
+            if (dot && (strcmp(dot, ".zst") == 0 || strcmp(dot, ".gz") == 0))
+                *dot = '\0';
+        }
+        outp = outbuf;
+    }
+    if (bcf_load_key_file(key_file, key, err, sizeof(err)) < 0) {
+        fprintf(stderr, "drctl backup decrypt: %s\n", err);
+        return DRCTL_EXIT_FAILED;
+    }
+    FILE *f = fopen(in, "rb");
+    if (!f) {
+        fprintf(stderr, "drctl backup decrypt: cannot open '%s': %s\n", in, strerror(errno));
+        return DRCTL_EXIT_FAILED;
+    }
+    int r = 0;
+    DrctlDecrypt ctx = {.out = atomicfile_open(outp, 0600, &r)};
+    if (!ctx.out) {
+        fprintf(stderr, "drctl backup decrypt: cannot create '%s': %s\n", outp, err_str(r));
+        fclose(f);
+        return DRCTL_EXIT_FAILED;
+    }
+    BackupStreamReader *rd = backupstream_reader_new(key, !raw, drctl_decrypt_sink, &ctx);
+    memset(key, 0, sizeof(key));
+    static uint8_t buf[1 << 20];
+    size_t n;
+    while (rd && r == 0 && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        r = backupstream_reader_update(rd, buf, n);
+    if (rd && r == 0 && ferror(f))
+        r = -EIO;
+    BackupStreamStats st;
+    int fr = rd ? backupstream_reader_finish(rd, &st) : -ENOMEM;
+    if (r == 0)
+        r = fr;
+    fclose(f);
+    if (r < 0) {
+        fprintf(stderr, "drctl backup decrypt: '%s' failed verification, nothing written: %s\n", in,
+                rd && backupstream_reader_errmsg(rd)[0] ? backupstream_reader_errmsg(rd) : err_str(r));
+        atomicfile_abort(ctx.out);
+        backupstream_reader_free(rd);
+        return DRCTL_EXIT_FAILED;
+    }
+    backupstream_reader_free(rd);
+    r = atomicfile_commit(ctx.out);
+    if (r < 0) {
+        fprintf(stderr, "drctl backup decrypt: cannot write '%s': %s\n", outp, err_str(r));
+        return DRCTL_EXIT_FAILED;
+    }
+    printf("%s: verified (%" PRIu64 " chunks, sha256 %s); wrote %s (%" PRIu64 " bytes)\n", in, st.chunks,
+           st.file_sha256_hex, outp, raw ? st.payload_bytes : st.plain_bytes);
+    return DRCTL_EXIT_OK;
+}
+
 static const DrctlCommand drctl_commands[] = {
     {"status", "status", "", "daemon and component health", drctl_args_none, drctl_print_status},
     {"ping", "ping", "", "check that the daemon answers", drctl_args_none, drctl_print_ping},
@@ -342,7 +619,22 @@ static const DrctlCommand drctl_commands[] = {
     {"alert", "alert.test", "test [--channel C] [--condition K] [--count N] [--severity S] [--resolve]",
      "send test alerts end to end (a channel check; --count N: a load check) [operator]", drctl_args_alert,
      drctl_print_alert_test},
+    {"halt", "halt", "--reason TEXT", "halt trading now; waits until the platform confirms [operator]",
+     drctl_args_halt, drctl_print_mode},
+    {"resume", "resume", "[--shadow]", "resume trading live (or in shadow mode) [operator]", drctl_args_resume,
+     drctl_print_mode},
+    {"trading", "trading", "", "the platform's trading mode and the halt state", drctl_args_none,
+     drctl_print_trading},
     {"commands", "help", "", "list the commands the daemon offers", drctl_args_none, drctl_print_help},
+    {"backups", "backups", "", "list backups (name, time, size, duration, verified, test-restored)", drctl_args_none,
+     drctl_print_backups},
+    {"backup-status", "backup_status", "", "one line: latest backup, size, age, verified", drctl_args_none,
+     drctl_print_backup_status},
+    {"backup", NULL, "now [--wait]", "start a backup now [operator]", drctl_args_backup, drctl_print_backup_now},
+    {"backup decrypt", NULL, "--key-file K FILE [-o OUT] [--raw]",
+     "turn a backup into a pg_restore input; no daemon needed", NULL, NULL},
+    {"verify", "verify", "[NAME] [--restore]", "verify a backup (newest by default); --restore: test restore [operator]",
+     drctl_args_verify, drctl_print_verify},
     {"call", NULL, "COMMAND [JSON]", "send any command with raw JSON arguments", drctl_args_call,
      drctl_print_json},
 };
@@ -354,10 +646,10 @@ static void drctl_usage(FILE *out)
     for (size_t i = 0; i < sizeof(drctl_commands) / sizeof(drctl_commands[0]); i++) {
         char left[128];
         snprintf(left, sizeof(left), "%s %s", drctl_commands[i].name, drctl_commands[i].usage);
-        if (strlen(left) > 24)
-            fprintf(out, "  %s\n  %-24s %s\n", left, "", drctl_commands[i].summary);
+        if (strlen(left) > 36)
+            fprintf(out, "  %s\n  %-36s %s\n", left, "", drctl_commands[i].summary);
         else
-            fprintf(out, "  %-24s %s\n", left, drctl_commands[i].summary);
+            fprintf(out, "  %-36s %s\n", left, drctl_commands[i].summary);
     }
     fprintf(out, "\nOptions:\n"
                  "  -s, --socket PATH     control socket (default $DRCTL_SOCKET or " DRCTL_DEFAULT_SOCKET ")\n"
@@ -558,8 +850,10 @@ int main(int argc, char **argv)
         drctl_usage(stderr);
         return DRCTL_EXIT_USAGE;
     }
+    if (strcmp(argv[optind], "backup") == 0 && optind + 1 < argc && strcmp(argv[optind + 1], "decrypt") == 0)
+        return drctl_backup_decrypt(argc - optind, argv + optind);
     for (size_t i = 0; i < sizeof(drctl_commands) / sizeof(drctl_commands[0]); i++)
-        if (strcmp(argv[optind], drctl_commands[i].name) == 0)
+        if (drctl_commands[i].args && strcmp(argv[optind], drctl_commands[i].name) == 0)
             cmd = &drctl_commands[i];
     if (!cmd) {
         fprintf(stderr, "drctl: unknown command '%s'; see drctl --help\n", argv[optind]);

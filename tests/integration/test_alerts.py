@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from alert_receiver import Receiver
-from alerts_harness import Daemon, wait_until
+from drsup import Daemon, wait_until
 
 ROUTING_KEY = "R0123456789abcdef0123456789abcd"
 HMAC_SECRET = "s3cret-hmac-key"
@@ -314,7 +314,7 @@ def test_group_readable_secret_is_refused_and_never_printed(tmp_path, rx):
     os.chmod(cfg["pagerduty"]["routing_key_file"], 0o640)
     d = Daemon(tmp_path, {"alerts": cfg})
     import subprocess
-    from alerts_harness import DAEMON
+    from drsup import DAEMON
     p = subprocess.run([DAEMON, "--check-config", "--config", d.config_path], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     assert p.returncode == 2

@@ -1,0 +1,132 @@
+/*
+ * backup_internal: what the backup module's files share (daemon/backup*.c); not for other modules.
+ *
+ *   backup.c          the module: schedules, commands, catalog in memory, retention, watching
+ *   backup_job.c      one backup: pg_dump -> worker (compress, encrypt, write) -> verify -> commit
+ *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
+ *                     pg_restore -d for a test restore)
+ *   backup_restore.c  the test restore into a scratch database, with validation queries
+ *   backup_catalog.c  manifests (build, parse, write), directory scan, failure log, key loading
+ */
+#ifndef DRSUP_BACKUP_INTERNAL_H
+#define DRSUP_BACKUP_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "backupstream.h"
+#include "config.h"
+
+/* Bytes handed to a worker at a time (and the most pg_dump output buffered on the loop). */
+#define BACKUP_HANDOFF_BYTES (4u * 1024u * 1024u)
+/* File bytes read per read() in verification, and decrypted output handed to a child at a time. */
+#define BACKUP_VERIFY_READ_BYTES (1024u * 1024u)
+#define BACKUP_VERIFY_OUT_BYTES (4u * 1024u * 1024u)
+
+#define BACKUP_MANIFEST_SUFFIX ".manifest.json"
+
+/* A growable byte buffer. */
+typedef struct BackupBuf {
+    uint8_t *data;
+    size_t len, cap;
+} BackupBuf;
+
+int backup_buf_append(BackupBuf *b, const void *data, size_t len);
+void backup_buf_free(BackupBuf *b);
+
+/* ---- key (backup_catalog.c); blocking: pool threads only ---- */
+
+/* Load the key from key_file, or from $CREDENTIALS_DIRECTORY/<key_credential>. DR_EKEY + message. */
+int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen);
+
+/* ---- manifests and catalog (backup_catalog.c) ---- */
+
+/* "2024-01-02T03:04:05Z" */
+void backup_time_rfc3339(int64_t unix_s, char *out, size_t n);
+/* Parse the above; -1 when not parseable. */
+int64_t backup_time_parse(const char *s);
+/* A manifest's started_at as Unix seconds (-1 if missing). */
+int64_t backup_manifest_started(const json_t *m);
+/* Verified as docs/backup-format.md defines it. */
+bool backup_manifest_verified(const json_t *m);
+
+/* Result of scanning the directory (pool thread): manifests sorted by start (oldest first), failure
+ * records, and a message when the directory could not be read. */
+typedef struct BackupScan {
+    json_t *manifests; /* array */
+    json_t *failures;  /* array */
+    char error[512];
+} BackupScan;
+
+/* Blocking: read every manifest in `dir` (dropping entries whose file is gone), remove temporaries
+ * left by a crash, and load the failure log from `failures_path`. */
+void backup_catalog_scan(const char *dir, const char *failures_path, BackupScan *ret);
+/* Blocking: write a manifest atomically beside its file. 0 or -errno. */
+int backup_manifest_write(const char *dir, const json_t *manifest);
+
+/* ---- streaming verification (backup_verify.c) ---- */
+
+typedef struct BackupVerifyResult {
+    bool container_ok;      /* every chunk, the final chunk and the codec checks passed */
+    bool sha_checked;       /* an expected SHA-256 was given */
+    bool sha_match;
+    bool child_ok;          /* the child exited 0 (and, if required, read everything) */
+    bool child_ran;
+    char child_status[96];  /* "exited with status 1" */
+    BackupStreamStats stats;
+    char key_id_hex[2 * BCF_KEY_ID_LEN + 1];
+    char error[1024];       /* first failure, "" when none */
+} BackupVerifyResult;
+
+typedef struct BackupVerify BackupVerify;
+typedef void (*BackupVerifyDoneFn)(const BackupVerifyResult *res, void *data);
+
+typedef struct BackupVerifyOptions {
+    const char *path;                /* file to read */
+    const uint8_t *key;              /* BCF_KEY_LEN bytes, copied */
+    const char *expected_sha256_hex; /* or NULL */
+    const char *const *argv;         /* child reading the decrypted dump on stdin; NULL: no child */
+    bool child_must_read_all;        /* a child that stops reading early fails (restore) */
+    uint64_t timeout_ms;             /* for the child; 0 none */
+} BackupVerifyOptions;
+
+/* Start; done(res) runs once on the loop. NULL when out of memory. */
+BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *opt, BackupVerifyDoneFn done,
+                                  void *data);
+/* Stop early (shutdown): the child is killed and done() runs with an error. */
+void backup_verify_cancel(BackupVerify *v);
+
+/* ---- one backup (backup_job.c) ---- */
+
+typedef struct BackupJob BackupJob;
+
+typedef struct BackupJobResult {
+    int status;              /* 0 ok, or the error */
+    const char *name;        /* backup file name */
+    const char *stage;       /* where it failed: "connect", "key", "open", "dump", "write", "verify", "commit" */
+    const char *error;       /* message, "" on success */
+    json_t *manifest;        /* on success: the manifest written (borrowed) */
+    int64_t started_at;
+} BackupJobResult;
+
+typedef void (*BackupJobDoneFn)(const BackupJobResult *res, void *data);
+
+/* Start a backup with a private copy of `cfg`. done runs once on the loop, then the job frees itself. */
+BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, BackupJobDoneFn done, void *data);
+void backup_job_cancel(BackupJob *job);
+const char *backup_job_name(const BackupJob *job);
+
+/* ---- test restore (backup_restore.c) ---- */
+
+typedef struct BackupRestore BackupRestore;
+/* result: object {"status":"ok"|"failed","database":..,"duration_ms":..,"queries":[...],"error":..}. */
+typedef void (*BackupRestoreDoneFn)(json_t *result, void *data);
+
+BackupRestore *backup_restore_start(uv_loop_t *loop, const ConfigBackup *cfg, const char *path,
+                                    const uint8_t key[BCF_KEY_LEN], const char *expected_sha256_hex,
+                                    BackupRestoreDoneFn done, void *data);
+void backup_restore_cancel(BackupRestore *r);
+
+#endif

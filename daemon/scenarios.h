@@ -1,0 +1,37 @@
+/*
+ * scenarios: the recovery scenarios the daemon runs (interface; implemented in daemon/scenarios.c).
+ *
+ * Owns scenario runs: one generic engine (lib/fsm) over one static table per scenario, a durable
+ * journal per run in state_dir/runs/, modes (automatic, manual, dry run), RTO/RPO measurement and
+ * incident reports, and the control commands execute/runs/run/approve/abort/incidents.
+ */
+#ifndef DRSUP_SCENARIOS_H
+#define DRSUP_SCENARIOS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct Daemon Daemon;
+typedef struct Scenarios Scenarios;
+
+Scenarios *scenarios_new(Daemon *d);
+int scenarios_apply_config(Scenarios *s, const Config *cfg);
+/* Replay unfinished runs from state_dir/runs and resume them (called at start, after the venue). */
+int scenarios_start(Scenarios *s);
+void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data);
+
+/*
+ * Start a scenario run because the detector (or an operator) saw `reason` at `detected_ms` (wall
+ * clock, ms). Returns 0 and fills ret_run_id (may be NULL), -EBUSY when a run of any scenario is
+ * already active (the detector then just records the observation), -ENOENT for an unknown
+ * scenario name.
+ */
+int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
+                      char *ret_run_id, size_t run_id_len);
+
+/* True while a run is unfinished (trading must not resume). */
+bool scenarios_active(const Scenarios *s);
+
+#endif

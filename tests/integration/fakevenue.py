@@ -1,0 +1,97 @@
+"""
+fakevenue: a controllable trading-platform double for the venue adapter's tests.
+
+Owns an HTTP server on 127.0.0.1 with /halt, /resume, /shadow, /status, /positions, /fills and
+/close_all. Tests set `ignore_halts` (halts answered 200 but not applied), `down` (every request
+answered 503), or `on_halt` (a hook called when a halt arrives, e.g. to check that the daemon
+persisted its state first). Every request is recorded. Standard library only.
+"""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeVenue:
+    def __init__(self, mode="live"):
+        self.mode = mode
+        self.requests = []
+        self.ignore_halts = 0
+        self.down = False
+        self.on_halt = None
+        self.halt_bodies = []
+        self.lock = threading.Lock()
+        venue = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                path = self.path.split("?")[0]
+                with venue.lock:
+                    venue.requests.append((method, self.path, body))
+                    if venue.down:
+                        return self._answer(503, {"error": "down"})
+                    if path == "/halt" and method == "POST":
+                        venue.halt_bodies.append(json.loads(body or b"{}"))
+                        if venue.on_halt:
+                            venue.on_halt()
+                        if venue.ignore_halts > 0:
+                            venue.ignore_halts -= 1
+                        else:
+                            venue.mode = "halted"
+                        return self._answer(200, {"mode": venue.mode})
+                    if path == "/resume" and method == "POST":
+                        venue.mode = "live"
+                        return self._answer(200, {"mode": venue.mode})
+                    if path == "/shadow" and method == "POST":
+                        venue.mode = "shadow"
+                        return self._answer(200, {"mode": venue.mode})
+                    if path == "/status":
+                        return self._answer(200, {"mode": venue.mode})
+                    return self._answer(404, {"error": "no such endpoint"})
+
+            def do_GET(self):  # noqa: N802
+                self._handle("GET")
+
+            def do_POST(self):  # noqa: N802
+                self._handle("POST")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, method, path):
+        with self.lock:
+            return sum(1 for m, p, _ in self.requests if m == method and p.split("?")[0] == path)
+
+    def config(self, **extra):
+        cfg = {
+            "halt": {"url": self.url + "/halt", "body": '{"reason":"{{reason}}","run":"{{run}}"}'},
+            "resume": {"url": self.url + "/resume"},
+            "shadow": {"url": self.url + "/shadow"},
+            "status": {"url": self.url + "/status"},
+            "positions": {"url": self.url + "/positions"},
+            "fills": {"url": self.url + "/fills?since={{since}}"},
+            "close_all": {"url": self.url + "/close_all"},
+            "timeout": "1s", "retry_base": "50ms", "retry_cap": "200ms", "escalate_after": 2,
+            "status_interval": "100ms",
+        }
+        cfg.update(extra)
+        return cfg
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,138 @@
+"""
+The venue adapter: fail-closed halts (persisted before sent, confirmed by status, retried and
+escalated, re-asserted at start and when the platform trades behind our back), and resume.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from drsup import Daemon, wait_until
+from fakevenue import FakeVenue
+
+
+@pytest.fixture
+def venue():
+    v = FakeVenue()
+    yield v
+    v.close()
+
+
+def start(daemons, tmp_path, venue, **extra):
+    d = Daemon(tmp_path, {"venue": venue.config(**extra)})
+    daemons.append(d)
+    return d.start()
+
+
+def halt_state(d):
+    with open(os.path.join(d.state_dir, "halt.json")) as f:
+        return json.load(f)
+
+
+def test_halt_is_persisted_before_it_is_sent_and_confirmed(daemons, tmp_path, venue):
+    d = start(daemons, tmp_path, venue)
+    seen = []
+    venue.on_halt = lambda: seen.append(halt_state(d))
+    p = d.ctl("halt", "--reason", "checksum failures on orders")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "trading is halted"
+    assert venue.mode == "halted"
+    # Write ahead: when the platform received the halt, the daemon had already persisted it.
+    assert seen and seen[0]["halted"] is True and "checksum failures on orders" in seen[0]["reason"]
+    assert "checksum failures on orders" in venue.halt_bodies[0]["reason"]
+    t = d.ctl_json("trading")
+    assert t["halted"] and t["mode"] == "halted" and not t["halting"]
+    d.stop()
+
+
+def test_halt_needs_a_reason_and_the_operator_role(daemons, tmp_path, venue):
+    d = start(daemons, tmp_path, venue)
+    p = d.ctl("halt")
+    assert p.returncode == 2 and "--reason" in p.stderr
+    p = d.ctl("call", "halt")
+    assert p.returncode == 1 and "bad_argument" in p.stderr
+    d.stop()
+
+
+def test_unconfirmed_halt_is_retried_and_escalated(daemons, tmp_path, venue):
+    d = start(daemons, tmp_path, venue)
+    s = d.connect(timeout=10)
+    s.sendall(b'{"id":1,"cmd":"watch"}\n')
+    _, buf = d.read_line(s)
+    venue.ignore_halts = 3  # the platform says OK but keeps trading
+    p = d.ctl("halt", "--reason", "test")
+    assert p.returncode == 0, p.stderr
+    assert venue.count("POST", "/halt") == 4
+    events = []
+    while not any(e.get("resolved") and e["kind"] == "venue.halt" for e in events):
+        msg, buf = d.read_line(s, buf)
+        events.append(msg["event"])
+    crit = [e for e in events if e["severity"] == "critical" and e.get("condition") == "venue.halt:test"]
+    assert crit and "NOT confirmed after 2 attempts" in crit[0]["summary"]
+    s.close()
+    d.stop()
+
+
+def test_platform_unreachable_halt_keeps_retrying_fail_closed(daemons, tmp_path, venue):
+    d = start(daemons, tmp_path, venue)
+    venue.down = True
+    p = d.ctl("--timeout", "700ms", "halt", "--reason", "db corrupt")
+    assert p.returncode == 3  # no confirmation yet
+    t = d.ctl_json("trading")
+    assert t["halted"] and t["halting"] and t["halt_attempts"] >= 2
+    assert "503" in t["last_error"]
+    assert halt_state(d)["halted"] is True
+    # Resume is refused while the halt is unconfirmed.
+    p = d.ctl("resume")
+    assert p.returncode == 1 and "halt is in progress" in p.stderr
+    venue.down = False
+    wait_until(lambda: not d.ctl_json("trading")["halting"], timeout=5, what="halt confirmed")
+    assert venue.mode == "halted"
+    d.stop()
+
+
+def test_halt_is_reasserted_at_start_and_when_the_platform_trades_anyway(daemons, tmp_path, venue):
+    d = start(daemons, tmp_path, venue)
+    assert d.ctl("halt", "--reason", "before restart").returncode == 0
+    d.kill9()
+    venue.mode = "live"  # someone flipped it while we were down
+    before = venue.count("POST", "/halt")
+    d.start()
+    wait_until(lambda: venue.count("POST", "/halt") > before and venue.mode == "halted", timeout=5,
+               what="halt re-asserted at start")
+    assert "before restart" in d.ctl_json("trading")["reason"]
+    # The platform resumes behind our back: the status poll notices and halts again.
+    before = venue.count("POST", "/halt")
+    venue.mode = "live"
+    wait_until(lambda: venue.count("POST", "/halt") > before and venue.mode == "halted", timeout=5,
+               what="halt re-asserted after the platform went live")
+    d.stop()
+
+
+def test_resume_live_and_shadow(daemons, tmp_path, venue):
+    d = start(daemons, tmp_path, venue)
+    assert d.ctl("halt", "--reason", "drill").returncode == 0
+    p = d.ctl("resume", "--shadow")
+    assert p.returncode == 0 and "shadow" in p.stdout
+    assert venue.mode == "shadow"
+    wait_until(lambda: halt_state(d)["halted"] is False, what="halt state cleared")
+    p = d.ctl("resume")
+    assert p.returncode == 0 and venue.mode == "live"
+    d.stop()
+
+
+def test_venue_config_errors(tmp_path):
+    from drsup import DAEMON
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("database: {conninfo: x}\n"
+                   "venue:\n"
+                   "  halt: {url: ftp://x}\n"
+                   "  resume: {command: [relative/bin]}\n"
+                   "  shadow: {url: 'http://x', command: [/bin/true]}\n")
+    p = subprocess.run([DAEMON, "-t", "-c", str(cfg)], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "'venue.halt.url' must start with http:// or https://" in p.stderr
+    assert "'venue.resume.command' must start with an absolute path" in p.stderr
+    assert "'venue.shadow' has both 'url' and 'command'" in p.stderr
+    assert "needs at least a 'halt' and a 'status' action" in p.stderr

@@ -1,0 +1,224 @@
+/*
+ * Unit tests for lib/cfgtree and daemon/config: values, defaults, durations, sizes, modes, and
+ * every error path with its FILE:LINE:COL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "cfgtree.h"
+#include "config.h"
+#include "err.h"
+
+static const char *const base = "database:\n  conninfo: \"host=127.0.0.1 dbname=t\"\n";
+
+/* Load text and expect failure whose errors contain `want`. */
+static void expect_error(const char *text, const char *want)
+{
+    Config *cfg = NULL;
+    char *errors = NULL;
+    int r = config_load_string("t.yaml", text, &cfg, &errors);
+    assert_int_equal(r, DR_ECONFIG);
+    assert_null(cfg);
+    assert_non_null(errors);
+    if (!strstr(errors, want))
+        fail_msg("errors:\n%s\nexpected to contain:\n%s", errors, want);
+    free(errors);
+}
+
+static Config *expect_ok(const char *text)
+{
+    Config *cfg = NULL;
+    char *errors = NULL;
+    int r = config_load_string("t.yaml", text, &cfg, &errors);
+    if (r != 0)
+        fail_msg("unexpected errors:\n%s", errors ? errors : "(none)");
+    assert_null(errors);
+    return cfg;
+}
+
+static void test_minimal_uses_defaults(void **state)
+{
+    (void)state;
+    Config *cfg = expect_ok(base);
+    assert_string_equal(cfg->cluster, "main");
+    assert_string_equal(cfg->state_dir, "/var/lib/drsupervisor");
+    assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_string_equal(cfg->control.socket_path, "/run/drsupervisor/control.sock");
+    assert_int_equal(cfg->control.mode, 0660);
+    assert_null(cfg->control.group);
+    assert_null(cfg->control.operators_group);
+    assert_int_equal(cfg->control.max_request, 65536);
+    assert_int_equal(cfg->database.probe_interval_ms, 1000);
+    assert_int_equal(cfg->database.down_after, 2);
+    assert_null(cfg->platform.health_url);
+    config_free(cfg);
+}
+
+static void test_full_values(void **state)
+{
+    (void)state;
+    Config *cfg = expect_ok("cluster: prod-eu\n"
+                            "state_dir: /srv/drs\n"
+                            "log_level: debug\n"
+                            "control:\n"
+                            "  socket: /run/x.sock\n"
+                            "  mode: \"0600\"\n"
+                            "  group: adm\n"
+                            "  operators_group: adm\n"
+                            "  max_request: 1MiB\n"
+                            "  max_clients: 5\n"
+                            "database:\n"
+                            "  conninfo: host=db\n"
+                            "  probe_interval: 250ms\n"
+                            "  probe_timeout: 1m30s\n"
+                            "  connect_timeout: 3s\n"
+                            "  down_after: 4\n"
+                            "platform:\n"
+                            "  health_url: https://platform.example/health\n"
+                            "  probe_interval: 2s\n");
+    assert_string_equal(cfg->cluster, "prod-eu");
+    assert_int_equal(cfg->log_level, LOG_DEBUG);
+    assert_int_equal(cfg->control.mode, 0600);
+    assert_string_equal(cfg->control.group, "adm");
+    assert_int_equal(cfg->control.max_request, 1024 * 1024);
+    assert_int_equal(cfg->control.max_clients, 5);
+    assert_int_equal(cfg->database.probe_interval_ms, 250);
+    assert_int_equal(cfg->database.probe_timeout_ms, 90000);
+    assert_int_equal(cfg->database.down_after, 4);
+    assert_string_equal(cfg->platform.health_url, "https://platform.example/health");
+    assert_int_equal(cfg->platform.probe_interval_ms, 2000);
+    config_free(cfg);
+}
+
+static void test_error_paths_with_positions(void **state)
+{
+    (void)state;
+    expect_error("cluster: x\n", "t.yaml:1:1: missing required section 'database'");
+    expect_error("database:\n  probe_interval: 1s\n", "t.yaml:2:3: missing required key 'database.conninfo'");
+    expect_error("database: 5\n", "t.yaml:1:11: 'database' must be a mapping of keys, not a value");
+    expect_error("database:\n  conninfo: [a, b]\n", "t.yaml:2:13: 'database.conninfo' must be a single value, not a list");
+    expect_error("database:\n  conninfo: x\n  colour: blue\n", "t.yaml:3:3: unknown key 'database.colour'");
+    expect_error("database:\n  conninfo: x\nextra: 1\n", "t.yaml:3:1: unknown key 'extra'");
+    expect_error("database:\n  conninfo: x\n  probe_interval: 10\n",
+                 "t.yaml:3:19: 'database.probe_interval' must be a duration with a unit");
+    expect_error("database:\n  conninfo: x\n  probe_interval: 5ms\n",
+                 "t.yaml:3:19: 'database.probe_interval' is 5ms, below the minimum of 10ms");
+    expect_error("database:\n  conninfo: x\n  down_after: 0\n", "t.yaml:3:15: 'database.down_after' is 0, outside 1..1000");
+    expect_error("database:\n  conninfo: x\n  down_after: two\n",
+                 "t.yaml:3:15: 'database.down_after' must be a whole number, not 'two'");
+    expect_error("log_level: loud\ndatabase:\n  conninfo: x\n",
+                 "t.yaml:1:12: 'log_level' must be one of critical, error, warning, notice, info, debug, not 'loud'");
+    expect_error("control:\n  mode: \"0999\"\ndatabase:\n  conninfo: x\n",
+                 "t.yaml:2:9: 'control.mode' must be an octal file mode");
+    expect_error("control:\n  max_request: 12 parsecs\ndatabase:\n  conninfo: x\n",
+                 "t.yaml:2:16: 'control.max_request' must be a size");
+    expect_error("control:\n  max_request: 10\ndatabase:\n  conninfo: x\n",
+                 "t.yaml:2:16: 'control.max_request' is 10, outside 256..16777216 bytes");
+    expect_error("control:\n  socket: relative.sock\ndatabase:\n  conninfo: x\n",
+                 "t.yaml:2:11: 'control.socket' must be an absolute path");
+    expect_error("state_dir: var/lib\ndatabase:\n  conninfo: x\n", "t.yaml:1:12: 'state_dir' must be an absolute path");
+    expect_error("platform:\n  health_url: ftp://x\ndatabase:\n  conninfo: x\n",
+                 "t.yaml:2:15: 'platform.health_url' must start with http:// or https://");
+    expect_error("database:\n  conninfo: x\n  conninfo: y\n", "t.yaml:3:3: duplicate key 'conninfo' (first at line 2)");
+    expect_error("database:\n  conninfo: x\n   bad: indent\n", "t.yaml:3:");
+    expect_error("database: {conninfo: x\n", "YAML syntax error");
+    expect_error("", "t.yaml:1:1: the configuration is empty");
+    expect_error("- a\n- b\n", "t.yaml:1:1: the configuration must be a mapping of sections");
+    expect_error("a: &x 1\nb: *x\ndatabase:\n  conninfo: x\n", "YAML aliases are not supported");
+    expect_error("database:\n  conninfo: x\n---\ncluster: y\n", "only one YAML document is allowed");
+}
+
+static void test_every_error_is_reported(void **state)
+{
+    (void)state;
+    Config *cfg = NULL;
+    char *errors = NULL;
+    assert_int_equal(config_load_string("t.yaml", "a: 1\nb: 2\ndatabase:\n  conninfo: x\n  down_after: -1\n",
+                                        &cfg, &errors),
+                     DR_ECONFIG);
+    assert_non_null(strstr(errors, "t.yaml:1:1: unknown key 'a'"));
+    assert_non_null(strstr(errors, "t.yaml:2:1: unknown key 'b'"));
+    assert_non_null(strstr(errors, "t.yaml:5:15:"));
+    free(errors);
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    Config *cfg = NULL;
+    char *errors = NULL;
+    assert_int_equal(config_load("/nonexistent/drs.yaml", &cfg, &errors), DR_ECONFIG);
+    assert_string_equal(errors, "/nonexistent/drs.yaml: cannot open: No such file or directory");
+    free(errors);
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    uint64_t ms;
+    char buf[32];
+    assert_int_equal(cfg_parse_duration_ms("250ms", &ms), 0);
+    assert_int_equal(ms, 250);
+    assert_int_equal(cfg_parse_duration_ms("26h", &ms), 0);
+    assert_int_equal(ms, 26ull * 3600 * 1000);
+    assert_int_equal(cfg_parse_duration_ms("1m30s", &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_equal(cfg_parse_duration_ms("7d", &ms), 0);
+    assert_int_equal(ms, 7ull * 86400 * 1000);
+    assert_int_equal(cfg_parse_duration_ms("2w", &ms), 0);
+    assert_int_equal(ms, 14ull * 86400 * 1000);
+    assert_int_equal(cfg_parse_duration_ms("0", &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(cfg_parse_duration_ms("10", &ms), -EINVAL);
+    assert_int_equal(cfg_parse_duration_ms("", &ms), -EINVAL);
+    assert_int_equal(cfg_parse_duration_ms("5 s", &ms), -EINVAL);
+    assert_int_equal(cfg_parse_duration_ms("-5s", &ms), -EINVAL);
+    assert_int_equal(cfg_parse_duration_ms("5parsecs", &ms), -EINVAL);
+    assert_int_equal(cfg_parse_duration_ms("99999999999999999999d", &ms), -EINVAL);
+    assert_int_equal(cfg_parse_duration_ms("999999999999999d", &ms), -ERANGE);
+    cfg_format_duration(90000, buf, sizeof(buf));
+    assert_string_equal(buf, "1m30s");
+    cfg_format_duration(250, buf, sizeof(buf));
+    assert_string_equal(buf, "250ms");
+    cfg_format_duration(26ull * 3600 * 1000, buf, sizeof(buf));
+    assert_string_equal(buf, "1d2h");
+    cfg_format_duration(0, buf, sizeof(buf));
+    assert_string_equal(buf, "0s");
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    uint64_t b;
+    assert_int_equal(cfg_parse_size("4096", &b), 0);
+    assert_int_equal(b, 4096);
+    assert_int_equal(cfg_parse_size("64KiB", &b), 0);
+    assert_int_equal(b, 65536);
+    assert_int_equal(cfg_parse_size("10MB", &b), 0);
+    assert_int_equal(b, 10000000);
+    assert_int_equal(cfg_parse_size("2GiB", &b), 0);
+    assert_int_equal(b, 2ull << 30);
+    assert_int_equal(cfg_parse_size("1 MiB", &b), 0);
+    assert_int_equal(b, 1 << 20);
+    assert_int_equal(cfg_parse_size("lots", &b), -EINVAL);
+    assert_int_equal(cfg_parse_size("5XB", &b), -EINVAL);
+    assert_int_equal(cfg_parse_size("99999999999TiB", &b), -ERANGE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
+        cmocka_unit_test(test_error_paths_with_positions), cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
