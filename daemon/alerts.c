@@ -20,12 +20,20 @@
 #include <unistd.h>
 
 #include "alerts_internal.h"
+#include "atomicfile.h"
 #include "cfgtree.h"
 #include "err.h"
 #include "log.h"
 #include "outbox.h"
 
-typedef enum { WORK_LOAD, WORK_WRITE, WORK_REMOVE, WORK_BURY } AlertWorkOp;
+typedef enum { WORK_LOAD, WORK_WRITE, WORK_REMOVE, WORK_BURY, WORK_CONDS } AlertWorkOp;
+
+/* A copy of an event that arrived before the outbox was loaded. */
+typedef struct AlertEarly {
+    Event ev;          /* strings and details owned */
+    bool forced;
+    unsigned force_mask;
+} AlertEarly;
 
 typedef struct AlertWork {
     uv_work_t req;
@@ -34,7 +42,8 @@ typedef struct AlertWork {
     AlertEntry *e;     /* WRITE, REMOVE */
     uint64_t seq;      /* WRITE, REMOVE, BURY */
     AlertChannel ch;
-    char *text;        /* WRITE */
+    char *text;        /* WRITE, CONDS; LOAD: the conditions file */
+    size_t text_len;
     int result;
     OutboxLoad load;   /* LOAD */
 } AlertWork;
@@ -103,11 +112,11 @@ static void alerts_list_append(AlertChanQ *q, AlertEntry *e)
     q->n++;
 }
 
-/* Insert keeping seq order among entries that have one (WAITLOAD entries stay last). */
+/* Insert keeping seq order. */
 static void alerts_list_insert_sorted(AlertChanQ *q, AlertEntry *e)
 {
     AlertEntry *at = q->head;
-    while (at && at->state != ENTRY_WAITLOAD && at->m.seq < e->m.seq)
+    while (at && at->m.seq < e->m.seq)
         at = at->next;
     if (!at) {
         alerts_list_append(q, e);
@@ -145,6 +154,11 @@ static void alerts_work_run(uv_work_t *req)
     switch (w->op) {
     case WORK_LOAD:
         w->result = outbox_load(w->a->dir, ALERTS_MAX_DEAD, &w->load);
+        if (atomicfile_read_all(w->a->cond_path, 16u * 1024u * 1024u, &w->text, &w->text_len) < 0)
+            w->text = NULL;
+        break;
+    case WORK_CONDS:
+        w->result = atomicfile_write(w->a->cond_path, w->text, strlen(w->text), 0600);
         break;
     case WORK_WRITE:
         w->result = outbox_write(w->a->dir, w->seq, w->ch, w->text);
@@ -304,55 +318,6 @@ static AlertChanQ *alerts_q(Alerts *a, AlertChannel ch)
 
 /* ---- routing ---- */
 
-static AlertCondition *alerts_cond_find(Alerts *a, const char *key)
-{
-    for (AlertCondition *c = a->conds; c; c = c->next)
-        if (!strcmp(c->key, key))
-            return c;
-    return NULL;
-}
-
-static AlertCondition *alerts_cond_open(Alerts *a, const char *key, const char *kind, Severity sev, int64_t ts)
-{
-    AlertCondition *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->key = strdup(key);
-    c->kind = strdup(kind);
-    c->summary = strdup("");
-    if (!c->key || !c->kind || !c->summary) {
-        free(c->key);
-        free(c->kind);
-        free(c->summary);
-        free(c);
-        return NULL;
-    }
-    c->severity = sev;
-    c->opened_ms = c->last_ms = ts;
-    c->next = a->conds;
-    a->conds = c;
-    return c;
-}
-
-static void alerts_cond_free(AlertCondition *c)
-{
-    free(c->key);
-    free(c->kind);
-    free(c->summary);
-    free(c);
-}
-
-static void alerts_cond_remove(Alerts *a, AlertCondition *c)
-{
-    for (AlertCondition **pp = &a->conds; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            alerts_cond_free(c);
-            return;
-        }
-    }
-}
-
 static unsigned alerts_route_mask(const Alerts *a, Severity sev, const char *kind, const char *condition)
 {
     unsigned mask = 0;
@@ -389,15 +354,6 @@ static void alerts_enqueue(Alerts *a, AlertChannel ch, const Event *ev, const ch
         return;
     }
     alerts_list_append(q, e);
-    if (!a->loaded) {
-        AlertEntry **np = realloc(a->pre, (a->n_pre + 1) * sizeof(*np));
-        if (np) {
-            a->pre = np;
-            a->pre[a->n_pre++] = e;
-            e->state = ENTRY_WAITLOAD;
-            return;
-        }
-    }
     e->m.seq = a->next_seq++;
     alerts_start_write(a, e);
 }
@@ -407,7 +363,7 @@ static void alerts_fold_repeat(Alerts *a, AlertChannel ch, const char *key, cons
 {
     for (AlertEntry *e = alerts_q(a, ch)->tail; e; e = e->prev) {
         if (!e->m.resolved && !strcmp(e->m.dedup_key, key) &&
-            (e->state == ENTRY_WAITLOAD || e->state == ENTRY_WRITING || e->state == ENTRY_READY)) {
+            (e->state == ENTRY_WRITING || e->state == ENTRY_READY)) {
             e->m.occurrences++;
             e->m.ts_ms = ev->ts_ms;
             return;
@@ -415,28 +371,29 @@ static void alerts_fold_repeat(Alerts *a, AlertChannel ch, const char *key, cons
     }
 }
 
-static void alerts_on_event(const Event *ev, void *data)
+/* Route one event: open/track/close its condition, suppress repeats, queue a delivery per channel. */
+static void alerts_route(Alerts *a, const Event *ev, bool forced, unsigned force_mask)
 {
-    Alerts *a = data;
     Severity route_sev = ev->severity;
     const char *route_kind = ev->kind;
     AlertCondition *c = NULL;
     char key[ALERTFMT_PD_DEDUP_MAX + 1];
     unsigned mask = 0;
+    bool changed = false;
 
-    if (a->closing || !a->enabled)
-        return;
     if (ev->condition) {
-        c = alerts_cond_find(a, ev->condition);
+        c = alerts__cond_find(a, ev->condition);
         if (ev->resolved) {
-            if (c) {
-                route_sev = c->severity;
-                route_kind = c->kind;
-            } else {
-                route_sev = SEV_CRITICAL; /* opened before a restart: tell whoever may have been told */
+            if (!c) {
+                /* Never opened here (the open set survives restarts): nobody to tell. */
+                log_debug("alerts", "resolution of '%s', which was not open, not sent", ev->condition);
+                return;
             }
+            route_sev = c->severity;
+            route_kind = c->kind;
         } else if (!c) {
-            c = alerts_cond_open(a, ev->condition, ev->kind, ev->severity, ev->ts_ms);
+            c = alerts__cond_open(a, ev->condition, ev->kind, ev->severity, ev->ts_ms);
+            changed = c != NULL;
         }
     }
     if (c && !ev->resolved) {
@@ -450,7 +407,7 @@ static void alerts_on_event(const Event *ev, void *data)
             c->summary = s;
         }
     }
-    mask = a->forcing ? a->force_mask : alerts_route_mask(a, route_sev, route_kind, ev->condition);
+    mask = forced ? force_mask : alerts_route_mask(a, route_sev, route_kind, ev->condition);
     if (!strncmp(ev->kind, "alerts.", 7) && ev->details) {
         AlertChannel self;
         if (alertfmt_channel_parse(json_string_value(json_object_get(ev->details, "channel")), &self) == 0)
@@ -472,13 +429,111 @@ static void alerts_on_event(const Event *ev, void *data)
         }
         alerts_enqueue(a, (AlertChannel)ch, ev, key);
         if (c && !ev->resolved) {
+            changed = changed || !(c->channels & bit);
             c->channels |= bit;
             c->last_enq_mono[ch] = now;
             c->sent_sev[ch] = ev->severity;
         }
     }
-    if (ev->resolved && c)
-        alerts_cond_remove(a, c);
+    if (ev->resolved && c) {
+        alerts__cond_remove(a, c);
+        changed = true;
+    }
+    if (changed)
+        alerts__conds_save(a);
+}
+
+static void alerts_early_free(AlertEarly *e)
+{
+    free((char *)(uintptr_t)e->ev.kind);
+    free((char *)(uintptr_t)e->ev.condition);
+    free((char *)(uintptr_t)e->ev.summary);
+    json_decref((json_t *)(uintptr_t)e->ev.details);
+}
+
+static void alerts_drop_early(Alerts *a)
+{
+    for (size_t i = 0; i < a->n_early; i++)
+        alerts_early_free(&a->early[i]);
+    free(a->early);
+    a->early = NULL;
+    a->n_early = 0;
+}
+
+/* Until the outbox (and the open conditions) are loaded, events wait in memory, in order. */
+static void alerts_keep_early(Alerts *a, const Event *ev)
+{
+    AlertEarly *n = realloc(a->early, (a->n_early + 1) * sizeof(*n));
+    if (!n) {
+        log_error("alerts", "out of memory: alert lost: %s", ev->summary);
+        return;
+    }
+    a->early = n;
+    AlertEarly *e = &a->early[a->n_early];
+    memset(e, 0, sizeof(*e));
+    e->ev = *ev;
+    e->ev.kind = strdup(ev->kind);
+    e->ev.condition = ev->condition ? strdup(ev->condition) : NULL;
+    e->ev.summary = strdup(ev->summary);
+    e->ev.details = ev->details ? json_deep_copy(ev->details) : NULL;
+    e->forced = a->forcing;
+    e->force_mask = a->force_mask;
+    if (!e->ev.kind || !e->ev.summary || (ev->condition && !e->ev.condition)) {
+        alerts_early_free(e);
+        log_error("alerts", "out of memory: alert lost: %s", ev->summary);
+        return;
+    }
+    a->n_early++;
+}
+
+static void alerts_replay_early(Alerts *a)
+{
+    AlertEarly *early = a->early;
+    size_t n = a->n_early;
+
+    a->early = NULL;
+    a->n_early = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (a->enabled && !a->closing)
+            alerts_route(a, &early[i].ev, early[i].forced, early[i].force_mask);
+        alerts_early_free(&early[i]);
+    }
+    free(early);
+}
+
+static void alerts_on_event(const Event *ev, void *data)
+{
+    Alerts *a = data;
+
+    if (a->closing || !a->enabled)
+        return;
+    if (!a->loaded) {
+        alerts_keep_early(a, ev);
+        return;
+    }
+    alerts_route(a, ev, a->forcing, a->force_mask);
+}
+
+void alerts__conds_save(Alerts *a)
+{
+    a->cond_dirty = true;
+    if (!a->loaded || a->closing || a->cond_writing || !a->cond_path)
+        return;
+    AlertWork *w = calloc(1, sizeof(*w));
+    if (!w || !(w->text = alerts__conds_to_text(a))) {
+        free(w);
+        log_error("alerts", "out of memory: open conditions not saved");
+        return;
+    }
+    w->op = WORK_CONDS;
+    if (alerts_queue_work(a, w) < 0) {
+        free(w->text);
+        free(w);
+        log_error("alerts", "cannot save the open conditions to '%s'", a->cond_path);
+        return;
+    }
+    a->cond_dirty = false;
+    a->cond_writing = true;
 }
 
 /* ---- work completion ---- */
@@ -495,6 +550,13 @@ static void alerts_load_done(Alerts *a, AlertWork *w)
         log_warning("alerts", "alert outbox: %zu unreadable file%s set aside in '%s/dead'", l->n_bad,
                     l->n_bad == 1 ? "" : "s", a->dir);
     a->next_seq = l->max_seq + 1 > floor_seq ? l->max_seq + 1 : floor_seq;
+    if (w->text) {
+        int n = alerts__conds_from_text(a, w->text, w->text_len);
+        if (n < 0)
+            log_error("alerts", "'%s' is not readable JSON; open conditions start empty", a->cond_path);
+        else if (n > 0)
+            log_notice("alerts", "%d open condition%s restored", n, n == 1 ? "" : "s");
+    }
     for (size_t i = 0; i < l->n_msgs; i++) {
         AlertEntry *e = calloc(1, sizeof(*e));
         if (!e)
@@ -508,16 +570,21 @@ static void alerts_load_done(Alerts *a, AlertWork *w)
         alerts_list_insert_sorted(alerts_q(a, e->m.channel), e);
         /* Remember open conditions, so their resolution reaches the same channels. */
         if (e->m.condition && !e->m.resolved) {
-            AlertCondition *c = alerts_cond_find(a, e->m.condition);
-            if (!c)
-                c = alerts_cond_open(a, e->m.condition, e->m.kind, e->m.severity, e->m.ts_ms);
+            AlertCondition *c = alerts__cond_find(a, e->m.condition);
+            bool fresh = !c;
+            if (fresh && (c = alerts__cond_open(a, e->m.condition, e->m.kind, e->m.severity, e->m.ts_ms))) {
+                char *sum = strdup(e->m.summary);
+                if (sum) {
+                    free(c->summary);
+                    c->summary = sum;
+                }
+                c->occurrences = e->m.occurrences;
+            }
             if (c) {
+                a->cond_dirty = a->cond_dirty || fresh || !(c->channels & (1u << e->m.channel));
                 c->channels |= 1u << e->m.channel;
                 c->sent_sev[e->m.channel] = e->m.severity;
                 c->last_enq_mono[e->m.channel] = e->enq_mono;
-                c->occurrences += e->m.occurrences;
-                free(c->summary);
-                c->summary = strdup(e->m.summary);
             }
         }
     }
@@ -529,13 +596,9 @@ static void alerts_load_done(Alerts *a, AlertWork *w)
                    l->n_msgs == 1 ? "y" : "ies", l->n_dead, l->n_dead == 1 ? "" : "s");
     outbox_load_done(l);
     a->loaded = true;
-    for (size_t i = 0; i < a->n_pre; i++) {
-        a->pre[i]->m.seq = a->next_seq++;
-        alerts_start_write(a, a->pre[i]);
-    }
-    free(a->pre);
-    a->pre = NULL;
-    a->n_pre = 0;
+    alerts_replay_early(a);
+    if (a->cond_dirty)
+        alerts__conds_save(a);
     AlertChanQ *pd = alerts_q(a, ALERT_CH_PAGERDUTY);
     for (AlertEntry *e = pd->head; e; e = e->next)
         if (e->state == ENTRY_READY)
@@ -579,6 +642,12 @@ static void alerts_work_done(uv_work_t *req, int status)
         alerts_list_unlink(q, e);
         alerts_entry_free(e);
         alerts__pump(q);
+    } else if (w->op == WORK_CONDS) {
+        a->cond_writing = false;
+        if (w->result < 0)
+            log_error("alerts", "cannot save the open conditions to '%s': %s", a->cond_path, err_str(w->result));
+        if (a->cond_dirty)
+            alerts__conds_save(a);
     } else if (w->op == WORK_BURY && w->result < 0) {
         log_error("alerts", "cannot move dead alert %llu to '%s/dead': %s", (unsigned long long)w->seq, a->dir,
                   err_str(w->result));
@@ -586,59 +655,6 @@ static void alerts_work_done(uv_work_t *req, int status)
     free(w->text);
     free(w);
     alerts_maybe_closed(a);
-}
-
-/* ---- heartbeat ---- */
-
-static void alerts_on_heartbeat_done(int err, const HttpResponse *resp, const char *errmsg, void *data)
-{
-    Alerts *a = data;
-    bool ok = err == 0 && resp->status >= 200 && resp->status < 300;
-    char why[300];
-
-    a->hb_busy = false;
-    a->hb_id = 0;
-    if (err == DR_ECANCELED || a->closing)
-        return;
-    if (ok) {
-        if (a->hb_error)
-            log_notice("alerts", "heartbeat delivered again");
-        free(a->hb_error);
-        a->hb_error = NULL;
-        a->hb_ok_count++;
-        a->hb_last_ok_ms = alerts__wall_ms();
-        return;
-    }
-    if (err)
-        snprintf(why, sizeof(why), "%s", errmsg && errmsg[0] ? errmsg : err_str(err));
-    else
-        snprintf(why, sizeof(why), "HTTP %ld", resp->status);
-    if (!a->hb_error)
-        log_warning("alerts", "heartbeat failed: %s", why);
-    free(a->hb_error);
-    a->hb_error = strdup(why);
-    a->hb_fail_count++;
-}
-
-static void alerts_heartbeat_tick(uv_timer_t *t)
-{
-    Alerts *a = t->data;
-    HttpRequest req = {.method = "GET",
-                       .url = a->hb_url,
-                       .timeout_ms = a->timeout_ms < a->hb_interval_ms ? a->timeout_ms : a->hb_interval_ms,
-                       .max_response = 16 * 1024};
-
-    if (a->hb_busy || !a->hb_url || !a->d->http || a->closing)
-        return;
-    a->hb_last_try_ms = alerts__wall_ms();
-    int r = httpc_request(a->d->http, &req, alerts_on_heartbeat_done, a, &a->hb_id);
-    if (r < 0) {
-        free(a->hb_error);
-        a->hb_error = strdup(err_str(r));
-        a->hb_fail_count++;
-        return;
-    }
-    a->hb_busy = true;
 }
 
 /* ---- life cycle ---- */
@@ -677,6 +693,10 @@ int alerts_start(Alerts *a)
 
     if (asprintf(&a->dir, "%s/outbox", a->d->cfg->state_dir) < 0) {
         a->dir = NULL;
+        return -ENOMEM;
+    }
+    if (asprintf(&a->cond_path, "%s/alerts-conditions.json", a->d->cfg->state_dir) < 0) {
+        a->cond_path = NULL;
         return -ENOMEM;
     }
     w = calloc(1, sizeof(*w));
@@ -770,7 +790,7 @@ int alerts_apply_config(Alerts *a, const Config *cfg)
             status_set_health(comp, HEALTH_UNKNOWN);
     }
     if (a->enabled && a->hb_url)
-        uv_timer_start(&a->hb_timer, alerts_heartbeat_tick, 0, a->hb_interval_ms);
+        uv_timer_start(&a->hb_timer, alerts__heartbeat_tick, 0, a->hb_interval_ms);
     else
         uv_timer_stop(&a->hb_timer);
     for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++)
@@ -797,10 +817,11 @@ static void alerts_free_all(Alerts *a)
     }
     while (a->conds) {
         AlertCondition *n = a->conds->next;
-        alerts_cond_free(a->conds);
+        alerts__cond_free(a->conds);
         a->conds = n;
     }
-    free(a->pre);
+    alerts_drop_early(a);
+    free(a->cond_path);
     free(a->hb_error);
     free(a->dir);
     alerts_free_config(a);

@@ -13,8 +13,7 @@
 #define ALERTS_SLACK_BATCH 100
 
 typedef enum {
-    ENTRY_WAITLOAD = 0, /* arrived before the outbox was loaded; no seq yet */
-    ENTRY_WRITING,      /* being written to the outbox */
+    ENTRY_WRITING = 0,  /* being written to the outbox */
     ENTRY_READY,        /* on disk, waiting for its channel */
     ENTRY_SENDING,      /* in a transfer */
     ENTRY_REMOVING,     /* accepted or superseded; its file is being removed */
@@ -88,6 +87,8 @@ struct Alerts {
     bool loaded, closing, enabled, forcing;
     unsigned force_mask;
     char *dir;         /* state_dir/outbox, fixed at start */
+    char *cond_path;   /* state_dir/alerts-conditions.json */
+    bool cond_writing, cond_dirty;
     uint64_t next_seq;
     int64_t boot_ms;
     /* copies from configuration */
@@ -99,8 +100,8 @@ struct Alerts {
     size_t n_routes;
     AlertChanQ q[ALERT_CH_COUNT];
     AlertCondition *conds;
-    AlertEntry **pre;  /* entries waiting for the outbox load, in arrival order */
-    size_t n_pre;
+    struct AlertEarly *early; /* events that arrived before the outbox was loaded, in order */
+    size_t n_early;
     /* heartbeat */
     uv_timer_t hb_timer;
     bool hb_busy;
@@ -127,7 +128,19 @@ void alerts__remove_entry(AlertChanQ *q, AlertEntry *e);
 /* Refused for good or out of attempts: to the dead letters and outbox/dead/ (alerts.c). */
 void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason);
 uint32_t alerts__rand(Alerts *a);
+/* The heartbeat timer's callback: one GET to the heartbeat URL unless one is under way (alerts_send.c). */
+void alerts__heartbeat_tick(uv_timer_t *t);
 int64_t alerts__wall_ms(void);
+/* Open conditions (alerts_cond.c). */
+AlertCondition *alerts__cond_find(Alerts *a, const char *key);
+AlertCondition *alerts__cond_open(Alerts *a, const char *key, const char *kind, Severity sev, int64_t ts);
+void alerts__cond_free(AlertCondition *c);
+void alerts__cond_remove(Alerts *a, AlertCondition *c);
+/* The set as JSON text (caller frees; NULL on OOM), and back (adds the conditions; count or -EINVAL). */
+char *alerts__conds_to_text(const Alerts *a);
+int alerts__conds_from_text(Alerts *a, const char *text, size_t len);
+/* Write the set to disk soon (thread pool; one write at a time, the newest state wins). */
+void alerts__conds_save(Alerts *a);
 /* Register `alerts` and `alert.test` (alerts_view.c). */
 int alerts__register_commands(Alerts *a);
 

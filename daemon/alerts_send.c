@@ -1,7 +1,8 @@
 /*
  * alerts_send: delivery on one channel: the pump that decides what may be sent now (backoff,
  * Retry-After pause, token bucket, Slack grouping window, one PagerDuty transfer per dedup key),
- * building the request, and what happens to the deliveries when the channel answers.
+ * building the request, and what happens to the deliveries when the channel answers; and the
+ * dead-man heartbeat.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -323,7 +324,7 @@ void alerts__pump(AlertChanQ *q)
             }
         } else {
             for (AlertEntry *e = q->head; e; e = e->next) {
-                if (q->ch == ALERT_CH_WEBHOOK && (e->state == ENTRY_WRITING || e->state == ENTRY_WAITLOAD))
+                if (q->ch == ALERT_CH_WEBHOOK && e->state == ENTRY_WRITING)
                     break; /* keep the webhook's order */
                 if (e->state != ENTRY_READY)
                     continue;
@@ -355,4 +356,57 @@ void alerts__cancel_sends(AlertChanQ *q)
             alerts_send_free(s);
         }
     }
+}
+
+/* ---- heartbeat ---- */
+
+static void alerts_on_heartbeat_done(int err, const HttpResponse *resp, const char *errmsg, void *data)
+{
+    Alerts *a = data;
+    bool ok = err == 0 && resp->status >= 200 && resp->status < 300;
+    char why[300];
+
+    a->hb_busy = false;
+    a->hb_id = 0;
+    if (err == DR_ECANCELED || a->closing)
+        return;
+    if (ok) {
+        if (a->hb_error)
+            log_notice("alerts", "heartbeat delivered again");
+        free(a->hb_error);
+        a->hb_error = NULL;
+        a->hb_ok_count++;
+        a->hb_last_ok_ms = alerts__wall_ms();
+        return;
+    }
+    if (err)
+        snprintf(why, sizeof(why), "%s", errmsg && errmsg[0] ? errmsg : err_str(err));
+    else
+        snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+    if (!a->hb_error)
+        log_warning("alerts", "heartbeat failed: %s", why);
+    free(a->hb_error);
+    a->hb_error = strdup(why);
+    a->hb_fail_count++;
+}
+
+void alerts__heartbeat_tick(uv_timer_t *t)
+{
+    Alerts *a = t->data;
+    HttpRequest req = {.method = "GET",
+                       .url = a->hb_url,
+                       .timeout_ms = a->timeout_ms < a->hb_interval_ms ? a->timeout_ms : a->hb_interval_ms,
+                       .max_response = 16 * 1024};
+
+    if (a->hb_busy || !a->hb_url || !a->d->http || a->closing)
+        return;
+    a->hb_last_try_ms = alerts__wall_ms();
+    int r = httpc_request(a->d->http, &req, alerts_on_heartbeat_done, a, &a->hb_id);
+    if (r < 0) {
+        free(a->hb_error);
+        a->hb_error = strdup(err_str(r));
+        a->hb_fail_count++;
+        return;
+    }
+    a->hb_busy = true;
 }

@@ -14,8 +14,6 @@
 static const char *alerts_entry_state(const AlertEntry *e)
 {
     switch (e->state) {
-    case ENTRY_WAITLOAD:
-        return "waiting";
     case ENTRY_WRITING:
         return "writing";
     case ENTRY_READY:

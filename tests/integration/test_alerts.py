@@ -404,3 +404,29 @@ def test_hung_slack_does_not_delay_pagerduty_and_reload_applies_channels(daemon,
                                                                    hashlib.sha256).hexdigest()
     wait_until(lambda: drained(d), timeout=15, what="an empty outbox")
     d.stop()
+
+
+def test_open_condition_survives_restart_and_its_resolution_pages_the_same_alert(daemon, rx):
+    d = daemon().start()
+    d.ctl_json("alert", "test", "--condition", "disk.full:test")
+    wait_until(lambda: drained(d) and rx.got("/pd", 202) and rx.got("/slack", 200), what="the page")
+    d.stop()
+    d.start()
+    a = d.ctl_json("alerts")
+    (cond,) = [c for c in a["conditions"] if c["condition"] == "disk.full:test"]
+    assert cond["channels"] == ["pagerduty", "slack", "webhook"]
+    # Found again after the restart: a repeat within repeat_interval, not a second page.
+    d.ctl_json("alert", "test", "--condition", "disk.full:test")
+    # A resolution for something that was never open is not sent anywhere.
+    d.ctl_json("alert", "test", "--condition", "never.open:test", "--resolve")
+    d.ctl_json("alert", "test", "--condition", "disk.full:test", "--resolve")
+    wait_until(lambda: pd_by_action(rx, "resolve", 202) and len(rx.got("/slack", 200)) == 2
+               and len(rx.got("/hook", 200)) == 2, what="the resolution")
+    wait_until(lambda: drained(d), what="an empty outbox")
+    assert [r.json["dedup_key"] for r in rx.got("/pd")] == ["drsup:test:disk.full:test"] * 2
+    assert "RESOLVED" in rx.got("/slack")[1].json["text"]
+    assert all(r.json["event"]["condition"] == "disk.full:test" for r in rx.got("/hook"))
+    d.stop()
+    d.start()
+    assert [c for c in d.ctl_json("alerts")["conditions"] if c["kind"] == "alert.test"] == []
+    d.stop()
