@@ -125,6 +125,27 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
     return 0;
 }
 
+static void config_free_detector(ConfigDetector *d)
+{
+    free(d->conninfo);
+    config_free_list(d->corruption_queries, d->n_corruption_queries);
+    config_free_list(d->amcheck_indexes, d->n_amcheck_indexes);
+    config_free_list(d->restart_command, d->n_restart_command);
+    free(d->server_log);
+    config_free_list(d->damage_patterns, d->n_damage_patterns);
+}
+
+static void config_free_reconcile(ConfigReconcile *r)
+{
+    free(r->conninfo);
+    free(r->positions_query);
+    free(r->duplicates_query);
+    free(r->stale_orders_query);
+    free(r->missing_fills_query);
+    free(r->replay_fill_query);
+    free(r->recompute_query);
+}
+
 Config *config_free(Config *cfg)
 {
     if (!cfg)
@@ -140,6 +161,8 @@ Config *config_free(Config *cfg)
     free(cfg->platform.health_url);
     config_free_alerts(&cfg->alerts);
     config_backup_free(&cfg->backup);
+    config_free_detector(&cfg->detector);
+    config_free_reconcile(&cfg->reconcile);
     free(cfg);
     return NULL;
 }
@@ -601,6 +624,99 @@ static void config_read_backup(const CfgSection *top, const ConfigDatabase *db, 
                       b->state_files[i]);
 }
 
+/* Text in a failed restart's output or the server log that means damaged files, not a mere stop. */
+static const char *const config_default_damage_patterns[] = {
+    "invalid page",           "could not read block",       "checksum",
+    "PANIC",                  "invalid checkpoint record",  "could not locate a valid checkpoint record",
+    "invalid resource manager", "corrupt",                  "invalid primary checkpoint record",
+};
+
+static void config_read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d)
+{
+    CfgSection s = cfg_section(top, "detector", false);
+
+    cfg_int(&s, "halt_after", 1, 1000, 2, &d->halt_after);
+    cfg_string(&s, "conninfo", false, db->conninfo, &d->conninfo);
+    cfg_string_list(&s, "corruption_queries", &d->corruption_queries, &d->n_corruption_queries);
+    cfg_duration_ms(&s, "corruption_interval", false, 60000, 10, &d->corruption_interval_ms);
+    cfg_duration_ms(&s, "corruption_timeout", false, 30000, 10, &d->corruption_timeout_ms);
+    cfg_string_list(&s, "amcheck_indexes", &d->amcheck_indexes, &d->n_amcheck_indexes);
+    cfg_string_list(&s, "restart_command", &d->restart_command, &d->n_restart_command);
+    cfg_int(&s, "restart_attempts", 1, 100, 3, &d->restart_attempts);
+    cfg_duration_ms(&s, "restart_delay", false, 2000, 0, &d->restart_delay_ms);
+    cfg_duration_ms(&s, "restart_timeout", false, 60000, 100, &d->restart_timeout_ms);
+    cfg_string(&s, "server_log", false, NULL, &d->server_log);
+    cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
+    cfg_check_unknown(&s);
+    if (d->n_damage_patterns == 0) {
+        size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);
+        if ((d->damage_patterns = calloc(n, sizeof(char *)))) {
+            d->n_damage_patterns = n;
+            for (size_t i = 0; i < n; i++)
+                d->damage_patterns[i] = strdup(config_default_damage_patterns[i]);
+        }
+    }
+    if (d->n_restart_command && d->restart_command[0][0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "restart_command"), "'detector.restart_command' must start with an absolute path");
+    if (d->server_log && d->server_log[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "server_log"), "'detector.server_log' must be an absolute path");
+}
+
+/* A non-negative decimal number written as a string or a plain scalar ("0.0001", 0). */
+static void config_read_number(const CfgSection *s, const char *key, double def, double *ret)
+{
+    char *text = NULL;
+    *ret = def;
+    if (!cfg_string(s, key, false, NULL, &text) || !text)
+        return;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= 0) || v > 1e15)
+        cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' must be a non-negative number, not '%s'", s->path, key, text);
+    else
+        *ret = v;
+    free(text);
+}
+
+#define RECONCILE_DEFAULT_POSITIONS "SELECT symbol, quantity::text, avg_price::text FROM positions"
+#define RECONCILE_DEFAULT_DUPLICATES                                                                 \
+    "SELECT client_order_id, count(*)::text FROM orders GROUP BY client_order_id HAVING count(*) > 1"
+#define RECONCILE_DEFAULT_STALE                                                                      \
+    "SELECT client_order_id, symbol, created_at::text FROM orders WHERE lower(status) IN ('open', 'new', "  \
+    "'pending', 'partially_filled') AND created_at < now() - $1::bigint * interval '1 millisecond' "       \
+    "ORDER BY created_at"
+#define RECONCILE_DEFAULT_MISSING                                                                    \
+    "SELECT f FROM unnest($1::text[]) AS f WHERE NOT EXISTS (SELECT 1 FROM fills WHERE fill_id = f)"
+#define RECONCILE_DEFAULT_REPLAY                                                                     \
+    "WITH o AS (INSERT INTO orders (client_order_id, symbol, side, quantity, price, status, created_at) "  \
+    "VALUES ($2, $3, $4, $5::numeric, $6::numeric, 'filled', $7::timestamptz) "                       \
+    "ON CONFLICT (client_order_id) DO NOTHING) "                                                       \
+    "INSERT INTO fills (fill_id, client_order_id, symbol, side, quantity, price, executed_at) "       \
+    "VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::timestamptz) ON CONFLICT (fill_id) DO NOTHING"
+#define RECONCILE_DEFAULT_RECOMPUTE                                                                  \
+    "DO $$BEGIN IF to_regprocedure('drsup_recompute_positions()') IS NOT NULL THEN "                  \
+    "PERFORM drsup_recompute_positions(); END IF; END$$"
+
+static void config_read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r)
+{
+    CfgSection s = cfg_section(top, "reconcile", false);
+
+    cfg_string(&s, "conninfo", false, db->conninfo, &r->conninfo);
+    config_read_number(&s, "quantity_tolerance", 0, &r->quantity_tolerance);
+    config_read_number(&s, "price_tolerance", 0.0001, &r->price_tolerance);
+    cfg_duration_ms(&s, "stale_after", false, 3600ull * 1000, 0, &r->stale_after_ms);
+    cfg_duration_ms(&s, "default_since", false, 24ull * 3600 * 1000, 1000, &r->default_since_ms);
+    cfg_duration_ms(&s, "query_timeout", false, 30000, 10, &r->query_timeout_ms);
+    cfg_string(&s, "positions_query", false, RECONCILE_DEFAULT_POSITIONS, &r->positions_query);
+    cfg_string(&s, "duplicates_query", false, RECONCILE_DEFAULT_DUPLICATES, &r->duplicates_query);
+    cfg_string(&s, "stale_orders_query", false, RECONCILE_DEFAULT_STALE, &r->stale_orders_query);
+    cfg_string(&s, "missing_fills_query", false, RECONCILE_DEFAULT_MISSING, &r->missing_fills_query);
+    cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
+    cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
+    cfg_check_unknown(&s);
+}
+
 static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
@@ -621,6 +737,8 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_alerts(&top, &cfg->alerts);
     config_read_venue(&top, &cfg->venue);
     config_read_backup(&top, &cfg->database, &cfg->backup);
+    config_read_detector(&top, &cfg->database, &cfg->detector);
+    config_read_reconcile(&top, &cfg->database, &cfg->reconcile);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

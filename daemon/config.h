@@ -140,6 +140,42 @@ typedef struct ConfigBackup {
     int64_t watch_failures;
 } ConfigBackup;
 
+/* detector: how observations become decisions (halt, restart, corruption). See docs/detector.md. */
+typedef struct ConfigDetector {
+    int64_t halt_after;              /* consecutive failed liveness probes before trading is halted */
+    char *conninfo;                  /* database the corruption checks read; default database.conninfo */
+    char **corruption_queries;       /* run in order on a schedule; an XX001/XX002 error is a signal */
+    size_t n_corruption_queries;
+    uint64_t corruption_interval_ms; /* period of the corruption check */
+    uint64_t corruption_timeout_ms;  /* one check query's deadline */
+    char **amcheck_indexes;          /* bt_index_check() on each, when the amcheck extension exists */
+    size_t n_amcheck_indexes;
+    char **restart_command;          /* argv run when the database is down (not corrupt); none: no restart */
+    size_t n_restart_command;
+    int64_t restart_attempts;
+    uint64_t restart_delay_ms;       /* before each attempt */
+    uint64_t restart_timeout_ms;     /* one attempt's deadline */
+    char *server_log;                /* server log read after a failed restart, or NULL */
+    char **damage_patterns;          /* text in restart output / server log meaning damaged files */
+    size_t n_damage_patterns;
+} ConfigDetector;
+
+/* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
+typedef struct ConfigReconcile {
+    char *conninfo;              /* database `drctl reconcile` checks; default database.conninfo */
+    double quantity_tolerance;   /* absolute; 0 = exact */
+    double price_tolerance;      /* relative, on avg_price (0.0001 = 0.01 %) */
+    uint64_t stale_after_ms;     /* an open order older than this is stale */
+    uint64_t default_since_ms;   /* drctl reconcile without --since: fills of the last ... */
+    uint64_t query_timeout_ms;
+    char *positions_query;       /* -> symbol, quantity, avg_price */
+    char *duplicates_query;      /* -> client_order_id, count */
+    char *stale_orders_query;    /* $1 = stale_after in ms -> client_order_id, symbol, created_at */
+    char *missing_fills_query;   /* $1 = text[] of fill ids -> the ids not in the database */
+    char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
+    char *recompute_query;       /* after replays; "" = none */
+} ConfigReconcile;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -151,6 +187,8 @@ typedef struct Config {
     ConfigAlerts alerts;
     ConfigVenue venue;
     ConfigBackup backup;
+    ConfigDetector detector;
+    ConfigReconcile reconcile;
 } Config;
 
 /*

@@ -15,6 +15,8 @@
 #include "alerts.h"
 #include "err.h"
 #include "log.h"
+#include "detector.h"
+#include "reconcile.h"
 #include "venue.h"
 
 struct ReloadWaiter {
@@ -66,6 +68,8 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
         json_object_set_new(res, "components", status_components_json(d->status));
         if (d->venue)
             json_object_set_new(res, "trading", venue_status_json(d->venue));
+        if (d->detector)
+            json_object_set_new(res, "detector", detector_status_json(d->detector));
     }
     control_reply_ok(call, res);
 }
@@ -154,6 +158,7 @@ static void daemon_reload_done(uv_work_t *req, int status)
         probes_apply_config(d->probes, d->cfg);
         alerts_apply_config(d->alerts, d->cfg);
         venue_apply_config(d->venue, d->cfg);
+        detector_apply_config(d->detector, d->cfg);
         if (backups_apply_config(d->backups, d->cfg) < 0)
             log_error("backup", "cannot apply the backup configuration: out of memory");
         d->reloads_ok++;
@@ -278,7 +283,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         return -ENOMEM;
     d->probes = probes_new(d);
     d->venue = venue_new(d);
-    if (!d->probes || !d->venue)
+    d->detector = detector_new(d);
+    d->reconcile = reconcile_new(d);
+    if (!d->probes || !d->venue || !d->detector || !d->reconcile)
         return -ENOMEM;
     d->backups = backups_new(d);
     if (!d->backups)
@@ -339,6 +346,11 @@ int daemon_start(Daemon *d)
     /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
     venue_start(d->venue);
     venue_apply_config(d->venue, d->cfg);
+    r = detector_apply_config(d->detector, d->cfg);
+    if (r < 0) {
+        log_error("detector", "cannot start the detector: %s", err_str(r));
+        return r;
+    }
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
@@ -400,6 +412,16 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         alerts_close(d->alerts, daemon_module_closed, d);
         d->alerts = NULL;
+    }
+    if (d->detector) {
+        d->closing_modules++;
+        detector_close(d->detector, daemon_module_closed, d);
+        d->detector = NULL;
+    }
+    if (d->reconcile) {
+        d->closing_modules++;
+        reconcile_close(d->reconcile, daemon_module_closed, d);
+        d->reconcile = NULL;
     }
     if (d->venue) {
         d->closing_modules++;

@@ -25,6 +25,9 @@
 typedef struct Probes Probes;
 typedef struct Alerts Alerts;
 typedef struct Venue Venue;
+typedef struct Detector Detector;
+typedef struct Scenarios Scenarios;
+typedef struct Reconcile Reconcile;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -43,6 +46,9 @@ typedef struct Daemon {
     Alerts *alerts;
     Venue *venue;
     Backups *backups;
+    Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
+    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c); NULL until that module is wired */
+    Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */

@@ -123,6 +123,15 @@ static int drctl_print_status(const json_t *r)
         }
         printf("%-10s %-9s %-12s %-12s %-10s %s\n", name, drctl_str(c, "health", "?"), since, last, lat, errtxt);
     }
+    const json_t *det = json_object_get(r, "detector");
+    if (json_is_object(det)) {
+        printf("\ndetector %s", drctl_str(det, "phase", "?"));
+        if (json_is_string(json_object_get(det, "first_signal")))
+            printf(": %s", drctl_str(det, "first_signal", ""));
+        if (json_is_string(json_object_get(det, "scenario_run")))
+            printf(" (run %s)", drctl_str(det, "scenario_run", ""));
+        printf("\n");
+    }
     return 0;
 }
 
@@ -608,6 +617,81 @@ static int drctl_backup_decrypt(int argc, char **argv)
     return DRCTL_EXIT_OK;
 }
 
+/* ---- reconcile ---- */
+
+/* --since: epoch milliseconds, an ISO-8601 UTC time (2025-08-29T10:00:00Z), or a duration ago (2h). */
+static int drctl_parse_since(const char *text, int64_t *ret_ms)
+{
+    uint64_t dur;
+    char *end = NULL;
+    struct tm tm;
+
+    if (text[0] >= '0' && text[0] <= '9') {
+        errno = 0;
+        long long v = strtoll(text, &end, 10);
+        if (!errno && end && !*end && v > 100000000000LL) {
+            *ret_ms = v;
+            return 0;
+        }
+    }
+    if (cfg_parse_duration_ms(text, &dur) == 0) {
+        *ret_ms = drctl_now_ms() - (int64_t)dur;
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        end = strptime(text, "%Y-%m-%d %H:%M:%S", &tm);
+    if (end && (*end == '\0' || strcmp(end, "Z") == 0)) {
+        *ret_ms = (int64_t)timegm(&tm) * 1000;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int drctl_args_reconcile(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        int64_t ms;
+        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc && drctl_parse_since(argv[i + 1], &ms) == 0) {
+            json_object_set_new(args, "since_ms", json_integer(ms));
+            i++;
+        } else {
+            fprintf(stderr, "drctl reconcile: usage: drctl reconcile [--since EPOCH_MS|ISO-8601|DURATION]\n");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int drctl_print_reconcile(const json_t *r)
+{
+    size_t i;
+    const json_t *c;
+    bool ready = json_is_true(json_object_get(r, "ready_to_trade"));
+
+    printf("reconcile %s  (exchange fills since %s)\n", drctl_str(r, "run", "?"), drctl_str(r, "since", "?"));
+    printf("%-32s %-6s %s\n", "CHECK", "STATUS", "DETAIL");
+    json_array_foreach(json_object_get(r, "checks"), i, c) {
+        char *detail = json_dumps(json_object_get(c, "detail"), JSON_COMPACT);
+        printf("%-32s %-6s %s\n", drctl_str(c, "name", "?"), drctl_str(c, "status", "?"), detail ? detail : "");
+        free(detail);
+    }
+    json_array_foreach(json_object_get(r, "discrepancies"), i, c) {
+        char *line = json_dumps(c, JSON_COMPACT);
+        printf("%s %s\n", i == 0 ? "\ndiscrepancies:\n " : " ", line ? line : "");
+        free(line);
+    }
+    json_array_foreach(json_object_get(r, "actions_taken"), i, c) {
+        printf("%s %s %s\n", i == 0 ? "\nactions taken:\n " : " ", drctl_str(c, "action", "?"), drctl_str(c, "fill_id", ""));
+    }
+    const json_t *err = json_object_get(r, "error");
+    if (json_is_object(err))
+        printf("\nerror: %s: %s\n", drctl_str(err, "code", "?"), drctl_str(err, "message", "?"));
+    printf("\nready_to_trade: %s\n", ready ? "true" : "false (FAIL: trading must stay halted)");
+    return ready ? DRCTL_EXIT_OK : DRCTL_EXIT_FAILED;
+}
+
 static const DrctlCommand drctl_commands[] = {
     {"status", "status", "", "daemon and component health", drctl_args_none, drctl_print_status},
     {"ping", "ping", "", "check that the daemon answers", drctl_args_none, drctl_print_ping},
@@ -635,6 +719,9 @@ static const DrctlCommand drctl_commands[] = {
      "turn a backup into a pg_restore input; no daemon needed", NULL, NULL},
     {"verify", "verify", "[NAME] [--restore]", "verify a backup (newest by default); --restore: test restore [operator]",
      drctl_args_verify, drctl_print_verify},
+    {"reconcile", "reconcile", "[--since T]",
+     "compare the database with the exchange, replay missing fills; PASS/FAIL table, exit 1 on FAIL [operator]",
+     drctl_args_reconcile, drctl_print_reconcile},
     {"call", NULL, "COMMAND [JSON]", "send any command with raw JSON arguments", drctl_args_call,
      drctl_print_json},
 };
@@ -886,11 +973,14 @@ int main(int argc, char **argv)
 
     if (json_is_true(json_object_get(reply, "ok"))) {
         const json_t *res = json_object_get(reply, "result");
+        r = DRCTL_EXIT_OK;
         if (c.json)
             drctl_print_json(res);
         else if (cmd->print)
-            cmd->print(res);
-        r = DRCTL_EXIT_OK;
+            r = cmd->print(res) == DRCTL_EXIT_FAILED ? DRCTL_EXIT_FAILED : DRCTL_EXIT_OK;
+        /* A reconcile that did not pass fails in --json mode too: scripts trust the exit code. */
+        if (cmd->print == drctl_print_reconcile && !json_is_true(json_object_get(res, "ready_to_trade")))
+            r = DRCTL_EXIT_FAILED;
     } else {
         const json_t *err = json_object_get(reply, "error");
         if (c.json)
