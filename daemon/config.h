@@ -37,6 +37,42 @@ typedef struct ConfigPlatform {
     int64_t down_after;
 } ConfigPlatform;
 
+/* Alert channels (daemon/alerts.h); a route's `channels` is a bit mask of 1u << AlertChannel. */
+typedef enum { ALERT_CH_PAGERDUTY = 0, ALERT_CH_SLACK, ALERT_CH_WEBHOOK, ALERT_CH_COUNT } AlertChannel;
+
+typedef struct ConfigAlertRoute {
+    int min_severity; /* Severity (events.h) */
+    char *kind;       /* fnmatch pattern on the event kind, NULL = any */
+    char *condition;  /* fnmatch pattern on the condition key, NULL = any */
+    unsigned channels;
+} ConfigAlertRoute;
+
+/*
+ * alerts: section. Secrets (routing key, Slack URL, webhook URL when given as a file, HMAC secret,
+ * heartbeat URL when given as a file) are read while loading, from files or systemd credentials,
+ * refused when group/other may read them; never logged. NULL when a channel is not configured.
+ */
+typedef struct ConfigAlerts {
+    bool enabled;              /* the section is present */
+    char *source;              /* PagerDuty payload.source; default: hostname */
+    char *credentials_dir;     /* used when $CREDENTIALS_DIRECTORY is unset */
+    char *pd_routing_key;      /* secret */
+    char *pd_url;              /* Events API v2 enqueue URL */
+    char *slack_url;           /* secret (token in the path) */
+    char *webhook_url;         /* secret when read from a file */
+    char *webhook_secret;      /* HMAC-SHA256 key, NULL = unsigned */
+    size_t webhook_secret_len;
+    uint64_t timeout_ms;       /* one delivery request */
+    ConfigAlertRoute *routes;
+    size_t n_routes;
+    uint64_t retry_base_ms, retry_cap_ms;
+    int64_t max_attempts;      /* then dead-lettered */
+    uint64_t slack_retry_after_ms; /* pause after a Slack 429 without Retry-After */
+    uint64_t repeat_interval_ms;   /* repeats of an open condition are not re-sent more often */
+    uint64_t group_window_ms;      /* Slack waits this long to group a burst into one message */
+    char *heartbeat_url;           /* secret when read from a file; NULL = no heartbeat */
+    uint64_t heartbeat_interval_ms;
+} ConfigAlerts;
 typedef enum { VENUE_ACTION_NONE = 0, VENUE_ACTION_HTTP, VENUE_ACTION_COMMAND } VenueActionKind;
 
 /* One way of acting on the trading platform: an HTTP request or a command (argv, no shell).
@@ -162,6 +198,7 @@ typedef struct Config {
     ConfigControl control;
     ConfigDatabase database;
     ConfigPlatform platform;
+    ConfigAlerts alerts;
     ConfigVenue venue;
     ConfigBackup backup;
     ConfigDetector detector;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "err.h"
 #include "log.h"
 #include "detector.h"
@@ -156,6 +157,7 @@ static void daemon_reload_done(uv_work_t *req, int status)
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
+        alerts_apply_config(d->alerts, d->cfg);
         venue_apply_config(d->venue, d->cfg);
         detector_apply_config(d->detector, d->cfg);
         if (backups_apply_config(d->backups, d->cfg) < 0)
@@ -295,6 +297,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->scenarios = scenarios_new(d);
     if (!d->scenarios)
         return -ENOMEM;
+    d->alerts = alerts_new(d);
+    if (!d->alerts)
+        return -ENOMEM;
 
     static const CtlCommand builtin[] = {
         {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
@@ -336,6 +341,15 @@ int daemon_start(Daemon *d)
         return r;
     }
     control_configure(d->control, &d->cfg->control, &d->roles);
+    /* Alerts first (it only copies configuration and queues the outbox load), so that what the
+     * modules below report at start is routed. */
+    r = alerts_apply_config(d->alerts, d->cfg);
+    if (r == 0)
+        r = alerts_start(d->alerts);
+    if (r < 0) {
+        log_error("alerts", "cannot start alerts: %s", err_str(r));
+        return r;
+    }
     /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
     venue_start(d->venue);
     venue_apply_config(d->venue, d->cfg);
@@ -412,6 +426,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         probes_close(d->probes, daemon_module_closed, d);
         d->probes = NULL;
+    }
+    if (d->alerts) {
+        d->closing_modules++;
+        alerts_close(d->alerts, daemon_module_closed, d);
+        d->alerts = NULL;
     }
     if (d->detector) {
         d->closing_modules++;

@@ -23,6 +23,7 @@
 #include "status.h"
 
 typedef struct Probes Probes;
+typedef struct Alerts Alerts;
 typedef struct Venue Venue;
 typedef struct Detector Detector;
 typedef struct Scenarios Scenarios;
@@ -42,6 +43,7 @@ typedef struct Daemon {
     Control *control;
     HttpClient *http;
     Probes *probes;
+    Alerts *alerts;
     Venue *venue;
     Backups *backups;
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */

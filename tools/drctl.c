@@ -169,6 +169,112 @@ static int drctl_print_json(const json_t *r)
     return 0;
 }
 
+static void drctl_in(int64_t ts_ms, char *out, size_t n)
+{
+    char d[40];
+    int64_t diff = ts_ms - drctl_now_ms();
+    if (ts_ms <= 0) {
+        snprintf(out, n, "-");
+        return;
+    }
+    if (diff <= 0) {
+        snprintf(out, n, "now");
+        return;
+    }
+    cfg_format_duration((uint64_t)diff, d, sizeof(d));
+    snprintf(out, n, "in %s", d);
+}
+
+static int drctl_print_alerts(const json_t *r)
+{
+    const char *name;
+    const json_t *c, *o;
+    size_t i;
+    char a1[64], a2[64];
+
+    printf("alerts %s", json_is_true(json_object_get(r, "enabled")) ? "enabled" : "disabled (no 'alerts' section)");
+    if (json_object_get(r, "source"))
+        printf(", source %s", drctl_str(r, "source", "?"));
+    printf("\n\n%-10s %-10s %-6s %-9s %-9s %-5s %s\n", "CHANNEL", "CONFIGURED", "QUEUED", "IN-FLIGHT", "DELIVERED",
+           "DEAD", "STATE");
+    json_object_foreach(json_object_get(r, "channels"), name, c) {
+        char state[300] = "ok";
+        if (!json_is_true(json_object_get(c, "configured")))
+            snprintf(state, sizeof(state), "not configured");
+        else if (json_object_get(c, "paused_until_ms")) {
+            drctl_in(drctl_int(c, "paused_until_ms"), a1, sizeof(a1));
+            snprintf(state, sizeof(state), "retrying %s after %" PRId64 " failure(s): %.150s", a1,
+                     drctl_int(c, "failing"), drctl_str(c, "pause_reason", "?"));
+        }
+        printf("%-10s %-10s %-6" PRId64 " %-9" PRId64 " %-9" PRId64 " %-5" PRId64 " %s\n", name,
+               json_is_true(json_object_get(c, "configured")) ? "yes" : "no", drctl_int(c, "queued"),
+               drctl_int(c, "in_flight"), drctl_int(c, "delivered"), drctl_int(c, "dead_letters"), state);
+    }
+    printf("\nOPEN CONDITIONS\n");
+    if (json_array_size(json_object_get(r, "conditions")) == 0)
+        printf("  (none)\n");
+    json_array_foreach(json_object_get(r, "conditions"), i, o) {
+        drctl_ago(drctl_int(o, "opened_ms"), a1, sizeof(a1));
+        printf("  %-30s %-8s opened %-12s seen %" PRId64 "x  %.100s\n", drctl_str(o, "condition", "?"),
+               drctl_str(o, "severity", "?"), a1, drctl_int(o, "occurrences"), drctl_str(o, "summary", ""));
+    }
+    printf("\nOUTBOX\n");
+    if (json_array_size(json_object_get(r, "outbox")) == 0)
+        printf("  (empty: everything was delivered)\n");
+    else
+        printf("  %-17s %-10s %-9s %-8s %-8s %-12s %s\n", "SEQ", "CHANNEL", "STATE", "ACTION", "ATTEMPTS",
+               "NEXT", "SUMMARY / LAST ERROR");
+    json_array_foreach(json_object_get(r, "outbox"), i, o) {
+        drctl_in(drctl_int(o, "next_attempt_ms"), a1, sizeof(a1));
+        const char *err = drctl_str(o, "last_error", NULL);
+        printf("  %-17" PRId64 " %-10s %-9s %-8s %-8" PRId64 " %-12s %.80s%s%.120s\n", drctl_int(o, "seq"),
+               drctl_str(o, "channel", "?"), drctl_str(o, "state", "?"), drctl_str(o, "action", "?"),
+               drctl_int(o, "attempts"), a1, drctl_str(o, "summary", ""), err ? " / " : "", err ? err : "");
+    }
+    if (json_array_size(json_object_get(r, "dead_letters")) > 0) {
+        printf("\nDEAD LETTERS (not retried; see the reason, fix, then 'drctl alert test')\n");
+        json_array_foreach(json_object_get(r, "dead_letters"), i, o) {
+            drctl_ago(drctl_int(o, "ts_ms"), a1, sizeof(a1));
+            printf("  %-17" PRId64 " %-10s %-8s %-12s %.80s: %.160s\n", drctl_int(o, "seq"),
+                   drctl_str(o, "channel", "?"), drctl_str(o, "action", "?"), a1, drctl_str(o, "summary", ""),
+                   drctl_str(o, "reason", "?"));
+        }
+    }
+    printf("\nLAST DELIVERIES\n");
+    int any = 0;
+    json_object_foreach(json_object_get(r, "channels"), name, c) {
+        json_array_foreach(json_object_get(c, "recent"), i, o) {
+            any = 1;
+            drctl_ago(drctl_int(o, "ts_ms"), a1, sizeof(a1));
+            snprintf(a2, sizeof(a2), "%s HTTP %" PRId64, json_is_true(json_object_get(o, "ok")) ? "ok" : "FAILED",
+                     drctl_int(o, "http_status"));
+            printf("  %-10s %-12s %-16s %.90s%s%.120s\n", name, a1, a2, drctl_str(o, "what", ""),
+                   json_object_get(o, "error") ? " / " : "", drctl_str(o, "error", ""));
+        }
+    }
+    if (!any)
+        printf("  (none yet)\n");
+    const json_t *hb = json_object_get(r, "heartbeat");
+    if (json_is_true(json_object_get(hb, "configured"))) {
+        drctl_ago(drctl_int(hb, "last_ok_ms"), a1, sizeof(a1));
+        printf("\nHEARTBEAT last ok %s, %" PRId64 " ok, %" PRId64 " failed%s%s\n", a1, drctl_int(hb, "ok"),
+               drctl_int(hb, "failures"), json_object_get(hb, "last_error") ? ", last error: " : "",
+               drctl_str(hb, "last_error", ""));
+    }
+    return 0;
+}
+
+static int drctl_print_alert_test(const json_t *r)
+{
+    size_t i;
+    const json_t *c;
+    printf("%" PRId64 " test event%s queued for", drctl_int(r, "events"), drctl_int(r, "events") == 1 ? "" : "s");
+    json_array_foreach(json_object_get(r, "channels"), i, c)
+        printf("%s%s", i ? ", " : " ", json_string_value(c));
+    printf("; follow delivery with 'drctl alerts'\n");
+    return 0;
+}
+
 /* ---- argument parsers ---- */
 
 static int drctl_args_none(int argc, char **argv, json_t *args)
@@ -198,6 +304,41 @@ static int drctl_args_call(int argc, char **argv, json_t *args)
         }
         json_object_update(args, a);
         json_decref(a);
+    }
+    return 0;
+}
+
+/* alert test [--channel C] [--condition K] [--count N] [--severity S] [--resolve] [--summary TEXT] */
+static int drctl_args_alert(int argc, char **argv, json_t *args)
+{
+    if (argc < 2 || strcmp(argv[1], "test")) {
+        fprintf(stderr, "drctl alert: usage: drctl alert test [--channel pagerduty|slack|webhook] [--condition KEY] "
+                        "[--count N] [--severity S] [--resolve] [--summary TEXT]\n");
+        return -EINVAL;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--resolve")) {
+            json_object_set_new(args, "resolve", json_true());
+            continue;
+        }
+        if (i + 1 >= argc || (strcmp(o, "--channel") && strcmp(o, "--condition") && strcmp(o, "--count") &&
+                              strcmp(o, "--severity") && strcmp(o, "--summary"))) {
+            fprintf(stderr, "drctl alert test: unexpected argument '%s'\n", o);
+            return -EINVAL;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(o, "--count")) {
+            char *end = NULL;
+            long long n = strtoll(v, &end, 10);
+            if (!end || *end || n < 1 || n > 10000) {
+                fprintf(stderr, "drctl alert test: --count needs a number from 1 to 10000, not '%s'\n", v);
+                return -EINVAL;
+            }
+            json_object_set_new(args, "count", json_integer(n));
+        } else {
+            json_object_set_new(args, o + 2, json_string(v));
+        }
     }
     return 0;
 }
@@ -687,6 +828,11 @@ static const DrctlCommand drctl_commands[] = {
     {"reload", "reload", "", "re-read the configuration; waits until done [operator]", drctl_args_none,
      drctl_print_reload},
     {"watch", "watch", "", "print events as they happen, until interrupted", drctl_args_none, NULL},
+    {"alerts", "alerts", "", "open conditions, alert outbox, dead letters, last deliveries per channel",
+     drctl_args_none, drctl_print_alerts},
+    {"alert", "alert.test", "test [--channel C] [--condition K] [--count N] [--severity S] [--resolve]",
+     "send test alerts end to end (a channel check; --count N: a load check) [operator]", drctl_args_alert,
+     drctl_print_alert_test},
     {"halt", "halt", "--reason TEXT", "halt trading now; waits until the platform confirms [operator]",
      drctl_args_halt, drctl_print_mode},
     {"resume", "resume", "[--shadow]", "resume trading live (or in shadow mode) [operator]", drctl_args_resume,
@@ -727,9 +873,12 @@ static void drctl_usage(FILE *out)
     fprintf(out, "Usage: drctl [--socket PATH] [--json] [--timeout DURATION] COMMAND [ARGS]\n\n"
                  "Query and steer drsupervisord over its control socket.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(drctl_commands) / sizeof(drctl_commands[0]); i++) {
-        char left[80];
+        char left[128];
         snprintf(left, sizeof(left), "%s %s", drctl_commands[i].name, drctl_commands[i].usage);
-        fprintf(out, "  %-36s %s\n", left, drctl_commands[i].summary);
+        if (strlen(left) > 36)
+            fprintf(out, "  %s\n  %-36s %s\n", left, "", drctl_commands[i].summary);
+        else
+            fprintf(out, "  %-36s %s\n", left, drctl_commands[i].summary);
     }
     fprintf(out, "\nOptions:\n"
                  "  -s, --socket PATH     control socket (default $DRCTL_SOCKET or " DRCTL_DEFAULT_SOCKET ")\n"
