@@ -49,6 +49,9 @@ struct Backups {
 
     json_t *catalog;  /* manifests, oldest first */
     json_t *failures; /* failure records, oldest first */
+    bool failures_loaded;   /* read from state_dir once; memory is the truth after that */
+    bool failures_writing;  /* one write of the failures file at a time, in order ... */
+    bool failures_dirty;    /* ... and another after it when it changed meanwhile */
     bool scanned;
     char scan_error[512];
 
@@ -353,17 +356,36 @@ static void backups_watch(Backups *b)
 
 /* ---- failures ---- */
 
+static void backups_persist_failures(Backups *b);
+
+static void backups_after_failures_written(BackupTask *t)
+{
+    Backups *b = t->b;
+    b->failures_writing = false;
+    if (b->failures_dirty && !b->closing)
+        backups_persist_failures(b);
+}
+
+/* Thread-pool work runs in parallel: two writes of one file could land out of order, so the
+ * failures file has at most one write in flight and the newest content is written last. */
 static void backups_persist_failures(Backups *b)
 {
-    BackupTask *t = backups_task_new(b, TASK_WRITE, NULL);
+    if (b->failures_writing) {
+        b->failures_dirty = true;
+        return;
+    }
+    b->failures_dirty = false;
+    BackupTask *t = backups_task_new(b, TASK_WRITE, backups_after_failures_written);
     if (!t)
         return;
+    b->failures_writing = true;
     t->path = strdup(b->failures_path);
     t->text = json_dumps(b->failures, JSON_INDENT(1));
     if (!t->path || !t->text) {
         free(t->path);
         free(t->text);
         free(t);
+        b->failures_writing = false;
         return;
     }
     backups_task_queue(t);
@@ -897,10 +919,17 @@ static void backups_after_scan(BackupTask *t)
 {
     Backups *b = t->b;
     json_decref(b->catalog);
-    json_decref(b->failures);
     b->catalog = t->scan.manifests;
-    b->failures = t->scan.failures;
-    t->scan.manifests = t->scan.failures = NULL;
+    t->scan.manifests = NULL;
+    /* The failures file is read at the first scan only: later scans (a new directory after a
+     * reload) could read it while a newer version is still being written. */
+    if (!b->failures_loaded && t->scan.failures) {
+        json_array_extend(t->scan.failures, b->failures); /* any failure recorded before the scan */
+        json_decref(b->failures);
+        b->failures = t->scan.failures;
+        t->scan.failures = NULL;
+        b->failures_loaded = true;
+    }
     snprintf(b->scan_error, sizeof(b->scan_error), "%s", t->scan.error);
     b->scanned = true;
     if (b->scan_error[0])

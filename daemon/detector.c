@@ -175,7 +175,12 @@ static void detector_apply(Detector *det, const DetectorDecision *dec)
         return;
     for (size_t i = 0; i < dec->n_events; i++)
         detector_emit(det, dec->events[i].kind, dec->events[i].message);
-    if (dec->actions & DETECTOR_ACT_HALT) {
+    /* A recovery run owns trading and the database until it ends (it renames and restores
+     * databases, and resumes trading itself after a passing reconcile): what the probes see in
+     * the meantime must not halt what the run just resumed. The detector is reset when it ends. */
+    if ((dec->actions & DETECTOR_ACT_HALT) && d->scenarios && scenarios_active(d->scenarios)) {
+        log_notice("detector", "not halting (%s): a recovery run is in charge", dec->halt_reason);
+    } else if (dec->actions & DETECTOR_ACT_HALT) {
         det->halt_ms = detector_now_ms();
         if (d->venue && venue_enabled(d->venue))
             venue_halt(d->venue, dec->halt_reason, NULL, NULL, NULL);

@@ -21,7 +21,7 @@
 
 #define PROBE_DB_SQL                                                                                 \
     "SELECT pg_is_in_recovery()::text, current_setting('server_version'), "                         \
-    "(SELECT coalesce(sum(checksum_failures), 0) FROM pg_stat_database)::text"
+    "(SELECT coalesce(checksum_failures, 0) FROM pg_stat_database WHERE datname = current_database())::text"
 
 typedef struct Probe {
     struct Probes *owner;

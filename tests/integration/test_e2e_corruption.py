@@ -36,8 +36,13 @@ def test_corruption_detected_restored_reconciled_resumed(pg, tmp_path):
         assert run["status"] == "succeeded", d.log()[-6000:]
         assert [s["step"] for s in run["steps"]][-1] == "resume_live"
 
-        # Trading is live again, on the restored database, with every fill the exchange made.
+        # Trading is live again, on the restored database, with every fill the exchange made,
+        # and stays live: the evidence database kept beside it does not look like new corruption.
         wait_until(lambda: env.venue.status()["mode"] == "live", timeout=10, what="trading live")
+        quiet_until = time.monotonic() + 3.0
+        while time.monotonic() < quiet_until:
+            assert env.venue.status()["mode"] == "live", d.log()[-4000:]
+            time.sleep(0.1)
         env.venue.post("/test/pause")
         wait_until(lambda: env.venue.status()["db_pending"] == 0, timeout=20, what="venue caught up")
         assert env.db_fill_ids() == env.exchange_fill_ids()
