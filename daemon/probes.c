@@ -84,8 +84,10 @@ static void probes_record(Probe *pr, bool ok, double latency_ms, const char *err
         events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
                     pr->condition, true, detail, "%s is up again (%.1f ms)", pr->name, latency_ms);
     else if (changed == HEALTH_UP)
-        events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform", NULL,
-                    false, detail, "%s is up (%.1f ms)", pr->name, latency_ms);
+        /* First sight after a start: resolves a condition left open by a previous run of the
+         * daemon (alerting ignores resolutions of conditions that are not open). */
+        events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
+                    pr->condition, true, detail, "%s is up (%.1f ms)", pr->name, latency_ms);
     daemon_update_status(d);
 }
 
