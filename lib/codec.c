@@ -19,7 +19,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#define CODEC_ZSTD_DEFAULT_LEVEL 3
+#define CODEC_ZSTD_DEFAULT_LEVEL 1
 #define CODEC_GZIP_DEFAULT_LEVEL 6
 /* zlib counts in uInt: feed big inputs in slices no larger than this. */
 #define CODEC_ZLIB_SLICE (1u << 30)

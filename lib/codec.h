@@ -26,7 +26,8 @@ typedef enum {
     CODEC_GZIP = 2,
 } CodecKind;
 
-/* Pass as level for the codec's default (zstd 3, gzip 6). */
+/* Pass as level for the codec's default (zstd 1, gzip 6): zstd 1 keeps compression behind pg_dump
+ * on two cores (docs/benchmarks.md). */
 #define CODEC_LEVEL_DEFAULT 0
 /* Largest output piece handed to a sink in one call. */
 #define CODEC_OUT_PIECE (128u * 1024u)
