@@ -20,7 +20,7 @@ plus once, for information, our backup with verify-after-backup ON.
 Writes build/bench/backup.json and prints the ratios (ours / baseline, lower is better) against the
 targets. Environment: DRSUP_BUILD (the build directory, set by `make bench`), DRSUP_BENCH_GB
 (database size, default 1.0; 0.05 for a quick check of this script), DRSUP_BENCH_RUNS (rounds,
-default 2). The generated data directory is kept under build/bench/pgdata-cache/ and reused while
+default 3). The generated data directory is kept under build/bench/pgdata-cache/ and reused while
 the generator version and size match.
 
 Standard library only.
@@ -46,7 +46,7 @@ from drsup import DRCTL, Daemon  # noqa: E402
 
 GENERATOR_VERSION = 1
 GB = float(os.environ.get("DRSUP_BENCH_GB", "1.0"))
-RUNS = max(1, int(os.environ.get("DRSUP_BENCH_RUNS", "2")))
+RUNS = max(1, int(os.environ.get("DRSUP_BENCH_RUNS", "3")))
 OUT_DIR = os.path.join(ROOT, "build", "bench")
 CACHE_ROOT = os.path.join(OUT_DIR, "pgdata-cache")
 DB = "trading"
