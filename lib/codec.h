@@ -51,6 +51,10 @@ const char *codec_file_ext(CodecKind kind);
  * zstd 1..ZSTD_maxCLevel(); gzip 1..9; none only CODEC_LEVEL_DEFAULT. */
 bool codec_level_valid(CodecKind kind, int level);
 
+/* The level a stream created with `level` really uses: the codec's default for
+ * CODEC_LEVEL_DEFAULT (zstd 1, gzip 6), `level` otherwise; 0 for none. */
+int codec_effective_level(CodecKind kind, int level);
+
 /* A new stream. `level` is ignored when decompressing. Returns NULL for an unknown kind, an
  * invalid level, or out of memory. Owned by the caller; free with codec_free(). */
 Codec *codec_new(CodecKind kind, int level, bool decompress);
