@@ -234,6 +234,20 @@ static json_t *backups_find(const Backups *b, const char *name)
     return NULL;
 }
 
+json_t *backups_newest_verified(const Backups *b, bool *ret_scanned)
+{
+    if (ret_scanned)
+        *ret_scanned = b && b->scanned;
+    if (!b)
+        return NULL;
+    for (size_t i = json_array_size(b->catalog); i-- > 0;) {
+        json_t *m = json_array_get(b->catalog, i);
+        if (backup_manifest_verified(m))
+            return json_deep_copy(m);
+    }
+    return NULL;
+}
+
 static const char *backups_restore_status(const json_t *m)
 {
     const char *s = json_string_value(json_object_get(json_object_get(m, "verification"), "restore_test"));

@@ -11,6 +11,9 @@
 #ifndef DRSUP_BACKUP_H
 #define DRSUP_BACKUP_H
 
+#include <jansson.h>
+#include <stdbool.h>
+
 #include "config.h"
 
 typedef struct Backups Backups;
@@ -23,5 +26,10 @@ Backups *backups_new(struct Daemon *d);
 int backups_apply_config(Backups *b, const Config *cfg);
 /* Cancel what runs (pg_dump killed, temporaries removed) and close; closed_cb(data) when done. */
 void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
+
+/* The newest VERIFIED backup of the catalog (docs/backup-format.md: container ok, sha256 match,
+ * pg_restore --list ok): a new reference to a copy of its manifest, or NULL when there is none.
+ * *ret_scanned (if non-NULL) tells whether the catalog has been loaded yet. Loop thread. */
+json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
 
 #endif

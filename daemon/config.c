@@ -4,15 +4,44 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "cfgtree.h"
 #include "codec.h"
 #include "cron.h"
 #include "err.h"
 #include "log.h"
+
+static void config_free_secret(char *s, size_t len)
+{
+    if (s) {
+        explicit_bzero(s, len ? len : strlen(s));
+        free(s);
+    }
+}
+
+static void config_free_alerts(ConfigAlerts *a)
+{
+    free(a->source);
+    free(a->credentials_dir);
+    config_free_secret(a->pd_routing_key, 0);
+    free(a->pd_url);
+    config_free_secret(a->slack_url, 0);
+    config_free_secret(a->webhook_url, 0);
+    config_free_secret(a->webhook_secret, a->webhook_secret_len);
+    config_free_secret(a->heartbeat_url, 0);
+    for (size_t i = 0; i < a->n_routes; i++) {
+        free(a->routes[i].kind);
+        free(a->routes[i].condition);
+    }
+    free(a->routes);
+}
 
 static void config_free_list(char **list, size_t n)
 {
@@ -96,6 +125,52 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
     return 0;
 }
 
+static void config_free_detector(ConfigDetector *d)
+{
+    free(d->conninfo);
+    config_free_list(d->corruption_queries, d->n_corruption_queries);
+    config_free_list(d->amcheck_indexes, d->n_amcheck_indexes);
+    config_free_list(d->restart_command, d->n_restart_command);
+    free(d->server_log);
+    config_free_list(d->damage_patterns, d->n_damage_patterns);
+}
+
+static void config_free_reconcile(ConfigReconcile *r)
+{
+    free(r->conninfo);
+    free(r->positions_query);
+    free(r->duplicates_query);
+    free(r->stale_orders_query);
+    free(r->missing_fills_query);
+    free(r->replay_fill_query);
+    free(r->recompute_query);
+}
+
+void config_scenarios_free(ConfigScenarios *s)
+{
+    free(s->admin_conninfo);
+    free(s->database);
+    config_free_list(s->validation_queries, s->n_validation_queries);
+    config_free_list(s->switch_command, s->n_switch_command);
+    memset(s, 0, sizeof(*s));
+}
+
+int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst)
+{
+    int r = 0;
+
+    *dst = *src;
+    r |= config_copy_str(src->admin_conninfo, &dst->admin_conninfo);
+    r |= config_copy_str(src->database, &dst->database);
+    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    r |= config_copy_list(src->switch_command, src->n_switch_command, &dst->switch_command);
+    if (r) {
+        config_scenarios_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 Config *config_free(Config *cfg)
 {
     if (!cfg)
@@ -109,7 +184,11 @@ Config *config_free(Config *cfg)
     free(cfg->control.operators_group);
     free(cfg->database.conninfo);
     free(cfg->platform.health_url);
+    config_free_alerts(&cfg->alerts);
     config_backup_free(&cfg->backup);
+    config_free_detector(&cfg->detector);
+    config_free_reconcile(&cfg->reconcile);
+    config_scenarios_free(&cfg->scenarios);
     free(cfg);
     return NULL;
 }
@@ -155,6 +234,258 @@ static void config_read_platform(const CfgSection *top, ConfigPlatform *p)
     if (p->health_url && strncmp(p->health_url, "http://", 7) && strncmp(p->health_url, "https://", 8))
         cfg_error(s.ctx, cfg_get(s.map, "health_url"),
                   "'platform.health_url' must start with http:// or https://");
+}
+
+/* ---- alerts ---- */
+
+static const char *const config_channel_names[] = {"pagerduty", "slack", "webhook", NULL};
+
+/*
+ * Read a secret from a file: a regular file that group and others cannot access, at most 64 KiB,
+ * trailing newlines and blanks dropped. The content never appears in messages.
+ */
+static int config_read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        int e = errno;
+        snprintf(why, why_len, "cannot open '%.400s': %s", path, strerror(e));
+        return -e;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "'%.400s' is not a regular file", path);
+        close(fd);
+        return DR_EKEY;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(why, why_len, "'%.400s' is accessible by group or others (mode %04o); chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return DR_EKEY;
+    }
+    if (st.st_size > 64 * 1024 || !(buf = malloc((size_t)st.st_size + 1))) {
+        snprintf(why, why_len, "'%.400s' is too large for a secret", path);
+        close(fd);
+        return DR_EKEY;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        len--;
+    buf[len] = '\0';
+    if (len == 0) {
+        snprintf(why, why_len, "'%.400s' is empty", path);
+        free(buf);
+        return DR_EKEY;
+    }
+    *ret = buf;
+    if (ret_len)
+        *ret_len = len;
+    return 0;
+}
+
+/*
+ * A secret given as `<name>_file: PATH` or `<name>_credential: ID` (systemd LoadCredential=,
+ * $CREDENTIALS_DIRECTORY/ID, else credentials_dir/ID), or, when plain_ok, as `<name>: VALUE`
+ * (only for values that are not secret, such as a webhook URL without a token).
+ */
+static void config_secret(const CfgSection *s, const char *name, bool plain_ok, const char *cred_dir,
+                          char **ret, size_t *ret_len)
+{
+    char kfile[64], kcred[64], why[600], path[4096];
+    char *file = NULL, *cred = NULL, *plain = NULL;
+    const CfgNode *at;
+
+    snprintf(kfile, sizeof(kfile), "%s_file", name);
+    snprintf(kcred, sizeof(kcred), "%s_credential", name);
+    cfg_string(s, kfile, false, NULL, &file);
+    cfg_string(s, kcred, false, NULL, &cred);
+    if (plain_ok)
+        cfg_string(s, name, false, NULL, &plain);
+    if ((file != NULL) + (cred != NULL) + (plain != NULL) > 1) {
+        cfg_error(s->ctx, s->where, "'%s': give only one of %s_file, %s_credential%s%s", s->path, name, name,
+                  plain_ok ? " or " : "", plain_ok ? name : "");
+        goto out;
+    }
+    if (plain) {
+        *ret = plain;
+        if (ret_len)
+            *ret_len = strlen(plain);
+        plain = NULL;
+        goto out;
+    }
+    if (cred) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        at = cfg_get(s->map, kcred);
+        if (!dir || !dir[0])
+            dir = cred_dir;
+        if (!dir) {
+            cfg_error(s->ctx, at, "'%s.%s': $CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit) "
+                      "and alerts.credentials_dir is not configured", s->path, kcred);
+            goto out;
+        }
+        if (strchr(cred, '/') || !strcmp(cred, ".") || !strcmp(cred, "..")) {
+            cfg_error(s->ctx, at, "'%s.%s' must be a credential name, not a path", s->path, kcred);
+            goto out;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, cred);
+    } else if (file) {
+        at = cfg_get(s->map, kfile);
+        snprintf(path, sizeof(path), "%s", file);
+    } else {
+        goto out;
+    }
+    if (config_read_secret_file(path, ret, ret_len, why, sizeof(why)) < 0)
+        cfg_error(s->ctx, at, "'%s.%s': %s", s->path, cred ? kcred : kfile, why);
+out:
+    free(file);
+    free(cred);
+    if (plain)
+        free(plain);
+}
+
+static bool config_is_http_url(const char *u)
+{
+    return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8));
+}
+
+static void config_read_route(CfgCtx *ctx, const CfgNode *item, size_t idx, ConfigAlertRoute *r)
+{
+    CfgSection rs = {.ctx = ctx, .map = item, .where = item};
+    static const char *const sevs[] = {"info", "warning", "error", "critical", NULL};
+    char **chans = NULL;
+    size_t n_chans = 0;
+    int sev = 2;
+
+    snprintf(rs.path, sizeof(rs.path), "alerts.routes[%zu]", idx);
+    CfgSection m = cfg_section(&rs, "match", false);
+    if (cfg_enum(&m, "min_severity", sevs, 2, &sev))
+        r->min_severity = sev;
+    cfg_string(&m, "kind", false, NULL, &r->kind);
+    cfg_string(&m, "condition", false, NULL, &r->condition);
+    cfg_check_unknown(&m);
+    cfg_string_list(&rs, "channels", &chans, &n_chans);
+    if (n_chans == 0)
+        cfg_error(ctx, item, "'%s.channels' must name at least one of pagerduty, slack, webhook", rs.path);
+    for (size_t i = 0; i < n_chans; i++) {
+        bool found = false;
+        for (unsigned c = 0; config_channel_names[c]; c++) {
+            if (chans[i] && !strcmp(chans[i], config_channel_names[c])) {
+                r->channels |= 1u << c;
+                found = true;
+            }
+        }
+        if (!found)
+            cfg_error(ctx, cfg_get(item, "channels"), "'%s.channels': unknown channel '%s' (pagerduty, slack, webhook)",
+                      rs.path, chans[i] ? chans[i] : "");
+        free(chans[i]);
+    }
+    free(chans);
+    cfg_check_unknown(&rs);
+}
+
+static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
+{
+    CfgSection s = cfg_section(top, "alerts", false);
+    char host[256] = "localhost";
+
+    if (!s.map)
+        return;
+    a->enabled = true;
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    cfg_string(&s, "source", false, host, &a->source);
+    cfg_string(&s, "credentials_dir", false, NULL, &a->credentials_dir);
+    cfg_duration_ms(&s, "timeout", false, 10000, 100, &a->timeout_ms);
+    cfg_duration_ms(&s, "repeat_interval", false, 3600 * 1000, 0, &a->repeat_interval_ms);
+    cfg_duration_ms(&s, "group_window", false, 2000, 0, &a->group_window_ms);
+
+    CfgSection pd = cfg_section(&s, "pagerduty", false);
+    config_secret(&pd, "routing_key", false, a->credentials_dir, &a->pd_routing_key, NULL);
+    cfg_string(&pd, "url", false, "https://events.pagerduty.com/v2/enqueue", &a->pd_url);
+    cfg_check_unknown(&pd);
+    if (pd.map && !a->pd_routing_key && pd.ctx->n_errors == 0)
+        cfg_error(s.ctx, pd.map, "'alerts.pagerduty' needs routing_key_file or routing_key_credential");
+    if (!config_is_http_url(a->pd_url))
+        cfg_error(s.ctx, cfg_get(pd.map, "url"), "'alerts.pagerduty.url' must start with http:// or https://");
+
+    CfgSection sl = cfg_section(&s, "slack", false);
+    config_secret(&sl, "webhook_url", false, a->credentials_dir, &a->slack_url, NULL);
+    cfg_duration_ms(&sl, "retry_after_default", false, 30000, 0, &a->slack_retry_after_ms);
+    cfg_check_unknown(&sl);
+    if (sl.map && !a->slack_url && sl.ctx->n_errors == 0)
+        cfg_error(s.ctx, sl.map, "'alerts.slack' needs webhook_url_file or webhook_url_credential");
+    if (a->slack_url && !config_is_http_url(a->slack_url))
+        cfg_error(s.ctx, sl.map, "'alerts.slack' webhook URL must start with http:// or https://");
+
+    CfgSection wh = cfg_section(&s, "webhook", false);
+    config_secret(&wh, "url", true, a->credentials_dir, &a->webhook_url, NULL);
+    config_secret(&wh, "hmac_secret", false, a->credentials_dir, &a->webhook_secret, &a->webhook_secret_len);
+    cfg_check_unknown(&wh);
+    if (wh.map && !a->webhook_url && wh.ctx->n_errors == 0)
+        cfg_error(s.ctx, wh.map, "'alerts.webhook' needs url, url_file or url_credential");
+    if (a->webhook_url && !config_is_http_url(a->webhook_url))
+        cfg_error(s.ctx, wh.map, "'alerts.webhook' URL must start with http:// or https://");
+
+    CfgSection rt = cfg_section(&s, "retry", false);
+    cfg_duration_ms(&rt, "base", false, 30000, 1, &a->retry_base_ms);
+    cfg_duration_ms(&rt, "cap", false, 300000, 1, &a->retry_cap_ms);
+    cfg_int(&rt, "max_attempts", 1, 1000000, 50, &a->max_attempts);
+    cfg_check_unknown(&rt);
+    if (a->retry_cap_ms < a->retry_base_ms)
+        cfg_error(s.ctx, rt.map ? rt.map : s.map, "'alerts.retry.cap' must not be below 'alerts.retry.base'");
+
+    CfgSection hb = cfg_section(&s, "heartbeat", false);
+    config_secret(&hb, "url", true, a->credentials_dir, &a->heartbeat_url, NULL);
+    cfg_duration_ms(&hb, "interval", false, 60000, 100, &a->heartbeat_interval_ms);
+    cfg_check_unknown(&hb);
+    if (hb.map && !a->heartbeat_url && hb.ctx->n_errors == 0)
+        cfg_error(s.ctx, hb.map, "'alerts.heartbeat' needs url, url_file or url_credential");
+    if (a->heartbeat_url && !config_is_http_url(a->heartbeat_url))
+        cfg_error(s.ctx, hb.map, "'alerts.heartbeat' URL must start with http:// or https://");
+
+    const CfgNode *routes = cfg_get(s.map, "routes");
+    unsigned configured = (a->pd_routing_key ? 1u << ALERT_CH_PAGERDUTY : 0) |
+                          (a->slack_url ? 1u << ALERT_CH_SLACK : 0) | (a->webhook_url ? 1u << ALERT_CH_WEBHOOK : 0);
+    if (routes && routes->kind == CFG_NODE_SEQ) {
+        a->routes = calloc(routes->n ? routes->n : 1, sizeof(*a->routes));
+        if (!a->routes)
+            return;
+        for (size_t i = 0; i < routes->n; i++) {
+            if (routes->items[i]->kind != CFG_NODE_MAP) {
+                cfg_error(s.ctx, routes->items[i], "'alerts.routes' items must be mappings with match and channels");
+                continue;
+            }
+            config_read_route(s.ctx, routes->items[i], i, &a->routes[a->n_routes]);
+            unsigned missing = a->routes[a->n_routes].channels & ~configured;
+            for (unsigned c = 0; c < ALERT_CH_COUNT; c++)
+                if (missing & (1u << c))
+                    cfg_error(s.ctx, routes->items[i], "'alerts.routes[%zu]' sends to %s, which is not configured",
+                              i, config_channel_names[c]);
+            a->n_routes++;
+        }
+    } else if (routes && !(routes->kind == CFG_NODE_SCALAR && !routes->scalar[0])) {
+        cfg_error(s.ctx, routes, "'alerts.routes' must be a list of {match: {...}, channels: [...]}");
+    } else if (configured) {
+        /* Default: errors and worse go everywhere that is configured. */
+        a->routes = calloc(1, sizeof(*a->routes));
+        if (!a->routes)
+            return;
+        a->routes[0] = (ConfigAlertRoute){.min_severity = 2, .channels = configured};
+        a->n_routes = 1;
+    }
+    cfg_check_unknown(&s);
 }
 
 static const char *const config_venue_action_names[VENUE_N_ACTIONS] = {
@@ -319,6 +650,128 @@ static void config_read_backup(const CfgSection *top, const ConfigDatabase *db, 
                       b->state_files[i]);
 }
 
+/* Text in a failed restart's output or the server log that means damaged files, not a mere stop. */
+static const char *const config_default_damage_patterns[] = {
+    "invalid page",           "could not read block",       "checksum",
+    "PANIC",                  "invalid checkpoint record",  "could not locate a valid checkpoint record",
+    "invalid resource manager", "corrupt",                  "invalid primary checkpoint record",
+};
+
+static void config_read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d)
+{
+    CfgSection s = cfg_section(top, "detector", false);
+
+    cfg_int(&s, "halt_after", 1, 1000, 2, &d->halt_after);
+    cfg_string(&s, "conninfo", false, db->conninfo, &d->conninfo);
+    cfg_string_list(&s, "corruption_queries", &d->corruption_queries, &d->n_corruption_queries);
+    cfg_duration_ms(&s, "corruption_interval", false, 60000, 10, &d->corruption_interval_ms);
+    cfg_duration_ms(&s, "corruption_timeout", false, 30000, 10, &d->corruption_timeout_ms);
+    cfg_string_list(&s, "amcheck_indexes", &d->amcheck_indexes, &d->n_amcheck_indexes);
+    cfg_string_list(&s, "restart_command", &d->restart_command, &d->n_restart_command);
+    cfg_int(&s, "restart_attempts", 1, 100, 3, &d->restart_attempts);
+    cfg_duration_ms(&s, "restart_delay", false, 2000, 0, &d->restart_delay_ms);
+    cfg_duration_ms(&s, "restart_timeout", false, 60000, 100, &d->restart_timeout_ms);
+    cfg_string(&s, "server_log", false, NULL, &d->server_log);
+    cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
+    cfg_check_unknown(&s);
+    if (d->n_damage_patterns == 0) {
+        size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);
+        if ((d->damage_patterns = calloc(n, sizeof(char *)))) {
+            d->n_damage_patterns = n;
+            for (size_t i = 0; i < n; i++)
+                d->damage_patterns[i] = strdup(config_default_damage_patterns[i]);
+        }
+    }
+    if (d->n_restart_command && d->restart_command[0][0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "restart_command"), "'detector.restart_command' must start with an absolute path");
+    if (d->server_log && d->server_log[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "server_log"), "'detector.server_log' must be an absolute path");
+}
+
+/* A non-negative decimal number written as a string or a plain scalar ("0.0001", 0). */
+static void config_read_number(const CfgSection *s, const char *key, double def, double *ret)
+{
+    char *text = NULL;
+    *ret = def;
+    if (!cfg_string(s, key, false, NULL, &text) || !text)
+        return;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= 0) || v > 1e15)
+        cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' must be a non-negative number, not '%s'", s->path, key, text);
+    else
+        *ret = v;
+    free(text);
+}
+
+#define RECONCILE_DEFAULT_POSITIONS "SELECT symbol, quantity::text, avg_price::text FROM positions"
+#define RECONCILE_DEFAULT_DUPLICATES                                                                 \
+    "SELECT client_order_id, count(*)::text FROM orders GROUP BY client_order_id HAVING count(*) > 1"
+#define RECONCILE_DEFAULT_STALE                                                                      \
+    "SELECT client_order_id, symbol, created_at::text FROM orders WHERE lower(status) IN ('open', 'new', "  \
+    "'pending', 'partially_filled') AND created_at < now() - $1::bigint * interval '1 millisecond' "       \
+    "ORDER BY created_at"
+#define RECONCILE_DEFAULT_MISSING                                                                    \
+    "SELECT f FROM unnest($1::text[]) AS f WHERE NOT EXISTS (SELECT 1 FROM fills WHERE fill_id = f)"
+#define RECONCILE_DEFAULT_REPLAY                                                                     \
+    "WITH o AS (INSERT INTO orders (client_order_id, symbol, side, quantity, price, status, created_at) "  \
+    "VALUES ($2, $3, $4, $5::numeric, $6::numeric, 'filled', $7::timestamptz) "                       \
+    "ON CONFLICT (client_order_id) DO NOTHING) "                                                       \
+    "INSERT INTO fills (fill_id, client_order_id, symbol, side, quantity, price, executed_at) "       \
+    "VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::timestamptz) ON CONFLICT (fill_id) DO NOTHING"
+#define RECONCILE_DEFAULT_RECOMPUTE                                                                  \
+    "DO $$BEGIN IF to_regprocedure('drsup_recompute_positions()') IS NOT NULL THEN "                  \
+    "PERFORM drsup_recompute_positions(); END IF; END$$"
+
+static void config_read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r)
+{
+    CfgSection s = cfg_section(top, "reconcile", false);
+
+    cfg_string(&s, "conninfo", false, db->conninfo, &r->conninfo);
+    config_read_number(&s, "quantity_tolerance", 0, &r->quantity_tolerance);
+    config_read_number(&s, "price_tolerance", 0.0001, &r->price_tolerance);
+    cfg_duration_ms(&s, "stale_after", false, 3600ull * 1000, 0, &r->stale_after_ms);
+    cfg_duration_ms(&s, "default_since", false, 24ull * 3600 * 1000, 1000, &r->default_since_ms);
+    cfg_duration_ms(&s, "query_timeout", false, 30000, 10, &r->query_timeout_ms);
+    cfg_string(&s, "positions_query", false, RECONCILE_DEFAULT_POSITIONS, &r->positions_query);
+    cfg_string(&s, "duplicates_query", false, RECONCILE_DEFAULT_DUPLICATES, &r->duplicates_query);
+    cfg_string(&s, "stale_orders_query", false, RECONCILE_DEFAULT_STALE, &r->stale_orders_query);
+    cfg_string(&s, "missing_fills_query", false, RECONCILE_DEFAULT_MISSING, &r->missing_fills_query);
+    cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
+    cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
+    cfg_check_unknown(&s);
+}
+
+static void config_read_scenarios(const CfgSection *top, ConfigScenarios *sc)
+{
+    static const char *const modes[] = {"automatic", "manual", NULL};
+    CfgSection s = cfg_section(top, "scenarios", false);
+    CfgSection c = cfg_section(&s, "database_corruption", false);
+    int mode = 0;
+
+    sc->rto_ms = 15ull * 60 * 1000;
+    sc->rpo_ms = 24ull * 3600 * 1000;
+    sc->restore_timeout_ms = 3600ull * 1000;
+    cfg_string(&s, "admin_conninfo", false, NULL, &sc->admin_conninfo);
+    cfg_string(&c, "database", false, NULL, &sc->database);
+    cfg_duration_ms(&c, "rto", false, sc->rto_ms, 1000, &sc->rto_ms);
+    cfg_duration_ms(&c, "rpo", false, sc->rpo_ms, 1000, &sc->rpo_ms);
+    if (cfg_enum(&c, "mode", modes, 0, &mode))
+        sc->manual = mode == 1;
+    cfg_string_list(&c, "validation_queries", &sc->validation_queries, &sc->n_validation_queries);
+    cfg_string_list(&c, "switch_command", &sc->switch_command, &sc->n_switch_command);
+    cfg_duration_ms(&c, "restore_timeout", false, sc->restore_timeout_ms, 1000, &sc->restore_timeout_ms);
+    cfg_check_unknown(&c);
+    cfg_check_unknown(&s);
+    if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))
+        cfg_error(c.ctx, cfg_get(c.map, "database"),
+                  "'scenarios.database_corruption.database' must be 1..30 characters without quotes or backslashes");
+    if (sc->switch_command && sc->switch_command[0][0] != '/')
+        cfg_error(c.ctx, cfg_get(c.map, "switch_command"),
+                  "'scenarios.database_corruption.switch_command' must start with an absolute program path");
+}
+
 static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
@@ -336,8 +789,12 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_control(&top, &cfg->control);
     config_read_database(&top, &cfg->database);
     config_read_platform(&top, &cfg->platform);
+    config_read_alerts(&top, &cfg->alerts);
     config_read_venue(&top, &cfg->venue);
     config_read_backup(&top, &cfg->database, &cfg->backup);
+    config_read_detector(&top, &cfg->database, &cfg->detector);
+    config_read_reconcile(&top, &cfg->database, &cfg->reconcile);
+    config_read_scenarios(&top, &cfg->scenarios);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

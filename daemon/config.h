@@ -37,6 +37,42 @@ typedef struct ConfigPlatform {
     int64_t down_after;
 } ConfigPlatform;
 
+/* Alert channels (daemon/alerts.h); a route's `channels` is a bit mask of 1u << AlertChannel. */
+typedef enum { ALERT_CH_PAGERDUTY = 0, ALERT_CH_SLACK, ALERT_CH_WEBHOOK, ALERT_CH_COUNT } AlertChannel;
+
+typedef struct ConfigAlertRoute {
+    int min_severity; /* Severity (events.h) */
+    char *kind;       /* fnmatch pattern on the event kind, NULL = any */
+    char *condition;  /* fnmatch pattern on the condition key, NULL = any */
+    unsigned channels;
+} ConfigAlertRoute;
+
+/*
+ * alerts: section. Secrets (routing key, Slack URL, webhook URL when given as a file, HMAC secret,
+ * heartbeat URL when given as a file) are read while loading, from files or systemd credentials,
+ * refused when group/other may read them; never logged. NULL when a channel is not configured.
+ */
+typedef struct ConfigAlerts {
+    bool enabled;              /* the section is present */
+    char *source;              /* PagerDuty payload.source; default: hostname */
+    char *credentials_dir;     /* used when $CREDENTIALS_DIRECTORY is unset */
+    char *pd_routing_key;      /* secret */
+    char *pd_url;              /* Events API v2 enqueue URL */
+    char *slack_url;           /* secret (token in the path) */
+    char *webhook_url;         /* secret when read from a file */
+    char *webhook_secret;      /* HMAC-SHA256 key, NULL = unsigned */
+    size_t webhook_secret_len;
+    uint64_t timeout_ms;       /* one delivery request */
+    ConfigAlertRoute *routes;
+    size_t n_routes;
+    uint64_t retry_base_ms, retry_cap_ms;
+    int64_t max_attempts;      /* then dead-lettered */
+    uint64_t slack_retry_after_ms; /* pause after a Slack 429 without Retry-After */
+    uint64_t repeat_interval_ms;   /* repeats of an open condition are not re-sent more often */
+    uint64_t group_window_ms;      /* Slack waits this long to group a burst into one message */
+    char *heartbeat_url;           /* secret when read from a file; NULL = no heartbeat */
+    uint64_t heartbeat_interval_ms;
+} ConfigAlerts;
 typedef enum { VENUE_ACTION_NONE = 0, VENUE_ACTION_HTTP, VENUE_ACTION_COMMAND } VenueActionKind;
 
 /* One way of acting on the trading platform: an HTTP request or a command (argv, no shell).
@@ -104,6 +140,56 @@ typedef struct ConfigBackup {
     int64_t watch_failures;
 } ConfigBackup;
 
+/* detector: how observations become decisions (halt, restart, corruption). See docs/detector.md. */
+typedef struct ConfigDetector {
+    int64_t halt_after;              /* consecutive failed liveness probes before trading is halted */
+    char *conninfo;                  /* database the corruption checks read; default database.conninfo */
+    char **corruption_queries;       /* run in order on a schedule; an XX001/XX002 error is a signal */
+    size_t n_corruption_queries;
+    uint64_t corruption_interval_ms; /* period of the corruption check */
+    uint64_t corruption_timeout_ms;  /* one check query's deadline */
+    char **amcheck_indexes;          /* bt_index_check() on each, when the amcheck extension exists */
+    size_t n_amcheck_indexes;
+    char **restart_command;          /* argv run when the database is down (not corrupt); none: no restart */
+    size_t n_restart_command;
+    int64_t restart_attempts;
+    uint64_t restart_delay_ms;       /* before each attempt */
+    uint64_t restart_timeout_ms;     /* one attempt's deadline */
+    char *server_log;                /* server log read after a failed restart, or NULL */
+    char **damage_patterns;          /* text in restart output / server log meaning damaged files */
+    size_t n_damage_patterns;
+} ConfigDetector;
+
+/* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
+typedef struct ConfigReconcile {
+    char *conninfo;              /* database `drctl reconcile` checks; default database.conninfo */
+    double quantity_tolerance;   /* absolute; 0 = exact */
+    double price_tolerance;      /* relative, on avg_price (0.0001 = 0.01 %) */
+    uint64_t stale_after_ms;     /* an open order older than this is stale */
+    uint64_t default_since_ms;   /* drctl reconcile without --since: fills of the last ... */
+    uint64_t query_timeout_ms;
+    char *positions_query;       /* -> symbol, quantity, avg_price */
+    char *duplicates_query;      /* -> client_order_id, count */
+    char *stale_orders_query;    /* $1 = stale_after in ms -> client_order_id, symbol, created_at */
+    char *missing_fills_query;   /* $1 = text[] of fill ids -> the ids not in the database */
+    char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
+    char *recompute_query;       /* after replays; "" = none */
+} ConfigReconcile;
+/* scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md. */
+typedef struct ConfigScenarios {
+    char *admin_conninfo;         /* key=value conninfo for CREATE/ALTER DATABASE (no dbname), or NULL:
+                                     derived from database.conninfo with dbname=postgres */
+    /* database_corruption: */
+    char *database;               /* database to protect, or NULL: the dbname of database.conninfo */
+    uint64_t rto_ms, rpo_ms;      /* targets */
+    bool manual;                  /* default mode of triggered runs */
+    char **validation_queries;    /* run in the restored database; NULL: backup.verify.validation_queries */
+    size_t n_validation_queries;
+    char **switch_command;        /* argv run instead of the rename, or NULL */
+    size_t n_switch_command;
+    uint64_t restore_timeout_ms;  /* one restore attempt */
+} ConfigScenarios;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -112,8 +198,12 @@ typedef struct Config {
     ConfigControl control;
     ConfigDatabase database;
     ConfigPlatform platform;
+    ConfigAlerts alerts;
     ConfigVenue venue;
     ConfigBackup backup;
+    ConfigDetector detector;
+    ConfigReconcile reconcile;
+    ConfigScenarios scenarios;
 } Config;
 
 /*
@@ -129,5 +219,8 @@ Config *config_free(Config *cfg);
 int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst);
 /* Free what a ConfigBackup owns (not the struct itself); leaves it zeroed. */
 void config_backup_free(ConfigBackup *b);
+/* Deep copy / free of a scenarios section (same contract as the backup ones). */
+int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst);
+void config_scenarios_free(ConfigScenarios *s);
 
 #endif

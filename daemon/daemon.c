@@ -12,8 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "err.h"
 #include "log.h"
+#include "detector.h"
+#include "reconcile.h"
+#include "scenarios.h"
 #include "venue.h"
 
 struct ReloadWaiter {
@@ -65,6 +69,8 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
         json_object_set_new(res, "components", status_components_json(d->status));
         if (d->venue)
             json_object_set_new(res, "trading", venue_status_json(d->venue));
+        if (d->detector)
+            json_object_set_new(res, "detector", detector_status_json(d->detector));
     }
     control_reply_ok(call, res);
 }
@@ -151,9 +157,12 @@ static void daemon_reload_done(uv_work_t *req, int status)
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
+        alerts_apply_config(d->alerts, d->cfg);
         venue_apply_config(d->venue, d->cfg);
+        detector_apply_config(d->detector, d->cfg);
         if (backups_apply_config(d->backups, d->cfg) < 0)
             log_error("backup", "cannot apply the backup configuration: out of memory");
+        scenarios_apply_config(d->scenarios, d->cfg);
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -245,9 +254,11 @@ static void daemon_on_signal(uv_signal_t *h, int signum)
 
 void daemon_update_status(Daemon *d)
 {
-    char line[256];
+    char line[256], scn[200], full[460];
     status_summary(d->status, line, sizeof(line));
-    notify_status(d->notify, line[0] ? line : "running");
+    scenarios_status_line(d->scenarios, scn, sizeof(scn));
+    snprintf(full, sizeof(full), "%s%s%s", scn, scn[0] && line[0] ? "; " : "", line);
+    notify_status(d->notify, full[0] ? full : "running");
 }
 
 static void daemon_on_status_timer(uv_timer_t *t)
@@ -276,10 +287,18 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         return -ENOMEM;
     d->probes = probes_new(d);
     d->venue = venue_new(d);
-    if (!d->probes || !d->venue)
+    d->detector = detector_new(d);
+    d->reconcile = reconcile_new(d);
+    if (!d->probes || !d->venue || !d->detector || !d->reconcile)
         return -ENOMEM;
     d->backups = backups_new(d);
     if (!d->backups)
+        return -ENOMEM;
+    d->scenarios = scenarios_new(d);
+    if (!d->scenarios)
+        return -ENOMEM;
+    d->alerts = alerts_new(d);
+    if (!d->alerts)
         return -ENOMEM;
 
     static const CtlCommand builtin[] = {
@@ -322,9 +341,23 @@ int daemon_start(Daemon *d)
         return r;
     }
     control_configure(d->control, &d->cfg->control, &d->roles);
+    /* Alerts first (it only copies configuration and queues the outbox load), so that what the
+     * modules below report at start is routed. */
+    r = alerts_apply_config(d->alerts, d->cfg);
+    if (r == 0)
+        r = alerts_start(d->alerts);
+    if (r < 0) {
+        log_error("alerts", "cannot start alerts: %s", err_str(r));
+        return r;
+    }
     /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
     venue_start(d->venue);
     venue_apply_config(d->venue, d->cfg);
+    r = detector_apply_config(d->detector, d->cfg);
+    if (r < 0) {
+        log_error("detector", "cannot start the detector: %s", err_str(r));
+        return r;
+    }
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
@@ -333,6 +366,12 @@ int daemon_start(Daemon *d)
     r = backups_apply_config(d->backups, d->cfg);
     if (r < 0) {
         log_error("backup", "cannot start backups: %s", err_str(r));
+        return r;
+    }
+    scenarios_apply_config(d->scenarios, d->cfg);
+    r = scenarios_start(d->scenarios);
+    if (r < 0) {
+        log_error("scenario", "cannot load scenario runs: %s", err_str(r));
         return r;
     }
     uint64_t wd = notify_watchdog_start(d->notify);
@@ -372,6 +411,12 @@ void daemon_stop(Daemon *d, int exit_code)
     notify_close(d->notify);
     d->notify = NULL;
     d->closing_modules = 1; /* held until every close below has been started */
+    if (d->scenarios) {
+        /* First: it answers its own pending control calls before the control socket closes. */
+        d->closing_modules++;
+        scenarios_close(d->scenarios, daemon_module_closed, d);
+        d->scenarios = NULL;
+    }
     if (d->control) {
         d->closing_modules++;
         control_close(d->control, daemon_module_closed, d);
@@ -381,6 +426,21 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         probes_close(d->probes, daemon_module_closed, d);
         d->probes = NULL;
+    }
+    if (d->alerts) {
+        d->closing_modules++;
+        alerts_close(d->alerts, daemon_module_closed, d);
+        d->alerts = NULL;
+    }
+    if (d->detector) {
+        d->closing_modules++;
+        detector_close(d->detector, daemon_module_closed, d);
+        d->detector = NULL;
+    }
+    if (d->reconcile) {
+        d->closing_modules++;
+        reconcile_close(d->reconcile, daemon_module_closed, d);
+        d->reconcile = NULL;
     }
     if (d->venue) {
         d->closing_modules++;

@@ -23,7 +23,11 @@
 #include "status.h"
 
 typedef struct Probes Probes;
+typedef struct Alerts Alerts;
 typedef struct Venue Venue;
+typedef struct Detector Detector;
+typedef struct Scenarios Scenarios;
+typedef struct Reconcile Reconcile;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -39,8 +43,12 @@ typedef struct Daemon {
     Control *control;
     HttpClient *http;
     Probes *probes;
+    Alerts *alerts;
     Venue *venue;
     Backups *backups;
+    Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
+    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c) */
+    Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "detector.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -106,12 +107,14 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
                            "server_version", PQgetvalue(res, 0, 1), "checksum_failures",
                            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
         probes_record(pr, true, latency, NULL, detail);
+        detector_db_probe_ok(p->d->detector, strtoll(PQgetvalue(res, 0, 2), NULL, 10));
     } else {
         const char *sqlstate = p->pg ? pgconn_last_sqlstate(p->pg) : "";
+        const char *why = status == 0 ? "unexpected probe result" : errmsg ? errmsg : err_str(status);
         if (sqlstate[0])
             detail = json_pack("{s:s}", "sqlstate", sqlstate);
-        probes_record(pr, false, latency, status == 0 ? "unexpected probe result" : errmsg ? errmsg : err_str(status),
-                      detail);
+        probes_record(pr, false, latency, why, detail);
+        detector_db_probe_failed(p->d->detector, sqlstate, why);
     }
     json_decref(detail);
 }
@@ -135,6 +138,7 @@ static void probes_db_tick(uv_timer_t *t)
     /* Still backing off after a failure: that is an observation too. */
     const char *last = pgconn_last_error(p->pg);
     probes_record(pr, false, 0, last && last[0] ? last : err_str(r), NULL);
+    detector_db_probe_failed(p->d->detector, "", last && last[0] ? last : err_str(r));
 }
 
 /* ---- platform health URL ---- */

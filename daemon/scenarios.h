@@ -9,6 +9,7 @@
 #define DRSUP_SCENARIOS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -31,7 +32,10 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data);
 int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
                       char *ret_run_id, size_t run_id_len);
 
-/* True while a run is unfinished (trading must not resume). */
+/* True while a run is unfinished (trading must not resume), or while runs are being loaded. */
 bool scenarios_active(const Scenarios *s);
+
+/* One line for sd_notify STATUS= ("recovery RUN: running, restored"), "" when idle. */
+void scenarios_status_line(const Scenarios *s, char *out, size_t n);
 
 #endif

@@ -562,6 +562,12 @@ void venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done,
             done(-ENOTSUP, "no venue is configured: the daemon cannot halt trading", data);
         return;
     }
+    if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED) {
+        /* Already held halted and confirmed: nothing to send (the status poll catches drift). */
+        if (done)
+            done(0, "halted", data);
+        return;
+    }
     w = calloc(1, sizeof(*w));
     if (w) {
         w->fn = done;

@@ -123,6 +123,15 @@ static int drctl_print_status(const json_t *r)
         }
         printf("%-10s %-9s %-12s %-12s %-10s %s\n", name, drctl_str(c, "health", "?"), since, last, lat, errtxt);
     }
+    const json_t *det = json_object_get(r, "detector");
+    if (json_is_object(det)) {
+        printf("\ndetector %s", drctl_str(det, "phase", "?"));
+        if (json_is_string(json_object_get(det, "first_signal")))
+            printf(": %s", drctl_str(det, "first_signal", ""));
+        if (json_is_string(json_object_get(det, "scenario_run")))
+            printf(" (run %s)", drctl_str(det, "scenario_run", ""));
+        printf("\n");
+    }
     return 0;
 }
 
@@ -160,6 +169,112 @@ static int drctl_print_json(const json_t *r)
     return 0;
 }
 
+static void drctl_in(int64_t ts_ms, char *out, size_t n)
+{
+    char d[40];
+    int64_t diff = ts_ms - drctl_now_ms();
+    if (ts_ms <= 0) {
+        snprintf(out, n, "-");
+        return;
+    }
+    if (diff <= 0) {
+        snprintf(out, n, "now");
+        return;
+    }
+    cfg_format_duration((uint64_t)diff, d, sizeof(d));
+    snprintf(out, n, "in %s", d);
+}
+
+static int drctl_print_alerts(const json_t *r)
+{
+    const char *name;
+    const json_t *c, *o;
+    size_t i;
+    char a1[64], a2[64];
+
+    printf("alerts %s", json_is_true(json_object_get(r, "enabled")) ? "enabled" : "disabled (no 'alerts' section)");
+    if (json_object_get(r, "source"))
+        printf(", source %s", drctl_str(r, "source", "?"));
+    printf("\n\n%-10s %-10s %-6s %-9s %-9s %-5s %s\n", "CHANNEL", "CONFIGURED", "QUEUED", "IN-FLIGHT", "DELIVERED",
+           "DEAD", "STATE");
+    json_object_foreach(json_object_get(r, "channels"), name, c) {
+        char state[300] = "ok";
+        if (!json_is_true(json_object_get(c, "configured")))
+            snprintf(state, sizeof(state), "not configured");
+        else if (json_object_get(c, "paused_until_ms")) {
+            drctl_in(drctl_int(c, "paused_until_ms"), a1, sizeof(a1));
+            snprintf(state, sizeof(state), "retrying %s after %" PRId64 " failure(s): %.150s", a1,
+                     drctl_int(c, "failing"), drctl_str(c, "pause_reason", "?"));
+        }
+        printf("%-10s %-10s %-6" PRId64 " %-9" PRId64 " %-9" PRId64 " %-5" PRId64 " %s\n", name,
+               json_is_true(json_object_get(c, "configured")) ? "yes" : "no", drctl_int(c, "queued"),
+               drctl_int(c, "in_flight"), drctl_int(c, "delivered"), drctl_int(c, "dead_letters"), state);
+    }
+    printf("\nOPEN CONDITIONS\n");
+    if (json_array_size(json_object_get(r, "conditions")) == 0)
+        printf("  (none)\n");
+    json_array_foreach(json_object_get(r, "conditions"), i, o) {
+        drctl_ago(drctl_int(o, "opened_ms"), a1, sizeof(a1));
+        printf("  %-30s %-8s opened %-12s seen %" PRId64 "x  %.100s\n", drctl_str(o, "condition", "?"),
+               drctl_str(o, "severity", "?"), a1, drctl_int(o, "occurrences"), drctl_str(o, "summary", ""));
+    }
+    printf("\nOUTBOX\n");
+    if (json_array_size(json_object_get(r, "outbox")) == 0)
+        printf("  (empty: everything was delivered)\n");
+    else
+        printf("  %-17s %-10s %-9s %-8s %-8s %-12s %s\n", "SEQ", "CHANNEL", "STATE", "ACTION", "ATTEMPTS",
+               "NEXT", "SUMMARY / LAST ERROR");
+    json_array_foreach(json_object_get(r, "outbox"), i, o) {
+        drctl_in(drctl_int(o, "next_attempt_ms"), a1, sizeof(a1));
+        const char *err = drctl_str(o, "last_error", NULL);
+        printf("  %-17" PRId64 " %-10s %-9s %-8s %-8" PRId64 " %-12s %.80s%s%.120s\n", drctl_int(o, "seq"),
+               drctl_str(o, "channel", "?"), drctl_str(o, "state", "?"), drctl_str(o, "action", "?"),
+               drctl_int(o, "attempts"), a1, drctl_str(o, "summary", ""), err ? " / " : "", err ? err : "");
+    }
+    if (json_array_size(json_object_get(r, "dead_letters")) > 0) {
+        printf("\nDEAD LETTERS (not retried; see the reason, fix, then 'drctl alert test')\n");
+        json_array_foreach(json_object_get(r, "dead_letters"), i, o) {
+            drctl_ago(drctl_int(o, "ts_ms"), a1, sizeof(a1));
+            printf("  %-17" PRId64 " %-10s %-8s %-12s %.80s: %.160s\n", drctl_int(o, "seq"),
+                   drctl_str(o, "channel", "?"), drctl_str(o, "action", "?"), a1, drctl_str(o, "summary", ""),
+                   drctl_str(o, "reason", "?"));
+        }
+    }
+    printf("\nLAST DELIVERIES\n");
+    int any = 0;
+    json_object_foreach(json_object_get(r, "channels"), name, c) {
+        json_array_foreach(json_object_get(c, "recent"), i, o) {
+            any = 1;
+            drctl_ago(drctl_int(o, "ts_ms"), a1, sizeof(a1));
+            snprintf(a2, sizeof(a2), "%s HTTP %" PRId64, json_is_true(json_object_get(o, "ok")) ? "ok" : "FAILED",
+                     drctl_int(o, "http_status"));
+            printf("  %-10s %-12s %-16s %.90s%s%.120s\n", name, a1, a2, drctl_str(o, "what", ""),
+                   json_object_get(o, "error") ? " / " : "", drctl_str(o, "error", ""));
+        }
+    }
+    if (!any)
+        printf("  (none yet)\n");
+    const json_t *hb = json_object_get(r, "heartbeat");
+    if (json_is_true(json_object_get(hb, "configured"))) {
+        drctl_ago(drctl_int(hb, "last_ok_ms"), a1, sizeof(a1));
+        printf("\nHEARTBEAT last ok %s, %" PRId64 " ok, %" PRId64 " failed%s%s\n", a1, drctl_int(hb, "ok"),
+               drctl_int(hb, "failures"), json_object_get(hb, "last_error") ? ", last error: " : "",
+               drctl_str(hb, "last_error", ""));
+    }
+    return 0;
+}
+
+static int drctl_print_alert_test(const json_t *r)
+{
+    size_t i;
+    const json_t *c;
+    printf("%" PRId64 " test event%s queued for", drctl_int(r, "events"), drctl_int(r, "events") == 1 ? "" : "s");
+    json_array_foreach(json_object_get(r, "channels"), i, c)
+        printf("%s%s", i ? ", " : " ", json_string_value(c));
+    printf("; follow delivery with 'drctl alerts'\n");
+    return 0;
+}
+
 /* ---- argument parsers ---- */
 
 static int drctl_args_none(int argc, char **argv, json_t *args)
@@ -189,6 +304,41 @@ static int drctl_args_call(int argc, char **argv, json_t *args)
         }
         json_object_update(args, a);
         json_decref(a);
+    }
+    return 0;
+}
+
+/* alert test [--channel C] [--condition K] [--count N] [--severity S] [--resolve] [--summary TEXT] */
+static int drctl_args_alert(int argc, char **argv, json_t *args)
+{
+    if (argc < 2 || strcmp(argv[1], "test")) {
+        fprintf(stderr, "drctl alert: usage: drctl alert test [--channel pagerduty|slack|webhook] [--condition KEY] "
+                        "[--count N] [--severity S] [--resolve] [--summary TEXT]\n");
+        return -EINVAL;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--resolve")) {
+            json_object_set_new(args, "resolve", json_true());
+            continue;
+        }
+        if (i + 1 >= argc || (strcmp(o, "--channel") && strcmp(o, "--condition") && strcmp(o, "--count") &&
+                              strcmp(o, "--severity") && strcmp(o, "--summary"))) {
+            fprintf(stderr, "drctl alert test: unexpected argument '%s'\n", o);
+            return -EINVAL;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(o, "--count")) {
+            char *end = NULL;
+            long long n = strtoll(v, &end, 10);
+            if (!end || *end || n < 1 || n > 10000) {
+                fprintf(stderr, "drctl alert test: --count needs a number from 1 to 10000, not '%s'\n", v);
+                return -EINVAL;
+            }
+            json_object_set_new(args, "count", json_integer(n));
+        } else {
+            json_object_set_new(args, o + 2, json_string(v));
+        }
     }
     return 0;
 }
@@ -467,12 +617,222 @@ static int drctl_backup_decrypt(int argc, char **argv)
     return DRCTL_EXIT_OK;
 }
 
+/* ---- reconcile ---- */
+
+/* --since: epoch milliseconds, an ISO-8601 UTC time (2025-08-29T10:00:00Z), or a duration ago (2h). */
+static int drctl_parse_since(const char *text, int64_t *ret_ms)
+{
+    uint64_t dur;
+    char *end = NULL;
+    struct tm tm;
+
+    if (text[0] >= '0' && text[0] <= '9') {
+        errno = 0;
+        long long v = strtoll(text, &end, 10);
+        if (!errno && end && !*end && v > 100000000000LL) {
+            *ret_ms = v;
+            return 0;
+        }
+    }
+    if (cfg_parse_duration_ms(text, &dur) == 0) {
+        *ret_ms = drctl_now_ms() - (int64_t)dur;
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        end = strptime(text, "%Y-%m-%d %H:%M:%S", &tm);
+    if (end && (*end == '\0' || strcmp(end, "Z") == 0)) {
+        *ret_ms = (int64_t)timegm(&tm) * 1000;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int drctl_args_reconcile(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        int64_t ms;
+        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc && drctl_parse_since(argv[i + 1], &ms) == 0) {
+            json_object_set_new(args, "since_ms", json_integer(ms));
+            i++;
+        } else {
+            fprintf(stderr, "drctl reconcile: usage: drctl reconcile [--since EPOCH_MS|ISO-8601|DURATION]\n");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int drctl_print_reconcile(const json_t *r)
+{
+    size_t i;
+    const json_t *c;
+    bool ready = json_is_true(json_object_get(r, "ready_to_trade"));
+
+    printf("reconcile %s  (exchange fills since %s)\n", drctl_str(r, "run", "?"), drctl_str(r, "since", "?"));
+    printf("%-32s %-6s %s\n", "CHECK", "STATUS", "DETAIL");
+    json_array_foreach(json_object_get(r, "checks"), i, c) {
+        char *detail = json_dumps(json_object_get(c, "detail"), JSON_COMPACT);
+        printf("%-32s %-6s %s\n", drctl_str(c, "name", "?"), drctl_str(c, "status", "?"), detail ? detail : "");
+        free(detail);
+    }
+    json_array_foreach(json_object_get(r, "discrepancies"), i, c) {
+        char *line = json_dumps(c, JSON_COMPACT);
+        printf("%s %s\n", i == 0 ? "\ndiscrepancies:\n " : " ", line ? line : "");
+        free(line);
+    }
+    json_array_foreach(json_object_get(r, "actions_taken"), i, c) {
+        printf("%s %s %s\n", i == 0 ? "\nactions taken:\n " : " ", drctl_str(c, "action", "?"), drctl_str(c, "fill_id", ""));
+    }
+    const json_t *err = json_object_get(r, "error");
+    if (json_is_object(err))
+        printf("\nerror: %s: %s\n", drctl_str(err, "code", "?"), drctl_str(err, "message", "?"));
+    printf("\nready_to_trade: %s\n", ready ? "true" : "false (FAIL: trading must stay halted)");
+    return ready ? DRCTL_EXIT_OK : DRCTL_EXIT_FAILED;
+}
+
+/* ---- scenarios ---- */
+
+static int drctl_args_execute(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc)
+            json_object_set_new(args, "scenario", json_string(argv[++i]));
+        else if (strncmp(argv[i], "--scenario=", 11) == 0)
+            json_object_set_new(args, "scenario", json_string(argv[i] + 11));
+        else if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
+            json_object_set_new(args, "reason", json_string(argv[++i]));
+        else if (strcmp(argv[i], "--dry-run") == 0)
+            json_object_set_new(args, "dry_run", json_true());
+        else if (strcmp(argv[i], "--manual") == 0)
+            json_object_set_new(args, "manual", json_true());
+        else {
+            fprintf(stderr, "drctl execute: unexpected argument '%s'\n", argv[i]);
+            return -EINVAL;
+        }
+    }
+    if (!json_object_get(args, "scenario")) {
+        fprintf(stderr, "drctl execute: usage: drctl execute --scenario NAME [--dry-run] [--manual] [--reason TEXT]\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int drctl_print_execute(const json_t *r)
+{
+    size_t i;
+    json_t *st;
+    if (!json_is_true(json_object_get(r, "dry_run"))) {
+        printf("started run %s (%s, %s mode); follow it with: drctl run %s\n", drctl_str(r, "run", "?"),
+               drctl_str(r, "scenario", "?"), drctl_str(r, "mode", "?"), drctl_str(r, "run", "?"));
+        return 0;
+    }
+    printf("dry run of %s for database '%s' (nothing was changed):\n", drctl_str(r, "scenario", "?"),
+           drctl_str(r, "database", "?"));
+    json_array_foreach(json_object_get(r, "plan"), i, st)
+        printf("  %zu. %-18s %s\n", i + 1, drctl_str(st, "step", "?"), drctl_str(st, "action", drctl_str(st, "sentence", "")));
+    return 0;
+}
+
+static int drctl_args_run_id(int argc, char **argv, json_t *args)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc && strcmp(argv[0], "abort") == 0)
+            json_object_set_new(args, "reason", json_string(argv[++i]));
+        else if (argv[i][0] != '-' && !json_object_get(args, "run"))
+            json_object_set_new(args, "run", json_string(argv[i]));
+        else {
+            fprintf(stderr, "drctl %s: unexpected argument '%s'\n", argv[0], argv[i]);
+            return -EINVAL;
+        }
+    }
+    if (!json_object_get(args, "run")) {
+        fprintf(stderr, "drctl %s: usage: drctl %s RUN%s\n", argv[0], argv[0],
+                strcmp(argv[0], "abort") == 0 ? " [--reason TEXT]" : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void drctl_ms(const json_t *v, char *out, size_t n)
+{
+    if (json_is_integer(v))
+        snprintf(out, n, "%.1fs", (double)json_integer_value(v) / 1000.0);
+    else
+        snprintf(out, n, "-");
+}
+
+static int drctl_print_runs(const json_t *r)
+{
+    size_t i;
+    json_t *x;
+    const json_t *list = json_object_get(r, "runs");
+    if (!json_array_size(list)) {
+        printf("no scenario runs%s\n", json_is_true(json_object_get(r, "loading")) ? " (still loading)" : "");
+        return 0;
+    }
+    printf("%-38s %-20s %-17s %-18s %-9s %-9s\n", "RUN", "SCENARIO", "STATUS", "STATE", "RTO", "RPO");
+    json_array_foreach(list, i, x) {
+        char rto[32], rpo[32];
+        drctl_ms(json_object_get(x, "rto_ms"), rto, sizeof(rto));
+        drctl_ms(json_object_get(x, "rpo_ms"), rpo, sizeof(rpo));
+        printf("%-38s %-20s %-17s %-18s %-9s %-9s\n", drctl_str(x, "run", "?"), drctl_str(x, "scenario", "?"),
+               drctl_str(x, "status", "?"), drctl_str(x, "state", "?"), rto, rpo);
+    }
+    return 0;
+}
+
+static int drctl_print_run(const json_t *r)
+{
+    size_t i;
+    json_t *st;
+    printf("run %s (%s, %s mode): %s, state %s\n", drctl_str(r, "run", "?"), drctl_str(r, "scenario", "?"),
+           drctl_str(r, "mode", "?"), drctl_str(r, "status", "?"), drctl_str(r, "state", "?"));
+    if (json_string_value(json_object_get(r, "message")))
+        printf("message: %s\n", drctl_str(r, "message", ""));
+    printf("%-18s %-11s %-9s %-4s %s\n", "STEP", "OUTCOME", "DURATION", "TRY", "MESSAGE");
+    json_array_foreach(json_object_get(r, "steps"), i, st) {
+        int64_t a = drctl_int(st, "start_ms"), b = drctl_int(st, "end_ms");
+        char dur[32];
+        snprintf(dur, sizeof(dur), "%.1fs", b > a ? (double)(b - a) / 1000.0 : 0.0);
+        printf("%-18s %-11s %-9s %-4" PRId64 " %s\n", drctl_str(st, "step", "?"), drctl_str(st, "outcome", "?"), dur,
+               drctl_int(st, "attempts"), drctl_str(st, "message", ""));
+    }
+    return 0;
+}
+
+static int drctl_print_run_status(const json_t *r)
+{
+    printf("run %s: %s\n", drctl_str(r, "run", "?"), drctl_str(r, "status", "?"));
+    return 0;
+}
+
+static int drctl_print_incidents(const json_t *r)
+{
+    json_t *wrap = json_pack("{s:O}", "runs", json_object_get(r, "incidents"));
+    drctl_print_runs(wrap);
+    json_decref(wrap);
+    return 0;
+}
+
+static int drctl_print_incident(const json_t *r)
+{
+    fputs(drctl_str(r, "text", ""), stdout);
+    return 0;
+}
+
 static const DrctlCommand drctl_commands[] = {
     {"status", "status", "", "daemon and component health", drctl_args_none, drctl_print_status},
     {"ping", "ping", "", "check that the daemon answers", drctl_args_none, drctl_print_ping},
     {"reload", "reload", "", "re-read the configuration; waits until done [operator]", drctl_args_none,
      drctl_print_reload},
     {"watch", "watch", "", "print events as they happen, until interrupted", drctl_args_none, NULL},
+    {"alerts", "alerts", "", "open conditions, alert outbox, dead letters, last deliveries per channel",
+     drctl_args_none, drctl_print_alerts},
+    {"alert", "alert.test", "test [--channel C] [--condition K] [--count N] [--severity S] [--resolve]",
+     "send test alerts end to end (a channel check; --count N: a load check) [operator]", drctl_args_alert,
+     drctl_print_alert_test},
     {"halt", "halt", "--reason TEXT", "halt trading now; waits until the platform confirms [operator]",
      drctl_args_halt, drctl_print_mode},
     {"resume", "resume", "[--shadow]", "resume trading live (or in shadow mode) [operator]", drctl_args_resume,
@@ -489,6 +849,21 @@ static const DrctlCommand drctl_commands[] = {
      "turn a backup into a pg_restore input; no daemon needed", NULL, NULL},
     {"verify", "verify", "[NAME] [--restore]", "verify a backup (newest by default); --restore: test restore [operator]",
      drctl_args_verify, drctl_print_verify},
+    {"reconcile", "reconcile", "[--since T]",
+     "compare the database with the exchange, replay missing fills; PASS/FAIL table, exit 1 on FAIL [operator]",
+     drctl_args_reconcile, drctl_print_reconcile},
+    {"execute", "execute", "--scenario NAME [--dry-run] [--manual]",
+     "run a recovery scenario now (dry run: print the plan, change nothing) [operator]", drctl_args_execute,
+     drctl_print_execute},
+    {"runs", "runs", "", "scenario runs: the active one, then finished ones", drctl_args_none, drctl_print_runs},
+    {"run", "run", "RUN", "one run's timeline: every step, outcome, duration, message", drctl_args_run_id,
+     drctl_print_run},
+    {"approve", "approve", "RUN", "continue a run waiting at a gate or held after a restart [operator]",
+     drctl_args_run_id, drctl_print_run_status},
+    {"abort", "abort", "RUN [--reason TEXT]", "end a run; trading stays halted [operator]", drctl_args_run_id,
+     drctl_print_run_status},
+    {"incidents", "incidents", "", "incident reports (RTO, RPO, outcome)", drctl_args_none, drctl_print_incidents},
+    {"incident", "incident", "RUN", "print one incident report", drctl_args_run_id, drctl_print_incident},
     {"call", NULL, "COMMAND [JSON]", "send any command with raw JSON arguments", drctl_args_call,
      drctl_print_json},
 };
@@ -498,9 +873,12 @@ static void drctl_usage(FILE *out)
     fprintf(out, "Usage: drctl [--socket PATH] [--json] [--timeout DURATION] COMMAND [ARGS]\n\n"
                  "Query and steer drsupervisord over its control socket.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(drctl_commands) / sizeof(drctl_commands[0]); i++) {
-        char left[80];
+        char left[128];
         snprintf(left, sizeof(left), "%s %s", drctl_commands[i].name, drctl_commands[i].usage);
-        fprintf(out, "  %-36s %s\n", left, drctl_commands[i].summary);
+        if (strlen(left) > 36)
+            fprintf(out, "  %s\n  %-36s %s\n", left, "", drctl_commands[i].summary);
+        else
+            fprintf(out, "  %-36s %s\n", left, drctl_commands[i].summary);
     }
     fprintf(out, "\nOptions:\n"
                  "  -s, --socket PATH     control socket (default $DRCTL_SOCKET or " DRCTL_DEFAULT_SOCKET ")\n"
@@ -737,11 +1115,14 @@ int main(int argc, char **argv)
 
     if (json_is_true(json_object_get(reply, "ok"))) {
         const json_t *res = json_object_get(reply, "result");
+        r = DRCTL_EXIT_OK;
         if (c.json)
             drctl_print_json(res);
         else if (cmd->print)
-            cmd->print(res);
-        r = DRCTL_EXIT_OK;
+            r = cmd->print(res) == DRCTL_EXIT_FAILED ? DRCTL_EXIT_FAILED : DRCTL_EXIT_OK;
+        /* A reconcile that did not pass fails in --json mode too: scripts trust the exit code. */
+        if (cmd->print == drctl_print_reconcile && !json_is_true(json_object_get(res, "ready_to_trade")))
+            r = DRCTL_EXIT_FAILED;
     } else {
         const json_t *err = json_object_get(reply, "error");
         if (c.json)

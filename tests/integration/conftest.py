@@ -23,3 +23,12 @@ def pg():
         yield cluster
     finally:
         cluster.cleanup()
+
+
+@pytest.fixture
+def daemons():
+    """Daemons a test started (tests/integration/drsup.py); any still running are killed after it."""
+    made = []
+    yield made
+    for d in made:
+        d.cleanup()

@@ -2,13 +2,15 @@
 fakevenue: a controllable trading-platform double for the venue adapter's tests.
 
 Owns an HTTP server on 127.0.0.1 with /halt, /resume, /shadow, /status, /positions, /fills and
-/close_all. Tests set `ignore_halts` (halts answered 200 but not applied), `down` (every request
+/close_all. /positions answers `positions` (a list of {"symbol","quantity","avg_price"}) and
+/fills?since=MS answers the `fills` (dicts with "executed_at" in epoch ms) at or after MS. Tests set `ignore_halts` (halts answered 200 but not applied), `down` (every request
 answered 503), or `on_halt` (a hook called when a halt arrives, e.g. to check that the daemon
 persisted its state first). Every request is recorded. Standard library only.
 """
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 class FakeVenue:
@@ -19,6 +21,8 @@ class FakeVenue:
         self.down = False
         self.on_halt = None
         self.halt_bodies = []
+        self.positions = []
+        self.fills = []
         self.lock = threading.Lock()
         venue = self
 
@@ -56,6 +60,12 @@ class FakeVenue:
                         return self._answer(200, {"mode": venue.mode})
                     if path == "/status":
                         return self._answer(200, {"mode": venue.mode})
+                    if path == "/positions" and method == "GET":
+                        return self._answer(200, venue.positions)
+                    if path == "/fills" and method == "GET":
+                        q = parse_qs(urlsplit(self.path).query)
+                        since = int((q.get("since") or ["0"])[0] or 0)
+                        return self._answer(200, [f for f in venue.fills if f["executed_at"] >= since])
                     return self._answer(404, {"error": "no such endpoint"})
 
             def do_GET(self):  # noqa: N802

@@ -20,14 +20,6 @@ from drsup import DAEMON, DRCTL, Daemon, wait_until
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
-@pytest.fixture
-def daemons():
-    made = []
-    yield made
-    for d in made:
-        d.cleanup()
-
-
 def new_daemon(daemons, tmp_path, config=None, name="d"):
     d = Daemon(tmp_path, config, name=name)
     daemons.append(d)

@@ -19,14 +19,6 @@ def venue():
     v.close()
 
 
-@pytest.fixture
-def daemons():
-    made = []
-    yield made
-    for d in made:
-        d.cleanup()
-
-
 def start(daemons, tmp_path, venue, **extra):
     d = Daemon(tmp_path, {"venue": venue.config(**extra)})
     daemons.append(d)

@@ -1,0 +1,124 @@
+/*
+ * detector_sm: the detector's decisions, as a pure state machine.
+ *
+ * Owns the rules that turn observations of the database into decisions: halt trading, restart a
+ * database that is merely down, suspect corruption, confirm it and start the database_corruption
+ * scenario. No I/O, no clock of its own, no allocation: every input carries the time (`now_ms`,
+ * wall clock) and every call fills a DetectorDecision that the caller (daemon/detector.c) carries
+ * out. That keeps the rules testable in microseconds (tests/unit/test_detector.c).
+ *
+ * The rules:
+ *   - Liveness: `halt_after` consecutive failed probes (connection refused, timeout, ...) put the
+ *     machine DOWN: halt trading at once (cheap, safe) and, when a restart command is configured,
+ *     restart the database after `restart_delay_ms`, up to `restart_attempts` times. A successful
+ *     probe afterwards is "database back": trading STAYS halted (an operator or a scenario resumes
+ *     after a reconcile). A merely-down database never starts a restore.
+ *   - Corruption signals: pg_stat_database.checksum_failures rising between two probes, a query
+ *     failing with SQLSTATE XX001 (data corrupted) or XX002 (index corrupted), a corruption check
+ *     failing that way, a restart failing with damage in its output or the server log. The first
+ *     signal halts trading and asks for a confirming check at once (SUSPECT); a second signal
+ *     CONFIRMS: trigger database_corruption with detected_ms = the FIRST signal's time. A clean
+ *     corruption check while SUSPECT clears the suspicion (trading stays halted).
+ *   - Once CONFIRMED the machine only records; detector_sm_reset() re-arms it (the scenario ran).
+ */
+#ifndef DRSUP_DETECTOR_SM_H
+#define DRSUP_DETECTOR_SM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DETECTOR_HEALTHY = 0, /* database answers, no corruption signal */
+    DETECTOR_DOWN,        /* halted: the database does not answer; restarts may run */
+    DETECTOR_SUSPECT,     /* halted: one corruption signal, waiting for a second */
+    DETECTOR_CONFIRMED,   /* corruption confirmed; the scenario was asked to run */
+} DetectorPhase;
+
+typedef struct DetectorSmConfig {
+    uint64_t halt_after;       /* consecutive failed probes before the halt (>= 1) */
+    bool can_restart;          /* a restart command is configured */
+    uint64_t restart_attempts; /* >= 1 */
+    uint64_t restart_delay_ms;
+} DetectorSmConfig;
+
+typedef enum {
+    DETECTOR_ACT_HALT = 1u << 0,       /* venue_halt(reason) */
+    DETECTOR_ACT_RESTART = 1u << 1,    /* run the restart command after restart_delay_ms */
+    DETECTOR_ACT_CHECK_NOW = 1u << 2,  /* run a corruption check now (confirmation) */
+    DETECTOR_ACT_TRIGGER = 1u << 3,    /* scenarios_trigger("database_corruption", reason, detected_ms) */
+} DetectorAction;
+
+typedef enum {
+    DETECTOR_EV_NONE = 0,
+    DETECTOR_EV_UNREACHABLE,        /* opens detector.unreachable */
+    DETECTOR_EV_BACK,               /* resolves detector.unreachable: back, trading stays halted */
+    DETECTOR_EV_RESTARTING,         /* one restart attempt starts */
+    DETECTOR_EV_RESTART_FAILED,     /* one attempt failed (no damage seen) */
+    DETECTOR_EV_RESTARTS_EXHAUSTED, /* still down after every attempt: operator needed */
+    DETECTOR_EV_SUSPECTED,          /* opens detector.corruption */
+    DETECTOR_EV_CONFIRMED,          /* detector.corruption confirmed, scenario triggered */
+    DETECTOR_EV_CLEARED,            /* resolves detector.corruption: not confirmed */
+} DetectorEventKind;
+
+#define DETECTOR_MAX_EVENTS 3
+
+typedef struct DetectorDecision {
+    unsigned actions;             /* DetectorAction bits */
+    char halt_reason[320];        /* with DETECTOR_ACT_HALT */
+    char trigger_reason[640];     /* with DETECTOR_ACT_TRIGGER */
+    int64_t detected_ms;          /* with DETECTOR_ACT_TRIGGER: the first signal's time */
+    uint64_t restart_delay_ms;    /* with DETECTOR_ACT_RESTART */
+    size_t n_events;
+    struct {
+        DetectorEventKind kind;
+        char message[640];
+    } events[DETECTOR_MAX_EVENTS];
+} DetectorDecision;
+
+typedef struct DetectorSm {
+    DetectorSmConfig cfg;
+    bool down;                    /* halt_after probes failed; not answered since */
+    int corruption;               /* 0 none, 1 suspected, 2 confirmed */
+    uint64_t consecutive_failures;
+    uint64_t failures_since_restart;
+    bool exhausted_reported;
+    bool halt_requested;          /* we asked for a halt in this episode */
+    int64_t checksum_failures;    /* last value seen, -1 before the first */
+    int64_t first_signal_ms;      /* SUSPECT/CONFIRMED: time of the first signal */
+    char first_signal[320];
+    uint64_t signals;             /* corruption signals seen in this episode */
+    uint64_t restarts_done;       /* attempts made while DOWN */
+    bool restart_pending;         /* an attempt is scheduled or running */
+    int64_t down_since_ms;
+    char last_error[256];
+} DetectorSm;
+
+void detector_sm_init(DetectorSm *sm, const DetectorSmConfig *cfg);
+/* New thresholds (reload); the phase and counters are kept. */
+void detector_sm_configure(DetectorSm *sm, const DetectorSmConfig *cfg);
+/* Back to HEALTHY with no memory of the episode (after a scenario run; checksum baseline kept). */
+void detector_sm_reset(DetectorSm *sm);
+
+/* The liveness probe answered. checksum_failures < 0 when unknown. */
+void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failures, DetectorDecision *out);
+/* The liveness probe failed: sqlstate ("" when libpq made the error) and message. */
+void detector_sm_probe_failed(DetectorSm *sm, int64_t now_ms, const char *sqlstate, const char *message,
+                              DetectorDecision *out);
+/* A corruption check that started at started_ms finished: ok, or the failing query's SQLSTATE and
+ * message. A failure with a SQLSTATE that is not data corruption (or a connection error) is not a
+ * signal. A clean check clears a suspicion only if it started after the first signal. */
+void detector_sm_check_result(DetectorSm *sm, int64_t now_ms, int64_t started_ms, bool ok, const char *sqlstate,
+                              const char *message, DetectorDecision *out);
+/* A restart attempt finished. damage: its output or the server log matched a damage pattern
+ * (`evidence` quotes it). */
+void detector_sm_restart_result(DetectorSm *sm, int64_t now_ms, bool ok, bool damage, const char *evidence,
+                                DetectorDecision *out);
+
+/* The current phase (CONFIRMED > SUSPECT > DOWN > HEALTHY). */
+DetectorPhase detector_sm_phase(const DetectorSm *sm);
+/* SQLSTATE of the data-corruption kind (XX001, XX002). */
+bool detector_sm_is_corruption_sqlstate(const char *sqlstate);
+const char *detector_sm_phase_name(DetectorPhase p);
+
+#endif

@@ -1,0 +1,174 @@
+"""
+Reconcile against a real PostgreSQL holding the reference schema (orders, fills, positions,
+drsup_recompute_positions) and a venue double serving /positions and /fills: a database behind the
+exchange gets the missing fills replayed and passes; a second run changes nothing; an exchange
+position no fill explains fails closed; duplicates and stale open orders fail.
+"""
+import json
+import time
+
+import pytest
+
+from drsup import Daemon
+from fakevenue import FakeVenue
+
+SCHEMA = """
+CREATE TABLE orders (client_order_id text UNIQUE NOT NULL, symbol text NOT NULL, side text NOT NULL,
+                     quantity numeric NOT NULL, price numeric NOT NULL, status text NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE fills (fill_id text UNIQUE NOT NULL, client_order_id text NOT NULL, symbol text NOT NULL,
+                    side text NOT NULL, quantity numeric NOT NULL, price numeric NOT NULL,
+                    executed_at timestamptz NOT NULL);
+CREATE TABLE positions (symbol text PRIMARY KEY, quantity numeric NOT NULL, avg_price numeric NOT NULL,
+                        updated_at timestamptz NOT NULL DEFAULT now());
+-- Test rule: quantity = buys - sells, avg_price = volume-weighted price of the buys.
+CREATE FUNCTION drsup_recompute_positions() RETURNS void LANGUAGE sql AS $$
+    DELETE FROM positions;
+    INSERT INTO positions (symbol, quantity, avg_price)
+    SELECT symbol, sum(CASE WHEN side = 'buy' THEN quantity ELSE -quantity END),
+           round(coalesce(sum(quantity * price) FILTER (WHERE side = 'buy')
+                          / nullif(sum(quantity) FILTER (WHERE side = 'buy'), 0), 0), 8)
+    FROM fills GROUP BY symbol;
+$$;
+"""
+
+T0 = 1_750_000_000_000  # epoch ms of the first fill
+
+
+def fill(i, symbol, side, qty, price):
+    return {"fill_id": f"F{i}", "client_order_id": f"O{i}", "symbol": symbol, "side": side,
+            "quantity": qty, "price": price, "executed_at": T0 + i * 1000}
+
+
+def positions_of(fills):
+    out = {}
+    for f in fills:
+        q, vol, val = out.get(f["symbol"], (0, 0, 0))
+        if f["side"] == "buy":
+            q, vol, val = q + f["quantity"], vol + f["quantity"], val + f["quantity"] * f["price"]
+        else:
+            q -= f["quantity"]
+        out[f["symbol"]] = (q, vol, val)
+    return [{"symbol": s, "quantity": q, "avg_price": round(val / vol, 8) if vol else 0}
+            for s, (q, vol, val) in out.items()]
+
+
+def load_db(pg, fills):
+    sql = [SCHEMA]
+    for f in fills:
+        ts = f"to_timestamp({f['executed_at']} / 1000.0)"
+        sql.append(f"INSERT INTO orders VALUES ('{f['client_order_id']}', '{f['symbol']}', '{f['side']}', "
+                   f"{f['quantity']}, {f['price']}, 'filled', {ts});")
+        sql.append(f"INSERT INTO fills VALUES ('{f['fill_id']}', '{f['client_order_id']}', '{f['symbol']}', "
+                   f"'{f['side']}', {f['quantity']}, {f['price']}, {ts});")
+    sql.append("SELECT drsup_recompute_positions();")
+    pg.psql("\n".join(sql))
+
+
+@pytest.fixture
+def venue():
+    v = FakeVenue(mode="halted")
+    yield v
+    v.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, pg, venue):
+    d = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo()}, "venue": venue.config(),
+                          "reconcile": {"stale_after": "1h", "price_tolerance": "0.0001"}})
+    d.start()
+    yield d
+    d.cleanup()
+
+
+EXCHANGE = [fill(1, "BTC", "buy", 2, 100.5), fill(2, "ETH", "buy", 10, 20.25),
+            fill(3, "BTC", "buy", 1, 103.0), fill(4, "BTC", "sell", 0.5, 104.0),
+            fill(5, "SOL", "buy", 7, 1.75)]
+
+
+def reconcile(d, *args):
+    p = d.ctl("--json", "reconcile", "--since", str(T0), *args)
+    return p.returncode, json.loads(p.stdout)
+
+
+def checks(rep):
+    return {c["name"]: c["status"] for c in rep["checks"]}
+
+
+def test_database_behind_exchange_is_replayed_and_passes_idempotently(pg, venue, daemon):
+    load_db(pg, EXCHANGE[:2])  # the restored backup lost fills 3..5
+    venue.fills = EXCHANGE
+    venue.positions = positions_of(EXCHANGE)
+    rc, rep = reconcile(daemon)
+    assert rc == 0, rep
+    assert rep["ready_to_trade"] is True and rep["result"] == "ok"
+    assert checks(rep) == {"positions_match": "PASS", "no_duplicate_client_order_ids": "PASS",
+                           "no_stale_open_orders": "PASS", "fills_complete": "PASS"}
+    replayed = sorted(a["fill_id"] for a in rep["actions_taken"] if a["action"] == "replayed_fill")
+    assert replayed == ["F3", "F4", "F5"]
+    # Before the replay the positions differed; every discrepancy is resolved now.
+    assert rep["discrepancies"] and all(x["resolved"] for x in rep["discrepancies"])
+    assert pg.psql("SELECT count(*) FROM fills", db="postgres") == "5"
+    assert pg.psql("SELECT quantity FROM positions WHERE symbol = 'BTC'") == "2.5"
+    assert pg.psql("SELECT status FROM orders WHERE client_order_id = 'O5'") == "filled"
+    # Twice: nothing more to do, nothing inserted twice.
+    rc, rep2 = reconcile(daemon)
+    assert rc == 0 and rep2["ready_to_trade"] is True
+    assert [a for a in rep2["actions_taken"] if a["action"] == "replayed_fill"] == []
+    assert pg.psql("SELECT count(*) FROM fills") == "5"
+    assert pg.psql("SELECT count(*) FROM orders") == "5"
+    # The table for people.
+    p = daemon.ctl("reconcile", "--since", str(T0))
+    assert p.returncode == 0 and "positions_match" in p.stdout and "ready_to_trade: true" in p.stdout
+    daemon.stop()
+
+
+def test_unexplained_exchange_position_fails_closed(pg, venue, daemon):
+    load_db(pg, EXCHANGE)
+    venue.fills = EXCHANGE
+    venue.positions = positions_of(EXCHANGE) + [{"symbol": "DOGE", "quantity": "1000", "avg_price": "0.1"}]
+    rc, rep = reconcile(daemon)
+    assert rc == 1
+    assert rep["ready_to_trade"] is False and rep["result"] == "bad_state"  # DR_ESTATE
+    assert checks(rep)["positions_match"] == "FAIL" and checks(rep)["fills_complete"] == "PASS"
+    doge = [x for x in rep["discrepancies"] if x.get("symbol") == "DOGE"]
+    assert doge and doge[0]["resolved"] is False and doge[0]["kind"] == "missing_in_database"
+    p = daemon.ctl("reconcile", "--since", str(T0))
+    assert p.returncode == 1 and "FAIL" in p.stdout and "ready_to_trade: false" in p.stdout
+    # An average price off by more than the tolerance fails too.
+    venue.positions = positions_of(EXCHANGE)
+    venue.positions[0]["avg_price"] = venue.positions[0]["avg_price"] * 1.01
+    rc, rep = reconcile(daemon)
+    assert rc == 1 and [x["kind"] for x in rep["discrepancies"]] == ["avg_price"]
+    daemon.stop()
+
+
+def test_duplicates_and_stale_open_orders_fail(pg, venue, daemon):
+    load_db(pg, EXCHANGE)
+    pg.psql("ALTER TABLE orders DROP CONSTRAINT orders_client_order_id_key;"
+            "INSERT INTO orders VALUES ('O1', 'BTC', 'buy', 2, 100.5, 'filled', now());"
+            "INSERT INTO orders VALUES ('O9', 'ETH', 'buy', 1, 20, 'open', now() - interval '2 hours');"
+            "INSERT INTO orders VALUES ('O10', 'ETH', 'buy', 1, 20, 'open', now());")
+    venue.fills = EXCHANGE
+    venue.positions = positions_of(EXCHANGE)
+    rc, rep = reconcile(daemon)
+    assert rc == 1 and rep["ready_to_trade"] is False
+    c = checks(rep)
+    assert c["no_duplicate_client_order_ids"] == "FAIL" and c["no_stale_open_orders"] == "FAIL"
+    assert c["positions_match"] == "PASS"
+    dups = [x for x in rep["discrepancies"] if x["check"] == "no_duplicate_client_order_ids"]
+    assert dups == [{"check": "no_duplicate_client_order_ids", "client_order_id": "O1", "count": "2",
+                     "resolved": False}]
+    stale = [x["client_order_id"] for x in rep["discrepancies"] if x["check"] == "no_stale_open_orders"]
+    assert stale == ["O9"]  # O10 is open but recent
+    daemon.stop()
+
+
+def test_exchange_unreachable_is_not_ready(pg, venue, daemon):
+    load_db(pg, EXCHANGE)
+    venue.down = True
+    rc, rep = reconcile(daemon)
+    assert rc == 1 and rep["ready_to_trade"] is False
+    assert rep["error"]["code"] == "http_failed" or "503" in rep["error"]["message"]
+    venue.down = False
+    daemon.stop()

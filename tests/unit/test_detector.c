@@ -1,0 +1,262 @@
+/*
+ * Unit tests for daemon/detector_sm: the detector's decisions fed with observations and a fake
+ * clock. Halt after N failed probes (once), restart scheduling and exhaustion, "database back"
+ * keeps trading halted, corruption signals (checksum_failures rising, XX001/XX002 from probes and
+ * checks, damaged files at start) halting at once and triggering only on a second observation
+ * with detected_ms = the first, clearing by a clean check, and no restore for a merely-down database.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "detector_sm.h"
+
+static const DetectorSmConfig cfg2 = {.halt_after = 2, .can_restart = true, .restart_attempts = 2, .restart_delay_ms = 500};
+
+static bool has_event(const DetectorDecision *d, DetectorEventKind k)
+{
+    for (size_t i = 0; i < d->n_events; i++)
+        if (d->events[i].kind == k)
+            return true;
+    return false;
+}
+
+static void test_halt_after_n_failures_then_restart(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+
+    detector_sm_probe_ok(&sm, 1000, 0, &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_failed(&sm, 1250, "", "connection refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
+    detector_sm_probe_failed(&sm, 1500, "", "connection refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+    assert_true(d.actions & DETECTOR_ACT_RESTART);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.restart_delay_ms, 500);
+    assert_non_null(strstr(d.halt_reason, "database unreachable: connection refused"));
+    assert_true(has_event(&d, DETECTOR_EV_UNREACHABLE));
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_DOWN);
+    /* Further failures: no second halt, no second restart while one is pending. */
+    detector_sm_probe_failed(&sm, 1750, "", "connection refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0);
+}
+
+static void test_database_back_keeps_halt_and_never_triggers(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_ok(&sm, 0, 0, &d);
+    detector_sm_probe_failed(&sm, 250, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 500, "57P03", "the database system is starting up", &d);
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+    detector_sm_restart_result(&sm, 1200, true, false, "", &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_ok(&sm, 1500, 0, &d);
+    assert_true(has_event(&d, DETECTOR_EV_BACK));
+    assert_non_null(strstr(d.events[0].message, "trading halted pending reconcile"));
+    assert_int_equal(d.actions, 0); /* no resume, no trigger */
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
+    /* A new outage halts again. */
+    detector_sm_probe_failed(&sm, 2000, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 2250, "", "refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+}
+
+static void test_restart_failures_exhaust_without_restore(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_failed(&sm, 0, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 250, "", "refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_RESTART);
+    detector_sm_restart_result(&sm, 900, false, false, "pg_ctl: could not start server", &d);
+    assert_true(has_event(&d, DETECTOR_EV_RESTART_FAILED));
+    assert_true(d.actions & DETECTOR_ACT_RESTART);
+    detector_sm_restart_result(&sm, 1600, false, false, "still no", &d);
+    assert_false(d.actions & DETECTOR_ACT_RESTART);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_true(has_event(&d, DETECTOR_EV_RESTARTS_EXHAUSTED));
+    detector_sm_probe_failed(&sm, 1800, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 2000, "", "refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0); /* reported once */
+}
+
+static void test_restart_ok_but_still_down_retries(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_failed(&sm, 0, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 250, "", "refused", &d);
+    detector_sm_restart_result(&sm, 900, true, false, "", &d);
+    detector_sm_probe_failed(&sm, 1000, "", "refused", &d);
+    assert_false(d.actions & DETECTOR_ACT_RESTART);
+    detector_sm_probe_failed(&sm, 1250, "", "refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_RESTART);
+}
+
+static void test_no_restart_command(void **state)
+{
+    (void)state;
+    DetectorSmConfig c = cfg2;
+    c.can_restart = false;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &c);
+    detector_sm_probe_failed(&sm, 0, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 250, "", "refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+    assert_false(d.actions & DETECTOR_ACT_RESTART);
+}
+
+static void test_xx001_twice_confirms_with_first_time(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_ok(&sm, 0, 0, &d);
+    detector_sm_check_result(&sm, 5000, 4900, false, "XX001", "invalid page in block 3 of relation base/5/16384", &d);
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+    assert_true(d.actions & DETECTOR_ACT_CHECK_NOW);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_true(has_event(&d, DETECTOR_EV_SUSPECTED));
+    assert_non_null(strstr(d.halt_reason, "suspected database corruption"));
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_SUSPECT);
+    detector_sm_check_result(&sm, 5100, 5001, false, "XX001", "invalid page in block 3", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.detected_ms, 5000);
+    assert_non_null(strstr(d.trigger_reason, "invalid page"));
+    assert_true(has_event(&d, DETECTOR_EV_CONFIRMED));
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_CONFIRMED);
+    /* More signals after confirmation: nothing new. */
+    detector_sm_check_result(&sm, 6000, 5900, false, "XX001", "invalid page", &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_reset(&sm);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
+}
+
+static void test_checksum_failures_rising(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_ok(&sm, 0, 3, &d); /* baseline, old failures are not a signal */
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_ok(&sm, 250, 3, &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_ok(&sm, 500, 4, &d);
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+    assert_non_null(strstr(d.events[0].message, "from 3 to 4"));
+    detector_sm_probe_ok(&sm, 750, 4, &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_failed(&sm, 1000, "XX002", "index \"orders_pkey\" contains unexpected zero page", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.detected_ms, 500);
+}
+
+static void test_clean_check_clears_only_if_started_after(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_failed(&sm, 1000, "XX001", "invalid page", &d);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_SUSPECT);
+    detector_sm_check_result(&sm, 1100, 900, true, "", "", &d); /* started before the signal */
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_SUSPECT);
+    detector_sm_check_result(&sm, 1200, 1001, true, "", "", &d);
+    assert_true(has_event(&d, DETECTOR_EV_CLEARED));
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
+    assert_int_equal(d.actions, 0);
+    /* A non-corruption error of a check is not a signal. */
+    detector_sm_check_result(&sm, 1300, 1250, false, "42P01", "relation \"orders\" does not exist", &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_check_result(&sm, 1300, 1250, false, "", "connection refused", &d);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
+}
+
+static void test_damaged_start_confirmed_by_second_attempt(void **state)
+{
+    (void)state;
+    DetectorSmConfig c = cfg2;
+    c.restart_attempts = 3;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &c);
+    detector_sm_probe_failed(&sm, 0, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 250, "", "refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_RESTART);
+    detector_sm_restart_result(&sm, 1000, false, true, "PANIC: could not locate a valid checkpoint record", &d);
+    assert_true(has_event(&d, DETECTOR_EV_SUSPECTED));
+    assert_true(d.actions & DETECTOR_ACT_RESTART);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    detector_sm_restart_result(&sm, 2000, false, true, "PANIC: could not locate a valid checkpoint record", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_false(d.actions & DETECTOR_ACT_RESTART);
+    assert_int_equal(d.detected_ms, 1000);
+    assert_non_null(strstr(d.trigger_reason, "damaged files"));
+}
+
+static void test_single_damaged_start_without_attempts_left_is_not_a_restore(void **state)
+{
+    (void)state;
+    DetectorSmConfig c = cfg2;
+    c.restart_attempts = 1;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &c);
+    detector_sm_probe_failed(&sm, 0, "", "refused", &d);
+    detector_sm_probe_failed(&sm, 250, "", "refused", &d);
+    detector_sm_restart_result(&sm, 1000, false, true, "invalid page", &d);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_true(has_event(&d, DETECTOR_EV_RESTARTS_EXHAUSTED));
+    assert_non_null(strstr(d.events[d.n_events - 1].message, "not confirmed"));
+}
+
+static void test_sqlstate_class(void **state)
+{
+    (void)state;
+    assert_true(detector_sm_is_corruption_sqlstate("XX001"));
+    assert_true(detector_sm_is_corruption_sqlstate("XX002"));
+    assert_false(detector_sm_is_corruption_sqlstate("XX000"));
+    assert_false(detector_sm_is_corruption_sqlstate(""));
+    assert_false(detector_sm_is_corruption_sqlstate(NULL));
+    assert_string_equal(detector_sm_phase_name(DETECTOR_SUSPECT), "corruption_suspected");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_halt_after_n_failures_then_restart),
+        cmocka_unit_test(test_database_back_keeps_halt_and_never_triggers),
+        cmocka_unit_test(test_restart_failures_exhaust_without_restore),
+        cmocka_unit_test(test_restart_ok_but_still_down_retries),
+        cmocka_unit_test(test_no_restart_command),
+        cmocka_unit_test(test_xx001_twice_confirms_with_first_time),
+        cmocka_unit_test(test_checksum_failures_rising),
+        cmocka_unit_test(test_clean_check_clears_only_if_started_after),
+        cmocka_unit_test(test_damaged_start_confirmed_by_second_attempt),
+        cmocka_unit_test(test_single_damaged_start_without_attempts_left_is_not_a_restore),
+        cmocka_unit_test(test_sqlstate_class),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
