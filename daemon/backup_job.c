@@ -420,7 +420,8 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
                           started, "finished_at", finished, "db_size_bytes", (json_int_t)job->db_size,
                           "dump_size_bytes", (json_int_t)job->stats.plain_bytes, "payload_size_bytes",
                           (json_int_t)job->stats.payload_bytes, "file_size_bytes", (json_int_t)job->stats.file_bytes,
-                          "codec", codec_name((CodecKind)job->cfg.codec), "codec_level", (json_int_t)job->cfg.level,
+                          "codec", codec_name((CodecKind)job->cfg.codec), "codec_level",
+                          (json_int_t)codec_effective_level((CodecKind)job->cfg.codec, (int)job->cfg.level),
                           "chunk_size", (json_int_t)job->cfg.chunk_size, "chunks", (json_int_t)job->stats.chunks,
                           "key_id", keyid, "sha256", job->stats.file_sha256_hex, "verification", verification,
                           "duration_ms", (json_int_t)(uv_now(job->loop) - job->started_mono_ms));

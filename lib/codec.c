@@ -19,7 +19,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#define CODEC_ZSTD_DEFAULT_LEVEL 3
+#define CODEC_ZSTD_DEFAULT_LEVEL 1
 #define CODEC_GZIP_DEFAULT_LEVEL 6
 /* zlib counts in uInt: feed big inputs in slices no larger than this. */
 #define CODEC_ZLIB_SLICE (1u << 30)
@@ -77,6 +77,18 @@ const char *codec_file_ext(CodecKind kind)
     case CODEC_NONE:
     default:
         return "";
+    }
+}
+
+int codec_effective_level(CodecKind kind, int level)
+{
+    switch (kind) {
+    case CODEC_ZSTD:
+        return level == CODEC_LEVEL_DEFAULT ? CODEC_ZSTD_DEFAULT_LEVEL : level;
+    case CODEC_GZIP:
+        return level == CODEC_LEVEL_DEFAULT ? CODEC_GZIP_DEFAULT_LEVEL : level;
+    default:
+        return 0;
     }
 }
 
@@ -146,7 +158,7 @@ Codec *codec_new(CodecKind kind, int level, bool decompress)
             c->zc = ZSTD_createCCtx();
             if (!c->zc)
                 goto fail;
-            int lvl = level == CODEC_LEVEL_DEFAULT ? CODEC_ZSTD_DEFAULT_LEVEL : level;
+            int lvl = codec_effective_level(kind, level);
             if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, lvl)) ||
                 ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_checksumFlag, 1)) ||
                 ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_nbWorkers, 0)))
@@ -158,7 +170,7 @@ Codec *codec_new(CodecKind kind, int level, bool decompress)
         if (decompress) {
             zr = inflateInit2(&c->z, 15 + 16); /* gzip wrapper only */
         } else {
-            int lvl = level == CODEC_LEVEL_DEFAULT ? CODEC_GZIP_DEFAULT_LEVEL : level;
+            int lvl = codec_effective_level(kind, level);
             zr = deflateInit2(&c->z, lvl, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
         }
         if (zr != Z_OK)

@@ -26,7 +26,8 @@ typedef enum {
     CODEC_GZIP = 2,
 } CodecKind;
 
-/* Pass as level for the codec's default (zstd 3, gzip 6). */
+/* Pass as level for the codec's default (zstd 1, gzip 6): zstd 1 keeps compression behind pg_dump
+ * on two cores (docs/benchmarks.md). */
 #define CODEC_LEVEL_DEFAULT 0
 /* Largest output piece handed to a sink in one call. */
 #define CODEC_OUT_PIECE (128u * 1024u)
@@ -49,6 +50,10 @@ const char *codec_file_ext(CodecKind kind);
 /* True when `level` is acceptable for `kind` for compression: CODEC_LEVEL_DEFAULT always;
  * zstd 1..ZSTD_maxCLevel(); gzip 1..9; none only CODEC_LEVEL_DEFAULT. */
 bool codec_level_valid(CodecKind kind, int level);
+
+/* The level a stream created with `level` really uses: the codec's default for
+ * CODEC_LEVEL_DEFAULT (zstd 1, gzip 6), `level` otherwise; 0 for none. */
+int codec_effective_level(CodecKind kind, int level);
 
 /* A new stream. `level` is ignored when decompressing. Returns NULL for an unknown kind, an
  * invalid level, or out of memory. Owned by the caller; free with codec_free(). */

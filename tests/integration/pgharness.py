@@ -37,9 +37,16 @@ def free_port():
 
 
 class PgCluster:
-    def __init__(self, basedir=None):
+    def __init__(self, basedir=None, workdir=None, settings=None):
+        """basedir: parent of the temporary directory (default /tmp).
+        workdir: a persistent directory used instead of a temporary one (the benchmark's cached
+        cluster): initdb only when it holds no cluster yet, and cleanup() stops the server but
+        keeps the directory.
+        settings: {name: value} passed to the server as -c options at every start."""
         self._as_root = os.geteuid() == 0
         self._basedir = basedir
+        self._workdir = workdir
+        self._settings = dict(settings or {})
         self.tmpdir = None
         self.datadir = None
         self.sockdir = None
@@ -78,7 +85,11 @@ class PgCluster:
         """initdb a fresh cluster (trust auth, data checksums, UTF8) in a new temporary directory."""
         if self.tmpdir is not None:
             raise PgHarnessError("cluster already initialised in %s" % self.tmpdir)
-        self.tmpdir = tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp")
+        if self._workdir:
+            self.tmpdir = os.path.abspath(self._workdir)
+            os.makedirs(self.tmpdir, exist_ok=True)
+        else:
+            self.tmpdir = tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp")
         os.chmod(self.tmpdir, 0o700)
         if self._as_root:
             pw = pwd.getpwnam(PG_USER)
@@ -86,7 +97,9 @@ class PgCluster:
         self.datadir = os.path.join(self.tmpdir, "data")
         self.sockdir = os.path.join(self.tmpdir, "sock")
         self.logfile = os.path.join(self.tmpdir, "server.log")
-        self._run(["mkdir", "-m", "0700", self.sockdir])
+        if self._workdir and os.path.exists(os.path.join(self.datadir, "PG_VERSION")):
+            return self
+        self._run(["mkdir", "-p", "-m", "0700", self.sockdir])
         self._run([self._bin("initdb"), "-D", self.datadir, "-A", "trust", "-U", PG_USER,
                    "--data-checksums", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
@@ -105,7 +118,7 @@ class PgCluster:
         shm_deadline = time.monotonic() + 15
         while True:
             p = self._run([self._bin("pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-w",
-                           "-t", "60", "-o", "-p %d" % port, "start"], check=False)
+                           "-t", "60", "-o", self._server_options(port), "start"], check=False)
             if p.returncode == 0:
                 self.port = port
                 self._started = True
@@ -123,6 +136,12 @@ class PgCluster:
                 continue
             raise PgHarnessError("PostgreSQL failed to start on port %d: %s\n"
                                  "--- server log tail ---\n%s" % (port, out, self.log_tail()))
+
+    def _server_options(self, port):
+        opts = ["-p %d" % port]
+        for k, v in sorted(self._settings.items()):
+            opts.append("-c %s=%s" % (k, v))
+        return " ".join(opts)
 
     def stop(self, mode="fast"):
         """pg_ctl -w stop -m mode (smart, fast, immediate)."""
@@ -192,7 +211,8 @@ class PgCluster:
                     except (ProcessLookupError, TypeError):
                         pass
         finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            if not self._workdir:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
             self._started = False
 

@@ -154,6 +154,7 @@ def test_round_trip_decrypt_restore_and_tamper(pg, tmp_path, daemon_factory):
     name = res["name"]
     assert name.startswith("shop_backup_") and name.endswith(".dump.zst.drbk")
     assert m["database"] == "shop" and m["codec"] == "zstd" and m["server_version"].startswith("15")
+    assert m["codec_level"] == 1  # the effective level, not 0 for "default"
     assert m["verification"]["container"] == "ok" and m["verification"]["pg_restore_list"] == "ok"
     assert m["verification"]["sha256_match"] is True
     bdir = bcfg["directory"]

