@@ -203,8 +203,7 @@ def test_every_daemon_command_is_reachable_from_drctl(tmp_path):
         d.stop()
     assert "status" in registered
     wire = drctl_wire_commands()
-    man = detroff(read("docs/man/drctl.1"))
-    call_only = man.split("CALL-ONLY COMMANDS", 1)[1] if "CALL-ONLY COMMANDS" in man else ""
+    call_only = man_sections("docs/man/drctl.1").get("call-only", "")
     unreachable = [c for c in registered if c not in wire and not re.search(r"\b" + re.escape(c) + r"\b", call_only)]
     assert not unreachable, ("daemon commands with no drctl subcommand and not listed under CALL-ONLY COMMANDS "
                              f"in docs/man/drctl.1: {unreachable}")
