@@ -154,6 +154,8 @@ static void detector_trigger(Detector *det, const DetectorDecision *dec)
     if (r == 0) {
         snprintf(det->triggered_run, sizeof(det->triggered_run), "%s", run);
         log_notice("detector", "database_corruption run '%s' started", run);
+    } else if (r == -EINPROGRESS) {
+        log_notice("detector", "database_corruption queued: it starts once unfinished runs are loaded");
     } else if (r == -EBUSY) {
         log_notice("detector", "a scenario run is already active; corruption recorded, no second run");
     } else {

@@ -144,7 +144,7 @@ void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failu
         sm->restart_pending = false;
         sm->exhausted_reported = false;
         detector_sm_event(out, DETECTOR_EV_BACK,
-                          "database back after %.1fs; trading halted pending reconcile: drctl resume after checking",
+                          "database back after %.1fs; trading stays halted until a reconcile passes: drctl reconcile, then drctl resume",
                           (double)(now_ms - sm->down_since_ms) / 1000.0);
         if (sm->corruption == 0)
             sm->halt_requested = false; /* a new outage halts again */

@@ -339,9 +339,15 @@ static void reconcile_finish(ReconcileRun *run)
     json_t *rep = reconcile_report(run, &result);
     Daemon *d = run->owner->d;
 
-    if (result == 0)
+    if (result == 0) {
         events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' passed: ready to trade (%zu fill%s replayed)",
                     run->run_id, run->replayed, run->replayed == 1 ? "" : "s");
+        if (d->venue) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            venue_note_reconciled(d->venue, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        }
+    }
     else
         events_emit(d->events, result == DR_ECANCELED ? SEV_WARNING : SEV_ERROR, "reconcile", NULL, false, rep,
                     "reconcile '%s' FAILED: %s; not ready to trade", run->run_id,

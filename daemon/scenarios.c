@@ -43,6 +43,9 @@ struct Scenarios {
     ScnRun *active;     /* the unfinished run, or NULL */
     json_t *history;    /* summaries of finished runs, oldest first */
     bool loading;       /* start-up scan of state_dir/runs in progress */
+    char *queued_scenario; /* a trigger that arrived while loading: started after the scan */
+    char *queued_reason;
+    int64_t queued_detected_ms;
     bool closing;
     unsigned pending;   /* thread-pool work not tied to a run */
     ScnCmd *cmds;       /* command reads in flight */
@@ -737,6 +740,18 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
                       size_t run_id_len)
 {
     char err[512];
+    if (s->loading && !s->closing && scenario) {
+        /* Unfinished runs are still being read: this one starts once they are (if none of them
+         * resumes as the active run). Trading is already halted by whoever triggered. */
+        free(s->queued_scenario);
+        free(s->queued_reason);
+        s->queued_scenario = strdup(scenario);
+        s->queued_reason = strdup(reason ? reason : "");
+        s->queued_detected_ms = detected_ms;
+        if (ret_run_id && run_id_len)
+            ret_run_id[0] = '\0';
+        return -EINPROGRESS;
+    }
     int r = scn_trigger(s, scenario, reason, detected_ms, s->d->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC,
                         NULL, ret_run_id, run_id_len, err, sizeof(err));
     if (r < 0 && r != -EBUSY)
@@ -1035,6 +1050,17 @@ static void scn_scan_done(uv_work_t *req, int status)
     }
     free(sc->runs);
     free(sc);
+    if (s->queued_scenario) {
+        char *scn = s->queued_scenario, *why = s->queued_reason;
+        s->queued_scenario = s->queued_reason = NULL;
+        if (s->active)
+            log_notice("scenario", "run %s resumed; the %s trigger seen during start-up is covered by it",
+                       s->active->id, scn);
+        else if (!s->closing)
+            scenarios_trigger(s, scn, why, s->queued_detected_ms, NULL, 0);
+        free(scn);
+        free(why);
+    }
     scn_update_status(s);
     scn_maybe_closed(s);
 }
@@ -1368,6 +1394,9 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
         scn_run_unref(run);
     }
     s->active = NULL;
+    free(s->queued_scenario);
+    free(s->queued_reason);
+    s->queued_scenario = s->queued_reason = NULL;
     s->pending--;
     scn_maybe_closed(s);
 }

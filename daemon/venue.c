@@ -49,6 +49,8 @@ struct Venue {
     bool halted;
     char *reason, *run;
     int64_t since_ms;
+    int64_t requested_ms;  /* the newest halt request (not re-assertions): a reconcile must follow it */
+    int64_t reconciled_ms; /* the newest passing reconcile */
     /* what the platform last said */
     VenueMode mode;
     int64_t mode_ms;
@@ -393,8 +395,9 @@ static void venue_persist_done(uv_work_t *req, int status)
 static void venue_persist(Venue *v, void (*then)(Venue *v, int result))
 {
     VenuePersist *p = calloc(1, sizeof(*p));
-    json_t *j = json_pack("{s:b,s:s?,s:s?,s:I}", "halted", v->halted, "reason", v->reason, "run", v->run,
-                          "since_ms", (json_int_t)v->since_ms);
+    json_t *j = json_pack("{s:b,s:s?,s:s?,s:I,s:I,s:I}", "halted", v->halted, "reason", v->reason, "run", v->run,
+                          "since_ms", (json_int_t)v->since_ms, "requested_ms", (json_int_t)v->requested_ms,
+                          "reconciled_ms", (json_int_t)v->reconciled_ms);
 
     if (!p || !j || asprintf(&p->path, "%s/halt.json", v->d->cfg->state_dir) < 0 ||
         !(p->json = json_dumps(j, JSON_COMPACT))) {
@@ -553,7 +556,18 @@ static void venue_after_halt_persisted(Venue *v, int result)
     venue_halt_attempt(v);
 }
 
+static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
+                                bool new_request);
+
 void venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data)
+{
+    venue_halt_internal(v, reason, run, done, data, true);
+}
+
+/* new_request: a fresh reason to stop (detector, operator, scenario), after which trading may
+ * resume only once a reconcile has passed; false for re-assertions of a halt already held. */
+static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
+                                bool new_request)
 {
     VenueWaiter *w;
 
@@ -561,6 +575,11 @@ void venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done,
         if (done)
             done(-ENOTSUP, "no venue is configured: the daemon cannot halt trading", data);
         return;
+    }
+    if (new_request && venue_enabled(v)) {
+        v->requested_ms = venue_now_ms();
+        if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED)
+            venue_persist(v, NULL);
     }
     if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED) {
         /* Already held halted and confirmed: nothing to send (the status poll catches drift). */
@@ -665,7 +684,19 @@ static void venue_on_resume_sent(int result, const json_t *answer, const char *t
         venue_resume_end(rs, r, "cannot run the status action");
 }
 
+void venue_note_reconciled(Venue *v, int64_t when_ms)
+{
+    v->reconciled_ms = when_ms;
+    if (v->halted)
+        venue_persist(v, NULL);
+}
+
 void venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data)
+{
+    venue_resume_opts(v, shadow, false, NULL, done, data);
+}
+
+void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reason, VenueDoneFn done, void *data)
 {
     char why[512] = "";
     VenueResume *rs;
@@ -685,6 +716,19 @@ void venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data)
     if (v->guard && !v->guard(v->guard_data, why, sizeof(why))) {
         done(DR_ESTATE, why, data);
         return;
+    }
+    /* Fail closed: after a halt, trading resumes only once a reconcile has passed. */
+    if (v->halted && v->reconciled_ms <= v->requested_ms) {
+        if (!force) {
+            done(DR_ESTATE,
+                 "trading stays halted until a reconcile passes: run 'drctl reconcile' (or, as a last resort, "
+                 "'drctl resume --force --reason TEXT', which is paged)",
+                 data);
+            return;
+        }
+        events_emit(v->d->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
+                    "trading resumed WITHOUT a passing reconcile, forced by an operator: %s",
+                    force_reason ? force_reason : "no reason given");
     }
     VenueActionId id = shadow ? VENUE_SHADOW : VENUE_RESUME;
     if (venue_cfg(v)->actions[id].kind == VENUE_ACTION_NONE) {
@@ -732,7 +776,7 @@ static void venue_on_poll(int result, const json_t *answer, const char *text, co
         events_emit(v->d->events, SEV_ERROR, "venue.halt", NULL, false, NULL,
                     "the platform reports '%s' while trading is held halted; re-asserting the halt",
                     venue_mode_name(m));
-        venue_halt(v, v->reason, v->run, NULL, NULL);
+        venue_halt_internal(v, v->reason, v->run, NULL, NULL, false);
     }
 }
 
@@ -772,15 +816,29 @@ static void venue_cmd_halt(CtlCall *call, const json_t *args, void *data)
 
 static void venue_cmd_resume(CtlCall *call, const json_t *args, void *data)
 {
-    venue_resume(data, json_is_true(json_object_get(args, "shadow")), venue_reply_done, call);
+    bool force = json_is_true(json_object_get(args, "force"));
+    const char *reason = json_string_value(json_object_get(args, "reason"));
+    char full[512];
+
+    if (force && (!reason || !reason[0])) {
+        control_reply_error(call, DR_EBADARG, "resume --force needs --reason TEXT (it is recorded and paged)");
+        return;
+    }
+    snprintf(full, sizeof(full), "operator (uid %u): %s", (unsigned)control_call_peer(call)->uid, reason ? reason : "");
+    venue_resume_opts(data, json_is_true(json_object_get(args, "shadow")), force, full, venue_reply_done, call);
 }
 
 json_t *venue_status_json(const Venue *v)
 {
-    return json_pack("{s:b,s:b,s:s,s:I,s:s?,s:s?,s:I,s:b,s:i,s:s?}", "enabled", venue_enabled(v), "halted", v->halted,
-                     "mode", venue_mode_name(v->mode), "mode_ms", (json_int_t)v->mode_ms, "reason", v->reason,
-                     "run", v->run, "halted_since_ms", (json_int_t)(v->halted ? v->since_ms : 0), "halting",
-                     v->halting, "halt_attempts", (int)v->attempts, "last_error", v->last_error);
+    json_t *j = json_pack("{s:b,s:b,s:s,s:I,s:s?,s:s?,s:I,s:b,s:i,s:s?}", "enabled", venue_enabled(v), "halted",
+                          v->halted, "mode", venue_mode_name(v->mode), "mode_ms", (json_int_t)v->mode_ms, "reason",
+                          v->reason, "run", v->run, "halted_since_ms", (json_int_t)(v->halted ? v->since_ms : 0),
+                          "halting", v->halting, "halt_attempts", (int)v->attempts, "last_error", v->last_error);
+    if (j) {
+        json_object_set_new(j, "reconciled_ms", json_integer(v->reconciled_ms));
+        json_object_set_new(j, "reconcile_needed", json_boolean(v->halted && v->reconciled_ms <= v->requested_ms));
+    }
+    return j;
 }
 
 static void venue_cmd_trading(CtlCall *call, const json_t *args, void *data)
@@ -847,6 +905,10 @@ int venue_start(Venue *v)
             v->reason = reason ? strdup(reason) : NULL;
             v->run = run ? strdup(run) : NULL;
             v->since_ms = (int64_t)json_integer_value(json_object_get(j, "since_ms"));
+            v->requested_ms = (int64_t)json_integer_value(json_object_get(j, "requested_ms"));
+            v->reconciled_ms = (int64_t)json_integer_value(json_object_get(j, "reconciled_ms"));
+            if (v->halted && !json_object_get(j, "requested_ms"))
+                v->requested_ms = v->since_ms ? v->since_ms : venue_now_ms();
         }
         json_decref(j);
     }
@@ -858,7 +920,7 @@ int venue_start(Venue *v)
             v->reason = strdup("re-asserted at start");
         if (!v->since_ms)
             v->since_ms = venue_now_ms();
-        venue_halt(v, v->reason, v->run, NULL, NULL); /* already halted: keeps reason and since */
+        venue_halt_internal(v, v->reason, v->run, NULL, NULL, false); /* keeps reason and since */
     }
     return 0;
 }

@@ -7,7 +7,8 @@
  * state_dir/halt.json BEFORE the halt is sent; a halt counts as done only when the status action
  * confirms "halted"; until then it is retried with backoff and escalated with a critical event.
  * At start a persisted halt is re-asserted before anything else. Trading resumes only through
- * venue_resume(), which asks a guard (the scenario engine: no unfinished run, reconcile passed).
+ * venue_resume(), which asks a guard (the scenario engine: no unfinished run) and requires a
+ * reconcile that passed after the newest halt request (persisted in halt.json as well).
  */
 #ifndef DRSUP_VENUE_H
 #define DRSUP_VENUE_H
@@ -42,6 +43,11 @@ void venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done,
 /* Resume live (or shadow) trading; refused while halting or when the guard says no. */
 void venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data);
 void venue_set_resume_guard(Venue *v, VenueResumeGuardFn guard, void *data);
+/* Resume with an operator override: with force, a missing passing reconcile is allowed (and paged
+ * as a critical event with force_reason); the guard (unfinished runs) still applies. */
+void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reason, VenueDoneFn done, void *data);
+/* A reconcile passed at when_ms: trading may resume after a halt requested before it (persisted). */
+void venue_note_reconciled(Venue *v, int64_t when_ms);
 /* Run positions, fills or close_all (or status) once. `since` fills {{since}} (may be NULL). */
 int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data);
 

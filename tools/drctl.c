@@ -367,6 +367,10 @@ static int drctl_args_resume(int argc, char **argv, json_t *args)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--shadow") == 0) {
             json_object_set_new(args, "shadow", json_true());
+        } else if (strcmp(argv[i], "--force") == 0) {
+            json_object_set_new(args, "force", json_true());
+        } else if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc) {
+            json_object_set_new(args, "reason", json_string(argv[++i]));
         } else {
             fprintf(stderr, "drctl resume: unexpected argument '%s'\n", argv[i]);
             return -EINVAL;
@@ -835,7 +839,9 @@ static const DrctlCommand drctl_commands[] = {
      drctl_print_alert_test},
     {"halt", "halt", "--reason TEXT", "halt trading now; waits until the platform confirms [operator]",
      drctl_args_halt, drctl_print_mode},
-    {"resume", "resume", "[--shadow]", "resume trading live (or in shadow mode) [operator]", drctl_args_resume,
+    {"resume", "resume", "[--shadow] [--force --reason TEXT]",
+     "resume trading live (or shadow) once a reconcile has passed; --force overrides that, paged [operator]",
+     drctl_args_resume,
      drctl_print_mode},
     {"trading", "trading", "", "the platform's trading mode and the halt state", drctl_args_none,
      drctl_print_trading},

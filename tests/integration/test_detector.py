@@ -63,7 +63,7 @@ def test_stopped_database_halts_fast_and_is_restarted_not_restored(daemons, tmp_
                what="database restarted and seen healthy")
     log = d.log()
     assert "restarting the database (attempt 1 of 3)" in log
-    assert "database back" in log and "trading halted pending reconcile" in log
+    assert "database back" in log and "trading stays halted until a reconcile passes" in log
     assert "corruption" not in log.split("restarting the database")[1].lower().replace(
         "detector.corruption", "")  # nothing about corruption after the outage
     st = detector(d)

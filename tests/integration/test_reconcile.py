@@ -123,6 +123,32 @@ def test_database_behind_exchange_is_replayed_and_passes_idempotently(pg, venue,
     daemon.stop()
 
 
+def test_resume_after_a_halt_waits_for_a_passing_reconcile(pg, venue, daemon):
+    load_db(pg, EXCHANGE[:3])
+    venue.fills = EXCHANGE
+    venue.positions = positions_of(EXCHANGE) + [{"symbol": "DOGE", "quantity": "1000", "avg_price": "0.1"}]
+    venue.mode = "live"
+    assert daemon.ctl("halt", "--reason", "database restored by hand").returncode == 0
+    p = daemon.ctl("resume")
+    assert p.returncode == 1 and "until a reconcile passes" in p.stderr
+    # A failing reconcile does not open the way ...
+    rc, _ = reconcile(daemon)
+    assert rc == 1
+    p = daemon.ctl("resume")
+    assert p.returncode == 1 and "until a reconcile passes" in p.stderr and venue.mode == "halted"
+    # ... a passing one does, also across a daemon restart.
+    venue.positions = positions_of(EXCHANGE)
+    rc, rep = reconcile(daemon)
+    assert rc == 0, rep
+    assert daemon.ctl_json("trading")["reconcile_needed"] is False
+    daemon.stop()
+    daemon.start()
+    p = daemon.ctl("resume")
+    assert p.returncode == 0, p.stderr
+    assert venue.mode == "live"
+    daemon.stop()
+
+
 def test_unexplained_exchange_position_fails_closed(pg, venue, daemon):
     load_db(pg, EXCHANGE)
     venue.fills = EXCHANGE

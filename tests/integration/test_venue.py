@@ -110,13 +110,23 @@ def test_halt_is_reasserted_at_start_and_when_the_platform_trades_anyway(daemons
     d.stop()
 
 
-def test_resume_live_and_shadow(daemons, tmp_path, venue):
+def test_resume_needs_a_passing_reconcile_or_a_paged_override(daemons, tmp_path, venue):
     d = start(daemons, tmp_path, venue)
     assert d.ctl("halt", "--reason", "drill").returncode == 0
-    p = d.ctl("resume", "--shadow")
+    # Fail closed: no reconcile has passed since the halt.
+    p = d.ctl("resume")
+    assert p.returncode == 1 and "until a reconcile passes" in p.stderr
+    assert venue.mode == "halted" and venue.count("POST", "/resume") == 0
+    assert d.ctl_json("trading")["reconcile_needed"] is True
+    p = d.ctl("resume", "--force")
+    assert p.returncode == 1 and "--reason" in p.stderr
+    # The override works, and is paged.
+    p = d.ctl("resume", "--shadow", "--force", "--reason", "exchange API down, positions checked by hand")
     assert p.returncode == 0 and "shadow" in p.stdout
     assert venue.mode == "shadow"
+    assert "trading resumed WITHOUT a passing reconcile" in d.log()
     wait_until(lambda: halt_state(d)["halted"] is False, what="halt state cleared")
+    # No longer halted: going from shadow to live needs no new reconcile.
     p = d.ctl("resume")
     assert p.returncode == 0 and venue.mode == "live"
     d.stop()

@@ -66,7 +66,7 @@ static void test_database_back_keeps_halt_and_never_triggers(void **state)
     assert_int_equal(d.actions, 0);
     detector_sm_probe_ok(&sm, 1500, 0, &d);
     assert_true(has_event(&d, DETECTOR_EV_BACK));
-    assert_non_null(strstr(d.events[0].message, "trading halted pending reconcile"));
+    assert_non_null(strstr(d.events[0].message, "trading stays halted until a reconcile passes"));
     assert_int_equal(d.actions, 0); /* no resume, no trigger */
     assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
     /* A new outage halts again. */
