@@ -826,58 +826,22 @@ static int scn_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void scn_scan_work(uv_work_t *req)
+/* The names in `dir` ending in `suffix` (not hidden), sorted; -errno when the directory cannot be
+ * read. Thread pool only. A name that could not be copied is NULL in the list. */
+static int scn_list_dir(const char *dir, const char *suffix, char ***ret_names, size_t *ret_n)
 {
-    ScnScan *sc = req->data;
     char **names = NULL;
-    size_t n = 0, cap = 0;
-    DIR *dh;
+    size_t n = 0, cap = 0, sl = strlen(suffix);
     struct dirent *de;
+    DIR *dh = opendir(dir);
 
-    sc->history = json_array();
-    mkdir(sc->runs_dir, 0750);
-    mkdir(sc->inc_dir, 0750);
-    if ((dh = opendir(sc->inc_dir))) {
-        char **inc = NULL;
-        size_t ni = 0, ci = 0;
-        while ((de = readdir(dh))) {
-            size_t l = strlen(de->d_name);
-            if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".json") != 0)
-                continue;
-            if (ni == ci) {
-                ci = ci ? ci * 2 : 16;
-                char **p = realloc(inc, ci * sizeof(*inc));
-                if (!p)
-                    break;
-                inc = p;
-            }
-            inc[ni++] = strdup(de->d_name);
-        }
-        closedir(dh);
-        if (inc)
-            qsort(inc, ni, sizeof(*inc), scn_cmp_str);
-        for (size_t i = 0; i < ni; i++) {
-            char path[8192], *text = NULL;
-            size_t len;
-            snprintf(path, sizeof(path), "%s/%s", sc->inc_dir, inc[i]);
-            if (inc[i] && atomicfile_read_all(path, 64u << 20, &text, &len) == 0) {
-                json_t *rep = json_loadb(text, len, 0, NULL);
-                if (json_is_object(rep))
-                    json_array_append_new(sc->history, scn_summary(rep));
-                json_decref(rep);
-                free(text);
-            }
-            free(inc[i]);
-        }
-        free(inc);
-    }
-    if (!(dh = opendir(sc->runs_dir))) {
-        snprintf(sc->err, sizeof(sc->err), "cannot read '%.800s': %s", sc->runs_dir, strerror(errno));
-        return;
-    }
+    *ret_names = NULL;
+    *ret_n = 0;
+    if (!dh)
+        return -errno;
     while ((de = readdir(dh))) {
         size_t l = strlen(de->d_name);
-        if (de->d_name[0] == '.' || l < 9 || strcmp(de->d_name + l - 8, ".journal") != 0)
+        if (de->d_name[0] == '.' || l <= sl || strcmp(de->d_name + l - sl, suffix) != 0)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -891,6 +855,41 @@ static void scn_scan_work(uv_work_t *req)
     closedir(dh);
     if (names)
         qsort(names, n, sizeof(*names), scn_cmp_str);
+    *ret_names = names;
+    *ret_n = n;
+    return 0;
+}
+
+static void scn_scan_work(uv_work_t *req)
+{
+    ScnScan *sc = req->data;
+    char **names = NULL, **inc = NULL;
+    size_t n = 0, ni = 0;
+
+    sc->history = json_array();
+    mkdir(sc->runs_dir, 0750);
+    mkdir(sc->inc_dir, 0750);
+    if (scn_list_dir(sc->inc_dir, ".json", &inc, &ni) == 0) {
+        for (size_t i = 0; i < ni; i++) {
+            char path[8192], *text = NULL;
+            size_t len;
+            snprintf(path, sizeof(path), "%s/%s", sc->inc_dir, inc[i] ? inc[i] : "");
+            if (inc[i] && atomicfile_read_all(path, 64u << 20, &text, &len) == 0) {
+                json_t *rep = json_loadb(text, len, 0, NULL);
+                if (json_is_object(rep))
+                    json_array_append_new(sc->history, scn_summary(rep));
+                json_decref(rep);
+                free(text);
+            }
+            free(inc[i]);
+        }
+        free(inc);
+    }
+    int r = scn_list_dir(sc->runs_dir, ".journal", &names, &n);
+    if (r < 0) {
+        snprintf(sc->err, sizeof(sc->err), "cannot read '%.800s': %s", sc->runs_dir, strerror(-r));
+        return;
+    }
     sc->runs = calloc(n ? n : 1, sizeof(*sc->runs));
     for (size_t i = 0; i < n && sc->runs; i++) {
         char path[8192], err[512] = "";
