@@ -20,7 +20,7 @@
 #include "retention.h"
 
 #define BACKUP_TICK_MS 1000
-#define BACKUP_WATCH_EVERY_MS 30000
+#define BACKUP_WATCH_EVERY_MS 1000 /* cheap arithmetic over the catalog; events only on a change */
 #define BACKUP_FAILURES_KEPT 100
 
 typedef enum { JOB_NONE = 0, JOB_BACKUP, JOB_VERIFY, JOB_RESTORE } JobKind;
@@ -58,6 +58,7 @@ struct Backups {
     JobKind job_kind;
     char job_name[256];
     int64_t job_started;
+    int64_t last_named_started; /* Unix seconds of the newest backup that took its final name */
     bool job_scheduled;
     BackupJob *job;
     BackupVerify *verify;
@@ -499,6 +500,8 @@ static void backups_job_done(const BackupJobResult *res, void *data)
 
     b->job = NULL;
     b->job_kind = JOB_NONE;
+    if (res->manifest)
+        b->last_named_started = b->job_started;
     if (res->status == 0 && res->manifest) {
         json_array_append(b->catalog, res->manifest);
         json_t *m = res->manifest;
@@ -550,6 +553,9 @@ static int backups_start_backup(Backups *b, bool scheduled)
 {
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
+    /* A backup named after this very second exists already (names have one-second resolution). */
+    if (backups_now() <= b->last_named_started)
+        return -EAGAIN;
     b->job = backup_job_start(b->d->loop, &b->cfg, backups_job_done, b);
     if (!b->job)
         return -ENOMEM;
@@ -742,9 +748,11 @@ static void backups_on_tick(uv_timer_t *h)
     for (size_t i = 0; i < b->n_sched; i++) {
         if (now < b->next_due[i])
             continue;
+        int r = backups_start_backup(b, true);
+        if (r == -EAGAIN)
+            continue; /* the previous backup started this very second: next tick */
         if (cron_next(&b->sched[i], now, &b->next_due[i]) < 0)
             b->next_due[i] = INT64_MAX;
-        int r = backups_start_backup(b, true);
         if (r == DR_EBUSY)
             events_emit(b->d->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
                         "scheduled backup '%s' skipped: %s", b->cfg.schedules[i], backups_busy_message(b, msg, sizeof(msg)));
@@ -831,6 +839,12 @@ static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
     int r = backups_start_backup(b, false);
     if (r == DR_EBUSY) {
         control_reply_error(call, r, "not started: %s", backups_busy_message(b, msg, sizeof(msg)));
+        return;
+    }
+    if (r == -EAGAIN) {
+        control_reply_error(call, DR_EBUSY,
+                            "not started: a backup started less than a second ago (backup names have one-second "
+                            "resolution); try again in a second");
         return;
     }
     if (r < 0) {
@@ -1023,6 +1037,8 @@ int backups_apply_config(Backups *b, const Config *cfg)
     if (rescan) {
         b->scanned = false;
         backups_rescan(b);
+    } else {
+        backups_watch(b); /* new limits take effect now, not at the next periodic check */
     }
     uv_timer_start(&b->tick, backups_on_tick, BACKUP_TICK_MS, BACKUP_TICK_MS);
     return 0;

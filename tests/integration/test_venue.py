@@ -146,3 +146,55 @@ def test_venue_config_errors(tmp_path):
     assert "'venue.resume.command' must start with an absolute path" in p.stderr
     assert "'venue.shadow' has both 'url' and 'command'" in p.stderr
     assert "needs at least a 'halt' and a 'status' action" in p.stderr
+
+
+KILLSWITCH = """import sys, json
+state, action = sys.argv[1], sys.argv[2]
+if action == "status":
+    print(open(state).read().strip())
+elif action == "halt":
+    open(state, "w").write("stopped\\n")
+    open(state + ".log", "a").write(json.dumps(sys.argv[3:]) + "\\n")
+elif action == "resume":
+    open(state, "w").write("running\\n")
+else:
+    sys.exit("unknown action " + action)
+"""
+
+
+def test_command_actions_and_plain_text_modes(daemons, tmp_path):
+    """Sofia's kill switch / GENESIS's systemctl: the venue as commands (argv, no shell), its mode
+    read from plain text and mapped through `modes`."""
+    script = tmp_path / "killswitch.py"
+    script.write_text(KILLSWITCH)
+    state = tmp_path / "switch.state"
+    state.write_text("running\n")
+    cmd = ["/usr/bin/python3", str(script), str(state)]
+    d = Daemon(tmp_path, {"venue": {
+        "halt": {"command": cmd + ["halt", "{{reason}}"]},
+        "resume": {"command": cmd + ["resume"]},
+        "status": {"command": cmd + ["status"]},
+        "modes": {"halted": ["stopped"], "live": ["running"]},
+        "timeout": "5s", "retry_base": "50ms", "status_interval": "200ms"},
+        # No database here: keep the detector from halting on its own.
+        "detector": {"halt_after": 1000}})
+    daemons.append(d)
+    d.start()
+    wait_until(lambda: d.ctl_json("trading")["mode"] == "live", what="mode read from the command")
+    p = d.ctl("halt", "--reason", "kill switch: it's \"priority zero\"; rm -rf /")
+    assert p.returncode == 0, p.stderr
+    assert state.read_text().strip() == "stopped"
+    # The reason arrives as one argument, untouched: no shell ever sees it.
+    args = json.loads((tmp_path / "switch.state.log").read_text().splitlines()[0])
+    assert args == ["operator (uid 0): kill switch: it's \"priority zero\"; rm -rf /"]
+    p = d.ctl("resume", "--force", "--reason", "test")
+    assert p.returncode == 0, p.stderr
+    assert state.read_text().strip() == "running"
+    # A failing command is a clear error, and the halt keeps being retried.
+    state.write_text("garbage\n")
+    script.write_text("import sys\nsys.exit('switch unreachable')\n")
+    p = d.ctl("--timeout", "1s", "halt", "--reason", "again")
+    assert p.returncode == 3
+    t = d.ctl_json("trading")
+    assert t["halting"] and "switch unreachable" in t["last_error"]
+    d.stop()

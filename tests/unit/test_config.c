@@ -56,7 +56,7 @@ static void test_minimal_uses_defaults(void **state)
     assert_null(cfg->control.group);
     assert_null(cfg->control.operators_group);
     assert_int_equal(cfg->control.max_request, 65536);
-    assert_int_equal(cfg->database.probe_interval_ms, 1000);
+    assert_int_equal(cfg->database.probe_interval_ms, 250);
     assert_int_equal(cfg->database.down_after, 2);
     assert_null(cfg->platform.health_url);
     config_free(cfg);

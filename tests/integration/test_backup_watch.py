@@ -1,0 +1,99 @@
+"""
+Backups on a schedule, and the watch over them: a cron schedule really fires, a backup much
+larger than its baseline and a backup older than the limit open their conditions (with events),
+and a fresh backup closes them again.
+"""
+import json
+import os
+import re
+
+from drsup import Daemon, wait_until
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+
+
+def make_key(path):
+    with open(path, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def shop(pg):
+    pg.psql("CREATE DATABASE shop")
+    pg.psql("CREATE TABLE t (id int PRIMARY KEY, note text);"
+            "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g;", db="shop")
+
+
+def config(pg, tmp_path, **backup):
+    b = {"directory": os.path.join(str(tmp_path), "backups"), "prefix": "shop", "conninfo": pg.conninfo("shop"),
+         "pg_dump": os.path.join(PGBIN, "pg_dump"), "pg_restore": os.path.join(PGBIN, "pg_restore"),
+         "key_file": make_key(os.path.join(str(tmp_path), "backup.key"))}
+    b.update(backup)
+    return {"database": {"conninfo": pg.conninfo("shop")}, "backup": b}
+
+
+def backup_now(d):
+    """drctl backup now --wait; a second backup within the same second is refused as busy."""
+    def attempt():
+        p = d.ctl("--json", "backup", "now", "--wait", timeout=60)
+        if p.returncode == 1 and "less than a second ago" in p.stderr:
+            return None
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+    return wait_until(attempt, timeout=10, what="backup now")
+
+
+def events(d, kind):
+    return [l for l in d.log().splitlines() if "[%s]" % kind in l]
+
+
+def test_size_and_age_conditions_open_and_resolve(pg, daemons, tmp_path):
+    shop(pg)
+    d = Daemon(tmp_path, config(pg, tmp_path, watch={"max_age": "1h", "size_change_percent": 20,
+                                                     "baseline_count": 2}))
+    daemons.append(d)
+    d.start()
+    for _ in range(2):
+        backup_now(d)
+    assert not [l for l in events(d, "backup.size") if "from the baseline" in l and "resolved" not in l]
+    # Ten times the data: far beyond 20 % of the baseline.
+    pg.psql("INSERT INTO t SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(2001, 40000) g;",
+            db="shop")
+    backup_now(d)
+    line = wait_until(lambda: [l for l in events(d, "backup.size") if "from the baseline" in l], what="size event")[0]
+    pct = float(re.search(r"is \+([0-9.]+)% from the baseline", line).group(1))
+    assert pct > 100, line
+
+    # The newest backup becomes too old: the age condition opens, the component goes down.
+    d.config["backup"]["watch"]["max_age"] = "2s"
+    d.write_config()
+    assert d.ctl("reload").returncode == 0
+    wait_until(lambda: [l for l in events(d, "backup.age") if "old (limit 2s)" in l and "resolved" not in l],
+               timeout=10, what="age event")
+    assert d.component("backup")["health"] == "down"
+    # A fresh backup resolves it.
+    d.config["backup"]["watch"]["max_age"] = "1h"
+    d.write_config()
+    assert d.ctl("reload").returncode == 0
+    backup_now(d)
+    wait_until(lambda: [l for l in events(d, "backup.age") if "resolved" in l], what="age resolved")
+    wait_until(lambda: d.component("backup")["health"] == "up", what="backup up")
+    line = d.ctl("backup-status").stdout
+    assert "verified" in line and "shop_backup_" in line
+    d.stop()
+
+
+def test_a_cron_schedule_takes_a_verified_backup(pg, daemons, tmp_path):
+    shop(pg)
+    d = Daemon(tmp_path, config(pg, tmp_path, schedules=["* * * * *"]))
+    daemons.append(d)
+    d.start()
+    assert d.ctl_json("backups")["backups"] == []
+    # The next minute boundary (UTC) starts one by itself.
+    lst = wait_until(lambda: d.ctl_json("backups")["backups"], timeout=80, interval=0.5,
+                     what="a scheduled backup")
+    b = lst[0]
+    assert b["verified"] is True, json.dumps(b)
+    assert b["name"].startswith("shop_backup_")
+    d.stop()
