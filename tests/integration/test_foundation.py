@@ -115,7 +115,7 @@ def test_events_stream_to_watchers(pg, daemons, tmp_path):
     while time.monotonic() < deadline:
         msg, buf = d.read_line(s, buf)
         seen.append(msg["event"])
-        if msg["event"].get("condition") == "database.down:test":
+        if msg["event"].get("condition") == "database.down:test" and not msg["event"]["resolved"]:
             break
     ev = seen[-1]
     assert ev["condition"] == "database.down:test" and ev["severity"] == "error" and not ev["resolved"]
