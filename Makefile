@@ -119,6 +119,7 @@ bench: deps-check
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@mkdir -p build/bench
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/run.py
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/scenario.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

@@ -24,6 +24,8 @@
 /* File bytes read per read() in verification, and decrypted output handed to a child at a time. */
 #define BACKUP_VERIFY_READ_BYTES (1024u * 1024u)
 #define BACKUP_VERIFY_OUT_BYTES (4u * 1024u * 1024u)
+/* Spool mode: file bytes decrypted per pool work item (a cancel is seen between two). */
+#define BACKUP_VERIFY_SPOOL_SLICE_BYTES (64u * 1024u * 1024u)
 
 #define BACKUP_MANIFEST_SUFFIX ".manifest.json"
 
@@ -90,6 +92,12 @@ typedef struct BackupVerifyOptions {
     const char *const *argv;         /* child reading the decrypted dump on stdin; NULL: no child */
     bool child_must_read_all;        /* a child that stops reading early fails (restore) */
     uint64_t timeout_ms;             /* for the child; 0 none */
+    /* Spool mode, or NULL: the whole decrypted dump is first written to this file (created 0600,
+     * replacing a leftover of the same name; on the thread pool, a slice at a time), then the child
+     * runs with its stdin on /dev/null and this path appended to argv (pg_restore -j N ... FILE:
+     * a parallel restore needs a seekable file, not a pipe); the file is removed before done(),
+     * whatever happened. Needs room for the uncompressed dump. */
+    const char *spool_path;
 } BackupVerifyOptions;
 
 /* Start; done(res) runs once on the loop. NULL when out of memory. */

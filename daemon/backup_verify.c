@@ -8,6 +8,9 @@
  * after the child took the previous one, so memory stays bounded. pg_restore --list may stop
  * reading once it has the table of contents: then the rest of the file is still verified, and only
  * its exit status counts for the child.
+ *
+ * Spool mode (a parallel restore): the decrypted dump goes to a 0600 file on the pool workers, a
+ * slice at a time, and only then the child runs on that file; the file is removed before done().
  */
 #include <errno.h>
 #include <signal.h>
@@ -49,6 +52,16 @@ struct BackupVerify {
     bool canceled;
     bool finished;
     BackupVerifyResult res;
+
+    /* spool mode */
+    char *spool_path;      /* NULL: stream into the child's stdin */
+    char **spool_argv;     /* the child's argv with spool_path appended */
+    int spool_fd;          /* worker side */
+    bool spool_created;    /* the file may exist: remove it before finishing */
+    bool spool_removing;
+    bool spool_started;    /* the child was spawned (or could not be) */
+    uint64_t timeout_ms;
+    uv_fs_t unlink_req;
 };
 
 int backup_buf_append(BackupBuf *b, const void *data, size_t len)
@@ -77,6 +90,22 @@ void backup_buf_free(BackupBuf *b)
 static int backup_verify_sink(void *ctx, const uint8_t *data, size_t len)
 {
     BackupVerify *v = ctx;
+    if (v->spool_path) {
+        /* Pool thread: straight into the spool file. */
+        while (len > 0) {
+            ssize_t n = write(v->spool_fd, data, len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                int e = errno;
+                snprintf(v->read_msg, sizeof(v->read_msg), "write '%s': %s", v->spool_path, strerror(e));
+                return -e;
+            }
+            data += n;
+            len -= (size_t)n;
+        }
+        return 0;
+    }
     /* Once the child stopped reading there is nobody to give the dump to: just verify. */
     if (v->stdin_broken || !v->child)
         return 0;
@@ -98,6 +127,18 @@ static void backup_verify_work(uv_work_t *req)
             return;
         }
     }
+    if (v->spool_path && v->spool_fd < 0) {
+        (void)unlink(v->spool_path); /* a leftover of an interrupted attempt */
+        v->spool_fd = open(v->spool_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (v->spool_fd < 0) {
+            v->read_err = -errno;
+            snprintf(v->read_msg, sizeof(v->read_msg), "cannot create '%s': %s", v->spool_path, strerror(errno));
+            v->eof = true;
+            close(v->fd);
+            v->fd = -1;
+            return;
+        }
+    }
     buf = malloc(BACKUP_VERIFY_READ_BYTES);
     if (!buf) {
         v->read_err = -ENOMEM;
@@ -105,7 +146,9 @@ static void backup_verify_work(uv_work_t *req)
         v->eof = true;
         return;
     }
-    while (!v->eof && v->out.len < BACKUP_VERIFY_OUT_BYTES) {
+    /* Spool mode: a slice of the file per work item, so that a cancel is seen in between. */
+    size_t budget = BACKUP_VERIFY_SPOOL_SLICE_BYTES;
+    while (!v->eof && v->out.len < BACKUP_VERIFY_OUT_BYTES && (!v->spool_path || budget > 0)) {
         ssize_t n = read(v->fd, buf, BACKUP_VERIFY_READ_BYTES);
         if (n < 0 && errno == EINTR)
             continue;
@@ -124,10 +167,12 @@ static void backup_verify_work(uv_work_t *req)
             }
             break;
         }
+        budget = budget > (size_t)n ? budget - (size_t)n : 0;
         int r = backupstream_reader_update(v->reader, buf, (size_t)n);
         if (r < 0) {
             v->read_err = r;
-            snprintf(v->read_msg, sizeof(v->read_msg), "%s", backupstream_reader_errmsg(v->reader));
+            if (!v->read_msg[0])
+                snprintf(v->read_msg, sizeof(v->read_msg), "%s", backupstream_reader_errmsg(v->reader));
             backupstream_reader_finish(v->reader, &v->res.stats);
             v->eof = true;
         }
@@ -139,6 +184,12 @@ static void backup_verify_work(uv_work_t *req)
             bcf_hex(h->key_id, BCF_KEY_ID_LEN, v->res.key_id_hex);
         close(v->fd);
         v->fd = -1;
+        /* No fsync: a temporary read back at once and removed; a crash leaves it useless anyway. */
+        if (v->spool_fd >= 0 && close(v->spool_fd) < 0 && !v->read_err) {
+            v->read_err = -errno;
+            snprintf(v->read_msg, sizeof(v->read_msg), "write '%s': %s", v->spool_path, strerror(errno));
+        }
+        v->spool_fd = -1;
     }
 }
 
@@ -170,6 +221,10 @@ static void backup_verify_finish(BackupVerify *v)
     backupstream_reader_free(v->reader);
     backup_buf_free(&v->out);
     v->done(res, v->data);
+    free(v->spool_path);
+    for (size_t i = 0; v->spool_argv && v->spool_argv[i]; i++)
+        free(v->spool_argv[i]);
+    free(v->spool_argv);
     free(v->path);
     free(v->expected_sha);
     memset(v->key, 0, sizeof(v->key));
@@ -228,11 +283,76 @@ static void backup_verify_on_exit(ChildProc *c, int64_t exit_status, int term_si
     backup_verify_pump(v);
 }
 
+static void backup_verify_spool_removed(uv_fs_t *req)
+{
+    BackupVerify *v = req->data;
+    uv_fs_req_cleanup(req);
+    v->spool_removing = false;
+    v->spool_created = false;
+    backup_verify_pump(v);
+}
+
+static void backup_verify_spawn(BackupVerify *v, const char *const *argv, ChildStdin in)
+{
+    ChildOptions co = {.argv = argv,
+                       .stdin_mode = in,
+                       .stdout_mode = CHILD_STDOUT_CAPTURE,
+                       .stdout_limit = 64 * 1024,
+                       .timeout_ms = v->timeout_ms,
+                       .on_exit = backup_verify_on_exit,
+                       .data = v};
+    int err = 0;
+    v->res.child_ran = true;
+    v->child = child_spawn(v->loop, &co, &err);
+    if (!v->child) {
+        v->stdin_broken = true;
+        v->child_exited = true;
+        snprintf(v->res.error, sizeof(v->res.error), "cannot run '%s': %s", argv[0], err_str(err));
+        snprintf(v->res.child_status, sizeof(v->res.child_status), "could not be started");
+    }
+}
+
+/* Spool mode: decrypt the whole file, then run the child on it, then remove the file. */
+static void backup_verify_pump_spool(BackupVerify *v)
+{
+    if (!v->eof && !v->canceled && !v->read_err) {
+        v->worker_busy = true;
+        v->spool_created = true;
+        int r = uv_queue_work(v->loop, &v->work, backup_verify_work, backup_verify_after_work);
+        if (r == 0)
+            return;
+        v->worker_busy = false;
+        v->read_err = r;
+        v->eof = true;
+    }
+    if (!v->spool_started && v->spool_argv && !v->read_err && !v->canceled) {
+        v->spool_started = true;
+        backup_verify_spawn(v, (const char *const *)v->spool_argv, CHILD_STDIN_NULL);
+        if (v->child)
+            return;
+    }
+    if (v->child && !v->child_exited)
+        return;
+    if (v->spool_created) {
+        v->spool_removing = true;
+        v->unlink_req.data = v;
+        if (uv_fs_unlink(v->loop, &v->unlink_req, v->spool_path, backup_verify_spool_removed) == 0)
+            return;
+        v->spool_removing = false;
+        v->spool_created = false;
+    }
+    backup_verify_finish(v);
+}
+
 /* Decide the next step; called after every event. */
 static void backup_verify_pump(BackupVerify *v)
 {
-    if (v->worker_busy || v->write_pending || v->finished)
+    if (v->worker_busy || v->write_pending || v->finished || v->spool_removing)
         return;
+    if (v->spool_path) {
+        backup_verify_pump_spool(v);
+        return;
+    }
     if (v->out.len > 0 && v->child && !v->stdin_broken && !v->canceled) {
         int r = child_stdin_write(v->child, v->out.data, v->out.len, backup_verify_on_write, v);
         v->out.len = 0;
@@ -285,31 +405,33 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
     v->expected_sha = opt->expected_sha256_hex ? strdup(opt->expected_sha256_hex) : NULL;
     v->reader = backupstream_reader_new(v->key, true, backup_verify_sink, v);
     v->work.data = v;
-    if (!v->path || !v->reader || (opt->expected_sha256_hex && !v->expected_sha)) {
+    v->spool_fd = -1;
+    v->timeout_ms = opt->timeout_ms;
+    bool ok = v->path && v->reader && (!opt->expected_sha256_hex || v->expected_sha);
+    if (ok && opt->spool_path) {
+        size_t n = 0;
+        while (opt->argv && opt->argv[n])
+            n++;
+        ok = (v->spool_path = strdup(opt->spool_path)) != NULL;
+        if (ok && opt->argv && (ok = (v->spool_argv = calloc(n + 2, sizeof(char *))) != NULL)) {
+            for (size_t i = 0; ok && i < n; i++)
+                ok = (v->spool_argv[i] = strdup(opt->argv[i])) != NULL;
+            ok = ok && (v->spool_argv[n] = strdup(opt->spool_path)) != NULL;
+        }
+    }
+    if (!ok) {
         backupstream_reader_free(v->reader);
+        for (size_t i = 0; v->spool_argv && v->spool_argv[i]; i++)
+            free(v->spool_argv[i]);
+        free(v->spool_argv);
+        free(v->spool_path);
         free(v->path);
         free(v->expected_sha);
         free(v);
         return NULL;
     }
-    if (opt->argv) {
-        ChildOptions co = {.argv = opt->argv,
-                           .stdin_mode = CHILD_STDIN_PIPE,
-                           .stdout_mode = CHILD_STDOUT_CAPTURE,
-                           .stdout_limit = 64 * 1024,
-                           .timeout_ms = opt->timeout_ms,
-                           .on_exit = backup_verify_on_exit,
-                           .data = v};
-        int err = 0;
-        v->res.child_ran = true;
-        v->child = child_spawn(loop, &co, &err);
-        if (!v->child) {
-            v->stdin_broken = true;
-            v->child_exited = true;
-            snprintf(v->res.error, sizeof(v->res.error), "cannot run '%s': %s", opt->argv[0], err_str(err));
-            snprintf(v->res.child_status, sizeof(v->res.child_status), "could not be started");
-        }
-    }
+    if (opt->argv && !opt->spool_path)
+        backup_verify_spawn(v, opt->argv, CHILD_STDIN_PIPE);
     backup_verify_pump(v);
     return v;
 }

@@ -188,6 +188,8 @@ typedef struct ConfigScenarios {
     char **switch_command;        /* argv run instead of the rename, or NULL */
     size_t n_switch_command;
     uint64_t restore_timeout_ms;  /* one restore attempt */
+    int64_t restore_jobs;         /* pg_restore -j N from a decrypted temporary file; 0: streamed
+                                     into a single pg_restore (no temporary file) */
 } ConfigScenarios;
 
 typedef struct Config {

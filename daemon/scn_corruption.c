@@ -506,7 +506,7 @@ static void restore_on_restored(const BackupVerifyResult *vr, void *data)
 
 static void restore_created(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
-    char path[4096];
+    char path[4096], spool[4096], jobs[16];
     (void)res;
     if (status < 0) {
         scn_fail_sql(st, status, "cannot create the restore database", errmsg);
@@ -514,18 +514,28 @@ static void restore_created(ScnStep *st, int status, const PGresult *res, const 
     }
     char *conninfo = scn_conninfo_for(st->run, st->run->db_restored);
     const json_t *b = json_object_get(st->run->ctx, "backup");
+    int n_jobs = (int)st->run->cfg.restore_jobs;
     snprintf(path, sizeof(path), "%s/%s", st->run->bcfg.directory, scn_backup_name(st->run));
+    /* restore_jobs > 0: decrypt into a 0600 temporary beside the backups (removed afterwards), then
+     * pg_restore -j N on it (a parallel restore needs a file); 0: stream into one pg_restore. */
+    snprintf(spool, sizeof(spool), "%s/.restore-%s.dump", st->run->bcfg.directory, st->run->id);
+    snprintf(jobs, sizeof(jobs), "-j%d", n_jobs);
     const char *argv[] = {st->run->bcfg.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "-d",
-                          conninfo, NULL};
+                          conninfo, n_jobs > 0 ? jobs : NULL, NULL};
     BackupVerifyOptions o = {.path = path,
                              .key = st->key,
                              .expected_sha256_hex = json_string_value(json_object_get(b, "sha256")),
                              .argv = argv,
                              .child_must_read_all = true,
-                             .timeout_ms = st->run->cfg.restore_timeout_ms};
+                             .timeout_ms = st->run->cfg.restore_timeout_ms,
+                             .spool_path = n_jobs > 0 ? spool : NULL};
     LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
-    log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (pg_restore)",
-             scn_backup_name(st->run), st->run->db_restored);
+    if (n_jobs > 0)
+        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (decrypt to '%s', then "
+                 "pg_restore -j%d)", scn_backup_name(st->run), st->run->db_restored, spool, n_jobs);
+    else
+        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (streamed into pg_restore)",
+                 scn_backup_name(st->run), st->run->db_restored);
     st->verify = conninfo ? backup_verify_start(st->run->d->loop, &o, restore_on_restored, st) : NULL;
     free(conninfo);
     memset(st->key, 0, sizeof(st->key));

@@ -5,6 +5,7 @@ The daemon detects the corruption by itself, halts trading, preserves the damage
 restores the verified backup, replays the exchange's fills the backup missed, checks that the
 positions equal the exchange's, resumes in shadow and then live, and writes the incident report.
 """
+import os
 import time
 
 from drsup import wait_until
@@ -58,6 +59,9 @@ def test_corruption_detected_restored_reconciled_resumed(pg, tmp_path):
         # The damaged database is kept as evidence.
         dbs = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'trading%' ORDER BY 1").split()
         assert "trading" in dbs and any("_damaged_" in x for x in dbs), dbs
+        # The parallel restore's decrypted temporary (restore_jobs, default 2) is gone.
+        assert "pg_restore -j2" in d.log()
+        assert not [f for f in os.listdir(env.config()["backup"]["directory"]) if f.startswith(".restore-")]
         assert halt_s < 15
         env.stop()
     finally:
