@@ -195,6 +195,9 @@ class Daemon:
         self.proc = None
 
     def cleanup(self):
+        if self.proc is not None and self.proc.poll() is not None and self.proc.returncode != 0:
+            # Died during the test: leave its last words in the test output.
+            print(f"daemon {self.dir} exited with {self.proc.returncode}; log tail:\n{self.log()[-6000:]}")
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
@@ -218,6 +221,9 @@ class Daemon:
 
     def ctl_json(self, *args, **kw):
         p = self.ctl("--json", *args, **kw)
+        if p.returncode == 3 and self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"drctl {' '.join(args)}: the daemon is gone (exit {self.proc.returncode}):\n"
+                                 f"{self.log()[-6000:]}")
         assert p.returncode == 0, f"drctl {' '.join(args)} failed ({p.returncode}): {p.stderr}"
         return json.loads(p.stdout)
 
