@@ -5,7 +5,7 @@
  *   scn_scan.c        the start-up scan: history, resumption of unfinished runs
  *   scn_commands.c    the control commands execute, runs, run, approve, abort, incidents, incident
  *   scn_report.c      incident reports (RTO/RPO, timeline, reconcile report; JSON and text; writing)
- *   scn_corruption.c  the database_corruption table and its steps
+ *   scn_corruption.c  the database_corruption table and its steps (scn_corruption_db.c: database steps)
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
