@@ -182,7 +182,7 @@ void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg)
 
 /* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
 void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params,
-                    ScnSqlNext next)
+             ScnSqlNext next)
 {
     if (!st->pg) {
         PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
