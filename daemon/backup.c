@@ -1,5 +1,7 @@
 /*
- * backup: schedules, commands, catalog, retention and watching (see backup.h).
+ * backup: schedules, catalog, retention, verification and the module's life cycle (see backup.h).
+ * The watch conditions and the control commands are in backup_cmd.c; the module's structure is in
+ * backup_internal.h.
  */
 #include "backup.h"
 
@@ -23,66 +25,7 @@
 #define BACKUP_WATCH_EVERY_MS 1000 /* cheap arithmetic over the catalog; events only on a change */
 #define BACKUP_FAILURES_KEPT 100
 
-typedef enum { JOB_NONE = 0, JOB_BACKUP, JOB_VERIFY, JOB_RESTORE } JobKind;
-
-typedef struct BackupWaiter {
-    CtlCall *call;
-    struct BackupWaiter *next;
-} BackupWaiter;
-
-typedef enum { COND_AGE, COND_SIZE, COND_FAILURES, COND_VERIFY, COND_RESTORE, COND_N } CondId;
-
-struct Backups {
-    Daemon *d;
-    bool enabled;
-    ConfigBackup cfg;
-    char *cluster;
-    char *failures_path;
-    CronExpr *sched;
-    int64_t *next_due;
-    size_t n_sched;
-    bool has_restore;
-    CronExpr restore_cron;
-    int64_t restore_next;
-    uv_timer_t tick;
-    uint64_t last_watch_ms;
-
-    json_t *catalog;  /* manifests, oldest first */
-    json_t *failures; /* failure records, oldest first */
-    bool failures_loaded;   /* read from state_dir once; memory is the truth after that */
-    bool failures_writing;  /* one write of the failures file at a time, in order ... */
-    bool failures_dirty;    /* ... and another after it when it changed meanwhile */
-    bool scanned;
-    char scan_error[512];
-
-    JobKind job_kind;
-    char job_name[256];
-    int64_t job_started;
-    int64_t last_named_started; /* Unix seconds of the newest backup that took its final name */
-    bool job_scheduled;
-    BackupJob *job;
-    BackupVerify *verify;
-    BackupRestore *restore;
-    CtlCall *verify_call;     /* on-demand verification waiting for its answer */
-    json_t *verify_manifest;  /* copy being verified */
-    uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */
-    bool verify_restore;
-    BackupWaiter *waiters;    /* `backup now --wait` */
-
-    bool cond_open[COND_N];
-    char verify_error[512];
-    char restore_error[512];
-
-    bool closing;
-    int pending;
-    void (*closed_cb)(void *);
-    void *closed_data;
-};
-
-static const char *const backups_cond_names[COND_N] = {"backup.age", "backup.size", "backup.failures",
-                                                       "backup.verify", "backup.restore_test"};
-
-static int64_t backups_now(void)
+int64_t backups__now(void)
 {
     return (int64_t)time(NULL);
 }
@@ -202,7 +145,7 @@ static void backups_task_queue(BackupTask *t)
 
 /* ---- catalog queries ---- */
 
-static json_t *backups_newest(const Backups *b)
+json_t *backups__newest(const Backups *b)
 {
     size_t n = json_array_size(b->catalog);
     return n ? json_array_get(b->catalog, n - 1) : NULL;
@@ -210,11 +153,11 @@ static json_t *backups_newest(const Backups *b)
 
 static int64_t backups_last_success_started(const Backups *b)
 {
-    json_t *m = backups_newest(b);
+    json_t *m = backups__newest(b);
     return m ? backup_manifest_started(m) : -1;
 }
 
-static unsigned backups_consecutive_failures(const Backups *b)
+unsigned backups__consecutive_failures(const Backups *b)
 {
     int64_t since = backups_last_success_started(b);
     unsigned n = 0;
@@ -227,7 +170,7 @@ static unsigned backups_consecutive_failures(const Backups *b)
     return n;
 }
 
-static json_t *backups_find(const Backups *b, const char *name)
+json_t *backups__find(const Backups *b, const char *name)
 {
     size_t i;
     json_t *m;
@@ -252,107 +195,10 @@ json_t *backups_newest_verified(const Backups *b, bool *ret_scanned)
     return NULL;
 }
 
-static const char *backups_restore_status(const json_t *m)
+const char *backups__restore_status(const json_t *m)
 {
     const char *s = json_string_value(json_object_get(json_object_get(m, "verification"), "restore_test"));
     return s ? s : "skipped";
-}
-
-/* ---- watching ---- */
-
-static void backups_condition(Backups *b, CondId id, bool open, Severity sev, const json_t *details, const char *fmt,
-                              ...) __attribute__((format(printf, 6, 7)));
-
-static void backups_condition(Backups *b, CondId id, bool open, Severity sev, const json_t *details, const char *fmt,
-                              ...)
-{
-    char key[256], msg[1024];
-    va_list ap;
-
-    if (b->cond_open[id] == open)
-        return;
-    b->cond_open[id] = open;
-    snprintf(key, sizeof(key), "%s:%s", backups_cond_names[id], b->cluster);
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    events_emit(b->d->events, open ? sev : SEV_INFO, backups_cond_names[id], key, !open, details, "%s", msg);
-}
-
-static int backups_cmp_i64(const void *a, const void *c)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)c;
-    return x < y ? -1 : x > y;
-}
-
-static void backups_watch(Backups *b)
-{
-    Component *c = status_component(b->d->status, "backup");
-    int64_t now = backups_now();
-    json_t *newest = backups_newest(b);
-    unsigned fails = backups_consecutive_failures(b);
-    char d1[48], d2[48];
-    bool too_old = false;
-
-    b->last_watch_ms = uv_now(b->d->loop);
-    if (!c)
-        return;
-    if (!b->enabled) {
-        status_set_health(c, HEALTH_DISABLED);
-        return;
-    }
-    if (!b->scanned)
-        return;
-
-    /* Age: of the newest backup, or, with none, of the daemon's watch since start. */
-    int64_t ref = newest ? backup_manifest_started(newest) : b->d->started_ms / 1000;
-    uint64_t age_ms = now > ref ? (uint64_t)(now - ref) * 1000 : 0;
-    too_old = age_ms > b->cfg.watch_max_age_ms;
-    cfg_format_duration(age_ms / 1000 * 1000, d1, sizeof(d1));
-    cfg_format_duration(b->cfg.watch_max_age_ms, d2, sizeof(d2));
-    if (newest)
-        backups_condition(b, COND_AGE, too_old, SEV_ERROR, NULL, "newest backup '%s' is %s old (limit %s)%s",
-                          json_string_value(json_object_get(newest, "file")), d1, d2,
-                          too_old ? "" : ": back within the limit");
-    else
-        backups_condition(b, COND_AGE, too_old, SEV_ERROR, NULL, "no backup at all for %s (limit %s)", d1, d2);
-
-    /* Size against the median of the previous baseline_count backups. */
-    size_t n = json_array_size(b->catalog);
-    if (n >= 2 && b->cfg.watch_size_change_percent > 0) {
-        size_t k = (size_t)b->cfg.watch_baseline_count;
-        if (k > n - 1)
-            k = n - 1;
-        int64_t *v = calloc(k, sizeof(*v));
-        if (v) {
-            for (size_t i = 0; i < k; i++)
-                v[i] = (int64_t)json_integer_value(json_object_get(json_array_get(b->catalog, n - 2 - i), "file_size_bytes"));
-            qsort(v, k, sizeof(*v), backups_cmp_i64);
-            int64_t median = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
-            int64_t size = (int64_t)json_integer_value(json_object_get(newest, "file_size_bytes"));
-            double pct = median > 0 ? 100.0 * (double)(size - median) / (double)median : 0;
-            bool open = median > 0 && (pct > (double)b->cfg.watch_size_change_percent ||
-                                       -pct > (double)b->cfg.watch_size_change_percent);
-            json_t *det = json_pack("{s:I,s:I,s:f,s:i}", "size_bytes", (json_int_t)size, "baseline_bytes",
-                                    (json_int_t)median, "change_percent", pct, "baseline_count", (int)k);
-            backups_condition(b, COND_SIZE, open, SEV_WARNING, det,
-                              "backup size %lld bytes is %+.1f%% from the baseline %lld (median of %zu; limit %lld%%)",
-                              (long long)size, pct, (long long)median, k, (long long)b->cfg.watch_size_change_percent);
-            json_decref(det);
-            free(v);
-        }
-    }
-
-    backups_condition(b, COND_FAILURES, fails >= (unsigned)b->cfg.watch_failures, SEV_ERROR, NULL,
-                      "%u consecutive backup failures%s", fails,
-                      fails >= (unsigned)b->cfg.watch_failures ? "" : ": a backup succeeded");
-
-    if (fails >= (unsigned)b->cfg.watch_failures || too_old)
-        status_set_health(c, HEALTH_DOWN);
-    else if (newest)
-        status_set_health(c, HEALTH_UP);
-    else
-        status_set_health(c, HEALTH_UNKNOWN);
 }
 
 /* ---- failures ---- */
@@ -397,7 +243,7 @@ static void backups_record_failure(Backups *b, const char *name, int64_t started
 {
     char when[32], at[32];
     backup_time_rfc3339(started, when, sizeof(when));
-    backup_time_rfc3339(backups_now(), at, sizeof(at));
+    backup_time_rfc3339(backups__now(), at, sizeof(at));
     json_array_append_new(b->failures, json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "file", name, "started_at", when,
                                                  "started_at_unix", (json_int_t)started, "failed_at", at, "stage",
                                                  stage, "code", err_name(code), "error", error));
@@ -436,7 +282,7 @@ static void backups_apply_retention(Backups *b)
         json_t *m = json_array_get(b->catalog, i);
         items[i] = (RetentionItem){backup_manifest_started(m), backup_manifest_verified(m)};
     }
-    size_t drop = retention_decide(items, n, backups_now(), &p, keep);
+    size_t drop = retention_decide(items, n, backups__now(), &p, keep);
     t->names = json_array();
     t->path = strdup(b->cfg.directory);
     json_t *gone = json_array();
@@ -514,7 +360,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
         if (c)
             status_observe(c, true, (double)json_integer_value(json_object_get(m, "duration_ms")), NULL, NULL, 1);
         if (backup_manifest_verified(m))
-            backups_condition(b, COND_VERIFY, false, SEV_ERROR, NULL, "backup '%s' verified", res->name);
+            backups__condition(b, COND_VERIFY, false, SEV_ERROR, NULL, "backup '%s' verified", res->name);
         if (!b->closing)
             backups_apply_retention(b);
     } else {
@@ -527,41 +373,41 @@ static void backups_job_done(const BackupJobResult *res, void *data)
         if (res->manifest) /* committed but its manifest could not be written: still a backup */
             json_array_append(b->catalog, res->manifest);
         if (strcmp(res->stage, "verify") == 0)
-            backups_condition(b, COND_VERIFY, true, SEV_ERROR, NULL, "verification of new backup '%s' failed: %s",
+            backups__condition(b, COND_VERIFY, true, SEV_ERROR, NULL, "verification of new backup '%s' failed: %s",
                               res->name, res->error);
         if (res->status != DR_ECANCELED)
             backups_record_failure(b, res->name, res->started_at, res->stage, res->status, res->error);
     }
     backups_answer_waiters(b, res);
     if (!b->closing)
-        backups_watch(b);
+        backups__watch(b);
     daemon_update_status(b->d);
     backups_maybe_closed(b);
 }
 
-static const char *backups_busy_message(const Backups *b, char *buf, size_t n)
+const char *backups__busy_message(const Backups *b, char *buf, size_t n)
 {
     char ago[48];
-    cfg_format_duration((uint64_t)(backups_now() - b->job_started) * 1000, ago, sizeof(ago));
+    cfg_format_duration((uint64_t)(backups__now() - b->job_started) * 1000, ago, sizeof(ago));
     snprintf(buf, n, "%s '%s' is running (started %s ago); one at a time",
              b->job_kind == JOB_BACKUP ? "a backup" : b->job_kind == JOB_VERIFY ? "a verification of" : "a test restore of",
              b->job_name, ago);
     return buf;
 }
 
-static int backups_start_backup(Backups *b, bool scheduled)
+int backups__start_backup(Backups *b, bool scheduled)
 {
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
     /* A backup named after this very second exists already (names have one-second resolution). */
-    if (backups_now() <= b->last_named_started)
+    if (backups__now() <= b->last_named_started)
         return -EAGAIN;
     b->job = backup_job_start(b->d->loop, &b->cfg, backups_job_done, b);
     if (!b->job)
         return -ENOMEM;
     b->job_kind = JOB_BACKUP;
     b->job_scheduled = scheduled;
-    b->job_started = backups_now();
+    b->job_started = backups__now();
     snprintf(b->job_name, sizeof(b->job_name), "%s", backup_job_name(b->job));
     log_info("backup", "backup '%s' started (%s)", b->job_name, scheduled ? "scheduled" : "on demand");
     return 0;
@@ -585,7 +431,7 @@ static void backups_verify_finished(Backups *b, bool ok, const char *error, json
     json_decref(b->verify_manifest);
     b->verify_manifest = NULL;
     if (!b->closing)
-        backups_watch(b);
+        backups__watch(b);
     backups_maybe_closed(b);
 }
 
@@ -618,7 +464,7 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
     bool ok = vr->container_ok && vr->sha_match && vr->child_ok;
     const char *file = json_string_value(json_object_get(m, "file"));
 
-    backup_time_rfc3339(backups_now(), when, sizeof(when));
+    backup_time_rfc3339(backups__now(), when, sizeof(when));
     if (!json_is_object(v)) {
         v = json_object();
         json_object_set_new(m, "verification", v);
@@ -632,11 +478,11 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
         backups_update_manifest(b, m);
     if (ok) {
         events_emit(b->d->events, SEV_INFO, "backup.verify", NULL, false, v, "backup '%s' verified", file);
-        backups_condition(b, COND_VERIFY, false, SEV_ERROR, NULL, "backup '%s' verified", file);
+        backups__condition(b, COND_VERIFY, false, SEV_ERROR, NULL, "backup '%s' verified", file);
     } else {
         events_emit(b->d->events, SEV_ERROR, "backup.verify", NULL, false, v, "verification of '%s' failed: %s", file,
                     vr->error);
-        backups_condition(b, COND_VERIFY, true, SEV_ERROR, v, "verification of '%s' failed: %s", file, vr->error);
+        backups__condition(b, COND_VERIFY, true, SEV_ERROR, v, "verification of '%s' failed: %s", file, vr->error);
     }
     char msg[1200];
     snprintf(msg, sizeof(msg), "verification of '%s' failed: %s", file, vr->error[0] ? vr->error : "unknown reason");
@@ -668,11 +514,11 @@ static void backups_on_restored(json_t *result, void *data)
         events_emit(b->d->events, SEV_INFO, "backup.restore_test", NULL, false, result,
                     "test restore of '%s' passed in %.1f s", file,
                     (double)json_integer_value(json_object_get(result, "duration_ms")) / 1000.0);
-        backups_condition(b, COND_RESTORE, false, SEV_ERROR, NULL, "test restore of '%s' passed", file);
+        backups__condition(b, COND_RESTORE, false, SEV_ERROR, NULL, "test restore of '%s' passed", file);
     } else {
         events_emit(b->d->events, SEV_ERROR, "backup.restore_test", NULL, false, result, "test restore of '%s' failed: %s",
                     file, error ? error : "unknown");
-        backups_condition(b, COND_RESTORE, true, SEV_ERROR, result, "test restore of '%s' failed: %s", file,
+        backups__condition(b, COND_RESTORE, true, SEV_ERROR, result, "test restore of '%s' failed: %s", file,
                           error ? error : "unknown");
     }
     char msg[1200];
@@ -716,7 +562,7 @@ static void backups_after_key(BackupTask *t)
 }
 
 /* Start a verification (restore=false) or test restore of manifest m. */
-static int backups_start_verify(Backups *b, json_t *m, bool restore, CtlCall *call)
+int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call)
 {
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
@@ -725,7 +571,7 @@ static int backups_start_verify(Backups *b, json_t *m, bool restore, CtlCall *ca
         return -ENOMEM;
     t->cfg = &b->cfg; /* read-only while the task runs; a reload replaces b->cfg only on the loop */
     b->job_kind = restore ? JOB_RESTORE : JOB_VERIFY;
-    b->job_started = backups_now();
+    b->job_started = backups__now();
     snprintf(b->job_name, sizeof(b->job_name), "%s", json_string_value(json_object_get(m, "file")));
     b->verify_manifest = json_deep_copy(m);
     b->verify_restore = restore;
@@ -740,7 +586,7 @@ static int backups_start_verify(Backups *b, json_t *m, bool restore, CtlCall *ca
 static void backups_on_tick(uv_timer_t *h)
 {
     Backups *b = h->data;
-    int64_t now = backups_now();
+    int64_t now = backups__now();
     char msg[512];
 
     if (!b->enabled || b->closing)
@@ -748,14 +594,14 @@ static void backups_on_tick(uv_timer_t *h)
     for (size_t i = 0; i < b->n_sched; i++) {
         if (now < b->next_due[i])
             continue;
-        int r = backups_start_backup(b, true);
+        int r = backups__start_backup(b, true);
         if (r == -EAGAIN)
             continue; /* the previous backup started this very second: next tick */
         if (cron_next(&b->sched[i], now, &b->next_due[i]) < 0)
             b->next_due[i] = INT64_MAX;
         if (r == DR_EBUSY)
             events_emit(b->d->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
-                        "scheduled backup '%s' skipped: %s", b->cfg.schedules[i], backups_busy_message(b, msg, sizeof(msg)));
+                        "scheduled backup '%s' skipped: %s", b->cfg.schedules[i], backups__busy_message(b, msg, sizeof(msg)));
         else if (r < 0)
             events_emit(b->d->events, SEV_ERROR, "backup.failed", NULL, false, NULL, "scheduled backup not started: %s",
                         err_str(r));
@@ -763,168 +609,17 @@ static void backups_on_tick(uv_timer_t *h)
     if (b->has_restore && now >= b->restore_next) {
         if (cron_next(&b->restore_cron, now, &b->restore_next) < 0)
             b->restore_next = INT64_MAX;
-        json_t *m = backups_newest(b);
-        int r = m ? backups_start_verify(b, m, true, NULL) : -ENOENT;
+        json_t *m = backups__newest(b);
+        int r = m ? backups__start_verify(b, m, true, NULL) : -ENOENT;
         if (r == DR_EBUSY)
             events_emit(b->d->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
-                        "scheduled test restore skipped: %s", backups_busy_message(b, msg, sizeof(msg)));
+                        "scheduled test restore skipped: %s", backups__busy_message(b, msg, sizeof(msg)));
         else if (r == -ENOENT)
             events_emit(b->d->events, SEV_WARNING, "backup.restore_test", NULL, false, NULL,
                         "scheduled test restore skipped: there is no backup yet");
     }
     if (uv_now(b->d->loop) - b->last_watch_ms >= BACKUP_WATCH_EVERY_MS)
-        backups_watch(b);
-}
-
-/* ---- commands ---- */
-
-static bool backups_check_enabled(Backups *b, CtlCall *call)
-{
-    if (b->enabled)
-        return true;
-    control_reply_error(call, DR_ESTATE, "backups are not configured: add a 'backup:' section to '%s'",
-                        b->d->config_path);
-    return false;
-}
-
-static json_t *backups_summary(const json_t *m)
-{
-    const json_t *v = json_object_get(m, "verification");
-    return json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:b,s:s,s:O?,s:O?}", "name", json_object_get(m, "file"), "started_at",
-                     json_object_get(m, "started_at"), "finished_at", json_object_get(m, "finished_at"),
-                     "file_size_bytes", json_object_get(m, "file_size_bytes"), "duration_ms",
-                     json_object_get(m, "duration_ms"), "verified", backup_manifest_verified(m), "restore_test",
-                     backups_restore_status(m), "key_id", json_object_get(m, "key_id"), "verify_error",
-                     json_object_get(v, "error"));
-}
-
-static json_t *backups_running_json(const Backups *b)
-{
-    if (b->job_kind == JOB_NONE)
-        return json_null();
-    return json_pack("{s:s,s:s,s:I}", "kind",
-                     b->job_kind == JOB_BACKUP ? "backup" : b->job_kind == JOB_VERIFY ? "verify" : "restore_test",
-                     "name", b->job_name, "started_unix", (json_int_t)b->job_started);
-}
-
-static void backups_cmd_list(CtlCall *call, const json_t *args, void *data)
-{
-    Backups *b = data;
-    json_t *list = json_array(), *fails = json_array();
-    size_t i, n;
-    json_t *m;
-
-    (void)args;
-    if (!backups_check_enabled(b, call)) {
-        json_decref(list);
-        json_decref(fails);
-        return;
-    }
-    json_array_foreach(b->catalog, i, m) json_array_append_new(list, backups_summary(m));
-    n = json_array_size(b->failures);
-    for (i = n > 20 ? n - 20 : 0; i < n; i++)
-        json_array_append(fails, json_array_get(b->failures, i));
-    control_reply_ok(call, json_pack("{s:s,s:o,s:o,s:o,s:b,s:s?}", "directory", b->cfg.directory, "backups", list,
-                                     "failures", fails, "running", backups_running_json(b), "scanned", b->scanned,
-                                     "scan_error", b->scan_error[0] ? b->scan_error : NULL));
-}
-
-static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
-{
-    Backups *b = data;
-    char msg[512];
-
-    if (!backups_check_enabled(b, call))
-        return;
-    int r = backups_start_backup(b, false);
-    if (r == DR_EBUSY) {
-        control_reply_error(call, r, "not started: %s", backups_busy_message(b, msg, sizeof(msg)));
-        return;
-    }
-    if (r == -EAGAIN) {
-        control_reply_error(call, DR_EBUSY,
-                            "not started: a backup started less than a second ago (backup names have one-second "
-                            "resolution); try again in a second");
-        return;
-    }
-    if (r < 0) {
-        control_reply_error(call, r, "cannot start a backup: %s", err_str(r));
-        return;
-    }
-    if (json_is_true(json_object_get(args, "wait"))) {
-        BackupWaiter *w = calloc(1, sizeof(*w));
-        if (w) {
-            w->call = call;
-            w->next = b->waiters;
-            b->waiters = w;
-            return;
-        }
-    }
-    control_reply_ok(call, json_pack("{s:b,s:s}", "started", 1, "name", b->job_name));
-}
-
-static void backups_cmd_status(CtlCall *call, const json_t *args, void *data)
-{
-    Backups *b = data;
-    json_t *m, *res;
-    char line[600], age[48], size[48];
-
-    (void)args;
-    if (!backups_check_enabled(b, call))
-        return;
-    m = backups_newest(b);
-    unsigned fails = backups_consecutive_failures(b);
-    if (!m) {
-        snprintf(line, sizeof(line), "no backup yet%s", fails ? "" : "");
-        res = json_pack("{s:n,s:s,s:i,s:o}", "latest", "line", line, "consecutive_failures", (int)fails, "running",
-                        backups_running_json(b));
-    } else {
-        int64_t started = backup_manifest_started(m);
-        int64_t agesec = backups_now() - started;
-        int64_t bytes = (int64_t)json_integer_value(json_object_get(m, "file_size_bytes"));
-        bool verified = backup_manifest_verified(m);
-        cfg_format_duration((uint64_t)(agesec > 0 ? agesec : 0) * 1000, age, sizeof(age));
-        if (bytes >= 1 << 20)
-            snprintf(size, sizeof(size), "%.1f MiB", (double)bytes / 1048576.0);
-        else if (bytes >= 1 << 10)
-            snprintf(size, sizeof(size), "%.1f KiB", (double)bytes / 1024.0);
-        else
-            snprintf(size, sizeof(size), "%lld B", (long long)bytes);
-        snprintf(line, sizeof(line), "latest %s, %s, %s old, %s%s%s", json_string_value(json_object_get(m, "file")),
-                 size, age, verified ? "verified" : "NOT verified",
-                 strcmp(backups_restore_status(m), "ok") == 0 ? ", test-restored" : "",
-                 fails ? (fails == 1 ? ", 1 failure since" : ", failures since") : "");
-        res = json_pack("{s:O,s:I,s:I,s:b,s:s,s:s,s:i,s:o}", "latest", json_object_get(m, "file"), "size_bytes",
-                        (json_int_t)bytes, "age_s", (json_int_t)agesec, "verified", verified, "restore_test",
-                        backups_restore_status(m), "line", line, "consecutive_failures", (int)fails, "running",
-                        backups_running_json(b));
-    }
-    control_reply_ok(call, res);
-}
-
-static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
-{
-    Backups *b = data;
-    const char *name = json_string_value(json_object_get(args, "name"));
-    bool restore = json_is_true(json_object_get(args, "restore"));
-    char msg[512];
-    json_t *m;
-
-    if (!backups_check_enabled(b, call))
-        return;
-    m = name ? backups_find(b, name) : backups_newest(b);
-    if (!m) {
-        if (name)
-            control_reply_error(call, DR_EBADARG, "no backup named '%s' in the catalog (see drctl backups)", name);
-        else
-            control_reply_error(call, DR_ESTATE, "there is no backup to verify yet");
-        return;
-    }
-    int r = backups_start_verify(b, m, restore, call);
-    if (r == DR_EBUSY)
-        control_reply_error(call, r, "not started: %s", backups_busy_message(b, msg, sizeof(msg)));
-    else if (r < 0)
-        control_reply_error(call, r, "cannot start: %s", err_str(r));
+        backups__watch(b);
 }
 
 /* ---- life cycle ---- */
@@ -951,7 +646,7 @@ static void backups_after_scan(BackupTask *t)
     else
         log_info("backup", "catalog: %zu backup(s) in '%s'", json_array_size(b->catalog), t->path);
     if (!b->closing)
-        backups_watch(b);
+        backups__watch(b);
 }
 
 static void backups_rescan(Backups *b)
@@ -980,17 +675,7 @@ Backups *backups_new(Daemon *d)
     b->failures = json_array();
     uv_timer_init(d->loop, &b->tick);
     b->tick.data = b;
-    static const CtlCommand cmds[] = {
-        {"backups", false, backups_cmd_list, NULL, "list the backup catalog and recent failures"},
-        {"backup_now", true, backups_cmd_now, NULL, "start a backup now (args: wait)"},
-        {"backup_status", false, backups_cmd_status, NULL, "latest backup, its size, age and verification"},
-        {"verify", true, backups_cmd_verify, NULL, "verify a backup (args: name, restore); answers when done"},
-    };
-    CtlCommand c[sizeof(cmds) / sizeof(cmds[0])];
-    memcpy(c, cmds, sizeof(cmds));
-    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
-        c[i].data = b;
-    control_register(d->control, c, sizeof(c) / sizeof(c[0]));
+    backups__commands_register(b);
     return b;
 }
 
@@ -998,7 +683,7 @@ int backups_apply_config(Backups *b, const Config *cfg)
 {
     ConfigBackup copy;
     bool rescan;
-    int64_t now = backups_now();
+    int64_t now = backups__now();
 
     if (b->closing)
         return DR_ECANCELED;
@@ -1006,7 +691,7 @@ int backups_apply_config(Backups *b, const Config *cfg)
     if (!cfg->backup.enabled) {
         b->enabled = false;
         uv_timer_stop(&b->tick);
-        backups_watch(b);
+        backups__watch(b);
         return 0;
     }
     if (config_backup_copy(&cfg->backup, &copy) < 0)
@@ -1038,7 +723,7 @@ int backups_apply_config(Backups *b, const Config *cfg)
         b->scanned = false;
         backups_rescan(b);
     } else {
-        backups_watch(b); /* new limits take effect now, not at the next periodic check */
+        backups__watch(b); /* new limits take effect now, not at the next periodic check */
     }
     uv_timer_start(&b->tick, backups_on_tick, BACKUP_TICK_MS, BACKUP_TICK_MS);
     return 0;

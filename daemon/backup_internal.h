@@ -1,7 +1,8 @@
 /*
  * backup_internal: what the backup module's files share (daemon/backup*.c); not for other modules.
  *
- *   backup.c          the module: schedules, commands, catalog in memory, retention, watching
+ *   backup.c          the module: schedules, catalog in memory, retention, verification, life cycle
+ *   backup_cmd.c      the module's watch conditions and control commands
  *   backup_job.c      one backup: pg_dump -> worker (compress, encrypt, write) -> verify -> commit
  *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
  *                     pg_restore -d for a test restore)
@@ -16,8 +17,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "backup.h"
 #include "backupstream.h"
 #include "config.h"
+#include "control.h"
+#include "cron.h"
+#include "events.h"
 
 /* Bytes handed to a worker at a time (and the most pg_dump output buffered on the loop). */
 #define BACKUP_HANDOFF_BYTES (4u * 1024u * 1024u)
@@ -136,5 +141,90 @@ BackupRestore *backup_restore_start(uv_loop_t *loop, const ConfigBackup *cfg, co
                                     const uint8_t key[BCF_KEY_LEN], const char *expected_sha256_hex,
                                     BackupRestoreDoneFn done, void *data);
 void backup_restore_cancel(BackupRestore *r);
+
+/* ---- the module (backup.c, backup_cmd.c) ---- */
+
+typedef struct Daemon Daemon;
+
+typedef enum { JOB_NONE = 0, JOB_BACKUP, JOB_VERIFY, JOB_RESTORE } JobKind;
+
+typedef struct BackupWaiter {
+    CtlCall *call;
+    struct BackupWaiter *next;
+} BackupWaiter;
+
+typedef enum { COND_AGE, COND_SIZE, COND_FAILURES, COND_VERIFY, COND_RESTORE, COND_N } CondId;
+
+struct Backups {
+    Daemon *d;
+    bool enabled;
+    ConfigBackup cfg;
+    char *cluster;
+    char *failures_path;
+    CronExpr *sched;
+    int64_t *next_due;
+    size_t n_sched;
+    bool has_restore;
+    CronExpr restore_cron;
+    int64_t restore_next;
+    uv_timer_t tick;
+    uint64_t last_watch_ms;
+
+    json_t *catalog;  /* manifests, oldest first */
+    json_t *failures; /* failure records, oldest first */
+    bool failures_loaded;   /* read from state_dir once; memory is the truth after that */
+    bool failures_writing;  /* one write of the failures file at a time, in order ... */
+    bool failures_dirty;    /* ... and another after it when it changed meanwhile */
+    bool scanned;
+    char scan_error[512];
+
+    JobKind job_kind;
+    char job_name[256];
+    int64_t job_started;
+    int64_t last_named_started; /* Unix seconds of the newest backup that took its final name */
+    bool job_scheduled;
+    BackupJob *job;
+    BackupVerify *verify;
+    BackupRestore *restore;
+    CtlCall *verify_call;     /* on-demand verification waiting for its answer */
+    json_t *verify_manifest;  /* copy being verified */
+    uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */
+    bool verify_restore;
+    BackupWaiter *waiters;    /* `backup now --wait` */
+
+    bool cond_open[COND_N];
+    char verify_error[512];
+    char restore_error[512];
+
+    bool closing;
+    int pending;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+/* backup.c */
+/* Now, Unix seconds. */
+int64_t backups__now(void);
+/* The newest manifest in the catalog (borrowed), or NULL. */
+json_t *backups__newest(const Backups *b);
+unsigned backups__consecutive_failures(const Backups *b);
+/* The manifest of backup `name` (borrowed), or NULL. */
+json_t *backups__find(const Backups *b, const char *name);
+/* The manifest's test restore status: "ok", "failed" or "skipped". */
+const char *backups__restore_status(const json_t *m);
+/* What is running, for a "busy" reply. */
+const char *backups__busy_message(const Backups *b, char *buf, size_t n);
+/* 0, DR_EBUSY, -EAGAIN (a backup started less than a second ago) or another negative code. */
+int backups__start_backup(Backups *b, bool scheduled);
+/* Verify (or test-restore) manifest m; call (may be NULL) gets the answer. 0 or negative (DR_EBUSY). */
+int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call);
+
+/* backup_cmd.c */
+/* Open or close condition id (an event only on a change). */
+void backups__condition(Backups *b, CondId id, bool open, Severity sev, const json_t *details, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Re-evaluate the age, size and failure conditions and the "backup" status component. */
+void backups__watch(Backups *b);
+void backups__commands_register(Backups *b);
 
 #endif

@@ -5,13 +5,20 @@
  * the end of the run's "live" step) and RPO (restore point, i.e. the chosen backup's start, to the
  * detection) against the configured targets, the databases involved, the timeline of every step
  * (start, end, outcome, attempts, message), the validation results and the reconcile report; and
- * its plain-text rendering for people.
+ * its plain-text rendering for people; writing it (state_dir/incidents/<id>.json and .txt,
+ * atomically on the thread pool) and the summary kept in the history of finished runs.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "atomicfile.h"
+#include "daemon.h"
+#include "err.h"
+#include "log.h"
 #include "scn_internal.h"
 
 static void scn_rfc3339_ms(int64_t ms, char *out, size_t n)
@@ -159,4 +166,93 @@ char *scn_report_text(const json_t *rep)
 #undef S
     fclose(f);
     return buf;
+}
+
+/* ---- writing reports ---- */
+
+typedef struct ScnReportWrite {
+    uv_work_t req;
+    ScnRun *run;
+    char json_path[4096], text_path[4096], dir[4096];
+    char *json_text, *text;
+    json_t *summary;
+    int result;
+} ScnReportWrite;
+
+static void scn_report_work(uv_work_t *req)
+{
+    ScnReportWrite *w = req->data;
+    if (mkdir(w->dir, 0750) < 0 && errno != EEXIST) {
+        w->result = -errno;
+        return;
+    }
+    w->result = atomicfile_write(w->json_path, w->json_text, strlen(w->json_text), 0640);
+    if (w->result == 0)
+        w->result = atomicfile_write(w->text_path, w->text, strlen(w->text), 0640);
+}
+
+static void scn_report_done(uv_work_t *req, int status)
+{
+    ScnReportWrite *w = req->data;
+    ScnRun *run = w->run;
+    LogFields lf = {run->id, run->def->name, NULL};
+    if (status < 0 && w->result == 0)
+        w->result = status;
+    if (w->result < 0) {
+        events_emit(run->d->events, SEV_ERROR, "scenario.report", NULL, false, NULL,
+                    "cannot write the incident report '%s': %s", w->json_path, err_str(w->result));
+    } else {
+        log_emit(LOG_NOTICE, "scenario", &lf, "incident report written to '%s'", w->json_path);
+    }
+    if (w->summary)
+        json_array_append_new(run->s->history, w->summary);
+    free(w->json_text);
+    free(w->text);
+    free(w);
+    scn_run_unref(run);
+}
+
+json_t *scn_summary(const json_t *rep)
+{
+    static const char *const keys[] = {"run", "scenario", "mode", "status", "state", "reason", "detected_ms",
+                                       "finished_ms", "rto_ms", "rpo_ms", "rto_met", "rpo_met", NULL};
+    json_t *o = json_object();
+    for (size_t i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(rep, keys[i]);
+        if (v)
+            json_object_set(o, keys[i], v);
+    }
+    return o;
+}
+
+void scn_write_report(ScnRun *run)
+{
+    ScnReportWrite *w = calloc(1, sizeof(*w));
+    json_t *rep = scn_report_build(run, run->d->cfg->cluster);
+    if (!w || !rep) {
+        free(w);
+        json_decref(rep);
+        return;
+    }
+    w->run = run;
+    w->json_text = json_dumps(rep, JSON_INDENT(2) | JSON_SORT_KEYS);
+    w->text = scn_report_text(rep);
+    w->summary = scn_summary(rep);
+    json_decref(rep);
+    scn_path(run->s, w->dir, sizeof(w->dir), "incidents", NULL, NULL);
+    scn_path(run->s, w->json_path, sizeof(w->json_path), "incidents", run->id, ".json");
+    scn_path(run->s, w->text_path, sizeof(w->text_path), "incidents", run->id, ".txt");
+    w->req.data = w;
+    if (!w->json_text || !w->text) {
+        free(w->json_text);
+        free(w->text);
+        json_decref(w->summary);
+        free(w);
+        return;
+    }
+    scn_run_ref(run);
+    if (uv_queue_work(run->d->loop, &w->req, scn_report_work, scn_report_done) < 0) {
+        w->result = -ENOMEM;
+        scn_report_done(&w->req, 0);
+    }
 }

@@ -7,6 +7,8 @@
  * The one uv_timer serves, one at a time, the connect timeout, the query timeout, and "deferred"
  * completions (a failure found inside pgconn_query() is reported on the next loop turn so that
  * callbacks never run inside pgconn_query()).
+ * Conninfo parsing and the host name lookups are in pgconninfo.c; the connection's structure is in
+ * pgconn_internal.h.
  */
 #include "pgconn.h"
 
@@ -19,8 +21,7 @@
 #include <sys/stat.h>
 
 #include "err.h"
-
-enum { PGCONN_MSG_MAX = 512, PGCONN_MAX_ADDRS = 8 };
+#include "pgconn_internal.h"
 
 enum {
     PGCONN_DEFAULT_CONNECT_MS = 10000,
@@ -29,108 +30,11 @@ enum {
     PGCONN_DEFAULT_RECONNECT_MAX_MS = 10000,
 };
 
-typedef enum {
-    PGCONN_IDLE,
-    PGCONN_RESOLVING,
-    PGCONN_CONNECTING,
-    PGCONN_READY,
-    PGCONN_CLOSING,
-} PgConnState;
-
-typedef enum {
-    PGCONN_TIMER_NONE,
-    PGCONN_TIMER_CONNECT,
-    PGCONN_TIMER_QUERY,
-    PGCONN_TIMER_DEFERRED,
-} PgConnTimer;
-
-typedef enum {
-    PGCONN_HOST_UNIX,    /* socket directory or empty: no lookup, no hostaddr */
-    PGCONN_HOST_LITERAL, /* IP literal: hostaddr is the host itself */
-    PGCONN_HOST_NAME,    /* name: resolved with uv_getaddrinfo */
-} PgHostKind;
-
-typedef struct PgHost {
-    char *host;
-    char *port;            /* this host's port when ports are given per host, else NULL */
-    PgHostKind kind;
-    char *addrs[PGCONN_MAX_ADDRS]; /* resolved addresses of the current attempt */
-    size_t naddrs;
-} PgHost;
-
-/* A uv_poll on the connection socket; freed in its close callback. */
-typedef struct PgPoll {
-    uv_poll_t handle;
-    PgConn *owner;
-} PgPoll;
-
-/* A lookup in flight; detached (owner NULL) when the connection gives up on it. */
-typedef struct PgResolve {
-    uv_getaddrinfo_t req;
-    PgConn *owner;
-    size_t host_idx;
-} PgResolve;
-
 /* A PQcancel on the thread pool; owns itself, knows nothing of the connection. */
 typedef struct PgCancelJob {
     uv_work_t req;
     PGcancel *cancel;
 } PgCancelJob;
-
-typedef struct PgQuery {
-    char *sql;
-    char **params;
-    int nparams;
-    PgConnResultCb cb;
-    void *data;
-    bool flushing; /* PQflush returned 1: wait for writable too */
-} PgQuery;
-
-struct PgConn {
-    uv_loop_t *loop;
-    PgConnOptions opts;
-    PgConnState state;
-
-    /* conninfo: the options passed through as they are, plus the hosts we resolve */
-    char **keys;
-    char **vals;
-    size_t nkv;
-    bool rewrite_hosts; /* false: host/hostaddr/port are in keys/vals unchanged */
-    PgHost *hosts;
-    size_t nhosts;
-    char *port;         /* single port value (or NULL) when not per host */
-    size_t resolve_idx;
-    PgResolve *resolve;
-    char resolve_err[PGCONN_MSG_MAX];
-
-    PGconn *pq;
-    PgPoll *poll;
-    int poll_fd;
-    dev_t poll_dev;
-    ino_t poll_ino;
-
-    uv_timer_t timer;
-    PgConnTimer timer_use;
-    unsigned handles_open;
-
-    bool busy;
-    bool sent;
-    bool in_query_call;
-    PgQuery q;
-    PGresult *last_res;
-    int deferred_status;
-    char deferred_msg[PGCONN_MSG_MAX];
-
-    unsigned failures;
-    uint64_t backoff_ms;
-    uint64_t retry_at;
-
-    char errmsg[PGCONN_MSG_MAX];
-    char sqlstate[6];
-
-    void (*closed_cb)(void *data);
-    void *closed_data;
-};
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -141,8 +45,8 @@ static void pgconn_trim(char *s)
         s[--n] = '\0';
 }
 
-__attribute__((format(printf, 3, 4))) static void pgconn_fmt(char *dst, size_t size,
-                                                            const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) void pgconn__fmt(char *dst, size_t size,
+                                                       const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -153,85 +57,7 @@ __attribute__((format(printf, 3, 4))) static void pgconn_fmt(char *dst, size_t s
 
 static void pgconn_set_error(PgConn *c, const char *msg)
 {
-    pgconn_fmt(c->errmsg, sizeof(c->errmsg), "%s", msg && *msg ? msg : "unknown database error");
-}
-
-static char *pgconn_join(char **parts, size_t n)
-{
-    size_t len = 1;
-    for (size_t i = 0; i < n; i++)
-        len += strlen(parts[i] ? parts[i] : "") + 1;
-    char *out = malloc(len);
-    if (!out)
-        return NULL;
-    char *p = out;
-    for (size_t i = 0; i < n; i++) {
-        const char *s = parts[i] ? parts[i] : "";
-        size_t l = strlen(s);
-        if (i > 0)
-            *p++ = ',';
-        memcpy(p, s, l);
-        p += l;
-    }
-    *p = '\0';
-    return out;
-}
-
-/* Split a comma list into malloc'd strings; returns the count or 0 on OOM. */
-static size_t pgconn_split(const char *s, char ***ret)
-{
-    size_t n = 1;
-    for (const char *p = s; *p; p++)
-        n += *p == ',';
-    char **v = calloc(n, sizeof(*v));
-    if (!v)
-        return 0;
-    const char *start = s;
-    for (size_t i = 0; i < n; i++) {
-        const char *end = strchr(start, ',');
-        size_t l = end ? (size_t)(end - start) : strlen(start);
-        v[i] = strndup(start, l);
-        if (!v[i]) {
-            for (size_t j = 0; j < i; j++)
-                free(v[j]);
-            free(v);
-            return 0;
-        }
-        start = end ? end + 1 : start + l;
-    }
-    *ret = v;
-    return n;
-}
-
-static void pgconn_free_strv(char **v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* Conninfo parse errors quote fragments of the input; drop them when a password may be there. */
-static void pgconn_drop_quoted(char *s)
-{
-    char *w = s;
-    bool in = false;
-    for (char *r = s; *r; r++) {
-        if (*r == '"') {
-            if (!in) {
-                memcpy(w, "\"...", 4);
-                w += 4;
-            } else {
-                *w++ = '"';
-            }
-            in = !in;
-            continue;
-        }
-        if (!in)
-            *w++ = *r;
-    }
-    *w = '\0';
+    pgconn__fmt(c->errmsg, sizeof(c->errmsg), "%s", msg && *msg ? msg : "unknown database error");
 }
 
 /* ---- handles ------------------------------------------------------------------------------- */
@@ -243,8 +69,8 @@ static void pgconn_handle_closed(PgConn *c)
         return;
     void (*cb)(void *) = c->closed_cb;
     void *data = c->closed_data;
-    pgconn_free_strv(c->keys, c->nkv);
-    pgconn_free_strv(c->vals, c->nkv);
+    pgconn__free_strv(c->keys, c->nkv);
+    pgconn__free_strv(c->vals, c->nkv);
     for (size_t i = 0; i < c->nhosts; i++) {
         free(c->hosts[i].host);
         free(c->hosts[i].port);
@@ -367,7 +193,7 @@ static void pgconn_query_free(PgQuery *q)
 {
     free(q->sql);
     if (q->params)
-        pgconn_free_strv(q->params, (size_t)q->nparams);
+        pgconn__free_strv(q->params, (size_t)q->nparams);
     memset(q, 0, sizeof(*q));
 }
 
@@ -382,7 +208,7 @@ static void pgconn_complete(PgConn *c, int status, PGresult *res, const char *ms
         /* found inside pgconn_query(): report on the next loop turn */
         PQclear(res);
         c->deferred_status = status;
-        pgconn_fmt(c->deferred_msg, sizeof(c->deferred_msg), "%s", msg ? msg : "");
+        pgconn__fmt(c->deferred_msg, sizeof(c->deferred_msg), "%s", msg ? msg : "");
         pgconn_timer_start(c, PGCONN_TIMER_DEFERRED, 0);
         return;
     }
@@ -392,14 +218,14 @@ static void pgconn_complete(PgConn *c, int status, PGresult *res, const char *ms
     c->busy = false;
     c->sent = false;
     if (msg)
-        pgconn_fmt(text, sizeof(text), "%s", msg);
+        pgconn__fmt(text, sizeof(text), "%s", msg);
     q.cb(c, status, res, msg ? text : NULL, q.data);
     PQclear(res);
     pgconn_query_free(&q);
 }
 
 /* The connection failed or was lost: drop it, arm the backoff, fail the query if any. */
-static void pgconn_fail(PgConn *c, int status, const char *msg)
+void pgconn__fail(PgConn *c, int status, const char *msg)
 {
     pgconn_set_error(c, msg);
     c->sqlstate[0] = '\0';
@@ -411,8 +237,8 @@ static void pgconn_fail(PgConn *c, int status, const char *msg)
 static void pgconn_fail_pq(PgConn *c, int status)
 {
     char msg[PGCONN_MSG_MAX];
-    pgconn_fmt(msg, sizeof(msg), "%s", c->pq ? PQerrorMessage(c->pq) : "no connection");
-    pgconn_fail(c, status, msg);
+    pgconn__fmt(msg, sizeof(msg), "%s", c->pq ? PQerrorMessage(c->pq) : "no connection");
+    pgconn__fail(c, status, msg);
 }
 
 /* ---- query --------------------------------------------------------------------------------- */
@@ -428,8 +254,8 @@ static void pgconn_flush_and_watch(PgConn *c)
     r = pgconn_poll_watch(c, UV_READABLE | (c->q.flushing ? UV_WRITABLE : 0));
     if (r < 0) {
         char msg[PGCONN_MSG_MAX];
-        pgconn_fmt(msg, sizeof(msg), "cannot watch the database socket: %s", uv_strerror(r));
-        pgconn_fail(c, DR_EDB, msg);
+        pgconn__fmt(msg, sizeof(msg), "cannot watch the database socket: %s", uv_strerror(r));
+        pgconn__fail(c, DR_EDB, msg);
     }
 }
 
@@ -510,7 +336,7 @@ static void pgconn_query_io(PgConn *c, int status, int events)
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
             PQclear(r);
-            pgconn_fail(c, DR_EDB, "COPY is not supported by pgconn");
+            pgconn__fail(c, DR_EDB, "COPY is not supported by pgconn");
             return;
         }
         /* keep the first error (the cause, e.g. FATAL 57P01), else the latest result */
@@ -523,13 +349,13 @@ static void pgconn_query_io(PgConn *c, int status, int events)
     }
     if (!consumed) {
         char msg[PGCONN_MSG_MAX];
-        pgconn_fmt(msg, sizeof(msg), "%s", status < 0 ? uv_strerror(status) : PQerrorMessage(c->pq));
-        pgconn_fail(c, DR_EDB, msg);
+        pgconn__fmt(msg, sizeof(msg), "%s", status < 0 ? uv_strerror(status) : PQerrorMessage(c->pq));
+        pgconn__fail(c, DR_EDB, msg);
         return;
     }
     int r = pgconn_poll_watch(c, UV_READABLE | (c->q.flushing ? UV_WRITABLE : 0));
     if (r < 0)
-        pgconn_fail(c, DR_EDB, uv_strerror(r));
+        pgconn__fail(c, DR_EDB, uv_strerror(r));
 }
 
 /* Connected and idle: readable means notices, notifications, or the server going away. */
@@ -566,7 +392,7 @@ static void pgconn_connected(PgConn *c)
     }
     int r = pgconn_poll_watch(c, UV_READABLE);
     if (r < 0)
-        pgconn_fail(c, DR_EDB, uv_strerror(r));
+        pgconn__fail(c, DR_EDB, uv_strerror(r));
 }
 
 static void pgconn_connect_step(PgConn *c)
@@ -588,8 +414,8 @@ static void pgconn_connect_step(PgConn *c)
     }
     if (r < 0) {
         char msg[PGCONN_MSG_MAX];
-        pgconn_fmt(msg, sizeof(msg), "cannot watch the database socket: %s", uv_strerror(r));
-        pgconn_fail(c, DR_EDB, msg);
+        pgconn__fmt(msg, sizeof(msg), "cannot watch the database socket: %s", uv_strerror(r));
+        pgconn__fail(c, DR_EDB, msg);
     }
 }
 
@@ -619,7 +445,7 @@ static void pgconn_ignore_notice(void *arg, const char *message)
 }
 
 /* Build host/hostaddr/port from this attempt's lookups and start libpq's connect. */
-static void pgconn_start_pq(PgConn *c)
+void pgconn__start_pq(PgConn *c)
 {
     size_t n = c->nkv;
     const char **keys = calloc(n + 4, sizeof(*keys));
@@ -655,12 +481,12 @@ static void pgconn_start_pq(PgConn *c)
             }
         }
         if (ne == 0) {
-            pgconn_fail(c, DR_EDB, c->resolve_err[0] ? c->resolve_err : "no usable host");
+            pgconn__fail(c, DR_EDB, c->resolve_err[0] ? c->resolve_err : "no usable host");
             goto out;
         }
-        hoststr = pgconn_join(eh, ne);
-        addrstr = any_addr ? pgconn_join(ea, ne) : NULL;
-        portstr = c->hosts[0].port ? pgconn_join(ep, ne) : (c->port ? strdup(c->port) : NULL);
+        hoststr = pgconn__join(eh, ne);
+        addrstr = any_addr ? pgconn__join(ea, ne) : NULL;
+        portstr = c->hosts[0].port ? pgconn__join(ep, ne) : (c->port ? strdup(c->port) : NULL);
         if (!hoststr || (any_addr && !addrstr) || ((c->hosts[0].port || c->port) && !portstr))
             goto oom;
         keys[n] = "host";
@@ -688,12 +514,12 @@ static void pgconn_start_pq(PgConn *c)
     int r = pgconn_poll_watch(c, UV_WRITABLE);
     if (r < 0) {
         char msg[PGCONN_MSG_MAX];
-        pgconn_fmt(msg, sizeof(msg), "cannot watch the database socket: %s", uv_strerror(r));
-        pgconn_fail(c, DR_EDB, msg);
+        pgconn__fmt(msg, sizeof(msg), "cannot watch the database socket: %s", uv_strerror(r));
+        pgconn__fail(c, DR_EDB, msg);
     }
     goto out;
 oom:
-    pgconn_fail(c, -ENOMEM, "out of memory");
+    pgconn__fail(c, -ENOMEM, "out of memory");
 out:
     free(keys);
     free(vals);
@@ -703,87 +529,6 @@ out:
     free(hoststr);
     free(addrstr);
     free(portstr);
-}
-
-static void pgconn_resolve_next(PgConn *c);
-
-static void pgconn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    PgResolve *rs = (PgResolve *)req;
-    PgConn *c = rs->owner;
-    size_t idx = rs->host_idx;
-
-    free(rs);
-    if (!c) {
-        uv_freeaddrinfo(res);
-        return;
-    }
-    c->resolve = NULL;
-    PgHost *h = &c->hosts[idx];
-    if (status < 0) {
-        if (!c->resolve_err[0])
-            pgconn_fmt(c->resolve_err, sizeof(c->resolve_err),
-                       "could not translate host name \"%s\" to address: %s", h->host,
-                       uv_strerror(status));
-    }
-    for (struct addrinfo *ai = res; ai && h->naddrs < PGCONN_MAX_ADDRS; ai = ai->ai_next) {
-        char buf[64] = "";
-        if (ai->ai_family == AF_INET)
-            uv_ip4_name((const struct sockaddr_in *)(const void *)ai->ai_addr, buf, sizeof(buf));
-        else if (ai->ai_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)(const void *)ai->ai_addr, buf, sizeof(buf));
-        else
-            continue;
-        bool dup = false;
-        for (size_t j = 0; j < h->naddrs; j++)
-            dup |= strcmp(h->addrs[j], buf) == 0;
-        if (dup || !buf[0])
-            continue;
-        char *s = strdup(buf);
-        if (!s)
-            break;
-        h->addrs[h->naddrs++] = s;
-    }
-    uv_freeaddrinfo(res);
-    c->resolve_idx = idx + 1;
-    pgconn_resolve_next(c);
-}
-
-/* Look up the next host name (one at a time), then connect. */
-static void pgconn_resolve_next(PgConn *c)
-{
-    while (c->resolve_idx < c->nhosts) {
-        size_t i = c->resolve_idx;
-        if (c->hosts[i].kind != PGCONN_HOST_NAME) {
-            c->resolve_idx++;
-            continue;
-        }
-        PgResolve *rs = calloc(1, sizeof(*rs));
-        if (!rs) {
-            pgconn_fail(c, -ENOMEM, "out of memory");
-            return;
-        }
-        struct addrinfo hints;
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        rs->owner = c;
-        rs->host_idx = i;
-        int r = uv_getaddrinfo(c->loop, &rs->req, pgconn_on_resolved, c->hosts[i].host, NULL,
-                               &hints);
-        if (r == 0) {
-            c->resolve = rs;
-            c->state = PGCONN_RESOLVING;
-            return;
-        }
-        free(rs);
-        if (!c->resolve_err[0])
-            pgconn_fmt(c->resolve_err, sizeof(c->resolve_err),
-                       "could not translate host name \"%s\" to address: %s", c->hosts[i].host,
-                       uv_strerror(r));
-        c->resolve_idx++;
-    }
-    pgconn_start_pq(c);
 }
 
 static void pgconn_start_connect(PgConn *c)
@@ -798,9 +543,9 @@ static void pgconn_start_connect(PgConn *c)
     c->state = PGCONN_RESOLVING;
     pgconn_timer_start(c, PGCONN_TIMER_CONNECT, c->opts.connect_timeout_ms);
     if (c->rewrite_hosts)
-        pgconn_resolve_next(c);
+        pgconn__resolve_next(c);
     else
-        pgconn_start_pq(c);
+        pgconn__start_pq(c);
 }
 
 /* Thread pool: PQcancel opens a connection and blocks; best effort, the query already failed. */
@@ -828,10 +573,10 @@ static void pgconn_on_timer(uv_timer_t *t)
     c->timer_use = PGCONN_TIMER_NONE;
     switch (use) {
     case PGCONN_TIMER_CONNECT:
-        pgconn_fmt(msg, sizeof(msg), "could not connect within %llu ms%s",
+        pgconn__fmt(msg, sizeof(msg), "could not connect within %llu ms%s",
                    (unsigned long long)c->opts.connect_timeout_ms,
                    c->state == PGCONN_RESOLVING ? " (host name lookup)" : "");
-        pgconn_fail(c, -ETIMEDOUT, msg);
+        pgconn__fail(c, -ETIMEDOUT, msg);
         break;
     case PGCONN_TIMER_QUERY: {
         /* PQcancel blocks (it opens a new connection): run it on the thread pool. */
@@ -846,7 +591,7 @@ static void pgconn_on_timer(uv_timer_t *t)
             PQfreeCancel(cancel);
             free(job);
         }
-        pgconn_fmt(msg, sizeof(msg), "query timed out after %llu ms (%s)",
+        pgconn__fmt(msg, sizeof(msg), "query timed out after %llu ms (%s)",
                    (unsigned long long)c->opts.query_timeout_ms,
                    queued ? "cancel sent, connection dropped" : "connection dropped");
         pgconn_set_error(c, msg);
@@ -861,128 +606,6 @@ static void pgconn_on_timer(uv_timer_t *t)
     case PGCONN_TIMER_NONE:
         break;
     }
-}
-
-/* ---- conninfo ------------------------------------------------------------------------------ */
-
-static bool pgconn_may_hold_password(const char *conninfo)
-{
-    for (const char *p = conninfo; *p; p++)
-        if (strncasecmp(p, "password", 8) == 0)
-            return true;
-    return strchr(conninfo, '@') != NULL;
-}
-
-static PgHostKind pgconn_host_kind(const char *h)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (h[0] == '\0' || h[0] == '/' || h[0] == '@')
-        return PGCONN_HOST_UNIX;
-    if (uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0)
-        return PGCONN_HOST_LITERAL;
-    return PGCONN_HOST_NAME;
-}
-
-static int pgconn_push_kv(PgConn *c, const char *k, const char *v)
-{
-    char *kk = strdup(k), *vv = strdup(v);
-    if (!kk || !vv) {
-        free(kk);
-        free(vv);
-        return -ENOMEM;
-    }
-    c->keys[c->nkv] = kk;
-    c->vals[c->nkv++] = vv;
-    return 0;
-}
-
-/* Fill keys/vals and hosts from conninfo. Returns 0, -ENOMEM, or DR_ECONFIG with *msg set. */
-static int pgconn_parse(PgConn *c, const char *conninfo, char *msg, size_t msgsize)
-{
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-    const char *host = NULL, *hostaddr = NULL, *port = NULL;
-    size_t nopts = 0;
-    int r = 0;
-    char **hv = NULL, **pv = NULL;
-    size_t nh = 0, np = 0;
-
-    if (!opts) {
-        if (!err)
-            return -ENOMEM;
-        pgconn_fmt(msg, msgsize, "invalid conninfo: %s", err);
-        PQfreemem(err);
-        if (pgconn_may_hold_password(conninfo))
-            pgconn_drop_quoted(msg);
-        return DR_ECONFIG;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        nopts++;
-    c->keys = calloc(nopts + 1, sizeof(*c->keys));
-    c->vals = calloc(nopts + 1, sizeof(*c->vals));
-    if (!c->keys || !c->vals) {
-        r = -ENOMEM;
-        goto out;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if ((r = pgconn_push_kv(c, o->keyword, o->val)) < 0)
-            goto out;
-    }
-    const char *effective = host && *host ? host : getenv("PGHOST");
-    if (!(hostaddr && *hostaddr) && effective && *effective) {
-        nh = pgconn_split(effective, &hv);
-        np = port && *port ? pgconn_split(port, &pv) : 0;
-        if (nh == 0 || (port && *port && np == 0)) {
-            r = -ENOMEM;
-            goto out;
-        }
-        if (np > 1 && np != nh) {
-            pgconn_fmt(msg, msgsize, "invalid conninfo: could not match %zu port numbers to %zu hosts",
-                       np, nh);
-            r = DR_ECONFIG;
-            goto out;
-        }
-        c->hosts = calloc(nh, sizeof(*c->hosts));
-        if (!c->hosts) {
-            r = -ENOMEM;
-            goto out;
-        }
-        c->nhosts = nh;
-        for (size_t i = 0; i < nh; i++) {
-            c->hosts[i].kind = pgconn_host_kind(hv[i]);
-            c->rewrite_hosts |= c->hosts[i].kind != PGCONN_HOST_UNIX;
-            c->hosts[i].host = hv[i];
-            hv[i] = NULL;
-            if (np > 1) {
-                c->hosts[i].port = pv[i];
-                pv[i] = NULL;
-            }
-        }
-        if (np == 1) {
-            c->port = pv[0];
-            pv[0] = NULL;
-        }
-    }
-    if (!c->rewrite_hosts) {
-        /* nothing to look up: hand host/hostaddr/port to libpq as given */
-        if ((host && (r = pgconn_push_kv(c, "host", host)) < 0) ||
-            (hostaddr && (r = pgconn_push_kv(c, "hostaddr", hostaddr)) < 0) ||
-            (port && (r = pgconn_push_kv(c, "port", port)) < 0))
-            goto out;
-    }
-out:
-    pgconn_free_strv(hv, nh);
-    pgconn_free_strv(pv, np);
-    PQconninfoFree(opts);
-    return r;
 }
 
 /* ---- public -------------------------------------------------------------------------------- */
@@ -1011,7 +634,7 @@ PgConn *pgconn_new_msg(uv_loop_t *loop, const char *conninfo, const PgConnOption
     if (c->opts.reconnect_max_ms < c->opts.reconnect_min_ms)
         c->opts.reconnect_max_ms = c->opts.reconnect_min_ms;
 
-    int r = conninfo ? pgconn_parse(c, conninfo, msg, sizeof(msg)) : DR_ECONFIG;
+    int r = conninfo ? pgconn__parse(c, conninfo, msg, sizeof(msg)) : DR_ECONFIG;
     if (r == 0 && uv_timer_init(loop, &c->timer) != 0)
         r = -ENOMEM;
     if (r < 0) {

@@ -1,0 +1,295 @@
+/*
+ * pgconninfo: a connection's conninfo and host names (see pgconn_internal.h).
+ *
+ * Owns parsing the conninfo into the options passed to libpq as they are plus the hosts (and
+ * ports) to look up; telling Unix socket directories, IP literals and names apart; the lookups of
+ * host names with uv_getaddrinfo, one at a time, into at most PGCONN_MAX_ADDRS addresses per host;
+ * and keeping passwords out of parse error messages.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "pgconn_internal.h"
+
+char *pgconn__join(char **parts, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(parts[i] ? parts[i] : "") + 1;
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    char *p = out;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = parts[i] ? parts[i] : "";
+        size_t l = strlen(s);
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, s, l);
+        p += l;
+    }
+    *p = '\0';
+    return out;
+}
+
+/* Split a comma list into malloc'd strings; returns the count or 0 on OOM. */
+static size_t pgconn_split(const char *s, char ***ret)
+{
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    char **v = calloc(n, sizeof(*v));
+    if (!v)
+        return 0;
+    const char *start = s;
+    for (size_t i = 0; i < n; i++) {
+        const char *end = strchr(start, ',');
+        size_t l = end ? (size_t)(end - start) : strlen(start);
+        v[i] = strndup(start, l);
+        if (!v[i]) {
+            for (size_t j = 0; j < i; j++)
+                free(v[j]);
+            free(v);
+            return 0;
+        }
+        start = end ? end + 1 : start + l;
+    }
+    *ret = v;
+    return n;
+}
+
+void pgconn__free_strv(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Conninfo parse errors quote fragments of the input; drop them when a password may be there. */
+static void pgconn_drop_quoted(char *s)
+{
+    char *w = s;
+    bool in = false;
+    for (char *r = s; *r; r++) {
+        if (*r == '"') {
+            if (!in) {
+                memcpy(w, "\"...", 4);
+                w += 4;
+            } else {
+                *w++ = '"';
+            }
+            in = !in;
+            continue;
+        }
+        if (!in)
+            *w++ = *r;
+    }
+    *w = '\0';
+}
+
+static void pgconn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    PgResolve *rs = (PgResolve *)req;
+    PgConn *c = rs->owner;
+    size_t idx = rs->host_idx;
+
+    free(rs);
+    if (!c) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    c->resolve = NULL;
+    PgHost *h = &c->hosts[idx];
+    if (status < 0) {
+        if (!c->resolve_err[0])
+            pgconn__fmt(c->resolve_err, sizeof(c->resolve_err),
+                       "could not translate host name \"%s\" to address: %s", h->host,
+                       uv_strerror(status));
+    }
+    for (struct addrinfo *ai = res; ai && h->naddrs < PGCONN_MAX_ADDRS; ai = ai->ai_next) {
+        char buf[64] = "";
+        if (ai->ai_family == AF_INET)
+            uv_ip4_name((const struct sockaddr_in *)(const void *)ai->ai_addr, buf, sizeof(buf));
+        else if (ai->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)(const void *)ai->ai_addr, buf, sizeof(buf));
+        else
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < h->naddrs; j++)
+            dup |= strcmp(h->addrs[j], buf) == 0;
+        if (dup || !buf[0])
+            continue;
+        char *s = strdup(buf);
+        if (!s)
+            break;
+        h->addrs[h->naddrs++] = s;
+    }
+    uv_freeaddrinfo(res);
+    c->resolve_idx = idx + 1;
+    pgconn__resolve_next(c);
+}
+
+/* Look up the next host name (one at a time), then connect. */
+void pgconn__resolve_next(PgConn *c)
+{
+    while (c->resolve_idx < c->nhosts) {
+        size_t i = c->resolve_idx;
+        if (c->hosts[i].kind != PGCONN_HOST_NAME) {
+            c->resolve_idx++;
+            continue;
+        }
+        PgResolve *rs = calloc(1, sizeof(*rs));
+        if (!rs) {
+            pgconn__fail(c, -ENOMEM, "out of memory");
+            return;
+        }
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        rs->owner = c;
+        rs->host_idx = i;
+        int r = uv_getaddrinfo(c->loop, &rs->req, pgconn_on_resolved, c->hosts[i].host, NULL,
+                               &hints);
+        if (r == 0) {
+            c->resolve = rs;
+            c->state = PGCONN_RESOLVING;
+            return;
+        }
+        free(rs);
+        if (!c->resolve_err[0])
+            pgconn__fmt(c->resolve_err, sizeof(c->resolve_err),
+                       "could not translate host name \"%s\" to address: %s", c->hosts[i].host,
+                       uv_strerror(r));
+        c->resolve_idx++;
+    }
+    pgconn__start_pq(c);
+}
+
+/* ---- conninfo ------------------------------------------------------------------------------ */
+
+static bool pgconn_may_hold_password(const char *conninfo)
+{
+    for (const char *p = conninfo; *p; p++)
+        if (strncasecmp(p, "password", 8) == 0)
+            return true;
+    return strchr(conninfo, '@') != NULL;
+}
+
+static PgHostKind pgconn_host_kind(const char *h)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (h[0] == '\0' || h[0] == '/' || h[0] == '@')
+        return PGCONN_HOST_UNIX;
+    if (uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0)
+        return PGCONN_HOST_LITERAL;
+    return PGCONN_HOST_NAME;
+}
+
+static int pgconn_push_kv(PgConn *c, const char *k, const char *v)
+{
+    char *kk = strdup(k), *vv = strdup(v);
+    if (!kk || !vv) {
+        free(kk);
+        free(vv);
+        return -ENOMEM;
+    }
+    c->keys[c->nkv] = kk;
+    c->vals[c->nkv++] = vv;
+    return 0;
+}
+
+/* Fill keys/vals and hosts from conninfo. Returns 0, -ENOMEM, or DR_ECONFIG with *msg set. */
+int pgconn__parse(PgConn *c, const char *conninfo, char *msg, size_t msgsize)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    const char *host = NULL, *hostaddr = NULL, *port = NULL;
+    size_t nopts = 0;
+    int r = 0;
+    char **hv = NULL, **pv = NULL;
+    size_t nh = 0, np = 0;
+
+    if (!opts) {
+        if (!err)
+            return -ENOMEM;
+        pgconn__fmt(msg, msgsize, "invalid conninfo: %s", err);
+        PQfreemem(err);
+        if (pgconn_may_hold_password(conninfo))
+            pgconn_drop_quoted(msg);
+        return DR_ECONFIG;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        nopts++;
+    c->keys = calloc(nopts + 1, sizeof(*c->keys));
+    c->vals = calloc(nopts + 1, sizeof(*c->vals));
+    if (!c->keys || !c->vals) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if ((r = pgconn_push_kv(c, o->keyword, o->val)) < 0)
+            goto out;
+    }
+    const char *effective = host && *host ? host : getenv("PGHOST");
+    if (!(hostaddr && *hostaddr) && effective && *effective) {
+        nh = pgconn_split(effective, &hv);
+        np = port && *port ? pgconn_split(port, &pv) : 0;
+        if (nh == 0 || (port && *port && np == 0)) {
+            r = -ENOMEM;
+            goto out;
+        }
+        if (np > 1 && np != nh) {
+            pgconn__fmt(msg, msgsize, "invalid conninfo: could not match %zu port numbers to %zu hosts",
+                       np, nh);
+            r = DR_ECONFIG;
+            goto out;
+        }
+        c->hosts = calloc(nh, sizeof(*c->hosts));
+        if (!c->hosts) {
+            r = -ENOMEM;
+            goto out;
+        }
+        c->nhosts = nh;
+        for (size_t i = 0; i < nh; i++) {
+            c->hosts[i].kind = pgconn_host_kind(hv[i]);
+            c->rewrite_hosts |= c->hosts[i].kind != PGCONN_HOST_UNIX;
+            c->hosts[i].host = hv[i];
+            hv[i] = NULL;
+            if (np > 1) {
+                c->hosts[i].port = pv[i];
+                pv[i] = NULL;
+            }
+        }
+        if (np == 1) {
+            c->port = pv[0];
+            pv[0] = NULL;
+        }
+    }
+    if (!c->rewrite_hosts) {
+        /* nothing to look up: hand host/hostaddr/port to libpq as given */
+        if ((host && (r = pgconn_push_kv(c, "host", host)) < 0) ||
+            (hostaddr && (r = pgconn_push_kv(c, "hostaddr", hostaddr)) < 0) ||
+            (port && (r = pgconn_push_kv(c, "port", port)) < 0))
+            goto out;
+    }
+out:
+    pgconn__free_strv(hv, nh);
+    pgconn__free_strv(pv, np);
+    PQconninfoFree(opts);
+    return r;
+}
