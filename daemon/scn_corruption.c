@@ -503,6 +503,10 @@ static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
     if (!shadow && venue_halted(v) && venue_mode(v) != VENUE_MODE_SHADOW)
         st->idx = 1;
     st->run->resume_allowed = true; /* the guard lets exactly this call through */
+    /* This step runs only after the run's reconcile committed (its journal says so), which is
+     * the passing reconcile the venue asks for, even when a crash came before the venue's own
+     * record of it reached halt.json. */
+    venue_note_reconciled(v, scn_now_ms());
     venue_resume(v, shadow || st->idx == 1, scn_on_resumed, st);
 }
 
