@@ -134,8 +134,14 @@ install: all
 	install -m 0644 docs/man/drsupervisor.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/drsupervisor.yaml.5
 	install -m 0644 docs/man/drsupervisord.8 $(DESTDIR)$(PREFIX)/share/man/man8/drsupervisord.8
 	install -m 0644 conf/drsupervisor.yaml $(DESTDIR)$(PREFIX)/share/doc/drsupervisor/drsupervisor.yaml.example
+	install -D -m 0644 systemd/drsupervisor.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/drsupervisor.conf
 	test -e $(DESTDIR)/etc/drsupervisor/drsupervisor.yaml || \
 	  install -m 0640 conf/drsupervisor.yaml $(DESTDIR)/etc/drsupervisor/drsupervisor.yaml
+	@# On the live system (no DESTDIR): create the user and group now, and let the daemon read its
+	@# configuration (root-owned, group drsupervisor, 0640).
+	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+	  systemd-sysusers $(PREFIX)/lib/sysusers.d/drsupervisor.conf && \
+	  chgrp drsupervisor /etc/drsupervisor/drsupervisor.yaml; fi
 
 clean:
 	rm -rf build

@@ -32,6 +32,21 @@ def test_make_install_layout_unit_and_man_pages(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 
+    # The user and group the unit names come from the installed sysusers.d file.
+    sysusers = os.path.join(root, "lib/sysusers.d/drsupervisor.conf")
+    assert os.path.exists(sysusers)
+    if shutil.which("systemd-sysusers"):
+        sysroot = tmp_path / "sysroot"
+        os.makedirs(sysroot / "etc")
+        p = subprocess.run(["systemd-sysusers", "--root", str(sysroot), sysusers], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        passwd = (sysroot / "etc/passwd").read_text()
+        group = (sysroot / "etc/group").read_text()
+        assert passwd.startswith("drsupervisor:") or "\ndrsupervisor:" in passwd
+        ops = [l for l in group.splitlines() if l.startswith("drsup-ops:")]
+        assert ops and ops[0].endswith(":drsupervisor"), group
+        assert "User=drsupervisor" in text and "SupplementaryGroups=drsup-ops" in text
+
     for page in ("man1/drctl.1", "man5/drsupervisor.yaml.5", "man8/drsupervisord.8"):
         path = os.path.join(root, "share/man", page)
         r = subprocess.run(["man", "--warnings", "-l", path], capture_output=True, text=True,
