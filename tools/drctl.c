@@ -351,12 +351,12 @@ static int drctl_args_halt(int argc, char **argv, json_t *args)
         } else if (strncmp(argv[i], "--reason=", 9) == 0) {
             json_object_set_new(args, "reason", json_string(argv[i] + 9));
         } else {
-            fprintf(stderr, "drctl halt: unexpected argument '%s'\n", argv[i]);
+            fprintf(stderr, "drctl %s: unexpected argument '%s'\n", argv[0], argv[i]);
             return -EINVAL;
         }
     }
     if (!json_object_get(args, "reason")) {
-        fprintf(stderr, "drctl halt: --reason TEXT is required (it is recorded and paged)\n");
+        fprintf(stderr, "drctl %s: --reason TEXT is required (it is recorded and paged)\n", argv[0]);
         return -EINVAL;
     }
     return 0;
@@ -382,6 +382,13 @@ static int drctl_args_resume(int argc, char **argv, json_t *args)
 static int drctl_print_mode(const json_t *r)
 {
     printf("trading is %s\n", drctl_str(r, "mode", "?"));
+    return 0;
+}
+
+static int drctl_print_closed(const json_t *r)
+{
+    (void)r;
+    printf("trading is halted and the platform closed all positions\n");
     return 0;
 }
 
@@ -845,6 +852,9 @@ static const DrctlCommand drctl_commands[] = {
      drctl_print_mode},
     {"trading", "trading", "", "the platform's trading mode and the halt state", drctl_args_none,
      drctl_print_trading},
+    {"emergency-close", "emergency_close", "--reason TEXT",
+     "halt trading (confirmed), then close every position on the platform; paged [operator]", drctl_args_halt,
+     drctl_print_closed},
     {"commands", "help", "", "list the commands the daemon offers", drctl_args_none, drctl_print_help},
     {"backups", "backups", "", "list backups (name, time, size, duration, verified, test-restored)", drctl_args_none,
      drctl_print_backups},
