@@ -116,6 +116,9 @@ class Daemon:
                          "probe_interval": "200ms", "probe_timeout": "1s",
                          "connect_timeout": "1s"},
         }, config)
+        # A configuration handed over from another daemon keeps its socket and state directory.
+        self.socket = self.config["control"]["socket"]
+        self.state_dir = self.config["state_dir"]
         self.proc = None
         self.notify = None
         self.write_config()

@@ -6,10 +6,8 @@ observed on the receiver and through `drctl alerts`.
 """
 import hashlib
 import hmac
-import json
 import os
 import re
-import signal
 
 import pytest
 
@@ -258,7 +256,7 @@ def test_kill9_mid_delivery_then_restart_delivers_all_without_new_incidents(daem
     rx.release()
     rx.script("/pd", [])
     d.start()
-    a = wait_until(lambda: drained(d), timeout=15, what="an empty outbox after restart")
+    wait_until(lambda: drained(d), timeout=15, what="an empty outbox after restart")
     assert "unreadable" not in d.log()
     pd_ok = rx.got("/pd", 202)
     # The hung trigger was superseded by the newer resolve for the same key (newest state per key).

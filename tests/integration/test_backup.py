@@ -11,79 +11,40 @@ Integration tests for backups: the real daemon, a real PostgreSQL 15, real pg_du
 
 A small local daemon helper is used until tests/integration/drsup.py lands on main.
 """
-import glob
 import json
 import os
-import shutil
-import signal
 import subprocess
-import time
 
 import pytest
 
-BUILD = os.environ.get("DRSUP_BUILD") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
-DAEMON = os.path.join(BUILD, "drsupervisord")
-DRCTL = os.path.join(BUILD, "drctl")
+from drsup import DRCTL
+from drsup import Daemon as HarnessDaemon
+from drsup import wait_until
+
 PGBIN = "/usr/lib/postgresql/15/bin"
 
 
-def wait_until(fn, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(0.05)
-    raise TimeoutError("timed out waiting for %s; last: %r" % (what, last))
+class Daemon(HarnessDaemon):
+    """The shared harness (tests/integration/drsup.py) with the names these tests use: `cfg` is
+    the configuration, ctl() takes drctl's own --timeout."""
 
+    serial = 0
 
-class Daemon:
     def __init__(self, tmp, cfg):
-        self.tmp = str(tmp)
-        self.sock = os.path.join(self.tmp, "ctl.sock")
-        self.cfg_path = os.path.join(self.tmp, "drsupervisor.yaml")
-        self.log_path = os.path.join(self.tmp, "daemon.log")
-        base = {"cluster": "test", "state_dir": os.path.join(self.tmp, "state"), "log_level": "debug",
-                "control": {"socket": self.sock}}
-        base.update(cfg)
-        self.cfg = base
-        self.proc = None
+        Daemon.serial += 1
+        super().__init__(tmp, cfg, name="d%d" % Daemon.serial)
 
-    def write_config(self):
-        with open(self.cfg_path, "w") as f:
-            json.dump(self.cfg, f)
-
-    def start(self):
-        self.write_config()
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:exitcode=99")
-        env.pop("NOTIFY_SOCKET", None)
-        self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen([DAEMON, "-c", self.cfg_path, "-f"], stdout=self.logf, stderr=self.logf, env=env)
-        wait_until(lambda: self.ctl("ping").returncode == 0, what="daemon ping")
+    @property
+    def cfg(self):
+        return self.config
 
     def ctl(self, *args, timeout="60s"):
-        return subprocess.run([DRCTL, "-s", self.sock, "-t", timeout] + list(args), capture_output=True, text=True,
-                              timeout=120)
+        return super().ctl("--timeout", timeout, *args, timeout=150)
 
     def ctl_json(self, *args, timeout="60s"):
         p = self.ctl("--json", *args, timeout=timeout)
         assert p.returncode == 0, p.stderr + self.log()
         return json.loads(p.stdout)
-
-    def log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            rc = self.proc.wait(timeout=30)
-            self.logf.close()
-            assert rc == 0, "daemon exit %d\n%s" % (rc, self.log())
 
 
 @pytest.fixture

@@ -3,9 +3,8 @@ drctl emergency-close (GENESIS "emergency-close", ShivX/Sofia "close all positio
 halted first (fail closed, confirmed), then the platform closes every position; the exchange is
 flat afterwards and trading stays halted.
 """
-import os
 
-from drsup import Daemon, wait_until
+from drsup import Daemon
 from papervenue import PaperVenue
 
 

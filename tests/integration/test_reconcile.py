@@ -5,7 +5,6 @@ exchange gets the missing fills replayed and passes; a second run changes nothin
 position no fill explains fails closed; duplicates and stale open orders fail.
 """
 import json
-import time
 
 import pytest
 

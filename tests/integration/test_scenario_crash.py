@@ -10,7 +10,6 @@ One PostgreSQL cluster and one backup for the whole matrix; each iteration has i
 directory and starts from the database the previous one left (same content).
 """
 import os
-import shutil
 import struct
 
 from drsup import Daemon, wait_until
