@@ -18,59 +18,8 @@
 
 #define VENUE_MAX_ANSWER (4u * 1024u * 1024u)
 
-typedef struct VenueWaiter {
-    VenueDoneFn fn;
-    void *data;
-    struct VenueWaiter *next;
-} VenueWaiter;
+#include "venue_internal.h"
 
-typedef struct VenueCall {
-    Venue *v;
-    VenueActionId id;
-    VenueResultFn cb;
-    void *data;
-    uint64_t http_id;
-    ChildProc *child;
-    struct VenueCall *next;
-} VenueCall;
-
-typedef struct VenuePersist {
-    uv_work_t req;
-    Venue *v;
-    char *path;
-    char *json;
-    int result;
-    void (*then)(Venue *v, int result);
-} VenuePersist;
-
-struct Venue {
-    Daemon *d;
-    /* persisted intent */
-    bool halted;
-    char *reason, *run;
-    int64_t since_ms;
-    int64_t requested_ms;  /* the newest halt request (not re-assertions): a reconcile must follow it */
-    int64_t reconciled_ms; /* the newest passing reconcile */
-    /* what the platform last said */
-    VenueMode mode;
-    int64_t mode_ms;
-    char *last_error;
-    /* halt machinery */
-    bool halting, escalated;
-    unsigned attempts;
-    VenueWaiter *halt_waiters;
-    uv_timer_t retry_timer;
-    bool resuming;
-    VenueResumeGuardFn guard;
-    void *guard_data;
-    uv_timer_t status_timer;
-    bool status_busy;
-    VenueCall *calls;
-    int pending; /* handles and work items still open */
-    bool closing;
-    void (*closed_cb)(void *);
-    void *closed_data;
-};
 
 static void venue_halt_attempt(Venue *v);
 
@@ -81,7 +30,7 @@ static int64_t venue_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const ConfigVenue *venue_cfg(const Venue *v)
+const ConfigVenue *venue__cfg(const Venue *v)
 {
     return &v->d->cfg->venue;
 }
@@ -103,7 +52,7 @@ const char *venue_mode_name(VenueMode m)
 
 bool venue_enabled(const Venue *v)
 {
-    return venue_cfg(v)->enabled;
+    return venue__cfg(v)->enabled;
 }
 
 bool venue_halted(const Venue *v)
@@ -134,101 +83,6 @@ static void venue_maybe_closed(Venue *v)
     free(v);
     if (cb)
         cb(data);
-}
-
-/* ---- templates and answers ---- */
-
-char *venue_expand(const char *tmpl, char how, const char *const vars[][2], size_t n_vars)
-{
-    size_t cap = strlen(tmpl) * 2 + 64, o = 0;
-    char *out = malloc(cap);
-
-    if (!out)
-        return NULL;
-#define VENUE_PUT(ch)                                                                                \
-    do {                                                                                             \
-        if (o + 8 >= cap) {                                                                          \
-            char *n_ = realloc(out, cap *= 2);                                                       \
-            if (!n_) {                                                                               \
-                free(out);                                                                           \
-                return NULL;                                                                         \
-            }                                                                                        \
-            out = n_;                                                                                \
-        }                                                                                            \
-        out[o++] = (ch);                                                                             \
-    } while (0)
-    for (const char *p = tmpl; *p;) {
-        const char *val = NULL;
-        size_t skip = 0;
-        if (p[0] == '{' && p[1] == '{') {
-            for (size_t i = 0; i < n_vars; i++) {
-                size_t kl = strlen(vars[i][0]);
-                if (strncmp(p + 2, vars[i][0], kl) == 0 && strncmp(p + 2 + kl, "}}", 2) == 0) {
-                    val = vars[i][1] ? vars[i][1] : "";
-                    skip = kl + 4;
-                }
-            }
-        }
-        if (!val) {
-            VENUE_PUT(*p++);
-            continue;
-        }
-        for (const unsigned char *s = (const unsigned char *)val; *s; s++) {
-            if (how == 'j' && (*s == '"' || *s == '\\')) {
-                VENUE_PUT('\\');
-                VENUE_PUT((char)*s);
-            } else if (how == 'j' && *s < 0x20) {
-                char esc[8];
-                snprintf(esc, sizeof(esc), "\\u%04x", *s);
-                for (char *e = esc; *e; e++)
-                    VENUE_PUT(*e);
-            } else if (how == 'u' && !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-                                       (*s >= '0' && *s <= '9') || strchr("-._~", *s))) {
-                char esc[4];
-                snprintf(esc, sizeof(esc), "%%%02X", *s);
-                for (char *e = esc; *e; e++)
-                    VENUE_PUT(*e);
-            } else {
-                VENUE_PUT((char)*s);
-            }
-        }
-        p += skip;
-    }
-    out[o] = '\0';
-#undef VENUE_PUT
-    return out;
-}
-
-VenueMode venue_parse_mode(const ConfigVenue *cfg, const json_t *answer, const char *text)
-{
-    char buf[128];
-    const char *value = NULL;
-
-    if (json_is_object(answer)) {
-        value = json_string_value(json_object_get(answer, cfg->mode_field ? cfg->mode_field : "mode"));
-    } else if (json_is_string(answer)) {
-        value = json_string_value(answer);
-    } else if (text) {
-        size_t n = 0;
-        while (*text == ' ' || *text == '\n' || *text == '\t' || *text == '\r')
-            text++;
-        while (text[n] && n + 1 < sizeof(buf) && text[n] != '\n' && text[n] != '\r') {
-            buf[n] = text[n];
-            n++;
-        }
-        while (n > 0 && buf[n - 1] == ' ')
-            n--;
-        buf[n] = '\0';
-        value = buf;
-    }
-    if (!value)
-        return VENUE_MODE_UNKNOWN;
-    static const VenueMode modes[3] = {VENUE_MODE_HALTED, VENUE_MODE_SHADOW, VENUE_MODE_LIVE};
-    for (int m = 0; m < 3; m++)
-        for (size_t i = 0; i < cfg->n_mode_values[m]; i++)
-            if (strcmp(value, cfg->mode_values[m][i]) == 0)
-                return modes[m];
-    return VENUE_MODE_UNKNOWN;
 }
 
 /* ---- running one action ---- */
@@ -293,7 +147,7 @@ static void venue_on_child_exit(ChildProc *c, int64_t status, int sig, void *dat
 
 int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data)
 {
-    const ConfigVenue *cfg = venue_cfg(v);
+    const ConfigVenue *cfg = venue__cfg(v);
     const ConfigVenueAction *a = &cfg->actions[id];
     const char *vars[][2] = {{"reason", v->reason}, {"run", v->run}, {"since", since}, {"cluster", v->d->cfg->cluster}};
     size_t nv = sizeof(vars) / sizeof(vars[0]);
@@ -457,7 +311,7 @@ static void venue_on_retry_timer(uv_timer_t *t)
 static void venue_halt_failed(Venue *v, const char *why)
 {
     char cond[192];
-    const ConfigVenue *cfg = venue_cfg(v);
+    const ConfigVenue *cfg = venue__cfg(v);
 
     v->attempts++;
     venue_set_error(v, why);
@@ -506,7 +360,7 @@ static void venue_on_halt_status(int result, const json_t *answer, const char *t
         venue_halt_failed(v, why);
         return;
     }
-    VenueMode m = venue_parse_mode(venue_cfg(v), answer, text);
+    VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
     venue_set_mode(v, m);
     if (m == VENUE_MODE_HALTED) {
         venue_halt_confirmed(v);
@@ -647,7 +501,7 @@ static void venue_on_resume_status(int result, const json_t *answer, const char 
         venue_resume_end(rs, result, msg);
         return;
     }
-    VenueMode m = venue_parse_mode(venue_cfg(v), answer, text);
+    VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
     venue_set_mode(v, m);
     VenueMode want = rs->shadow ? VENUE_MODE_SHADOW : VENUE_MODE_LIVE;
     if (v->halting) {
@@ -731,7 +585,7 @@ void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reas
                     force_reason ? force_reason : "no reason given");
     }
     VenueActionId id = shadow ? VENUE_SHADOW : VENUE_RESUME;
-    if (venue_cfg(v)->actions[id].kind == VENUE_ACTION_NONE) {
+    if (venue__cfg(v)->actions[id].kind == VENUE_ACTION_NONE) {
         done(-ENOTSUP, shadow ? "no 'shadow' action is configured" : "no 'resume' action is configured", data);
         return;
     }
@@ -764,7 +618,7 @@ static void venue_on_poll(int result, const json_t *answer, const char *text, co
             status_observe(c, false, 0, message, NULL, 2);
         return;
     }
-    VenueMode m = venue_parse_mode(venue_cfg(v), answer, text);
+    VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
     venue_set_mode(v, m);
     detail = json_pack("{s:s,s:b}", "mode", venue_mode_name(m), "halted", v->halted);
     if (c)
@@ -789,110 +643,6 @@ static void venue_on_status_timer(uv_timer_t *t)
         v->status_busy = true;
 }
 
-/* ---- control commands ---- */
-
-static void venue_reply_done(int result, const char *message, void *data)
-{
-    CtlCall *call = data;
-    if (result < 0)
-        control_reply_error(call, result, "%s", message);
-    else
-        control_reply_ok(call, json_pack("{s:s}", "mode", message));
-}
-
-static void venue_cmd_halt(CtlCall *call, const json_t *args, void *data)
-{
-    Venue *v = data;
-    const char *reason = json_string_value(json_object_get(args, "reason"));
-    char full[512];
-
-    if (!reason || !reason[0]) {
-        control_reply_error(call, DR_EBADARG, "halt needs a reason (drctl halt --reason TEXT)");
-        return;
-    }
-    snprintf(full, sizeof(full), "operator (uid %u): %s", (unsigned)control_call_peer(call)->uid, reason);
-    venue_halt(v, full, NULL, venue_reply_done, call);
-}
-
-static void venue_cmd_resume(CtlCall *call, const json_t *args, void *data)
-{
-    bool force = json_is_true(json_object_get(args, "force"));
-    const char *reason = json_string_value(json_object_get(args, "reason"));
-    char full[512];
-
-    if (force && (!reason || !reason[0])) {
-        control_reply_error(call, DR_EBADARG, "resume --force needs --reason TEXT (it is recorded and paged)");
-        return;
-    }
-    snprintf(full, sizeof(full), "operator (uid %u): %s", (unsigned)control_call_peer(call)->uid, reason ? reason : "");
-    venue_resume_opts(data, json_is_true(json_object_get(args, "shadow")), force, full, venue_reply_done, call);
-}
-
-/* emergency-close: halt (fail closed, confirmed), then have the platform close every position. */
-typedef struct VenueClose {
-    Venue *v;
-    CtlCall *call;
-    char reason[400];
-} VenueClose;
-
-static void venue_on_closed_all(int result, const json_t *answer, const char *text, const char *message, void *data)
-{
-    VenueClose *vc = data;
-    (void)text;
-    if (result < 0) {
-        events_emit(vc->v->d->events, SEV_CRITICAL, "venue.close_all", NULL, false, NULL,
-                    "emergency close FAILED (trading stays halted): %s", message);
-        control_reply_error(vc->call, result, "trading is halted, but closing the positions failed: %s", message);
-    } else {
-        events_emit(vc->v->d->events, SEV_CRITICAL, "venue.close_all", NULL, false, answer,
-                    "emergency close: the platform closed all positions (%s)", vc->reason);
-        control_reply_ok(vc->call, json_pack("{s:s,s:O?}", "mode", "halted", "answer", answer));
-    }
-    free(vc);
-}
-
-static void venue_close_after_halt(int result, const char *message, void *data)
-{
-    VenueClose *vc = data;
-    if (result < 0) {
-        control_reply_error(vc->call, result, "not closing positions: the halt is not confirmed: %s", message);
-        free(vc);
-        return;
-    }
-    int r = venue_action(vc->v, VENUE_CLOSE_ALL, NULL, venue_on_closed_all, vc);
-    if (r < 0) {
-        control_reply_error(vc->call, r, "trading is halted, but the close_all action cannot run: %s",
-                            r == -ENOTSUP ? "no 'close_all' action is configured" : err_str(r));
-        free(vc);
-    }
-}
-
-static void venue_cmd_emergency_close(CtlCall *call, const json_t *args, void *data)
-{
-    Venue *v = data;
-    const char *reason = json_string_value(json_object_get(args, "reason"));
-    VenueClose *vc;
-
-    if (!reason || !reason[0]) {
-        control_reply_error(call, DR_EBADARG, "emergency-close needs a reason (drctl emergency-close --reason TEXT)");
-        return;
-    }
-    if (!venue_enabled(v) || venue_cfg(v)->actions[VENUE_CLOSE_ALL].kind == VENUE_ACTION_NONE) {
-        control_reply_error(call, -ENOTSUP, "no 'venue.close_all' action is configured");
-        return;
-    }
-    vc = calloc(1, sizeof(*vc));
-    if (!vc) {
-        control_reply_error(call, -ENOMEM, "out of memory");
-        return;
-    }
-    vc->v = v;
-    vc->call = call;
-    snprintf(vc->reason, sizeof(vc->reason), "emergency close by operator (uid %u): %s",
-             (unsigned)control_call_peer(call)->uid, reason);
-    venue_halt(v, vc->reason, NULL, venue_close_after_halt, vc);
-}
-
 json_t *venue_status_json(const Venue *v)
 {
     json_t *j = json_pack("{s:b,s:b,s:s,s:I,s:s?,s:s?,s:I,s:b,s:i,s:s?}", "enabled", venue_enabled(v), "halted",
@@ -904,12 +654,6 @@ json_t *venue_status_json(const Venue *v)
         json_object_set_new(j, "reconcile_needed", json_boolean(v->halted && v->reconciled_ms <= v->requested_ms));
     }
     return j;
-}
-
-static void venue_cmd_trading(CtlCall *call, const json_t *args, void *data)
-{
-    (void)args;
-    control_reply_ok(call, venue_status_json(data));
 }
 
 /* ---- life cycle ---- */
@@ -924,14 +668,7 @@ Venue *venue_new(Daemon *d)
     uv_timer_init(d->loop, &v->status_timer);
     v->retry_timer.data = v->status_timer.data = v;
     v->pending = 2;
-    CtlCommand cmds[] = {
-        {"halt", true, venue_cmd_halt, v, "halt trading now (fail closed: persisted, confirmed, retried)"},
-        {"resume", true, venue_cmd_resume, v, "resume trading (live, or shadow with shadow=true)"},
-        {"trading", false, venue_cmd_trading, v, "the platform's trading mode and the halt state"},
-        {"emergency_close", true, venue_cmd_emergency_close, v,
-         "halt trading (confirmed), then have the platform close every position"},
-    };
-    control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    venue__register_commands(v);
     return v;
 }
 
