@@ -49,6 +49,7 @@ struct Detector {
     bool check_running, check_again;
     size_t check_step;             /* index into queries, then amcheck probe, then indexes */
     bool check_clean;
+    char check_problem[320];       /* first failure of this check that is not a signal */
     int64_t check_started_ms;
     int64_t last_check_ms;
     bool last_check_ok;
@@ -270,6 +271,8 @@ static void detector_on_check_result(PgConn *c, int status, const PGresult *res,
         }
         log_warning("detector", "corruption check query failed (not a corruption signal): %s: %s", sqlstate,
                     errmsg ? errmsg : "");
+        if (det->check_clean)
+            snprintf(det->check_problem, sizeof(det->check_problem), "%s: %s", sqlstate, errmsg ? errmsg : "");
         det->check_clean = false;
     } else if (det->check_step == nq && (!res || PQntuples(res) == 0)) {
         log_debug("detector", "amcheck is not installed; bt_index_check skipped");
@@ -294,7 +297,9 @@ static void detector_check_issue(Detector *det)
         const char *p[1] = {cfg->amcheck_indexes[s - nq - 1]};
         r = pgconn_query(det->check_pg, DETECTOR_AMCHECK_SQL, 1, p, detector_on_check_result, det);
     } else {
-        detector_check_finish(det, det->check_clean, "", "");
+        /* A failure that is not a signal shows in `drctl status` (last_check_error) but is not
+         * passed on as a SQLSTATE: it neither signals nor clears a suspicion. */
+        detector_check_finish(det, det->check_clean, "", det->check_problem);
         return;
     }
     if (r < 0) {
@@ -315,6 +320,7 @@ static void detector_run_check(Detector *det)
         return; /* nothing to read; the liveness probe watches the outage */
     det->check_started_ms = detector_now_ms();
     det->check_clean = true;
+    det->check_problem[0] = '\0';
     det->check_step = 0;
     det->check_running = true;
     detector_check_issue(det);

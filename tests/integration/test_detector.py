@@ -1,9 +1,13 @@
 """
 The detector against a real PostgreSQL: a database that is merely stopped halts trading within the
 detection budget and is restarted by the configured command, without any restore; a data page of
-a table damaged for real (checksums on) is seen as XX001 twice and starts database_corruption.
+a table damaged for real (checksums on) is seen as XX001 twice and starts database_corruption;
+amcheck's bt_index_check runs on the configured indexes (skipped while the extension is missing),
+passes on an intact index, and a btree leaf page whose keys are out of order (checksums recomputed,
+so only amcheck can tell) is seen as XX002 twice and starts database_corruption.
 """
 import os
+import struct
 import time
 
 import pytest
@@ -109,4 +113,127 @@ def test_damaged_page_is_confirmed_and_starts_the_corruption_scenario(daemons, t
     assert venue.mode == "halted"
     assert any("suspected database corruption" in b["reason"] or "database unreachable" in b["reason"]
                for b in venue.halt_bodies)
+    d.stop()
+
+
+BLCKSZ = 8192
+
+
+def damage_btree_leaf(pg, index):
+    """Stop the cluster and put two keys of the index's first leaf page (that has a right sibling)
+    out of order by swapping their line pointers: every page header and tuple stays valid, so only
+    bt_index_check's item-order check can see it. Checksums are turned off around the edit and on
+    again (pg_checksums), which recomputes them: the damage is not a checksum failure. Restarts."""
+    rel = pg.psql(f"SELECT pg_relation_filepath('{index}')")
+    pg.stop()
+    pg_checksums = os.path.join(PG_BIN, "pg_checksums")
+    pg._run([pg_checksums, "--disable", "--no-sync", "-D", pg.datadir])
+    path = os.path.join(pg.datadir, rel)
+    damaged = None
+    with open(path, "r+b") as f:
+        data = f.read()
+        for blk in range(1, len(data) // BLCKSZ):  # block 0 is the metapage
+            page = bytearray(data[blk * BLCKSZ:(blk + 1) * BLCKSZ])
+            pd_lower, pd_upper, pd_special = struct.unpack_from("<HHH", page, 12)
+            _prev, nxt, level, flags = struct.unpack_from("<IIIH", page, pd_special)
+            nitems = (pd_lower - 24) // 4
+            if not (flags & 1) or level != 0 or nxt == 0 or nitems < 6:
+                continue  # not a leaf, or the rightmost one (no high key): look further
+            # Item 1 is the high key; swap the line pointers of data items 3 and 4.
+            a, b = 24 + 2 * 4, 24 + 3 * 4
+            page[a:a + 4], page[b:b + 4] = page[b:b + 4], page[a:a + 4]
+            f.seek(blk * BLCKSZ)
+            f.write(page)
+            damaged = blk
+            break
+    assert damaged is not None, "no leaf page with a right sibling in %s" % index
+    pg._run([pg_checksums, "--enable", "--no-sync", "-D", pg.datadir])
+    pg.start()
+    return damaged
+
+
+def server_log(pg):
+    with open(pg.logfile, errors="replace") as f:
+        return f.read()
+
+
+def amcheck_config(pg, venue, **detector_keys):
+    return {
+        "database": {"conninfo": pg.conninfo(), "probe_interval": "250ms", "probe_timeout": "1s",
+                     "connect_timeout": "1s"},
+        "venue": venue.config(),
+        # halt_after is high so the restart around the damage does not halt for "unreachable":
+        # the halt below must come from amcheck.
+        "detector": dict({"halt_after": 100, "amcheck_indexes": ["orders_pkey"],
+                          "corruption_interval": "300ms"}, **detector_keys),
+    }
+
+
+def test_amcheck_runs_on_configured_indexes_and_an_intact_index_is_clean(daemons, tmp_path, pg, venue):
+    pg.psql("CREATE TABLE orders (id int PRIMARY KEY, pad text);"
+            "INSERT INTO orders SELECT g, 'p' || g FROM generate_series(1, 3000) g;"
+            "ALTER SYSTEM SET log_statement = 'all'; SELECT pg_reload_conf();")
+    d = Daemon(tmp_path, amcheck_config(pg, venue))
+    daemons.append(d)
+    d.start()
+    # Without the extension the index check is skipped, and the check is clean.
+    wait_until(lambda: "amcheck is not installed; bt_index_check skipped" in d.log(), timeout=10,
+               what="amcheck skipped")
+    assert detector(d).get("last_check_ok") is True
+    assert "bt_index_check" not in server_log(pg)
+    pg.psql("CREATE EXTENSION amcheck")
+    # Now bt_index_check('orders_pkey') runs, over and over, and passes.
+    wait_until(lambda: server_log(pg).count("$1 = 'orders_pkey'") >= 3, timeout=10,
+               what="three bt_index_check runs on orders_pkey")
+    assert "SELECT bt_index_check($1::regclass)" in server_log(pg)
+    st = detector(d)
+    assert st["phase"] == "healthy" and st["last_check_ok"] is True, st
+    assert st["corruption_signals"] == 0 and "first_signal" not in st, st
+    assert "corruption suspected" not in d.log()
+    assert venue.mode == "live" and venue.halt_bodies == []
+    d.stop()
+
+
+def test_amcheck_on_a_missing_index_is_reported_not_a_signal(daemons, tmp_path, pg, venue):
+    pg.psql("CREATE EXTENSION amcheck; CREATE TABLE orders (id int PRIMARY KEY);")
+    d = Daemon(tmp_path, amcheck_config(pg, venue, amcheck_indexes=["no_such_index", "orders_pkey"]))
+    daemons.append(d)
+    d.start()
+    st = wait_until(lambda: (lambda s: s if "last_check_ok" in s else None)(detector(d)), timeout=10,
+                    what="a finished check")
+    # The check failed (it could not look at every index), says why, and is no corruption signal.
+    assert st["last_check_ok"] is False, st
+    assert st["last_check_error"].startswith("42P01: ") and "no_such_index" in st["last_check_error"], st
+    assert st["phase"] == "healthy" and st["corruption_signals"] == 0, st
+    assert "not a corruption signal): 42P01" in d.log()
+    assert venue.mode == "live" and venue.halt_bodies == []
+    d.stop()
+
+
+def test_damaged_index_is_caught_by_amcheck_and_starts_the_corruption_scenario(daemons, tmp_path, pg, venue):
+    pg.psql("CREATE EXTENSION amcheck;"
+            "CREATE TABLE orders (id int PRIMARY KEY, pad text);"
+            "INSERT INTO orders SELECT g, 'p' || g FROM generate_series(1, 3000) g; CHECKPOINT;")
+    d = Daemon(tmp_path, amcheck_config(pg, venue))
+    daemons.append(d)
+    d.start()
+    wait_until(lambda: detector(d).get("last_check_ok") is True, timeout=10, what="a clean check")
+    damage_btree_leaf(pg, "orders_pkey")
+    # The damage is in the index only: the table reads fine and no checksum fails.
+    assert pg.psql("SELECT count(*) FROM orders") == "3000"
+    assert pg.psql("SELECT sum(checksum_failures) FROM pg_stat_database") in ("0", "")
+    st = wait_until(lambda: (lambda s: s if s["phase"] == "corruption_confirmed" else None)(detector(d)),
+                    timeout=20, what="corruption confirmed")
+    assert "corruption check failed with XX002" in st["first_signal"], st
+    assert "item order invariant violated" in st["first_signal"] and "orders_pkey" in st["first_signal"], st
+    assert st["corruption_signals"] >= 2 and st["last_check_ok"] is False, st
+    assert st.get("checksum_failures", 0) == 0, st
+    assert st.get("trigger_result") == "ok" and st.get("scenario_run"), st
+    log = d.log()
+    assert "corruption suspected: corruption check failed with XX002" in log
+    assert "corruption confirmed" in log and "starting database_corruption" in log
+    # The halt came from amcheck's first signal (not from the restart around the damage).
+    assert venue.mode == "halted"
+    assert venue.halt_bodies and venue.halt_bodies[0]["reason"].startswith(
+        "suspected database corruption: corruption check failed with XX002"), venue.halt_bodies
     d.stop()
