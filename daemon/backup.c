@@ -20,6 +20,7 @@
 #include "err.h"
 #include "log.h"
 #include "retention.h"
+#include "scenarios.h"
 
 #define BACKUP_TICK_MS 1000
 #define BACKUP_WATCH_EVERY_MS 1000 /* cheap arithmetic over the catalog; events only on a change */
@@ -269,6 +270,12 @@ static void backups_apply_retention(Backups *b)
                          .monthly = (unsigned)b->cfg.keep_monthly};
     if (n == 0)
         return;
+    /* A recovery run may be restoring (or about to restore) one of these backups, or need an older
+     * one if that fails: delete nothing until it has ended. The next backup retries. */
+    if (scenarios_active(b->d->scenarios)) {
+        log_notice("backup", "retention skipped: a recovery run is active; it runs again after the next backup");
+        return;
+    }
     RetentionItem *items = calloc(n, sizeof(*items));
     bool *keep = calloc(n, sizeof(*keep));
     BackupTask *t = backups_task_new(b, TASK_UNLINK, backups_after_unlink);
