@@ -45,6 +45,7 @@ static void backups_maybe_closed(Backups *b)
     json_decref(b->catalog);
     json_decref(b->failures);
     json_decref(b->verify_manifest);
+    backup_tool_version_clear(&b->pg_dump_version);
     free(b);
     if (cb)
         cb(data);
@@ -353,6 +354,8 @@ static void backups_job_done(const BackupJobResult *res, void *data)
 
     b->job = NULL;
     b->job_kind = JOB_NONE;
+    if (res->pg_dump_learned)
+        (void)backup_tool_version_set(&b->pg_dump_version, res->pg_dump_learned); /* else: read again next time */
     if (res->manifest)
         b->last_named_started = b->job_started;
     if (res->status == 0 && res->manifest) {
@@ -409,7 +412,7 @@ int backups__start_backup(Backups *b, bool scheduled)
     /* A backup named after this very second exists already (names have one-second resolution). */
     if (backups__now() <= b->last_named_started)
         return -EAGAIN;
-    b->job = backup_job_start(b->d->loop, &b->cfg, backups_job_done, b);
+    b->job = backup_job_start(b->d->loop, &b->cfg, &b->pg_dump_version, backups_job_done, b);
     if (!b->job)
         return -ENOMEM;
     b->job_kind = JOB_BACKUP;

@@ -115,6 +115,29 @@ void backup_verify_cancel(BackupVerify *v);
 
 typedef struct BackupJob BackupJob;
 
+/* Which file a program path named (stat, following symbolic links): a package upgrade that
+ * replaces the binary changes it. */
+typedef struct BackupToolId {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+} BackupToolId;
+
+/* What `<program> --version` said, remembered per program file: the module keeps the last one
+ * (Backups.pg_dump_version) and hands it to each job, which reads the version again only when
+ * the path or the file it names changed. */
+typedef struct BackupToolVersion {
+    char *path;      /* as configured; NULL when nothing is known */
+    BackupToolId id;
+    char *version;   /* "15.8 (Debian 15.8-0+deb12u1)": the first line, without "pg_dump (PostgreSQL) " */
+} BackupToolVersion;
+
+/* Replace *dst with a copy of src (src NULL: clear). 0 or -ENOMEM (then *dst is cleared). */
+int backup_tool_version_set(BackupToolVersion *dst, const BackupToolVersion *src);
+void backup_tool_version_clear(BackupToolVersion *v);
+/* The version in `--version` output (first line; after "(PostgreSQL) " when present), printable
+ * ASCII only, into out. False when there is none. */
+bool backup_tool_version_parse(const char *output, char *out, size_t n);
+
 typedef struct BackupJobResult {
     int status;              /* 0 ok, or the error */
     const char *name;        /* backup file name */
@@ -122,12 +145,19 @@ typedef struct BackupJobResult {
     const char *error;       /* message, "" on success */
     json_t *manifest;        /* on success: the manifest written (borrowed) */
     int64_t started_at;
+    /* `pg_dump --version` as read by this job (borrowed), for the module to remember; NULL when the
+     * job used what it was given, or could not tell. */
+    const BackupToolVersion *pg_dump_learned;
 } BackupJobResult;
 
 typedef void (*BackupJobDoneFn)(const BackupJobResult *res, void *data);
 
-/* Start a backup with a private copy of `cfg`. done runs once on the loop, then the job frees itself. */
-BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, BackupJobDoneFn done, void *data);
+/* Start a backup with a private copy of `cfg`. pg_dump_known (may be NULL; copied) is the version
+ * of pg_dump remembered from an earlier job: used when it still describes cfg->pg_dump, else the
+ * job runs `pg_dump --version` (lib/child) before the dump. done runs once on the loop, then the
+ * job frees itself. */
+BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const BackupToolVersion *pg_dump_known,
+                            BackupJobDoneFn done, void *data);
 void backup_job_cancel(BackupJob *job);
 const char *backup_job_name(const BackupJob *job);
 
@@ -191,6 +221,7 @@ struct Backups {
     uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */
     bool verify_restore;
     BackupWaiter *waiters;    /* `backup now --wait` */
+    BackupToolVersion pg_dump_version; /* the last `pg_dump --version` a job read */
 
     bool cond_open[COND_N];
     char verify_error[512];

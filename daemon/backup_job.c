@@ -5,7 +5,9 @@
  *   1. loop: ask the server for the database name, version and size (pgconn; also proves the
  *      conninfo works before anything is written);
  *   2. worker: load the key, open the temporary of the backup file (lib/atomicfile), capture the
- *      configured state files into an encrypted tar beside it;
+ *      configured state files into an encrypted tar beside it, stat the pg_dump program;
+ *   2b. loop: unless the module remembers the version of that very file, run `pg_dump --version`
+ *      (lib/child) for the manifest's pg_dump_version;
  *   3. loop: spawn `pg_dump -Fc -Z0`; its stdout is collected into a buffer of up to
  *      BACKUP_HANDOFF_BYTES, which is handed to a worker (compress, encrypt, write) while the next
  *      buffer fills; when both are full, pg_dump's stdout is paused (child_stdout_pause), so memory
@@ -34,6 +36,8 @@
 #include "log.h"
 #include "pgconn.h"
 
+#define BACKUP_VERSION_TIMEOUT_MS 10000
+
 #define BACKUP_DB_INFO_SQL                                                                                  \
     "SELECT current_database(), current_setting('server_version'), "                                       \
     "pg_database_size(current_database())::text"
@@ -56,6 +60,13 @@ struct BackupJob {
     char *database;
     char *server_version;
     int64_t db_size;
+
+    BackupToolVersion pg_dump_known;   /* what the module remembered (copy) */
+    BackupToolVersion pg_dump_learned; /* read by this job */
+    BackupToolId pg_dump_id;           /* worker: the file cfg.pg_dump names ... */
+    bool pg_dump_id_ok;                /* ... when stat worked */
+    const char *pg_dump_version;       /* for the manifest: borrowed from known or learned, or NULL */
+    ChildProc *version_child;          /* `pg_dump --version` */
 
     /* worker-owned while a work item runs */
     uv_work_t work;
@@ -85,6 +96,8 @@ struct BackupJob {
 
 static void backup_job_pump(BackupJob *job);
 static void backup_job_end(BackupJob *job);
+static void backup_job_spawn_dump(BackupJob *job);
+static void backup_job_read_version(BackupJob *job);
 
 const char *backup_job_name(const BackupJob *job)
 {
@@ -276,6 +289,13 @@ static void backup_job_prepare_work(uv_work_t *req)
         if (r < 0)
             job->work_err = r;
     }
+    if (stat(job->cfg.pg_dump, &st) == 0) { /* a name without '/' is not found here: read every time */
+        job->pg_dump_id = (BackupToolId){.dev = (uint64_t)st.st_dev,
+                                         .ino = (uint64_t)st.st_ino,
+                                         .size = (uint64_t)st.st_size,
+                                         .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+        job->pg_dump_id_ok = true;
+    }
 }
 
 /* ---- step 3: stream pg_dump through workers ---- */
@@ -416,7 +436,8 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
     json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:s,s:s,s:o,s:I}",
                           "manifest_version", 1, "file", job->name, "format", "bcf1", "database",
                           job->database ? job->database : "", "server_version",
-                          job->server_version ? job->server_version : "", "pg_dump_version", "", "started_at",
+                          job->server_version ? job->server_version : "", "pg_dump_version",
+                          job->pg_dump_version ? job->pg_dump_version : "", "started_at",
                           started, "finished_at", finished, "db_size_bytes", (json_int_t)job->db_size,
                           "dump_size_bytes", (json_int_t)job->stats.plain_bytes, "payload_size_bytes",
                           (json_int_t)job->stats.payload_bytes, "file_size_bytes", (json_int_t)job->stats.file_bytes,
@@ -549,10 +570,76 @@ static void backup_job_pump(BackupJob *job)
     }
 }
 
+/* ---- step 2b: pg_dump's version ---- */
+
+static bool backup_tool_id_equal(const BackupToolId *a, const BackupToolId *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
+static void backup_job_on_version_exit(ChildProc *c, int64_t exit_status, int term_signal, void *data)
+{
+    BackupJob *job = data;
+    size_t n = 0;
+    const char *out = child_stdout(c, &n);
+    char version[256] = "", how[96];
+    bool ok = exit_status == 0 && term_signal == 0 && backup_tool_version_parse(out, version, sizeof(version));
+
+    child_describe_exit(exit_status, term_signal, how, sizeof(how));
+    if (child_timed_out(c))
+        snprintf(how, sizeof(how), "timed out");
+    child_free(c);
+    job->version_child = NULL;
+    if (job->canceled) {
+        backup_job_fail(job, DR_ECANCELED, "dump", "canceled: the daemon is stopping");
+        backup_job_end(job);
+        return;
+    }
+    if (ok) {
+        BackupToolVersion v = {.path = job->cfg.pg_dump, .id = job->pg_dump_id, .version = version};
+        if (backup_tool_version_set(&job->pg_dump_learned, &v) == 0)
+            job->pg_dump_version = job->pg_dump_learned.version;
+        log_info("backup", "pg_dump '%s' is version '%s'", job->cfg.pg_dump, version);
+    } else {
+        /* Not a reason to fail the backup: pg_dump itself says what is wrong, if anything is. */
+        log_warning("backup", "'%s --version' %s without a version; the manifest's pg_dump_version stays empty",
+                    job->cfg.pg_dump, exit_status == 0 && term_signal == 0 ? "answered" : how);
+    }
+    backup_job_spawn_dump(job);
+}
+
+/* Use the remembered version when it describes the file cfg.pg_dump names now; else read it. */
+static void backup_job_read_version(BackupJob *job)
+{
+    const BackupToolVersion *k = &job->pg_dump_known;
+    int err = 0;
+
+    if (k->path && k->version && job->pg_dump_id_ok && strcmp(k->path, job->cfg.pg_dump) == 0 &&
+        backup_tool_id_equal(&k->id, &job->pg_dump_id)) {
+        job->pg_dump_version = k->version;
+        backup_job_spawn_dump(job);
+        return;
+    }
+    const char *argv[] = {job->cfg.pg_dump, "--version", NULL};
+    ChildOptions co = {.argv = argv,
+                       .stdin_mode = CHILD_STDIN_NULL,
+                       .stdout_mode = CHILD_STDOUT_CAPTURE,
+                       .stdout_limit = 4096,
+                       .stderr_limit = 4096,
+                       .timeout_ms = BACKUP_VERSION_TIMEOUT_MS,
+                       .kill_grace_ms = 1000,
+                       .on_exit = backup_job_on_version_exit,
+                       .data = job};
+    job->version_child = child_spawn(job->loop, &co, &err);
+    if (!job->version_child) {
+        backup_job_fail(job, DR_ECHILD, "dump", "cannot run pg_dump '%s': %s", job->cfg.pg_dump, err_str(err));
+        backup_job_end(job);
+    }
+}
+
 static void backup_job_prepare_done(uv_work_t *req, int status)
 {
     BackupJob *job = req->data;
-    int err = 0;
 
     job->worker_busy = false;
     if (status < 0 || job->work_err) {
@@ -566,6 +653,12 @@ static void backup_job_prepare_done(uv_work_t *req, int status)
         backup_job_end(job);
         return;
     }
+    backup_job_read_version(job);
+}
+
+static void backup_job_spawn_dump(BackupJob *job)
+{
+    int err = 0;
     const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", job->cfg.conninfo, NULL};
     ChildOptions co = {.argv = argv,
                        .stdin_mode = CHILD_STDIN_NULL,
@@ -629,7 +722,10 @@ static void backup_job_cleanup_done(uv_work_t *req, int status)
                            .stage = job->stage ? job->stage : "",
                            .error = job->errmsg,
                            .manifest = job->status == 0 || job->committed ? job->manifest : NULL,
-                           .started_at = job->started_at};
+                           .started_at = job->started_at,
+                           .pg_dump_learned = job->pg_dump_learned.version && job->pg_dump_id_ok
+                                                  ? &job->pg_dump_learned
+                                                  : NULL};
     (void)status;
     job->done(&res, job->data);
     memset(job->key, 0, sizeof(job->key));
@@ -639,6 +735,8 @@ static void backup_job_cleanup_done(uv_work_t *req, int status)
     backup_buf_free(&job->work_buf);
     free(job->database);
     free(job->server_version);
+    backup_tool_version_clear(&job->pg_dump_known);
+    backup_tool_version_clear(&job->pg_dump_learned);
     config_backup_free(&job->cfg);
     free(job);
 }
@@ -650,13 +748,16 @@ static void backup_job_end(BackupJob *job)
     job->ending = true;
     child_free(job->dump);
     job->dump = NULL;
+    child_free(job->version_child);
+    job->version_child = NULL;
     if (backup_job_queue(job, backup_job_cleanup_work, backup_job_cleanup_done) < 0) {
         backup_job_cleanup_work(&job->work); /* cannot happen with a live loop; do it here rather than leak */
         backup_job_cleanup_done(&job->work, 0);
     }
 }
 
-BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, BackupJobDoneFn done, void *data)
+BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const BackupToolVersion *pg_dump_known,
+                            BackupJobDoneFn done, void *data)
 {
     BackupJob *job = calloc(1, sizeof(*job));
     char *msg = NULL;
@@ -667,6 +768,7 @@ BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, BackupJobD
         free(job);
         return NULL;
     }
+    (void)backup_tool_version_set(&job->pg_dump_known, pg_dump_known); /* out of memory: read it again */
     job->loop = loop;
     job->done = done;
     job->data = data;
@@ -714,5 +816,56 @@ void backup_job_cancel(BackupJob *job)
         backup_verify_cancel(job->verify);
         return;
     }
+    if (job->version_child) {
+        child_kill(job->version_child, SIGKILL); /* its exit callback ends the job */
+        return;
+    }
     backup_job_pump(job);
+}
+
+/* ---- remembered tool versions ---- */
+
+void backup_tool_version_clear(BackupToolVersion *v)
+{
+    free(v->path);
+    free(v->version);
+    *v = (BackupToolVersion){0};
+}
+
+int backup_tool_version_set(BackupToolVersion *dst, const BackupToolVersion *src)
+{
+    backup_tool_version_clear(dst);
+    if (!src || !src->path || !src->version)
+        return 0;
+    dst->path = strdup(src->path);
+    dst->version = strdup(src->version);
+    dst->id = src->id;
+    if (!dst->path || !dst->version) {
+        backup_tool_version_clear(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+bool backup_tool_version_parse(const char *output, char *out, size_t n)
+{
+    static const char marker[] = "(PostgreSQL) ";
+    const char *line = output ? output : "";
+    size_t len = strcspn(line, "\r\n");
+    const char *m = memmem(line, len, marker, sizeof(marker) - 1);
+    size_t o = 0;
+
+    if (m) {
+        len -= (size_t)(m + sizeof(marker) - 1 - line);
+        line = m + sizeof(marker) - 1;
+    }
+    while (len > 0 && (*line == ' ' || *line == '\t'))
+        line++, len--;
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
+    for (size_t i = 0; i < len && o + 1 < n; i++)
+        out[o++] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
+    if (n)
+        out[o] = '\0';
+    return o > 0;
 }

@@ -116,6 +116,11 @@ def test_round_trip_decrypt_restore_and_tamper(pg, tmp_path, daemon_factory):
     assert name.startswith("shop_backup_") and name.endswith(".dump.zst.drbk")
     assert m["database"] == "shop" and m["codec"] == "zstd" and m["server_version"].startswith("15")
     assert m["codec_level"] == 1  # the effective level, not 0 for "default"
+    # pg_dump_version: what `pg_dump --version` prints, without "pg_dump (PostgreSQL) ".
+    real = subprocess.run([bcfg["pg_dump"], "--version"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[0]
+    assert m["pg_dump_version"] and real == "pg_dump (PostgreSQL) " + m["pg_dump_version"], (real, m)
+    assert m["pg_dump_version"].startswith("15.")
     assert m["verification"]["container"] == "ok" and m["verification"]["pg_restore_list"] == "ok"
     assert m["verification"]["sha256_match"] is True
     bdir = bcfg["directory"]
@@ -184,6 +189,49 @@ def test_round_trip_decrypt_restore_and_tamper(pg, tmp_path, daemon_factory):
                        capture_output=True, text=True)
     assert p.returncode == 1 and "authentication failed" in p.stderr and not os.path.exists(out2)
     assert not [f for f in os.listdir(str(tmp_path)) if f.startswith(".tampered")]
+
+
+def test_pg_dump_version_is_read_once_per_program_file(pg, tmp_path, daemon_factory):
+    """`pg_dump --version` runs for the first backup only, and again when the program file changes
+    (a package upgrade replaces it): a wrapper script stands in for pg_dump and says which version
+    it is."""
+    fill_db(pg)
+    wrapper = tmp_path / "pg_dump"
+    calls = tmp_path / "version-calls"
+
+    def install(version):
+        tmp = tmp_path / "pg_dump.new"
+        tmp.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo x >> %s; '
+                       'echo "pg_dump (PostgreSQL) %s"; exit 0; fi\nexec %s "$@"\n'
+                       % (calls, version, os.path.join(PGBIN, "pg_dump")))
+        tmp.chmod(0o755)
+        os.rename(tmp, wrapper)  # a new file, as a package upgrade would install it
+
+    def version_calls():
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+    def backup():
+        """The manifest of a new backup (retried while the last one took this second's name)."""
+        def once():
+            p = d.ctl("--json", "backup", "now", "--wait")
+            return json.loads(p.stdout)["manifest"] if p.returncode == 0 else None
+        return wait_until(once, timeout=15, what="a backup")
+
+    install("15.99 (test build)")
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()},
+                        "backup": backup_cfg(pg, tmp_path, pg_dump=str(wrapper))})
+    d.start()
+    first = backup()
+    assert first["pg_dump_version"] == "15.99 (test build)" and version_calls() == 1
+    second = backup()
+    assert second["file"] != first["file"] and second["pg_dump_version"] == "15.99 (test build)", second
+    assert version_calls() == 1  # remembered
+    install("15.100 (upgraded)")
+    third = backup()
+    assert third["pg_dump_version"] == "15.100 (upgraded)" and version_calls() == 2, third
+    with open(os.path.join(d.cfg["backup"]["directory"], third["file"] + ".manifest.json")) as f:
+        assert json.load(f)["pg_dump_version"] == "15.100 (upgraded)"
+    assert d.log().count("pg_dump '%s' is version" % wrapper) == 2
 
 
 def test_failures_leave_nothing_and_next_backup_runs(pg, tmp_path, daemon_factory):
