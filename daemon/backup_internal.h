@@ -4,6 +4,7 @@
  *   backup.c          the module: schedules, catalog in memory, retention, verification, life cycle
  *   backup_cmd.c      the module's watch conditions and control commands
  *   backup_job.c      one backup: pg_dump -> worker (compress, encrypt, write) -> verify -> commit
+ *   backup_state.c    the state files captured beside a backup (an encrypted ustar archive)
  *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
  *                     pg_restore -d for a test restore)
  *   backup_restore.c  the test restore into a scratch database, with validation queries
@@ -17,6 +18,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "atomicfile.h"
 #include "backup.h"
 #include "backupstream.h"
 #include "config.h"
@@ -72,6 +74,18 @@ typedef struct BackupScan {
 void backup_catalog_scan(const char *dir, const char *failures_path, BackupScan *ret);
 /* Blocking: write a manifest atomically beside its file. 0 or -errno. */
 int backup_manifest_write(const char *dir, const json_t *manifest);
+
+/* ---- state files (backup_state.c) ---- */
+
+/* Blocking (worker): archive cfg->state_files (ustar), compress and encrypt it with key (created_at
+ * in the container header) into a new temporary of `path` (lib/atomicfile; the caller commits or
+ * aborts it). On success *ret_af is that temporary and *ret_info the manifest's "state_files"
+ * object {file: name, file_size_bytes, sha256, entries: [{path, size}], missing: [{path, error}]}
+ * (new reference). Unreadable files are listed as missing, not errors. 0, or a negative code with
+ * a message in err (then nothing is left behind). */
+int backup_state_capture(const ConfigBackup *cfg, const uint8_t key[BCF_KEY_LEN], int64_t created_at,
+                         const char *path, const char *name, AtomicFile **ret_af, json_t **ret_info, char *err,
+                         size_t errlen);
 
 /* ---- streaming verification (backup_verify.c) ---- */
 

@@ -5,7 +5,8 @@
  *   1. loop: ask the server for the database name, version and size (pgconn; also proves the
  *      conninfo works before anything is written);
  *   2. worker: load the key, open the temporary of the backup file (lib/atomicfile), capture the
- *      configured state files into an encrypted tar beside it, stat the pg_dump program;
+ *      configured state files into an encrypted tar beside it (backup_state.c), stat the pg_dump
+ *      program;
  *   2b. loop: unless the module remembers the version of that very file, run `pg_dump --version`
  *      (lib/child) for the manifest's pg_dump_version;
  *   3. loop: spawn `pg_dump -Fc -Z0`; its stdout is collected into a buffer of up to
@@ -137,113 +138,6 @@ static int backup_job_file_sink(void *ctx, const uint8_t *data, size_t len)
     return atomicfile_append(ctx, data, len);
 }
 
-/* ---- state files: a ustar archive, encrypted like a backup ---- */
-
-static void backup_tar_octal(char *field, size_t width, uint64_t v)
-{
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%0*llo", (int)(width - 1), (unsigned long long)v);
-    if (n > 0 && (size_t)n < width)
-        memcpy(field, tmp, (size_t)n + 1);
-}
-
-static int backup_tar_add(BackupBuf *tar, const char *path, const char *data, size_t len, mode_t mode, int64_t mtime)
-{
-    char h[512];
-    const char *name = path[0] == '/' ? path + 1 : path;
-    size_t nlen = strlen(name);
-    unsigned sum = 0;
-    static const char zeros[512];
-
-    memset(h, 0, sizeof(h));
-    if (nlen > 100) {
-        /* Split into prefix (155) and name (100) at a '/'. */
-        const char *cut = name + nlen - 100;
-        while (*cut && *cut != '/')
-            cut++;
-        if (!*cut || (size_t)(cut - name) > 155)
-            return -ENAMETOOLONG;
-        memcpy(h, cut + 1, strlen(cut + 1));
-        memcpy(h + 345, name, (size_t)(cut - name));
-    } else {
-        memcpy(h, name, nlen);
-    }
-    backup_tar_octal(h + 100, 8, mode & 07777);
-    backup_tar_octal(h + 108, 8, 0);
-    backup_tar_octal(h + 116, 8, 0);
-    backup_tar_octal(h + 124, 12, len);
-    backup_tar_octal(h + 136, 12, (uint64_t)(mtime > 0 ? mtime : 0));
-    memset(h + 148, ' ', 8);
-    h[156] = '0';
-    memcpy(h + 257, "ustar", 6);
-    memcpy(h + 263, "00", 2);
-    for (size_t i = 0; i < sizeof(h); i++)
-        sum += (unsigned char)h[i];
-    snprintf(h + 148, 8, "%06o", sum);
-    int r = backup_buf_append(tar, h, sizeof(h));
-    if (r == 0 && len)
-        r = backup_buf_append(tar, data, len);
-    if (r == 0 && len % 512)
-        r = backup_buf_append(tar, zeros, 512 - len % 512);
-    return r;
-}
-
-/* Worker: build the archive and write it, encrypted, to its temporary. */
-static int backup_job_capture_state(BackupJob *job)
-{
-    BackupBuf tar = {0};
-    static const char zeros[1024];
-    json_t *entries = json_array(), *missing = json_array();
-    int r = 0;
-
-    for (size_t i = 0; i < job->cfg.n_state_files; i++) {
-        const char *p = job->cfg.state_files[i];
-        char *data = NULL;
-        size_t len = 0;
-        struct stat st;
-        int e = stat(p, &st) < 0 ? -errno : atomicfile_read_all(p, 64u * 1024 * 1024, &data, &len);
-        if (e < 0) {
-            json_array_append_new(missing, json_pack("{s:s,s:s}", "path", p, "error", err_str(e)));
-            continue;
-        }
-        r = backup_tar_add(&tar, p, data, len, st.st_mode, (int64_t)st.st_mtime);
-        free(data);
-        if (r < 0)
-            break;
-        json_array_append_new(entries, json_pack("{s:s,s:I}", "path", p, "size", (json_int_t)len));
-    }
-    if (r == 0)
-        r = backup_buf_append(&tar, zeros, sizeof(zeros));
-    if (r == 0) {
-        BackupStreamStats st;
-        BackupStreamWriter *w = NULL;
-        job->state_af = atomicfile_open(job->state_path, 0600, &r);
-        if (job->state_af) {
-            w = backupstream_writer_new(job->key, (CodecKind)job->cfg.codec, (int)job->cfg.level,
-                                        (uint32_t)job->cfg.chunk_size, backup_job_file_sink, job->state_af);
-            r = w ? 0 : -ENOMEM;
-        }
-        if (r == 0)
-            r = bcf_writer_set_created_at(backupstream_writer_bcf(w), job->started_at);
-        if (r == 0)
-            r = backupstream_writer_write(w, tar.data, tar.len);
-        if (r == 0)
-            r = backupstream_writer_finish(w, &st);
-        if (r < 0)
-            snprintf(job->work_msg, sizeof(job->work_msg), "state files: %s",
-                     w && backupstream_writer_errmsg(w)[0] ? backupstream_writer_errmsg(w) : err_str(r));
-        else
-            job->state_info = json_pack("{s:s,s:I,s:s,s:o,s:o}", "file", job->state_name, "file_size_bytes",
-                                        (json_int_t)st.file_bytes, "sha256", st.file_sha256_hex, "entries",
-                                        json_incref(entries), "missing", json_incref(missing));
-        backupstream_writer_free(w);
-    }
-    backup_buf_free(&tar);
-    json_decref(entries);
-    json_decref(missing);
-    return r;
-}
-
 /* ---- step 2: prepare (worker) ---- */
 
 static void backup_job_prepare_work(uv_work_t *req)
@@ -285,7 +179,8 @@ static void backup_job_prepare_work(uv_work_t *req)
         return;
     }
     if (job->cfg.n_state_files) {
-        r = backup_job_capture_state(job);
+        r = backup_state_capture(&job->cfg, job->key, job->started_at, job->state_path, job->state_name,
+                                 &job->state_af, &job->state_info, job->work_msg, sizeof(job->work_msg));
         if (r < 0)
             job->work_err = r;
     }
