@@ -1,5 +1,12 @@
 /*
- * alerts: routing, open conditions, the durable outbox and per-channel delivery (see alerts.h).
+ * alerts: routing and the module's life cycle (see alerts.h); the files of the module:
+ *   alerts.c         events -> conditions -> deliveries per channel (routes, repeat suppression,
+ *                    events kept until the outbox is loaded), PagerDuty coalescing, configuration,
+ *                    start and close;
+ *   alerts_outbox.c  the queue entries and their files (write, remove, dead letters, load at start),
+ *                    the open conditions' file;
+ *   alerts_send.c    delivery on each channel (pump, backoff, token bucket, answers) and heartbeat;
+ *   alerts_cond.c    open conditions; alerts_view.c: `drctl alerts` and `alert.test`.
  *
  * Life of one delivery: an event matches routes -> one AlertEntry per channel, appended to that
  * channel's queue -> its file is written on the thread pool (ENTRY_WRITING) -> ENTRY_READY ->
@@ -20,13 +27,9 @@
 #include <unistd.h>
 
 #include "alerts_internal.h"
-#include "atomicfile.h"
 #include "cfgtree.h"
 #include "err.h"
 #include "log.h"
-#include "outbox.h"
-
-typedef enum { WORK_LOAD, WORK_WRITE, WORK_REMOVE, WORK_BURY, WORK_CONDS } AlertWorkOp;
 
 /* A copy of an event that arrived before the outbox was loaded. */
 typedef struct AlertEarly {
@@ -34,22 +37,6 @@ typedef struct AlertEarly {
     bool forced;
     unsigned force_mask;
 } AlertEarly;
-
-typedef struct AlertWork {
-    uv_work_t req;
-    Alerts *a;
-    AlertWorkOp op;
-    AlertEntry *e;     /* WRITE, REMOVE */
-    uint64_t seq;      /* WRITE, REMOVE, BURY */
-    AlertChannel ch;
-    char *text;        /* WRITE, CONDS; LOAD: the conditions file */
-    size_t text_len;
-    int result;
-    OutboxLoad load;   /* LOAD */
-} AlertWork;
-
-
-static void alerts_maybe_closed(Alerts *a);
 
 int64_t alerts__wall_ms(void)
 {
@@ -89,206 +76,9 @@ uint32_t alerts__rand(Alerts *a)
     return a->rng = x ? x : 0x9e3779b9u;
 }
 
-/* ---- entries ---- */
-
-static void alerts_entry_free(AlertEntry *e)
-{
-    if (!e)
-        return;
-    alertfmt_msg_free_fields(&e->m);
-    free(e->last_error);
-    free(e);
-}
-
-static void alerts_list_append(AlertChanQ *q, AlertEntry *e)
-{
-    e->prev = q->tail;
-    e->next = NULL;
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
-    q->n++;
-}
-
-/* Insert keeping seq order. */
-static void alerts_list_insert_sorted(AlertChanQ *q, AlertEntry *e)
-{
-    AlertEntry *at = q->head;
-    while (at && at->m.seq < e->m.seq)
-        at = at->next;
-    if (!at) {
-        alerts_list_append(q, e);
-        return;
-    }
-    e->next = at;
-    e->prev = at->prev;
-    if (at->prev)
-        at->prev->next = e;
-    else
-        q->head = e;
-    at->prev = e;
-    q->n++;
-}
-
-static void alerts_list_unlink(AlertChanQ *q, AlertEntry *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        q->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        q->tail = e->prev;
-    e->prev = e->next = NULL;
-    q->n--;
-}
-
-/* ---- thread-pool work ---- */
-
-static void alerts_work_run(uv_work_t *req)
-{
-    AlertWork *w = req->data;
-    switch (w->op) {
-    case WORK_LOAD:
-        w->result = outbox_load(w->a->dir, ALERTS_MAX_DEAD, &w->load);
-        if (atomicfile_read_all(w->a->cond_path, 16u * 1024u * 1024u, &w->text, &w->text_len) < 0)
-            w->text = NULL;
-        break;
-    case WORK_CONDS:
-        w->result = atomicfile_write(w->a->cond_path, w->text, strlen(w->text), 0600);
-        break;
-    case WORK_WRITE:
-        w->result = outbox_write(w->a->dir, w->seq, w->ch, w->text);
-        break;
-    case WORK_REMOVE:
-        w->result = outbox_remove(w->a->dir, w->seq, w->ch);
-        break;
-    case WORK_BURY:
-        w->result = outbox_bury(w->a->dir, w->seq, w->ch);
-        break;
-    }
-}
-
-static void alerts_work_done(uv_work_t *req, int status);
-
-static int alerts_queue_work(Alerts *a, AlertWork *w)
-{
-    w->a = a;
-    w->req.data = w;
-    int r = uv_queue_work(a->d->loop, &w->req, alerts_work_run, alerts_work_done);
-    if (r == 0)
-        a->pending_works++;
-    return r;
-}
-
-static void alerts_start_write(Alerts *a, AlertEntry *e)
-{
-    AlertWork *w = calloc(1, sizeof(*w));
-    json_t *j = alertfmt_msg_to_json(&e->m);
-
-    e->state = ENTRY_WRITING;
-    if (w && j)
-        w->text = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (w && w->text) {
-        w->op = WORK_WRITE;
-        w->e = e;
-        w->seq = e->m.seq;
-        w->ch = e->m.channel;
-        if (alerts_queue_work(a, w) == 0)
-            return;
-    }
-    if (w)
-        free(w->text);
-    free(w);
-    log_error("alerts", "cannot write alert %llu for %s to the outbox; delivering it from memory only",
-              (unsigned long long)e->m.seq, alertfmt_channel_name(e->m.channel));
-    e->state = ENTRY_READY;
-}
-
-/* Accepted or superseded: remove the file, then free the entry. */
-void alerts__remove_entry(AlertChanQ *q, AlertEntry *e)
-{
-    Alerts *a = q->a;
-    e->state = ENTRY_REMOVING;
-    if (e->durable) {
-        AlertWork *w = calloc(1, sizeof(*w));
-        if (w) {
-            w->op = WORK_REMOVE;
-            w->e = e;
-            w->seq = e->m.seq;
-            w->ch = e->m.channel;
-            if (alerts_queue_work(a, w) == 0)
-                return;
-            free(w);
-        }
-        log_error("alerts", "cannot remove delivered alert %llu from the outbox; it may be sent again after a "
-                  "restart", (unsigned long long)e->m.seq);
-    }
-    alerts_list_unlink(q, e);
-    alerts_entry_free(e);
-}
-
-/* ---- dead letters ---- */
-
-static void alerts_dead_push(AlertChanQ *q, AlertMsg *m, const char *reason, int64_t ts_ms)
-{
-    AlertDead *slot;
-    if (q->n_dead < ALERTS_MAX_DEAD) {
-        slot = &q->dead[(q->dead_pos + q->n_dead) % ALERTS_MAX_DEAD];
-        q->n_dead++;
-    } else {
-        slot = &q->dead[q->dead_pos];
-        alertfmt_msg_free_fields(&slot->m);
-        free(slot->reason);
-        q->dead_pos = (q->dead_pos + 1) % ALERTS_MAX_DEAD;
-    }
-    slot->m = *m;
-    memset(m, 0, sizeof(*m));
-    slot->reason = strdup(reason);
-    slot->ts_ms = ts_ms;
-}
-
-void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason)
-{
-    Alerts *a = q->a;
-    bool cascade = strncmp(e->m.kind, "alerts.", 7) != 0;
-    char summary[200];
-
-    log_crit("alerts", "alert %llu to %s dead-lettered, it will not be retried: %s (alert: %s)",
-             (unsigned long long)e->m.seq, alertfmt_channel_name(q->ch), reason, e->m.summary);
-    snprintf(summary, sizeof(summary), "%.180s", e->m.summary);
-    q->dead_total++;
-    if (e->durable) {
-        AlertWork *w = calloc(1, sizeof(*w));
-        if (w) {
-            w->op = WORK_BURY;
-            w->seq = e->m.seq;
-            w->ch = e->m.channel;
-            if (alerts_queue_work(a, w) < 0)
-                free(w);
-        }
-    }
-    alerts_list_unlink(q, e);
-    alerts_dead_push(q, &e->m, reason, alerts__wall_ms());
-    alerts_entry_free(e);
-    if (cascade) {
-        /* Tell the other channels (never this one: no loops). */
-        json_t *det = json_pack("{s:s,s:s,s:s}", "channel", alertfmt_channel_name(q->ch), "reason", reason,
-                                "drctl", "drctl alerts");
-        events_emit(a->d->events, SEV_ERROR, "alerts.delivery", NULL, false, det,
-                    "alert delivery to %s failed for good: %s (alert was: %s)", alertfmt_channel_name(q->ch),
-                    reason, summary);
-        json_decref(det);
-    }
-}
-
 /* ---- PagerDuty coalescing: only the newest state per dedup key is sent ---- */
 
-static void alerts_coalesce_pd(AlertChanQ *q, AlertEntry *e)
+void alerts__coalesce_pd(AlertChanQ *q, AlertEntry *e)
 {
     AlertEntry *o, *next;
     for (o = q->head; o; o = next) {
@@ -349,13 +139,13 @@ static void alerts_enqueue(Alerts *a, AlertChannel ch, const Event *ev, const ch
     e->created_ms = alerts__wall_ms();
     e->enq_mono = uv_now(a->d->loop);
     if (!e->m.kind || !e->m.summary || !e->m.dedup_key || (ev->condition && !e->m.condition)) {
-        alerts_entry_free(e);
+        alerts__entry_free(e);
         log_error("alerts", "out of memory: alert for %s lost: %s", alertfmt_channel_name(ch), ev->summary);
         return;
     }
-    alerts_list_append(q, e);
+    alerts__list_append(q, e);
     e->m.seq = a->next_seq++;
-    alerts_start_write(a, e);
+    alerts__start_write(a, e);
 }
 
 /* A repeat of an open condition within repeat_interval: fold it into a pending entry, if any. */
@@ -486,7 +276,7 @@ static void alerts_keep_early(Alerts *a, const Event *ev)
     a->n_early++;
 }
 
-static void alerts_replay_early(Alerts *a)
+void alerts__replay_early(Alerts *a)
 {
     AlertEarly *early = a->early;
     size_t n = a->n_early;
@@ -512,149 +302,6 @@ static void alerts_on_event(const Event *ev, void *data)
         return;
     }
     alerts_route(a, ev, a->forcing, a->force_mask);
-}
-
-void alerts__conds_save(Alerts *a)
-{
-    a->cond_dirty = true;
-    if (!a->loaded || a->closing || a->cond_writing || !a->cond_path)
-        return;
-    AlertWork *w = calloc(1, sizeof(*w));
-    if (!w || !(w->text = alerts__conds_to_text(a))) {
-        free(w);
-        log_error("alerts", "out of memory: open conditions not saved");
-        return;
-    }
-    w->op = WORK_CONDS;
-    if (alerts_queue_work(a, w) < 0) {
-        free(w->text);
-        free(w);
-        log_error("alerts", "cannot save the open conditions to '%s'", a->cond_path);
-        return;
-    }
-    a->cond_dirty = false;
-    a->cond_writing = true;
-}
-
-/* ---- work completion ---- */
-
-static void alerts_load_done(Alerts *a, AlertWork *w)
-{
-    OutboxLoad *l = &w->load;
-    uint64_t floor_seq = (uint64_t)a->boot_ms * 1000;
-
-    if (w->result < 0)
-        log_error("alerts", "cannot read the alert outbox '%s': %s; new alerts are still written there",
-                  a->dir, err_str(w->result));
-    if (l->n_bad)
-        log_warning("alerts", "alert outbox: %zu unreadable file%s set aside in '%s/dead'", l->n_bad,
-                    l->n_bad == 1 ? "" : "s", a->dir);
-    a->next_seq = l->max_seq + 1 > floor_seq ? l->max_seq + 1 : floor_seq;
-    if (w->text) {
-        int n = alerts__conds_from_text(a, w->text, w->text_len);
-        if (n < 0)
-            log_error("alerts", "'%s' is not readable JSON; open conditions start empty", a->cond_path);
-        else if (n > 0)
-            log_notice("alerts", "%d open condition%s restored", n, n == 1 ? "" : "s");
-    }
-    for (size_t i = 0; i < l->n_msgs; i++) {
-        AlertEntry *e = calloc(1, sizeof(*e));
-        if (!e)
-            break;
-        e->m = l->msgs[i];
-        memset(&l->msgs[i], 0, sizeof(l->msgs[i]));
-        e->state = ENTRY_READY;
-        e->durable = true;
-        e->created_ms = e->m.ts_ms;
-        e->enq_mono = uv_now(a->d->loop);
-        alerts_list_insert_sorted(alerts_q(a, e->m.channel), e);
-        /* Remember open conditions, so their resolution reaches the same channels. */
-        if (e->m.condition && !e->m.resolved) {
-            AlertCondition *c = alerts__cond_find(a, e->m.condition);
-            bool fresh = !c;
-            if (fresh && (c = alerts__cond_open(a, e->m.condition, e->m.kind, e->m.severity, e->m.ts_ms))) {
-                char *sum = strdup(e->m.summary);
-                if (sum) {
-                    free(c->summary);
-                    c->summary = sum;
-                }
-                c->occurrences = e->m.occurrences;
-            }
-            if (c) {
-                a->cond_dirty = a->cond_dirty || fresh || !(c->channels & (1u << e->m.channel));
-                c->channels |= 1u << e->m.channel;
-                c->sent_sev[e->m.channel] = e->m.severity;
-                c->last_enq_mono[e->m.channel] = e->enq_mono;
-            }
-        }
-    }
-    for (size_t i = 0; i < l->n_dead; i++)
-        alerts_dead_push(alerts_q(a, l->dead[i].channel), &l->dead[i], "dead-lettered before the last restart",
-                         l->dead[i].ts_ms);
-    if (l->n_msgs || l->n_dead)
-        log_notice("alerts", "alert outbox: %zu pending deliver%s resumed, %zu dead letter%s kept", l->n_msgs,
-                   l->n_msgs == 1 ? "y" : "ies", l->n_dead, l->n_dead == 1 ? "" : "s");
-    outbox_load_done(l);
-    a->loaded = true;
-    alerts_replay_early(a);
-    if (a->cond_dirty)
-        alerts__conds_save(a);
-    AlertChanQ *pd = alerts_q(a, ALERT_CH_PAGERDUTY);
-    for (AlertEntry *e = pd->head; e; e = e->next)
-        if (e->state == ENTRY_READY)
-            alerts_coalesce_pd(pd, e);
-    for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++)
-        alerts__pump(alerts_q(a, (AlertChannel)ch));
-}
-
-static void alerts_work_done(uv_work_t *req, int status)
-{
-    AlertWork *w = req->data;
-    Alerts *a = w->a;
-
-    a->pending_works--;
-    if (status < 0 && w->result == 0)
-        w->result = status;
-    if (a->closing) {
-        if (w->op == WORK_LOAD)
-            outbox_load_done(&w->load);
-        /* Entries are freed with their queues. */
-    } else if (w->op == WORK_LOAD) {
-        alerts_load_done(a, w);
-    } else if (w->op == WORK_WRITE) {
-        AlertEntry *e = w->e;
-        AlertChanQ *q = alerts_q(a, e->m.channel);
-        if (w->result < 0)
-            log_error("alerts", "cannot write alert %llu for %s to the outbox '%s': %s; delivering it from memory "
-                      "only", (unsigned long long)e->m.seq, alertfmt_channel_name(q->ch), a->dir,
-                      err_str(w->result));
-        e->durable = w->result == 0;
-        e->state = ENTRY_READY;
-        if (q->ch == ALERT_CH_PAGERDUTY)
-            alerts_coalesce_pd(q, e);
-        alerts__pump(q);
-    } else if (w->op == WORK_REMOVE) {
-        AlertEntry *e = w->e;
-        AlertChanQ *q = alerts_q(a, e->m.channel);
-        if (w->result < 0)
-            log_error("alerts", "cannot remove delivered alert %llu from the outbox: %s; it may be sent again "
-                      "after a restart", (unsigned long long)e->m.seq, err_str(w->result));
-        alerts_list_unlink(q, e);
-        alerts_entry_free(e);
-        alerts__pump(q);
-    } else if (w->op == WORK_CONDS) {
-        a->cond_writing = false;
-        if (w->result < 0)
-            log_error("alerts", "cannot save the open conditions to '%s': %s", a->cond_path, err_str(w->result));
-        if (a->cond_dirty)
-            alerts__conds_save(a);
-    } else if (w->op == WORK_BURY && w->result < 0) {
-        log_error("alerts", "cannot move dead alert %llu to '%s/dead': %s", (unsigned long long)w->seq, a->dir,
-                  err_str(w->result));
-    }
-    free(w->text);
-    free(w);
-    alerts_maybe_closed(a);
 }
 
 /* ---- life cycle ---- */
@@ -689,8 +336,6 @@ Alerts *alerts_new(Daemon *d)
 
 int alerts_start(Alerts *a)
 {
-    AlertWork *w;
-
     if (asprintf(&a->dir, "%s/outbox", a->d->cfg->state_dir) < 0) {
         a->dir = NULL;
         return -ENOMEM;
@@ -699,16 +344,7 @@ int alerts_start(Alerts *a)
         a->cond_path = NULL;
         return -ENOMEM;
     }
-    w = calloc(1, sizeof(*w));
-    if (!w)
-        return -ENOMEM;
-    w->op = WORK_LOAD;
-    int r = alerts_queue_work(a, w);
-    if (r < 0) {
-        free(w);
-        log_error("alerts", "cannot load the alert outbox: %s", err_str(r));
-    }
-    return r;
+    return alerts__outbox_load(a);
 }
 
 static char *alerts_dup(const char *s)
@@ -805,7 +441,7 @@ static void alerts_free_all(Alerts *a)
         AlertEntry *e = q->head;
         while (e) {
             AlertEntry *n = e->next;
-            alerts_entry_free(e);
+            alerts__entry_free(e);
             e = n;
         }
         for (size_t i = 0; i < q->n_dead; i++) {
@@ -827,7 +463,7 @@ static void alerts_free_all(Alerts *a)
     alerts_free_config(a);
 }
 
-static void alerts_maybe_closed(Alerts *a)
+void alerts__maybe_closed(Alerts *a)
 {
     if (!a->closing || a->pending_works > 0 || a->pending_handles > 0)
         return;
@@ -843,7 +479,7 @@ static void alerts_on_handle_closed(uv_handle_t *h)
 {
     Alerts *a = h->data;
     a->pending_handles--;
-    alerts_maybe_closed(a);
+    alerts__maybe_closed(a);
 }
 
 void alerts_close(Alerts *a, void (*closed_cb)(void *data), void *data)

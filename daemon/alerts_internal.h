@@ -1,6 +1,8 @@
 /*
- * alerts_internal: the Alerts structure shared by daemon/alerts.c (routing, outbox, delivery) and
- * daemon/alerts_view.c (control commands and the operator's view). Not for other modules.
+ * alerts_internal: the Alerts structure shared by the alerts module's files: daemon/alerts.c
+ * (routing, life cycle), alerts_outbox.c (the entries and their files), alerts_send.c (delivery),
+ * alerts_cond.c (open conditions) and alerts_view.c (control commands and the operator's view).
+ * Not for other modules.
  */
 #ifndef DRSUP_ALERTS_INTERNAL_H
 #define DRSUP_ALERTS_INTERNAL_H
@@ -115,6 +117,7 @@ struct Alerts {
     uint32_t rng;
 };
 
+/* alerts.c */
 /* Is channel ch configured (has its URL / key)? */
 bool alerts__configured(const Alerts *a, AlertChannel ch);
 /* Wall-clock time of loop time `mono` (ms since the epoch). */
@@ -123,9 +126,9 @@ int64_t alerts__wall_of(const Alerts *a, uint64_t mono);
 void alerts__pump(AlertChanQ *q);
 /* Cancel q's transfers; their deliveries go back to ready (alerts_send.c). */
 void alerts__cancel_sends(AlertChanQ *q);
-/* Accepted or superseded: remove the file (thread pool), then free the entry (alerts.c). */
+/* Accepted or superseded: remove the file (thread pool), then free the entry (alerts_outbox.c). */
 void alerts__remove_entry(AlertChanQ *q, AlertEntry *e);
-/* Refused for good or out of attempts: to the dead letters and outbox/dead/ (alerts.c). */
+/* Refused for good or out of attempts: to the dead letters and outbox/dead/ (alerts_outbox.c). */
 void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason);
 uint32_t alerts__rand(Alerts *a);
 /* The heartbeat timer's callback: one GET to the heartbeat URL unless one is under way (alerts_send.c). */
@@ -141,6 +144,22 @@ char *alerts__conds_to_text(const Alerts *a);
 int alerts__conds_from_text(Alerts *a, const char *text, size_t len);
 /* Write the set to disk soon (thread pool; one write at a time, the newest state wins). */
 void alerts__conds_save(Alerts *a);
+/* PagerDuty sends only the newest state per dedup key: drop whichever of e and its older or newer
+ * unsent twins is superseded, adding up occurrences (alerts.c). */
+void alerts__coalesce_pd(AlertChanQ *q, AlertEntry *e);
+/* Route the events that arrived before the outbox was loaded, in order (alerts.c). */
+void alerts__replay_early(Alerts *a);
+/* Free a closing Alerts once no work and no handle is pending; then its closed callback (alerts.c). */
+void alerts__maybe_closed(Alerts *a);
+/* The entries (alerts_outbox.c): free one (not linked), append one to its channel's queue. */
+void alerts__entry_free(AlertEntry *e);
+void alerts__list_append(AlertChanQ *q, AlertEntry *e);
+/* Write a queued entry's file (thread pool): ENTRY_WRITING, then ENTRY_READY and the channel
+ * pumped; when it cannot be queued the entry is delivered from memory only (alerts_outbox.c). */
+void alerts__start_write(Alerts *a, AlertEntry *e);
+/* Load the outbox and the open conditions (thread pool); then replay the early events and pump
+ * every channel. 0 or a negative code (alerts_outbox.c). */
+int alerts__outbox_load(Alerts *a);
 /* Register `alerts` and `alert.test` (alerts_view.c). */
 int alerts__register_commands(Alerts *a);
 
