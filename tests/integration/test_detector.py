@@ -110,7 +110,8 @@ def test_damaged_page_is_confirmed_and_starts_the_corruption_scenario(daemons, t
     log = d.log()
     assert "corruption suspected" in log
     assert "corruption confirmed" in log and "starting database_corruption" in log
-    assert venue.mode == "halted"
+    # The halt was asked for at the first signal; its HTTP call may still be on its way.
+    wait_until(lambda: venue.mode == "halted", timeout=5, what="trading halted")
     assert any("suspected database corruption" in b["reason"] or "database unreachable" in b["reason"]
                for b in venue.halt_bodies)
     d.stop()
@@ -233,7 +234,8 @@ def test_damaged_index_is_caught_by_amcheck_and_starts_the_corruption_scenario(d
     assert "corruption suspected: corruption check failed with XX002" in log
     assert "corruption confirmed" in log and "starting database_corruption" in log
     # The halt came from amcheck's first signal (not from the restart around the damage).
-    assert venue.mode == "halted"
+    # The halt was asked for at the first signal; its HTTP call may still be on its way.
+    wait_until(lambda: venue.mode == "halted", timeout=5, what="trading halted")
     assert venue.halt_bodies and venue.halt_bodies[0]["reason"].startswith(
         "suspected database corruption: corruption check failed with XX002"), venue.halt_bodies
     d.stop()
