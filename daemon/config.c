@@ -764,6 +764,8 @@ static void config_read_scenarios(const CfgSection *top, ConfigScenarios *sc)
     cfg_string_list(&c, "switch_command", &sc->switch_command, &sc->n_switch_command);
     cfg_duration_ms(&c, "restore_timeout", false, sc->restore_timeout_ms, 1000, &sc->restore_timeout_ms);
     cfg_int(&c, "restore_jobs", 0, 64, 2, &sc->restore_jobs);
+    cfg_bool(&c, "standby", false, &sc->standby);
+    cfg_int(&c, "standby_jobs", 1, 64, 1, &sc->standby_jobs);
     cfg_check_unknown(&c);
     cfg_check_unknown(&s);
     if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))

@@ -190,6 +190,8 @@ typedef struct ConfigScenarios {
     uint64_t restore_timeout_ms;  /* one restore attempt */
     int64_t restore_jobs;         /* pg_restore -j N from a decrypted temporary file; 0: streamed
                                      into a single pg_restore (no temporary file) */
+    bool standby;                 /* keep the newest verified backup restored in advance (daemon/standby.c) */
+    int64_t standby_jobs;         /* pg_restore -j N of a standby restore (1: one server backend busy) */
 } ConfigScenarios;
 
 typedef struct Config {

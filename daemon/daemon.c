@@ -17,6 +17,7 @@
 #include "log.h"
 #include "detector.h"
 #include "reconcile.h"
+#include "standby.h"
 #include "scenarios.h"
 #include "venue.h"
 
@@ -71,6 +72,8 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
             json_object_set_new(res, "trading", venue_status_json(d->venue));
         if (d->detector)
             json_object_set_new(res, "detector", detector_status_json(d->detector));
+        if (d->standby)
+            json_object_set_new(res, "standby", standby_status_json(d->standby));
     }
     control_reply_ok(call, res);
 }
@@ -163,6 +166,7 @@ static void daemon_reload_done(uv_work_t *req, int status)
         if (backups_apply_config(d->backups, d->cfg) < 0)
             log_error("backup", "cannot apply the backup configuration: out of memory");
         scenarios_apply_config(d->scenarios, d->cfg);
+        standby_apply_config(d->standby, d->cfg);
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
@@ -297,6 +301,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->scenarios = scenarios_new(d);
     if (!d->scenarios)
         return -ENOMEM;
+    d->standby = standby_new(d);
+    if (!d->standby)
+        return -ENOMEM;
     d->alerts = alerts_new(d);
     if (!d->alerts)
         return -ENOMEM;
@@ -374,6 +381,7 @@ int daemon_start(Daemon *d)
         log_error("scenario", "cannot load scenario runs: %s", err_str(r));
         return r;
     }
+    standby_apply_config(d->standby, d->cfg);
     uint64_t wd = notify_watchdog_start(d->notify);
     uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
     log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,
@@ -446,6 +454,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         venue_close(d->venue, daemon_module_closed, d);
         d->venue = NULL;
+    }
+    if (d->standby) {
+        d->closing_modules++;
+        standby_close(d->standby, daemon_module_closed, d);
+        d->standby = NULL;
     }
     if (d->backups) {
         d->closing_modules++;

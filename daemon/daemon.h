@@ -28,6 +28,7 @@ typedef struct Venue Venue;
 typedef struct Detector Detector;
 typedef struct Scenarios Scenarios;
 typedef struct Reconcile Reconcile;
+typedef struct Standby Standby;
 
 typedef struct ReloadWaiter ReloadWaiter;
 
@@ -49,6 +50,7 @@ typedef struct Daemon {
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
     Scenarios *scenarios; /* recovery runs (daemon/scenarios.c) */
     Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
+    Standby *standby;     /* the newest verified backup restored in advance (daemon/standby.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */

@@ -29,6 +29,7 @@
 #include "err.h"
 #include "log.h"
 #include "scn_internal.h"
+#include "standby.h"
 #include "venue.h"
 
 static const ScnDef *const scn_defs[] = {&scn_corruption_def};
@@ -116,22 +117,21 @@ char *scn_conninfo_for(const ScnRun *run, const char *dbname)
     return out;
 }
 
-/* Admin conninfo (key=value, ending in dbname=postgres) and the protected database's name. */
-static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
+int scenarios_databases(const Config *cfg, char *database, size_t dblen, char **ret_admin, char *err, size_t errlen)
 {
-    const Config *cfg = run->d->cfg;
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(cfg->database.conninfo, &perr);
-    const char *dbname = run->cfg.database;
+    const char *dbname = cfg->scenarios.database;
     size_t cap = 1024, len = 0;
     char *ci = NULL;
 
+    *ret_admin = NULL;
     if (!opts) {
         snprintf(err, errlen, "cannot parse database.conninfo");
         PQfreemem(perr);
         return DR_ECONFIG;
     }
-    if (!run->cfg.admin_conninfo)
+    if (!cfg->scenarios.admin_conninfo)
         ci = calloc(1, cap);
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (!o->val || !o->val[0])
@@ -166,14 +166,27 @@ static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
         free(ci);
         return DR_ECONFIG;
     }
-    snprintf(run->database, sizeof(run->database), "%s", dbname);
+    snprintf(database, dblen, "%s", dbname);
     PQconninfoFree(opts);
-    if (asprintf(&run->admin_conninfo, "%s dbname=postgres", run->cfg.admin_conninfo ? run->cfg.admin_conninfo : ci ? ci : "") < 0)
-        run->admin_conninfo = NULL;
+    if (asprintf(ret_admin, "%s dbname=postgres",
+                 cfg->scenarios.admin_conninfo ? cfg->scenarios.admin_conninfo : ci ? ci : "") < 0)
+        *ret_admin = NULL;
     free(ci);
+    return *ret_admin ? 0 : -ENOMEM;
+}
+
+/* Admin conninfo and the protected database's name, from the configuration the run copied. */
+static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
+{
+    Config view = *run->d->cfg;
+    view.scenarios = run->cfg;
+    int r = scenarios_databases(&view, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
+    if (r < 0)
+        return r;
     snprintf(run->db_damaged, sizeof(run->db_damaged), "%s_damaged_%s", run->database, run->tag);
     snprintf(run->db_restored, sizeof(run->db_restored), "%s_restore_%s", run->database, run->tag);
-    return run->admin_conninfo ? 0 : -ENOMEM;
+    standby_dbname(run->database, run->db_standby, sizeof(run->db_standby));
+    return 0;
 }
 
 const ScnDef *scn_def_find(const char *name)
@@ -365,6 +378,8 @@ void scn_update_status(Scenarios *s)
         }
     }
     daemon_update_status(s->d);
+    /* A run started (the standby restore stops) or ended (it may have taken the standby). */
+    standby_kick(s->d->standby);
 }
 
 

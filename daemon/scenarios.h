@@ -35,6 +35,14 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
 /* True while a run is unfinished (trading must not resume), or while runs are being loaded. */
 bool scenarios_active(const Scenarios *s);
 
+/*
+ * The database the scenarios protect (scenarios.database_corruption.database, else the dbname of
+ * database.conninfo) into `database`, and the admin conninfo (scenarios.admin_conninfo, else
+ * database.conninfo without its dbname; key=value, ending in dbname=postgres) into *ret_admin
+ * (caller frees). 0, DR_ECONFIG with err filled, or -ENOMEM.
+ */
+int scenarios_databases(const Config *cfg, char *database, size_t dblen, char **ret_admin, char *err, size_t errlen);
+
 /* One line for sd_notify STATUS= ("recovery RUN: running, restored"), "" when idle. */
 void scenarios_status_line(const Scenarios *s, char *out, size_t n);
 

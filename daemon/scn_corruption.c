@@ -199,13 +199,14 @@ static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const
 /* Which of X, X_damaged_T, X_restore_T exist, and is the restore marked complete? Then then(). */
 void scn_inspect(ScnStep *st, ScnSqlNext then)
 {
-    const char *p[3] = {st->run->database, st->run->db_damaged, st->run->db_restored};
+    const char *p[4] = {st->run->database, st->run->db_damaged, st->run->db_restored, st->run->db_standby};
     st->then = then;
     scn_sql(st, NULL,
             "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1),"
             " (SELECT count(*) FROM pg_database WHERE datname = $2),"
-            " (SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $3)",
-            3, p, scn_on_inspected);
+            " (SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $3),"
+            " (SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $4)",
+            4, p, scn_on_inspected);
 }
 
 static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
@@ -219,6 +220,8 @@ static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const
         st->db.restored = !PQgetisnull(res, 0, 2);
         snprintf(marker, sizeof(marker), SCN_MARKER "%s", st->run->id);
         st->db.restored_complete = st->db.restored && strncmp(PQgetvalue(res, 0, 2), marker, strlen(marker)) == 0;
+        st->db.standby = !PQgetisnull(res, 0, 3);
+        snprintf(st->db.standby_comment, sizeof(st->db.standby_comment), "%s", PQgetvalue(res, 0, 3));
     }
     then(st, status, res, errmsg);
 }

@@ -23,6 +23,7 @@
 #include "pgconn.h"
 #include "scn_corruption_internal.h"
 #include "scn_internal.h"
+#include "standby.h"
 
 /* ---- preserve_evidence ---- */
 
@@ -140,8 +141,12 @@ static void restore_marked(ScnStep *st, int status, const PGresult *res, const c
         scn_fail_sql(st, status, "restored, but cannot mark the restore complete", errmsg);
         return;
     }
-    scn_finish(st, 0, "backup '%s' restored into '%s' in %.1f s", scn_backup_name(st->run), st->run->db_restored,
-               (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+    if (st->from_standby)
+        scn_finish(st, 0, "backup '%s' taken from the standby restore '%s' as '%s' in %.1f s", scn_backup_name(st->run),
+                   st->run->db_standby, st->run->db_restored, (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+    else
+        scn_finish(st, 0, "backup '%s' restored into '%s' in %.1f s", scn_backup_name(st->run), st->run->db_restored,
+                   (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
 }
 
 static void restore_on_restored(const BackupVerifyResult *vr, void *data)
@@ -248,9 +253,54 @@ static void restore_load_key(ScnStep *st, int status, const PGresult *res, const
         scn_finish(st, r, "cannot load the backup key: %s", err_str(r));
 }
 
-static void restore_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+/* Does the standby restore hold the backup this run selected (name and SHA-256 in its mark)? */
+static bool scn_standby_usable(const ScnStep *st)
+{
+    const json_t *b = json_object_get(st->run->ctx, "backup");
+    const char *sha = json_string_value(json_object_get(b, "sha256"));
+    char marker[400];
+    if (!st->run->cfg.standby || !st->db.standby || !sha)
+        return false;
+    standby_marker(scn_backup_name(st->run), sha, marker, sizeof(marker));
+    return strcmp(st->db.standby_comment, marker) == 0;
+}
+
+static void restore_standby_allowed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[512];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot allow connections to the standby copy", errmsg);
+        return;
+    }
+    st->from_standby = true;
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
+    scn_sql(st, NULL, sql, 0, NULL, restore_marked);
+}
+
+static void restore_standby_renamed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
     char a[160], sql[300];
+    (void)res;
+    LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
+    if (status < 0) {
+        /* Whatever happened to it, the backup file is still there: restore from it. */
+        log_emit(LOG_WARNING, "scenario", &lf, "cannot take the standby '%s' (%s): restoring from the backup file",
+                 st->run->db_standby, errmsg ? errmsg : err_str(status));
+        restore_load_key(st, 0, NULL, NULL);
+        return;
+    }
+    log_emit(LOG_NOTICE, "scenario", &lf, "backup '%s' was restored in advance: standby '%s' renamed to '%s'",
+             scn_backup_name(st->run), st->run->db_standby, st->run->db_restored);
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", a);
+    scn_sql(st, NULL, sql, 0, NULL, restore_standby_allowed);
+}
+
+static void restore_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[400];
     (void)res;
     if (status < 0) {
         scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
@@ -258,6 +308,15 @@ static void restore_inspected(ScnStep *st, int status, const PGresult *res, cons
     }
     if (st->db.restored_complete) {
         scn_finish(st, 0, "'%s' already holds the complete restore of '%s'", st->run->db_restored, scn_backup_name(st->run));
+        return;
+    }
+    if (!st->db.restored && scn_standby_usable(st)) {
+        /* The standby restore holds exactly the selected backup: take it (a rename). */
+        scn_ident(st->run->db_standby, a, sizeof(a));
+        char b[160];
+        scn_ident(st->run->db_restored, b, sizeof(b));
+        snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
+        scn_sql(st, NULL, sql, 0, NULL, restore_standby_renamed);
         return;
     }
     if (st->db.restored) {
@@ -308,11 +367,14 @@ void scn_probe_restore_database(FsmCall *call, void *ctx, FsmProbeDone done)
 void scn_plan_restore_database(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
-    char msg[800];
-    snprintf(msg, sizeof(msg), "would CREATE DATABASE '%s' and stream '%s/%s' decrypted into '%s -d %s'",
-             run->db_restored, run->bcfg.directory ? run->bcfg.directory : "?",
-             scn_backup_name(run) ? scn_backup_name(run) : "?", run->bcfg.pg_restore ? run->bcfg.pg_restore : "pg_restore",
-             run->db_restored);
+    const char *name = scn_backup_name(run) ? scn_backup_name(run) : "?";
+    const char *pgr = run->bcfg.pg_restore ? run->bcfg.pg_restore : "pg_restore";
+    char msg[1200], standby[400] = "";
+    if (run->cfg.standby)
+        snprintf(standby, sizeof(standby), "would rename the standby restore '%s' to '%s' if it holds backup '%s'; "
+                 "otherwise ", run->db_standby, run->db_restored, name);
+    snprintf(msg, sizeof(msg), "%swould CREATE DATABASE '%s' and restore '%s/%s' decrypted with '%s -d %s'", standby,
+             run->db_restored, run->bcfg.directory ? run->bcfg.directory : "?", name, pgr, run->db_restored);
     done(call, 0, msg);
 }
 

@@ -30,6 +30,8 @@ typedef void (*ScnSqlNext)(ScnStep *st, int status, const PGresult *res, const c
 
 typedef struct ScnDbState {
     bool orig, damaged, restored, restored_complete;
+    bool standby;              /* the standby restore's database exists */
+    char standby_comment[400]; /* its COMMENT ("" when none) */
 } ScnDbState;
 
 struct ScnStep {
@@ -51,6 +53,7 @@ struct ScnStep {
     size_t idx;
     json_t *acc;
     uint64_t t0;
+    bool from_standby; /* restore_database took the standby restore */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -67,7 +70,8 @@ void scn_ident(const char *name, char *out, size_t n);
 void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg);
 /* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
 void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params, ScnSqlNext next);
-/* Which of X, X_damaged_T, X_restore_T exist, and is the restore marked complete? Then then(). */
+/* Which of X, X_damaged_T, X_restore_T, X_drsup_standby exist, is the restore marked complete, and
+ * what does the standby's COMMENT say? Then then(). */
 void scn_inspect(ScnStep *st, ScnSqlNext then);
 
 /* The database steps (scn_corruption_db.c). */

@@ -123,6 +123,19 @@ static int drctl_print_status(const json_t *r)
         }
         printf("%-10s %-9s %-12s %-12s %-10s %s\n", name, drctl_str(c, "health", "?"), since, last, lat, errtxt);
     }
+    const json_t *sb = json_object_get(r, "standby");
+    if (json_is_object(sb) && json_is_true(json_object_get(sb, "enabled"))) {
+        printf("\nstandby restore: %s", drctl_str(sb, "state", "?"));
+        if (json_is_string(json_object_get(sb, "backup")))
+            printf(", backup %s in '%s'", drctl_str(sb, "backup", ""), drctl_str(sb, "database", "?"));
+        if (json_is_string(json_object_get(sb, "staging_backup")))
+            printf(", staging %s", drctl_str(sb, "staging_backup", ""));
+        if (json_is_string(json_object_get(sb, "waiting_for")))
+            printf(" (%s)", drctl_str(sb, "waiting_for", ""));
+        if (json_is_string(json_object_get(sb, "last_error")) && strcmp(drctl_str(sb, "state", ""), "failed") == 0)
+            printf(": %s", drctl_str(sb, "last_error", ""));
+        printf("\n");
+    }
     const json_t *det = json_object_get(r, "detector");
     if (json_is_object(det)) {
         printf("\ndetector %s", drctl_str(det, "phase", "?"));
