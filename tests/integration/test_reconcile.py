@@ -5,6 +5,8 @@ exchange gets the missing fills replayed and passes; a second run changes nothin
 position no fill explains fails closed; duplicates and stale open orders fail.
 """
 import json
+import os
+import re
 
 import pytest
 
@@ -197,3 +199,36 @@ def test_exchange_unreachable_is_not_ready(pg, venue, daemon):
     assert rep["error"]["code"] == "http_failed" or "503" in rep["error"]["message"]
     venue.down = False
     daemon.stop()
+
+
+def default_duplicates_query():
+    """RECONCILE_DEFAULT_DUPLICATES as daemon/config.c ships it (C string literals joined)."""
+    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon", "config.c")).read()
+    m = re.search(r"#define RECONCILE_DEFAULT_DUPLICATES((?:[^\n]*\\\n)*[^\n]*)", src)
+    return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1)))
+
+
+def test_default_duplicate_scan_is_skipped_only_when_a_unique_index_guarantees_it(pg):
+    q = default_duplicates_query()
+    assert q.startswith("SELECT client_order_id, count(*)::text FROM orders")
+    pg.psql(SCHEMA + "INSERT INTO orders SELECT 'O' || i, 'BTC', 'buy', 1, 1, 'filled' FROM generate_series(1, 500) i;"
+            "ANALYZE orders;")
+    plan = pg.psql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + q)
+    # The reference schema: unique + NOT NULL. The scan of orders is gated off.
+    assert "One-Time Filter" in plan and re.search(r"Seq Scan on orders \(never executed\)", plan), plan
+    assert pg.psql(q) == ""
+    # Without the constraint the scan runs and finds the duplicate.
+    pg.psql("ALTER TABLE orders DROP CONSTRAINT orders_client_order_id_key;"
+            "INSERT INTO orders VALUES ('O7', 'BTC', 'buy', 1, 1, 'filled', now());")
+    plan = pg.psql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + q)
+    assert re.search(r"Seq Scan on orders \(actual rows=501 ", plan), plan
+    assert pg.psql(q) == "O7|2"
+    # A unique index on a NULLable column does not rule out repeated NULLs: the scan runs.
+    pg.psql("DELETE FROM orders WHERE client_order_id = 'O7' AND ctid = (SELECT max(ctid) FROM orders "
+            "WHERE client_order_id = 'O7'); ALTER TABLE orders ALTER client_order_id DROP NOT NULL;"
+            "CREATE UNIQUE INDEX orders_coid ON orders (client_order_id);"
+            "INSERT INTO orders VALUES (NULL, 'BTC', 'buy', 1, 1, 'filled', now()), "
+            "(NULL, 'BTC', 'buy', 1, 1, 'filled', now());")
+    plan = pg.psql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + q)
+    assert re.search(r"Seq Scan on orders \(actual rows=502 ", plan), plan
+    assert pg.psql(q) == "|2"

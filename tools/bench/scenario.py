@@ -12,16 +12,22 @@ standing in for the trading platform (HTTP halt/resume/shadow/status, empty posi
             `drctl --json trading` answer with halted true and halting false (the daemon has the
             halt confirmed by the venue's status). The harness then restarts the server, waits for
             the daemon to see it healthy, and `drctl resume --force` makes the next trial start live.
-  rto       DRSUP_BENCH_SCN_ROUNDS (default 2) rounds on the ~1 GB database of run.py (copied once
-            into a database `scn`, so the cache stays untouched): the daemon takes a verified backup;
-            `drctl execute --scenario database_corruption` runs the whole recovery (halt, evidence,
-            select, restore, validate, switch, reconcile, shadow, live); rto_ms and the step timeline
-            come from the incident report. In the same round, the same backup is decrypted with
-            `drctl backup decrypt` (not timed) and a bare `pg_restore -j2 --no-owner` of it into a
-            fresh database is timed: the baseline.
+  rto       DRSUP_BENCH_SCN_ROUNDS (default 2) rounds per mode on the ~1 GB database of run.py
+            (copied once into a database `scn`, so the cache stays untouched): the daemon takes a
+            verified backup; `drctl execute --scenario database_corruption` runs the whole recovery
+            (halt, evidence, select, restore, validate, switch, reconcile, shadow, live); rto_ms and
+            the step timeline come from the incident report. In the same round, the same backup is
+            decrypted with `drctl backup decrypt` (not timed) and a bare `pg_restore -j2
+            --no-owner` of it into a fresh database is timed: the baseline.
+            Modes (DRSUP_BENCH_SCN_MODES, default "standby,cold"): `standby` runs with
+            scenarios.database_corruption.standby on and waits, after the backup, until the standby
+            restore holds it (as it would hours after a scheduled backup), and again after the
+            recovery before the baseline is timed (so the re-staging does not load it);
+            `cold` runs with the standby off: the restore step restores from the file.
 
 Writes build/bench/scenario.json and prints a table. Environment: DRSUP_BUILD, DRSUP_BENCH_GB (as
-run.py), DRSUP_BENCH_HALT_TRIALS, DRSUP_BENCH_SCN_ROUNDS, DRSUP_BENCH_SCN_PARTS ("halt,rto").
+run.py), DRSUP_BENCH_HALT_TRIALS, DRSUP_BENCH_SCN_ROUNDS, DRSUP_BENCH_SCN_PARTS ("halt,rto"), DRSUP_BENCH_SCN_MODES
+("standby,cold").
 Standard library only.
 """
 import json
@@ -44,9 +50,11 @@ OUT_DIR = backup_bench.OUT_DIR
 HALT_TRIALS = max(1, int(os.environ.get("DRSUP_BENCH_HALT_TRIALS", "20")))
 ROUNDS = max(1, int(os.environ.get("DRSUP_BENCH_SCN_ROUNDS", "2")))
 PARTS = os.environ.get("DRSUP_BENCH_SCN_PARTS", "halt,rto").split(",")
+MODES = os.environ.get("DRSUP_BENCH_SCN_MODES", "standby,cold").split(",")
 PROBE_INTERVAL_MS = 250
 SCN_DB = "scn"
-TARGETS = {"halt_p99_vs_probe_interval": 4.0, "rto_vs_pg_restore": 1.25}
+TARGETS = {"halt_p99_vs_probe_interval": 4.0, "rto_vs_pg_restore": 1.25, "rto_cold_vs_pg_restore": 1.25}
+STANDBY_DBS = (SCN_DB + "_drsup_standby", SCN_DB + "_drsup_staging")
 log = backup_bench.log
 
 
@@ -160,9 +168,11 @@ def drop_scn_databases(pg, keep=()):
 
 
 class Recovery:
-    def __init__(self, pg, work):
+    def __init__(self, pg, work, mode):
         self.pg = pg
-        self.work = work
+        self.work = work = os.path.join(work, mode)
+        self.mode = mode
+        os.makedirs(work, exist_ok=True)
         self.venue = quiet_venue()
         self.key = os.path.join(work, "backup.key")
         with open(self.key, "w") as f:
@@ -174,6 +184,7 @@ class Recovery:
                "validation_queries": ["SELECT count(*) > 0 FROM orders", "SELECT count(*) > 0 FROM fills"]}
         if self.restore_jobs:
             scn["restore_jobs"] = int(self.restore_jobs)
+        scn["standby"] = mode == "standby"
         self.daemon = Daemon(work, {
             "log_level": "notice",
             "database": {"conninfo": pg.conninfo(SCN_DB), "probe_interval": "%dms" % PROBE_INTERVAL_MS,
@@ -199,14 +210,26 @@ class Recovery:
             "scenarios": {"database_corruption": scn},
         })
         self.seq = 0
-        self.samples = {"rto_ms": [], "pg_restore_j2_s": [], "decrypt_s": [], "backup_s": [], "steps": []}
+        self.samples = {"rto_ms": [], "pg_restore_j2_s": [], "decrypt_s": [], "backup_s": [], "steps": [],
+                        "standby_stage_s": []}
 
     def backup(self):
         t0 = time.monotonic()
         res = ctl_json(self.daemon, "--timeout", "2h", "backup", "now", "--wait", timeout=7200)
         self.samples["backup_s"].append(round(time.monotonic() - t0, 3))
         assert res["manifest"]["verification"]["container"] == "ok", res
+        self.wait_standby(res["name"])
         return os.path.join(self.backup_dir, res["name"])
+
+    def wait_standby(self, name):
+        """In standby mode: wait until the standby restore holds backup `name` (not timed in the RTO)."""
+        if self.mode != "standby":
+            return
+        t0 = time.monotonic()
+        wait_until(lambda: (lambda s: s["state"] == "ready" and s.get("backup") == name)(
+            ctl_json(self.daemon, "status")["standby"]), timeout=3600, interval=0.5, what="standby ready")
+        self.samples["standby_stage_s"].append(round(time.monotonic() - t0, 3))
+        log("  standby restore ready after %.1f s" % (time.monotonic() - t0))
 
     def baseline(self, path):
         plain = os.path.join(self.work, "decrypted.dump")
@@ -241,8 +264,10 @@ class Recovery:
         log("  recovery %s: rto %.2f s (%s)" % (rid, rep["rto_ms"] / 1000, ", ".join(
             "%s %.1f" % (s["step"], (s["ms"] or 0) / 1000) for s in steps)))
         # The evidence database of this round, and nothing else, goes (the restored copy is now scn).
-        drop_scn_databases(self.pg, keep=(SCN_DB,))
+        drop_scn_databases(self.pg, keep=(SCN_DB,) + STANDBY_DBS)
         wait_until(lambda: self.venue.mode == "live", timeout=10, what="venue live")
+        # The run consumed the standby: let it be restaged before anything else is timed.
+        self.wait_standby(rep["backup"]["name"])
         return rep
 
 
@@ -253,7 +278,7 @@ def _step_ms(s):
     return s.get("duration_ms")
 
 
-def rto_rounds(work, rounds):
+def rto_rounds(work, rounds, mode):
     pg = backup_bench.open_cluster()
     rec = None
     try:
@@ -261,10 +286,10 @@ def rto_rounds(work, rounds):
         t0 = time.monotonic()
         pg.psql("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY" % (SCN_DB, backup_bench.DB))
         log("copied %s into %s in %.1f s" % (backup_bench.DB, SCN_DB, time.monotonic() - t0))
-        rec = Recovery(pg, work)
+        rec = Recovery(pg, work, mode)
         rec.daemon.start()
         for r in range(rounds):
-            log("recovery round %d/%d" % (r + 1, rounds))
+            log("recovery round %d/%d (%s)" % (r + 1, rounds, mode))
             path = rec.backup()
             if r % 2 == 0:
                 rec.baseline(path)
@@ -284,7 +309,7 @@ def rto_rounds(work, rounds):
             pg.cleanup()
     s = rec.samples
     paired = [round(a / 1000 / b, 3) for a, b in zip(s["rto_ms"], s["pg_restore_j2_s"])]
-    return dict(s, paired_ratios=paired, rto_min_ms=min(s["rto_ms"]),
+    return dict(s, mode=mode, paired_ratios=paired, rto_min_ms=min(s["rto_ms"]),
                 pg_restore_j2_min_s=min(s["pg_restore_j2_s"]),
                 restore_jobs=rec.restore_jobs or "default")
 
@@ -302,10 +327,12 @@ def main():
             result["halt"] = h
             result["ratios"]["halt_p99_vs_probe_interval"] = round(h["p99_ms"] / PROBE_INTERVAL_MS, 3)
         if "rto" in PARTS:
-            log("full recovery vs bare pg_restore -j2: %d rounds" % ROUNDS)
-            r = rto_rounds(work, ROUNDS)
-            result["rto"] = r
-            result["ratios"]["rto_vs_pg_restore"] = round(r["rto_min_ms"] / 1000 / r["pg_restore_j2_min_s"], 3)
+            for mode in MODES:
+                log("full recovery vs bare pg_restore -j2: %d rounds, %s" % (ROUNDS, mode))
+                r = rto_rounds(work, ROUNDS, mode)
+                key = "rto" if mode == "standby" else "rto_" + mode
+                result[key] = r
+                result["ratios"][key + "_vs_pg_restore"] = round(r["rto_min_ms"] / 1000 / r["pg_restore_j2_min_s"], 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_end"] = os.getloadavg()
@@ -314,7 +341,9 @@ def main():
                        "first drctl trading answer halted=true halting=false; rto: rto_ms of the incident report "
                        "of `drctl execute --scenario database_corruption` (detection = the execute), ratio from the "
                        "minimum of each series; baseline = pg_restore -j2 --no-owner of the same backup, decrypted "
-                       "beforehand with drctl backup decrypt (decrypt not timed)")
+                       "beforehand with drctl backup decrypt (decrypt not timed); rto = with "
+                       "scenarios.database_corruption.standby on (the standby restore holds the backup), "
+                       "rto_cold = standby off (restore from the file)")
     with open(os.path.join(OUT_DIR, "scenario.json"), "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
@@ -325,13 +354,18 @@ def main():
         h = result["halt"]
         print("detection -> confirmed halt, %d trials, probe %d ms, halt_after 2: p50 %.0f  p90 %.0f  p99 %.0f  "
               "max %.0f ms" % (h["trials"], PROBE_INTERVAL_MS, h["p50_ms"], h["p90_ms"], h["p99_ms"], h["max_ms"]))
-    if "rto" in result:
-        r = result["rto"]
-        print("RTO (s):              %s" % " ".join("%.2f" % (x / 1000) for x in r["rto_ms"]))
-        print("bare pg_restore -j2:  %s" % " ".join("%.2f" % x for x in r["pg_restore_j2_s"]))
-        print("paired ratios:        %s" % " ".join("%.3f" % x for x in r["paired_ratios"]))
+    for key in ("rto", "rto_cold"):
+        if key not in result:
+            continue
+        r = result[key]
+        print("%s mode:" % r["mode"])
+        print("  RTO (s):              %s" % " ".join("%.2f" % (x / 1000) for x in r["rto_ms"]))
+        print("  bare pg_restore -j2:  %s" % " ".join("%.2f" % x for x in r["pg_restore_j2_s"]))
+        print("  paired ratios:        %s" % " ".join("%.3f" % x for x in r["paired_ratios"]))
+        if r["standby_stage_s"]:
+            print("  standby staged in (s): %s" % " ".join("%.1f" % x for x in r["standby_stage_s"]))
         for i, steps in enumerate(r["steps"]):
-            print("round %d steps (s):    %s" % (i + 1, "  ".join(
+            print("  round %d steps (s):    %s" % (i + 1, "  ".join(
                 "%s %.2f" % (s["step"], (s["ms"] or 0) / 1000) for s in steps)))
     print()
     print("%-28s %7s %7s" % ("ratio", "value", "target"))
