@@ -239,3 +239,44 @@ def test_damaged_index_is_caught_by_amcheck_and_starts_the_corruption_scenario(d
     assert venue.halt_bodies and venue.halt_bodies[0]["reason"].startswith(
         "suspected database corruption: corruption check failed with XX002"), venue.halt_bodies
     d.stop()
+
+
+def test_server_failing_to_start_on_damaged_files_is_corruption_not_a_restart_loop(daemons, tmp_path, pg, venue):
+    """pg_control damaged for real: the server stops, the restart command fails with "incorrect
+    checksum in control file" (a default damage pattern) twice, which confirms corruption and starts
+    database_corruption (the first failed attempt alone only suspects it). A server that cannot start
+    at all cannot host the restore (database_corruption restores a database inside the cluster): the
+    run then fails closed, trading halted, and pages; rebuilding a cluster is manual."""
+    restart = as_pg_user([os.path.join(PG_BIN, "pg_ctl"), "-D", pg.datadir, "-l", pg.logfile, "-w",
+                          "-t", "20", "-o", f"-p {pg.port}", "start"])
+    d = Daemon(tmp_path, {
+        "database": {"conninfo": pg.conninfo(), "probe_interval": "250ms", "probe_timeout": "1s",
+                     "connect_timeout": "1s"},
+        "venue": venue.config(),
+        "detector": {"halt_after": 2, "restart_command": restart, "restart_attempts": 3,
+                     "restart_delay": "300ms", "restart_timeout": "30s", "server_log": pg.logfile},
+    })
+    daemons.append(d)
+    d.start()
+    wait_until(lambda: detector(d)["phase"] == "healthy", timeout=10, what="healthy")
+    pg.stop(mode="immediate")
+    ctl = os.path.join(pg.datadir, "global", "pg_control")
+    with open(ctl, "r+b") as f:
+        f.seek(16)
+        f.write(b"\xde\xad\xbe\xef" * 4)  # the control file's CRC no longer matches
+    st = wait_until(lambda: (lambda s: s if s["phase"] == "corruption_confirmed" else None)(detector(d)),
+                    timeout=60, what="corruption confirmed", interval=0.1)
+    assert st["restarts_done"] == 2, st
+    assert st["corruption_signals"] >= 2, st
+    assert "checksum" in st["first_signal"], st
+    assert st.get("trigger_result") == "ok" and st.get("scenario_run"), st
+    log = d.log()
+    first = log.index("corruption suspected: the database failed to start because of damaged files")
+    assert "incorrect checksum in control file" in log[first:first + 300]
+    assert log.index("restarting the database (attempt 2 of 3)") > first  # confirmed by the second attempt
+    assert "corruption confirmed" in log and "starting database_corruption" in log
+    assert "restarting the database (attempt 3 of 3)" not in log  # no restart loop once confirmed
+    # Trading was halted at the outage (fail closed), before anything was restarted.
+    assert venue.mode == "halted"
+    assert not pg.is_running()
+    d.stop()
