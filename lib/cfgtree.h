@@ -3,7 +3,7 @@
  * "FILE:LINE:COL: what is wrong" errors.
  *
  * Owns the mechanism of configuration parsing, not its schema: the daemon's schema (which keys
- * exist, their types and defaults) lives in daemon/config.c and walks the tree with these getters.
+ * exist, their types and defaults) lives in daemon/config*.c and walks the tree with these getters.
  * Every getter marks the key it reads as used, so cfg_check_unknown() can refuse unknown keys.
  * Errors accumulate in a CfgCtx so one run reports every problem, not only the first.
  * Blocking (reads a file); the daemon calls it at start and from the thread pool on reload.
