@@ -72,7 +72,11 @@ def test_standby_staged_taken_and_restaged(pg, tmp_path, venue):  # noqa: F811
     env = Env(pg, tmp_path, venue, standby=True)
     d = loaded(env.d.start())
     try:
-        assert standby(d)["state"] in ("waiting", "failed") or standby(d)["enabled"]
+        # Nothing to stage before the first verified backup.
+        s0 = wait_until(lambda: (lambda s: s if s.get("waiting_for") == "no verified backup yet" else None)(
+            standby(d)), what="waiting for a backup")
+        assert s0["enabled"] is True and s0["state"] == "waiting" and "backup" not in s0
+        assert "standby restore: waiting (no verified backup yet)" in d.ctl("status").stdout
         b1 = backup_now(d)
         s = wait_ready(d, b1["name"])
         assert s["database"] == "shop_drsup_standby" and s["sha256"] == b1["manifest"]["sha256"]
