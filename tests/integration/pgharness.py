@@ -97,9 +97,9 @@ class PgCluster:
         self.datadir = os.path.join(self.tmpdir, "data")
         self.sockdir = os.path.join(self.tmpdir, "sock")
         self.logfile = os.path.join(self.tmpdir, "server.log")
+        self._run(["mkdir", "-p", "-m", "0700", self.sockdir])
         if self._workdir and os.path.exists(os.path.join(self.datadir, "PG_VERSION")):
             return self
-        self._run(["mkdir", "-p", "-m", "0700", self.sockdir])
         self._run([self._bin("initdb"), "-D", self.datadir, "-A", "trust", "-U", PG_USER,
                    "--data-checksums", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
@@ -138,7 +138,9 @@ class PgCluster:
                                  "--- server log tail ---\n%s" % (port, out, self.log_tail()))
 
     def _server_options(self, port):
-        opts = ["-p %d" % port]
+        # The socket directory on the command line too: a cached cluster copied from another
+        # checkout keeps working (its postgresql.conf names the old path).
+        opts = ["-p %d" % port, "-k %s" % self.sockdir]
         for k, v in sorted(self._settings.items()):
             opts.append("-c %s=%s" % (k, v))
         return " ".join(opts)
