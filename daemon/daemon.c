@@ -327,6 +327,8 @@ int daemon_start(Daemon *d)
     int r;
 
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (LimitFSIZE=) must fail the write (EFBIG, reported), not kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
     uv_signal_init(d->loop, &d->sig_term);
     uv_signal_init(d->loop, &d->sig_int);
     uv_signal_init(d->loop, &d->sig_hup);

@@ -341,3 +341,31 @@ def test_busy_and_disabled(pg, tmp_path, daemon_factory):
     p = d2.ctl("backups")
     assert p.returncode == 1 and "backups are not configured" in p.stderr
     assert d2.ctl_json("status")["components"]["backup"]["health"] == "disabled"
+
+
+def test_write_failing_mid_dump_loses_nothing_and_the_daemon_keeps_running(pg, tmp_path, daemon_factory):
+    """A write that fails in the middle of a dump (here a file size limit set on the running daemon
+    with prlimit: EFBIG, the same path as a full disk's ENOSPC): the backup fails at stage "write"
+    with the reason, leaves no file, the daemon keeps running, and once the limit is lifted the next
+    backup succeeds."""
+    fill_db(pg)
+    # Incompressible rows, so the encrypted file outgrows the limit while pg_dump is still writing.
+    pg.psql("CREATE TABLE blobs (id int PRIMARY KEY, data bytea);"
+            "INSERT INTO blobs SELECT i, decode(string_agg(md5(i::text || j::text), ''), 'hex') "
+            "FROM generate_series(1, 400) i, generate_series(1, 400) j GROUP BY i;", db="shop")
+    bcfg = backup_cfg(pg, tmp_path)
+    bdir = bcfg["directory"]
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+    subprocess.run(["prlimit", "--pid", str(d.proc.pid), "--fsize=1000000:unlimited"], check=True)
+    p = d.ctl("backup", "now", "--wait")
+    assert p.returncode == 1, p.stdout
+    assert "(write)" in p.stderr and "File too large" in p.stderr, p.stderr
+    assert final_files(bdir) == [] and os.listdir(bdir) == [], os.listdir(bdir)
+    assert d.proc.poll() is None
+    assert d.ctl_json("backups")["failures"][-1]["stage"] == "write"
+    subprocess.run(["prlimit", "--pid", str(d.proc.pid), "--fsize=unlimited:unlimited"], check=True)
+    res = wait_until(lambda: (lambda r: r.returncode == 0 and json.loads(r.stdout))(
+        d.ctl("--json", "backup", "now", "--wait")), timeout=30, interval=0.5, what="a backup after the limit")
+    assert res["manifest"]["file_size_bytes"] > 1000000
+    assert final_files(bdir) == sorted([res["name"], res["name"] + ".manifest.json"])
