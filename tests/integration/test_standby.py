@@ -196,3 +196,28 @@ def test_kill9_during_staging_restages(pg, tmp_path, venue):  # noqa: F811
         d.stop()
     finally:
         env.d.cleanup()
+
+
+def test_reload_turning_it_off_stops_a_staging(pg, tmp_path, venue):  # noqa: F811
+    fill_db(pg, rows=300000)
+    env = Env(pg, tmp_path, venue, standby=True)
+    d = loaded(env.d.start())
+    try:
+        b = backup_now(d)
+        wait_until(lambda: "shop_drsup_staging" in env.databases() or None, timeout=30, interval=0.005,
+                   what="staging database created")
+        cfg = env.d.config
+        cfg["scenarios"]["database_corruption"]["standby"] = False
+        env.d.write_config(cfg)
+        assert d.ctl("reload").returncode == 0
+        wait_until(lambda: standby(d)["state"] == "off" or None, timeout=30, what="standby off")
+        wait_until(lambda: "shop_drsup_staging" not in env.databases() or None, timeout=30,
+                   what="partial copy dropped")
+        assert "staging of backup '%s' stopped" % b["name"] in d.log()
+        assert "standby restore off" in d.log()
+        assert "shop_drsup_standby" not in env.databases()
+        assert not [f for f in os.listdir(os.path.join(str(tmp_path), "backups")) if f.startswith(".standby")]
+        assert "standby restore:" not in d.ctl("status").stdout
+        d.stop()
+    finally:
+        env.d.cleanup()
