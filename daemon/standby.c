@@ -153,9 +153,7 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
     snprintf(key, sizeof(key), "standby.failed:%s", sb->d->cfg->cluster);
     if (ok) {
         snprintf(sb->held_name, sizeof(sb->held_name), "%s", sb->target_name);
-        snprintf(sb->held_sha, sizeof(sb->held_sha), "%s", sb->target_sha);
-        if (!sb->held_ms)
-            sb->held_ms = sb_now_ms();
+        snprintf(sb->held_sha, sizeof(sb->held_sha), "%s", sb->target_sha); /* held_ms: set by sb_marked */
         sb->state = SB_READY;
         sb->failures = 0;
         sb->failed_name[0] = '\0';

@@ -15,6 +15,7 @@ Real PostgreSQL 15, real backups and pg_restore, the fake venue.
 """
 import json
 import os
+import time
 
 from drsup import Daemon, wait_until
 from test_scenario import Env, backup_now, fill_db, loaded, venue  # noqa: F401 (fixture)
@@ -80,6 +81,7 @@ def test_standby_staged_taken_and_restaged(pg, tmp_path, venue):  # noqa: F811
         b1 = backup_now(d)
         s = wait_ready(d, b1["name"])
         assert s["database"] == "shop_drsup_standby" and s["sha256"] == b1["manifest"]["sha256"]
+        assert abs(s["staged_ms"] / 1000 - time.time()) < 120 and s["last_duration_ms"] > 0
         assert comment(pg, "shop_drsup_standby") == "drsupervisor standby: backup %s sha256 %s" % (
             b1["name"], b1["manifest"]["sha256"])
         assert allow(pg, "shop_drsup_standby") == "f"
@@ -100,8 +102,9 @@ def test_standby_staged_taken_and_restaged(pg, tmp_path, venue):  # noqa: F811
         # A restart finds it in place: no second restore.
         d.stop()
         d = loaded(env.d.start())
-        wait_ready(d, b2["name"])
+        s = wait_ready(d, b2["name"])
         assert "holds backup '%s' (found in place" % b2["name"] in d.log()
+        assert "staged_ms" not in s  # when it was staged is not known after a restart
 
         # Recovery: the standby is taken, not restored again.
         pg.psql("INSERT INTO ledger SELECT i, 'LATER', 1 FROM generate_series(2001, 2003) i", db="shop")
