@@ -88,7 +88,8 @@ struct Standby {
     uint8_t key[BCF_KEY_LEN];
     char err[512];
     bool created;
-    bool found; /* the standby already held the target */
+    bool found;          /* the standby already held the target */
+    bool ending_stopped; /* the drop in flight ends a stopped (not failed) cycle */
     char fail_msg[768];
     uint64_t t0;
 
@@ -204,65 +205,53 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
 
 static void sb_sql(Standby *sb, PgConn *on, const char *sql, int np, const char *const *params, SbNext next);
 
-static void sb_after_cleanup(Standby *sb, int status, const PGresult *res, const char *errmsg)
+static void sb_after_drop(Standby *sb, int status, const PGresult *res, const char *errmsg)
 {
     (void)res;
-    if (status < 0 && status != DR_ECANCELED) {
+    if (!sb->ending_stopped && status < 0 && status != DR_ECANCELED) {
         size_t l = strlen(sb->fail_msg);
         snprintf(sb->fail_msg + l, sizeof(sb->fail_msg) - l, "; the partial copy '%s' could not be dropped: %s",
                  sb->cyc_staging, errmsg ? errmsg : err_str(status));
     }
-    sb_cycle_end(sb, false, false);
+    sb_cycle_end(sb, false, sb->ending_stopped);
 }
 
-/* The cycle failed: drop the partial staging database when this cycle created it, then report. */
+/* End a cycle that failed or was stopped: drop the partial staging database when this cycle
+ * created it (it may be large: never leave it filling the disk; not while the daemon stops), then
+ * end and report. */
+static void sb_end_dropping(Standby *sb, bool stopped)
+{
+    char ident[128], sql[256];
+    if (sb->db) {
+        pgconn_close(sb->db, NULL, NULL);
+        sb->db = NULL;
+    }
+    if (!sb->created || sb->closing || (stopped && !sb->pg)) {
+        sb_cycle_end(sb, false, stopped);
+        return;
+    }
+    sb->created = false;
+    sb->ending_stopped = stopped;
+    sb_ident(sb->cyc_staging, ident, sizeof(ident));
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
+    sb_sql(sb, NULL, sql, 0, NULL, sb_after_drop);
+}
+
+/* The cycle failed: the message, then the partial copy goes. */
 static void sb_fail(Standby *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_fail(Standby *sb, const char *fmt, ...)
 {
     va_list ap;
-    char ident[128], sql[256];
-
     va_start(ap, fmt);
     vsnprintf(sb->fail_msg, sizeof(sb->fail_msg), fmt, ap);
     va_end(ap);
-    if (sb->db) {
-        pgconn_close(sb->db, NULL, NULL);
-        sb->db = NULL;
-    }
-    if (!sb->created || sb->closing) {
-        sb_cycle_end(sb, false, false);
-        return;
-    }
-    sb->created = false;
-    sb_ident(sb->cyc_staging, ident, sizeof(ident));
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
-    sb_sql(sb, NULL, sql, 0, NULL, sb_after_cleanup);
+    sb_end_dropping(sb, false);
 }
 
-static void sb_after_stop_cleanup(Standby *sb, int status, const PGresult *res, const char *errmsg)
-{
-    (void)status;
-    (void)res;
-    (void)errmsg;
-    sb_cycle_end(sb, false, true);
-}
-
-/* Stopped at a step boundary: drop the partial copy (unless the daemon is stopping), then end. */
+/* Stopped at a step boundary (a run became active, reload, shutdown). */
 static void sb_stopped(Standby *sb)
 {
-    char ident[128], sql[256];
-    if (sb->db) {
-        pgconn_close(sb->db, NULL, NULL);
-        sb->db = NULL;
-    }
-    if (!sb->created || sb->closing || !sb->pg) {
-        sb_cycle_end(sb, false, true);
-        return;
-    }
-    sb->created = false;
-    sb_ident(sb->cyc_staging, ident, sizeof(ident));
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
-    sb_sql(sb, NULL, sql, 0, NULL, sb_after_stop_cleanup);
+    sb_end_dropping(sb, true);
 }
 
 /* ---- SQL plumbing ---- */
@@ -278,7 +267,7 @@ static void sb_on_sql(PgConn *c, int status, const PGresult *res, const char *er
         if (sb->db == c)
             sb->db = NULL;
     }
-    if (next == sb_after_cleanup || next == sb_after_stop_cleanup) {
+    if (next == sb_after_drop) {
         next(sb, status, res, errmsg);
         return;
     }
@@ -302,7 +291,7 @@ static void sb_sql(Standby *sb, PgConn *on, const char *sql, int np, const char 
     sb->next = next;
     int r = on ? pgconn_query(on, sql, np, params, sb_on_sql, sb) : -EINVAL;
     if (r < 0) {
-        if (next == sb_after_cleanup || next == sb_after_stop_cleanup)
+        if (next == sb_after_drop)
             next(sb, r, NULL, "cannot send a query");
         else
             sb_fail(sb, "cannot send a query to the database server (check scenarios.admin_conninfo): %s", err_str(r));

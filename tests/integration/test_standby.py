@@ -163,14 +163,25 @@ def test_standby_failure_is_reported(pg, tmp_path, venue):  # noqa: F811
         env.d.cleanup()
 
 
-def test_recovery_stops_a_staging_in_progress(pg, tmp_path, venue):  # noqa: F811
+def staging_started(pg, tmp_path, venue):
+    """A daemon whose first standby staging (300000 rows: a few seconds) has just created its
+    database. Returns (env, daemon, backup)."""
     fill_db(pg, rows=300000)
     env = Env(pg, tmp_path, venue, standby=True)
-    d = loaded(env.d.start())
     try:
+        d = loaded(env.d.start())
         b = backup_now(d)
-        wait_until(lambda: standby(d)["state"] == "staging" or None, timeout=30, interval=0.005,
-                   what="staging started")
+        wait_until(lambda: "shop_drsup_staging" in env.databases() or None, timeout=30, interval=0.005,
+                   what="staging database created")
+    except BaseException:
+        env.d.cleanup()
+        raise
+    return env, d, b
+
+
+def test_recovery_stops_a_staging_in_progress(pg, tmp_path, venue):  # noqa: F811
+    env, d, b = staging_started(pg, tmp_path, venue)
+    try:
         rid, steps = run_recovery(env, d)
         assert "restored into" in steps["restore_database"]["message"]
         assert "staging of backup '%s' stopped" % b["name"] in d.log()
@@ -183,13 +194,8 @@ def test_recovery_stops_a_staging_in_progress(pg, tmp_path, venue):  # noqa: F81
 
 
 def test_kill9_during_staging_restages(pg, tmp_path, venue):  # noqa: F811
-    fill_db(pg, rows=300000)
-    env = Env(pg, tmp_path, venue, standby=True)
-    d = loaded(env.d.start())
+    env, d, b = staging_started(pg, tmp_path, venue)
     try:
-        b = backup_now(d)
-        wait_until(lambda: "shop_drsup_staging" in env.databases() or None, timeout=30, interval=0.005,
-                   what="staging database created")
         d.kill9()
         d = loaded(env.d.start())
         wait_ready(d, b["name"], timeout=120)
@@ -202,13 +208,8 @@ def test_kill9_during_staging_restages(pg, tmp_path, venue):  # noqa: F811
 
 
 def test_reload_turning_it_off_stops_a_staging(pg, tmp_path, venue):  # noqa: F811
-    fill_db(pg, rows=300000)
-    env = Env(pg, tmp_path, venue, standby=True)
-    d = loaded(env.d.start())
+    env, d, b = staging_started(pg, tmp_path, venue)
     try:
-        b = backup_now(d)
-        wait_until(lambda: "shop_drsup_staging" in env.databases() or None, timeout=30, interval=0.005,
-                   what="staging database created")
         cfg = env.d.config
         cfg["scenarios"]["database_corruption"]["standby"] = False
         env.d.write_config(cfg)
