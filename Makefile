@@ -43,7 +43,7 @@ CFLAGS_ALL := -std=c17 -D_GNU_SOURCE -DDRSUP_VERSION='"$(VERSION)"' $(OPTFLAGS) 
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 LIB_SRC    := $(sort $(wildcard lib/*.c))
-DAEMON_SRC := $(filter-out daemon/main.c,$(sort $(wildcard daemon/*.c)))
+DAEMON_SRC := $(filter-out daemon/main.c,$(sort $(shell find daemon -name "*.c")))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 BENCH_SRC  := $(sort $(wildcard tools/bench/*.c))
 

@@ -1,7 +1,7 @@
 """
 Docs tell the truth: every drctl command is in drctl(1) and the README, every key of the annotated
 example configuration (commented examples included) is in drsupervisor.yaml(5), every key the schema
-in daemon/config*.c reads is named there too, and every command the daemon registers is reachable
+in daemon/config/config*.c reads is named there too, and every command the daemon registers is reachable
 from a drctl subcommand or documented as call-only in drctl(1).
 
 The example configuration validating with --check-config is tested in test_packaging.py.
@@ -138,7 +138,7 @@ def test_conf_key_extraction_sees_commented_sections():
     # Prose that looks like a key ("# unit: 250ms, ...") would show up here as a key the schema
     # does not read.
     unknown = sorted(k for k in keys if k.split(".")[-1].rstrip("[]") not in schema_key_names())
-    assert not unknown, f"conf/drsupervisor.yaml shows keys daemon/config*.c does not read (or prose at the start of a comment line parses as a key): {unknown}"
+    assert not unknown, f"conf/drsupervisor.yaml shows keys daemon/config/config*.c does not read (or prose at the start of a comment line parses as a key): {unknown}"
 
 
 def test_every_example_key_is_in_the_yaml_man_page():
@@ -162,8 +162,8 @@ def test_every_example_key_is_in_the_yaml_man_page():
 
 
 def schema_key_names():
-    """Every key name the schema (daemon/config*.c) reads."""
-    files = sorted(glob.glob(os.path.join(REPO, "daemon", "config*.c")))
+    """Every key name the schema (daemon/config/config*.c) reads."""
+    files = sorted(glob.glob(os.path.join(REPO, "daemon", "config", "config*.c")))
     assert len(files) >= 2, f"schema files not found: {files}"
     src = "\n".join(read(os.path.relpath(f, REPO)) for f in files)
     names = set(re.findall(r"\bcfg_(?:string|string_list|int|bool|size|mode|duration_ms|enum|section)"
@@ -175,14 +175,14 @@ def schema_key_names():
     names |= set(re.findall(r"\[VENUE_[A-Z_]+\] = \"([a-z_]+)\"", src))
     m = re.search(r"mode_names\[3\] = \{([^}]*)\}", src)
     names |= set(re.findall(r"\"([a-z]+)\"", m.group(1))) if m else set()
-    assert len(names) > 80, f"could not read the schema from daemon/config*.c: {sorted(names)}"
+    assert len(names) > 80, f"could not read the schema from daemon/config/config*.c: {sorted(names)}"
     return names
 
 
 def test_every_schema_key_is_named_in_the_yaml_man_page():
     man = detroff(read("docs/man/drsupervisor.yaml.5"))
     missing = sorted(n for n in schema_key_names() if not re.search(r"(?<![\w])" + re.escape(n) + r"(?!\w)", man))
-    assert not missing, f"keys daemon/config*.c reads that docs/man/drsupervisor.yaml.5 never names: {missing}"
+    assert not missing, f"keys daemon/config/config*.c reads that docs/man/drsupervisor.yaml.5 never names: {missing}"
 
 
 # ---- daemon commands ----

@@ -202,8 +202,8 @@ def test_exchange_unreachable_is_not_ready(pg, venue, daemon):
 
 
 def default_duplicates_query():
-    """RECONCILE_DEFAULT_DUPLICATES as daemon/config_recovery.c ships it (C string literals joined)."""
-    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon", "config_recovery.c")).read()
+    """RECONCILE_DEFAULT_DUPLICATES as daemon/config/config_recovery.c ships it (C string literals joined)."""
+    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon", "config", "config_recovery.c")).read()
     m = re.search(r"#define RECONCILE_DEFAULT_DUPLICATES((?:[^\n]*\\\n)*[^\n]*)", src)
     return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1)))
 

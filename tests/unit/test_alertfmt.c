@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alertfmt.h"
+#include "alerts/alertfmt.h"
 #include "err.h"
 
 static const AlertCtx ctx = {.source = "db1.example", .cluster = "prod"};

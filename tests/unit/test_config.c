@@ -14,7 +14,7 @@
 #include <syslog.h>
 
 #include "cfgtree.h"
-#include "config.h"
+#include "config/config.h"
 #include "err.h"
 
 static const char *const base = "database:\n  conninfo: \"host=127.0.0.1 dbname=t\"\n";

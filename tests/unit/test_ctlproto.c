@@ -13,7 +13,7 @@
 
 #include "ctlproto.h"
 #include "err.h"
-#include "roles.h"
+#include "core/roles.h"
 
 typedef struct Lines {
     char got[16][128];

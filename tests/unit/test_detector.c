@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "detector_sm.h"
+#include "detect/detector_sm.h"
 
 static const DetectorSmConfig cfg2 = {.halt_after = 2, .can_restart = true, .restart_attempts = 2, .restart_delay_ms = 500};
 

@@ -17,10 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "err.h"
-#include "events.h"
-#include "outbox.h"
+#include "core/events.h"
+#include "alerts/outbox.h"
 
 static char tmpdir[64];
 static char obdir[128];

@@ -1,0 +1,205 @@
+/*
+ * alerts_view: the operator's side of alerts: `alerts` (open conditions, the outbox with each
+ * delivery's state, dead letters, the last deliveries per channel, the heartbeat) and
+ * `alert.test` (one or many test events, end to end through the outbox, to one channel or all).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alerts/alerts_internal.h"
+#include "err.h"
+
+static const char *alerts_entry_state(const AlertEntry *e)
+{
+    switch (e->state) {
+    case ENTRY_WRITING:
+        return "writing";
+    case ENTRY_READY:
+        return e->attempts ? "retrying" : "pending";
+    case ENTRY_SENDING:
+        return "sending";
+    case ENTRY_REMOVING:
+        return "delivered";
+    default:
+        return "unknown";
+    }
+}
+
+static json_t *alerts_channel_json(const Alerts *a, const AlertChanQ *q)
+{
+    uint64_t now = uv_now(a->d->loop);
+    json_t *recent = json_array();
+    json_t *o;
+
+    for (size_t i = 0; i < q->n_recent; i++) {
+        const AlertDelivery *dl = &q->recent[(q->recent_pos + ALERTS_RECENT - 1 - i) % ALERTS_RECENT];
+        json_array_append_new(recent, json_pack("{s:I,s:b,s:i,s:i,s:I,s:f,s:s,s:s?}", "ts_ms", (json_int_t)dl->ts_ms,
+                                                "ok", dl->ok, "http_status", (int)dl->http_status, "alerts",
+                                                (int)dl->n_alerts, "first_seq", (json_int_t)dl->first_seq,
+                                                "latency_ms", dl->latency_ms, "what", dl->what, "error",
+                                                dl->error[0] ? dl->error : NULL));
+    }
+    o = json_pack("{s:b,s:I,s:i,s:i,s:I,s:I,s:I,s:o}", "configured", alerts__configured(a, q->ch), "queued",
+                  (json_int_t)q->n, "in_flight", (int)q->in_flight, "failing", (int)q->fail_streak, "delivered",
+                  (json_int_t)q->delivered, "dead_letters", (json_int_t)q->dead_total, "failed_attempts",
+                  (json_int_t)q->failed_attempts, "recent", recent);
+    if (o && q->resume_mono > now) {
+        json_object_set_new(o, "paused_until_ms", json_integer((json_int_t)alerts__wall_of(a, q->resume_mono)));
+        if (q->pause_reason)
+            json_object_set_new(o, "pause_reason", json_string(q->pause_reason));
+    }
+    return o;
+}
+
+static void alerts_cmd_view(CtlCall *call, const json_t *args, void *data)
+{
+    Alerts *a = data;
+    uint64_t now = uv_now(a->d->loop);
+    json_t *res, *chans = json_object(), *conds = json_array(), *outbox = json_array(), *dead = json_array();
+
+    (void)args;
+    for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
+        const AlertChanQ *q = &a->q[ch];
+        json_object_set_new(chans, alertfmt_channel_name((AlertChannel)ch), alerts_channel_json(a, q));
+        for (const AlertEntry *e = q->head; e; e = e->next) {
+            json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s?,s:s,s:I,s:i,s:I,s:s?}", "seq", (json_int_t)e->m.seq,
+                                  "channel", alertfmt_channel_name(e->m.channel), "state", alerts_entry_state(e),
+                                  "action", e->m.resolved ? "resolve" : "trigger", "dedup_key", e->m.dedup_key,
+                                  "condition", e->m.condition, "summary", e->m.summary, "occurrences",
+                                  (json_int_t)e->m.occurrences, "attempts", (int)e->attempts, "created_ms",
+                                  (json_int_t)e->created_ms, "last_error", e->last_error);
+            if (o && e->state == ENTRY_READY) {
+                uint64_t next = q->resume_mono > now ? q->resume_mono : now;
+                json_object_set_new(o, "next_attempt_ms", json_integer((json_int_t)alerts__wall_of(a, next)));
+            }
+            if (o)
+                json_object_set_new(o, "severity", json_string(events_severity_name(e->m.severity)));
+            json_array_append_new(outbox, o);
+        }
+        for (size_t i = 0; i < q->n_dead; i++) {
+            const AlertDead *dd = &q->dead[(q->dead_pos + i) % ALERTS_MAX_DEAD];
+            json_array_append_new(dead, json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:I}", "seq", (json_int_t)dd->m.seq,
+                                                  "channel", alertfmt_channel_name(dd->m.channel), "action",
+                                                  dd->m.resolved ? "resolve" : "trigger", "dedup_key",
+                                                  dd->m.dedup_key, "summary", dd->m.summary, "reason",
+                                                  dd->reason ? dd->reason : "", "ts_ms", (json_int_t)dd->ts_ms));
+        }
+    }
+    for (const AlertCondition *c = a->conds; c; c = c->next) {
+        json_t *cl = json_array();
+        for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++)
+            if (c->channels & (1u << ch))
+                json_array_append_new(cl, json_string(alertfmt_channel_name((AlertChannel)ch)));
+        json_array_append_new(conds, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "condition", c->key, "kind",
+                                               c->kind, "severity", events_severity_name(c->severity), "summary",
+                                               c->summary, "opened_ms", (json_int_t)c->opened_ms, "last_ms",
+                                               (json_int_t)c->last_ms, "occurrences", (json_int_t)c->occurrences,
+                                               "suppressed", (json_int_t)c->suppressed, "channels", cl));
+    }
+    json_t *hb = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:s?}", "configured", a->enabled && a->hb_url != NULL,
+                           "interval_ms", (json_int_t)a->hb_interval_ms, "last_ok_ms", (json_int_t)a->hb_last_ok_ms,
+                           "last_attempt_ms", (json_int_t)a->hb_last_try_ms, "ok", (json_int_t)a->hb_ok_count,
+                           "failures", (json_int_t)a->hb_fail_count, "last_error", a->hb_error);
+    res = json_pack("{s:b,s:b,s:s?,s:o,s:o,s:o,s:o,s:o}", "enabled", a->enabled, "outbox_loaded", a->loaded, "source",
+                    a->source, "channels", chans, "conditions", conds, "outbox", outbox, "dead_letters", dead,
+                    "heartbeat", hb);
+    control_reply_ok(call, res);
+}
+
+static void alerts_cmd_test(CtlCall *call, const json_t *args, void *data)
+{
+    Alerts *a = data;
+    const char *chname = json_string_value(json_object_get(args, "channel"));
+    const char *cond = json_string_value(json_object_get(args, "condition"));
+    const char *sevname = json_string_value(json_object_get(args, "severity"));
+    const char *text = json_string_value(json_object_get(args, "summary"));
+    const json_t *jcount = json_object_get(args, "count");
+    bool resolve = json_is_true(json_object_get(args, "resolve"));
+    json_int_t count = jcount ? json_integer_value(jcount) : 1;
+    Severity sev = SEV_ERROR;
+    unsigned mask = 0;
+    AlertChannel ch;
+
+    if (!a->enabled) {
+        control_reply_error(call, DR_ESTATE, "alerts are not configured (no 'alerts' section)");
+        return;
+    }
+    if (chname) {
+        if (alertfmt_channel_parse(chname, &ch) < 0) {
+            control_reply_error(call, DR_EBADARG, "unknown channel '%s' (pagerduty, slack, webhook)", chname);
+            return;
+        }
+        if (!alerts__configured(a, ch)) {
+            control_reply_error(call, DR_EBADARG, "channel '%s' is not configured", chname);
+            return;
+        }
+        mask = 1u << ch;
+    } else {
+        for (unsigned c = 0; c < ALERT_CH_COUNT; c++)
+            if (alerts__configured(a, (AlertChannel)c))
+                mask |= 1u << c;
+    }
+    if (!mask) {
+        control_reply_error(call, DR_ESTATE, "no alert channel is configured");
+        return;
+    }
+    if (sevname && events_severity_parse(sevname, &sev) < 0) {
+        control_reply_error(call, DR_EBADARG, "severity must be info, warning, error or critical");
+        return;
+    }
+    if ((jcount && !json_is_integer(jcount)) || count < 1 || count > 10000) {
+        control_reply_error(call, DR_EBADARG, "count must be between 1 and 10000");
+        return;
+    }
+    if (cond && (!cond[0] || strlen(cond) > 200)) {
+        control_reply_error(call, DR_EBADARG, "condition must be 1 to 200 characters");
+        return;
+    }
+    if (resolve && !cond) {
+        control_reply_error(call, DR_EBADARG, "--resolve needs --condition");
+        return;
+    }
+    const PeerCred *peer = control_call_peer(call);
+    json_t *det = json_pack("{s:b,s:s,s:s,s:i}", "test", 1, "action",
+                            "nothing: this is a test alert sent by an operator (drctl alert test)", "drctl",
+                            "drctl alerts", "requested_by_uid", peer ? (int)peer->uid : -1);
+    a->forcing = true;
+    a->force_mask = mask;
+    if (resolve) {
+        events_emit(a->d->events, sev, "alert.test", cond, true, det, "%s", text ? text : "test condition resolved");
+        count = 1;
+    } else {
+        for (json_int_t i = 0; i < count; i++) {
+            if (text)
+                events_emit(a->d->events, sev, "alert.test", cond, false, det, "%s", text);
+            else if (count > 1)
+                events_emit(a->d->events, sev, "alert.test", cond, false, det,
+                            "test alert %lld of %lld from drctl: alert delivery works", (long long)(i + 1),
+                            (long long)count);
+            else
+                events_emit(a->d->events, sev, "alert.test", cond, false, det,
+                            "test alert from drctl: alert delivery works");
+        }
+    }
+    a->forcing = false;
+    a->force_mask = 0;
+    json_decref(det);
+    json_t *chans = json_array();
+    for (unsigned c = 0; c < ALERT_CH_COUNT; c++)
+        if (mask & (1u << c))
+            json_array_append_new(chans, json_string(alertfmt_channel_name((AlertChannel)c)));
+    control_reply_ok(call, json_pack("{s:I,s:o,s:s?,s:b}", "events", (json_int_t)count, "channels", chans,
+                                     "condition", cond, "resolve", resolve));
+}
+
+int alerts__register_commands(Alerts *a)
+{
+    CtlCommand cmds[] = {
+        {"alerts", false, alerts_cmd_view, a, "open conditions, the alert outbox, dead letters, last deliveries"},
+        {"alert.test", true, alerts_cmd_test, a,
+         "send test alerts end to end (args: channel, condition, count, severity, resolve, summary)"},
+    };
+    return control_register(a->d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+}

@@ -1,0 +1,188 @@
+/*
+ * backup_catalog: manifests, the directory scan, the failure log and key loading (see
+ * backup_internal.h). The backup directory and its manifests are the source of truth; the daemon's
+ * in-memory catalog is rebuilt from them at start. Everything that touches the disk here blocks and
+ * runs on pool threads.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomicfile.h"
+#include "cap/backup/backup_internal.h"
+#include "err.h"
+
+int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen)
+{
+    char path[4096];
+
+    if (cfg->key_file)
+        return bcf_load_key_file(cfg->key_file, key, err, errlen);
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !dir[0]) {
+        snprintf(err, errlen,
+                 "key credential '%s': $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit, "
+                 "or key_file)",
+                 cfg->key_credential);
+        return DR_EKEY;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, cfg->key_credential);
+    return bcf_load_key_file(path, key, err, errlen);
+}
+
+void backup_time_rfc3339(int64_t unix_s, char *out, size_t n)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(out, n, "1970-01-01T00:00:00Z");
+        return;
+    }
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int64_t backup_time_parse(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (!s)
+        return -1;
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!end || *end)
+        return -1;
+    return (int64_t)timegm(&tm);
+}
+
+int64_t backup_manifest_started(const json_t *m)
+{
+    return backup_time_parse(json_string_value(json_object_get(m, "started_at")));
+}
+
+bool backup_manifest_verified(const json_t *m)
+{
+    const json_t *v = json_object_get(m, "verification");
+    const char *container = json_string_value(json_object_get(v, "container"));
+    const char *list = json_string_value(json_object_get(v, "pg_restore_list"));
+    return container && strcmp(container, "ok") == 0 && json_is_true(json_object_get(v, "sha256_match")) && list &&
+           strcmp(list, "ok") == 0;
+}
+
+static bool backup_has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int backup_cmp_started(const void *a, const void *b)
+{
+    int64_t x = backup_manifest_started(*(json_t *const *)a), y = backup_manifest_started(*(json_t *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+void backup_catalog_scan(const char *dir, const char *failures_path, BackupScan *ret)
+{
+    json_t **items = NULL;
+    size_t n = 0, cap = 0;
+    DIR *dh;
+    struct dirent *de;
+
+    ret->manifests = json_array();
+    ret->failures = NULL;
+    ret->error[0] = '\0';
+
+    char *text = NULL;
+    size_t len = 0;
+    if (failures_path && atomicfile_read_all(failures_path, 16 * 1024 * 1024, &text, &len) == 0) {
+        json_t *f = json_loadb(text, len, 0, NULL);
+        if (json_is_array(f))
+            ret->failures = f;
+        else
+            json_decref(f);
+        free(text);
+    }
+    if (!ret->failures)
+        ret->failures = json_array();
+
+    dh = opendir(dir);
+    if (!dh) {
+        snprintf(ret->error, sizeof(ret->error), "cannot read backup directory '%s': %s", dir, strerror(errno));
+        return;
+    }
+    while ((de = readdir(dh))) {
+        char path[4096];
+        const char *name = de->d_name;
+        /* Temporaries of an interrupted write (".<name>.tmp.<pid>.<random>"): never complete. */
+        if (name[0] == '.' && strstr(name, "_backup_") && strstr(name, ".tmp.")) {
+            snprintf(path, sizeof(path), "%s/%s", dir, name);
+            unlink(path);
+            continue;
+        }
+        if (name[0] == '.' || !backup_has_suffix(name, BACKUP_MANIFEST_SUFFIX))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (atomicfile_read_all(path, 4 * 1024 * 1024, &text, &len) < 0)
+            continue;
+        json_t *m = json_loadb(text, len, 0, NULL);
+        free(text);
+        const char *file = json_string_value(json_object_get(m, "file"));
+        struct stat st;
+        char fpath[4096];
+        if (!json_is_object(m) || !file || backup_manifest_started(m) < 0) {
+            json_decref(m);
+            continue;
+        }
+        snprintf(fpath, sizeof(fpath), "%s/%s", dir, file);
+        if (stat(fpath, &st) < 0) {
+            json_decref(m); /* the manifest of a deleted file: not a backup any more */
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            json_t **p = realloc(items, cap * sizeof(*items));
+            if (!p) {
+                json_decref(m);
+                break;
+            }
+            items = p;
+        }
+        items[n++] = m;
+    }
+    closedir(dh);
+    if (n)
+        qsort(items, n, sizeof(*items), backup_cmp_started);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(ret->manifests, items[i]);
+    free(items);
+}
+
+int backup_manifest_write(const char *dir, const json_t *manifest)
+{
+    char path[4096];
+    const char *file = json_string_value(json_object_get(manifest, "file"));
+    char *text;
+    int r;
+
+    if (!file)
+        return -EINVAL;
+    snprintf(path, sizeof(path), "%s/%s%s", dir, file, BACKUP_MANIFEST_SUFFIX);
+    text = json_dumps(manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (!text)
+        return -ENOMEM;
+    size_t len = strlen(text);
+    text[len] = '\0';
+    char *withnl = realloc(text, len + 2);
+    if (!withnl) {
+        free(text);
+        return -ENOMEM;
+    }
+    withnl[len] = '\n';
+    withnl[len + 1] = '\0';
+    r = atomicfile_write(path, withnl, len + 1, 0640);
+    free(withnl);
+    return r;
+}

@@ -1,0 +1,283 @@
+/*
+ * backup_cmd: the backup module's watch conditions and control commands (see backup_internal.h).
+ *
+ * Owns the conditions backup.age, backup.size (against the median of the previous backups),
+ * backup.failures, backup.verify and backup.restore_test (opened and closed as events, and the
+ * "backup" status component), and the commands backups, backup_now, backup_status and verify.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cap/backup/backup.h"
+#include "cap/backup/backup_internal.h"
+#include "cfgtree.h"
+#include "core/daemon.h"
+#include "err.h"
+
+static const char *const backups_cond_names[COND_N] = {"backup.age", "backup.size", "backup.failures",
+                                                       "backup.verify", "backup.restore_test"};
+
+/* ---- watching ---- */
+
+void backups__condition(Backups *b, CondId id, bool open, Severity sev, const json_t *details, const char *fmt,
+                        ...)
+{
+    char key[256], msg[1024];
+    va_list ap;
+
+    if (b->cond_open[id] == open)
+        return;
+    b->cond_open[id] = open;
+    snprintf(key, sizeof(key), "%s:%s", backups_cond_names[id], b->cluster);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    events_emit(b->d->events, open ? sev : SEV_INFO, backups_cond_names[id], key, !open, details, "%s", msg);
+}
+
+static int backups_cmp_i64(const void *a, const void *c)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)c;
+    return x < y ? -1 : x > y;
+}
+
+void backups__watch(Backups *b)
+{
+    Component *c = status_component(b->d->status, "backup");
+    int64_t now = backups__now();
+    json_t *newest = backups__newest(b);
+    unsigned fails = backups__consecutive_failures(b);
+    char d1[48], d2[48];
+    bool too_old = false;
+
+    b->last_watch_ms = uv_now(b->d->loop);
+    if (!c)
+        return;
+    if (!b->enabled) {
+        status_set_health(c, HEALTH_DISABLED);
+        return;
+    }
+    if (!b->scanned)
+        return;
+
+    /* Age: of the newest backup, or, with none, of the daemon's watch since start. */
+    int64_t ref = newest ? backup_manifest_started(newest) : b->d->started_ms / 1000;
+    uint64_t age_ms = now > ref ? (uint64_t)(now - ref) * 1000 : 0;
+    too_old = age_ms > b->cfg.watch_max_age_ms;
+    cfg_format_duration(age_ms / 1000 * 1000, d1, sizeof(d1));
+    cfg_format_duration(b->cfg.watch_max_age_ms, d2, sizeof(d2));
+    if (newest)
+        backups__condition(b, COND_AGE, too_old, SEV_ERROR, NULL, "newest backup '%s' is %s old (limit %s)%s",
+                          json_string_value(json_object_get(newest, "file")), d1, d2,
+                          too_old ? "" : ": back within the limit");
+    else
+        backups__condition(b, COND_AGE, too_old, SEV_ERROR, NULL, "no backup at all for %s (limit %s)", d1, d2);
+
+    /* Size against the median of the previous baseline_count backups. */
+    size_t n = json_array_size(b->catalog);
+    if (n >= 2 && b->cfg.watch_size_change_percent > 0) {
+        size_t k = (size_t)b->cfg.watch_baseline_count;
+        if (k > n - 1)
+            k = n - 1;
+        int64_t *v = calloc(k, sizeof(*v));
+        if (v) {
+            for (size_t i = 0; i < k; i++)
+                v[i] = (int64_t)json_integer_value(json_object_get(json_array_get(b->catalog, n - 2 - i), "file_size_bytes"));
+            qsort(v, k, sizeof(*v), backups_cmp_i64);
+            int64_t median = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+            int64_t size = (int64_t)json_integer_value(json_object_get(newest, "file_size_bytes"));
+            double pct = median > 0 ? 100.0 * (double)(size - median) / (double)median : 0;
+            bool open = median > 0 && (pct > (double)b->cfg.watch_size_change_percent ||
+                                       -pct > (double)b->cfg.watch_size_change_percent);
+            json_t *det = json_pack("{s:I,s:I,s:f,s:i}", "size_bytes", (json_int_t)size, "baseline_bytes",
+                                    (json_int_t)median, "change_percent", pct, "baseline_count", (int)k);
+            backups__condition(b, COND_SIZE, open, SEV_WARNING, det,
+                              "backup size %lld bytes is %+.1f%% from the baseline %lld (median of %zu; limit %lld%%)",
+                              (long long)size, pct, (long long)median, k, (long long)b->cfg.watch_size_change_percent);
+            json_decref(det);
+            free(v);
+        }
+    }
+
+    backups__condition(b, COND_FAILURES, fails >= (unsigned)b->cfg.watch_failures, SEV_ERROR, NULL,
+                      "%u consecutive backup failures%s", fails,
+                      fails >= (unsigned)b->cfg.watch_failures ? "" : ": a backup succeeded");
+
+    if (fails >= (unsigned)b->cfg.watch_failures || too_old)
+        status_set_health(c, HEALTH_DOWN);
+    else if (newest)
+        status_set_health(c, HEALTH_UP);
+    else
+        status_set_health(c, HEALTH_UNKNOWN);
+}
+
+/* ---- commands ---- */
+
+static bool backups_check_enabled(Backups *b, CtlCall *call)
+{
+    if (b->enabled)
+        return true;
+    control_reply_error(call, DR_ESTATE, "backups are not configured: add a 'backup:' section to '%s'",
+                        b->d->config_path);
+    return false;
+}
+
+static json_t *backups_summary(const json_t *m)
+{
+    const json_t *v = json_object_get(m, "verification");
+    return json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:b,s:s,s:O?,s:O?}", "name", json_object_get(m, "file"), "started_at",
+                     json_object_get(m, "started_at"), "finished_at", json_object_get(m, "finished_at"),
+                     "file_size_bytes", json_object_get(m, "file_size_bytes"), "duration_ms",
+                     json_object_get(m, "duration_ms"), "verified", backup_manifest_verified(m), "restore_test",
+                     backups__restore_status(m), "key_id", json_object_get(m, "key_id"), "verify_error",
+                     json_object_get(v, "error"));
+}
+
+static json_t *backups_running_json(const Backups *b)
+{
+    if (b->job_kind == JOB_NONE)
+        return json_null();
+    return json_pack("{s:s,s:s,s:I}", "kind",
+                     b->job_kind == JOB_BACKUP ? "backup" : b->job_kind == JOB_VERIFY ? "verify" : "restore_test",
+                     "name", b->job_name, "started_unix", (json_int_t)b->job_started);
+}
+
+static void backups_cmd_list(CtlCall *call, const json_t *args, void *data)
+{
+    Backups *b = data;
+    json_t *list = json_array(), *fails = json_array();
+    size_t i, n;
+    json_t *m;
+
+    (void)args;
+    if (!backups_check_enabled(b, call)) {
+        json_decref(list);
+        json_decref(fails);
+        return;
+    }
+    json_array_foreach(b->catalog, i, m) json_array_append_new(list, backups_summary(m));
+    n = json_array_size(b->failures);
+    for (i = n > 20 ? n - 20 : 0; i < n; i++)
+        json_array_append(fails, json_array_get(b->failures, i));
+    control_reply_ok(call, json_pack("{s:s,s:o,s:o,s:o,s:b,s:s?}", "directory", b->cfg.directory, "backups", list,
+                                     "failures", fails, "running", backups_running_json(b), "scanned", b->scanned,
+                                     "scan_error", b->scan_error[0] ? b->scan_error : NULL));
+}
+
+static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
+{
+    Backups *b = data;
+    char msg[512];
+
+    if (!backups_check_enabled(b, call))
+        return;
+    int r = backups__start_backup(b, false);
+    if (r == DR_EBUSY) {
+        control_reply_error(call, r, "not started: %s", backups__busy_message(b, msg, sizeof(msg)));
+        return;
+    }
+    if (r == -EAGAIN) {
+        control_reply_error(call, DR_EBUSY,
+                            "not started: a backup started less than a second ago (backup names have one-second "
+                            "resolution); try again in a second");
+        return;
+    }
+    if (r < 0) {
+        control_reply_error(call, r, "cannot start a backup: %s", err_str(r));
+        return;
+    }
+    if (json_is_true(json_object_get(args, "wait"))) {
+        BackupWaiter *w = calloc(1, sizeof(*w));
+        if (w) {
+            w->call = call;
+            w->next = b->waiters;
+            b->waiters = w;
+            return;
+        }
+    }
+    control_reply_ok(call, json_pack("{s:b,s:s}", "started", 1, "name", b->job_name));
+}
+
+static void backups_cmd_status(CtlCall *call, const json_t *args, void *data)
+{
+    Backups *b = data;
+    json_t *m, *res;
+    char line[600], age[48], size[48];
+
+    (void)args;
+    if (!backups_check_enabled(b, call))
+        return;
+    m = backups__newest(b);
+    unsigned fails = backups__consecutive_failures(b);
+    if (!m) {
+        snprintf(line, sizeof(line), "no backup yet%s", fails ? "" : "");
+        res = json_pack("{s:n,s:s,s:i,s:o}", "latest", "line", line, "consecutive_failures", (int)fails, "running",
+                        backups_running_json(b));
+    } else {
+        int64_t started = backup_manifest_started(m);
+        int64_t agesec = backups__now() - started;
+        int64_t bytes = (int64_t)json_integer_value(json_object_get(m, "file_size_bytes"));
+        bool verified = backup_manifest_verified(m);
+        cfg_format_duration((uint64_t)(agesec > 0 ? agesec : 0) * 1000, age, sizeof(age));
+        if (bytes >= 1 << 20)
+            snprintf(size, sizeof(size), "%.1f MiB", (double)bytes / 1048576.0);
+        else if (bytes >= 1 << 10)
+            snprintf(size, sizeof(size), "%.1f KiB", (double)bytes / 1024.0);
+        else
+            snprintf(size, sizeof(size), "%lld B", (long long)bytes);
+        snprintf(line, sizeof(line), "latest %s, %s, %s old, %s%s%s", json_string_value(json_object_get(m, "file")),
+                 size, age, verified ? "verified" : "NOT verified",
+                 strcmp(backups__restore_status(m), "ok") == 0 ? ", test-restored" : "",
+                 fails ? (fails == 1 ? ", 1 failure since" : ", failures since") : "");
+        res = json_pack("{s:O,s:I,s:I,s:b,s:s,s:s,s:i,s:o}", "latest", json_object_get(m, "file"), "size_bytes",
+                        (json_int_t)bytes, "age_s", (json_int_t)agesec, "verified", verified, "restore_test",
+                        backups__restore_status(m), "line", line, "consecutive_failures", (int)fails, "running",
+                        backups_running_json(b));
+    }
+    control_reply_ok(call, res);
+}
+
+static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
+{
+    Backups *b = data;
+    const char *name = json_string_value(json_object_get(args, "name"));
+    bool restore = json_is_true(json_object_get(args, "restore"));
+    char msg[512];
+    json_t *m;
+
+    if (!backups_check_enabled(b, call))
+        return;
+    m = name ? backups__find(b, name) : backups__newest(b);
+    if (!m) {
+        if (name)
+            control_reply_error(call, DR_EBADARG, "no backup named '%s' in the catalog (see drctl backups)", name);
+        else
+            control_reply_error(call, DR_ESTATE, "there is no backup to verify yet");
+        return;
+    }
+    int r = backups__start_verify(b, m, restore, call);
+    if (r == DR_EBUSY)
+        control_reply_error(call, r, "not started: %s", backups__busy_message(b, msg, sizeof(msg)));
+    else if (r < 0)
+        control_reply_error(call, r, "cannot start: %s", err_str(r));
+}
+
+/* ---- registration ---- */
+
+void backups__commands_register(Backups *b)
+{
+    static const CtlCommand cmds[] = {
+        {"backups", false, backups_cmd_list, NULL, "list the backup catalog and recent failures"},
+        {"backup_now", true, backups_cmd_now, NULL, "start a backup now (args: wait)"},
+        {"backup_status", false, backups_cmd_status, NULL, "latest backup, its size, age and verification"},
+        {"verify", true, backups_cmd_verify, NULL, "verify a backup (args: name, restore); answers when done"},
+    };
+    CtlCommand c[sizeof(cmds) / sizeof(cmds[0])];
+    memcpy(c, cmds, sizeof(cmds));
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+        c[i].data = b;
+    control_register(b->d->control, c, sizeof(c) / sizeof(c[0]));
+}

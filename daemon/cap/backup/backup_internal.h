@@ -1,0 +1,275 @@
+/*
+ * backup_internal: what the backup module's files share (daemon/backup*.c); not for other modules.
+ *
+ *   backup.c          the module: schedules, catalog in memory, retention, verification, life cycle
+ *   backup_cmd.c      the module's watch conditions and control commands
+ *   backup_job.c      one backup: pg_dump -> worker (compress, encrypt, write) -> verify -> commit
+ *   backup_state.c    the state files captured beside a backup (an encrypted ustar archive)
+ *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
+ *                     pg_restore -d for a test restore)
+ *   backup_restore.c  the test restore into a scratch database, with validation queries
+ *   backup_catalog.c  manifests (build, parse, write), directory scan, failure log, key loading
+ */
+#ifndef DRSUP_BACKUP_INTERNAL_H
+#define DRSUP_BACKUP_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "atomicfile.h"
+#include "cap/backup/backup.h"
+#include "backupstream.h"
+#include "config/config.h"
+#include "core/control.h"
+#include "cron.h"
+#include "core/events.h"
+
+/* Bytes handed to a worker at a time (and the most pg_dump output buffered on the loop). */
+#define BACKUP_HANDOFF_BYTES (4u * 1024u * 1024u)
+/* File bytes read per read() in verification, and decrypted output handed to a child at a time. */
+#define BACKUP_VERIFY_READ_BYTES (1024u * 1024u)
+#define BACKUP_VERIFY_OUT_BYTES (4u * 1024u * 1024u)
+/* Spool mode: file bytes decrypted per pool work item (a cancel is seen between two). */
+#define BACKUP_VERIFY_SPOOL_SLICE_BYTES (64u * 1024u * 1024u)
+
+#define BACKUP_MANIFEST_SUFFIX ".manifest.json"
+
+/* A growable byte buffer. */
+typedef struct BackupBuf {
+    uint8_t *data;
+    size_t len, cap;
+} BackupBuf;
+
+int backup_buf_append(BackupBuf *b, const void *data, size_t len);
+void backup_buf_free(BackupBuf *b);
+
+/* ---- key (backup_catalog.c); blocking: pool threads only ---- */
+
+/* Load the key from key_file, or from $CREDENTIALS_DIRECTORY/<key_credential>. DR_EKEY + message. */
+int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen);
+
+/* ---- manifests and catalog (backup_catalog.c) ---- */
+
+/* "2024-01-02T03:04:05Z" */
+void backup_time_rfc3339(int64_t unix_s, char *out, size_t n);
+/* Parse the above; -1 when not parseable. */
+int64_t backup_time_parse(const char *s);
+/* A manifest's started_at as Unix seconds (-1 if missing). */
+int64_t backup_manifest_started(const json_t *m);
+/* Verified as docs/backup-format.md defines it. */
+bool backup_manifest_verified(const json_t *m);
+
+/* Result of scanning the directory (pool thread): manifests sorted by start (oldest first), failure
+ * records, and a message when the directory could not be read. */
+typedef struct BackupScan {
+    json_t *manifests; /* array */
+    json_t *failures;  /* array */
+    char error[512];
+} BackupScan;
+
+/* Blocking: read every manifest in `dir` (dropping entries whose file is gone), remove temporaries
+ * left by a crash, and load the failure log from `failures_path`. */
+void backup_catalog_scan(const char *dir, const char *failures_path, BackupScan *ret);
+/* Blocking: write a manifest atomically beside its file. 0 or -errno. */
+int backup_manifest_write(const char *dir, const json_t *manifest);
+
+/* ---- state files (backup_state.c) ---- */
+
+/* Blocking (worker): archive cfg->state_files (ustar), compress and encrypt it with key (created_at
+ * in the container header) into a new temporary of `path` (lib/atomicfile; the caller commits or
+ * aborts it). On success *ret_af is that temporary and *ret_info the manifest's "state_files"
+ * object {file: name, file_size_bytes, sha256, entries: [{path, size}], missing: [{path, error}]}
+ * (new reference). Unreadable files are listed as missing, not errors. 0, or a negative code with
+ * a message in err (then nothing is left behind). */
+int backup_state_capture(const ConfigBackup *cfg, const uint8_t key[BCF_KEY_LEN], int64_t created_at,
+                         const char *path, const char *name, AtomicFile **ret_af, json_t **ret_info, char *err,
+                         size_t errlen);
+
+/* ---- streaming verification (backup_verify.c) ---- */
+
+typedef struct BackupVerifyResult {
+    bool container_ok;      /* every chunk, the final chunk and the codec checks passed */
+    bool sha_checked;       /* an expected SHA-256 was given */
+    bool sha_match;
+    bool child_ok;          /* the child exited 0 (and, if required, read everything) */
+    bool child_ran;
+    char child_status[96];  /* "exited with status 1" */
+    BackupStreamStats stats;
+    char key_id_hex[2 * BCF_KEY_ID_LEN + 1];
+    char error[1024];       /* first failure, "" when none */
+} BackupVerifyResult;
+
+typedef struct BackupVerify BackupVerify;
+typedef void (*BackupVerifyDoneFn)(const BackupVerifyResult *res, void *data);
+
+typedef struct BackupVerifyOptions {
+    const char *path;                /* file to read */
+    const uint8_t *key;              /* BCF_KEY_LEN bytes, copied */
+    const char *expected_sha256_hex; /* or NULL */
+    const char *const *argv;         /* child reading the decrypted dump on stdin; NULL: no child */
+    bool child_must_read_all;        /* a child that stops reading early fails (restore) */
+    uint64_t timeout_ms;             /* for the child; 0 none */
+    /* Spool mode, or NULL: the whole decrypted dump is first written to this file (created 0600,
+     * replacing a leftover of the same name; on the thread pool, a slice at a time), then the child
+     * runs with its stdin on /dev/null and this path appended to argv (pg_restore -j N ... FILE:
+     * a parallel restore needs a seekable file, not a pipe); the file is removed before done(),
+     * whatever happened. Needs room for the uncompressed dump. */
+    const char *spool_path;
+} BackupVerifyOptions;
+
+/* Start; done(res) runs once on the loop. NULL when out of memory. */
+BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *opt, BackupVerifyDoneFn done,
+                                  void *data);
+/* Stop early (shutdown): the child is killed and done() runs with an error. */
+void backup_verify_cancel(BackupVerify *v);
+
+/* ---- one backup (backup_job.c) ---- */
+
+typedef struct BackupJob BackupJob;
+
+/* Which file a program path named (stat, following symbolic links): a package upgrade that
+ * replaces the binary changes it. */
+typedef struct BackupToolId {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+} BackupToolId;
+
+/* What `<program> --version` said, remembered per program file: the module keeps the last one
+ * (Backups.pg_dump_version) and hands it to each job, which reads the version again only when
+ * the path or the file it names changed. */
+typedef struct BackupToolVersion {
+    char *path;      /* as configured; NULL when nothing is known */
+    BackupToolId id;
+    char *version;   /* "15.8 (Debian 15.8-0+deb12u1)": the first line, without "pg_dump (PostgreSQL) " */
+} BackupToolVersion;
+
+/* Replace *dst with a copy of src (src NULL: clear). 0 or -ENOMEM (then *dst is cleared). */
+int backup_tool_version_set(BackupToolVersion *dst, const BackupToolVersion *src);
+void backup_tool_version_clear(BackupToolVersion *v);
+/* The version in `--version` output (first line; after "(PostgreSQL) " when present), printable
+ * ASCII only, into out. False when there is none. */
+bool backup_tool_version_parse(const char *output, char *out, size_t n);
+
+typedef struct BackupJobResult {
+    int status;              /* 0 ok, or the error */
+    const char *name;        /* backup file name */
+    const char *stage;       /* where it failed: "connect", "key", "open", "dump", "write", "verify", "commit" */
+    const char *error;       /* message, "" on success */
+    json_t *manifest;        /* on success: the manifest written (borrowed) */
+    int64_t started_at;
+    /* `pg_dump --version` as read by this job (borrowed), for the module to remember; NULL when the
+     * job used what it was given, or could not tell. */
+    const BackupToolVersion *pg_dump_learned;
+} BackupJobResult;
+
+typedef void (*BackupJobDoneFn)(const BackupJobResult *res, void *data);
+
+/* Start a backup with a private copy of `cfg`. pg_dump_known (may be NULL; copied) is the version
+ * of pg_dump remembered from an earlier job: used when it still describes cfg->pg_dump, else the
+ * job runs `pg_dump --version` (lib/child) before the dump. done runs once on the loop, then the
+ * job frees itself. */
+BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const BackupToolVersion *pg_dump_known,
+                            BackupJobDoneFn done, void *data);
+void backup_job_cancel(BackupJob *job);
+const char *backup_job_name(const BackupJob *job);
+
+/* ---- test restore (backup_restore.c) ---- */
+
+typedef struct BackupRestore BackupRestore;
+/* result: object {"status":"ok"|"failed","database":..,"duration_ms":..,"queries":[...],"error":..}. */
+typedef void (*BackupRestoreDoneFn)(json_t *result, void *data);
+
+BackupRestore *backup_restore_start(uv_loop_t *loop, const ConfigBackup *cfg, const char *path,
+                                    const uint8_t key[BCF_KEY_LEN], const char *expected_sha256_hex,
+                                    BackupRestoreDoneFn done, void *data);
+void backup_restore_cancel(BackupRestore *r);
+
+/* ---- the module (backup.c, backup_cmd.c) ---- */
+
+typedef struct Daemon Daemon;
+
+typedef enum { JOB_NONE = 0, JOB_BACKUP, JOB_VERIFY, JOB_RESTORE } JobKind;
+
+typedef struct BackupWaiter {
+    CtlCall *call;
+    struct BackupWaiter *next;
+} BackupWaiter;
+
+typedef enum { COND_AGE, COND_SIZE, COND_FAILURES, COND_VERIFY, COND_RESTORE, COND_N } CondId;
+
+struct Backups {
+    Daemon *d;
+    bool enabled;
+    ConfigBackup cfg;
+    char *cluster;
+    char *failures_path;
+    CronExpr *sched;
+    int64_t *next_due;
+    size_t n_sched;
+    bool has_restore;
+    CronExpr restore_cron;
+    int64_t restore_next;
+    uv_timer_t tick;
+    uint64_t last_watch_ms;
+
+    json_t *catalog;  /* manifests, oldest first */
+    json_t *failures; /* failure records, oldest first */
+    bool failures_loaded;   /* read from state_dir once; memory is the truth after that */
+    bool failures_writing;  /* one write of the failures file at a time, in order ... */
+    bool failures_dirty;    /* ... and another after it when it changed meanwhile */
+    bool scanned;
+    char scan_error[512];
+
+    JobKind job_kind;
+    char job_name[256];
+    int64_t job_started;
+    int64_t last_named_started; /* Unix seconds of the newest backup that took its final name */
+    bool job_scheduled;
+    BackupJob *job;
+    BackupVerify *verify;
+    BackupRestore *restore;
+    CtlCall *verify_call;     /* on-demand verification waiting for its answer */
+    json_t *verify_manifest;  /* copy being verified */
+    uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */
+    bool verify_restore;
+    BackupWaiter *waiters;    /* `backup now --wait` */
+    BackupToolVersion pg_dump_version; /* the last `pg_dump --version` a job read */
+
+    bool cond_open[COND_N];
+    char verify_error[512];
+    char restore_error[512];
+
+    bool closing;
+    int pending;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+/* backup.c */
+/* Now, Unix seconds. */
+int64_t backups__now(void);
+/* The newest manifest in the catalog (borrowed), or NULL. */
+json_t *backups__newest(const Backups *b);
+unsigned backups__consecutive_failures(const Backups *b);
+/* The manifest of backup `name` (borrowed), or NULL. */
+json_t *backups__find(const Backups *b, const char *name);
+/* The manifest's test restore status: "ok", "failed" or "skipped". */
+const char *backups__restore_status(const json_t *m);
+/* What is running, for a "busy" reply. */
+const char *backups__busy_message(const Backups *b, char *buf, size_t n);
+/* 0, DR_EBUSY, -EAGAIN (a backup started less than a second ago) or another negative code. */
+int backups__start_backup(Backups *b, bool scheduled);
+/* Verify (or test-restore) manifest m; call (may be NULL) gets the answer. 0 or negative (DR_EBUSY). */
+int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call);
+
+/* backup_cmd.c */
+/* Open or close condition id (an event only on a change). */
+void backups__condition(Backups *b, CondId id, bool open, Severity sev, const json_t *details, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Re-evaluate the age, size and failure conditions and the "backup" status component. */
+void backups__watch(Backups *b);
+void backups__commands_register(Backups *b);
+
+#endif

@@ -1,0 +1,782 @@
+/*
+ * reconcile: database against exchange, replay of missing fills, report (see reconcile.h).
+ */
+#include "cap/reconcile.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/control.h"
+#include "core/daemon.h"
+#include "err.h"
+#include "log.h"
+#include "pgconn.h"
+#include "cap/venue/venue.h"
+
+typedef enum {
+    RC_EX_POSITIONS = 0,
+    RC_EX_FILLS,
+    RC_DB_POSITIONS,
+    RC_DUPLICATES,
+    RC_STALE,
+    RC_MISSING,
+    RC_REPLAY,
+    RC_RECOMPUTE,
+    RC_DB_POSITIONS_AFTER,
+    RC_MISSING_AFTER,
+    RC_DONE
+} ReconcileStep;
+
+typedef struct ReconcileRun {
+    Reconcile *owner;
+    char *run_id;
+    int64_t since_ms, started_ms;
+    ReconcileDoneFn cb;
+    void *data;
+    PgConn *pg;
+    ReconcileStep step;
+    bool waiting;               /* an operation is outstanding */
+    json_t *ex_positions;       /* array */
+    json_t *ex_fills;           /* array */
+    json_t *db_before, *db_after;  /* symbol -> {"quantity","avg_price"} */
+    json_t *duplicates, *stale; /* arrays of objects */
+    json_t *missing, *missing_after; /* arrays of fill ids */
+    json_t *actions;            /* actions_taken */
+    size_t replay_i;
+    size_t replayed, replay_failed;
+    bool recomputed;
+    int error;
+    char errmsg[512];
+} ReconcileRun;
+
+struct Reconcile {
+    Daemon *d;
+    ReconcileRun *run;
+    bool closing;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+static void reconcile_advance(ReconcileRun *run);
+
+static int64_t reconcile_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void reconcile_iso(int64_t ms, char *out, size_t n)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+static const ConfigReconcile *reconcile_cfg(const ReconcileRun *run)
+{
+    return &run->owner->d->cfg->reconcile;
+}
+
+/* ---- values ---- */
+
+/* A JSON number or numeric string as text (shortest form that reads back the same); NULL if neither. */
+static char *reconcile_num_text(const json_t *v)
+{
+    char buf[64];
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (json_is_integer(v)) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+        return strdup(buf);
+    }
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        snprintf(buf, sizeof(buf), "%.15g", x);
+        if (strtod(buf, NULL) != x)
+            snprintf(buf, sizeof(buf), "%.17g", x);
+        return strdup(buf);
+    }
+    return NULL;
+}
+
+static bool reconcile_num(const json_t *v, double *ret)
+{
+    if (json_is_number(v)) {
+        *ret = json_number_value(v);
+        return true;
+    }
+    if (json_is_string(v)) {
+        char *end = NULL;
+        const char *s = json_string_value(v);
+        *ret = strtod(s, &end);
+        return end != s;
+    }
+    *ret = 0;
+    return v == NULL || json_is_null(v);
+}
+
+static bool reconcile_close_enough(double a, double b, double abs_tol, double rel_tol)
+{
+    double diff = fabs(a - b), scale = fmax(fabs(a), fabs(b));
+    return diff <= abs_tol + rel_tol * scale + 1e-9 * scale + 1e-12;
+}
+
+json_t *reconcile_compare_positions(const json_t *exchange, json_t *db, double quantity_tolerance,
+                                    double price_tolerance)
+{
+    json_t *out = json_array();
+    json_t *seen = json_object();
+    size_t i;
+    const json_t *p;
+    const char *sym;
+    json_t *dbp;
+
+    if (!out || !seen) {
+        json_decref(seen);
+        return out;
+    }
+    json_array_foreach(exchange, i, p) {
+        const char *s = json_string_value(json_object_get(p, "symbol"));
+        if (!s)
+            continue;
+        json_object_set_new(seen, s, json_true());
+        const json_t *d = json_object_get(db, s);
+        double eq, ep, dq = 0, dp = 0;
+        reconcile_num(json_object_get(p, "quantity"), &eq);
+        reconcile_num(json_object_get(p, "avg_price"), &ep);
+        if (d) {
+            reconcile_num(json_object_get(d, "quantity"), &dq);
+            reconcile_num(json_object_get(d, "avg_price"), &dp);
+        }
+        const char *kind = NULL;
+        if (!reconcile_close_enough(eq, dq, quantity_tolerance, 0))
+            kind = d ? "quantity" : "missing_in_database";
+        else if (fabs(eq) > 1e-12 && !reconcile_close_enough(ep, dp, 0, price_tolerance))
+            kind = "avg_price";
+        if (kind)
+            json_array_append_new(out, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "symbol", s, "kind", kind,
+                                                 "exchange_quantity", eq, "db_quantity", dq, "exchange_avg_price",
+                                                 ep, "db_avg_price", dp));
+    }
+    json_object_foreach(db, sym, dbp) {
+        if (json_object_get(seen, sym))
+            continue;
+        double dq, dp;
+        reconcile_num(json_object_get(dbp, "quantity"), &dq);
+        reconcile_num(json_object_get(dbp, "avg_price"), &dp);
+        if (!reconcile_close_enough(0, dq, quantity_tolerance, 0))
+            json_array_append_new(out, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "symbol", sym, "kind",
+                                                 "missing_on_exchange", "exchange_quantity", 0.0, "db_quantity", dq,
+                                                 "exchange_avg_price", 0.0, "db_avg_price", dp));
+    }
+    json_decref(seen);
+    return out;
+}
+
+/* The array an answer holds: the answer itself, or its field `key`. */
+static json_t *reconcile_answer_array(const json_t *answer, const char *key)
+{
+    if (json_is_array(answer))
+        return json_deep_copy(answer);
+    const json_t *a = json_object_get(answer, key);
+    return json_is_array(a) ? json_deep_copy(a) : NULL;
+}
+
+/* ---- the report ---- */
+
+static json_t *reconcile_check(const char *name, bool pass, json_t *detail)
+{
+    return json_pack("{s:s,s:s,s:o}", "name", name, "status", pass ? "PASS" : "FAIL", "detail",
+                     detail ? detail : json_object());
+}
+
+static bool reconcile_in_mismatches(const json_t *list, const char *symbol)
+{
+    size_t i;
+    const json_t *m;
+    json_array_foreach(list, i, m) {
+        if (strcmp(json_string_value(json_object_get(m, "symbol")), symbol) == 0)
+            return true;
+    }
+    return false;
+}
+
+static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
+{
+    const ConfigReconcile *cfg = reconcile_cfg(run);
+    char started[40], finished[40], since[40];
+    bool complete = run->step == RC_DONE && run->error == 0;
+    json_t *checks = json_array(), *disc = json_array();
+    size_t i;
+    json_t *m;
+
+    reconcile_iso(run->started_ms, started, sizeof(started));
+    reconcile_iso(reconcile_now_ms(), finished, sizeof(finished));
+    reconcile_iso(run->since_ms, since, sizeof(since));
+    json_t *before = reconcile_compare_positions(run->ex_positions, run->db_before, cfg->quantity_tolerance,
+                                                 cfg->price_tolerance);
+    json_t *after = run->db_after ? reconcile_compare_positions(run->ex_positions, run->db_after,
+                                                                cfg->quantity_tolerance, cfg->price_tolerance)
+                                  : json_incref(before);
+    bool pos_ok = complete && json_array_size(after) == 0;
+    bool dup_ok = complete && json_array_size(run->duplicates) == 0;
+    bool stale_ok = complete && json_array_size(run->stale) == 0;
+    bool fills_ok = complete && json_array_size(run->missing_after) == 0 && run->replay_failed == 0;
+
+    json_array_append_new(checks, reconcile_check("positions_match", pos_ok,
+                                                  json_pack("{s:I,s:I,s:I,s:f,s:f}", "symbols_on_exchange",
+                                                            (json_int_t)json_array_size(run->ex_positions),
+                                                            "mismatches_before", (json_int_t)json_array_size(before),
+                                                            "mismatches_after", (json_int_t)json_array_size(after),
+                                                            "quantity_tolerance", cfg->quantity_tolerance,
+                                                            "price_tolerance", cfg->price_tolerance)));
+    json_array_append_new(checks, reconcile_check("no_duplicate_client_order_ids", dup_ok,
+                                                  json_pack("{s:I}", "duplicates",
+                                                            (json_int_t)json_array_size(run->duplicates))));
+    json_array_append_new(checks, reconcile_check("no_stale_open_orders", stale_ok,
+                                                  json_pack("{s:I,s:I}", "stale", (json_int_t)json_array_size(run->stale),
+                                                            "stale_after_ms", (json_int_t)cfg->stale_after_ms)));
+    json_array_append_new(checks, reconcile_check("fills_complete", fills_ok,
+                                                  json_pack("{s:I,s:I,s:I,s:I,s:I}", "exchange_fills",
+                                                            (json_int_t)json_array_size(run->ex_fills), "missing_before",
+                                                            (json_int_t)json_array_size(run->missing), "replayed",
+                                                            (json_int_t)run->replayed, "replay_failed",
+                                                            (json_int_t)run->replay_failed, "missing_after",
+                                                            (json_int_t)json_array_size(run->missing_after))));
+    json_array_foreach(before, i, m) {
+        json_t *c = json_deep_copy(m);
+        json_object_set_new(c, "check", json_string("positions_match"));
+        json_object_set_new(c, "resolved", json_boolean(!reconcile_in_mismatches(after, json_string_value(json_object_get(m, "symbol")))));
+        json_array_append_new(disc, c);
+    }
+    json_array_foreach(after, i, m) {
+        if (reconcile_in_mismatches(before, json_string_value(json_object_get(m, "symbol"))))
+            continue;
+        json_t *c = json_deep_copy(m);
+        json_object_set_new(c, "check", json_string("positions_match"));
+        json_object_set_new(c, "resolved", json_false());
+        json_array_append_new(disc, c);
+    }
+    json_array_foreach(run->duplicates, i, m) {
+        json_t *c = json_deep_copy(m);
+        json_object_set_new(c, "check", json_string("no_duplicate_client_order_ids"));
+        json_object_set_new(c, "resolved", json_false());
+        json_array_append_new(disc, c);
+    }
+    json_array_foreach(run->stale, i, m) {
+        json_t *c = json_deep_copy(m);
+        json_object_set_new(c, "check", json_string("no_stale_open_orders"));
+        json_object_set_new(c, "resolved", json_false());
+        json_array_append_new(disc, c);
+    }
+    json_array_foreach(run->missing_after, i, m) {
+        json_array_append_new(disc, json_pack("{s:s,s:O,s:b}", "check", "fills_complete", "fill_id", m, "resolved", 0));
+    }
+    bool ready = pos_ok && dup_ok && stale_ok && fills_ok;
+    json_t *rep = json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:O,s:b}", "run", run->run_id, "started_at", started,
+                            "finished_at", finished, "since", since, "since_ms", (json_int_t)run->since_ms, "checks",
+                            checks, "discrepancies", disc, "actions_taken", run->actions, "ready_to_trade", ready);
+    if (rep && run->error)
+        json_object_set_new(rep, "error", json_pack("{s:s,s:s}", "code", err_name(run->error), "message",
+                                                    run->errmsg[0] ? run->errmsg : err_str(run->error)));
+    json_decref(before);
+    json_decref(after);
+    *ret_result = run->error ? run->error : ready ? 0 : DR_ESTATE;
+    if (rep)
+        json_object_set_new(rep, "result", json_string(*ret_result ? err_name(*ret_result) : "ok"));
+    return rep;
+}
+
+/* ---- finishing ---- */
+
+static void reconcile_free_run(ReconcileRun *run)
+{
+    json_decref(run->ex_positions);
+    json_decref(run->ex_fills);
+    json_decref(run->db_before);
+    json_decref(run->db_after);
+    json_decref(run->duplicates);
+    json_decref(run->stale);
+    json_decref(run->missing);
+    json_decref(run->missing_after);
+    json_decref(run->actions);
+    free(run->run_id);
+    free(run);
+}
+
+static void reconcile_module_maybe_closed(Reconcile *r)
+{
+    if (!r->closing || r->run)
+        return;
+    void (*cb)(void *) = r->closed_cb;
+    void *data = r->closed_data;
+    free(r);
+    if (cb)
+        cb(data);
+}
+
+static void reconcile_on_pg_closed(void *data)
+{
+    ReconcileRun *run = data;
+    Reconcile *r = run->owner;
+    reconcile_free_run(run);
+    r->run = NULL;
+    reconcile_module_maybe_closed(r);
+}
+
+static void reconcile_finish(ReconcileRun *run)
+{
+    int result = 0;
+    json_t *rep = reconcile_report(run, &result);
+    Daemon *d = run->owner->d;
+
+    if (result == 0) {
+        events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' passed: ready to trade (%zu fill%s replayed)",
+                    run->run_id, run->replayed, run->replayed == 1 ? "" : "s");
+        if (d->venue) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            venue_note_reconciled(d->venue, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        }
+    }
+    else
+        events_emit(d->events, result == DR_ECANCELED ? SEV_WARNING : SEV_ERROR, "reconcile", NULL, false, rep,
+                    "reconcile '%s' FAILED: %s; not ready to trade", run->run_id,
+                    run->error ? (run->errmsg[0] ? run->errmsg : err_str(run->error)) : "unresolved discrepancies");
+    ReconcileDoneFn cb = run->cb;
+    void *cbdata = run->data;
+    run->cb = NULL;
+    if (cb)
+        cb(result, rep, cbdata); /* the callback owns rep */
+    else
+        json_decref(rep);
+    PgConn *pg = run->pg;
+    run->pg = NULL;
+    if (pg)
+        pgconn_close(pg, reconcile_on_pg_closed, run);
+    else
+        reconcile_on_pg_closed(run);
+}
+
+static void reconcile_fail(ReconcileRun *run, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void reconcile_fail(ReconcileRun *run, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(run->errmsg, sizeof(run->errmsg), fmt, ap);
+    va_end(ap);
+    run->error = code;
+    reconcile_finish(run);
+}
+
+/* ---- steps ---- */
+
+static void reconcile_on_venue(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    ReconcileRun *run = data;
+    const char *what = run->step == RC_EX_POSITIONS ? "positions" : "fills";
+
+    (void)text;
+    run->waiting = false;
+    if (run->owner->closing && result == 0)
+        result = DR_ECANCELED;
+    if (result < 0) {
+        reconcile_fail(run, result, "cannot read the exchange's %s: %s", what, message && message[0] ? message : err_str(result));
+        return;
+    }
+    json_t *arr = reconcile_answer_array(answer, what);
+    if (!arr) {
+        reconcile_fail(run, DR_EPROTO, "the exchange's %s answer is not a JSON array", what);
+        return;
+    }
+    if (run->step == RC_EX_POSITIONS)
+        run->ex_positions = arr;
+    else
+        run->ex_fills = arr;
+    run->step++;
+    reconcile_advance(run);
+}
+
+static json_t *reconcile_rows_positions(const PGresult *res)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && res && i < PQntuples(res) && PQnfields(res) >= 3; i++)
+        json_object_set_new(o, PQgetvalue(res, i, 0),
+                            json_pack("{s:s,s:s}", "quantity", PQgetvalue(res, i, 1), "avg_price", PQgetvalue(res, i, 2)));
+    return o;
+}
+
+static json_t *reconcile_rows_objects(const PGresult *res, const char *const *names, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && res && i < PQntuples(res); i++) {
+        json_t *o = json_object();
+        for (int f = 0; f < n && f < PQnfields(res); f++)
+            json_object_set_new(o, names[f], PQgetisnull(res, i, f) ? json_null() : json_string(PQgetvalue(res, i, f)));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *reconcile_rows_first(const PGresult *res)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && res && i < PQntuples(res) && PQnfields(res) >= 1; i++)
+        json_array_append_new(a, json_string(PQgetvalue(res, i, 0)));
+    return a;
+}
+
+static const json_t *reconcile_fill_by_id(const ReconcileRun *run, const char *id)
+{
+    size_t i;
+    const json_t *f;
+    json_array_foreach(run->ex_fills, i, f) {
+        const char *fid = json_string_value(json_object_get(f, "fill_id"));
+        if (fid && strcmp(fid, id) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+static void reconcile_on_sql(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    ReconcileRun *run = data;
+    static const char *const dup_names[] = {"client_order_id", "count"};
+    static const char *const stale_names[] = {"client_order_id", "symbol", "created_at"};
+
+    run->waiting = false;
+    if (status == DR_ECANCELED) {
+        run->pg = NULL; /* closing: it frees itself */
+        reconcile_fail(run, DR_ECANCELED, "the daemon is stopping");
+        return;
+    }
+    if (status != 0 && run->step == RC_REPLAY) {
+        /* One fill could not be replayed: record it, go on with the others; fills_complete fails. */
+        const char *id = json_string_value(json_array_get(run->missing, run->replay_i));
+        run->replay_failed++;
+        json_array_append_new(run->actions, json_pack("{s:s,s:s,s:s}", "action", "replay_failed", "fill_id", id ? id : "?",
+                                                      "error", errmsg ? errmsg : err_str(status)));
+        run->replay_i++;
+        reconcile_advance(run);
+        return;
+    }
+    if (status != 0) {
+        static const char *const names[] = {"", "", "database positions", "duplicate check", "stale order check",
+                                            "missing fill check", "", "position recompute", "database positions",
+                                            "missing fill check"};
+        const char *sqlstate = pgconn_last_sqlstate(c);
+        reconcile_fail(run, status == -ETIMEDOUT ? status : DR_EDB, "%s failed: %s%s%s", names[run->step],
+                       sqlstate[0] ? sqlstate : "", sqlstate[0] ? ": " : "", errmsg ? errmsg : err_str(status));
+        return;
+    }
+    switch (run->step) {
+    case RC_DB_POSITIONS:
+        run->db_before = reconcile_rows_positions(res);
+        break;
+    case RC_DB_POSITIONS_AFTER:
+        run->db_after = reconcile_rows_positions(res);
+        break;
+    case RC_DUPLICATES:
+        run->duplicates = reconcile_rows_objects(res, dup_names, 2);
+        break;
+    case RC_STALE:
+        run->stale = reconcile_rows_objects(res, stale_names, 3);
+        break;
+    case RC_MISSING:
+        run->missing = reconcile_rows_first(res);
+        break;
+    case RC_MISSING_AFTER:
+        run->missing_after = reconcile_rows_first(res);
+        break;
+    case RC_REPLAY: {
+        const char *id = json_string_value(json_array_get(run->missing, run->replay_i));
+        const json_t *f = reconcile_fill_by_id(run, id);
+        json_t *act = json_deep_copy(f);
+        json_object_set_new(act, "action", json_string("replayed_fill"));
+        json_array_append_new(run->actions, act);
+        run->replayed++;
+        run->replay_i++;
+        reconcile_advance(run);
+        return;
+    }
+    case RC_RECOMPUTE:
+        run->recomputed = true;
+        json_array_append_new(run->actions, json_pack("{s:s}", "action", "recomputed_positions"));
+        break;
+    default:
+        break;
+    }
+    run->step++;
+    reconcile_advance(run);
+}
+
+/* The fill ids of the exchange as a PostgreSQL text[] literal. */
+static char *reconcile_id_array(const json_t *fills)
+{
+    size_t cap = 16, len = 0, i;
+    const json_t *f;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    s[len++] = '{';
+    json_array_foreach(fills, i, f) {
+        const char *id = json_string_value(json_object_get(f, "fill_id"));
+        if (!id)
+            continue;
+        size_t need = len + 2 * strlen(id) + 4;
+        if (need > cap) {
+            while (cap < need)
+                cap *= 2;
+            char *n = realloc(s, cap);
+            if (!n) {
+                free(s);
+                return NULL;
+            }
+            s = n;
+        }
+        if (s[len - 1] != '{')
+            s[len++] = ',';
+        s[len++] = '"';
+        for (const char *p = id; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                s[len++] = '\\';
+            s[len++] = *p;
+        }
+        s[len++] = '"';
+    }
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+static int reconcile_replay_one(ReconcileRun *run)
+{
+    const char *id = json_string_value(json_array_get(run->missing, run->replay_i));
+    const json_t *f = reconcile_fill_by_id(run, id);
+    char *vals[7] = {0};
+    static const char *const keys[] = {"fill_id", "client_order_id", "symbol", "side", "quantity", "price", "executed_at"};
+    int r = 0;
+
+    if (!f)
+        return DR_EINTERNAL;
+    for (int i = 0; i < 7; i++) {
+        const json_t *v = json_object_get(f, keys[i]);
+        if (i == 6 && json_is_number(v)) { /* epoch ms */
+            char iso[40];
+            reconcile_iso((int64_t)json_number_value(v), iso, sizeof(iso));
+            vals[i] = strdup(iso);
+        } else {
+            vals[i] = reconcile_num_text(v);
+        }
+    }
+    r = pgconn_query(run->pg, reconcile_cfg(run)->replay_fill_query, 7, (const char *const *)vals, reconcile_on_sql, run);
+    for (int i = 0; i < 7; i++)
+        free(vals[i]);
+    return r;
+}
+
+static void reconcile_advance(ReconcileRun *run)
+{
+    const ConfigReconcile *cfg = reconcile_cfg(run);
+    Daemon *d = run->owner->d;
+    char buf[32];
+    int r = 0;
+
+    if (run->owner->closing) {
+        reconcile_fail(run, DR_ECANCELED, "the daemon is stopping");
+        return;
+    }
+    for (;;) {
+        switch (run->step) {
+        case RC_EX_POSITIONS:
+            r = venue_action(d->venue, VENUE_POSITIONS, NULL, reconcile_on_venue, run);
+            break;
+        case RC_EX_FILLS:
+            snprintf(buf, sizeof(buf), "%lld", (long long)run->since_ms);
+            r = venue_action(d->venue, VENUE_FILLS, buf, reconcile_on_venue, run);
+            break;
+        case RC_DB_POSITIONS:
+        case RC_DB_POSITIONS_AFTER:
+            if (run->step == RC_DB_POSITIONS_AFTER && !run->recomputed && run->replayed == 0) {
+                run->step++;
+                continue; /* nothing changed */
+            }
+            r = pgconn_query(run->pg, cfg->positions_query, 0, NULL, reconcile_on_sql, run);
+            break;
+        case RC_DUPLICATES:
+            r = pgconn_query(run->pg, cfg->duplicates_query, 0, NULL, reconcile_on_sql, run);
+            break;
+        case RC_STALE: {
+            snprintf(buf, sizeof(buf), "%llu", (unsigned long long)cfg->stale_after_ms);
+            const char *p[1] = {buf};
+            r = pgconn_query(run->pg, cfg->stale_orders_query, 1, p, reconcile_on_sql, run);
+            break;
+        }
+        case RC_MISSING:
+        case RC_MISSING_AFTER: {
+            if (json_array_size(run->ex_fills) == 0 ||
+                (run->step == RC_MISSING_AFTER && run->replayed == 0 && run->replay_failed == 0)) {
+                json_t **slot = run->step == RC_MISSING ? &run->missing : &run->missing_after;
+                *slot = run->step == RC_MISSING ? json_array() : json_deep_copy(run->missing);
+                run->step++;
+                continue;
+            }
+            char *ids = reconcile_id_array(run->ex_fills);
+            const char *p[1] = {ids};
+            r = ids ? pgconn_query(run->pg, cfg->missing_fills_query, 1, p, reconcile_on_sql, run) : -ENOMEM;
+            free(ids);
+            break;
+        }
+        case RC_REPLAY:
+            if (run->replay_i >= json_array_size(run->missing)) {
+                run->step++;
+                continue;
+            }
+            r = reconcile_replay_one(run);
+            break;
+        case RC_RECOMPUTE: {
+            json_t *mm = reconcile_compare_positions(run->ex_positions, run->db_before, cfg->quantity_tolerance,
+                                                     cfg->price_tolerance);
+            bool need = (run->replayed > 0 || json_array_size(mm) > 0) && cfg->recompute_query[0];
+            json_decref(mm);
+            if (!need) {
+                run->step++;
+                continue;
+            }
+            r = pgconn_query(run->pg, cfg->recompute_query, 0, NULL, reconcile_on_sql, run);
+            break;
+        }
+        case RC_DONE:
+        default:
+            reconcile_finish(run);
+            return;
+        }
+        break;
+    }
+    if (r < 0) {
+        reconcile_fail(run, r, "cannot run step %d: %s", (int)run->step, err_str(r));
+        return;
+    }
+    run->waiting = true;
+}
+
+/* ---- entry points ---- */
+
+int reconcile_start(Daemon *d, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
+                    void *data)
+{
+    Reconcile *r = d->reconcile;
+    const ConfigReconcile *cfg = &d->cfg->reconcile;
+    ReconcileRun *run;
+    char *msg = NULL;
+
+    if (!r || r->closing)
+        return DR_ECANCELED;
+    if (r->run)
+        return DR_EBUSY;
+    run = calloc(1, sizeof(*run));
+    if (!run)
+        return -ENOMEM;
+    PgConnOptions opts = {.connect_timeout_ms = d->cfg->database.connect_timeout_ms,
+                          .query_timeout_ms = cfg->query_timeout_ms};
+    run->pg = pgconn_new_msg(d->loop, conninfo, &opts, &msg);
+    if (!run->pg) {
+        char red[512];
+        log_redact_conninfo(conninfo, red, sizeof(red));
+        log_error("reconcile", "cannot use conninfo '%s': %s", red, msg ? msg : "out of memory");
+        free(msg);
+        free(run);
+        return DR_ECONFIG;
+    }
+    run->owner = r;
+    run->run_id = strdup(run_id && run_id[0] ? run_id : "reconcile");
+    run->since_ms = since_ms;
+    run->started_ms = reconcile_now_ms();
+    run->cb = cb;
+    run->data = data;
+    run->actions = json_array();
+    if (!run->run_id || !run->actions) {
+        pgconn_close(run->pg, NULL, NULL);
+        reconcile_free_run(run);
+        return -ENOMEM;
+    }
+    r->run = run;
+    log_info("reconcile", "reconcile '%s' started (exchange fills since %lld)", run->run_id, (long long)since_ms);
+    /* The first step is a venue action, which never calls back from inside the call. */
+    reconcile_advance(run);
+    return 0;
+}
+
+static void reconcile_cmd_done(int result, json_t *report, void *data)
+{
+    CtlCall *call = data;
+    if (result == 0 || result == DR_ESTATE || (report && json_object_get(report, "checks")))
+        control_reply_ok(call, report); /* the report says PASS or FAIL; drctl exits 1 on FAIL */
+    else {
+        json_decref(report);
+        control_reply_error(call, result, "reconcile failed: %s", err_str(result));
+    }
+}
+
+static void reconcile_cmd(CtlCall *call, const json_t *args, void *data)
+{
+    Reconcile *r = data;
+    Daemon *d = r->d;
+    const json_t *since = json_object_get(args, "since_ms");
+    int64_t since_ms;
+    char id[64];
+
+    if (since && !json_is_integer(since)) {
+        control_reply_error(call, DR_EBADARG, "since_ms must be an integer (epoch milliseconds)");
+        return;
+    }
+    since_ms = since ? (int64_t)json_integer_value(since)
+                     : reconcile_now_ms() - (int64_t)d->cfg->reconcile.default_since_ms;
+    if (!venue_enabled(d->venue)) {
+        control_reply_error(call, DR_ESTATE, "no venue is configured: nothing to reconcile against");
+        return;
+    }
+    snprintf(id, sizeof(id), "manual-%lld", (long long)reconcile_now_ms());
+    int rc = reconcile_start(d, d->cfg->reconcile.conninfo, since_ms, id, reconcile_cmd_done, call);
+    if (rc < 0)
+        control_reply_error(call, rc, "cannot start a reconcile: %s", rc == DR_EBUSY ? "one is already running" : err_str(rc));
+}
+
+Reconcile *reconcile_new(Daemon *d)
+{
+    Reconcile *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->d = d;
+    const CtlCommand cmds[] = {
+        {"reconcile", true, reconcile_cmd, r,
+         "compare the database with the exchange, replay missing fills, report PASS/FAIL (since_ms)"},
+    };
+    control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return r;
+}
+
+void reconcile_close(Reconcile *r, void (*closed_cb)(void *data), void *data)
+{
+    r->closing = true;
+    r->closed_cb = closed_cb;
+    r->closed_data = data;
+    if (r->run && r->run->pg && r->run->waiting && r->run->step >= RC_DB_POSITIONS) {
+        /* A query is outstanding: closing calls it back with DR_ECANCELED, which finishes the run. */
+        PgConn *pg = r->run->pg;
+        pgconn_close(pg, NULL, NULL);
+        return;
+    }
+    /* A venue call is outstanding: the venue closes too and cancels it; the run finishes then. */
+    reconcile_module_maybe_closed(r);
+}

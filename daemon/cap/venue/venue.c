@@ -1,0 +1,763 @@
+/*
+ * venue: actions on the trading platform and the fail-closed halt (see venue.h).
+ */
+#include "cap/venue/venue.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "atomicfile.h"
+#include "child.h"
+#include "core/daemon.h"
+#include "err.h"
+#include "log.h"
+
+#define VENUE_MAX_ANSWER (4u * 1024u * 1024u)
+
+#include "cap/venue/venue_internal.h"
+
+
+static void venue_halt_attempt(Venue *v);
+
+static int64_t venue_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const ConfigVenue *venue__cfg(const Venue *v)
+{
+    return &v->d->cfg->venue;
+}
+
+const char *venue_mode_name(VenueMode m)
+{
+    switch (m) {
+    case VENUE_MODE_HALTED:
+        return "halted";
+    case VENUE_MODE_SHADOW:
+        return "shadow";
+    case VENUE_MODE_LIVE:
+        return "live";
+    case VENUE_MODE_UNKNOWN:
+    default:
+        return "unknown";
+    }
+}
+
+bool venue_enabled(const Venue *v)
+{
+    return venue__cfg(v)->enabled;
+}
+
+bool venue_halted(const Venue *v)
+{
+    return v->halted;
+}
+
+VenueMode venue_mode(const Venue *v)
+{
+    return v->mode;
+}
+
+void venue_set_resume_guard(Venue *v, VenueResumeGuardFn guard, void *data)
+{
+    v->guard = guard;
+    v->guard_data = data;
+}
+
+static void venue_maybe_closed(Venue *v)
+{
+    if (!v->closing || v->pending > 0 || v->calls)
+        return;
+    void (*cb)(void *) = v->closed_cb;
+    void *data = v->closed_data;
+    free(v->reason);
+    free(v->run);
+    free(v->last_error);
+    free(v);
+    if (cb)
+        cb(data);
+}
+
+/* ---- running one action ---- */
+
+static void venue_call_finish(VenueCall *call, int result, const char *body, size_t len, const char *message)
+{
+    Venue *v = call->v;
+    json_t *answer = NULL;
+
+    for (VenueCall **pp = &v->calls; *pp; pp = &(*pp)->next) {
+        if (*pp == call) {
+            *pp = call->next;
+            break;
+        }
+    }
+    if (result == 0 && body && len > 0)
+        answer = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+    if (call->cb)
+        call->cb(result, answer, body ? body : "", message ? message : "", call->data);
+    json_decref(answer);
+    free(call);
+    venue_maybe_closed(v);
+}
+
+static void venue_on_http(int err, const HttpResponse *resp, const char *errmsg, void *data)
+{
+    VenueCall *call = data;
+    char msg[512];
+
+    if (err < 0) {
+        venue_call_finish(call, err, NULL, 0, errmsg);
+        return;
+    }
+    if (resp->status < 200 || resp->status > 299) {
+        snprintf(msg, sizeof(msg), "the platform answered HTTP %ld: %.200s", resp->status, resp->body);
+        venue_call_finish(call, DR_EHTTP, NULL, 0, msg);
+        return;
+    }
+    venue_call_finish(call, 0, resp->body, resp->body_len, NULL);
+}
+
+static void venue_on_child_exit(ChildProc *c, int64_t status, int sig, void *data)
+{
+    VenueCall *call = data;
+    size_t len = 0;
+    char msg[512], how[64];
+
+    if (status == 0 && sig == 0) {
+        const char *out = child_stdout(c, &len);
+        char *copy = strndup(out ? out : "", len);
+        venue_call_finish(call, 0, copy, len, NULL);
+        free(copy);
+    } else {
+        const char *err = child_stderr(c, &len);
+        child_describe_exit(status, sig, how, sizeof(how));
+        snprintf(msg, sizeof(msg), "the %s command %s: %.*s", "venue", how, (int)(len > 300 ? 300 : len),
+                 err ? err : "");
+        venue_call_finish(call, DR_ECHILD, NULL, 0, msg);
+    }
+    child_free(c);
+}
+
+int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data)
+{
+    const ConfigVenue *cfg = venue__cfg(v);
+    const ConfigVenueAction *a = &cfg->actions[id];
+    const char *vars[][2] = {{"reason", v->reason}, {"run", v->run}, {"since", since}, {"cluster", v->d->cfg->cluster}};
+    size_t nv = sizeof(vars) / sizeof(vars[0]);
+    VenueCall *call;
+    int r;
+
+    if (v->closing)
+        return DR_ECANCELED;
+    if (!cfg->enabled || a->kind == VENUE_ACTION_NONE)
+        return -ENOTSUP;
+    call = calloc(1, sizeof(*call));
+    if (!call)
+        return -ENOMEM;
+    *call = (VenueCall){.v = v, .id = id, .cb = cb, .data = data};
+    if (a->kind == VENUE_ACTION_HTTP) {
+        char *url = venue_expand(a->url, 'u', vars, nv);
+        char *body = a->body ? venue_expand(a->body, 'j', vars, nv) : NULL;
+        char **hdrs = calloc(a->n_headers + 1, sizeof(*hdrs));
+        bool has_ct = false;
+        size_t nh = 0;
+        for (size_t i = 0; hdrs && i < a->n_headers; i++) {
+            hdrs[nh++] = venue_expand(a->headers[i], 'r', vars, nv);
+            has_ct = has_ct || strncasecmp(a->headers[i], "content-type:", 13) == 0;
+        }
+        if (hdrs && body && !has_ct)
+            hdrs[nh++] = strdup("Content-Type: application/json");
+        HttpRequest req = {.method = a->method,
+                           .url = url,
+                           .headers = (const char *const *)hdrs,
+                           .n_headers = nh,
+                           .body = body,
+                           .body_len = body ? strlen(body) : 0,
+                           .timeout_ms = cfg->timeout_ms,
+                           .connect_timeout_ms = cfg->timeout_ms,
+                           .max_response = VENUE_MAX_ANSWER};
+        r = url && hdrs ? httpc_request(v->d->http, &req, venue_on_http, call, &call->http_id) : -ENOMEM;
+        for (size_t i = 0; hdrs && i < nh; i++)
+            free(hdrs[i]);
+        free(hdrs);
+        free(url);
+        free(body);
+    } else {
+        char **argv = calloc(a->argc + 1, sizeof(*argv));
+        r = argv ? 0 : -ENOMEM;
+        for (size_t i = 0; argv && i < a->argc; i++)
+            if (!(argv[i] = venue_expand(a->argv[i], 'r', vars, nv)))
+                r = -ENOMEM;
+        if (r == 0) {
+            ChildOptions opt = {.argv = (const char *const *)argv,
+                                .stdin_mode = CHILD_STDIN_NULL,
+                                .stdout_mode = CHILD_STDOUT_CAPTURE,
+                                .stdout_limit = VENUE_MAX_ANSWER,
+                                .timeout_ms = cfg->timeout_ms,
+                                .kill_grace_ms = 1000,
+                                .on_exit = venue_on_child_exit,
+                                .data = call};
+            call->child = child_spawn(v->d->loop, &opt, &r);
+        }
+        for (size_t i = 0; argv && i < a->argc; i++)
+            free(argv[i]);
+        free(argv);
+    }
+    if (r < 0) {
+        free(call);
+        return r;
+    }
+    call->next = v->calls;
+    v->calls = call;
+    return 0;
+}
+
+/* ---- persisted intent ---- */
+
+static void venue_persist_work(uv_work_t *req)
+{
+    VenuePersist *p = req->data;
+    p->result = atomicfile_write(p->path, p->json, strlen(p->json), 0640);
+}
+
+static void venue_persist_done(uv_work_t *req, int status)
+{
+    VenuePersist *p = req->data;
+    Venue *v = p->v;
+
+    if (status < 0 && p->result == 0)
+        p->result = status;
+    v->pending--;
+    if (p->result < 0)
+        events_emit(v->d->events, SEV_CRITICAL, "venue.state", NULL, false, NULL,
+                    "cannot persist the trading halt state to '%s': %s", p->path, err_str(p->result));
+    if (p->then && !v->closing)
+        p->then(v, p->result);
+    free(p->path);
+    free(p->json);
+    free(p);
+    venue_maybe_closed(v);
+}
+
+static void venue_persist(Venue *v, void (*then)(Venue *v, int result))
+{
+    VenuePersist *p = calloc(1, sizeof(*p));
+    json_t *j = json_pack("{s:b,s:s?,s:s?,s:I,s:I,s:I}", "halted", v->halted, "reason", v->reason, "run", v->run,
+                          "since_ms", (json_int_t)v->since_ms, "requested_ms", (json_int_t)v->requested_ms,
+                          "reconciled_ms", (json_int_t)v->reconciled_ms);
+
+    if (!p || !j || asprintf(&p->path, "%s/halt.json", v->d->cfg->state_dir) < 0 ||
+        !(p->json = json_dumps(j, JSON_COMPACT))) {
+        json_decref(j);
+        if (p) {
+            free(p->path);
+            free(p);
+        }
+        if (then)
+            then(v, -ENOMEM);
+        return;
+    }
+    json_decref(j);
+    p->v = v;
+    p->then = then;
+    p->req.data = p;
+    v->pending++;
+    int r = uv_queue_work(v->d->loop, &p->req, venue_persist_work, venue_persist_done);
+    if (r < 0) {
+        p->result = r;
+        venue_persist_done(&p->req, 0);
+    }
+}
+
+/* ---- halt ---- */
+
+static void venue_set_mode(Venue *v, VenueMode m)
+{
+    v->mode = m;
+    v->mode_ms = venue_now_ms();
+}
+
+static void venue_set_error(Venue *v, const char *msg)
+{
+    free(v->last_error);
+    v->last_error = msg ? strdup(msg) : NULL;
+}
+
+static void venue_halt_answer(Venue *v, int result, const char *msg)
+{
+    VenueWaiter *w = v->halt_waiters;
+    v->halt_waiters = NULL;
+    while (w) {
+        VenueWaiter *n = w->next;
+        if (w->fn)
+            w->fn(result, msg, w->data);
+        free(w);
+        w = n;
+    }
+}
+
+static void venue_on_retry_timer(uv_timer_t *t)
+{
+    venue_halt_attempt(t->data);
+}
+
+static void venue_halt_failed(Venue *v, const char *why)
+{
+    char cond[192];
+    const ConfigVenue *cfg = venue__cfg(v);
+
+    v->attempts++;
+    venue_set_error(v, why);
+    snprintf(cond, sizeof(cond), "venue.halt:%s", v->d->cfg->cluster);
+    if (v->attempts == (unsigned)cfg->escalate_after) {
+        v->escalated = true;
+        events_emit(v->d->events, SEV_CRITICAL, "venue.halt", cond, false, NULL,
+                    "trading halt NOT confirmed after %u attempts (still retrying): %s", v->attempts, why);
+    } else {
+        events_emit(v->d->events, SEV_WARNING, "venue.halt", NULL, false, NULL,
+                    "trading halt attempt %u not confirmed, retrying: %s", v->attempts, why);
+    }
+    uint64_t delay = cfg->retry_base_ms;
+    for (unsigned i = 1; i < v->attempts && delay < cfg->retry_cap_ms; i++)
+        delay *= 2;
+    if (delay > cfg->retry_cap_ms)
+        delay = cfg->retry_cap_ms;
+    uv_timer_start(&v->retry_timer, venue_on_retry_timer, delay, 0);
+}
+
+static void venue_halt_confirmed(Venue *v)
+{
+    char cond[192];
+
+    v->halting = false;
+    venue_set_error(v, NULL);
+    snprintf(cond, sizeof(cond), "venue.halt:%s", v->d->cfg->cluster);
+    events_emit(v->d->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", v->escalated ? cond : NULL,
+                v->escalated, NULL, "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
+                v->attempts + 1, v->attempts ? "s" : "", v->reason ? v->reason : "-");
+    v->escalated = false;
+    daemon_update_status(v->d);
+    venue_halt_answer(v, 0, "halted");
+}
+
+static void venue_on_halt_status(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    Venue *v = data;
+    char why[512];
+
+    if (result == DR_ECANCELED || v->closing)
+        return;
+    if (result < 0) {
+        venue_set_mode(v, VENUE_MODE_UNKNOWN);
+        snprintf(why, sizeof(why), "status check failed: %s", message);
+        venue_halt_failed(v, why);
+        return;
+    }
+    VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
+    venue_set_mode(v, m);
+    if (m == VENUE_MODE_HALTED) {
+        venue_halt_confirmed(v);
+        return;
+    }
+    snprintf(why, sizeof(why), "the platform reports mode '%s' after the halt", venue_mode_name(m));
+    venue_halt_failed(v, why);
+}
+
+static void venue_on_halt_sent(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    Venue *v = data;
+    char why[512];
+
+    (void)answer;
+    (void)text;
+    if (result == DR_ECANCELED || v->closing)
+        return;
+    if (result < 0) {
+        snprintf(why, sizeof(why), "halt action failed: %s", message);
+        venue_halt_failed(v, why);
+        return;
+    }
+    int r = venue_action(v, VENUE_STATUS, NULL, venue_on_halt_status, v);
+    if (r < 0) {
+        snprintf(why, sizeof(why), "cannot run the status action: %s", err_str(r));
+        venue_halt_failed(v, why);
+    }
+}
+
+static void venue_halt_attempt(Venue *v)
+{
+    char why[256];
+
+    if (v->closing || !v->halting)
+        return;
+    int r = venue_action(v, VENUE_HALT, NULL, venue_on_halt_sent, v);
+    if (r < 0) {
+        snprintf(why, sizeof(why), "cannot run the halt action: %s", err_str(r));
+        venue_halt_failed(v, why);
+    }
+}
+
+static void venue_after_halt_persisted(Venue *v, int result)
+{
+    (void)result; /* a failed write is a critical event already; halting is still the safe move */
+    venue_halt_attempt(v);
+}
+
+static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
+                                bool new_request);
+
+void venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data)
+{
+    venue_halt_internal(v, reason, run, done, data, true);
+}
+
+/* new_request: a fresh reason to stop (detector, operator, scenario), after which trading may
+ * resume only once a reconcile has passed; false for re-assertions of a halt already held. */
+static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
+                                bool new_request)
+{
+    VenueWaiter *w;
+
+    if (!venue_enabled(v)) {
+        if (done)
+            done(-ENOTSUP, "no venue is configured: the daemon cannot halt trading", data);
+        return;
+    }
+    if (new_request && venue_enabled(v)) {
+        v->requested_ms = venue_now_ms();
+        if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED)
+            venue_persist(v, NULL);
+    }
+    if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED) {
+        /* Already held halted and confirmed: nothing to send (the status poll catches drift). */
+        if (done)
+            done(0, "halted", data);
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w) {
+        w->fn = done;
+        w->data = data;
+        w->next = v->halt_waiters;
+        v->halt_waiters = w;
+    }
+    if (v->halting)
+        return; /* joins the halt under way */
+    v->halting = true;
+    v->attempts = 0;
+    v->escalated = false;
+    if (!v->halted) {
+        v->since_ms = venue_now_ms();
+        free(v->reason);
+        free(v->run);
+        v->reason = strdup(reason && reason[0] ? reason : "unspecified");
+        v->run = run ? strdup(run) : NULL;
+    }
+    v->halted = true;
+    events_emit(v->d->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL, "halting trading: %s",
+                v->reason ? v->reason : "-");
+    /* Write ahead: the halted state is durable before the halt goes out. */
+    venue_persist(v, venue_after_halt_persisted);
+}
+
+/* ---- resume ---- */
+
+typedef struct VenueResume {
+    Venue *v;
+    bool shadow;
+    VenueDoneFn done;
+    void *data;
+} VenueResume;
+
+static void venue_resume_end(VenueResume *rs, int result, const char *msg)
+{
+    rs->v->resuming = false;
+    if (rs->done)
+        rs->done(result, msg, rs->data);
+    free(rs);
+}
+
+static void venue_after_resume_persisted(Venue *v, int result)
+{
+    (void)v;
+    (void)result;
+}
+
+static void venue_on_resume_status(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    VenueResume *rs = data;
+    Venue *v = rs->v;
+    char msg[512];
+
+    if (result < 0) {
+        snprintf(msg, sizeof(msg), "resume sent but the status check failed: %s", message);
+        venue_resume_end(rs, result, msg);
+        return;
+    }
+    VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
+    venue_set_mode(v, m);
+    VenueMode want = rs->shadow ? VENUE_MODE_SHADOW : VENUE_MODE_LIVE;
+    if (v->halting) {
+        venue_resume_end(rs, DR_ECANCELED, "a halt was requested while resuming; trading stays halted");
+        return;
+    }
+    if (m != want) {
+        snprintf(msg, sizeof(msg), "the platform reports mode '%s', not '%s'", venue_mode_name(m), venue_mode_name(want));
+        venue_resume_end(rs, DR_ESTATE, msg);
+        return;
+    }
+    v->halted = false;
+    venue_persist(v, venue_after_resume_persisted);
+    events_emit(v->d->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode",
+                venue_mode_name(m));
+    daemon_update_status(v->d);
+    venue_resume_end(rs, 0, venue_mode_name(m));
+}
+
+static void venue_on_resume_sent(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    VenueResume *rs = data;
+    char msg[512];
+
+    (void)answer;
+    (void)text;
+    if (result < 0) {
+        snprintf(msg, sizeof(msg), "resume action failed: %s", message);
+        venue_resume_end(rs, result, msg);
+        return;
+    }
+    int r = venue_action(rs->v, VENUE_STATUS, NULL, venue_on_resume_status, rs);
+    if (r < 0)
+        venue_resume_end(rs, r, "cannot run the status action");
+}
+
+void venue_note_reconciled(Venue *v, int64_t when_ms)
+{
+    v->reconciled_ms = when_ms;
+    if (v->halted)
+        venue_persist(v, NULL);
+}
+
+void venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data)
+{
+    venue_resume_opts(v, shadow, false, NULL, done, data);
+}
+
+void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reason, VenueDoneFn done, void *data)
+{
+    char why[512] = "";
+    VenueResume *rs;
+
+    if (!venue_enabled(v)) {
+        done(-ENOTSUP, "no venue is configured", data);
+        return;
+    }
+    if (v->halting) {
+        done(DR_EBUSY, "a halt is in progress; trading stays halted until it is confirmed", data);
+        return;
+    }
+    if (v->resuming) {
+        done(DR_EBUSY, "a resume is already in progress", data);
+        return;
+    }
+    if (v->guard && !v->guard(v->guard_data, why, sizeof(why))) {
+        done(DR_ESTATE, why, data);
+        return;
+    }
+    /* Fail closed: after a halt, trading resumes only once a reconcile has passed. */
+    if (v->halted && v->reconciled_ms <= v->requested_ms) {
+        if (!force) {
+            done(DR_ESTATE,
+                 "trading stays halted until a reconcile passes: run 'drctl reconcile' (or, as a last resort, "
+                 "'drctl resume --force --reason TEXT', which is paged)",
+                 data);
+            return;
+        }
+        events_emit(v->d->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
+                    "trading resumed WITHOUT a passing reconcile, forced by an operator: %s",
+                    force_reason ? force_reason : "no reason given");
+    }
+    VenueActionId id = shadow ? VENUE_SHADOW : VENUE_RESUME;
+    if (venue__cfg(v)->actions[id].kind == VENUE_ACTION_NONE) {
+        done(-ENOTSUP, shadow ? "no 'shadow' action is configured" : "no 'resume' action is configured", data);
+        return;
+    }
+    rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        done(-ENOMEM, "out of memory", data);
+        return;
+    }
+    *rs = (VenueResume){.v = v, .shadow = shadow, .done = done, .data = data};
+    v->resuming = true;
+    int r = venue_action(v, id, NULL, venue_on_resume_sent, rs);
+    if (r < 0)
+        venue_resume_end(rs, r, "cannot run the resume action");
+}
+
+/* ---- status poll ---- */
+
+static void venue_on_poll(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    Venue *v = data;
+    Component *c = status_component(v->d->status, "venue");
+    json_t *detail;
+
+    v->status_busy = false;
+    if (result == DR_ECANCELED || v->closing)
+        return;
+    if (result < 0) {
+        venue_set_mode(v, VENUE_MODE_UNKNOWN);
+        if (c)
+            status_observe(c, false, 0, message, NULL, 2);
+        return;
+    }
+    VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
+    venue_set_mode(v, m);
+    detail = json_pack("{s:s,s:b}", "mode", venue_mode_name(m), "halted", v->halted);
+    if (c)
+        status_observe(c, m != VENUE_MODE_UNKNOWN, 0, m == VENUE_MODE_UNKNOWN ? "the platform's mode is not recognised" : NULL,
+                       detail, 2);
+    json_decref(detail);
+    /* Fail closed: a platform that trades while we hold it halted is halted again. */
+    if (v->halted && !v->halting && !v->resuming && (m == VENUE_MODE_LIVE || m == VENUE_MODE_SHADOW)) {
+        events_emit(v->d->events, SEV_ERROR, "venue.halt", NULL, false, NULL,
+                    "the platform reports '%s' while trading is held halted; re-asserting the halt",
+                    venue_mode_name(m));
+        venue_halt_internal(v, v->reason, v->run, NULL, NULL, false);
+    }
+}
+
+static void venue_on_status_timer(uv_timer_t *t)
+{
+    Venue *v = t->data;
+    if (v->status_busy || v->halting || v->resuming)
+        return;
+    if (venue_action(v, VENUE_STATUS, NULL, venue_on_poll, v) == 0)
+        v->status_busy = true;
+}
+
+json_t *venue_status_json(const Venue *v)
+{
+    json_t *j = json_pack("{s:b,s:b,s:s,s:I,s:s?,s:s?,s:I,s:b,s:i,s:s?}", "enabled", venue_enabled(v), "halted",
+                          v->halted, "mode", venue_mode_name(v->mode), "mode_ms", (json_int_t)v->mode_ms, "reason",
+                          v->reason, "run", v->run, "halted_since_ms", (json_int_t)(v->halted ? v->since_ms : 0),
+                          "halting", v->halting, "halt_attempts", (int)v->attempts, "last_error", v->last_error);
+    if (j) {
+        json_object_set_new(j, "reconciled_ms", json_integer(v->reconciled_ms));
+        json_object_set_new(j, "reconcile_needed", json_boolean(v->halted && v->reconciled_ms <= v->requested_ms));
+    }
+    return j;
+}
+
+/* ---- life cycle ---- */
+
+Venue *venue_new(Daemon *d)
+{
+    Venue *v = calloc(1, sizeof(*v));
+    if (!v)
+        return NULL;
+    v->d = d;
+    uv_timer_init(d->loop, &v->retry_timer);
+    uv_timer_init(d->loop, &v->status_timer);
+    v->retry_timer.data = v->status_timer.data = v;
+    v->pending = 2;
+    venue__register_commands(v);
+    return v;
+}
+
+int venue_apply_config(Venue *v, const Config *cfg)
+{
+    const ConfigVenue *vc = &cfg->venue;
+    if (!vc->enabled || vc->status_interval_ms == 0) {
+        uv_timer_stop(&v->status_timer);
+        return 0;
+    }
+    uv_timer_start(&v->status_timer, venue_on_status_timer, vc->status_interval_ms, vc->status_interval_ms);
+    return 0;
+}
+
+int venue_start(Venue *v)
+{
+    char path[4096];
+    char *data = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+
+    snprintf(path, sizeof(path), "%s/halt.json", v->d->cfg->state_dir);
+    int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0) {
+        log_error("venue", "cannot read the halt state '%s': %s; assuming HALTED (fail closed)", path, err_str(r));
+        v->halted = true;
+    } else {
+        json_t *j = json_loadb(data, len, 0, &jerr);
+        if (!json_is_object(j)) {
+            log_error("venue", "halt state '%s' is unreadable (%s); assuming HALTED (fail closed)", path, jerr.text);
+            v->halted = true;
+        } else {
+            v->halted = json_is_true(json_object_get(j, "halted"));
+            const char *reason = json_string_value(json_object_get(j, "reason"));
+            const char *run = json_string_value(json_object_get(j, "run"));
+            v->reason = reason ? strdup(reason) : NULL;
+            v->run = run ? strdup(run) : NULL;
+            v->since_ms = (int64_t)json_integer_value(json_object_get(j, "since_ms"));
+            v->requested_ms = (int64_t)json_integer_value(json_object_get(j, "requested_ms"));
+            v->reconciled_ms = (int64_t)json_integer_value(json_object_get(j, "reconciled_ms"));
+            if (v->halted && !json_object_get(j, "requested_ms"))
+                v->requested_ms = v->since_ms ? v->since_ms : venue_now_ms();
+        }
+        json_decref(j);
+    }
+    free(data);
+    if (v->halted) {
+        log_notice("venue", "trading was halted before this start (%s); re-asserting the halt",
+                   v->reason ? v->reason : "no reason recorded");
+        if (!v->reason)
+            v->reason = strdup("re-asserted at start");
+        if (!v->since_ms)
+            v->since_ms = venue_now_ms();
+        venue_halt_internal(v, v->reason, v->run, NULL, NULL, false); /* keeps reason and since */
+    }
+    return 0;
+}
+
+static void venue_on_timer_closed(uv_handle_t *h)
+{
+    Venue *v = h->data;
+    v->pending--;
+    venue_maybe_closed(v);
+}
+
+void venue_close(Venue *v, void (*closed_cb)(void *data), void *data)
+{
+    v->closing = true;
+    v->closed_cb = closed_cb;
+    v->closed_data = data;
+    venue_halt_answer(v, DR_ECANCELED, "the daemon is stopping");
+    /* httpc_cancel finishes a call synchronously (and unlinks it): restart the scan each time. */
+    for (bool again = true; again;) {
+        again = false;
+        for (VenueCall *c = v->calls; c; c = c->next) {
+            if (c->http_id) {
+                uint64_t id = c->http_id;
+                c->http_id = 0;
+                httpc_cancel(v->d->http, id);
+                again = true;
+                break;
+            }
+        }
+    }
+    for (VenueCall *c = v->calls; c; c = c->next)
+        if (c->child)
+            child_kill(c->child, SIGKILL);
+    uv_close((uv_handle_t *)&v->retry_timer, venue_on_timer_closed);
+    uv_close((uv_handle_t *)&v->status_timer, venue_on_timer_closed);
+}

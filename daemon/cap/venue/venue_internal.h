@@ -1,0 +1,74 @@
+/*
+ * venue_internal: what the venue's files share (daemon/venue.c, venue_cmd.c, venue_text.c).
+ * Not for other modules: they use venue.h.
+ */
+#ifndef DRSUP_VENUE_INTERNAL_H
+#define DRSUP_VENUE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "child.h"
+#include "cap/venue/venue.h"
+
+typedef struct VenueWaiter {
+    VenueDoneFn fn;
+    void *data;
+    struct VenueWaiter *next;
+} VenueWaiter;
+
+typedef struct VenueCall {
+    Venue *v;
+    VenueActionId id;
+    VenueResultFn cb;
+    void *data;
+    uint64_t http_id;
+    ChildProc *child;
+    struct VenueCall *next;
+} VenueCall;
+
+typedef struct VenuePersist {
+    uv_work_t req;
+    Venue *v;
+    char *path;
+    char *json;
+    int result;
+    void (*then)(Venue *v, int result);
+} VenuePersist;
+
+struct Venue {
+    Daemon *d;
+    /* persisted intent */
+    bool halted;
+    char *reason, *run;
+    int64_t since_ms;
+    int64_t requested_ms;  /* the newest halt request (not re-assertions): a reconcile must follow it */
+    int64_t reconciled_ms; /* the newest passing reconcile */
+    /* what the platform last said */
+    VenueMode mode;
+    int64_t mode_ms;
+    char *last_error;
+    /* halt machinery */
+    bool halting, escalated;
+    unsigned attempts;
+    VenueWaiter *halt_waiters;
+    uv_timer_t retry_timer;
+    bool resuming;
+    VenueResumeGuardFn guard;
+    void *guard_data;
+    uv_timer_t status_timer;
+    bool status_busy;
+    VenueCall *calls;
+    int pending; /* handles and work items still open */
+    bool closing;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+/* The venue section of the configuration in force. */
+const ConfigVenue *venue__cfg(const Venue *v);
+/* Register halt, resume, trading and emergency_close on the control socket (venue_cmd.c). */
+void venue__register_commands(Venue *v);
+
+#endif

@@ -1,0 +1,637 @@
+/*
+ * config: schema walk from the YAML tree into Config (see config.h). Owns the entry points
+ * (config_load, config_load_string, config_free, the per-section free and copy helpers), the
+ * top-level keys and the sections control, database, platform, alerts (with secrets read from
+ * files or credentials) and venue. The recovery side's sections (backup, detector, reconcile,
+ * scenarios) are read in config_recovery.c; config_internal.h holds what the two share.
+ */
+#include "config/config_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "cfgtree.h"
+#include "err.h"
+#include "log.h"
+
+static void config_free_secret(char *s, size_t len)
+{
+    if (s) {
+        explicit_bzero(s, len ? len : strlen(s));
+        free(s);
+    }
+}
+
+static void config_free_alerts(ConfigAlerts *a)
+{
+    free(a->source);
+    free(a->credentials_dir);
+    config_free_secret(a->pd_routing_key, 0);
+    free(a->pd_url);
+    config_free_secret(a->slack_url, 0);
+    config_free_secret(a->webhook_url, 0);
+    config_free_secret(a->webhook_secret, a->webhook_secret_len);
+    config_free_secret(a->heartbeat_url, 0);
+    for (size_t i = 0; i < a->n_routes; i++) {
+        free(a->routes[i].kind);
+        free(a->routes[i].condition);
+    }
+    free(a->routes);
+}
+
+static void config_free_list(char **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static void config_free_venue(ConfigVenue *v)
+{
+    for (int i = 0; i < VENUE_N_ACTIONS; i++) {
+        ConfigVenueAction *a = &v->actions[i];
+        free(a->method);
+        free(a->url);
+        free(a->body);
+        config_free_list(a->headers, a->n_headers);
+        config_free_list(a->argv, a->argc);
+    }
+    free(v->mode_field);
+    for (int i = 0; i < 3; i++)
+        config_free_list(v->mode_values[i], v->n_mode_values[i]);
+}
+
+void config_backup_free(ConfigBackup *b)
+{
+    free(b->directory);
+    free(b->prefix);
+    free(b->conninfo);
+    free(b->pg_dump);
+    free(b->pg_restore);
+    config_free_list(b->schedules, b->n_schedules);
+    free(b->key_file);
+    free(b->key_credential);
+    config_free_list(b->state_files, b->n_state_files);
+    free(b->restore_schedule);
+    config_free_list(b->validation_queries, b->n_validation_queries);
+    memset(b, 0, sizeof(*b));
+}
+
+static int config_copy_str(const char *src, char **dst)
+{
+    *dst = NULL;
+    if (src && !(*dst = strdup(src)))
+        return -ENOMEM;
+    return 0;
+}
+
+static int config_copy_list(char *const *src, size_t n, char ***dst)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    if (!(*dst = calloc(n, sizeof(**dst))))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!((*dst)[i] = strdup(src[i])))
+            return -ENOMEM;
+    return 0;
+}
+
+int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
+{
+    int r = 0;
+
+    *dst = *src;
+    r |= config_copy_str(src->directory, &dst->directory);
+    r |= config_copy_str(src->prefix, &dst->prefix);
+    r |= config_copy_str(src->conninfo, &dst->conninfo);
+    r |= config_copy_str(src->pg_dump, &dst->pg_dump);
+    r |= config_copy_str(src->pg_restore, &dst->pg_restore);
+    r |= config_copy_str(src->key_file, &dst->key_file);
+    r |= config_copy_str(src->key_credential, &dst->key_credential);
+    r |= config_copy_str(src->restore_schedule, &dst->restore_schedule);
+    r |= config_copy_list(src->schedules, src->n_schedules, &dst->schedules);
+    r |= config_copy_list(src->state_files, src->n_state_files, &dst->state_files);
+    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    if (r) {
+        config_backup_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void config_free_detector(ConfigDetector *d)
+{
+    free(d->conninfo);
+    config_free_list(d->corruption_queries, d->n_corruption_queries);
+    config_free_list(d->amcheck_indexes, d->n_amcheck_indexes);
+    config_free_list(d->restart_command, d->n_restart_command);
+    free(d->server_log);
+    config_free_list(d->damage_patterns, d->n_damage_patterns);
+}
+
+static void config_free_reconcile(ConfigReconcile *r)
+{
+    free(r->conninfo);
+    free(r->positions_query);
+    free(r->duplicates_query);
+    free(r->stale_orders_query);
+    free(r->missing_fills_query);
+    free(r->replay_fill_query);
+    free(r->recompute_query);
+}
+
+void config_scenarios_free(ConfigScenarios *s)
+{
+    free(s->admin_conninfo);
+    free(s->database);
+    config_free_list(s->validation_queries, s->n_validation_queries);
+    config_free_list(s->switch_command, s->n_switch_command);
+    memset(s, 0, sizeof(*s));
+}
+
+int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst)
+{
+    int r = 0;
+
+    *dst = *src;
+    r |= config_copy_str(src->admin_conninfo, &dst->admin_conninfo);
+    r |= config_copy_str(src->database, &dst->database);
+    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    r |= config_copy_list(src->switch_command, src->n_switch_command, &dst->switch_command);
+    if (r) {
+        config_scenarios_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+Config *config_free(Config *cfg)
+{
+    if (!cfg)
+        return NULL;
+    config_free_venue(&cfg->venue);
+    free(cfg->path);
+    free(cfg->cluster);
+    free(cfg->state_dir);
+    free(cfg->control.socket_path);
+    free(cfg->control.group);
+    free(cfg->control.operators_group);
+    free(cfg->database.conninfo);
+    free(cfg->platform.health_url);
+    config_free_alerts(&cfg->alerts);
+    config_backup_free(&cfg->backup);
+    config_free_detector(&cfg->detector);
+    config_free_reconcile(&cfg->reconcile);
+    config_scenarios_free(&cfg->scenarios);
+    free(cfg);
+    return NULL;
+}
+
+static void config_read_control(const CfgSection *top, ConfigControl *c)
+{
+    CfgSection s = cfg_section(top, "control", false);
+
+    cfg_string(&s, "socket", false, "/run/drsupervisor/control.sock", &c->socket_path);
+    cfg_mode(&s, "mode", 0660, &c->mode);
+    cfg_string(&s, "group", false, NULL, &c->group);
+    cfg_string(&s, "operators_group", false, NULL, &c->operators_group);
+    cfg_size(&s, "max_request", 64 * 1024, 256, 16 * 1024 * 1024, &c->max_request);
+    cfg_int(&s, "max_clients", 1, 10000, 64, &c->max_clients);
+    cfg_check_unknown(&s);
+    if (c->socket_path && c->socket_path[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "socket"), "'control.socket' must be an absolute path");
+    else if (c->socket_path && strlen(c->socket_path) >= 108)
+        cfg_error(s.ctx, cfg_get(s.map, "socket"), "'control.socket' is longer than 107 bytes");
+}
+
+static void config_read_database(const CfgSection *top, ConfigDatabase *d)
+{
+    CfgSection s = cfg_section(top, "database", true);
+
+    cfg_string(&s, "conninfo", true, NULL, &d->conninfo);
+    /* 250 ms: with down_after 2 a dead database halts trading in about half a second. */
+    cfg_duration_ms(&s, "probe_interval", false, 250, 10, &d->probe_interval_ms);
+    cfg_duration_ms(&s, "probe_timeout", false, 2000, 10, &d->probe_timeout_ms);
+    cfg_duration_ms(&s, "connect_timeout", false, 2000, 10, &d->connect_timeout_ms);
+    cfg_int(&s, "down_after", 1, 1000, 2, &d->down_after);
+    cfg_check_unknown(&s);
+}
+
+static void config_read_platform(const CfgSection *top, ConfigPlatform *p)
+{
+    CfgSection s = cfg_section(top, "platform", false);
+
+    cfg_string(&s, "health_url", false, NULL, &p->health_url);
+    cfg_duration_ms(&s, "probe_interval", false, 1000, 10, &p->probe_interval_ms);
+    cfg_duration_ms(&s, "probe_timeout", false, 2000, 10, &p->probe_timeout_ms);
+    cfg_int(&s, "down_after", 1, 1000, 2, &p->down_after);
+    cfg_check_unknown(&s);
+    if (p->health_url && strncmp(p->health_url, "http://", 7) && strncmp(p->health_url, "https://", 8))
+        cfg_error(s.ctx, cfg_get(s.map, "health_url"),
+                  "'platform.health_url' must start with http:// or https://");
+}
+
+/* ---- alerts ---- */
+
+static const char *const config_channel_names[] = {"pagerduty", "slack", "webhook", NULL};
+
+/*
+ * Read a secret from a file: a regular file that group and others cannot access, at most 64 KiB,
+ * trailing newlines and blanks dropped. The content never appears in messages.
+ */
+static int config_read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        int e = errno;
+        snprintf(why, why_len, "cannot open '%.400s': %s", path, strerror(e));
+        return -e;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "'%.400s' is not a regular file", path);
+        close(fd);
+        return DR_EKEY;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(why, why_len, "'%.400s' is accessible by group or others (mode %04o); chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return DR_EKEY;
+    }
+    if (st.st_size > 64 * 1024 || !(buf = malloc((size_t)st.st_size + 1))) {
+        snprintf(why, why_len, "'%.400s' is too large for a secret", path);
+        close(fd);
+        return DR_EKEY;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        len--;
+    buf[len] = '\0';
+    if (len == 0) {
+        snprintf(why, why_len, "'%.400s' is empty", path);
+        free(buf);
+        return DR_EKEY;
+    }
+    *ret = buf;
+    if (ret_len)
+        *ret_len = len;
+    return 0;
+}
+
+/*
+ * A secret given as `<name>_file: PATH` or `<name>_credential: ID` (systemd LoadCredential=,
+ * $CREDENTIALS_DIRECTORY/ID, else credentials_dir/ID), or, when plain_ok, as `<name>: VALUE`
+ * (only for values that are not secret, such as a webhook URL without a token).
+ */
+static void config_secret(const CfgSection *s, const char *name, bool plain_ok, const char *cred_dir,
+                          char **ret, size_t *ret_len)
+{
+    char kfile[64], kcred[64], why[600], path[4096];
+    char *file = NULL, *cred = NULL, *plain = NULL;
+    const CfgNode *at;
+
+    snprintf(kfile, sizeof(kfile), "%s_file", name);
+    snprintf(kcred, sizeof(kcred), "%s_credential", name);
+    cfg_string(s, kfile, false, NULL, &file);
+    cfg_string(s, kcred, false, NULL, &cred);
+    if (plain_ok)
+        cfg_string(s, name, false, NULL, &plain);
+    if ((file != NULL) + (cred != NULL) + (plain != NULL) > 1) {
+        cfg_error(s->ctx, s->where, "'%s': give only one of %s_file, %s_credential%s%s", s->path, name, name,
+                  plain_ok ? " or " : "", plain_ok ? name : "");
+        goto out;
+    }
+    if (plain) {
+        *ret = plain;
+        if (ret_len)
+            *ret_len = strlen(plain);
+        plain = NULL;
+        goto out;
+    }
+    if (cred) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        at = cfg_get(s->map, kcred);
+        if (!dir || !dir[0])
+            dir = cred_dir;
+        if (!dir) {
+            cfg_error(s->ctx, at, "'%s.%s': $CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit) "
+                      "and alerts.credentials_dir is not configured", s->path, kcred);
+            goto out;
+        }
+        if (strchr(cred, '/') || !strcmp(cred, ".") || !strcmp(cred, "..")) {
+            cfg_error(s->ctx, at, "'%s.%s' must be a credential name, not a path", s->path, kcred);
+            goto out;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, cred);
+    } else if (file) {
+        at = cfg_get(s->map, kfile);
+        snprintf(path, sizeof(path), "%s", file);
+    } else {
+        goto out;
+    }
+    if (config_read_secret_file(path, ret, ret_len, why, sizeof(why)) < 0)
+        cfg_error(s->ctx, at, "'%s.%s': %s", s->path, cred ? kcred : kfile, why);
+out:
+    free(file);
+    free(cred);
+    if (plain)
+        free(plain);
+}
+
+static bool config_is_http_url(const char *u)
+{
+    return u && (!strncmp(u, "http://", 7) || !strncmp(u, "https://", 8));
+}
+
+static void config_read_route(CfgCtx *ctx, const CfgNode *item, size_t idx, ConfigAlertRoute *r)
+{
+    CfgSection rs = {.ctx = ctx, .map = item, .where = item};
+    static const char *const sevs[] = {"info", "warning", "error", "critical", NULL};
+    char **chans = NULL;
+    size_t n_chans = 0;
+    int sev = 2;
+
+    snprintf(rs.path, sizeof(rs.path), "alerts.routes[%zu]", idx);
+    CfgSection m = cfg_section(&rs, "match", false);
+    if (cfg_enum(&m, "min_severity", sevs, 2, &sev))
+        r->min_severity = sev;
+    cfg_string(&m, "kind", false, NULL, &r->kind);
+    cfg_string(&m, "condition", false, NULL, &r->condition);
+    cfg_check_unknown(&m);
+    cfg_string_list(&rs, "channels", &chans, &n_chans);
+    if (n_chans == 0)
+        cfg_error(ctx, item, "'%s.channels' must name at least one of pagerduty, slack, webhook", rs.path);
+    for (size_t i = 0; i < n_chans; i++) {
+        bool found = false;
+        for (unsigned c = 0; config_channel_names[c]; c++) {
+            if (chans[i] && !strcmp(chans[i], config_channel_names[c])) {
+                r->channels |= 1u << c;
+                found = true;
+            }
+        }
+        if (!found)
+            cfg_error(ctx, cfg_get(item, "channels"), "'%s.channels': unknown channel '%s' (pagerduty, slack, webhook)",
+                      rs.path, chans[i] ? chans[i] : "");
+        free(chans[i]);
+    }
+    free(chans);
+    cfg_check_unknown(&rs);
+}
+
+static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
+{
+    CfgSection s = cfg_section(top, "alerts", false);
+    char host[256] = "localhost";
+
+    if (!s.map)
+        return;
+    a->enabled = true;
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    cfg_string(&s, "source", false, host, &a->source);
+    cfg_string(&s, "credentials_dir", false, NULL, &a->credentials_dir);
+    cfg_duration_ms(&s, "timeout", false, 10000, 100, &a->timeout_ms);
+    cfg_duration_ms(&s, "repeat_interval", false, 3600 * 1000, 0, &a->repeat_interval_ms);
+    cfg_duration_ms(&s, "group_window", false, 2000, 0, &a->group_window_ms);
+
+    CfgSection pd = cfg_section(&s, "pagerduty", false);
+    config_secret(&pd, "routing_key", false, a->credentials_dir, &a->pd_routing_key, NULL);
+    cfg_string(&pd, "url", false, "https://events.pagerduty.com/v2/enqueue", &a->pd_url);
+    cfg_check_unknown(&pd);
+    if (pd.map && !a->pd_routing_key && pd.ctx->n_errors == 0)
+        cfg_error(s.ctx, pd.map, "'alerts.pagerduty' needs routing_key_file or routing_key_credential");
+    if (!config_is_http_url(a->pd_url))
+        cfg_error(s.ctx, cfg_get(pd.map, "url"), "'alerts.pagerduty.url' must start with http:// or https://");
+
+    CfgSection sl = cfg_section(&s, "slack", false);
+    config_secret(&sl, "webhook_url", false, a->credentials_dir, &a->slack_url, NULL);
+    cfg_duration_ms(&sl, "retry_after_default", false, 30000, 0, &a->slack_retry_after_ms);
+    cfg_check_unknown(&sl);
+    if (sl.map && !a->slack_url && sl.ctx->n_errors == 0)
+        cfg_error(s.ctx, sl.map, "'alerts.slack' needs webhook_url_file or webhook_url_credential");
+    if (a->slack_url && !config_is_http_url(a->slack_url))
+        cfg_error(s.ctx, sl.map, "'alerts.slack' webhook URL must start with http:// or https://");
+
+    CfgSection wh = cfg_section(&s, "webhook", false);
+    config_secret(&wh, "url", true, a->credentials_dir, &a->webhook_url, NULL);
+    config_secret(&wh, "hmac_secret", false, a->credentials_dir, &a->webhook_secret, &a->webhook_secret_len);
+    cfg_check_unknown(&wh);
+    if (wh.map && !a->webhook_url && wh.ctx->n_errors == 0)
+        cfg_error(s.ctx, wh.map, "'alerts.webhook' needs url, url_file or url_credential");
+    if (a->webhook_url && !config_is_http_url(a->webhook_url))
+        cfg_error(s.ctx, wh.map, "'alerts.webhook' URL must start with http:// or https://");
+
+    CfgSection rt = cfg_section(&s, "retry", false);
+    cfg_duration_ms(&rt, "base", false, 30000, 1, &a->retry_base_ms);
+    cfg_duration_ms(&rt, "cap", false, 300000, 1, &a->retry_cap_ms);
+    cfg_int(&rt, "max_attempts", 1, 1000000, 50, &a->max_attempts);
+    cfg_check_unknown(&rt);
+    if (a->retry_cap_ms < a->retry_base_ms)
+        cfg_error(s.ctx, rt.map ? rt.map : s.map, "'alerts.retry.cap' must not be below 'alerts.retry.base'");
+
+    CfgSection hb = cfg_section(&s, "heartbeat", false);
+    config_secret(&hb, "url", true, a->credentials_dir, &a->heartbeat_url, NULL);
+    cfg_duration_ms(&hb, "interval", false, 60000, 100, &a->heartbeat_interval_ms);
+    cfg_check_unknown(&hb);
+    if (hb.map && !a->heartbeat_url && hb.ctx->n_errors == 0)
+        cfg_error(s.ctx, hb.map, "'alerts.heartbeat' needs url, url_file or url_credential");
+    if (a->heartbeat_url && !config_is_http_url(a->heartbeat_url))
+        cfg_error(s.ctx, hb.map, "'alerts.heartbeat' URL must start with http:// or https://");
+
+    const CfgNode *routes = cfg_get(s.map, "routes");
+    unsigned configured = (a->pd_routing_key ? 1u << ALERT_CH_PAGERDUTY : 0) |
+                          (a->slack_url ? 1u << ALERT_CH_SLACK : 0) | (a->webhook_url ? 1u << ALERT_CH_WEBHOOK : 0);
+    if (routes && routes->kind == CFG_NODE_SEQ) {
+        a->routes = calloc(routes->n ? routes->n : 1, sizeof(*a->routes));
+        if (!a->routes)
+            return;
+        for (size_t i = 0; i < routes->n; i++) {
+            if (routes->items[i]->kind != CFG_NODE_MAP) {
+                cfg_error(s.ctx, routes->items[i], "'alerts.routes' items must be mappings with match and channels");
+                continue;
+            }
+            config_read_route(s.ctx, routes->items[i], i, &a->routes[a->n_routes]);
+            unsigned missing = a->routes[a->n_routes].channels & ~configured;
+            for (unsigned c = 0; c < ALERT_CH_COUNT; c++)
+                if (missing & (1u << c))
+                    cfg_error(s.ctx, routes->items[i], "'alerts.routes[%zu]' sends to %s, which is not configured",
+                              i, config_channel_names[c]);
+            a->n_routes++;
+        }
+    } else if (routes && !(routes->kind == CFG_NODE_SCALAR && !routes->scalar[0])) {
+        cfg_error(s.ctx, routes, "'alerts.routes' must be a list of {match: {...}, channels: [...]}");
+    } else if (configured) {
+        /* Default: errors and worse go everywhere that is configured. */
+        a->routes = calloc(1, sizeof(*a->routes));
+        if (!a->routes)
+            return;
+        a->routes[0] = (ConfigAlertRoute){.min_severity = 2, .channels = configured};
+        a->n_routes = 1;
+    }
+    cfg_check_unknown(&s);
+}
+
+static const char *const config_venue_action_names[VENUE_N_ACTIONS] = {
+    [VENUE_HALT] = "halt",           [VENUE_RESUME] = "resume",       [VENUE_SHADOW] = "shadow",
+    [VENUE_STATUS] = "status",       [VENUE_POSITIONS] = "positions", [VENUE_FILLS] = "fills",
+    [VENUE_CLOSE_ALL] = "close_all",
+};
+
+static void config_read_venue_action(const CfgSection *venue, VenueActionId id, ConfigVenueAction *a)
+{
+    CfgSection s = cfg_section(venue, config_venue_action_names[id], false);
+
+    if (!s.map)
+        return;
+    cfg_string(&s, "url", false, NULL, &a->url);
+    cfg_string_list(&s, "command", &a->argv, &a->argc);
+    cfg_string(&s, "method", false, a->url && (id == VENUE_STATUS || id == VENUE_POSITIONS || id == VENUE_FILLS) ? "GET" : "POST",
+               &a->method);
+    cfg_string_list(&s, "headers", &a->headers, &a->n_headers);
+    cfg_string(&s, "body", false, NULL, &a->body);
+    cfg_check_unknown(&s);
+    if (a->url && a->argc) {
+        cfg_error(s.ctx, s.map, "'%s' has both 'url' and 'command'; choose one", s.path);
+    } else if (a->url) {
+        a->kind = VENUE_ACTION_HTTP;
+        if (strncmp(a->url, "http://", 7) && strncmp(a->url, "https://", 8))
+            cfg_error(s.ctx, cfg_get(s.map, "url"), "'%s.url' must start with http:// or https://", s.path);
+    } else if (a->argc) {
+        a->kind = VENUE_ACTION_COMMAND;
+        if (a->argv[0][0] != '/')
+            cfg_error(s.ctx, cfg_get(s.map, "command"), "'%s.command' must start with an absolute path", s.path);
+    } else {
+        cfg_error(s.ctx, s.map, "'%s' needs a 'url' or a 'command'", s.path);
+    }
+    for (size_t i = 0; i < a->n_headers; i++)
+        if (!strchr(a->headers[i], ':') || strpbrk(a->headers[i], "\r\n"))
+            cfg_error(s.ctx, cfg_get(s.map, "headers"), "'%s.headers' item %zu must be 'Name: value'", s.path,
+                      i + 1);
+}
+
+static void config_read_venue(const CfgSection *top, ConfigVenue *v)
+{
+    CfgSection s = cfg_section(top, "venue", false);
+    static const char *const mode_names[3] = {"halted", "shadow", "live"};
+
+    v->enabled = s.map != NULL;
+    for (int i = 0; i < VENUE_N_ACTIONS; i++)
+        config_read_venue_action(&s, (VenueActionId)i, &v->actions[i]);
+    cfg_string(&s, "mode_field", false, "mode", &v->mode_field);
+    CfgSection modes = cfg_section(&s, "modes", false);
+    for (int i = 0; i < 3; i++) {
+        cfg_string_list(&modes, mode_names[i], &v->mode_values[i], &v->n_mode_values[i]);
+        if (v->n_mode_values[i] == 0) {
+            v->mode_values[i] = calloc(1, sizeof(char *));
+            if (v->mode_values[i]) {
+                v->mode_values[i][0] = strdup(mode_names[i]);
+                v->n_mode_values[i] = 1;
+            }
+        }
+    }
+    cfg_check_unknown(&modes);
+    cfg_duration_ms(&s, "timeout", false, 5000, 10, &v->timeout_ms);
+    cfg_duration_ms(&s, "retry_base", false, 250, 10, &v->retry_base_ms);
+    cfg_duration_ms(&s, "retry_cap", false, 5000, 10, &v->retry_cap_ms);
+    cfg_int(&s, "escalate_after", 1, 1000, 3, &v->escalate_after);
+    cfg_duration_ms(&s, "status_interval", false, 2000, 0, &v->status_interval_ms);
+    cfg_check_unknown(&s);
+    if (v->enabled && (v->actions[VENUE_HALT].kind == VENUE_ACTION_NONE || v->actions[VENUE_STATUS].kind == VENUE_ACTION_NONE))
+        cfg_error(s.ctx, s.map, "'venue' needs at least a 'halt' and a 'status' action (a halt counts only when status confirms it)");
+}
+
+static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
+{
+    Config *cfg = calloc(1, sizeof(*cfg));
+    CfgSection top = {.ctx = ctx, .map = root, .where = root};
+    static const char *const levels[] = {"critical", "error", "warning", "notice", "info", "debug", NULL};
+    int level_idx = 4;
+
+    if (!cfg)
+        return -ENOMEM;
+    cfg->path = strdup(path);
+    cfg_string(&top, "cluster", false, "main", &cfg->cluster);
+    cfg_string(&top, "state_dir", false, "/var/lib/drsupervisor", &cfg->state_dir);
+    if (cfg_enum(&top, "log_level", levels, 4, &level_idx))
+        cfg->log_level = LOG_CRIT + level_idx;
+    config_read_control(&top, &cfg->control);
+    config_read_database(&top, &cfg->database);
+    config_read_platform(&top, &cfg->platform);
+    config_read_alerts(&top, &cfg->alerts);
+    config_read_venue(&top, &cfg->venue);
+    config__read_backup(&top, &cfg->database, &cfg->backup);
+    config__read_detector(&top, &cfg->database, &cfg->detector);
+    config__read_reconcile(&top, &cfg->database, &cfg->reconcile);
+    config__read_scenarios(&top, &cfg->scenarios);
+    cfg_check_unknown(&top);
+    if (cfg->state_dir && cfg->state_dir[0] != '/')
+        cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");
+
+    if (ctx->n_errors > 0) {
+        config_free(cfg);
+        return DR_ECONFIG;
+    }
+    *ret = cfg;
+    return 0;
+}
+
+static int config_finish(CfgCtx *ctx, int r, CfgNode *root, const char *path, Config **ret,
+                         char **ret_errors)
+{
+    if (r >= 0)
+        r = config_from_tree(ctx, root, path, ret);
+    if (r < 0 && ret_errors) {
+        *ret_errors = cfg_ctx_join_errors(ctx);
+        if (!*ret_errors)
+            *ret_errors = strdup(err_str(r));
+    }
+    cfg_node_free(root);
+    cfg_ctx_done(ctx);
+    return r < 0 && r != -ENOMEM ? DR_ECONFIG : r;
+}
+
+int config_load(const char *path, Config **ret, char **ret_errors)
+{
+    CfgCtx ctx;
+    CfgNode *root = NULL;
+
+    *ret = NULL;
+    if (ret_errors)
+        *ret_errors = NULL;
+    cfg_ctx_init(&ctx, path);
+    int r = cfg_parse_file(&ctx, path, &root);
+    return config_finish(&ctx, r, root, path, ret, ret_errors);
+}
+
+int config_load_string(const char *name, const char *text, Config **ret, char **ret_errors)
+{
+    CfgCtx ctx;
+    CfgNode *root = NULL;
+
+    *ret = NULL;
+    if (ret_errors)
+        *ret_errors = NULL;
+    cfg_ctx_init(&ctx, name);
+    int r = cfg_parse_string(&ctx, text, strlen(text), &root);
+    return config_finish(&ctx, r, root, name, ret, ret_errors);
+}

@@ -1,0 +1,27 @@
+/*
+ * config_internal: what the configuration schema's files share; not for other modules.
+ *
+ *   config.c           the entry points (load, free, copy), the top-level keys and the sections
+ *                      control, database, platform, alerts and venue
+ *   config_recovery.c  the recovery side's sections: backup, detector, reconcile, scenarios
+ *
+ * Each reader fills its section of a zeroed Config from the YAML tree, reporting every problem
+ * with cfg_error() on top's context (the caller checks ctx->n_errors at the end) and leaving what
+ * it allocated in the section, for config_free(), even on errors.
+ */
+#ifndef DRSUP_CONFIG_INTERNAL_H
+#define DRSUP_CONFIG_INTERNAL_H
+
+#include "cfgtree.h"
+#include "config/config.h"
+
+/* The backup section (absent: backup disabled); db->conninfo is the default conninfo. */
+void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b);
+/* The detector section; db->conninfo is the default conninfo, built-in damage patterns if none. */
+void config__read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d);
+/* The reconcile section; db->conninfo is the default conninfo, RECONCILE_DEFAULT_* the queries. */
+void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r);
+/* The scenarios section (admin_conninfo and database_corruption). */
+void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc);
+
+#endif

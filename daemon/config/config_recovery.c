@@ -1,0 +1,239 @@
+/*
+ * config_recovery: the schema of the recovery side's sections (see config.h): backup (with verify,
+ * retention and watch), detector (with the default damage patterns), reconcile (with the default
+ * RECONCILE_DEFAULT_* queries) and scenarios. Called from config_from_tree in config.c, which owns
+ * the Config's life cycle (load, free, copy) and the other sections.
+ */
+#include "config/config_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfgtree.h"
+#include "codec.h"
+#include "cron.h"
+
+static void config_check_cron(const CfgSection *s, const char *key, const CfgNode *at, const char *expr)
+{
+    CronExpr e;
+    char err[160];
+    if (cron_parse(expr, &e, err, sizeof(err)) < 0)
+        cfg_error(s->ctx, at, "'%s%s%s': bad cron schedule '%s': %s", s->path, s->path[0] ? "." : "", key, expr, err);
+}
+
+static void config_read_backup_verify(const CfgSection *parent, ConfigBackup *b)
+{
+    CfgSection s = cfg_section(parent, "verify", false);
+
+    cfg_bool(&s, "after_backup", true, &b->verify_after_backup);
+    cfg_string(&s, "restore_schedule", false, NULL, &b->restore_schedule);
+    cfg_string_list(&s, "validation_queries", &b->validation_queries, &b->n_validation_queries);
+    cfg_check_unknown(&s);
+    if (b->restore_schedule)
+        config_check_cron(&s, "restore_schedule", cfg_get(s.map, "restore_schedule"), b->restore_schedule);
+}
+
+static void config_read_backup_retention(const CfgSection *parent, ConfigBackup *b)
+{
+    CfgSection s = cfg_section(parent, "retention", false);
+
+    cfg_duration_ms(&s, "max_age", false, 0, 0, &b->retention_max_age_ms);
+    cfg_int(&s, "daily", 0, 10000, 0, &b->keep_daily);
+    cfg_int(&s, "weekly", 0, 10000, 0, &b->keep_weekly);
+    cfg_int(&s, "monthly", 0, 10000, 0, &b->keep_monthly);
+    cfg_check_unknown(&s);
+}
+
+static void config_read_backup_watch(const CfgSection *parent, ConfigBackup *b)
+{
+    CfgSection s = cfg_section(parent, "watch", false);
+
+    cfg_duration_ms(&s, "max_age", false, 26ull * 3600 * 1000, 1000, &b->watch_max_age_ms);
+    cfg_int(&s, "size_change_percent", 0, 100000, 20, &b->watch_size_change_percent);
+    cfg_int(&s, "baseline_count", 1, 1000, 7, &b->watch_baseline_count);
+    cfg_int(&s, "failures", 1, 1000, 2, &b->watch_failures);
+    cfg_check_unknown(&s);
+}
+
+void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
+{
+    static const char *const codecs[] = {"none", "zstd", "gzip", NULL};
+    CfgSection s = cfg_section(top, "backup", false);
+    int codec = CODEC_ZSTD;
+
+    b->enabled = s.map != NULL;
+    b->verify_after_backup = true;
+    if (!b->enabled)
+        return;
+    cfg_string(&s, "directory", true, NULL, &b->directory);
+    cfg_string(&s, "prefix", false, "backup", &b->prefix);
+    cfg_string(&s, "conninfo", false, db->conninfo, &b->conninfo);
+    cfg_string(&s, "pg_dump", false, "/usr/lib/postgresql/15/bin/pg_dump", &b->pg_dump);
+    cfg_string(&s, "pg_restore", false, "/usr/lib/postgresql/15/bin/pg_restore", &b->pg_restore);
+    cfg_string_list(&s, "schedules", &b->schedules, &b->n_schedules);
+    if (cfg_enum(&s, "codec", codecs, CODEC_ZSTD, &codec))
+        b->codec = codec;
+    cfg_int(&s, "level", 0, 22, 0, &b->level);
+    cfg_string(&s, "key_file", false, NULL, &b->key_file);
+    cfg_string(&s, "key_credential", false, NULL, &b->key_credential);
+    cfg_size(&s, "chunk_size", 1024 * 1024, 4096, 64 * 1024 * 1024, &b->chunk_size);
+    cfg_duration_ms(&s, "dump_timeout", false, 6ull * 3600 * 1000, 1000, &b->dump_timeout_ms);
+    cfg_string_list(&s, "state_files", &b->state_files, &b->n_state_files);
+    config_read_backup_verify(&s, b);
+    config_read_backup_retention(&s, b);
+    config_read_backup_watch(&s, b);
+    cfg_check_unknown(&s);
+
+    const CfgNode *sched = cfg_get(s.map, "schedules");
+    for (size_t i = 0; i < b->n_schedules; i++)
+        config_check_cron(&s, "schedules", sched && sched->kind == CFG_NODE_SEQ && i < sched->n ? sched->items[i] : sched,
+                          b->schedules[i]);
+    if (b->directory && b->directory[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "directory"), "'backup.directory' must be an absolute path");
+    if (b->prefix && (!b->prefix[0] || strchr(b->prefix, '/')))
+        cfg_error(s.ctx, cfg_get(s.map, "prefix"), "'backup.prefix' must be non-empty and hold no '/'");
+    if (!b->key_file == !b->key_credential)
+        cfg_error(s.ctx, b->key_file ? cfg_get(s.map, "key_file") : s.map,
+                  "'backup' needs exactly one of 'key_file' or 'key_credential'");
+    if (b->key_credential && strchr(b->key_credential, '/'))
+        cfg_error(s.ctx, cfg_get(s.map, "key_credential"), "'backup.key_credential' is a credential name, no '/'");
+    if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
+        cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
+                  (long long)b->level, codec_name((CodecKind)b->codec));
+    for (size_t i = 0; i < b->n_state_files; i++)
+        if (b->state_files[i][0] != '/')
+            cfg_error(s.ctx, cfg_get(s.map, "state_files"), "'backup.state_files': '%s' is not an absolute path",
+                      b->state_files[i]);
+}
+
+/* Text in a failed restart's output or the server log that means damaged files, not a mere stop. */
+static const char *const config_default_damage_patterns[] = {
+    "invalid page",           "could not read block",       "checksum",
+    "PANIC",                  "invalid checkpoint record",  "could not locate a valid checkpoint record",
+    "invalid resource manager", "corrupt",                  "invalid primary checkpoint record",
+};
+
+void config__read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d)
+{
+    CfgSection s = cfg_section(top, "detector", false);
+
+    cfg_int(&s, "halt_after", 1, 1000, 2, &d->halt_after);
+    cfg_string(&s, "conninfo", false, db->conninfo, &d->conninfo);
+    cfg_string_list(&s, "corruption_queries", &d->corruption_queries, &d->n_corruption_queries);
+    cfg_duration_ms(&s, "corruption_interval", false, 60000, 10, &d->corruption_interval_ms);
+    cfg_duration_ms(&s, "corruption_timeout", false, 30000, 10, &d->corruption_timeout_ms);
+    cfg_string_list(&s, "amcheck_indexes", &d->amcheck_indexes, &d->n_amcheck_indexes);
+    cfg_string_list(&s, "restart_command", &d->restart_command, &d->n_restart_command);
+    cfg_int(&s, "restart_attempts", 1, 100, 3, &d->restart_attempts);
+    cfg_duration_ms(&s, "restart_delay", false, 2000, 0, &d->restart_delay_ms);
+    cfg_duration_ms(&s, "restart_timeout", false, 60000, 100, &d->restart_timeout_ms);
+    cfg_string(&s, "server_log", false, NULL, &d->server_log);
+    cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
+    cfg_check_unknown(&s);
+    if (d->n_damage_patterns == 0) {
+        size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);
+        if ((d->damage_patterns = calloc(n, sizeof(char *)))) {
+            d->n_damage_patterns = n;
+            for (size_t i = 0; i < n; i++)
+                d->damage_patterns[i] = strdup(config_default_damage_patterns[i]);
+        }
+    }
+    if (d->n_restart_command && d->restart_command[0][0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "restart_command"), "'detector.restart_command' must start with an absolute path");
+    if (d->server_log && d->server_log[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "server_log"), "'detector.server_log' must be an absolute path");
+}
+
+/* A non-negative decimal number written as a string or a plain scalar ("0.0001", 0). */
+static void config_read_number(const CfgSection *s, const char *key, double def, double *ret)
+{
+    char *text = NULL;
+    *ret = def;
+    if (!cfg_string(s, key, false, NULL, &text) || !text)
+        return;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= 0) || v > 1e15)
+        cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' must be a non-negative number, not '%s'", s->path, key, text);
+    else
+        *ret = v;
+    free(text);
+}
+
+#define RECONCILE_DEFAULT_POSITIONS "SELECT symbol, quantity::text, avg_price::text FROM positions"
+/* The scan is skipped (a one-time filter) when a valid unique index on client_order_id alone, NOT
+ * NULL, already guarantees there is no duplicate: a GROUP BY over every order costs seconds on a
+ * large, freshly restored table, in the middle of the RTO. */
+#define RECONCILE_DEFAULT_DUPLICATES                                                                 \
+    "SELECT client_order_id, count(*)::text FROM orders WHERE NOT EXISTS (SELECT 1 FROM pg_index i "    \
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = "     \
+    "'orders'::regclass AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL " \
+    "AND a.attname = 'client_order_id' AND a.attnotnull) GROUP BY client_order_id HAVING count(*) > 1"
+#define RECONCILE_DEFAULT_STALE                                                                      \
+    "SELECT client_order_id, symbol, created_at::text FROM orders WHERE lower(status) IN ('open', 'new', "  \
+    "'pending', 'partially_filled') AND created_at < now() - $1::bigint * interval '1 millisecond' "       \
+    "ORDER BY created_at"
+#define RECONCILE_DEFAULT_MISSING                                                                    \
+    "SELECT f FROM unnest($1::text[]) AS f WHERE NOT EXISTS (SELECT 1 FROM fills WHERE fill_id = f)"
+#define RECONCILE_DEFAULT_REPLAY                                                                     \
+    "WITH o AS (INSERT INTO orders (client_order_id, symbol, side, quantity, price, status, created_at) "  \
+    "VALUES ($2, $3, $4, $5::numeric, $6::numeric, 'filled', $7::timestamptz) "                       \
+    "ON CONFLICT (client_order_id) DO NOTHING) "                                                       \
+    "INSERT INTO fills (fill_id, client_order_id, symbol, side, quantity, price, executed_at) "       \
+    "VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::timestamptz) ON CONFLICT (fill_id) DO NOTHING"
+#define RECONCILE_DEFAULT_RECOMPUTE                                                                  \
+    "DO $$BEGIN IF to_regprocedure('drsup_recompute_positions()') IS NOT NULL THEN "                  \
+    "PERFORM drsup_recompute_positions(); END IF; END$$"
+
+void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r)
+{
+    CfgSection s = cfg_section(top, "reconcile", false);
+
+    cfg_string(&s, "conninfo", false, db->conninfo, &r->conninfo);
+    config_read_number(&s, "quantity_tolerance", 0, &r->quantity_tolerance);
+    config_read_number(&s, "price_tolerance", 0.0001, &r->price_tolerance);
+    cfg_duration_ms(&s, "stale_after", false, 3600ull * 1000, 0, &r->stale_after_ms);
+    cfg_duration_ms(&s, "default_since", false, 24ull * 3600 * 1000, 1000, &r->default_since_ms);
+    cfg_duration_ms(&s, "query_timeout", false, 30000, 10, &r->query_timeout_ms);
+    cfg_string(&s, "positions_query", false, RECONCILE_DEFAULT_POSITIONS, &r->positions_query);
+    cfg_string(&s, "duplicates_query", false, RECONCILE_DEFAULT_DUPLICATES, &r->duplicates_query);
+    cfg_string(&s, "stale_orders_query", false, RECONCILE_DEFAULT_STALE, &r->stale_orders_query);
+    cfg_string(&s, "missing_fills_query", false, RECONCILE_DEFAULT_MISSING, &r->missing_fills_query);
+    cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
+    cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
+    cfg_check_unknown(&s);
+}
+
+void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc)
+{
+    static const char *const modes[] = {"automatic", "manual", NULL};
+    CfgSection s = cfg_section(top, "scenarios", false);
+    CfgSection c = cfg_section(&s, "database_corruption", false);
+    int mode = 0;
+
+    sc->rto_ms = 15ull * 60 * 1000;
+    sc->rpo_ms = 24ull * 3600 * 1000;
+    sc->restore_timeout_ms = 3600ull * 1000;
+    cfg_string(&s, "admin_conninfo", false, NULL, &sc->admin_conninfo);
+    cfg_string(&c, "database", false, NULL, &sc->database);
+    cfg_duration_ms(&c, "rto", false, sc->rto_ms, 1000, &sc->rto_ms);
+    cfg_duration_ms(&c, "rpo", false, sc->rpo_ms, 1000, &sc->rpo_ms);
+    if (cfg_enum(&c, "mode", modes, 0, &mode))
+        sc->manual = mode == 1;
+    cfg_string_list(&c, "validation_queries", &sc->validation_queries, &sc->n_validation_queries);
+    cfg_string_list(&c, "switch_command", &sc->switch_command, &sc->n_switch_command);
+    cfg_duration_ms(&c, "restore_timeout", false, sc->restore_timeout_ms, 1000, &sc->restore_timeout_ms);
+    cfg_int(&c, "restore_jobs", 0, 64, 2, &sc->restore_jobs);
+    cfg_bool(&c, "standby", false, &sc->standby);
+    cfg_int(&c, "standby_jobs", 1, 64, 1, &sc->standby_jobs);
+    cfg_check_unknown(&c);
+    cfg_check_unknown(&s);
+    if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))
+        cfg_error(c.ctx, cfg_get(c.map, "database"),
+                  "'scenarios.database_corruption.database' must be 1..30 characters without quotes or backslashes");
+    if (sc->switch_command && sc->switch_command[0][0] != '/')
+        cfg_error(c.ctx, cfg_get(c.map, "switch_command"),
+                  "'scenarios.database_corruption.switch_command' must start with an absolute program path");
+}

@@ -1,0 +1,481 @@
+/*
+ * daemon: wiring, built-in commands, reload and shutdown (see daemon.h).
+ */
+#include "core/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alerts/alerts.h"
+#include "err.h"
+#include "log.h"
+#include "detect/detector.h"
+#include "cap/reconcile.h"
+#include "cap/standby.h"
+#include "scenario/scenarios.h"
+#include "cap/venue/venue.h"
+
+struct ReloadWaiter {
+    DaemonReloadFn fn;
+    void *data;
+    ReloadWaiter *next;
+};
+
+typedef struct ReloadWork {
+    uv_work_t req;
+    Daemon *d;
+    char *path;
+    Config *cfg;
+    RolePolicy roles;
+    char *errors;
+    int result;
+} ReloadWork;
+
+static int64_t daemon_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- built-in commands ---- */
+
+static void daemon_cmd_ping(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    (void)data;
+    control_reply_ok(call, json_pack("{s:b,s:I}", "pong", 1, "ts_ms", (json_int_t)daemon_wall_ms()));
+}
+
+static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
+{
+    Daemon *d = data;
+    uint64_t up_ms = uv_now(d->loop) - d->started_mono_ms;
+    json_t *res;
+
+    (void)args;
+    res = json_pack("{s:s,s:i,s:I,s:I,s:s,s:s,s:s,s:{s:s,s:i},s:{s:i,s:i}}", "version", DRSUP_VERSION, "pid",
+                    (int)getpid(), "started_ms", (json_int_t)d->started_ms, "uptime_s", (json_int_t)(up_ms / 1000),
+                    "config_file", d->config_path, "cluster", d->cfg->cluster, "state",
+                    d->stopping ? "stopping" : d->reloading ? "reloading" : "running", "control", "socket",
+                    control_socket_path(d->control), "clients", (int)control_client_count(d->control),
+                    "reloads", "ok", (int)d->reloads_ok, "failed", (int)d->reloads_failed);
+    if (res) {
+        json_object_set_new(res, "components", status_components_json(d->status));
+        if (d->venue)
+            json_object_set_new(res, "trading", venue_status_json(d->venue));
+        if (d->detector)
+            json_object_set_new(res, "detector", detector_status_json(d->detector));
+        if (d->standby)
+            json_object_set_new(res, "standby", standby_status_json(d->standby));
+    }
+    control_reply_ok(call, res);
+}
+
+static void daemon_reply_reload(int result, const char *errors, void *data)
+{
+    CtlCall *call = data;
+    if (result < 0)
+        control_reply_error(call, result, "configuration not reloaded, the old one keeps running:\n%s",
+                            errors ? errors : err_str(result));
+    else
+        control_reply_ok(call, json_pack("{s:b}", "reloaded", 1));
+}
+
+static void daemon_cmd_reload(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    daemon_reload(data, daemon_reply_reload, call);
+}
+
+static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    (void)data;
+    int r = control_call_watch(call);
+    if (r < 0)
+        control_reply_error(call, r, "cannot watch: %s", err_str(r));
+    else
+        control_reply_ok(call, json_pack("{s:b}", "watching", 1));
+}
+
+/* ---- reload ---- */
+
+static void daemon_reload_work(uv_work_t *req)
+{
+    ReloadWork *w = req->data;
+    char err[512] = "";
+
+    /* Off the loop: file I/O, YAML parsing and NSS group lookups may block. */
+    w->result = config_load(w->path, &w->cfg, &w->errors);
+    if (w->result == 0) {
+        w->result = roles_policy_build(w->cfg->control.operators_group, &w->roles, err, sizeof(err));
+        if (w->result < 0) {
+            if (asprintf(&w->errors, "%s: %s", w->path, err) < 0)
+                w->errors = NULL;
+            w->cfg = config_free(w->cfg);
+        }
+    }
+}
+
+static void daemon_warn_restart_needed(const Config *old, const Config *new)
+{
+    if (strcmp(old->control.socket_path, new->control.socket_path) || old->control.mode != new->control.mode ||
+        (old->control.group ? 1 : 0) != (new->control.group ? 1 : 0) ||
+        (old->control.group && strcmp(old->control.group, new->control.group)))
+        log_warning("config", "control socket settings changed; they take effect at the next restart");
+    if (strcmp(old->state_dir, new->state_dir))
+        log_warning("config", "state_dir changed; it takes effect at the next restart");
+}
+
+static void daemon_reload_done(uv_work_t *req, int status)
+{
+    ReloadWork *w = req->data;
+    Daemon *d = w->d;
+    ReloadWaiter *waiters = d->reload_waiters;
+
+    d->reload_waiters = NULL;
+    d->reloading = false;
+    if (status < 0 && w->result == 0)
+        w->result = status;
+    if (w->result == 0 && d->stopping)
+        w->result = DR_ECANCELED;
+    if (w->result == 0) {
+        daemon_warn_restart_needed(d->cfg, w->cfg);
+        /* Keep the settings that need a restart as they are running. */
+        free(w->cfg->control.socket_path);
+        w->cfg->control.socket_path = strdup(d->cfg->control.socket_path);
+        free(w->cfg->state_dir);
+        w->cfg->state_dir = strdup(d->cfg->state_dir);
+        config_free(d->cfg);
+        d->cfg = w->cfg;
+        roles_policy_done(&d->roles);
+        d->roles = w->roles;
+        log_set_max_priority(d->cfg->log_level);
+        control_configure(d->control, &d->cfg->control, &d->roles);
+        probes_apply_config(d->probes, d->cfg);
+        alerts_apply_config(d->alerts, d->cfg);
+        venue_apply_config(d->venue, d->cfg);
+        detector_apply_config(d->detector, d->cfg);
+        if (backups_apply_config(d->backups, d->cfg) < 0)
+            log_error("backup", "cannot apply the backup configuration: out of memory");
+        scenarios_apply_config(d->scenarios, d->cfg);
+        standby_apply_config(d->standby, d->cfg);
+        d->reloads_ok++;
+        events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
+                    d->config_path);
+    } else {
+        d->reloads_failed++;
+        events_emit(d->events, SEV_ERROR, "config.reload", NULL, false, NULL,
+                    "configuration reload refused, the old configuration keeps running: %s",
+                    w->errors ? w->errors : err_str(w->result));
+    }
+    notify_ready(d->notify, NULL);
+    daemon_update_status(d);
+    /* Answer in the order the reloads were asked for. */
+    ReloadWaiter *rev = NULL;
+    while (waiters) {
+        ReloadWaiter *n = waiters->next;
+        waiters->next = rev;
+        rev = waiters;
+        waiters = n;
+    }
+    while (rev) {
+        ReloadWaiter *n = rev->next;
+        if (rev->fn)
+            rev->fn(w->result, w->errors, rev->data);
+        free(rev);
+        rev = n;
+    }
+    free(w->errors);
+    free(w->path);
+    free(w);
+}
+
+void daemon_reload(Daemon *d, DaemonReloadFn done, void *data)
+{
+    ReloadWaiter *wt = calloc(1, sizeof(*wt));
+    ReloadWork *w;
+
+    if (!wt) {
+        if (done)
+            done(-ENOMEM, NULL, data);
+        return;
+    }
+    wt->fn = done;
+    wt->data = data;
+    wt->next = d->reload_waiters;
+    d->reload_waiters = wt;
+    if (d->reloading)
+        return; /* joins the reload under way */
+    if (d->stopping) {
+        d->reload_waiters = NULL;
+        free(wt);
+        if (done)
+            done(DR_ECANCELED, "the daemon is stopping", data);
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w || !(w->path = strdup(d->config_path))) {
+        free(w);
+        d->reload_waiters = NULL;
+        free(wt);
+        if (done)
+            done(-ENOMEM, NULL, data);
+        return;
+    }
+    d->reloading = true;
+    log_info("config", "reloading configuration from '%s'", d->config_path);
+    notify_reloading(d->notify);
+    w->d = d;
+    w->req.data = w;
+    int r = uv_queue_work(d->loop, &w->req, daemon_reload_work, daemon_reload_done);
+    if (r < 0) {
+        w->result = r;
+        daemon_reload_done(&w->req, r);
+    }
+}
+
+/* ---- signals and status ---- */
+
+static void daemon_on_signal(uv_signal_t *h, int signum)
+{
+    Daemon *d = h->data;
+
+    if (signum == SIGHUP) {
+        daemon_reload(d, NULL, NULL);
+        return;
+    }
+    log_notice("main", "received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    daemon_stop(d, 0);
+}
+
+void daemon_update_status(Daemon *d)
+{
+    char line[256], scn[200], full[460];
+    status_summary(d->status, line, sizeof(line));
+    scenarios_status_line(d->scenarios, scn, sizeof(scn));
+    snprintf(full, sizeof(full), "%s%s%s", scn, scn[0] && line[0] ? "; " : "", line);
+    notify_status(d->notify, full[0] ? full : "running");
+}
+
+static void daemon_on_status_timer(uv_timer_t *t)
+{
+    daemon_update_status(t->data);
+}
+
+/* ---- life cycle ---- */
+
+int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles)
+{
+    memset(d, 0, sizeof(*d));
+    d->loop = loop;
+    d->cfg = cfg;
+    d->roles = *roles;
+    memset(roles, 0, sizeof(*roles));
+    d->config_path = strdup(config_path);
+    d->started_ms = daemon_wall_ms();
+    d->started_mono_ms = uv_now(loop);
+    d->events = events_new();
+    d->status = status_new();
+    d->notify = notify_new(loop);
+    d->http = httpc_new(loop);
+    d->control = d->events ? control_new(loop, d->events) : NULL;
+    if (!d->config_path || !d->events || !d->status || !d->notify || !d->http || !d->control)
+        return -ENOMEM;
+    d->probes = probes_new(d);
+    d->venue = venue_new(d);
+    d->detector = detector_new(d);
+    d->reconcile = reconcile_new(d);
+    if (!d->probes || !d->venue || !d->detector || !d->reconcile)
+        return -ENOMEM;
+    d->backups = backups_new(d);
+    if (!d->backups)
+        return -ENOMEM;
+    d->scenarios = scenarios_new(d);
+    if (!d->scenarios)
+        return -ENOMEM;
+    d->standby = standby_new(d);
+    if (!d->standby)
+        return -ENOMEM;
+    d->alerts = alerts_new(d);
+    if (!d->alerts)
+        return -ENOMEM;
+
+    static const CtlCommand builtin[] = {
+        {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
+        {"status", false, daemon_cmd_status, NULL, "version, uptime and the health of every component"},
+        {"reload", true, daemon_cmd_reload, NULL, "re-read the configuration file; answers when done"},
+        {"watch", false, daemon_cmd_watch, NULL, "stream events as they happen"},
+    };
+    CtlCommand cmds[sizeof(builtin) / sizeof(builtin[0])];
+    memcpy(cmds, builtin, sizeof(builtin));
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        cmds[i].data = d;
+    return control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+}
+
+int daemon_start(Daemon *d)
+{
+    char err[512] = "";
+    int r;
+
+    signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (LimitFSIZE=) must fail the write (EFBIG, reported), not kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
+    uv_signal_init(d->loop, &d->sig_term);
+    uv_signal_init(d->loop, &d->sig_int);
+    uv_signal_init(d->loop, &d->sig_hup);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_term, daemon_on_signal, SIGTERM);
+    uv_signal_start(&d->sig_int, daemon_on_signal, SIGINT);
+    uv_signal_start(&d->sig_hup, daemon_on_signal, SIGHUP);
+    uv_timer_init(d->loop, &d->status_timer);
+    d->status_timer.data = d;
+
+    if (mkdir(d->cfg->state_dir, 0750) < 0 && errno != EEXIST) {
+        r = -errno;
+        log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
+        return r;
+    }
+    r = control_listen(d->control, &d->cfg->control, err, sizeof(err));
+    if (r < 0) {
+        log_error("control", "cannot open the control socket: %s", err[0] ? err : err_str(r));
+        return r;
+    }
+    control_configure(d->control, &d->cfg->control, &d->roles);
+    /* Alerts first (it only copies configuration and queues the outbox load), so that what the
+     * modules below report at start is routed. */
+    r = alerts_apply_config(d->alerts, d->cfg);
+    if (r == 0)
+        r = alerts_start(d->alerts);
+    if (r < 0) {
+        log_error("alerts", "cannot start alerts: %s", err_str(r));
+        return r;
+    }
+    /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
+    venue_start(d->venue);
+    venue_apply_config(d->venue, d->cfg);
+    r = detector_apply_config(d->detector, d->cfg);
+    if (r < 0) {
+        log_error("detector", "cannot start the detector: %s", err_str(r));
+        return r;
+    }
+    r = probes_apply_config(d->probes, d->cfg);
+    if (r < 0) {
+        log_error("probe", "cannot start probes: %s", err_str(r));
+        return r;
+    }
+    r = backups_apply_config(d->backups, d->cfg);
+    if (r < 0) {
+        log_error("backup", "cannot start backups: %s", err_str(r));
+        return r;
+    }
+    scenarios_apply_config(d->scenarios, d->cfg);
+    r = scenarios_start(d->scenarios);
+    if (r < 0) {
+        log_error("scenario", "cannot load scenario runs: %s", err_str(r));
+        return r;
+    }
+    standby_apply_config(d->standby, d->cfg);
+    uint64_t wd = notify_watchdog_start(d->notify);
+    uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
+    log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,
+               d->cfg->cluster, control_socket_path(d->control), wd ? ", watchdog on" : "");
+    notify_ready(d->notify, "started, probing");
+    return 0;
+}
+
+/*
+ * Shutdown: modules close in parallel; each calls daemon_module_closed() once when all its handles
+ * are closed. The HTTP client goes last, because modules may still cancel transfers while closing.
+ */
+static void daemon_module_closed(void *data)
+{
+    Daemon *d = data;
+    if (--d->closing_modules > 0)
+        return;
+    if (d->http) {
+        httpc_close(d->http, NULL, NULL);
+        d->http = NULL;
+    }
+}
+
+void daemon_stop(Daemon *d, int exit_code)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    d->exit_code = exit_code;
+    notify_stopping(d->notify);
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->status_timer, NULL);
+    notify_close(d->notify);
+    d->notify = NULL;
+    d->closing_modules = 1; /* held until every close below has been started */
+    if (d->scenarios) {
+        /* First: it answers its own pending control calls before the control socket closes. */
+        d->closing_modules++;
+        scenarios_close(d->scenarios, daemon_module_closed, d);
+        d->scenarios = NULL;
+    }
+    if (d->control) {
+        d->closing_modules++;
+        control_close(d->control, daemon_module_closed, d);
+        d->control = NULL;
+    }
+    if (d->probes) {
+        d->closing_modules++;
+        probes_close(d->probes, daemon_module_closed, d);
+        d->probes = NULL;
+    }
+    if (d->alerts) {
+        d->closing_modules++;
+        alerts_close(d->alerts, daemon_module_closed, d);
+        d->alerts = NULL;
+    }
+    if (d->detector) {
+        d->closing_modules++;
+        detector_close(d->detector, daemon_module_closed, d);
+        d->detector = NULL;
+    }
+    if (d->reconcile) {
+        d->closing_modules++;
+        reconcile_close(d->reconcile, daemon_module_closed, d);
+        d->reconcile = NULL;
+    }
+    if (d->venue) {
+        d->closing_modules++;
+        venue_close(d->venue, daemon_module_closed, d);
+        d->venue = NULL;
+    }
+    if (d->standby) {
+        d->closing_modules++;
+        standby_close(d->standby, daemon_module_closed, d);
+        d->standby = NULL;
+    }
+    if (d->backups) {
+        d->closing_modules++;
+        backups_close(d->backups, daemon_module_closed, d);
+        d->backups = NULL;
+    }
+    daemon_module_closed(d);
+}
+
+void daemon_done(Daemon *d)
+{
+    config_free(d->cfg);
+    roles_policy_done(&d->roles);
+    status_free(d->status);
+    events_free(d->events);
+    free(d->config_path);
+    memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,86 @@
+/*
+ * daemon: the wiring of one drsupervisord process.
+ *
+ * Owns the Daemon structure that ties the modules together (loop, current configuration, event
+ * bus, status model, control socket, probes, systemd notifications), the built-in control commands
+ * (status, ping, reload), configuration reload (parsed on the thread pool, applied on the loop,
+ * refused whole when invalid) and orderly shutdown (every handle closed, uv_loop_close() == 0).
+ */
+#ifndef DRSUP_DAEMON_H
+#define DRSUP_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cap/backup/backup.h"
+#include "config/config.h"
+#include "core/control.h"
+#include "core/events.h"
+#include "httpc.h"
+#include "core/notify.h"
+#include "core/roles.h"
+#include "core/status.h"
+
+typedef struct Probes Probes;
+typedef struct Alerts Alerts;
+typedef struct Venue Venue;
+typedef struct Detector Detector;
+typedef struct Scenarios Scenarios;
+typedef struct Reconcile Reconcile;
+typedef struct Standby Standby;
+
+typedef struct ReloadWaiter ReloadWaiter;
+
+typedef struct Daemon {
+    uv_loop_t *loop;
+    Config *cfg;          /* current configuration; replaced whole on reload */
+    RolePolicy roles;     /* resolved from cfg->control.operators_group */
+    char *config_path;
+    int64_t started_ms;   /* wall clock at start */
+    uint64_t started_mono_ms;
+    EventBus *events;
+    Status *status;
+    Control *control;
+    HttpClient *http;
+    Probes *probes;
+    Alerts *alerts;
+    Venue *venue;
+    Backups *backups;
+    Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
+    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c) */
+    Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
+    Standby *standby;     /* the newest verified backup restored in advance (daemon/standby.c) */
+    Notify *notify;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
+    bool stopping;
+    int closing_modules;
+    bool reloading;
+    ReloadWaiter *reload_waiters;
+    unsigned reloads_ok, reloads_failed;
+    int exit_code;
+} Daemon;
+
+/* Build the daemon around an already-loaded configuration (ownership of cfg and roles taken). */
+int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles);
+/* Listen, start probes, then READY=1. Logs its own errors. */
+int daemon_start(Daemon *d);
+/* Begin an orderly stop (idempotent). The loop ends when every handle is closed. */
+void daemon_stop(Daemon *d, int exit_code);
+/* Release what is left after uv_run returned. */
+void daemon_done(Daemon *d);
+
+/* Reload the configuration file. done(ok, errors, data) runs on the loop when finished. */
+typedef void (*DaemonReloadFn)(int result, const char *errors, void *data);
+void daemon_reload(Daemon *d, DaemonReloadFn done, void *data);
+
+/* Refresh sd_notify STATUS= from the status model. */
+void daemon_update_status(Daemon *d);
+
+/* Probes (daemon/probes.c). */
+Probes *probes_new(Daemon *d);
+int probes_apply_config(Probes *p, const Config *cfg);
+void probes_close(Probes *p, void (*closed_cb)(void *data), void *data);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * events: event bus with logging and fan-out (see events.h).
+ */
+#include "core/events.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+
+typedef struct EventSub {
+    int id;
+    EventSinkFn fn;
+    void *data;
+} EventSub;
+
+struct EventBus {
+    EventSub *subs;
+    size_t n_subs;
+    int next_id;
+    uint64_t seq;
+};
+
+static const char *const severity_names[] = {"info", "warning", "error", "critical"};
+
+const char *events_severity_name(Severity sev)
+{
+    return sev <= SEV_CRITICAL ? severity_names[sev] : "unknown";
+}
+
+int events_severity_parse(const char *name, Severity *ret)
+{
+    for (int i = 0; i <= SEV_CRITICAL; i++) {
+        if (strcmp(name, severity_names[i]) == 0) {
+            *ret = (Severity)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+EventBus *events_new(void)
+{
+    EventBus *bus = calloc(1, sizeof(*bus));
+    if (bus)
+        bus->next_id = 1;
+    return bus;
+}
+
+EventBus *events_free(EventBus *bus)
+{
+    if (!bus)
+        return NULL;
+    free(bus->subs);
+    free(bus);
+    return NULL;
+}
+
+int events_subscribe(EventBus *bus, EventSinkFn fn, void *data)
+{
+    EventSub *n = realloc(bus->subs, (bus->n_subs + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    bus->subs = n;
+    bus->subs[bus->n_subs] = (EventSub){.id = bus->next_id++, .fn = fn, .data = data};
+    return bus->subs[bus->n_subs++].id;
+}
+
+void events_unsubscribe(EventBus *bus, int id)
+{
+    for (size_t i = 0; i < bus->n_subs; i++) {
+        if (bus->subs[i].id == id) {
+            memmove(&bus->subs[i], &bus->subs[i + 1], (bus->n_subs - i - 1) * sizeof(bus->subs[0]));
+            bus->n_subs--;
+            return;
+        }
+    }
+}
+
+json_t *events_to_json(const Event *ev)
+{
+    json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:s?,s:b,s:s}", "seq", (json_int_t)ev->seq, "ts_ms",
+                          (json_int_t)ev->ts_ms, "severity", events_severity_name(ev->severity), "kind",
+                          ev->kind, "condition", ev->condition, "resolved", ev->resolved, "summary",
+                          ev->summary);
+    if (o && ev->details)
+        json_object_set_new(o, "details", json_deep_copy(ev->details));
+    return o;
+}
+
+static int events_priority(const Event *ev)
+{
+    if (ev->resolved)
+        return LOG_NOTICE;
+    switch (ev->severity) {
+    case SEV_CRITICAL:
+        return LOG_CRIT;
+    case SEV_ERROR:
+        return LOG_ERR;
+    case SEV_WARNING:
+        return LOG_WARNING;
+    case SEV_INFO:
+    default:
+        return LOG_INFO;
+    }
+}
+
+void events_emit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                 const json_t *details, const char *fmt, ...)
+{
+    char summary[1024];
+    struct timespec ts;
+    va_list ap;
+    Event ev;
+
+    va_start(ap, fmt);
+    vsnprintf(summary, sizeof(summary), fmt, ap);
+    va_end(ap);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev = (Event){.seq = ++bus->seq,
+                 .ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                 .severity = sev,
+                 .kind = kind,
+                 .condition = condition,
+                 .resolved = resolved,
+                 .summary = summary,
+                 .details = details};
+
+    int prio = events_priority(&ev);
+    if (log_is_journal()) {
+        if (prio <= log_get_max_priority())
+            sd_journal_send("MESSAGE=%s", summary, "PRIORITY=%i", prio, "SYSLOG_IDENTIFIER=drsupervisord",
+                            "COMPONENT=%s", kind, "EVENT=%s", kind, "CONDITION=%s",
+                            condition ? condition : "", "SEVERITY=%s", events_severity_name(sev), NULL);
+    } else {
+        log_emit(prio, kind, NULL, "%s%s", resolved ? "resolved: " : "", summary);
+    }
+    /* Subscribers may unsubscribe themselves from the callback: iterate over a snapshot. */
+    size_t n = bus->n_subs;
+    EventSub *snap = n ? malloc(n * sizeof(*snap)) : NULL;
+    if (n && !snap)
+        return;
+    if (n)
+        memcpy(snap, bus->subs, n * sizeof(*snap));
+    for (size_t i = 0; i < n; i++) {
+        bool still = false;
+        for (size_t j = 0; j < bus->n_subs; j++)
+            still = still || bus->subs[j].id == snap[i].id;
+        if (still)
+            snap[i].fn(&ev, snap[i].data);
+    }
+    free(snap);
+}

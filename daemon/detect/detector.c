@@ -1,0 +1,687 @@
+/*
+ * detector: carrying out the detector's decisions (see detector.h; the rules are in detector_sm.c).
+ */
+#include "detect/detector.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "core/daemon.h"
+#include "detect/detector_sm.h"
+#include "err.h"
+#include "log.h"
+#include "pgconn.h"
+#include "scenario/scenarios.h"
+#include "cap/venue/venue.h"
+
+#define DETECTOR_LOG_TAIL (16 * 1024)
+#define DETECTOR_AMCHECK_PROBE "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"
+#define DETECTOR_AMCHECK_SQL "SELECT bt_index_check($1::regclass)"
+
+typedef struct LogTailWork {
+    uv_work_t req;
+    Detector *det;
+    char *path;
+    int64_t offset;      /* read from here (size of the log when the attempt started) */
+    char *text;          /* result, NUL-terminated */
+    bool ok;             /* the attempt's own outcome */
+    char *output;        /* the attempt's output */
+} LogTailWork;
+
+struct Detector {
+    Daemon *d;
+    DetectorSm sm;
+    char cond_unreachable[192], cond_restart[192], cond_corruption[192];
+    /* corruption check */
+    uv_timer_t check_timer;
+    uint64_t check_interval_ms;
+    PgConn *check_pg;
+    char *check_conninfo;
+    uint64_t check_timeout_ms;
+    bool check_running, check_again;
+    size_t check_step;             /* index into queries, then amcheck probe, then indexes */
+    bool check_clean;
+    char check_problem[320];       /* first failure of this check that is not a signal */
+    int64_t check_started_ms;
+    int64_t last_check_ms;
+    bool last_check_ok;
+    char last_check_error[320];
+    /* restart */
+    uv_timer_t restart_timer;
+    ChildProc *restart_child;
+    uv_fs_t log_stat;
+    bool log_stat_busy;
+    int64_t log_offset;
+    bool log_work_busy;
+    /* outcome */
+    int64_t halt_ms;
+    char triggered_run[64];
+    int trigger_result;
+    bool trigger_tried;
+    /* life */
+    int pending;
+    bool closing;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+static void detector_run_check(Detector *det);
+static void detector_restart_spawn(Detector *det);
+
+static int64_t detector_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const ConfigDetector *detector_cfg(const Detector *det)
+{
+    return &det->d->cfg->detector;
+}
+
+static void detector_maybe_closed(Detector *det)
+{
+    if (!det->closing || det->pending > 0)
+        return;
+    void (*cb)(void *) = det->closed_cb;
+    void *data = det->closed_data;
+    free(det->check_conninfo);
+    free(det);
+    if (cb)
+        cb(data);
+}
+
+/* ---- carrying out a decision ---- */
+
+static void detector_emit(Detector *det, DetectorEventKind kind, const char *message)
+{
+    EventBus *ev = det->d->events;
+    switch (kind) {
+    case DETECTOR_EV_UNREACHABLE:
+        events_emit(ev, SEV_CRITICAL, "detector.unreachable", det->cond_unreachable, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_BACK:
+        events_emit(ev, SEV_WARNING, "detector.unreachable", det->cond_unreachable, true, NULL, "%s", message);
+        events_emit(ev, SEV_INFO, "detector.restart", det->cond_restart, true, NULL, "database answers again");
+        break;
+    case DETECTOR_EV_RESTARTING:
+        events_emit(ev, SEV_WARNING, "detector.restart", det->cond_restart, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_RESTART_FAILED:
+        events_emit(ev, SEV_ERROR, "detector.restart", det->cond_restart, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_RESTARTS_EXHAUSTED:
+        events_emit(ev, SEV_CRITICAL, "detector.restart", det->cond_restart, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_SUSPECTED:
+    case DETECTOR_EV_CONFIRMED:
+        events_emit(ev, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_CLEARED:
+        events_emit(ev, SEV_WARNING, "detector.corruption", det->cond_corruption, true, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_NONE:
+    default:
+        break;
+    }
+}
+
+static void detector_trigger(Detector *det, const DetectorDecision *dec)
+{
+    Daemon *d = det->d;
+    char run[64] = "";
+    int r;
+
+    det->trigger_tried = true;
+    if (!d->scenarios) {
+        det->trigger_result = -ENOSYS;
+        events_emit(d->events, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL,
+                    "cannot start database_corruption: the scenario engine is not available; trading stays "
+                    "halted, operator needed");
+        return;
+    }
+    r = scenarios_trigger(d->scenarios, "database_corruption", dec->trigger_reason, dec->detected_ms, run,
+                          sizeof(run));
+    det->trigger_result = r;
+    if (r == 0) {
+        snprintf(det->triggered_run, sizeof(det->triggered_run), "%s", run);
+        log_notice("detector", "database_corruption run '%s' started", run);
+    } else if (r == -EINPROGRESS) {
+        log_notice("detector", "database_corruption queued: it starts once unfinished runs are loaded");
+    } else if (r == -EBUSY) {
+        log_notice("detector", "a scenario run is already active; corruption recorded, no second run");
+    } else {
+        events_emit(d->events, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL,
+                    "cannot start database_corruption: %s; trading stays halted, operator needed", err_str(r));
+    }
+}
+
+static void detector_on_restart_timer(uv_timer_t *t)
+{
+    detector_restart_spawn(t->data);
+}
+
+static void detector_apply(Detector *det, const DetectorDecision *dec)
+{
+    Daemon *d = det->d;
+
+    if (det->closing)
+        return;
+    for (size_t i = 0; i < dec->n_events; i++)
+        detector_emit(det, dec->events[i].kind, dec->events[i].message);
+    /* A recovery run owns trading and the database until it ends (it renames and restores
+     * databases, and resumes trading itself after a passing reconcile): what the probes see in
+     * the meantime must not halt what the run just resumed. The detector is reset when it ends. */
+    if ((dec->actions & DETECTOR_ACT_HALT) && d->scenarios && scenarios_active(d->scenarios)) {
+        log_notice("detector", "not halting (%s): a recovery run is in charge", dec->halt_reason);
+    } else if (dec->actions & DETECTOR_ACT_HALT) {
+        det->halt_ms = detector_now_ms();
+        if (d->venue && venue_enabled(d->venue))
+            venue_halt(d->venue, dec->halt_reason, NULL, NULL, NULL);
+        else
+            events_emit(d->events, SEV_CRITICAL, "detector.halt", NULL, false, NULL,
+                        "cannot halt trading (%s): no venue is configured", dec->halt_reason);
+    }
+    if (dec->actions & DETECTOR_ACT_TRIGGER)
+        detector_trigger(det, dec);
+    /* A recovery run renames and restores databases: never restart the server under it. */
+    if ((dec->actions & DETECTOR_ACT_RESTART) && d->scenarios && scenarios_active(d->scenarios))
+        log_notice("detector", "database restart skipped: a recovery run is active");
+    else if (dec->actions & DETECTOR_ACT_RESTART)
+        uv_timer_start(&det->restart_timer, detector_on_restart_timer, dec->restart_delay_ms, 0);
+    if (dec->actions & DETECTOR_ACT_CHECK_NOW) {
+        if (det->check_running)
+            det->check_again = true;
+        else
+            detector_run_check(det);
+    }
+}
+
+/* ---- liveness probe input ---- */
+
+void detector_db_probe_ok(Detector *det, int64_t checksum_failures)
+{
+    DetectorDecision dec;
+    if (!det || det->closing)
+        return;
+    detector_sm_probe_ok(&det->sm, detector_now_ms(), checksum_failures, &dec);
+    detector_apply(det, &dec);
+}
+
+void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *message)
+{
+    DetectorDecision dec;
+    if (!det || det->closing)
+        return;
+    detector_sm_probe_failed(&det->sm, detector_now_ms(), sqlstate ? sqlstate : "", message, &dec);
+    detector_apply(det, &dec);
+}
+
+/* ---- corruption check ---- */
+
+static void detector_check_finish(Detector *det, bool ok, const char *sqlstate, const char *message)
+{
+    DetectorDecision dec;
+
+    det->check_running = false;
+    det->last_check_ms = detector_now_ms();
+    det->last_check_ok = ok;
+    snprintf(det->last_check_error, sizeof(det->last_check_error), "%s%s%s", sqlstate && sqlstate[0] ? sqlstate : "",
+             sqlstate && sqlstate[0] ? ": " : "", ok ? "" : message ? message : "failed");
+    detector_sm_check_result(&det->sm, det->last_check_ms, det->check_started_ms, ok, sqlstate, message, &dec);
+    detector_apply(det, &dec);
+    if (det->check_again && !det->closing) {
+        det->check_again = false;
+        detector_run_check(det);
+    }
+}
+
+static void detector_check_issue(Detector *det);
+
+static void detector_on_check_result(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    Detector *det = data;
+    const ConfigDetector *cfg = detector_cfg(det);
+    size_t nq = cfg->n_corruption_queries, ni = cfg->n_amcheck_indexes;
+
+    if (status == DR_ECANCELED) {
+        det->check_running = false;
+        return;
+    }
+    if (status != 0) {
+        const char *sqlstate = pgconn_last_sqlstate(c);
+        if (detector_sm_is_corruption_sqlstate(sqlstate)) {
+            detector_check_finish(det, false, sqlstate, errmsg);
+            return;
+        }
+        if (!sqlstate[0] || strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0) {
+            /* Unreachable: the liveness probe reports that; this check says nothing. */
+            det->check_running = false;
+            log_debug("detector", "corruption check skipped: %s", errmsg ? errmsg : err_str(status));
+            return;
+        }
+        log_warning("detector", "corruption check query failed (not a corruption signal): %s: %s", sqlstate,
+                    errmsg ? errmsg : "");
+        if (det->check_clean)
+            snprintf(det->check_problem, sizeof(det->check_problem), "%s: %s", sqlstate, errmsg ? errmsg : "");
+        det->check_clean = false;
+    } else if (det->check_step == nq && (!res || PQntuples(res) == 0)) {
+        log_debug("detector", "amcheck is not installed; bt_index_check skipped");
+        det->check_step = nq + ni; /* past the indexes after the increment below */
+    }
+    det->check_step++;
+    detector_check_issue(det);
+}
+
+/* Run step check_step: the configured queries, then amcheck's presence, then each index. */
+static void detector_check_issue(Detector *det)
+{
+    const ConfigDetector *cfg = detector_cfg(det);
+    size_t nq = cfg->n_corruption_queries, ni = cfg->n_amcheck_indexes, s = det->check_step;
+    int r;
+
+    if (s < nq) {
+        r = pgconn_query(det->check_pg, cfg->corruption_queries[s], 0, NULL, detector_on_check_result, det);
+    } else if (s == nq && ni > 0) {
+        r = pgconn_query(det->check_pg, DETECTOR_AMCHECK_PROBE, 0, NULL, detector_on_check_result, det);
+    } else if (s > nq && s - nq - 1 < ni) {
+        const char *p[1] = {cfg->amcheck_indexes[s - nq - 1]};
+        r = pgconn_query(det->check_pg, DETECTOR_AMCHECK_SQL, 1, p, detector_on_check_result, det);
+    } else {
+        /* A failure that is not a signal shows in `drctl status` (last_check_error) but is not
+         * passed on as a SQLSTATE: it neither signals nor clears a suspicion. */
+        detector_check_finish(det, det->check_clean, "", det->check_problem);
+        return;
+    }
+    if (r < 0) {
+        det->check_running = false;
+        log_warning("detector", "cannot run the corruption check: %s", err_str(r));
+    }
+}
+
+static void detector_run_check(Detector *det)
+{
+    const ConfigDetector *cfg = detector_cfg(det);
+
+    if (det->check_running || det->closing || !det->check_pg)
+        return;
+    if (cfg->n_corruption_queries == 0 && cfg->n_amcheck_indexes == 0)
+        return;
+    if (det->sm.down)
+        return; /* nothing to read; the liveness probe watches the outage */
+    det->check_started_ms = detector_now_ms();
+    det->check_clean = true;
+    det->check_problem[0] = '\0';
+    det->check_step = 0;
+    det->check_running = true;
+    detector_check_issue(det);
+}
+
+static void detector_on_check_timer(uv_timer_t *t)
+{
+    detector_run_check(t->data);
+}
+
+/* ---- restart of a database that is down ---- */
+
+static bool detector_find_damage(const ConfigDetector *cfg, const char *text, char *evidence, size_t n)
+{
+    if (!text)
+        return false;
+    for (size_t i = 0; i < cfg->n_damage_patterns; i++) {
+        const char *hit = strcasestr(text, cfg->damage_patterns[i]);
+        if (!hit)
+            continue;
+        /* Quote the line that matched. */
+        const char *b = hit, *e = hit;
+        while (b > text && b[-1] != '\n')
+            b--;
+        while (*e && *e != '\n')
+            e++;
+        snprintf(evidence, n, "%.*s", (int)(e - b > 300 ? 300 : e - b), b);
+        return true;
+    }
+    return false;
+}
+
+static void detector_restart_judge(Detector *det, bool ok, const char *output, const char *log_tail)
+{
+    const ConfigDetector *cfg = detector_cfg(det);
+    DetectorDecision dec;
+    char evidence[320] = "";
+    bool damage = false;
+
+    if (!ok) {
+        damage = detector_find_damage(cfg, output, evidence, sizeof(evidence)) ||
+                 detector_find_damage(cfg, log_tail, evidence, sizeof(evidence));
+        if (!damage) {
+            /* The last non-empty line explains the failure best. */
+            const char *txt = output && output[0] ? output : "";
+            size_t len = strlen(txt);
+            while (len > 0 && (txt[len - 1] == '\n' || txt[len - 1] == ' '))
+                len--;
+            size_t b = len;
+            while (b > 0 && txt[b - 1] != '\n')
+                b--;
+            snprintf(evidence, sizeof(evidence), "%.*s", (int)(len - b > 300 ? 300 : len - b), txt + b);
+        }
+    }
+    detector_sm_restart_result(&det->sm, detector_now_ms(), ok, damage, evidence, &dec);
+    detector_apply(det, &dec);
+}
+
+static void detector_log_tail_work(uv_work_t *req)
+{
+    LogTailWork *w = req->data;
+    int fd = open(w->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0) {
+        off_t from = (off_t)w->offset;
+        if (from > st.st_size || from < 0)
+            from = 0;
+        if (st.st_size - from > DETECTOR_LOG_TAIL)
+            from = st.st_size - DETECTOR_LOG_TAIL;
+        size_t len = (size_t)(st.st_size - from);
+        w->text = malloc(len + 1);
+        if (w->text) {
+            ssize_t got = pread(fd, w->text, len, from);
+            w->text[got > 0 ? got : 0] = '\0';
+        }
+    }
+    close(fd);
+}
+
+static void detector_log_tail_done(uv_work_t *req, int status)
+{
+    LogTailWork *w = req->data;
+    Detector *det = w->det;
+
+    (void)status;
+    det->pending--;
+    det->log_work_busy = false;
+    if (!det->closing)
+        detector_restart_judge(det, w->ok, w->output, w->text);
+    free(w->text);
+    free(w->output);
+    free(w->path);
+    free(w);
+    detector_maybe_closed(det);
+}
+
+static void detector_on_restart_exit(ChildProc *c, int64_t exit_status, int term_signal, void *data)
+{
+    Detector *det = data;
+    const ConfigDetector *cfg = detector_cfg(det);
+    size_t olen = 0, elen = 0;
+    const char *out = child_stdout(c, &olen);
+    const char *err = child_stderr(c, &elen);
+    bool ok = exit_status == 0 && term_signal == 0;
+    char how[64], *output = NULL;
+
+    child_describe_exit(exit_status, term_signal, how, sizeof(how));
+    if (asprintf(&output, "%s%s%s%s", out ? out : "", olen && elen ? "\n" : "", err ? err : "",
+                 child_timed_out(c) ? "\n(timed out)" : "") < 0)
+        output = NULL;
+    det->restart_child = NULL;
+    child_free(c);
+    det->pending--;
+    if (det->closing) {
+        free(output);
+        detector_maybe_closed(det);
+        return;
+    }
+    log_info("detector", "restart command %s", how);
+    if (!ok && cfg->server_log) {
+        LogTailWork *w = calloc(1, sizeof(*w));
+        if (w && (w->path = strdup(cfg->server_log))) {
+            w->det = det;
+            w->offset = det->log_offset;
+            w->ok = ok;
+            w->output = output;
+            w->req.data = w;
+            if (uv_queue_work(det->d->loop, &w->req, detector_log_tail_work, detector_log_tail_done) == 0) {
+                det->pending++;
+                det->log_work_busy = true;
+                return;
+            }
+            free(w->path);
+        }
+        free(w);
+    }
+    detector_restart_judge(det, ok, output, NULL);
+    free(output);
+}
+
+static void detector_restart_run(Detector *det)
+{
+    const ConfigDetector *cfg = detector_cfg(det);
+    int r = 0;
+
+    if (det->closing || !det->sm.down || cfg->n_restart_command == 0) {
+        det->sm.restart_pending = false;
+        return;
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg), "restarting the database (attempt %llu of %lld): '%s'",
+             (unsigned long long)det->sm.restarts_done + 1, (long long)cfg->restart_attempts, cfg->restart_command[0]);
+    detector_emit(det, DETECTOR_EV_RESTARTING, msg);
+    char **argv = calloc(cfg->n_restart_command + 1, sizeof(char *));
+    if (!argv) {
+        r = -ENOMEM;
+    } else {
+        for (size_t i = 0; i < cfg->n_restart_command; i++)
+            argv[i] = cfg->restart_command[i];
+        ChildOptions opt = {.argv = (const char *const *)argv,
+                            .stdin_mode = CHILD_STDIN_NULL,
+                            .stdout_mode = CHILD_STDOUT_CAPTURE,
+                            .stdout_limit = 64 * 1024,
+                            .stderr_limit = 64 * 1024,
+                            .timeout_ms = cfg->restart_timeout_ms,
+                            .kill_grace_ms = 2000,
+                            .on_exit = detector_on_restart_exit,
+                            .data = det};
+        det->restart_child = child_spawn(det->d->loop, &opt, &r);
+        free(argv);
+    }
+    if (!det->restart_child) {
+        char why[256];
+        snprintf(why, sizeof(why), "cannot run '%s': %s", cfg->restart_command[0], err_str(r));
+        detector_restart_judge(det, false, why, NULL);
+        return;
+    }
+    det->pending++;
+}
+
+static void detector_on_log_stat(uv_fs_t *req)
+{
+    Detector *det = req->data;
+    det->log_offset = req->result == 0 ? (int64_t)req->statbuf.st_size : 0;
+    uv_fs_req_cleanup(req);
+    det->log_stat_busy = false;
+    det->pending--;
+    if (det->closing) {
+        detector_maybe_closed(det);
+        return;
+    }
+    detector_restart_run(det);
+}
+
+/* Note where the server log ends (so only this attempt's lines are searched), then run. */
+static void detector_restart_spawn(Detector *det)
+{
+    const ConfigDetector *cfg = detector_cfg(det);
+
+    if (det->restart_child || det->log_stat_busy || det->log_work_busy || det->closing)
+        return;
+    det->log_offset = 0;
+    if (cfg->server_log) {
+        det->log_stat.data = det;
+        if (uv_fs_stat(det->d->loop, &det->log_stat, cfg->server_log, detector_on_log_stat) == 0) {
+            det->log_stat_busy = true;
+            det->pending++;
+            return;
+        }
+    }
+    detector_restart_run(det);
+}
+
+/* ---- life cycle ---- */
+
+static DetectorSmConfig detector_sm_config(const Config *cfg)
+{
+    return (DetectorSmConfig){.halt_after = (uint64_t)cfg->detector.halt_after,
+                              .can_restart = cfg->detector.n_restart_command > 0,
+                              .restart_attempts = (uint64_t)cfg->detector.restart_attempts,
+                              .restart_delay_ms = cfg->detector.restart_delay_ms};
+}
+
+Detector *detector_new(Daemon *d)
+{
+    Detector *det = calloc(1, sizeof(*det));
+    if (!det)
+        return NULL;
+    det->d = d;
+    DetectorSmConfig smc = detector_sm_config(d->cfg);
+    detector_sm_init(&det->sm, &smc);
+    uv_timer_init(d->loop, &det->check_timer);
+    uv_timer_init(d->loop, &det->restart_timer);
+    det->check_timer.data = det->restart_timer.data = det;
+    return det;
+}
+
+static void detector_on_pg_closed(void *data)
+{
+    Detector *det = data;
+    det->pending--;
+    detector_maybe_closed(det);
+}
+
+int detector_apply_config(Detector *det, const Config *cfg)
+{
+    const ConfigDetector *dc = &cfg->detector;
+    DetectorSmConfig smc = detector_sm_config(cfg);
+
+    if (det->closing)
+        return DR_ECANCELED;
+    detector_sm_configure(&det->sm, &smc);
+    snprintf(det->cond_unreachable, sizeof(det->cond_unreachable), "detector.unreachable:%s", cfg->cluster);
+    snprintf(det->cond_restart, sizeof(det->cond_restart), "detector.restart:%s", cfg->cluster);
+    snprintf(det->cond_corruption, sizeof(det->cond_corruption), "detector.corruption:%s", cfg->cluster);
+
+    bool checks = dc->n_corruption_queries > 0 || dc->n_amcheck_indexes > 0;
+    bool same = det->check_pg && det->check_conninfo && strcmp(det->check_conninfo, dc->conninfo) == 0 &&
+                det->check_timeout_ms == dc->corruption_timeout_ms;
+    if (det->check_pg && (!checks || !same)) {
+        det->pending++;
+        pgconn_close(det->check_pg, detector_on_pg_closed, det); /* a running check ends CANCELED */
+        det->check_pg = NULL;
+        det->check_running = false;
+    }
+    if (checks && !det->check_pg) {
+        PgConnOptions opts = {.connect_timeout_ms = cfg->database.connect_timeout_ms,
+                              .query_timeout_ms = dc->corruption_timeout_ms,
+                              .reconnect_min_ms = 100,
+                              .reconnect_max_ms = dc->corruption_interval_ms};
+        char *msg = NULL;
+        det->check_pg = pgconn_new_msg(det->d->loop, dc->conninfo, &opts, &msg);
+        if (!det->check_pg) {
+            char red[512];
+            log_redact_conninfo(dc->conninfo, red, sizeof(red));
+            log_error("detector", "cannot use conninfo '%s': %s", red, msg ? msg : "out of memory");
+            free(msg);
+            return DR_ECONFIG;
+        }
+        free(det->check_conninfo);
+        det->check_conninfo = strdup(dc->conninfo);
+        det->check_timeout_ms = dc->corruption_timeout_ms;
+    }
+    if (!checks) {
+        uv_timer_stop(&det->check_timer);
+        det->check_interval_ms = 0;
+    } else if (det->check_interval_ms != dc->corruption_interval_ms ||
+               !uv_is_active((uv_handle_t *)&det->check_timer)) {
+        det->check_interval_ms = dc->corruption_interval_ms;
+        uv_timer_start(&det->check_timer, detector_on_check_timer, dc->corruption_interval_ms,
+                       dc->corruption_interval_ms);
+    }
+    return 0;
+}
+
+void detector_reset(Detector *det)
+{
+    if (!det)
+        return;
+    detector_sm_reset(&det->sm);
+    det->triggered_run[0] = '\0';
+    det->trigger_tried = false;
+    uv_timer_stop(&det->restart_timer);
+}
+
+static void detector_on_timer_closed(uv_handle_t *h)
+{
+    Detector *det = h->data;
+    det->pending--;
+    detector_maybe_closed(det);
+}
+
+void detector_close(Detector *det, void (*closed_cb)(void *data), void *data)
+{
+    det->closing = true;
+    det->closed_cb = closed_cb;
+    det->closed_data = data;
+    if (det->check_pg) {
+        det->pending++;
+        pgconn_close(det->check_pg, detector_on_pg_closed, det);
+        det->check_pg = NULL;
+    }
+    if (det->restart_child)
+        child_kill(det->restart_child, SIGKILL); /* its exit callback releases it */
+    det->pending += 2;
+    uv_close((uv_handle_t *)&det->check_timer, detector_on_timer_closed);
+    uv_close((uv_handle_t *)&det->restart_timer, detector_on_timer_closed);
+}
+
+json_t *detector_status_json(const Detector *det)
+{
+    const DetectorSm *sm = &det->sm;
+    json_t *j = json_pack("{s:s,s:I,s:b,s:I,s:I,s:b,s:I}", "phase", detector_sm_phase_name(detector_sm_phase(sm)),
+                          "consecutive_failures", (json_int_t)sm->consecutive_failures, "halt_requested",
+                          sm->halt_requested, "halt_ms", (json_int_t)det->halt_ms, "restarts_done",
+                          (json_int_t)sm->restarts_done, "restart_running", det->restart_child != NULL,
+                          "corruption_signals", (json_int_t)sm->signals);
+    if (!j)
+        return NULL;
+    if (sm->checksum_failures >= 0)
+        json_object_set_new(j, "checksum_failures", json_integer(sm->checksum_failures));
+    if (sm->down)
+        json_object_set_new(j, "down_since_ms", json_integer(sm->down_since_ms));
+    if (sm->corruption > 0) {
+        json_object_set_new(j, "first_signal", json_string(sm->first_signal));
+        json_object_set_new(j, "first_signal_ms", json_integer(sm->first_signal_ms));
+    }
+    if (sm->last_error[0])
+        json_object_set_new(j, "last_probe_error", json_string(sm->last_error));
+    if (det->last_check_ms) {
+        json_object_set_new(j, "last_check_ms", json_integer(det->last_check_ms));
+        json_object_set_new(j, "last_check_ok", json_boolean(det->last_check_ok));
+        if (!det->last_check_ok)
+            json_object_set_new(j, "last_check_error", json_string(det->last_check_error));
+    }
+    if (det->trigger_tried) {
+        json_object_set_new(j, "scenario_run", det->triggered_run[0] ? json_string(det->triggered_run) : json_null());
+        json_object_set_new(j, "trigger_result", json_string(det->trigger_result ? err_name(det->trigger_result) : "ok"));
+    }
+    return j;
+}

@@ -1,0 +1,45 @@
+/*
+ * detector: observations of the database turned into actions.
+ *
+ * Owns the detector's state machine (daemon/detector_sm.h, the rules) and what carries its
+ * decisions out: the halt (venue_halt, fail closed), the restart command of a database that is
+ * merely down (lib/child, with a delay, a deadline and a bounded number of attempts; its output
+ * and the server log are searched for damaged-file messages), the scheduled corruption check
+ * (configured queries and amcheck's bt_index_check over its own nonblocking connection, so a
+ * damaged page shows up as XX001), the start of the database_corruption scenario once corruption
+ * is confirmed, the events of each decision (conditions detector.unreachable:<cluster>,
+ * detector.restart:<cluster>, detector.corruption:<cluster>) and the detector section of
+ * `drctl status`. The liveness probe (daemon/probes.c) feeds it each result.
+ *
+ * Trading is never resumed here: when the database comes back the halt stays, and an operator
+ * (drctl resume, after checking) or a scenario's reconcile resumes it.
+ */
+#ifndef DRSUP_DETECTOR_H
+#define DRSUP_DETECTOR_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+typedef struct Daemon Daemon;
+typedef struct Detector Detector;
+
+Detector *detector_new(Daemon *d);
+/* Start or re-time the corruption check from cfg->detector (also on reload). */
+int detector_apply_config(Detector *det, const Config *cfg);
+/* Stop timers, kill a running restart command, close the check connection; closed_cb when done. */
+void detector_close(Detector *det, void (*closed_cb)(void *data), void *data);
+
+/* The liveness probe answered; checksum_failures is the sum over pg_stat_database (< 0: unknown). */
+void detector_db_probe_ok(Detector *det, int64_t checksum_failures);
+/* The liveness probe failed with SQLSTATE sqlstate ("" when libpq made the error) and message. */
+void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *message);
+
+/* Forget the current episode (a scenario run handled it): back to healthy, checks re-armed. */
+void detector_reset(Detector *det);
+
+/* {"phase":..., "consecutive_failures":..., ...} for `drctl status`. New reference. */
+json_t *detector_status_json(const Detector *det);
+
+#endif

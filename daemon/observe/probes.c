@@ -1,0 +1,322 @@
+/*
+ * probes: periodic observations of the supervised world.
+ *
+ * Owns the probe timers and their connections: database liveness (a query over a nonblocking
+ * libpq connection: reachability, latency, recovery state, server version) and the trading
+ * platform's health URL (HTTP GET over the shared client; 2xx is healthy). Each result becomes an
+ * observation in the status model; a change of health becomes an event with a condition key
+ * ("database.down:<cluster>") that opens on the way down and resolves on the way up.
+ * A probe still running when its timer fires again is not started twice.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/daemon.h"
+#include "detect/detector.h"
+#include "err.h"
+#include "log.h"
+#include "pgconn.h"
+
+#define PROBE_DB_SQL                                                                                 \
+    "SELECT pg_is_in_recovery()::text, current_setting('server_version'), "                         \
+    "(SELECT coalesce(checksum_failures, 0) FROM pg_stat_database WHERE datname = current_database())::text"
+
+typedef struct Probe {
+    struct Probes *owner;
+    const char *name; /* component name */
+    uv_timer_t timer;
+    bool busy;
+    uint64_t started_ms;
+    uint64_t interval_ms;
+    uint64_t down_after;
+    char condition[192];
+} Probe;
+
+struct Probes {
+    Daemon *d;
+    Probe db, platform;
+    PgConn *pg;
+    char *conninfo;
+    PgConnOptions pg_opts;
+    char *health_url;
+    uint64_t health_timeout_ms;
+    uint64_t http_id;
+    bool closing;
+    int pending;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+static void probes_maybe_closed(Probes *p)
+{
+    if (!p->closing || p->pending > 0)
+        return;
+    void (*cb)(void *) = p->closed_cb;
+    void *data = p->closed_data;
+    free(p->conninfo);
+    free(p->health_url);
+    free(p);
+    if (cb)
+        cb(data);
+}
+
+/* Record the outcome; emit an event when the component's health changes. */
+static void probes_record(Probe *pr, bool ok, double latency_ms, const char *error, const json_t *detail)
+{
+    Daemon *d = pr->owner->d;
+    Component *c = status_component(d->status, pr->name);
+    Health before;
+    int changed;
+
+    if (!c)
+        return;
+    before = c->health;
+    changed = status_observe(c, ok, latency_ms, error, detail, pr->down_after);
+    if (changed < 0)
+        return;
+    if (changed == HEALTH_DOWN)
+        events_emit(d->events, SEV_ERROR, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
+                    pr->condition, false, detail, "%s is down after %llu failed probes: %s", pr->name,
+                    (unsigned long long)c->consecutive_failures, error ? error : "failed");
+    else if (changed == HEALTH_UP && before == HEALTH_DOWN)
+        events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
+                    pr->condition, true, detail, "%s is up again (%.1f ms)", pr->name, latency_ms);
+    else if (changed == HEALTH_UP)
+        /* First sight after a start: resolves a condition left open by a previous run of the
+         * daemon (alerting ignores resolutions of conditions that are not open). */
+        events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
+                    pr->condition, true, detail, "%s is up (%.1f ms)", pr->name, latency_ms);
+    daemon_update_status(d);
+}
+
+/* ---- database ---- */
+
+static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    Probe *pr = data;
+    Probes *p = pr->owner;
+    double latency = (double)(uv_now(p->d->loop) - pr->started_ms);
+    json_t *detail = NULL;
+
+    (void)conn;
+    pr->busy = false;
+    if (status == DR_ECANCELED)
+        return;
+    if (status == 0 && res && PQntuples(res) == 1 && PQnfields(res) == 3) {
+        detail = json_pack("{s:b,s:s,s:I}", "in_recovery", strcmp(PQgetvalue(res, 0, 0), "true") == 0,
+                           "server_version", PQgetvalue(res, 0, 1), "checksum_failures",
+                           (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
+        probes_record(pr, true, latency, NULL, detail);
+        detector_db_probe_ok(p->d->detector, strtoll(PQgetvalue(res, 0, 2), NULL, 10));
+    } else {
+        const char *sqlstate = p->pg ? pgconn_last_sqlstate(p->pg) : "";
+        const char *why = status == 0 ? "unexpected probe result" : errmsg ? errmsg : err_str(status);
+        if (sqlstate[0])
+            detail = json_pack("{s:s}", "sqlstate", sqlstate);
+        probes_record(pr, false, latency, why, detail);
+        detector_db_probe_failed(p->d->detector, sqlstate, why);
+    }
+    json_decref(detail);
+}
+
+static void probes_db_tick(uv_timer_t *t)
+{
+    Probe *pr = t->data;
+    Probes *p = pr->owner;
+    int r;
+
+    if (pr->busy || !p->pg)
+        return;
+    pr->started_ms = uv_now(p->d->loop);
+    r = pgconn_query(p->pg, PROBE_DB_SQL, 0, NULL, probes_on_db_result, pr);
+    if (r == 0) {
+        pr->busy = true;
+        return;
+    }
+    if (r == -EBUSY)
+        return;
+    /* Still backing off after a failure: that is an observation too. */
+    const char *last = pgconn_last_error(p->pg);
+    probes_record(pr, false, 0, last && last[0] ? last : err_str(r), NULL);
+    detector_db_probe_failed(p->d->detector, "", last && last[0] ? last : err_str(r));
+}
+
+/* ---- platform health URL ---- */
+
+static void probes_on_http_done(int err, const HttpResponse *resp, const char *errmsg, void *data)
+{
+    Probe *pr = data;
+    Probes *p = pr->owner;
+    double latency = (double)(uv_now(p->d->loop) - pr->started_ms);
+    char msg[512];
+    json_t *detail;
+
+    pr->busy = false;
+    p->http_id = 0;
+    if (err == DR_ECANCELED)
+        return;
+    detail = json_pack("{s:i}", "http_status", (int)resp->status);
+    if (err == 0 && resp->status >= 200 && resp->status < 300) {
+        probes_record(pr, true, latency, NULL, detail);
+    } else {
+        if (err == 0)
+            snprintf(msg, sizeof(msg), "health URL answered HTTP %ld", resp->status);
+        else
+            snprintf(msg, sizeof(msg), "%s", errmsg && errmsg[0] ? errmsg : err_str(err));
+        probes_record(pr, false, latency, msg, detail);
+    }
+    json_decref(detail);
+}
+
+static void probes_platform_tick(uv_timer_t *t)
+{
+    Probe *pr = t->data;
+    Probes *p = pr->owner;
+    HttpRequest req = {.method = "GET",
+                       .url = p->health_url,
+                       .timeout_ms = p->health_timeout_ms,
+                       .connect_timeout_ms = p->health_timeout_ms,
+                       .max_response = 64 * 1024};
+
+    if (pr->busy || !p->health_url || !p->d->http)
+        return;
+    pr->started_ms = uv_now(p->d->loop);
+    int r = httpc_request(p->d->http, &req, probes_on_http_done, pr, &p->http_id);
+    if (r < 0) {
+        probes_record(pr, false, 0, err_str(r), NULL);
+        return;
+    }
+    pr->busy = true;
+}
+
+/* ---- life cycle ---- */
+
+static void probes_init_probe(Probes *p, Probe *pr, const char *name)
+{
+    pr->owner = p;
+    pr->name = name;
+    uv_timer_init(p->d->loop, &pr->timer);
+    pr->timer.data = pr;
+}
+
+Probes *probes_new(Daemon *d)
+{
+    Probes *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->d = d;
+    probes_init_probe(p, &p->db, "database");
+    probes_init_probe(p, &p->platform, "platform");
+    return p;
+}
+
+static void probes_on_pg_closed(void *data)
+{
+    Probes *p = data;
+    p->pending--;
+    probes_maybe_closed(p);
+}
+
+static int probes_configure_db(Probes *p, const Config *cfg)
+{
+    const ConfigDatabase *db = &cfg->database;
+    PgConnOptions opts = {.connect_timeout_ms = db->connect_timeout_ms,
+                          .query_timeout_ms = db->probe_timeout_ms,
+                          .reconnect_min_ms = db->probe_interval_ms / 2 ? db->probe_interval_ms / 2 : 1,
+                          .reconnect_max_ms = db->probe_interval_ms};
+    char *msg = NULL;
+
+    snprintf(p->db.condition, sizeof(p->db.condition), "database.down:%s", cfg->cluster);
+    p->db.down_after = (uint64_t)db->down_after;
+    bool same = p->pg && p->conninfo && strcmp(p->conninfo, db->conninfo) == 0 &&
+                memcmp(&opts, &p->pg_opts, sizeof(opts)) == 0;
+    if (!same) {
+        PgConn *pg = pgconn_new_msg(p->d->loop, db->conninfo, &opts, &msg);
+        if (!pg) {
+            char red[512];
+            log_redact_conninfo(db->conninfo, red, sizeof(red));
+            log_error("probe.database", "cannot use conninfo '%s': %s", red, msg ? msg : "out of memory");
+            free(msg);
+            return DR_ECONFIG;
+        }
+        if (p->pg) {
+            p->pending++;
+            pgconn_close(p->pg, probes_on_pg_closed, p);
+            p->db.busy = false;
+        }
+        p->pg = pg;
+        p->pg_opts = opts;
+        free(p->conninfo);
+        p->conninfo = strdup(db->conninfo);
+    }
+    if (p->db.interval_ms != db->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->db.timer)) {
+        p->db.interval_ms = db->probe_interval_ms;
+        uv_timer_start(&p->db.timer, probes_db_tick, 0, db->probe_interval_ms);
+    }
+    return 0;
+}
+
+static void probes_configure_platform(Probes *p, const Config *cfg)
+{
+    const ConfigPlatform *pl = &cfg->platform;
+
+    snprintf(p->platform.condition, sizeof(p->platform.condition), "platform.down:%s", cfg->cluster);
+    p->platform.down_after = (uint64_t)pl->down_after;
+    p->health_timeout_ms = pl->probe_timeout_ms;
+    if (!pl->health_url) {
+        uv_timer_stop(&p->platform.timer);
+        if (p->http_id)
+            httpc_cancel(p->d->http, p->http_id);
+        free(p->health_url);
+        p->health_url = NULL;
+        Component *c = status_component(p->d->status, "platform");
+        if (c)
+            status_set_health(c, HEALTH_DISABLED);
+        return;
+    }
+    if (!p->health_url || strcmp(p->health_url, pl->health_url)) {
+        free(p->health_url);
+        p->health_url = strdup(pl->health_url);
+    }
+    if (p->platform.interval_ms != pl->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->platform.timer)) {
+        p->platform.interval_ms = pl->probe_interval_ms;
+        uv_timer_start(&p->platform.timer, probes_platform_tick, 0, pl->probe_interval_ms);
+    }
+}
+
+int probes_apply_config(Probes *p, const Config *cfg)
+{
+    if (p->closing)
+        return DR_ECANCELED;
+    status_component(p->d->status, "database");
+    status_component(p->d->status, "platform");
+    int r = probes_configure_db(p, cfg);
+    probes_configure_platform(p, cfg);
+    return r;
+}
+
+static void probes_on_timer_closed(uv_handle_t *h)
+{
+    Probe *pr = h->data;
+    pr->owner->pending--;
+    probes_maybe_closed(pr->owner);
+}
+
+void probes_close(Probes *p, void (*closed_cb)(void *data), void *data)
+{
+    p->closing = true;
+    p->closed_cb = closed_cb;
+    p->closed_data = data;
+    if (p->http_id && p->d->http)
+        httpc_cancel(p->d->http, p->http_id);
+    if (p->pg) {
+        p->pending++;
+        pgconn_close(p->pg, probes_on_pg_closed, p);
+        p->pg = NULL;
+    }
+    p->pending += 2;
+    uv_close((uv_handle_t *)&p->db.timer, probes_on_timer_closed);
+    uv_close((uv_handle_t *)&p->platform.timer, probes_on_timer_closed);
+}

@@ -1,0 +1,638 @@
+/*
+ * scn_corruption: the database_corruption scenario, as one static table and its steps.
+ *
+ * Owns the runbook "halt trading, keep the damaged database as evidence, restore the newest
+ * verified backup into a fresh database, validate it, switch the platform to it, reconcile with the
+ * exchange, resume in shadow, then live", and its failure branch "put the original back, stay
+ * halted". Every step is asynchronous and safe to run again: each first inspects the catalog of
+ * databases (does the original, the damaged copy, the restored copy exist, and is the restore
+ * marked complete?) and does only what is left. The probes answer the same question after a crash.
+ *
+ * Database names for run tag T: the protected database X, the evidence X_damaged_T (connections
+ * refused, never dropped), the restore X_restore_T (marked complete with a COMMENT once pg_restore
+ * and the copy finished; renamed to X by the switch).
+ *
+ * This file holds the table, the step plumbing (one invocation, its SQL, the catalog inspection)
+ * and the steps that do not change databases (halt, select backup, validate, reconcile, resume);
+ * scn_corruption_db.c holds the steps that do (preserve evidence, restore, switch, put back).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cap/backup/backup.h"
+#include "cap/backup/backup_internal.h"
+#include "child.h"
+#include "core/daemon.h"
+#include "err.h"
+#include "log.h"
+#include "pgconn.h"
+#include "cap/reconcile.h"
+#include "scenario/database_corruption_internal.h"
+#include "scenario/scn_internal.h"
+#include "cap/venue/venue.h"
+
+enum {
+    DETECTED,
+    HALTED,
+    PRESERVED,
+    BACKUP_SELECTED,
+    RESTORED,
+    VALIDATED,
+    SWITCHED,
+    RECONCILED,
+    SHADOW,
+    LIVE,
+    RESTORE_FAILED,
+    STAYED_HALTED,
+    NOT_RECONCILED,
+    N_STATES
+};
+
+/* ---- one step or probe invocation ---- */
+
+ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone)
+{
+    ScnStep *st = calloc(1, sizeof(*st));
+    if (!st) {
+        if (done)
+            done(call, -ENOMEM, "out of memory");
+        else
+            pdone(call, FSM_PROBE_UNKNOWN, "out of memory");
+        return NULL;
+    }
+    st->run = ctx;
+    st->call = call;
+    st->done = done;
+    st->pdone = pdone;
+    scn_run_ref(st->run);
+    st->t0 = uv_now(st->run->d->loop);
+    fsm_call_set_data(call, st);
+    return st;
+}
+
+static void scn_step_free(ScnStep *st)
+{
+    if (st->pg)
+        pgconn_close(st->pg, NULL, NULL);
+    if (st->child)
+        child_free(st->child);
+    json_decref(st->acc);
+    memset(st->key, 0, sizeof(st->key));
+    ScnRun *run = st->run;
+    free(st);
+    scn_run_unref(run);
+}
+
+void scn_finish(ScnStep *st, int result, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!fsm_call_cancelled(st->call))
+        fsm_call_set_data(st->call, NULL);
+    st->done(st->call, result, msg);
+    scn_step_free(st);
+}
+
+void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!fsm_call_cancelled(st->call))
+        fsm_call_set_data(st->call, NULL);
+    st->pdone(st->call, a, msg);
+    scn_step_free(st);
+}
+
+/* The step stopped because it was cancelled (timeout, abort, shutdown). */
+void scn_cancelled(ScnStep *st)
+{
+    if (st->pdone)
+        scn_answer(st, FSM_PROBE_UNKNOWN, "cancelled");
+    else
+        scn_finish(st, DR_ECANCELED, "cancelled");
+}
+
+static void scn_cancel(FsmCall *call, void *ctx)
+{
+    ScnStep *st = fsm_call_get_data(call);
+    (void)ctx;
+    if (!st)
+        return;
+    st->cancelled = true;
+    if (st->verify)
+        backup_verify_cancel(st->verify);
+    if (st->child)
+        child_kill(st->child, SIGKILL);
+    PgConn *pg = st->pg;
+    if (pg && pgconn_is_busy(pg)) {
+        st->pg = NULL;
+        pgconn_close(pg, NULL, NULL); /* the pending callback runs now and finishes st */
+    }
+}
+
+/* ---- SQL helpers ---- */
+
+void scn_ident(const char *name, char *out, size_t n)
+{
+    size_t o = 0;
+    if (n < 3)
+        return;
+    out[o++] = '"';
+    for (const char *p = name; *p && o + 3 < n; p++) {
+        if (*p == '"')
+            out[o++] = '"';
+        out[o++] = *p;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+static void scn_on_sql(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    ScnStep *st = data;
+    (void)c;
+    if (st->cancelled || status == DR_ECANCELED) {
+        if (!st->pg || status == DR_ECANCELED)
+            st->pg = NULL; /* closed by scn_cancel */
+        scn_cancelled(st);
+        return;
+    }
+    st->next(st, status, res, errmsg ? errmsg : (status < 0 ? err_str(status) : NULL));
+}
+
+void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg)
+{
+    if (st->pdone)
+        scn_answer(st, FSM_PROBE_UNKNOWN, "%s: %s", what, errmsg ? errmsg : err_str(status));
+    else
+        scn_finish(st, status < 0 ? status : DR_EDB, "%s: %s", what, errmsg ? errmsg : err_str(status));
+}
+
+/* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
+void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params,
+             ScnSqlNext next)
+{
+    if (!st->pg) {
+        PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
+        st->pg = pgconn_new(st->run->d->loop, conninfo ? conninfo : st->run->admin_conninfo, &po);
+    }
+    st->next = next;
+    int r = st->pg ? pgconn_query(st->pg, sql, np, params, scn_on_sql, st) : -EINVAL;
+    if (r < 0)
+        scn_fail_sql(st, r, "cannot send a query to the database server (check scenarios.admin_conninfo)", NULL);
+}
+
+static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg);
+
+/* Which of X, X_damaged_T, X_restore_T exist, and is the restore marked complete? Then then(). */
+void scn_inspect(ScnStep *st, ScnSqlNext then)
+{
+    const char *p[4] = {st->run->database, st->run->db_damaged, st->run->db_restored, st->run->db_standby};
+    st->then = then;
+    scn_sql(st, NULL,
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1),"
+            " (SELECT count(*) FROM pg_database WHERE datname = $2),"
+            " (SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $3),"
+            " (SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $4)",
+            4, p, scn_on_inspected);
+}
+
+static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    ScnSqlNext then = st->then;
+    char marker[256];
+
+    if (status == 0 && res && PQntuples(res) == 1) {
+        st->db.orig = atoi(PQgetvalue(res, 0, 0)) > 0;
+        st->db.damaged = atoi(PQgetvalue(res, 0, 1)) > 0;
+        st->db.restored = !PQgetisnull(res, 0, 2);
+        snprintf(marker, sizeof(marker), SCN_MARKER "%s", st->run->id);
+        st->db.restored_complete = st->db.restored && strncmp(PQgetvalue(res, 0, 2), marker, strlen(marker)) == 0;
+        st->db.standby = !PQgetisnull(res, 0, 3);
+        snprintf(st->db.standby_comment, sizeof(st->db.standby_comment), "%s", PQgetvalue(res, 0, 3));
+    }
+    then(st, status, res, errmsg);
+}
+
+/* ---- halt_trading ---- */
+
+static void scn_on_halted(int result, const char *message, void *data)
+{
+    ScnStep *st = data;
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        scn_cancelled(st);
+        return;
+    }
+    if (result < 0)
+        scn_finish(st, result, "the halt is not confirmed: %s", message ? message : err_str(result));
+    else
+        scn_finish(st, 0, "the venue confirms trading is halted");
+}
+
+static void step_halt_trading(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char reason[512];
+    if (!st)
+        return;
+    if (!st->run->d->venue) {
+        scn_finish(st, DR_ECANCELED, "the daemon is stopping");
+        return;
+    }
+    snprintf(reason, sizeof(reason), "scenario %s run %s: %s", st->run->def->name, st->run->id,
+             st->run->reason ? st->run->reason : "-");
+    venue_halt(st->run->d->venue, reason, st->run->id, scn_on_halted, st);
+}
+
+static void plan_halt_trading(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    const ConfigVenueAction *a = &run->d->cfg->venue.actions[VENUE_HALT];
+    char msg[600];
+    if (!run->d->cfg->venue.enabled) {
+        done(call, -ENOTSUP, "no venue is configured: the daemon could not halt trading");
+        return;
+    }
+    if (a->kind == VENUE_ACTION_HTTP)
+        snprintf(msg, sizeof(msg), "would send the halt: %s %s, then wait until the status action confirms 'halted'",
+                 a->method ? a->method : "POST", a->url);
+    else
+        snprintf(msg, sizeof(msg), "would run the halt command '%s', then wait until the status action confirms 'halted'",
+                 a->argv ? a->argv[0] : "?");
+    done(call, 0, msg);
+}
+
+/* ---- select_backup ---- */
+
+static json_t *scn_pick_backup(ScnRun *run, char *why, size_t n)
+{
+    bool scanned = false;
+    json_t *m = backups_newest_verified(run->d->backups, &scanned);
+    if (!run->bcfg.enabled) {
+        snprintf(why, n, "backups are not configured (no 'backup' section)");
+        json_decref(m);
+        return NULL;
+    }
+    if (!m) {
+        snprintf(why, n, scanned ? "no verified backup in the catalog" : "the backup catalog is not loaded yet");
+        return NULL;
+    }
+    const char *file = json_string_value(json_object_get(m, "file"));
+    int64_t started = backup_manifest_started(m);
+    json_t *b = json_pack("{s:s,s:s?,s:I,s:s?,s:s?}", "name", file ? file : "?", "started_at",
+                          json_string_value(json_object_get(m, "started_at")), "started_ms", (json_int_t)started * 1000,
+                          "sha256", json_string_value(json_object_get(m, "sha256")), "database",
+                          json_string_value(json_object_get(m, "database")));
+    json_decref(m);
+    return b;
+}
+
+static void select_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    json_t *b = json_object_get(run->ctx, "backup");
+    if (status < 0)
+        scn_finish(st, status, "cannot record the chosen backup: %s", err_str(status));
+    else
+        scn_finish(st, 0, "backup '%s' taken at %s is the restore point", json_string_value(json_object_get(b, "name")),
+                   json_string_value(json_object_get(b, "started_at")));
+}
+
+static void step_select_backup(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char why[256];
+    if (!st)
+        return;
+    json_t *b = scn_pick_backup(st->run, why, sizeof(why));
+    if (!b) {
+        scn_finish(st, -ENOENT, "%s", why);
+        return;
+    }
+    scn_context_set(st->run, "backup", b, select_recorded, st);
+}
+
+static void plan_select_backup(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char why[256], msg[600];
+    json_t *b = scn_pick_backup(run, why, sizeof(why));
+    if (!b) {
+        done(call, -ENOENT, why);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "would restore backup '%s' (taken at %s, verified)",
+             json_string_value(json_object_get(b, "name")), json_string_value(json_object_get(b, "started_at")));
+    json_object_set_new(run->ctx, "backup", b);
+    done(call, 0, msg);
+}
+
+/* ---- validate_restore ---- */
+
+static void validate_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the validation: %s", err_str(status));
+    else
+        scn_finish(st, 0, "%zu validation quer%s passed in '%s'", st->idx, st->idx == 1 ? "y" : "ies",
+                   st->run->db_restored);
+}
+
+static void validate_next(ScnStep *st);
+
+static const char *scn_validation_query(const ScnRun *run, size_t i)
+{
+    if (run->cfg.n_validation_queries)
+        return i < run->cfg.n_validation_queries ? run->cfg.validation_queries[i] : NULL;
+    if (run->bcfg.n_validation_queries)
+        return i < run->bcfg.n_validation_queries ? run->bcfg.validation_queries[i] : NULL;
+    return i == 0 ? "SELECT 1" : NULL;
+}
+
+static void validate_on_query(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    const char *q = scn_validation_query(st->run, st->idx);
+    if (status < 0) {
+        scn_finish(st, DR_EDB, "validation query '%s' failed: %s", q, errmsg ? errmsg : err_str(status));
+        return;
+    }
+    const char *v = res && PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+    json_array_append_new(st->acc, json_pack("{s:s,s:s?}", "query", q, "value", v));
+    if (v && (strcmp(v, "f") == 0 || strcmp(v, "false") == 0)) {
+        scn_finish(st, DR_ECORRUPT, "validation query '%s' answered false", q);
+        return;
+    }
+    st->idx++;
+    validate_next(st);
+}
+
+static void validate_next(ScnStep *st)
+{
+    const char *q = scn_validation_query(st->run, st->idx);
+    if (!q) {
+        json_t *acc = st->acc;
+        st->acc = NULL;
+        scn_context_set(st->run, "validation", acc, validate_recorded, st);
+        return;
+    }
+    char *ci = scn_conninfo_for(st->run, st->run->db_restored);
+    scn_sql(st, ci, q, 0, NULL, validate_on_query);
+    free(ci);
+}
+
+static void step_validate_restore(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    st->acc = json_array();
+    validate_next(st);
+}
+
+static void plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char msg[1024];
+    size_t o = (size_t)snprintf(msg, sizeof(msg), "would run in '%s':", run->db_restored);
+    for (size_t i = 0; scn_validation_query(run, i) && o < sizeof(msg); i++)
+        o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s '%s'", i ? "," : "", scn_validation_query(run, i));
+    done(call, 0, msg);
+}
+
+/* ---- reconcile ---- */
+
+typedef struct ScnReconciled {
+    ScnStep *st;
+    int result;
+    bool ready;
+} ScnReconciled;
+
+static void reconcile_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the reconcile report: %s", err_str(status));
+    else if (st->work_result < 0)
+        scn_finish(st, st->work_result, "reconcile did not pass (%s): trading stays halted", err_str(st->work_result));
+    else
+        scn_finish(st, 0, "the database matches the exchange: ready to trade");
+}
+
+static void reconcile_done(int result, json_t *report, void *data)
+{
+    ScnStep *st = data;
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        json_decref(report);
+        scn_cancelled(st);
+        return;
+    }
+    bool ready = json_is_true(json_object_get(report, "ready_to_trade"));
+    st->work_result = result < 0 ? result : ready ? 0 : DR_ESTATE;
+    scn_context_set(st->run, "reconcile", report ? report : json_null(), reconcile_recorded, st);
+}
+
+static void step_reconcile(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    int64_t since = json_integer_value(json_object_get(json_object_get(st->run->ctx, "backup"), "started_ms"));
+    int r = reconcile_start(st->run->d, st->run->db_conninfo, since, st->run->id, reconcile_done, st);
+    if (r < 0)
+        scn_finish(st, r, "cannot start the reconcile: %s", err_str(r));
+}
+
+static void plan_reconcile(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char msg[600];
+    snprintf(msg, sizeof(msg),
+             "would compare '%s' with the exchange's positions and replay the fills since %s, then compare again",
+             run->database, json_string_value(json_object_get(json_object_get(run->ctx, "backup"), "started_at")) ?: "?");
+    done(call, 0, msg);
+}
+
+/* ---- resume_shadow, resume_live ---- */
+
+static void scn_on_resumed(int result, const char *message, void *data)
+{
+    ScnStep *st = data;
+    st->run->resume_allowed = false;
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        scn_cancelled(st);
+        return;
+    }
+    if (result < 0) {
+        scn_finish(st, result, "resume refused or not confirmed: %s", message ? message : err_str(result));
+        return;
+    }
+    if (st->idx == 1 && st->run->d->venue) {
+        /* shadow re-established after a restart re-asserted the halt; now live */
+        st->idx = 0;
+        st->run->resume_allowed = true;
+        venue_resume(st->run->d->venue, false, scn_on_resumed, st);
+        return;
+    }
+    scn_finish(st, 0, "the venue confirms '%s'", message ? message : "?");
+}
+
+static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    Venue *v = st->run->d->venue;
+    if (!v) {
+        scn_finish(st, DR_ECANCELED, "the daemon is stopping");
+        return;
+    }
+    /* Going live from a halt (the venue re-asserts a persisted halt at start) passes through
+     * shadow again: shadow always precedes live. */
+    if (!shadow && venue_halted(v) && venue_mode(v) != VENUE_MODE_SHADOW)
+        st->idx = 1;
+    st->run->resume_allowed = true; /* the guard lets exactly this call through */
+    /* This step runs only after the run's reconcile committed (its journal says so), which is
+     * the passing reconcile the venue asks for, even when a crash came before the venue's own
+     * record of it reached halt.json. */
+    venue_note_reconciled(v, scn_now_ms());
+    venue_resume(v, shadow || st->idx == 1, scn_on_resumed, st);
+}
+
+static void step_resume_shadow(FsmCall *call, void *ctx, FsmDone done)
+{
+    scn_resume(call, ctx, done, true);
+}
+
+static void step_resume_live(FsmCall *call, void *ctx, FsmDone done)
+{
+    scn_resume(call, ctx, done, false);
+}
+
+static void probe_live_status(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    ScnStep *st = data;
+    if (st->cancelled || fsm_call_cancelled(st->call) || result == DR_ECANCELED) {
+        scn_cancelled(st);
+        return;
+    }
+    if (result < 0) {
+        scn_answer(st, FSM_PROBE_UNKNOWN, "status action failed: %s", message ? message : err_str(result));
+        return;
+    }
+    VenueMode m = venue_parse_mode(&st->run->d->cfg->venue, answer, text);
+    if (m == VENUE_MODE_LIVE)
+        scn_answer(st, FSM_PROBE_YES, "the venue reports live");
+    else if (m == VENUE_MODE_SHADOW || m == VENUE_MODE_HALTED)
+        scn_answer(st, FSM_PROBE_NO, "the venue reports '%s'", venue_mode_name(m));
+    else
+        scn_answer(st, FSM_PROBE_UNKNOWN, "the venue's mode is unknown");
+}
+
+static void probe_resume_live(FsmCall *call, void *ctx, FsmProbeDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, NULL, done);
+    if (!st)
+        return;
+    int r = st->run->d->venue ? venue_action(st->run->d->venue, VENUE_STATUS, NULL, probe_live_status, st) : DR_ECANCELED;
+    if (r < 0)
+        scn_answer(st, FSM_PROBE_UNKNOWN, "cannot ask the venue: %s", err_str(r));
+}
+
+static void plan_resume(FsmCall *call, void *ctx, FsmDone done, VenueActionId id)
+{
+    ScnRun *run = ctx;
+    const ConfigVenueAction *a = &run->d->cfg->venue.actions[id];
+    char msg[600];
+    if (a->kind == VENUE_ACTION_HTTP)
+        snprintf(msg, sizeof(msg), "would send %s %s and wait for the status action to confirm",
+                 a->method ? a->method : "POST", a->url);
+    else if (a->kind == VENUE_ACTION_COMMAND)
+        snprintf(msg, sizeof(msg), "would run '%s' and wait for the status action to confirm", a->argv[0]);
+    else
+        snprintf(msg, sizeof(msg), "no '%s' action is configured: this step would fail", id == VENUE_SHADOW ? "shadow" : "resume");
+    done(call, 0, msg);
+}
+
+static void plan_resume_shadow(FsmCall *call, void *ctx, FsmDone done)
+{
+    plan_resume(call, ctx, done, VENUE_SHADOW);
+}
+
+static void plan_resume_live(FsmCall *call, void *ctx, FsmDone done)
+{
+    plan_resume(call, ctx, done, VENUE_RESUME);
+}
+
+/* ---- the table ---- */
+
+static const FsmState corruption_states[N_STATES] = {
+    [DETECTED] = {"detected", FSM_STATE_ACTIVE},
+    [HALTED] = {"halted", FSM_STATE_ACTIVE},
+    [PRESERVED] = {"evidence_preserved", FSM_STATE_ACTIVE},
+    [BACKUP_SELECTED] = {"backup_selected", FSM_STATE_ACTIVE},
+    [RESTORED] = {"restored", FSM_STATE_ACTIVE},
+    [VALIDATED] = {"validated", FSM_STATE_ACTIVE},
+    [SWITCHED] = {"switched", FSM_STATE_ACTIVE},
+    [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
+    [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
+    [LIVE] = {"live", FSM_STATE_SUCCESS},
+    [RESTORE_FAILED] = {"restore_failed", FSM_STATE_ACTIVE},
+    [STAYED_HALTED] = {"stayed_halted", FSM_STATE_FAILURE},
+    [NOT_RECONCILED] = {"not_reconciled", FSM_STATE_FAILURE},
+};
+
+static const FsmRow corruption_rows[] = {
+    /* from, to, step, sentence, step fn, probe, plan, cancel, timeout ms, attempts, idempotent, gate, on_failure */
+    {DETECTED, HALTED, "halt_trading", "trading is halted and the venue confirms it",
+     step_halt_trading, NULL, plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {HALTED, PRESERVED, "preserve_evidence", "the damaged database is kept under a new name, never dropped",
+     scn_step_preserve_evidence, scn_probe_preserve_evidence, scn_plan_preserve_evidence, scn_cancel, 60000, 3, true,
+     FSM_GATE_NONE, RESTORE_FAILED},
+    {PRESERVED, BACKUP_SELECTED, "select_backup", "the newest verified backup is chosen as the restore point",
+     step_select_backup, NULL, plan_select_backup, NULL, 10000, 3, true, FSM_GATE_NONE, RESTORE_FAILED},
+    {BACKUP_SELECTED, RESTORED, "restore_database", "the backup is restored into a fresh database",
+     scn_step_restore_database, scn_probe_restore_database, scn_plan_restore_database, scn_cancel, 6u * 3600u * 1000u, 1, false,
+     FSM_GATE_APPROVAL, RESTORE_FAILED},
+    {RESTORED, VALIDATED, "validate_restore", "the restored database answers the validation queries",
+     step_validate_restore, NULL, plan_validate_restore, scn_cancel, 600000, 2, true, FSM_GATE_NONE, RESTORE_FAILED},
+    {VALIDATED, SWITCHED, "switch_database", "the platform's database is now the restored one",
+     scn_step_switch_database, scn_probe_switch_database, scn_plan_switch_database, scn_cancel, 120000, 3, true,
+     FSM_GATE_APPROVAL, RESTORE_FAILED},
+    {SWITCHED, RECONCILED, "reconcile", "the database matches the exchange's positions and fills",
+     step_reconcile, NULL, plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
+    {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
+     step_resume_shadow, NULL, plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {SHADOW, LIVE, "resume_live", "trading is live again",
+     step_resume_live, probe_resume_live, plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
+     FSM_NO_STATE},
+    {RESTORE_FAILED, STAYED_HALTED, "put_back_original", "the original database is back in place; trading stays halted",
+     scn_step_put_back_original, NULL, NULL, scn_cancel, 60000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
+};
+
+static const FsmTable corruption_table = {"database_corruption", corruption_states, N_STATES, corruption_rows,
+                                          (int)(sizeof(corruption_rows) / sizeof(corruption_rows[0]))};
+
+/* Trading may resume only from this run's own resume steps, after the reconcile committed. */
+static bool corruption_may_resume(const ScnRun *run)
+{
+    int s = fsm_run_state(run->fsm);
+    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+}
+
+const ScnDef scn_corruption_def = {"database_corruption", "corruption", &corruption_table, corruption_may_resume,
+                                   "resume_live"};

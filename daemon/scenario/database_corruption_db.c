@@ -1,0 +1,549 @@
+/*
+ * scn_corruption_db: the database_corruption steps that change databases (see scn_corruption.c).
+ *
+ * Owns preserve_evidence (refuse connections to X, end its sessions, rename it to X_damaged_T),
+ * restore_database (load the backup key, create X_restore_T, stream or spool the verified backup
+ * into pg_restore, mark the restore complete), switch_database (rename X_restore_T to X, or run
+ * the configured switch command) and put_back_original (rename X_damaged_T back to X and allow
+ * connections); with their probes and dry-run plans. Each inspects the catalog first and does
+ * only what is left.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cap/backup/backup.h"
+#include "cap/backup/backup_internal.h"
+#include "child.h"
+#include "core/daemon.h"
+#include "err.h"
+#include "log.h"
+#include "pgconn.h"
+#include "scenario/database_corruption_internal.h"
+#include "scenario/scn_internal.h"
+#include "cap/standby.h"
+
+/* ---- preserve_evidence ---- */
+
+static void preserve_renamed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot rename the damaged database", errmsg);
+        return;
+    }
+    scn_finish(st, 0, "'%s' is kept as '%s' (connections refused, never dropped)", st->run->database, st->run->db_damaged);
+}
+
+static void preserve_terminated(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], b[160], sql[400];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot end the sessions of the damaged database", errmsg);
+        return;
+    }
+    scn_ident(st->run->database, a, sizeof(a));
+    scn_ident(st->run->db_damaged, b, sizeof(b));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
+    scn_sql(st, NULL, sql, 0, NULL, preserve_renamed);
+}
+
+static void preserve_closed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    const char *p[1] = {st->run->database};
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot refuse new connections to the damaged database", errmsg);
+        return;
+    }
+    scn_sql(st, NULL,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            1, p, preserve_terminated);
+}
+
+static void preserve_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[300];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+        return;
+    }
+    if (st->db.damaged && !st->db.orig) {
+        scn_finish(st, 0, "already preserved: '%s' is kept as '%s'", st->run->database, st->run->db_damaged);
+        return;
+    }
+    if (!st->db.orig) {
+        scn_finish(st, -ENOENT, "database '%s' does not exist: nothing to preserve", st->run->database);
+        return;
+    }
+    if (st->db.damaged) {
+        scn_finish(st, DR_ESTATE, "both '%s' and '%s' exist: refusing to guess which is the evidence",
+                   st->run->database, st->run->db_damaged);
+        return;
+    }
+    scn_ident(st->run->database, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", a);
+    scn_sql(st, NULL, sql, 0, NULL, preserve_closed);
+}
+
+void scn_step_preserve_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (st)
+        scn_inspect(st, preserve_inspected);
+}
+
+static void probe_preserve_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0)
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+    else if (st->db.damaged)
+        scn_answer(st, FSM_PROBE_YES, "'%s' exists", st->run->db_damaged);
+    else if (st->db.orig)
+        scn_answer(st, FSM_PROBE_NO, "'%s' is still under its own name", st->run->database);
+    else
+        scn_answer(st, FSM_PROBE_UNKNOWN, "neither '%s' nor '%s' exists", st->run->database, st->run->db_damaged);
+}
+
+void scn_probe_preserve_evidence(FsmCall *call, void *ctx, FsmProbeDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, NULL, done);
+    if (st)
+        scn_inspect(st, probe_preserve_inspected);
+}
+
+void scn_plan_preserve_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char msg[600];
+    snprintf(msg, sizeof(msg),
+             "would refuse new connections to '%s', end its sessions (pg_terminate_backend) and rename it to '%s'",
+             run->database, run->db_damaged);
+    done(call, 0, msg);
+}
+
+/* ---- restore_database ---- */
+
+static const char *scn_backup_name(const ScnRun *run)
+{
+    return json_string_value(json_object_get(json_object_get(run->ctx, "backup"), "name"));
+}
+
+static void restore_marked(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "restored, but cannot mark the restore complete", errmsg);
+        return;
+    }
+    if (st->from_standby)
+        scn_finish(st, 0, "backup '%s' taken from the standby restore '%s' as '%s' in %.1f s", scn_backup_name(st->run),
+                   st->run->db_standby, st->run->db_restored, (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+    else
+        scn_finish(st, 0, "backup '%s' restored into '%s' in %.1f s", scn_backup_name(st->run), st->run->db_restored,
+                   (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+}
+
+static void restore_on_restored(const BackupVerifyResult *vr, void *data)
+{
+    ScnStep *st = data;
+    char a[160], sql[512];
+
+    st->verify = NULL;
+    if (st->cancelled) {
+        scn_cancelled(st);
+        return;
+    }
+    if (!vr->container_ok || (vr->sha_checked && !vr->sha_match) || !vr->child_ok) {
+        scn_finish(st, vr->container_ok ? DR_ECHILD : DR_ECORRUPT, "restore of '%s' into '%s' failed: %s",
+                   scn_backup_name(st->run), st->run->db_restored, vr->error[0] ? vr->error : "unknown error");
+        return;
+    }
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    /* Run ids hold only [0-9A-Za-z-]: the literal needs no escaping. */
+    snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
+    scn_sql(st, NULL, sql, 0, NULL, restore_marked);
+}
+
+static void restore_created(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char path[4096], spool[4096], jobs[16];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot create the restore database", errmsg);
+        return;
+    }
+    char *conninfo = scn_conninfo_for(st->run, st->run->db_restored);
+    const json_t *b = json_object_get(st->run->ctx, "backup");
+    int n_jobs = (int)st->run->cfg.restore_jobs;
+    snprintf(path, sizeof(path), "%s/%s", st->run->bcfg.directory, scn_backup_name(st->run));
+    /* restore_jobs > 0: decrypt into a 0600 temporary beside the backups (removed afterwards), then
+     * pg_restore -j N on it (a parallel restore needs a file); 0: stream into one pg_restore. */
+    snprintf(spool, sizeof(spool), "%s/.restore-%s.dump", st->run->bcfg.directory, st->run->id);
+    snprintf(jobs, sizeof(jobs), "-j%d", n_jobs);
+    const char *argv[] = {st->run->bcfg.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "-d",
+                          conninfo, n_jobs > 0 ? jobs : NULL, NULL};
+    BackupVerifyOptions o = {.path = path,
+                             .key = st->key,
+                             .expected_sha256_hex = json_string_value(json_object_get(b, "sha256")),
+                             .argv = argv,
+                             .child_must_read_all = true,
+                             .timeout_ms = st->run->cfg.restore_timeout_ms,
+                             .spool_path = n_jobs > 0 ? spool : NULL};
+    LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
+    if (n_jobs > 0)
+        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (decrypt to '%s', then "
+                 "pg_restore -j%d)", scn_backup_name(st->run), st->run->db_restored, spool, n_jobs);
+    else
+        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (streamed into pg_restore)",
+                 scn_backup_name(st->run), st->run->db_restored);
+    st->verify = conninfo ? backup_verify_start(st->run->d->loop, &o, restore_on_restored, st) : NULL;
+    free(conninfo);
+    memset(st->key, 0, sizeof(st->key));
+    if (!st->verify) {
+        scn_finish(st, -ENOMEM, "cannot start the restore: out of memory");
+        return;
+    }
+    if (getenv("DRSUP_CRASH_IN_RESTORE")) {
+        log_emit(LOG_CRIT, "scenario", &lf, "DRSUP_CRASH_IN_RESTORE is set: killing the daemon in the restore (test hook)");
+        raise(SIGKILL);
+    }
+}
+
+static void restore_key_work(uv_work_t *req)
+{
+    ScnStep *st = req->data;
+    st->work_result = backup_load_key(&st->run->bcfg, st->key, st->err, sizeof(st->err));
+}
+
+static void restore_key_done(uv_work_t *req, int status)
+{
+    ScnStep *st = req->data;
+    char a[160], sql[300];
+    if (status < 0 && st->work_result == 0)
+        st->work_result = status;
+    if (st->cancelled) {
+        scn_cancelled(st);
+        return;
+    }
+    if (st->work_result < 0) {
+        scn_finish(st, st->work_result, "cannot load the backup key: %s", st->err[0] ? st->err : err_str(st->work_result));
+        return;
+    }
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", a);
+    scn_sql(st, NULL, sql, 0, NULL, restore_created);
+}
+
+static void restore_load_key(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot drop the incomplete restore database", errmsg);
+        return;
+    }
+    st->work.data = st;
+    int r = uv_queue_work(st->run->d->loop, &st->work, restore_key_work, restore_key_done);
+    if (r < 0)
+        scn_finish(st, r, "cannot load the backup key: %s", err_str(r));
+}
+
+/* Does the standby restore hold the backup this run selected (name and SHA-256 in its mark)? */
+static bool scn_standby_usable(const ScnStep *st)
+{
+    const json_t *b = json_object_get(st->run->ctx, "backup");
+    const char *sha = json_string_value(json_object_get(b, "sha256"));
+    char marker[400];
+    if (!st->run->cfg.standby || !st->db.standby || !sha)
+        return false;
+    standby_marker(scn_backup_name(st->run), sha, marker, sizeof(marker));
+    return strcmp(st->db.standby_comment, marker) == 0;
+}
+
+static void restore_standby_allowed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[512];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot allow connections to the standby copy", errmsg);
+        return;
+    }
+    st->from_standby = true;
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
+    scn_sql(st, NULL, sql, 0, NULL, restore_marked);
+}
+
+static void restore_standby_renamed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[300];
+    (void)res;
+    LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
+    if (status < 0) {
+        /* Whatever happened to it, the backup file is still there: restore from it. */
+        log_emit(LOG_WARNING, "scenario", &lf, "cannot take the standby '%s' (%s): restoring from the backup file",
+                 st->run->db_standby, errmsg ? errmsg : err_str(status));
+        restore_load_key(st, 0, NULL, NULL);
+        return;
+    }
+    log_emit(LOG_NOTICE, "scenario", &lf, "backup '%s' was restored in advance: standby '%s' renamed to '%s'",
+             scn_backup_name(st->run), st->run->db_standby, st->run->db_restored);
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", a);
+    scn_sql(st, NULL, sql, 0, NULL, restore_standby_allowed);
+}
+
+static void restore_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[400];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+        return;
+    }
+    if (st->db.restored_complete) {
+        scn_finish(st, 0, "'%s' already holds the complete restore of '%s'", st->run->db_restored, scn_backup_name(st->run));
+        return;
+    }
+    if (!st->db.restored && scn_standby_usable(st)) {
+        /* The standby restore holds exactly the selected backup: take it (a rename). */
+        scn_ident(st->run->db_standby, a, sizeof(a));
+        char b[160];
+        scn_ident(st->run->db_restored, b, sizeof(b));
+        snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
+        scn_sql(st, NULL, sql, 0, NULL, restore_standby_renamed);
+        return;
+    }
+    if (st->db.restored) {
+        /* An interrupted restore of this run: our own scratch database, never the good one. */
+        LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
+        log_emit(LOG_WARNING, "scenario", &lf, "dropping the incomplete restore database '%s' before restoring again",
+                 st->run->db_restored);
+        scn_ident(st->run->db_restored, a, sizeof(a));
+        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", a);
+        scn_sql(st, NULL, sql, 0, NULL, restore_load_key);
+        return;
+    }
+    restore_load_key(st, 0, NULL, NULL);
+}
+
+void scn_step_restore_database(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    if (!scn_backup_name(st->run)) {
+        scn_finish(st, DR_ESTATE, "no backup was selected");
+        return;
+    }
+    scn_inspect(st, restore_inspected);
+}
+
+static void probe_restore_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0)
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+    else if (st->db.restored_complete)
+        scn_answer(st, FSM_PROBE_YES, "'%s' is marked complete", st->run->db_restored);
+    else if (!st->db.restored)
+        scn_answer(st, FSM_PROBE_NO, "'%s' does not exist", st->run->db_restored);
+    else
+        scn_answer(st, FSM_PROBE_UNKNOWN, "'%s' exists but the restore is not marked complete", st->run->db_restored);
+}
+
+void scn_probe_restore_database(FsmCall *call, void *ctx, FsmProbeDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, NULL, done);
+    if (st)
+        scn_inspect(st, probe_restore_inspected);
+}
+
+void scn_plan_restore_database(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    const char *name = scn_backup_name(run) ? scn_backup_name(run) : "?";
+    const char *pgr = run->bcfg.pg_restore ? run->bcfg.pg_restore : "pg_restore";
+    char msg[1200], standby[400] = "";
+    if (run->cfg.standby)
+        snprintf(standby, sizeof(standby), "would rename the standby restore '%s' to '%s' if it holds backup '%s'; "
+                 "otherwise ", run->db_standby, run->db_restored, name);
+    snprintf(msg, sizeof(msg), "%swould CREATE DATABASE '%s' and restore '%s/%s' decrypted with '%s -d %s'", standby,
+             run->db_restored, run->bcfg.directory ? run->bcfg.directory : "?", name, pgr, run->db_restored);
+    done(call, 0, msg);
+}
+
+/* ---- switch_database ---- */
+
+static void switch_renamed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot rename the restored database into place", errmsg);
+        return;
+    }
+    scn_finish(st, 0, "'%s' is now '%s'", st->run->db_restored, st->run->database);
+}
+
+static void switch_on_exit(ChildProc *c, int64_t exit_status, int term_signal, void *data)
+{
+    ScnStep *st = data;
+    size_t n = 0;
+    const char *err = child_stderr(c, &n);
+    char tail[300];
+    snprintf(tail, sizeof(tail), "%s", n > 280 ? err + n - 280 : err);
+    if (st->cancelled) {
+        scn_cancelled(st);
+        return;
+    }
+    if (term_signal || exit_status != 0)
+        scn_finish(st, DR_ECHILD, "switch command '%s' %s %d: %s", st->run->cfg.switch_command[0],
+                   term_signal ? "killed by signal" : "exited with status", term_signal ? term_signal : (int)exit_status, tail);
+    else
+        scn_finish(st, 0, "switch command '%s' moved the platform to '%s'", st->run->cfg.switch_command[0], st->run->db_restored);
+}
+
+static void switch_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], b[160], sql[400];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+        return;
+    }
+    if (st->run->cfg.n_switch_command) {
+        char e1[200], e2[200], e3[200];
+        snprintf(e1, sizeof(e1), "DRSUP_DATABASE=%s", st->run->database);
+        snprintf(e2, sizeof(e2), "DRSUP_RESTORED_DATABASE=%s", st->run->db_restored);
+        snprintf(e3, sizeof(e3), "DRSUP_RUN=%s", st->run->id);
+        const char *env[] = {e1, e2, e3, NULL};
+        ChildOptions o = {.argv = (const char *const *)st->run->cfg.switch_command,
+                          .env = env,
+                          .timeout_ms = 60000,
+                          .on_exit = switch_on_exit,
+                          .data = st};
+        int r = 0;
+        pgconn_close(st->pg, NULL, NULL);
+        st->pg = NULL;
+        st->child = child_spawn(st->run->d->loop, &o, &r);
+        if (!st->child)
+            scn_finish(st, r, "cannot run switch command '%s': %s", st->run->cfg.switch_command[0], err_str(r));
+        return;
+    }
+    if (st->db.orig && !st->db.restored) {
+        scn_finish(st, 0, "already switched: '%s' is in place", st->run->database);
+        return;
+    }
+    if (st->db.orig) {
+        scn_finish(st, DR_ESTATE, "'%s' exists again: refusing to switch over it", st->run->database);
+        return;
+    }
+    if (!st->db.restored) {
+        scn_finish(st, -ENOENT, "'%s' does not exist", st->run->db_restored);
+        return;
+    }
+    scn_ident(st->run->db_restored, a, sizeof(a));
+    scn_ident(st->run->database, b, sizeof(b));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
+    scn_sql(st, NULL, sql, 0, NULL, switch_renamed);
+}
+
+void scn_step_switch_database(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (st)
+        scn_inspect(st, switch_inspected);
+}
+
+static void probe_switch_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0)
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+    else if (st->run->cfg.n_switch_command)
+        scn_answer(st, FSM_PROBE_UNKNOWN, "a switch command is configured: it runs again");
+    else if (st->db.orig && !st->db.restored)
+        scn_answer(st, FSM_PROBE_YES, "'%s' is in place and '%s' is gone", st->run->database, st->run->db_restored);
+    else if (st->db.restored && !st->db.orig)
+        scn_answer(st, FSM_PROBE_NO, "'%s' is not renamed yet", st->run->db_restored);
+    else
+        scn_answer(st, FSM_PROBE_UNKNOWN, "unexpected set of databases");
+}
+
+void scn_probe_switch_database(FsmCall *call, void *ctx, FsmProbeDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, NULL, done);
+    if (st)
+        scn_inspect(st, probe_switch_inspected);
+}
+
+void scn_plan_switch_database(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char msg[600];
+    if (run->cfg.n_switch_command)
+        snprintf(msg, sizeof(msg), "would run '%s' with DRSUP_RESTORED_DATABASE=%s", run->cfg.switch_command[0],
+                 run->db_restored);
+    else
+        snprintf(msg, sizeof(msg), "would rename '%s' to '%s'", run->db_restored, run->database);
+    done(call, 0, msg);
+}
+
+/* ---- put_back_original ---- */
+
+static void putback_allowed(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot allow connections again", errmsg);
+        return;
+    }
+    scn_finish(st, 0, "'%s' is in place; trading stays halted", st->run->database);
+}
+
+static void putback_allow(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], sql[300];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot rename the original database back", errmsg);
+        return;
+    }
+    scn_ident(st->run->database, a, sizeof(a));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", a);
+    scn_sql(st, NULL, sql, 0, NULL, putback_allowed);
+}
+
+static void putback_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    char a[160], b[160], sql[400];
+    (void)res;
+    if (status < 0) {
+        scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
+        return;
+    }
+    if (st->db.orig) {
+        putback_allow(st, 0, NULL, NULL);
+        return;
+    }
+    if (!st->db.damaged) {
+        scn_finish(st, -ENOENT, "neither '%s' nor '%s' exists: nothing to put back", st->run->database, st->run->db_damaged);
+        return;
+    }
+    scn_ident(st->run->db_damaged, a, sizeof(a));
+    scn_ident(st->run->database, b, sizeof(b));
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
+    scn_sql(st, NULL, sql, 0, NULL, putback_allow);
+}
+
+void scn_step_put_back_original(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (st)
+        scn_inspect(st, putback_inspected);
+}

@@ -1,0 +1,258 @@
+/*
+ * scn_report: the incident report of a finished scenario run (see scn_internal.h).
+ *
+ * Owns what a report says: the run (scenario, mode, status, final state, reason), RTO (detection to
+ * the end of the run's "live" step) and RPO (restore point, i.e. the chosen backup's start, to the
+ * detection) against the configured targets, the databases involved, the timeline of every step
+ * (start, end, outcome, attempts, message), the validation results and the reconcile report; and
+ * its plain-text rendering for people; writing it (state_dir/incidents/<id>.json and .txt,
+ * atomically on the thread pool) and the summary kept in the history of finished runs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "atomicfile.h"
+#include "core/daemon.h"
+#include "err.h"
+#include "log.h"
+#include "scenario/scn_internal.h"
+
+static void scn_rfc3339_ms(int64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[32];
+    if (ms <= 0) {
+        snprintf(out, n, "-");
+        return;
+    }
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03dZ", buf, (int)(ms % 1000));
+}
+
+json_t *scn_report_build(const ScnRun *run, const char *cluster)
+{
+    json_t *j = fsm_run_to_json(run->fsm);
+    json_t *steps, *st;
+    int64_t live_ms = 0, finished_ms = 0;
+    size_t i;
+    char when[40];
+
+    if (!j)
+        return NULL;
+    steps = json_object_get(j, "steps");
+    json_array_foreach(steps, i, st) {
+        int64_t end = (int64_t)json_integer_value(json_object_get(st, "end_ms"));
+        const char *name = json_string_value(json_object_get(st, "step"));
+        const char *outcome = json_string_value(json_object_get(st, "outcome"));
+        if (end > finished_ms)
+            finished_ms = end;
+        if (name && outcome && strcmp(name, run->def->live_step) == 0 && strcmp(outcome, "ok") == 0)
+            live_ms = end;
+    }
+    const json_t *backup = json_object_get(run->ctx, "backup");
+    int64_t restore_point = (int64_t)json_integer_value(json_object_get(backup, "started_ms"));
+    json_t *rep = json_object();
+    json_object_set_new(rep, "report_version", json_integer(1));
+    json_object_set(rep, "run", json_object_get(j, "run"));
+    json_object_set(rep, "scenario", json_object_get(j, "scenario"));
+    json_object_set_new(rep, "cluster", json_string(cluster ? cluster : ""));
+    json_object_set(rep, "mode", json_object_get(j, "mode"));
+    json_object_set(rep, "status", json_object_get(j, "status"));
+    json_object_set(rep, "state", json_object_get(j, "state"));
+    json_object_set(rep, "message", json_object_get(j, "message"));
+    json_object_set_new(rep, "reason", json_string(run->reason ? run->reason : ""));
+    json_object_set_new(rep, "detected_ms", json_integer(run->detected_ms));
+    scn_rfc3339_ms(run->detected_ms, when, sizeof(when));
+    json_object_set_new(rep, "detected_at", json_string(when));
+    json_object_set_new(rep, "finished_ms", json_integer(finished_ms));
+    json_object_set_new(rep, "live_ms", live_ms ? json_integer(live_ms) : json_null());
+    json_object_set_new(rep, "restore_point_ms", restore_point ? json_integer(restore_point) : json_null());
+    json_object_set_new(rep, "backup", backup ? json_deep_copy(backup) : json_null());
+    json_t *rto = live_ms ? json_integer(live_ms - run->detected_ms) : json_null();
+    json_t *rpo = restore_point ? json_integer(run->detected_ms - restore_point) : json_null();
+    json_object_set_new(rep, "rto_ms", rto);
+    json_object_set_new(rep, "rpo_ms", rpo);
+    json_object_set_new(rep, "targets", json_pack("{s:I,s:I}", "rto_ms", (json_int_t)run->cfg.rto_ms, "rpo_ms",
+                                                  (json_int_t)run->cfg.rpo_ms));
+    json_object_set_new(rep, "rto_met", json_boolean(live_ms && live_ms - run->detected_ms <= (int64_t)run->cfg.rto_ms));
+    json_object_set_new(rep, "rpo_met",
+                        json_boolean(restore_point && run->detected_ms - restore_point <= (int64_t)run->cfg.rpo_ms));
+    json_object_set_new(rep, "databases", json_pack("{s:s,s:s,s:s}", "original", run->database, "damaged",
+                                                    run->db_damaged, "restored", run->db_restored));
+    json_object_set(rep, "timeline", steps ? steps : json_array());
+    const json_t *v = json_object_get(run->ctx, "validation");
+    json_object_set_new(rep, "validation", v ? json_deep_copy(v) : json_null());
+    const json_t *rc = json_object_get(run->ctx, "reconcile");
+    json_object_set_new(rep, "reconcile", rc ? json_deep_copy(rc) : json_null());
+    json_decref(j);
+    return rep;
+}
+
+static void scn_dur(const json_t *v, char *out, size_t n)
+{
+    if (!json_is_integer(v))
+        snprintf(out, n, "-");
+    else
+        snprintf(out, n, "%.1f s", (double)json_integer_value(v) / 1000.0);
+}
+
+char *scn_report_text(const json_t *rep)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    char a[64], b[64], c[64];
+    size_t i;
+    json_t *st;
+
+    if (!f)
+        return NULL;
+#define S(k) (json_string_value(json_object_get(rep, k)) ? json_string_value(json_object_get(rep, k)) : "-")
+    fprintf(f, "Incident %s\n", S("run"));
+    fprintf(f, "  scenario   %s (cluster %s, %s mode)\n", S("scenario"), S("cluster"), S("mode"));
+    fprintf(f, "  outcome    %s, final state %s\n", S("status"), S("state"));
+    if (json_string_value(json_object_get(rep, "message")))
+        fprintf(f, "  message    %s\n", S("message"));
+    fprintf(f, "  reason     %s\n", S("reason"));
+    fprintf(f, "  detected   %s\n", S("detected_at"));
+    const json_t *bk = json_object_get(rep, "backup");
+    if (json_is_object(bk))
+        fprintf(f, "  backup     %s (restore point %s)\n", json_string_value(json_object_get(bk, "name")) ?: "?",
+                json_string_value(json_object_get(bk, "started_at")) ?: "?");
+    const json_t *tg = json_object_get(rep, "targets");
+    scn_dur(json_object_get(rep, "rto_ms"), a, sizeof(a));
+    scn_dur(json_object_get(tg, "rto_ms"), b, sizeof(b));
+    fprintf(f, "  RTO        %s (target %s): %s\n", a, b, json_is_true(json_object_get(rep, "rto_met")) ? "met" : "NOT met");
+    scn_dur(json_object_get(rep, "rpo_ms"), a, sizeof(a));
+    scn_dur(json_object_get(tg, "rpo_ms"), b, sizeof(b));
+    fprintf(f, "  RPO        %s (target %s): %s\n", a, b, json_is_true(json_object_get(rep, "rpo_met")) ? "met" : "NOT met");
+    const json_t *db = json_object_get(rep, "databases");
+    fprintf(f, "  databases  original '%s', evidence '%s', restore '%s'\n",
+            json_string_value(json_object_get(db, "original")) ?: "?",
+            json_string_value(json_object_get(db, "damaged")) ?: "?",
+            json_string_value(json_object_get(db, "restored")) ?: "?");
+    fprintf(f, "\nTimeline\n");
+    int64_t t0 = (int64_t)json_integer_value(json_object_get(rep, "detected_ms"));
+    json_array_foreach(json_object_get(rep, "timeline"), i, st) {
+        int64_t s0 = (int64_t)json_integer_value(json_object_get(st, "start_ms"));
+        int64_t s1 = (int64_t)json_integer_value(json_object_get(st, "end_ms"));
+        snprintf(a, sizeof(a), "+%.1fs", (double)(s0 - t0) / 1000.0);
+        snprintf(c, sizeof(c), "%.1fs", s1 > s0 ? (double)(s1 - s0) / 1000.0 : 0.0);
+        fprintf(f, "  %-8s %-18s %-11s %6s  x%-2lld %s\n", a, json_string_value(json_object_get(st, "step")) ?: "?",
+                json_string_value(json_object_get(st, "outcome")) ?: "?", c,
+                (long long)json_integer_value(json_object_get(st, "attempts")),
+                json_string_value(json_object_get(st, "message")) ?: "");
+    }
+    const json_t *v = json_object_get(rep, "validation");
+    if (json_is_array(v)) {
+        fprintf(f, "\nValidation\n");
+        json_array_foreach(v, i, st)
+            fprintf(f, "  %s = %s\n", json_string_value(json_object_get(st, "query")) ?: "?",
+                    json_string_value(json_object_get(st, "value")) ?: "NULL");
+    }
+    const json_t *rc = json_object_get(rep, "reconcile");
+    if (json_is_object(rc)) {
+        char *t = json_dumps(rc, JSON_INDENT(2) | JSON_SORT_KEYS);
+        fprintf(f, "\nReconcile (ready_to_trade: %s)\n%s\n", json_is_true(json_object_get(rc, "ready_to_trade")) ? "yes" : "NO",
+                t ? t : "");
+        free(t);
+    }
+#undef S
+    fclose(f);
+    return buf;
+}
+
+/* ---- writing reports ---- */
+
+typedef struct ScnReportWrite {
+    uv_work_t req;
+    ScnRun *run;
+    char json_path[4096], text_path[4096], dir[4096];
+    char *json_text, *text;
+    json_t *summary;
+    int result;
+} ScnReportWrite;
+
+static void scn_report_work(uv_work_t *req)
+{
+    ScnReportWrite *w = req->data;
+    if (mkdir(w->dir, 0750) < 0 && errno != EEXIST) {
+        w->result = -errno;
+        return;
+    }
+    w->result = atomicfile_write(w->json_path, w->json_text, strlen(w->json_text), 0640);
+    if (w->result == 0)
+        w->result = atomicfile_write(w->text_path, w->text, strlen(w->text), 0640);
+}
+
+static void scn_report_done(uv_work_t *req, int status)
+{
+    ScnReportWrite *w = req->data;
+    ScnRun *run = w->run;
+    LogFields lf = {run->id, run->def->name, NULL};
+    if (status < 0 && w->result == 0)
+        w->result = status;
+    if (w->result < 0) {
+        events_emit(run->d->events, SEV_ERROR, "scenario.report", NULL, false, NULL,
+                    "cannot write the incident report '%s': %s", w->json_path, err_str(w->result));
+    } else {
+        log_emit(LOG_NOTICE, "scenario", &lf, "incident report written to '%s'", w->json_path);
+    }
+    if (w->summary)
+        json_array_append_new(run->s->history, w->summary);
+    free(w->json_text);
+    free(w->text);
+    free(w);
+    scn_run_unref(run);
+}
+
+json_t *scn_summary(const json_t *rep)
+{
+    static const char *const keys[] = {"run", "scenario", "mode", "status", "state", "reason", "detected_ms",
+                                       "finished_ms", "rto_ms", "rpo_ms", "rto_met", "rpo_met", NULL};
+    json_t *o = json_object();
+    for (size_t i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(rep, keys[i]);
+        if (v)
+            json_object_set(o, keys[i], v);
+    }
+    return o;
+}
+
+void scn_write_report(ScnRun *run)
+{
+    ScnReportWrite *w = calloc(1, sizeof(*w));
+    json_t *rep = scn_report_build(run, run->d->cfg->cluster);
+    if (!w || !rep) {
+        free(w);
+        json_decref(rep);
+        return;
+    }
+    w->run = run;
+    w->json_text = json_dumps(rep, JSON_INDENT(2) | JSON_SORT_KEYS);
+    w->text = scn_report_text(rep);
+    w->summary = scn_summary(rep);
+    json_decref(rep);
+    scn_path(run->s, w->dir, sizeof(w->dir), "incidents", NULL, NULL);
+    scn_path(run->s, w->json_path, sizeof(w->json_path), "incidents", run->id, ".json");
+    scn_path(run->s, w->text_path, sizeof(w->text_path), "incidents", run->id, ".txt");
+    w->req.data = w;
+    if (!w->json_text || !w->text) {
+        free(w->json_text);
+        free(w->text);
+        json_decref(w->summary);
+        free(w);
+        return;
+    }
+    scn_run_ref(run);
+    if (uv_queue_work(run->d->loop, &w->req, scn_report_work, scn_report_done) < 0) {
+        w->result = -ENOMEM;
+        scn_report_done(&w->req, 0);
+    }
+}

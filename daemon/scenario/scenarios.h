@@ -1,0 +1,49 @@
+/*
+ * scenarios: the recovery scenarios the daemon runs (interface; implemented in daemon/scenarios.c).
+ *
+ * Owns scenario runs: one generic engine (lib/fsm) over one static table per scenario, a durable
+ * journal per run in state_dir/runs/, modes (automatic, manual, dry run), RTO/RPO measurement and
+ * incident reports, and the control commands execute/runs/run/approve/abort/incidents.
+ */
+#ifndef DRSUP_SCENARIOS_H
+#define DRSUP_SCENARIOS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+typedef struct Daemon Daemon;
+typedef struct Scenarios Scenarios;
+
+Scenarios *scenarios_new(Daemon *d);
+int scenarios_apply_config(Scenarios *s, const Config *cfg);
+/* Replay unfinished runs from state_dir/runs and resume them (called at start, after the venue). */
+int scenarios_start(Scenarios *s);
+void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data);
+
+/*
+ * Start a scenario run because the detector (or an operator) saw `reason` at `detected_ms` (wall
+ * clock, ms). Returns 0 and fills ret_run_id (may be NULL), -EBUSY when a run of any scenario is
+ * already active (the detector then just records the observation), -ENOENT for an unknown
+ * scenario name.
+ */
+int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
+                      char *ret_run_id, size_t run_id_len);
+
+/* True while a run is unfinished (trading must not resume), or while runs are being loaded. */
+bool scenarios_active(const Scenarios *s);
+
+/*
+ * The database the scenarios protect (scenarios.database_corruption.database, else the dbname of
+ * database.conninfo) into `database`, and the admin conninfo (scenarios.admin_conninfo, else
+ * database.conninfo without its dbname; key=value, ending in dbname=postgres) into *ret_admin
+ * (caller frees). 0, DR_ECONFIG with err filled, or -ENOMEM.
+ */
+int scenarios_databases(const Config *cfg, char *database, size_t dblen, char **ret_admin, char *err, size_t errlen);
+
+/* One line for sd_notify STATUS= ("recovery RUN: running, restored"), "" when idle. */
+void scenarios_status_line(const Scenarios *s, char *out, size_t n);
+
+#endif

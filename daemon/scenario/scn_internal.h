@@ -1,0 +1,131 @@
+/*
+ * scn_internal: what the scenario files share (daemon/scenarios.c, scn_*.c); not for other modules.
+ *
+ *   scenarios.c       runs: journals, starting, the resume guard, events, the end of a run
+ *   scn_scan.c        the start-up scan: history, resumption of unfinished runs
+ *   scn_commands.c    the control commands execute, runs, run, approve, abort, incidents, incident
+ *   scn_report.c      incident reports (RTO/RPO, timeline, reconcile report; JSON and text; writing)
+ *   scn_corruption.c  the database_corruption table and its steps (scn_corruption_db.c: database steps)
+ *
+ * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
+ * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
+ * journal (state_dir/runs/<id>.journal) holds the engine's events and the scenario's own context
+ * records {"ev":"scn.context","run":ID,"key":K,"value":V} (the backup chosen, validation results,
+ * the reconcile report, the detection), replayed into run->ctx on resume.
+ */
+#ifndef DRSUP_SCN_INTERNAL_H
+#define DRSUP_SCN_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/control.h"
+#include "fsm.h"
+#include "journal.h"
+#include "scenario/scenarios.h"
+
+typedef struct ScnRun ScnRun;
+typedef struct ScnCmd ScnCmd;
+
+struct Scenarios {
+    Daemon *d;
+    ScnRun *runs;       /* every live run object (active, dry runs, finishing) */
+    ScnRun *active;     /* the unfinished run, or NULL */
+    json_t *history;    /* summaries of finished runs, oldest first */
+    bool loading;       /* start-up scan of state_dir/runs in progress */
+    char *queued_scenario; /* a trigger that arrived while loading: started after the scan */
+    char *queued_reason;
+    int64_t queued_detected_ms;
+    bool closing;
+    unsigned pending;   /* thread-pool work not tied to a run */
+    ScnCmd *cmds;       /* command reads in flight */
+    uint64_t crash_after_record;
+    void (*closed_cb)(void *data);
+    void *closed_data;
+};
+
+typedef struct ScnDef {
+    const char *name;       /* "database_corruption" */
+    const char *short_name; /* "corruption": part of run ids */
+    const FsmTable *table;
+    /* May trading resume now (called by the venue's resume guard for the active run)? */
+    bool (*may_resume)(const ScnRun *run);
+    /* Name of the step whose end marks "trading is live again" (RTO end). */
+    const char *live_step;
+} ScnDef;
+
+extern const ScnDef scn_corruption_def;
+
+struct ScnRun {
+    Scenarios *s;
+    Daemon *d;
+    const ScnDef *def;
+    FsmRun *fsm;
+    Journal *journal;        /* NULL for dry runs and report-only replays */
+    char id[96];
+    char tag[48];            /* database-name-safe suffix, e.g. "20261123t101500z_ab12" */
+    char *reason;
+    int64_t detected_ms;
+    FsmMode mode;
+    bool dry;
+    json_t *ctx;             /* context (object): persisted keys */
+    json_t *plan;            /* dry run: planned steps */
+    ConfigScenarios cfg;     /* copies taken when the run was created */
+    ConfigBackup bcfg;
+    char *db_conninfo;       /* database.conninfo */
+    char *admin_conninfo;    /* key=value, no dbname */
+    char database[64], db_damaged[128], db_restored[128];
+    char db_standby[128];    /* the standby restore's database (daemon/standby.h) */
+    bool resume_allowed;     /* one of this run's resume steps is calling venue_resume */
+    unsigned refs;
+    bool released;           /* the owner's reference was dropped */
+    bool finished;
+    void *waiter;            /* CtlCall waiting for a dry run's plan */
+    ScnRun *next;
+};
+
+void scn_run_ref(ScnRun *run);
+void scn_run_unref(ScnRun *run);
+
+/* Persist ctx[key] = value (stolen) as a context record (in memory only for dry runs), then
+ * then(run, status, data) on the loop once durable. */
+typedef void (*ScnThenFn)(ScnRun *run, int status, void *data);
+void scn_context_set(ScnRun *run, const char *key, json_t *value, ScnThenFn then, void *data);
+
+/* The run's conninfo for database `dbname` (admin conninfo + dbname=...). Caller frees. */
+char *scn_conninfo_for(const ScnRun *run, const char *dbname);
+
+/* scenarios.c: helpers shared by the scenario files. */
+int64_t scn_now_ms(void);
+/* state_dir/<sub>[/<id><ext>] */
+void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext);
+bool scn_id_valid(const char *id);
+/* Free `s` and call its closed callback once it is closing and nothing is left in flight. */
+void scn_maybe_closed(Scenarios *s);
+const ScnDef *scn_def_find(const char *name);
+/* A new run object (linked into s->runs, one owner's reference), NULL with err filled. */
+ScnRun *scn_run_new(Scenarios *s, const ScnDef *def, const char *id, FsmMode mode, char *err, size_t errlen);
+/* Drop the owner's reference: the engine run is stopped and freed, the rest when unused. */
+void scn_run_release(ScnRun *run);
+/* A run ended (or a dry run planned): reply/write its report, leave the active slot, release it. */
+void scn_finished(ScnRun *run);
+void scn_update_status(Scenarios *s);
+/* Start a run of `scenario` (waiter: the call a dry run replies to). 0 or negative, err filled. */
+int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
+                CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
+
+/* scn_commands.c: register the control commands; answer the reads in flight at stop. */
+int scn_commands_register(Scenarios *s);
+void scn_commands_cancel(Scenarios *s);
+
+/* Reports (scn_report.c): the incident report of a finished run (new reference), and its text. */
+json_t *scn_report_build(const ScnRun *run, const char *cluster);
+char *scn_report_text(const json_t *report);
+/* The summary of a report kept in the history (new reference). */
+json_t *scn_summary(const json_t *rep);
+/* Write the run's report to state_dir/incidents on the thread pool; adds its summary to the history. */
+void scn_write_report(ScnRun *run);
+
+#endif
