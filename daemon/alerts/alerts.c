@@ -306,7 +306,7 @@ static void alerts_on_event(const Event *ev, void *data)
 
 /* ---- life cycle ---- */
 
-Alerts *alerts_new(Daemon *d)
+Alerts *alerts_new(Core *d)
 {
     Alerts *a = calloc(1, sizeof(*a));
     if (!a)

@@ -13,10 +13,12 @@
 #ifndef DRSUP_ALERTS_H
 #define DRSUP_ALERTS_H
 
-#include "core/daemon.h"
+#include "core/core.h"
 
-/* A module bound to d: subscribes to d->events and registers its control commands. NULL on OOM. */
-Alerts *alerts_new(Daemon *d);
+typedef struct Alerts Alerts;
+
+/* A module bound to the core: subscribes to its events and registers its control commands. NULL on OOM. */
+Alerts *alerts_new(Core *core);
 /* Load the outbox (thread pool) and resume pending deliveries. Events that arrive meanwhile are
  * kept in memory and written once the load is done. 0 or a negative code (logged). */
 int alerts_start(Alerts *a);

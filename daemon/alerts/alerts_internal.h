@@ -84,7 +84,7 @@ typedef struct AlertCondition {
 } AlertCondition;
 
 struct Alerts {
-    Daemon *d;
+    Core *d;
     int sub_id;
     bool loaded, closing, enabled, forcing;
     unsigned force_mask;

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "core/control.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -55,7 +55,8 @@ typedef struct ReconcileRun {
 } ReconcileRun;
 
 struct Reconcile {
-    Daemon *d;
+    Core *d;
+    Venue *venue;
     ReconcileRun *run;
     bool closing;
     void (*closed_cb)(void *);
@@ -337,15 +338,16 @@ static void reconcile_finish(ReconcileRun *run)
 {
     int result = 0;
     json_t *rep = reconcile_report(run, &result);
-    Daemon *d = run->owner->d;
+    Reconcile *owner = run->owner;
+    Core *d = owner->d;
 
     if (result == 0) {
         events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' passed: ready to trade (%zu fill%s replayed)",
                     run->run_id, run->replayed, run->replayed == 1 ? "" : "s");
-        if (d->venue) {
+        if (owner->venue) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            venue_note_reconciled(d->venue, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+            venue_note_reconciled(owner->venue, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
         }
     }
     else
@@ -588,7 +590,7 @@ static int reconcile_replay_one(ReconcileRun *run)
 static void reconcile_advance(ReconcileRun *run)
 {
     const ConfigReconcile *cfg = reconcile_cfg(run);
-    Daemon *d = run->owner->d;
+    Reconcile *owner = run->owner;
     char buf[32];
     int r = 0;
 
@@ -599,11 +601,11 @@ static void reconcile_advance(ReconcileRun *run)
     for (;;) {
         switch (run->step) {
         case RC_EX_POSITIONS:
-            r = venue_action(d->venue, VENUE_POSITIONS, NULL, reconcile_on_venue, run);
+            r = venue_action(owner->venue, VENUE_POSITIONS, NULL, reconcile_on_venue, run);
             break;
         case RC_EX_FILLS:
             snprintf(buf, sizeof(buf), "%lld", (long long)run->since_ms);
-            r = venue_action(d->venue, VENUE_FILLS, buf, reconcile_on_venue, run);
+            r = venue_action(owner->venue, VENUE_FILLS, buf, reconcile_on_venue, run);
             break;
         case RC_DB_POSITIONS:
         case RC_DB_POSITIONS_AFTER:
@@ -672,24 +674,23 @@ static void reconcile_advance(ReconcileRun *run)
 
 /* ---- entry points ---- */
 
-int reconcile_start(Daemon *d, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
+int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
                     void *data)
 {
-    Reconcile *r = d->reconcile;
-    const ConfigReconcile *cfg = &d->cfg->reconcile;
     ReconcileRun *run;
     char *msg = NULL;
 
     if (!r || r->closing)
         return DR_ECANCELED;
+    const ConfigReconcile *cfg = &r->d->cfg->reconcile;
     if (r->run)
         return DR_EBUSY;
     run = calloc(1, sizeof(*run));
     if (!run)
         return -ENOMEM;
-    PgConnOptions opts = {.connect_timeout_ms = d->cfg->database.connect_timeout_ms,
+    PgConnOptions opts = {.connect_timeout_ms = r->d->cfg->database.connect_timeout_ms,
                           .query_timeout_ms = cfg->query_timeout_ms};
-    run->pg = pgconn_new_msg(d->loop, conninfo, &opts, &msg);
+    run->pg = pgconn_new_msg(r->d->loop, conninfo, &opts, &msg);
     if (!run->pg) {
         char red[512];
         log_redact_conninfo(conninfo, red, sizeof(red));
@@ -731,7 +732,7 @@ static void reconcile_cmd_done(int result, json_t *report, void *data)
 static void reconcile_cmd(CtlCall *call, const json_t *args, void *data)
 {
     Reconcile *r = data;
-    Daemon *d = r->d;
+    Core *d = r->d;
     const json_t *since = json_object_get(args, "since_ms");
     int64_t since_ms;
     char id[64];
@@ -742,22 +743,23 @@ static void reconcile_cmd(CtlCall *call, const json_t *args, void *data)
     }
     since_ms = since ? (int64_t)json_integer_value(since)
                      : reconcile_now_ms() - (int64_t)d->cfg->reconcile.default_since_ms;
-    if (!venue_enabled(d->venue)) {
+    if (!venue_enabled(r->venue)) {
         control_reply_error(call, DR_ESTATE, "no venue is configured: nothing to reconcile against");
         return;
     }
     snprintf(id, sizeof(id), "manual-%lld", (long long)reconcile_now_ms());
-    int rc = reconcile_start(d, d->cfg->reconcile.conninfo, since_ms, id, reconcile_cmd_done, call);
+    int rc = reconcile_start(r, d->cfg->reconcile.conninfo, since_ms, id, reconcile_cmd_done, call);
     if (rc < 0)
         control_reply_error(call, rc, "cannot start a reconcile: %s", rc == DR_EBUSY ? "one is already running" : err_str(rc));
 }
 
-Reconcile *reconcile_new(Daemon *d)
+Reconcile *reconcile_new(Core *d, Venue *venue)
 {
     Reconcile *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
     r->d = d;
+    r->venue = venue;
     const CtlCommand cmds[] = {
         {"reconcile", true, reconcile_cmd, r,
          "compare the database with the exchange, replay missing fills, report PASS/FAIL (since_ms)"},

@@ -22,9 +22,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cap/venue/venue.h"
 #include "config/config.h"
+#include "core/core.h"
 
-typedef struct Daemon Daemon;
 typedef struct Reconcile Reconcile;
 
 /*
@@ -43,11 +44,11 @@ typedef void (*ReconcileDoneFn)(int result, json_t *report /* new reference, cal
  * DR_ECANCELED (stopping), DR_ECONFIG (bad conninfo), -ENOMEM without calling it. On shutdown an
  * active run ends with DR_ECANCELED before reconcile_close's closed_cb.
  */
-int reconcile_start(Daemon *d, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
+int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
                     void *data);
 
 /* Module life: registers the `reconcile` command. */
-Reconcile *reconcile_new(Daemon *d);
+Reconcile *reconcile_new(Core *core, Venue *venue);
 void reconcile_close(Reconcile *r, void (*closed_cb)(void *data), void *data);
 
 /*

@@ -31,12 +31,11 @@
 
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "core/events.h"
 #include "log.h"
 #include "pgconn.h"
-#include "scenario/scenarios.h"
 
 #define STANDBY_TICK_MS 5000
 #define STANDBY_RETRY_MIN_MS (60u * 1000u)
@@ -49,7 +48,8 @@ static const char *const sb_state_names[] = {"off", "waiting", "staging", "ready
 typedef void (*SbNext)(Standby *sb, int status, const PGresult *res, const char *errmsg);
 
 struct Standby {
-    Daemon *d;
+    Core *d;
+    Backups *backups;
     bool enabled;
     int64_t jobs;
     char database[64];
@@ -574,7 +574,7 @@ void standby_kick(Standby *sb)
 
     if (!sb || sb->closing)
         return;
-    bool active = !sb->d->scenarios || scenarios_active(sb->d->scenarios);
+    bool active = lease_held(sb->d->lease);
     if (sb->busy) {
         if (active || !sb->enabled)
             sb_stop_cycle(sb);
@@ -598,7 +598,7 @@ void standby_kick(Standby *sb)
         snprintf(sb->last_error, sizeof(sb->last_error), "%s", sb->config_error);
         return;
     }
-    json_t *m = sb->d->backups ? backups_newest_verified(sb->d->backups, &scanned) : NULL;
+    json_t *m = sb->backups ? backups_newest_verified(sb->backups, &scanned) : NULL;
     if (!m) {
         sb->state = SB_WAITING;
         snprintf(sb->waiting_for, sizeof(sb->waiting_for), "%s",
@@ -638,16 +638,26 @@ static void sb_on_event(const Event *ev, void *data)
 
 /* ---- life cycle ---- */
 
-Standby *standby_new(Daemon *d)
+/* A run took the lease (stop staging) or released it (it may have taken the standby). */
+static void sb_on_lease(bool held, void *data)
+{
+    (void)held;
+    standby_kick(data);
+}
+
+Standby *standby_new(Core *d, Backups *backups)
 {
     Standby *sb = calloc(1, sizeof(*sb));
     if (!sb)
         return NULL;
     sb->d = d;
+    sb->backups = backups;
     uv_timer_init(d->loop, &sb->timer);
     sb->timer.data = sb;
     sb->sub = events_subscribe(d->events, sb_on_event, sb);
-    if (sb->sub < 0) {
+    if (sb->sub < 0 || lease_listen(d->lease, sb_on_lease, sb) < 0) {
+        if (sb->sub >= 0)
+            events_unsubscribe(d->events, sb->sub);
         uv_close((uv_handle_t *)&sb->timer, sb_on_timer_closed);
         return NULL;
     }
@@ -661,7 +671,7 @@ int standby_apply_config(Standby *sb, const Config *cfg)
 
     sb->config_error[0] = '\0';
     if (cfg->scenarios.standby &&
-        scenarios_databases(cfg, database, sizeof(database), &admin, sb->config_error, sizeof(sb->config_error)) == 0) {
+        config_scenario_databases(cfg, database, sizeof(database), &admin, sb->config_error, sizeof(sb->config_error)) == 0) {
         standby_dbname(database, standby, sizeof(standby));
         snprintf(staging, sizeof(staging), "%s" STANDBY_STAGING_SUFFIX, database);
     }
@@ -701,6 +711,7 @@ void standby_close(Standby *sb, void (*closed_cb)(void *data), void *data)
     sb->closed_cb = closed_cb;
     sb->closed_data = data;
     events_unsubscribe(sb->d->events, sb->sub);
+    lease_unlisten(sb->d->lease, sb_on_lease, sb);
     uv_timer_stop(&sb->timer);
     if (!sb->busy) {
         uv_close((uv_handle_t *)&sb->timer, sb_on_timer_closed);

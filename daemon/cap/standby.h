@@ -19,16 +19,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cap/backup/backup.h"
 #include "config/config.h"
+#include "core/core.h"
 
-typedef struct Daemon Daemon;
 typedef struct Standby Standby;
 
 #define STANDBY_SUFFIX "_drsup_standby"
 #define STANDBY_STAGING_SUFFIX "_drsup_staging"
 #define STANDBY_MARKER_PREFIX "drsupervisor standby: backup "
 
-Standby *standby_new(Daemon *d);
+Standby *standby_new(Core *core, Backups *backups);
 /* Apply (or re-apply after reload) the configuration, then look at what there is to do. */
 int standby_apply_config(Standby *sb, const Config *cfg);
 /* Re-evaluate now: start a cycle when the standby is behind the newest verified backup, or stop the

@@ -227,4 +227,14 @@ void config_backup_free(ConfigBackup *b);
 int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst);
 void config_scenarios_free(ConfigScenarios *s);
 
+/*
+ * The database the scenarios protect (scenarios.database_corruption.database, else the dbname of
+ * database.conninfo) into `database`, and the admin conninfo (scenarios.admin_conninfo, else
+ * database.conninfo without its dbname; key=value, ending in dbname=postgres) into *ret_admin
+ * (caller frees). 0, DR_ECONFIG or -ENOMEM with err filled; *ret_admin is NULL on failure.
+ * (config/config_databases.c)
+ */
+int config_scenario_databases(const Config *cfg, char *database, size_t dblen, char **ret_admin, char *err,
+                              size_t errlen);
+
 #endif

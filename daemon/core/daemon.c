@@ -20,6 +20,7 @@
 #include "cap/standby.h"
 #include "scenario/scenarios.h"
 #include "cap/venue/venue.h"
+#include "observe/probes.h"
 
 struct ReloadWaiter {
     DaemonReloadFn fn;
@@ -56,18 +57,18 @@ static void daemon_cmd_ping(CtlCall *call, const json_t *args, void *data)
 static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
 {
     Daemon *d = data;
-    uint64_t up_ms = uv_now(d->loop) - d->started_mono_ms;
+    uint64_t up_ms = uv_now(d->core.loop) - d->started_mono_ms;
     json_t *res;
 
     (void)args;
     res = json_pack("{s:s,s:i,s:I,s:I,s:s,s:s,s:s,s:{s:s,s:i},s:{s:i,s:i}}", "version", DRSUP_VERSION, "pid",
-                    (int)getpid(), "started_ms", (json_int_t)d->started_ms, "uptime_s", (json_int_t)(up_ms / 1000),
+                    (int)getpid(), "started_ms", (json_int_t)d->core.started_ms, "uptime_s", (json_int_t)(up_ms / 1000),
                     "config_file", d->config_path, "cluster", d->cfg->cluster, "state",
                     d->stopping ? "stopping" : d->reloading ? "reloading" : "running", "control", "socket",
-                    control_socket_path(d->control), "clients", (int)control_client_count(d->control),
+                    control_socket_path(d->core.control), "clients", (int)control_client_count(d->core.control),
                     "reloads", "ok", (int)d->reloads_ok, "failed", (int)d->reloads_failed);
     if (res) {
-        json_object_set_new(res, "components", status_components_json(d->status));
+        json_object_set_new(res, "components", status_components_json(d->core.status));
         if (d->venue)
             json_object_set_new(res, "trading", venue_status_json(d->venue));
         if (d->detector)
@@ -155,10 +156,11 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->cfg->state_dir = strdup(d->cfg->state_dir);
         config_free(d->cfg);
         d->cfg = w->cfg;
+        d->core.cfg = d->cfg;
         roles_policy_done(&d->roles);
         d->roles = w->roles;
         log_set_max_priority(d->cfg->log_level);
-        control_configure(d->control, &d->cfg->control, &d->roles);
+        control_configure(d->core.control, &d->cfg->control, &d->roles);
         probes_apply_config(d->probes, d->cfg);
         alerts_apply_config(d->alerts, d->cfg);
         venue_apply_config(d->venue, d->cfg);
@@ -168,11 +170,11 @@ static void daemon_reload_done(uv_work_t *req, int status)
         scenarios_apply_config(d->scenarios, d->cfg);
         standby_apply_config(d->standby, d->cfg);
         d->reloads_ok++;
-        events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
+        events_emit(d->core.events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
     } else {
         d->reloads_failed++;
-        events_emit(d->events, SEV_ERROR, "config.reload", NULL, false, NULL,
+        events_emit(d->core.events, SEV_ERROR, "config.reload", NULL, false, NULL,
                     "configuration reload refused, the old configuration keeps running: %s",
                     w->errors ? w->errors : err_str(w->result));
     }
@@ -235,7 +237,7 @@ void daemon_reload(Daemon *d, DaemonReloadFn done, void *data)
     notify_reloading(d->notify);
     w->d = d;
     w->req.data = w;
-    int r = uv_queue_work(d->loop, &w->req, daemon_reload_work, daemon_reload_done);
+    int r = uv_queue_work(d->core.loop, &w->req, daemon_reload_work, daemon_reload_done);
     if (r < 0) {
         w->result = r;
         daemon_reload_done(&w->req, r);
@@ -259,7 +261,7 @@ static void daemon_on_signal(uv_signal_t *h, int signum)
 void daemon_update_status(Daemon *d)
 {
     char line[256], scn[200], full[460];
-    status_summary(d->status, line, sizeof(line));
+    status_summary(d->core.status, line, sizeof(line));
     scenarios_status_line(d->scenarios, scn, sizeof(scn));
     snprintf(full, sizeof(full), "%s%s%s", scn, scn[0] && line[0] ? "; " : "", line);
     notify_status(d->notify, full[0] ? full : "running");
@@ -272,39 +274,67 @@ static void daemon_on_status_timer(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
+/* Database probe outcomes go to the detector. */
+static void daemon_probe_ok(void *data, int64_t checksum_failures)
+{
+    detector_db_probe_ok(data, checksum_failures);
+}
+
+static void daemon_probe_failed(void *data, const char *sqlstate, const char *message)
+{
+    detector_db_probe_failed(data, sqlstate, message);
+}
+
+static void daemon_on_status_changed(void *data)
+{
+    daemon_update_status(data);
+}
+
 int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles)
 {
+    Core *core = &d->core;
+
     memset(d, 0, sizeof(*d));
-    d->loop = loop;
+    core->loop = loop;
     d->cfg = cfg;
+    core->cfg = cfg;
     d->roles = *roles;
     memset(roles, 0, sizeof(*roles));
     d->config_path = strdup(config_path);
-    d->started_ms = daemon_wall_ms();
+    core->config_path = d->config_path;
+    core->started_ms = daemon_wall_ms();
     d->started_mono_ms = uv_now(loop);
-    d->events = events_new();
-    d->status = status_new();
+    core->events = events_new();
+    core->status = status_new();
+    core->lease = lease_new();
     d->notify = notify_new(loop);
-    d->http = httpc_new(loop);
-    d->control = d->events ? control_new(loop, d->events) : NULL;
-    if (!d->config_path || !d->events || !d->status || !d->notify || !d->http || !d->control)
+    core->http = httpc_new(loop);
+    core->control = core->events ? control_new(loop, core->events) : NULL;
+    if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http ||
+        !core->control)
         return -ENOMEM;
-    d->probes = probes_new(d);
-    d->venue = venue_new(d);
-    d->detector = detector_new(d);
-    d->reconcile = reconcile_new(d);
+    status_on_change(core->status, daemon_on_status_changed, d);
+    /* Bottom up: each module gets the core handle and the capabilities it acts through. */
+    d->venue = venue_new(core);
+    d->reconcile = d->venue ? reconcile_new(core, d->venue) : NULL;
+    d->detector = d->venue ? detector_new(core, d->venue) : NULL;
+    ProbeSink sink = {daemon_probe_ok, daemon_probe_failed, NULL};
+    sink.data = d->detector;
+    d->probes = d->detector ? probes_new(core, &sink) : NULL;
     if (!d->probes || !d->venue || !d->detector || !d->reconcile)
         return -ENOMEM;
-    d->backups = backups_new(d);
+    d->backups = backups_new(core);
     if (!d->backups)
         return -ENOMEM;
-    d->scenarios = scenarios_new(d);
-    if (!d->scenarios)
-        return -ENOMEM;
-    d->standby = standby_new(d);
+    d->standby = standby_new(core, d->backups);
     if (!d->standby)
         return -ENOMEM;
-    d->alerts = alerts_new(d);
+    ScenarioCaps caps = {.venue = d->venue, .backups = d->backups, .reconcile = d->reconcile,
+                         .standby = d->standby, .detector = d->detector};
+    d->scenarios = scenarios_new(core, &caps);
+    if (!d->scenarios)
+        return -ENOMEM;
+    d->alerts = alerts_new(core);
     if (!d->alerts)
         return -ENOMEM;
 
@@ -318,7 +348,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     memcpy(cmds, builtin, sizeof(builtin));
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         cmds[i].data = d;
-    return control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return control_register(d->core.control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }
 
 int daemon_start(Daemon *d)
@@ -329,14 +359,14 @@ int daemon_start(Daemon *d)
     signal(SIGPIPE, SIG_IGN);
     /* A file size limit (LimitFSIZE=) must fail the write (EFBIG, reported), not kill the daemon. */
     signal(SIGXFSZ, SIG_IGN);
-    uv_signal_init(d->loop, &d->sig_term);
-    uv_signal_init(d->loop, &d->sig_int);
-    uv_signal_init(d->loop, &d->sig_hup);
+    uv_signal_init(d->core.loop, &d->sig_term);
+    uv_signal_init(d->core.loop, &d->sig_int);
+    uv_signal_init(d->core.loop, &d->sig_hup);
     d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
     uv_signal_start(&d->sig_term, daemon_on_signal, SIGTERM);
     uv_signal_start(&d->sig_int, daemon_on_signal, SIGINT);
     uv_signal_start(&d->sig_hup, daemon_on_signal, SIGHUP);
-    uv_timer_init(d->loop, &d->status_timer);
+    uv_timer_init(d->core.loop, &d->status_timer);
     d->status_timer.data = d;
 
     if (mkdir(d->cfg->state_dir, 0750) < 0 && errno != EEXIST) {
@@ -344,12 +374,12 @@ int daemon_start(Daemon *d)
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
         return r;
     }
-    r = control_listen(d->control, &d->cfg->control, err, sizeof(err));
+    r = control_listen(d->core.control, &d->cfg->control, err, sizeof(err));
     if (r < 0) {
         log_error("control", "cannot open the control socket: %s", err[0] ? err : err_str(r));
         return r;
     }
-    control_configure(d->control, &d->cfg->control, &d->roles);
+    control_configure(d->core.control, &d->cfg->control, &d->roles);
     /* Alerts first (it only copies configuration and queues the outbox load), so that what the
      * modules below report at start is routed. */
     r = alerts_apply_config(d->alerts, d->cfg);
@@ -387,7 +417,7 @@ int daemon_start(Daemon *d)
     uint64_t wd = notify_watchdog_start(d->notify);
     uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
     log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,
-               d->cfg->cluster, control_socket_path(d->control), wd ? ", watchdog on" : "");
+               d->cfg->cluster, control_socket_path(d->core.control), wd ? ", watchdog on" : "");
     notify_ready(d->notify, "started, probing");
     return 0;
 }
@@ -401,9 +431,9 @@ static void daemon_module_closed(void *data)
     Daemon *d = data;
     if (--d->closing_modules > 0)
         return;
-    if (d->http) {
-        httpc_close(d->http, NULL, NULL);
-        d->http = NULL;
+    if (d->core.http) {
+        httpc_close(d->core.http, NULL, NULL);
+        d->core.http = NULL;
     }
 }
 
@@ -427,10 +457,10 @@ void daemon_stop(Daemon *d, int exit_code)
         scenarios_close(d->scenarios, daemon_module_closed, d);
         d->scenarios = NULL;
     }
-    if (d->control) {
+    if (d->core.control) {
         d->closing_modules++;
-        control_close(d->control, daemon_module_closed, d);
-        d->control = NULL;
+        control_close(d->core.control, daemon_module_closed, d);
+        d->core.control = NULL;
     }
     if (d->probes) {
         d->closing_modules++;
@@ -474,8 +504,9 @@ void daemon_done(Daemon *d)
 {
     config_free(d->cfg);
     roles_policy_done(&d->roles);
-    status_free(d->status);
-    events_free(d->events);
+    status_free(d->core.status);
+    lease_free(d->core.lease);
+    events_free(d->core.events);
     free(d->config_path);
     memset(d, 0, sizeof(*d));
 }

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cap/backup/backup.h"
+#include "core/core.h"
 #include "config/config.h"
 #include "core/control.h"
 #include "core/events.h"
@@ -33,16 +34,11 @@ typedef struct Standby Standby;
 typedef struct ReloadWaiter ReloadWaiter;
 
 typedef struct Daemon {
-    uv_loop_t *loop;
-    Config *cfg;          /* current configuration; replaced whole on reload */
+    Core core;            /* the services the modules get a handle to (core/core.h) */
+    Config *cfg;          /* current configuration, owned; replaced whole on reload (core.cfg views it) */
     RolePolicy roles;     /* resolved from cfg->control.operators_group */
-    char *config_path;
-    int64_t started_ms;   /* wall clock at start */
+    char *config_path;    /* owned; core.config_path views it */
     uint64_t started_mono_ms;
-    EventBus *events;
-    Status *status;
-    Control *control;
-    HttpClient *http;
     Probes *probes;
     Alerts *alerts;
     Venue *venue;
@@ -78,9 +74,5 @@ void daemon_reload(Daemon *d, DaemonReloadFn done, void *data);
 /* Refresh sd_notify STATUS= from the status model. */
 void daemon_update_status(Daemon *d);
 
-/* Probes (daemon/probes.c). */
-Probes *probes_new(Daemon *d);
-int probes_apply_config(Probes *p, const Config *cfg);
-void probes_close(Probes *p, void (*closed_cb)(void *data), void *data);
 
 #endif

@@ -11,6 +11,8 @@
 struct Status {
     Component **items;
     size_t n;
+    StatusChangedFn changed_fn;
+    void *changed_data;
 };
 
 static int64_t status_now_ms(void)
@@ -177,4 +179,16 @@ void status_summary(const Status *st, char *out, size_t n)
             break;
         o += (size_t)w;
     }
+}
+
+void status_on_change(Status *st, StatusChangedFn fn, void *data)
+{
+    st->changed_fn = fn;
+    st->changed_data = data;
+}
+
+void status_changed(Status *st)
+{
+    if (st && st->changed_fn)
+        st->changed_fn(st->changed_data);
 }

@@ -49,4 +49,13 @@ json_t *status_components_json(const Status *st);
 /* "database up, platform down" for sd_notify STATUS=. */
 void status_summary(const Status *st, char *out, size_t n);
 
+/*
+ * Something that status shows changed outside status_observe (a halt, a backup, a run): tell the
+ * listener the wiring set (it refreshes sd_notify STATUS=). Lets modules below core report a change
+ * without calling up.
+ */
+typedef void (*StatusChangedFn)(void *data);
+void status_on_change(Status *st, StatusChangedFn fn, void *data);
+void status_changed(Status *st);
+
 #endif

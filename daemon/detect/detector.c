@@ -14,13 +14,10 @@
 #include <unistd.h>
 
 #include "child.h"
-#include "core/daemon.h"
 #include "detect/detector_sm.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
-#include "scenario/scenarios.h"
-#include "cap/venue/venue.h"
 
 #define DETECTOR_LOG_TAIL (16 * 1024)
 #define DETECTOR_AMCHECK_PROBE "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"
@@ -37,7 +34,10 @@ typedef struct LogTailWork {
 } LogTailWork;
 
 struct Detector {
-    Daemon *d;
+    Core *d;
+    Venue *venue;
+    DetectorIncidentFn incident_fn;
+    void *incident_data;
     DetectorSm sm;
     char cond_unreachable[192], cond_restart[192], cond_corruption[192];
     /* corruption check */
@@ -137,32 +137,40 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
 
 static void detector_trigger(Detector *det, const DetectorDecision *dec)
 {
-    Daemon *d = det->d;
+    Core *d = det->d;
     char run[64] = "";
     int r;
 
     det->trigger_tried = true;
-    if (!d->scenarios) {
+    if (!det->incident_fn) {
         det->trigger_result = -ENOSYS;
         events_emit(d->events, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL,
-                    "cannot start database_corruption: the scenario engine is not available; trading stays "
-                    "halted, operator needed");
+                    "cannot start a recovery for %s: the scenario engine is not available; trading stays "
+                    "halted, operator needed", INCIDENT_CORRUPTION);
         return;
     }
-    r = scenarios_trigger(d->scenarios, "database_corruption", dec->trigger_reason, dec->detected_ms, run,
-                          sizeof(run));
+    r = det->incident_fn(INCIDENT_CORRUPTION, dec->trigger_reason, dec->detected_ms, run, sizeof(run),
+                         det->incident_data);
     det->trigger_result = r;
     if (r == 0) {
         snprintf(det->triggered_run, sizeof(det->triggered_run), "%s", run);
-        log_notice("detector", "database_corruption run '%s' started", run);
+        log_notice("detector", "recovery run '%s' started for %s", run, INCIDENT_CORRUPTION);
     } else if (r == -EINPROGRESS) {
-        log_notice("detector", "database_corruption queued: it starts once unfinished runs are loaded");
+        log_notice("detector", "recovery for %s queued: it starts once unfinished runs are loaded",
+                   INCIDENT_CORRUPTION);
     } else if (r == -EBUSY) {
         log_notice("detector", "a scenario run is already active; corruption recorded, no second run");
     } else {
         events_emit(d->events, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL,
-                    "cannot start database_corruption: %s; trading stays halted, operator needed", err_str(r));
+                    "cannot start a recovery for %s: %s; trading stays halted, operator needed",
+                    INCIDENT_CORRUPTION, err_str(r));
     }
+}
+
+void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data)
+{
+    det->incident_fn = fn;
+    det->incident_data = data;
 }
 
 static void detector_on_restart_timer(uv_timer_t *t)
@@ -172,7 +180,7 @@ static void detector_on_restart_timer(uv_timer_t *t)
 
 static void detector_apply(Detector *det, const DetectorDecision *dec)
 {
-    Daemon *d = det->d;
+    Core *d = det->d;
 
     if (det->closing)
         return;
@@ -181,12 +189,12 @@ static void detector_apply(Detector *det, const DetectorDecision *dec)
     /* A recovery run owns trading and the database until it ends (it renames and restores
      * databases, and resumes trading itself after a passing reconcile): what the probes see in
      * the meantime must not halt what the run just resumed. The detector is reset when it ends. */
-    if ((dec->actions & DETECTOR_ACT_HALT) && d->scenarios && scenarios_active(d->scenarios)) {
+    if ((dec->actions & DETECTOR_ACT_HALT) && lease_held(d->lease)) {
         log_notice("detector", "not halting (%s): a recovery run is in charge", dec->halt_reason);
     } else if (dec->actions & DETECTOR_ACT_HALT) {
         det->halt_ms = detector_now_ms();
-        if (d->venue && venue_enabled(d->venue))
-            venue_halt(d->venue, dec->halt_reason, NULL, NULL, NULL);
+        if (det->venue && venue_enabled(det->venue))
+            venue_halt(det->venue, dec->halt_reason, NULL, NULL, NULL);
         else
             events_emit(d->events, SEV_CRITICAL, "detector.halt", NULL, false, NULL,
                         "cannot halt trading (%s): no venue is configured", dec->halt_reason);
@@ -194,7 +202,7 @@ static void detector_apply(Detector *det, const DetectorDecision *dec)
     if (dec->actions & DETECTOR_ACT_TRIGGER)
         detector_trigger(det, dec);
     /* A recovery run renames and restores databases: never restart the server under it. */
-    if ((dec->actions & DETECTOR_ACT_RESTART) && d->scenarios && scenarios_active(d->scenarios))
+    if ((dec->actions & DETECTOR_ACT_RESTART) && lease_held(d->lease))
         log_notice("detector", "database restart skipped: a recovery run is active");
     else if (dec->actions & DETECTOR_ACT_RESTART)
         uv_timer_start(&det->restart_timer, detector_on_restart_timer, dec->restart_delay_ms, 0);
@@ -547,12 +555,13 @@ static DetectorSmConfig detector_sm_config(const Config *cfg)
                               .restart_delay_ms = cfg->detector.restart_delay_ms};
 }
 
-Detector *detector_new(Daemon *d)
+Detector *detector_new(Core *d, Venue *venue)
 {
     Detector *det = calloc(1, sizeof(*det));
     if (!det)
         return NULL;
     det->d = d;
+    det->venue = venue;
     DetectorSmConfig smc = detector_sm_config(d->cfg);
     detector_sm_init(&det->sm, &smc);
     uv_timer_init(d->loop, &det->check_timer);

@@ -7,7 +7,8 @@
  * and the server log are searched for damaged-file messages), the scheduled corruption check
  * (configured queries and amcheck's bt_index_check over its own nonblocking connection, so a
  * damaged page shows up as XX001), the start of the database_corruption scenario once corruption
- * is confirmed, the events of each decision (conditions detector.unreachable:<cluster>,
+ * is confirmed (an incident of kind "corruption" handed to whoever registered for incidents: the
+ * scenario runner maps it to the scenario that handles it), the events of each decision (conditions detector.unreachable:<cluster>,
  * detector.restart:<cluster>, detector.corruption:<cluster>) and the detector section of
  * `drctl status`. The liveness probe (daemon/probes.c) feeds it each result.
  *
@@ -20,12 +21,28 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cap/venue/venue.h"
 #include "config/config.h"
+#include "core/core.h"
 
-typedef struct Daemon Daemon;
+/* Incident kinds the detector reports (ScenarioDef.handles names them). */
+#define INCIDENT_CORRUPTION "corruption"
+
 typedef struct Detector Detector;
 
-Detector *detector_new(Daemon *d);
+/*
+ * An incident of `kind` was confirmed because of `reason` at `detected_ms` (wall clock). The handler
+ * starts the matching recovery and returns 0 with the run's id in ret_run, -EINPROGRESS when it is
+ * queued, -EBUSY when a run is already active, or another negative code (then trading stays halted
+ * and the detector raises a critical event with err_str of it).
+ */
+typedef int (*DetectorIncidentFn)(const char *kind, const char *reason, int64_t detected_ms, char *ret_run,
+                                  size_t run_len, void *data);
+
+/* The detector halts through `venue` (borrowed; outlives the detector). */
+Detector *detector_new(Core *core, Venue *venue);
+/* Who hears about incidents (the scenario runner); NULL: nobody, an incident is a critical event. */
+void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data);
 /* Start or re-time the corruption check from cfg->detector (also on reload). */
 int detector_apply_config(Detector *det, const Config *cfg);
 /* Stop timers, kill a running restart command, close the check connection; closed_cb when done. */

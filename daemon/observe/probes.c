@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/daemon.h"
-#include "detect/detector.h"
+#include "observe/probes.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -35,7 +34,8 @@ typedef struct Probe {
 } Probe;
 
 struct Probes {
-    Daemon *d;
+    Core *d;
+    ProbeSink sink;
     Probe db, platform;
     PgConn *pg;
     char *conninfo;
@@ -65,7 +65,7 @@ static void probes_maybe_closed(Probes *p)
 /* Record the outcome; emit an event when the component's health changes. */
 static void probes_record(Probe *pr, bool ok, double latency_ms, const char *error, const json_t *detail)
 {
-    Daemon *d = pr->owner->d;
+    Core *d = pr->owner->d;
     Component *c = status_component(d->status, pr->name);
     Health before;
     int changed;
@@ -88,7 +88,7 @@ static void probes_record(Probe *pr, bool ok, double latency_ms, const char *err
          * daemon (alerting ignores resolutions of conditions that are not open). */
         events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
                     pr->condition, true, detail, "%s is up (%.1f ms)", pr->name, latency_ms);
-    daemon_update_status(d);
+    status_changed(d->status);
 }
 
 /* ---- database ---- */
@@ -109,14 +109,14 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
                            "server_version", PQgetvalue(res, 0, 1), "checksum_failures",
                            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
         probes_record(pr, true, latency, NULL, detail);
-        detector_db_probe_ok(p->d->detector, strtoll(PQgetvalue(res, 0, 2), NULL, 10));
+        p->sink.db_ok(p->sink.data, strtoll(PQgetvalue(res, 0, 2), NULL, 10));
     } else {
         const char *sqlstate = p->pg ? pgconn_last_sqlstate(p->pg) : "";
         const char *why = status == 0 ? "unexpected probe result" : errmsg ? errmsg : err_str(status);
         if (sqlstate[0])
             detail = json_pack("{s:s}", "sqlstate", sqlstate);
         probes_record(pr, false, latency, why, detail);
-        detector_db_probe_failed(p->d->detector, sqlstate, why);
+        p->sink.db_failed(p->sink.data, sqlstate, why);
     }
     json_decref(detail);
 }
@@ -140,7 +140,7 @@ static void probes_db_tick(uv_timer_t *t)
     /* Still backing off after a failure: that is an observation too. */
     const char *last = pgconn_last_error(p->pg);
     probes_record(pr, false, 0, last && last[0] ? last : err_str(r), NULL);
-    detector_db_probe_failed(p->d->detector, "", last && last[0] ? last : err_str(r));
+    p->sink.db_failed(p->sink.data, "", last && last[0] ? last : err_str(r));
 }
 
 /* ---- platform health URL ---- */
@@ -201,12 +201,13 @@ static void probes_init_probe(Probes *p, Probe *pr, const char *name)
     pr->timer.data = pr;
 }
 
-Probes *probes_new(Daemon *d)
+Probes *probes_new(Core *core, const ProbeSink *sink)
 {
     Probes *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    p->d = d;
+    p->d = core;
+    p->sink = *sink;
     probes_init_probe(p, &p->db, "database");
     probes_init_probe(p, &p->platform, "platform");
     return p;

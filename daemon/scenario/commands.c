@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "atomicfile.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "scenario/scn_internal.h"
 

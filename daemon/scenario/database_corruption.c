@@ -26,7 +26,7 @@
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
 #include "child.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -247,13 +247,13 @@ static void step_halt_trading(FsmCall *call, void *ctx, FsmDone done)
     char reason[512];
     if (!st)
         return;
-    if (!st->run->d->venue) {
+    if (!st->run->caps->venue) {
         scn_finish(st, DR_ECANCELED, "the daemon is stopping");
         return;
     }
     snprintf(reason, sizeof(reason), "scenario %s run %s: %s", st->run->def->name, st->run->id,
              st->run->reason ? st->run->reason : "-");
-    venue_halt(st->run->d->venue, reason, st->run->id, scn_on_halted, st);
+    venue_halt(st->run->caps->venue, reason, st->run->id, scn_on_halted, st);
 }
 
 static void plan_halt_trading(FsmCall *call, void *ctx, FsmDone done)
@@ -279,7 +279,7 @@ static void plan_halt_trading(FsmCall *call, void *ctx, FsmDone done)
 static json_t *scn_pick_backup(ScnRun *run, char *why, size_t n)
 {
     bool scanned = false;
-    json_t *m = backups_newest_verified(run->d->backups, &scanned);
+    json_t *m = backups_newest_verified(run->caps->backups, &scanned);
     if (!run->bcfg.enabled) {
         snprintf(why, n, "backups are not configured (no 'backup' section)");
         json_decref(m);
@@ -452,7 +452,7 @@ static void step_reconcile(FsmCall *call, void *ctx, FsmDone done)
     if (!st)
         return;
     int64_t since = json_integer_value(json_object_get(json_object_get(st->run->ctx, "backup"), "started_ms"));
-    int r = reconcile_start(st->run->d, st->run->db_conninfo, since, st->run->id, reconcile_done, st);
+    int r = reconcile_start(st->run->caps->reconcile, st->run->db_conninfo, since, st->run->id, reconcile_done, st);
     if (r < 0)
         scn_finish(st, r, "cannot start the reconcile: %s", err_str(r));
 }
@@ -481,11 +481,11 @@ static void scn_on_resumed(int result, const char *message, void *data)
         scn_finish(st, result, "resume refused or not confirmed: %s", message ? message : err_str(result));
         return;
     }
-    if (st->idx == 1 && st->run->d->venue) {
+    if (st->idx == 1 && st->run->caps->venue) {
         /* shadow re-established after a restart re-asserted the halt; now live */
         st->idx = 0;
         st->run->resume_allowed = true;
-        venue_resume(st->run->d->venue, false, scn_on_resumed, st);
+        venue_resume(st->run->caps->venue, false, scn_on_resumed, st);
         return;
     }
     scn_finish(st, 0, "the venue confirms '%s'", message ? message : "?");
@@ -496,7 +496,7 @@ static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    Venue *v = st->run->d->venue;
+    Venue *v = st->run->caps->venue;
     if (!v) {
         scn_finish(st, DR_ECANCELED, "the daemon is stopping");
         return;
@@ -548,7 +548,7 @@ static void probe_resume_live(FsmCall *call, void *ctx, FsmProbeDone done)
     ScnStep *st = scn_step_new(call, ctx, NULL, done);
     if (!st)
         return;
-    int r = st->run->d->venue ? venue_action(st->run->d->venue, VENUE_STATUS, NULL, probe_live_status, st) : DR_ECANCELED;
+    int r = st->run->caps->venue ? venue_action(st->run->caps->venue, VENUE_STATUS, NULL, probe_live_status, st) : DR_ECANCELED;
     if (r < 0)
         scn_answer(st, FSM_PROBE_UNKNOWN, "cannot ask the venue: %s", err_str(r));
 }
@@ -634,5 +634,33 @@ static bool corruption_may_resume(const ScnRun *run)
     return run->resume_allowed && (s == RECONCILED || s == SHADOW);
 }
 
-const ScnDef scn_corruption_def = {"database_corruption", "corruption", &corruption_table, corruption_may_resume,
-                                   "resume_live"};
+/* RPO: the data is back to the chosen backup's start. */
+static int64_t corruption_restore_point_ms(const ScnRun *run)
+{
+    const json_t *backup = json_object_get(run->ctx, "backup");
+    return (int64_t)json_integer_value(json_object_get(backup, "started_ms"));
+}
+
+static void corruption_report_extras(const ScnRun *run, json_t *rep)
+{
+    const json_t *backup = json_object_get(run->ctx, "backup");
+    json_object_set_new(rep, "backup", backup ? json_deep_copy(backup) : json_null());
+    json_object_set_new(rep, "databases", json_pack("{s:s,s:s,s:s}", "original", run->database, "damaged",
+                                                    run->db_damaged, "restored", run->db_restored));
+    const json_t *v = json_object_get(run->ctx, "validation");
+    json_object_set_new(rep, "validation", v ? json_deep_copy(v) : json_null());
+}
+
+static const char *const corruption_handles[] = {INCIDENT_CORRUPTION, NULL};
+
+const ScenarioDef scenario_database_corruption = {
+    .name = "database_corruption",
+    .short_name = "corruption",
+    .summary = "restore the newest verified backup into a fresh database, reconcile, resume",
+    .table = &corruption_table,
+    .handles = corruption_handles,
+    .live_step = "resume_live",
+    .may_resume = corruption_may_resume,
+    .restore_point_ms = corruption_restore_point_ms,
+    .report_extras = corruption_report_extras,
+};

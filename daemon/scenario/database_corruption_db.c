@@ -17,7 +17,7 @@
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
 #include "child.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"

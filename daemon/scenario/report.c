@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "atomicfile.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "scenario/scn_internal.h"
@@ -55,8 +55,7 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
         if (name && outcome && strcmp(name, run->def->live_step) == 0 && strcmp(outcome, "ok") == 0)
             live_ms = end;
     }
-    const json_t *backup = json_object_get(run->ctx, "backup");
-    int64_t restore_point = (int64_t)json_integer_value(json_object_get(backup, "started_ms"));
+    int64_t restore_point = run->def->restore_point_ms ? run->def->restore_point_ms(run) : 0;
     json_t *rep = json_object();
     json_object_set_new(rep, "report_version", json_integer(1));
     json_object_set(rep, "run", json_object_get(j, "run"));
@@ -73,7 +72,6 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
     json_object_set_new(rep, "finished_ms", json_integer(finished_ms));
     json_object_set_new(rep, "live_ms", live_ms ? json_integer(live_ms) : json_null());
     json_object_set_new(rep, "restore_point_ms", restore_point ? json_integer(restore_point) : json_null());
-    json_object_set_new(rep, "backup", backup ? json_deep_copy(backup) : json_null());
     json_t *rto = live_ms ? json_integer(live_ms - run->detected_ms) : json_null();
     json_t *rpo = restore_point ? json_integer(run->detected_ms - restore_point) : json_null();
     json_object_set_new(rep, "rto_ms", rto);
@@ -83,11 +81,9 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
     json_object_set_new(rep, "rto_met", json_boolean(live_ms && live_ms - run->detected_ms <= (int64_t)run->cfg.rto_ms));
     json_object_set_new(rep, "rpo_met",
                         json_boolean(restore_point && run->detected_ms - restore_point <= (int64_t)run->cfg.rpo_ms));
-    json_object_set_new(rep, "databases", json_pack("{s:s,s:s,s:s}", "original", run->database, "damaged",
-                                                    run->db_damaged, "restored", run->db_restored));
     json_object_set(rep, "timeline", steps ? steps : json_array());
-    const json_t *v = json_object_get(run->ctx, "validation");
-    json_object_set_new(rep, "validation", v ? json_deep_copy(v) : json_null());
+    if (run->def->report_extras)
+        run->def->report_extras(run, rep);
     const json_t *rc = json_object_get(run->ctx, "reconcile");
     json_object_set_new(rep, "reconcile", rc ? json_deep_copy(rc) : json_null());
     json_decref(j);

@@ -24,15 +24,9 @@
 
 #include <libpq-fe.h>
 
-#include "core/daemon.h"
-#include "detect/detector.h"
 #include "err.h"
 #include "log.h"
 #include "scenario/scn_internal.h"
-#include "cap/standby.h"
-#include "cap/venue/venue.h"
-
-static const ScnDef *const scn_defs[] = {&scn_corruption_def};
 
 int64_t scn_now_ms(void)
 {
@@ -117,70 +111,12 @@ char *scn_conninfo_for(const ScnRun *run, const char *dbname)
     return out;
 }
 
-int scenarios_databases(const Config *cfg, char *database, size_t dblen, char **ret_admin, char *err, size_t errlen)
-{
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(cfg->database.conninfo, &perr);
-    const char *dbname = cfg->scenarios.database;
-    size_t cap = 1024, len = 0;
-    char *ci = NULL;
-
-    *ret_admin = NULL;
-    if (!opts) {
-        snprintf(err, errlen, "cannot parse database.conninfo");
-        PQfreemem(perr);
-        return DR_ECONFIG;
-    }
-    if (!cfg->scenarios.admin_conninfo)
-        ci = calloc(1, cap);
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || !o->val[0])
-            continue;
-        if (strcmp(o->keyword, "dbname") == 0) {
-            if (!dbname)
-                dbname = o->val;
-            continue;
-        }
-        if (!ci)
-            continue;
-        size_t need = strlen(o->keyword) + 2 * strlen(o->val) + 6;
-        if (len + need >= cap) {
-            cap = (len + need) * 2;
-            char *p = realloc(ci, cap);
-            if (!p)
-                break;
-            ci = p;
-        }
-        len += (size_t)sprintf(ci + len, "%s%s='", len ? " " : "", o->keyword);
-        for (const char *v = o->val; *v; v++) {
-            if (*v == '\'' || *v == '\\')
-                ci[len++] = '\\';
-            ci[len++] = *v;
-        }
-        ci[len++] = '\'';
-        ci[len] = '\0';
-    }
-    if (!dbname || strlen(dbname) > 30 || strpbrk(dbname, "\"\\'")) {
-        snprintf(err, errlen, "cannot tell which database to protect: set scenarios.database_corruption.database");
-        PQconninfoFree(opts);
-        free(ci);
-        return DR_ECONFIG;
-    }
-    snprintf(database, dblen, "%s", dbname);
-    PQconninfoFree(opts);
-    if (asprintf(ret_admin, "%s dbname=postgres",
-                 cfg->scenarios.admin_conninfo ? cfg->scenarios.admin_conninfo : ci ? ci : "") < 0)
-        *ret_admin = NULL;
-    free(ci);
-    return *ret_admin ? 0 : -ENOMEM;
-}
-
 /* Admin conninfo and the protected database's name, from the configuration the run copied. */
 static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
 {
     Config view = *run->d->cfg;
     view.scenarios = run->cfg;
-    int r = scenarios_databases(&view, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
+    int r = config_scenario_databases(&view, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
     if (r < 0)
         return r;
     snprintf(run->db_damaged, sizeof(run->db_damaged), "%s_damaged_%s", run->database, run->tag);
@@ -189,13 +125,6 @@ static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
     return 0;
 }
 
-const ScnDef *scn_def_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof(scn_defs) / sizeof(scn_defs[0]); i++)
-        if (name && strcmp(scn_defs[i]->name, name) == 0)
-            return scn_defs[i];
-    return NULL;
-}
 
 /* "20261123T101500Z-corruption-ab12" -> tag "20261123t101500z_ab12" */
 static void scn_tag_from_id(const char *id, char *tag, size_t n)
@@ -215,7 +144,7 @@ static void scn_tag_from_id(const char *id, char *tag, size_t n)
 static void scn_record(FsmRun *fsm, const char *event_json, FsmRecorded then, void *data);
 static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data);
 
-ScnRun *scn_run_new(Scenarios *s, const ScnDef *def, const char *id, FsmMode mode, char *err, size_t errlen)
+ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMode mode, char *err, size_t errlen)
 {
     ScnRun *run = calloc(1, sizeof(*run));
     int r;
@@ -226,6 +155,7 @@ ScnRun *scn_run_new(Scenarios *s, const ScnDef *def, const char *id, FsmMode mod
     }
     run->s = s;
     run->d = s->d;
+    run->caps = &s->caps;
     run->def = def;
     run->mode = mode;
     run->dry = mode == FSM_MODE_DRY_RUN;
@@ -377,9 +307,17 @@ void scn_update_status(Scenarios *s)
             status_observe(c, true, 0, NULL, NULL, 1);
         }
     }
-    daemon_update_status(s->d);
-    /* A run started (the standby restore stops) or ended (it may have taken the standby). */
-    standby_kick(s->d->standby);
+    /* The lease tells the standby restore (it stops while a run holds it, and inspects again after:
+     * the run may have taken the standby), retention and the detector. */
+    if (s->active || s->loading) {
+        char holder[128];
+        snprintf(holder, sizeof(holder), s->active ? "run %s" : "%s", s->active ? s->active->id : "start-up scan");
+        if (lease_take(s->d->lease, holder) < 0)
+            log_error("scenario", "cannot record the recovery lease's holder: out of memory");
+    } else {
+        lease_release(s->d->lease);
+    }
+    status_changed(s->d->status);
 }
 
 
@@ -488,8 +426,8 @@ void scn_finished(ScnRun *run)
     if (s->active == run) {
         s->active = NULL;
         /* The detector watches afresh: a new corruption after this run starts a new one. */
-        if (!run->dry && s->d->detector)
-            detector_reset(s->d->detector);
+        if (!run->dry && s->caps.detector)
+            detector_reset(s->caps.detector);
     }
     scn_update_status(s);
     scn_run_release(run);
@@ -553,7 +491,7 @@ static void scn_open_done(uv_work_t *req, int status)
     scn_run_unref(run);
 }
 
-static void scn_make_id(const ScnDef *def, int64_t now_ms, char *out, size_t n)
+static void scn_make_id(const ScenarioDef *def, int64_t now_ms, char *out, size_t n)
 {
     time_t t = (time_t)(now_ms / 1000);
     struct tm tm;
@@ -569,7 +507,7 @@ static void scn_make_id(const ScnDef *def, int64_t now_ms, char *out, size_t n)
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen)
 {
-    const ScnDef *def = scn_def_find(scenario);
+    const ScenarioDef *def = scenario_find(scenario);
     char id[96];
 
     if (!def) {
@@ -705,23 +643,38 @@ static bool scn_resume_guard(void *data, char *why, size_t whylen)
     return false;
 }
 
+/* ---- incidents ---- */
+
+/* The detector confirmed an incident: start the scenario that handles its kind. */
+static int scn_on_incident(const char *kind, const char *reason, int64_t detected_ms, char *ret_run, size_t run_len,
+                           void *data)
+{
+    const ScenarioDef *def = scenario_for_incident(kind);
+    if (!def) {
+        log_error("scenario", "no scenario handles incidents of kind '%s'", kind);
+        return -ENOENT;
+    }
+    return scenarios_trigger(data, def->name, reason, detected_ms, ret_run, run_len);
+}
+
 /* ---- life cycle ---- */
 
-Scenarios *scenarios_new(Daemon *d)
+Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
 {
     Scenarios *s = calloc(1, sizeof(*s));
     char err[256];
     if (!s)
         return NULL;
     s->d = d;
+    s->caps = *caps;
     s->history = json_array();
     s->loading = true; /* fail closed until scenarios_start has looked for unfinished runs */
     const char *crash = getenv("DRSUP_CRASH_AFTER_RECORD");
     if (crash && crash[0])
         s->crash_after_record = strtoull(crash, NULL, 10);
-    for (size_t i = 0; i < sizeof(scn_defs) / sizeof(scn_defs[0]); i++)
-        if (fsm_table_validate(scn_defs[i]->table, err, sizeof(err)) < 0) {
-            log_crit("scenario", "scenario table '%s' is invalid: %s", scn_defs[i]->name, err);
+    for (size_t i = 0; i < scenario_count(); i++)
+        if (fsm_table_validate(scenario_at(i)->table, err, sizeof(err)) < 0) {
+            log_crit("scenario", "scenario table '%s' is invalid: %s", scenario_at(i)->name, err);
             json_decref(s->history);
             free(s);
             return NULL;
@@ -731,8 +684,15 @@ Scenarios *scenarios_new(Daemon *d)
         free(s);
         return NULL;
     }
-    if (d->venue)
-        venue_set_resume_guard(d->venue, scn_resume_guard, s);
+    if (lease_take(d->lease, "start-up scan") < 0) {
+        json_decref(s->history);
+        free(s);
+        return NULL;
+    }
+    if (s->caps.venue)
+        venue_set_resume_guard(s->caps.venue, scn_resume_guard, s);
+    if (s->caps.detector)
+        detector_on_incident(s->caps.detector, scn_on_incident, s);
     return s;
 }
 
@@ -749,8 +709,10 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
     s->closed_cb = closed_cb;
     s->closed_data = data;
     s->pending++; /* releasing runs below must not free `s` under this loop */
-    if (s->d->venue)
-        venue_set_resume_guard(s->d->venue, NULL, NULL);
+    if (s->caps.venue)
+        venue_set_resume_guard(s->caps.venue, NULL, NULL);
+    if (s->caps.detector)
+        detector_on_incident(s->caps.detector, NULL, NULL);
     scn_commands_cancel(s);
     for (ScnRun *run = s->runs, *next; run; run = next) {
         next = run->next;

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "atomicfile.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "scenario/scn_internal.h"
@@ -156,7 +156,7 @@ static void scn_loaded_free(ScnLoaded *L)
 /* Rebuild a run from its journal: context records into ctx, engine events into fsm_run_resume. */
 static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
 {
-    const ScnDef *def = NULL;
+    const ScenarioDef *def = NULL;
     const char **fev = calloc(L->n ? L->n : 1, sizeof(char *));
     size_t nf = 0;
     json_t *ctx = json_object();
@@ -171,7 +171,7 @@ static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
                 json_object_set(ctx, key, json_object_get(ev, "value"));
         } else if (kind) {
             if (strcmp(kind, "start") == 0)
-                def = scn_def_find(json_string_value(json_object_get(ev, "scenario")));
+                def = scenario_find(json_string_value(json_object_get(ev, "scenario")));
             fev[nf++] = L->events[k];
         }
         json_decref(ev);
@@ -182,7 +182,7 @@ static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
     bool not_started = !def && nf == 0 && det0;
     FsmMode mode0 = FSM_MODE_AUTOMATIC;
     if (not_started) {
-        def = scn_def_find(json_string_value(json_object_get(det0, "scenario")));
+        def = scenario_find(json_string_value(json_object_get(det0, "scenario")));
         const char *m = json_string_value(json_object_get(det0, "mode"));
         if (m && strcmp(m, fsm_mode_name(FSM_MODE_MANUAL)) == 0)
             mode0 = FSM_MODE_MANUAL;

@@ -12,12 +12,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cap/backup/backup.h"
+#include "cap/reconcile.h"
+#include "cap/standby.h"
+#include "cap/venue/venue.h"
 #include "config/config.h"
+#include "core/core.h"
+#include "detect/detector.h"
 
-typedef struct Daemon Daemon;
 typedef struct Scenarios Scenarios;
 
-Scenarios *scenarios_new(Daemon *d);
+/* The capabilities the steps act through (borrowed; they outlive the runner). */
+typedef struct ScenarioCaps {
+    Venue *venue;
+    Backups *backups;
+    Reconcile *reconcile;
+    Standby *standby;
+    Detector *detector;
+} ScenarioCaps;
+
+/* The runner takes the recovery lease (core->lease) while a run is unfinished or runs are being
+ * loaded, registers the venue's resume guard and the detector's incident handler. */
+Scenarios *scenarios_new(Core *core, const ScenarioCaps *caps);
 int scenarios_apply_config(Scenarios *s, const Config *cfg);
 /* Replay unfinished runs from state_dir/runs and resume them (called at start, after the venue). */
 int scenarios_start(Scenarios *s);
@@ -34,14 +50,6 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
 
 /* True while a run is unfinished (trading must not resume), or while runs are being loaded. */
 bool scenarios_active(const Scenarios *s);
-
-/*
- * The database the scenarios protect (scenarios.database_corruption.database, else the dbname of
- * database.conninfo) into `database`, and the admin conninfo (scenarios.admin_conninfo, else
- * database.conninfo without its dbname; key=value, ending in dbname=postgres) into *ret_admin
- * (caller frees). 0, DR_ECONFIG with err filled, or -ENOMEM.
- */
-int scenarios_databases(const Config *cfg, char *database, size_t dblen, char **ret_admin, char *err, size_t errlen);
 
 /* One line for sd_notify STATUS= ("recovery RUN: running, restored"), "" when idle. */
 void scenarios_status_line(const Scenarios *s, char *out, size_t n);

@@ -24,13 +24,14 @@
 #include "core/control.h"
 #include "fsm.h"
 #include "journal.h"
+#include "scenario/scenario.h"
 #include "scenario/scenarios.h"
 
-typedef struct ScnRun ScnRun;
 typedef struct ScnCmd ScnCmd;
 
 struct Scenarios {
-    Daemon *d;
+    Core *d;
+    ScenarioCaps caps;
     ScnRun *runs;       /* every live run object (active, dry runs, finishing) */
     ScnRun *active;     /* the unfinished run, or NULL */
     json_t *history;    /* summaries of finished runs, oldest first */
@@ -46,22 +47,12 @@ struct Scenarios {
     void *closed_data;
 };
 
-typedef struct ScnDef {
-    const char *name;       /* "database_corruption" */
-    const char *short_name; /* "corruption": part of run ids */
-    const FsmTable *table;
-    /* May trading resume now (called by the venue's resume guard for the active run)? */
-    bool (*may_resume)(const ScnRun *run);
-    /* Name of the step whose end marks "trading is live again" (RTO end). */
-    const char *live_step;
-} ScnDef;
-
-extern const ScnDef scn_corruption_def;
 
 struct ScnRun {
     Scenarios *s;
-    Daemon *d;
-    const ScnDef *def;
+    Core *d;
+    const ScenarioCaps *caps; /* the runner's (s->caps) */
+    const ScenarioDef *def;
     FsmRun *fsm;
     Journal *journal;        /* NULL for dry runs and report-only replays */
     char id[96];
@@ -104,9 +95,8 @@ void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const ch
 bool scn_id_valid(const char *id);
 /* Free `s` and call its closed callback once it is closing and nothing is left in flight. */
 void scn_maybe_closed(Scenarios *s);
-const ScnDef *scn_def_find(const char *name);
 /* A new run object (linked into s->runs, one owner's reference), NULL with err filled. */
-ScnRun *scn_run_new(Scenarios *s, const ScnDef *def, const char *id, FsmMode mode, char *err, size_t errlen);
+ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMode mode, char *err, size_t errlen);
 /* Drop the owner's reference: the engine run is stopped and freed, the rest when unused. */
 void scn_run_release(ScnRun *run);
 /* A run ended (or a dry run planned): reply/write its report, leave the active slot, release it. */

@@ -16,7 +16,7 @@
 #include "cap/backup/backup_internal.h"
 #include "cfgtree.h"
 #include "cron.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "retention.h"
@@ -273,7 +273,7 @@ static void backups_apply_retention(Backups *b)
         return;
     /* A recovery run may be restoring (or about to restore) one of these backups, or need an older
      * one if that fails: delete nothing until it has ended. The next backup retries. */
-    if (scenarios_active(b->d->scenarios)) {
+    if (lease_held(b->d->lease)) {
         log_notice("backup", "retention skipped: a recovery run is active; it runs again after the next backup");
         return;
     }
@@ -391,7 +391,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
     backups_answer_waiters(b, res);
     if (!b->closing)
         backups__watch(b);
-    daemon_update_status(b->d);
+    status_changed(b->d->status);
     backups_maybe_closed(b);
 }
 
@@ -675,7 +675,7 @@ static void backups_rescan(Backups *b)
     backups_task_queue(t);
 }
 
-Backups *backups_new(Daemon *d)
+Backups *backups_new(Core *d)
 {
     Backups *b = calloc(1, sizeof(*b));
     if (!b)

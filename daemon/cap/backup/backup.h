@@ -15,12 +15,12 @@
 #include <stdbool.h>
 
 #include "config/config.h"
+#include "core/core.h"
 
 typedef struct Backups Backups;
-struct Daemon;
 
 /* Create the module and register its commands. NULL on OOM. */
-Backups *backups_new(struct Daemon *d);
+Backups *backups_new(Core *core);
 /* Apply (or re-apply after reload) the configuration: schedules, settings; rescans when the directory
  * changed. */
 int backups_apply_config(Backups *b, const Config *cfg);

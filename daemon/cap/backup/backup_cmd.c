@@ -14,7 +14,7 @@
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
 #include "cfgtree.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 
 static const char *const backups_cond_names[COND_N] = {"backup.age", "backup.size", "backup.failures",

@@ -188,7 +188,6 @@ void backup_restore_cancel(BackupRestore *r);
 
 /* ---- the module (backup.c, backup_cmd.c) ---- */
 
-typedef struct Daemon Daemon;
 
 typedef enum { JOB_NONE = 0, JOB_BACKUP, JOB_VERIFY, JOB_RESTORE } JobKind;
 
@@ -200,7 +199,7 @@ typedef struct BackupWaiter {
 typedef enum { COND_AGE, COND_SIZE, COND_FAILURES, COND_VERIFY, COND_RESTORE, COND_N } CondId;
 
 struct Backups {
-    Daemon *d;
+    Core *d;
     bool enabled;
     ConfigBackup cfg;
     char *cluster;

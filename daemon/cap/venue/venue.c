@@ -12,7 +12,7 @@
 
 #include "atomicfile.h"
 #include "child.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "log.h"
 
@@ -343,7 +343,7 @@ static void venue_halt_confirmed(Venue *v)
                 v->escalated, NULL, "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
                 v->attempts + 1, v->attempts ? "s" : "", v->reason ? v->reason : "-");
     v->escalated = false;
-    daemon_update_status(v->d);
+    status_changed(v->d->status);
     venue_halt_answer(v, 0, "halted");
 }
 
@@ -517,7 +517,7 @@ static void venue_on_resume_status(int result, const json_t *answer, const char 
     venue_persist(v, venue_after_resume_persisted);
     events_emit(v->d->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode",
                 venue_mode_name(m));
-    daemon_update_status(v->d);
+    status_changed(v->d->status);
     venue_resume_end(rs, 0, venue_mode_name(m));
 }
 
@@ -658,7 +658,7 @@ json_t *venue_status_json(const Venue *v)
 
 /* ---- life cycle ---- */
 
-Venue *venue_new(Daemon *d)
+Venue *venue_new(Core *d)
 {
     Venue *v = calloc(1, sizeof(*v));
     if (!v)

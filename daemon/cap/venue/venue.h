@@ -17,8 +17,8 @@
 #include <stdbool.h>
 
 #include "config/config.h"
+#include "core/core.h"
 
-typedef struct Daemon Daemon;
 typedef struct Venue Venue;
 
 typedef enum { VENUE_MODE_UNKNOWN = 0, VENUE_MODE_HALTED, VENUE_MODE_SHADOW, VENUE_MODE_LIVE } VenueMode;
@@ -31,7 +31,7 @@ typedef void (*VenueDoneFn)(int result, const char *message, void *data);
 /* May trading resume? Return false and fill `why` to refuse. */
 typedef bool (*VenueResumeGuardFn)(void *data, char *why, size_t whylen);
 
-Venue *venue_new(Daemon *d);
+Venue *venue_new(Core *core);
 int venue_apply_config(Venue *v, const Config *cfg);
 /* Load the persisted halt state (blocking read of a small file: call before the loop runs) and,
  * when halted, re-assert the halt. */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/control.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "cap/venue/venue_internal.h"
 

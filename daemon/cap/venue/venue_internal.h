@@ -38,7 +38,7 @@ typedef struct VenuePersist {
 } VenuePersist;
 
 struct Venue {
-    Daemon *d;
+    Core *d;
     /* persisted intent */
     bool halted;
     char *reason, *run;

@@ -1,0 +1,29 @@
+/*
+ * probes: periodic observations of the supervised world (implemented in observe/probes.c).
+ *
+ * Owns the probe timers and their connections (database liveness, the platform's health URL). Each
+ * result is an observation in the status model; database outcomes also go to the sink the wiring
+ * gives (the detector), so this module names no layer above or beside it.
+ */
+#ifndef DRSUP_PROBES_H
+#define DRSUP_PROBES_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/core.h"
+
+typedef struct Probes Probes;
+
+/* Where database probe outcomes go (borrowed callbacks; data is passed back). */
+typedef struct ProbeSink {
+    void (*db_ok)(void *data, int64_t checksum_failures);
+    void (*db_failed)(void *data, const char *sqlstate, const char *message);
+    void *data;
+} ProbeSink;
+
+Probes *probes_new(Core *core, const ProbeSink *sink);
+int probes_apply_config(Probes *p, const Config *cfg);
+void probes_close(Probes *p, void (*closed_cb)(void *data), void *data);
+
+#endif

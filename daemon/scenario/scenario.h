@@ -1,0 +1,50 @@
+/*
+ * scenario: the interface a recovery scenario implements (ScenarioDef), and the registry of them.
+ *
+ * A scenario is one file in daemon/scenario/ that defines a ScenarioDef: its name, its step table
+ * (lib/fsm), the incident kinds it handles (the detector reports kinds, never scenario names), and
+ * the hooks the runner calls: a context of its own for each run, whether trading may resume, the
+ * restore point its RPO is measured from, and what it adds to the incident report. The steps every
+ * scenario may use are in daemon/scenario/steps/ (steps.h). The runner (runner.c) owns runs; the
+ * registry (registry.c) lists the scenarios. See docs/architecture.md, "Adding a scenario".
+ */
+#ifndef DRSUP_SCENARIO_H
+#define DRSUP_SCENARIO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fsm.h"
+
+typedef struct ScnRun ScnRun;
+
+typedef struct ScenarioDef {
+    const char *name;            /* "database_corruption": drctl execute --scenario NAME */
+    const char *short_name;      /* "corruption": part of run ids */
+    const char *summary;         /* one line for listings */
+    const FsmTable *table;
+    const char *const *handles;  /* incident kinds it recovers from (NULL-terminated), may be NULL */
+    const char *live_step;       /* the step whose end marks "trading is live again" (RTO end) */
+    /* The scenario's own run context: ctx_size bytes, zeroed, owned by the run (run->own) and
+     * filled by ctx_init when the run is created or replayed; ctx_done releases what it holds. */
+    size_t ctx_size;
+    int (*ctx_init)(ScnRun *run, char *err, size_t errlen);
+    void (*ctx_done)(ScnRun *run);
+    /* May trading resume now (the venue's resume guard asks for the active run)? */
+    bool (*may_resume)(const ScnRun *run);
+    /* Wall-clock ms of the point the data was recovered to (RPO = detected - this), 0 if none yet. */
+    int64_t (*restore_point_ms)(const ScnRun *run);
+    /* Add the scenario's own fields to its incident report (rep is an object). May be NULL. */
+    void (*report_extras)(const ScnRun *run, json_t *rep);
+} ScenarioDef;
+
+/* The registry (registry.c): every scenario this daemon can run, in listing order. */
+size_t scenario_count(void);
+const ScenarioDef *scenario_at(size_t i);
+const ScenarioDef *scenario_find(const char *name);
+/* The scenario that handles incidents of `kind`, NULL if none does. */
+const ScenarioDef *scenario_for_incident(const char *kind);
+
+#endif
