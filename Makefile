@@ -1,6 +1,7 @@
 # drsupervisor build. `make` builds build/drsupervisord and build/drctl; `make check` runs the unit
 # and integration tests; `make check SANITIZE=1` does the same under ASan + UBSan (in build/san/);
-# `make demo` runs the corruption-recovery demo on a throwaway sandbox; `make bench` runs benchmarks;
+# `make lint` checks the include direction (run by `make check`); `make demo` runs the
+# corruption-recovery demo on a throwaway sandbox; `make bench` runs benchmarks;
 # `make install PREFIX=/usr DESTDIR=...` installs. Targets that need system packages call
 # tools/setup-deps first, which installs whatever Debian 12 packages are missing.
 
@@ -56,7 +57,7 @@ LIBDRSUP   := $(BUILD)/libdrsup.a
 LIBDAEMON  := $(BUILD)/libdrsupd.a
 BINS       := $(BUILD)/drsupervisord $(BUILD)/drctl
 
-.PHONY: all deps deps-check check unit integration demo bench install clean man
+.PHONY: all deps deps-check check lint unit integration demo bench install clean man
 all: $(BINS)
 
 deps:
@@ -101,9 +102,13 @@ $(BUILD)/bench-bin/%: tools/bench/%.c $(LIBDAEMON) $(LIBDRSUP)
 
 comma := ,
 
-check: deps-check
+check: deps-check lint
 	@$(MAKE) --no-print-directory -j2 all $(UNIT_BIN) $(BENCH_BIN)
 	@$(MAKE) --no-print-directory unit integration
+
+# The dependency rule (docs/architecture.md): every #include against tools/include-rules.
+lint:
+	@$(PYTHON) tools/lint-includes
 
 unit: $(UNIT_BIN)
 	@tools/run-unit-tests $(UNIT_BIN)

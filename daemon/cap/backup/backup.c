@@ -20,7 +20,6 @@
 #include "err.h"
 #include "log.h"
 #include "retention.h"
-#include "scenario/scenarios.h"
 
 #define BACKUP_TICK_MS 1000
 #define BACKUP_WATCH_EVERY_MS 1000 /* cheap arithmetic over the catalog; events only on a change */
