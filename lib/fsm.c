@@ -282,13 +282,26 @@ void fsm__attempt_failed(FsmRun *run, int result, const char *message)
     fsm__record(run, ev, FSM_NEXT_FAILED);
 }
 
-void fsm__commit(FsmRun *run, const char *message)
+void fsm__commit(FsmRun *run, const char *message, const char *outcome)
 {
     const FsmRow *r = &run->t->rows[run->row];
+    int to = r->to;
+    if (outcome && *outcome) {
+        to = fsm__branch_target(run->t, r->from, outcome);
+        if (to == FSM_NO_STATE) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "step '%s' chose outcome '%s', which table '%s' does not list",
+                     r->step_name, outcome, run->t->name);
+            fsm__attempt_failed(run, DR_ESTATE, msg);
+            return;
+        }
+    }
+    run->commit_to = to;
     fsm_set_str(&run->pending_msg, message);
-    json_t *ev = json_pack("{s:s, s:i, s:s, s:s, s:i, s:s?}", "ev", "commit", "row", run->row,
-                           "step", r->step_name, "state", fsm_state_name(run->t, r->to),
-                           "attempts", (int)run->attempt, "message", message);
+    json_t *ev = json_pack("{s:s, s:i, s:s, s:s, s:i, s:s?, s:s?}", "ev", "commit", "row", run->row,
+                           "step", r->step_name, "state", fsm_state_name(run->t, to),
+                           "attempts", (int)run->attempt, "message", message, "outcome",
+                           outcome && *outcome ? outcome : NULL);
     fsm__record(run, ev, FSM_NEXT_COMMIT);
 }
 
@@ -347,6 +360,10 @@ void fsm__advance(FsmRun *run)
         fsm__finish(run, FSM_RUN_FAILED, run->pending_msg);
         return;
     }
+    if (kind == FSM_STATE_HANDOFF) {
+        fsm__finish(run, FSM_RUN_HANDED_OFF, run->pending_msg);
+        return;
+    }
     int row = run->row_of[run->state];
     if (run->opt.mode == FSM_MODE_DRY_RUN) {
         fsm_plan(run, row);
@@ -370,10 +387,12 @@ void fsm__step_done(FsmCall *call, int result, const char *message)
 {
     FsmRun *run = call->run;
     FsmCallKind kind = call->kind;
+    char outcome[sizeof(call->outcome)];
     if (!run) { /* detached: timed out, aborted or freed; ignore */
         free(call);
         return;
     }
+    memcpy(outcome, call->outcome, sizeof(outcome));
     run->call = NULL;
     free(call);
     fsm__enter(run);
@@ -381,7 +400,7 @@ void fsm__step_done(FsmCall *call, int result, const char *message)
     if (kind == FSM_CALL_PLAN)
         fsm__plan_done(run, result, message);
     else if (result == 0)
-        fsm__commit(run, message);
+        fsm__commit(run, message, outcome);
     else
         fsm__attempt_failed(run, result, message ? message : err_str(result));
     fsm__leave(run);
@@ -402,7 +421,7 @@ static void fsm_timer_cb(uv_timer_t *timer)
     case FSM_PH_PROBE:
         fsm_detach_call(run);
         if (!run->freeing)
-            fsm__probe_answer(run, FSM_PROBE_UNKNOWN, "probe timed out");
+            fsm__probe_answer(run, FSM_PROBE_UNKNOWN, "probe timed out", NULL);
         break;
     case FSM_PH_PLAN:
         fsm_detach_call(run);
@@ -451,9 +470,9 @@ void fsm__recorded(FsmRun *run, int status)
         break;
     case FSM_NEXT_COMMIT:
         fsm__entry_close(fsm__entry_last(run, run->row), now, "ok", run->attempt, run->pending_msg);
-        run->state = r->to;
+        run->state = run->commit_to;
         run->phase = FSM_PH_IDLE;
-        fsm__notify(run, FSM_NOTICE_TRANSITION, run->row, r->from, r->to, 0, run->pending_msg);
+        fsm__notify(run, FSM_NOTICE_TRANSITION, run->row, r->from, run->commit_to, 0, run->pending_msg);
         fsm__advance(run);
         break;
     case FSM_NEXT_FAILED:
@@ -629,4 +648,9 @@ void *fsm_call_get_data(const FsmCall *call)
 void fsm_call_set_data(FsmCall *call, void *data)
 {
     call->data = data;
+}
+
+void fsm_call_set_outcome(FsmCall *call, const char *outcome)
+{
+    snprintf(call->outcome, sizeof(call->outcome), "%s", outcome ? outcome : "");
 }

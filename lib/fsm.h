@@ -10,11 +10,15 @@
  * contract; the short version:
  *
  * TABLE. States are small ints 0..state_count-1, each with a name and a kind (active, final
- * success, final failure). State 0 is the initial state. Each active state has EXACTLY ONE row
- * (the success path is linear; branching happens only through on_failure). Final states have no
- * row. The graph (success edges and on_failure edges) must be acyclic and every state reachable
- * from state 0: loops are expressed with `attempts`, never with edges. fsm_table_validate checks
- * all of it.
+ * success, final failure, final hand-off). State 0 is the initial state. Each active state has
+ * EXACTLY ONE row. A row's success edge goes to `to`, unless the step chose an OUTCOME
+ * (fsm_call_set_outcome before done): the table's branches map (state, outcome) to another
+ * state, so a step can decide where the run goes next; an outcome the table does not list fails
+ * the attempt loudly, never guesses. Failure goes to on_failure. A HAND-OFF state ends the run
+ * with FSM_RUN_HANDED_OFF: the run found it is the wrong scenario, and its owner starts the right
+ * one. Final states have no row. The graph (success, branch and on_failure edges) must be
+ * acyclic and every state reachable from state 0: loops are expressed with `attempts`, never with
+ * edges. fsm_table_validate checks all of it.
  *
  * WRITE AHEAD. For each step the engine records an "intent" event and waits for the record to be
  * durable before calling the step; after the step succeeds it records a "commit" event and only
@@ -22,12 +26,15 @@
  * attempts records a "failed" event before moving to its on_failure state (or failing the run).
  * The end of a run is recorded too. Dry runs record nothing.
  *
- * RESUME. fsm_run_resume replays a run's events: committed steps are never re-run. A step with an
+ * RESUME. fsm_run_resume replays a run's events: committed steps are never re-run (a commit
+ * records the state it led to, so a branch taken is followed again). A step with an
  * intent and no commit was in flight at the crash: if the row has a probe it is asked; "yes" is
  * recorded as a commit; "no" (the step certainly has not taken effect) runs it again. Without a
  * probe, or when the probe answers "unknown" (or times out), an idempotent step is run again and
  * a non-idempotent one puts the run in FSM_RUN_HELD until fsm_approve (run it again) or fsm_abort.
- * A probe must answer "no" only when sure: a half-done step is "unknown".
+ * A probe must answer "no" only when sure: a half-done step is "unknown". On a row with branches
+ * a "yes" must also name the outcome (fsm_call_set_outcome on the probe's call), else it counts
+ * as "unknown".
  *
  * STEPS are asynchronous. The engine calls step(call, ctx, done) and the step must call
  * done(call, result, message) exactly once, later or right away, result 0 or a negative code.
@@ -56,6 +63,7 @@ typedef enum FsmStateKind {
     FSM_STATE_ACTIVE = 0, /* has exactly one row */
     FSM_STATE_SUCCESS,    /* final: the run succeeded */
     FSM_STATE_FAILURE,    /* final: the run ended in a failure state (e.g. stayed halted) */
+    FSM_STATE_HANDOFF,    /* final: another scenario must take over (the owner starts it) */
 } FsmStateKind;
 
 typedef struct FsmState {
@@ -89,6 +97,7 @@ typedef enum FsmStatus {
     FSM_RUN_FAILED,            /* reached a FSM_STATE_FAILURE state, a step failed with no
                                   on_failure, or a record could not be written */
     FSM_RUN_ABORTED,
+    FSM_RUN_HANDED_OFF,        /* reached a FSM_STATE_HANDOFF state */
 } FsmStatus;
 
 typedef struct FsmRun FsmRun;
@@ -124,12 +133,21 @@ typedef struct FsmRow {
                                is rejected by validation. */
 } FsmRow;
 
+/* A step leaving state `from` that chose `outcome` leads to state `to` instead of its row's `to`. */
+typedef struct FsmBranch {
+    int from;
+    const char *outcome; /* snake_case, unique per from */
+    int to;
+} FsmBranch;
+
 typedef struct FsmTable {
     const char *name; /* scenario name, e.g. "database_corruption" */
     const FsmState *states;
     int state_count;
     const FsmRow *rows;
     int row_count;
+    const FsmBranch *branches; /* may be NULL */
+    int branch_count;
 } FsmTable;
 
 /* 0 if the table is well formed, else DR_ECONFIG with a one-line reason in err. */
@@ -243,6 +261,9 @@ const FsmRow *fsm_call_row(const FsmCall *call);
 unsigned fsm_call_attempt(const FsmCall *call);
 /* True once the engine no longer waits for this call. */
 bool fsm_call_cancelled(const FsmCall *call);
+/* The step (or, after a restart, its probe) chose `outcome` (copied; at most 47 bytes): on success
+ * the run goes to the branch's state. Call before done(). */
+void fsm_call_set_outcome(FsmCall *call, const char *outcome);
 /* Free slot for the step's own state (e.g. its timer or child), NULL initially. */
 void *fsm_call_get_data(const FsmCall *call);
 void fsm_call_set_data(FsmCall *call, void *data);

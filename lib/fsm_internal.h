@@ -37,6 +37,7 @@ struct FsmCall {
     unsigned attempt;
     bool cancelled;
     void *data;
+    char outcome[48]; /* fsm_call_set_outcome, "" when none */
 };
 
 /* One execution of a row in the timeline. outcome NULL while running. */
@@ -73,6 +74,7 @@ struct FsmRun {
     int last_result;
     char *abort_reason;
     char *pending_msg; /* message of the step being committed/failed */
+    int commit_to;     /* state the commit being recorded leads to */
     char *final_msg;
     FsmEntry *entries;
     size_t nentries, centries;
@@ -92,11 +94,17 @@ void fsm__record(FsmRun *run, json_t *ev, FsmNext next);
 void fsm__recorded(FsmRun *run, int status);
 void fsm__finish(FsmRun *run, FsmStatus status, const char *message);
 void fsm__intent(FsmRun *run, int row);
-void fsm__commit(FsmRun *run, const char *message);
+/* Record the commit of the current row towards `outcome`'s state (NULL or "": the row's `to`).
+ * An outcome the table does not list fails the attempt instead. */
+void fsm__commit(FsmRun *run, const char *message, const char *outcome);
+/* State reached from `from` by `outcome`, or FSM_NO_STATE. (fsm_table.c) */
+int fsm__branch_target(const FsmTable *t, int from, const char *outcome);
+/* True if the row leaving `from` has branches. */
+bool fsm__has_branches(const FsmTable *t, int from);
 void fsm__attempt_failed(FsmRun *run, int result, const char *message);
 void fsm__advance(FsmRun *run);
 void fsm__step_done(FsmCall *call, int result, const char *message);
 void fsm__plan_done(FsmRun *run, int result, const char *message);
-void fsm__probe_answer(FsmRun *run, FsmProbeAnswer answer, const char *message);
+void fsm__probe_answer(FsmRun *run, FsmProbeAnswer answer, const char *message, const char *outcome);
 
 #endif

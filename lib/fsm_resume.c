@@ -43,7 +43,7 @@ int fsm_event_run_id(const char *event_json, char *buf, size_t buflen, bool *ret
 
 static FsmStatus fsm_status_parse(const char *s, bool *ok)
 {
-    static const FsmStatus ends[] = {FSM_RUN_SUCCEEDED, FSM_RUN_FAILED, FSM_RUN_ABORTED};
+    static const FsmStatus ends[] = {FSM_RUN_SUCCEEDED, FSM_RUN_FAILED, FSM_RUN_ABORTED, FSM_RUN_HANDED_OFF};
     for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
         if (s && strcmp(s, fsm_status_name(ends[i])) == 0) {
             *ok = true;
@@ -121,11 +121,23 @@ static int fsm_resume_apply(FsmRun *run, size_t i, json_t *ev, int *inflight, bo
     unsigned attempts = (unsigned)json_integer_value(json_object_get(ev, "attempts"));
     fsm__entry_close(fsm__entry_last(run, (int)r), (int64_t)ts, commit ? "ok" : "failed",
                      attempts, msg);
+    int to = row->to;
+    if (commit) {
+        /* The commit names the state it led to: the row's own, or one of its branches. */
+        const char *state = json_string_value(json_object_get(ev, "state"));
+        const char *outcome = json_string_value(json_object_get(ev, "outcome"));
+        if (outcome)
+            to = fsm__branch_target(t, row->from, outcome);
+        if (to == FSM_NO_STATE || !state || strcmp(state, fsm_state_name(t, to)) != 0)
+            return fsm_resume_fail(err, errlen, "event %zu: commit of '%s' to state '%s' (outcome '%s') "
+                                   "does not match table '%s'", i, step, state ? state : "?",
+                                   outcome ? outcome : "", t->name);
+    }
     *inflight = -1;
     free(run->pending_msg);
     run->pending_msg = msg ? strdup(msg) : NULL;
     if (commit)
-        run->state = row->to;
+        run->state = to;
     else if (row->on_failure != FSM_NO_STATE)
         run->state = row->on_failure;
     else
@@ -143,14 +155,17 @@ static void fsm_hold(FsmRun *run, const char *why)
 }
 
 /* After a probe (or without one): decide what to do with the step in doubt. */
-void fsm__probe_answer(FsmRun *run, FsmProbeAnswer answer, const char *message)
+void fsm__probe_answer(FsmRun *run, FsmProbeAnswer answer, const char *message, const char *outcome)
 {
     const FsmRow *r = &run->t->rows[run->row];
     char buf[256];
+    /* A branching step's "yes" must say which way it went; without that it is not known. */
+    if (answer == FSM_PROBE_YES && fsm__has_branches(run->t, r->from) && (!outcome || !*outcome))
+        answer = FSM_PROBE_UNKNOWN;
     if (answer == FSM_PROBE_YES) {
         snprintf(buf, sizeof(buf), "already done before the restart%s%s", message ? ": " : "",
                  message ? message : "");
-        fsm__commit(run, buf);
+        fsm__commit(run, buf, outcome);
     } else if (answer == FSM_PROBE_NO || r->idempotent) {
         fsm__intent(run, run->row); /* certainly not done, or safe to repeat: run it again */
     } else {
@@ -166,15 +181,17 @@ void fsm__probe_answer(FsmRun *run, FsmProbeAnswer answer, const char *message)
 static void fsm_probe_done(FsmCall *call, FsmProbeAnswer answer, const char *message)
 {
     FsmRun *run = call->run;
+    char outcome[sizeof(call->outcome)];
     if (!run) {
         free(call);
         return;
     }
+    memcpy(outcome, call->outcome, sizeof(outcome));
     run->call = NULL;
     free(call);
     fsm__enter(run);
     uv_timer_stop(&run->timer);
-    fsm__probe_answer(run, answer, message);
+    fsm__probe_answer(run, answer, message, outcome);
     fsm__leave(run);
 }
 
@@ -213,11 +230,11 @@ int fsm_run_resume(FsmRun *run, const char *const *events, size_t n, char *err, 
             run->phase = FSM_PH_PROBE;
             FsmCall *c = fsm__call_begin(run, inflight, FSM_CALL_PROBE);
             if (!c)
-                fsm__probe_answer(run, FSM_PROBE_UNKNOWN, "out of memory");
+                fsm__probe_answer(run, FSM_PROBE_UNKNOWN, "out of memory", NULL);
             else
                 r->probe(c, run->opt.ctx, fsm_probe_done);
         } else {
-            fsm__probe_answer(run, FSM_PROBE_UNKNOWN, NULL);
+            fsm__probe_answer(run, FSM_PROBE_UNKNOWN, NULL, NULL);
         }
     } else {
         fsm__advance(run);

@@ -2,6 +2,7 @@
  * fsm_table: scenario table validation, Graphviz rendering and names (see fsm.h). No run state.
  */
 #include "fsm.h"
+#include "fsm_internal.h"
 
 #include "err.h"
 
@@ -37,9 +38,10 @@ static int fsm_table_dfs(const FsmTable *t, const int *row_of, int s, char *colo
     colour[s] = 1;
     int r = row_of[s];
     if (r >= 0) {
-        int next[2] = {t->rows[r].to, t->rows[r].on_failure};
-        for (int k = 0; k < 2; k++) {
-            int n = next[k];
+        /* The row's success and failure edges, then the branches leaving s. */
+        for (int k = -2; k < t->branch_count; k++) {
+            int n = k == -2 ? t->rows[r].to : k == -1 ? t->rows[r].on_failure
+                  : t->branches[k].from == s ? t->branches[k].to : -1;
             if (n < 0)
                 continue;
             if (colour[n] == 1) {
@@ -122,6 +124,23 @@ int fsm_table_validate(const FsmTable *t, char *err, size_t errlen)
             row_of[row->from] = i;
         }
     }
+    if (rc == 0 && (t->branch_count < 0 || (t->branch_count > 0 && !t->branches)))
+        rc = fsm_table_fail(err, errlen, "%s: branch_count %d without branches", tn, t->branch_count);
+    for (int b = 0; b < t->branch_count && rc == 0; b++) {
+        const FsmBranch *br = &t->branches[b];
+        if (!br->outcome || !*br->outcome)
+            rc = fsm_table_fail(err, errlen, "%s: branch %d has no outcome name", tn, b);
+        else if (br->from < 0 || br->from >= ns || row_of[br->from] < 0)
+            rc = fsm_table_fail(err, errlen, "%s: branch '%s' leaves a state with no row", tn, br->outcome);
+        else if (br->to < 0 || br->to >= ns)
+            rc = fsm_table_fail(err, errlen, "%s: branch '%s' leads to state %d, which does not exist", tn,
+                                br->outcome, br->to);
+        else
+            for (int k = 0; k < b && rc == 0; k++)
+                if (t->branches[k].from == br->from && strcmp(t->branches[k].outcome, br->outcome) == 0)
+                    rc = fsm_table_fail(err, errlen, "%s: outcome '%s' listed twice for state '%s'", tn,
+                                        br->outcome, t->states[br->from].name);
+    }
     for (int s = 0; s < ns && rc == 0; s++)
         if (t->states[s].kind == FSM_STATE_ACTIVE && row_of[s] < 0)
             rc = fsm_table_fail(err, errlen, "%s: state '%s' is a dead end (not final, no row)", tn,
@@ -184,6 +203,7 @@ char *fsm_table_to_dot(const FsmTable *t)
     for (int s = 0; s < t->state_count; s++) {
         const char *attr = t->states[s].kind == FSM_STATE_SUCCESS ? "shape=doublecircle"
                          : t->states[s].kind == FSM_STATE_FAILURE ? "shape=doubleoctagon"
+                         : t->states[s].kind == FSM_STATE_HANDOFF ? "shape=house"
                          : s == 0                                  ? "style=bold"
                                                                    : "";
         fsm_dot_add(&buf, &len, &cap, "  \"%s\" [%s];\n", t->states[s].name, attr);
@@ -200,6 +220,10 @@ char *fsm_table_to_dot(const FsmTable *t)
                         fsm_state_name(t, r->from), fsm_state_name(t, r->on_failure),
                         r->step_name);
     }
+    for (int b = 0; b < t->branch_count; b++)
+        fsm_dot_add(&buf, &len, &cap, "  \"%s\" -> \"%s\" [label=\"%s\" style=bold];\n",
+                    fsm_state_name(t, t->branches[b].from), fsm_state_name(t, t->branches[b].to),
+                    t->branches[b].outcome);
     fsm_dot_add(&buf, &len, &cap, "}\n");
     return buf;
 }
@@ -214,6 +238,7 @@ const char *fsm_status_name(FsmStatus s)
     case FSM_RUN_SUCCEEDED: return "succeeded";
     case FSM_RUN_FAILED: return "failed";
     case FSM_RUN_ABORTED: return "aborted";
+    case FSM_RUN_HANDED_OFF: return "handed_off";
     }
     return "?";
 }
@@ -226,4 +251,20 @@ const char *fsm_mode_name(FsmMode m)
     case FSM_MODE_DRY_RUN: return "dry_run";
     }
     return "?";
+}
+
+int fsm__branch_target(const FsmTable *t, int from, const char *outcome)
+{
+    for (int b = 0; outcome && b < t->branch_count; b++)
+        if (t->branches[b].from == from && strcmp(t->branches[b].outcome, outcome) == 0)
+            return t->branches[b].to;
+    return FSM_NO_STATE;
+}
+
+bool fsm__has_branches(const FsmTable *t, int from)
+{
+    for (int b = 0; b < t->branch_count; b++)
+        if (t->branches[b].from == from)
+            return true;
+    return false;
 }

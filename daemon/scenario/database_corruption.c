@@ -625,7 +625,7 @@ static const FsmRow corruption_rows[] = {
 };
 
 static const FsmTable corruption_table = {"database_corruption", corruption_states, N_STATES, corruption_rows,
-                                          (int)(sizeof(corruption_rows) / sizeof(corruption_rows[0]))};
+                                          (int)(sizeof(corruption_rows) / sizeof(corruption_rows[0])), NULL, 0};
 
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool corruption_may_resume(const ScnRun *run)

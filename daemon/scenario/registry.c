@@ -4,7 +4,10 @@
  */
 #include "scenario/scenario.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "err.h"
 
 extern const ScenarioDef scenario_database_corruption;
 
@@ -37,4 +40,35 @@ const ScenarioDef *scenario_for_incident(const char *kind)
             if (strcmp(*k, kind) == 0)
                 return scenario_registry[i];
     return NULL;
+}
+
+const char *scenario_handoff_incident(const ScenarioDef *def, const char *state)
+{
+    for (const ScenarioHandoff *h = def->handoffs; h && h->state; h++)
+        if (state && strcmp(h->state, state) == 0)
+            return h->incident;
+    return NULL;
+}
+
+int scenario_registry_validate(char *err, size_t errlen)
+{
+    for (size_t i = 0; i < scenario_count(); i++) {
+        const ScenarioDef *def = scenario_registry[i];
+        const FsmTable *t = def->table;
+        if (fsm_table_validate(t, err, errlen) < 0)
+            return DR_ECONFIG;
+        for (int s = 0; s < t->state_count; s++) {
+            if (t->states[s].kind != FSM_STATE_HANDOFF)
+                continue;
+            const char *kind = scenario_handoff_incident(def, t->states[s].name);
+            const ScenarioDef *to = kind ? scenario_for_incident(kind) : NULL;
+            if (!to || to == def) {
+                snprintf(err, errlen, "%s: hand-off state '%s' %s", def->name, t->states[s].name,
+                         !kind ? "names no incident kind (ScenarioDef.handoffs)"
+                               : "hands off to an incident kind no other scenario handles");
+                return DR_ECONFIG;
+            }
+        }
+    }
+    return 0;
 }

@@ -321,6 +321,12 @@ void scn_update_status(Scenarios *s)
 }
 
 
+/* The incident kind a handed-off run names, NULL if none. */
+static const char *scn_handoff_kind(const ScnRun *run)
+{
+    return scenario_handoff_incident(run->def, fsm_state_name(run->def->table, fsm_run_state(run->fsm)));
+}
+
 static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
 {
     ScnRun *run = data;
@@ -381,6 +387,11 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
         if (st == FSM_RUN_SUCCEEDED)
             events_emit(s->d->events, SEV_INFO, "scenario.end", cond, true, det, "run %s of %s succeeded: trading is live",
                         run->id, run->def->name);
+        else if (st == FSM_RUN_HANDED_OFF)
+            events_emit(s->d->events, SEV_WARNING, "scenario.end", NULL, false, det,
+                        "run %s of %s hands off in state '%s' (incident %s); trading stays halted: %s", run->id,
+                        run->def->name, fsm_state_name(run->def->table, fsm_run_state(run->fsm)),
+                        scn_handoff_kind(run) ? scn_handoff_kind(run) : "?", n->message ? n->message : "-");
         else
             events_emit(s->d->events, st == FSM_RUN_ABORTED ? SEV_ERROR : SEV_CRITICAL, "scenario.end", NULL, false, det,
                         "run %s of %s %s in state '%s'; trading stays halted: %s", run->id, run->def->name,
@@ -395,6 +406,27 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     }
     json_decref(det);
     scn_update_status(s);
+}
+
+static void scn_hand_off(ScnRun *run)
+{
+    Scenarios *s = run->s;
+    const char *kind = scn_handoff_kind(run);
+    const ScenarioDef *to = kind ? scenario_for_incident(kind) : NULL;
+    char reason[512], err[512], id[96];
+    json_t *j = fsm_run_to_json(run->fsm);
+    const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+
+    snprintf(reason, sizeof(reason), "handed off by run %s: %s", run->id, msg ? msg : run->reason ? run->reason : "");
+    json_decref(j);
+    int r = to ? scn_trigger(s, to->name, reason, run->detected_ms, run->mode, NULL, id, sizeof(id), err, sizeof(err))
+               : -ENOENT;
+    if (r < 0)
+        events_emit(s->d->events, SEV_CRITICAL, "scenario.handoff", NULL, false, NULL,
+                    "run %s handed off to incident '%s' but %s; trading stays halted, operator needed", run->id,
+                    kind ? kind : "?", to ? err : "no scenario handles it");
+    else
+        log_notice("scenario", "run %s handed off to %s: run %s", run->id, to->name, id);
 }
 
 void scn_finished(ScnRun *run)
@@ -425,9 +457,14 @@ void scn_finished(ScnRun *run)
     }
     if (s->active == run) {
         s->active = NULL;
-        /* The detector watches afresh: a new corruption after this run starts a new one. */
-        if (!run->dry && s->caps.detector)
+        if (!run->dry && !s->closing && fsm_run_status(run->fsm) == FSM_RUN_HANDED_OFF) {
+            /* The run found it is the wrong scenario: the right one starts now, before the lease
+             * is let go, with the same detection time (its RTO counts from the first sight). */
+            scn_hand_off(run);
+        } else if (!run->dry && s->caps.detector) {
+            /* The detector watches afresh: a new corruption after this run starts a new one. */
             detector_reset(s->caps.detector);
+        }
     }
     scn_update_status(s);
     scn_run_release(run);
@@ -672,9 +709,8 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
     const char *crash = getenv("DRSUP_CRASH_AFTER_RECORD");
     if (crash && crash[0])
         s->crash_after_record = strtoull(crash, NULL, 10);
-    for (size_t i = 0; i < scenario_count(); i++)
-        if (fsm_table_validate(scenario_at(i)->table, err, sizeof(err)) < 0) {
-            log_crit("scenario", "scenario table '%s' is invalid: %s", scenario_at(i)->name, err);
+    if (scenario_registry_validate(err, sizeof(err)) < 0) {
+            log_crit("scenario", "the scenario registry is invalid: %s", err);
             json_decref(s->history);
             free(s);
             return NULL;

@@ -20,6 +20,13 @@
 
 typedef struct ScnRun ScnRun;
 
+/* A hand-off state of the table (FSM_STATE_HANDOFF) and the incident kind it hands the run to:
+ * the runner then starts the scenario that handles that kind, with the same detection time. */
+typedef struct ScenarioHandoff {
+    const char *state;
+    const char *incident;
+} ScenarioHandoff;
+
 typedef struct ScenarioDef {
     const char *name;            /* "database_corruption": drctl execute --scenario NAME */
     const char *short_name;      /* "corruption": part of run ids */
@@ -27,6 +34,7 @@ typedef struct ScenarioDef {
     const FsmTable *table;
     const char *const *handles;  /* incident kinds it recovers from (NULL-terminated), may be NULL */
     const char *live_step;       /* the step whose end marks "trading is live again" (RTO end) */
+    const ScenarioHandoff *handoffs; /* one per hand-off state ({NULL, NULL} ends it), may be NULL */
     /* The scenario's own run context: ctx_size bytes, zeroed, owned by the run (run->own) and
      * filled by ctx_init when the run is created or replayed; ctx_done releases what it holds. */
     size_t ctx_size;
@@ -46,5 +54,10 @@ const ScenarioDef *scenario_at(size_t i);
 const ScenarioDef *scenario_find(const char *name);
 /* The scenario that handles incidents of `kind`, NULL if none does. */
 const ScenarioDef *scenario_for_incident(const char *kind);
+/* The incident kind a run of `def` that ended in hand-off state `state` hands over to, or NULL. */
+const char *scenario_handoff_incident(const ScenarioDef *def, const char *state);
+/* 0 if every registered scenario's table is valid and each of its hand-off states names an
+ * incident another scenario handles; else DR_ECONFIG with the reason in err. */
+int scenario_registry_validate(char *err, size_t errlen);
 
 #endif

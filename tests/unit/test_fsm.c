@@ -4,7 +4,8 @@
  * notifications), retries, failure branch, run failure, timeouts with late completions ignored,
  * manual gates with approve/abort, abort mid-step, dry run, record failure, free from a callback,
  * crash at EVERY journal boundary (before and after each record is durable) followed by resume,
- * table validation errors, dot output, and a run backed by the real lib/journal.
+ * table validation errors, dot output, a run backed by the real lib/journal; and a second toy
+ * whose diagnosis step chooses an outcome (branch, hand-off, unknown outcome, resume, probe).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,6 +59,8 @@ typedef struct World {
     bool crashed;
     int records_after_crash;
     bool free_on_transition;
+    char outcome[64];        /* what branch_step chooses ("" : none) */
+    bool probe_names_outcome;
     int finished;
     bool loop_open;
 } World;
@@ -186,7 +189,52 @@ static const FsmRow rows[NR] = {
                     toy_cancel, 100, 1, true, FSM_GATE_NONE, FSM_NO_STATE},
 };
 
-static const FsmTable table = {"toy_corruption", states, NS, rows, NR};
+static const FsmTable table = {"toy_corruption", states, NS, rows, NR, NULL, 0};
+
+/* A second toy: a database that is down is diagnosed; the diagnosis chooses where the run goes
+ * (back up, hand off to the corruption scenario, or give up). */
+enum { B_DETECTED, B_HALTED, B_UP, B_LIVE, B_HANDED_OFF, B_GAVE_UP, NBS };
+enum { BR_HALT, BR_DIAGNOSE, BR_RESUME, NBR };
+
+static void branch_step(FsmCall *call, void *ctx, FsmDone done)
+{
+    if (w.outcome[0])
+        fsm_call_set_outcome(call, w.outcome);
+    toy_step(call, ctx, done);
+}
+
+static void branch_probe(FsmCall *call, void *ctx, FsmProbeDone done)
+{
+    (void)ctx;
+    if (w.probe_names_outcome && w.outcome[0])
+        fsm_call_set_outcome(call, w.outcome);
+    done(call, w.exec[BR_DIAGNOSE] > 0 ? FSM_PROBE_YES : FSM_PROBE_NO, "diagnosis found");
+}
+
+static const FsmState bstates[NBS] = {
+    [B_DETECTED] = {"detected", FSM_STATE_ACTIVE},
+    [B_HALTED] = {"halted", FSM_STATE_ACTIVE},
+    [B_UP] = {"up", FSM_STATE_ACTIVE},
+    [B_LIVE] = {"live", FSM_STATE_SUCCESS},
+    [B_HANDED_OFF] = {"handed_to_corruption", FSM_STATE_HANDOFF},
+    [B_GAVE_UP] = {"gave_up", FSM_STATE_FAILURE},
+};
+
+static const FsmRow brows[NBR] = {
+    [BR_HALT] = {B_DETECTED, B_HALTED, "halt_trading", "trading is halted", toy_step, NULL, NULL, toy_cancel,
+                 100, 1, true, FSM_GATE_NONE, FSM_NO_STATE},
+    [BR_DIAGNOSE] = {B_HALTED, B_UP, "diagnose", "the server is up and its data intact", branch_step,
+                     branch_probe, NULL, toy_cancel, 100, 2, true, FSM_GATE_NONE, FSM_NO_STATE},
+    [BR_RESUME] = {B_UP, B_LIVE, "resume_trading", "trading is live again", toy_step, NULL, NULL, toy_cancel,
+                   100, 1, true, FSM_GATE_NONE, FSM_NO_STATE},
+};
+
+static const FsmBranch bbranches[] = {
+    {B_HALTED, "corrupted", B_HANDED_OFF},
+    {B_HALTED, "gone", B_GAVE_UP},
+};
+
+static const FsmTable btable = {"toy_down", bstates, NBS, brows, NBR, bbranches, 2};
 
 /* ---- the in-memory journal and notifications ---- */
 
@@ -334,16 +382,21 @@ static FsmRunOptions options(FsmMode mode)
     return o;
 }
 
-static FsmRun *new_run(FsmMode mode)
+static FsmRun *new_run_of(const FsmTable *t, FsmMode mode)
 {
     FsmRunOptions o = options(mode);
     int r = 0;
     char err[256];
-    FsmRun *run = fsm_run_new(&w.loop, &table, &o, &r, err, sizeof(err));
+    FsmRun *run = fsm_run_new(&w.loop, t, &o, &r, err, sizeof(err));
     if (!run)
         fail_msg("fsm_run_new: %s", err);
     w.run = run;
     return run;
+}
+
+static FsmRun *new_run(FsmMode mode)
+{
+    return new_run_of(&table, mode);
 }
 
 /* Runs the loop until the run settles (finished, gate, held) or nothing is left to do. */
@@ -952,6 +1005,178 @@ static void journal_record(FsmRun *run, const char *ev, FsmRecorded then, void *
     assert_int_equal(journal_append_async(&w.loop, journal, ev, strlen(ev), journal_done, p), 0);
 }
 
+/* ---- outcome branches and hand-off ---- */
+
+static void test_branch_default_path(void **state)
+{
+    (void)state;
+    FsmRun *run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    assert_int_equal(fsm_run_start(run), 0);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_SUCCEEDED);
+    assert_int_equal(fsm_run_state(run), B_LIVE);
+    assert_int_equal(w.exec[BR_RESUME], 1);
+    assert_int_equal(w.not_write_ahead, 0);
+    world_close();
+}
+
+static void test_branch_hands_off(void **state)
+{
+    (void)state;
+    snprintf(w.outcome, sizeof(w.outcome), "corrupted");
+    FsmRun *run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    fsm_run_start(run);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_HANDED_OFF);
+    assert_int_equal(fsm_run_state(run), B_HANDED_OFF);
+    assert_string_equal(fsm_status_name(FSM_RUN_HANDED_OFF), "handed_off");
+    assert_int_equal(w.exec[BR_RESUME], 0); /* the branch was taken, not the row's own `to` */
+    assert_int_equal(w.not_write_ahead, 0);
+    /* The commit names the outcome and the state it led to; the end says handed_off. */
+    bool commit = false;
+    for (size_t i = 0; i < w.nevents; i++)
+        commit |= strstr(w.events[i], "\"ev\":\"commit\"") && strstr(w.events[i], "\"outcome\":\"corrupted\"") &&
+                  strstr(w.events[i], "\"state\":\"handed_to_corruption\"");
+    assert_true(commit);
+    assert_non_null(strstr(w.events[w.nevents - 1], "\"status\":\"handed_off\""));
+    world_close();
+
+    world_reset();
+    snprintf(w.outcome, sizeof(w.outcome), "gone");
+    run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    fsm_run_start(run);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_FAILED);
+    assert_int_equal(fsm_run_state(run), B_GAVE_UP);
+    world_close();
+}
+
+static void test_branch_unknown_outcome_fails_loudly(void **state)
+{
+    (void)state;
+    snprintf(w.outcome, sizeof(w.outcome), "bogus");
+    FsmRun *run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    fsm_run_start(run);
+    run_until_settled();
+    /* Never a guess: both attempts fail, the row has no on_failure, the run fails naming it. */
+    assert_int_equal(fsm_run_status(run), FSM_RUN_FAILED);
+    assert_int_equal(fsm_run_state(run), B_HALTED);
+    assert_int_equal(w.calls[BR_DIAGNOSE], 2);
+    assert_int_equal(w.exec[BR_RESUME], 0);
+    json_t *j = fsm_run_to_json(run);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "outcome 'bogus'"));
+    json_decref(j);
+    world_close();
+}
+
+static void test_branch_resume_follows_the_recorded_branch(void **state)
+{
+    (void)state;
+    snprintf(w.outcome, sizeof(w.outcome), "corrupted");
+    w.crash_at = 5; /* start, intent, commit, intent, commit(diagnose) -> crash before the end */
+    w.crash_before = true;
+    FsmRun *run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    fsm_run_start(run);
+    run_until_settled();
+    assert_true(w.crashed);
+    w.crash_at = -1;
+    w.outcome[0] = '\0'; /* a re-run would now take the default path: it must not re-run */
+    run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    assert_int_equal(fsm_run_resume(run, (const char *const *)w.events, w.nevents, NULL, 0), 0);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_HANDED_OFF);
+    assert_int_equal(w.calls[BR_DIAGNOSE], 1);
+    world_close();
+
+    /* A commit whose state is not the branch's is refused as corrupt. */
+    world_reset();
+    snprintf(w.outcome, sizeof(w.outcome), "corrupted");
+    run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    fsm_run_start(run);
+    run_until_settled();
+    fsm_run_free(run);
+    w.run = NULL;
+    for (size_t i = 0; i < w.nevents; i++) {
+        /* The outcome says "gone" while the state still says handed_to_corruption. */
+        char *p = strstr(w.events[i], "\"outcome\":\"corrupted\"");
+        if (p) {
+            char *fixed = NULL;
+            *p = '\0';
+            assert_true(asprintf(&fixed, "%s\"outcome\":\"gone\"%s", w.events[i], p + strlen("\"outcome\":\"corrupted\"")) > 0);
+            free(w.events[i]);
+            w.events[i] = fixed;
+        }
+    }
+    run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+    char err[256] = "";
+    assert_int_equal(fsm_run_resume(run, (const char *const *)w.events, w.nevents, err, sizeof(err)), DR_ECORRUPT);
+    assert_non_null(strstr(err, "does not match table"));
+    world_close();
+}
+
+static void test_branch_probe_yes_must_name_the_outcome(void **state)
+{
+    (void)state;
+    for (int named = 0; named < 2; named++) {
+        if (named)
+            world_reset();
+        snprintf(w.outcome, sizeof(w.outcome), "corrupted");
+        w.probe_names_outcome = named;
+        w.crash_at = 4; /* the commit of diagnose, lost: the diagnosis did happen */
+        w.crash_before = true;
+        FsmRun *run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+        fsm_run_start(run);
+        run_until_settled();
+        assert_int_equal(w.exec[BR_DIAGNOSE], 1);
+        w.crash_at = -1;
+        run = new_run_of(&btable, FSM_MODE_AUTOMATIC);
+        assert_int_equal(fsm_run_resume(run, (const char *const *)w.events, w.nevents, NULL, 0), 0);
+        run_until_settled();
+        assert_int_equal(fsm_run_status(run), FSM_RUN_HANDED_OFF);
+        /* Named: the probe's "yes" commits the branch, no re-run. Not named: "unknown", and the
+         * idempotent step runs again (and chooses again). */
+        assert_int_equal(w.calls[BR_DIAGNOSE], named ? 1 : 2);
+        world_close();
+    }
+}
+
+static void test_branch_validation_and_dot(void **state)
+{
+    (void)state;
+    char err[256];
+    FsmBranch bad_to[] = {{B_HALTED, "corrupted", 99}};
+    FsmTable t = btable;
+    t.branches = bad_to;
+    t.branch_count = 1;
+    assert_int_equal(fsm_table_validate(&t, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "does not exist"));
+    FsmBranch twice[] = {{B_HALTED, "corrupted", B_HANDED_OFF}, {B_HALTED, "corrupted", B_GAVE_UP}};
+    t.branches = twice;
+    t.branch_count = 2;
+    assert_int_equal(fsm_table_validate(&t, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "listed twice"));
+    FsmBranch from_final[] = {{B_LIVE, "again", B_HALTED}};
+    t.branches = from_final;
+    t.branch_count = 1;
+    assert_int_equal(fsm_table_validate(&t, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "no row"));
+    FsmBranch loop[] = {{B_UP, "down_again", B_HALTED}};
+    t.branches = loop;
+    assert_int_equal(fsm_table_validate(&t, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "cycle"));
+    /* Without its branches the hand-off and gave-up states are unreachable. */
+    t.branches = NULL;
+    t.branch_count = 0;
+    assert_int_equal(fsm_table_validate(&t, err, sizeof(err)), DR_ECONFIG);
+    assert_non_null(strstr(err, "unreachable"));
+    assert_int_equal(fsm_table_validate(&btable, err, sizeof(err)), 0);
+    char *dot = fsm_table_to_dot(&btable);
+    assert_non_null(dot);
+    assert_non_null(strstr(dot, "\"halted\" -> \"handed_to_corruption\" [label=\"corrupted\""));
+    assert_non_null(strstr(dot, "\"handed_to_corruption\" [shape=house]"));
+    free(dot);
+}
+
 static void test_with_real_journal(void **state)
 {
     (void)state;
@@ -1026,6 +1251,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_with_real_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_default_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_hands_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_unknown_outcome_fails_loudly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_resume_follows_the_recorded_branch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_probe_yes_must_name_the_outcome, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_validation_and_dot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
