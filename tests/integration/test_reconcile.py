@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from drsup import Daemon
+from drsup import Daemon, wait_until
 from fakevenue import FakeVenue
 
 SCHEMA = """
@@ -144,6 +144,9 @@ def test_resume_after_a_halt_waits_for_a_passing_reconcile(pg, venue, daemon):
     assert daemon.ctl_json("trading")["reconcile_needed"] is False
     daemon.stop()
     daemon.start()
+    # At start the persisted halt is asserted again (fail closed): resume once it is confirmed
+    # (a resume while that halt is in flight is refused as busy, which is right, but not this test).
+    wait_until(lambda: not daemon.ctl_json("trading")["halting"], what="the re-asserted halt confirmed")
     p = daemon.ctl("resume")
     assert p.returncode == 0, p.stderr
     assert venue.mode == "live"
