@@ -1,5 +1,5 @@
 /*
- * scn_corruption: the database_corruption scenario, as one static table and its steps.
+ * database_corruption: the scenario, as one static table, its definition and its own steps.
  *
  * Owns the runbook "halt trading, keep the damaged database as evidence, restore the newest
  * verified backup into a fresh database, validate it, switch the platform to it, reconcile with the
@@ -12,9 +12,10 @@
  * refused, never dropped), the restore X_restore_T (marked complete with a COMMENT once pg_restore
  * and the copy finished; renamed to X by the switch).
  *
- * This file holds the table, the step plumbing (one invocation, its SQL, the catalog inspection)
- * and the steps that do not change databases (halt, select backup, validate, reconcile, resume);
- * scn_corruption_db.c holds the steps that do (preserve evidence, restore, switch, put back).
+ * The shared steps (halt, select backup, reconcile, resume) are in daemon/scenario/steps/. This
+ * file holds the table, the definition, the step plumbing (one invocation, its SQL, the catalog
+ * inspection) and validate_restore; database_corruption_db.c holds the steps that change
+ * databases (preserve evidence, restore, switch, put back).
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,9 +31,9 @@
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
-#include "cap/reconcile.h"
 #include "scenario/database_corruption_internal.h"
 #include "scenario/scn_internal.h"
+#include "scenario/steps/steps.h"
 #include "cap/venue/venue.h"
 
 enum {
@@ -124,7 +125,7 @@ void scn_cancelled(ScnStep *st)
         scn_finish(st, DR_ECANCELED, "cancelled");
 }
 
-static void scn_cancel(FsmCall *call, void *ctx)
+void scn_cancel(FsmCall *call, void *ctx)
 {
     ScnStep *st = fsm_call_get_data(call);
     (void)ctx;
@@ -226,119 +227,6 @@ static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const
     then(st, status, res, errmsg);
 }
 
-/* ---- halt_trading ---- */
-
-static void scn_on_halted(int result, const char *message, void *data)
-{
-    ScnStep *st = data;
-    if (st->cancelled || fsm_call_cancelled(st->call)) {
-        scn_cancelled(st);
-        return;
-    }
-    if (result < 0)
-        scn_finish(st, result, "the halt is not confirmed: %s", message ? message : err_str(result));
-    else
-        scn_finish(st, 0, "the venue confirms trading is halted");
-}
-
-static void step_halt_trading(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    char reason[512];
-    if (!st)
-        return;
-    if (!st->run->caps->venue) {
-        scn_finish(st, DR_ECANCELED, "the daemon is stopping");
-        return;
-    }
-    snprintf(reason, sizeof(reason), "scenario %s run %s: %s", st->run->def->name, st->run->id,
-             st->run->reason ? st->run->reason : "-");
-    venue_halt(st->run->caps->venue, reason, st->run->id, scn_on_halted, st);
-}
-
-static void plan_halt_trading(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnRun *run = ctx;
-    const ConfigVenueAction *a = &run->d->cfg->venue.actions[VENUE_HALT];
-    char msg[600];
-    if (!run->d->cfg->venue.enabled) {
-        done(call, -ENOTSUP, "no venue is configured: the daemon could not halt trading");
-        return;
-    }
-    if (a->kind == VENUE_ACTION_HTTP)
-        snprintf(msg, sizeof(msg), "would send the halt: %s %s, then wait until the status action confirms 'halted'",
-                 a->method ? a->method : "POST", a->url);
-    else
-        snprintf(msg, sizeof(msg), "would run the halt command '%s', then wait until the status action confirms 'halted'",
-                 a->argv ? a->argv[0] : "?");
-    done(call, 0, msg);
-}
-
-/* ---- select_backup ---- */
-
-static json_t *scn_pick_backup(ScnRun *run, char *why, size_t n)
-{
-    bool scanned = false;
-    json_t *m = backups_newest_verified(run->caps->backups, &scanned);
-    if (!run->bcfg.enabled) {
-        snprintf(why, n, "backups are not configured (no 'backup' section)");
-        json_decref(m);
-        return NULL;
-    }
-    if (!m) {
-        snprintf(why, n, scanned ? "no verified backup in the catalog" : "the backup catalog is not loaded yet");
-        return NULL;
-    }
-    const char *file = json_string_value(json_object_get(m, "file"));
-    int64_t started = backup_manifest_started(m);
-    json_t *b = json_pack("{s:s,s:s?,s:I,s:s?,s:s?}", "name", file ? file : "?", "started_at",
-                          json_string_value(json_object_get(m, "started_at")), "started_ms", (json_int_t)started * 1000,
-                          "sha256", json_string_value(json_object_get(m, "sha256")), "database",
-                          json_string_value(json_object_get(m, "database")));
-    json_decref(m);
-    return b;
-}
-
-static void select_recorded(ScnRun *run, int status, void *data)
-{
-    ScnStep *st = data;
-    json_t *b = json_object_get(run->ctx, "backup");
-    if (status < 0)
-        scn_finish(st, status, "cannot record the chosen backup: %s", err_str(status));
-    else
-        scn_finish(st, 0, "backup '%s' taken at %s is the restore point", json_string_value(json_object_get(b, "name")),
-                   json_string_value(json_object_get(b, "started_at")));
-}
-
-static void step_select_backup(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    char why[256];
-    if (!st)
-        return;
-    json_t *b = scn_pick_backup(st->run, why, sizeof(why));
-    if (!b) {
-        scn_finish(st, -ENOENT, "%s", why);
-        return;
-    }
-    scn_context_set(st->run, "backup", b, select_recorded, st);
-}
-
-static void plan_select_backup(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnRun *run = ctx;
-    char why[256], msg[600];
-    json_t *b = scn_pick_backup(run, why, sizeof(why));
-    if (!b) {
-        done(call, -ENOENT, why);
-        return;
-    }
-    snprintf(msg, sizeof(msg), "would restore backup '%s' (taken at %s, verified)",
-             json_string_value(json_object_get(b, "name")), json_string_value(json_object_get(b, "started_at")));
-    json_object_set_new(run->ctx, "backup", b);
-    done(call, 0, msg);
-}
-
 /* ---- validate_restore ---- */
 
 static void validate_recorded(ScnRun *run, int status, void *data)
@@ -413,171 +301,6 @@ static void plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
     done(call, 0, msg);
 }
 
-/* ---- reconcile ---- */
-
-typedef struct ScnReconciled {
-    ScnStep *st;
-    int result;
-    bool ready;
-} ScnReconciled;
-
-static void reconcile_recorded(ScnRun *run, int status, void *data)
-{
-    ScnStep *st = data;
-    (void)run;
-    if (status < 0)
-        scn_finish(st, status, "cannot record the reconcile report: %s", err_str(status));
-    else if (st->work_result < 0)
-        scn_finish(st, st->work_result, "reconcile did not pass (%s): trading stays halted", err_str(st->work_result));
-    else
-        scn_finish(st, 0, "the database matches the exchange: ready to trade");
-}
-
-static void reconcile_done(int result, json_t *report, void *data)
-{
-    ScnStep *st = data;
-    if (st->cancelled || fsm_call_cancelled(st->call)) {
-        json_decref(report);
-        scn_cancelled(st);
-        return;
-    }
-    bool ready = json_is_true(json_object_get(report, "ready_to_trade"));
-    st->work_result = result < 0 ? result : ready ? 0 : DR_ESTATE;
-    scn_context_set(st->run, "reconcile", report ? report : json_null(), reconcile_recorded, st);
-}
-
-static void step_reconcile(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    if (!st)
-        return;
-    int64_t since = json_integer_value(json_object_get(json_object_get(st->run->ctx, "backup"), "started_ms"));
-    int r = reconcile_start(st->run->caps->reconcile, st->run->db_conninfo, since, st->run->id, reconcile_done, st);
-    if (r < 0)
-        scn_finish(st, r, "cannot start the reconcile: %s", err_str(r));
-}
-
-static void plan_reconcile(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnRun *run = ctx;
-    char msg[600];
-    snprintf(msg, sizeof(msg),
-             "would compare '%s' with the exchange's positions and replay the fills since %s, then compare again",
-             run->database, json_string_value(json_object_get(json_object_get(run->ctx, "backup"), "started_at")) ?: "?");
-    done(call, 0, msg);
-}
-
-/* ---- resume_shadow, resume_live ---- */
-
-static void scn_on_resumed(int result, const char *message, void *data)
-{
-    ScnStep *st = data;
-    st->run->resume_allowed = false;
-    if (st->cancelled || fsm_call_cancelled(st->call)) {
-        scn_cancelled(st);
-        return;
-    }
-    if (result < 0) {
-        scn_finish(st, result, "resume refused or not confirmed: %s", message ? message : err_str(result));
-        return;
-    }
-    if (st->idx == 1 && st->run->caps->venue) {
-        /* shadow re-established after a restart re-asserted the halt; now live */
-        st->idx = 0;
-        st->run->resume_allowed = true;
-        venue_resume(st->run->caps->venue, false, scn_on_resumed, st);
-        return;
-    }
-    scn_finish(st, 0, "the venue confirms '%s'", message ? message : "?");
-}
-
-static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    if (!st)
-        return;
-    Venue *v = st->run->caps->venue;
-    if (!v) {
-        scn_finish(st, DR_ECANCELED, "the daemon is stopping");
-        return;
-    }
-    /* Going live from a halt (the venue re-asserts a persisted halt at start) passes through
-     * shadow again: shadow always precedes live. */
-    if (!shadow && venue_halted(v) && venue_mode(v) != VENUE_MODE_SHADOW)
-        st->idx = 1;
-    st->run->resume_allowed = true; /* the guard lets exactly this call through */
-    /* This step runs only after the run's reconcile committed (its journal says so), which is
-     * the passing reconcile the venue asks for, even when a crash came before the venue's own
-     * record of it reached halt.json. */
-    venue_note_reconciled(v, scn_now_ms());
-    venue_resume(v, shadow || st->idx == 1, scn_on_resumed, st);
-}
-
-static void step_resume_shadow(FsmCall *call, void *ctx, FsmDone done)
-{
-    scn_resume(call, ctx, done, true);
-}
-
-static void step_resume_live(FsmCall *call, void *ctx, FsmDone done)
-{
-    scn_resume(call, ctx, done, false);
-}
-
-static void probe_live_status(int result, const json_t *answer, const char *text, const char *message, void *data)
-{
-    ScnStep *st = data;
-    if (st->cancelled || fsm_call_cancelled(st->call) || result == DR_ECANCELED) {
-        scn_cancelled(st);
-        return;
-    }
-    if (result < 0) {
-        scn_answer(st, FSM_PROBE_UNKNOWN, "status action failed: %s", message ? message : err_str(result));
-        return;
-    }
-    VenueMode m = venue_parse_mode(&st->run->d->cfg->venue, answer, text);
-    if (m == VENUE_MODE_LIVE)
-        scn_answer(st, FSM_PROBE_YES, "the venue reports live");
-    else if (m == VENUE_MODE_SHADOW || m == VENUE_MODE_HALTED)
-        scn_answer(st, FSM_PROBE_NO, "the venue reports '%s'", venue_mode_name(m));
-    else
-        scn_answer(st, FSM_PROBE_UNKNOWN, "the venue's mode is unknown");
-}
-
-static void probe_resume_live(FsmCall *call, void *ctx, FsmProbeDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, NULL, done);
-    if (!st)
-        return;
-    int r = st->run->caps->venue ? venue_action(st->run->caps->venue, VENUE_STATUS, NULL, probe_live_status, st) : DR_ECANCELED;
-    if (r < 0)
-        scn_answer(st, FSM_PROBE_UNKNOWN, "cannot ask the venue: %s", err_str(r));
-}
-
-static void plan_resume(FsmCall *call, void *ctx, FsmDone done, VenueActionId id)
-{
-    ScnRun *run = ctx;
-    const ConfigVenueAction *a = &run->d->cfg->venue.actions[id];
-    char msg[600];
-    if (a->kind == VENUE_ACTION_HTTP)
-        snprintf(msg, sizeof(msg), "would send %s %s and wait for the status action to confirm",
-                 a->method ? a->method : "POST", a->url);
-    else if (a->kind == VENUE_ACTION_COMMAND)
-        snprintf(msg, sizeof(msg), "would run '%s' and wait for the status action to confirm", a->argv[0]);
-    else
-        snprintf(msg, sizeof(msg), "no '%s' action is configured: this step would fail", id == VENUE_SHADOW ? "shadow" : "resume");
-    done(call, 0, msg);
-}
-
-static void plan_resume_shadow(FsmCall *call, void *ctx, FsmDone done)
-{
-    plan_resume(call, ctx, done, VENUE_SHADOW);
-}
-
-static void plan_resume_live(FsmCall *call, void *ctx, FsmDone done)
-{
-    plan_resume(call, ctx, done, VENUE_RESUME);
-}
-
 /* ---- the table ---- */
 
 static const FsmState corruption_states[N_STATES] = {
@@ -599,12 +322,12 @@ static const FsmState corruption_states[N_STATES] = {
 static const FsmRow corruption_rows[] = {
     /* from, to, step, sentence, step fn, probe, plan, cancel, timeout ms, attempts, idempotent, gate, on_failure */
     {DETECTED, HALTED, "halt_trading", "trading is halted and the venue confirms it",
-     step_halt_trading, NULL, plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
+     scn_step_halt_trading, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
     {HALTED, PRESERVED, "preserve_evidence", "the damaged database is kept under a new name, never dropped",
      scn_step_preserve_evidence, scn_probe_preserve_evidence, scn_plan_preserve_evidence, scn_cancel, 60000, 3, true,
      FSM_GATE_NONE, RESTORE_FAILED},
     {PRESERVED, BACKUP_SELECTED, "select_backup", "the newest verified backup is chosen as the restore point",
-     step_select_backup, NULL, plan_select_backup, NULL, 10000, 3, true, FSM_GATE_NONE, RESTORE_FAILED},
+     scn_step_select_backup, NULL, scn_plan_select_backup, NULL, 10000, 3, true, FSM_GATE_NONE, RESTORE_FAILED},
     {BACKUP_SELECTED, RESTORED, "restore_database", "the backup is restored into a fresh database",
      scn_step_restore_database, scn_probe_restore_database, scn_plan_restore_database, scn_cancel, 6u * 3600u * 1000u, 1, false,
      FSM_GATE_APPROVAL, RESTORE_FAILED},
@@ -614,11 +337,11 @@ static const FsmRow corruption_rows[] = {
      scn_step_switch_database, scn_probe_switch_database, scn_plan_switch_database, scn_cancel, 120000, 3, true,
      FSM_GATE_APPROVAL, RESTORE_FAILED},
     {SWITCHED, RECONCILED, "reconcile", "the database matches the exchange's positions and fills",
-     step_reconcile, NULL, plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
+     scn_step_reconcile, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
     {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
-     step_resume_shadow, NULL, plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
+     scn_step_resume_shadow, NULL, scn_plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
     {SHADOW, LIVE, "resume_live", "trading is live again",
-     step_resume_live, probe_resume_live, plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
+     scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
      FSM_NO_STATE},
     {RESTORE_FAILED, STAYED_HALTED, "put_back_original", "the original database is back in place; trading stays halted",
      scn_step_put_back_original, NULL, NULL, scn_cancel, 60000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
@@ -632,13 +355,6 @@ static bool corruption_may_resume(const ScnRun *run)
 {
     int s = fsm_run_state(run->fsm);
     return run->resume_allowed && (s == RECONCILED || s == SHADOW);
-}
-
-/* RPO: the data is back to the chosen backup's start. */
-static int64_t corruption_restore_point_ms(const ScnRun *run)
-{
-    const json_t *backup = json_object_get(run->ctx, "backup");
-    return (int64_t)json_integer_value(json_object_get(backup, "started_ms"));
 }
 
 static void corruption_report_extras(const ScnRun *run, json_t *rep)
@@ -661,6 +377,6 @@ const ScenarioDef scenario_database_corruption = {
     .handles = corruption_handles,
     .live_step = "resume_live",
     .may_resume = corruption_may_resume,
-    .restore_point_ms = corruption_restore_point_ms,
+    .restore_point_ms = scn_backup_restore_point_ms, /* RPO: back to the chosen backup's start */
     .report_extras = corruption_report_extras,
 };

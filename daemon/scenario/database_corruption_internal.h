@@ -62,6 +62,8 @@ ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone
 void scn_finish(ScnStep *st, int result, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Answer the probe (then free st). */
 void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The row's cancel hook: stops the invocation's query, child or verification (it then finishes). */
+void scn_cancel(FsmCall *call, void *ctx);
 /* The step stopped because it was cancelled (timeout, abort, shutdown). */
 void scn_cancelled(ScnStep *st);
 /* `name` as a quoted SQL identifier. */

@@ -1,0 +1,68 @@
+/*
+ * steps/reconcile: reconcile, the database compared with the exchange since the restore point and
+ * the missing fills replayed (cap/reconcile); the report is kept in the run's context. The step
+ * passes only when the report says ready to trade. A scenario step.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cap/reconcile.h"
+#include "err.h"
+#include "scenario/database_corruption_internal.h"
+#include "scenario/steps/steps.h"
+
+typedef struct ScnReconciled {
+    ScnStep *st;
+    int result;
+    bool ready;
+} ScnReconciled;
+
+static void reconcile_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the reconcile report: %s", err_str(status));
+    else if (st->work_result < 0)
+        scn_finish(st, st->work_result, "reconcile did not pass (%s): trading stays halted", err_str(st->work_result));
+    else
+        scn_finish(st, 0, "the database matches the exchange: ready to trade");
+}
+
+static void reconcile_done(int result, json_t *report, void *data)
+{
+    ScnStep *st = data;
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        json_decref(report);
+        scn_cancelled(st);
+        return;
+    }
+    bool ready = json_is_true(json_object_get(report, "ready_to_trade"));
+    st->work_result = result < 0 ? result : ready ? 0 : DR_ESTATE;
+    scn_context_set(st->run, "reconcile", report ? report : json_null(), reconcile_recorded, st);
+}
+
+void scn_step_reconcile(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    int64_t since = json_integer_value(json_object_get(json_object_get(st->run->ctx, "backup"), "started_ms"));
+    int r = reconcile_start(st->run->caps->reconcile, st->run->db_conninfo, since, st->run->id, reconcile_done, st);
+    if (r < 0)
+        scn_finish(st, r, "cannot start the reconcile: %s", err_str(r));
+}
+
+void scn_plan_reconcile(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char msg[600];
+    snprintf(msg, sizeof(msg),
+             "would compare '%s' with the exchange's positions and replay the fills since %s, then compare again",
+             run->database, json_string_value(json_object_get(json_object_get(run->ctx, "backup"), "started_at")) ?: "?");
+    done(call, 0, msg);
+}
+
