@@ -79,6 +79,9 @@ void scn_run_unref(ScnRun *run)
             *pp = run->next;
             break;
         }
+    if (run->own && run->own_ready && run->def->ctx_done)
+        run->def->ctx_done(run);
+    free(run->own);
     journal_free(run->journal);
     free(run->reason);
     json_decref(run->ctx);
@@ -175,6 +178,17 @@ ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMod
         scn_run_release(run);
         return NULL;
     }
+    /* The scenario's own context: allocated here, filled by its ctx_init, released with the run. */
+    if (def->ctx_size && !(run->own = calloc(1, def->ctx_size))) {
+        snprintf(err, errlen, "out of memory");
+        scn_run_release(run);
+        return NULL;
+    }
+    if (def->ctx_init && def->ctx_init(run, err, errlen) < 0) {
+        scn_run_release(run);
+        return NULL;
+    }
+    run->own_ready = true;
     FsmRunOptions o = {.id = run->id,
                        .mode = mode,
                        .ctx = run,

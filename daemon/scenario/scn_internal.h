@@ -62,6 +62,8 @@ struct ScnRun {
     FsmMode mode;
     bool dry;
     json_t *ctx;             /* context (object): persisted keys */
+    void *own;               /* the scenario's own context (ScenarioDef.ctx_size bytes), or NULL */
+    bool own_ready;          /* ctx_init succeeded: ctx_done is owed */
     json_t *plan;            /* dry run: planned steps */
     ConfigScenarios cfg;     /* copies taken when the run was created */
     ConfigBackup bcfg;

@@ -1,0 +1,515 @@
+/*
+ * Unit tests for daemon/scenario/steps: each shared step (halt_trading, select_backup, reconcile,
+ * resume_shadow, resume_live and its probe, and their dry-run plans) run by the real engine
+ * (lib/fsm) over a one-row table, against fake capabilities: the venue, the backup catalog and the
+ * reconcile are replaced at link time (-Wl,--wrap) by fakes that record what the step asked and
+ * answer as the test scripts them, at once or later on the loop.
+ */
+// WRAP: venue_halt venue_resume venue_action venue_halted venue_mode venue_note_reconciled venue_parse_mode backups_newest_verified reconcile_start
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cap/backup/backup.h"
+#include "cap/reconcile.h"
+#include "cap/venue/venue.h"
+#include "err.h"
+#include "fsm.h"
+#include "scenario/database_corruption_internal.h"
+#include "scenario/scn_internal.h"
+#include "scenario/steps/steps.h"
+
+/* ---- the fakes ---- */
+
+typedef struct Fake {
+    /* venue */
+    int halt_result;            /* what venue_halt answers */
+    int halts;
+    char halt_reason[512], halt_run[96];
+    int resume_results[4];      /* answers of successive venue_resume calls */
+    int resumes;
+    bool resume_shadow[4];
+    bool resume_allowed_during[4]; /* run->resume_allowed while venue_resume ran */
+    bool halted;
+    VenueMode mode;
+    int reconciled_notes;
+    VenueMode parsed_mode;      /* what the status answer says */
+    int action_result;
+    int actions;
+    /* backups */
+    json_t *newest;             /* manifest backups_newest_verified returns (a new reference each time) */
+    bool scanned;
+    /* reconcile */
+    int start_result;
+    int reconciles;
+    int64_t since_ms;
+    char conninfo[256];
+    int reconcile_result;
+    bool ready;
+    ScnRun *run;
+} Fake;
+
+static Fake f;
+
+void __wrap_venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data);
+void __wrap_venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data)
+{
+    assert_non_null(v);
+    f.halts++;
+    snprintf(f.halt_reason, sizeof(f.halt_reason), "%s", reason);
+    snprintf(f.halt_run, sizeof(f.halt_run), "%s", run ? run : "");
+    done(f.halt_result, f.halt_result ? "the platform refused" : "halted", data);
+}
+
+void __wrap_venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data);
+void __wrap_venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data)
+{
+    assert_non_null(v);
+    assert_true(f.resumes < 4);
+    int i = f.resumes++;
+    f.resume_shadow[i] = shadow;
+    f.resume_allowed_during[i] = f.run->resume_allowed;
+    done(f.resume_results[i], f.resume_results[i] ? "refused: no passing reconcile" : shadow ? "shadow" : "live", data);
+}
+
+int __wrap_venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data);
+int __wrap_venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data)
+{
+    (void)v;
+    (void)since;
+    assert_int_equal(id, VENUE_STATUS);
+    f.actions++;
+    cb(f.action_result, NULL, "{}", f.action_result ? "status failed" : NULL, data);
+    return 0;
+}
+
+bool __wrap_venue_halted(const Venue *v);
+bool __wrap_venue_halted(const Venue *v)
+{
+    (void)v;
+    return f.halted;
+}
+
+VenueMode __wrap_venue_mode(const Venue *v);
+VenueMode __wrap_venue_mode(const Venue *v)
+{
+    (void)v;
+    return f.mode;
+}
+
+void __wrap_venue_note_reconciled(Venue *v, int64_t when_ms);
+void __wrap_venue_note_reconciled(Venue *v, int64_t when_ms)
+{
+    (void)v;
+    assert_true(when_ms > 0);
+    f.reconciled_notes++;
+}
+
+VenueMode __wrap_venue_parse_mode(const ConfigVenue *cfg, const json_t *answer, const char *text);
+VenueMode __wrap_venue_parse_mode(const ConfigVenue *cfg, const json_t *answer, const char *text)
+{
+    (void)cfg;
+    (void)answer;
+    (void)text;
+    return f.parsed_mode;
+}
+
+json_t *__wrap_backups_newest_verified(const Backups *b, bool *ret_scanned);
+json_t *__wrap_backups_newest_verified(const Backups *b, bool *ret_scanned)
+{
+    (void)b;
+    *ret_scanned = f.scanned;
+    return f.newest ? json_deep_copy(f.newest) : NULL;
+}
+
+int __wrap_reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
+                           void *data);
+int __wrap_reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
+                           void *data)
+{
+    (void)r;
+    assert_string_equal(run_id, f.run->id);
+    if (f.start_result)
+        return f.start_result;
+    f.reconciles++;
+    f.since_ms = since_ms;
+    snprintf(f.conninfo, sizeof(f.conninfo), "%s", conninfo);
+    cb(f.reconcile_result, json_pack("{s:b,s:i}", "ready_to_trade", f.ready, "replayed", 3), data);
+    return 0;
+}
+
+/* ---- a run of one shared step, through the engine ---- */
+
+typedef struct Harness {
+    uv_loop_t loop;
+    Config cfg;
+    Core core;
+    Scenarios s;
+    ScenarioCaps caps;
+    ScnRun *run;
+    FsmRun *fsm;
+    FsmState states[2];
+    FsmRow row;
+    FsmTable table;
+    ScenarioDef def;
+    int records;
+    bool finished;
+} Harness;
+
+static Harness h;
+
+static void mem_record(FsmRun *run, const char *ev, FsmRecorded then, void *data)
+{
+    (void)ev;
+    (void)data;
+    h.records++;
+    then(run, 0);
+}
+
+static void on_notice(FsmRun *run, const FsmNotice *n, void *data)
+{
+    (void)run;
+    (void)data;
+    if (n->kind == FSM_NOTICE_FINISHED)
+        h.finished = true;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(uv_loop_init(&h.loop), 0);
+    static char cluster[] = "test";
+    h.cfg.cluster = cluster;
+    h.core.loop = &h.loop;
+    h.core.cfg = &h.cfg;
+    h.caps.venue = (Venue *)&h;     /* fakes: never dereferenced */
+    h.caps.backups = (Backups *)&h;
+    h.caps.reconcile = (Reconcile *)&h;
+    h.s.d = &h.core;
+    h.s.caps = h.caps;
+    h.run = calloc(1, sizeof(*h.run));
+    h.run->s = &h.s;
+    h.run->d = &h.core;
+    h.run->caps = &h.s.caps;
+    h.run->def = &h.def;
+    h.run->refs = 1;
+    h.run->ctx = json_object();
+    h.run->reason = strdup("checksum failures");
+    h.run->bcfg.enabled = true;
+    h.run->db_conninfo = strdup("host=/tmp dbname=trading");
+    snprintf(h.run->id, sizeof(h.run->id), "20261202T120000Z-corruption-ab12");
+    snprintf(h.run->database, sizeof(h.run->database), "trading");
+    h.s.runs = h.run;
+    h.def.name = "database_corruption";
+    f.run = h.run;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fsm_run_free(h.fsm);
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&h.loop), 0);
+    json_decref(f.newest);
+    json_decref(h.run->ctx);
+    free(h.run->reason);
+    free(h.run->db_conninfo);
+    free(h.run);
+    return 0;
+}
+
+/* Run `step` (or its plan, in dry-run mode) as the only row; returns the run's final status. */
+static FsmStatus run_step(FsmStepFn step, FsmProbeFn probe, FsmStepFn plan, FsmMode mode, unsigned attempts)
+{
+    h.states[0] = (FsmState){"before", FSM_STATE_ACTIVE};
+    h.states[1] = (FsmState){"after", FSM_STATE_SUCCESS};
+    h.row = (FsmRow){0, 1, "the_step", "the step took effect", step, probe, plan, scn_cancel, 1000, attempts, true,
+                     FSM_GATE_NONE, FSM_NO_STATE};
+    h.table = (FsmTable){"one_step", h.states, 2, &h.row, 1, NULL, 0};
+    h.run->dry = mode == FSM_MODE_DRY_RUN;
+    FsmRunOptions o = {.id = h.run->id, .mode = mode, .ctx = h.run, .record = mem_record, .notify = on_notice,
+                       .backoff_initial_ms = 1, .backoff_max_ms = 2};
+    int r = 0;
+    char err[256];
+    h.fsm = fsm_run_new(&h.loop, &h.table, &o, &r, err, sizeof(err));
+    assert_non_null(h.fsm);
+    h.run->fsm = h.fsm;
+    assert_int_equal(fsm_run_start(h.fsm), 0);
+    while (!h.finished && uv_run(&h.loop, UV_RUN_ONCE))
+        ;
+    assert_true(h.finished);
+    return fsm_run_status(h.fsm);
+}
+
+static const char *last_message(void)
+{
+    static char buf[1024];
+    json_t *j = fsm_run_to_json(h.fsm);
+    json_t *steps = json_object_get(j, "steps");
+    const char *m = json_string_value(json_object_get(json_array_get(steps, json_array_size(steps) - 1), "message"));
+    snprintf(buf, sizeof(buf), "%s", m ? m : "");
+    json_decref(j);
+    return buf;
+}
+
+/* ---- halt_trading ---- */
+
+static void test_halt_confirmed(void **state)
+{
+    (void)state;
+    assert_int_equal(run_step(scn_step_halt_trading, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.halts, 1);
+    /* The halt names the scenario, the run and the detection, and is tied to the run. */
+    assert_non_null(strstr(f.halt_reason, "database_corruption"));
+    assert_non_null(strstr(f.halt_reason, h.run->id));
+    assert_non_null(strstr(f.halt_reason, "checksum failures"));
+    assert_string_equal(f.halt_run, h.run->id);
+    assert_string_equal(last_message(), "the venue confirms trading is halted");
+}
+
+static void test_halt_not_confirmed_fails_after_its_attempts(void **state)
+{
+    (void)state;
+    f.halt_result = -ETIMEDOUT;
+    assert_int_equal(run_step(scn_step_halt_trading, NULL, NULL, FSM_MODE_AUTOMATIC, 3), FSM_RUN_FAILED);
+    assert_int_equal(f.halts, 3);
+    assert_non_null(strstr(last_message(), "the halt is not confirmed: the platform refused"));
+}
+
+static void test_halt_without_a_venue(void **state)
+{
+    (void)state;
+    h.s.caps.venue = NULL;
+    assert_int_equal(run_step(scn_step_halt_trading, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_int_equal(f.halts, 0);
+}
+
+static void test_halt_plan(void **state)
+{
+    (void)state;
+    assert_int_equal(run_step(scn_step_halt_trading, NULL, scn_plan_halt_trading, FSM_MODE_DRY_RUN, 1),
+                     FSM_RUN_FAILED);
+    assert_non_null(strstr(last_message(), "no venue is configured"));
+    teardown(NULL);
+    setup(NULL);
+    h.cfg.venue.enabled = true;
+    static char url[] = "http://venue/halt";
+    h.cfg.venue.actions[VENUE_HALT] = (ConfigVenueAction){.kind = VENUE_ACTION_HTTP, .url = url};
+    assert_int_equal(run_step(scn_step_halt_trading, NULL, scn_plan_halt_trading, FSM_MODE_DRY_RUN, 1),
+                     FSM_RUN_SUCCEEDED);
+    assert_non_null(strstr(last_message(), "would send the halt: POST http://venue/halt"));
+    assert_int_equal(f.halts, 0); /* a plan acts on nothing */
+}
+
+/* ---- select_backup ---- */
+
+static json_t *manifest(const char *file)
+{
+    return json_pack("{s:s,s:s,s:s,s:s}", "file", file, "started_at", "2026-12-02T11:00:00Z", "sha256", "ab12",
+                     "database", "trading");
+}
+
+static void test_select_backup_records_the_restore_point(void **state)
+{
+    (void)state;
+    f.scanned = true;
+    f.newest = manifest("trading-20261202T110000Z.drbk");
+    assert_int_equal(run_step(scn_step_select_backup, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    json_t *b = json_object_get(h.run->ctx, "backup");
+    assert_string_equal(json_string_value(json_object_get(b, "name")), "trading-20261202T110000Z.drbk");
+    assert_string_equal(json_string_value(json_object_get(b, "sha256")), "ab12");
+    int64_t started_ms = (int64_t)json_integer_value(json_object_get(b, "started_ms"));
+    assert_int_equal(started_ms, 1796209200000); /* 2026-12-02T11:00:00Z */
+    /* the RPO is measured from it */
+    assert_int_equal(scn_backup_restore_point_ms(h.run), started_ms);
+    assert_non_null(strstr(last_message(), "is the restore point"));
+}
+
+static void test_select_backup_without_one(void **state)
+{
+    (void)state;
+    assert_int_equal(scn_backup_restore_point_ms(h.run), 0);
+    f.scanned = true;
+    assert_int_equal(run_step(scn_step_select_backup, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_string_equal(last_message(), "no verified backup in the catalog");
+    assert_null(json_object_get(h.run->ctx, "backup"));
+    teardown(NULL);
+    setup(NULL);
+    f.scanned = false;
+    assert_int_equal(run_step(scn_step_select_backup, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_string_equal(last_message(), "the backup catalog is not loaded yet");
+    teardown(NULL);
+    setup(NULL);
+    h.run->bcfg.enabled = false;
+    f.scanned = true;
+    f.newest = manifest("x.drbk");
+    assert_int_equal(run_step(scn_step_select_backup, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_non_null(strstr(last_message(), "backups are not configured"));
+}
+
+/* ---- reconcile ---- */
+
+static void test_reconcile_passes_since_the_restore_point(void **state)
+{
+    (void)state;
+    json_object_set_new(h.run->ctx, "backup", json_pack("{s:I}", "started_ms", (json_int_t)1796209200000));
+    f.ready = true;
+    assert_int_equal(run_step(scn_step_reconcile, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.reconciles, 1);
+    assert_int_equal(f.since_ms, 1796209200000);
+    assert_string_equal(f.conninfo, "host=/tmp dbname=trading");
+    /* the report is kept for the incident report */
+    json_t *rep = json_object_get(h.run->ctx, "reconcile");
+    assert_true(json_is_true(json_object_get(rep, "ready_to_trade")));
+    assert_int_equal(json_integer_value(json_object_get(rep, "replayed")), 3);
+    assert_string_equal(last_message(), "the database matches the exchange: ready to trade");
+}
+
+static void test_reconcile_not_ready_fails_and_keeps_the_report(void **state)
+{
+    (void)state;
+    f.ready = false;
+    assert_int_equal(run_step(scn_step_reconcile, NULL, NULL, FSM_MODE_AUTOMATIC, 2), FSM_RUN_FAILED);
+    assert_int_equal(f.reconciles, 2);
+    assert_non_null(strstr(last_message(), "reconcile did not pass"));
+    assert_false(json_is_true(json_object_get(json_object_get(h.run->ctx, "reconcile"), "ready_to_trade")));
+    teardown(NULL);
+    setup(NULL);
+    f.start_result = DR_EBUSY;
+    assert_int_equal(run_step(scn_step_reconcile, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_non_null(strstr(last_message(), "cannot start the reconcile"));
+}
+
+/* ---- resume_shadow, resume_live ---- */
+
+static void test_resume_shadow_goes_through_the_guard(void **state)
+{
+    (void)state;
+    assert_int_equal(run_step(scn_step_resume_shadow, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.resumes, 1);
+    assert_true(f.resume_shadow[0]);
+    /* the guard lets exactly this call through: allowed during it, not after */
+    assert_true(f.resume_allowed_during[0]);
+    assert_false(h.run->resume_allowed);
+    /* the run's committed reconcile is told to the venue */
+    assert_int_equal(f.reconciled_notes, 1);
+}
+
+static void test_resume_live_from_a_halt_passes_through_shadow(void **state)
+{
+    (void)state;
+    f.halted = true;            /* the venue re-asserted a persisted halt at a restart */
+    f.mode = VENUE_MODE_HALTED;
+    assert_int_equal(run_step(scn_step_resume_live, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.resumes, 2);
+    assert_true(f.resume_shadow[0]);
+    assert_false(f.resume_shadow[1]);
+    assert_true(f.resume_allowed_during[1]);
+    assert_false(h.run->resume_allowed);
+    teardown(NULL);
+    setup(NULL);
+    f.halted = true;
+    f.mode = VENUE_MODE_SHADOW; /* already shadow: straight to live */
+    assert_int_equal(run_step(scn_step_resume_live, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.resumes, 1);
+    assert_false(f.resume_shadow[0]);
+}
+
+static void test_resume_refused_fails(void **state)
+{
+    (void)state;
+    f.resume_results[0] = DR_ESTATE;
+    assert_int_equal(run_step(scn_step_resume_live, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_non_null(strstr(last_message(), "resume refused or not confirmed"));
+    assert_false(h.run->resume_allowed);
+}
+
+/* The probe of resume_live after a crash: asked through the status action. */
+static void test_probe_resume_live(void **state)
+{
+    (void)state;
+    static const struct {
+        VenueMode mode;
+        int result;
+        FsmProbeAnswer want;
+    } cases[] = {
+        {VENUE_MODE_LIVE, 0, FSM_PROBE_YES},
+        {VENUE_MODE_SHADOW, 0, FSM_PROBE_NO},
+        {VENUE_MODE_HALTED, 0, FSM_PROBE_NO},
+        {VENUE_MODE_UNKNOWN, 0, FSM_PROBE_UNKNOWN},
+        {VENUE_MODE_LIVE, -ETIMEDOUT, FSM_PROBE_UNKNOWN},
+    };
+    /* A probe call needs a call handle: the engine's, from a resumed run with the step in doubt. */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (i) {
+            teardown(NULL);
+            setup(NULL);
+        }
+        f.parsed_mode = cases[i].mode;
+        f.action_result = cases[i].result;
+        h.states[0] = (FsmState){"before", FSM_STATE_ACTIVE};
+        h.states[1] = (FsmState){"after", FSM_STATE_SUCCESS};
+        h.row = (FsmRow){0, 1, "the_step", "live", scn_step_resume_live, scn_probe_resume_live, NULL, scn_cancel, 1000,
+                         1, false, FSM_GATE_NONE, FSM_NO_STATE};
+        h.table = (FsmTable){"one_step", h.states, 2, &h.row, 1, NULL, 0};
+        FsmRunOptions o = {.id = h.run->id, .mode = FSM_MODE_AUTOMATIC, .ctx = h.run, .record = mem_record,
+                           .notify = on_notice};
+        int r = 0;
+        h.fsm = fsm_run_new(&h.loop, &h.table, &o, &r, NULL, 0);
+        assert_non_null(h.fsm);
+        h.run->fsm = h.fsm;
+        char start[300], intent[300];
+        snprintf(start, sizeof(start), "{\"ev\":\"start\",\"run\":\"%s\",\"ts\":1,\"scenario\":\"one_step\",\"mode\":\"automatic\"}",
+                 h.run->id);
+        snprintf(intent, sizeof(intent), "{\"ev\":\"intent\",\"run\":\"%s\",\"ts\":2,\"row\":0,\"step\":\"the_step\",\"from\":\"before\",\"to\":\"after\"}",
+                 h.run->id);
+        const char *evs[] = {start, intent};
+        char err[256] = "";
+        assert_int_equal(fsm_run_resume(h.fsm, evs, 2, err, sizeof(err)), 0);
+        while (!h.finished && uv_run(&h.loop, UV_RUN_ONCE))
+            if (fsm_run_status(h.fsm) == FSM_RUN_HELD)
+                break;
+        assert_int_equal(f.actions, 1);
+        FsmStatus st = fsm_run_status(h.fsm);
+        if (cases[i].want == FSM_PROBE_YES) { /* committed without running the step again */
+            assert_int_equal(st, FSM_RUN_SUCCEEDED);
+            assert_int_equal(f.resumes, 0);
+        } else if (cases[i].want == FSM_PROBE_NO) { /* certainly not live: runs again */
+            assert_int_equal(f.resumes, 1);
+        } else { /* unknown, not idempotent: held for an operator */
+            assert_int_equal(st, FSM_RUN_HELD);
+            assert_int_equal(f.resumes, 0);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_halt_confirmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_halt_not_confirmed_fails_after_its_attempts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_halt_without_a_venue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_halt_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_backup_records_the_restore_point, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_backup_without_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconcile_passes_since_the_restore_point, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconcile_not_ready_fails_and_keeps_the_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_shadow_goes_through_the_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_live_from_a_halt_passes_through_shadow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_refused_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_resume_live, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
