@@ -9,6 +9,7 @@ persisted its state first). Every request is recorded. Standard library only.
 """
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +22,8 @@ class FakeVenue:
         self.down = False
         self.on_halt = None
         self.halt_bodies = []
+        self.resume_delay = 0.0   # seconds /resume and /shadow take to answer (recorded first)
+        self.refuse_resume = False  # answer /resume and /shadow with 409
         self.positions = []
         self.fills = []
         self.lock = threading.Lock()
@@ -39,6 +42,13 @@ class FakeVenue:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 path = self.path.split("?")[0]
+                if path in ("/resume", "/shadow") and method == "POST" and venue.resume_delay:
+                    with venue.lock:
+                        venue.requests.append((method, self.path, body))
+                    time.sleep(venue.resume_delay)  # a slow platform: other requests go on meanwhile
+                    with venue.lock:
+                        venue.mode = "live" if path == "/resume" else "shadow"
+                        return self._answer(200, {"mode": venue.mode})
                 with venue.lock:
                     venue.requests.append((method, self.path, body))
                     if venue.down:
@@ -52,6 +62,8 @@ class FakeVenue:
                         else:
                             venue.mode = "halted"
                         return self._answer(200, {"mode": venue.mode})
+                    if path in ("/resume", "/shadow") and method == "POST" and venue.refuse_resume:
+                        return self._answer(409, {"error": "refused"})
                     if path == "/resume" and method == "POST":
                         venue.mode = "live"
                         return self._answer(200, {"mode": venue.mode})

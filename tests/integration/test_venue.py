@@ -5,6 +5,7 @@ escalated, re-asserted at start and when the platform trades behind our back), a
 import json
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -129,6 +130,50 @@ def test_resume_needs_a_passing_reconcile_or_a_paged_override(daemons, tmp_path,
     # No longer halted: going from shadow to live needs no new reconcile.
     p = d.ctl("resume")
     assert p.returncode == 0 and venue.mode == "live"
+    d.stop()
+
+
+def test_a_halt_during_a_resume_is_sent_and_wins(daemons, tmp_path, venue):
+    """A halt that arrives while a resume is in flight is held at once, sent as soon as the resume
+    is answered, and answered only when the platform confirms it; the resume never releases it."""
+    d = Daemon(tmp_path, {"venue": venue.config(timeout="5s"), "detector": {"halt_after": 1000}})
+    daemons.append(d)
+    d.start()
+    assert d.ctl("halt", "--reason", "first").returncode == 0
+    assert venue.count("POST", "/halt") == 1
+    venue.resume_delay = 1.5
+    resumed = {}
+    t = threading.Thread(target=lambda: resumed.update(p=d.ctl("resume", "--force", "--reason", "drill")))
+    t.start()
+    wait_until(lambda: venue.count("POST", "/resume") == 1, what="the resume at the platform")
+    h = d.ctl("halt", "--reason", "second")
+    t.join(30)
+    # The halt was sent after the resume's answer, and confirmed before drctl halt answered.
+    assert h.returncode == 0 and h.stdout.strip() == "trading is halted", h.stderr
+    assert venue.count("POST", "/halt") == 2
+    assert venue.mode == "halted"
+    p = resumed["p"]
+    assert p.returncode == 1 and "a halt was requested while resuming" in p.stderr, p.stderr
+    tr = d.ctl_json("trading")
+    assert tr["halted"] and tr["mode"] == "halted" and tr["state"] == "halted" and not tr["halting"]
+    assert halt_state(d)["halted"] is True
+    # The forced resume never took effect for the daemon: no "resumed" page.
+    assert "trading resumed WITHOUT a passing reconcile" not in d.log()
+    d.stop()
+
+
+def test_a_refused_forced_resume_pages_nothing_and_is_logged(daemons, tmp_path, venue):
+    d = Daemon(tmp_path, {"venue": venue.config(), "detector": {"halt_after": 1000}})
+    daemons.append(d)
+    d.start()
+    assert d.ctl("halt", "--reason", "drill").returncode == 0
+    venue.refuse_resume = True
+    p = d.ctl("resume", "--force", "--reason", "checked by hand")
+    assert p.returncode == 1 and "409" in p.stderr, p.stderr
+    assert venue.mode == "halted" and d.ctl_json("trading")["halted"]
+    log = d.log()
+    assert "trading resumed WITHOUT a passing reconcile" not in log
+    assert "forced resume to live failed, trading stays halted" in log
     d.stop()
 
 

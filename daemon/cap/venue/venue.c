@@ -313,6 +313,9 @@ static void venue_halt_failed(Venue *v, const char *why)
     char cond[192];
     const ConfigVenue *cfg = venue__cfg(v);
 
+    if (!(venue_sm_apply(&v->sm, VENUE_SM_HALT_FAILED, false) & VENUE_SM_DO_RETRY_HALT))
+        return;
+
     v->attempts++;
     venue_set_error(v, why);
     snprintf(cond, sizeof(cond), "venue.halt:%s", v->d->cfg->cluster);
@@ -336,7 +339,8 @@ static void venue_halt_confirmed(Venue *v)
 {
     char cond[192];
 
-    v->halting = false;
+    if (!(venue_sm_apply(&v->sm, VENUE_SM_HALT_CONFIRMED, true) & VENUE_SM_DO_ANSWER_HALT))
+        return; /* a late answer to a halt no longer in flight */
     venue_set_error(v, NULL);
     snprintf(cond, sizeof(cond), "venue.halt:%s", v->d->cfg->cluster);
     events_emit(v->d->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", v->escalated ? cond : NULL,
@@ -395,7 +399,7 @@ static void venue_halt_attempt(Venue *v)
 {
     char why[256];
 
-    if (v->closing || !v->halting)
+    if (v->closing || v->sm.state != VENUE_SM_HALTING)
         return;
     int r = venue_action(v, VENUE_HALT, NULL, venue_on_halt_sent, v);
     if (r < 0) {
@@ -418,41 +422,51 @@ void venue_halt(Venue *v, const char *reason, const char *run, VenueDoneFn done,
     venue_halt_internal(v, reason, run, done, data, true);
 }
 
+/* Hold durably, then send the halt (write ahead: the halted state is on disk before it goes out). */
+static void venue_send_halt(Venue *v, const char *why)
+{
+    v->attempts = 0;
+    v->escalated = false;
+    events_emit(v->d->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL, "halting trading%s: %s", why,
+                v->reason ? v->reason : "-");
+    venue_persist(v, venue_after_halt_persisted);
+}
+
 /* new_request: a fresh reason to stop (detector, operator, scenario), after which trading may
  * resume only once a reconcile has passed; false for re-assertions of a halt already held. */
 static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
                                 bool new_request)
 {
-    VenueWaiter *w;
-
     if (!venue_enabled(v)) {
         if (done)
             done(-ENOTSUP, "no venue is configured: the daemon cannot halt trading", data);
         return;
     }
-    if (new_request && venue_enabled(v)) {
+    if (new_request)
         v->requested_ms = venue_now_ms();
-        if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED)
+    unsigned does = venue_sm_apply(&v->sm, VENUE_SM_HALT, v->mode == VENUE_MODE_HALTED);
+    if (does & VENUE_SM_DO_ANSWER_HALT) {
+        /* Held, idle and confirmed: nothing to send (the status poll catches drift); the newer
+         * request still needs its reconcile, so its time is made durable. */
+        if (new_request)
             venue_persist(v, NULL);
-    }
-    if (v->halted && !v->halting && v->mode == VENUE_MODE_HALTED) {
-        /* Already held halted and confirmed: nothing to send (the status poll catches drift). */
         if (done)
             done(0, "halted", data);
         return;
     }
-    w = calloc(1, sizeof(*w));
-    if (w) {
-        w->fn = done;
-        w->data = data;
-        w->next = v->halt_waiters;
-        v->halt_waiters = w;
+    if (does & VENUE_SM_DO_QUEUE_HALT) {
+        VenueWaiter *w = calloc(1, sizeof(*w));
+        if (w) {
+            w->fn = done;
+            w->data = data;
+            w->next = v->halt_waiters;
+            v->halt_waiters = w;
+        } else if (done) {
+            done(-ENOMEM, "out of memory; the halt goes on", data);
+        }
     }
-    if (v->halting)
+    if (!(does & VENUE_SM_DO_HOLD))
         return; /* joins the halt under way */
-    v->halting = true;
-    v->attempts = 0;
-    v->escalated = false;
     if (!v->halted) {
         v->since_ms = venue_now_ms();
         free(v->reason);
@@ -461,10 +475,16 @@ static void venue_halt_internal(Venue *v, const char *reason, const char *run, V
         v->run = run ? strdup(run) : NULL;
     }
     v->halted = true;
-    events_emit(v->d->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL, "halting trading: %s",
+    if (does & VENUE_SM_DO_SEND_HALT) {
+        venue_send_halt(v, "");
+        return;
+    }
+    /* A resume is in flight: the halt is held on disk now and goes out as soon as the resume's
+     * answer is in, whatever it is (venue_resume_finish). */
+    events_emit(v->d->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL,
+                "halt requested while a resume is in flight: held now, sent once the resume is answered: %s",
                 v->reason ? v->reason : "-");
-    /* Write ahead: the halted state is durable before the halt goes out. */
-    venue_persist(v, venue_after_halt_persisted);
+    venue_persist(v, NULL);
 }
 
 /* ---- resume ---- */
@@ -472,22 +492,47 @@ static void venue_halt_internal(Venue *v, const char *reason, const char *run, V
 typedef struct VenueResume {
     Venue *v;
     bool shadow;
+    char *force_reason; /* a forced resume (no passing reconcile): paged once it happened */
     VenueDoneFn done;
     void *data;
 } VenueResume;
 
-static void venue_resume_end(VenueResume *rs, int result, const char *msg)
+/* The resume's answer is in (confirmed: the platform shows the mode asked for). The state machine
+ * says what follows; a halt requested meanwhile goes out first, then the resume is answered. */
+static void venue_resume_finish(VenueResume *rs, bool confirmed, int result, const char *msg)
 {
-    rs->v->resuming = false;
-    if (rs->done)
-        rs->done(result, msg, rs->data);
-    free(rs);
-}
+    Venue *v = rs->v;
+    unsigned does = venue_sm_apply(&v->sm, confirmed ? VENUE_SM_RESUME_CONFIRMED : VENUE_SM_RESUME_FAILED, false);
+    const char *mode = venue_mode_name(v->mode);
 
-static void venue_after_resume_persisted(Venue *v, int result)
-{
-    (void)v;
-    (void)result;
+    if (does & VENUE_SM_DO_SEND_HALT)
+        venue_send_halt(v, " (requested while a resume was in flight)");
+    if (does & VENUE_SM_DO_RELEASE) {
+        v->halted = false;
+        venue_persist(v, NULL);
+        if (rs->force_reason)
+            events_emit(v->d->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
+                        "trading resumed WITHOUT a passing reconcile (%s mode), forced by an operator: %s", mode,
+                        rs->force_reason);
+        else
+            events_emit(v->d->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode", mode);
+        status_changed(v->d->status);
+    }
+    if (does & VENUE_SM_DO_RESUME_OK) {
+        if (rs->done)
+            rs->done(0, mode, rs->data);
+    } else if (does & VENUE_SM_DO_RESUME_OVERRULED) {
+        if (rs->done)
+            rs->done(DR_ECANCELED, "a halt was requested while resuming; trading stays halted", rs->data);
+    } else {
+        events_emit(v->d->events, rs->force_reason ? SEV_ERROR : SEV_WARNING, "venue.resume", NULL, false, NULL,
+                    "%sresume to %s failed, trading stays %s: %s", rs->force_reason ? "forced " : "",
+                    rs->shadow ? "shadow" : "live", v->halted ? "halted" : venue_mode_name(v->mode), msg);
+        if (rs->done)
+            rs->done(result < 0 ? result : DR_ESTATE, msg, rs->data);
+    }
+    free(rs->force_reason);
+    free(rs);
 }
 
 static void venue_on_resume_status(int result, const json_t *answer, const char *text, const char *message, void *data)
@@ -498,27 +543,18 @@ static void venue_on_resume_status(int result, const json_t *answer, const char 
 
     if (result < 0) {
         snprintf(msg, sizeof(msg), "resume sent but the status check failed: %s", message);
-        venue_resume_end(rs, result, msg);
+        venue_resume_finish(rs, false, result, msg);
         return;
     }
     VenueMode m = venue_parse_mode(venue__cfg(v), answer, text);
     venue_set_mode(v, m);
     VenueMode want = rs->shadow ? VENUE_MODE_SHADOW : VENUE_MODE_LIVE;
-    if (v->halting) {
-        venue_resume_end(rs, DR_ECANCELED, "a halt was requested while resuming; trading stays halted");
-        return;
-    }
     if (m != want) {
         snprintf(msg, sizeof(msg), "the platform reports mode '%s', not '%s'", venue_mode_name(m), venue_mode_name(want));
-        venue_resume_end(rs, DR_ESTATE, msg);
+        venue_resume_finish(rs, false, DR_ESTATE, msg);
         return;
     }
-    v->halted = false;
-    venue_persist(v, venue_after_resume_persisted);
-    events_emit(v->d->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode",
-                venue_mode_name(m));
-    status_changed(v->d->status);
-    venue_resume_end(rs, 0, venue_mode_name(m));
+    venue_resume_finish(rs, true, 0, NULL);
 }
 
 static void venue_on_resume_sent(int result, const json_t *answer, const char *text, const char *message, void *data)
@@ -530,12 +566,12 @@ static void venue_on_resume_sent(int result, const json_t *answer, const char *t
     (void)text;
     if (result < 0) {
         snprintf(msg, sizeof(msg), "resume action failed: %s", message);
-        venue_resume_end(rs, result, msg);
+        venue_resume_finish(rs, false, result, msg);
         return;
     }
     int r = venue_action(rs->v, VENUE_STATUS, NULL, venue_on_resume_status, rs);
     if (r < 0)
-        venue_resume_end(rs, r, "cannot run the status action");
+        venue_resume_finish(rs, false, r, "cannot run the status action");
 }
 
 void venue_note_reconciled(Venue *v, int64_t when_ms)
@@ -559,11 +595,11 @@ void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reas
         done(-ENOTSUP, "no venue is configured", data);
         return;
     }
-    if (v->halting) {
+    if (venue_sm_halt_pending(&v->sm)) {
         done(DR_EBUSY, "a halt is in progress; trading stays halted until it is confirmed", data);
         return;
     }
-    if (v->resuming) {
+    if (venue_sm_busy(&v->sm)) {
         done(DR_EBUSY, "a resume is already in progress", data);
         return;
     }
@@ -571,7 +607,9 @@ void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reas
         done(DR_ESTATE, why, data);
         return;
     }
-    /* Fail closed: after a halt, trading resumes only once a reconcile has passed. */
+    /* Fail closed: after a halt, trading resumes only once a reconcile has passed. A forced resume
+     * is paged once the platform confirms it (venue_resume_finish), not before. */
+    bool forced = false;
     if (v->halted && v->reconciled_ms <= v->requested_ms) {
         if (!force) {
             done(DR_ESTATE,
@@ -580,9 +618,7 @@ void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reas
                  data);
             return;
         }
-        events_emit(v->d->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
-                    "trading resumed WITHOUT a passing reconcile, forced by an operator: %s",
-                    force_reason ? force_reason : "no reason given");
+        forced = true;
     }
     VenueActionId id = shadow ? VENUE_SHADOW : VENUE_RESUME;
     if (venue__cfg(v)->actions[id].kind == VENUE_ACTION_NONE) {
@@ -595,10 +631,15 @@ void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reas
         return;
     }
     *rs = (VenueResume){.v = v, .shadow = shadow, .done = done, .data = data};
-    v->resuming = true;
+    if (forced && !(rs->force_reason = strdup(force_reason ? force_reason : "no reason given"))) {
+        free(rs);
+        done(-ENOMEM, "out of memory", data);
+        return;
+    }
+    venue_sm_apply(&v->sm, VENUE_SM_RESUME, v->mode == VENUE_MODE_HALTED); /* checked idle above: sends */
     int r = venue_action(v, id, NULL, venue_on_resume_sent, rs);
     if (r < 0)
-        venue_resume_end(rs, r, "cannot run the resume action");
+        venue_resume_finish(rs, false, r, "cannot run the resume action");
 }
 
 /* ---- status poll ---- */
@@ -626,7 +667,7 @@ static void venue_on_poll(int result, const json_t *answer, const char *text, co
                        detail, 2);
     json_decref(detail);
     /* Fail closed: a platform that trades while we hold it halted is halted again. */
-    if (v->halted && !v->halting && !v->resuming && (m == VENUE_MODE_LIVE || m == VENUE_MODE_SHADOW)) {
+    if (v->sm.state == VENUE_SM_HALTED && (m == VENUE_MODE_LIVE || m == VENUE_MODE_SHADOW)) {
         events_emit(v->d->events, SEV_ERROR, "venue.halt", NULL, false, NULL,
                     "the platform reports '%s' while trading is held halted; re-asserting the halt",
                     venue_mode_name(m));
@@ -637,7 +678,7 @@ static void venue_on_poll(int result, const json_t *answer, const char *text, co
 static void venue_on_status_timer(uv_timer_t *t)
 {
     Venue *v = t->data;
-    if (v->status_busy || v->halting || v->resuming)
+    if (v->status_busy || venue_sm_busy(&v->sm))
         return;
     if (venue_action(v, VENUE_STATUS, NULL, venue_on_poll, v) == 0)
         v->status_busy = true;
@@ -648,8 +689,10 @@ json_t *venue_status_json(const Venue *v)
     json_t *j = json_pack("{s:b,s:b,s:s,s:I,s:s?,s:s?,s:I,s:b,s:i,s:s?}", "enabled", venue_enabled(v), "halted",
                           v->halted, "mode", venue_mode_name(v->mode), "mode_ms", (json_int_t)v->mode_ms, "reason",
                           v->reason, "run", v->run, "halted_since_ms", (json_int_t)(v->halted ? v->since_ms : 0),
-                          "halting", v->halting, "halt_attempts", (int)v->attempts, "last_error", v->last_error);
+                          "halting", venue_sm_halt_pending(&v->sm), "halt_attempts", (int)v->attempts, "last_error",
+                          v->last_error);
     if (j) {
+        json_object_set_new(j, "state", json_string(venue_sm_state_name(v->sm.state)));
         json_object_set_new(j, "reconciled_ms", json_integer(v->reconciled_ms));
         json_object_set_new(j, "reconcile_needed", json_boolean(v->halted && v->reconciled_ms <= v->requested_ms));
     }
@@ -717,6 +760,7 @@ int venue_start(Venue *v)
         json_decref(j);
     }
     free(data);
+    venue_sm_init(&v->sm, v->halted);
     if (v->halted) {
         log_notice("venue", "trading was halted before this start (%s); re-asserting the halt",
                    v->reason ? v->reason : "no reason recorded");

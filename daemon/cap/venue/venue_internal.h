@@ -11,6 +11,7 @@
 
 #include "child.h"
 #include "cap/venue/venue.h"
+#include "cap/venue/venue_sm.h"
 
 typedef struct VenueWaiter {
     VenueDoneFn fn;
@@ -49,12 +50,12 @@ struct Venue {
     VenueMode mode;
     int64_t mode_ms;
     char *last_error;
-    /* halt machinery */
-    bool halting, escalated;
+    /* halt machinery: the state machine decides (venue_sm.h), this file carries it out */
+    VenueSm sm;
+    bool escalated;
     unsigned attempts;
     VenueWaiter *halt_waiters;
     uv_timer_t retry_timer;
-    bool resuming;
     VenueResumeGuardFn guard;
     void *guard_data;
     uv_timer_t status_timer;
