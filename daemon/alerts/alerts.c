@@ -76,28 +76,36 @@ uint32_t alerts__rand(Alerts *a)
     return a->rng = x ? x : 0x9e3779b9u;
 }
 
-/* ---- PagerDuty coalescing: only the newest state per dedup key is sent ---- */
-
+/*
+ * ---- PagerDuty coalescing ----
+ * Repeats fold: of two queued entries for one dedup key that are neighbours (no other entry of
+ * that key between them, in sequence order) and of the same action, only the newer is sent, with
+ * the occurrences of both. A trigger and a resolve never fold: a trigger that was never delivered
+ * goes out before its resolve, or nobody would have been paged for what the resolve closes.
+ */
 void alerts__coalesce_pd(AlertChanQ *q, AlertEntry *e)
 {
-    AlertEntry *o, *next;
-    for (o = q->head; o; o = next) {
-        next = o->next;
-        if (o == e || strcmp(o->m.dedup_key, e->m.dedup_key))
+    AlertEntry *prev = NULL, *next = NULL; /* the nearest older and newer live entries of the key */
+    for (AlertEntry *o = q->head; o; o = o->next) {
+        if (o == e || o->state == ENTRY_REMOVING || strcmp(o->m.dedup_key, e->m.dedup_key))
             continue;
-        if (o->m.seq > e->m.seq && (o->state == ENTRY_READY || o->state == ENTRY_WRITING)) {
-            if (!o->m.resolved && !e->m.resolved)
-                o->m.occurrences += e->m.occurrences;
-            alerts__remove_entry(q, e);
-            return;
-        }
-        if (o->m.seq < e->m.seq && o->state == ENTRY_READY) {
-            if (!o->m.resolved && !e->m.resolved)
-                e->m.occurrences += o->m.occurrences;
-            log_debug("alerts", "pagerduty: alert %llu superseded by %llu (same dedup key)",
-                      (unsigned long long)o->m.seq, (unsigned long long)e->m.seq);
-            alerts__remove_entry(q, o);
-        }
+        if (o->m.seq < e->m.seq && (!prev || o->m.seq > prev->m.seq))
+            prev = o;
+        if (o->m.seq > e->m.seq && (!next || o->m.seq < next->m.seq))
+            next = o;
+    }
+    if (next && (next->state == ENTRY_READY || next->state == ENTRY_WRITING) && next->m.resolved == e->m.resolved) {
+        if (!e->m.resolved)
+            next->m.occurrences += e->m.occurrences;
+        alerts__remove_entry(q, e);
+        return;
+    }
+    if (prev && prev->state == ENTRY_READY && prev->m.resolved == e->m.resolved) {
+        if (!e->m.resolved)
+            e->m.occurrences += prev->m.occurrences;
+        log_debug("alerts", "pagerduty: alert %llu folded into %llu (same dedup key and action)",
+                  (unsigned long long)prev->m.seq, (unsigned long long)e->m.seq);
+        alerts__remove_entry(q, prev);
     }
 }
 

@@ -428,3 +428,25 @@ def test_open_condition_survives_restart_and_its_resolution_pages_the_same_alert
     d.start()
     assert [c for c in d.ctl_json("alerts")["conditions"] if c["kind"] == "alert.test"] == []
     d.stop()
+
+
+def test_a_trigger_never_delivered_goes_out_before_its_resolve_on_every_channel(daemon, rx):
+    """The receiver is down while a condition opens and closes: on its return PagerDuty gets the
+    trigger and then the resolve (never the resolve alone: nobody would have been paged), and Slack
+    and the webhook get both, in that order."""
+    d = daemon().start()
+    rx.stop()
+    d.ctl_json("alert", "test", "--condition", "db.crash:test", "--severity", "critical")
+    d.ctl_json("alert", "test", "--condition", "db.crash:test", "--resolve")
+    rx.start()
+    wait_until(lambda: drained(d), timeout=15, what="an empty outbox")
+    pd = [r.json for r in rx.got("/pd", 202)]
+    assert [(p["event_action"], p["dedup_key"]) for p in pd] == [
+        ("trigger", "drsup:test:db.crash:test"), ("resolve", "drsup:test:db.crash:test")], pd
+    texts = [check_slack(r.json) for r in rx.got("/slack", 200)]
+    joined = "\n".join(texts)
+    assert "alert delivery works" in joined and "RESOLVED" in joined, texts
+    assert joined.index("alert delivery works") < joined.index("RESOLVED"), texts
+    hooks = [r.json for r in rx.got("/hook", 200)]
+    assert [h["event"]["resolved"] for h in hooks] == [False, True], hooks
+    d.stop()
