@@ -84,6 +84,26 @@ def test_size_and_age_conditions_open_and_resolve(pg, daemons, tmp_path):
     d.stop()
 
 
+def test_the_size_condition_waits_for_a_full_baseline(pg, daemons, tmp_path):
+    shop(pg)
+    d = Daemon(tmp_path, config(pg, tmp_path, watch={"max_age": "1h", "size_change_percent": 20,
+                                                     "baseline_count": 2}))
+    daemons.append(d)
+    d.start()
+    backup_now(d)
+    # Ten times the data in the second backup: one earlier backup is no baseline, nothing fires.
+    pg.psql("INSERT INTO t SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(2001, 40000) g;",
+            db="shop")
+    backup_now(d)
+    assert not [l for l in events(d, "backup.size") if "from the baseline" in l]
+    # The third is compared with the median of the two before it, and the change is seen.
+    pg.psql("DELETE FROM t WHERE id > 2000;", db="shop")
+    backup_now(d)
+    line = wait_until(lambda: [l for l in events(d, "backup.size") if "from the baseline" in l], what="size event")[0]
+    assert "median of 2" in line, line
+    d.stop()
+
+
 def test_a_cron_schedule_takes_a_verified_backup(pg, daemons, tmp_path):
     shop(pg)
     d = Daemon(tmp_path, config(pg, tmp_path, schedules=["* * * * *"]))

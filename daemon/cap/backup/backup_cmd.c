@@ -76,12 +76,11 @@ void backups__watch(Backups *b)
     else
         backups__condition(b, COND_AGE, too_old, SEV_ERROR, NULL, "no backup at all for %s (limit %s)", d1, d2);
 
-    /* Size against the median of the previous baseline_count backups. */
+    /* Size against the median of the previous baseline_count backups: only once there are that
+     * many (a median of one or two is the last backup, not a baseline). */
     size_t n = json_array_size(b->catalog);
-    if (n >= 2 && b->cfg.watch_size_change_percent > 0) {
-        size_t k = (size_t)b->cfg.watch_baseline_count;
-        if (k > n - 1)
-            k = n - 1;
+    size_t k = (size_t)b->cfg.watch_baseline_count;
+    if (k >= 1 && n > k && b->cfg.watch_size_change_percent > 0) {
         int64_t *v = calloc(k, sizeof(*v));
         if (v) {
             for (size_t i = 0; i < k; i++)
