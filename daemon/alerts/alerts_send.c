@@ -11,6 +11,7 @@
 
 #include "alerts/alerts_internal.h"
 #include "cfgtree.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 
@@ -39,7 +40,7 @@ static void alerts_record(AlertChanQ *q, const AlertSend *s, bool ok, long statu
     Alerts *a = q->a;
 
     memset(dl, 0, sizeof(*dl));
-    dl->ts_ms = alerts__wall_ms();
+    dl->ts_ms = clock_wall_ms();
     dl->ok = ok;
     dl->http_status = status;
     dl->n_alerts = (unsigned)s->n;
@@ -179,7 +180,7 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
     } else {
         uint64_t delay = 0;
         const char *ra = err == 0 && resp->status == 429 ? httpc_response_header(resp, "Retry-After") : NULL;
-        if (ra && alertfmt_retry_after_ms(ra, alerts__wall_ms(), &delay) == 0)
+        if (ra && alertfmt_retry_after_ms(ra, clock_wall_ms(), &delay) == 0)
             ;
         else if (err == 0 && resp->status == 429 && q->ch == ALERT_CH_SLACK)
             delay = a->slack_ra_ms;
@@ -226,7 +227,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
             msgs[i] = &batch[i]->m;
         body = alertfmt_slack(msgs, n, &ctx);
     } else {
-        int64_t now = alerts__wall_ms();
+        int64_t now = clock_wall_ms();
         body = alertfmt_webhook(&batch[0]->m, &ctx, now);
         snprintf(stamp, sizeof(stamp), "X-Drsup-Timestamp: %lld", (long long)(now / 1000));
         snprintf(deliv, sizeof(deliv), "X-Drsup-Delivery: %llu", (unsigned long long)batch[0]->m.seq);
@@ -376,7 +377,7 @@ static void alerts_on_heartbeat_done(int err, const HttpResponse *resp, const ch
         free(a->hb_error);
         a->hb_error = NULL;
         a->hb_ok_count++;
-        a->hb_last_ok_ms = alerts__wall_ms();
+        a->hb_last_ok_ms = clock_wall_ms();
         return;
     }
     if (err)
@@ -400,7 +401,7 @@ void alerts__heartbeat_tick(uv_timer_t *t)
 
     if (a->hb_busy || !a->hb_url || !a->d->http || a->closing)
         return;
-    a->hb_last_try_ms = alerts__wall_ms();
+    a->hb_last_try_ms = clock_wall_ms();
     int r = httpc_request(a->d->http, &req, alerts_on_heartbeat_done, a, &a->hb_id);
     if (r < 0) {
         free(a->hb_error);

@@ -31,6 +31,7 @@
 
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
+#include "clock.h"
 #include "core/daemon.h"
 #include "err.h"
 #include "core/events.h"
@@ -114,13 +115,6 @@ static void sb_ident(const char *name, char *out, size_t n)
     snprintf(out, n, "\"%s\"", name);
 }
 
-static int64_t sb_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sb_on_timer_closed(uv_handle_t *h)
 {
     Standby *sb = h->data;
@@ -174,7 +168,7 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
     } else {
         sb->state = SB_FAILED;
         snprintf(sb->last_error, sizeof(sb->last_error), "%s", sb->fail_msg);
-        sb->last_error_ms = sb_now_ms();
+        sb->last_error_ms = clock_wall_ms();
         snprintf(sb->failed_name, sizeof(sb->failed_name), "%s", sb->target_name);
         sb->failures++;
         uint64_t backoff = STANDBY_RETRY_MIN_MS;
@@ -307,7 +301,7 @@ static void sb_marked(Standby *sb, int status, const PGresult *res, const char *
         sb_fail(sb, "cannot mark the standby '%s': %s", sb->cyc_standby, errmsg);
         return;
     }
-    sb->held_ms = sb_now_ms();
+    sb->held_ms = clock_wall_ms();
     sb_cycle_end(sb, true, false);
 }
 
@@ -548,7 +542,7 @@ static void sb_cycle_begin(Standby *sb, const json_t *m)
     sb->found = false;
     sb->fail_msg[0] = '\0';
     sb->state = SB_STAGING;
-    sb->target_started_ms = sb_now_ms();
+    sb->target_started_ms = clock_wall_ms();
     sb->t0 = uv_now(sb->d->loop);
     const char *p[2] = {sb->cyc_standby, sb->cyc_staging};
     sb_sql(sb, NULL,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "clock.h"
 #include "core/daemon.h"
 #include "detect/detector_sm.h"
 #include "err.h"
@@ -75,13 +76,6 @@ struct Detector {
 
 static void detector_run_check(Detector *det);
 static void detector_restart_spawn(Detector *det);
-
-static int64_t detector_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const ConfigDetector *detector_cfg(const Detector *det)
 {
@@ -184,7 +178,7 @@ static void detector_apply(Detector *det, const DetectorDecision *dec)
     if ((dec->actions & DETECTOR_ACT_HALT) && d->scenarios && scenarios_active(d->scenarios)) {
         log_notice("detector", "not halting (%s): a recovery run is in charge", dec->halt_reason);
     } else if (dec->actions & DETECTOR_ACT_HALT) {
-        det->halt_ms = detector_now_ms();
+        det->halt_ms = clock_wall_ms();
         if (d->venue && venue_enabled(d->venue))
             venue_halt(d->venue, dec->halt_reason, NULL, NULL, NULL);
         else
@@ -213,7 +207,7 @@ void detector_db_probe_ok(Detector *det, int64_t checksum_failures)
     DetectorDecision dec;
     if (!det || det->closing)
         return;
-    detector_sm_probe_ok(&det->sm, detector_now_ms(), checksum_failures, &dec);
+    detector_sm_probe_ok(&det->sm, clock_wall_ms(), checksum_failures, &dec);
     detector_apply(det, &dec);
 }
 
@@ -222,7 +216,7 @@ void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *m
     DetectorDecision dec;
     if (!det || det->closing)
         return;
-    detector_sm_probe_failed(&det->sm, detector_now_ms(), sqlstate ? sqlstate : "", message, &dec);
+    detector_sm_probe_failed(&det->sm, clock_wall_ms(), sqlstate ? sqlstate : "", message, &dec);
     detector_apply(det, &dec);
 }
 
@@ -233,7 +227,7 @@ static void detector_check_finish(Detector *det, bool ok, const char *sqlstate, 
     DetectorDecision dec;
 
     det->check_running = false;
-    det->last_check_ms = detector_now_ms();
+    det->last_check_ms = clock_wall_ms();
     det->last_check_ok = ok;
     snprintf(det->last_check_error, sizeof(det->last_check_error), "%s%s%s", sqlstate && sqlstate[0] ? sqlstate : "",
              sqlstate && sqlstate[0] ? ": " : "", ok ? "" : message ? message : "failed");
@@ -318,7 +312,7 @@ static void detector_run_check(Detector *det)
         return;
     if (det->sm.down)
         return; /* nothing to read; the liveness probe watches the outage */
-    det->check_started_ms = detector_now_ms();
+    det->check_started_ms = clock_wall_ms();
     det->check_clean = true;
     det->check_problem[0] = '\0';
     det->check_step = 0;
@@ -375,7 +369,7 @@ static void detector_restart_judge(Detector *det, bool ok, const char *output, c
             snprintf(evidence, sizeof(evidence), "%.*s", (int)(len - b > 300 ? 300 : len - b), txt + b);
         }
     }
-    detector_sm_restart_result(&det->sm, detector_now_ms(), ok, damage, evidence, &dec);
+    detector_sm_restart_result(&det->sm, clock_wall_ms(), ok, damage, evidence, &dec);
     detector_apply(det, &dec);
 }
 

@@ -26,6 +26,7 @@
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
 #include "child.h"
+#include "clock.h"
 #include "core/daemon.h"
 #include "err.h"
 #include "log.h"
@@ -509,7 +510,7 @@ static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
     /* This step runs only after the run's reconcile committed (its journal says so), which is
      * the passing reconcile the venue asks for, even when a crash came before the venue's own
      * record of it reached halt.json. */
-    venue_note_reconciled(v, scn_now_ms());
+    venue_note_reconciled(v, clock_wall_ms());
     venue_resume(v, shadow || st->idx == 1, scn_on_resumed, st);
 }
 
