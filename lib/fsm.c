@@ -5,6 +5,7 @@
  */
 #include "fsm_internal.h"
 
+#include "backoff.h"
 #include "clock.h"
 #include "err.h"
 
@@ -256,13 +257,8 @@ void fsm__attempt_failed(FsmRun *run, int result, const char *message)
             fsm__finish(run, FSM_RUN_ABORTED, run->abort_reason);
             return;
         }
-        uint64_t delay = run->opt.backoff_initial_ms;
-        for (unsigned i = 1; i < run->attempt && delay < run->opt.backoff_max_ms; i++)
-            delay *= 2;
-        if (delay > run->opt.backoff_max_ms)
-            delay = run->opt.backoff_max_ms;
         run->phase = FSM_PH_BACKOFF;
-        fsm_start_timer(run, delay);
+        fsm_start_timer(run, backoff_ms(run->opt.backoff_initial_ms, run->opt.backoff_max_ms, run->attempt));
         return;
     }
     run->last_result = result;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "alerts/alerts_internal.h"
+#include "backoff.h"
 #include "cfgtree.h"
 #include "clock.h"
 #include "err.h"
@@ -185,7 +186,7 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
         else if (err == 0 && resp->status == 429 && q->ch == ALERT_CH_SLACK)
             delay = a->slack_ra_ms;
         else
-            delay = alertfmt_backoff_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1, alerts__rand(a));
+            delay = backoff_jitter_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1, alerts__rand(a));
         alerts_retry_later(q, s, delay, why);
     }
     alerts_update_health(a, (double)(uv_now(a->d->loop) - s->started_mono));
@@ -276,7 +277,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
             for (size_t i = 0; i < n; i++)
                 alerts__bury(q, batch[i], why);
         } else {
-            alerts_retry_later(q, s, alertfmt_backoff_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1,
+            alerts_retry_later(q, s, backoff_jitter_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1,
                                                          alerts__rand(a)),
                                why);
         }

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "backoff.h"
 #include "cap/backup/backup.h"
 #include "cap/backup/backup_internal.h"
 #include "clock.h"
@@ -171,11 +172,7 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
         sb->last_error_ms = clock_wall_ms();
         snprintf(sb->failed_name, sizeof(sb->failed_name), "%s", sb->target_name);
         sb->failures++;
-        uint64_t backoff = STANDBY_RETRY_MIN_MS;
-        for (unsigned i = 1; i < sb->failures && backoff < STANDBY_RETRY_MAX_MS; i++)
-            backoff *= 2;
-        if (backoff > STANDBY_RETRY_MAX_MS)
-            backoff = STANDBY_RETRY_MAX_MS;
+        uint64_t backoff = backoff_ms(STANDBY_RETRY_MIN_MS, STANDBY_RETRY_MAX_MS, sb->failures);
         sb->retry_at = uv_now(sb->d->loop) + backoff;
         json_t *det = json_pack("{s:s,s:s,s:I,s:I}", "backup", sb->target_name, "error", sb->fail_msg, "failures",
                                 (json_int_t)sb->failures, "retry_in_ms", (json_int_t)backoff);
