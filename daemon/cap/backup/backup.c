@@ -15,6 +15,7 @@
 #include "atomicfile.h"
 #include "cap/backup/backup_internal.h"
 #include "cfgtree.h"
+#include "clock.h"
 #include "cron.h"
 #include "core/daemon.h"
 #include "err.h"
@@ -28,7 +29,7 @@
 
 int64_t backups__now(void)
 {
-    return (int64_t)time(NULL);
+    return clock_wall_ms() / 1000;
 }
 
 static void backups_maybe_closed(Backups *b)

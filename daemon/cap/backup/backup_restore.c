@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cap/backup/backup_internal.h"
@@ -501,7 +500,7 @@ BackupTestRestore *backup_test_restore_start(uv_loop_t *loop, const ConfigBackup
     r->data = data;
     r->t0 = uv_now(loop);
     r->queries = json_array();
-    snprintf(r->dbname, sizeof(r->dbname), "drsup_verify_%lld_%d", (long long)time(NULL), (int)getpid());
+    snprintf(r->dbname, sizeof(r->dbname), "drsup_verify_%lld_%d", (long long)backups__now(), (int)getpid());
     pgsql_quote_ident(r->dbname, r->ident, sizeof(r->ident));
     r->scratch_conninfo = pgsql_conninfo_dbname(cfg->conninfo, r->dbname);
     BackupRestoreOpts o = {.timeout_ms = cfg->dump_timeout_ms};
