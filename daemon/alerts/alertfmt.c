@@ -1,5 +1,5 @@
 /*
- * alertfmt: wire formats, classification, backoff and rate arithmetic for alerts (see alertfmt.h).
+ * alertfmt: wire formats, classification, Retry-After and rate arithmetic for alerts (see alertfmt.h).
  */
 #include "alerts/alertfmt.h"
 

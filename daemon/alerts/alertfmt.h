@@ -5,8 +5,8 @@
  * (trigger and resolve), the Slack incoming-webhook message (one alert, or a burst grouped into
  * one message), the generic webhook body and its HMAC-SHA256 signature, dedup keys, ISO 8601
  * timestamps, Slack escaping and limits, how a channel's answer is classified (accepted, retry,
- * permanent failure), exponential backoff with jitter, Retry-After, the per-channel token
- * bucket, and route matching. daemon/alerts.c owns the policy and the I/O around these.
+ * permanent failure), Retry-After, the per-channel token bucket, and route matching (the retry
+ * delays themselves are lib/backoff's). daemon/alerts.c owns the policy and the I/O around these.
  */
 #ifndef DRSUP_ALERTFMT_H
 #define DRSUP_ALERTFMT_H
