@@ -11,6 +11,7 @@
  */
 #include "bcf.h"
 
+#include "clock.h"
 #include "err.h"
 
 #include <errno.h>
@@ -283,7 +284,7 @@ BcfWriter *bcf_writer_new(const uint8_t key[BCF_KEY_LEN], CodecKind codec, uint3
     w->h.version = BCF_VERSION;
     w->h.codec = codec;
     w->h.chunk_size = chunk_size;
-    w->h.created_at = (int64_t)time(NULL);
+    w->h.created_at = clock_wall_ms() / 1000;
     bcf_key_id(key, w->h.key_id);
     w->sink = sink;
     w->ctx = ctx;

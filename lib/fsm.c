@@ -5,6 +5,8 @@
  */
 #include "fsm_internal.h"
 
+#include "backoff.h"
+#include "clock.h"
 #include "err.h"
 
 #include <errno.h>
@@ -12,13 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-int64_t fsm__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- entering and leaving the engine (deferred teardown) ---- */
 
@@ -160,7 +155,7 @@ static void fsm_set_str(char **slot, const char *s)
 void fsm__record(FsmRun *run, json_t *ev, FsmNext next)
 {
     json_object_set_new(ev, "run", json_string(run->id));
-    json_object_set_new(ev, "ts", json_integer(fsm__now_ms()));
+    json_object_set_new(ev, "ts", json_integer(clock_wall_ms()));
     char *text = ev ? json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(ev);
     run->record_pending = true;
@@ -257,18 +252,13 @@ void fsm__attempt_failed(FsmRun *run, int result, const char *message)
         if (run->freeing)
             return;
         if (run->abort_requested) {
-            fsm__entry_close(fsm__entry_last(run, run->row), fsm__now_ms(), "aborted",
+            fsm__entry_close(fsm__entry_last(run, run->row), clock_wall_ms(), "aborted",
                              run->attempt, message);
             fsm__finish(run, FSM_RUN_ABORTED, run->abort_reason);
             return;
         }
-        uint64_t delay = run->opt.backoff_initial_ms;
-        for (unsigned i = 1; i < run->attempt && delay < run->opt.backoff_max_ms; i++)
-            delay *= 2;
-        if (delay > run->opt.backoff_max_ms)
-            delay = run->opt.backoff_max_ms;
         run->phase = FSM_PH_BACKOFF;
-        fsm_start_timer(run, delay);
+        fsm_start_timer(run, backoff_ms(run->opt.backoff_initial_ms, run->opt.backoff_max_ms, run->attempt));
         return;
     }
     run->last_result = result;
@@ -326,7 +316,7 @@ static void fsm_plan(FsmRun *run, int row)
 void fsm__plan_done(FsmRun *run, int result, const char *message)
 {
     const FsmRow *r = &run->t->rows[run->row];
-    int64_t now = fsm__now_ms();
+    int64_t now = clock_wall_ms();
     FsmEntry *e = fsm__entry_open(run, run->row, now);
     if (result < 0) {
         fsm__entry_close(e, now, "failed", 1, message);
@@ -447,14 +437,14 @@ void fsm__recorded(FsmRun *run, int status)
     if (status < 0) {
         char msg[160];
         snprintf(msg, sizeof(msg), "cannot record the run's progress: %s", err_str(status));
-        fsm__entry_close(run->row >= 0 ? fsm__entry_last(run, run->row) : NULL, fsm__now_ms(),
+        fsm__entry_close(run->row >= 0 ? fsm__entry_last(run, run->row) : NULL, clock_wall_ms(),
                          "failed", run->attempt, msg);
         fsm_set_str(&run->final_msg, msg);
         fsm_finish_now(run, FSM_RUN_FAILED);
         goto out;
     }
     const FsmRow *r = run->row >= 0 ? &run->t->rows[run->row] : NULL;
-    int64_t now = fsm__now_ms();
+    int64_t now = clock_wall_ms();
     switch (run->next) {
     case FSM_NEXT_START:
         fsm__advance(run);
@@ -591,7 +581,7 @@ int fsm_abort(FsmRun *run, const char *reason)
     uv_timer_stop(&run->timer);
     if (run->phase == FSM_PH_STEP || run->phase == FSM_PH_BACKOFF || run->phase == FSM_PH_PROBE ||
         run->phase == FSM_PH_HELD)
-        fsm__entry_close(fsm__entry_last(run, run->row), fsm__now_ms(), "aborted", run->attempt,
+        fsm__entry_close(fsm__entry_last(run, run->row), clock_wall_ms(), "aborted", run->attempt,
                          run->abort_reason);
     fsm_detach_call(run);
     if (!run->freeing)

@@ -80,7 +80,6 @@ struct FsmRun {
     size_t nentries, centries;
 };
 
-int64_t fsm__now_ms(void);
 void fsm__enter(FsmRun *run);
 void fsm__leave(FsmRun *run);
 void fsm__notify(FsmRun *run, FsmNoticeKind kind, int row, int from, int to, int result,

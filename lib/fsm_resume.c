@@ -4,6 +4,7 @@
  */
 #include "fsm_internal.h"
 
+#include "clock.h"
 #include "err.h"
 
 #include <stdarg.h>
@@ -148,7 +149,7 @@ static int fsm_resume_apply(FsmRun *run, size_t i, json_t *ev, int *inflight, bo
 static void fsm_hold(FsmRun *run, const char *why)
 {
     const FsmRow *r = &run->t->rows[run->row];
-    fsm__entry_close(fsm__entry_last(run, run->row), fsm__now_ms(), "in_doubt", 0, why);
+    fsm__entry_close(fsm__entry_last(run, run->row), clock_wall_ms(), "in_doubt", 0, why);
     run->phase = FSM_PH_HELD;
     run->status = FSM_RUN_HELD;
     fsm__notify(run, FSM_NOTICE_HELD, run->row, r->from, r->to, 0, why);

@@ -16,6 +16,8 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
+#include "clock.h"
+
 static int log_max_priority = LOG_INFO;
 static bool log_journal;
 
@@ -105,19 +107,19 @@ void log_emit(int priority, const char *component, const LogFields *fields, cons
                         "SCENARIO=%s", f->scenario ? f->scenario : "", "STEP=%s",
                         f->step ? f->step : "", NULL);
     } else {
-        struct timespec ts;
+        int64_t now_ms = clock_wall_ms();
+        time_t now_s = (time_t)(now_ms / 1000);
         struct tm tm;
         char when[40];
         char extra[256] = "";
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
+        gmtime_r(&now_s, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
         if (fields && (fields->run || fields->scenario || fields->step))
             snprintf(extra, sizeof(extra), " (run=%s scenario=%s step=%s)",
                      fields->run ? fields->run : "-", fields->scenario ? fields->scenario : "-",
                      fields->step ? fields->step : "-");
-        fprintf(stderr, "%s.%03ldZ %s [%s] %s%s\n", when, ts.tv_nsec / 1000000L,
+        fprintf(stderr, "%s.%03dZ %s [%s] %s%s\n", when, (int)(now_ms % 1000),
                 log_level_name(priority), component ? component : "main", msg, extra);
     }
     errno = saved_errno;

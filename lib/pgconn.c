@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "backoff.h"
 #include "err.h"
 #include "pgconn_internal.h"
 
@@ -179,11 +180,7 @@ static void pgconn_drop(PgConn *c)
 static void pgconn_arm_backoff(PgConn *c)
 {
     c->failures++;
-    if (c->failures == 1 || c->backoff_ms == 0)
-        c->backoff_ms = c->opts.reconnect_min_ms;
-    else
-        c->backoff_ms = c->backoff_ms * 2 > c->opts.reconnect_max_ms ? c->opts.reconnect_max_ms
-                                                                     : c->backoff_ms * 2;
+    c->backoff_ms = backoff_ms(c->opts.reconnect_min_ms, c->opts.reconnect_max_ms, c->failures);
     c->retry_at = uv_now(c->loop) + c->backoff_ms;
 }
 

@@ -1,5 +1,5 @@
 /*
- * alertfmt: wire formats, classification, backoff and rate arithmetic for alerts (see alertfmt.h).
+ * alertfmt: wire formats, classification, Retry-After and rate arithmetic for alerts (see alertfmt.h).
  */
 #include "alerts/alertfmt.h"
 
@@ -478,20 +478,6 @@ AlertOutcome alertfmt_classify(AlertChannel ch, int err, long status, const char
     if (status >= 300 && status < 500)
         return ALERTFMT_PERMANENT;
     return ALERTFMT_RETRY;
-}
-
-uint64_t alertfmt_backoff_ms(uint64_t base_ms, uint64_t cap_ms, unsigned attempt, uint32_t rnd)
-{
-    uint64_t d = base_ms;
-    if (attempt == 0)
-        attempt = 1;
-    for (unsigned i = 1; i < attempt && d < cap_ms; i++)
-        d = d > UINT64_MAX / 2 ? UINT64_MAX : d * 2;
-    if (d > cap_ms)
-        d = cap_ms;
-    uint64_t half = d / 2;
-    uint64_t r = half + (uint64_t)(((unsigned __int128)(d - half) * rnd) >> 32);
-    return r ? r : (base_ms ? 1 : 0);
 }
 
 int alertfmt_retry_after_ms(const char *value, int64_t now_ms, uint64_t *ret_ms)

@@ -5,8 +5,8 @@
  * (trigger and resolve), the Slack incoming-webhook message (one alert, or a burst grouped into
  * one message), the generic webhook body and its HMAC-SHA256 signature, dedup keys, ISO 8601
  * timestamps, Slack escaping and limits, how a channel's answer is classified (accepted, retry,
- * permanent failure), exponential backoff with jitter, Retry-After, the per-channel token
- * bucket, and route matching. daemon/alerts.c owns the policy and the I/O around these.
+ * permanent failure), Retry-After, the per-channel token bucket, and route matching (the retry
+ * delays themselves are lib/backoff's). daemon/alerts.c owns the policy and the I/O around these.
  */
 #ifndef DRSUP_ALERTFMT_H
 #define DRSUP_ALERTFMT_H
@@ -104,9 +104,6 @@ int alertfmt_hmac_hex(const void *key, size_t key_len, const void *body, size_t 
  */
 AlertOutcome alertfmt_classify(AlertChannel ch, int err, long status, const char *body);
 
-/* Delay before attempt number `attempt` (1 = first retry): base * 2^(attempt-1) capped at cap,
- * then "equal jitter": half fixed, half scaled by rnd / 2^32. Never 0 when base > 0. */
-uint64_t alertfmt_backoff_ms(uint64_t base_ms, uint64_t cap_ms, unsigned attempt, uint32_t rnd);
 
 /* Retry-After as delta seconds ("120") or an HTTP date; 0 and *ret_ms (from now_ms, >= 0), or -EINVAL. */
 int alertfmt_retry_after_ms(const char *value, int64_t now_ms, uint64_t *ret_ms);

@@ -28,6 +28,7 @@
 
 #include "alerts/alerts_internal.h"
 #include "cfgtree.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 
@@ -38,17 +39,10 @@ typedef struct AlertEarly {
     unsigned force_mask;
 } AlertEarly;
 
-int64_t alerts__wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t alerts__wall_of(const Alerts *a, uint64_t mono)
 {
     uint64_t now = uv_now(a->d->loop);
-    return alerts__wall_ms() + (mono > now ? (int64_t)(mono - now) : -(int64_t)(now - mono));
+    return clock_wall_ms() + (mono > now ? (int64_t)(mono - now) : -(int64_t)(now - mono));
 }
 
 bool alerts__configured(const Alerts *a, AlertChannel ch)
@@ -144,7 +138,7 @@ static void alerts_enqueue(Alerts *a, AlertChannel ch, const Event *ev, const ch
     e->m.ts_ms = ev->ts_ms;
     e->m.dedup_key = strdup(key);
     e->m.occurrences = 1;
-    e->created_ms = alerts__wall_ms();
+    e->created_ms = clock_wall_ms();
     e->enq_mono = uv_now(a->d->loop);
     if (!e->m.kind || !e->m.summary || !e->m.dedup_key || (ev->condition && !e->m.condition)) {
         alerts__entry_free(e);
@@ -320,7 +314,7 @@ Alerts *alerts_new(Core *d)
     if (!a)
         return NULL;
     a->d = d;
-    a->boot_ms = alerts__wall_ms();
+    a->boot_ms = clock_wall_ms();
     a->rng = (uint32_t)a->boot_ms ^ ((uint32_t)getpid() << 16) ^ 0x5bd1e995u;
     for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
         AlertChanQ *q = &a->q[ch];

@@ -133,7 +133,6 @@ void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason);
 uint32_t alerts__rand(Alerts *a);
 /* The heartbeat timer's callback: one GET to the heartbeat URL unless one is under way (alerts_send.c). */
 void alerts__heartbeat_tick(uv_timer_t *t);
-int64_t alerts__wall_ms(void);
 /* Open conditions (alerts_cond.c). */
 AlertCondition *alerts__cond_find(Alerts *a, const char *key);
 AlertCondition *alerts__cond_open(Alerts *a, const char *key, const char *kind, Severity sev, int64_t ts);

@@ -17,6 +17,7 @@
 
 #include "alerts/alerts_internal.h"
 #include "atomicfile.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "alerts/outbox.h"
@@ -220,7 +221,7 @@ void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason)
         }
     }
     alerts_list_unlink(q, e);
-    alerts_dead_push(q, &e->m, reason, alerts__wall_ms());
+    alerts_dead_push(q, &e->m, reason, clock_wall_ms());
     alerts__entry_free(e);
     if (cascade) {
         /* Tell the other channels (never this one: no loops). */

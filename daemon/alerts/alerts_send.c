@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "alerts/alerts_internal.h"
+#include "backoff.h"
 #include "cfgtree.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 
@@ -39,7 +41,7 @@ static void alerts_record(AlertChanQ *q, const AlertSend *s, bool ok, long statu
     Alerts *a = q->a;
 
     memset(dl, 0, sizeof(*dl));
-    dl->ts_ms = alerts__wall_ms();
+    dl->ts_ms = clock_wall_ms();
     dl->ok = ok;
     dl->http_status = status;
     dl->n_alerts = (unsigned)s->n;
@@ -179,12 +181,12 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
     } else {
         uint64_t delay = 0;
         const char *ra = err == 0 && resp->status == 429 ? httpc_response_header(resp, "Retry-After") : NULL;
-        if (ra && alertfmt_retry_after_ms(ra, alerts__wall_ms(), &delay) == 0)
+        if (ra && alertfmt_retry_after_ms(ra, clock_wall_ms(), &delay) == 0)
             ;
         else if (err == 0 && resp->status == 429 && q->ch == ALERT_CH_SLACK)
             delay = a->slack_ra_ms;
         else
-            delay = alertfmt_backoff_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1, alerts__rand(a));
+            delay = backoff_jitter_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1, alerts__rand(a));
         alerts_retry_later(q, s, delay, why);
     }
     alerts_update_health(a, (double)(uv_now(a->d->loop) - s->started_mono));
@@ -226,7 +228,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
             msgs[i] = &batch[i]->m;
         body = alertfmt_slack(msgs, n, &ctx);
     } else {
-        int64_t now = alerts__wall_ms();
+        int64_t now = clock_wall_ms();
         body = alertfmt_webhook(&batch[0]->m, &ctx, now);
         snprintf(stamp, sizeof(stamp), "X-Drsup-Timestamp: %lld", (long long)(now / 1000));
         snprintf(deliv, sizeof(deliv), "X-Drsup-Delivery: %llu", (unsigned long long)batch[0]->m.seq);
@@ -275,7 +277,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
             for (size_t i = 0; i < n; i++)
                 alerts__bury(q, batch[i], why);
         } else {
-            alerts_retry_later(q, s, alertfmt_backoff_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1,
+            alerts_retry_later(q, s, backoff_jitter_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1,
                                                          alerts__rand(a)),
                                why);
         }
@@ -376,7 +378,7 @@ static void alerts_on_heartbeat_done(int err, const HttpResponse *resp, const ch
         free(a->hb_error);
         a->hb_error = NULL;
         a->hb_ok_count++;
-        a->hb_last_ok_ms = alerts__wall_ms();
+        a->hb_last_ok_ms = clock_wall_ms();
         return;
     }
     if (err)
@@ -400,7 +402,7 @@ void alerts__heartbeat_tick(uv_timer_t *t)
 
     if (a->hb_busy || !a->hb_url || !a->d->http || a->closing)
         return;
-    a->hb_last_try_ms = alerts__wall_ms();
+    a->hb_last_try_ms = clock_wall_ms();
     int r = httpc_request(a->d->http, &req, alerts_on_heartbeat_done, a, &a->hb_id);
     if (r < 0) {
         free(a->hb_error);

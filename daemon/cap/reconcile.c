@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "core/control.h"
 #include "core/core.h"
 #include "err.h"
@@ -64,13 +65,6 @@ struct Reconcile {
 };
 
 static void reconcile_advance(ReconcileRun *run);
-
-static int64_t reconcile_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void reconcile_iso(int64_t ms, char *out, size_t n)
 {
@@ -221,7 +215,7 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     json_t *m;
 
     reconcile_iso(run->started_ms, started, sizeof(started));
-    reconcile_iso(reconcile_now_ms(), finished, sizeof(finished));
+    reconcile_iso(clock_wall_ms(), finished, sizeof(finished));
     reconcile_iso(run->since_ms, since, sizeof(since));
     json_t *before = reconcile_compare_positions(run->ex_positions, run->db_before, cfg->quantity_tolerance,
                                                  cfg->price_tolerance);
@@ -344,11 +338,8 @@ static void reconcile_finish(ReconcileRun *run)
     if (result == 0) {
         events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' passed: ready to trade (%zu fill%s replayed)",
                     run->run_id, run->replayed, run->replayed == 1 ? "" : "s");
-        if (owner->venue) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            venue_note_reconciled(owner->venue, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        }
+        if (owner->venue)
+            venue_note_reconciled(owner->venue, clock_wall_ms());
     }
     else
         events_emit(d->events, result == DR_ECANCELED ? SEV_WARNING : SEV_ERROR, "reconcile", NULL, false, rep,
@@ -702,7 +693,7 @@ int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const 
     run->owner = r;
     run->run_id = strdup(run_id && run_id[0] ? run_id : "reconcile");
     run->since_ms = since_ms;
-    run->started_ms = reconcile_now_ms();
+    run->started_ms = clock_wall_ms();
     run->cb = cb;
     run->data = data;
     run->actions = json_array();
@@ -742,12 +733,12 @@ static void reconcile_cmd(CtlCall *call, const json_t *args, void *data)
         return;
     }
     since_ms = since ? (int64_t)json_integer_value(since)
-                     : reconcile_now_ms() - (int64_t)d->cfg->reconcile.default_since_ms;
+                     : clock_wall_ms() - (int64_t)d->cfg->reconcile.default_since_ms;
     if (!venue_enabled(r->venue)) {
         control_reply_error(call, DR_ESTATE, "no venue is configured: nothing to reconcile against");
         return;
     }
-    snprintf(id, sizeof(id), "manual-%lld", (long long)reconcile_now_ms());
+    snprintf(id, sizeof(id), "manual-%lld", (long long)clock_wall_ms());
     int rc = reconcile_start(r, d->cfg->reconcile.conninfo, since_ms, id, reconcile_cmd_done, call);
     if (rc < 0)
         control_reply_error(call, rc, "cannot start a reconcile: %s", rc == DR_EBUSY ? "one is already running" : err_str(rc));

@@ -4,11 +4,10 @@
  * One cycle at a time, every step asynchronous on the admin connection:
  *   inspect    which of X_drsup_standby / X_drsup_staging exist, and the standby's COMMENT
  *   (done)     when the standby already holds the target backup
- *   drop       a leftover staging database (an interrupted cycle)
- *   key        the backup key, loaded on the thread pool
- *   create     CREATE DATABASE X_drsup_staging
- *   restore    backup_verify in spool mode: verify + decrypt into a 0600 temporary beside the
- *              backups, then pg_restore -j standby_jobs on it (the temporary is removed after)
+ *   restore    backup_restore_into (cap/backup): the key, DROP a leftover staging database (an
+ *              interrupted cycle), CREATE DATABASE X_drsup_staging, verify + decrypt into a 0600
+ *              temporary beside the backups, then pg_restore -j standby_jobs on it (the temporary
+ *              is removed after; a failed restore drops its partial database itself)
  *   analyze    ANALYZE in the staging database (the restored copy starts with statistics)
  *   seal       ALTER DATABASE ... ALLOW_CONNECTIONS false (nobody can change it from now on)
  *   replace    DROP the previous standby, RENAME the staging database to the standby name
@@ -29,13 +28,15 @@
 #include <time.h>
 #include <uv.h>
 
+#include "backoff.h"
 #include "cap/backup/backup.h"
-#include "cap/backup/backup_internal.h"
+#include "clock.h"
 #include "core/core.h"
 #include "err.h"
 #include "core/events.h"
 #include "log.h"
 #include "pgconn.h"
+#include "pgsql.h"
 
 #define STANDBY_TICK_MS 5000
 #define STANDBY_RETRY_MIN_MS (60u * 1000u)
@@ -75,19 +76,13 @@ struct Standby {
     bool busy, stop;
     char target_name[256], target_sha[80];
     int64_t target_started_ms;
-    ConfigBackup bcfg; /* cycle's copy */
     char *cyc_admin;
     char cyc_standby[96], cyc_staging[96];
     int64_t cyc_jobs;
     PgConn *pg, *db;
     SbNext next;
-    BackupVerify *verify;
-    uv_work_t work;
-    bool work_busy;
-    int work_result;
-    uint8_t key[BCF_KEY_LEN];
-    char err[512];
-    bool created;
+    BackupRestore *restore;
+    bool created;        /* the staging database holds this cycle's restore */
     bool found;          /* the standby already held the target */
     bool ending_stopped; /* the drop in flight ends a stopped (not failed) cycle */
     char fail_msg[768];
@@ -106,19 +101,6 @@ void standby_dbname(const char *database, char *out, size_t n)
 void standby_marker(const char *name, const char *sha256_hex, char *out, size_t n)
 {
     snprintf(out, n, STANDBY_MARKER_PREFIX "%s sha256 %s", name, sha256_hex);
-}
-
-/* `name` as a quoted SQL identifier (names here never hold quotes: config refuses them). */
-static void sb_ident(const char *name, char *out, size_t n)
-{
-    snprintf(out, n, "\"%s\"", name);
-}
-
-static int64_t sb_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sb_on_timer_closed(uv_handle_t *h)
@@ -149,7 +131,6 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
         pgconn_close(sb->db, NULL, NULL);
         sb->db = NULL;
     }
-    memset(sb->key, 0, sizeof(sb->key));
     sb->busy = false;
     snprintf(key, sizeof(key), "standby.failed:%s", sb->d->cfg->cluster);
     if (ok) {
@@ -174,14 +155,10 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
     } else {
         sb->state = SB_FAILED;
         snprintf(sb->last_error, sizeof(sb->last_error), "%s", sb->fail_msg);
-        sb->last_error_ms = sb_now_ms();
+        sb->last_error_ms = clock_wall_ms();
         snprintf(sb->failed_name, sizeof(sb->failed_name), "%s", sb->target_name);
         sb->failures++;
-        uint64_t backoff = STANDBY_RETRY_MIN_MS;
-        for (unsigned i = 1; i < sb->failures && backoff < STANDBY_RETRY_MAX_MS; i++)
-            backoff *= 2;
-        if (backoff > STANDBY_RETRY_MAX_MS)
-            backoff = STANDBY_RETRY_MAX_MS;
+        uint64_t backoff = backoff_ms(STANDBY_RETRY_MIN_MS, STANDBY_RETRY_MAX_MS, sb->failures);
         sb->retry_at = uv_now(sb->d->loop) + backoff;
         json_t *det = json_pack("{s:s,s:s,s:I,s:I}", "backup", sb->target_name, "error", sb->fail_msg, "failures",
                                 (json_int_t)sb->failures, "retry_in_ms", (json_int_t)backoff);
@@ -191,7 +168,6 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
         json_decref(det);
         sb->cond_open = true;
     }
-    config_backup_free(&sb->bcfg);
     free(sb->cyc_admin);
     sb->cyc_admin = NULL;
     if (sb->closing) {
@@ -232,7 +208,7 @@ static void sb_end_dropping(Standby *sb, bool stopped)
     }
     sb->created = false;
     sb->ending_stopped = stopped;
-    sb_ident(sb->cyc_staging, ident, sizeof(ident));
+    pgsql_quote_ident(sb->cyc_staging, ident, sizeof(ident));
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
     sb_sql(sb, NULL, sql, 0, NULL, sb_after_drop);
 }
@@ -307,7 +283,7 @@ static void sb_marked(Standby *sb, int status, const PGresult *res, const char *
         sb_fail(sb, "cannot mark the standby '%s': %s", sb->cyc_standby, errmsg);
         return;
     }
-    sb->held_ms = sb_now_ms();
+    sb->held_ms = clock_wall_ms();
     sb_cycle_end(sb, true, false);
 }
 
@@ -320,7 +296,7 @@ static void sb_renamed(Standby *sb, int status, const PGresult *res, const char 
         return;
     }
     sb->created = false;
-    sb_ident(sb->cyc_standby, ident, sizeof(ident));
+    pgsql_quote_ident(sb->cyc_standby, ident, sizeof(ident));
     standby_marker(sb->target_name, sb->target_sha, marker, sizeof(marker));
     /* Backup names and SHA-256 hex hold no quotes (the catalog only lists its own names). */
     snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '%s'", ident, marker);
@@ -336,8 +312,8 @@ static void sb_replaced_old(Standby *sb, int status, const PGresult *res, const 
         return;
     }
     sb->held_name[0] = sb->held_sha[0] = '\0';
-    sb_ident(sb->cyc_staging, a, sizeof(a));
-    sb_ident(sb->cyc_standby, b, sizeof(b));
+    pgsql_quote_ident(sb->cyc_staging, a, sizeof(a));
+    pgsql_quote_ident(sb->cyc_standby, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     sb_sql(sb, NULL, sql, 0, NULL, sb_renamed);
 }
@@ -350,7 +326,7 @@ static void sb_sealed(Standby *sb, int status, const PGresult *res, const char *
         sb_fail(sb, "cannot refuse connections to '%s': %s", sb->cyc_staging, errmsg);
         return;
     }
-    sb_ident(sb->cyc_standby, ident, sizeof(ident));
+    pgsql_quote_ident(sb->cyc_standby, ident, sizeof(ident));
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
     sb_sql(sb, NULL, sql, 0, NULL, sb_replaced_old);
 }
@@ -365,27 +341,44 @@ static void sb_analyzed(Standby *sb, int status, const PGresult *res, const char
         sb_fail(sb, "ANALYZE in '%s' failed: %s", sb->cyc_staging, errmsg);
         return;
     }
-    sb_ident(sb->cyc_staging, ident, sizeof(ident));
+    pgsql_quote_ident(sb->cyc_staging, ident, sizeof(ident));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", ident);
     sb_sql(sb, NULL, sql, 0, NULL, sb_sealed);
 }
 
-static void sb_on_restored(const BackupVerifyResult *vr, void *data)
+static void sb_on_restored(const BackupRestoreResult *res, void *data)
 {
     Standby *sb = data;
-    char *ci = NULL;
+    char *ci = NULL, drop[700] = "";
 
-    sb->verify = NULL;
-    if (sb->stop) {
+    sb->restore = NULL;
+    if (res->status == 0)
+        sb->created = true; /* from now on a failure or a stop drops it here */
+    if (sb->stop || res->status == DR_ECANCELED) {
         sb_stopped(sb);
         return;
     }
-    if (!vr->container_ok || (vr->sha_checked && !vr->sha_match) || !vr->child_ok) {
-        sb_fail(sb, "restore of '%s' into '%s' failed: %s", sb->target_name, sb->cyc_staging,
-                vr->error[0] ? vr->error : "unknown error");
+    if (res->status < 0) {
+        if (!res->dropped)
+            snprintf(drop, sizeof(drop), "; the partial copy '%s' could not be dropped: %s", sb->cyc_staging,
+                     res->drop_error);
+        switch (res->stage) {
+        case BACKUP_RESTORE_KEY:
+            sb_fail(sb, "cannot load the backup key: %s%s", res->error, drop);
+            break;
+        case BACKUP_RESTORE_REPLACE:
+            sb_fail(sb, "cannot drop the leftover '%s': %s%s", sb->cyc_staging, res->error, drop);
+            break;
+        case BACKUP_RESTORE_CREATE:
+            sb_fail(sb, "cannot create '%s': %s%s", sb->cyc_staging, res->error, drop);
+            break;
+        default:
+            sb_fail(sb, "restore of '%s' into '%s' failed: %s%s", sb->target_name, sb->cyc_staging, res->error, drop);
+            break;
+        }
         return;
     }
-    if (asprintf(&ci, "%s dbname='%s'", sb->cyc_admin, sb->cyc_staging) < 0) {
+    if (!(ci = pgsql_conninfo_dbname(sb->cyc_admin, sb->cyc_staging))) {
         sb_fail(sb, "out of memory");
         return;
     }
@@ -399,78 +392,18 @@ static void sb_on_restored(const BackupVerifyResult *vr, void *data)
     sb_sql(sb, sb->db, "ANALYZE", 0, NULL, sb_analyzed);
 }
 
-static void sb_created(Standby *sb, int status, const PGresult *res, const char *errmsg)
+/* Restore the target backup into the staging database (replacing a leftover of an interrupted
+ * cycle when there is one). */
+static void sb_restore(Standby *sb, bool leftover)
 {
-    char path[4096], spool[4096], jobs[24], *ci = NULL;
-    (void)res;
-    if (status < 0) {
-        sb_fail(sb, "cannot create '%s': %s", sb->cyc_staging, errmsg);
-        return;
-    }
-    sb->created = true;
-    if (asprintf(&ci, "%s dbname='%s'", sb->cyc_admin, sb->cyc_staging) < 0) {
-        sb_fail(sb, "out of memory");
-        return;
-    }
-    snprintf(path, sizeof(path), "%s/%s", sb->bcfg.directory, sb->target_name);
-    snprintf(spool, sizeof(spool), "%s/.standby-staging.dump", sb->bcfg.directory);
-    snprintf(jobs, sizeof(jobs), "-j%lld", (long long)sb->cyc_jobs);
-    const char *argv[] = {sb->bcfg.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "-d", ci, jobs, NULL};
-    BackupVerifyOptions o = {.path = path,
-                             .key = sb->key,
-                             .expected_sha256_hex = sb->target_sha,
-                             .argv = argv,
-                             .child_must_read_all = true,
-                             .timeout_ms = sb->d->cfg->scenarios.restore_timeout_ms,
-                             .spool_path = spool};
-    sb->verify = backup_verify_start(sb->d->loop, &o, sb_on_restored, sb);
-    free(ci);
-    memset(sb->key, 0, sizeof(sb->key));
-    if (!sb->verify)
-        sb_fail(sb, "cannot start the restore: out of memory");
-}
-
-static void sb_key_work(uv_work_t *req)
-{
-    Standby *sb = req->data;
-    sb->work_result = backup_load_key(&sb->bcfg, sb->key, sb->err, sizeof(sb->err));
-}
-
-static void sb_key_done(uv_work_t *req, int status)
-{
-    Standby *sb = req->data;
-    char ident[128], sql[256];
-    sb->work_busy = false;
-    if (status < 0 && sb->work_result == 0)
-        sb->work_result = status;
-    if (sb->stop) {
-        sb_stopped(sb);
-        return;
-    }
-    if (sb->work_result < 0) {
-        sb_fail(sb, "cannot load the backup key: %s", sb->err[0] ? sb->err : err_str(sb->work_result));
-        return;
-    }
-    sb_ident(sb->cyc_staging, ident, sizeof(ident));
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", ident);
-    sb_sql(sb, NULL, sql, 0, NULL, sb_created);
-}
-
-static void sb_load_key(Standby *sb, int status, const PGresult *res, const char *errmsg)
-{
-    (void)res;
-    if (status < 0) {
-        sb_fail(sb, "cannot drop the leftover '%s': %s", sb->cyc_staging, errmsg);
-        return;
-    }
-    sb->err[0] = '\0';
-    sb->work.data = sb;
-    int r = uv_queue_work(sb->d->loop, &sb->work, sb_key_work, sb_key_done);
-    if (r < 0) {
-        sb_fail(sb, "cannot load the backup key: %s", err_str(r));
-        return;
-    }
-    sb->work_busy = true;
+    BackupRestoreOpts o = {.jobs = (unsigned)sb->cyc_jobs,
+                           .spool_name = ".standby-staging.dump",
+                           .timeout_ms = sb->d->cfg->scenarios.restore_timeout_ms,
+                           .replace = leftover};
+    int r = backup_restore_into(sb->backups, sb->target_name, sb->target_sha, sb->cyc_admin, sb->cyc_staging, &o,
+                                sb_on_restored, sb, &sb->restore);
+    if (r < 0)
+        sb_fail(sb, "cannot start the restore: %s", err_str(r));
 }
 
 static void sb_leftover_dropped(Standby *sb, int status, const PGresult *res, const char *errmsg)
@@ -503,7 +436,7 @@ static void sb_inspected(Standby *sb, int status, const PGresult *res, const cha
         sb->found = true;
         if (staging) {
             /* The standby is good; the leftover of an interrupted staging goes. */
-            sb_ident(sb->cyc_staging, ident, sizeof(ident));
+            pgsql_quote_ident(sb->cyc_staging, ident, sizeof(ident));
             snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", ident);
             sb_sql(sb, NULL, sql, 0, NULL, sb_leftover_dropped);
             return;
@@ -514,14 +447,9 @@ static void sb_inspected(Standby *sb, int status, const PGresult *res, const cha
     log_notice("standby", "staging backup '%s' into '%s' (pg_restore -j%lld; the standby %s)", sb->target_name,
                sb->cyc_staging, (long long)sb->cyc_jobs,
                comment ? (comment[0] ? "holds an older backup" : "is not marked complete") : "does not exist yet");
-    if (staging) {
+    if (staging)
         log_notice("standby", "dropping the leftover '%s' of an interrupted staging", sb->cyc_staging);
-        sb_ident(sb->cyc_staging, ident, sizeof(ident));
-        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", ident);
-        sb_sql(sb, NULL, sql, 0, NULL, sb_load_key);
-        return;
-    }
-    sb_load_key(sb, 0, NULL, NULL);
+    sb_restore(sb, staging);
 }
 
 static void sb_cycle_begin(Standby *sb, const json_t *m)
@@ -532,8 +460,7 @@ static void sb_cycle_begin(Standby *sb, const json_t *m)
     if (!name || !sha || strlen(name) >= sizeof(sb->target_name) || strlen(sha) >= sizeof(sb->target_sha) ||
         strpbrk(name, "'\\") || strpbrk(sha, "'\\"))
         return; /* not a manifest of ours */
-    if (config_backup_copy(&sb->d->cfg->backup, &sb->bcfg) < 0 || !(sb->cyc_admin = strdup(sb->admin))) {
-        config_backup_free(&sb->bcfg);
+    if (!(sb->cyc_admin = strdup(sb->admin))) {
         log_error("standby", "cannot start a standby restore: out of memory");
         return;
     }
@@ -548,7 +475,7 @@ static void sb_cycle_begin(Standby *sb, const json_t *m)
     sb->found = false;
     sb->fail_msg[0] = '\0';
     sb->state = SB_STAGING;
-    sb->target_started_ms = sb_now_ms();
+    sb->target_started_ms = clock_wall_ms();
     sb->t0 = uv_now(sb->d->loop);
     const char *p[2] = {sb->cyc_standby, sb->cyc_staging};
     sb_sql(sb, NULL,
@@ -564,8 +491,9 @@ static void sb_stop_cycle(Standby *sb)
     if (sb->stop)
         return;
     sb->stop = true;
-    if (sb->verify)
-        backup_verify_cancel(sb->verify);
+    /* At shutdown the partial copy stays for the next cycle to drop (no new connection now). */
+    if (sb->restore)
+        backup_restore_cancel(sb->restore, !sb->closing);
 }
 
 void standby_kick(Standby *sb)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "alerts/alerts.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "detect/detector.h"
@@ -38,20 +39,13 @@ typedef struct ReloadWork {
     int result;
 } ReloadWork;
 
-static int64_t daemon_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- built-in commands ---- */
 
 static void daemon_cmd_ping(CtlCall *call, const json_t *args, void *data)
 {
     (void)args;
     (void)data;
-    control_reply_ok(call, json_pack("{s:b,s:I}", "pong", 1, "ts_ms", (json_int_t)daemon_wall_ms()));
+    control_reply_ok(call, json_pack("{s:b,s:I}", "pong", 1, "ts_ms", (json_int_t)clock_wall_ms()));
 }
 
 static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
@@ -302,7 +296,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     memset(roles, 0, sizeof(*roles));
     d->config_path = strdup(config_path);
     core->config_path = d->config_path;
-    core->started_ms = daemon_wall_ms();
+    core->started_ms = clock_wall_ms();
     d->started_mono_ms = uv_now(loop);
     core->events = events_new();
     core->status = status_new();

@@ -14,6 +14,7 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
+#include "clock.h"
 #include "log.h"
 
 typedef struct EventSub {
@@ -117,16 +118,14 @@ void events_emit(EventBus *bus, Severity sev, const char *kind, const char *cond
                  const json_t *details, const char *fmt, ...)
 {
     char summary[1024];
-    struct timespec ts;
     va_list ap;
     Event ev;
 
     va_start(ap, fmt);
     vsnprintf(summary, sizeof(summary), fmt, ap);
     va_end(ap);
-    clock_gettime(CLOCK_REALTIME, &ts);
     ev = (Event){.seq = ++bus->seq,
-                 .ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                 .ts_ms = clock_wall_ms(),
                  .severity = sev,
                  .kind = kind,
                  .condition = condition,

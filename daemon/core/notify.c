@@ -11,6 +11,8 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "clock.h"
+
 struct Notify {
     uv_loop_t *loop;
     uv_timer_t watchdog;
@@ -80,12 +82,10 @@ void notify_status(Notify *n, const char *status)
 
 void notify_reloading(Notify *n)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     (void)n;
     /* MONOTONIC_USEC is for systemd >= 253 (Type=notify-reload); 252 ignores it. */
     sd_notifyf(0, "RELOADING=1\nSTATUS=reloading configuration\nMONOTONIC_USEC=%" PRIu64,
-               (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+               clock_mono_us());
 }
 
 void notify_stopping(Notify *n)

@@ -8,19 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 struct Status {
     Component **items;
     size_t n;
     StatusChangedFn changed_fn;
     void *changed_data;
 };
-
-static int64_t status_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Messages (libpq's especially) span lines; status shows one. */
 static char *status_one_line(const char *msg)
@@ -79,7 +74,7 @@ Component *status_component(Status *st, const char *name)
         free(c);
         return NULL;
     }
-    c->since_ms = status_now_ms();
+    c->since_ms = clock_wall_ms();
     st->items[st->n++] = c;
     return c;
 }
@@ -103,7 +98,7 @@ void status_set_health(Component *c, Health h)
 {
     if (c->health != h) {
         c->health = h;
-        c->since_ms = status_now_ms();
+        c->since_ms = clock_wall_ms();
     }
 }
 
@@ -112,7 +107,7 @@ int status_observe(Component *c, bool ok, double latency_ms, const char *error, 
 {
     Health before = c->health;
 
-    c->last_obs_ms = status_now_ms();
+    c->last_obs_ms = clock_wall_ms();
     c->last_ok = ok;
     c->last_latency_ms = latency_ms;
     c->observations++;

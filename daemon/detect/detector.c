@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "clock.h"
 #include "detect/detector_sm.h"
 #include "err.h"
 #include "log.h"
@@ -75,13 +76,6 @@ struct Detector {
 
 static void detector_run_check(Detector *det);
 static void detector_restart_spawn(Detector *det);
-
-static int64_t detector_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const ConfigDetector *detector_cfg(const Detector *det)
 {
@@ -192,7 +186,7 @@ static void detector_apply(Detector *det, const DetectorDecision *dec)
     if ((dec->actions & DETECTOR_ACT_HALT) && lease_held(d->lease)) {
         log_notice("detector", "not halting (%s): a recovery run is in charge", dec->halt_reason);
     } else if (dec->actions & DETECTOR_ACT_HALT) {
-        det->halt_ms = detector_now_ms();
+        det->halt_ms = clock_wall_ms();
         if (det->venue && venue_enabled(det->venue))
             venue_halt(det->venue, dec->halt_reason, NULL, NULL, NULL);
         else
@@ -221,7 +215,7 @@ void detector_db_probe_ok(Detector *det, int64_t checksum_failures)
     DetectorDecision dec;
     if (!det || det->closing)
         return;
-    detector_sm_probe_ok(&det->sm, detector_now_ms(), checksum_failures, &dec);
+    detector_sm_probe_ok(&det->sm, clock_wall_ms(), checksum_failures, &dec);
     detector_apply(det, &dec);
 }
 
@@ -230,7 +224,7 @@ void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *m
     DetectorDecision dec;
     if (!det || det->closing)
         return;
-    detector_sm_probe_failed(&det->sm, detector_now_ms(), sqlstate ? sqlstate : "", message, &dec);
+    detector_sm_probe_failed(&det->sm, clock_wall_ms(), sqlstate ? sqlstate : "", message, &dec);
     detector_apply(det, &dec);
 }
 
@@ -241,7 +235,7 @@ static void detector_check_finish(Detector *det, bool ok, const char *sqlstate, 
     DetectorDecision dec;
 
     det->check_running = false;
-    det->last_check_ms = detector_now_ms();
+    det->last_check_ms = clock_wall_ms();
     det->last_check_ok = ok;
     snprintf(det->last_check_error, sizeof(det->last_check_error), "%s%s%s", sqlstate && sqlstate[0] ? sqlstate : "",
              sqlstate && sqlstate[0] ? ": " : "", ok ? "" : message ? message : "failed");
@@ -326,7 +320,7 @@ static void detector_run_check(Detector *det)
         return;
     if (det->sm.down)
         return; /* nothing to read; the liveness probe watches the outage */
-    det->check_started_ms = detector_now_ms();
+    det->check_started_ms = clock_wall_ms();
     det->check_clean = true;
     det->check_problem[0] = '\0';
     det->check_step = 0;
@@ -383,7 +377,7 @@ static void detector_restart_judge(Detector *det, bool ok, const char *output, c
             snprintf(evidence, sizeof(evidence), "%.*s", (int)(len - b > 300 ? 300 : len - b), txt + b);
         }
     }
-    detector_sm_restart_result(&det->sm, detector_now_ms(), ok, damage, evidence, &dec);
+    detector_sm_restart_result(&det->sm, clock_wall_ms(), ok, damage, evidence, &dec);
     detector_apply(det, &dec);
 }
 

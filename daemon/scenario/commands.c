@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "atomicfile.h"
+#include "clock.h"
 #include "core/core.h"
 #include "err.h"
 #include "scenario/scn_internal.h"
@@ -53,7 +54,7 @@ static void scn_cmd_execute(CtlCall *call, const json_t *args, void *data)
              reason ? reason : "");
     FsmMode mode = dry ? FSM_MODE_DRY_RUN
                        : manual || s->d->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC;
-    int r = scn_trigger(s, name, rbuf, scn_now_ms(), mode, dry ? call : NULL, id, sizeof(id), err, sizeof(err));
+    int r = scn_trigger(s, name, rbuf, clock_wall_ms(), mode, dry ? call : NULL, id, sizeof(id), err, sizeof(err));
     if (r < 0) {
         control_reply_error(call, r == -EBUSY ? DR_EBUSY : r == -ENOENT ? DR_EBADARG : r, "%s", err);
         return;

@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "cap/backup/backup.h"
-#include "cap/backup/backup_internal.h"
 #include "child.h"
 #include "core/core.h"
 #include "err.h"
@@ -82,7 +81,6 @@ static void scn_step_free(ScnStep *st)
     if (st->child)
         child_free(st->child);
     json_decref(st->acc);
-    memset(st->key, 0, sizeof(st->key));
     ScnRun *run = st->run;
     free(st);
     scn_run_unref(run);
@@ -132,8 +130,8 @@ void scn_cancel(FsmCall *call, void *ctx)
     if (!st)
         return;
     st->cancelled = true;
-    if (st->verify)
-        backup_verify_cancel(st->verify);
+    if (st->restore)
+        backup_restore_cancel(st->restore, false); /* the next attempt replaces the partial copy */
     if (st->child)
         child_kill(st->child, SIGKILL);
     PgConn *pg = st->pg;
@@ -144,21 +142,6 @@ void scn_cancel(FsmCall *call, void *ctx)
 }
 
 /* ---- SQL helpers ---- */
-
-void scn_ident(const char *name, char *out, size_t n)
-{
-    size_t o = 0;
-    if (n < 3)
-        return;
-    out[o++] = '"';
-    for (const char *p = name; *p && o + 3 < n; p++) {
-        if (*p == '"')
-            out[o++] = '"';
-        out[o++] = *p;
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-}
 
 static void scn_on_sql(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
 {

@@ -2,11 +2,11 @@
  * scn_corruption_db: the database_corruption steps that change databases (see scn_corruption.c).
  *
  * Owns preserve_evidence (refuse connections to X, end its sessions, rename it to X_damaged_T),
- * restore_database (load the backup key, create X_restore_T, stream or spool the verified backup
- * into pg_restore, mark the restore complete), switch_database (rename X_restore_T to X, or run
- * the configured switch command) and put_back_original (rename X_damaged_T back to X and allow
- * connections); with their probes and dry-run plans. Each inspects the catalog first and does
- * only what is left.
+ * restore_database (take the standby restore when it holds the selected backup, else restore the
+ * backup into X_restore_T with backup_restore_into; then mark the restore complete),
+ * switch_database (rename X_restore_T to X, or run the configured switch command) and
+ * put_back_original (rename X_damaged_T back to X and allow connections); with their probes and
+ * dry-run plans. Each inspects the catalog first and does only what is left.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,12 +15,12 @@
 #include <string.h>
 
 #include "cap/backup/backup.h"
-#include "cap/backup/backup_internal.h"
 #include "child.h"
 #include "core/core.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
+#include "pgsql.h"
 #include "scenario/database_corruption_internal.h"
 #include "scenario/scn_internal.h"
 #include "cap/standby.h"
@@ -45,8 +45,8 @@ static void preserve_terminated(ScnStep *st, int status, const PGresult *res, co
         scn_fail_sql(st, status, "cannot end the sessions of the damaged database", errmsg);
         return;
     }
-    scn_ident(st->run->database, a, sizeof(a));
-    scn_ident(st->run->db_damaged, b, sizeof(b));
+    pgsql_quote_ident(st->run->database, a, sizeof(a));
+    pgsql_quote_ident(st->run->db_damaged, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     scn_sql(st, NULL, sql, 0, NULL, preserve_renamed);
 }
@@ -85,7 +85,7 @@ static void preserve_inspected(ScnStep *st, int status, const PGresult *res, con
                    st->run->database, st->run->db_damaged);
         return;
     }
-    scn_ident(st->run->database, a, sizeof(a));
+    pgsql_quote_ident(st->run->database, a, sizeof(a));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", a);
     scn_sql(st, NULL, sql, 0, NULL, preserve_closed);
 }
@@ -149,108 +149,80 @@ static void restore_marked(ScnStep *st, int status, const PGresult *res, const c
                    (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
 }
 
-static void restore_on_restored(const BackupVerifyResult *vr, void *data)
+static void restore_on_restored(const BackupRestoreResult *res, void *data)
 {
     ScnStep *st = data;
-    char a[160], sql[512];
+    char a[160], sql[512], drop[700] = "";
 
-    st->verify = NULL;
+    st->restore = NULL;
     if (st->cancelled) {
         scn_cancelled(st);
         return;
     }
-    if (!vr->container_ok || (vr->sha_checked && !vr->sha_match) || !vr->child_ok) {
-        scn_finish(st, vr->container_ok ? DR_ECHILD : DR_ECORRUPT, "restore of '%s' into '%s' failed: %s",
-                   scn_backup_name(st->run), st->run->db_restored, vr->error[0] ? vr->error : "unknown error");
+    if (res->status < 0) {
+        if (!res->dropped)
+            snprintf(drop, sizeof(drop), " (the partial '%s' could not be dropped: %s)", st->run->db_restored,
+                     res->drop_error);
+        switch (res->stage) {
+        case BACKUP_RESTORE_KEY:
+            scn_finish(st, res->status, "cannot load the backup key: %s", res->error);
+            break;
+        case BACKUP_RESTORE_REPLACE:
+            scn_fail_sql(st, res->status, "cannot drop the incomplete restore database", res->error);
+            break;
+        case BACKUP_RESTORE_CREATE:
+            scn_fail_sql(st, res->status, "cannot create the restore database", res->error);
+            break;
+        default:
+            scn_finish(st, res->status, "restore of '%s' into '%s' failed: %s%s", scn_backup_name(st->run),
+                       st->run->db_restored, res->error, drop);
+            break;
+        }
         return;
     }
-    scn_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
     /* Run ids hold only [0-9A-Za-z-]: the literal needs no escaping. */
     snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
     scn_sql(st, NULL, sql, 0, NULL, restore_marked);
 }
 
-static void restore_created(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+static void restore_on_started(void *data)
 {
-    char path[4096], spool[4096], jobs[16];
-    (void)res;
-    if (status < 0) {
-        scn_fail_sql(st, status, "cannot create the restore database", errmsg);
-        return;
-    }
-    char *conninfo = scn_conninfo_for(st->run, st->run->db_restored);
-    const json_t *b = json_object_get(st->run->ctx, "backup");
-    int n_jobs = (int)st->run->cfg.restore_jobs;
-    snprintf(path, sizeof(path), "%s/%s", st->run->bcfg.directory, scn_backup_name(st->run));
-    /* restore_jobs > 0: decrypt into a 0600 temporary beside the backups (removed afterwards), then
-     * pg_restore -j N on it (a parallel restore needs a file); 0: stream into one pg_restore. */
-    snprintf(spool, sizeof(spool), "%s/.restore-%s.dump", st->run->bcfg.directory, st->run->id);
-    snprintf(jobs, sizeof(jobs), "-j%d", n_jobs);
-    const char *argv[] = {st->run->bcfg.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "-d",
-                          conninfo, n_jobs > 0 ? jobs : NULL, NULL};
-    BackupVerifyOptions o = {.path = path,
-                             .key = st->key,
-                             .expected_sha256_hex = json_string_value(json_object_get(b, "sha256")),
-                             .argv = argv,
-                             .child_must_read_all = true,
-                             .timeout_ms = st->run->cfg.restore_timeout_ms,
-                             .spool_path = n_jobs > 0 ? spool : NULL};
-    LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
-    if (n_jobs > 0)
-        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (decrypt to '%s', then "
-                 "pg_restore -j%d)", scn_backup_name(st->run), st->run->db_restored, spool, n_jobs);
-    else
-        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (streamed into pg_restore)",
-                 scn_backup_name(st->run), st->run->db_restored);
-    st->verify = conninfo ? backup_verify_start(st->run->d->loop, &o, restore_on_restored, st) : NULL;
-    free(conninfo);
-    memset(st->key, 0, sizeof(st->key));
-    if (!st->verify) {
-        scn_finish(st, -ENOMEM, "cannot start the restore: out of memory");
-        return;
-    }
+    ScnStep *st = data;
     if (getenv("DRSUP_CRASH_IN_RESTORE")) {
+        LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
         log_emit(LOG_CRIT, "scenario", &lf, "DRSUP_CRASH_IN_RESTORE is set: killing the daemon in the restore (test hook)");
         raise(SIGKILL);
     }
 }
 
-static void restore_key_work(uv_work_t *req)
+/* Restore the selected backup into X_restore_T (replacing an incomplete one of this run). */
+static void restore_from_file(ScnStep *st, bool replace)
 {
-    ScnStep *st = req->data;
-    st->work_result = backup_load_key(&st->run->bcfg, st->key, st->err, sizeof(st->err));
-}
-
-static void restore_key_done(uv_work_t *req, int status)
-{
-    ScnStep *st = req->data;
-    char a[160], sql[300];
-    if (status < 0 && st->work_result == 0)
-        st->work_result = status;
-    if (st->cancelled) {
-        scn_cancelled(st);
-        return;
-    }
-    if (st->work_result < 0) {
-        scn_finish(st, st->work_result, "cannot load the backup key: %s", st->err[0] ? st->err : err_str(st->work_result));
-        return;
-    }
-    scn_ident(st->run->db_restored, a, sizeof(a));
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", a);
-    scn_sql(st, NULL, sql, 0, NULL, restore_created);
-}
-
-static void restore_load_key(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    (void)res;
-    if (status < 0) {
-        scn_fail_sql(st, status, "cannot drop the incomplete restore database", errmsg);
-        return;
-    }
-    st->work.data = st;
-    int r = uv_queue_work(st->run->d->loop, &st->work, restore_key_work, restore_key_done);
+    char spool[128];
+    const json_t *b = json_object_get(st->run->ctx, "backup");
+    unsigned n_jobs = (unsigned)st->run->cfg.restore_jobs;
+    /* restore_jobs > 0: decrypt into a 0600 temporary beside the backups (removed afterwards), then
+     * pg_restore -j N on it (a parallel restore needs a file); 0: stream into one pg_restore. */
+    snprintf(spool, sizeof(spool), ".restore-%s.dump", st->run->id);
+    BackupRestoreOpts o = {.jobs = n_jobs,
+                           .spool_name = spool,
+                           .timeout_ms = st->run->cfg.restore_timeout_ms,
+                           .replace = replace,
+                           .started = restore_on_started};
+    LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
+    if (n_jobs > 0)
+        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (decrypt to '%s/%s', then "
+                 "pg_restore -j%u)", scn_backup_name(st->run), st->run->db_restored, st->run->bcfg.directory, spool,
+                 n_jobs);
+    else
+        log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (streamed into pg_restore)",
+                 scn_backup_name(st->run), st->run->db_restored);
+    int r = backup_restore_into(st->run->caps->backups, scn_backup_name(st->run),
+                                json_string_value(json_object_get(b, "sha256")), st->run->admin_conninfo,
+                                st->run->db_restored, &o, restore_on_restored, st, &st->restore);
     if (r < 0)
-        scn_finish(st, r, "cannot load the backup key: %s", err_str(r));
+        scn_finish(st, r, "cannot start the restore: %s", err_str(r));
 }
 
 /* Does the standby restore hold the backup this run selected (name and SHA-256 in its mark)? */
@@ -274,7 +246,7 @@ static void restore_standby_allowed(ScnStep *st, int status, const PGresult *res
         return;
     }
     st->from_standby = true;
-    scn_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
     snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
     scn_sql(st, NULL, sql, 0, NULL, restore_marked);
 }
@@ -288,12 +260,12 @@ static void restore_standby_renamed(ScnStep *st, int status, const PGresult *res
         /* Whatever happened to it, the backup file is still there: restore from it. */
         log_emit(LOG_WARNING, "scenario", &lf, "cannot take the standby '%s' (%s): restoring from the backup file",
                  st->run->db_standby, errmsg ? errmsg : err_str(status));
-        restore_load_key(st, 0, NULL, NULL);
+        restore_from_file(st, false);
         return;
     }
     log_emit(LOG_NOTICE, "scenario", &lf, "backup '%s' was restored in advance: standby '%s' renamed to '%s'",
              scn_backup_name(st->run), st->run->db_standby, st->run->db_restored);
-    scn_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", a);
     scn_sql(st, NULL, sql, 0, NULL, restore_standby_allowed);
 }
@@ -312,9 +284,9 @@ static void restore_inspected(ScnStep *st, int status, const PGresult *res, cons
     }
     if (!st->db.restored && scn_standby_usable(st)) {
         /* The standby restore holds exactly the selected backup: take it (a rename). */
-        scn_ident(st->run->db_standby, a, sizeof(a));
+        pgsql_quote_ident(st->run->db_standby, a, sizeof(a));
         char b[160];
-        scn_ident(st->run->db_restored, b, sizeof(b));
+        pgsql_quote_ident(st->run->db_restored, b, sizeof(b));
         snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
         scn_sql(st, NULL, sql, 0, NULL, restore_standby_renamed);
         return;
@@ -324,12 +296,10 @@ static void restore_inspected(ScnStep *st, int status, const PGresult *res, cons
         LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
         log_emit(LOG_WARNING, "scenario", &lf, "dropping the incomplete restore database '%s' before restoring again",
                  st->run->db_restored);
-        scn_ident(st->run->db_restored, a, sizeof(a));
-        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", a);
-        scn_sql(st, NULL, sql, 0, NULL, restore_load_key);
+        restore_from_file(st, true);
         return;
     }
-    restore_load_key(st, 0, NULL, NULL);
+    restore_from_file(st, false);
 }
 
 void scn_step_restore_database(FsmCall *call, void *ctx, FsmDone done)
@@ -447,8 +417,8 @@ static void switch_inspected(ScnStep *st, int status, const PGresult *res, const
         scn_finish(st, -ENOENT, "'%s' does not exist", st->run->db_restored);
         return;
     }
-    scn_ident(st->run->db_restored, a, sizeof(a));
-    scn_ident(st->run->database, b, sizeof(b));
+    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(st->run->database, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     scn_sql(st, NULL, sql, 0, NULL, switch_renamed);
 }
@@ -514,7 +484,7 @@ static void putback_allow(ScnStep *st, int status, const PGresult *res, const ch
         scn_fail_sql(st, status, "cannot rename the original database back", errmsg);
         return;
     }
-    scn_ident(st->run->database, a, sizeof(a));
+    pgsql_quote_ident(st->run->database, a, sizeof(a));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", a);
     scn_sql(st, NULL, sql, 0, NULL, putback_allowed);
 }
@@ -535,8 +505,8 @@ static void putback_inspected(ScnStep *st, int status, const PGresult *res, cons
         scn_finish(st, -ENOENT, "neither '%s' nor '%s' exists: nothing to put back", st->run->database, st->run->db_damaged);
         return;
     }
-    scn_ident(st->run->db_damaged, a, sizeof(a));
-    scn_ident(st->run->database, b, sizeof(b));
+    pgsql_quote_ident(st->run->db_damaged, a, sizeof(a));
+    pgsql_quote_ident(st->run->database, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     scn_sql(st, NULL, sql, 0, NULL, putback_allow);
 }

@@ -17,7 +17,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
-#include "cap/backup/backup_internal.h"
+#include "cap/backup/backup.h"
 #include "child.h"
 #include "fsm.h"
 #include "pgconn.h"
@@ -44,12 +44,9 @@ struct ScnStep {
     ScnSqlNext next;
     ScnSqlNext then; /* after scn_inspect */
     ScnDbState db;
-    BackupVerify *verify;
+    BackupRestore *restore; /* restore_database: the restore from the backup file */
     ChildProc *child;
-    uv_work_t work;
     int work_result;
-    uint8_t key[BCF_KEY_LEN];
-    char err[512];
     size_t idx;
     json_t *acc;
     uint64_t t0;
@@ -66,8 +63,6 @@ void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...) __attribute
 void scn_cancel(FsmCall *call, void *ctx);
 /* The step stopped because it was cancelled (timeout, abort, shutdown). */
 void scn_cancelled(ScnStep *st);
-/* `name` as a quoted SQL identifier. */
-void scn_ident(const char *name, char *out, size_t n);
 /* Finish the step or answer the probe after a failed query. */
 void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg);
 /* Run sql on the connection to `conninfo` (admin when NULL), then next(). */

@@ -25,15 +25,9 @@
 #include <libpq-fe.h>
 
 #include "err.h"
+#include "clock.h"
 #include "log.h"
 #include "scenario/scn_internal.h"
-
-int64_t scn_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext)
 {
@@ -273,7 +267,7 @@ void scn_context_set(ScnRun *run, const char *key, json_t *value, ScnThenFn then
         then(run, 0, data);
         return;
     }
-    json_t *ev = json_pack("{s:s,s:s,s:I,s:s,s:o}", "ev", "scn.context", "run", run->id, "ts", (json_int_t)scn_now_ms(),
+    json_t *ev = json_pack("{s:s,s:s,s:I,s:s,s:o}", "ev", "scn.context", "run", run->id, "ts", (json_int_t)clock_wall_ms(),
                            "key", key, "value", value);
     char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
@@ -574,12 +568,12 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
                  s->active ? s->active->id : "");
         return -EBUSY;
     }
-    scn_make_id(def, scn_now_ms(), id, sizeof(id));
+    scn_make_id(def, clock_wall_ms(), id, sizeof(id));
     ScnRun *run = scn_run_new(s, def, id, mode, err, errlen);
     if (!run)
         return DR_ECONFIG;
     run->reason = strdup(reason && reason[0] ? reason : "unspecified");
-    run->detected_ms = detected_ms > 0 ? detected_ms : scn_now_ms();
+    run->detected_ms = detected_ms > 0 ? detected_ms : clock_wall_ms();
     if (ret_id)
         snprintf(ret_id, id_len, "%s", id);
     if (mode == FSM_MODE_DRY_RUN) {

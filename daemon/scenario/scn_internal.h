@@ -90,8 +90,6 @@ void scn_context_set(ScnRun *run, const char *key, json_t *value, ScnThenFn then
 /* The run's conninfo for database `dbname` (admin conninfo + dbname=...). Caller frees. */
 char *scn_conninfo_for(const ScnRun *run, const char *dbname);
 
-/* scenarios.c: helpers shared by the scenario files. */
-int64_t scn_now_ms(void);
 /* state_dir/<sub>[/<id><ext>] */
 void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext);
 bool scn_id_valid(const char *id);

@@ -1,7 +1,7 @@
 """
-Runs the lib/pgconn cmocka binary against a real throwaway PostgreSQL, so its real-server tests
-(round trips, SQLSTATE, query cancel, killed backend, socket switch, restart) run instead of
-reporting SKIPPED.
+Runs the lib/pgconn and lib/pgsql cmocka binaries against a real throwaway PostgreSQL, so their
+real-server tests (round trips, SQLSTATE, query cancel, killed backend, socket switch, restart; a
+statement sequence) run instead of reporting SKIPPED.
 """
 import os
 import re
@@ -48,3 +48,17 @@ def test_pgconn_skips_without_server():
     assert p.returncode == 0, p.stdout
     assert "[  SKIPPED ] 6 test(s)" in p.stdout, p.stdout
     assert "pgconn-real-server" not in p.stdout
+
+
+def test_pgsql_against_real_server(pg):
+    """lib/pgsql's statement sequence against a real server (its other tests need none)."""
+    binary = os.path.join(BUILD, "tests", "test_pgsql")
+    if not os.path.exists(binary):
+        subprocess.run(["make", "-C", REPO, os.path.relpath(binary, REPO)], check=True,
+                       env=dict(os.environ, SANITIZE=os.environ.get("SANITIZE", "0")))
+    env = dict(os.environ, DRSUP_TEST_PG_CONNINFO=pg.conninfo())
+    p = subprocess.run([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert "SKIPPED" not in p.stdout, p.stdout
+    assert "pgsql-real-server: sequence ok" in p.stdout, p.stdout

@@ -228,6 +228,8 @@ def test_restore_failure_puts_the_original_back(env):
     outcomes = {st["step"]: st["outcome"] for st in r["steps"]}
     assert outcomes["restore_database"] == "failed" and outcomes["put_back_original"] == "ok"
     assert env.databases()[0] == "shop" and not any("_damaged_" in x for x in env.databases())
+    # the failed restore dropped its partial database
+    assert not any("_restore_" in x for x in env.databases()), env.databases()
     assert env.count() == 200 and env.pg.psql("SELECT datallowconn FROM pg_database WHERE datname='shop'") == "t"
     assert env.venue.mode == "halted" and env.calls() == ["/halt"]
     events = []

@@ -1,7 +1,7 @@
 /*
  * Unit tests for daemon/alertfmt: PagerDuty trigger and resolve bodies field by field, summary
  * and dedup-key limits, Slack escaping, the 3000-character section limit, grouped messages,
- * webhook body and HMAC (RFC 4231 vector), classification of answers, backoff bounds, Retry-After,
+ * webhook body and HMAC (RFC 4231 vector), classification of answers, Retry-After,
  * the token bucket, route matching and the outbox message round trip.
  */
 #include <setjmp.h>
@@ -238,25 +238,6 @@ static void test_classify(void **state)
     assert_int_equal(alertfmt_classify(ALERT_CH_WEBHOOK, DR_EHTTP, 0, ""), ALERTFMT_RETRY);
 }
 
-static void test_backoff(void **state)
-{
-    (void)state;
-    /* Equal jitter: [d/2, d] with d = min(cap, base * 2^(n-1)). */
-    assert_int_equal(alertfmt_backoff_ms(1000, 60000, 1, 0), 500);
-    assert_int_equal(alertfmt_backoff_ms(1000, 60000, 1, UINT32_MAX), 999);
-    assert_int_equal(alertfmt_backoff_ms(1000, 60000, 3, 0), 2000);
-    assert_int_equal(alertfmt_backoff_ms(1000, 60000, 20, 0), 30000);
-    assert_true(alertfmt_backoff_ms(1000, 60000, 200, UINT32_MAX) <= 60000);
-    assert_true(alertfmt_backoff_ms(1000, 60000, 200, UINT32_MAX) >= 59990);
-    assert_int_equal(alertfmt_backoff_ms(1, 1, 1, 0), 1);
-    uint64_t prev = 0;
-    for (unsigned n = 1; n < 12; n++) {
-        uint64_t lo = alertfmt_backoff_ms(100, 100000, n, 0);
-        assert_true(lo >= prev);
-        prev = lo;
-    }
-}
-
 static void test_retry_after(void **state)
 {
     (void)state;
@@ -351,7 +332,6 @@ int main(void)
         cmocka_unit_test(test_slack_grouped_message),
         cmocka_unit_test(test_webhook_body_and_hmac),
         cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_routes),

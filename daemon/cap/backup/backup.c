@@ -15,6 +15,7 @@
 #include "atomicfile.h"
 #include "cap/backup/backup_internal.h"
 #include "cfgtree.h"
+#include "clock.h"
 #include "cron.h"
 #include "core/core.h"
 #include "err.h"
@@ -27,7 +28,7 @@
 
 int64_t backups__now(void)
 {
-    return (int64_t)time(NULL);
+    return clock_wall_ms() / 1000;
 }
 
 static void backups_maybe_closed(Backups *b)
@@ -557,7 +558,7 @@ static void backups_after_key(BackupTask *t)
     snprintf(path, sizeof(path), "%s/%s", b->cfg.directory, file);
     if (b->verify_restore) {
         b->job_kind = JOB_RESTORE;
-        b->restore = backup_restore_start(b->d->loop, &b->cfg, path, b->key, sha, backups_on_restored, b);
+        b->restore = backup_test_restore_start(b->d->loop, &b->cfg, file, b->key, sha, backups_on_restored, b);
         if (!b->restore && b->job_kind == JOB_RESTORE && b->verify_manifest)
             backups_verify_finished(b, false, "cannot start the test restore", NULL);
         return;
@@ -765,5 +766,5 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data)
     if (b->verify)
         backup_verify_cancel(b->verify);
     if (b->restore)
-        backup_restore_cancel(b->restore);
+        backup_test_restore_cancel(b->restore);
 }

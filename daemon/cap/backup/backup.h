@@ -6,13 +6,16 @@
  * (off the loop), the failure log (state_dir/backup-failures.json), retention after each successful
  * backup, the watch conditions (backup age, size against the baseline, consecutive failures, failed
  * verification or test restore) and the `backup` status component, and the control commands
- * backups, backup_now, backup_status and verify. See docs/backups.md.
+ * backups, backup_now, backup_status and verify; and restoring a verified backup into a new
+ * database for whoever needs one (the test restore, the standby, the corruption scenario). See
+ * docs/backups.md.
  */
 #ifndef DRSUP_BACKUP_H
 #define DRSUP_BACKUP_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "core/core.h"
@@ -31,5 +34,67 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
  * pg_restore --list ok): a new reference to a copy of its manifest, or NULL when there is none.
  * *ret_scanned (if non-NULL) tells whether the catalog has been loaded yet. Loop thread. */
 json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
+/* A manifest's started_at as Unix seconds (-1 if missing). */
+int64_t backup_manifest_started(const json_t *m);
+
+/* ---- restoring a backup into a new database ---- */
+
+typedef struct BackupRestore BackupRestore;
+
+typedef struct BackupRestoreOpts {
+    /* 0: stream the decrypted dump into one pg_restore (nothing touches the disk). N > 0: decrypt
+     * it first into a 0600 spool file in the backup directory (on the thread pool), then
+     * `pg_restore -j N` on that file (a parallel restore needs a file); the spool is removed
+     * whatever happens. Needs room for the uncompressed dump. */
+    unsigned jobs;
+    const char *spool_name; /* the spool's file name in the backup directory; NULL: .restore-<dbname>.dump */
+    uint64_t timeout_ms;    /* for pg_restore; 0: none */
+    bool replace;           /* DROP DATABASE IF EXISTS dbname first: the leftover of an interrupted restore */
+    /* When pg_restore was started (dbname exists, not complete yet); may be NULL. */
+    void (*started)(void *data);
+} BackupRestoreOpts;
+
+/* Where a restore stopped. */
+typedef enum {
+    BACKUP_RESTORE_DONE = 0,
+    BACKUP_RESTORE_KEY,     /* loading the backup key */
+    BACKUP_RESTORE_REPLACE, /* dropping the leftover (opts.replace) */
+    BACKUP_RESTORE_CREATE,  /* CREATE DATABASE */
+    BACKUP_RESTORE_RESTORE, /* verify, decrypt, pg_restore */
+} BackupRestoreStage;
+
+typedef struct BackupRestoreResult {
+    /* 0: dbname holds the backup. Else DR_EKEY (key), DR_EDB or -ETIMEDOUT (a statement),
+     * DR_ECORRUPT (the file failed verification: container or SHA-256), DR_ECHILD (pg_restore
+     * failed), DR_ECANCELED, -ENOMEM. */
+    int status;
+    BackupRestoreStage stage;
+    const char *error;      /* why, for a message ("" on success); never holds a password */
+    bool dropped;           /* on failure: the partial database is gone or was never created */
+    const char *drop_error; /* on failure: why it could not be dropped ("" when it was, or need not be) */
+    uint64_t duration_ms;
+} BackupRestoreResult;
+
+typedef void (*BackupRestoreDoneFn)(const BackupRestoreResult *res, void *data);
+
+/*
+ * Restore the backup file `name` of b's backup directory, verified against sha256_hex (the
+ * manifest's), into a new database `dbname` on the server of admin_conninfo (key=value form;
+ * connects to it for CREATE/DROP DATABASE, and with dbname appended for pg_restore -d): load the
+ * key (thread pool), [drop the leftover,] CREATE DATABASE, verify + decrypt + pg_restore
+ * --no-owner --no-privileges --exit-on-error. A failure drops the partial database before done().
+ * Uses a copy of b's backup configuration as it is now; the restore does not need b afterwards.
+ * Returns 0 and later calls done() exactly once on the loop (never from inside this call or
+ * backup_restore_cancel()), *ret_restore (may be NULL) being the handle until then; or returns
+ * DR_ECONFIG (backups are not configured), -EINVAL (a name that is not a backup file of the
+ * directory, no sha256_hex, a dbname too long) or -ENOMEM without calling done().
+ */
+int backup_restore_into(Backups *b, const char *name, const char *sha256_hex, const char *admin_conninfo,
+                        const char *dbname, const BackupRestoreOpts *opts, BackupRestoreDoneFn done, void *data,
+                        BackupRestore **ret_restore);
+/* Stop (a running pg_restore is killed); done() follows with DR_ECANCELED. drop_partial: drop the
+ * database if it was created (false at shutdown: the next attempt finds it and replaces it). Only
+ * valid until done() ran. */
+void backup_restore_cancel(BackupRestore *r, bool drop_partial);
 
 #endif

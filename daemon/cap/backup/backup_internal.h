@@ -7,7 +7,8 @@
  *   backup_state.c    the state files captured beside a backup (an encrypted ustar archive)
  *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
  *                     pg_restore -d for a test restore)
- *   backup_restore.c  the test restore into a scratch database, with validation queries
+ *   backup_restore.c  restoring a backup into a new database (backup_restore_into), and the test
+ *                     restore into a scratch database with validation queries
  *   backup_catalog.c  manifests (build, parse, write), directory scan, failure log, key loading
  */
 #ifndef DRSUP_BACKUP_INTERNAL_H
@@ -56,8 +57,6 @@ int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err
 void backup_time_rfc3339(int64_t unix_s, char *out, size_t n);
 /* Parse the above; -1 when not parseable. */
 int64_t backup_time_parse(const char *s);
-/* A manifest's started_at as Unix seconds (-1 if missing). */
-int64_t backup_manifest_started(const json_t *m);
 /* Verified as docs/backup-format.md defines it. */
 bool backup_manifest_verified(const json_t *m);
 
@@ -175,16 +174,25 @@ BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const Back
 void backup_job_cancel(BackupJob *job);
 const char *backup_job_name(const BackupJob *job);
 
-/* ---- test restore (backup_restore.c) ---- */
+/* ---- restore into a database, and the test restore (backup_restore.c) ---- */
 
-typedef struct BackupRestore BackupRestore;
+/* backup_restore_into() with the configuration and loop given, the key when already loaded (key
+ * NULL: loaded on the thread pool), and sha256_hex NULL allowed (no SHA-256 check). */
+int backup__restore_into(uv_loop_t *loop, const ConfigBackup *cfg, const char *name, const char *sha256_hex,
+                         const uint8_t *key, const char *admin_conninfo, const char *dbname,
+                         const BackupRestoreOpts *opts, BackupRestoreDoneFn done, void *data,
+                         BackupRestore **ret_restore);
+
+typedef struct BackupTestRestore BackupTestRestore;
 /* result: object {"status":"ok"|"failed","database":..,"duration_ms":..,"queries":[...],"error":..}. */
-typedef void (*BackupRestoreDoneFn)(json_t *result, void *data);
+typedef void (*BackupTestRestoreDoneFn)(json_t *result, void *data);
 
-BackupRestore *backup_restore_start(uv_loop_t *loop, const ConfigBackup *cfg, const char *path,
-                                    const uint8_t key[BCF_KEY_LEN], const char *expected_sha256_hex,
-                                    BackupRestoreDoneFn done, void *data);
-void backup_restore_cancel(BackupRestore *r);
+/* Restore file `name` (of cfg->directory) into drsup_verify_<time>_<pid> on cfg->conninfo's server,
+ * run the validation queries in it, drop it. done runs once on the loop; NULL when it cannot start. */
+BackupTestRestore *backup_test_restore_start(uv_loop_t *loop, const ConfigBackup *cfg, const char *name,
+                                             const uint8_t key[BCF_KEY_LEN], const char *expected_sha256_hex,
+                                             BackupTestRestoreDoneFn done, void *data);
+void backup_test_restore_cancel(BackupTestRestore *r);
 
 /* ---- the module (backup.c, backup_cmd.c) ---- */
 
@@ -228,7 +236,7 @@ struct Backups {
     bool job_scheduled;
     BackupJob *job;
     BackupVerify *verify;
-    BackupRestore *restore;
+    BackupTestRestore *restore;
     CtlCall *verify_call;     /* on-demand verification waiting for its answer */
     json_t *verify_manifest;  /* copy being verified */
     uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */

@@ -319,7 +319,7 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
     bcf_hex(kid, sizeof(kid), keyid);
     backup_time_rfc3339(job->started_at, started, sizeof(started));
     backup_time_rfc3339(job->finished_at, finished, sizeof(finished));
-    backup_time_rfc3339((int64_t)time(NULL), verified, sizeof(verified));
+    backup_time_rfc3339(backups__now(), verified, sizeof(verified));
     if (vr)
         verification = json_pack("{s:s,s:s,s:b,s:s,s:s,s:n}", "verified_at", verified, "container",
                                   vr->container_ok ? "ok" : "failed", "sha256_match", vr->sha_match,
@@ -401,7 +401,7 @@ static void backup_job_finish_done(uv_work_t *req, int status)
         backup_job_end(job);
         return;
     }
-    job->finished_at = (int64_t)time(NULL);
+    job->finished_at = backups__now();
     if (!job->cfg.verify_after_backup) {
         backup_job_commit(job, NULL);
         return;
@@ -667,7 +667,7 @@ BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const Back
     job->loop = loop;
     job->done = done;
     job->data = data;
-    job->started_at = (int64_t)time(NULL);
+    job->started_at = backups__now();
     job->started_mono_ms = uv_now(loop);
     backupstream_file_name(job->cfg.prefix, job->started_at, (CodecKind)job->cfg.codec, job->name, sizeof(job->name));
     /* "<prefix>_backup_YYYYMMDD_HHMMSS" + ".state.tar<codec>.drbk" */

@@ -12,6 +12,7 @@
 
 #include "atomicfile.h"
 #include "child.h"
+#include "clock.h"
 #include "core/core.h"
 #include "err.h"
 #include "log.h"
@@ -22,13 +23,6 @@
 
 
 static void venue_halt_attempt(Venue *v);
-
-static int64_t venue_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const ConfigVenue *venue__cfg(const Venue *v)
 {
@@ -281,7 +275,7 @@ static void venue_persist(Venue *v, void (*then)(Venue *v, int result))
 static void venue_set_mode(Venue *v, VenueMode m)
 {
     v->mode = m;
-    v->mode_ms = venue_now_ms();
+    v->mode_ms = clock_wall_ms();
 }
 
 static void venue_set_error(Venue *v, const char *msg)
@@ -443,7 +437,7 @@ static void venue_halt_internal(Venue *v, const char *reason, const char *run, V
         return;
     }
     if (new_request)
-        v->requested_ms = venue_now_ms();
+        v->requested_ms = clock_wall_ms();
     unsigned does = venue_sm_apply(&v->sm, VENUE_SM_HALT, v->mode == VENUE_MODE_HALTED);
     if (does & VENUE_SM_DO_ANSWER_HALT) {
         /* Held, idle and confirmed: nothing to send (the status poll catches drift); the newer
@@ -468,7 +462,7 @@ static void venue_halt_internal(Venue *v, const char *reason, const char *run, V
     if (!(does & VENUE_SM_DO_HOLD))
         return; /* joins the halt under way */
     if (!v->halted) {
-        v->since_ms = venue_now_ms();
+        v->since_ms = clock_wall_ms();
         free(v->reason);
         free(v->run);
         v->reason = strdup(reason && reason[0] ? reason : "unspecified");
@@ -755,7 +749,7 @@ int venue_start(Venue *v)
             v->requested_ms = (int64_t)json_integer_value(json_object_get(j, "requested_ms"));
             v->reconciled_ms = (int64_t)json_integer_value(json_object_get(j, "reconciled_ms"));
             if (v->halted && !json_object_get(j, "requested_ms"))
-                v->requested_ms = v->since_ms ? v->since_ms : venue_now_ms();
+                v->requested_ms = v->since_ms ? v->since_ms : clock_wall_ms();
         }
         json_decref(j);
     }
@@ -767,7 +761,7 @@ int venue_start(Venue *v)
         if (!v->reason)
             v->reason = strdup("re-asserted at start");
         if (!v->since_ms)
-            v->since_ms = venue_now_ms();
+            v->since_ms = clock_wall_ms();
         venue_halt_internal(v, v->reason, v->run, NULL, NULL, false); /* keeps reason and since */
     }
     return 0;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cap/venue/venue.h"
+#include "clock.h"
 #include "err.h"
 #include "scenario/database_corruption_internal.h"
 #include "scenario/steps/steps.h"
@@ -54,7 +55,7 @@ static void scn_resume(FsmCall *call, void *ctx, FsmDone done, bool shadow)
     /* This step runs only after the run's reconcile committed (its journal says so), which is
      * the passing reconcile the venue asks for, even when a crash came before the venue's own
      * record of it reached halt.json. */
-    venue_note_reconciled(v, scn_now_ms());
+    venue_note_reconciled(v, clock_wall_ms());
     venue_resume(v, shadow || st->idx == 1, scn_on_resumed, st);
 }
 
