@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "cap/backup/backup_internal.h"
-#include "core/daemon.h"
+#include "core/core.h"
 #include "err.h"
 #include "pgconn.h"
 #include "pgsql.h"

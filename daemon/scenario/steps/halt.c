@@ -10,7 +10,6 @@
 
 #include "cap/venue/venue.h"
 #include "err.h"
-#include "scenario/database_corruption_internal.h"
 #include "scenario/steps/steps.h"
 
 static void scn_on_halted(int result, const char *message, void *data)

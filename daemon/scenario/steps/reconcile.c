@@ -11,7 +11,6 @@
 
 #include "cap/reconcile.h"
 #include "err.h"
-#include "scenario/database_corruption_internal.h"
 #include "scenario/steps/steps.h"
 
 typedef struct ScnReconciled {

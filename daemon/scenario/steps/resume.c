@@ -12,7 +12,6 @@
 #include "cap/venue/venue.h"
 #include "clock.h"
 #include "err.h"
-#include "scenario/database_corruption_internal.h"
 #include "scenario/steps/steps.h"
 
 static void scn_on_resumed(int result, const char *message, void *data)

@@ -10,7 +10,6 @@
 
 #include "cap/backup/backup.h"
 #include "err.h"
-#include "scenario/database_corruption_internal.h"
 #include "scenario/steps/steps.h"
 
 static json_t *scn_pick_backup(ScnRun *run, char *why, size_t n)

@@ -5,6 +5,7 @@
  * safe to run again, acting on the world only through the run's capabilities (run->caps: venue,
  * backups, reconcile). A scenario file names them in its table next to its own steps.
  *
+ *   step.c           one invocation (ScnStep): finish, answer, cancel, one SQL statement at a time
  *   halt.c           halt_trading: halted and confirmed by the platform
  *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup")
  *   reconcile.c      reconcile: the database matches the exchange (ctx "reconcile")
@@ -13,10 +14,65 @@
 #ifndef DRSUP_SCENARIO_STEPS_H
 #define DRSUP_SCENARIO_STEPS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "cap/backup/backup.h"
+#include "child.h"
 #include "fsm.h"
+#include "pgconn.h"
 #include "scenario/scn_internal.h"
+
+/* ---- one invocation (step.c) ---- */
+
+typedef struct ScnStep ScnStep;
+typedef void (*ScnSqlNext)(ScnStep *st, int status, const PGresult *res, const char *errmsg);
+
+typedef struct ScnDbState {
+    bool orig, damaged, restored, restored_complete;
+    bool standby;              /* the standby restore's database exists */
+    char standby_comment[400]; /* its COMMENT ("" when none) */
+} ScnDbState;
+
+struct ScnStep {
+    ScnRun *run;
+    FsmCall *call;
+    FsmDone done;        /* a step or a plan */
+    FsmProbeDone pdone;  /* a probe */
+    bool cancelled;
+    PgConn *pg;
+    ScnSqlNext next;
+    ScnSqlNext then; /* after scn_inspect */
+    ScnDbState db;          /* database_corruption's catalog inspection */
+    BackupRestore *restore; /* restore_database: the restore from the backup file */
+    ChildProc *child;
+    int work_result;
+    size_t idx;
+    json_t *acc;
+    uint64_t t0;
+    bool from_standby; /* restore_database took the standby restore */
+};
+
+/* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
+ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone);
+/* End the step with result and message (then free st). */
+void scn_finish(ScnStep *st, int result, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Answer the probe (then free st). */
+void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The row's cancel hook: stops the invocation's query, child or verification (it then finishes). */
+void scn_cancel(FsmCall *call, void *ctx);
+/* The step stopped because it was cancelled (timeout, abort, shutdown). */
+void scn_cancelled(ScnStep *st);
+/* Finish the step or answer the probe after a failed query. */
+void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg);
+/* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
+void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params, ScnSqlNext next);
+/* ---- the shared steps ---- */
+
 
 void scn_step_halt_trading(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_halt_trading(FsmCall *call, void *ctx, FsmDone done);

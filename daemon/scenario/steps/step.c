@@ -1,0 +1,144 @@
+/*
+ * steps/step: one invocation of a step or probe (ScnStep) and its plumbing: creation, finishing,
+ * answering, cancelling, and one SQL statement at a time on the invocation's own connection. Every
+ * scenario step is built on it (steps.h).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cap/backup/backup.h"
+#include "child.h"
+#include "err.h"
+#include "pgconn.h"
+#include "scenario/steps/steps.h"
+
+/* ---- one step or probe invocation ---- */
+
+ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone)
+{
+    ScnStep *st = calloc(1, sizeof(*st));
+    if (!st) {
+        if (done)
+            done(call, -ENOMEM, "out of memory");
+        else
+            pdone(call, FSM_PROBE_UNKNOWN, "out of memory");
+        return NULL;
+    }
+    st->run = ctx;
+    st->call = call;
+    st->done = done;
+    st->pdone = pdone;
+    scn_run_ref(st->run);
+    st->t0 = uv_now(st->run->d->loop);
+    fsm_call_set_data(call, st);
+    return st;
+}
+
+static void scn_step_free(ScnStep *st)
+{
+    if (st->pg)
+        pgconn_close(st->pg, NULL, NULL);
+    if (st->child)
+        child_free(st->child);
+    json_decref(st->acc);
+    ScnRun *run = st->run;
+    free(st);
+    scn_run_unref(run);
+}
+
+void scn_finish(ScnStep *st, int result, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!fsm_call_cancelled(st->call))
+        fsm_call_set_data(st->call, NULL);
+    st->done(st->call, result, msg);
+    scn_step_free(st);
+}
+
+void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!fsm_call_cancelled(st->call))
+        fsm_call_set_data(st->call, NULL);
+    st->pdone(st->call, a, msg);
+    scn_step_free(st);
+}
+
+/* The step stopped because it was cancelled (timeout, abort, shutdown). */
+void scn_cancelled(ScnStep *st)
+{
+    if (st->pdone)
+        scn_answer(st, FSM_PROBE_UNKNOWN, "cancelled");
+    else
+        scn_finish(st, DR_ECANCELED, "cancelled");
+}
+
+void scn_cancel(FsmCall *call, void *ctx)
+{
+    ScnStep *st = fsm_call_get_data(call);
+    (void)ctx;
+    if (!st)
+        return;
+    st->cancelled = true;
+    if (st->restore)
+        backup_restore_cancel(st->restore, false); /* the next attempt replaces the partial copy */
+    if (st->child)
+        child_kill(st->child, SIGKILL);
+    PgConn *pg = st->pg;
+    if (pg && pgconn_is_busy(pg)) {
+        st->pg = NULL;
+        pgconn_close(pg, NULL, NULL); /* the pending callback runs now and finishes st */
+    }
+}
+
+/* ---- SQL helpers ---- */
+
+static void scn_on_sql(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    ScnStep *st = data;
+    (void)c;
+    if (st->cancelled || status == DR_ECANCELED) {
+        if (!st->pg || status == DR_ECANCELED)
+            st->pg = NULL; /* closed by scn_cancel */
+        scn_cancelled(st);
+        return;
+    }
+    st->next(st, status, res, errmsg ? errmsg : (status < 0 ? err_str(status) : NULL));
+}
+
+void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg)
+{
+    if (st->pdone)
+        scn_answer(st, FSM_PROBE_UNKNOWN, "%s: %s", what, errmsg ? errmsg : err_str(status));
+    else
+        scn_finish(st, status < 0 ? status : DR_EDB, "%s: %s", what, errmsg ? errmsg : err_str(status));
+}
+
+/* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
+void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params,
+             ScnSqlNext next)
+{
+    if (!st->pg) {
+        PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
+        st->pg = pgconn_new(st->run->d->loop, conninfo ? conninfo : st->run->admin_conninfo, &po);
+    }
+    st->next = next;
+    int r = st->pg ? pgconn_query(st->pg, sql, np, params, scn_on_sql, st) : -EINVAL;
+    if (r < 0)
+        scn_fail_sql(st, r, "cannot send a query to the database server (check scenarios.admin_conninfo)", NULL);
+}
+
