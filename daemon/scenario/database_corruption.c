@@ -57,7 +57,7 @@ static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const
 /* Which of X, X_damaged_T, X_restore_T exist, and is the restore marked complete? Then then(). */
 void scn_inspect(ScnStep *st, ScnSqlNext then)
 {
-    const char *p[4] = {st->run->database, st->run->db_damaged, st->run->db_restored, st->run->db_standby};
+    const char *p[4] = {st->run->database, corruption_run(st->run)->damaged, corruption_run(st->run)->restored, corruption_run(st->run)->standby};
     st->then = then;
     scn_sql(st, NULL,
             "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1),"
@@ -94,7 +94,7 @@ static void validate_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the validation: %s", err_str(status));
     else
         scn_finish(st, 0, "%zu validation quer%s passed in '%s'", st->idx, st->idx == 1 ? "y" : "ies",
-                   st->run->db_restored);
+                   corruption_run(st->run)->restored);
 }
 
 static void validate_next(ScnStep *st);
@@ -134,7 +134,7 @@ static void validate_next(ScnStep *st)
         scn_context_set(st->run, "validation", acc, validate_recorded, st);
         return;
     }
-    char *ci = scn_conninfo_for(st->run, st->run->db_restored);
+    char *ci = scn_conninfo_for(st->run, corruption_run(st->run)->restored);
     scn_sql(st, ci, q, 0, NULL, validate_on_query);
     free(ci);
 }
@@ -152,7 +152,7 @@ static void plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     char msg[1024];
-    size_t o = (size_t)snprintf(msg, sizeof(msg), "would run in '%s':", run->db_restored);
+    size_t o = (size_t)snprintf(msg, sizeof(msg), "would run in '%s':", corruption_run(run)->restored);
     for (size_t i = 0; scn_validation_query(run, i) && o < sizeof(msg); i++)
         o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s '%s'", i ? "," : "", scn_validation_query(run, i));
     done(call, 0, msg);
@@ -219,9 +219,21 @@ static void corruption_report_extras(const ScnRun *run, json_t *rep)
     const json_t *backup = json_object_get(run->ctx, "backup");
     json_object_set_new(rep, "backup", backup ? json_deep_copy(backup) : json_null());
     json_object_set_new(rep, "databases", json_pack("{s:s,s:s,s:s}", "original", run->database, "damaged",
-                                                    run->db_damaged, "restored", run->db_restored));
+                                                    corruption_run(run)->damaged, "restored", corruption_run(run)->restored));
     const json_t *v = json_object_get(run->ctx, "validation");
     json_object_set_new(rep, "validation", v ? json_deep_copy(v) : json_null());
+}
+
+/* Name the run's databases: the evidence, the restore and the standby of the protected one. */
+static int corruption_ctx_init(ScnRun *run, char *err, size_t errlen)
+{
+    CorruptionRun *c = corruption_run(run);
+    (void)err;
+    (void)errlen;
+    snprintf(c->damaged, sizeof(c->damaged), "%s_damaged_%s", run->database, run->tag);
+    snprintf(c->restored, sizeof(c->restored), "%s_restore_%s", run->database, run->tag);
+    standby_dbname(run->database, c->standby, sizeof(c->standby));
+    return 0;
 }
 
 static const char *const corruption_handles[] = {INCIDENT_CORRUPTION, NULL};
@@ -233,6 +245,8 @@ const ScenarioDef scenario_database_corruption = {
     .table = &corruption_table,
     .handles = corruption_handles,
     .live_step = "resume_live",
+    .ctx_size = sizeof(CorruptionRun),
+    .ctx_init = corruption_ctx_init,
     .may_resume = corruption_may_resume,
     .restore_point_ms = scn_backup_restore_point_ms, /* RPO: back to the chosen backup's start */
     .report_extras = corruption_report_extras,

@@ -34,7 +34,7 @@ static void preserve_renamed(ScnStep *st, int status, const PGresult *res, const
         scn_fail_sql(st, status, "cannot rename the damaged database", errmsg);
         return;
     }
-    scn_finish(st, 0, "'%s' is kept as '%s' (connections refused, never dropped)", st->run->database, st->run->db_damaged);
+    scn_finish(st, 0, "'%s' is kept as '%s' (connections refused, never dropped)", st->run->database, corruption_run(st->run)->damaged);
 }
 
 static void preserve_terminated(ScnStep *st, int status, const PGresult *res, const char *errmsg)
@@ -46,7 +46,7 @@ static void preserve_terminated(ScnStep *st, int status, const PGresult *res, co
         return;
     }
     pgsql_quote_ident(st->run->database, a, sizeof(a));
-    pgsql_quote_ident(st->run->db_damaged, b, sizeof(b));
+    pgsql_quote_ident(corruption_run(st->run)->damaged, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     scn_sql(st, NULL, sql, 0, NULL, preserve_renamed);
 }
@@ -73,7 +73,7 @@ static void preserve_inspected(ScnStep *st, int status, const PGresult *res, con
         return;
     }
     if (st->db.damaged && !st->db.orig) {
-        scn_finish(st, 0, "already preserved: '%s' is kept as '%s'", st->run->database, st->run->db_damaged);
+        scn_finish(st, 0, "already preserved: '%s' is kept as '%s'", st->run->database, corruption_run(st->run)->damaged);
         return;
     }
     if (!st->db.orig) {
@@ -82,7 +82,7 @@ static void preserve_inspected(ScnStep *st, int status, const PGresult *res, con
     }
     if (st->db.damaged) {
         scn_finish(st, DR_ESTATE, "both '%s' and '%s' exist: refusing to guess which is the evidence",
-                   st->run->database, st->run->db_damaged);
+                   st->run->database, corruption_run(st->run)->damaged);
         return;
     }
     pgsql_quote_ident(st->run->database, a, sizeof(a));
@@ -103,11 +103,11 @@ static void probe_preserve_inspected(ScnStep *st, int status, const PGresult *re
     if (status < 0)
         scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
     else if (st->db.damaged)
-        scn_answer(st, FSM_PROBE_YES, "'%s' exists", st->run->db_damaged);
+        scn_answer(st, FSM_PROBE_YES, "'%s' exists", corruption_run(st->run)->damaged);
     else if (st->db.orig)
         scn_answer(st, FSM_PROBE_NO, "'%s' is still under its own name", st->run->database);
     else
-        scn_answer(st, FSM_PROBE_UNKNOWN, "neither '%s' nor '%s' exists", st->run->database, st->run->db_damaged);
+        scn_answer(st, FSM_PROBE_UNKNOWN, "neither '%s' nor '%s' exists", st->run->database, corruption_run(st->run)->damaged);
 }
 
 void scn_probe_preserve_evidence(FsmCall *call, void *ctx, FsmProbeDone done)
@@ -123,7 +123,7 @@ void scn_plan_preserve_evidence(FsmCall *call, void *ctx, FsmDone done)
     char msg[600];
     snprintf(msg, sizeof(msg),
              "would refuse new connections to '%s', end its sessions (pg_terminate_backend) and rename it to '%s'",
-             run->database, run->db_damaged);
+             run->database, corruption_run(run)->damaged);
     done(call, 0, msg);
 }
 
@@ -143,9 +143,9 @@ static void restore_marked(ScnStep *st, int status, const PGresult *res, const c
     }
     if (st->from_standby)
         scn_finish(st, 0, "backup '%s' taken from the standby restore '%s' as '%s' in %.1f s", scn_backup_name(st->run),
-                   st->run->db_standby, st->run->db_restored, (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+                   corruption_run(st->run)->standby, corruption_run(st->run)->restored, (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
     else
-        scn_finish(st, 0, "backup '%s' restored into '%s' in %.1f s", scn_backup_name(st->run), st->run->db_restored,
+        scn_finish(st, 0, "backup '%s' restored into '%s' in %.1f s", scn_backup_name(st->run), corruption_run(st->run)->restored,
                    (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
 }
 
@@ -161,7 +161,7 @@ static void restore_on_restored(const BackupRestoreResult *res, void *data)
     }
     if (res->status < 0) {
         if (!res->dropped)
-            snprintf(drop, sizeof(drop), " (the partial '%s' could not be dropped: %s)", st->run->db_restored,
+            snprintf(drop, sizeof(drop), " (the partial '%s' could not be dropped: %s)", corruption_run(st->run)->restored,
                      res->drop_error);
         switch (res->stage) {
         case BACKUP_RESTORE_KEY:
@@ -175,12 +175,12 @@ static void restore_on_restored(const BackupRestoreResult *res, void *data)
             break;
         default:
             scn_finish(st, res->status, "restore of '%s' into '%s' failed: %s%s", scn_backup_name(st->run),
-                       st->run->db_restored, res->error, drop);
+                       corruption_run(st->run)->restored, res->error, drop);
             break;
         }
         return;
     }
-    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(corruption_run(st->run)->restored, a, sizeof(a));
     /* Run ids hold only [0-9A-Za-z-]: the literal needs no escaping. */
     snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
     scn_sql(st, NULL, sql, 0, NULL, restore_marked);
@@ -213,14 +213,14 @@ static void restore_from_file(ScnStep *st, bool replace)
     LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
     if (n_jobs > 0)
         log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (decrypt to '%s/%s', then "
-                 "pg_restore -j%u)", scn_backup_name(st->run), st->run->db_restored, st->run->bcfg.directory, spool,
+                 "pg_restore -j%u)", scn_backup_name(st->run), corruption_run(st->run)->restored, st->run->bcfg.directory, spool,
                  n_jobs);
     else
         log_emit(LOG_NOTICE, "scenario", &lf, "restoring backup '%s' into database '%s' (streamed into pg_restore)",
-                 scn_backup_name(st->run), st->run->db_restored);
+                 scn_backup_name(st->run), corruption_run(st->run)->restored);
     int r = backup_restore_into(st->run->caps->backups, scn_backup_name(st->run),
                                 json_string_value(json_object_get(b, "sha256")), st->run->admin_conninfo,
-                                st->run->db_restored, &o, restore_on_restored, st, &st->restore);
+                                corruption_run(st->run)->restored, &o, restore_on_restored, st, &st->restore);
     if (r < 0)
         scn_finish(st, r, "cannot start the restore: %s", err_str(r));
 }
@@ -246,7 +246,7 @@ static void restore_standby_allowed(ScnStep *st, int status, const PGresult *res
         return;
     }
     st->from_standby = true;
-    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(corruption_run(st->run)->restored, a, sizeof(a));
     snprintf(sql, sizeof(sql), "COMMENT ON DATABASE %s IS '" SCN_MARKER "%s'", a, st->run->id);
     scn_sql(st, NULL, sql, 0, NULL, restore_marked);
 }
@@ -259,13 +259,13 @@ static void restore_standby_renamed(ScnStep *st, int status, const PGresult *res
     if (status < 0) {
         /* Whatever happened to it, the backup file is still there: restore from it. */
         log_emit(LOG_WARNING, "scenario", &lf, "cannot take the standby '%s' (%s): restoring from the backup file",
-                 st->run->db_standby, errmsg ? errmsg : err_str(status));
+                 corruption_run(st->run)->standby, errmsg ? errmsg : err_str(status));
         restore_from_file(st, false);
         return;
     }
     log_emit(LOG_NOTICE, "scenario", &lf, "backup '%s' was restored in advance: standby '%s' renamed to '%s'",
-             scn_backup_name(st->run), st->run->db_standby, st->run->db_restored);
-    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
+             scn_backup_name(st->run), corruption_run(st->run)->standby, corruption_run(st->run)->restored);
+    pgsql_quote_ident(corruption_run(st->run)->restored, a, sizeof(a));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", a);
     scn_sql(st, NULL, sql, 0, NULL, restore_standby_allowed);
 }
@@ -279,14 +279,14 @@ static void restore_inspected(ScnStep *st, int status, const PGresult *res, cons
         return;
     }
     if (st->db.restored_complete) {
-        scn_finish(st, 0, "'%s' already holds the complete restore of '%s'", st->run->db_restored, scn_backup_name(st->run));
+        scn_finish(st, 0, "'%s' already holds the complete restore of '%s'", corruption_run(st->run)->restored, scn_backup_name(st->run));
         return;
     }
     if (!st->db.restored && scn_standby_usable(st)) {
         /* The standby restore holds exactly the selected backup: take it (a rename). */
-        pgsql_quote_ident(st->run->db_standby, a, sizeof(a));
+        pgsql_quote_ident(corruption_run(st->run)->standby, a, sizeof(a));
         char b[160];
-        pgsql_quote_ident(st->run->db_restored, b, sizeof(b));
+        pgsql_quote_ident(corruption_run(st->run)->restored, b, sizeof(b));
         snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
         scn_sql(st, NULL, sql, 0, NULL, restore_standby_renamed);
         return;
@@ -295,7 +295,7 @@ static void restore_inspected(ScnStep *st, int status, const PGresult *res, cons
         /* An interrupted restore of this run: our own scratch database, never the good one. */
         LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
         log_emit(LOG_WARNING, "scenario", &lf, "dropping the incomplete restore database '%s' before restoring again",
-                 st->run->db_restored);
+                 corruption_run(st->run)->restored);
         restore_from_file(st, true);
         return;
     }
@@ -320,11 +320,11 @@ static void probe_restore_inspected(ScnStep *st, int status, const PGresult *res
     if (status < 0)
         scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
     else if (st->db.restored_complete)
-        scn_answer(st, FSM_PROBE_YES, "'%s' is marked complete", st->run->db_restored);
+        scn_answer(st, FSM_PROBE_YES, "'%s' is marked complete", corruption_run(st->run)->restored);
     else if (!st->db.restored)
-        scn_answer(st, FSM_PROBE_NO, "'%s' does not exist", st->run->db_restored);
+        scn_answer(st, FSM_PROBE_NO, "'%s' does not exist", corruption_run(st->run)->restored);
     else
-        scn_answer(st, FSM_PROBE_UNKNOWN, "'%s' exists but the restore is not marked complete", st->run->db_restored);
+        scn_answer(st, FSM_PROBE_UNKNOWN, "'%s' exists but the restore is not marked complete", corruption_run(st->run)->restored);
 }
 
 void scn_probe_restore_database(FsmCall *call, void *ctx, FsmProbeDone done)
@@ -342,9 +342,9 @@ void scn_plan_restore_database(FsmCall *call, void *ctx, FsmDone done)
     char msg[1200], standby[400] = "";
     if (run->cfg.standby)
         snprintf(standby, sizeof(standby), "would rename the standby restore '%s' to '%s' if it holds backup '%s'; "
-                 "otherwise ", run->db_standby, run->db_restored, name);
+                 "otherwise ", corruption_run(run)->standby, corruption_run(run)->restored, name);
     snprintf(msg, sizeof(msg), "%swould CREATE DATABASE '%s' and restore '%s/%s' decrypted with '%s -d %s'", standby,
-             run->db_restored, run->bcfg.directory ? run->bcfg.directory : "?", name, pgr, run->db_restored);
+             corruption_run(run)->restored, run->bcfg.directory ? run->bcfg.directory : "?", name, pgr, corruption_run(run)->restored);
     done(call, 0, msg);
 }
 
@@ -357,7 +357,7 @@ static void switch_renamed(ScnStep *st, int status, const PGresult *res, const c
         scn_fail_sql(st, status, "cannot rename the restored database into place", errmsg);
         return;
     }
-    scn_finish(st, 0, "'%s' is now '%s'", st->run->db_restored, st->run->database);
+    scn_finish(st, 0, "'%s' is now '%s'", corruption_run(st->run)->restored, st->run->database);
 }
 
 static void switch_on_exit(ChildProc *c, int64_t exit_status, int term_signal, void *data)
@@ -375,7 +375,7 @@ static void switch_on_exit(ChildProc *c, int64_t exit_status, int term_signal, v
         scn_finish(st, DR_ECHILD, "switch command '%s' %s %d: %s", st->run->cfg.switch_command[0],
                    term_signal ? "killed by signal" : "exited with status", term_signal ? term_signal : (int)exit_status, tail);
     else
-        scn_finish(st, 0, "switch command '%s' moved the platform to '%s'", st->run->cfg.switch_command[0], st->run->db_restored);
+        scn_finish(st, 0, "switch command '%s' moved the platform to '%s'", st->run->cfg.switch_command[0], corruption_run(st->run)->restored);
 }
 
 static void switch_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
@@ -389,7 +389,7 @@ static void switch_inspected(ScnStep *st, int status, const PGresult *res, const
     if (st->run->cfg.n_switch_command) {
         char e1[200], e2[200], e3[200];
         snprintf(e1, sizeof(e1), "DRSUP_DATABASE=%s", st->run->database);
-        snprintf(e2, sizeof(e2), "DRSUP_RESTORED_DATABASE=%s", st->run->db_restored);
+        snprintf(e2, sizeof(e2), "DRSUP_RESTORED_DATABASE=%s", corruption_run(st->run)->restored);
         snprintf(e3, sizeof(e3), "DRSUP_RUN=%s", st->run->id);
         const char *env[] = {e1, e2, e3, NULL};
         ChildOptions o = {.argv = (const char *const *)st->run->cfg.switch_command,
@@ -414,10 +414,10 @@ static void switch_inspected(ScnStep *st, int status, const PGresult *res, const
         return;
     }
     if (!st->db.restored) {
-        scn_finish(st, -ENOENT, "'%s' does not exist", st->run->db_restored);
+        scn_finish(st, -ENOENT, "'%s' does not exist", corruption_run(st->run)->restored);
         return;
     }
-    pgsql_quote_ident(st->run->db_restored, a, sizeof(a));
+    pgsql_quote_ident(corruption_run(st->run)->restored, a, sizeof(a));
     pgsql_quote_ident(st->run->database, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     scn_sql(st, NULL, sql, 0, NULL, switch_renamed);
@@ -438,9 +438,9 @@ static void probe_switch_inspected(ScnStep *st, int status, const PGresult *res,
     else if (st->run->cfg.n_switch_command)
         scn_answer(st, FSM_PROBE_UNKNOWN, "a switch command is configured: it runs again");
     else if (st->db.orig && !st->db.restored)
-        scn_answer(st, FSM_PROBE_YES, "'%s' is in place and '%s' is gone", st->run->database, st->run->db_restored);
+        scn_answer(st, FSM_PROBE_YES, "'%s' is in place and '%s' is gone", st->run->database, corruption_run(st->run)->restored);
     else if (st->db.restored && !st->db.orig)
-        scn_answer(st, FSM_PROBE_NO, "'%s' is not renamed yet", st->run->db_restored);
+        scn_answer(st, FSM_PROBE_NO, "'%s' is not renamed yet", corruption_run(st->run)->restored);
     else
         scn_answer(st, FSM_PROBE_UNKNOWN, "unexpected set of databases");
 }
@@ -458,9 +458,9 @@ void scn_plan_switch_database(FsmCall *call, void *ctx, FsmDone done)
     char msg[600];
     if (run->cfg.n_switch_command)
         snprintf(msg, sizeof(msg), "would run '%s' with DRSUP_RESTORED_DATABASE=%s", run->cfg.switch_command[0],
-                 run->db_restored);
+                 corruption_run(run)->restored);
     else
-        snprintf(msg, sizeof(msg), "would rename '%s' to '%s'", run->db_restored, run->database);
+        snprintf(msg, sizeof(msg), "would rename '%s' to '%s'", corruption_run(run)->restored, run->database);
     done(call, 0, msg);
 }
 
@@ -502,10 +502,10 @@ static void putback_inspected(ScnStep *st, int status, const PGresult *res, cons
         return;
     }
     if (!st->db.damaged) {
-        scn_finish(st, -ENOENT, "neither '%s' nor '%s' exists: nothing to put back", st->run->database, st->run->db_damaged);
+        scn_finish(st, -ENOENT, "neither '%s' nor '%s' exists: nothing to put back", st->run->database, corruption_run(st->run)->damaged);
         return;
     }
-    pgsql_quote_ident(st->run->db_damaged, a, sizeof(a));
+    pgsql_quote_ident(corruption_run(st->run)->damaged, a, sizeof(a));
     pgsql_quote_ident(st->run->database, b, sizeof(b));
     snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", a, b);
     scn_sql(st, NULL, sql, 0, NULL, putback_allow);

@@ -26,6 +26,18 @@
 
 #define SCN_MARKER "drsupervisor: restore complete, run "
 
+/* database_corruption's own part of a run (ScnRun.own): the databases it names for run tag T. */
+typedef struct CorruptionRun {
+    char damaged[128];  /* X_damaged_T: the evidence */
+    char restored[128]; /* X_restore_T: the restore, renamed to X by the switch */
+    char standby[128];  /* the standby restore's database (cap/standby.h) */
+} CorruptionRun;
+
+static inline CorruptionRun *corruption_run(const ScnRun *run)
+{
+    return run->own;
+}
+
 /* Which of X, X_damaged_T, X_restore_T, X_drsup_standby exist, is the restore marked complete, and
  * what does the standby's COMMENT say? Then then(). */
 void scn_inspect(ScnStep *st, ScnSqlNext then);

@@ -114,12 +114,7 @@ static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
     Config view = *run->d->cfg;
     view.scenarios = run->cfg;
     int r = config_scenario_databases(&view, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
-    if (r < 0)
-        return r;
-    snprintf(run->db_damaged, sizeof(run->db_damaged), "%s_damaged_%s", run->database, run->tag);
-    snprintf(run->db_restored, sizeof(run->db_restored), "%s_restore_%s", run->database, run->tag);
-    standby_dbname(run->database, run->db_standby, sizeof(run->db_standby));
-    return 0;
+    return r < 0 ? r : 0;
 }
 
 

@@ -69,8 +69,7 @@ struct ScnRun {
     ConfigBackup bcfg;
     char *db_conninfo;       /* database.conninfo */
     char *admin_conninfo;    /* key=value, no dbname */
-    char database[64], db_damaged[128], db_restored[128];
-    char db_standby[128];    /* the standby restore's database (daemon/standby.h) */
+    char database[64];       /* the protected database (config_scenario_databases) */
     bool resume_allowed;     /* one of this run's resume steps is calling venue_resume */
     unsigned refs;
     bool released;           /* the owner's reference was dropped */
