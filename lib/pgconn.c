@@ -367,7 +367,17 @@ static void pgconn_idle_io(PgConn *c, int status)
     pgconn_set_error(c, status < 0 ? uv_strerror(status) : PQerrorMessage(c->pq));
     c->sqlstate[0] = '\0';
     pgconn_drop(c);
-    pgconn_arm_backoff(c);
+    if (c->lost_cb) {
+        char msg[PGCONN_MSG_MAX];
+        pgconn__fmt(msg, sizeof(msg), "%s", c->errmsg[0] ? c->errmsg : "connection to the server was lost");
+        c->lost_cb(c, msg, c->lost_data); /* may query or close: c is not touched after */
+    }
+}
+
+void pgconn_set_lost_cb(PgConn *c, PgConnLostCb cb, void *data)
+{
+    c->lost_cb = cb;
+    c->lost_data = data;
 }
 
 /* ---- connect ------------------------------------------------------------------------------- */

@@ -24,7 +24,10 @@
  *     connection is dropped at once, the callback gets -ETIMEDOUT, and the next query reconnects
  *     without backoff (the server answered the connect; it was the query that was slow).
  *   - While idle the socket is watched for readability, so a server that goes away is noticed
- *     (pgconn_is_connected() turns false) before the next query.
+ *     (pgconn_is_connected() turns false) before the next query, at once (a crashed server's
+ *     connections close): the lost callback, when set, is told. Losing an idle connection arms no
+ *     backoff: it says nothing about whether a new connection would work, so the next query
+ *     connects at once.
  *
  * Teardown order: uv_poll_stop + uv_close on the poll handle first, then PQfinish. We do not dup
  * the socket (as libpquv does): a dup would keep a socket libpq has abandoned open towards the
@@ -95,6 +98,14 @@ PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *o
  */
 int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *params,
                  PgConnResultCb cb, void *data);
+
+/*
+ * Called on the loop when an idle connection is found broken (EOF, reset, an error the server sent
+ * before closing); errmsg is libpq's message. It may call pgconn_query() (connects anew) or
+ * pgconn_close(). cb NULL: nobody is told.
+ */
+typedef void (*PgConnLostCb)(PgConn *c, const char *errmsg, void *data);
+void pgconn_set_lost_cb(PgConn *c, PgConnLostCb cb, void *data);
 
 /* True when a connection to the server is established (idle or running a query). */
 bool pgconn_is_connected(const PgConn *c);

@@ -103,6 +103,8 @@ struct PgConn {
     bool sent;
     bool in_query_call;
     PgQuery q;
+    PgConnLostCb lost_cb;
+    void *lost_data;
     PGresult *last_res;
     int deferred_status;
     char deferred_msg[PGCONN_MSG_MAX];

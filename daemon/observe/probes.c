@@ -6,7 +6,11 @@
  * platform's health URL (HTTP GET over the shared client; 2xx is healthy). Each result becomes an
  * observation in the status model; a change of health becomes an event with a condition key
  * ("database.down:<cluster>") that opens on the way down and resolves on the way up.
- * A probe still running when its timer fires again is not started twice.
+ * A probe still running when its timer fires again is not started twice. The database probe's
+ * connection stays open between probes: when it breaks while idle (a crashed server closes its
+ * connections) that counts as a failed probe at once, and a confirming probe runs right away on a
+ * fresh connection, so a crash is seen in milliseconds; a hang still takes its probe intervals,
+ * and a blip (one connection lost, the server fine) is one failure and one success.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -121,9 +125,31 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
     json_decref(detail);
 }
 
+static void probes_db_probe(Probe *pr);
+
 static void probes_db_tick(uv_timer_t *t)
 {
-    Probe *pr = t->data;
+    probes_db_probe(t->data);
+}
+
+/* The idle connection broke: a failed observation now, and the confirming probe at once. */
+static void probes_on_db_lost(PgConn *conn, const char *errmsg, void *data)
+{
+    Probe *pr = data;
+    Probes *p = pr->owner;
+    char why[600];
+
+    (void)conn;
+    if (p->closing || pr->busy)
+        return;
+    snprintf(why, sizeof(why), "the connection to the database was lost: %s", errmsg);
+    probes_record(pr, false, 0, why, NULL);
+    p->sink.db_failed(p->sink.data, "", why);
+    probes_db_probe(pr);
+}
+
+static void probes_db_probe(Probe *pr)
+{
     Probes *p = pr->owner;
     int r;
 
@@ -249,6 +275,7 @@ static int probes_configure_db(Probes *p, const Config *cfg)
         }
         p->pg = pg;
         p->pg_opts = opts;
+        pgconn_set_lost_cb(pg, probes_on_db_lost, &p->db);
         free(p->conninfo);
         p->conninfo = strdup(db->conninfo);
     }

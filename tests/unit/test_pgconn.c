@@ -499,6 +499,21 @@ static int query_until_ok(uv_loop_t *loop, PgConn *c, const char *sql, Outcome *
     return failures;
 }
 
+
+typedef struct LostSeen {
+    int calls;
+    PgConn *conn;
+    char msg[512];
+} LostSeen;
+
+static void on_lost(PgConn *c, const char *errmsg, void *data)
+{
+    LostSeen *l = data;
+    l->calls++;
+    l->conn = c;
+    snprintf(l->msg, sizeof(l->msg), "%s", errmsg ? errmsg : "");
+}
+
 static void test_pg_backend_killed_under_query(void **state)
 {
     (void)state;
@@ -529,13 +544,24 @@ static void test_pg_backend_killed_under_query(void **state)
     query_until_ok(&loop, a, "SELECT pg_backend_pid()", &again, 5000);
     assert_string_not_equal(again.value, pid.value);
 
-    /* an idle connection whose backend dies is noticed without a query */
+    /* an idle connection whose backend dies is noticed without a query, and the lost callback is
+     * told at once; no backoff: the next query connects right away */
+    LostSeen lost = {0};
+    pgconn_set_lost_cb(a, on_lost, &lost);
     const char *p2[] = {again.value};
     assert_string_equal(query(&loop, b, "SELECT pg_terminate_backend($1::int)", 1, p2).value, "t");
     uint64_t deadline = now_ms() + 3000;
     while (pgconn_is_connected(a) && now_ms() < deadline)
         run_for(&loop, 10);
     assert_false(pgconn_is_connected(a));
+    assert_int_equal(lost.calls, 1);
+    assert_ptr_equal(lost.conn, a);
+    assert_true(lost.msg[0] != '\0');
+    assert_int_equal(pgconn_backoff_remaining_ms(a), 0);
+    Outcome fresh = query(&loop, a, "SELECT pg_backend_pid()", 0, NULL);
+    assert_int_equal(fresh.status, 0);
+    assert_string_not_equal(fresh.value, again.value);
+    pgconn_set_lost_cb(a, NULL, NULL);
     print_message("pgconn-real-server: reconnect after kill ok\n");
     pgconn_close(b, NULL, NULL);
     finish(&loop, a, &k);
