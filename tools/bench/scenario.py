@@ -12,6 +12,10 @@ standing in for the trading platform (HTTP halt/resume/shadow/status, empty posi
             `drctl --json trading` answer with halted true and halting false (the daemon has the
             halt confirmed by the venue's status). The harness then restarts the server, waits for
             the daemon to see it healthy, and `drctl resume --force` makes the next trial start live.
+  crash     the same trials with SIGKILL of the postmaster (a crash): the probe's idle connection
+            breaks at once and the confirming probe runs at once: halt_crash_p99_ms (target 100).
+  blips     DRSUP_BENCH_HALT_TRIALS one-probe blips: the probe's backend is terminated while the
+            server stays up; false_halts counts the halts the venue received (target 0).
   rto       DRSUP_BENCH_SCN_ROUNDS (default 2) rounds per mode on the ~1 GB database of run.py
             (copied once into a database `scn`, so the cache stays untouched): the daemon takes a
             verified backup; `drctl execute --scenario database_corruption` runs the whole recovery
@@ -26,7 +30,7 @@ standing in for the trading platform (HTTP halt/resume/shadow/status, empty posi
             `cold` runs with the standby off: the restore step restores from the file.
 
 Writes build/bench/scenario.json and prints a table. Environment: DRSUP_BUILD, DRSUP_BENCH_GB (as
-run.py), DRSUP_BENCH_HALT_TRIALS, DRSUP_BENCH_SCN_ROUNDS, DRSUP_BENCH_SCN_PARTS ("halt,rto"), DRSUP_BENCH_SCN_MODES
+run.py), DRSUP_BENCH_HALT_TRIALS, DRSUP_BENCH_SCN_ROUNDS, DRSUP_BENCH_SCN_PARTS ("halt,crash,blips,rto"), DRSUP_BENCH_SCN_MODES
 ("standby,cold").
 Standard library only.
 """
@@ -49,11 +53,12 @@ from pgharness import PG_BIN, PgCluster  # noqa: E402
 OUT_DIR = backup_bench.OUT_DIR
 HALT_TRIALS = max(1, int(os.environ.get("DRSUP_BENCH_HALT_TRIALS", "20")))
 ROUNDS = max(1, int(os.environ.get("DRSUP_BENCH_SCN_ROUNDS", "2")))
-PARTS = os.environ.get("DRSUP_BENCH_SCN_PARTS", "halt,rto").split(",")
+PARTS = os.environ.get("DRSUP_BENCH_SCN_PARTS", "halt,crash,blips,rto").split(",")
 MODES = os.environ.get("DRSUP_BENCH_SCN_MODES", "standby,cold").split(",")
 PROBE_INTERVAL_MS = 250
 SCN_DB = "scn"
-TARGETS = {"halt_p99_vs_probe_interval": 4.0, "rto_vs_pg_restore": 1.25, "rto_cold_vs_pg_restore": 1.25}
+TARGETS = {"halt_p99_vs_probe_interval": 4.0, "halt_crash_p99_ms": 100.0, "false_halts": 0,
+           "rto_vs_pg_restore": 1.25, "rto_cold_vs_pg_restore": 1.25}
 STANDBY_DBS = (SCN_DB + "_drsup_standby", SCN_DB + "_drsup_staging")
 log = backup_bench.log
 
@@ -82,14 +87,14 @@ def quiet_venue():
     return v
 
 
-def halt_trials(work, n):
+def halt_trials(work, n, sig=signal.SIGQUIT):
     pg = PgCluster()
     pg.init()
     pg.start()
     venue = quiet_venue()
     halt_at = []
     venue.on_halt = lambda: halt_at.append(time.monotonic())
-    d = Daemon(os.path.join(work, "halt"), {
+    d = Daemon(os.path.join(work, "halt-%d" % sig), {
         "log_level": "notice",
         "database": {"conninfo": pg.conninfo(), "probe_interval": "%dms" % PROBE_INTERVAL_MS,
                      "probe_timeout": "2s", "connect_timeout": "2s"},
@@ -108,7 +113,7 @@ def halt_trials(work, n):
             n_halts = len(halt_at)
             pid = pg.postmaster_pid()
             t0 = time.monotonic()
-            os.kill(pid, signal.SIGQUIT)
+            os.kill(pid, sig)
             while True:
                 tr = ctl_json(d, "trading")
                 if tr["halted"] and not tr["halting"]:
@@ -144,6 +149,41 @@ def halt_trials(work, n):
         "p99_ms": percentile(samples, 99), "max_ms": max(samples), "min_ms": min(samples),
         "trials": len(samples), "probe_interval_ms": PROBE_INTERVAL_MS, "halt_after": 2,
     }
+
+
+def blip_trials(work, n):
+    """One-probe blips: the probe's idle backend is terminated while the server stays up."""
+    pg = PgCluster()
+    pg.init()
+    pg.start()
+    venue = quiet_venue()
+    d = Daemon(os.path.join(work, "blips"), {
+        "log_level": "notice",
+        "database": {"conninfo": pg.conninfo(), "probe_interval": "%dms" % PROBE_INTERVAL_MS,
+                     "probe_timeout": "2s", "connect_timeout": "2s"},
+        "venue": venue.config(timeout="2s"),
+        "detector": {"halt_after": 2},
+    })
+    try:
+        d.start()
+        wait_until(lambda: ctl_json(d, "status")["detector"]["phase"] == "healthy", timeout=30,
+                   interval=0.05, what="detector healthy")
+        for i in range(n):
+            before = ctl_json(d, "status")["components"]["database"]["failures"]
+            pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+            wait_until(lambda: ctl_json(d, "status")["components"]["database"]["failures"] > before,
+                       timeout=10, interval=0.01, what="the blip seen")
+            wait_until(lambda: ctl_json(d, "status")["detector"]["consecutive_failures"] == 0,
+                       timeout=10, interval=0.01, what="the confirming probe")
+        halts = venue.count("POST", "/halt")
+        d.stop()
+    finally:
+        d.cleanup()
+        venue.close()
+        pg.cleanup()
+    log("  %d blips: %d halt(s)" % (n, halts))
+    return {"blips": n, "false_halts": halts, "probe_interval_ms": PROBE_INTERVAL_MS, "halt_after": 2}
 
 
 def _alive(pid):
@@ -326,6 +366,16 @@ def main():
             h = halt_trials(work, HALT_TRIALS)
             result["halt"] = h
             result["ratios"]["halt_p99_vs_probe_interval"] = round(h["p99_ms"] / PROBE_INTERVAL_MS, 3)
+        if "crash" in PARTS:
+            log("crash (SIGKILL of the postmaster) to confirmed halt: %d trials" % HALT_TRIALS)
+            h = halt_trials(work, HALT_TRIALS, signal.SIGKILL)
+            result["halt_crash"] = h
+            result["ratios"]["halt_crash_p99_ms"] = h["p99_ms"]
+        if "blips" in PARTS:
+            log("one-probe blips: %d" % HALT_TRIALS)
+            b = blip_trials(work, HALT_TRIALS)
+            result["blips"] = b
+            result["ratios"]["false_halts"] = b["false_halts"]
         if "rto" in PARTS:
             for mode in MODES:
                 log("full recovery vs bare pg_restore -j2: %d rounds, %s" % (ROUNDS, mode))
@@ -337,7 +387,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_end"] = os.getloadavg()
     result["met"] = {k: v <= TARGETS[k] for k, v in result["ratios"].items()}
-    result["notes"] = ("halt: ms from SIGQUIT of the postmaster to the later of the venue's POST /halt and the "
+    result["notes"] = ("halt: ms from SIGQUIT (halt_crash: SIGKILL) of the postmaster to the later of the venue's POST /halt and the "
                        "first drctl trading answer halted=true halting=false; rto: rto_ms of the incident report "
                        "of `drctl execute --scenario database_corruption` (detection = the execute), ratio from the "
                        "minimum of each series; baseline = pg_restore -j2 --no-owner of the same backup, decrypted "
@@ -354,6 +404,12 @@ def main():
         h = result["halt"]
         print("detection -> confirmed halt, %d trials, probe %d ms, halt_after 2: p50 %.0f  p90 %.0f  p99 %.0f  "
               "max %.0f ms" % (h["trials"], PROBE_INTERVAL_MS, h["p50_ms"], h["p90_ms"], h["p99_ms"], h["max_ms"]))
+    if "halt_crash" in result:
+        h = result["halt_crash"]
+        print("crash (SIGKILL) -> confirmed halt, %d trials: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms"
+              % (h["trials"], h["p50_ms"], h["p90_ms"], h["p99_ms"], h["max_ms"]))
+    if "blips" in result:
+        print("one-probe blips: %d, false halts: %d" % (result["blips"]["blips"], result["blips"]["false_halts"]))
     for key in ("rto", "rto_cold"):
         if key not in result:
             continue
