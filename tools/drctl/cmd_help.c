@@ -6,6 +6,7 @@
  * options) and `drctl completion bash`. Both run without a daemon.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "drctl.h"
@@ -53,22 +54,28 @@ static void drctl_table_json(const OptCommand **path, size_t depth, json_t *out)
 {
     const OptCommand *cmd = path[depth - 1];
     const DrctlAction *act = cmd->data;
-    char name[256], args[512], usage[800];
+    char name[256], *usage = NULL;
+    size_t usage_len = 0;
     json_t *subs = json_array();
+    FILE *f = open_memstream(&usage, &usage_len);
 
     optspec_path_name(path + 1, depth - 1, name, sizeof(name));
-    optspec_path_name(path, depth, usage, sizeof(usage));
-    optspec_args_synopsis(cmd, args, sizeof(args));
-    if (args[0])
-        snprintf(usage + strlen(usage), sizeof(usage) - strlen(usage), " %s", args);
+    if (f) {
+        optspec_usage(f, path, depth);
+        fclose(f);
+    }
+    /* "Usage: drctl halt -r|--reason TEXT\n" -> "drctl halt -r|--reason TEXT" */
+    const char *u = usage && strncmp(usage, "Usage: ", 7) == 0 ? usage + 7 : "";
     for (size_t i = 0; cmd->subs && cmd->subs[i]; i++)
         json_array_append_new(subs, json_string(cmd->subs[i]->name));
     json_array_append_new(
-        out, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "command", name, "usage", usage, "summary",
+        out, json_pack("{s:s, s:s%, s:s, s:s, s:o, s:o, s:o, s:o}", "command", name, "usage", u,
+                       strcspn(u, "\n"), "summary",
                        cmd->summary ? cmd->summary : "", "description", cmd->description ? cmd->description : "",
                        "daemon", json_boolean(act && act->where == DRCTL_NEEDS_DAEMON), "wire",
                        act && act->wire ? json_string(act->wire) : json_null(), "subcommands", subs, "options",
                        drctl_options_json(cmd)));
+    free(usage);
     for (size_t i = 0; cmd->subs && cmd->subs[i] && depth < OPTSPEC_MAX_DEPTH; i++) {
         path[depth] = cmd->subs[i];
         drctl_table_json(path, depth + 1, out);
