@@ -316,7 +316,8 @@ static void test_completion_script(void **state)
     fclose(f);
     static const char *const want[] = {"_tool()", "complete -F _tool tool", "\"\") _r=\"status run backup\"",
                                        "\"backup\") _r=\"now decrypt\"", "\"backup now\") _r=\"--wait --json -j",
-                                       "\"run\") _r=\"--reason -r --count -n --offset --every --timeout -t --socket -s\""};
+                                       "\"run\") _r=\"--reason -r --count -n --offset --every "
+                                       "--timeout -t --socket -s\""};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (!strstr(buf, want[i]))
             fail_msg("completion lacks '%s':\n%s", want[i], buf);

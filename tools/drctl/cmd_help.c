@@ -125,7 +125,8 @@ const OptCommand drctl_cmd_help = {
                    "usage, wire name, whether it needs the daemon, and its options.",
     .options = (const OptSpec[]){
         {.name = "command", .kind = OPTSPEC_POSITIONAL, .metavar = "COMMAND", .help = "a command"},
-        {.name = "sub-command", .kind = OPTSPEC_POSITIONAL, .metavar = "SUB-COMMAND", .help = "one of its sub-commands"},
+        {.name = "sub-command", .kind = OPTSPEC_POSITIONAL, .metavar = "SUB-COMMAND",
+         .help = "one of its sub-commands"},
         {0},
     },
     .data = &(const DrctlAction){.where = DRCTL_NO_DAEMON, .run = drctl_help_run},

@@ -175,7 +175,8 @@ const OptCommand drctl_cmd_emergency_close = {
 
 const OptCommand drctl_cmd_reconcile = {
     .name = "reconcile",
-    .summary = "compare the database with the exchange, replay missing fills; PASS/FAIL table, exit 1 on FAIL [operator]",
+    .summary = "compare the database with the exchange, replay missing fills; PASS/FAIL table, exit 1 on FAIL "
+               "[operator]",
     .description = "Compare the database with the exchange (positions, duplicate client order ids, stale open "
                    "orders, missing fills), replay missing fills, and print a PASS/FAIL table, discrepancies, "
                    "actions taken and ready_to_trade. Exits 1 unless ready to trade, also with --json. Run it "
