@@ -255,10 +255,44 @@ static int optspec_convert(const char *where, const OptSpec *s, const char *spel
     return 0;
 }
 
+/* A long name typed in full, else the one option it abbreviates (as getopt_long allows). */
+static const OptSpec *optspec_lookup_long(const OptParse *p, const char *name, size_t len, const OptCommand **ret_owner,
+                                          const char *where, const char *arg, char *err, size_t errlen)
+{
+    const OptSpec *s = optspec_lookup(p, name, len, 0, ret_owner), *found = NULL;
+    char cands[256] = "";
+    size_t n = 0, cl = 0;
+
+    if (s)
+        return s;
+    for (size_t d = p->depth; len > 0 && d-- > 0;) {
+        const OptCommand *c = p->path[d];
+        for (size_t i = 0; c->options && c->options[i].name; i++) {
+            const OptSpec *o = &c->options[i];
+            if (o->kind == OPTSPEC_POSITIONAL || o->hidden || strncmp(o->name, name, len) != 0)
+                continue;
+            if (n++ == 0) {
+                found = o;
+                *ret_owner = c;
+            }
+            int w = snprintf(cands + cl, sizeof(cands) - cl, "%s--%s", cl ? ", " : "", o->name);
+            if (w > 0 && (size_t)w < sizeof(cands) - cl)
+                cl += (size_t)w;
+        }
+    }
+    if (n == 1)
+        return found;
+    if (n > 1)
+        optspec_fmt(err, errlen, "%s: ambiguous option '%s' (%s)", where, arg, cands);
+    else
+        optspec_fmt(err, errlen, "%s: unknown option '%s'", where, arg);
+    return NULL;
+}
+
 static int optspec_option(OptParse *p, int argc, char *const *argv, int *i, char *err, size_t errlen)
 {
     const char *arg = argv[*i];
-    const char *value = NULL, *name;
+    const char *value = NULL;
     const OptCommand *owner = NULL;
     const OptSpec *s;
     char where[256], spelled[80];
@@ -267,20 +301,31 @@ static int optspec_option(OptParse *p, int argc, char *const *argv, int *i, char
 
     optspec_path_name(p->path, p->depth, where, sizeof(where));
     if (as_short) {
-        name = arg + 1;
-        s = optspec_lookup(p, NULL, 0, name[0], &owner);
-        if (s && name[1])
-            value = name + 1; /* -ovalue */
+        /* -j, -ovalue, and flags grouped as in -jt 5s */
+        for (const char *q = arg + 1;; q++) {
+            s = optspec_lookup(p, NULL, 0, *q, &owner);
+            if (!s) {
+                if (q == arg + 1 && !q[1])
+                    optspec_fmt(err, errlen, "%s: unknown option '%s'", where, arg);
+                else
+                    optspec_fmt(err, errlen, "%s: unknown option '-%c' (in '%s')", where, *q, arg);
+                return DR_EBADARG;
+            }
+            if (s->kind != OPTSPEC_FLAG) {
+                value = q[1] ? q + 1 : NULL;
+                break;
+            }
+            int r = optspec_set(p, s, owner, NULL, 1);
+            if (r < 0 || !q[1])
+                return r;
+        }
     } else {
-        name = arg + 2;
-        const char *eq = strchr(name, '=');
-        s = optspec_lookup(p, name, eq ? (size_t)(eq - name) : strlen(name), 0, &owner);
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        s = optspec_lookup_long(p, name, eq ? (size_t)(eq - name) : strlen(name), &owner, where, arg, err, errlen);
+        if (!s)
+            return DR_EBADARG;
         if (eq)
             value = eq + 1;
-    }
-    if (!s) {
-        optspec_fmt(err, errlen, "%s: unknown option '%s'", where, arg);
-        return DR_EBADARG;
     }
     optspec_spelling(s, as_short, spelled, sizeof(spelled));
     if (s->kind == OPTSPEC_FLAG) {

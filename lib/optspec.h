@@ -9,7 +9,8 @@
  * Syntax accepted, for the options of the command being parsed and of every command above it
  * (the root's options are the program's global options, so they work before and after the command
  * name): `--name value`, `--name=value`, `-n value`, `-nvalue` (short letters, value kinds),
- * `--flag`, `-f`; `--` ends the options. The first word that is not an option selects a
+ * `--flag`, `-f`, flags grouped (`-jt 5s`), a long name abbreviated to any unambiguous prefix
+ * (`--sock`, as getopt_long allows); `--` ends the options. The first word that is not an option selects a
  * sub-command while the current command has sub-commands; after that, words fill the
  * positionals in table order.
  *

@@ -240,9 +240,57 @@ static void test_parse_errors_name_the_command(void **state)
                 "status");
     PARSE_FAILS(&p, "tool: -t needs a duration of at least 1ms, not '0'", "-t", "0", "status");
     PARSE_FAILS(&p, "tool run: --dry-run takes no value", "run", "--dry-run=yes");
-    PARSE_FAILS(&p, "tool status: -j takes no value", "status", "-jx");
+    PARSE_FAILS(&p, "tool status: unknown option '-x' (in '-jx')", "status", "-jx");
     PARSE_FAILS(&p, "tool status: unexpected argument 'extra'", "status", "extra");
     PARSE_FAILS(&p, "tool run: unexpected argument 'three'", "run", "one", "two", "three");
+}
+
+static const OptCommand cmd_alert = {
+    .name = "alert",
+    .options = (const OptSpec[]){
+        {.name = "summary", .kind = OPTSPEC_STRING, .metavar = "TEXT"},
+        {.name = "severity", .kind = OPTSPEC_STRING, .metavar = "S"},
+        {0},
+    },
+};
+
+static const OptCommand small_root = {
+    .name = "small",
+    .options = (const OptSpec[]){{.name = "socket", .short_name = 's', .kind = OPTSPEC_STRING, .metavar = "P"}, {0}},
+    .subs = (const OptCommand *const[]){&cmd_alert, NULL},
+};
+
+static void test_grouped_flags_and_abbreviations(void **state)
+{
+    OptParse p;
+    (void)state;
+    PARSE_OK(&p, "-jt", "2m", "status");
+    assert_true(optspec_flag(&p, "json"));
+    assert_int_equal(optspec_int(&p, "timeout", 0), 120000);
+    PARSE_OK(&p, "status", "-jt2m");
+    assert_true(optspec_flag(&p, "json"));
+    assert_int_equal(optspec_int(&p, "timeout", 0), 120000);
+    PARSE_OK(&p, "status", "--js", "--time=1s", "--sock", "x");
+    assert_true(optspec_flag(&p, "json"));
+    assert_int_equal(optspec_int(&p, "timeout", 0), 1000);
+    assert_string_equal(optspec_string(&p, "socket", NULL), "x");
+    PARSE_OK(&p, "run", "j", "--rea", "why", "--dry");
+    assert_string_equal(optspec_string(&p, "reason", NULL), "why");
+    assert_true(optspec_flag(&p, "dry-run"));
+    /* hidden options are matched only in full */
+    PARSE_FAILS(&p, "tool run: unknown option '--secr'", "run", "j", "--secr");
+
+    char *argv[] = {(char *)(uintptr_t) "small", (char *)(uintptr_t) "alert", (char *)(uintptr_t) "--s",
+                    (char *)(uintptr_t) "x", NULL};
+    assert_int_equal(optspec_validate(&small_root, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(optspec_parse(&small_root, 4, argv, &p, errbuf, sizeof(errbuf)), DR_EBADARG);
+    assert_non_null(strstr(errbuf, "small alert: ambiguous option '--s' (--summary, --severity, --socket)"));
+    argv[2] = (char *)(uintptr_t) "--so";
+    assert_int_equal(optspec_parse(&small_root, 4, argv, &p, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(optspec_string(&p, "socket", NULL), "x");
+    argv[2] = (char *)(uintptr_t) "--su";
+    assert_int_equal(optspec_parse(&small_root, 4, argv, &p, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(optspec_string(&p, "summary", NULL), "x");
 }
 
 static void test_check_required(void **state)
@@ -374,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_sub_commands),
         cmocka_unit_test(test_double_dash_ends_options),
         cmocka_unit_test(test_parse_errors_name_the_command),
+        cmocka_unit_test(test_grouped_flags_and_abbreviations),
         cmocka_unit_test(test_check_required),
         cmocka_unit_test(test_usage_names_every_option),
         cmocka_unit_test(test_help_names_every_option_and_command),
