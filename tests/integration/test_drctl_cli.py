@@ -8,12 +8,16 @@ exits 2 naming the command and printing its usage; global options work before an
 command against a running daemon; the bash completion script, generated from the same table,
 completes in a real bash; drctl(1) names every command and option of the table in that command's
 entry and formats without warnings; and every drctl example in README.md, docs/operations.md and
-drctl(1) uses only options its command has.
+drctl(1) uses only options its command has; and each request goes out under the daemon's name for
+the command, with the options as its arguments.
 """
 import json
 import os
 import re
+import socket
 import subprocess
+import tempfile
+import threading
 
 from drsup import DRCTL, Daemon
 from test_docs import detroff, man_sections, read
@@ -304,3 +308,51 @@ def test_doc_examples_use_only_options_their_command_has():
                 assert w in allowed, f"{rel}: 'drctl {' '.join(argv)}': {w} is not an option of {c['command']}"
         checked += 1
     assert checked > 60, checked
+
+
+# ---- what goes on the wire ----
+
+def sent(*args):
+    """The request line drctl sends for ARGS, read by a stand-in daemon that answers ok."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ctl.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+        got = []
+
+        def serve():
+            c, _ = srv.accept()
+            buf = b""
+            while b"\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    break
+                buf += d
+            got.append(json.loads(buf))
+            c.sendall(b'{"id":1,"ok":true,"result":{"ready_to_trade":true}}\n')
+            c.close()
+        t = threading.Thread(target=serve)
+        t.start()
+        p = drctl(*args, "--socket", path)
+        t.join(10)
+        srv.close()
+    assert p.returncode == 0, (args, p.stderr)
+    return got[0]["cmd"], got[0]["args"]
+
+
+def test_requests_carry_the_wire_name_and_the_options_as_arguments():
+    assert sent("backup", "now", "--wait", "-t", "1h") == ("backup_now", {"wait": True})
+    assert sent("alert", "test", "--count=5", "--condition", "x.y:test", "--resolve") == \
+        ("alert.test", {"count": 5, "condition": "x.y:test", "resolve": True})
+    assert sent("emergency-close", "-r", "why") == ("emergency_close", {"reason": "why"})
+    assert sent("commands") == ("help", {})
+    assert sent("backup-status") == ("backup_status", {})
+    assert sent("execute", "--scenario=database_corruption", "--dry-run", "--manual") == \
+        ("execute", {"scenario": "database_corruption", "dry_run": True, "manual": True})
+    assert sent("abort", "R1", "--reason", "x") == ("abort", {"run": "R1", "reason": "x"})
+    assert sent("verify", "N", "--restore") == ("verify", {"name": "N", "restore": True})
+    assert sent("resume", "--reason=x", "--force") == ("resume", {"reason": "x", "force": True})
+    assert sent("reconcile", "--since", "1700000000000") == ("reconcile", {"since_ms": 1700000000000})
+    assert sent("call", "backup_now", '{"wait":true}') == ("backup_now", {"wait": True})
+    assert sent("--json", "status") == ("status", {})
