@@ -82,7 +82,9 @@ $(BUILD)/drsupervisord: $(BUILD)/obj/daemon/main.o $(LIBDAEMON) $(LIBDRSUP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 
-$(BUILD)/drctl: $(BUILD)/obj/tools/drctl.o $(LIBDRSUP)
+DRCTL_SRC  := $(sort $(wildcard tools/drctl/*.c))
+
+$(BUILD)/drctl: $(DRCTL_SRC:%.c=$(BUILD)/obj/%.o) $(LIBDRSUP)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lm
 

@@ -7,6 +7,7 @@ from a drctl subcommand or documented as call-only in drctl(1).
 The example configuration validating with --check-config is tested in test_packaging.py.
 """
 import glob
+import json
 import os
 import re
 import subprocess
@@ -188,12 +189,15 @@ def test_every_schema_key_is_named_in_the_yaml_man_page():
 # ---- daemon commands ----
 
 def drctl_wire_commands():
-    """Wire command of each drctl subcommand, read from the table in tools/drctl.c."""
-    src = read("tools/drctl.c")
-    wire = set(re.findall(r"^\s*\{\"[a-z -]+\", \"([a-z_.]+)\",", src, re.M))
-    # `backup now` sets its wire command in drctl_args_backup
-    wire |= set(re.findall(r"\"__cmd\", json_string\(\"([a-z_.]+)\"\)", src))
+    """Wire command of each drctl subcommand, read from drctl's command table (tools/drctl/*.c)."""
+    files = sorted(glob.glob(os.path.join(REPO, "tools", "drctl", "*.c")))
+    assert len(files) >= 5, f"drctl sources not found: {files}"
+    src = "\n".join(read(os.path.relpath(f, REPO)) for f in files)
+    wire = set(re.findall(r"\.wire = \"([a-z_.]+)\"", src))
     assert {"status", "help", "alert.test", "backup_now"} <= wire, sorted(wire)
+    # the same names, as drctl itself reports its table
+    table = json.loads(subprocess.run([DRCTL, "--json", "help"], capture_output=True, text=True, check=True).stdout)
+    assert wire == {c["wire"] for c in table["commands"] if c["wire"]}, sorted(wire)
     return wire
 
 

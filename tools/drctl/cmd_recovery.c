@@ -1,0 +1,153 @@
+/*
+ * drctl recovery commands: execute, runs, run, approve, abort, incidents, incident.
+ *
+ * Owns their table entries and the rendering of scenario runs, their timelines and incident
+ * reports.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "drctl.h"
+
+static void drctl_print_execute(const json_t *r)
+{
+    size_t i;
+    json_t *st;
+    if (!json_is_true(json_object_get(r, "dry_run"))) {
+        printf("started run %s (%s, %s mode); follow it with: drctl run %s\n", drctl_str(r, "run", "?"),
+               drctl_str(r, "scenario", "?"), drctl_str(r, "mode", "?"), drctl_str(r, "run", "?"));
+        return;
+    }
+    printf("dry run of %s for database '%s' (nothing was changed):\n", drctl_str(r, "scenario", "?"),
+           drctl_str(r, "database", "?"));
+    json_array_foreach(json_object_get(r, "plan"), i, st)
+        printf("  %zu. %-18s %s\n", i + 1, drctl_str(st, "step", "?"), drctl_str(st, "action", drctl_str(st, "sentence", "")));
+}
+
+static void drctl_print_runs(const json_t *r)
+{
+    size_t i;
+    json_t *x;
+    const json_t *list = json_object_get(r, "runs");
+    if (!json_array_size(list)) {
+        printf("no scenario runs%s\n", json_is_true(json_object_get(r, "loading")) ? " (still loading)" : "");
+        return;
+    }
+    printf("%-38s %-20s %-17s %-18s %-9s %-9s\n", "RUN", "SCENARIO", "STATUS", "STATE", "RTO", "RPO");
+    json_array_foreach(list, i, x) {
+        char rto[32], rpo[32];
+        drctl_ms(json_object_get(x, "rto_ms"), rto, sizeof(rto));
+        drctl_ms(json_object_get(x, "rpo_ms"), rpo, sizeof(rpo));
+        printf("%-38s %-20s %-17s %-18s %-9s %-9s\n", drctl_str(x, "run", "?"), drctl_str(x, "scenario", "?"),
+               drctl_str(x, "status", "?"), drctl_str(x, "state", "?"), rto, rpo);
+    }
+}
+
+static void drctl_print_run(const json_t *r)
+{
+    size_t i;
+    json_t *st;
+    printf("run %s (%s, %s mode): %s, state %s\n", drctl_str(r, "run", "?"), drctl_str(r, "scenario", "?"),
+           drctl_str(r, "mode", "?"), drctl_str(r, "status", "?"), drctl_str(r, "state", "?"));
+    if (json_string_value(json_object_get(r, "message")))
+        printf("message: %s\n", drctl_str(r, "message", ""));
+    printf("%-18s %-11s %-9s %-4s %s\n", "STEP", "OUTCOME", "DURATION", "TRY", "MESSAGE");
+    json_array_foreach(json_object_get(r, "steps"), i, st) {
+        int64_t a = drctl_int(st, "start_ms"), b = drctl_int(st, "end_ms");
+        char dur[32];
+        snprintf(dur, sizeof(dur), "%.1fs", b > a ? (double)(b - a) / 1000.0 : 0.0);
+        printf("%-18s %-11s %-9s %-4" PRId64 " %s\n", drctl_str(st, "step", "?"), drctl_str(st, "outcome", "?"), dur,
+               drctl_int(st, "attempts"), drctl_str(st, "message", ""));
+    }
+}
+
+static void drctl_print_run_status(const json_t *r)
+{
+    printf("run %s: %s\n", drctl_str(r, "run", "?"), drctl_str(r, "status", "?"));
+}
+
+static void drctl_print_incidents(const json_t *r)
+{
+    json_t *wrap = json_pack("{s:O}", "runs", json_object_get(r, "incidents"));
+    drctl_print_runs(wrap);
+    json_decref(wrap);
+}
+
+static void drctl_print_incident(const json_t *r)
+{
+    fputs(drctl_str(r, "text", ""), stdout);
+}
+
+#define DRCTL_RUN_ARG                                                                                             \
+    {.name = "run", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "RUN",                              \
+     .help = "the run id (from drctl runs)"}
+
+const OptCommand drctl_cmd_execute = {
+    .name = "execute",
+    .summary = "run a recovery scenario now (dry run: print the plan, change nothing) [operator]",
+    .description = "Start a recovery run now; prints the run id. The only scenario so far is "
+                   "database_corruption. --dry-run prints the plan and changes nothing (it fails if a step could "
+                   "not run, for example with no venue); --manual stops at the gates (restore, switch, "
+                   "resume_live) until approve. One run at a time. [operator]",
+    .options = (const OptSpec[]){
+        {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
+         .help = "the scenario (database_corruption)"},
+        {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
+        {.name = "manual", .kind = OPTSPEC_FLAG, .help = "stop at the gates until drctl approve"},
+        {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT", .help = "why (recorded)"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "execute", .print = drctl_print_execute},
+};
+
+const OptCommand drctl_cmd_runs = {
+    .name = "runs",
+    .summary = "scenario runs: the active one, then finished ones",
+    .description = "Scenario runs: the active one, then finished ones, with status, state, RTO and RPO.",
+    .data = &(const DrctlAction){.wire = "runs", .print = drctl_print_runs},
+};
+
+const OptCommand drctl_cmd_run = {
+    .name = "run",
+    .summary = "one run's timeline: every step, outcome, duration, message",
+    .description = "One run's timeline: every step with its outcome, duration, attempts and message.",
+    .options = (const OptSpec[]){DRCTL_RUN_ARG, {0}},
+    .data = &(const DrctlAction){.wire = "run", .print = drctl_print_run},
+};
+
+const OptCommand drctl_cmd_approve = {
+    .name = "approve",
+    .summary = "continue a run waiting at a gate or held after a restart [operator]",
+    .description = "Continue a run waiting at a gate, or held after a restart because a step that is not "
+                   "idempotent (the restore) was interrupted. [operator]",
+    .options = (const OptSpec[]){DRCTL_RUN_ARG, {0}},
+    .data = &(const DrctlAction){.wire = "approve", .print = drctl_print_run_status},
+};
+
+const OptCommand drctl_cmd_abort = {
+    .name = "abort",
+    .summary = "end a run; trading stays halted [operator]",
+    .description = "End a run. Trading stays halted. [operator]",
+    .options = (const OptSpec[]){
+        DRCTL_RUN_ARG,
+        {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT", .help = "why (recorded)"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "abort", .print = drctl_print_run_status},
+};
+
+const OptCommand drctl_cmd_incidents = {
+    .name = "incidents",
+    .summary = "incident reports (RTO, RPO, outcome)",
+    .description = "Incident reports of finished runs (status, state, RTO, RPO).",
+    .data = &(const DrctlAction){.wire = "incidents", .print = drctl_print_incidents},
+};
+
+const OptCommand drctl_cmd_incident = {
+    .name = "incident",
+    .summary = "print one incident report",
+    .description = "Print one incident report (the readable text; JSON with --json).",
+    .options = (const OptSpec[]){DRCTL_RUN_ARG, {0}},
+    .data = &(const DrctlAction){.wire = "incident", .print = drctl_print_incident},
+};
