@@ -755,7 +755,9 @@ bool cfg_string_list(const CfgSection *s, const char *key, char ***ret, size_t *
         cfg_error(s->ctx, n, "'%s' must be a list of values, not %s", fk, cfg_kind_name(n));
         return false;
     }
-    out = calloc(n->n ? n->n : 1, sizeof(*out));
+    if (n->n == 0)
+        return true; /* an empty list is no values: NULL and 0, nothing for the caller to free */
+    out = calloc(n->n, sizeof(*out));
     if (!out)
         return false;
     for (size_t i = 0; i < n->n; i++) {

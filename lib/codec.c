@@ -248,6 +248,8 @@ static int codec_gzip_compress(Codec *c, const void *in, size_t in_len, int flus
             if (r < 0)
                 return r;
         } while (mode == Z_FINISH ? zr != Z_STREAM_END : (c->z.avail_in > 0 || c->z.avail_out == 0));
+        if (slice == 0)
+            break; /* finish: `in` is NULL, and NULL + 0 is undefined behaviour */
         p += slice;
         in_len -= slice;
     } while (in_len > 0);

@@ -172,10 +172,61 @@ char *ctl_reply_ok(const json_t *id, const json_t *result)
     return o ? ctl_dump_line(o) : NULL;
 }
 
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when the byte at p does not start one. */
+static size_t ctl_utf8_seq_len(const unsigned char *p)
+{
+    unsigned char b = p[0], lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (b < 0x80)
+        return 1;
+    if (b >= 0xc2 && b <= 0xdf)
+        n = 2;
+    else if (b >= 0xe0 && b <= 0xef)
+        n = 3, lo = b == 0xe0 ? 0xa0 : 0x80, hi = b == 0xed ? 0x9f : 0xbf; /* no overlongs, no surrogates */
+    else if (b >= 0xf0 && b <= 0xf4)
+        n = 4, lo = b == 0xf0 ? 0x90 : 0x80, hi = b == 0xf4 ? 0x8f : 0xbf; /* nothing past U+10FFFF */
+    else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* A copy of `text` with every byte that is not part of valid UTF-8 replaced by '?'. Caller frees. */
+static char *ctl_utf8_repair(const char *text)
+{
+    size_t len = strlen(text);
+    char *out = malloc(len + 1);
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = ctl_utf8_seq_len((const unsigned char *)text + i);
+        if (n == 0) {
+            out[i++] = '?';
+        } else {
+            memcpy(out + i, text + i, n);
+            i += n;
+        }
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* The message may quote what the client sent (jansson's error text, a cut "'%.64s'"): repaired
+ * into valid UTF-8, so that every request gets its answer. */
 char *ctl_reply_error(const json_t *id, const char *code, const char *message)
 {
-    json_t *o = json_pack("{s:O?,s:b,s:{s:s,s:s}}", "id", id, "ok", 0, "error", "code", code, "message",
-                          message);
+    char *c = ctl_utf8_repair(code), *m = ctl_utf8_repair(message);
+    json_t *o = c && m ? json_pack("{s:O?,s:b,s:{s:s,s:s}}", "id", id, "ok", 0, "error", "code", c, "message", m)
+                       : NULL;
+
+    free(c);
+    free(m);
     return o ? ctl_dump_line(o) : NULL;
 }
 

@@ -50,7 +50,8 @@ typedef struct CtlRequest {
 int ctl_request_parse(const char *line, size_t len, CtlRequest *req, char *err, size_t errlen);
 void ctl_request_done(CtlRequest *req);
 
-/* Encode replies as one line with the trailing '\n'. Caller frees. Steals nothing. */
+/* Encode replies as one line with the trailing '\n'. Caller frees. Steals nothing. An error's code
+ * and message may hold any bytes: what is not valid UTF-8 is sent as '?' (NULL only without memory). */
 char *ctl_reply_ok(const json_t *id, const json_t *result);
 char *ctl_reply_error(const json_t *id, const char *code, const char *message);
 char *ctl_event_line(const json_t *event);

@@ -368,6 +368,20 @@ static void control_on_client_closed(uv_handle_t *h)
     control_maybe_free(ctl);
 }
 
+/* Stop streaming events to this client. */
+static void control_client_unwatch(CtlClient *c)
+{
+    Control *ctl = c->ctl;
+
+    if (!c->watching)
+        return;
+    c->watching = false;
+    if (--ctl->n_watchers == 0) {
+        events_unsubscribe(ctl->events, ctl->events_sub);
+        ctl->events_sub = 0;
+    }
+}
+
 static void control_client_close(CtlClient *c)
 {
     Control *ctl = c->ctl;
@@ -378,10 +392,7 @@ static void control_client_close(CtlClient *c)
     for (CtlCall *call = c->calls; call; call = call->next)
         call->client = NULL; /* handlers answer later into the void */
     c->calls = NULL;
-    if (c->watching && --ctl->n_watchers == 0) {
-        events_unsubscribe(ctl->events, ctl->events_sub);
-        ctl->events_sub = 0;
-    }
+    control_client_unwatch(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -410,9 +421,12 @@ static void control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == UV_EOF) {
-        /* The peer finished sending: answer what it asked, then hang up. */
+        /* The peer finished sending: answer what it asked, then hang up. A watcher's EOF ends its
+         * stream: it has hung up (drctl watch keeps its side open while it wants events), and
+         * kept as a watcher it would hold a client slot for good. */
         uv_read_stop(s);
         c->eof = true;
+        control_client_unwatch(c);
         if (!c->calls && !c->watching) {
             c->close_after_write = true;
             if (c->write_queued == 0)

@@ -50,7 +50,8 @@ void control_reply_error(CtlCall *call, int code, const char *fmt, ...) __attrib
 /* The caller's credentials and role. */
 const PeerCred *control_call_peer(const CtlCall *call);
 Role control_call_role(const CtlCall *call);
-/* Turn this call's connection into an event stream: events are written as {"event":...} lines. */
+/* Turn this call's connection into an event stream: events are written as {"event":...} lines,
+ * until the client hangs up or closes its sending side (EOF). */
 int control_call_watch(CtlCall *call);
 
 #endif

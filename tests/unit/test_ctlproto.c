@@ -139,6 +139,36 @@ static void test_replies(void **state)
     json_decref(res);
 }
 
+/* Every request gets an answer, even when the error message would not be valid UTF-8 (JSON strings
+ * must be): jansson's message for a bad escape quotes the raw bytes, and "'%.64s'" can cut a
+ * character in two. Such a reply used to be NULL, so the client waited for an answer that never came. */
+static void test_error_reply_with_invalid_utf8_still_answers(void **state)
+{
+    (void)state;
+    static const char line[] = "{\"id\":\"a\",\"cmd\":\"halt\",\"args\":{\"reason\":\"db \\u0\xd0\x9a\xc6\xdd\x82\x82\xf2\xf2";
+    CtlRequest req;
+    char err[512];
+    assert_int_equal(ctl_request_parse(line, sizeof(line) - 1, &req, err, sizeof(err)), DR_EPROTO);
+    char *r = ctl_reply_error(req.id, "protocol_error", err);
+    assert_non_null(r);
+    json_t *back = json_loads(r, 0, NULL);
+    assert_non_null(back);
+    json_decref(back);
+    free(r);
+    ctl_request_done(&req);
+
+    /* A two-byte character cut after its first byte, a stray continuation byte, an overlong
+     * encoding and a UTF-16 surrogate: each bad byte becomes '?', the rest is kept. */
+    r = ctl_reply_error(json_null(), "unknown_command", "unknown command 'x\xc3' \x80 \xc0\xaf \xed\xa0\x80 \xc3\xa9");
+    assert_non_null(r);
+    back = json_loads(r, 0, NULL);
+    assert_non_null(back);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(back, "error"), "message")),
+                        "unknown command 'x?' ? ?? ??? \xc3\xa9");
+    json_decref(back);
+    free(r);
+}
+
 static void test_roles(void **state)
 {
     (void)state;
@@ -190,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_linebuf_drops_overlong_lines_once_and_recovers),
         cmocka_unit_test(test_request_parse),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_error_reply_with_invalid_utf8_still_answers),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_roles_policy_build),
     };
