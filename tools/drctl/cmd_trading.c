@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cfgtree.h"
+#include "clock.h"
 #include "drctl.h"
 
 static void drctl_print_mode(const json_t *r)
@@ -60,7 +61,7 @@ static int drctl_parse_since(const char *text, int64_t *ret_ms)
         }
     }
     if (cfg_parse_duration_ms(text, &dur) == 0) {
-        *ret_ms = drctl_now_ms() - (int64_t)dur;
+        *ret_ms = clock_wall_ms() - (int64_t)dur;
         return 0;
     }
     memset(&tm, 0, sizeof(tm));

@@ -93,7 +93,6 @@ int drctl_transport_call(const Drctl *c, const char *line, bool streams, json_t 
 
 /* ---- render.c ---- */
 
-int64_t drctl_now_ms(void);
 /* "3.2s ago", "2h5m ago", "-" for 0 */
 void drctl_ago(int64_t ts_ms, char *out, size_t n);
 /* "in 30s", "now", "-" for 0 */

@@ -11,14 +11,8 @@
 #include <time.h>
 
 #include "cfgtree.h"
+#include "clock.h"
 #include "drctl.h"
-
-int64_t drctl_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void drctl_ago(int64_t ts_ms, char *out, size_t n)
 {
@@ -27,7 +21,7 @@ void drctl_ago(int64_t ts_ms, char *out, size_t n)
         snprintf(out, n, "-");
         return;
     }
-    int64_t diff = drctl_now_ms() - ts_ms;
+    int64_t diff = clock_wall_ms() - ts_ms;
     if (diff < 0)
         diff = 0;
     if (diff < 10000) {
@@ -41,7 +35,7 @@ void drctl_ago(int64_t ts_ms, char *out, size_t n)
 void drctl_in(int64_t ts_ms, char *out, size_t n)
 {
     char d[40];
-    int64_t diff = ts_ms - drctl_now_ms();
+    int64_t diff = ts_ms - clock_wall_ms();
     if (ts_ms <= 0) {
         snprintf(out, n, "-");
         return;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctlproto.h"
+#include "clock.h"
 #include "drctl.h"
 
 typedef struct DrctlReadCtx {
@@ -99,7 +100,7 @@ static int drctl_exchange(const Drctl *c, int fd, const char *line, bool streams
     DrctlReadCtx ctx = {.streams = streams, .json = c->json};
     CtlLineBuf lb;
     char buf[65536];
-    int64_t deadline = drctl_now_ms() + (int64_t)c->timeout_ms;
+    int64_t deadline = clock_wall_ms() + (int64_t)c->timeout_ms;
     int r;
 
     if (drctl_send_all(fd, line, strlen(line)) < 0) {
@@ -110,7 +111,7 @@ static int drctl_exchange(const Drctl *c, int fd, const char *line, bool streams
     for (;;) {
         int wait = -1;
         if (!streams || !ctx.reply) {
-            int64_t left = deadline - drctl_now_ms();
+            int64_t left = deadline - clock_wall_ms();
             if (left <= 0) {
                 fprintf(stderr, "drctl: no answer from the daemon within %" PRIu64 " ms\n", c->timeout_ms);
                 ctl_linebuf_done(&lb);
