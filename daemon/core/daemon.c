@@ -35,6 +35,8 @@ typedef struct ReloadWork {
     RolePolicy roles;
     char *errors;
     int result;
+    int key_result;    /* backups_check_key(), run with the parse on the pool */
+    char key_err[512];
 } ReloadWork;
 
 static int64_t daemon_wall_ms(void)
@@ -82,8 +84,7 @@ static void daemon_reply_reload(int result, const char *errors, void *data)
 {
     CtlCall *call = data;
     if (result < 0)
-        control_reply_error(call, result, "configuration not reloaded, the old one keeps running:\n%s",
-                            errors ? errors : err_str(result));
+        control_reply_error(call, result, "%s", errors ? errors : err_str(result));
     else
         control_reply_ok(call, json_pack("{s:b}", "reloaded", 1));
 }
@@ -105,6 +106,56 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
         control_reply_ok(call, json_pack("{s:b}", "watching", 1));
 }
 
+/* ---- checking a configuration before it is used ---- */
+
+/*
+ * Ask every module whether it would accept cfg, before anything is swapped or started. Each
+ * refusal is one line "module: reason" in *ret_errors (caller frees). key_result/key_err: what
+ * backups_check_key() said (it reads a file, so the caller ran it off the loop). Returns 0, or
+ * DR_ECONFIG (or -ENOMEM) when a module refuses.
+ */
+static int daemon_check_config(const Daemon *d, const Config *cfg, int key_result, const char *key_err,
+                               char **ret_errors)
+{
+    char err[512];
+    char *out = NULL;
+    size_t len = 0;
+    int result = 0;
+    FILE *f = open_memstream(&out, &len);
+
+    *ret_errors = NULL;
+    if (!f)
+        return -ENOMEM;
+#define DAEMON_CHECK(name, call)                                                                                       \
+    do {                                                                                                               \
+        err[0] = '\0';                                                                                                 \
+        int r_ = (call);                                                                                               \
+        if (r_ < 0) {                                                                                                  \
+            fprintf(f, "%s%s: %s", result ? "\n" : "", name, err[0] ? err : err_str(r_));                             \
+            if (result == 0 || r_ == -ENOMEM)                                                                          \
+                result = r_;                                                                                           \
+        }                                                                                                              \
+    } while (0)
+    DAEMON_CHECK("probes", probes_check_config(d->probes, cfg, err, sizeof(err)));
+    DAEMON_CHECK("detector", detector_check_config(d->detector, cfg, err, sizeof(err)));
+    DAEMON_CHECK("backups", backups_check_config(d->backups, cfg, err, sizeof(err)));
+    DAEMON_CHECK("backups", key_result < 0 ? (snprintf(err, sizeof(err), "%s", key_err), key_result) : 0);
+    DAEMON_CHECK("scenarios", scenarios_check_config(d->scenarios, cfg, err, sizeof(err)));
+    DAEMON_CHECK("standby", standby_check_config(d->standby, cfg, err, sizeof(err)));
+#undef DAEMON_CHECK
+    /* alerts and venue: everything they can refuse (secret files, URLs, commands) config_load has
+     * checked already; their apply fails only on an allocation. */
+    if (fclose(f) != 0 || !out) {
+        free(out);
+        return -ENOMEM;
+    }
+    if (result < 0)
+        *ret_errors = out;
+    else
+        free(out);
+    return result;
+}
+
 /* ---- reload ---- */
 
 static void daemon_reload_work(uv_work_t *req)
@@ -122,6 +173,8 @@ static void daemon_reload_work(uv_work_t *req)
             w->cfg = config_free(w->cfg);
         }
     }
+    if (w->result == 0)
+        w->key_result = backups_check_key(w->cfg, w->key_err, sizeof(w->key_err));
 }
 
 static void daemon_warn_restart_needed(const Config *old, const Config *new)
@@ -134,11 +187,51 @@ static void daemon_warn_restart_needed(const Config *old, const Config *new)
         log_warning("config", "state_dir changed; it takes effect at the next restart");
 }
 
+/*
+ * Apply d->cfg to every module, in the order start-up uses. Each module checked it before, so a
+ * failure here is an allocation that failed (or a module closing): every one is reported, one line
+ * "module: reason" in *ret_errors (caller frees), and the first code returned.
+ */
+static int daemon_apply_config(Daemon *d, char **ret_errors)
+{
+    char *out = NULL;
+    size_t len = 0;
+    int result = 0;
+    FILE *f = open_memstream(&out, &len);
+
+#define DAEMON_APPLY(name, call)                                                                                       \
+    do {                                                                                                               \
+        int r_ = (call);                                                                                               \
+        if (r_ < 0) {                                                                                                  \
+            if (f)                                                                                                     \
+                fprintf(f, "%s%s: %s", result ? "\n" : "", name, err_str(r_));                                        \
+            if (result == 0)                                                                                           \
+                result = r_;                                                                                           \
+        }                                                                                                              \
+    } while (0)
+    DAEMON_APPLY("probes", probes_apply_config(d->probes, d->cfg));
+    DAEMON_APPLY("alerts", alerts_apply_config(d->alerts, d->cfg));
+    DAEMON_APPLY("venue", venue_apply_config(d->venue, d->cfg));
+    DAEMON_APPLY("detector", detector_apply_config(d->detector, d->cfg));
+    DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
+    DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
+    DAEMON_APPLY("standby", standby_apply_config(d->standby, d->cfg));
+#undef DAEMON_APPLY
+    *ret_errors = NULL;
+    if (f && fclose(f) == 0 && result < 0)
+        *ret_errors = out;
+    else
+        free(out);
+    return result;
+}
+
 static void daemon_reload_done(uv_work_t *req, int status)
 {
     ReloadWork *w = req->data;
     Daemon *d = w->d;
     ReloadWaiter *waiters = d->reload_waiters;
+    const char *outcome = "configuration reload refused, the old configuration keeps running";
+    char *msg = NULL;
 
     d->reload_waiters = NULL;
     d->reloading = false;
@@ -146,6 +239,14 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->result = status;
     if (w->result == 0 && d->stopping)
         w->result = DR_ECANCELED;
+    if (w->result == 0) {
+        /* Every module says yes before anything changes; one no and the old configuration stays. */
+        w->result = daemon_check_config(d, w->cfg, w->key_result, w->key_err, &w->errors);
+        if (w->result < 0) {
+            w->cfg = config_free(w->cfg);
+            roles_policy_done(&w->roles);
+        }
+    }
     if (w->result == 0) {
         daemon_warn_restart_needed(d->cfg, w->cfg);
         /* Keep the settings that need a restart as they are running. */
@@ -159,22 +260,38 @@ static void daemon_reload_done(uv_work_t *req, int status)
         d->roles = w->roles;
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
-        probes_apply_config(d->probes, d->cfg);
-        alerts_apply_config(d->alerts, d->cfg);
-        venue_apply_config(d->venue, d->cfg);
-        detector_apply_config(d->detector, d->cfg);
-        if (backups_apply_config(d->backups, d->cfg) < 0)
-            log_error("backup", "cannot apply the backup configuration: out of memory");
-        scenarios_apply_config(d->scenarios, d->cfg);
-        standby_apply_config(d->standby, d->cfg);
+        /* Checked above, so an apply fails only when memory runs out: reported, never counted as a
+         * reload that worked. */
+        w->result = daemon_apply_config(d, &w->errors);
+        outcome = "configuration reloaded only in part (reload again)";
+    }
+    if (w->result < 0 && asprintf(&msg, "%s:\n%s", outcome, w->errors ? w->errors : err_str(w->result)) < 0)
+        msg = NULL;
+    if (w->result == 0) {
         d->reloads_ok++;
         events_emit(d->events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
     } else {
         d->reloads_failed++;
-        events_emit(d->events, SEV_ERROR, "config.reload", NULL, false, NULL,
-                    "configuration reload refused, the old configuration keeps running: %s",
-                    w->errors ? w->errors : err_str(w->result));
+        /* The event is one log line: the reasons joined with "; ". */
+        char *line = msg ? malloc(2 * strlen(msg) + 1) : NULL;
+        if (line) {
+            char *o = line;
+            for (const char *c = msg; *c; c++) {
+                if (*c != '\n') {
+                    *o++ = *c;
+                    continue;
+                }
+                if (c > msg && c[-1] != ':')
+                    *o++ = ';';
+                *o++ = ' ';
+            }
+            while (o > line && (o[-1] == ' ' || o[-1] == ';'))
+                o--;
+            *o = '\0';
+        }
+        events_emit(d->events, SEV_ERROR, "config.reload", NULL, false, NULL, "%s", line ? line : outcome);
+        free(line);
     }
     notify_ready(d->notify, NULL);
     daemon_update_status(d);
@@ -189,10 +306,11 @@ static void daemon_reload_done(uv_work_t *req, int status)
     while (rev) {
         ReloadWaiter *n = rev->next;
         if (rev->fn)
-            rev->fn(w->result, w->errors, rev->data);
+            rev->fn(w->result, msg ? msg : outcome, rev->data);
         free(rev);
         rev = n;
     }
+    free(msg);
     free(w->errors);
     free(w->path);
     free(w);
@@ -339,6 +457,20 @@ int daemon_start(Daemon *d)
     uv_timer_init(d->loop, &d->status_timer);
     d->status_timer.data = d;
 
+    /* The same checks as a reload, before anything starts. The key file is read here on the loop
+     * thread, which is fine only because the loop does not run yet. */
+    char key_err[512] = "", *errors = NULL;
+    int key_r = backups_check_key(d->cfg, key_err, sizeof(key_err));
+    r = daemon_check_config(d, d->cfg, key_r, key_err, &errors);
+    if (r < 0) {
+        char *save = NULL;
+        for (char *line = errors ? strtok_r(errors, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
+            log_error("config", "not starting: %s", line);
+        if (!errors)
+            log_error("config", "not starting: cannot check the configuration: %s", err_str(r));
+        free(errors);
+        return r;
+    }
     if (mkdir(d->cfg->state_dir, 0750) < 0 && errno != EEXIST) {
         r = -errno;
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
@@ -361,7 +493,11 @@ int daemon_start(Daemon *d)
     }
     /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
     venue_start(d->venue);
-    venue_apply_config(d->venue, d->cfg);
+    r = venue_apply_config(d->venue, d->cfg);
+    if (r < 0) {
+        log_error("venue", "cannot start the venue: %s", err_str(r));
+        return r;
+    }
     r = detector_apply_config(d->detector, d->cfg);
     if (r < 0) {
         log_error("detector", "cannot start the detector: %s", err_str(r));
@@ -377,13 +513,21 @@ int daemon_start(Daemon *d)
         log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
-    scenarios_apply_config(d->scenarios, d->cfg);
+    r = scenarios_apply_config(d->scenarios, d->cfg);
+    if (r < 0) {
+        log_error("scenario", "cannot start scenarios: %s", err_str(r));
+        return r;
+    }
     r = scenarios_start(d->scenarios);
     if (r < 0) {
         log_error("scenario", "cannot load scenario runs: %s", err_str(r));
         return r;
     }
-    standby_apply_config(d->standby, d->cfg);
+    r = standby_apply_config(d->standby, d->cfg);
+    if (r < 0) {
+        log_error("standby", "cannot start the standby restore: %s", err_str(r));
+        return r;
+    }
     uint64_t wd = notify_watchdog_start(d->notify);
     uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
     log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,

@@ -71,7 +71,11 @@ void daemon_stop(Daemon *d, int exit_code);
 /* Release what is left after uv_run returned. */
 void daemon_done(Daemon *d);
 
-/* Reload the configuration file. done(ok, errors, data) runs on the loop when finished. */
+/*
+ * Reload the configuration file: parse it (thread pool), ask every module whether it accepts it, and
+ * only then swap and apply. done(result, errors, data) runs on the loop when finished; on failure
+ * errors says whether the old configuration still runs, then one line per refusing module.
+ */
 typedef void (*DaemonReloadFn)(int result, const char *errors, void *data);
 void daemon_reload(Daemon *d, DaemonReloadFn done, void *data);
 
@@ -80,6 +84,9 @@ void daemon_update_status(Daemon *d);
 
 /* Probes (daemon/probes.c). */
 Probes *probes_new(Daemon *d);
+/* Would probes_apply_config() accept cfg? 0, or <0 with the reason in err. Pure (no I/O). */
+int probes_check_config(const Probes *p, const Config *cfg, char *err, size_t errlen);
+/* Apply a configuration probes_check_config() accepted: fails only on DR_ECANCELED or -ENOMEM. */
 int probes_apply_config(Probes *p, const Config *cfg);
 void probes_close(Probes *p, void (*closed_cb)(void *data), void *data);
 

@@ -28,6 +28,7 @@
 #include "detect/detector.h"
 #include "err.h"
 #include "log.h"
+#include "pgconn.h"
 #include "scenario/scn_internal.h"
 #include "cap/standby.h"
 #include "cap/venue/venue.h"
@@ -734,6 +735,27 @@ Scenarios *scenarios_new(Daemon *d)
     if (d->venue)
         venue_set_resume_guard(d->venue, scn_resume_guard, s);
     return s;
+}
+
+int scenarios_check_config(const Scenarios *s, const Config *cfg, char *err, size_t errlen)
+{
+    char database[64], msg[512], red[512], *admin = NULL;
+
+    (void)s;
+    if (cfg->scenarios.admin_conninfo) {
+        int r = pgconn_check_conninfo(cfg->scenarios.admin_conninfo, msg, sizeof(msg));
+        if (r < 0) {
+            log_redact_conninfo(cfg->scenarios.admin_conninfo, red, sizeof(red));
+            snprintf(err, errlen, "cannot use scenarios.admin_conninfo '%s': %s", red, msg[0] ? msg : err_str(r));
+            return r;
+        }
+    }
+    /* A run started later would fail on this; refuse it now, while the operator is looking. */
+    int r = scenarios_databases(cfg, database, sizeof(database), &admin, msg, sizeof(msg));
+    free(admin);
+    if (r < 0)
+        snprintf(err, errlen, "%s", r == -ENOMEM ? err_str(r) : msg);
+    return r;
 }
 
 int scenarios_apply_config(Scenarios *s, const Config *cfg)
