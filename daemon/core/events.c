@@ -143,19 +143,24 @@ void events_emit(EventBus *bus, Severity sev, const char *kind, const char *cond
     } else {
         log_emit(prio, kind, NULL, "%s%s", resolved ? "resolved: " : "", summary);
     }
-    /* Subscribers may unsubscribe themselves from the callback: iterate over a snapshot. */
-    size_t n = bus->n_subs;
-    EventSub *snap = n ? malloc(n * sizeof(*snap)) : NULL;
-    if (n && !snap)
-        return;
-    if (n)
-        memcpy(snap, bus->subs, n * sizeof(*snap));
-    for (size_t i = 0; i < n; i++) {
-        bool still = false;
+    /*
+     * Hand it to every subscriber, with no allocation that could fail and drop them. Subscribers may
+     * subscribe or unsubscribe from the callback, so walk by id rather than by index: ids increase
+     * in list order, each turn takes the first subscriber after the last one called, and those added
+     * during this emit (id >= last_id) wait for the next event.
+     */
+    int last_id = bus->next_id, prev = 0;
+    for (;;) {
+        EventSub *next = NULL;
         for (size_t j = 0; j < bus->n_subs; j++)
-            still = still || bus->subs[j].id == snap[i].id;
-        if (still)
-            snap[i].fn(&ev, snap[i].data);
+            if (bus->subs[j].id > prev && bus->subs[j].id < last_id) {
+                next = &bus->subs[j];
+                break;
+            }
+        if (!next)
+            break;
+        EventSub call = *next;
+        prev = call.id;
+        call.fn(&ev, call.data);
     }
-    free(snap);
 }
