@@ -390,6 +390,12 @@ static void daemon_on_status_timer(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
+static int daemon_init_failed(const char *what)
+{
+    log_error("main", "cannot initialise %s: out of memory", what);
+    return -ENOMEM;
+}
+
 int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles)
 {
     memset(d, 0, sizeof(*d));
@@ -406,25 +412,32 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->http = httpc_new(loop);
     d->control = d->events ? control_new(loop, d->events) : NULL;
     if (!d->config_path || !d->events || !d->status || !d->notify || !d->http || !d->control)
-        return -ENOMEM;
+        return daemon_init_failed("the core (events, status, sd_notify, HTTP, control socket)");
+    /* A module that cannot register its control commands is not created (NULL) either. */
     d->probes = probes_new(d);
+    if (!d->probes)
+        return daemon_init_failed("probes");
     d->venue = venue_new(d);
+    if (!d->venue)
+        return daemon_init_failed("the venue");
     d->detector = detector_new(d);
+    if (!d->detector)
+        return daemon_init_failed("the detector");
     d->reconcile = reconcile_new(d);
-    if (!d->probes || !d->venue || !d->detector || !d->reconcile)
-        return -ENOMEM;
+    if (!d->reconcile)
+        return daemon_init_failed("reconcile");
     d->backups = backups_new(d);
     if (!d->backups)
-        return -ENOMEM;
+        return daemon_init_failed("backups");
     d->scenarios = scenarios_new(d);
     if (!d->scenarios)
-        return -ENOMEM;
+        return daemon_init_failed("scenarios");
     d->standby = standby_new(d);
     if (!d->standby)
-        return -ENOMEM;
+        return daemon_init_failed("the standby restore");
     d->alerts = alerts_new(d);
     if (!d->alerts)
-        return -ENOMEM;
+        return daemon_init_failed("alerts");
 
     static const CtlCommand builtin[] = {
         {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
@@ -436,7 +449,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     memcpy(cmds, builtin, sizeof(builtin));
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         cmds[i].data = d;
-    return control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    if (control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0])) < 0)
+        return daemon_init_failed("the built-in commands");
+    return 0;
 }
 
 int daemon_start(Daemon *d)

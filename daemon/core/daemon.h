@@ -62,7 +62,8 @@ typedef struct Daemon {
     int exit_code;
 } Daemon;
 
-/* Build the daemon around an already-loaded configuration (ownership of cfg and roles taken). */
+/* Build the daemon around an already-loaded configuration (ownership of cfg and roles taken). Logs
+ * its own errors (which module could not be set up). */
 int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles);
 /* Listen, start probes, then READY=1. Logs its own errors. */
 int daemon_start(Daemon *d);

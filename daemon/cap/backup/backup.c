@@ -683,9 +683,14 @@ Backups *backups_new(Daemon *d)
     b->d = d;
     b->catalog = json_array();
     b->failures = json_array();
+    if (!b->catalog || !b->failures || backups__commands_register(b) < 0) {
+        json_decref(b->catalog);
+        json_decref(b->failures);
+        free(b);
+        return NULL;
+    }
     uv_timer_init(d->loop, &b->tick);
     b->tick.data = b;
-    backups__commands_register(b);
     return b;
 }
 
