@@ -93,6 +93,12 @@ json_t *events_to_json(const Event *ev)
                           ev->summary);
     if (o && ev->details)
         json_object_set_new(o, "details", json_deep_copy(ev->details));
+    if (o && ev->run)
+        json_object_set_new(o, "run", json_string(ev->run));
+    if (o && ev->scenario)
+        json_object_set_new(o, "scenario", json_string(ev->scenario));
+    if (o && ev->step)
+        json_object_set_new(o, "step", json_string(ev->step));
     return o;
 }
 
@@ -113,17 +119,18 @@ static int events_priority(const Event *ev)
     }
 }
 
-void events_emit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
-                 const json_t *details, const char *fmt, ...)
+static void events_vemit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                         const json_t *details, const LogFields *fields, const char *fmt, va_list ap)
+    __attribute__((format(printf, 8, 0)));
+
+static void events_vemit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                         const json_t *details, const LogFields *fields, const char *fmt, va_list ap)
 {
     char summary[1024];
     struct timespec ts;
-    va_list ap;
     Event ev;
 
-    va_start(ap, fmt);
     vsnprintf(summary, sizeof(summary), fmt, ap);
-    va_end(ap);
     clock_gettime(CLOCK_REALTIME, &ts);
     ev = (Event){.seq = ++bus->seq,
                  .ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
@@ -132,16 +139,21 @@ void events_emit(EventBus *bus, Severity sev, const char *kind, const char *cond
                  .condition = condition,
                  .resolved = resolved,
                  .summary = summary,
-                 .details = details};
+                 .details = details,
+                 .run = fields ? fields->run : NULL,
+                 .scenario = fields ? fields->scenario : NULL,
+                 .step = fields ? fields->step : NULL};
 
     int prio = events_priority(&ev);
     if (log_is_journal()) {
         if (prio <= log_get_max_priority())
             sd_journal_send("MESSAGE=%s", summary, "PRIORITY=%i", prio, "SYSLOG_IDENTIFIER=drsupervisord",
                             "COMPONENT=%s", kind, "EVENT=%s", kind, "CONDITION=%s",
-                            condition ? condition : "", "SEVERITY=%s", events_severity_name(sev), NULL);
+                            condition ? condition : "", "SEVERITY=%s", events_severity_name(sev), "RUN=%s",
+                            ev.run ? ev.run : "", "SCENARIO=%s", ev.scenario ? ev.scenario : "", "STEP=%s",
+                            ev.step ? ev.step : "", NULL);
     } else {
-        log_emit(prio, kind, NULL, "%s%s", resolved ? "resolved: " : "", summary);
+        log_emit(prio, kind, fields, "%s%s", resolved ? "resolved: " : "", summary);
     }
     /*
      * Hand it to every subscriber, with no allocation that could fail and drop them. Subscribers may
@@ -163,4 +175,22 @@ void events_emit(EventBus *bus, Severity sev, const char *kind, const char *cond
         prev = call.id;
         call.fn(&ev, call.data);
     }
+}
+
+void events_emit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                 const json_t *details, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    events_vemit(bus, sev, kind, condition, resolved, details, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void events_emit_run(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                     const json_t *details, const LogFields *fields, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    events_vemit(bus, sev, kind, condition, resolved, details, fields, fmt, ap);
+    va_end(ap);
 }

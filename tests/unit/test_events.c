@@ -1,7 +1,8 @@
 /*
  * Unit tests for daemon/core/events: every subscriber gets every event in order, also when memory
  * runs out (an emit allocates nothing; a subscribe that cannot grow the list says -ENOMEM and keeps
- * the subscribers it had), and subscribers that unsubscribe or subscribe from their callback.
+ * the subscribers it had), subscribers that unsubscribe or subscribe from their callback, and the
+ * run fields of a scenario event.
  */
 // WRAP: malloc realloc
 #include <setjmp.h>
@@ -142,6 +143,32 @@ static void test_changes_from_inside_a_callback(void **state)
     events_free(bus);
 }
 
+static json_t *seen;
+
+static void on_event_json(const Event *ev, void *data)
+{
+    (void)data;
+    json_decref(seen);
+    seen = events_to_json(ev);
+}
+
+static void test_run_fields_travel_with_the_event(void **state)
+{
+    (void)state;
+    EventBus *bus = events_new();
+    LogFields lf = {"R1", "database_corruption", "halt_trading"};
+    assert_true(events_subscribe(bus, on_event_json, NULL) > 0);
+    events_emit_run(bus, SEV_INFO, "scenario.transition", NULL, false, NULL, &lf, "run %s: halted", "R1");
+    assert_string_equal(json_string_value(json_object_get(seen, "run")), "R1");
+    assert_string_equal(json_string_value(json_object_get(seen, "scenario")), "database_corruption");
+    assert_string_equal(json_string_value(json_object_get(seen, "step")), "halt_trading");
+    events_emit(bus, SEV_INFO, "probe.database", NULL, false, NULL, "no run");
+    assert_null(json_object_get(seen, "run"));
+    json_decref(seen);
+    seen = NULL;
+    events_free(bus);
+}
+
 int main(void)
 {
     log_init(LOG_EMERG, false); /* the events' own log lines are not what is tested here */
@@ -149,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_every_subscriber_in_order),
         cmocka_unit_test(test_out_of_memory_drops_no_subscriber),
         cmocka_unit_test(test_changes_from_inside_a_callback),
+        cmocka_unit_test(test_run_fields_travel_with_the_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
