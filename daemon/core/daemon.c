@@ -139,7 +139,7 @@ static int daemon_check_config(const Daemon *d, const Config *cfg, int key_resul
     DAEMON_CHECK("probes", probes_check_config(d->probes, cfg, err, sizeof(err)));
     DAEMON_CHECK("detector", detector_check_config(d->detector, cfg, err, sizeof(err)));
     DAEMON_CHECK("backups", backups_check_config(d->backups, cfg, err, sizeof(err)));
-    DAEMON_CHECK("backups", key_result < 0 ? (snprintf(err, sizeof(err), "%s", key_err), key_result) : 0);
+    DAEMON_CHECK("backups", key_result < 0 && snprintf(err, sizeof(err), "%s", key_err) >= 0 ? key_result : 0);
     DAEMON_CHECK("scenarios", scenarios_check_config(d->scenarios, cfg, err, sizeof(err)));
     DAEMON_CHECK("standby", standby_check_config(d->standby, cfg, err, sizeof(err)));
 #undef DAEMON_CHECK
@@ -242,10 +242,6 @@ static void daemon_reload_done(uv_work_t *req, int status)
     if (w->result == 0) {
         /* Every module says yes before anything changes; one no and the old configuration stays. */
         w->result = daemon_check_config(d, w->cfg, w->key_result, w->key_err, &w->errors);
-        if (w->result < 0) {
-            w->cfg = config_free(w->cfg);
-            roles_policy_done(&w->roles);
-        }
     }
     if (w->result == 0) {
         daemon_warn_restart_needed(d->cfg, w->cfg);
@@ -256,8 +252,10 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->cfg->state_dir = strdup(d->cfg->state_dir);
         config_free(d->cfg);
         d->cfg = w->cfg;
+        w->cfg = NULL;
         roles_policy_done(&d->roles);
         d->roles = w->roles;
+        memset(&w->roles, 0, sizeof(w->roles));
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->control, &d->cfg->control, &d->roles);
         /* Checked above, so an apply fails only when memory runs out: reported, never counted as a
@@ -311,6 +309,8 @@ static void daemon_reload_done(uv_work_t *req, int status)
         rev = n;
     }
     free(msg);
+    config_free(w->cfg); /* a configuration that was not taken (refused, or the daemon is stopping) */
+    roles_policy_done(&w->roles);
     free(w->errors);
     free(w->path);
     free(w);
