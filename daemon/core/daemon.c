@@ -110,12 +110,11 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
 
 /*
  * Ask every module whether it would accept cfg, before anything is swapped or started. Each
- * refusal is one line "module: reason" in *ret_errors (caller frees). key_result/key_err: what
- * backups_check_key() said (it reads a file, so the caller ran it off the loop). Returns 0, or
- * DR_ECONFIG (or -ENOMEM) when a module refuses.
+ * refusal is one line "module: reason" in *ret_errors (caller frees). Pure: what needs I/O (the
+ * backup key) the caller checks off the loop. Returns 0, or DR_ECONFIG (or -ENOMEM) when a module
+ * refuses.
  */
-static int daemon_check_config(const Daemon *d, const Config *cfg, int key_result, const char *key_err,
-                               char **ret_errors)
+static int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
 {
     char err[512];
     char *out = NULL;
@@ -139,7 +138,6 @@ static int daemon_check_config(const Daemon *d, const Config *cfg, int key_resul
     DAEMON_CHECK("probes", probes_check_config(d->probes, cfg, err, sizeof(err)));
     DAEMON_CHECK("detector", detector_check_config(d->detector, cfg, err, sizeof(err)));
     DAEMON_CHECK("backups", backups_check_config(d->backups, cfg, err, sizeof(err)));
-    DAEMON_CHECK("backups", key_result < 0 && snprintf(err, sizeof(err), "%s", key_err) >= 0 ? key_result : 0);
     DAEMON_CHECK("scenarios", scenarios_check_config(d->scenarios, cfg, err, sizeof(err)));
     DAEMON_CHECK("standby", standby_check_config(d->standby, cfg, err, sizeof(err)));
 #undef DAEMON_CHECK
@@ -241,8 +239,12 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->result = DR_ECANCELED;
     if (w->result == 0) {
         /* Every module says yes before anything changes; one no and the old configuration stays. */
-        w->result = daemon_check_config(d, w->cfg, w->key_result, w->key_err, &w->errors);
+        w->result = daemon_check_config(d, w->cfg, &w->errors);
     }
+    /* The key is loaded for each backup (it may be fixed or broken at any time, and a backup that
+     * cannot load it is a recorded failure): a reload is not refused for it, but told now. */
+    if (w->result == 0 && w->key_result < 0)
+        log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", w->key_err);
     if (w->result == 0) {
         daemon_warn_restart_needed(d->cfg, w->cfg);
         /* Keep the settings that need a restart as they are running. */
@@ -475,8 +477,9 @@ int daemon_start(Daemon *d)
     /* The same checks as a reload, before anything starts. The key file is read here on the loop
      * thread, which is fine only because the loop does not run yet. */
     char key_err[512] = "", *errors = NULL;
-    int key_r = backups_check_key(d->cfg, key_err, sizeof(key_err));
-    r = daemon_check_config(d, d->cfg, key_r, key_err, &errors);
+    if (backups_check_key(d->cfg, key_err, sizeof(key_err)) < 0)
+        log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", key_err);
+    r = daemon_check_config(d, d->cfg, &errors);
     if (r < 0) {
         char *save = NULL;
         for (char *line = errors ? strtok_r(errors, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))

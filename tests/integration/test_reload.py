@@ -82,9 +82,6 @@ def test_each_refusing_module_names_itself(pg, daemons, tmp_path):
     def detector(cfg):
         cfg["detector"] = {"conninfo": "colour=blue", "corruption_queries": ["SELECT 1"]}
 
-    def backups(cfg):
-        cfg["backup"] = {"directory": str(bdir), "key_file": str(tmp_path / "no-such.key")}
-
     def scenarios(cfg):
         cfg["scenarios"] = {"admin_conninfo": "colour=blue"}
 
@@ -93,7 +90,6 @@ def test_each_refusing_module_names_itself(pg, daemons, tmp_path):
 
     for module, change, reason in [
             ("detector", detector, "cannot use detector.conninfo 'colour=blue' for the corruption checks"),
-            ("backups", backups, "no-such.key"),
             ("scenarios", scenarios, "cannot use scenarios.admin_conninfo 'colour=blue'"),
             ("standby", standby, "needs a 'backup' section")]:
         lines = module_lines(refused_reload(d, change))
@@ -111,6 +107,13 @@ def test_each_refusing_module_names_itself(pg, daemons, tmp_path):
         cfg["alerts"] = {"pagerduty": {"routing_key_file": str(tmp_path / "no-such-key")}}
     err = refused_reload(d, alerts)
     assert "'alerts.pagerduty.routing_key_file'" in err and "no-such-key" in err, err
+
+    # Backups: a schedule that does not parse is refused with the file, the same way.
+    def backups(cfg):
+        cfg["backup"] = {"directory": str(bdir), "key_file": make_key(str(tmp_path / "b.key")),
+                         "schedules": ["every day at noon"]}
+    err = refused_reload(d, backups)
+    assert "'backup.schedules': bad cron schedule 'every day at noon'" in err, err
 
     assert d.ctl_json("status")["reloads"] == {"ok": 0, "failed": 6}
     d.stop()

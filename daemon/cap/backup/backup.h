@@ -22,10 +22,11 @@ struct Daemon;
 /* Create the module and register its commands. NULL on OOM. */
 Backups *backups_new(struct Daemon *d);
 /* Would backups_apply_config() accept cfg (every schedule parses)? 0, or <0 with the reason in err.
- * Pure (no I/O); the key is checked by backups_check_key(). */
+ * Pure (no I/O). */
 int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t errlen);
-/* Can the backup key (key_file or key_credential) be loaded? 0, or <0 with the reason in err; the key
- * is wiped. Blocking: reads a file, so call it off the loop (reload work, or before the loop runs). */
+/* Can the backup key (key_file or key_credential) be loaded now? 0, or <0 with the reason in err; the
+ * key is wiped. Advice only: each backup loads it again. Blocking: reads a file, so call it off the
+ * loop (reload work, or before the loop runs). */
 int backups_check_key(const Config *cfg, char *err, size_t errlen);
 /* Apply (or re-apply after reload) the configuration: schedules, settings; rescans when the directory
  * changed. After a passed backups_check_config() it fails only on DR_ECANCELED or -ENOMEM. */
