@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from drsup import Daemon
+from drsup import Daemon, wait_until
 from fakevenue import FakeVenue
 
 SCHEMA = """
@@ -144,6 +144,8 @@ def test_resume_after_a_halt_waits_for_a_passing_reconcile(pg, venue, daemon):
     assert daemon.ctl_json("trading")["reconcile_needed"] is False
     daemon.stop()
     daemon.start()
+    # The halt held across the restart is re-asserted at start; a resume during that is busy.
+    wait_until(lambda: not daemon.ctl_json("trading")["halting"], what="the re-asserted halt confirmed")
     p = daemon.ctl("resume")
     assert p.returncode == 0, p.stderr
     assert venue.mode == "live"
