@@ -119,10 +119,8 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&loop);
-    r = daemon_init(&d, &loop, config_path, cfg, &roles);
-    if (r < 0)
-        log_error("main", "cannot initialise: %s", err_str(r));
-    else
+    r = daemon_init(&d, &loop, config_path, cfg, &roles); /* logs its own errors, like daemon_start */
+    if (r == 0)
         r = daemon_start(&d);
     if (r < 0)
         daemon_stop(&d, 1);

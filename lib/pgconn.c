@@ -665,6 +665,27 @@ PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *o
     return pgconn_new_msg(loop, conninfo, opts, NULL);
 }
 
+int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize)
+{
+    PgConn *c;
+    int r;
+
+    if (msgsize)
+        msg[0] = '\0';
+    if (!conninfo) {
+        snprintf(msg, msgsize, "invalid conninfo: none given");
+        return DR_ECONFIG;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    r = pgconn__parse(c, conninfo, msg, msgsize);
+    c->state = PGCONN_CLOSING;
+    c->handles_open = 1;
+    pgconn_handle_closed(c); /* frees what the parse kept; no handle was initialised */
+    return r;
+}
+
 int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *params,
                  PgConnResultCb cb, void *data)
 {

@@ -88,6 +88,11 @@ PgConn *pgconn_new_msg(uv_loop_t *loop, const char *conninfo, const PgConnOption
                        char **ret_errmsg);
 /* pgconn_new_msg() without the message. */
 PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *opts);
+/*
+ * Check that conninfo would be accepted by pgconn_new_msg(), without creating anything: 0, or
+ * DR_ECONFIG with the reason in msg (never the password), or -ENOMEM. Pure: no I/O, no handle.
+ */
+int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize);
 
 /*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]

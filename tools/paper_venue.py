@@ -362,11 +362,32 @@ class Venue:
 class Handler(BaseHTTPRequestHandler):
     venue = None                            # set in main()
     server_version = "paper_venue/1"
+    requests = []                           # the request log (GET /test/requests)
+    requests_lock = threading.Lock()
+    clock = 0                               # numbers arrivals and answers in one sequence
+
+    def _arrived(self):
+        """Log the request as it arrives; _reply() adds when it was answered. `in` and `out` number
+        both moments in one sequence, so a request that arrived after another was answered (a client
+        that waited for that answer) has a larger `in` than the other's `out`."""
+        self._entry = None
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/test/requests":
+            return
+        with Handler.requests_lock:
+            Handler.clock += 1
+            self._entry = {"method": self.command, "path": path, "in": Handler.clock, "t_in": time.time()}
+            Handler.requests.append(self._entry)
 
     def log_message(self, fmt, *args):      # quiet: the daemon polls often
         pass
 
     def _reply(self, code, obj):
+        if getattr(self, "_entry", None) is not None:
+            with Handler.requests_lock:  # before the answer is sent
+                Handler.clock += 1
+                self._entry.update({"out": Handler.clock, "t_out": time.time(), "code": code,
+                                    "mode": obj.get("mode")})
         body = (json.dumps(obj) + "\n").encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -384,6 +405,7 @@ class Handler(BaseHTTPRequestHandler):
         return obj
 
     def do_GET(self):
+        self._arrived()
         v = self.venue
         url = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(url.query)
@@ -392,6 +414,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(code, {"ok": code == 200, "mode": v.status()["mode"]})
         if url.path == "/status":
             return self._reply(200, v.status())
+        if url.path == "/test/requests":
+            with Handler.requests_lock:
+                log_copy = [dict(e) for e in Handler.requests]
+            return self._reply(200, {"mode": v.status()["mode"], "requests": log_copy})
         if url.path == "/positions":
             return self._reply(200, {"mode": v.status()["mode"], "positions": v.positions_view()})
         if url.path == "/fills":
@@ -403,6 +429,7 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(404, {"mode": v.status()["mode"], "error": "no such endpoint"})
 
     def do_POST(self):
+        self._arrived()
         v = self.venue
         path = urllib.parse.urlsplit(self.path).path
         try:

@@ -755,7 +755,10 @@ Reconcile *reconcile_new(Core *d, Venue *venue)
         {"reconcile", true, reconcile_cmd, r,
          "compare the database with the exchange, replay missing fills, report PASS/FAIL (since_ms)"},
     };
-    control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    if (control_register(d->control, cmds, sizeof(cmds) / sizeof(cmds[0])) < 0) {
+        free(r);
+        return NULL;
+    }
     return r;
 }
 

@@ -592,6 +592,24 @@ Standby *standby_new(Core *d, Backups *backups)
     return sb;
 }
 
+int standby_check_config(const Standby *sb, const Config *cfg, char *err, size_t errlen)
+{
+    char database[64], msg[256], *admin = NULL;
+
+    (void)sb;
+    if (!cfg->scenarios.standby)
+        return 0;
+    if (!cfg->backup.enabled) {
+        snprintf(err, errlen, "the standby restore (scenarios.database_corruption.standby) needs a 'backup' section");
+        return DR_ECONFIG;
+    }
+    int r = config_scenario_databases(cfg, database, sizeof(database), &admin, msg, sizeof(msg));
+    free(admin);
+    if (r < 0)
+        snprintf(err, errlen, "%s", r == -ENOMEM ? err_str(r) : msg);
+    return r;
+}
+
 int standby_apply_config(Standby *sb, const Config *cfg)
 {
     char database[64] = "", standby[96] = "", staging[96] = "", *admin = NULL;

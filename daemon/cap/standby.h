@@ -30,6 +30,9 @@ typedef struct Standby Standby;
 #define STANDBY_MARKER_PREFIX "drsupervisor standby: backup "
 
 Standby *standby_new(Core *core, Backups *backups);
+/* Would standby_apply_config() run a standby with cfg (a backup section, a database to protect)?
+ * 0, or <0 with the reason in err. Pure (no I/O). */
+int standby_check_config(const Standby *sb, const Config *cfg, char *err, size_t errlen);
 /* Apply (or re-apply after reload) the configuration, then look at what there is to do. */
 int standby_apply_config(Standby *sb, const Config *cfg);
 /* Re-evaluate now: start a cycle when the standby is behind the newest verified backup, or stop the

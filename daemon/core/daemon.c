@@ -37,6 +37,8 @@ typedef struct ReloadWork {
     RolePolicy roles;
     char *errors;
     int result;
+    int key_result;    /* backups_check_key(), run with the parse on the pool */
+    char key_err[512];
 } ReloadWork;
 
 /* ---- built-in commands ---- */
@@ -77,8 +79,7 @@ static void daemon_reply_reload(int result, const char *errors, void *data)
 {
     CtlCall *call = data;
     if (result < 0)
-        control_reply_error(call, result, "configuration not reloaded, the old one keeps running:\n%s",
-                            errors ? errors : err_str(result));
+        control_reply_error(call, result, "%s", errors ? errors : err_str(result));
     else
         control_reply_ok(call, json_pack("{s:b}", "reloaded", 1));
 }
@@ -100,6 +101,54 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
         control_reply_ok(call, json_pack("{s:b}", "watching", 1));
 }
 
+/* ---- checking a configuration before it is used ---- */
+
+/*
+ * Ask every module whether it would accept cfg, before anything is swapped or started. Each
+ * refusal is one line "module: reason" in *ret_errors (caller frees). Pure: what needs I/O (the
+ * backup key) the caller checks off the loop. Returns 0, or DR_ECONFIG (or -ENOMEM) when a module
+ * refuses.
+ */
+static int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
+{
+    char err[512];
+    char *out = NULL;
+    size_t len = 0;
+    int result = 0;
+    FILE *f = open_memstream(&out, &len);
+
+    *ret_errors = NULL;
+    if (!f)
+        return -ENOMEM;
+#define DAEMON_CHECK(name, call)                                                                                       \
+    do {                                                                                                               \
+        err[0] = '\0';                                                                                                 \
+        int r_ = (call);                                                                                               \
+        if (r_ < 0) {                                                                                                  \
+            fprintf(f, "%s%s: %s", result ? "\n" : "", name, err[0] ? err : err_str(r_));                             \
+            if (result == 0 || r_ == -ENOMEM)                                                                          \
+                result = r_;                                                                                           \
+        }                                                                                                              \
+    } while (0)
+    DAEMON_CHECK("probes", probes_check_config(d->probes, cfg, err, sizeof(err)));
+    DAEMON_CHECK("detector", detector_check_config(d->detector, cfg, err, sizeof(err)));
+    DAEMON_CHECK("backups", backups_check_config(d->backups, cfg, err, sizeof(err)));
+    DAEMON_CHECK("scenarios", scenarios_check_config(d->scenarios, cfg, err, sizeof(err)));
+    DAEMON_CHECK("standby", standby_check_config(d->standby, cfg, err, sizeof(err)));
+#undef DAEMON_CHECK
+    /* alerts and venue: everything they can refuse (secret files, URLs, commands) config_load has
+     * checked already; their apply fails only on an allocation. */
+    if (fclose(f) != 0 || !out) {
+        free(out);
+        return -ENOMEM;
+    }
+    if (result < 0)
+        *ret_errors = out;
+    else
+        free(out);
+    return result;
+}
+
 /* ---- reload ---- */
 
 static void daemon_reload_work(uv_work_t *req)
@@ -117,6 +166,8 @@ static void daemon_reload_work(uv_work_t *req)
             w->cfg = config_free(w->cfg);
         }
     }
+    if (w->result == 0)
+        w->key_result = backups_check_key(w->cfg, w->key_err, sizeof(w->key_err));
 }
 
 static void daemon_warn_restart_needed(const Config *old, const Config *new)
@@ -129,11 +180,51 @@ static void daemon_warn_restart_needed(const Config *old, const Config *new)
         log_warning("config", "state_dir changed; it takes effect at the next restart");
 }
 
+/*
+ * Apply d->cfg to every module, in the order start-up uses. Each module checked it before, so a
+ * failure here is an allocation that failed (or a module closing): every one is reported, one line
+ * "module: reason" in *ret_errors (caller frees), and the first code returned.
+ */
+static int daemon_apply_config(Daemon *d, char **ret_errors)
+{
+    char *out = NULL;
+    size_t len = 0;
+    int result = 0;
+    FILE *f = open_memstream(&out, &len);
+
+#define DAEMON_APPLY(name, call)                                                                                       \
+    do {                                                                                                               \
+        int r_ = (call);                                                                                               \
+        if (r_ < 0) {                                                                                                  \
+            if (f)                                                                                                     \
+                fprintf(f, "%s%s: %s", result ? "\n" : "", name, err_str(r_));                                        \
+            if (result == 0)                                                                                           \
+                result = r_;                                                                                           \
+        }                                                                                                              \
+    } while (0)
+    DAEMON_APPLY("probes", probes_apply_config(d->probes, d->cfg));
+    DAEMON_APPLY("alerts", alerts_apply_config(d->alerts, d->cfg));
+    DAEMON_APPLY("venue", venue_apply_config(d->venue, d->cfg));
+    DAEMON_APPLY("detector", detector_apply_config(d->detector, d->cfg));
+    DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
+    DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
+    DAEMON_APPLY("standby", standby_apply_config(d->standby, d->cfg));
+#undef DAEMON_APPLY
+    *ret_errors = NULL;
+    if (f && fclose(f) == 0 && result < 0)
+        *ret_errors = out;
+    else
+        free(out);
+    return result;
+}
+
 static void daemon_reload_done(uv_work_t *req, int status)
 {
     ReloadWork *w = req->data;
     Daemon *d = w->d;
     ReloadWaiter *waiters = d->reload_waiters;
+    const char *outcome = "configuration reload refused, the old configuration keeps running";
+    char *msg = NULL;
 
     d->reload_waiters = NULL;
     d->reloading = false;
@@ -141,6 +232,14 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->result = status;
     if (w->result == 0 && d->stopping)
         w->result = DR_ECANCELED;
+    if (w->result == 0) {
+        /* Every module says yes before anything changes; one no and the old configuration stays. */
+        w->result = daemon_check_config(d, w->cfg, &w->errors);
+    }
+    /* The key is loaded for each backup (it may be fixed or broken at any time, and a backup that
+     * cannot load it is a recorded failure): a reload is not refused for it, but told now. */
+    if (w->result == 0 && w->key_result < 0)
+        log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", w->key_err);
     if (w->result == 0) {
         daemon_warn_restart_needed(d->cfg, w->cfg);
         /* Keep the settings that need a restart as they are running. */
@@ -151,26 +250,44 @@ static void daemon_reload_done(uv_work_t *req, int status)
         config_free(d->cfg);
         d->cfg = w->cfg;
         d->core.cfg = d->cfg;
+        w->cfg = NULL;
         roles_policy_done(&d->roles);
         d->roles = w->roles;
+        memset(&w->roles, 0, sizeof(w->roles));
         log_set_max_priority(d->cfg->log_level);
         control_configure(d->core.control, &d->cfg->control, &d->roles);
-        probes_apply_config(d->probes, d->cfg);
-        alerts_apply_config(d->alerts, d->cfg);
-        venue_apply_config(d->venue, d->cfg);
-        detector_apply_config(d->detector, d->cfg);
-        if (backups_apply_config(d->backups, d->cfg) < 0)
-            log_error("backup", "cannot apply the backup configuration: out of memory");
-        scenarios_apply_config(d->scenarios, d->cfg);
-        standby_apply_config(d->standby, d->cfg);
+        /* Checked above, so an apply fails only when memory runs out: reported, never counted as a
+         * reload that worked. */
+        w->result = daemon_apply_config(d, &w->errors);
+        outcome = "configuration reloaded only in part (reload again)";
+    }
+    if (w->result < 0 && asprintf(&msg, "%s:\n%s", outcome, w->errors ? w->errors : err_str(w->result)) < 0)
+        msg = NULL;
+    if (w->result == 0) {
         d->reloads_ok++;
         events_emit(d->core.events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
     } else {
         d->reloads_failed++;
-        events_emit(d->core.events, SEV_ERROR, "config.reload", NULL, false, NULL,
-                    "configuration reload refused, the old configuration keeps running: %s",
-                    w->errors ? w->errors : err_str(w->result));
+        /* The event is one log line: the reasons joined with "; ". */
+        char *line = msg ? malloc(2 * strlen(msg) + 1) : NULL;
+        if (line) {
+            char *o = line;
+            for (const char *c = msg; *c; c++) {
+                if (*c != '\n') {
+                    *o++ = *c;
+                    continue;
+                }
+                if (c > msg && c[-1] != ':')
+                    *o++ = ';';
+                *o++ = ' ';
+            }
+            while (o > line && (o[-1] == ' ' || o[-1] == ';'))
+                o--;
+            *o = '\0';
+        }
+        events_emit(d->core.events, SEV_ERROR, "config.reload", NULL, false, NULL, "%s", line ? line : outcome);
+        free(line);
     }
     notify_ready(d->notify, NULL);
     daemon_update_status(d);
@@ -185,10 +302,13 @@ static void daemon_reload_done(uv_work_t *req, int status)
     while (rev) {
         ReloadWaiter *n = rev->next;
         if (rev->fn)
-            rev->fn(w->result, w->errors, rev->data);
+            rev->fn(w->result, msg ? msg : outcome, rev->data);
         free(rev);
         rev = n;
     }
+    free(msg);
+    config_free(w->cfg); /* a configuration that was not taken (refused, or the daemon is stopping) */
+    roles_policy_done(&w->roles);
     free(w->errors);
     free(w->path);
     free(w);
@@ -284,6 +404,12 @@ static void daemon_on_status_changed(void *data)
     daemon_update_status(data);
 }
 
+static int daemon_init_failed(const char *what)
+{
+    log_error("main", "cannot initialise %s: out of memory", what);
+    return -ENOMEM;
+}
+
 int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles)
 {
     Core *core = &d->core;
@@ -306,31 +432,37 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     core->control = core->events ? control_new(loop, core->events) : NULL;
     if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http ||
         !core->control)
-        return -ENOMEM;
+        return daemon_init_failed("the core (events, status, lease, sd_notify, HTTP, control socket)");
     status_on_change(core->status, daemon_on_status_changed, d);
-    /* Bottom up: each module gets the core handle and the capabilities it acts through. */
+    /* Bottom up: each module gets the core handle and the capabilities it acts through. A module
+     * that cannot register its control commands is not created (NULL) either. */
     d->venue = venue_new(core);
-    d->reconcile = d->venue ? reconcile_new(core, d->venue) : NULL;
-    d->detector = d->venue ? detector_new(core, d->venue) : NULL;
-    ProbeSink sink = {daemon_probe_ok, daemon_probe_failed, NULL};
-    sink.data = d->detector;
-    d->probes = d->detector ? probes_new(core, &sink) : NULL;
-    if (!d->probes || !d->venue || !d->detector || !d->reconcile)
-        return -ENOMEM;
+    if (!d->venue)
+        return daemon_init_failed("the venue");
+    d->reconcile = reconcile_new(core, d->venue);
+    if (!d->reconcile)
+        return daemon_init_failed("reconcile");
+    d->detector = detector_new(core, d->venue);
+    if (!d->detector)
+        return daemon_init_failed("the detector");
+    ProbeSink sink = {daemon_probe_ok, daemon_probe_failed, d->detector};
+    d->probes = probes_new(core, &sink);
+    if (!d->probes)
+        return daemon_init_failed("probes");
     d->backups = backups_new(core);
     if (!d->backups)
-        return -ENOMEM;
+        return daemon_init_failed("backups");
     d->standby = standby_new(core, d->backups);
     if (!d->standby)
-        return -ENOMEM;
+        return daemon_init_failed("the standby restore");
     ScenarioCaps caps = {.venue = d->venue, .backups = d->backups, .reconcile = d->reconcile,
                          .standby = d->standby, .detector = d->detector};
     d->scenarios = scenarios_new(core, &caps);
     if (!d->scenarios)
-        return -ENOMEM;
+        return daemon_init_failed("scenarios");
     d->alerts = alerts_new(core);
     if (!d->alerts)
-        return -ENOMEM;
+        return daemon_init_failed("alerts");
 
     static const CtlCommand builtin[] = {
         {"ping", false, daemon_cmd_ping, NULL, "check that the daemon answers"},
@@ -342,7 +474,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     memcpy(cmds, builtin, sizeof(builtin));
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         cmds[i].data = d;
-    return control_register(d->core.control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    if (control_register(d->core.control, cmds, sizeof(cmds) / sizeof(cmds[0])) < 0)
+        return daemon_init_failed("the built-in commands");
+    return 0;
 }
 
 int daemon_start(Daemon *d)
@@ -363,6 +497,21 @@ int daemon_start(Daemon *d)
     uv_timer_init(d->core.loop, &d->status_timer);
     d->status_timer.data = d;
 
+    /* The same checks as a reload, before anything starts. The key file is read here on the loop
+     * thread, which is fine only because the loop does not run yet. */
+    char key_err[512] = "", *errors = NULL;
+    if (backups_check_key(d->cfg, key_err, sizeof(key_err)) < 0)
+        log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", key_err);
+    r = daemon_check_config(d, d->cfg, &errors);
+    if (r < 0) {
+        char *save = NULL;
+        for (char *line = errors ? strtok_r(errors, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
+            log_error("config", "not starting: %s", line);
+        if (!errors)
+            log_error("config", "not starting: cannot check the configuration: %s", err_str(r));
+        free(errors);
+        return r;
+    }
     if (mkdir(d->cfg->state_dir, 0750) < 0 && errno != EEXIST) {
         r = -errno;
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
@@ -385,7 +534,11 @@ int daemon_start(Daemon *d)
     }
     /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
     venue_start(d->venue);
-    venue_apply_config(d->venue, d->cfg);
+    r = venue_apply_config(d->venue, d->cfg);
+    if (r < 0) {
+        log_error("venue", "cannot start the venue: %s", err_str(r));
+        return r;
+    }
     r = detector_apply_config(d->detector, d->cfg);
     if (r < 0) {
         log_error("detector", "cannot start the detector: %s", err_str(r));
@@ -401,13 +554,21 @@ int daemon_start(Daemon *d)
         log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
-    scenarios_apply_config(d->scenarios, d->cfg);
+    r = scenarios_apply_config(d->scenarios, d->cfg);
+    if (r < 0) {
+        log_error("scenario", "cannot start scenarios: %s", err_str(r));
+        return r;
+    }
     r = scenarios_start(d->scenarios);
     if (r < 0) {
         log_error("scenario", "cannot load scenario runs: %s", err_str(r));
         return r;
     }
-    standby_apply_config(d->standby, d->cfg);
+    r = standby_apply_config(d->standby, d->cfg);
+    if (r < 0) {
+        log_error("standby", "cannot start the standby restore: %s", err_str(r));
+        return r;
+    }
     uint64_t wd = notify_watchdog_start(d->notify);
     uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
     log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,

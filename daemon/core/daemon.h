@@ -58,7 +58,8 @@ typedef struct Daemon {
     int exit_code;
 } Daemon;
 
-/* Build the daemon around an already-loaded configuration (ownership of cfg and roles taken). */
+/* Build the daemon around an already-loaded configuration (ownership of cfg and roles taken). Logs
+ * its own errors (which module could not be set up). */
 int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg, RolePolicy *roles);
 /* Listen, start probes, then READY=1. Logs its own errors. */
 int daemon_start(Daemon *d);
@@ -67,7 +68,11 @@ void daemon_stop(Daemon *d, int exit_code);
 /* Release what is left after uv_run returned. */
 void daemon_done(Daemon *d);
 
-/* Reload the configuration file. done(ok, errors, data) runs on the loop when finished. */
+/*
+ * Reload the configuration file: parse it (thread pool), ask every module whether it accepts it, and
+ * only then swap and apply. done(result, errors, data) runs on the loop when finished; on failure
+ * errors says whether the old configuration still runs, then one line per refusing module.
+ */
 typedef void (*DaemonReloadFn)(int result, const char *errors, void *data);
 void daemon_reload(Daemon *d, DaemonReloadFn done, void *data);
 

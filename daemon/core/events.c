@@ -94,6 +94,12 @@ json_t *events_to_json(const Event *ev)
                           ev->summary);
     if (o && ev->details)
         json_object_set_new(o, "details", json_deep_copy(ev->details));
+    if (o && ev->run)
+        json_object_set_new(o, "run", json_string(ev->run));
+    if (o && ev->scenario)
+        json_object_set_new(o, "scenario", json_string(ev->scenario));
+    if (o && ev->step)
+        json_object_set_new(o, "step", json_string(ev->step));
     return o;
 }
 
@@ -114,16 +120,17 @@ static int events_priority(const Event *ev)
     }
 }
 
-void events_emit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
-                 const json_t *details, const char *fmt, ...)
+static void events_vemit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                         const json_t *details, const LogFields *fields, const char *fmt, va_list ap)
+    __attribute__((format(printf, 8, 0)));
+
+static void events_vemit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                         const json_t *details, const LogFields *fields, const char *fmt, va_list ap)
 {
     char summary[1024];
-    va_list ap;
     Event ev;
 
-    va_start(ap, fmt);
     vsnprintf(summary, sizeof(summary), fmt, ap);
-    va_end(ap);
     ev = (Event){.seq = ++bus->seq,
                  .ts_ms = clock_wall_ms(),
                  .severity = sev,
@@ -131,30 +138,58 @@ void events_emit(EventBus *bus, Severity sev, const char *kind, const char *cond
                  .condition = condition,
                  .resolved = resolved,
                  .summary = summary,
-                 .details = details};
+                 .details = details,
+                 .run = fields ? fields->run : NULL,
+                 .scenario = fields ? fields->scenario : NULL,
+                 .step = fields ? fields->step : NULL};
 
     int prio = events_priority(&ev);
     if (log_is_journal()) {
         if (prio <= log_get_max_priority())
             sd_journal_send("MESSAGE=%s", summary, "PRIORITY=%i", prio, "SYSLOG_IDENTIFIER=drsupervisord",
                             "COMPONENT=%s", kind, "EVENT=%s", kind, "CONDITION=%s",
-                            condition ? condition : "", "SEVERITY=%s", events_severity_name(sev), NULL);
+                            condition ? condition : "", "SEVERITY=%s", events_severity_name(sev), "RUN=%s",
+                            ev.run ? ev.run : "", "SCENARIO=%s", ev.scenario ? ev.scenario : "", "STEP=%s",
+                            ev.step ? ev.step : "", NULL);
     } else {
-        log_emit(prio, kind, NULL, "%s%s", resolved ? "resolved: " : "", summary);
+        log_emit(prio, kind, fields, "%s%s", resolved ? "resolved: " : "", summary);
     }
-    /* Subscribers may unsubscribe themselves from the callback: iterate over a snapshot. */
-    size_t n = bus->n_subs;
-    EventSub *snap = n ? malloc(n * sizeof(*snap)) : NULL;
-    if (n && !snap)
-        return;
-    if (n)
-        memcpy(snap, bus->subs, n * sizeof(*snap));
-    for (size_t i = 0; i < n; i++) {
-        bool still = false;
+    /*
+     * Hand it to every subscriber, with no allocation that could fail and drop them. Subscribers may
+     * subscribe or unsubscribe from the callback, so walk by id rather than by index: ids increase
+     * in list order, each turn takes the first subscriber after the last one called, and those added
+     * during this emit (id >= last_id) wait for the next event.
+     */
+    int last_id = bus->next_id, prev = 0;
+    for (;;) {
+        EventSub *next = NULL;
         for (size_t j = 0; j < bus->n_subs; j++)
-            still = still || bus->subs[j].id == snap[i].id;
-        if (still)
-            snap[i].fn(&ev, snap[i].data);
+            if (bus->subs[j].id > prev && bus->subs[j].id < last_id) {
+                next = &bus->subs[j];
+                break;
+            }
+        if (!next)
+            break;
+        EventSub call = *next;
+        prev = call.id;
+        call.fn(&ev, call.data);
     }
-    free(snap);
+}
+
+void events_emit(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                 const json_t *details, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    events_vemit(bus, sev, kind, condition, resolved, details, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void events_emit_run(EventBus *bus, Severity sev, const char *kind, const char *condition, bool resolved,
+                     const json_t *details, const LogFields *fields, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    events_vemit(bus, sev, kind, condition, resolved, details, fields, fmt, ap);
+    va_end(ap);
 }

@@ -571,6 +571,23 @@ static void detector_on_pg_closed(void *data)
     detector_maybe_closed(det);
 }
 
+int detector_check_config(const Detector *det, const Config *cfg, char *err, size_t errlen)
+{
+    const ConfigDetector *dc = &cfg->detector;
+    char msg[512], red[512];
+
+    (void)det;
+    if (dc->n_corruption_queries == 0 && dc->n_amcheck_indexes == 0)
+        return 0; /* no check connection is made */
+    int r = pgconn_check_conninfo(dc->conninfo, msg, sizeof(msg));
+    if (r < 0) {
+        log_redact_conninfo(dc->conninfo ? dc->conninfo : "", red, sizeof(red));
+        snprintf(err, errlen, "cannot use detector.conninfo '%s' for the corruption checks: %s", red,
+                 msg[0] ? msg : err_str(r));
+    }
+    return r;
+}
+
 int detector_apply_config(Detector *det, const Config *cfg)
 {
     const ConfigDetector *dc = &cfg->detector;

@@ -43,7 +43,10 @@ typedef int (*DetectorIncidentFn)(const char *kind, const char *reason, int64_t 
 Detector *detector_new(Core *core, Venue *venue);
 /* Who hears about incidents (the scenario runner); NULL: nobody, an incident is a critical event. */
 void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data);
-/* Start or re-time the corruption check from cfg->detector (also on reload). */
+/* Would detector_apply_config() accept cfg? 0, or <0 with the reason in err. Pure (no I/O). */
+int detector_check_config(const Detector *det, const Config *cfg, char *err, size_t errlen);
+/* Start or re-time the corruption check from cfg->detector (also on reload). After a passed
+ * detector_check_config() it fails only on DR_ECANCELED or -ENOMEM. */
 int detector_apply_config(Detector *det, const Config *cfg);
 /* Stop timers, kill a running restart command, close the check connection; closed_cb when done. */
 void detector_close(Detector *det, void (*closed_cb)(void *data), void *data);

@@ -314,6 +314,20 @@ static void probes_configure_platform(Probes *p, const Config *cfg)
     }
 }
 
+/* What probes_configure_db() can refuse, checked before anything is swapped. */
+int probes_check_config(const Probes *p, const Config *cfg, char *err, size_t errlen)
+{
+    char msg[512], red[512];
+
+    (void)p;
+    int r = pgconn_check_conninfo(cfg->database.conninfo, msg, sizeof(msg));
+    if (r < 0) {
+        log_redact_conninfo(cfg->database.conninfo ? cfg->database.conninfo : "", red, sizeof(red));
+        snprintf(err, errlen, "cannot use database.conninfo '%s': %s", red, msg[0] ? msg : err_str(r));
+    }
+    return r;
+}
+
 int probes_apply_config(Probes *p, const Config *cfg)
 {
     if (p->closing)

@@ -23,6 +23,9 @@ typedef struct ProbeSink {
 } ProbeSink;
 
 Probes *probes_new(Core *core, const ProbeSink *sink);
+/* Would probes_apply_config() accept cfg? 0, or <0 with the reason in err. Pure (no I/O). */
+int probes_check_config(const Probes *p, const Config *cfg, char *err, size_t errlen);
+/* Apply a configuration probes_check_config() accepted: fails only on DR_ECANCELED or -ENOMEM. */
 int probes_apply_config(Probes *p, const Config *cfg);
 void probes_close(Probes *p, void (*closed_cb)(void *data), void *data);
 

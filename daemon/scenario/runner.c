@@ -27,6 +27,7 @@
 #include "err.h"
 #include "clock.h"
 #include "log.h"
+#include "pgconn.h"
 #include "scenario/scn_internal.h"
 
 void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext)
@@ -350,56 +351,51 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     det = scn_details(run, n);
     scn_condition(run, cond, sizeof(cond));
     switch (n->kind) {
+    /* One event per notice; the event's own log line carries RUN=, SCENARIO=, STEP=. */
     case FSM_NOTICE_STEP_STARTED:
-        log_emit(LOG_INFO, "scenario", &lf, "step '%s' started (attempt %u): %s", n->step_name, n->attempt, n->sentence);
-        events_emit(s->d->events, SEV_INFO, "scenario.step", NULL, false, det, "run %s: %s (attempt %u)", run->id,
-                    n->step_name, n->attempt);
+        events_emit_run(s->d->events, SEV_INFO, "scenario.step", NULL, false, det, &lf,
+                        "run %s: step '%s' started (attempt %u): %s", run->id, n->step_name, n->attempt, n->sentence);
         break;
     case FSM_NOTICE_STEP_RETRY:
-        log_emit(LOG_WARNING, "scenario", &lf, "step '%s' attempt %u failed, retrying: %s", n->step_name, n->attempt,
-                 n->message ? n->message : err_str(n->result));
-        events_emit(s->d->events, SEV_WARNING, "scenario.step", NULL, false, det, "run %s: %s attempt %u failed: %s",
-                    run->id, n->step_name, n->attempt, n->message ? n->message : err_str(n->result));
+        events_emit_run(s->d->events, SEV_WARNING, "scenario.step", NULL, false, det, &lf,
+                        "run %s: %s attempt %u failed, retrying: %s", run->id, n->step_name, n->attempt,
+                        n->message ? n->message : err_str(n->result));
         break;
     case FSM_NOTICE_TRANSITION:
-        log_emit(LOG_NOTICE, "scenario", &lf, "%s (%s)", n->sentence, n->message ? n->message : "done");
-        events_emit(s->d->events, SEV_INFO, "scenario.transition", NULL, false, det, "run %s: %s: %s", run->id,
-                    n->sentence, n->message ? n->message : "done");
+        events_emit_run(s->d->events, SEV_INFO, "scenario.transition", NULL, false, det, &lf, "run %s: %s: %s",
+                        run->id, n->sentence, n->message ? n->message : "done");
         break;
     case FSM_NOTICE_STEP_FAILED:
-        log_emit(LOG_CRIT, "scenario", &lf, "step '%s' failed: %s", n->step_name, n->message ? n->message : err_str(n->result));
-        events_emit(s->d->events, SEV_CRITICAL, "scenario.step", NULL, false, det,
-                    "run %s: step %s FAILED, trading stays halted: %s", run->id, n->step_name,
-                    n->message ? n->message : err_str(n->result));
+        events_emit_run(s->d->events, SEV_CRITICAL, "scenario.step", NULL, false, det, &lf,
+                        "run %s: step %s FAILED, trading stays halted: %s", run->id, n->step_name,
+                        n->message ? n->message : err_str(n->result));
         break;
     case FSM_NOTICE_WAITING_APPROVAL:
-        log_emit(LOG_WARNING, "scenario", &lf, "waiting for approval before '%s': drctl approve %s", n->step_name, run->id);
-        events_emit(s->d->events, SEV_WARNING, "scenario.gate", NULL, false, det,
-                    "run %s waits for approval before %s (drctl approve %s / drctl abort %s)", run->id, n->step_name,
-                    run->id, run->id);
+        events_emit_run(s->d->events, SEV_WARNING, "scenario.gate", NULL, false, det, &lf,
+                        "run %s waits for approval before %s (drctl approve %s / drctl abort %s)", run->id,
+                        n->step_name, run->id, run->id);
         break;
     case FSM_NOTICE_HELD:
-        log_emit(LOG_CRIT, "scenario", &lf, "step '%s' was in doubt at a restart: held for an operator", n->step_name);
-        events_emit(s->d->events, SEV_CRITICAL, "scenario.held", NULL, false, det,
-                    "run %s held: step %s was in doubt after a restart (%s); trading stays halted; drctl approve %s "
-                    "runs it again, drctl abort %s ends the run",
-                    run->id, n->step_name, n->message ? n->message : "no probe answer", run->id, run->id);
+        events_emit_run(s->d->events, SEV_CRITICAL, "scenario.held", NULL, false, det, &lf,
+                        "run %s held: step %s was in doubt after a restart (%s); trading stays halted; drctl approve "
+                        "%s runs it again, drctl abort %s ends the run",
+                        run->id, n->step_name, n->message ? n->message : "no probe answer", run->id, run->id);
         break;
     case FSM_NOTICE_FINISHED: {
         FsmStatus st = fsm_run_status(run->fsm);
         if (st == FSM_RUN_SUCCEEDED)
-            events_emit(s->d->events, SEV_INFO, "scenario.end", cond, true, det, "run %s of %s succeeded: trading is live",
-                        run->id, run->def->name);
+            events_emit_run(s->d->events, SEV_INFO, "scenario.end", cond, true, det, &lf,
+                            "run %s of %s succeeded: trading is live", run->id, run->def->name);
         else if (st == FSM_RUN_HANDED_OFF)
-            events_emit(s->d->events, SEV_WARNING, "scenario.end", NULL, false, det,
-                        "run %s of %s hands off in state '%s' (incident %s); trading stays halted: %s", run->id,
-                        run->def->name, fsm_state_name(run->def->table, fsm_run_state(run->fsm)),
-                        scn_handoff_kind(run) ? scn_handoff_kind(run) : "?", n->message ? n->message : "-");
+            events_emit_run(s->d->events, SEV_WARNING, "scenario.end", NULL, false, det, &lf,
+                            "run %s of %s hands off in state '%s' (incident %s); trading stays halted: %s", run->id,
+                            run->def->name, fsm_state_name(run->def->table, fsm_run_state(run->fsm)),
+                            scn_handoff_kind(run) ? scn_handoff_kind(run) : "?", n->message ? n->message : "-");
         else
-            events_emit(s->d->events, st == FSM_RUN_ABORTED ? SEV_ERROR : SEV_CRITICAL, "scenario.end", NULL, false, det,
-                        "run %s of %s %s in state '%s'; trading stays halted: %s", run->id, run->def->name,
-                        fsm_status_name(st), fsm_state_name(run->def->table, fsm_run_state(run->fsm)),
-                        n->message ? n->message : "-");
+            events_emit_run(s->d->events, st == FSM_RUN_ABORTED ? SEV_ERROR : SEV_CRITICAL, "scenario.end", NULL,
+                            false, det, &lf, "run %s of %s %s in state '%s'; trading stays halted: %s", run->id,
+                            run->def->name, fsm_status_name(st),
+                            fsm_state_name(run->def->table, fsm_run_state(run->fsm)), n->message ? n->message : "-");
         json_decref(det);
         scn_finished(run);
         return;
@@ -733,6 +729,27 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
     if (s->caps.detector)
         detector_on_incident(s->caps.detector, scn_on_incident, s);
     return s;
+}
+
+int scenarios_check_config(const Scenarios *s, const Config *cfg, char *err, size_t errlen)
+{
+    char database[64], msg[512], red[512], *admin = NULL;
+
+    (void)s;
+    if (cfg->scenarios.admin_conninfo) {
+        int r = pgconn_check_conninfo(cfg->scenarios.admin_conninfo, msg, sizeof(msg));
+        if (r < 0) {
+            log_redact_conninfo(cfg->scenarios.admin_conninfo, red, sizeof(red));
+            snprintf(err, errlen, "cannot use scenarios.admin_conninfo '%s': %s", red, msg[0] ? msg : err_str(r));
+            return r;
+        }
+    }
+    /* A run started later would fail on this; refuse it now, while the operator is looking. */
+    int r = config_scenario_databases(cfg, database, sizeof(database), &admin, msg, sizeof(msg));
+    free(admin);
+    if (r < 0)
+        snprintf(err, errlen, "%s", r == -ENOMEM ? err_str(r) : msg);
+    return r;
 }
 
 int scenarios_apply_config(Scenarios *s, const Config *cfg)

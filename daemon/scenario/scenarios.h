@@ -34,6 +34,9 @@ typedef struct ScenarioCaps {
 /* The runner takes the recovery lease (core->lease) while a run is unfinished or runs are being
  * loaded, registers the venue's resume guard and the detector's incident handler. */
 Scenarios *scenarios_new(Core *core, const ScenarioCaps *caps);
+/* Would the runs accept cfg (the admin conninfo parses, the database to protect is known)? 0, or <0
+ * with the reason in err. Pure (no I/O). */
+int scenarios_check_config(const Scenarios *s, const Config *cfg, char *err, size_t errlen);
 int scenarios_apply_config(Scenarios *s, const Config *cfg);
 /* Replay unfinished runs from state_dir/runs and resume them (called at start, after the venue). */
 int scenarios_start(Scenarios *s);

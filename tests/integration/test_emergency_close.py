@@ -35,6 +35,19 @@ def test_emergency_close_halts_then_flattens(pg, daemons, tmp_path):
         assert "security incident: API keys leaked" in venue.status()["halted_reason"]
         assert d.ctl_json("trading")["halted"] is True
         assert "emergency close: the platform closed all positions" in d.log()
+        # The order the platform saw: the halt, then a status answered "halted" (the confirmation),
+        # and close_all sent only after that answer.
+        code, body = venue.get("/test/requests")
+        assert code == 200
+        reqs = body["requests"]
+        closes = [r for r in reqs if (r["method"], r["path"]) == ("POST", "/close_all")]
+        halts = [r for r in reqs if (r["method"], r["path"]) == ("POST", "/halt")]
+        assert len(closes) == 1 and halts, reqs
+        close = closes[0]
+        assert halts[0]["out"] < close["in"], reqs
+        confirmed = [r for r in reqs if (r["method"], r["path"], r["mode"]) == ("GET", "/status", "halted")
+                     and halts[0]["out"] < r["in"] and r["out"] < close["in"]]
+        assert confirmed, reqs
         d.stop()
     finally:
         venue.stop()

@@ -241,6 +241,26 @@ def test_sd_notify_ready_watchdog_reload_stopping(daemons, tmp_path):
     reloading = next(i for i, m in enumerate(msgs) if "RELOADING=1" in m)
     assert any("READY=1" in m for m in msgs[reloading + 1:])
 
+    # STOPPING=1 comes first, before the handles close. A reload whose file is a FIFO holds the
+    # loop open (its work waits on the thread pool for a writer), so the process cannot exit until
+    # the test writes the file: STOPPING=1 must arrive while it is held, by the time the control
+    # socket has closed a connected client.
+    with open(d.config_path) as f:
+        good = f.read()
+    os.unlink(d.config_path)
+    os.mkfifo(d.config_path)
+    client = d.connect(timeout=15)
+    assert d.request("ping", sock=client)["ok"] is True
+    reloads = d.log().count("reloading configuration from")
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: d.log().count("reloading configuration from") > reloads, what="reload under way")
+    d.send_signal(signal.SIGTERM)
+    assert client.recv(65536) == b"", "the control socket closes the client at shutdown"
+    wait_until(lambda: d.notify.has("STOPPING=1"), timeout=5, what="STOPPING=1 while the loop is held")
+    assert d.proc.poll() is None, "the pending reload holds the process"
+    with open(d.config_path, "w") as f:  # lets the reload's work finish; the loop then ends
+        f.write(good)
+    d.proc.wait(timeout=20)
     d.stop()
     assert "STOPPING=1" in [m for _, m in d.notify.all()][-1] or d.notify.has("STOPPING=1")
 

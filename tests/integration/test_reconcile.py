@@ -199,7 +199,11 @@ def test_exchange_unreachable_is_not_ready(pg, venue, daemon):
     venue.down = True
     rc, rep = reconcile(daemon)
     assert rc == 1 and rep["ready_to_trade"] is False
-    assert rep["error"]["code"] == "http_failed" or "503" in rep["error"]["message"]
+    # The first read of the exchange (positions) fails with the HTTP error, named as such.
+    assert rep["error"]["code"] == "http_error", rep["error"]
+    assert rep["error"]["message"].startswith(
+        "cannot read the exchange's positions: the platform answered HTTP 503"), rep["error"]
+    assert rep["result"] == "http_error", rep
     venue.down = False
     daemon.stop()
 

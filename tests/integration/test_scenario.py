@@ -240,3 +240,22 @@ def test_restore_failure_puts_the_original_back(env):
                for e in events)
     s.close()
     d.stop()
+
+
+def test_each_transition_is_logged_once_with_the_run_fields(env):
+    d = loaded(env.d.start())
+    backup_now(d)
+    rid = d.ctl_json("execute", "--scenario", "database_corruption", "--manual")["run"]
+    env.wait_status(rid, ["waiting_approval"])
+    sentence = "trading is halted and the venue confirms it"
+    wait_until(lambda: sentence in d.log(), what="the halt transition in the log")
+    # The step's start quotes the sentence too; the transition itself is one line.
+    lines = [ln for ln in d.log().splitlines() if sentence in ln and "started (attempt" not in ln]
+    assert len(lines) == 1, lines
+    assert "[scenario.transition]" in lines[0], lines
+    assert lines[0].endswith(f"(run={rid} scenario=database_corruption step=halt_trading)"), lines
+    started = [ln for ln in d.log().splitlines() if "step 'preserve_evidence' started" in ln]
+    assert len(started) == 1 and f"run={rid} scenario=database_corruption step=preserve_evidence" in started[0], started
+    assert d.ctl("abort", rid, "--reason", "done looking").returncode == 0
+    env.wait_status(rid, ["aborted"])
+    d.stop()

@@ -165,6 +165,15 @@ static void expect_bad(const char *conninfo, const char *want, const char *secre
     free(msg);
     assert_null(pgconn_new(&loop, conninfo, NULL));
     assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* The check says the same, without a loop. */
+    char why[256];
+    assert_int_equal(pgconn_check_conninfo(conninfo, why, sizeof(why)), DR_ECONFIG);
+    assert_non_null(strstr(why, "invalid conninfo"));
+    if (want)
+        assert_non_null(strstr(why, want));
+    if (secret)
+        assert_null(strstr(why, secret));
 }
 
 static void test_bad_conninfo(void **state)
@@ -175,6 +184,11 @@ static void test_bad_conninfo(void **state)
     expect_bad("host=h password hunter2", NULL, "hunter2");
     expect_bad("postgresql://u:hunter%zz2@h/db", NULL, "hunter");
     expect_bad(NULL, "none given", NULL);
+
+    char why[256] = "x";
+    assert_int_equal(pgconn_check_conninfo("host=db.example,10.0.0.2 port=5432 dbname=app", why, sizeof(why)), 0);
+    assert_int_equal(pgconn_check_conninfo("postgresql://u@h:5/db", why, sizeof(why)), 0);
+    assert_string_equal(why, "");
 }
 
 static void test_query_arguments(void **state)

@@ -683,10 +683,47 @@ Backups *backups_new(Core *d)
     b->d = d;
     b->catalog = json_array();
     b->failures = json_array();
+    if (!b->catalog || !b->failures || backups__commands_register(b) < 0) {
+        json_decref(b->catalog);
+        json_decref(b->failures);
+        free(b);
+        return NULL;
+    }
     uv_timer_init(d->loop, &b->tick);
     b->tick.data = b;
-    backups__commands_register(b);
     return b;
+}
+
+int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t errlen)
+{
+    const ConfigBackup *bc = &cfg->backup;
+    char why[256];
+    CronExpr e;
+
+    (void)b;
+    if (!bc->enabled)
+        return 0;
+    for (size_t i = 0; i < bc->n_schedules; i++)
+        if (cron_parse(bc->schedules[i], &e, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "bad schedule '%s': %s", bc->schedules[i], why);
+            return DR_ECONFIG;
+        }
+    if (bc->restore_schedule && cron_parse(bc->restore_schedule, &e, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "bad restore_schedule '%s': %s", bc->restore_schedule, why);
+        return DR_ECONFIG;
+    }
+    return 0;
+}
+
+int backups_check_key(const Config *cfg, char *err, size_t errlen)
+{
+    uint8_t key[BCF_KEY_LEN];
+
+    if (!cfg->backup.enabled)
+        return 0;
+    int r = backup_load_key(&cfg->backup, key, err, errlen);
+    explicit_bzero(key, sizeof(key));
+    return r;
 }
 
 int backups_apply_config(Backups *b, const Config *cfg)

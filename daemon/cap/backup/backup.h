@@ -24,8 +24,15 @@ typedef struct Backups Backups;
 
 /* Create the module and register its commands. NULL on OOM. */
 Backups *backups_new(Core *core);
+/* Would backups_apply_config() accept cfg (every schedule parses)? 0, or <0 with the reason in err.
+ * Pure (no I/O). */
+int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t errlen);
+/* Can the backup key (key_file or key_credential) be loaded now? 0, or <0 with the reason in err; the
+ * key is wiped. Advice only: each backup loads it again. Blocking: reads a file, so call it off the
+ * loop (reload work, or before the loop runs). */
+int backups_check_key(const Config *cfg, char *err, size_t errlen);
 /* Apply (or re-apply after reload) the configuration: schedules, settings; rescans when the directory
- * changed. */
+ * changed. After a passed backups_check_config() it fails only on DR_ECANCELED or -ENOMEM. */
 int backups_apply_config(Backups *b, const Config *cfg);
 /* Cancel what runs (pg_dump killed, temporaries removed) and close; closed_cb(data) when done. */
 void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);

@@ -266,7 +266,7 @@ static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
 
 /* ---- registration ---- */
 
-void backups__commands_register(Backups *b)
+int backups__commands_register(Backups *b)
 {
     static const CtlCommand cmds[] = {
         {"backups", false, backups_cmd_list, NULL, "list the backup catalog and recent failures"},
@@ -278,5 +278,5 @@ void backups__commands_register(Backups *b)
     memcpy(c, cmds, sizeof(cmds));
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
         c[i].data = b;
-    control_register(b->d->control, c, sizeof(c) / sizeof(c[0]));
+    return control_register(b->d->control, c, sizeof(c) / sizeof(c[0]));
 }

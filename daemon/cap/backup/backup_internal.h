@@ -277,6 +277,6 @@ void backups__condition(Backups *b, CondId id, bool open, Severity sev, const js
     __attribute__((format(printf, 6, 7)));
 /* Re-evaluate the age, size and failure conditions and the "backup" status component. */
 void backups__watch(Backups *b);
-void backups__commands_register(Backups *b);
+int backups__commands_register(Backups *b); /* 0 or -ENOMEM */
 
 #endif

@@ -701,11 +701,14 @@ Venue *venue_new(Core *d)
     if (!v)
         return NULL;
     v->d = d;
+    if (venue__register_commands(v) < 0) {
+        free(v);
+        return NULL;
+    }
     uv_timer_init(d->loop, &v->retry_timer);
     uv_timer_init(d->loop, &v->status_timer);
     v->retry_timer.data = v->status_timer.data = v;
     v->pending = 2;
-    venue__register_commands(v);
     return v;
 }
 

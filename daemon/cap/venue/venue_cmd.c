@@ -123,7 +123,7 @@ static void venue_cmd_trading(CtlCall *call, const json_t *args, void *data)
     control_reply_ok(call, venue_status_json(data));
 }
 
-void venue__register_commands(Venue *v)
+int venue__register_commands(Venue *v)
 {
     CtlCommand cmds[] = {
         {"halt", true, venue_cmd_halt, v, "halt trading now (fail closed: persisted, confirmed, retried)"},
@@ -132,5 +132,5 @@ void venue__register_commands(Venue *v)
         {"emergency_close", true, venue_cmd_emergency_close, v,
          "halt trading (confirmed), then have the platform close every position"},
     };
-    control_register(v->d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return control_register(v->d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }

@@ -70,6 +70,6 @@ struct Venue {
 /* The venue section of the configuration in force. */
 const ConfigVenue *venue__cfg(const Venue *v);
 /* Register halt, resume, trading and emergency_close on the control socket (venue_cmd.c). */
-void venue__register_commands(Venue *v);
+int venue__register_commands(Venue *v); /* 0 or -ENOMEM */
 
 #endif

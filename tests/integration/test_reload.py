@@ -1,0 +1,144 @@
+"""
+Honest reloads: every module checks a new configuration before anything is swapped. One refusal
+and nothing changes: `drctl reload` exits 1 with one line per refusing module, the old
+configuration keeps running, and a config.reload error event says so. Start-up runs the same
+checks and refuses to start.
+"""
+import copy
+import os
+import subprocess
+
+from drsup import DAEMON, Daemon, wait_until
+
+
+def make_key(path):
+    with open(path, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def started(daemons, tmp_path, pg, extra=None):
+    """A daemon probing the real database, its database probe up."""
+    d = Daemon(tmp_path, dict({"database": {"conninfo": pg.conninfo()}}, **(extra or {})))
+    daemons.append(d)
+    d.start()
+    wait_until(lambda: d.component("database").get("health") == "up", what="database probe up")
+    return d
+
+
+def refused_reload(d, change):
+    """Write the running configuration with change(cfg) applied, reload, expect a refusal; the file
+    is put back afterwards so the running configuration and the file agree again."""
+    good = copy.deepcopy(d.config)
+    bad = copy.deepcopy(good)
+    bad["cluster"] = "must-not-appear"  # would show in status if anything had been swapped
+    change(bad)
+    d.write_config(bad)
+    p = d.ctl("reload")
+    d.write_config(good)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "reload refused, the old configuration keeps running" in p.stderr, p.stderr
+    st = d.ctl_json("status")
+    assert st["cluster"] == "test", st
+    assert st["components"]["database"]["health"] == "up", st["components"]["database"]
+    return p.stderr
+
+
+def module_lines(stderr):
+    return [ln.strip() for ln in stderr.splitlines()
+            if ln.strip().split(":", 1)[0] in ("probes", "detector", "backups", "scenarios", "standby")]
+
+
+def test_unparsable_conninfo_is_refused_and_the_old_one_keeps_probing(pg, daemons, tmp_path):
+    d = started(daemons, tmp_path, pg)
+
+    def colour(cfg):
+        cfg["database"]["conninfo"] = "colour=blue"
+    err = refused_reload(d, colour)
+    lines = module_lines(err)
+    probes = [ln for ln in lines if ln.startswith("probes:")]
+    assert len(probes) == 1, err
+    assert "database.conninfo 'colour=blue'" in probes[0] and 'invalid connection option "colour"' in probes[0], err
+    assert d.ctl_json("status")["reloads"] == {"ok": 0, "failed": 1}
+    # The event that says so, once, with the reason.
+    wait_until(lambda: "reload refused" in d.log(), what="config.reload error event in the log")
+    log = d.log()
+    assert "cannot use conninfo" not in log  # the probe never saw the new configuration
+    assert 'invalid connection option "colour"' in log
+    # The old probe keeps running: a successful observation newer than the refusal.
+    after = d.component("database")["last_observation"]["ts_ms"]
+    wait_until(lambda: (d.component("database")["last_observation"]["ts_ms"] > after
+                        and d.component("database")["last_observation"]["ok"]),
+               what="a newer successful database probe")
+    d.stop()
+
+
+def test_each_refusing_module_names_itself(pg, daemons, tmp_path):
+    bdir = tmp_path / "backups"
+    bdir.mkdir()
+    d = started(daemons, tmp_path, pg)
+
+    def detector(cfg):
+        cfg["detector"] = {"conninfo": "colour=blue", "corruption_queries": ["SELECT 1"]}
+
+    def scenarios(cfg):
+        cfg["scenarios"] = {"admin_conninfo": "colour=blue"}
+
+    def standby(cfg):
+        cfg["scenarios"] = {"database_corruption": {"standby": True}}
+
+    for module, change, reason in [
+            ("detector", detector, "cannot use detector.conninfo 'colour=blue' for the corruption checks"),
+            ("scenarios", scenarios, "cannot use scenarios.admin_conninfo 'colour=blue'"),
+            ("standby", standby, "needs a 'backup' section")]:
+        lines = module_lines(refused_reload(d, change))
+        assert len(lines) == 1 and lines[0].startswith(module + ":") and reason in lines[0], (module, lines)
+
+    # Two modules refusing at once: one line each.
+    def both(cfg):
+        detector(cfg)
+        standby(cfg)
+    lines = module_lines(refused_reload(d, both))
+    assert [ln.split(":", 1)[0] for ln in lines] == ["detector", "standby"], lines
+
+    # Alerts: a secret file that cannot be read is refused while the file is parsed, with its position.
+    def alerts(cfg):
+        cfg["alerts"] = {"pagerduty": {"routing_key_file": str(tmp_path / "no-such-key")}}
+    err = refused_reload(d, alerts)
+    assert "'alerts.pagerduty.routing_key_file'" in err and "no-such-key" in err, err
+
+    # Backups: a schedule that does not parse is refused with the file, the same way.
+    def backups(cfg):
+        cfg["backup"] = {"directory": str(bdir), "key_file": make_key(str(tmp_path / "b.key")),
+                         "schedules": ["every day at noon"]}
+    err = refused_reload(d, backups)
+    assert "'backup.schedules': bad cron schedule 'every day at noon'" in err, err
+
+    assert d.ctl_json("status")["reloads"] == {"ok": 0, "failed": 6}
+    d.stop()
+
+
+def test_valid_reload_still_applies(pg, daemons, tmp_path):
+    d = Daemon(tmp_path)  # the harness default: a dead port
+    daemons.append(d)
+    d.start()
+    wait_until(lambda: d.component("database").get("health") == "down", what="database probe down")
+    d.config["database"]["conninfo"] = pg.conninfo()
+    d.config["cluster"] = "renamed"
+    d.config["detector"] = {"halt_after": 1000}
+    d.write_config()
+    p = d.ctl("reload")
+    assert p.returncode == 0, p.stderr
+    st = d.ctl_json("status")
+    assert st["cluster"] == "renamed" and st["reloads"] == {"ok": 1, "failed": 0}
+    wait_until(lambda: d.component("database").get("health") == "up", what="database probe up after reload")
+    d.stop()
+
+
+def test_start_up_refuses_what_a_reload_refuses(tmp_path):
+    d = Daemon(tmp_path, {"database": {"conninfo": "colour=blue"}})
+    p = subprocess.run([DAEMON, "--config", d.config_path], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0
+    assert "not starting: probes: cannot use database.conninfo 'colour=blue'" in p.stderr, p.stderr
+    assert not os.path.exists(d.socket)
