@@ -41,7 +41,7 @@ typedef struct AlertEarly {
 
 int64_t alerts__wall_of(const Alerts *a, uint64_t mono)
 {
-    uint64_t now = uv_now(a->d->loop);
+    uint64_t now = uv_now(a->core->loop);
     return clock_wall_ms() + (mono > now ? (int64_t)(mono - now) : -(int64_t)(now - mono));
 }
 
@@ -139,7 +139,7 @@ static void alerts_enqueue(Alerts *a, AlertChannel ch, const Event *ev, const ch
     e->m.dedup_key = strdup(key);
     e->m.occurrences = 1;
     e->created_ms = clock_wall_ms();
-    e->enq_mono = uv_now(a->d->loop);
+    e->enq_mono = uv_now(a->core->loop);
     if (!e->m.kind || !e->m.summary || !e->m.dedup_key || (ev->condition && !e->m.condition)) {
         alerts__entry_free(e);
         log_error("alerts", "out of memory: alert for %s lost: %s", alertfmt_channel_name(ch), ev->summary);
@@ -206,7 +206,7 @@ static void alerts_route(Alerts *a, const Event *ev, bool forced, unsigned force
             mask &= ~(1u << self);
     }
     alertfmt_dedup_key(a->cluster, ev->condition, a->boot_ms, ev->seq, key, sizeof(key));
-    uint64_t now = uv_now(a->d->loop);
+    uint64_t now = uv_now(a->core->loop);
     for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
         unsigned bit = 1u << ch;
         if (!(mask & bit) || !alerts__configured(a, (AlertChannel)ch))
@@ -313,7 +313,7 @@ Alerts *alerts_new(Core *d)
     Alerts *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
-    a->d = d;
+    a->core = d;
     a->boot_ms = clock_wall_ms();
     a->rng = (uint32_t)a->boot_ms ^ ((uint32_t)getpid() << 16) ^ 0x5bd1e995u;
     for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
@@ -338,11 +338,11 @@ Alerts *alerts_new(Core *d)
 
 int alerts_start(Alerts *a)
 {
-    if (asprintf(&a->dir, "%s/outbox", a->d->cfg->state_dir) < 0) {
+    if (asprintf(&a->dir, "%s/outbox", a->core->cfg->state_dir) < 0) {
         a->dir = NULL;
         return -ENOMEM;
     }
-    if (asprintf(&a->cond_path, "%s/alerts-conditions.json", a->d->cfg->state_dir) < 0) {
+    if (asprintf(&a->cond_path, "%s/alerts-conditions.json", a->core->cfg->state_dir) < 0) {
         a->cond_path = NULL;
         return -ENOMEM;
     }
@@ -420,7 +420,7 @@ int alerts_apply_config(Alerts *a, const Config *cfg)
         !a->source || !a->cluster || (c->n_routes && !a->routes))
         return -ENOMEM;
 
-    Component *comp = status_component(a->d->status, "alerts");
+    Component *comp = status_component(a->core->status, "alerts");
     if (comp) {
         if (!a->enabled)
             status_set_health(comp, HEALTH_DISABLED);
@@ -490,7 +490,7 @@ void alerts_close(Alerts *a, void (*closed_cb)(void *data), void *data)
     a->closed_cb = closed_cb;
     a->closed_data = data;
     if (a->sub_id > 0)
-        events_unsubscribe(a->d->events, a->sub_id);
+        events_unsubscribe(a->core->events, a->sub_id);
     for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
         AlertChanQ *q = &a->q[ch];
         alerts__cancel_sends(q);
@@ -498,8 +498,8 @@ void alerts_close(Alerts *a, void (*closed_cb)(void *data), void *data)
         a->pending_handles++;
         uv_close((uv_handle_t *)&q->timer, alerts_on_handle_closed);
     }
-    if (a->hb_busy && a->d->http)
-        httpc_cancel(a->d->http, a->hb_id);
+    if (a->hb_busy && a->core->http)
+        httpc_cancel(a->core->http, a->hb_id);
     a->pending_handles++;
     uv_close((uv_handle_t *)&a->hb_timer, alerts_on_handle_closed);
 }

@@ -134,7 +134,7 @@ int alerts__conds_from_text(Alerts *a, const char *text, size_t len)
                 c->sent_sev[chan] = sev;
                 /* repeat_interval counts from the restart: a probe finding the same failure again
                  * after a restart is a repeat, not a new page */
-                c->last_enq_mono[chan] = uv_now(a->d->loop);
+                c->last_enq_mono[chan] = uv_now(a->core->loop);
             }
         }
         n++;

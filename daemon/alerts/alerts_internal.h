@@ -84,7 +84,7 @@ typedef struct AlertCondition {
 } AlertCondition;
 
 struct Alerts {
-    Core *d;
+    Core *core;
     int sub_id;
     bool loaded, closing, enabled, forcing;
     unsigned force_mask;

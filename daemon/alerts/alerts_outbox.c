@@ -126,7 +126,7 @@ static int alerts_queue_work(Alerts *a, AlertWork *w)
 {
     w->a = a;
     w->req.data = w;
-    int r = uv_queue_work(a->d->loop, &w->req, alerts_work_run, alerts_work_done);
+    int r = uv_queue_work(a->core->loop, &w->req, alerts_work_run, alerts_work_done);
     if (r == 0)
         a->pending_works++;
     return r;
@@ -227,7 +227,7 @@ void alerts__bury(AlertChanQ *q, AlertEntry *e, const char *reason)
         /* Tell the other channels (never this one: no loops). */
         json_t *det = json_pack("{s:s,s:s,s:s}", "channel", alertfmt_channel_name(q->ch), "reason", reason,
                                 "drctl", "drctl alerts");
-        events_emit(a->d->events, SEV_ERROR, "alerts.delivery", NULL, false, det,
+        events_emit(a->core->events, SEV_ERROR, "alerts.delivery", NULL, false, det,
                     "alert delivery to %s failed for good: %s (alert was: %s)", alertfmt_channel_name(q->ch),
                     reason, summary);
         json_decref(det);
@@ -286,7 +286,7 @@ static void alerts_load_done(Alerts *a, AlertWork *w)
         e->state = ENTRY_READY;
         e->durable = true;
         e->created_ms = e->m.ts_ms;
-        e->enq_mono = uv_now(a->d->loop);
+        e->enq_mono = uv_now(a->core->loop);
         alerts_list_insert_sorted(&a->q[e->m.channel], e);
         /* Remember open conditions, so their resolution reaches the same channels. */
         if (e->m.condition && !e->m.resolved) {

@@ -46,7 +46,7 @@ static void alerts_record(AlertChanQ *q, const AlertSend *s, bool ok, long statu
     dl->http_status = status;
     dl->n_alerts = (unsigned)s->n;
     dl->first_seq = s->entries[0]->m.seq;
-    dl->latency_ms = (double)(uv_now(a->d->loop) - s->started_mono);
+    dl->latency_ms = (double)(uv_now(a->core->loop) - s->started_mono);
     if (s->n == 1)
         snprintf(dl->what, sizeof(dl->what), "%s%.180s", s->entries[0]->m.resolved ? "resolve: " : "",
                  s->entries[0]->m.summary);
@@ -65,7 +65,7 @@ static void alerts_record(AlertChanQ *q, const AlertSend *s, bool ok, long statu
  */
 static void alerts_update_health(Alerts *a, double latency_ms)
 {
-    Component *c = status_component(a->d->status, "alerts");
+    Component *c = status_component(a->core->status, "alerts");
     char msg[400] = "";
 
     if (!c)
@@ -105,7 +105,7 @@ static void alerts_retry_later(AlertChanQ *q, AlertSend *s, uint64_t delay_ms, c
     Alerts *a = q->a;
     char d[40];
 
-    uint64_t now = uv_now(a->d->loop);
+    uint64_t now = uv_now(a->core->loop);
     /* Transfers that were already under way when the channel last failed say nothing new. */
     if (q->fail_streak == 0 || s->started_mono >= q->last_fail_mono)
         q->fail_streak++;
@@ -189,7 +189,7 @@ static void alerts_on_sent(int err, const HttpResponse *resp, const char *errmsg
             delay = backoff_jitter_ms(a->retry_base_ms, a->retry_cap_ms, q->fail_streak + 1, alerts__rand(a));
         alerts_retry_later(q, s, delay, why);
     }
-    alerts_update_health(a, (double)(uv_now(a->d->loop) - s->started_mono));
+    alerts_update_health(a, (double)(uv_now(a->core->loop) - s->started_mono));
     alerts_send_free(s);
     alerts__pump(q);
 }
@@ -218,7 +218,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
     memcpy(s->entries, batch, n * sizeof(*batch));
     s->n = n;
     s->q = q;
-    s->started_mono = uv_now(a->d->loop);
+    s->started_mono = uv_now(a->core->loop);
     headers[nh++] = "Content-Type: application/json";
     if (q->ch == ALERT_CH_PAGERDUTY) {
         body = alertfmt_pagerduty(&batch[0]->m, &ctx, a->pd_key);
@@ -264,7 +264,7 @@ static void alerts_send(AlertChanQ *q, AlertEntry **batch, size_t n)
     s->next = q->sends;
     q->sends = s;
     q->in_flight++;
-    int r = httpc_request(a->d->http, &req, alerts_on_sent, s, &s->http_id);
+    int r = httpc_request(a->core->http, &req, alerts_on_sent, s, &s->http_id);
     explicit_bzero(text, strlen(text)); /* PagerDuty bodies carry the routing key */
     free(text);
     if (r < 0) {
@@ -301,10 +301,10 @@ void alerts__pump(AlertChanQ *q)
     Alerts *a = q->a;
     unsigned max_in_flight = q->ch == ALERT_CH_PAGERDUTY ? 4 : 1;
 
-    if (a->closing || !a->loaded || !a->d->http || !alerts__configured(a, q->ch))
+    if (a->closing || !a->loaded || !a->core->http || !alerts__configured(a, q->ch))
         return;
     for (;;) {
-        uint64_t now = uv_now(a->d->loop);
+        uint64_t now = uv_now(a->core->loop);
         AlertEntry *batch[ALERTS_SLACK_BATCH];
         size_t nb = 0;
 
@@ -353,7 +353,7 @@ void alerts__cancel_sends(AlertChanQ *q)
     Alerts *a = q->a;
     while (q->sends) {
         AlertSend *s = q->sends;
-        if (!a->d->http || httpc_cancel(a->d->http, s->http_id) < 0) {
+        if (!a->core->http || httpc_cancel(a->core->http, s->http_id) < 0) {
             alerts_send_unlink(q, s);
             alerts_send_free(s);
         }
@@ -400,10 +400,10 @@ void alerts__heartbeat_tick(uv_timer_t *t)
                        .timeout_ms = a->timeout_ms < a->hb_interval_ms ? a->timeout_ms : a->hb_interval_ms,
                        .max_response = 16 * 1024};
 
-    if (a->hb_busy || !a->hb_url || !a->d->http || a->closing)
+    if (a->hb_busy || !a->hb_url || !a->core->http || a->closing)
         return;
     a->hb_last_try_ms = clock_wall_ms();
-    int r = httpc_request(a->d->http, &req, alerts_on_heartbeat_done, a, &a->hb_id);
+    int r = httpc_request(a->core->http, &req, alerts_on_heartbeat_done, a, &a->hb_id);
     if (r < 0) {
         free(a->hb_error);
         a->hb_error = strdup(err_str(r));

@@ -29,7 +29,7 @@ static const char *alerts_entry_state(const AlertEntry *e)
 
 static json_t *alerts_channel_json(const Alerts *a, const AlertChanQ *q)
 {
-    uint64_t now = uv_now(a->d->loop);
+    uint64_t now = uv_now(a->core->loop);
     json_t *recent = json_array();
     json_t *o;
 
@@ -56,7 +56,7 @@ static json_t *alerts_channel_json(const Alerts *a, const AlertChanQ *q)
 static void alerts_cmd_view(CtlCall *call, const json_t *args, void *data)
 {
     Alerts *a = data;
-    uint64_t now = uv_now(a->d->loop);
+    uint64_t now = uv_now(a->core->loop);
     json_t *res, *chans = json_object(), *conds = json_array(), *outbox = json_array(), *dead = json_array();
 
     (void)args;
@@ -168,18 +168,18 @@ static void alerts_cmd_test(CtlCall *call, const json_t *args, void *data)
     a->forcing = true;
     a->force_mask = mask;
     if (resolve) {
-        events_emit(a->d->events, sev, "alert.test", cond, true, det, "%s", text ? text : "test condition resolved");
+        events_emit(a->core->events, sev, "alert.test", cond, true, det, "%s", text ? text : "test condition resolved");
         count = 1;
     } else {
         for (json_int_t i = 0; i < count; i++) {
             if (text)
-                events_emit(a->d->events, sev, "alert.test", cond, false, det, "%s", text);
+                events_emit(a->core->events, sev, "alert.test", cond, false, det, "%s", text);
             else if (count > 1)
-                events_emit(a->d->events, sev, "alert.test", cond, false, det,
+                events_emit(a->core->events, sev, "alert.test", cond, false, det,
                             "test alert %lld of %lld from drctl: alert delivery works", (long long)(i + 1),
                             (long long)count);
             else
-                events_emit(a->d->events, sev, "alert.test", cond, false, det,
+                events_emit(a->core->events, sev, "alert.test", cond, false, det,
                             "test alert from drctl: alert delivery works");
         }
     }
@@ -201,5 +201,5 @@ int alerts__register_commands(Alerts *a)
         {"alert.test", true, alerts_cmd_test, a,
          "send test alerts end to end (args: channel, condition, count, severity, resolve, summary)"},
     };
-    return control_register(a->d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return control_register(a->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }

@@ -56,7 +56,7 @@ typedef struct ReconcileRun {
 } ReconcileRun;
 
 struct Reconcile {
-    Core *d;
+    Core *core;
     Venue *venue;
     ReconcileRun *run;
     bool closing;
@@ -78,7 +78,7 @@ static void reconcile_iso(int64_t ms, char *out, size_t n)
 
 static const ConfigReconcile *reconcile_cfg(const ReconcileRun *run)
 {
-    return &run->owner->d->cfg->reconcile;
+    return &run->owner->core->cfg->reconcile;
 }
 
 /* ---- values ---- */
@@ -333,7 +333,7 @@ static void reconcile_finish(ReconcileRun *run)
     int result = 0;
     json_t *rep = reconcile_report(run, &result);
     Reconcile *owner = run->owner;
-    Core *d = owner->d;
+    Core *d = owner->core;
 
     if (result == 0) {
         events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' passed: ready to trade (%zu fill%s replayed)",
@@ -673,15 +673,15 @@ int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const 
 
     if (!r || r->closing)
         return DR_ECANCELED;
-    const ConfigReconcile *cfg = &r->d->cfg->reconcile;
+    const ConfigReconcile *cfg = &r->core->cfg->reconcile;
     if (r->run)
         return DR_EBUSY;
     run = calloc(1, sizeof(*run));
     if (!run)
         return -ENOMEM;
-    PgConnOptions opts = {.connect_timeout_ms = r->d->cfg->database.connect_timeout_ms,
+    PgConnOptions opts = {.connect_timeout_ms = r->core->cfg->database.connect_timeout_ms,
                           .query_timeout_ms = cfg->query_timeout_ms};
-    run->pg = pgconn_new_msg(r->d->loop, conninfo, &opts, &msg);
+    run->pg = pgconn_new_msg(r->core->loop, conninfo, &opts, &msg);
     if (!run->pg) {
         char red[512];
         log_redact_conninfo(conninfo, red, sizeof(red));
@@ -723,7 +723,7 @@ static void reconcile_cmd_done(int result, json_t *report, void *data)
 static void reconcile_cmd(CtlCall *call, const json_t *args, void *data)
 {
     Reconcile *r = data;
-    Core *d = r->d;
+    Core *d = r->core;
     const json_t *since = json_object_get(args, "since_ms");
     int64_t since_ms;
     char id[64];
@@ -749,7 +749,7 @@ Reconcile *reconcile_new(Core *d, Venue *venue)
     Reconcile *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
-    r->d = d;
+    r->core = d;
     r->venue = venue;
     const CtlCommand cmds[] = {
         {"reconcile", true, reconcile_cmd, r,

@@ -49,7 +49,7 @@ static const char *const sb_state_names[] = {"off", "waiting", "staging", "ready
 typedef void (*SbNext)(Standby *sb, int status, const PGresult *res, const char *errmsg);
 
 struct Standby {
-    Core *d;
+    Core *core;
     Backups *backups;
     bool enabled;
     int64_t jobs;
@@ -120,7 +120,7 @@ static void sb_on_tick(uv_timer_t *t);
 
 static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
 {
-    uint64_t took = uv_now(sb->d->loop) - sb->t0;
+    uint64_t took = uv_now(sb->core->loop) - sb->t0;
     char key[300];
 
     if (sb->pg) {
@@ -132,7 +132,7 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
         sb->db = NULL;
     }
     sb->busy = false;
-    snprintf(key, sizeof(key), "standby.failed:%s", sb->d->cfg->cluster);
+    snprintf(key, sizeof(key), "standby.failed:%s", sb->core->cfg->cluster);
     if (ok) {
         snprintf(sb->held_name, sizeof(sb->held_name), "%s", sb->target_name);
         snprintf(sb->held_sha, sizeof(sb->held_sha), "%s", sb->target_sha); /* held_ms: set by sb_marked */
@@ -141,7 +141,7 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
         sb->failed_name[0] = '\0';
         json_t *det = json_pack("{s:s,s:s,s:I}", "backup", sb->held_name, "database", sb->cyc_standby, "duration_ms",
                                 (json_int_t)took);
-        events_emit(sb->d->events, SEV_INFO, "standby.ready", sb->cond_open ? key : NULL, sb->cond_open, det,
+        events_emit(sb->core->events, SEV_INFO, "standby.ready", sb->cond_open ? key : NULL, sb->cond_open, det,
                     "standby '%s' holds backup '%s' (%s in %.1f s)", sb->cyc_standby, sb->held_name,
                     sb->found ? "found in place" : "restored", (double)took / 1000.0);
         json_decref(det);
@@ -159,10 +159,10 @@ static void sb_cycle_end(Standby *sb, bool ok, bool stopped)
         snprintf(sb->failed_name, sizeof(sb->failed_name), "%s", sb->target_name);
         sb->failures++;
         uint64_t backoff = backoff_ms(STANDBY_RETRY_MIN_MS, STANDBY_RETRY_MAX_MS, sb->failures);
-        sb->retry_at = uv_now(sb->d->loop) + backoff;
+        sb->retry_at = uv_now(sb->core->loop) + backoff;
         json_t *det = json_pack("{s:s,s:s,s:I,s:I}", "backup", sb->target_name, "error", sb->fail_msg, "failures",
                                 (json_int_t)sb->failures, "retry_in_ms", (json_int_t)backoff);
-        events_emit(sb->d->events, SEV_WARNING, "standby.failed", key, false, det,
+        events_emit(sb->core->events, SEV_WARNING, "standby.failed", key, false, det,
                     "standby restore of backup '%s' failed (a recovery would restore from the file): %s; retry in %llu s",
                     sb->target_name, sb->fail_msg, (unsigned long long)(backoff / 1000));
         json_decref(det);
@@ -260,7 +260,7 @@ static void sb_sql(Standby *sb, PgConn *on, const char *sql, int np, const char 
     if (!on) {
         if (!sb->pg) {
             PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
-            sb->pg = pgconn_new(sb->d->loop, sb->cyc_admin, &po);
+            sb->pg = pgconn_new(sb->core->loop, sb->cyc_admin, &po);
         }
         on = sb->pg;
     }
@@ -383,7 +383,7 @@ static void sb_on_restored(const BackupRestoreResult *res, void *data)
         return;
     }
     PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 3600000};
-    sb->db = pgconn_new(sb->d->loop, ci, &po);
+    sb->db = pgconn_new(sb->core->loop, ci, &po);
     free(ci);
     if (!sb->db) {
         sb_fail(sb, "cannot connect to '%s': bad conninfo or out of memory", sb->cyc_staging);
@@ -398,7 +398,7 @@ static void sb_restore(Standby *sb, bool leftover)
 {
     BackupRestoreOpts o = {.jobs = (unsigned)sb->cyc_jobs,
                            .spool_name = ".standby-staging.dump",
-                           .timeout_ms = sb->d->cfg->scenarios.restore_timeout_ms,
+                           .timeout_ms = sb->core->cfg->scenarios.restore_timeout_ms,
                            .replace = leftover};
     int r = backup_restore_into(sb->backups, sb->target_name, sb->target_sha, sb->cyc_admin, sb->cyc_staging, &o,
                                 sb_on_restored, sb, &sb->restore);
@@ -476,7 +476,7 @@ static void sb_cycle_begin(Standby *sb, const json_t *m)
     sb->fail_msg[0] = '\0';
     sb->state = SB_STAGING;
     sb->target_started_ms = clock_wall_ms();
-    sb->t0 = uv_now(sb->d->loop);
+    sb->t0 = uv_now(sb->core->loop);
     const char *p[2] = {sb->cyc_standby, sb->cyc_staging};
     sb_sql(sb, NULL,
            "SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
@@ -502,7 +502,7 @@ void standby_kick(Standby *sb)
 
     if (!sb || sb->closing)
         return;
-    bool active = lease_held(sb->d->lease);
+    bool active = lease_held(sb->core->lease);
     if (sb->busy) {
         if (active || !sb->enabled)
             sb_stop_cycle(sb);
@@ -543,7 +543,7 @@ void standby_kick(Standby *sb)
         json_decref(m);
         return;
     }
-    if (sb->state == SB_FAILED && strcmp(sb->failed_name, name) == 0 && uv_now(sb->d->loop) < sb->retry_at) {
+    if (sb->state == SB_FAILED && strcmp(sb->failed_name, name) == 0 && uv_now(sb->core->loop) < sb->retry_at) {
         json_decref(m);
         return;
     }
@@ -578,7 +578,7 @@ Standby *standby_new(Core *d, Backups *backups)
     Standby *sb = calloc(1, sizeof(*sb));
     if (!sb)
         return NULL;
-    sb->d = d;
+    sb->core = d;
     sb->backups = backups;
     uv_timer_init(d->loop, &sb->timer);
     sb->timer.data = sb;
@@ -656,8 +656,8 @@ void standby_close(Standby *sb, void (*closed_cb)(void *data), void *data)
     sb->closing = true;
     sb->closed_cb = closed_cb;
     sb->closed_data = data;
-    events_unsubscribe(sb->d->events, sb->sub);
-    lease_unlisten(sb->d->lease, sb_on_lease, sb);
+    events_unsubscribe(sb->core->events, sb->sub);
+    lease_unlisten(sb->core->lease, sb_on_lease, sb);
     uv_timer_stop(&sb->timer);
     if (!sb->busy) {
         uv_close((uv_handle_t *)&sb->timer, sb_on_timer_closed);

@@ -35,7 +35,7 @@ typedef struct LogTailWork {
 } LogTailWork;
 
 struct Detector {
-    Core *d;
+    Core *core;
     Venue *venue;
     DetectorIncidentFn incident_fn;
     void *incident_data;
@@ -79,7 +79,7 @@ static void detector_restart_spawn(Detector *det);
 
 static const ConfigDetector *detector_cfg(const Detector *det)
 {
-    return &det->d->cfg->detector;
+    return &det->core->cfg->detector;
 }
 
 static void detector_maybe_closed(Detector *det)
@@ -98,7 +98,7 @@ static void detector_maybe_closed(Detector *det)
 
 static void detector_emit(Detector *det, DetectorEventKind kind, const char *message)
 {
-    EventBus *ev = det->d->events;
+    EventBus *ev = det->core->events;
     switch (kind) {
     case DETECTOR_EV_UNREACHABLE:
         events_emit(ev, SEV_CRITICAL, "detector.unreachable", det->cond_unreachable, false, NULL, "%s", message);
@@ -131,7 +131,7 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
 
 static void detector_trigger(Detector *det, const DetectorDecision *dec)
 {
-    Core *d = det->d;
+    Core *d = det->core;
     char run[64] = "";
     int r;
 
@@ -174,7 +174,7 @@ static void detector_on_restart_timer(uv_timer_t *t)
 
 static void detector_apply(Detector *det, const DetectorDecision *dec)
 {
-    Core *d = det->d;
+    Core *d = det->core;
 
     if (det->closing)
         return;
@@ -453,7 +453,7 @@ static void detector_on_restart_exit(ChildProc *c, int64_t exit_status, int term
             w->ok = ok;
             w->output = output;
             w->req.data = w;
-            if (uv_queue_work(det->d->loop, &w->req, detector_log_tail_work, detector_log_tail_done) == 0) {
+            if (uv_queue_work(det->core->loop, &w->req, detector_log_tail_work, detector_log_tail_done) == 0) {
                 det->pending++;
                 det->log_work_busy = true;
                 return;
@@ -494,7 +494,7 @@ static void detector_restart_run(Detector *det)
                             .kill_grace_ms = 2000,
                             .on_exit = detector_on_restart_exit,
                             .data = det};
-        det->restart_child = child_spawn(det->d->loop, &opt, &r);
+        det->restart_child = child_spawn(det->core->loop, &opt, &r);
         free(argv);
     }
     if (!det->restart_child) {
@@ -530,7 +530,7 @@ static void detector_restart_spawn(Detector *det)
     det->log_offset = 0;
     if (cfg->server_log) {
         det->log_stat.data = det;
-        if (uv_fs_stat(det->d->loop, &det->log_stat, cfg->server_log, detector_on_log_stat) == 0) {
+        if (uv_fs_stat(det->core->loop, &det->log_stat, cfg->server_log, detector_on_log_stat) == 0) {
             det->log_stat_busy = true;
             det->pending++;
             return;
@@ -554,7 +554,7 @@ Detector *detector_new(Core *d, Venue *venue)
     Detector *det = calloc(1, sizeof(*det));
     if (!det)
         return NULL;
-    det->d = d;
+    det->core = d;
     det->venue = venue;
     DetectorSmConfig smc = detector_sm_config(d->cfg);
     detector_sm_init(&det->sm, &smc);
@@ -615,7 +615,7 @@ int detector_apply_config(Detector *det, const Config *cfg)
                               .reconnect_min_ms = 100,
                               .reconnect_max_ms = dc->corruption_interval_ms};
         char *msg = NULL;
-        det->check_pg = pgconn_new_msg(det->d->loop, dc->conninfo, &opts, &msg);
+        det->check_pg = pgconn_new_msg(det->core->loop, dc->conninfo, &opts, &msg);
         if (!det->check_pg) {
             char red[512];
             log_redact_conninfo(dc->conninfo, red, sizeof(red));

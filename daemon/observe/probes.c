@@ -38,7 +38,7 @@ typedef struct Probe {
 } Probe;
 
 struct Probes {
-    Core *d;
+    Core *core;
     ProbeSink sink;
     Probe db, platform;
     PgConn *pg;
@@ -69,7 +69,7 @@ static void probes_maybe_closed(Probes *p)
 /* Record the outcome; emit an event when the component's health changes. */
 static void probes_record(Probe *pr, bool ok, double latency_ms, const char *error, const json_t *detail)
 {
-    Core *d = pr->owner->d;
+    Core *d = pr->owner->core;
     Component *c = status_component(d->status, pr->name);
     Health before;
     int changed;
@@ -101,7 +101,7 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
 {
     Probe *pr = data;
     Probes *p = pr->owner;
-    double latency = (double)(uv_now(p->d->loop) - pr->started_ms);
+    double latency = (double)(uv_now(p->core->loop) - pr->started_ms);
     json_t *detail = NULL;
 
     (void)conn;
@@ -155,7 +155,7 @@ static void probes_db_probe(Probe *pr)
 
     if (pr->busy || !p->pg)
         return;
-    pr->started_ms = uv_now(p->d->loop);
+    pr->started_ms = uv_now(p->core->loop);
     r = pgconn_query(p->pg, PROBE_DB_SQL, 0, NULL, probes_on_db_result, pr);
     if (r == 0) {
         pr->busy = true;
@@ -175,7 +175,7 @@ static void probes_on_http_done(int err, const HttpResponse *resp, const char *e
 {
     Probe *pr = data;
     Probes *p = pr->owner;
-    double latency = (double)(uv_now(p->d->loop) - pr->started_ms);
+    double latency = (double)(uv_now(p->core->loop) - pr->started_ms);
     char msg[512];
     json_t *detail;
 
@@ -206,10 +206,10 @@ static void probes_platform_tick(uv_timer_t *t)
                        .connect_timeout_ms = p->health_timeout_ms,
                        .max_response = 64 * 1024};
 
-    if (pr->busy || !p->health_url || !p->d->http)
+    if (pr->busy || !p->health_url || !p->core->http)
         return;
-    pr->started_ms = uv_now(p->d->loop);
-    int r = httpc_request(p->d->http, &req, probes_on_http_done, pr, &p->http_id);
+    pr->started_ms = uv_now(p->core->loop);
+    int r = httpc_request(p->core->http, &req, probes_on_http_done, pr, &p->http_id);
     if (r < 0) {
         probes_record(pr, false, 0, err_str(r), NULL);
         return;
@@ -223,7 +223,7 @@ static void probes_init_probe(Probes *p, Probe *pr, const char *name)
 {
     pr->owner = p;
     pr->name = name;
-    uv_timer_init(p->d->loop, &pr->timer);
+    uv_timer_init(p->core->loop, &pr->timer);
     pr->timer.data = pr;
 }
 
@@ -232,7 +232,7 @@ Probes *probes_new(Core *core, const ProbeSink *sink)
     Probes *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    p->d = core;
+    p->core = core;
     p->sink = *sink;
     probes_init_probe(p, &p->db, "database");
     probes_init_probe(p, &p->platform, "platform");
@@ -260,7 +260,7 @@ static int probes_configure_db(Probes *p, const Config *cfg)
     bool same = p->pg && p->conninfo && strcmp(p->conninfo, db->conninfo) == 0 &&
                 memcmp(&opts, &p->pg_opts, sizeof(opts)) == 0;
     if (!same) {
-        PgConn *pg = pgconn_new_msg(p->d->loop, db->conninfo, &opts, &msg);
+        PgConn *pg = pgconn_new_msg(p->core->loop, db->conninfo, &opts, &msg);
         if (!pg) {
             char red[512];
             log_redact_conninfo(db->conninfo, red, sizeof(red));
@@ -296,10 +296,10 @@ static void probes_configure_platform(Probes *p, const Config *cfg)
     if (!pl->health_url) {
         uv_timer_stop(&p->platform.timer);
         if (p->http_id)
-            httpc_cancel(p->d->http, p->http_id);
+            httpc_cancel(p->core->http, p->http_id);
         free(p->health_url);
         p->health_url = NULL;
-        Component *c = status_component(p->d->status, "platform");
+        Component *c = status_component(p->core->status, "platform");
         if (c)
             status_set_health(c, HEALTH_DISABLED);
         return;
@@ -332,8 +332,8 @@ int probes_apply_config(Probes *p, const Config *cfg)
 {
     if (p->closing)
         return DR_ECANCELED;
-    status_component(p->d->status, "database");
-    status_component(p->d->status, "platform");
+    status_component(p->core->status, "database");
+    status_component(p->core->status, "platform");
     int r = probes_configure_db(p, cfg);
     probes_configure_platform(p, cfg);
     return r;
@@ -351,8 +351,8 @@ void probes_close(Probes *p, void (*closed_cb)(void *data), void *data)
     p->closing = true;
     p->closed_cb = closed_cb;
     p->closed_data = data;
-    if (p->http_id && p->d->http)
-        httpc_cancel(p->d->http, p->http_id);
+    if (p->http_id && p->core->http)
+        httpc_cancel(p->core->http, p->http_id);
     if (p->pg) {
         p->pending++;
         pgconn_close(p->pg, probes_on_pg_closed, p);

@@ -53,7 +53,7 @@ static void scn_cmd_execute(CtlCall *call, const json_t *args, void *data)
     snprintf(rbuf, sizeof(rbuf), "operator request (uid %ld)%s%s", pc ? (long)pc->uid : -1L, reason ? ": " : "",
              reason ? reason : "");
     FsmMode mode = dry ? FSM_MODE_DRY_RUN
-                       : manual || s->d->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC;
+                       : manual || s->core->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC;
     int r = scn_trigger(s, name, rbuf, clock_wall_ms(), mode, dry ? call : NULL, id, sizeof(id), err, sizeof(err));
     if (r < 0) {
         control_reply_error(call, r == -EBUSY ? DR_EBUSY : r == -ENOENT ? DR_EBADARG : r, "%s", err);
@@ -152,7 +152,7 @@ static void scn_read_report(Scenarios *s, CtlCall *call, const char *id, ScnRead
     scn_path(s, c->json_path, sizeof(c->json_path), "incidents", id, ".json");
     scn_path(s, c->text_path, sizeof(c->text_path), "incidents", id, ".txt");
     c->req.data = c;
-    int r = uv_queue_work(s->d->loop, &c->req, scn_read_work, scn_read_done);
+    int r = uv_queue_work(s->core->loop, &c->req, scn_read_work, scn_read_done);
     if (r < 0) {
         free(c);
         control_reply_error(call, r, "cannot read the report: %s", err_str(r));
@@ -205,7 +205,7 @@ static void scn_cmd_approve(CtlCall *call, const json_t *args, void *data)
         return;
     }
     const PeerCred *pc = control_call_peer(call);
-    events_emit(s->d->events, SEV_WARNING, "scenario.approve", NULL, false, NULL, "run %s approved by uid %ld (was %s in '%s')",
+    events_emit(s->core->events, SEV_WARNING, "scenario.approve", NULL, false, NULL, "run %s approved by uid %ld (was %s in '%s')",
                 id, pc ? (long)pc->uid : -1L, fsm_status_name(st), fsm_state_name(run->def->table, step_state));
     control_reply_ok(call, json_pack("{s:s,s:s}", "run", id, "status", fsm_status_name(fsm_run_status(run->fsm))));
 }
@@ -264,7 +264,7 @@ int scn_commands_register(Scenarios *s)
         {"incidents", false, scn_cmd_incidents, s, "incident reports of finished runs"},
         {"incident", false, scn_cmd_incident, s, "one incident report, JSON and text (run)"},
     };
-    return control_register(s->d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return control_register(s->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }
 
 void scn_commands_cancel(Scenarios *s)

@@ -143,10 +143,10 @@ static void restore_marked(ScnStep *st, int status, const PGresult *res, const c
     }
     if (st->from_standby)
         scn_finish(st, 0, "backup '%s' taken from the standby restore '%s' as '%s' in %.1f s", scn_backup_name(st->run),
-                   corruption_run(st->run)->standby, corruption_run(st->run)->restored, (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+                   corruption_run(st->run)->standby, corruption_run(st->run)->restored, (double)(uv_now(st->run->core->loop) - st->t0) / 1000.0);
     else
         scn_finish(st, 0, "backup '%s' restored into '%s' in %.1f s", scn_backup_name(st->run), corruption_run(st->run)->restored,
-                   (double)(uv_now(st->run->d->loop) - st->t0) / 1000.0);
+                   (double)(uv_now(st->run->core->loop) - st->t0) / 1000.0);
 }
 
 static void restore_on_restored(const BackupRestoreResult *res, void *data)
@@ -400,7 +400,7 @@ static void switch_inspected(ScnStep *st, int status, const PGresult *res, const
         int r = 0;
         pgconn_close(st->pg, NULL, NULL);
         st->pg = NULL;
-        st->child = child_spawn(st->run->d->loop, &o, &r);
+        st->child = child_spawn(st->run->core->loop, &o, &r);
         if (!st->child)
             scn_finish(st, r, "cannot run switch command '%s': %s", st->run->cfg.switch_command[0], err_str(r));
         return;

@@ -195,7 +195,7 @@ static void scn_report_done(uv_work_t *req, int status)
     if (status < 0 && w->result == 0)
         w->result = status;
     if (w->result < 0) {
-        events_emit(run->d->events, SEV_ERROR, "scenario.report", NULL, false, NULL,
+        events_emit(run->core->events, SEV_ERROR, "scenario.report", NULL, false, NULL,
                     "cannot write the incident report '%s': %s", w->json_path, err_str(w->result));
     } else {
         log_emit(LOG_NOTICE, "scenario", &lf, "incident report written to '%s'", w->json_path);
@@ -224,7 +224,7 @@ json_t *scn_summary(const json_t *rep)
 void scn_write_report(ScnRun *run)
 {
     ScnReportWrite *w = calloc(1, sizeof(*w));
-    json_t *rep = scn_report_build(run, run->d->cfg->cluster);
+    json_t *rep = scn_report_build(run, run->core->cfg->cluster);
     if (!w || !rep) {
         free(w);
         json_decref(rep);
@@ -247,7 +247,7 @@ void scn_write_report(ScnRun *run)
         return;
     }
     scn_run_ref(run);
-    if (uv_queue_work(run->d->loop, &w->req, scn_report_work, scn_report_done) < 0) {
+    if (uv_queue_work(run->core->loop, &w->req, scn_report_work, scn_report_done) < 0) {
         w->result = -ENOMEM;
         scn_report_done(&w->req, 0);
     }

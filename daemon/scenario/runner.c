@@ -32,7 +32,7 @@
 
 void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext)
 {
-    snprintf(out, n, "%s/%s%s%s%s", s->d->cfg->state_dir, sub, id ? "/" : "", id ? id : "", ext ? ext : "");
+    snprintf(out, n, "%s/%s%s%s%s", s->core->cfg->state_dir, sub, id ? "/" : "", id ? id : "", ext ? ext : "");
 }
 
 bool scn_id_valid(const char *id)
@@ -112,7 +112,7 @@ char *scn_conninfo_for(const ScnRun *run, const char *dbname)
 /* Admin conninfo and the protected database's name, from the configuration the run copied. */
 static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
 {
-    Config view = *run->d->cfg;
+    Config view = *run->core->cfg;
     view.scenarios = run->cfg;
     int r = config_scenario_databases(&view, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
     return r < 0 ? r : 0;
@@ -147,7 +147,7 @@ ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMod
         return NULL;
     }
     run->s = s;
-    run->d = s->d;
+    run->core = s->core;
     run->caps = &s->caps;
     run->def = def;
     run->mode = mode;
@@ -158,8 +158,8 @@ ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMod
     run->ctx = json_object();
     run->next = s->runs;
     s->runs = run;
-    if (!run->ctx || config_scenarios_copy(&s->d->cfg->scenarios, &run->cfg) < 0 ||
-        config_backup_copy(&s->d->cfg->backup, &run->bcfg) < 0 || !(run->db_conninfo = strdup(s->d->cfg->database.conninfo))) {
+    if (!run->ctx || config_scenarios_copy(&s->core->cfg->scenarios, &run->cfg) < 0 ||
+        config_backup_copy(&s->core->cfg->backup, &run->bcfg) < 0 || !(run->db_conninfo = strdup(s->core->cfg->database.conninfo))) {
         snprintf(err, errlen, "out of memory");
         scn_run_release(run);
         return NULL;
@@ -186,7 +186,7 @@ ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMod
                        .record_data = run,
                        .notify = scn_notify,
                        .notify_data = run};
-    run->fsm = fsm_run_new(s->d->loop, def->table, &o, &r, err, errlen);
+    run->fsm = fsm_run_new(s->core->loop, def->table, &o, &r, err, errlen);
     if (!run->fsm) {
         scn_run_release(run);
         return NULL;
@@ -232,7 +232,7 @@ static int scn_append(ScnRun *run, const char *text, ScnAppend *a)
     if (!run->journal)
         return DR_ESTATE;
     scn_run_ref(run);
-    int r = journal_append_async(run->d->loop, run->journal, text, strlen(text), scn_appended, a);
+    int r = journal_append_async(run->core->loop, run->journal, text, strlen(text), scn_appended, a);
     if (r < 0)
         run->refs--; /* cannot reach zero: the caller holds a reference */
     return r;
@@ -284,7 +284,7 @@ void scn_context_set(ScnRun *run, const char *key, json_t *value, ScnThenFn then
 
 static void scn_condition(const ScnRun *run, char *out, size_t n)
 {
-    snprintf(out, n, "scenario:%s:%s", run->def->name, run->d->cfg->cluster);
+    snprintf(out, n, "scenario:%s:%s", run->def->name, run->core->cfg->cluster);
 }
 
 static json_t *scn_details(const ScnRun *run, const FsmNotice *n)
@@ -297,7 +297,7 @@ static json_t *scn_details(const ScnRun *run, const FsmNotice *n)
 
 void scn_update_status(Scenarios *s)
 {
-    Component *c = status_component(s->d->status, "recovery");
+    Component *c = status_component(s->core->status, "recovery");
     char line[256];
     if (s->closing)
         return;
@@ -316,12 +316,12 @@ void scn_update_status(Scenarios *s)
     if (s->active || s->loading) {
         char holder[128];
         snprintf(holder, sizeof(holder), s->active ? "run %s" : "%s", s->active ? s->active->id : "start-up scan");
-        if (lease_take(s->d->lease, holder) < 0)
+        if (lease_take(s->core->lease, holder) < 0)
             log_error("scenario", "cannot record the recovery lease's holder: out of memory");
     } else {
-        lease_release(s->d->lease);
+        lease_release(s->core->lease);
     }
-    status_changed(s->d->status);
+    status_changed(s->core->status);
 }
 
 
@@ -353,30 +353,30 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     switch (n->kind) {
     /* One event per notice; the event's own log line carries RUN=, SCENARIO=, STEP=. */
     case FSM_NOTICE_STEP_STARTED:
-        events_emit_run(s->d->events, SEV_INFO, "scenario.step", NULL, false, det, &lf,
+        events_emit_run(s->core->events, SEV_INFO, "scenario.step", NULL, false, det, &lf,
                         "run %s: step '%s' started (attempt %u): %s", run->id, n->step_name, n->attempt, n->sentence);
         break;
     case FSM_NOTICE_STEP_RETRY:
-        events_emit_run(s->d->events, SEV_WARNING, "scenario.step", NULL, false, det, &lf,
+        events_emit_run(s->core->events, SEV_WARNING, "scenario.step", NULL, false, det, &lf,
                         "run %s: %s attempt %u failed, retrying: %s", run->id, n->step_name, n->attempt,
                         n->message ? n->message : err_str(n->result));
         break;
     case FSM_NOTICE_TRANSITION:
-        events_emit_run(s->d->events, SEV_INFO, "scenario.transition", NULL, false, det, &lf, "run %s: %s: %s",
+        events_emit_run(s->core->events, SEV_INFO, "scenario.transition", NULL, false, det, &lf, "run %s: %s: %s",
                         run->id, n->sentence, n->message ? n->message : "done");
         break;
     case FSM_NOTICE_STEP_FAILED:
-        events_emit_run(s->d->events, SEV_CRITICAL, "scenario.step", NULL, false, det, &lf,
+        events_emit_run(s->core->events, SEV_CRITICAL, "scenario.step", NULL, false, det, &lf,
                         "run %s: step %s FAILED, trading stays halted: %s", run->id, n->step_name,
                         n->message ? n->message : err_str(n->result));
         break;
     case FSM_NOTICE_WAITING_APPROVAL:
-        events_emit_run(s->d->events, SEV_WARNING, "scenario.gate", NULL, false, det, &lf,
+        events_emit_run(s->core->events, SEV_WARNING, "scenario.gate", NULL, false, det, &lf,
                         "run %s waits for approval before %s (drctl approve %s / drctl abort %s)", run->id,
                         n->step_name, run->id, run->id);
         break;
     case FSM_NOTICE_HELD:
-        events_emit_run(s->d->events, SEV_CRITICAL, "scenario.held", NULL, false, det, &lf,
+        events_emit_run(s->core->events, SEV_CRITICAL, "scenario.held", NULL, false, det, &lf,
                         "run %s held: step %s was in doubt after a restart (%s); trading stays halted; drctl approve "
                         "%s runs it again, drctl abort %s ends the run",
                         run->id, n->step_name, n->message ? n->message : "no probe answer", run->id, run->id);
@@ -384,15 +384,15 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     case FSM_NOTICE_FINISHED: {
         FsmStatus st = fsm_run_status(run->fsm);
         if (st == FSM_RUN_SUCCEEDED)
-            events_emit_run(s->d->events, SEV_INFO, "scenario.end", cond, true, det, &lf,
+            events_emit_run(s->core->events, SEV_INFO, "scenario.end", cond, true, det, &lf,
                             "run %s of %s succeeded: trading is live", run->id, run->def->name);
         else if (st == FSM_RUN_HANDED_OFF)
-            events_emit_run(s->d->events, SEV_WARNING, "scenario.end", NULL, false, det, &lf,
+            events_emit_run(s->core->events, SEV_WARNING, "scenario.end", NULL, false, det, &lf,
                             "run %s of %s hands off in state '%s' (incident %s); trading stays halted: %s", run->id,
                             run->def->name, fsm_state_name(run->def->table, fsm_run_state(run->fsm)),
                             scn_handoff_kind(run) ? scn_handoff_kind(run) : "?", n->message ? n->message : "-");
         else
-            events_emit_run(s->d->events, st == FSM_RUN_ABORTED ? SEV_ERROR : SEV_CRITICAL, "scenario.end", NULL,
+            events_emit_run(s->core->events, st == FSM_RUN_ABORTED ? SEV_ERROR : SEV_CRITICAL, "scenario.end", NULL,
                             false, det, &lf, "run %s of %s %s in state '%s'; trading stays halted: %s", run->id,
                             run->def->name, fsm_status_name(st),
                             fsm_state_name(run->def->table, fsm_run_state(run->fsm)), n->message ? n->message : "-");
@@ -421,7 +421,7 @@ static void scn_hand_off(ScnRun *run)
     int r = to ? scn_trigger(s, to->name, reason, run->detected_ms, run->mode, NULL, id, sizeof(id), err, sizeof(err))
                : -ENOENT;
     if (r < 0)
-        events_emit(s->d->events, SEV_CRITICAL, "scenario.handoff", NULL, false, NULL,
+        events_emit(s->core->events, SEV_CRITICAL, "scenario.handoff", NULL, false, NULL,
                     "run %s handed off to incident '%s' but %s; trading stays halted, operator needed", run->id,
                     kind ? kind : "?", to ? err : "no scenario handles it");
     else
@@ -498,7 +498,7 @@ static void scn_started_recorded(ScnRun *run, int status, void *data)
     if (run->released)
         return;
     if (status < 0 || fsm_run_start(run->fsm) < 0) {
-        events_emit(run->d->events, SEV_CRITICAL, "scenario.start", NULL, false, NULL,
+        events_emit(run->core->events, SEV_CRITICAL, "scenario.start", NULL, false, NULL,
                     "run %s cannot start: its journal cannot be written", run->id);
         scn_run_release(run);
     }
@@ -512,7 +512,7 @@ static void scn_open_done(uv_work_t *req, int status)
         o->result = status;
     if (o->result < 0 || run->released) {
         if (o->result < 0)
-            events_emit(run->d->events, SEV_CRITICAL, "scenario.start", NULL, false, NULL,
+            events_emit(run->core->events, SEV_CRITICAL, "scenario.start", NULL, false, NULL,
                         "run %s cannot start: %s; trading is NOT being recovered", run->id, o->err[0] ? o->err : err_str(o->result));
         journal_free(o->j);
         scn_run_release(run);
@@ -588,7 +588,7 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
     json_t *det = scn_details(run, NULL);
     json_object_set_new(det, "reason", json_string(run->reason));
     json_object_set_new(det, "mode", json_string(fsm_mode_name(mode)));
-    events_emit(s->d->events, SEV_CRITICAL, "scenario.start", cond, false, det, "scenario %s started (run %s, %s): %s",
+    events_emit(s->core->events, SEV_CRITICAL, "scenario.start", cond, false, det, "scenario %s started (run %s, %s): %s",
                 def->name, run->id, fsm_mode_name(mode), run->reason);
     json_decref(det);
     LogFields lf = {run->id, def->name, NULL};
@@ -605,7 +605,7 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
     scn_path(s, o->path, sizeof(o->path), "runs", run->id, ".journal");
     o->req.data = o;
     scn_run_ref(run);
-    int r = uv_queue_work(s->d->loop, &o->req, scn_open_work, scn_open_done);
+    int r = uv_queue_work(s->core->loop, &o->req, scn_open_work, scn_open_done);
     if (r < 0) {
         o->result = r;
         scn_open_done(&o->req, 0);
@@ -630,7 +630,7 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
             ret_run_id[0] = '\0';
         return -EINPROGRESS;
     }
-    int r = scn_trigger(s, scenario, reason, detected_ms, s->d->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC,
+    int r = scn_trigger(s, scenario, reason, detected_ms, s->core->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC,
                         NULL, ret_run_id, run_id_len, err, sizeof(err));
     if (r < 0 && r != -EBUSY)
         log_error("scenario", "cannot start scenario '%s': %s", scenario ? scenario : "", err);
@@ -701,7 +701,7 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
     char err[256];
     if (!s)
         return NULL;
-    s->d = d;
+    s->core = d;
     s->caps = *caps;
     s->history = json_array();
     s->loading = true; /* fail closed until scenarios_start has looked for unfinished runs */

@@ -217,7 +217,7 @@ static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
         return r;
     }
     s->active = run;
-    events_emit(s->d->events, SEV_CRITICAL, "scenario.resume", NULL, false, NULL,
+    events_emit(s->core->events, SEV_CRITICAL, "scenario.resume", NULL, false, NULL,
                 "resuming unfinished run %s of %s after a restart; trading stays halted until it has reconciled",
                 run->id, def->name);
     if (not_started) {
@@ -249,16 +249,16 @@ static void scn_scan_done(uv_work_t *req, int status)
         s->history = sc->history;
     }
     if (sc->err[0])
-        events_emit(s->d->events, SEV_CRITICAL, "scenario.load", NULL, false, NULL,
+        events_emit(s->core->events, SEV_CRITICAL, "scenario.load", NULL, false, NULL,
                     "some recovery run journals cannot be read (trading stays as it is): %s", sc->err);
     for (size_t i = 0; i < sc->n; i++) {
         ScnLoaded *L = &sc->runs[i];
         if (!s->closing && ((L->ended && !L->has_report) || (!L->ended && !s->active))) {
             if (scn_resume_run(s, L, err, sizeof(err)) < 0)
-                events_emit(s->d->events, SEV_CRITICAL, "scenario.load", NULL, false, NULL,
+                events_emit(s->core->events, SEV_CRITICAL, "scenario.load", NULL, false, NULL,
                             "cannot resume run %s: %s; trading stays halted", L->id, err);
         } else if (!L->ended && !s->closing) {
-            events_emit(s->d->events, SEV_CRITICAL, "scenario.load", NULL, false, NULL,
+            events_emit(s->core->events, SEV_CRITICAL, "scenario.load", NULL, false, NULL,
                         "run %s is unfinished but run %s is active: it waits for a later restart", L->id,
                         s->active ? s->active->id : "?");
         }
@@ -292,7 +292,7 @@ int scenarios_start(Scenarios *s)
     sc->req.data = sc;
     s->loading = true;
     s->pending++;
-    int r = uv_queue_work(s->d->loop, &sc->req, scn_scan_work, scn_scan_done);
+    int r = uv_queue_work(s->core->loop, &sc->req, scn_scan_work, scn_scan_done);
     if (r < 0) {
         s->pending--;
         s->loading = false;

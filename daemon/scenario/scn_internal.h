@@ -30,7 +30,7 @@
 typedef struct ScnCmd ScnCmd;
 
 struct Scenarios {
-    Core *d;
+    Core *core;
     ScenarioCaps caps;
     ScnRun *runs;       /* every live run object (active, dry runs, finishing) */
     ScnRun *active;     /* the unfinished run, or NULL */
@@ -50,7 +50,7 @@ struct Scenarios {
 
 struct ScnRun {
     Scenarios *s;
-    Core *d;
+    Core *core;
     const ScenarioCaps *caps; /* the runner's (s->caps) */
     const ScenarioDef *def;
     FsmRun *fsm;

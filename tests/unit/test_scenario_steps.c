@@ -200,7 +200,7 @@ static int setup(void **state)
     h.s.caps = h.caps;
     h.run = calloc(1, sizeof(*h.run));
     h.run->s = &h.s;
-    h.run->d = &h.core;
+    h.run->core = &h.core;
     h.run->caps = &h.s.caps;
     h.run->def = &h.def;
     h.run->refs = 1;

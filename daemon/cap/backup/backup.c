@@ -140,7 +140,7 @@ static BackupTask *backups_task_new(Backups *b, TaskKind kind, void (*after)(Bac
 static void backups_task_queue(BackupTask *t)
 {
     t->b->pending++;
-    int r = uv_queue_work(t->b->d->loop, &t->req, backups_task_work, backups_task_done);
+    int r = uv_queue_work(t->b->core->loop, &t->req, backups_task_work, backups_task_done);
     if (r < 0)
         backups_task_done(&t->req, r);
 }
@@ -259,7 +259,7 @@ static void backups_record_failure(Backups *b, const char *name, int64_t started
 static void backups_after_unlink(BackupTask *t)
 {
     if (t->result < 0)
-        events_emit(t->b->d->events, SEV_WARNING, "backup.retention", NULL, false, NULL, "retention: %s", t->err);
+        events_emit(t->b->core->events, SEV_WARNING, "backup.retention", NULL, false, NULL, "retention: %s", t->err);
 }
 
 static void backups_apply_retention(Backups *b)
@@ -273,7 +273,7 @@ static void backups_apply_retention(Backups *b)
         return;
     /* A recovery run may be restoring (or about to restore) one of these backups, or need an older
      * one if that fails: delete nothing until it has ended. The next backup retries. */
-    if (lease_held(b->d->lease)) {
+    if (lease_held(b->core->lease)) {
         log_notice("backup", "retention skipped: a recovery run is active; it runs again after the next backup");
         return;
     }
@@ -318,7 +318,7 @@ static void backups_apply_retention(Backups *b)
     free(keep);
     if (json_array_size(gone)) {
         json_t *det = json_pack("{s:O}", "deleted", gone);
-        events_emit(b->d->events, SEV_INFO, "backup.retention", NULL, false, det, "retention: deleting %zu old backup(s)",
+        events_emit(b->core->events, SEV_INFO, "backup.retention", NULL, false, det, "retention: deleting %zu old backup(s)",
                     json_array_size(gone));
         json_decref(det);
         backups_task_queue(t);
@@ -350,7 +350,7 @@ static void backups_answer_waiters(Backups *b, const BackupJobResult *res)
 static void backups_job_done(const BackupJobResult *res, void *data)
 {
     Backups *b = data;
-    Component *c = status_component(b->d->status, "backup");
+    Component *c = status_component(b->core->status, "backup");
 
     b->job = NULL;
     b->job_kind = JOB_NONE;
@@ -361,7 +361,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
     if (res->status == 0 && res->manifest) {
         json_array_append(b->catalog, res->manifest);
         json_t *m = res->manifest;
-        events_emit(b->d->events, SEV_INFO, "backup.done", NULL, false, m,
+        events_emit(b->core->events, SEV_INFO, "backup.done", NULL, false, m,
                     "backup '%s' done: %lld bytes (dump %lld bytes) in %.1f s%s", res->name,
                     (long long)json_integer_value(json_object_get(m, "file_size_bytes")),
                     (long long)json_integer_value(json_object_get(m, "dump_size_bytes")),
@@ -375,7 +375,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
             backups_apply_retention(b);
     } else {
         json_t *det = json_pack("{s:s,s:s,s:s}", "file", res->name, "stage", res->stage, "code", err_name(res->status));
-        events_emit(b->d->events, SEV_ERROR, "backup.failed", NULL, false, det, "backup '%s' failed (%s): %s",
+        events_emit(b->core->events, SEV_ERROR, "backup.failed", NULL, false, det, "backup '%s' failed (%s): %s",
                     res->name, res->stage, res->error);
         json_decref(det);
         if (c)
@@ -391,7 +391,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
     backups_answer_waiters(b, res);
     if (!b->closing)
         backups__watch(b);
-    status_changed(b->d->status);
+    status_changed(b->core->status);
     backups_maybe_closed(b);
 }
 
@@ -412,7 +412,7 @@ int backups__start_backup(Backups *b, bool scheduled)
     /* A backup named after this very second exists already (names have one-second resolution). */
     if (backups__now() <= b->last_named_started)
         return -EAGAIN;
-    b->job = backup_job_start(b->d->loop, &b->cfg, &b->pg_dump_version, backups_job_done, b);
+    b->job = backup_job_start(b->core->loop, &b->cfg, &b->pg_dump_version, backups_job_done, b);
     if (!b->job)
         return -ENOMEM;
     b->job_kind = JOB_BACKUP;
@@ -487,10 +487,10 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
     if (!b->closing)
         backups_update_manifest(b, m);
     if (ok) {
-        events_emit(b->d->events, SEV_INFO, "backup.verify", NULL, false, v, "backup '%s' verified", file);
+        events_emit(b->core->events, SEV_INFO, "backup.verify", NULL, false, v, "backup '%s' verified", file);
         backups__condition(b, COND_VERIFY, false, SEV_ERROR, NULL, "backup '%s' verified", file);
     } else {
-        events_emit(b->d->events, SEV_ERROR, "backup.verify", NULL, false, v, "verification of '%s' failed: %s", file,
+        events_emit(b->core->events, SEV_ERROR, "backup.verify", NULL, false, v, "verification of '%s' failed: %s", file,
                     vr->error);
         backups__condition(b, COND_VERIFY, true, SEV_ERROR, v, "verification of '%s' failed: %s", file, vr->error);
     }
@@ -521,12 +521,12 @@ static void backups_on_restored(json_t *result, void *data)
     if (!b->closing)
         backups_update_manifest(b, m);
     if (ok) {
-        events_emit(b->d->events, SEV_INFO, "backup.restore_test", NULL, false, result,
+        events_emit(b->core->events, SEV_INFO, "backup.restore_test", NULL, false, result,
                     "test restore of '%s' passed in %.1f s", file,
                     (double)json_integer_value(json_object_get(result, "duration_ms")) / 1000.0);
         backups__condition(b, COND_RESTORE, false, SEV_ERROR, NULL, "test restore of '%s' passed", file);
     } else {
-        events_emit(b->d->events, SEV_ERROR, "backup.restore_test", NULL, false, result, "test restore of '%s' failed: %s",
+        events_emit(b->core->events, SEV_ERROR, "backup.restore_test", NULL, false, result, "test restore of '%s' failed: %s",
                     file, error ? error : "unknown");
         backups__condition(b, COND_RESTORE, true, SEV_ERROR, result, "test restore of '%s' failed: %s", file,
                           error ? error : "unknown");
@@ -550,7 +550,7 @@ static void backups_after_key(BackupTask *t)
         char msg[700];
         snprintf(msg, sizeof(msg), "cannot verify '%s': %s", file, b->closing ? "the daemon is stopping" : t->err);
         if (!b->closing)
-            events_emit(b->d->events, SEV_ERROR, "backup.verify", NULL, false, NULL, "%s", msg);
+            events_emit(b->core->events, SEV_ERROR, "backup.verify", NULL, false, NULL, "%s", msg);
         backups_verify_finished(b, false, msg, NULL);
         return;
     }
@@ -558,7 +558,7 @@ static void backups_after_key(BackupTask *t)
     snprintf(path, sizeof(path), "%s/%s", b->cfg.directory, file);
     if (b->verify_restore) {
         b->job_kind = JOB_RESTORE;
-        b->restore = backup_test_restore_start(b->d->loop, &b->cfg, file, b->key, sha, backups_on_restored, b);
+        b->restore = backup_test_restore_start(b->core->loop, &b->cfg, file, b->key, sha, backups_on_restored, b);
         if (!b->restore && b->job_kind == JOB_RESTORE && b->verify_manifest)
             backups_verify_finished(b, false, "cannot start the test restore", NULL);
         return;
@@ -566,7 +566,7 @@ static void backups_after_key(BackupTask *t)
     const char *argv[] = {b->cfg.pg_restore, "--list", NULL};
     BackupVerifyOptions o = {.path = path, .key = b->key, .expected_sha256_hex = sha, .argv = argv,
                              .timeout_ms = b->cfg.dump_timeout_ms};
-    b->verify = backup_verify_start(b->d->loop, &o, backups_on_verified, b);
+    b->verify = backup_verify_start(b->core->loop, &o, backups_on_verified, b);
     if (!b->verify)
         backups_verify_finished(b, false, "out of memory", NULL);
 }
@@ -610,10 +610,10 @@ static void backups_on_tick(uv_timer_t *h)
         if (cron_next(&b->sched[i], now, &b->next_due[i]) < 0)
             b->next_due[i] = INT64_MAX;
         if (r == DR_EBUSY)
-            events_emit(b->d->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
+            events_emit(b->core->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
                         "scheduled backup '%s' skipped: %s", b->cfg.schedules[i], backups__busy_message(b, msg, sizeof(msg)));
         else if (r < 0)
-            events_emit(b->d->events, SEV_ERROR, "backup.failed", NULL, false, NULL, "scheduled backup not started: %s",
+            events_emit(b->core->events, SEV_ERROR, "backup.failed", NULL, false, NULL, "scheduled backup not started: %s",
                         err_str(r));
     }
     if (b->has_restore && now >= b->restore_next) {
@@ -622,13 +622,13 @@ static void backups_on_tick(uv_timer_t *h)
         json_t *m = backups__newest(b);
         int r = m ? backups__start_verify(b, m, true, NULL) : -ENOENT;
         if (r == DR_EBUSY)
-            events_emit(b->d->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
+            events_emit(b->core->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
                         "scheduled test restore skipped: %s", backups__busy_message(b, msg, sizeof(msg)));
         else if (r == -ENOENT)
-            events_emit(b->d->events, SEV_WARNING, "backup.restore_test", NULL, false, NULL,
+            events_emit(b->core->events, SEV_WARNING, "backup.restore_test", NULL, false, NULL,
                         "scheduled test restore skipped: there is no backup yet");
     }
-    if (uv_now(b->d->loop) - b->last_watch_ms >= BACKUP_WATCH_EVERY_MS)
+    if (uv_now(b->core->loop) - b->last_watch_ms >= BACKUP_WATCH_EVERY_MS)
         backups__watch(b);
 }
 
@@ -680,7 +680,7 @@ Backups *backups_new(Core *d)
     Backups *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
-    b->d = d;
+    b->core = d;
     b->catalog = json_array();
     b->failures = json_array();
     if (!b->catalog || !b->failures || backups__commands_register(b) < 0) {
@@ -734,7 +734,7 @@ int backups_apply_config(Backups *b, const Config *cfg)
 
     if (b->closing)
         return DR_ECANCELED;
-    status_component(b->d->status, "backup");
+    status_component(b->core->status, "backup");
     if (!cfg->backup.enabled) {
         b->enabled = false;
         uv_timer_stop(&b->tick);

@@ -35,7 +35,7 @@ void backups__condition(Backups *b, CondId id, bool open, Severity sev, const js
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    events_emit(b->d->events, open ? sev : SEV_INFO, backups_cond_names[id], key, !open, details, "%s", msg);
+    events_emit(b->core->events, open ? sev : SEV_INFO, backups_cond_names[id], key, !open, details, "%s", msg);
 }
 
 static int backups_cmp_i64(const void *a, const void *c)
@@ -46,14 +46,14 @@ static int backups_cmp_i64(const void *a, const void *c)
 
 void backups__watch(Backups *b)
 {
-    Component *c = status_component(b->d->status, "backup");
+    Component *c = status_component(b->core->status, "backup");
     int64_t now = backups__now();
     json_t *newest = backups__newest(b);
     unsigned fails = backups__consecutive_failures(b);
     char d1[48], d2[48];
     bool too_old = false;
 
-    b->last_watch_ms = uv_now(b->d->loop);
+    b->last_watch_ms = uv_now(b->core->loop);
     if (!c)
         return;
     if (!b->enabled) {
@@ -64,7 +64,7 @@ void backups__watch(Backups *b)
         return;
 
     /* Age: of the newest backup, or, with none, of the daemon's watch since start. */
-    int64_t ref = newest ? backup_manifest_started(newest) : b->d->started_ms / 1000;
+    int64_t ref = newest ? backup_manifest_started(newest) : b->core->started_ms / 1000;
     uint64_t age_ms = now > ref ? (uint64_t)(now - ref) * 1000 : 0;
     too_old = age_ms > b->cfg.watch_max_age_ms;
     cfg_format_duration(age_ms / 1000 * 1000, d1, sizeof(d1));
@@ -120,7 +120,7 @@ static bool backups_check_enabled(Backups *b, CtlCall *call)
     if (b->enabled)
         return true;
     control_reply_error(call, DR_ESTATE, "backups are not configured: add a 'backup:' section to '%s'",
-                        b->d->config_path);
+                        b->core->config_path);
     return false;
 }
 
@@ -278,5 +278,5 @@ int backups__commands_register(Backups *b)
     memcpy(c, cmds, sizeof(cmds));
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
         c[i].data = b;
-    return control_register(b->d->control, c, sizeof(c) / sizeof(c[0]));
+    return control_register(b->core->control, c, sizeof(c) / sizeof(c[0]));
 }

@@ -207,7 +207,7 @@ typedef struct BackupWaiter {
 typedef enum { COND_AGE, COND_SIZE, COND_FAILURES, COND_VERIFY, COND_RESTORE, COND_N } CondId;
 
 struct Backups {
-    Core *d;
+    Core *core;
     bool enabled;
     ConfigBackup cfg;
     char *cluster;

@@ -315,7 +315,7 @@ int backup_restore_into(Backups *b, const char *name, const char *sha256_hex, co
         return DR_ECONFIG;
     if (!sha256_hex)
         return -EINVAL;
-    return backup__restore_into(b->d->loop, &b->cfg, name, sha256_hex, NULL, admin_conninfo, dbname, opts, done,
+    return backup__restore_into(b->core->loop, &b->cfg, name, sha256_hex, NULL, admin_conninfo, dbname, opts, done,
                                 data, ret_restore);
 }
 

@@ -26,7 +26,7 @@ static void venue_halt_attempt(Venue *v);
 
 const ConfigVenue *venue__cfg(const Venue *v)
 {
-    return &v->d->cfg->venue;
+    return &v->core->cfg->venue;
 }
 
 const char *venue_mode_name(VenueMode m)
@@ -143,7 +143,7 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
 {
     const ConfigVenue *cfg = venue__cfg(v);
     const ConfigVenueAction *a = &cfg->actions[id];
-    const char *vars[][2] = {{"reason", v->reason}, {"run", v->run}, {"since", since}, {"cluster", v->d->cfg->cluster}};
+    const char *vars[][2] = {{"reason", v->reason}, {"run", v->run}, {"since", since}, {"cluster", v->core->cfg->cluster}};
     size_t nv = sizeof(vars) / sizeof(vars[0]);
     VenueCall *call;
     int r;
@@ -177,7 +177,7 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
                            .timeout_ms = cfg->timeout_ms,
                            .connect_timeout_ms = cfg->timeout_ms,
                            .max_response = VENUE_MAX_ANSWER};
-        r = url && hdrs ? httpc_request(v->d->http, &req, venue_on_http, call, &call->http_id) : -ENOMEM;
+        r = url && hdrs ? httpc_request(v->core->http, &req, venue_on_http, call, &call->http_id) : -ENOMEM;
         for (size_t i = 0; hdrs && i < nh; i++)
             free(hdrs[i]);
         free(hdrs);
@@ -198,7 +198,7 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
                                 .kill_grace_ms = 1000,
                                 .on_exit = venue_on_child_exit,
                                 .data = call};
-            call->child = child_spawn(v->d->loop, &opt, &r);
+            call->child = child_spawn(v->core->loop, &opt, &r);
         }
         for (size_t i = 0; argv && i < a->argc; i++)
             free(argv[i]);
@@ -230,7 +230,7 @@ static void venue_persist_done(uv_work_t *req, int status)
         p->result = status;
     v->pending--;
     if (p->result < 0)
-        events_emit(v->d->events, SEV_CRITICAL, "venue.state", NULL, false, NULL,
+        events_emit(v->core->events, SEV_CRITICAL, "venue.state", NULL, false, NULL,
                     "cannot persist the trading halt state to '%s': %s", p->path, err_str(p->result));
     if (p->then && !v->closing)
         p->then(v, p->result);
@@ -247,7 +247,7 @@ static void venue_persist(Venue *v, void (*then)(Venue *v, int result))
                           "since_ms", (json_int_t)v->since_ms, "requested_ms", (json_int_t)v->requested_ms,
                           "reconciled_ms", (json_int_t)v->reconciled_ms);
 
-    if (!p || !j || asprintf(&p->path, "%s/halt.json", v->d->cfg->state_dir) < 0 ||
+    if (!p || !j || asprintf(&p->path, "%s/halt.json", v->core->cfg->state_dir) < 0 ||
         !(p->json = json_dumps(j, JSON_COMPACT))) {
         json_decref(j);
         if (p) {
@@ -263,7 +263,7 @@ static void venue_persist(Venue *v, void (*then)(Venue *v, int result))
     p->then = then;
     p->req.data = p;
     v->pending++;
-    int r = uv_queue_work(v->d->loop, &p->req, venue_persist_work, venue_persist_done);
+    int r = uv_queue_work(v->core->loop, &p->req, venue_persist_work, venue_persist_done);
     if (r < 0) {
         p->result = r;
         venue_persist_done(&p->req, 0);
@@ -312,13 +312,13 @@ static void venue_halt_failed(Venue *v, const char *why)
 
     v->attempts++;
     venue_set_error(v, why);
-    snprintf(cond, sizeof(cond), "venue.halt:%s", v->d->cfg->cluster);
+    snprintf(cond, sizeof(cond), "venue.halt:%s", v->core->cfg->cluster);
     if (v->attempts == (unsigned)cfg->escalate_after) {
         v->escalated = true;
-        events_emit(v->d->events, SEV_CRITICAL, "venue.halt", cond, false, NULL,
+        events_emit(v->core->events, SEV_CRITICAL, "venue.halt", cond, false, NULL,
                     "trading halt NOT confirmed after %u attempts (still retrying): %s", v->attempts, why);
     } else {
-        events_emit(v->d->events, SEV_WARNING, "venue.halt", NULL, false, NULL,
+        events_emit(v->core->events, SEV_WARNING, "venue.halt", NULL, false, NULL,
                     "trading halt attempt %u not confirmed, retrying: %s", v->attempts, why);
     }
     uint64_t delay = cfg->retry_base_ms;
@@ -336,12 +336,12 @@ static void venue_halt_confirmed(Venue *v)
     if (!(venue_sm_apply(&v->sm, VENUE_SM_HALT_CONFIRMED, true) & VENUE_SM_DO_ANSWER_HALT))
         return; /* a late answer to a halt no longer in flight */
     venue_set_error(v, NULL);
-    snprintf(cond, sizeof(cond), "venue.halt:%s", v->d->cfg->cluster);
-    events_emit(v->d->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", v->escalated ? cond : NULL,
+    snprintf(cond, sizeof(cond), "venue.halt:%s", v->core->cfg->cluster);
+    events_emit(v->core->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", v->escalated ? cond : NULL,
                 v->escalated, NULL, "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
                 v->attempts + 1, v->attempts ? "s" : "", v->reason ? v->reason : "-");
     v->escalated = false;
-    status_changed(v->d->status);
+    status_changed(v->core->status);
     venue_halt_answer(v, 0, "halted");
 }
 
@@ -421,7 +421,7 @@ static void venue_send_halt(Venue *v, const char *why)
 {
     v->attempts = 0;
     v->escalated = false;
-    events_emit(v->d->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL, "halting trading%s: %s", why,
+    events_emit(v->core->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL, "halting trading%s: %s", why,
                 v->reason ? v->reason : "-");
     venue_persist(v, venue_after_halt_persisted);
 }
@@ -475,7 +475,7 @@ static void venue_halt_internal(Venue *v, const char *reason, const char *run, V
     }
     /* A resume is in flight: the halt is held on disk now and goes out as soon as the resume's
      * answer is in, whatever it is (venue_resume_finish). */
-    events_emit(v->d->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL,
+    events_emit(v->core->events, SEV_CRITICAL, "venue.halt", NULL, false, NULL,
                 "halt requested while a resume is in flight: held now, sent once the resume is answered: %s",
                 v->reason ? v->reason : "-");
     venue_persist(v, NULL);
@@ -505,12 +505,12 @@ static void venue_resume_finish(VenueResume *rs, bool confirmed, int result, con
         v->halted = false;
         venue_persist(v, NULL);
         if (rs->force_reason)
-            events_emit(v->d->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
+            events_emit(v->core->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
                         "trading resumed WITHOUT a passing reconcile (%s mode), forced by an operator: %s", mode,
                         rs->force_reason);
         else
-            events_emit(v->d->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode", mode);
-        status_changed(v->d->status);
+            events_emit(v->core->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode", mode);
+        status_changed(v->core->status);
     }
     if (does & VENUE_SM_DO_RESUME_OK) {
         if (rs->done)
@@ -519,7 +519,7 @@ static void venue_resume_finish(VenueResume *rs, bool confirmed, int result, con
         if (rs->done)
             rs->done(DR_ECANCELED, "a halt was requested while resuming; trading stays halted", rs->data);
     } else {
-        events_emit(v->d->events, rs->force_reason ? SEV_ERROR : SEV_WARNING, "venue.resume", NULL, false, NULL,
+        events_emit(v->core->events, rs->force_reason ? SEV_ERROR : SEV_WARNING, "venue.resume", NULL, false, NULL,
                     "%sresume to %s failed, trading stays %s: %s", rs->force_reason ? "forced " : "",
                     rs->shadow ? "shadow" : "live", v->halted ? "halted" : venue_mode_name(v->mode), msg);
         if (rs->done)
@@ -641,7 +641,7 @@ void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reas
 static void venue_on_poll(int result, const json_t *answer, const char *text, const char *message, void *data)
 {
     Venue *v = data;
-    Component *c = status_component(v->d->status, "venue");
+    Component *c = status_component(v->core->status, "venue");
     json_t *detail;
 
     v->status_busy = false;
@@ -662,7 +662,7 @@ static void venue_on_poll(int result, const json_t *answer, const char *text, co
     json_decref(detail);
     /* Fail closed: a platform that trades while we hold it halted is halted again. */
     if (v->sm.state == VENUE_SM_HALTED && (m == VENUE_MODE_LIVE || m == VENUE_MODE_SHADOW)) {
-        events_emit(v->d->events, SEV_ERROR, "venue.halt", NULL, false, NULL,
+        events_emit(v->core->events, SEV_ERROR, "venue.halt", NULL, false, NULL,
                     "the platform reports '%s' while trading is held halted; re-asserting the halt",
                     venue_mode_name(m));
         venue_halt_internal(v, v->reason, v->run, NULL, NULL, false);
@@ -700,7 +700,7 @@ Venue *venue_new(Core *d)
     Venue *v = calloc(1, sizeof(*v));
     if (!v)
         return NULL;
-    v->d = d;
+    v->core = d;
     if (venue__register_commands(v) < 0) {
         free(v);
         return NULL;
@@ -730,7 +730,7 @@ int venue_start(Venue *v)
     size_t len = 0;
     json_error_t jerr;
 
-    snprintf(path, sizeof(path), "%s/halt.json", v->d->cfg->state_dir);
+    snprintf(path, sizeof(path), "%s/halt.json", v->core->cfg->state_dir);
     int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
     if (r == -ENOENT)
         return 0;
@@ -790,7 +790,7 @@ void venue_close(Venue *v, void (*closed_cb)(void *data), void *data)
             if (c->http_id) {
                 uint64_t id = c->http_id;
                 c->http_id = 0;
-                httpc_cancel(v->d->http, id);
+                httpc_cancel(v->core->http, id);
                 again = true;
                 break;
             }

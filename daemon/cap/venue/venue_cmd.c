@@ -63,11 +63,11 @@ static void venue_on_closed_all(int result, const json_t *answer, const char *te
     VenueClose *vc = data;
     (void)text;
     if (result < 0) {
-        events_emit(vc->v->d->events, SEV_CRITICAL, "venue.close_all", NULL, false, NULL,
+        events_emit(vc->v->core->events, SEV_CRITICAL, "venue.close_all", NULL, false, NULL,
                     "emergency close FAILED (trading stays halted): %s", message);
         control_reply_error(vc->call, result, "trading is halted, but closing the positions failed: %s", message);
     } else {
-        events_emit(vc->v->d->events, SEV_CRITICAL, "venue.close_all", NULL, false, answer,
+        events_emit(vc->v->core->events, SEV_CRITICAL, "venue.close_all", NULL, false, answer,
                     "emergency close: the platform closed all positions (%s)", vc->reason);
         control_reply_ok(vc->call, json_pack("{s:s,s:O?}", "mode", "halted", "answer", answer));
     }
@@ -132,5 +132,5 @@ int venue__register_commands(Venue *v)
         {"emergency_close", true, venue_cmd_emergency_close, v,
          "halt trading (confirmed), then have the platform close every position"},
     };
-    return control_register(v->d->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return control_register(v->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }

@@ -39,7 +39,7 @@ typedef struct VenuePersist {
 } VenuePersist;
 
 struct Venue {
-    Core *d;
+    Core *core;
     /* persisted intent */
     bool halted;
     char *reason, *run;

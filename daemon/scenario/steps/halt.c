@@ -43,9 +43,9 @@ void scn_step_halt_trading(FsmCall *call, void *ctx, FsmDone done)
 void scn_plan_halt_trading(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
-    const ConfigVenueAction *a = &run->d->cfg->venue.actions[VENUE_HALT];
+    const ConfigVenueAction *a = &run->core->cfg->venue.actions[VENUE_HALT];
     char msg[600];
-    if (!run->d->cfg->venue.enabled) {
+    if (!run->core->cfg->venue.enabled) {
         done(call, -ENOTSUP, "no venue is configured: the daemon could not halt trading");
         return;
     }

@@ -79,7 +79,7 @@ static void probe_live_status(int result, const json_t *answer, const char *text
         scn_answer(st, FSM_PROBE_UNKNOWN, "status action failed: %s", message ? message : err_str(result));
         return;
     }
-    VenueMode m = venue_parse_mode(&st->run->d->cfg->venue, answer, text);
+    VenueMode m = venue_parse_mode(&st->run->core->cfg->venue, answer, text);
     if (m == VENUE_MODE_LIVE)
         scn_answer(st, FSM_PROBE_YES, "the venue reports live");
     else if (m == VENUE_MODE_SHADOW || m == VENUE_MODE_HALTED)
@@ -101,7 +101,7 @@ void scn_probe_resume_live(FsmCall *call, void *ctx, FsmProbeDone done)
 static void plan_resume(FsmCall *call, void *ctx, FsmDone done, VenueActionId id)
 {
     ScnRun *run = ctx;
-    const ConfigVenueAction *a = &run->d->cfg->venue.actions[id];
+    const ConfigVenueAction *a = &run->core->cfg->venue.actions[id];
     char msg[600];
     if (a->kind == VENUE_ACTION_HTTP)
         snprintf(msg, sizeof(msg), "would send %s %s and wait for the status action to confirm",

@@ -33,7 +33,7 @@ ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone
     st->done = done;
     st->pdone = pdone;
     scn_run_ref(st->run);
-    st->t0 = uv_now(st->run->d->loop);
+    st->t0 = uv_now(st->run->core->loop);
     fsm_call_set_data(call, st);
     return st;
 }
@@ -134,7 +134,7 @@ void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const c
 {
     if (!st->pg) {
         PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
-        st->pg = pgconn_new(st->run->d->loop, conninfo ? conninfo : st->run->admin_conninfo, &po);
+        st->pg = pgconn_new(st->run->core->loop, conninfo ? conninfo : st->run->admin_conninfo, &po);
     }
     st->next = next;
     int r = st->pg ? pgconn_query(st->pg, sql, np, params, scn_on_sql, st) : -EINVAL;
