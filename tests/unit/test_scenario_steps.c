@@ -196,7 +196,7 @@ static int setup(void **state)
     h.caps.venue = (Venue *)&h;     /* fakes: never dereferenced */
     h.caps.backups = (Backups *)&h;
     h.caps.reconcile = (Reconcile *)&h;
-    h.s.d = &h.core;
+    h.s.core = &h.core;
     h.s.caps = h.caps;
     h.run = calloc(1, sizeof(*h.run));
     h.run->s = &h.s;
