@@ -70,13 +70,14 @@ $(BUILD)/obj/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+# Archives are made anew: members of sources that were moved or removed must not linger.
 $(LIBDRSUP): $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(LIBDAEMON): $(DAEMON_OBJ)
 	@mkdir -p $(@D)
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/drsupervisord: $(BUILD)/obj/daemon/main.o $(LIBDAEMON) $(LIBDRSUP)
 	@$(if $(Q),echo "  LD      $@")
@@ -186,10 +187,10 @@ $(FUZZ_DIR)/obj/%.o: %.c
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_DIR)/libdrsup.a: $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(FUZZ_DIR)/libdrsupd.a: $(DAEMON_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 # Harnesses may wrap symbols with `// WRAP: sym...`, as unit tests do.
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBS)

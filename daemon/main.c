@@ -104,10 +104,21 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check_only) {
-        printf("%s: configuration ok\n", config_path);
+        /* What start-up and a reload would refuse, not only what parses. */
+        char *refused = NULL, kerr[512] = "";
+        r = daemon_check_config(NULL, cfg, &refused);
+        if (r < 0)
+            fprintf(stderr, "%s: the configuration parses, but it would be refused:\n%s\n", config_path,
+                    refused ? refused : err_str(r));
+        else if (backups_check_key(cfg, kerr, sizeof(kerr)) < 0)
+            fprintf(stderr, "%s: warning: the backup key cannot be loaded: %s; backups fail until it is fixed\n",
+                    config_path, kerr);
+        if (r == 0)
+            printf("%s: configuration ok\n", config_path);
+        free(refused);
         roles_policy_done(&roles);
         config_free(cfg);
-        return 0;
+        return r < 0 ? 2 : 0;
     }
     log_set_max_priority(cfg->log_level);
 

@@ -109,7 +109,7 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
  * backup key) the caller checks off the loop. Returns 0, or DR_ECONFIG (or -ENOMEM) when a module
  * refuses.
  */
-static int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
+int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
 {
     char err[512];
     char *out = NULL;
@@ -130,11 +130,12 @@ static int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_er
                 result = r_;                                                                                           \
         }                                                                                                              \
     } while (0)
-    DAEMON_CHECK("probes", probes_check_config(d->probes, cfg, err, sizeof(err)));
-    DAEMON_CHECK("detector", detector_check_config(d->detector, cfg, err, sizeof(err)));
-    DAEMON_CHECK("backups", backups_check_config(d->backups, cfg, err, sizeof(err)));
-    DAEMON_CHECK("scenarios", scenarios_check_config(d->scenarios, cfg, err, sizeof(err)));
-    DAEMON_CHECK("standby", standby_check_config(d->standby, cfg, err, sizeof(err)));
+    /* The checks are pure: without a daemon (--check-config) the modules' handles are NULL. */
+    DAEMON_CHECK("probes", probes_check_config(d ? d->probes : NULL, cfg, err, sizeof(err)));
+    DAEMON_CHECK("detector", detector_check_config(d ? d->detector : NULL, cfg, err, sizeof(err)));
+    DAEMON_CHECK("backups", backups_check_config(d ? d->backups : NULL, cfg, err, sizeof(err)));
+    DAEMON_CHECK("scenarios", scenarios_check_config(d ? d->scenarios : NULL, cfg, err, sizeof(err)));
+    DAEMON_CHECK("standby", standby_check_config(d ? d->standby : NULL, cfg, err, sizeof(err)));
 #undef DAEMON_CHECK
     /* alerts and venue: everything they can refuse (secret files, URLs, commands) config_load has
      * checked already; their apply fails only on an allocation. */

@@ -76,6 +76,13 @@ void daemon_done(Daemon *d);
 typedef void (*DaemonReloadFn)(int result, const char *errors, void *data);
 void daemon_reload(Daemon *d, DaemonReloadFn done, void *data);
 
+/*
+ * Would every module accept cfg? 0, or <0 with one "module: reason" line per refusing module in
+ * *ret_errors (caller frees). Pure; d may be NULL (drsupervisord --check-config, before any module
+ * exists). Used before a reload swaps anything and at start.
+ */
+int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors);
+
 /* Refresh sd_notify STATUS= from the status model. */
 void daemon_update_status(Daemon *d);
 

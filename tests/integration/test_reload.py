@@ -142,3 +142,17 @@ def test_start_up_refuses_what_a_reload_refuses(tmp_path):
     assert p.returncode != 0
     assert "not starting: probes: cannot use database.conninfo 'colour=blue'" in p.stderr, p.stderr
     assert not os.path.exists(d.socket)
+
+
+def test_check_config_refuses_what_start_up_refuses(tmp_path):
+    """--check-config runs the modules' checks too: it never says ok for a file start-up refuses."""
+    d = Daemon(tmp_path, {"database": {"conninfo": "colour=blue"}})
+    p = subprocess.run([DAEMON, "--check-config", "--config", d.config_path], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "configuration ok" not in p.stdout
+    assert "would be refused" in p.stderr and "probes: cannot use database.conninfo 'colour=blue'" in p.stderr, p.stderr
+    ok = Daemon(tmp_path / "ok", {})
+    p = subprocess.run([DAEMON, "--check-config", "--config", ok.config_path], capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 0 and "configuration ok" in p.stdout, (p.stdout, p.stderr)
