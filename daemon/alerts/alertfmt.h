@@ -6,7 +6,7 @@
  * one message), the generic webhook body and its HMAC-SHA256 signature, dedup keys, ISO 8601
  * timestamps, Slack escaping and limits, how a channel's answer is classified (accepted, retry,
  * permanent failure), Retry-After, the per-channel token bucket, and route matching (the retry
- * delays themselves are lib/backoff's). daemon/alerts.c owns the policy and the I/O around these.
+ * delays themselves are lib/backoff's). daemon/alerts/alerts.c owns the policy and the I/O around these.
  */
 #ifndef DRSUP_ALERTFMT_H
 #define DRSUP_ALERTFMT_H

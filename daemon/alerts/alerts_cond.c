@@ -4,7 +4,7 @@
  * A condition opens with its first event and closes with its resolution. Alerts remembers which
  * channels were told about it (so the resolution reaches exactly those), its worst severity and
  * how often it was seen. The set is kept in state_dir/alerts-conditions.json (written whole with
- * lib/atomicfile on the thread pool, by daemon/alerts.c, after every open, routing change and
+ * lib/atomicfile on the thread pool, by daemon/alerts/alerts.c, after every open, routing change and
  * close), so a resolution after a restart still reaches the channels that paged.
  */
 #include <errno.h>

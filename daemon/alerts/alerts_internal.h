@@ -1,5 +1,5 @@
 /*
- * alerts_internal: the Alerts structure shared by the alerts module's files: daemon/alerts.c
+ * alerts_internal: the Alerts structure shared by the alerts module's files: daemon/alerts/alerts.c
  * (routing, life cycle), alerts_outbox.c (the entries and their files), alerts_send.c (delivery),
  * alerts_cond.c (open conditions) and alerts_view.c (control commands and the operator's view).
  * Not for other modules.

@@ -2,7 +2,7 @@
  * alerts_outbox: the durable side of alerts: the queue entries and their files.
  *
  * Owns each delivery's life on disk, driven from the loop with the file operations of
- * daemon/outbox.c run on the thread pool: an entry's file is written when it is queued
+ * daemon/alerts/outbox.c run on the thread pool: an entry's file is written when it is queued
  * (ENTRY_WRITING -> ENTRY_READY), removed once it was accepted or superseded (ENTRY_REMOVING, then
  * the entry is freed), moved to outbox/dead/ when it is dead-lettered (with the in-memory ring of
  * dead letters per channel and the cascade event); the outbox and the open conditions

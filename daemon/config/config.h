@@ -37,7 +37,7 @@ typedef struct ConfigPlatform {
     int64_t down_after;
 } ConfigPlatform;
 
-/* Alert channels (daemon/alerts.h); a route's `channels` is a bit mask of 1u << AlertChannel. */
+/* Alert channels (daemon/alerts/alerts.h); a route's `channels` is a bit mask of 1u << AlertChannel. */
 typedef enum { ALERT_CH_PAGERDUTY = 0, ALERT_CH_SLACK, ALERT_CH_WEBHOOK, ALERT_CH_COUNT } AlertChannel;
 
 typedef struct ConfigAlertRoute {
@@ -190,7 +190,7 @@ typedef struct ConfigScenarios {
     uint64_t restore_timeout_ms;  /* one restore attempt */
     int64_t restore_jobs;         /* pg_restore -j N from a decrypted temporary file; 0: streamed
                                      into a single pg_restore (no temporary file) */
-    bool standby;                 /* keep the newest verified backup restored in advance (daemon/standby.c) */
+    bool standby;                 /* keep the newest verified backup restored in advance (daemon/cap/standby.c) */
     int64_t standby_jobs;         /* pg_restore -j N of a standby restore (1: one server backend busy) */
 } ConfigScenarios;
 

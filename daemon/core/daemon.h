@@ -43,10 +43,10 @@ typedef struct Daemon {
     Alerts *alerts;
     Venue *venue;
     Backups *backups;
-    Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detector.c) */
-    Scenarios *scenarios; /* recovery runs (daemon/scenarios.c) */
-    Reconcile *reconcile; /* database against the exchange (daemon/reconcile.c) */
-    Standby *standby;     /* the newest verified backup restored in advance (daemon/standby.c) */
+    Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detect/detector.c) */
+    Scenarios *scenarios; /* recovery runs (daemon/scenario/runner.c) */
+    Reconcile *reconcile; /* database against the exchange (daemon/cap/reconcile.c) */
+    Standby *standby;     /* the newest verified backup restored in advance (daemon/cap/standby.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */

@@ -1,7 +1,7 @@
 /*
  * detector: observations of the database turned into actions.
  *
- * Owns the detector's state machine (daemon/detector_sm.h, the rules) and what carries its
+ * Owns the detector's state machine (daemon/detect/detector_sm.h, the rules) and what carries its
  * decisions out: the halt (venue_halt, fail closed), the restart command of a database that is
  * merely down (lib/child, with a delay, a deadline and a bounded number of attempts; its output
  * and the server log are searched for damaged-file messages), the scheduled corruption check
@@ -10,7 +10,7 @@
  * is confirmed (an incident of kind "corruption" handed to whoever registered for incidents: the
  * scenario runner maps it to the scenario that handles it), the events of each decision (conditions detector.unreachable:<cluster>,
  * detector.restart:<cluster>, detector.corruption:<cluster>) and the detector section of
- * `drctl status`. The liveness probe (daemon/probes.c) feeds it each result.
+ * `drctl status`. The liveness probe (daemon/observe/probes.c) feeds it each result.
  *
  * Trading is never resumed here: when the database comes back the halt stays, and an operator
  * (drctl resume, after checking) or a scenario's reconcile resumes it.

@@ -4,7 +4,7 @@
  * Owns the rules that turn observations of the database into decisions: halt trading, restart a
  * database that is merely down, suspect corruption, confirm it and start the database_corruption
  * scenario. No I/O, no clock of its own, no allocation: every input carries the time (`now_ms`,
- * wall clock) and every call fills a DetectorDecision that the caller (daemon/detector.c) carries
+ * wall clock) and every call fills a DetectorDecision that the caller (daemon/detect/detector.c) carries
  * out. That keeps the rules testable in microseconds (tests/unit/test_detector.c).
  *
  * The rules:

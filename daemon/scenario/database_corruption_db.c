@@ -1,5 +1,5 @@
 /*
- * scn_corruption_db: the database_corruption steps that change databases (see scn_corruption.c).
+ * database_corruption_db: the database_corruption steps that change databases (see database_corruption.c).
  *
  * Owns preserve_evidence (refuse connections to X, end its sessions, rename it to X_damaged_T),
  * restore_database (take the standby restore when it holds the selected backup, else restore the

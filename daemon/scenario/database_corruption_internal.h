@@ -1,10 +1,10 @@
 /*
- * scn_corruption_internal: what scn_corruption.c and scn_corruption_db.c share; not for other
+ * database_corruption_internal: what database_corruption.c and database_corruption_db.c share; not for other
  * modules.
  *
  * One step or probe invocation (ScnStep: owned by the invocation, freed when it finishes or
  * answers), its SQL helpers and the catalog inspection, and the database steps the table in
- * scn_corruption.c names.
+ * database_corruption.c names.
  */
 #ifndef DRSUP_SCN_CORRUPTION_INTERNAL_H
 #define DRSUP_SCN_CORRUPTION_INTERNAL_H
@@ -42,7 +42,7 @@ static inline CorruptionRun *corruption_run(const ScnRun *run)
  * what does the standby's COMMENT say? Then then(). */
 void scn_inspect(ScnStep *st, ScnSqlNext then);
 
-/* The database steps (scn_corruption_db.c). */
+/* The database steps (database_corruption_db.c). */
 void scn_step_preserve_evidence(FsmCall *call, void *ctx, FsmDone done);
 void scn_probe_preserve_evidence(FsmCall *call, void *ctx, FsmProbeDone done);
 void scn_plan_preserve_evidence(FsmCall *call, void *ctx, FsmDone done);

@@ -6,8 +6,8 @@
  * (trading resumes only through a run's own resume steps after its reconcile committed, and never
  * while a run is unfinished or runs are still being loaded), the events and status of every
  * transition, the end of a run, and the module's life cycle. The start-up scan and resumption of
- * unfinished runs live in scn_scan.c, the control commands in scn_commands.c, incident reports in
- * scn_report.c.
+ * unfinished runs live in scan.c, the control commands in commands.c, incident reports in
+ * report.c.
  *
  * Test hook: DRSUP_CRASH_AFTER_RECORD=N makes the daemon SIGKILL itself right after the record
  * with sequence number N of a run's journal became durable (docs/engine.md).

@@ -1,5 +1,5 @@
 /*
- * scenarios: the recovery scenarios the daemon runs (interface; implemented in daemon/scenarios.c).
+ * scenarios: the recovery scenarios the daemon runs (interface; implemented in daemon/scenario/runner.c).
  *
  * Owns scenario runs: one generic engine (lib/fsm) over one static table per scenario, a durable
  * journal per run in state_dir/runs/, modes (automatic, manual, dry run), RTO/RPO measurement and

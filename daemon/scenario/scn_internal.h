@@ -1,11 +1,12 @@
 /*
- * scn_internal: what the scenario files share (daemon/scenarios.c, scn_*.c); not for other modules.
+ * scn_internal: what the scenario layer's files share (daemon/scenario/ and steps/); not for other modules.
  *
- *   scenarios.c       runs: journals, starting, the resume guard, events, the end of a run
- *   scn_scan.c        the start-up scan: history, resumption of unfinished runs
- *   scn_commands.c    the control commands execute, runs, run, approve, abort, incidents, incident
- *   scn_report.c      incident reports (RTO/RPO, timeline, reconcile report; JSON and text; writing)
- *   scn_corruption.c  the database_corruption table and its steps (scn_corruption_db.c: database steps)
+ *   runner.c          runs: journals, starting, the resume guard, events, the end of a run
+ *   scan.c            the start-up scan: history, resumption of unfinished runs
+ *   commands.c        the control commands execute, runs, run, approve, abort, incidents, incident
+ *   report.c          incident reports (RTO/RPO, timeline, reconcile report; JSON and text; writing)
+ *   registry.c        the ScenarioDefs (scenario.h); steps/ the shared steps (steps.h)
+ *   database_corruption.c, database_corruption_db.c  the database_corruption scenario
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
@@ -105,11 +106,11 @@ void scn_update_status(Scenarios *s);
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
 
-/* scn_commands.c: register the control commands; answer the reads in flight at stop. */
+/* commands.c: register the control commands; answer the reads in flight at stop. */
 int scn_commands_register(Scenarios *s);
 void scn_commands_cancel(Scenarios *s);
 
-/* Reports (scn_report.c): the incident report of a finished run (new reference), and its text. */
+/* Reports (report.c): the incident report of a finished run (new reference), and its text. */
 json_t *scn_report_build(const ScnRun *run, const char *cluster);
 char *scn_report_text(const json_t *report);
 /* The summary of a report kept in the history (new reference). */

@@ -1,5 +1,5 @@
 /*
- * venue_internal: what the venue's files share (daemon/venue.c, venue_cmd.c, venue_text.c).
+ * venue_internal: what the venue's files share (daemon/cap/venue/venue.c, venue_cmd.c, venue_text.c).
  * Not for other modules: they use venue.h.
  */
 #ifndef DRSUP_VENUE_INTERNAL_H
