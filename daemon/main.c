@@ -14,6 +14,7 @@
 #include "core/daemon.h"
 #include "err.h"
 #include "log.h"
+#include "scenario/scenario.h"
 
 #define MAIN_DEFAULT_CONFIG "/etc/drsupervisor/drsupervisor.yaml"
 
@@ -87,6 +88,12 @@ int main(int argc, char **argv)
         unsetenv("JOURNAL_STREAM");
     log_init(LOG_INFO, false);
 
+    /* Each scenario's section (scenarios.<name>) is read by the scenario's own reader. */
+    r = scenario_register_config();
+    if (r < 0) {
+        fprintf(stderr, "drsupervisord: the scenario registry is invalid: %s\n", err_str(r));
+        return 1;
+    }
     r = config_load(config_path, &cfg, &errors);
     if (r == 0) {
         r = roles_policy_build(cfg->control.operators_group, &roles, err, sizeof(err));

@@ -53,6 +53,7 @@ struct Standby {
     Backups *backups;
     bool enabled;
     int64_t jobs;
+    uint64_t restore_timeout_ms;
     char database[64];
     char standby_db[96], staging_db[96];
     char *admin;            /* admin conninfo (key=value, dbname=postgres), NULL when not derivable */
@@ -398,7 +399,7 @@ static void sb_restore(Standby *sb, bool leftover)
 {
     BackupRestoreOpts o = {.jobs = (unsigned)sb->cyc_jobs,
                            .spool_name = ".standby-staging.dump",
-                           .timeout_ms = sb->core->cfg->scenarios.restore_timeout_ms,
+                           .timeout_ms = sb->restore_timeout_ms,
                            .replace = leftover};
     int r = backup_restore_into(sb->backups, sb->target_name, sb->target_sha, sb->cyc_admin, sb->cyc_staging, &o,
                                 sb_on_restored, sb, &sb->restore);
@@ -592,12 +593,12 @@ Standby *standby_new(Core *d, Backups *backups)
     return sb;
 }
 
-int standby_check_config(const Standby *sb, const Config *cfg, char *err, size_t errlen)
+int standby_check_config(const Standby *sb, const Config *cfg, const StandbySettings *set, char *err, size_t errlen)
 {
     char database[64], msg[256], *admin = NULL;
 
     (void)sb;
-    if (!cfg->scenarios.standby)
+    if (!set->enabled)
         return 0;
     if (!cfg->backup.enabled) {
         snprintf(err, errlen, "the standby restore (scenarios.database_corruption.standby) needs a 'backup' section");
@@ -610,21 +611,22 @@ int standby_check_config(const Standby *sb, const Config *cfg, char *err, size_t
     return r;
 }
 
-int standby_apply_config(Standby *sb, const Config *cfg)
+int standby_apply_config(Standby *sb, const Config *cfg, const StandbySettings *set)
 {
     char database[64] = "", standby[96] = "", staging[96] = "", *admin = NULL;
     bool was = sb->enabled;
 
     sb->config_error[0] = '\0';
-    if (cfg->scenarios.standby &&
+    if (set->enabled &&
         config_scenario_databases(cfg, database, sizeof(database), &admin, sb->config_error, sizeof(sb->config_error)) == 0) {
         standby_dbname(database, standby, sizeof(standby));
         snprintf(staging, sizeof(staging), "%s" STANDBY_STAGING_SUFFIX, database);
     }
     bool changed = strcmp(standby, sb->standby_db) != 0 || (admin && sb->admin && strcmp(admin, sb->admin) != 0) ||
-                   !admin != !sb->admin || cfg->scenarios.standby_jobs != sb->jobs;
-    sb->enabled = cfg->scenarios.standby;
-    sb->jobs = cfg->scenarios.standby_jobs;
+                   !admin != !sb->admin || set->jobs != sb->jobs;
+    sb->enabled = set->enabled;
+    sb->jobs = set->jobs;
+    sb->restore_timeout_ms = set->restore_timeout_ms;
     snprintf(sb->database, sizeof(sb->database), "%s", database);
     memcpy(sb->standby_db, standby, sizeof(standby));
     memcpy(sb->staging_db, staging, sizeof(staging));

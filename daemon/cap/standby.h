@@ -1,5 +1,6 @@
 /*
  * standby: the newest verified backup, restored in advance (scenarios.database_corruption.standby).
+ * The scenario that uses it configures it (StandbySettings, from its own section).
  *
  * Owns the standby database X_drsup_standby of the protected database X: after every verified
  * backup (and at start, and after a recovery run) the backup is restored in the background into
@@ -18,6 +19,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cap/backup/backup.h"
 #include "config/config.h"
@@ -29,12 +31,19 @@ typedef struct Standby Standby;
 #define STANDBY_STAGING_SUFFIX "_drsup_staging"
 #define STANDBY_MARKER_PREFIX "drsupervisor standby: backup "
 
+/* What the scenario that uses the standby asks of it. Off (all zero) until it is configured. */
+typedef struct StandbySettings {
+    bool enabled;
+    int64_t jobs;                 /* pg_restore -j N of a standby restore */
+    uint64_t restore_timeout_ms;  /* one standby restore's deadline */
+} StandbySettings;
+
 Standby *standby_new(Core *core, Backups *backups);
-/* Would standby_apply_config() run a standby with cfg (a backup section, a database to protect)?
- * 0, or <0 with the reason in err. Pure (no I/O). */
-int standby_check_config(const Standby *sb, const Config *cfg, char *err, size_t errlen);
+/* Would standby_apply_config() run a standby with cfg and set (a backup section, a database to
+ * protect)? 0, or <0 with the reason in err. Pure (no I/O). */
+int standby_check_config(const Standby *sb, const Config *cfg, const StandbySettings *set, char *err, size_t errlen);
 /* Apply (or re-apply after reload) the configuration, then look at what there is to do. */
-int standby_apply_config(Standby *sb, const Config *cfg);
+int standby_apply_config(Standby *sb, const Config *cfg, const StandbySettings *set);
 /* Re-evaluate now: start a cycle when the standby is behind the newest verified backup, or stop the
  * cycle in progress when a recovery run became active. Cheap; call it on any change. */
 void standby_kick(Standby *sb);

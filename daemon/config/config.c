@@ -45,7 +45,7 @@ static void config_free_alerts(ConfigAlerts *a)
     free(a->routes);
 }
 
-static void config_free_list(char **list, size_t n)
+void config_list_free(char **list, size_t n)
 {
     for (size_t i = 0; list && i < n; i++)
         free(list[i]);
@@ -59,12 +59,12 @@ static void config_free_venue(ConfigVenue *v)
         free(a->method);
         free(a->url);
         free(a->body);
-        config_free_list(a->headers, a->n_headers);
-        config_free_list(a->argv, a->argc);
+        config_list_free(a->headers, a->n_headers);
+        config_list_free(a->argv, a->argc);
     }
     free(v->mode_field);
     for (int i = 0; i < 3; i++)
-        config_free_list(v->mode_values[i], v->n_mode_values[i]);
+        config_list_free(v->mode_values[i], v->n_mode_values[i]);
 }
 
 void config_backup_free(ConfigBackup *b)
@@ -74,16 +74,16 @@ void config_backup_free(ConfigBackup *b)
     free(b->conninfo);
     free(b->pg_dump);
     free(b->pg_restore);
-    config_free_list(b->schedules, b->n_schedules);
+    config_list_free(b->schedules, b->n_schedules);
     free(b->key_file);
     free(b->key_credential);
-    config_free_list(b->state_files, b->n_state_files);
+    config_list_free(b->state_files, b->n_state_files);
     free(b->restore_schedule);
-    config_free_list(b->validation_queries, b->n_validation_queries);
+    config_list_free(b->validation_queries, b->n_validation_queries);
     memset(b, 0, sizeof(*b));
 }
 
-static int config_copy_str(const char *src, char **dst)
+int config_str_copy(const char *src, char **dst)
 {
     *dst = NULL;
     if (src && !(*dst = strdup(src)))
@@ -91,7 +91,7 @@ static int config_copy_str(const char *src, char **dst)
     return 0;
 }
 
-static int config_copy_list(char *const *src, size_t n, char ***dst)
+int config_list_copy(char *const *src, size_t n, char ***dst)
 {
     *dst = NULL;
     if (n == 0)
@@ -109,17 +109,17 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
     int r = 0;
 
     *dst = *src;
-    r |= config_copy_str(src->directory, &dst->directory);
-    r |= config_copy_str(src->prefix, &dst->prefix);
-    r |= config_copy_str(src->conninfo, &dst->conninfo);
-    r |= config_copy_str(src->pg_dump, &dst->pg_dump);
-    r |= config_copy_str(src->pg_restore, &dst->pg_restore);
-    r |= config_copy_str(src->key_file, &dst->key_file);
-    r |= config_copy_str(src->key_credential, &dst->key_credential);
-    r |= config_copy_str(src->restore_schedule, &dst->restore_schedule);
-    r |= config_copy_list(src->schedules, src->n_schedules, &dst->schedules);
-    r |= config_copy_list(src->state_files, src->n_state_files, &dst->state_files);
-    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    r |= config_str_copy(src->directory, &dst->directory);
+    r |= config_str_copy(src->prefix, &dst->prefix);
+    r |= config_str_copy(src->conninfo, &dst->conninfo);
+    r |= config_str_copy(src->pg_dump, &dst->pg_dump);
+    r |= config_str_copy(src->pg_restore, &dst->pg_restore);
+    r |= config_str_copy(src->key_file, &dst->key_file);
+    r |= config_str_copy(src->key_credential, &dst->key_credential);
+    r |= config_str_copy(src->restore_schedule, &dst->restore_schedule);
+    r |= config_list_copy(src->schedules, src->n_schedules, &dst->schedules);
+    r |= config_list_copy(src->state_files, src->n_state_files, &dst->state_files);
+    r |= config_list_copy(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
     if (r) {
         config_backup_free(dst);
         return -ENOMEM;
@@ -130,11 +130,11 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
 static void config_free_detector(ConfigDetector *d)
 {
     free(d->conninfo);
-    config_free_list(d->corruption_queries, d->n_corruption_queries);
-    config_free_list(d->amcheck_indexes, d->n_amcheck_indexes);
-    config_free_list(d->restart_command, d->n_restart_command);
+    config_list_free(d->corruption_queries, d->n_corruption_queries);
+    config_list_free(d->amcheck_indexes, d->n_amcheck_indexes);
+    config_list_free(d->restart_command, d->n_restart_command);
     free(d->server_log);
-    config_free_list(d->damage_patterns, d->n_damage_patterns);
+    config_list_free(d->damage_patterns, d->n_damage_patterns);
 }
 
 static void config_free_reconcile(ConfigReconcile *r)
@@ -148,12 +148,40 @@ static void config_free_reconcile(ConfigReconcile *r)
     free(r->recompute_query);
 }
 
+void config_scenario_free(ConfigScenario *sc)
+{
+    if (sc->data && sc->def->done)
+        sc->def->done(sc->data);
+    free(sc->data);
+    memset(sc, 0, sizeof(*sc));
+}
+
+int config_scenario_copy(const ConfigScenario *src, ConfigScenario *dst)
+{
+    *dst = *src;
+    dst->data = NULL;
+    if (!src->data)
+        return 0;
+    if (!(dst->data = calloc(1, src->def->size)))
+        return -ENOMEM;
+    if (!src->def->copy) {
+        memcpy(dst->data, src->data, src->def->size);
+        return 0;
+    }
+    if (src->def->copy(src->data, dst->data) < 0) {
+        config_scenario_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 void config_scenarios_free(ConfigScenarios *s)
 {
     free(s->admin_conninfo);
     free(s->database);
-    config_free_list(s->validation_queries, s->n_validation_queries);
-    config_free_list(s->switch_command, s->n_switch_command);
+    for (size_t i = 0; i < s->n; i++)
+        config_scenario_free(&s->list[i]);
+    free(s->list);
     memset(s, 0, sizeof(*s));
 }
 
@@ -161,11 +189,16 @@ int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst)
 {
     int r = 0;
 
-    *dst = *src;
-    r |= config_copy_str(src->admin_conninfo, &dst->admin_conninfo);
-    r |= config_copy_str(src->database, &dst->database);
-    r |= config_copy_list(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
-    r |= config_copy_list(src->switch_command, src->n_switch_command, &dst->switch_command);
+    memset(dst, 0, sizeof(*dst));
+    r |= config_str_copy(src->admin_conninfo, &dst->admin_conninfo);
+    r |= config_str_copy(src->database, &dst->database);
+    if (!r && src->n && !(dst->list = calloc(src->n, sizeof(*dst->list))))
+        r = -ENOMEM;
+    for (size_t i = 0; !r && i < src->n; i++) {
+        r = config_scenario_copy(&src->list[i], &dst->list[i]);
+        if (!r)
+            dst->n++;
+    }
     if (r) {
         config_scenarios_free(dst);
         return -ENOMEM;

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct CfgSection; /* lib/cfgtree.h */
+
 typedef struct ConfigControl {
     char *socket_path;     /* control socket; ignored when systemd passes a socket */
     mode_t mode;           /* socket file mode, default 0660 */
@@ -175,23 +177,41 @@ typedef struct ConfigReconcile {
     char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
     char *recompute_query;       /* after replays; "" = none */
 } ConfigReconcile;
-/* scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md. */
+/*
+ * scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md.
+ *
+ * The keys every scenario shares (admin_conninfo, database) are read here; each scenario's own
+ * section, scenarios.<name>, is read by the reader that scenario registered before the first load
+ * (config_register_scenario_section; the scenario layer's scenario_register_config does it for the
+ * registry). Every registered section is present in a loaded Config, with its defaults when the
+ * YAML has none; a section nobody registered is an unknown key.
+ */
+typedef struct ConfigScenarioSection {
+    const char *name;            /* key under scenarios: ("database_corruption") */
+    size_t size;                 /* bytes of the scenario's own settings (zeroed before read) */
+    uint64_t default_rto_ms, default_rpo_ms;
+    /* Read the scenario's own keys from s (mode, rto and rpo are read for it) into data, reporting
+     * problems with cfg_error(s->ctx, ...); what it allocates stays in data, for done, even on
+     * errors. NULL: the section has only the shared keys. */
+    void (*read)(const struct CfgSection *s, void *data);
+    int (*copy)(const void *src, void *dst); /* deep copy into zeroed dst: 0 or -ENOMEM */
+    void (*done)(void *data);                /* free what data owns, not data itself */
+} ConfigScenarioSection;
+
+/* One scenario's section as read: the keys every scenario section has, and its own settings. */
+typedef struct ConfigScenario {
+    const ConfigScenarioSection *def;
+    bool manual;                  /* mode: manual (stop before the changing steps until approved) */
+    uint64_t rto_ms, rpo_ms;      /* targets for the incident report */
+    void *data;                   /* def->size bytes, or NULL when size is 0 */
+} ConfigScenario;
+
 typedef struct ConfigScenarios {
     char *admin_conninfo;         /* key=value conninfo for CREATE/ALTER DATABASE (no dbname), or NULL:
                                      derived from database.conninfo with dbname=postgres */
-    /* database_corruption: */
     char *database;               /* database to protect, or NULL: the dbname of database.conninfo */
-    uint64_t rto_ms, rpo_ms;      /* targets */
-    bool manual;                  /* default mode of triggered runs */
-    char **validation_queries;    /* run in the restored database; NULL: backup.verify.validation_queries */
-    size_t n_validation_queries;
-    char **switch_command;        /* argv run instead of the rename, or NULL */
-    size_t n_switch_command;
-    uint64_t restore_timeout_ms;  /* one restore attempt */
-    int64_t restore_jobs;         /* pg_restore -j N from a decrypted temporary file; 0: streamed
-                                     into a single pg_restore (no temporary file) */
-    bool standby;                 /* keep the newest verified backup restored in advance (daemon/cap/standby.c) */
-    int64_t standby_jobs;         /* pg_restore -j N of a standby restore (1: one server backend busy) */
+    ConfigScenario *list;         /* one per registered section, in registration order */
+    size_t n;
 } ConfigScenarios;
 
 typedef struct Config {
@@ -226,9 +246,27 @@ void config_backup_free(ConfigBackup *b);
 /* Deep copy / free of a scenarios section (same contract as the backup ones). */
 int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst);
 void config_scenarios_free(ConfigScenarios *s);
+/* Helpers for sections' copy functions: *dst = a copy of src (NULL stays NULL); a list of n strings
+ * (a partial copy on failure, still freeable with n). 0 or -ENOMEM. */
+int config_str_copy(const char *src, char **dst);
+int config_list_copy(char *const *src, size_t n, char ***dst);
+void config_list_free(char **list, size_t n);
+/* The same for one scenario's section. */
+int config_scenario_copy(const ConfigScenario *src, ConfigScenario *dst);
+void config_scenario_free(ConfigScenario *sc);
 
 /*
- * The database the scenarios protect (scenarios.database_corruption.database, else the dbname of
+ * Register a scenario's section (before the first load; loop thread or main, not thread-safe).
+ * Registering the same section again is a no-op. 0, -EEXIST for another section of that name,
+ * -ENOSPC past CONFIG_MAX_SCENARIO_SECTIONS.
+ */
+#define CONFIG_MAX_SCENARIO_SECTIONS 16
+int config_register_scenario_section(const ConfigScenarioSection *sec);
+/* The section `name` of cfg, or NULL when no scenario registered it. */
+const ConfigScenario *config_scenario(const Config *cfg, const char *name);
+
+/*
+ * The database the scenarios protect (scenarios.database, else the dbname of
  * database.conninfo) into `database`, and the admin conninfo (scenarios.admin_conninfo, else
  * database.conninfo without its dbname; key=value, ending in dbname=postgres) into *ret_admin
  * (caller frees). 0, DR_ECONFIG or -ENOMEM with err filled; *ret_admin is NULL on failure.

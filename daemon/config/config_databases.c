@@ -72,7 +72,7 @@ int config_scenario_databases(const Config *cfg, char *database, size_t dblen, c
             r = config_conninfo_append(&ci, &len, &cap, o->keyword, o->val);
     }
     if (r == 0 && (!dbname || strlen(dbname) > 30 || strpbrk(dbname, "\"\\'"))) {
-        snprintf(err, errlen, "cannot tell which database to protect: set scenarios.database_corruption.database");
+        snprintf(err, errlen, "cannot tell which database to protect: set scenarios.database");
         r = DR_ECONFIG;
     }
     if (r == 0) {

@@ -3,7 +3,10 @@
  *
  *   config.c           the entry points (load, free, copy), the top-level keys and the sections
  *                      control, database, platform, alerts and venue
- *   config_recovery.c  the recovery side's sections: backup, detector, reconcile, scenarios
+ *   config_recovery.c  the recovery side's sections: backup, detector, reconcile
+ *   config_scenarios.c the scenarios section: its shared keys, and the registry of the sections
+ *                      the scenarios register (scenarios.<name>)
+ *   config_databases.c the database the scenarios protect and the admin conninfo
  *
  * Each reader fills its section of a zeroed Config from the YAML tree, reporting every problem
  * with cfg_error() on top's context (the caller checks ctx->n_errors at the end) and leaving what
@@ -21,7 +24,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
 void config__read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d);
 /* The reconcile section; db->conninfo is the default conninfo, RECONCILE_DEFAULT_* the queries. */
 void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r);
-/* The scenarios section (admin_conninfo and database_corruption). */
+/* The scenarios section: admin_conninfo, database, and every registered scenario's section. */
 void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * config_recovery: the schema of the recovery side's sections (see config.h): backup (with verify,
  * retention and watch), detector (with the default damage patterns), reconcile (with the default
- * RECONCILE_DEFAULT_* queries) and scenarios. Called from config_from_tree in config.c, which owns
+ * RECONCILE_DEFAULT_* queries). Called from config_from_tree in config.c, which owns
  * the Config's life cycle (load, free, copy) and the other sections.
  */
 #include "config/config_internal.h"
@@ -204,36 +204,4 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
     cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
     cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
     cfg_check_unknown(&s);
-}
-
-void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc)
-{
-    static const char *const modes[] = {"automatic", "manual", NULL};
-    CfgSection s = cfg_section(top, "scenarios", false);
-    CfgSection c = cfg_section(&s, "database_corruption", false);
-    int mode = 0;
-
-    sc->rto_ms = 15ull * 60 * 1000;
-    sc->rpo_ms = 24ull * 3600 * 1000;
-    sc->restore_timeout_ms = 3600ull * 1000;
-    cfg_string(&s, "admin_conninfo", false, NULL, &sc->admin_conninfo);
-    cfg_string(&c, "database", false, NULL, &sc->database);
-    cfg_duration_ms(&c, "rto", false, sc->rto_ms, 1000, &sc->rto_ms);
-    cfg_duration_ms(&c, "rpo", false, sc->rpo_ms, 1000, &sc->rpo_ms);
-    if (cfg_enum(&c, "mode", modes, 0, &mode))
-        sc->manual = mode == 1;
-    cfg_string_list(&c, "validation_queries", &sc->validation_queries, &sc->n_validation_queries);
-    cfg_string_list(&c, "switch_command", &sc->switch_command, &sc->n_switch_command);
-    cfg_duration_ms(&c, "restore_timeout", false, sc->restore_timeout_ms, 1000, &sc->restore_timeout_ms);
-    cfg_int(&c, "restore_jobs", 0, 64, 2, &sc->restore_jobs);
-    cfg_bool(&c, "standby", false, &sc->standby);
-    cfg_int(&c, "standby_jobs", 1, 64, 1, &sc->standby_jobs);
-    cfg_check_unknown(&c);
-    cfg_check_unknown(&s);
-    if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))
-        cfg_error(c.ctx, cfg_get(c.map, "database"),
-                  "'scenarios.database_corruption.database' must be 1..30 characters without quotes or backslashes");
-    if (sc->switch_command && sc->switch_command[0][0] != '/')
-        cfg_error(c.ctx, cfg_get(c.map, "switch_command"),
-                  "'scenarios.database_corruption.switch_command' must start with an absolute program path");
 }

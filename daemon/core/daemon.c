@@ -135,7 +135,6 @@ int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
     DAEMON_CHECK("detector", detector_check_config(d ? d->detector : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("backups", backups_check_config(d ? d->backups : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("scenarios", scenarios_check_config(d ? d->scenarios : NULL, cfg, err, sizeof(err)));
-    DAEMON_CHECK("standby", standby_check_config(d ? d->standby : NULL, cfg, err, sizeof(err)));
 #undef DAEMON_CHECK
     /* alerts and venue: everything they can refuse (secret files, URLs, commands) config_load has
      * checked already; their apply fails only on an allocation. */
@@ -209,7 +208,6 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("detector", detector_apply_config(d->detector, d->cfg));
     DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
-    DAEMON_APPLY("standby", standby_apply_config(d->standby, d->cfg));
 #undef DAEMON_APPLY
     *ret_errors = NULL;
     if (f && fclose(f) == 0 && result < 0)
@@ -563,11 +561,6 @@ int daemon_start(Daemon *d)
     r = scenarios_start(d->scenarios);
     if (r < 0) {
         log_error("scenario", "cannot load scenario runs: %s", err_str(r));
-        return r;
-    }
-    r = standby_apply_config(d->standby, d->cfg);
-    if (r < 0) {
-        log_error("standby", "cannot start the standby restore: %s", err_str(r));
         return r;
     }
     uint64_t wd = notify_watchdog_start(d->notify);

@@ -101,8 +101,8 @@ static void validate_next(ScnStep *st);
 
 static const char *scn_validation_query(const ScnRun *run, size_t i)
 {
-    if (run->cfg.n_validation_queries)
-        return i < run->cfg.n_validation_queries ? run->cfg.validation_queries[i] : NULL;
+    if (corruption_cfg(run)->n_validation_queries)
+        return i < corruption_cfg(run)->n_validation_queries ? corruption_cfg(run)->validation_queries[i] : NULL;
     if (run->bcfg.n_validation_queries)
         return i < run->bcfg.n_validation_queries ? run->bcfg.validation_queries[i] : NULL;
     return i == 0 ? "SELECT 1" : NULL;
@@ -250,4 +250,6 @@ const ScenarioDef scenario_database_corruption = {
     .may_resume = corruption_may_resume,
     .restore_point_ms = scn_backup_restore_point_ms, /* RPO: back to the chosen backup's start */
     .report_extras = corruption_report_extras,
+    .config = &corruption_config_section,
+    .configure = corruption_configure,
 };

@@ -201,13 +201,13 @@ static void restore_from_file(ScnStep *st, bool replace)
 {
     char spool[128];
     const json_t *b = json_object_get(st->run->ctx, "backup");
-    unsigned n_jobs = (unsigned)st->run->cfg.restore_jobs;
+    unsigned n_jobs = (unsigned)corruption_cfg(st->run)->restore_jobs;
     /* restore_jobs > 0: decrypt into a 0600 temporary beside the backups (removed afterwards), then
      * pg_restore -j N on it (a parallel restore needs a file); 0: stream into one pg_restore. */
     snprintf(spool, sizeof(spool), ".restore-%s.dump", st->run->id);
     BackupRestoreOpts o = {.jobs = n_jobs,
                            .spool_name = spool,
-                           .timeout_ms = st->run->cfg.restore_timeout_ms,
+                           .timeout_ms = corruption_cfg(st->run)->restore_timeout_ms,
                            .replace = replace,
                            .started = restore_on_started};
     LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
@@ -231,7 +231,7 @@ static bool scn_standby_usable(const ScnStep *st)
     const json_t *b = json_object_get(st->run->ctx, "backup");
     const char *sha = json_string_value(json_object_get(b, "sha256"));
     char marker[400];
-    if (!st->run->cfg.standby || !st->db.standby || !sha)
+    if (!corruption_cfg(st->run)->standby || !st->db.standby || !sha)
         return false;
     standby_marker(scn_backup_name(st->run), sha, marker, sizeof(marker));
     return strcmp(st->db.standby_comment, marker) == 0;
@@ -340,7 +340,7 @@ void scn_plan_restore_database(FsmCall *call, void *ctx, FsmDone done)
     const char *name = scn_backup_name(run) ? scn_backup_name(run) : "?";
     const char *pgr = run->bcfg.pg_restore ? run->bcfg.pg_restore : "pg_restore";
     char msg[1200], standby[400] = "";
-    if (run->cfg.standby)
+    if (corruption_cfg(run)->standby)
         snprintf(standby, sizeof(standby), "would rename the standby restore '%s' to '%s' if it holds backup '%s'; "
                  "otherwise ", corruption_run(run)->standby, corruption_run(run)->restored, name);
     snprintf(msg, sizeof(msg), "%swould CREATE DATABASE '%s' and restore '%s/%s' decrypted with '%s -d %s'", standby,
@@ -372,10 +372,10 @@ static void switch_on_exit(ChildProc *c, int64_t exit_status, int term_signal, v
         return;
     }
     if (term_signal || exit_status != 0)
-        scn_finish(st, DR_ECHILD, "switch command '%s' %s %d: %s", st->run->cfg.switch_command[0],
+        scn_finish(st, DR_ECHILD, "switch command '%s' %s %d: %s", corruption_cfg(st->run)->switch_command[0],
                    term_signal ? "killed by signal" : "exited with status", term_signal ? term_signal : (int)exit_status, tail);
     else
-        scn_finish(st, 0, "switch command '%s' moved the platform to '%s'", st->run->cfg.switch_command[0], corruption_run(st->run)->restored);
+        scn_finish(st, 0, "switch command '%s' moved the platform to '%s'", corruption_cfg(st->run)->switch_command[0], corruption_run(st->run)->restored);
 }
 
 static void switch_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
@@ -386,13 +386,13 @@ static void switch_inspected(ScnStep *st, int status, const PGresult *res, const
         scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
         return;
     }
-    if (st->run->cfg.n_switch_command) {
+    if (corruption_cfg(st->run)->n_switch_command) {
         char e1[200], e2[200], e3[200];
         snprintf(e1, sizeof(e1), "DRSUP_DATABASE=%s", st->run->database);
         snprintf(e2, sizeof(e2), "DRSUP_RESTORED_DATABASE=%s", corruption_run(st->run)->restored);
         snprintf(e3, sizeof(e3), "DRSUP_RUN=%s", st->run->id);
         const char *env[] = {e1, e2, e3, NULL};
-        ChildOptions o = {.argv = (const char *const *)st->run->cfg.switch_command,
+        ChildOptions o = {.argv = (const char *const *)corruption_cfg(st->run)->switch_command,
                           .env = env,
                           .timeout_ms = 60000,
                           .on_exit = switch_on_exit,
@@ -402,7 +402,7 @@ static void switch_inspected(ScnStep *st, int status, const PGresult *res, const
         st->pg = NULL;
         st->child = child_spawn(st->run->core->loop, &o, &r);
         if (!st->child)
-            scn_finish(st, r, "cannot run switch command '%s': %s", st->run->cfg.switch_command[0], err_str(r));
+            scn_finish(st, r, "cannot run switch command '%s': %s", corruption_cfg(st->run)->switch_command[0], err_str(r));
         return;
     }
     if (st->db.orig && !st->db.restored) {
@@ -435,7 +435,7 @@ static void probe_switch_inspected(ScnStep *st, int status, const PGresult *res,
     (void)res;
     if (status < 0)
         scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
-    else if (st->run->cfg.n_switch_command)
+    else if (corruption_cfg(st->run)->n_switch_command)
         scn_answer(st, FSM_PROBE_UNKNOWN, "a switch command is configured: it runs again");
     else if (st->db.orig && !st->db.restored)
         scn_answer(st, FSM_PROBE_YES, "'%s' is in place and '%s' is gone", st->run->database, corruption_run(st->run)->restored);
@@ -456,8 +456,8 @@ void scn_plan_switch_database(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     char msg[600];
-    if (run->cfg.n_switch_command)
-        snprintf(msg, sizeof(msg), "would run '%s' with DRSUP_RESTORED_DATABASE=%s", run->cfg.switch_command[0],
+    if (corruption_cfg(run)->n_switch_command)
+        snprintf(msg, sizeof(msg), "would run '%s' with DRSUP_RESTORED_DATABASE=%s", corruption_cfg(run)->switch_command[0],
                  corruption_run(run)->restored);
     else
         snprintf(msg, sizeof(msg), "would rename '%s' to '%s'", corruption_run(run)->restored, run->database);

@@ -4,7 +4,7 @@
  *
  * One step or probe invocation (ScnStep: owned by the invocation, freed when it finishes or
  * answers), its SQL helpers and the catalog inspection, and the database steps the table in
- * database_corruption.c names.
+ * database_corruption.c names; its settings (database_corruption_config.c).
  */
 #ifndef DRSUP_SCN_CORRUPTION_INTERNAL_H
 #define DRSUP_SCN_CORRUPTION_INTERNAL_H
@@ -37,6 +37,30 @@ static inline CorruptionRun *corruption_run(const ScnRun *run)
 {
     return run->own;
 }
+
+/* database_corruption's own settings, scenarios.database_corruption (database_corruption_config.c). */
+typedef struct CorruptionConfig {
+    char **validation_queries;    /* run in the restored database; NULL: backup.verify.validation_queries */
+    size_t n_validation_queries;
+    char **switch_command;        /* argv run instead of the rename, or NULL */
+    size_t n_switch_command;
+    uint64_t restore_timeout_ms;  /* one restore attempt */
+    int64_t restore_jobs;         /* pg_restore -j N from a decrypted temporary file; 0: streamed
+                                     into a single pg_restore (no temporary file) */
+    bool standby;                 /* keep the newest verified backup restored in advance (cap/standby.c) */
+    int64_t standby_jobs;         /* pg_restore -j N of a standby restore (1: one server backend busy) */
+} CorruptionConfig;
+
+/* The run's copy of the settings (taken when the run was created). */
+static inline const CorruptionConfig *corruption_cfg(const ScnRun *run)
+{
+    return run->cfg.data;
+}
+
+extern const ConfigScenarioSection corruption_config_section;
+/* ScenarioDef.configure: the standby restore, from the section. */
+int corruption_configure(const struct ScenarioCaps *caps, const Config *cfg, const ConfigScenario *sc, bool apply,
+                         char *err, size_t errlen);
 
 /* Which of X, X_damaged_T, X_restore_T, X_drsup_standby exist, is the restore marked complete, and
  * what does the standby's COMMENT say? Then then(). */

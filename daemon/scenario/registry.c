@@ -4,9 +4,11 @@
  */
 #include "scenario/scenario.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "err.h"
 
 extern const ScenarioDef scenario_database_corruption;
@@ -14,6 +16,17 @@ extern const ScenarioDef scenario_database_corruption;
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
 };
+
+int scenario_register_config(void)
+{
+    for (size_t i = 0; i < scenario_count(); i++) {
+        const ScenarioDef *def = scenario_registry[i];
+        int r = def->config ? config_register_scenario_section(def->config) : -EINVAL;
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
 
 size_t scenario_count(void)
 {
@@ -57,6 +70,11 @@ int scenario_registry_validate(char *err, size_t errlen)
         const FsmTable *t = def->table;
         if (fsm_table_validate(t, err, errlen) < 0)
             return DR_ECONFIG;
+        if (!def->config || strcmp(def->config->name, def->name) != 0) {
+            snprintf(err, errlen, "%s: its configuration section (ScenarioDef.config) is %s", def->name,
+                     def->config ? "named differently" : "missing");
+            return DR_ECONFIG;
+        }
         for (int s = 0; s < t->state_count; s++) {
             if (t->states[s].kind != FSM_STATE_HANDOFF)
                 continue;

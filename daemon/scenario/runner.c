@@ -81,7 +81,7 @@ void scn_run_unref(ScnRun *run)
     free(run->reason);
     json_decref(run->ctx);
     json_decref(run->plan);
-    config_scenarios_free(&run->cfg);
+    config_scenario_free(&run->cfg);
     config_backup_free(&run->bcfg);
     free(run->db_conninfo);
     free(run->admin_conninfo);
@@ -109,12 +109,11 @@ char *scn_conninfo_for(const ScnRun *run, const char *dbname)
     return out;
 }
 
-/* Admin conninfo and the protected database's name, from the configuration the run copied. */
+/* Admin conninfo and the protected database's name, from the running configuration (the run keeps
+ * what it derived). */
 static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
 {
-    Config view = *run->core->cfg;
-    view.scenarios = run->cfg;
-    int r = config_scenario_databases(&view, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
+    int r = config_scenario_databases(run->core->cfg, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
     return r < 0 ? r : 0;
 }
 
@@ -158,7 +157,8 @@ ScnRun *scn_run_new(Scenarios *s, const ScenarioDef *def, const char *id, FsmMod
     run->ctx = json_object();
     run->next = s->runs;
     s->runs = run;
-    if (!run->ctx || config_scenarios_copy(&s->core->cfg->scenarios, &run->cfg) < 0 ||
+    const ConfigScenario *sc = config_scenario(s->core->cfg, def->name);
+    if (!run->ctx || !sc || config_scenario_copy(sc, &run->cfg) < 0 ||
         config_backup_copy(&s->core->cfg->backup, &run->bcfg) < 0 || !(run->db_conninfo = strdup(s->core->cfg->database.conninfo))) {
         snprintf(err, errlen, "out of memory");
         scn_run_release(run);
@@ -630,8 +630,9 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
             ret_run_id[0] = '\0';
         return -EINPROGRESS;
     }
-    int r = scn_trigger(s, scenario, reason, detected_ms, s->core->cfg->scenarios.manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC,
-                        NULL, ret_run_id, run_id_len, err, sizeof(err));
+    const ConfigScenario *sc = scenario ? config_scenario(s->core->cfg, scenario) : NULL;
+    int r = scn_trigger(s, scenario, reason, detected_ms, sc && sc->manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC, NULL,
+                        ret_run_id, run_id_len, err, sizeof(err));
     if (r < 0 && r != -EBUSY)
         log_error("scenario", "cannot start scenario '%s': %s", scenario ? scenario : "", err);
     return r;
@@ -731,6 +732,26 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
     return s;
 }
 
+/* Each scenario's configure hook on its section of cfg (caps NULL: nothing to check against). */
+static int scn_configure(const ScenarioCaps *caps, const Config *cfg, bool apply, char *err, size_t errlen)
+{
+    static const ScenarioCaps none;
+    for (size_t i = 0; i < scenario_count(); i++) {
+        const ScenarioDef *def = scenario_at(i);
+        const ConfigScenario *sc = config_scenario(cfg, def->name);
+        if (!def->configure)
+            continue;
+        if (!sc) {
+            snprintf(err, errlen, "%s: its configuration section is not registered", def->name);
+            return DR_ECONFIG;
+        }
+        int r = def->configure(caps ? caps : &none, cfg, sc, apply, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 int scenarios_check_config(const Scenarios *s, const Config *cfg, char *err, size_t errlen)
 {
     char database[64], msg[512], red[512], *admin = NULL;
@@ -747,16 +768,21 @@ int scenarios_check_config(const Scenarios *s, const Config *cfg, char *err, siz
     /* A run started later would fail on this; refuse it now, while the operator is looking. */
     int r = config_scenario_databases(cfg, database, sizeof(database), &admin, msg, sizeof(msg));
     free(admin);
-    if (r < 0)
+    if (r < 0) {
         snprintf(err, errlen, "%s", r == -ENOMEM ? err_str(r) : msg);
-    return r;
+        return r;
+    }
+    return scn_configure(s ? &s->caps : NULL, cfg, false, err, errlen);
 }
 
 int scenarios_apply_config(Scenarios *s, const Config *cfg)
 {
-    (void)s;
-    (void)cfg; /* runs copy the configuration when they are created */
-    return 0;
+    char err[512];
+    /* Runs copy their section when they are created; what lives between runs is configured here. */
+    int r = scn_configure(&s->caps, cfg, true, err, sizeof(err));
+    if (r < 0)
+        log_error("scenario", "%s", err);
+    return r;
 }
 
 void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)

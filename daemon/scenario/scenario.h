@@ -16,9 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "fsm.h"
 
 typedef struct ScnRun ScnRun;
+struct ScenarioCaps; /* scenarios.h */
 
 /* A hand-off state of the table (FSM_STATE_HANDOFF) and the incident kind it hands the run to:
  * the runner then starts the scenario that handles that kind, with the same detection time. */
@@ -46,9 +48,20 @@ typedef struct ScenarioDef {
     int64_t (*restore_point_ms)(const ScnRun *run);
     /* Add the scenario's own fields to its incident report (rep is an object). May be NULL. */
     void (*report_extras)(const ScnRun *run, json_t *rep);
+    /* Its section scenarios.<name> (config.h; registered by scenario_register_config): the
+     * default RTO/RPO targets and the reader of its own keys. Required; its name is the def's. */
+    const ConfigScenarioSection *config;
+    /* Configure the capabilities the scenario keeps running between runs (the standby restore)
+     * from its section sc: check only (apply false, pure) or apply. 0, or <0 with err filled.
+     * May be NULL. Runs themselves copy the section when they are created. */
+    int (*configure)(const struct ScenarioCaps *caps, const Config *cfg, const ConfigScenario *sc, bool apply,
+                     char *err, size_t errlen);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */
+/* Register every scenario's configuration section with the config layer; call once before the
+ * first config_load. 0, or <0 (a registry bug: two sections of one name, too many). */
+int scenario_register_config(void);
 size_t scenario_count(void);
 const ScenarioDef *scenario_at(size_t i);
 const ScenarioDef *scenario_find(const char *name);

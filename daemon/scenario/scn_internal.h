@@ -66,7 +66,7 @@ struct ScnRun {
     void *own;               /* the scenario's own context (ScenarioDef.ctx_size bytes), or NULL */
     bool own_ready;          /* ctx_init succeeded: ctx_done is owed */
     json_t *plan;            /* dry run: planned steps */
-    ConfigScenarios cfg;     /* copies taken when the run was created */
+    ConfigScenario cfg;      /* copies taken when the run was created: the scenario's section */
     ConfigBackup bcfg;
     char *db_conninfo;       /* database.conninfo */
     char *admin_conninfo;    /* key=value, no dbname */

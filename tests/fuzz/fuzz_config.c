@@ -5,7 +5,8 @@
  * through config_load_string, so libyaml, the tree builder and every section reader see it. The
  * contract is checked: success gives a Config and no errors, failure gives DR_ECONFIG, no Config and
  * at least one "NAME:LINE:COL: message" line. A loaded Config is also put through the deep copies a
- * reload makes (backup, scenarios) and freed, so LeakSanitizer sees every path.
+ * reload makes (backup, scenarios) and freed, so LeakSanitizer sees every path. The scenarios'
+ * own sections are registered first, as drsupervisord does, so their readers are fuzzed too.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,8 +14,19 @@
 
 #include "config/config.h"
 #include "err.h"
+#include "scenario/scenario.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (scenario_register_config() < 0)
+        abort();
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

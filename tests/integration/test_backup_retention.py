@@ -70,8 +70,8 @@ def test_retention_waits_for_an_active_recovery_run(daemons, tmp_path, pg, venue
                    "pg_restore": os.path.join(PGBIN, "pg_restore"),
                    "key_file": make_key(os.path.join(str(tmp_path), "backup.key")),
                    "retention": {"max_age": "1s"}},
-        "scenarios": {"database_corruption": {"database": "trading",
-                                              "validation_queries": ["SELECT count(*) FROM ledger"]}},
+        "scenarios": {"database": "trading",
+                      "database_corruption": {"validation_queries": ["SELECT count(*) FROM ledger"]}},
     })
     daemons.append(d)
     d.start()

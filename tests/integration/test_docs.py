@@ -163,13 +163,21 @@ def test_every_example_key_is_in_the_yaml_man_page():
 
 
 def schema_key_names():
-    """Every key name the schema (daemon/config/config*.c) reads."""
+    """Every key name the schema reads: daemon/config/config*.c and the scenarios' own sections
+    (daemon/scenario/*_config.c, registered with the config layer)."""
     files = sorted(glob.glob(os.path.join(REPO, "daemon", "config", "config*.c")))
-    assert len(files) >= 2, f"schema files not found: {files}"
+    scenario_files = sorted(glob.glob(os.path.join(REPO, "daemon", "scenario", "*_config.c")))
+    assert len(files) >= 2 and scenario_files, f"schema files not found: {files} {scenario_files}"
+    files += scenario_files
     src = "\n".join(read(os.path.relpath(f, REPO)) for f in files)
+    # A scenario's section is named by its ConfigScenarioSection (scenarios.<name>).
+    names_of_sections = set(re.findall(r"\.name = \"([a-z_]+)\"", "\n".join(read(os.path.relpath(f, REPO))
+                                                                        for f in scenario_files)))
+    assert "database_corruption" in names_of_sections, names_of_sections
     names = set(re.findall(r"\bcfg_(?:string|string_list|int|bool|size|mode|duration_ms|enum|section)"
                            r"\(&?\w+, \"([a-z_]+)\"", src))
     names |= set(re.findall(r"\bcfg_get\(\w+(?:\.map)?, \"([a-z_]+)\"", src))  # routes
+    names |= names_of_sections
     names |= set(re.findall(r"config_read_number\(&\w+, \"([a-z_]+)\"", src))
     for name, plain in re.findall(r"config_secret\(&\w+, \"([a-z_]+)\", (true|false)", src):
         names |= {name + "_file", name + "_credential"} | ({name} if plain == "true" else set())

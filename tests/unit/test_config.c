@@ -16,6 +16,8 @@
 #include "cfgtree.h"
 #include "config/config.h"
 #include "err.h"
+#include "scenario/database_corruption_internal.h"
+#include "scenario/scenario.h"
 
 static const char *const base = "database:\n  conninfo: \"host=127.0.0.1 dbname=t\"\n";
 
@@ -258,13 +260,122 @@ static void test_empty_lists_take_the_defaults_without_leaking(void **state)
     cfg_ctx_done(&ctx);
 }
 
+/* ---- scenarios: the shared keys and the sections scenarios register ---- */
+
+typedef struct FakeSettings {
+    int64_t level;
+    char *label;
+} FakeSettings;
+
+static void fake_read(const CfgSection *s, void *data)
+{
+    FakeSettings *f = data;
+    cfg_int(s, "level", 0, 9, 1, &f->level);
+    cfg_string(s, "label", false, "none", &f->label);
+}
+
+static int fake_copy(const void *src, void *dst)
+{
+    const FakeSettings *a = src;
+    FakeSettings *b = dst;
+    *b = *a;
+    return config_str_copy(a->label, &b->label);
+}
+
+static void fake_done(void *data)
+{
+    free(((FakeSettings *)data)->label);
+}
+
+static const ConfigScenarioSection fake_section = {"fake_scenario", sizeof(FakeSettings), 60000, 7200000,
+                                                   fake_read, fake_copy, fake_done};
+
+static void test_scenario_sections(void **state)
+{
+    (void)state;
+    static const ConfigScenarioSection same_name = {"fake_scenario", 0, 1000, 1000, NULL, NULL, NULL};
+    assert_int_equal(config_register_scenario_section(&fake_section), 0); /* again: a no-op */
+    assert_int_equal(config_register_scenario_section(&same_name), -EEXIST);
+
+    char text[1024];
+    snprintf(text, sizeof(text), "%sscenarios:\n  database: trading\n  admin_conninfo: \"host=/tmp user=postgres\"\n"
+             "  fake_scenario:\n    mode: manual\n    rto: 5m\n    level: 3\n    label: x\n"
+             "  database_corruption:\n    restore_jobs: 4\n    standby: true\n"
+             "    switch_command: [/bin/true, a]\n", base);
+    Config *cfg = expect_ok(text);
+    assert_string_equal(cfg->scenarios.database, "trading");
+    assert_string_equal(cfg->scenarios.admin_conninfo, "host=/tmp user=postgres");
+    const ConfigScenario *fk = config_scenario(cfg, "fake_scenario");
+    assert_non_null(fk);
+    assert_true(fk->manual);
+    assert_int_equal(fk->rto_ms, 300000);
+    assert_int_equal(fk->rpo_ms, 7200000); /* the section's own default */
+    assert_int_equal(((FakeSettings *)fk->data)->level, 3);
+    assert_string_equal(((FakeSettings *)fk->data)->label, "x");
+    const ConfigScenario *dc = config_scenario(cfg, "database_corruption");
+    assert_non_null(dc);
+    assert_false(dc->manual);
+    assert_int_equal(dc->rto_ms, 15 * 60 * 1000);
+    const CorruptionConfig *cc = dc->data;
+    assert_int_equal(cc->restore_jobs, 4);
+    assert_true(cc->standby);
+    assert_int_equal(cc->standby_jobs, 1);
+    assert_int_equal(cc->n_switch_command, 2);
+    assert_string_equal(cc->switch_command[1], "a");
+    assert_null(config_scenario(cfg, "no_such_scenario"));
+
+    /* A copy is deep: it outlives the Config it came from (ASan sees a shallow one). */
+    ConfigScenarios copy;
+    assert_int_equal(config_scenarios_copy(&cfg->scenarios, &copy), 0);
+    ConfigScenario one;
+    assert_int_equal(config_scenario_copy(dc, &one), 0);
+    config_free(cfg);
+    assert_int_equal(copy.n, 2);
+    assert_string_equal(copy.database, "trading");
+    assert_string_equal(copy.list[0].def->name, "database_corruption"); /* registration order */
+    assert_string_equal(((FakeSettings *)copy.list[1].data)->label, "x");
+    assert_string_equal(((CorruptionConfig *)one.data)->switch_command[0], "/bin/true");
+    config_scenarios_free(&copy);
+    config_scenario_free(&one);
+
+    /* Absent: every registered section with its defaults. */
+    cfg = expect_ok(base);
+    fk = config_scenario(cfg, "fake_scenario");
+    assert_non_null(fk);
+    assert_int_equal(fk->rto_ms, 60000);
+    assert_int_equal(((FakeSettings *)fk->data)->level, 1);
+    assert_string_equal(((FakeSettings *)fk->data)->label, "none");
+    assert_int_equal(((CorruptionConfig *)config_scenario(cfg, "database_corruption")->data)->restore_jobs, 2);
+    config_free(cfg);
+
+    /* Errors name the scenario's section. */
+    snprintf(text, sizeof(text), "%sscenarios:\n  fake_scenario:\n    colour: blue\n", base);
+    expect_error(text, "t.yaml:5:5: unknown key 'scenarios.fake_scenario.colour'");
+    snprintf(text, sizeof(text), "%sscenarios:\n  fake_scenario:\n    level: 12\n", base);
+    expect_error(text, "scenarios.fake_scenario.level");
+    snprintf(text, sizeof(text), "%sscenarios:\n  database_gone:\n    mode: manual\n", base);
+    expect_error(text, "unknown key 'scenarios.database_gone'");
+    snprintf(text, sizeof(text), "%sscenarios:\n  database_corruption:\n    database: trading\n", base);
+    expect_error(text, "unknown key 'scenarios.database_corruption.database'");
+    snprintf(text, sizeof(text), "%sscenarios:\n  database_corruption:\n    switch_command: [repoint]\n", base);
+    expect_error(text, "'scenarios.database_corruption.switch_command' must start with an absolute program path");
+    snprintf(text, sizeof(text), "%sscenarios:\n  database_corruption:\n    mode: sometimes\n", base);
+    expect_error(text, "scenarios.database_corruption.mode");
+    snprintf(text, sizeof(text), "%sscenarios:\n  database: \"a\\\"b\"\n", base);
+    expect_error(text, "'scenarios.database' must be 1..30 characters");
+}
+
 int main(void)
 {
+    /* As drsupervisord does before its first load, plus a section of the test's own. */
+    if (scenario_register_config() < 0 || config_register_scenario_section(&fake_section) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
         cmocka_unit_test(test_error_paths_with_positions), cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
+        cmocka_unit_test(test_scenario_sections),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
