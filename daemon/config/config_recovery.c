@@ -13,6 +13,8 @@
 #include "cfgtree.h"
 #include "codec.h"
 #include "cron.h"
+#include "err.h"
+#include "pgconn.h"
 
 static void config_check_cron(const CfgSection *s, const char *key, const CfgNode *at, const char *expr)
 {
@@ -54,6 +56,27 @@ static void config_read_backup_watch(const CfgSection *parent, ConfigBackup *b)
     cfg_int(&s, "baseline_count", 1, 1000, 7, &b->watch_baseline_count);
     cfg_int(&s, "failures", 1, 1000, 2, &b->watch_failures);
     cfg_check_unknown(&s);
+}
+
+/*
+ * A conninfo that child programs (pg_dump, pg_restore) get must be one whose secrets can travel in
+ * their environment: an sslpassword or a nested conninfo in dbname could only go on the command
+ * line, which every local user can read. A conninfo libpq cannot parse is left to the checks that
+ * use it.
+ */
+static void config_check_child_conninfo(const CfgSection *s, const char *key, const char *conninfo)
+{
+    char msg[256], *ci = NULL, *pw = NULL;
+    if (!conninfo || pgconn_check_conninfo(conninfo, msg, sizeof(msg)) != 0)
+        return;
+    int r = pgconn_child_conninfo(conninfo, &ci, &pw, msg, sizeof(msg));
+    if (r == DR_ECONFIG)
+        cfg_error(s->ctx, cfg_get(s->map, key) ? cfg_get(s->map, key) : s->map, "'%s%s%s': %s", s->path,
+                  s->path[0] ? "." : "", key, msg);
+    if (pw)
+        explicit_bzero(pw, strlen(pw));
+    free(pw);
+    free(ci);
 }
 
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
@@ -101,6 +124,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
     if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
         cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
                   (long long)b->level, codec_name((CodecKind)b->codec));
+    config_check_child_conninfo(&s, "conninfo", b->conninfo);
     for (size_t i = 0; i < b->n_state_files; i++)
         if (b->state_files[i][0] != '/')
             cfg_error(s.ctx, cfg_get(s.map, "state_files"), "'backup.state_files': '%s' is not an absolute path",
@@ -233,6 +257,7 @@ void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc)
     if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))
         cfg_error(c.ctx, cfg_get(c.map, "database"),
                   "'scenarios.database_corruption.database' must be 1..30 characters without quotes or backslashes");
+    config_check_child_conninfo(&s, "admin_conninfo", sc->admin_conninfo);
     if (sc->switch_command && sc->switch_command[0][0] != '/')
         cfg_error(c.ctx, cfg_get(c.map, "switch_command"),
                   "'scenarios.database_corruption.switch_command' must start with an absolute program path");

@@ -136,6 +136,23 @@ static void test_error_paths_with_positions(void **state)
     expect_error("database:\n  conninfo: x\n---\ncluster: y\n", "only one YAML document is allowed");
 }
 
+/* A secret that could reach a child program only on its command line is refused at load. */
+static void test_child_conninfo_secrets_refused(void **state)
+{
+    (void)state;
+    expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n"
+                 "  conninfo: \"host=h sslpassword=k3y\"\n",
+                 "t.yaml:6:13: 'backup.conninfo': the conninfo holds an sslpassword");
+    expect_error("database:\n  conninfo: \"host=h sslpassword=k3y\"\nbackup:\n  directory: /b\n  key_file: /k\n",
+                 "t.yaml:4:3: 'backup.conninfo': the conninfo holds an sslpassword");
+    expect_error("database:\n  conninfo: x\nscenarios:\n  admin_conninfo: \"dbname='host=h password=p'\"\n",
+                 "t.yaml:4:19: 'scenarios.admin_conninfo': the conninfo's dbname is a conninfo of its own");
+    /* a password is fine: it travels in PGPASSWORD */
+    Config *cfg = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n"
+                            "  conninfo: \"host=h password='a b'\"\n");
+    config_free(cfg);
+}
+
 static void test_every_error_is_reported(void **state)
 {
     (void)state;
@@ -262,7 +279,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
-        cmocka_unit_test(test_error_paths_with_positions), cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_error_paths_with_positions),
+        cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
     };

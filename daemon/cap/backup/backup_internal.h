@@ -116,6 +116,9 @@ typedef struct BackupVerifyOptions {
      * a parallel restore needs a seekable file, not a pipe); the file is removed before done(),
      * whatever happened. Needs room for the uncompressed dump. */
     const char *spool_path;
+    /* The child's database password, or NULL: handed over as PGPASSWORD in its environment (never
+     * on its command line, which any local user can read); copied, wiped when done. */
+    const char *child_password;
 } BackupVerifyOptions;
 
 /* Start; done(res) runs once on the loop. NULL when out of memory. */

@@ -554,8 +554,29 @@ static void backup_job_prepare_done(uv_work_t *req, int status)
 static void backup_job_spawn_dump(BackupJob *job)
 {
     int err = 0;
-    const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", job->cfg.conninfo, NULL};
+    char msg[256], *conninfo = NULL, *password = NULL, *pwenv = NULL;
+    int r = pgconn_child_conninfo(job->cfg.conninfo, &conninfo, &password, msg, sizeof(msg));
+    if (r < 0) {
+        backup_job_fail(job, r, "dump", "cannot hand backup.conninfo to pg_dump: %s",
+                        r == DR_ECONFIG ? msg : err_str(r));
+        backup_job_end(job);
+        return;
+    }
+    /* The password goes to the environment (readable by the same user only), never to argv. */
+    if (password && asprintf(&pwenv, "PGPASSWORD=%s", password) < 0)
+        pwenv = NULL;
+    if (password && !pwenv) {
+        explicit_bzero(password, strlen(password));
+        free(password);
+        free(conninfo);
+        backup_job_fail(job, -ENOMEM, "dump", "cannot run pg_dump: out of memory");
+        backup_job_end(job);
+        return;
+    }
+    const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
+    const char *env[] = {pwenv, NULL};
     ChildOptions co = {.argv = argv,
+                       .env = pwenv ? env : NULL,
                        .stdin_mode = CHILD_STDIN_NULL,
                        .stdout_mode = CHILD_STDOUT_STREAM,
                        .on_stdout = backup_job_on_stdout,
@@ -563,6 +584,13 @@ static void backup_job_spawn_dump(BackupJob *job)
                        .on_exit = backup_job_on_dump_exit,
                        .data = job};
     job->dump = child_spawn(job->loop, &co, &err);
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        explicit_bzero(pwenv, strlen(pwenv));
+    }
+    free(password);
+    free(pwenv);
+    free(conninfo);
     if (!job->dump) {
         backup_job_fail(job, DR_ECHILD, "dump", "cannot run pg_dump '%s': %s", job->cfg.pg_dump, err_str(err));
         backup_job_end(job);

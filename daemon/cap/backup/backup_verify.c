@@ -62,7 +62,15 @@ struct BackupVerify {
     bool spool_started;    /* the child was spawned (or could not be) */
     uint64_t timeout_ms;
     uv_fs_t unlink_req;
+    char *child_pwenv;     /* "PGPASSWORD=..." for the child's environment, or NULL */
 };
+
+static void backup_verify_wipe_free(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
 
 int backup_buf_append(BackupBuf *b, const void *data, size_t len)
 {
@@ -227,6 +235,7 @@ static void backup_verify_finish(BackupVerify *v)
     free(v->spool_argv);
     free(v->path);
     free(v->expected_sha);
+    backup_verify_wipe_free(v->child_pwenv);
     memset(v->key, 0, sizeof(v->key));
     free(v);
 }
@@ -294,7 +303,9 @@ static void backup_verify_spool_removed(uv_fs_t *req)
 
 static void backup_verify_spawn(BackupVerify *v, const char *const *argv, ChildStdin in)
 {
+    const char *env[] = {v->child_pwenv, NULL};
     ChildOptions co = {.argv = argv,
+                       .env = v->child_pwenv ? env : NULL,
                        .stdin_mode = in,
                        .stdout_mode = CHILD_STDOUT_CAPTURE,
                        .stdout_limit = 64 * 1024,
@@ -408,6 +419,10 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
     v->spool_fd = -1;
     v->timeout_ms = opt->timeout_ms;
     bool ok = v->path && v->reader && (!opt->expected_sha256_hex || v->expected_sha);
+    if (ok && opt->child_password && asprintf(&v->child_pwenv, "PGPASSWORD=%s", opt->child_password) < 0) {
+        v->child_pwenv = NULL;
+        ok = false;
+    }
     if (ok && opt->spool_path) {
         size_t n = 0;
         while (opt->argv && opt->argv[n])
@@ -427,6 +442,7 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
         free(v->spool_path);
         free(v->path);
         free(v->expected_sha);
+        backup_verify_wipe_free(v->child_pwenv);
         free(v);
         return NULL;
     }
