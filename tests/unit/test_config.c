@@ -9,9 +9,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "cfgtree.h"
 #include "config/config.h"
@@ -177,6 +180,65 @@ static void test_missing_file(void **state)
     free(errors);
 }
 
+/* alerts.pagerduty.routing_key_file = path: the load's error text (NULL when it loads). */
+static char *load_with_secret_file(const char *path)
+{
+    char text[600];
+    Config *cfg = NULL;
+    char *errors = NULL;
+    snprintf(text, sizeof(text), "%salerts:\n  pagerduty:\n    routing_key_file: %s\n", base, path);
+    if (config_load_string("t.yaml", text, &cfg, &errors) == 0)
+        config_free(cfg);
+    return errors;
+}
+
+/* A secret file is a regular file owned by the daemon's user, 0600: a FIFO or a device is refused
+ * at once (a FIFO without a writer would block a plain open() for ever), so is a too-open file. */
+static void test_secret_files_checked_without_blocking(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/drsup-cfgsecret-XXXXXX", path[128], *e;
+    assert_non_null(mkdtemp(dir));
+
+    snprintf(path, sizeof(path), "%s/key", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("R0UTING\n", f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_null(load_with_secret_file(path));
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_non_null(e = load_with_secret_file(path));
+    assert_non_null(strstr(e, "is accessible by group or others (mode 0644)"));
+    assert_null(strstr(e, "R0UTING"));
+    free(e);
+    if (geteuid() == 0) {
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        assert_non_null(e = load_with_secret_file(path));
+        assert_non_null(strstr(e, "is owned by uid 65534"));
+        free(e);
+    }
+    unlink(path);
+
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_non_null(e = load_with_secret_file(path)); /* returns: nothing waits for a writer */
+    assert_non_null(strstr(e, "is not a regular file"));
+    free(e);
+    assert_non_null(e = load_with_secret_file("/dev/null"));
+    assert_non_null(strstr(e, "'/dev/null' is not a regular file"));
+    free(e);
+
+    /* the configuration file itself, the same way */
+    Config *cfg = NULL;
+    assert_int_equal(config_load(path, &cfg, &e), DR_ECONFIG);
+    assert_non_null(strstr(e, "not a regular file"));
+    free(e);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_durations(void **state)
 {
     (void)state;
@@ -281,7 +343,7 @@ int main(void)
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
         cmocka_unit_test(test_error_paths_with_positions),
         cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_every_error_is_reported),
-        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
