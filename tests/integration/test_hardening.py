@@ -4,10 +4,16 @@ Integration tests for the hardening of issue 11 (secrets, key files, orphans, th
 - secrets: pg_dump and the test restore's pg_restore get the password in their environment
   (PGPASSWORD), never on their command line (/proc/PID/cmdline is readable by every local user);
   the server requires the password (scram), so a backup that succeeds proves it arrived.
+- orphans: kill -9 of the daemon during a backup takes its pg_dump down with it (PR_SET_PDEATHSIG
+  through lib/child's exec shim); the next start removes what the killed run left in the backup
+  directory (the backup's uncommitted temporary, restore spools), each with a log line, and the
+  catalog lists no half backup.
 """
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -92,3 +98,57 @@ def test_children_get_the_password_in_their_environment_not_argv(pg, tmp_path, m
             conn = run["argv"][run["argv"].index("-d") + 1]
             assert "user='dumper'" in conn, run  # the rest of the conninfo is there
     assert "ecret-7f3a" not in d.log()
+
+
+def proc_gone(pid):
+    """Dead, or a zombie nobody reaped (a container's PID 1 may never reap)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_kill9_during_a_backup_leaves_no_child_and_the_next_start_cleans_up(pg, tmp_path, made):
+    pg.psql("CREATE DATABASE shop")
+    pidfile = tmp_path / "dump.pid"
+    hang = tmp_path / "pg_dump"
+    # pg_dump that hangs mid-backup (after --version, which the job reads first)
+    hang.write_text('#!/bin/sh\nif [ "$1" = --version ]; then exec %s --version; fi\n'
+                    'echo $$ > %s.tmp && mv %s.tmp %s\nexec sleep 120\n'
+                    % (os.path.join(PGBIN, "pg_dump"), pidfile, pidfile, pidfile))
+    hang.chmod(0o755)
+    bdir = tmp_path / "backups"
+    cfg = {"database": {"conninfo": pg.conninfo()},
+           "backup": {"directory": str(bdir), "prefix": "shop", "conninfo": pg.conninfo("shop"),
+                      "pg_dump": str(hang), "key_file": make_key(tmp_path / "backup.key")}}
+    d = Daemon(tmp_path, cfg)
+    made.append(d)
+    d.start()
+    p = d.ctl("backup", "now")
+    assert p.returncode == 0, p.stdout + p.stderr
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20,
+                         what="pg_dump started"))
+    with open("/proc/%d/status" % pid) as f:
+        assert "PPid:\t%d\n" % d.proc.pid in f.read()  # the daemon's own child, via the shim's exec
+    temps = [f for f in os.listdir(bdir) if f.startswith(".shop_backup_") and ".tmp." in f]
+    assert temps, os.listdir(bdir)  # the backup's temporary is open
+
+    d.kill9()
+    try:
+        wait_until(lambda: proc_gone(pid), timeout=5, what="pg_dump to die with the daemon")
+    finally:
+        if not proc_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    # What a restore killed the same way leaves: its plaintext spool.
+    (bdir / ".restore-run42.dump").write_bytes(b"PGDMP plaintext")
+    (bdir / ".standby-staging.dump").write_bytes(b"PGDMP plaintext")
+    (bdir / "notes.txt").write_text("an operator's file stays\n")
+    hang.write_text('#!/bin/sh\nexec %s "$@"\n' % os.path.join(PGBIN, "pg_dump"))
+    d.start()
+    assert sorted(os.listdir(bdir)) == ["notes.txt"], os.listdir(bdir)
+    log = d.log()
+    for name in temps + [".restore-run42.dump", ".standby-staging.dump"]:
+        assert "removed '%s/%s'" % (bdir, name) in log, log[-3000:]
+    assert d.ctl_json("backups")["backups"] == []

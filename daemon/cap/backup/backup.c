@@ -5,10 +5,12 @@
  */
 #include "cap/backup/backup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -713,6 +715,51 @@ int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t 
         return DR_ECONFIG;
     }
     return 0;
+}
+
+static void backups_log_removed(const char *path, long long size, void *data)
+{
+    (void)data;
+    log_warning("backup", "removed '%s' (%lld bytes) left by an interrupted backup or restore", path, size);
+}
+
+static bool backups_is_spool(const char *name)
+{
+    size_t n = strlen(name);
+    return strcmp(name, ".standby-staging.dump") == 0 ||
+           (strncmp(name, ".restore-", 9) == 0 && n > 14 && strcmp(name + n - 5, ".dump") == 0);
+}
+
+int backups_clean_leftovers(const Config *cfg)
+{
+    const char *dir = cfg->backup.directory;
+    int count = 0;
+
+    if (!cfg->backup.enabled || !dir)
+        return 0;
+    int r = atomicfile_remove_temporaries(dir, backups_log_removed, NULL);
+    if (r < 0) {
+        if (r != -ENOENT)
+            log_warning("backup", "cannot look for leftovers in '%s': %s", dir, err_str(r));
+        return 0;
+    }
+    count += r;
+    DIR *dh = opendir(dir);
+    struct dirent *de;
+    while (dh && (de = readdir(dh))) {
+        char path[4096];
+        struct stat st;
+        if (!backups_is_spool(de->d_name) || snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+            continue;
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) == 0) {
+            log_warning("backup", "removed '%s' (%lld bytes): the plaintext spool of a restore that was interrupted",
+                        path, (long long)st.st_size);
+            count++;
+        }
+    }
+    if (dh)
+        closedir(dh);
+    return count;
 }
 
 int backups_check_key(const Config *cfg, char *err, size_t errlen)
