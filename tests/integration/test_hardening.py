@@ -8,6 +8,10 @@ Integration tests for the hardening of issue 11 (secrets, key files, orphans, th
   through lib/child's exec shim); the next start removes what the killed run left in the backup
   directory (the backup's uncommitted temporary, restore spools), each with a log line, and the
   catalog lists no half backup.
+- the backup commit: the manifest is the commit record; a kill after the state set was renamed,
+  or after the dump was renamed too, leaves files under final names that the next start removes
+  (each logged), so the catalog, `drctl verify` and retention never see half a backup; the next
+  backup commits whole.
 """
 import json
 import os
@@ -152,3 +156,40 @@ def test_kill9_during_a_backup_leaves_no_child_and_the_next_start_cleans_up(pg, 
     for name in temps + [".restore-run42.dump", ".standby-staging.dump"]:
         assert "removed '%s/%s'" % (bdir, name) in log, log[-3000:]
     assert d.ctl_json("backups")["backups"] == []
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_kill_at_each_commit_step_leaves_no_half_backup(pg, tmp_path, made, step):
+    pg.psql("CREATE DATABASE shop")
+    pg.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)", db="shop")
+    state = tmp_path / "halt.json"
+    state.write_text('{"halted": false}\n')
+    bdir = tmp_path / "backups"
+    cfg = {"database": {"conninfo": pg.conninfo()},
+           "backup": {"directory": str(bdir), "prefix": "shop", "conninfo": pg.conninfo("shop"),
+                      "pg_dump": os.path.join(PGBIN, "pg_dump"), "pg_restore": os.path.join(PGBIN, "pg_restore"),
+                      "key_file": make_key(tmp_path / "backup.key"), "state_files": [str(state)]}}
+    d = Daemon(tmp_path, cfg)
+    made.append(d)
+    d.start(env={"DRSUP_CRASH_IN_BACKUP_COMMIT": str(step)})
+    d.ctl("backup", "now", "--wait", timeout=60)
+    wait_until(lambda: d.proc.poll() is not None, timeout=60, what="the daemon killed in the commit")
+    assert d.proc.returncode == -signal.SIGKILL
+    d.kill9()  # reap and close the harness's handles
+    final = sorted(f for f in os.listdir(bdir) if not f.startswith("."))
+    # step 1: the state set is under its final name; step 2: the dump too; never a manifest
+    assert len(final) == step and not [f for f in final if f.endswith(".manifest.json")], final
+    assert [f for f in final if ".state." in f], final
+
+    d.start()
+    assert sorted(f for f in os.listdir(bdir) if not f.startswith(".")) == [], os.listdir(bdir)
+    log = d.log()
+    for f in final:
+        assert "removed '%s/%s': a backup file no manifest names" % (bdir, f) in log, log[-3000:]
+    assert d.ctl_json("backups")["backups"] == []
+    # and the next backup commits whole: dump, state set, manifest, listed
+    res = wait_until(lambda: (lambda p: p.returncode == 0 and json.loads(p.stdout))(
+        d.ctl("--json", "backup", "now", "--wait", timeout=60)), timeout=30, what="a backup")
+    names = sorted(f for f in os.listdir(bdir) if not f.startswith("."))
+    assert len(names) == 3 and res["name"] + ".manifest.json" in names, names
+    assert [b["name"] for b in d.ctl_json("backups")["backups"]] == [res["name"]]

@@ -382,7 +382,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
         json_decref(det);
         if (c)
             status_observe(c, false, 0, res->error, NULL, (uint64_t)b->cfg.watch_failures);
-        if (res->manifest) /* committed but its manifest could not be written: still a backup */
+        if (res->manifest) /* failed after its commit (the manifest is in place): still a backup */
             json_array_append(b->catalog, res->manifest);
         if (strcmp(res->stage, "verify") == 0)
             backups__condition(b, COND_VERIFY, true, SEV_ERROR, NULL, "verification of new backup '%s' failed: %s",
@@ -723,6 +723,11 @@ static void backups_log_removed(const char *path, long long size, void *data)
     log_warning("backup", "removed '%s' (%lld bytes) left by an interrupted backup or restore", path, size);
 }
 
+static void backups_log_swept(const char *path, const char *what)
+{
+    log_warning("backup", "removed '%s': %s", path, what);
+}
+
 static bool backups_is_spool(const char *name)
 {
     size_t n = strlen(name);
@@ -744,6 +749,7 @@ int backups_clean_leftovers(const Config *cfg)
         return 0;
     }
     count += r;
+    count += backup_catalog_sweep_uncommitted(dir, backups_log_swept);
     DIR *dh = opendir(dir);
     struct dirent *de;
     while (dh && (de = readdir(dh))) {

@@ -73,6 +73,14 @@ typedef struct BackupScan {
 void backup_catalog_scan(const char *dir, const char *failures_path, BackupScan *ret);
 /* Blocking: write a manifest atomically beside its file. 0 or -errno. */
 int backup_manifest_write(const char *dir, const json_t *manifest);
+/*
+ * Start-up: the manifest is a backup's commit record (written last, atomically). Remove what an
+ * interrupted commit left: backup files under final names ("*_backup_*.drbk") that no manifest
+ * names (the dump or state set renamed before the kill), and manifests whose dump is gone (a
+ * retention or delete interrupted between the two unlinks). removed(path, what) is called for
+ * each removal. Blocking. Returns the count.
+ */
+int backup_catalog_sweep_uncommitted(const char *dir, void (*removed)(const char *path, const char *what));
 
 /* ---- state files (backup_state.c) ---- */
 
