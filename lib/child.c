@@ -4,6 +4,8 @@
  */
 #include "child.h"
 
+#include "prio.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -485,6 +487,10 @@ ChildProc *child_spawn(uv_loop_t *loop, const ChildOptions *opt, int *ret_err)
     }
     c->spawned = true;
     c->pid = c->proc.pid;
+    /* Lowering the priority of our own child is always allowed; a failure costs only the
+     * priority, ignoring. Threads and processes it starts later inherit it. */
+    if (opt->priority)
+        (void)prio_apply((pid_t)c->pid, opt->priority);
 
     r = uv_read_start((uv_stream_t *)&c->out, child_alloc, child_on_stdout);
     if (r == 0)

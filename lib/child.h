@@ -75,6 +75,7 @@ typedef struct ChildOptions {
     uint64_t timeout_ms;          /* 0 = none; then SIGTERM to the group */
     uint64_t kill_grace_ms;       /* after the SIGTERM of a timeout, SIGKILL; 0 = 5000 */
     uint64_t drain_timeout_ms;    /* after exit, silent open pipes are abandoned; 0 = 2000 */
+    const struct PrioSpec *priority; /* NULL, or lowered CPU/I/O priority, set right after the spawn */
     ChildExitCb on_exit;          /* required */
     void *data;                   /* passed to every callback */
 } ChildOptions;

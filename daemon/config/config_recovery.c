@@ -15,6 +15,7 @@
 #include "cron.h"
 #include "err.h"
 #include "pgconn.h"
+#include "prio.h"
 
 static void config_check_cron(const CfgSection *s, const char *key, const CfgNode *at, const char *expr)
 {
@@ -102,6 +103,11 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
     cfg_string(&s, "key_credential", false, NULL, &b->key_credential);
     cfg_size(&s, "chunk_size", 1024 * 1024, 4096, 64 * 1024 * 1024, &b->chunk_size);
     cfg_duration_ms(&s, "dump_timeout", false, 6ull * 3600 * 1000, 1000, &b->dump_timeout_ms);
+    static const char *const ioprios[] = {"normal", "best-effort", "idle", NULL};
+    int ioprio = PRIO_IO_BEST_EFFORT;
+    cfg_int(&s, "nice", 0, 19, 10, &b->nice);
+    if (cfg_enum(&s, "ioprio", ioprios, PRIO_IO_BEST_EFFORT, &ioprio))
+        b->ioprio = ioprio;
     cfg_string_list(&s, "state_files", &b->state_files, &b->n_state_files);
     config_read_backup_verify(&s, b);
     config_read_backup_retention(&s, b);

@@ -5,7 +5,7 @@ Integration tests for the hardening of issue 11 (secrets, key files, orphans, th
   (PGPASSWORD), never on their command line (/proc/PID/cmdline is readable by every local user);
   the server requires the password (scram), so a backup that succeeds proves it arrived.
 - orphans: kill -9 of the daemon during a backup takes its pg_dump down with it (PR_SET_PDEATHSIG
-  through lib/child's exec shim); the next start removes what the killed run left in the backup
+  through lib/child's exec shim); that pg_dump runs at backup.nice / backup.ioprio (defaults); the next start removes what the killed run left in the backup
   directory (the backup's uncommitted temporary, restore spools), each with a log line, and the
   catalog lists no half backup.
 - the backup commit: the manifest is the commit record; a kill after the state set was renamed,
@@ -135,6 +135,11 @@ def test_kill9_during_a_backup_leaves_no_child_and_the_next_start_cleans_up(pg, 
                          what="pg_dump started"))
     with open("/proc/%d/status" % pid) as f:
         assert "PPid:\t%d\n" % d.proc.pid in f.read()  # the daemon's own child, via the shim's exec
+    # low priority by default (backup.nice 10, backup.ioprio best-effort)
+    with open("/proc/%d/stat" % pid) as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[16]) == 10
+    io = subprocess.run(["ionice", "-p", str(pid)], capture_output=True, text=True)
+    assert io.stdout.strip() == "best-effort: prio 7", io
     temps = [f for f in os.listdir(bdir) if f.startswith(".shop_backup_") and ".tmp." in f]
     assert temps, os.listdir(bdir)  # the backup's temporary is open
 

@@ -19,6 +19,7 @@
 #include "cfgtree.h"
 #include "config/config.h"
 #include "err.h"
+#include "prio.h"
 
 static const char *const base = "database:\n  conninfo: \"host=127.0.0.1 dbname=t\"\n";
 
@@ -150,6 +151,19 @@ static void test_child_conninfo_secrets_refused(void **state)
                  "t.yaml:4:3: 'backup.conninfo': the conninfo holds an sslpassword");
     expect_error("database:\n  conninfo: x\nscenarios:\n  admin_conninfo: \"dbname='host=h password=p'\"\n",
                  "t.yaml:4:19: 'scenarios.admin_conninfo': the conninfo's dbname is a conninfo of its own");
+    /* backup priority: on by default, configurable, checked */
+    Config *pc = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n");
+    assert_int_equal(pc->backup.nice, 10);
+    assert_int_equal(pc->backup.ioprio, PRIO_IO_BEST_EFFORT);
+    config_free(pc);
+    pc = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  nice: 0\n  ioprio: idle\n");
+    assert_int_equal(pc->backup.nice, 0);
+    assert_int_equal(pc->backup.ioprio, PRIO_IO_IDLE);
+    config_free(pc);
+    expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  ioprio: realtime\n",
+                 "t.yaml:6:11: 'backup.ioprio' must be one of normal, best-effort, idle, not 'realtime'");
+    expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  nice: 20\n",
+                 "t.yaml:6:9: 'backup.nice' is 20, outside 0..19");
     /* a password is fine: it travels in PGPASSWORD */
     Config *cfg = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n"
                             "  conninfo: \"host=h password='a b'\"\n");

@@ -567,7 +567,8 @@ static void backups_after_key(BackupTask *t)
     }
     const char *argv[] = {b->cfg.pg_restore, "--list", NULL};
     BackupVerifyOptions o = {.path = path, .key = b->key, .expected_sha256_hex = sha, .argv = argv,
-                             .timeout_ms = b->cfg.dump_timeout_ms};
+                             .timeout_ms = b->cfg.dump_timeout_ms,
+                             .priority = {(int)b->cfg.nice, (PrioIoClass)b->cfg.ioprio}};
     b->verify = backup_verify_start(b->core->loop, &o, backups_on_verified, b);
     if (!b->verify)
         backups_verify_finished(b, false, "out of memory", NULL);

@@ -65,6 +65,9 @@ typedef struct BackupRestoreOpts {
     const char *spool_name; /* the spool's file name in the backup directory; NULL: .restore-<dbname>.dump */
     uint64_t timeout_ms;    /* for pg_restore; 0: none */
     bool replace;           /* DROP DATABASE IF EXISTS dbname first: the leftover of an interrupted restore */
+    bool low_priority;      /* background work (test restore, standby): backup.nice / backup.ioprio for
+                             * pg_restore and the decrypting worker; a recovery's restore runs at normal
+                             * priority (its RTO counts) */
     /* When pg_restore was started (dbname exists, not complete yet); may be NULL. */
     void (*started)(void *data);
 } BackupRestoreOpts;

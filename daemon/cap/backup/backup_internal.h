@@ -22,6 +22,7 @@
 #include "atomicfile.h"
 #include "cap/backup/backup.h"
 #include "backupstream.h"
+#include "prio.h"
 #include "config/config.h"
 #include "core/control.h"
 #include "cron.h"
@@ -127,6 +128,8 @@ typedef struct BackupVerifyOptions {
     /* The child's database password, or NULL: handed over as PGPASSWORD in its environment (never
      * on its command line, which any local user can read); copied, wiped when done. */
     const char *child_password;
+    /* CPU and I/O priority of the child and of the worker's decrypting ({0, PRIO_IO_NORMAL}: as is). */
+    PrioSpec priority;
 } BackupVerifyOptions;
 
 /* Start; done(res) runs once on the loop. NULL when out of memory. */

@@ -195,10 +195,22 @@ static void backup_job_prepare_work(uv_work_t *req)
 
 /* ---- step 3: stream pg_dump through workers ---- */
 
+/* The priority of this backup's work: pg_dump, its verification, the compressing workers. */
+static PrioSpec backup_job_priority(const BackupJob *job)
+{
+    return (PrioSpec){(int)job->cfg.nice, (PrioIoClass)job->cfg.ioprio};
+}
+
 static void backup_job_write_work(uv_work_t *req)
 {
     BackupJob *job = req->data;
+    PrioSpec prio = backup_job_priority(job);
+    PrioSaved saved;
+    /* compression, encryption and the write at backup priority, then the pool thread is put
+     * back; what cannot be lowered stays as it is, ignoring */
+    (void)prio_thread_lower(&prio, &saved);
     int r = backupstream_writer_write(job->writer, job->work_buf.data, job->work_buf.len);
+    (void)prio_thread_restore(&saved);
     if (r < 0 && !job->work_err) {
         job->work_err = r;
         snprintf(job->work_msg, sizeof(job->work_msg), "%s", backupstream_writer_errmsg(job->writer));
@@ -268,7 +280,11 @@ static void backup_job_on_dump_exit(ChildProc *c, int64_t exit_status, int term_
 static void backup_job_finish_work(uv_work_t *req)
 {
     BackupJob *job = req->data;
+    PrioSpec prio = backup_job_priority(job);
+    PrioSaved saved;
+    (void)prio_thread_lower(&prio, &saved);
     int r = backupstream_writer_finish(job->writer, &job->stats);
+    (void)prio_thread_restore(&saved);
     if (r < 0) {
         job->work_err = r;
         snprintf(job->work_msg, sizeof(job->work_msg), "%s", backupstream_writer_errmsg(job->writer));
@@ -430,7 +446,8 @@ static void backup_job_finish_done(uv_work_t *req, int status)
                              .key = job->key,
                              .expected_sha256_hex = job->stats.file_sha256_hex,
                              .argv = argv,
-                             .timeout_ms = job->cfg.dump_timeout_ms};
+                             .timeout_ms = job->cfg.dump_timeout_ms,
+                             .priority = backup_job_priority(job)};
     job->verify = backup_verify_start(job->loop, &o, backup_job_verified, job);
     if (!job->verify) {
         backup_job_fail(job, -ENOMEM, "verify", "out of memory");
@@ -593,6 +610,7 @@ static void backup_job_spawn_dump(BackupJob *job)
         return;
     }
     const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
+    PrioSpec prio = backup_job_priority(job);
     const char *env[] = {pwenv, NULL};
     ChildOptions co = {.argv = argv,
                        .env = pwenv ? env : NULL,
@@ -600,6 +618,7 @@ static void backup_job_spawn_dump(BackupJob *job)
                        .stdout_mode = CHILD_STDOUT_STREAM,
                        .on_stdout = backup_job_on_stdout,
                        .timeout_ms = job->cfg.dump_timeout_ms,
+                       .priority = &prio,
                        .on_exit = backup_job_on_dump_exit,
                        .data = job};
     job->dump = child_spawn(job->loop, &co, &err);

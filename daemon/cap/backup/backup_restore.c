@@ -168,7 +168,9 @@ static void restore_into_start_restore(BackupRestore *r)
                              .child_must_read_all = true,
                              .timeout_ms = r->opts.timeout_ms,
                              .spool_path = r->opts.jobs > 0 ? r->spool : NULL,
-                             .child_password = password};
+                             .child_password = password,
+                             .priority = {r->opts.low_priority ? (int)r->cfg.nice : 0,
+                                          r->opts.low_priority ? (PrioIoClass)r->cfg.ioprio : PRIO_IO_NORMAL}};
     r->verify = backup_verify_start(r->loop, &o, restore_into_on_restored, r);
     memset(r->key, 0, sizeof(r->key)); /* the verification has its own copy */
     if (password)
@@ -514,7 +516,7 @@ BackupTestRestore *backup_test_restore_start(uv_loop_t *loop, const ConfigBackup
     snprintf(r->dbname, sizeof(r->dbname), "drsup_verify_%lld_%d", (long long)backups__now(), (int)getpid());
     pgsql_quote_ident(r->dbname, r->ident, sizeof(r->ident));
     r->scratch_conninfo = pgsql_conninfo_dbname(cfg->conninfo, r->dbname);
-    BackupRestoreOpts o = {.timeout_ms = cfg->dump_timeout_ms};
+    BackupRestoreOpts o = {.timeout_ms = cfg->dump_timeout_ms, .low_priority = true};
     if (!r->queries || !r->scratch_conninfo ||
         backup__restore_into(loop, &r->cfg, name, expected_sha256_hex, key, cfg->conninfo,
                              r->dbname, &o, backup_test_restore_on_restored, r, &r->restore) < 0) {
