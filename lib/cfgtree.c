@@ -4,15 +4,12 @@
 #include "cfgtree.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #include "err.h"
@@ -346,22 +343,9 @@ int cfg_parse_file(CfgCtx *ctx, const char *path, CfgNode **ret_root)
     FILE *f;
     int r;
 
-    /* O_NONBLOCK and fstat first: a FIFO or a device at the path is refused, never waited on. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    struct stat st;
-    if (fd < 0) {
+    f = fopen(path, "re");
+    if (!f) {
         r = -errno;
-        cfg_error_at(ctx, 0, 0, "cannot open: %s", strerror(-r));
-        return r;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        cfg_error_at(ctx, 0, 0, "not a regular file");
-        return DR_ECONFIG;
-    }
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0 || !(f = fdopen(fd, "r"))) {
-        r = -errno;
-        close(fd);
         cfg_error_at(ctx, 0, 0, "cannot open: %s", strerror(-r));
         return r;
     }
