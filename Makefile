@@ -129,6 +129,7 @@ bench: deps-check
 	@mkdir -p build/bench
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/run.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/scenario.py
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/control.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "child.h"
 #include "core/daemon.h"
 #include "err.h"
 #include "log.h"
@@ -49,6 +50,10 @@ int main(int argc, char **argv)
     };
     const char *config_path = MAIN_DEFAULT_CONFIG;
     bool check_only = false, foreground = false;
+
+    /* A child on its way to its program (lib/child's exec shim): never returns. */
+    if (child_exec_shim_main(argc, argv))
+        return 127;
     Config *cfg = NULL;
     char *errors = NULL;
     RolePolicy roles;
@@ -137,6 +142,9 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&loop);
+    /* Children (pg_dump, pg_restore, hooks) die with the daemon: spawned through our own binary,
+     * which sets PR_SET_PDEATHSIG before it execs them (lib/child.h). */
+    child_use_exec_shim("/proc/self/exe");
     r = daemon_init(&d, &loop, config_path, cfg, &roles); /* logs its own errors, like daemon_start */
     if (r == 0)
         r = daemon_start(&d);

@@ -4,6 +4,7 @@
  */
 #include "atomicfile.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -298,4 +299,53 @@ out:
     *ret_data = buf;
     *ret_len = len;
     return 0;
+}
+
+bool atomicfile_is_temporary(const char *name)
+{
+    size_t n = strlen(name);
+    /* ".<base>.tmp.<pid>.<16 hex>": read from the end */
+    if (n < 1 + 1 + 5 + 1 + 1 + 16 || name[0] != '.' || strchr(name, '/'))
+        return false;
+    const char *hex = name + n - 16;
+    for (size_t i = 0; i < 16; i++)
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+            return false;
+    if (hex[-1] != '.')
+        return false;
+    const char *p = hex - 2;
+    const char *digits_end = p;
+    while (p > name && *p >= '0' && *p <= '9')
+        p--;
+    if (p == digits_end || p - name < 6 || strncmp(p - 4, ".tmp.", 5) != 0)
+        return false;
+    return p - 4 > name + 1; /* a non-empty <base> */
+}
+
+int atomicfile_remove_temporaries(const char *dir, void (*removed)(const char *path, long long size, void *data),
+                                  void *data)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *de;
+    int count = 0;
+
+    if (!dh)
+        return -errno;
+    while ((de = readdir(dh))) {
+        char path[4096];
+        struct stat st;
+        if (!atomicfile_is_temporary(de->d_name))
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+            continue;
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || unlink(path) < 0)
+            continue;
+        count++;
+        if (removed)
+            removed(path, (long long)st.st_size, data);
+    }
+    closedir(dh);
+    if (count > 0)
+        atomicfile_fsync_dir(dir);
+    return count;
 }

@@ -18,6 +18,7 @@
 #ifndef DRSUP_ATOMICFILE_H
 #define DRSUP_ATOMICFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -26,6 +27,18 @@ typedef struct AtomicFile AtomicFile;
 
 /* Atomically replaces (or creates) path with len bytes of data and file mode `mode`. 0 or -errno. */
 int atomicfile_write(const char *path, const void *data, size_t len, mode_t mode);
+
+/* True when name (a directory entry, no '/') is one of our temporaries: ".<name>.tmp.<pid>.<16 hex>". */
+bool atomicfile_is_temporary(const char *name);
+
+/*
+ * Removes every temporary (atomicfile_is_temporary) in dir: what a crash left of writes that never
+ * committed. Meant for start-up, before anything writes into dir. removed (may be NULL) is called
+ * for each file removed, with its path and size, so the caller can log it. Returns the count, or
+ * -errno when dir cannot be read (-ENOENT when it does not exist).
+ */
+int atomicfile_remove_temporaries(const char *dir, void (*removed)(const char *path, long long size, void *data),
+                                  void *data);
 
 /* fsyncs the directory dir (so a rename or create in it is durable). 0 or -errno. Filesystems
  * that cannot fsync directories (EINVAL) count as success. */

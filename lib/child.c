@@ -4,11 +4,15 @@
  */
 #include "child.h"
 
+#include "prio.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -270,6 +274,69 @@ static void child_on_stderr(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* ---- the exec shim: PR_SET_PDEATHSIG between fork and exec ---- */
+
+static const char *child_shim_path; /* NULL: exec programs directly */
+
+void child_use_exec_shim(const char *shim_path)
+{
+    child_shim_path = shim_path;
+}
+
+bool child_exec_shim_main(int argc, char **argv)
+{
+    if (argc < 4 || strcmp(argv[0], CHILD_SHIM_ARGV0) != 0)
+        return false;
+    char *end = NULL;
+    long parent = strtol(argv[1], &end, 10);
+    if (!end || *end || parent <= 1) {
+        fprintf(stderr, "%s: bad parent pid '%s'\n", CHILD_SHIM_ARGV0, argv[1]);
+        _exit(127);
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+        fprintf(stderr, "%s: prctl(PR_SET_PDEATHSIG): %s\n", CHILD_SHIM_ARGV0, strerror(errno));
+        _exit(127);
+    }
+    /* The daemon died between the fork and the prctl: no signal will come, go now. */
+    if (getppid() != (pid_t)parent)
+        raise(SIGKILL);
+    execvp(argv[2], argv + 3);
+    fprintf(stderr, "cannot run '%s': %s\n", argv[2], strerror(errno));
+    _exit(127);
+}
+
+/* Would execvp find an executable for file? 0 or -errno, as uv_spawn reports a failed exec. */
+static int child_check_program(const char *file, const char *const *env)
+{
+    if (strchr(file, '/'))
+        return access(file, X_OK) == 0 ? 0 : -errno;
+    const char *path = NULL;
+    for (size_t i = 0; env && env[i] && !path; i++)
+        if (strncmp(env[i], "PATH=", 5) == 0)
+            path = env[i] + 5;
+    if (!path)
+        path = getenv("PATH");
+    if (!path)
+        path = "/usr/local/bin:/bin:/usr/bin";
+    int best = -ENOENT;
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t n = colon ? (size_t)(colon - path) : strlen(path);
+        char full[4096];
+        struct stat st;
+        if (snprintf(full, sizeof(full), "%.*s/%s", (int)n, n ? path : ".", file) < (int)sizeof(full) &&
+            stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (access(full, X_OK) == 0)
+                return 0;
+            best = -EACCES;
+        }
+        path += n;
+        if (*path == ':')
+            path++;
+    }
+    return best;
+}
+
 /* Inherited environment with the additions appended; same-name inherited entries dropped. */
 static char **child_build_env(const char *const *add)
 {
@@ -311,15 +378,32 @@ ChildProc *child_spawn(uv_loop_t *loop, const ChildOptions *opt, int *ret_err)
             if (!strchr(opt->env[j], '=') || opt->env[j][0] == '=')
                 goto fail;
 
+    const char *file = opt->file ? opt->file : opt->argv[0];
+    char parent[24];
+    size_t lead = 0;
+    if (child_shim_path) {
+        /* The exec of the real program happens in the shim, where a failure is only an exit
+         * status: find out here what uv_spawn would have said. */
+        r = child_check_program(file, opt->env);
+        if (r < 0)
+            goto fail;
+        snprintf(parent, sizeof(parent), "%ld", (long)getpid());
+        lead = 3;
+    }
     r = -ENOMEM;
     size_t argc = 0;
     while (opt->argv[argc])
         argc++;
-    args = calloc(argc + 1, sizeof(char *));
+    args = calloc(lead + argc + 1, sizeof(char *));
     if (!args)
         goto fail;
+    if (lead) {
+        args[0] = (char *)(uintptr_t)CHILD_SHIM_ARGV0;
+        args[1] = parent;
+        args[2] = (char *)(uintptr_t)file;
+    }
     for (size_t i = 0; i < argc; i++)
-        args[i] = (char *)(uintptr_t)opt->argv[i];
+        args[lead + i] = (char *)(uintptr_t)opt->argv[i];
     if (opt->env && opt->env[0]) {
         env = child_build_env(opt->env);
         if (!env)
@@ -371,7 +455,7 @@ ChildProc *child_spawn(uv_loop_t *loop, const ChildOptions *opt, int *ret_err)
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.exit_cb = child_on_exit;
-    po.file = opt->file ? opt->file : opt->argv[0];
+    po.file = lead ? child_shim_path : file;
     po.args = args;
     po.env = env; /* NULL: inherit */
     po.cwd = opt->cwd;
@@ -403,6 +487,10 @@ ChildProc *child_spawn(uv_loop_t *loop, const ChildOptions *opt, int *ret_err)
     }
     c->spawned = true;
     c->pid = c->proc.pid;
+    /* Lowering the priority of our own child is always allowed; a failure costs only the
+     * priority, ignoring. Threads and processes it starts later inherit it. */
+    if (opt->priority)
+        (void)prio_apply((pid_t)c->pid, opt->priority);
 
     r = uv_read_start((uv_stream_t *)&c->out, child_alloc, child_on_stdout);
     if (r == 0)

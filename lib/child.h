@@ -12,6 +12,14 @@
  * something it left behind keeps the pipes open and silent for drain_timeout_ms, the pipes are
  * closed and the exit callback runs anyway (nothing is killed for that).
  *
+ * Children die with the daemon once child_use_exec_shim() is on: libuv has no hook between fork
+ * and exec, so the child first execs a small shim (the daemon's own binary, recognised by
+ * child_exec_shim_main) that sets PR_SET_PDEATHSIG to SIGKILL, checks that the daemon is still
+ * its parent, and execs the real program; the death signal survives that exec. It fires when
+ * the THREAD that forked dies, not the process: children must be spawned from the loop thread,
+ * which lives as long as the daemon (never from a thread-pool worker). Helpers that a child
+ * forks in turn are not covered (each program is expected to take its own helpers down).
+ *
  * Everything runs on the loop thread and never blocks. The daemon must ignore SIGPIPE (writes to
  * the stdin of a dead child then fail with -EPIPE instead of killing the daemon). Errors are
  * negative errno values (libuv's UV_E* are the same on Unix).
@@ -67,6 +75,7 @@ typedef struct ChildOptions {
     uint64_t timeout_ms;          /* 0 = none; then SIGTERM to the group */
     uint64_t kill_grace_ms;       /* after the SIGTERM of a timeout, SIGKILL; 0 = 5000 */
     uint64_t drain_timeout_ms;    /* after exit, silent open pipes are abandoned; 0 = 2000 */
+    const struct PrioSpec *priority; /* NULL, or lowered CPU/I/O priority, set right after the spawn */
     ChildExitCb on_exit;          /* required */
     void *data;                   /* passed to every callback */
 } ChildOptions;
@@ -81,6 +90,22 @@ typedef struct ChildOptions {
  * failure the loop must still run once to release the handles that were set up.
  */
 ChildProc *child_spawn(uv_loop_t *loop, const ChildOptions *opt, int *ret_err);
+
+/*
+ * Route every later spawn through the exec shim at shim_path ("/proc/self/exe" for the daemon,
+ * whose main calls child_exec_shim_main first). NULL turns it off (the default: children are
+ * exec'd directly and outlive a killed daemon). Not thread-safe: call before the loop runs.
+ */
+void child_use_exec_shim(const char *shim_path);
+
+/*
+ * For main(), before anything else: when argv is a shim invocation (argv[0] is CHILD_SHIM_ARGV0),
+ * set the death signal and exec the real program; returns only when argv is not one (false).
+ * Never returns after a shim invocation (exit status 127 with a message on stderr when the
+ * program cannot be exec'd, SIGKILL when the daemon is already gone).
+ */
+#define CHILD_SHIM_ARGV0 "drsupervisord-child-exec"
+bool child_exec_shim_main(int argc, char **argv);
 
 /* Sends signum to the child's process group. 0, -ESRCH once the child has exited, or -errno. */
 int child_kill(ChildProc *c, int signum);

@@ -125,100 +125,201 @@ void log_emit(int priority, const char *component, const LogFields *fields, cons
     errno = saved_errno;
 }
 
-/* Redacts "password=..." (key/value form, quoted or not) and "user:pass@" (URI form). */
-void log_redact_conninfo(const char *conninfo, char *out, size_t out_size)
+/* ---- conninfo redaction ------------------------------------------------------------------ */
+
+/*
+ * The scanner follows libpq's own grammar (conninfo_parse and conninfo_uri_parse in fe-connect.c)
+ * so that what libpq takes as one value is what gets masked: in key=value form a value is either
+ * single-quoted (a backslash escapes the next character, the value ends at an unescaped quote) or
+ * bare (a backslash escapes the next character, the value ends at unescaped white space); in URI
+ * form the password is the part of the user info after its first ':' (the user info ends at the
+ * first '@' before any '/'), and the query's parameters are split on '&'. Keys that carry a secret
+ * are masked whatever their case; a dbname that is itself a conninfo (libpq expands one holding
+ * '=' or starting with a URI scheme) is redacted in turn. Output is cut at out_size - 1 bytes.
+ */
+typedef struct LogOut {
+    char *buf;
+    size_t size, len;
+} LogOut;
+
+static void log_out_putn(LogOut *o, const char *s, size_t n)
 {
-    size_t o = 0;
-    const char *p = conninfo;
+    for (size_t i = 0; i < n && o->len + 1 < o->size; i++)
+        o->buf[o->len++] = s[i];
+}
 
-    if (out_size == 0)
-        return;
-#define PUT(c)                                                                                   \
-    do {                                                                                         \
-        if (o + 1 < out_size)                                                                    \
-            out[o++] = (c);                                                                      \
-    } while (0)
-#define PUTS(s)                                                                                  \
-    do {                                                                                         \
-        for (const char *q_ = (s); *q_; q_++)                                                    \
-            PUT(*q_);                                                                            \
-    } while (0)
+static void log_out_puts(LogOut *o, const char *s)
+{
+    log_out_putn(o, s, strlen(s));
+}
 
-    if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) {
-        const char *scheme_end = strstr(p, "://") + 3;
-        const char *at = strchr(scheme_end, '@');
-        const char *slash = strchr(scheme_end, '/');
-        const char *colon = strchr(scheme_end, ':');
-        for (; p < scheme_end; p++)
-            PUT(*p);
-        if (at && (!slash || at < slash) && colon && colon < at) {
-            for (; p < colon; p++)
-                PUT(*p);
-            PUTS(":*****");
-            p = at;
+static bool log_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static bool log_secret_key(const char *k, size_t n)
+{
+    static const char *const secret[] = {"password", "sslpassword"};
+    for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+        if (strlen(secret[i]) == n && strncasecmp(k, secret[i], n) == 0)
+            return true;
+    return false;
+}
+
+static bool log_is_uri(const char *s)
+{
+    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
+static void log_redact_into(LogOut *o, const char *conninfo, int depth);
+
+/* A dbname value as libpq would expand it: unescaped, then redacted as a conninfo of its own. */
+static void log_redact_dbname(LogOut *o, const char *v, size_t n, bool quoted, const char *raw,
+                              size_t rawlen, int depth)
+{
+    char val[1024];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '\\' && i + 1 < n)
+            i++;
+        if (k + 1 >= sizeof(val))
+            break;
+        val[k++] = v[i];
+    }
+    val[k] = '\0';
+    if (!(strchr(val, '=') || log_is_uri(val)) || depth > 2 || k + 1 >= sizeof(val)) {
+        if (k + 1 >= sizeof(val) && (strchr(val, '=') || log_is_uri(val))) {
+            log_out_puts(o, quoted ? "'*****'" : "*****"); /* too long to look inside: hide it */
+            return;
         }
-        for (; *p; p++) {
-            if (strncasecmp(p, "password=", 9) == 0 && (p[-1] == '?' || p[-1] == '&')) {
-                PUTS("password=*****");
-                while (*p && *p != '&')
-                    p++;
-                if (!*p)
-                    break;
-            }
-            PUT(*p);
-        }
-        out[o] = '\0';
+        log_out_putn(o, raw, rawlen);
         return;
     }
+    char inner[1024];
+    LogOut io = {inner, sizeof(inner), 0};
+    log_redact_into(&io, val, depth + 1);
+    inner[io.len] = '\0';
+    log_out_puts(o, "'");
+    for (const char *q = inner; *q; q++) {
+        if (*q == '\'' || *q == '\\')
+            log_out_puts(o, "\\");
+        log_out_putn(o, q, 1);
+    }
+    log_out_puts(o, "'");
+}
 
+static void log_redact_uri(LogOut *o, const char *p)
+{
+    const char *start = strstr(p, "://") + 3;
+    log_out_putn(o, p, (size_t)(start - p));
+    p = start;
+    const char *q = p;
+    while (*q && *q != '@' && *q != '/')
+        q++;
+    if (*q == '@') {
+        const char *colon = memchr(p, ':', (size_t)(q - p));
+        if (colon) {
+            log_out_putn(o, p, (size_t)(colon - p));
+            log_out_puts(o, ":*****");
+        } else {
+            log_out_putn(o, p, (size_t)(q - p));
+        }
+        p = q;
+    }
+    const char *query = strchr(p, '?');
+    if (!query) {
+        log_out_puts(o, p);
+        return;
+    }
+    log_out_putn(o, p, (size_t)(query - p + 1));
+    p = query + 1;
+    while (*p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char key[32];
+        size_t kl = 0;
+        /* the key as libpq sees it: percent-decoded */
+        for (const char *k = p; eq && k < eq && kl + 1 < sizeof(key); k++) {
+            unsigned int c;
+            if (*k == '%' && k + 2 < eq && sscanf(k + 1, "%2x", &c) == 1) {
+                key[kl++] = (char)c;
+                k += 2;
+            } else {
+                key[kl++] = *k;
+            }
+        }
+        if (eq && log_secret_key(key, kl)) {
+            log_out_putn(o, p, (size_t)(eq - p + 1));
+            log_out_puts(o, "*****");
+        } else {
+            log_out_putn(o, p, len);
+        }
+        p += len;
+        if (*p == '&')
+            log_out_putn(o, p++, 1);
+    }
+}
+
+static void log_redact_into(LogOut *o, const char *p, int depth)
+{
+    if (log_is_uri(p)) {
+        log_redact_uri(o, p);
+        return;
+    }
     while (*p) {
         const char *ws = p;
-        while (*p == ' ' || *p == '\t' || *p == '\n')
+        while (log_is_space(*p))
             p++;
-        for (; ws < p; ws++)
-            PUT(*ws);
+        log_out_putn(o, ws, (size_t)(p - ws));
         if (!*p)
             break;
         const char *key = p;
-        while (*p && *p != '=' && *p != ' ')
+        while (*p && *p != '=' && !log_is_space(*p))
             p++;
         size_t klen = (size_t)(p - key);
-        for (const char *k = key; k < p; k++)
-            PUT(*k);
-        while (*p == ' ')
-            PUT(*p++);
-        if (*p != '=')
+        log_out_putn(o, key, klen);
+        ws = p;
+        while (log_is_space(*p))
+            p++;
+        log_out_putn(o, ws, (size_t)(p - ws));
+        if (*p != '=') /* libpq refuses this; show the rest as it is (no value follows a key) */
             continue;
-        PUT(*p++);
-        while (*p == ' ')
-            PUT(*p++);
-        bool secret = klen == 8 && strncasecmp(key, "password", 8) == 0;
-        if (*p == '\'') {
-            const char *v = p++;
-            while (*p && *p != '\'') {
-                if (*p == '\\' && p[1])
-                    p++;
+        log_out_putn(o, p++, 1);
+        ws = p;
+        while (log_is_space(*p))
+            p++;
+        log_out_putn(o, ws, (size_t)(p - ws));
+        bool secret = log_secret_key(key, klen);
+        bool dbname = klen == 6 && strncmp(key, "dbname", 6) == 0;
+        bool quoted = *p == '\'';
+        if (quoted)
+            p++;
+        const char *v = p;
+        while (*p && (quoted ? *p != '\'' : !log_is_space(*p))) {
+            if (*p == '\\' && p[1])
                 p++;
-            }
-            if (*p)
-                p++;
-            if (secret)
-                PUTS("'*****'");
-            else
-                for (; v < p; v++)
-                    PUT(*v);
-        } else {
-            const char *v = p;
-            while (*p && *p != ' ' && *p != '\t' && *p != '\n')
-                p++;
-            if (secret)
-                PUTS("*****");
-            else
-                for (; v < p; v++)
-                    PUT(*v);
+            p++;
         }
+        size_t vlen = (size_t)(p - v);
+        if (quoted && *p)
+            p++;
+        const char *raw = v - (quoted ? 1 : 0);
+        if (secret)
+            log_out_puts(o, quoted ? "'*****'" : "*****");
+        else if (dbname)
+            log_redact_dbname(o, v, vlen, quoted, raw, (size_t)(p - raw), depth);
+        else
+            log_out_putn(o, raw, (size_t)(p - raw));
     }
-    out[o] = '\0';
-#undef PUT
-#undef PUTS
+}
+
+void log_redact_conninfo(const char *conninfo, char *out, size_t out_size)
+{
+    if (out_size == 0)
+        return;
+    LogOut o = {out, out_size, 0};
+    log_redact_into(&o, conninfo ? conninfo : "", 0);
+    out[o.len] = '\0';
 }

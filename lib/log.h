@@ -41,7 +41,12 @@ void log_emit(int priority, const char *component, const LogFields *fields, cons
 #define log_error(comp, ...)   log_emit(LOG_ERR, comp, NULL, __VA_ARGS__)
 #define log_crit(comp, ...)    log_emit(LOG_CRIT, comp, NULL, __VA_ARGS__)
 
-/* Copy a libpq conninfo (key=value or URI form) with any password value replaced by "*****". */
+/*
+ * Copy a libpq conninfo (key=value or URI form) with every secret replaced by "*****": the values
+ * of password and sslpassword (any case; quoted, bare or backslash-escaped, scanned as libpq does),
+ * the password of a URI's user info and of its query, and the same inside a dbname that is itself
+ * a conninfo. Never fails; the copy is cut to out_size - 1 bytes.
+ */
 void log_redact_conninfo(const char *conninfo, char *out, size_t out_size);
 
 #endif

@@ -95,6 +95,17 @@ PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *o
 int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize);
 
 /*
+ * Split conninfo (key=value or URI form) for a child program such as pg_dump or pg_restore, whose
+ * command line any local user can read in /proc/PID/cmdline: *ret_conninfo is the same connection
+ * as key=value text without the password (for -d), *ret_password the password or NULL (for
+ * PGPASSWORD in the child's environment); both malloc'd, the caller frees (and wipes the
+ * password). DR_ECONFIG with the reason in msg (never a secret) when a secret could only travel on
+ * the command line: an sslpassword, or a dbname that is itself a conninfo; -ENOMEM. Pure.
+ */
+int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char **ret_password, char *msg,
+                          size_t msgsize);
+
+/*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]
  * NULL is SQL NULL; the strings are copied). Connects first when not connected. Returns 0 and
  * later calls cb exactly once (every database outcome, including a failure found at once such as

@@ -4,7 +4,8 @@
  * Owns parsing the conninfo into the options passed to libpq as they are plus the hosts (and
  * ports) to look up; telling Unix socket directories, IP literals and names apart; the lookups of
  * host names with uv_getaddrinfo, one at a time, into at most PGCONN_MAX_ADDRS addresses per host;
- * and keeping passwords out of parse error messages.
+ * keeping passwords out of parse error messages; and the split of a conninfo for a child program
+ * (the password to its environment, never to its command line).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -292,4 +293,90 @@ out:
     pgconn__free_strv(pv, np);
     PQconninfoFree(opts);
     return r;
+}
+
+/* ---- conninfo for a child program ---------------------------------------------------------- */
+
+static bool pgconn_looks_like_conninfo(const char *s)
+{
+    return strchr(s, '=') || strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
+static int pgconn_append_kv(char **buf, size_t *len, size_t *cap, const char *k, const char *v)
+{
+    size_t need = *len + strlen(k) + 2 * strlen(v) + 5;
+    if (need > *cap) {
+        size_t nc = *cap ? *cap : 128;
+        while (nc < need)
+            nc *= 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb)
+            return -ENOMEM;
+        *buf = nb;
+        *cap = nc;
+    }
+    char *p = *buf + *len;
+    if (*len)
+        *p++ = ' ';
+    p += sprintf(p, "%s='", k);
+    for (const char *q = v; *q; q++) {
+        if (*q == '\'' || *q == '\\')
+            *p++ = '\\';
+        *p++ = *q;
+    }
+    *p++ = '\'';
+    *p = '\0';
+    *len = (size_t)(p - *buf);
+    return 0;
+}
+
+int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char **ret_password, char *msg,
+                          size_t msgsize)
+{
+    char *err = NULL, *buf = NULL, *password = NULL;
+    size_t len = 0, cap = 0;
+    int r = 0;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+
+    if (!opts) {
+        if (!err)
+            return -ENOMEM;
+        pgconn__fmt(msg, msgsize, "invalid conninfo: %s", err);
+        PQfreemem(err);
+        if (pgconn_may_hold_password(conninfo))
+            pgconn_drop_quoted(msg);
+        return DR_ECONFIG;
+    }
+    for (PQconninfoOption *o = opts; o->keyword && r == 0; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "sslpassword") == 0) {
+            pgconn__fmt(msg, msgsize, "the conninfo holds an sslpassword, which a child program could "
+                                      "only get on its command line: use a key without a passphrase");
+            r = DR_ECONFIG;
+        } else if (strcmp(o->keyword, "password") == 0) {
+            if (!(password = strdup(o->val)))
+                r = -ENOMEM;
+        } else if (strcmp(o->keyword, "dbname") == 0 && pgconn_looks_like_conninfo(o->val)) {
+            pgconn__fmt(msg, msgsize, "the conninfo's dbname is a conninfo of its own: write its "
+                                      "keywords at the top level");
+            r = DR_ECONFIG;
+        } else {
+            r = pgconn_append_kv(&buf, &len, &cap, o->keyword, o->val);
+        }
+    }
+    PQconninfoFree(opts);
+    if (r == 0 && !buf && !(buf = strdup("")))
+        r = -ENOMEM;
+    if (r < 0) {
+        free(buf);
+        if (password) {
+            explicit_bzero(password, strlen(password));
+            free(password);
+        }
+        return r;
+    }
+    *ret_conninfo = buf;
+    *ret_password = password;
+    return 0;
 }

@@ -400,7 +400,8 @@ static void sb_restore(Standby *sb, bool leftover)
     BackupRestoreOpts o = {.jobs = (unsigned)sb->cyc_jobs,
                            .spool_name = ".standby-staging.dump",
                            .timeout_ms = sb->restore_timeout_ms,
-                           .replace = leftover};
+                           .replace = leftover,
+                           .low_priority = true};
     int r = backup_restore_into(sb->backups, sb->target_name, sb->target_sha, sb->cyc_admin, sb->cyc_staging, &o,
                                 sb_on_restored, sb, &sb->restore);
     if (r < 0)

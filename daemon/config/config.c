@@ -277,15 +277,17 @@ static void config_read_platform(const CfgSection *top, ConfigPlatform *p)
 static const char *const config_channel_names[] = {"pagerduty", "slack", "webhook", NULL};
 
 /*
- * Read a secret from a file: a regular file that group and others cannot access, at most 64 KiB,
- * trailing newlines and blanks dropped. The content never appears in messages.
+ * Read a secret from a file: a regular file owned by the daemon's user (or root) that group and
+ * others cannot access, at most 64 KiB, trailing newlines and blanks dropped. Opened with
+ * O_NONBLOCK and checked with fstat before any read, so a FIFO or a device planted at the path is
+ * refused at once instead of blocking the load. The content never appears in messages.
  */
 static int config_read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len)
 {
     struct stat st;
     char *buf = NULL;
     size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
     if (fd < 0) {
         int e = errno;
@@ -294,6 +296,12 @@ static int config_read_secret_file(const char *path, char **ret, size_t *ret_len
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         snprintf(why, why_len, "'%.400s' is not a regular file", path);
+        close(fd);
+        return DR_EKEY;
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(why, why_len, "'%.400s' is owned by uid %u, not by the daemon's user (uid %u) or root", path,
+                 (unsigned)st.st_uid, (unsigned)geteuid());
         close(fd);
         return DR_EKEY;
     }

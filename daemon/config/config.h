@@ -128,6 +128,8 @@ typedef struct ConfigBackup {
     char *key_credential;       /* systemd credential name, or NULL */
     uint64_t chunk_size;        /* BCF chunk size */
     uint64_t dump_timeout_ms;   /* pg_dump deadline */
+    int64_t nice;               /* CPU priority of backup work (pg_dump, its pg_restore, workers); 0 = normal */
+    int ioprio;                 /* PrioIoClass of the same work */
     char **state_files;         /* files captured into each backup set */
     size_t n_state_files;
     bool verify_after_backup;

@@ -24,6 +24,9 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
 void config__read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d);
 /* The reconcile section; db->conninfo is the default conninfo, RECONCILE_DEFAULT_* the queries. */
 void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r);
+/* Refuse (cfg_error at s.key) a conninfo whose secrets could reach a child only on its command line
+ * (sslpassword, a conninfo nested in dbname). (config_recovery.c) */
+void config__check_child_conninfo(const CfgSection *s, const char *key, const char *conninfo);
 /* The scenarios section: admin_conninfo, database, and every registered scenario's section. */
 void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc);
 

@@ -13,6 +13,9 @@
 #include "cfgtree.h"
 #include "codec.h"
 #include "cron.h"
+#include "err.h"
+#include "pgconn.h"
+#include "prio.h"
 
 static void config_check_cron(const CfgSection *s, const char *key, const CfgNode *at, const char *expr)
 {
@@ -56,6 +59,27 @@ static void config_read_backup_watch(const CfgSection *parent, ConfigBackup *b)
     cfg_check_unknown(&s);
 }
 
+/*
+ * A conninfo that child programs (pg_dump, pg_restore) get must be one whose secrets can travel in
+ * their environment: an sslpassword or a nested conninfo in dbname could only go on the command
+ * line, which every local user can read. A conninfo libpq cannot parse is left to the checks that
+ * use it.
+ */
+void config__check_child_conninfo(const CfgSection *s, const char *key, const char *conninfo)
+{
+    char msg[256], *ci = NULL, *pw = NULL;
+    if (!conninfo || pgconn_check_conninfo(conninfo, msg, sizeof(msg)) != 0)
+        return;
+    int r = pgconn_child_conninfo(conninfo, &ci, &pw, msg, sizeof(msg));
+    if (r == DR_ECONFIG)
+        cfg_error(s->ctx, cfg_get(s->map, key) ? cfg_get(s->map, key) : s->map, "'%s%s%s': %s", s->path,
+                  s->path[0] ? "." : "", key, msg);
+    if (pw)
+        explicit_bzero(pw, strlen(pw));
+    free(pw);
+    free(ci);
+}
+
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
 {
     static const char *const codecs[] = {"none", "zstd", "gzip", NULL};
@@ -79,6 +103,11 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
     cfg_string(&s, "key_credential", false, NULL, &b->key_credential);
     cfg_size(&s, "chunk_size", 1024 * 1024, 4096, 64 * 1024 * 1024, &b->chunk_size);
     cfg_duration_ms(&s, "dump_timeout", false, 6ull * 3600 * 1000, 1000, &b->dump_timeout_ms);
+    static const char *const ioprios[] = {"normal", "best-effort", "idle", NULL};
+    int ioprio = PRIO_IO_BEST_EFFORT;
+    cfg_int(&s, "nice", 0, 19, 10, &b->nice);
+    if (cfg_enum(&s, "ioprio", ioprios, PRIO_IO_BEST_EFFORT, &ioprio))
+        b->ioprio = ioprio;
     cfg_string_list(&s, "state_files", &b->state_files, &b->n_state_files);
     config_read_backup_verify(&s, b);
     config_read_backup_retention(&s, b);
@@ -101,6 +130,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
     if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
         cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
                   (long long)b->level, codec_name((CodecKind)b->codec));
+    config__check_child_conninfo(&s, "conninfo", b->conninfo);
     for (size_t i = 0; i < b->n_state_files; i++)
         if (b->state_files[i][0] != '/')
             cfg_error(s.ctx, cfg_get(s.map, "state_files"), "'backup.state_files': '%s' is not an absolute path",

@@ -15,12 +15,25 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctlproto.h"
 #include "err.h"
 #include "log.h"
 
 #define CTL_WATCH_MAX_QUEUED (4u * 1024u * 1024u)
 #define CTL_READ_BUF 16384
+/* Replies queued for one client: past PAUSE its requests are no longer read (back-pressure: a
+ * client that pipelines without reading stops being served, not the daemon's memory growing),
+ * below RESUME they are read again; past MAX (what the requests already read can still add) it
+ * is dropped, with one log line. */
+#define CTL_CLIENT_PAUSE_QUEUED (1u * 1024u * 1024u)
+#define CTL_CLIENT_RESUME_QUEUED (256u * 1024u)
+#define CTL_CLIENT_MAX_QUEUED (8u * 1024u * 1024u)
+/* Slots only operators may take: readers are refused once max_clients minus these are in use, so
+ * idle observers can never lock out a halt. */
+#define CTL_OPERATOR_SLOTS_MAX 8u
+/* Refused connections are logged at most once per interval, with how many were refused. */
+#define CTL_REFUSAL_LOG_INTERVAL_US (10u * 1000u * 1000u)
 
 typedef struct CtlClient CtlClient;
 
@@ -44,6 +57,7 @@ struct CtlClient {
     CtlCall *calls;
     size_t write_queued;
     bool watching, eof, closing, close_after_write;
+    bool read_paused; /* back-pressure: its replies are not being read */
     char readbuf[CTL_READ_BUF];
 };
 
@@ -72,6 +86,8 @@ struct Control {
     size_t n_cmds;
     size_t max_request;
     unsigned max_clients;
+    unsigned refused;            /* refusals not logged yet */
+    uint64_t refusal_logged_us;  /* when the last refusal line was logged (0: never) */
     const RolePolicy *roles;
     RolePolicy default_roles;
     void (*closed_cb)(void *);
@@ -80,6 +96,8 @@ struct Control {
 
 static void control_maybe_free(Control *ctl);
 static void control_client_close(CtlClient *c);
+static void control_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 Control *control_new(uv_loop_t *loop, EventBus *events)
 {
@@ -133,8 +151,15 @@ static void control_on_write(uv_write_t *req, int status)
     (void)status; /* a failed write shows up as a read error or EOF on the same client */
     c->write_queued -= w->len;
     free(w);
-    if (c->close_after_write && c->write_queued == 0)
+    if (c->close_after_write && c->write_queued == 0) {
         control_client_close(c);
+        return;
+    }
+    if (c->read_paused && !c->closing && c->write_queued <= CTL_CLIENT_RESUME_QUEUED) {
+        c->read_paused = false;
+        if (!c->eof)
+            uv_read_start((uv_stream_t *)&c->pipe, control_on_alloc, control_on_read);
+    }
 }
 
 /* Queue one line (with its '\n'); takes ownership of `line`. */
@@ -167,6 +192,16 @@ static void control_send(CtlClient *c, char *line)
         return;
     }
     c->write_queued += len;
+    if (c->write_queued > CTL_CLIENT_MAX_QUEUED && !c->watching) {
+        log_warning("control", "dropping client (uid %u pid %d): %zu bytes of replies it does not read",
+                    (unsigned)c->peer.uid, (int)c->peer.pid, c->write_queued);
+        control_client_close(c);
+        return;
+    }
+    if (c->write_queued > CTL_CLIENT_PAUSE_QUEUED && !c->read_paused && !c->eof) {
+        c->read_paused = true; /* resumed from control_on_write once it reads again */
+        uv_read_stop((uv_stream_t *)&c->pipe);
+    }
 }
 
 /* ---- calls ---- */
@@ -438,6 +473,33 @@ static void control_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         control_client_close(c);
 }
 
+unsigned control_operator_slots(unsigned max_clients)
+{
+    unsigned r = max_clients / 4;
+    return r > CTL_OPERATOR_SLOTS_MAX ? CTL_OPERATOR_SLOTS_MAX : r;
+}
+
+bool control_admits(unsigned n_clients, unsigned max_clients, unsigned operator_slots, bool operator)
+{
+    /* n_clients counts the one being admitted */
+    return n_clients <= (operator ? max_clients : max_clients - operator_slots);
+}
+
+/* One line per CTL_REFUSAL_LOG_INTERVAL_US at most, counting the refusals since the last one. */
+static void control_note_refusal(Control *ctl, const PeerCred *peer, bool operator, unsigned reserved)
+{
+    uint64_t now = clock_mono_us();
+    ctl->refused++;
+    if (ctl->refusal_logged_us && now - ctl->refusal_logged_us < CTL_REFUSAL_LOG_INTERVAL_US)
+        return;
+    log_warning("control", "refusing clients: %u connected (max_clients %u, %u of them for operators only); "
+                "%u refused since the last such line (the latest uid %u, %s)",
+                ctl->n_clients - 1, ctl->max_clients, reserved, ctl->refused, (unsigned)peer->uid,
+                operator ? "an operator" : "a reader");
+    ctl->refused = 0;
+    ctl->refusal_logged_us = now;
+}
+
 static void control_on_connection(uv_stream_t *server, int status)
 {
     Control *ctl = server->data;
@@ -470,10 +532,15 @@ static void control_on_connection(uv_stream_t *server, int status)
         control_client_close(c);
         return;
     }
-    if (ctl->n_clients > ctl->max_clients) {
-        log_warning("control", "refusing a client (uid %u): %u clients already connected",
-                    (unsigned)c->peer.uid, ctl->max_clients);
-        control_send(c, ctl_reply_error(json_null(), err_name(DR_EBUSY), "too many clients connected"));
+    const char *why = NULL;
+    Role role = roles_decide(ctl->roles, &c->peer, &why);
+    unsigned reserved = control_operator_slots(ctl->max_clients);
+    if (!control_admits(ctl->n_clients, ctl->max_clients, reserved, role == ROLE_OPERATOR)) {
+        control_note_refusal(ctl, &c->peer, role == ROLE_OPERATOR, reserved);
+        control_send(c, ctl_reply_error(json_null(), err_name(DR_EBUSY),
+                                        role == ROLE_OPERATOR ? "too many clients connected"
+                                                              : "too many clients connected (the remaining "
+                                                                "slots are kept for operators)"));
         c->close_after_write = true;
         return;
     }

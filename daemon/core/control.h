@@ -54,4 +54,12 @@ Role control_call_role(const CtlCall *call);
  * until the client hangs up or closes its sending side (EOF). */
 int control_call_watch(CtlCall *call);
 
+/*
+ * Admission (pure, for tests): how many of max_clients slots only operators may take (a quarter,
+ * at most 8), and whether a new client (counted in n_clients) is admitted: readers while
+ * n_clients <= max_clients - operator_slots, operators while n_clients <= max_clients.
+ */
+unsigned control_operator_slots(unsigned max_clients);
+bool control_admits(unsigned n_clients, unsigned max_clients, unsigned operator_slots, bool operator);
+
 #endif

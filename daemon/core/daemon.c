@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "alerts/alerts.h"
+#include "atomicfile.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
@@ -478,6 +479,12 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     return 0;
 }
 
+static void daemon_log_removed(const char *path, long long size, void *data)
+{
+    (void)data;
+    log_warning("main", "removed '%s' (%lld bytes): a state file write that a crash interrupted", path, size);
+}
+
 int daemon_start(Daemon *d)
 {
     char err[512] = "";
@@ -501,6 +508,12 @@ int daemon_start(Daemon *d)
     char key_err[512] = "", *errors = NULL;
     if (backups_check_key(d->cfg, key_err, sizeof(key_err)) < 0)
         log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", key_err);
+    /* What a killed daemon left behind (nothing writes yet): uncommitted temporaries of state
+     * files, backups and manifests, and plaintext restore spools. Each removal is logged. */
+    int tr = atomicfile_remove_temporaries(d->cfg->state_dir, daemon_log_removed, NULL);
+    if (tr < 0 && tr != -ENOENT)
+        log_warning("main", "cannot look for leftovers in '%s': %s", d->cfg->state_dir, err_str(tr));
+    backups_clean_leftovers(d->cfg);
     r = daemon_check_config(d, d->cfg, &errors);
     if (r < 0) {
         char *save = NULL;

@@ -353,6 +353,50 @@ static void test_read_all(void **state)
     assert_int_equal(atomicfile_read_all("/proc/self/status", 16, &data, &len), -EFBIG);
 }
 
+static void count_removed(const char *path, long long size, void *data)
+{
+    (void)path;
+    (void)size;
+    (*(int *)data)++;
+}
+
+/* What a crash leaves (an open temporary, never committed) is recognised and removed; nothing else. */
+static void test_remove_temporaries(void **state)
+{
+    (void)state;
+    char path[256];
+    int err = 0, calls = 0;
+    assert_true(atomicfile_is_temporary(".state.json.tmp.123.0123456789abcdef"));
+    assert_false(atomicfile_is_temporary("state.json"));
+    assert_false(atomicfile_is_temporary(".state.json.tmp.123.0123456789abcdeg"));
+    assert_false(atomicfile_is_temporary(".state.json.tmp..0123456789abcdef"));
+    assert_false(atomicfile_is_temporary("..tmp.1.0123456789abcdef"));
+    assert_false(atomicfile_is_temporary(".restore-x.dump"));
+
+    snprintf(path, sizeof(path), "%s/state.json", tmpdir);
+    assert_int_equal(atomicfile_write(path, "{}\n", 3, 0600), 0);
+    AtomicFile *af = atomicfile_open(path, 0600, &err); /* the crash: open, never committed */
+    assert_non_null(af);
+    assert_int_equal(atomicfile_append(af, "partial", 7), 0);
+    snprintf(path, sizeof(path), "%s/.keep.me", tmpdir);
+    assert_int_equal(atomicfile_write(path, "x", 1, 0600), 0);
+
+    assert_int_equal(atomicfile_remove_temporaries(tmpdir, count_removed, &calls), 1);
+    assert_int_equal(calls, 1);
+    DIR *dh = opendir(tmpdir);
+    struct dirent *de;
+    int left = 0;
+    while ((de = readdir(dh)))
+        if (de->d_name[0] != '.' || strcmp(de->d_name, ".keep.me") == 0)
+            left++;
+        else if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            fail_msg("left behind: %s", de->d_name);
+    closedir(dh);
+    assert_int_equal(left, 2);
+    atomicfile_abort(af); /* its temporary is gone already: abort copes */
+    assert_int_equal(atomicfile_remove_temporaries("/nonexistent-dir", NULL, NULL), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +411,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_writes_and_eintr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsync_really_called, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_temporaries, setup, teardown),
     };
     return cmocka_run_group_tests_name("atomicfile", tests, NULL, NULL);
 }

@@ -629,6 +629,12 @@ static void test_key_files(void **state)
     snprintf(path, sizeof(path), "%s/missing", tmpdir);
     expect_key_error(path, "cannot open");
     expect_key_error(tmpdir, "not a regular file");
+    /* a FIFO (no writer) or a device is refused at once, never read or waited on */
+    snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    expect_key_error(path, "not a regular file");
+    unlink(path);
+    expect_key_error("/dev/zero", "not a regular file");
 
     /* Ownership: only root can make a file owned by someone else. As non-root this case is skipped;
      * the check is a plain st_uid != geteuid() comparison. */

@@ -2,7 +2,9 @@
  * Unit tests for lib/child with real children: capture, exit status, stderr tail, bounded stdout,
  * streaming 10 MB with the loop turning, pause/resume, stdin pipe, timeout with SIGTERM and SIGKILL
  * escalation, abandoned pipes after exit, missing binary, environment, cwd, child_kill,
- * child_free while running, and that every test ends with uv_loop_close() == 0.
+ * child_free while running, and that every test ends with uv_loop_close() == 0. Every test runs
+ * twice: directly and through the exec shim (this binary as /proc/self/exe), which must change
+ * nothing visible; then, with the shim, a child dies when the process that spawned it is killed.
  * (`sh -c` is used here only to generate output; the module itself never uses a shell.)
  */
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,8 +544,91 @@ static void test_describe_exit(void **state)
     assert_string_equal(child_describe_exit(1, 0, small, sizeof(small)), "exited ");
 }
 
-int main(void)
+/* Dead, or a zombie nobody reaped yet (a container's PID 1 may never reap). */
+static bool pid_gone(pid_t pid)
 {
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/* A middle process spawns `sleep 60` with lib/child and is killed with SIGKILL: the sleep dies. */
+static void test_child_dies_with_the_spawning_process(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t middle = fork();
+    assert_true(middle >= 0);
+    if (middle == 0) {
+        uv_loop_t l;
+        Result r = {0};
+        const char *argv[] = {"sleep", "60", NULL};
+        ChildOptions o = opts(argv, &r);
+        int err = 0;
+        close(fds[0]);
+        uv_loop_init(&l);
+        ChildProc *c = child_spawn(&l, &o, &err);
+        long pid = c ? (long)child_pid(c) : -1;
+        if (write(fds[1], &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    long pid = 0;
+    assert_int_equal(read(fds[0], &pid, sizeof(pid)), (ssize_t)sizeof(pid));
+    close(fds[0]);
+    assert_true(pid > 0);
+    /* wait until the shim has exec'd sleep (its death signal is set by then) */
+    char path[64], cmd[64] = "";
+    snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+    for (int i = 0; i < 500 && strcmp(cmd, "sleep") != 0; i++) {
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(cmd, 1, sizeof(cmd) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        cmd[n] = '\0';
+        if (strcmp(cmd, "sleep") != 0)
+            usleep(10000);
+    }
+    assert_string_equal(cmd, "sleep");
+    assert_false(pid_gone((pid_t)pid));
+    assert_int_equal(kill(middle, SIGKILL), 0);
+    assert_int_equal(waitpid(middle, NULL, 0), middle);
+    bool gone = false;
+    for (int i = 0; i < 500 && !(gone = pid_gone((pid_t)pid)); i++)
+        usleep(10000);
+    if (!gone)
+        kill(-(pid_t)pid, SIGKILL); /* do not leave it behind */
+    assert_true(gone);
+}
+
+static int use_shim(void **state)
+{
+    (void)state;
+    child_use_exec_shim("/proc/self/exe");
+    return 0;
+}
+
+static int no_shim(void **state)
+{
+    (void)state;
+    child_use_exec_shim(NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (child_exec_shim_main(argc, argv))
+        return 127;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_echo_captured, setup, teardown),
@@ -562,5 +648,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_while_running, setup, teardown),
         cmocka_unit_test(test_describe_exit),
     };
-    return cmocka_run_group_tests_name("child", tests, NULL, NULL);
+    const struct CMUnitTest shim_only[] = {
+        cmocka_unit_test(test_child_dies_with_the_spawning_process),
+    };
+    int failed = cmocka_run_group_tests_name("child", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("child through the exec shim", tests, use_shim, no_shim);
+    failed += cmocka_run_group_tests_name("child: death with the parent", shim_only, use_shim, no_shim);
+    return failed;
 }

@@ -9,13 +9,17 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "cfgtree.h"
 #include "config/config.h"
 #include "err.h"
+#include "prio.h"
 #include "scenario/database_corruption_internal.h"
 #include "scenario/scenario.h"
 
@@ -138,6 +142,36 @@ static void test_error_paths_with_positions(void **state)
     expect_error("database:\n  conninfo: x\n---\ncluster: y\n", "only one YAML document is allowed");
 }
 
+/* A secret that could reach a child program only on its command line is refused at load. */
+static void test_child_conninfo_secrets_refused(void **state)
+{
+    (void)state;
+    expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n"
+                 "  conninfo: \"host=h sslpassword=k3y\"\n",
+                 "t.yaml:6:13: 'backup.conninfo': the conninfo holds an sslpassword");
+    expect_error("database:\n  conninfo: \"host=h sslpassword=k3y\"\nbackup:\n  directory: /b\n  key_file: /k\n",
+                 "t.yaml:4:3: 'backup.conninfo': the conninfo holds an sslpassword");
+    expect_error("database:\n  conninfo: x\nscenarios:\n  admin_conninfo: \"dbname='host=h password=p'\"\n",
+                 "t.yaml:4:19: 'scenarios.admin_conninfo': the conninfo's dbname is a conninfo of its own");
+    /* backup priority: on by default, configurable, checked */
+    Config *pc = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n");
+    assert_int_equal(pc->backup.nice, 10);
+    assert_int_equal(pc->backup.ioprio, PRIO_IO_BEST_EFFORT);
+    config_free(pc);
+    pc = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  nice: 0\n  ioprio: idle\n");
+    assert_int_equal(pc->backup.nice, 0);
+    assert_int_equal(pc->backup.ioprio, PRIO_IO_IDLE);
+    config_free(pc);
+    expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  ioprio: realtime\n",
+                 "t.yaml:6:11: 'backup.ioprio' must be one of normal, best-effort, idle, not 'realtime'");
+    expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  nice: 20\n",
+                 "t.yaml:6:9: 'backup.nice' is 20, outside 0..19");
+    /* a password is fine: it travels in PGPASSWORD */
+    Config *cfg = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n"
+                            "  conninfo: \"host=h password='a b'\"\n");
+    config_free(cfg);
+}
+
 static void test_every_error_is_reported(void **state)
 {
     (void)state;
@@ -160,6 +194,60 @@ static void test_missing_file(void **state)
     assert_int_equal(config_load("/nonexistent/drs.yaml", &cfg, &errors), DR_ECONFIG);
     assert_string_equal(errors, "/nonexistent/drs.yaml: cannot open: No such file or directory");
     free(errors);
+}
+
+/* alerts.pagerduty.routing_key_file = path: the load's error text (NULL when it loads). */
+static char *load_with_secret_file(const char *path)
+{
+    char text[600];
+    Config *cfg = NULL;
+    char *errors = NULL;
+    snprintf(text, sizeof(text), "%salerts:\n  pagerduty:\n    routing_key_file: %s\n", base, path);
+    if (config_load_string("t.yaml", text, &cfg, &errors) == 0)
+        config_free(cfg);
+    return errors;
+}
+
+/* A secret file is a regular file owned by the daemon's user, 0600: a FIFO or a device is refused
+ * at once (a FIFO without a writer would block a plain open() for ever), so is a too-open file. */
+static void test_secret_files_checked_without_blocking(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/drsup-cfgsecret-XXXXXX", path[128], *e;
+    assert_non_null(mkdtemp(dir));
+
+    snprintf(path, sizeof(path), "%s/key", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("R0UTING\n", f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_null(load_with_secret_file(path));
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_non_null(e = load_with_secret_file(path));
+    assert_non_null(strstr(e, "is accessible by group or others (mode 0644)"));
+    assert_null(strstr(e, "R0UTING"));
+    free(e);
+    if (geteuid() == 0) {
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        assert_non_null(e = load_with_secret_file(path));
+        assert_non_null(strstr(e, "is owned by uid 65534"));
+        free(e);
+    }
+    unlink(path);
+
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_non_null(e = load_with_secret_file(path)); /* returns: nothing waits for a writer */
+    assert_non_null(strstr(e, "is not a regular file"));
+    free(e);
+    assert_non_null(e = load_with_secret_file("/dev/null"));
+    assert_non_null(strstr(e, "'/dev/null' is not a regular file"));
+    free(e);
+
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_durations(void **state)
@@ -372,8 +460,9 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
-        cmocka_unit_test(test_error_paths_with_positions), cmocka_unit_test(test_every_error_is_reported),
-        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_error_paths_with_positions),
+        cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
     };

@@ -130,6 +130,22 @@ static void send_line(int fd, const char *line)
 
 /* drctl watch interrupted: the client closes its socket. Its slot must come back, or after
  * max_clients such sessions nobody (not even `drctl halt`) could connect. */
+/* Readers can never take the operators' slots; operators get every slot. */
+static void test_admission_keeps_slots_for_operators(void **state)
+{
+    (void)state;
+    assert_int_equal(control_operator_slots(64), 8);
+    assert_int_equal(control_operator_slots(16), 4);
+    assert_int_equal(control_operator_slots(3), 0);
+    assert_int_equal(control_operator_slots(1000), 8);
+    assert_true(control_admits(56, 64, 8, false));
+    assert_false(control_admits(57, 64, 8, false));
+    assert_true(control_admits(57, 64, 8, true));
+    assert_true(control_admits(64, 64, 8, true));
+    assert_false(control_admits(65, 64, 8, true));
+    assert_true(control_admits(1, 1, control_operator_slots(1), false));
+}
+
 static void test_watcher_that_hangs_up_is_closed(void **state)
 {
     Fixture *f = *state;
@@ -171,6 +187,7 @@ static void test_watcher_eof_ends_the_stream(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_admission_keeps_slots_for_operators),
         cmocka_unit_test_setup_teardown(test_watcher_that_hangs_up_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watcher_eof_ends_the_stream, setup, teardown),
     };

@@ -191,6 +191,46 @@ static void test_bad_conninfo(void **state)
     assert_string_equal(why, "");
 }
 
+static void child_split(const char *in, const char *want_conninfo, const char *want_password)
+{
+    char why[256], *ci = NULL, *pw = NULL;
+    assert_int_equal(pgconn_child_conninfo(in, &ci, &pw, why, sizeof(why)), 0);
+    assert_string_equal(ci, want_conninfo);
+    if (want_password)
+        assert_string_equal(pw, want_password);
+    else
+        assert_null(pw);
+    /* libpq reads the command-line half as the same connection without a password */
+    char *err = NULL;
+    PQconninfoOption *o = PQconninfoParse(ci, &err);
+    assert_non_null(o);
+    for (PQconninfoOption *x = o; x->keyword; x++)
+        if (strcmp(x->keyword, "password") == 0)
+            assert_null(x->val);
+    PQconninfoFree(o);
+    free(ci);
+    free(pw);
+}
+
+static void test_child_conninfo_keeps_secrets_off_argv(void **state)
+{
+    (void)state;
+    char why[256], *ci = NULL, *pw = NULL;
+    child_split("host=db port=5432 dbname=app password=s3cret", "dbname='app' host='db' port='5432'", "s3cret");
+    child_split("password='a b\\' c' user=x", "user='x'", "a b' c");
+    child_split("postgresql://u:p%40ss@h:5433/app?sslmode=disable",
+                "user='u' dbname='app' host='h' port='5433' sslmode='disable'", "p@ss");
+    child_split("dbname='it\\'s' host=/tmp", "dbname='it\\'s' host='/tmp'", NULL);
+    child_split("", "", NULL);
+    assert_int_equal(pgconn_child_conninfo("host=h sslpassword=k", &ci, &pw, why, sizeof(why)), DR_ECONFIG);
+    assert_non_null(strstr(why, "sslpassword"));
+    assert_null(strstr(why, "=k"));
+    assert_int_equal(pgconn_child_conninfo("dbname='host=h password=p'", &ci, &pw, why, sizeof(why)), DR_ECONFIG);
+    assert_null(strstr(why, "password=p"));
+    assert_int_equal(pgconn_child_conninfo("host=h password='x", &ci, &pw, why, sizeof(why)), DR_ECONFIG);
+    assert_null(strstr(why, "'x"));
+}
+
 static void test_query_arguments(void **state)
 {
     (void)state;
@@ -666,6 +706,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_conninfo),
+        cmocka_unit_test(test_child_conninfo_keeps_secrets_off_argv),
         cmocka_unit_test(test_query_arguments),
         cmocka_unit_test(test_refused_then_backoff),
         cmocka_unit_test(test_connect_timeout_keeps_loop_turning),

@@ -5,10 +5,12 @@
  */
 #include "cap/backup/backup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -380,7 +382,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
         json_decref(det);
         if (c)
             status_observe(c, false, 0, res->error, NULL, (uint64_t)b->cfg.watch_failures);
-        if (res->manifest) /* committed but its manifest could not be written: still a backup */
+        if (res->manifest) /* failed after its commit (the manifest is in place): still a backup */
             json_array_append(b->catalog, res->manifest);
         if (strcmp(res->stage, "verify") == 0)
             backups__condition(b, COND_VERIFY, true, SEV_ERROR, NULL, "verification of new backup '%s' failed: %s",
@@ -565,7 +567,8 @@ static void backups_after_key(BackupTask *t)
     }
     const char *argv[] = {b->cfg.pg_restore, "--list", NULL};
     BackupVerifyOptions o = {.path = path, .key = b->key, .expected_sha256_hex = sha, .argv = argv,
-                             .timeout_ms = b->cfg.dump_timeout_ms};
+                             .timeout_ms = b->cfg.dump_timeout_ms,
+                             .priority = {(int)b->cfg.nice, (PrioIoClass)b->cfg.ioprio}};
     b->verify = backup_verify_start(b->core->loop, &o, backups_on_verified, b);
     if (!b->verify)
         backups_verify_finished(b, false, "out of memory", NULL);
@@ -713,6 +716,57 @@ int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t 
         return DR_ECONFIG;
     }
     return 0;
+}
+
+static void backups_log_removed(const char *path, long long size, void *data)
+{
+    (void)data;
+    log_warning("backup", "removed '%s' (%lld bytes) left by an interrupted backup or restore", path, size);
+}
+
+static void backups_log_swept(const char *path, const char *what)
+{
+    log_warning("backup", "removed '%s': %s", path, what);
+}
+
+static bool backups_is_spool(const char *name)
+{
+    size_t n = strlen(name);
+    return strcmp(name, ".standby-staging.dump") == 0 ||
+           (strncmp(name, ".restore-", 9) == 0 && n > 14 && strcmp(name + n - 5, ".dump") == 0);
+}
+
+int backups_clean_leftovers(const Config *cfg)
+{
+    const char *dir = cfg->backup.directory;
+    int count = 0;
+
+    if (!cfg->backup.enabled || !dir)
+        return 0;
+    int r = atomicfile_remove_temporaries(dir, backups_log_removed, NULL);
+    if (r < 0) {
+        if (r != -ENOENT)
+            log_warning("backup", "cannot look for leftovers in '%s': %s", dir, err_str(r));
+        return 0;
+    }
+    count += r;
+    count += backup_catalog_sweep_uncommitted(dir, backups_log_swept);
+    DIR *dh = opendir(dir);
+    struct dirent *de;
+    while (dh && (de = readdir(dh))) {
+        char path[4096];
+        struct stat st;
+        if (!backups_is_spool(de->d_name) || snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+            continue;
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) == 0) {
+            log_warning("backup", "removed '%s' (%lld bytes): the plaintext spool of a restore that was interrupted",
+                        path, (long long)st.st_size);
+            count++;
+        }
+    }
+    if (dh)
+        closedir(dh);
+    return count;
 }
 
 int backups_check_key(const Config *cfg, char *err, size_t errlen)

@@ -31,6 +31,14 @@ int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t 
  * key is wiped. Advice only: each backup loads it again. Blocking: reads a file, so call it off the
  * loop (reload work, or before the loop runs). */
 int backups_check_key(const Config *cfg, char *err, size_t errlen);
+/*
+ * Start-up only, before the loop runs and before anything writes into the backup directory:
+ * remove what a killed daemon left there, each with a log line: temporaries of backups and
+ * manifests that never committed (".<name>.tmp.<pid>.<random>") and the plaintext restore spools
+ * (".restore-*.dump", ".standby-staging.dump"). Returns the count removed. Blocking (a directory
+ * listing).
+ */
+int backups_clean_leftovers(const Config *cfg);
 /* Apply (or re-apply after reload) the configuration: schedules, settings; rescans when the directory
  * changed. After a passed backups_check_config() it fails only on DR_ECANCELED or -ENOMEM. */
 int backups_apply_config(Backups *b, const Config *cfg);
@@ -57,6 +65,9 @@ typedef struct BackupRestoreOpts {
     const char *spool_name; /* the spool's file name in the backup directory; NULL: .restore-<dbname>.dump */
     uint64_t timeout_ms;    /* for pg_restore; 0: none */
     bool replace;           /* DROP DATABASE IF EXISTS dbname first: the leftover of an interrupted restore */
+    bool low_priority;      /* background work (test restore, standby): backup.nice / backup.ioprio for
+                             * pg_restore and the decrypting worker; a recovery's restore runs at normal
+                             * priority (its RTO counts) */
     /* When pg_restore was started (dbname exists, not complete yet); may be NULL. */
     void (*started)(void *data);
 } BackupRestoreOpts;

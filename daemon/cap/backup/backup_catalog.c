@@ -186,3 +186,108 @@ int backup_manifest_write(const char *dir, const json_t *manifest)
     free(withnl);
     return r;
 }
+
+typedef struct BackupNames {
+    char **v;
+    size_t n, cap;
+} BackupNames;
+
+static int backup_names_add(BackupNames *b, const char *s)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 32;
+        char **p = realloc(b->v, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        b->v = p;
+        b->cap = cap;
+    }
+    if (!(b->v[b->n] = strdup(s)))
+        return -ENOMEM;
+    b->n++;
+    return 0;
+}
+
+static bool backup_names_has(const BackupNames *b, const char *s)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (strcmp(b->v[i], s) == 0)
+            return true;
+    return false;
+}
+
+static void backup_names_free(BackupNames *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->v[i]);
+    free(b->v);
+}
+
+int backup_catalog_sweep_uncommitted(const char *dir, void (*removed)(const char *path, const char *what))
+{
+    BackupNames named = {0}, files = {0}, manifests = {0};
+    DIR *dh = opendir(dir);
+    struct dirent *de;
+    char path[4096];
+    int count = 0;
+    bool ok = true;
+
+    if (!dh)
+        return 0;
+    while (ok && (de = readdir(dh))) {
+        const char *name = de->d_name;
+        if (name[0] == '.')
+            continue;
+        if (backup_has_suffix(name, BACKUP_MANIFEST_SUFFIX)) {
+            ok = backup_names_add(&manifests, name) == 0;
+        } else if (strstr(name, "_backup_") && backup_has_suffix(name, ".drbk")) {
+            ok = backup_names_add(&files, name) == 0;
+        }
+    }
+    closedir(dh);
+    /* What every manifest names: its dump and its state set. A manifest that cannot be read or
+     * parsed names nothing we can trust, but it is left alone (an operator's to look at). */
+    for (size_t i = 0; ok && i < manifests.n; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof(path), "%s/%s", dir, manifests.v[i]);
+        if (atomicfile_read_all(path, 4 * 1024 * 1024, &text, &len) < 0) {
+            ok = false; /* unsure what it names: remove nothing */
+            break;
+        }
+        json_t *m = json_loadb(text, len, 0, NULL);
+        free(text);
+        const char *file = json_string_value(json_object_get(m, "file"));
+        const char *state = json_string_value(json_object_get(json_object_get(m, "state_files"), "file"));
+        if (!json_is_object(m) || !file) {
+            json_decref(m);
+            ok = false;
+            break;
+        }
+        ok = backup_names_add(&named, file) == 0 && (!state || backup_names_add(&named, state) == 0);
+        /* its dump is gone: a delete interrupted between the two unlinks */
+        struct stat st;
+        char fpath[4096];
+        snprintf(fpath, sizeof(fpath), "%s/%s", dir, file);
+        if (ok && stat(fpath, &st) < 0 && errno == ENOENT && unlink(path) == 0) {
+            removed(path, "a manifest whose backup file is gone");
+            count++;
+        }
+        json_decref(m);
+    }
+    for (size_t i = 0; ok && i < files.n; i++) {
+        if (backup_names_has(&named, files.v[i]))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, files.v[i]);
+        if (unlink(path) == 0) {
+            removed(path, "a backup file no manifest names (its commit was interrupted)");
+            count++;
+        }
+    }
+    if (count)
+        atomicfile_fsync_dir(dir);
+    backup_names_free(&named);
+    backup_names_free(&files);
+    backup_names_free(&manifests);
+    return count;
+}

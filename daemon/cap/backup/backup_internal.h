@@ -22,6 +22,7 @@
 #include "atomicfile.h"
 #include "cap/backup/backup.h"
 #include "backupstream.h"
+#include "prio.h"
 #include "config/config.h"
 #include "core/control.h"
 #include "cron.h"
@@ -73,6 +74,14 @@ typedef struct BackupScan {
 void backup_catalog_scan(const char *dir, const char *failures_path, BackupScan *ret);
 /* Blocking: write a manifest atomically beside its file. 0 or -errno. */
 int backup_manifest_write(const char *dir, const json_t *manifest);
+/*
+ * Start-up: the manifest is a backup's commit record (written last, atomically). Remove what an
+ * interrupted commit left: backup files under final names ("*_backup_*.drbk") that no manifest
+ * names (the dump or state set renamed before the kill), and manifests whose dump is gone (a
+ * retention or delete interrupted between the two unlinks). removed(path, what) is called for
+ * each removal. Blocking. Returns the count.
+ */
+int backup_catalog_sweep_uncommitted(const char *dir, void (*removed)(const char *path, const char *what));
 
 /* ---- state files (backup_state.c) ---- */
 
@@ -116,6 +125,11 @@ typedef struct BackupVerifyOptions {
      * a parallel restore needs a seekable file, not a pipe); the file is removed before done(),
      * whatever happened. Needs room for the uncompressed dump. */
     const char *spool_path;
+    /* The child's database password, or NULL: handed over as PGPASSWORD in its environment (never
+     * on its command line, which any local user can read); copied, wiped when done. */
+    const char *child_password;
+    /* CPU and I/O priority of the child and of the worker's decrypting ({0, PRIO_IO_NORMAL}: as is). */
+    PrioSpec priority;
 } BackupVerifyOptions;
 
 /* Start; done(res) runs once on the loop. NULL when out of memory. */

@@ -195,10 +195,22 @@ static void backup_job_prepare_work(uv_work_t *req)
 
 /* ---- step 3: stream pg_dump through workers ---- */
 
+/* The priority of this backup's work: pg_dump, its verification, the compressing workers. */
+static PrioSpec backup_job_priority(const BackupJob *job)
+{
+    return (PrioSpec){(int)job->cfg.nice, (PrioIoClass)job->cfg.ioprio};
+}
+
 static void backup_job_write_work(uv_work_t *req)
 {
     BackupJob *job = req->data;
+    PrioSpec prio = backup_job_priority(job);
+    PrioSaved saved;
+    /* compression, encryption and the write at backup priority, then the pool thread is put
+     * back; what cannot be lowered stays as it is, ignoring */
+    (void)prio_thread_lower(&prio, &saved);
     int r = backupstream_writer_write(job->writer, job->work_buf.data, job->work_buf.len);
+    (void)prio_thread_restore(&saved);
     if (r < 0 && !job->work_err) {
         job->work_err = r;
         snprintf(job->work_msg, sizeof(job->work_msg), "%s", backupstream_writer_errmsg(job->writer));
@@ -268,7 +280,11 @@ static void backup_job_on_dump_exit(ChildProc *c, int64_t exit_status, int term_
 static void backup_job_finish_work(uv_work_t *req)
 {
     BackupJob *job = req->data;
+    PrioSpec prio = backup_job_priority(job);
+    PrioSaved saved;
+    (void)prio_thread_lower(&prio, &saved);
     int r = backupstream_writer_finish(job->writer, &job->stats);
+    (void)prio_thread_restore(&saved);
     if (r < 0) {
         job->work_err = r;
         snprintf(job->work_msg, sizeof(job->work_msg), "%s", backupstream_writer_errmsg(job->writer));
@@ -276,6 +292,15 @@ static void backup_job_finish_work(uv_work_t *req)
 }
 
 /* ---- step 6: commit (worker) ---- */
+
+/* Test hook: DRSUP_CRASH_IN_BACKUP_COMMIT=N kills the daemon at commit step N (1: the state set
+ * renamed, 2: the dump renamed too, the manifest not written). Never set in production. */
+static void backup_job_crash_point(int step)
+{
+    const char *at = getenv("DRSUP_CRASH_IN_BACKUP_COMMIT");
+    if (at && atoi(at) == step)
+        raise(SIGKILL);
+}
 
 static void backup_job_commit_work(uv_work_t *req)
 {
@@ -291,6 +316,7 @@ static void backup_job_commit_work(uv_work_t *req)
             return;
         }
     }
+    backup_job_crash_point(1);
     r = atomicfile_commit(job->af);
     job->af = NULL;
     if (r < 0) {
@@ -300,13 +326,22 @@ static void backup_job_commit_work(uv_work_t *req)
             unlink(job->state_path);
         return;
     }
-    job->committed = true;
+    backup_job_crash_point(2);
+    /* The manifest is the commit record: until it is in place the backup does not exist (the
+     * start-up sweep removes files no manifest names), so a manifest that cannot be written
+     * takes the files back out. */
     r = backup_manifest_write(job->cfg.directory, job->manifest);
     if (r < 0) {
-        /* The backup is complete and durable; only its description is missing. Report, keep it. */
         job->work_err = r;
-        snprintf(job->work_msg, sizeof(job->work_msg), "writing the manifest of '%s': %s", job->name, err_str(r));
+        snprintf(job->work_msg, sizeof(job->work_msg), "writing the manifest of '%s': %s (nothing kept)", job->name,
+                 err_str(r));
+        unlink(job->path);
+        if (job->state_info)
+            unlink(job->state_path);
+        atomicfile_fsync_dir(job->cfg.directory);
+        return;
     }
+    job->committed = true;
 }
 
 static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
@@ -411,7 +446,8 @@ static void backup_job_finish_done(uv_work_t *req, int status)
                              .key = job->key,
                              .expected_sha256_hex = job->stats.file_sha256_hex,
                              .argv = argv,
-                             .timeout_ms = job->cfg.dump_timeout_ms};
+                             .timeout_ms = job->cfg.dump_timeout_ms,
+                             .priority = backup_job_priority(job)};
     job->verify = backup_verify_start(job->loop, &o, backup_job_verified, job);
     if (!job->verify) {
         backup_job_fail(job, -ENOMEM, "verify", "out of memory");
@@ -554,15 +590,45 @@ static void backup_job_prepare_done(uv_work_t *req, int status)
 static void backup_job_spawn_dump(BackupJob *job)
 {
     int err = 0;
-    const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", job->cfg.conninfo, NULL};
+    char msg[256], *conninfo = NULL, *password = NULL, *pwenv = NULL;
+    int r = pgconn_child_conninfo(job->cfg.conninfo, &conninfo, &password, msg, sizeof(msg));
+    if (r < 0) {
+        backup_job_fail(job, r, "dump", "cannot hand backup.conninfo to pg_dump: %s",
+                        r == DR_ECONFIG ? msg : err_str(r));
+        backup_job_end(job);
+        return;
+    }
+    /* The password goes to the environment (readable by the same user only), never to argv. */
+    if (password && asprintf(&pwenv, "PGPASSWORD=%s", password) < 0)
+        pwenv = NULL;
+    if (password && !pwenv) {
+        explicit_bzero(password, strlen(password));
+        free(password);
+        free(conninfo);
+        backup_job_fail(job, -ENOMEM, "dump", "cannot run pg_dump: out of memory");
+        backup_job_end(job);
+        return;
+    }
+    const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
+    PrioSpec prio = backup_job_priority(job);
+    const char *env[] = {pwenv, NULL};
     ChildOptions co = {.argv = argv,
+                       .env = pwenv ? env : NULL,
                        .stdin_mode = CHILD_STDIN_NULL,
                        .stdout_mode = CHILD_STDOUT_STREAM,
                        .on_stdout = backup_job_on_stdout,
                        .timeout_ms = job->cfg.dump_timeout_ms,
+                       .priority = &prio,
                        .on_exit = backup_job_on_dump_exit,
                        .data = job};
     job->dump = child_spawn(job->loop, &co, &err);
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        explicit_bzero(pwenv, strlen(pwenv));
+    }
+    free(password);
+    free(pwenv);
+    free(conninfo);
     if (!job->dump) {
         backup_job_fail(job, DR_ECHILD, "dump", "cannot run pg_dump '%s': %s", job->cfg.pg_dump, err_str(err));
         backup_job_end(job);

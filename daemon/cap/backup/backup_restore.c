@@ -150,20 +150,33 @@ static void restore_into_on_restored(const BackupVerifyResult *vr, void *data)
 
 static void restore_into_start_restore(BackupRestore *r)
 {
-    char jobs[24];
+    char jobs[24], msg[256], *conninfo = NULL, *password = NULL;
     r->stage = BACKUP_RESTORE_RESTORE;
+    int rc = pgconn_child_conninfo(r->target_conninfo, &conninfo, &password, msg, sizeof(msg));
+    if (rc < 0) {
+        restore_into_fail(r, rc, "cannot hand the admin conninfo to pg_restore: %s",
+                          rc == DR_ECONFIG ? msg : err_str(rc));
+        return;
+    }
     snprintf(jobs, sizeof(jobs), "-j%u", r->opts.jobs);
     const char *argv[] = {r->cfg.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "-d",
-                          r->target_conninfo, r->opts.jobs > 0 ? jobs : NULL, NULL};
+                          conninfo, r->opts.jobs > 0 ? jobs : NULL, NULL};
     BackupVerifyOptions o = {.path = r->path,
                              .key = r->key,
                              .expected_sha256_hex = r->sha,
                              .argv = argv,
                              .child_must_read_all = true,
                              .timeout_ms = r->opts.timeout_ms,
-                             .spool_path = r->opts.jobs > 0 ? r->spool : NULL};
+                             .spool_path = r->opts.jobs > 0 ? r->spool : NULL,
+                             .child_password = password,
+                             .priority = {r->opts.low_priority ? (int)r->cfg.nice : 0,
+                                          r->opts.low_priority ? (PrioIoClass)r->cfg.ioprio : PRIO_IO_NORMAL}};
     r->verify = backup_verify_start(r->loop, &o, restore_into_on_restored, r);
     memset(r->key, 0, sizeof(r->key)); /* the verification has its own copy */
+    if (password)
+        explicit_bzero(password, strlen(password));
+    free(password);
+    free(conninfo);
     if (!r->verify) {
         restore_into_fail(r, -ENOMEM, "cannot start the restore: out of memory");
         return;
@@ -503,7 +516,7 @@ BackupTestRestore *backup_test_restore_start(uv_loop_t *loop, const ConfigBackup
     snprintf(r->dbname, sizeof(r->dbname), "drsup_verify_%lld_%d", (long long)backups__now(), (int)getpid());
     pgsql_quote_ident(r->dbname, r->ident, sizeof(r->ident));
     r->scratch_conninfo = pgsql_conninfo_dbname(cfg->conninfo, r->dbname);
-    BackupRestoreOpts o = {.timeout_ms = cfg->dump_timeout_ms};
+    BackupRestoreOpts o = {.timeout_ms = cfg->dump_timeout_ms, .low_priority = true};
     if (!r->queries || !r->scratch_conninfo ||
         backup__restore_into(loop, &r->cfg, name, expected_sha256_hex, key, cfg->conninfo,
                              r->dbname, &o, backup_test_restore_on_restored, r, &r->restore) < 0) {
