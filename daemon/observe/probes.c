@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "observe/probes.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -44,6 +45,7 @@ struct Probes {
     PgConn *pg;
     char *conninfo;
     PgConnOptions pg_opts;
+    char dbname[64];   /* the database the probe connects to (for the lease's declarations) */
     char *health_url;
     uint64_t health_timeout_ms;
     uint64_t http_id;
@@ -97,6 +99,57 @@ static void probes_record(Probe *pr, bool ok, double latency_ms, const char *err
 
 /* ---- database ---- */
 
+/* A failure a running recovery declared it would cause (core/lease.h) is shown and logged as the
+ * run's, and reported to nobody else: not towards database.down, not to the detector. The first
+ * one of a declaration is an event of the run; the count is in status and in the run's report. */
+static bool probes_attributed(Probe *pr, const char *sqlstate, const char *why)
+{
+    Probes *p = pr->owner;
+    Core *d = p->core;
+    const LeaseDisturbance *ld = lease_attribute(d->lease, p->dbname, sqlstate, why, clock_wall_ms());
+    char by[512];
+
+    if (!ld)
+        return false;
+    snprintf(by, sizeof(by), "run %s (%s): %s", ld->run, ld->step, ld->what);
+    Component *c = status_component(d->status, pr->name);
+    if (c)
+        status_observe_expected(c, why, by);
+    if (ld->count == 1) {
+        LogFields lf = {ld->run, ld->scenario, ld->step};
+        json_t *det = json_pack("{s:s,s:s,s:s}", "database", ld->database, "sqlstate", sqlstate ? sqlstate : "",
+                                "attributed_to", ld->run);
+        events_emit_run(d->events, SEV_INFO, "probe.database", NULL, false, det, &lf,
+                        "database probe failed as the recovery run declared (not an outage, not paged): %s; "
+                        "further ones are counted in drctl status", why);
+        json_decref(det);
+    } else {
+        log_debug("probe.database", "probe failure attributed to run %s (%llu so far): %s", ld->run,
+                  (unsigned long long)ld->count, why);
+    }
+    status_changed(d->status);
+    return true;
+}
+
+/* The database a conninfo names (dbname, else user), "" when it names neither. */
+static void probes_dbname(const char *conninfo, char *out, size_t n)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    const char *db = NULL, *user = NULL;
+
+    out[0] = '\0';
+    PQfreemem(err);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!strcmp(o->keyword, "dbname") && o->val && o->val[0])
+            db = o->val;
+        if (!strcmp(o->keyword, "user") && o->val && o->val[0])
+            user = o->val;
+    }
+    snprintf(out, n, "%s", db ? db : user ? user : "");
+    PQconninfoFree(opts);
+}
+
 static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, const char *errmsg, void *data)
 {
     Probe *pr = data;
@@ -117,6 +170,8 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
     } else {
         const char *sqlstate = p->pg ? pgconn_last_sqlstate(p->pg) : "";
         const char *why = status == 0 ? "unexpected probe result" : errmsg ? errmsg : err_str(status);
+        if (probes_attributed(pr, sqlstate, why))
+            return;
         if (sqlstate[0])
             detail = json_pack("{s:s}", "sqlstate", sqlstate);
         probes_record(pr, false, latency, why, detail);
@@ -143,8 +198,10 @@ static void probes_on_db_lost(PgConn *conn, const char *errmsg, void *data)
     if (p->closing || pr->busy)
         return;
     snprintf(why, sizeof(why), "the connection to the database was lost: %s", errmsg);
-    probes_record(pr, false, 0, why, NULL);
-    p->sink.db_failed(p->sink.data, "", why);
+    if (!probes_attributed(pr, "", why)) {
+        probes_record(pr, false, 0, why, NULL);
+        p->sink.db_failed(p->sink.data, "", why);
+    }
     probes_db_probe(pr);
 }
 
@@ -165,6 +222,8 @@ static void probes_db_probe(Probe *pr)
         return;
     /* Still backing off after a failure: that is an observation too. */
     const char *last = pgconn_last_error(p->pg);
+    if (probes_attributed(pr, pgconn_last_sqlstate(p->pg), last && last[0] ? last : err_str(r)))
+        return;
     probes_record(pr, false, 0, last && last[0] ? last : err_str(r), NULL);
     p->sink.db_failed(p->sink.data, "", last && last[0] ? last : err_str(r));
 }
@@ -278,6 +337,7 @@ static int probes_configure_db(Probes *p, const Config *cfg)
         pgconn_set_lost_cb(pg, probes_on_db_lost, &p->db);
         free(p->conninfo);
         p->conninfo = strdup(db->conninfo);
+        probes_dbname(db->conninfo, p->dbname, sizeof(p->dbname));
     }
     if (p->db.interval_ms != db->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->db.timer)) {
         p->db.interval_ms = db->probe_interval_ms;

@@ -46,6 +46,12 @@ typedef struct ScenarioDef {
     int64_t (*restore_point_ms)(const ScnRun *run);
     /* Add the scenario's own fields to its incident report (rep is an object). May be NULL. */
     void (*report_extras)(const ScnRun *run, json_t *rep);
+    /* What the run does to the database it protects now, with running_step the step in flight
+     * (NULL between steps, at a gate, held): LeaseDisturbanceKind bits (core/lease.h; 0: nothing)
+     * and a sentence for people in `what`. The runner declares it on the recovery lease before
+     * the step acts and ends it when this answers 0, so a probe failing that way is attributed to
+     * the run instead of paging. May be NULL (the scenario disturbs nothing a probe sees). */
+    unsigned (*disturbs)(const ScnRun *run, const char *running_step, char *what, size_t n);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */

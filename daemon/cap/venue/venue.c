@@ -504,12 +504,15 @@ static void venue_resume_finish(VenueResume *rs, bool confirmed, int result, con
     if (does & VENUE_SM_DO_RELEASE) {
         v->halted = false;
         venue_persist(v, NULL);
+        /* details.mode: the scenario runner closes a failed run's condition when trading is live again */
+        json_t *det = json_pack("{s:s,s:b}", "mode", mode, "forced", rs->force_reason != NULL);
         if (rs->force_reason)
-            events_emit(v->core->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
+            events_emit(v->core->events, SEV_CRITICAL, "venue.resume", NULL, false, det,
                         "trading resumed WITHOUT a passing reconcile (%s mode), forced by an operator: %s", mode,
                         rs->force_reason);
         else
-            events_emit(v->core->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode", mode);
+            events_emit(v->core->events, SEV_INFO, "venue.resume", NULL, false, det, "trading resumed in %s mode", mode);
+        json_decref(det);
         status_changed(v->core->status);
     }
     if (does & VENUE_SM_DO_RESUME_OK) {
