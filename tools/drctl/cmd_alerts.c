@@ -112,8 +112,7 @@ static int drctl_args_alerts(const OptParse *p, DrctlRequest *req)
             fprintf(stderr, "drctl alerts: --reason goes with 'alerts resolve KEY --reason R'\n");
             return DRCTL_EXIT_USAGE;
         }
-        req->wire = "alerts";
-        return 0;
+        return 0; /* the view: wire "alerts" */
     }
     if (strcmp(action, "resolve") != 0) {
         fprintf(stderr, "drctl alerts: unknown action '%s' (the only one is 'resolve KEY --reason R')\n", action);
@@ -165,7 +164,7 @@ const OptCommand drctl_cmd_alerts = {
          .help = "why the condition is over (logged, sent with the resolution's details)"},
         {0},
     },
-    .data = &(const DrctlAction){.args = drctl_args_alerts, .print = drctl_print_alerts_or_resolved},
+    .data = &(const DrctlAction){.wire = "alerts", .args = drctl_args_alerts, .print = drctl_print_alerts_or_resolved},
 };
 
 static const OptCommand drctl_cmd_alert_test = {
