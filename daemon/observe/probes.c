@@ -36,6 +36,9 @@ typedef struct Probe {
     uint64_t interval_ms;
     uint64_t down_after;
     char condition[192];
+    bool replay;             /* this probe met the connection's backoff: its failure repeats the last attempt's */
+    bool last_attributed;    /* the last failed attempt was attributed to a recovery run */
+    char attributed_by[512]; /* ... to whom */
 } Probe;
 
 struct Probes {
@@ -106,15 +109,25 @@ static bool probes_attributed(Probe *pr, const char *sqlstate, const char *why)
 {
     Probes *p = pr->owner;
     Core *d = p->core;
+    bool replay = pr->replay;
+    pr->replay = false;
+    if (replay && pr->last_attributed) {
+        /* No new attempt was made (backoff): the same failure as the attributed one before, even if
+         * the run's declaration ended since (the switch put the database back a moment ago). */
+        Component *c = status_component(d->status, pr->name);
+        if (c)
+            status_observe_expected(c, why, pr->attributed_by);
+        log_debug("probe.database", "repeat of a failure attributed to %s: %s", pr->attributed_by, why);
+        return true;
+    }
     const LeaseDisturbance *ld = lease_attribute(d->lease, p->dbname, sqlstate, why, clock_wall_ms());
-    char by[512];
-
+    pr->last_attributed = ld != NULL;
     if (!ld)
         return false;
-    snprintf(by, sizeof(by), "run %s (%s): %s", ld->run, ld->step, ld->what);
+    snprintf(pr->attributed_by, sizeof(pr->attributed_by), "run %s (%s): %s", ld->run, ld->step, ld->what);
     Component *c = status_component(d->status, pr->name);
     if (c)
-        status_observe_expected(c, why, by);
+        status_observe_expected(c, why, pr->attributed_by);
     if (ld->count == 1) {
         LogFields lf = {ld->run, ld->scenario, ld->step};
         json_t *det = json_pack("{s:s,s:s,s:s}", "database", ld->database, "sqlstate", sqlstate ? sqlstate : "",
@@ -162,6 +175,7 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
     if (status == DR_ECANCELED)
         return;
     if (status == 0 && res && PQntuples(res) == 1 && PQnfields(res) == 3) {
+        pr->replay = pr->last_attributed = false;
         detail = json_pack("{s:b,s:s,s:I}", "in_recovery", strcmp(PQgetvalue(res, 0, 0), "true") == 0,
                            "server_version", PQgetvalue(res, 0, 1), "checksum_failures",
                            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
@@ -198,6 +212,7 @@ static void probes_on_db_lost(PgConn *conn, const char *errmsg, void *data)
     if (p->closing || pr->busy)
         return;
     snprintf(why, sizeof(why), "the connection to the database was lost: %s", errmsg);
+    pr->replay = false; /* a new observation */
     if (!probes_attributed(pr, "", why)) {
         probes_record(pr, false, 0, why, NULL);
         p->sink.db_failed(p->sink.data, "", why);
@@ -213,6 +228,7 @@ static void probes_db_probe(Probe *pr)
     if (pr->busy || !p->pg)
         return;
     pr->started_ms = uv_now(p->core->loop);
+    pr->replay = pgconn_backoff_remaining_ms(p->pg) > 0;
     r = pgconn_query(p->pg, PROBE_DB_SQL, 0, NULL, probes_on_db_result, pr);
     if (r == 0) {
         pr->busy = true;
