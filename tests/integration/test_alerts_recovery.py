@@ -8,6 +8,8 @@ venue and the alert receiver double (PagerDuty, Slack, webhook).
 - A real outage of another kind during a run (the server stopped: connection refused) still
   pages; when the server answers only after the run ended, the conditions still close.
 - A failed (aborted) run's scenario condition closes when trading is live again.
+- An escalated halt (venue.halt) that the daemon died before seeing confirmed closes with the
+  confirmation of the halt re-asserted after the restart.
 """
 import os
 
@@ -206,6 +208,33 @@ def test_an_aborted_runs_condition_closes_when_trading_is_live_again(pg, tmp_pat
                    timeout=15, what="the scenario condition resolved")
         assert "scenario:database_corruption:test" not in [c["condition"] for c in d.ctl_json("alerts")["conditions"]]
         assert "trading is live again after the last database_corruption run failed" in d.log()
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_an_escalated_halt_resolves_when_confirmed_after_a_restart(tmp_path, venue, rx):
+    """venue.halt:C opens when the platform does not confirm a halt; the daemon dies before it does;
+    after the restart the halt is re-asserted and confirmed: that confirmation resolves it."""
+    venue.down = True                      # every request answered 503: the halt is never confirmed
+    d = Daemon(tmp_path, {"venue": venue.config(), "detector": {"halt_after": 1000},
+                          "alerts": {"pagerduty": {"routing_key_file": secret(tmp_path, "pd.key", ROUTING_KEY),
+                                                   "url": rx.url("/pd")},
+                                     "webhook": {"url": rx.url("/hook")},
+                                     "retry": {"base": "100ms", "cap": "400ms"}}})
+    try:
+        d.start()
+        p = d.ctl("halt", "--reason", "operator drill", "-t", "1s")
+        assert p.returncode != 0  # not confirmed within the answer's time
+        wait_until(lambda: triggers(rx, "venue.halt:test"), timeout=15, what="the escalated halt paged")
+        wait_until(lambda: drained(d), what="the page delivered")
+        d.kill9()
+        venue.down = False
+        d.start()
+        wait_until(lambda: [e for e in webhook_events(rx) if e["condition"] == "venue.halt:test" and e["resolved"]],
+                   timeout=15, what="venue.halt resolved by the confirmation after the restart")
+        assert venue.mode == "halted"
+        assert "venue.halt:test" not in [c["condition"] for c in d.ctl_json("alerts")["conditions"]]
         d.stop()
     finally:
         d.cleanup()

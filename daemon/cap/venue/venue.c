@@ -337,8 +337,11 @@ static void venue_halt_confirmed(Venue *v)
         return; /* a late answer to a halt no longer in flight */
     venue_set_error(v, NULL);
     snprintf(cond, sizeof(cond), "venue.halt:%s", v->core->cfg->cluster);
-    events_emit(v->core->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", v->escalated ? cond : NULL,
-                v->escalated, NULL, "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
+    /* Every confirmation resolves venue.halt, not only one this process escalated: the condition
+     * outlives a restart (alerts keeps it), `escalated` does not. Alerts sends nothing for a
+     * condition that is not open. */
+    events_emit(v->core->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", cond, true, NULL,
+                "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
                 v->attempts + 1, v->attempts ? "s" : "", v->reason ? v->reason : "-");
     v->escalated = false;
     status_changed(v->core->status);
