@@ -561,6 +561,7 @@ Detector *detector_new(Core *d, Venue *venue)
     det->venue = venue;
     DetectorSmConfig smc = detector_sm_config(d->cfg);
     detector_sm_init(&det->sm, &smc);
+    detector_sm_assume_open(&det->sm); /* conditions an earlier run of the daemon left open close too */
     uv_timer_init(d->loop, &det->check_timer);
     uv_timer_init(d->loop, &det->restart_timer);
     det->check_timer.data = det->restart_timer.data = det;

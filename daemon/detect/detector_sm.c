@@ -53,18 +53,26 @@ void detector_sm_reset(DetectorSm *sm)
     DetectorSmConfig cfg = sm->cfg;
     int64_t cf = sm->checksum_failures;
     bool unreachable = sm->unreachable_open, corruption = sm->corruption_open;
+    bool unreachable_maybe = sm->unreachable_maybe, corruption_maybe = sm->corruption_maybe;
     detector_sm_init(sm, &cfg);
     sm->checksum_failures = cf;
     sm->unreachable_open = unreachable;
     sm->corruption_open = corruption;
+    sm->unreachable_maybe = unreachable_maybe;
+    sm->corruption_maybe = corruption_maybe;
+}
+
+void detector_sm_assume_open(DetectorSm *sm)
+{
+    sm->unreachable_maybe = sm->corruption_maybe = true;
 }
 
 void detector_sm_run_ended(DetectorSm *sm, int64_t now_ms, bool recovered, const char *run, DetectorDecision *out)
 {
     (void)now_ms;
     detector_sm_clear_decision(out);
-    if (recovered && sm->corruption_open) {
-        sm->corruption_open = false;
+    if (recovered && (sm->corruption_open || sm->corruption_maybe)) {
+        sm->corruption_open = sm->corruption_maybe = false;
         detector_sm_event(out, DETECTOR_EV_RECOVERED,
                           "corruption handled: recovery run %s replaced the damaged database and trading is live",
                           run && run[0] ? run : "?");
@@ -173,7 +181,11 @@ void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failu
         sm->unreachable_open = false;
         detector_sm_event(out, DETECTOR_EV_BACK, "database answers again (the outage began before the last recovery "
                                                  "run ended)");
+    } else if (sm->unreachable_maybe) {
+        detector_sm_event(out, DETECTOR_EV_BACK, "database answers: the first answer since the daemon started (an "
+                                                 "outage an earlier run of the daemon left open is over)");
     }
+    sm->unreachable_maybe = false;
     if (checksum_failures >= 0) {
         if (sm->checksum_failures >= 0 && checksum_failures > sm->checksum_failures) {
             char what[160];
@@ -202,6 +214,7 @@ void detector_sm_probe_failed(DetectorSm *sm, int64_t now_ms, const char *sqlsta
     if (!sm->down && sm->consecutive_failures >= sm->cfg.halt_after) {
         sm->down = true;
         sm->unreachable_open = true;
+        sm->unreachable_maybe = false;
         sm->down_since_ms = now_ms;
         sm->restarts_done = 0;
         sm->restart_pending = false;
@@ -229,7 +242,7 @@ void detector_sm_check_result(DetectorSm *sm, int64_t now_ms, int64_t started_ms
     if (ok) {
         if (sm->corruption == 1 && started_ms >= sm->first_signal_ms) {
             sm->corruption = 0;
-            sm->corruption_open = false;
+            sm->corruption_open = sm->corruption_maybe = false;
             detector_sm_event(out, DETECTOR_EV_CLEARED,
                               "corruption not confirmed: a clean check followed '%s'; trading stays halted until resumed",
                               sm->first_signal);

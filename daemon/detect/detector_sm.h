@@ -104,11 +104,18 @@ typedef struct DetectorSm {
     /* conditions opened and not resolved yet; kept by a re-arm (see the rules above) */
     bool unreachable_open;        /* detector.unreachable, detector.restart */
     bool corruption_open;         /* detector.corruption */
+    /* at start, each may have been left open by an earlier run of the daemon (alerts keeps them
+     * across restarts, this memory does not): the first answer, or a successful run, closes those
+     * too (detector_sm_assume_open); not shown as open */
+    bool unreachable_maybe, corruption_maybe;
 } DetectorSm;
 
 void detector_sm_init(DetectorSm *sm, const DetectorSmConfig *cfg);
 /* New thresholds (reload); the phase and counters are kept. */
 void detector_sm_configure(DetectorSm *sm, const DetectorSmConfig *cfg);
+/* At start: treat the conditions as possibly left open by an earlier run of the daemon, so the
+ * first answer resolves detector.unreachable and a successful run detector.corruption. */
+void detector_sm_assume_open(DetectorSm *sm);
 /* Back to HEALTHY with no memory of the episode (checksum baseline and open conditions kept). */
 void detector_sm_reset(DetectorSm *sm);
 /* A recovery run ended (run: its id, for the message): re-arm (detector_sm_reset). recovered: it

@@ -8,6 +8,7 @@ venue and the alert receiver double (PagerDuty, Slack, webhook).
 - A real outage of another kind during a run (the server stopped: connection refused) still
   pages; when the server answers only after the run ended, the conditions still close.
 - A failed (aborted) run's scenario condition closes when trading is live again.
+- An outage the daemon was killed in closes on the first answer after its restart.
 - An escalated halt (venue.halt) that the daemon died before seeing confirmed closes with the
   confirmation of the halt re-asserted after the restart.
 """
@@ -235,6 +236,33 @@ def test_an_escalated_halt_resolves_when_confirmed_after_a_restart(tmp_path, ven
                    timeout=15, what="venue.halt resolved by the confirmation after the restart")
         assert venue.mode == "halted"
         assert "venue.halt:test" not in [c["condition"] for c in d.ctl_json("alerts")["conditions"]]
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_an_outage_left_open_by_a_killed_daemon_closes_on_the_first_answer_after_the_restart(pg, tmp_path, venue,
+                                                                                               rx):
+    d = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo(), "probe_interval": "250ms", "connect_timeout": "1s"},
+                          "venue": venue.config(), "detector": {"halt_after": 2},
+                          "alerts": {"pagerduty": {"routing_key_file": secret(tmp_path, "pd.key", ROUTING_KEY),
+                                                   "url": rx.url("/pd")},
+                                     "webhook": {"url": rx.url("/hook")},
+                                     "retry": {"base": "100ms", "cap": "400ms"}}})
+    try:
+        d.start()
+        wait_until(lambda: d.ctl_json("status")["components"]["database"]["health"] == "up", what="first probe")
+        pg.stop(mode="immediate")
+        wait_until(lambda: triggers(rx, "detector.unreachable:test"), timeout=15, what="the outage paged")
+        wait_until(lambda: drained(d), what="the page delivered")
+        d.kill9()
+        pg.start()
+        d.start()
+        wait_until(lambda: [e for e in webhook_events(rx) if e["condition"] == "detector.unreachable:test"
+                            and e["resolved"]], timeout=15, what="detector.unreachable resolved after the restart")
+        assert_every_trigger_resolved(rx)
+        assert d.ctl_json("alerts")["conditions"] == []
+        assert "the first answer since the daemon started" in d.log()
         d.stop()
     finally:
         d.cleanup()

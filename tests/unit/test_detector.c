@@ -347,6 +347,29 @@ static void test_run_ended_rearms_and_says_which_run(void **state)
     assert_true(d.actions & DETECTOR_ACT_HALT);
 }
 
+/* After a restart the machine cannot know what an earlier run of the daemon left open: the first
+ * answer resolves detector.unreachable once, a successful run detector.corruption once. */
+static void test_conditions_left_open_by_an_earlier_daemon_close(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_assume_open(&sm);
+    assert_false(sm.unreachable_open); /* not shown as open: only possibly */
+    detector_sm_probe_ok(&sm, 100, 0, &d);
+    assert_true(has_event(&d, DETECTOR_EV_BACK));
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_ok(&sm, 200, 0, &d);
+    assert_int_equal(d.n_events, 0);
+    detector_sm_run_ended(&sm, 300, false, "run-1", &d); /* failed: the damage may still be there */
+    assert_int_equal(d.n_events, 0);
+    detector_sm_run_ended(&sm, 400, true, "run-2", &d);
+    assert_true(has_event(&d, DETECTOR_EV_RECOVERED));
+    detector_sm_run_ended(&sm, 500, true, "run-3", &d);
+    assert_int_equal(d.n_events, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_sqlstate_class),
         cmocka_unit_test(test_conditions_close_whatever_the_order),
         cmocka_unit_test(test_run_ended_rearms_and_says_which_run),
+        cmocka_unit_test(test_conditions_left_open_by_an_earlier_daemon_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
