@@ -266,3 +266,24 @@ def test_an_outage_left_open_by_a_killed_daemon_closes_on_the_first_answer_after
         d.stop()
     finally:
         d.cleanup()
+
+
+def test_a_backup_condition_left_open_by_a_killed_daemon_closes_after_the_restart(pg, tmp_path, venue, rx):
+    fill_db(pg)
+    d = make_daemon(pg, tmp_path, venue, rx, {"halt_after": 1000})
+    d.config["backup"]["watch"] = {"max_age": "1s"}   # no backup yet: too old after a second
+    d.write_config()
+    try:
+        d.start()
+        wait_until(lambda: triggers(rx, "backup.age:test"), timeout=20, what="backup.age paged")
+        wait_until(lambda: drained(d), what="the page delivered")
+        d.kill9()
+        d.config["backup"]["watch"] = {"max_age": "1h"}  # the cause is gone
+        d.write_config()
+        d.start()
+        wait_until(lambda: [e for e in webhook_events(rx) if e["condition"] == "backup.age:test" and e["resolved"]],
+                   timeout=20, what="backup.age resolved after the restart")
+        assert "backup.age:test" not in [c["condition"] for c in d.ctl_json("alerts")["conditions"]]
+        d.stop()
+    finally:
+        d.cleanup()
