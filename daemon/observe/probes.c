@@ -11,6 +11,10 @@
  * connections) that counts as a failed probe at once, and a confirming probe runs right away on a
  * fresh connection, so a crash is seen in milliseconds; a hang still takes its probe intervals,
  * and a blip (one connection lost, the server fine) is one failure and one success.
+ * A database failure that a running recovery declared on the lease (core/lease.h: its own rename
+ * of the database) is attributed to the run: shown in status ("expected") and logged as the run's,
+ * neither a failure towards database.down nor a success, and not passed to the sink (the
+ * detector); so are its repeats from the reconnect backoff. Any other failure is reported as usual.
  */
 #include <errno.h>
 #include <stdio.h>
