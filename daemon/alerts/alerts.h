@@ -7,8 +7,8 @@
  * transfers on the shared HTTP client, so a slow channel never delays another), the durable outbox
  * in state_dir/outbox (every delivery is written there on the thread pool before it is sent and
  * removed only after the channel accepted it; reloaded and resumed at start), dead letters, the
- * dead-man heartbeat, the "alerts" status component, and the control commands `alerts` and
- * `alert.test`. See docs/alerts.md. Loop thread only.
+ * dead-man heartbeat, the "alerts" status component, and the control commands `alerts`,
+ * `alert.test` and `alerts.resolve` (an operator closes a condition by hand). See docs/alerts.md. Loop thread only.
  */
 #ifndef DRSUP_ALERTS_H
 #define DRSUP_ALERTS_H

@@ -159,7 +159,7 @@ void alerts__start_write(Alerts *a, AlertEntry *e);
 /* Load the outbox and the open conditions (thread pool); then replay the early events and pump
  * every channel. 0 or a negative code (alerts_outbox.c). */
 int alerts__outbox_load(Alerts *a);
-/* Register `alerts` and `alert.test` (alerts_view.c). */
+/* Register `alerts`, `alert.test` and `alerts.resolve` (alerts_view.c). */
 int alerts__register_commands(Alerts *a);
 
 #endif

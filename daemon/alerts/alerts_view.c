@@ -1,7 +1,8 @@
 /*
  * alerts_view: the operator's side of alerts: `alerts` (open conditions, the outbox with each
- * delivery's state, dead letters, the last deliveries per channel, the heartbeat) and
- * `alert.test` (one or many test events, end to end through the outbox, to one channel or all).
+ * delivery's state, dead letters, the last deliveries per channel, the heartbeat), `alert.test`
+ * (one or many test events, end to end through the outbox, to one channel or all) and
+ * `alerts.resolve` (close an open condition by hand).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -194,12 +195,69 @@ static void alerts_cmd_test(CtlCall *call, const json_t *args, void *data)
                                      "condition", cond, "resolve", resolve));
 }
 
+/*
+ * `alerts.resolve`: an operator closes an open condition by hand (its cause is gone, but nothing
+ * will say so: a failed run's scenario condition, a corruption an operator repaired). The
+ * resolution goes out like any other: to exactly the channels that were told about it, after
+ * their pending triggers. Who and why are in the event (logged once) and its details.
+ */
+static void alerts_cmd_resolve(CtlCall *call, const json_t *args, void *data)
+{
+    Alerts *a = data;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    const char *reason = json_string_value(json_object_get(args, "reason"));
+
+    if (!a->enabled) {
+        control_reply_error(call, DR_ESTATE, "alerts are not configured (no 'alerts' section): no condition is open");
+        return;
+    }
+    if (!key || !key[0]) {
+        control_reply_error(call, DR_EBADARG, "the condition key is missing (drctl alerts lists the open ones)");
+        return;
+    }
+    if (!reason || !reason[0]) {
+        control_reply_error(call, DR_EBADARG, "--reason is required: say why the condition is over");
+        return;
+    }
+    if (strlen(reason) > 500) {
+        control_reply_error(call, DR_EBADARG, "the reason must be at most 500 characters");
+        return;
+    }
+    AlertCondition *c = alerts__cond_find(a, key);
+    if (!c) {
+        control_reply_error(call, -ENOENT, "no open condition '%.200s' (drctl alerts lists the open ones)", key);
+        return;
+    }
+    /* The condition is freed while the resolution is routed: keep what the reply needs. */
+    char kind[128];
+    json_t *chans = json_array();
+    snprintf(kind, sizeof(kind), "%s", c->kind);
+    for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++)
+        if ((c->channels & (1u << ch)) && alerts__configured(a, (AlertChannel)ch))
+            json_array_append_new(chans, json_string(alertfmt_channel_name((AlertChannel)ch)));
+    const PeerCred *peer = control_call_peer(call);
+    long uid = peer ? (long)peer->uid : -1;
+    json_t *det = json_pack("{s:s,s:s,s:i,s:s}", "resolved_by", "operator", "reason", reason, "requested_by_uid",
+                            (int)uid, "action", "nothing: an operator closed the condition by hand (drctl alerts resolve)");
+    /* To exactly the channels that heard of it, whatever the routes say now. */
+    a->forcing = true;
+    a->force_mask = c->channels;
+    events_emit(a->core->events, SEV_INFO, kind, key, true, det, "resolved by an operator (uid %ld): %s", uid, reason);
+    a->forcing = false;
+    a->force_mask = 0;
+    json_decref(det);
+    control_reply_ok(call, json_pack("{s:s,s:s,s:s,s:o}", "condition", key, "kind", kind, "reason", reason,
+                                     "channels", chans));
+}
+
 int alerts__register_commands(Alerts *a)
 {
     CtlCommand cmds[] = {
         {"alerts", false, alerts_cmd_view, a, "open conditions, the alert outbox, dead letters, last deliveries"},
         {"alert.test", true, alerts_cmd_test, a,
          "send test alerts end to end (args: channel, condition, count, severity, resolve, summary)"},
+        {"alerts.resolve", true, alerts_cmd_resolve, a,
+         "close an open condition by hand; the resolution goes to every channel told of it (args: key, reason)"},
     };
     return control_register(a->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }

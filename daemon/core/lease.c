@@ -6,17 +6,22 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 
 typedef struct LeaseListener {
     LeaseChangedFn fn;
     void *data;
 } LeaseListener;
 
+#define LEASE_MAX_DISTURBANCES 4
+
 struct Lease {
     bool held;
     char *holder;
     LeaseListener *listeners;
     size_t n_listeners;
+    LeaseDisturbance dist[LEASE_MAX_DISTURBANCES];
+    size_t n_dist;
 };
 
 Lease *lease_new(void)
@@ -60,6 +65,7 @@ void lease_release(Lease *l)
     if (!l->held)
         return;
     l->held = false;
+    l->n_dist = 0;
     free(l->holder);
     l->holder = NULL;
     lease_tell(l);
@@ -94,4 +100,103 @@ void lease_unlisten(Lease *l, LeaseChangedFn fn, void *data)
             return;
         }
     }
+}
+
+/* ---- declared disturbances ---- */
+
+static LeaseDisturbance *lease_find(Lease *l, const char *database)
+{
+    for (size_t i = 0; i < l->n_dist; i++)
+        if (!strcmp(l->dist[i].database, database))
+            return &l->dist[i];
+    return NULL;
+}
+
+int lease_expect(Lease *l, const LeaseDisturbance *d)
+{
+    if (!l || !l->held || !d || !d->database[0] || !d->kinds)
+        return -EINVAL;
+    LeaseDisturbance *o = lease_find(l, d->database);
+    if (!o) {
+        if (l->n_dist >= LEASE_MAX_DISTURBANCES)
+            return -ENOMEM;
+        o = &l->dist[l->n_dist++];
+        *o = *d;
+        o->count = 0;
+        o->first_ms = o->last_ms = 0;
+        o->last_error[0] = '\0';
+        return 0;
+    }
+    /* Same database, maybe a later step: the new words, the count so far. */
+    o->kinds = d->kinds;
+    memcpy(o->run, d->run, sizeof(o->run));
+    memcpy(o->scenario, d->scenario, sizeof(o->scenario));
+    memcpy(o->step, d->step, sizeof(o->step));
+    memcpy(o->what, d->what, sizeof(o->what));
+    return 0;
+}
+
+bool lease_expect_end(Lease *l, const char *database, LeaseDisturbance *ret)
+{
+    LeaseDisturbance *o = l && database ? lease_find(l, database) : NULL;
+    if (!o)
+        return false;
+    if (ret)
+        *ret = *o;
+    size_t i = (size_t)(o - l->dist);
+    memmove(&l->dist[i], &l->dist[i + 1], (l->n_dist - i - 1) * sizeof(l->dist[0]));
+    l->n_dist--;
+    return true;
+}
+
+const LeaseDisturbance *lease_disturbances(const Lease *l, size_t *ret_n)
+{
+    *ret_n = l ? l->n_dist : 0;
+    return l ? l->dist : NULL;
+}
+
+/* The server quotes the database's name: 'database "shop" does not exist'. */
+static bool lease_says(const char *message, const char *database, const char *tail)
+{
+    char want[160];
+    if (!message)
+        return false;
+    snprintf(want, sizeof(want), "database \"%s\" %s", database, tail);
+    return strstr(message, want) != NULL;
+}
+
+bool lease_disturbance_matches(const LeaseDisturbance *d, const char *database, const char *sqlstate,
+                               const char *message)
+{
+    if (!d || !database || !database[0] || strcmp(d->database, database))
+        return false;
+    if (!sqlstate)
+        sqlstate = "";
+    if ((d->kinds & LEASE_DB_MISSING) && (!strcmp(sqlstate, "3D000") || lease_says(message, database, "does not exist")))
+        return true;
+    if ((d->kinds & LEASE_DB_REFUSING) && lease_says(message, database, "is not currently accepting connections"))
+        return true;
+    if ((d->kinds & LEASE_DB_TERMINATED) &&
+        (!strcmp(sqlstate, "57P01") ||
+         (message && strstr(message, "terminating connection due to administrator command"))))
+        return true;
+    return false;
+}
+
+const LeaseDisturbance *lease_attribute(Lease *l, const char *database, const char *sqlstate, const char *message,
+                                        int64_t now_ms)
+{
+    if (!l || !l->held)
+        return NULL;
+    for (size_t i = 0; i < l->n_dist; i++) {
+        LeaseDisturbance *d = &l->dist[i];
+        if (!lease_disturbance_matches(d, database, sqlstate, message))
+            continue;
+        if (!d->count++)
+            d->first_ms = now_ms;
+        d->last_ms = now_ms;
+        snprintf(d->last_error, sizeof(d->last_error), "%s", message ? message : "");
+        return d;
+    }
+    return NULL;
 }

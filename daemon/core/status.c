@@ -49,6 +49,8 @@ Status *status_free(Status *st)
     for (size_t i = 0; i < st->n; i++) {
         free(st->items[i]->name);
         free(st->items[i]->last_error);
+        free(st->items[i]->expected_error);
+        free(st->items[i]->expected_by);
         json_decref(st->items[i]->last_detail);
         free(st->items[i]);
     }
@@ -128,6 +130,22 @@ int status_observe(Component *c, bool ok, double latency_ms, const char *error, 
     return c->health != before ? (int)c->health : -1;
 }
 
+void status_observe_expected(Component *c, const char *error, const char *attributed_to)
+{
+    char *e = status_one_line(error ? error : "failed"), *by = strdup(attributed_to ? attributed_to : "");
+    c->expected_failures++;
+    c->expected_ms = clock_wall_ms();
+    if (e && by) {
+        free(c->expected_error);
+        free(c->expected_by);
+        c->expected_error = e;
+        c->expected_by = by;
+    } else {
+        free(e);
+        free(by);
+    }
+}
+
 json_t *status_components_json(const Status *st)
 {
     json_t *all = json_object();
@@ -155,6 +173,11 @@ json_t *status_components_json(const Status *st)
                                           (json_int_t)c->last_error_ms));
         else
             json_object_set_new(o, "last_error", json_null());
+        if (c->expected_failures)
+            json_object_set_new(o, "expected", json_pack("{s:I,s:I,s:s?,s:s?}", "failures",
+                                                         (json_int_t)c->expected_failures, "ts_ms",
+                                                         (json_int_t)c->expected_ms, "message", c->expected_error,
+                                                         "attributed_to", c->expected_by));
         json_object_set_new(all, c->name, o);
     }
     return all;

@@ -27,6 +27,11 @@ typedef struct Component {
     json_t *last_detail;         /* object from the last observation, may be NULL */
     uint64_t consecutive_failures;
     uint64_t observations, failures;
+    /* failures a running recovery declared it would cause (core/lease.h): counted apart */
+    uint64_t expected_failures;
+    int64_t expected_ms;         /* the last one */
+    char *expected_error;        /* its message */
+    char *expected_by;           /* who caused it: "run R (step S): what" */
 } Component;
 
 typedef struct Status Status;
@@ -42,6 +47,12 @@ Component *status_component(Status *st, const char *name);
  */
 int status_observe(Component *c, bool ok, double latency_ms, const char *error, const json_t *detail,
                    uint64_t down_after);
+/*
+ * Record a failed observation that a running recovery declared it would cause (attributed_to says
+ * which run, which step, what it does): shown (status_components_json "expected"), neither a
+ * failure towards DOWN nor a success, so the health and consecutive failures stay as they were.
+ */
+void status_observe_expected(Component *c, const char *error, const char *attributed_to);
 void status_set_health(Component *c, Health h);
 const char *status_health_name(Health h);
 /* {"database":{...},"platform":{...}} */

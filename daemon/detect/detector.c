@@ -123,6 +123,9 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
     case DETECTOR_EV_CLEARED:
         events_emit(ev, SEV_WARNING, "detector.corruption", det->cond_corruption, true, NULL, "%s", message);
         break;
+    case DETECTOR_EV_RECOVERED:
+        events_emit(ev, SEV_INFO, "detector.corruption", det->cond_corruption, true, NULL, "%s", message);
+        break;
     case DETECTOR_EV_NONE:
     default:
         break;
@@ -558,6 +561,7 @@ Detector *detector_new(Core *d, Venue *venue)
     det->venue = venue;
     DetectorSmConfig smc = detector_sm_config(d->cfg);
     detector_sm_init(&det->sm, &smc);
+    detector_sm_assume_open(&det->sm); /* conditions an earlier run of the daemon left open close too */
     uv_timer_init(d->loop, &det->check_timer);
     uv_timer_init(d->loop, &det->restart_timer);
     det->check_timer.data = det->restart_timer.data = det;
@@ -639,11 +643,14 @@ int detector_apply_config(Detector *det, const Config *cfg)
     return 0;
 }
 
-void detector_reset(Detector *det)
+void detector_run_ended(Detector *det, const char *run, bool recovered)
 {
-    if (!det)
+    DetectorDecision dec;
+    if (!det || det->closing)
         return;
-    detector_sm_reset(&det->sm);
+    detector_sm_run_ended(&det->sm, clock_wall_ms(), recovered, run, &dec);
+    for (size_t i = 0; i < dec.n_events; i++)
+        detector_emit(det, dec.events[i].kind, dec.events[i].message);
     det->triggered_run[0] = '\0';
     det->trigger_tried = false;
     uv_timer_stop(&det->restart_timer);
@@ -681,6 +688,14 @@ json_t *detector_status_json(const Detector *det)
                           sm->halt_requested, "halt_ms", (json_int_t)det->halt_ms, "restarts_done",
                           (json_int_t)sm->restarts_done, "restart_running", det->restart_child != NULL,
                           "corruption_signals", (json_int_t)sm->signals);
+    if (j && (sm->unreachable_open || sm->corruption_open)) {
+        json_t *open = json_array();
+        if (sm->unreachable_open)
+            json_array_append_new(open, json_string(det->cond_unreachable));
+        if (sm->corruption_open)
+            json_array_append_new(open, json_string(det->cond_corruption));
+        json_object_set_new(j, "open_conditions", open);
+    }
     if (!j)
         return NULL;
     if (sm->checksum_failures >= 0)

@@ -56,8 +56,10 @@ void detector_db_probe_ok(Detector *det, int64_t checksum_failures);
 /* The liveness probe failed with SQLSTATE sqlstate ("" when libpq made the error) and message. */
 void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *message);
 
-/* Forget the current episode (a scenario run handled it): back to healthy, checks re-armed. */
-void detector_reset(Detector *det);
+/* A recovery run ended (run: its id): forget the episode, back to healthy, checks re-armed; the
+ * conditions it opened stay open until their cause is gone (detector_sm.h), except that
+ * recovered (the run succeeded) resolves detector.corruption. */
+void detector_run_ended(Detector *det, const char *run, bool recovered);
 
 /* {"phase":..., "consecutive_failures":..., ...} for `drctl status`. New reference. */
 json_t *detector_status_json(const Detector *det);

@@ -52,8 +52,32 @@ void detector_sm_reset(DetectorSm *sm)
 {
     DetectorSmConfig cfg = sm->cfg;
     int64_t cf = sm->checksum_failures;
+    bool unreachable = sm->unreachable_open, corruption = sm->corruption_open;
+    bool unreachable_maybe = sm->unreachable_maybe, corruption_maybe = sm->corruption_maybe;
     detector_sm_init(sm, &cfg);
     sm->checksum_failures = cf;
+    sm->unreachable_open = unreachable;
+    sm->corruption_open = corruption;
+    sm->unreachable_maybe = unreachable_maybe;
+    sm->corruption_maybe = corruption_maybe;
+}
+
+void detector_sm_assume_open(DetectorSm *sm)
+{
+    sm->unreachable_maybe = sm->corruption_maybe = true;
+}
+
+void detector_sm_run_ended(DetectorSm *sm, int64_t now_ms, bool recovered, const char *run, DetectorDecision *out)
+{
+    (void)now_ms;
+    detector_sm_clear_decision(out);
+    if (recovered && (sm->corruption_open || sm->corruption_maybe)) {
+        sm->corruption_open = sm->corruption_maybe = false;
+        detector_sm_event(out, DETECTOR_EV_RECOVERED,
+                          "corruption handled: recovery run %s replaced the damaged database and trading is live",
+                          run && run[0] ? run : "?");
+    }
+    detector_sm_reset(sm);
 }
 
 DetectorPhase detector_sm_phase(const DetectorSm *sm)
@@ -117,6 +141,7 @@ static void detector_sm_signal(DetectorSm *sm, int64_t now_ms, const char *what,
         sm->first_signal_ms = now_ms;
         snprintf(sm->first_signal, sizeof(sm->first_signal), "%s", what);
         sm->halt_requested = true;
+        sm->corruption_open = true;
         out->actions |= DETECTOR_ACT_HALT | DETECTOR_ACT_CHECK_NOW;
         snprintf(out->halt_reason, sizeof(out->halt_reason), "suspected database corruption: %s", what);
         detector_sm_event(out, DETECTOR_EV_SUSPECTED,
@@ -124,6 +149,7 @@ static void detector_sm_signal(DetectorSm *sm, int64_t now_ms, const char *what,
         return;
     }
     sm->corruption = 2;
+    sm->corruption_open = true;
     sm->restart_pending = false;
     out->actions |= DETECTOR_ACT_TRIGGER;
     out->detected_ms = sm->first_signal_ms;
@@ -143,12 +169,23 @@ void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failu
         sm->restarts_done = 0;
         sm->restart_pending = false;
         sm->exhausted_reported = false;
+        sm->unreachable_open = false;
         detector_sm_event(out, DETECTOR_EV_BACK,
                           "database back after %.1fs; trading stays halted until a reconcile passes: drctl reconcile, then drctl resume",
                           (double)(now_ms - sm->down_since_ms) / 1000.0);
         if (sm->corruption == 0)
             sm->halt_requested = false; /* a new outage halts again */
+    } else if (sm->unreachable_open) {
+        /* The outage opened before a re-arm (a recovery run ended while the database was still
+         * away): this is the first answer since, and it closes the condition all the same. */
+        sm->unreachable_open = false;
+        detector_sm_event(out, DETECTOR_EV_BACK, "database answers again (the outage began before the last recovery "
+                                                 "run ended)");
+    } else if (sm->unreachable_maybe) {
+        detector_sm_event(out, DETECTOR_EV_BACK, "database answers: the first answer since the daemon started (an "
+                                                 "outage an earlier run of the daemon left open is over)");
     }
+    sm->unreachable_maybe = false;
     if (checksum_failures >= 0) {
         if (sm->checksum_failures >= 0 && checksum_failures > sm->checksum_failures) {
             char what[160];
@@ -176,6 +213,8 @@ void detector_sm_probe_failed(DetectorSm *sm, int64_t now_ms, const char *sqlsta
     sm->failures_since_restart++;
     if (!sm->down && sm->consecutive_failures >= sm->cfg.halt_after) {
         sm->down = true;
+        sm->unreachable_open = true;
+        sm->unreachable_maybe = false;
         sm->down_since_ms = now_ms;
         sm->restarts_done = 0;
         sm->restart_pending = false;
@@ -203,6 +242,7 @@ void detector_sm_check_result(DetectorSm *sm, int64_t now_ms, int64_t started_ms
     if (ok) {
         if (sm->corruption == 1 && started_ms >= sm->first_signal_ms) {
             sm->corruption = 0;
+            sm->corruption_open = sm->corruption_maybe = false;
             detector_sm_event(out, DETECTOR_EV_CLEARED,
                               "corruption not confirmed: a clean check followed '%s'; trading stays halted until resumed",
                               sm->first_signal);

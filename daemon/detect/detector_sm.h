@@ -19,7 +19,15 @@
  *     signal halts trading and asks for a confirming check at once (SUSPECT); a second signal
  *     CONFIRMS: trigger database_corruption with detected_ms = the FIRST signal's time. A clean
  *     corruption check while SUSPECT clears the suspicion (trading stays halted).
- *   - Once CONFIRMED the machine only records; detector_sm_reset() re-arms it (the scenario ran).
+ *   - Once CONFIRMED the machine only records; detector_sm_run_ended() re-arms it (the scenario ran).
+ *   - Conditions close when their cause is gone, whatever the order of events. The machine
+ *     remembers which of its conditions it opened (unreachable_open, corruption_open), and a
+ *     re-arm keeps that memory: detector.unreachable (and detector.restart) resolve on the first
+ *     successful probe after they opened, also when a recovery run ended in between;
+ *     detector.corruption resolves on a clean check while only suspected, or when the run that
+ *     handled it ends successfully (the damaged database was replaced and trading is live). A run
+ *     that fails leaves it open (the corruption is still there): the next run's success or an
+ *     operator (drctl alerts resolve) closes it.
  */
 #ifndef DRSUP_DETECTOR_SM_H
 #define DRSUP_DETECTOR_SM_H
@@ -59,6 +67,7 @@ typedef enum {
     DETECTOR_EV_SUSPECTED,          /* opens detector.corruption */
     DETECTOR_EV_CONFIRMED,          /* detector.corruption confirmed, scenario triggered */
     DETECTOR_EV_CLEARED,            /* resolves detector.corruption: not confirmed */
+    DETECTOR_EV_RECOVERED,          /* resolves detector.corruption: the run that handled it succeeded */
 } DetectorEventKind;
 
 #define DETECTOR_MAX_EVENTS 3
@@ -92,13 +101,26 @@ typedef struct DetectorSm {
     bool restart_pending;         /* an attempt is scheduled or running */
     int64_t down_since_ms;
     char last_error[256];
+    /* conditions opened and not resolved yet; kept by a re-arm (see the rules above) */
+    bool unreachable_open;        /* detector.unreachable, detector.restart */
+    bool corruption_open;         /* detector.corruption */
+    /* at start, each may have been left open by an earlier run of the daemon (alerts keeps them
+     * across restarts, this memory does not): the first answer, or a successful run, closes those
+     * too (detector_sm_assume_open); not shown as open */
+    bool unreachable_maybe, corruption_maybe;
 } DetectorSm;
 
 void detector_sm_init(DetectorSm *sm, const DetectorSmConfig *cfg);
 /* New thresholds (reload); the phase and counters are kept. */
 void detector_sm_configure(DetectorSm *sm, const DetectorSmConfig *cfg);
-/* Back to HEALTHY with no memory of the episode (after a scenario run; checksum baseline kept). */
+/* At start: treat the conditions as possibly left open by an earlier run of the daemon, so the
+ * first answer resolves detector.unreachable and a successful run detector.corruption. */
+void detector_sm_assume_open(DetectorSm *sm);
+/* Back to HEALTHY with no memory of the episode (checksum baseline and open conditions kept). */
 void detector_sm_reset(DetectorSm *sm);
+/* A recovery run ended (run: its id, for the message): re-arm (detector_sm_reset). recovered: it
+ * succeeded, so an open corruption condition resolves (DETECTOR_EV_RECOVERED). */
+void detector_sm_run_ended(DetectorSm *sm, int64_t now_ms, bool recovered, const char *run, DetectorDecision *out);
 
 /* The liveness probe answered. checksum_failures < 0 when unknown. */
 void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failures, DetectorDecision *out);

@@ -11,6 +11,10 @@
  * connections) that counts as a failed probe at once, and a confirming probe runs right away on a
  * fresh connection, so a crash is seen in milliseconds; a hang still takes its probe intervals,
  * and a blip (one connection lost, the server fine) is one failure and one success.
+ * A database failure that a running recovery declared on the lease (core/lease.h: its own rename
+ * of the database) is attributed to the run: shown in status ("expected") and logged as the run's,
+ * neither a failure towards database.down nor a success, and not passed to the sink (the
+ * detector); so are its repeats from the reconnect backoff. Any other failure is reported as usual.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 #include <string.h>
 
 #include "observe/probes.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -35,6 +40,9 @@ typedef struct Probe {
     uint64_t interval_ms;
     uint64_t down_after;
     char condition[192];
+    bool replay;             /* this probe met the connection's backoff: its failure repeats the last attempt's */
+    bool last_attributed;    /* the last failed attempt was attributed to a recovery run */
+    char attributed_by[512]; /* ... to whom */
 } Probe;
 
 struct Probes {
@@ -44,6 +52,7 @@ struct Probes {
     PgConn *pg;
     char *conninfo;
     PgConnOptions pg_opts;
+    char dbname[64];   /* the database the probe connects to (for the lease's declarations) */
     char *health_url;
     uint64_t health_timeout_ms;
     uint64_t http_id;
@@ -97,6 +106,67 @@ static void probes_record(Probe *pr, bool ok, double latency_ms, const char *err
 
 /* ---- database ---- */
 
+/* A failure a running recovery declared it would cause (core/lease.h) is shown and logged as the
+ * run's, and reported to nobody else: not towards database.down, not to the detector. The first
+ * one of a declaration is an event of the run; the count is in status and in the run's report. */
+static bool probes_attributed(Probe *pr, const char *sqlstate, const char *why)
+{
+    Probes *p = pr->owner;
+    Core *d = p->core;
+    bool replay = pr->replay;
+    pr->replay = false;
+    if (replay && pr->last_attributed) {
+        /* No new attempt was made (backoff): the same failure as the attributed one before, even if
+         * the run's declaration ended since (the switch put the database back a moment ago). */
+        Component *c = status_component(d->status, pr->name);
+        if (c)
+            status_observe_expected(c, why, pr->attributed_by);
+        log_debug("probe.database", "repeat of a failure attributed to %s: %s", pr->attributed_by, why);
+        return true;
+    }
+    const LeaseDisturbance *ld = lease_attribute(d->lease, p->dbname, sqlstate, why, clock_wall_ms());
+    pr->last_attributed = ld != NULL;
+    if (!ld)
+        return false;
+    snprintf(pr->attributed_by, sizeof(pr->attributed_by), "run %s (%s): %s", ld->run, ld->step, ld->what);
+    Component *c = status_component(d->status, pr->name);
+    if (c)
+        status_observe_expected(c, why, pr->attributed_by);
+    if (ld->count == 1) {
+        LogFields lf = {ld->run, ld->scenario, ld->step};
+        json_t *det = json_pack("{s:s,s:s,s:s}", "database", ld->database, "sqlstate", sqlstate ? sqlstate : "",
+                                "attributed_to", ld->run);
+        events_emit_run(d->events, SEV_INFO, "probe.database", NULL, false, det, &lf,
+                        "database probe failed as the recovery run declared (not an outage, not paged): %s; "
+                        "further ones are counted in drctl status", why);
+        json_decref(det);
+    } else {
+        log_debug("probe.database", "probe failure attributed to run %s (%llu so far): %s", ld->run,
+                  (unsigned long long)ld->count, why);
+    }
+    status_changed(d->status);
+    return true;
+}
+
+/* The database a conninfo names (dbname, else user), "" when it names neither. */
+static void probes_dbname(const char *conninfo, char *out, size_t n)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    const char *db = NULL, *user = NULL;
+
+    out[0] = '\0';
+    PQfreemem(err);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!strcmp(o->keyword, "dbname") && o->val && o->val[0])
+            db = o->val;
+        if (!strcmp(o->keyword, "user") && o->val && o->val[0])
+            user = o->val;
+    }
+    snprintf(out, n, "%s", db ? db : user ? user : "");
+    PQconninfoFree(opts);
+}
+
 static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, const char *errmsg, void *data)
 {
     Probe *pr = data;
@@ -109,6 +179,7 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
     if (status == DR_ECANCELED)
         return;
     if (status == 0 && res && PQntuples(res) == 1 && PQnfields(res) == 3) {
+        pr->replay = pr->last_attributed = false;
         detail = json_pack("{s:b,s:s,s:I}", "in_recovery", strcmp(PQgetvalue(res, 0, 0), "true") == 0,
                            "server_version", PQgetvalue(res, 0, 1), "checksum_failures",
                            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
@@ -117,6 +188,8 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
     } else {
         const char *sqlstate = p->pg ? pgconn_last_sqlstate(p->pg) : "";
         const char *why = status == 0 ? "unexpected probe result" : errmsg ? errmsg : err_str(status);
+        if (probes_attributed(pr, sqlstate, why))
+            return;
         if (sqlstate[0])
             detail = json_pack("{s:s}", "sqlstate", sqlstate);
         probes_record(pr, false, latency, why, detail);
@@ -143,8 +216,11 @@ static void probes_on_db_lost(PgConn *conn, const char *errmsg, void *data)
     if (p->closing || pr->busy)
         return;
     snprintf(why, sizeof(why), "the connection to the database was lost: %s", errmsg);
-    probes_record(pr, false, 0, why, NULL);
-    p->sink.db_failed(p->sink.data, "", why);
+    pr->replay = false; /* a new observation */
+    if (!probes_attributed(pr, "", why)) {
+        probes_record(pr, false, 0, why, NULL);
+        p->sink.db_failed(p->sink.data, "", why);
+    }
     probes_db_probe(pr);
 }
 
@@ -156,6 +232,7 @@ static void probes_db_probe(Probe *pr)
     if (pr->busy || !p->pg)
         return;
     pr->started_ms = uv_now(p->core->loop);
+    pr->replay = pgconn_backoff_remaining_ms(p->pg) > 0;
     r = pgconn_query(p->pg, PROBE_DB_SQL, 0, NULL, probes_on_db_result, pr);
     if (r == 0) {
         pr->busy = true;
@@ -165,6 +242,8 @@ static void probes_db_probe(Probe *pr)
         return;
     /* Still backing off after a failure: that is an observation too. */
     const char *last = pgconn_last_error(p->pg);
+    if (probes_attributed(pr, pgconn_last_sqlstate(p->pg), last && last[0] ? last : err_str(r)))
+        return;
     probes_record(pr, false, 0, last && last[0] ? last : err_str(r), NULL);
     p->sink.db_failed(p->sink.data, "", last && last[0] ? last : err_str(r));
 }
@@ -278,6 +357,7 @@ static int probes_configure_db(Probes *p, const Config *cfg)
         pgconn_set_lost_cb(pg, probes_on_db_lost, &p->db);
         free(p->conninfo);
         p->conninfo = strdup(db->conninfo);
+        probes_dbname(db->conninfo, p->dbname, sizeof(p->dbname));
     }
     if (p->db.interval_ms != db->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->db.timer)) {
         p->db.interval_ms = db->probe_interval_ms;

@@ -3,7 +3,9 @@
  *
  * Owns the probe timers and their connections (database liveness, the platform's health URL). Each
  * result is an observation in the status model; database outcomes also go to the sink the wiring
- * gives (the detector), so this module names no layer above or beside it.
+ * gives (the detector), so this module names no layer above or beside it. Failures a running
+ * recovery declared on the lease are attributed to it and go neither to the model's failure count
+ * nor to the sink.
  */
 #ifndef DRSUP_PROBES_H
 #define DRSUP_PROBES_H

@@ -236,6 +236,23 @@ static int corruption_ctx_init(ScnRun *run, char *err, size_t errlen)
     return 0;
 }
 
+/* From the moment preserve_evidence starts (it refuses connections to X, ends its sessions and
+ * renames it) until switch_database or put_back_original committed, X is away: a probe of X
+ * failing with "does not exist", "not currently accepting connections" or a terminated session is
+ * this run's doing. Anything else (the server refusing connections, a timeout) is not. */
+static unsigned corruption_disturbs(const ScnRun *run, const char *running_step, char *what, size_t n)
+{
+    int s = fsm_run_state(run->fsm);
+    bool away = s == PRESERVED || s == BACKUP_SELECTED || s == RESTORED || s == VALIDATED || s == RESTORE_FAILED ||
+                (s == HALTED && running_step && !strcmp(running_step, "preserve_evidence"));
+    if (!away)
+        return 0;
+    snprintf(what, n, "run %s keeps '%s' as '%s' and restores a backup: '%s' refuses connections, then does not exist, "
+             "until switch_database (or put_back_original) commits",
+             run->id, run->database, corruption_run(run)->damaged, run->database);
+    return LEASE_DB_MISSING | LEASE_DB_REFUSING | LEASE_DB_TERMINATED;
+}
+
 static const char *const corruption_handles[] = {INCIDENT_CORRUPTION, NULL};
 
 const ScenarioDef scenario_database_corruption = {
@@ -252,4 +269,5 @@ const ScenarioDef scenario_database_corruption = {
     .report_extras = corruption_report_extras,
     .config = &corruption_config_section,
     .configure = corruption_configure,
+    .disturbs = corruption_disturbs,
 };

@@ -4,7 +4,8 @@
  * Owns what a report says: the run (scenario, mode, status, final state, reason), RTO (detection to
  * the end of the run's "live" step) and RPO (restore point, i.e. the chosen backup's start, to the
  * detection) against the configured targets, the databases involved, the timeline of every step
- * (start, end, outcome, attempts, message), the validation results and the reconcile report; and
+ * (start, end, outcome, attempts, message), what probes saw of the run's own disturbances
+ * (attributed to it, not paged), the validation results and the reconcile report; and
  * its plain-text rendering for people; writing it (state_dir/incidents/<id>.json and .txt,
  * atomically on the thread pool) and the summary kept in the history of finished runs.
  */
@@ -86,6 +87,9 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
         run->def->report_extras(run, rep);
     const json_t *rc = json_object_get(run->ctx, "reconcile");
     json_object_set_new(rep, "reconcile", rc ? json_deep_copy(rc) : json_null());
+    /* What the run did to its database that probes saw, attributed to it instead of paged. */
+    const json_t *at = json_object_get(run->ctx, "attributed");
+    json_object_set_new(rep, "attributed", json_is_array(at) ? json_deep_copy(at) : json_array());
     json_decref(j);
     return rep;
 }
@@ -144,6 +148,20 @@ char *scn_report_text(const json_t *rep)
                 json_string_value(json_object_get(st, "outcome")) ?: "?", c,
                 (long long)json_integer_value(json_object_get(st, "attempts")),
                 json_string_value(json_object_get(st, "message")) ?: "");
+    }
+    const json_t *at = json_object_get(rep, "attributed");
+    if (json_array_size(at) > 0) {
+        fprintf(f, "\nAttributed to the run (observed, not paged)\n");
+        json_array_foreach(at, i, st) {
+            int64_t d0 = (int64_t)json_integer_value(json_object_get(st, "declared_ms"));
+            int64_t d1 = (int64_t)json_integer_value(json_object_get(st, "ended_ms"));
+            fprintf(f, "  +%.1fs..+%.1fs  %lld probe failure(s) of '%s' from step %s: %s\n",
+                    (double)(d0 - t0) / 1000.0, (double)(d1 - t0) / 1000.0,
+                    (long long)json_integer_value(json_object_get(st, "attributed")),
+                    json_string_value(json_object_get(st, "database")) ?: "?",
+                    json_string_value(json_object_get(st, "step")) ?: "?",
+                    json_string_value(json_object_get(st, "last_error")) ?: "");
+        }
     }
     const json_t *v = json_object_get(rep, "validation");
     if (json_is_array(v)) {

@@ -295,6 +295,87 @@ static json_t *scn_details(const ScnRun *run, const FsmNotice *n)
                      n ? n->message : NULL);
 }
 
+/* ---- what a run does to its database, declared on the lease ---- */
+
+static void scn_context_noted(ScnRun *run, int status, void *data)
+{
+    (void)data;
+    if (status < 0) {
+        LogFields lf = {run->id, run->def->name, NULL};
+        log_emit(LOG_ERR, "scenario", &lf, "cannot journal the observations attributed to the run: %s", err_str(status));
+    }
+}
+
+/* A declaration ended: say what was attributed to the run (an event of the run, so it is in its
+ * log lines and `drctl watch`) and keep it in the run's context (the incident report shows it). */
+static void scn_disturbance_ended(ScnRun *run, const LeaseDisturbance *d)
+{
+    LogFields lf = {run->id, run->def->name, d->step};
+    int64_t now = clock_wall_ms();
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s}", "database", d->database, "step", d->step, "what",
+                            d->what, "declared_ms", (json_int_t)d->declared_ms, "ended_ms", (json_int_t)now,
+                            "attributed", (json_int_t)d->count, "first_ms", (json_int_t)d->first_ms, "last_ms",
+                            (json_int_t)d->last_ms, "last_error", d->last_error);
+    events_emit_run(run->core->events, SEV_INFO, "scenario.disturbance", NULL, false, rec, &lf,
+                    "run %s: '%s' is back in place; %llu probe failure%s during the run's own disturbance were "
+                    "attributed to it, not paged%s%s",
+                    run->id, d->database, (unsigned long long)d->count, d->count == 1 ? "" : "s",
+                    d->count ? "; last: " : "", d->count ? d->last_error : "");
+    if (!rec)
+        return;
+    const json_t *old = json_object_get(run->ctx, "attributed");
+    json_t *arr = json_is_array(old) ? json_deep_copy(old) : json_array();
+    json_array_append_new(arr, rec);
+    scn_context_set(run, "attributed", arr, scn_context_noted, NULL);
+}
+
+/* Bring the lease's declaration for run's database in line with ScenarioDef.disturbs (ending: the
+ * run finishes, whatever it declared ends). */
+static void scn_disturbance_sync(ScnRun *run, bool ending)
+{
+    Lease *l = run->core->lease;
+    char what[256] = "";
+    unsigned kinds = 0;
+    size_t n = 0;
+    const LeaseDisturbance *cur = NULL, *have = NULL;
+
+    if (run->dry)
+        return;
+    if (!ending && run->def->disturbs && lease_held(l))
+        kinds = run->def->disturbs(run, run->running_step[0] ? run->running_step : NULL, what, sizeof(what));
+    cur = lease_disturbances(l, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(cur[i].database, run->database))
+            have = &cur[i];
+    if (kinds) {
+        if (have && have->kinds == kinds && !strcmp(have->run, run->id) && !strcmp(have->what, what))
+            return;
+        LeaseDisturbance d;
+        memset(&d, 0, sizeof(d));
+        snprintf(d.database, sizeof(d.database), "%s", run->database);
+        d.kinds = kinds;
+        snprintf(d.run, sizeof(d.run), "%s", run->id);
+        snprintf(d.scenario, sizeof(d.scenario), "%s", run->def->name);
+        snprintf(d.step, sizeof(d.step), "%s",
+                 run->running_step[0] ? run->running_step : fsm_state_name(run->def->table, fsm_run_state(run->fsm)));
+        snprintf(d.what, sizeof(d.what), "%s", what);
+        d.declared_ms = clock_wall_ms();
+        bool was = have != NULL;
+        LogFields lf = {run->id, run->def->name, d.step};
+        int r = lease_expect(l, &d);
+        if (r < 0)
+            log_emit(LOG_ERR, "scenario", &lf, "cannot declare on the recovery lease what the run does (%s): %s; "
+                     "probe failures it causes will page", what, err_str(r));
+        else if (!was)
+            log_emit(LOG_NOTICE, "scenario", &lf, "declared on the recovery lease: %s; probe failures of that kind "
+                     "are attributed to the run, any other failure pages as usual", what);
+        return;
+    }
+    LeaseDisturbance ended;
+    if (lease_expect_end(l, run->database, &ended))
+        scn_disturbance_ended(run, &ended);
+}
+
 void scn_update_status(Scenarios *s)
 {
     Component *c = status_component(s->core->status, "recovery");
@@ -318,6 +399,8 @@ void scn_update_status(Scenarios *s)
         snprintf(holder, sizeof(holder), s->active ? "run %s" : "%s", s->active ? s->active->id : "start-up scan");
         if (lease_take(s->core->lease, holder) < 0)
             log_error("scenario", "cannot record the recovery lease's holder: out of memory");
+        if (s->active)
+            scn_disturbance_sync(s->active, false);
     } else {
         lease_release(s->core->lease);
     }
@@ -329,6 +412,49 @@ void scn_update_status(Scenarios *s)
 static const char *scn_handoff_kind(const ScnRun *run)
 {
     return scenario_handoff_incident(run->def, fsm_state_name(run->def->table, fsm_run_state(run->fsm)));
+}
+
+/*
+ * The scenario condition (scenario:<name>:<cluster>) opens when a run starts and resolves when its
+ * cause, trading halted by an unrecovered incident, is gone: the run succeeds; a later run of the
+ * same scenario succeeds (same key); trading goes live again by an operator's resume after the
+ * run failed or was aborted (scn_on_event); an operator resolves it (drctl alerts resolve); or a
+ * run hands off to another scenario, whose own condition carries the incident on.
+ */
+static size_t scn_registry_index(const ScenarioDef *def)
+{
+    for (size_t i = 0; i < scenario_count(); i++)
+        if (scenario_at(i) == def)
+            return i;
+    return SIZE_MAX;
+}
+
+static void scn_note_outcome(Scenarios *s, const ScnRun *run, FsmStatus st)
+{
+    size_t i = scn_registry_index(run->def);
+    if (i >= sizeof(s->failed_open) / sizeof(s->failed_open[0]))
+        return;
+    s->failed_open[i] = st == FSM_RUN_FAILED || st == FSM_RUN_ABORTED;
+}
+
+/* Trading resumed live with no run active: the conditions failed runs left open are over. */
+static void scn_on_event(const Event *ev, void *data)
+{
+    Scenarios *s = data;
+    const char *mode = json_string_value(json_object_get(ev->details, "mode"));
+
+    if (s->closing || s->active || s->loading || strcmp(ev->kind, "venue.resume") || !mode || strcmp(mode, "live"))
+        return;
+    for (size_t i = 0; i < scenario_count() && i < sizeof(s->failed_open) / sizeof(s->failed_open[0]); i++) {
+        if (!s->failed_open[i])
+            continue;
+        s->failed_open[i] = false;
+        char cond[256];
+        snprintf(cond, sizeof(cond), "scenario:%s:%s", scenario_at(i)->name, s->core->cfg->cluster);
+        events_emit(s->core->events, SEV_INFO, "scenario.end", cond, true, NULL,
+                    "trading is live again after the last %s run failed (%s): the incident is over",
+                    scenario_at(i)->name, ev->summary);
+    }
 }
 
 static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
@@ -348,6 +474,10 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
             scn_finished(run);
         return;
     }
+    if (n->kind == FSM_NOTICE_STEP_STARTED)
+        snprintf(run->running_step, sizeof(run->running_step), "%s", n->step_name ? n->step_name : "");
+    else if (n->kind != FSM_NOTICE_STEP_RETRY)
+        run->running_step[0] = '\0';
     det = scn_details(run, n);
     scn_condition(run, cond, sizeof(cond));
     switch (n->kind) {
@@ -383,6 +513,9 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
         break;
     case FSM_NOTICE_FINISHED: {
         FsmStatus st = fsm_run_status(run->fsm);
+        /* What the run declared ends before its end is told (the summary belongs to the run). */
+        scn_disturbance_sync(run, true);
+        scn_note_outcome(s, run, st);
         if (st == FSM_RUN_SUCCEEDED)
             events_emit_run(s->core->events, SEV_INFO, "scenario.end", cond, true, det, &lf,
                             "run %s of %s succeeded: trading is live", run->id, run->def->name);
@@ -426,6 +559,14 @@ static void scn_hand_off(ScnRun *run)
                     kind ? kind : "?", to ? err : "no scenario handles it");
     else
         log_notice("scenario", "run %s handed off to %s: run %s", run->id, to->name, id);
+    if (r >= 0 && to != run->def) {
+        /* The new run's own condition carries the incident on. */
+        char cond[256];
+        LogFields lf = {run->id, run->def->name, NULL};
+        scn_condition(run, cond, sizeof(cond));
+        events_emit_run(s->core->events, SEV_INFO, "scenario.end", cond, true, NULL, &lf,
+                        "run %s handed off to run %s (%s), which carries the incident on", run->id, id, to->name);
+    }
 }
 
 void scn_finished(ScnRun *run)
@@ -461,8 +602,9 @@ void scn_finished(ScnRun *run)
              * is let go, with the same detection time (its RTO counts from the first sight). */
             scn_hand_off(run);
         } else if (!run->dry && s->caps.detector) {
-            /* The detector watches afresh: a new corruption after this run starts a new one. */
-            detector_reset(s->caps.detector);
+            /* The detector watches afresh: a new corruption after this run starts a new one; the
+             * corruption this run replaced is resolved when it succeeded. */
+            detector_run_ended(s->caps.detector, run->id, fsm_run_status(run->fsm) == FSM_RUN_SUCCEEDED);
         }
     }
     scn_update_status(s);
@@ -729,6 +871,10 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
         venue_set_resume_guard(s->caps.venue, scn_resume_guard, s);
     if (s->caps.detector)
         detector_on_incident(s->caps.detector, scn_on_incident, s);
+    s->sub_id = events_subscribe(d->events, scn_on_event, s);
+    if (s->sub_id < 0)
+        log_error("scenario", "cannot listen to trading resumes: out of memory; a failed run's condition is "
+                  "resolved only by a later run or by hand (drctl alerts resolve)");
     return s;
 }
 
@@ -791,6 +937,9 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
     s->closed_cb = closed_cb;
     s->closed_data = data;
     s->pending++; /* releasing runs below must not free `s` under this loop */
+    if (s->sub_id > 0)
+        events_unsubscribe(s->core->events, s->sub_id);
+    s->sub_id = 0;
     if (s->caps.venue)
         venue_set_resume_guard(s->caps.venue, NULL, NULL);
     if (s->caps.detector)

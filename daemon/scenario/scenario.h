@@ -56,6 +56,12 @@ typedef struct ScenarioDef {
      * May be NULL. Runs themselves copy the section when they are created. */
     int (*configure)(const struct ScenarioCaps *caps, const Config *cfg, const ConfigScenario *sc, bool apply,
                      char *err, size_t errlen);
+    /* What the run does to the database it protects now, with running_step the step in flight
+     * (NULL between steps, at a gate, held): LeaseDisturbanceKind bits (core/lease.h; 0: nothing)
+     * and a sentence for people in `what`. The runner declares it on the recovery lease before
+     * the step acts and ends it when this answers 0, so a probe failing that way is attributed to
+     * the run instead of paging. May be NULL (the scenario disturbs nothing a probe sees). */
+    unsigned (*disturbs)(const ScnRun *run, const char *running_step, char *what, size_t n);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */

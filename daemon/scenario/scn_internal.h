@@ -44,6 +44,8 @@ struct Scenarios {
     unsigned pending;   /* thread-pool work not tied to a run */
     ScnCmd *cmds;       /* command reads in flight */
     uint64_t crash_after_record;
+    int sub_id;         /* events bus subscription (venue.resume), or <= 0 */
+    bool failed_open[8]; /* per registry index: a failed or aborted run left scenario:<name> open */
     void (*closed_cb)(void *data);
     void *closed_data;
 };
@@ -72,6 +74,7 @@ struct ScnRun {
     char *admin_conninfo;    /* key=value, no dbname */
     char database[64];       /* the protected database (config_scenario_databases) */
     bool resume_allowed;     /* one of this run's resume steps is calling venue_resume */
+    char running_step[64];   /* the step in flight ("" between steps): ScenarioDef.disturbs reads it */
     unsigned refs;
     bool released;           /* the owner's reference was dropped */
     bool finished;

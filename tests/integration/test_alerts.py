@@ -450,3 +450,53 @@ def test_a_trigger_never_delivered_goes_out_before_its_resolve_on_every_channel(
     hooks = [r.json for r in rx.got("/hook", 200)]
     assert [h["event"]["resolved"] for h in hooks] == [False, True], hooks
     d.stop()
+
+
+def test_an_operator_resolves_a_condition_by_hand_and_observers_may_not(tmp_path, rx):
+    """drctl alerts resolve KEY --reason R: the resolve reaches every channel that heard of the
+    condition, drctl alerts shows it closed, the log says who and why; an unknown key is exit 1
+    with a clear message; a reader (not an operator) is refused and nothing is resolved."""
+    import shutil
+    import subprocess
+    import tempfile
+    from drsup import DRCTL
+    base = tempfile.mkdtemp(prefix="drsup-resolve-")
+    os.chmod(base, 0o755)
+    d = Daemon(base, {"alerts": alerts_config(tmp_path, rx), "control": {"mode": "0666"}})
+    os.chmod(d.dir, 0o755)
+    try:
+        d.start()
+        d.ctl_json("alert", "test", "--condition", "disk.full:test", "--severity", "critical")
+        wait_until(lambda: drained(d) and pd_by_action(rx, "trigger", 202), what="the page")
+        # A reader (uid daemon, not in the operators group) may look, not resolve.
+        p = subprocess.run(["setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups", DRCTL, "--socket",
+                            d.socket, "alerts", "resolve", "disk.full:test", "--reason", "not mine"],
+                           capture_output=True, text=True)
+        assert p.returncode == 1 and "permission_denied" in p.stderr and "operator" in p.stderr, p.stderr
+        assert "disk.full:test" in [c["condition"] for c in d.ctl_json("alerts")["conditions"]]
+        # Unknown key: exit 1, says so, changes nothing.
+        p = d.ctl("alerts", "resolve", "disk.ful:test", "--reason", "typo")
+        assert p.returncode == 1 and "no open condition 'disk.ful:test'" in p.stderr, p.stderr
+        # Usage errors: no reason, an unknown action.
+        assert d.ctl("alerts", "resolve", "disk.full:test").returncode == 2
+        assert d.ctl("alerts", "close", "disk.full:test", "--reason", "x").returncode == 2
+        assert pd_by_action(rx, "resolve") == []
+        p = d.ctl("alerts", "resolve", "disk.full:test", "--reason", "disk replaced by hand")
+        assert p.returncode == 0, p.stderr
+        assert "disk.full:test resolved" in p.stdout and "pagerduty" in p.stdout
+        wait_until(lambda: pd_by_action(rx, "resolve", 202) and len(rx.got("/slack", 200)) == 2
+                   and len(rx.got("/hook", 200)) == 2, what="the resolution on every channel")
+        (res,) = pd_by_action(rx, "resolve")
+        assert res.json["dedup_key"] == "drsup:test:disk.full:test"
+        hooks = [r.json["event"] for r in rx.got("/hook", 200)]
+        assert [h["resolved"] for h in hooks] == [False, True]
+        assert hooks[1]["details"]["reason"] == "disk replaced by hand" and hooks[1]["details"]["requested_by_uid"] == 0
+        a = wait_until(lambda: drained(d), what="an empty outbox")
+        assert [c for c in a["conditions"] if c["condition"] == "disk.full:test"] == []
+        assert "resolved by an operator (uid 0): disk replaced by hand" in d.log()
+        # Closed for good: a second resolve is an unknown key.
+        assert d.ctl("alerts", "resolve", "disk.full:test", "--reason", "again").returncode == 1
+        d.stop()
+    finally:
+        d.cleanup()
+        shutil.rmtree(base, ignore_errors=True)

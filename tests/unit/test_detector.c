@@ -3,7 +3,8 @@
  * clock. Halt after N failed probes (once), restart scheduling and exhaustion, "database back"
  * keeps trading halted, corruption signals (checksum_failures rising, XX001/XX002 from probes and
  * checks, damaged files at start) halting at once and triggering only on a second observation
- * with detected_ms = the first, clearing by a clean check, and no restore for a merely-down database.
+ * with detected_ms = the first, clearing by a clean check, no restore for a merely-down database,
+ * and conditions that close whatever the order of outage, answer and the end of a recovery run.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -243,6 +244,132 @@ static void test_sqlstate_class(void **state)
     assert_string_equal(detector_sm_phase_name(DETECTOR_SUSPECT), "corruption_suspected");
 }
 
+/*
+ * Conditions close when their cause is gone, whatever the order of events: the rules of
+ * detector_sm.h ("Conditions close ..."), one interleaving per row.
+ */
+typedef enum { OP_FAIL, OP_OK, OP_RUN_OK, OP_RUN_FAILED, OP_SIGNAL, OP_CLEAN_CHECK } CondOp;
+
+typedef struct {
+    const char *name;
+    CondOp ops[8];
+    size_t n_ops;
+    /* how many opening and resolving events of each condition the sequence must produce */
+    int unreachable_opened, unreachable_resolved, corruption_opened, corruption_resolved;
+    bool unreachable_open_after, corruption_open_after;
+} CondCase;
+
+static const CondCase cond_cases[] = {
+    {"outage, back before the run ends", {OP_FAIL, OP_FAIL, OP_OK, OP_RUN_OK}, 4, 1, 1, 0, 0, false, false},
+    /* the 45 ms race: the first answer comes after the run ended and re-armed the machine */
+    {"outage, back only after the run ended", {OP_FAIL, OP_FAIL, OP_RUN_OK, OP_OK}, 4, 1, 1, 0, 0, false, false},
+    {"outage, run fails, back later", {OP_FAIL, OP_FAIL, OP_RUN_FAILED, OP_FAIL, OP_OK}, 5, 1, 1, 0, 0, false, false},
+    {"outage still there after the run: stays open", {OP_FAIL, OP_FAIL, OP_RUN_OK, OP_FAIL}, 4, 1, 0, 0, 0, true, false},
+    {"corruption handled by a successful run", {OP_SIGNAL, OP_SIGNAL, OP_RUN_OK}, 3, 0, 0, 2, 1, false, false},
+    {"corruption, the run fails: stays open", {OP_SIGNAL, OP_SIGNAL, OP_RUN_FAILED}, 3, 0, 0, 2, 0, false, true},
+    {"corruption, failed run, a later run succeeds", {OP_SIGNAL, OP_SIGNAL, OP_RUN_FAILED, OP_RUN_OK}, 4, 0, 0, 2, 1,
+     false, false},
+    {"suspicion cleared by a clean check", {OP_SIGNAL, OP_CLEAN_CHECK, OP_RUN_OK}, 3, 0, 0, 1, 1, false, false},
+    {"a run with nothing open resolves nothing", {OP_OK, OP_RUN_OK, OP_OK}, 3, 0, 0, 0, 0, false, false},
+    {"corruption and an outage in one run, back after it", {OP_SIGNAL, OP_SIGNAL, OP_FAIL, OP_FAIL, OP_RUN_OK, OP_OK},
+     6, 1, 1, 2, 1, false, false},
+};
+
+static void test_conditions_close_whatever_the_order(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof(cond_cases) / sizeof(cond_cases[0]); k++) {
+        const CondCase *c = &cond_cases[k];
+        DetectorSm sm;
+        DetectorDecision d;
+        int uo = 0, ur = 0, co = 0, cr = 0;
+        int64_t t = 1000;
+        detector_sm_init(&sm, &cfg2);
+        detector_sm_probe_ok(&sm, t, 0, &d);
+        for (size_t i = 0; i < c->n_ops; i++) {
+            t += 250;
+            switch (c->ops[i]) {
+            case OP_FAIL:
+                detector_sm_probe_failed(&sm, t, "", "connection refused", &d);
+                break;
+            case OP_OK:
+                detector_sm_probe_ok(&sm, t, 0, &d);
+                break;
+            case OP_RUN_OK:
+                detector_sm_run_ended(&sm, t, true, "run-1", &d);
+                break;
+            case OP_RUN_FAILED:
+                detector_sm_run_ended(&sm, t, false, "run-1", &d);
+                break;
+            case OP_SIGNAL:
+                detector_sm_check_result(&sm, t, t - 10, false, "XX001", "invalid page", &d);
+                break;
+            case OP_CLEAN_CHECK:
+                detector_sm_check_result(&sm, t, t - 10, true, "", "", &d);
+                break;
+            }
+            uo += has_event(&d, DETECTOR_EV_UNREACHABLE);
+            ur += has_event(&d, DETECTOR_EV_BACK);
+            co += has_event(&d, DETECTOR_EV_SUSPECTED) + has_event(&d, DETECTOR_EV_CONFIRMED);
+            cr += has_event(&d, DETECTOR_EV_CLEARED) + has_event(&d, DETECTOR_EV_RECOVERED);
+        }
+        print_message("case: %s\n", c->name);
+        assert_int_equal(uo, c->unreachable_opened);
+        assert_int_equal(ur, c->unreachable_resolved);
+        assert_int_equal(co, c->corruption_opened);
+        assert_int_equal(cr, c->corruption_resolved);
+        assert_int_equal(sm.unreachable_open, c->unreachable_open_after);
+        assert_int_equal(sm.corruption_open, c->corruption_open_after);
+        /* Never a resolution without an opening. */
+        assert_true(ur <= uo && cr <= co);
+    }
+}
+
+static void test_run_ended_rearms_and_says_which_run(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_probe_ok(&sm, 0, 0, &d);
+    detector_sm_check_result(&sm, 100, 90, false, "XX001", "invalid page", &d);
+    detector_sm_check_result(&sm, 200, 190, false, "XX001", "invalid page", &d);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_CONFIRMED);
+    detector_sm_run_ended(&sm, 300, true, "20261202T100000Z-corruption-ab12", &d);
+    assert_int_equal(d.n_events, 1);
+    assert_int_equal(d.events[0].kind, DETECTOR_EV_RECOVERED);
+    assert_non_null(strstr(d.events[0].message, "20261202T100000Z-corruption-ab12"));
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
+    /* Re-armed: a new corruption is a new episode (opens again, halts again). */
+    detector_sm_check_result(&sm, 400, 390, false, "XX001", "invalid page", &d);
+    assert_true(has_event(&d, DETECTOR_EV_SUSPECTED));
+    assert_true(d.actions & DETECTOR_ACT_HALT);
+}
+
+/* After a restart the machine cannot know what an earlier run of the daemon left open: the first
+ * answer resolves detector.unreachable once, a successful run detector.corruption once. */
+static void test_conditions_left_open_by_an_earlier_daemon_close(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg2);
+    detector_sm_assume_open(&sm);
+    assert_false(sm.unreachable_open); /* not shown as open: only possibly */
+    detector_sm_probe_ok(&sm, 100, 0, &d);
+    assert_true(has_event(&d, DETECTOR_EV_BACK));
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_ok(&sm, 200, 0, &d);
+    assert_int_equal(d.n_events, 0);
+    detector_sm_run_ended(&sm, 300, false, "run-1", &d); /* failed: the damage may still be there */
+    assert_int_equal(d.n_events, 0);
+    detector_sm_run_ended(&sm, 400, true, "run-2", &d);
+    assert_true(has_event(&d, DETECTOR_EV_RECOVERED));
+    detector_sm_run_ended(&sm, 500, true, "run-3", &d);
+    assert_int_equal(d.n_events, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +384,9 @@ int main(void)
         cmocka_unit_test(test_damaged_start_confirmed_by_second_attempt),
         cmocka_unit_test(test_single_damaged_start_without_attempts_left_is_not_a_restore),
         cmocka_unit_test(test_sqlstate_class),
+        cmocka_unit_test(test_conditions_close_whatever_the_order),
+        cmocka_unit_test(test_run_ended_rearms_and_says_which_run),
+        cmocka_unit_test(test_conditions_left_open_by_an_earlier_daemon_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the runner's hand-off (daemon/scenario/runner.c): a run that ends in a hand-off
  * state (FSM_STATE_HANDOFF) starts the scenario that handles the incident kind it names, with the
- * same detection time and a reason naming the first run, before the recovery lease is let go; a
+ * same detection time and a reason naming the first run, before the recovery lease is let go, and
+ * the first run's condition is resolved (the second carries the incident on); a
  * hand-off to a kind no scenario handles pages and leaves trading halted; and a failed control
  * registration makes scenarios_new fail cleanly.
  *
@@ -47,6 +48,7 @@ typedef struct Seen {
     bool watching_lease;
     /* events */
     char handoff_end[600];  /* scenario.end of the handed-off run */
+    char handoff_resolve[600]; /* its condition resolved: the second run carries the incident on */
     char second_end[600];   /* scenario.end of the second run */
     char handoff_page[600]; /* scenario.handoff (critical): the hand-off could not start */
     Severity handoff_page_sev;
@@ -176,7 +178,9 @@ static void on_event(const Event *ev, void *data)
 {
     (void)data;
     if (strcmp(ev->kind, "scenario.end") == 0 && ev->run) {
-        if (strcmp(ev->run, seen.first_id) == 0)
+        if (strcmp(ev->run, seen.first_id) == 0 && ev->resolved)
+            snprintf(seen.handoff_resolve, sizeof(seen.handoff_resolve), "%s", ev->summary);
+        else if (strcmp(ev->run, seen.first_id) == 0)
             snprintf(seen.handoff_end, sizeof(seen.handoff_end), "%s", ev->summary);
         else
             snprintf(seen.second_end, sizeof(seen.second_end), "%s", ev->summary);
@@ -299,6 +303,9 @@ static void test_handoff_starts_the_scenario_of_the_kind(void **state)
         fail_msg("second run's reason: '%s'", seen.second_reason);
     assert_non_null(strstr(seen.handoff_end, "hands off in state 'handed_to_second' (incident k2)"));
     assert_non_null(strstr(seen.second_end, "succeeded"));
+    /* The first run's condition is closed: the second one carries the incident on. */
+    snprintf(want, sizeof(want), "handed off to run %s (second)", seen.second_id);
+    assert_non_null(strstr(seen.handoff_resolve, want));
     assert_string_equal(seen.handoff_page, ""); /* nothing to page: the hand-off started */
     /* The lease was taken once and let go once: never free between the two runs. */
     while (scenarios_active(h.s) && uv_run(&h.loop, UV_RUN_ONCE))

@@ -1,11 +1,12 @@
 /*
- * drctl alert commands: alerts, alert test.
+ * drctl alert commands: alerts (and alerts resolve KEY --reason R), alert test.
  *
  * Owns their table entries and the rendering of the alert view: channels, open conditions, the
  * outbox, dead letters, last deliveries and the heartbeat.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "drctl.h"
 
@@ -97,13 +98,73 @@ static void drctl_print_alert_test(const json_t *r)
     printf("; follow delivery with 'drctl alerts'\n");
 }
 
+/* `alerts` alone is the view; `alerts resolve KEY --reason R` closes a condition by hand. (The
+ * view keeps its plain name, so the action is a positional word rather than a sub-command.) */
+static int drctl_args_alerts(const OptParse *p, DrctlRequest *req)
+{
+    const char *action = optspec_string(p, "action", NULL);
+    const char *key = optspec_string(p, "key", NULL);
+    const char *reason = optspec_string(p, "reason", NULL);
+
+    json_object_del(req->args, "action");
+    if (!action) {
+        if (reason) {
+            fprintf(stderr, "drctl alerts: --reason goes with 'alerts resolve KEY --reason R'\n");
+            return DRCTL_EXIT_USAGE;
+        }
+        return 0; /* the view: wire "alerts" */
+    }
+    if (strcmp(action, "resolve") != 0) {
+        fprintf(stderr, "drctl alerts: unknown action '%s' (the only one is 'resolve KEY --reason R')\n", action);
+        return DRCTL_EXIT_USAGE;
+    }
+    if (!key || !reason || !reason[0]) {
+        fprintf(stderr, "drctl alerts resolve: needs the condition KEY and --reason R (drctl alerts lists the open "
+                        "conditions)\n");
+        return DRCTL_EXIT_USAGE;
+    }
+    req->wire = "alerts.resolve";
+    return 0;
+}
+
+static void drctl_print_alerts_or_resolved(const json_t *r)
+{
+    size_t i;
+    const json_t *c;
+
+    if (!json_object_get(r, "condition")) {
+        drctl_print_alerts(r);
+        return;
+    }
+    printf("condition %s resolved (%s); the resolution goes to", drctl_str(r, "condition", "?"),
+           drctl_str(r, "reason", ""));
+    if (json_array_size(json_object_get(r, "channels")) == 0)
+        printf(" no channel (none was told of it)");
+    json_array_foreach(json_object_get(r, "channels"), i, c)
+        printf("%s%s", i ? ", " : " ", json_string_value(c));
+    printf("; follow delivery with 'drctl alerts'\n");
+}
+
 const OptCommand drctl_cmd_alerts = {
     .name = "alerts",
-    .summary = "open conditions, alert outbox, dead letters, last deliveries per channel",
+    .summary = "open conditions, alert outbox, dead letters, last deliveries per channel; alerts resolve KEY "
+               "--reason R closes a condition [operator]",
     .description = "Alert delivery: each channel (PagerDuty, Slack, webhook) with its queue, deliveries and "
                    "whether it is retrying; open conditions; the outbox (pending, retrying with the next attempt "
-                   "time, sending); dead letters with the reason; the last deliveries per channel; the heartbeat.",
-    .data = &(const DrctlAction){.wire = "alerts", .print = drctl_print_alerts},
+                   "time, sending); dead letters with the reason; the last deliveries per channel; the heartbeat. "
+                   "'alerts resolve KEY --reason R' closes the open condition KEY by hand (its cause is gone but "
+                   "nothing will say so): the resolution goes to every channel that was told of it, and who and why "
+                   "are logged; an unknown KEY is an error. [operator for resolve]",
+    .options = (const OptSpec[]){
+        {.name = "action", .kind = OPTSPEC_POSITIONAL, .metavar = "resolve",
+         .help = "resolve: close the condition KEY by hand"},
+        {.name = "key", .kind = OPTSPEC_POSITIONAL, .metavar = "KEY",
+         .help = "the condition key, as drctl alerts lists it (detector.unreachable:prod)"},
+        {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT",
+         .help = "why the condition is over (logged, sent with the resolution's details)"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "alerts", .args = drctl_args_alerts, .print = drctl_print_alerts_or_resolved},
 };
 
 static const OptCommand drctl_cmd_alert_test = {

@@ -42,6 +42,13 @@ static void drctl_print_status(const json_t *r)
             snprintf(errtxt, sizeof(errtxt), "%.120s (%s)", drctl_str(err, "message", "?"), ago);
         }
         printf("%-10s %-9s %-12s %-12s %-10s %s\n", name, drctl_str(c, "health", "?"), since, last, lat, errtxt);
+        const json_t *exp = json_object_get(c, "expected");
+        if (json_is_object(exp)) {
+            char ago[64];
+            drctl_ago(drctl_int(exp, "ts_ms"), ago, sizeof(ago));
+            printf("%-10s %" PRId64 " failure(s) caused by a recovery, not counted (last %s): %.120s; by %.200s\n", "",
+                   drctl_int(exp, "failures"), ago, drctl_str(exp, "message", "?"), drctl_str(exp, "attributed_to", "?"));
+        }
     }
     const json_t *sb = json_object_get(r, "standby");
     if (json_is_object(sb) && json_is_true(json_object_get(sb, "enabled"))) {

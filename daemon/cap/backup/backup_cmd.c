@@ -28,8 +28,9 @@ void backups__condition(Backups *b, CondId id, bool open, Severity sev, const js
     char key[256], msg[1024];
     va_list ap;
 
-    if (b->cond_open[id] == open)
+    if (b->cond_known[id] && b->cond_open[id] == open)
         return;
+    b->cond_known[id] = true;
     b->cond_open[id] = open;
     snprintf(key, sizeof(key), "%s:%s", backups_cond_names[id], b->cluster);
     va_start(ap, fmt);

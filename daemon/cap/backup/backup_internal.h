@@ -259,6 +259,9 @@ struct Backups {
     BackupToolVersion pg_dump_version; /* the last `pg_dump --version` a job read */
 
     bool cond_open[COND_N];
+    bool cond_known[COND_N]; /* evaluated since start: the first evaluation always reports, so a
+                                condition an earlier run of the daemon left open (alerts keeps it)
+                                is resolved when its cause is gone */
     char verify_error[512];
     char restore_error[512];
 

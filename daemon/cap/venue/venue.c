@@ -337,8 +337,11 @@ static void venue_halt_confirmed(Venue *v)
         return; /* a late answer to a halt no longer in flight */
     venue_set_error(v, NULL);
     snprintf(cond, sizeof(cond), "venue.halt:%s", v->core->cfg->cluster);
-    events_emit(v->core->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", v->escalated ? cond : NULL,
-                v->escalated, NULL, "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
+    /* Every confirmation resolves venue.halt, not only one this process escalated: the condition
+     * outlives a restart (alerts keeps it), `escalated` does not. Alerts sends nothing for a
+     * condition that is not open. */
+    events_emit(v->core->events, v->escalated ? SEV_WARNING : SEV_INFO, "venue.halt", cond, true, NULL,
+                "trading halted and confirmed by the platform after %u attempt%s (reason: %s)",
                 v->attempts + 1, v->attempts ? "s" : "", v->reason ? v->reason : "-");
     v->escalated = false;
     status_changed(v->core->status);
@@ -504,12 +507,15 @@ static void venue_resume_finish(VenueResume *rs, bool confirmed, int result, con
     if (does & VENUE_SM_DO_RELEASE) {
         v->halted = false;
         venue_persist(v, NULL);
+        /* details.mode: the scenario runner closes a failed run's condition when trading is live again */
+        json_t *det = json_pack("{s:s,s:b}", "mode", mode, "forced", rs->force_reason != NULL);
         if (rs->force_reason)
-            events_emit(v->core->events, SEV_CRITICAL, "venue.resume", NULL, false, NULL,
+            events_emit(v->core->events, SEV_CRITICAL, "venue.resume", NULL, false, det,
                         "trading resumed WITHOUT a passing reconcile (%s mode), forced by an operator: %s", mode,
                         rs->force_reason);
         else
-            events_emit(v->core->events, SEV_INFO, "venue.resume", NULL, false, NULL, "trading resumed in %s mode", mode);
+            events_emit(v->core->events, SEV_INFO, "venue.resume", NULL, false, det, "trading resumed in %s mode", mode);
+        json_decref(det);
         status_changed(v->core->status);
     }
     if (does & VENUE_SM_DO_RESUME_OK) {
