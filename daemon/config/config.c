@@ -146,6 +146,7 @@ static void config_free_reconcile(ConfigReconcile *r)
     free(r->missing_fills_query);
     free(r->replay_fill_query);
     free(r->recompute_query);
+    free(r->post_resume_checks_ms);
 }
 
 void config_scenarios_free(ConfigScenarios *s)

@@ -174,6 +174,9 @@ typedef struct ConfigReconcile {
     char *missing_fills_query;   /* $1 = text[] of fill ids -> the ids not in the database */
     char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
     char *recompute_query;       /* after replays; "" = none */
+    uint64_t *post_resume_checks_ms; /* the post-resume watch: a reconcile this long after resume_live,
+                                        ascending; none (n = 0): no watch. Default 10 s, 60 s */
+    size_t n_post_resume_checks;
 } ConfigReconcile;
 /* scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md. */
 typedef struct ConfigScenarios {

@@ -4,7 +4,8 @@
  * Owns what a report says: the run (scenario, mode, status, final state, reason), RTO (detection to
  * the end of the run's "live" step) and RPO (restore point, i.e. the chosen backup's start, to the
  * detection) against the configured targets, the databases involved, the timeline of every step
- * (start, end, outcome, attempts, message), the validation results and the reconcile report; and
+ * (start, end, outcome, attempts, message), the validation results, the reconcile report and the
+ * post-resume watch (every check and attempt); and
  * its plain-text rendering for people; writing it (state_dir/incidents/<id>.json and .txt,
  * atomically on the thread pool) and the summary kept in the history of finished runs.
  */
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "atomicfile.h"
+#include "cfgtree.h"
 #include "core/core.h"
 #include "err.h"
 #include "log.h"
@@ -86,6 +88,8 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
         run->def->report_extras(run, rep);
     const json_t *rc = json_object_get(run->ctx, "reconcile");
     json_object_set_new(rep, "reconcile", rc ? json_deep_copy(rc) : json_null());
+    const json_t *w = json_object_get(run->ctx, "post_resume_watch");
+    json_object_set_new(rep, "post_resume_watch", w ? json_deep_copy(w) : json_null());
     json_decref(j);
     return rep;
 }
@@ -96,6 +100,52 @@ static void scn_dur(const json_t *v, char *out, size_t n)
         snprintf(out, n, "-");
     else
         snprintf(out, n, "%.1f s", (double)json_integer_value(v) / 1000.0);
+}
+
+/* The post-resume watch: one line per check, one per attempt that did not pass. */
+static void scn_report_text_watch(FILE *f, const json_t *w)
+{
+    size_t i, k;
+    const json_t *c, *a;
+    char after[32];
+
+    if (!json_is_object(w))
+        return;
+    fprintf(f, "\nPost-resume watch: %s", json_string_value(json_object_get(w, "status")) ?: "?");
+    if (json_string_value(json_object_get(w, "message")))
+        fprintf(f, " (%s)", json_string_value(json_object_get(w, "message")));
+    fprintf(f, ", %lld fill%s replayed\n", (long long)json_integer_value(json_object_get(w, "replayed")),
+            json_integer_value(json_object_get(w, "replayed")) == 1 ? "" : "s");
+    json_array_foreach(json_object_get(w, "checks"), i, c) {
+        const json_t *att = json_object_get(c, "attempts");
+        json_int_t replayed = 0;
+        json_array_foreach(att, k, a)
+            replayed += json_integer_value(json_object_get(a, "replayed"));
+        cfg_format_duration((uint64_t)json_integer_value(json_object_get(c, "after_ms")), after, sizeof(after));
+        fprintf(f, "  check %lld at +%-6s %-7s %zu attempt%s, %lld fill%s replayed\n",
+                (long long)json_integer_value(json_object_get(c, "check")), after,
+                json_string_value(json_object_get(c, "status")) ?: "?", json_array_size(att),
+                json_array_size(att) == 1 ? "" : "s", (long long)replayed, replayed == 1 ? "" : "s");
+        json_array_foreach(att, k, a) {
+            if (json_is_true(json_object_get(a, "ready_to_trade")))
+                continue;
+            const json_t *rc = json_object_get(a, "reconcile");
+            const json_t *e = json_object_get(rc, "error");
+            size_t nd = json_array_size(json_object_get(rc, "discrepancies"));
+            fprintf(f, "    attempt %lld: %s\n", (long long)json_integer_value(json_object_get(a, "attempt")),
+                    e ? json_string_value(json_object_get(e, "message")) ?: "error"
+                      : nd ? "unresolved discrepancies" : "not ready to trade");
+            size_t m;
+            const json_t *d;
+            json_array_foreach(json_object_get(rc, "discrepancies"), m, d) {
+                if (json_is_true(json_object_get(d, "resolved")))
+                    continue;
+                fprintf(f, "      %s %s %s\n", json_string_value(json_object_get(d, "check")) ?: "?",
+                        json_string_value(json_object_get(d, "symbol")) ?: json_string_value(json_object_get(d, "fill_id")) ?: "",
+                        json_string_value(json_object_get(d, "kind")) ?: "");
+            }
+        }
+    }
 }
 
 char *scn_report_text(const json_t *rep)
@@ -159,6 +209,7 @@ char *scn_report_text(const json_t *rep)
                 t ? t : "");
         free(t);
     }
+    scn_report_text_watch(f, json_object_get(rep, "post_resume_watch"));
 #undef S
     fclose(f);
     return buf;
