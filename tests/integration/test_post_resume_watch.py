@@ -101,3 +101,29 @@ def test_watch_halts_again_on_a_mismatch_it_cannot_replay(pg, tmp_path, venue): 
         d.stop()
     finally:
         d.cleanup()
+
+
+def test_an_outage_during_the_watch_halts_and_fails_the_watch(pg, tmp_path, venue):  # noqa: F811
+    """Once trading is live again the run only watches: the detector halts on a real outage as it
+    would outside a run (the run no longer holds the recovery lease), and the watch then fails."""
+    fill_db(pg)
+    env = Env(pg, tmp_path, venue, reconcile={"post_resume_checks": ["4s"]})
+    d = loaded(env.d.start())
+    try:
+        backup_now(d)
+        rid = d.ctl_json("execute", "--scenario", "database_corruption")["run"]
+        wait_until(lambda: env.run(rid)["state"] == "live", timeout=60, what="trading live, the watch running")
+        seen = len(d.log())
+        pg.stop(mode="immediate")
+        try:
+            wait_until(lambda: venue.mode == "halted", timeout=3, what="the detector's halt during the watch")
+            assert "a recovery run is in charge" not in d.log()[seen:]
+        finally:
+            pg.start()
+        r = run_to_end(env, rid)
+        assert r["status"] == "failed" and r["state"] == "halted_after_watch", json.dumps(r, indent=1)
+        assert "trading was halted during the post-resume watch" in r["steps"][-2]["message"]
+        assert venue.mode == "halted"
+        d.stop()
+    finally:
+        d.cleanup()
