@@ -147,6 +147,7 @@ static void config_free_reconcile(ConfigReconcile *r)
     free(r->replay_fill_query);
     free(r->recompute_query);
     free(r->post_resume_checks_ms);
+    config_free_list(r->referential_queries, r->n_referential_queries);
 }
 
 void config_scenarios_free(ConfigScenarios *s)

@@ -177,6 +177,9 @@ typedef struct ConfigReconcile {
     uint64_t *post_resume_checks_ms; /* the post-resume watch: a reconcile this long after resume_live,
                                         ascending; none (n = 0): no watch. Default 10 s, 60 s */
     size_t n_post_resume_checks;
+    char **referential_queries;  /* each returns one row per violation (default: fills without their
+                                    order); none (n = 0): no referential check */
+    size_t n_referential_queries;
 } ConfigReconcile;
 /* scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md. */
 typedef struct ConfigScenarios {

@@ -225,6 +225,23 @@ static void config_read_post_resume_checks(const CfgSection *s, ConfigReconcile 
         r->n_post_resume_checks = n;
 }
 
+/* Fills whose order is missing (e.g. order rows deleted under their trades): one row each. */
+#define RECONCILE_DEFAULT_REFERENTIAL                                                                \
+    "SELECT f.fill_id, f.client_order_id FROM fills f WHERE NOT EXISTS (SELECT 1 FROM orders o "        \
+    "WHERE o.client_order_id = f.client_order_id) ORDER BY f.fill_id"
+
+/* reconcile.referential_queries: absent = the default one; [] (or null) = none. */
+static void config_read_referential(const CfgSection *s, ConfigReconcile *r)
+{
+    const CfgNode *at = s->map ? cfg_get(s->map, "referential_queries") : NULL;
+    if (at) {
+        cfg_string_list(s, "referential_queries", &r->referential_queries, &r->n_referential_queries);
+        return;
+    }
+    if ((r->referential_queries = calloc(1, sizeof(char *))) && (r->referential_queries[0] = strdup(RECONCILE_DEFAULT_REFERENTIAL)))
+        r->n_referential_queries = 1;
+}
+
 void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r)
 {
     CfgSection s = cfg_section(top, "reconcile", false);
@@ -242,6 +259,7 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
     cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
     cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
     config_read_post_resume_checks(&s, r);
+    config_read_referential(&s, r);
     cfg_check_unknown(&s);
 }
 

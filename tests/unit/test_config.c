@@ -238,6 +238,18 @@ static void test_post_resume_checks(void **state)
     assert_int_equal(cfg->reconcile.n_post_resume_checks, 1);
     assert_int_equal(cfg->reconcile.post_resume_checks_ms[0], 5000);
     config_free(cfg);
+    /* referential_queries: absent = the default (fills without their order), [] = none */
+    cfg = expect_ok(base);
+    assert_int_equal(cfg->reconcile.n_referential_queries, 1);
+    assert_non_null(strstr(cfg->reconcile.referential_queries[0], "FROM fills f WHERE NOT EXISTS"));
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  referential_queries: []\n");
+    assert_int_equal(cfg->reconcile.n_referential_queries, 0);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  referential_queries: [\"SELECT 1 WHERE false\", \"SELECT 2\"]\n");
+    assert_int_equal(cfg->reconcile.n_referential_queries, 2);
+    assert_string_equal(cfg->reconcile.referential_queries[1], "SELECT 2");
+    config_free(cfg);
     expect_error("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [10s, 5s]\n",
                  "t.yaml:4:29: 'reconcile.post_resume_checks' must be in ascending order ('5s' follows a later one)");
     expect_error("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [10s, soon]\n",

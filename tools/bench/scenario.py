@@ -249,6 +249,9 @@ class Recovery:
                 # The post-resume watch comes after the RTO's end (resume_live); a round waits for
                 # the run's end, so the watch is kept short rather than the default 60 s.
                 "post_resume_checks": ["200ms"],
+                # The default referential check, for this schema (fills point at orders by id).
+                "referential_queries": ["SELECT f.id FROM fills f WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM orders o WHERE o.id = f.order_id)"],
             },
             "scenarios": {"database_corruption": scn},
         })
