@@ -56,6 +56,14 @@ def test_corruption_detected_restored_reconciled_resumed(pg, tmp_path):
         replayed = [a for a in rep["reconcile"]["actions_taken"] if a.get("action") == "replayed_fill"]
         assert replayed, rep["reconcile"]
         assert all(c["status"] == "PASS" for c in rep["reconcile"]["checks"])
+        # Every reconcile attempt is in the report; the text counts the replays per symbol instead
+        # of printing each fill (the JSON keeps them all).
+        assert rep["reconcile_attempts"][-1] == rep["reconcile"]
+        txt = d.ctl("incident", rid).stdout
+        n_attempts = len(rep["reconcile_attempts"])
+        assert "Reconcile attempt %d of %d: ready_to_trade yes" % (n_attempts, n_attempts) in txt, txt
+        assert "replayed   %d fills: " % len(replayed) in txt, txt
+        assert len(txt.splitlines()) < 80, txt
         # The post-resume watch reconciled again while the platform traded live, and passed.
         assert rep["post_resume_watch"]["status"] == "passed", rep["post_resume_watch"]
         # The damaged database is kept as evidence.

@@ -412,6 +412,8 @@ static void test_reconcile_not_ready_fails_and_keeps_the_report(void **state)
     assert_int_equal(f.reconciles, 2);
     assert_non_null(strstr(last_message(), "reconcile did not pass"));
     assert_false(json_is_true(json_object_get(json_object_get(h.run->ctx, "reconcile"), "ready_to_trade")));
+    /* every attempt is kept, not only the last */
+    assert_int_equal(json_array_size(json_object_get(h.run->ctx, "reconcile_attempts")), 2);
     teardown(NULL);
     setup(NULL);
     f.start_result = DR_EBUSY;
@@ -666,6 +668,42 @@ static void test_halt_after_watch_halts_then_pages(void **state)
     assert_non_null(strstr(last_message(), "the halt is not confirmed"));
 }
 
+/* ---- the incident report's text ---- */
+
+/* 79 replayed fills print as counts per symbol, not one block each; every attempt is there. */
+static void test_report_text_summarises_every_reconcile_attempt(void **state)
+{
+    (void)state;
+    static const char *const syms[3] = {"BTC-USD", "ETH-USD", "SOL-USD"};
+    json_t *actions = json_array();
+    for (int i = 0; i < 79; i++)
+        json_array_append_new(actions, json_pack("{s:s,s:s,s:s}", "action", "replayed_fill", "fill_id", "F",
+                                                 "symbol", syms[i < 30 ? 0 : i < 55 ? 1 : 2]));
+    json_t *disc = json_array();
+    for (int i = 0; i < 25; i++)
+        json_array_append_new(disc, json_pack("{s:s,s:s,s:s,s:b}", "check", "positions_match", "symbol", "X", "kind",
+                                              "quantity", "resolved", 0));
+    json_t *first = json_pack("{s:b,s:s,s:[{s:s,s:s}],s:o,s:o}", "ready_to_trade", 0, "result", "bad_state", "checks",
+                              "name", "positions_match", "status", "FAIL", "actions_taken", actions, "discrepancies", disc);
+    json_t *second = json_pack("{s:b,s:s,s:[{s:s,s:s}],s:[],s:[]}", "ready_to_trade", 1, "result", "ok", "checks",
+                               "name", "positions_match", "status", "PASS", "actions_taken", "discrepancies");
+    json_t *rep = json_pack("{s:s,s:O,s:[OO]}", "run", "R1", "reconcile", second, "reconcile_attempts", first, second);
+    char *text = scn_report_text(rep);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "Reconcile attempt 1 of 2: ready_to_trade NO (result bad_state)"));
+    assert_non_null(strstr(text, "replayed   79 fills: BTC-USD 30, ETH-USD 25, SOL-USD 24"));
+    assert_non_null(strstr(text, "... and 15 more unresolved"));
+    assert_non_null(strstr(text, "Reconcile attempt 2 of 2: ready_to_trade yes (result ok)"));
+    size_t lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_true(lines < 60);
+    free(text);
+    json_decref(rep);
+    json_decref(first);
+    json_decref(second);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +726,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_carries_on_where_it_was, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_halt_after_watch_halts_then_pages, setup, teardown),
+        cmocka_unit_test(test_report_text_summarises_every_reconcile_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
