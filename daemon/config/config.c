@@ -134,6 +134,7 @@ static void config_free_detector(ConfigDetector *d)
     config_free_list(d->amcheck_indexes, d->n_amcheck_indexes);
     config_free_list(d->restart_command, d->n_restart_command);
     free(d->server_log);
+    free(d->data_directory);
     config_free_list(d->damage_patterns, d->n_damage_patterns);
 }
 

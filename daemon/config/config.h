@@ -156,6 +156,8 @@ typedef struct ConfigDetector {
     uint64_t restart_delay_ms;       /* before each attempt */
     uint64_t restart_timeout_ms;     /* one attempt's deadline */
     char *server_log;                /* server log read after a failed restart, or NULL */
+    char *data_directory;            /* the server's data directory, or NULL: before a restart, wait
+                                        until the pid in its postmaster.pid is gone (bounded) */
     char **damage_patterns;          /* text in restart output / server log meaning damaged files */
     size_t n_damage_patterns;
 } ConfigDetector;

@@ -129,6 +129,7 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_duration_ms(&s, "restart_delay", false, 2000, 0, &d->restart_delay_ms);
     cfg_duration_ms(&s, "restart_timeout", false, 60000, 100, &d->restart_timeout_ms);
     cfg_string(&s, "server_log", false, NULL, &d->server_log);
+    cfg_string(&s, "data_directory", false, NULL, &d->data_directory);
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
@@ -141,6 +142,8 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     }
     if (d->n_restart_command && d->restart_command[0][0] != '/')
         cfg_error(s.ctx, cfg_get(s.map, "restart_command"), "'detector.restart_command' must start with an absolute path");
+    if (d->data_directory && d->data_directory[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "data_directory"), "'detector.data_directory' must be an absolute path");
     if (d->server_log && d->server_log[0] != '/')
         cfg_error(s.ctx, cfg_get(s.map, "server_log"), "'detector.server_log' must be an absolute path");
 }
