@@ -374,9 +374,13 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     case FSM_NOTICE_TRANSITION:
         events_emit_run(s->core->events, SEV_INFO, "scenario.transition", NULL, false, det, &lf, "run %s: %s: %s",
                         run->id, n->sentence, n->message ? n->message : "done");
-        if (run->def->live_step && n->step_name && strcmp(n->step_name, run->def->live_step) == 0 && !run->resumed) {
-            /* Trading is live again: the detector watches afresh (what it saw during the
-             * recovery was the run's own doing), and halts on its own from now on. */
+        if (run->def->live_step && n->step_name && strcmp(n->step_name, run->def->live_step) == 0 && !run->resumed &&
+            n->to >= 0 && n->to < run->def->table->state_count &&
+            run->def->table->states[n->to].kind == FSM_STATE_ACTIVE) {
+            /* Trading is live again and the run goes on (its post-resume watch): the detector
+             * watches afresh (what it saw during the recovery was the run's own doing), and halts
+             * on its own from now on. A live step that ends the run changes nothing here: the end
+             * of the run does the same (and a hand-off keeps the lease for the next run). */
             run->resumed = true;
             if (s->caps.detector)
                 detector_reset(s->caps.detector);
@@ -385,7 +389,7 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     case FSM_NOTICE_STEP_FAILED:
         events_emit_run(s->core->events, SEV_CRITICAL, "scenario.step", NULL, false, det, &lf,
                         "run %s: step %s FAILED, %s: %s", run->id, n->step_name,
-                        run->resumed ? "trading is halted again" : "trading stays halted",
+                        run->resumed ? "trading is being halted again" : "trading stays halted",
                         n->message ? n->message : err_str(n->result));
         break;
     case FSM_NOTICE_WAITING_APPROVAL:
