@@ -30,6 +30,7 @@ typedef enum {
     RC_RECOMPUTE,
     RC_DB_POSITIONS_AFTER,
     RC_MISSING_AFTER,
+    RC_REFERENTIAL,
     RC_DONE
 } ReconcileStep;
 
@@ -48,6 +49,8 @@ typedef struct ReconcileRun {
     json_t *duplicates, *stale; /* arrays of objects */
     json_t *missing, *missing_after; /* arrays of fill ids */
     json_t *actions;            /* actions_taken */
+    json_t *referential;        /* one {"query","violations","examples"} per referential query run */
+    size_t ref_i;
     size_t replay_i;
     size_t replayed, replay_failed;
     bool recomputed;
@@ -226,6 +229,10 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     bool dup_ok = complete && json_array_size(run->duplicates) == 0;
     bool stale_ok = complete && json_array_size(run->stale) == 0;
     bool fills_ok = complete && json_array_size(run->missing_after) == 0 && run->replay_failed == 0;
+    json_int_t ref_violations = 0;
+    json_array_foreach(run->referential, i, m)
+        ref_violations += json_integer_value(json_object_get(m, "violations"));
+    bool ref_ok = complete && ref_violations == 0 && json_array_size(run->referential) == cfg->n_referential_queries;
 
     json_array_append_new(checks, reconcile_check("positions_match", pos_ok,
                                                   json_pack("{s:I,s:I,s:I,s:f,s:f}", "symbols_on_exchange",
@@ -247,6 +254,11 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
                                                             (json_int_t)run->replayed, "replay_failed",
                                                             (json_int_t)run->replay_failed, "missing_after",
                                                             (json_int_t)json_array_size(run->missing_after))));
+    json_array_append_new(checks, reconcile_check("referential_integrity", ref_ok,
+                                                  json_pack("{s:I,s:I,s:O}", "queries",
+                                                            (json_int_t)cfg->n_referential_queries, "violations",
+                                                            ref_violations, "results",
+                                                            run->referential ? run->referential : json_array())));
     json_array_foreach(before, i, m) {
         json_t *c = json_deep_copy(m);
         json_object_set_new(c, "check", json_string("positions_match"));
@@ -276,7 +288,15 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     json_array_foreach(run->missing_after, i, m) {
         json_array_append_new(disc, json_pack("{s:s,s:O,s:b}", "check", "fills_complete", "fill_id", m, "resolved", 0));
     }
-    bool ready = pos_ok && dup_ok && stale_ok && fills_ok;
+    json_array_foreach(run->referential, i, m) {
+        if (json_integer_value(json_object_get(m, "violations")) > 0) {
+            json_t *c = json_deep_copy(m);
+            json_object_set_new(c, "check", json_string("referential_integrity"));
+            json_object_set_new(c, "resolved", json_false());
+            json_array_append_new(disc, c);
+        }
+    }
+    bool ready = pos_ok && dup_ok && stale_ok && fills_ok && ref_ok;
     json_t *rep = json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:O,s:b}", "run", run->run_id, "started_at", started,
                             "finished_at", finished, "since", since, "since_ms", (json_int_t)run->since_ms, "checks",
                             checks, "discrepancies", disc, "actions_taken", run->actions, "ready_to_trade", ready);
@@ -304,6 +324,7 @@ static void reconcile_free_run(ReconcileRun *run)
     json_decref(run->missing);
     json_decref(run->missing_after);
     json_decref(run->actions);
+    json_decref(run->referential);
     free(run->run_id);
     free(run);
 }
@@ -441,6 +462,14 @@ static const json_t *reconcile_fill_by_id(const ReconcileRun *run, const char *i
     return NULL;
 }
 
+/* Examples of violations a referential query's report keeps (the count is of every row). */
+#define RECONCILE_EXAMPLES 10
+
+static const char *cfg_q(const ReconcileRun *run, size_t i)
+{
+    return reconcile_cfg(run)->referential_queries[i];
+}
+
 static void reconcile_on_sql(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
 {
     ReconcileRun *run = data;
@@ -466,7 +495,7 @@ static void reconcile_on_sql(PgConn *c, int status, const PGresult *res, const c
     if (status != 0) {
         static const char *const names[] = {"", "", "database positions", "duplicate check", "stale order check",
                                             "missing fill check", "", "position recompute", "database positions",
-                                            "missing fill check"};
+                                            "missing fill check", "referential check"};
         const char *sqlstate = pgconn_last_sqlstate(c);
         reconcile_fail(run, status == -ETIMEDOUT ? status : DR_EDB, "%s failed: %s%s%s", names[run->step],
                        sqlstate[0] ? sqlstate : "", sqlstate[0] ? ": " : "", errmsg ? errmsg : err_str(status));
@@ -499,6 +528,23 @@ static void reconcile_on_sql(PgConn *c, int status, const PGresult *res, const c
         json_array_append_new(run->actions, act);
         run->replayed++;
         run->replay_i++;
+        reconcile_advance(run);
+        return;
+    }
+    case RC_REFERENTIAL: {
+        /* One row per violation: counted, the first few kept as examples (every column as text). */
+        json_t *examples = json_array();
+        int rows = res ? PQntuples(res) : 0;
+        for (int k = 0; examples && k < rows && k < RECONCILE_EXAMPLES; k++) {
+            json_t *o = json_object();
+            for (int fi = 0; o && fi < PQnfields(res); fi++)
+                json_object_set_new(o, PQfname(res, fi), PQgetisnull(res, k, fi) ? json_null() : json_string(PQgetvalue(res, k, fi)));
+            json_array_append_new(examples, o);
+        }
+        json_array_append_new(run->referential,
+                              json_pack("{s:s,s:I,s:o}", "query", cfg_q(run, run->ref_i), "violations", (json_int_t)rows,
+                                        "examples", examples ? examples : json_array()));
+        run->ref_i++;
         reconcile_advance(run);
         return;
     }
@@ -630,6 +676,13 @@ static void reconcile_advance(ReconcileRun *run)
             free(ids);
             break;
         }
+        case RC_REFERENTIAL:
+            if (run->ref_i >= cfg->n_referential_queries) {
+                run->step++;
+                continue;
+            }
+            r = pgconn_query(run->pg, cfg->referential_queries[run->ref_i], 0, NULL, reconcile_on_sql, run);
+            break;
         case RC_REPLAY:
             if (run->replay_i >= json_array_size(run->missing)) {
                 run->step++;
@@ -697,7 +750,8 @@ int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const 
     run->cb = cb;
     run->data = data;
     run->actions = json_array();
-    if (!run->run_id || !run->actions) {
+    run->referential = json_array();
+    if (!run->run_id || !run->actions || !run->referential) {
         pgconn_close(run->pg, NULL, NULL);
         reconcile_free_run(run);
         return -ENOMEM;

@@ -8,10 +8,12 @@
  *   3. the exchange's fills missing from the database, replayed one statement each (configured SQL,
  *      default: the order if missing and the fill, ON CONFLICT DO NOTHING, so a second run inserts
  *      nothing), then positions recomputed (drsup_recompute_positions() when it exists);
- *   4. positions and fills compared again.
+ *   4. positions and fills compared again;
+ *   5. the referential queries (reconcile.referential_queries, default: fills whose order row is
+ *      missing), each returning one row per violation: counted, the first 10 kept as examples.
  * The report follows Sofia's template: {"run","started_at","finished_at","since",
  * "checks":[{"name","status":"PASS|FAIL","detail"}...] (positions_match,
- * no_duplicate_client_order_ids, no_stale_open_orders, fills_complete), "discrepancies":[...],
+ * no_duplicate_client_order_ids, no_stale_open_orders, fills_complete, referential_integrity), "discrepancies":[...],
  * "actions_taken":[{"action":"replayed_fill","fill_id",...}...], "ready_to_trade", "error"?}.
  * Anything unresolved fails closed: ready_to_trade false. Tolerances and SQL: cfg->reconcile.
  * Run it with trading halted: a live exchange moves under the comparison.

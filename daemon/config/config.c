@@ -134,6 +134,7 @@ static void config_free_detector(ConfigDetector *d)
     config_list_free(d->amcheck_indexes, d->n_amcheck_indexes);
     config_list_free(d->restart_command, d->n_restart_command);
     free(d->server_log);
+    free(d->data_directory);
     config_list_free(d->damage_patterns, d->n_damage_patterns);
 }
 
@@ -146,6 +147,8 @@ static void config_free_reconcile(ConfigReconcile *r)
     free(r->missing_fills_query);
     free(r->replay_fill_query);
     free(r->recompute_query);
+    free(r->post_resume_checks_ms);
+    config_list_free(r->referential_queries, r->n_referential_queries);
 }
 
 void config_scenario_free(ConfigScenario *sc)

@@ -160,6 +160,8 @@ typedef struct ConfigDetector {
     uint64_t restart_delay_ms;       /* before each attempt */
     uint64_t restart_timeout_ms;     /* one attempt's deadline */
     char *server_log;                /* server log read after a failed restart, or NULL */
+    char *data_directory;            /* the server's data directory, or NULL: before a restart, wait
+                                        until the pid in its postmaster.pid is gone (bounded) */
     char **damage_patterns;          /* text in restart output / server log meaning damaged files */
     size_t n_damage_patterns;
 } ConfigDetector;
@@ -178,6 +180,12 @@ typedef struct ConfigReconcile {
     char *missing_fills_query;   /* $1 = text[] of fill ids -> the ids not in the database */
     char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
     char *recompute_query;       /* after replays; "" = none */
+    uint64_t *post_resume_checks_ms; /* the post-resume watch: a reconcile this long after resume_live,
+                                        ascending; none (n = 0): no watch. Default 10 s, 60 s */
+    size_t n_post_resume_checks;
+    char **referential_queries;  /* each returns one row per violation (default: fills without their
+                                    order); none (n = 0): no referential check */
+    size_t n_referential_queries;
 } ConfigReconcile;
 /*
  * scenarios: (optional) recovery scenario settings. See conf/drsupervisor.yaml and docs/scenarios.md.

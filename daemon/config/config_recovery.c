@@ -159,6 +159,7 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_duration_ms(&s, "restart_delay", false, 2000, 0, &d->restart_delay_ms);
     cfg_duration_ms(&s, "restart_timeout", false, 60000, 100, &d->restart_timeout_ms);
     cfg_string(&s, "server_log", false, NULL, &d->server_log);
+    cfg_string(&s, "data_directory", false, NULL, &d->data_directory);
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
@@ -171,6 +172,8 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     }
     if (d->n_restart_command && d->restart_command[0][0] != '/')
         cfg_error(s.ctx, cfg_get(s.map, "restart_command"), "'detector.restart_command' must start with an absolute path");
+    if (d->data_directory && d->data_directory[0] != '/')
+        cfg_error(s.ctx, cfg_get(s.map, "data_directory"), "'detector.data_directory' must be an absolute path");
     if (d->server_log && d->server_log[0] != '/')
         cfg_error(s.ctx, cfg_get(s.map, "server_log"), "'detector.server_log' must be an absolute path");
 }
@@ -217,6 +220,61 @@ static void config_read_number(const CfgSection *s, const char *key, double def,
     "DO $$BEGIN IF to_regprocedure('drsup_recompute_positions()') IS NOT NULL THEN "                  \
     "PERFORM drsup_recompute_positions(); END IF; END$$"
 
+/* reconcile.post_resume_checks: durations after resume_live, ascending, each 100ms..1h. Absent:
+ * 10 s and 60 s; an empty list (or null): no post-resume watch. */
+static void config_read_post_resume_checks(const CfgSection *s, ConfigReconcile *r)
+{
+    static const uint64_t defaults[] = {10000, 60000};
+    const CfgNode *at = s->map ? cfg_get(s->map, "post_resume_checks") : NULL;
+    char **list = NULL;
+    size_t n = 0;
+
+    if (!at) {
+        r->post_resume_checks_ms = malloc(sizeof(defaults));
+        if (r->post_resume_checks_ms) {
+            memcpy(r->post_resume_checks_ms, defaults, sizeof(defaults));
+            r->n_post_resume_checks = sizeof(defaults) / sizeof(defaults[0]);
+        }
+        return;
+    }
+    if (!cfg_string_list(s, "post_resume_checks", &list, &n) || n == 0)
+        return;
+    r->post_resume_checks_ms = calloc(n, sizeof(uint64_t));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t ms = 0;
+        const CfgNode *item = at->kind == CFG_NODE_SEQ && i < at->n ? at->items[i] : at;
+        if (cfg_parse_duration_ms(list[i], &ms) < 0 || ms < 100 || ms > 3600u * 1000u)
+            cfg_error(s->ctx, item, "'reconcile.post_resume_checks' item %zu: '%s' is not a duration between 100ms and 1h",
+                      i + 1, list[i]);
+        else if (i > 0 && r->post_resume_checks_ms && ms <= r->post_resume_checks_ms[i - 1])
+            cfg_error(s->ctx, item, "'reconcile.post_resume_checks' must be in ascending order ('%s' follows a later one)",
+                      list[i]);
+        if (r->post_resume_checks_ms)
+            r->post_resume_checks_ms[i] = ms;
+        free(list[i]);
+    }
+    free(list);
+    if (r->post_resume_checks_ms)
+        r->n_post_resume_checks = n;
+}
+
+/* Fills whose order is missing (e.g. order rows deleted under their trades): one row each. */
+#define RECONCILE_DEFAULT_REFERENTIAL                                                                \
+    "SELECT f.fill_id, f.client_order_id FROM fills f WHERE NOT EXISTS (SELECT 1 FROM orders o "        \
+    "WHERE o.client_order_id = f.client_order_id) ORDER BY f.fill_id"
+
+/* reconcile.referential_queries: absent = the default one; [] (or null) = none. */
+static void config_read_referential(const CfgSection *s, ConfigReconcile *r)
+{
+    const CfgNode *at = s->map ? cfg_get(s->map, "referential_queries") : NULL;
+    if (at) {
+        cfg_string_list(s, "referential_queries", &r->referential_queries, &r->n_referential_queries);
+        return;
+    }
+    if ((r->referential_queries = calloc(1, sizeof(char *))) && (r->referential_queries[0] = strdup(RECONCILE_DEFAULT_REFERENTIAL)))
+        r->n_referential_queries = 1;
+}
+
 void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r)
 {
     CfgSection s = cfg_section(top, "reconcile", false);
@@ -233,5 +291,7 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
     cfg_string(&s, "missing_fills_query", false, RECONCILE_DEFAULT_MISSING, &r->missing_fills_query);
     cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
     cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
+    config_read_post_resume_checks(&s, r);
+    config_read_referential(&s, r);
     cfg_check_unknown(&s);
 }

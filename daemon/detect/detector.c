@@ -19,6 +19,7 @@
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
+#include "pidwait.h"
 
 #define DETECTOR_LOG_TAIL (16 * 1024)
 #define DETECTOR_AMCHECK_PROBE "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"
@@ -62,6 +63,7 @@ struct Detector {
     bool log_stat_busy;
     int64_t log_offset;
     bool log_work_busy;
+    PidWait *pid_wait;             /* waiting for the old postmaster's pid to be gone */
     /* outcome */
     int64_t halt_ms;
     char triggered_run[64];
@@ -524,12 +526,10 @@ static void detector_on_log_stat(uv_fs_t *req)
 }
 
 /* Note where the server log ends (so only this attempt's lines are searched), then run. */
-static void detector_restart_spawn(Detector *det)
+static void detector_restart_prepare(Detector *det)
 {
     const ConfigDetector *cfg = detector_cfg(det);
 
-    if (det->restart_child || det->log_stat_busy || det->log_work_busy || det->closing)
-        return;
     det->log_offset = 0;
     if (cfg->server_log) {
         det->log_stat.data = det;
@@ -540,6 +540,54 @@ static void detector_restart_spawn(Detector *det)
         }
     }
     detector_restart_run(det);
+}
+
+/* The old postmaster is gone (or the wait ended otherwise): now the attempt runs. */
+static void detector_on_pid_gone(int result, int64_t pid, uint64_t waited_ms, void *data)
+{
+    Detector *det = data;
+    const ConfigDetector *cfg = detector_cfg(det);
+
+    det->pid_wait = NULL;
+    det->pending--;
+    if (det->closing || result == DR_ECANCELED) {
+        detector_maybe_closed(det);
+        return;
+    }
+    if (result == 0 && pid > 0)
+        log_info("detector", "the old postmaster (pid %lld) is gone after %llu ms: restarting", (long long)pid,
+                 (unsigned long long)waited_ms);
+    else if (result == -ETIMEDOUT)
+        log_warning("detector", "the old postmaster (pid %lld in '%s/postmaster.pid') is still there after %llu ms; "
+                    "restarting anyway", (long long)pid, cfg->data_directory ? cfg->data_directory : "?",
+                    (unsigned long long)waited_ms);
+    else if (result < 0)
+        log_warning("detector", "cannot read '%s/postmaster.pid' (%s): restarting without waiting for the old "
+                    "postmaster", cfg->data_directory ? cfg->data_directory : "?", err_str(result));
+    detector_restart_prepare(det);
+}
+
+/* A restart attempt: after a crash (kill -9) the killed postmaster may not be reaped yet, and a
+ * server started meanwhile refuses ('lock file "postmaster.pid" already exists'). With
+ * detector.data_directory the attempt first waits, polling on the loop, until the pid in its
+ * postmaster.pid is gone, at most restart_timeout. */
+static void detector_restart_spawn(Detector *det)
+{
+    const ConfigDetector *cfg = detector_cfg(det);
+    char path[4096];
+
+    if (det->restart_child || det->log_stat_busy || det->log_work_busy || det->pid_wait || det->closing)
+        return;
+    if (cfg->data_directory) {
+        snprintf(path, sizeof(path), "%s/postmaster.pid", cfg->data_directory);
+        int r = pidwait_start(det->core->loop, path, cfg->restart_timeout_ms, 20, detector_on_pid_gone, det, &det->pid_wait);
+        if (r == 0) {
+            det->pending++;
+            return;
+        }
+        log_warning("detector", "cannot wait for the old postmaster (%s): restarting at once", err_str(r));
+    }
+    detector_restart_prepare(det);
 }
 
 /* ---- life cycle ---- */
@@ -675,6 +723,7 @@ void detector_close(Detector *det, void (*closed_cb)(void *data), void *data)
     }
     if (det->restart_child)
         child_kill(det->restart_child, SIGKILL); /* its exit callback releases it */
+    pidwait_cancel(det->pid_wait);                /* its callback releases it */
     det->pending += 2;
     uv_close((uv_handle_t *)&det->check_timer, detector_on_timer_closed);
     uv_close((uv_handle_t *)&det->restart_timer, detector_on_timer_closed);

@@ -3,8 +3,9 @@
  *
  * Owns the runbook "halt trading, keep the damaged database as evidence, restore the newest
  * verified backup into a fresh database, validate it, switch the platform to it, reconcile with the
- * exchange, resume in shadow, then live", and its failure branch "put the original back, stay
- * halted". Every step is asynchronous and safe to run again: each first inspects the catalog of
+ * exchange, resume in shadow, then live, then watch (reconcile again shortly after the resume)",
+ * and its failure branches "put the original back, stay halted" and "halt again when the watch
+ * fails". Every step is asynchronous and safe to run again: each first inspects the catalog of
  * databases (does the original, the damaged copy, the restored copy exist, and is the restore
  * marked complete?) and does only what is left. The probes answer the same question after a crash.
  *
@@ -46,9 +47,12 @@ enum {
     RECONCILED,
     SHADOW,
     LIVE,
+    WATCHED,
     RESTORE_FAILED,
     STAYED_HALTED,
     NOT_RECONCILED,
+    WATCH_FAILED,
+    HALTED_AFTER_WATCH,
     N_STATES
 };
 
@@ -170,10 +174,13 @@ static const FsmState corruption_states[N_STATES] = {
     [SWITCHED] = {"switched", FSM_STATE_ACTIVE},
     [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
     [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
-    [LIVE] = {"live", FSM_STATE_SUCCESS},
+    [LIVE] = {"live", FSM_STATE_ACTIVE},
+    [WATCHED] = {"watch_passed", FSM_STATE_SUCCESS},
     [RESTORE_FAILED] = {"restore_failed", FSM_STATE_ACTIVE},
     [STAYED_HALTED] = {"stayed_halted", FSM_STATE_FAILURE},
     [NOT_RECONCILED] = {"not_reconciled", FSM_STATE_FAILURE},
+    [WATCH_FAILED] = {"watch_failed", FSM_STATE_ACTIVE},
+    [HALTED_AFTER_WATCH] = {"halted_after_watch", FSM_STATE_FAILURE},
 };
 
 static const FsmRow corruption_rows[] = {
@@ -200,8 +207,13 @@ static const FsmRow corruption_rows[] = {
     {SHADOW, LIVE, "resume_live", "trading is live again",
      scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
      FSM_NO_STATE},
+    {LIVE, WATCHED, "post_resume_watch", "the database still matches the exchange after the resume",
+     scn_step_post_resume_watch, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
+     FSM_GATE_NONE, WATCH_FAILED},
     {RESTORE_FAILED, STAYED_HALTED, "put_back_original", "the original database is back in place; trading stays halted",
      scn_step_put_back_original, NULL, NULL, scn_cancel, 60000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {WATCH_FAILED, HALTED_AFTER_WATCH, "halt_after_watch", "trading is halted again: the post-resume watch failed",
+     scn_step_halt_after_watch, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
 };
 
 static const FsmTable corruption_table = {"database_corruption", corruption_states, N_STATES, corruption_rows,

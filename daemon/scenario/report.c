@@ -5,7 +5,8 @@
  * the end of the run's "live" step) and RPO (restore point, i.e. the chosen backup's start, to the
  * detection) against the configured targets, the databases involved, the timeline of every step
  * (start, end, outcome, attempts, message), what probes saw of the run's own disturbances
- * (attributed to it, not paged), the validation results and the reconcile report; and
+ * (attributed to it, not paged), the validation results, the reconcile report and the
+ * post-resume watch (every check and attempt); and
  * its plain-text rendering for people; writing it (state_dir/incidents/<id>.json and .txt,
  * atomically on the thread pool) and the summary kept in the history of finished runs.
  */
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "atomicfile.h"
+#include "cfgtree.h"
 #include "core/core.h"
 #include "err.h"
 #include "log.h"
@@ -90,6 +92,10 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
     /* What the run did to its database that probes saw, attributed to it instead of paged. */
     const json_t *at = json_object_get(run->ctx, "attributed");
     json_object_set_new(rep, "attributed", json_is_array(at) ? json_deep_copy(at) : json_array());
+    const json_t *ra = json_object_get(run->ctx, "reconcile_attempts");
+    json_object_set_new(rep, "reconcile_attempts", ra ? json_deep_copy(ra) : rc ? json_pack("[O]", rc) : json_array());
+    const json_t *w = json_object_get(run->ctx, "post_resume_watch");
+    json_object_set_new(rep, "post_resume_watch", w ? json_deep_copy(w) : json_null());
     json_decref(j);
     return rep;
 }
@@ -100,6 +106,111 @@ static void scn_dur(const json_t *v, char *out, size_t n)
         snprintf(out, n, "-");
     else
         snprintf(out, n, "%.1f s", (double)json_integer_value(v) / 1000.0);
+}
+
+/* Unresolved discrepancies printed in the text (all of them are in the JSON). */
+#define SCN_TEXT_DISCREPANCIES 10
+
+/* One reconcile report, summarised for people: the checks, the replayed fills counted per symbol,
+ * the unresolved discrepancies (the first few). The JSON report keeps every detail. */
+static void scn_report_text_reconcile(FILE *f, const json_t *rc, const char *title, const char *in)
+{
+    size_t i, n = 0;
+    const json_t *x;
+    const char *sym;
+    json_t *per = json_object();
+
+    if (!json_is_object(rc))
+        return;
+    fprintf(f, "\n%s: ready_to_trade %s (result %s)\n", title, json_is_true(json_object_get(rc, "ready_to_trade")) ? "yes" : "NO",
+            json_string_value(json_object_get(rc, "result")) ?: "?");
+    const json_t *e = json_object_get(rc, "error");
+    if (e)
+        fprintf(f, "%serror      %s\n", in, json_string_value(json_object_get(e, "message")) ?: "?");
+    fprintf(f, "%schecks    ", in);
+    json_array_foreach(json_object_get(rc, "checks"), i, x)
+        fprintf(f, "%s %s %s", i ? "," : "", json_string_value(json_object_get(x, "name")) ?: "?",
+                json_string_value(json_object_get(x, "status")) ?: "?");
+    fprintf(f, "\n");
+    json_array_foreach(json_object_get(rc, "actions_taken"), i, x) {
+        const char *what = json_string_value(json_object_get(x, "action"));
+        if (!what || strcmp(what, "replayed_fill") != 0)
+            continue;
+        const char *s = json_string_value(json_object_get(x, "symbol")) ?: "?";
+        json_object_set_new(per, s, json_integer(json_integer_value(json_object_get(per, s)) + 1));
+        n++;
+    }
+    fprintf(f, "%sreplayed   %zu fill%s", in, n, n == 1 ? "" : "s");
+    size_t k = 0;
+    json_object_foreach(per, sym, x)
+        fprintf(f, "%s %s %lld", k++ ? "," : ":", sym, (long long)json_integer_value(x));
+    fprintf(f, "\n");
+    json_decref(per);
+    size_t unresolved = 0;
+    json_array_foreach(json_object_get(rc, "discrepancies"), i, x) {
+        if (json_is_true(json_object_get(x, "resolved")))
+            continue;
+        if (unresolved++ < SCN_TEXT_DISCREPANCIES) {
+            const json_t *v = json_object_get(x, "violations");
+            fprintf(f, "%sunresolved %s %s%s%s", in, json_string_value(json_object_get(x, "check")) ?: "?",
+                    json_string_value(json_object_get(x, "symbol")) ?: json_string_value(json_object_get(x, "fill_id"))
+                        ?: json_string_value(json_object_get(x, "client_order_id")) ?: "",
+                    json_object_get(x, "kind") ? " " : "", json_string_value(json_object_get(x, "kind")) ?: "");
+            if (json_is_integer(v))
+                fprintf(f, "%lld violation%s: %s", (long long)json_integer_value(v), json_integer_value(v) == 1 ? "" : "s",
+                        json_string_value(json_object_get(x, "query")) ?: "");
+            fprintf(f, "\n");
+        }
+    }
+    if (unresolved > SCN_TEXT_DISCREPANCIES)
+        fprintf(f, "%s... and %zu more unresolved (drctl --json incident RUN has them all)\n", in,
+                unresolved - SCN_TEXT_DISCREPANCIES);
+}
+
+/* The post-resume watch: one line per check, one per attempt that did not pass. */
+static void scn_report_text_watch(FILE *f, const json_t *w)
+{
+    size_t i, k;
+    const json_t *c, *a;
+    char after[32];
+
+    if (!json_is_object(w))
+        return;
+    fprintf(f, "\nPost-resume watch: %s", json_string_value(json_object_get(w, "status")) ?: "?");
+    if (json_string_value(json_object_get(w, "message")))
+        fprintf(f, " (%s)", json_string_value(json_object_get(w, "message")));
+    fprintf(f, ", %lld fill%s replayed\n", (long long)json_integer_value(json_object_get(w, "replayed")),
+            json_integer_value(json_object_get(w, "replayed")) == 1 ? "" : "s");
+    json_array_foreach(json_object_get(w, "checks"), i, c) {
+        const json_t *att = json_object_get(c, "attempts");
+        json_int_t replayed = 0;
+        json_array_foreach(att, k, a)
+            replayed += json_integer_value(json_object_get(a, "replayed"));
+        cfg_format_duration((uint64_t)json_integer_value(json_object_get(c, "after_ms")), after, sizeof(after));
+        fprintf(f, "  check %lld at +%-6s %-7s %zu attempt%s, %lld fill%s replayed\n",
+                (long long)json_integer_value(json_object_get(c, "check")), after,
+                json_string_value(json_object_get(c, "status")) ?: "?", json_array_size(att),
+                json_array_size(att) == 1 ? "" : "s", (long long)replayed, replayed == 1 ? "" : "s");
+        json_array_foreach(att, k, a) {
+            if (json_is_true(json_object_get(a, "ready_to_trade")))
+                continue;
+            const json_t *rc = json_object_get(a, "reconcile");
+            const json_t *e = json_object_get(rc, "error");
+            size_t nd = json_array_size(json_object_get(rc, "discrepancies"));
+            fprintf(f, "    attempt %lld: %s\n", (long long)json_integer_value(json_object_get(a, "attempt")),
+                    e ? json_string_value(json_object_get(e, "message")) ?: "error"
+                      : nd ? "unresolved discrepancies" : "not ready to trade");
+            size_t m, shown = 0;
+            const json_t *d;
+            json_array_foreach(json_object_get(rc, "discrepancies"), m, d) {
+                if (json_is_true(json_object_get(d, "resolved")) || shown++ >= SCN_TEXT_DISCREPANCIES)
+                    continue;
+                fprintf(f, "      %s %s %s\n", json_string_value(json_object_get(d, "check")) ?: "?",
+                        json_string_value(json_object_get(d, "symbol")) ?: json_string_value(json_object_get(d, "fill_id")) ?: "",
+                        json_string_value(json_object_get(d, "kind")) ?: "");
+            }
+        }
+    }
 }
 
 char *scn_report_text(const json_t *rep)
@@ -170,13 +281,15 @@ char *scn_report_text(const json_t *rep)
             fprintf(f, "  %s = %s\n", json_string_value(json_object_get(st, "query")) ?: "?",
                     json_string_value(json_object_get(st, "value")) ?: "NULL");
     }
-    const json_t *rc = json_object_get(rep, "reconcile");
-    if (json_is_object(rc)) {
-        char *t = json_dumps(rc, JSON_INDENT(2) | JSON_SORT_KEYS);
-        fprintf(f, "\nReconcile (ready_to_trade: %s)\n%s\n", json_is_true(json_object_get(rc, "ready_to_trade")) ? "yes" : "NO",
-                t ? t : "");
-        free(t);
+    const json_t *ra = json_object_get(rep, "reconcile_attempts");
+    if (!json_array_size(ra) && json_is_object(json_object_get(rep, "reconcile")))
+        ra = NULL, scn_report_text_reconcile(f, json_object_get(rep, "reconcile"), "Reconcile", "  ");
+    json_array_foreach(ra, i, st) {
+        char title[64];
+        snprintf(title, sizeof(title), "Reconcile attempt %zu of %zu", i + 1, json_array_size(ra));
+        scn_report_text_reconcile(f, st, title, "  ");
     }
+    scn_report_text_watch(f, json_object_get(rep, "post_resume_watch"));
 #undef S
     fclose(f);
     return buf;

@@ -376,6 +376,11 @@ static void scn_disturbance_sync(ScnRun *run, bool ending)
         scn_disturbance_ended(run, &ended);
 }
 
+bool scn_run_resumed(const ScnRun *run)
+{
+    return run->resumed;
+}
+
 void scn_update_status(Scenarios *s)
 {
     Component *c = status_component(s->core->status, "recovery");
@@ -393,8 +398,13 @@ void scn_update_status(Scenarios *s)
         }
     }
     /* The lease tells the standby restore (it stops while a run holds it, and inspects again after:
-     * the run may have taken the standby), retention and the detector. */
-    if (s->active || s->loading) {
+     * the run may have taken the standby), retention and the detector. Once the active run's live
+     * step committed, trading is live and the run only watches (post_resume_watch): the run
+     * changes no database any more, so the lease is let go and the detector halts on what it
+     * sees again, as it must while trading is live. */
+    if (s->active && !s->loading && scn_run_resumed(s->active)) {
+        lease_release(s->core->lease);
+    } else if (s->active || s->loading) {
         char holder[128];
         snprintf(holder, sizeof(holder), s->active ? "run %s" : "%s", s->active ? s->active->id : "start-up scan");
         if (lease_take(s->core->lease, holder) < 0)
@@ -494,10 +504,22 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
     case FSM_NOTICE_TRANSITION:
         events_emit_run(s->core->events, SEV_INFO, "scenario.transition", NULL, false, det, &lf, "run %s: %s: %s",
                         run->id, n->sentence, n->message ? n->message : "done");
+        if (run->def->live_step && n->step_name && strcmp(n->step_name, run->def->live_step) == 0 && !run->resumed &&
+            n->to >= 0 && n->to < run->def->table->state_count &&
+            run->def->table->states[n->to].kind == FSM_STATE_ACTIVE) {
+            /* Trading is live again and the run goes on (its post-resume watch): the detector
+             * watches afresh (what it saw during the recovery was the run's own doing), and halts
+             * on its own from now on. A live step that ends the run changes nothing here: the end
+             * of the run does the same (and a hand-off keeps the lease for the next run). */
+            run->resumed = true;
+            if (s->caps.detector)
+                detector_run_ended(s->caps.detector, run->id, true);
+        }
         break;
     case FSM_NOTICE_STEP_FAILED:
         events_emit_run(s->core->events, SEV_CRITICAL, "scenario.step", NULL, false, det, &lf,
-                        "run %s: step %s FAILED, trading stays halted: %s", run->id, n->step_name,
+                        "run %s: step %s FAILED, %s: %s", run->id, n->step_name,
+                        run->resumed ? "trading is being halted again" : "trading stays halted",
                         n->message ? n->message : err_str(n->result));
         break;
     case FSM_NOTICE_WAITING_APPROVAL:

@@ -153,6 +153,20 @@ static void scn_loaded_free(ScnLoaded *L)
     L->j = NULL;
 }
 
+/* Does the run's journal hold the commit of its live step (trading was live again)? */
+static bool scn_journal_resumed(const ScenarioDef *def, const char *const *fev, size_t nf)
+{
+    bool resumed = false;
+    for (size_t k = 0; def->live_step && k < nf && !resumed; k++) {
+        json_t *ev = json_loads(fev[k], 0, NULL);
+        const char *kind = json_string_value(json_object_get(ev, "ev"));
+        const char *step = json_string_value(json_object_get(ev, "step"));
+        resumed = kind && step && strcmp(kind, "commit") == 0 && strcmp(step, def->live_step) == 0;
+        json_decref(ev);
+    }
+    return resumed;
+}
+
 /* Rebuild a run from its journal: context records into ctx, engine events into fsm_run_resume. */
 static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
 {
@@ -217,9 +231,16 @@ static int scn_resume_run(Scenarios *s, ScnLoaded *L, char *err, size_t errlen)
         return r;
     }
     s->active = run;
-    events_emit(s->core->events, SEV_CRITICAL, "scenario.resume", NULL, false, NULL,
-                "resuming unfinished run %s of %s after a restart; trading stays halted until it has reconciled",
-                run->id, def->name);
+    run->resumed = scn_journal_resumed(def, fev, nf);
+    if (run->resumed)
+        events_emit(s->core->events, SEV_WARNING, "scenario.resume", NULL, false, NULL,
+                    "resuming unfinished run %s of %s after a restart: trading was live again, its post-resume "
+                    "watch carries on",
+                    run->id, def->name);
+    else
+        events_emit(s->core->events, SEV_CRITICAL, "scenario.resume", NULL, false, NULL,
+                    "resuming unfinished run %s of %s after a restart; trading stays halted until it has reconciled",
+                    run->id, def->name);
     if (not_started) {
         r = fsm_run_start(run->fsm);
         if (r < 0)

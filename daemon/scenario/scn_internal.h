@@ -75,6 +75,7 @@ struct ScnRun {
     char database[64];       /* the protected database (config_scenario_databases) */
     bool resume_allowed;     /* one of this run's resume steps is calling venue_resume */
     char running_step[64];   /* the step in flight ("" between steps): ScenarioDef.disturbs reads it */
+    bool resumed;            /* the live step committed (trading is live; the run only watches) */
     unsigned refs;
     bool released;           /* the owner's reference was dropped */
     bool finished;
@@ -105,6 +106,9 @@ void scn_run_release(ScnRun *run);
 /* A run ended (or a dry run planned): reply/write its report, leave the active slot, release it. */
 void scn_finished(ScnRun *run);
 void scn_update_status(Scenarios *s);
+/* The run's live step committed: trading is live again (set on the transition, and by the scan
+ * for a resumed run whose journal holds that commit). */
+bool scn_run_resumed(const ScnRun *run);
 /* Start a run of `scenario` (waiter: the call a dry run replies to). 0 or negative, err filled. */
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);

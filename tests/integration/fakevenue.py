@@ -4,8 +4,9 @@ fakevenue: a controllable trading-platform double for the venue adapter's tests.
 Owns an HTTP server on 127.0.0.1 with /halt, /resume, /shadow, /status, /positions, /fills and
 /close_all. /positions answers `positions` (a list of {"symbol","quantity","avg_price"}) and
 /fills?since=MS answers the `fills` (dicts with "executed_at" in epoch ms) at or after MS. Tests set `ignore_halts` (halts answered 200 but not applied), `down` (every request
-answered 503), or `on_halt` (a hook called when a halt arrives, e.g. to check that the daemon
-persisted its state first). Every request is recorded. Standard library only.
+answered 503), `on_halt` (a hook called when a halt arrives, e.g. to check that the daemon
+persisted its state first), or `on_resume` (a hook called, under the lock, when /resume made
+trading live: e.g. a fill the platform then loses on its way to the database). Every request is recorded. Standard library only.
 """
 import json
 import threading
@@ -21,6 +22,7 @@ class FakeVenue:
         self.ignore_halts = 0
         self.down = False
         self.on_halt = None
+        self.on_resume = None
         self.halt_bodies = []
         self.resume_delay = 0.0   # seconds /resume and /shadow take to answer (recorded first)
         self.refuse_resume = False  # answer /resume and /shadow with 409
@@ -66,6 +68,8 @@ class FakeVenue:
                         return self._answer(409, {"error": "refused"})
                     if path == "/resume" and method == "POST":
                         venue.mode = "live"
+                        if venue.on_resume:
+                            venue.on_resume()
                         return self._answer(200, {"mode": venue.mode})
                     if path == "/shadow" and method == "POST":
                         venue.mode = "shadow"

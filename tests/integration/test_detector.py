@@ -323,3 +323,33 @@ def test_server_failing_to_start_on_damaged_files_is_corruption_not_a_restart_lo
     assert venue.mode == "halted"
     assert not pg.is_running()
     d.stop()
+
+
+def test_first_restart_after_kill9_succeeds(daemons, tmp_path, pg, venue):
+    """kill -9 of the postmaster: the restart waits (detector.data_directory) until the killed
+    postmaster's pid from postmaster.pid is gone, so its first attempt starts the server instead of
+    failing on 'lock file "postmaster.pid" already exists'."""
+    restart = as_pg_user([os.path.join(PG_BIN, "pg_ctl"), "-D", pg.datadir, "-l", pg.logfile, "-w",
+                          "-t", "30", "-o", f"-p {pg.port}", "start"])
+    d = Daemon(tmp_path, {
+        "database": {"conninfo": pg.conninfo(), "probe_interval": "250ms", "probe_timeout": "1s",
+                     "connect_timeout": "1s"},
+        "venue": venue.config(),
+        "detector": {"halt_after": 2, "restart_command": restart, "restart_attempts": 3,
+                     "restart_delay": "0ms", "restart_timeout": "30s", "server_log": pg.logfile,
+                     "data_directory": pg.datadir},
+    })
+    daemons.append(d)
+    d.start()
+    wait_until(lambda: detector(d).get("checksum_failures") == 0, timeout=10, what="first probe")
+    pid = pg.postmaster_pid()
+    os.kill(pid, 9)  # a crash: nothing here waits for it to be gone
+    wait_until(lambda: pg.is_running() and detector(d)["phase"] == "healthy", timeout=30,
+               what="database restarted and seen healthy")
+    log = d.log()
+    assert "restarting the database (attempt 1 of 3)" in log
+    assert "restarting the database (attempt 2 of 3)" not in log, log[-3000:]
+    assert "already exists" not in log
+    assert "the old postmaster (pid %d) is gone after" % pid in log
+    assert pg.postmaster_pid() != pid
+    d.stop()

@@ -35,7 +35,7 @@ def test_corruption_detected_restored_reconciled_resumed(pg, tmp_path):
         run = wait_until(lambda: (lambda r: r if r["status"] in ("succeeded", "failed", "aborted") else None)(
             d.ctl_json("run", rid)), timeout=180, what="the run to finish")
         assert run["status"] == "succeeded", d.log()[-6000:]
-        assert [s["step"] for s in run["steps"]][-1] == "resume_live"
+        assert [s["step"] for s in run["steps"]][-2:] == ["resume_live", "post_resume_watch"]
 
         # Trading is live again, on the restored database, with every fill the exchange made,
         # and stays live: the evidence database kept beside it does not look like new corruption.
@@ -56,6 +56,16 @@ def test_corruption_detected_restored_reconciled_resumed(pg, tmp_path):
         replayed = [a for a in rep["reconcile"]["actions_taken"] if a.get("action") == "replayed_fill"]
         assert replayed, rep["reconcile"]
         assert all(c["status"] == "PASS" for c in rep["reconcile"]["checks"])
+        # Every reconcile attempt is in the report; the text counts the replays per symbol instead
+        # of printing each fill (the JSON keeps them all).
+        assert rep["reconcile_attempts"][-1] == rep["reconcile"]
+        txt = d.ctl("incident", rid).stdout
+        n_attempts = len(rep["reconcile_attempts"])
+        assert "Reconcile attempt %d of %d: ready_to_trade yes" % (n_attempts, n_attempts) in txt, txt
+        assert "replayed   %d fills: " % len(replayed) in txt, txt
+        assert len(txt.splitlines()) < 80, txt
+        # The post-resume watch reconciled again while the platform traded live, and passed.
+        assert rep["post_resume_watch"]["status"] == "passed", rep["post_resume_watch"]
         # The damaged database is kept as evidence.
         dbs = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'trading%' ORDER BY 1").split()
         assert "trading" in dbs and any("_damaged_" in x for x in dbs), dbs

@@ -104,7 +104,7 @@ def test_database_behind_exchange_is_replayed_and_passes_idempotently(pg, venue,
     assert rc == 0, rep
     assert rep["ready_to_trade"] is True and rep["result"] == "ok"
     assert checks(rep) == {"positions_match": "PASS", "no_duplicate_client_order_ids": "PASS",
-                           "no_stale_open_orders": "PASS", "fills_complete": "PASS"}
+                           "no_stale_open_orders": "PASS", "fills_complete": "PASS", "referential_integrity": "PASS"}
     replayed = sorted(a["fill_id"] for a in rep["actions_taken"] if a["action"] == "replayed_fill")
     assert replayed == ["F3", "F4", "F5"]
     # Before the replay the positions differed; every discrepancy is resolved now.
@@ -239,3 +239,45 @@ def test_default_duplicate_scan_is_skipped_only_when_a_unique_index_guarantees_i
     plan = pg.psql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + q)
     assert re.search(r"Seq Scan on orders \(actual rows=502 ", plan), plan
     assert pg.psql(q) == "|2"
+
+
+def test_fills_without_their_order_fail_closed_with_the_count(pg, venue, daemon, tmp_path):
+    """A silent deletion of order rows under their trades: every position and fill matches the
+    exchange, yet the referential check (default: every fill's order exists) fails closed."""
+    load_db(pg, EXCHANGE)
+    venue.fills = EXCHANGE
+    venue.positions = positions_of(EXCHANGE)
+    pg.psql("DELETE FROM orders WHERE client_order_id IN ('O1', 'O3', 'O4')")
+    rc, rep = reconcile(daemon)
+    assert rc == 1 and rep["ready_to_trade"] is False and rep["result"] == "bad_state"
+    c = checks(rep)
+    assert c["referential_integrity"] == "FAIL"
+    assert all(v == "PASS" for k, v in c.items() if k != "referential_integrity"), c
+    ref = next(x for x in rep["checks"] if x["name"] == "referential_integrity")["detail"]
+    assert ref["violations"] == 3 and ref["queries"] == 1
+    disc = [x for x in rep["discrepancies"] if x["check"] == "referential_integrity"]
+    assert len(disc) == 1 and disc[0]["violations"] == 3 and disc[0]["resolved"] is False
+    assert [e["fill_id"] for e in disc[0]["examples"]] == ["F1", "F3", "F4"]
+    assert [e["client_order_id"] for e in disc[0]["examples"]] == ["O1", "O3", "O4"]
+    p = daemon.ctl("reconcile", "--since", str(T0))
+    assert p.returncode == 1 and "referential_integrity" in p.stdout
+    daemon.stop()
+    # Configurable: the operator's own query (one row per violation) replaces the default, and
+    # an empty list turns the check off.
+    d2 = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo()}, "venue": venue.config(),
+                           "reconcile": {"referential_queries": [
+                               "SELECT client_order_id FROM orders WHERE symbol = 'SOL'"]}}, name="custom")
+    try:
+        d2.start()
+        rc, rep = reconcile(d2)
+        ref = next(x for x in rep["checks"] if x["name"] == "referential_integrity")
+        assert rc == 1 and ref["status"] == "FAIL" and ref["detail"]["violations"] == 1, ref
+        d2.stop()
+        d2.config["reconcile"]["referential_queries"] = []
+        d2.write_config()
+        d2.start()
+        rc, rep = reconcile(d2)
+        assert rc == 0 and checks(rep)["referential_integrity"] == "PASS", rep
+        d2.stop()
+    finally:
+        d2.cleanup()

@@ -43,8 +43,14 @@ def fill_db(pg, db="shop", rows=200):
         pg.psql(f.read(), db=db)
 
 
-def scenario_config(pg, tmp_path, venue, **scn):
+# One short post-resume check (the watch is tested in test_post_resume_watch.py): every run here
+# goes through it, and the crash matrix (test_scenario_crash.py) kills the daemon inside it too.
+SHORT_WATCH = {"post_resume_checks": ["200ms"]}
+
+
+def scenario_config(pg, tmp_path, venue, reconcile=None, **scn):
     return {
+        "reconcile": dict(reconcile if reconcile is not None else SHORT_WATCH),
         "database": {"conninfo": pg.conninfo("shop"), "probe_interval": "200ms"},
         "venue": venue.config(),
         "backup": {
@@ -63,10 +69,10 @@ def scenario_config(pg, tmp_path, venue, **scn):
 
 
 class Env:
-    def __init__(self, pg, tmp_path, venue, **scn):
+    def __init__(self, pg, tmp_path, venue, reconcile=None, **scn):
         self.pg = pg
         self.venue = venue
-        self.d = Daemon(tmp_path, scenario_config(pg, tmp_path, venue, **scn))
+        self.d = Daemon(tmp_path, scenario_config(pg, tmp_path, venue, reconcile, **scn))
 
     def databases(self):
         out = self.pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'shop%' ORDER BY 1")
@@ -128,7 +134,7 @@ def test_end_to_end(env):
     assert run["status"] == "succeeded", json.dumps(run, indent=1) + d.log()[-3000:]
     steps = [s["step"] for s in run["steps"]]
     assert steps == ["halt_trading", "preserve_evidence", "select_backup", "restore_database", "validate_restore",
-                     "switch_database", "reconcile", "resume_shadow", "resume_live"]
+                     "switch_database", "reconcile", "resume_shadow", "resume_live", "post_resume_watch"]
     assert all(s["outcome"] == "ok" for s in run["steps"])
     # Halt first, then shadow, then live: never a resume before the reconcile.
     assert env.calls() == ["/halt", "/shadow", "/resume"]
@@ -142,14 +148,16 @@ def test_end_to_end(env):
     # Incident report.
     rep_path = os.path.join(d.state_dir, "incidents", rid + ".json")
     rep = wait_until(lambda: os.path.exists(rep_path) and json.load(open(rep_path)), what="incident report")
-    assert rep["status"] == "succeeded" and rep["state"] == "live"
+    assert rep["status"] == "succeeded" and rep["state"] == "watch_passed"
     assert rep["backup"]["name"] == b["name"]
     assert rep["rto_ms"] > 0 and rep["rto_met"] is True
     assert rep["rpo_ms"] >= 0 and rep["rpo_met"] is True
     assert rep["restore_point_ms"] == rep["backup"]["started_ms"]
     assert rep["reconcile"]["ready_to_trade"] is True
     assert [v["value"] for v in rep["validation"]] == ["200", "t"]
-    assert len(rep["timeline"]) == 9 and all(s["outcome"] == "ok" for s in rep["timeline"])
+    assert len(rep["timeline"]) == 10 and all(s["outcome"] == "ok" for s in rep["timeline"])
+    assert rep["post_resume_watch"]["status"] == "passed"
+    assert [c["status"] for c in rep["post_resume_watch"]["checks"]] == ["PASS"]
     txt = d.ctl("incident", rid)
     assert txt.returncode == 0 and "RTO" in txt.stdout and "met" in txt.stdout and "resume_live" in txt.stdout
     lst = d.ctl_json("incidents")["incidents"]
@@ -170,7 +178,8 @@ def test_dry_run_changes_nothing(env):
     assert p.returncode == 0, p.stderr
     assert b["name"] in p.stdout and "/halt" in p.stdout and "pg_restore" in p.stdout
     plan = d.ctl_json("execute", "--scenario", "database_corruption", "--dry-run")["plan"]
-    assert [s["step"] for s in plan][-1] == "resume_live" and len(plan) == 9
+    assert [s["step"] for s in plan][-1] == "post_resume_watch" and len(plan) == 10
+    assert "+200ms after resume_live" in plan[-1]["action"]
     assert env.calls() == [] and env.venue.mode == "live"
     assert env.databases() == before
     assert d.ctl_json("runs")["runs"] == []

@@ -3,12 +3,14 @@ Crash safety of the database_corruption scenario: the daemon SIGKILLs itself rig
 record N became durable (DRSUP_CRASH_AFTER_RECORD=N, for EVERY N of a full run), or in the middle of
 the restore (DRSUP_CRASH_IN_RESTORE=1); restarted, the run completes or waits for an operator.
 Checked each time: the venue saw halt before any shadow/resume, and shadow before live (the resume
-guard); the backup was restored exactly once (no second restore over a good one); the protected
+guard); a crash after resume_live committed (in the post-resume watch) resumes the watch and never
+sends a second resume; the backup was restored exactly once (no second restore over a good one); the protected
 database ends with the backup's data and the evidence is kept.
 
 One PostgreSQL cluster and one backup for the whole matrix; each iteration has its own state
 directory and starts from the database the previous one left (same content).
 """
+import json
 import os
 import struct
 
@@ -16,16 +18,25 @@ from drsup import Daemon, wait_until
 from test_scenario import Env, backup_now, loaded, fill_db, scenario_config, venue  # noqa: F401 (fixture)
 
 
-def journal_records(path):
-    n, off = 0, 0
+def journal_payloads(path):
+    out, off = [], 0
     data = open(path, "rb").read()
     while off + 20 <= len(data):
         magic, length = struct.unpack_from("<II", data, off)
         if magic != 0x314A5244:
             break
+        out.append(json.loads(data[off + 20:off + 20 + length]))
         off += 20 + length
-        n += 1
-    return n
+    return out
+
+
+def journal_records(path):
+    return len(journal_payloads(path))
+
+
+def record_number(payloads, ev, step):
+    """1-based number of the record `ev` (intent, commit) of `step`."""
+    return next(i + 1 for i, p in enumerate(payloads) if p.get("ev") == ev and p.get("step") == step)
 
 
 def reset(env):
@@ -72,7 +83,11 @@ def test_crash_at_every_journal_boundary(pg, tmp_path, venue):  # noqa: F811
     # A clean run first tells how many records a full run writes.
     rid = first.ctl_json("execute", "--scenario", "database_corruption")["run"]
     assert env.wait_status(rid, ["succeeded", "failed"])["status"] == "succeeded"
-    total = journal_records(os.path.join(first.state_dir, "runs", rid + ".journal"))
+    payloads = journal_payloads(os.path.join(first.state_dir, "runs", rid + ".journal"))
+    total = len(payloads)
+    live_intent = record_number(payloads, "intent", "resume_live")
+    live_commit = record_number(payloads, "commit", "resume_live")
+    assert record_number(payloads, "commit", "post_resume_watch") > live_commit
     first.stop()
     assert total >= 20
     held = 0
@@ -93,13 +108,17 @@ def test_crash_at_every_journal_boundary(pg, tmp_path, venue):  # noqa: F811
             before = env.calls()
             if before:
                 check_order(before)
-            assert "/resume" not in before or n >= total - 2  # only once resume_live's intent is durable
+            assert "/resume" not in before or n >= live_intent  # only once resume_live's intent is durable
             d.start()
             r = finish(env, d, rid)
             held += any(s["outcome"] == "in_doubt" for s in r["steps"])
             assert r["status"] == "succeeded", (n, r)
             check_order(env.calls())
             assert env.venue.mode == "live"
+            if n >= live_commit:
+                # A crash in the post-resume watch resumes the watch; it never resumes trading again.
+                assert env.calls().count("/resume") == 1 and env.calls().count("/halt") == 1, (n, env.calls())
+                assert r["steps"][-1]["step"] == "post_resume_watch" and r["steps"][-1]["outcome"] == "ok", (n, r)
             assert restores(d) == 1, (n, d.log()[-3000:])
             assert env.count() == 200
             assert len([db for db in env.databases() if "_damaged_" in db]) == 1

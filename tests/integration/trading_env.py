@@ -83,6 +83,7 @@ class TradingEnv:
                 "server_log": self.pg.logfile,
             },
             "reconcile": {
+                "post_resume_checks": ["1s"],
                 "replay_fill_query": "SELECT drsup_record_fill($2, $1, $3, $4, $5::numeric, $6::numeric, "
                                      "$7::timestamptz)",
             },

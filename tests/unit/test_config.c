@@ -306,6 +306,50 @@ static void test_sizes(void **state)
 /* An empty list reads as "no values", so the section's defaults apply, and nothing is allocated for
  * it: a one-slot array that the caller overwrote with the defaults leaked on every load and reload
  * (LeakSanitizer in `make check SANITIZE=1` sees it). */
+/* reconcile.post_resume_checks: absent = 10 s and 60 s; [] = no watch; ascending durations 100ms..1h. */
+static void test_post_resume_checks(void **state)
+{
+    (void)state;
+    Config *cfg = expect_ok(base);
+    assert_int_equal(cfg->reconcile.n_post_resume_checks, 2);
+    assert_int_equal(cfg->reconcile.post_resume_checks_ms[0], 10000);
+    assert_int_equal(cfg->reconcile.post_resume_checks_ms[1], 60000);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: []\n");
+    assert_int_equal(cfg->reconcile.n_post_resume_checks, 0);
+    assert_null(cfg->reconcile.post_resume_checks_ms);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [500ms, 2s, 1m30s]\n");
+    assert_int_equal(cfg->reconcile.n_post_resume_checks, 3);
+    assert_int_equal(cfg->reconcile.post_resume_checks_ms[0], 500);
+    assert_int_equal(cfg->reconcile.post_resume_checks_ms[2], 90000);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: 5s\n");
+    assert_int_equal(cfg->reconcile.n_post_resume_checks, 1);
+    assert_int_equal(cfg->reconcile.post_resume_checks_ms[0], 5000);
+    config_free(cfg);
+    /* referential_queries: absent = the default (fills without their order), [] = none */
+    cfg = expect_ok(base);
+    assert_int_equal(cfg->reconcile.n_referential_queries, 1);
+    assert_non_null(strstr(cfg->reconcile.referential_queries[0], "FROM fills f WHERE NOT EXISTS"));
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  referential_queries: []\n");
+    assert_int_equal(cfg->reconcile.n_referential_queries, 0);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\nreconcile:\n  referential_queries: [\"SELECT 1 WHERE false\", \"SELECT 2\"]\n");
+    assert_int_equal(cfg->reconcile.n_referential_queries, 2);
+    assert_string_equal(cfg->reconcile.referential_queries[1], "SELECT 2");
+    config_free(cfg);
+    expect_error("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [10s, 5s]\n",
+                 "t.yaml:4:29: 'reconcile.post_resume_checks' must be in ascending order ('5s' follows a later one)");
+    expect_error("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [10s, soon]\n",
+                 "t.yaml:4:29: 'reconcile.post_resume_checks' item 2: 'soon' is not a duration between 100ms and 1h");
+    expect_error("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [50ms]\n",
+                 "item 1: '50ms' is not a duration between 100ms and 1h");
+    expect_error("database:\n  conninfo: x\nreconcile:\n  post_resume_checks: [2h]\n",
+                 "item 1: '2h' is not a duration between 100ms and 1h");
+}
+
 static void test_empty_lists_take_the_defaults_without_leaking(void **state)
 {
     (void)state;
@@ -463,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_error_paths_with_positions),
         cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_post_resume_checks),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
     };

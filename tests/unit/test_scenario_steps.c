@@ -1,6 +1,7 @@
 /*
  * Unit tests for daemon/scenario/steps: each shared step (halt_trading, select_backup, reconcile,
- * resume_shadow, resume_live and its probe, and their dry-run plans) run by the real engine
+ * resume_shadow, resume_live and its probe, post_resume_watch, halt_after_watch, and their dry-run
+ * plans) run by the real engine
  * (lib/fsm) over a one-row table, against fake capabilities: the venue, the backup catalog and the
  * reconcile are replaced at link time (-Wl,--wrap) by fakes that record what the step asked and
  * answer as the test scripts them, at once or later on the loop.
@@ -22,6 +23,8 @@
 #include "cap/backup/backup.h"
 #include "cap/reconcile.h"
 #include "cap/venue/venue.h"
+#include "clock.h"
+#include "core/events.h"
 #include "err.h"
 #include "fsm.h"
 #include "scenario/database_corruption_internal.h"
@@ -55,7 +58,13 @@ typedef struct Fake {
     char conninfo[256];
     int reconcile_result;
     bool ready;
+    int ready_script[8];        /* when n_script: the ready_to_trade of successive reconciles */
+    int n_script;
+    int replay_first;           /* replayed_fill actions in the first reconcile's report */
     ScnRun *run;
+    /* events on the bus */
+    int critical, warnings;
+    char last_event[1024];
 } Fake;
 
 static Fake f;
@@ -140,11 +149,24 @@ int __wrap_reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms,
     assert_string_equal(run_id, f.run->id);
     if (f.start_result)
         return f.start_result;
-    f.reconciles++;
+    int i = f.reconciles++;
     f.since_ms = since_ms;
     snprintf(f.conninfo, sizeof(f.conninfo), "%s", conninfo);
-    cb(f.reconcile_result, json_pack("{s:b,s:i}", "ready_to_trade", f.ready, "replayed", 3), data);
+    bool ready = f.n_script ? (i < f.n_script && f.ready_script[i]) : f.ready;
+    json_t *actions = json_array();
+    for (int k = 0; i == 0 && k < f.replay_first; k++)
+        json_array_append_new(actions, json_pack("{s:s,s:s}", "action", "replayed_fill", "fill_id", "F1"));
+    cb(ready ? f.reconcile_result : DR_ESTATE,
+       json_pack("{s:b,s:i,s:o}", "ready_to_trade", ready, "replayed", 3, "actions_taken", actions), data);
     return 0;
+}
+
+static void on_event(const Event *ev, void *data)
+{
+    (void)data;
+    f.critical += ev->severity == SEV_CRITICAL;
+    f.warnings += ev->severity == SEV_WARNING;
+    snprintf(f.last_event, sizeof(f.last_event), "[%s] %s", ev->kind, ev->summary);
 }
 
 /* ---- a run of one shared step, through the engine ---- */
@@ -163,6 +185,7 @@ typedef struct Harness {
     ScenarioDef def;
     int records;
     bool finished;
+    uint32_t timeout_ms; /* the row's; 0: 1 s */
 } Harness;
 
 static Harness h;
@@ -193,6 +216,9 @@ static int setup(void **state)
     h.cfg.cluster = cluster;
     h.core.loop = &h.loop;
     h.core.cfg = &h.cfg;
+    h.core.events = events_new();
+    assert_non_null(h.core.events);
+    assert_true(events_subscribe(h.core.events, on_event, NULL) > 0);
     h.caps.venue = (Venue *)&h;     /* fakes: never dereferenced */
     h.caps.backups = (Backups *)&h;
     h.caps.reconcile = (Reconcile *)&h;
@@ -223,6 +249,7 @@ static int teardown(void **state)
     uv_run(&h.loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&h.loop), 0);
     json_decref(f.newest);
+    events_free(h.core.events);
     json_decref(h.run->ctx);
     free(h.run->reason);
     free(h.run->db_conninfo);
@@ -235,8 +262,8 @@ static FsmStatus run_step(FsmStepFn step, FsmProbeFn probe, FsmStepFn plan, FsmM
 {
     h.states[0] = (FsmState){"before", FSM_STATE_ACTIVE};
     h.states[1] = (FsmState){"after", FSM_STATE_SUCCESS};
-    h.row = (FsmRow){0, 1, "the_step", "the step took effect", step, probe, plan, scn_cancel, 1000, attempts, true,
-                     FSM_GATE_NONE, FSM_NO_STATE};
+    h.row = (FsmRow){0, 1, "the_step", "the step took effect", step, probe, plan, scn_cancel,
+                     h.timeout_ms ? h.timeout_ms : 1000, attempts, true, FSM_GATE_NONE, FSM_NO_STATE};
     h.table = (FsmTable){"one_step", h.states, 2, &h.row, 1, NULL, 0};
     h.run->dry = mode == FSM_MODE_DRY_RUN;
     FsmRunOptions o = {.id = h.run->id, .mode = mode, .ctx = h.run, .record = mem_record, .notify = on_notice,
@@ -385,6 +412,8 @@ static void test_reconcile_not_ready_fails_and_keeps_the_report(void **state)
     assert_int_equal(f.reconciles, 2);
     assert_non_null(strstr(last_message(), "reconcile did not pass"));
     assert_false(json_is_true(json_object_get(json_object_get(h.run->ctx, "reconcile"), "ready_to_trade")));
+    /* every attempt is kept, not only the last */
+    assert_int_equal(json_array_size(json_object_get(h.run->ctx, "reconcile_attempts")), 2);
     teardown(NULL);
     setup(NULL);
     f.start_result = DR_EBUSY;
@@ -495,6 +524,186 @@ static void test_probe_resume_live(void **state)
     }
 }
 
+/* ---- post_resume_watch, halt_after_watch ---- */
+
+static uint64_t watch_offsets[2] = {1, 2};
+
+static void watch_config(size_t n)
+{
+    h.timeout_ms = 30000; /* a check's attempts are SCN_WATCH_RETRY_MS apart */
+    h.cfg.reconcile.post_resume_checks_ms = watch_offsets;
+    h.cfg.reconcile.n_post_resume_checks = n;
+}
+
+static json_t *watch_ctx(void)
+{
+    return json_object_get(h.run->ctx, "post_resume_watch");
+}
+
+static const char *watch_check_status(size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(json_object_get(watch_ctx(), "checks"), i), "status"));
+}
+
+static void test_watch_passes_after_every_check(void **state)
+{
+    (void)state;
+    watch_config(2);
+    json_object_set_new(h.run->ctx, "backup", json_pack("{s:I}", "started_ms", (json_int_t)1796209200000));
+    f.ready = true;
+    f.replay_first = 1; /* the first check replays a fill lost after the resume */
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.reconciles, 2);
+    assert_int_equal(f.since_ms, 1796209200000); /* the same window as the run's reconcile */
+    assert_string_equal(f.conninfo, "host=/tmp dbname=trading");
+    assert_string_equal(json_string_value(json_object_get(watch_ctx(), "status")), "passed");
+    assert_string_equal(watch_check_status(0), "PASS");
+    assert_string_equal(watch_check_status(1), "PASS");
+    assert_int_equal(json_integer_value(json_object_get(watch_ctx(), "replayed")), 1);
+    assert_string_equal(last_message(), "the post-resume watch passed: 2 checks, 1 fill replayed");
+    /* the replay is told (a warning), nothing critical */
+    assert_int_equal(f.warnings, 1);
+    assert_int_equal(f.critical, 0);
+    assert_non_null(strstr(f.last_event, "[scenario.watch]"));
+    /* the plan, then one record per attempt, then the verdict: all durable in the run's context */
+    assert_true(h.records >= 2);
+}
+
+static void test_watch_retries_a_check_then_fails(void **state)
+{
+    (void)state;
+    watch_config(1);
+    f.n_script = 3; /* never ready */
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_int_equal(f.reconciles, (int)SCN_WATCH_ATTEMPTS);
+    assert_string_equal(json_string_value(json_object_get(watch_ctx(), "status")), "failed");
+    assert_string_equal(watch_check_status(0), "FAIL");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(json_object_get(watch_ctx(), "checks"), 0), "attempts")),
+                     SCN_WATCH_ATTEMPTS);
+    assert_non_null(strstr(last_message(), "post-resume check 1 (+1ms) did not pass in 3 attempts"));
+    assert_non_null(strstr(last_message(), "trading must be halted again"));
+    teardown(NULL);
+    setup(NULL);
+    /* one attempt that does not pass, then one that does: the check passes */
+    watch_config(1);
+    f.n_script = 2;
+    f.ready_script[1] = 1;
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.reconciles, 2);
+    assert_string_equal(watch_check_status(0), "PASS");
+}
+
+static void test_watch_fails_when_trading_was_halted(void **state)
+{
+    (void)state;
+    watch_config(2);
+    f.halted = true; /* someone halted trading during the watch */
+    f.ready = true;
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_int_equal(f.reconciles, 0);
+    assert_non_null(strstr(last_message(), "trading was halted during the post-resume watch"));
+}
+
+static void test_watch_not_configured_passes_at_once(void **state)
+{
+    (void)state;
+    watch_config(0);
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.reconciles, 0);
+    assert_string_equal(json_string_value(json_object_get(watch_ctx(), "status")), "none");
+    assert_non_null(strstr(last_message(), "no post-resume watch is configured"));
+}
+
+/* Run again after a restart: the checks already decided are not run again, the plan is the one
+ * recorded (not the configuration's, which changed meanwhile). */
+static void test_watch_carries_on_where_it_was(void **state)
+{
+    (void)state;
+    watch_config(0);
+    int64_t now = clock_wall_ms();
+    json_object_set_new(h.run->ctx, "post_resume_watch",
+                        json_pack("{s:I,s:I,s:s,s:I,s:[{s:i,s:i,s:I,s:s,s:[{s:i,s:b}]},{s:i,s:i,s:I,s:s,s:[]}]}",
+                                  "resumed_ms", (json_int_t)now, "since_ms", (json_int_t)42, "status", "running",
+                                  "replayed", (json_int_t)0, "checks", "check", 1, "after_ms", 1, "due_ms",
+                                  (json_int_t)now, "status", "PASS", "attempts", "attempt", 1, "ready_to_trade", 1,
+                                  "check", 2, "after_ms", 2, "due_ms", (json_int_t)now, "status", "pending",
+                                  "attempts"));
+    f.ready = true;
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.reconciles, 1);
+    assert_int_equal(f.since_ms, 42);
+    assert_string_equal(watch_check_status(1), "PASS");
+    assert_int_equal(f.resumes, 0); /* it never resumes trading itself */
+}
+
+static void test_watch_plan(void **state)
+{
+    (void)state;
+    static uint64_t offsets[2] = {10000, 60000};
+    h.cfg.reconcile.post_resume_checks_ms = offsets;
+    h.cfg.reconcile.n_post_resume_checks = 2;
+    assert_int_equal(run_step(scn_step_post_resume_watch, NULL, scn_plan_post_resume_watch, FSM_MODE_DRY_RUN, 1),
+                     FSM_RUN_SUCCEEDED);
+    assert_non_null(strstr(last_message(), "would reconcile 'trading' with the exchange at +10s, +1m after resume_live"));
+    assert_int_equal(f.reconciles, 0);
+}
+
+static void test_halt_after_watch_halts_then_pages(void **state)
+{
+    (void)state;
+    json_object_set_new(h.run->ctx, "post_resume_watch",
+                        json_pack("{s:s,s:s}", "status", "failed", "message", "post-resume check 1 (+10s) did not pass"));
+    assert_int_equal(run_step(scn_step_halt_after_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_int_equal(f.halts, 1);
+    assert_string_equal(f.halt_run, h.run->id);
+    assert_non_null(strstr(f.halt_reason, "the post-resume watch failed: post-resume check 1 (+10s) did not pass"));
+    assert_int_equal(f.critical, 1);
+    assert_non_null(strstr(f.last_event, "[scenario.watch] run 20261202T120000Z-corruption-ab12: trading is halted again"));
+    teardown(NULL);
+    setup(NULL);
+    /* not confirmed: no page that says it is halted; the step fails (the engine retries it) */
+    f.halt_result = -ETIMEDOUT;
+    assert_int_equal(run_step(scn_step_halt_after_watch, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_FAILED);
+    assert_int_equal(f.critical, 0);
+    assert_non_null(strstr(last_message(), "the halt is not confirmed"));
+}
+
+/* ---- the incident report's text ---- */
+
+/* 79 replayed fills print as counts per symbol, not one block each; every attempt is there. */
+static void test_report_text_summarises_every_reconcile_attempt(void **state)
+{
+    (void)state;
+    static const char *const syms[3] = {"BTC-USD", "ETH-USD", "SOL-USD"};
+    json_t *actions = json_array();
+    for (int i = 0; i < 79; i++)
+        json_array_append_new(actions, json_pack("{s:s,s:s,s:s}", "action", "replayed_fill", "fill_id", "F",
+                                                 "symbol", syms[i < 30 ? 0 : i < 55 ? 1 : 2]));
+    json_t *disc = json_array();
+    for (int i = 0; i < 25; i++)
+        json_array_append_new(disc, json_pack("{s:s,s:s,s:s,s:b}", "check", "positions_match", "symbol", "X", "kind",
+                                              "quantity", "resolved", 0));
+    json_t *first = json_pack("{s:b,s:s,s:[{s:s,s:s}],s:o,s:o}", "ready_to_trade", 0, "result", "bad_state", "checks",
+                              "name", "positions_match", "status", "FAIL", "actions_taken", actions, "discrepancies", disc);
+    json_t *second = json_pack("{s:b,s:s,s:[{s:s,s:s}],s:[],s:[]}", "ready_to_trade", 1, "result", "ok", "checks",
+                               "name", "positions_match", "status", "PASS", "actions_taken", "discrepancies");
+    json_t *rep = json_pack("{s:s,s:O,s:[OO]}", "run", "R1", "reconcile", second, "reconcile_attempts", first, second);
+    char *text = scn_report_text(rep);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "Reconcile attempt 1 of 2: ready_to_trade NO (result bad_state)"));
+    assert_non_null(strstr(text, "replayed   79 fills: BTC-USD 30, ETH-USD 25, SOL-USD 24"));
+    assert_non_null(strstr(text, "... and 15 more unresolved"));
+    assert_non_null(strstr(text, "Reconcile attempt 2 of 2: ready_to_trade yes (result ok)"));
+    size_t lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_true(lines < 60);
+    free(text);
+    json_decref(rep);
+    json_decref(first);
+    json_decref(second);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,6 +719,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_live_from_a_halt_passes_through_shadow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_refused_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_resume_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_passes_after_every_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_retries_a_check_then_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_fails_when_trading_was_halted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_not_configured_passes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_carries_on_where_it_was, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_halt_after_watch_halts_then_pages, setup, teardown),
+        cmocka_unit_test(test_report_text_summarises_every_reconcile_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -246,6 +246,12 @@ class Recovery:
                 "missing_fills_query": "SELECT f FROM unnest($1::text[]) AS f WHERE NOT EXISTS "
                                        "(SELECT 1 FROM fills WHERE venue_trade_id = f)",
                 "replay_fill_query": "SELECT $1, $2, $3, $4, $5, $6, $7",
+                # The post-resume watch comes after the RTO's end (resume_live); a round waits for
+                # the run's end, so the watch is kept short rather than the default 60 s.
+                "post_resume_checks": ["200ms"],
+                # The default referential check, for this schema (fills point at orders by id).
+                "referential_queries": ["SELECT f.id FROM fills f WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM orders o WHERE o.id = f.order_id)"],
             },
             "scenarios": {"database_corruption": scn},
         })

@@ -147,7 +147,9 @@ const OptCommand drctl_cmd_incidents = {
 const OptCommand drctl_cmd_incident = {
     .name = "incident",
     .summary = "print one incident report",
-    .description = "Print one incident report (the readable text; JSON with --json).",
+    .description = "Print one incident report: a readable summary (timeline, each reconcile attempt with its "
+                   "checks and the replayed fills counted per symbol, the post-resume watch); --json prints the "
+                   "whole report, every replayed fill and attempt included.",
     .options = (const OptSpec[]){DRCTL_RUN_ARG, {0}},
     .data = &(const DrctlAction){.wire = "incident", .print = drctl_print_incident},
 };

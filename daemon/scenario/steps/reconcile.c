@@ -1,7 +1,8 @@
 /*
  * steps/reconcile: reconcile, the database compared with the exchange since the restore point and
- * the missing fills replayed (cap/reconcile); the report is kept in the run's context. The step
- * passes only when the report says ready to trade. A scenario step.
+ * the missing fills replayed (cap/reconcile); every attempt's report is kept in the run's context
+ * ("reconcile_attempts", the last also as "reconcile"). The step passes only when the report says
+ * ready to trade. A scenario step.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +32,19 @@ static void reconcile_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, 0, "the database matches the exchange: ready to trade");
 }
 
+static void reconcile_attempt_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    json_t *report = st->acc;
+    st->acc = NULL;
+    if (status < 0) {
+        json_decref(report);
+        scn_finish(st, status, "cannot record the reconcile report: %s", err_str(status));
+        return;
+    }
+    scn_context_set(run, "reconcile", report, reconcile_recorded, st);
+}
+
 static void reconcile_done(int result, json_t *report, void *data)
 {
     ScnStep *st = data;
@@ -41,7 +55,13 @@ static void reconcile_done(int result, json_t *report, void *data)
     }
     bool ready = json_is_true(json_object_get(report, "ready_to_trade"));
     st->work_result = result < 0 ? result : ready ? 0 : DR_ESTATE;
-    scn_context_set(st->run, "reconcile", report ? report : json_null(), reconcile_recorded, st);
+    /* Every attempt is kept ("reconcile_attempts": an attempt that replayed fills and then failed
+     * did act on the database), the last one also as "reconcile". */
+    const json_t *kept = json_object_get(st->run->ctx, "reconcile_attempts");
+    json_t *all = json_is_array(kept) ? json_deep_copy(kept) : json_array();
+    json_array_append(all, report ? report : json_null());
+    st->acc = report ? report : json_null();
+    scn_context_set(st->run, "reconcile_attempts", all, reconcile_attempt_recorded, st);
 }
 
 void scn_step_reconcile(FsmCall *call, void *ctx, FsmDone done)

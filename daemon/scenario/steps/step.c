@@ -38,8 +38,15 @@ ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone
     return st;
 }
 
+static void scn_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void scn_step_free(ScnStep *st)
 {
+    if (st->timer)
+        uv_close((uv_handle_t *)st->timer, scn_timer_closed);
     if (st->pg)
         pgconn_close(st->pg, NULL, NULL);
     if (st->child)
@@ -98,6 +105,11 @@ void scn_cancel(FsmCall *call, void *ctx)
         backup_restore_cancel(st->restore, false); /* the next attempt replaces the partial copy */
     if (st->child)
         child_kill(st->child, SIGKILL);
+    if (st->timer && uv_is_active((uv_handle_t *)st->timer)) {
+        uv_timer_stop(st->timer); /* waiting for the next check: nothing else will finish st */
+        scn_cancelled(st);
+        return;
+    }
     PgConn *pg = st->pg;
     if (pg && pgconn_is_busy(pg)) {
         st->pg = NULL;

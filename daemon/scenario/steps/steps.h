@@ -10,6 +10,8 @@
  *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup")
  *   reconcile.c      reconcile: the database matches the exchange (ctx "reconcile")
  *   resume.c         resume_shadow, resume_live: through the venue's resume guard
+ *   watch.c          post_resume_watch: reconciles after resume_live (ctx "post_resume_watch"),
+ *                    and halt_after_watch: trading halted again when the watch failed
  */
 #ifndef DRSUP_SCENARIO_STEPS_H
 #define DRSUP_SCENARIO_STEPS_H
@@ -20,6 +22,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <uv.h>
 
 #include "cap/backup/backup.h"
 #include "child.h"
@@ -55,6 +58,7 @@ struct ScnStep {
     json_t *acc;
     uint64_t t0;
     bool from_standby; /* restore_database took the standby restore */
+    uv_timer_t *timer; /* post_resume_watch: the wait for its next check (closed with the step) */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -90,5 +94,19 @@ void scn_plan_resume_shadow(FsmCall *call, void *ctx, FsmDone done);
 void scn_step_resume_live(FsmCall *call, void *ctx, FsmDone done);
 void scn_probe_resume_live(FsmCall *call, void *ctx, FsmProbeDone done);
 void scn_plan_resume_live(FsmCall *call, void *ctx, FsmDone done);
+
+/* post_resume_watch (watch.c): after resume_live, a reconcile at each of reconcile.post_resume_checks
+ * (the plan is taken from the configuration when the watch starts and kept in ctx
+ * "post_resume_watch" with every check and attempt, so a restart resumes the watch where it was,
+ * on the same schedule). Missing fills are replayed; a check passes when one of its attempts (up
+ * to SCN_WATCH_ATTEMPTS, SCN_WATCH_RETRY_MS apart) is ready to trade; a check that never passes,
+ * or trading halted during the watch, fails the step. Idempotent; row timeout SCN_WATCH_TIMEOUT_MS. */
+#define SCN_WATCH_ATTEMPTS 3u
+#define SCN_WATCH_RETRY_MS 1000u
+#define SCN_WATCH_TIMEOUT_MS (2u * 3600u * 1000u)
+void scn_step_post_resume_watch(FsmCall *call, void *ctx, FsmDone done);
+void scn_plan_post_resume_watch(FsmCall *call, void *ctx, FsmDone done);
+/* halt_after_watch: the watch failed: trading halted again (confirmed), then a critical page. */
+void scn_step_halt_after_watch(FsmCall *call, void *ctx, FsmDone done);
 
 #endif
