@@ -243,8 +243,9 @@ const OptCommand drctl_cmd_verify = {
     .name = "verify",
     .summary = "verify a backup (newest by default); --restore: test restore [operator]",
     .description = "Verify a backup (the newest by default): decrypt, check every chunk, the SHA-256 against the "
-                   "manifest, and pg_restore --list on the stream. With --restore, restore it into a scratch "
-                   "database, run the validation queries, and drop it. Answers when done. [operator]",
+                   "manifest, and pg_restore --list on the stream (logical backups). With --restore, restore it "
+                   "into a scratch database, run the validation queries, and drop it (logical backups only: the "
+                   "newest logical one by default; a physical backup is refused). Answers when done. [operator]",
     .options = (const OptSpec[]){
         {.name = "name", .kind = OPTSPEC_POSITIONAL, .metavar = "NAME", .help = "the backup (default: the newest)"},
         {.name = "restore", .kind = OPTSPEC_FLAG, .help = "also test-restore it into a scratch database"},
