@@ -10,7 +10,10 @@ pg_basebackup (tar to stdout, no WAL) through the same container as the logical 
 - `drctl backup decrypt` turns it into a tar holding PG_VERSION, global/pg_control, backup_label
   and the server's backup_manifest.
 - A flipped byte makes `drctl verify` fail and the backup unverified.
+- A base backup over a role that cannot connect fails with pg_basebackup's message, leaves
+  nothing, and is recorded as a physical failure; a logical backup still runs.
 - An old manifest without "kind" is listed as logical (compatibility).
+- Retention (max_age 1s) keeps the newest backup of each kind, not the newest of all.
 
 PostgreSQL 15's initdb defaults are what a base backup needs (wal_level=replica, max_wal_senders
 10, pg_hba "replication" entries for local and 127.0.0.1 with the harness's trust method): the
@@ -22,7 +25,7 @@ import subprocess
 import tarfile
 import time
 
-from drsup import DRCTL
+from drsup import DRCTL, wait_until
 from test_backup import PGBIN, backup_cfg, daemon_factory, fill_db, final_files  # noqa: F401 (fixture)
 
 
@@ -170,6 +173,45 @@ def test_old_manifest_without_kind_is_logical(pg, tmp_path, daemon_factory):
         json.dump(m, f)
     d2 = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
     d2.start()
-    from drsup import wait_until
     lst = wait_until(lambda: d2.ctl_json("backups")["backups"], timeout=10, what="the catalog scan")
     assert [(b["name"], b["kind"], b["verified"]) for b in lst] == [(name, "logical", True)]
+
+
+def test_retention_treats_kinds_separately(pg, tmp_path, daemon_factory):
+    """retention.max_age 1s: each pass keeps the newest (verified) backup of EACH kind. Mixed
+    together, the physical backup would go at the second logical backup's pass and the logical one
+    at the next physical backup's pass; per kind, each stays until a newer one of its kind exists."""
+    fill_db(pg)
+    bcfg = physical_cfg(pg, tmp_path)
+    bcfg["retention"] = {"max_age": "1s"}
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+
+    def take(*args):
+        for _ in range(30):
+            p = d.ctl("--json", "backup", "now", "--wait", *args)
+            if p.returncode == 0 or "less than a second ago" not in p.stderr:
+                break
+            time.sleep(0.2)
+        assert p.returncode == 0, p.stderr + d.log()
+        return json.loads(p.stdout)["name"]
+
+    def catalog():
+        return sorted((b["kind"], b["name"]) for b in d.ctl_json("backups")["backups"])
+
+    def past_max_age():
+        time.sleep(2.1)  # max_age is 1 s on the daemon's one-second clock
+
+    p1 = take("--physical")
+    l1 = take()
+    past_max_age()
+    l2 = take()
+    assert catalog() == [("logical", l2), ("physical", p1)]
+    past_max_age()
+    p2 = take("--physical")
+    assert catalog() == [("logical", l2), ("physical", p2)]
+    # The catalog changes at once; the files go on the thread pool just after.
+    wait_until(lambda: sorted(f for f in final_files(bcfg["directory"]) if not f.endswith(".manifest.json"))
+               == sorted([l2, p2]), timeout=10, what="the old files deleted")
+    files = final_files(bcfg["directory"])
+    assert l1 not in files and p1 not in files and l2 + ".manifest.json" in files and p2 + ".manifest.json" in files
