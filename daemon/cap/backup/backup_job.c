@@ -10,7 +10,7 @@
  *      configured state files into an encrypted tar beside it (backup_state.c), stat the pg_dump
  *      program;
  *   2b. loop: unless the module remembers the version of that very file, run `pg_dump --version`
- *      (lib/child) for the manifest's pg_dump_version;
+ *      (lib/child) for the manifest's pg_dump_version (or pg_basebackup_version);
  *   3. loop: spawn `pg_dump -Fc -Z0`, or `pg_basebackup -D - -Ft -X none` (the tar of the data
  *      directory, with the server's backup_label and backup_manifest inside; no WAL: tar to stdout
  *      cannot stream it, the WAL archive supplies it); its stdout is collected into a buffer of up to
@@ -82,10 +82,10 @@ struct BackupJob {
 
     BackupToolVersion tool_known;   /* what the module remembered (copy) */
     BackupToolVersion tool_learned; /* read by this job */
-    BackupToolId tool_id;           /* worker: the file cfg.pg_dump names ... */
+    BackupToolId tool_id;           /* worker: the file `tool` names ... */
     bool tool_id_ok;                /* ... when stat worked */
     const char *tool_version;       /* for the manifest: borrowed from known or learned, or NULL */
-    ChildProc *version_child;          /* `pg_dump --version` */
+    ChildProc *version_child;       /* `<tool> --version` */
 
     /* worker-owned while a work item runs */
     uv_work_t work;
@@ -214,9 +214,9 @@ static void backup_job_prepare_work(uv_work_t *req)
     }
     if (stat(job->tool, &st) == 0) { /* a name without '/' is not found here: read every time */
         job->tool_id = (BackupToolId){.dev = (uint64_t)st.st_dev,
-                                         .ino = (uint64_t)st.st_ino,
-                                         .size = (uint64_t)st.st_size,
-                                         .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+                                      .ino = (uint64_t)st.st_ino,
+                                      .size = (uint64_t)st.st_size,
+                                      .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
         job->tool_id_ok = true;
     }
 }
@@ -254,7 +254,7 @@ static void backup_job_on_stdout(ChildProc *c, const char *buf, size_t len, void
 {
     BackupJob *job = data;
     if (job->status < 0)
-        return; /* failing: drain and discard until pg_dump is gone */
+        return; /* failing: drain and discard until the child is gone */
     if (backup_buf_append(&job->fill, buf, len) < 0) {
         backup_job_fail(job, -ENOMEM, "dump", "out of memory buffering %s output", job->tool_name);
         backup_job_pump(job);
