@@ -80,6 +80,9 @@ void config_backup_free(ConfigBackup *b)
     config_list_free(b->state_files, b->n_state_files);
     free(b->restore_schedule);
     config_list_free(b->validation_queries, b->n_validation_queries);
+    free(b->physical_pg_basebackup);
+    free(b->physical_conninfo);
+    config_list_free(b->physical_schedules, b->n_physical_schedules);
     memset(b, 0, sizeof(*b));
 }
 
@@ -120,6 +123,9 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
     r |= config_list_copy(src->schedules, src->n_schedules, &dst->schedules);
     r |= config_list_copy(src->state_files, src->n_state_files, &dst->state_files);
     r |= config_list_copy(src->validation_queries, src->n_validation_queries, &dst->validation_queries);
+    r |= config_str_copy(src->physical_pg_basebackup, &dst->physical_pg_basebackup);
+    r |= config_str_copy(src->physical_conninfo, &dst->physical_conninfo);
+    r |= config_list_copy(src->physical_schedules, src->n_physical_schedules, &dst->physical_schedules);
     if (r) {
         config_backup_free(dst);
         return -ENOMEM;

@@ -142,6 +142,12 @@ typedef struct ConfigBackup {
     int64_t watch_size_change_percent;
     int64_t watch_baseline_count;
     int64_t watch_failures;
+    /* backup.physical: base backups of the whole cluster (pg_basebackup, tar to stdout). */
+    char *physical_pg_basebackup;     /* path of pg_basebackup */
+    char *physical_conninfo;          /* replication-capable; default backup.conninfo */
+    char **physical_schedules;        /* cron strings (UTC) */
+    size_t n_physical_schedules;
+    bool physical_fast_checkpoint;    /* checkpoint: fast (default) or spread */
 } ConfigBackup;
 
 /* detector: how observations become decisions (halt, restart, corruption). See docs/detector.md. */

@@ -80,6 +80,25 @@ void config__check_child_conninfo(const CfgSection *s, const char *key, const ch
     free(ci);
 }
 
+static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *b)
+{
+    static const char *const checkpoints[] = {"spread", "fast", NULL};
+    CfgSection s = cfg_section(parent, "physical", false);
+    int fast = 1;
+
+    cfg_string(&s, "pg_basebackup", false, "/usr/lib/postgresql/15/bin/pg_basebackup", &b->physical_pg_basebackup);
+    cfg_string(&s, "conninfo", false, b->conninfo, &b->physical_conninfo);
+    cfg_string_list(&s, "schedules", &b->physical_schedules, &b->n_physical_schedules);
+    if (cfg_enum(&s, "checkpoint", checkpoints, 1, &fast))
+        b->physical_fast_checkpoint = fast == 1;
+    cfg_check_unknown(&s);
+    const CfgNode *sched = cfg_get(s.map, "schedules");
+    for (size_t i = 0; i < b->n_physical_schedules; i++)
+        config_check_cron(&s, "schedules", sched && sched->kind == CFG_NODE_SEQ && i < sched->n ? sched->items[i] : sched,
+                          b->physical_schedules[i]);
+    config__check_child_conninfo(&s, "conninfo", b->physical_conninfo);
+}
+
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
 {
     static const char *const codecs[] = {"none", "zstd", "gzip", NULL};
@@ -112,6 +131,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
     config_read_backup_verify(&s, b);
     config_read_backup_retention(&s, b);
     config_read_backup_watch(&s, b);
+    config_read_backup_physical(&s, b);
     cfg_check_unknown(&s);
 
     const CfgNode *sched = cfg_get(s.map, "schedules");

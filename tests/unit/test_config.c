@@ -497,6 +497,48 @@ static void test_scenario_sections(void **state)
     expect_error(text, "'scenarios.database' must be 1..30 characters");
 }
 
+static void test_backup_physical(void **state)
+{
+    (void)state;
+    char text[1024];
+    /* Defaults: the section may be absent; conninfo falls back to backup.conninfo. */
+    snprintf(text, sizeof(text), "%sbackup:\n  directory: /b\n  key_file: /k\n  conninfo: \"dbname=shop\"\n", base);
+    Config *cfg = expect_ok(text);
+    assert_string_equal(cfg->backup.physical_pg_basebackup, "/usr/lib/postgresql/15/bin/pg_basebackup");
+    assert_string_equal(cfg->backup.physical_conninfo, "dbname=shop");
+    assert_int_equal(cfg->backup.n_physical_schedules, 0);
+    assert_true(cfg->backup.physical_fast_checkpoint);
+    ConfigBackup copy;
+    assert_int_equal(config_backup_copy(&cfg->backup, &copy), 0);
+    assert_string_equal(copy.physical_conninfo, "dbname=shop");
+    config_backup_free(&copy);
+    config_free(cfg);
+
+    snprintf(text, sizeof(text),
+             "%sbackup:\n  directory: /b\n  key_file: /k\n  physical:\n    schedules: [\"0 */6 * * *\", \"30 1 * * *\"]\n"
+             "    pg_basebackup: /opt/pgbb\n    conninfo: \"user=repl\"\n    checkpoint: spread\n",
+             base);
+    cfg = expect_ok(text);
+    assert_int_equal(cfg->backup.n_physical_schedules, 2);
+    assert_string_equal(cfg->backup.physical_schedules[1], "30 1 * * *");
+    assert_string_equal(cfg->backup.physical_pg_basebackup, "/opt/pgbb");
+    assert_string_equal(cfg->backup.physical_conninfo, "user=repl");
+    assert_false(cfg->backup.physical_fast_checkpoint);
+    assert_int_equal(config_backup_copy(&cfg->backup, &copy), 0);
+    assert_int_equal(copy.n_physical_schedules, 2);
+    assert_string_equal(copy.physical_schedules[0], "0 */6 * * *");
+    config_backup_free(&copy);
+    config_free(cfg);
+
+    snprintf(text, sizeof(text), "%sbackup:\n  directory: /b\n  key_file: /k\n  physical:\n    schedules: [\"61 * * * *\"]\n",
+             base);
+    expect_error(text, "'backup.physical.schedules': bad cron schedule '61 * * * *'");
+    snprintf(text, sizeof(text), "%sbackup:\n  directory: /b\n  key_file: /k\n  physical:\n    checkpoint: slow\n", base);
+    expect_error(text, "checkpoint");
+    snprintf(text, sizeof(text), "%sbackup:\n  directory: /b\n  key_file: /k\n  physical:\n    wal: true\n", base);
+    expect_error(text, "wal");
+}
+
 int main(void)
 {
     /* As drsupervisord does before its first load, plus a section of the test's own. */
@@ -510,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_post_resume_checks),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
+        cmocka_unit_test(test_backup_physical),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -23,11 +23,13 @@ static void drctl_print_backups(const json_t *r)
     json_t *b;
     char size[32], dur[32];
 
-    printf("%-48s %-20s %10s %9s %-8s %s\n", "NAME", "STARTED", "SIZE", "DURATION", "VERIFIED", "TEST-RESTORED");
+    printf("%-52s %-8s %-20s %10s %9s %-8s %s\n", "NAME", "KIND", "STARTED", "SIZE", "DURATION", "VERIFIED",
+           "TEST-RESTORED");
     json_array_foreach(json_object_get(r, "backups"), i, b) {
         drctl_size(drctl_int(b, "file_size_bytes"), size, sizeof(size));
         snprintf(dur, sizeof(dur), "%.1fs", (double)drctl_int(b, "duration_ms") / 1000.0);
-        printf("%-48s %-20s %10s %9s %-8s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "started_at", "?"), size, dur,
+        printf("%-52s %-8s %-20s %10s %9s %-8s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "kind", "logical"),
+               drctl_str(b, "started_at", "?"), size, dur,
                json_is_true(json_object_get(b, "verified")) ? "yes" : "NO", drctl_str(b, "restore_test", "skipped"));
     }
     if (json_array_size(json_object_get(r, "backups")) == 0)
@@ -56,6 +58,10 @@ static void drctl_print_backup_now(const json_t *r)
         char size[32];
         drctl_size(drctl_int(m, "file_size_bytes"), size, sizeof(size));
         printf("backup %s done: %s, sha256 %s\n", drctl_str(r, "name", "?"), size, drctl_str(m, "sha256", "?"));
+        const json_t *wal = json_object_get(m, "wal");
+        if (json_is_object(wal))
+            printf("needs WAL %s to %s on timeline %" PRId64 " (from the WAL archive)\n", drctl_str(wal, "start_lsn", "?"),
+                   drctl_str(wal, "stop_lsn", "?"), drctl_int(wal, "timeline"));
     } else {
         printf("backup %s started\n", drctl_str(r, "name", "?"));
     }
@@ -79,6 +85,11 @@ static void drctl_print_verify(const json_t *r)
         return;
     }
     const json_t *v = json_object_get(r, "verification");
+    if (!json_object_get(v, "pg_restore_list")) { /* a physical backup: the container is the check */
+        printf("%s: verified (container %s, sha256 %s)\n", drctl_str(r, "name", "?"), drctl_str(v, "container", "?"),
+               json_is_true(json_object_get(v, "sha256_match")) ? "matches" : "MISMATCH");
+        return;
+    }
     printf("%s: verified (container %s, sha256 %s, pg_restore --list %s)\n", drctl_str(r, "name", "?"),
            drctl_str(v, "container", "?"), json_is_true(json_object_get(v, "sha256_match")) ? "matches" : "MISMATCH",
            drctl_str(v, "pg_restore_list", "?"));
@@ -170,9 +181,9 @@ static int drctl_backup_decrypt(const Drctl *c, const OptParse *p)
 
 const OptCommand drctl_cmd_backups = {
     .name = "backups",
-    .summary = "list backups (name, time, size, duration, verified, test-restored)",
-    .description = "The backup catalog (name, start time, size, duration, verified, test-restored), recent "
-                   "failures, and what is running.",
+    .summary = "list backups (name, kind, time, size, duration, verified, test-restored)",
+    .description = "The backup catalog (name, kind: logical or physical, start time, size, duration, verified, "
+                   "test-restored), recent failures, and what is running.",
     .data = &(const DrctlAction){.wire = "backups", .print = drctl_print_backups},
 };
 
@@ -185,12 +196,15 @@ const OptCommand drctl_cmd_backup_status = {
 
 static const OptCommand drctl_cmd_backup_now = {
     .name = "now",
-    .summary = "start a backup now [operator]",
-    .description = "Start a backup. Without --wait it answers when the job started; with it, when the backup is "
-                   "done: raise the timeout for big databases (drctl backup now --wait -t 1h). Refused while "
-                   "another backup, verification or test restore runs. [operator]",
+    .summary = "start a backup now (--physical: a base backup) [operator]",
+    .description = "Start a backup: logical (pg_dump of backup.conninfo's database), or with --physical a base "
+                   "backup of the whole cluster (pg_basebackup, backup.physical). Without --wait it answers when "
+                   "the job started; with it, when the backup is done: raise the timeout for big databases (drctl "
+                   "backup now --wait -t 1h). Refused while another backup, verification or test restore runs. "
+                   "[operator]",
     .options = (const OptSpec[]){
         {.name = "wait", .kind = OPTSPEC_FLAG, .help = "answer when the backup is done, not when it started"},
+        {.name = "physical", .kind = OPTSPEC_FLAG, .help = "a physical base backup (pg_basebackup), not pg_dump"},
         {0},
     },
     .data = &(const DrctlAction){.wire = "backup_now", .print = drctl_print_backup_now},
@@ -198,11 +212,11 @@ static const OptCommand drctl_cmd_backup_now = {
 
 static const OptCommand drctl_cmd_backup_decrypt = {
     .name = "decrypt",
-    .summary = "turn a backup into a pg_restore input; no daemon needed",
+    .summary = "turn a backup into a pg_restore input (or a base backup's tar); no daemon needed",
     .description = "No daemon needed. Verify every chunk of backup FILE with the key in K (32 raw bytes or 64 "
                    "hex digits; a regular file owned by the user running drctl, mode 0600 or 0400) and write the "
                    "decompressed pg_dump archive to OUT (default: FILE without .drbk and the codec extension), a "
-                   "pg_restore input. The output is written to a temporary and renamed only when the whole file "
+                   "pg_restore input; for a physical backup (.base.tar...) the tar of the data directory. The output is written to a temporary and renamed only when the whole file "
                    "verified; otherwise nothing is written and drctl exits 1.",
     .options = (const OptSpec[]){
         {.name = "key-file", .kind = OPTSPEC_STRING, .required = true, .metavar = "K",
@@ -229,8 +243,9 @@ const OptCommand drctl_cmd_verify = {
     .name = "verify",
     .summary = "verify a backup (newest by default); --restore: test restore [operator]",
     .description = "Verify a backup (the newest by default): decrypt, check every chunk, the SHA-256 against the "
-                   "manifest, and pg_restore --list on the stream. With --restore, restore it into a scratch "
-                   "database, run the validation queries, and drop it. Answers when done. [operator]",
+                   "manifest, and pg_restore --list on the stream (logical backups). With --restore, restore it "
+                   "into a scratch database, run the validation queries, and drop it (logical backups only: the "
+                   "newest logical one by default; a physical backup is refused). Answers when done. [operator]",
     .options = (const OptSpec[]){
         {.name = "name", .kind = OPTSPEC_POSITIONAL, .metavar = "NAME", .help = "the backup (default: the newest)"},
         {.name = "restore", .kind = OPTSPEC_FLAG, .help = "also test-restore it into a scratch database"},

@@ -44,10 +44,13 @@ static void backups_maybe_closed(Backups *b)
     free(b->failures_path);
     free(b->sched);
     free(b->next_due);
+    free(b->phys_sched);
+    free(b->phys_next_due);
     json_decref(b->catalog);
     json_decref(b->failures);
     json_decref(b->verify_manifest);
     backup_tool_version_clear(&b->pg_dump_version);
+    backup_tool_version_clear(&b->pg_basebackup_version);
     free(b);
     if (cb)
         cb(data);
@@ -155,20 +158,26 @@ json_t *backups__newest(const Backups *b)
     return n ? json_array_get(b->catalog, n - 1) : NULL;
 }
 
-static int64_t backups_last_success_started(const Backups *b)
+json_t *backups__newest_of(const Backups *b, BackupKind kind)
 {
-    json_t *m = backups__newest(b);
-    return m ? backup_manifest_started(m) : -1;
+    for (size_t i = json_array_size(b->catalog); i-- > 0;) {
+        json_t *m = json_array_get(b->catalog, i);
+        if (backup_manifest_kind(m) == kind)
+            return m;
+    }
+    return NULL;
 }
 
-unsigned backups__consecutive_failures(const Backups *b)
+unsigned backups__consecutive_failures(const Backups *b, BackupKind kind)
 {
-    int64_t since = backups_last_success_started(b);
+    json_t *newest = backups__newest_of(b, kind);
+    int64_t since = newest ? backup_manifest_started(newest) : -1;
     unsigned n = 0;
     size_t i;
     json_t *f;
     json_array_foreach(b->failures, i, f) {
-        if (json_integer_value(json_object_get(f, "started_at_unix")) > since)
+        /* A failure record is shaped like a manifest as far as "kind" goes. */
+        if (backup_manifest_kind(f) == kind && json_integer_value(json_object_get(f, "started_at_unix")) > since)
             n++;
     }
     return n;
@@ -193,7 +202,7 @@ json_t *backups_newest_verified(const Backups *b, bool *ret_scanned)
         return NULL;
     for (size_t i = json_array_size(b->catalog); i-- > 0;) {
         json_t *m = json_array_get(b->catalog, i);
-        if (backup_manifest_verified(m))
+        if (backup_manifest_kind(m) == BACKUP_KIND_LOGICAL && backup_manifest_verified(m))
             return json_deep_copy(m);
     }
     return NULL;
@@ -242,15 +251,16 @@ static void backups_persist_failures(Backups *b)
     backups_task_queue(t);
 }
 
-static void backups_record_failure(Backups *b, const char *name, int64_t started, const char *stage, int code,
-                                   const char *error)
+static void backups_record_failure(Backups *b, BackupKind kind, const char *name, int64_t started, const char *stage,
+                                   int code, const char *error)
 {
     char when[32], at[32];
     backup_time_rfc3339(started, when, sizeof(when));
     backup_time_rfc3339(backups__now(), at, sizeof(at));
-    json_array_append_new(b->failures, json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "file", name, "started_at", when,
-                                                 "started_at_unix", (json_int_t)started, "failed_at", at, "stage",
-                                                 stage, "code", err_name(code), "error", error));
+    json_array_append_new(b->failures, json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "kind", backup_kind_name(kind),
+                                                 "file", name, "started_at", when, "started_at_unix",
+                                                 (json_int_t)started, "failed_at", at, "stage", stage, "code",
+                                                 err_name(code), "error", error));
     while (json_array_size(b->failures) > BACKUP_FAILURES_KEPT)
         json_array_remove(b->failures, 0);
     backups_persist_failures(b);
@@ -279,20 +289,49 @@ static void backups_apply_retention(Backups *b)
         log_notice("backup", "retention skipped: a recovery run is active; it runs again after the next backup");
         return;
     }
-    RetentionItem *items = calloc(n, sizeof(*items));
     bool *keep = calloc(n, sizeof(*keep));
     BackupTask *t = backups_task_new(b, TASK_UNLINK, backups_after_unlink);
-    if (!items || !keep || !t) {
-        free(items);
+    if (!keep || !t) {
         free(keep);
         free(t);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        json_t *m = json_array_get(b->catalog, i);
-        items[i] = (RetentionItem){backup_manifest_started(m), backup_manifest_verified(m)};
+    /* Each kind on its own: the newest verified logical and the newest verified physical backup
+     * are both always kept (retention_decide's safety rules, per kind), and a physical backup never
+     * counts as the daily backup of a logical series or the other way round. A kind this version
+     * does not know is never deleted. */
+    size_t drop = 0;
+    RetentionItem *sub = calloc(n, sizeof(*sub));
+    size_t *idx = calloc(n, sizeof(*idx));
+    bool *subkeep = calloc(n, sizeof(*subkeep));
+    if (!sub || !idx || !subkeep) {
+        free(sub);
+        free(idx);
+        free(subkeep);
+        free(keep);
+        free(t);
+        return;
     }
-    size_t drop = retention_decide(items, n, backups__now(), &p, keep);
+    for (size_t i = 0; i < n; i++)
+        keep[i] = true;
+    for (int kind = BACKUP_KIND_LOGICAL; kind <= BACKUP_KIND_PHYSICAL; kind++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            json_t *m = json_array_get(b->catalog, i);
+            if (backup_manifest_kind(m) != (BackupKind)kind)
+                continue;
+            sub[k] = (RetentionItem){backup_manifest_started(m), backup_manifest_verified(m)};
+            idx[k++] = i;
+        }
+        if (k == 0)
+            continue;
+        drop += retention_decide(sub, k, backups__now(), &p, subkeep);
+        for (size_t j = 0; j < k; j++)
+            keep[idx[j]] = subkeep[j];
+    }
+    free(sub);
+    free(idx);
+    free(subkeep);
     t->names = json_array();
     t->path = strdup(b->cfg.directory);
     json_t *gone = json_array();
@@ -316,7 +355,6 @@ static void backups_apply_retention(Backups *b)
         json_array_append_new(gone, json_string(file));
         json_array_remove(b->catalog, i);
     }
-    free(items);
     free(keep);
     if (json_array_size(gone)) {
         json_t *det = json_pack("{s:O}", "deleted", gone);
@@ -356,17 +394,21 @@ static void backups_job_done(const BackupJobResult *res, void *data)
 
     b->job = NULL;
     b->job_kind = JOB_NONE;
-    if (res->pg_dump_learned)
-        (void)backup_tool_version_set(&b->pg_dump_version, res->pg_dump_learned); /* else: read again next time */
+    if (res->tool_learned) /* else: read again next time */
+        (void)backup_tool_version_set(res->kind == BACKUP_KIND_PHYSICAL ? &b->pg_basebackup_version : &b->pg_dump_version,
+                                      res->tool_learned);
     if (res->manifest)
         b->last_named_started = b->job_started;
     if (res->status == 0 && res->manifest) {
         json_array_append(b->catalog, res->manifest);
         json_t *m = res->manifest;
         events_emit(b->core->events, SEV_INFO, "backup.done", NULL, false, m,
-                    "backup '%s' done: %lld bytes (dump %lld bytes) in %.1f s%s", res->name,
-                    (long long)json_integer_value(json_object_get(m, "file_size_bytes")),
-                    (long long)json_integer_value(json_object_get(m, "dump_size_bytes")),
+                    "%s backup '%s' done: %lld bytes (%s %lld bytes) in %.1f s%s", backup_kind_name(res->kind),
+                    res->name, (long long)json_integer_value(json_object_get(m, "file_size_bytes")),
+                    res->kind == BACKUP_KIND_PHYSICAL ? "tar" : "dump",
+                    (long long)json_integer_value(json_object_get(m, res->kind == BACKUP_KIND_PHYSICAL
+                                                                         ? "tar_size_bytes"
+                                                                         : "dump_size_bytes")),
                     (double)json_integer_value(json_object_get(m, "duration_ms")) / 1000.0,
                     backup_manifest_verified(m) ? ", verified" : "");
         if (c)
@@ -376,9 +418,10 @@ static void backups_job_done(const BackupJobResult *res, void *data)
         if (!b->closing)
             backups_apply_retention(b);
     } else {
-        json_t *det = json_pack("{s:s,s:s,s:s}", "file", res->name, "stage", res->stage, "code", err_name(res->status));
-        events_emit(b->core->events, SEV_ERROR, "backup.failed", NULL, false, det, "backup '%s' failed (%s): %s",
-                    res->name, res->stage, res->error);
+        json_t *det = json_pack("{s:s,s:s,s:s,s:s}", "kind", backup_kind_name(res->kind), "file", res->name, "stage",
+                                res->stage, "code", err_name(res->status));
+        events_emit(b->core->events, SEV_ERROR, "backup.failed", NULL, false, det, "%s backup '%s' failed (%s): %s",
+                    backup_kind_name(res->kind), res->name, res->stage, res->error);
         json_decref(det);
         if (c)
             status_observe(c, false, 0, res->error, NULL, (uint64_t)b->cfg.watch_failures);
@@ -388,7 +431,7 @@ static void backups_job_done(const BackupJobResult *res, void *data)
             backups__condition(b, COND_VERIFY, true, SEV_ERROR, NULL, "verification of new backup '%s' failed: %s",
                               res->name, res->error);
         if (res->status != DR_ECANCELED)
-            backups_record_failure(b, res->name, res->started_at, res->stage, res->status, res->error);
+            backups_record_failure(b, res->kind, res->name, res->started_at, res->stage, res->status, res->error);
     }
     backups_answer_waiters(b, res);
     if (!b->closing)
@@ -402,26 +445,30 @@ const char *backups__busy_message(const Backups *b, char *buf, size_t n)
     char ago[48];
     cfg_format_duration((uint64_t)(backups__now() - b->job_started) * 1000, ago, sizeof(ago));
     snprintf(buf, n, "%s '%s' is running (started %s ago); one at a time",
-             b->job_kind == JOB_BACKUP ? "a backup" : b->job_kind == JOB_VERIFY ? "a verification of" : "a test restore of",
+             b->job_kind == JOB_BACKUP ? (b->job_backup_kind == BACKUP_KIND_PHYSICAL ? "a physical backup" : "a backup") : b->job_kind == JOB_VERIFY ? "a verification of" : "a test restore of",
              b->job_name, ago);
     return buf;
 }
 
-int backups__start_backup(Backups *b, bool scheduled)
+int backups__start_backup(Backups *b, bool scheduled, BackupKind kind)
 {
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
     /* A backup named after this very second exists already (names have one-second resolution). */
     if (backups__now() <= b->last_named_started)
         return -EAGAIN;
-    b->job = backup_job_start(b->core->loop, &b->cfg, &b->pg_dump_version, backups_job_done, b);
+    b->job = backup_job_start(b->core->loop, &b->cfg, kind,
+                              kind == BACKUP_KIND_PHYSICAL ? &b->pg_basebackup_version : &b->pg_dump_version,
+                              backups_job_done, b);
     if (!b->job)
         return -ENOMEM;
     b->job_kind = JOB_BACKUP;
+    b->job_backup_kind = kind;
     b->job_scheduled = scheduled;
     b->job_started = backups__now();
     snprintf(b->job_name, sizeof(b->job_name), "%s", backup_job_name(b->job));
-    log_info("backup", "backup '%s' started (%s)", b->job_name, scheduled ? "scheduled" : "on demand");
+    log_info("backup", "%s backup '%s' started (%s)", backup_kind_name(kind), b->job_name,
+             scheduled ? "scheduled" : "on demand");
     return 0;
 }
 
@@ -473,7 +520,8 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
     json_t *m = json_deep_copy(b->verify_manifest);
     json_t *v = json_object_get(m, "verification");
     char when[32];
-    bool ok = vr->container_ok && vr->sha_match && vr->child_ok;
+    bool logical = backup_manifest_kind(m) == BACKUP_KIND_LOGICAL;
+    bool ok = vr->container_ok && vr->sha_match && (!logical || vr->child_ok);
     const char *file = json_string_value(json_object_get(m, "file"));
 
     backup_time_rfc3339(backups__now(), when, sizeof(when));
@@ -484,7 +532,8 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
     json_object_set_new(v, "verified_at", json_string(when));
     json_object_set_new(v, "container", json_string(vr->container_ok ? "ok" : "failed"));
     json_object_set_new(v, "sha256_match", json_boolean(vr->sha_match));
-    json_object_set_new(v, "pg_restore_list", json_string(vr->child_ok ? "ok" : "failed"));
+    if (logical)
+        json_object_set_new(v, "pg_restore_list", json_string(vr->child_ok ? "ok" : "failed"));
     json_object_set_new(v, "error", vr->error[0] ? json_string(vr->error) : json_null());
     if (!b->closing)
         backups_update_manifest(b, m);
@@ -566,7 +615,8 @@ static void backups_after_key(BackupTask *t)
         return;
     }
     const char *argv[] = {b->cfg.pg_restore, "--list", NULL};
-    BackupVerifyOptions o = {.path = path, .key = b->key, .expected_sha256_hex = sha, .argv = argv,
+    bool logical = backup_manifest_kind(b->verify_manifest) == BACKUP_KIND_LOGICAL;
+    BackupVerifyOptions o = {.path = path, .key = b->key, .expected_sha256_hex = sha, .argv = logical ? argv : NULL,
                              .timeout_ms = b->cfg.dump_timeout_ms,
                              .priority = {(int)b->cfg.nice, (PrioIoClass)b->cfg.ioprio}};
     b->verify = backup_verify_start(b->core->loop, &o, backups_on_verified, b);
@@ -579,6 +629,8 @@ int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call)
 {
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
+    if (backup_manifest_kind(m) == BACKUP_KIND_UNKNOWN || (restore && backup_manifest_kind(m) != BACKUP_KIND_LOGICAL))
+        return -EOPNOTSUPP;
     BackupTask *t = backups_task_new(b, TASK_LOADKEY, backups_after_key);
     if (!t)
         return -ENOMEM;
@@ -604,25 +656,30 @@ static void backups_on_tick(uv_timer_t *h)
 
     if (!b->enabled || b->closing)
         return;
-    for (size_t i = 0; i < b->n_sched; i++) {
-        if (now < b->next_due[i])
+    for (size_t i = 0; i < b->n_sched + b->n_phys_sched; i++) {
+        bool phys = i >= b->n_sched;
+        size_t j = phys ? i - b->n_sched : i;
+        int64_t *due = phys ? &b->phys_next_due[j] : &b->next_due[j];
+        if (now < *due)
             continue;
-        int r = backups__start_backup(b, true);
+        int r = backups__start_backup(b, true, phys ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL);
         if (r == -EAGAIN)
             continue; /* the previous backup started this very second: next tick */
-        if (cron_next(&b->sched[i], now, &b->next_due[i]) < 0)
-            b->next_due[i] = INT64_MAX;
+        if (cron_next(phys ? &b->phys_sched[j] : &b->sched[j], now, due) < 0)
+            *due = INT64_MAX;
         if (r == DR_EBUSY)
             events_emit(b->core->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
-                        "scheduled backup '%s' skipped: %s", b->cfg.schedules[i], backups__busy_message(b, msg, sizeof(msg)));
+                        "scheduled %sbackup '%s' skipped: %s", phys ? "physical " : "",
+                        phys ? b->cfg.physical_schedules[j] : b->cfg.schedules[j],
+                        backups__busy_message(b, msg, sizeof(msg)));
         else if (r < 0)
-            events_emit(b->core->events, SEV_ERROR, "backup.failed", NULL, false, NULL, "scheduled backup not started: %s",
-                        err_str(r));
+            events_emit(b->core->events, SEV_ERROR, "backup.failed", NULL, false, NULL,
+                        "scheduled %sbackup not started: %s", phys ? "physical " : "", err_str(r));
     }
     if (b->has_restore && now >= b->restore_next) {
         if (cron_next(&b->restore_cron, now, &b->restore_next) < 0)
             b->restore_next = INT64_MAX;
-        json_t *m = backups__newest(b);
+        json_t *m = backups__newest_of(b, BACKUP_KIND_LOGICAL); /* a test restore is pg_restore's */
         int r = m ? backups__start_verify(b, m, true, NULL) : -ENOENT;
         if (r == DR_EBUSY)
             events_emit(b->core->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
@@ -709,6 +766,11 @@ int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t 
     for (size_t i = 0; i < bc->n_schedules; i++)
         if (cron_parse(bc->schedules[i], &e, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "bad schedule '%s': %s", bc->schedules[i], why);
+            return DR_ECONFIG;
+        }
+    for (size_t i = 0; i < bc->n_physical_schedules; i++)
+        if (cron_parse(bc->physical_schedules[i], &e, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "bad physical schedule '%s': %s", bc->physical_schedules[i], why);
             return DR_ECONFIG;
         }
     if (bc->restore_schedule && cron_parse(bc->restore_schedule, &e, why, sizeof(why)) < 0) {
@@ -811,12 +873,24 @@ int backups_apply_config(Backups *b, const Config *cfg)
     b->n_sched = b->cfg.n_schedules;
     b->sched = calloc(b->n_sched ? b->n_sched : 1, sizeof(*b->sched));
     b->next_due = calloc(b->n_sched ? b->n_sched : 1, sizeof(*b->next_due));
-    if (!b->cluster || !b->failures_path || !b->sched || !b->next_due)
+    free(b->phys_sched);
+    free(b->phys_next_due);
+    b->n_phys_sched = b->cfg.n_physical_schedules;
+    b->phys_sched = calloc(b->n_phys_sched ? b->n_phys_sched : 1, sizeof(*b->phys_sched));
+    b->phys_next_due = calloc(b->n_phys_sched ? b->n_phys_sched : 1, sizeof(*b->phys_next_due));
+    if (!b->cluster || !b->failures_path || !b->sched || !b->next_due || !b->phys_sched || !b->phys_next_due) {
+        b->n_sched = b->n_phys_sched = 0; /* the tick must not walk arrays that are not there */
         return -ENOMEM;
+    }
     for (size_t i = 0; i < b->n_sched; i++) {
         if (cron_parse(b->cfg.schedules[i], &b->sched[i], NULL, 0) < 0 ||
             cron_next(&b->sched[i], now, &b->next_due[i]) < 0)
             b->next_due[i] = INT64_MAX;
+    }
+    for (size_t i = 0; i < b->n_phys_sched; i++) {
+        if (cron_parse(b->cfg.physical_schedules[i], &b->phys_sched[i], NULL, 0) < 0 ||
+            cron_next(&b->phys_sched[i], now, &b->phys_next_due[i]) < 0)
+            b->phys_next_due[i] = INT64_MAX;
     }
     b->has_restore = b->cfg.restore_schedule && cron_parse(b->cfg.restore_schedule, &b->restore_cron, NULL, 0) == 0 &&
                      cron_next(&b->restore_cron, now, &b->restore_next) == 0;

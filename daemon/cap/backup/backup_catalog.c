@@ -63,13 +63,47 @@ int64_t backup_manifest_started(const json_t *m)
     return backup_time_parse(json_string_value(json_object_get(m, "started_at")));
 }
 
+const char *backup_kind_name(BackupKind k)
+{
+    switch (k) {
+    case BACKUP_KIND_LOGICAL:
+        return "logical";
+    case BACKUP_KIND_PHYSICAL:
+        return "physical";
+    default:
+        return "unknown";
+    }
+}
+
+BackupKind backup_manifest_kind(const json_t *m)
+{
+    const json_t *k = json_object_get(m, "kind");
+    if (!k)
+        return BACKUP_KIND_LOGICAL; /* manifests written before there were kinds */
+    const char *s = json_string_value(k);
+    if (s && strcmp(s, "logical") == 0)
+        return BACKUP_KIND_LOGICAL;
+    if (s && strcmp(s, "physical") == 0)
+        return BACKUP_KIND_PHYSICAL;
+    return BACKUP_KIND_UNKNOWN;
+}
+
 bool backup_manifest_verified(const json_t *m)
 {
     const json_t *v = json_object_get(m, "verification");
     const char *container = json_string_value(json_object_get(v, "container"));
-    const char *list = json_string_value(json_object_get(v, "pg_restore_list"));
-    return container && strcmp(container, "ok") == 0 && json_is_true(json_object_get(v, "sha256_match")) && list &&
-           strcmp(list, "ok") == 0;
+    bool sealed = container && strcmp(container, "ok") == 0 && json_is_true(json_object_get(v, "sha256_match"));
+
+    switch (backup_manifest_kind(m)) {
+    case BACKUP_KIND_LOGICAL: {
+        const char *list = json_string_value(json_object_get(v, "pg_restore_list"));
+        return sealed && list && strcmp(list, "ok") == 0;
+    }
+    case BACKUP_KIND_PHYSICAL:
+        return sealed;
+    default:
+        return false; /* a kind this version does not know: never restored from, never counted */
+    }
 }
 
 static bool backup_has_suffix(const char *s, const char *suffix)

@@ -49,8 +49,13 @@ void backups__watch(Backups *b)
 {
     Component *c = status_component(b->core->status, "backup");
     int64_t now = backups__now();
-    json_t *newest = backups__newest(b);
-    unsigned fails = backups__consecutive_failures(b);
+    /* Age and size watch the logical backups (a base backup's size is the cluster's, not
+     * comparable); failures count per kind, and either kind reaching the limit opens the condition. */
+    json_t *newest = backups__newest_of(b, BACKUP_KIND_LOGICAL);
+    unsigned lfails = backups__consecutive_failures(b, BACKUP_KIND_LOGICAL);
+    unsigned pfails = backups__consecutive_failures(b, BACKUP_KIND_PHYSICAL);
+    unsigned fails = lfails > pfails ? lfails : pfails;
+    const char *fkind = pfails > lfails ? "physical " : "";
     char d1[48], d2[48];
     bool too_old = false;
 
@@ -79,13 +84,26 @@ void backups__watch(Backups *b)
 
     /* Size against the median of the previous baseline_count backups: only once there are that
      * many (a median of one or two is the last backup, not a baseline). */
-    size_t n = json_array_size(b->catalog);
+    size_t n = 0, all = json_array_size(b->catalog);
     size_t k = (size_t)b->cfg.watch_baseline_count;
+    for (size_t i = 0; i < all; i++)
+        n += backup_manifest_kind(json_array_get(b->catalog, i)) == BACKUP_KIND_LOGICAL;
     if (k >= 1 && n > k && b->cfg.watch_size_change_percent > 0) {
         int64_t *v = calloc(k, sizeof(*v));
         if (v) {
-            for (size_t i = 0; i < k; i++)
-                v[i] = (int64_t)json_integer_value(json_object_get(json_array_get(b->catalog, n - 2 - i), "file_size_bytes"));
+            /* the k logical backups before the newest one, newest first */
+            size_t got = 0;
+            bool skipped_newest = false;
+            for (size_t i = all; i-- > 0 && got < k;) {
+                json_t *m = json_array_get(b->catalog, i);
+                if (backup_manifest_kind(m) != BACKUP_KIND_LOGICAL)
+                    continue;
+                if (!skipped_newest) {
+                    skipped_newest = true;
+                    continue;
+                }
+                v[got++] = (int64_t)json_integer_value(json_object_get(m, "file_size_bytes"));
+            }
             qsort(v, k, sizeof(*v), backups_cmp_i64);
             int64_t median = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
             int64_t size = (int64_t)json_integer_value(json_object_get(newest, "file_size_bytes"));
@@ -103,7 +121,7 @@ void backups__watch(Backups *b)
     }
 
     backups__condition(b, COND_FAILURES, fails >= (unsigned)b->cfg.watch_failures, SEV_ERROR, NULL,
-                      "%u consecutive backup failures%s", fails,
+                      "%u consecutive %sbackup failures%s", fails, fkind,
                       fails >= (unsigned)b->cfg.watch_failures ? "" : ": a backup succeeded");
 
     if (fails >= (unsigned)b->cfg.watch_failures || too_old)
@@ -128,12 +146,13 @@ static bool backups_check_enabled(Backups *b, CtlCall *call)
 static json_t *backups_summary(const json_t *m)
 {
     const json_t *v = json_object_get(m, "verification");
-    return json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:b,s:s,s:O?,s:O?}", "name", json_object_get(m, "file"), "started_at",
+    return json_pack("{s:s,s:O?,s:O?,s:O?,s:O?,s:O?,s:b,s:s,s:O?,s:O?,s:O?}", "kind",
+                     backup_kind_name(backup_manifest_kind(m)), "name", json_object_get(m, "file"), "started_at",
                      json_object_get(m, "started_at"), "finished_at", json_object_get(m, "finished_at"),
                      "file_size_bytes", json_object_get(m, "file_size_bytes"), "duration_ms",
                      json_object_get(m, "duration_ms"), "verified", backup_manifest_verified(m), "restore_test",
                      backups__restore_status(m), "key_id", json_object_get(m, "key_id"), "verify_error",
-                     json_object_get(v, "error"));
+                     json_object_get(v, "error"), "wal", json_object_get(m, "wal"));
 }
 
 static json_t *backups_running_json(const Backups *b)
@@ -141,7 +160,7 @@ static json_t *backups_running_json(const Backups *b)
     if (b->job_kind == JOB_NONE)
         return json_null();
     return json_pack("{s:s,s:s,s:I}", "kind",
-                     b->job_kind == JOB_BACKUP ? "backup" : b->job_kind == JOB_VERIFY ? "verify" : "restore_test",
+                     b->job_kind == JOB_BACKUP ? (b->job_backup_kind == BACKUP_KIND_PHYSICAL ? "physical_backup" : "backup") : b->job_kind == JOB_VERIFY ? "verify" : "restore_test",
                      "name", b->job_name, "started_unix", (json_int_t)b->job_started);
 }
 
@@ -174,7 +193,8 @@ static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
 
     if (!backups_check_enabled(b, call))
         return;
-    int r = backups__start_backup(b, false);
+    bool physical = json_is_true(json_object_get(args, "physical"));
+    int r = backups__start_backup(b, false, physical ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL);
     if (r == DR_EBUSY) {
         control_reply_error(call, r, "not started: %s", backups__busy_message(b, msg, sizeof(msg)));
         return;
@@ -198,7 +218,8 @@ static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
             return;
         }
     }
-    control_reply_ok(call, json_pack("{s:b,s:s}", "started", 1, "name", b->job_name));
+    control_reply_ok(call, json_pack("{s:b,s:s,s:s}", "started", 1, "name", b->job_name, "kind",
+                                     backup_kind_name(physical ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL)));
 }
 
 static void backups_cmd_status(CtlCall *call, const json_t *args, void *data)
@@ -210,8 +231,8 @@ static void backups_cmd_status(CtlCall *call, const json_t *args, void *data)
     (void)args;
     if (!backups_check_enabled(b, call))
         return;
-    m = backups__newest(b);
-    unsigned fails = backups__consecutive_failures(b);
+    m = backups__newest_of(b, BACKUP_KIND_LOGICAL);
+    unsigned fails = backups__consecutive_failures(b, BACKUP_KIND_LOGICAL);
     if (!m) {
         snprintf(line, sizeof(line), "no backup yet%s", fails ? "" : "");
         res = json_pack("{s:n,s:s,s:i,s:o}", "latest", "line", line, "consecutive_failures", (int)fails, "running",
@@ -237,6 +258,11 @@ static void backups_cmd_status(CtlCall *call, const json_t *args, void *data)
                         backups__restore_status(m), "line", line, "consecutive_failures", (int)fails, "running",
                         backups_running_json(b));
     }
+    /* The line and "latest" stay about logical backups (what they always meant); the newest base
+     * backup is named beside them. */
+    json_t *p = backups__newest_of(b, BACKUP_KIND_PHYSICAL);
+    json_object_set_new(res, "latest_physical", p ? json_incref(json_object_get(p, "file")) : json_null());
+    json_object_set_new(res, "latest_physical_verified", json_boolean(p && backup_manifest_verified(p)));
     control_reply_ok(call, res);
 }
 
@@ -250,7 +276,7 @@ static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
 
     if (!backups_check_enabled(b, call))
         return;
-    m = name ? backups__find(b, name) : backups__newest(b);
+    m = name ? backups__find(b, name) : restore ? backups__newest_of(b, BACKUP_KIND_LOGICAL) : backups__newest(b);
     if (!m) {
         if (name)
             control_reply_error(call, DR_EBADARG, "no backup named '%s' in the catalog (see drctl backups)", name);
@@ -261,6 +287,13 @@ static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
     int r = backups__start_verify(b, m, restore, call);
     if (r == DR_EBUSY)
         control_reply_error(call, r, "not started: %s", backups__busy_message(b, msg, sizeof(msg)));
+    else if (r == -EOPNOTSUPP)
+        control_reply_error(call, DR_EBADARG,
+                            "'%s' is a %s backup: %s", json_string_value(json_object_get(m, "file")),
+                            backup_kind_name(backup_manifest_kind(m)),
+                            backup_manifest_kind(m) == BACKUP_KIND_PHYSICAL
+                                ? "a test restore needs pg_restore (logical backups only); verify it without --restore"
+                                : "this version cannot verify that kind");
     else if (r < 0)
         control_reply_error(call, r, "cannot start: %s", err_str(r));
 }
@@ -271,7 +304,7 @@ int backups__commands_register(Backups *b)
 {
     static const CtlCommand cmds[] = {
         {"backups", false, backups_cmd_list, NULL, "list the backup catalog and recent failures"},
-        {"backup_now", true, backups_cmd_now, NULL, "start a backup now (args: wait)"},
+        {"backup_now", true, backups_cmd_now, NULL, "start a backup now (args: wait, physical)"},
         {"backup_status", false, backups_cmd_status, NULL, "latest backup, its size, age and verification"},
         {"verify", true, backups_cmd_verify, NULL, "verify a backup (args: name, restore); answers when done"},
     };

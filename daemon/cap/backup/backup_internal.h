@@ -3,7 +3,8 @@
  *
  *   backup.c          the module: schedules, catalog in memory, retention, verification, life cycle
  *   backup_cmd.c      the module's watch conditions and control commands
- *   backup_job.c      one backup: pg_dump -> worker (compress, encrypt, write) -> verify -> commit
+ *   backup_job.c      one backup: pg_dump or pg_basebackup -> worker (compress, encrypt, write) ->
+ *                     verify -> commit
  *   backup_state.c    the state files captured beside a backup (an encrypted ustar archive)
  *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
  *                     pg_restore -d for a test restore)
@@ -58,7 +59,17 @@ int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err
 void backup_time_rfc3339(int64_t unix_s, char *out, size_t n);
 /* Parse the above; -1 when not parseable. */
 int64_t backup_time_parse(const char *s);
-/* Verified as docs/backup-format.md defines it. */
+/* What a backup holds: a pg_dump archive of one database (logical), or a tar of the whole cluster's
+ * data directory from pg_basebackup (physical). Manifests without "kind" (written before physical
+ * backups existed) are logical; a kind this version does not know is BACKUP_KIND_UNKNOWN (never
+ * verified, never deleted by retention, never restored from). */
+typedef enum { BACKUP_KIND_LOGICAL = 0, BACKUP_KIND_PHYSICAL, BACKUP_KIND_UNKNOWN, BACKUP_KIND_N } BackupKind;
+
+BackupKind backup_manifest_kind(const json_t *m);
+/* "logical", "physical", "unknown". */
+const char *backup_kind_name(BackupKind k);
+/* Verified as docs/backup-format.md defines it: container ok and SHA-256 match, and for a logical
+ * backup pg_restore --list ok. False for an unknown kind. */
 bool backup_manifest_verified(const json_t *m);
 
 /* Result of scanning the directory (pool thread): manifests sorted by start (oldest first), failure
@@ -165,6 +176,30 @@ void backup_tool_version_clear(BackupToolVersion *v);
  * ASCII only, into out. False when there is none. */
 bool backup_tool_version_parse(const char *output, char *out, size_t n);
 
+/* Name part of a physical backup file: "<prefix>_backup_YYYYMMDD_HHMMSS.base.tar.zst.drbk". */
+#define BACKUP_PHYSICAL_EXT ".base.tar"
+
+/* Members of a base backup's tar that the server wrote, and how much of each is kept in memory
+ * while the tar streams past (the manifest lists every file: about 150 bytes each). */
+#define BACKUP_TAR_LABEL "backup_label"
+#define BACKUP_TAR_MANIFEST "backup_manifest"
+#define BACKUP_TAR_CAPTURE_BYTES (256u << 20)
+
+/* The WAL a base backup needs (from the server's backup_manifest), and what else it says. */
+typedef struct BackupWalRange {
+    char start_lsn[24];      /* "0/2000028": the lowest Start-LSN */
+    char stop_lsn[24];       /* the highest End-LSN */
+    uint32_t timeline;       /* of the range the backup started on */
+    uint32_t stop_timeline;  /* of the range it ended on (the same unless a standby was promoted) */
+    size_t files;            /* entries in the manifest's Files */
+    char manifest_checksum[65]; /* its Manifest-Checksum (SHA-256 of the manifest, hex) */
+    uint64_t tar_members;    /* set by the job */
+} BackupWalRange;
+
+/* Read the WAL-Ranges of a backup_manifest (JSON text, len bytes). 0 and *ret filled, or -EBADMSG
+ * with the reason in err (*ret untouched). Pure. */
+int backup_basebackup_wal_range(const char *manifest, size_t len, BackupWalRange *ret, char *err, size_t errlen);
+
 typedef struct BackupJobResult {
     int status;              /* 0 ok, or the error */
     const char *name;        /* backup file name */
@@ -172,19 +207,22 @@ typedef struct BackupJobResult {
     const char *error;       /* message, "" on success */
     json_t *manifest;        /* on success: the manifest written (borrowed) */
     int64_t started_at;
-    /* `pg_dump --version` as read by this job (borrowed), for the module to remember; NULL when the
-     * job used what it was given, or could not tell. */
-    const BackupToolVersion *pg_dump_learned;
+    BackupKind kind;
+    /* `pg_dump --version` (logical) or `pg_basebackup --version` (physical) as read by this job
+     * (borrowed), for the module to remember; NULL when the job used what it was given, or could
+     * not tell. */
+    const BackupToolVersion *tool_learned;
 } BackupJobResult;
 
 typedef void (*BackupJobDoneFn)(const BackupJobResult *res, void *data);
 
-/* Start a backup with a private copy of `cfg`. pg_dump_known (may be NULL; copied) is the version
- * of pg_dump remembered from an earlier job: used when it still describes cfg->pg_dump, else the
- * job runs `pg_dump --version` (lib/child) before the dump. done runs once on the loop, then the
- * job frees itself. */
-BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const BackupToolVersion *pg_dump_known,
-                            BackupJobDoneFn done, void *data);
+/* Start a backup of `kind` (logical: pg_dump of cfg->conninfo's database; physical: pg_basebackup
+ * of cfg->physical_conninfo's cluster) with a private copy of `cfg`. tool_known (may be NULL;
+ * copied) is the version of that kind's program remembered from an earlier job: used when it still
+ * describes the program file, else the job runs `<program> --version` (lib/child) before the dump.
+ * done runs once on the loop, then the job frees itself. */
+BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, BackupKind kind,
+                            const BackupToolVersion *tool_known, BackupJobDoneFn done, void *data);
 void backup_job_cancel(BackupJob *job);
 const char *backup_job_name(const BackupJob *job);
 
@@ -229,6 +267,9 @@ struct Backups {
     CronExpr *sched;
     int64_t *next_due;
     size_t n_sched;
+    CronExpr *phys_sched;     /* backup.physical.schedules */
+    int64_t *phys_next_due;
+    size_t n_phys_sched;
     bool has_restore;
     CronExpr restore_cron;
     int64_t restore_next;
@@ -256,7 +297,9 @@ struct Backups {
     uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */
     bool verify_restore;
     BackupWaiter *waiters;    /* `backup now --wait` */
+    BackupKind job_backup_kind;        /* of the running JOB_BACKUP */
     BackupToolVersion pg_dump_version; /* the last `pg_dump --version` a job read */
+    BackupToolVersion pg_basebackup_version; /* the last `pg_basebackup --version` */
 
     bool cond_open[COND_N];
     bool cond_known[COND_N]; /* evaluated since start: the first evaluation always reports, so a
@@ -276,15 +319,20 @@ struct Backups {
 int64_t backups__now(void);
 /* The newest manifest in the catalog (borrowed), or NULL. */
 json_t *backups__newest(const Backups *b);
-unsigned backups__consecutive_failures(const Backups *b);
+/* The newest manifest of one kind (borrowed), or NULL. */
+json_t *backups__newest_of(const Backups *b, BackupKind kind);
+/* Failures of backups of `kind` since the newest backup of that kind started (failure records
+ * without a kind are logical). */
+unsigned backups__consecutive_failures(const Backups *b, BackupKind kind);
 /* The manifest of backup `name` (borrowed), or NULL. */
 json_t *backups__find(const Backups *b, const char *name);
 /* The manifest's test restore status: "ok", "failed" or "skipped". */
 const char *backups__restore_status(const json_t *m);
 /* What is running, for a "busy" reply. */
 const char *backups__busy_message(const Backups *b, char *buf, size_t n);
-/* 0, DR_EBUSY, -EAGAIN (a backup started less than a second ago) or another negative code. */
-int backups__start_backup(Backups *b, bool scheduled);
+/* Start a backup of `kind`: 0, DR_EBUSY, -EAGAIN (a backup started less than a second ago) or
+ * another negative code. */
+int backups__start_backup(Backups *b, bool scheduled, BackupKind kind);
 /* Verify (or test-restore) manifest m; call (may be NULL) gets the answer. 0 or negative (DR_EBUSY). */
 int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call);
 

@@ -1,22 +1,29 @@
 /*
- * backup_job: one logical backup, from pg_dump to a verified, catalogued file.
+ * backup_job: one backup, logical (pg_dump) or physical (pg_basebackup), from the child's stdout
+ * to a verified, catalogued file.
  *
- * Owns the pipeline of one backup:
+ * Owns the pipeline of one backup (the same for both kinds; "the dump" is pg_dump's archive or
+ * pg_basebackup's tar):
  *   1. loop: ask the server for the database name, version and size (pgconn; also proves the
  *      conninfo works before anything is written);
  *   2. worker: load the key, open the temporary of the backup file (lib/atomicfile), capture the
  *      configured state files into an encrypted tar beside it (backup_state.c), stat the pg_dump
  *      program;
  *   2b. loop: unless the module remembers the version of that very file, run `pg_dump --version`
- *      (lib/child) for the manifest's pg_dump_version;
- *   3. loop: spawn `pg_dump -Fc -Z0`; its stdout is collected into a buffer of up to
+ *      (lib/child) for the manifest's pg_dump_version (or pg_basebackup_version);
+ *   3. loop: spawn `pg_dump -Fc -Z0`, or `pg_basebackup -D - -Ft -X none` (the tar of the data
+ *      directory, with the server's backup_label and backup_manifest inside; no WAL: tar to stdout
+ *      cannot stream it, the WAL archive supplies it); its stdout is collected into a buffer of up to
  *      BACKUP_HANDOFF_BYTES, which is handed to a worker (compress, encrypt, write) while the next
  *      buffer fills; when both are full, pg_dump's stdout is paused (child_stdout_pause), so memory
  *      stays at about two buffers whatever the database size, and the loop never compresses,
  *      encrypts, hashes or writes;
  *   4. worker: finish the stream (final chunk), giving size counters and the file's SHA-256;
- *   5. verify the temporary (backup_verify: decrypt, every chunk, SHA-256, decompress, pg_restore
- *      --list on the stream) unless disabled;
+ *   5. verify the temporary (backup_verify: decrypt, every chunk, SHA-256, decompress, and for a
+ *      logical backup pg_restore --list on the stream) unless disabled. A physical backup's tar is
+ *      also walked as it streams past (lib/tarscan, on the worker): it must be a complete tar
+ *      holding PG_VERSION, global/pg_control, backup_label and the server's backup_manifest, whose
+ *      WAL-Ranges give the manifest's start and stop LSN and timeline; else the backup fails;
  *   6. worker: commit (fsync, rename to the final name, fsync the directory), then write the
  *      manifest atomically.
  * Any failure before 6 discards the temporaries: nothing appears under a final name.
@@ -36,16 +43,27 @@
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
+#include "tarscan.h"
 
 #define BACKUP_VERSION_TIMEOUT_MS 10000
 
 #define BACKUP_DB_INFO_SQL                                                                                  \
     "SELECT current_database(), current_setting('server_version'), "                                       \
     "pg_database_size(current_database())::text"
+/* Physical: the size is the cluster's (every database; the data directory holds a bit more). */
+#define BACKUP_CLUSTER_INFO_SQL                                                                             \
+    "SELECT current_database(), current_setting('server_version'), "                                       \
+    "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint::text"
 
 struct BackupJob {
     uv_loop_t *loop;
     ConfigBackup cfg; /* private copy */
+    BackupKind kind;  /* logical or physical */
+    char *tool;       /* cfg.pg_dump or cfg.physical_pg_basebackup (borrowed from cfg) */
+    const char *tool_name; /* "pg_dump" or "pg_basebackup", for messages */
+    const char *conninfo;  /* cfg.conninfo or cfg.physical_conninfo */
+    BackupWalRange wal;    /* physical: from the server's backup_manifest in the tar */
+    TarScan *tar;          /* physical, worker side: the tar's structure and its server files */
     BackupJobDoneFn done;
     void *data;
 
@@ -62,12 +80,12 @@ struct BackupJob {
     char *server_version;
     int64_t db_size;
 
-    BackupToolVersion pg_dump_known;   /* what the module remembered (copy) */
-    BackupToolVersion pg_dump_learned; /* read by this job */
-    BackupToolId pg_dump_id;           /* worker: the file cfg.pg_dump names ... */
-    bool pg_dump_id_ok;                /* ... when stat worked */
-    const char *pg_dump_version;       /* for the manifest: borrowed from known or learned, or NULL */
-    ChildProc *version_child;          /* `pg_dump --version` */
+    BackupToolVersion tool_known;   /* what the module remembered (copy) */
+    BackupToolVersion tool_learned; /* read by this job */
+    BackupToolId tool_id;           /* worker: the file `tool` names ... */
+    bool tool_id_ok;                /* ... when stat worked */
+    const char *tool_version;       /* for the manifest: borrowed from known or learned, or NULL */
+    ChildProc *version_child;       /* `<tool> --version` */
 
     /* worker-owned while a work item runs */
     uv_work_t work;
@@ -178,18 +196,28 @@ static void backup_job_prepare_work(uv_work_t *req)
         snprintf(job->work_msg, sizeof(job->work_msg), "cannot set up the encryption pipeline");
         return;
     }
+    if (job->kind == BACKUP_KIND_PHYSICAL) {
+        static const char *const watched[] = {"PG_VERSION", "global/pg_control", BACKUP_TAR_LABEL, BACKUP_TAR_MANIFEST,
+                                              NULL};
+        job->tar = tarscan_new(watched, BACKUP_TAR_CAPTURE_BYTES);
+        if (!job->tar) {
+            job->work_err = -ENOMEM;
+            snprintf(job->work_msg, sizeof(job->work_msg), "out of memory");
+            return;
+        }
+    }
     if (job->cfg.n_state_files) {
         r = backup_state_capture(&job->cfg, job->key, job->started_at, job->state_path, job->state_name,
                                  &job->state_af, &job->state_info, job->work_msg, sizeof(job->work_msg));
         if (r < 0)
             job->work_err = r;
     }
-    if (stat(job->cfg.pg_dump, &st) == 0) { /* a name without '/' is not found here: read every time */
-        job->pg_dump_id = (BackupToolId){.dev = (uint64_t)st.st_dev,
-                                         .ino = (uint64_t)st.st_ino,
-                                         .size = (uint64_t)st.st_size,
-                                         .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
-        job->pg_dump_id_ok = true;
+    if (stat(job->tool, &st) == 0) { /* a name without '/' is not found here: read every time */
+        job->tool_id = (BackupToolId){.dev = (uint64_t)st.st_dev,
+                                      .ino = (uint64_t)st.st_ino,
+                                      .size = (uint64_t)st.st_size,
+                                      .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+        job->tool_id_ok = true;
     }
 }
 
@@ -209,6 +237,11 @@ static void backup_job_write_work(uv_work_t *req)
     /* compression, encryption and the write at backup priority, then the pool thread is put
      * back; what cannot be lowered stays as it is, ignoring */
     (void)prio_thread_lower(&prio, &saved);
+    if (job->tar && tarscan_update(job->tar, job->work_buf.data, job->work_buf.len) < 0 && !job->work_err) {
+        job->work_err = DR_ECORRUPT;
+        snprintf(job->work_msg, sizeof(job->work_msg), "pg_basebackup's output is not a valid tar: %s",
+                 tarscan_errmsg(job->tar));
+    }
     int r = backupstream_writer_write(job->writer, job->work_buf.data, job->work_buf.len);
     (void)prio_thread_restore(&saved);
     if (r < 0 && !job->work_err) {
@@ -233,9 +266,9 @@ static void backup_job_on_stdout(ChildProc *c, const char *buf, size_t len, void
 {
     BackupJob *job = data;
     if (job->status < 0)
-        return; /* failing: drain and discard until pg_dump is gone */
+        return; /* failing: drain and discard until the child is gone */
     if (backup_buf_append(&job->fill, buf, len) < 0) {
-        backup_job_fail(job, -ENOMEM, "dump", "out of memory buffering pg_dump output");
+        backup_job_fail(job, -ENOMEM, "dump", "out of memory buffering %s output", job->tool_name);
         backup_job_pump(job);
         return;
     }
@@ -269,13 +302,47 @@ static void backup_job_on_dump_exit(ChildProc *c, int64_t exit_status, int term_
                 start--;
             snprintf(line, sizeof(line), ": %.*s", (int)(end - start), start);
         }
-        backup_job_fail(job, DR_ECHILD, "dump", "pg_dump %s%s%s", how, child_timed_out(c) ? " (timed out)" : "",
+        backup_job_fail(job, DR_ECHILD, "dump", "%s %s%s%s", job->tool_name, how, child_timed_out(c) ? " (timed out)" : "",
                         line);
     }
     backup_job_pump(job);
 }
 
 /* ---- step 4: finish the stream (worker) ---- */
+
+/* Physical (worker): the tar is complete and holds what a data directory cannot do without, and
+ * the server's backup_manifest says which WAL the backup needs. */
+static int backup_job_check_tar(BackupJob *job)
+{
+    static const char *const needed[] = {"PG_VERSION", "global/pg_control", BACKUP_TAR_LABEL, BACKUP_TAR_MANIFEST};
+    const uint8_t *data;
+    size_t len;
+    bool truncated;
+
+    if (tarscan_finish(job->tar) < 0) {
+        snprintf(job->work_msg, sizeof(job->work_msg), "pg_basebackup's output is not a valid tar: %s",
+                 tarscan_errmsg(job->tar));
+        return DR_ECORRUPT;
+    }
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
+        if (!tarscan_member(job->tar, needed[i], NULL, NULL, NULL)) {
+            snprintf(job->work_msg, sizeof(job->work_msg), "the base backup's tar has no '%s' (%llu members)",
+                     needed[i], (unsigned long long)tarscan_members(job->tar));
+            return DR_ECORRUPT;
+        }
+    tarscan_member(job->tar, BACKUP_TAR_MANIFEST, &data, &len, &truncated);
+    if (truncated) {
+        snprintf(job->work_msg, sizeof(job->work_msg),
+                 "the server's backup_manifest is larger than %u MiB: its WAL range cannot be read",
+                 BACKUP_TAR_CAPTURE_BYTES >> 20);
+        return DR_ECORRUPT;
+    }
+    int r = backup_basebackup_wal_range((const char *)data, len, &job->wal, job->work_msg, sizeof(job->work_msg));
+    if (r < 0)
+        return DR_ECORRUPT;
+    job->wal.tar_members = tarscan_members(job->tar);
+    return 0;
+}
 
 static void backup_job_finish_work(uv_work_t *req)
 {
@@ -288,7 +355,10 @@ static void backup_job_finish_work(uv_work_t *req)
     if (r < 0) {
         job->work_err = r;
         snprintf(job->work_msg, sizeof(job->work_msg), "%s", backupstream_writer_errmsg(job->writer));
+        return;
     }
+    if (job->tar && (r = backup_job_check_tar(job)) < 0)
+        job->work_err = r;
 }
 
 /* ---- step 6: commit (worker) ---- */
@@ -367,7 +437,7 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
                           "manifest_version", 1, "file", job->name, "format", "bcf1", "database",
                           job->database ? job->database : "", "server_version",
                           job->server_version ? job->server_version : "", "pg_dump_version",
-                          job->pg_dump_version ? job->pg_dump_version : "", "started_at",
+                          job->tool_version ? job->tool_version : "", "started_at",
                           started, "finished_at", finished, "db_size_bytes", (json_int_t)job->db_size,
                           "dump_size_bytes", (json_int_t)job->stats.plain_bytes, "payload_size_bytes",
                           (json_int_t)job->stats.payload_bytes, "file_size_bytes", (json_int_t)job->stats.file_bytes,
@@ -378,7 +448,98 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
                           "duration_ms", (json_int_t)(uv_now(job->loop) - job->started_mono_ms));
     if (m && job->state_info)
         json_object_set(m, "state_files", job->state_info);
+    if (!m)
+        return NULL;
+    if (job->kind == BACKUP_KIND_LOGICAL) {
+        json_object_set_new(m, "kind", json_string("logical"));
+        return m;
+    }
+    /* Physical: the whole cluster's data directory as pg_basebackup's tar. The server's own
+     * backup_manifest (a checksum of every file) and backup_label are members of that tar. */
+    json_t *wal = json_pack("{s:s,s:s,s:I,s:I}", "start_lsn", job->wal.start_lsn, "stop_lsn", job->wal.stop_lsn,
+                            "timeline", (json_int_t)job->wal.timeline, "stop_timeline",
+                            (json_int_t)job->wal.stop_timeline);
+    json_t *smf = json_pack("{s:s,s:s,s:I,s:s,s:I}", "where", "in the tar", "member", BACKUP_TAR_MANIFEST, "files",
+                            (json_int_t)job->wal.files, "manifest_checksum", job->wal.manifest_checksum,
+                            "tar_members", (json_int_t)job->wal.tar_members);
+    json_object_del(m, "database");
+    json_object_del(m, "pg_dump_version");
+    json_object_del(m, "db_size_bytes");
+    json_object_del(m, "dump_size_bytes");
+    json_object_del(json_object_get(m, "verification"), "pg_restore_list");
+    if (!wal || !smf || json_object_set_new(m, "kind", json_string("physical")) < 0 ||
+        json_object_set_new(m, "payload", json_string("tar")) < 0 ||
+        json_object_set_new(m, "pg_basebackup_version", json_string(job->tool_version ? job->tool_version : "")) < 0 ||
+        json_object_set_new(m, "cluster_size_bytes", json_integer((json_int_t)job->db_size)) < 0 ||
+        json_object_set_new(m, "tar_size_bytes", json_integer((json_int_t)job->stats.plain_bytes)) < 0 ||
+        json_object_set_new(m, "backup_manifest", smf) < 0 ||
+        json_object_set_new(m, "wal", wal) < 0) {
+        json_decref(m);
+        return NULL;
+    }
     return m;
+}
+
+/* The server's backup_manifest (PostgreSQL 13 and later) lists the WAL a backup needs:
+ *   "WAL-Ranges": [{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }]
+ * one range per timeline the backup crossed (several only for a backup of a standby that was
+ * promoted meanwhile). */
+static bool backup_lsn_parse(const char *s, uint64_t *ret)
+{
+    unsigned hi, lo;
+    int used = 0;
+    if (!s || sscanf(s, "%X/%X%n", &hi, &lo, &used) != 2 || s[used] != '\0')
+        return false;
+    *ret = (uint64_t)hi << 32 | lo;
+    return true;
+}
+
+int backup_basebackup_wal_range(const char *manifest, size_t len, BackupWalRange *ret, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *m = json_loadb(manifest, len, 0, &je);
+    json_t *ranges = json_object_get(m, "WAL-Ranges"), *r;
+    BackupWalRange w = {0};
+    uint64_t lo = UINT64_MAX, hi = 0;
+    size_t i;
+
+    if (!json_is_object(m)) {
+        snprintf(err, errlen, "the server's backup_manifest is not JSON: %s (line %d)", je.text, je.line);
+        json_decref(m);
+        return -EBADMSG;
+    }
+    if (!json_is_array(ranges) || json_array_size(ranges) == 0) {
+        snprintf(err, errlen, "the server's backup_manifest has no WAL-Ranges");
+        json_decref(m);
+        return -EBADMSG;
+    }
+    json_array_foreach(ranges, i, r) {
+        uint64_t a, b;
+        json_int_t tl = json_integer_value(json_object_get(r, "Timeline"));
+        if (!backup_lsn_parse(json_string_value(json_object_get(r, "Start-LSN")), &a) ||
+            !backup_lsn_parse(json_string_value(json_object_get(r, "End-LSN")), &b) || tl <= 0 ||
+            tl > (json_int_t)UINT32_MAX || b < a) {
+            snprintf(err, errlen, "the server's backup_manifest has a malformed WAL range (entry %zu)", i + 1);
+            json_decref(m);
+            return -EBADMSG;
+        }
+        if (a < lo) {
+            lo = a;
+            w.timeline = (uint32_t)tl;
+        }
+        if (b >= hi) {
+            hi = b;
+            w.stop_timeline = (uint32_t)tl;
+        }
+    }
+    snprintf(w.start_lsn, sizeof(w.start_lsn), "%X/%X", (unsigned)(lo >> 32), (unsigned)lo);
+    snprintf(w.stop_lsn, sizeof(w.stop_lsn), "%X/%X", (unsigned)(hi >> 32), (unsigned)hi);
+    w.files = json_array_size(json_object_get(m, "Files"));
+    snprintf(w.manifest_checksum, sizeof(w.manifest_checksum), "%.64s",
+             json_string_value(json_object_get(m, "Manifest-Checksum")) ? json_string_value(json_object_get(m, "Manifest-Checksum")) : "");
+    json_decref(m);
+    *ret = w;
+    return 0;
 }
 
 static void backup_job_commit_done(uv_work_t *req, int status)
@@ -416,7 +577,7 @@ static void backup_job_verified(const BackupVerifyResult *vr, void *data)
         backup_job_end(job);
         return;
     }
-    if (!vr->container_ok || !vr->sha_match || !vr->child_ok) {
+    if (!vr->container_ok || !vr->sha_match || (job->kind == BACKUP_KIND_LOGICAL && !vr->child_ok)) {
         backup_job_fail(job, DR_ECORRUPT, "verify", "verification of '%s' failed: %s", job->name,
                         vr->error[0] ? vr->error : "unknown reason");
         backup_job_end(job);
@@ -445,7 +606,7 @@ static void backup_job_finish_done(uv_work_t *req, int status)
     BackupVerifyOptions o = {.path = atomicfile_temp_path(job->af),
                              .key = job->key,
                              .expected_sha256_hex = job->stats.file_sha256_hex,
-                             .argv = argv,
+                             .argv = job->kind == BACKUP_KIND_LOGICAL ? argv : NULL, /* physical: the container */
                              .timeout_ms = job->cfg.dump_timeout_ms,
                              .priority = backup_job_priority(job)};
     job->verify = backup_verify_start(job->loop, &o, backup_job_verified, job);
@@ -527,14 +688,14 @@ static void backup_job_on_version_exit(ChildProc *c, int64_t exit_status, int te
         return;
     }
     if (ok) {
-        BackupToolVersion v = {.path = job->cfg.pg_dump, .id = job->pg_dump_id, .version = version};
-        if (backup_tool_version_set(&job->pg_dump_learned, &v) == 0)
-            job->pg_dump_version = job->pg_dump_learned.version;
-        log_info("backup", "pg_dump '%s' is version '%s'", job->cfg.pg_dump, version);
+        BackupToolVersion v = {.path = job->tool, .id = job->tool_id, .version = version};
+        if (backup_tool_version_set(&job->tool_learned, &v) == 0)
+            job->tool_version = job->tool_learned.version;
+        log_info("backup", "%s '%s' is version '%s'", job->tool_name, job->tool, version);
     } else {
         /* Not a reason to fail the backup: pg_dump itself says what is wrong, if anything is. */
-        log_warning("backup", "'%s --version' %s without a version; the manifest's pg_dump_version stays empty",
-                    job->cfg.pg_dump, exit_status == 0 && term_signal == 0 ? "answered" : how);
+        log_warning("backup", "'%s --version' %s without a version; the manifest's %s_version stays empty",
+                    job->tool, exit_status == 0 && term_signal == 0 ? "answered" : how, job->tool_name);
     }
     backup_job_spawn_dump(job);
 }
@@ -542,16 +703,16 @@ static void backup_job_on_version_exit(ChildProc *c, int64_t exit_status, int te
 /* Use the remembered version when it describes the file cfg.pg_dump names now; else read it. */
 static void backup_job_read_version(BackupJob *job)
 {
-    const BackupToolVersion *k = &job->pg_dump_known;
+    const BackupToolVersion *k = &job->tool_known;
     int err = 0;
 
-    if (k->path && k->version && job->pg_dump_id_ok && strcmp(k->path, job->cfg.pg_dump) == 0 &&
-        backup_tool_id_equal(&k->id, &job->pg_dump_id)) {
-        job->pg_dump_version = k->version;
+    if (k->path && k->version && job->tool_id_ok && strcmp(k->path, job->tool) == 0 &&
+        backup_tool_id_equal(&k->id, &job->tool_id)) {
+        job->tool_version = k->version;
         backup_job_spawn_dump(job);
         return;
     }
-    const char *argv[] = {job->cfg.pg_dump, "--version", NULL};
+    const char *argv[] = {job->tool, "--version", NULL};
     ChildOptions co = {.argv = argv,
                        .stdin_mode = CHILD_STDIN_NULL,
                        .stdout_mode = CHILD_STDOUT_CAPTURE,
@@ -563,7 +724,7 @@ static void backup_job_read_version(BackupJob *job)
                        .data = job};
     job->version_child = child_spawn(job->loop, &co, &err);
     if (!job->version_child) {
-        backup_job_fail(job, DR_ECHILD, "dump", "cannot run pg_dump '%s': %s", job->cfg.pg_dump, err_str(err));
+        backup_job_fail(job, DR_ECHILD, "dump", "cannot run %s '%s': %s", job->tool_name, job->tool, err_str(err));
         backup_job_end(job);
     }
 }
@@ -591,9 +752,9 @@ static void backup_job_spawn_dump(BackupJob *job)
 {
     int err = 0;
     char msg[256], *conninfo = NULL, *password = NULL, *pwenv = NULL;
-    int r = pgconn_child_conninfo(job->cfg.conninfo, &conninfo, &password, msg, sizeof(msg));
+    int r = pgconn_child_conninfo(job->conninfo, &conninfo, &password, msg, sizeof(msg));
     if (r < 0) {
-        backup_job_fail(job, r, "dump", "cannot hand backup.conninfo to pg_dump: %s",
+        backup_job_fail(job, r, "dump", "cannot hand the conninfo to %s: %s", job->tool_name,
                         r == DR_ECONFIG ? msg : err_str(r));
         backup_job_end(job);
         return;
@@ -605,14 +766,19 @@ static void backup_job_spawn_dump(BackupJob *job)
         explicit_bzero(password, strlen(password));
         free(password);
         free(conninfo);
-        backup_job_fail(job, -ENOMEM, "dump", "cannot run pg_dump: out of memory");
+        backup_job_fail(job, -ENOMEM, "dump", "cannot run %s: out of memory", job->tool_name);
         backup_job_end(job);
         return;
     }
-    const char *argv[] = {job->cfg.pg_dump, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
+    const char *logical[] = {job->tool, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
+    /* Tar to stdout: the server's backup_manifest is injected into the tar; no WAL (-X stream
+     * cannot write to stdout, -X fetch would need the WAL kept on the server: the archive has it). */
+    const char *physical[] = {job->tool, "-D", "-", "-Ft", "-X", "none", "--no-password", "-c",
+                              job->cfg.physical_fast_checkpoint ? "fast" : "spread", "-d", conninfo, NULL};
+    bool phys = job->kind == BACKUP_KIND_PHYSICAL;
     PrioSpec prio = backup_job_priority(job);
     const char *env[] = {pwenv, NULL};
-    ChildOptions co = {.argv = argv,
+    ChildOptions co = {.argv = phys ? physical : logical,
                        .env = pwenv ? env : NULL,
                        .stdin_mode = CHILD_STDIN_NULL,
                        .stdout_mode = CHILD_STDOUT_STREAM,
@@ -630,7 +796,7 @@ static void backup_job_spawn_dump(BackupJob *job)
     free(pwenv);
     free(conninfo);
     if (!job->dump) {
-        backup_job_fail(job, DR_ECHILD, "dump", "cannot run pg_dump '%s': %s", job->cfg.pg_dump, err_str(err));
+        backup_job_fail(job, DR_ECHILD, "dump", "cannot run %s '%s': %s", job->tool_name, job->tool, err_str(err));
         backup_job_end(job);
     }
 }
@@ -673,6 +839,8 @@ static void backup_job_cleanup_work(uv_work_t *req)
     job->af = job->state_af = NULL;
     backupstream_writer_free(job->writer);
     job->writer = NULL;
+    tarscan_free(job->tar);
+    job->tar = NULL;
 }
 
 static void backup_job_cleanup_done(uv_work_t *req, int status)
@@ -684,8 +852,9 @@ static void backup_job_cleanup_done(uv_work_t *req, int status)
                            .error = job->errmsg,
                            .manifest = job->status == 0 || job->committed ? job->manifest : NULL,
                            .started_at = job->started_at,
-                           .pg_dump_learned = job->pg_dump_learned.version && job->pg_dump_id_ok
-                                                  ? &job->pg_dump_learned
+                           .kind = job->kind,
+                           .tool_learned = job->tool_learned.version && job->tool_id_ok
+                                                  ? &job->tool_learned
                                                   : NULL};
     (void)status;
     job->done(&res, job->data);
@@ -696,8 +865,8 @@ static void backup_job_cleanup_done(uv_work_t *req, int status)
     backup_buf_free(&job->work_buf);
     free(job->database);
     free(job->server_version);
-    backup_tool_version_clear(&job->pg_dump_known);
-    backup_tool_version_clear(&job->pg_dump_learned);
+    backup_tool_version_clear(&job->tool_known);
+    backup_tool_version_clear(&job->tool_learned);
     config_backup_free(&job->cfg);
     free(job);
 }
@@ -717,8 +886,8 @@ static void backup_job_end(BackupJob *job)
     }
 }
 
-BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const BackupToolVersion *pg_dump_known,
-                            BackupJobDoneFn done, void *data)
+BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, BackupKind kind,
+                            const BackupToolVersion *tool_known, BackupJobDoneFn done, void *data)
 {
     BackupJob *job = calloc(1, sizeof(*job));
     char *msg = NULL;
@@ -729,8 +898,18 @@ BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const Back
         free(job);
         return NULL;
     }
-    (void)backup_tool_version_set(&job->pg_dump_known, pg_dump_known); /* out of memory: read it again */
+    (void)backup_tool_version_set(&job->tool_known, tool_known); /* out of memory: read it again */
     job->loop = loop;
+    job->kind = kind == BACKUP_KIND_PHYSICAL ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL;
+    if (job->kind == BACKUP_KIND_PHYSICAL) {
+        job->tool = job->cfg.physical_pg_basebackup;
+        job->tool_name = "pg_basebackup";
+        job->conninfo = job->cfg.physical_conninfo ? job->cfg.physical_conninfo : job->cfg.conninfo;
+    } else {
+        job->tool = job->cfg.pg_dump;
+        job->tool_name = "pg_dump";
+        job->conninfo = job->cfg.conninfo;
+    }
     job->done = done;
     job->data = data;
     job->started_at = backups__now();
@@ -739,13 +918,16 @@ BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const Back
     /* "<prefix>_backup_YYYYMMDD_HHMMSS" + ".state.tar<codec>.drbk" */
     size_t stem = strlen(job->name) - strlen(".dump") - strlen(codec_file_ext((CodecKind)job->cfg.codec)) -
                   strlen(BCF_FILE_EXT);
+    if (job->kind == BACKUP_KIND_PHYSICAL) /* "<prefix>_backup_YYYYMMDD_HHMMSS.base.tar<codec>.drbk" */
+        snprintf(job->name + stem, sizeof(job->name) - stem, "%s%s%s", BACKUP_PHYSICAL_EXT,
+                 codec_file_ext((CodecKind)job->cfg.codec), BCF_FILE_EXT);
     snprintf(job->state_name, sizeof(job->state_name), "%.*s.state.tar%s%s", (int)stem, job->name,
              codec_file_ext((CodecKind)job->cfg.codec), BCF_FILE_EXT);
     snprintf(job->path, sizeof(job->path), "%s/%s", job->cfg.directory, job->name);
     snprintf(job->state_path, sizeof(job->state_path), "%s/%s", job->cfg.directory, job->state_name);
 
     PgConnOptions po = {.connect_timeout_ms = 10000, .query_timeout_ms = 30000};
-    job->pg = pgconn_new_msg(loop, job->cfg.conninfo, &po, &msg);
+    job->pg = pgconn_new_msg(loop, job->conninfo, &po, &msg);
     if (!job->pg) {
         backup_job_fail(job, DR_ECONFIG, "connect", "bad conninfo: %s", msg ? msg : "out of memory");
         free(msg);
@@ -753,7 +935,7 @@ BackupJob *backup_job_start(uv_loop_t *loop, const ConfigBackup *cfg, const Back
         backup_job_end(job);
         return job;
     }
-    int r = pgconn_query(job->pg, BACKUP_DB_INFO_SQL, 0, NULL, backup_job_on_db_info, job);
+    int r = pgconn_query(job->pg, job->kind == BACKUP_KIND_PHYSICAL ? BACKUP_CLUSTER_INFO_SQL : BACKUP_DB_INFO_SQL, 0, NULL, backup_job_on_db_info, job);
     if (r < 0) {
         backup_job_fail(job, r, "connect", "cannot query the database: %s", err_str(r));
         pgconn_close(job->pg, NULL, NULL);

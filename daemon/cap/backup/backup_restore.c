@@ -328,6 +328,9 @@ int backup_restore_into(Backups *b, const char *name, const char *sha256_hex, co
         return DR_ECONFIG;
     if (!sha256_hex)
         return -EINVAL;
+    const json_t *m = name ? backups__find(b, name) : NULL;
+    if (m && backup_manifest_kind(m) != BACKUP_KIND_LOGICAL)
+        return -EINVAL; /* pg_restore cannot read a base backup's tar */
     return backup__restore_into(b->core->loop, &b->cfg, name, sha256_hex, NULL, admin_conninfo, dbname, opts, done,
                                 data, ret_restore);
 }

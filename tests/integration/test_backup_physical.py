@@ -1,0 +1,217 @@
+"""
+Integration tests for physical base backups: the real daemon, a real PostgreSQL 15, the real
+pg_basebackup (tar to stdout, no WAL) through the same container as the logical backups.
+
+- `drctl backup now --physical --wait`: a file named .base.tar.zst.drbk and a manifest of kind
+  "physical" with the WAL start/stop point and timeline (checked against the backup_label inside
+  the tar, which the server wrote), verified; `drctl backups` shows a KIND column and --json
+  "kind" for both kinds; the logical restore path (newest verified backup for restores) still
+  picks the logical backup; `drctl verify --restore` of a physical backup is refused clearly.
+- `drctl backup decrypt` turns it into a tar holding PG_VERSION, global/pg_control, backup_label
+  and the server's backup_manifest.
+- A flipped byte makes `drctl verify` fail and the backup unverified.
+- A base backup over a role that cannot connect fails with pg_basebackup's message, leaves
+  nothing, and is recorded as a physical failure; a logical backup still runs.
+- An old manifest without "kind" is listed as logical (compatibility).
+- Retention (max_age 1s) keeps the newest backup of each kind, not the newest of all.
+
+PostgreSQL 15's initdb defaults are what a base backup needs (wal_level=replica, max_wal_senders
+10, pg_hba "replication" entries for local and 127.0.0.1 with the harness's trust method): the
+harness is unchanged, and the first test says so if that ever stops being true.
+"""
+import json
+import os
+import subprocess
+import tarfile
+import time
+
+from drsup import DRCTL, wait_until
+from test_backup import PGBIN, backup_cfg, daemon_factory, fill_db, final_files  # noqa: F401 (fixture)
+
+
+def physical_cfg(pg, tmp):
+    cfg = backup_cfg(pg, tmp)
+    cfg["physical"] = {"pg_basebackup": os.path.join(PGBIN, "pg_basebackup"),
+                       "conninfo": pg.conninfo("postgres")}
+    return cfg
+
+
+def decrypt(key_file, path, out):
+    p = subprocess.run([DRCTL, "backup", "decrypt", "--key-file", key_file, path, "-o", out],
+                       capture_output=True, text=True)
+    return p
+
+
+def test_physical_backup_catalog_decrypt_and_tamper(pg, tmp_path, daemon_factory):
+    assert pg.psql("SHOW wal_level") == "replica" and int(pg.psql("SHOW max_wal_senders")) > 0
+    fill_db(pg)
+    bcfg = physical_cfg(pg, tmp_path)
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+
+    logical = d.ctl_json("backup", "now", "--wait")
+    assert logical["manifest"]["kind"] == "logical"
+
+    for _ in range(20):
+        p = d.ctl("--json", "backup", "now", "--physical", "--wait")
+        if p.returncode == 0 or "less than a second ago" not in p.stderr:
+            break
+        time.sleep(0.2)  # backup names have one-second resolution
+    assert p.returncode == 0, p.stderr + d.log()
+    res = json.loads(p.stdout)
+    name, m = res["name"], res["manifest"]
+    assert name.startswith("shop_backup_") and name.endswith(".base.tar.zst.drbk"), name
+    assert m["kind"] == "physical" and m["payload"] == "tar" and m["codec"] == "zstd"
+    assert m["server_version"].startswith("15") and m["pg_basebackup_version"].startswith("15.")
+    assert m["verification"]["container"] == "ok" and m["verification"]["sha256_match"] is True
+    assert "pg_restore_list" not in m["verification"] and "database" not in m
+    assert m["tar_size_bytes"] > m["cluster_size_bytes"] // 2 > 0
+    wal = m["wal"]
+    assert wal["timeline"] == 1 and wal["stop_timeline"] == 1 and wal["start_lsn"] and wal["stop_lsn"]
+    smf = m["backup_manifest"]
+    assert smf["where"] == "in the tar" and smf["member"] == "backup_manifest" and smf["files"] > 100
+    assert len(smf["manifest_checksum"]) == 64 and smf["tar_members"] > smf["files"] // 2
+    hi, lo = (int(x, 16) for x in wal["start_lsn"].split("/"))
+    shi, slo = (int(x, 16) for x in wal["stop_lsn"].split("/"))
+    assert (shi << 32 | slo) >= (hi << 32 | lo)
+    assert m["started_at"] <= m["finished_at"]
+    bdir = bcfg["directory"]
+    assert name in final_files(bdir) and name + ".manifest.json" in final_files(bdir)
+    assert oct(os.stat(os.path.join(bdir, name)).st_mode & 0o777) == "0o600"
+    with open(os.path.join(bdir, name + ".manifest.json")) as f:
+        on_disk = json.load(f)
+    assert on_disk["kind"] == "physical" and on_disk["sha256"] == m["sha256"] and on_disk["wal"] == wal
+
+    # The catalog: both kinds, KIND column, --json "kind".
+    lst = d.ctl_json("backups")["backups"]
+    assert [(b["name"], b["kind"], b["verified"]) for b in lst] == \
+        [(logical["name"], "logical", True), (name, "physical", True)]
+    p = d.ctl("backups")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "KIND" in lines[0].split()
+    row = next(line for line in lines if line.startswith(name))
+    assert row.split()[1] == "physical"
+    assert next(line for line in lines if line.startswith(logical["name"])).split()[1] == "logical"
+    st = d.ctl_json("backup-status")
+    assert st["latest"] == logical["name"] and st["latest_physical"] == name
+
+    # pg_restore cannot read a base backup: a test restore of it is refused, the daemon goes on.
+    p = d.ctl("verify", "--restore", name)
+    assert p.returncode != 0 and "physical" in p.stderr, p.stderr
+    # verify on its own works (the container and the SHA-256).
+    v = d.ctl_json("verify", name)
+    assert v["verification"]["container"] == "ok" and v["verification"]["sha256_match"] is True
+
+    # Decrypt without the daemon: a tar of the data directory with the server's files.
+    out = str(tmp_path / "base.tar")
+    p = decrypt(bcfg["key_file"], os.path.join(bdir, name), out)
+    assert p.returncode == 0, p.stderr
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+        for need in ("PG_VERSION", "global/pg_control", "backup_label", "backup_manifest"):
+            assert need in names, (need, sorted(names)[:20])
+        assert t.extractfile("PG_VERSION").read().strip() == b"15"
+        label = t.extractfile("backup_label").read().decode()
+        bm = json.loads(t.extractfile("backup_manifest").read().decode())
+    assert "START WAL LOCATION: %s " % wal["start_lsn"] in label, label
+    assert "START TIMELINE: 1" in label
+    ranges = bm["WAL-Ranges"]
+    assert ranges == [{"Timeline": 1, "Start-LSN": wal["start_lsn"], "End-LSN": wal["stop_lsn"]}], ranges
+    assert any(f["Path"] == "global/pg_control" for f in bm["Files"])
+    assert bm["Manifest-Checksum"] == smf["manifest_checksum"] and len(bm["Files"]) == smf["files"]
+    # No WAL inside (-X none): the WAL archive will supply it.
+    assert not [n for n in names if n.startswith("pg_wal/") and len(os.path.basename(n)) == 24]
+
+    # Tamper: one flipped byte; verify fails, the backup is no longer verified, decrypt refuses.
+    path = os.path.join(bdir, name)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x01]))
+    p = d.ctl("verify", name)
+    assert p.returncode == 1 and name in p.stderr and "authentication failed" in p.stderr, p.stderr
+    lst = {b["name"]: b for b in d.ctl_json("backups")["backups"]}
+    assert lst[name]["verified"] is False and lst[logical["name"]]["verified"] is True
+    out2 = str(tmp_path / "tampered.tar")
+    p = decrypt(bcfg["key_file"], path, out2)
+    assert p.returncode == 1 and not os.path.exists(out2)
+
+
+def test_physical_backup_failure_is_recorded_per_kind(pg, tmp_path, daemon_factory):
+    """A base backup over a conninfo that cannot replicate fails with pg_basebackup's own message,
+    leaves nothing behind, and is recorded as a physical failure; a logical backup still runs."""
+    fill_db(pg)
+    bcfg = physical_cfg(pg, tmp_path)
+    bcfg["physical"]["conninfo"] = pg.conninfo("postgres").replace("user=postgres", "user=nosuchrole")
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+    p = d.ctl("backup", "now", "--physical", "--wait")
+    assert p.returncode != 0 and "nosuchrole" in p.stderr, p.stderr
+    assert final_files(bcfg["directory"]) == []
+    lst = d.ctl_json("backups")
+    assert lst["backups"] == []
+    assert [f["kind"] for f in lst["failures"]] == ["physical"]
+    assert d.ctl_json("backup", "now", "--wait")["manifest"]["kind"] == "logical"
+
+
+def test_old_manifest_without_kind_is_logical(pg, tmp_path, daemon_factory):
+    """Manifests written before kinds existed are logical backups: listed as such, verified by the
+    old rule (pg_restore --list), and still what a restore picks."""
+    fill_db(pg)
+    bcfg = backup_cfg(pg, tmp_path)
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+    name = d.ctl_json("backup", "now", "--wait")["name"]
+    d.stop()
+    mpath = os.path.join(bcfg["directory"], name + ".manifest.json")
+    with open(mpath) as f:
+        m = json.load(f)
+    del m["kind"]
+    with open(mpath, "w") as f:
+        json.dump(m, f)
+    d2 = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d2.start()
+    lst = wait_until(lambda: d2.ctl_json("backups")["backups"], timeout=10, what="the catalog scan")
+    assert [(b["name"], b["kind"], b["verified"]) for b in lst] == [(name, "logical", True)]
+
+
+def test_retention_treats_kinds_separately(pg, tmp_path, daemon_factory):
+    """retention.max_age 1s: each pass keeps the newest (verified) backup of EACH kind. Mixed
+    together, the physical backup would go at the second logical backup's pass and the logical one
+    at the next physical backup's pass; per kind, each stays until a newer one of its kind exists."""
+    fill_db(pg)
+    bcfg = physical_cfg(pg, tmp_path)
+    bcfg["retention"] = {"max_age": "1s"}
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+
+    def take(*args):
+        for _ in range(30):
+            p = d.ctl("--json", "backup", "now", "--wait", *args)
+            if p.returncode == 0 or "less than a second ago" not in p.stderr:
+                break
+            time.sleep(0.2)
+        assert p.returncode == 0, p.stderr + d.log()
+        return json.loads(p.stdout)["name"]
+
+    def catalog():
+        return sorted((b["kind"], b["name"]) for b in d.ctl_json("backups")["backups"])
+
+    def past_max_age():
+        time.sleep(2.1)  # max_age is 1 s on the daemon's one-second clock
+
+    p1 = take("--physical")
+    l1 = take()
+    past_max_age()
+    l2 = take()
+    assert catalog() == [("logical", l2), ("physical", p1)]
+    past_max_age()
+    p2 = take("--physical")
+    assert catalog() == [("logical", l2), ("physical", p2)]
+    # The catalog changes at once; the files go on the thread pool just after.
+    wait_until(lambda: sorted(f for f in final_files(bcfg["directory"]) if not f.endswith(".manifest.json"))
+               == sorted([l2, p2]), timeout=10, what="the old files deleted")
+    files = final_files(bcfg["directory"])
+    assert l1 not in files and p1 not in files and l2 + ".manifest.json" in files and p2 + ".manifest.json" in files
