@@ -57,9 +57,10 @@ def secret(tmp_path, name, text):
     return str(p)
 
 
-def make_daemon(pg, tmp_path, venue, rx, detector, database=None):
+def make_daemon(pg, tmp_path, venue, rx, detector, database=None, reconcile=None):
     cfg = scenario_config(pg, tmp_path, venue)
     cfg["database"].update(database or {})
+    cfg.setdefault("reconcile", {}).update(reconcile or {})
     cfg["detector"] = detector
     cfg["alerts"] = {
         "source": "testhost",
@@ -152,8 +153,11 @@ def test_a_real_outage_during_a_run_pages_and_closes_after_the_run(pg, tmp_path,
     fill_db(pg)
     # halt_after 12 at 250 ms: after the run ends the re-armed detector needs 3 s of failures
     # before it sees a new outage, so the server's return lands in that window.
+    # No post-resume watch: the run must end while the server is still down (a watch would find it
+    # down and fail the run, which test_post_resume_watch covers).
     d = make_daemon(pg, tmp_path, venue, rx, {"halt_after": 12},
-                    database={"probe_interval": "250ms", "connect_timeout": "1s", "probe_timeout": "1s"})
+                    database={"probe_interval": "250ms", "connect_timeout": "1s", "probe_timeout": "1s"},
+                    reconcile={"post_resume_checks": []})
     try:
         loaded(d.start())
         backup_now(d)
