@@ -86,26 +86,6 @@ static const ConfigReconcile *reconcile_cfg(const ReconcileRun *run)
 
 /* ---- values ---- */
 
-/* A JSON number or numeric string as text (shortest form that reads back the same); NULL if neither. */
-static char *reconcile_num_text(const json_t *v)
-{
-    char buf[64];
-    if (json_is_string(v))
-        return strdup(json_string_value(v));
-    if (json_is_integer(v)) {
-        snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
-        return strdup(buf);
-    }
-    if (json_is_real(v)) {
-        double x = json_real_value(v);
-        snprintf(buf, sizeof(buf), "%.15g", x);
-        if (strtod(buf, NULL) != x)
-            snprintf(buf, sizeof(buf), "%.17g", x);
-        return strdup(buf);
-    }
-    return NULL;
-}
-
 static bool reconcile_num(const json_t *v, double *ret)
 {
     if (json_is_number(v)) {
@@ -155,10 +135,13 @@ json_t *reconcile_compare_positions(const json_t *exchange, json_t *db, double q
             reconcile_num(json_object_get(d, "quantity"), &dq);
             reconcile_num(json_object_get(d, "avg_price"), &dp);
         }
+        /* a side that reports no average price (null: the platform's mapping has none, or the
+         * positions query returns NULL) is compared on quantities only */
+        bool prices = !json_is_null(json_object_get(p, "avg_price")) && d && !json_is_null(json_object_get(d, "avg_price"));
         const char *kind = NULL;
         if (!reconcile_close_enough(eq, dq, quantity_tolerance, 0))
             kind = d ? "quantity" : "missing_in_database";
-        else if (fabs(eq) > 1e-12 && !reconcile_close_enough(ep, dp, 0, price_tolerance))
+        else if (prices && fabs(eq) > 1e-12 && !reconcile_close_enough(ep, dp, 0, price_tolerance))
             kind = "avg_price";
         if (kind)
             json_array_append_new(out, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "symbol", s, "kind", kind,
@@ -178,15 +161,6 @@ json_t *reconcile_compare_positions(const json_t *exchange, json_t *db, double q
     }
     json_decref(seen);
     return out;
-}
-
-/* The array an answer holds: the answer itself, or its field `key`. */
-static json_t *reconcile_answer_array(const json_t *answer, const char *key)
-{
-    if (json_is_array(answer))
-        return json_deep_copy(answer);
-    const json_t *a = json_object_get(answer, key);
-    return json_is_array(a) ? json_deep_copy(a) : NULL;
 }
 
 /* ---- the report ---- */
@@ -395,22 +369,23 @@ static void reconcile_fail(ReconcileRun *run, int code, const char *fmt, ...)
 
 /* ---- steps ---- */
 
-static void reconcile_on_venue(int result, const json_t *answer, const char *text, const char *message, void *data)
+static void reconcile_on_venue(int result, const json_t *list, const char *request, const char *message, void *data)
 {
     ReconcileRun *run = data;
     const char *what = run->step == RC_EX_POSITIONS ? "positions" : "fills";
 
-    (void)text;
+    (void)request;
     run->waiting = false;
     if (run->owner->closing && result == 0)
         result = DR_ECANCELED;
     if (result < 0) {
-        reconcile_fail(run, result, "cannot read the exchange's %s: %s", what, message && message[0] ? message : err_str(result));
+        /* the message names the action, the element, the field and the path (venue_read) */
+        reconcile_fail(run, result, "%s", message && message[0] ? message : err_str(result));
         return;
     }
-    json_t *arr = reconcile_answer_array(answer, what);
+    json_t *arr = json_deep_copy(list);
     if (!arr) {
-        reconcile_fail(run, DR_EPROTO, "the exchange's %s answer is not a JSON array", what);
+        reconcile_fail(run, -ENOMEM, "out of memory reading the exchange's %s", what);
         return;
     }
     if (run->step == RC_EX_POSITIONS)
@@ -426,7 +401,8 @@ static json_t *reconcile_rows_positions(const PGresult *res)
     json_t *o = json_object();
     for (int i = 0; o && res && i < PQntuples(res) && PQnfields(res) >= 3; i++)
         json_object_set_new(o, PQgetvalue(res, i, 0),
-                            json_pack("{s:s,s:s}", "quantity", PQgetvalue(res, i, 1), "avg_price", PQgetvalue(res, i, 2)));
+                            json_pack("{s:s,s:s?}", "quantity", PQgetvalue(res, i, 1), "avg_price",
+                                      PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2)));
     return o;
 }
 
@@ -598,30 +574,20 @@ static char *reconcile_id_array(const json_t *fills)
     return s;
 }
 
+/* One missing fill replayed: $1..$n are the canonical fields named by reconcile.replay_fill_params
+ * (the venue gives them as text: decimals exact, executed_at RFC 3339 UTC; unknown ones NULL). */
 static int reconcile_replay_one(ReconcileRun *run)
 {
+    const ConfigReconcile *cfg = reconcile_cfg(run);
     const char *id = json_string_value(json_array_get(run->missing, run->replay_i));
     const json_t *f = reconcile_fill_by_id(run, id);
-    char *vals[7] = {0};
-    static const char *const keys[] = {"fill_id", "client_order_id", "symbol", "side", "quantity", "price", "executed_at"};
-    int r = 0;
+    const char *vals[RECONCILE_MAX_REPLAY_PARAMS] = {0};
 
-    if (!f)
+    if (!f || cfg->n_replay_fill_params > RECONCILE_MAX_REPLAY_PARAMS)
         return DR_EINTERNAL;
-    for (int i = 0; i < 7; i++) {
-        const json_t *v = json_object_get(f, keys[i]);
-        if (i == 6 && json_is_number(v)) { /* epoch ms */
-            char iso[40];
-            reconcile_iso((int64_t)json_number_value(v), iso, sizeof(iso));
-            vals[i] = strdup(iso);
-        } else {
-            vals[i] = reconcile_num_text(v);
-        }
-    }
-    r = pgconn_query(run->pg, reconcile_cfg(run)->replay_fill_query, 7, (const char *const *)vals, reconcile_on_sql, run);
-    for (int i = 0; i < 7; i++)
-        free(vals[i]);
-    return r;
+    for (size_t i = 0; i < cfg->n_replay_fill_params; i++)
+        vals[i] = json_string_value(json_object_get(f, cfg->replay_fill_params[i]));
+    return pgconn_query(run->pg, cfg->replay_fill_query, (int)cfg->n_replay_fill_params, vals, reconcile_on_sql, run);
 }
 
 static void reconcile_advance(ReconcileRun *run)
@@ -638,11 +604,10 @@ static void reconcile_advance(ReconcileRun *run)
     for (;;) {
         switch (run->step) {
         case RC_EX_POSITIONS:
-            r = venue_action(owner->venue, VENUE_POSITIONS, NULL, reconcile_on_venue, run);
+            r = venue_read(owner->venue, VENUE_POSITIONS, 0, reconcile_on_venue, run);
             break;
         case RC_EX_FILLS:
-            snprintf(buf, sizeof(buf), "%lld", (long long)run->since_ms);
-            r = venue_action(owner->venue, VENUE_FILLS, buf, reconcile_on_venue, run);
+            r = venue_read(owner->venue, VENUE_FILLS, run->since_ms, reconcile_on_venue, run);
             break;
         case RC_DB_POSITIONS:
         case RC_DB_POSITIONS_AFTER:

@@ -1,9 +1,10 @@
 /*
  * config: schema walk from the YAML tree into Config (see config.h). Owns the entry points
  * (config_load, config_load_string, config_free, the per-section free and copy helpers), the
- * top-level keys and the sections control, database, platform, alerts (with secrets read from
- * files or credentials) and venue. The recovery side's sections (backup, detector, reconcile,
- * scenarios) are read in config_recovery.c; config_internal.h holds what the two share.
+ * top-level keys and the sections control, database, platform and alerts (with secrets read from
+ * files or credentials). The venue is read in config_venue.c, the recovery side's sections
+ * (backup, detector, reconcile, scenarios) in config_recovery.c; config_internal.h holds what they
+ * share.
  */
 #include "config/config_internal.h"
 
@@ -50,21 +51,6 @@ void config_list_free(char **list, size_t n)
     for (size_t i = 0; list && i < n; i++)
         free(list[i]);
     free(list);
-}
-
-static void config_free_venue(ConfigVenue *v)
-{
-    for (int i = 0; i < VENUE_N_ACTIONS; i++) {
-        ConfigVenueAction *a = &v->actions[i];
-        free(a->method);
-        free(a->url);
-        free(a->body);
-        config_list_free(a->headers, a->n_headers);
-        config_list_free(a->argv, a->argc);
-    }
-    free(v->mode_field);
-    for (int i = 0; i < 3; i++)
-        config_list_free(v->mode_values[i], v->n_mode_values[i]);
 }
 
 void config_backup_free(ConfigBackup *b)
@@ -152,6 +138,7 @@ static void config_free_reconcile(ConfigReconcile *r)
     free(r->stale_orders_query);
     free(r->missing_fills_query);
     free(r->replay_fill_query);
+    config_list_free(r->replay_fill_params, r->n_replay_fill_params);
     free(r->recompute_query);
     free(r->post_resume_checks_ms);
     config_list_free(r->referential_queries, r->n_referential_queries);
@@ -219,7 +206,7 @@ Config *config_free(Config *cfg)
 {
     if (!cfg)
         return NULL;
-    config_free_venue(&cfg->venue);
+    config__free_venue(&cfg->venue);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -291,7 +278,7 @@ static const char *const config_channel_names[] = {"pagerduty", "slack", "webhoo
  * O_NONBLOCK and checked with fstat before any read, so a FIFO or a device planted at the path is
  * refused at once instead of blocking the load. The content never appears in messages.
  */
-static int config_read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len)
+int config__read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len)
 {
     struct stat st;
     char *buf = NULL;
@@ -353,7 +340,7 @@ static int config_read_secret_file(const char *path, char **ret, size_t *ret_len
  * $CREDENTIALS_DIRECTORY/ID, else credentials_dir/ID), or, when plain_ok, as `<name>: VALUE`
  * (only for values that are not secret, such as a webhook URL without a token).
  */
-static void config_secret(const CfgSection *s, const char *name, bool plain_ok, const char *cred_dir,
+void config__secret(const CfgSection *s, const char *name, bool plain_ok, const char *cred_dir,
                           char **ret, size_t *ret_len)
 {
     char kfile[64], kcred[64], why[600], path[4096];
@@ -399,7 +386,7 @@ static void config_secret(const CfgSection *s, const char *name, bool plain_ok, 
     } else {
         goto out;
     }
-    if (config_read_secret_file(path, ret, ret_len, why, sizeof(why)) < 0)
+    if (config__read_secret_file(path, ret, ret_len, why, sizeof(why)) < 0)
         cfg_error(s->ctx, at, "'%s.%s': %s", s->path, cred ? kcred : kfile, why);
 out:
     free(file);
@@ -465,7 +452,7 @@ static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
     cfg_duration_ms(&s, "group_window", false, 2000, 0, &a->group_window_ms);
 
     CfgSection pd = cfg_section(&s, "pagerduty", false);
-    config_secret(&pd, "routing_key", false, a->credentials_dir, &a->pd_routing_key, NULL);
+    config__secret(&pd, "routing_key", false, a->credentials_dir, &a->pd_routing_key, NULL);
     cfg_string(&pd, "url", false, "https://events.pagerduty.com/v2/enqueue", &a->pd_url);
     cfg_check_unknown(&pd);
     if (pd.map && !a->pd_routing_key && pd.ctx->n_errors == 0)
@@ -474,7 +461,7 @@ static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
         cfg_error(s.ctx, cfg_get(pd.map, "url"), "'alerts.pagerduty.url' must start with http:// or https://");
 
     CfgSection sl = cfg_section(&s, "slack", false);
-    config_secret(&sl, "webhook_url", false, a->credentials_dir, &a->slack_url, NULL);
+    config__secret(&sl, "webhook_url", false, a->credentials_dir, &a->slack_url, NULL);
     cfg_duration_ms(&sl, "retry_after_default", false, 30000, 0, &a->slack_retry_after_ms);
     cfg_check_unknown(&sl);
     if (sl.map && !a->slack_url && sl.ctx->n_errors == 0)
@@ -483,8 +470,8 @@ static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
         cfg_error(s.ctx, sl.map, "'alerts.slack' webhook URL must start with http:// or https://");
 
     CfgSection wh = cfg_section(&s, "webhook", false);
-    config_secret(&wh, "url", true, a->credentials_dir, &a->webhook_url, NULL);
-    config_secret(&wh, "hmac_secret", false, a->credentials_dir, &a->webhook_secret, &a->webhook_secret_len);
+    config__secret(&wh, "url", true, a->credentials_dir, &a->webhook_url, NULL);
+    config__secret(&wh, "hmac_secret", false, a->credentials_dir, &a->webhook_secret, &a->webhook_secret_len);
     cfg_check_unknown(&wh);
     if (wh.map && !a->webhook_url && wh.ctx->n_errors == 0)
         cfg_error(s.ctx, wh.map, "'alerts.webhook' needs url, url_file or url_credential");
@@ -500,7 +487,7 @@ static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
         cfg_error(s.ctx, rt.map ? rt.map : s.map, "'alerts.retry.cap' must not be below 'alerts.retry.base'");
 
     CfgSection hb = cfg_section(&s, "heartbeat", false);
-    config_secret(&hb, "url", true, a->credentials_dir, &a->heartbeat_url, NULL);
+    config__secret(&hb, "url", true, a->credentials_dir, &a->heartbeat_url, NULL);
     cfg_duration_ms(&hb, "interval", false, 60000, 100, &a->heartbeat_interval_ms);
     cfg_check_unknown(&hb);
     if (hb.map && !a->heartbeat_url && hb.ctx->n_errors == 0)
@@ -541,75 +528,6 @@ static void config_read_alerts(const CfgSection *top, ConfigAlerts *a)
     cfg_check_unknown(&s);
 }
 
-static const char *const config_venue_action_names[VENUE_N_ACTIONS] = {
-    [VENUE_HALT] = "halt",           [VENUE_RESUME] = "resume",       [VENUE_SHADOW] = "shadow",
-    [VENUE_STATUS] = "status",       [VENUE_POSITIONS] = "positions", [VENUE_FILLS] = "fills",
-    [VENUE_CLOSE_ALL] = "close_all",
-};
-
-static void config_read_venue_action(const CfgSection *venue, VenueActionId id, ConfigVenueAction *a)
-{
-    CfgSection s = cfg_section(venue, config_venue_action_names[id], false);
-
-    if (!s.map)
-        return;
-    cfg_string(&s, "url", false, NULL, &a->url);
-    cfg_string_list(&s, "command", &a->argv, &a->argc);
-    cfg_string(&s, "method", false, a->url && (id == VENUE_STATUS || id == VENUE_POSITIONS || id == VENUE_FILLS) ? "GET" : "POST",
-               &a->method);
-    cfg_string_list(&s, "headers", &a->headers, &a->n_headers);
-    cfg_string(&s, "body", false, NULL, &a->body);
-    cfg_check_unknown(&s);
-    if (a->url && a->argc) {
-        cfg_error(s.ctx, s.map, "'%s' has both 'url' and 'command'; choose one", s.path);
-    } else if (a->url) {
-        a->kind = VENUE_ACTION_HTTP;
-        if (strncmp(a->url, "http://", 7) && strncmp(a->url, "https://", 8))
-            cfg_error(s.ctx, cfg_get(s.map, "url"), "'%s.url' must start with http:// or https://", s.path);
-    } else if (a->argc) {
-        a->kind = VENUE_ACTION_COMMAND;
-        if (a->argv[0][0] != '/')
-            cfg_error(s.ctx, cfg_get(s.map, "command"), "'%s.command' must start with an absolute path", s.path);
-    } else {
-        cfg_error(s.ctx, s.map, "'%s' needs a 'url' or a 'command'", s.path);
-    }
-    for (size_t i = 0; i < a->n_headers; i++)
-        if (!strchr(a->headers[i], ':') || strpbrk(a->headers[i], "\r\n"))
-            cfg_error(s.ctx, cfg_get(s.map, "headers"), "'%s.headers' item %zu must be 'Name: value'", s.path,
-                      i + 1);
-}
-
-static void config_read_venue(const CfgSection *top, ConfigVenue *v)
-{
-    CfgSection s = cfg_section(top, "venue", false);
-    static const char *const mode_names[3] = {"halted", "shadow", "live"};
-
-    v->enabled = s.map != NULL;
-    for (int i = 0; i < VENUE_N_ACTIONS; i++)
-        config_read_venue_action(&s, (VenueActionId)i, &v->actions[i]);
-    cfg_string(&s, "mode_field", false, "mode", &v->mode_field);
-    CfgSection modes = cfg_section(&s, "modes", false);
-    for (int i = 0; i < 3; i++) {
-        cfg_string_list(&modes, mode_names[i], &v->mode_values[i], &v->n_mode_values[i]);
-        if (v->n_mode_values[i] == 0) {
-            v->mode_values[i] = calloc(1, sizeof(char *));
-            if (v->mode_values[i]) {
-                v->mode_values[i][0] = strdup(mode_names[i]);
-                v->n_mode_values[i] = 1;
-            }
-        }
-    }
-    cfg_check_unknown(&modes);
-    cfg_duration_ms(&s, "timeout", false, 5000, 10, &v->timeout_ms);
-    cfg_duration_ms(&s, "retry_base", false, 250, 10, &v->retry_base_ms);
-    cfg_duration_ms(&s, "retry_cap", false, 5000, 10, &v->retry_cap_ms);
-    cfg_int(&s, "escalate_after", 1, 1000, 3, &v->escalate_after);
-    cfg_duration_ms(&s, "status_interval", false, 2000, 0, &v->status_interval_ms);
-    cfg_check_unknown(&s);
-    if (v->enabled && (v->actions[VENUE_HALT].kind == VENUE_ACTION_NONE || v->actions[VENUE_STATUS].kind == VENUE_ACTION_NONE))
-        cfg_error(s.ctx, s.map, "'venue' needs at least a 'halt' and a 'status' action (a halt counts only when status confirms it)");
-}
-
 static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, Config **ret)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
@@ -628,7 +546,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_database(&top, &cfg->database);
     config_read_platform(&top, &cfg->platform);
     config_read_alerts(&top, &cfg->alerts);
-    config_read_venue(&top, &cfg->venue);
+    config__read_venue(&top, cfg->alerts.credentials_dir, &cfg->venue);
     config__read_backup(&top, &cfg->database, &cfg->backup);
     config__read_detector(&top, &cfg->database, &cfg->detector);
     config__read_reconcile(&top, &cfg->database, &cfg->reconcile);

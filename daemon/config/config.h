@@ -78,7 +78,8 @@ typedef struct ConfigAlerts {
 typedef enum { VENUE_ACTION_NONE = 0, VENUE_ACTION_HTTP, VENUE_ACTION_COMMAND } VenueActionKind;
 
 /* One way of acting on the trading platform: an HTTP request or a command (argv, no shell).
- * Strings may hold {{reason}}, {{run}}, {{since}} and {{cluster}}, expanded per call. */
+ * Strings may hold the placeholders of docs/venue.md ({{reason}}, {{since:rfc3339}}, ...), expanded per
+ * call; {{credential:NAME}} in headers is replaced by the secret at load. */
 typedef struct ConfigVenueAction {
     VenueActionKind kind;
     char *method;   /* HTTP */
@@ -101,10 +102,56 @@ typedef enum {
     VENUE_N_ACTIONS
 } VenueActionId;
 
+/* How a time is written in an answer (fills' executed_at). */
+typedef enum {
+    VENUE_TIME_AUTO = 0, /* a number: epoch ms; a string: RFC 3339 */
+    VENUE_TIME_RFC3339,  /* RFC 3339 with a zone */
+    VENUE_TIME_UTC,      /* RFC 3339, a missing zone read as UTC */
+    VENUE_TIME_S,        /* epoch seconds (number or decimal string) */
+    VENUE_TIME_MS,
+    VENUE_TIME_US,
+} VenueTimeFormat;
+
+/* Where the values the daemon needs are in an answer (docs/venue.md). Paths as in lib/jpath.h;
+ * "" = not reported (optional fields only); list NULL = the answer when it is a list, else its
+ * "positions" / "fills" field. */
+typedef struct ConfigVenueMap {
+    char *list;
+    char *symbol, *quantity, *avg_price, *side;                     /* positions and fills */
+    char *fill_id, *client_order_id, *order_id, *price, *fee, *executed_at; /* fills */
+    char **plus, **minus;         /* side values: long/buy (positive) and short/sell */
+    size_t n_plus, n_minus;
+    int time;                     /* VenueTimeFormat */
+} ConfigVenueMap;
+
+/* Paging of the fills action. */
+typedef enum { VENUE_PAGES_NONE = 0, VENUE_PAGES_CURSOR, VENUE_PAGES_SINCE } VenuePagesKind;
+typedef struct ConfigVenuePages {
+    int by;                       /* VenuePagesKind */
+    char *cursor;                 /* CURSOR: path of the next page's cursor */
+    int64_t limit;                /* SINCE: a page with fewer fills is the last */
+    int64_t max;                  /* pages at most per read */
+} ConfigVenuePages;
+
+/* HMAC-SHA256 request signing for every HTTP action. */
+typedef struct ConfigVenueSign {
+    bool enabled;
+    char *key;                    /* secret */
+    size_t key_len;
+    char *header, *timestamp_header; /* timestamp_header NULL: not sent */
+    char *payload;                /* template of {{timestamp}} {{method}} {{path}} {{body}} */
+    bool seconds;                 /* timestamp in s (else ms) */
+    bool base64;                  /* signature encoding (else lowercase hex) */
+} ConfigVenueSign;
+
 typedef struct ConfigVenue {
     bool enabled;                 /* a venue section is present */
     ConfigVenueAction actions[VENUE_N_ACTIONS];
-    char *mode_field;             /* JSON field of the status answer holding the mode */
+    bool secret_headers[VENUE_N_ACTIONS]; /* an action's headers hold a {{credential:}} value */
+    ConfigVenueMap positions_map, fills_map;
+    ConfigVenuePages pages;
+    ConfigVenueSign sign;
+    char *mode_field;             /* path of the mode in the status answer ("" = the text) */
     char **mode_values[3];        /* accepted values for halted, shadow, live */
     size_t n_mode_values[3];
     uint64_t timeout_ms;          /* one action's deadline */
@@ -173,6 +220,7 @@ typedef struct ConfigDetector {
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
+#define RECONCILE_MAX_REPLAY_PARAMS 16
 typedef struct ConfigReconcile {
     char *conninfo;              /* database `drctl reconcile` checks; default database.conninfo */
     double quantity_tolerance;   /* absolute; 0 = exact */
@@ -184,7 +232,9 @@ typedef struct ConfigReconcile {
     char *duplicates_query;      /* -> client_order_id, count */
     char *stale_orders_query;    /* $1 = stale_after in ms -> client_order_id, symbol, created_at */
     char *missing_fills_query;   /* $1 = text[] of fill ids -> the ids not in the database */
-    char *replay_fill_query;     /* $1..$7 = fill_id, client_order_id, symbol, side, quantity, price, executed_at */
+    char *replay_fill_query;     /* $1..$n = the canonical fill fields of replay_fill_params */
+    char **replay_fill_params;   /* default fill_id, client_order_id, symbol, side, quantity, price, executed_at */
+    size_t n_replay_fill_params; /* 1..RECONCILE_MAX_REPLAY_PARAMS */
     char *recompute_query;       /* after replays; "" = none */
     uint64_t *post_resume_checks_ms; /* the post-resume watch: a reconcile this long after resume_live,
                                         ascending; none (n = 0): no watch. Default 10 s, 60 s */

@@ -2,7 +2,8 @@
  * config_internal: what the configuration schema's files share; not for other modules.
  *
  *   config.c           the entry points (load, free, copy), the top-level keys and the sections
- *                      control, database, platform, alerts and venue
+ *                      control, database, platform and alerts, and secrets
+ *   config_venue.c     the venue section: actions, templates, answer mappings, paging, signing
  *   config_recovery.c  the recovery side's sections: backup, detector, reconcile
  *   config_scenarios.c the scenarios section: its shared keys, and the registry of the sections
  *                      the scenarios register (scenarios.<name>)
@@ -18,6 +19,16 @@
 #include "cfgtree.h"
 #include "config/config.h"
 
+/* A secret file: a regular file of the daemon's user (or root), mode 0600/0400, not empty, at most
+ * 64 KiB, trailing blanks dropped; opened O_NONBLOCK. 0, or a negative code with `why`. */
+int config__read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len);
+/* A secret given as `<name>_file: PATH` or `<name>_credential: ID` ($CREDENTIALS_DIRECTORY/ID, else
+ * cred_dir/ID), or with plain_ok as `<name>: VALUE`. Nothing set: *ret stays NULL. */
+void config__secret(const CfgSection *s, const char *name, bool plain_ok, const char *cred_dir, char **ret,
+                    size_t *ret_len);
+/* The venue section (absent: no venue); cred_dir is alerts.credentials_dir (may be NULL). */
+void config__read_venue(const CfgSection *top, const char *cred_dir, ConfigVenue *v);
+void config__free_venue(ConfigVenue *v);
 /* The backup section (absent: backup disabled); db->conninfo is the default conninfo. */
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b);
 /* The detector section; db->conninfo is the default conninfo, built-in damage patterns if none. */

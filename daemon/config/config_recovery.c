@@ -295,6 +295,39 @@ static void config_read_referential(const CfgSection *s, ConfigReconcile *r)
         r->n_referential_queries = 1;
 }
 
+/* Which canonical fill fields the replay query gets as $1..$n (docs/venue.md). */
+static void config_read_replay_params(const CfgSection *s, ConfigReconcile *r)
+{
+    static const char *const known[] = {"fill_id", "client_order_id", "order_id", "symbol", "side",
+                                        "quantity", "price", "fee", "executed_at"};
+    static const char *const def[] = {"fill_id", "client_order_id", "symbol", "side", "quantity", "price",
+                                      "executed_at"};
+    const CfgNode *at = cfg_get(s->map, "replay_fill_params");
+
+    cfg_string_list(s, "replay_fill_params", &r->replay_fill_params, &r->n_replay_fill_params);
+    if (at && r->n_replay_fill_params == 0)
+        cfg_error(s->ctx, at, "'%s.replay_fill_params' cannot be empty (the replay needs at least the fill id)", s->path);
+    if (r->n_replay_fill_params > RECONCILE_MAX_REPLAY_PARAMS)
+        cfg_error(s->ctx, at, "'%s.replay_fill_params' has %zu items; at most %d", s->path, r->n_replay_fill_params,
+                  RECONCILE_MAX_REPLAY_PARAMS);
+    for (size_t i = 0; i < r->n_replay_fill_params; i++) {
+        bool ok = false;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            ok = ok || !strcmp(r->replay_fill_params[i], known[k]);
+        if (!ok)
+            cfg_error(s->ctx, at, "'%s.replay_fill_params' item %zu: '%s' is not a fill field (fill_id, "
+                                  "client_order_id, order_id, symbol, side, quantity, price, fee, executed_at)",
+                      s->path, i + 1, r->replay_fill_params[i]);
+    }
+    if (r->n_replay_fill_params == 0) {
+        config_list_free(r->replay_fill_params, 0);
+        r->replay_fill_params = calloc(7, sizeof(char *));
+        for (size_t i = 0; r->replay_fill_params && i < 7; i++)
+            if ((r->replay_fill_params[i] = strdup(def[i])))
+                r->n_replay_fill_params = i + 1;
+    }
+}
+
 void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, ConfigReconcile *r)
 {
     CfgSection s = cfg_section(top, "reconcile", false);
@@ -311,6 +344,7 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
     cfg_string(&s, "missing_fills_query", false, RECONCILE_DEFAULT_MISSING, &r->missing_fills_query);
     cfg_string(&s, "replay_fill_query", false, RECONCILE_DEFAULT_REPLAY, &r->replay_fill_query);
     cfg_string(&s, "recompute_query", false, RECONCILE_DEFAULT_RECOMPUTE, &r->recompute_query);
+    config_read_replay_params(&s, r);
     config_read_post_resume_checks(&s, r);
     config_read_referential(&s, r);
     cfg_check_unknown(&s);

@@ -199,10 +199,12 @@ def test_exchange_unreachable_is_not_ready(pg, venue, daemon):
     venue.down = True
     rc, rep = reconcile(daemon)
     assert rc == 1 and rep["ready_to_trade"] is False
-    # The first read of the exchange (positions) fails with the HTTP error, named as such.
+    # The first read of the exchange (positions) fails with the HTTP error, named as such, with
+    # the request that failed.
     assert rep["error"]["code"] == "http_error", rep["error"]
     assert rep["error"]["message"].startswith(
-        "cannot read the exchange's positions: the platform answered HTTP 503"), rep["error"]
+        "cannot read the exchange's positions (GET %s/positions): the platform answered HTTP 503"
+        % venue.url), rep["error"]
     assert rep["result"] == "http_error", rep
     venue.down = False
     daemon.stop()

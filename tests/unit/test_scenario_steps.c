@@ -90,8 +90,8 @@ void __wrap_venue_resume(Venue *v, bool shadow, VenueDoneFn done, void *data)
     done(f.resume_results[i], f.resume_results[i] ? "refused: no passing reconcile" : shadow ? "shadow" : "live", data);
 }
 
-int __wrap_venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data);
-int __wrap_venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data)
+int __wrap_venue_action(Venue *v, VenueActionId id, const VenueWindow *since, VenueResultFn cb, void *data);
+int __wrap_venue_action(Venue *v, VenueActionId id, const VenueWindow *since, VenueResultFn cb, void *data)
 {
     (void)v;
     (void)since;

@@ -1,8 +1,9 @@
 /*
- * drctl trading commands: trading, halt, resume, emergency-close, reconcile.
+ * drctl trading commands: trading, halt, resume, emergency-close, reconcile, venue check.
  *
  * Owns their table entries and the rendering of their replies. reconcile's exit status follows
  * ready_to_trade (DRCTL_EXIT_UNLESS_READY_TO_TRADE); its --since accepts three spellings of a time.
+ * venue check's follows ok (every configured read action understood).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -190,4 +191,68 @@ const OptCommand drctl_cmd_reconcile = {
     },
     .data = &(const DrctlAction){.wire = "reconcile", .exit = DRCTL_EXIT_UNLESS_READY_TO_TRADE,
                                  .args = drctl_args_reconcile, .print = drctl_print_reconcile},
+};
+
+/* ---- venue check ---- */
+
+static void drctl_print_venue_part(const char *what, const json_t *p)
+{
+    if (!json_is_true(json_object_get(p, "configured"))) {
+        printf("%-10s (not configured)\n", what);
+        return;
+    }
+    bool ok = json_is_true(json_object_get(p, "ok"));
+    printf("%-10s %-6s %s\n", what, ok ? "ok" : "FAIL", drctl_str(p, "request", "-"));
+    if (!ok) {
+        printf("  %s\n", drctl_str(p, "error", "?"));
+        return;
+    }
+    if (!strcmp(what, "status")) {
+        printf("  mode %s (answer: %s)\n", drctl_str(p, "mode", "?"), drctl_str(p, "answer", ""));
+        return;
+    }
+    size_t i;
+    const json_t *r;
+    if (!strcmp(what, "positions")) {
+        printf("  %" PRId64 " positions\n  %-16s %-20s %s\n", drctl_int(p, "count"), "SYMBOL", "QUANTITY", "AVG_PRICE");
+        json_array_foreach(json_object_get(p, "positions"), i, r)
+            printf("  %-16s %-20s %s\n", drctl_str(r, "symbol", "?"), drctl_str(r, "quantity", "?"),
+                   drctl_str(r, "avg_price", "-"));
+        return;
+    }
+    printf("  %" PRId64 " fills; the newest:\n  %-28s %-14s %-10s %-4s %-14s %s\n", drctl_int(p, "count"), "EXECUTED_AT",
+           "FILL_ID", "SYMBOL", "SIDE", "QUANTITY", "PRICE");
+    json_array_foreach(json_object_get(p, "fills"), i, r)
+        printf("  %-28s %-14s %-10s %-4s %-14s %s\n", drctl_str(r, "executed_at", "?"), drctl_str(r, "fill_id", "?"),
+               drctl_str(r, "symbol", "?"), drctl_str(r, "side", "?"), drctl_str(r, "quantity", "?"),
+               drctl_str(r, "price", "?"));
+}
+
+static void drctl_print_venue_check(const json_t *r)
+{
+    drctl_print_venue_part("status", json_object_get(r, "status"));
+    drctl_print_venue_part("positions", json_object_get(r, "positions"));
+    printf("(fills since %s)\n", drctl_str(r, "fills_since", "?"));
+    drctl_print_venue_part("fills", json_object_get(r, "fills"));
+    printf("\n%s\n", json_is_true(json_object_get(r, "ok")) ? "every configured read action was understood"
+                                                            : "FAIL: the daemon cannot read the platform's answers (above)");
+}
+
+static const OptCommand drctl_cmd_venue_check = {
+    .name = "check",
+    .summary = "call status, positions and fills once; show what the daemon understood, or why not [operator]",
+    .description = "For writing a venue configuration: calls the status, positions and fills actions once each "
+                   "(fills since reconcile.default_since ago), never an action that changes anything, and "
+                   "prints the mode, the positions and the newest fills as the daemon read them through the "
+                   "answer mappings, or, per action, exactly what it could not read (element, field, path and "
+                   "an excerpt of the answer). Exits 1 unless every configured read action was understood, "
+                   "also with --json. See docs/venue.md. [operator]",
+    .data = &(const DrctlAction){.wire = "venue_check", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_venue_check},
+};
+
+const OptCommand drctl_cmd_venue = {
+    .name = "venue",
+    .summary = "the venue adapter: check",
+    .description = "Commands about the venue adapter (the trading platform as the daemon reads it).",
+    .subs = (const OptCommand *const[]){&drctl_cmd_venue_check, NULL},
 };

@@ -37,6 +37,7 @@ typedef enum DrctlExitPolicy {
     DRCTL_EXIT_BY_REPLY,             /* 0 when the daemon answered ok, 1 when it answered an error */
     DRCTL_EXIT_UNLESS_READY_TO_TRADE, /* as above, and 1 unless result.ready_to_trade is true (--json too:
                                          scripts trust the exit code) */
+    DRCTL_EXIT_UNLESS_OK,            /* as above, and 1 unless result.ok is true (--json too) */
 } DrctlExitPolicy;
 
 /* The run context: global options, and the table (for help and completion). */
@@ -75,7 +76,7 @@ typedef struct DrctlAction {
 
 extern const OptCommand drctl_cmd_status, drctl_cmd_ping, drctl_cmd_reload, drctl_cmd_watch, drctl_cmd_commands;
 extern const OptCommand drctl_cmd_trading, drctl_cmd_halt, drctl_cmd_resume, drctl_cmd_emergency_close,
-    drctl_cmd_reconcile;
+    drctl_cmd_reconcile, drctl_cmd_venue;
 extern const OptCommand drctl_cmd_backups, drctl_cmd_backup_status, drctl_cmd_backup, drctl_cmd_verify;
 extern const OptCommand drctl_cmd_execute, drctl_cmd_runs, drctl_cmd_run, drctl_cmd_approve, drctl_cmd_abort,
     drctl_cmd_incidents, drctl_cmd_incident;

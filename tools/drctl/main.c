@@ -21,7 +21,7 @@ static const OptCommand *const drctl_commands[] = {
     &drctl_cmd_status,    &drctl_cmd_ping,      &drctl_cmd_reload,
     &drctl_cmd_watch,     &drctl_cmd_commands,  &drctl_cmd_trading,
     &drctl_cmd_halt,      &drctl_cmd_resume,    &drctl_cmd_emergency_close,
-    &drctl_cmd_reconcile, &drctl_cmd_backups,   &drctl_cmd_backup_status,
+    &drctl_cmd_reconcile, &drctl_cmd_venue,     &drctl_cmd_backups,   &drctl_cmd_backup_status,
     &drctl_cmd_backup,    &drctl_cmd_verify,    &drctl_cmd_execute,
     &drctl_cmd_runs,      &drctl_cmd_run,       &drctl_cmd_approve,
     &drctl_cmd_abort,     &drctl_cmd_incidents, &drctl_cmd_incident,
@@ -130,6 +130,8 @@ static int drctl_run_daemon_command(const Drctl *c, const OptParse *p, const Drc
         else if (act->print)
             act->print(res);
         if (act->exit == DRCTL_EXIT_UNLESS_READY_TO_TRADE && !json_is_true(json_object_get(res, "ready_to_trade")))
+            r = DRCTL_EXIT_FAILED;
+        if (act->exit == DRCTL_EXIT_UNLESS_OK && !json_is_true(json_object_get(res, "ok")))
             r = DRCTL_EXIT_FAILED;
     } else {
         const json_t *err = json_object_get(reply, "error");

@@ -20,6 +20,7 @@
 #define VENUE_MAX_ANSWER (4u * 1024u * 1024u)
 
 #include "cap/venue/venue_internal.h"
+#include "cap/venue/venue_map.h"
 
 
 static void venue_halt_attempt(Venue *v);
@@ -139,12 +140,29 @@ static void venue_on_child_exit(ChildProc *c, int64_t status, int sig, void *dat
     child_free(c);
 }
 
-int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data)
+/* The signature headers of one HTTP request (venue.sign), appended to hdrs at *nh. */
+static int venue_add_signature(const ConfigVenue *cfg, const char *method, const char *url, const char *body,
+                               char **hdrs, size_t *nh)
+{
+    char *sig = NULL, *ts = NULL;
+    int r = venue_sign_headers(&cfg->sign, method, url, body, clock_wall_ms(), &sig, &ts);
+    if (r < 0)
+        return r;
+    hdrs[(*nh)++] = sig;
+    if (ts)
+        hdrs[(*nh)++] = ts;
+    return 0;
+}
+
+int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultFn cb, void *data, char *request,
+                  size_t request_len)
 {
     const ConfigVenue *cfg = venue__cfg(v);
     const ConfigVenueAction *a = &cfg->actions[id];
-    const char *vars[][2] = {{"reason", v->reason}, {"run", v->run}, {"since", since}, {"cluster", v->core->cfg->cluster}};
-    size_t nv = sizeof(vars) / sizeof(vars[0]);
+    char wbuf[VENUE_WINDOW_VARS][40];
+    const char *vars[4 + VENUE_WINDOW_VARS][2] = {
+        {"reason", v->reason}, {"run", v->run}, {"cluster", v->core->cfg->cluster}};
+    size_t nv = 3;
     VenueCall *call;
     int r;
 
@@ -152,6 +170,10 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
         return DR_ECANCELED;
     if (!cfg->enabled || a->kind == VENUE_ACTION_NONE)
         return -ENOTSUP;
+    if (w) {
+        venue_map_window_vars(w->since_ms, w->until_ms, w->cursor, wbuf, vars + 3);
+        nv += VENUE_WINDOW_VARS;
+    }
     call = calloc(1, sizeof(*call));
     if (!call)
         return -ENOMEM;
@@ -159,15 +181,21 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
     if (a->kind == VENUE_ACTION_HTTP) {
         char *url = venue_expand(a->url, 'u', vars, nv);
         char *body = a->body ? venue_expand(a->body, 'j', vars, nv) : NULL;
-        char **hdrs = calloc(a->n_headers + 1, sizeof(*hdrs));
+        char **hdrs = calloc(a->n_headers + 4, sizeof(*hdrs));
         bool has_ct = false;
         size_t nh = 0;
-        for (size_t i = 0; hdrs && i < a->n_headers; i++) {
-            hdrs[nh++] = venue_expand(a->headers[i], 'r', vars, nv);
+        r = url && hdrs && (body || !a->body) ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < a->n_headers; i++) {
+            if (!(hdrs[nh++] = venue_expand(a->headers[i], 'r', vars, nv)))
+                r = -ENOMEM;
             has_ct = has_ct || strncasecmp(a->headers[i], "content-type:", 13) == 0;
         }
-        if (hdrs && body && !has_ct)
-            hdrs[nh++] = strdup("Content-Type: application/json");
+        if (r == 0 && body && !has_ct && !(hdrs[nh++] = strdup("Content-Type: application/json")))
+            r = -ENOMEM;
+        if (r == 0 && cfg->sign.enabled)
+            r = venue_add_signature(cfg, a->method, url, body, hdrs, &nh);
+        if (request)
+            snprintf(request, request_len, "%s %.280s", a->method, url ? url : a->url);
         HttpRequest req = {.method = a->method,
                            .url = url,
                            .headers = (const char *const *)hdrs,
@@ -177,9 +205,13 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
                            .timeout_ms = cfg->timeout_ms,
                            .connect_timeout_ms = cfg->timeout_ms,
                            .max_response = VENUE_MAX_ANSWER};
-        r = url && hdrs ? httpc_request(v->core->http, &req, venue_on_http, call, &call->http_id) : -ENOMEM;
-        for (size_t i = 0; hdrs && i < nh; i++)
+        if (r == 0)
+            r = httpc_request(v->core->http, &req, venue_on_http, call, &call->http_id);
+        for (size_t i = 0; hdrs && i < nh; i++) {
+            if (hdrs[i] && (cfg->secret_headers[id] || cfg->sign.enabled))
+                explicit_bzero(hdrs[i], strlen(hdrs[i]));
             free(hdrs[i]);
+        }
         free(hdrs);
         free(url);
         free(body);
@@ -189,6 +221,8 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
         for (size_t i = 0; argv && i < a->argc; i++)
             if (!(argv[i] = venue_expand(a->argv[i], 'r', vars, nv)))
                 r = -ENOMEM;
+        if (request)
+            snprintf(request, request_len, "command %.280s", a->argv[0]);
         if (r == 0) {
             ChildOptions opt = {.argv = (const char *const *)argv,
                                 .stdin_mode = CHILD_STDIN_NULL,
@@ -211,6 +245,11 @@ int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb
     call->next = v->calls;
     v->calls = call;
     return 0;
+}
+
+int venue_action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultFn cb, void *data)
+{
+    return venue__action(v, id, w, cb, data, NULL, 0);
 }
 
 /* ---- persisted intent ---- */

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "core/core.h"
@@ -48,8 +49,20 @@ void venue_set_resume_guard(Venue *v, VenueResumeGuardFn guard, void *data);
 void venue_resume_opts(Venue *v, bool shadow, bool force, const char *force_reason, VenueDoneFn done, void *data);
 /* A reconcile passed at when_ms: trading may resume after a halt requested before it (persisted). */
 void venue_note_reconciled(Venue *v, int64_t when_ms);
-/* Run positions, fills or close_all (or status) once. `since` fills {{since}} (may be NULL). */
-int venue_action(Venue *v, VenueActionId id, const char *since, VenueResultFn cb, void *data);
+/* The window of a fills request: {{since}}, {{until}} (epoch ms) and {{cursor}} (may be NULL). */
+typedef struct VenueWindow {
+    int64_t since_ms, until_ms;
+    const char *cursor;
+} VenueWindow;
+/* Run one action once, its answer unmapped. `w` fills the window's placeholders (may be NULL). */
+int venue_action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultFn cb, void *data);
+/* Completion of a read: 0 with the canonical list (borrowed; docs/venue.md), or a negative code and
+ * a message naming the action, the element, the field, the path and an excerpt of the answer;
+ * `request` is the (last) request as people read it ("GET http://..."). */
+typedef void (*VenueReadFn)(int result, const json_t *list, const char *request, const char *message, void *data);
+/* Read VENUE_POSITIONS, or VENUE_FILLS from since_ms to now (every page), through the answer
+ * mapping. */
+int venue_read(Venue *v, VenueActionId id, int64_t since_ms, VenueReadFn cb, void *data);
 
 bool venue_enabled(const Venue *v);
 bool venue_halted(const Venue *v);      /* persisted intent: halted */
@@ -57,10 +70,11 @@ VenueMode venue_mode(const Venue *v);   /* last mode the platform reported */
 const char *venue_mode_name(VenueMode m);
 json_t *venue_status_json(const Venue *v);
 
-/* Expand {{reason}} {{run}} {{since}} {{cluster}} in `tmpl`; `how` is 'j' (JSON string escape),
+/* Expand the {{name}} placeholders of vars in `tmpl` (others stay as written); `how` is 'j' (JSON string escape),
  * 'u' (URL percent-encoding) or 'r' (raw). Caller frees. Exposed for tests. */
 char *venue_expand(const char *tmpl, char how, const char *const vars[][2], size_t n_vars);
-/* Mode from an answer: JSON field `field`, or the trimmed text. Exposed for tests. */
+/* Mode from an answer: the value at the mode path (a string, or a boolean read as "true"/"false"),
+ * or with the path "" or a non-JSON answer the first line of the text, trimmed. Exposed for tests. */
 VenueMode venue_parse_mode(const ConfigVenue *cfg, const json_t *answer, const char *text);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * venue_cmd: the venue's control commands: halt, resume (with the paged --force override),
- * trading, and emergency_close (halt, confirmed, then the platform's close_all).
+ * trading, and emergency_close (halt, confirmed, then the platform's close_all); venue_check is in
+ * venue_read.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -132,5 +133,6 @@ int venue__register_commands(Venue *v)
         {"emergency_close", true, venue_cmd_emergency_close, v,
          "halt trading (confirmed), then have the platform close every position"},
     };
-    return control_register(v->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    int r = control_register(v->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    return r < 0 ? r : venue__register_check(v);
 }

@@ -1,5 +1,6 @@
 /*
- * venue_internal: what the venue's files share (daemon/cap/venue/venue.c, venue_cmd.c, venue_text.c).
+ * venue_internal: what the venue's files share (daemon/cap/venue/venue.c, venue_cmd.c, venue_text.c,
+ * venue_read.c).
  * Not for other modules: they use venue.h.
  */
 #ifndef DRSUP_VENUE_INTERNAL_H
@@ -67,6 +68,16 @@ struct Venue {
     void *closed_data;
 };
 
+/* venue_action, and the request as people read it ("GET http://...", "command /usr/bin/x") in
+ * `request` (may be NULL). */
+int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultFn cb, void *data, char *request,
+                  size_t request_len);
+/* The signature header ("Name: value") and, when configured, the timestamp header of one request
+ * (venue.sign) at now_ms. 0, or -ENOMEM / DR_EINTERNAL. (venue_text.c) */
+int venue_sign_headers(const ConfigVenueSign *g, const char *method, const char *url, const char *body, int64_t now_ms,
+                       char **ret_sig, char **ret_ts);
+/* Register venue_check (venue_read.c), called by venue__register_commands. */
+int venue__register_check(Venue *v);
 /* The venue section of the configuration in force. */
 const ConfigVenue *venue__cfg(const Venue *v);
 /* Register halt, resume, trading and emergency_close on the control socket (venue_cmd.c). */

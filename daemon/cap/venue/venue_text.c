@@ -1,12 +1,20 @@
 /*
  * venue_text: the pure text work of the venue adapter: expanding {{reason}}-style templates
- * (JSON-escaped, percent-encoded or raw) and reading the platform's mode from an answer.
+ * (JSON-escaped, percent-encoded or raw), signing a request (HMAC-SHA256, venue.sign) and reading the platform's mode from an answer (the
+ * positions and fills answers are read in venue_map.c).
  */
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cap/venue/venue.h"
+#include "cap/venue/venue_internal.h"
+#include "err.h"
+#include "jpath.h"
 
 /* ---- templates and answers ---- */
 
@@ -76,8 +84,10 @@ VenueMode venue_parse_mode(const ConfigVenue *cfg, const json_t *answer, const c
     char buf[128];
     const char *value = NULL;
 
-    if (json_is_object(answer)) {
-        value = json_string_value(json_object_get(answer, cfg->mode_field ? cfg->mode_field : "mode"));
+    const char *path = cfg->mode_field ? cfg->mode_field : "mode";
+    if (path[0] && (json_is_object(answer) || json_is_array(answer))) {
+        const json_t *m = jpath_get(answer, path);
+        value = json_is_true(m) ? "true" : json_is_false(m) ? "false" : json_string_value(m);
     } else if (json_is_string(answer)) {
         value = json_string_value(answer);
     } else if (text) {
@@ -103,3 +113,48 @@ VenueMode venue_parse_mode(const ConfigVenue *cfg, const json_t *answer, const c
     return VENUE_MODE_UNKNOWN;
 }
 
+
+/* ---- signing ---- */
+
+int venue_sign_headers(const ConfigVenueSign *g, const char *method, const char *url, const char *body, int64_t now_ms,
+                       char **ret_sig, char **ret_ts)
+{
+    char stamp[32], hex[2 * EVP_MAX_MD_SIZE + 1], b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    const char *path = "/", *p;
+    int r = 0;
+
+    *ret_sig = *ret_ts = NULL;
+    snprintf(stamp, sizeof(stamp), "%" PRId64, g->seconds ? now_ms / 1000 : now_ms);
+    /* the path and query as sent: after scheme://authority */
+    if ((p = strstr(url, "://")) && (p = strchr(p + 3, '/')))
+        path = p;
+    const char *vars[4][2] = {{"timestamp", stamp}, {"method", method}, {"path", path}, {"body", body ? body : ""}};
+    char *payload = venue_expand(g->payload, 'r', vars, 4);
+    if (!payload)
+        return -ENOMEM;
+    if (!HMAC(EVP_sha256(), g->key, (int)g->key_len, (const unsigned char *)payload, strlen(payload), mac, &maclen))
+        r = DR_EINTERNAL;
+    explicit_bzero(payload, strlen(payload));
+    free(payload);
+    if (r < 0)
+        return r;
+    if (g->base64) {
+        EVP_EncodeBlock((unsigned char *)b64, mac, (int)maclen);
+    } else {
+        for (unsigned int i = 0; i < maclen; i++)
+            snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    }
+    if (asprintf(ret_sig, "%s: %s", g->header, g->base64 ? b64 : hex) < 0) {
+        *ret_sig = NULL;
+        return -ENOMEM;
+    }
+    if (g->timestamp_header && asprintf(ret_ts, "%s: %s", g->timestamp_header, stamp) < 0) {
+        *ret_ts = NULL;
+        free(*ret_sig);
+        *ret_sig = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
