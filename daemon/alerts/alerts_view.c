@@ -2,7 +2,8 @@
  * alerts_view: the operator's side of alerts: `alerts` (open conditions, the outbox with each
  * delivery's state, dead letters, the last deliveries per channel, the heartbeat), `alert.test`
  * (one or many test events, end to end through the outbox, to one channel or all) and
- * `alerts.resolve` (close an open condition by hand).
+ * `alerts.resolve` (close an open condition by hand); the alert metrics (open conditions by
+ * severity, deliveries, failed attempts, dead letters and the outbox per channel).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -250,6 +251,42 @@ static void alerts_cmd_resolve(CtlCall *call, const json_t *args, void *data)
                                      "channels", chans));
 }
 
+/* ---- metrics ---- */
+
+static void alerts_collect(MetricsWriter *w, void *data)
+{
+    const Alerts *a = data;
+    static const char *const sevs[] = {"info", "warning", "error", "critical"};
+    double open[4] = {0};
+    const char *const fams[][2] = {
+        {"drsupervisor_alerts_delivered_total", "alert messages the channel accepted"},
+        {"drsupervisor_alerts_failed_attempts_total", "delivery attempts that failed (retried)"},
+        {"drsupervisor_alerts_dead_letters_total", "alert messages given up on after every retry"},
+        {"drsupervisor_alerts_queued", "alert messages waiting in the outbox"},
+    };
+
+    for (const AlertCondition *c = a->conds; c; c = c->next)
+        if ((unsigned)c->severity < 4)
+            open[c->severity]++;
+    metrics_family(w, "drsupervisor_alert_conditions_open", METRIC_GAUGE, "open alert conditions, by severity");
+    for (int s = 0; s < 4; s++) {
+        const char *const l[][2] = {{"severity", sevs[s]}};
+        metrics_sample(w, "drsupervisor_alert_conditions_open", l, 1, open[s]);
+    }
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        metrics_family(w, fams[f][0], f < 3 ? METRIC_COUNTER : METRIC_GAUGE, fams[f][1]);
+        for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
+            const AlertChanQ *q = &a->q[ch];
+            const char *const l[][2] = {{"channel", alertfmt_channel_name((AlertChannel)ch)}};
+            if (!alerts__configured(a, q->ch))
+                continue;
+            double v = f == 0 ? (double)q->delivered : f == 1 ? (double)q->failed_attempts
+                       : f == 2 ? (double)q->dead_total : (double)q->n;
+            metrics_sample(w, fams[f][0], l, 1, v);
+        }
+    }
+}
+
 int alerts__register_commands(Alerts *a)
 {
     CtlCommand cmds[] = {
@@ -259,5 +296,8 @@ int alerts__register_commands(Alerts *a)
         {"alerts.resolve", true, alerts_cmd_resolve, a,
          "close an open condition by hand; the resolution goes to every channel told of it (args: key, reason)"},
     };
-    return control_register(a->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    int r = control_register(a->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    if (r == 0 && a->core->metrics)
+        r = metrics_register(a->core->metrics, alerts_collect, a);
+    return r;
 }

@@ -208,6 +208,7 @@ Config *config_free(Config *cfg)
         return NULL;
     config__free_venue(&cfg->venue);
     config__free_replication(&cfg->replication);
+    free(cfg->metrics.listen);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -553,6 +554,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_reconcile(&top, &cfg->database, &cfg->reconcile);
     config__read_scenarios(&top, &cfg->scenarios);
     config__read_replication(&top, &cfg->replication);
+    config__read_metrics(&top, &cfg->metrics);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

@@ -280,6 +280,12 @@ typedef struct ConfigScenarios {
     size_t n;
 } ConfigScenarios;
 
+/* metrics: (optional) the Prometheus endpoint. See docs/metrics.md. */
+typedef struct ConfigMetrics {
+    bool enabled;                /* the section is present */
+    char *listen;                /* "HOST:PORT", "[V6]:PORT" or "unix:PATH"; default 127.0.0.1:9187 */
+} ConfigMetrics;
+
 /* replication: (optional) the cluster's nodes and their replication lag. See docs/replication.md. */
 typedef struct ConfigReplicationNode {
     char *name;                  /* the standby's application_name on the primary */
@@ -312,6 +318,7 @@ typedef struct Config {
     ConfigReconcile reconcile;
     ConfigScenarios scenarios;
     ConfigReplication replication;
+    ConfigMetrics metrics;
 } Config;
 
 /*

@@ -4,7 +4,8 @@
  *   config.c           the entry points (load, free, copy), the top-level keys and the sections
  *                      control, database, platform and alerts, and secrets
  *   config_venue.c     the venue section: actions, templates, answer mappings, paging, signing
- *   config_replication.c the replication section: the cluster's nodes and the lag thresholds
+ *   config_replication.c the replication section (the cluster's nodes and the lag thresholds) and
+ *                      the metrics section (the Prometheus endpoint's address)
  *   config_recovery.c  the recovery side's sections: backup, detector, reconcile
  *   config_scenarios.c the scenarios section: its shared keys, and the registry of the sections
  *                      the scenarios register (scenarios.<name>)
@@ -30,6 +31,8 @@ void config__secret(const CfgSection *s, const char *name, bool plain_ok, const 
 /* The venue section (absent: no venue); cred_dir is alerts.credentials_dir (may be NULL). */
 void config__read_venue(const CfgSection *top, const char *cred_dir, ConfigVenue *v);
 void config__free_venue(ConfigVenue *v);
+/* The metrics section (config_replication.c, with the other observation settings). */
+void config__read_metrics(const CfgSection *top, ConfigMetrics *m);
 /* The replication section (config_replication.c). */
 void config__read_replication(const CfgSection *top, ConfigReplication *r);
 void config__free_replication(ConfigReplication *r);

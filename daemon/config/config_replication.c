@@ -1,13 +1,15 @@
 /*
  * config_replication: the replication section (docs/replication.md): the cluster's nodes (name,
  * conninfo, the role each is expected to have), how often they are probed, and the lag thresholds
- * (repmgr's defaults: 300 s warning, 600 s critical), with the debounce of the conditions.
+ * (repmgr's defaults: 300 s warning, 600 s critical), with the debounce of the conditions; and the
+ * metrics section (the address of the Prometheus endpoint, checked here, listened on by core).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config_internal.h"
+#include "listenaddr.h"
 #include "pgconn.h"
 
 void config__free_replication(ConfigReplication *r)
@@ -84,4 +86,17 @@ void config__read_replication(const CfgSection *top, ConfigReplication *r)
         cfg_error(s.ctx, s.map, "'replication.lag_warning' is above 'lag_critical'");
     if (r->lag_bytes_warning > r->lag_bytes_critical)
         cfg_error(s.ctx, s.map, "'replication.lag_bytes_warning' is above 'lag_bytes_critical'");
+}
+
+void config__read_metrics(const CfgSection *top, ConfigMetrics *m)
+{
+    CfgSection s = cfg_section(top, "metrics", false);
+    char why[200];
+    ListenAddr la;
+
+    m->enabled = s.map != NULL;
+    cfg_string(&s, "listen", false, "127.0.0.1:9187", &m->listen);
+    cfg_check_unknown(&s);
+    if (m->enabled && m->listen && listenaddr_parse(m->listen, &la, why, sizeof(why)) < 0)
+        cfg_error(s.ctx, cfg_get(s.map, "listen"), "'metrics.listen': %s", why);
 }

@@ -4,7 +4,7 @@
  * Holds borrowed pointers to the shared services the wiring (core/daemon.c) owns: the loop, the
  * configuration now running (the pointer is replaced on reload; modules read it through the
  * handle, never keep the Config), the events bus, the status model, the control socket, the HTTP
- * client and the recovery lease. It names no module: a module that needs another capability gets
+ * client, the recovery lease and the metrics registry. It names no module: a module that needs another capability gets
  * it passed explicitly, so the include lines show every dependency (see docs/architecture.md).
  */
 #ifndef DRSUP_CORE_H
@@ -17,6 +17,7 @@
 #include "core/control.h"
 #include "core/events.h"
 #include "core/lease.h"
+#include "core/metrics.h"
 #include "core/status.h"
 #include "httpc.h"
 
@@ -30,6 +31,7 @@ typedef struct Core {
     Control *control;
     HttpClient *http;
     Lease *lease;
+    Metrics *metrics;        /* modules register their collectors (core/metrics.h) */
 } Core;
 
 #endif

@@ -103,6 +103,28 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
         control_reply_ok(call, json_pack("{s:b}", "watching", 1));
 }
 
+/* ---- metrics ---- */
+
+/* The daemon's own families: up, start time, version, reloads, control clients. */
+static void daemon_collect(MetricsWriter *w, void *data)
+{
+    const Daemon *d = data;
+    const char *const version[][2] = {{"version", DRSUP_VERSION}};
+    const char *const ok[][2] = {{"result", "ok"}}, *const failed[][2] = {{"result", "failed"}};
+
+    metrics_family(w, "drsupervisor_up", METRIC_GAUGE, "1 while the daemon runs its loop");
+    metrics_value(w, "drsupervisor_up", 1);
+    metrics_family(w, "drsupervisor_build_info", METRIC_GAUGE, "the daemon's version, as a label");
+    metrics_sample(w, "drsupervisor_build_info", version, 1, 1);
+    metrics_family(w, "drsupervisor_start_time_seconds", METRIC_GAUGE, "when the daemon started, Unix time");
+    metrics_value(w, "drsupervisor_start_time_seconds", (double)d->core.started_ms / 1000.0);
+    metrics_family(w, "drsupervisor_reloads_total", METRIC_COUNTER, "configuration reloads since start, by result");
+    metrics_sample(w, "drsupervisor_reloads_total", ok, 1, d->reloads_ok);
+    metrics_sample(w, "drsupervisor_reloads_total", failed, 1, d->reloads_failed);
+    metrics_family(w, "drsupervisor_control_clients", METRIC_GAUGE, "clients connected to the control socket");
+    metrics_value(w, "drsupervisor_control_clients", d->core.control ? control_client_count(d->core.control) : 0);
+}
+
 /* ---- checking a configuration before it is used ---- */
 
 /*
@@ -132,6 +154,12 @@ int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
                 result = r_;                                                                                           \
         }                                                                                                              \
     } while (0)
+    /* The metrics endpoint is opened once, at start. */
+    if (d && (cfg->metrics.enabled != d->cfg->metrics.enabled ||
+              (cfg->metrics.enabled && strcmp(cfg->metrics.listen, d->cfg->metrics.listen)))) {
+        fprintf(f, "metrics: metrics.listen is opened at start: changing it needs a restart");
+        result = DR_ECONFIG;
+    }
     /* The checks are pure: without a daemon (--check-config) the modules' handles are NULL. */
     DAEMON_CHECK("probes", probes_check_config(d ? d->probes : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("detector", detector_check_config(d ? d->detector : NULL, cfg, err, sizeof(err)));
@@ -432,9 +460,10 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->notify = notify_new(loop);
     core->http = httpc_new(loop);
     core->control = core->events ? control_new(loop, core->events) : NULL;
+    core->metrics = metrics_new(loop);
     if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http ||
-        !core->control)
-        return daemon_init_failed("the core (events, status, lease, sd_notify, HTTP, control socket)");
+        !core->control || !core->metrics || metrics_register(core->metrics, daemon_collect, d) < 0)
+        return daemon_init_failed("the core (events, status, lease, sd_notify, HTTP, control socket, metrics)");
     status_on_change(core->status, daemon_on_status_changed, d);
     /* Bottom up: each module gets the core handle and the capabilities it acts through. A module
      * that cannot register its control commands is not created (NULL) either. */
@@ -540,6 +569,14 @@ int daemon_start(Daemon *d)
         return r;
     }
     control_configure(d->core.control, &d->cfg->control, &d->roles);
+    if (d->cfg->metrics.enabled) {
+        r = metrics_listen(d->core.metrics, d->cfg->metrics.listen, err, sizeof(err));
+        if (r < 0) {
+            log_error("metrics", "cannot open the metrics endpoint: %s", err);
+            return r;
+        }
+        log_info("metrics", "Prometheus metrics at http://%s/metrics", d->cfg->metrics.listen);
+    }
     /* Alerts first (it only copies configuration and queues the outbox load), so that what the
      * modules below report at start is routed. */
     r = alerts_apply_config(d->alerts, d->cfg);
@@ -603,6 +640,11 @@ static void daemon_module_closed(void *data)
     Daemon *d = data;
     if (--d->closing_modules > 0)
         return;
+    if (d->core.metrics) {
+        d->closing_modules++;
+        metrics_close(d->core.metrics, daemon_module_closed, d);
+        d->core.metrics = NULL;
+    }
     if (d->core.http) {
         httpc_close(d->core.http, NULL, NULL);
         d->core.http = NULL;

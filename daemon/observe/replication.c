@@ -125,6 +125,10 @@ ReplState replication_classify(const ConfigReplication *cfg, const char *name, c
         return REPL_BROKEN;
     }
     *lag_bytes = repl_int(json_object_get(row, "lag_bytes"), -1);
+    if (*lag_bytes < 0) {
+        snprintf(why, whylen, "connected, but the primary does not know its replay position yet");
+        return REPL_UNKNOWN;
+    }
     if (*lag_bytes == 0) {
         *lag_s = 0; /* nothing behind: an idle primary is not a lag */
     } else {
@@ -185,10 +189,16 @@ static void repl_evaluate(Replication *r)
         ReplNode *n = &r->nodes[i];
         if (n->primary)
             continue;
-        ReplState st = replication_classify(r->cfg, n->name, primary->sample, n->sample, &n->lag_bytes, &n->lag_s,
-                                            n->why, sizeof(n->why));
+        int64_t bytes;
+        double secs;
+        char why[sizeof(n->why)];
+        ReplState st = replication_classify(r->cfg, n->name, primary->sample, n->sample, &bytes, &secs, why,
+                                            sizeof(why));
         if (st == REPL_UNKNOWN)
             continue; /* nothing learnt this round: keep what is reported */
+        n->lag_bytes = bytes;
+        n->lag_s = secs;
+        memcpy(n->why, why, sizeof(why));
         if (st == n->state) {
             n->seen = 0;
             continue;
@@ -306,6 +316,52 @@ static void repl_cmd_status(CtlCall *call, const json_t *args, void *data)
     control_reply_ok(call, repl_status_json(data));
 }
 
+/* ---- metrics ---- */
+
+static void repl_collect(MetricsWriter *w, void *data)
+{
+    const Replication *r = data;
+    static const ReplState states[] = {REPL_UNKNOWN, REPL_OK, REPL_LAG_WARNING, REPL_LAG_CRITICAL, REPL_BROKEN};
+
+    if (!r->n_nodes)
+        return;
+    metrics_family(w, "drsupervisor_replication_node_up", METRIC_GAUGE, "1 when the node answered the last round");
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const char *const l[][2] = {{"node", r->nodes[i].name}};
+        metrics_sample(w, "drsupervisor_replication_node_up", l, 1,
+                       json_is_true(json_object_get(r->nodes[i].sample, "reachable")));
+    }
+    metrics_family(w, "drsupervisor_replication_node_in_recovery", METRIC_GAUGE,
+                   "1 when the node is a standby (in recovery), 0 a primary");
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const char *const l[][2] = {{"node", r->nodes[i].name}};
+        if (json_is_boolean(json_object_get(r->nodes[i].sample, "in_recovery")))
+            metrics_sample(w, "drsupervisor_replication_node_in_recovery", l, 1,
+                           json_is_true(json_object_get(r->nodes[i].sample, "in_recovery")));
+    }
+    metrics_family(w, "drsupervisor_replication_lag_bytes", METRIC_GAUGE,
+                   "bytes of WAL written on the primary and not yet replayed by the standby");
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const char *const l[][2] = {{"node", r->nodes[i].name}};
+        if (!r->nodes[i].primary && r->nodes[i].lag_bytes >= 0)
+            metrics_sample(w, "drsupervisor_replication_lag_bytes", l, 1, (double)r->nodes[i].lag_bytes);
+    }
+    metrics_family(w, "drsupervisor_replication_lag_seconds", METRIC_GAUGE,
+                   "replay lag of the standby in seconds (0 when no WAL is behind)");
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const char *const l[][2] = {{"node", r->nodes[i].name}};
+        if (!r->nodes[i].primary && r->nodes[i].lag_s >= 0)
+            metrics_sample(w, "drsupervisor_replication_lag_seconds", l, 1, r->nodes[i].lag_s);
+    }
+    metrics_family(w, "drsupervisor_replication_state", METRIC_GAUGE, "the standby's state (1 for the current one)");
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        for (size_t k = 0; !r->nodes[i].primary && k < sizeof(states) / sizeof(states[0]); k++) {
+            const char *const l[][2] = {{"node", r->nodes[i].name}, {"state", replication_state_name(states[k])}};
+            metrics_sample(w, "drsupervisor_replication_state", l, 2, r->nodes[i].state == states[k]);
+        }
+    }
+}
+
 /* ---- lifecycle ---- */
 
 static void repl_maybe_closed(Replication *r)
@@ -344,6 +400,11 @@ static void repl_drop_nodes(Replication *r)
     r->outstanding = 0;
 }
 
+static void repl_free_on_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 Replication *replication_new(Core *core)
 {
     Replication *r = calloc(1, sizeof(*r));
@@ -356,6 +417,10 @@ Replication *replication_new(Core *core)
     }
     r->timer.data = r;
     r->pending = 1; /* the timer */
+    if (core->metrics && metrics_register(core->metrics, repl_collect, r) < 0) {
+        uv_close((uv_handle_t *)&r->timer, repl_free_on_close);
+        return NULL;
+    }
     return r;
 }
 

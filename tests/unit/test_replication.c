@@ -95,6 +95,8 @@ static void test_broken_and_unknown(void **state)
     /* connected to something, but not to the primary under its name */
     assert_int_equal(classify(PRIMARY("{\"name\":\"other\",\"lag_bytes\":0}"), standby, &b, &s, why), REPL_BROKEN);
     assert_non_null(strstr(why, "no pg_stat_replication row with application_name 'pg2'"));
+    /* connected, but no replay position reported yet: not judged */
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":null}"), standby, &b, &s, why), REPL_UNKNOWN);
     /* the primary cannot be asked: not the standby's fault, nothing judged */
     assert_int_equal(classify("{\"reachable\":false,\"error\":\"timeout\"}", standby, &b, &s, why), REPL_UNKNOWN);
     assert_int_equal(classify("{\"reachable\":true,\"in_recovery\":true}", standby, &b, &s, why), REPL_UNKNOWN);

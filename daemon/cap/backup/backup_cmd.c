@@ -3,7 +3,8 @@
  *
  * Owns the conditions backup.age, backup.size (against the median of the previous backups),
  * backup.failures, backup.verify and backup.restore_test (opened and closed as events, and the
- * "backup" status component), and the commands backups, backup_now, backup_status and verify.
+ * "backup" status component), the commands backups, backup_now, backup_status and verify, and the
+ * backup metrics per kind (newest backup's time, age, size, duration; failures; catalog size).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -300,6 +301,54 @@ static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
 
 /* ---- registration ---- */
 
+/* ---- metrics ---- */
+
+static void backups_collect(MetricsWriter *w, void *data)
+{
+    Backups *b = data;
+    static const BackupKind kinds[] = {BACKUP_KIND_LOGICAL, BACKUP_KIND_PHYSICAL};
+    static const char *const names[] = {"logical", "physical"};
+    static const char *const fam[][2] = {
+        {"drsupervisor_backup_last_success_timestamp_seconds", "start of the newest catalogued (verified) backup, Unix time"},
+        {"drsupervisor_backup_age_seconds", "age of the newest catalogued backup"},
+        {"drsupervisor_backup_size_bytes", "file size of the newest catalogued backup"},
+        {"drsupervisor_backup_duration_seconds", "how long the newest catalogued backup took"},
+    };
+    int64_t now = backups__now();
+
+    if (!b->enabled || !b->scanned)
+        return;
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        metrics_family(w, fam[f][0], METRIC_GAUGE, fam[f][1]);
+        for (size_t k = 0; k < 2; k++) {
+            json_t *m = backups__newest_of(b, kinds[k]);
+            const char *const l[][2] = {{"kind", names[k]}};
+            if (!m)
+                continue;
+            int64_t started = backup_manifest_started(m);
+            double v = f == 0 ? (double)started
+                       : f == 1 ? (double)(now > started ? now - started : 0)
+                       : f == 2 ? (double)json_integer_value(json_object_get(m, "file_size_bytes"))
+                                : (double)json_integer_value(json_object_get(m, "duration_ms")) / 1000.0;
+            metrics_sample(w, fam[f][0], l, 1, v);
+        }
+    }
+    metrics_family(w, "drsupervisor_backup_consecutive_failures", METRIC_GAUGE,
+                   "backups of this kind that failed since the last one that succeeded");
+    for (size_t k = 0; k < 2; k++) {
+        const char *const l[][2] = {{"kind", names[k]}};
+        metrics_sample(w, "drsupervisor_backup_consecutive_failures", l, 1, backups__consecutive_failures(b, kinds[k]));
+    }
+    metrics_family(w, "drsupervisor_backups", METRIC_GAUGE, "backups in the catalog");
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < json_array_size(b->catalog); i++)
+            n += backup_manifest_kind(json_array_get(b->catalog, i)) == kinds[k];
+        const char *const l[][2] = {{"kind", names[k]}};
+        metrics_sample(w, "drsupervisor_backups", l, 1, (double)n);
+    }
+}
+
 int backups__commands_register(Backups *b)
 {
     static const CtlCommand cmds[] = {
@@ -312,5 +361,8 @@ int backups__commands_register(Backups *b)
     memcpy(c, cmds, sizeof(cmds));
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
         c[i].data = b;
-    return control_register(b->core->control, c, sizeof(c) / sizeof(c[0]));
+    int r = control_register(b->core->control, c, sizeof(c) / sizeof(c[0]));
+    if (r == 0 && b->core->metrics)
+        r = metrics_register(b->core->metrics, backups_collect, b);
+    return r;
 }

@@ -1,7 +1,7 @@
 /*
  * venue_cmd: the venue's control commands: halt, resume (with the paged --force override),
  * trading, and emergency_close (halt, confirmed, then the platform's close_all); venue_check is in
- * venue_read.c.
+ * venue_read.c. Also the venue's metrics (held halted, the platform's mode, halt attempts).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -124,6 +124,33 @@ static void venue_cmd_trading(CtlCall *call, const json_t *args, void *data)
     control_reply_ok(call, venue_status_json(data));
 }
 
+/* ---- metrics ---- */
+
+static void venue_collect(MetricsWriter *w, void *data)
+{
+    const Venue *v = data;
+    static const VenueMode modes[] = {VENUE_MODE_UNKNOWN, VENUE_MODE_HALTED, VENUE_MODE_SHADOW, VENUE_MODE_LIVE};
+
+    if (!venue_enabled(v))
+        return;
+    metrics_family(w, "drsupervisor_trading_halted", METRIC_GAUGE,
+                   "1 while the daemon holds trading halted (persisted intent), else 0");
+    metrics_value(w, "drsupervisor_trading_halted", v->halted);
+    metrics_family(w, "drsupervisor_trading_halt_pending", METRIC_GAUGE,
+                   "1 while a halt is sent but not yet confirmed by the platform's status");
+    metrics_value(w, "drsupervisor_trading_halt_pending", venue_sm_halt_pending(&v->sm));
+    metrics_family(w, "drsupervisor_trading_mode", METRIC_GAUGE, "the platform's last reported mode (1 for it)");
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        const char *const l[][2] = {{"mode", venue_mode_name(modes[i])}};
+        metrics_sample(w, "drsupervisor_trading_mode", l, 1, v->mode == modes[i]);
+    }
+    metrics_family(w, "drsupervisor_trading_mode_reported_timestamp_seconds", METRIC_GAUGE,
+                   "when the platform last reported its mode, Unix time (0: never)");
+    metrics_value(w, "drsupervisor_trading_mode_reported_timestamp_seconds", (double)v->mode_ms / 1000.0);
+    metrics_family(w, "drsupervisor_trading_halt_attempts", METRIC_GAUGE, "failed attempts of the current halt");
+    metrics_value(w, "drsupervisor_trading_halt_attempts", v->attempts);
+}
+
 int venue__register_commands(Venue *v)
 {
     CtlCommand cmds[] = {
@@ -134,5 +161,7 @@ int venue__register_commands(Venue *v)
          "halt trading (confirmed), then have the platform close every position"},
     };
     int r = control_register(v->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    if (r == 0 && v->core->metrics)
+        r = metrics_register(v->core->metrics, venue_collect, v);
     return r < 0 ? r : venue__register_check(v);
 }

@@ -1,0 +1,459 @@
+/*
+ * metrics: the /metrics endpoint and the collector registry (see metrics.h).
+ *
+ * A client gets METRICS_DEADLINE_MS to send its request line and headers (at most
+ * METRICS_MAX_REQUEST bytes); GET or HEAD of /metrics is answered 200 with the text exposition,
+ * any other path 404, any other method 405, a malformed or oversized request 400 / 431. After the
+ * answer (Connection: close) the daemon shuts its side down and closes when the client does or the
+ * deadline passes, so an answer is never destroyed by a reset. Beyond
+ * METRICS_MAX_CLIENTS connections a new one is closed at once. A scrape renders every collector
+ * into one buffer on the loop (they read in-memory state only) and queues one uv_write.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/metrics.h"
+#include "err.h"
+#include "listenaddr.h"
+#include "log.h"
+
+#define METRICS_MAX_CLIENTS 16
+#define METRICS_MAX_REQUEST 8192
+#define METRICS_DEADLINE_MS 5000
+
+typedef struct MetricsCollector {
+    MetricsCollectFn fn;
+    void *data;
+} MetricsCollector;
+
+struct MetricsWriter {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+
+typedef struct MetricsClient {
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_handle_t handle;
+        uv_stream_t stream;
+    } h;
+    uv_timer_t timer;
+    struct Metrics *m;
+    char req[METRICS_MAX_REQUEST];
+    size_t len;
+    uv_write_t wr;
+    uv_shutdown_t sd;
+    char *resp;
+    bool answered;
+    int open; /* handles still open (stream, timer) */
+    struct MetricsClient *prev, *next;
+} MetricsClient;
+
+struct Metrics {
+    uv_loop_t *loop;
+    MetricsCollector *cols;
+    size_t n_cols;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_handle_t handle;
+        uv_stream_t stream;
+    } listener;
+    bool listening, is_pipe;
+    char unix_path[108];
+    MetricsClient *list;
+    int clients;
+    unsigned long scrapes;
+    bool closing;
+    int pending;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+/* ---- the writer ---- */
+
+static void metrics_put(MetricsWriter *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void metrics_put(MetricsWriter *w, const char *fmt, ...)
+{
+    va_list ap;
+    if (w->failed)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            w->failed = true;
+            return;
+        }
+        if ((size_t)n < w->cap - w->len) {
+            w->len += (size_t)n;
+            return;
+        }
+        size_t cap = (w->cap + (size_t)n + 1) * 2;
+        char *b = realloc(w->buf, cap);
+        if (!b) {
+            w->failed = true;
+            return;
+        }
+        w->buf = b;
+        w->cap = cap;
+    }
+}
+
+void metrics_family(MetricsWriter *w, const char *name, MetricType type, const char *help)
+{
+    metrics_put(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type == METRIC_COUNTER ? "counter" : "gauge");
+}
+
+static void metrics_put_value(MetricsWriter *w, double v)
+{
+    if (isnan(v))
+        metrics_put(w, " NaN\n");
+    else if (isinf(v))
+        metrics_put(w, " %sInf\n", v > 0 ? "+" : "-");
+    else if (v == floor(v) && fabs(v) < 1e15)
+        metrics_put(w, " %.0f\n", v);
+    else {
+        char t[40];
+        for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back the same */
+            snprintf(t, sizeof(t), "%.*g", prec, v);
+            if (strtod(t, NULL) == v)
+                break;
+        }
+        metrics_put(w, " %s\n", t);
+    }
+}
+
+void metrics_sample(MetricsWriter *w, const char *name, const char *const labels[][2], size_t n_labels, double value)
+{
+    metrics_put(w, "%s", name);
+    for (size_t i = 0; i < n_labels; i++) {
+        metrics_put(w, "%s%s=\"", i ? "," : "{", labels[i][0]);
+        for (const char *p = labels[i][1] ? labels[i][1] : ""; *p; p++) {
+            if (*p == '\\' || *p == '"')
+                metrics_put(w, "\\%c", *p);
+            else if (*p == '\n')
+                metrics_put(w, "\\n");
+            else
+                metrics_put(w, "%c", *p);
+        }
+        metrics_put(w, "\"");
+    }
+    if (n_labels)
+        metrics_put(w, "}");
+    metrics_put_value(w, value);
+}
+
+void metrics_value(MetricsWriter *w, const char *name, double value)
+{
+    metrics_sample(w, name, NULL, 0, value);
+}
+
+char *metrics_render(Metrics *m, size_t *ret_len)
+{
+    MetricsWriter w = {.buf = malloc(4096), .cap = 4096};
+    if (!w.buf)
+        return NULL;
+    w.buf[0] = '\0';
+    for (size_t i = 0; i < m->n_cols; i++)
+        m->cols[i].fn(&w, m->cols[i].data);
+    if (w.failed) {
+        free(w.buf);
+        return NULL;
+    }
+    *ret_len = w.len;
+    return w.buf;
+}
+
+int metrics_register(Metrics *m, MetricsCollectFn fn, void *data)
+{
+    MetricsCollector *c = realloc(m->cols, (m->n_cols + 1) * sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    m->cols = c;
+    m->cols[m->n_cols++] = (MetricsCollector){fn, data};
+    return 0;
+}
+
+unsigned long metrics_scrapes(const Metrics *m)
+{
+    return m->scrapes;
+}
+
+/* ---- clients ---- */
+
+static void metrics_maybe_closed(Metrics *m)
+{
+    if (!m->closing || m->pending > 0)
+        return;
+    void (*cb)(void *) = m->closed_cb;
+    void *data = m->closed_data;
+    free(m->cols);
+    free(m);
+    if (cb)
+        cb(data);
+}
+
+static void metrics_client_handle_closed(uv_handle_t *h)
+{
+    MetricsClient *c = h->data;
+    if (--c->open > 0)
+        return;
+    Metrics *m = c->m;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        m->list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    m->clients--;
+    m->pending--;
+    free(c->resp);
+    free(c);
+    metrics_maybe_closed(m);
+}
+
+static void metrics_client_close(MetricsClient *c)
+{
+    if (!uv_is_closing(&c->h.handle))
+        uv_close(&c->h.handle, metrics_client_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, metrics_client_handle_closed);
+}
+
+static void metrics_on_shutdown(uv_shutdown_t *req, int status)
+{
+    if (status < 0)
+        metrics_client_close(req->data);
+    /* else: wait for the client's EOF (reading on, discarding), so that unread bytes of an
+     * oversized request do not turn the close into a reset that destroys the answer */
+}
+
+static void metrics_on_written(uv_write_t *req, int status)
+{
+    MetricsClient *c = req->data;
+    c->sd.data = c;
+    if (status < 0 || uv_shutdown(&c->sd, &c->h.stream, metrics_on_shutdown) < 0)
+        metrics_client_close(c);
+}
+
+static void metrics_answer(MetricsClient *c, int code, const char *reason, const char *body, size_t body_len,
+                           bool head)
+{
+    char hdr[256];
+    int hl = snprintf(hdr, sizeof(hdr),
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
+                      reason, code == 200 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8",
+                      body_len);
+    size_t n = (size_t)hl + (head ? 0 : body_len);
+
+    c->answered = true;
+    if (!(c->resp = malloc(n))) {
+        metrics_client_close(c);
+        return;
+    }
+    memcpy(c->resp, hdr, (size_t)hl);
+    if (!head && body_len)
+        memcpy(c->resp + hl, body, body_len);
+    uv_buf_t b = uv_buf_init(c->resp, (unsigned)n);
+    c->wr.data = c;
+    if (uv_write(&c->wr, &c->h.stream, &b, 1, metrics_on_written) < 0)
+        metrics_client_close(c);
+}
+
+static void metrics_handle_request(MetricsClient *c)
+{
+    char method[8] = "", path[256] = "";
+
+    if (c->m->closing) { /* the modules are going away: nothing to render */
+        metrics_client_close(c);
+        return;
+    }
+    const char *sp = memchr(c->req, ' ', c->len);
+
+    if (!sp || sp - c->req >= (long)sizeof(method)) {
+        metrics_answer(c, 400, "Bad Request", "bad request\n", 12, false);
+        return;
+    }
+    memcpy(method, c->req, (size_t)(sp - c->req));
+    const char *p = sp + 1, *e = p;
+    while (e < c->req + c->len && *e != ' ' && *e != '\r' && *e != '\n')
+        e++;
+    if (e - p <= 0 || e - p >= (long)sizeof(path)) {
+        metrics_answer(c, 400, "Bad Request", "bad request\n", 12, false);
+        return;
+    }
+    memcpy(path, p, (size_t)(e - p));
+    char *q = strchr(path, '?');
+    if (q)
+        *q = '\0';
+    bool head = !strcmp(method, "HEAD");
+    if (strcmp(method, "GET") && !head) {
+        metrics_answer(c, 405, "Method Not Allowed", "only GET /metrics\n", 18, false);
+        return;
+    }
+    if (strcmp(path, "/metrics")) {
+        metrics_answer(c, 404, "Not Found", "not found: the metrics are at /metrics\n", 39, head);
+        return;
+    }
+    size_t len = 0;
+    char *body = metrics_render(c->m, &len);
+    if (!body) {
+        metrics_answer(c, 500, "Internal Server Error", "out of memory\n", 14, head);
+        return;
+    }
+    c->m->scrapes++;
+    metrics_answer(c, 200, "OK", body, len, head);
+    free(body);
+}
+
+static void metrics_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    MetricsClient *c = h->data;
+    (void)suggested;
+    if (c->answered) /* after the answer: read and drop what the client still sends */
+        *buf = uv_buf_init(c->req, (unsigned)sizeof(c->req));
+    else
+        *buf = uv_buf_init(c->req + c->len, (unsigned)(sizeof(c->req) - c->len));
+}
+
+static void metrics_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    MetricsClient *c = s->data;
+    (void)buf;
+    if (n < 0) { /* EOF or an error: done either way */
+        metrics_client_close(c);
+        return;
+    }
+    if (c->answered)
+        return;
+    c->len += (size_t)n;
+    /* the end of the headers: the request line is all that matters */
+    for (size_t i = 0; i + 1 < c->len; i++) {
+        if ((c->req[i] == '\n' && c->req[i + 1] == '\n') ||
+            (i + 3 < c->len && !memcmp(c->req + i, "\r\n\r\n", 4))) {
+            metrics_handle_request(c);
+            return;
+        }
+    }
+    if (c->len >= sizeof(c->req))
+        metrics_answer(c, 431, "Request Header Fields Too Large", "request too large\n", 18, false);
+}
+
+static void metrics_on_deadline(uv_timer_t *t)
+{
+    metrics_client_close(t->data); /* silent, slow, or not closing after its answer */
+}
+
+static void metrics_on_connection(uv_stream_t *server, int status)
+{
+    Metrics *m = server->data;
+    MetricsClient *c;
+
+    if (status < 0 || m->closing)
+        return;
+    if (!(c = calloc(1, sizeof(*c))))
+        return;
+    c->m = m;
+    int r = m->is_pipe ? uv_pipe_init(m->loop, &c->h.pipe, 0) : uv_tcp_init(m->loop, &c->h.tcp);
+    if (r < 0) {
+        free(c);
+        return;
+    }
+    c->h.handle.data = c;
+    c->open = 1;
+    c->next = m->list;
+    if (m->list)
+        m->list->prev = c;
+    m->list = c;
+    m->clients++;
+    m->pending++;
+    uv_timer_init(m->loop, &c->timer);
+    c->timer.data = c;
+    c->open = 2;
+    if (uv_accept(server, &c->h.stream) < 0 || m->clients > METRICS_MAX_CLIENTS) {
+        metrics_client_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, metrics_on_deadline, METRICS_DEADLINE_MS, 0);
+    if (uv_read_start(&c->h.stream, metrics_alloc, metrics_on_read) < 0)
+        metrics_client_close(c);
+}
+
+/* ---- listening ---- */
+
+int metrics_listen(Metrics *m, const char *address, char *err, size_t errlen)
+{
+    ListenAddr la;
+    struct sockaddr_storage sa;
+    int r;
+
+    err[0] = '\0';
+    if (listenaddr_parse(address, &la, err, errlen) < 0)
+        return DR_ECONFIG;
+    if (la.kind == LISTENADDR_UNIX) {
+        struct stat st;
+        m->is_pipe = true;
+        if ((r = uv_pipe_init(m->loop, &m->listener.pipe, 0)) < 0)
+            return r;
+        if (lstat(la.path, &st) == 0 && S_ISSOCK(st.st_mode))
+            unlink(la.path); /* a stale socket of an earlier run */
+        r = uv_pipe_bind(&m->listener.pipe, la.path);
+        if (r == 0)
+            snprintf(m->unix_path, sizeof(m->unix_path), "%s", la.path);
+    } else {
+        if ((r = uv_tcp_init(m->loop, &m->listener.tcp)) < 0)
+            return r;
+        r = la.kind == LISTENADDR_TCP6 ? uv_ip6_addr(la.host, la.port, (struct sockaddr_in6 *)&sa)
+                                       : uv_ip4_addr(la.host, la.port, (struct sockaddr_in *)&sa);
+        if (r == 0)
+            r = uv_tcp_bind(&m->listener.tcp, (const struct sockaddr *)&sa, 0);
+    }
+    m->listener.handle.data = m;
+    m->pending++; /* the listener handle, closed in metrics_close */
+    m->listening = true;
+    if (r == 0)
+        r = uv_listen(&m->listener.stream, 64, metrics_on_connection);
+    if (r < 0)
+        snprintf(err, errlen, "cannot listen on '%s': %s", address, uv_strerror(r));
+    return r;
+}
+
+Metrics *metrics_new(uv_loop_t *loop)
+{
+    Metrics *m = calloc(1, sizeof(*m));
+    if (m)
+        m->loop = loop;
+    return m;
+}
+
+static void metrics_listener_closed(uv_handle_t *h)
+{
+    Metrics *m = h->data;
+    m->pending--;
+    metrics_maybe_closed(m);
+}
+
+void metrics_close(Metrics *m, void (*closed_cb)(void *data), void *data)
+{
+    m->closing = true;
+    m->closed_cb = closed_cb;
+    m->closed_data = data;
+    if (m->listening)
+        uv_close(&m->listener.handle, metrics_listener_closed);
+    if (m->unix_path[0])
+        unlink(m->unix_path);
+    for (MetricsClient *c = m->list; c; c = c->next)
+        metrics_client_close(c);
+    metrics_maybe_closed(m);
+}

@@ -1,0 +1,46 @@
+/*
+ * metrics: the Prometheus endpoint (docs/metrics.md).
+ *
+ * Owns the `/metrics` HTTP listener (a TCP address, loopback by default, or a Unix socket; from
+ * the loop, never blocking: each scrape is built in memory and written asynchronously), its
+ * limits (clients, request size, a deadline per client), and the registry of collectors: each
+ * module registers a function that writes its metric families when scraped, so this file names no
+ * module. Text exposition format 0.0.4; names with the drsupervisor_ prefix and base units.
+ */
+#ifndef DRSUP_METRICS_H
+#define DRSUP_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct Metrics Metrics;
+typedef struct MetricsWriter MetricsWriter;
+
+typedef enum { METRIC_GAUGE, METRIC_COUNTER } MetricType;
+
+/* Write this module's families into w (called on the loop, once per scrape). */
+typedef void (*MetricsCollectFn)(MetricsWriter *w, void *data);
+
+Metrics *metrics_new(uv_loop_t *loop);
+/* 0, or -ENOMEM. Collectors run in the order registered. */
+int metrics_register(Metrics *m, MetricsCollectFn fn, void *data);
+/* Listen on "HOST:PORT", "[V6]:PORT" or "unix:PATH" (a stale socket file is replaced). 0, or a
+ * negative code with the reason in err. */
+int metrics_listen(Metrics *m, const char *address, char *err, size_t errlen);
+void metrics_close(Metrics *m, void (*closed_cb)(void *data), void *data);
+/* Scrapes answered since start. */
+unsigned long metrics_scrapes(const Metrics *m);
+
+/* One family: its # HELP and # TYPE lines. Call before its samples. */
+void metrics_family(MetricsWriter *w, const char *name, MetricType type, const char *help);
+/* One sample of the current family: `labels` holds n_labels name/value pairs (values escaped
+ * here). A NaN value is written as NaN. */
+void metrics_sample(MetricsWriter *w, const char *name, const char *const labels[][2], size_t n_labels, double value);
+/* The same with no labels. */
+void metrics_value(MetricsWriter *w, const char *name, double value);
+
+/* The exposition of every collector, as a scrape would get it (caller frees). Exposed for tests. */
+char *metrics_render(Metrics *m, size_t *ret_len);
+
+#endif
