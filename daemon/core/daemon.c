@@ -640,11 +640,6 @@ static void daemon_module_closed(void *data)
     Daemon *d = data;
     if (--d->closing_modules > 0)
         return;
-    if (d->core.metrics) {
-        d->closing_modules++;
-        metrics_close(d->core.metrics, daemon_module_closed, d);
-        d->core.metrics = NULL;
-    }
     if (d->core.http) {
         httpc_close(d->core.http, NULL, NULL);
         d->core.http = NULL;
@@ -675,6 +670,12 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         control_close(d->core.control, daemon_module_closed, d);
         d->core.control = NULL;
+    }
+    /* The metrics endpoint first: its collectors read the modules that are closing now. */
+    if (d->core.metrics) {
+        d->closing_modules++;
+        metrics_close(d->core.metrics, daemon_module_closed, d);
+        d->core.metrics = NULL;
     }
     if (d->probes) {
         d->closing_modules++;

@@ -67,6 +67,7 @@ struct Metrics {
         uv_handle_t handle;
         uv_stream_t stream;
     } listener;
+    uv_timer_t anchor; /* closed last, so metrics_close always finishes from the loop, never inside the call */
     bool listening, is_pipe;
     char unix_path[108];
     MetricsClient *list;
@@ -432,12 +433,19 @@ int metrics_listen(Metrics *m, const char *address, char *err, size_t errlen)
 Metrics *metrics_new(uv_loop_t *loop)
 {
     Metrics *m = calloc(1, sizeof(*m));
-    if (m)
-        m->loop = loop;
+    if (!m)
+        return NULL;
+    m->loop = loop;
+    if (uv_timer_init(loop, &m->anchor) < 0) {
+        free(m);
+        return NULL;
+    }
+    m->anchor.data = m;
+    m->pending = 1;
     return m;
 }
 
-static void metrics_listener_closed(uv_handle_t *h)
+static void metrics_listener_closed(uv_handle_t *h) /* the listener or the anchor */
 {
     Metrics *m = h->data;
     m->pending--;
@@ -449,11 +457,11 @@ void metrics_close(Metrics *m, void (*closed_cb)(void *data), void *data)
     m->closing = true;
     m->closed_cb = closed_cb;
     m->closed_data = data;
+    uv_close((uv_handle_t *)&m->anchor, metrics_listener_closed);
     if (m->listening)
         uv_close(&m->listener.handle, metrics_listener_closed);
     if (m->unix_path[0])
         unlink(m->unix_path);
     for (MetricsClient *c = m->list; c; c = c->next)
         metrics_client_close(c);
-    metrics_maybe_closed(m);
 }

@@ -127,6 +127,8 @@ static void scn_read_done(uv_work_t *req, int status)
                                   json_object_get(rep, "scenario"), "status", json_object_get(rep, "status"), "state",
                                   json_object_get(rep, "state"), "mode", json_object_get(rep, "mode"), "steps",
                                   json_object_get(rep, "timeline"), "active", 0);
+            if (r && json_is_array(json_object_get(rep, "attributed")))
+                json_object_set(r, "attributed", json_object_get(rep, "attributed"));
             control_reply_ok(c->call, r);
         }
         json_decref(rep);

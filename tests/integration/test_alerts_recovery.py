@@ -136,6 +136,9 @@ def test_detected_corruption_run_pages_no_outage_and_closes_every_condition(pg, 
         assert att["database"] == "shop" and att["attributed"] >= 1 and att["step"] == "preserve_evidence", att
         assert att["declared_ms"] <= att["first_ms"] <= att["last_ms"] <= att["ended_ms"]
         assert "Attributed to the run" in d.ctl("incident", rid).stdout
+        run_text = d.ctl("run", rid).stdout
+        assert "attributed to the run (observed, not paged)" in run_text and "of 'shop' from step preserve_evidence" \
+            in run_text, run_text
         log = d.log()
         assert "declared on the recovery lease" in log
         assert "database probe failed as the recovery run declared" in log and f"run={rid}" in log

@@ -60,6 +60,15 @@ static void drctl_print_run(const json_t *r)
         printf("%-18s %-11s %-9s %-4" PRId64 " %s\n", drctl_str(st, "step", "?"), drctl_str(st, "outcome", "?"), dur,
                drctl_int(st, "attempts"), drctl_str(st, "message", ""));
     }
+    /* What probes saw of the run's own doings (a live run keeps it in its context, a report at top level). */
+    const json_t *at = json_object_get(r, "attributed");
+    if (!json_is_array(at))
+        at = json_object_get(json_object_get(r, "context"), "attributed");
+    if (json_array_size(at) > 0)
+        printf("\nattributed to the run (observed, not paged):\n");
+    json_array_foreach(at, i, st)
+        printf("  %" PRId64 " probe failure(s) of '%s' from step %s: %s\n", drctl_int(st, "attributed"),
+               drctl_str(st, "database", "?"), drctl_str(st, "step", "?"), drctl_str(st, "last_error", ""));
 }
 
 static void drctl_print_run_status(const json_t *r)
