@@ -207,6 +207,7 @@ Config *config_free(Config *cfg)
     if (!cfg)
         return NULL;
     config__free_venue(&cfg->venue);
+    config__free_replication(&cfg->replication);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -551,6 +552,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_detector(&top, &cfg->database, &cfg->detector);
     config__read_reconcile(&top, &cfg->database, &cfg->reconcile);
     config__read_scenarios(&top, &cfg->scenarios);
+    config__read_replication(&top, &cfg->replication);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

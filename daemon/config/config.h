@@ -280,6 +280,23 @@ typedef struct ConfigScenarios {
     size_t n;
 } ConfigScenarios;
 
+/* replication: (optional) the cluster's nodes and their replication lag. See docs/replication.md. */
+typedef struct ConfigReplicationNode {
+    char *name;                  /* the standby's application_name on the primary */
+    char *conninfo;
+    bool primary;                /* the role it is expected to have */
+} ConfigReplicationNode;
+typedef struct ConfigReplication {
+    bool enabled;                /* nodes are configured */
+    ConfigReplicationNode *nodes;
+    size_t n_nodes;
+    uint64_t interval_ms;        /* one probe of every node */
+    uint64_t timeout_ms;         /* connect and query deadline */
+    uint64_t lag_warning_ms, lag_critical_ms;     /* replay lag in time */
+    uint64_t lag_bytes_warning, lag_bytes_critical; /* WAL not yet replayed */
+    int64_t debounce;            /* consecutive probes before a condition opens or closes */
+} ConfigReplication;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -294,6 +311,7 @@ typedef struct Config {
     ConfigDetector detector;
     ConfigReconcile reconcile;
     ConfigScenarios scenarios;
+    ConfigReplication replication;
 } Config;
 
 /*

@@ -4,6 +4,7 @@
  *   config.c           the entry points (load, free, copy), the top-level keys and the sections
  *                      control, database, platform and alerts, and secrets
  *   config_venue.c     the venue section: actions, templates, answer mappings, paging, signing
+ *   config_replication.c the replication section: the cluster's nodes and the lag thresholds
  *   config_recovery.c  the recovery side's sections: backup, detector, reconcile
  *   config_scenarios.c the scenarios section: its shared keys, and the registry of the sections
  *                      the scenarios register (scenarios.<name>)
@@ -29,6 +30,9 @@ void config__secret(const CfgSection *s, const char *name, bool plain_ok, const 
 /* The venue section (absent: no venue); cred_dir is alerts.credentials_dir (may be NULL). */
 void config__read_venue(const CfgSection *top, const char *cred_dir, ConfigVenue *v);
 void config__free_venue(ConfigVenue *v);
+/* The replication section (config_replication.c). */
+void config__read_replication(const CfgSection *top, ConfigReplication *r);
+void config__free_replication(ConfigReplication *r);
 /* The backup section (absent: backup disabled); db->conninfo is the default conninfo. */
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b);
 /* The detector section; db->conninfo is the default conninfo, built-in damage patterns if none. */

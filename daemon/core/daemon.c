@@ -23,6 +23,7 @@
 #include "scenario/scenarios.h"
 #include "cap/venue/venue.h"
 #include "observe/probes.h"
+#include "observe/replication.h"
 
 struct ReloadWaiter {
     DaemonReloadFn fn;
@@ -204,6 +205,7 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
         }                                                                                                              \
     } while (0)
     DAEMON_APPLY("probes", probes_apply_config(d->probes, d->cfg));
+    DAEMON_APPLY("replication", replication_apply_config(d->replication, d->cfg));
     DAEMON_APPLY("alerts", alerts_apply_config(d->alerts, d->cfg));
     DAEMON_APPLY("venue", venue_apply_config(d->venue, d->cfg));
     DAEMON_APPLY("detector", detector_apply_config(d->detector, d->cfg));
@@ -449,6 +451,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->probes = probes_new(core, &sink);
     if (!d->probes)
         return daemon_init_failed("probes");
+    d->replication = replication_new(core);
+    if (!d->replication)
+        return daemon_init_failed("the replication monitor");
     d->backups = backups_new(core);
     if (!d->backups)
         return daemon_init_failed("backups");
@@ -561,6 +566,11 @@ int daemon_start(Daemon *d)
         log_error("probe", "cannot start probes: %s", err_str(r));
         return r;
     }
+    r = replication_apply_config(d->replication, d->cfg);
+    if (r < 0) {
+        log_error("replication", "cannot start the replication monitor: %s", err_str(r));
+        return r;
+    }
     r = backups_apply_config(d->backups, d->cfg);
     if (r < 0) {
         log_error("backup", "cannot start backups: %s", err_str(r));
@@ -628,6 +638,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         probes_close(d->probes, daemon_module_closed, d);
         d->probes = NULL;
+    }
+    if (d->replication) {
+        d->closing_modules++;
+        replication_close(d->replication, daemon_module_closed, d);
+        d->replication = NULL;
     }
     if (d->alerts) {
         d->closing_modules++;

@@ -24,6 +24,7 @@
 #include "core/status.h"
 
 typedef struct Probes Probes;
+typedef struct Replication Replication;
 typedef struct Alerts Alerts;
 typedef struct Venue Venue;
 typedef struct Detector Detector;
@@ -40,6 +41,7 @@ typedef struct Daemon {
     char *config_path;    /* owned; core.config_path views it */
     uint64_t started_mono_ms;
     Probes *probes;
+    Replication *replication; /* the standbys' lag (daemon/observe/replication.c) */
     Alerts *alerts;
     Venue *venue;
     Backups *backups;

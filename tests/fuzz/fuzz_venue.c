@@ -6,7 +6,10 @@
  *         the body also as text) and read with venue_parse_mode under two configurations (the
  *         defaults, and a custom mode field with several values per mode). A mode other than
  *         unknown must come from a value that appears in the body: a halt is never confirmed out of
- *         thin air.
+ *         thin air. The same answer is then read as positions and as fills through
+ *         venue_map under the default mapping and a dialect one (nested list, side field, epoch
+ *         seconds): a read either fails with a message or gives only well-formed canonical values
+ *         (a symbol, decimal text, buy/sell, an RFC 3339 time that reads back).
  *   odd:  NUL-separated template and variable values for venue_expand, in all three escapings;
  *         then the escapings are checked against their decoders: a JSON-escaped value inside a
  *         JSON string reads back as the value, a percent-encoded one decodes back to it and holds
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "cap/venue/venue.h"
+#include "cap/venue/venue_map.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,6 +42,103 @@ static void fuzz_venue_config(ConfigVenue *cfg, const char *field, const char *c
         for (size_t i = 0; i < n; i++)
             cfg->mode_values[m][i] = strdup(values[m][i]);
         cfg->n_mode_values[m] = n;
+    }
+}
+
+static char *fuzz_venue_s(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+/* The default mapping (dialect 0) and a dialect one (1), as the loader builds them. */
+static void fuzz_venue_maps(ConfigVenueMap maps[2][2])
+{
+    for (int d = 0; d < 2; d++) {
+        for (int f = 0; f < 2; f++) {
+            ConfigVenueMap *m = &maps[d][f];
+            m->list = d ? fuzz_venue_s("data.items") : NULL;
+            m->symbol = fuzz_venue_s(d ? "inst.code" : "symbol");
+            m->quantity = fuzz_venue_s(d ? "qty" : "quantity");
+            m->side = fuzz_venue_s(f ? (d ? "" : "side") : (d ? "dir" : ""));
+            m->avg_price = fuzz_venue_s(d ? "" : "avg_price");
+            m->fill_id = fuzz_venue_s(d ? "id" : "fill_id");
+            m->client_order_id = fuzz_venue_s(d ? "" : "client_order_id");
+            m->order_id = fuzz_venue_s(d ? "o[0]" : "");
+            m->price = fuzz_venue_s(d ? "px" : "price");
+            m->fee = fuzz_venue_s(d ? "fee" : "");
+            m->executed_at = fuzz_venue_s(d ? "ts" : "executed_at");
+            m->time = d ? VENUE_TIME_S : VENUE_TIME_AUTO;
+            m->plus = calloc(2, sizeof(char *));
+            m->minus = calloc(2, sizeof(char *));
+            if (!m->plus || !m->minus)
+                abort();
+            m->plus[0] = fuzz_venue_s("buy");
+            m->plus[1] = fuzz_venue_s("LONG");
+            m->minus[0] = fuzz_venue_s("sell");
+            m->minus[1] = fuzz_venue_s("SHORT");
+            m->n_plus = m->n_minus = 2;
+        }
+    }
+}
+
+static void fuzz_venue_check_decimal(const json_t *v)
+{
+    char *d = venue_map_decimal(v);
+    if (!json_is_string(v) || !d)
+        abort();
+    free(d);
+}
+
+static void fuzz_venue_map(const json_t *answer, const char *body)
+{
+    static ConfigVenueMap maps[2][2]; /* [dialect][positions, fills] */
+    static bool ready;
+    const VenueMapSource src = {.action = "fuzz", .request = "GET http://fuzz/"};
+    char msg[1024];
+    size_t i;
+    const json_t *el;
+
+    if (!ready) {
+        fuzz_venue_maps(maps);
+        ready = true;
+    }
+    for (int d = 0; d < 2; d++) {
+        json_t *pos = NULL;
+        msg[0] = '\0';
+        if (venue_map_positions(&maps[d][0], answer, body, &src, &pos, msg, sizeof(msg)) == 0) {
+            json_array_foreach(pos, i, el) {
+                if (!json_string_length(json_object_get(el, "symbol")))
+                    abort();
+                fuzz_venue_check_decimal(json_object_get(el, "quantity"));
+            }
+        } else if (!msg[0] || pos) {
+            abort(); /* a failure always says why and gives nothing */
+        }
+        json_decref(pos);
+        json_t *fills = json_array();
+        size_t n = 0, added = 0;
+        int64_t newest = 0;
+        msg[0] = '\0';
+        if (venue_map_fills(&maps[d][1], answer, body, &src, fills, &n, &added, &newest, msg, sizeof(msg)) == 0) {
+            if (added > n || added != json_array_size(fills))
+                abort();
+            json_array_foreach(fills, i, el) {
+                const char *side = json_string_value(json_object_get(el, "side"));
+                int64_t us;
+                if (!side || (strcmp(side, "buy") && strcmp(side, "sell")))
+                    abort();
+                fuzz_venue_check_decimal(json_object_get(el, "quantity"));
+                fuzz_venue_check_decimal(json_object_get(el, "price"));
+                if (venue_map_time(json_object_get(el, "executed_at"), VENUE_TIME_RFC3339, &us) < 0 || us > newest)
+                    abort();
+            }
+        } else if (!msg[0]) {
+            abort();
+        }
+        json_decref(fills);
     }
 }
 
@@ -70,6 +171,7 @@ static void fuzz_venue_parse(const char *body, size_t len)
         if (!seen)
             abort();
     }
+    fuzz_venue_map(answer, body);
     json_decref(answer);
 }
 

@@ -81,6 +81,28 @@ class PgCluster:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
+    def init_standby(self, primary, name):
+        """A streaming standby of the running `primary`: pg_basebackup -R into a new temporary
+        directory, connecting back with application_name `name` (what pg_stat_replication shows).
+        start() starts it."""
+        if self.tmpdir is not None:
+            raise PgHarnessError("cluster already initialised in %s" % self.tmpdir)
+        self.tmpdir = tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp")
+        os.chmod(self.tmpdir, 0o700)
+        if self._as_root:
+            pw = pwd.getpwnam(PG_USER)
+            os.chown(self.tmpdir, pw.pw_uid, pw.pw_gid)
+        self.datadir = os.path.join(self.tmpdir, "data")
+        self.sockdir = os.path.join(self.tmpdir, "sock")
+        self.logfile = os.path.join(self.tmpdir, "server.log")
+        self._run(["mkdir", "-p", "-m", "0700", self.sockdir])
+        self._run([self._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", PG_USER,
+                   "-D", self.datadir, "-X", "stream", "-R", "--no-sync", "-c", "fast"])
+        with open(os.path.join(self.datadir, "postgresql.auto.conf"), "a") as f:
+            f.write("primary_conninfo = 'host=127.0.0.1 port=%d user=%s application_name=%s'\n"
+                    % (primary.port, PG_USER, name))
+        return self
+
     def init(self):
         """initdb a fresh cluster (trust auth, data checksums, UTF8) in a new temporary directory."""
         if self.tmpdir is not None:

@@ -4,7 +4,7 @@
  * Owns the shape of a drctl command (DrctlAction, hung off each OptCommand of the command table as
  * its data), the run context, the transport entry point and the rendering helpers. The command
  * table itself is data: every command is an OptCommand (lib/optspec) defined in the file of its
- * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_alerts.c, cmd_call.c,
+ * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_replication.c, cmd_alerts.c, cmd_call.c,
  * cmd_help.c) and listed once, in display order, in main.c.
  *
  * Exit status: 0 ok, 1 the command failed or was refused, 2 usage error, 3 the daemon could not be
@@ -38,6 +38,8 @@ typedef enum DrctlExitPolicy {
     DRCTL_EXIT_UNLESS_READY_TO_TRADE, /* as above, and 1 unless result.ready_to_trade is true (--json too:
                                          scripts trust the exit code) */
     DRCTL_EXIT_UNLESS_OK,            /* as above, and 1 unless result.ok is true (--json too) */
+    DRCTL_EXIT_NAGIOS,               /* result.nagios: 0 ok, 1 warning, 2 critical, 3 unknown (an error
+                                        reply or no daemon is 3 too, as Nagios plugins do) */
 } DrctlExitPolicy;
 
 /* The run context: global options, and the table (for help and completion). */
@@ -77,6 +79,7 @@ typedef struct DrctlAction {
 extern const OptCommand drctl_cmd_status, drctl_cmd_ping, drctl_cmd_reload, drctl_cmd_watch, drctl_cmd_commands;
 extern const OptCommand drctl_cmd_trading, drctl_cmd_halt, drctl_cmd_resume, drctl_cmd_emergency_close,
     drctl_cmd_reconcile, drctl_cmd_venue;
+extern const OptCommand drctl_cmd_replication_status, drctl_cmd_check;
 extern const OptCommand drctl_cmd_backups, drctl_cmd_backup_status, drctl_cmd_backup, drctl_cmd_verify;
 extern const OptCommand drctl_cmd_execute, drctl_cmd_runs, drctl_cmd_run, drctl_cmd_approve, drctl_cmd_abort,
     drctl_cmd_incidents, drctl_cmd_incident;

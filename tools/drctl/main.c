@@ -25,6 +25,7 @@ static const OptCommand *const drctl_commands[] = {
     &drctl_cmd_backup,    &drctl_cmd_verify,    &drctl_cmd_execute,
     &drctl_cmd_runs,      &drctl_cmd_run,       &drctl_cmd_approve,
     &drctl_cmd_abort,     &drctl_cmd_incidents, &drctl_cmd_incident,
+    &drctl_cmd_replication_status, &drctl_cmd_check,
     &drctl_cmd_alerts,    &drctl_cmd_alert,     &drctl_cmd_call,
     &drctl_cmd_help,      &drctl_cmd_completion, NULL,
 };
@@ -133,12 +134,14 @@ static int drctl_run_daemon_command(const Drctl *c, const OptParse *p, const Drc
             r = DRCTL_EXIT_FAILED;
         if (act->exit == DRCTL_EXIT_UNLESS_OK && !json_is_true(json_object_get(res, "ok")))
             r = DRCTL_EXIT_FAILED;
+        if (act->exit == DRCTL_EXIT_NAGIOS)
+            r = (int)drctl_int(res, "nagios");
     } else {
         const json_t *err = json_object_get(reply, "error");
         if (c->json)
             drctl_print_json(err);
         fprintf(stderr, "drctl: %s: %s\n", drctl_str(err, "code", "error"), drctl_str(err, "message", "failed"));
-        r = DRCTL_EXIT_FAILED;
+        r = act->exit == DRCTL_EXIT_NAGIOS ? 3 : DRCTL_EXIT_FAILED;
     }
     json_decref(reply);
     return r;

@@ -132,10 +132,15 @@ static void venue_on_child_exit(ChildProc *c, int64_t status, int sig, void *dat
         free(copy);
     } else {
         const char *err = child_stderr(c, &len);
-        child_describe_exit(status, sig, how, sizeof(how));
-        snprintf(msg, sizeof(msg), "the %s command %s: %.*s", "venue", how, (int)(len > 300 ? 300 : len),
-                 err ? err : "");
-        venue_call_finish(call, DR_ECHILD, NULL, 0, msg);
+        size_t tail = len > 300 ? 300 : len; /* the end of stderr says what went wrong */
+        bool late = child_timed_out(c);
+        if (late)
+            snprintf(how, sizeof(how), "timed out after %llu ms (its process group was killed)",
+                     (unsigned long long)venue__cfg(call->v)->timeout_ms);
+        else
+            child_describe_exit(status, sig, how, sizeof(how));
+        snprintf(msg, sizeof(msg), "the venue command %s: %.*s", how, (int)tail, err ? err + (len - tail) : "");
+        venue_call_finish(call, late ? -ETIMEDOUT : DR_ECHILD, NULL, 0, msg);
     }
     child_free(c);
 }

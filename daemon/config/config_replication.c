@@ -1,0 +1,87 @@
+/*
+ * config_replication: the replication section (docs/replication.md): the cluster's nodes (name,
+ * conninfo, the role each is expected to have), how often they are probed, and the lag thresholds
+ * (repmgr's defaults: 300 s warning, 600 s critical), with the debounce of the conditions.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config_internal.h"
+#include "pgconn.h"
+
+void config__free_replication(ConfigReplication *r)
+{
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        free(r->nodes[i].name);
+        free(r->nodes[i].conninfo);
+    }
+    free(r->nodes);
+    r->nodes = NULL;
+    r->n_nodes = 0;
+}
+
+static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, ConfigReplicationNode *n)
+{
+    CfgSection s = {.ctx = ctx, .map = item, .where = item};
+    static const char *const roles[] = {"standby", "primary", NULL};
+    char msg[256];
+    int role = 0;
+
+    snprintf(s.path, sizeof(s.path), "replication.nodes[%zu]", idx);
+    cfg_string(&s, "name", true, NULL, &n->name);
+    cfg_string(&s, "conninfo", true, NULL, &n->conninfo);
+    cfg_enum(&s, "role", roles, 0, &role);
+    cfg_check_unknown(&s);
+    n->primary = role == 1;
+    if (n->name && (!n->name[0] || strpbrk(n->name, " /\t\r\n")))
+        cfg_error(ctx, cfg_get(item, "name"), "'%s.name' must be a non-empty word (no spaces or '/'): it is part "
+                                              "of condition keys", s.path);
+    if (n->conninfo && pgconn_check_conninfo(n->conninfo, msg, sizeof(msg)) != 0)
+        cfg_error(ctx, cfg_get(item, "conninfo"), "'%s.conninfo': %s", s.path, msg);
+}
+
+void config__read_replication(const CfgSection *top, ConfigReplication *r)
+{
+    CfgSection s = cfg_section(top, "replication", false);
+    const CfgNode *nodes = cfg_get(s.map, "nodes");
+    size_t primaries = 0;
+
+    cfg_duration_ms(&s, "interval", false, 2000, 100, &r->interval_ms);
+    cfg_duration_ms(&s, "timeout", false, 2000, 10, &r->timeout_ms);
+    cfg_duration_ms(&s, "lag_warning", false, 300000, 0, &r->lag_warning_ms);
+    cfg_duration_ms(&s, "lag_critical", false, 600000, 0, &r->lag_critical_ms);
+    cfg_size(&s, "lag_bytes_warning", 64ull << 20, 0, UINT64_MAX, &r->lag_bytes_warning);
+    cfg_size(&s, "lag_bytes_critical", 1ull << 30, 0, UINT64_MAX, &r->lag_bytes_critical);
+    cfg_int(&s, "debounce", 1, 100, 2, &r->debounce);
+    if (s.map && !nodes)
+        cfg_error(s.ctx, s.map, "'replication' needs 'nodes' (a list of {name, conninfo, role})");
+    if (nodes && nodes->kind == CFG_NODE_SEQ && nodes->n > 0) {
+        if (!(r->nodes = calloc(nodes->n, sizeof(*r->nodes))))
+            return;
+        for (size_t i = 0; i < nodes->n; i++) {
+            if (nodes->items[i]->kind != CFG_NODE_MAP) {
+                cfg_error(s.ctx, nodes->items[i], "'replication.nodes' items must be mappings {name, conninfo, role}");
+                continue;
+            }
+            config_read_node(s.ctx, nodes->items[i], i, &r->nodes[r->n_nodes]);
+            for (size_t k = 0; k < r->n_nodes; k++)
+                if (r->nodes[k].name && r->nodes[r->n_nodes].name && !strcmp(r->nodes[k].name, r->nodes[r->n_nodes].name))
+                    cfg_error(s.ctx, nodes->items[i], "'replication.nodes[%zu]': the name '%s' is used twice", i,
+                              r->nodes[k].name);
+            primaries += r->nodes[r->n_nodes].primary;
+            r->n_nodes++;
+        }
+    } else if (nodes) {
+        cfg_error(s.ctx, nodes, "'replication.nodes' must be a non-empty list of {name, conninfo, role}");
+    }
+    cfg_check_unknown(&s);
+    r->enabled = r->n_nodes > 0;
+    if (r->enabled && primaries != 1)
+        cfg_error(s.ctx, nodes, "'replication.nodes' must have exactly one node with role: primary (it has %zu)",
+                  primaries);
+    if (r->lag_warning_ms > r->lag_critical_ms)
+        cfg_error(s.ctx, s.map, "'replication.lag_warning' is above 'lag_critical'");
+    if (r->lag_bytes_warning > r->lag_bytes_critical)
+        cfg_error(s.ctx, s.map, "'replication.lag_bytes_warning' is above 'lag_bytes_critical'");
+}

@@ -1,0 +1,426 @@
+/*
+ * replication: probes of the cluster's nodes, the classification of each standby's replication,
+ * its debounced conditions and the replication_status command (see replication.h).
+ *
+ * The lag on an idle primary: `now() - pg_last_xact_replay_timestamp()` grows while nothing is
+ * written although nothing is behind, so time lag counts only when WAL is behind: with 0 bytes
+ * between the primary's current WAL position and the standby's replay position (the primary's
+ * pg_stat_replication) the lag is 0 s; otherwise it is the primary's replay_lag, or, when the
+ * primary has none yet, the age of the standby's last replayed transaction. A standby that is not
+ * streaming is broken, never "0 lag" (postgres_exporter's mistake).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "observe/replication.h"
+#include "clock.h"
+#include "core/control.h"
+#include "err.h"
+#include "log.h"
+#include "pgconn.h"
+
+/* One round trip per node: a JSON object of everything the classification needs. Every
+ * pg_current_wal_lsn() and pg_walfile_name() is guarded, as both fail during recovery. */
+#define REPL_SQL                                                                                                    \
+    "SELECT json_build_object("                                                                                     \
+    "'in_recovery', pg_is_in_recovery(),"                                                                          \
+    "'timeline', CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1) "      \
+    "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"                        \
+    "'lsn', (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,"   \
+    "'receive_lsn', pg_last_wal_receive_lsn()::text,"                                                              \
+    "'replay_age_s', extract(epoch FROM now() - pg_last_xact_replay_timestamp()),"                                 \
+    "'receiver', (SELECT json_build_object('status', status, 'sender', sender_host, 'slot', slot_name) "           \
+    "FROM pg_stat_wal_receiver LIMIT 1),"                                                                          \
+    "'standbys', (SELECT coalesce(json_agg(json_build_object('name', application_name, 'state', state, "           \
+    "'replay_lsn', replay_lsn::text, 'lag_bytes', CASE WHEN pg_is_in_recovery() THEN NULL "                        \
+    "ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) END, 'replay_lag_s', extract(epoch FROM replay_lag))),"\
+    " '[]'::json) FROM pg_stat_replication),"                                                                      \
+    "'slots', (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'active', active, 'retained_bytes', "  \
+    "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) END)), "      \
+    "'[]'::json) FROM pg_replication_slots))::text"
+
+typedef struct ReplNode {
+    struct Replication *owner;
+    char *name, *conninfo;
+    bool primary;
+    PgConn *pg;
+    bool busy;
+    json_t *sample;      /* the last answer (or {"reachable": false, "error": ...}) */
+    int64_t sampled_ms;
+    ReplState state;     /* reported (conditions follow it) */
+    ReplState candidate; /* seen, not yet for `debounce` rounds */
+    int64_t seen;
+    int64_t lag_bytes;
+    double lag_s;
+    char why[400];
+} ReplNode;
+
+struct Replication {
+    Core *core;
+    const ConfigReplication *cfg;
+    ReplNode *nodes;
+    size_t n_nodes;
+    uv_timer_t timer;
+    int outstanding; /* answers still expected in this round */
+    int pending;     /* handles and connections still open */
+    bool registered, closing;
+    void (*closed_cb)(void *);
+    void *closed_data;
+};
+
+const char *replication_state_name(ReplState s)
+{
+    static const char *const names[] = {"unknown", "ok", "lag_warning", "lag_critical", "broken"};
+    return s <= REPL_BROKEN ? names[s] : "?";
+}
+
+/* ---- classification (pure) ---- */
+
+static int64_t repl_int(const json_t *v, int64_t def)
+{
+    return json_is_number(v) ? (int64_t)llround(json_number_value(v)) : def;
+}
+
+ReplState replication_classify(const ConfigReplication *cfg, const char *name, const json_t *primary,
+                               const json_t *standby, int64_t *lag_bytes, double *lag_s, char *why, size_t whylen)
+{
+    const json_t *recv = json_object_get(standby, "receiver");
+    const json_t *row = NULL, *s;
+    size_t i;
+
+    *lag_bytes = -1;
+    *lag_s = -1;
+    why[0] = '\0';
+    if (!json_is_true(json_object_get(standby, "reachable"))) {
+        snprintf(why, whylen, "cannot ask the standby: %s", json_string_value(json_object_get(standby, "error")) ? json_string_value(json_object_get(standby, "error")) : "?");
+        return REPL_BROKEN;
+    }
+    if (!json_is_true(json_object_get(standby, "in_recovery"))) {
+        snprintf(why, whylen, "not in recovery: it is not a standby any more (promoted?)");
+        return REPL_BROKEN;
+    }
+    const char *status = json_string_value(json_object_get(recv, "status"));
+    if (!status || strcmp(status, "streaming")) {
+        snprintf(why, whylen, "no WAL receiver streaming (%s%s)", status ? "status " : "no receiver",
+                 status ? status : "");
+        return REPL_BROKEN;
+    }
+    if (!json_is_true(json_object_get(primary, "reachable")) || json_is_true(json_object_get(primary, "in_recovery"))) {
+        snprintf(why, whylen, "the primary cannot be asked (%s)",
+                 json_string_value(json_object_get(primary, "error")) ? json_string_value(json_object_get(primary, "error"))
+                                                                      : "it is in recovery");
+        return REPL_UNKNOWN;
+    }
+    json_array_foreach(json_object_get(primary, "standbys"), i, s) {
+        const char *n = json_string_value(json_object_get(s, "name"));
+        if (n && !strcmp(n, name))
+            row = s;
+    }
+    if (!row) {
+        snprintf(why, whylen, "not connected to the primary (no pg_stat_replication row with application_name '%s')",
+                 name);
+        return REPL_BROKEN;
+    }
+    *lag_bytes = repl_int(json_object_get(row, "lag_bytes"), -1);
+    if (*lag_bytes == 0) {
+        *lag_s = 0; /* nothing behind: an idle primary is not a lag */
+    } else {
+        const json_t *rl = json_object_get(row, "replay_lag_s");
+        const json_t *age = json_object_get(standby, "replay_age_s");
+        *lag_s = json_is_number(rl) ? json_number_value(rl) : json_is_number(age) ? json_number_value(age) : -1;
+    }
+    bool crit = (cfg->lag_bytes_critical && *lag_bytes >= (int64_t)cfg->lag_bytes_critical) ||
+                (cfg->lag_critical_ms && *lag_s * 1000 >= (double)cfg->lag_critical_ms);
+    bool warn = (cfg->lag_bytes_warning && *lag_bytes >= (int64_t)cfg->lag_bytes_warning) ||
+                (cfg->lag_warning_ms && *lag_s * 1000 >= (double)cfg->lag_warning_ms);
+    if (crit || warn) {
+        snprintf(why, whylen, "%lld bytes of WAL not replayed, replay lag %.1f s", (long long)*lag_bytes, *lag_s);
+        return crit ? REPL_LAG_CRITICAL : REPL_LAG_WARNING;
+    }
+    return REPL_OK;
+}
+
+/* ---- conditions ---- */
+
+static void repl_transition(Replication *r, ReplNode *n, ReplState to)
+{
+    const char *cluster = r->core->cfg->cluster;
+    char lagkey[256], brokenkey[256];
+    ReplState from = n->state;
+    json_t *det = json_pack("{s:s,s:s,s:I,s:f,s:s}", "node", n->name, "state", replication_state_name(to), "lag_bytes",
+                            (json_int_t)n->lag_bytes, "lag_s", n->lag_s, "reason", n->why);
+
+    snprintf(lagkey, sizeof(lagkey), "replication.lag:%s/%s", cluster, n->name);
+    snprintf(brokenkey, sizeof(brokenkey), "replication.broken:%s/%s", cluster, n->name);
+    n->state = to;
+    if ((from == REPL_LAG_WARNING || from == REPL_LAG_CRITICAL) && to != REPL_LAG_WARNING && to != REPL_LAG_CRITICAL)
+        events_emit(r->core->events, SEV_INFO, "replication.lag", lagkey, true, det,
+                    "standby %s: replication lag back within limits", n->name);
+    if (from == REPL_BROKEN && to != REPL_BROKEN)
+        events_emit(r->core->events, SEV_INFO, "replication.broken", brokenkey, true, det,
+                    "standby %s: replicating again", n->name);
+    if (to == REPL_LAG_WARNING || to == REPL_LAG_CRITICAL)
+        events_emit(r->core->events, to == REPL_LAG_CRITICAL ? SEV_CRITICAL : SEV_WARNING, "replication.lag", lagkey,
+                    false, det, "standby %s: replication lag %s: %s", n->name,
+                    to == REPL_LAG_CRITICAL ? "critical" : "warning", n->why);
+    if (to == REPL_BROKEN)
+        events_emit(r->core->events, SEV_ERROR, "replication.broken", brokenkey, false, det,
+                    "standby %s: replication is broken: %s", n->name, n->why);
+    if (to == REPL_OK && from == REPL_UNKNOWN)
+        log_info("replication", "standby %s: replicating (lag %lld bytes, %.1f s)", n->name, (long long)n->lag_bytes,
+                 n->lag_s);
+    json_decref(det);
+}
+
+static void repl_evaluate(Replication *r)
+{
+    const ReplNode *primary = NULL;
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (r->nodes[i].primary)
+            primary = &r->nodes[i];
+    for (size_t i = 0; primary && i < r->n_nodes; i++) {
+        ReplNode *n = &r->nodes[i];
+        if (n->primary)
+            continue;
+        ReplState st = replication_classify(r->cfg, n->name, primary->sample, n->sample, &n->lag_bytes, &n->lag_s,
+                                            n->why, sizeof(n->why));
+        if (st == REPL_UNKNOWN)
+            continue; /* nothing learnt this round: keep what is reported */
+        if (st == n->state) {
+            n->seen = 0;
+            continue;
+        }
+        if (st != n->candidate) {
+            n->candidate = st;
+            n->seen = 0;
+        }
+        if (++n->seen >= r->cfg->debounce || (n->state == REPL_UNKNOWN && st == REPL_OK)) {
+            n->seen = 0;
+            repl_transition(r, n, st);
+        }
+    }
+}
+
+/* ---- probing ---- */
+
+static void repl_on_answer(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    ReplNode *n = data;
+    Replication *r = n->owner;
+    json_t *sample = NULL;
+
+    (void)c;
+    n->busy = false;
+    if (status == DR_ECANCELED)
+        return;
+    if (status == 0 && res && PQntuples(res) == 1)
+        sample = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (sample) {
+        json_object_set_new(sample, "reachable", json_true());
+    } else {
+        sample = json_pack("{s:b,s:s}", "reachable", 0, "error",
+                           errmsg && errmsg[0] ? errmsg : status == 0 ? "unreadable answer" : err_str(status));
+    }
+    json_decref(n->sample);
+    n->sample = sample;
+    n->sampled_ms = clock_wall_ms();
+    if (--r->outstanding == 0 && !r->closing)
+        repl_evaluate(r);
+}
+
+static void repl_on_timer(uv_timer_t *t)
+{
+    Replication *r = t->data;
+
+    if (r->outstanding > 0 || r->closing)
+        return; /* the last round is still being answered */
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        ReplNode *n = &r->nodes[i];
+        if (!n->pg || n->busy)
+            continue;
+        if (pgconn_query(n->pg, REPL_SQL, 0, NULL, repl_on_answer, n) == 0) {
+            n->busy = true;
+            r->outstanding++;
+        }
+    }
+}
+
+/* ---- replication_status ---- */
+
+static void repl_set_copy(json_t *o, const char *key, const json_t *v)
+{
+    json_object_set_new(o, key, v ? json_deep_copy(v) : json_null());
+}
+
+static json_t *repl_status_json(const Replication *r)
+{
+    json_t *nodes = json_array();
+    bool warn = false, crit = false, unknown = false, any_standby = false;
+
+    for (size_t i = 0; nodes && i < r->n_nodes; i++) {
+        const ReplNode *n = &r->nodes[i];
+        const json_t *s = n->sample;
+        const json_t *recv = json_object_get(s, "receiver");
+        const char *role = !s ? "unknown"
+                           : !json_is_true(json_object_get(s, "reachable")) ? "unreachable"
+                           : json_is_true(json_object_get(s, "in_recovery")) ? "standby" : "primary";
+        json_t *o = json_pack("{s:s,s:s,s:s,s:O?,s:O?,s:I}", "name", n->name, "expected_role",
+                              n->primary ? "primary" : "standby", "role", role, "timeline",
+                              json_object_get(s, "timeline"), "lsn", json_object_get(s, "lsn"), "sampled_ms",
+                              (json_int_t)n->sampled_ms);
+        if (!o)
+            continue;
+        if (json_object_get(s, "error"))
+            repl_set_copy(o, "error", json_object_get(s, "error"));
+        if (n->primary) {
+            repl_set_copy(o, "slots", json_object_get(s, "slots"));
+        } else {
+            any_standby = true;
+            json_object_set_new(o, "state", json_string(replication_state_name(n->state)));
+            json_object_set_new(o, "lag_bytes", n->lag_bytes >= 0 ? json_integer(n->lag_bytes) : json_null());
+            json_object_set_new(o, "lag_s", n->lag_s >= 0 ? json_real(n->lag_s) : json_null());
+            json_object_set_new(o, "reason", json_string(n->why));
+            repl_set_copy(o, "receiver", recv);
+            crit = crit || n->state == REPL_LAG_CRITICAL || n->state == REPL_BROKEN;
+            warn = warn || n->state == REPL_LAG_WARNING;
+            unknown = unknown || n->state == REPL_UNKNOWN;
+        }
+        json_array_append_new(nodes, o);
+    }
+    /* Nagios (repmgr node check): 0 ok, 1 warning, 2 critical, 3 unknown */
+    int nagios = crit ? 2 : warn ? 1 : (unknown || !any_standby) ? 3 : 0;
+    static const char *const words[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
+    return json_pack("{s:b,s:o,s:s,s:i,s:I,s:I,s:I,s:I}", "enabled", r->n_nodes > 0, "nodes",
+                     nodes ? nodes : json_array(), "check", words[nagios], "nagios", nagios, "lag_bytes_warning",
+                     (json_int_t)r->cfg->lag_bytes_warning, "lag_bytes_critical", (json_int_t)r->cfg->lag_bytes_critical,
+                     "lag_warning_ms", (json_int_t)r->cfg->lag_warning_ms, "lag_critical_ms",
+                     (json_int_t)r->cfg->lag_critical_ms);
+}
+
+static void repl_cmd_status(CtlCall *call, const json_t *args, void *data)
+{
+    (void)args;
+    control_reply_ok(call, repl_status_json(data));
+}
+
+/* ---- lifecycle ---- */
+
+static void repl_maybe_closed(Replication *r)
+{
+    if (!r->closing || r->pending > 0)
+        return;
+    void (*cb)(void *) = r->closed_cb;
+    void *data = r->closed_data;
+    free(r);
+    if (cb)
+        cb(data);
+}
+
+static void repl_conn_closed(void *data)
+{
+    Replication *r = data;
+    r->pending--;
+    repl_maybe_closed(r);
+}
+
+static void repl_drop_nodes(Replication *r)
+{
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        ReplNode *n = &r->nodes[i];
+        if (n->pg) {
+            r->pending++;
+            pgconn_close(n->pg, repl_conn_closed, r);
+        }
+        free(n->name);
+        free(n->conninfo);
+        json_decref(n->sample);
+    }
+    free(r->nodes);
+    r->nodes = NULL;
+    r->n_nodes = 0;
+    r->outstanding = 0;
+}
+
+Replication *replication_new(Core *core)
+{
+    Replication *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->core = core;
+    if (uv_timer_init(core->loop, &r->timer) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->timer.data = r;
+    r->pending = 1; /* the timer */
+    return r;
+}
+
+static bool repl_same_nodes(const Replication *r, const ConfigReplication *c)
+{
+    if (r->n_nodes != c->n_nodes)
+        return false;
+    for (size_t i = 0; i < c->n_nodes; i++)
+        if (strcmp(r->nodes[i].name, c->nodes[i].name) || strcmp(r->nodes[i].conninfo, c->nodes[i].conninfo) ||
+            r->nodes[i].primary != c->nodes[i].primary)
+            return false;
+    return true;
+}
+
+int replication_apply_config(Replication *r, const Config *cfg)
+{
+    const ConfigReplication *c = &cfg->replication;
+
+    if (r->closing)
+        return DR_ECANCELED;
+    r->cfg = c;
+    if (!r->registered) {
+        CtlCommand cmd = {"replication_status", false, repl_cmd_status, r,
+                          "each node's role, timeline and WAL position; each standby's lag and state"};
+        int rc = control_register(r->core->control, &cmd, 1);
+        if (rc < 0)
+            return rc;
+        r->registered = true;
+    }
+    if (!repl_same_nodes(r, c)) {
+        repl_drop_nodes(r);
+        if (c->n_nodes && !(r->nodes = calloc(c->n_nodes, sizeof(*r->nodes))))
+            return -ENOMEM;
+        PgConnOptions opts = {.connect_timeout_ms = c->timeout_ms, .query_timeout_ms = c->timeout_ms,
+                              .reconnect_min_ms = 100, .reconnect_max_ms = c->interval_ms};
+        for (size_t i = 0; i < c->n_nodes; i++) {
+            ReplNode *n = &r->nodes[i];
+            *n = (ReplNode){.owner = r, .primary = c->nodes[i].primary, .lag_bytes = -1, .lag_s = -1};
+            n->name = strdup(c->nodes[i].name);
+            n->conninfo = strdup(c->nodes[i].conninfo);
+            r->n_nodes++;
+            if (!n->name || !n->conninfo || !(n->pg = pgconn_new(r->core->loop, n->conninfo, &opts)))
+                return -ENOMEM;
+        }
+    }
+    uv_timer_stop(&r->timer);
+    if (r->n_nodes) {
+        uv_timer_start(&r->timer, repl_on_timer, 0, c->interval_ms);
+        log_info("replication", "watching %zu nodes every %llu ms", r->n_nodes, (unsigned long long)c->interval_ms);
+    }
+    return 0;
+}
+
+static void repl_timer_closed(uv_handle_t *h)
+{
+    Replication *r = h->data;
+    r->pending--;
+    repl_maybe_closed(r);
+}
+
+void replication_close(Replication *r, void (*closed_cb)(void *data), void *data)
+{
+    r->closing = true;
+    r->closed_cb = closed_cb;
+    r->closed_data = data;
+    repl_drop_nodes(r);
+    uv_close((uv_handle_t *)&r->timer, repl_timer_closed);
+}

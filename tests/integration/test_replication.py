@@ -1,0 +1,133 @@
+"""
+Replication monitoring against real streaming replication between two PostgreSQL clusters (a
+primary and a standby made with pg_basebackup -R, application_name pg2): the daemon reports the
+standby streaming with zero lag on an idle primary (not the hundreds of seconds the replay
+timestamp would say); WAL that the standby does not replay (replay paused, the primary writing)
+opens replication.lag (warning, then critical past the byte thresholds) and closes it once replay
+resumes; a stopped standby opens replication.broken and closes it when it is back.
+`drctl replication-status` shows it as a table and `--json`; `drctl check replication` exits like a
+Nagios plugin (0/1/2/3).
+"""
+import json
+
+import pytest
+
+from alert_receiver import Receiver
+from drsup import Daemon, wait_until
+from pgharness import PgCluster
+
+
+@pytest.fixture
+def rx():
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def standby(pg):
+    s = PgCluster()
+    try:
+        s.init_standby(pg, "pg2")
+        s.start()
+        yield s
+    finally:
+        s.cleanup()
+
+
+@pytest.fixture
+def daemon(tmp_path, pg, standby, rx):
+    d = Daemon(tmp_path, {
+        "database": {"conninfo": pg.conninfo()},
+        "alerts": {"webhook": {"url": rx.url("/hook")}, "group_window": "100ms",
+                   "routes": [{"match": {"min_severity": "info", "kind": "replication.*"}, "channels": ["webhook"]}]},
+        "detector": {"halt_after": 1000},
+        "replication": {"interval": "200ms", "debounce": 2,
+                        "lag_bytes_warning": "1MiB", "lag_bytes_critical": "8MiB",
+                        "nodes": [{"name": "pg1", "conninfo": pg.conninfo(), "role": "primary"},
+                                  {"name": "pg2", "conninfo": standby.conninfo(), "role": "standby"}]}})
+    d.start()
+    yield d
+    d.cleanup()
+
+
+def status(d):
+    p = d.ctl("--json", "replication-status")
+    assert p.returncode == 0, p.stderr
+    return {n["name"]: n for n in json.loads(p.stdout)["nodes"]}
+
+
+def check(d):
+    p = d.ctl("check", "replication")
+    return p.returncode, p.stdout.strip()
+
+
+def conditions(d):
+    p = d.ctl("--json", "alerts")
+    assert p.returncode == 0, p.stderr
+    body = json.loads(p.stdout)
+    return {c["condition"]: c for c in body.get("conditions", [])}
+
+
+def test_streaming_standby_reports_zero_lag_on_an_idle_primary(pg, standby, daemon):
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "ok", timeout=15, what="pg2 ok")
+    nodes = status(daemon)
+    assert nodes["pg1"]["role"] == "primary" and nodes["pg1"]["timeline"] == 1, nodes["pg1"]
+    pg2 = nodes["pg2"]
+    assert pg2["role"] == "standby" and pg2["receiver"]["status"] == "streaming", pg2
+    assert pg2["lag_bytes"] == 0 and pg2["lag_s"] == 0, pg2
+    rc, line = check(daemon)
+    assert rc == 0 and line.startswith("REPLICATION OK:") and "pg2 ok" in line, (rc, line)
+    table = daemon.ctl("replication-status")
+    assert table.returncode == 0 and "pg2" in table.stdout and "streaming" not in table.stdout.split("\n")[0]
+    assert "standby" in table.stdout and "ok" in table.stdout, table.stdout
+
+
+def hooks_about(rx, key):
+    return [r.json for r in rx.got("/hook") if key in json.dumps(r.json)]
+
+
+def test_unreplayed_wal_opens_the_lag_condition_and_replay_closes_it(pg, standby, daemon, rx):
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "ok", timeout=15, what="pg2 ok")
+    standby.psql("SELECT pg_wal_replay_pause()")
+    pg.psql("CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 40000) g")
+    # about 6 MB of WAL: above the warning threshold, below the critical one
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "lag_warning", timeout=15, what="lag_warning")
+    pg2 = status(daemon)["pg2"]
+    assert pg2["lag_bytes"] >= 1 << 20, pg2
+    rc, line = check(daemon)
+    assert rc == 1 and line.startswith("REPLICATION WARNING:"), (rc, line)
+    wait_until(lambda: "replication.lag:test/pg2" in conditions(daemon), timeout=10, what="the lag condition")
+    assert conditions(daemon)["replication.lag:test/pg2"]["severity"] == "warning", conditions(daemon)
+    wait_until(lambda: hooks_about(rx, "replication.lag:test/pg2"), timeout=10, what="the lag alert")
+    pg.psql("INSERT INTO filler SELECT g, repeat('y', 100) FROM generate_series(1, 60000) g")
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "lag_critical", timeout=15, what="lag_critical")
+    assert check(daemon)[0] == 2
+    standby.psql("SELECT pg_wal_replay_resume()")
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "ok", timeout=15, what="ok after resume")
+    wait_until(lambda: "replication.lag:test/pg2" not in conditions(daemon), timeout=10, what="the lag resolved")
+    assert check(daemon)[0] == 0
+
+
+def test_a_stopped_standby_is_broken_until_it_is_back(pg, standby, daemon):
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "ok", timeout=15, what="pg2 ok")
+    standby.stop()
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "broken", timeout=15, what="broken")
+    pg2 = status(daemon)["pg2"]
+    assert pg2["reason"].startswith("cannot ask the standby"), pg2
+    wait_until(lambda: "replication.broken:test/pg2" in conditions(daemon), timeout=10, what="the broken condition")
+    rc, line = check(daemon)
+    assert rc == 2 and "pg2 broken" in line, (rc, line)
+    standby.start()
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "ok", timeout=30, what="ok again")
+    wait_until(lambda: "replication.broken:test/pg2" not in conditions(daemon), timeout=10, what="broken resolved")
+
+
+def test_check_without_nodes_is_unknown(tmp_path, pg):
+    d = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo()}, "detector": {"halt_after": 1000}})
+    d.start()
+    try:
+        rc, line = check(d)
+        assert rc == 3 and "no replication.nodes configured" in line, (rc, line)
+    finally:
+        d.cleanup()

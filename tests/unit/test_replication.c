@@ -1,0 +1,155 @@
+/*
+ * Unit tests for daemon/observe/replication's classification of a standby from one round's
+ * samples (no server): zero lag on an idle primary whatever the replay timestamp says, byte and
+ * time thresholds, every way replication is broken, the primary's failure left unjudged; and the
+ * replication section's refusals in the configuration.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "err.h"
+#include "observe/replication.h"
+
+static const ConfigReplication cfg = {.lag_warning_ms = 300000, .lag_critical_ms = 600000,
+                                      .lag_bytes_warning = 64u << 20, .lag_bytes_critical = 1u << 30, .debounce = 2};
+
+static ReplState classify(const char *primary, const char *standby, int64_t *bytes, double *secs, char *why)
+{
+    json_t *p = json_loads(primary, 0, NULL), *s = json_loads(standby, 0, NULL);
+    assert_non_null(p);
+    assert_non_null(s);
+    ReplState st = replication_classify(&cfg, "pg2", p, s, bytes, secs, why, 400);
+    json_decref(p);
+    json_decref(s);
+    return st;
+}
+
+#define STANDBY_OK "{\"reachable\":true,\"in_recovery\":true,\"receiver\":{\"status\":\"streaming\"},\"replay_age_s\":%s}"
+#define PRIMARY(row) "{\"reachable\":true,\"in_recovery\":false,\"standbys\":[" row "]}"
+
+static void test_idle_primary_is_no_lag(void **state)
+{
+    (void)state;
+    int64_t b;
+    double s;
+    char why[400];
+    char standby[256];
+    /* the last replayed transaction is an hour old: the primary has written nothing since */
+    snprintf(standby, sizeof(standby), STANDBY_OK, "3600");
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":0,\"replay_lag_s\":null}"), standby, &b, &s, why),
+                     REPL_OK);
+    assert_int_equal(b, 0);
+    assert_true(s == 0);
+}
+
+static void test_thresholds(void **state)
+{
+    (void)state;
+    int64_t b;
+    double s;
+    char why[400], standby[256];
+    snprintf(standby, sizeof(standby), STANDBY_OK, "1");
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":1024,\"replay_lag_s\":0.2}"), standby, &b, &s, why),
+                     REPL_OK);
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":70000000,\"replay_lag_s\":0.2}"), standby, &b, &s,
+                              why),
+                     REPL_LAG_WARNING);
+    assert_non_null(strstr(why, "70000000 bytes of WAL not replayed"));
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":2000000000,\"replay_lag_s\":1}"), standby, &b, &s,
+                              why),
+                     REPL_LAG_CRITICAL);
+    /* time: the primary's replay_lag, else the standby's replay age */
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":10,\"replay_lag_s\":301}"), standby, &b, &s, why),
+                     REPL_LAG_WARNING);
+    snprintf(standby, sizeof(standby), STANDBY_OK, "700");
+    assert_int_equal(classify(PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":10,\"replay_lag_s\":null}"), standby, &b, &s, why),
+                     REPL_LAG_CRITICAL);
+    assert_true(s == 700);
+}
+
+static void test_broken_and_unknown(void **state)
+{
+    (void)state;
+    int64_t b;
+    double s;
+    char why[400], standby[256];
+    snprintf(standby, sizeof(standby), STANDBY_OK, "1");
+    const char *row = PRIMARY("{\"name\":\"pg2\",\"lag_bytes\":0}");
+    assert_int_equal(classify(row, "{\"reachable\":false,\"error\":\"connection refused\"}", &b, &s, why), REPL_BROKEN);
+    assert_string_equal(why, "cannot ask the standby: connection refused");
+    assert_int_equal(classify(row, "{\"reachable\":true,\"in_recovery\":false}", &b, &s, why), REPL_BROKEN);
+    assert_non_null(strstr(why, "not in recovery"));
+    assert_int_equal(classify(row, "{\"reachable\":true,\"in_recovery\":true,\"receiver\":null}", &b, &s, why), REPL_BROKEN);
+    assert_string_equal(why, "no WAL receiver streaming (no receiver)");
+    assert_int_equal(classify(row, "{\"reachable\":true,\"in_recovery\":true,\"receiver\":{\"status\":\"waiting\"}}", &b, &s,
+                              why),
+                     REPL_BROKEN);
+    assert_string_equal(why, "no WAL receiver streaming (status waiting)");
+    /* connected to something, but not to the primary under its name */
+    assert_int_equal(classify(PRIMARY("{\"name\":\"other\",\"lag_bytes\":0}"), standby, &b, &s, why), REPL_BROKEN);
+    assert_non_null(strstr(why, "no pg_stat_replication row with application_name 'pg2'"));
+    /* the primary cannot be asked: not the standby's fault, nothing judged */
+    assert_int_equal(classify("{\"reachable\":false,\"error\":\"timeout\"}", standby, &b, &s, why), REPL_UNKNOWN);
+    assert_int_equal(classify("{\"reachable\":true,\"in_recovery\":true}", standby, &b, &s, why), REPL_UNKNOWN);
+}
+
+static void expect_error(const char *text, const char *want)
+{
+    Config *c = NULL;
+    char *errors = NULL;
+    assert_int_equal(config_load_string("t.yaml", text, &c, &errors), DR_ECONFIG);
+    if (!errors || !strstr(errors, want))
+        fail_msg("errors:\n%s\nexpected to contain:\n%s", errors ? errors : "(none)", want);
+    free(errors);
+}
+
+static void test_config(void **state)
+{
+    (void)state;
+    const char *db = "database:\n  conninfo: \"host=h dbname=t\"\n";
+    char text[1024];
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"host=a\", role: primary}\n"
+                                 "    - {name: b, conninfo: \"host=b\"}\n", db);
+    Config *c = NULL;
+    char *errors = NULL;
+    assert_int_equal(config_load_string("t.yaml", text, &c, &errors), 0);
+    assert_true(c->replication.enabled);
+    assert_int_equal(c->replication.n_nodes, 2);
+    assert_true(c->replication.nodes[0].primary);
+    assert_false(c->replication.nodes[1].primary);
+    assert_int_equal(c->replication.lag_warning_ms, 300000);
+    assert_int_equal(c->replication.lag_bytes_critical, 1u << 30);
+    config_free(c);
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"host=a\"}\n", db);
+    expect_error(text, "exactly one node with role: primary (it has 0)");
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"host=a\", role: primary}\n"
+                                 "    - {name: a, conninfo: \"host=b\"}\n", db);
+    expect_error(text, "the name 'a' is used twice");
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: \"a b\", conninfo: \"host=a\", role: primary}\n", db);
+    expect_error(text, "must be a non-empty word");
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"colour=blue\", role: primary}\n", db);
+    expect_error(text, "'replication.nodes[0].conninfo'");
+    snprintf(text, sizeof(text), "%sreplication:\n  interval: 1s\n", db);
+    expect_error(text, "'replication' needs 'nodes'");
+    snprintf(text, sizeof(text), "%sreplication:\n  lag_warning: 1h\n  lag_critical: 1m\n  nodes:\n"
+                                 "    - {name: a, conninfo: \"host=a\", role: primary}\n", db);
+    expect_error(text, "'replication.lag_warning' is above 'lag_critical'");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idle_primary_is_no_lag),
+        cmocka_unit_test(test_thresholds),
+        cmocka_unit_test(test_broken_and_unknown),
+        cmocka_unit_test(test_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

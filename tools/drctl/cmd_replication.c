@@ -1,0 +1,98 @@
+/*
+ * drctl replication commands: replication-status (a table like patronictl list) and check
+ * replication (a Nagios-style check like repmgr node check: one line, exit 0/1/2/3).
+ *
+ * Owns their table entries and the rendering of the daemon's replication_status reply.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "drctl.h"
+
+static void drctl_lag_text(const json_t *n, char *out, size_t len)
+{
+    const json_t *b = json_object_get(n, "lag_bytes"), *s = json_object_get(n, "lag_s");
+    char size[32];
+    if (!json_is_integer(b)) {
+        snprintf(out, len, "-");
+        return;
+    }
+    drctl_size(json_integer_value(b), size, sizeof(size));
+    snprintf(out, len, "%s / %.1fs", size, json_is_number(s) ? json_number_value(s) : 0.0);
+}
+
+static void drctl_print_replication(const json_t *r)
+{
+    size_t i;
+    const json_t *n;
+
+    if (!json_is_true(json_object_get(r, "enabled"))) {
+        printf("no replication.nodes are configured: the daemon watches no standby\n");
+        return;
+    }
+    printf("%-12s %-8s %-12s %-3s %-12s %-13s %-20s %s\n", "NODE", "EXPECTED", "ROLE", "TL", "LSN", "STATE",
+           "LAG (BYTES / TIME)", "REASON");
+    json_array_foreach(json_object_get(r, "nodes"), i, n) {
+        char lag[64];
+        char tl[24] = "-";
+        const json_t *t = json_object_get(n, "timeline");
+        if (json_is_integer(t))
+            snprintf(tl, sizeof(tl), "%" JSON_INTEGER_FORMAT, json_integer_value(t));
+        drctl_lag_text(n, lag, sizeof(lag));
+        const char *reason = drctl_str(n, "reason", "");
+        printf("%-12s %-8s %-12s %-3s %-12s %-13s %-20s %s\n", drctl_str(n, "name", "?"), drctl_str(n, "expected_role", "?"),
+               drctl_str(n, "role", "?"), tl, drctl_str(n, "lsn", "-"), drctl_str(n, "state", "-"), lag,
+               reason[0] ? reason : drctl_str(n, "error", ""));
+    }
+}
+
+static void drctl_print_check(const json_t *r)
+{
+    size_t i;
+    const json_t *n;
+    const char *sep = "";
+
+    printf("REPLICATION %s:", drctl_str(r, "check", "UNKNOWN"));
+    json_array_foreach(json_object_get(r, "nodes"), i, n) {
+        if (!strcmp(drctl_str(n, "expected_role", ""), "primary"))
+            continue;
+        char lag[64];
+        drctl_lag_text(n, lag, sizeof(lag));
+        printf("%s %s %s (lag %s)", sep, drctl_str(n, "name", "?"), drctl_str(n, "state", "?"), lag);
+        const char *reason = drctl_str(n, "reason", "");
+        if (reason[0])
+            printf(": %s", reason);
+        sep = ";";
+    }
+    if (!json_array_size(json_object_get(r, "nodes")))
+        printf(" no replication.nodes configured");
+    printf("\n");
+}
+
+const OptCommand drctl_cmd_replication_status = {
+    .name = "replication-status",
+    .summary = "every node's role, timeline and WAL position; every standby's lag and state",
+    .description = "The cluster's nodes as the daemon last saw them (replication.nodes): the role each is "
+                   "expected to have and has, its timeline and WAL position; for each standby its state (ok, "
+                   "lag_warning, lag_critical, broken), the lag in bytes of WAL not yet replayed and in "
+                   "seconds, and why it is not ok.",
+    .data = &(const DrctlAction){.wire = "replication_status", .print = drctl_print_replication},
+};
+
+static const OptCommand drctl_cmd_check_replication = {
+    .name = "replication",
+    .summary = "one line and a Nagios exit status: 0 ok, 1 lag warning, 2 critical or broken, 3 unknown",
+    .description = "A monitoring check in the style of repmgr node check: one line naming each standby's state "
+                   "and lag, and the exit status 0 (every standby ok), 1 (a lag above lag_warning or "
+                   "lag_bytes_warning), 2 (a lag above a critical threshold, or replication broken) or 3 (not "
+                   "known yet, no standby configured, or the daemon cannot be asked).",
+    .data = &(const DrctlAction){.wire = "replication_status", .exit = DRCTL_EXIT_NAGIOS, .print = drctl_print_check},
+};
+
+const OptCommand drctl_cmd_check = {
+    .name = "check",
+    .summary = "monitoring checks with Nagios exit statuses: replication",
+    .description = "Checks for a monitoring system: one line each, exit 0 ok, 1 warning, 2 critical, 3 unknown.",
+    .subs = (const OptCommand *const[]){&drctl_cmd_check_replication, NULL},
+};
