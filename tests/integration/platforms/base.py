@@ -11,7 +11,8 @@ base: what the platform doubles share.
 - Trading: for the doubles that trade into PostgreSQL (ShivX, Sofia): a loop that, while the
   platform is live, executes an order on the exchange and writes it into the platform's own schema
   with psycopg2; a fill the database did not take stays pending (and trading pauses) until it is
-  written, so the exchange is never silently ahead of what the platform believes it wrote.
+  written (not while halted: then at resume), so the exchange is never silently ahead of what
+  the platform believes it wrote.
 - write_tool(): a fake command-line tool (kubectl, systemctl, docker-compose, ...) written into a
   test's directory, an executable Python script that hands its argv to the double (POST
   /test/tool) and prints what the double answers, with its exit status; a double told to hang
@@ -148,6 +149,7 @@ class Double:
         self.lock = threading.Lock()
         self.requests = []             # (method, path with query, headers dict)
         self.tool_calls = []           # argv lists of the fake tools
+        self.tool_paths = []           # where write_tool() put them
         self.fault = None
         self.routes = {}
         double = self
@@ -245,6 +247,7 @@ def write_tool(directory, name, double):
     """Writes the fake tool `name` into directory (mode 0755) and returns its absolute path."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
+    double.tool_paths.append(path)
     with open(path, "w") as f:
         f.write(TOOL_SCRIPT % {"name": name, "url": double.url})
     os.chmod(path, 0o755)
@@ -357,7 +360,11 @@ class Trading:
                 if self.stopping:
                     return
                 mode, paused, pending = self.mode, self.paused, bool(self.pending)
-            if pending:
+            if pending and mode != "halted":
+                # a halted platform writes nothing: what it still owes the database is written
+                # when it resumes (db_check), after drsupervisor's reconcile replayed it, both
+                # idempotent; so the fills a reconcile replays are exactly those the exchange has
+                # and the restored database lacks
                 self.flush()
             elif paused:
                 continue

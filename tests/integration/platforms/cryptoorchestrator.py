@@ -74,6 +74,7 @@ class CryptoOrchestrator(HistoryDouble):
             args = args[2:]
         if args[:3] == ["scale", "deployment", "backend"] and len(args) == 4 and args[3].startswith("--replicas="):
             self.replicas = int(args[3].split("=", 1)[1])
+            self.running = self.replicas > 0
             return 0, "deployment.apps/backend scaled\n", ""
         if args == ["get", "deployment", "backend", "-o", "jsonpath={.spec.replicas}"]:
             return 0, str(self.replicas), ""

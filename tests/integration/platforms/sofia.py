@@ -187,9 +187,9 @@ class Sofia(Double, Trading):
         out = [{"symbol": s, "size": num(abs(q)), "side": "LONG" if q > 0 else "SHORT", "entry_price": num(a)}
                for s, q, a in self.exchange.position_list() if q != 0]
         if out and self.fault == "missing_field":
-            del out[-1]["size"]
+            del out[0]["size"]
         if out and self.fault == "string_not_number":
-            out[-1]["size"] = "n/a"
+            out[0]["size"] = "n/a"
         return 200, {"positions": out}
 
     def fills(self, req):
