@@ -228,8 +228,11 @@ def recover(pg, tmp, d, double, cfg, db, table, fill_query):
     trading was halted)."""
     bk = d.ctl_json("backup", "now", "--wait", timeout=120)
     assert bk["manifest"]["verification"]["container"] == "ok"
+    # trading goes on (the loop), and a burst: more fills than one page of either platform, so the
+    # reconcile has to read several pages of what the backup missed
     n0 = len(double.exchange.fills)
-    wait_until(lambda: len(double.exchange.fills) >= n0 + 30, timeout=30, what="trades after the backup")
+    wait_until(lambda: double.trade(10, forced=True) is not None and len(double.exchange.fills) >= n0 + 130,
+               timeout=30, what="trades after the backup")
     corrupt_table(pg, db, table)
     wait_until(lambda: double.mode == "halted", timeout=15, what="trading halted by the daemon")
     at_halt = len(double.exchange.fills)      # a halted platform trades no more until resumed
@@ -262,6 +265,7 @@ def test_shivx_corruption_recovered_with_zero_lost_fills(pgm, tmp_path, daemons)
     try:
         dbl.trade(200, forced=True)              # enough rows that each table spans pages
         dbl.start_trading()
+        dbl.pause_on_live = True
         cfg, env = adapt(example("shivx"), str(tmp_path), urls={"http://127.0.0.1:8000": dbl.url},
                          secrets={"shivx_api_token": TOKEN + "\n"})
         cfg = fast(cfg)
@@ -276,6 +280,8 @@ def test_shivx_corruption_recovered_with_zero_lost_fills(pgm, tmp_path, daemons)
         pages = [p for m, p, _ in dbl.requests if p.startswith("/api/trades")]
         assert any("cursor=25" in p for p in pages), pages[-5:]
         assert TOKEN not in d.log()
+        # live again on the restored database: new trades are written into it
+        assert len(dbl.trade(5, forced=True)) == 5
         assert dbl.idle(), dbl.last_db_error
         zero_lost_fills(rep, dbl, in_backup, at_halt, shivx.db_fill_ids(pgm, "shivx"))
         assert shivx.db_positions(pgm, "shivx") == shivx.exchange_positions(dbl)
@@ -299,6 +305,7 @@ def test_sofia_corruption_recovered_with_zero_lost_fills(pgm, tmp_path, daemons)
         tool = base.write_tool(str(tmp_path / "bin"), "sofia-trading-mode", dbl)
         dbl.trade(200, forced=True)
         dbl.start_trading()
+        dbl.pause_on_live = True
         cfg, env = adapt(example("sofia"), str(tmp_path), urls={"http://127.0.0.1:8023": dbl.url},
                          tools={"/usr/local/sbin/sofia-trading-mode": tool})
         cfg = fast(cfg)
@@ -312,10 +319,11 @@ def test_sofia_corruption_recovered_with_zero_lost_fills(pgm, tmp_path, daemons)
         # the kill switch was the halt; shadow, then live, through TRADING_MODE
         assert dbl.count("POST", "/kill-switch/activate") >= 1
         modes = [c[1] for c in dbl.tool_calls]
-        assert modes[:2] == ["shadow", "live"], modes
+        assert modes[0] == "shadow" and modes[-1] == "live" and modes.count("live") == 1, modes
         # the fills were read in pages of 100 by time (since_ms advanced to the newest fill)
         since = [int(re.search(r"since_ms=(\d+)", p).group(1)) for m, p, _ in dbl.requests if "/exchange/fills" in p]
         assert len(set(since)) >= 2, since
+        assert len(dbl.trade(5, forced=True)) == 5
         assert dbl.idle(), dbl.last_db_error
         zero_lost_fills(rep, dbl, in_backup, at_halt, sofia.db_fill_ids(pgm, "sofia"))
         # Sofia keeps average prices: quantity and price both match the exchange's
