@@ -433,6 +433,13 @@ def test_command_platform_halt_status_reconcile_resume(pgm, tmp_path, daemons, n
         assert p.returncode == 0, p.stdout + p.stderr
         assert dbl.running is True
         wait_until(lambda: trading(d)["mode"] == "live", timeout=10, what="mode live after resume")
+        # no paper mode, no shadow action: the example's comment says a recovery run would stop
+        # halted before resume_shadow, and the dry run says the same
+        assert "shadow" not in cfg["venue"]
+        assert d.ctl("backup", "now", "--wait", timeout=60).returncode == 0
+        p = d.ctl("execute", "--scenario", "database_corruption", "--dry-run")
+        assert p.returncode == 0 and "resume_shadow      no 'shadow' action is configured: this step would fail" \
+            in p.stdout, p.stdout + p.stderr
         d.stop()
     finally:
         dbl.close()
@@ -452,6 +459,8 @@ def test_genesis_emergency_close_flattens_after_a_confirmed_halt(pgm, tmp_path, 
         # the close ran after the stop, never while genesis-trading was active
         calls = [c[1:] for c in dbl.tool_calls if c[1:2] != ["show"]]
         assert calls[0] == ["stop", "genesis-trading"] and calls[1][:3] == ["-m", "genesis.dr", "emergency-close"], calls
+        # the operator's reason reaches the platform's own record (--reason "{{reason}}")
+        assert "security breach drill" in calls[1][4], calls[1]
         d.stop()
     finally:
         dbl.close()
