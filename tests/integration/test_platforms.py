@@ -12,7 +12,8 @@ This file owns:
   restored backup lacks), shadow, live;
 - halt, status, resume, positions and fills of the command-driven platforms (CryptoOrchestrator
   kubectl, GENESIS systemctl, the small bot's docker-compose) through drctl halt, trading,
-  reconcile, resume and venue check, and GENESIS's emergency close;
+  reconcile, resume and venue check, and GENESIS's emergency close; `drctl venue check` against
+  the ShivX and Sofia doubles too;
 - bad answers (a missing field, a string for a number, a wrong time format, a non-JSON answer, a
   command that exits 1 or hangs past venue.timeout): each a clear error naming the action and the
   field and path, and trading stays halted (the reconcile fails closed, the resume is refused).
@@ -124,7 +125,7 @@ def adapt(cfg, tmp, urls=None, tools=None, secrets=None):
     cfg.get("control", {}).pop("operators_group", None)
     if "alerts" in cfg:
         cfg["alerts"]["credentials_dir"] = creds
-        if "url" in cfg["alerts"].get("pagerduty", {}):
+        if "pagerduty" in cfg["alerts"]:                # never the real Events API
             cfg["alerts"]["pagerduty"]["url"] = "http://127.0.0.1:1/pagerduty"
     b = cfg.get("backup")
     if b:
@@ -535,6 +536,24 @@ def stays_halted(d, dbl):
     assert p.returncode != 0, p.stdout
     assert trading(d)["halted"] is True
     return True
+
+
+@pytest.mark.parametrize("name", ["shivx", "sofia"])
+def test_venue_check_shows_the_trading_platforms_positions_and_fills(faulty, name):
+    d, dbl = faulty(name)
+    rc, vc = venue_check(d)
+    assert rc == 0 and vc["ok"] is True, vc
+    assert vc["status"]["mode"] == "halted", vc["status"]
+    # the mapped positions are the exchange's, exact (quantities as decimal text; ShivX's avg_px is
+    # a JSON number, Sofia's entry_price a string)
+    want = {s: (base.num(q), a) for s, q, a in dbl.exchange.position_list() if q != 0}
+    got = {p["symbol"]: (p["quantity"], p["avg_price"]) for p in vc["positions"]["positions"]}
+    assert {k: v[0] for k, v in got.items() if float(v[0]) != 0} == {k: v[0] for k, v in want.items()}, got
+    assert all(float(got[k][1]) == float(v[1]) for k, v in want.items()), (got, want)
+    # fills of the last reconcile.default_since (24h): the 8 the double made, canonical
+    assert vc["fills"]["count"] == 8, vc["fills"]
+    f = vc["fills"]["fills"][0]
+    assert f["side"] in ("buy", "sell") and f["executed_at"].endswith("Z"), f
 
 
 @pytest.mark.parametrize("name, fault, action, want", [
