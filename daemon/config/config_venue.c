@@ -77,7 +77,7 @@ static bool config_placeholder_ok(VenueActionId id, const char *name, size_t len
                 if (len == 5 + strlen(fmts[f]) && !strncmp(name, base, 5) && !strncmp(name + 5, fmts[f], len - 5))
                     return true;
         }
-        if (len == 6 && !strncmp(name, "cursor", 6))
+        if ((len == 6 && !strncmp(name, "cursor", 6)) || (len == 5 && !strncmp(name, "limit", 5)))
             return true;
     }
     return header && len > 11 && !strncmp(name, "credential:", 11);
@@ -88,6 +88,8 @@ static void config_check_template(const CfgSection *s, const CfgNode *at, VenueA
                                   const char *text, bool header)
 {
     for (const char *p = text ? strstr(text, "{{") : NULL; p; p = strstr(p + 2, "{{")) {
+        if (p[2] < 'a' || p[2] > 'z')
+            continue; /* not a placeholder: a command's own braces, as in --format '{{.State.Status}}' */
         const char *end = strstr(p + 2, "}}");
         if (!end) {
             cfg_error(s->ctx, at, "'%s.%s': '{{' without a closing '}}'", s->path, key);
@@ -100,7 +102,7 @@ static void config_check_template(const CfgSection *s, const CfgNode *at, VenueA
                       cred ? "a credential may only be used in headers:" : "unknown placeholder", (int)len > 80 ? 80 : (int)len,
                       p + 2,
                       cred ? ""
-                           : id == VENUE_FILLS ? " (known: reason, run, cluster, since[:ms|s|us|rfc3339], until[...], cursor)"
+                           : id == VENUE_FILLS ? " (known: reason, run, cluster, since[:ms|s|us|rfc3339], until[...], cursor, limit)"
                                                : " (known here: reason, run, cluster)");
         }
         p = end;
@@ -364,12 +366,16 @@ static void config_read_venue_action(const CfgSection *venue, const char *cred_d
         if (config_header_credentials(&s, at, cred_dir, &a->headers[i]))
             v->secret_headers[id] = true;
     }
-    if (id == VENUE_FILLS && v->pages.by == VENUE_PAGES_CURSOR) {
-        bool used = (a->url && strstr(a->url, "{{cursor}}")) || (a->body && strstr(a->body, "{{cursor}}"));
+    if (id == VENUE_FILLS && v->pages.by != VENUE_PAGES_NONE) {
+        /* cursor paging needs the cursor in the request; paging by since needs the page size the
+         * daemon counts with, or a platform that pages smaller ends the read after one page */
+        const char *need = v->pages.by == VENUE_PAGES_CURSOR ? "{{cursor}}" : "{{limit}}";
+        bool used = (a->url && strstr(a->url, need)) || (a->body && strstr(a->body, need));
         for (size_t i = 0; i < a->argc; i++)
-            used = used || strstr(a->argv[i], "{{cursor}}");
+            used = used || strstr(a->argv[i], need);
         if (!used)
-            cfg_error(s.ctx, s.map, "'%s': pages.cursor needs {{cursor}} in the url, body or command", s.path);
+            cfg_error(s.ctx, s.map, "'%s': pages.%s needs %s in the url, body or command", s.path,
+                      v->pages.by == VENUE_PAGES_CURSOR ? "cursor" : "by: since", need);
     }
 }
 

@@ -354,5 +354,8 @@ def test_requests_carry_the_wire_name_and_the_options_as_arguments():
     assert sent("verify", "N", "--restore") == ("verify", {"name": "N", "restore": True})
     assert sent("resume", "--reason=x", "--force") == ("resume", {"reason": "x", "force": True})
     assert sent("reconcile", "--since", "1700000000000") == ("reconcile", {"since_ms": 1700000000000})
+    # digits are epoch milliseconds whatever their value: 0 is the epoch (every fill), not "0 ago"
+    assert sent("reconcile", "--since", "0") == ("reconcile", {"since_ms": 0})
+    assert sent("reconcile", "--since", "1000") == ("reconcile", {"since_ms": 1000})
     assert sent("call", "backup_now", '{"wait":true}') == ("backup_now", {"wait": True})
     assert sent("--json", "status") == ("status", {})

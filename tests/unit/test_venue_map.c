@@ -358,8 +358,9 @@ static void test_fills_dialect(void **state)
         {"{\"trade_id\":{},\"clOrdId\":\"O\",\"order\":{\"id\":1},\"symbol\":\"E\",\"qty\":1,\"px\":1,\"fee\":0,"
          "\"ts\":\"2025-12-03T06:00:00Z\"}",
          "fills[0].fill_id (path \"trade_id\"): not a string or an integer"},
-        {"{\"trade_id\":\"T\",\"clOrdId\":\"O\",\"symbol\":\"E\",\"qty\":1,\"px\":1,\"fee\":0,\"ts\":\"2025-12-03T06:00:00Z\"}",
-         "fills[0].order_id (path \"order.id\"): missing"}, /* mapped optional fields must be there (null is fine) */
+        {"{\"trade_id\":\"T\",\"clOrdId\":\"O\",\"order\":{\"id\":1},\"symbol\":\"E\",\"qty\":1,\"fee\":0,"
+         "\"ts\":\"2025-12-03T06:00:00Z\"}",
+         "fills[0].price (path \"px\"): missing"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[600];
@@ -370,6 +371,22 @@ static void test_fills_dialect(void **state)
             fail_msg("trade %s gave\n  %s\nexpected\n  %s", bad[i].trade, msg, bad[i].want);
         json_decref(a);
     }
+    /* an optional field left out (order.id) or null (fee): NULL, not an error */
+    json_t *opt = json_array();
+    a = J("{\"data\":{\"trades\":[{\"trade_id\":\"T9\",\"clOrdId\":\"O\",\"symbol\":\"E\",\"qty\":1,\"px\":1,"
+          "\"fee\":null,\"ts\":\"2025-12-03T06:00:00Z\"}]}}");
+    assert_int_equal(venue_map_fills(&m, a, NULL, &fs, opt, &n, &added, &newest, msg, sizeof(msg)), 0);
+    assert_true(json_is_null(json_object_get(json_array_get(opt, 0), "order_id")));
+    assert_true(json_is_null(json_object_get(json_array_get(opt, 0), "fee")));
+    json_decref(opt);
+    json_decref(a);
+    /* a mapped side that is missing is an error, not "the sign of the quantity" */
+    m.side = S("side");
+    a = J("{\"data\":{\"trades\":[{\"trade_id\":\"T\",\"clOrdId\":\"O\",\"symbol\":\"E\",\"qty\":1,\"px\":1,"
+          "\"ts\":\"2025-12-03T06:00:00Z\"}]}}");
+    assert_int_equal(venue_map_fills(&m, a, NULL, &fs, into, &n, &added, &newest, msg, sizeof(msg)), DR_EPROTO);
+    assert_non_null(strstr(msg, "fills[0].side (path \"side\"): missing"));
+    json_decref(a);
     /* a side field with a side value nobody configured */
     m.side = S("side");
     a = J("{\"data\":{\"trades\":[{\"trade_id\":\"T\",\"clOrdId\":\"O\",\"order\":{\"id\":1},\"symbol\":\"E\",\"side\":\"X\","
@@ -541,6 +558,11 @@ static void test_config_mapping_keys(void **state)
     assert_int_equal(v->pages.max, 7);
     assert_int_equal(cfg->reconcile.n_replay_fill_params, 3);
     config_free(cfg);
+    /* a command's own braces are not placeholders */
+    cfg = expect_config_ok("  status: {command: [/usr/bin/docker, inspect, --format, \"{{.State.Status}}\", bot]}\n"
+                           "  fills: {url: \"http://h/f?from={{since:ms}}&n={{limit}}\", pages: {by: since, limit: 50}}\n");
+    assert_int_equal(cfg->venue.pages.by, VENUE_PAGES_SINCE);
+    config_free(cfg);
     cfg = expect_config_ok("  status:\n    url: http://h/s\n    answer: {mode: \"state.mode\"}\n");
     assert_string_equal(cfg->venue.mode_field, "state.mode");
     config_free(cfg);
@@ -562,6 +584,8 @@ static void test_config_refusals(void **state)
     expect_config_error("  fills: {url: \"http://h/f\", pages: {cursor: next}}\n",
                         "'venue.fills': pages.cursor needs {{cursor}} in the url, body or command");
     expect_config_error("  fills: {url: \"http://h/f\", pages: {by: since}}\n", "by: since needs 'limit'");
+    expect_config_error("  fills: {url: \"http://h/f?n=100\", pages: {by: since, limit: 100}}\n",
+                        "'venue.fills': pages.by: since needs {{limit}} in the url, body or command");
     expect_config_error("  fills: {url: \"http://h/f?c={{cursor}}\", pages: {by: since, limit: 5, cursor: x}}\n",
                         "exclude each other");
     expect_config_error("  status: {url: \"http://h/s\", answer: {mode: m}}\n  mode_field: m\n", "are the same setting");

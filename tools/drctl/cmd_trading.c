@@ -53,10 +53,10 @@ static int drctl_parse_since(const char *text, int64_t *ret_ms)
     char *end = NULL;
     struct tm tm;
 
-    if (text[0] >= '0' && text[0] <= '9') {
+    if (text[0] >= '0' && text[0] <= '9') { /* digits only: epoch milliseconds, whatever their value */
         errno = 0;
         long long v = strtoll(text, &end, 10);
-        if (!errno && end && !*end && v > 100000000000LL) {
+        if (!errno && end && !*end) {
             *ret_ms = v;
             return 0;
         }

@@ -165,9 +165,10 @@ int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultF
     const ConfigVenue *cfg = venue__cfg(v);
     const ConfigVenueAction *a = &cfg->actions[id];
     char wbuf[VENUE_WINDOW_VARS][40];
-    const char *vars[4 + VENUE_WINDOW_VARS][2] = {
-        {"reason", v->reason}, {"run", v->run}, {"cluster", v->core->cfg->cluster}};
-    size_t nv = 3;
+    char limit[24];
+    const char *vars[5 + VENUE_WINDOW_VARS][2] = {
+        {"reason", v->reason}, {"run", v->run}, {"cluster", v->core->cfg->cluster}, {"limit", limit}};
+    size_t nv = 4;
     VenueCall *call;
     int r;
 
@@ -175,8 +176,9 @@ int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultF
         return DR_ECANCELED;
     if (!cfg->enabled || a->kind == VENUE_ACTION_NONE)
         return -ENOTSUP;
+    snprintf(limit, sizeof(limit), "%lld", (long long)cfg->pages.limit); /* the page size of by: since */
     if (w) {
-        venue_map_window_vars(w->since_ms, w->until_ms, w->cursor, wbuf, vars + 3);
+        venue_map_window_vars(w->since_ms, w->until_ms, w->cursor, wbuf, vars + 4);
         nv += VENUE_WINDOW_VARS;
     }
     call = calloc(1, sizeof(*call));

@@ -289,14 +289,10 @@ static int venue_map_field(const json_t *el, const char *path, bool optional, co
         return optional ? 0 : -EINVAL;
     }
     const json_t *v = jpath_get(el, path);
-    if (!v) {
-        *problem = "missing";
-        return -EINVAL;
-    }
-    if (json_is_null(v)) {
-        if (optional) /* reported as not known: the replay gets NULL */
+    if (!v || json_is_null(v)) {
+        if (optional) /* an optional field the platform leaves out or sends as null: the replay gets NULL */
             return 0;
-        *problem = "null";
+        *problem = v ? "null" : "missing";
         return -EINVAL;
     }
     *ret = v;
@@ -457,7 +453,8 @@ int venue_map_fills(const ConfigVenueMap *m, const json_t *answer, const char *t
                                             "quantity", "price", "fee", "executed_at"};
         const char *paths[9] = {m->fill_id, m->client_order_id, m->order_id, m->symbol, m->side,
                                 m->quantity, m->price, m->fee, m->executed_at};
-        const bool optional[9] = {false, true, true, false, true, false, false, true, false};
+        /* optional: client_order_id, order_id, fee (a named side is required; an unnamed one is the sign) */
+        const bool optional[9] = {false, true, true, false, false, false, false, true, false};
         const json_t *raw[9];
         char *val[9] = {0};
         const char *problem = NULL;
