@@ -9,6 +9,7 @@ with an error naming the field, the path and the request; `drctl venue check` sh
 understood, or why not.
 """
 import hashlib
+import subprocess
 import hmac
 import json
 import os
@@ -234,3 +235,37 @@ def test_venue_check_shows_what_the_daemon_understood(pg, venue, daemon):
     bad = daemon.ctl("venue", "check")
     assert bad.returncode == 1, bad.stdout
     assert "FAIL" in bad.stdout and 'positions[3].symbol (path "instrument"): not a non-empty string' in bad.stdout, bad.stdout
+
+
+@pytest.mark.parametrize("script, want", [
+    ("echo 'exchange API key expired' >&2; exit 1",
+     "cannot read the exchange's fills (command "),
+    ("sleep 30", "timed out after 2000 ms (its process group was killed)"),
+    ("echo 'not json at all'", "fills: the answer of fills (command "),
+])
+def test_a_fills_command_that_fails_hangs_or_prints_garbage_fails_the_reconcile_closed(tmp_path, pg, script, want):
+    """Fills read through a command action (its stdout is the answer): a non-zero exit, a hang past
+    venue.timeout and an answer that is not JSON each fail the reconcile closed, with the reason."""
+    fills = tmp_path / "fills-cmd"
+    fills.write_text("#!/bin/sh\n" + script + "\n")
+    fills.chmod(0o755)
+    ok = tmp_path / "ok-cmd"
+    ok.write_text("#!/bin/sh\necho '{\"mode\": \"halted\", \"positions\": []}'\n")
+    ok.chmod(0o755)
+    d = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo()}, "detector": {"halt_after": 1000},
+                          "venue": {"halt": {"command": [str(ok)]}, "status": {"command": [str(ok)]},
+                                    "positions": {"command": [str(ok)]},
+                                    "fills": {"command": [str(fills), "{{since:rfc3339}}"]},
+                                    "timeout": "2s", "status_interval": "0"}})
+    d.start()
+    try:
+        load_db(pg, [])
+        rc, rep = reconcile(d)
+        assert rc == 1 and rep["ready_to_trade"] is False, rep
+        assert want in rep["error"]["message"], rep["error"]
+        if "exit 1" in script:
+            assert "exited with status 1: exchange API key expired" in rep["error"]["message"], rep["error"]
+        # no process of the command is left behind
+        assert subprocess.run(["pgrep", "-f", str(fills)], capture_output=True).returncode == 1
+    finally:
+        d.cleanup()
