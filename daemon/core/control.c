@@ -45,6 +45,7 @@ struct CtlCall {
     char *cmd;
     PeerCred peer;
     Role role;
+    json_t *audit_args; /* a command that needs the operator role: its arguments, for the audit hook */
 };
 
 struct CtlClient {
@@ -90,6 +91,8 @@ struct Control {
     uint64_t refusal_logged_us;  /* when the last refusal line was logged (0: never) */
     const RolePolicy *roles;
     RolePolicy default_roles;
+    CtlAuditFn audit_fn;
+    void *audit_data;
     void (*closed_cb)(void *);
     void *closed_data;
 };
@@ -221,14 +224,23 @@ static void control_call_free(CtlCall *call)
             c->close_after_write = true, (c->write_queued == 0 ? control_client_close(c) : (void)0);
     }
     json_decref(call->id);
+    json_decref(call->audit_args);
     free(call->cmd);
     free(call);
     ctl->open_calls--;
     control_maybe_free(ctl);
 }
 
+void control_set_audit(Control *ctl, CtlAuditFn fn, void *data)
+{
+    ctl->audit_fn = fn;
+    ctl->audit_data = data;
+}
+
 void control_reply_ok(CtlCall *call, json_t *result)
 {
+    if (call->audit_args && call->ctl->audit_fn)
+        call->ctl->audit_fn(&call->peer, call->cmd, call->audit_args, 0, NULL, call->ctl->audit_data);
     if (call->client) {
         json_t *res = result ? result : json_object();
         control_send(call->client, ctl_reply_ok(call->id, res));
@@ -247,6 +259,8 @@ void control_reply_error(CtlCall *call, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (call->audit_args && call->ctl->audit_fn)
+        call->ctl->audit_fn(&call->peer, call->cmd, call->audit_args, code, msg, call->ctl->audit_data);
     if (call->client)
         control_send(call->client, ctl_reply_error(call->id, err_name(code), msg));
     control_call_free(call);
@@ -371,6 +385,8 @@ static int control_on_line(void *data, const char *line, size_t len)
         control_builtin_help(call, req.args, ctl);
     } else {
         const CtlCommand *cmd = control_find(ctl, call->cmd);
+        if (cmd && cmd->mutating) /* answered or refused, it goes to the audit log */
+            call->audit_args = req.args ? json_incref(req.args) : json_object();
         if (!cmd) {
             control_reply_error(call, DR_EUNKNOWNCMD, "unknown command '%.64s'; 'help' lists the commands",
                                 call->cmd);

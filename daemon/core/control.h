@@ -38,6 +38,11 @@ int control_listen(Control *ctl, const ConfigControl *cfg, char *err, size_t err
 /* Apply new limits and role policy (borrowed; must outlive the Control or the next call). */
 void control_configure(Control *ctl, const ConfigControl *cfg, const RolePolicy *roles);
 int control_register(Control *ctl, const CtlCommand *cmds, size_t n);
+/* Told of every command that needs the operator role when it is answered (or refused): who, the
+ * command, its arguments, 0 or the error code and message. The wiring points it at the audit log. */
+typedef void (*CtlAuditFn)(const PeerCred *peer, const char *command, const json_t *args, int result,
+                           const char *error, void *data);
+void control_set_audit(Control *ctl, CtlAuditFn fn, void *data);
 /* Close the listener and every client; pending calls are answered with "canceled". */
 void control_close(Control *ctl, void (*closed_cb)(void *data), void *data);
 unsigned control_client_count(const Control *ctl);

@@ -2,6 +2,7 @@
  * daemon: wiring, built-in commands, reload and shutdown (see daemon.h).
  */
 #include "core/daemon.h"
+#include "core/audit.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -101,6 +102,16 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
         control_reply_error(call, r, "cannot watch: %s", err_str(r));
     else
         control_reply_ok(call, json_pack("{s:b}", "watching", 1));
+}
+
+/* ---- the audit log ---- */
+
+static void daemon_audit_command(const PeerCred *peer, const char *command, const json_t *args, int result,
+                                 const char *error, void *data)
+{
+    Daemon *d = data;
+    if (d->audit)
+        audit_command(d->audit, peer, command, args, result, error);
 }
 
 /* ---- metrics ---- */
@@ -464,6 +475,10 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http ||
         !core->control || !core->metrics || metrics_register(core->metrics, daemon_collect, d) < 0)
         return daemon_init_failed("the core (events, status, lease, sd_notify, HTTP, control socket, metrics)");
+    d->audit = audit_new(loop, core->events, core->control);
+    if (!d->audit)
+        return daemon_init_failed("the audit log");
+    control_set_audit(core->control, daemon_audit_command, d);
     status_on_change(core->status, daemon_on_status_changed, d);
     /* Bottom up: each module gets the core handle and the capabilities it acts through. A module
      * that cannot register its control commands is not created (NULL) either. */
@@ -563,6 +578,11 @@ int daemon_start(Daemon *d)
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
         return r;
     }
+    r = audit_open(d->audit, d->cfg->state_dir, err, sizeof(err));
+    if (r < 0) {
+        log_error("audit", "cannot open the audit log: %s", err[0] ? err : err_str(r));
+        return r;
+    }
     r = control_listen(d->core.control, &d->cfg->control, err, sizeof(err));
     if (r < 0) {
         log_error("control", "cannot open the control socket: %s", err[0] ? err : err_str(r));
@@ -640,6 +660,14 @@ static void daemon_module_closed(void *data)
     Daemon *d = data;
     if (--d->closing_modules > 0)
         return;
+    if (d->audit) {
+        /* Last of the modules: what the others reported while closing is in the log. */
+        Audit *a = d->audit;
+        d->audit = NULL;
+        d->closing_modules++;
+        audit_close(a, daemon_module_closed, d);
+        return;
+    }
     if (d->core.http) {
         httpc_close(d->core.http, NULL, NULL);
         d->core.http = NULL;

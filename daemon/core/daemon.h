@@ -24,6 +24,7 @@
 #include "core/status.h"
 
 typedef struct Probes Probes;
+typedef struct Audit Audit;
 typedef struct Replication Replication;
 typedef struct Alerts Alerts;
 typedef struct Venue Venue;
@@ -40,6 +41,7 @@ typedef struct Daemon {
     RolePolicy roles;     /* resolved from cfg->control.operators_group */
     char *config_path;    /* owned; core.config_path views it */
     uint64_t started_mono_ms;
+    Audit *audit;         /* the hash-chained audit log (core/audit.c) */
     Probes *probes;
     Replication *replication; /* the standbys' lag (daemon/observe/replication.c) */
     Alerts *alerts;

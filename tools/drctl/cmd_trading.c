@@ -47,7 +47,7 @@ static void drctl_print_trading(const json_t *r)
         printf("last error     %s (attempt %" PRId64 ")\n", drctl_str(r, "last_error", "-"), drctl_int(r, "halt_attempts"));
 }
 
-static int drctl_parse_since(const char *text, int64_t *ret_ms)
+int drctl_parse_time(const char *text, int64_t *ret_ms)
 {
     uint64_t dur;
     char *end = NULL;
@@ -85,7 +85,7 @@ static int drctl_args_reconcile(const OptParse *p, DrctlRequest *req)
     json_object_del(req->args, "since");
     if (!since)
         return 0;
-    if (drctl_parse_since(since, &ms) < 0) {
+    if (drctl_parse_time(since, &ms) < 0) {
         fprintf(stderr, "drctl reconcile: --since needs epoch milliseconds, an ISO-8601 UTC time "
                         "(2025-08-29T10:00:00Z) or a duration ago (2h), not '%s'\n", since);
         return DRCTL_EXIT_USAGE;

@@ -4,7 +4,8 @@
  * Owns the shape of a drctl command (DrctlAction, hung off each OptCommand of the command table as
  * its data), the run context, the transport entry point and the rendering helpers. The command
  * table itself is data: every command is an OptCommand (lib/optspec) defined in the file of its
- * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_replication.c, cmd_alerts.c, cmd_call.c,
+ * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_replication.c, cmd_alerts.c, cmd_audit.c,
+ * cmd_call.c,
  * cmd_help.c) and listed once, in display order, in main.c.
  *
  * Exit status: 0 ok, 1 the command failed or was refused, 2 usage error, 3 the daemon could not be
@@ -79,7 +80,7 @@ typedef struct DrctlAction {
 extern const OptCommand drctl_cmd_status, drctl_cmd_ping, drctl_cmd_reload, drctl_cmd_watch, drctl_cmd_commands;
 extern const OptCommand drctl_cmd_trading, drctl_cmd_halt, drctl_cmd_resume, drctl_cmd_emergency_close,
     drctl_cmd_reconcile, drctl_cmd_venue;
-extern const OptCommand drctl_cmd_replication_status, drctl_cmd_check;
+extern const OptCommand drctl_cmd_replication_status, drctl_cmd_check, drctl_cmd_audit;
 extern const OptCommand drctl_cmd_backups, drctl_cmd_backup_status, drctl_cmd_backup, drctl_cmd_verify;
 extern const OptCommand drctl_cmd_execute, drctl_cmd_runs, drctl_cmd_run, drctl_cmd_approve, drctl_cmd_abort,
     drctl_cmd_incidents, drctl_cmd_incident;
@@ -94,6 +95,12 @@ extern const OptCommand drctl_cmd_call, drctl_cmd_help, drctl_cmd_completion;
  * (socket path too long) or DRCTL_EXIT_UNREACHABLE, the reason printed on stderr.
  */
 int drctl_transport_call(const Drctl *c, const char *line, bool streams, json_t **ret_reply);
+
+/* ---- cmd_trading.c ---- */
+
+/* A time as people give it to --since: digits are epoch ms; a duration (2h) is that long ago; or an
+ * ISO-8601 UTC time. 0, or -EINVAL. */
+int drctl_parse_time(const char *text, int64_t *ret_ms);
 
 /* ---- render.c ---- */
 
