@@ -507,7 +507,8 @@ int venue_map_fills(const ConfigVenueMap *m, const json_t *answer, const char *t
                                    "negative although a side field is mapped (answer.side)", el);
             } else if (!sign) {
                 sign = val[5][0] == '-' ? -1 : 1;
-                memmove(val[5], val[5] + (val[5][0] == '-' || val[5][0] == '+'), strlen(val[5]) + 1);
+                size_t skip = val[5][0] == '-' || val[5][0] == '+';
+                memmove(val[5], val[5] + skip, strlen(val[5] + skip) + 1);
             }
         }
         if (r == 0) {
