@@ -291,7 +291,16 @@ typedef struct ConfigReplicationNode {
     char *name;                  /* the standby's application_name on the primary */
     char *conninfo;
     bool primary;                /* the role it is expected to have */
+    int64_t priority;            /* promotion preference among equals; 0 = never promote */
 } ConfigReplicationNode;
+/* failover: (optional) what a promotion needs. See docs/replication.md. */
+typedef struct ConfigFailover {
+    bool enabled;                /* the section is present */
+    uint64_t maximum_lag_bytes;  /* a standby further behind is not promoted */
+    char **fence, **fence_check, **repoint; /* commands (argv, absolute path); NULL = not configured */
+    size_t n_fence, n_fence_check, n_repoint;
+    uint64_t hook_timeout_ms;
+} ConfigFailover;
 typedef struct ConfigReplication {
     bool enabled;                /* nodes are configured */
     ConfigReplicationNode *nodes;
@@ -301,6 +310,7 @@ typedef struct ConfigReplication {
     uint64_t lag_warning_ms, lag_critical_ms;     /* replay lag in time */
     uint64_t lag_bytes_warning, lag_bytes_critical; /* WAL not yet replayed */
     int64_t debounce;            /* consecutive probes before a condition opens or closes */
+    ConfigFailover failover;     /* the top-level failover: section */
 } ConfigReplication;
 
 typedef struct Config {

@@ -21,6 +21,9 @@ void config__free_replication(ConfigReplication *r)
     free(r->nodes);
     r->nodes = NULL;
     r->n_nodes = 0;
+    config_list_free(r->failover.fence, r->failover.n_fence);
+    config_list_free(r->failover.fence_check, r->failover.n_fence_check);
+    config_list_free(r->failover.repoint, r->failover.n_repoint);
 }
 
 static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, ConfigReplicationNode *n)
@@ -34,6 +37,7 @@ static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, Confi
     cfg_string(&s, "name", true, NULL, &n->name);
     cfg_string(&s, "conninfo", true, NULL, &n->conninfo);
     cfg_enum(&s, "role", roles, 0, &role);
+    cfg_int(&s, "priority", 0, 1000000, 100, &n->priority);
     cfg_check_unknown(&s);
     n->primary = role == 1;
     if (n->name && (!n->name[0] || strpbrk(n->name, " /\t\r\n")))
@@ -41,6 +45,31 @@ static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, Confi
                                               "of condition keys", s.path);
     if (n->conninfo && pgconn_check_conninfo(n->conninfo, msg, sizeof(msg)) != 0)
         cfg_error(ctx, cfg_get(item, "conninfo"), "'%s.conninfo': %s", s.path, msg);
+}
+
+/* A hook: an argv list whose program is an absolute path. */
+static void config_read_hook(const CfgSection *s, const char *key, char ***argv, size_t *argc)
+{
+    cfg_string_list(s, key, argv, argc);
+    if (*argc && (*argv)[0][0] != '/')
+        cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' must start with an absolute path (argv, no shell)", s->path,
+                  key);
+}
+
+static void config_read_failover(const CfgSection *top, ConfigFailover *f)
+{
+    CfgSection s = cfg_section(top, "failover", false);
+
+    f->enabled = s.map != NULL;
+    cfg_size(&s, "maximum_lag", 16ull << 20, 0, UINT64_MAX, &f->maximum_lag_bytes);
+    config_read_hook(&s, "fence", &f->fence, &f->n_fence);
+    config_read_hook(&s, "fence_check", &f->fence_check, &f->n_fence_check);
+    config_read_hook(&s, "repoint", &f->repoint, &f->n_repoint);
+    cfg_duration_ms(&s, "hook_timeout", false, 10000, 100, &f->hook_timeout_ms);
+    cfg_check_unknown(&s);
+    if (f->n_fence_check && !f->n_fence)
+        cfg_error(s.ctx, cfg_get(s.map, "fence_check"), "'failover.fence_check' checks a 'fence' hook, which is "
+                                                         "not configured");
 }
 
 void config__read_replication(const CfgSection *top, ConfigReplication *r)
@@ -78,7 +107,10 @@ void config__read_replication(const CfgSection *top, ConfigReplication *r)
         cfg_error(s.ctx, nodes, "'replication.nodes' must be a non-empty list of {name, conninfo, role}");
     }
     cfg_check_unknown(&s);
+    config_read_failover(top, &r->failover);
     r->enabled = r->n_nodes > 0;
+    if (r->failover.enabled && !r->enabled)
+        cfg_error(s.ctx, cfg_get(top->map, "failover"), "'failover' needs 'replication.nodes' (the standbys it could promote)");
     if (r->enabled && primaries != 1)
         cfg_error(s.ctx, nodes, "'replication.nodes' must have exactly one node with role: primary (it has %zu)",
                   primaries);

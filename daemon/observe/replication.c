@@ -10,6 +10,7 @@
  * streaming is broken, never "0 lag" (postgres_exporter's mistake).
  */
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "core/control.h"
 #include "err.h"
 #include "log.h"
+#include "child.h"
 #include "pgconn.h"
 
 /* One round trip per node: a JSON object of everything the classification needs. Every
@@ -46,6 +48,7 @@ typedef struct ReplNode {
     struct Replication *owner;
     char *name, *conninfo;
     bool primary;
+    int64_t priority;
     PgConn *pg;
     bool busy;
     json_t *sample;      /* the last answer (or {"reachable": false, "error": ...}) */
@@ -58,9 +61,20 @@ typedef struct ReplNode {
     char why[400];
 } ReplNode;
 
+/* A failover_status call waiting for the fence check. */
+typedef struct ReplAsk {
+    CtlCall *call;
+    struct ReplAsk *next;
+} ReplAsk;
+
 struct Replication {
     Core *core;
     const ConfigReplication *cfg;
+    ChildProc *fence_check;  /* running */
+    ReplAsk *asks;           /* answered when it ends */
+    int64_t fence_checked_ms;
+    bool fence_ok;
+    char fence_msg[400];
     ReplNode *nodes;
     size_t n_nodes;
     uv_timer_t timer;
@@ -316,6 +330,144 @@ static void repl_cmd_status(CtlCall *call, const json_t *args, void *data)
     control_reply_ok(call, repl_status_json(data));
 }
 
+static void repl_maybe_closed(Replication *r);
+
+/* ---- failover_status ---- */
+
+/* Would a failover succeed now? Which standby, and why not the others. */
+static json_t *repl_failover_json(const Replication *r)
+{
+    const ConfigFailover *f = &r->cfg->failover;
+    const ReplNode *primary = NULL, *best = NULL;
+    json_t *cands = json_array();
+    const char *why = NULL;
+    char buf[300];
+
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (r->nodes[i].primary)
+            primary = &r->nodes[i];
+    const json_t *ptl = primary ? json_object_get(primary->sample, "timeline") : NULL;
+    for (size_t i = 0; cands && i < r->n_nodes; i++) {
+        const ReplNode *n = &r->nodes[i];
+        const json_t *tl = json_object_get(n->sample, "timeline");
+        const char *no = NULL;
+        if (n->primary)
+            continue;
+        if (n->priority == 0)
+            no = "priority 0: never promoted";
+        else if (n->state == REPL_UNKNOWN || n->state == REPL_BROKEN)
+            no = n->state == REPL_BROKEN ? "replication is broken" : "its replication is not known yet";
+        else if (n->lag_bytes < 0 || (uint64_t)n->lag_bytes > f->maximum_lag_bytes) {
+            snprintf(buf, sizeof(buf), "%lld bytes behind, more than failover.maximum_lag (%llu)", (long long)n->lag_bytes,
+                     (unsigned long long)f->maximum_lag_bytes);
+            no = buf;
+        } else if (json_is_integer(ptl) && json_is_integer(tl) && json_integer_value(ptl) != json_integer_value(tl))
+            no = "on another timeline than the primary";
+        json_array_append_new(cands, json_pack("{s:s,s:I,s:s,s:I,s:O?,s:b,s:s?}", "name", n->name, "priority",
+                                               (json_int_t)n->priority, "state", replication_state_name(n->state),
+                                               "lag_bytes", (json_int_t)n->lag_bytes, "timeline", tl, "eligible",
+                                               no == NULL, "reason", no));
+        /* the most WAL received first (the least behind), then priority */
+        if (!no && (!best || n->lag_bytes < best->lag_bytes ||
+                    (n->lag_bytes == best->lag_bytes && n->priority > best->priority)))
+            best = n;
+    }
+    bool check_ok = f->n_fence_check == 0 || (r->fence_checked_ms && r->fence_ok);
+    if (!f->enabled)
+        why = "no failover section is configured";
+    else if (!best)
+        why = "no standby is eligible (see candidates)";
+    else if (!f->n_fence)
+        why = "no fence hook is configured: the old primary could keep accepting writes";
+    else if (!check_ok)
+        why = "the fence check failed";
+    else if (!f->n_repoint)
+        why = "no repoint hook is configured: the platform would keep writing to the old primary";
+    json_t *o = json_pack("{s:b,s:b,s:s?,s:s?,s:o,s:I}", "configured", f->enabled, "would_succeed", why == NULL, "why",
+                          why, "candidate", best ? best->name : NULL, "candidates", cands ? cands : json_array(),
+                          "maximum_lag_bytes", (json_int_t)f->maximum_lag_bytes);
+    if (o) {
+        json_object_set_new(o, "ok", json_boolean(why == NULL));
+        json_object_set_new(o, "primary", json_pack("{s:s?,s:b}", "name", primary ? primary->name : NULL, "reachable",
+                                                    primary && json_is_true(json_object_get(primary->sample, "reachable"))));
+        json_object_set_new(o, "fencing", json_pack("{s:b,s:b,s:I,s:b,s:s}", "configured", f->n_fence > 0,
+                                                    "check_configured", f->n_fence_check > 0, "last_check_ms",
+                                                    (json_int_t)r->fence_checked_ms, "last_check_ok", r->fence_ok,
+                                                    "last_check_message", r->fence_msg));
+        json_object_set_new(o, "repoint", json_pack("{s:b}", "configured", f->n_repoint > 0));
+    }
+    return o;
+}
+
+static void repl_answer_asks(Replication *r)
+{
+    while (r->asks) {
+        ReplAsk *a = r->asks;
+        r->asks = a->next;
+        control_reply_ok(a->call, repl_failover_json(r));
+        free(a);
+    }
+}
+
+static void repl_on_fence_checked(ChildProc *c, int64_t status, int sig, void *data)
+{
+    Replication *r = data;
+    size_t len = 0;
+    const char *err = child_stderr(c, &len);
+    char how[64];
+
+    r->fence_check = NULL;
+    r->pending--;
+    r->fence_checked_ms = clock_wall_ms();
+    r->fence_ok = status == 0 && sig == 0;
+    if (child_timed_out(c))
+        snprintf(how, sizeof(how), "timed out");
+    else
+        child_describe_exit(status, sig, how, sizeof(how));
+    size_t tail = len > 200 ? 200 : len;
+    snprintf(r->fence_msg, sizeof(r->fence_msg), "the fence check %s%s%.*s", how, tail ? ": " : "", (int)tail,
+             err ? err + (len - tail) : "");
+    child_free(c);
+    if (!r->closing)
+        repl_answer_asks(r);
+    repl_maybe_closed(r);
+}
+
+static void repl_cmd_failover_status(CtlCall *call, const json_t *args, void *data)
+{
+    Replication *r = data;
+    const ConfigFailover *f = &r->cfg->failover;
+    ReplAsk *a;
+    int rc = 0;
+
+    (void)args;
+    if (!f->n_fence_check) {
+        control_reply_ok(call, repl_failover_json(r));
+        return;
+    }
+    if (!(a = calloc(1, sizeof(*a)))) {
+        control_reply_error(call, -ENOMEM, "out of memory");
+        return;
+    }
+    a->call = call;
+    a->next = r->asks;
+    r->asks = a;
+    if (r->fence_check)
+        return; /* answered when the running check ends */
+    ChildOptions opt = {.argv = (const char *const *)f->fence_check, .stdin_mode = CHILD_STDIN_NULL,
+                        .stdout_mode = CHILD_STDOUT_CAPTURE, .stdout_limit = 4096, .timeout_ms = f->hook_timeout_ms, .kill_grace_ms = 1000,
+                        .on_exit = repl_on_fence_checked, .data = r};
+    r->fence_check = child_spawn(r->core->loop, &opt, &rc);
+    if (!r->fence_check) {
+        r->fence_checked_ms = clock_wall_ms();
+        r->fence_ok = false;
+        snprintf(r->fence_msg, sizeof(r->fence_msg), "the fence check cannot run: %s (%s)", err_str(rc), f->fence_check[0]);
+        repl_answer_asks(r);
+        return;
+    }
+    r->pending++;
+}
+
 /* ---- metrics ---- */
 
 static void repl_collect(MetricsWriter *w, void *data)
@@ -443,9 +595,13 @@ int replication_apply_config(Replication *r, const Config *cfg)
         return DR_ECANCELED;
     r->cfg = c;
     if (!r->registered) {
-        CtlCommand cmd = {"replication_status", false, repl_cmd_status, r,
-                          "each node's role, timeline and WAL position; each standby's lag and state"};
-        int rc = control_register(r->core->control, &cmd, 1);
+        CtlCommand cmds[] = {
+            {"replication_status", false, repl_cmd_status, r,
+             "each node's role, timeline and WAL position; each standby's lag and state"},
+            {"failover_status", false, repl_cmd_failover_status, r,
+             "would a failover succeed now: the standby it would promote and why, fencing, repoint"},
+        };
+        int rc = control_register(r->core->control, cmds, 2);
         if (rc < 0)
             return rc;
         r->registered = true;
@@ -458,7 +614,8 @@ int replication_apply_config(Replication *r, const Config *cfg)
                               .reconnect_min_ms = 100, .reconnect_max_ms = c->interval_ms};
         for (size_t i = 0; i < c->n_nodes; i++) {
             ReplNode *n = &r->nodes[i];
-            *n = (ReplNode){.owner = r, .primary = c->nodes[i].primary, .lag_bytes = -1, .lag_s = -1};
+            *n = (ReplNode){.owner = r, .primary = c->nodes[i].primary, .priority = c->nodes[i].priority,
+                            .lag_bytes = -1, .lag_s = -1};
             n->name = strdup(c->nodes[i].name);
             n->conninfo = strdup(c->nodes[i].conninfo);
             r->n_nodes++;
@@ -466,6 +623,8 @@ int replication_apply_config(Replication *r, const Config *cfg)
                 return -ENOMEM;
         }
     }
+    for (size_t i = 0; i < r->n_nodes && i < c->n_nodes; i++)
+        r->nodes[i].priority = c->nodes[i].priority; /* a reload may change only these */
     uv_timer_stop(&r->timer);
     if (r->n_nodes) {
         uv_timer_start(&r->timer, repl_on_timer, 0, c->interval_ms);
@@ -483,6 +642,14 @@ static void repl_timer_closed(uv_handle_t *h)
 
 void replication_close(Replication *r, void (*closed_cb)(void *data), void *data)
 {
+    while (r->asks) {
+        ReplAsk *a = r->asks;
+        r->asks = a->next;
+        control_reply_error(a->call, DR_ECANCELED, "the daemon is stopping");
+        free(a);
+    }
+    if (r->fence_check)
+        child_kill(r->fence_check, SIGKILL);
     r->closing = true;
     r->closed_cb = closed_cb;
     r->closed_data = data;

@@ -179,7 +179,7 @@ def schema_key_names():
     names |= set(re.findall(r"\bcfg_get\(\w+(?:\.map)?, \"([a-z_]+)\"", src))  # routes
     names |= names_of_sections
     names |= set(re.findall(r"config_read_number\(&\w+, \"([a-z_]+)\"", src))
-    names |= set(re.findall(r"config_map_(?:path|values)\(&\w+, \"([a-z_]+)\"", src))  # venue answer mappings
+    names |= set(re.findall(r"config_(?:map_path|map_values|read_hook)\(&\w+, \"([a-z_]+)\"", src))  # venue mappings, hooks
     for name, plain in re.findall(r"config__?secret\(&\w+, \"([a-z_]+)\", (true|false)", src):
         names |= {name + "_file", name + "_credential"} | ({name} if plain == "true" else set())
     names |= set(re.findall(r"\[VENUE_[A-Z_]+\] = \"([a-z_]+)\"", src))

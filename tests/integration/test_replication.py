@@ -131,3 +131,66 @@ def test_check_without_nodes_is_unknown(tmp_path, pg):
         assert rc == 3 and "no replication.nodes configured" in line, (rc, line)
     finally:
         d.cleanup()
+
+
+def failover(d):
+    p = d.ctl("--json", "failover-status")
+    return p.returncode, json.loads(p.stdout)
+
+
+def test_failover_status_says_whether_a_promotion_would_succeed_and_why(tmp_path, pg, standby, daemon):
+    wait_until(lambda: status(daemon)["pg2"]["state"] == "ok", timeout=15, what="pg2 ok")
+    rc, f = failover(daemon)
+    assert rc == 1 and f["would_succeed"] is False and f["why"] == "no failover section is configured", f
+    # hooks that record their calls
+    marker = tmp_path / "fence-checked"
+    check = tmp_path / "fence-check"
+    check.write_text("#!/bin/sh\necho checked >> %s\n" % marker)
+    check.chmod(0o755)
+    bad = tmp_path / "fence-check-bad"
+    bad.write_text("#!/bin/sh\necho 'ipmitool: BMC not reachable' >&2\nexit 2\n")
+    bad.chmod(0o755)
+    hook = tmp_path / "hook"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+
+    def reload_with(**failover_cfg):
+        cfg = daemon.config
+        cfg["failover"] = failover_cfg
+        daemon.write_config(cfg)
+        p = daemon.ctl("reload")
+        assert p.returncode == 0, p.stdout + p.stderr
+
+    reload_with(fence=[str(hook)], fence_check=[str(check)], repoint=[str(hook)], maximum_lag="1MiB")
+    rc, f = failover(daemon)
+    assert rc == 0 and f["would_succeed"] is True and f["candidate"] == "pg2", f
+    assert f["fencing"]["last_check_ok"] is True and marker.read_text().count("checked") == 1, f
+    text = daemon.ctl("failover-status")
+    assert text.returncode == 0 and "pg2 would be promoted" in text.stdout and "check passed" in text.stdout, text.stdout
+    # the fence check fails: no failover, and the check's own words say why
+    reload_with(fence=[str(hook)], fence_check=[str(bad)], repoint=[str(hook)], maximum_lag="1MiB")
+    rc, f = failover(daemon)
+    assert rc == 1 and f["why"] == "the fence check failed", f
+    assert "exited with status 2: ipmitool: BMC not reachable" in f["fencing"]["last_check_message"], f
+    # no repoint hook: the platform would keep writing to the old primary
+    reload_with(fence=[str(hook)], maximum_lag="1MiB")
+    rc, f = failover(daemon)
+    assert rc == 1 and "no repoint hook" in f["why"], f
+    # a standby too far behind is not eligible
+    reload_with(fence=[str(hook)], repoint=[str(hook)], maximum_lag="1MiB")
+    standby.psql("SELECT pg_wal_replay_pause()")
+    pg.psql("CREATE TABLE behind AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 40000) g")
+    wait_until(lambda: failover(daemon)[1]["would_succeed"] is False, timeout=15, what="pg2 too far behind")
+    rc, f = failover(daemon)
+    (c,) = f["candidates"]
+    assert rc == 1 and c["eligible"] is False and "more than failover.maximum_lag (1048576)" in c["reason"], f
+    assert f["why"] == "no standby is eligible (see candidates)", f
+    standby.psql("SELECT pg_wal_replay_resume()")
+    wait_until(lambda: failover(daemon)[1]["would_succeed"] is True, timeout=15, what="pg2 eligible again")
+    # priority 0: never promoted
+    cfg = daemon.config
+    cfg["replication"]["nodes"][1]["priority"] = 0
+    daemon.write_config(cfg)
+    assert daemon.ctl("reload").returncode == 0
+    rc, f = failover(daemon)
+    assert rc == 1 and f["candidates"][0]["reason"] == "priority 0: never promoted", f

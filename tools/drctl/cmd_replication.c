@@ -1,10 +1,12 @@
 /*
- * drctl replication commands: replication-status (a table like patronictl list) and check
- * replication (a Nagios-style check like repmgr node check: one line, exit 0/1/2/3).
+ * drctl replication commands: replication-status (a table like patronictl list), check
+ * replication (a Nagios-style check like repmgr node check: one line, exit 0/1/2/3) and
+ * failover-status (would a failover succeed now; exit 1 when not).
  *
  * Owns their table entries and the rendering of the daemon's replication_status reply.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,6 +71,49 @@ static void drctl_print_check(const json_t *r)
         printf(" no replication.nodes configured");
     printf("\n");
 }
+
+static void drctl_print_failover(const json_t *r)
+{
+    size_t i;
+    const json_t *c;
+    const json_t *fe = json_object_get(r, "fencing");
+
+    if (json_is_true(json_object_get(r, "would_succeed")))
+        printf("a failover would succeed now: %s would be promoted\n", drctl_str(r, "candidate", "?"));
+    else
+        printf("a failover would NOT succeed now: %s\n", drctl_str(r, "why", "?"));
+    printf("\n%-12s %-8s %-13s %-14s %-3s %s\n", "STANDBY", "PRIORITY", "STATE", "LAG BYTES", "TL", "ELIGIBLE");
+    json_array_foreach(json_object_get(r, "candidates"), i, c) {
+        char tl[24] = "-";
+        if (json_is_integer(json_object_get(c, "timeline")))
+            snprintf(tl, sizeof(tl), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(c, "timeline")));
+        printf("%-12s %-8" PRId64 " %-13s %-14" PRId64 " %-3s %s%s%s\n", drctl_str(c, "name", "?"),
+               drctl_int(c, "priority"), drctl_str(c, "state", "?"), drctl_int(c, "lag_bytes"), tl,
+               json_is_true(json_object_get(c, "eligible")) ? "yes" : "no", json_is_string(json_object_get(c, "reason")) ? ": " : "",
+               drctl_str(c, "reason", ""));
+    }
+    printf("\nfencing   %s", json_is_true(json_object_get(fe, "configured")) ? "configured" : "NOT configured");
+    if (json_is_true(json_object_get(fe, "check_configured"))) {
+        char ago[64];
+        drctl_ago(drctl_int(fe, "last_check_ms"), ago, sizeof(ago));
+        printf(", check %s %s (%s)", json_is_true(json_object_get(fe, "last_check_ok")) ? "passed" : "FAILED", ago,
+               drctl_str(fe, "last_check_message", ""));
+    }
+    printf("\nrepoint   %s\n", json_is_true(json_object_get(json_object_get(r, "repoint"), "configured")) ? "configured"
+                                                                                                   : "NOT configured");
+}
+
+const OptCommand drctl_cmd_failover_status = {
+    .name = "failover-status",
+    .summary = "would a failover succeed now: the standby it would promote and why, fencing, repoint",
+    .description = "Would a failover succeed now? The standby that would be promoted (eligible: replicating, within "
+                   "failover.maximum_lag, on the primary's timeline, priority above 0; the least behind first, "
+                   "then priority) and why each other is not; whether fencing is configured and its check "
+                   "(failover.fence_check, run now) passed; whether the platform's repoint is configured. Exits "
+                   "1 unless a failover would succeed. The promotion itself (the primary_failure scenario) is "
+                   "not built yet.",
+    .data = &(const DrctlAction){.wire = "failover_status", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_failover},
+};
 
 const OptCommand drctl_cmd_replication_status = {
     .name = "replication-status",
