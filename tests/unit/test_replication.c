@@ -143,6 +143,24 @@ static void test_config(void **state)
     snprintf(text, sizeof(text), "%sreplication:\n  lag_warning: 1h\n  lag_critical: 1m\n  nodes:\n"
                                  "    - {name: a, conninfo: \"host=a\", role: primary}\n", db);
     expect_error(text, "'replication.lag_warning' is above 'lag_critical'");
+    snprintf(text, sizeof(text), "%sfailover:\n  fence: [/bin/true]\n", db);
+    expect_error(text, "'failover' needs 'replication.nodes'");
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"host=a\", role: primary}\n"
+                                 "failover:\n  fence: [fence-it]\n", db);
+    expect_error(text, "'failover.fence' must start with an absolute path");
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"host=a\", role: primary}\n"
+                                 "failover:\n  fence_check: [/bin/true]\n", db);
+    expect_error(text, "'failover.fence_check' checks a 'fence' hook, which is not configured");
+    snprintf(text, sizeof(text), "%sreplication:\n  nodes:\n    - {name: a, conninfo: \"host=a\", role: primary}\n"
+                                 "    - {name: b, conninfo: \"host=b\", priority: 0}\nfailover:\n  fence: [/bin/true]\n"
+                                 "  repoint: [/bin/true]\n", db);
+    assert_int_equal(config_load_string("t.yaml", text, &c, &errors), 0);
+    assert_int_equal(c->replication.nodes[1].priority, 0);
+    assert_int_equal(c->replication.nodes[0].priority, 100);
+    assert_true(c->replication.failover.enabled);
+    assert_int_equal(c->replication.failover.maximum_lag_bytes, 16u << 20);
+    assert_int_equal(c->replication.failover.n_repoint, 1);
+    config_free(c);
 }
 
 int main(void)
