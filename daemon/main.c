@@ -117,14 +117,11 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         /* What start-up and a reload would refuse, not only what parses. */
-        char *refused = NULL, kerr[512] = "";
+        char *refused = NULL;
         r = daemon_check_config(NULL, cfg, &refused);
         if (r < 0)
             fprintf(stderr, "%s: the configuration parses, but it would be refused:\n%s\n", config_path,
                     refused ? refused : err_str(r));
-        else if (backups_check_key(cfg, kerr, sizeof(kerr)) < 0)
-            fprintf(stderr, "%s: warning: the backup key cannot be loaded: %s; backups fail until it is fixed\n",
-                    config_path, kerr);
         if (r == 0)
             printf("%s: configuration ok\n", config_path);
         free(refused);
