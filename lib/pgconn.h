@@ -101,6 +101,12 @@ int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize);
 bool pgconn_conninfo_has_password(const char *conninfo);
 
 /*
+ * The passfile= of conninfo (as PQconninfoParse reads it): 0 with *ret_path malloc'd (the caller
+ * frees), or NULL when there is none or libpq cannot parse it; -ENOMEM. Pure.
+ */
+int pgconn_conninfo_passfile(const char *conninfo, char **ret_path);
+
+/*
  * The conninfo for a child program such as pg_dump or pg_restore, whose command line any local
  * user can read in /proc/PID/cmdline: *ret_conninfo (malloc'd, the caller frees) is the same
  * connection as key=value text (for -d). Secrets never travel to a child: DR_ECONFIG with the

@@ -345,6 +345,23 @@ bool pgconn_conninfo_has_password(const char *conninfo)
     return found;
 }
 
+int pgconn_conninfo_passfile(const char *conninfo, char **ret_path)
+{
+    char *err = NULL;
+    int r = 0;
+    *ret_path = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+    if (!opts) {
+        PQfreemem(err);
+        return 0;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && o->val[0] && strcmp(o->keyword, "passfile") == 0 && !(*ret_path = strdup(o->val)))
+            r = -ENOMEM;
+    PQconninfoFree(opts);
+    return r;
+}
+
 int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, size_t msgsize)
 {
     char *err = NULL, *buf = NULL;

@@ -1,14 +1,19 @@
 /*
  * config_recovery: the schema of the recovery side's sections (see config.h): backup (with verify,
  * retention and watch), detector (with the default damage patterns), reconcile (with the default
- * RECONCILE_DEFAULT_* queries). Called from config_from_tree in config.c, which owns
- * the Config's life cycle (load, free, copy) and the other sections.
+ * RECONCILE_DEFAULT_* queries); and the checks every section's conninfo and the backup key get
+ * as the file is read (no password, a passfile libpq will use, no secret a child could get only on
+ * its command line; the key file's mode, owner and length). Called from config_from_tree in
+ * config.c, which owns the Config's life cycle (load, free, copy) and the other sections.
  */
 #include "config/config_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bcf.h"
 #include "cfgtree.h"
@@ -99,6 +104,38 @@ void config__check_conninfo_password(const CfgSection *s, const char *key)
               s->path, s->path[0] ? "." : "", key);
 }
 
+/*
+ * libpq ignores a passfile that is not a regular file or that group or others may access (with a
+ * warning on stderr only), and the connection then fails for a reason the error does not name: a
+ * passfile= written at s.key is checked as the file is read, the way libpq will judge it. Opened
+ * non-blocking and checked with fstat, so a FIFO at the path cannot hang the load; never read.
+ */
+void config__check_conninfo_passfile(const CfgSection *s, const char *key)
+{
+    const CfgNode *n = s->map ? cfg_get(s->map, key) : NULL;
+    char *path = NULL;
+    struct stat st;
+    if (!n || n->kind != CFG_NODE_SCALAR || !n->scalar || pgconn_conninfo_passfile(n->scalar, &path) < 0 || !path)
+        return;
+    const char *where = s->path[0] ? "." : "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        cfg_error(s->ctx, n, "'%s%s%s': passfile '%s': cannot open: %s", s->path, where, key, path, strerror(errno));
+    else if (fstat(fd, &st) < 0)
+        cfg_error(s->ctx, n, "'%s%s%s': passfile '%s': cannot stat: %s", s->path, where, key, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        cfg_error(s->ctx, n, "'%s%s%s': passfile '%s' is not a regular file (libpq would ignore it)", s->path, where,
+                  key, path);
+    else if (st.st_mode & 077)
+        cfg_error(s->ctx, n,
+                  "'%s%s%s': passfile '%s': mode %04o lets group or others access it (libpq would ignore it; "
+                  "use 0600 or 0400)",
+                  s->path, where, key, path, (unsigned)(st.st_mode & 07777));
+    if (fd >= 0)
+        close(fd);
+    free(path);
+}
+
 static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *b)
 {
     static const char *const checkpoints[] = {"spread", "fast", NULL};
@@ -116,6 +153,7 @@ static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *
         config_check_cron(&s, "schedules", sched && sched->kind == CFG_NODE_SEQ && i < sched->n ? sched->items[i] : sched,
                           b->physical_schedules[i]);
     config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     config__check_child_conninfo(&s, "conninfo", b->physical_conninfo);
 }
 
@@ -205,6 +243,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
         cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
                   (long long)b->level, codec_name((CodecKind)b->codec));
     config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     config__check_child_conninfo(&s, "conninfo", b->conninfo);
     for (size_t i = 0; i < b->n_state_files; i++)
         if (b->state_files[i][0] != '/')
@@ -226,6 +265,7 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_int(&s, "halt_after", 1, 1000, 2, &d->halt_after);
     cfg_string(&s, "conninfo", false, db->conninfo, &d->conninfo);
     config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     cfg_string_list(&s, "corruption_queries", &d->corruption_queries, &d->n_corruption_queries);
     cfg_duration_ms(&s, "corruption_interval", false, 60000, 10, &d->corruption_interval_ms);
     cfg_duration_ms(&s, "corruption_timeout", false, 30000, 10, &d->corruption_timeout_ms);
@@ -357,6 +397,7 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
 
     cfg_string(&s, "conninfo", false, db->conninfo, &r->conninfo);
     config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     config_read_number(&s, "quantity_tolerance", 0, &r->quantity_tolerance);
     config_read_number(&s, "price_tolerance", 0.0001, &r->price_tolerance);
     cfg_duration_ms(&s, "stale_after", false, 3600ull * 1000, 0, &r->stale_after_ms);

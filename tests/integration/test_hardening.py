@@ -157,10 +157,16 @@ def test_check_config_refuses_a_password_in_every_conninfo(tmp_path):
             assert "%s:%d:%d: '%s' holds a password" % (path, line, col, name) in p.stderr, (name, out)
             assert "passfile=" in p.stderr and "PGPASSFILE" in p.stderr, out
             assert "Zq9" not in out and "s3cr" not in out, out
-    # the same keys with a passfile are fine
-    path, p = check_config(tmp_path, base + "backup:\n  directory: /tmp/drsup-none\n  key_file: %s\n"
-                           "  conninfo: \"host=127.0.0.1 dbname=shop passfile=/run/pgpass\"\n" % key)
+    # a passfile is the way; one libpq would ignore (group-readable) is refused, naming why
+    pf = write_passfile(tmp_path / "pgpass", 5432, "dumper", "Zq9s3cr")
+    text = base + ("backup:\n  directory: /tmp/drsup-none\n  key_file: %s\n"
+                   "  conninfo: \"host=127.0.0.1 dbname=shop passfile=%s\"\n" % (key, pf))
+    path, p = check_config(tmp_path, text)
     assert p.returncode == 0, p.stdout + p.stderr
+    os.chmod(pf, 0o640)
+    path, p = check_config(tmp_path, text)
+    assert p.returncode == 2 and "%s:6:13: 'backup.conninfo': passfile '%s': mode 0640" % (path, pf) in p.stderr, p.stderr
+    assert "Zq9" not in p.stdout + p.stderr
 
 
 def test_check_config_refuses_a_bad_backup_key_file(tmp_path):

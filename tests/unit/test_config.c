@@ -253,10 +253,23 @@ static void test_conninfo_passwords_refused(void **state)
     assert_non_null(strstr(errors, "t.yaml:2:13: 'database.conninfo' holds a password"));
     assert_null(strchr(errors, '\n'));
     free(errors);
-    /* a passfile is the way */
-    cfg = expect_ok("database:\n  conninfo: \"host=h passfile=/run/credentials/drsupervisor.service/pgpass\"\n"
-                    "backup:\n  directory: /b\n  key_file: /k\n");
+    /* a passfile is the way; one libpq would ignore is refused with the reason */
+    char text[512], pf[128];
+    snprintf(pf, sizeof(pf), "%s/pgpass", key_dir);
+    write_file(pf, "*:*:*:u:Hunter2x\n", 0600);
+    snprintf(text, sizeof(text), "database:\n  conninfo: \"host=h passfile=%s\"\nbackup:\n  directory: /b\n  key_file: /k\n"
+             "  conninfo: \"postgresql://u@h/db?passfile=%s\"\n", pf, pf);
+    cfg = expect_ok(text);
     config_free(cfg);
+    assert_int_equal(chmod(pf, 0640), 0);
+    expect_error(text, "t.yaml:2:13: 'database.conninfo': passfile '");
+    expect_error(text, "t.yaml:6:13: 'backup.conninfo': passfile '");
+    expect_error(text, "mode 0640 lets group or others access it (libpq would ignore it");
+    unlink(pf);
+    expect_error(text, "cannot open: No such file or directory");
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nscenarios:\n  admin_conninfo: \"passfile=%s\"\n", key_dir);
+    expect_error(text, "t.yaml:4:19: 'scenarios.admin_conninfo': passfile '");
+    expect_error(text, "is not a regular file");
 }
 
 /* The backup key is checked as the file is read: missing, too open, not the daemon's user's, or

@@ -234,6 +234,17 @@ static void test_child_conninfo_keeps_secrets_off_argv(void **state)
     assert_false(pgconn_conninfo_has_password("postgresql://u@h/db"));
     assert_false(pgconn_conninfo_has_password("host=h password='unterminated"));
     assert_false(pgconn_conninfo_has_password(NULL));
+    char *pf = NULL;
+    assert_int_equal(pgconn_conninfo_passfile("host=h passfile='/run/a b'", &pf), 0);
+    assert_string_equal(pf, "/run/a b");
+    free(pf);
+    assert_int_equal(pgconn_conninfo_passfile("postgresql://u@h/db?passfile=%2Frun%2Fp", &pf), 0);
+    assert_string_equal(pf, "/run/p");
+    free(pf);
+    assert_int_equal(pgconn_conninfo_passfile("host=h", &pf), 0);
+    assert_null(pf);
+    assert_int_equal(pgconn_conninfo_passfile("host='unterminated", &pf), 0);
+    assert_null(pf);
 }
 
 static void test_query_arguments(void **state)
