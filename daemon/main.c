@@ -3,10 +3,12 @@
  *
  * Owns the command line (--config, --check-config, --foreground, --help, --version), the first
  * configuration load (errors printed as FILE:LINE:COL and exit 2), the loop's life: start the
- * daemon, run until stopped, close every handle and check that uv_loop_close() succeeds.
+ * daemon, run until stopped, close every handle and check that uv_loop_close() succeeds; and the
+ * malloc settings that keep the footprint small after a backup (main_tune_malloc).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,21 @@ static void main_usage(FILE *out)
             "See drsupervisord(8), drsupervisor.yaml(5) and drctl(1).\n");
 }
 
+/*
+ * Large buffers (a backup's 4 MiB stream buffers, codec windows, a verification's chunks) come
+ * from mmap and go back to the kernel when freed. glibc raises its mmap threshold each time it
+ * frees an mmapped block (up to 32 MiB), after which such buffers are carved from the worker
+ * threads' arenas and stay resident: measured, RSS went from 13.4 MB idle to 28 MB after three
+ * backups with verification; with a fixed threshold it returns to within 1.6 MB of idle (most of
+ * it library code pages first touched by the backup). A fixed threshold also fixes the trim
+ * threshold, so freed memory at the top of a heap is returned too. Set before any thread exists.
+ */
+static void main_tune_malloc(void)
+{
+    if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1)
+        fprintf(stderr, "drsupervisord: warning: cannot set malloc's mmap threshold; memory after a backup may stay high\n");
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -54,6 +71,7 @@ int main(int argc, char **argv)
     /* A child on its way to its program (lib/child's exec shim): never returns. */
     if (child_exec_shim_main(argc, argv))
         return 127;
+    main_tune_malloc();
     Config *cfg = NULL;
     char *errors = NULL;
     RolePolicy roles;
@@ -117,14 +135,11 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         /* What start-up and a reload would refuse, not only what parses. */
-        char *refused = NULL, kerr[512] = "";
+        char *refused = NULL;
         r = daemon_check_config(NULL, cfg, &refused);
         if (r < 0)
             fprintf(stderr, "%s: the configuration parses, but it would be refused:\n%s\n", config_path,
                     refused ? refused : err_str(r));
-        else if (backups_check_key(cfg, kerr, sizeof(kerr)) < 0)
-            fprintf(stderr, "%s: warning: the backup key cannot be loaded: %s; backups fail until it is fixed\n",
-                    config_path, kerr);
         if (r == 0)
             printf("%s: configuration ok\n", config_path);
         free(refused);

@@ -95,15 +95,26 @@ PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *o
 int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize);
 
 /*
- * Split conninfo (key=value or URI form) for a child program such as pg_dump or pg_restore, whose
- * command line any local user can read in /proc/PID/cmdline: *ret_conninfo is the same connection
- * as key=value text without the password (for -d), *ret_password the password or NULL (for
- * PGPASSWORD in the child's environment); both malloc'd, the caller frees (and wipes the
- * password). DR_ECONFIG with the reason in msg (never a secret) when a secret could only travel on
- * the command line: an sslpassword, or a dbname that is itself a conninfo; -ENOMEM. Pure.
+ * Whether conninfo (key=value or URI form, as libpq's PQconninfoParse reads it) gives a password,
+ * empty or not. A conninfo libpq cannot parse gives none. Pure.
  */
-int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char **ret_password, char *msg,
-                          size_t msgsize);
+bool pgconn_conninfo_has_password(const char *conninfo);
+
+/*
+ * The passfile= of conninfo (as PQconninfoParse reads it): 0 with *ret_path malloc'd (the caller
+ * frees), or NULL when there is none or libpq cannot parse it; -ENOMEM. Pure.
+ */
+int pgconn_conninfo_passfile(const char *conninfo, char **ret_path);
+
+/*
+ * The conninfo for a child program such as pg_dump or pg_restore, whose command line any local
+ * user can read in /proc/PID/cmdline: *ret_conninfo (malloc'd, the caller frees) is the same
+ * connection as key=value text (for -d). Secrets never travel to a child: DR_ECONFIG with the
+ * reason in msg (never a secret) when the conninfo holds a password or an sslpassword, or a dbname
+ * that is itself a conninfo (the child's password comes from a passfile: passfile= in the conninfo
+ * or PGPASSFILE); -ENOMEM. Pure.
+ */
+int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, size_t msgsize);
 
 /*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]

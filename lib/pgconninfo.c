@@ -4,8 +4,8 @@
  * Owns parsing the conninfo into the options passed to libpq as they are plus the hosts (and
  * ports) to look up; telling Unix socket directories, IP literals and names apart; the lookups of
  * host names with uv_getaddrinfo, one at a time, into at most PGCONN_MAX_ADDRS addresses per host;
- * keeping passwords out of parse error messages; and the split of a conninfo for a child program
- * (the password to its environment, never to its command line).
+ * keeping passwords out of parse error messages; telling whether a conninfo holds a password; and
+ * the conninfo a child program gets on its command line (refused when it would carry a secret).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -330,10 +330,41 @@ static int pgconn_append_kv(char **buf, size_t *len, size_t *cap, const char *k,
     return 0;
 }
 
-int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char **ret_password, char *msg,
-                          size_t msgsize)
+bool pgconn_conninfo_has_password(const char *conninfo)
 {
-    char *err = NULL, *buf = NULL, *password = NULL;
+    char *err = NULL;
+    bool found = false;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+    if (!opts) {
+        PQfreemem(err);
+        return false;
+    }
+    for (PQconninfoOption *o = opts; o->keyword && !found; o++)
+        found = o->val && strcmp(o->keyword, "password") == 0;
+    PQconninfoFree(opts);
+    return found;
+}
+
+int pgconn_conninfo_passfile(const char *conninfo, char **ret_path)
+{
+    char *err = NULL;
+    int r = 0;
+    *ret_path = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+    if (!opts) {
+        PQfreemem(err);
+        return 0;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && o->val[0] && strcmp(o->keyword, "passfile") == 0 && !(*ret_path = strdup(o->val)))
+            r = -ENOMEM;
+    PQconninfoFree(opts);
+    return r;
+}
+
+int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, size_t msgsize)
+{
+    char *err = NULL, *buf = NULL;
     size_t len = 0, cap = 0;
     int r = 0;
     PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
@@ -350,13 +381,14 @@ int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char **ret_
     for (PQconninfoOption *o = opts; o->keyword && r == 0; o++) {
         if (!o->val)
             continue;
-        if (strcmp(o->keyword, "sslpassword") == 0) {
+        if (strcmp(o->keyword, "password") == 0) {
+            pgconn__fmt(msg, msgsize, "the conninfo holds a password, which a child program could only "
+                                      "get on its command line or in its environment: use a passfile");
+            r = DR_ECONFIG;
+        } else if (strcmp(o->keyword, "sslpassword") == 0) {
             pgconn__fmt(msg, msgsize, "the conninfo holds an sslpassword, which a child program could "
                                       "only get on its command line: use a key without a passphrase");
             r = DR_ECONFIG;
-        } else if (strcmp(o->keyword, "password") == 0) {
-            if (!(password = strdup(o->val)))
-                r = -ENOMEM;
         } else if (strcmp(o->keyword, "dbname") == 0 && pgconn_looks_like_conninfo(o->val)) {
             pgconn__fmt(msg, msgsize, "the conninfo's dbname is a conninfo of its own: write its "
                                       "keywords at the top level");
@@ -370,13 +402,8 @@ int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char **ret_
         r = -ENOMEM;
     if (r < 0) {
         free(buf);
-        if (password) {
-            explicit_bzero(password, strlen(password));
-            free(password);
-        }
         return r;
     }
     *ret_conninfo = buf;
-    *ret_password = password;
     return 0;
 }

@@ -254,6 +254,8 @@ static void config_read_database(const CfgSection *top, ConfigDatabase *d)
     cfg_duration_ms(&s, "connect_timeout", false, 2000, 10, &d->connect_timeout_ms);
     cfg_int(&s, "down_after", 1, 1000, 2, &d->down_after);
     cfg_check_unknown(&s);
+    config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
 }
 
 static void config_read_platform(const CfgSection *top, ConfigPlatform *p)

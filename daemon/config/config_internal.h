@@ -45,6 +45,12 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
 /* Refuse (cfg_error at s.key) a conninfo whose secrets could reach a child only on its command line
  * (sslpassword, a conninfo nested in dbname). (config_recovery.c) */
 void config__check_child_conninfo(const CfgSection *s, const char *key, const char *conninfo);
+/* Refuse (cfg_error at s.key) a conninfo written at s.key that holds a password, pointing to a
+ * passfile instead; the password is never quoted. (config_recovery.c) */
+void config__check_conninfo_password(const CfgSection *s, const char *key);
+/* Refuse (cfg_error at s.key) a passfile= written at s.key that libpq would ignore: missing, not a
+ * regular file, or open to group or others. Opens it non-blocking, never reads it. (config_recovery.c) */
+void config__check_conninfo_passfile(const CfgSection *s, const char *key);
 /* The scenarios section: admin_conninfo, database, and every registered scenario's section. */
 void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc);
 

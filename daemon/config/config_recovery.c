@@ -1,15 +1,21 @@
 /*
  * config_recovery: the schema of the recovery side's sections (see config.h): backup (with verify,
  * retention and watch), detector (with the default damage patterns), reconcile (with the default
- * RECONCILE_DEFAULT_* queries). Called from config_from_tree in config.c, which owns
- * the Config's life cycle (load, free, copy) and the other sections.
+ * RECONCILE_DEFAULT_* queries); and the checks every section's conninfo and the backup key get
+ * as the file is read (no password, a passfile libpq will use, no secret a child could get only on
+ * its command line; the key file's mode, owner and length). Called from config_from_tree in
+ * config.c, which owns the Config's life cycle (load, free, copy) and the other sections.
  */
 #include "config/config_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "bcf.h"
 #include "cfgtree.h"
 #include "codec.h"
 #include "cron.h"
@@ -67,17 +73,67 @@ static void config_read_backup_watch(const CfgSection *parent, ConfigBackup *b)
  */
 void config__check_child_conninfo(const CfgSection *s, const char *key, const char *conninfo)
 {
-    char msg[256], *ci = NULL, *pw = NULL;
-    if (!conninfo || pgconn_check_conninfo(conninfo, msg, sizeof(msg)) != 0)
+    char msg[256], *ci = NULL;
+    /* A password is reported where it is written (config__check_conninfo_password). */
+    if (!conninfo || pgconn_check_conninfo(conninfo, msg, sizeof(msg)) != 0 || pgconn_conninfo_has_password(conninfo))
         return;
-    int r = pgconn_child_conninfo(conninfo, &ci, &pw, msg, sizeof(msg));
+    int r = pgconn_child_conninfo(conninfo, &ci, msg, sizeof(msg));
     if (r == DR_ECONFIG)
         cfg_error(s->ctx, cfg_get(s->map, key) ? cfg_get(s->map, key) : s->map, "'%s%s%s': %s", s->path,
                   s->path[0] ? "." : "", key, msg);
-    if (pw)
-        explicit_bzero(pw, strlen(pw));
-    free(pw);
     free(ci);
+}
+
+/*
+ * No conninfo holds a password: the daemon's own connections would not leak it, but the children
+ * given the same conninfo (pg_dump, pg_basebackup, pg_restore) could get it only on their command
+ * line or in their environment, and the configuration file is one more place to keep it safe. Only
+ * a key written in this section is checked: one inherited from database.conninfo is reported there.
+ * The message names the alternatives and never quotes the conninfo.
+ */
+void config__check_conninfo_password(const CfgSection *s, const char *key)
+{
+    const CfgNode *n = s->map ? cfg_get(s->map, key) : NULL;
+    if (!n || n->kind != CFG_NODE_SCALAR || !n->scalar || !pgconn_conninfo_has_password(n->scalar))
+        return;
+    cfg_error(s->ctx, n,
+              "'%s%s%s' holds a password, which is refused: put it in a passfile (0600, owned by the "
+              "daemon's user), named by passfile= in the conninfo (e.g. a systemd credential: "
+              "LoadCredential=pgpass:/etc/credstore/drsupervisor.pgpass in the unit and "
+              "passfile=/run/credentials/drsupervisor.service/pgpass) or by PGPASSFILE in the unit's environment",
+              s->path, s->path[0] ? "." : "", key);
+}
+
+/*
+ * libpq ignores a passfile that is not a regular file or that group or others may access (with a
+ * warning on stderr only), and the connection then fails for a reason the error does not name: a
+ * passfile= written at s.key is checked as the file is read, the way libpq will judge it. Opened
+ * non-blocking and checked with fstat, so a FIFO at the path cannot hang the load; never read.
+ */
+void config__check_conninfo_passfile(const CfgSection *s, const char *key)
+{
+    const CfgNode *n = s->map ? cfg_get(s->map, key) : NULL;
+    char *path = NULL;
+    struct stat st;
+    if (!n || n->kind != CFG_NODE_SCALAR || !n->scalar || pgconn_conninfo_passfile(n->scalar, &path) < 0 || !path)
+        return;
+    const char *where = s->path[0] ? "." : "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        cfg_error(s->ctx, n, "'%s%s%s': passfile '%s': cannot open: %s", s->path, where, key, path, strerror(errno));
+    else if (fstat(fd, &st) < 0)
+        cfg_error(s->ctx, n, "'%s%s%s': passfile '%s': cannot stat: %s", s->path, where, key, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        cfg_error(s->ctx, n, "'%s%s%s': passfile '%s' is not a regular file (libpq would ignore it)", s->path, where,
+                  key, path);
+    else if (st.st_mode & 077)
+        cfg_error(s->ctx, n,
+                  "'%s%s%s': passfile '%s': mode %04o lets group or others access it (libpq would ignore it; "
+                  "use 0600 or 0400)",
+                  s->path, where, key, path, (unsigned)(st.st_mode & 07777));
+    if (fd >= 0)
+        close(fd);
+    free(path);
 }
 
 static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *b)
@@ -96,7 +152,42 @@ static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *
     for (size_t i = 0; i < b->n_physical_schedules; i++)
         config_check_cron(&s, "schedules", sched && sched->kind == CFG_NODE_SEQ && i < sched->n ? sched->items[i] : sched,
                           b->physical_schedules[i]);
+    config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     config__check_child_conninfo(&s, "conninfo", b->physical_conninfo);
+}
+
+/*
+ * The backup key, checked as the file is read (at start-up before the loop runs, at a reload on the
+ * pool): a key file that is not a regular file owned by the daemon's user, is readable by group or
+ * others, or is not a 32-byte key (raw, or 64 hex digits) is refused here with its position, not
+ * first at the first scheduled backup. A key_credential is looked up in $CREDENTIALS_DIRECTORY
+ * (systemd's LoadCredential=). The key itself is wiped at once and never appears in a message.
+ */
+static void config_check_backup_key(const CfgSection *s, const ConfigBackup *b)
+{
+    uint8_t key[BCF_KEY_LEN];
+    char err[512], path[4096];
+    const char *file = b->key_file, *name = b->key_file ? "key_file" : "key_credential";
+    const CfgNode *at = cfg_get(s->map, name);
+
+    if (!b->key_file == !b->key_credential || (b->key_credential && strchr(b->key_credential, '/')))
+        return; /* refused already */
+    if (b->key_credential) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        if (!dir || !dir[0]) {
+            cfg_error(s->ctx, at,
+                      "'backup.key_credential': $CREDENTIALS_DIRECTORY is not set, so credential '%s' cannot "
+                      "be read (run under the unit with LoadCredential=%s:PATH, or use key_file)",
+                      b->key_credential, b->key_credential);
+            return;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, b->key_credential);
+        file = path;
+    }
+    if (bcf_load_key_file(file, key, err, sizeof(err)) < 0)
+        cfg_error(s->ctx, at, "'backup.%s': %s", name, err);
+    explicit_bzero(key, sizeof(key));
 }
 
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
@@ -147,9 +238,12 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
                   "'backup' needs exactly one of 'key_file' or 'key_credential'");
     if (b->key_credential && strchr(b->key_credential, '/'))
         cfg_error(s.ctx, cfg_get(s.map, "key_credential"), "'backup.key_credential' is a credential name, no '/'");
+    config_check_backup_key(&s, b);
     if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
         cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
                   (long long)b->level, codec_name((CodecKind)b->codec));
+    config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     config__check_child_conninfo(&s, "conninfo", b->conninfo);
     for (size_t i = 0; i < b->n_state_files; i++)
         if (b->state_files[i][0] != '/')
@@ -170,6 +264,8 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
 
     cfg_int(&s, "halt_after", 1, 1000, 2, &d->halt_after);
     cfg_string(&s, "conninfo", false, db->conninfo, &d->conninfo);
+    config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     cfg_string_list(&s, "corruption_queries", &d->corruption_queries, &d->n_corruption_queries);
     cfg_duration_ms(&s, "corruption_interval", false, 60000, 10, &d->corruption_interval_ms);
     cfg_duration_ms(&s, "corruption_timeout", false, 30000, 10, &d->corruption_timeout_ms);
@@ -333,6 +429,8 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
     CfgSection s = cfg_section(top, "reconcile", false);
 
     cfg_string(&s, "conninfo", false, db->conninfo, &r->conninfo);
+    config__check_conninfo_password(&s, "conninfo");
+    config__check_conninfo_passfile(&s, "conninfo");
     config_read_number(&s, "quantity_tolerance", 0, &r->quantity_tolerance);
     config_read_number(&s, "price_tolerance", 0.0001, &r->price_tolerance);
     cfg_duration_ms(&s, "stale_after", false, 3600ull * 1000, 0, &r->stale_after_ms);

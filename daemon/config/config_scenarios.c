@@ -68,6 +68,8 @@ void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc)
     if (sc->database && (!sc->database[0] || strlen(sc->database) > 30 || strpbrk(sc->database, "\"\\")))
         cfg_error(s.ctx, cfg_get(s.map, "database"),
                   "'scenarios.database' must be 1..30 characters without quotes or backslashes");
+    config__check_conninfo_password(&s, "admin_conninfo");
+    config__check_conninfo_passfile(&s, "admin_conninfo");
     config__check_child_conninfo(&s, "admin_conninfo", sc->admin_conninfo);
     if (config_n_sections && !(sc->list = calloc(config_n_sections, sizeof(*sc->list)))) {
         cfg_error(s.ctx, s.map ? s.map : top->map, "'scenarios': out of memory");

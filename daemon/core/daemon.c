@@ -40,8 +40,6 @@ typedef struct ReloadWork {
     RolePolicy roles;
     char *errors;
     int result;
-    int key_result;    /* backups_check_key(), run with the parse on the pool */
-    char key_err[512];
 } ReloadWork;
 
 /* ---- built-in commands ---- */
@@ -140,9 +138,9 @@ static void daemon_collect(MetricsWriter *w, void *data)
 
 /*
  * Ask every module whether it would accept cfg, before anything is swapped or started. Each
- * refusal is one line "module: reason" in *ret_errors (caller frees). Pure: what needs I/O (the
- * backup key) the caller checks off the loop. Returns 0, or DR_ECONFIG (or -ENOMEM) when a module
- * refuses.
+ * refusal is one line "module: reason" in *ret_errors (caller frees). Pure: what needs I/O (secret
+ * files, the backup key) was checked as the file was read. Returns 0, or DR_ECONFIG (or -ENOMEM)
+ * when a module refuses.
  */
 int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
 {
@@ -207,8 +205,6 @@ static void daemon_reload_work(uv_work_t *req)
             w->cfg = config_free(w->cfg);
         }
     }
-    if (w->result == 0)
-        w->key_result = backups_check_key(w->cfg, w->key_err, sizeof(w->key_err));
 }
 
 static void daemon_warn_restart_needed(const Config *old, const Config *new)
@@ -277,10 +273,6 @@ static void daemon_reload_done(uv_work_t *req, int status)
         /* Every module says yes before anything changes; one no and the old configuration stays. */
         w->result = daemon_check_config(d, w->cfg, &w->errors);
     }
-    /* The key is loaded for each backup (it may be fixed or broken at any time, and a backup that
-     * cannot load it is a recorded failure): a reload is not refused for it, but told now. */
-    if (w->result == 0 && w->key_result < 0)
-        log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", w->key_err);
     if (w->result == 0) {
         daemon_warn_restart_needed(d->cfg, w->cfg);
         /* Keep the settings that need a restart as they are running. */
@@ -552,11 +544,9 @@ int daemon_start(Daemon *d)
     uv_timer_init(d->core.loop, &d->status_timer);
     d->status_timer.data = d;
 
-    /* The same checks as a reload, before anything starts. The key file is read here on the loop
-     * thread, which is fine only because the loop does not run yet. */
-    char key_err[512] = "", *errors = NULL;
-    if (backups_check_key(d->cfg, key_err, sizeof(key_err)) < 0)
-        log_warning("backup", "the backup key cannot be loaded: %s; backups fail until it is fixed", key_err);
+    /* The same checks as a reload, before anything starts (the backup key was checked as the file
+     * was read, like every secret file). */
+    char *errors = NULL;
     /* What a killed daemon left behind (nothing writes yet): uncommitted temporaries of state
      * files, backups and manifests, and plaintext restore spools. Each removal is logged. */
     int tr = atomicfile_remove_temporaries(d->cfg->state_dir, daemon_log_removed, NULL);

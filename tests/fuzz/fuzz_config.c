@@ -6,15 +6,23 @@
  * contract is checked: success gives a Config and no errors, failure gives DR_ECONFIG, no Config and
  * at least one "NAME:LINE:COL: message" line. A loaded Config is also put through the deep copies a
  * reload makes (backup, scenarios) and freed, so LeakSanitizer sees every path. The scenarios'
- * own sections are registered first, as drsupervisord does, so their readers are fuzzed too.
+ * own sections are registered first, as drsupervisord does, so their readers are fuzzed too. The
+ * loader checks the backup key file as it reads it: FUZZ_CONFIG_KEY is made first (0600, a valid
+ * key) and the seeds name it, so a backup section can load.
  */
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "err.h"
 #include "scenario/scenario.h"
+
+#define FUZZ_CONFIG_KEY "/tmp/drsup-fuzz-config.key"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -24,6 +32,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     if (scenario_register_config() < 0)
+        abort();
+    static const char key[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "%s.%ld", FUZZ_CONFIG_KEY, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, key, sizeof(key) - 1) != (ssize_t)(sizeof(key) - 1) || close(fd) != 0 ||
+        rename(tmp, FUZZ_CONFIG_KEY) != 0)
         abort();
     return 0;
 }

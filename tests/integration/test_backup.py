@@ -265,11 +265,14 @@ def test_failures_leave_nothing_and_next_backup_runs(pg, tmp_path, daemon_factor
     st = d.ctl_json("status")
     assert st["components"]["backup"]["health"] == "down"
 
-    # Key file too open.
+    # Key file too open: a reload refuses it (checked as the file is read); one that breaks while
+    # the daemon runs is each backup's recorded failure.
     d.cfg["backup"]["conninfo"] = pg.conninfo("shop")
-    os.chmod(bcfg["key_file"], 0o644)
     d.write_config()
     assert d.ctl("reload").returncode == 0
+    os.chmod(bcfg["key_file"], 0o644)
+    p = d.ctl("reload")
+    assert p.returncode == 1 and "'backup.key_file'" in p.stderr and "too open" in p.stderr, p.stderr
     err = fails_with("(key)", "too open")
     with open(bcfg["key_file"]) as f:
         assert f.read().strip() not in err

@@ -120,6 +120,44 @@ def test_each_refusing_module_names_itself(pg, daemons, tmp_path):
     d.stop()
 
 
+def test_a_password_or_a_bad_backup_key_is_refused_at_reload(pg, daemons, tmp_path):
+    d = started(daemons, tmp_path, pg)
+    bdir = tmp_path / "backups"
+
+    # A password in a conninfo, key=value or URI: refused with the key's position, never echoed.
+    for ci in (pg.conninfo() + " password='Zq9 s3cr'", "postgresql://postgres:Zq9s3cr@127.0.0.1:%d/postgres" % pg.port):
+        def password(cfg):
+            cfg["database"]["conninfo"] = ci
+        err = refused_reload(d, password)
+        assert "'database.conninfo' holds a password" in err and d.config_path + ":" in err, err
+        assert "Zq9" not in err and "s3cr" not in err, err
+
+    def scenario_password(cfg):
+        cfg["scenarios"] = {"admin_conninfo": "host=127.0.0.1 user=postgres password=Zq9s3cr"}
+    err = refused_reload(d, scenario_password)
+    assert "'scenarios.admin_conninfo' holds a password" in err and "Zq9" not in err, err
+
+    # The backup key: too open, the wrong length, missing.
+    open_key = make_key(str(tmp_path / "open.key"))
+    os.chmod(open_key, 0o644)
+    short = tmp_path / "short.key"
+    short.write_text("00" * 16 + "\n")
+    short.chmod(0o600)
+    for key, reason in ((open_key, "mode 0644 is too open"), (str(short), "wrong length 33 bytes"),
+                        (str(tmp_path / "missing.key"), "cannot open")):
+        def backups(cfg):
+            cfg["backup"] = {"directory": str(bdir), "key_file": key}
+        err = refused_reload(d, backups)
+        assert "'backup.key_file': key file '%s'" % key in err and reason in err, err
+    assert d.ctl_json("status")["reloads"] == {"ok": 0, "failed": 6}
+    # and the old configuration keeps running: a good key reloads
+    d.config["backup"] = {"directory": str(bdir), "key_file": make_key(str(tmp_path / "good.key"))}
+    d.write_config()
+    p = d.ctl("reload")
+    assert p.returncode == 0, p.stderr
+    d.stop()
+
+
 def test_valid_reload_still_applies(pg, daemons, tmp_path):
     d = Daemon(tmp_path)  # the harness default: a dead port
     daemons.append(d)

@@ -25,12 +25,45 @@
 
 static const char *const base = "database:\n  conninfo: \"host=127.0.0.1 dbname=t\"\n";
 
+/* A valid backup key (0600, 64 hex digits): texts name it "key_file: /k", which the loads below
+ * rewrite to its real path (the loader checks the key file). Made by main(). */
+static char key_dir[64], key_path[96];
+
+static void write_file(const char *path, const char *content, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(content, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* text with every "key_file: /k\n" naming key_path; malloc'd. */
+static char *with_key(const char *text)
+{
+    static const char token[] = "key_file: /k\n";
+    size_t n = 0, tl = strlen(token);
+    for (const char *p = strstr(text, token); p; p = strstr(p + tl, token))
+        n++;
+    char *out = malloc(strlen(text) + n * strlen(key_path) + 1), *o = out;
+    assert_non_null(out);
+    const char *rest = text;
+    for (const char *q; (q = strstr(rest, token)); rest = q + tl) {
+        memcpy(o, rest, (size_t)(q - rest));
+        o += q - rest;
+        o += sprintf(o, "key_file: %s\n", key_path);
+    }
+    strcpy(o, rest);
+    return out;
+}
+
 /* Load text and expect failure whose errors contain `want`. */
-static void expect_error(const char *text, const char *want)
+static void expect_error(const char *text0, const char *want)
 {
     Config *cfg = NULL;
-    char *errors = NULL;
+    char *errors = NULL, *text = with_key(text0);
     int r = config_load_string("t.yaml", text, &cfg, &errors);
+    free(text);
     assert_int_equal(r, DR_ECONFIG);
     assert_null(cfg);
     assert_non_null(errors);
@@ -39,11 +72,12 @@ static void expect_error(const char *text, const char *want)
     free(errors);
 }
 
-static Config *expect_ok(const char *text)
+static Config *expect_ok(const char *text0)
 {
     Config *cfg = NULL;
-    char *errors = NULL;
+    char *errors = NULL, *text = with_key(text0);
     int r = config_load_string("t.yaml", text, &cfg, &errors);
+    free(text);
     if (r != 0)
         fail_msg("unexpected errors:\n%s", errors ? errors : "(none)");
     assert_null(errors);
@@ -166,10 +200,121 @@ static void test_child_conninfo_secrets_refused(void **state)
                  "t.yaml:6:11: 'backup.ioprio' must be one of normal, best-effort, idle, not 'realtime'");
     expect_error("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  nice: 20\n",
                  "t.yaml:6:9: 'backup.nice' is 20, outside 0..19");
-    /* a password is fine: it travels in PGPASSWORD */
-    Config *cfg = expect_ok("database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n"
-                            "  conninfo: \"host=h password='a b'\"\n");
+}
+
+/* A conninfo holding a password is refused at every conninfo key, key=value or URI, with its
+ * position and the way out, never quoting the password. */
+static void test_conninfo_passwords_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head, *key, *tail;
+    } at[] = {
+        {"database:\n  conninfo: ", "database.conninfo", ""},
+        {"database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  conninfo: ", "backup.conninfo", ""},
+        {"database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n  physical:\n    conninfo: ",
+         "backup.physical.conninfo", ""},
+        {"database:\n  conninfo: x\ndetector:\n  conninfo: ", "detector.conninfo", ""},
+        {"database:\n  conninfo: x\nreconcile:\n  conninfo: ", "reconcile.conninfo", ""},
+        {"database:\n  conninfo: x\nscenarios:\n  admin_conninfo: ", "scenarios.admin_conninfo", ""},
+    };
+    static const char *const secrets[] = {"\"host=h password='Hunter 2x'\"", "\"postgresql://u:Hunter2x@h/db\"",
+                                          "\"host=h password=\""};
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
+        for (size_t j = 0; j < sizeof(secrets) / sizeof(secrets[0]); j++) {
+            char text[512], want[128], *tk = NULL, *errors = NULL;
+            Config *cfg = NULL;
+            snprintf(text, sizeof(text), "%s%s\n%s", at[i].head, secrets[j], at[i].tail);
+            tk = with_key(text);
+            assert_int_equal(config_load_string("t.yaml", tk, &cfg, &errors), DR_ECONFIG);
+            free(tk);
+            assert_null(cfg);
+            unsigned line = 1;
+            for (const char *c = text; *c; c++)
+                line += *c == '\n';
+            const char *last = strrchr(at[i].head, '\n');
+            snprintf(want, sizeof(want), "t.yaml:%u:%zu: '%s' holds a password, which is refused", line - 1,
+                     strlen(last + 1) + 1, at[i].key);
+            if (!strstr(errors, want))
+                fail_msg("errors:\n%s\nexpected to contain:\n%s", errors, want);
+            assert_non_null(strstr(errors, "passfile="));
+            assert_non_null(strstr(errors, "PGPASSFILE"));
+            assert_null(strstr(errors, "unter"));
+            /* one error: keys inheriting database.conninfo do not repeat it */
+            assert_null(strchr(errors, '\n'));
+            free(errors);
+        }
+    /* an inherited password is reported once, at database.conninfo */
+    Config *cfg = NULL;
+    char *errors = NULL, *tk = with_key("database:\n  conninfo: \"password=Hunter2x\"\nbackup:\n  directory: /b\n"
+                                        "  key_file: /k\ndetector:\n  halt_after: 2\nscenarios:\n  database: shop\n");
+    assert_int_equal(config_load_string("t.yaml", tk, &cfg, &errors), DR_ECONFIG);
+    free(tk);
+    assert_non_null(strstr(errors, "t.yaml:2:13: 'database.conninfo' holds a password"));
+    assert_null(strchr(errors, '\n'));
+    free(errors);
+    /* a passfile is the way; one libpq would ignore is refused with the reason */
+    char text[512], pf[128];
+    snprintf(pf, sizeof(pf), "%s/pgpass", key_dir);
+    write_file(pf, "*:*:*:u:Hunter2x\n", 0600);
+    snprintf(text, sizeof(text), "database:\n  conninfo: \"host=h passfile=%s\"\nbackup:\n  directory: /b\n  key_file: /k\n"
+             "  conninfo: \"postgresql://u@h/db?passfile=%s\"\n", pf, pf);
+    cfg = expect_ok(text);
     config_free(cfg);
+    assert_int_equal(chmod(pf, 0640), 0);
+    expect_error(text, "t.yaml:2:13: 'database.conninfo': passfile '");
+    expect_error(text, "t.yaml:6:13: 'backup.conninfo': passfile '");
+    expect_error(text, "mode 0640 lets group or others access it (libpq would ignore it");
+    unlink(pf);
+    expect_error(text, "cannot open: No such file or directory");
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nscenarios:\n  admin_conninfo: \"passfile=%s\"\n", key_dir);
+    expect_error(text, "t.yaml:4:19: 'scenarios.admin_conninfo': passfile '");
+    expect_error(text, "is not a regular file");
+}
+
+/* The backup key is checked as the file is read: missing, too open, not the daemon's user's, or
+ * not a 32-byte key is an error at the key's position; a credential needs $CREDENTIALS_DIRECTORY. */
+static void test_backup_key_checked_at_load(void **state)
+{
+    (void)state;
+    char path[128], text[512];
+    static const char *const head = "database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: ";
+
+    snprintf(path, sizeof(path), "%s/missing", key_dir);
+    snprintf(text, sizeof(text), "%s%s\n", head, path);
+    expect_error(text, "t.yaml:5:13: 'backup.key_file': key file '");
+    expect_error(text, "cannot open");
+
+    snprintf(path, sizeof(path), "%s/open", key_dir);
+    write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 0644);
+    snprintf(text, sizeof(text), "%s%s\n", head, path);
+    expect_error(text, "t.yaml:5:13: 'backup.key_file': key file '");
+    expect_error(text, "mode 0644 is too open");
+
+    snprintf(path, sizeof(path), "%s/short", key_dir);
+    write_file(path, "0011223344556677\n", 0600);
+    snprintf(text, sizeof(text), "%s%s\n", head, path);
+    expect_error(text, "wrong length 17 bytes");
+
+    if (geteuid() == 0) {
+        snprintf(path, sizeof(path), "%s/theirs", key_dir);
+        write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 0600);
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        snprintf(text, sizeof(text), "%s%s\n", head, path);
+        expect_error(text, "owned by uid 65534");
+    }
+
+    /* key_credential: read from $CREDENTIALS_DIRECTORY */
+    static const char *const cred = "database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_credential: bk\n";
+    unsetenv("CREDENTIALS_DIRECTORY");
+    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': $CREDENTIALS_DIRECTORY is not set");
+    assert_int_equal(setenv("CREDENTIALS_DIRECTORY", key_dir, 1), 0);
+    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': key file '");
+    snprintf(path, sizeof(path), "%s/bk", key_dir);
+    write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0400);
+    Config *cfg = expect_ok(cred);
+    config_free(cfg);
+    unsetenv("CREDENTIALS_DIRECTORY");
 }
 
 static void test_every_error_is_reported(void **state)
@@ -544,15 +689,32 @@ int main(void)
     /* As drsupervisord does before its first load, plus a section of the test's own. */
     if (scenario_register_config() < 0 || config_register_scenario_section(&fake_section) < 0)
         return 1;
+    snprintf(key_dir, sizeof(key_dir), "/tmp/drsup-test-config.XXXXXX");
+    if (!mkdtemp(key_dir))
+        return 1;
+    snprintf(key_path, sizeof(key_path), "%s/k", key_dir);
+    FILE *kf = fopen(key_path, "w");
+    if (!kf || fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", kf) < 0 || fclose(kf) != 0 ||
+        chmod(key_path, 0600) != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
         cmocka_unit_test(test_error_paths_with_positions),
-        cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_conninfo_passwords_refused),
+        cmocka_unit_test(test_backup_key_checked_at_load), cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_post_resume_checks),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
         cmocka_unit_test(test_backup_physical),
     };
-    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("config", tests, NULL, NULL);
+    static const char *const made[] = {"k", "open", "short", "theirs", "bk"};
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/%s", key_dir, made[i]);
+        unlink(p);
+    }
+    rmdir(key_dir);
+    return failed;
 }

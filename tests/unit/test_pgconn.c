@@ -191,44 +191,60 @@ static void test_bad_conninfo(void **state)
     assert_string_equal(why, "");
 }
 
-static void child_split(const char *in, const char *want_conninfo, const char *want_password)
+static void child_split(const char *in, const char *want_conninfo)
 {
-    char why[256], *ci = NULL, *pw = NULL;
-    assert_int_equal(pgconn_child_conninfo(in, &ci, &pw, why, sizeof(why)), 0);
+    char why[256], *ci = NULL;
+    assert_int_equal(pgconn_child_conninfo(in, &ci, why, sizeof(why)), 0);
     assert_string_equal(ci, want_conninfo);
-    if (want_password)
-        assert_string_equal(pw, want_password);
-    else
-        assert_null(pw);
-    /* libpq reads the command-line half as the same connection without a password */
-    char *err = NULL;
-    PQconninfoOption *o = PQconninfoParse(ci, &err);
-    assert_non_null(o);
-    for (PQconninfoOption *x = o; x->keyword; x++)
-        if (strcmp(x->keyword, "password") == 0)
-            assert_null(x->val);
-    PQconninfoFree(o);
+    assert_false(pgconn_conninfo_has_password(in));
     free(ci);
-    free(pw);
+}
+
+static void child_refused(const char *in, const char *want_why, const char *secret)
+{
+    char why[256], *ci = NULL;
+    assert_int_equal(pgconn_child_conninfo(in, &ci, why, sizeof(why)), DR_ECONFIG);
+    assert_null(ci);
+    if (want_why && !strstr(why, want_why))
+        fail_msg("'%s' refused with '%s', expected '%s'", in, why, want_why);
+    assert_null(strstr(why, secret));
 }
 
 static void test_child_conninfo_keeps_secrets_off_argv(void **state)
 {
     (void)state;
-    char why[256], *ci = NULL, *pw = NULL;
-    child_split("host=db port=5432 dbname=app password=s3cret", "dbname='app' host='db' port='5432'", "s3cret");
-    child_split("password='a b\\' c' user=x", "user='x'", "a b' c");
-    child_split("postgresql://u:p%40ss@h:5433/app?sslmode=disable",
-                "user='u' dbname='app' host='h' port='5433' sslmode='disable'", "p@ss");
-    child_split("dbname='it\\'s' host=/tmp", "dbname='it\\'s' host='/tmp'", NULL);
-    child_split("", "", NULL);
-    assert_int_equal(pgconn_child_conninfo("host=h sslpassword=k", &ci, &pw, why, sizeof(why)), DR_ECONFIG);
-    assert_non_null(strstr(why, "sslpassword"));
-    assert_null(strstr(why, "=k"));
-    assert_int_equal(pgconn_child_conninfo("dbname='host=h password=p'", &ci, &pw, why, sizeof(why)), DR_ECONFIG);
-    assert_null(strstr(why, "password=p"));
-    assert_int_equal(pgconn_child_conninfo("host=h password='x", &ci, &pw, why, sizeof(why)), DR_ECONFIG);
-    assert_null(strstr(why, "'x"));
+    child_split("host=db port=5432 dbname=app passfile=/run/pg.pass", "passfile='/run/pg.pass' dbname='app' host='db' port='5432'");
+    child_split("postgresql://u@h:5433/app?sslmode=disable", "user='u' dbname='app' host='h' port='5433' sslmode='disable'");
+    child_split("dbname='it\\'s' host=/tmp", "dbname='it\\'s' host='/tmp'");
+    child_split("", "");
+    /* no secret ever reaches a child: a password (key=value, URI, empty) is refused too */
+    child_refused("host=db port=5432 dbname=app password=s3cret", "holds a password", "s3cret");
+    child_refused("password='a b\\' c' user=x", "holds a password", "a b");
+    child_refused("postgresql://u:p%40ss@h:5433/app?sslmode=disable", "holds a password", "p@ss");
+    child_refused("host=h password=", "holds a password", "password=");
+    child_refused("host=h sslpassword=k", "sslpassword", "=k");
+    child_refused("dbname='host=h password=p'", NULL, "password=p");
+    child_refused("host=h password='x", NULL, "'x");
+    /* what the configuration refuses: libpq's own parse, both forms */
+    assert_true(pgconn_conninfo_has_password("host=h password=s3cret"));
+    assert_true(pgconn_conninfo_has_password("postgresql://u:pw@h/db"));
+    assert_true(pgconn_conninfo_has_password("postgres://u:@h/db?password=x"));
+    assert_true(pgconn_conninfo_has_password("host=h password="));
+    assert_false(pgconn_conninfo_has_password("host=h user=password dbname=password"));
+    assert_false(pgconn_conninfo_has_password("postgresql://u@h/db"));
+    assert_false(pgconn_conninfo_has_password("host=h password='unterminated"));
+    assert_false(pgconn_conninfo_has_password(NULL));
+    char *pf = NULL;
+    assert_int_equal(pgconn_conninfo_passfile("host=h passfile='/run/a b'", &pf), 0);
+    assert_string_equal(pf, "/run/a b");
+    free(pf);
+    assert_int_equal(pgconn_conninfo_passfile("postgresql://u@h/db?passfile=%2Frun%2Fp", &pf), 0);
+    assert_string_equal(pf, "/run/p");
+    free(pf);
+    assert_int_equal(pgconn_conninfo_passfile("host=h", &pf), 0);
+    assert_null(pf);
+    assert_int_equal(pgconn_conninfo_passfile("host='unterminated", &pf), 0);
+    assert_null(pf);
 }
 
 static void test_query_arguments(void **state)

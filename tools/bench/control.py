@@ -12,8 +12,14 @@ sending `status` every 100 ms (paced, not closed-loop) and timing each reply. Th
   during_backup_normal    the same backup with backup.nice 0 and backup.ioprio normal: the
                           baseline, in the same run (the configuration is reloaded in between).
 
+Before them, the footprint (issue 11): the daemon's VmRSS (/proc/PID/status) and PSS
+(/proc/PID/smaps_rollup) idle after start-up, then after DRSUP_BENCH_FOOTPRINT_BACKUPS (default 2)
+backups, each verified after it (no clients connected in either measurement). The target: back
+within 2 MB (2048 kB) of the idle RSS.
+
 Writes build/bench/control.json (status_p99_ms_idle, status_p99_ms_during_backup, the baseline,
-their ratios and the target: p99 <= 5 ms during a backup) and prints them. Standard library only.
+their ratios and the target: p99 <= 5 ms during a backup; idle_rss_kb, idle_pss_kb,
+post_backup_rss_kb, post_backup_pss_kb and their delta) and prints them. Standard library only.
 """
 import asyncio
 import json
@@ -37,6 +43,46 @@ CLIENTS = int(os.environ.get("DRSUP_BENCH_CLIENTS", "200"))
 PERIOD = 0.1
 IDLE_SECONDS = float(os.environ.get("DRSUP_BENCH_IDLE_SECONDS", "8"))
 TARGET_P99_MS = 5.0
+FOOTPRINT_BACKUPS = int(os.environ.get("DRSUP_BENCH_FOOTPRINT_BACKUPS", "2"))
+TARGET_RSS_DELTA_KB = 2048
+
+
+def memory_kb(pid):
+    """VmRSS, RssAnon, RssFile (/proc/PID/status) and Pss (/proc/PID/smaps_rollup), in kB."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k == "Pss":
+                out[k] = int(v.split()[0])
+    return out
+
+
+def settled_memory_kb(pid, seconds=2.0):
+    """memory_kb once the daemon has been quiet for a moment (its loop idle)."""
+    time.sleep(seconds)
+    return memory_kb(pid)
+
+
+def footprint(d):
+    idle = settled_memory_kb(d.proc.pid, 3.0)
+    seconds = []
+    for _ in range(FOOTPRINT_BACKUPS):
+        t0 = time.monotonic()
+        p = d.ctl("--timeout", "600s", "--json", "backup", "now", "--wait", timeout=700)
+        if p.returncode != 0:
+            raise RuntimeError("backup failed: %s" % p.stderr[-500:])
+        seconds.append(round(time.monotonic() - t0, 2))
+    post = settled_memory_kb(d.proc.pid)
+    out = {"backups": FOOTPRINT_BACKUPS, "verified_after_backup": True, "backup_seconds": seconds,
+           "idle": idle, "post_backup": post}
+    run.log("%-22s %s" % ("footprint", json.dumps(out)))
+    return out
 
 
 def pct(xs, p):
@@ -134,17 +180,22 @@ def main():
     os.chmod(key, 0o600)
     bdir = os.path.join(work, "backups")
 
-    def cfg(nice, ioprio):
+    def cfg(nice, ioprio, verify=False):
         return {"log_level": "info", "database": {"conninfo": pg.conninfo(run.DB)},
                 "control": {"max_clients": CLIENTS + 16},
                 "backup": {"directory": bdir, "prefix": "bench", "conninfo": pg.conninfo(run.DB),
                            "key_file": key, "nice": nice, "ioprio": ioprio,
-                           "verify": {"after_backup": False}}}
+                           "verify": {"after_backup": verify}}}
 
-    d = Daemon(work, cfg(10, "best-effort"), name="control")
+    d = Daemon(work, cfg(10, "best-effort", verify=True), name="control")
     res = {}
     try:
         d.start()
+        res["footprint"] = footprint(d)
+        d.write_config(cfg(10, "best-effort"))
+        p = d.ctl("reload")
+        if p.returncode != 0:
+            raise RuntimeError("reload failed: %s" % p.stderr)
         res["idle"] = phase(d, "idle", False)
         res["during_backup"] = phase(d, "during_backup", True)
         d.write_config(run_deep_merge(d.config, {"backup": {"nice": 0, "ioprio": "normal"}}))
@@ -164,6 +215,12 @@ def main():
         "ratio_low_vs_normal_priority": round(res["during_backup"]["p99_ms"]
                                               / res["during_backup_normal"]["p99_ms"], 3),
         "target_status_p99_ms_during_backup": TARGET_P99_MS,
+        "idle_rss_kb": res["footprint"]["idle"]["VmRSS"],
+        "idle_pss_kb": res["footprint"]["idle"]["Pss"],
+        "post_backup_rss_kb": res["footprint"]["post_backup"]["VmRSS"],
+        "post_backup_pss_kb": res["footprint"]["post_backup"]["Pss"],
+        "post_backup_rss_delta_kb": res["footprint"]["post_backup"]["VmRSS"] - res["footprint"]["idle"]["VmRSS"],
+        "target_post_backup_rss_delta_kb": TARGET_RSS_DELTA_KB,
         "phases": res,
     }
     with open(os.path.join(run.OUT_DIR, "control.json"), "w") as f:
@@ -176,6 +233,11 @@ def main():
              out["status_p99_ms_during_backup_normal_priority"]))
     print("ratios: during/idle %.2f, low/normal priority %.2f"
           % (out["ratio_during_backup_vs_idle"], out["ratio_low_vs_normal_priority"]))
+    print("footprint: RSS %d kB idle (PSS %d kB), %d kB after %d verified backups (PSS %d kB): %+d kB "
+          "(target within %d kB: %s)"
+          % (out["idle_rss_kb"], out["idle_pss_kb"], out["post_backup_rss_kb"], FOOTPRINT_BACKUPS,
+             out["post_backup_pss_kb"], out["post_backup_rss_delta_kb"], TARGET_RSS_DELTA_KB,
+             "ok" if out["post_backup_rss_delta_kb"] <= TARGET_RSS_DELTA_KB else "MISSED"))
     print("wrote %s" % os.path.join(run.OUT_DIR, "control.json"))
     return 0
 

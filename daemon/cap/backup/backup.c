@@ -831,17 +831,6 @@ int backups_clean_leftovers(const Config *cfg)
     return count;
 }
 
-int backups_check_key(const Config *cfg, char *err, size_t errlen)
-{
-    uint8_t key[BCF_KEY_LEN];
-
-    if (!cfg->backup.enabled)
-        return 0;
-    int r = backup_load_key(&cfg->backup, key, err, errlen);
-    explicit_bzero(key, sizeof(key));
-    return r;
-}
-
 int backups_apply_config(Backups *b, const Config *cfg)
 {
     ConfigBackup copy;

@@ -27,10 +27,6 @@ Backups *backups_new(Core *core);
 /* Would backups_apply_config() accept cfg (every schedule parses)? 0, or <0 with the reason in err.
  * Pure (no I/O). */
 int backups_check_config(const Backups *b, const Config *cfg, char *err, size_t errlen);
-/* Can the backup key (key_file or key_credential) be loaded now? 0, or <0 with the reason in err; the
- * key is wiped. Advice only: each backup loads it again. Blocking: reads a file, so call it off the
- * loop (reload work, or before the loop runs). */
-int backups_check_key(const Config *cfg, char *err, size_t errlen);
 /*
  * Start-up only, before the loop runs and before anything writes into the backup directory:
  * remove what a killed daemon left there, each with a log line: temporaries of backups and

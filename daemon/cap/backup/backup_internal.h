@@ -136,9 +136,6 @@ typedef struct BackupVerifyOptions {
      * a parallel restore needs a seekable file, not a pipe); the file is removed before done(),
      * whatever happened. Needs room for the uncompressed dump. */
     const char *spool_path;
-    /* The child's database password, or NULL: handed over as PGPASSWORD in its environment (never
-     * on its command line, which any local user can read); copied, wiped when done. */
-    const char *child_password;
     /* CPU and I/O priority of the child and of the worker's decrypting ({0, PRIO_IO_NORMAL}: as is). */
     PrioSpec priority;
 } BackupVerifyOptions;

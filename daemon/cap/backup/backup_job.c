@@ -751,22 +751,12 @@ static void backup_job_prepare_done(uv_work_t *req, int status)
 static void backup_job_spawn_dump(BackupJob *job)
 {
     int err = 0;
-    char msg[256], *conninfo = NULL, *password = NULL, *pwenv = NULL;
-    int r = pgconn_child_conninfo(job->conninfo, &conninfo, &password, msg, sizeof(msg));
+    char msg[256], *conninfo = NULL;
+    /* Refused at load already; checked again so a secret can never reach the child's argv. */
+    int r = pgconn_child_conninfo(job->conninfo, &conninfo, msg, sizeof(msg));
     if (r < 0) {
         backup_job_fail(job, r, "dump", "cannot hand the conninfo to %s: %s", job->tool_name,
                         r == DR_ECONFIG ? msg : err_str(r));
-        backup_job_end(job);
-        return;
-    }
-    /* The password goes to the environment (readable by the same user only), never to argv. */
-    if (password && asprintf(&pwenv, "PGPASSWORD=%s", password) < 0)
-        pwenv = NULL;
-    if (password && !pwenv) {
-        explicit_bzero(password, strlen(password));
-        free(password);
-        free(conninfo);
-        backup_job_fail(job, -ENOMEM, "dump", "cannot run %s: out of memory", job->tool_name);
         backup_job_end(job);
         return;
     }
@@ -777,9 +767,7 @@ static void backup_job_spawn_dump(BackupJob *job)
                               job->cfg.physical_fast_checkpoint ? "fast" : "spread", "-d", conninfo, NULL};
     bool phys = job->kind == BACKUP_KIND_PHYSICAL;
     PrioSpec prio = backup_job_priority(job);
-    const char *env[] = {pwenv, NULL};
     ChildOptions co = {.argv = phys ? physical : logical,
-                       .env = pwenv ? env : NULL,
                        .stdin_mode = CHILD_STDIN_NULL,
                        .stdout_mode = CHILD_STDOUT_STREAM,
                        .on_stdout = backup_job_on_stdout,
@@ -788,12 +776,6 @@ static void backup_job_spawn_dump(BackupJob *job)
                        .on_exit = backup_job_on_dump_exit,
                        .data = job};
     job->dump = child_spawn(job->loop, &co, &err);
-    if (password) {
-        explicit_bzero(password, strlen(password));
-        explicit_bzero(pwenv, strlen(pwenv));
-    }
-    free(password);
-    free(pwenv);
     free(conninfo);
     if (!job->dump) {
         backup_job_fail(job, DR_ECHILD, "dump", "cannot run %s '%s': %s", job->tool_name, job->tool, err_str(err));

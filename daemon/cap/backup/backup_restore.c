@@ -150,9 +150,9 @@ static void restore_into_on_restored(const BackupVerifyResult *vr, void *data)
 
 static void restore_into_start_restore(BackupRestore *r)
 {
-    char jobs[24], msg[256], *conninfo = NULL, *password = NULL;
+    char jobs[24], msg[256], *conninfo = NULL;
     r->stage = BACKUP_RESTORE_RESTORE;
-    int rc = pgconn_child_conninfo(r->target_conninfo, &conninfo, &password, msg, sizeof(msg));
+    int rc = pgconn_child_conninfo(r->target_conninfo, &conninfo, msg, sizeof(msg));
     if (rc < 0) {
         restore_into_fail(r, rc, "cannot hand the admin conninfo to pg_restore: %s",
                           rc == DR_ECONFIG ? msg : err_str(rc));
@@ -168,14 +168,10 @@ static void restore_into_start_restore(BackupRestore *r)
                              .child_must_read_all = true,
                              .timeout_ms = r->opts.timeout_ms,
                              .spool_path = r->opts.jobs > 0 ? r->spool : NULL,
-                             .child_password = password,
                              .priority = {r->opts.low_priority ? (int)r->cfg.nice : 0,
                                           r->opts.low_priority ? (PrioIoClass)r->cfg.ioprio : PRIO_IO_NORMAL}};
     r->verify = backup_verify_start(r->loop, &o, restore_into_on_restored, r);
     memset(r->key, 0, sizeof(r->key)); /* the verification has its own copy */
-    if (password)
-        explicit_bzero(password, strlen(password));
-    free(password);
     free(conninfo);
     if (!r->verify) {
         restore_into_fail(r, -ENOMEM, "cannot start the restore: out of memory");

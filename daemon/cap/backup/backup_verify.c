@@ -62,16 +62,8 @@ struct BackupVerify {
     bool spool_started;    /* the child was spawned (or could not be) */
     uint64_t timeout_ms;
     uv_fs_t unlink_req;
-    char *child_pwenv;     /* "PGPASSWORD=..." for the child's environment, or NULL */
     PrioSpec priority;     /* of the child and of the pool work */
 };
-
-static void backup_verify_wipe_free(char *s)
-{
-    if (s)
-        explicit_bzero(s, strlen(s));
-    free(s);
-}
 
 int backup_buf_append(BackupBuf *b, const void *data, size_t len)
 {
@@ -251,7 +243,6 @@ static void backup_verify_finish(BackupVerify *v)
     free(v->spool_argv);
     free(v->path);
     free(v->expected_sha);
-    backup_verify_wipe_free(v->child_pwenv);
     memset(v->key, 0, sizeof(v->key));
     free(v);
 }
@@ -319,9 +310,7 @@ static void backup_verify_spool_removed(uv_fs_t *req)
 
 static void backup_verify_spawn(BackupVerify *v, const char *const *argv, ChildStdin in)
 {
-    const char *env[] = {v->child_pwenv, NULL};
     ChildOptions co = {.argv = argv,
-                       .env = v->child_pwenv ? env : NULL,
                        .priority = v->priority.nice > 0 || v->priority.io != PRIO_IO_NORMAL ? &v->priority : NULL,
                        .stdin_mode = in,
                        .stdout_mode = CHILD_STDOUT_CAPTURE,
@@ -437,10 +426,6 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
     v->timeout_ms = opt->timeout_ms;
     v->priority = opt->priority;
     bool ok = v->path && v->reader && (!opt->expected_sha256_hex || v->expected_sha);
-    if (ok && opt->child_password && asprintf(&v->child_pwenv, "PGPASSWORD=%s", opt->child_password) < 0) {
-        v->child_pwenv = NULL;
-        ok = false;
-    }
     if (ok && opt->spool_path) {
         size_t n = 0;
         while (opt->argv && opt->argv[n])
@@ -460,7 +445,6 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
         free(v->spool_path);
         free(v->path);
         free(v->expected_sha);
-        backup_verify_wipe_free(v->child_pwenv);
         free(v);
         return NULL;
     }
