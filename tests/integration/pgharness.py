@@ -81,13 +81,9 @@ class PgCluster:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    def init_standby(self, primary, name):
-        """A streaming standby of the running `primary`: pg_basebackup -R into a new temporary
-        directory, connecting back with application_name `name` (what pg_stat_replication shows).
-        start() starts it."""
-        if self.tmpdir is not None:
-            raise PgHarnessError("cluster already initialised in %s" % self.tmpdir)
-        self.tmpdir = tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp")
+    def _make_dirs(self, tmpdir):
+        """The cluster's directory (0700, owned by the server's user), its socket directory and log."""
+        self.tmpdir = tmpdir
         os.chmod(self.tmpdir, 0o700)
         if self._as_root:
             pw = pwd.getpwnam(PG_USER)
@@ -96,6 +92,14 @@ class PgCluster:
         self.sockdir = os.path.join(self.tmpdir, "sock")
         self.logfile = os.path.join(self.tmpdir, "server.log")
         self._run(["mkdir", "-p", "-m", "0700", self.sockdir])
+
+    def init_standby(self, primary, name):
+        """A streaming standby of the running `primary`: pg_basebackup -R into a new temporary
+        directory, connecting back with application_name `name` (what pg_stat_replication shows).
+        start() starts it."""
+        if self.tmpdir is not None:
+            raise PgHarnessError("cluster already initialised in %s" % self.tmpdir)
+        self._make_dirs(tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp"))
         self._run([self._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", PG_USER,
                    "-D", self.datadir, "-X", "stream", "-R", "--no-sync", "-c", "fast"])
         with open(os.path.join(self.datadir, "postgresql.auto.conf"), "a") as f:
@@ -108,18 +112,10 @@ class PgCluster:
         if self.tmpdir is not None:
             raise PgHarnessError("cluster already initialised in %s" % self.tmpdir)
         if self._workdir:
-            self.tmpdir = os.path.abspath(self._workdir)
-            os.makedirs(self.tmpdir, exist_ok=True)
+            os.makedirs(os.path.abspath(self._workdir), exist_ok=True)
+            self._make_dirs(os.path.abspath(self._workdir))
         else:
-            self.tmpdir = tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp")
-        os.chmod(self.tmpdir, 0o700)
-        if self._as_root:
-            pw = pwd.getpwnam(PG_USER)
-            os.chown(self.tmpdir, pw.pw_uid, pw.pw_gid)
-        self.datadir = os.path.join(self.tmpdir, "data")
-        self.sockdir = os.path.join(self.tmpdir, "sock")
-        self.logfile = os.path.join(self.tmpdir, "server.log")
-        self._run(["mkdir", "-p", "-m", "0700", self.sockdir])
+            self._make_dirs(tempfile.mkdtemp(prefix="drsup-pg-", dir=self._basedir or "/tmp"))
         if self._workdir and os.path.exists(os.path.join(self.datadir, "PG_VERSION")):
             return self
         self._run([self._bin("initdb"), "-D", self.datadir, "-A", "trust", "-U", PG_USER,

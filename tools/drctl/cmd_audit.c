@@ -43,22 +43,9 @@ static void drctl_print_audit(const json_t *r)
     }
 }
 
-/* --since TEXT becomes since_ms (the spellings of drctl reconcile). */
 static int drctl_args_audit(const OptParse *p, DrctlRequest *req)
 {
-    const char *since = optspec_string(p, "since", NULL);
-    int64_t ms;
-
-    json_object_del(req->args, "since");
-    if (!since)
-        return 0;
-    if (drctl_parse_time(since, &ms) < 0) {
-        fprintf(stderr, "drctl audit: --since needs epoch milliseconds, an ISO-8601 UTC time "
-                        "(2025-08-29T10:00:00Z) or a duration ago (2h), not '%s'\n", since);
-        return DRCTL_EXIT_USAGE;
-    }
-    json_object_set_new(req->args, "since_ms", json_integer(ms));
-    return 0;
+    return drctl_args_since(p, req, "audit");
 }
 
 const OptCommand drctl_cmd_audit = {

@@ -76,8 +76,7 @@ int drctl_parse_time(const char *text, int64_t *ret_ms)
     return -EINVAL;
 }
 
-/* --since TEXT becomes since_ms. */
-static int drctl_args_reconcile(const OptParse *p, DrctlRequest *req)
+int drctl_args_since(const OptParse *p, DrctlRequest *req, const char *command)
 {
     const char *since = optspec_string(p, "since", NULL);
     int64_t ms;
@@ -86,12 +85,17 @@ static int drctl_args_reconcile(const OptParse *p, DrctlRequest *req)
     if (!since)
         return 0;
     if (drctl_parse_time(since, &ms) < 0) {
-        fprintf(stderr, "drctl reconcile: --since needs epoch milliseconds, an ISO-8601 UTC time "
-                        "(2025-08-29T10:00:00Z) or a duration ago (2h), not '%s'\n", since);
+        fprintf(stderr, "drctl %s: --since needs epoch milliseconds, an ISO-8601 UTC time "
+                        "(2025-08-29T10:00:00Z) or a duration ago (2h), not '%s'\n", command, since);
         return DRCTL_EXIT_USAGE;
     }
     json_object_set_new(req->args, "since_ms", json_integer(ms));
     return 0;
+}
+
+static int drctl_args_reconcile(const OptParse *p, DrctlRequest *req)
+{
+    return drctl_args_since(p, req, "reconcile");
 }
 
 static void drctl_print_reconcile(const json_t *r)

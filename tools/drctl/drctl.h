@@ -101,6 +101,8 @@ int drctl_transport_call(const Drctl *c, const char *line, bool streams, json_t 
 /* A time as people give it to --since: digits are epoch ms; a duration (2h) is that long ago; or an
  * ISO-8601 UTC time. 0, or -EINVAL. */
 int drctl_parse_time(const char *text, int64_t *ret_ms);
+/* A command's --since option as since_ms in its arguments: 0, or DRCTL_EXIT_USAGE after saying why. */
+int drctl_args_since(const OptParse *p, DrctlRequest *req, const char *command);
 
 /* ---- render.c ---- */
 

@@ -21,10 +21,10 @@ base: what the platform doubles share.
 Standard library plus psycopg2.
 """
 import datetime
-import decimal
 import json
 import os
 import random
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -33,26 +33,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg2
 
+# The position rule (the weighted average while a position grows, unchanged while it shrinks, the
+# fill's price when it flips) is the paper venue's, shared rather than copied.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tools"))
+from paper_venue import position_step  # noqa: E402
+
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-AVG_QUANTUM = Decimal("0.00000001")
 START_PRICES = {"BTC-USD": Decimal("60000.00"), "ETH-USD": Decimal("3000.00"), "SOL-USD": Decimal("150.00")}
-
-
-def position_step(qty, avg, delta, price):
-    """(quantity, avg_price) after a fill of signed quantity delta at price: the weighted average
-    while a position grows, unchanged while it shrinks, the fill's price when it flips (the rule of
-    tools/paper_venue.py, and of the Sofia schema's SQL)."""
-    new = qty + delta
-    if new == 0:
-        return new, Decimal(0)
-    if qty == 0 or (qty > 0) == (delta > 0):
-        with decimal.localcontext() as ctx:
-            ctx.prec = 60
-            exact = (abs(qty) * avg + abs(delta) * price) / (abs(qty) + abs(delta))
-            return new, exact.quantize(AVG_QUANTUM, rounding=decimal.ROUND_HALF_UP)
-    if (new > 0) == (qty > 0):
-        return new, avg
-    return new, price
 
 
 def rfc3339(ms, offset=None, micros=False):

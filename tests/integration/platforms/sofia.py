@@ -29,7 +29,7 @@ import json
 import os
 import time
 
-from .base import Double, Exchange, Trading, num, rfc3339
+from .base import Double, Exchange, Trading, num, position_functions, rfc3339
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -57,21 +57,8 @@ CREATE TABLE IF NOT EXISTS positions (
     avg_price numeric NOT NULL
 );
 -- one fill applied to a (quantity, avg_price) state: the weighted average while the position grows,
--- unchanged while it shrinks, the fill's price when it flips
-CREATE OR REPLACE FUNCTION sofia_position_step(state numeric[], delta numeric, price numeric)
-RETURNS numeric[] LANGUAGE sql IMMUTABLE AS $$
-    SELECT ARRAY[q + delta,
-                 CASE WHEN q + delta = 0 THEN 0
-                      WHEN q = 0 OR sign(q) = sign(delta)
-                          THEN round((abs(q) * a + abs(delta) * price)::numeric(60, 30) / (abs(q) + abs(delta)), 8)
-                      WHEN sign(q + delta) = sign(q) THEN a
-                      ELSE price END]
-    FROM (SELECT coalesce(state[1], 0) AS q, coalesce(state[2], 0) AS a) AS s
-$$;
-CREATE OR REPLACE AGGREGATE sofia_position(numeric, numeric) (
-    SFUNC = sofia_position_step, STYPE = numeric[], INITCOND = '{0,0}'
-);
-CREATE OR REPLACE FUNCTION sofia_rebuild_positions() RETURNS void LANGUAGE sql AS $$
+-- unchanged while it shrinks, the fill's price when it flips (platforms/base.py)
+""" + position_functions("sofia") + """CREATE OR REPLACE FUNCTION sofia_rebuild_positions() RETURNS void LANGUAGE sql AS $$
     DELETE FROM positions;
     INSERT INTO positions
     SELECT symbol, p[1], p[2] FROM (
