@@ -54,6 +54,9 @@ static void main_usage(FILE *out)
  */
 static void main_tune_malloc(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* ASan's allocator has no mmap threshold (and says so); the plain build sets it */
+#endif
     if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1)
         fprintf(stderr, "drsupervisord: warning: cannot set malloc's mmap threshold; memory after a backup may stay high\n");
 }

@@ -47,10 +47,19 @@ static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, Confi
         cfg_error(ctx, cfg_get(item, "conninfo"), "'%s.conninfo': %s", s.path, msg);
 }
 
-/* A hook: an argv list whose program is an absolute path. */
+/* A hook: an argv list whose program is an absolute path, NULL-terminated for exec. */
 static void config_read_hook(const CfgSection *s, const char *key, char ***argv, size_t *argc)
 {
     cfg_string_list(s, key, argv, argc);
+    if (*argc) { /* NULL-terminated, as exec wants it */
+        char **t = realloc(*argv, (*argc + 1) * sizeof(char *));
+        if (!t) {
+            cfg_error(s->ctx, cfg_get(s->map, key), "out of memory");
+            return;
+        }
+        t[*argc] = NULL;
+        *argv = t;
+    }
     if (*argc && (*argv)[0][0] != '/')
         cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' must start with an absolute path (argv, no shell)", s->path,
                   key);
