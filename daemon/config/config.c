@@ -339,6 +339,25 @@ int config__read_secret_file(const char *path, char **ret, size_t *ret_len, char
     return 0;
 }
 
+int config__credential_path(const char *name, const char *cred_dir, char *path, size_t n, char *why, size_t whylen)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+    if (!dir || !dir[0])
+        dir = cred_dir;
+    if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+        snprintf(why, whylen, "'%.200s' must be a credential name, not a path", name);
+        return -EINVAL;
+    }
+    if (!dir) {
+        snprintf(why, whylen, "credential '%.200s': $CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit) "
+                              "and alerts.credentials_dir is not configured", name);
+        return -EINVAL;
+    }
+    snprintf(path, n, "%s/%s", dir, name);
+    return 0;
+}
+
 /*
  * A secret given as `<name>_file: PATH` or `<name>_credential: ID` (systemd LoadCredential=,
  * $CREDENTIALS_DIRECTORY/ID, else credentials_dir/ID), or, when plain_ok, as `<name>: VALUE`
@@ -370,20 +389,11 @@ void config__secret(const CfgSection *s, const char *name, bool plain_ok, const 
         goto out;
     }
     if (cred) {
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
         at = cfg_get(s->map, kcred);
-        if (!dir || !dir[0])
-            dir = cred_dir;
-        if (!dir) {
-            cfg_error(s->ctx, at, "'%s.%s': $CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit) "
-                      "and alerts.credentials_dir is not configured", s->path, kcred);
+        if (config__credential_path(cred, cred_dir, path, sizeof(path), why, sizeof(why)) < 0) {
+            cfg_error(s->ctx, at, "'%s.%s': %s", s->path, kcred, why);
             goto out;
         }
-        if (strchr(cred, '/') || !strcmp(cred, ".") || !strcmp(cred, "..")) {
-            cfg_error(s->ctx, at, "'%s.%s' must be a credential name, not a path", s->path, kcred);
-            goto out;
-        }
-        snprintf(path, sizeof(path), "%s/%s", dir, cred);
     } else if (file) {
         at = cfg_get(s->map, kfile);
         snprintf(path, sizeof(path), "%s", file);

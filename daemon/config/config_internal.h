@@ -24,6 +24,9 @@
 /* A secret file: a regular file of the daemon's user (or root), mode 0600/0400, not empty, at most
  * 64 KiB, trailing blanks dropped; opened O_NONBLOCK. 0, or a negative code with `why`. */
 int config__read_secret_file(const char *path, char **ret, size_t *ret_len, char *why, size_t why_len);
+/* Where credential `name` is: $CREDENTIALS_DIRECTORY/name, else cred_dir/name. 0, or -EINVAL with
+ * `why` (a path given as a name, or no directory to look in). */
+int config__credential_path(const char *name, const char *cred_dir, char *path, size_t n, char *why, size_t whylen);
 /* A secret given as `<name>_file: PATH` or `<name>_credential: ID` ($CREDENTIALS_DIRECTORY/ID, else
  * cred_dir/ID), or with plain_ok as `<name>: VALUE`. Nothing set: *ret stays NULL. */
 void config__secret(const CfgSection *s, const char *name, bool plain_ok, const char *cred_dir, char **ret,

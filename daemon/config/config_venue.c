@@ -121,24 +121,15 @@ static bool config_header_credentials(const CfgSection *s, const CfgNode *at, co
         char name[256], path[4096], why[600];
         char *secret = NULL;
         size_t nl = end ? (size_t)(end - (p + 13)) : 0;
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
 
         if (!end || nl == 0 || nl >= sizeof(name))
             return any; /* reported by the template check */
         memcpy(name, p + 13, nl);
         name[nl] = '\0';
-        if (!dir || !dir[0])
-            dir = cred_dir;
-        if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
-            cfg_error(s->ctx, at, "'%s.headers': '{{credential:%s}}' must name a credential, not a path", s->path, name);
+        if (config__credential_path(name, cred_dir, path, sizeof(path), why, sizeof(why)) < 0) {
+            cfg_error(s->ctx, at, "'%s.headers': {{credential:%s}}: %s", s->path, name, why);
             return any;
         }
-        if (!dir) {
-            cfg_error(s->ctx, at, "'%s.headers': {{credential:%s}} needs $CREDENTIALS_DIRECTORY (LoadCredential= in "
-                                  "the unit) or alerts.credentials_dir", s->path, name);
-            return any;
-        }
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
         if (config__read_secret_file(path, &secret, NULL, why, sizeof(why)) < 0) {
             cfg_error(s->ctx, at, "'%s.headers': {{credential:%s}}: %s", s->path, name, why);
             return any;

@@ -282,8 +282,7 @@ int audit_verify_file(const char *log_path, const char *head_path, json_t **ret)
     if (!why[0] && head_seq > (json_int_t)n)
         snprintf(why, sizeof(why), "the log ends at record %llu but its head says %lld: records were cut off",
                  (unsigned long long)n, (long long)head_seq);
-    else if (!why[0] && head_seq > 0 && head_hash && head_seq <= (json_int_t)n && head_seq == (json_int_t)n &&
-             strcmp(head_hash, prev))
+    else if (!why[0] && head_seq > 0 && head_seq == (json_int_t)n && head_hash && strcmp(head_hash, prev))
         snprintf(why, sizeof(why), "the last record does not match the head: the end of the log was rewritten");
     else if (!why[0] && !head && n > 0)
         snprintf(why, sizeof(why), "the head file '%s' is missing or unreadable", head_path);

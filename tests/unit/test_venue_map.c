@@ -592,7 +592,7 @@ static void test_config_refusals(void **state)
     expect_config_error("  sign: {header: X-Sig}\n", "'venue.sign' needs key_file or key_credential");
     expect_config_error("  sign: {key_file: /nonexistent/k, payload: \"{{ts}}\"}\n", "unknown placeholder at '{{ts}}'");
     expect_config_error("  positions: {url: \"http://h/p\", headers: [\"Authorization: Bearer {{credential:../x}}\"]}\n",
-                        "must name a credential, not a path");
+                        "must be a credential name, not a path");
     expect_config_error("reconcile:\n  replay_fill_params: [fill_id, colour]\n", "'colour' is not a fill field");
 }
 
