@@ -172,6 +172,7 @@ static void pgconn_drop(PgConn *c)
     }
     PQclear(c->last_res);
     c->last_res = NULL;
+    c->copying = false;
     pgconn_timer_stop(c);
     if (c->state != PGCONN_CLOSING)
         c->state = PGCONN_IDLE;
@@ -259,8 +260,9 @@ static void pgconn_flush_and_watch(PgConn *c)
 static void pgconn_send(PgConn *c)
 {
     c->sqlstate[0] = '\0';
-    if (!PQsendQueryParams(c->pq, c->q.sql, c->q.nparams, NULL,
-                           (const char *const *)c->q.params, NULL, NULL, 0)) {
+    if (c->q.simple ? !PQsendQuery(c->pq, c->q.sql)
+                    : !PQsendQueryParams(c->pq, c->q.sql, c->q.nparams, NULL, (const char *const *)c->q.params, NULL,
+                                         NULL, 0)) {
         pgconn_fail_pq(c, DR_EDB);
         return;
     }
@@ -279,6 +281,7 @@ static void pgconn_finish_query(PgConn *c)
     c->last_res = NULL;
     pgconn_timer_stop(c);
     c->sent = false;
+    c->copying = false;
     if (!res) {
         msg = "query returned no result";
         status = DR_EDB;
@@ -310,6 +313,54 @@ static void pgconn_finish_query(PgConn *c)
     pgconn_complete(c, status, res, msg);
 }
 
+static void pgconn_query_io(PgConn *c, int status, int events);
+
+/* Streaming: hand every complete message to copy_cb; at the end of the copy, collect the
+ * command's results like a query's. */
+static void pgconn_copy_io(PgConn *c, int status, int events)
+{
+    if (status < 0 || (events & UV_READABLE)) {
+        if (status < 0 || PQconsumeInput(c->pq) != 1) {
+            char msg[PGCONN_MSG_MAX];
+            pgconn__fmt(msg, sizeof(msg), "%s", status < 0 ? uv_strerror(status) : PQerrorMessage(c->pq));
+            pgconn__fail(c, DR_EDB, msg);
+            return;
+        }
+    }
+    if (c->q.flushing) {
+        int r = PQflush(c->pq);
+        if (r < 0) {
+            pgconn_fail_pq(c, DR_EDB);
+            return;
+        }
+        c->q.flushing = r == 1;
+    }
+    for (;;) {
+        char *buf = NULL;
+        int n = PQgetCopyData(c->pq, &buf, 1);
+        if (n > 0) {
+            c->q.copy_cb(c, buf, (size_t)n, c->q.data);
+            PQfreemem(buf);
+            if (c->state != PGCONN_READY || !c->copying)
+                return; /* closed (or failed) from the callback */
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (n == -2) {
+            pgconn_fail_pq(c, DR_EDB);
+            return;
+        }
+        /* -1: the server ended the copy; its results follow (our CopyDone is sent there) */
+        c->copying = false;
+        pgconn_query_io(c, 0, 0);
+        return;
+    }
+    int r = pgconn_poll_watch(c, UV_READABLE | (c->q.flushing ? UV_WRITABLE : 0));
+    if (r < 0)
+        pgconn__fail(c, DR_EDB, uv_strerror(r));
+}
+
 static void pgconn_query_io(PgConn *c, int status, int events)
 {
     bool consumed = true;
@@ -331,6 +382,23 @@ static void pgconn_query_io(PgConn *c, int status, int events)
             return;
         }
         ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COPY_BOTH && c->q.copy_cb && !c->copying) {
+            PQclear(r);
+            c->copying = true;
+            pgconn_timer_stop(c); /* a stream has no query deadline */
+            pgconn_copy_io(c, status, 0);
+            return;
+        }
+        if (st == PGRES_COPY_IN && c->q.copy_cb) {
+            /* the server ended its side of the stream: answer with our CopyDone */
+            PQclear(r);
+            if (PQputCopyEnd(c->pq, NULL) != 1) {
+                pgconn_fail_pq(c, DR_EDB);
+                return;
+            }
+            c->q.flushing = true;
+            continue;
+        }
         if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
             PQclear(r);
             pgconn__fail(c, DR_EDB, "COPY is not supported by pgconn");
@@ -435,7 +503,9 @@ static void pgconn_on_poll(uv_poll_t *h, int status, int events)
         pgconn_connect_step(c);
         break;
     case PGCONN_READY:
-        if (c->sent)
+        if (c->copying)
+            pgconn_copy_io(c, status, events);
+        else if (c->sent)
             pgconn_query_io(c, status, events);
         else
             pgconn_idle_io(c, status);
@@ -686,6 +756,77 @@ int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize)
     return r;
 }
 
+/* Take q (sql already copied) as the outstanding query and send it, connecting first if needed. */
+static void pgconn_start_query(PgConn *c, PgQuery q)
+{
+    c->q = q;
+    c->busy = true;
+    c->in_query_call = true;
+    if (c->state == PGCONN_READY) {
+        pgconn_send(c);
+    } else if (c->retry_at && uv_now(c->loop) < c->retry_at) {
+        pgconn_complete(c, DR_EDB, NULL, c->errmsg); /* fail fast, deferred to the next turn */
+    } else {
+        pgconn_start_connect(c);
+    }
+    c->in_query_call = false;
+}
+
+static int pgconn_start_simple(PgConn *c, const char *sql, PgConnCopyCb copy_cb, PgConnResultCb cb, void *data)
+{
+    if (!c || !sql || !cb)
+        return -EINVAL;
+    if (c->state == PGCONN_CLOSING)
+        return DR_ECANCELED;
+    if (c->busy)
+        return -EBUSY;
+    PgQuery q = {.cb = cb, .copy_cb = copy_cb, .data = data, .simple = true};
+    if (!(q.sql = strdup(sql)))
+        return -ENOMEM;
+    pgconn_start_query(c, q);
+    return 0;
+}
+
+int pgconn_simple_query(PgConn *c, const char *sql, PgConnResultCb cb, void *data)
+{
+    return pgconn_start_simple(c, sql, NULL, cb, data);
+}
+
+int pgconn_copy_both(PgConn *c, const char *sql, PgConnCopyCb copy_cb, PgConnResultCb done_cb, void *data)
+{
+    if (!copy_cb)
+        return -EINVAL;
+    return pgconn_start_simple(c, sql, copy_cb, done_cb, data);
+}
+
+int pgconn_copy_put(PgConn *c, const void *msg, size_t len)
+{
+    if (!c || !c->copying || c->state != PGCONN_READY || !msg || len > INT32_MAX)
+        return -EINVAL;
+    if (PQputCopyData(c->pq, msg, (int)len) != 1) {
+        pgconn_fail_pq(c, DR_EDB);
+        return DR_EDB;
+    }
+    int r = PQflush(c->pq);
+    if (r < 0) {
+        pgconn_fail_pq(c, DR_EDB);
+        return DR_EDB;
+    }
+    if (r == 1 && !c->q.flushing) {
+        c->q.flushing = true;
+        if (pgconn_poll_watch(c, UV_READABLE | UV_WRITABLE) < 0) {
+            pgconn__fail(c, DR_EDB, "cannot watch the database socket");
+            return DR_EDB;
+        }
+    }
+    return 0;
+}
+
+bool pgconn_is_streaming(const PgConn *c)
+{
+    return c && c->copying && c->state == PGCONN_READY;
+}
+
 int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *params,
                  PgConnResultCb cb, void *data)
 {
@@ -713,17 +854,7 @@ int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *par
             }
         }
     }
-    c->q = q;
-    c->busy = true;
-    c->in_query_call = true;
-    if (c->state == PGCONN_READY) {
-        pgconn_send(c);
-    } else if (c->retry_at && uv_now(c->loop) < c->retry_at) {
-        pgconn_complete(c, DR_EDB, NULL, c->errmsg); /* fail fast, deferred to the next turn */
-    } else {
-        pgconn_start_connect(c);
-    }
-    c->in_query_call = false;
+    pgconn_start_query(c, q);
     return 0;
 }
 

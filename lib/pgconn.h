@@ -127,6 +127,29 @@ int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *par
                  PgConnResultCb cb, void *data);
 
 /*
+ * The replication protocol (a conninfo with replication=true): pgconn_simple_query() sends one
+ * command with the simple query protocol (the walsender accepts no other: IDENTIFY_SYSTEM,
+ * TIMELINE_HISTORY, READ_REPLICATION_SLOT, CREATE_REPLICATION_SLOT), otherwise like
+ * pgconn_query() without parameters.
+ *
+ * pgconn_copy_both() sends a command that enters COPY BOTH (START_REPLICATION): each message the
+ * server sends is given to copy_cb (data borrowed for the call; the query timeout does not apply
+ * while streaming), and pgconn_copy_put() sends messages back (standby status updates). When the
+ * server ends the stream (end of its timeline, shutdown) our CopyDone is sent and done_cb gets the
+ * command's last result as for pgconn_query() (the next timeline's tuple, or COMMAND_OK); a lost
+ * connection or an error gives done_cb DR_EDB. copy_cb may call pgconn_close(). Same returns as
+ * pgconn_query().
+ */
+typedef void (*PgConnCopyCb)(PgConn *c, const char *msg, size_t len, void *data);
+int pgconn_simple_query(PgConn *c, const char *sql, PgConnResultCb cb, void *data);
+int pgconn_copy_both(PgConn *c, const char *sql, PgConnCopyCb copy_cb, PgConnResultCb done_cb, void *data);
+/* Queue one COPY message while streaming (flushed without blocking). 0, -EINVAL (not streaming),
+ * DR_EDB (the connection failed: done_cb is told). */
+int pgconn_copy_put(PgConn *c, const void *msg, size_t len);
+/* True while a pgconn_copy_both() stream is open. */
+bool pgconn_is_streaming(const PgConn *c);
+
+/*
  * Called on the loop when an idle connection is found broken (EOF, reset, an error the server sent
  * before closing); errmsg is libpq's message. It may call pgconn_query() (connects anew) or
  * pgconn_close(). cb NULL: nobody is told.

@@ -68,7 +68,9 @@ typedef struct PgQuery {
     char **params;
     int nparams;
     PgConnResultCb cb;
+    PgConnCopyCb copy_cb; /* pgconn_copy_both: the messages of the COPY BOTH stream */
     void *data;
+    bool simple;   /* PQsendQuery (the replication protocol's commands) */
     bool flushing; /* PQflush returned 1: wait for writable too */
 } PgQuery;
 
@@ -101,6 +103,7 @@ struct PgConn {
 
     bool busy;
     bool sent;
+    bool copying;  /* inside the COPY BOTH of a pgconn_copy_both() */
     bool in_query_call;
     PgQuery q;
     PgConnLostCb lost_cb;

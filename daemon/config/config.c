@@ -208,6 +208,7 @@ Config *config_free(Config *cfg)
         return NULL;
     config__free_venue(&cfg->venue);
     config__free_replication(&cfg->replication);
+    config__free_wal(&cfg->wal);
     free(cfg->metrics.listen);
     free(cfg->path);
     free(cfg->cluster);
@@ -567,6 +568,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_scenarios(&top, &cfg->scenarios);
     config__read_replication(&top, &cfg->replication);
     config__read_metrics(&top, &cfg->metrics);
+    config__read_wal(&top, &cfg->backup, &cfg->wal);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

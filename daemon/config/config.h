@@ -313,6 +313,21 @@ typedef struct ConfigReplication {
     ConfigFailover failover;     /* the top-level failover: section */
 } ConfigReplication;
 
+/* wal: the continuous, encrypted WAL archive (docs/wal.md); needs backup: for its key and codec. */
+typedef struct ConfigWal {
+    bool enabled;                 /* the section is present */
+    char *conninfo;               /* replication connection to the primary; default backup.physical.conninfo */
+    char *slot;                   /* physical replication slot */
+    bool create_slot;             /* create the slot when it does not exist */
+    char *directory;              /* the archive; default <backup.directory>/wal */
+    char *application_name;       /* as the primary sees the receiver (pg_stat_replication) */
+    uint64_t flush_interval_ms;   /* the partial segment is sealed and synced at least this often */
+    uint64_t status_interval_ms;  /* standby status updates to the primary */
+    uint64_t timeout_ms;          /* connect deadline; also: nothing heard from the primary this long */
+    uint64_t lag_bytes_warning, lag_bytes_critical; /* WAL written on the primary, not yet archived */
+    uint64_t stalled_after_ms;    /* not streaming (or not advancing while the primary writes) this long */
+} ConfigWal;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -329,6 +344,7 @@ typedef struct Config {
     ConfigScenarios scenarios;
     ConfigReplication replication;
     ConfigMetrics metrics;
+    ConfigWal wal;
 } Config;
 
 /*

@@ -10,6 +10,7 @@
  *   config_scenarios.c the scenarios section: its shared keys, and the registry of the sections
  *                      the scenarios register (scenarios.<name>)
  *   config_databases.c the database the scenarios protect and the admin conninfo
+ *   config_wal.c       the wal section: the continuous WAL archive's receiver
  *
  * Each reader fills its section of a zeroed Config from the YAML tree, reporting every problem
  * with cfg_error() on top's context (the caller checks ctx->n_errors at the end) and leaving what
@@ -54,6 +55,9 @@ void config__check_conninfo_password(const CfgSection *s, const char *key);
 /* Refuse (cfg_error at s.key) a passfile= written at s.key that libpq would ignore: missing, not a
  * regular file, or open to group or others. Opens it non-blocking, never reads it. (config_recovery.c) */
 void config__check_conninfo_passfile(const CfgSection *s, const char *key);
+/* The wal section (config_wal.c); b is the backup section read before it (key, codec, directory). */
+void config__read_wal(const CfgSection *top, const ConfigBackup *b, ConfigWal *w);
+void config__free_wal(ConfigWal *w);
 /* The scenarios section: admin_conninfo, database, and every registered scenario's section. */
 void config__read_scenarios(const CfgSection *top, ConfigScenarios *sc);
 

@@ -245,6 +245,7 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("venue", venue_apply_config(d->venue, d->cfg));
     DAEMON_APPLY("detector", detector_apply_config(d->detector, d->cfg));
     DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
+    DAEMON_APPLY("wal", wal_apply_config(d->wal, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
 #undef DAEMON_APPLY
     *ret_errors = NULL;
@@ -493,6 +494,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->backups = backups_new(core);
     if (!d->backups)
         return daemon_init_failed("backups");
+    d->wal = wal_new(core);
+    if (!d->wal)
+        return daemon_init_failed("the WAL archive");
     d->standby = standby_new(core, d->backups);
     if (!d->standby)
         return daemon_init_failed("the standby restore");
@@ -623,6 +627,11 @@ int daemon_start(Daemon *d)
         log_error("backup", "cannot start backups: %s", err_str(r));
         return r;
     }
+    r = wal_apply_config(d->wal, d->cfg);
+    if (r < 0) {
+        log_error("wal", "cannot start the WAL archive: %s", err_str(r));
+        return r;
+    }
     r = scenarios_apply_config(d->scenarios, d->cfg);
     if (r < 0) {
         log_error("scenario", "cannot start scenarios: %s", err_str(r));
@@ -704,6 +713,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         replication_close(d->replication, daemon_module_closed, d);
         d->replication = NULL;
+    }
+    if (d->wal) {
+        d->closing_modules++;
+        wal_close(d->wal, daemon_module_closed, d);
+        d->wal = NULL;
     }
     if (d->alerts) {
         d->closing_modules++;

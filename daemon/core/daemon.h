@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cap/backup/backup.h"
+#include "cap/wal/wal.h"
 #include "core/core.h"
 #include "config/config.h"
 #include "core/control.h"
@@ -47,6 +48,7 @@ typedef struct Daemon {
     Alerts *alerts;
     Venue *venue;
     Backups *backups;
+    WalArchive *wal;
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detect/detector.c) */
     Scenarios *scenarios; /* recovery runs (daemon/scenario/runner.c) */
     Reconcile *reconcile; /* database against the exchange (daemon/cap/reconcile.c) */

@@ -45,6 +45,9 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
  * pg_restore --list ok): a new reference to a copy of its manifest, or NULL when there is none.
  * *ret_scanned (if non-NULL) tells whether the catalog has been loaded yet. Loop thread. */
 json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
+/* Load the key backups are encrypted with (backup.key_file or backup.key_credential), for the
+ * WAL archive that completes them. 0, or DR_EKEY with err. Blocking: thread pool only. */
+int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
 /* A manifest's started_at as Unix seconds (-1 if missing). */
 int64_t backup_manifest_started(const json_t *m);
 

@@ -35,6 +35,11 @@ int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err
     return bcf_load_key_file(path, key, err, errlen);
 }
 
+int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen)
+{
+    return backup_load_key(cfg, key, err, errlen);
+}
+
 void backup_time_rfc3339(int64_t unix_s, char *out, size_t n)
 {
     time_t t = (time_t)unix_s;

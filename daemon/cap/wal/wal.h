@@ -1,0 +1,26 @@
+/*
+ * wal: the continuous, encrypted WAL archive (docs/wal.md).
+ *
+ * Owns the WAL receiver (a replication connection to the primary over a physical slot, streamed
+ * on the loop with libpq's COPY BOTH), the segment being received (in memory; sealed into the
+ * encrypted partial file at least every wal.flush_interval and only then reported flushed to the
+ * primary, so the slot keeps what is not yet durable), the archive directory (complete segments,
+ * timeline history files; lib/walarchive), its conditions (wal.stalled:C, wal.lag:C, wal.gap:C),
+ * the wal_status control command and the archive's metrics.
+ */
+#ifndef DRSUP_WAL_H
+#define DRSUP_WAL_H
+
+#include "config/config.h"
+#include "core/core.h"
+
+typedef struct WalArchive WalArchive;
+
+WalArchive *wal_new(Core *core);
+/* Apply the wal section: the receiver (re)started when its connection or archive changed. 0, or
+ * DR_ECANCELED / -ENOMEM. */
+int wal_apply_config(WalArchive *w, const Config *cfg);
+/* Stop receiving (what is received but not sealed is still in the slot) and close. */
+void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data);
+
+#endif

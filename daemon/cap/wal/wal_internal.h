@@ -1,0 +1,175 @@
+/*
+ * wal_internal: what the WAL archive's files share; not for other modules.
+ *
+ *   wal.c       the module: configuration, the archive's state and its jobs on the thread pool
+ *               (scan, seal a piece, write a segment or a history file), conditions, wal_status,
+ *               metrics
+ *   wal_recv.c  the receiver on the loop: the replication protocol (IDENTIFY_SYSTEM, the slot,
+ *               START_REPLICATION, XLogData and keepalives, standby status updates, the end of a
+ *               timeline), reconnects
+ *
+ * The WalArchive is owned by the wiring (wal_new/wal_close); its jobs by their queue until done.
+ */
+#ifndef DRSUP_WAL_INTERNAL_H
+#define DRSUP_WAL_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "bcf.h"
+#include "cap/wal/wal.h"
+#include "pgconn.h"
+#include "walarchive.h"
+
+typedef enum {
+    WAL_OFF = 0,     /* not configured */
+    WAL_CONNECTING,  /* connect, IDENTIFY_SYSTEM, SHOW wal_segment_size */
+    WAL_SCANNING,    /* the archive directory read (once), the key loaded */
+    WAL_SLOT,        /* READ/CREATE_REPLICATION_SLOT, TIMELINE_HISTORY */
+    WAL_STREAMING,   /* START_REPLICATION: COPY BOTH */
+    WAL_BACKOFF,     /* waiting to reconnect after a failure */
+} WalPhase;
+
+typedef enum { WAL_JOB_SCAN, WAL_JOB_PIECE, WAL_JOB_SEGMENT, WAL_JOB_HISTORY } WalJobKind;
+
+typedef struct WalScan WalScan;
+
+typedef struct WalJob {
+    uv_work_t work;
+    struct WalJob *next;
+    WalArchive *owner;
+    WalJobKind kind;
+    char *dir;
+    char name[128];      /* the file written */
+    char partial[128];   /* SEGMENT: the partial file removed after the segment is in place */
+    uint32_t tli;
+    uint64_t segno, offset, seg_size;
+    uint8_t *data;       /* owned */
+    size_t len;
+    CodecKind codec;
+    int64_t created_at;
+    ConfigBackup *backup; /* SCAN: the key's configuration (owned copy) */
+    uint8_t key[BCF_KEY_LEN];
+    WalScan *scan;       /* SCAN: the result */
+    int result;
+    char err[512];
+} WalJob;
+
+struct WalScan {
+    uint64_t segments, bytes;     /* complete segments (and timeline-end partials) */
+    bool have_oldest;
+    uint32_t oldest_tli;
+    uint64_t oldest_segno;
+    int64_t oldest_mtime;
+    bool have_newest;             /* the newest complete segment (or timeline end) */
+    uint32_t newest_tli;
+    uint64_t newest_segno;
+    bool newest_is_end;           /* a timeline's last, partial segment of newest_len bytes */
+    uint64_t newest_len;
+    int64_t newest_mtime;
+    bool have_partial;            /* the segment being received, read back */
+    uint32_t partial_tli;
+    uint64_t partial_segno, partial_len;
+    uint8_t *partial_buf;         /* seg_size bytes, owned */
+    bool partial_torn;
+    char partial_err[512];        /* a piece failed verification: kept aside */
+    json_t *gaps;                 /* [{from_segment, to_segment}] holes between oldest and newest */
+    json_t *histories;            /* [tli, ...] */
+    int removed_temporaries;
+};
+
+struct WalArchive {
+    Core *core;
+    ConfigWal cfg;       /* own copy of what the receiver uses */
+    ConfigBackup backup; /* own copy: the key's configuration and the codec */
+    bool registered;
+    int subscription;    /* events bus: backup.done closes a gap */
+    bool closing;
+    unsigned pending;    /* handles open + a job running */
+    void (*closed_cb)(void *data);
+    void *closed_data;
+
+    PgConn *pg;
+    uv_timer_t tick;     /* every flush_interval: seal, status updates, conditions */
+    uv_timer_t retry;    /* reconnect after the backoff */
+    WalPhase phase;
+    uint64_t phase_since;  /* uv_now when the phase began */
+    uint64_t down_since;   /* uv_now since when not streaming (0 while streaming) */
+    unsigned failures;
+    char last_error[512];
+
+    /* the primary */
+    char systemid[32];
+    uint32_t server_tli;
+    uint64_t server_lsn;   /* the newest end of WAL the primary told us */
+    uint64_t seg_size;
+    bool slot_existed;
+    uint64_t slot_restart_lsn;
+
+    /* the archive */
+    bool scanned;
+    bool fresh;            /* a new archive: it starts at the slot's (or the primary's) segment */
+    bool end_written;      /* the segment being received is a timeline's end, already archived */
+    bool key_loaded;
+    uint8_t key[BCF_KEY_LEN];
+    uint32_t tli;          /* the timeline being received */
+    uint64_t segno;        /* the segment being received */
+    uint8_t *buf;          /* seg_size bytes of it */
+    uint64_t recv_off;     /* received into buf */
+    uint64_t sealed_off;   /* handed to a piece job */
+    int64_t seg_started_s; /* wall time of the segment's first byte */
+    uint64_t flushed_lsn;  /* durable in the archive (what the primary is told is flushed) */
+    int64_t flushed_at_ms; /* wall time flushed_lsn last advanced */
+    uint64_t flushed_moved_at; /* uv_now of the same */
+    uint64_t last_recv_at;     /* uv_now of the primary's last message */
+    uint64_t last_status_at;   /* uv_now of our last status update */
+    bool piece_inflight;
+    uint64_t segments, bytes;
+    bool have_oldest;
+    uint32_t oldest_tli;
+    uint64_t oldest_segno;
+    int64_t oldest_time_s;
+    json_t *gaps;          /* [{from, to, reason, at}] */
+    json_t *histories;     /* [tli] */
+
+    /* jobs: one at a time, in order */
+    WalJob *jobs_head, *jobs_tail;
+    bool job_running;
+
+    /* conditions */
+    int lag_level;         /* 0 none, 1 warning, 2 critical */
+    bool stalled_open;
+    bool gap_open;
+    uint64_t gap_lsn;      /* WAL before this may be missing: resolved by a base backup after it */
+};
+
+/* wal.c */
+uint64_t wal__seg_start(const WalArchive *w, uint64_t segno);
+void wal__push_job(WalArchive *w, WalJob *j);
+WalJob *wal__job_new(WalArchive *w, WalJobKind kind);
+/* The received segment is full: hand it to a SEGMENT job and start the next one. */
+void wal__segment_full(WalArchive *w);
+/* A timeline ended at lsn inside the segment being received: write what it holds as the
+ * timeline's last, partial segment. */
+void wal__timeline_end(WalArchive *w, uint64_t lsn);
+/* Record a hole in the archive: WAL from `from` to `to` is not in it (reason for people). */
+void wal__gap(WalArchive *w, uint64_t from, uint64_t to, const char *reason);
+void wal__set_phase(WalArchive *w, WalPhase p);
+void wal__history(WalArchive *w, uint32_t tli, const char *content, size_t len);
+bool wal__history_known(const WalArchive *w, uint32_t tli);
+
+/* wal_recv.c */
+/* Connect (again) now. */
+void wal__recv_start(WalArchive *w);
+/* The scan finished: continue with the slot. */
+void wal__recv_scanned(WalArchive *w);
+/* Drop the connection; reconnect after the backoff (msg: why, for the log and wal_status). */
+void wal__recv_fail(WalArchive *w, const char *msg);
+/* Send a standby status update (write, flush positions); reply: ask the primary to answer. */
+void wal__recv_status(WalArchive *w, bool reply);
+/* Close the connection without reconnecting (shutdown, reconfiguration). */
+void wal__recv_stop(WalArchive *w);
+
+#endif

@@ -1,0 +1,276 @@
+"""
+Integration tests for the continuous WAL archive (docs/wal.md): the real daemon streaming from a
+real PostgreSQL 15 over a physical replication slot, the archive read back by an independent
+reader (tests/bcf_reference.py for the container, the zstd command for the codec) and compared
+byte for byte with the server's own WAL files.
+
+- Complete segments are the server's segments exactly; the partial segment (pieces) holds a
+  commit's WAL shortly after it, without a segment switch; the slot is active and its
+  restart_lsn follows what is durable; wal-status and --json tell the same.
+- kill -9 of the daemon while WAL is written: on restart the partial is read back and streaming
+  goes on from its end; every segment is still the server's, none missing.
+- A slot dropped while the daemon is down, and the WAL it kept removed: the slot is re-created,
+  the hole is paged (wal.gap) and shown, archiving goes on; a segment deleted from the archive is
+  found at start as a hole.
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from drsup import DRCTL, wait_until
+from pgharness import PgCluster
+from test_backup import backup_cfg, daemon_factory  # noqa: F401 (fixture)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bcf_reference  # noqa: E402
+
+SEG = 16 << 20
+
+
+@pytest.fixture
+def pgw():
+    """A cluster that keeps its WAL (wal_keep_size) so the test can compare the archive with it."""
+    c = PgCluster(settings={"wal_keep_size": "1GB"})
+    try:
+        c.init()
+        c.start()
+        yield c
+    finally:
+        c.cleanup()
+
+
+def lsn(s):
+    hi, lo = s.split("/")
+    return int(hi, 16) << 32 | int(lo, 16)
+
+
+def key_of(path):
+    with open(path) as f:
+        return bytes.fromhex(f.read().strip())
+
+
+def unzstd(payload):
+    if not payload:
+        return b""
+    return subprocess.run(["zstd", "-dcq"], input=payload, capture_output=True, check=True).stdout
+
+
+def read_container(key, path):
+    with open(path, "rb") as f:
+        hdr, payload = bcf_reference.read(key, f.read())
+    return unzstd(payload) if hdr["codec"] == 1 else payload
+
+
+def read_partial(key, path):
+    """The pieces of a .partial.drwal: u64 length || container of ("DRWALP1\\0", u64 offset, bytes)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    pos, out = 0, b""
+    while pos < len(raw):
+        (n,) = struct.unpack(">Q", raw[pos:pos + 8])
+        hdr, payload = bcf_reference.read(key, raw[pos + 8:pos + 8 + n])
+        plain = unzstd(payload) if hdr["codec"] == 1 else payload
+        assert plain[:8] == b"DRWALP1\0"
+        (off,) = struct.unpack(">Q", plain[8:16])
+        assert off == len(out), (off, len(out))
+        out += plain[16:]
+        pos += 8 + n
+    return out
+
+
+def server_segment(pg, name):
+    with open(os.path.join(pg.datadir, "pg_wal", name), "rb") as f:
+        return f.read()
+
+
+def wal_cfg(pg, tmp, **extra):
+    b = backup_cfg(pg, tmp)
+    w = {"conninfo": pg.conninfo("postgres"), "flush_interval": "200ms", "status_interval": "1s"}
+    w.update(extra)
+    return {"database": {"conninfo": pg.conninfo()}, "backup": b, "wal": w}
+
+
+def status(d):
+    return d.ctl_json("wal-status")
+
+
+def wait_streaming(d):
+    try:
+        wait_until(lambda: status(d)["state"] == "streaming", timeout=20, what="streaming")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s\n%s" % (e, json.dumps(status(d)), d.log()[-4000:]))
+
+
+def wait_archived(d, target, timeout=20):
+    def ok():
+        s = status(d)
+        return s.get("archived_lsn") and lsn(s["archived_lsn"]) >= target and s
+    return wait_until(ok, timeout=timeout, what="archived up to %X/%X" % (target >> 32, target & 0xffffffff))
+
+
+def archive_files(d):
+    wdir = d.config["wal"].get("directory") or os.path.join(d.config["backup"]["directory"], "wal")
+    return wdir, sorted(f for f in os.listdir(wdir) if not f.startswith("."))
+
+
+def check_segments_match(pg, key, wdir, names):
+    segs = [n for n in names if n.endswith(".wal.zst.drbk")]
+    for n in segs:
+        assert oct(os.stat(os.path.join(wdir, n)).st_mode & 0o777) == "0o600"
+        data = read_container(key, os.path.join(wdir, n))
+        assert len(data) == SEG, n
+        assert data == server_segment(pg, n[:24]), "segment %s differs from the server's" % n
+    return [n[:24] for n in segs]
+
+
+def write_rows(pg, n, tag):
+    pg.psql("CREATE TABLE IF NOT EXISTS t (id serial, tag text, pad text)")
+    pg.psql("INSERT INTO t (tag, pad) SELECT '%s', repeat('x', 200) FROM generate_series(1, %d)" % (tag, n))
+
+
+def test_archive_matches_the_server_and_the_partial_follows_commits(pgw, tmp_path, daemon_factory):
+    pg = pgw
+    d = daemon_factory(wal_cfg(pg, tmp_path))
+    d.start()
+    key = key_of(d.config["backup"]["key_file"])
+    wait_streaming(d)
+
+    # Segments: written by the server, switched, archived whole and equal to the server's.
+    write_rows(pg, 20000, "a")
+    pg.psql("SELECT pg_switch_wal()")
+    write_rows(pg, 1000, "b")
+    pg.psql("SELECT pg_switch_wal()")
+    end = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+    wait_archived(d, end)
+    wdir, names = archive_files(d)
+    segs = check_segments_match(pg, key, wdir, names)
+    assert len(segs) >= 2, names
+    nums = [int(s[8:], 16) for s in segs]
+    assert nums == list(range(nums[0], nums[0] + len(nums))), segs  # contiguous
+
+    # A commit, no switch: its WAL is in the sealed partial soon after, never in plaintext.
+    pg.psql("INSERT INTO t (tag) VALUES ('committed')")
+    commit = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+    st = wait_archived(d, commit, timeout=10)
+    wdir, names = archive_files(d)
+    partials = [n for n in names if n.endswith(".partial.drwal")]
+    assert len(partials) == 1, names
+    pname = partials[0]
+    assert oct(os.stat(os.path.join(wdir, pname)).st_mode & 0o777) == "0o600"
+    part = read_partial(key, os.path.join(wdir, pname))
+    seg_start = lsn(st["archived_lsn"]) - (lsn(st["archived_lsn"]) % SEG)
+    assert len(part) >= commit - seg_start
+    assert part == server_segment(pg, pname[:24])[:len(part)]
+    assert b"committed" in part
+    # no plaintext WAL anywhere in the archive directory
+    for n in names:
+        with open(os.path.join(wdir, n), "rb") as f:
+            assert b"committed" not in f.read(), n
+
+    # The slot: active, and restart_lsn at most what is durable (the slot keeps the rest).
+    row = pg.psql("SELECT active, restart_lsn FROM pg_replication_slots WHERE slot_name = 'drsupervisor'")
+    active, restart = row.split("|")
+    assert active == "t" and lsn(restart) <= lsn(status(d)["archived_lsn"])
+    app = pg.psql("SELECT application_name FROM pg_stat_replication")
+    assert "drsupervisor_wal" in app
+
+    # wal-status: text and JSON agree.
+    st = status(d)
+    assert st["lag_bytes"] == 0 or lsn(st["primary_lsn"]) - lsn(st["archived_lsn"]) == st["lag_bytes"]
+    assert st["segments"] >= 2 and st["oldest"]["segment"] == segs[0] and st["gaps"] == []
+    p = d.ctl("wal-status")
+    assert p.returncode == 0, p.stderr
+    assert "streaming" in p.stdout and st["archived_lsn"][:3] in p.stdout and "gaps       none" in p.stdout
+
+
+def test_kill9_resumes_from_the_partial_without_loss(pgw, tmp_path, daemon_factory):
+    pg = pgw
+    d = daemon_factory(wal_cfg(pg, tmp_path))
+    d.start()
+    key = key_of(d.config["backup"]["key_file"])
+    wait_streaming(d)
+    write_rows(pg, 5000, "before")
+    mid = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+    wait_archived(d, mid)
+    first_seg = status(d)["partial"]["segment"]
+
+    # killed while WAL keeps coming, with a sealed partial on disk; the slot keeps what was not durable
+    writer = subprocess.Popen(pg._cmd([pg._bin("psql"), "-h", pg.sockdir, "-p", str(pg.port), "-U", "postgres", "-q",
+                                       "-c", "INSERT INTO t (tag, pad) SELECT 'during', repeat('y', 300) "
+                                       "FROM generate_series(1, 60000)"]), cwd="/")
+    wait_until(lambda: status(d)["partial"]["sealed"] > 0 and status(d)["lag_bytes"] > 0, timeout=30,
+               interval=0.01, what="a sealed partial while WAL is coming")
+    d.kill9()
+    assert writer.wait(timeout=120) == 0
+    write_rows(pg, 1000, "after")
+    pg.psql("SELECT pg_switch_wal()")
+    end = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+
+    d.start()
+    wait_archived(d, end, timeout=60)
+    assert "resuming segment" in d.log(), d.log()[-3000:]
+    wdir, names = archive_files(d)
+    segs = check_segments_match(pg, key, wdir, names)
+    nums = [int(s[8:], 16) for s in segs]
+    assert first_seg in segs, (first_seg, segs)
+    assert nums == list(range(nums[0], nums[0] + len(nums))), segs
+    assert status(d)["gaps"] == []
+
+
+def test_dropped_slot_and_missing_segment_are_gaps(pg, tmp_path, daemon_factory):
+    d = daemon_factory(wal_cfg(pg, tmp_path))
+    d.start()
+    wait_streaming(d)
+    write_rows(pg, 2000, "a")
+    pg.psql("SELECT pg_switch_wal()")
+    write_rows(pg, 2000, "b")
+    pg.psql("SELECT pg_switch_wal()")
+    wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
+    d.stop()
+
+    # the slot dropped and the WAL it kept recycled away by checkpoints
+    pg.psql("SELECT pg_drop_replication_slot('drsupervisor')")
+    for i in range(4):
+        write_rows(pg, 2000, "c%d" % i)
+        pg.psql("SELECT pg_switch_wal()")
+        pg.psql("CHECKPOINT")
+    d.start()
+    wait_until(lambda: status(d)["gaps"], timeout=30, what="a gap")
+    st = status(d)
+    assert "no longer has the WAL" in st["gaps"][0]["reason"], st
+    wait_until(lambda: "wal.gap" in d.log(), what="the wal.gap event")
+    assert pg.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drsupervisor'") == "1"
+    # archiving goes on after the hole
+    write_rows(pg, 100, "d")
+    pg.psql("SELECT pg_switch_wal()")
+    wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")), timeout=30)
+    p = d.ctl("wal-status")
+    assert "gap " in p.stdout, p.stdout
+    d.stop()
+
+    # a segment deleted from the archive: found as a hole when the daemon starts
+    wdir, names = archive_files(d)
+    segs = [n for n in names if n.endswith(".wal.zst.drbk")]
+    assert len(segs) >= 3, names
+    os.unlink(os.path.join(wdir, segs[1]))
+    d.start()
+    wait_until(lambda: any("missing from the archive" in g["reason"] for g in status(d)["gaps"]), timeout=20,
+               what="the hole found at start")
+    g = next(g for g in status(d)["gaps"] if "missing from the archive" in g["reason"])
+    assert segs[1][:24] in g["reason"], g
+
+
+def test_wal_config_errors_say_where(tmp_path):
+    cfgp = tmp_path / "c.yaml"
+    cfgp.write_text(json.dumps({"database": {"conninfo": "host=/tmp dbname=x"},
+                                "wal": {"slot": "Bad-Name", "flush_interval": "1s"}}))
+    p = subprocess.run([os.path.join(os.path.dirname(DRCTL), "drsupervisord"), "--check-config", "-c", str(cfgp)],
+                       capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "'wal' needs the 'backup' section" in p.stderr, p.stderr
+    assert "'wal.slot' must be" in p.stderr and "c.yaml:" in p.stderr
