@@ -351,7 +351,7 @@ int walarchive_append_piece(const char *path, const uint8_t key[BCF_KEY_LEN], Co
 }
 
 int walarchive_read_partial(const char *path, const uint8_t key[BCF_KEY_LEN], uint8_t *buf, uint64_t seg_size,
-                            uint64_t *ret_len, bool *ret_torn, char *err, size_t errlen)
+                            bool cut_torn, uint64_t *ret_len, bool *ret_torn, char *err, size_t errlen)
 {
     char *raw = NULL;
     size_t raw_len = 0, pos = 0;
@@ -369,7 +369,7 @@ int walarchive_read_partial(const char *path, const uint8_t key[BCF_KEY_LEN], ui
         WalBuf plain = {0};
         if (raw_len - pos < 8 || (n = walarchive_get_u64((const uint8_t *)raw + pos)) > raw_len - pos - 8) {
             *ret_torn = true; /* a crash inside the last append: cut it off */
-            if (truncate(path, (off_t)pos) < 0) {
+            if (cut_torn && truncate(path, (off_t)pos) < 0) {
                 r = -errno;
                 snprintf(err, errlen, "truncate '%s' at %zu: %s", path, pos, strerror(errno));
             }

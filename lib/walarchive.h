@@ -66,10 +66,10 @@ int walarchive_append_piece(const char *path, const uint8_t key[BCF_KEY_LEN], Co
                             const uint8_t *data, size_t len, char *err, size_t errlen);
 
 /* Read a partial file into buf (seg_size bytes): *ret_len is how many contiguous bytes from
- * offset 0 its pieces hold. A torn last piece (a crash inside an append) is cut off the file
- * (*ret_torn true); a piece that fails verification or breaks the contiguity is DR_ECORRUPT (the
- * good pieces before it are in buf and counted). Blocking. */
+ * offset 0 its pieces hold. A torn last piece (a crash inside an append) is ignored (*ret_torn
+ * true) and, with cut_torn, cut off the file; a piece that fails verification or breaks the
+ * contiguity is DR_ECORRUPT (the good pieces before it are in buf and counted). Blocking. */
 int walarchive_read_partial(const char *path, const uint8_t key[BCF_KEY_LEN], uint8_t *buf, uint64_t seg_size,
-                            uint64_t *ret_len, bool *ret_torn, char *err, size_t errlen);
+                            bool cut_torn, uint64_t *ret_len, bool *ret_torn, char *err, size_t errlen);
 
 #endif

@@ -274,3 +274,68 @@ def test_wal_config_errors_say_where(tmp_path):
     assert p.returncode != 0
     assert "'wal' needs the 'backup' section" in p.stderr, p.stderr
     assert "'wal.slot' must be" in p.stderr and "c.yaml:" in p.stderr
+
+
+def test_point_in_time_recovery_by_hand_with_wal_fetch(pgw, tmp_path, daemon_factory):
+    """A base backup plus the archive recover to a time: the rows committed before T and none after,
+    the last ones only in the partial segment (no switch). restore_command is drctl wal-fetch."""
+    import pwd
+    import shutil
+    import tarfile
+    import tempfile
+    from test_backup_physical import decrypt, physical_cfg
+
+    pg = pgw
+    cfg = wal_cfg(pg, tmp_path)
+    cfg["backup"] = physical_cfg(pg, tmp_path)
+    d = daemon_factory(cfg)
+    d.start()
+    wait_streaming(d)
+    write_rows(pg, 3000, "base")
+    res = d.ctl_json("backup", "now", "--physical", "--wait", timeout="120s")
+    write_rows(pg, 500, "before")
+    target = pg.psql("SELECT clock_timestamp()")
+    write_rows(pg, 700, "after")
+    wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
+    assert status(d)["partial"]["sealed"] > 0
+
+    # what PostgreSQL asks for that is not archived: exit 1; a damaged file: 126, nothing written
+    wdir, names = archive_files(d)
+    key_file = d.config["backup"]["key_file"]
+    p = subprocess.run([DRCTL, "wal-fetch", "--key-file", key_file, "--archive", wdir, "00000009.history",
+                        str(tmp_path / "x")], capture_output=True, text=True)
+    assert p.returncode == 1 and "not in the archive" in p.stderr and not os.path.exists(tmp_path / "x")
+
+    # the recovery host: the base backup extracted, the archive and a key the server's user owns
+    pw = pwd.getpwnam("postgres")
+    rec = PgCluster()
+    rec._make_dirs(tempfile.mkdtemp(prefix="drsup-pitr-"))
+    tar = str(tmp_path / "base.tar")
+    assert decrypt(key_file, os.path.join(cfg["backup"]["directory"], res["name"]), tar).returncode == 0
+    os.makedirs(rec.datadir, mode=0o700)
+    with tarfile.open(tar) as t:
+        t.extractall(rec.datadir)
+    arch = os.path.join(rec.tmpdir, "archive")
+    shutil.copytree(wdir, arch)
+    rkey = os.path.join(rec.tmpdir, "key")
+    shutil.copy(key_file, rkey)
+    for root, dirs, files in os.walk(rec.tmpdir):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), pw.pw_uid, pw.pw_gid)
+    os.chmod(rkey, 0o600)
+    os.makedirs(os.path.join(rec.datadir, "pg_wal"), exist_ok=True)
+    os.chown(os.path.join(rec.datadir, "pg_wal"), pw.pw_uid, pw.pw_gid)
+    with open(os.path.join(rec.datadir, "postgresql.auto.conf"), "a") as f:
+        f.write("restore_command = '%s wal-fetch --key-file %s --archive %s %%f %%p'\n" % (DRCTL, rkey, arch))
+        f.write("recovery_target_time = '%s'\nrecovery_target_action = 'promote'\n" % target)
+    open(os.path.join(rec.datadir, "recovery.signal"), "w").close()
+    os.chown(os.path.join(rec.datadir, "recovery.signal"), pw.pw_uid, pw.pw_gid)
+    try:
+        rec.start()
+        wait_until(lambda: rec.psql("SELECT pg_is_in_recovery()", check=False) == "f", timeout=60,
+                   what="the recovered server promoted")
+        got = rec.psql("SELECT tag, count(*) FROM t GROUP BY tag ORDER BY tag")
+        assert got.split() == ["base|3000", "before|500"], got
+        assert "restored log file" in open(rec.logfile).read()
+    finally:
+        rec.cleanup()

@@ -1,13 +1,27 @@
 /*
  * drctl WAL archive commands: wal-status (the continuous archive as the daemon sees it: how far it
- * is, how far behind the primary, the slot, the oldest restorable point, the gaps).
+ * is, how far behind the primary, the slot, the oldest restorable point, the gaps) and wal-fetch
+ * (no daemon: one WAL file out of the archive, verified, for PostgreSQL's restore_command).
  *
- * Owns its table entry and the rendering of the daemon's wal_status reply.
+ * Owns their table entries, the rendering of the daemon's wal_status reply, and wal-fetch.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "atomicfile.h"
 #include "drctl.h"
+#include "err.h"
+#include "walarchive.h"
+
+/* restore_command: a nonzero exit is "not archived" (the end of the archive, normal); an exit
+ * above 125 makes PostgreSQL abort the recovery, which is what a file failing verification must
+ * do rather than end the replay early at the damage. */
+#define DRCTL_WAL_NOT_FOUND 1
+#define DRCTL_WAL_DAMAGED 126
 
 static void drctl_print_wal(const json_t *r)
 {
@@ -64,4 +78,132 @@ const OptCommand drctl_cmd_wal_status = {
                    "oldest one (the oldest point WAL replay can start from), and the gaps found (WAL missing "
                    "from the archive: no point-in-time recovery across one).",
     .data = &(const DrctlAction){.wire = "wal_status", .print = drctl_print_wal},
+};
+
+/* The archive file holding `want` (a segment or a history file), else "". */
+static WalFileKind drctl_wal_find(const char *dir, const char *want, uint64_t seg_size, char *out, size_t n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    WalFileKind found = WALFILE_NONE;
+    size_t wl = strlen(want);
+    bool history = wl == 16 && !strcmp(want + 8, ".history");
+
+    out[0] = '\0';
+    if (!d)
+        return WALFILE_NONE;
+    while ((de = readdir(d)) != NULL) {
+        uint32_t tli;
+        uint64_t segno;
+        if (strncmp(de->d_name, want, wl) != 0)
+            continue;
+        WalFileKind k = walarchive_classify(de->d_name, seg_size, &tli, &segno);
+        if ((history && k == WALFILE_HISTORY) || (!history && k == WALFILE_SEGMENT)) {
+            snprintf(out, n, "%s", de->d_name);
+            found = k;
+            break;
+        }
+        if (!history && k == WALFILE_PARTIAL && found == WALFILE_NONE) {
+            snprintf(out, n, "%s", de->d_name);
+            found = k; /* used only when the complete segment is not there */
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static int drctl_wal_fetch(const Drctl *c, const OptParse *p)
+{
+    const char *key_file = optspec_string(p, "key-file", NULL), *dir = optspec_string(p, "archive", NULL);
+    const char *want = optspec_string(p, "name", NULL), *dest = optspec_string(p, "destination", NULL);
+    const char *ssz = optspec_string(p, "segment-size", "16");
+    char err[640] = "", name[256], path[4400];
+    uint8_t key[BCF_KEY_LEN];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    uint32_t tli;
+    uint64_t segno;
+    char *end;
+    unsigned long mib = strtoul(ssz, &end, 10);
+    uint64_t seg_size = (uint64_t)mib << 20;
+
+    (void)c;
+    if (*end || mib < 1 || mib > 1024 || (mib & (mib - 1))) {
+        fprintf(stderr, "drctl wal-fetch: --segment-size must be a power of two in MiB (1..1024), not '%s'\n", ssz);
+        return DRCTL_EXIT_USAGE;
+    }
+    bool history = strlen(want) == 16 && !strcmp(want + 8, ".history");
+    if (!history && (strlen(want) != WAL_NAME_LEN || walarchive_parse_seg(want, seg_size, &tli, &segno) < 0)) {
+        fprintf(stderr, "drctl wal-fetch: '%s' is not a WAL segment or timeline history file name\n", want);
+        return DRCTL_WAL_NOT_FOUND; /* PostgreSQL asks for other files too (.backup): not archived here */
+    }
+    WalFileKind k = drctl_wal_find(dir, want, seg_size, name, sizeof(name));
+    if (k == WALFILE_NONE) {
+        fprintf(stderr, "drctl wal-fetch: %s is not in the archive %s\n", want, dir);
+        return DRCTL_WAL_NOT_FOUND;
+    }
+    if (bcf_load_key_file(key_file, key, err, sizeof(err)) < 0) {
+        fprintf(stderr, "drctl wal-fetch: %s\n", err);
+        return DRCTL_WAL_DAMAGED;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int r;
+    if (k == WALFILE_PARTIAL) {
+        /* the segment being received: its bytes, then zeros (the end of WAL for the replay) */
+        bool torn = false;
+        uint64_t have = 0;
+        if (!(data = calloc(1, (size_t)seg_size))) {
+            explicit_bzero(key, sizeof(key));
+            return DRCTL_WAL_DAMAGED;
+        }
+        len = (size_t)seg_size;
+        r = walarchive_read_partial(path, key, data, seg_size, false, &have, &torn, err, sizeof(err));
+    } else {
+        r = walarchive_read_file(path, key, history ? (1u << 24) : (size_t)seg_size, &data, &len, err, sizeof(err));
+        if (r == 0 && !history && len != seg_size) {
+            snprintf(err, sizeof(err), "%s holds %zu bytes, not a segment of %" PRIu64 " (--segment-size?)", name, len,
+                     seg_size);
+            r = DR_ECORRUPT;
+        }
+    }
+    explicit_bzero(key, sizeof(key));
+    if (r < 0) {
+        fprintf(stderr, "drctl wal-fetch: %s failed verification, nothing written: %s\n", path, err);
+        free(data);
+        return DRCTL_WAL_DAMAGED;
+    }
+    r = atomicfile_write(dest, data, len, 0600);
+    free(data);
+    if (r < 0) {
+        fprintf(stderr, "drctl wal-fetch: cannot write '%s': %s\n", dest, err_str(r));
+        return DRCTL_WAL_DAMAGED;
+    }
+    return 0;
+}
+
+const OptCommand drctl_cmd_wal_fetch = {
+    .name = "wal-fetch",
+    .summary = "one WAL file out of the archive, verified: PostgreSQL's restore_command; no daemon needed",
+    .description = "No daemon needed. Find NAME (a segment, or a timeline history file such as 00000002.history) in "
+                   "the WAL archive DIR, verify and decrypt it with the key in K, and write it to DEST (a "
+                   "temporary renamed into place). A segment still being received is given as its bytes followed "
+                   "by zeros, which PostgreSQL replays as the end of WAL. For restore_command: "
+                   "'drctl wal-fetch --key-file K --archive DIR %f %p'. Exits 0 when written, 1 when NAME is not "
+                   "archived (the normal end of an archive recovery), 126 when the file failed verification or "
+                   "could not be written (PostgreSQL then stops the recovery instead of ending it early at the "
+                   "damage).",
+    .options = (const OptSpec[]){
+        {.name = "key-file", .kind = OPTSPEC_STRING, .required = true, .metavar = "K",
+         .help = "the backup key (32 raw bytes or 64 hex digits; owned by the user running drctl, 0600)"},
+        {.name = "archive", .kind = OPTSPEC_STRING, .required = true, .metavar = "DIR",
+         .help = "the WAL archive directory (wal.directory)"},
+        {.name = "segment-size", .kind = OPTSPEC_STRING, .metavar = "MIB",
+         .help = "the cluster's wal_segment_size in MiB (default 16)"},
+        {.name = "name", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "NAME",
+         .help = "the WAL file PostgreSQL asks for (%f)"},
+        {.name = "destination", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "DEST",
+         .help = "where to write it (%p)"},
+        {0},
+    },
+    .data = &(const DrctlAction){.where = DRCTL_NO_DAEMON, .run = drctl_wal_fetch},
 };

@@ -223,7 +223,7 @@ static int wal_scan_dir(WalJob *j, WalScan *s)
         snprintf(path, sizeof(path), "%s/%s", j->dir, partial_name);
         if (!(s->partial_buf = malloc((size_t)j->seg_size)))
             return -ENOMEM;
-        int r = walarchive_read_partial(path, j->key, s->partial_buf, j->seg_size, &s->partial_len, &s->partial_torn,
+        int r = walarchive_read_partial(path, j->key, s->partial_buf, j->seg_size, true, &s->partial_len, &s->partial_torn,
                                         s->partial_err, sizeof(s->partial_err));
         if (r == DR_ECORRUPT) {
             /* keep the damaged file as evidence, out of the way; the good pieces are in the buffer */
