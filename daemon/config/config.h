@@ -173,6 +173,9 @@ typedef struct ConfigBackup {
     int64_t level;              /* 0 = codec default */
     char *key_file;             /* key file path, or NULL */
     char *key_credential;       /* systemd credential name, or NULL */
+    char *key_path;             /* the key's file: key_file, or where the loader found key_credential
+                                   ($CREDENTIALS_DIRECTORY, else
+                                   alerts.credentials_dir); what every key load reads */
     uint64_t chunk_size;        /* BCF chunk size */
     uint64_t dump_timeout_ms;   /* pg_dump deadline */
     int64_t nice;               /* CPU priority of backup work (pg_dump, its pg_restore, workers); 0 = normal */

@@ -273,7 +273,8 @@ static void test_conninfo_passwords_refused(void **state)
 }
 
 /* The backup key is checked as the file is read: missing, too open, not the daemon's user's, or
- * not a 32-byte key is an error at the key's position; a credential needs $CREDENTIALS_DIRECTORY. */
+ * not a 32-byte key is an error at the key's position; a credential is looked for in
+ * $CREDENTIALS_DIRECTORY, else alerts.credentials_dir. */
 static void test_backup_key_checked_at_load(void **state)
 {
     (void)state;
@@ -304,16 +305,28 @@ static void test_backup_key_checked_at_load(void **state)
         expect_error(text, "owned by uid 65534");
     }
 
-    /* key_credential: read from $CREDENTIALS_DIRECTORY */
+    /* key_credential: found where every secret is (config__credential_path), and that path is the
+     * one the backups read at run time (key_path) */
     static const char *const cred = "database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_credential: bk\n";
     unsetenv("CREDENTIALS_DIRECTORY");
-    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': $CREDENTIALS_DIRECTORY is not set");
+    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': credential 'bk': $CREDENTIALS_DIRECTORY is not set");
     assert_int_equal(setenv("CREDENTIALS_DIRECTORY", key_dir, 1), 0);
-    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': key file '");
+    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': credential 'bk': key file '");
     snprintf(path, sizeof(path), "%s/bk", key_dir);
     write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0400);
     Config *cfg = expect_ok(cred);
+    assert_string_equal(cfg->backup.key_path, path);
     config_free(cfg);
+    /* no $CREDENTIALS_DIRECTORY: alerts.credentials_dir */
+    unsetenv("CREDENTIALS_DIRECTORY");
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nalerts:\n  credentials_dir: %s\nbackup:\n  directory: /b\n"
+                                 "  key_credential: bk\n", key_dir);
+    cfg = expect_ok(text);
+    assert_string_equal(cfg->backup.key_path, path);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nalerts:\n  credentials_dir: %s\nbackup:\n  directory: /b\n"
+                                 "  key_credential: gone\n", key_dir);
+    expect_error(text, "t.yaml:7:19: 'backup.key_credential': credential 'gone': key file '");
     unsetenv("CREDENTIALS_DIRECTORY");
 }
 
