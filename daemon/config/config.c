@@ -569,6 +569,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_scenarios(&top, &cfg->scenarios);
     config__read_replication(&top, &cfg->replication);
     config__read_metrics(&top, &cfg->metrics);
+    config__read_audit(&top, &cfg->audit);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

@@ -289,6 +289,14 @@ typedef struct ConfigMetrics {
     char *listen;                /* "HOST:PORT", "[V6]:PORT" or "unix:PATH"; default 127.0.0.1:9187 */
 } ConfigMetrics;
 
+/* audit: (optional) the audit log's rotation. See docs/audit.md. */
+#define CONFIG_AUDIT_MAX_BYTES_DEFAULT (64ull << 20)
+#define CONFIG_AUDIT_KEEP_DEFAULT 8
+typedef struct ConfigAudit {
+    uint64_t max_bytes;          /* audit.log is rotated before it would grow past this */
+    int64_t keep;                /* rotated files kept (audit.log.1 .. audit.log.<keep>) */
+} ConfigAudit;
+
 /* replication: (optional) the cluster's nodes and their replication lag. See docs/replication.md. */
 typedef struct ConfigReplicationNode {
     char *name;                  /* the standby's application_name on the primary */
@@ -332,6 +340,7 @@ typedef struct Config {
     ConfigScenarios scenarios;
     ConfigReplication replication;
     ConfigMetrics metrics;
+    ConfigAudit audit;
 } Config;
 
 /*

@@ -36,6 +36,8 @@ void config__read_venue(const CfgSection *top, const char *cred_dir, ConfigVenue
 void config__free_venue(ConfigVenue *v);
 /* The metrics section (config_replication.c, with the other observation settings). */
 void config__read_metrics(const CfgSection *top, ConfigMetrics *m);
+/* The audit section (absent: the defaults). */
+void config__read_audit(const CfgSection *top, ConfigAudit *a);
 /* The replication section (config_replication.c). */
 void config__read_replication(const CfgSection *top, ConfigReplication *r);
 void config__free_replication(ConfigReplication *r);
