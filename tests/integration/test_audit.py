@@ -224,3 +224,38 @@ def test_a_rotation_cut_short_is_finished_at_start(tmp_path, venue, cut):
         d.stop()
     finally:
         d.cleanup()
+
+
+def test_the_incident_report_carries_the_runs_audit_records(pg, tmp_path, venue):
+    """The operators' commands and the daemon's actions of a run, from its detection to its
+    report (and any record with its run id), are in its incident report, JSON and text."""
+    import test_scenario as scn
+    scn.fill_db(pg)
+    d = Daemon(tmp_path, scn.scenario_config(pg, tmp_path, venue))
+    scn.loaded(d.start())
+    try:
+        scn.backup_now(d)
+        assert d.ctl("halt", "--reason", "before the run").returncode == 0  # not the run's
+        wait_until(lambda: any(r.get("args") == {"reason": "before the run"} for r in records(d)), what="recorded")
+        rid = d.ctl_json("execute", "--scenario", "database_corruption", "--manual", "--reason", "audit in report")["run"]
+        wait_until(lambda: d.ctl_json("run", rid)["status"] == "waiting_approval", what="the gate")
+        assert d.ctl("abort", rid, "--reason", "look first").returncode == 0
+        rep_path = os.path.join(d.state_dir, "incidents", rid + ".json")
+        rep = wait_until(lambda: os.path.exists(rep_path) and json.load(open(rep_path)), timeout=30, what="the report")
+        au = rep["audit"]
+        recs = au["records"]
+        assert au["truncated"] is False and "error" not in au, au
+        cmds = [(r["command"], r["outcome"], r["uid"]) for r in recs if r["type"] == "command"]
+        assert ("execute", "ok", os.getuid()) in cmds and ("abort", "ok", os.getuid()) in cmds, cmds
+        (abort,) = [r for r in recs if r.get("command") == "abort"]
+        assert abort["args"]["reason"] == "look first", abort
+        assert not [r for r in recs if r.get("args") == {"reason": "before the run"}], recs  # before the detection
+        assert [r for r in recs if r["type"] == "event" and r["kind"] == "scenario.start"], recs
+        assert [r for r in recs if r["type"] == "event" and r.get("run") == rid and r["kind"] == "scenario.gate"], recs
+        assert au["from_ms"] == rep["detected_ms"] and au["to_ms"] >= rep["detected_ms"], au
+        assert [r["seq"] for r in recs] == sorted(r["seq"] for r in recs)
+        text = d.ctl("incident", rid).stdout
+        assert "Audit log (%d records)" % len(recs) in text and "ran abort: ok" in text, text
+        d.stop()
+    finally:
+        d.cleanup()
