@@ -330,6 +330,23 @@ static void test_backup_key_checked_at_load(void **state)
     unsetenv("CREDENTIALS_DIRECTORY");
 }
 
+/* audit: rotation defaults, the values read, the bounds refused at their position. */
+static void test_audit_rotation(void **state)
+{
+    (void)state;
+    Config *cfg = expect_ok("database:\n  conninfo: x\n");
+    assert_int_equal(cfg->audit.max_bytes, 64u << 20);
+    assert_int_equal(cfg->audit.keep, 8);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\naudit:\n  max_bytes: 1MiB\n  keep: 3\n");
+    assert_int_equal(cfg->audit.max_bytes, 1u << 20);
+    assert_int_equal(cfg->audit.keep, 3);
+    config_free(cfg);
+    expect_error("database:\n  conninfo: x\naudit:\n  max_bytes: 1KiB\n", "t.yaml:4:14: 'audit.max_bytes'");
+    expect_error("database:\n  conninfo: x\naudit:\n  keep: 0\n", "t.yaml:4:9: 'audit.keep'");
+    expect_error("database:\n  conninfo: x\naudit:\n  kept: 3\n", "'audit.kept'");
+}
+
 static void test_every_error_is_reported(void **state)
 {
     (void)state;
@@ -714,7 +731,8 @@ int main(void)
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
         cmocka_unit_test(test_error_paths_with_positions),
         cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_conninfo_passwords_refused),
-        cmocka_unit_test(test_backup_key_checked_at_load), cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_backup_key_checked_at_load), cmocka_unit_test(test_audit_rotation),
+        cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_post_resume_checks),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
