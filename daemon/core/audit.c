@@ -17,7 +17,9 @@
  * highest down, audit.log to audit.log.1, a new audit.log created, the directory fsync'ed, then the
  * new file's part written. A start that
  * finds a rotation cut short (audit.log gone or empty with audit.log.1 there, or audit.log.1
- * missing with older ones there) completes it and records the rotated record again.
+ * missing with older ones there) completes it and records the rotated record again. An `audit`
+ * read waits for the batch being written and holds the next back while it runs (records queue in
+ * memory meanwhile), so no rotation moves the files under it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -64,6 +66,8 @@ struct Audit {
     uint64_t queue_seq; /* seq of the last queued record */
     char queue_hash[65];
     bool writing, closing;
+    int reading;                 /* `audit` reads on the pool: no batch is written meanwhile */
+    struct AuditRead *waiting;   /* reads asked for while a batch was being written */
     int pending;
     void (*closed_cb)(void *);
     void *closed_data;
@@ -336,12 +340,16 @@ static void audit_write_done(uv_work_t *req, int status)
     audit_maybe_closed(a);
 }
 
+static void audit_start_reads(Audit *a);
+
 static void audit_flush(Audit *a)
 {
     AuditWrite *w;
 
-    if (a->writing || a->queue_len == 0)
-        return;
+    if (a->waiting && !a->writing)
+        audit_start_reads(a); /* reads asked for during the last write go first */
+    if (a->writing || a->reading || a->queue_len == 0)
+        return; /* reads see the files as they stand: no rotation under them */
     if (!(w = calloc(1, sizeof(*w))))
         return; /* stays queued: the next record tries again */
     *w = (AuditWrite){.a = a, .fd = a->fd, .buf = a->queue, .len = a->queue_len, .n_splits = a->n_splits,
@@ -645,6 +653,7 @@ typedef struct AuditRead {
     bool verify;
     json_t *records, *verified;
     int result;
+    struct AuditRead *next;
 } AuditRead;
 
 static void audit_read_work(uv_work_t *req)
@@ -664,6 +673,7 @@ static void audit_read_done(uv_work_t *req, int status)
     Audit *a = r->a;
 
     a->pending--;
+    a->reading--;
     if (status < 0 || r->result < 0)
         control_reply_error(r->call, status < 0 ? status : r->result, "cannot read the audit log '%s': %s",
                             a->log_path, err_str(status < 0 ? status : r->result));
@@ -672,6 +682,7 @@ static void audit_read_done(uv_work_t *req, int status)
                                             "verify", r->verified, "file", a->log_path, "ok",
                                             !r->verified || json_is_true(json_object_get(r->verified, "ok"))));
     free(r);
+    audit_flush(a);
     audit_maybe_closed(a);
 }
 
@@ -690,15 +701,31 @@ static void audit_cmd(CtlCall *call, const json_t *args, void *data)
         return;
     }
     *r = (AuditRead){.a = a, .call = call, .since_ms = since ? (int64_t)json_integer_value(since) : 0,
-                     .verify = json_is_true(json_object_get(args, "verify"))};
+                     .verify = json_is_true(json_object_get(args, "verify")), .next = a->waiting};
     r->req.data = r;
-    int rc = uv_queue_work(a->loop, &r->req, audit_read_work, audit_read_done);
-    if (rc < 0) {
-        free(r);
-        control_reply_error(call, rc, "cannot read the audit log: %s", uv_strerror(rc));
-        return;
-    }
+    a->waiting = r; /* started once no batch is being written (at once when none is) */
     a->pending++;
+    audit_flush(a);
+}
+
+/* Start the reads that waited for a write to finish. */
+static void audit_start_reads(Audit *a)
+{
+    AuditRead *r = a->waiting;
+
+    a->waiting = NULL;
+    while (r) {
+        AuditRead *next = r->next;
+        int rc = uv_queue_work(a->loop, &r->req, audit_read_work, audit_read_done);
+        if (rc < 0) {
+            a->pending--;
+            control_reply_error(r->call, rc, "cannot read the audit log: %s", uv_strerror(rc));
+            free(r);
+        } else {
+            a->reading++;
+        }
+        r = next;
+    }
 }
 
 /* ---- life cycle ---- */

@@ -254,7 +254,9 @@ def test_the_incident_report_carries_the_runs_audit_records(pg, tmp_path, venue)
         assert [r for r in recs if r["type"] == "event" and r.get("run") == rid and r["kind"] == "scenario.gate"], recs
         assert au["from_ms"] == rep["detected_ms"] and au["to_ms"] >= rep["detected_ms"], au
         assert [r["seq"] for r in recs] == sorted(r["seq"] for r in recs)
-        text = d.ctl("incident", rid).stdout
+        # the .txt is written just after the .json
+        text = wait_until(lambda: (lambda p: p.stdout if p.returncode == 0 and p.stdout else None)(d.ctl("incident", rid)),
+                          what="the text report")
         assert "Audit log (%d records)" % len(recs) in text and "ran abort: ok" in text, text
         d.stop()
     finally:
