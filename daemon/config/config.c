@@ -63,6 +63,7 @@ void config_backup_free(ConfigBackup *b)
     config_list_free(b->schedules, b->n_schedules);
     free(b->key_file);
     free(b->key_credential);
+    free(b->key_path);
     config_list_free(b->state_files, b->n_state_files);
     free(b->restore_schedule);
     config_list_free(b->validation_queries, b->n_validation_queries);
@@ -105,6 +106,7 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
     r |= config_str_copy(src->pg_restore, &dst->pg_restore);
     r |= config_str_copy(src->key_file, &dst->key_file);
     r |= config_str_copy(src->key_credential, &dst->key_credential);
+    r |= config_str_copy(src->key_path, &dst->key_path);
     r |= config_str_copy(src->restore_schedule, &dst->restore_schedule);
     r |= config_list_copy(src->schedules, src->n_schedules, &dst->schedules);
     r |= config_list_copy(src->state_files, src->n_state_files, &dst->state_files);
@@ -562,13 +564,14 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config_read_platform(&top, &cfg->platform);
     config_read_alerts(&top, &cfg->alerts);
     config__read_venue(&top, cfg->alerts.credentials_dir, &cfg->venue);
-    config__read_backup(&top, &cfg->database, &cfg->backup);
+    config__read_backup(&top, &cfg->database, cfg->alerts.credentials_dir, &cfg->backup);
     config__read_detector(&top, &cfg->database, &cfg->detector);
     config__read_reconcile(&top, &cfg->database, &cfg->reconcile);
     config__read_scenarios(&top, &cfg->scenarios);
     config__read_replication(&top, &cfg->replication);
     config__read_metrics(&top, &cfg->metrics);
     config__read_wal(&top, &cfg->backup, &cfg->wal);
+    config__read_audit(&top, &cfg->audit);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

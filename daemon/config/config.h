@@ -173,6 +173,9 @@ typedef struct ConfigBackup {
     int64_t level;              /* 0 = codec default */
     char *key_file;             /* key file path, or NULL */
     char *key_credential;       /* systemd credential name, or NULL */
+    char *key_path;             /* the key's file: key_file, or where the loader found key_credential
+                                   ($CREDENTIALS_DIRECTORY, else
+                                   alerts.credentials_dir); what every key load reads */
     uint64_t chunk_size;        /* BCF chunk size */
     uint64_t dump_timeout_ms;   /* pg_dump deadline */
     int64_t nice;               /* CPU priority of backup work (pg_dump, its pg_restore, workers); 0 = normal */
@@ -286,6 +289,14 @@ typedef struct ConfigMetrics {
     char *listen;                /* "HOST:PORT", "[V6]:PORT" or "unix:PATH"; default 127.0.0.1:9187 */
 } ConfigMetrics;
 
+/* audit: (optional) the audit log's rotation. See docs/audit.md. */
+#define CONFIG_AUDIT_MAX_BYTES_DEFAULT (64ull << 20)
+#define CONFIG_AUDIT_KEEP_DEFAULT 8
+typedef struct ConfigAudit {
+    uint64_t max_bytes;          /* audit.log is rotated before it would grow past this */
+    int64_t keep;                /* rotated files kept (audit.log.1 .. audit.log.<keep>) */
+} ConfigAudit;
+
 /* replication: (optional) the cluster's nodes and their replication lag. See docs/replication.md. */
 typedef struct ConfigReplicationNode {
     char *name;                  /* the standby's application_name on the primary */
@@ -345,6 +356,7 @@ typedef struct Config {
     ConfigReplication replication;
     ConfigMetrics metrics;
     ConfigWal wal;
+    ConfigAudit audit;
 } Config;
 
 /*

@@ -37,11 +37,14 @@ void config__read_venue(const CfgSection *top, const char *cred_dir, ConfigVenue
 void config__free_venue(ConfigVenue *v);
 /* The metrics section (config_replication.c, with the other observation settings). */
 void config__read_metrics(const CfgSection *top, ConfigMetrics *m);
+/* The audit section (absent: the defaults). */
+void config__read_audit(const CfgSection *top, ConfigAudit *a);
 /* The replication section (config_replication.c). */
 void config__read_replication(const CfgSection *top, ConfigReplication *r);
 void config__free_replication(ConfigReplication *r);
-/* The backup section (absent: backup disabled); db->conninfo is the default conninfo. */
-void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b);
+/* The backup section (absent: backup disabled); db->conninfo is the default conninfo, cred_dir is
+ * alerts.credentials_dir (may be NULL), where key_credential is looked for after $CREDENTIALS_DIRECTORY. */
+void config__read_backup(const CfgSection *top, const ConfigDatabase *db, const char *cred_dir, ConfigBackup *b);
 /* The detector section; db->conninfo is the default conninfo, built-in damage patterns if none. */
 void config__read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d);
 /* The reconcile section; db->conninfo is the default conninfo, RECONCILE_DEFAULT_* the queries. */

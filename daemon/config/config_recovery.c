@@ -161,10 +161,12 @@ static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *
  * The backup key, checked as the file is read (at start-up before the loop runs, at a reload on the
  * pool): a key file that is not a regular file owned by the daemon's user, is readable by group or
  * others, or is not a 32-byte key (raw, or 64 hex digits) is refused here with its position, not
- * first at the first scheduled backup. A key_credential is looked up in $CREDENTIALS_DIRECTORY
- * (systemd's LoadCredential=). The key itself is wiped at once and never appears in a message.
+ * first at the first scheduled backup. A key_credential is found where every other secret is
+ * (config__credential_path: $CREDENTIALS_DIRECTORY, else alerts.credentials_dir), once: the path
+ * found is b->key_path, which the backups read at run time, so load and run read the same file.
+ * The key itself is wiped at once and never appears in a message.
  */
-static void config_check_backup_key(const CfgSection *s, const ConfigBackup *b)
+static void config_check_backup_key(const CfgSection *s, const char *cred_dir, ConfigBackup *b)
 {
     uint8_t key[BCF_KEY_LEN];
     char err[512], path[4096];
@@ -174,23 +176,21 @@ static void config_check_backup_key(const CfgSection *s, const ConfigBackup *b)
     if (!b->key_file == !b->key_credential || (b->key_credential && strchr(b->key_credential, '/')))
         return; /* refused already */
     if (b->key_credential) {
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
-        if (!dir || !dir[0]) {
-            cfg_error(s->ctx, at,
-                      "'backup.key_credential': $CREDENTIALS_DIRECTORY is not set, so credential '%s' cannot "
-                      "be read (run under the unit with LoadCredential=%s:PATH, or use key_file)",
-                      b->key_credential, b->key_credential);
+        if (config__credential_path(b->key_credential, cred_dir, path, sizeof(path), err, sizeof(err)) < 0) {
+            cfg_error(s->ctx, at, "'backup.key_credential': %s", err);
             return;
         }
-        snprintf(path, sizeof(path), "%s/%s", dir, b->key_credential);
         file = path;
     }
     if (bcf_load_key_file(file, key, err, sizeof(err)) < 0)
-        cfg_error(s->ctx, at, "'backup.%s': %s", name, err);
+        cfg_error(s->ctx, at, "'backup.%s': %s%s%s%s", name, b->key_credential ? "credential '" : "",
+                  b->key_credential ? b->key_credential : "", b->key_credential ? "': " : "", err);
+    else if (!(b->key_path = strdup(file)))
+        cfg_error(s->ctx, at, "'backup.%s': out of memory", name);
     explicit_bzero(key, sizeof(key));
 }
 
-void config__read_backup(const CfgSection *top, const ConfigDatabase *db, ConfigBackup *b)
+void config__read_backup(const CfgSection *top, const ConfigDatabase *db, const char *cred_dir, ConfigBackup *b)
 {
     static const char *const codecs[] = {"none", "zstd", "gzip", NULL};
     CfgSection s = cfg_section(top, "backup", false);
@@ -238,7 +238,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, Config
                   "'backup' needs exactly one of 'key_file' or 'key_credential'");
     if (b->key_credential && strchr(b->key_credential, '/'))
         cfg_error(s.ctx, cfg_get(s.map, "key_credential"), "'backup.key_credential' is a credential name, no '/'");
-    config_check_backup_key(&s, b);
+    config_check_backup_key(&s, cred_dir, b);
     if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
         cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
                   (long long)b->level, codec_name((CodecKind)b->codec));

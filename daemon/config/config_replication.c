@@ -2,7 +2,8 @@
  * config_replication: the replication section (docs/replication.md): the cluster's nodes (name,
  * conninfo, the role each is expected to have), how often they are probed, and the lag thresholds
  * (repmgr's defaults: 300 s warning, 600 s critical), with the debounce of the conditions; and the
- * metrics section (the address of the Prometheus endpoint, checked here, listened on by core).
+ * metrics section (the address of the Prometheus endpoint, checked here, listened on by core);
+ * and the audit section (the audit log's rotation: size and files kept).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,15 @@ void config__read_replication(const CfgSection *top, ConfigReplication *r)
         cfg_error(s.ctx, s.map, "'replication.lag_warning' is above 'lag_critical'");
     if (r->lag_bytes_warning > r->lag_bytes_critical)
         cfg_error(s.ctx, s.map, "'replication.lag_bytes_warning' is above 'lag_bytes_critical'");
+}
+
+void config__read_audit(const CfgSection *top, ConfigAudit *a)
+{
+    CfgSection s = cfg_section(top, "audit", false);
+
+    cfg_size(&s, "max_bytes", CONFIG_AUDIT_MAX_BYTES_DEFAULT, 4096, 1ull << 40, &a->max_bytes);
+    cfg_int(&s, "keep", 1, 1000, CONFIG_AUDIT_KEEP_DEFAULT, &a->keep);
+    cfg_check_unknown(&s);
 }
 
 void config__read_metrics(const CfgSection *top, ConfigMetrics *m)

@@ -247,6 +247,8 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
     DAEMON_APPLY("wal", wal_apply_config(d->wal, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
+    if (d->audit)
+        audit_set_rotation(d->audit, d->cfg->audit.max_bytes, (int)d->cfg->audit.keep);
 #undef DAEMON_APPLY
     *ret_errors = NULL;
     if (f && fclose(f) == 0 && result < 0)
@@ -572,6 +574,7 @@ int daemon_start(Daemon *d)
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
         return r;
     }
+    audit_set_rotation(d->audit, d->cfg->audit.max_bytes, (int)d->cfg->audit.keep);
     r = audit_open(d->audit, d->cfg->state_dir, err, sizeof(err));
     if (r < 0) {
         log_error("audit", "cannot open the audit log: %s", err[0] ? err : err_str(r));

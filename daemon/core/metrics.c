@@ -113,7 +113,9 @@ static void metrics_put(MetricsWriter *w, const char *fmt, ...)
 
 void metrics_family(MetricsWriter *w, const char *name, MetricType type, const char *help)
 {
-    metrics_put(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type == METRIC_COUNTER ? "counter" : "gauge");
+    static const char *const types[] = {[METRIC_GAUGE] = "gauge", [METRIC_COUNTER] = "counter",
+                                        [METRIC_HISTOGRAM] = "histogram"};
+    metrics_put(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, types[type]);
 }
 
 static void metrics_put_value(MetricsWriter *w, double v)
@@ -158,6 +160,51 @@ void metrics_sample(MetricsWriter *w, const char *name, const char *const labels
 void metrics_value(MetricsWriter *w, const char *name, double value)
 {
     metrics_sample(w, name, NULL, 0, value);
+}
+
+void metrics_histogram_init(MetricsHistogram *h, const double *bounds, size_t n_bounds)
+{
+    memset(h, 0, sizeof(*h));
+    h->bounds = bounds;
+    h->n_bounds = n_bounds < METRICS_MAX_BUCKETS ? n_bounds : METRICS_MAX_BUCKETS;
+}
+
+void metrics_histogram_observe(MetricsHistogram *h, double value)
+{
+    size_t i = 0;
+    while (i < h->n_bounds && value > h->bounds[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum += value;
+}
+
+void metrics_histogram(MetricsWriter *w, const char *name, const char *const labels[][2], size_t n_labels,
+                       const MetricsHistogram *h)
+{
+    const char *l[METRICS_MAX_LABELS][2];
+    char sample[256], le[40];
+    uint64_t cum = 0;
+
+    if (n_labels >= METRICS_MAX_LABELS)
+        n_labels = METRICS_MAX_LABELS - 1;
+    for (size_t i = 0; i < n_labels; i++)
+        l[i][0] = labels[i][0], l[i][1] = labels[i][1];
+    l[n_labels][0] = "le";
+    l[n_labels][1] = le;
+    snprintf(sample, sizeof(sample), "%s_bucket", name);
+    for (size_t i = 0; i <= h->n_bounds; i++) {
+        cum += h->counts[i];
+        if (i < h->n_bounds)
+            snprintf(le, sizeof(le), "%g", h->bounds[i]);
+        else
+            snprintf(le, sizeof(le), "+Inf");
+        metrics_sample(w, sample, (const char *const(*)[2])l, n_labels + 1, (double)cum);
+    }
+    snprintf(sample, sizeof(sample), "%s_sum", name);
+    metrics_sample(w, sample, labels, n_labels, h->sum);
+    snprintf(sample, sizeof(sample), "%s_count", name);
+    metrics_sample(w, sample, labels, n_labels, (double)h->count);
 }
 
 char *metrics_render(Metrics *m, size_t *ret_len)

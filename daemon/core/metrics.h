@@ -12,12 +12,26 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct Metrics Metrics;
 typedef struct MetricsWriter MetricsWriter;
 
-typedef enum { METRIC_GAUGE, METRIC_COUNTER } MetricType;
+typedef enum { METRIC_GAUGE, METRIC_COUNTER, METRIC_HISTOGRAM } MetricType;
+
+#define METRICS_MAX_BUCKETS 24
+#define METRICS_MAX_LABELS 8
+
+/* A histogram with fixed upper bounds, owned by the module that observes into it (on the loop).
+ * bounds: ascending, finite, at most METRICS_MAX_BUCKETS, static storage; +Inf is implied. */
+typedef struct MetricsHistogram {
+    const double *bounds;
+    size_t n_bounds;
+    uint64_t counts[METRICS_MAX_BUCKETS + 1]; /* per bucket, not cumulative; [n_bounds] is +Inf */
+    uint64_t count;
+    double sum;
+} MetricsHistogram;
 
 /* Write this module's families into w (called on the loop, once per scrape). */
 typedef void (*MetricsCollectFn)(MetricsWriter *w, void *data);
@@ -39,6 +53,14 @@ void metrics_family(MetricsWriter *w, const char *name, MetricType type, const c
 void metrics_sample(MetricsWriter *w, const char *name, const char *const labels[][2], size_t n_labels, double value);
 /* The same with no labels. */
 void metrics_value(MetricsWriter *w, const char *name, double value);
+
+/* Start (or restart: counts back to zero) a histogram on these bounds. */
+void metrics_histogram_init(MetricsHistogram *h, const double *bounds, size_t n_bounds);
+void metrics_histogram_observe(MetricsHistogram *h, double value);
+/* Its samples under the current family (METRIC_HISTOGRAM): NAME_bucket{labels,le=...} (cumulative,
+ * +Inf last), NAME_sum, NAME_count; at most METRICS_MAX_LABELS - 1 labels. */
+void metrics_histogram(MetricsWriter *w, const char *name, const char *const labels[][2], size_t n_labels,
+                       const MetricsHistogram *h);
 
 /* The exposition of every collector, as a scrape would get it (caller frees). Exposed for tests. */
 char *metrics_render(Metrics *m, size_t *ret_len);

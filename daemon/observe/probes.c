@@ -15,6 +15,10 @@
  * of the database) is attributed to the run: shown in status ("expected") and logged as the run's,
  * neither a failure towards database.down nor a success, and not passed to the sink (the
  * detector); so are its repeats from the reconnect backoff. Any other failure is reported as usual.
+ * Every attempt that ran to an answer (success, error or timeout; not a backoff's repeat or a lost
+ * idle connection) is timed into the probe's histogram, drsupervisor_probe_duration_seconds{probe,
+ * target} (target: the database's name, or the health URL's scheme, host and port), restarted when
+ * its target changes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +28,7 @@
 #include "observe/probes.h"
 #include "clock.h"
 #include "err.h"
+#include "httpc.h"
 #include "log.h"
 #include "pgconn.h"
 
@@ -37,13 +42,20 @@ typedef struct Probe {
     uv_timer_t timer;
     bool busy;
     uint64_t started_ms;
+    uint64_t started_ns;     /* uv_hrtime() at the start: the histogram's resolution */
     uint64_t interval_ms;
     uint64_t down_after;
     char condition[192];
     bool replay;             /* this probe met the connection's backoff: its failure repeats the last attempt's */
     bool last_attributed;    /* the last failed attempt was attributed to a recovery run */
     char attributed_by[512]; /* ... to whom */
+    char target[128];        /* the histogram's target label */
+    MetricsHistogram duration;
 } Probe;
+
+/* Seconds: probes answer in well under a millisecond on a local socket and up to their timeout. */
+static const double probes_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 struct Probes {
     Core *core;
@@ -102,6 +114,36 @@ static void probes_record(Probe *pr, bool ok, double latency_ms, const char *err
         events_emit(d->events, SEV_INFO, pr->name[0] == 'd' ? "probe.database" : "probe.platform",
                     pr->condition, true, detail, "%s is up (%.1f ms)", pr->name, latency_ms);
     status_changed(d->status);
+}
+
+/* The attempt that started at pr->started_ns has its answer. */
+static void probes_timed(Probe *pr)
+{
+    metrics_histogram_observe(&pr->duration, (double)(uv_hrtime() - pr->started_ns) / 1e9);
+}
+
+/* A new target is a new series: the histogram starts over. */
+static void probes_set_target(Probe *pr, const char *target)
+{
+    if (!strcmp(pr->target, target))
+        return;
+    snprintf(pr->target, sizeof(pr->target), "%s", target);
+    metrics_histogram_init(&pr->duration, probes_buckets, sizeof(probes_buckets) / sizeof(probes_buckets[0]));
+}
+
+static void probes_collect(MetricsWriter *w, void *data)
+{
+    const Probes *p = data;
+    const Probe *const all[] = {&p->db, &p->platform};
+
+    metrics_family(w, "drsupervisor_probe_duration_seconds", METRIC_HISTOGRAM,
+                   "how long each probe attempt took to its answer (success, error or timeout)");
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        if (!all[i]->target[0] || (all[i] == &p->platform && !p->health_url))
+            continue;
+        const char *const l[][2] = {{"probe", all[i]->name}, {"target", all[i]->target}};
+        metrics_histogram(w, "drsupervisor_probe_duration_seconds", l, 2, &all[i]->duration);
+    }
 }
 
 /* ---- database ---- */
@@ -178,6 +220,8 @@ static void probes_on_db_result(PgConn *conn, int status, const PGresult *res, c
     pr->busy = false;
     if (status == DR_ECANCELED)
         return;
+    if (!pr->replay)
+        probes_timed(pr);
     if (status == 0 && res && PQntuples(res) == 1 && PQnfields(res) == 3) {
         pr->replay = pr->last_attributed = false;
         detail = json_pack("{s:b,s:s,s:I}", "in_recovery", strcmp(PQgetvalue(res, 0, 0), "true") == 0,
@@ -232,6 +276,7 @@ static void probes_db_probe(Probe *pr)
     if (pr->busy || !p->pg)
         return;
     pr->started_ms = uv_now(p->core->loop);
+    pr->started_ns = uv_hrtime();
     pr->replay = pgconn_backoff_remaining_ms(p->pg) > 0;
     r = pgconn_query(p->pg, PROBE_DB_SQL, 0, NULL, probes_on_db_result, pr);
     if (r == 0) {
@@ -262,6 +307,7 @@ static void probes_on_http_done(int err, const HttpResponse *resp, const char *e
     p->http_id = 0;
     if (err == DR_ECANCELED)
         return;
+    probes_timed(pr);
     detail = json_pack("{s:i}", "http_status", (int)resp->status);
     if (err == 0 && resp->status >= 200 && resp->status < 300) {
         probes_record(pr, true, latency, NULL, detail);
@@ -288,6 +334,7 @@ static void probes_platform_tick(uv_timer_t *t)
     if (pr->busy || !p->health_url || !p->core->http)
         return;
     pr->started_ms = uv_now(p->core->loop);
+    pr->started_ns = uv_hrtime();
     int r = httpc_request(p->core->http, &req, probes_on_http_done, pr, &p->http_id);
     if (r < 0) {
         probes_record(pr, false, 0, err_str(r), NULL);
@@ -315,6 +362,8 @@ Probes *probes_new(Core *core, const ProbeSink *sink)
     p->sink = *sink;
     probes_init_probe(p, &p->db, "database");
     probes_init_probe(p, &p->platform, "platform");
+    if (core->metrics && metrics_register(core->metrics, probes_collect, p) < 0)
+        log_error("probe", "cannot add the probes' metrics: out of memory; /metrics goes on without them");
     return p;
 }
 
@@ -358,6 +407,7 @@ static int probes_configure_db(Probes *p, const Config *cfg)
         free(p->conninfo);
         p->conninfo = strdup(db->conninfo);
         probes_dbname(db->conninfo, p->dbname, sizeof(p->dbname));
+        probes_set_target(&p->db, p->dbname[0] ? p->dbname : "default");
     }
     if (p->db.interval_ms != db->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->db.timer)) {
         p->db.interval_ms = db->probe_interval_ms;
@@ -385,8 +435,14 @@ static void probes_configure_platform(Probes *p, const Config *cfg)
         return;
     }
     if (!p->health_url || strcmp(p->health_url, pl->health_url)) {
+        char origin[128];
         free(p->health_url);
         p->health_url = strdup(pl->health_url);
+        httpc_redact_url(pl->health_url, origin, sizeof(origin));
+        char *cut = strstr(origin, "/\xe2\x80\xa6"); /* the redaction's "/…" for the path */
+        if (cut)
+            *cut = '\0';
+        probes_set_target(&p->platform, origin);
     }
     if (p->platform.interval_ms != pl->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->platform.timer)) {
         p->platform.interval_ms = pl->probe_interval_ms;

@@ -6,9 +6,12 @@
  * detection) against the configured targets, the databases involved, the timeline of every step
  * (start, end, outcome, attempts, message), what probes saw of the run's own disturbances
  * (attributed to it, not paged), the validation results, the reconcile report and the
- * post-resume watch (every check and attempt); and
- * its plain-text rendering for people; writing it (state_dir/incidents/<id>.json and .txt,
- * atomically on the thread pool) and the summary kept in the history of finished runs.
+ * post-resume watch (every check and attempt), and the run's audit records (core/audit: every
+ * record of the audit log and its kept rotated files from the detection to the report, and any
+ * carrying the run's id: the operators' commands and the daemon's actions, read on the thread pool
+ * before the report is built); its plain-text rendering for people; writing it
+ * (state_dir/incidents/<id>.json and .txt, atomically on the thread pool) and the summary kept in
+ * the history of finished runs.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +22,8 @@
 
 #include "atomicfile.h"
 #include "cfgtree.h"
+#include "clock.h"
+#include "core/audit.h"
 #include "core/core.h"
 #include "err.h"
 #include "log.h"
@@ -107,6 +112,9 @@ static void scn_dur(const json_t *v, char *out, size_t n)
     else
         snprintf(out, n, "%.1f s", (double)json_integer_value(v) / 1000.0);
 }
+
+/* Audit records a report carries at most (the newest; the log has them all). */
+#define SCN_REPORT_AUDIT_MAX 1000
 
 /* Unresolved discrepancies printed in the text (all of them are in the JSON). */
 #define SCN_TEXT_DISCREPANCIES 10
@@ -213,6 +221,36 @@ static void scn_report_text_watch(FILE *f, const json_t *w)
     }
 }
 
+/* The run's audit records: one line each, who and what. */
+static void scn_report_text_audit(FILE *f, const json_t *au)
+{
+    size_t i;
+    const json_t *r;
+
+    if (!json_is_object(au))
+        return;
+    const json_t *recs = json_object_get(au, "records");
+    fprintf(f, "\nAudit log (%zu record%s%s)\n", json_array_size(recs), json_array_size(recs) == 1 ? "" : "s",
+            json_is_true(json_object_get(au, "truncated")) ? ", the oldest left out: drctl audit has them" : "");
+    if (json_is_string(json_object_get(au, "error")))
+        fprintf(f, "  cannot read the audit log: %s\n", json_string_value(json_object_get(au, "error")));
+    json_array_foreach(recs, i, r) {
+        const char *type = json_string_value(json_object_get(r, "type")) ?: "?";
+        if (!strcmp(type, "command"))
+            fprintf(f, "  %s #%lld  uid %lld ran %s: %s%s%s\n", json_string_value(json_object_get(r, "ts")) ?: "?",
+                    (long long)json_integer_value(json_object_get(r, "seq")),
+                    (long long)json_integer_value(json_object_get(r, "uid")),
+                    json_string_value(json_object_get(r, "command")) ?: "?",
+                    json_string_value(json_object_get(r, "outcome")) ?: "?", json_object_get(r, "error") ? ", " : "",
+                    json_string_value(json_object_get(r, "error")) ?: "");
+        else
+            fprintf(f, "  %s #%lld  %s [%s] %s\n", json_string_value(json_object_get(r, "ts")) ?: "?",
+                    (long long)json_integer_value(json_object_get(r, "seq")), type,
+                    json_string_value(json_object_get(r, "kind")) ?: "-",
+                    json_string_value(json_object_get(r, "summary")) ?: "");
+    }
+}
+
 char *scn_report_text(const json_t *rep)
 {
     char *buf = NULL;
@@ -290,6 +328,7 @@ char *scn_report_text(const json_t *rep)
         scn_report_text_reconcile(f, st, title, "  ");
     }
     scn_report_text_watch(f, json_object_get(rep, "post_resume_watch"));
+    scn_report_text_audit(f, json_object_get(rep, "audit"));
 #undef S
     fclose(f);
     return buf;
@@ -300,11 +339,25 @@ char *scn_report_text(const json_t *rep)
 typedef struct ScnReportWrite {
     uv_work_t req;
     ScnRun *run;
-    char json_path[4096], text_path[4096], dir[4096];
+    char json_path[4096], text_path[4096], dir[4096], audit_path[4096];
+    int64_t audit_from_ms, audit_to_ms;
+    json_t *rep;      /* the report, built when the run ended; the loop's only (the pool never touches it) */
+    json_t *audit;    /* the run's audit records (read on the pool, handed to the loop) */
+    int audit_result;
     char *json_text, *text;
     json_t *summary;
     int result;
 } ScnReportWrite;
+
+static void scn_report_free(ScnReportWrite *w)
+{
+    json_decref(w->rep);
+    json_decref(w->audit);
+    json_decref(w->summary);
+    free(w->json_text);
+    free(w->text);
+    free(w);
+}
 
 static void scn_report_work(uv_work_t *req)
 {
@@ -333,9 +386,8 @@ static void scn_report_done(uv_work_t *req, int status)
     }
     if (w->summary)
         json_array_append_new(run->s->history, w->summary);
-    free(w->json_text);
-    free(w->text);
-    free(w);
+    w->summary = NULL;
+    scn_report_free(w);
     scn_run_unref(run);
 }
 
@@ -352,34 +404,71 @@ json_t *scn_summary(const json_t *rep)
     return o;
 }
 
+static void scn_report_audit_work(uv_work_t *req)
+{
+    ScnReportWrite *w = req->data;
+    w->audit_result = audit_read_records(w->audit_path, w->audit_from_ms, w->audit_to_ms, w->run->id,
+                                         SCN_REPORT_AUDIT_MAX + 1, &w->audit);
+}
+
+/* The audit records are read: build the report with them and write it. */
+static void scn_report_audit_done(uv_work_t *req, int status)
+{
+    ScnReportWrite *w = req->data;
+    ScnRun *run = w->run;
+    json_t *rep = w->rep;
+
+    if (status < 0 && w->audit_result == 0)
+        w->audit_result = status;
+    json_t *au = json_pack("{s:I,s:I}", "from_ms", (json_int_t)w->audit_from_ms, "to_ms", (json_int_t)w->audit_to_ms);
+    bool truncated = json_array_size(w->audit) > SCN_REPORT_AUDIT_MAX;
+    if (truncated)
+        json_array_remove(w->audit, 0);
+    json_object_set_new(au, "records", w->audit ? w->audit : json_array());
+    w->audit = NULL;
+    json_object_set_new(au, "truncated", json_boolean(truncated));
+    if (w->audit_result < 0)
+        json_object_set_new(au, "error", json_string(err_str(w->audit_result)));
+    json_object_set_new(rep, "audit", au);
+    w->json_text = json_dumps(rep, JSON_INDENT(2) | JSON_SORT_KEYS);
+    w->text = scn_report_text(rep);
+    w->summary = scn_summary(rep);
+    if (!w->json_text || !w->text) {
+        events_emit(run->core->events, SEV_ERROR, "scenario.report", NULL, false, NULL,
+                    "cannot write the incident report '%s': out of memory", w->json_path);
+        scn_report_free(w);
+        scn_run_unref(run);
+        return;
+    }
+    if (uv_queue_work(run->core->loop, &w->req, scn_report_work, scn_report_done) < 0) {
+        w->result = -ENOMEM;
+        scn_report_done(&w->req, 0);
+    }
+}
+
 void scn_write_report(ScnRun *run)
 {
     ScnReportWrite *w = calloc(1, sizeof(*w));
-    json_t *rep = scn_report_build(run, run->core->cfg->cluster);
+    json_t *rep = scn_report_build(run, run->core->cfg->cluster); /* now: the engine run goes with the run's end */
     if (!w || !rep) {
+        events_emit(run->core->events, SEV_ERROR, "scenario.report", NULL, false, NULL,
+                    "cannot write the incident report of run %s: out of memory", run->id);
         free(w);
         json_decref(rep);
         return;
     }
+    w->rep = rep;
     w->run = run;
-    w->json_text = json_dumps(rep, JSON_INDENT(2) | JSON_SORT_KEYS);
-    w->text = scn_report_text(rep);
-    w->summary = scn_summary(rep);
-    json_decref(rep);
+    w->req.data = w;
+    w->audit_from_ms = run->detected_ms;
+    w->audit_to_ms = clock_wall_ms();
     scn_path(run->s, w->dir, sizeof(w->dir), "incidents", NULL, NULL);
     scn_path(run->s, w->json_path, sizeof(w->json_path), "incidents", run->id, ".json");
     scn_path(run->s, w->text_path, sizeof(w->text_path), "incidents", run->id, ".txt");
-    w->req.data = w;
-    if (!w->json_text || !w->text) {
-        free(w->json_text);
-        free(w->text);
-        json_decref(w->summary);
-        free(w);
-        return;
-    }
+    scn_path(run->s, w->audit_path, sizeof(w->audit_path), "audit.log", NULL, NULL);
     scn_run_ref(run);
-    if (uv_queue_work(run->core->loop, &w->req, scn_report_work, scn_report_done) < 0) {
-        w->result = -ENOMEM;
-        scn_report_done(&w->req, 0);
+    if (uv_queue_work(run->core->loop, &w->req, scn_report_audit_work, scn_report_audit_done) < 0) {
+        w->audit_result = -ENOMEM;
+        scn_report_audit_done(&w->req, 0);
     }
 }

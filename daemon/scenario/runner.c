@@ -889,6 +889,8 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
         free(s);
         return NULL;
     }
+    if (scn_metrics_register(s) < 0)
+        log_error("scenario", "cannot add the runs' metrics: out of memory; /metrics goes on without them");
     if (s->caps.venue)
         venue_set_resume_guard(s->caps.venue, scn_resume_guard, s);
     if (s->caps.detector)

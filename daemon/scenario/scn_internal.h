@@ -5,6 +5,7 @@
  *   scan.c            the start-up scan: history, resumption of unfinished runs
  *   commands.c        the control commands execute, runs, run, approve, abort, incidents, incident
  *   report.c          incident reports (RTO/RPO, timeline, reconcile report; JSON and text; writing)
+ *   run_metrics.c     the runs' Prometheus families, from the history of finished runs
  *   registry.c        the ScenarioDefs (scenario.h); steps/ the shared steps (steps.h)
  *   database_corruption.c, database_corruption_db.c  the database_corruption scenario
  *
@@ -124,5 +125,8 @@ char *scn_report_text(const json_t *report);
 json_t *scn_summary(const json_t *rep);
 /* Write the run's report to state_dir/incidents on the thread pool; adds its summary to the history. */
 void scn_write_report(ScnRun *run);
+
+/* run_metrics.c: add the runs' families to core->metrics (if any). 0 or -ENOMEM. */
+int scn_metrics_register(Scenarios *s);
 
 #endif

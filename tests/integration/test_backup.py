@@ -319,6 +319,38 @@ def test_failures_leave_nothing_and_next_backup_runs(pg, tmp_path, daemon_factor
         d2.stop()
 
 
+def test_key_credential_found_in_alerts_credentials_dir(pg, tmp_path, daemon_factory):
+    """backup.key_credential is looked up like every other secret ($CREDENTIALS_DIRECTORY, else
+    alerts.credentials_dir), at load and by the backup itself: a key only in credentials_dir takes
+    and verifies a backup; a credential that is not there stops the load naming the key."""
+    fill_db(pg)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    make_key(str(creds / "backup_key"))
+    bcfg = backup_cfg(pg, tmp_path, key_credential="backup_key")
+    del bcfg["key_file"]
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "alerts": {"credentials_dir": str(creds)},
+                        "backup": bcfg})
+    d.start(env={"CREDENTIALS_DIRECTORY": ""})
+    res = d.ctl_json("backup", "now", "--wait")
+    assert res["manifest"]["verification"]["container"] == "ok", res
+    p = d.ctl("verify", res["name"])
+    assert p.returncode == 0, p.stderr + d.log()
+    d.stop()
+
+    bcfg["key_credential"] = "no_such_key"
+    d2 = daemon_factory({"database": {"conninfo": pg.conninfo()}, "alerts": {"credentials_dir": str(creds)},
+                         "backup": bcfg})
+    from drsup import DAEMON
+    env = dict(os.environ)
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    p = subprocess.run([DAEMON, "--check-config", "--config", d2.config_path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, env=env)
+    assert p.returncode == 2, p.stdout
+    assert "'backup.key_credential': credential 'no_such_key'" in p.stdout, p.stdout
+    assert str(creds / "no_such_key") in p.stdout, p.stdout
+
+
 def test_busy_and_disabled(pg, tmp_path, daemon_factory):
     fill_db(pg)
     slow = tmp_path / "pg_dump_slow"

@@ -1,7 +1,8 @@
 """
 The Prometheus endpoint of a real daemon: a live scrape passes `promtool check metrics` (Debian's
 prometheus package); each metric moves when its cause does (trading halted, a backup taken, a
-standby's replay paused); wrong paths, methods and oversized requests get their HTTP errors and the
+standby's replay paused, a probe answered, a recovery run finished, and the run counts survive a
+restart); wrong paths, methods and oversized requests get their HTTP errors and the
 daemon keeps serving; a Unix socket works like TCP; a reload that moves the endpoint is refused.
 """
 import json
@@ -18,6 +19,7 @@ from drsup import Daemon, wait_until
 from fakevenue import FakeVenue
 from pgharness import PgCluster, free_port
 from test_backup import backup_cfg, fill_db
+import test_scenario as scn
 
 PROMTOOL = shutil.which("promtool")
 
@@ -181,13 +183,113 @@ def test_replication_lag_metrics_move_with_the_lag(tmp_path, pg):
         standby.cleanup()
 
 
+def hist(body, name, **labels):
+    """{le: cumulative count} of one histogram series, with its _sum and _count."""
+    buckets = {}
+    for line in body.splitlines():
+        m = re.match(r"^%s_bucket\{(.*)\} (\S+)$" % name, line)
+        if not m:
+            continue
+        got = dict(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', m.group(1)))
+        if all(got.get(k) == v for k, v in labels.items()):
+            buckets[got["le"]] = float(m.group(2))
+    return buckets, value(body, name + "_sum", **labels), value(body, name + "_count", **labels)
+
+
+def test_probe_duration_histograms_grow_with_each_probe(tmp_path, pg, venue):
+    address = "127.0.0.1:%d" % free_port()
+    d = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo(), "probe_interval": "100ms"},
+                          "platform": {"health_url": venue.url + "/status", "probe_interval": "100ms"},
+                          "detector": {"halt_after": 1000}, "metrics": {"listen": address}})
+    d.start()
+    try:
+        for probe, target in (("database", "postgres"), ("platform", venue.url)):
+            first = wait_until(lambda: (lambda h: h if (h[2] or 0) >= 1 else None)(
+                hist(scrape(address), "drsupervisor_probe_duration_seconds", probe=probe, target=target)),
+                what="a %s probe timed" % probe)
+            later = wait_until(lambda: (lambda h: h if h[2] >= first[2] + 3 else None)(
+                hist(scrape(address), "drsupervisor_probe_duration_seconds", probe=probe, target=target)),
+                what="three more %s probes timed" % probe)
+            buckets, total, count = later
+            assert buckets["+Inf"] == count and total > 0, later
+            ordered = [buckets[k] for k in sorted(buckets, key=lambda k: float(k.replace("+Inf", "inf")))]
+            assert ordered == sorted(ordered) and len(ordered) == 15, buckets  # cumulative, 14 bounds + Inf
+            assert buckets["1"] == count, buckets  # a local answer takes well under a second
+        promtool_ok(scrape(address))
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_runs_by_scenario_and_outcome_and_the_last_rto_rpo(pg, tmp_path, venue):
+    """A run finishing moves its counter by one under its outcome, and the last RTO/RPO are the
+    report's; the counts come from the incident reports, so a restart keeps them."""
+    scn.fill_db(pg)
+    address = "127.0.0.1:%d" % free_port()
+    cfg = scn.scenario_config(pg, tmp_path, venue)
+    cfg["metrics"] = {"listen": address}
+    d = Daemon(tmp_path, cfg)
+    scn.loaded(d.start())
+    try:
+        def runs(body, outcome):
+            return value(body, "drsupervisor_scenario_runs_total", scenario="database_corruption", outcome=outcome)
+
+        body = scrape(address)
+        promtool_ok(body)
+        assert [runs(body, o) for o in ("succeeded", "failed", "aborted", "handed_off")] == [0, 0, 0, 0]
+        assert value(body, "drsupervisor_scenario_last_rto_seconds", scenario="database_corruption") is None
+        assert value(body, "drsupervisor_scenario_rto_target_seconds", scenario="database_corruption") == 300
+        assert value(body, "drsupervisor_scenario_rpo_target_seconds", scenario="database_corruption") == 3600
+        scn.backup_now(d)
+        rid = d.ctl_json("execute", "--scenario", "database_corruption", "--reason", "metrics")["run"]
+        rep_path = os.path.join(d.state_dir, "incidents", rid + ".json")
+        rep = wait_until(lambda: os.path.exists(rep_path) and json.load(open(rep_path)), timeout=90,
+                         what="incident report")
+        assert rep["status"] == "succeeded", rep
+        body = wait_until(lambda: (lambda b: b if runs(b, "succeeded") == 1 else None)(scrape(address)),
+                          what="the run counted")
+        promtool_ok(body)
+        assert runs(body, "failed") == 0 and runs(body, "aborted") == 0
+        assert value(body, "drsupervisor_scenario_last_rto_seconds", scenario="database_corruption") == \
+            rep["rto_ms"] / 1000
+        assert value(body, "drsupervisor_scenario_last_rpo_seconds", scenario="database_corruption") == \
+            rep["rpo_ms"] / 1000
+        assert value(body, "drsupervisor_scenario_last_run_timestamp_seconds", scenario="database_corruption") == \
+            rep["finished_ms"] / 1000
+
+        # An aborted run: its own outcome, and the last run now has no RTO (NaN).
+        rid = d.ctl_json("execute", "--scenario", "database_corruption", "--manual")["run"]
+        wait_until(lambda: d.ctl_json("run", rid)["status"] == "waiting_approval", what="the gate")
+        assert d.ctl("abort", rid, "--reason", "metrics").returncode == 0
+        body = wait_until(lambda: (lambda b: b if runs(b, "aborted") == 1 else None)(scrape(address)),
+                          timeout=30, what="the aborted run counted")
+        assert runs(body, "succeeded") == 1
+        rto = value(body, "drsupervisor_scenario_last_rto_seconds", scenario="database_corruption")
+        assert rto != rto, rto  # NaN
+        promtool_ok(body)
+        d.stop()
+
+        d.start()
+        body = scrape(address)
+        # until the start-up scan has read the reports the counts are left out (never a false 0)
+        assert runs(body, "succeeded") in (None, 1), body
+        scn.loaded(d)
+        body = scrape(address)
+        assert runs(body, "succeeded") == 1 and runs(body, "aborted") == 1, body
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 def metric_names_in_code():
     src = ""
     for root, _, files in os.walk(os.path.join(os.path.dirname(__file__), "..", "..", "daemon")):
         for f in files:
             if f.endswith(".c"):
                 src += open(os.path.join(root, f)).read()
-    return set(re.findall(r'"(drsupervisor_[a-z_]+)"', src))
+    # strings of that shape that are not metrics: wal.application_name's default
+    not_metrics = {"drsupervisor_wal"}
+    return set(re.findall(r'"(drsupervisor_[a-z_]+)"', src)) - not_metrics
 
 
 def test_every_metric_is_documented_and_the_rules_and_dashboard_use_real_ones():
@@ -206,5 +308,5 @@ def test_every_metric_is_documented_and_the_rules_and_dashboard_use_real_ones():
         for t in panel["targets"]:
             used |= set(re.findall(r"drsupervisor_[a-z_]+", t["expr"]))
     used |= set(re.findall(r"drsupervisor_[a-z_]+", open(rules).read()))
-    unknown = sorted(n for n in used if n not in names)
+    unknown = sorted(n for n in used if n not in names and re.sub(r"_(bucket|sum|count)$", "", n) not in names)
     assert not unknown, f"the rules or the dashboard use metrics the daemon does not write: {unknown}"

@@ -63,7 +63,7 @@ static char pg_restore_path[] = "/bin/false", key_path[] = "/nonexistent/drsup-t
 
 static ConfigBackup cfg_for(char *dir)
 {
-    ConfigBackup c = {.enabled = true, .directory = dir, .pg_restore = pg_restore_path, .key_file = key_path};
+    ConfigBackup c = {.enabled = true, .directory = dir, .pg_restore = pg_restore_path, .key_file = key_path, .key_path = key_path};
     return c;
 }
 

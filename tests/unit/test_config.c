@@ -273,7 +273,8 @@ static void test_conninfo_passwords_refused(void **state)
 }
 
 /* The backup key is checked as the file is read: missing, too open, not the daemon's user's, or
- * not a 32-byte key is an error at the key's position; a credential needs $CREDENTIALS_DIRECTORY. */
+ * not a 32-byte key is an error at the key's position; a credential is looked for in
+ * $CREDENTIALS_DIRECTORY, else alerts.credentials_dir. */
 static void test_backup_key_checked_at_load(void **state)
 {
     (void)state;
@@ -304,17 +305,46 @@ static void test_backup_key_checked_at_load(void **state)
         expect_error(text, "owned by uid 65534");
     }
 
-    /* key_credential: read from $CREDENTIALS_DIRECTORY */
+    /* key_credential: found where every secret is (config__credential_path), and that path is the
+     * one the backups read at run time (key_path) */
     static const char *const cred = "database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_credential: bk\n";
     unsetenv("CREDENTIALS_DIRECTORY");
-    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': $CREDENTIALS_DIRECTORY is not set");
+    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': credential 'bk': $CREDENTIALS_DIRECTORY is not set");
     assert_int_equal(setenv("CREDENTIALS_DIRECTORY", key_dir, 1), 0);
-    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': key file '");
+    expect_error(cred, "t.yaml:5:19: 'backup.key_credential': credential 'bk': key file '");
     snprintf(path, sizeof(path), "%s/bk", key_dir);
     write_file(path, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0400);
     Config *cfg = expect_ok(cred);
+    assert_string_equal(cfg->backup.key_path, path);
     config_free(cfg);
+    /* no $CREDENTIALS_DIRECTORY: alerts.credentials_dir */
     unsetenv("CREDENTIALS_DIRECTORY");
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nalerts:\n  credentials_dir: %s\nbackup:\n  directory: /b\n"
+                                 "  key_credential: bk\n", key_dir);
+    cfg = expect_ok(text);
+    assert_string_equal(cfg->backup.key_path, path);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nalerts:\n  credentials_dir: %s\nbackup:\n  directory: /b\n"
+                                 "  key_credential: gone\n", key_dir);
+    expect_error(text, "t.yaml:7:19: 'backup.key_credential': credential 'gone': key file '");
+    unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+/* audit: rotation defaults, the values read, the bounds refused at their position. */
+static void test_audit_rotation(void **state)
+{
+    (void)state;
+    Config *cfg = expect_ok("database:\n  conninfo: x\n");
+    assert_int_equal(cfg->audit.max_bytes, 64u << 20);
+    assert_int_equal(cfg->audit.keep, 8);
+    config_free(cfg);
+    cfg = expect_ok("database:\n  conninfo: x\naudit:\n  max_bytes: 1MiB\n  keep: 3\n");
+    assert_int_equal(cfg->audit.max_bytes, 1u << 20);
+    assert_int_equal(cfg->audit.keep, 3);
+    config_free(cfg);
+    expect_error("database:\n  conninfo: x\naudit:\n  max_bytes: 1KiB\n", "t.yaml:4:14: 'audit.max_bytes'");
+    expect_error("database:\n  conninfo: x\naudit:\n  keep: 0\n", "t.yaml:4:9: 'audit.keep'");
+    expect_error("database:\n  conninfo: x\naudit:\n  kept: 3\n", "'audit.kept'");
 }
 
 static void test_every_error_is_reported(void **state)
@@ -701,7 +731,8 @@ int main(void)
         cmocka_unit_test(test_minimal_uses_defaults), cmocka_unit_test(test_full_values),
         cmocka_unit_test(test_error_paths_with_positions),
         cmocka_unit_test(test_child_conninfo_secrets_refused), cmocka_unit_test(test_conninfo_passwords_refused),
-        cmocka_unit_test(test_backup_key_checked_at_load), cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_backup_key_checked_at_load), cmocka_unit_test(test_audit_rotation),
+        cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_post_resume_checks),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),

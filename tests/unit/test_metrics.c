@@ -1,7 +1,8 @@
 /*
  * Unit tests for daemon/core/metrics (the writer and the registry, no socket): families and
  * samples in the text exposition format 0.0.4 (HELP and TYPE lines, labels with their values
- * escaped, integers without a fraction, NaN and infinities), collectors in registration order; and
+ * escaped, integers without a fraction, NaN and infinities), histograms (cumulative buckets, +Inf,
+ * _sum, _count), collectors in registration order; and
  * lib/listenaddr's parsing of the listen address.
  */
 #include <setjmp.h>
@@ -62,6 +63,48 @@ static void test_exposition(void **state)
     uv_loop_close(&loop);
 }
 
+/* A histogram: cumulative buckets with le labels after the caller's, +Inf last, _sum and _count;
+ * a value on a bound falls in that bucket; init starts it over. */
+static void collect_hist(MetricsWriter *w, void *data)
+{
+    const char *const l[][2] = {{"probe", "database"}};
+    metrics_family(w, "drs_d_seconds", METRIC_HISTOGRAM, "third");
+    metrics_histogram(w, "drs_d_seconds", l, 1, data);
+}
+
+static void test_histogram(void **state)
+{
+    (void)state;
+    static const double bounds[] = {0.001, 0.01, 0.1};
+    MetricsHistogram h;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    Metrics *m = metrics_new(&loop);
+    metrics_histogram_init(&h, bounds, 3);
+    metrics_histogram_observe(&h, 0.0005);
+    metrics_histogram_observe(&h, 0.01);
+    metrics_histogram_observe(&h, 0.05);
+    metrics_histogram_observe(&h, 2);
+    assert_int_equal(metrics_register(m, collect_hist, &h), 0);
+    size_t len = 0;
+    char *text = metrics_render(m, &len);
+    assert_non_null(text);
+    assert_string_equal(text, "# HELP drs_d_seconds third\n# TYPE drs_d_seconds histogram\n"
+                              "drs_d_seconds_bucket{probe=\"database\",le=\"0.001\"} 1\n"
+                              "drs_d_seconds_bucket{probe=\"database\",le=\"0.01\"} 2\n"
+                              "drs_d_seconds_bucket{probe=\"database\",le=\"0.1\"} 3\n"
+                              "drs_d_seconds_bucket{probe=\"database\",le=\"+Inf\"} 4\n"
+                              "drs_d_seconds_sum{probe=\"database\"} 2.0605\n"
+                              "drs_d_seconds_count{probe=\"database\"} 4\n");
+    free(text);
+    metrics_histogram_init(&h, bounds, 3);
+    assert_int_equal(h.count, 0);
+    assert_int_equal(h.counts[0], 0);
+    metrics_close(m, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+}
+
 static void test_listen_addresses(void **state)
 {
     (void)state;
@@ -90,6 +133,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exposition),
+        cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_listen_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /*
  * drctl audit: the daemon's audit log (docs/audit.md): the records since T, and with --verify a
- * check of the whole hash chain and its head (exit 1 when it fails).
+ * check of the whole hash chain across the kept rotated files and its head (exit 1 when it fails).
  *
  * Owns its table entry and the rendering of the records.
  */
@@ -35,11 +35,14 @@ static void drctl_print_audit(const json_t *r)
     }
     const json_t *v = json_object_get(r, "verify");
     if (json_is_object(v)) {
+        size_t n_files = json_array_size(json_object_get(v, "files"));
         if (json_is_true(json_object_get(v, "ok")))
-            printf("\nverified: %" PRId64 " records, the chain and the head are intact (%s)\n", drctl_int(v, "records"),
-                   drctl_str(r, "file", "?"));
+            printf("\nverified: %" PRId64 " records in %zu file%s, the chain and the head are intact (%s)\n",
+                   drctl_int(v, "records"), n_files, n_files == 1 ? "" : "s", drctl_str(r, "file", "?"));
         else
             printf("\nVERIFY FAILED: %s (%s)\n", drctl_str(v, "error", "?"), drctl_str(r, "file", "?"));
+        if (json_is_string(json_object_get(v, "start")))
+            printf("%s\n", drctl_str(v, "start", ""));
     }
 }
 
@@ -54,8 +57,9 @@ const OptCommand drctl_cmd_audit = {
     .description = "The daemon's append-only audit log: every command that needs the operator role (who, when, "
                    "the arguments, the outcome) and every action the daemon took (halts, resumes, runs and "
                    "their steps, backups, conditions). The newest 1000 records since --since (default: all). "
-                   "--verify checks the whole hash chain and its head: an edited, inserted or removed record, "
-                   "or a cut-off end, fails it (exit 1). [operator]",
+                   "--verify checks the whole hash chain, across the rotated files kept (audit.log.1 ..), and its "
+                   "head: an edited, inserted or removed record, a removed rotated file, or a cut-off end, fails "
+                   "it (exit 1); records rotated out (audit.keep) are reported as the chain's start. [operator]",
     .options = (const OptSpec[]){
         {.name = "since", .kind = OPTSPEC_STRING, .metavar = "T",
          .help = "records since T: epoch ms, ISO-8601 UTC time, or a duration ago (2h)"},

@@ -19,20 +19,11 @@
 
 int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen)
 {
-    char path[4096];
-
-    if (cfg->key_file)
-        return bcf_load_key_file(cfg->key_file, key, err, errlen);
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    if (!dir || !dir[0]) {
-        snprintf(err, errlen,
-                 "key credential '%s': $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit, "
-                 "or key_file)",
-                 cfg->key_credential);
+    if (!cfg->key_path) { /* the loader sets it for every accepted configuration */
+        snprintf(err, errlen, "no backup key: the configuration loader found no key_file or key_credential");
         return DR_EKEY;
     }
-    snprintf(path, sizeof(path), "%s/%s", dir, cfg->key_credential);
-    return bcf_load_key_file(path, key, err, errlen);
+    return bcf_load_key_file(cfg->key_path, key, err, errlen);
 }
 
 int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen)

@@ -50,7 +50,8 @@ void backup_buf_free(BackupBuf *b);
 
 /* ---- key (backup_catalog.c); blocking: pool threads only ---- */
 
-/* Load the key from key_file, or from $CREDENTIALS_DIRECTORY/<key_credential>. DR_EKEY + message. */
+/* Load the key from cfg->key_path: key_file, or where the configuration loader found key_credential
+ * ($CREDENTIALS_DIRECTORY, else alerts.credentials_dir). DR_EKEY + message. */
 int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen);
 
 /* ---- manifests and catalog (backup_catalog.c) ---- */
