@@ -496,7 +496,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->backups = backups_new(core);
     if (!d->backups)
         return daemon_init_failed("backups");
-    d->wal = wal_new(core);
+    d->wal = wal_new(core, d->backups);
     if (!d->wal)
         return daemon_init_failed("the WAL archive");
     d->standby = standby_new(core, d->backups);

@@ -294,10 +294,29 @@ def test_point_in_time_recovery_by_hand_with_wal_fetch(pgw, tmp_path, daemon_fac
     write_rows(pg, 3000, "base")
     res = d.ctl_json("backup", "now", "--physical", "--wait", timeout="120s")
     write_rows(pg, 500, "before")
-    target = pg.psql("SELECT clock_timestamp()")
+    target, target_ms = pg.psql("SELECT clock_timestamp(), (extract(epoch from clock_timestamp()) * 1000)::bigint"
+                                ).split("|")
     write_rows(pg, 700, "after")
     wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
     assert status(d)["partial"]["sealed"] > 0
+
+    # the plan first: this base backup, continuous WAL from its start; nothing is changed
+    p = d.ctl("--json", "recover", "--timestamp", target_ms, "--dry-run")
+    assert p.returncode == 0, p.stdout + p.stderr
+    plan = json.loads(p.stdout)
+    assert plan["ok"] and plan["base_backup"]["name"] == res["name"] and plan["wal"]["continuous"], plan
+    assert plan["wal"]["from_segment"] == "%08X%08X%08X" % (1, 0, lsn(res["manifest"]["wal"]["start_lsn"]) // SEG)
+    assert plan["wal"]["segments"] >= 1 and plan["estimate_s"] > 0
+    p = d.ctl("recover", "--timestamp", target_ms, "--dry-run")
+    assert p.returncode == 0 and "is possible" in p.stdout and res["name"] in p.stdout, p.stdout
+    # a target before any base backup, or past the end of the archive: refused, and why
+    p = d.ctl("--json", "recover", "--timestamp", "1000", "--dry-run")
+    assert p.returncode == 1 and "no verified base backup" in json.loads(p.stdout)["why"], p.stdout
+    p = d.ctl("recover", "--timestamp", str(int(target_ms) + 3600 * 1000), "--dry-run")
+    assert p.returncode == 1 and "NOT possible" in p.stdout and "archive ends" in p.stdout, p.stdout
+    # without --dry-run the daemon says it does not recover by itself yet
+    p = d.ctl("recover", "--timestamp", target_ms)
+    assert p.returncode == 1 and "only --dry-run" in p.stderr, p.stderr
 
     # what PostgreSQL asks for that is not archived: exit 1; a damaged file: 126, nothing written
     wdir, names = archive_files(d)
@@ -339,3 +358,58 @@ def test_point_in_time_recovery_by_hand_with_wal_fetch(pgw, tmp_path, daemon_fac
         assert "restored log file" in open(rec.logfile).read()
     finally:
         rec.cleanup()
+
+
+def test_retention_keeps_what_the_oldest_base_backup_needs(pgw, tmp_path, daemon_factory):
+    """No base backup: nothing is removed. Base backup B1: the segments before its start go. Then B2,
+    and B1 deleted by the backups' retention: the segments before B2's start go, B2's and everything
+    after stay."""
+    from test_backup_physical import physical_cfg
+
+    pg = pgw
+    cfg = wal_cfg(pg, tmp_path)
+    cfg["backup"] = physical_cfg(pg, tmp_path)
+    d = daemon_factory(cfg)
+    d.start()
+    wait_streaming(d)
+    for i in range(3):
+        write_rows(pg, 500, "x%d" % i)
+        pg.psql("SELECT pg_switch_wal()")
+    wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
+    before = [n for n in archive_files(d)[1] if n.endswith(".wal.zst.drbk")]
+    assert len(before) >= 3
+    # no base backup yet: all of it is still there
+    assert [n for n in archive_files(d)[1] if n.endswith(".wal.zst.drbk")] == before
+
+    b1 = d.ctl_json("backup", "now", "--physical", "--wait", timeout="120s")
+    for i in range(2):
+        write_rows(pg, 500, "y%d" % i)
+        pg.psql("SELECT pg_switch_wal()")
+    # (backup names have one-second resolution)
+    wait_until(lambda: d.ctl("backup", "now", "--physical", "--wait").returncode == 0, timeout=30, interval=0.3,
+               what="the second base backup")
+    b2 = [b for b in d.ctl_json("backups")["backups"] if b["kind"] == "physical" and b["name"] != b1["name"]][0]
+    m2 = json.load(open(os.path.join(cfg["backup"]["directory"], b2["name"] + ".manifest.json")))
+    keep_from = lsn(m2["wal"]["start_lsn"]) // SEG
+    wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
+    # with B1 and B2: what is before B1's start goes, B1's segments stay
+    b1_from = lsn(b1["manifest"]["wal"]["start_lsn"]) // SEG
+    assert int(before[0][8:24], 16) < b1_from < keep_from
+    wait_until(lambda: min(int(n[8:24], 16) for n in archive_files(d)[1] if n.endswith(".wal.zst.drbk")) == b1_from,
+               timeout=20, what="the segments before B1's start removed")
+
+    # B1 removed by the backups' own retention (max_age 1s keeps the newest of each kind)
+    pg.psql("CREATE DATABASE shop")
+    cfg["backup"]["retention"] = {"max_age": "1s"}
+    d.write_config(d.config | {"backup": cfg["backup"]})
+    assert d.ctl("reload").returncode == 0
+    wait_until(lambda: d.ctl("backup", "now", "--wait").returncode == 0, timeout=30, interval=0.3,
+               what="a logical backup (runs the retention)")
+    wait_until(lambda: b1["name"] not in [b["name"] for b in d.ctl_json("backups")["backups"]], timeout=20,
+               what="B1 deleted")
+    wait_until(lambda: min(int(n[8:24], 16) for n in archive_files(d)[1] if n.endswith(".wal.zst.drbk")) == keep_from,
+               timeout=20, what="the segments before B2's start removed")
+    nums = sorted(int(n[8:24], 16) for n in archive_files(d)[1] if n.endswith(".wal.zst.drbk"))
+    assert nums == list(range(keep_from, keep_from + len(nums))), nums
+    assert "removed" in d.log() and "wal.retention" in d.log()
+    assert status(d)["oldest"]["segment"][8:] == "%08X%08X" % (0, keep_from)

@@ -207,3 +207,65 @@ const OptCommand drctl_cmd_wal_fetch = {
     },
     .data = &(const DrctlAction){.where = DRCTL_NO_DAEMON, .run = drctl_wal_fetch},
 };
+
+static int drctl_args_recover(const OptParse *p, DrctlRequest *req)
+{
+    const char *t = optspec_string(p, "timestamp", NULL);
+    int64_t ms;
+    json_object_del(req->args, "timestamp");
+    if (drctl_parse_time(t, &ms) < 0) {
+        fprintf(stderr, "drctl recover: --timestamp needs epoch milliseconds, an ISO-8601 UTC time "
+                        "(2025-08-29T10:00:00Z) or a duration ago (10m), not '%s'\n", t);
+        return DRCTL_EXIT_USAGE;
+    }
+    json_object_set_new(req->args, "timestamp_ms", json_integer(ms));
+    return 0;
+}
+
+static void drctl_print_recover(const json_t *r)
+{
+    const json_t *b = json_object_get(r, "base_backup"), *w = json_object_get(r, "wal");
+    char ago[64], size[32];
+
+    drctl_ago(drctl_int(r, "target_ms"), ago, sizeof(ago));
+    printf("target        %s\n", ago);
+    if (b) {
+        drctl_size(drctl_int(b, "file_size_bytes"), size, sizeof(size));
+        printf("base backup   %s (finished %s, WAL from %s, %s)\n", drctl_str(b, "name", "?"),
+               drctl_str(b, "finished_at", "?"), drctl_str(b, "start_lsn", "?"), size);
+    }
+    if (w)
+        printf("WAL           %s .. %s: %lld segments, %s\n", drctl_str(w, "from_segment", "?"),
+               drctl_str(w, "to_segment", "?"), (long long)drctl_int(w, "segments"),
+               json_is_true(json_object_get(w, "continuous")) ? "continuous" : "NOT continuous");
+    if (drctl_int(r, "archive_end_ms") > 0) {
+        drctl_ago(drctl_int(r, "archive_end_ms"), ago, sizeof(ago));
+        printf("archive ends  %s\n", ago);
+    }
+    if (json_is_true(json_object_get(r, "ok")))
+        printf("a recovery to the target is possible; estimated %.0f s to restore and replay (dry run: nothing "
+               "changed)\n", json_number_value(json_object_get(r, "estimate_s")));
+    else
+        printf("a recovery to the target is NOT possible: %s\n", drctl_str(r, "why", "?"));
+}
+
+const OptCommand drctl_cmd_recover = {
+    .name = "recover",
+    .summary = "point-in-time recovery's plan (--dry-run): the base backup, the WAL range and its continuity",
+    .description = "Recover the cluster to a point in time from a base backup and the WAL archive. Built so far: "
+                   "--dry-run, which changes nothing and prints the plan: the newest verified base backup that "
+                   "finished before the target, the archived segments from its start to the one being written at "
+                   "the target, whether they are all there, where the archive ends, and a rough estimate of the "
+                   "restore's duration. It refuses a target past the end of the archive or across a gap and says "
+                   "why (PostgreSQL itself fails only after the whole restore). Exits 1 unless a recovery is "
+                   "possible. Without --dry-run the daemon refuses: the recovery itself is done by hand "
+                   "(docs/wal.md).",
+    .options = (const OptSpec[]){
+        {.name = "timestamp", .kind = OPTSPEC_STRING, .required = true, .metavar = "T",
+         .help = "the target: epoch ms, an ISO-8601 UTC time, or a duration ago (10m)"},
+        {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "recover", .exit = DRCTL_EXIT_UNLESS_OK, .args = drctl_args_recover,
+                                 .print = drctl_print_recover},
+};

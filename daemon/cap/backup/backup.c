@@ -208,6 +208,20 @@ json_t *backups_newest_verified(const Backups *b, bool *ret_scanned)
     return NULL;
 }
 
+json_t *backups_physical(const Backups *b, bool *ret_scanned)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    if (ret_scanned)
+        *ret_scanned = b && b->scanned;
+    if (!b || !out)
+        return out;
+    json_array_foreach(b->catalog, i, m) if (backup_manifest_kind(m) == BACKUP_KIND_PHYSICAL)
+        json_array_append_new(out, json_deep_copy(m));
+    return out;
+}
+
 const char *backups__restore_status(const json_t *m)
 {
     const char *s = json_string_value(json_object_get(json_object_get(m, "verification"), "restore_test"));

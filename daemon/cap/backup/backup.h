@@ -45,11 +45,19 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
  * pg_restore --list ok): a new reference to a copy of its manifest, or NULL when there is none.
  * *ret_scanned (if non-NULL) tells whether the catalog has been loaded yet. Loop thread. */
 json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
+/* Every physical (base) backup of the catalog, oldest first: a new array of copies of their
+ * manifests (verified or not: see "verification"), NULL on OOM. *ret_scanned (if non-NULL) tells
+ * whether the catalog has been loaded yet. Loop thread. (The WAL archive keeps what they need.) */
+json_t *backups_physical(const Backups *b, bool *ret_scanned);
 /* Load the key backups are encrypted with (backup.key_file or backup.key_credential), for the
  * WAL archive that completes them. 0, or DR_EKEY with err. Blocking: thread pool only. */
 int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
-/* A manifest's started_at as Unix seconds (-1 if missing). */
+/* A manifest's started_at / finished_at as Unix seconds (-1 if missing). */
 int64_t backup_manifest_started(const json_t *m);
+int64_t backup_manifest_finished(const json_t *m);
+/* Whether a manifest says its backup verified (container, checksum, and pg_restore --list for a
+ * logical one). */
+bool backup_manifest_is_verified(const json_t *m);
 
 /* ---- restoring a backup into a new database ---- */
 

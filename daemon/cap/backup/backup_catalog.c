@@ -59,6 +59,16 @@ int64_t backup_manifest_started(const json_t *m)
     return backup_time_parse(json_string_value(json_object_get(m, "started_at")));
 }
 
+int64_t backup_manifest_finished(const json_t *m)
+{
+    return backup_time_parse(json_string_value(json_object_get(m, "finished_at")));
+}
+
+bool backup_manifest_is_verified(const json_t *m)
+{
+    return backup_manifest_verified(m);
+}
+
 const char *backup_kind_name(BackupKind k)
 {
     switch (k) {

@@ -98,6 +98,9 @@ static void wal_job_free(WalJob *j)
         free(j->backup);
     }
     wal_scan_free(j->scan);
+    free(j->segs);
+    if (j->call)
+        control_reply_error(j->call, DR_ECANCELED, "the daemon is stopping");
     free(j);
 }
 
@@ -258,10 +261,20 @@ static void wal_job_work(uv_work_t *req)
         snprintf(path, sizeof(path), "%s/%s", j->dir, j->name);
         j->result = walarchive_append_piece(path, j->key, j->codec, j->offset, j->data, j->len, j->err, sizeof(j->err));
         return;
+    case WAL_JOB_RETAIN:
+        wal__retain_work(j);
+        return;
+    case WAL_JOB_PLAN:
+        wal__plan_work(j);
+        return;
     case WAL_JOB_SEGMENT:
     case WAL_JOB_HISTORY:
         j->result = walarchive_write_file(j->dir, j->name, j->key, j->codec, j->created_at, j->data, j->len, j->err,
                                           sizeof(j->err));
+        snprintf(path, sizeof(path), "%s/%s", j->dir, j->name);
+        struct stat st;
+        if (j->result == 0 && stat(path, &st) == 0)
+            j->offset = (uint64_t)st.st_size; /* the file's size, for the catalog's bytes */
         if (j->result == 0 && j->partial[0]) {
             snprintf(path, sizeof(path), "%s/%s", j->dir, j->partial);
             if (unlink(path) == 0)
@@ -398,7 +411,7 @@ static void wal_job_done(uv_work_t *req, int status)
             break;
         }
         w->segments++;
-        w->bytes += j->len / 4; /* an estimate until the next scan: WAL compresses about 4:1 */
+        w->bytes += j->offset;
         if (!w->have_oldest) {
             w->have_oldest = true;
             w->oldest_tli = j->tli;
@@ -412,6 +425,12 @@ static void wal_job_done(uv_work_t *req, int status)
     case WAL_JOB_HISTORY:
         if (j->result < 0)
             log_error("wal", "writing %s: %s", j->name, j->err);
+        break;
+    case WAL_JOB_RETAIN:
+        wal__retain_done(w, j);
+        break;
+    case WAL_JOB_PLAN:
+        wal__plan_done(w, j);
         break;
     }
     wal_job_free(j);
@@ -642,6 +661,8 @@ static void wal_on_tick(uv_timer_t *t)
         }
     }
     wal_tick_conditions(w);
+    if (now - w->retain_at >= 60000)
+        wal__retain(w);
 }
 
 /* ---- events: a base backup after a gap closes it ---------------------------------------------------- */
@@ -650,7 +671,12 @@ static void wal_on_event(const Event *ev, void *data)
 {
     WalArchive *w = data;
     uint64_t start;
-    if (!w->gap_open || strcmp(ev->kind, "backup.done") != 0 || !ev->details)
+    if (!strcmp(ev->kind, "backup.retention") && ev->details)
+        w->retain_at = 0; /* backups deleted: the next tick looks at what the oldest one left needs */
+    if (strcmp(ev->kind, "backup.done") != 0 || !ev->details)
+        return;
+    w->retain_at = 0;
+    if (!w->gap_open)
         return;
     const char *kind = json_string_value(json_object_get(ev->details, "kind"));
     const char *lsn = json_string_value(json_object_get(json_object_get(ev->details, "wal"), "start_lsn"));
@@ -784,12 +810,13 @@ static void wal_maybe_closed(WalArchive *w)
         cb(cd);
 }
 
-WalArchive *wal_new(Core *core)
+WalArchive *wal_new(Core *core, Backups *backups)
 {
     WalArchive *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->core = core;
+    w->backups = backups;
     w->gaps = json_array();
     w->histories = json_array();
     uv_timer_init(core->loop, &w->tick);
@@ -818,8 +845,10 @@ int wal_apply_config(WalArchive *w, const Config *cfg)
         return DR_ECANCELED;
     if (!w->registered) {
         CtlCommand cmds[] = {{"wal_status", false, wal_cmd_status, w,
-                              "the WAL archive: newest archived position and time, lag, slot, oldest restorable point"}};
-        int rc = control_register(w->core->control, cmds, 1);
+                              "the WAL archive: newest archived position and time, lag, slot, oldest restorable point"},
+                             {"recover", true, wal__cmd_recover, w,
+                              "a point-in-time recovery's plan (dry_run): base backup, WAL range and continuity"}};
+        int rc = control_register(w->core->control, cmds, 2);
         if (rc < 0)
             return rc;
         w->registered = true;

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "bcf.h"
+#include "cap/backup/backup.h"
 #include "cap/wal/wal.h"
 #include "pgconn.h"
 #include "walarchive.h"
@@ -32,7 +33,16 @@ typedef enum {
     WAL_BACKOFF,     /* waiting to reconnect after a failure */
 } WalPhase;
 
-typedef enum { WAL_JOB_SCAN, WAL_JOB_PIECE, WAL_JOB_SEGMENT, WAL_JOB_HISTORY } WalJobKind;
+typedef enum { WAL_JOB_SCAN, WAL_JOB_PIECE, WAL_JOB_SEGMENT, WAL_JOB_HISTORY, WAL_JOB_RETAIN, WAL_JOB_PLAN } WalJobKind;
+
+/* One file of the archive as a listing sees it (wal_plan.c). */
+typedef struct WalSeg {
+    uint32_t tli;
+    uint64_t segno;
+    WalFileKind kind;   /* SEGMENT, PARTIAL_END or PARTIAL */
+    int64_t mtime_ms;   /* when it was last written: a segment's completion, a partial's last seal */
+    uint64_t size;
+} WalSeg;
 
 typedef struct WalScan WalScan;
 
@@ -53,6 +63,9 @@ typedef struct WalJob {
     ConfigBackup *backup; /* SCAN: the key's configuration (owned copy) */
     uint8_t key[BCF_KEY_LEN];
     WalScan *scan;       /* SCAN: the result */
+    WalSeg *segs;        /* PLAN: the listing (owned) */
+    size_t nsegs;
+    CtlCall *call;       /* PLAN: the request answered when it is done */
     int result;
     char err[512];
 } WalJob;
@@ -82,6 +95,7 @@ struct WalScan {
 
 struct WalArchive {
     Core *core;
+    Backups *backups;    /* the base backups the archive completes (retention, plans) */
     ConfigWal cfg;       /* own copy of what the receiver uses */
     ConfigBackup backup; /* own copy: the key's configuration and the codec */
     bool registered;
@@ -134,6 +148,9 @@ struct WalArchive {
     json_t *gaps;          /* [{from, to, reason, at}] */
     json_t *histories;     /* [tli] */
 
+    uint64_t retain_at;    /* uv_now of the last retention check */
+    bool retain_pending;
+
     /* jobs: one at a time, in order */
     WalJob *jobs_head, *jobs_tail;
     bool job_running;
@@ -159,6 +176,25 @@ void wal__gap(WalArchive *w, uint64_t from, uint64_t to, const char *reason);
 void wal__set_phase(WalArchive *w, WalPhase p);
 void wal__history(WalArchive *w, uint32_t tli, const char *content, size_t len);
 bool wal__history_known(const WalArchive *w, uint32_t tli);
+
+/* wal_plan.c */
+/* Worker: the archive's segment files (complete, timeline ends, partials), sorted by segment then
+ * timeline. 0 or -errno. */
+int wal__list(const char *dir, uint64_t seg_size, WalSeg **ret, size_t *ret_n);
+void wal__retain_work(WalJob *j);
+void wal__plan_work(WalJob *j);
+/* Remove what no base backup needs (a job), unless a recovery runs or there is no base backup. */
+void wal__retain(WalArchive *w);
+void wal__retain_done(WalArchive *w, WalJob *j);
+void wal__plan_done(WalArchive *w, WalJob *j);
+/* recover (drctl recover --timestamp T --dry-run): the plan, answered when the listing is done. */
+void wal__cmd_recover(CtlCall *call, const json_t *args, void *data);
+/* The plan for recovering to target_ms from the physical backups' manifests (oldest first) and the
+ * listing; partial_sealed_ms: when the partial was last sealed. A new object: ok, why, base_backup,
+ * wal {from_segment, to_segment, segments, continuous, missing}, archive_end_ms, estimate_s.
+ * Pure: exposed for tests. */
+json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uint64_t seg_size, int64_t target_ms,
+                        int64_t partial_sealed_ms);
 
 /* wal_recv.c */
 /* Connect (again) now. */
