@@ -404,8 +404,11 @@ static void pgconn_query_io(PgConn *c, int status, int events)
             pgconn__fail(c, DR_EDB, "COPY is not supported by pgconn");
             return;
         }
-        /* keep the first error (the cause, e.g. FATAL 57P01), else the latest result */
-        if (c->last_res && PQresultStatus(c->last_res) == PGRES_FATAL_ERROR) {
+        /* keep the first error (the cause, e.g. FATAL 57P01), else the latest result; after a
+         * stream, the end-of-timeline tuple rather than the CommandComplete that follows it */
+        if (c->last_res && (PQresultStatus(c->last_res) == PGRES_FATAL_ERROR ||
+                            (c->q.copy_cb && PQresultStatus(c->last_res) == PGRES_TUPLES_OK &&
+                             st != PGRES_FATAL_ERROR))) {
             PQclear(r);
             continue;
         }

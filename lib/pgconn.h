@@ -136,7 +136,7 @@ int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *par
  * server sends is given to copy_cb (data borrowed for the call; the query timeout does not apply
  * while streaming), and pgconn_copy_put() sends messages back (standby status updates). When the
  * server ends the stream (end of its timeline, shutdown) our CopyDone is sent and done_cb gets the
- * command's last result as for pgconn_query() (the next timeline's tuple, or COMMAND_OK); a lost
+ * command's result: the next timeline's tuple when the server sent one, else COMMAND_OK; a lost
  * connection or an error gives done_cb DR_EDB. copy_cb may call pgconn_close(). Same returns as
  * pgconn_query().
  */

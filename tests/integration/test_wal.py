@@ -413,3 +413,59 @@ def test_retention_keeps_what_the_oldest_base_backup_needs(pgw, tmp_path, daemon
     assert nums == list(range(keep_from, keep_from + len(nums))), nums
     assert "removed" in d.log() and "wal.retention" in d.log()
     assert status(d)["oldest"]["segment"][8:] == "%08X%08X" % (0, keep_from)
+
+
+def test_a_promotion_is_followed_onto_the_new_timeline(pgw, tmp_path, daemon_factory):
+    """The receiver's conninfo names both nodes (target_session_attrs=read-write). The primary is
+    stopped and the standby promoted: the receiver finds the new primary, archives its history
+    file, closes timeline 1's last segment as .partial and goes on on timeline 2."""
+    pg = pgw
+    sb = PgCluster(settings={"wal_keep_size": "1GB"})
+    try:
+        sb.init_standby(pg, "pg2")
+        sb.start()
+        both = "host=127.0.0.1,127.0.0.1 port=%d,%d user=postgres dbname=postgres target_session_attrs=read-write" % (
+            pg.port, sb.port)
+        d = daemon_factory(wal_cfg(pg, tmp_path, conninfo=both))
+        d.start()
+        key = key_of(d.config["backup"]["key_file"])
+        wait_streaming(d)
+        write_rows(pg, 3000, "tl1")
+        pg.psql("SELECT pg_switch_wal()")
+        write_rows(pg, 200, "tl1b")
+        end1 = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+        wait_archived(d, end1)
+        wait_until(lambda: lsn(sb.psql("SELECT pg_last_wal_replay_lsn()")) >= end1, timeout=30,
+                   what="the standby caught up")
+
+        pg.stop("fast")
+        sb.psql("SELECT pg_promote(true, 60)")
+        assert sb.psql("SELECT pg_is_in_recovery()") == "f"
+        write_rows(sb, 2000, "tl2")
+        sb.psql("SELECT pg_switch_wal()")
+        end2 = lsn(sb.psql("SELECT pg_current_wal_lsn()"))
+        try:
+            wait_until(lambda: status(d).get("timeline") == 2, timeout=60, what="timeline 2 followed")
+        except TimeoutError as e:
+            raise AssertionError("%s\n%s\n%s" % (e, json.dumps(status(d)), d.log()[-5000:]))
+        wait_archived(d, end2, timeout=60)
+
+        wdir, names = archive_files(d)
+        assert "00000002.history.drbk" in names, names
+        hist = read_container(key, os.path.join(wdir, "00000002.history.drbk"))
+        assert hist.startswith(b"1\t"), hist
+        ends = [n for n in names if n.endswith(".partial.wal.zst.drbk")]
+        assert len(ends) == 1 and ends[0].startswith("00000001"), names
+        switch = lsn(hist.split(b"\t")[1].decode())
+        tail = read_container(key, os.path.join(wdir, ends[0]))
+        assert len(tail) == switch % SEG, (len(tail), switch)
+        tl2 = [n for n in names if n.startswith("00000002") and n.endswith(".wal.zst.drbk")]
+        assert tl2, names
+        for n in tl2:
+            assert read_container(key, os.path.join(wdir, n)) == server_segment(sb, n[:24]), n
+        # timeline 1 up to the switch is what timeline 2's copy of that segment begins with
+        assert server_segment(sb, "00000002" + ends[0][8:24])[:len(tail)] == tail
+        assert "timeline 1 ended" in d.log()
+        assert status(d)["gaps"] == []
+    finally:
+        sb.cleanup()
