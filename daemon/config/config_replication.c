@@ -75,6 +75,7 @@ static void config_read_failover(const CfgSection *top, ConfigFailover *f)
     config_read_hook(&s, "fence_check", &f->fence_check, &f->n_fence_check);
     config_read_hook(&s, "repoint", &f->repoint, &f->n_repoint);
     cfg_duration_ms(&s, "hook_timeout", false, 10000, 100, &f->hook_timeout_ms);
+    cfg_duration_ms(&s, "grace", false, 3000, 0, &f->grace_ms);
     cfg_check_unknown(&s);
     if (f->n_fence_check && !f->n_fence)
         cfg_error(s.ctx, cfg_get(s.map, "fence_check"), "'failover.fence_check' checks a 'fence' hook, which is "
