@@ -528,7 +528,8 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->standby)
         return daemon_init_failed("the standby restore");
     ScenarioCaps caps = {.venue = d->venue, .backups = d->backups, .reconcile = d->reconcile,
-                         .standby = d->standby, .detector = d->detector};
+                         .standby = d->standby, .detector = d->detector,
+                         .replication = d->replication};
     d->scenarios = scenarios_new(core, &caps);
     if (!d->scenarios)
         return daemon_init_failed("scenarios");
