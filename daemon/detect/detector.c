@@ -607,6 +607,12 @@ static void detector_restart_spawn(Detector *det)
 
     if (det->restart_child || det->log_stat_busy || det->log_work_busy || det->pid_wait || det->closing)
         return;
+    /* A run that started after the restart was scheduled owns the server now (a failover may have
+     * promoted a standby: restarting the old primary would make two). */
+    if (lease_held(det->core->lease)) {
+        log_notice("detector", "database restart skipped: a recovery run is active");
+        return;
+    }
     if (cfg->data_directory) {
         snprintf(path, sizeof(path), "%s/postmaster.pid", cfg->data_directory);
         int r = pidwait_start(det->core->loop, path, cfg->restart_timeout_ms, 20, detector_on_pid_gone, det, &det->pid_wait);

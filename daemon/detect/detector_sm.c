@@ -169,7 +169,7 @@ void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failu
     sm->failover = 0;
     if (sm->failover_open) {
         sm->failover_open = false;
-        detector_sm_event(out, DETECTOR_EV_FAILOVER_CLEARED, "the database answers: no primary failure to act on");
+        detector_sm_event(out, DETECTOR_EV_FAILOVER_CLEARED, "the database answers (the primary again, or the promoted standby the probe follows)");
     }
     if (sm->down) {
         sm->down = false;

@@ -113,6 +113,16 @@ static void pf_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
     then(st, status == 0 && sig == 0 && !timed_out, how);
 }
 
+/* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
+ * travel to a child: the hook finds the node by its name). */
+static void pf_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
+{
+    bool secret = conninfo && pgconn_conninfo_has_password(conninfo);
+    snprintf(out, n, "%s=%s", name, conninfo && !secret ? conninfo : "");
+    if (secret)
+        log_warning("scenario", "%s is left empty: the node's conninfo holds a password", name);
+}
+
 /* Run hook argv (NULL-terminated) with env (NULL-terminated NAME=value), then then(). */
 static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, PfHookDone then)
 {
@@ -173,7 +183,7 @@ static void fence_spawn(ScnStep *st)
         return;
     }
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name"));
-    snprintf(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO=%s", pf_ctx_str(st->run, "old_primary", "conninfo"));
+    pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", pf_ctx_str(st->run, "old_primary", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     pf_hook_run(st, "fence", f->fence, env, fence_exited);
 }
@@ -451,7 +461,7 @@ static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
         return;
     }
     snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", pf_ctx_str(st->run, "standby", "name"));
-    snprintf(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO=%s", pf_ctx_str(st->run, "standby", "conninfo"));
+    pf_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", pf_ctx_str(st->run, "standby", "conninfo"));
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name"));
     snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)pf_ctx_int(st->run, "promotion", "timeline"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);

@@ -47,7 +47,9 @@ class FailoverEnv(TradingEnv):
     """TradingEnv with the replication and failover sections, and no restart of the old primary."""
 
     def __init__(self, tmp_path, pg, standby, rx, fence_exit=0, grace="1s", maximum_lag="16MiB"):
-        super().__init__(tmp_path, pg)
+        # 200 ms between trades: the post-resume watch reconciles while the platform trades live, and
+        # a reconcile slower than the trade interval (ASan) races the platform's writes every time
+        super().__init__(tmp_path, pg, trade_interval="200ms")
         self.rx = rx
         self.standby = standby
         self.tmp = tmp_path
@@ -150,7 +152,7 @@ def test_primary_stopped_standby_promoted_platform_repointed_reconciled_live(mak
     env = start_env(make_env())
     d = env.daemon
     n0 = len(env.exchange_fill_ids())
-    wait_until(lambda: len(env.exchange_fill_ids()) >= n0 + 10, timeout=30, what="trades")
+    wait_until(lambda: len(env.exchange_fill_ids()) >= n0 + 5, timeout=30, what="trades")
     pg.stop("immediate")
     wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=15, what="trading halted")
     rid = wait_until(lambda: env.run_of("primary_failure"), timeout=30, what="a primary_failure run")
@@ -164,7 +166,7 @@ def test_primary_stopped_standby_promoted_platform_repointed_reconciled_live(mak
     # trading live on the promoted standby, with every fill the exchange made
     wait_until(lambda: env.venue.status()["mode"] == "live", timeout=10, what="trading live")
     n1 = len(env.exchange_fill_ids())
-    wait_until(lambda: len(env.exchange_fill_ids()) >= n1 + 5, timeout=30, what="trades on the new primary")
+    wait_until(lambda: len(env.exchange_fill_ids()) >= n1 + 3, timeout=30, what="trades on the new primary")
     env.venue.post("/test/pause")
     wait_until(lambda: env.venue.status()["db_pending"] == 0, timeout=20, what="venue caught up")
     assert env.exchange_fill_ids() == [l for l in standby.psql(
@@ -223,6 +225,15 @@ def test_a_standby_too_far_behind_is_not_promoted_halted_and_paged(make_env, pg,
     assert "no standby can be promoted" in json.dumps(page) and "more than failover.maximum_lag" in json.dumps(page)
     assert env.run_of("primary_failure") is None
     assert in_recovery(standby) and env.hook_calls() == []
+    # run by hand all the same: the run's own choice fails closed too
+    rid = d.ctl_json("execute", "--scenario", "primary_failure")["run"]
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
+    assert run["status"] == "failed" and run["state"] == "stayed_halted", run
+    sel = [x for x in run["steps"] if x["step"] == "select_standby"][-1]
+    assert "no standby can be promoted" in sel["message"] and "maximum_lag" in sel["message"], sel
+    assert in_recovery(standby) and env.venue.status()["mode"] == "halted"
+    assert [c for c in env.hook_calls() if c.startswith("repoint")] == []
+    wait_until(lambda: pages(env.rx, "scenario:primary_failure"), timeout=15, what="the run's page")
     d.stop()
 
 
