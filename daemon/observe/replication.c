@@ -730,21 +730,14 @@ static void repl_answer_asks(Replication *r)
 static void repl_on_fence_checked(ChildProc *c, int64_t status, int sig, void *data)
 {
     Replication *r = data;
-    size_t len = 0;
-    const char *err = child_stderr(c, &len);
-    char how[64];
+    char how[300];
 
     r->fence_check = NULL;
     r->pending--;
     r->fence_checked_ms = clock_wall_ms();
-    r->fence_ok = status == 0 && sig == 0;
-    if (child_timed_out(c))
-        snprintf(how, sizeof(how), "timed out");
-    else
-        child_describe_exit(status, sig, how, sizeof(how));
-    size_t tail = len > 200 ? 200 : len;
-    snprintf(r->fence_msg, sizeof(r->fence_msg), "the fence check %s%s%.*s", how, tail ? ": " : "", (int)tail,
-             err ? err + (len - tail) : "");
+    r->fence_ok = status == 0 && sig == 0 && !child_timed_out(c);
+    snprintf(r->fence_msg, sizeof(r->fence_msg), "the fence check %s",
+             child_describe_outcome(c, status, sig, 200, how, sizeof(how)));
     child_free(c);
     if (!r->closing)
         repl_answer_asks(r);

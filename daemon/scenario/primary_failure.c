@@ -90,27 +90,18 @@ static void pf_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
     PfHook *h = data;
     ScnStep *st = h->st;
     PfHookDone then = h->then;
-    size_t len = 0;
-    const char *err = child_stderr(c, &len);
-    char how[320], ex[64];
+    char how[320];
 
     free(h);
-    bool timed_out = child_timed_out(c);
-    if (timed_out)
-        snprintf(ex, sizeof(ex), "timed out (failover.hook_timeout)");
-    else
-        child_describe_exit(status, sig, ex, sizeof(ex));
-    while (len && (err[len - 1] == '\n' || err[len - 1] == ' '))
-        len--;
-    size_t tail = len > 200 ? 200 : len;
-    snprintf(how, sizeof(how), "%s%s%.*s", ex, tail ? ": " : "", (int)tail, tail ? err + (len - tail) : "");
+    bool ok = status == 0 && sig == 0 && !child_timed_out(c);
+    child_describe_outcome(c, status, sig, 200, how, sizeof(how));
     st->child = NULL;
     child_free(c);
     if (st->cancelled || fsm_call_cancelled(st->call)) {
         scn_cancelled(st);
         return;
     }
-    then(st, status == 0 && sig == 0 && !timed_out, how);
+    then(st, ok, how);
 }
 
 /* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
