@@ -176,16 +176,20 @@ ReplState replication_classify(const ConfigReplication *cfg, const char *name, c
 
 /* ---- conditions ---- */
 
+static void repl_condition_keys(const Replication *r, const ReplNode *n, char *lagkey, char *brokenkey, size_t len)
+{
+    snprintf(lagkey, len, "replication.lag:%s/%s", r->core->cfg->cluster, n->name);
+    snprintf(brokenkey, len, "replication.broken:%s/%s", r->core->cfg->cluster, n->name);
+}
+
 static void repl_transition(Replication *r, ReplNode *n, ReplState to)
 {
-    const char *cluster = r->core->cfg->cluster;
     char lagkey[256], brokenkey[256];
     ReplState from = n->state;
     json_t *det = json_pack("{s:s,s:s,s:I,s:f,s:s}", "node", n->name, "state", replication_state_name(to), "lag_bytes",
                             (json_int_t)n->lag_bytes, "lag_s", n->lag_s, "reason", n->why);
 
-    snprintf(lagkey, sizeof(lagkey), "replication.lag:%s/%s", cluster, n->name);
-    snprintf(brokenkey, sizeof(brokenkey), "replication.broken:%s/%s", cluster, n->name);
+    repl_condition_keys(r, n, lagkey, brokenkey, sizeof(lagkey));
     n->state = to;
     if ((from == REPL_LAG_WARNING || from == REPL_LAG_CRITICAL) && to != REPL_LAG_WARNING && to != REPL_LAG_CRITICAL)
         events_emit(r->core->events, SEV_INFO, "replication.lag", lagkey, true, det,
@@ -524,6 +528,15 @@ static void repl_apply_roles(Replication *r)
         bool was = n->primary;
         n->primary = known ? !strcmp(n->name, r->recorded_primary) : n->cfg_primary;
         if (was != n->primary) {
+            char lagkey[256], brokenkey[256];
+            repl_condition_keys(r, n, lagkey, brokenkey, sizeof(lagkey));
+            /* a standby's conditions do not outlive its promotion */
+            if (n->primary && (n->state == REPL_LAG_WARNING || n->state == REPL_LAG_CRITICAL))
+                events_emit(r->core->events, SEV_INFO, "replication.lag", lagkey, true, NULL,
+                            "%s is the primary now: no replication lag to watch", n->name);
+            if (n->primary && n->state == REPL_BROKEN)
+                events_emit(r->core->events, SEV_INFO, "replication.broken", brokenkey, true, NULL,
+                            "%s is the primary now: its replication as a standby is over", n->name);
             n->state = n->candidate = REPL_UNKNOWN; /* judged afresh in its new role */
             n->seen = n->good_ms = 0;
             n->lag_bytes = -1;

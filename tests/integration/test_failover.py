@@ -151,6 +151,11 @@ def start_env(env, daemon_env=None):
 def test_primary_stopped_standby_promoted_platform_repointed_reconciled_live(make_env, pg, standby):
     env = start_env(make_env())
     d = env.daemon
+    # the plan names the standby and the hooks, and changes nothing
+    plan = {p["step"]: p["action"] for p in d.ctl_json("execute", "--scenario", "primary_failure", "--dry-run")["plan"]}
+    assert "would choose 'pg2'" in plan["select_standby"] and env.fence in plan["fence_old_primary"], plan
+    assert env.repoint in plan["repoint_platform"] and "pg_promote(true, 30)" in plan["promote_standby"], plan
+    assert env.hook_calls() == [] and in_recovery(standby) and env.venue.status()["mode"] == "live"
     n0 = len(env.exchange_fill_ids())
     wait_until(lambda: len(env.exchange_fill_ids()) >= n0 + 5, timeout=30, what="trades")
     pg.stop("immediate")
@@ -183,6 +188,9 @@ def test_primary_stopped_standby_promoted_platform_repointed_reconciled_live(mak
     assert r["primary"] == "pg2" and r["promotion"]["run"] == rid and r["promotion"]["timeline"] == 2, r
     with open(os.path.join(d.state_dir, "primary.json")) as fh:
         assert json.load(fh)["primary"] == "pg2"
+    # pg2's conditions as a standby closed with its promotion; the old primary is watched as a standby
+    wait_until(lambda: "replication.broken:paper/pg1" in conditions(d), timeout=15, what="pg1 broken")
+    assert "replication.broken:paper/pg2" not in conditions(d), conditions(d)
     # the liveness probe follows: the detector sees the database again (on pg2)
     wait_until(lambda: d.ctl_json("status")["detector"]["phase"] == "healthy", timeout=15, what="probe on pg2")
     d.stop()
