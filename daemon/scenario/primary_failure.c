@@ -173,7 +173,7 @@ static void fence_spawn(ScnStep *st)
                    "accepting writes, no promotion");
         return;
     }
-    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name"));
+    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
     pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", pf_ctx_str(st->run, "old_primary", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     pf_hook_run(st, "fence", f->fence, env, fence_exited);
@@ -451,9 +451,9 @@ static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
                    "to the old primary; trading stays halted");
         return;
     }
-    snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", pf_ctx_str(st->run, "standby", "name"));
+    snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", pf_ctx_str(st->run, "standby", "name") ?: "");
     pf_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", pf_ctx_str(st->run, "standby", "conninfo"));
-    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name"));
+    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
     snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)pf_ctx_int(st->run, "promotion", "timeline"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     pf_hook_run(st, "repoint", f->repoint, env, repoint_exited);
