@@ -10,7 +10,8 @@ repoint hook really points the platform at the new primary through its /repoint 
 - a primary back within failover.grace is a blip: halted, nothing promoted;
 - a standby too far behind (replay paused while the primary writes): halted, paged, not promoted;
 - a fence hook that fails: the run waits for an operator, nothing promoted;
-- the daemon SIGKILLed at two journal boundaries of the promotion: the run completes, one promotion.
+- the daemon SIGKILLed at three journal boundaries (before pg_promote, after it, before resume_live):
+  the run completes, one promotion, trading live only after the reconcile.
 """
 import json
 import os
@@ -262,7 +263,7 @@ def test_a_failing_fence_hook_waits_for_an_operator_and_promotes_nothing(make_en
     d.stop()
 
 
-def test_daemon_killed_at_two_journal_boundaries_of_the_promotion_completes_once(make_env, pg, standby):
+def test_daemon_killed_at_three_journal_boundaries_completes_with_one_promotion(make_env, pg, standby):
     env = start_env(make_env(), daemon_env={"DRSUP_CRASH_AFTER_EVENT": "intent:promote_standby"})
     d = env.daemon
     venue_env = {"VENUE_URL": env.venue.url("")}
@@ -279,6 +280,14 @@ def test_daemon_killed_at_two_journal_boundaries_of_the_promotion_completes_once
     assert not in_recovery(standby)
     assert not pg.is_running()  # never two primaries: the old one stays down
     assert not os.path.exists(os.path.join(d.state_dir, "primary.json"))
+    # third: resume_live's intent durable, trading not live yet (reconciled, in shadow)
+    d.start(env=dict(venue_env, DRSUP_CRASH_AFTER_EVENT="intent:resume_live"))
+    wait_until(lambda: d.proc.poll() is not None, timeout=60, what="the crash before resume_live")
+    assert d.proc.returncode == -9, d.log()[-3000:]
+    d.kill9()
+    assert env.venue.status()["mode"] == "shadow"
+    with open(os.path.join(d.state_dir, "primary.json")) as fh:
+        assert json.load(fh)["primary"] == "pg2"  # recorded before promote_standby committed
     d.start(env=venue_env)
     rid = env.run_of("primary_failure")
     run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
