@@ -683,3 +683,23 @@ const char *child_describe_exit(int64_t exit_status, int term_signal, char *buf,
     }
     return buf;
 }
+
+const char *child_describe_outcome(const ChildProc *c, int64_t exit_status, int term_signal, size_t tail, char *buf,
+                                   size_t n)
+{
+    char how[64];
+    size_t len = 0;
+    const char *err = child_stderr(c, &len);
+
+    if (!buf || n == 0)
+        return buf;
+    if (child_timed_out(c))
+        snprintf(how, sizeof(how), "timed out");
+    else
+        child_describe_exit(exit_status, term_signal, how, sizeof(how));
+    while (err && len && (err[len - 1] == '\n' || err[len - 1] == '\r'))
+        len--;
+    size_t t = err && len > tail ? tail : err ? len : 0;
+    snprintf(buf, n, "%s%s%.*s", how, t ? ": " : "", (int)t, t ? err + (len - t) : "");
+    return buf;
+}

@@ -154,5 +154,9 @@ void child_free(ChildProc *c);
 
 /* "exited with status 1" or "killed by signal 9 (SIGKILL)" into buf; returns buf. */
 const char *child_describe_exit(int64_t exit_status, int term_signal, char *buf, size_t n);
+/* How a finished child ended, for people: "timed out", or child_describe_exit's words, then ": " and
+ * the last `tail` bytes of its stderr (trailing newlines dropped) when it wrote any; returns buf. */
+const char *child_describe_outcome(const ChildProc *c, int64_t exit_status, int term_signal, size_t tail, char *buf,
+                                   size_t n);
 
 #endif

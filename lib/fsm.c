@@ -360,8 +360,8 @@ void fsm__advance(FsmRun *run)
         return;
     }
     const FsmRow *r = &run->t->rows[row];
-    if (run->opt.mode == FSM_MODE_MANUAL && !run->gate_passed &&
-        (r->gate == FSM_GATE_APPROVAL || run->opt.gate_every_row)) {
+    if (!run->gate_passed && (r->gate == FSM_GATE_OPERATOR ||
+                              (run->opt.mode == FSM_MODE_MANUAL && (r->gate == FSM_GATE_APPROVAL || run->opt.gate_every_row)))) {
         run->row = row;
         run->phase = FSM_PH_GATE;
         run->status = FSM_RUN_WAITING_APPROVAL;

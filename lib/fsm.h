@@ -74,6 +74,8 @@ typedef struct FsmState {
 typedef enum FsmGate {
     FSM_GATE_NONE = 0,
     FSM_GATE_APPROVAL, /* in manual mode, the run stops before this row until fsm_approve */
+    FSM_GATE_OPERATOR, /* in every mode (not dry runs): the run stops before this row until fsm_approve
+                          (an operator did by hand what the run could not confirm) or fsm_abort */
 } FsmGate;
 
 typedef enum FsmProbeAnswer {

@@ -106,7 +106,7 @@ int fsm_table_validate(const FsmTable *t, char *err, size_t errlen)
         else if (row->timeout_ms == 0)
             rc = fsm_table_fail(err, errlen, "%s: row %d '%s': timeout must be positive", tn, i,
                                 sn);
-        else if (row->gate != FSM_GATE_NONE && row->gate != FSM_GATE_APPROVAL)
+        else if (row->gate != FSM_GATE_NONE && row->gate != FSM_GATE_APPROVAL && row->gate != FSM_GATE_OPERATOR)
             rc = fsm_table_fail(err, errlen, "%s: row %d '%s': unknown gate", tn, i, sn);
         else if (t->states[row->from].kind != FSM_STATE_ACTIVE)
             rc = fsm_table_fail(err, errlen, "%s: row %d '%s' leaves final state '%s'", tn, i, sn,
@@ -212,7 +212,7 @@ char *fsm_table_to_dot(const FsmTable *t)
         const FsmRow *r = &t->rows[i];
         fsm_dot_add(&buf, &len, &cap, "  \"%s\" -> \"%s\" [label=\"%s%s%s\"];\n",
                     fsm_state_name(t, r->from), fsm_state_name(t, r->to), r->step_name,
-                    r->gate == FSM_GATE_APPROVAL ? "\\n(approval)" : "",
+                    r->gate == FSM_GATE_APPROVAL ? "\\n(approval)" : r->gate == FSM_GATE_OPERATOR ? "\\n(operator)" : "",
                     r->idempotent ? "" : "\\n(not idempotent)");
         if (r->on_failure != FSM_NO_STATE)
             fsm_dot_add(&buf, &len, &cap,

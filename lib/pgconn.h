@@ -117,6 +117,14 @@ int pgconn_conninfo_passfile(const char *conninfo, char **ret_path);
 int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, size_t msgsize);
 
 /*
+ * The same connection as conninfo (database, user, options, ...) but to the server `server`
+ * names: host, hostaddr and port are taken from server (dropped when server has none), every
+ * other keyword from conninfo. *ret_conninfo is key=value text, malloc'd (the caller frees).
+ * 0, DR_ECONFIG when either cannot be parsed, -ENOMEM. Pure. Used to follow a promoted standby.
+ */
+int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **ret_conninfo);
+
+/*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]
  * NULL is SQL NULL; the strings are copied). Connects first when not connected. Returns 0 and
  * later calls cb exactly once (every database outcome, including a failure found at once such as

@@ -407,3 +407,49 @@ int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, 
     *ret_conninfo = buf;
     return 0;
 }
+
+/* The value of keyword in a parsed option array, NULL when unset. */
+static const char *pgconn_option(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && strcmp(o->keyword, keyword) == 0)
+            return o->val;
+    return NULL;
+}
+
+static bool pgconn_is_address_keyword(const char *keyword)
+{
+    return strcmp(keyword, "host") == 0 || strcmp(keyword, "hostaddr") == 0 || strcmp(keyword, "port") == 0;
+}
+
+int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **ret_conninfo)
+{
+    char *err = NULL, *buf = NULL;
+    size_t len = 0, cap = 0;
+    int r = 0;
+    PQconninfoOption *base = PQconninfoParse(conninfo ? conninfo : "", &err);
+    PQfreemem(err);
+    err = NULL;
+    PQconninfoOption *to = base ? PQconninfoParse(server ? server : "", &err) : NULL;
+    PQfreemem(err);
+
+    if (!base || !to) {
+        PQconninfoFree(base);
+        return DR_ECONFIG;
+    }
+    for (PQconninfoOption *o = base; o->keyword && r == 0; o++) {
+        const char *v = pgconn_is_address_keyword(o->keyword) ? pgconn_option(to, o->keyword) : o->val;
+        if (v)
+            r = pgconn_append_kv(&buf, &len, &cap, o->keyword, v);
+    }
+    PQconninfoFree(base);
+    PQconninfoFree(to);
+    if (r == 0 && !buf && !(buf = strdup("")))
+        r = -ENOMEM;
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    *ret_conninfo = buf;
+    return 0;
+}

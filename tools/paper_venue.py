@@ -218,6 +218,20 @@ class Venue:
                 log("database write failed: %s" % msg)
             self.db_ok, self.last_db_error = False, msg
 
+    def repoint(self, dsn):
+        """The platform's database is another server now (a failover's repoint): later writes,
+        pending fills included, go there."""
+        with self.db_lock:
+            if self.conn is not None:
+                try:
+                    self.conn.close()
+                except psycopg2.Error:
+                    pass
+            self.conn = None
+            self.dsn = dsn
+        log("repointed to another database server")
+        return self.status()
+
     def flush(self):
         """Writes pending fills to PostgreSQL in execution order, one transaction each. True when
         nothing is left pending."""
@@ -440,6 +454,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self._reply(200, v.resume())
             if path == "/shadow":
                 return self._reply(200, v.shadow())
+            if path == "/repoint":
+                if not isinstance(body.get("dsn"), str) or not body["dsn"]:
+                    raise ValueError("repoint needs a dsn")
+                return self._reply(200, v.repoint(body["dsn"]))
             if path == "/close_all":
                 return self._reply(200, dict(v.status(), closed=v.close_all()))
             if path == "/test/trade":

@@ -311,6 +311,8 @@ typedef struct ConfigFailover {
     char **fence, **fence_check, **repoint; /* commands (argv, absolute path); NULL = not configured */
     size_t n_fence, n_fence_check, n_repoint;
     uint64_t hook_timeout_ms;
+    uint64_t grace_ms;           /* a primary that answers again within this (from its first failed
+                                    probe) was a blip: no failover */
 } ConfigFailover;
 typedef struct ConfigReplication {
     bool enabled;                /* nodes are configured */

@@ -71,11 +71,12 @@ static void config_read_failover(const CfgSection *top, ConfigFailover *f)
     CfgSection s = cfg_section(top, "failover", false);
 
     f->enabled = s.map != NULL;
-    cfg_size(&s, "maximum_lag", 16ull << 20, 0, UINT64_MAX, &f->maximum_lag_bytes);
+    cfg_size(&s, "maximum_lag", 1ull << 20, 0, UINT64_MAX, &f->maximum_lag_bytes); /* Patroni's maximum_lag_on_failover */
     config_read_hook(&s, "fence", &f->fence, &f->n_fence);
     config_read_hook(&s, "fence_check", &f->fence_check, &f->n_fence_check);
     config_read_hook(&s, "repoint", &f->repoint, &f->n_repoint);
     cfg_duration_ms(&s, "hook_timeout", false, 10000, 100, &f->hook_timeout_ms);
+    cfg_duration_ms(&s, "grace", false, 3000, 0, &f->grace_ms);
     cfg_check_unknown(&s);
     if (f->n_fence_check && !f->n_fence)
         cfg_error(s.ctx, cfg_get(s.map, "fence_check"), "'failover.fence_check' checks a 'fence' hook, which is "

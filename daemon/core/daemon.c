@@ -440,6 +440,35 @@ static void daemon_on_status_changed(void *data)
     daemon_update_status(data);
 }
 
+/* The detector asks what the standbys say of the primary (a primary failure needs both sides). */
+static bool daemon_standby_view(int64_t since_ms, DetectorStandbyView *out, void *data)
+{
+    Daemon *d = data;
+    ReplFailoverView v;
+
+    if (!d->replication)
+        return false;
+    replication_failover_view(d->replication, since_ms, &v);
+    if (!v.configured)
+        return false;
+    out->primary_answers = v.primary_answered;
+    out->standbys_asked = v.standbys_asked;
+    out->standbys_lost = v.standbys_lost;
+    snprintf(out->lost_by, sizeof(out->lost_by), "%s", v.lost_by);
+    snprintf(out->candidate, sizeof(out->candidate), "%s", v.candidate);
+    snprintf(out->why, sizeof(out->why), "%s", v.why);
+    return true;
+}
+
+/* A standby was promoted (or the record of one was read at start): the liveness probe follows. */
+static void daemon_follow_primary(const char *node, const char *conninfo, void *data)
+{
+    Daemon *d = data;
+    int r = d->probes ? probes_set_server(d->probes, conninfo) : 0;
+    if (r < 0)
+        log_error("probe", "cannot point the liveness probe at the primary '%s': %s", node, err_str(r));
+}
+
 static int daemon_init_failed(const char *what)
 {
     log_error("main", "cannot initialise %s: out of memory", what);
@@ -493,6 +522,8 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->replication = replication_new(core);
     if (!d->replication)
         return daemon_init_failed("the replication monitor");
+    detector_on_standby_view(d->detector, daemon_standby_view, d);
+    replication_on_primary(d->replication, daemon_follow_primary, d);
     d->backups = backups_new(core);
     if (!d->backups)
         return daemon_init_failed("backups");
@@ -503,7 +534,8 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->standby)
         return daemon_init_failed("the standby restore");
     ScenarioCaps caps = {.venue = d->venue, .backups = d->backups, .reconcile = d->reconcile,
-                         .standby = d->standby, .detector = d->detector};
+                         .standby = d->standby, .detector = d->detector,
+                         .replication = d->replication};
     d->scenarios = scenarios_new(core, &caps);
     if (!d->scenarios)
         return daemon_init_failed("scenarios");

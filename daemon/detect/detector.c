@@ -40,8 +40,10 @@ struct Detector {
     Venue *venue;
     DetectorIncidentFn incident_fn;
     void *incident_data;
+    DetectorStandbyViewFn view_fn;
+    void *view_data;
     DetectorSm sm;
-    char cond_unreachable[192], cond_restart[192], cond_corruption[192];
+    char cond_unreachable[192], cond_restart[192], cond_corruption[192], cond_failover[192];
     /* corruption check */
     uv_timer_t check_timer;
     uint64_t check_interval_ms;
@@ -128,6 +130,16 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
     case DETECTOR_EV_RECOVERED:
         events_emit(ev, SEV_INFO, "detector.corruption", det->cond_corruption, true, NULL, "%s", message);
         break;
+    case DETECTOR_EV_FAILOVER_ONE_SIDE:
+        events_emit(ev, SEV_ERROR, "detector.failover", det->cond_failover, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_FAILOVER_NO_STANDBY:
+    case DETECTOR_EV_PRIMARY_LOST:
+        events_emit(ev, SEV_CRITICAL, "detector.failover", det->cond_failover, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_FAILOVER_CLEARED:
+        events_emit(ev, SEV_INFO, "detector.failover", det->cond_failover, true, NULL, "%s", message);
+        break;
     case DETECTOR_EV_NONE:
     default:
         break;
@@ -137,32 +149,33 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
 static void detector_trigger(Detector *det, const DetectorDecision *dec)
 {
     Core *d = det->core;
+    bool failover = dec->incident == DETECTOR_INCIDENT_PRIMARY_FAILURE;
+    const char *kind = failover ? INCIDENT_PRIMARY_FAILURE : INCIDENT_CORRUPTION;
+    const char *cond = failover ? det->cond_failover : det->cond_corruption;
+    const char *evkind = failover ? "detector.failover" : "detector.corruption";
     char run[64] = "";
     int r;
 
     det->trigger_tried = true;
     if (!det->incident_fn) {
         det->trigger_result = -ENOSYS;
-        events_emit(d->events, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL,
+        events_emit(d->events, SEV_CRITICAL, evkind, cond, false, NULL,
                     "cannot start a recovery for %s: the scenario engine is not available; trading stays "
-                    "halted, operator needed", INCIDENT_CORRUPTION);
+                    "halted, operator needed", kind);
         return;
     }
-    r = det->incident_fn(INCIDENT_CORRUPTION, dec->trigger_reason, dec->detected_ms, run, sizeof(run),
-                         det->incident_data);
+    r = det->incident_fn(kind, dec->trigger_reason, dec->detected_ms, run, sizeof(run), det->incident_data);
     det->trigger_result = r;
     if (r == 0) {
         snprintf(det->triggered_run, sizeof(det->triggered_run), "%s", run);
-        log_notice("detector", "recovery run '%s' started for %s", run, INCIDENT_CORRUPTION);
+        log_notice("detector", "recovery run '%s' started for %s", run, kind);
     } else if (r == -EINPROGRESS) {
-        log_notice("detector", "recovery for %s queued: it starts once unfinished runs are loaded",
-                   INCIDENT_CORRUPTION);
+        log_notice("detector", "recovery for %s queued: it starts once unfinished runs are loaded", kind);
     } else if (r == -EBUSY) {
-        log_notice("detector", "a scenario run is already active; corruption recorded, no second run");
+        log_notice("detector", "a scenario run is already active; %s recorded, no second run", kind);
     } else {
-        events_emit(d->events, SEV_CRITICAL, "detector.corruption", det->cond_corruption, false, NULL,
-                    "cannot start a recovery for %s: %s; trading stays halted, operator needed",
-                    INCIDENT_CORRUPTION, err_str(r));
+        events_emit(d->events, SEV_CRITICAL, evkind, cond, false, NULL,
+                    "cannot start a recovery for %s: %s; trading stays halted, operator needed", kind, err_str(r));
     }
 }
 
@@ -224,12 +237,28 @@ void detector_db_probe_ok(Detector *det, int64_t checksum_failures)
     detector_apply(det, &dec);
 }
 
+void detector_on_standby_view(Detector *det, DetectorStandbyViewFn fn, void *data)
+{
+    det->view_fn = fn;
+    det->view_data = data;
+}
+
 void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *message)
 {
     DetectorDecision dec;
+    DetectorStandbyView view;
     if (!det || det->closing)
         return;
-    detector_sm_probe_failed(&det->sm, clock_wall_ms(), sqlstate ? sqlstate : "", message, &dec);
+    int64_t now = clock_wall_ms();
+    detector_sm_probe_failed(&det->sm, now, sqlstate ? sqlstate : "", message, &dec);
+    detector_apply(det, &dec);
+    /* Down past the grace: does the replication side agree that the primary is gone? */
+    if (det->closing || !det->view_fn || !detector_sm_wants_standby_view(&det->sm, now))
+        return;
+    memset(&view, 0, sizeof(view));
+    if (!det->view_fn(det->sm.first_failure_ms, &view, det->view_data))
+        return;
+    detector_sm_standby_view(&det->sm, now, &view, &dec);
     detector_apply(det, &dec);
 }
 
@@ -578,6 +607,12 @@ static void detector_restart_spawn(Detector *det)
 
     if (det->restart_child || det->log_stat_busy || det->log_work_busy || det->pid_wait || det->closing)
         return;
+    /* A run that started after the restart was scheduled owns the server now (a failover may have
+     * promoted a standby: restarting the old primary would make two). */
+    if (lease_held(det->core->lease)) {
+        log_notice("detector", "database restart skipped: a recovery run is active");
+        return;
+    }
     if (cfg->data_directory) {
         snprintf(path, sizeof(path), "%s/postmaster.pid", cfg->data_directory);
         int r = pidwait_start(det->core->loop, path, cfg->restart_timeout_ms, 20, detector_on_pid_gone, det, &det->pid_wait);
@@ -597,7 +632,9 @@ static DetectorSmConfig detector_sm_config(const Config *cfg)
     return (DetectorSmConfig){.halt_after = (uint64_t)cfg->detector.halt_after,
                               .can_restart = cfg->detector.n_restart_command > 0,
                               .restart_attempts = (uint64_t)cfg->detector.restart_attempts,
-                              .restart_delay_ms = cfg->detector.restart_delay_ms};
+                              .restart_delay_ms = cfg->detector.restart_delay_ms,
+                              .failover = cfg->replication.failover.enabled,
+                              .failover_grace_ms = cfg->replication.failover.grace_ms};
 }
 
 Detector *detector_new(Core *d, Venue *venue)
@@ -651,6 +688,7 @@ int detector_apply_config(Detector *det, const Config *cfg)
     snprintf(det->cond_unreachable, sizeof(det->cond_unreachable), "detector.unreachable:%s", cfg->cluster);
     snprintf(det->cond_restart, sizeof(det->cond_restart), "detector.restart:%s", cfg->cluster);
     snprintf(det->cond_corruption, sizeof(det->cond_corruption), "detector.corruption:%s", cfg->cluster);
+    snprintf(det->cond_failover, sizeof(det->cond_failover), "detector.failover:%s", cfg->cluster);
 
     bool checks = dc->n_corruption_queries > 0 || dc->n_amcheck_indexes > 0;
     bool same = det->check_pg && det->check_conninfo && strcmp(det->check_conninfo, dc->conninfo) == 0 &&
@@ -737,12 +775,14 @@ json_t *detector_status_json(const Detector *det)
                           sm->halt_requested, "halt_ms", (json_int_t)det->halt_ms, "restarts_done",
                           (json_int_t)sm->restarts_done, "restart_running", det->restart_child != NULL,
                           "corruption_signals", (json_int_t)sm->signals);
-    if (j && (sm->unreachable_open || sm->corruption_open)) {
+    if (j && (sm->unreachable_open || sm->corruption_open || sm->failover_open)) {
         json_t *open = json_array();
         if (sm->unreachable_open)
             json_array_append_new(open, json_string(det->cond_unreachable));
         if (sm->corruption_open)
             json_array_append_new(open, json_string(det->cond_corruption));
+        if (sm->failover_open)
+            json_array_append_new(open, json_string(det->cond_failover));
         json_object_set_new(j, "open_conditions", open);
     }
     if (!j)
@@ -751,6 +791,10 @@ json_t *detector_status_json(const Detector *det)
         json_object_set_new(j, "checksum_failures", json_integer(sm->checksum_failures));
     if (sm->down)
         json_object_set_new(j, "down_since_ms", json_integer(sm->down_since_ms));
+    if (sm->failover) {
+        static const char *const judged[] = {"", "one_side_only", "no_standby", "primary_failure"};
+        json_object_set_new(j, "failover", json_string(judged[sm->failover]));
+    }
     if (sm->corruption > 0) {
         json_object_set_new(j, "first_signal", json_string(sm->first_signal));
         json_object_set_new(j, "first_signal_ms", json_integer(sm->first_signal_ms));

@@ -24,9 +24,12 @@
 #include "cap/venue/venue.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "detect/detector_sm.h"
 
 /* Incident kinds the detector reports (ScenarioDef.handles names them). */
 #define INCIDENT_CORRUPTION "corruption"
+/* The primary does not answer, the standbys lost it too, and one can be promoted (detector_sm.h). */
+#define INCIDENT_PRIMARY_FAILURE "primary_failure"
 
 typedef struct Detector Detector;
 
@@ -43,6 +46,13 @@ typedef int (*DetectorIncidentFn)(const char *kind, const char *reason, int64_t 
 Detector *detector_new(Core *core, Venue *venue);
 /* Who hears about incidents (the scenario runner); NULL: nobody, an incident is a critical event. */
 void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data);
+/*
+ * Where the detector learns what the replication side says of the primary (the wiring registers
+ * the replication monitor): fill *out for the failures since since_ms (wall ms) and return true,
+ * or false when there is nothing to ask (then a lost primary only halts).
+ */
+typedef bool (*DetectorStandbyViewFn)(int64_t since_ms, DetectorStandbyView *out, void *data);
+void detector_on_standby_view(Detector *det, DetectorStandbyViewFn fn, void *data);
 /* Would detector_apply_config() accept cfg? 0, or <0 with the reason in err. Pure (no I/O). */
 int detector_check_config(const Detector *det, const Config *cfg, char *err, size_t errlen);
 /* Start or re-time the corruption check from cfg->detector (also on reload). After a passed

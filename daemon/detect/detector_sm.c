@@ -26,6 +26,7 @@ static void detector_sm_event(DetectorDecision *out, DetectorEventKind kind, con
 static void detector_sm_clear_decision(DetectorDecision *out)
 {
     out->actions = 0;
+    out->incident = DETECTOR_INCIDENT_CORRUPTION;
     out->n_events = 0;
     out->halt_reason[0] = out->trigger_reason[0] = '\0';
     out->detected_ms = 0;
@@ -52,12 +53,13 @@ void detector_sm_reset(DetectorSm *sm)
 {
     DetectorSmConfig cfg = sm->cfg;
     int64_t cf = sm->checksum_failures;
-    bool unreachable = sm->unreachable_open, corruption = sm->corruption_open;
+    bool unreachable = sm->unreachable_open, corruption = sm->corruption_open, failover = sm->failover_open;
     bool unreachable_maybe = sm->unreachable_maybe, corruption_maybe = sm->corruption_maybe;
     detector_sm_init(sm, &cfg);
     sm->checksum_failures = cf;
     sm->unreachable_open = unreachable;
     sm->corruption_open = corruption;
+    sm->failover_open = failover;
     sm->unreachable_maybe = unreachable_maybe;
     sm->corruption_maybe = corruption_maybe;
 }
@@ -164,6 +166,11 @@ void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failu
     detector_sm_clear_decision(out);
     sm->consecutive_failures = 0;
     sm->failures_since_restart = 0;
+    sm->failover = 0;
+    if (sm->failover_open) {
+        sm->failover_open = false;
+        detector_sm_event(out, DETECTOR_EV_FAILOVER_CLEARED, "the database answers (the primary again, or the promoted standby the probe follows)");
+    }
     if (sm->down) {
         sm->down = false;
         sm->restarts_done = 0;
@@ -209,7 +216,8 @@ void detector_sm_probe_failed(DetectorSm *sm, int64_t now_ms, const char *sqlsta
         detector_sm_signal(sm, now_ms, what, out);
         return;
     }
-    sm->consecutive_failures++;
+    if (sm->consecutive_failures++ == 0)
+        sm->first_failure_ms = now_ms;
     sm->failures_since_restart++;
     if (!sm->down && sm->consecutive_failures >= sm->cfg.halt_after) {
         sm->down = true;
@@ -280,4 +288,53 @@ void detector_sm_restart_result(DetectorSm *sm, int64_t now_ms, bool ok, bool da
     }
     /* It said it started: the next probes decide; failures_since_restart drives a retry. */
     sm->failures_since_restart = 0;
+}
+
+/* ---- primary failure: both sides must agree ---- */
+
+bool detector_sm_wants_standby_view(const DetectorSm *sm, int64_t now_ms)
+{
+    return sm->cfg.failover && sm->down && sm->corruption == 0 && sm->failover != 3 &&
+           now_ms - sm->first_failure_ms >= (int64_t)sm->cfg.failover_grace_ms;
+}
+
+void detector_sm_standby_view(DetectorSm *sm, int64_t now_ms, const DetectorStandbyView *v, DetectorDecision *out)
+{
+    double s = (double)(now_ms - sm->first_failure_ms) / 1000.0;
+
+    detector_sm_clear_decision(out);
+    if (!detector_sm_wants_standby_view(sm, now_ms))
+        return;
+    if (v->primary_answers || v->standbys_lost == 0) {
+        if (sm->failover != 1)
+            detector_sm_event(out, DETECTOR_EV_FAILOVER_ONE_SIDE,
+                              "the primary fails the daemon's probes for %.1fs but %s: trading stays halted, no "
+                              "failover (a network problem between the daemon and the primary?)",
+                              s, v->primary_answers ? "the replication probe still reaches it"
+                                 : v->standbys_asked ? "every standby still streams from it"
+                                                     : "no standby could be asked");
+        sm->failover = 1;
+        sm->failover_open = true;
+        return;
+    }
+    if (!v->candidate[0]) {
+        if (sm->failover != 2)
+            detector_sm_event(out, DETECTOR_EV_FAILOVER_NO_STANDBY,
+                              "primary lost for %.1fs (%s lost its WAL stream too) but no standby can be promoted "
+                              "(%s): trading stays halted, no promotion, operator needed",
+                              s, v->lost_by, v->why[0] ? v->why : "none eligible");
+        sm->failover = 2;
+        sm->failover_open = true;
+        return;
+    }
+    sm->failover = 3;
+    sm->failover_open = true;
+    out->actions |= DETECTOR_ACT_TRIGGER;
+    out->incident = DETECTOR_INCIDENT_PRIMARY_FAILURE;
+    out->detected_ms = sm->first_failure_ms;
+    snprintf(out->trigger_reason, sizeof(out->trigger_reason),
+             "primary failure: the database does not answer for %.1fs (%llu failed probes: %s) and %s lost its WAL "
+             "stream; candidate %s",
+             s, (unsigned long long)sm->consecutive_failures, sm->last_error, v->lost_by, v->candidate);
+    detector_sm_event(out, DETECTOR_EV_PRIMARY_LOST, "%s", out->trigger_reason);
 }

@@ -28,6 +28,16 @@
  *     handled it ends successfully (the damaged database was replaced and trading is live). A run
  *     that fails leaves it open (the corruption is still there): the next run's success or an
  *     operator (drctl alerts resolve) closes it.
+ *   - Primary failure (with a failover section): once DOWN and `failover_grace_ms` after the
+ *     first failed probe of the episode (a primary that answers within the grace was a blip: the
+ *     halt stays, nothing is promoted), the shell asks the replication side for its view
+ *     (DetectorStandbyView) on every further failed probe. Both sides must agree: the daemon's
+ *     probes fail AND at least one standby lost its WAL stream from the primary (and the
+ *     replication probe does not reach the primary either). One side alone (the daemon's own
+ *     network) opens detector.failover as an error and does not fail over. Both sides but no
+ *     standby within failover.maximum_lag: critical, trading stays halted, no promotion. Both
+ *     sides and a candidate: the primary_failure incident, detected_ms = the first failed probe,
+ *     once per episode. The next answer of the database resolves detector.failover.
  */
 #ifndef DRSUP_DETECTOR_SM_H
 #define DRSUP_DETECTOR_SM_H
@@ -48,14 +58,33 @@ typedef struct DetectorSmConfig {
     bool can_restart;          /* a restart command is configured */
     uint64_t restart_attempts; /* >= 1 */
     uint64_t restart_delay_ms;
+    bool failover;             /* a failover section: a lost primary may be a primary_failure */
+    uint64_t failover_grace_ms;
 } DetectorSmConfig;
 
 typedef enum {
     DETECTOR_ACT_HALT = 1u << 0,       /* venue_halt(reason) */
     DETECTOR_ACT_RESTART = 1u << 1,    /* run the restart command after restart_delay_ms */
     DETECTOR_ACT_CHECK_NOW = 1u << 2,  /* run a corruption check now (confirmation) */
-    DETECTOR_ACT_TRIGGER = 1u << 3,    /* scenarios_trigger("database_corruption", reason, detected_ms) */
+    DETECTOR_ACT_TRIGGER = 1u << 3,    /* report the incident `incident` (reason, detected_ms) */
 } DetectorAction;
+
+/* The incident kinds the machine reports (the shell names them, detector.h INCIDENT_*). */
+typedef enum {
+    DETECTOR_INCIDENT_CORRUPTION = 0,
+    DETECTOR_INCIDENT_PRIMARY_FAILURE,
+} DetectorIncident;
+
+/* What the replication side says of the primary since the first failed probe (the shell fills it
+ * from the replication monitor, observe/replication.h). */
+typedef struct DetectorStandbyView {
+    bool primary_answers;     /* the replication probe still reaches the primary */
+    unsigned standbys_asked;  /* standbys that answered since */
+    unsigned standbys_lost;   /* ... and lost their WAL stream from the primary */
+    char lost_by[128];        /* their names */
+    char candidate[64];       /* the standby that would be promoted, "" none */
+    char why[600];            /* no candidate: why each standby is not */
+} DetectorStandbyView;
 
 typedef enum {
     DETECTOR_EV_NONE = 0,
@@ -68,12 +97,17 @@ typedef enum {
     DETECTOR_EV_CONFIRMED,          /* detector.corruption confirmed, scenario triggered */
     DETECTOR_EV_CLEARED,            /* resolves detector.corruption: not confirmed */
     DETECTOR_EV_RECOVERED,          /* resolves detector.corruption: the run that handled it succeeded */
+    DETECTOR_EV_FAILOVER_ONE_SIDE,  /* opens detector.failover: only the daemon's probes fail */
+    DETECTOR_EV_FAILOVER_NO_STANDBY,/* opens detector.failover (critical): primary lost, nothing to promote */
+    DETECTOR_EV_PRIMARY_LOST,       /* opens detector.failover (critical): both sides agree, incident reported */
+    DETECTOR_EV_FAILOVER_CLEARED,   /* resolves detector.failover: the database answers */
 } DetectorEventKind;
 
 #define DETECTOR_MAX_EVENTS 3
 
 typedef struct DetectorDecision {
     unsigned actions;             /* DetectorAction bits */
+    DetectorIncident incident;    /* with DETECTOR_ACT_TRIGGER */
     char halt_reason[320];        /* with DETECTOR_ACT_HALT */
     char trigger_reason[640];     /* with DETECTOR_ACT_TRIGGER */
     int64_t detected_ms;          /* with DETECTOR_ACT_TRIGGER: the first signal's time */
@@ -100,6 +134,9 @@ typedef struct DetectorSm {
     uint64_t restarts_done;       /* attempts made while DOWN */
     bool restart_pending;         /* an attempt is scheduled or running */
     int64_t down_since_ms;
+    int64_t first_failure_ms;     /* the first failed probe of this run of failures */
+    int failover;                 /* 0 not judged, 1 one side only, 2 no standby, 3 incident reported */
+    bool failover_open;           /* detector.failover */
     char last_error[256];
     /* conditions opened and not resolved yet; kept by a re-arm (see the rules above) */
     bool unreachable_open;        /* detector.unreachable, detector.restart */
@@ -136,6 +173,11 @@ void detector_sm_check_result(DetectorSm *sm, int64_t now_ms, int64_t started_ms
  * (`evidence` quotes it). */
 void detector_sm_restart_result(DetectorSm *sm, int64_t now_ms, bool ok, bool damage, const char *evidence,
                                 DetectorDecision *out);
+
+/* Should the shell ask for the replication side's view now (down, past the grace, not decided)? */
+bool detector_sm_wants_standby_view(const DetectorSm *sm, int64_t now_ms);
+/* The replication side's view, asked for because detector_sm_wants_standby_view() said so. */
+void detector_sm_standby_view(DetectorSm *sm, int64_t now_ms, const DetectorStandbyView *v, DetectorDecision *out);
 
 /* The current phase (CONFIRMED > SUSPECT > DOWN > HEALTHY). */
 DetectorPhase detector_sm_phase(const DetectorSm *sm);

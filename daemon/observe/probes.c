@@ -62,7 +62,8 @@ struct Probes {
     ProbeSink sink;
     Probe db, platform;
     PgConn *pg;
-    char *conninfo;
+    char *conninfo;    /* the one the probe uses: database.conninfo, or retargeted to `server` */
+    char *server;      /* probes_set_server: the promoted node's conninfo, or NULL */
     PgConnOptions pg_opts;
     char dbname[64];   /* the database the probe connects to (for the lease's declarations) */
     char *health_url;
@@ -81,6 +82,7 @@ static void probes_maybe_closed(Probes *p)
     void (*cb)(void *) = p->closed_cb;
     void *data = p->closed_data;
     free(p->conninfo);
+    free(p->server);
     free(p->health_url);
     free(p);
     if (cb)
@@ -385,15 +387,23 @@ static int probes_configure_db(Probes *p, const Config *cfg)
 
     snprintf(p->db.condition, sizeof(p->db.condition), "database.down:%s", cfg->cluster);
     p->db.down_after = (uint64_t)db->down_after;
-    bool same = p->pg && p->conninfo && strcmp(p->conninfo, db->conninfo) == 0 &&
+    char *target = NULL;
+    if (p->server) {
+        int r = pgconn_conninfo_retarget(db->conninfo, p->server, &target);
+        if (r < 0)
+            return r;
+    }
+    const char *conninfo = target ? target : db->conninfo;
+    bool same = p->pg && p->conninfo && strcmp(p->conninfo, conninfo) == 0 &&
                 memcmp(&opts, &p->pg_opts, sizeof(opts)) == 0;
     if (!same) {
-        PgConn *pg = pgconn_new_msg(p->core->loop, db->conninfo, &opts, &msg);
+        PgConn *pg = pgconn_new_msg(p->core->loop, conninfo, &opts, &msg);
         if (!pg) {
             char red[512];
-            log_redact_conninfo(db->conninfo, red, sizeof(red));
+            log_redact_conninfo(conninfo, red, sizeof(red));
             log_error("probe.database", "cannot use conninfo '%s': %s", red, msg ? msg : "out of memory");
             free(msg);
+            free(target);
             return DR_ECONFIG;
         }
         if (p->pg) {
@@ -405,10 +415,11 @@ static int probes_configure_db(Probes *p, const Config *cfg)
         p->pg_opts = opts;
         pgconn_set_lost_cb(pg, probes_on_db_lost, &p->db);
         free(p->conninfo);
-        p->conninfo = strdup(db->conninfo);
-        probes_dbname(db->conninfo, p->dbname, sizeof(p->dbname));
+        p->conninfo = strdup(conninfo);
+        probes_dbname(conninfo, p->dbname, sizeof(p->dbname));
         probes_set_target(&p->db, p->dbname[0] ? p->dbname : "default");
     }
+    free(target);
     if (p->db.interval_ms != db->probe_interval_ms || !uv_is_active((uv_handle_t *)&p->db.timer)) {
         p->db.interval_ms = db->probe_interval_ms;
         uv_timer_start(&p->db.timer, probes_db_tick, 0, db->probe_interval_ms);
@@ -497,4 +508,19 @@ void probes_close(Probes *p, void (*closed_cb)(void *data), void *data)
     p->pending += 2;
     uv_close((uv_handle_t *)&p->db.timer, probes_on_timer_closed);
     uv_close((uv_handle_t *)&p->platform.timer, probes_on_timer_closed);
+}
+
+int probes_set_server(Probes *p, const char *server)
+{
+    char *copy = server ? strdup(server) : NULL;
+    if (server && !copy)
+        return -ENOMEM;
+    free(p->server);
+    p->server = copy;
+    if (p->closing)
+        return DR_ECANCELED;
+    int r = probes_configure_db(p, p->core->cfg);
+    if (r == 0 && server)
+        log_notice("probe.database", "the liveness probe follows the primary to another server now");
+    return r;
 }

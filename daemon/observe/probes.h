@@ -29,6 +29,12 @@ Probes *probes_new(Core *core, const ProbeSink *sink);
 int probes_check_config(const Probes *p, const Config *cfg, char *err, size_t errlen);
 /* Apply a configuration probes_check_config() accepted: fails only on DR_ECANCELED or -ENOMEM. */
 int probes_apply_config(Probes *p, const Config *cfg);
+/*
+ * Probe the database on another server from now on (a standby was promoted): database.conninfo
+ * with host, hostaddr and port taken from `server` (a node's conninfo), also across reloads;
+ * NULL goes back to database.conninfo as written. 0, DR_ECONFIG (unusable), -ENOMEM.
+ */
+int probes_set_server(Probes *p, const char *server);
 void probes_close(Probes *p, void (*closed_cb)(void *data), void *data);
 
 #endif

@@ -22,6 +22,7 @@
 #include "err.h"
 #include "log.h"
 #include "child.h"
+#include "atomicfile.h"
 #include "pgconn.h"
 
 /* One round trip per node: a JSON object of everything the classification needs. Every
@@ -47,7 +48,8 @@
 typedef struct ReplNode {
     struct Replication *owner;
     char *name, *conninfo;
-    bool primary;
+    bool primary;        /* taken as the primary now (the record of a promotion, else the configuration) */
+    bool cfg_primary;    /* role: primary in replication.nodes */
     int64_t priority;
     PgConn *pg;
     bool busy;
@@ -59,6 +61,9 @@ typedef struct ReplNode {
     int64_t lag_bytes;
     double lag_s;
     char why[400];
+    ReplState good_state;  /* the last judgment while it replicated (ok or lagging), and when */
+    int64_t good_lag_bytes;
+    int64_t good_ms;
 } ReplNode;
 
 /* A failover_status call waiting for the fence check. */
@@ -77,6 +82,14 @@ struct Replication {
     char fence_msg[400];
     ReplNode *nodes;
     size_t n_nodes;
+    /* the record of the last promotion (state_dir/primary.json), read once at start */
+    bool record_loaded;
+    char recorded_primary[64]; /* "" when none: the configured roles hold */
+    int64_t recorded_timeline;
+    int64_t recorded_ms;
+    char recorded_run[96];
+    ReplPrimaryFn primary_fn;
+    void *primary_data;
     uv_timer_t timer;
     int outstanding; /* answers still expected in this round */
     int pending;     /* handles and connections still open */
@@ -163,16 +176,20 @@ ReplState replication_classify(const ConfigReplication *cfg, const char *name, c
 
 /* ---- conditions ---- */
 
+static void repl_condition_keys(const Replication *r, const ReplNode *n, char *lagkey, char *brokenkey, size_t len)
+{
+    snprintf(lagkey, len, "replication.lag:%s/%s", r->core->cfg->cluster, n->name);
+    snprintf(brokenkey, len, "replication.broken:%s/%s", r->core->cfg->cluster, n->name);
+}
+
 static void repl_transition(Replication *r, ReplNode *n, ReplState to)
 {
-    const char *cluster = r->core->cfg->cluster;
     char lagkey[256], brokenkey[256];
     ReplState from = n->state;
     json_t *det = json_pack("{s:s,s:s,s:I,s:f,s:s}", "node", n->name, "state", replication_state_name(to), "lag_bytes",
                             (json_int_t)n->lag_bytes, "lag_s", n->lag_s, "reason", n->why);
 
-    snprintf(lagkey, sizeof(lagkey), "replication.lag:%s/%s", cluster, n->name);
-    snprintf(brokenkey, sizeof(brokenkey), "replication.broken:%s/%s", cluster, n->name);
+    repl_condition_keys(r, n, lagkey, brokenkey, sizeof(lagkey));
     n->state = to;
     if ((from == REPL_LAG_WARNING || from == REPL_LAG_CRITICAL) && to != REPL_LAG_WARNING && to != REPL_LAG_CRITICAL)
         events_emit(r->core->events, SEV_INFO, "replication.lag", lagkey, true, det,
@@ -210,6 +227,11 @@ static void repl_evaluate(Replication *r)
                                             sizeof(why));
         if (st == REPL_UNKNOWN)
             continue; /* nothing learnt this round: keep what is reported */
+        if (st != REPL_BROKEN) {
+            n->good_state = st;
+            n->good_lag_bytes = bytes;
+            n->good_ms = n->sampled_ms;
+        }
         n->lag_bytes = bytes;
         n->lag_s = secs;
         memcpy(n->why, why, sizeof(why));
@@ -274,6 +296,15 @@ static void repl_on_timer(uv_timer_t *t)
 
 /* ---- replication_status ---- */
 
+static const ReplNode *repl_primary(const Replication *r)
+{
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (r->nodes[i].primary)
+            return &r->nodes[i];
+    return NULL;
+}
+
+
 static void repl_set_copy(json_t *o, const char *key, const json_t *v)
 {
     json_object_set_new(o, key, v ? json_deep_copy(v) : json_null());
@@ -317,11 +348,21 @@ static json_t *repl_status_json(const Replication *r)
     /* Nagios (repmgr node check): 0 ok, 1 warning, 2 critical, 3 unknown */
     int nagios = crit ? 2 : warn ? 1 : (unknown || !any_standby) ? 3 : 0;
     static const char *const words[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
-    return json_pack("{s:b,s:o,s:s,s:i,s:I,s:I,s:I,s:I}", "enabled", r->n_nodes > 0, "nodes",
-                     nodes ? nodes : json_array(), "check", words[nagios], "nagios", nagios, "lag_bytes_warning",
-                     (json_int_t)r->cfg->lag_bytes_warning, "lag_bytes_critical", (json_int_t)r->cfg->lag_bytes_critical,
-                     "lag_warning_ms", (json_int_t)r->cfg->lag_warning_ms, "lag_critical_ms",
-                     (json_int_t)r->cfg->lag_critical_ms);
+    const ReplNode *primary = repl_primary(r);
+    json_t *o = json_pack("{s:b,s:o,s:s,s:i,s:I,s:I,s:I,s:I,s:s?}", "enabled", r->n_nodes > 0, "nodes",
+                          nodes ? nodes : json_array(), "check", words[nagios], "nagios", nagios, "lag_bytes_warning",
+                          (json_int_t)r->cfg->lag_bytes_warning, "lag_bytes_critical",
+                          (json_int_t)r->cfg->lag_bytes_critical, "lag_warning_ms", (json_int_t)r->cfg->lag_warning_ms,
+                          "lag_critical_ms", (json_int_t)r->cfg->lag_critical_ms, "primary",
+                          primary ? primary->name : NULL);
+    /* the last promotion's record, when it decides the roles (state_dir/primary.json) */
+    if (o)
+        json_object_set_new(o, "promotion", r->recorded_primary[0]
+                                                ? json_pack("{s:s,s:I,s:s,s:I}", "primary", r->recorded_primary,
+                                                            "timeline", (json_int_t)r->recorded_timeline, "run",
+                                                            r->recorded_run, "at_ms", (json_int_t)r->recorded_ms)
+                                                : json_null());
+    return o;
 }
 
 static void repl_cmd_status(CtlCall *call, const json_t *args, void *data)
@@ -332,50 +373,338 @@ static void repl_cmd_status(CtlCall *call, const json_t *args, void *data)
 
 static void repl_maybe_closed(Replication *r);
 
+/* ---- the promotion candidate (pure) ---- */
+
+int replication_choose_candidate(ReplCandidate *c, size_t n, int64_t primary_timeline, uint64_t maximum_lag_bytes)
+{
+    int best = -1;
+
+    for (size_t i = 0; i < n; i++) {
+        ReplCandidate *k = &c[i];
+        if (k->why_not[0])
+            continue; /* the caller's reason */
+        if (k->priority == 0)
+            snprintf(k->why_not, sizeof(k->why_not), "priority 0: never promoted");
+        else if (k->state == REPL_UNKNOWN || k->state == REPL_BROKEN)
+            snprintf(k->why_not, sizeof(k->why_not), "%s",
+                     k->state == REPL_BROKEN ? "replication is broken" : "its replication is not known yet");
+        else if (k->lag_bytes < 0 || (uint64_t)k->lag_bytes > maximum_lag_bytes)
+            snprintf(k->why_not, sizeof(k->why_not), "%lld bytes behind, more than failover.maximum_lag (%llu)",
+                     (long long)k->lag_bytes, (unsigned long long)maximum_lag_bytes);
+        else if (primary_timeline >= 0 && k->timeline >= 0 && primary_timeline != k->timeline)
+            snprintf(k->why_not, sizeof(k->why_not), "on another timeline than the primary");
+        if (k->why_not[0])
+            continue;
+        if (best < 0) {
+            best = (int)i;
+            continue;
+        }
+        const ReplCandidate *b = &c[best];
+        /* the most WAL received first (else the least behind), then priority */
+        bool lsns = k->received_lsn && b->received_lsn;
+        if ((lsns && k->received_lsn != b->received_lsn) ? k->received_lsn > b->received_lsn
+            : (!lsns && k->lag_bytes != b->lag_bytes)   ? k->lag_bytes < b->lag_bytes
+                                                         : k->priority > b->priority)
+            best = (int)i;
+    }
+    return best;
+}
+
+/* "16/B374D848" as a number, 0 when it is not a WAL position. */
+static uint64_t repl_lsn(const json_t *v)
+{
+    unsigned hi, lo;
+    const char *s = json_string_value(v);
+    return s && sscanf(s, "%X/%X", &hi, &lo) == 2 ? ((uint64_t)hi << 32) | lo : 0;
+}
+
+/* The standbys as candidates (c has room for every node; returns how many): with since_ms > 0
+ * (the primary is lost since then) each as it was last judged while replicating, see
+ * replication_failover_view. */
+static size_t repl_candidates(const Replication *r, int64_t since_ms, ReplCandidate *c, const ReplNode **nodes)
+{
+    size_t k = 0;
+    int64_t horizon = (int64_t)(2 * r->cfg->interval_ms + 2 * r->cfg->timeout_ms);
+
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const ReplNode *n = &r->nodes[i];
+        const json_t *tl = json_object_get(n->sample, "timeline");
+        if (n->primary)
+            continue;
+        ReplCandidate *x = &c[k];
+        *x = (ReplCandidate){.name = n->name, .priority = n->priority, .state = n->state, .lag_bytes = n->lag_bytes,
+                             .timeline = json_is_integer(tl) ? json_integer_value(tl) : -1,
+                             .received_lsn = repl_lsn(json_object_get(n->sample, "receive_lsn"))};
+        if (since_ms > 0) {
+            if (n->good_ms && n->good_ms + horizon >= since_ms) {
+                x->state = n->good_state;
+                x->lag_bytes = n->good_lag_bytes;
+            } else {
+                x->state = n->state == REPL_BROKEN ? REPL_BROKEN : REPL_UNKNOWN;
+            }
+            if (!json_is_true(json_object_get(n->sample, "reachable")))
+                snprintf(x->why_not, sizeof(x->why_not), "cannot be asked now");
+            else if (!json_is_true(json_object_get(n->sample, "in_recovery")))
+                snprintf(x->why_not, sizeof(x->why_not), "not in recovery (promoted already?)");
+        }
+        nodes[k++] = n;
+    }
+    return k;
+}
+
+static int64_t repl_primary_timeline(const Replication *r)
+{
+    const ReplNode *p = repl_primary(r);
+    const json_t *tl = p ? json_object_get(p->sample, "timeline") : NULL;
+    return json_is_integer(tl) ? json_integer_value(tl) : -1;
+}
+
+void replication_failover_view(const Replication *r, int64_t since_ms, ReplFailoverView *v)
+{
+    const ReplNode *primary = repl_primary(r);
+    ReplCandidate *c = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*c));
+    const ReplNode **nodes = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*nodes));
+    size_t o = 0;
+
+    memset(v, 0, sizeof(*v));
+    v->candidate_lag_bytes = -1;
+    if (primary)
+        snprintf(v->primary, sizeof(v->primary), "%s", primary->name);
+    if (!c || !nodes || !r->cfg) {
+        snprintf(v->why, sizeof(v->why), "out of memory");
+        free(c);
+        free(nodes);
+        return;
+    }
+    v->primary_answered = primary && primary->sampled_ms > since_ms &&
+                          json_is_true(json_object_get(primary->sample, "reachable"));
+    size_t k = repl_candidates(r, since_ms, c, nodes);
+    v->configured = r->cfg->failover.enabled && k > 0;
+    for (size_t i = 0; i < k; i++) {
+        const ReplNode *n = nodes[i];
+        const char *st = json_string_value(json_object_get(json_object_get(n->sample, "receiver"), "status"));
+        if (n->sampled_ms <= since_ms || !json_is_true(json_object_get(n->sample, "reachable")))
+            continue;
+        v->standbys_asked++;
+        if (json_is_true(json_object_get(n->sample, "in_recovery")) && (!st || strcmp(st, "streaming"))) {
+            size_t l = strlen(v->lost_by);
+            snprintf(v->lost_by + l, sizeof(v->lost_by) - l, "%s%s", l ? "," : "", n->name);
+            v->standbys_lost++;
+        }
+    }
+    int best = replication_choose_candidate(c, k, since_ms > 0 ? -1 : repl_primary_timeline(r),
+                                            r->cfg->failover.maximum_lag_bytes);
+    if (best >= 0) {
+        snprintf(v->candidate, sizeof(v->candidate), "%s", c[best].name);
+        snprintf(v->candidate_conninfo, sizeof(v->candidate_conninfo), "%s", nodes[best]->conninfo);
+        v->candidate_lsn = c[best].received_lsn;
+        v->candidate_lag_bytes = c[best].lag_bytes;
+        v->candidate_priority = c[best].priority;
+    }
+    for (size_t i = 0; best < 0 && i < k && o < sizeof(v->why); i++)
+        o += (size_t)snprintf(v->why + o, sizeof(v->why) - o, "%s%s: %s", i ? "; " : "", c[i].name, c[i].why_not);
+    if (best < 0 && k == 0)
+        snprintf(v->why, sizeof(v->why), "no standby is configured");
+    free(c);
+    free(nodes);
+}
+
+const char *replication_node_conninfo(const Replication *r, const char *name)
+{
+    for (size_t i = 0; name && i < r->n_nodes; i++)
+        if (!strcmp(r->nodes[i].name, name))
+            return r->nodes[i].conninfo;
+    return NULL;
+}
+
+/* ---- the record of the primary (state_dir/primary.json) ---- */
+
+/* Which node is the primary: the recorded one when it is configured, else the configured role. */
+static void repl_apply_roles(Replication *r)
+{
+    bool known = r->recorded_primary[0] && replication_node_conninfo(r, r->recorded_primary);
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        ReplNode *n = &r->nodes[i];
+        bool was = n->primary;
+        n->primary = known ? !strcmp(n->name, r->recorded_primary) : n->cfg_primary;
+        if (was != n->primary) {
+            char lagkey[256], brokenkey[256];
+            repl_condition_keys(r, n, lagkey, brokenkey, sizeof(lagkey));
+            /* a standby's conditions do not outlive its promotion */
+            if (n->primary && (n->state == REPL_LAG_WARNING || n->state == REPL_LAG_CRITICAL))
+                events_emit(r->core->events, SEV_INFO, "replication.lag", lagkey, true, NULL,
+                            "%s is the primary now: no replication lag to watch", n->name);
+            if (n->primary && n->state == REPL_BROKEN)
+                events_emit(r->core->events, SEV_INFO, "replication.broken", brokenkey, true, NULL,
+                            "%s is the primary now: its replication as a standby is over", n->name);
+            n->state = n->candidate = REPL_UNKNOWN; /* judged afresh in its new role */
+            n->seen = n->good_ms = 0;
+            n->lag_bytes = -1;
+        }
+    }
+}
+
+static void repl_record_path(const Replication *r, char *out, size_t n)
+{
+    snprintf(out, n, "%s/primary.json", r->core->cfg->state_dir);
+}
+
+/* At start (before the loop runs, like the configuration itself): a small file read in place. */
+static void repl_load_record(Replication *r)
+{
+    char path[1024], *data = NULL;
+    size_t len = 0;
+
+    r->record_loaded = true;
+    repl_record_path(r, path, sizeof(path));
+    int rc = atomicfile_read_all(path, 65536, &data, &len);
+    if (rc == -ENOENT)
+        return;
+    json_t *j = rc == 0 ? json_loadb(data, len, 0, NULL) : NULL;
+    free(data);
+    const char *node = json_string_value(json_object_get(j, "primary"));
+    if (!node || strlen(node) >= sizeof(r->recorded_primary)) {
+        events_emit(r->core->events, SEV_CRITICAL, "replication.primary", NULL, false, NULL,
+                    "cannot read the record of the last promotion '%s' (%s): the configured roles are used",
+                    path, rc < 0 ? err_str(rc) : "not a record");
+        json_decref(j);
+        return;
+    }
+    snprintf(r->recorded_primary, sizeof(r->recorded_primary), "%s", node);
+    snprintf(r->recorded_run, sizeof(r->recorded_run), "%s", json_string_value(json_object_get(j, "run")) ?: "");
+    r->recorded_timeline = json_integer_value(json_object_get(j, "timeline"));
+    r->recorded_ms = json_integer_value(json_object_get(j, "at_ms"));
+    json_decref(j);
+}
+
+/* Tell the listener which node is the primary when a record says so. */
+static void repl_tell_primary(Replication *r)
+{
+    const char *ci = replication_node_conninfo(r, r->recorded_primary);
+    if (r->primary_fn && r->recorded_primary[0] && ci)
+        r->primary_fn(r->recorded_primary, ci, r->primary_data);
+}
+
+void replication_on_primary(Replication *r, ReplPrimaryFn fn, void *data)
+{
+    r->primary_fn = fn;
+    r->primary_data = data;
+    repl_tell_primary(r);
+}
+
+typedef struct ReplRecord {
+    uv_work_t req;
+    Replication *r;
+    char path[1024];
+    char *text;
+    int status;
+    char node[64], run[96];
+    int64_t timeline, at_ms;
+    ReplRecordDone done;
+    void *data;
+} ReplRecord;
+
+static void repl_record_work(uv_work_t *req)
+{
+    ReplRecord *w = req->data;
+    w->status = atomicfile_write(w->path, w->text, strlen(w->text), 0640);
+}
+
+static void repl_record_done(uv_work_t *req, int status)
+{
+    ReplRecord *w = req->data;
+    Replication *r = w->r;
+
+    r->pending--;
+    if (status < 0 && w->status == 0)
+        w->status = status;
+    if (w->status == 0 && !r->closing) {
+        const ReplNode *was = repl_primary(r);
+        const char *old = was ? was->name : "?";
+        json_t *det = json_pack("{s:s,s:s,s:I,s:s}", "node", w->node, "previous", old, "timeline",
+                                (json_int_t)w->timeline, "run", w->run);
+        snprintf(r->recorded_primary, sizeof(r->recorded_primary), "%s", w->node);
+        snprintf(r->recorded_run, sizeof(r->recorded_run), "%s", w->run);
+        r->recorded_timeline = w->timeline;
+        r->recorded_ms = w->at_ms;
+        events_emit(r->core->events, SEV_WARNING, "replication.primary", NULL, false, det,
+                    "%s is the primary now (timeline %lld, run %s; was %s): recorded in '%s'", w->node,
+                    (long long)w->timeline, w->run, old, w->path);
+        json_decref(det);
+        repl_apply_roles(r);
+        repl_tell_primary(r);
+    }
+    if (w->done)
+        w->done(w->status, w->data);
+    free(w->text);
+    free(w);
+    repl_maybe_closed(r);
+}
+
+void replication_record_primary(Replication *r, const char *node, int64_t timeline, const char *run,
+                                ReplRecordDone done, void *data)
+{
+    ReplRecord *w = calloc(1, sizeof(*w));
+    int rc = -ENOMEM;
+
+    if (w) {
+        w->req.data = w;
+        w->r = r;
+        w->done = done;
+        w->data = data;
+        w->timeline = timeline;
+        w->at_ms = clock_wall_ms();
+        snprintf(w->node, sizeof(w->node), "%s", node);
+        snprintf(w->run, sizeof(w->run), "%s", run ? run : "");
+        repl_record_path(r, w->path, sizeof(w->path));
+        json_t *j = json_pack("{s:s,s:I,s:s,s:I}", "primary", node, "timeline", (json_int_t)timeline, "run", w->run,
+                              "at_ms", (json_int_t)w->at_ms);
+        w->text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        rc = r->closing ? DR_ECANCELED : !w->text ? -ENOMEM : uv_queue_work(r->core->loop, &w->req, repl_record_work,
+                                                                           repl_record_done);
+        if (rc == 0) {
+            r->pending++;
+            return;
+        }
+        free(w->text);
+        free(w);
+    }
+    done(rc, data);
+}
+
 /* ---- failover_status ---- */
 
 /* Would a failover succeed now? Which standby, and why not the others. */
 static json_t *repl_failover_json(const Replication *r)
 {
     const ConfigFailover *f = &r->cfg->failover;
-    const ReplNode *primary = NULL, *best = NULL;
+    const ReplNode *primary = repl_primary(r);
+    ReplCandidate *c = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*c));
+    const ReplNode **nodes = calloc(r->n_nodes ? r->n_nodes : 1, sizeof(*nodes));
     json_t *cands = json_array();
     const char *why = NULL;
-    char buf[300];
 
-    for (size_t i = 0; i < r->n_nodes; i++)
-        if (r->nodes[i].primary)
-            primary = &r->nodes[i];
-    const json_t *ptl = primary ? json_object_get(primary->sample, "timeline") : NULL;
-    for (size_t i = 0; cands && i < r->n_nodes; i++) {
-        const ReplNode *n = &r->nodes[i];
-        const json_t *tl = json_object_get(n->sample, "timeline");
-        const char *no = NULL;
-        if (n->primary)
-            continue;
-        if (n->priority == 0)
-            no = "priority 0: never promoted";
-        else if (n->state == REPL_UNKNOWN || n->state == REPL_BROKEN)
-            no = n->state == REPL_BROKEN ? "replication is broken" : "its replication is not known yet";
-        else if (n->lag_bytes < 0 || (uint64_t)n->lag_bytes > f->maximum_lag_bytes) {
-            snprintf(buf, sizeof(buf), "%lld bytes behind, more than failover.maximum_lag (%llu)", (long long)n->lag_bytes,
-                     (unsigned long long)f->maximum_lag_bytes);
-            no = buf;
-        } else if (json_is_integer(ptl) && json_is_integer(tl) && json_integer_value(ptl) != json_integer_value(tl))
-            no = "on another timeline than the primary";
-        json_array_append_new(cands, json_pack("{s:s,s:I,s:s,s:I,s:O?,s:b,s:s?}", "name", n->name, "priority",
-                                               (json_int_t)n->priority, "state", replication_state_name(n->state),
-                                               "lag_bytes", (json_int_t)n->lag_bytes, "timeline", tl, "eligible",
-                                               no == NULL, "reason", no));
-        /* the most WAL received first (the least behind), then priority */
-        if (!no && (!best || n->lag_bytes < best->lag_bytes ||
-                    (n->lag_bytes == best->lag_bytes && n->priority > best->priority)))
-            best = n;
+    if (!c || !nodes) {
+        free(c);
+        free(nodes);
+        json_decref(cands);
+        return NULL;
+    }
+    size_t k = repl_candidates(r, 0, c, nodes);
+    int best = replication_choose_candidate(c, k, repl_primary_timeline(r), f->maximum_lag_bytes);
+    for (size_t i = 0; cands && i < k; i++) {
+        const json_t *tl = json_object_get(nodes[i]->sample, "timeline");
+        json_array_append_new(cands, json_pack("{s:s,s:I,s:s,s:I,s:O?,s:b,s:s?}", "name", c[i].name, "priority",
+                                               (json_int_t)c[i].priority, "state", replication_state_name(c[i].state),
+                                               "lag_bytes", (json_int_t)c[i].lag_bytes, "timeline", tl, "eligible",
+                                               c[i].why_not[0] == '\0', "reason",
+                                               c[i].why_not[0] ? c[i].why_not : NULL));
     }
     bool check_ok = f->n_fence_check == 0 || (r->fence_checked_ms && r->fence_ok);
     if (!f->enabled)
         why = "no failover section is configured";
-    else if (!best)
+    else if (best < 0)
         why = "no standby is eligible (see candidates)";
     else if (!f->n_fence)
         why = "no fence hook is configured: the old primary could keep accepting writes";
@@ -384,8 +713,10 @@ static json_t *repl_failover_json(const Replication *r)
     else if (!f->n_repoint)
         why = "no repoint hook is configured: the platform would keep writing to the old primary";
     json_t *o = json_pack("{s:b,s:b,s:s?,s:s?,s:o,s:I}", "configured", f->enabled, "would_succeed", why == NULL, "why",
-                          why, "candidate", best ? best->name : NULL, "candidates", cands ? cands : json_array(),
+                          why, "candidate", best >= 0 ? c[best].name : NULL, "candidates", cands ? cands : json_array(),
                           "maximum_lag_bytes", (json_int_t)f->maximum_lag_bytes);
+    free(c);
+    free(nodes);
     if (o) {
         json_object_set_new(o, "ok", json_boolean(why == NULL));
         json_object_set_new(o, "primary", json_pack("{s:s?,s:b}", "name", primary ? primary->name : NULL, "reachable",
@@ -412,21 +743,14 @@ static void repl_answer_asks(Replication *r)
 static void repl_on_fence_checked(ChildProc *c, int64_t status, int sig, void *data)
 {
     Replication *r = data;
-    size_t len = 0;
-    const char *err = child_stderr(c, &len);
-    char how[64];
+    char how[300];
 
     r->fence_check = NULL;
     r->pending--;
     r->fence_checked_ms = clock_wall_ms();
-    r->fence_ok = status == 0 && sig == 0;
-    if (child_timed_out(c))
-        snprintf(how, sizeof(how), "timed out");
-    else
-        child_describe_exit(status, sig, how, sizeof(how));
-    size_t tail = len > 200 ? 200 : len;
-    snprintf(r->fence_msg, sizeof(r->fence_msg), "the fence check %s%s%.*s", how, tail ? ": " : "", (int)tail,
-             err ? err + (len - tail) : "");
+    r->fence_ok = status == 0 && sig == 0 && !child_timed_out(c);
+    snprintf(r->fence_msg, sizeof(r->fence_msg), "the fence check %s",
+             child_describe_outcome(c, status, sig, 200, how, sizeof(how)));
     child_free(c);
     if (!r->closing)
         repl_answer_asks(r);
@@ -582,7 +906,7 @@ static bool repl_same_nodes(const Replication *r, const ConfigReplication *c)
         return false;
     for (size_t i = 0; i < c->n_nodes; i++)
         if (strcmp(r->nodes[i].name, c->nodes[i].name) || strcmp(r->nodes[i].conninfo, c->nodes[i].conninfo) ||
-            r->nodes[i].primary != c->nodes[i].primary)
+            r->nodes[i].cfg_primary != c->nodes[i].primary)
             return false;
     return true;
 }
@@ -614,7 +938,7 @@ int replication_apply_config(Replication *r, const Config *cfg)
                               .reconnect_min_ms = 100, .reconnect_max_ms = c->interval_ms};
         for (size_t i = 0; i < c->n_nodes; i++) {
             ReplNode *n = &r->nodes[i];
-            *n = (ReplNode){.owner = r, .primary = c->nodes[i].primary, .priority = c->nodes[i].priority,
+            *n = (ReplNode){.owner = r, .cfg_primary = c->nodes[i].primary, .priority = c->nodes[i].priority,
                             .lag_bytes = -1, .lag_s = -1};
             n->name = strdup(c->nodes[i].name);
             n->conninfo = strdup(c->nodes[i].conninfo);
@@ -625,6 +949,12 @@ int replication_apply_config(Replication *r, const Config *cfg)
     }
     for (size_t i = 0; i < r->n_nodes && i < c->n_nodes; i++)
         r->nodes[i].priority = c->nodes[i].priority; /* a reload may change only these */
+    bool first = !r->record_loaded;
+    if (first)
+        repl_load_record(r);
+    repl_apply_roles(r);
+    if (first)
+        repl_tell_primary(r);
     uv_timer_stop(&r->timer);
     if (r->n_nodes) {
         uv_timer_start(&r->timer, repl_on_timer, 0, c->interval_ms);

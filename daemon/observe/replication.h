@@ -14,6 +14,7 @@
 #define DRSUP_REPLICATION_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,70 @@ Replication *replication_new(Core *core);
 /* Apply the replication section (connections remade when the nodes change). 0 or -ENOMEM. */
 int replication_apply_config(Replication *r, const Config *cfg);
 void replication_close(Replication *r, void (*closed_cb)(void *data), void *data);
+
+/*
+ * One standby as the choice of a promotion candidate sees it. why_not set by the caller (not
+ * empty) makes it ineligible with that reason; the choice fills it for the others it refuses.
+ */
+typedef struct ReplCandidate {
+    const char *name;
+    int64_t priority;        /* 0: never promoted */
+    ReplState state;         /* replicating: ok or lagging */
+    int64_t lag_bytes;       /* WAL not replayed, -1 unknown */
+    int64_t timeline;        /* -1 unknown (then not compared) */
+    uint64_t received_lsn;   /* pg_last_wal_receive_lsn(), 0 unknown */
+    char why_not[200];       /* "" when eligible */
+} ReplCandidate;
+
+/*
+ * The standby to promote among c[0..n): replicating, within maximum_lag_bytes, on the primary's
+ * timeline (when both are known) and priority above 0; of those the one that received the most
+ * WAL (when both positions are known, else the least behind), then the highest priority. Fills
+ * why_not of every other; returns the index chosen or -1. Pure: used by failover-status, the
+ * detection of a primary failure and the primary_failure scenario's choice.
+ */
+int replication_choose_candidate(ReplCandidate *c, size_t n, int64_t primary_timeline, uint64_t maximum_lag_bytes);
+
+/* The cluster as a promotion sees it (replication_failover_view). */
+typedef struct ReplFailoverView {
+    bool configured;           /* a failover section and at least one standby */
+    char primary[64];          /* the node taken as the primary now */
+    bool primary_answered;     /* the primary answered a replication probe after since_ms */
+    unsigned standbys_asked;   /* standbys that answered after since_ms */
+    unsigned standbys_lost;    /* of those, the ones whose WAL receiver is not streaming */
+    char lost_by[128];         /* their names, comma separated */
+    char candidate[64];        /* "" when no standby is eligible */
+    char candidate_conninfo[1024];
+    uint64_t candidate_lsn;    /* its received position, 0 unknown */
+    int64_t candidate_lag_bytes;
+    int64_t candidate_priority;
+    char why[600];             /* no candidate: each standby's reason */
+} ReplFailoverView;
+
+/*
+ * What the standbys say of the primary since since_ms (wall ms; the first failed probe), and
+ * which standby would be promoted. With since_ms > 0 a standby's eligibility is its last judgment
+ * while it still replicated, if that was at most two rounds before since_ms (once the primary is
+ * gone the standby no longer streams and is judged broken); it must still answer and be in
+ * recovery. since_ms 0: the current judgment (failover-status).
+ */
+void replication_failover_view(const Replication *r, int64_t since_ms, ReplFailoverView *v);
+
+/* A node's conninfo (replication.nodes), NULL when unknown. Borrowed, valid until the next reload. */
+const char *replication_node_conninfo(const Replication *r, const char *name);
+
+/*
+ * Record durably that `node` is the primary now (state_dir/primary.json, written atomically on
+ * the thread pool), after a promotion on `timeline` by run `run`; then the module treats it as
+ * the primary, emits replication.primary and tells the listener. done(status, data) on the loop.
+ */
+typedef void (*ReplRecordDone)(int status, void *data);
+void replication_record_primary(Replication *r, const char *node, int64_t timeline, const char *run,
+                                ReplRecordDone done, void *data);
+/* Who is told when the primary changes (at start from the record too): the wiring, which points
+ * the liveness probe at it. One listener; fn(node, conninfo, data). */
+typedef void (*ReplPrimaryFn)(const char *node, const char *conninfo, void *data);
+void replication_on_primary(Replication *r, ReplPrimaryFn fn, void *data);
 
 /*
  * Classify one standby from the two samples of a round (the node samples replication.c builds:

@@ -12,9 +12,11 @@
 #include "err.h"
 
 extern const ScenarioDef scenario_database_corruption;
+extern const ScenarioDef scenario_primary_failure;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
+    &scenario_primary_failure,
 };
 
 int scenario_register_config(void)

@@ -10,7 +10,9 @@
  * report.c.
  *
  * Test hook: DRSUP_CRASH_AFTER_RECORD=N makes the daemon SIGKILL itself right after the record
- * with sequence number N of a run's journal became durable (docs/engine.md).
+ * with sequence number N of a run's journal became durable (docs/engine.md);
+ * DRSUP_CRASH_AFTER_EVENT=EV:NAME after the first record whose "ev" is EV and whose "step" (or,
+ * for scn.context records, "key") is NAME: "intent:promote_standby", "scn.context:promotion".
  */
 #include <errno.h>
 #include <signal.h>
@@ -202,17 +204,31 @@ typedef struct ScnAppend {
     FsmRecorded then;
     ScnThenFn then_ctx;
     void *data;
+    bool crash; /* DRSUP_CRASH_AFTER_EVENT names this record */
 } ScnAppend;
+
+/* Does the record `text` match DRSUP_CRASH_AFTER_EVENT (EV:NAME)? Only when the test hook is set. */
+static bool scn_crash_matches(const char *spec, const char *text)
+{
+    const char *colon = spec ? strchr(spec, ':') : NULL;
+    json_t *j = colon ? json_loads(text, 0, NULL) : NULL;
+    const char *ev = json_string_value(json_object_get(j, "ev"));
+    const char *name = json_string_value(json_object_get(j, ev && !strcmp(ev, "scn.context") ? "key" : "step"));
+    bool m = ev && name && strlen(ev) == (size_t)(colon - spec) && !strncmp(spec, ev, strlen(ev)) &&
+             !strcmp(colon + 1, name);
+    json_decref(j);
+    return m;
+}
 
 static void scn_appended(Journal *j, int status, uint64_t seq, void *data)
 {
     ScnAppend *a = data;
     ScnRun *run = a->run;
     (void)j;
-    if (status == 0 && run->s->crash_after_record && seq == run->s->crash_after_record) {
+    if (status == 0 && ((run->s->crash_after_record && seq == run->s->crash_after_record) || a->crash)) {
         LogFields lf = {run->id, run->def->name, NULL};
-        log_emit(LOG_CRIT, "scenario", &lf, "DRSUP_CRASH_AFTER_RECORD=%llu reached: killing the daemon (test hook)",
-                 (unsigned long long)seq);
+        log_emit(LOG_CRIT, "scenario", &lf, "DRSUP_CRASH_AFTER_%s reached (record %llu): killing the daemon (test hook)",
+                 a->crash ? "EVENT" : "RECORD", (unsigned long long)seq);
         raise(SIGKILL);
     }
     if (status < 0) {
@@ -231,6 +247,8 @@ static int scn_append(ScnRun *run, const char *text, ScnAppend *a)
 {
     if (!run->journal)
         return DR_ESTATE;
+    const char *spec = getenv("DRSUP_CRASH_AFTER_EVENT");
+    a->crash = spec && spec[0] && scn_crash_matches(spec, text);
     scn_run_ref(run);
     int r = journal_append_async(run->core->loop, run->journal, text, strlen(text), scn_appended, a);
     if (r < 0)

@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "detect/detector.h"
+#include "observe/replication.h"
 
 typedef struct Scenarios Scenarios;
 
@@ -29,6 +30,7 @@ typedef struct ScenarioCaps {
     Reconcile *reconcile;
     Standby *standby;
     Detector *detector;
+    Replication *replication; /* the cluster's nodes: primary_failure promotes through it */
 } ScenarioCaps;
 
 /* The runner takes the recovery lease (core->lease) while a run is unfinished or runs are being

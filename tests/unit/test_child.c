@@ -142,6 +142,9 @@ static void test_exit_status(void **state)
     assert_string_equal(child_stderr(c, NULL), "err\n");
     char buf[64];
     assert_string_equal(child_describe_exit(r.status, r.signal, buf, sizeof(buf)), "exited with status 3");
+    /* the outcome with the tail of stderr, its newline dropped; a tail of 2 keeps the end */
+    assert_string_equal(child_describe_outcome(c, r.status, r.signal, 200, buf, sizeof(buf)), "exited with status 3: err");
+    assert_string_equal(child_describe_outcome(c, r.status, r.signal, 2, buf, sizeof(buf)), "exited with status 3: rr");
     finish(c);
 
     Result r2 = {0};
@@ -354,6 +357,7 @@ static void test_timeout_sigterm(void **state)
     char buf[64];
     assert_string_equal(child_describe_exit(r.status, r.signal, buf, sizeof(buf)),
                         "killed by signal 15 (SIGTERM)");
+    assert_string_equal(child_describe_outcome(c, r.status, r.signal, 200, buf, sizeof(buf)), "timed out");
     finish(c);
 }
 

@@ -637,10 +637,11 @@ static void test_scenario_sections(void **state)
     ConfigScenario one;
     assert_int_equal(config_scenario_copy(dc, &one), 0);
     config_free(cfg);
-    assert_int_equal(copy.n, 2);
+    assert_int_equal(copy.n, 3);
     assert_string_equal(copy.database, "trading");
     assert_string_equal(copy.list[0].def->name, "database_corruption"); /* registration order */
-    assert_string_equal(((FakeSettings *)copy.list[1].data)->label, "x");
+    assert_string_equal(copy.list[1].def->name, "primary_failure");
+    assert_string_equal(((FakeSettings *)copy.list[2].data)->label, "x");
     assert_string_equal(((CorruptionConfig *)one.data)->switch_command[0], "/bin/true");
     config_scenarios_free(&copy);
     config_scenario_free(&one);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "detect/detector_sm.h"
@@ -370,6 +371,122 @@ static void test_conditions_left_open_by_an_earlier_daemon_close(void **state)
     assert_int_equal(d.n_events, 0);
 }
 
+/* ---- primary failure: both sides must agree ---- */
+
+static const DetectorSmConfig cfg_fo = {.halt_after = 2, .failover = true, .failover_grace_ms = 3000};
+
+static DetectorStandbyView view(bool primary_answers, unsigned lost, const char *candidate)
+{
+    DetectorStandbyView v = {.primary_answers = primary_answers, .standbys_asked = 1, .standbys_lost = lost};
+    snprintf(v.lost_by, sizeof(v.lost_by), "%s", lost ? "pg2" : "");
+    snprintf(v.candidate, sizeof(v.candidate), "%s", candidate);
+    if (!candidate[0])
+        snprintf(v.why, sizeof(v.why), "pg2: 6430688 bytes behind, more than failover.maximum_lag (1048576)");
+    return v;
+}
+
+/* Two failed probes from t=1000: down (halted) at 1250. */
+static void down_at_1250(DetectorSm *sm, DetectorDecision *d)
+{
+    detector_sm_init(sm, &cfg_fo);
+    detector_sm_probe_failed(sm, 1000, "", "connection refused", d);
+    detector_sm_probe_failed(sm, 1250, "", "connection refused", d);
+    assert_true(d->actions & DETECTOR_ACT_HALT);
+}
+
+static void test_failover_needs_the_grace_and_both_sides(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    DetectorStandbyView v = view(false, 1, "pg2");
+    down_at_1250(&sm, &d);
+    /* within the grace (measured from the first failure): not even asked */
+    assert_false(detector_sm_wants_standby_view(&sm, 3999));
+    detector_sm_standby_view(&sm, 3999, &v, &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0);
+    assert_true(detector_sm_wants_standby_view(&sm, 4000));
+    /* both sides agree and pg2 can be promoted: the incident, detected at the first failure */
+    detector_sm_standby_view(&sm, 4000, &v, &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.incident, DETECTOR_INCIDENT_PRIMARY_FAILURE);
+    assert_int_equal(d.detected_ms, 1000);
+    assert_non_null(strstr(d.trigger_reason, "pg2 lost its WAL stream; candidate pg2"));
+    assert_true(has_event(&d, DETECTOR_EV_PRIMARY_LOST));
+    /* once per episode */
+    assert_false(detector_sm_wants_standby_view(&sm, 4250));
+    detector_sm_standby_view(&sm, 4250, &v, &d);
+    assert_int_equal(d.actions, 0);
+}
+
+static void test_one_side_alone_only_halts(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    down_at_1250(&sm, &d);
+    /* the standby still streams from the primary: the daemon's own network */
+    DetectorStandbyView v = view(false, 0, "pg2");
+    detector_sm_standby_view(&sm, 5000, &v, &d);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_true(has_event(&d, DETECTOR_EV_FAILOVER_ONE_SIDE));
+    assert_non_null(strstr(d.events[0].message, "every standby still streams from it"));
+    detector_sm_standby_view(&sm, 5250, &v, &d); /* said once */
+    assert_int_equal(d.n_events, 0);
+    /* the replication probe still reaches the primary although a standby lost it: still one side */
+    v = view(true, 1, "pg2");
+    detector_sm_standby_view(&sm, 5500, &v, &d);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    /* then the standby side agrees too: now it is a primary failure */
+    v = view(false, 1, "pg2");
+    detector_sm_standby_view(&sm, 5750, &v, &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+}
+
+static void test_no_eligible_standby_pages_and_promotes_nothing(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    down_at_1250(&sm, &d);
+    DetectorStandbyView v = view(false, 1, "");
+    detector_sm_standby_view(&sm, 4000, &v, &d);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_true(has_event(&d, DETECTOR_EV_FAILOVER_NO_STANDBY));
+    assert_non_null(strstr(d.events[0].message, "more than failover.maximum_lag"));
+    assert_true(sm.failover_open);
+    /* the primary answers again: the condition resolves, trading stays halted */
+    detector_sm_probe_ok(&sm, 4250, -1, &d);
+    assert_true(has_event(&d, DETECTOR_EV_FAILOVER_CLEARED));
+    assert_true(has_event(&d, DETECTOR_EV_BACK));
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_false(sm.failover_open);
+}
+
+static void test_a_blip_within_the_grace_and_no_failover_section(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    DetectorStandbyView v = view(false, 1, "pg2");
+    down_at_1250(&sm, &d);
+    /* answers at 3500 (inside the 3 s grace): back, and the next outage measures afresh */
+    detector_sm_probe_ok(&sm, 3500, -1, &d);
+    assert_false(d.actions & DETECTOR_ACT_TRIGGER);
+    detector_sm_probe_failed(&sm, 10000, "", "connection refused", &d);
+    detector_sm_probe_failed(&sm, 10250, "", "connection refused", &d);
+    assert_false(detector_sm_wants_standby_view(&sm, 12999));
+    assert_true(detector_sm_wants_standby_view(&sm, 13000));
+    /* without a failover section a lost primary only halts */
+    DetectorSmConfig off = cfg_fo;
+    off.failover = false;
+    detector_sm_configure(&sm, &off);
+    assert_false(detector_sm_wants_standby_view(&sm, 20000));
+    detector_sm_standby_view(&sm, 20000, &v, &d);
+    assert_int_equal(d.actions, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +504,10 @@ int main(void)
         cmocka_unit_test(test_conditions_close_whatever_the_order),
         cmocka_unit_test(test_run_ended_rearms_and_says_which_run),
         cmocka_unit_test(test_conditions_left_open_by_an_earlier_daemon_close),
+        cmocka_unit_test(test_failover_needs_the_grace_and_both_sides),
+        cmocka_unit_test(test_one_side_alone_only_halts),
+        cmocka_unit_test(test_no_eligible_standby_pages_and_promotes_nothing),
+        cmocka_unit_test(test_a_blip_within_the_grace_and_no_failover_section),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

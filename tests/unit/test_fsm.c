@@ -602,6 +602,37 @@ static void test_manual_gates(void **state)
     world_close();
 }
 
+/* An operator gate stops the run in automatic mode too (not a dry run) until approved. */
+static void test_operator_gate_stops_every_mode(void **state)
+{
+    (void)state;
+    static FsmRow op_rows[NR];
+    memcpy(op_rows, rows, sizeof(rows));
+    op_rows[R_VALIDATE].gate = FSM_GATE_OPERATOR;
+    const FsmTable op_table = {"toy_operator", states, NS, op_rows, NR, NULL, 0};
+    char err[200];
+    assert_int_equal(fsm_table_validate(&op_table, err, sizeof(err)), 0);
+
+    FsmRun *run = new_run_of(&op_table, FSM_MODE_AUTOMATIC);
+    fsm_run_start(run);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_WAITING_APPROVAL);
+    assert_int_equal(fsm_run_state(run), S_RESTORED);
+    assert_int_equal(w.exec[R_VALIDATE], 0);
+    assert_int_equal(fsm_approve(run), 0);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_SUCCEEDED); /* the approval gate is not one */
+    assert_int_equal(w.exec[R_VALIDATE], 1);
+    world_close();
+
+    world_reset();
+    run = new_run_of(&op_table, FSM_MODE_DRY_RUN);
+    fsm_run_start(run);
+    run_until_settled();
+    assert_int_equal(fsm_run_status(run), FSM_RUN_SUCCEEDED);
+    world_close();
+}
+
 static void test_abort_mid_step(void **state)
 {
     (void)state;
@@ -1240,6 +1271,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failure_without_branch_fails_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manual_gates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operator_gate_stops_every_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_mid_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_failure, setup, teardown),

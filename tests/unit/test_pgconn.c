@@ -210,6 +210,30 @@ static void child_refused(const char *in, const char *want_why, const char *secr
     assert_null(strstr(why, secret));
 }
 
+static void retargeted(const char *base, const char *server, const char *want)
+{
+    char *ci = NULL;
+    assert_int_equal(pgconn_conninfo_retarget(base, server, &ci), 0);
+    assert_string_equal(ci, want);
+    free(ci);
+}
+
+/* Following a promoted standby: the database's conninfo with the server's address. */
+static void test_conninfo_retarget(void **state)
+{
+    (void)state;
+    retargeted("host=127.0.0.1 port=5432 dbname=trading user=app connect_timeout=2",
+               "host=127.0.0.1 port=6000 dbname=postgres user=postgres",
+               "user='app' connect_timeout='2' dbname='trading' host='127.0.0.1' port='6000'");
+    /* an address keyword the server does not give is dropped, not kept from the old primary */
+    retargeted("postgresql://u@h1:5433/app?sslmode=require", "hostaddr=10.0.0.2",
+               "user='u' dbname='app' hostaddr='10.0.0.2' sslmode='require'");
+    char *ci = NULL;
+    assert_int_equal(pgconn_conninfo_retarget("host='x", "host=y", &ci), DR_ECONFIG);
+    assert_int_equal(pgconn_conninfo_retarget("host=x", "host='y", &ci), DR_ECONFIG);
+    assert_null(ci);
+}
+
 static void test_child_conninfo_keeps_secrets_off_argv(void **state)
 {
     (void)state;
@@ -723,6 +747,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_conninfo),
         cmocka_unit_test(test_child_conninfo_keeps_secrets_off_argv),
+        cmocka_unit_test(test_conninfo_retarget),
         cmocka_unit_test(test_query_arguments),
         cmocka_unit_test(test_refused_then_backoff),
         cmocka_unit_test(test_connect_timeout_keeps_loop_turning),

@@ -158,9 +158,59 @@ static void test_config(void **state)
     assert_int_equal(c->replication.nodes[1].priority, 0);
     assert_int_equal(c->replication.nodes[0].priority, 100);
     assert_true(c->replication.failover.enabled);
-    assert_int_equal(c->replication.failover.maximum_lag_bytes, 16u << 20);
+    assert_int_equal(c->replication.failover.maximum_lag_bytes, 1u << 20);
     assert_int_equal(c->replication.failover.n_repoint, 1);
+    assert_int_equal(c->replication.failover.grace_ms, 3000); /* the default */
     config_free(c);
+}
+
+/* ---- the promotion candidate ---- */
+
+static ReplCandidate cand(const char *name, int64_t prio, ReplState st, int64_t lag, int64_t tl, uint64_t lsn)
+{
+    return (ReplCandidate){.name = name, .priority = prio, .state = st, .lag_bytes = lag, .timeline = tl,
+                           .received_lsn = lsn};
+}
+
+static void test_candidate_most_wal_received_then_priority(void **state)
+{
+    (void)state;
+    /* b received more WAL than a though a has the higher priority: b */
+    ReplCandidate c[] = {cand("a", 200, REPL_OK, 100, 1, 0x5000), cand("b", 100, REPL_LAG_WARNING, 900, 1, 0x6000)};
+    assert_int_equal(replication_choose_candidate(c, 2, 1, 1 << 20), 1);
+    assert_string_equal(c[0].why_not, "");
+    /* the same position: the higher priority */
+    c[1] = cand("b", 100, REPL_OK, 100, 1, 0x5000);
+    c[0].why_not[0] = '\0';
+    assert_int_equal(replication_choose_candidate(c, 2, 1, 1 << 20), 0);
+    /* positions unknown: the least behind, then priority */
+    ReplCandidate d[] = {cand("a", 300, REPL_OK, 5000, -1, 0), cand("b", 100, REPL_OK, 10, -1, 0),
+                         cand("c", 200, REPL_OK, 10, -1, 0)};
+    assert_int_equal(replication_choose_candidate(d, 3, -1, 1 << 20), 2);
+}
+
+static void test_candidate_refusals(void **state)
+{
+    (void)state;
+    ReplCandidate c[] = {
+        cand("never", 0, REPL_OK, 0, 1, 0x9000),            /* priority 0 */
+        cand("broken", 100, REPL_BROKEN, 0, 1, 0x9000),     /* not replicating */
+        cand("unknown", 100, REPL_UNKNOWN, 0, 1, 0x9000),   /* not judged */
+        cand("behind", 100, REPL_OK, (1 << 20) + 1, 1, 0x9000), /* beyond maximum_lag */
+        cand("fork", 100, REPL_OK, 0, 2, 0x9000),           /* another timeline */
+        cand("gone", 100, REPL_OK, 0, 1, 0x9000),           /* the caller's reason */
+    };
+    strcpy(c[5].why_not, "cannot be asked now");
+    assert_int_equal(replication_choose_candidate(c, 6, 1, 1 << 20), -1);
+    assert_string_equal(c[0].why_not, "priority 0: never promoted");
+    assert_string_equal(c[1].why_not, "replication is broken");
+    assert_string_equal(c[2].why_not, "its replication is not known yet");
+    assert_non_null(strstr(c[3].why_not, "1048577 bytes behind, more than failover.maximum_lag (1048576)"));
+    assert_string_equal(c[4].why_not, "on another timeline than the primary");
+    assert_string_equal(c[5].why_not, "cannot be asked now");
+    /* exactly at the limit is within it; an unknown timeline is not compared */
+    ReplCandidate e[] = {cand("edge", 100, REPL_LAG_CRITICAL, 1 << 20, -1, 0)};
+    assert_int_equal(replication_choose_candidate(e, 1, 1, 1 << 20), 0);
 }
 
 int main(void)
@@ -170,6 +220,8 @@ int main(void)
         cmocka_unit_test(test_thresholds),
         cmocka_unit_test(test_broken_and_unknown),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_candidate_most_wal_received_then_priority),
+        cmocka_unit_test(test_candidate_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,622 @@
+/*
+ * primary_failure: the scenario, as one static table, its definition and its own steps.
+ *
+ * Owns the runbook "the primary is gone: halt trading, fence the old primary, promote the best
+ * standby, point the platform at it, reconcile against it, resume in shadow, then live, then
+ * watch", and its fail-closed branches: fencing not confirmed waits for an operator (never a
+ * promotion without it); no standby within failover.maximum_lag, a promotion that does not take,
+ * or a repoint that fails leave trading halted. It starts on the incident kind primary_failure
+ * (the detector, when its probes and the standbys agree: detect/detector_sm.h) or by drctl execute.
+ *
+ * What the run decided is in its context (journaled, so a restart follows the same choice):
+ * "old_primary" {name, conninfo} (taken when the fence step first runs), "fence" (the hook's exit
+ * or the operator), "standby" {name, conninfo, received_lsn, lag_bytes, priority} (chosen once,
+ * never again), "promote_from" {timeline}, "promotion" {node, timeline, previous_timeline},
+ * "repoint". Every step is safe to run again: the fence and repoint hooks must be idempotent (their
+ * contract, docs/replication.md); promote asks the standby whether it is still in recovery first.
+ * Once the promotion is confirmed the new primary is recorded (replication_record_primary: roles,
+ * replication-status and the liveness probe follow it, across restarts), and the run's reconcile
+ * and watch use database.conninfo retargeted to it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "child.h"
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "observe/replication.h"
+#include "pgconn.h"
+#include "scenario/primary_failure_internal.h"
+#include "scenario/scn_internal.h"
+#include "scenario/steps/steps.h"
+
+enum {
+    DETECTED,
+    HALTED,
+    FENCE_UNCONFIRMED,
+    FENCED,
+    STANDBY_SELECTED,
+    PROMOTED,
+    REPOINTED,
+    RECONCILED,
+    SHADOW,
+    LIVE,
+    WATCHED,
+    STAYED_HALTED,
+    NOT_PROMOTED,
+    NOT_REPOINTED,
+    NOT_RECONCILED,
+    WATCH_FAILED,
+    HALTED_AFTER_WATCH,
+    N_STATES
+};
+
+static const ConfigFailover *pf_failover(const ScnRun *run)
+{
+    return &run->core->cfg->replication.failover;
+}
+
+static const PrimaryFailureConfig *pf_cfg(const ScnRun *run)
+{
+    return run->cfg.data;
+}
+
+/* ctx[obj][key] as a string, NULL when absent. */
+static const char *pf_ctx_str(const ScnRun *run, const char *obj, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(run->ctx, obj), key));
+}
+
+static int64_t pf_ctx_int(const ScnRun *run, const char *obj, const char *key)
+{
+    const json_t *v = json_object_get(json_object_get(run->ctx, obj), key);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* ---- hooks (fence, repoint) ---- */
+
+typedef void (*PfHookDone)(ScnStep *st, bool ok, const char *how);
+
+typedef struct PfHook {
+    ScnStep *st;
+    PfHookDone then;
+} PfHook;
+
+static void pf_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
+{
+    PfHook *h = data;
+    ScnStep *st = h->st;
+    PfHookDone then = h->then;
+    char how[320];
+
+    free(h);
+    bool ok = status == 0 && sig == 0 && !child_timed_out(c);
+    child_describe_outcome(c, status, sig, 200, how, sizeof(how));
+    st->child = NULL;
+    child_free(c);
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        scn_cancelled(st);
+        return;
+    }
+    then(st, ok, how);
+}
+
+/* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
+ * travel to a child: the hook finds the node by its name). */
+static void pf_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
+{
+    bool secret = conninfo && pgconn_conninfo_has_password(conninfo);
+    snprintf(out, n, "%s=%s", name, conninfo && !secret ? conninfo : "");
+    if (secret)
+        log_warning("scenario", "%s is left empty: the node's conninfo holds a password", name);
+}
+
+/* Run hook argv (NULL-terminated) with env (NULL-terminated NAME=value), then then(). */
+static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, PfHookDone then)
+{
+    PfHook *h = calloc(1, sizeof(*h));
+    int rc = -ENOMEM;
+
+    if (h) {
+        h->st = st;
+        h->then = then;
+        ChildOptions opt = {.argv = (const char *const *)argv, .env = env, .stdin_mode = CHILD_STDIN_NULL,
+                            .stdout_mode = CHILD_STDOUT_CAPTURE, .stdout_limit = 4096,
+                            .timeout_ms = pf_failover(st->run)->hook_timeout_ms, .kill_grace_ms = 1000,
+                            .on_exit = pf_hook_exited, .data = h};
+        st->child = child_spawn(st->run->core->loop, &opt, &rc);
+        if (st->child) {
+            LogFields lf = {st->run->id, st->run->def->name, NULL};
+            log_emit(LOG_INFO, "scenario", &lf, "running the %s hook '%s'", what, argv[0]);
+            return;
+        }
+        free(h);
+    }
+    scn_finish(st, rc, "cannot run the %s hook '%s': %s", what, argv[0], err_str(rc));
+}
+
+/* ---- fence_old_primary ---- */
+
+static void fence_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the fence: %s", err_str(status));
+    else
+        scn_finish(st, 0, "the old primary '%s' is fenced (the fence hook %s)", pf_ctx_str(run, "old_primary", "name"),
+                   pf_ctx_str(run, "fence", "hook"));
+}
+
+static void fence_exited(ScnStep *st, bool ok, const char *how)
+{
+    if (!ok) {
+        scn_finish(st, DR_ESTATE, "the fence hook %s: the old primary '%s' is not known to be fenced, no promotion "
+                   "(fence it by hand, then drctl approve; or drctl abort)", how,
+                   pf_ctx_str(st->run, "old_primary", "name"));
+        return;
+    }
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "hook", "hook", how, "ms",
+                                                (json_int_t)clock_wall_ms()), fence_recorded, st);
+}
+
+static void fence_spawn(ScnStep *st)
+{
+    const ConfigFailover *f = pf_failover(st->run);
+    char old[128], ci[1200], run[128];
+    const char *env[] = {old, ci, run, NULL};
+
+    if (!f->n_fence) {
+        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence): the old primary could keep "
+                   "accepting writes, no promotion");
+        return;
+    }
+    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
+    pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", pf_ctx_str(st->run, "old_primary", "conninfo"));
+    snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
+    pf_hook_run(st, "fence", f->fence, env, fence_exited);
+}
+
+static void fence_old_known(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the old primary: %s", err_str(status));
+    else
+        fence_spawn(st);
+}
+
+static void step_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    ReplFailoverView v;
+
+    if (!st)
+        return;
+    if (pf_ctx_str(st->run, "old_primary", "name")) {
+        fence_spawn(st);
+        return;
+    }
+    if (!st->run->caps->replication) {
+        scn_finish(st, DR_ECONFIG, "no replication monitor: the cluster's nodes are unknown");
+        return;
+    }
+    replication_failover_view(st->run->caps->replication, 0, &v);
+    const char *ci = replication_node_conninfo(st->run->caps->replication, v.primary);
+    if (!v.primary[0] || !ci) {
+        scn_finish(st, DR_ECONFIG, "no primary among replication.nodes: nothing to fence, no promotion");
+        return;
+    }
+    scn_context_set(st->run, "old_primary", json_pack("{s:s,s:s}", "name", v.primary, "conninfo", ci), fence_old_known,
+                    st);
+}
+
+static void plan_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    const ConfigFailover *f = pf_failover(run);
+    char msg[600];
+    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the old primary; its exit status 0 confirms it",
+             f->n_fence ? f->fence[0] : "(none configured: the run would wait for an operator)");
+    done(call, 0, msg);
+}
+
+/* ---- confirm_fence (gate: a person fenced it) ---- */
+
+static void step_confirm_fence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "operator", "hook", "approved by an operator",
+                                                "ms", (json_int_t)clock_wall_ms()), fence_recorded, st);
+}
+
+/* ---- select_standby ---- */
+
+static void select_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the standby chosen: %s", err_str(status));
+    else
+        scn_finish(st, 0, "standby '%s' is chosen (%lld bytes behind, priority %lld)",
+                   pf_ctx_str(run, "standby", "name"), (long long)pf_ctx_int(run, "standby", "lag_bytes"),
+                   (long long)pf_ctx_int(run, "standby", "priority"));
+}
+
+static void step_select_standby(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    ReplFailoverView v;
+    char lsn[32];
+
+    if (!st)
+        return;
+    if (pf_ctx_str(st->run, "standby", "name")) { /* chosen before a restart: never a second choice */
+        scn_finish(st, 0, "standby '%s' was chosen already", pf_ctx_str(st->run, "standby", "name"));
+        return;
+    }
+    if (!st->run->caps->replication) {
+        scn_finish(st, DR_ECONFIG, "no replication monitor: no standby to promote");
+        return;
+    }
+    /* The standbys as they were when the primary was lost (the detection's time). */
+    replication_failover_view(st->run->caps->replication, st->run->detected_ms, &v);
+    const char *old = pf_ctx_str(st->run, "old_primary", "name");
+    if (!v.candidate[0] || (old && !strcmp(v.candidate, old))) {
+        scn_finish(st, DR_ESTATE, "no standby can be promoted (%s): trading stays halted, no promotion",
+                   v.why[0] ? v.why : "none eligible");
+        return;
+    }
+    snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(v.candidate_lsn >> 32), (unsigned)(v.candidate_lsn & 0xffffffffu));
+    scn_context_set(st->run, "standby",
+                    json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", v.candidate, "conninfo", v.candidate_conninfo,
+                              "received_lsn", lsn, "lag_bytes", (json_int_t)v.candidate_lag_bytes, "priority",
+                              (json_int_t)v.candidate_priority),
+                    select_recorded, st);
+}
+
+static void plan_select_standby(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    ReplFailoverView v;
+    char msg[900];
+    if (run->caps->replication)
+        replication_failover_view(run->caps->replication, 0, &v);
+    else
+        memset(&v, 0, sizeof(v));
+    if (v.candidate[0])
+        snprintf(msg, sizeof(msg), "would choose '%s' (the most WAL received within failover.maximum_lag, then priority)",
+                 v.candidate);
+    else
+        snprintf(msg, sizeof(msg), "no standby would be chosen now (%s)", v.why);
+    done(call, 0, msg);
+}
+
+/* ---- promote_standby ---- */
+
+#define PF_STATE_SQL                                                                                                \
+    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) " \
+    "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END"
+
+static void promote_recorded_primary(int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "promoted, but cannot record the new primary: %s", err_str(status));
+    else
+        scn_finish(st, 0, "'%s' is the primary now, on timeline %lld", pf_ctx_str(st->run, "standby", "name"),
+                   (long long)pf_ctx_int(st->run, "promotion", "timeline"));
+}
+
+static void promote_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0) {
+        scn_finish(st, status, "cannot record the promotion: %s", err_str(status));
+        return;
+    }
+    replication_record_primary(run->caps->replication, pf_ctx_str(run, "standby", "name"),
+                               pf_ctx_int(run, "promotion", "timeline"), run->id, promote_recorded_primary, st);
+}
+
+/* After pg_promote: not in recovery, and on a new timeline. */
+static void promote_on_state_after(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    if (status < 0 || !res || PQntuples(res) != 1) {
+        scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot ask the promoted standby", errmsg);
+        return;
+    }
+    int64_t was = pf_ctx_int(st->run, "promote_from", "timeline");
+    long long tl = atoll(PQgetvalue(res, 0, 1));
+    if (strcmp(PQgetvalue(res, 0, 0), "f") != 0) {
+        scn_finish(st, DR_ESTATE, "'%s' is still in recovery after pg_promote", pf_ctx_str(st->run, "standby", "name"));
+        return;
+    }
+    if (was > 0 && tl <= was) {
+        scn_finish(st, DR_ESTATE, "'%s' accepts writes but is still on timeline %lld", pf_ctx_str(st->run, "standby",
+                   "name"), tl);
+        return;
+    }
+    scn_context_set(st->run, "promotion",
+                    json_pack("{s:s,s:I,s:I,s:I}", "node", pf_ctx_str(st->run, "standby", "name"), "timeline",
+                              (json_int_t)tl, "previous_timeline", (json_int_t)was, "at_ms",
+                              (json_int_t)clock_wall_ms()),
+                    promote_recorded, st);
+}
+
+static void promote_on_promoted(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    if (status < 0 || !res || PQntuples(res) != 1) {
+        scn_fail_sql(st, status < 0 ? status : DR_EDB, "pg_promote failed", errmsg);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        scn_finish(st, -ETIMEDOUT, "pg_promote did not finish within %llu s",
+                   (unsigned long long)(pf_cfg(st->run)->promote_timeout_ms / 1000));
+        return;
+    }
+    scn_sql(st, NULL, PF_STATE_SQL, 0, NULL, promote_on_state_after);
+}
+
+static void promote_send(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    char secs[24];
+    const char *p[1] = {secs};
+    (void)run;
+    if (status < 0) {
+        scn_finish(st, status, "cannot record the timeline before the promotion: %s", err_str(status));
+        return;
+    }
+    snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(pf_cfg(st->run)->promote_timeout_ms / 1000));
+    scn_sql(st, NULL, "SELECT pg_promote(true, $1::int)", 1, p, promote_on_promoted);
+}
+
+static void promote_on_state_before(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    if (status < 0 || !res || PQntuples(res) != 1) {
+        scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot ask the standby to promote", errmsg);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) { /* promoted before a restart: confirm and record */
+        promote_on_state_after(st, status, res, errmsg);
+        return;
+    }
+    scn_context_set(st->run, "promote_from", json_pack("{s:I}", "timeline", (json_int_t)atoll(PQgetvalue(res, 0, 1))),
+                    promote_send, st);
+}
+
+static void step_promote_standby(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    const char *ci = pf_ctx_str(st->run, "standby", "conninfo");
+    if (!ci || !st->run->caps->replication) {
+        scn_finish(st, DR_ESTATE, "no standby was chosen");
+        return;
+    }
+    scn_sql(st, ci, PF_STATE_SQL, 0, NULL, promote_on_state_before);
+}
+
+static void plan_promote_standby(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "would run pg_promote(true, %llu) on the chosen standby, then check that it left "
+             "recovery on a new timeline and record it as the primary",
+             (unsigned long long)(pf_cfg(run)->promote_timeout_ms / 1000));
+    done(call, 0, msg);
+}
+
+/* ---- repoint_platform ---- */
+
+static void repoint_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the repoint: %s", err_str(status));
+    else
+        scn_finish(st, 0, "the platform writes to '%s' now (the repoint hook %s)", pf_ctx_str(run, "standby", "name"),
+                   pf_ctx_str(run, "repoint", "hook"));
+}
+
+static void repoint_exited(ScnStep *st, bool ok, const char *how)
+{
+    if (!ok) {
+        scn_finish(st, DR_ESTATE, "the repoint hook %s: trading stays halted", how);
+        return;
+    }
+    scn_context_set(st->run, "repoint", json_pack("{s:s,s:I}", "hook", how, "ms", (json_int_t)clock_wall_ms()),
+                    repoint_recorded, st);
+}
+
+static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    const ConfigFailover *f;
+    char node[128], ci[1200], old[128], tl[64], run[128];
+    const char *env[] = {node, ci, old, tl, run, NULL};
+
+    if (!st)
+        return;
+    f = pf_failover(st->run);
+    if (!f->n_repoint) {
+        scn_finish(st, DR_ECONFIG, "no repoint hook is configured (failover.repoint): the platform would keep writing "
+                   "to the old primary; trading stays halted");
+        return;
+    }
+    snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", pf_ctx_str(st->run, "standby", "name") ?: "");
+    pf_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", pf_ctx_str(st->run, "standby", "conninfo"));
+    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
+    snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)pf_ctx_int(st->run, "promotion", "timeline"));
+    snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
+    pf_hook_run(st, "repoint", f->repoint, env, repoint_exited);
+}
+
+static void plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    const ConfigFailover *f = pf_failover(run);
+    char msg[600];
+    snprintf(msg, sizeof(msg), "would run the repoint hook '%s' with DRSUP_NEW_PRIMARY and DRSUP_NEW_PRIMARY_CONNINFO",
+             f->n_repoint ? f->repoint[0] : "(none configured: the run would stay halted)");
+    done(call, 0, msg);
+}
+
+/* ---- against the new primary: reconcile and the watch ---- */
+
+/* The run's database.conninfo, retargeted to the promoted node (its host, hostaddr and port). */
+static int pf_follow_new_primary(ScnRun *run)
+{
+    const char *ci = pf_ctx_str(run, "standby", "conninfo");
+    char *to = NULL;
+    if (!ci)
+        return DR_ESTATE;
+    int r = pgconn_conninfo_retarget(run->db_conninfo, ci, &to);
+    if (r < 0)
+        return r;
+    free(run->db_conninfo);
+    run->db_conninfo = to;
+    return 0;
+}
+
+static void step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done)
+{
+    int r = pf_follow_new_primary(ctx);
+    if (r < 0)
+        done(call, r, "cannot name the database on the new primary");
+    else
+        scn_step_reconcile(call, ctx, done);
+}
+
+static void step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done)
+{
+    int r = pf_follow_new_primary(ctx);
+    if (r < 0)
+        done(call, r, "cannot name the database on the new primary");
+    else
+        scn_step_post_resume_watch(call, ctx, done);
+}
+
+/* ---- the table ---- */
+
+static const FsmState pf_states[N_STATES] = {
+    [DETECTED] = {"detected", FSM_STATE_ACTIVE},
+    [HALTED] = {"halted", FSM_STATE_ACTIVE},
+    [FENCE_UNCONFIRMED] = {"fence_unconfirmed", FSM_STATE_ACTIVE},
+    [FENCED] = {"fenced", FSM_STATE_ACTIVE},
+    [STANDBY_SELECTED] = {"standby_selected", FSM_STATE_ACTIVE},
+    [PROMOTED] = {"promoted", FSM_STATE_ACTIVE},
+    [REPOINTED] = {"repointed", FSM_STATE_ACTIVE},
+    [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
+    [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
+    [LIVE] = {"live", FSM_STATE_ACTIVE},
+    [WATCHED] = {"watch_passed", FSM_STATE_SUCCESS},
+    [STAYED_HALTED] = {"stayed_halted", FSM_STATE_FAILURE},
+    [NOT_PROMOTED] = {"not_promoted", FSM_STATE_FAILURE},
+    [NOT_REPOINTED] = {"not_repointed", FSM_STATE_FAILURE},
+    [NOT_RECONCILED] = {"not_reconciled", FSM_STATE_FAILURE},
+    [WATCH_FAILED] = {"watch_failed", FSM_STATE_ACTIVE},
+    [HALTED_AFTER_WATCH] = {"halted_after_watch", FSM_STATE_FAILURE},
+};
+
+static const FsmRow pf_rows[] = {
+    /* from, to, step, sentence, step fn, probe, plan, cancel, timeout ms, attempts, idempotent, gate, on_failure */
+    {DETECTED, HALTED, "halt_trading", "trading is halted and the venue confirms it",
+     scn_step_halt_trading, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {HALTED, FENCED, "fence_old_primary", "the old primary is fenced: its fence hook exited 0",
+     step_fence_old_primary, NULL, plan_fence_old_primary, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
+     FENCE_UNCONFIRMED},
+    {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the old primary is fenced",
+     step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
+    {FENCED, STANDBY_SELECTED, "select_standby", "the standby with the most WAL within failover.maximum_lag is chosen",
+     step_select_standby, NULL, plan_select_standby, NULL, 10000, 2, true, FSM_GATE_NONE, STAYED_HALTED},
+    {STANDBY_SELECTED, PROMOTED, "promote_standby", "the chosen standby is promoted and on a new timeline",
+     step_promote_standby, NULL, plan_promote_standby, scn_cancel, 120000, 2, true, FSM_GATE_APPROVAL, NOT_PROMOTED},
+    {PROMOTED, REPOINTED, "repoint_platform", "the platform writes to the new primary: its repoint hook exited 0",
+     step_repoint_platform, NULL, plan_repoint_platform, scn_cancel, 60000, 3, true, FSM_GATE_NONE, NOT_REPOINTED},
+    {REPOINTED, RECONCILED, "reconcile", "the new primary matches the exchange's positions and fills",
+     step_reconcile_new_primary, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
+    {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
+     scn_step_resume_shadow, NULL, scn_plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {SHADOW, LIVE, "resume_live", "trading is live again",
+     scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
+     FSM_NO_STATE},
+    {LIVE, WATCHED, "post_resume_watch", "the new primary still matches the exchange after the resume",
+     step_watch_new_primary, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
+     FSM_GATE_NONE, WATCH_FAILED},
+    {WATCH_FAILED, HALTED_AFTER_WATCH, "halt_after_watch", "trading is halted again: the post-resume watch failed",
+     scn_step_halt_after_watch, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
+};
+
+static const FsmTable pf_table = {"primary_failure", pf_states, N_STATES, pf_rows,
+                                  (int)(sizeof(pf_rows) / sizeof(pf_rows[0])), NULL, 0};
+
+/* Trading may resume only from this run's own resume steps, after the reconcile committed. */
+static bool pf_may_resume(const ScnRun *run)
+{
+    int s = fsm_run_state(run->fsm);
+    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+}
+
+static void pf_copy(json_t *to, const char *key, const json_t *v)
+{
+    json_object_set_new(to, key, v ? json_deep_copy(v) : json_null());
+}
+
+/* The promoted node, the old primary, the timeline, and how long each step took. */
+static void pf_report_extras(const ScnRun *run, json_t *rep)
+{
+    json_t *f = json_object();
+    json_t *ms = json_object();
+    const json_t *st;
+    size_t i;
+
+    if (!f || !ms) {
+        json_decref(f);
+        json_decref(ms);
+        return;
+    }
+    pf_copy(f, "old_primary", json_object_get(json_object_get(run->ctx, "old_primary"), "name"));
+    pf_copy(f, "promoted", json_object_get(json_object_get(run->ctx, "promotion"), "node"));
+    pf_copy(f, "timeline", json_object_get(json_object_get(run->ctx, "promotion"), "timeline"));
+    pf_copy(f, "previous_timeline", json_object_get(json_object_get(run->ctx, "promotion"), "previous_timeline"));
+    pf_copy(f, "standby", json_object_get(run->ctx, "standby"));
+    pf_copy(f, "fence", json_object_get(run->ctx, "fence"));
+    pf_copy(f, "repoint", json_object_get(run->ctx, "repoint"));
+    json_int_t first = 0;
+    json_array_foreach(json_object_get(rep, "timeline"), i, st) {
+        const char *name = json_string_value(json_object_get(st, "step"));
+        json_int_t t0 = json_integer_value(json_object_get(st, "start_ms"));
+        json_int_t t1 = json_integer_value(json_object_get(st, "end_ms"));
+        if (!first)
+            first = t0;
+        if (name && t0 && t1) /* a step run again after a restart: its last attempt's time */
+            json_object_set_new(ms, name, json_integer(t1 - t0));
+    }
+    /* from the first failed probe to the run's first step */
+    json_object_set_new(f, "detect_ms", first && run->detected_ms ? json_integer(first - run->detected_ms) : json_null());
+    json_object_set_new(f, "step_ms", ms);
+    json_object_set_new(rep, "failover", f);
+}
+
+static const char *const pf_handles[] = {INCIDENT_PRIMARY_FAILURE, NULL};
+
+const ScenarioDef scenario_primary_failure = {
+    .name = "primary_failure",
+    .short_name = "failover",
+    .summary = "fence the lost primary, promote the best standby, repoint the platform, reconcile, resume",
+    .table = &pf_table,
+    .handles = pf_handles,
+    .live_step = "resume_live",
+    .may_resume = pf_may_resume,
+    .restore_point_ms = NULL, /* nothing restored: the RPO is the report's null */
+    .report_extras = pf_report_extras,
+    .config = &primary_failure_config_section,
+};
