@@ -12,6 +12,7 @@ CC       ?= cc
 SANITIZE ?= 0
 PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
+TESTS    ?=
 V        ?= 0
 ifeq ($(V),1)
 Q :=
@@ -117,8 +118,9 @@ lint:
 unit: $(UNIT_BIN)
 	@tools/run-unit-tests $(UNIT_BIN)
 
+# TESTS: the test files or directories to run (default all), e.g. TESTS=tests/integration/test_wal.py
 integration: $(BINS)
-	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider $(or $(TESTS),tests/integration) $(PYTEST_ARGS)
 
 demo: deps-check
 	@$(MAKE) --no-print-directory all

@@ -581,6 +581,7 @@ int daemon_start(Daemon *d)
     uv_signal_start(&d->sig_hup, daemon_on_signal, SIGHUP);
     uv_timer_init(d->core.loop, &d->status_timer);
     d->status_timer.data = d;
+    d->handles_started = true;
 
     /* The same checks as a reload, before anything starts (the backup key was checked as the file
      * was read, like every secret file). */
@@ -715,10 +716,12 @@ void daemon_stop(Daemon *d, int exit_code)
     d->stopping = true;
     d->exit_code = exit_code;
     notify_stopping(d->notify);
-    uv_close((uv_handle_t *)&d->sig_term, NULL);
-    uv_close((uv_handle_t *)&d->sig_int, NULL);
-    uv_close((uv_handle_t *)&d->sig_hup, NULL);
-    uv_close((uv_handle_t *)&d->status_timer, NULL);
+    if (d->handles_started) { /* not when daemon_init failed: daemon_start never made them */
+        uv_close((uv_handle_t *)&d->sig_term, NULL);
+        uv_close((uv_handle_t *)&d->sig_int, NULL);
+        uv_close((uv_handle_t *)&d->sig_hup, NULL);
+        uv_close((uv_handle_t *)&d->status_timer, NULL);
+    }
     notify_close(d->notify);
     d->notify = NULL;
     d->closing_modules = 1; /* held until every close below has been started */

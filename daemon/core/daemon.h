@@ -55,6 +55,7 @@ typedef struct Daemon {
     Standby *standby;     /* the newest verified backup restored in advance (daemon/cap/standby.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;
+    bool handles_started; /* daemon_start made the signal handles and the status timer */
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
     bool stopping;
     int closing_modules;

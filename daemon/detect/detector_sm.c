@@ -74,10 +74,15 @@ void detector_sm_run_ended(DetectorSm *sm, int64_t now_ms, bool recovered, const
     (void)now_ms;
     detector_sm_clear_decision(out);
     if (recovered && (sm->corruption_open || sm->corruption_maybe)) {
-        sm->corruption_open = sm->corruption_maybe = false;
+        /* maybe only: open before a restart, for all we know; the run that ended may have been
+         * another scenario's (a failover), so say no more than what is known */
         detector_sm_event(out, DETECTOR_EV_RECOVERED,
-                          "corruption handled: recovery run %s replaced the damaged database and trading is live",
+                          sm->corruption_open
+                              ? "corruption handled: recovery run %s replaced the damaged database and trading is live"
+                              : "recovery run %s ended with trading live: a corruption condition left open before "
+                                "the restart is resolved",
                           run && run[0] ? run : "?");
+        sm->corruption_open = sm->corruption_maybe = false;
     }
     detector_sm_reset(sm);
 }

@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-from drsup import DAEMON, DRCTL, Daemon, wait_until
+from drsup import DAEMON, DRCTL, SAN_ENV, Daemon, wait_until
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -57,6 +57,21 @@ def test_daemon_refuses_to_start_on_bad_configuration(tmp_path):
     assert p.returncode == 2
     assert "missing required section 'database'" in p.stderr
     assert "not starting" in p.stderr
+
+
+def test_a_start_that_fails_midway_exits_cleanly(tmp_path):
+    """The state directory is a file: the audit log cannot be opened while the modules are being
+    built; the daemon says why and exits 1 (no crash closing what was never started, no leak)."""
+    state = tmp_path / "state"
+    state.write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"state_dir": str(state), "control": {"socket": str(tmp_path / "s.sock")},
+                               "database": {"conninfo": "host=127.0.0.1 port=1 dbname=x user=postgres"}}))
+    p = subprocess.run([DAEMON, "--config", str(cfg)], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, **SAN_ENV))
+    assert p.returncode == 1, p.stderr
+    assert "cannot open the audit log" in p.stderr and "Not a directory" in p.stderr
+    assert "Assertion" not in p.stderr and "ERROR: AddressSanitizer" not in p.stderr and "runtime error" not in p.stderr
 
 
 def test_help_and_version():

@@ -340,6 +340,7 @@ static void test_run_ended_rearms_and_says_which_run(void **state)
     assert_int_equal(d.n_events, 1);
     assert_int_equal(d.events[0].kind, DETECTOR_EV_RECOVERED);
     assert_non_null(strstr(d.events[0].message, "20261202T100000Z-corruption-ab12"));
+    assert_non_null(strstr(d.events[0].message, "replaced the damaged database"));
     assert_int_equal(d.actions, 0);
     assert_int_equal(detector_sm_phase(&sm), DETECTOR_HEALTHY);
     /* Re-armed: a new corruption is a new episode (opens again, halts again). */
@@ -367,6 +368,9 @@ static void test_conditions_left_open_by_an_earlier_daemon_close(void **state)
     assert_int_equal(d.n_events, 0);
     detector_sm_run_ended(&sm, 400, true, "run-2", &d);
     assert_true(has_event(&d, DETECTOR_EV_RECOVERED));
+    /* it may have been a failover: no claim that a damaged database was replaced */
+    assert_null(strstr(d.events[0].message, "replaced the damaged database"));
+    assert_non_null(strstr(d.events[0].message, "run-2"));
     detector_sm_run_ended(&sm, 500, true, "run-3", &d);
     assert_int_equal(d.n_events, 0);
 }
