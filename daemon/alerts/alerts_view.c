@@ -287,6 +287,36 @@ static void alerts_collect(MetricsWriter *w, void *data)
     }
 }
 
+/* Readiness (core/readiness.h): a channel is configured, and each one delivers. No heartbeat is
+ * sent: a channel that has delivered nothing since the daemon started is a warning until a test
+ * (drctl alert test) or a real alert goes through. */
+static void alerts_readiness(ReadyWriter *w, void *data)
+{
+    const Alerts *a = data;
+    size_t configured = 0;
+    for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
+        const AlertChanQ *q = &a->q[ch];
+        char check[64];
+        if (!alerts__configured(a, q->ch))
+            continue;
+        configured++;
+        snprintf(check, sizeof(check), "alerts.%s", alertfmt_channel_name((AlertChannel)ch));
+        if (q->dead_total)
+            readiness_add(w, check, READY_FAIL, "%llu alert(s) given up on since start (drctl alerts: dead letters)",
+                          (unsigned long long)q->dead_total);
+        else if (q->n && q->failed_attempts)
+            readiness_add(w, check, READY_WARN, "%llu alert(s) waiting, %llu delivery attempt(s) failed",
+                          (unsigned long long)q->n, (unsigned long long)q->failed_attempts);
+        else if (!q->delivered)
+            readiness_add(w, check, READY_WARN, "nothing delivered since the daemon started (drctl alert test)");
+        else
+            readiness_add(w, check, READY_PASS, "%llu alert(s) delivered since start, none given up on",
+                          (unsigned long long)q->delivered);
+    }
+    if (!configured)
+        readiness_add(w, "alerts.channels", READY_FAIL, "no alert channel is configured: nobody is paged");
+}
+
 int alerts__register_commands(Alerts *a)
 {
     CtlCommand cmds[] = {
@@ -299,5 +329,7 @@ int alerts__register_commands(Alerts *a)
     int r = control_register(a->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
     if (r == 0 && a->core->metrics)
         r = metrics_register(a->core->metrics, alerts_collect, a);
+    if (r == 0 && a->core->readiness)
+        r = readiness_register(a->core->readiness, alerts_readiness, a);
     return r;
 }

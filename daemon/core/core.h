@@ -18,6 +18,7 @@
 #include "core/events.h"
 #include "core/lease.h"
 #include "core/metrics.h"
+#include "core/readiness.h"
 #include "core/status.h"
 #include "httpc.h"
 
@@ -32,6 +33,7 @@ typedef struct Core {
     HttpClient *http;
     Lease *lease;
     Metrics *metrics;        /* modules register their collectors (core/metrics.h) */
+    Readiness *readiness;    /* modules register their readiness checks (core/readiness.h) */
 } Core;
 
 #endif

@@ -301,6 +301,7 @@ static void daemon_reload_done(uv_work_t *req, int status)
         msg = NULL;
     if (w->result == 0) {
         d->reloads_ok++;
+        d->config_dirty = false;
         events_emit(d->core.events, SEV_INFO, "config.reload", NULL, false, NULL, "configuration reloaded from '%s'",
                     d->config_path);
     } else {
@@ -469,6 +470,32 @@ static void daemon_follow_primary(const char *node, const char *conninfo, void *
         log_error("probe", "cannot point the liveness probe at the primary '%s': %s", node, err_str(r));
 }
 
+/* The configuration file changed (uv_fs_poll: stat on the thread pool): not running until reloaded. */
+static void daemon_on_config_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr)
+{
+    Daemon *d = h->data;
+    (void)prev;
+    (void)curr;
+    if (status < 0 && status != UV_ENOENT)
+        return;
+    if (!d->config_dirty)
+        d->config_changed_ms = clock_wall_ms();
+    d->config_dirty = true;
+}
+
+/* Readiness: the configuration running is the file's. */
+static void daemon_readiness(ReadyWriter *w, void *data)
+{
+    const Daemon *d = data;
+    if (d->config_dirty)
+        readiness_add(w, "config.reloaded", READY_WARN, "'%s' changed %lld s ago and was not reloaded since "
+                      "(drctl reload; a failed reload leaves it so)", d->config_path,
+                      (long long)((clock_wall_ms() - d->config_changed_ms) / 1000));
+    else
+        readiness_add(w, "config.reloaded", READY_PASS, "the running configuration is '%s' as it is on disk",
+                      d->config_path);
+}
+
 static int daemon_init_failed(const char *what)
 {
     log_error("main", "cannot initialise %s: out of memory", what);
@@ -496,9 +523,13 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     core->http = httpc_new(loop);
     core->control = core->events ? control_new(loop, core->events) : NULL;
     core->metrics = metrics_new(loop);
+    core->readiness = readiness_new();
     if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http ||
-        !core->control || !core->metrics || metrics_register(core->metrics, daemon_collect, d) < 0)
-        return daemon_init_failed("the core (events, status, lease, sd_notify, HTTP, control socket, metrics)");
+        !core->control || !core->metrics || !core->readiness || metrics_register(core->metrics, daemon_collect, d) < 0 ||
+        readiness_publish(core->readiness, core->control, core->metrics) < 0 ||
+        readiness_register(core->readiness, daemon_readiness, d) < 0)
+        return daemon_init_failed("the core (events, status, lease, sd_notify, HTTP, control socket, metrics, "
+                                  "readiness)");
     d->audit = audit_new(loop, core->events, core->control);
     if (!d->audit)
         return daemon_init_failed("the audit log");
@@ -581,6 +612,10 @@ int daemon_start(Daemon *d)
     uv_signal_start(&d->sig_hup, daemon_on_signal, SIGHUP);
     uv_timer_init(d->core.loop, &d->status_timer);
     d->status_timer.data = d;
+    uv_fs_poll_init(d->core.loop, &d->config_poll);
+    d->config_poll.data = d;
+    if (uv_fs_poll_start(&d->config_poll, daemon_on_config_changed, d->config_path, 5000) < 0)
+        log_warning("main", "cannot watch '%s' for changes: readiness will not tell an unreloaded edit", d->config_path);
     d->handles_started = true;
 
     /* The same checks as a reload, before anything starts (the backup key was checked as the file
@@ -721,6 +756,7 @@ void daemon_stop(Daemon *d, int exit_code)
         uv_close((uv_handle_t *)&d->sig_int, NULL);
         uv_close((uv_handle_t *)&d->sig_hup, NULL);
         uv_close((uv_handle_t *)&d->status_timer, NULL);
+        uv_close((uv_handle_t *)&d->config_poll, NULL);
     }
     notify_close(d->notify);
     d->notify = NULL;
@@ -796,6 +832,7 @@ void daemon_done(Daemon *d)
     roles_policy_done(&d->roles);
     status_free(d->core.status);
     lease_free(d->core.lease);
+    readiness_free(d->core.readiness);
     events_free(d->core.events);
     free(d->config_path);
     memset(d, 0, sizeof(*d));

@@ -57,6 +57,9 @@ typedef struct Daemon {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool handles_started; /* daemon_start made the signal handles and the status timer */
     uv_timer_t status_timer; /* refreshes sd_notify STATUS= */
+    uv_fs_poll_t config_poll; /* the configuration file, stat'ed on the thread pool every 5 s */
+    bool config_dirty;        /* it changed since it was last loaded (readiness: config.reloaded) */
+    int64_t config_changed_ms;
     bool stopping;
     int closing_modules;
     bool reloading;

@@ -730,6 +730,63 @@ static json_t *repl_failover_json(const Replication *r)
     return o;
 }
 
+/* Readiness (core/readiness.h): the standbys replicate within their thresholds; a failover would
+ * succeed now; the fence hook's dry run passed in the last day. */
+static void repl_readiness(ReadyWriter *w, void *data)
+{
+    Replication *r = data;
+    char list[400] = "";
+    size_t len = 0;
+    ReadyLevel lvl = READY_PASS;
+    size_t standbys = 0;
+
+    if (!r->cfg || !r->n_nodes) {
+        readiness_add(w, "replication.standbys", READY_WARN, "no replication.nodes: losing the primary means a "
+                                                             "restore from backup");
+        return;
+    }
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const ReplNode *n = &r->nodes[i];
+        if (n->primary)
+            continue;
+        standbys++;
+        ReadyLevel l = n->state == REPL_OK                                        ? READY_PASS
+                       : n->state == REPL_LAG_WARNING || n->state == REPL_UNKNOWN ? READY_WARN
+                                                                                  : READY_FAIL;
+        if (l > lvl)
+            lvl = l;
+        if (len < sizeof(list))
+            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s %s", len ? ", " : "", n->name,
+                                    replication_state_name(n->state));
+    }
+    readiness_add(w, "replication.standbys", standbys ? lvl : READY_WARN, "%s", standbys ? list : "no standby node");
+    const ConfigFailover *f = &r->cfg->failover;
+    if (!f->enabled) {
+        readiness_add(w, "failover.ready", READY_WARN, "no failover: section: a lost primary is not replaced");
+        return;
+    }
+    json_t *o = repl_failover_json(r);
+    if (o && json_is_true(json_object_get(o, "would_succeed")))
+        readiness_add(w, "failover.ready", READY_PASS, "a failover would promote %s",
+                      json_string_value(json_object_get(o, "candidate")));
+    else
+        readiness_add(w, "failover.ready", READY_FAIL, "a failover would not succeed: %s",
+                      o ? json_string_value(json_object_get(o, "why")) : "out of memory");
+    json_decref(o);
+    if (!f->n_fence_check)
+        readiness_add(w, "failover.fence_tested", READY_WARN, "no failover.fence_check: the fence hook is never tried "
+                                                              "before it is needed");
+    else if (!r->fence_checked_ms)
+        readiness_add(w, "failover.fence_tested", READY_WARN, "the fence check has not run since the daemon started "
+                                                              "(drctl failover-status runs it)");
+    else if (!r->fence_ok)
+        readiness_add(w, "failover.fence_tested", READY_FAIL, "the last fence check failed: %s", r->fence_msg);
+    else if (clock_wall_ms() - r->fence_checked_ms > 24 * 3600 * 1000LL)
+        readiness_add(w, "failover.fence_tested", READY_WARN, "the fence check last passed more than a day ago");
+    else
+        readiness_add(w, "failover.fence_tested", READY_PASS, "the fence check passed (%s)", r->fence_msg);
+}
+
 static void repl_answer_asks(Replication *r)
 {
     while (r->asks) {
@@ -893,7 +950,8 @@ Replication *replication_new(Core *core)
     }
     r->timer.data = r;
     r->pending = 1; /* the timer */
-    if (core->metrics && metrics_register(core->metrics, repl_collect, r) < 0) {
+    if ((core->metrics && metrics_register(core->metrics, repl_collect, r) < 0) ||
+        (core->readiness && readiness_register(core->readiness, repl_readiness, r) < 0)) {
         uv_close((uv_handle_t *)&r->timer, repl_free_on_close);
         return NULL;
     }

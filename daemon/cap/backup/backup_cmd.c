@@ -303,6 +303,60 @@ static void backups_cmd_verify(CtlCall *call, const json_t *args, void *data)
 
 /* ---- metrics ---- */
 
+/* Readiness (core/readiness.h): the newest logical backup (age against watch.max_age, verified),
+ * its test restore, and the newest base backup when base backups are scheduled. */
+static void backups_readiness(ReadyWriter *w, void *data)
+{
+    Backups *b = data;
+    int64_t now = backups__now(), max_age = (int64_t)(b->cfg.watch_max_age_ms / 1000);
+    char age[32];
+
+    if (!b->enabled) {
+        readiness_add(w, "backup.logical", READY_FAIL, "no backup: section: nothing to restore from");
+        return;
+    }
+    if (!b->scanned) {
+        readiness_add(w, "backup.logical", READY_WARN, "the backup catalog is still being read");
+        return;
+    }
+    json_t *m = backups__newest_of(b, BACKUP_KIND_LOGICAL);
+    if (!m) {
+        readiness_add(w, "backup.logical", READY_FAIL, "no logical backup in %s", b->cfg.directory);
+    } else {
+        int64_t a = now - backup_manifest_started(m);
+        const char *file = json_string_value(json_object_get(m, "file"));
+        snprintf(age, sizeof(age), "%lldh%02lldm", (long long)(a / 3600), (long long)(a / 60 % 60));
+        if (!backup_manifest_verified(m))
+            readiness_add(w, "backup.logical", READY_FAIL, "the newest backup %s (%s old) is not verified", file, age);
+        else if (max_age && a > max_age)
+            readiness_add(w, "backup.logical", READY_FAIL, "the newest backup %s is %s old, more than "
+                          "backup.watch.max_age", file, age);
+        else
+            readiness_add(w, "backup.logical", READY_PASS, "the newest backup %s is %s old and verified", file, age);
+        const char *rt = backups__restore_status(m);
+        if (!strcmp(rt, "ok"))
+            readiness_add(w, "backup.restore_test", READY_PASS, "%s was restored into a scratch database and its "
+                          "validation queries passed", file);
+        else if (!strcmp(rt, "failed"))
+            readiness_add(w, "backup.restore_test", READY_FAIL, "the test restore of %s failed (drctl backups)", file);
+        else
+            readiness_add(w, "backup.restore_test", READY_WARN, "%s has not been test-restored (drctl verify "
+                          "--restore, or verify.restore_schedule)", file);
+    }
+    if (!b->cfg.n_physical_schedules)
+        return;
+    m = backups__newest_of(b, BACKUP_KIND_PHYSICAL);
+    if (!m) {
+        readiness_add(w, "backup.physical", READY_FAIL, "base backups are scheduled but there is none yet");
+        return;
+    }
+    int64_t a = now - backup_manifest_started(m);
+    snprintf(age, sizeof(age), "%lldh%02lldm", (long long)(a / 3600), (long long)(a / 60 % 60));
+    readiness_add(w, "backup.physical", backup_manifest_verified(m) ? READY_PASS : READY_FAIL,
+                  "the newest base backup %s is %s old%s", json_string_value(json_object_get(m, "file")), age,
+                  backup_manifest_verified(m) ? " and verified" : " and NOT verified");
+}
+
 static void backups_collect(MetricsWriter *w, void *data)
 {
     Backups *b = data;
@@ -364,5 +418,7 @@ int backups__commands_register(Backups *b)
     int r = control_register(b->core->control, c, sizeof(c) / sizeof(c[0]));
     if (r == 0 && b->core->metrics)
         r = metrics_register(b->core->metrics, backups_collect, b);
+    if (r == 0 && b->core->readiness)
+        r = readiness_register(b->core->readiness, backups_readiness, b);
     return r;
 }

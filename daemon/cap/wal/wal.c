@@ -765,6 +765,54 @@ static void wal_collect(MetricsWriter *mw, void *data)
     metrics_value(mw, "drsupervisor_wal_archive_gaps", (double)json_array_size(w->gaps));
 }
 
+/* Readiness (core/readiness.h): the archive streams, is not behind, has no gap; and a base
+ * backup exists whose WAL the archive holds from its start. */
+static void wal_readiness(ReadyWriter *rw, void *data)
+{
+    WalArchive *w = data;
+    if (!w->cfg.enabled) {
+        readiness_add(rw, "wal.archive", READY_WARN, "no wal: section: no point-in-time recovery, the RPO is the "
+                                                     "newest backup's age");
+        return;
+    }
+    uint64_t lag = wal_lag_bytes(w);
+    if (w->phase != WAL_STREAMING)
+        readiness_add(rw, "wal.archive", READY_FAIL, "the WAL receiver is not streaming (%s): %s",
+                      wal_phase_names[w->phase], w->last_error[0] ? w->last_error : "connecting");
+    else if (w->gap_open)
+        readiness_add(rw, "wal.archive", READY_FAIL, "the archive has a gap (drctl wal-status): no recovery across "
+                                                     "it until a base backup is taken after it");
+    else if (w->lag_level)
+        readiness_add(rw, "wal.archive", w->lag_level == 2 ? READY_FAIL : READY_WARN,
+                      "streaming, but %llu bytes behind the primary", (unsigned long long)lag);
+    else
+        readiness_add(rw, "wal.archive", READY_PASS, "streaming, %llu bytes behind the primary, %llu segments",
+                      (unsigned long long)lag, (unsigned long long)w->segments);
+    if (!w->scanned || !w->backups)
+        return;
+    bool scanned = false;
+    json_t *phys = backups_physical(w->backups, &scanned);
+    const json_t *newest = NULL, *m;
+    size_t i;
+    json_array_foreach(phys, i, m) if (backup_manifest_is_verified(m)) newest = m;
+    uint64_t start = 0;
+    const char *s = newest ? json_string_value(json_object_get(json_object_get(newest, "wal"), "start_lsn")) : NULL;
+    if (!newest)
+        readiness_add(rw, "wal.base_backup", READY_FAIL, "no verified base backup: the archive has nothing to "
+                                                         "replay onto (drctl backup now --physical)");
+    else if (!s || walarchive_parse_lsn(s, &start) < 0 || !w->have_oldest || w->oldest_segno > start / w->seg_size)
+        readiness_add(rw, "wal.base_backup", READY_FAIL, "the newest base backup %s starts at %s, before the "
+                      "archive's oldest segment: its WAL is not archived",
+                      json_string_value(json_object_get(newest, "file")), s ? s : "?");
+    else if (w->gap_open && w->gap_lsn > start)
+        readiness_add(rw, "wal.base_backup", READY_FAIL, "a gap in the archive lies after the newest base backup %s",
+                      json_string_value(json_object_get(newest, "file")));
+    else
+        readiness_add(rw, "wal.base_backup", READY_PASS, "the newest base backup %s and the WAL after it are in the "
+                      "archive", json_string_value(json_object_get(newest, "file")));
+    json_decref(phys);
+}
+
 /* ---- life cycle ------------------------------------------------------------------------------------ */
 
 static void wal_reset_archive(WalArchive *w)
@@ -824,6 +872,7 @@ WalArchive *wal_new(Core *core, Backups *backups)
     w->tick.data = w->retry.data = w;
     w->pending = 2;
     if (!w->gaps || !w->histories || (core->metrics && metrics_register(core->metrics, wal_collect, w) < 0) ||
+        (core->readiness && readiness_register(core->readiness, wal_readiness, w) < 0) ||
         (w->subscription = events_subscribe(core->events, wal_on_event, w)) < 0) {
         wal_close(w, NULL, NULL);
         return NULL;
