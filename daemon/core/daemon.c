@@ -25,6 +25,7 @@
 #include "cap/venue/venue.h"
 #include "observe/probes.h"
 #include "observe/replication.h"
+#include "scenario/validate.h"
 
 struct ReloadWaiter {
     DaemonReloadFn fn;
@@ -543,6 +544,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->reconcile = reconcile_new(core, d->venue);
     if (!d->reconcile)
         return daemon_init_failed("reconcile");
+    d->validate = validate_new(core, d->reconcile);
+    if (!d->validate)
+        return daemon_init_failed("validate");
     d->detector = detector_new(core, d->venue);
     if (!d->detector)
         return daemon_init_failed("the detector");
@@ -802,6 +806,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         detector_close(d->detector, daemon_module_closed, d);
         d->detector = NULL;
+    }
+    if (d->validate) { /* before the reconcile it may be waiting for */
+        d->closing_modules++;
+        validate_close(d->validate, daemon_module_closed, d);
+        d->validate = NULL;
     }
     if (d->reconcile) {
         d->closing_modules++;

@@ -92,3 +92,36 @@ def test_each_check_flips_with_its_cause(pg, tmp_path, daemon_factory):
                    "failed" in checks(d)[0]["alerts.webhook"]["evidence"], timeout=30, what="deliveries failing")
     finally:
         rx.stop()
+
+
+def test_validate_is_the_post_recovery_checklist(pg, tmp_path):
+    from trading_env import TradingEnv
+    env = TradingEnv(tmp_path, pg, extra={"backup": {"verify": {
+        "after_backup": True,
+        "validation_queries": ["SELECT count(*) FROM orders", "SELECT count(*) = 0 FROM orders"]}}})
+    try:
+        env.start()
+        d = env.daemon
+        assert d.ctl("halt", "--reason", "validate test").returncode == 0
+        wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=20, what="halted")
+        d.ctl_json("backup", "now", "--wait", timeout=120)
+        p = d.ctl("--json", "validate")
+        r = json.loads(p.stdout)
+        rows = {c["name"]: c for c in r["checks"]}
+        assert rows["database"]["status"] == "PASS", rows
+        assert rows["database.query_1"]["status"] == "PASS" and "first value" in rows["database.query_1"]["detail"]
+        assert rows["database.query_2"]["status"] == "FAIL" and "first value is false" in rows["database.query_2"]["detail"]
+        assert rows["reconcile"]["status"] == "PASS", rows["reconcile"]
+        assert rows["backup.logical"]["status"] == "PASS" and rows["database"]["status"] == "PASS"
+        assert rows["alerts.channels"]["status"] == "FAIL"
+        assert r["ok"] is False and p.returncode == 1
+        p = d.ctl("validate")
+        assert "VALIDATION FAILED" in p.stdout and "reconcile" in p.stdout
+
+        # the database gone: its row fails, and the reconcile cannot run
+        pg.stop("fast")
+        p = d.ctl("--json", "validate", timeout=60)
+        rows = {c["name"]: c for c in json.loads(p.stdout)["checks"]}
+        assert p.returncode == 1 and rows["database"]["status"] == "FAIL" and rows["reconcile"]["status"] == "FAIL"
+    finally:
+        env.cleanup()
