@@ -302,6 +302,20 @@ static bool pgconn_looks_like_conninfo(const char *s)
     return strchr(s, '=') || strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
 }
 
+/* The end of a conninfo being built: r 0 hands buf (an empty string when nothing was appended) to
+ * *ret; otherwise buf is freed and r returned. */
+static int pgconn_give_conninfo(int r, char *buf, char **ret)
+{
+    if (r == 0 && !buf && !(buf = strdup("")))
+        r = -ENOMEM;
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    *ret = buf;
+    return 0;
+}
+
 static int pgconn_append_kv(char **buf, size_t *len, size_t *cap, const char *k, const char *v)
 {
     size_t need = *len + strlen(k) + 2 * strlen(v) + 5;
@@ -398,14 +412,7 @@ int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, 
         }
     }
     PQconninfoFree(opts);
-    if (r == 0 && !buf && !(buf = strdup("")))
-        r = -ENOMEM;
-    if (r < 0) {
-        free(buf);
-        return r;
-    }
-    *ret_conninfo = buf;
-    return 0;
+    return pgconn_give_conninfo(r, buf, ret_conninfo);
 }
 
 /* The value of keyword in a parsed option array, NULL when unset. */
@@ -444,12 +451,5 @@ int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **re
     }
     PQconninfoFree(base);
     PQconninfoFree(to);
-    if (r == 0 && !buf && !(buf = strdup("")))
-        r = -ENOMEM;
-    if (r < 0) {
-        free(buf);
-        return r;
-    }
-    *ret_conninfo = buf;
-    return 0;
+    return pgconn_give_conninfo(r, buf, ret_conninfo);
 }

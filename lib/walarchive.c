@@ -16,6 +16,7 @@
 
 #include "atomicfile.h"
 #include "backupstream.h"
+#include "bytebuf.h"
 #include "err.h"
 #include "walarchive.h"
 
@@ -150,34 +151,11 @@ int walarchive_parse_lsn(const char *s, uint64_t *lsn)
 
 /* ---- writing ------------------------------------------------------------------------------- */
 
-typedef struct WalBuf {
-    uint8_t *p;
-    size_t len, cap;
-} WalBuf;
-
-static int walarchive_buf_sink(void *ctx, const uint8_t *data, size_t len)
-{
-    WalBuf *b = ctx;
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + len)
-            cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
 /* Encrypt head||data (head may be NULL) into a container in out. */
 static int walarchive_seal(const uint8_t key[BCF_KEY_LEN], CodecKind codec, int64_t created_at, const uint8_t *head,
-                           size_t head_len, const uint8_t *data, size_t len, WalBuf *out, char *err, size_t errlen)
+                           size_t head_len, const uint8_t *data, size_t len, ByteBuf *out, char *err, size_t errlen)
 {
-    BackupStreamWriter *w = backupstream_writer_new(key, codec, CODEC_LEVEL_DEFAULT, 0, walarchive_buf_sink, out);
+    BackupStreamWriter *w = backupstream_writer_new(key, codec, CODEC_LEVEL_DEFAULT, 0, bytebuf_sink, out);
     int r;
     if (!w) {
         snprintf(err, errlen, "out of memory");
@@ -197,10 +175,10 @@ static int walarchive_seal(const uint8_t key[BCF_KEY_LEN], CodecKind codec, int6
 }
 
 /* Decrypt and verify a container held in memory into out. */
-static int walarchive_open_sealed(const uint8_t key[BCF_KEY_LEN], const uint8_t *data, size_t len, WalBuf *out,
+static int walarchive_open_sealed(const uint8_t key[BCF_KEY_LEN], const uint8_t *data, size_t len, ByteBuf *out,
                                   char *err, size_t errlen)
 {
-    BackupStreamReader *rd = backupstream_reader_new(key, true, walarchive_buf_sink, out);
+    BackupStreamReader *rd = backupstream_reader_new(key, true, bytebuf_sink, out);
     int r;
     if (!rd) {
         snprintf(err, errlen, "out of memory");
@@ -218,7 +196,7 @@ static int walarchive_open_sealed(const uint8_t key[BCF_KEY_LEN], const uint8_t 
 int walarchive_write_file(const char *dir, const char *name, const uint8_t key[BCF_KEY_LEN], CodecKind codec,
                           int64_t created_at, const uint8_t *data, size_t len, char *err, size_t errlen)
 {
-    WalBuf sealed = {0}, check = {0};
+    ByteBuf sealed = {0}, check = {0};
     char path[4096];
     int r;
 
@@ -245,7 +223,7 @@ int walarchive_read_file(const char *path, const uint8_t key[BCF_KEY_LEN], size_
 {
     char *raw = NULL;
     size_t raw_len = 0;
-    WalBuf out = {0};
+    ByteBuf out = {0};
     int r = atomicfile_read_all(path, max + (max / 8) + 65536, &raw, &raw_len);
     if (r < 0) {
         snprintf(err, errlen, "read '%s': %s", path, strerror(-r));
@@ -299,14 +277,14 @@ int walarchive_append_piece(const char *path, const uint8_t key[BCF_KEY_LEN], Co
                             const uint8_t *data, size_t len, char *err, size_t errlen)
 {
     uint8_t head[WAL_PIECE_HDR];
-    WalBuf piece = {0};
+    ByteBuf piece = {0};
     struct stat st;
     bool created = stat(path, &st) < 0;
     int r;
 
     memcpy(head, walarchive_piece_magic, 8);
     walarchive_put_u64(head + 8, offset);
-    if (walarchive_buf_sink(&piece, (const uint8_t *)"\0\0\0\0\0\0\0\0", 8) < 0) {
+    if (bytebuf_sink(&piece, (const uint8_t *)"\0\0\0\0\0\0\0\0", 8) < 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -366,7 +344,7 @@ int walarchive_read_partial(const char *path, const uint8_t key[BCF_KEY_LEN], ui
     }
     while (pos < raw_len) {
         uint64_t n;
-        WalBuf plain = {0};
+        ByteBuf plain = {0};
         if (raw_len - pos < 8 || (n = walarchive_get_u64((const uint8_t *)raw + pos)) > raw_len - pos - 8) {
             *ret_torn = true; /* a crash inside the last append: cut it off */
             if (cut_torn && truncate(path, (off_t)pos) < 0) {

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "backupstream.h"
+#include "bytebuf.h"
 #include "err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,10 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_BACKUP_CHUNK 64u
 #define FUZZ_BACKUP_MAX (1u << 20)
 
-typedef struct FuzzBuf {
-    uint8_t *p;
-    size_t len, cap;
-} FuzzBuf;
+typedef ByteBuf FuzzBuf;
 
 static const uint8_t fuzz_backup_key[BCF_KEY_LEN] = {
     0x5a, 0x17, 0xc3, 0x08, 0x91, 0x2e, 0x44, 0xbd, 0x70, 0x0f, 0xe2, 0x39, 0x86, 0x6b, 0xd4, 0x21,
@@ -44,20 +42,7 @@ static int fuzz_backup_sink(void *ctx, const uint8_t *data, size_t len)
     FuzzBuf *b = ctx;
     if (b->len + len > FUZZ_BACKUP_MAX)
         return -EFBIG; /* keep a decompression bomb from eating the run's memory */
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + len)
-            cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (len)
-        memcpy(b->p + b->len, data, len);
-    b->len += len;
-    return 0;
+    return bytebuf_append(b, data, len);
 }
 
 /* The plaintext of the built container: text-like, compressible, a few chunks once compressed. */

@@ -20,21 +20,12 @@ import pytest
 
 from alert_receiver import Receiver
 from drsup import Daemon, wait_until
-from pgharness import PgCluster
 from trading_env import TradingEnv
 
 PY = "/usr/bin/python3"
 
 
-@pytest.fixture
-def standby(pg):
-    s = PgCluster()
-    try:
-        s.init_standby(pg, "pg2")
-        s.start()
-        yield s
-    finally:
-        s.cleanup()
+from test_replication import standby  # noqa: E402,F401 (fixture: a streaming standby of pg named pg2)
 
 
 def hook(tmp_path, name, body):

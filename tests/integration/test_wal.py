@@ -18,7 +18,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -128,23 +127,28 @@ def check_segments_match(pg, key, wdir, names):
     return [n[:24] for n in segs]
 
 
-def write_rows(pg, n, tag):
+def write_rows(pg, n, tag, switch=False):
     pg.psql("CREATE TABLE IF NOT EXISTS t (id serial, tag text, pad text)")
     pg.psql("INSERT INTO t (tag, pad) SELECT '%s', repeat('x', 200) FROM generate_series(1, %d)" % (tag, n))
+    if switch:
+        pg.psql("SELECT pg_switch_wal()")
+
+
+def start_archiving(pg, tmp_path, daemon_factory, cfg=None):
+    """A daemon archiving pg's WAL, streaming; with the key its archive is encrypted with."""
+    d = daemon_factory(cfg or wal_cfg(pg, tmp_path))
+    d.start()
+    wait_streaming(d)
+    return d, key_of(d.config["backup"]["key_file"])
 
 
 def test_archive_matches_the_server_and_the_partial_follows_commits(pgw, tmp_path, daemon_factory):
     pg = pgw
-    d = daemon_factory(wal_cfg(pg, tmp_path))
-    d.start()
-    key = key_of(d.config["backup"]["key_file"])
-    wait_streaming(d)
+    d, key = start_archiving(pg, tmp_path, daemon_factory)
 
     # Segments: written by the server, switched, archived whole and equal to the server's.
-    write_rows(pg, 20000, "a")
-    pg.psql("SELECT pg_switch_wal()")
-    write_rows(pg, 1000, "b")
-    pg.psql("SELECT pg_switch_wal()")
+    write_rows(pg, 20000, "a", switch=True)
+    write_rows(pg, 1000, "b", switch=True)
     end = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
     wait_archived(d, end)
     wdir, names = archive_files(d)
@@ -190,10 +194,7 @@ def test_archive_matches_the_server_and_the_partial_follows_commits(pgw, tmp_pat
 
 def test_kill9_resumes_from_the_partial_without_loss(pgw, tmp_path, daemon_factory):
     pg = pgw
-    d = daemon_factory(wal_cfg(pg, tmp_path))
-    d.start()
-    key = key_of(d.config["backup"]["key_file"])
-    wait_streaming(d)
+    d, key = start_archiving(pg, tmp_path, daemon_factory)
     write_rows(pg, 5000, "before")
     mid = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
     wait_archived(d, mid)
@@ -207,8 +208,7 @@ def test_kill9_resumes_from_the_partial_without_loss(pgw, tmp_path, daemon_facto
                interval=0.01, what="a sealed partial while WAL is coming")
     d.kill9()
     assert writer.wait(timeout=120) == 0
-    write_rows(pg, 1000, "after")
-    pg.psql("SELECT pg_switch_wal()")
+    write_rows(pg, 1000, "after", switch=True)
     end = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
 
     d.start()
@@ -223,21 +223,16 @@ def test_kill9_resumes_from_the_partial_without_loss(pgw, tmp_path, daemon_facto
 
 
 def test_dropped_slot_and_missing_segment_are_gaps(pg, tmp_path, daemon_factory):
-    d = daemon_factory(wal_cfg(pg, tmp_path))
-    d.start()
-    wait_streaming(d)
-    write_rows(pg, 2000, "a")
-    pg.psql("SELECT pg_switch_wal()")
-    write_rows(pg, 2000, "b")
-    pg.psql("SELECT pg_switch_wal()")
+    d, _ = start_archiving(pg, tmp_path, daemon_factory)
+    write_rows(pg, 2000, "a", switch=True)
+    write_rows(pg, 2000, "b", switch=True)
     wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
     d.stop()
 
     # the slot dropped and the WAL it kept recycled away by checkpoints
     pg.psql("SELECT pg_drop_replication_slot('drsupervisor')")
     for i in range(4):
-        write_rows(pg, 2000, "c%d" % i)
-        pg.psql("SELECT pg_switch_wal()")
+        write_rows(pg, 2000, "c%d" % i, switch=True)
         pg.psql("CHECKPOINT")
     d.start()
     wait_until(lambda: status(d)["gaps"], timeout=30, what="a gap")
@@ -246,8 +241,7 @@ def test_dropped_slot_and_missing_segment_are_gaps(pg, tmp_path, daemon_factory)
     wait_until(lambda: "wal.gap" in d.log(), what="the wal.gap event")
     assert pg.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drsupervisor'") == "1"
     # archiving goes on after the hole
-    write_rows(pg, 100, "d")
-    pg.psql("SELECT pg_switch_wal()")
+    write_rows(pg, 100, "d", switch=True)
     wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")), timeout=30)
     p = d.ctl("wal-status")
     assert "gap " in p.stdout, p.stdout
@@ -288,9 +282,7 @@ def test_point_in_time_recovery_by_hand_with_wal_fetch(pgw, tmp_path, daemon_fac
     pg = pgw
     cfg = wal_cfg(pg, tmp_path)
     cfg["backup"] = physical_cfg(pg, tmp_path)
-    d = daemon_factory(cfg)
-    d.start()
-    wait_streaming(d)
+    d, _ = start_archiving(pg, tmp_path, daemon_factory, cfg)
     write_rows(pg, 3000, "base")
     res = d.ctl_json("backup", "now", "--physical", "--wait", timeout="120s")
     write_rows(pg, 500, "before")
@@ -369,12 +361,9 @@ def test_retention_keeps_what_the_oldest_base_backup_needs(pgw, tmp_path, daemon
     pg = pgw
     cfg = wal_cfg(pg, tmp_path)
     cfg["backup"] = physical_cfg(pg, tmp_path)
-    d = daemon_factory(cfg)
-    d.start()
-    wait_streaming(d)
+    d, _ = start_archiving(pg, tmp_path, daemon_factory, cfg)
     for i in range(3):
-        write_rows(pg, 500, "x%d" % i)
-        pg.psql("SELECT pg_switch_wal()")
+        write_rows(pg, 500, "x%d" % i, switch=True)
     wait_archived(d, lsn(pg.psql("SELECT pg_current_wal_lsn()")))
     before = [n for n in archive_files(d)[1] if n.endswith(".wal.zst.drbk")]
     assert len(before) >= 3
@@ -383,8 +372,7 @@ def test_retention_keeps_what_the_oldest_base_backup_needs(pgw, tmp_path, daemon
 
     b1 = d.ctl_json("backup", "now", "--physical", "--wait", timeout="120s")
     for i in range(2):
-        write_rows(pg, 500, "y%d" % i)
-        pg.psql("SELECT pg_switch_wal()")
+        write_rows(pg, 500, "y%d" % i, switch=True)
     # (backup names have one-second resolution)
     wait_until(lambda: d.ctl("backup", "now", "--physical", "--wait").returncode == 0, timeout=30, interval=0.3,
                what="the second base backup")
@@ -426,12 +414,8 @@ def test_a_promotion_is_followed_onto_the_new_timeline(pgw, tmp_path, daemon_fac
         sb.start()
         both = "host=127.0.0.1,127.0.0.1 port=%d,%d user=postgres dbname=postgres target_session_attrs=read-write" % (
             pg.port, sb.port)
-        d = daemon_factory(wal_cfg(pg, tmp_path, conninfo=both))
-        d.start()
-        key = key_of(d.config["backup"]["key_file"])
-        wait_streaming(d)
-        write_rows(pg, 3000, "tl1")
-        pg.psql("SELECT pg_switch_wal()")
+        d, key = start_archiving(pg, tmp_path, daemon_factory, wal_cfg(pg, tmp_path, conninfo=both))
+        write_rows(pg, 3000, "tl1", switch=True)
         write_rows(pg, 200, "tl1b")
         end1 = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
         wait_archived(d, end1)
@@ -441,8 +425,7 @@ def test_a_promotion_is_followed_onto_the_new_timeline(pgw, tmp_path, daemon_fac
         pg.stop("fast")
         sb.psql("SELECT pg_promote(true, 60)")
         assert sb.psql("SELECT pg_is_in_recovery()") == "f"
-        write_rows(sb, 2000, "tl2")
-        sb.psql("SELECT pg_switch_wal()")
+        write_rows(sb, 2000, "tl2", switch=True)
         end2 = lsn(sb.psql("SELECT pg_current_wal_lsn()"))
         try:
             wait_until(lambda: status(d).get("timeline") == 2, timeout=60, what="timeline 2 followed")
