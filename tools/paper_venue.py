@@ -205,14 +205,17 @@ class Venue:
         self.conn = conn
         return conn
 
-    def _db_failed(self, err):
-        msg = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    def _drop_conn(self):
         if self.conn is not None:
             try:
                 self.conn.close()
             except psycopg2.Error:
                 pass
-            self.conn = None
+        self.conn = None
+
+    def _db_failed(self, err):
+        msg = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        self._drop_conn()
         with self.lock:
             if self.db_ok is not False or self.last_db_error != msg:
                 log("database write failed: %s" % msg)
@@ -222,12 +225,7 @@ class Venue:
         """The platform's database is another server now (a failover's repoint): later writes,
         pending fills included, go there."""
         with self.db_lock:
-            if self.conn is not None:
-                try:
-                    self.conn.close()
-                except psycopg2.Error:
-                    pass
-            self.conn = None
+            self._drop_conn()
             self.dsn = dsn
         log("repointed to another database server")
         return self.status()
