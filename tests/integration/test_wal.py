@@ -183,6 +183,9 @@ def test_archive_matches_the_server_and_the_partial_follows_commits(pgw, tmp_pat
     app = pg.psql("SELECT application_name FROM pg_stat_replication")
     assert "drsupervisor_wal" in app
 
+    # drctl status shows the archive as a component
+    wait_until(lambda: d.ctl_json("status")["components"]["wal"]["health"] == "up", what="wal up in status")
+
     # wal-status: text and JSON agree.
     st = status(d)
     assert st["lag_bytes"] == 0 or lsn(st["primary_lsn"]) - lsn(st["archived_lsn"]) == st["lag_bytes"]
@@ -239,6 +242,7 @@ def test_dropped_slot_and_missing_segment_are_gaps(pg, tmp_path, daemon_factory)
     st = status(d)
     assert "no longer has the WAL" in st["gaps"][0]["reason"], st
     wait_until(lambda: "wal.gap" in d.log(), what="the wal.gap event")
+    wait_until(lambda: d.ctl_json("status")["components"]["wal"]["health"] == "down", what="wal down in status")
     assert pg.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drsupervisor'") == "1"
     # archiving goes on after the hole
     write_rows(pg, 100, "d", switch=True)

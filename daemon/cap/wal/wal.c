@@ -646,6 +646,20 @@ static void wal_tick_conditions(WalArchive *w)
     }
 }
 
+/* The status model's "wal" component (drctl status): up while streaming without a gap or a
+ * stall, down with one of them open, unknown until then. Only with a wal: section. */
+static void wal_health(WalArchive *w)
+{
+    Component *c = w->cfg.enabled ? status_component(w->core->status, "wal") : NULL;
+    if (!c)
+        return;
+    Health h = w->stalled_open || w->gap_open ? HEALTH_DOWN : w->phase == WAL_STREAMING ? HEALTH_UP : c->health;
+    if (h != c->health) {
+        status_set_health(c, h);
+        status_changed(w->core->status);
+    }
+}
+
 static void wal_on_tick(uv_timer_t *t)
 {
     WalArchive *w = t->data;
@@ -661,6 +675,7 @@ static void wal_on_tick(uv_timer_t *t)
         }
     }
     wal_tick_conditions(w);
+    wal_health(w);
     if (now - w->retain_at >= 60000)
         wal__retain(w);
 }
