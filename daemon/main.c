@@ -17,6 +17,7 @@
 #include "core/daemon.h"
 #include "err.h"
 #include "log.h"
+#include "cap/wal/wal.h"
 #include "scenario/scenario.h"
 
 #define MAIN_DEFAULT_CONFIG "/etc/drsupervisor/drsupervisor.yaml"
@@ -24,7 +25,7 @@
 static void main_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: drsupervisord [--config FILE] [--foreground] [--check-config]\n"
+            "Usage: drsupervisord [--config FILE] [--foreground] [--check-config | --release-sync]\n"
             "\n"
             "Disaster-recovery supervisor for PostgreSQL trading platforms: probes the database\n"
             "and the platform, takes and verifies backups, runs recovery scenarios, and answers\n"
@@ -33,6 +34,9 @@ static void main_usage(FILE *out)
             "Options:\n"
             "  -c, --config FILE    configuration file (default " MAIN_DEFAULT_CONFIG ")\n"
             "  -t, --check-config   validate the configuration, print the result, and exit\n"
+            "      --release-sync   if the primary's synchronous_standby_names is the WAL archive's,\n"
+            "                       reset it so commits stop waiting for it, and exit (the unit's\n"
+            "                       ExecStopPost: a daemon that died cannot fall back itself)\n"
             "  -f, --foreground     log readable lines to stderr even under systemd\n"
             "                       (the daemon never forks; systemd runs it as Type=notify)\n"
             "  -h, --help           show this help\n"
@@ -70,10 +74,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 't'},
         {"foreground", no_argument, NULL, 'f'},   {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},      {"release-sync", no_argument, NULL, 'R'},
+        {NULL, 0, NULL, 0},
     };
     const char *config_path = MAIN_DEFAULT_CONFIG;
-    bool check_only = false, foreground = false;
+    bool check_only = false, foreground = false, release_sync = false;
 
     /* A child on its way to its program (lib/child's exec shim): never returns. */
     if (child_exec_shim_main(argc, argv))
@@ -94,6 +99,9 @@ int main(int argc, char **argv)
             break;
         case 't':
             check_only = true;
+            break;
+        case 'R':
+            release_sync = true;
             break;
         case 'f':
             foreground = true;
@@ -139,6 +147,15 @@ int main(int argc, char **argv)
             fprintf(stderr, "drsupervisord: not starting: the configuration is invalid\n");
         free(errors);
         return 2;
+    }
+    if (release_sync) {
+        /* One-shot and blocking by design (no loop runs): systemd's ExecStopPost. */
+        char msg[600];
+        r = wal_release_sync(&cfg->wal, msg, sizeof(msg));
+        fprintf(r < 0 ? stderr : stdout, "drsupervisord --release-sync: %s\n", msg);
+        roles_policy_done(&roles);
+        config_free(cfg);
+        return r < 0 ? 1 : 0;
     }
     if (check_only) {
         /* What start-up and a reload would refuse, not only what parses. */

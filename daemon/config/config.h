@@ -339,6 +339,8 @@ typedef struct ConfigWal {
     uint64_t timeout_ms;          /* connect deadline; also: nothing heard from the primary this long */
     uint64_t lag_bytes_warning, lag_bytes_critical; /* WAL written on the primary, not yet archived */
     uint64_t stalled_after_ms;    /* not streaming (or not advancing while the primary writes) this long */
+    bool synchronous;             /* the receiver in the primary's synchronous_standby_names: RPO 0 */
+    uint64_t synchronous_fallback_ms; /* the receiver down this long: asynchronous again (commits go on) */
 } ConfigWal;
 
 typedef struct Config {

@@ -40,6 +40,8 @@ void config__read_wal(const CfgSection *top, const ConfigBackup *b, ConfigWal *w
     cfg_size(&s, "lag_bytes_warning", 16ull << 20, 0, UINT64_MAX, &w->lag_bytes_warning);
     cfg_size(&s, "lag_bytes_critical", 256ull << 20, 0, UINT64_MAX, &w->lag_bytes_critical);
     cfg_duration_ms(&s, "stalled_after", false, 30000, 100, &w->stalled_after_ms);
+    cfg_bool(&s, "synchronous", false, &w->synchronous);
+    cfg_duration_ms(&s, "synchronous_fallback", false, 2000, 100, &w->synchronous_fallback_ms);
     cfg_check_unknown(&s);
     if (!w->enabled)
         return;

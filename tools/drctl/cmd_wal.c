@@ -63,6 +63,12 @@ static void drctl_print_wal(const json_t *r)
     } else {
         printf("segments   none complete yet\n");
     }
+    const json_t *sy = json_object_get(r, "synchronous");
+    if (json_is_true(json_object_get(sy, "configured")))
+        printf("sync       %s\n", json_is_true(json_object_get(sy, "on")) ? "on: commits wait for the archive"
+                                   : json_is_true(json_object_get(sy, "fell_back"))
+                                       ? "SUSPENDED (the receiver was down): back once caught up"
+                                       : "not yet on (waiting to catch up, or synchronous_standby_names is not ours)");
     if (!json_array_size(gaps))
         printf("gaps       none\n");
     json_array_foreach(gaps, i, g) printf("gap        %s .. %s: %s\n", drctl_str(g, "from", "?"), drctl_str(g, "to", "?"),

@@ -395,6 +395,8 @@ static void wal_job_done(uv_work_t *req, int status)
         }
         wal_flushed_to(w, j->segno * j->seg_size + j->offset + j->len);
         wal__recv_status(w, false);
+        if (w->cfg.synchronous)
+            wal__seal(w); /* what arrived meanwhile: commits are waiting for it */
         break;
     case WAL_JOB_SEGMENT:
         walarchive_seg_name(j->tli, j->segno, j->seg_size, name);
@@ -566,7 +568,7 @@ void wal__gap(WalArchive *w, uint64_t from, uint64_t to, const char *reason)
 
 /* ---- the tick -------------------------------------------------------------------------------------- */
 
-static void wal_seal(WalArchive *w)
+void wal__seal(WalArchive *w)
 {
     if (w->piece_inflight || w->recv_off <= w->sealed_off || !w->buf || !w->key_loaded)
         return;
@@ -665,7 +667,7 @@ static void wal_on_tick(uv_timer_t *t)
     WalArchive *w = t->data;
     uint64_t now = uv_now(w->core->loop);
     if (w->phase == WAL_STREAMING) {
-        wal_seal(w);
+        wal__seal(w);
         if (now - w->last_status_at >= w->cfg.status_interval_ms)
             wal__recv_status(w, true); /* the answer (a keepalive) shows the connection lives */
         if (now - w->last_recv_at >= w->cfg.timeout_ms + w->cfg.status_interval_ms) {
@@ -676,6 +678,7 @@ static void wal_on_tick(uv_timer_t *t)
     }
     wal_tick_conditions(w);
     wal_health(w);
+    wal__sync_tick(w);
     if (now - w->retain_at >= 60000)
         wal__retain(w);
 }
@@ -742,6 +745,8 @@ static json_t *wal_status_json(const WalArchive *w)
                                                        (json_int_t)w->oldest_time_s * 1000));
         }
     }
+    json_object_set_new(o, "synchronous", json_pack("{s:b,s:b,s:b}", "configured", w->cfg.synchronous, "on",
+                                                    w->sync_on, "fell_back", w->sync_fell_back));
     json_object_set_new(o, "gaps", json_deep_copy(w->gaps));
     json_object_set_new(o, "timelines", json_deep_copy(w->histories));
     return o;
@@ -776,6 +781,9 @@ static void wal_collect(MetricsWriter *mw, void *data)
     metrics_value(mw, "drsupervisor_wal_last_archived_timestamp_seconds", (double)w->flushed_at_ms / 1000.0);
     metrics_family(mw, "drsupervisor_wal_archive_segments", METRIC_GAUGE, "complete segments in the archive");
     metrics_value(mw, "drsupervisor_wal_archive_segments", (double)w->segments);
+    metrics_family(mw, "drsupervisor_wal_synchronous", METRIC_GAUGE,
+                   "1 while the primary's commits wait for the archive (wal.synchronous in effect)");
+    metrics_value(mw, "drsupervisor_wal_synchronous", w->sync_on);
     metrics_family(mw, "drsupervisor_wal_archive_gaps", METRIC_GAUGE, "holes found in the archive since the daemon started");
     metrics_value(mw, "drsupervisor_wal_archive_gaps", (double)json_array_size(w->gaps));
 }
@@ -943,6 +951,7 @@ int wal_apply_config(WalArchive *w, const Config *cfg)
         return 0;
     }
     wal__recv_stop(w);
+    wal__sync_stop(w);
     wal_reset_archive(w);
     w->failures = 0;
     w->last_error[0] = '\0';
@@ -969,6 +978,7 @@ void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data)
         events_unsubscribe(w->core->events, w->subscription);
     w->subscription = 0;
     wal__recv_stop(w);
+    wal__sync_stop(w);
     while (w->jobs_head) { /* not started: what they held is still in the slot */
         WalJob *j = w->jobs_head;
         w->jobs_head = j->next;

@@ -24,6 +24,13 @@ WalArchive *wal_new(Core *core, Backups *backups);
 /* Apply the wal section: the receiver (re)started when its connection or archive changed. 0, or
  * DR_ECANCELED / -ENOMEM. */
 int wal_apply_config(WalArchive *w, const Config *cfg);
+/*
+ * drsupervisord --release-sync (the unit's ExecStopPost=): when the primary's
+ * synchronous_standby_names is the archive's, reset it so commits stop waiting for a receiver that
+ * is gone. BLOCKING (libpq's PQconnectdb/PQexec): only for the one-shot command, never the loop.
+ * 0 with what it did in msg, or DR_EDB.
+ */
+int wal_release_sync(const ConfigWal *cfg, char *msg, size_t n);
 /* Stop receiving (what is received but not sealed is still in the slot) and close. */
 void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data);
 

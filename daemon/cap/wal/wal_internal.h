@@ -155,6 +155,15 @@ struct WalArchive {
     WalJob *jobs_head, *jobs_tail;
     bool job_running;
 
+    /* synchronous archiving (wal_sync.c) */
+    PgConn *sync_pg;       /* a normal connection to the primary for synchronous_standby_names */
+    bool sync_on;          /* the primary's synchronous_standby_names names the receiver */
+    bool sync_busy;
+    int sync_step;
+    bool sync_foreign;     /* someone else's value: left alone */
+    bool sync_fell_back;   /* suspended after the receiver was down; back once caught up */
+    bool sync_page_open;   /* wal.sync:C */
+
     /* conditions */
     int lag_level;         /* 0 none, 1 warning, 2 critical */
     bool stalled_open;
@@ -195,6 +204,15 @@ void wal__cmd_recover(CtlCall *call, const json_t *args, void *data);
  * Pure: exposed for tests. */
 json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uint64_t seg_size, int64_t target_ms,
                         int64_t partial_sealed_ms);
+
+/* wal_sync.c */
+/* Turn synchronous archiving on (caught up), off (fallen back or configured off), every tick. */
+void wal__sync_tick(WalArchive *w);
+void wal__sync_stop(WalArchive *w);
+
+/* wal.c */
+/* Seal what was received and not yet sealed, now (one piece job at a time). */
+void wal__seal(WalArchive *w);
 
 /* wal_recv.c */
 /* Connect (again) now. */

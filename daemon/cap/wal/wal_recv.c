@@ -137,6 +137,8 @@ static void wal_on_copy(PgConn *c, const char *msg, size_t len, void *data)
     w->last_recv_at = uv_now(w->core->loop);
     if (len >= 25 && msg[0] == 'w') {
         wal_on_xlogdata(w, msg, len);
+        if (w->cfg.synchronous && w->pg == c)
+            wal__seal(w); /* a commit may be waiting: no flush_interval */
     } else if (len >= 18 && msg[0] == 'k') {
         uint64_t end = wal_be64(msg + 1);
         if (end > w->server_lsn)
