@@ -806,7 +806,10 @@ int pgconn_copy_put(PgConn *c, const void *msg, size_t len)
 {
     if (!c || !c->copying || c->state != PGCONN_READY || !msg || len > INT32_MAX)
         return -EINVAL;
-    if (PQputCopyData(c->pq, msg, (int)len) != 1) {
+    int q = PQputCopyData(c->pq, msg, (int)len);
+    if (q == 0)
+        return -EAGAIN; /* libpq's buffer is full (nonblocking): not queued, try again later */
+    if (q != 1) {
         pgconn_fail_pq(c, DR_EDB);
         return DR_EDB;
     }

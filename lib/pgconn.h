@@ -151,8 +151,9 @@ int pgconn_query(PgConn *c, const char *sql, int nparams, const char *const *par
 typedef void (*PgConnCopyCb)(PgConn *c, const char *msg, size_t len, void *data);
 int pgconn_simple_query(PgConn *c, const char *sql, PgConnResultCb cb, void *data);
 int pgconn_copy_both(PgConn *c, const char *sql, PgConnCopyCb copy_cb, PgConnResultCb done_cb, void *data);
-/* Queue one COPY message while streaming (flushed without blocking). 0, -EINVAL (not streaming),
- * DR_EDB (the connection failed: done_cb is told). */
+/* Queue one COPY message while streaming (flushed without blocking). 0, -EAGAIN (libpq's output
+ * buffer is full: not queued), -EINVAL (not streaming), DR_EDB (the connection failed: done_cb is
+ * told). */
 int pgconn_copy_put(PgConn *c, const void *msg, size_t len);
 /* True while a pgconn_copy_both() stream is open. */
 bool pgconn_is_streaming(const PgConn *c);
