@@ -259,7 +259,7 @@ static void wal_job_work(uv_work_t *req)
         return;
     case WAL_JOB_PIECE:
         snprintf(path, sizeof(path), "%s/%s", j->dir, j->name);
-        j->result = walarchive_append_piece(path, j->key, j->codec, j->offset, j->data, j->len, j->err, sizeof(j->err));
+        j->result = walarchive_append_piece(path, j->key, CODEC_NONE, j->offset, j->data, j->len, j->err, sizeof(j->err));
         return;
     case WAL_JOB_RETAIN:
         wal__retain_work(j);
