@@ -1,0 +1,284 @@
+"""
+A strict S3-compatible test server (issue 16): the off-site repository's test double.
+
+Unlike the permissive doubles, it checks every request as S3 does and refuses what S3 refuses:
+- the Signature Version 4 Authorization header, recomputed here (an implementation of its own,
+  written from AWS's specification, independent of lib/sigv4.c): a wrong one is 403
+  SignatureDoesNotMatch, with the canonical request S3 would print;
+- x-amz-content-sha256 against the body actually received (400 XAmzContentSHA256Mismatch), which
+  neither s3rver nor its fork checks; UNSIGNED-PAYLOAD is accepted, streaming payloads are not (501);
+- x-amz-date within 15 minutes of the server's clock (403 RequestTimeTooSkewed);
+- an unknown access key (403 InvalidAccessKeyId), a missing bucket (404 NoSuchBucket) or key
+  (404 NoSuchKey).
+
+Operations: PUT, GET, HEAD and DELETE of an object; ListObjectsV2 (list-type=2, prefix); multipart
+upload (CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload), with
+S3's ETags (MD5, and for a multipart object the MD5 of the parts' MD5s and "-N"). Path style and
+virtual-host style (BUCKET.HOST). Objects are kept in memory.
+
+Faults for the tests (S3Server.fault): "slowdown" (503 SlowDown), "error" (500 InternalError),
+"reset" (the connection closed without an answer), "slow" (the answer delayed), each for the next
+N requests; clock_skew_s shifts the server's clock.
+"""
+import datetime
+import hashlib
+import hmac
+import socket
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
+
+EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+
+def _uri_encode(s, keep_slash):
+    safe = "-_.~" + ("/" if keep_slash else "")
+    return urllib.parse.quote(s, safe=safe)
+
+
+def sigv4_signature(secret, method, path, query_pairs, headers, signed, payload_hash, amz_date, region, service):
+    """The signature S3 computes: headers {lowercase name: [values]}, signed: the names, in order."""
+    canon_query = "&".join("%s=%s" % (_uri_encode(k, False), _uri_encode(v, False))
+                           for k, v in sorted(query_pairs))
+    lines = []
+    for name in signed:
+        vals = [" ".join(v.split()) for v in headers.get(name, [])]
+        lines.append("%s:%s\n" % (name, ",".join(vals)))
+    canonical = "\n".join([method, _uri_encode(path, True), canon_query, "".join(lines), ";".join(signed),
+                           payload_hash])
+    scope = "%s/%s/%s/aws4_request" % (amz_date[:8], region, service)
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ("AWS4" + secret).encode()
+    for part in (amz_date[:8], region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest(), canonical
+
+
+class S3Server:
+    def __init__(self, access_key="AKIDTEST", secret_key="test-secret/with+chars", region="us-east-1",
+                 buckets=("drsup",)):
+        self.keys = {access_key: secret_key}
+        self.region = region
+        self.buckets = {b: {} for b in buckets}
+        self.uploads = {}
+        self.lock = threading.Lock()
+        self.faults = []  # [mode, remaining, arg]
+        self.clock_skew_s = 0
+        self.requests = []  # (method, path, status)
+        self._httpd = None
+        self.port = 0
+
+    # ---- control ----
+
+    def fault(self, mode, count=1, arg=None):
+        with self.lock:
+            self.faults.append([mode, count, arg])
+
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                server._handle(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def objects(self, bucket):
+        with self.lock:
+            return dict(self.buckets[bucket])
+
+    # ---- requests ----
+
+    def _reply(self, h, status, body=b"", headers=None):
+        with self.lock:
+            self.requests.append((h.command, h.path, status))
+        h.send_response(status)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def _error(self, h, status, code, message, extra=""):
+        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code><Message>%s</Message>%s"
+                "<RequestId>drsup-test</RequestId></Error>" % (code, escape(message), extra)).encode()
+        self._reply(h, status, body, {"Content-Type": "application/xml"})
+
+    def _take_fault(self):
+        with self.lock:
+            for f in self.faults:
+                if f[1] > 0:
+                    f[1] -= 1
+                    return f[0], f[2]
+        return None, None
+
+    def _handle(self, h):
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        mode, arg = self._take_fault()
+        if mode == "reset":
+            h.connection.shutdown(socket.SHUT_RDWR)
+            h.close_connection = True
+            return
+        if mode == "slow":
+            time.sleep(arg or 2.0)
+        if mode == "slowdown":
+            return self._error(h, 503, "SlowDown", "Please reduce your request rate.")
+        if mode == "error":
+            return self._error(h, 500, "InternalError", "We encountered an internal error. Please try again.")
+        parsed = urllib.parse.urlsplit(h.path)
+        path = urllib.parse.unquote(parsed.path)
+        query = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+        if not self._authorized(h, path, query, body):
+            return
+        host = (h.headers.get("Host") or "").split(":")[0]
+        if host.endswith(".localhost") or (host.count(".") and not host.replace(".", "").isdigit()):
+            bucket, key = host.split(".")[0], path.lstrip("/")
+        else:
+            bucket, _, key = path.lstrip("/").partition("/")
+        if bucket not in self.buckets:
+            return self._error(h, 404, "NoSuchBucket", "The specified bucket does not exist")
+        q = dict(query)
+        if not key and h.command == "GET":
+            return self._list(h, bucket, q)
+        if h.command == "POST" and "uploads" in q:
+            return self._create_upload(h, bucket, key)
+        if "uploadId" in q:
+            return self._upload(h, bucket, key, q, body)
+        if h.command == "PUT":
+            etag = '"%s"' % hashlib.md5(body).hexdigest()
+            with self.lock:
+                self.buckets[bucket][key] = (body, etag)
+            return self._reply(h, 200, b"", {"ETag": etag})
+        with self.lock:
+            obj = self.buckets[bucket].get(key)
+        if h.command == "DELETE":
+            with self.lock:
+                self.buckets[bucket].pop(key, None)
+            return self._reply(h, 204)
+        if obj is None:
+            return self._error(h, 404, "NoSuchKey", "The specified key does not exist.")
+        return self._reply(h, 200, obj[0], {"ETag": obj[1], "Content-Type": "application/octet-stream"})
+
+    def _authorized(self, h, path, query, body):
+        auth = h.headers.get("Authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 "):
+            self._error(h, 403, "AccessDenied", "Access Denied")
+            return False
+        fields = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+        ak, date, region, service, _ = fields["Credential"].split("/")
+        if ak not in self.keys:
+            self._error(h, 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+            return False
+        amz_date = h.headers.get("x-amz-date") or ""
+        try:
+            t = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            self._error(h, 403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+            return False
+        now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.clock_skew_s)
+        if abs((now - t).total_seconds()) > 900:
+            self._error(h, 403, "RequestTimeTooSkewed",
+                        "The difference between the request time and the current time is too large.")
+            return False
+        claimed = h.headers.get("x-amz-content-sha256")
+        if claimed is None:
+            self._error(h, 400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
+            return False
+        if claimed.startswith("STREAMING-"):
+            self._error(h, 501, "NotImplemented", "A header you provided implies functionality that is not implemented")
+            return False
+        if claimed != "UNSIGNED-PAYLOAD" and claimed != hashlib.sha256(body).hexdigest():
+            self._error(h, 400, "XAmzContentSHA256Mismatch",
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.")
+            return False
+        headers = {}
+        for k, v in h.headers.items():
+            headers.setdefault(k.lower(), []).append(v)
+        signed = fields["SignedHeaders"].split(";")
+        if "host" not in signed or "x-amz-date" not in signed:
+            self._error(h, 403, "AccessDenied", "host and x-amz-date must be signed")
+            return False
+        want, canonical = sigv4_signature(self.keys[ak], h.command, path, query, headers, signed, claimed, amz_date,
+                                          region, service)
+        if region != self.region or not hmac.compare_digest(want, fields["Signature"]):
+            self._error(h, 403, "SignatureDoesNotMatch",
+                        "The request signature we calculated does not match the signature you provided. "
+                        "Check your key and signing method.",
+                        "<CanonicalRequest>%s</CanonicalRequest>" % escape(canonical))
+            return False
+        return True
+
+    def _list(self, h, bucket, q):
+        prefix = q.get("prefix", "")
+        with self.lock:
+            items = sorted((k, v) for k, v in self.buckets[bucket].items() if k.startswith(prefix))
+        contents = "".join("<Contents><Key>%s</Key><Size>%d</Size><ETag>%s</ETag></Contents>"
+                           % (escape(k), len(v[0]), escape(v[1])) for k, v in items)
+        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult><Name>%s</Name><Prefix>%s</Prefix>"
+                "<KeyCount>%d</KeyCount><IsTruncated>false</IsTruncated>%s</ListBucketResult>"
+                % (bucket, escape(prefix), len(items), contents)).encode()
+        self._reply(h, 200, body, {"Content-Type": "application/xml"})
+
+    def _create_upload(self, h, bucket, key):
+        uid = hashlib.sha256(("%s/%s/%f" % (bucket, key, time.time())).encode()).hexdigest()[:32]
+        with self.lock:
+            self.uploads[uid] = {"bucket": bucket, "key": key, "parts": {}}
+        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult><Bucket>%s</Bucket>"
+                "<Key>%s</Key><UploadId>%s</UploadId></InitiateMultipartUploadResult>"
+                % (bucket, escape(key), uid)).encode()
+        self._reply(h, 200, body, {"Content-Type": "application/xml"})
+
+    def _upload(self, h, bucket, key, q, body):
+        with self.lock:
+            up = self.uploads.get(q["uploadId"])
+        if not up or up["bucket"] != bucket or up["key"] != key:
+            return self._error(h, 404, "NoSuchUpload", "The specified upload does not exist.")
+        if h.command == "PUT":
+            n = int(q.get("partNumber", "0"))
+            md5 = hashlib.md5(body).hexdigest()
+            with self.lock:
+                up["parts"][n] = (body, md5)
+            return self._reply(h, 200, b"", {"ETag": '"%s"' % md5})
+        if h.command == "DELETE":
+            with self.lock:
+                self.uploads.pop(q["uploadId"], None)
+            return self._reply(h, 204)
+        # CompleteMultipartUpload: the parts named, in order, with their ETags
+        import re
+        named = [(int(n), e.strip('"')) for n, e in
+                 re.findall(r"<PartNumber>(\d+)</PartNumber>\s*<ETag>([^<]+)</ETag>", body.decode())]
+        with self.lock:
+            parts = up["parts"]
+            if not named or any(n not in parts or parts[n][1] != e.replace("&quot;", "") for n, e in named):
+                return self._error(h, 400, "InvalidPart", "One or more of the specified parts could not be found.")
+            data = b"".join(parts[n][0] for n, _ in named)
+            etag = '"%s-%d"' % (hashlib.md5(b"".join(bytes.fromhex(parts[n][1]) for n, _ in named)).hexdigest(),
+                                len(named))
+            self.buckets[bucket][key] = (data, etag)
+            self.uploads.pop(q["uploadId"], None)
+        out = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult><Bucket>%s</Bucket>"
+               "<Key>%s</Key><ETag>%s</ETag></CompleteMultipartUploadResult>" % (bucket, escape(key), escape(etag)))
+        self._reply(h, 200, out.encode(), {"Content-Type": "application/xml"})
