@@ -61,7 +61,8 @@ from pgharness import PG_BIN, PG_USER, PgCluster  # noqa: E402
 from test_backup import make_key  # noqa: E402
 from test_wal import lsn, wait_archived, wait_streaming  # noqa: E402
 
-ROUNDS = max(1, int(os.environ.get("DRSUP_BENCH_PITR_ROUNDS", "2")))
+ROUNDS = max(1, int(os.environ.get("DRSUP_BENCH_PITR_ROUNDS", "3")))
+PGBR_EXTRA = os.environ.get("DRSUP_BENCH_PGBR_PROCESS_MAX2", "1") == "1"
 RATE = float(os.environ.get("DRSUP_BENCH_PITR_RATE", "200"))
 RPO_TRIALS = max(1, int(os.environ.get("DRSUP_BENCH_RPO_TRIALS", "5")))
 RPO_SECONDS = float(os.environ.get("DRSUP_BENCH_RPO_SECONDS", "5"))
@@ -94,7 +95,8 @@ def chown_tree(path):
 # ---- the writer -----------------------------------------------------------------------------------
 
 class Writer:
-    """One connection, one row a commit, paced at RATE; acks holds (id, wall time of the ack)."""
+    """One connection, one row a commit, paced at RATE; acks holds (id, wall time of the ack, the
+    WAL insert position just after the row, before its commit record)."""
 
     def __init__(self, pg):
         self.conninfo = pg.conninfo(run.DB)
@@ -120,8 +122,10 @@ class Writer:
         try:
             with conn.cursor() as c:
                 while not self._stop.is_set():
-                    c.execute("INSERT INTO pitr_writes (pad) VALUES (%s) RETURNING id", (pad,))
-                    self.acks.append((c.fetchone()[0], time.time()))
+                    c.execute("INSERT INTO pitr_writes (pad) VALUES (%s) RETURNING id, pg_current_wal_insert_lsn()",
+                              (pad,))
+                    row = c.fetchone()
+                    self.acks.append((row[0], time.time(), lsn(row[1])))
                     next_t += period
                     delay = next_t - time.monotonic()
                     if delay > 0:
@@ -334,13 +338,13 @@ def restore_ours(d, backup_name, rec_path, target=None):
     return rec, t
 
 
-def restore_pgbackrest(br, rec_path, target):
+def restore_pgbackrest(br, rec_path, target, *opts):
     rec = cluster_in(rec_path, RECOVERED_SETTINGS)
     os.makedirs(rec.datadir, mode=0o700)
     chown_tree(rec.datadir)
     t0 = time.monotonic()
     br.run("--pg1-path=" + rec.datadir, "--type=time", "--target=" + target, "--target-action=promote",
-           "restore")
+           *opts, "restore")
     t1 = time.monotonic()
     rec.start()
     wait_promoted(rec)
@@ -355,7 +359,7 @@ def check_target(rec, acks, target_wall, target):
     got = rec.psql("SELECT count(*), coalesce(max(id), 0), coalesce(max(at) <= '%s'::timestamptz, true) "
                    "FROM pitr_writes" % target, db=run.DB).split("|")
     n, top, none_after = int(got[0]), int(got[1]), got[2] == "t"
-    before = [i for i, at in acks if at < target_wall]
+    before = [i for i, at, _ in acks if at < target_wall]
     missing = int(rec.psql("SELECT %d - count(*) FROM pitr_writes WHERE id = ANY('{%s}'::bigint[])"
                            % (len(before), ",".join(map(str, before))), db=run.DB)) if before else 0
     out = {"rows": n, "max_id": top, "acked_before_target": len(before), "acked_before_target_missing": missing,
@@ -386,6 +390,10 @@ def part_backup(pg, d, br, samples):
                 samples.setdefault("pgbackrest_backup_bytes", []).append(b["info"]["repository"]["delta"])
                 log("  %-22s %8.2f s (%.1f MiB in the repository)" % ("pgbackrest_backup", s,
                                                                     b["info"]["repository"]["delta"] / 2 ** 20))
+    if PGBR_EXTRA:  # for information: pgBackRest with both cores (its default is one process)
+        s = br.run("--type=full", "--process-max=2", "backup")
+        samples.setdefault("pgbackrest_process_max2_backup", []).append(round(s, 3))
+        log("  %-30s %8.2f s" % ("pgbackrest_process_max2_backup", s))
     return res["name"]
 
 
@@ -404,20 +412,25 @@ def part_pitr(pg, d, br, writer, backup_name, work, samples):
         raise RuntimeError("%s: %s\n%s" % (e, pg.psql("SELECT * FROM pg_stat_archiver"), pg.log_tail()))
     acks = list(writer.acks)
     log("PITR target %s (WAL switched and archived by both up to %s)" % (target, seg))
-    out = {"target": target}
-    for who in ("ours", "pgbackrest"):
-        path = os.path.join(work, "pitr-" + who)
+    out = {"target": target, "rounds": []}
+    runs = []
+    for r in range(ROUNDS):
+        runs += [("ours",), ("pgbackrest",)] if r % 2 == 0 else [("pgbackrest",), ("ours",)]
+    if PGBR_EXTRA:
+        runs.append(("pgbackrest_process_max2", "--process-max=2"))
+    for n, (who, *opts) in enumerate(runs):
+        path = os.path.join(work, "pitr-%d-%s" % (n, who))
         if who == "ours":
             rec, t = restore_ours(d, backup_name, path, target)
         else:
-            rec, t = restore_pgbackrest(br, path, target)
+            rec, t = restore_pgbackrest(br, path, target, *opts)
         try:
             t["check"] = check_target(rec, acks, target_wall, target)
         finally:
             discard(rec)
         samples.setdefault("%s_pitr" % who, []).append(t["total_s"])
-        out[who] = t
-        log("  %-22s %8.2f s %s" % ("%s_pitr" % who, t["total_s"], json.dumps(t)))
+        out["rounds"].append(dict(t, who=who))
+        log("  %-30s %8.2f s %s" % ("%s_pitr" % who, t["total_s"], json.dumps(t)))
     return out
 
 
@@ -441,23 +454,34 @@ def rpo_trial(i, pg, d, work):
     rec, t = restore_ours(d, backup_name, os.path.join(work, "rpo-%d" % i))
     d.stop()
     acks = writer.acks
-    ids = [a for a, _ in acks]
-    got = set(int(x) for x in rec.psql("SELECT id FROM pitr_writes WHERE id >= %d" % ids[0], db=run.DB).split())
-    recovered = [(a, at) for a, at in acks if a in got]
+    got = set(int(x) for x in rec.psql("SELECT id FROM pitr_writes WHERE id >= %d" % acks[0][0],
+                                       db=run.DB).split())
+    recovered = [a for a in acks if a[0] in got]
     last_rec = recovered[-1] if recovered else None
-    lost = [a for a, _ in acks if a not in got]
+    lost = [a for a, _, _ in acks if a not in got]
     holes = [a for a in lost if last_rec and a < last_rec[0]]
     lost_ms = (acks[-1][1] - last_rec[1]) * 1000.0 if last_rec else None
+    # What the receiver held in memory, received but not yet sealed, when the primary went: the
+    # commits whose WAL (the row, then its commit record: < 128 bytes more) lies before that point.
+    part = wst.get("partial") or {}
+    received_lsn = None
+    if part.get("segment"):
+        received_lsn = (int(part["segment"][8:16], 16) * (0x100000000 // wst["segment_size"])
+                        + int(part["segment"][16:24], 16)) * wst["segment_size"] + part["received"]
+    held = [a for a in acks if received_lsn is not None and a[2] + 128 <= received_lsn]
+    held_ms = (acks[-1][1] - held[-1][1]) * 1000.0 if held else None
     out = {"acked": len(acks), "lost": len(lost), "holes_below_last_recovered": len(holes),
            "lost_window_ms": round(lost_ms, 1) if lost_ms is not None else None,
            "last_ack_before_destroy_ms": round((t_destroy - acks[-1][1]) * 1000.0, 1),
            "writer_error": writer.error, "receiver_state": wst.get("state"),
            "partial_received": (wst.get("partial") or {}).get("received"),
            "partial_sealed": (wst.get("partial") or {}).get("sealed"),
+           "lost_window_ms_had_the_received_wal_been_sealed": round(held_ms, 1) if held_ms is not None else None,
            "recovery": t, "base_backup": backup_name}
-    log("  rpo trial %d/%d: %d acknowledged, %d lost, window %s ms (received %s, sealed %s); recovery %.1f s"
+    log("  rpo trial %d/%d: %d acknowledged, %d lost, window %s ms (received %s, sealed %s: %s ms had the "
+        "received WAL been sealed); recovery %.1f s"
         % (i + 1, RPO_TRIALS, len(acks), len(lost), out["lost_window_ms"], out["partial_received"],
-           out["partial_sealed"], t["total_s"]))
+           out["partial_sealed"], out["lost_window_ms_had_the_received_wal_been_sealed"], t["total_s"]))
     return out, rec
 
 
@@ -525,17 +549,27 @@ def main():
             d.cleanup()
         for c in CLUSTERS:
             discard(c)
+        shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_end"] = os.getloadavg()
 
     best = {k: min(v) for k, v in samples.items()}
     windows = [t["lost_window_ms"] for t in trials if t["lost_window_ms"] is not None]
+    held = [t["lost_window_ms_had_the_received_wal_been_sealed"] for t in trials
+            if t["lost_window_ms_had_the_received_wal_been_sealed"] is not None]
     rpo = {"median_ms": round(statistics.median(windows), 1) if windows else None,
-           "max_ms": max(windows) if windows else None, "trials": len(trials)}
+           "max_ms": max(windows) if windows else None, "trials": len(trials),
+           "had_the_received_wal_been_sealed_median_ms": round(statistics.median(held), 1) if held else None,
+           "had_the_received_wal_been_sealed_max_ms": max(held) if held else None}
     ratios = {
         "physical_backup_vs_pgbackrest": ratio(best.get("ours_backup"), best.get("pgbackrest_backup")),
         "pitr_restore_vs_pgbackrest": ratio(best.get("ours_pitr"), best.get("pgbackrest_pitr")),
         "rpo_ms": rpo["max_ms"],
         "rpo_max_vs_flush_interval": ratio(rpo["max_ms"], FLUSH_INTERVAL_MS),
+        # for information: against pgBackRest with --process-max=2 (both cores)
+        "physical_backup_vs_pgbackrest_process_max2": ratio(best.get("ours_backup"),
+                                                            best.get("pgbackrest_process_max2_backup")),
+        "pitr_restore_vs_pgbackrest_process_max2": ratio(best.get("ours_pitr"),
+                                                         best.get("pgbackrest_process_max2_pitr")),
     }
     paired = {"physical_backup_vs_pgbackrest": [ratio(a, b) for a, b in zip(samples.get("ours_backup", []),
                                                                             samples.get("pgbackrest_backup", []))]}
@@ -550,7 +584,6 @@ def main():
                   "by-hand path of docs/wal.md (drctl recover is not built yet); rpo_ms is the max lost "
                   "window over the trials (median in rpo)"),
     }
-    shutil.rmtree(work, ignore_errors=True)
     out_path = os.path.join(run.OUT_DIR, "pitr.json")
     with open(out_path, "w") as f:
         json.dump(result, f, indent=2)
@@ -559,17 +592,21 @@ def main():
     print()
     print("PITR benchmark: %g GB cluster, writer %.0f commits/s, %d backup round(s), %d RPO trial(s), nproc %s"
           % (run.GB, RATE, ROUNDS, len(trials), machine["nproc"]))
-    for k in ("ours_backup", "ours_backup_daemon", "pgbackrest_backup", "ours_pitr", "pgbackrest_pitr"):
+    for k in ("ours_backup", "ours_backup_daemon", "pgbackrest_backup", "pgbackrest_process_max2_backup",
+              "ours_pitr", "pgbackrest_pitr", "pgbackrest_process_max2_pitr"):
         if k in samples:
-            print("%-24s %9.2f  %s" % (k, best[k], " ".join("%.2f" % x for x in samples[k])))
+            print("%-30s %9.2f  %s" % (k, best[k], " ".join("%.2f" % x for x in samples[k])))
     if trials:
         print("%-24s median %.1f ms, max %.1f ms over %d trials: %s" % (
             "rpo lost window", rpo["median_ms"], rpo["max_ms"], len(trials), " ".join(str(w) for w in windows)))
+        print("%-24s median %s ms, max %s ms (the WAL the receiver held unsealed when the primary went)" % (
+            "... had it been sealed", rpo["had_the_received_wal_been_sealed_median_ms"],
+            rpo["had_the_received_wal_been_sealed_max_ms"]))
     print()
-    for k, t in TARGETS.items():
-        v = ratios[k]
-        print("%-32s %9s %7g  %s" % (k, "-" if v is None else "%.3f" % v, t,
-                                    "-" if v is None else ("ok" if v <= t else "MISSED")))
+    for k, v in ratios.items():
+        t = TARGETS.get(k)
+        print("%-44s %9s %7s  %s" % (k, "-" if v is None else "%.3f" % v, "" if t is None else "%g" % t,
+                                    "" if v is None or t is None else ("ok" if v <= t else "MISSED")))
     print("wrote %s (total %.0f s)" % (out_path, result["total_s"]))
     return 0
 
