@@ -132,6 +132,7 @@ bench: deps-check
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/run.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/scenario.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/control.py
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/pitr.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/walsync.py
 
 install: all
