@@ -329,3 +329,89 @@ def test_physical_file_changed_inside_a_valid_container(pg, tmp_path, daemon_fac
     assert victim.name in v["error"]
     lst = {b["name"]: b for b in d2.ctl_json("backups")["backups"]}
     assert lst[name]["verified"] is False
+
+
+# A pg_basebackup that changes what the server sent: runs the real one into a file, then, by
+# TAMPER: "byte" flips one byte in the middle of the largest data file (the tar stays valid),
+# "sha256" asks the server for SHA256 checksums instead of the CRC32C the daemon asked for.
+WRAPPER = r'''#!/usr/bin/python3
+import os, subprocess, sys, tarfile, tempfile
+real, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+if "--version" in args:
+    os.execv(real, [real] + args)
+if mode == "sha256":
+    args = ["--manifest-checksums=SHA256" if a.startswith("--manifest-checksums=") else a for a in args]
+with tempfile.TemporaryFile() as f:
+    p = subprocess.run([real] + args, stdout=f)
+    if p.returncode:
+        sys.exit(p.returncode)
+    if mode == "byte":
+        f.seek(0)
+        with tarfile.open(fileobj=f) as t:
+            victim = max((m for m in t.getmembers() if m.isfile() and m.name.startswith("base/")),
+                         key=lambda m: m.size)
+        sys.stderr.write("changed %s\n" % victim.name)
+        f.seek(victim.offset_data + victim.size // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x40]))
+    f.seek(0)
+    while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            break
+        sys.stdout.buffer.write(chunk)
+'''
+
+
+def test_physical_backup_whose_files_differ_fails_before_its_name(pg, tmp_path, daemon_factory):
+    """The check while the tar streams: a data file that differs from the server's backup_manifest,
+    or a manifest in an algorithm the daemon did not compute, fails the backup at stage verify,
+    naming the file (or the algorithm); nothing takes a final name; it is a physical failure.
+    verify.after_backup is off, so what fails is the check of the stream itself, not the
+    verification of the written file that would otherwise follow."""
+    fill_db(pg)
+    bcfg = physical_cfg(pg, tmp_path)
+    bcfg["verify"] = {"after_backup": False}
+    wrapper = tmp_path / "pg_basebackup_wrapper"
+    wrapper.write_text(WRAPPER)
+    wrapper.chmod(0o755)
+    real = bcfg["physical"]["pg_basebackup"]
+    stub = tmp_path / "pg_basebackup"
+    mode_file = tmp_path / "mode"
+    stub.write_text('#!/bin/sh\nexec %s %s "$(cat %s)" "$@"\n' % (wrapper, real, mode_file))
+    stub.chmod(0o755)
+    bcfg["physical"]["pg_basebackup"] = str(stub)
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+
+    mode_file.write_text("byte")
+    p = d.ctl("backup", "now", "--physical", "--wait")
+    assert p.returncode != 0, p.stdout
+    assert "has CRC32C " in p.stderr and "the server's backup_manifest says" in p.stderr, p.stderr
+    assert "'base/" in p.stderr and "files match" in p.stderr, p.stderr
+    assert final_files(bcfg["directory"]) == []
+    fails = d.ctl_json("backups")["failures"]
+    assert [(f["kind"], f["stage"]) for f in fails] == [("physical", "verify")], fails
+
+    mode_file.write_text("sha256")
+    for _ in range(20):
+        p = d.ctl("backup", "now", "--physical", "--wait")
+        if "less than a second ago" not in p.stderr:
+            break
+        time.sleep(0.2)  # backup names have one-second resolution
+    assert p.returncode != 0
+    assert "checksums its files with SHA256" in p.stderr and "this check computed CRC32C" in p.stderr, p.stderr
+    assert final_files(bcfg["directory"]) == []
+
+    mode_file.write_text("none")  # the wrapper passing everything through: the backup works
+    for _ in range(20):
+        p = d.ctl("--json", "backup", "now", "--physical", "--wait")
+        if "less than a second ago" not in p.stderr:
+            break
+        time.sleep(0.2)
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)["manifest"]
+    assert m["backup_manifest"]["checksum_algorithm"] == "CRC32C"
+    assert m["backup_manifest"]["files_verified"] == m["backup_manifest"]["files"] > 100
+    assert m["verification"]["files"] == "skipped" and m["verification"]["container"] == "skipped"
