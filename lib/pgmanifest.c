@@ -220,17 +220,21 @@ static size_t pgmanifest_find(const PgManifestCheck *c, const char *path)
     return found;
 }
 
+static int pgmanifest_nibble(char x)
+{
+    return x >= '0' && x <= '9' ? x - '0' : x >= 'a' && x <= 'f' ? x - 'a' + 10 : x >= 'A' && x <= 'F' ? x - 'A' + 10 : -1;
+}
+
 static int pgmanifest_unhex(const char *hex, uint8_t *out, size_t outcap, size_t *ret_len)
 {
     size_t n = hex ? strlen(hex) : 0;
     if (!hex || n % 2 || n / 2 > outcap)
         return -EINVAL;
     for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdefABCDEF", hex[2 * i]) ||
-            !strchr("0123456789abcdefABCDEF", hex[2 * i + 1]))
+        int hi = pgmanifest_nibble(hex[2 * i]), lo = pgmanifest_nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return -EINVAL;
-        out[i] = (uint8_t)v;
+        out[i] = (uint8_t)(hi << 4 | lo);
     }
     *ret_len = n / 2;
     return 0;
@@ -364,12 +368,13 @@ static int pgmanifest_entry(const PgManifestCheck *c, const json_t *e, size_t in
     return 0;
 }
 
-int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len, const char *const *ignore,
-                            PgManifestResult *ret, char *err, size_t errlen)
+int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len, const json_t *parsed,
+                            const char *const *ignore, PgManifestResult *ret, char *err, size_t errlen)
 {
-    json_error_t je;
+    json_error_t je = {.text = "", .line = 0};
     PgManifestResult res = {0};
-    json_t *m = json_loadb(manifest, len, 0, &je);
+    json_t *own_tree = parsed ? NULL : json_loadb(manifest, len, 0, &je);
+    const json_t *m = parsed ? parsed : own_tree;
     const json_t *files = json_object_get(m, "Files"), *e;
     json_int_t version = json_integer_value(json_object_get(m, "PostgreSQL-Backup-Manifest-Version"));
     const char *own = json_string_value(json_object_get(m, "Manifest-Checksum"));
@@ -379,7 +384,7 @@ int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len
 
     if (c->open) {
         snprintf(err, errlen, "a file's content is incomplete");
-        json_decref(m);
+        json_decref(own_tree);
         return -EINVAL;
     }
     if (!json_is_object(m) || !json_is_array(files) || (version != 1 && version != 2)) {
@@ -387,18 +392,18 @@ int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len
             snprintf(err, errlen, "the server's backup_manifest is not JSON: %s (line %d)", je.text, je.line);
         else
             snprintf(err, errlen, "the server's backup_manifest is not a version 1 or 2 manifest with Files");
-        json_decref(m);
+        json_decref(own_tree);
         return -EBADMSG;
     }
     if ((r = pgmanifest_own_checksum(manifest, len, own, err, errlen)) < 0) {
-        json_decref(m);
+        json_decref(own_tree);
         return r;
     }
     snprintf(res.manifest_checksum, sizeof(res.manifest_checksum), "%.64s", own);
     qsort_r(c->offsets, c->n, sizeof(size_t), pgmanifest_cmp, c);
     used = calloc(c->n ? c->n : 1, sizeof(bool));
     if (!used) {
-        json_decref(m);
+        json_decref(own_tree);
         return -ENOMEM;
     }
     res.files = json_array_size(files);
@@ -419,7 +424,7 @@ int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len
         }
     }
     free(used);
-    json_decref(m);
+    json_decref(own_tree);
     *ret = res;
     if (r < 0)
         return r;

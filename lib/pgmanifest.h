@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "tarscan.h"
 
 typedef enum {
@@ -67,7 +69,8 @@ typedef struct PgManifestResult {
 } PgManifestResult;
 
 /*
- * Compare the files fed so far with `manifest` (the text of backup_manifest, len bytes): its
+ * Compare the files fed so far with `manifest` (the text of backup_manifest, len bytes; `parsed`
+ * is that text already parsed by the caller, borrowed, or NULL to parse it here): its
  * Manifest-Checksum (SHA-256 of the text up to and including the newline before that line) must
  * match; every entry of Files ("Path", or hex "Encoded-Path") must have been fed with the listed
  * Size and, when the entry has a Checksum-Algorithm, the same checksum (an algorithm other than the
@@ -78,7 +81,7 @@ typedef struct PgManifestResult {
  * first difference by path and how many there are. *ret filled when the comparison ran (0 or
  * -EILSEQ; also -ENOTSUP after some entries).
  */
-int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len, const char *const *ignore,
-                            PgManifestResult *ret, char *err, size_t errlen);
+int pgmanifest_check_finish(PgManifestCheck *c, const char *manifest, size_t len, const json_t *parsed,
+                            const char *const *ignore, PgManifestResult *ret, char *err, size_t errlen);
 
 #endif

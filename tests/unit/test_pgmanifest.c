@@ -79,7 +79,7 @@ static void test_all_match_crc32c(void **state)
     const char *m = manifest_text(crc_ok);
     PgManifestResult res;
     char err[512] = "";
-    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), ignore, &res, err, sizeof(err)), 0);
+    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, ignore, &res, err, sizeof(err)), 0);
     assert_string_equal(err, "");
     assert_int_equal(res.files, 3);
     assert_int_equal(res.checksummed, 3);
@@ -96,7 +96,7 @@ static void expect_fail(PgManifestCheck *c, const char *const *entries, int code
     const char *m = manifest_text(entries);
     PgManifestResult res;
     char err[512] = "";
-    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), ignore, &res, err, sizeof(err)), code);
+    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, ignore, &res, err, sizeof(err)), code);
     if (!strstr(err, phrase))
         fail_msg("'%s' does not say '%s'", err, phrase);
     pgmanifest_check_free(c);
@@ -145,15 +145,15 @@ static void test_damaged_manifest_checksum(void **state)
     at[8] = '8'; /* a size changed in the text, the checksum line left alone */
     PgManifestResult res;
     char err[512] = "";
-    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), ignore, &res, err, sizeof(err)), -EBADMSG);
+    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, ignore, &res, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "Manifest-Checksum"));
     /* not JSON, no Files, no checksum line */
-    assert_int_equal(pgmanifest_check_finish(c, "{", 1, ignore, &res, err, sizeof(err)), -EBADMSG);
+    assert_int_equal(pgmanifest_check_finish(c, "{", 1, NULL, ignore, &res, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "not JSON"));
     const char *nofiles = "{ \"PostgreSQL-Backup-Manifest-Version\": 1 }\n";
-    assert_int_equal(pgmanifest_check_finish(c, nofiles, strlen(nofiles), ignore, &res, err, sizeof(err)), -EBADMSG);
+    assert_int_equal(pgmanifest_check_finish(c, nofiles, strlen(nofiles), NULL, ignore, &res, err, sizeof(err)), -EBADMSG);
     const char *nosum = "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": []\n}\n";
-    assert_int_equal(pgmanifest_check_finish(c, nosum, strlen(nosum), ignore, &res, err, sizeof(err)), -EBADMSG);
+    assert_int_equal(pgmanifest_check_finish(c, nosum, strlen(nosum), NULL, ignore, &res, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "no Manifest-Checksum"));
     pgmanifest_check_free(c);
 }
@@ -176,7 +176,7 @@ static void test_other_algorithms(void **state)
     const char *m = manifest_text(sha);
     PgManifestResult res;
     char err[512] = "";
-    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, &res, err, sizeof(err)), 0);
+    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, NULL, &res, err, sizeof(err)), 0);
     assert_int_equal(res.checksummed, 1);
     assert_int_equal(res.algo, PGMANIFEST_SHA256);
     pgmanifest_check_free(c);
@@ -189,7 +189,7 @@ static void test_other_algorithms(void **state)
     feed(c, "PG_VERSION", "123456789");
     feed(c, "base/1/\xff", "ab");
     m = manifest_text(none);
-    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, &res, err, sizeof(err)), 0);
+    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, NULL, &res, err, sizeof(err)), 0);
     assert_int_equal(res.sized, 2);
     assert_int_equal(res.checksummed, 0);
     assert_int_equal(res.algo, PGMANIFEST_NONE);
@@ -220,7 +220,7 @@ static void test_order_and_limits(void **state)
     PgManifestResult res;
     char err[256];
     const char *m = manifest_text(crc_ok);
-    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, &res, err, sizeof(err)), -EINVAL);
+    assert_int_equal(pgmanifest_check_finish(c, m, strlen(m), NULL, NULL, &res, err, sizeof(err)), -EINVAL);
     pgmanifest_check_free(c);
     pgmanifest_check_free(NULL);
 }

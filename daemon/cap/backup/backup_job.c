@@ -20,10 +20,12 @@
  *      encrypts, hashes or writes;
  *   4. worker: finish the stream (final chunk), giving size counters and the file's SHA-256;
  *   5. verify the temporary (backup_verify: decrypt, every chunk, SHA-256, decompress, and for a
- *      logical backup pg_restore --list on the stream) unless disabled. A physical backup's tar is
- *      also walked as it streams past (lib/tarscan, on the worker): it must be a complete tar
- *      holding PG_VERSION, global/pg_control, backup_label and the server's backup_manifest, whose
- *      WAL-Ranges give the manifest's start and stop LSN and timeline; else the backup fails;
+ *      logical backup pg_restore --list on the stream, for a physical one the tar check below on
+ *      the decrypted stream) unless disabled. A physical backup's tar is also checked as it
+ *      streams past, on the worker (backup_basetar): it must be a complete tar holding
+ *      PG_VERSION, global/pg_control, backup_label and the server's backup_manifest, whose
+ *      WAL-Ranges give the manifest's start and stop LSN and timeline, and every file that
+ *      manifest lists must be in the tar with its size and CRC32C; else the backup fails;
  *   6. worker: commit (fsync, rename to the final name, fsync the directory), then write the
  *      manifest atomically.
  * Any failure before 6 discards the temporaries: nothing appears under a final name.
@@ -681,7 +683,9 @@ static void backup_job_spawn_dump(BackupJob *job)
     }
     const char *logical[] = {job->tool, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
     /* Tar to stdout: the server's backup_manifest is injected into the tar; no WAL (-X stream
-     * cannot write to stdout, -X fetch would need the WAL kept on the server: the archive has it). */
+     * cannot write to stdout, -X fetch would need the WAL kept on the server: the archive has it).
+     * The file checksums are named (CRC32C is PostgreSQL's default anyway): the manifest is the
+     * tar's last member, and each file's checksum is computed while it streams past, before. */
     char checksums[40];
     snprintf(checksums, sizeof(checksums), "--manifest-checksums=%s", pgmanifest_algo_name(BACKUP_MANIFEST_CHECKSUMS));
     const char *physical[] = {job->tool, "-D", "-", "-Ft", "-X", "none", "--no-password", checksums, "-c",
