@@ -17,7 +17,16 @@
 
 #define PGMANIFEST_DIGEST_MAX 64
 
-static const char *const pgmanifest_names[] = {"NONE", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512"};
+static const char *const pgmanifest_names[PGMANIFEST_ALGO_N + 1] = {
+    [PGMANIFEST_CRC32C] = "CRC32C", [PGMANIFEST_NONE] = "NONE",     [PGMANIFEST_SHA224] = "SHA224",
+    [PGMANIFEST_SHA256] = "SHA256", [PGMANIFEST_SHA384] = "SHA384", [PGMANIFEST_SHA512] = "SHA512",
+    [PGMANIFEST_ALGO_N] = NULL,
+};
+
+const char *const *pgmanifest_algo_names(void)
+{
+    return pgmanifest_names;
+}
 
 /*
  * One record per file in the arena, in the order fed: size (8 bytes, host order), the checksum
@@ -39,12 +48,12 @@ struct PgManifestCheck {
 
 const char *pgmanifest_algo_name(PgManifestAlgo a)
 {
-    return (size_t)a < sizeof(pgmanifest_names) / sizeof(pgmanifest_names[0]) ? pgmanifest_names[a] : "?";
+    return (unsigned)a < PGMANIFEST_ALGO_N ? pgmanifest_names[a] : "?";
 }
 
 bool pgmanifest_algo_parse(const char *name, PgManifestAlgo *ret)
 {
-    for (size_t i = 0; name && i < sizeof(pgmanifest_names) / sizeof(pgmanifest_names[0]); i++)
+    for (size_t i = 0; name && i < PGMANIFEST_ALGO_N; i++)
         if (strcasecmp(name, pgmanifest_names[i]) == 0) {
             *ret = (PgManifestAlgo)i;
             return true;

@@ -27,13 +27,15 @@
 
 #include "tarscan.h"
 
+/* 0 is PostgreSQL's default, so that a zeroed setting means what pg_basebackup does without one. */
 typedef enum {
-    PGMANIFEST_NONE = 0,
-    PGMANIFEST_CRC32C,
+    PGMANIFEST_CRC32C = 0,
+    PGMANIFEST_NONE,
     PGMANIFEST_SHA224,
     PGMANIFEST_SHA256,
     PGMANIFEST_SHA384,
     PGMANIFEST_SHA512,
+    PGMANIFEST_ALGO_N
 } PgManifestAlgo;
 
 /* More files than this fail the check (a backup_manifest of 256 MiB lists about 1.5 million). */
@@ -43,6 +45,8 @@ typedef enum {
  * --manifest-checksums write them. Parse is case-insensitive; false when unknown. */
 const char *pgmanifest_algo_name(PgManifestAlgo a);
 bool pgmanifest_algo_parse(const char *name, PgManifestAlgo *ret);
+/* The names by value, NULL-terminated (for a configuration enum). */
+const char *const *pgmanifest_algo_names(void);
 
 typedef struct PgManifestCheck PgManifestCheck;
 

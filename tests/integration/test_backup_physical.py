@@ -13,6 +13,7 @@ pg_basebackup (tar to stdout, no WAL) through the same container as the logical 
   by the verification after the backup): the manifest records files_verified == the manifest's
   Files count and checksum_algorithm CRC32C; the CRC32C byte order and the Manifest-Checksum are
   checked here against that real manifest, computed independently in Python.
+- backup.physical.manifest_checksums: SHA256 is asked for, computed and verified.
 - A flipped byte makes `drctl verify` fail and the backup unverified.
 - A file changed inside a valid container (decrypted, one byte of a data file changed, re-encrypted
   with tests/bcf_reference.py and the key, the manifest's sha256 updated as whoever had the key
@@ -415,3 +416,26 @@ def test_physical_backup_whose_files_differ_fails_before_its_name(pg, tmp_path, 
     assert m["backup_manifest"]["checksum_algorithm"] == "CRC32C"
     assert m["backup_manifest"]["files_verified"] == m["backup_manifest"]["files"] > 100
     assert m["verification"]["files"] == "skipped" and m["verification"]["container"] == "skipped"
+
+
+def test_physical_backup_with_sha256_manifest_checksums(pg, tmp_path, daemon_factory):
+    """backup.physical.manifest_checksums: SHA256: pg_basebackup is asked for it, the daemon
+    computes SHA-256 for every file (OpenSSL EVP), and drctl verify uses what the manifest records."""
+    fill_db(pg)
+    bcfg = physical_cfg(pg, tmp_path)
+    bcfg["physical"]["manifest_checksums"] = "SHA256"
+    d = daemon_factory({"database": {"conninfo": pg.conninfo()}, "backup": bcfg})
+    d.start()
+    res = d.ctl_json("backup", "now", "--physical", "--wait")
+    smf, v = res["manifest"]["backup_manifest"], res["manifest"]["verification"]
+    assert smf["checksum_algorithm"] == "SHA256" and smf["files_verified"] == smf["files"] > 100, smf
+    assert v["files"] == "ok" and v["checksum_algorithm"] == "SHA256"
+    out = str(tmp_path / "base.tar")
+    assert decrypt(bcfg["key_file"], os.path.join(bcfg["directory"], res["name"]), out).returncode == 0
+    with tarfile.open(out) as t:
+        bm = json.loads(t.extractfile("backup_manifest").read())
+        version = t.extractfile("PG_VERSION").read()
+    f = next(f for f in bm["Files"] if f["Path"] == "PG_VERSION")
+    assert f["Checksum-Algorithm"] == "SHA256" and f["Checksum"] == hashlib.sha256(version).hexdigest()
+    v = d.ctl_json("verify", res["name"])["verification"]
+    assert v["files"] == "ok" and v["checksum_algorithm"] == "SHA256" and v["files_verified"] == smf["files"]

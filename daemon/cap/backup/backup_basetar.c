@@ -123,11 +123,12 @@ void backup_basetar_free(BackupBaseTar *bt)
 
 int backup_basetar_update(BackupBaseTar *bt, const uint8_t *data, size_t len, char *err, size_t errlen)
 {
-    if (tarscan_update(bt->tar, data, len) < 0) {
+    int r = tarscan_update(bt->tar, data, len);
+    if (r == -E2BIG) /* from pgmanifest: the records it keeps per file are bounded */
+        snprintf(err, errlen, "the base backup has more than %u files, the most its check keeps", PGMANIFEST_MAX_FILES);
+    else if (r < 0)
         snprintf(err, errlen, "the base backup is not a valid tar: %s", tarscan_errmsg(bt->tar));
-        return -EBADMSG;
-    }
-    return 0;
+    return r < 0 ? -EBADMSG : 0;
 }
 
 int backup_basetar_finish(BackupBaseTar *bt, BackupWalRange *ret, char *err, size_t errlen)

@@ -216,9 +216,10 @@ typedef struct BackupWalRange {
  * with the reason in err (*ret untouched). Pure. */
 int backup_basebackup_wal_range(const char *manifest, size_t len, BackupWalRange *ret, char *err, size_t errlen);
 
-/* The file checksums pg_basebackup is told to write (--manifest-checksums=CRC32C, PostgreSQL's
- * default, given explicitly so the check knows the algorithm while the tar streams: the manifest
- * is its last member), and what a manifest of ours without "checksum_algorithm" was taken with. */
+/* The file checksums pg_basebackup is told to write by default (--manifest-checksums=CRC32C,
+ * PostgreSQL's default, given explicitly so the check knows the algorithm while the tar streams:
+ * the manifest is its last member; backup.physical.manifest_checksums may name another), and what
+ * a manifest of ours without "checksum_algorithm" was taken with. */
 #define BACKUP_MANIFEST_CHECKSUMS PGMANIFEST_CRC32C
 
 /* A base backup's tar checked as it streams past (backup_basetar.c; blocking: pool threads only,

@@ -151,6 +151,13 @@ static int backup_job_queue(BackupJob *job, uv_work_cb fn, uv_after_work_cb afte
     return r;
 }
 
+/* The file checksums pg_basebackup is told to write (backup.physical.manifest_checksums). */
+static PgManifestAlgo backup_job_checksums(const BackupJob *job)
+{
+    int a = job->cfg.physical_manifest_checksums;
+    return a >= 0 && a < PGMANIFEST_ALGO_N ? (PgManifestAlgo)a : BACKUP_MANIFEST_CHECKSUMS;
+}
+
 /* ---- sinks (worker) ---- */
 
 static int backup_job_file_sink(void *ctx, const uint8_t *data, size_t len)
@@ -199,7 +206,7 @@ static void backup_job_prepare_work(uv_work_t *req)
         return;
     }
     if (job->kind == BACKUP_KIND_PHYSICAL) {
-        job->base = backup_basetar_new(BACKUP_MANIFEST_CHECKSUMS);
+        job->base = backup_basetar_new(backup_job_checksums(job));
         if (!job->base) {
             job->work_err = -ENOMEM;
             snprintf(job->work_msg, sizeof(job->work_msg), "out of memory");
@@ -529,7 +536,7 @@ static void backup_job_finish_done(uv_work_t *req, int status)
                              .timeout_ms = job->cfg.dump_timeout_ms,
                              .priority = backup_job_priority(job),
                              .base_tar = job->kind == BACKUP_KIND_PHYSICAL,
-                             .base_algo = BACKUP_MANIFEST_CHECKSUMS};
+                             .base_algo = backup_job_checksums(job)};
     job->verify = backup_verify_start(job->loop, &o, backup_job_verified, job);
     if (!job->verify) {
         backup_job_fail(job, -ENOMEM, "verify", "out of memory");
@@ -687,7 +694,7 @@ static void backup_job_spawn_dump(BackupJob *job)
      * The file checksums are named (CRC32C is PostgreSQL's default anyway): the manifest is the
      * tar's last member, and each file's checksum is computed while it streams past, before. */
     char checksums[40];
-    snprintf(checksums, sizeof(checksums), "--manifest-checksums=%s", pgmanifest_algo_name(BACKUP_MANIFEST_CHECKSUMS));
+    snprintf(checksums, sizeof(checksums), "--manifest-checksums=%s", pgmanifest_algo_name(backup_job_checksums(job)));
     const char *physical[] = {job->tool, "-D", "-", "-Ft", "-X", "none", "--no-password", checksums, "-c",
                               job->cfg.physical_fast_checkpoint ? "fast" : "spread", "-d", conninfo, NULL};
     bool phys = job->kind == BACKUP_KIND_PHYSICAL;
