@@ -10,6 +10,8 @@
 #include <string.h>
 
 #define TAR_BLOCK 512u
+/* The longest extension member (GNU long name, pax header) that is read; longer ones fail. */
+#define TAR_EXT_MAX 8192u
 
 typedef struct TarWatched {
     char *name;
@@ -29,6 +31,14 @@ struct TarScan {
     uint64_t data_left;   /* member content still to come */
     uint64_t pad_left;    /* padding to the next block */
     TarWatched *capture;  /* the member whose content is being kept, or NULL */
+    char cur_type;        /* type of the member whose data is being read */
+    bool hooked;          /* the hooks see this member's data */
+    const TarScanHooks *hooks;
+    void *hooks_ctx;
+    uint8_t ext[TAR_EXT_MAX]; /* content of the current 'L' or 'x' member */
+    size_t ext_len;
+    char longname[TARSCAN_NAME_MAX + 1]; /* the next member's name from an extension, or "" */
+    char name[TARSCAN_NAME_MAX + 1];     /* the current member's name */
     bool ended;           /* a zero block was seen */
     uint64_t members;
     int err;
@@ -69,19 +79,21 @@ void tarscan_free(TarScan *t)
     free(t);
 }
 
-static int tarscan_fail(TarScan *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int tarscan_fail_code(TarScan *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static int tarscan_fail(TarScan *t, const char *fmt, ...)
+static int tarscan_fail_code(TarScan *t, int code, const char *fmt, ...)
 {
     va_list ap;
     if (!t->err) {
-        t->err = -EBADMSG;
+        t->err = code;
         va_start(ap, fmt);
         vsnprintf(t->errmsg, sizeof(t->errmsg), fmt, ap);
         va_end(ap);
     }
     return t->err;
 }
+
+#define tarscan_fail(t, ...) tarscan_fail_code((t), -EBADMSG, __VA_ARGS__)
 
 /* An octal field (NUL or space terminated), or GNU base-256 (high bit of the first byte). */
 static bool tarscan_number(const uint8_t *f, size_t n, uint64_t *ret)
@@ -116,6 +128,58 @@ static bool tarscan_number(const uint8_t *f, size_t n, uint64_t *ret)
     return digits;
 }
 
+/* A pax extended header: records "LEN key=value\n"; the "path" record names the next member. */
+static int tarscan_pax(TarScan *t)
+{
+    size_t at = 0;
+    while (at < t->ext_len) {
+        size_t len = 0, i = at;
+        while (i < t->ext_len && t->ext[i] >= '0' && t->ext[i] <= '9' && len < TAR_EXT_MAX)
+            len = len * 10 + (size_t)(t->ext[i++] - '0');
+        if (i >= t->ext_len || t->ext[i] != ' ' || len <= i - at + 1 || at + len > t->ext_len ||
+            t->ext[at + len - 1] != '\n')
+            return tarscan_fail(t, "tar member %llu: malformed pax header", (unsigned long long)t->members + 1);
+        const char *kv = (const char *)t->ext + i + 1;
+        size_t kvlen = at + len - 1 - (i + 1);
+        if (kvlen >= 5 && memcmp(kv, "path=", 5) == 0) {
+            if (kvlen - 5 > TARSCAN_NAME_MAX)
+                return tarscan_fail(t, "tar member %llu: a name longer than %u bytes", (unsigned long long)t->members + 1,
+                                    TARSCAN_NAME_MAX);
+            memcpy(t->longname, kv + 5, kvlen - 5);
+            t->longname[kvlen - 5] = '\0';
+        }
+        at += len;
+    }
+    return 0;
+}
+
+/* The current member's data has all been read. */
+static int tarscan_member_end(TarScan *t)
+{
+    int r = 0;
+    if (t->cur_type == 'L') {
+        size_t n = strnlen((const char *)t->ext, t->ext_len);
+        if (n > TARSCAN_NAME_MAX)
+            return tarscan_fail(t, "tar member %llu: a name longer than %u bytes", (unsigned long long)t->members + 1,
+                                TARSCAN_NAME_MAX);
+        memcpy(t->longname, t->ext, n);
+        t->longname[n] = '\0';
+    } else if (t->cur_type == 'x') {
+        r = tarscan_pax(t);
+    } else if (t->hooked && t->hooks->end && (r = t->hooks->end(t->hooks_ctx)) < 0) {
+        r = tarscan_fail_code(t, r, "tar member '%s': %s", t->name, strerror(-r));
+    }
+    t->hooked = false;
+    t->cur_type = 0;
+    t->ext_len = 0;
+    return r;
+}
+
+static bool tarscan_regular(char type)
+{
+    return type == '0' || type == '\0' || type == '7';
+}
+
 static int tarscan_header(TarScan *t)
 {
     const uint8_t *h = t->header;
@@ -142,24 +206,35 @@ static int tarscan_header(TarScan *t)
     t->data_left = size;
     t->pad_left = (TAR_BLOCK - size % TAR_BLOCK) % TAR_BLOCK;
     t->capture = NULL;
-    if (type == 'L' || type == 'K' || type == 'x' || type == 'g')
-        return 0; /* extension data for the next member */
+    t->cur_type = type;
+    t->ext_len = 0;
+    if (type == 'L' || type == 'x') {
+        if (size > TAR_EXT_MAX)
+            return tarscan_fail(t, "tar member %llu: an extension header of %llu bytes (at most %u are read)",
+                                (unsigned long long)t->members + 1, (unsigned long long)size, TAR_EXT_MAX);
+        return size ? 0 : tarscan_member_end(t); /* extension data for the next member */
+    }
+    if (type == 'K' || type == 'g')
+        return 0; /* a long link target, global pax records: nothing this scanner needs */
     t->members++;
-    char name[256];
     size_t plen = strnlen((const char *)h + 345, 155), nlen = strnlen((const char *)h, 100);
-    if (memcmp(h + 257, "ustar", 5) == 0 && plen)
-        snprintf(name, sizeof(name), "%.*s/%.*s", (int)plen, (const char *)h + 345, (int)nlen, (const char *)h);
+    if (t->longname[0])
+        memcpy(t->name, t->longname, strlen(t->longname) + 1);
+    else if (memcmp(h + 257, "ustar", 5) == 0 && plen)
+        snprintf(t->name, sizeof(t->name), "%.*s/%.*s", (int)plen, (const char *)h + 345, (int)nlen, (const char *)h);
     else
-        snprintf(name, sizeof(name), "%.*s", (int)nlen, (const char *)h);
-    const char *n = tarscan_strip(name);
+        snprintf(t->name, sizeof(t->name), "%.*s", (int)nlen, (const char *)h);
+    t->longname[0] = '\0';
+    const char *n = tarscan_strip(t->name);
+    memmove(t->name, n, strlen(n) + 1);
     for (size_t i = 0; i < t->n_watched; i++) {
         TarWatched *w = &t->watched[i];
-        if (strcmp(w->name, n) != 0)
+        if (strcmp(w->name, t->name) != 0)
             continue;
         w->seen = true;
         w->truncated = false;
         w->len = 0; /* a later member of the same name replaces an earlier one, as tar -x does */
-        if (t->capture_limit && size && (type == '0' || type == '\0')) {
+        if (t->capture_limit && size && tarscan_regular(type)) {
             size_t cap = size < t->capture_limit ? (size_t)size : t->capture_limit;
             uint8_t *p = realloc(w->data, cap);
             if (!p)
@@ -170,7 +245,35 @@ static int tarscan_header(TarScan *t)
         }
         break;
     }
-    return 0;
+    if (t->hooks && tarscan_regular(type)) {
+        int r = t->hooks->begin ? t->hooks->begin(t->hooks_ctx, t->name, size) : 0;
+        if (r < 0)
+            return tarscan_fail_code(t, r, "tar member '%s': %s", t->name, strerror(-r));
+        t->hooked = true;
+    }
+    return size ? 0 : tarscan_member_end(t);
+}
+
+/* Content of the current member. */
+static int tarscan_data(TarScan *t, const uint8_t *data, size_t n)
+{
+    TarWatched *w = t->capture;
+    if (w && w->len < t->capture_limit) {
+        size_t room = t->capture_limit - w->len, c = n < room ? n : room;
+        memcpy(w->data + w->len, data, c);
+        w->len += c;
+    }
+    if (t->cur_type == 'L' || t->cur_type == 'x') {
+        memcpy(t->ext + t->ext_len, data, n); /* fits: the size was checked against TAR_EXT_MAX */
+        t->ext_len += n;
+    }
+    if (t->hooked && t->hooks->data) {
+        int r = t->hooks->data(t->hooks_ctx, data, n);
+        if (r < 0)
+            return tarscan_fail_code(t, r, "tar member '%s': %s", t->name, strerror(-r));
+    }
+    t->data_left -= n;
+    return t->data_left ? 0 : tarscan_member_end(t);
 }
 
 int tarscan_update(TarScan *t, const uint8_t *data, size_t len)
@@ -180,13 +283,9 @@ int tarscan_update(TarScan *t, const uint8_t *data, size_t len)
     while (len > 0) {
         if (t->data_left) {
             size_t n = t->data_left < len ? (size_t)t->data_left : len;
-            TarWatched *w = t->capture;
-            if (w && w->len < t->capture_limit) {
-                size_t room = t->capture_limit - w->len, c = n < room ? n : room;
-                memcpy(w->data + w->len, data, c);
-                w->len += c;
-            }
-            t->data_left -= n;
+            int r = tarscan_data(t, data, n);
+            if (r < 0)
+                return r;
             data += n;
             len -= n;
             continue;
@@ -218,6 +317,12 @@ int tarscan_update(TarScan *t, const uint8_t *data, size_t len)
         }
     }
     return 0;
+}
+
+void tarscan_set_hooks(TarScan *t, const TarScanHooks *hooks, void *ctx)
+{
+    t->hooks = hooks;
+    t->hooks_ctx = ctx;
 }
 
 int tarscan_finish(TarScan *t)

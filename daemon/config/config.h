@@ -198,6 +198,7 @@ typedef struct ConfigBackup {
     char **physical_schedules;        /* cron strings (UTC) */
     size_t n_physical_schedules;
     bool physical_fast_checkpoint;    /* checkpoint: fast (default) or spread */
+    int physical_manifest_checksums;  /* a PgManifestAlgo (lib/pgmanifest.h); 0: CRC32C, the default */
 } ConfigBackup;
 
 /* detector: how observations become decisions (halt, restart, corruption). See docs/detector.md. */

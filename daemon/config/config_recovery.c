@@ -21,6 +21,7 @@
 #include "cron.h"
 #include "err.h"
 #include "pgconn.h"
+#include "pgmanifest.h"
 #include "prio.h"
 
 static void config_check_cron(const CfgSection *s, const char *key, const CfgNode *at, const char *expr)
@@ -147,6 +148,8 @@ static void config_read_backup_physical(const CfgSection *parent, ConfigBackup *
     cfg_string_list(&s, "schedules", &b->physical_schedules, &b->n_physical_schedules);
     if (cfg_enum(&s, "checkpoint", checkpoints, 1, &fast))
         b->physical_fast_checkpoint = fast == 1;
+    (void)cfg_enum(&s, "manifest_checksums", pgmanifest_algo_names(), PGMANIFEST_CRC32C,
+                   &b->physical_manifest_checksums);
     cfg_check_unknown(&s);
     const CfgNode *sched = cfg_get(s.map, "schedules");
     for (size_t i = 0; i < b->n_physical_schedules; i++)

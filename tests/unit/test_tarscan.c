@@ -3,7 +3,10 @@
  * time included), a "./" prefix and the ustar prefix field, GNU long-name and pax extension headers
  * passed over, base-256 sizes, content longer than the capture limit marked truncated, and the
  * failures: a bad header checksum, a size that is not a number, a truncated archive (in a member's
- * data, in its padding, before the end block), and data after the end block.
+ * data, in its padding, before the end block), and data after the end block. The member hooks:
+ * every regular member's name (from a GNU long-name or pax "path" header when one precedes it),
+ * size and content, in order, whatever the split; directories not reported; a hook's error stops
+ * the scan; a malformed pax header or an oversized extension member fails.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,7 +92,7 @@ static Tar sample(void)
     tar_member(&t, "pg_control", "global", '0', "ctl");
     tar_member(&t, "././@LongLink", NULL, 'L', "base/1/a_very_long_name_that_needs_the_gnu_extension");
     tar_member(&t, "base/1/a_very_long_name_th", NULL, '0', "x");
-    tar_member(&t, "PaxHeaders/x", NULL, 'x', "30 path=backup_manifest_fake\n");
+    tar_member(&t, "PaxHeaders/x", NULL, 'x', "29 path=backup_manifest_fake\n");
     tar_member(&t, "other", NULL, '0', "y");
     tar_member(&t, "backup_manifest", NULL, '0', big);
     tar_end(&t);
@@ -233,6 +236,118 @@ static void test_truncated_and_trailing(void **state)
     free(t.data);
 }
 
+
+/* What the hooks saw: "name:size:content|" per member. */
+typedef struct Seen {
+    char log[4096];
+    size_t len;
+    int fail_at_begin; /* 0, or fail the n-th begin with -ENOMEM */
+    int begins, ends;
+} Seen;
+
+static int seen_begin(void *ctx, const char *name, uint64_t size)
+{
+    Seen *s = ctx;
+    if (++s->begins == s->fail_at_begin)
+        return -ENOMEM;
+    s->len += (size_t)snprintf(s->log + s->len, sizeof(s->log) - s->len, "%s:%llu:", name, (unsigned long long)size);
+    return 0;
+}
+
+static int seen_data(void *ctx, const uint8_t *data, size_t len)
+{
+    Seen *s = ctx;
+    assert_true(len > 0);
+    size_t n = len > 8 ? 8 : len; /* the first bytes of each piece are enough to see the order */
+    if (s->len + n < sizeof(s->log)) {
+        memcpy(s->log + s->len, data, n);
+        s->len += n;
+        s->log[s->len] = '\0';
+    }
+    return 0;
+}
+
+static int seen_end(void *ctx)
+{
+    Seen *s = ctx;
+    s->ends++;
+    s->len += (size_t)snprintf(s->log + s->len, sizeof(s->log) - s->len, "|");
+    return 0;
+}
+
+static const TarScanHooks seen_hooks = {seen_begin, seen_data, seen_end};
+
+static void test_hooks_see_members(void **state)
+{
+    (void)state;
+    Tar t = sample();
+    const char *want = "backup_label:62:START WA|PG_VERSION:3:15\n|global/pg_control:3:ctl|"
+                       "base/1/a_very_long_name_that_needs_the_gnu_extension:1:x|backup_manifest_fake:1:y|"
+                       "backup_manifest:1499:mmmmmmmm|";
+    size_t steps[] = {1, 3, 512, 4096, t.len};
+    for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+        Seen seen = {0};
+        TarScan *s = tarscan_new(NULL, 0);
+        tarscan_set_hooks(s, &seen_hooks, &seen);
+        for (size_t off = 0; off < t.len; off += steps[k]) {
+            size_t n = t.len - off < steps[k] ? t.len - off : steps[k];
+            assert_int_equal(tarscan_update(s, t.data + off, n), 0);
+        }
+        assert_int_equal(tarscan_finish(s), 0);
+        assert_int_equal(seen.begins, 6);
+        assert_int_equal(seen.ends, 6);
+        if (steps[k] >= 4096) /* larger pieces: one data call per member */
+            assert_string_equal(seen.log, want);
+        else /* the names and sizes in order, whatever the pieces */
+            assert_non_null(strstr(seen.log, "base/1/a_very_long_name_that_needs_the_gnu_extension:1:x|"));
+        tarscan_free(s);
+    }
+    /* An empty member: begin and end, no data. */
+    Tar e = {0};
+    tar_member(&e, "base/1/empty", NULL, '0', "");
+    tar_end(&e);
+    Seen seen = {0};
+    TarScan *s = tarscan_new(NULL, 0);
+    tarscan_set_hooks(s, &seen_hooks, &seen);
+    assert_int_equal(tarscan_update(s, e.data, e.len), 0);
+    assert_int_equal(tarscan_finish(s), 0);
+    assert_string_equal(seen.log, "base/1/empty:0:|");
+    tarscan_free(s);
+    free(e.data);
+
+    /* A hook's error stops the scan, naming the member. */
+    seen = (Seen){.fail_at_begin = 2};
+    s = tarscan_new(NULL, 0);
+    tarscan_set_hooks(s, &seen_hooks, &seen);
+    assert_int_equal(tarscan_update(s, t.data, t.len), -ENOMEM);
+    assert_non_null(strstr(tarscan_errmsg(s), "'PG_VERSION'"));
+    assert_int_equal(tarscan_finish(s), -ENOMEM);
+    tarscan_free(s);
+    free(t.data);
+}
+
+static void test_bad_extensions(void **state)
+{
+    (void)state;
+    static char big[9000];
+    memset(big, 'a', sizeof(big) - 1);
+    const char *bad[] = {"31 path=backup_manifest_fake\n", "x path=y\n", "11 path=y\n"};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]) + 1; k++) {
+        Tar t = {0};
+        if (k < sizeof(bad) / sizeof(bad[0]))
+            tar_member(&t, "PaxHeaders/x", NULL, 'x', bad[k]);
+        else
+            tar_member(&t, "././@LongLink", NULL, 'L', big);
+        tar_member(&t, "other", NULL, '0', "y");
+        tar_end(&t);
+        TarScan *s = tarscan_new(NULL, 0);
+        assert_int_equal(tarscan_update(s, t.data, t.len), -EBADMSG);
+        assert_non_null(strstr(tarscan_errmsg(s), k < 3 ? "pax" : "extension"));
+        tarscan_free(s);
+        free(t.data);
+    }
+}
+
 static void test_new_limits(void **state)
 {
     (void)state;
@@ -254,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_members_any_split),     cmocka_unit_test(test_capture_limit),
         cmocka_unit_test(test_base256_size),          cmocka_unit_test(test_bad_checksum_and_size),
         cmocka_unit_test(test_truncated_and_trailing), cmocka_unit_test(test_new_limits),
+        cmocka_unit_test(test_hooks_see_members),     cmocka_unit_test(test_bad_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

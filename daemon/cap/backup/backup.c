@@ -535,7 +535,7 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
     json_t *v = json_object_get(m, "verification");
     char when[32];
     bool logical = backup_manifest_kind(m) == BACKUP_KIND_LOGICAL;
-    bool ok = vr->container_ok && vr->sha_match && (!logical || vr->child_ok);
+    bool ok = vr->container_ok && vr->sha_match && (logical ? vr->child_ok : vr->tar_ok);
     const char *file = json_string_value(json_object_get(m, "file"));
 
     backup_time_rfc3339(backups__now(), when, sizeof(when));
@@ -548,6 +548,8 @@ static void backups_on_verified(const BackupVerifyResult *vr, void *data)
     json_object_set_new(v, "sha256_match", json_boolean(vr->sha_match));
     if (logical)
         json_object_set_new(v, "pg_restore_list", json_string(vr->child_ok ? "ok" : "failed"));
+    else
+        backups__verification_files(v, vr);
     json_object_set_new(v, "error", vr->error[0] ? json_string(vr->error) : json_null());
     if (!b->closing)
         backups_update_manifest(b, m);
@@ -630,9 +632,18 @@ static void backups_after_key(BackupTask *t)
     }
     const char *argv[] = {b->cfg.pg_restore, "--list", NULL};
     bool logical = backup_manifest_kind(b->verify_manifest) == BACKUP_KIND_LOGICAL;
+    /* A physical backup's files are checked in the algorithm it was taken with (older manifests
+     * do not say: PostgreSQL's default, which is what pg_basebackup wrote without the option). */
+    PgManifestAlgo algo = BACKUP_MANIFEST_CHECKSUMS;
+    const char *taken = json_string_value(
+        json_object_get(json_object_get(b->verify_manifest, "backup_manifest"), "checksum_algorithm"));
+    if (taken && !pgmanifest_algo_parse(taken, &algo))
+        algo = BACKUP_MANIFEST_CHECKSUMS;
     BackupVerifyOptions o = {.path = path, .key = b->key, .expected_sha256_hex = sha, .argv = logical ? argv : NULL,
                              .timeout_ms = b->cfg.dump_timeout_ms,
-                             .priority = {(int)b->cfg.nice, (PrioIoClass)b->cfg.ioprio}};
+                             .priority = {(int)b->cfg.nice, (PrioIoClass)b->cfg.ioprio},
+                             .base_tar = !logical,
+                             .base_algo = algo};
     b->verify = backup_verify_start(b->core->loop, &o, backups_on_verified, b);
     if (!b->verify)
         backups_verify_finished(b, false, "out of memory", NULL);

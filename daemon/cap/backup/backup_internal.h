@@ -7,7 +7,9 @@
  *                     verify -> commit
  *   backup_state.c    the state files captured beside a backup (an encrypted ustar archive)
  *   backup_verify.c   streaming verification of a file into a child's stdin (pg_restore --list, or
- *                     pg_restore -d for a test restore)
+ *                     pg_restore -d for a test restore), or through the base backup check
+ *   backup_basetar.c  a base backup's tar checked as it streams: structure, server files, every file
+ *                     against the server's backup_manifest, the WAL range
  *   backup_restore.c  restoring a backup into a new database (backup_restore_into), and the test
  *                     restore into a scratch database with validation queries
  *   backup_catalog.c  manifests (build, parse, write), directory scan, failure log, key loading
@@ -23,6 +25,7 @@
 #include "atomicfile.h"
 #include "cap/backup/backup.h"
 #include "backupstream.h"
+#include "pgmanifest.h"
 #include "prio.h"
 #include "config/config.h"
 #include "core/control.h"
@@ -118,11 +121,20 @@ typedef struct BackupVerifyResult {
     char child_status[96];  /* "exited with status 1" */
     BackupStreamStats stats;
     char key_id_hex[2 * BCF_KEY_ID_LEN + 1];
+    bool tar_checked;       /* base_tar: the decrypted tar went through the base backup check ... */
+    bool tar_ok;            /* ... and passed: every file matched the server's backup_manifest */
+    size_t files_verified;  /* when tar_ok */
+    char checksum_algorithm[8];
     char error[1024];       /* first failure, "" when none */
 } BackupVerifyResult;
 
 typedef struct BackupVerify BackupVerify;
 typedef void (*BackupVerifyDoneFn)(const BackupVerifyResult *res, void *data);
+
+/* A physical backup's verification object v gets what the base backup check of vr found: "files"
+ * ("ok", "failed", or "skipped" when vr is NULL or the tar was not checked), and when ok
+ * "files_verified" and "checksum_algorithm". */
+void backups__verification_files(json_t *v, const BackupVerifyResult *vr); /* backup_catalog.c */
 
 typedef struct BackupVerifyOptions {
     const char *path;                /* file to read */
@@ -139,6 +151,10 @@ typedef struct BackupVerifyOptions {
     const char *spool_path;
     /* CPU and I/O priority of the child and of the worker's decrypting ({0, PRIO_IO_NORMAL}: as is). */
     PrioSpec priority;
+    /* A physical backup (no child): the decrypted tar goes through backup_basetar on the worker,
+     * computing base_algo for every file. */
+    bool base_tar;
+    PgManifestAlgo base_algo;
 } BackupVerifyOptions;
 
 /* Start; done(res) runs once on the loop. NULL when out of memory. */
@@ -191,12 +207,37 @@ typedef struct BackupWalRange {
     uint32_t stop_timeline;  /* of the range it ended on (the same unless a standby was promoted) */
     size_t files;            /* entries in the manifest's Files */
     char manifest_checksum[65]; /* its Manifest-Checksum (SHA-256 of the manifest, hex) */
-    uint64_t tar_members;    /* set by the job */
+    uint64_t tar_members;    /* regular files, directories, links in the tar */
+    size_t files_verified;   /* entries of Files found in the tar with their size and checksum */
+    char checksum_algorithm[8]; /* what was compared: "CRC32C", "SHA256", ... or "NONE" (sizes) */
 } BackupWalRange;
 
 /* Read the WAL-Ranges of a backup_manifest (JSON text, len bytes). 0 and *ret filled, or -EBADMSG
  * with the reason in err (*ret untouched). Pure. */
 int backup_basebackup_wal_range(const char *manifest, size_t len, BackupWalRange *ret, char *err, size_t errlen);
+
+/* The file checksums pg_basebackup is told to write by default (--manifest-checksums=CRC32C,
+ * PostgreSQL's default, given explicitly so the check knows the algorithm while the tar streams:
+ * the manifest is its last member; backup.physical.manifest_checksums may name another), and what
+ * a manifest of ours without "checksum_algorithm" was taken with. */
+#define BACKUP_MANIFEST_CHECKSUMS PGMANIFEST_CRC32C
+
+/* A base backup's tar checked as it streams past (backup_basetar.c; blocking: pool threads only,
+ * one thread at a time). Memory: the server's backup_manifest (up to BACKUP_TAR_CAPTURE_BYTES)
+ * and per file its path, size and checksum (lib/pgmanifest). */
+typedef struct BackupBaseTar BackupBaseTar;
+/* algo: the file checksum the manifest is expected to use. NULL on OOM. */
+BackupBaseTar *backup_basetar_new(PgManifestAlgo algo);
+void backup_basetar_free(BackupBaseTar *bt);
+/* The next bytes of the tar: 0, or -EBADMSG (not a tar) with the reason in err. */
+int backup_basetar_update(BackupBaseTar *bt, const uint8_t *data, size_t len, char *err, size_t errlen);
+/* The tar ended: it must be complete, hold PG_VERSION, global/pg_control, backup_label and the
+ * server's backup_manifest, whose Manifest-Checksum must hold and whose every file must be in the
+ * tar with its size and checksum (and nothing else but backup_manifest). 0 and *ret filled (the WAL
+ * range, the member count, files_verified, checksum_algorithm); -EBADMSG (a broken tar or
+ * manifest), -EILSEQ (files differ: the first by path and the count), -ENOTSUP (a manifest in
+ * another algorithm), -ENOMEM; the reason in err. */
+int backup_basetar_finish(BackupBaseTar *bt, BackupWalRange *ret, char *err, size_t errlen);
 
 typedef struct BackupJobResult {
     int status;              /* 0 ok, or the error */

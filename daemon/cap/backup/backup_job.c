@@ -20,10 +20,12 @@
  *      encrypts, hashes or writes;
  *   4. worker: finish the stream (final chunk), giving size counters and the file's SHA-256;
  *   5. verify the temporary (backup_verify: decrypt, every chunk, SHA-256, decompress, and for a
- *      logical backup pg_restore --list on the stream) unless disabled. A physical backup's tar is
- *      also walked as it streams past (lib/tarscan, on the worker): it must be a complete tar
- *      holding PG_VERSION, global/pg_control, backup_label and the server's backup_manifest, whose
- *      WAL-Ranges give the manifest's start and stop LSN and timeline; else the backup fails;
+ *      logical backup pg_restore --list on the stream, for a physical one the tar check below on
+ *      the decrypted stream) unless disabled. A physical backup's tar is also checked as it
+ *      streams past, on the worker (backup_basetar): it must be a complete tar holding
+ *      PG_VERSION, global/pg_control, backup_label and the server's backup_manifest, whose
+ *      WAL-Ranges give the manifest's start and stop LSN and timeline, and every file that
+ *      manifest lists must be in the tar with its size and CRC32C; else the backup fails;
  *   6. worker: commit (fsync, rename to the final name, fsync the directory), then write the
  *      manifest atomically.
  * Any failure before 6 discards the temporaries: nothing appears under a final name.
@@ -43,7 +45,6 @@
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
-#include "tarscan.h"
 
 #define BACKUP_VERSION_TIMEOUT_MS 10000
 
@@ -63,7 +64,7 @@ struct BackupJob {
     const char *tool_name; /* "pg_dump" or "pg_basebackup", for messages */
     const char *conninfo;  /* cfg.conninfo or cfg.physical_conninfo */
     BackupWalRange wal;    /* physical: from the server's backup_manifest in the tar */
-    TarScan *tar;          /* physical, worker side: the tar's structure and its server files */
+    BackupBaseTar *base;   /* physical, worker side: the tar checked as it streams past */
     BackupJobDoneFn done;
     void *data;
 
@@ -96,6 +97,7 @@ struct BackupJob {
     json_t *state_info; /* manifest's "state_files" */
     BackupBuf work_buf;
     int work_err;
+    const char *work_stage; /* where work_err belongs when not the work item's own stage */
     char work_msg[1024];
     json_t *manifest;
     bool committed;
@@ -149,6 +151,13 @@ static int backup_job_queue(BackupJob *job, uv_work_cb fn, uv_after_work_cb afte
     return r;
 }
 
+/* The file checksums pg_basebackup is told to write (backup.physical.manifest_checksums). */
+static PgManifestAlgo backup_job_checksums(const BackupJob *job)
+{
+    int a = job->cfg.physical_manifest_checksums;
+    return a >= 0 && a < PGMANIFEST_ALGO_N ? (PgManifestAlgo)a : BACKUP_MANIFEST_CHECKSUMS;
+}
+
 /* ---- sinks (worker) ---- */
 
 static int backup_job_file_sink(void *ctx, const uint8_t *data, size_t len)
@@ -197,10 +206,8 @@ static void backup_job_prepare_work(uv_work_t *req)
         return;
     }
     if (job->kind == BACKUP_KIND_PHYSICAL) {
-        static const char *const watched[] = {"PG_VERSION", "global/pg_control", BACKUP_TAR_LABEL, BACKUP_TAR_MANIFEST,
-                                              NULL};
-        job->tar = tarscan_new(watched, BACKUP_TAR_CAPTURE_BYTES);
-        if (!job->tar) {
+        job->base = backup_basetar_new(backup_job_checksums(job));
+        if (!job->base) {
             job->work_err = -ENOMEM;
             snprintf(job->work_msg, sizeof(job->work_msg), "out of memory");
             return;
@@ -237,11 +244,9 @@ static void backup_job_write_work(uv_work_t *req)
     /* compression, encryption and the write at backup priority, then the pool thread is put
      * back; what cannot be lowered stays as it is, ignoring */
     (void)prio_thread_lower(&prio, &saved);
-    if (job->tar && tarscan_update(job->tar, job->work_buf.data, job->work_buf.len) < 0 && !job->work_err) {
+    if (job->base && !job->work_err &&
+        backup_basetar_update(job->base, job->work_buf.data, job->work_buf.len, job->work_msg, sizeof(job->work_msg)) < 0)
         job->work_err = DR_ECORRUPT;
-        snprintf(job->work_msg, sizeof(job->work_msg), "pg_basebackup's output is not a valid tar: %s",
-                 tarscan_errmsg(job->tar));
-    }
     int r = backupstream_writer_write(job->writer, job->work_buf.data, job->work_buf.len);
     (void)prio_thread_restore(&saved);
     if (r < 0 && !job->work_err) {
@@ -310,38 +315,18 @@ static void backup_job_on_dump_exit(ChildProc *c, int64_t exit_status, int term_
 
 /* ---- step 4: finish the stream (worker) ---- */
 
-/* Physical (worker): the tar is complete and holds what a data directory cannot do without, and
- * the server's backup_manifest says which WAL the backup needs. */
+/* Physical (worker): the tar is complete, holds what a data directory cannot do without, and
+ * every file the server's backup_manifest lists is in it with its size and checksum; the manifest
+ * says which WAL the backup needs. A broken tar is a failed write; files that differ from the
+ * server's record fail the verification. */
 static int backup_job_check_tar(BackupJob *job)
 {
-    static const char *const needed[] = {"PG_VERSION", "global/pg_control", BACKUP_TAR_LABEL, BACKUP_TAR_MANIFEST};
-    const uint8_t *data;
-    size_t len;
-    bool truncated;
-
-    if (tarscan_finish(job->tar) < 0) {
-        snprintf(job->work_msg, sizeof(job->work_msg), "pg_basebackup's output is not a valid tar: %s",
-                 tarscan_errmsg(job->tar));
+    int r = backup_basetar_finish(job->base, &job->wal, job->work_msg, sizeof(job->work_msg));
+    if (r == -EBADMSG)
         return DR_ECORRUPT;
-    }
-    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
-        if (!tarscan_member(job->tar, needed[i], NULL, NULL, NULL)) {
-            snprintf(job->work_msg, sizeof(job->work_msg), "the base backup's tar has no '%s' (%llu members)",
-                     needed[i], (unsigned long long)tarscan_members(job->tar));
-            return DR_ECORRUPT;
-        }
-    tarscan_member(job->tar, BACKUP_TAR_MANIFEST, &data, &len, &truncated);
-    if (truncated) {
-        snprintf(job->work_msg, sizeof(job->work_msg),
-                 "the server's backup_manifest is larger than %u MiB: its WAL range cannot be read",
-                 BACKUP_TAR_CAPTURE_BYTES >> 20);
-        return DR_ECORRUPT;
-    }
-    int r = backup_basebackup_wal_range((const char *)data, len, &job->wal, job->work_msg, sizeof(job->work_msg));
     if (r < 0)
-        return DR_ECORRUPT;
-    job->wal.tar_members = tarscan_members(job->tar);
-    return 0;
+        job->work_stage = "verify";
+    return r == -ENOMEM ? r : r < 0 ? DR_ECORRUPT : 0;
 }
 
 static void backup_job_finish_work(uv_work_t *req)
@@ -357,7 +342,7 @@ static void backup_job_finish_work(uv_work_t *req)
         snprintf(job->work_msg, sizeof(job->work_msg), "%s", backupstream_writer_errmsg(job->writer));
         return;
     }
-    if (job->tar && (r = backup_job_check_tar(job)) < 0)
+    if (job->base && (r = backup_job_check_tar(job)) < 0)
         job->work_err = r;
 }
 
@@ -459,14 +444,16 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
     json_t *wal = json_pack("{s:s,s:s,s:I,s:I}", "start_lsn", job->wal.start_lsn, "stop_lsn", job->wal.stop_lsn,
                             "timeline", (json_int_t)job->wal.timeline, "stop_timeline",
                             (json_int_t)job->wal.stop_timeline);
-    json_t *smf = json_pack("{s:s,s:s,s:I,s:s,s:I}", "where", "in the tar", "member", BACKUP_TAR_MANIFEST, "files",
-                            (json_int_t)job->wal.files, "manifest_checksum", job->wal.manifest_checksum,
-                            "tar_members", (json_int_t)job->wal.tar_members);
+    json_t *smf = json_pack("{s:s,s:s,s:I,s:s,s:I,s:I,s:s}", "where", "in the tar", "member", BACKUP_TAR_MANIFEST,
+                            "files", (json_int_t)job->wal.files, "manifest_checksum", job->wal.manifest_checksum,
+                            "tar_members", (json_int_t)job->wal.tar_members, "files_verified",
+                            (json_int_t)job->wal.files_verified, "checksum_algorithm", job->wal.checksum_algorithm);
     json_object_del(m, "database");
     json_object_del(m, "pg_dump_version");
     json_object_del(m, "db_size_bytes");
     json_object_del(m, "dump_size_bytes");
     json_object_del(json_object_get(m, "verification"), "pg_restore_list");
+    backups__verification_files(json_object_get(m, "verification"), vr);
     if (!wal || !smf || json_object_set_new(m, "kind", json_string("physical")) < 0 ||
         json_object_set_new(m, "payload", json_string("tar")) < 0 ||
         json_object_set_new(m, "pg_basebackup_version", json_string(job->tool_version ? job->tool_version : "")) < 0 ||
@@ -478,68 +465,6 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
         return NULL;
     }
     return m;
-}
-
-/* The server's backup_manifest (PostgreSQL 13 and later) lists the WAL a backup needs:
- *   "WAL-Ranges": [{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }]
- * one range per timeline the backup crossed (several only for a backup of a standby that was
- * promoted meanwhile). */
-static bool backup_lsn_parse(const char *s, uint64_t *ret)
-{
-    unsigned hi, lo;
-    int used = 0;
-    if (!s || sscanf(s, "%X/%X%n", &hi, &lo, &used) != 2 || s[used] != '\0')
-        return false;
-    *ret = (uint64_t)hi << 32 | lo;
-    return true;
-}
-
-int backup_basebackup_wal_range(const char *manifest, size_t len, BackupWalRange *ret, char *err, size_t errlen)
-{
-    json_error_t je;
-    json_t *m = json_loadb(manifest, len, 0, &je);
-    json_t *ranges = json_object_get(m, "WAL-Ranges"), *r;
-    BackupWalRange w = {0};
-    uint64_t lo = UINT64_MAX, hi = 0;
-    size_t i;
-
-    if (!json_is_object(m)) {
-        snprintf(err, errlen, "the server's backup_manifest is not JSON: %s (line %d)", je.text, je.line);
-        json_decref(m);
-        return -EBADMSG;
-    }
-    if (!json_is_array(ranges) || json_array_size(ranges) == 0) {
-        snprintf(err, errlen, "the server's backup_manifest has no WAL-Ranges");
-        json_decref(m);
-        return -EBADMSG;
-    }
-    json_array_foreach(ranges, i, r) {
-        uint64_t a, b;
-        json_int_t tl = json_integer_value(json_object_get(r, "Timeline"));
-        if (!backup_lsn_parse(json_string_value(json_object_get(r, "Start-LSN")), &a) ||
-            !backup_lsn_parse(json_string_value(json_object_get(r, "End-LSN")), &b) || tl <= 0 ||
-            tl > (json_int_t)UINT32_MAX || b < a) {
-            snprintf(err, errlen, "the server's backup_manifest has a malformed WAL range (entry %zu)", i + 1);
-            json_decref(m);
-            return -EBADMSG;
-        }
-        if (a < lo) {
-            lo = a;
-            w.timeline = (uint32_t)tl;
-        }
-        if (b >= hi) {
-            hi = b;
-            w.stop_timeline = (uint32_t)tl;
-        }
-    }
-    snprintf(w.start_lsn, sizeof(w.start_lsn), "%X/%X", (unsigned)(lo >> 32), (unsigned)lo);
-    snprintf(w.stop_lsn, sizeof(w.stop_lsn), "%X/%X", (unsigned)(hi >> 32), (unsigned)hi);
-    w.files = json_array_size(json_object_get(m, "Files"));
-    snprintf(w.manifest_checksum, sizeof(w.manifest_checksum), "%.64s",
-             json_string_value(json_object_get(m, "Manifest-Checksum")) ? json_string_value(json_object_get(m, "Manifest-Checksum")) : "");
-    json_decref(m);
-    *ret = w;
-    return 0;
 }
 
 static void backup_job_commit_done(uv_work_t *req, int status)
@@ -577,7 +502,8 @@ static void backup_job_verified(const BackupVerifyResult *vr, void *data)
         backup_job_end(job);
         return;
     }
-    if (!vr->container_ok || !vr->sha_match || (job->kind == BACKUP_KIND_LOGICAL && !vr->child_ok)) {
+    if (!vr->container_ok || !vr->sha_match || (job->kind == BACKUP_KIND_LOGICAL && !vr->child_ok) ||
+        (job->kind == BACKUP_KIND_PHYSICAL && !vr->tar_ok)) {
         backup_job_fail(job, DR_ECORRUPT, "verify", "verification of '%s' failed: %s", job->name,
                         vr->error[0] ? vr->error : "unknown reason");
         backup_job_end(job);
@@ -591,8 +517,8 @@ static void backup_job_finish_done(uv_work_t *req, int status)
     BackupJob *job = req->data;
     job->worker_busy = false;
     if (status < 0 || job->work_err)
-        backup_job_fail(job, status < 0 ? status : job->work_err, "write", "finishing '%s': %s", job->name,
-                        job->work_msg);
+        backup_job_fail(job, status < 0 ? status : job->work_err, job->work_stage ? job->work_stage : "write",
+                        "finishing '%s': %s", job->name, job->work_msg);
     if (job->status < 0) {
         backup_job_end(job);
         return;
@@ -608,7 +534,9 @@ static void backup_job_finish_done(uv_work_t *req, int status)
                              .expected_sha256_hex = job->stats.file_sha256_hex,
                              .argv = job->kind == BACKUP_KIND_LOGICAL ? argv : NULL, /* physical: the container */
                              .timeout_ms = job->cfg.dump_timeout_ms,
-                             .priority = backup_job_priority(job)};
+                             .priority = backup_job_priority(job),
+                             .base_tar = job->kind == BACKUP_KIND_PHYSICAL,
+                             .base_algo = backup_job_checksums(job)};
     job->verify = backup_verify_start(job->loop, &o, backup_job_verified, job);
     if (!job->verify) {
         backup_job_fail(job, -ENOMEM, "verify", "out of memory");
@@ -762,8 +690,12 @@ static void backup_job_spawn_dump(BackupJob *job)
     }
     const char *logical[] = {job->tool, "-Fc", "-Z0", "--no-password", "-d", conninfo, NULL};
     /* Tar to stdout: the server's backup_manifest is injected into the tar; no WAL (-X stream
-     * cannot write to stdout, -X fetch would need the WAL kept on the server: the archive has it). */
-    const char *physical[] = {job->tool, "-D", "-", "-Ft", "-X", "none", "--no-password", "-c",
+     * cannot write to stdout, -X fetch would need the WAL kept on the server: the archive has it).
+     * The file checksums are named (CRC32C is PostgreSQL's default anyway): the manifest is the
+     * tar's last member, and each file's checksum is computed while it streams past, before. */
+    char checksums[40];
+    snprintf(checksums, sizeof(checksums), "--manifest-checksums=%s", pgmanifest_algo_name(backup_job_checksums(job)));
+    const char *physical[] = {job->tool, "-D", "-", "-Ft", "-X", "none", "--no-password", checksums, "-c",
                               job->cfg.physical_fast_checkpoint ? "fast" : "spread", "-d", conninfo, NULL};
     bool phys = job->kind == BACKUP_KIND_PHYSICAL;
     PrioSpec prio = backup_job_priority(job);
@@ -821,8 +753,8 @@ static void backup_job_cleanup_work(uv_work_t *req)
     job->af = job->state_af = NULL;
     backupstream_writer_free(job->writer);
     job->writer = NULL;
-    tarscan_free(job->tar);
-    job->tar = NULL;
+    backup_basetar_free(job->base);
+    job->base = NULL;
 }
 
 static void backup_job_cleanup_done(uv_work_t *req, int status)

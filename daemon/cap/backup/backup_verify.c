@@ -9,6 +9,9 @@
  * reading once it has the table of contents: then the rest of the file is still verified, and only
  * its exit status counts for the child.
  *
+ * A physical backup has no child: its decrypted tar goes through the base backup check on the same
+ * worker (backup_basetar: every file against the server's backup_manifest), memory bounded the same.
+ *
  * Spool mode (a parallel restore): the decrypted dump goes to a 0600 file on the pool workers, a
  * slice at a time, and only then the child runs on that file; the file is removed before done().
  */
@@ -41,6 +44,10 @@ struct BackupVerify {
     bool eof;
     int read_err;        /* 0, or the reader's / read's error */
     char read_msg[512];
+    BackupBaseTar *base; /* options.base_tar: the tar checked as it is decrypted; freed at the end */
+    int base_err;        /* 0, or the check's failure (the container may still be fine) */
+    char base_msg[1024];
+    BackupWalRange base_res;
 
     /* loop side */
     ChildProc *child;
@@ -105,6 +112,13 @@ static int backup_verify_sink(void *ctx, const uint8_t *data, size_t len)
             data += n;
             len -= (size_t)n;
         }
+        return 0;
+    }
+    if (v->base) {
+        /* Pool thread: the base backup check sees the tar; its failure does not stop reading the
+         * container (which may be fine: the file was written from a bad tar, or re-encrypted). */
+        if (!v->base_err)
+            v->base_err = backup_basetar_update(v->base, data, len, v->base_msg, sizeof(v->base_msg));
         return 0;
     }
     /* Once the child stopped reading there is nobody to give the dump to: just verify. */
@@ -194,6 +208,13 @@ static void backup_verify_work_body(BackupVerify *v)
         }
     }
     free(buf);
+    if (v->eof && v->base) {
+        if (!v->read_err && !v->base_err)
+            v->base_err = backup_basetar_finish(v->base, &v->base_res, v->base_msg, sizeof(v->base_msg));
+        backup_basetar_free(v->base); /* its records can be large: freed here, not on the loop */
+        v->base = NULL;
+        v->res.tar_checked = !v->read_err;
+    }
     if (v->eof) {
         const BcfHeader *h = backupstream_reader_header(v->reader);
         if (h)
@@ -230,10 +251,21 @@ static void backup_verify_finish(BackupVerify *v)
                      "SHA-256 mismatch: the file is %s, the manifest records %s (file replaced?)",
                      res->stats.file_sha256_hex, v->expected_sha);
     }
+    if (res->tar_checked && !v->canceled) {
+        res->tar_ok = v->base_err == 0;
+        if (res->tar_ok) {
+            res->files_verified = v->base_res.files_verified;
+            snprintf(res->checksum_algorithm, sizeof(res->checksum_algorithm), "%s", v->base_res.checksum_algorithm);
+        } else if (!res->error[0]) {
+            snprintf(res->error, sizeof(res->error), "%s", v->base_msg);
+        }
+    }
     if (v->canceled && !res->error[0])
         snprintf(res->error, sizeof(res->error), "canceled");
     child_free(v->child);
     v->child = NULL;
+    backup_basetar_free(v->base);
+    v->base = NULL;
     backupstream_reader_free(v->reader);
     backup_buf_free(&v->out);
     v->done(res, v->data);
@@ -425,7 +457,9 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
     v->spool_fd = -1;
     v->timeout_ms = opt->timeout_ms;
     v->priority = opt->priority;
-    bool ok = v->path && v->reader && (!opt->expected_sha256_hex || v->expected_sha);
+    if (opt->base_tar && !opt->argv)
+        v->base = backup_basetar_new(opt->base_algo);
+    bool ok = v->path && v->reader && (!opt->expected_sha256_hex || v->expected_sha) && (!opt->base_tar || v->base);
     if (ok && opt->spool_path) {
         size_t n = 0;
         while (opt->argv && opt->argv[n])
@@ -438,6 +472,7 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
         }
     }
     if (!ok) {
+        backup_basetar_free(v->base);
         backupstream_reader_free(v->reader);
         for (size_t i = 0; v->spool_argv && v->spool_argv[i]; i++)
             free(v->spool_argv[i]);
