@@ -456,3 +456,35 @@ def test_a_promotion_is_followed_onto_the_new_timeline(pgw, tmp_path, daemon_fac
         assert status(d)["gaps"] == []
     finally:
         sb.cleanup()
+
+
+def test_what_was_received_is_sealed_when_the_primary_dies_or_the_daemon_stops(pgw, tmp_path, daemon_factory):
+    """flush_interval far away, so only the failure and the stop can seal: the primary killed
+    with its slot, the bytes received are the only copy of its last commits."""
+    pg = pgw
+    d, key = start_archiving(pg, tmp_path, daemon_factory, wal_cfg(pg, tmp_path, flush_interval="1h"))
+    write_rows(pg, 300, "last")
+    commit = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+    seg_start = commit - commit % SEG
+
+    def received():
+        s = status(d)
+        return seg_start + s["partial"]["received"] >= commit and s
+    st = wait_until(received, what="the commit received")
+    assert st["partial"]["sealed"] < st["partial"]["received"]  # not sealed yet
+    pg.kill9()
+    st = wait_archived(d, commit, timeout=15)
+    assert st["partial"]["sealed"] == st["partial"]["received"]
+
+    # the daemon stopping seals too
+    pg.start()
+    wait_streaming(d)
+    write_rows(pg, 300, "at stop")
+    commit = lsn(pg.psql("SELECT pg_current_wal_lsn()"))
+    seg_start = commit - commit % SEG
+    wait_until(received, what="the second commit received")
+    d.stop()
+    wdir, names = archive_files(d)
+    part = [n for n in names if n.endswith(".partial.drwal") and int(n[8:24], 16) == commit // SEG]
+    assert part, names
+    assert seg_start + len(read_partial(key, os.path.join(wdir, part[0]))) >= commit

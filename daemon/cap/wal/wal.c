@@ -369,7 +369,13 @@ static void wal_job_done(uv_work_t *req, int status)
     w->job_running = false;
     w->pending--;
     if (w->closing) {
+        bool piece = j->kind == WAL_JOB_PIECE && j->result == 0;
+        if (j->kind == WAL_JOB_PIECE)
+            w->piece_inflight = false;
         wal_job_free(j);
+        if (piece)
+            wal__seal(w); /* what arrived while it was written */
+        wal_job_next(w);
         wal_maybe_closed(w);
         return;
     }
@@ -439,10 +445,30 @@ static void wal_job_done(uv_work_t *req, int status)
     wal_job_next(w);
 }
 
+/* A job that makes received WAL durable: still run while closing (a dead primary's slot is gone
+ * with it: what was received may be the only copy). */
+static bool wal_job_durable(const WalJob *j)
+{
+    return j->kind == WAL_JOB_PIECE || j->kind == WAL_JOB_SEGMENT || j->kind == WAL_JOB_HISTORY;
+}
+
 static void wal_job_next(WalArchive *w)
 {
+    if (w->closing) /* drop what does not make WAL durable; the rest still runs */
+        for (WalJob **pp = &w->jobs_head; *pp;) {
+            WalJob *j = *pp;
+            if (wal_job_durable(j)) {
+                pp = &j->next;
+                continue;
+            }
+            *pp = j->next;
+            wal_job_free(j);
+        }
+    w->jobs_tail = NULL;
+    for (WalJob *t = w->jobs_head; t; t = t->next)
+        w->jobs_tail = t;
     WalJob *j = w->jobs_head;
-    if (w->job_running || !j || w->closing)
+    if (w->job_running || !j)
         return;
     w->jobs_head = j->next;
     if (!w->jobs_head)
@@ -864,7 +890,7 @@ static void wal_on_handle_closed(uv_handle_t *h)
 
 static void wal_maybe_closed(WalArchive *w)
 {
-    if (!w->closing || w->pending)
+    if (!w->closing || w->pending || w->jobs_head)
         return;
     void (*cb)(void *) = w->closed_cb;
     void *cd = w->closed_data;
@@ -979,12 +1005,11 @@ void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data)
     w->subscription = 0;
     wal__recv_stop(w);
     wal__sync_stop(w);
-    while (w->jobs_head) { /* not started: what they held is still in the slot */
-        WalJob *j = w->jobs_head;
-        w->jobs_head = j->next;
-        wal_job_free(j);
-    }
-    w->jobs_tail = NULL;
+    /* What was received is sealed before the daemon goes: the primary (and its slot) may be gone.
+     * The queued jobs that make WAL durable run to their end; the others are dropped. */
+    w->piece_inflight = false; /* pieces queue in order: one more is fine */
+    wal__seal(w);
+    wal_job_next(w);
     uv_close((uv_handle_t *)&w->tick, wal_on_handle_closed);
     uv_close((uv_handle_t *)&w->retry, wal_on_handle_closed);
 }

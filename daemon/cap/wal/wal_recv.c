@@ -85,6 +85,9 @@ void wal__recv_fail(WalArchive *w, const char *msg)
         log_warning("wal", "receiver: %s", msg);
     snprintf(w->last_error, sizeof(w->last_error), "%s", msg);
     wal__recv_stop(w);
+    /* what was received is sealed now, not at the next tick: a primary that died took its slot
+     * with it, and these bytes may be the only copy of its last commits */
+    wal__seal(w);
     w->failures++;
     ms = backoff_ms(200, 5000, w->failures);
     wal__set_phase(w, WAL_BACKOFF);
