@@ -78,32 +78,6 @@ static int64_t pf_ctx_int(const ScnRun *run, const char *obj, const char *key)
 
 /* ---- hooks (fence, repoint) ---- */
 
-typedef void (*PfHookDone)(ScnStep *st, bool ok, const char *how);
-
-typedef struct PfHook {
-    ScnStep *st;
-    PfHookDone then;
-} PfHook;
-
-static void pf_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
-{
-    PfHook *h = data;
-    ScnStep *st = h->st;
-    PfHookDone then = h->then;
-    char how[320];
-
-    free(h);
-    bool ok = status == 0 && sig == 0 && !child_timed_out(c);
-    child_describe_outcome(c, status, sig, 200, how, sizeof(how));
-    st->child = NULL;
-    child_free(c);
-    if (st->cancelled || fsm_call_cancelled(st->call)) {
-        scn_cancelled(st);
-        return;
-    }
-    then(st, ok, how);
-}
-
 /* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
  * travel to a child: the hook finds the node by its name). */
 static void pf_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
@@ -115,27 +89,11 @@ static void pf_env_conninfo(char *out, size_t n, const char *name, const char *c
 }
 
 /* Run hook argv (NULL-terminated) with env (NULL-terminated NAME=value), then then(). */
-static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, PfHookDone then)
+static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, ScnHookDone then)
 {
-    PfHook *h = calloc(1, sizeof(*h));
-    int rc = -ENOMEM;
-
-    if (h) {
-        h->st = st;
-        h->then = then;
-        ChildOptions opt = {.argv = (const char *const *)argv, .env = env, .stdin_mode = CHILD_STDIN_NULL,
-                            .stdout_mode = CHILD_STDOUT_CAPTURE, .stdout_limit = 4096,
-                            .timeout_ms = pf_failover(st->run)->hook_timeout_ms, .kill_grace_ms = 1000,
-                            .on_exit = pf_hook_exited, .data = h};
-        st->child = child_spawn(st->run->core->loop, &opt, &rc);
-        if (st->child) {
-            LogFields lf = {st->run->id, st->run->def->name, NULL};
-            log_emit(LOG_INFO, "scenario", &lf, "running the %s hook '%s'", what, argv[0]);
-            return;
-        }
-        free(h);
-    }
-    scn_finish(st, rc, "cannot run the %s hook '%s': %s", what, argv[0], err_str(rc));
+    char name[64];
+    snprintf(name, sizeof(name), "%s hook", what);
+    scn_hook_run(st, name, (const char *const *)argv, env, pf_failover(st->run)->hook_timeout_ms, then);
 }
 
 /* ---- fence_old_primary ---- */
@@ -150,8 +108,9 @@ static void fence_recorded(ScnRun *run, int status, void *data)
                    pf_ctx_str(run, "fence", "hook"));
 }
 
-static void fence_exited(ScnStep *st, bool ok, const char *how)
+static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
+    (void)status;
     if (!ok) {
         scn_finish(st, DR_ESTATE, "the fence hook %s: the old primary '%s' is not known to be fenced, no promotion "
                    "(fence it by hand, then drctl approve; or drctl abort)", how,
@@ -426,8 +385,9 @@ static void repoint_recorded(ScnRun *run, int status, void *data)
                    pf_ctx_str(run, "repoint", "hook"));
 }
 
-static void repoint_exited(ScnStep *st, bool ok, const char *how)
+static void repoint_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
+    (void)status;
     if (!ok) {
         scn_finish(st, DR_ESTATE, "the repoint hook %s: trading stays halted", how);
         return;

@@ -81,6 +81,7 @@ void scn_run_unref(ScnRun *run)
     free(run->own);
     journal_free(run->journal);
     free(run->reason);
+    json_decref(run->params);
     json_decref(run->ctx);
     json_decref(run->plan);
     config_scenario_free(&run->cfg);
@@ -703,6 +704,8 @@ static void scn_open_done(uv_work_t *req, int status)
         json_t *det = json_pack("{s:s,s:I,s:s,s:s}", "reason", run->reason ? run->reason : "", "detected_ms",
                                 (json_int_t)run->detected_ms, "scenario", run->def->name, "mode",
                                 fsm_mode_name(run->mode));
+        if (run->params)
+            json_object_set(det, "params", run->params);
         scn_context_set(run, "detection", det, scn_started_recorded, NULL);
     }
     free(o);
@@ -725,6 +728,18 @@ static void scn_make_id(const ScenarioDef *def, int64_t now_ms, char *out, size_
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen)
 {
+    return scn_trigger_params(s, scenario, reason, detected_ms, mode, NULL, waiter, ret_id, id_len, err, errlen);
+}
+
+const json_t *scn_run_param(const ScnRun *run, const char *key)
+{
+    const json_t *p = run->params ? run->params : json_object_get(json_object_get(run->ctx, "detection"), "params");
+    return json_object_get(p, key);
+}
+
+int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
+                       const json_t *params, CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen)
+{
     const ScenarioDef *def = scenario_find(scenario);
     char id[96];
 
@@ -746,6 +761,7 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
     if (!run)
         return DR_ECONFIG;
     run->reason = strdup(reason && reason[0] ? reason : "unspecified");
+    run->params = params ? json_deep_copy(params) : NULL;
     run->detected_ms = detected_ms > 0 ? detected_ms : clock_wall_ms();
     if (ret_id)
         snprintf(ret_id, id_len, "%s", id);

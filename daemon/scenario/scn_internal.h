@@ -62,6 +62,7 @@ struct ScnRun {
     char id[96];
     char tag[48];            /* database-name-safe suffix, e.g. "20261123t101500z_ab12" */
     char *reason;
+    json_t *params;          /* scn_trigger_params' (owned), or NULL; a resumed run reads ctx "detection" */
     int64_t detected_ms;
     FsmMode mode;
     bool dry;
@@ -113,6 +114,13 @@ bool scn_run_resumed(const ScnRun *run);
 /* Start a run of `scenario` (waiter: the call a dry run replies to). 0 or negative, err filled. */
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
+/* The same with the run's parameters (an object, copied; NULL: none): what the operator asked for
+ * (recover --timestamp: the target), journaled with the detection (ctx "detection"."params") so a
+ * resumed run has them too; scn_run_param() reads them. */
+int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
+                       const json_t *params, CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
+/* The run's parameter `key` (borrowed), NULL when absent. */
+const json_t *scn_run_param(const ScnRun *run, const char *key);
 
 /* commands.c: register the control commands; answer the reads in flight at stop. */
 int scn_commands_register(Scenarios *s);
