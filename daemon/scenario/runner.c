@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "log.h"
 #include "pgconn.h"
+#include "scenario/point_in_time_internal.h"
 #include "scenario/scn_internal.h"
 
 void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext)
@@ -913,6 +914,8 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
             free(s);
             return NULL;
         }
+    if (s->caps.wal) /* recover --timestamp T: a point_in_time run */
+        wal_set_recover_handler(s->caps.wal, pitr__cmd_recover, s);
     if (scn_commands_register(s) < 0) {
         json_decref(s->history);
         free(s);
@@ -1002,6 +1005,8 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
         venue_set_resume_guard(s->caps.venue, NULL, NULL);
     if (s->caps.detector)
         detector_on_incident(s->caps.detector, NULL, NULL);
+    if (s->caps.wal)
+        wal_set_recover_handler(s->caps.wal, NULL, NULL);
     scn_commands_cancel(s);
     for (ScnRun *run = s->runs, *next; run; run = next) {
         next = run->next;

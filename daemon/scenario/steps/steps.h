@@ -66,6 +66,7 @@ struct ScnStep {
     char *conninfo;    /* scn_validate: where they run (owned) */
     char where[160];   /* scn_validate: that place, for people */
     BackupUnpack *unpack; /* point_in_time: the base backup being unpacked */
+    bool reconnect;       /* point_in_time: the next poll on a fresh connection */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
