@@ -187,8 +187,7 @@ static const FsmTable corruption_table = {"database_corruption", corruption_stat
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool corruption_may_resume(const ScnRun *run)
 {
-    int s = fsm_run_state(run->fsm);
-    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+    return scn_may_resume_in(run, RECONCILED, SHADOW);
 }
 
 static void corruption_report_extras(const ScnRun *run, json_t *rep)

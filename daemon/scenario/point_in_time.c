@@ -90,17 +90,6 @@ static int64_t pitr_target_ms(const ScnRun *run)
     return json_is_integer(t) ? json_integer_value(t) : 0;
 }
 
-static const char *pitr_ctx_str(const ScnRun *run, const char *obj, const char *key)
-{
-    return json_string_value(json_object_get(json_object_get(run->ctx, obj), key));
-}
-
-static int64_t pitr_ctx_int(const ScnRun *run, const char *obj, const char *key)
-{
-    const json_t *v = json_object_get(json_object_get(run->ctx, obj), key);
-    return json_is_integer(v) ? json_integer_value(v) : -1;
-}
-
 /* T as PostgreSQL reads a timestamptz: "2026-12-03 10:16:05.123+00". */
 static void pitr_target_text(int64_t ms, char *out, size_t n)
 {
@@ -201,8 +190,8 @@ static PitrWork *pitr_work_new(ScnStep *st)
     snprintf(w->live, sizeof(w->live), "%s", pitr_cfg(st->run)->data_directory);
     snprintf(w->dir, sizeof(w->dir), "%s", pitr_run(st->run)->data_dir);
     snprintf(w->wal_dir, sizeof(w->wal_dir), "%s", pitr_run(st->run)->wal_dir);
-    w->uid = (uid_t)pitr_ctx_int(st->run, "restore", "uid");
-    w->gid = (gid_t)pitr_ctx_int(st->run, "restore", "gid");
+    w->uid = (uid_t)scn_ctx_int(st->run, "restore", "uid");
+    w->gid = (gid_t)scn_ctx_int(st->run, "restore", "gid");
     return w;
 }
 
@@ -299,7 +288,7 @@ static void plan_recorded(ScnRun *run, int status, void *data)
     if (status < 0)
         scn_finish(st, status, "cannot record the plan: %s", err_str(status));
     else
-        scn_finish(st, 0, "base backup '%s', WAL %s to %s (%lld segments)", pitr_ctx_str(run, "plan", "base_backup_name"),
+        scn_finish(st, 0, "base backup '%s', WAL %s to %s (%lld segments)", scn_ctx_str(run, "plan", "base_backup_name"),
                    json_string_value(json_object_get(json_object_get(json_object_get(run->ctx, "plan"), "wal"),
                                                      "from_segment")),
                    json_string_value(json_object_get(json_object_get(json_object_get(run->ctx, "plan"), "wal"),
@@ -370,8 +359,8 @@ static void restore_recorded(ScnRun *run, int status, void *data)
     if (status < 0)
         scn_finish(st, status, "cannot record the restore: %s", err_str(status));
     else
-        scn_finish(st, 0, "base backup '%s' unpacked into '%s' (%lld bytes)", pitr_ctx_str(run, "plan", "base_backup_name"),
-                   pitr_run(run)->data_dir, (long long)pitr_ctx_int(run, "restore", "bytes"));
+        scn_finish(st, 0, "base backup '%s' unpacked into '%s' (%lld bytes)", scn_ctx_str(run, "plan", "base_backup_name"),
+                   pitr_run(run)->data_dir, (long long)scn_ctx_int(run, "restore", "bytes"));
 }
 
 static void restore_unpacked(int status, const char *error, uint64_t bytes, void *data)
@@ -383,7 +372,7 @@ static void restore_unpacked(int status, const char *error, uint64_t bytes, void
         return;
     }
     if (status < 0) {
-        scn_finish(st, status, "cannot unpack base backup '%s': %s", pitr_ctx_str(st->run, "plan", "base_backup_name"),
+        scn_finish(st, status, "cannot unpack base backup '%s': %s", scn_ctx_str(st->run, "plan", "base_backup_name"),
                    error);
         return;
     }
@@ -406,11 +395,11 @@ static void restore_prepared(ScnStep *st, PitrWork *w)
     }
     const char *prog[] = {pitr_cfg(st->run)->tar, "-x", "-f", "-", "-C", pitr_run(st->run)->data_dir, NULL};
     const char *v[64];
-    int r = backup_unpack_base(st->run->caps->backups, pitr_ctx_str(st->run, "plan", "base_backup_name"),
+    int r = backup_unpack_base(st->run->caps->backups, scn_ctx_str(st->run, "plan", "base_backup_name"),
                                pitr_argv(st->run, v, 64, prog), pitr_cfg(st->run)->start_timeout_ms, restore_unpacked,
                                st, &st->unpack);
     if (r < 0)
-        scn_finish(st, r, "cannot unpack base backup '%s': %s", pitr_ctx_str(st->run, "plan", "base_backup_name"),
+        scn_finish(st, r, "cannot unpack base backup '%s': %s", scn_ctx_str(st->run, "plan", "base_backup_name"),
                    err_str(r));
 }
 
@@ -442,9 +431,9 @@ static void stage_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the staged WAL: %s", err_str(status));
     else
         scn_finish(st, 0, "%lld WAL files (%lld bytes) staged in '%s'; recovery.signal and the recovery settings "
-                   "written (target %s)", (long long)pitr_ctx_int(run, "wal", "files"),
-                   (long long)pitr_ctx_int(run, "wal", "bytes"), pitr_run(run)->wal_dir,
-                   pitr_ctx_str(run, "wal", "recovery_target_time"));
+                   "written (target %s)", (long long)scn_ctx_int(run, "wal", "files"),
+                   (long long)scn_ctx_int(run, "wal", "bytes"), pitr_run(run)->wal_dir,
+                   scn_ctx_str(run, "wal", "recovery_target_time"));
 }
 
 static void stage_settings_written(ScnStep *st, PitrWork *w)
@@ -489,7 +478,7 @@ static void step_stage_wal(FsmCall *call, void *ctx, FsmDone done)
     if (!st)
         return;
     int r = wal_stage(st->run->caps->wal, json_object_get(st->run->ctx, "plan"), pitr_run(st->run)->wal_dir,
-                      (uid_t)pitr_ctx_int(st->run, "restore", "uid"), (gid_t)pitr_ctx_int(st->run, "restore", "gid"),
+                      (uid_t)scn_ctx_int(st->run, "restore", "uid"), (gid_t)scn_ctx_int(st->run, "restore", "gid"),
                       stage_done, st, msg, sizeof(msg));
     if (r < 0)
         scn_finish(st, r, "cannot stage the WAL: %s", msg);
@@ -504,7 +493,7 @@ static void start_exited(ScnStep *st, bool ok, int64_t status, const char *how)
         scn_finish(st, DR_ECHILD, "pg_ctl start %s (the server's log: '%s')", how, pitr_run(st->run)->log);
     else
         scn_finish(st, 0, "the recovered server is starting on port %lld, recovering to %s",
-                   (long long)pitr_cfg(st->run)->side_port, pitr_ctx_str(st->run, "wal", "recovery_target_time"));
+                   (long long)pitr_cfg(st->run)->side_port, scn_ctx_str(st->run, "wal", "recovery_target_time"));
 }
 
 static void start_status_exited(ScnStep *st, bool ok, int64_t status, const char *how)
@@ -553,7 +542,7 @@ static void promotion_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the promotion: %s", err_str(status));
     else
         scn_finish(st, 0, "the recovered server replayed to %s and was promoted (%lld ms)",
-                   pitr_ctx_str(run, "wal", "recovery_target_time"), (long long)pitr_ctx_int(run, "promotion", "wait_ms"));
+                   scn_ctx_str(run, "wal", "recovery_target_time"), (long long)scn_ctx_int(run, "promotion", "wait_ms"));
 }
 
 static void promotion_tick(uv_timer_t *t)
@@ -642,7 +631,7 @@ static void switch_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the switch: %s", err_str(status));
     else
         scn_finish(st, 0, "the recovered cluster is in the live one's place (switch command %s)",
-                   pitr_ctx_str(run, "switch", "command"));
+                   scn_ctx_str(run, "switch", "command"));
 }
 
 static void switch_exited(ScnStep *st, bool ok, int64_t status, const char *how)
@@ -750,8 +739,7 @@ static const FsmTable pitr_table = {"point_in_time", pitr_states, N_STATES, pitr
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool pitr_may_resume(const ScnRun *run)
 {
-    int s = fsm_run_state(run->fsm);
-    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+    return scn_may_resume_in(run, RECONCILED, SHADOW);
 }
 
 /* RPO: the data goes back to the target. */

@@ -732,6 +732,23 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
     return scn_trigger_params(s, scenario, reason, detected_ms, mode, NULL, waiter, ret_id, id_len, err, errlen);
 }
 
+const char *scn_ctx_str(const ScnRun *run, const char *obj, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(run->ctx, obj), key));
+}
+
+int64_t scn_ctx_int(const ScnRun *run, const char *obj, const char *key)
+{
+    const json_t *v = json_object_get(json_object_get(run->ctx, obj), key);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+bool scn_may_resume_in(const ScnRun *run, int reconciled, int shadow)
+{
+    int s = fsm_run_state(run->fsm);
+    return run->resume_allowed && (s == reconciled || s == shadow);
+}
+
 const json_t *scn_run_param(const ScnRun *run, const char *key)
 {
     const json_t *p = run->params ? run->params : json_object_get(json_object_get(run->ctx, "detection"), "params");

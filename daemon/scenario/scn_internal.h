@@ -119,6 +119,12 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
  * resumed run has them too; scn_run_param() reads them. */
 int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                        const json_t *params, CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
+/* ctx[obj][key] of a run: a string (borrowed; NULL when absent), an integer (-1 when absent). */
+const char *scn_ctx_str(const ScnRun *run, const char *obj, const char *key);
+int64_t scn_ctx_int(const ScnRun *run, const char *obj, const char *key);
+/* A ScenarioDef.may_resume's answer: this run's own resume step is asking (resume_allowed) and the
+ * run is in its reconciled or its trading_in_shadow state (the reconcile committed). */
+bool scn_may_resume_in(const ScnRun *run, int reconciled, int shadow);
 /* The run's parameter `key` (borrowed), NULL when absent. */
 const json_t *scn_run_param(const ScnRun *run, const char *key);
 

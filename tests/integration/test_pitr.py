@@ -147,15 +147,17 @@ def test_manual_mode_stops_at_the_gates(env):
     target = prepare(env)
     d = env.daemon
     rid = d.ctl_json("recover", "--timestamp", str(target), "--manual")["run"]
-    for step in ("restore_base_backup", "switch_cluster", "resume_live"):
-        run = env.wait_run(rid, ("waiting_approval", "failed", "succeeded"))
-        assert run["status"] == "waiting_approval" and run.get("next_step", step) == step, (step, run)
-        if step == "restore_base_backup":
+    # the gates: before restore_base_backup, switch_cluster and resume_live
+    for state in ("halted", "validated", "trading_in_shadow"):
+        wait_until(lambda: (lambda r: r["status"] == "waiting_approval" and r["state"] == state)(env.run(rid)),
+                   timeout=90, interval=0.3, what="the gate at %s" % state)
+        if state == "halted":
             assert env.venue.status()["mode"] == "halted" and not env.side_servers()
-        if step == "switch_cluster":  # recovered and validated on the side port, the live cluster untouched
-            assert len(env.side_servers()) == 1 and sorted(env.rows()) == ["after|700", "base|2000", "before|500"]
+        if state == "validated":  # recovered and validated on the side port, the live cluster untouched
+            assert len(env.side_servers()) == 1 and env.rows() == ["after|700", "base|2000", "before|500"]
+        if state == "trading_in_shadow":
+            assert env.venue.status()["mode"] == "shadow" and env.rows() == ["base|2000", "before|500"]
         assert d.ctl("approve", rid).returncode == 0
-        wait_until(lambda: env.run(rid)["status"] != "waiting_approval", timeout=10, what="approved")
     run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
     assert run["status"] == "succeeded", (run, "\n".join(l for l in d.log().splitlines() if "scenario" in l)[-8000:])
     check_recovered(env, rid)
