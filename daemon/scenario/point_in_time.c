@@ -21,16 +21,11 @@
  * idempotent (its contract).
  */
 #include <errno.h>
-#include <ftw.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "atomicfile.h"
 #include "cap/wal/wal.h"
 #include "clock.h"
 #include "err.h"
@@ -132,22 +127,6 @@ static const char *const *pitr_argv(const ScnRun *run, const char **v, size_t ca
 
 /* ---- work on the thread pool ---- */
 
-typedef struct PitrWork PitrWork;
-typedef void (*PitrWorkDone)(ScnStep *st, PitrWork *w);
-
-struct PitrWork {
-    uv_work_t req;
-    ScnStep *st;
-    int (*fn)(PitrWork *w);
-    PitrWorkDone then;
-    char live[4096], dir[4096], wal_dir[4096];
-    char target[64];
-    uid_t uid;
-    gid_t gid;
-    int result;
-    char err[700];
-};
-
 static void pitr_work_run(uv_work_t *req)
 {
     PitrWork *w = req->data;
@@ -193,91 +172,6 @@ static PitrWork *pitr_work_new(ScnStep *st)
     w->uid = (uid_t)scn_ctx_int(st->run, "restore", "uid");
     w->gid = (gid_t)scn_ctx_int(st->run, "restore", "gid");
     return w;
-}
-
-/* Worker: errno as the work's result, with what failed on which path. */
-static int pitr_work_errno(PitrWork *w, const char *what, const char *path)
-{
-    int e = errno;
-    snprintf(w->err, sizeof(w->err), "%s '%.500s': %s", what, path, strerror(e));
-    return -e;
-}
-
-static int pitr_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb;
-    (void)flag;
-    (void)f;
-    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
-/* Worker: the owner of the live data directory; the new one empty, 0700 and theirs. */
-static int pitr_prepare_work(PitrWork *w)
-{
-    struct stat st;
-    if (stat(w->live, &st) < 0)
-        return pitr_work_errno(w, "cannot read the live data directory", w->live);
-    w->uid = st.st_uid;
-    w->gid = st.st_gid;
-    if (nftw(w->dir, pitr_rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
-        return pitr_work_errno(w, "cannot remove the leftover", w->dir);
-    if (mkdir(w->dir, 0700) < 0 || chown(w->dir, w->uid, w->gid) < 0)
-        return pitr_work_errno(w, "cannot create for the server's user", w->dir);
-    return 0;
-}
-
-/* Worker: write a file of the recovered cluster, owned by the server's user. */
-static int pitr_write_owned(PitrWork *w, const char *name, const char *text, size_t len)
-{
-    char path[4400];
-    snprintf(path, sizeof(path), "%s/%s", w->dir, name);
-    int r = atomicfile_write(path, text, len, 0600);
-    if (r == 0 && chown(path, w->uid, w->gid) < 0)
-        r = -errno;
-    if (r < 0)
-        snprintf(w->err, sizeof(w->err), "cannot write '%.500s': %s", path, strerror(-r));
-    return r;
-}
-
-/* Worker: the recovery settings after the base backup's own postgresql.auto.conf (kept aside as
- * postgresql.auto.conf.before-pitr, so running this again writes the same file), recovery.signal,
- * and pg_wal/ (a tar of a base backup without WAL may lack it). */
-static int pitr_settings_work(PitrWork *w)
-{
-    char orig[4400], path[4400], pgwal[4400], *text = NULL, *out = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", w->dir);
-    snprintf(orig, sizeof(orig), "%s/postgresql.auto.conf.before-pitr", w->dir);
-    snprintf(pgwal, sizeof(pgwal), "%s/pg_wal", w->dir);
-    if ((mkdir(pgwal, 0700) < 0 && errno != EEXIST) || chown(pgwal, w->uid, w->gid) < 0)
-        return pitr_work_errno(w, "cannot create", pgwal);
-    int r = atomicfile_read_all(orig, 1u << 20, &text, &len);
-    if (r == -ENOENT) {
-        r = atomicfile_read_all(path, 1u << 20, &text, &len);
-        if (r == -ENOENT) {
-            text = strdup("");
-            r = text ? 0 : -ENOMEM;
-        }
-        if (r == 0)
-            r = pitr_write_owned(w, "postgresql.auto.conf.before-pitr", text, strlen(text));
-    }
-    if (r < 0) {
-        if (!w->err[0])
-            snprintf(w->err, sizeof(w->err), "cannot read '%.500s': %s", path, strerror(-r));
-        free(text);
-        return r;
-    }
-    int n = asprintf(&out, "%s\n# point-in-time recovery by drsupervisor (the original is "
-                     "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n"
-                     "recovery_target_time = '%s'\nrecovery_target_action = 'promote'\n"
-                     "recovery_target_inclusive = on\n",
-                     text, w->wal_dir, w->target);
-    free(text);
-    if (n < 0)
-        return -ENOMEM;
-    r = pitr_write_owned(w, "postgresql.auto.conf", out, (size_t)n);
-    free(out);
-    return r < 0 ? r : pitr_write_owned(w, "recovery.signal", "", 0);
 }
 
 /* ---- plan_recovery ---- */
@@ -410,7 +304,7 @@ static void step_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
         return;
     PitrWork *w = pitr_work_new(st);
     if (w)
-        pitr_work_queue(st, w, pitr_prepare_work, restore_prepared);
+        pitr_work_queue(st, w, pitr__prepare_work, restore_prepared);
 }
 
 static void plan_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
@@ -468,7 +362,7 @@ static void stage_done(int status, uint64_t files, uint64_t bytes, const char *e
     if (!w)
         return;
     pitr_target_text(pitr_target_ms(st->run), w->target, sizeof(w->target));
-    pitr_work_queue(st, w, pitr_settings_work, stage_settings_written);
+    pitr_work_queue(st, w, pitr__settings_work, stage_settings_written);
 }
 
 static void step_stage_wal(FsmCall *call, void *ctx, FsmDone done)
@@ -634,6 +528,15 @@ static void switch_recorded(ScnRun *run, int status, void *data)
                    scn_ctx_str(run, "switch", "command"));
 }
 
+static void switch_unstaged(ScnStep *st, PitrWork *w)
+{
+    if (w->result < 0)
+        log_warning("scenario", "%s, ignoring: remove it by hand", w->err);
+    json_t *how = st->acc;
+    st->acc = NULL;
+    scn_context_set(st->run, "switch", how, switch_recorded, st);
+}
+
 static void switch_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
     (void)status;
@@ -642,18 +545,24 @@ static void switch_exited(ScnStep *st, bool ok, int64_t status, const char *how)
                    how, (long long)pitr_cfg(st->run)->side_port);
         return;
     }
-    scn_context_set(st->run, "switch", json_pack("{s:s,s:I}", "command", how, "ms", (json_int_t)clock_wall_ms()),
-                    switch_recorded, st);
+    if (!(st->acc = json_pack("{s:s,s:I}", "command", how, "ms", (json_int_t)clock_wall_ms()))) {
+        scn_finish(st, -ENOMEM, "out of memory");
+        return;
+    }
+    PitrWork *w = pitr_work_new(st);
+    if (w)
+        pitr_work_queue(st, w, pitr__unstage_work, switch_unstaged);
 }
 
-static void step_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
+static void switch_tidied(ScnStep *st, PitrWork *w)
 {
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
     char dir[4200], port[64], run[128], live[4200], pgctl[4200];
     const char *env[] = {dir, port, run, live, pgctl, NULL};
-    if (!st)
-        return;
     const PitrConfig *c = pitr_cfg(st->run);
+    if (w->result < 0) {
+        scn_finish(st, w->result, "%s", w->err);
+        return;
+    }
     snprintf(dir, sizeof(dir), "DRSUP_RECOVERED_DATA_DIRECTORY=%s", pitr_run(st->run)->data_dir);
     snprintf(port, sizeof(port), "DRSUP_RECOVERED_PORT=%lld", (long long)c->side_port);
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
@@ -662,6 +571,17 @@ static void step_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
     const char *v[64];
     scn_hook_run(st, "switch command", pitr_vec(v, 64, c->switch_command, c->n_switch_command, NULL), env,
                  c->switch_timeout_ms, switch_exited);
+}
+
+/* The base backup's settings back, the switch command, then the staged WAL removed. */
+static void step_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    PitrWork *w = pitr_work_new(st);
+    if (w)
+        pitr_work_queue(st, w, pitr__tidy_work, switch_tidied);
 }
 
 static void plan_switch_cluster(FsmCall *call, void *ctx, FsmDone done)

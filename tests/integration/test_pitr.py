@@ -112,6 +112,9 @@ def check_recovered(env, rid):
     evidence = env.pg.datadir + ".before-" + rid
     assert os.path.isdir(evidence) and os.path.exists(os.path.join(evidence, "PG_VERSION"))
     assert not env.side_servers()  # moved into the live one's place
+    assert not glob.glob(os.path.join(os.path.dirname(env.pg.datadir), "pitr-*.wal"))  # staged WAL removed
+    with open(os.path.join(env.pg.datadir, "postgresql.auto.conf")) as f:
+        assert "recovery_target_time" not in f.read()  # the base backup's own settings again
     assert env.pg.psql("SELECT pg_is_in_recovery()") == "f"
     wait_until(lambda: env.venue.status()["mode"] == "live", timeout=30, what="trading live again")
     rep = env.run_report(rid)
