@@ -290,6 +290,8 @@ void wal__plan_done(WalArchive *w, WalJob *j)
 /* Why the archive cannot plan now ("" when it can). */
 static const char *wal_plan_unready(const WalArchive *w)
 {
+    if (w->closing)
+        return "the daemon is stopping";
     if (!w->cfg.enabled)
         return "no wal: section: there is no WAL archive to recover from";
     return w->scanned ? "" : "the WAL archive has not been read yet";
