@@ -117,6 +117,13 @@ def check_recovered(env, rid):
         assert "recovery_target_time" not in f.read()  # the base backup's own settings again
     assert env.pg.psql("SELECT pg_is_in_recovery()") == "f"
     wait_until(lambda: env.venue.status()["mode"] == "live", timeout=30, what="trading live again")
+    # the WAL archive follows the recovered cluster onto its new timeline, from the branch point on
+    env.write(10, "later")
+    wal_lsn = lsn(env.pg.psql("SELECT pg_current_wal_lsn()"))
+    wait_until(lambda: (lambda s: s["state"] == "streaming" and s["timeline"] == 2 and
+                        lsn(s["archived_lsn"]) >= wal_lsn)(env.daemon.ctl_json("wal-status")),
+               timeout=30, what="archiving on timeline 2")
+    env.pg.psql("DELETE FROM t WHERE tag = 'later'", db=env.db)
     rep = env.run_report(rid)
     p = rep["point_in_time"]
     assert p["plan"]["ok"] and p["wal"]["files"] >= 1 and p["promotion"]["wait_ms"] >= 0, p

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,26 @@ static void test_stage_writes_what_the_replay_needs(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_history_switch_points(void **state)
+{
+    (void)state;
+    /* the history file of timeline 3: 1 ended at 0/3052C60, 2 at 0/5000000 */
+    const char *h = "1\t0/3052C60\tbefore 2026-12-03 10:27:54.59+00\n\n2\t0/5000000\tno recovery target specified\n";
+    uint64_t at = 0;
+    uint32_t next = 0;
+    assert_int_equal(wal_history_switch_point(h, strlen(h), 3, 1, &at, &next), 0);
+    assert_int_equal(at, 0x3052C60);
+    assert_int_equal(next, 2);
+    assert_int_equal(wal_history_switch_point(h, strlen(h), 3, 2, &at, &next), 0);
+    assert_int_equal(at, 0x5000000);
+    assert_int_equal(next, 3); /* the last line: the file's own timeline follows */
+    assert_int_equal(wal_history_switch_point(h, strlen(h), 3, 3, &at, &next), -ENOENT);
+    assert_int_equal(wal_history_switch_point("", 0, 2, 1, &at, &next), -ENOENT);
+    /* not NUL-terminated: only len bytes are read */
+    assert_int_equal(wal_history_switch_point(h, 12, 3, 1, &at, &next), 0);
+    assert_int_equal(next, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_plan_refuses_what_it_cannot_do),
         cmocka_unit_test(test_plan_follows_the_newest_timeline),
         cmocka_unit_test(test_stage_writes_what_the_replay_needs),
+        cmocka_unit_test(test_history_switch_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,6 +167,7 @@ struct WalArchive {
     int lag_level;         /* 0 none, 1 warning, 2 critical */
     bool stalled_open;
     bool gap_open;
+    bool branch_checked;   /* this connection compared the primary's history with the archive */
     CtlHandlerFn recover_fn; /* recover without dry_run (wal_set_recover_handler), or NULL */
     void *recover_data;
     uint64_t gap_lsn;      /* WAL before this may be missing: resolved by a base backup after it */
@@ -209,6 +210,10 @@ json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uin
                         int64_t partial_sealed_ms);
 
 /* wal_recv.c */
+/* The switch point of timeline tli in the history file of timeline history_tli (content, len): where
+ * the next timeline (*ret_next) begins. 0, or -ENOENT when tli is not in it. Pure: exposed for tests. */
+int wal_history_switch_point(const char *content, size_t len, uint32_t history_tli, uint32_t tli, uint64_t *ret_lsn,
+                             uint32_t *ret_next);
 /* Connect (again) now. */
 void wal__recv_start(WalArchive *w);
 /* The scan finished: continue with the slot. */
