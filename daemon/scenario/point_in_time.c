@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cap/wal/wal.h"
 #include "clock.h"
@@ -85,15 +84,14 @@ static int64_t pitr_target_ms(const ScnRun *run)
     return json_is_integer(t) ? json_integer_value(t) : 0;
 }
 
-/* T as PostgreSQL reads a timestamptz: "2026-12-03 10:16:05.123+00". */
+/* T as recovery_target_time: RFC 3339 with "+00" for the "Z", an abbreviation the server cannot
+ * read yet when it checks the setting at start ("2026-12-03T10:16:05.123+00"). */
 static void pitr_target_text(int64_t ms, char *out, size_t n)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char s[40] = "?";
-    if (gmtime_r(&t, &tm))
-        strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(out, n, "%s.%03d+00", s, (int)(ms % 1000));
+    char s[40];
+    clock_format_utc_ms(ms, s, sizeof(s));
+    s[strcspn(s, "Z")] = '\0';
+    snprintf(out, n, "%s+00", s);
 }
 
 /* The recovered server's conninfo: the admin conninfo on the side port, database dbname. */
