@@ -69,15 +69,6 @@ struct Reconcile {
 
 static void reconcile_advance(ReconcileRun *run);
 
-static void reconcile_iso(int64_t ms, char *out, size_t n)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, n, "%s.%03dZ", base, (int)(ms % 1000));
-}
 
 static const ConfigReconcile *reconcile_cfg(const ReconcileRun *run)
 {
@@ -191,9 +182,9 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     size_t i;
     json_t *m;
 
-    reconcile_iso(run->started_ms, started, sizeof(started));
-    reconcile_iso(clock_wall_ms(), finished, sizeof(finished));
-    reconcile_iso(run->since_ms, since, sizeof(since));
+    clock_format_utc_ms(run->started_ms, started, sizeof(started));
+    clock_format_utc_ms(clock_wall_ms(), finished, sizeof(finished));
+    clock_format_utc_ms(run->since_ms, since, sizeof(since));
     json_t *before = reconcile_compare_positions(run->ex_positions, run->db_before, cfg->quantity_tolerance,
                                                  cfg->price_tolerance);
     json_t *after = run->db_after ? reconcile_compare_positions(run->ex_positions, run->db_after,

@@ -570,7 +570,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         return daemon_init_failed("the standby restore");
     ScenarioCaps caps = {.venue = d->venue, .backups = d->backups, .reconcile = d->reconcile,
                          .standby = d->standby, .detector = d->detector,
-                         .replication = d->replication};
+                         .replication = d->replication, .wal = d->wal};
     d->scenarios = scenarios_new(core, &caps);
     if (!d->scenarios)
         return daemon_init_failed("scenarios");

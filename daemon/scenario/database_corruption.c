@@ -90,76 +90,41 @@ static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const
 
 /* ---- validate_restore ---- */
 
-static void validate_recorded(ScnRun *run, int status, void *data)
+/* scenarios.database_corruption.validation_queries, else backup.validation_queries, else SELECT 1. */
+static void corruption_validation_queries(const ScnRun *run, char *const **ret, size_t *ret_n)
 {
-    ScnStep *st = data;
-    (void)run;
-    if (status < 0)
-        scn_finish(st, status, "cannot record the validation: %s", err_str(status));
-    else
-        scn_finish(st, 0, "%zu validation quer%s passed in '%s'", st->idx, st->idx == 1 ? "y" : "ies",
-                   corruption_run(st->run)->restored);
-}
-
-static void validate_next(ScnStep *st);
-
-static const char *scn_validation_query(const ScnRun *run, size_t i)
-{
-    if (corruption_cfg(run)->n_validation_queries)
-        return i < corruption_cfg(run)->n_validation_queries ? corruption_cfg(run)->validation_queries[i] : NULL;
-    if (run->bcfg.n_validation_queries)
-        return i < run->bcfg.n_validation_queries ? run->bcfg.validation_queries[i] : NULL;
-    return i == 0 ? "SELECT 1" : NULL;
-}
-
-static void validate_on_query(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    const char *q = scn_validation_query(st->run, st->idx);
-    if (status < 0) {
-        scn_finish(st, DR_EDB, "validation query '%s' failed: %s", q, errmsg ? errmsg : err_str(status));
-        return;
-    }
-    const char *v = res && PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
-    json_array_append_new(st->acc, json_pack("{s:s,s:s?}", "query", q, "value", v));
-    if (v && (strcmp(v, "f") == 0 || strcmp(v, "false") == 0)) {
-        scn_finish(st, DR_ECORRUPT, "validation query '%s' answered false", q);
-        return;
-    }
-    st->idx++;
-    validate_next(st);
-}
-
-static void validate_next(ScnStep *st)
-{
-    const char *q = scn_validation_query(st->run, st->idx);
-    if (!q) {
-        json_t *acc = st->acc;
-        st->acc = NULL;
-        scn_context_set(st->run, "validation", acc, validate_recorded, st);
-        return;
-    }
-    char *ci = scn_conninfo_for(st->run, corruption_run(st->run)->restored);
-    scn_sql(st, ci, q, 0, NULL, validate_on_query);
-    free(ci);
+    bool own = corruption_cfg(run)->n_validation_queries > 0;
+    *ret = own ? corruption_cfg(run)->validation_queries : run->bcfg.validation_queries;
+    *ret_n = own ? corruption_cfg(run)->n_validation_queries : run->bcfg.n_validation_queries;
 }
 
 static void step_validate_restore(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char *const *q;
+    size_t n;
+    char where[160];
     if (!st)
         return;
-    st->acc = json_array();
-    validate_next(st);
+    corruption_validation_queries(st->run, &q, &n);
+    char *ci = scn_conninfo_for(st->run, corruption_run(st->run)->restored);
+    snprintf(where, sizeof(where), "'%s'", corruption_run(st->run)->restored);
+    if (!ci)
+        scn_finish(st, -ENOMEM, "out of memory");
+    else
+        scn_validate(st, q, n, ci, where);
+    free(ci);
 }
 
 static void plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
-    char msg[1024];
-    size_t o = (size_t)snprintf(msg, sizeof(msg), "would run in '%s':", corruption_run(run)->restored);
-    for (size_t i = 0; scn_validation_query(run, i) && o < sizeof(msg); i++)
-        o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s '%s'", i ? "," : "", scn_validation_query(run, i));
-    done(call, 0, msg);
+    char *const *q;
+    size_t n;
+    char where[160];
+    corruption_validation_queries(run, &q, &n);
+    snprintf(where, sizeof(where), "'%s'", corruption_run(run)->restored);
+    scn_plan_validation(call, q, n, where, done);
 }
 
 /* ---- the table ---- */
@@ -222,8 +187,7 @@ static const FsmTable corruption_table = {"database_corruption", corruption_stat
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool corruption_may_resume(const ScnRun *run)
 {
-    int s = fsm_run_state(run->fsm);
-    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+    return scn_may_resume_in(run, RECONCILED, SHADOW);
 }
 
 static void corruption_report_extras(const ScnRun *run, json_t *rep)

@@ -64,45 +64,7 @@ static const PrimaryFailureConfig *pf_cfg(const ScnRun *run)
     return run->cfg.data;
 }
 
-/* ctx[obj][key] as a string, NULL when absent. */
-static const char *pf_ctx_str(const ScnRun *run, const char *obj, const char *key)
-{
-    return json_string_value(json_object_get(json_object_get(run->ctx, obj), key));
-}
-
-static int64_t pf_ctx_int(const ScnRun *run, const char *obj, const char *key)
-{
-    const json_t *v = json_object_get(json_object_get(run->ctx, obj), key);
-    return json_is_integer(v) ? json_integer_value(v) : -1;
-}
-
 /* ---- hooks (fence, repoint) ---- */
-
-typedef void (*PfHookDone)(ScnStep *st, bool ok, const char *how);
-
-typedef struct PfHook {
-    ScnStep *st;
-    PfHookDone then;
-} PfHook;
-
-static void pf_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
-{
-    PfHook *h = data;
-    ScnStep *st = h->st;
-    PfHookDone then = h->then;
-    char how[320];
-
-    free(h);
-    bool ok = status == 0 && sig == 0 && !child_timed_out(c);
-    child_describe_outcome(c, status, sig, 200, how, sizeof(how));
-    st->child = NULL;
-    child_free(c);
-    if (st->cancelled || fsm_call_cancelled(st->call)) {
-        scn_cancelled(st);
-        return;
-    }
-    then(st, ok, how);
-}
 
 /* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
  * travel to a child: the hook finds the node by its name). */
@@ -115,27 +77,11 @@ static void pf_env_conninfo(char *out, size_t n, const char *name, const char *c
 }
 
 /* Run hook argv (NULL-terminated) with env (NULL-terminated NAME=value), then then(). */
-static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, PfHookDone then)
+static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, ScnHookDone then)
 {
-    PfHook *h = calloc(1, sizeof(*h));
-    int rc = -ENOMEM;
-
-    if (h) {
-        h->st = st;
-        h->then = then;
-        ChildOptions opt = {.argv = (const char *const *)argv, .env = env, .stdin_mode = CHILD_STDIN_NULL,
-                            .stdout_mode = CHILD_STDOUT_CAPTURE, .stdout_limit = 4096,
-                            .timeout_ms = pf_failover(st->run)->hook_timeout_ms, .kill_grace_ms = 1000,
-                            .on_exit = pf_hook_exited, .data = h};
-        st->child = child_spawn(st->run->core->loop, &opt, &rc);
-        if (st->child) {
-            LogFields lf = {st->run->id, st->run->def->name, NULL};
-            log_emit(LOG_INFO, "scenario", &lf, "running the %s hook '%s'", what, argv[0]);
-            return;
-        }
-        free(h);
-    }
-    scn_finish(st, rc, "cannot run the %s hook '%s': %s", what, argv[0], err_str(rc));
+    char name[64];
+    snprintf(name, sizeof(name), "%s hook", what);
+    scn_hook_run(st, name, (const char *const *)argv, env, pf_failover(st->run)->hook_timeout_ms, then);
 }
 
 /* ---- fence_old_primary ---- */
@@ -146,16 +92,17 @@ static void fence_recorded(ScnRun *run, int status, void *data)
     if (status < 0)
         scn_finish(st, status, "cannot record the fence: %s", err_str(status));
     else
-        scn_finish(st, 0, "the old primary '%s' is fenced (the fence hook %s)", pf_ctx_str(run, "old_primary", "name"),
-                   pf_ctx_str(run, "fence", "hook"));
+        scn_finish(st, 0, "the old primary '%s' is fenced (the fence hook %s)", scn_ctx_str(run, "old_primary", "name"),
+                   scn_ctx_str(run, "fence", "hook"));
 }
 
-static void fence_exited(ScnStep *st, bool ok, const char *how)
+static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
+    (void)status;
     if (!ok) {
         scn_finish(st, DR_ESTATE, "the fence hook %s: the old primary '%s' is not known to be fenced, no promotion "
                    "(fence it by hand, then drctl approve; or drctl abort)", how,
-                   pf_ctx_str(st->run, "old_primary", "name"));
+                   scn_ctx_str(st->run, "old_primary", "name"));
         return;
     }
     scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "hook", "hook", how, "ms",
@@ -173,8 +120,8 @@ static void fence_spawn(ScnStep *st)
                    "accepting writes, no promotion");
         return;
     }
-    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
-    pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", pf_ctx_str(st->run, "old_primary", "conninfo"));
+    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
+    pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "old_primary", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     pf_hook_run(st, "fence", f->fence, env, fence_exited);
 }
@@ -196,7 +143,7 @@ static void step_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
 
     if (!st)
         return;
-    if (pf_ctx_str(st->run, "old_primary", "name")) {
+    if (scn_ctx_str(st->run, "old_primary", "name")) {
         fence_spawn(st);
         return;
     }
@@ -244,8 +191,8 @@ static void select_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the standby chosen: %s", err_str(status));
     else
         scn_finish(st, 0, "standby '%s' is chosen (%lld bytes behind, priority %lld)",
-                   pf_ctx_str(run, "standby", "name"), (long long)pf_ctx_int(run, "standby", "lag_bytes"),
-                   (long long)pf_ctx_int(run, "standby", "priority"));
+                   scn_ctx_str(run, "standby", "name"), (long long)scn_ctx_int(run, "standby", "lag_bytes"),
+                   (long long)scn_ctx_int(run, "standby", "priority"));
 }
 
 static void step_select_standby(FsmCall *call, void *ctx, FsmDone done)
@@ -256,8 +203,8 @@ static void step_select_standby(FsmCall *call, void *ctx, FsmDone done)
 
     if (!st)
         return;
-    if (pf_ctx_str(st->run, "standby", "name")) { /* chosen before a restart: never a second choice */
-        scn_finish(st, 0, "standby '%s' was chosen already", pf_ctx_str(st->run, "standby", "name"));
+    if (scn_ctx_str(st->run, "standby", "name")) { /* chosen before a restart: never a second choice */
+        scn_finish(st, 0, "standby '%s' was chosen already", scn_ctx_str(st->run, "standby", "name"));
         return;
     }
     if (!st->run->caps->replication) {
@@ -266,7 +213,7 @@ static void step_select_standby(FsmCall *call, void *ctx, FsmDone done)
     }
     /* The standbys as they were when the primary was lost (the detection's time). */
     replication_failover_view(st->run->caps->replication, st->run->detected_ms, &v);
-    const char *old = pf_ctx_str(st->run, "old_primary", "name");
+    const char *old = scn_ctx_str(st->run, "old_primary", "name");
     if (!v.candidate[0] || (old && !strcmp(v.candidate, old))) {
         scn_finish(st, DR_ESTATE, "no standby can be promoted (%s): trading stays halted, no promotion",
                    v.why[0] ? v.why : "none eligible");
@@ -309,8 +256,8 @@ static void promote_recorded_primary(int status, void *data)
     if (status < 0)
         scn_finish(st, status, "promoted, but cannot record the new primary: %s", err_str(status));
     else
-        scn_finish(st, 0, "'%s' is the primary now, on timeline %lld", pf_ctx_str(st->run, "standby", "name"),
-                   (long long)pf_ctx_int(st->run, "promotion", "timeline"));
+        scn_finish(st, 0, "'%s' is the primary now, on timeline %lld", scn_ctx_str(st->run, "standby", "name"),
+                   (long long)scn_ctx_int(st->run, "promotion", "timeline"));
 }
 
 static void promote_recorded(ScnRun *run, int status, void *data)
@@ -320,8 +267,8 @@ static void promote_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the promotion: %s", err_str(status));
         return;
     }
-    replication_record_primary(run->caps->replication, pf_ctx_str(run, "standby", "name"),
-                               pf_ctx_int(run, "promotion", "timeline"), run->id, promote_recorded_primary, st);
+    replication_record_primary(run->caps->replication, scn_ctx_str(run, "standby", "name"),
+                               scn_ctx_int(run, "promotion", "timeline"), run->id, promote_recorded_primary, st);
 }
 
 /* After pg_promote: not in recovery, and on a new timeline. */
@@ -331,19 +278,19 @@ static void promote_on_state_after(ScnStep *st, int status, const PGresult *res,
         scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot ask the promoted standby", errmsg);
         return;
     }
-    int64_t was = pf_ctx_int(st->run, "promote_from", "timeline");
+    int64_t was = scn_ctx_int(st->run, "promote_from", "timeline");
     long long tl = atoll(PQgetvalue(res, 0, 1));
     if (strcmp(PQgetvalue(res, 0, 0), "f") != 0) {
-        scn_finish(st, DR_ESTATE, "'%s' is still in recovery after pg_promote", pf_ctx_str(st->run, "standby", "name"));
+        scn_finish(st, DR_ESTATE, "'%s' is still in recovery after pg_promote", scn_ctx_str(st->run, "standby", "name"));
         return;
     }
     if (was > 0 && tl <= was) {
-        scn_finish(st, DR_ESTATE, "'%s' accepts writes but is still on timeline %lld", pf_ctx_str(st->run, "standby",
+        scn_finish(st, DR_ESTATE, "'%s' accepts writes but is still on timeline %lld", scn_ctx_str(st->run, "standby",
                    "name"), tl);
         return;
     }
     scn_context_set(st->run, "promotion",
-                    json_pack("{s:s,s:I,s:I,s:I}", "node", pf_ctx_str(st->run, "standby", "name"), "timeline",
+                    json_pack("{s:s,s:I,s:I,s:I}", "node", scn_ctx_str(st->run, "standby", "name"), "timeline",
                               (json_int_t)tl, "previous_timeline", (json_int_t)was, "at_ms",
                               (json_int_t)clock_wall_ms()),
                     promote_recorded, st);
@@ -396,7 +343,7 @@ static void step_promote_standby(FsmCall *call, void *ctx, FsmDone done)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    const char *ci = pf_ctx_str(st->run, "standby", "conninfo");
+    const char *ci = scn_ctx_str(st->run, "standby", "conninfo");
     if (!ci || !st->run->caps->replication) {
         scn_finish(st, DR_ESTATE, "no standby was chosen");
         return;
@@ -422,12 +369,13 @@ static void repoint_recorded(ScnRun *run, int status, void *data)
     if (status < 0)
         scn_finish(st, status, "cannot record the repoint: %s", err_str(status));
     else
-        scn_finish(st, 0, "the platform writes to '%s' now (the repoint hook %s)", pf_ctx_str(run, "standby", "name"),
-                   pf_ctx_str(run, "repoint", "hook"));
+        scn_finish(st, 0, "the platform writes to '%s' now (the repoint hook %s)", scn_ctx_str(run, "standby", "name"),
+                   scn_ctx_str(run, "repoint", "hook"));
 }
 
-static void repoint_exited(ScnStep *st, bool ok, const char *how)
+static void repoint_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
+    (void)status;
     if (!ok) {
         scn_finish(st, DR_ESTATE, "the repoint hook %s: trading stays halted", how);
         return;
@@ -451,10 +399,10 @@ static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
                    "to the old primary; trading stays halted");
         return;
     }
-    snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", pf_ctx_str(st->run, "standby", "name") ?: "");
-    pf_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", pf_ctx_str(st->run, "standby", "conninfo"));
-    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
-    snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)pf_ctx_int(st->run, "promotion", "timeline"));
+    snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", scn_ctx_str(st->run, "standby", "name") ?: "");
+    pf_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", scn_ctx_str(st->run, "standby", "conninfo"));
+    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
+    snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)scn_ctx_int(st->run, "promotion", "timeline"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     pf_hook_run(st, "repoint", f->repoint, env, repoint_exited);
 }
@@ -474,7 +422,7 @@ static void plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
 /* The run's database.conninfo, retargeted to the promoted node (its host, hostaddr and port). */
 static int pf_follow_new_primary(ScnRun *run)
 {
-    const char *ci = pf_ctx_str(run, "standby", "conninfo");
+    const char *ci = scn_ctx_str(run, "standby", "conninfo");
     char *to = NULL;
     if (!ci)
         return DR_ESTATE;
@@ -561,8 +509,7 @@ static const FsmTable pf_table = {"primary_failure", pf_states, N_STATES, pf_row
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool pf_may_resume(const ScnRun *run)
 {
-    int s = fsm_run_state(run->fsm);
-    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+    return scn_may_resume_in(run, RECONCILED, SHADOW);
 }
 
 static void pf_copy(json_t *to, const char *key, const json_t *v)

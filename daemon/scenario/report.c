@@ -31,16 +31,10 @@
 
 static void scn_rfc3339_ms(int64_t ms, char *out, size_t n)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[32];
-    if (ms <= 0) {
+    if (ms <= 0)
         snprintf(out, n, "-");
-        return;
-    }
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, n, "%s.%03dZ", buf, (int)(ms % 1000));
+    else
+        clock_format_utc_ms(ms, out, n);
 }
 
 json_t *scn_report_build(const ScnRun *run, const char *cluster)

@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "log.h"
 #include "pgconn.h"
+#include "scenario/point_in_time_internal.h"
 #include "scenario/scn_internal.h"
 
 void scn_path(const Scenarios *s, char *out, size_t n, const char *sub, const char *id, const char *ext)
@@ -81,6 +82,7 @@ void scn_run_unref(ScnRun *run)
     free(run->own);
     journal_free(run->journal);
     free(run->reason);
+    json_decref(run->params);
     json_decref(run->ctx);
     json_decref(run->plan);
     config_scenario_free(&run->cfg);
@@ -703,6 +705,8 @@ static void scn_open_done(uv_work_t *req, int status)
         json_t *det = json_pack("{s:s,s:I,s:s,s:s}", "reason", run->reason ? run->reason : "", "detected_ms",
                                 (json_int_t)run->detected_ms, "scenario", run->def->name, "mode",
                                 fsm_mode_name(run->mode));
+        if (run->params)
+            json_object_set(det, "params", run->params);
         scn_context_set(run, "detection", det, scn_started_recorded, NULL);
     }
     free(o);
@@ -725,6 +729,35 @@ static void scn_make_id(const ScenarioDef *def, int64_t now_ms, char *out, size_
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen)
 {
+    return scn_trigger_params(s, scenario, reason, detected_ms, mode, NULL, waiter, ret_id, id_len, err, errlen);
+}
+
+const char *scn_ctx_str(const ScnRun *run, const char *obj, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(run->ctx, obj), key));
+}
+
+int64_t scn_ctx_int(const ScnRun *run, const char *obj, const char *key)
+{
+    const json_t *v = json_object_get(json_object_get(run->ctx, obj), key);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+bool scn_may_resume_in(const ScnRun *run, int reconciled, int shadow)
+{
+    int s = fsm_run_state(run->fsm);
+    return run->resume_allowed && (s == reconciled || s == shadow);
+}
+
+const json_t *scn_run_param(const ScnRun *run, const char *key)
+{
+    const json_t *p = run->params ? run->params : json_object_get(json_object_get(run->ctx, "detection"), "params");
+    return json_object_get(p, key);
+}
+
+int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
+                       const json_t *params, CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen)
+{
     const ScenarioDef *def = scenario_find(scenario);
     char id[96];
 
@@ -746,6 +779,7 @@ int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t 
     if (!run)
         return DR_ECONFIG;
     run->reason = strdup(reason && reason[0] ? reason : "unspecified");
+    run->params = params ? json_deep_copy(params) : NULL;
     run->detected_ms = detected_ms > 0 ? detected_ms : clock_wall_ms();
     if (ret_id)
         snprintf(ret_id, id_len, "%s", id);
@@ -897,6 +931,8 @@ Scenarios *scenarios_new(Core *d, const ScenarioCaps *caps)
             free(s);
             return NULL;
         }
+    if (s->caps.wal) /* recover --timestamp T: a point_in_time run */
+        wal_set_recover_handler(s->caps.wal, pitr__cmd_recover, s);
     if (scn_commands_register(s) < 0) {
         json_decref(s->history);
         free(s);
@@ -986,6 +1022,8 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
         venue_set_resume_guard(s->caps.venue, NULL, NULL);
     if (s->caps.detector)
         detector_on_incident(s->caps.detector, NULL, NULL);
+    if (s->caps.wal)
+        wal_set_recover_handler(s->caps.wal, NULL, NULL);
     scn_commands_cancel(s);
     for (ScnRun *run = s->runs, *next; run; run = next) {
         next = run->next;

@@ -16,6 +16,7 @@
 #include "cap/reconcile.h"
 #include "cap/standby.h"
 #include "cap/venue/venue.h"
+#include "cap/wal/wal.h"
 #include "config/config.h"
 #include "core/core.h"
 #include "detect/detector.h"
@@ -31,6 +32,7 @@ typedef struct ScenarioCaps {
     Standby *standby;
     Detector *detector;
     Replication *replication; /* the cluster's nodes: primary_failure promotes through it */
+    WalArchive *wal;          /* the WAL archive: point_in_time plans and replays from it (may be NULL) */
 } ScenarioCaps;
 
 /* The runner takes the recovery lease (core->lease) while a run is unfinished or runs are being

@@ -8,6 +8,8 @@
  *   run_metrics.c     the runs' Prometheus families, from the history of finished runs
  *   registry.c        the ScenarioDefs (scenario.h); steps/ the shared steps (steps.h)
  *   database_corruption.c, database_corruption_db.c  the database_corruption scenario
+ *   primary_failure.c   the primary_failure scenario
+ *   point_in_time.c, point_in_time_files.c  the point_in_time scenario (drctl recover --timestamp)
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
@@ -62,6 +64,7 @@ struct ScnRun {
     char id[96];
     char tag[48];            /* database-name-safe suffix, e.g. "20261123t101500z_ab12" */
     char *reason;
+    json_t *params;          /* scn_trigger_params' (owned), or NULL; a resumed run reads ctx "detection" */
     int64_t detected_ms;
     FsmMode mode;
     bool dry;
@@ -113,6 +116,19 @@ bool scn_run_resumed(const ScnRun *run);
 /* Start a run of `scenario` (waiter: the call a dry run replies to). 0 or negative, err filled. */
 int scn_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
                 CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
+/* The same with the run's parameters (an object, copied; NULL: none): what the operator asked for
+ * (recover --timestamp: the target), journaled with the detection (ctx "detection"."params") so a
+ * resumed run has them too; scn_run_param() reads them. */
+int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, FsmMode mode,
+                       const json_t *params, CtlCall *waiter, char *ret_id, size_t id_len, char *err, size_t errlen);
+/* ctx[obj][key] of a run: a string (borrowed; NULL when absent), an integer (-1 when absent). */
+const char *scn_ctx_str(const ScnRun *run, const char *obj, const char *key);
+int64_t scn_ctx_int(const ScnRun *run, const char *obj, const char *key);
+/* A ScenarioDef.may_resume's answer: this run's own resume step is asking (resume_allowed) and the
+ * run is in its reconciled or its trading_in_shadow state (the reconcile committed). */
+bool scn_may_resume_in(const ScnRun *run, int reconciled, int shadow);
+/* The run's parameter `key` (borrowed), NULL when absent. */
+const json_t *scn_run_param(const ScnRun *run, const char *key);
 
 /* commands.c: register the control commands; answer the reads in flight at stop. */
 int scn_commands_register(Scenarios *s);

@@ -310,9 +310,10 @@ def test_point_in_time_recovery_by_hand_with_wal_fetch(pgw, tmp_path, daemon_fac
     assert p.returncode == 1 and "no verified base backup" in json.loads(p.stdout)["why"], p.stdout
     p = d.ctl("recover", "--timestamp", str(int(target_ms) + 3600 * 1000), "--dry-run")
     assert p.returncode == 1 and "NOT possible" in p.stdout and "archive ends" in p.stdout, p.stdout
-    # without --dry-run the daemon says it does not recover by itself yet
+    # without --dry-run and with no scenarios.point_in_time section: no recovery run, nothing touched
     p = d.ctl("recover", "--timestamp", target_ms)
-    assert p.returncode == 1 and "only --dry-run" in p.stderr, p.stderr
+    assert p.returncode == 1 and "data_directory is not set" in p.stderr, p.stderr
+    assert d.ctl_json("runs")["runs"] == []
 
     # what PostgreSQL asks for that is not archived: exit 1; a damaged file: 126, nothing written
     wdir, names = archive_files(d)

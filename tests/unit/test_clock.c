@@ -39,11 +39,22 @@ static void test_mono_advances(void **state)
     }
 }
 
+static void test_format_utc_ms(void **state)
+{
+    char out[32];
+    (void)state;
+    clock_format_utc_ms(1796293674590LL, out, sizeof(out));
+    assert_string_equal(out, "2026-12-03T10:27:54.590Z");
+    clock_format_utc_ms(5, out, sizeof(out));
+    assert_string_equal(out, "1970-01-01T00:00:00.005Z");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wall_matches_time),
         cmocka_unit_test(test_mono_advances),
+        cmocka_unit_test(test_format_utc_ms),
     };
     return cmocka_run_group_tests_name("clock", tests, NULL, NULL);
 }

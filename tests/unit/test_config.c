@@ -21,6 +21,7 @@
 #include "err.h"
 #include "prio.h"
 #include "scenario/database_corruption_internal.h"
+#include "scenario/point_in_time_internal.h"
 #include "scenario/scenario.h"
 
 static const char *const base = "database:\n  conninfo: \"host=127.0.0.1 dbname=t\"\n";
@@ -637,11 +638,12 @@ static void test_scenario_sections(void **state)
     ConfigScenario one;
     assert_int_equal(config_scenario_copy(dc, &one), 0);
     config_free(cfg);
-    assert_int_equal(copy.n, 3);
+    assert_int_equal(copy.n, 4);
     assert_string_equal(copy.database, "trading");
     assert_string_equal(copy.list[0].def->name, "database_corruption"); /* registration order */
     assert_string_equal(copy.list[1].def->name, "primary_failure");
-    assert_string_equal(((FakeSettings *)copy.list[2].data)->label, "x");
+    assert_string_equal(copy.list[2].def->name, "point_in_time");
+    assert_string_equal(((FakeSettings *)copy.list[3].data)->label, "x");
     assert_string_equal(((CorruptionConfig *)one.data)->switch_command[0], "/bin/true");
     config_scenarios_free(&copy);
     config_scenario_free(&one);
@@ -671,6 +673,58 @@ static void test_scenario_sections(void **state)
     expect_error(text, "scenarios.database_corruption.mode");
     snprintf(text, sizeof(text), "%sscenarios:\n  database: \"a\\\"b\"\n", base);
     expect_error(text, "'scenarios.database' must be 1..30 characters");
+}
+
+static void test_point_in_time_section(void **state)
+{
+    (void)state;
+    char text[1024];
+    /* absent: defaults, and nothing a run needs (the run refuses, naming the key) */
+    Config *cfg = expect_ok(base);
+    const PitrConfig *pc = config_scenario(cfg, "point_in_time")->data;
+    assert_null(pc->data_directory);
+    assert_int_equal(pc->side_port, 0);
+    assert_int_equal(pc->n_switch_command, 0);
+    assert_int_equal(pc->n_run_as, 0);
+    assert_string_equal(pc->pg_ctl, "/usr/lib/postgresql/15/bin/pg_ctl");
+    assert_string_equal(pc->tar, "/bin/tar");
+    assert_int_equal(pc->start_timeout_ms, 600000);
+    assert_int_equal(config_scenario(cfg, "point_in_time")->rto_ms, 30 * 60 * 1000);
+    config_free(cfg);
+
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    mode: manual\n    data_directory: /pg/main\n"
+             "    side_port: 5499\n    run_as: [/usr/sbin/runuser, -u, postgres, --]\n    start_timeout: 90s\n"
+             "    validation_queries: [\"SELECT 1\", \"SELECT 2\"]\n    switch_command: [/sw, -o, \"-p 5432\"]\n", base);
+    cfg = expect_ok(text);
+    const ConfigScenario *sc = config_scenario(cfg, "point_in_time");
+    ConfigScenario one;
+    assert_int_equal(config_scenario_copy(sc, &one), 0);
+    config_free(cfg);
+    pc = one.data; /* a deep copy: it outlives the Config */
+    assert_true(one.manual);
+    assert_string_equal(pc->data_directory, "/pg/main");
+    assert_int_equal(pc->side_port, 5499);
+    assert_int_equal(pc->n_run_as, 4);
+    assert_string_equal(pc->run_as[3], "--");
+    assert_int_equal(pc->start_timeout_ms, 90000);
+    assert_int_equal(pc->n_validation_queries, 2);
+    assert_int_equal(pc->n_switch_command, 3);
+    assert_string_equal(pc->switch_command[2], "-p 5432");
+    config_scenario_free(&one);
+
+    /* paths go into restore_command and pg_ctl's arguments: absolute, no quotes */
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    data_directory: pg/main\n", base);
+    expect_error(text, "'scenarios.point_in_time.data_directory' must be an absolute path without quotes");
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    scratch_directory: \"/x'y\"\n", base);
+    expect_error(text, "'scenarios.point_in_time.scratch_directory' must be an absolute path without quotes");
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    side_port: 70000\n", base);
+    expect_error(text, "scenarios.point_in_time.side_port");
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    switch_command: [pitr-switch]\n", base);
+    expect_error(text, "'scenarios.point_in_time.switch_command' must start with an absolute program path");
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    run_as: [runuser]\n", base);
+    expect_error(text, "'scenarios.point_in_time.run_as' must start with an absolute program path");
+    snprintf(text, sizeof(text), "%sscenarios:\n  point_in_time:\n    start_timeout: 7h\n", base);
+    expect_error(text, "'scenarios.point_in_time.start_timeout' is at most 6h");
 }
 
 static void test_backup_physical(void **state)
@@ -738,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_post_resume_checks),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
+        cmocka_unit_test(test_point_in_time_section),
         cmocka_unit_test(test_backup_physical),
     };
     int failed = cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -3,7 +3,9 @@
  * newest verified base backup finished before the target is chosen (an unverified or a later one
  * never), the segments from its start to the one being written at the target, the newest timeline
  * of a segment, a hole refused, a target past the end of the archive refused, the partial's seal
- * time counted.
+ * time counted. And the staging of a recovery's WAL (wal__stage_work) on a real archive directory:
+ * the plan's segments and the one after, the newest timeline's copy, the partial as its bytes and
+ * zeros, every history file; each verified, decrypted and written 0600.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +13,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomicfile.h"
 
 #include "cap/wal/wal_internal.h"
 
@@ -113,12 +122,132 @@ static void test_plan_follows_the_newest_timeline(void **state)
     json_decref(b);
 }
 
+#define SSEG (1ull << 20) /* 1 MiB segments keep the staging test small */
+
+static void fill(uint8_t *b, size_t n, uint8_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(v + i % 251);
+}
+
+static void put_segment(const char *dir, const uint8_t *key, WalFileKind k, uint32_t tli, uint64_t segno, uint8_t v)
+{
+    char name[128], err[256];
+    uint8_t *b = malloc(SSEG);
+    assert_non_null(b);
+    fill(b, SSEG, v);
+    assert_int_equal(walarchive_file_name(k, tli, segno, SSEG, CODEC_ZSTD, name, sizeof(name)), 0);
+    assert_int_equal(walarchive_write_file(dir, name, key, CODEC_ZSTD, T0 / 1000, b, SSEG, err, sizeof(err)), 0);
+    free(b);
+}
+
+/* The staged file `name` holds `len` bytes of pattern v (then zeros up to the segment's size). */
+static void expect_staged(const char *dir, const char *name, uint8_t v, size_t len)
+{
+    char path[512];
+    char *got = NULL;
+    size_t n = 0;
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_int_equal(atomicfile_read_all(path, 4 * SSEG, &got, &n), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    uint8_t *want = calloc(1, SSEG);
+    fill(want, len, v);
+    assert_int_equal(n, SSEG);
+    assert_memory_equal(got, want, SSEG);
+    free(want);
+    free(got);
+}
+
+static void test_stage_writes_what_the_replay_needs(void **state)
+{
+    (void)state;
+    char arch[] = "/tmp/drsup-stage-XXXXXX", out[128], path[600], err[256];
+    uint8_t key[BCF_KEY_LEN];
+    assert_non_null(mkdtemp(arch));
+    memset(key, 7, sizeof(key));
+    /* segments 1..3 on timeline 1, 3 again on timeline 2 (the promotion), 4 and 5 on 2, the
+     * partial 6 (its first 1000 bytes sealed), and the history of timeline 2 */
+    put_segment(arch, key, WALFILE_SEGMENT, 1, 1, 1);
+    put_segment(arch, key, WALFILE_SEGMENT, 1, 2, 2);
+    put_segment(arch, key, WALFILE_PARTIAL_END, 1, 3, 30);
+    put_segment(arch, key, WALFILE_SEGMENT, 2, 3, 3);
+    put_segment(arch, key, WALFILE_SEGMENT, 2, 4, 4);
+    put_segment(arch, key, WALFILE_SEGMENT, 2, 5, 5);
+    uint8_t piece[1000];
+    fill(piece, sizeof(piece), 6);
+    snprintf(path, sizeof(path), "%s/000000020000000000000006.partial.drwal", arch);
+    assert_int_equal(walarchive_append_piece(path, key, CODEC_ZSTD, 0, piece, sizeof(piece), err, sizeof(err)), 0);
+    assert_int_equal(walarchive_write_file(arch, "00000002.history.drbk", key, CODEC_ZSTD, T0 / 1000,
+                                           (const uint8_t *)"1\t0/3000000\tno reason\n", 22, err, sizeof(err)), 0);
+
+    /* the plan's range 2..3: 2, timeline 2's 3 and the one after (4); not 1, 5 or the partial */
+    WalJob j = {.codec = CODEC_ZSTD, .seg_size = SSEG, .segno = 2, .stage_to = 3, .uid = getuid(), .gid = getgid()};
+    memcpy(j.key, key, sizeof(key));
+    snprintf(out, sizeof(out), "%s/staged", arch);
+    j.dir = arch;
+    j.stage_dir = out;
+    wal__stage_work(&j);
+    assert_int_equal(j.result, 0);
+    assert_int_equal(j.files, 4);
+    expect_staged(out, "000000010000000000000002", 2, SSEG);
+    expect_staged(out, "000000020000000000000003", 3, SSEG);
+    expect_staged(out, "000000020000000000000004", 4, SSEG);
+    snprintf(path, sizeof(path), "%s/00000002.history", out);
+    assert_int_equal(access(path, F_OK), 0);
+    snprintf(path, sizeof(path), "%s/000000010000000000000003", out);
+    assert_int_not_equal(access(path, F_OK), 0); /* the older timeline's copy is not replayed */
+    snprintf(path, sizeof(path), "%s/000000020000000000000005", out);
+    assert_int_not_equal(access(path, F_OK), 0);
+
+    /* to the end: the partial as its sealed bytes and zeros; again into the same directory */
+    j.segno = 5;
+    j.stage_to = 6;
+    j.files = 0;
+    wal__stage_work(&j);
+    assert_int_equal(j.result, 0);
+    expect_staged(out, "000000020000000000000005", 5, SSEG);
+    expect_staged(out, "000000020000000000000006", 6, sizeof(piece));
+
+    /* a file that fails verification fails the staging */
+    memset(j.key, 8, sizeof(j.key));
+    wal__stage_work(&j);
+    assert_int_not_equal(j.result, 0);
+    assert_non_null(strstr(j.err, "000000020000000000000005"));
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", arch);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_history_switch_points(void **state)
+{
+    (void)state;
+    /* the history file of timeline 3: 1 ended at 0/3052C60, 2 at 0/5000000 */
+    const char *h = "1\t0/3052C60\tbefore 2026-12-03 10:27:54.59+00\n\n2\t0/5000000\tno recovery target specified\n";
+    uint64_t at = 0;
+    uint32_t next = 0;
+    assert_int_equal(wal_history_switch_point(h, strlen(h), 3, 1, &at, &next), 0);
+    assert_int_equal(at, 0x3052C60);
+    assert_int_equal(next, 2);
+    assert_int_equal(wal_history_switch_point(h, strlen(h), 3, 2, &at, &next), 0);
+    assert_int_equal(at, 0x5000000);
+    assert_int_equal(next, 3); /* the last line: the file's own timeline follows */
+    assert_int_equal(wal_history_switch_point(h, strlen(h), 3, 3, &at, &next), -ENOENT);
+    assert_int_equal(wal_history_switch_point("", 0, 2, 1, &at, &next), -ENOENT);
+    /* not NUL-terminated: only len bytes are read */
+    assert_int_equal(wal_history_switch_point(h, 12, 3, 1, &at, &next), 0);
+    assert_int_equal(next, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_picks_the_newest_verified_before_the_target),
         cmocka_unit_test(test_plan_refuses_what_it_cannot_do),
         cmocka_unit_test(test_plan_follows_the_newest_timeline),
+        cmocka_unit_test(test_stage_writes_what_the_replay_needs),
+        cmocka_unit_test(test_history_switch_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,6 +230,12 @@ static int drctl_args_recover(const OptParse *p, DrctlRequest *req)
 
 static void drctl_print_recover(const json_t *r)
 {
+    if (json_object_get(r, "run")) { /* the recovery run started: its plan, then where to follow it */
+        drctl_print_recover(json_object_get(r, "plan"));
+        printf("recovery run %s started (%s mode): drctl run %s\n", drctl_str(r, "run", "?"), drctl_str(r, "mode", "?"),
+               drctl_str(r, "run", "?"));
+        return;
+    }
     const json_t *b = json_object_get(r, "base_backup"), *w = json_object_get(r, "wal");
     char ago[64], size[32];
 
@@ -249,27 +255,33 @@ static void drctl_print_recover(const json_t *r)
         printf("archive ends  %s\n", ago);
     }
     if (json_is_true(json_object_get(r, "ok")))
-        printf("a recovery to the target is possible; estimated %.0f s to restore and replay (dry run: nothing "
-               "changed)\n", json_number_value(json_object_get(r, "estimate_s")));
+        printf("a recovery to the target is possible; estimated %.0f s to restore and replay%s\n",
+               json_number_value(json_object_get(r, "estimate_s")),
+               json_is_true(json_object_get(r, "dry_run")) ? " (dry run: nothing changed)" : "");
     else
         printf("a recovery to the target is NOT possible: %s\n", drctl_str(r, "why", "?"));
 }
 
 const OptCommand drctl_cmd_recover = {
     .name = "recover",
-    .summary = "point-in-time recovery's plan (--dry-run): the base backup, the WAL range and its continuity",
-    .description = "Recover the cluster to a point in time from a base backup and the WAL archive. Built so far: "
-                   "--dry-run, which changes nothing and prints the plan: the newest verified base backup that "
-                   "finished before the target, the archived segments from its start to the one being written at "
-                   "the target, whether they are all there, where the archive ends, and a rough estimate of the "
-                   "restore's duration. It refuses a target past the end of the archive or across a gap and says "
-                   "why (PostgreSQL itself fails only after the whole restore). Exits 1 unless a recovery is "
-                   "possible. Without --dry-run the daemon refuses: the recovery itself is done by hand "
-                   "(docs/wal.md).",
+    .summary = "recover the cluster to a point in time (a point_in_time run); --dry-run: only its plan [operator]",
+    .description = "Recover the cluster to a point in time from a base backup and the WAL archive. --dry-run "
+                   "changes nothing and prints the plan: the newest verified base backup that finished before the "
+                   "target, the archived segments from its start to the one being written at the target, whether "
+                   "they are all there, where the archive ends, and a rough estimate of the restore's duration. It "
+                   "refuses a target past the end of the archive or across a gap and says why (PostgreSQL itself "
+                   "fails only after the whole restore). Without --dry-run the same plan is made first and, when a "
+                   "recovery is possible, the daemon starts the point_in_time scenario (docs/scenarios.md): halt, "
+                   "restore the base backup into a new data directory, replay to the target on a side port, "
+                   "validate, switch it in, reconcile, resume; prints the run id (follow it with drctl run ID). A "
+                   "target it cannot reach is refused before anything is touched. --manual stops before the "
+                   "restore, the switch and the live resume until drctl approve. Exits 1 unless a recovery is "
+                   "possible (or started).",
     .options = (const OptSpec[]){
         {.name = "timestamp", .kind = OPTSPEC_STRING, .required = true, .metavar = "T",
          .help = "the target: epoch ms, an ISO-8601 UTC time, or a duration ago (10m)"},
         {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
+        {.name = "manual", .kind = OPTSPEC_FLAG, .help = "the run stops at its gates until drctl approve"},
         {0},
     },
     .data = &(const DrctlAction){.wire = "recover", .exit = DRCTL_EXIT_UNLESS_OK, .args = drctl_args_recover,

@@ -122,4 +122,24 @@ int backup_restore_into(Backups *b, const char *name, const char *sha256_hex, co
  * valid until done() ran. */
 void backup_restore_cancel(BackupRestore *r, bool drop_partial);
 
+/* ---- unpacking a base backup (backup_unpack.c) ---- */
+
+typedef struct BackupUnpack BackupUnpack;
+/* status 0 (the child read the whole tar and exited 0), DR_EKEY, DR_ECORRUPT (the file failed
+ * verification), DR_ECHILD (the child failed: error says how), DR_ECANCELED, -ENOMEM; bytes: the
+ * tar's size. */
+typedef void (*BackupUnpackDoneFn)(int status, const char *error, uint64_t bytes, void *data);
+/*
+ * Unpack the physical backup `name` of the catalog: load the key (thread pool), then verify and
+ * decrypt the file (thread pool, against its manifest's SHA-256) into the stdin of the child argv
+ * (NULL-terminated, copied; e.g. {"runuser", "-u", "postgres", "--", "tar", "-x", "-C", DIR, NULL}),
+ * killed after timeout_ms (0: never). Returns 0 and later calls done() once on the loop (never from
+ * inside this call), *ret (may be NULL) the handle until then; or DR_ECONFIG (backups are not
+ * configured), -EINVAL (no physical backup of that name), -ENOMEM without calling done().
+ */
+int backup_unpack_base(Backups *b, const char *name, const char *const *argv, uint64_t timeout_ms,
+                       BackupUnpackDoneFn done, void *data, BackupUnpack **ret);
+/* Stop (the child is killed); done() follows with DR_ECANCELED. Only valid until done() ran. */
+void backup_unpack_cancel(BackupUnpack *u);
+
 #endif

@@ -99,8 +99,13 @@ static void wal_job_free(WalJob *j)
     }
     wal_scan_free(j->scan);
     free(j->segs);
+    free(j->stage_dir);
     if (j->call)
         control_reply_error(j->call, DR_ECANCELED, "the daemon is stopping");
+    if (j->plan_cb)
+        j->plan_cb(DR_ECANCELED, NULL, "the daemon is stopping", j->cb_data);
+    if (j->stage_cb)
+        j->stage_cb(DR_ECANCELED, 0, 0, "the daemon is stopping", j->cb_data);
     free(j);
 }
 
@@ -266,6 +271,9 @@ static void wal_job_work(uv_work_t *req)
         return;
     case WAL_JOB_PLAN:
         wal__plan_work(j);
+        return;
+    case WAL_JOB_STAGE:
+        wal__stage_work(j);
         return;
     case WAL_JOB_SEGMENT:
     case WAL_JOB_HISTORY:
@@ -439,6 +447,9 @@ static void wal_job_done(uv_work_t *req, int status)
         break;
     case WAL_JOB_PLAN:
         wal__plan_done(w, j);
+        break;
+    case WAL_JOB_STAGE:
+        wal__stage_done(j);
         break;
     }
     wal_job_free(j);
@@ -945,7 +956,8 @@ int wal_apply_config(WalArchive *w, const Config *cfg)
         CtlCommand cmds[] = {{"wal_status", false, wal_cmd_status, w,
                               "the WAL archive: newest archived position and time, lag, slot, oldest restorable point"},
                              {"recover", true, wal__cmd_recover, w,
-                              "a point-in-time recovery's plan (dry_run): base backup, WAL range and continuity"}};
+                              "a point-in-time recovery: its plan (dry_run: base backup, WAL range and continuity), or the "
+                              "recovery run"}};
         int rc = control_register(w->core->control, cmds, 2);
         if (rc < 0)
             return rc;

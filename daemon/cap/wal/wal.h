@@ -12,8 +12,13 @@
 #ifndef DRSUP_WAL_H
 #define DRSUP_WAL_H
 
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
 #include "cap/backup/backup.h"
 #include "config/config.h"
+#include "core/control.h"
 #include "core/core.h"
 
 typedef struct WalArchive WalArchive;
@@ -31,6 +36,31 @@ int wal_apply_config(WalArchive *w, const Config *cfg);
  * 0 with what it did in msg, or DR_EDB.
  */
 int wal_release_sync(const ConfigWal *cfg, char *msg, size_t n);
+/* The plan of a recovery to target_ms (wall ms), as drctl recover --dry-run shows it: made from
+ * a listing of the archive on the thread pool and the catalog's base backups (wal_plan_decide).
+ * done(status, plan, err, data) runs once on the loop: status 0 with plan (a new reference the
+ * callee owns; plan.ok says whether a recovery is possible, plan.why why not), or <0 with err
+ * (DR_ECANCELED at shutdown). Returns 0, or DR_ESTATE (no archive, or not read yet: msg says) or
+ * -ENOMEM without calling done. */
+typedef void (*WalPlanFn)(int status, json_t *plan, const char *err, void *data);
+int wal_plan(WalArchive *w, int64_t target_ms, WalPlanFn done, void *data, char *msg, size_t msglen);
+
+/* Decrypt, verify and write into `dir` (created 0700 if missing; it and every file owned by
+ * uid:gid, files 0600) what a recovery following `plan` (wal_plan's) replays: the segments from
+ * the plan's first to its last and the one after it when archived (the newest timeline's copy of
+ * each; the segment being received as its sealed bytes followed by zeros, as drctl wal-fetch gives
+ * it) and every timeline history file. The key never leaves the daemon: the files are plaintext
+ * WAL, as the server's own pg_wal/ holds it. On the archive's job queue (thread pool), in order
+ * with its sealing. done(status, files, bytes, err, data) once on the loop. Returns 0, or
+ * DR_ESTATE / -EINVAL / -ENOMEM without calling done. */
+typedef void (*WalStageFn)(int status, uint64_t files, uint64_t bytes, const char *err, void *data);
+int wal_stage(WalArchive *w, const json_t *plan, const char *dir, uid_t uid, gid_t gid, WalStageFn done, void *data,
+              char *msg, size_t msglen);
+
+/* The handler of `recover` without dry_run (the scenario layer's: a recovery run). Until one is
+ * set, the daemon refuses. */
+void wal_set_recover_handler(WalArchive *w, CtlHandlerFn fn, void *data);
+
 /* Stop receiving (what is received but not sealed is still in the slot) and close. */
 void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data);
 

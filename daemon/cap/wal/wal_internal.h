@@ -33,7 +33,7 @@ typedef enum {
     WAL_BACKOFF,     /* waiting to reconnect after a failure */
 } WalPhase;
 
-typedef enum { WAL_JOB_SCAN, WAL_JOB_PIECE, WAL_JOB_SEGMENT, WAL_JOB_HISTORY, WAL_JOB_RETAIN, WAL_JOB_PLAN } WalJobKind;
+typedef enum { WAL_JOB_SCAN, WAL_JOB_PIECE, WAL_JOB_SEGMENT, WAL_JOB_HISTORY, WAL_JOB_RETAIN, WAL_JOB_PLAN, WAL_JOB_STAGE } WalJobKind;
 
 /* One file of the archive as a listing sees it (wal_plan.c). */
 typedef struct WalSeg {
@@ -66,6 +66,14 @@ typedef struct WalJob {
     WalSeg *segs;        /* PLAN: the listing (owned) */
     size_t nsegs;
     CtlCall *call;       /* PLAN: the request answered when it is done */
+    WalPlanFn plan_cb;   /* PLAN: or this callback (wal_plan) */
+    WalStageFn stage_cb; /* STAGE: the callback (wal_stage) */
+    void *cb_data;
+    char *stage_dir;     /* STAGE: where the files go (owned) */
+    uint64_t stage_to;   /* STAGE: the last segment wanted (j->segno the first) */
+    uid_t uid;           /* STAGE: the files' owner */
+    gid_t gid;
+    uint64_t files, bytes; /* STAGE: written */
     int result;
     char err[512];
 } WalJob;
@@ -168,6 +176,9 @@ struct WalArchive {
     int lag_level;         /* 0 none, 1 warning, 2 critical */
     bool stalled_open;
     bool gap_open;
+    bool branch_checked;   /* this connection compared the primary's history with the archive */
+    CtlHandlerFn recover_fn; /* recover without dry_run (wal_set_recover_handler), or NULL */
+    void *recover_data;
     uint64_t gap_lsn;      /* WAL before this may be missing: resolved by a base backup after it */
 };
 
@@ -196,6 +207,8 @@ void wal__plan_work(WalJob *j);
 void wal__retain(WalArchive *w);
 void wal__retain_done(WalArchive *w, WalJob *j);
 void wal__plan_done(WalArchive *w, WalJob *j);
+void wal__stage_work(WalJob *j);
+void wal__stage_done(WalJob *j);
 /* recover (drctl recover --timestamp T --dry-run): the plan, answered when the listing is done. */
 void wal__cmd_recover(CtlCall *call, const json_t *args, void *data);
 /* The plan for recovering to target_ms from the physical backups' manifests (oldest first) and the
@@ -215,6 +228,10 @@ void wal__sync_stop(WalArchive *w);
 void wal__seal(WalArchive *w);
 
 /* wal_recv.c */
+/* The switch point of timeline tli in the history file of timeline history_tli (content, len): where
+ * the next timeline (*ret_next) begins. 0, or -ENOENT when tli is not in it. Pure: exposed for tests. */
+int wal_history_switch_point(const char *content, size_t len, uint32_t history_tli, uint32_t tli, uint64_t *ret_lsn,
+                             uint32_t *ret_next);
 /* Connect (again) now. */
 void wal__recv_start(WalArchive *w);
 /* The scan finished: continue with the slot. */

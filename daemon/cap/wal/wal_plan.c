@@ -262,21 +262,214 @@ out:
 void wal__plan_done(WalArchive *w, WalJob *j)
 {
     CtlCall *call = j->call;
+    WalPlanFn cb = j->plan_cb;
     j->call = NULL;
+    j->plan_cb = NULL;
+    json_t *plan = NULL;
+    if (j->result >= 0) {
+        json_t *phys = backups_physical(w->backups, NULL);
+        plan = wal_plan_decide(phys, j->segs, j->nsegs, w->seg_size, j->created_at, w->flushed_at_ms);
+        json_decref(phys);
+        if (!plan) {
+            j->result = -ENOMEM;
+            snprintf(j->err, sizeof(j->err), "out of memory");
+        }
+    }
+    if (cb) {
+        cb(j->result, plan, j->err, j->cb_data);
+        return;
+    }
     if (j->result < 0) {
         control_reply_error(call, j->result, "%s", j->err);
         return;
     }
-    json_t *phys = backups_physical(w->backups, NULL);
-    int64_t sealed_ms = w->flushed_at_ms;
-    json_t *plan = wal_plan_decide(phys, j->segs, j->nsegs, w->seg_size, j->created_at, sealed_ms);
-    json_decref(phys);
-    if (!plan) {
-        control_reply_error(call, -ENOMEM, "out of memory");
-        return;
-    }
     json_object_set_new(plan, "dry_run", json_true());
     control_reply_ok(call, plan);
+}
+
+/* Why the archive cannot plan now ("" when it can). */
+static const char *wal_plan_unready(const WalArchive *w)
+{
+    if (w->closing)
+        return "the daemon is stopping";
+    if (!w->cfg.enabled)
+        return "no wal: section: there is no WAL archive to recover from";
+    return w->scanned ? "" : "the WAL archive has not been read yet";
+}
+
+int wal_plan(WalArchive *w, int64_t target_ms, WalPlanFn done, void *data, char *msg, size_t msglen)
+{
+    if (wal_plan_unready(w)[0]) {
+        snprintf(msg, msglen, "%s", wal_plan_unready(w));
+        return DR_ESTATE;
+    }
+    WalJob *j = wal__job_new(w, WAL_JOB_PLAN);
+    if (!j) {
+        snprintf(msg, msglen, "out of memory");
+        return -ENOMEM;
+    }
+    j->plan_cb = done;
+    j->cb_data = data;
+    j->created_at = target_ms;
+    wal__push_job(w, j);
+    return 0;
+}
+
+void wal_set_recover_handler(WalArchive *w, CtlHandlerFn fn, void *data)
+{
+    w->recover_fn = fn;
+    w->recover_data = data;
+}
+
+/* ---- staging the WAL of a recovery ------------------------------------------------------------------ */
+
+/* Worker: write data as dir/name, owned by the job's uid:gid, 0600. */
+static int wal_stage_write(WalJob *j, const char *name, const uint8_t *data, size_t len)
+{
+    char path[4400];
+    snprintf(path, sizeof(path), "%s/%s", j->stage_dir, name);
+    int r = atomicfile_write(path, data, len, 0600);
+    if (r == 0 && chown(path, j->uid, j->gid) < 0)
+        r = -errno;
+    if (r < 0) {
+        snprintf(j->err, sizeof(j->err), "cannot write '%.300s': %s", path, strerror(-r));
+        return r;
+    }
+    j->files++;
+    j->bytes += len;
+    return 0;
+}
+
+/* Worker: one archive file (v) decrypted and verified into the stage directory. */
+static int wal_stage_one(WalJob *j, const WalSeg *v)
+{
+    char name[128], path[4400], out[WAL_NAME_LEN + 16];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r;
+    walarchive_file_name(v->kind, v->tli, v->segno, j->seg_size, j->codec, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", j->dir, name);
+    walarchive_seg_name(v->tli, v->segno, j->seg_size, out);
+    if (v->kind == WALFILE_PARTIAL) {
+        uint64_t have = 0;
+        bool torn = false;
+        if (!(data = calloc(1, (size_t)j->seg_size)))
+            return -ENOMEM;
+        len = (size_t)j->seg_size;
+        r = walarchive_read_partial(path, j->key, data, j->seg_size, false, &have, &torn, j->err, sizeof(j->err));
+    } else {
+        r = walarchive_read_file(path, j->key, (size_t)j->seg_size, &data, &len, j->err, sizeof(j->err));
+        if (v->kind == WALFILE_PARTIAL_END)
+            strcat(out, ".partial");
+    }
+    if (r == 0)
+        r = wal_stage_write(j, out, data, len);
+    else
+        snprintf(j->err + strlen(j->err), sizeof(j->err) - strlen(j->err), " (%s)", name);
+    free(data);
+    return r;
+}
+
+/* Worker: every history file of the archive into the stage directory. */
+static int wal_stage_histories(WalJob *j)
+{
+    DIR *d = opendir(j->dir);
+    struct dirent *de;
+    int r = 0;
+    if (!d)
+        return -errno;
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        uint32_t tli;
+        uint64_t segno;
+        char path[4400], out[32];
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (walarchive_classify(de->d_name, j->seg_size, &tli, &segno) != WALFILE_HISTORY)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", j->dir, de->d_name);
+        snprintf(out, sizeof(out), "%08X.history", tli);
+        r = walarchive_read_file(path, j->key, 1u << 24, &data, &len, j->err, sizeof(j->err));
+        if (r == 0)
+            r = wal_stage_write(j, out, data, len);
+        free(data);
+    }
+    closedir(d);
+    return r;
+}
+
+void wal__stage_work(WalJob *j)
+{
+    WalSeg *v = NULL;
+    size_t n = 0;
+    if (mkdir(j->stage_dir, 0700) < 0 && errno != EEXIST) {
+        j->result = -errno;
+        snprintf(j->err, sizeof(j->err), "cannot create '%.400s': %s", j->stage_dir, strerror(errno));
+        return;
+    }
+    if (chown(j->stage_dir, j->uid, j->gid) < 0) {
+        j->result = -errno;
+        snprintf(j->err, sizeof(j->err), "cannot hand '%.400s' to the server's user: %s", j->stage_dir,
+                 strerror(errno));
+        return;
+    }
+    j->result = wal__list(j->dir, j->seg_size, &v, &n);
+    if (j->result < 0) {
+        snprintf(j->err, sizeof(j->err), "read '%s': %s", j->dir, strerror(-j->result));
+        return;
+    }
+    /* the one after the last too, when it is there: the replay stops at the first commit after the
+     * target, which may be in it */
+    for (size_t i = 0; i < n && j->result == 0; i++) {
+        if (v[i].segno < j->segno || v[i].segno > j->stage_to + 1 || (i + 1 < n && v[i + 1].segno == v[i].segno))
+            continue; /* out of the range, or an older timeline's copy of the same segment */
+        j->result = wal_stage_one(j, &v[i]);
+    }
+    free(v);
+    if (j->result == 0)
+        j->result = wal_stage_histories(j);
+    if (j->result == 0)
+        (void)atomicfile_fsync_dir(j->stage_dir);
+}
+
+void wal__stage_done(WalJob *j)
+{
+    WalStageFn cb = j->stage_cb;
+    j->stage_cb = NULL;
+    cb(j->result, j->files, j->bytes, j->err, j->cb_data);
+}
+
+int wal_stage(WalArchive *w, const json_t *plan, const char *dir, uid_t uid, gid_t gid, WalStageFn done, void *data,
+              char *msg, size_t msglen)
+{
+    const json_t *wal = json_object_get(plan, "wal");
+    uint32_t tli;
+    uint64_t from, to;
+    if (wal_plan_unready(w)[0] || !w->key_loaded) {
+        snprintf(msg, msglen, "%s", wal_plan_unready(w)[0] ? wal_plan_unready(w) : "the archive's key is not loaded yet");
+        return DR_ESTATE;
+    }
+    if (walarchive_parse_seg(json_string_value(json_object_get(wal, "from_segment")) ?: "", w->seg_size, &tli,
+                             &from) < 0 ||
+        walarchive_parse_seg(json_string_value(json_object_get(wal, "to_segment")) ?: "", w->seg_size, &tli, &to) < 0 ||
+        to < from) {
+        snprintf(msg, msglen, "the plan names no WAL range");
+        return -EINVAL;
+    }
+    WalJob *j = wal__job_new(w, WAL_JOB_STAGE);
+    if (!j || !(j->stage_dir = strdup(dir))) {
+        free(j ? j->dir : NULL);
+        free(j);
+        snprintf(msg, msglen, "out of memory");
+        return -ENOMEM;
+    }
+    j->segno = from;
+    j->stage_to = to;
+    j->uid = uid;
+    j->gid = gid;
+    j->stage_cb = done;
+    j->cb_data = data;
+    wal__push_job(w, j);
+    return 0;
 }
 
 void wal__cmd_recover(CtlCall *call, const json_t *args, void *data)
@@ -284,18 +477,18 @@ void wal__cmd_recover(CtlCall *call, const json_t *args, void *data)
     WalArchive *w = data;
     const json_t *t = json_object_get(args, "timestamp_ms");
     if (!json_is_true(json_object_get(args, "dry_run"))) {
-        control_reply_error(call, DR_ESTATE, "only --dry-run is built: the daemon does not run a point-in-time "
-                                             "recovery itself yet (by hand: docs/wal.md)");
+        if (w->recover_fn)
+            w->recover_fn(call, args, w->recover_data);
+        else
+            control_reply_error(call, DR_ESTATE, "the daemon runs no recovery scenarios: only --dry-run");
         return;
     }
     if (!json_is_integer(t)) {
         control_reply_error(call, DR_EBADARG, "--timestamp is required");
         return;
     }
-    if (!w->cfg.enabled || !w->scanned) {
-        control_reply_error(call, DR_ESTATE, "%s", !w->cfg.enabled ? "no wal: section: there is no WAL archive to "
-                                                                     "recover from"
-                                                                   : "the WAL archive has not been read yet");
+    if (wal_plan_unready(w)[0]) {
+        control_reply_error(call, DR_ESTATE, "%s", wal_plan_unready(w));
         return;
     }
     WalJob *j = wal__job_new(w, WAL_JOB_PLAN);

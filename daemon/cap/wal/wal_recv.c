@@ -208,6 +208,63 @@ static void wal_on_stream_done(PgConn *c, int status, const PGresult *res, const
     wal__recv_fail(w, "the primary ended the stream (shutting down?)");
 }
 
+int wal_history_switch_point(const char *content, size_t len, uint32_t history_tli, uint32_t tli, uint64_t *ret_lsn,
+                             uint32_t *ret_next)
+{
+    const char *p = content, *end = content + len;
+    bool found = false;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        char line[160];
+        unsigned long parent;
+        char lsn[40];
+        size_t n = (size_t)(eol - p) < sizeof(line) - 1 ? (size_t)(eol - p) : sizeof(line) - 1;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p = nl ? nl + 1 : end;
+        if (sscanf(line, "%lu %39s", &parent, lsn) != 2)
+            continue; /* a comment or an empty line */
+        if (found) { /* the timeline after tli is the next line's parent */
+            *ret_next = (uint32_t)parent;
+            return 0;
+        }
+        if (parent == tli && walarchive_parse_lsn(lsn, ret_lsn) == 0)
+            found = true;
+    }
+    if (!found)
+        return -ENOENT;
+    *ret_next = history_tli;
+    return 0;
+}
+
+/* The primary is on a later timeline that branched off the archive's before where the archive
+ * ends (a point-in-time recovery went back, or a promoted standby had not received everything):
+ * what the archive holds after the branch point is a history nobody follows. The segment being
+ * received ends there as the timeline's last, partial segment, and archiving goes on on the
+ * primary's timeline from the branch point, as at a timeline's end. */
+static void wal_follow_branch(WalArchive *w, const char *content, size_t len)
+{
+    uint64_t at;
+    uint32_t next;
+    char a[24], b[24];
+    if (w->fresh || w->server_tli <= w->tli ||
+        wal_history_switch_point(content, len, w->server_tli, w->tli, &at, &next) < 0 || wal_recv_pos(w) <= at ||
+        next <= w->tli)
+        return;
+    walarchive_lsn_str(at, a);
+    walarchive_lsn_str(wal_recv_pos(w), b);
+    events_emit(w->core->events, SEV_WARNING, "wal.branch", NULL, false, NULL,
+                "timeline %" PRIu32 " branched off timeline %" PRIu32 " at %s, before the archive's end %s (a "
+                "point-in-time recovery or a promotion that lost WAL): the archive goes on on timeline %" PRIu32
+                " from %s; its WAL after %s on timeline %" PRIu32 " is kept but followed by nothing",
+                next, w->tli, a, b, next, a, a, w->tli);
+    if (w->flushed_lsn > at)
+        w->flushed_lsn = at; /* what the new timeline has of it is durable here up to the branch point */
+    wal__timeline_end(w, at);
+    w->tli = next;
+}
+
 static void wal_on_history(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
 {
     WalArchive *w = data;
@@ -219,7 +276,10 @@ static void wal_on_history(PgConn *c, int status, const PGresult *res, const cha
         wal__recv_fail(w, why);
         return;
     }
-    wal__history(w, w->server_tli, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    if (!wal__history_known(w, w->server_tli))
+        wal__history(w, w->server_tli, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    w->branch_checked = true;
+    wal_follow_branch(w, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
     wal_start_streaming(w);
 }
 
@@ -227,7 +287,9 @@ static void wal_start_streaming(WalArchive *w)
 {
     char sql[256], lsn[24];
     int r;
-    if (w->server_tli > 1 && !wal__history_known(w, w->server_tli)) {
+    /* the primary's history: to archive it, and to see whether its timeline branched off ours */
+    if (w->server_tli > 1 && (!wal__history_known(w, w->server_tli) ||
+                              (w->server_tli > w->tli && !w->fresh && !w->branch_checked))) {
         snprintf(sql, sizeof(sql), "TIMELINE_HISTORY %" PRIu32, w->server_tli);
         r = pgconn_simple_query(w->pg, sql, wal_on_history, w);
         if (r < 0)
@@ -437,6 +499,7 @@ void wal__recv_start(WalArchive *w)
     if (w->closing || !w->cfg.enabled)
         return;
     wal__recv_stop(w);
+    w->branch_checked = false;
     char *ci = wal_conninfo(&w->cfg);
     PgConnOptions opts = {.connect_timeout_ms = w->cfg.timeout_ms, .query_timeout_ms = w->cfg.timeout_ms,
                           .reconnect_min_ms = 100, .reconnect_max_ms = 100};

@@ -52,6 +52,7 @@ static void scn_step_free(ScnStep *st)
     if (st->child)
         child_free(st->child);
     json_decref(st->acc);
+    free(st->conninfo);
     ScnRun *run = st->run;
     free(st);
     scn_run_unref(run);
@@ -103,6 +104,8 @@ void scn_cancel(FsmCall *call, void *ctx)
     st->cancelled = true;
     if (st->restore)
         backup_restore_cancel(st->restore, false); /* the next attempt replaces the partial copy */
+    if (st->unpack)
+        backup_unpack_cancel(st->unpack);
     if (st->child)
         child_kill(st->child, SIGKILL);
     if (st->timer && uv_is_active((uv_handle_t *)st->timer)) {

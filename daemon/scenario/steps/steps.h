@@ -10,6 +10,8 @@
  *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup")
  *   reconcile.c      reconcile: the database matches the exchange (ctx "reconcile")
  *   resume.c         resume_shadow, resume_live: through the venue's resume guard
+ *   hook.c           a hook or configured command run by a step
+ *   validate.c       validation queries on a restored database (ctx "validation")
  *   watch.c          post_resume_watch: reconciles after resume_live (ctx "post_resume_watch"),
  *                    and halt_after_watch: trading halted again when the watch failed
  */
@@ -59,6 +61,12 @@ struct ScnStep {
     uint64_t t0;
     bool from_standby; /* restore_database took the standby restore */
     uv_timer_t *timer; /* post_resume_watch: the wait for its next check (closed with the step) */
+    char *const *queries; /* scn_validate: the queries (borrowed from the run's configuration) */
+    size_t n_queries;
+    char *conninfo;    /* scn_validate: where they run (owned) */
+    char where[160];   /* scn_validate: that place, for people */
+    BackupUnpack *unpack; /* point_in_time: the base backup being unpacked */
+    bool reconnect;       /* point_in_time: the next poll on a fresh connection */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -85,6 +93,21 @@ void scn_step_select_backup(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_select_backup(FsmCall *call, void *ctx, FsmDone done);
 /* The chosen backup's start (wall ms), 0 before select_backup: a ScenarioDef.restore_point_ms. */
 int64_t scn_backup_restore_point_ms(const ScnRun *run);
+
+/* hook.c: run argv (NULL-terminated) with env (NULL-terminated NAME=value additions, may be NULL),
+ * killed after timeout_ms, then then(st, ok, exit_status, how): ok when it exited 0 in time, how
+ * its outcome in words (with the end of its stderr). A cancelled step finishes as cancelled
+ * instead. A program that cannot be started finishes the step. `what` names it for people. */
+typedef void (*ScnHookDone)(ScnStep *st, bool ok, int64_t exit_status, const char *how);
+void scn_hook_run(ScnStep *st, const char *what, const char *const *argv, const char *const *env, uint64_t timeout_ms,
+                  ScnHookDone then);
+
+/* validate.c: run queries[0..n) (n 0: "SELECT 1") one at a time on conninfo; each answer is recorded
+ * in ctx "validation"; an error or a false answer fails the step, else it finishes naming `where`
+ * ("'trading_restore_x'", "the recovered cluster on port 5433"). */
+void scn_validate(ScnStep *st, char *const *queries, size_t n, const char *conninfo, const char *where);
+/* Its dry-run plan: the queries it would run in `where`. */
+void scn_plan_validation(FsmCall *call, char *const *queries, size_t n, const char *where, FsmDone done);
 
 void scn_step_reconcile(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_reconcile(FsmCall *call, void *ctx, FsmDone done);

@@ -1,0 +1,68 @@
+/*
+ * point_in_time_internal: what point_in_time.c and point_in_time_config.c share; not for other
+ * modules. The scenario's own settings (scenarios.point_in_time) and its run context.
+ */
+#ifndef DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
+#define DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/control.h"
+
+typedef struct PitrConfig {
+    char *data_directory;    /* the live cluster's data directory (its owner is the server's user) */
+    char *scratch_directory; /* where the recovered cluster is built; default: data_directory's parent */
+    char *pg_ctl;            /* pg_ctl of the server's version */
+    char *tar;               /* tar that unpacks the base backup (reads it on stdin) */
+    char **run_as;           /* prefix argv for pg_ctl and tar (runuser -u postgres --); may be empty */
+    size_t n_run_as;
+    int64_t side_port;       /* the recovered server listens here until it is switched in (0: unset) */
+    uint64_t start_timeout_ms; /* from pg_ctl start to promotion */
+    uint64_t switch_timeout_ms;
+    char **validation_queries; /* on the recovered server, before the switch; none: SELECT 1 */
+    size_t n_validation_queries;
+    char **switch_command;   /* argv: puts the recovered cluster in the live one's place (idempotent) */
+    size_t n_switch_command;
+} PitrConfig;
+
+extern const ConfigScenarioSection point_in_time_config_section;
+extern const struct ScenarioDef scenario_point_in_time;
+
+/* One piece of a step's file work on the thread pool (point_in_time.c queues it; the workers in
+ * point_in_time_files.c fill result and err). */
+struct ScnStep;
+typedef struct PitrWork PitrWork;
+typedef void (*PitrWorkDone)(struct ScnStep *st, PitrWork *w);
+struct PitrWork {
+    uv_work_t req;
+    struct ScnStep *st;
+    int (*fn)(PitrWork *w);
+    PitrWorkDone then;
+    char live[4096], dir[4096], wal_dir[4096]; /* live data directory, recovered one, staged WAL */
+    char target[64];                           /* recovery_target_time */
+    uid_t uid;                                 /* the server's user */
+    gid_t gid;
+    int result;
+    char err[700];
+};
+
+/* Workers (blocking, thread pool only), 0 or -errno with err filled. The owner of the live data
+ * directory into uid/gid, and the recovered one made empty, 0700 and theirs. */
+int pitr__prepare_work(PitrWork *w);
+/* The recovery settings after the base backup's postgresql.auto.conf (kept aside as
+ * postgresql.auto.conf.before-pitr, so running it again writes the same file), recovery.signal,
+ * pg_wal/; all owned by uid:gid. */
+int pitr__settings_work(PitrWork *w);
+/* The base backup's postgresql.auto.conf back (nothing when the directory is gone: switched). */
+int pitr__tidy_work(PitrWork *w);
+/* The staged WAL removed. */
+int pitr__unstage_work(PitrWork *w);
+
+/* `recover` without --dry-run (the WAL archive's command hands it over; data: the Scenarios). */
+void pitr__cmd_recover(CtlCall *call, const json_t *args, void *data);
+
+#endif
