@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "child.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
@@ -78,32 +77,6 @@ static int64_t pf_ctx_int(const ScnRun *run, const char *obj, const char *key)
 
 /* ---- hooks (fence, repoint) ---- */
 
-typedef void (*PfHookDone)(ScnStep *st, bool ok, const char *how);
-
-typedef struct PfHook {
-    ScnStep *st;
-    PfHookDone then;
-} PfHook;
-
-static void pf_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
-{
-    PfHook *h = data;
-    ScnStep *st = h->st;
-    PfHookDone then = h->then;
-    char how[320];
-
-    free(h);
-    bool ok = status == 0 && sig == 0 && !child_timed_out(c);
-    child_describe_outcome(c, status, sig, 200, how, sizeof(how));
-    st->child = NULL;
-    child_free(c);
-    if (st->cancelled || fsm_call_cancelled(st->call)) {
-        scn_cancelled(st);
-        return;
-    }
-    then(st, ok, how);
-}
-
 /* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
  * travel to a child: the hook finds the node by its name). */
 static void pf_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
@@ -112,30 +85,6 @@ static void pf_env_conninfo(char *out, size_t n, const char *name, const char *c
     snprintf(out, n, "%s=%s", name, conninfo && !secret ? conninfo : "");
     if (secret)
         log_warning("scenario", "%s is left empty: the node's conninfo holds a password", name);
-}
-
-/* Run hook argv (NULL-terminated) with env (NULL-terminated NAME=value), then then(). */
-static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, PfHookDone then)
-{
-    PfHook *h = calloc(1, sizeof(*h));
-    int rc = -ENOMEM;
-
-    if (h) {
-        h->st = st;
-        h->then = then;
-        ChildOptions opt = {.argv = (const char *const *)argv, .env = env, .stdin_mode = CHILD_STDIN_NULL,
-                            .stdout_mode = CHILD_STDOUT_CAPTURE, .stdout_limit = 4096,
-                            .timeout_ms = pf_failover(st->run)->hook_timeout_ms, .kill_grace_ms = 1000,
-                            .on_exit = pf_hook_exited, .data = h};
-        st->child = child_spawn(st->run->core->loop, &opt, &rc);
-        if (st->child) {
-            LogFields lf = {st->run->id, st->run->def->name, NULL};
-            log_emit(LOG_INFO, "scenario", &lf, "running the %s hook '%s'", what, argv[0]);
-            return;
-        }
-        free(h);
-    }
-    scn_finish(st, rc, "cannot run the %s hook '%s': %s", what, argv[0], err_str(rc));
 }
 
 /* ---- fence_old_primary ---- */
@@ -176,7 +125,7 @@ static void fence_spawn(ScnStep *st)
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
     pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", pf_ctx_str(st->run, "old_primary", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
-    pf_hook_run(st, "fence", f->fence, env, fence_exited);
+    scn_hook_run(st, "fence", f->fence, env, f->hook_timeout_ms, fence_exited);
 }
 
 static void fence_old_known(ScnRun *run, int status, void *data)
@@ -456,7 +405,7 @@ static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", pf_ctx_str(st->run, "old_primary", "name") ?: "");
     snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)pf_ctx_int(st->run, "promotion", "timeline"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
-    pf_hook_run(st, "repoint", f->repoint, env, repoint_exited);
+    scn_hook_run(st, "repoint", f->repoint, env, f->hook_timeout_ms, repoint_exited);
 }
 
 static void plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done)

@@ -13,6 +13,7 @@
 #include "cap/backup/backup.h"
 #include "child.h"
 #include "err.h"
+#include "httpc.h"
 #include "pgconn.h"
 #include "scenario/steps/steps.h"
 
@@ -105,6 +106,12 @@ void scn_cancel(FsmCall *call, void *ctx)
         backup_restore_cancel(st->restore, false); /* the next attempt replaces the partial copy */
     if (st->child)
         child_kill(st->child, SIGKILL);
+    if (st->http_id) {
+        uint64_t id = st->http_id;
+        st->http_id = 0;
+        httpc_cancel(st->run->core->http, id); /* its callback runs now and finishes st */
+        return;
+    }
     if (st->timer && uv_is_active((uv_handle_t *)st->timer)) {
         uv_timer_stop(st->timer); /* waiting for the next check: nothing else will finish st */
         scn_cancelled(st);

@@ -12,6 +12,8 @@
  *   resume.c         resume_shadow, resume_live: through the venue's resume guard
  *   watch.c          post_resume_watch: reconciles after resume_live (ctx "post_resume_watch"),
  *                    and halt_after_watch: trading halted again when the watch failed
+ *   hook.c           a step's configured action (a hook command or an HTTP request) run to its
+ *                    confirming outcome
  */
 #ifndef DRSUP_SCENARIO_STEPS_H
 #define DRSUP_SCENARIO_STEPS_H
@@ -59,6 +61,7 @@ struct ScnStep {
     uint64_t t0;
     bool from_standby; /* restore_database took the standby restore */
     uv_timer_t *timer; /* post_resume_watch: the wait for its next check (closed with the step) */
+    uint64_t http_id;  /* an HTTP request in flight (lib/httpc), 0 when none: cancelled with the step */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -75,6 +78,19 @@ void scn_cancelled(ScnStep *st);
 void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg);
 /* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
 void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params, ScnSqlNext next);
+
+/* ---- a configured action (hook.c) ---- */
+
+/* The action ended: ok when it confirmed (exit 0, HTTP 2xx); how says what happened, for people. */
+typedef void (*ScnHookDone)(ScnStep *st, bool ok, const char *how);
+/* Run the hook argv (NULL-terminated) with env (NULL-terminated NAME=value, may be NULL) within
+ * timeout_ms, then then(); a spawn failure finishes the step. `what` names it in messages. */
+void scn_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, uint64_t timeout_ms,
+                  ScnHookDone then);
+/* Send method (NULL: POST) url with body (JSON, may be NULL) within timeout_ms, then then(). */
+void scn_hook_http(ScnStep *st, const char *what, const char *method, const char *url, const char *body,
+                   uint64_t timeout_ms, ScnHookDone then);
+
 /* ---- the shared steps ---- */
 
 
