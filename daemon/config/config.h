@@ -220,6 +220,8 @@ typedef struct ConfigDetector {
                                         until the pid in its postmaster.pid is gone (bounded) */
     char **damage_patterns;          /* text in restart output / server log meaning damaged files */
     size_t n_damage_patterns;
+    bool app_crash;                  /* the platform's health down (platform.down_after) while the
+                                        database answers is the app_crash incident */
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
