@@ -510,8 +510,7 @@ static const FsmTable pf_table = {"primary_failure", pf_states, N_STATES, pf_row
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool pf_may_resume(const ScnRun *run)
 {
-    int s = fsm_run_state(run->fsm);
-    return run->resume_allowed && (s == RECONCILED || s == SHADOW);
+    return scn_may_resume_from(run, RECONCILED, SHADOW);
 }
 
 static void pf_copy(json_t *to, const char *key, const json_t *v)

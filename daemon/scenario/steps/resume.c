@@ -123,3 +123,9 @@ void scn_plan_resume_live(FsmCall *call, void *ctx, FsmDone done)
     plan_resume(call, ctx, done, VENUE_RESUME);
 }
 
+
+bool scn_may_resume_from(const ScnRun *run, int reconciled, int shadow)
+{
+    int s = fsm_run_state(run->fsm);
+    return run->resume_allowed && (s == reconciled || s == shadow);
+}

@@ -86,6 +86,20 @@ void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...)
     scn_step_free(st);
 }
 
+int scn_step_wait(ScnStep *st, uint64_t ms, uv_timer_cb cb)
+{
+    if (!st->timer) {
+        st->timer = malloc(sizeof(*st->timer));
+        if (!st->timer || uv_timer_init(st->run->core->loop, st->timer) < 0) {
+            free(st->timer);
+            st->timer = NULL;
+            return -ENOMEM;
+        }
+        st->timer->data = st;
+    }
+    return uv_timer_start(st->timer, cb, ms, 0);
+}
+
 /* The step stopped because it was cancelled (timeout, abort, shutdown). */
 void scn_cancelled(ScnStep *st)
 {

@@ -70,6 +70,8 @@ ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone
 void scn_finish(ScnStep *st, int result, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Answer the probe (then free st). */
 void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Call cb(st->timer) in ms (st->timer->data is st); a cancel while waiting ends the step. 0 or -ENOMEM. */
+int scn_step_wait(ScnStep *st, uint64_t ms, uv_timer_cb cb);
 /* The row's cancel hook: stops the invocation's query, child or verification (it then finishes). */
 void scn_cancel(FsmCall *call, void *ctx);
 /* The step stopped because it was cancelled (timeout, abort, shutdown). */
@@ -110,6 +112,9 @@ void scn_plan_resume_shadow(FsmCall *call, void *ctx, FsmDone done);
 void scn_step_resume_live(FsmCall *call, void *ctx, FsmDone done);
 void scn_probe_resume_live(FsmCall *call, void *ctx, FsmProbeDone done);
 void scn_plan_resume_live(FsmCall *call, void *ctx, FsmDone done);
+/* A ScenarioDef.may_resume for a table whose resume steps start in `reconciled` and `shadow`:
+ * only this run's own resume steps, once the reconcile committed. */
+bool scn_may_resume_from(const ScnRun *run, int reconciled, int shadow);
 
 /* post_resume_watch (watch.c): after resume_live, a reconcile at each of reconcile.post_resume_checks
  * (the plan is taken from the configuration when the watch starts and kept in ctx
