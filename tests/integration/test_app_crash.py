@@ -18,7 +18,6 @@ import signal
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import wait_until
 from trading_env import TradingEnv
 
@@ -101,13 +100,6 @@ class AppCrashEnv(TradingEnv):
                        open("/proc/%d/stat" % pid).read().split()[2] == "Z", timeout=10, what="platform stopped")
         except ProcessLookupError:
             pass
-
-
-@pytest.fixture
-def rx():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
