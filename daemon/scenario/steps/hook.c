@@ -102,7 +102,9 @@ void scn_hook_http(ScnStep *st, const char *what, const char *method, const char
             LogFields lf = {st->run->id, st->run->def->name, NULL};
             char red[300];
             httpc_redact_url(url, red, sizeof(red));
-            log_emit(LOG_INFO, "scenario", &lf, "sending the %s request %s %s", what, req.method, red);
+            /* a GET is a poll (app_crash's health wait, every health_interval): debug only */
+            log_emit(strcmp(req.method, "GET") ? LOG_INFO : LOG_DEBUG, "scenario", &lf, "sending the %s request %s %s",
+                     what, req.method, red);
             return;
         }
     } else if (h) {
