@@ -124,6 +124,10 @@ def test_platform_killed_halted_out_of_band_restarted_in_shadow_reconciled_live(
     env = make_env().start()
     d = env.daemon
     wait_until(lambda: d.component("platform")["health"] == "up", timeout=20, what="platform up")
+    # The plan names the out-of-band halt and the restart, and changes nothing.
+    plan = {p["step"]: p["action"] for p in d.ctl_json("execute", "--scenario", "app_crash", "--dry-run")["plan"]}
+    assert "/cancel-all" in plan["halt_trading"] and "restart-platform" in plan["restart_platform"], plan
+    assert env.restart_calls() == [] and not rx.got("/cancel-all") and env.venue.status()["mode"] == "live"
     env.crash_platform()
     rid = wait_until(env.run_of, timeout=30, what="an app_crash run")
     run = env.wait_run(rid)
