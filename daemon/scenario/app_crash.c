@@ -229,6 +229,7 @@ static void restart_failed_attempt(ScnStep *st, const char *why)
 }
 
 static void restart_health_poll(uv_timer_t *t);
+static void restart_on_status(int result, const json_t *answer, const char *text, const char *message, void *data);
 
 static void restart_wait_again(ScnStep *st, const char *why)
 {
@@ -252,9 +253,33 @@ static void restart_on_health(ScnStep *st, bool ok, const char *how)
         restart_wait_again(st, why);
         return;
     }
-    /* Healthy: the kill switch must hold on the restarted platform before anything else. */
-    if (!ac_venue_confirms_halt(st->run)) {
-        restart_wait_again(st, "healthy, but the venue has not confirmed the halt on it yet");
+    /* Healthy: the kill switch must hold on the restarted platform before anything else, as
+     * the platform itself answers now (the venue's last mode may be from before the crash). */
+    int r = st->run->caps->venue ? venue_action(st->run->caps->venue, VENUE_STATUS, NULL, restart_on_status, st)
+                                 : DR_ECANCELED;
+    if (r < 0)
+        scn_finish(st, r, "cannot ask the restarted platform for its mode: %s", err_str(r));
+}
+
+/* The restarted platform's own answer: halted (the venue re-asserts its halt on a platform that
+ * reports shadow or live while held halted), or wait. */
+static void restart_on_status(int result, const json_t *answer, const char *text, const char *message, void *data)
+{
+    ScnStep *st = data;
+    char why[400];
+
+    if (st->cancelled || fsm_call_cancelled(st->call) || result == DR_ECANCELED) {
+        scn_cancelled(st);
+        return;
+    }
+    VenueMode m = result < 0 ? VENUE_MODE_UNKNOWN : venue_parse_mode(&st->run->core->cfg->venue, answer, text);
+    if (m != VENUE_MODE_HALTED || !ac_venue_confirms_halt(st->run)) {
+        if (result < 0)
+            snprintf(why, sizeof(why), "healthy, but its status action failed: %s", message ? message : err_str(result));
+        else
+            snprintf(why, sizeof(why), "healthy, but it reports '%s': the halt is not re-asserted on it yet",
+                     venue_mode_name(m));
+        restart_wait_again(st, why);
         return;
     }
     json_t *r = json_deep_copy(json_object_get(st->run->ctx, "restart"));
