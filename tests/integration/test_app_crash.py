@@ -11,7 +11,8 @@ is an HTTP endpoint of the alert receiver double, which records the call.
 - a platform that does not come back: halted out of band, restart_attempts tries, the run fails
   closed (not_restarted), trading halted, paged through the webhook, never resumed;
 - the daemon SIGKILLed right after the restart step committed: started again, the run completes
-  with one restart.
+  with one restart;
+- in manual mode the run stops before resume_live with trading in shadow, until drctl approve.
 """
 import os
 import signal
@@ -28,9 +29,10 @@ VENUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "to
 class AppCrashEnv(TradingEnv):
     """TradingEnv with the app crash detection, the restart script and the out-of-band halt."""
 
-    def __init__(self, tmp_path, pg, rx, come_back=True, attempts=3):
+    def __init__(self, tmp_path, pg, rx, come_back=True, attempts=3, mode="automatic"):
         super().__init__(tmp_path, pg, trade_interval="100ms")
         self.rx = rx
+        self.mode = mode
         self.come_back = come_back
         self.attempts = attempts
         self.calls = str(tmp_path / "restart-calls")
@@ -62,7 +64,8 @@ class AppCrashEnv(TradingEnv):
         cfg["alerts"] = {"webhook": {"url": self.rx.url("/hook")}, "group_window": "100ms",
                          "routes": [{"match": {"min_severity": "error"}, "channels": ["webhook"]}]}
         cfg["scenarios"] = {"app_crash": {
-            "rto": "2m", "restart_command": [self.write_restart()], "restart_attempts": self.attempts,
+            "rto": "2m", "mode": self.mode, "restart_command": [self.write_restart()],
+            "restart_attempts": self.attempts,
             "restart_delay": "200ms", "health_timeout": "5s" if self.come_back else "1500ms",
             "health_interval": "200ms", "halt_wait": "1s",
             "out_of_band_halt_url": self.rx.url("/cancel-all"), "out_of_band_halt_body": '{"all":true}',
@@ -196,4 +199,21 @@ def test_daemon_killed_after_the_restart_step_completes_the_run(make_env, rx):
     env.venue.post("/test/pause")
     wait_until(lambda: env.venue.status()["db_pending"] == 0, timeout=20, what="platform caught up")
     assert env.db_positions() == env.exchange_positions()
+    env.stop()
+
+
+def test_manual_mode_waits_in_shadow_for_approval(make_env, rx):
+    env = make_env(mode="manual").start()
+    d = env.daemon
+    wait_until(lambda: d.component("platform")["health"] == "up", timeout=20, what="platform up")
+    env.crash_platform()
+    rid = wait_until(env.run_of, timeout=30, what="an app_crash run")
+    run = wait_until(lambda: (lambda r: r if r["status"] == "waiting_approval" else None)(d.ctl_json("run", rid)),
+                     timeout=60, what="the resume_live gate")
+    assert run["state"] == "trading_in_shadow", run
+    assert env.venue.status()["mode"] == "shadow" and len(env.restart_calls()) == 1
+    assert d.ctl("approve", rid).returncode == 0
+    assert env.wait_run(rid)["status"] == "succeeded", d.log()[-6000:]
+    wait_until(lambda: env.venue.status()["mode"] == "live", timeout=10, what="trading live")
+    env.venue.post("/test/pause")
     env.stop()
