@@ -236,8 +236,8 @@ static void restart_wait_again(ScnStep *st, const char *why)
     const AppCrashConfig *c = ac_cfg(st->run);
     if (uv_now(st->run->core->loop) - st->t0 >= c->health_timeout_ms) {
         char msg[600];
-        snprintf(msg, sizeof(msg), "not back within %llu ms of the restart (%s)", (unsigned long long)c->health_timeout_ms,
-                 why);
+        snprintf(msg, sizeof(msg), "not back within %llu ms of the restart (%s)",
+                 (unsigned long long)c->health_timeout_ms, why);
         restart_failed_attempt(st, msg);
         return;
     }
@@ -275,7 +275,8 @@ static void restart_on_status(int result, const json_t *answer, const char *text
     VenueMode m = result < 0 ? VENUE_MODE_UNKNOWN : venue_parse_mode(&st->run->core->cfg->venue, answer, text);
     if (m != VENUE_MODE_HALTED || !ac_venue_confirms_halt(st->run)) {
         if (result < 0)
-            snprintf(why, sizeof(why), "healthy, but its status action failed: %s", message ? message : err_str(result));
+            snprintf(why, sizeof(why), "healthy, but its status action failed: %s",
+                     message ? message : err_str(result));
         else
             snprintf(why, sizeof(why), "healthy, but it reports '%s': the halt is not re-asserted on it yet",
                      venue_mode_name(m));
@@ -358,7 +359,8 @@ static void step_restart_platform(FsmCall *call, void *ctx, FsmDone done)
         return;
     }
     if (!st->run->core->cfg->platform.health_url) {
-        scn_finish(st, DR_ECONFIG, "no platform.health_url: the platform's return cannot be seen; trading stays halted");
+        scn_finish(st, DR_ECONFIG, "no platform.health_url: the platform's return cannot be seen; trading stays "
+                   "halted");
         return;
     }
     int64_t n = ac_ctx_int(st->run, "restart", "attempts");
