@@ -70,17 +70,9 @@ static bool ac_venue_confirms_halt(const ScnRun *run)
 static void ac_action(ScnStep *st, const char *what, const AppCrashAction *a, const char *const *env,
                       ScnHookDone then)
 {
-    if (a->argc) {
-        /* a copied list (the run's section) has argc entries, not a NULL after them */
-        char **argv = calloc(a->argc + 1, sizeof(*argv));
-        if (!argv) {
-            scn_finish(st, -ENOMEM, "cannot run the %s: out of memory", what);
-            return;
-        }
-        memcpy(argv, a->argv, a->argc * sizeof(*argv));
-        scn_hook_run(st, what, argv, env, a->timeout_ms, then); /* child_spawn copies argv */
-        free(argv);
-    } else
+    if (a->argc)
+        scn_hook_run(st, what, a->argv, env, a->timeout_ms, then);
+    else
         scn_hook_http(st, what, "POST", a->url, a->body, a->timeout_ms, then);
 }
 

@@ -42,7 +42,7 @@ static void app_crash_config_read(const CfgSection *s, void *data)
     cfg_duration_ms(s, "restart_timeout", false, 60000, 100, &c->restart.timeout_ms);
     app_crash_check_action(s, "restart", &c->restart);
     cfg_string_list(s, "restart_env", &c->restart_env, &c->n_restart_env);
-    if (!cfg_get(s->map, "restart_env") && (c->restart_env = calloc(1, sizeof(char *))) &&
+    if (!cfg_get(s->map, "restart_env") && (c->restart_env = calloc(2, sizeof(char *))) &&
         (c->restart_env[0] = strdup("TRADING_MODE=shadow")))
         c->n_restart_env = 1;
     for (size_t i = 0; i < c->n_restart_env; i++)
