@@ -743,7 +743,7 @@ bool cfg_string_list(const CfgSection *s, const char *key, char ***ret, size_t *
         return true;
     cfg_fullkey(s, key, fk, sizeof(fk));
     if (n->kind == CFG_NODE_SCALAR) {
-        out = calloc(1, sizeof(*out));
+        out = calloc(2, sizeof(*out)); /* a NULL after the last: the list is usable as an argv */
         if (!out)
             return false;
         out[0] = strdup(n->scalar);
@@ -757,7 +757,7 @@ bool cfg_string_list(const CfgSection *s, const char *key, char ***ret, size_t *
     }
     if (n->n == 0)
         return true; /* an empty list is no values: NULL and 0, nothing for the caller to free */
-    out = calloc(n->n, sizeof(*out));
+    out = calloc(n->n + 1, sizeof(*out));
     if (!out)
         return false;
     for (size_t i = 0; i < n->n; i++) {

@@ -76,8 +76,9 @@ bool cfg_size(const CfgSection *s, const char *key, uint64_t def, uint64_t min, 
 bool cfg_mode(const CfgSection *s, const char *key, mode_t def, mode_t *ret);
 /* One of a NULL-terminated list of names; ret gets the index. */
 bool cfg_enum(const CfgSection *s, const char *key, const char *const *names, int def, int *ret);
-/* A sequence of scalars (a single scalar is accepted as a list of one). Absent, null or an empty
- * list: *ret = NULL and *ret_n = 0, so a caller may put its defaults there without leaking. */
+/* A sequence of scalars (a single scalar is accepted as a list of one), with a NULL after the last
+ * (usable as an argv). Absent, null or an empty list: *ret = NULL and *ret_n = 0, so a caller may
+ * put its defaults there without leaking. */
 bool cfg_string_list(const CfgSection *s, const char *key, char ***ret, size_t *ret_n);
 /* Refuse keys that no getter read. Call after reading every key of the section. */
 void cfg_check_unknown(const CfgSection *s);

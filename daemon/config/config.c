@@ -86,7 +86,7 @@ int config_list_copy(char *const *src, size_t n, char ***dst)
     *dst = NULL;
     if (n == 0)
         return 0;
-    if (!(*dst = calloc(n, sizeof(**dst))))
+    if (!(*dst = calloc(n + 1, sizeof(**dst)))) /* NULL after the last, as cfg_string_list: usable as argv */
         return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (!((*dst)[i] = strdup(src[i])))

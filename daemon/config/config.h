@@ -221,6 +221,8 @@ typedef struct ConfigDetector {
                                         until the pid in its postmaster.pid is gone (bounded) */
     char **damage_patterns;          /* text in restart output / server log meaning damaged files */
     size_t n_damage_patterns;
+    bool app_crash;                  /* the platform's health down (platform.down_after) while the
+                                        database answers is the app_crash incident */
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
@@ -381,7 +383,8 @@ void config_backup_free(ConfigBackup *b);
 int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst);
 void config_scenarios_free(ConfigScenarios *s);
 /* Helpers for sections' copy functions: *dst = a copy of src (NULL stays NULL); a list of n strings
- * (a partial copy on failure, still freeable with n). 0 or -ENOMEM. */
+ * with a NULL after the last, as cfg_string_list (a partial copy on failure, still freeable with n).
+ * 0 or -ENOMEM. */
 int config_str_copy(const char *src, char **dst);
 int config_list_copy(char *const *src, size_t n, char ***dst);
 void config_list_free(char **list, size_t n);

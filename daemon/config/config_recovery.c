@@ -280,6 +280,7 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_string(&s, "server_log", false, NULL, &d->server_log);
     cfg_string(&s, "data_directory", false, NULL, &d->data_directory);
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
+    cfg_bool(&s, "app_crash", false, &d->app_crash);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
         size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);

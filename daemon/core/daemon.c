@@ -437,6 +437,17 @@ static void daemon_probe_failed(void *data, const char *sqlstate, const char *me
     detector_db_probe_failed(data, sqlstate, message);
 }
 
+/* Platform health outcomes go to the detector too (an app crash: the platform down, the database fine). */
+static void daemon_platform_ok(void *data)
+{
+    detector_platform_probe_ok(data);
+}
+
+static void daemon_platform_failed(void *data, const char *message)
+{
+    detector_platform_probe_failed(data, message);
+}
+
 static void daemon_on_status_changed(void *data)
 {
     daemon_update_status(data);
@@ -550,7 +561,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->detector = detector_new(core, d->venue);
     if (!d->detector)
         return daemon_init_failed("the detector");
-    ProbeSink sink = {daemon_probe_ok, daemon_probe_failed, d->detector};
+    ProbeSink sink = {daemon_probe_ok, daemon_probe_failed, daemon_platform_ok, daemon_platform_failed, d->detector};
     d->probes = probes_new(core, &sink);
     if (!d->probes)
         return daemon_init_failed("probes");

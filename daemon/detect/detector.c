@@ -43,7 +43,7 @@ struct Detector {
     DetectorStandbyViewFn view_fn;
     void *view_data;
     DetectorSm sm;
-    char cond_unreachable[192], cond_restart[192], cond_corruption[192], cond_failover[192];
+    char cond_unreachable[192], cond_restart[192], cond_corruption[192], cond_failover[192], cond_app_crash[192];
     /* corruption check */
     uv_timer_t check_timer;
     uint64_t check_interval_ms;
@@ -140,6 +140,15 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
     case DETECTOR_EV_FAILOVER_CLEARED:
         events_emit(ev, SEV_INFO, "detector.failover", det->cond_failover, true, NULL, "%s", message);
         break;
+    case DETECTOR_EV_APP_CRASH:
+        events_emit(ev, SEV_CRITICAL, "detector.app_crash", det->cond_app_crash, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_APP_CRASH_NOT:
+        events_emit(ev, SEV_WARNING, "detector.app_crash", NULL, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_APP_CRASH_CLEARED:
+        events_emit(ev, SEV_INFO, "detector.app_crash", det->cond_app_crash, true, NULL, "%s", message);
+        break;
     case DETECTOR_EV_NONE:
     default:
         break;
@@ -149,10 +158,16 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
 static void detector_trigger(Detector *det, const DetectorDecision *dec)
 {
     Core *d = det->core;
-    bool failover = dec->incident == DETECTOR_INCIDENT_PRIMARY_FAILURE;
-    const char *kind = failover ? INCIDENT_PRIMARY_FAILURE : INCIDENT_CORRUPTION;
-    const char *cond = failover ? det->cond_failover : det->cond_corruption;
-    const char *evkind = failover ? "detector.failover" : "detector.corruption";
+    const char *kind = INCIDENT_CORRUPTION, *cond = det->cond_corruption, *evkind = "detector.corruption";
+    if (dec->incident == DETECTOR_INCIDENT_PRIMARY_FAILURE) {
+        kind = INCIDENT_PRIMARY_FAILURE;
+        cond = det->cond_failover;
+        evkind = "detector.failover";
+    } else if (dec->incident == DETECTOR_INCIDENT_APP_CRASH) {
+        kind = INCIDENT_APP_CRASH;
+        cond = det->cond_app_crash;
+        evkind = "detector.app_crash";
+    }
     char run[64] = "";
     int r;
 
@@ -259,6 +274,26 @@ void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *m
     if (!det->view_fn(det->sm.first_failure_ms, &view, det->view_data))
         return;
     detector_sm_standby_view(&det->sm, now, &view, &dec);
+    detector_apply(det, &dec);
+}
+
+/* ---- platform health probe input ---- */
+
+void detector_platform_probe_ok(Detector *det)
+{
+    DetectorDecision dec;
+    if (!det || det->closing)
+        return;
+    detector_sm_platform_ok(&det->sm, clock_wall_ms(), &dec);
+    detector_apply(det, &dec);
+}
+
+void detector_platform_probe_failed(Detector *det, const char *message)
+{
+    DetectorDecision dec;
+    if (!det || det->closing)
+        return;
+    detector_sm_platform_failed(&det->sm, clock_wall_ms(), message, &dec);
     detector_apply(det, &dec);
 }
 
@@ -634,7 +669,9 @@ static DetectorSmConfig detector_sm_config(const Config *cfg)
                               .restart_attempts = (uint64_t)cfg->detector.restart_attempts,
                               .restart_delay_ms = cfg->detector.restart_delay_ms,
                               .failover = cfg->replication.failover.enabled,
-                              .failover_grace_ms = cfg->replication.failover.grace_ms};
+                              .failover_grace_ms = cfg->replication.failover.grace_ms,
+                              .app_crash = cfg->detector.app_crash && cfg->platform.health_url != NULL,
+                              .platform_down_after = (uint64_t)cfg->platform.down_after};
 }
 
 Detector *detector_new(Core *d, Venue *venue)
@@ -689,6 +726,7 @@ int detector_apply_config(Detector *det, const Config *cfg)
     snprintf(det->cond_restart, sizeof(det->cond_restart), "detector.restart:%s", cfg->cluster);
     snprintf(det->cond_corruption, sizeof(det->cond_corruption), "detector.corruption:%s", cfg->cluster);
     snprintf(det->cond_failover, sizeof(det->cond_failover), "detector.failover:%s", cfg->cluster);
+    snprintf(det->cond_app_crash, sizeof(det->cond_app_crash), "detector.app_crash:%s", cfg->cluster);
 
     bool checks = dc->n_corruption_queries > 0 || dc->n_amcheck_indexes > 0;
     bool same = det->check_pg && det->check_conninfo && strcmp(det->check_conninfo, dc->conninfo) == 0 &&
@@ -775,7 +813,7 @@ json_t *detector_status_json(const Detector *det)
                           sm->halt_requested, "halt_ms", (json_int_t)det->halt_ms, "restarts_done",
                           (json_int_t)sm->restarts_done, "restart_running", det->restart_child != NULL,
                           "corruption_signals", (json_int_t)sm->signals);
-    if (j && (sm->unreachable_open || sm->corruption_open || sm->failover_open)) {
+    if (j && (sm->unreachable_open || sm->corruption_open || sm->failover_open || sm->platform.open)) {
         json_t *open = json_array();
         if (sm->unreachable_open)
             json_array_append_new(open, json_string(det->cond_unreachable));
@@ -783,6 +821,8 @@ json_t *detector_status_json(const Detector *det)
             json_array_append_new(open, json_string(det->cond_corruption));
         if (sm->failover_open)
             json_array_append_new(open, json_string(det->cond_failover));
+        if (sm->platform.open)
+            json_array_append_new(open, json_string(det->cond_app_crash));
         json_object_set_new(j, "open_conditions", open);
     }
     if (!j)
@@ -801,6 +841,13 @@ json_t *detector_status_json(const Detector *det)
     }
     if (sm->last_error[0])
         json_object_set_new(j, "last_probe_error", json_string(sm->last_error));
+    if (sm->platform.consecutive_failures || sm->platform.judged) {
+        static const char *const pjudged[] = {"down", "not_app_crash", "app_crash"};
+        json_object_set_new(j, "platform", json_pack("{s:I,s:I,s:s}", "consecutive_failures",
+                                                     (json_int_t)sm->platform.consecutive_failures, "since_ms",
+                                                     (json_int_t)sm->platform.first_failure_ms, "judged",
+                                                     pjudged[sm->platform.judged]));
+    }
     if (det->last_check_ms) {
         json_object_set_new(j, "last_check_ms", json_integer(det->last_check_ms));
         json_object_set_new(j, "last_check_ok", json_boolean(det->last_check_ok));

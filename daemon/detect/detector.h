@@ -9,7 +9,9 @@
  * damaged page shows up as XX001), the start of the database_corruption scenario once corruption
  * is confirmed (an incident of kind "corruption" handed to whoever registered for incidents: the
  * scenario runner maps it to the scenario that handles it), the events of each decision (conditions detector.unreachable:<cluster>,
- * detector.restart:<cluster>, detector.corruption:<cluster>) and the detector section of
+ * detector.restart:<cluster>, detector.corruption:<cluster>, detector.failover:<cluster>,
+ * detector.app_crash:<cluster>: the platform's health probe down while the database answers, the
+ * incident kind "app_crash") and the detector section of
  * `drctl status`. The liveness probe (daemon/observe/probes.c) feeds it each result.
  *
  * Trading is never resumed here: when the database comes back the halt stays, and an operator
@@ -30,6 +32,8 @@
 #define INCIDENT_CORRUPTION "corruption"
 /* The primary does not answer, the standbys lost it too, and one can be promoted (detector_sm.h). */
 #define INCIDENT_PRIMARY_FAILURE "primary_failure"
+/* The platform's health fails platform.down_after times while the database answers (detector.app_crash). */
+#define INCIDENT_APP_CRASH "app_crash"
 
 typedef struct Detector Detector;
 
@@ -65,6 +69,10 @@ void detector_close(Detector *det, void (*closed_cb)(void *data), void *data);
 void detector_db_probe_ok(Detector *det, int64_t checksum_failures);
 /* The liveness probe failed with SQLSTATE sqlstate ("" when libpq made the error) and message. */
 void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *message);
+
+/* The platform's health probe answered (2xx), or failed with message (detector_sm.h: app crash). */
+void detector_platform_probe_ok(Detector *det);
+void detector_platform_probe_failed(Detector *det, const char *message);
 
 /* A recovery run ended (run: its id): forget the episode, back to healthy, checks re-armed; the
  * conditions it opened stay open until their cause is gone (detector_sm.h), except that

@@ -40,6 +40,8 @@ void detector_sm_configure(DetectorSm *sm, const DetectorSmConfig *cfg)
         sm->cfg.halt_after = 1;
     if (sm->cfg.restart_attempts < 1)
         sm->cfg.restart_attempts = 1;
+    if (sm->cfg.platform_down_after < 1)
+        sm->cfg.platform_down_after = 1;
 }
 
 void detector_sm_init(DetectorSm *sm, const DetectorSmConfig *cfg)
@@ -55,7 +57,9 @@ void detector_sm_reset(DetectorSm *sm)
     int64_t cf = sm->checksum_failures;
     bool unreachable = sm->unreachable_open, corruption = sm->corruption_open, failover = sm->failover_open;
     bool unreachable_maybe = sm->unreachable_maybe, corruption_maybe = sm->corruption_maybe;
+    DetectorPlatform platform = sm->platform;
     detector_sm_init(sm, &cfg);
+    sm->platform = platform;
     sm->checksum_failures = cf;
     sm->unreachable_open = unreachable;
     sm->corruption_open = corruption;
@@ -172,6 +176,7 @@ void detector_sm_probe_ok(DetectorSm *sm, int64_t now_ms, int64_t checksum_failu
     sm->consecutive_failures = 0;
     sm->failures_since_restart = 0;
     sm->failover = 0;
+    sm->db_answered = true;
     if (sm->failover_open) {
         sm->failover_open = false;
         detector_sm_event(out, DETECTOR_EV_FAILOVER_CLEARED, "the database answers (the primary again, or the promoted standby the probe follows)");
@@ -214,6 +219,7 @@ void detector_sm_probe_failed(DetectorSm *sm, int64_t now_ms, const char *sqlsta
                               DetectorDecision *out)
 {
     detector_sm_clear_decision(out);
+    sm->db_answered = false;
     snprintf(sm->last_error, sizeof(sm->last_error), "%s", message && message[0] ? message : "probe failed");
     if (detector_sm_is_corruption_sqlstate(sqlstate)) {
         char what[320];
@@ -342,4 +348,47 @@ void detector_sm_standby_view(DetectorSm *sm, int64_t now_ms, const DetectorStan
              "stream; candidate %s",
              s, (unsigned long long)sm->consecutive_failures, sm->last_error, v->lost_by, v->candidate);
     detector_sm_event(out, DETECTOR_EV_PRIMARY_LOST, "%s", out->trigger_reason);
+}
+
+/* ---- app crash: the platform down, the database fine ---- */
+
+void detector_sm_platform_ok(DetectorSm *sm, int64_t now_ms, DetectorDecision *out)
+{
+    DetectorPlatform *p = &sm->platform;
+
+    detector_sm_clear_decision(out);
+    if (p->open)
+        detector_sm_event(out, DETECTOR_EV_APP_CRASH_CLEARED, "the platform's health answers again after %.1fs",
+                          (double)(now_ms - p->first_failure_ms) / 1000.0);
+    memset(p, 0, sizeof(*p));
+}
+
+void detector_sm_platform_failed(DetectorSm *sm, int64_t now_ms, const char *message, DetectorDecision *out)
+{
+    DetectorPlatform *p = &sm->platform;
+    const char *why = message && message[0] ? message : "health probe failed";
+
+    detector_sm_clear_decision(out);
+    if (p->consecutive_failures++ == 0)
+        p->first_failure_ms = now_ms;
+    if (!sm->cfg.app_crash || p->consecutive_failures < sm->cfg.platform_down_after || p->judged == 2)
+        return;
+    if (!sm->db_answered || sm->down || sm->corruption > 0) {
+        if (p->judged != 1)
+            detector_sm_event(out, DETECTOR_EV_APP_CRASH_NOT,
+                              "the platform's health fails (%s) but the database is %s too: not an app crash, "
+                              "the database's recovery owns it", why,
+                              sm->corruption > 0 ? "suspected of corruption" : sm->down ? "down" : "not answering");
+        p->judged = 1;
+        return;
+    }
+    p->judged = 2;
+    p->open = true;
+    out->actions |= DETECTOR_ACT_TRIGGER;
+    out->incident = DETECTOR_INCIDENT_APP_CRASH;
+    out->detected_ms = p->first_failure_ms;
+    snprintf(out->trigger_reason, sizeof(out->trigger_reason),
+             "app crash: the platform's health fails for %.1fs (%llu failed probes: %s) while the database answers",
+             (double)(now_ms - p->first_failure_ms) / 1000.0, (unsigned long long)p->consecutive_failures, why);
+    detector_sm_event(out, DETECTOR_EV_APP_CRASH, "%s", out->trigger_reason);
 }

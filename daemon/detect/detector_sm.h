@@ -38,6 +38,15 @@
  *     standby within failover.maximum_lag: critical, trading stays halted, no promotion. Both
  *     sides and a candidate: the primary_failure incident, detected_ms = the first failed probe,
  *     once per episode. The next answer of the database resolves detector.failover.
+ *   - App crash (with detector.app_crash): the platform's health probe (platform.health_url)
+ *     failing `platform_down_after` times in a row while the database is healthy (its last probe
+ *     answered, not down, no corruption signal) is the app_crash incident, detected_ms = the
+ *     first failed health probe, once per platform episode: only a health probe that answers
+ *     again re-arms it (a run that failed with the platform still down does not start another).
+ *     A platform down with the database down or suspected is not an app crash (the database's
+ *     rules own that): one warning, no incident; should the database answer while the platform
+ *     still fails, the next failed health probe reports it. The platform's episode is kept by a
+ *     re-arm (detector_sm_reset): it is the platform's, not the database's.
  */
 #ifndef DRSUP_DETECTOR_SM_H
 #define DRSUP_DETECTOR_SM_H
@@ -60,6 +69,8 @@ typedef struct DetectorSmConfig {
     uint64_t restart_delay_ms;
     bool failover;             /* a failover section: a lost primary may be a primary_failure */
     uint64_t failover_grace_ms;
+    bool app_crash;            /* detector.app_crash: a platform down may be an app_crash */
+    uint64_t platform_down_after; /* failed health probes before the platform is down (>= 1) */
 } DetectorSmConfig;
 
 typedef enum {
@@ -73,6 +84,7 @@ typedef enum {
 typedef enum {
     DETECTOR_INCIDENT_CORRUPTION = 0,
     DETECTOR_INCIDENT_PRIMARY_FAILURE,
+    DETECTOR_INCIDENT_APP_CRASH,
 } DetectorIncident;
 
 /* What the replication side says of the primary since the first failed probe (the shell fills it
@@ -101,6 +113,9 @@ typedef enum {
     DETECTOR_EV_FAILOVER_NO_STANDBY,/* opens detector.failover (critical): primary lost, nothing to promote */
     DETECTOR_EV_PRIMARY_LOST,       /* opens detector.failover (critical): both sides agree, incident reported */
     DETECTOR_EV_FAILOVER_CLEARED,   /* resolves detector.failover: the database answers */
+    DETECTOR_EV_APP_CRASH,          /* opens detector.app_crash (critical): incident reported */
+    DETECTOR_EV_APP_CRASH_NOT,      /* the platform is down with the database: not an app crash */
+    DETECTOR_EV_APP_CRASH_CLEARED,  /* resolves detector.app_crash: the platform's health answers */
 } DetectorEventKind;
 
 #define DETECTOR_MAX_EVENTS 3
@@ -119,8 +134,18 @@ typedef struct DetectorDecision {
     } events[DETECTOR_MAX_EVENTS];
 } DetectorDecision;
 
+/* The platform's episode (its health probe), kept across a re-arm. */
+typedef struct DetectorPlatform {
+    uint64_t consecutive_failures;
+    int64_t first_failure_ms;     /* the first failed health probe of this run of failures */
+    int judged;                   /* 0 not yet, 1 not an app crash (database not healthy), 2 incident reported */
+    bool open;                    /* detector.app_crash */
+} DetectorPlatform;
+
 typedef struct DetectorSm {
     DetectorSmConfig cfg;
+    DetectorPlatform platform;
+    bool db_answered;             /* the last database probe answered (cleared by a failure) */
     bool down;                    /* halt_after probes failed; not answered since */
     int corruption;               /* 0 none, 1 suspected, 2 confirmed */
     uint64_t consecutive_failures;
@@ -173,6 +198,10 @@ void detector_sm_check_result(DetectorSm *sm, int64_t now_ms, int64_t started_ms
  * (`evidence` quotes it). */
 void detector_sm_restart_result(DetectorSm *sm, int64_t now_ms, bool ok, bool damage, const char *evidence,
                                 DetectorDecision *out);
+
+/* The platform's health probe answered (2xx), or failed with message. */
+void detector_sm_platform_ok(DetectorSm *sm, int64_t now_ms, DetectorDecision *out);
+void detector_sm_platform_failed(DetectorSm *sm, int64_t now_ms, const char *message, DetectorDecision *out);
 
 /* Should the shell ask for the replication side's view now (down, past the grace, not decided)? */
 bool detector_sm_wants_standby_view(const DetectorSm *sm, int64_t now_ms);

@@ -297,6 +297,14 @@ static void probes_db_probe(Probe *pr)
 
 /* ---- platform health URL ---- */
 
+static void probes_platform_failed(Probe *pr, double latency, const char *msg, const json_t *detail)
+{
+    Probes *p = pr->owner;
+    probes_record(pr, false, latency, msg, detail);
+    if (p->sink.platform_failed)
+        p->sink.platform_failed(p->sink.data, msg);
+}
+
 static void probes_on_http_done(int err, const HttpResponse *resp, const char *errmsg, void *data)
 {
     Probe *pr = data;
@@ -313,12 +321,14 @@ static void probes_on_http_done(int err, const HttpResponse *resp, const char *e
     detail = json_pack("{s:i}", "http_status", (int)resp->status);
     if (err == 0 && resp->status >= 200 && resp->status < 300) {
         probes_record(pr, true, latency, NULL, detail);
+        if (p->sink.platform_ok)
+            p->sink.platform_ok(p->sink.data);
     } else {
         if (err == 0)
             snprintf(msg, sizeof(msg), "health URL answered HTTP %ld", resp->status);
         else
             snprintf(msg, sizeof(msg), "%s", errmsg && errmsg[0] ? errmsg : err_str(err));
-        probes_record(pr, false, latency, msg, detail);
+        probes_platform_failed(pr, latency, msg, detail);
     }
     json_decref(detail);
 }
@@ -339,7 +349,7 @@ static void probes_platform_tick(uv_timer_t *t)
     pr->started_ns = uv_hrtime();
     int r = httpc_request(p->core->http, &req, probes_on_http_done, pr, &p->http_id);
     if (r < 0) {
-        probes_record(pr, false, 0, err_str(r), NULL);
+        probes_platform_failed(pr, 0, err_str(r), NULL);
         return;
     }
     pr->busy = true;

@@ -2,7 +2,7 @@
  * probes: periodic observations of the supervised world (implemented in observe/probes.c).
  *
  * Owns the probe timers and their connections (database liveness, the platform's health URL). Each
- * result is an observation in the status model; database outcomes also go to the sink the wiring
+ * result is an observation in the status model; database and platform outcomes also go to the sink the wiring
  * gives (the detector), so this module names no layer above or beside it. Failures a running
  * recovery declared on the lease are attributed to it and go neither to the model's failure count
  * nor to the sink.
@@ -17,10 +17,13 @@
 
 typedef struct Probes Probes;
 
-/* Where database probe outcomes go (borrowed callbacks; data is passed back). */
+/* Where database and platform health probe outcomes go (borrowed callbacks; data is passed back;
+ * platform_ok and platform_failed may be NULL). */
 typedef struct ProbeSink {
     void (*db_ok)(void *data, int64_t checksum_failures);
     void (*db_failed)(void *data, const char *sqlstate, const char *message);
+    void (*platform_ok)(void *data);
+    void (*platform_failed)(void *data, const char *message);
     void *data;
 } ProbeSink;
 

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "child.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
@@ -76,14 +75,6 @@ static void pf_env_conninfo(char *out, size_t n, const char *name, const char *c
         log_warning("scenario", "%s is left empty: the node's conninfo holds a password", name);
 }
 
-/* Run hook argv (NULL-terminated) with env (NULL-terminated NAME=value), then then(). */
-static void pf_hook_run(ScnStep *st, const char *what, char *const *argv, const char *const *env, ScnHookDone then)
-{
-    char name[64];
-    snprintf(name, sizeof(name), "%s hook", what);
-    scn_hook_run(st, name, (const char *const *)argv, env, pf_failover(st->run)->hook_timeout_ms, then);
-}
-
 /* ---- fence_old_primary ---- */
 
 static void fence_recorded(ScnRun *run, int status, void *data)
@@ -123,7 +114,7 @@ static void fence_spawn(ScnStep *st)
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
     pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "old_primary", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
-    pf_hook_run(st, "fence", f->fence, env, fence_exited);
+    scn_hook_run(st, "fence hook", (const char *const *)f->fence, env, f->hook_timeout_ms, fence_exited);
 }
 
 static void fence_old_known(ScnRun *run, int status, void *data)
@@ -404,7 +395,7 @@ static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
     snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)scn_ctx_int(st->run, "promotion", "timeline"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
-    pf_hook_run(st, "repoint", f->repoint, env, repoint_exited);
+    scn_hook_run(st, "repoint hook", (const char *const *)f->repoint, env, f->hook_timeout_ms, repoint_exited);
 }
 
 static void plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done)

@@ -3,6 +3,7 @@ Shared pytest fixtures for the integration tests.
 
 pg: a started throwaway PostgreSQL 15 cluster (tests/integration/pgharness.py), one per test,
 always stopped and removed afterwards.
+rx: a started alert receiver double (tests/integration/alert_receiver.py), stopped afterwards.
 """
 import os
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from alert_receiver import Receiver  # noqa: E402
 from pgharness import PgCluster  # noqa: E402
 
 
@@ -32,3 +34,10 @@ def daemons():
     yield made
     for d in made:
         d.cleanup()
+
+
+@pytest.fixture
+def rx():
+    r = Receiver().start()
+    yield r
+    r.stop()

@@ -11,7 +11,6 @@ import re
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import Daemon, wait_until
 
 ROUTING_KEY = "R0123456789abcdef0123456789abcd"
@@ -23,13 +22,6 @@ def secret(tmp_path, name, text):
     p.write_text(text + "\n")
     os.chmod(p, 0o600)
     return str(p)
-
-
-@pytest.fixture
-def rx():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def alerts_config(tmp_path, rx, **over):

@@ -16,7 +16,6 @@ import os
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import Daemon, wait_until
 from fakevenue import FakeVenue
 from test_scenario import backup_now, fill_db, loaded, scenario_config
@@ -34,13 +33,6 @@ BEGIN
   RETURN 1;
 END $$;
 """
-
-
-@pytest.fixture
-def rx():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import os
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import Daemon, wait_until
 from trading_env import TradingEnv
 
@@ -100,13 +99,6 @@ def in_recovery(cluster):
 
 def conditions(d):
     return {c["condition"]: c for c in d.ctl_json("alerts").get("conditions", [])}
-
-
-@pytest.fixture
-def rx():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def pages(rx, key):

@@ -12,16 +12,8 @@ import json
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import Daemon, wait_until
 from pgharness import PgCluster
-
-
-@pytest.fixture
-def rx():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

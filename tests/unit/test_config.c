@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "err.h"
 #include "prio.h"
+#include "scenario/app_crash_internal.h"
 #include "scenario/database_corruption_internal.h"
 #include "scenario/point_in_time_internal.h"
 #include "scenario/scenario.h"
@@ -638,12 +639,14 @@ static void test_scenario_sections(void **state)
     ConfigScenario one;
     assert_int_equal(config_scenario_copy(dc, &one), 0);
     config_free(cfg);
-    assert_int_equal(copy.n, 4);
+    assert_int_equal(copy.n, 5);
     assert_string_equal(copy.database, "trading");
     assert_string_equal(copy.list[0].def->name, "database_corruption"); /* registration order */
     assert_string_equal(copy.list[1].def->name, "primary_failure");
     assert_string_equal(copy.list[2].def->name, "point_in_time");
-    assert_string_equal(((FakeSettings *)copy.list[3].data)->label, "x");
+    assert_string_equal(copy.list[3].def->name, "app_crash");
+    assert_string_equal(((AppCrashConfig *)copy.list[3].data)->restart_env[0], "TRADING_MODE=shadow");
+    assert_string_equal(((FakeSettings *)copy.list[4].data)->label, "x");
     assert_string_equal(((CorruptionConfig *)one.data)->switch_command[0], "/bin/true");
     config_scenarios_free(&copy);
     config_scenario_free(&one);
@@ -671,6 +674,16 @@ static void test_scenario_sections(void **state)
     expect_error(text, "'scenarios.database_corruption.switch_command' must start with an absolute program path");
     snprintf(text, sizeof(text), "%sscenarios:\n  database_corruption:\n    mode: sometimes\n", base);
     expect_error(text, "scenarios.database_corruption.mode");
+    snprintf(text, sizeof(text), "%sscenarios:\n  app_crash:\n    restart_command: [/bin/true]\n"
+             "    restart_url: http://127.0.0.1:1/restart\n", base);
+    expect_error(text, "'scenarios.app_crash.restart_url' and 'scenarios.app_crash.restart_command' exclude each other");
+    snprintf(text, sizeof(text), "%sscenarios:\n  app_crash:\n    restart_env: [shadow]\n", base);
+    expect_error(text, "'scenarios.app_crash.restart_env' entries are NAME=value ('shadow')");
+    snprintf(text, sizeof(text), "%sscenarios:\n  app_crash:\n    out_of_band_halt_url: ftp://x/\n", base);
+    expect_error(text, "'scenarios.app_crash.out_of_band_halt_url' must be an http:// or https:// URL");
+    snprintf(text, sizeof(text), "%sscenarios:\n  app_crash:\n    restart_attempts: 10\n    health_timeout: 10m\n",
+             base);
+    expect_error(text, "restart_attempts x (restart_timeout + health_timeout + restart_delay) is at most 1h");
     snprintf(text, sizeof(text), "%sscenarios:\n  database: \"a\\\"b\"\n", base);
     expect_error(text, "'scenarios.database' must be 1..30 characters");
 }

@@ -4,7 +4,9 @@
  * keeps trading halted, corruption signals (checksum_failures rising, XX001/XX002 from probes and
  * checks, damaged files at start) halting at once and triggering only on a second observation
  * with detected_ms = the first, clearing by a clean check, no restore for a merely-down database,
- * and conditions that close whatever the order of outage, answer and the end of a recovery run.
+ * and conditions that close whatever the order of outage, answer and the end of a recovery run;
+ * the app crash: the platform's health down down_after times with the database answering is the
+ * incident (once per platform episode, kept by a re-arm), with the database down it is not.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -491,6 +493,110 @@ static void test_a_blip_within_the_grace_and_no_failover_section(void **state)
     assert_int_equal(d.actions, 0);
 }
 
+
+/* ---- app crash ---- */
+
+static const DetectorSmConfig cfg_ac = {.halt_after = 2, .app_crash = true, .platform_down_after = 3};
+
+static void test_app_crash_platform_down_database_fine(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg_ac);
+
+    detector_sm_probe_ok(&sm, 1000, 0, &d);
+    detector_sm_platform_failed(&sm, 1100, "connection refused", &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_platform_failed(&sm, 1600, "connection refused", &d);
+    assert_int_equal(d.actions, 0);
+    detector_sm_probe_ok(&sm, 1700, 0, &d); /* the database answers in between */
+    detector_sm_platform_failed(&sm, 2100, "connection refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_false(d.actions & DETECTOR_ACT_HALT); /* the scenario's kill switch halts */
+    assert_int_equal(d.incident, DETECTOR_INCIDENT_APP_CRASH);
+    assert_int_equal(d.detected_ms, 1100); /* the first failed health probe */
+    assert_true(has_event(&d, DETECTOR_EV_APP_CRASH));
+    assert_non_null(strstr(d.trigger_reason, "3 failed probes: connection refused"));
+    /* Once per episode: more failures, a run that ended (re-arm) and failures again start nothing. */
+    detector_sm_platform_failed(&sm, 2600, "connection refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0);
+    detector_sm_run_ended(&sm, 2700, false, "run-1", &d);
+    detector_sm_probe_ok(&sm, 2800, 0, &d);
+    detector_sm_platform_failed(&sm, 3100, "connection refused", &d);
+    assert_int_equal(d.actions, 0);
+    /* The platform answers: resolved, and re-armed. */
+    detector_sm_platform_ok(&sm, 3600, &d);
+    assert_true(has_event(&d, DETECTOR_EV_APP_CRASH_CLEARED));
+    detector_sm_platform_ok(&sm, 4100, &d);
+    assert_int_equal(d.n_events, 0);
+    for (int i = 0; i < 2; i++) {
+        detector_sm_platform_failed(&sm, 4600 + 500 * i, "HTTP 503", &d);
+        assert_int_equal(d.actions, 0);
+    }
+    detector_sm_platform_failed(&sm, 5600, "HTTP 503", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.detected_ms, 4600);
+}
+
+static void test_app_crash_not_with_the_database_down(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg_ac);
+
+    /* Never a database answer yet: the database is not known to be fine. */
+    for (int i = 0; i < 3; i++)
+        detector_sm_platform_failed(&sm, 1000 + 100 * i, "refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_true(has_event(&d, DETECTOR_EV_APP_CRASH_NOT));
+    /* The database down (halted by its own rule): still not an app crash, and said once. */
+    detector_sm_probe_failed(&sm, 1400, "", "connection refused", &d);
+    detector_sm_probe_failed(&sm, 1500, "", "connection refused", &d);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_DOWN);
+    detector_sm_platform_failed(&sm, 1600, "refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0);
+    /* One failed database probe is enough to doubt it. */
+    detector_sm_probe_ok(&sm, 1700, 0, &d);
+    detector_sm_probe_failed(&sm, 1800, "", "timeout", &d);
+    detector_sm_platform_failed(&sm, 1900, "refused", &d);
+    assert_int_equal(d.actions, 0);
+    /* The database answers while the platform still fails: the next failure is the app crash. */
+    detector_sm_probe_ok(&sm, 2000, 0, &d);
+    detector_sm_platform_failed(&sm, 2100, "refused", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.incident, DETECTOR_INCIDENT_APP_CRASH);
+    assert_int_equal(d.detected_ms, 1000);
+}
+
+static void test_app_crash_off_or_corruption(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    DetectorSmConfig off = cfg_ac;
+    off.app_crash = false;
+    detector_sm_init(&sm, &off);
+    detector_sm_probe_ok(&sm, 1000, 0, &d);
+    for (int i = 0; i < 10; i++) {
+        detector_sm_platform_failed(&sm, 1100 + 100 * i, "refused", &d);
+        assert_int_equal(d.actions, 0);
+        assert_int_equal(d.n_events, 0);
+    }
+    /* Suspected corruption: the database's scenario owns trading, not an app crash. */
+    detector_sm_init(&sm, &cfg_ac);
+    detector_sm_probe_ok(&sm, 1000, 0, &d);
+    detector_sm_probe_ok(&sm, 1100, 1, &d);
+    assert_int_equal(detector_sm_phase(&sm), DETECTOR_SUSPECT);
+    for (int i = 0; i < 3; i++)
+        detector_sm_platform_failed(&sm, 1200 + 100 * i, "refused", &d);
+    assert_int_equal(d.actions, 0);
+    assert_true(has_event(&d, DETECTOR_EV_APP_CRASH_NOT));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +618,9 @@ int main(void)
         cmocka_unit_test(test_one_side_alone_only_halts),
         cmocka_unit_test(test_no_eligible_standby_pages_and_promotes_nothing),
         cmocka_unit_test(test_a_blip_within_the_grace_and_no_failover_section),
+        cmocka_unit_test(test_app_crash_platform_down_database_fine),
+        cmocka_unit_test(test_app_crash_not_with_the_database_down),
+        cmocka_unit_test(test_app_crash_off_or_corruption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include "cap/backup/backup.h"
 #include "child.h"
 #include "err.h"
+#include "httpc.h"
 #include "pgconn.h"
 #include "scenario/steps/steps.h"
 
@@ -86,6 +87,20 @@ void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...)
     scn_step_free(st);
 }
 
+int scn_step_wait(ScnStep *st, uint64_t ms, uv_timer_cb cb)
+{
+    if (!st->timer) {
+        st->timer = malloc(sizeof(*st->timer));
+        if (!st->timer || uv_timer_init(st->run->core->loop, st->timer) < 0) {
+            free(st->timer);
+            st->timer = NULL;
+            return -ENOMEM;
+        }
+        st->timer->data = st;
+    }
+    return uv_timer_start(st->timer, cb, ms, 0);
+}
+
 /* The step stopped because it was cancelled (timeout, abort, shutdown). */
 void scn_cancelled(ScnStep *st)
 {
@@ -108,6 +123,12 @@ void scn_cancel(FsmCall *call, void *ctx)
         backup_unpack_cancel(st->unpack);
     if (st->child)
         child_kill(st->child, SIGKILL);
+    if (st->http_id) {
+        uint64_t id = st->http_id;
+        st->http_id = 0;
+        httpc_cancel(st->run->core->http, id); /* its callback runs now and finishes st */
+        return;
+    }
     if (st->timer && uv_is_active((uv_handle_t *)st->timer)) {
         uv_timer_stop(st->timer); /* waiting for the next check: nothing else will finish st */
         scn_cancelled(st);

@@ -14,6 +14,8 @@
  *   validate.c       validation queries on a restored database (ctx "validation")
  *   watch.c          post_resume_watch: reconciles after resume_live (ctx "post_resume_watch"),
  *                    and halt_after_watch: trading halted again when the watch failed
+ *   hook.c           a step's configured action (a hook command or an HTTP request) run to its
+ *                    confirming outcome
  */
 #ifndef DRSUP_SCENARIO_STEPS_H
 #define DRSUP_SCENARIO_STEPS_H
@@ -67,6 +69,7 @@ struct ScnStep {
     char where[160];   /* scn_validate: that place, for people */
     BackupUnpack *unpack; /* point_in_time: the base backup being unpacked */
     bool reconnect;       /* point_in_time: the next poll on a fresh connection */
+    uint64_t http_id;  /* an HTTP request in flight (lib/httpc), 0 when none: cancelled with the step */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -75,6 +78,8 @@ ScnStep *scn_step_new(FsmCall *call, void *ctx, FsmDone done, FsmProbeDone pdone
 void scn_finish(ScnStep *st, int result, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Answer the probe (then free st). */
 void scn_answer(ScnStep *st, FsmProbeAnswer a, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Call cb(st->timer) in ms (st->timer->data is st); a cancel while waiting ends the step. 0 or -ENOMEM. */
+int scn_step_wait(ScnStep *st, uint64_t ms, uv_timer_cb cb);
 /* The row's cancel hook: stops the invocation's query, child or verification (it then finishes). */
 void scn_cancel(FsmCall *call, void *ctx);
 /* The step stopped because it was cancelled (timeout, abort, shutdown). */
@@ -83,6 +88,22 @@ void scn_cancelled(ScnStep *st);
 void scn_fail_sql(ScnStep *st, int status, const char *what, const char *errmsg);
 /* Run sql on the connection to `conninfo` (admin when NULL), then next(). */
 void scn_sql(ScnStep *st, const char *conninfo, const char *sql, int np, const char *const *params, ScnSqlNext next);
+
+/* ---- a configured action (hook.c) ---- */
+
+/* The action ended: ok when it confirmed (exit 0 in time, HTTP 2xx); status the exit status or the
+ * HTTP status (-1 when there was none); how says what happened, for people (with the end of a
+ * command's stderr). A cancelled step finishes as cancelled instead. */
+typedef void (*ScnHookDone)(ScnStep *st, bool ok, int64_t status, const char *how);
+/* Run argv (NULL-terminated) with env (NULL-terminated NAME=value additions, may be NULL), killed
+ * after timeout_ms, then then(); a program that cannot be started finishes the step. `what` names
+ * it in messages. */
+void scn_hook_run(ScnStep *st, const char *what, const char *const *argv, const char *const *env, uint64_t timeout_ms,
+                  ScnHookDone then);
+/* Send method (NULL: POST) url with body (JSON, may be NULL) within timeout_ms, then then(). */
+void scn_hook_http(ScnStep *st, const char *what, const char *method, const char *url, const char *body,
+                   uint64_t timeout_ms, ScnHookDone then);
+
 /* ---- the shared steps ---- */
 
 
@@ -93,14 +114,6 @@ void scn_step_select_backup(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_select_backup(FsmCall *call, void *ctx, FsmDone done);
 /* The chosen backup's start (wall ms), 0 before select_backup: a ScenarioDef.restore_point_ms. */
 int64_t scn_backup_restore_point_ms(const ScnRun *run);
-
-/* hook.c: run argv (NULL-terminated) with env (NULL-terminated NAME=value additions, may be NULL),
- * killed after timeout_ms, then then(st, ok, exit_status, how): ok when it exited 0 in time, how
- * its outcome in words (with the end of its stderr). A cancelled step finishes as cancelled
- * instead. A program that cannot be started finishes the step. `what` names it for people. */
-typedef void (*ScnHookDone)(ScnStep *st, bool ok, int64_t exit_status, const char *how);
-void scn_hook_run(ScnStep *st, const char *what, const char *const *argv, const char *const *env, uint64_t timeout_ms,
-                  ScnHookDone then);
 
 /* validate.c: run queries[0..n) (n 0: "SELECT 1") one at a time on conninfo; each answer is recorded
  * in ctx "validation"; an error or a false answer fails the step, else it finishes naming `where`

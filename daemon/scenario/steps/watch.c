@@ -259,17 +259,8 @@ static void watch_next(ScnStep *st)
             due = last + (int64_t)SCN_WATCH_RETRY_MS;
     }
     int64_t wait = due - clock_wall_ms();
-    if (!st->timer) {
-        st->timer = malloc(sizeof(*st->timer));
-        if (!st->timer || uv_timer_init(st->run->core->loop, st->timer) < 0) {
-            free(st->timer);
-            st->timer = NULL;
-            scn_finish(st, -ENOMEM, "cannot wait for the next post-resume check: out of memory");
-            return;
-        }
-        st->timer->data = st;
-    }
-    uv_timer_start(st->timer, watch_on_timer, wait > 0 ? (uint64_t)wait : 0, 0);
+    if (scn_step_wait(st, wait > 0 ? (uint64_t)wait : 0, watch_on_timer) < 0)
+        scn_finish(st, -ENOMEM, "cannot wait for the next post-resume check: out of memory");
 }
 
 void scn_step_post_resume_watch(FsmCall *call, void *ctx, FsmDone done)
