@@ -94,6 +94,10 @@ PgConn *pgconn_new(uv_loop_t *loop, const char *conninfo, const PgConnOptions *o
  */
 int pgconn_check_conninfo(const char *conninfo, char *msg, size_t msgsize);
 
+/* Whether conninfo is in URI form (postgresql:// or postgres://), where keywords are added as query
+ * parameters rather than as " key=value". Pure. */
+bool pgconn_conninfo_is_uri(const char *conninfo);
+
 /*
  * Whether conninfo (key=value or URI form, as libpq's PQconninfoParse reads it) gives a password,
  * empty or not. A conninfo libpq cannot parse gives none. Pure.

@@ -453,3 +453,8 @@ int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **re
     PQconninfoFree(to);
     return pgconn_give_conninfo(r, buf, ret_conninfo);
 }
+
+bool pgconn_conninfo_is_uri(const char *conninfo)
+{
+    return conninfo && (!strncmp(conninfo, "postgresql://", 13) || !strncmp(conninfo, "postgres://", 11));
+}

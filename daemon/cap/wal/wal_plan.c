@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "atomicfile.h"
@@ -239,11 +238,8 @@ json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uin
                  json_string_value(json_object_get(json_array_get(missing, 0), "from")),
                  json_string_value(json_object_get(json_array_get(missing, 0), "to")));
     } else if (!reached) {
-        time_t t = (time_t)(end_ms / 1000);
-        struct tm tm;
-        char when[40] = "?";
-        if (gmtime_r(&t, &tm))
-            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char when[40];
+        clock_format_utc_ms(end_ms, when, sizeof(when));
         snprintf(why, sizeof(why), "the archive ends at %s, before the target: PostgreSQL would fail only after the "
                  "whole restore", when);
     }

@@ -480,7 +480,7 @@ static void wal_on_identify(PgConn *c, int status, const PGresult *res, const ch
 static char *wal_conninfo(const ConfigWal *cfg)
 {
     const char *ci = cfg->conninfo;
-    bool uri = !strncmp(ci, "postgresql://", 13) || !strncmp(ci, "postgres://", 11);
+    bool uri = pgconn_conninfo_is_uri(ci);
     size_t n = strlen(ci) + strlen(cfg->application_name) + 64;
     char *s = malloc(n);
     if (!s)

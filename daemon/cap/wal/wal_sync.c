@@ -40,7 +40,7 @@ static char *wal_sync_conninfo(const ConfigWal *cfg)
         if (!strcmp(o->keyword, "dbname") && o->val && o->val[0])
             has_db = true;
     PQconninfoFree(opts);
-    bool uri = !strncmp(cfg->conninfo, "postgresql://", 13) || !strncmp(cfg->conninfo, "postgres://", 11);
+    bool uri = pgconn_conninfo_is_uri(cfg->conninfo);
     if (has_db || uri)
         return strdup(cfg->conninfo);
     if (asprintf(&s, "%s dbname=postgres", cfg->conninfo) < 0)
