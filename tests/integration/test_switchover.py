@@ -1,0 +1,137 @@
+"""
+The planned switchover and the rejoin (issue 14) against real streaming replication: pg1 the
+primary, pg2 a standby made with pg_basebackup -R, both with wal_log_hints = on and
+full_page_writes = on (what pg_rewind needs), the paper platform trading on pg1, the daemon
+watching both with a failover section (its repoint hook points the platform at the new primary).
+One pair of clusters for the module, in this order:
+
+- refused up front (an unknown node; the standby further behind than failover.maximum_lag while
+  its replay is paused): no run, trading untouched, pg2 still a standby;
+- drctl switchover --to pg2: pg2 is the primary, pg1 stopped, a row committed on pg1 just before
+  is on pg2, trading live on pg2, state_dir/primary.json says pg2;
+- drctl rejoin pg1: pg1 streams from pg2 (pg_stat_replication on pg2 shows it), and a row written
+  on pg2 appears on pg1.
+"""
+import json
+import os
+
+import pytest
+
+from alert_receiver import Receiver
+from drsup import wait_until
+from pgharness import PG_BIN, PgCluster
+from test_failover import FailoverEnv, in_recovery, live_then_pause, start_env
+
+REWIND_SETTINGS = {"wal_log_hints": "on", "full_page_writes": "on"}
+
+
+class SwitchoverEnv(FailoverEnv):
+    def config(self):
+        cfg = super().config()
+        run_as = ["/usr/sbin/runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        nodes = cfg["replication"]["nodes"]
+        for n, c in zip(nodes, (self.pg, self.standby)):
+            n["data_directory"] = c.datadir
+            opts = c._server_options(c.port)
+            n["start"] = run_as + [PG_BIN + "/pg_ctl", "-D", c.datadir, "-l", c.logfile, "-o", opts, "-w", "-t", "30",
+                                   "start"]
+        cfg["scenarios"]["switchover"] = {"rto": "1m", "rpo": "1m", "run_as": run_as, "drain_timeout": "2s",
+                                          "catchup_timeout": "10s", "stop_timeout": "30s",
+                                          "promote_timeout": "30s"}
+        cfg["scenarios"]["rejoin"] = {"run_as": run_as, "stream_timeout": "30s"}
+        return cfg
+
+    def node(self, name):
+        return {n["name"]: n for n in self.repl()["nodes"]}[name]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("switchover")
+    pg1 = PgCluster(settings=REWIND_SETTINGS)
+    pg2 = PgCluster(settings=REWIND_SETTINGS)
+    env = None
+    try:
+        pg1.init()
+        pg1.start()
+        pg2.init_standby(pg1, "pg2")
+        pg2.start()
+        rx = Receiver().start()
+        env = start_env(SwitchoverEnv(tmp, pg1, pg2, rx, maximum_lag="1MiB"))
+        yield env
+    finally:
+        if env:
+            env.cleanup()
+            env.rx.stop()
+        pg2.cleanup()
+        pg1.cleanup()
+
+
+def runs(d):
+    return [r for r in d.ctl_json("runs")["runs"] if r.get("scenario") in ("switchover", "rejoin")]
+
+
+def test_a_switchover_to_an_unknown_or_lagging_node_is_refused_and_changes_nothing(world):
+    env, d = world, world.daemon
+    p = d.ctl("switchover", "--to", "pg9")
+    assert p.returncode == 1 and "'pg9' is not a node of replication.nodes" in p.stderr, (p.stdout, p.stderr)
+    p = d.ctl("switchover", "--to", "pg1")
+    assert p.returncode == 1 and "'pg1' is the primary already" in p.stderr, p.stderr
+    env.standby.psql("SELECT pg_wal_replay_pause()")
+    env.pg.psql("CREATE TABLE behind AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 40000) g",
+                db="trading")
+    wait_until(lambda: (env.node("pg2").get("lag_bytes") or 0) > 1 << 20, timeout=20, what="pg2 behind")
+    p = d.ctl("switchover", "--to", "pg2")
+    assert p.returncode == 1 and "more than failover.maximum_lag" in p.stderr and "nothing was touched" in p.stderr, \
+        p.stderr
+    env.standby.psql("SELECT pg_wal_replay_resume()")
+    assert runs(d) == [] and env.venue.status()["mode"] == "live" and in_recovery(env.standby)
+    assert env.hook_calls() == []
+    env.pg.psql("DROP TABLE behind", db="trading")
+    wait_until(lambda: env.node("pg2").get("lag_bytes") == 0 and env.node("pg2").get("state") == "ok", timeout=30,
+               what="pg2 caught up")
+
+
+def test_switchover_promotes_the_standby_with_no_committed_row_lost(world):
+    env, d = world, world.daemon
+    env.pg.psql("CREATE TABLE IF NOT EXISTS marks (note text); INSERT INTO marks VALUES ('just before')",
+                db="trading")
+    out = d.ctl_json("switchover", "--to", "pg2")
+    rid = out["run"]
+    assert out["scenario"] == "switchover" and out["to"] == "pg2", out
+    live_then_pause(env)
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
+    assert run["status"] == "succeeded", d.log()[-6000:]
+    steps = [s["step"] for s in run["steps"]]
+    assert steps[:10] == ["check_request", "halt_trading", "drain", "check_target", "refuse_writes", "catch_up",
+                          "stop_old_primary", "promote_standby", "repoint_platform", "reconcile"], steps
+    assert not in_recovery(env.standby) and not env.pg.is_running()
+    assert env.standby.psql("SELECT note FROM marks", db="trading") == "just before"
+    assert env.venue.status()["mode"] == "live"
+    assert env.hook_calls() == ["repoint pg2 2"], env.hook_calls()  # a planned switchover fences nothing
+    with open(os.path.join(d.state_dir, "primary.json")) as fh:
+        assert json.load(fh)["primary"] == "pg2"
+    assert env.repl()["primary"] == "pg2"
+    rep = env.run_report(rid)["switchover"]
+    assert rep["old_primary"] == "pg1" and rep["promoted"] == "pg2" and rep["timeline"] == 2, rep
+    env.venue.post("/test/unpause")
+
+
+def test_rejoin_makes_the_old_primary_a_standby_of_the_new_one(world):
+    env, d = world, world.daemon
+    out = d.ctl_json("rejoin", "pg1")
+    rid = out["run"]
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"), timeout=60)
+    assert run["status"] == "succeeded", d.log()[-6000:]
+    steps = [s["step"] for s in run["steps"]]
+    assert steps == ["check_node", "check_settings", "stop_node", "checkpoint", "rewind", "configure", "create_slot",
+                     "start_node", "wait_streaming"], steps
+    rep = env.run_report(rid)["rejoin"]
+    assert rep["copy"]["by"] == "pg_rewind" and rep["settings"]["wal_log_hints"] == "on", rep
+    assert env.pg.is_running() and in_recovery(env.pg)
+    st = env.standby.psql("SELECT application_name, state FROM pg_stat_replication WHERE application_name = 'pg1'")
+    assert st == "pg1|streaming", st
+    env.standby.psql("INSERT INTO marks VALUES ('after the rejoin')", db="trading")
+    wait_until(lambda: "after the rejoin" in env.pg.psql("SELECT note FROM marks", db="trading"), timeout=15,
+               what="the row on pg1")
+    wait_until(lambda: env.node("pg1").get("state") == "ok", timeout=20, what="pg1 ok as a standby")
