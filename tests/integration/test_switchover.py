@@ -7,8 +7,11 @@ One pair of clusters for the module, in this order:
 
 - refused up front (an unknown node; the standby further behind than failover.maximum_lag while
   its replay is paused): no run, trading untouched, pg2 still a standby;
-- drctl switchover --to pg2: pg2 is the primary, pg1 stopped, a row committed on pg1 just before
-  is on pg2, trading live on pg2, state_dir/primary.json says pg2;
+- a target whose replay stays paused never catches up: the run undoes the read-only setting (pg1
+  takes writes again), trading stays halted, nothing promoted;
+- drctl switchover --to pg2, with the daemon SIGKILLed once pg1 is read-only and its final position
+  journaled, then started again: the run completes; pg2 is the primary, pg1 stopped, a row
+  committed on pg1 just before is on pg2, trading live on pg2, state_dir/primary.json says pg2;
 - drctl rejoin pg1: pg1 streams from pg2 (pg_stat_replication on pg2 shows it), and a row written
   on pg2 appears on pg1.
 """
@@ -36,7 +39,7 @@ class SwitchoverEnv(FailoverEnv):
             n["start"] = run_as + [PG_BIN + "/pg_ctl", "-D", c.datadir, "-l", c.logfile, "-o", opts, "-w", "-t", "30",
                                    "start"]
         cfg["scenarios"]["switchover"] = {"rto": "1m", "rpo": "1m", "run_as": run_as, "drain_timeout": "2s",
-                                          "catchup_timeout": "10s", "stop_timeout": "30s",
+                                          "catchup_timeout": "3s", "stop_timeout": "30s",
                                           "promote_timeout": "30s"}
         cfg["scenarios"]["rejoin"] = {"run_as": run_as, "stream_timeout": "30s"}
         return cfg
@@ -92,21 +95,55 @@ def test_a_switchover_to_an_unknown_or_lagging_node_is_refused_and_changes_nothi
                what="pg2 caught up")
 
 
+def read_only(cluster):
+    return cluster.psql("SHOW default_transaction_read_only")
+
+
+def test_a_target_that_never_catches_up_leaves_the_old_primary_writable_and_trading_halted(world):
+    env, d = world, world.daemon
+    env.standby.psql("SELECT pg_wal_replay_pause()")
+    env.pg.psql("CREATE TABLE marks (note text); INSERT INTO marks VALUES ('not replayed')", db="trading")
+    rid = d.ctl_json("switchover", "--to", "pg2")["run"]
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"), timeout=60)
+    assert run["status"] == "failed" and run["state"] == "stayed_halted", run
+    steps = [s["step"] for s in run["steps"]]
+    assert steps == ["check_request", "halt_trading", "drain", "check_target", "refuse_writes", "catch_up",
+                     "undo_read_only"], steps
+    catch = [s for s in run["steps"] if s["step"] == "catch_up"][-1]
+    assert "within catchup_timeout" in catch["message"], catch
+    assert read_only(env.pg) == "off" and in_recovery(env.standby) and env.pg.is_running()
+    env.pg.psql("INSERT INTO marks VALUES ('written after the undo')", db="trading")  # pg1 takes writes again
+    assert env.venue.status()["mode"] == "halted"
+    assert env.hook_calls() == []
+    env.standby.psql("SELECT pg_wal_replay_resume()")
+
+
 def test_switchover_promotes_the_standby_with_no_committed_row_lost(world):
     env, d = world, world.daemon
-    env.pg.psql("CREATE TABLE IF NOT EXISTS marks (note text); INSERT INTO marks VALUES ('just before')",
-                db="trading")
+    venue_env = {"VENUE_URL": env.venue.url("")}
+    env.pg.psql("INSERT INTO marks VALUES ('just before')", db="trading")
+    # killed once the old primary is read-only and its final position journaled, before catch_up
+    d.stop()
+    d.start(env=dict(venue_env, DRSUP_CRASH_AFTER_EVENT="scn.context:final"))
+    env.pg2_ok()
     out = d.ctl_json("switchover", "--to", "pg2")
     rid = out["run"]
     assert out["scenario"] == "switchover" and out["to"] == "pg2", out
+    wait_until(lambda: d.proc.poll() is not None, timeout=30, what="the crash after refuse_writes")
+    assert d.proc.returncode == -9, d.log()[-3000:]
+    d.kill9()
+    assert read_only(env.pg) == "on" and env.pg.is_running() and in_recovery(env.standby)
+    d.start(env=venue_env)
     live_then_pause(env)
     run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
     assert run["status"] == "succeeded", d.log()[-6000:]
     steps = [s["step"] for s in run["steps"]]
-    assert steps[:10] == ["check_request", "halt_trading", "drain", "check_target", "refuse_writes", "catch_up",
-                          "stop_old_primary", "promote_standby", "repoint_platform", "reconcile"], steps
+    # refuse_writes twice: its intent was journaled without its commit, so it ran again after the restart
+    assert steps[:11] == ["check_request", "halt_trading", "drain", "check_target", "refuse_writes", "refuse_writes",
+                          "catch_up", "stop_old_primary", "promote_standby", "repoint_platform", "reconcile"], steps
     assert not in_recovery(env.standby) and not env.pg.is_running()
-    assert env.standby.psql("SELECT note FROM marks", db="trading") == "just before"
+    notes = env.standby.psql("SELECT note FROM marks", db="trading").splitlines()
+    assert "just before" in notes and "written after the undo" in notes, notes
     assert env.venue.status()["mode"] == "live"
     assert env.hook_calls() == ["repoint pg2 2"], env.hook_calls()  # a planned switchover fences nothing
     with open(os.path.join(d.state_dir, "primary.json")) as fh:
