@@ -172,3 +172,25 @@ def test_rejoin_makes_the_old_primary_a_standby_of_the_new_one(world):
     wait_until(lambda: "after the rejoin" in env.pg.psql("SELECT note FROM marks", db="trading"), timeout=15,
                what="the row on pg1")
     wait_until(lambda: env.node("pg1").get("state") == "ok", timeout=20, what="pg1 ok as a standby")
+
+
+def test_a_rejoin_whose_rewind_fails_takes_a_fresh_base_backup_and_keeps_the_old_directory(world):
+    env, d = world, world.daemon
+    cfg = d.config
+    cfg["scenarios"]["rejoin"]["pg_rewind"] = "/bin/false"  # pg_rewind refusing, as on a half-rewound directory
+    d.write_config(cfg)
+    assert d.ctl("reload").returncode == 0
+    rid = d.ctl_json("rejoin", "pg1")["run"]
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"), timeout=60)
+    assert run["status"] == "succeeded", d.log()[-6000:]
+    steps = [s["step"] for s in run["steps"]]
+    assert steps[4:6] == ["rewind", "base_backup"], steps
+    rewind = [s for s in run["steps"] if s["step"] == "rewind"][-1]
+    assert rewind["outcome"] != "ok" and "a fresh base backup instead" in rewind["message"], rewind
+    assert env.run_report(rid)["rejoin"]["copy"]["by"] == "pg_basebackup"
+    kept = [n for n in os.listdir(env.pg.tmpdir) if n.startswith("data.before-rejoin-")]
+    assert len(kept) == 1 and os.path.exists(os.path.join(env.pg.tmpdir, kept[0], "PG_VERSION")), kept
+    assert in_recovery(env.pg)
+    env.standby.psql("INSERT INTO marks VALUES ('after the base backup')", db="trading")
+    wait_until(lambda: "after the base backup" in env.pg.psql("SELECT note FROM marks", db="trading"), timeout=15,
+               what="the row on pg1")
