@@ -579,14 +579,24 @@ static bool so_may_resume(const ScnRun *run)
     return scn_may_resume_in(run, RECONCILED, SHADOW);
 }
 
-/* refuse_writes ends the old primary's sessions: the liveness probe's among them. */
+/* refuse_writes ends the old primary's sessions (the liveness probe's among them); from
+ * stop_old_primary until the promotion is recorded (the probe then follows the new primary) the
+ * old primary is down on purpose. */
 static unsigned so_disturbs(const ScnRun *run, const char *running_step, char *what, size_t n)
 {
-    if (!running_step || strcmp(running_step, "refuse_writes"))
-        return 0;
-    snprintf(what, n, "run %s makes '%s' read-only for a switchover and ends its sessions", run->id,
-             scn_ctx_str(run, "old_primary", "name") ?: "the primary");
-    return LEASE_DB_TERMINATED;
+    int s = fsm_run_state(run->fsm);
+    const char *old = scn_ctx_str(run, "old_primary", "name") ?: "the primary";
+    bool step = running_step != NULL;
+    if (s == OLD_STOPPED || (s == CAUGHT_UP && step && !strcmp(running_step, "stop_old_primary"))) {
+        snprintf(what, n, "run %s stops '%s' for a switchover: it is down until the target's promotion is recorded",
+                 run->id, old);
+        return LEASE_DB_STOPPED | LEASE_DB_TERMINATED;
+    }
+    if (s == TARGET_CHECKED && step && !strcmp(running_step, "refuse_writes")) {
+        snprintf(what, n, "run %s makes '%s' read-only for a switchover and ends its sessions", run->id, old);
+        return LEASE_DB_TERMINATED;
+    }
+    return 0;
 }
 
 static void so_copy(json_t *to, const char *key, const json_t *v)
