@@ -16,7 +16,8 @@
  * contract, docs/replication.md); promote asks the standby whether it is still in recovery first.
  * Once the promotion is confirmed the new primary is recorded (replication_record_primary: roles,
  * replication-status and the liveness probe follow it, across restarts), and the run's reconcile
- * and watch use database.conninfo retargeted to it.
+ * and watch use database.conninfo retargeted to it. The promotion, the repoint and the reconcile and
+ * watch against the new primary are steps/promote.c's, shared with the switchover scenario.
  */
 #include <errno.h>
 #include <stdio.h>

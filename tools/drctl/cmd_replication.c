@@ -111,8 +111,8 @@ const OptCommand drctl_cmd_failover_status = {
                    "failover.maximum_lag, on the primary's timeline, priority above 0; the least behind first, "
                    "then priority) and why each other is not; whether fencing is configured and its check "
                    "(failover.fence_check, run now) passed; whether the platform's repoint is configured. Exits "
-                   "1 unless a failover would succeed. The promotion itself (the primary_failure scenario) is "
-                   "not built yet.",
+                   "1 unless a failover would succeed. The promotion itself is the primary_failure scenario; a "
+                   "planned one is drctl switchover.",
     .data = &(const DrctlAction){.wire = "failover_status", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_failover},
 };
 
