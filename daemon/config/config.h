@@ -306,6 +306,12 @@ typedef struct ConfigReplicationNode {
     char *conninfo;
     bool primary;                /* the role it is expected to have */
     int64_t priority;            /* promotion preference among equals; 0 = never promote */
+    /* What a switchover and a rejoin need to stop and start the node's server (docs/replication.md):
+     * its data directory (on this host), and optionally commands (argv, absolute path) that stop and
+     * start it instead of pg_ctl -D data_directory; all NULL when not configured. */
+    char *data_directory;
+    char **stop, **start;
+    size_t n_stop, n_start;
 } ConfigReplicationNode;
 /* failover: (optional) what a promotion needs. See docs/replication.md. */
 typedef struct ConfigFailover {

@@ -180,6 +180,10 @@ bool lease_disturbance_matches(const LeaseDisturbance *d, const char *database, 
         (!strcmp(sqlstate, "57P01") ||
          (message && strstr(message, "terminating connection due to administrator command"))))
         return true;
+    if ((d->kinds & LEASE_DB_STOPPED) &&
+        (!strcmp(sqlstate, "57P03") || (message && (strstr(message, "the database system is shutting down") ||
+                                                    strstr(message, "Connection refused")))))
+        return true;
     return false;
 }
 

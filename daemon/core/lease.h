@@ -30,6 +30,8 @@ typedef enum {
     LEASE_DB_MISSING = 1u << 0,    /* it is renamed away: 3D000, 'database "X" does not exist' */
     LEASE_DB_REFUSING = 1u << 1,   /* ALLOW_CONNECTIONS false: 'database "X" is not currently accepting connections' */
     LEASE_DB_TERMINATED = 1u << 2, /* its sessions are ended: 57P01, 'terminating connection due to administrator command' */
+    LEASE_DB_STOPPED = 1u << 3,    /* its server is stopped on purpose (a switchover): 57P03, 'the database system is
+                                      shutting down', 'Connection refused' */
 } LeaseDisturbanceKind;
 
 /* One declared disturbance and what was attributed to it so far. */

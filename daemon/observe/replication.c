@@ -549,6 +549,28 @@ void replication_failover_view(const Replication *r, int64_t since_ms, ReplFailo
     free(nodes);
 }
 
+void replication_node_view(const Replication *r, const char *name, ReplNodeView *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->lag_bytes = -1;
+    for (size_t i = 0; name && i < r->n_nodes; i++) {
+        const ReplNode *n = &r->nodes[i];
+        if (strcmp(n->name, name))
+            continue;
+        const char *st = json_string_value(json_object_get(json_object_get(n->sample, "receiver"), "status"));
+        v->known = true;
+        v->primary = n->primary;
+        v->answered = json_is_true(json_object_get(n->sample, "reachable"));
+        v->in_recovery = json_is_true(json_object_get(n->sample, "in_recovery"));
+        v->streaming = st && !strcmp(st, "streaming");
+        v->state = n->primary ? REPL_UNKNOWN : n->state;
+        v->lag_bytes = n->primary ? -1 : n->lag_bytes;
+        v->sampled_ms = n->sampled_ms;
+        snprintf(v->why, sizeof(v->why), "%s", n->primary ? "" : n->why);
+        return;
+    }
+}
+
 const char *replication_node_conninfo(const Replication *r, const char *name)
 {
     for (size_t i = 0; name && i < r->n_nodes; i++)

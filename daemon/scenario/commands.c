@@ -15,6 +15,8 @@
 #include "core/core.h"
 #include "err.h"
 #include "scenario/scn_internal.h"
+#include "scenario/rejoin_internal.h"
+#include "scenario/switchover_internal.h"
 
 static ScnRun *scn_find_live(Scenarios *s, const char *id)
 {
@@ -265,6 +267,8 @@ int scn_commands_register(Scenarios *s)
         {"abort", true, scn_cmd_abort, s, "end a run; trading stays halted (run, reason)"},
         {"incidents", false, scn_cmd_incidents, s, "incident reports of finished runs"},
         {"incident", false, scn_cmd_incident, s, "one incident report, JSON and text (run)"},
+        {"switchover", true, switchover__cmd, s, "a planned switchover to a standby: a switchover run (to, manual)"},
+        {"rejoin", true, rejoin__cmd, s, "rebuild a node as a standby of the primary: a rejoin run (node, manual)"},
     };
     return control_register(s->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }

@@ -16,6 +16,8 @@ extern const ScenarioDef scenario_primary_failure;
 extern const ScenarioDef scenario_point_in_time;
 extern const ScenarioDef scenario_app_crash;
 extern const ScenarioDef scenario_network_partition;
+extern const ScenarioDef scenario_switchover;
+extern const ScenarioDef scenario_rejoin;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
@@ -23,6 +25,8 @@ static const ScenarioDef *const scenario_registry[] = {
     &scenario_point_in_time,
     &scenario_app_crash,
     &scenario_network_partition,
+    &scenario_switchover,
+    &scenario_rejoin,
 };
 
 int scenario_register_config(void)

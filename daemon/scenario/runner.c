@@ -560,7 +560,8 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
         scn_note_outcome(s, run, st);
         if (st == FSM_RUN_SUCCEEDED)
             events_emit_run(s->core->events, SEV_INFO, "scenario.end", cond, true, det, &lf,
-                            "run %s of %s succeeded: trading is live", run->id, run->def->name);
+                            "run %s of %s succeeded%s", run->id, run->def->name,
+                            run->def->live_step ? ": trading is live" : " (trading was not touched)");
         else if (st == FSM_RUN_HANDED_OFF)
             events_emit_run(s->core->events, SEV_WARNING, "scenario.end", NULL, false, det, &lf,
                             "run %s of %s hands off in state '%s' (incident %s); trading stays halted: %s", run->id,

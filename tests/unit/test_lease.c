@@ -44,10 +44,14 @@ static const MatchCase match_cases[] = {
     {"shop", "3D000", "database \"shop\" does not exist", LEASE_DB_MISSING, true},
     {"shop", "", "FATAL:  database \"shop\" is not currently accepting connections", LEASE_DB_REFUSING, true},
     {"shop", "57P01", "FATAL:  terminating connection due to administrator command", LEASE_DB_TERMINATED, true},
+    {"shop", "", "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused", LEASE_DB_STOPPED, true},
+    {"shop", "57P03", "FATAL:  the database system is shutting down", LEASE_DB_STOPPED, true},
     /* declared, but not of that kind */
+    {"shop", "", "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused",
+     LEASE_DB_TERMINATED, false},
     {"shop", "", "FATAL:  database \"shop\" does not exist", LEASE_DB_REFUSING | LEASE_DB_TERMINATED, false},
     {"shop", "57P01", "terminating connection due to administrator command", LEASE_DB_MISSING, false},
-    /* never the run's doing */
+    /* never the run's doing (7: every kind but LEASE_DB_STOPPED) */
     {"shop", "", "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused", 7, false},
     {"shop", "", "query timed out after 1000 ms (cancel sent, connection dropped)", 7, false},
     {"shop", "57P03", "FATAL:  the database system is shutting down", 7, false},
