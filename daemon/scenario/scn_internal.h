@@ -43,6 +43,7 @@ struct Scenarios {
     char *queued_scenario; /* a trigger that arrived while loading: started after the scan */
     char *queued_reason;
     int64_t queued_detected_ms;
+    json_t *queued_params;
     bool closing;
     unsigned pending;   /* thread-pool work not tied to a run */
     ScnCmd *cmds;       /* command reads in flight */
