@@ -91,8 +91,9 @@ static void watched_forget(Watched *w)
 
 static json_t *watched_table_json(const WatchedTable *t)
 {
-    json_t *j = json_pack("{s:s,s:s,s:b,s:s}", "name", t->name, "sql", t->sql, "loss", !watched_verdict_good(t->verdict)
-                          && t->seen, "verdict", t->seen ? watched_verdict_name(t->verdict) : "unknown");
+    json_t *j = json_pack("{s:s,s:s,s:b,s:s}", "name", t->name, "sql", t->sql, "loss",
+                          t->seen && watched_verdict_loss(t->verdict), "verdict",
+                          t->seen ? watched_verdict_name(t->verdict) : "unknown");
     if (!j)
         return NULL;
     if (t->good.have) {
@@ -125,7 +126,7 @@ static void watched_report(Watched *w)
     size_t len = 0;
     for (size_t i = 0; i < w->n_tables; i++) {
         const WatchedTable *t = &w->tables[i];
-        if (!t->seen || watched_verdict_good(t->verdict))
+        if (!t->seen || !watched_verdict_loss(t->verdict))
             continue;
         if (t->good.have && (!target || t->good.at_ms < target))
             target = t->good.at_ms;
@@ -186,10 +187,12 @@ static void watched_on_result(PgConn *c, int status, const PGresult *res, const 
         if (t->verdict == WATCHED_SHRANK)
             log_info("detector", "%s", why);
         t->good = (WatchedObs){.have = true, .value = value, .at_ms = at};
-    } else {
+    } else if (watched_verdict_loss(t->verdict)) {
         w->lost = true;
         if (w->reported)
             log_debug("detector", "%s (reported already)", why);
+    } else {
+        log_debug("detector", "%s", why);
     }
     w->next++;
     watched_sweep_next(w);

@@ -35,8 +35,12 @@ WatchedVerdict watched_judge(const WatchedLimit *lim, const WatchedObs *last_goo
         why = scratch;
         n = sizeof(scratch);
     }
+    if (gone && !last_good->have) {
+        snprintf(why, n, "'%s' does not exist (never observed)", name);
+        return WATCHED_MISSING;
+    }
     if (gone) {
-        snprintf(why, n, "'%s' no longer exists%s", name, last_good->have ? "" : " (never observed)");
+        snprintf(why, n, "'%s' no longer exists (it had %lld)", name, (long long)last_good->value);
         return WATCHED_GONE;
     }
     if (!last_good->have) {
@@ -61,8 +65,13 @@ bool watched_verdict_good(WatchedVerdict v)
     return v == WATCHED_FIRST || v == WATCHED_GOOD || v == WATCHED_SHRANK;
 }
 
+bool watched_verdict_loss(WatchedVerdict v)
+{
+    return v == WATCHED_LOSS || v == WATCHED_GONE;
+}
+
 const char *watched_verdict_name(WatchedVerdict v)
 {
-    static const char *const names[] = {"first", "good", "shrank", "loss", "gone"};
+    static const char *const names[] = {"first", "good", "shrank", "loss", "gone", "missing"};
     return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "?";
 }

@@ -74,11 +74,17 @@ static void test_table_gone_is_a_loss(void **state)
     WatchedObs g = obs(10), none = {0};
     char why[200];
     assert_int_equal(watched_judge(&pct5_rows1000, &g, true, 0, "trades", why, sizeof(why)), WATCHED_GONE);
-    assert_string_equal(why, "'trades' no longer exists");
+    assert_string_equal(why, "'trades' no longer exists (it had 10)");
     assert_false(watched_verdict_good(WATCHED_GONE));
+    assert_true(watched_verdict_loss(WATCHED_GONE));
     assert_false(watched_verdict_good(WATCHED_LOSS));
-    /* gone before the first observation: still reported (a watched table that does not exist) */
-    assert_int_equal(watched_judge(&pct5_rows1000, &none, true, 0, "trades", NULL, 0), WATCHED_GONE);
+    assert_true(watched_verdict_loss(WATCHED_LOSS));
+    /* absent before the first observation: missing, neither a baseline nor a loss */
+    assert_int_equal(watched_judge(&pct5_rows1000, &none, true, 0, "trades", why, sizeof(why)), WATCHED_MISSING);
+    assert_string_equal(why, "'trades' does not exist (never observed)");
+    assert_false(watched_verdict_good(WATCHED_MISSING));
+    assert_false(watched_verdict_loss(WATCHED_MISSING));
+    assert_false(watched_verdict_loss(WATCHED_SHRANK));
 }
 
 static void test_slow_shrink_is_never_a_loss(void **state)
