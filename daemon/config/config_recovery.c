@@ -303,9 +303,8 @@ static void config_read_watched(CfgCtx *ctx, const CfgNode *map, size_t i, Confi
         cfg_error(ctx, map, "'%s' needs a limit: max_drop_percent, max_drop_rows or both", s.path);
 }
 
-static void config_read_watched_tables(CfgSection *s, ConfigDetector *d)
+static void config_read_watched_tables(CfgSection *s, const CfgNode *list, ConfigDetector *d)
 {
-    const CfgNode *list = cfg_get(s->map, "watched_tables");
     cfg_duration_ms(s, "watched_interval", false, 5000, 100, &d->watched_interval_ms);
     cfg_duration_ms(s, "watched_timeout", false, 10000, 10, &d->watched_timeout_ms);
     if (!list || (list->kind == CFG_NODE_SCALAR && !list->scalar[0]))
@@ -352,7 +351,7 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_string(&s, "data_directory", false, NULL, &d->data_directory);
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
     cfg_bool(&s, "app_crash", false, &d->app_crash);
-    config_read_watched_tables(&s, d);
+    config_read_watched_tables(&s, cfg_get(s.map, "watched_tables"), d);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
         size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);
