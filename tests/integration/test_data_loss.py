@@ -11,7 +11,8 @@ the cluster (test_pitr.py's set-up, one cluster for the module).
   recovered to the last good observation and switched in: the rows are back on the primary's
   port (the old data directory kept), the run waits at the approval gate with trading in shadow;
   drctl approve: live, the run succeeds; its report has the rows lost and recovered, the target
-  and the RPO, and the detector's condition is resolved.
+  and the RPO, and the detector's condition is resolved;
+- then DROP TABLE t (the cluster on its new timeline): a loss of every row, recovered the same way.
 """
 import os
 
@@ -62,6 +63,9 @@ def test_operator_trigger_refused_when_the_target_cannot_be_reached(env):
     assert p.returncode == 1 and "not possible" in p.stderr and "archive ends" in p.stderr, p.stdout + p.stderr
     p = d.ctl("execute", "--scenario", "data_loss")
     assert p.returncode == 1 and "needs --before" in p.stderr, p.stdout + p.stderr
+    # the dry run plans the whole table and changes nothing
+    p = d.ctl("execute", "--scenario", "data_loss", "--dry-run")
+    assert p.returncode == 0 and "approve_resume" in p.stdout and "record_evidence" in p.stdout, p.stdout + p.stderr
     assert d.ctl_json("runs")["runs"] == []
     assert env.venue.status()["mode"] == "live" and not env.side_servers()
 
@@ -105,4 +109,21 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
         < steps.index("resume_live"), steps
     wait_until(lambda: "detector.data_loss:paper" not in d.ctl_json("status")["detector"].get("open_conditions", []),
                timeout=10, what="the data-loss condition resolved")
+
+
+def test_a_dropped_watched_table_is_recovered(env):
+    """After the first run (the cluster now on timeline 2): DROP TABLE t is a loss of every row."""
+    d = env.daemon
+    wait_until(lambda: env.watched().get("last_good") == 2400, timeout=20, what="a new baseline after the run")
+    env.pg.psql("DROP TABLE t", db=env.db)
+    run = wait_until(lambda: (lambda r: r[0] if r and r[0]["scenario"] == "data_loss" and r[0].get("active") and
+                              r[0]["status"] == "waiting_approval" else None)(d.ctl_json("runs")["runs"]),
+                     timeout=120, interval=0.3, what="the second run at its approval gate")
+    rid = run["run"]
+    assert env.rows() == ["base|2000", "before|400"], env.rows()
+    assert d.ctl("approve", rid).returncode == 0
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted", "held"))
+    assert run["status"] == "succeeded", (run, "\n".join(l for l in d.log().splitlines() if "scenario" in l)[-6000:])
+    [t] = env.run_report(rid)["data_loss"]["tables"]
+    assert (t["after_loss"], t["rows_lost"], t["recovered_value"]) == ("gone", 2400, 2400), t
     d.stop()
