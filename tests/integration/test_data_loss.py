@@ -78,6 +78,7 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
     wait_until(lambda: env.watched().get("last_good") == 2400, timeout=20, what="the shrink observed")
     assert d.ctl_json("runs")["runs"] == [] and env.venue.status()["mode"] == "live"
     good_ms = env.watched()["last_good_ms"]
+    assert "watched t" in d.ctl("status").stdout and "floor 1920" in d.ctl("status").stdout
 
     env.pg.psql("DELETE FROM t WHERE id % 10 <> 0", db=env.db)
     runs = wait_until(lambda: d.ctl_json("runs")["runs"] or None, timeout=20, what="a data_loss run")
