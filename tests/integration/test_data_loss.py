@@ -84,8 +84,9 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
     runs = wait_until(lambda: d.ctl_json("runs")["runs"] or None, timeout=20, what="a data_loss run")
     rid = runs[0]["run"]
     assert runs[0]["scenario"] == "data_loss", runs
-    run = wait_until(lambda: (lambda r: r if r["status"] in ("waiting_approval", "failed", "aborted", "held")
-                              else None)(env.run(rid)), timeout=120, interval=0.3, what="the approval gate")
+    run = wait_until(lambda: (lambda r: r if r["status"] in ("waiting_approval", "succeeded", "failed", "aborted",
+                                                             "held") else None)(env.run(rid)),
+                     timeout=120, interval=0.3, what="the approval gate")
     assert run["status"] == "waiting_approval" and run["state"] == "trading_in_shadow", \
         (run, "\n".join(l for l in d.log().splitlines() if "scenario" in l)[-6000:])
     # the rows are back on the primary's port, the old cluster kept, trading only in shadow
