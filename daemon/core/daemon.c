@@ -473,6 +473,13 @@ static bool daemon_standby_view(int64_t since_ms, DetectorStandbyView *out, void
     return true;
 }
 
+/* Every replication round tells the detector whether two nodes answered as primaries. */
+static void daemon_split_brain(bool split, const char *nodes, void *data)
+{
+    Daemon *d = data;
+    detector_split_brain(d->detector, split, nodes);
+}
+
 /* A standby was promoted (or the record of one was read at start): the liveness probe follows. */
 static void daemon_follow_primary(const char *node, const char *conninfo, void *data)
 {
@@ -570,6 +577,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         return daemon_init_failed("the replication monitor");
     detector_on_standby_view(d->detector, daemon_standby_view, d);
     replication_on_primary(d->replication, daemon_follow_primary, d);
+    replication_on_split_brain(d->replication, daemon_split_brain, d);
     d->backups = backups_new(core);
     if (!d->backups)
         return daemon_init_failed("backups");

@@ -48,6 +48,8 @@ struct Detector {
     char cond_data_loss[192];
     Watched *watched;              /* the watched tables (detect/watched.h) */
     bool data_loss_open;           /* detector.data_loss:<cluster> raised, not yet resolved */
+    char cond_split_brain[192];
+    bool split_ignored; /* the last round during a run saw two primaries (logged once) */
     /* corruption check */
     uv_timer_t check_timer;
     uint64_t check_interval_ms;
@@ -153,6 +155,12 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
     case DETECTOR_EV_APP_CRASH_CLEARED:
         events_emit(ev, SEV_INFO, "detector.app_crash", det->cond_app_crash, true, NULL, "%s", message);
         break;
+    case DETECTOR_EV_SPLIT_BRAIN:
+        events_emit(ev, SEV_CRITICAL, "detector.split_brain", det->cond_split_brain, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_SPLIT_BRAIN_CLEARED:
+        events_emit(ev, SEV_INFO, "detector.split_brain", det->cond_split_brain, true, NULL, "%s", message);
+        break;
     case DETECTOR_EV_NONE:
     default:
         break;
@@ -201,6 +209,10 @@ static void detector_trigger(Detector *det, const DetectorDecision *dec)
         kind = INCIDENT_APP_CRASH;
         cond = det->cond_app_crash;
         evkind = "detector.app_crash";
+    } else if (dec->incident == DETECTOR_INCIDENT_NETWORK_PARTITION) {
+        kind = INCIDENT_NETWORK_PARTITION;
+        cond = det->cond_split_brain;
+        evkind = "detector.split_brain";
     }
     detector_start_recovery(det, kind, cond, evkind, dec->trigger_reason, dec->detected_ms, NULL);
 }
@@ -336,6 +348,25 @@ void detector_platform_probe_failed(Detector *det, const char *message)
     if (!det || det->closing)
         return;
     detector_sm_platform_failed(&det->sm, clock_wall_ms(), message, &dec);
+    detector_apply(det, &dec);
+}
+
+/* ---- replication rounds: split brain ---- */
+
+void detector_split_brain(Detector *det, bool seen, const char *nodes)
+{
+    DetectorDecision dec;
+    if (!det || det->closing)
+        return;
+    if (lease_held(det->core->lease)) {
+        if (seen && !det->split_ignored)
+            log_notice("detector", "%s answer as primaries while a recovery run is in charge: not a split brain "
+                       "of its own", nodes ? nodes : "?");
+        det->split_ignored = seen;
+        return;
+    }
+    det->split_ignored = false;
+    detector_sm_split_brain(&det->sm, clock_wall_ms(), seen, nodes, &dec);
     detector_apply(det, &dec);
 }
 
@@ -776,6 +807,7 @@ int detector_apply_config(Detector *det, const Config *cfg)
     snprintf(det->cond_corruption, sizeof(det->cond_corruption), "detector.corruption:%s", cfg->cluster);
     snprintf(det->cond_failover, sizeof(det->cond_failover), "detector.failover:%s", cfg->cluster);
     snprintf(det->cond_app_crash, sizeof(det->cond_app_crash), "detector.app_crash:%s", cfg->cluster);
+    snprintf(det->cond_split_brain, sizeof(det->cond_split_brain), "detector.split_brain:%s", cfg->cluster);
     snprintf(det->cond_data_loss, sizeof(det->cond_data_loss), "detector.data_loss:%s", cfg->cluster);
     int wr = watched_apply_config(det->watched, cfg);
     if (wr < 0)
@@ -881,7 +913,7 @@ json_t *detector_status_json(const Detector *det)
                           (json_int_t)sm->restarts_done, "restart_running", det->restart_child != NULL,
                           "corruption_signals", (json_int_t)sm->signals);
     if (j && (sm->unreachable_open || sm->corruption_open || sm->failover_open || sm->platform.open ||
-              det->data_loss_open)) {
+              sm->split.open || det->data_loss_open)) {
         json_t *open = json_array();
         if (sm->unreachable_open)
             json_array_append_new(open, json_string(det->cond_unreachable));
@@ -891,6 +923,8 @@ json_t *detector_status_json(const Detector *det)
             json_array_append_new(open, json_string(det->cond_failover));
         if (sm->platform.open)
             json_array_append_new(open, json_string(det->cond_app_crash));
+        if (sm->split.open)
+            json_array_append_new(open, json_string(det->cond_split_brain));
         if (det->data_loss_open)
             json_array_append_new(open, json_string(det->cond_data_loss));
         json_object_set_new(j, "open_conditions", open);

@@ -11,7 +11,8 @@
  * scenario runner maps it to the scenario that handles it), the events of each decision (conditions detector.unreachable:<cluster>,
  * detector.restart:<cluster>, detector.corruption:<cluster>, detector.failover:<cluster>,
  * detector.app_crash:<cluster>: the platform's health probe down while the database answers, the
- * incident kind "app_crash"; detector.data_loss:<cluster>: a watched table lost rows, detect/watched.h,
+ * incident kind "app_crash"; detector.split_brain:<cluster>: two primaries, the incident kind
+ * "network_partition"; detector.data_loss:<cluster>: a watched table lost rows, detect/watched.h,
  * the incident kind "data_loss" with the recovery target as its parameters) and the detector section of
  * `drctl status`. The liveness probe (daemon/observe/probes.c) feeds it each result.
  *
@@ -35,6 +36,8 @@
 #define INCIDENT_PRIMARY_FAILURE "primary_failure"
 /* The platform's health fails platform.down_after times while the database answers (detector.app_crash). */
 #define INCIDENT_APP_CRASH "app_crash"
+/* Two or more nodes answer as primaries in one replication round (detector_sm.h: split brain). */
+#define INCIDENT_NETWORK_PARTITION "network_partition"
 /* A watched table dropped beyond its limit between two probes, or is gone (detector.watched_tables). */
 #define INCIDENT_DATA_LOSS "data_loss"
 
@@ -82,6 +85,11 @@ void detector_platform_probe_failed(Detector *det, const char *message);
  * conditions it opened stay open until their cause is gone (detector_sm.h), except that
  * recovered (the run succeeded) resolves detector.corruption. */
 void detector_run_ended(Detector *det, const char *run, bool recovered);
+
+/* A replication round ended (the wiring relays observe/replication's rounds): seen when two or more
+ * nodes answered as primaries, `nodes` their names. Ignored while a recovery run holds the lease
+ * (a failover or a switchover has two primaries for a moment). */
+void detector_split_brain(Detector *det, bool seen, const char *nodes);
 
 /* The watched tables: each one's statement, last good observation and floor (detect/watched.h). New
  * reference (an empty array when none are configured). */

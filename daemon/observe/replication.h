@@ -101,6 +101,16 @@ typedef void (*ReplPrimaryFn)(const char *node, const char *conninfo, void *data
 void replication_on_primary(Replication *r, ReplPrimaryFn fn, void *data);
 
 /*
+ * After every round: split is true when two or more nodes answered as primaries (reachable and
+ * pg_is_in_recovery() false), `nodes` their names, comma separated. One listener (the wiring,
+ * which tells the detector); fn(split, nodes, data).
+ */
+typedef void (*ReplSplitFn)(bool split, const char *nodes, void *data);
+void replication_on_split_brain(Replication *r, ReplSplitFn fn, void *data);
+/* The nodes whose last answer says they are primaries, comma separated into out (n bytes); how many. */
+size_t replication_writable_nodes(const Replication *r, char *out, size_t n);
+
+/*
  * Classify one standby from the two samples of a round (the node samples replication.c builds:
  * {"reachable", "in_recovery", "timeline", "lsn", "receiver": {"status", ...}, "replay_age_s",
  * "standbys": [{"name", "state", "lag_bytes", "replay_lag_s"}], "error"}). *lag_bytes and *lag_s

@@ -15,6 +15,7 @@ extern const ScenarioDef scenario_database_corruption;
 extern const ScenarioDef scenario_primary_failure;
 extern const ScenarioDef scenario_point_in_time;
 extern const ScenarioDef scenario_app_crash;
+extern const ScenarioDef scenario_network_partition;
 extern const ScenarioDef scenario_data_loss;
 
 static const ScenarioDef *const scenario_registry[] = {
@@ -22,6 +23,7 @@ static const ScenarioDef *const scenario_registry[] = {
     &scenario_primary_failure,
     &scenario_point_in_time,
     &scenario_app_crash,
+    &scenario_network_partition,
     &scenario_data_loss,
 };
 

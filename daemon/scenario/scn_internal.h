@@ -50,7 +50,7 @@ struct Scenarios {
     ScnCmd *cmds;       /* command reads in flight */
     uint64_t crash_after_record;
     int sub_id;         /* events bus subscription (venue.resume), or <= 0 */
-    bool failed_open[8]; /* per registry index: a failed or aborted run left scenario:<name> open */
+    bool failed_open[16]; /* per registry index: a failed or aborted run left scenario:<name> open */
     void (*closed_cb)(void *data);
     void *closed_data;
 };
