@@ -292,7 +292,8 @@ static void config_read_watched(CfgCtx *ctx, const CfgNode *map, size_t i, Confi
     if (!w->table == !w->query)
         cfg_error(ctx, map, "'%s' needs exactly one of 'table' (its row count) or 'query' (one number)", s.path);
     else if (w->table && !config_table_name_ok(w->table))
-        cfg_error(ctx, cfg_get(map, "table"), "'%s.table' must be [schema.]table (letters, digits, underscores)", s.path);
+        cfg_error(ctx, cfg_get(map, "table"), "'%s.table' must be [schema.]table (letters, digits, underscores)",
+                  s.path);
     else if (w->query && strchr(w->query, ';'))
         cfg_error(ctx, cfg_get(map, "query"), "'%s.query' must be one statement without ';'", s.path);
     else if (!w->name || !w->name[0])

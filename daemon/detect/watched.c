@@ -333,7 +333,8 @@ int watched_apply_config(Watched *w, const Config *cfg)
         char *msg = NULL, red[512];
         if (!(w->pg = pgconn_new_msg(w->core->loop, dc->conninfo, &opts, &msg))) {
             log_redact_conninfo(dc->conninfo, red, sizeof(red));
-            log_error("detector", "cannot use conninfo '%s' for the watched tables: %s", red, msg ? msg : "out of memory");
+            log_error("detector", "cannot use conninfo '%s' for the watched tables: %s", red,
+                      msg ? msg : "out of memory");
             free(msg);
             watched_tables_free(t, dc->n_watched_tables);
             return DR_ECONFIG;

@@ -6,8 +6,9 @@
  * good too (a slow, legitimate shrink: archiving, a cleanup job); a drop by more than
  * max_drop_rows, or by more than max_drop_percent of the last good value, is a loss; the table gone
  * (the relation no longer exists) after a good observation is a loss of every row, and before any
- * (a table not created yet, a misspelt name) only missing: there is nothing to go back to. Only a good observation becomes the new
- * last good one; after a loss the last good one stays, and is the recovery target.
+ * (a table not created yet, a misspelt name) only missing: there is nothing to go back to. Only a
+ * good observation becomes the new last good one; after a loss the last good one stays, and is the
+ * recovery target.
  * detector/watched.c carries it out; tests/unit/test_watched_rule.c reads like the specification.
  */
 #ifndef DRSUP_WATCHED_RULE_H

@@ -198,8 +198,8 @@ static void recovered_answered(ScnStep *st, int status, const PGresult *res, con
     int64_t v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     const json_t *floor = json_object_get(t, "floor");
     bool back = !json_is_integer(floor) || v >= json_integer_value(floor);
-    json_t *e = json_pack("{s:s,s:I,s:O,s:b}", "name", name, "value", (json_int_t)v, "floor", floor ? floor : json_null(),
-                          "back", back);
+    json_t *e = json_pack("{s:s,s:I,s:O,s:b}", "name", name, "value", (json_int_t)v, "floor",
+                          floor ? floor : json_null(), "back", back);
     json_array_append_new(json_object_get(st->acc, "tables"), e);
     if (!back) {
         scn_finish(st, DR_ECORRUPT, "watched table '%s' on the recovered server is %lld, below %lld (the last good "
@@ -347,8 +347,9 @@ static const FsmBranch dl_branches[] = {
     {RECONCILED, "no_approval_needed", APPROVED},
 };
 
-static const FsmTable dl_table = {"data_loss", dl_states, N_STATES, dl_rows, (int)(sizeof(dl_rows) / sizeof(dl_rows[0])),
-                                  dl_branches, (int)(sizeof(dl_branches) / sizeof(dl_branches[0]))};
+static const FsmTable dl_table = {"data_loss", dl_states, N_STATES, dl_rows,
+                                  (int)(sizeof(dl_rows) / sizeof(dl_rows[0])), dl_branches,
+                                  (int)(sizeof(dl_branches) / sizeof(dl_branches[0]))};
 
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool dl_may_resume(const ScnRun *run)
@@ -457,13 +458,14 @@ static void dl_request_planned(int status, json_t *plan, const char *err, void *
     DlRequest *q = data;
     char id[96], why[512] = "";
     if (status < 0 || q->s->closing) {
-        control_reply_error(q->call, status < 0 ? status : DR_ECANCELED, "%s", status < 0 ? err : "the daemon is stopping");
+        control_reply_error(q->call, status < 0 ? status : DR_ECANCELED, "%s",
+                            status < 0 ? err : "the daemon is stopping");
     } else if (!json_is_true(json_object_get(plan, "ok"))) {
         control_reply_error(q->call, DR_ESTATE, "a recovery to before the loss is not possible: %s (no run started, "
                             "nothing was touched)", json_string_value(json_object_get(plan, "why")));
     } else {
-        json_t *params = json_pack("{s:I,s:s,s:o}", "target_ms", (json_int_t)q->target_ms, "source", "operator", "tables",
-                                   dl_operator_tables(q->s));
+        json_t *params = json_pack("{s:I,s:s,s:o}", "target_ms", (json_int_t)q->target_ms, "source", "operator",
+                                   "tables", dl_operator_tables(q->s));
         int r = scn_trigger_params(q->s, "data_loss", q->reason, clock_wall_ms(), q->mode, params, NULL, id, sizeof(id),
                                    why, sizeof(why));
         json_decref(params);
@@ -497,8 +499,8 @@ static void dl_execute(CtlCall *call, const json_t *args, void *data)
         return;
     }
     if (s->active || s->loading) {
-        control_reply_error(call, DR_EBUSY, "%s", s->active ? "a recovery run is already active" : "unfinished runs are "
-                                                                                                  "still being loaded");
+        control_reply_error(call, DR_EBUSY, "%s",
+                            s->active ? "a recovery run is already active" : "unfinished runs are still being loaded");
         return;
     }
     DlRequest *q = calloc(1, sizeof(*q));

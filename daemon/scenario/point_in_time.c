@@ -622,7 +622,8 @@ static const FsmRow pitr_rows[] = {
     {RESTORED, STAGED, "stage_wal", "the WAL to the target is staged and the recovery settings written",
      pitr__step_stage_wal, NULL, NULL, NULL, 3600u * 1000u, 5, true, FSM_GATE_NONE, STAYED_HALTED},
     {STAGED, STARTED, "start_recovery", "the recovered server starts on the side port",
-     pitr__step_start_recovery, NULL, pitr__plan_start_recovery, scn_cancel, 120000, 2, true, FSM_GATE_NONE, NOT_RECOVERED},
+     pitr__step_start_recovery, NULL, pitr__plan_start_recovery, scn_cancel, 120000, 2, true, FSM_GATE_NONE,
+     NOT_RECOVERED},
     {STARTED, PROMOTED, "wait_for_promotion", "the recovered server replayed to the target and was promoted",
      pitr__step_wait_for_promotion, NULL, NULL, scn_cancel, 7u * 3600u * 1000u, 1, true, FSM_GATE_NONE, NOT_RECOVERED},
     {PROMOTED, VALIDATED, "validate_recovery", "the validation queries pass on the recovered server",
@@ -741,8 +742,8 @@ void pitr__cmd_recover(CtlCall *call, const json_t *args, void *data)
         control_reply_error(call, DR_EBADARG, "--timestamp is required");
         return;
     }
-    const char *why = sc ? pitr__unconfigured(sc->data, &s->caps, json_integer_value(t), scenario_point_in_time.name, buf,
-                                              sizeof(buf))
+    const char *why = sc ? pitr__unconfigured(sc->data, &s->caps, json_integer_value(t), scenario_point_in_time.name,
+                                              buf, sizeof(buf))
                          : "no configuration";
     if (why[0]) {
         control_reply_error(call, DR_ECONFIG, "%s: no recovery run (drctl recover --dry-run plans one)", why);
