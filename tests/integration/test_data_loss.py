@@ -12,7 +12,8 @@ the cluster (test_pitr.py's set-up, one cluster for the module).
   port (the old data directory kept), the run waits at the approval gate with trading in shadow;
   drctl approve: live, the run succeeds; its report has the rows lost and recovered, the target
   and the RPO, and the detector's condition is resolved;
-- then DROP TABLE t (the cluster on its new timeline): a loss of every row, recovered the same way.
+- then DROP TABLE t (the cluster on its new timeline): a loss of every row, recovered the same way,
+  with the daemon SIGKILLed right after record_evidence committed (the run resumes).
 """
 import os
 
@@ -113,11 +114,19 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
                timeout=10, what="the data-loss condition resolved")
 
 
-def test_a_dropped_watched_table_is_recovered(env):
-    """After the first run (the cluster now on timeline 2): DROP TABLE t is a loss of every row."""
+def test_a_dropped_watched_table_is_recovered_across_a_crash(env):
+    """After the first run (the cluster now on timeline 2): DROP TABLE t is a loss of every row; the
+    daemon killed right after record_evidence committed resumes the run with its journaled target."""
     d = env.daemon
-    wait_until(lambda: env.watched().get("last_good") == 2400, timeout=20, what="a new baseline after the run")
+    d.stop()
+    d.start(env={"DRSUP_CRASH_AFTER_EVENT": "commit:record_evidence"})
+    wait_until(lambda: env.watched().get("last_good") == 2400, timeout=20, what="a baseline after the start")
     env.pg.psql("DROP TABLE t", db=env.db)
+    wait_until(lambda: d.proc.poll() is not None, timeout=60, what="the crash after record_evidence")
+    assert d.proc.returncode == -9, d.log()[-3000:]
+    d.kill9()
+    assert env.venue.status()["mode"] == "halted"
+    d.start()
     run = wait_until(lambda: (lambda r: r[0] if r and r[0]["scenario"] == "data_loss" and r[0].get("active") and
                               r[0]["status"] == "waiting_approval" else None)(d.ctl_json("runs")["runs"]),
                      timeout=120, interval=0.3, what="the second run at its approval gate")
