@@ -130,6 +130,12 @@ static void config_free_detector(ConfigDetector *d)
     free(d->server_log);
     free(d->data_directory);
     config_list_free(d->damage_patterns, d->n_damage_patterns);
+    for (size_t i = 0; i < d->n_watched_tables; i++) {
+        free(d->watched_tables[i].name);
+        free(d->watched_tables[i].table);
+        free(d->watched_tables[i].query);
+    }
+    free(d->watched_tables);
 }
 
 static void config_free_reconcile(ConfigReconcile *r)

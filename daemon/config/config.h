@@ -201,6 +201,16 @@ typedef struct ConfigBackup {
     int physical_manifest_checksums;  /* a PgManifestAlgo (lib/pgmanifest.h); 0: CRC32C, the default */
 } ConfigBackup;
 
+/* detector.watched_tables[]: a table's row count (or a query's one number) probed on a schedule; a
+ * drop beyond a limit between two probes, or the table gone, is a data loss. See docs/detector.md. */
+typedef struct ConfigWatchedTable {
+    char *name;              /* for people, metrics and reports; default: the table */
+    char *table;             /* [schema.]table: its row count ... */
+    char *query;             /* ... or a query returning one number (exactly one of the two) */
+    double max_drop_percent; /* a drop by more than this % of the last good value is a loss (< 0: unset) */
+    int64_t max_drop_rows;   /* a drop by more than this many is a loss (< 0: unset); at least one set */
+} ConfigWatchedTable;
+
 /* detector: how observations become decisions (halt, restart, corruption). See docs/detector.md. */
 typedef struct ConfigDetector {
     int64_t halt_after;              /* consecutive failed liveness probes before trading is halted */
@@ -223,6 +233,10 @@ typedef struct ConfigDetector {
     size_t n_damage_patterns;
     bool app_crash;                  /* the platform's health down (platform.down_after) while the
                                         database answers is the app_crash incident */
+    ConfigWatchedTable *watched_tables; /* probed over detector.conninfo; a loss is the data_loss incident */
+    size_t n_watched_tables;
+    uint64_t watched_interval_ms;    /* between two probes of every watched table */
+    uint64_t watched_timeout_ms;     /* one probe query's deadline */
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */

@@ -54,6 +54,11 @@ static void scn_cmd_execute(CtlCall *call, const json_t *args, void *data)
     const PeerCred *pc = control_call_peer(call);
     snprintf(rbuf, sizeof(rbuf), "operator request (uid %ld)%s%s", pc ? (long)pc->uid : -1L, reason ? ": " : "",
              reason ? reason : "");
+    const ScenarioDef *def = scenario_find(name);
+    if (def && def->execute && !dry) {
+        def->execute(call, args, s);
+        return;
+    }
     const ConfigScenario *sc = config_scenario(s->core->cfg, name);
     FsmMode mode = dry ? FSM_MODE_DRY_RUN : manual || (sc && sc->manual) ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC;
     int r = scn_trigger(s, name, rbuf, clock_wall_ms(), mode, dry ? call : NULL, id, sizeof(id), err, sizeof(err));

@@ -18,6 +18,7 @@ extern const ScenarioDef scenario_app_crash;
 extern const ScenarioDef scenario_network_partition;
 extern const ScenarioDef scenario_switchover;
 extern const ScenarioDef scenario_rejoin;
+extern const ScenarioDef scenario_data_loss;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
@@ -27,6 +28,7 @@ static const ScenarioDef *const scenario_registry[] = {
     &scenario_network_partition,
     &scenario_switchover,
     &scenario_rejoin,
+    &scenario_data_loss,
 };
 
 int scenario_register_config(void)

@@ -834,6 +834,12 @@ int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, i
 int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, char *ret_run_id,
                       size_t run_id_len)
 {
+    return scenarios_trigger_params(s, scenario, reason, detected_ms, NULL, ret_run_id, run_id_len);
+}
+
+int scenarios_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
+                             const json_t *params, char *ret_run_id, size_t run_id_len)
+{
     char err[512];
     if (s->loading && !s->closing && scenario) {
         /* Unfinished runs are still being read: this one starts once they are (if none of them
@@ -843,13 +849,15 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
         s->queued_scenario = strdup(scenario);
         s->queued_reason = strdup(reason ? reason : "");
         s->queued_detected_ms = detected_ms;
+        json_decref(s->queued_params);
+        s->queued_params = params ? json_deep_copy(params) : NULL;
         if (ret_run_id && run_id_len)
             ret_run_id[0] = '\0';
         return -EINPROGRESS;
     }
     const ConfigScenario *sc = scenario ? config_scenario(s->core->cfg, scenario) : NULL;
-    int r = scn_trigger(s, scenario, reason, detected_ms, sc && sc->manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC, NULL,
-                        ret_run_id, run_id_len, err, sizeof(err));
+    int r = scn_trigger_params(s, scenario, reason, detected_ms, sc && sc->manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC,
+                               params, NULL, ret_run_id, run_id_len, err, sizeof(err));
     if (r < 0 && r != -EBUSY)
         log_error("scenario", "cannot start scenario '%s': %s", scenario ? scenario : "", err);
     return r;
@@ -900,15 +908,15 @@ static bool scn_resume_guard(void *data, char *why, size_t whylen)
 /* ---- incidents ---- */
 
 /* The detector confirmed an incident: start the scenario that handles its kind. */
-static int scn_on_incident(const char *kind, const char *reason, int64_t detected_ms, char *ret_run, size_t run_len,
-                           void *data)
+static int scn_on_incident(const char *kind, const char *reason, int64_t detected_ms, const json_t *params,
+                           char *ret_run, size_t run_len, void *data)
 {
     const ScenarioDef *def = scenario_for_incident(kind);
     if (!def) {
         log_error("scenario", "no scenario handles incidents of kind '%s'", kind);
         return -ENOENT;
     }
-    return scenarios_trigger(data, def->name, reason, detected_ms, ret_run, run_len);
+    return scenarios_trigger_params(data, def->name, reason, detected_ms, params, ret_run, run_len);
 }
 
 /* ---- life cycle ---- */
@@ -1041,6 +1049,8 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
     free(s->queued_scenario);
     free(s->queued_reason);
     s->queued_scenario = s->queued_reason = NULL;
+    json_decref(s->queued_params);
+    s->queued_params = NULL;
     s->pending--;
     scn_maybe_closed(s);
 }

@@ -289,14 +289,17 @@ static void scn_scan_done(uv_work_t *req, int status)
     free(sc);
     if (s->queued_scenario) {
         char *scn = s->queued_scenario, *why = s->queued_reason;
+        json_t *params = s->queued_params;
         s->queued_scenario = s->queued_reason = NULL;
+        s->queued_params = NULL;
         if (s->active)
             log_notice("scenario", "run %s resumed; the %s trigger seen during start-up is covered by it",
                        s->active->id, scn);
         else if (!s->closing)
-            scenarios_trigger(s, scn, why, s->queued_detected_ms, NULL, 0);
+            scenarios_trigger_params(s, scn, why, s->queued_detected_ms, params, NULL, 0);
         free(scn);
         free(why);
+        json_decref(params);
     }
     scn_update_status(s);
     scn_maybe_closed(s);

@@ -21,6 +21,7 @@
 
 typedef struct ScnRun ScnRun;
 struct ScenarioCaps; /* scenarios.h */
+struct CtlCall;      /* core/control.h */
 
 /* A hand-off state of the table (FSM_STATE_HANDOFF) and the incident kind it hands the run to:
  * the runner then starts the scenario that handles that kind, with the same detection time. */
@@ -62,6 +63,10 @@ typedef struct ScenarioDef {
      * the step acts and ends it when this answers 0, so a probe failing that way is attributed to
      * the run instead of paging. May be NULL (the scenario disturbs nothing a probe sees). */
     unsigned (*disturbs)(const ScnRun *run, const char *running_step, char *what, size_t n);
+    /* `drctl execute --scenario NAME` (not a dry run) answered by the scenario itself, so that its
+     * parameters are checked before any run starts (data_loss plans its --before T first);
+     * scenarios is the runner's Scenarios. NULL: the generic start. May be NULL. */
+    void (*execute)(struct CtlCall *call, const json_t *args, void *scenarios);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */

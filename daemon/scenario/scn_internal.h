@@ -12,6 +12,7 @@
  *   point_in_time.c, point_in_time_files.c  the point_in_time scenario (drctl recover --timestamp)
  *   switchover.c        the switchover scenario (drctl switchover --to NODE)
  *   rejoin.c, rejoin_files.c  the rejoin scenario (drctl rejoin NODE)
+ *   data_loss.c         the data_loss scenario (a watched table lost rows; point_in_time's steps)
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
@@ -45,6 +46,7 @@ struct Scenarios {
     char *queued_scenario; /* a trigger that arrived while loading: started after the scan */
     char *queued_reason;
     int64_t queued_detected_ms;
+    json_t *queued_params;
     bool closing;
     unsigned pending;   /* thread-pool work not tied to a run */
     ScnCmd *cmds;       /* command reads in flight */
