@@ -29,6 +29,14 @@ typedef struct ScenarioHandoff {
     const char *incident;
 } ScenarioHandoff;
 
+/* What a drill of the scenario needs from its section (drill.c): borrowed from the configuration. */
+typedef struct ScenarioDrillSettings {
+    char *const *validation_queries; /* run in the scratch restore (n 0: SELECT 1) */
+    size_t n_validation_queries;
+    unsigned restore_jobs;           /* as the real restore: pg_restore -j N from a spool, 0 streamed */
+    uint64_t restore_timeout_ms;
+} ScenarioDrillSettings;
+
 typedef struct ScenarioDef {
     const char *name;            /* "database_corruption": drctl execute --scenario NAME */
     const char *short_name;      /* "corruption": part of run ids */
@@ -62,6 +70,10 @@ typedef struct ScenarioDef {
      * the step acts and ends it when this answers 0, so a probe failing that way is attributed to
      * the run instead of paging. May be NULL (the scenario disturbs nothing a probe sees). */
     unsigned (*disturbs)(const ScnRun *run, const char *running_step, char *what, size_t n);
+    /* The scenario can be rehearsed by `drctl drill` (a restore of the newest verified backup into a
+     * scratch database, its validation, a compare-only reconcile; daemon/scenario/drill.c): fill
+     * ret from its section sc and the backup section b. NULL: no drill for it. */
+    void (*drill_settings)(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */
