@@ -10,6 +10,8 @@
  *   database_corruption.c, database_corruption_db.c  the database_corruption scenario
  *   primary_failure.c   the primary_failure scenario
  *   point_in_time.c, point_in_time_files.c  the point_in_time scenario (drctl recover --timestamp)
+ *   drill.c, drill_book.c, drill_rules.c  drills (drill.h): a job of their own, not runs; they use
+ *                     none of this header
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
