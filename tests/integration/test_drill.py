@@ -151,6 +151,16 @@ def test_drill_rehearses_without_touching_the_live_side(pg, tmp_path):
         assert d.ctl_json("run", rid)["status"] not in ("succeeded", "failed", "aborted")
         wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=20, what="the real run halting")
         assert d.ctl("abort", rid, "--reason", "test over").returncode == 0
+
+        # The daemon stopped during a drill: the drill is aborted, its scratch database dropped,
+        # and the daemon exits cleanly (exit 0; nothing leaked under SANITIZE).
+        did = wait_until(lambda: (lambda p: json.loads(p.stdout)["id"] if p.returncode == 0 else None)(
+            d.ctl("--json", "drill", "--scenario", SCN, "--detach")), timeout=20, what="a drill after the run")
+        wait_until(lambda: did in d.log() and "drill step restore PASS" in d.log().split(did, 1)[1], timeout=20,
+                   what="the last drill validating")
+        env.stop()
+        assert drill_dbs(env) == []
+        assert json.load(open(os.path.join(d.state_dir, "incidents", did + ".json")))["outcome"] == "aborted"
     finally:
         env.cleanup()
         rx.stop()
