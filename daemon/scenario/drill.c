@@ -8,9 +8,11 @@
  * reconcile (reconcile_start_compare against the scratch database, read-only: nothing replayed,
  * nothing noted on the venue), drop_scratch (DROP DATABASE ... WITH (FORCE)), then the report. A
  * failed or aborted step skips the rest but never the drop. The RTO estimate is the sum of the
- * select, restore, validate and reconcile durations (drill_rules.c); the real run adds its halt,
- * evidence and switch steps, which a drill cannot measure without touching the live side.
+ * select, restore, validate and reconcile durations (drill_rules.c) plus the halt_trading step of
+ * the scenario's newest incident report (read first, on the thread pool) when there is one; the
+ * evidence and switch steps (renames) cannot be measured without touching the live side.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +55,8 @@ struct DrillRun {
     uint64_t t0;           /* the step's start (loop ms) */
     int64_t t0_wall;
     int64_t dur[DRILL_RTO_STEPS];
+    int64_t halt_ms;       /* the halt of the scenario's newest incident report, -1 unknown */
+    char halt_from[96];    /* that run's id */
     json_t *steps;
     json_t *backup;
     json_t *validation;
@@ -118,6 +122,65 @@ static void drill_advance(DrillRun *run)
         run->stage = run->scratch_maybe ? D_DROP : D_WRITE;
     else
         run->stage++;
+    drill_next(run);
+}
+
+/* ---- the halt's time, from the scenario's newest incident report (thread pool) ---- */
+
+/* Incident reports are <run id>.json, the id "<UTC time>-<short name>-<tag>": the newest of the
+ * scenario sorts last. Its timeline's halt_trading (outcome ok) is how long a real halt took. */
+static void drill_halt_work(uv_work_t *req)
+{
+    DrillRun *run = req->data;
+    char want[80], best[256] = "", path[4500], *text = NULL;
+    size_t len;
+    struct dirent *de;
+    run->halt_ms = -1;
+    snprintf(want, sizeof(want), "-%s-", run->def->short_name);
+    DIR *dh = opendir(run->dir);
+    if (!dh)
+        return;
+    while ((de = readdir(dh))) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || !strncmp(de->d_name, "drill-", 6) || l < 6 || l >= sizeof(best) ||
+            strcmp(de->d_name + l - 5, ".json") != 0 || !strstr(de->d_name, want))
+            continue;
+        if (strcmp(de->d_name, best) > 0)
+            snprintf(best, sizeof(best), "%s", de->d_name);
+    }
+    closedir(dh);
+    if (!best[0])
+        return;
+    snprintf(path, sizeof(path), "%s/%s", run->dir, best);
+    if (atomicfile_read_all(path, 64u << 20, &text, &len) < 0)
+        return;
+    json_t *rep = json_loadb(text, len, 0, NULL);
+    free(text);
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(rep, "timeline"), i, st) {
+        const char *name = json_string_value(json_object_get(st, "step"));
+        const char *outcome = json_string_value(json_object_get(st, "outcome"));
+        if (name && outcome && !strcmp(name, "halt_trading") && !strcmp(outcome, "ok") &&
+            json_is_integer(json_object_get(st, "end_ms"))) {
+            run->halt_ms = json_integer_value(json_object_get(st, "end_ms")) -
+                           json_integer_value(json_object_get(st, "start_ms"));
+            snprintf(run->halt_from, sizeof(run->halt_from), "%.*s", (int)(strlen(best) - 5), best);
+            if (run->halt_ms < 0)
+                run->halt_ms = -1;
+            break;
+        }
+    }
+    json_decref(rep);
+}
+
+static void drill_halt_done(uv_work_t *req, int status)
+{
+    DrillRun *run = req->data;
+    if (status < 0)
+        run->halt_ms = -1;
+    if (run->aborted) /* before any step: nothing to undo */
+        run->stage = D_WRITE;
     drill_next(run);
 }
 
@@ -364,7 +427,7 @@ static json_t *drill_build_report(DrillRun *run)
 {
     char started[40], finished[40];
     int64_t now = clock_wall_ms();
-    int64_t rto = drill_rto_estimate(run->dur, DRILL_RTO_STEPS, 0);
+    int64_t rto = drill_rto_estimate(run->dur, DRILL_RTO_STEPS, run->halt_ms);
     bool measured = !run->failed && !run->aborted;
     const char *outcome = run->aborted ? "aborted" : run->failed ? "failed" : "passed";
     clock_format_utc_ms(run->started_ms, started, sizeof(started));
@@ -375,8 +438,14 @@ static json_t *drill_build_report(DrillRun *run)
     json_object_set_new(rto_o, "estimate_ms", measured ? json_integer(rto) : json_null());
     json_object_set_new(rto_o, "target_ms", run->rto_target_ms ? json_integer((json_int_t)run->rto_target_ms) : json_null());
     json_object_set_new(rto_o, "met", measured ? json_boolean(drill_rto_met(rto, run->rto_target_ms)) : json_null());
-    json_object_set_new(rto_o, "not_measured", json_string("halt_trading, preserve_evidence and switch_database: a "
-                                                           "drill does not touch the live side (each takes seconds)"));
+    json_object_set_new(rto_o, "halt_ms", run->halt_ms >= 0 ? json_integer(run->halt_ms) : json_null());
+    json_object_set_new(rto_o, "halt_from", run->halt_ms >= 0 ? json_string(run->halt_from) : json_null());
+    json_object_set_new(rto_o, "not_measured",
+                        json_string(run->halt_ms >= 0 ? "preserve_evidence and switch_database: a drill does not touch "
+                                                        "the live side (two renames: seconds)"
+                                                      : "halt_trading (no incident report of the scenario has one), "
+                                                        "preserve_evidence and switch_database: a drill does not "
+                                                        "touch the live side (each takes seconds)"));
     json_t *rep = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:s,s:b,s:O,s:o,s:s,s:s,s:b}", "kind", "drill", "id",
                             run->id, "scenario", run->def->name, "cluster", run->ds->core->cfg->cluster ? run->ds->core->cfg->cluster : "",
                             "started_at", started, "started_ms", (json_int_t)run->started_ms, "finished_at", finished,
@@ -592,7 +661,12 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
     events_emit_run(ds->core->events, SEV_INFO, "drill.started", NULL, false, NULL, &lf,
                     "drill of %s started (%s): the newest verified backup into scratch database '%s'; trading and "
                     "'%s' are not touched", def->name, trigger, run->scratch, database);
-    drill_next(run);
+    /* First the halt's time from the newest incident report (thread pool), then the steps. */
+    drill__path(ds, run->dir, sizeof(run->dir), NULL);
+    run->halt_ms = -1;
+    run->req.data = run;
+    if (uv_queue_work(ds->core->loop, &run->req, drill_halt_work, drill_halt_done) < 0)
+        drill_next(run);
     return 0;
 }
 

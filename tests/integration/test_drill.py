@@ -76,6 +76,8 @@ def test_drill_rehearses_without_touching_the_live_side(pg, tmp_path):
         assert rep["backup"]["name"] == backup["name"]
         assert rep["rto"]["estimate_ms"] > 0 and rep["rto"]["target_ms"] == 120000 and rep["rto"]["met"] is True
         assert rep["rto"]["estimate_ms"] >= rep["rto"]["restore_ms"] > 0
+        # no incident yet: the halt's time is not known, and the report says so
+        assert rep["rto"]["halt_ms"] is None and "halt_trading" in rep["rto"]["not_measured"]
         # read-only: the reconcile compared, counted what a real run would replay, replayed nothing
         assert rep["reconcile"]["mode"] == "compare" and rep["reconcile"]["actions_taken"] == []
         fills = {c["name"]: c for c in rep["reconcile"]["checks"]}["fills_complete"]["detail"]
@@ -153,14 +155,18 @@ def test_drill_rehearses_without_touching_the_live_side(pg, tmp_path):
         assert d.ctl("abort", rid, "--reason", "test over").returncode == 0
 
         # The daemon stopped during a drill: the drill is aborted, its scratch database dropped,
-        # and the daemon exits cleanly (exit 0; nothing leaked under SANITIZE).
+        # and the daemon exits cleanly (exit 0; nothing leaked under SANITIZE). That drill takes
+        # the halt's time from the run's incident report.
+        wait_until(lambda: os.path.exists(os.path.join(d.state_dir, "incidents", rid + ".json")), timeout=20,
+                   what="the run's incident report")
         did = wait_until(lambda: (lambda p: json.loads(p.stdout)["id"] if p.returncode == 0 else None)(
             d.ctl("--json", "drill", "--scenario", SCN, "--detach")), timeout=20, what="a drill after the run")
         wait_until(lambda: did in d.log() and "drill step restore PASS" in d.log().split(did, 1)[1], timeout=20,
                    what="the last drill validating")
         env.stop()
         assert drill_dbs(env) == []
-        assert json.load(open(os.path.join(d.state_dir, "incidents", did + ".json")))["outcome"] == "aborted"
+        last = json.load(open(os.path.join(d.state_dir, "incidents", did + ".json")))
+        assert last["outcome"] == "aborted" and last["rto"]["halt_from"] == rid and last["rto"]["halt_ms"] > 0, last["rto"]
     finally:
         env.cleanup()
         rx.stop()
