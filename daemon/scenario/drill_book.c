@@ -196,8 +196,16 @@ static void drill_cmd_drills(CtlCall *call, const json_t *args, void *data)
         if (def->drill_settings)
             json_object_set_new(last, def->name, l ? json_deep_copy(l) : json_null());
     }
-    control_reply_ok(call, json_pack("{s:O,s:o,s:s?,s:b}", "drills", ds->history, "last", last, "running",
-                                     drill__running_id(ds), "loaded", ds->loaded));
+    json_t *sched = json_array();
+    for (size_t i = 0; i < ds->n_sched; i++) {
+        char at[40] = "";
+        if (ds->sched[i].next_s > 0)
+            clock_format_utc_ms(ds->sched[i].next_s * 1000, at, sizeof(at));
+        json_array_append_new(sched, json_pack("{s:s,s:s,s:s?}", "cron", ds->sched[i].cron, "scenario",
+                                               ds->sched[i].scenario, "next_at", at[0] ? at : NULL));
+    }
+    control_reply_ok(call, json_pack("{s:O,s:o,s:o,s:s?,s:b}", "drills", ds->history, "last", last, "schedule", sched,
+                                     "running", drill__running_id(ds), "loaded", ds->loaded));
 }
 
 typedef struct DrillRead {
@@ -579,8 +587,10 @@ int drills_check_config(const Drills *ds, const Config *cfg, char *err, size_t e
 int drills_apply_config(Drills *ds, const Config *cfg)
 {
     int64_t now_s = clock_wall_ms() / 1000;
-    for (size_t i = 0; i < ds->n_sched; i++)
+    for (size_t i = 0; i < ds->n_sched; i++) {
         free(ds->sched[i].scenario);
+        free(ds->sched[i].cron);
+    }
     free(ds->sched);
     ds->sched = NULL;
     ds->n_sched = 0;
@@ -595,8 +605,12 @@ int drills_apply_config(Drills *ds, const Config *cfg)
         if (cron_parse(cfg->drills.schedule[i].cron, &e->expr, cerr, sizeof(cerr)) < 0)
             continue; /* the config layer refused it already */
         e->scenario = strdup(cfg->drills.schedule[i].scenario);
-        if (!e->scenario)
+        e->cron = strdup(cfg->drills.schedule[i].cron);
+        if (!e->scenario || !e->cron) {
+            free(e->scenario);
+            free(e->cron);
             return -ENOMEM;
+        }
         if (cron_next(&e->expr, now_s, &e->next_s) < 0)
             e->next_s = 0;
         ds->n_sched++;
@@ -615,8 +629,10 @@ void drill__maybe_closed(Drills *ds)
         return;
     void (*cb)(void *) = ds->closed_cb;
     void *cd = ds->closed_data;
-    for (size_t i = 0; i < ds->n_sched; i++)
+    for (size_t i = 0; i < ds->n_sched; i++) {
         free(ds->sched[i].scenario);
+        free(ds->sched[i].cron);
+    }
     free(ds->sched);
     json_decref(ds->history);
     free(ds);

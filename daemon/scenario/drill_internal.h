@@ -26,6 +26,7 @@ typedef struct DrillSpace {
 
 typedef struct DrillSched {
     CronExpr expr;
+    char *cron;                            /* as configured, for drctl drills */
     char *scenario;
     int64_t next_s;                        /* Unix seconds of its next minute */
 } DrillSched;

@@ -105,8 +105,14 @@ def test_drill_rehearses_without_touching_the_live_side(pg, tmp_path):
         assert 'drsupervisor_drill_last_rto_seconds{scenario="database_corruption"}' in body
 
         # The free-space rule with an impossible factor: FAIL.
-        d.write_config(d.config | {"drills": {"free_space_factor": "1e15"}})
+        d.write_config(d.config | {"drills": {"free_space_factor": "1e15",
+                                              "schedule": [{"cron": "0 4 1 * *", "scenario": SCN}]}})
         assert d.ctl("reload").returncode == 0
+        # ... and a monthly drill scheduled: its next minute is 04:00 UTC on the 1st
+        sched = d.ctl_json("drills")["schedule"]
+        assert [(x["cron"], x["scenario"]) for x in sched] == [("0 4 1 * *", SCN)], sched
+        assert sched[0]["next_at"][8:16] == "01T04:00", sched
+        assert "scheduled: database_corruption at " in d.ctl("drills").stdout
         wait_until(lambda: readiness(d)["restore.free_space"]["status"] == "FAIL", timeout=20,
                    what="the free space judged against the factor")
         assert "drills.free_space_factor" in readiness(d)["restore.free_space"]["evidence"]

@@ -78,6 +78,9 @@ static void drctl_print_drills(const json_t *r)
         printf("%-46s %-20s %-8s %-10s %9s %9s %9s\n", drctl_str(x, "id", "?"), drctl_str(x, "scenario", "?"),
                drctl_str(x, "outcome", "?"), drctl_str(x, "trigger", "?"), d, rto, tgt);
     }
+    json_array_foreach(json_object_get(r, "schedule"), i, x)
+        printf("%sscheduled: %s at %s (cron '%s')\n", i ? "" : "\n", drctl_str(x, "scenario", "?"),
+               drctl_str(x, "next_at", "never"), drctl_str(x, "cron", "?"));
     if (json_is_string(json_object_get(r, "running")))
         printf("\nrunning: %s\n", drctl_str(r, "running", "?"));
 }
@@ -86,8 +89,9 @@ const OptCommand drctl_cmd_drills = {
     .name = "drills",
     .summary = "drill reports: outcome, duration, RTO against the target",
     .description = "Every drill (the reports in state_dir/incidents/drill-*.json), oldest first, with its outcome, "
-                   "trigger (operator or schedule), duration and the RTO it measured against the scenario's target; "
-                   "--json adds the last drill per scenario.",
+                   "trigger (operator or schedule), duration and the RTO it measured against the scenario's target, "
+                   "and the next scheduled drill of each drills.schedule entry; --json adds the last drill per "
+                   "scenario.",
     .data = &(const DrctlAction){.wire = "drills", .print = drctl_print_drills},
 };
 
