@@ -366,6 +366,20 @@ typedef struct ConfigWal {
     uint64_t synchronous_fallback_ms; /* the receiver down this long: asynchronous again (commits go on) */
 } ConfigWal;
 
+/* drills: (optional) scheduled drills and the drill/restore readiness rules. See docs/drills.md. */
+typedef struct ConfigDrillEntry {
+    char *cron;                   /* five-field cron expression, UTC */
+    char *scenario;               /* the scenario to rehearse (one with a drill) */
+} ConfigDrillEntry;
+
+typedef struct ConfigDrills {
+    bool enabled;                 /* the section is present */
+    ConfigDrillEntry *schedule;
+    size_t n_schedule;
+    uint64_t max_age_ms;          /* readiness warns when a scenario's last drill is older */
+    double free_space_factor;     /* a restore needs the newest backup's database size times this, free */
+} ConfigDrills;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -384,6 +398,7 @@ typedef struct Config {
     ConfigMetrics metrics;
     ConfigWal wal;
     ConfigAudit audit;
+    ConfigDrills drills;
 } Config;
 
 /*

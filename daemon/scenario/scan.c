@@ -91,7 +91,8 @@ static void scn_scan_work(uv_work_t *req)
             char path[8192], *text = NULL;
             size_t len;
             snprintf(path, sizeof(path), "%s/%s", sc->inc_dir, inc[i] ? inc[i] : "");
-            if (inc[i] && atomicfile_read_all(path, 64u << 20, &text, &len) == 0) {
+            /* drill-<id>.json: a drill's report (drill.c keeps their history), not an incident's. */
+            if (inc[i] && strncmp(inc[i], "drill-", 6) != 0 && atomicfile_read_all(path, 64u << 20, &text, &len) == 0) {
                 json_t *rep = json_loadb(text, len, 0, NULL);
                 if (json_is_object(rep))
                     json_array_append_new(sc->history, scn_summary(rep));

@@ -30,6 +30,14 @@ typedef struct ScenarioHandoff {
     const char *incident;
 } ScenarioHandoff;
 
+/* What a drill of the scenario needs from its section (drill.c): borrowed from the configuration. */
+typedef struct ScenarioDrillSettings {
+    char *const *validation_queries; /* run in the scratch restore (n 0: SELECT 1) */
+    size_t n_validation_queries;
+    unsigned restore_jobs;           /* as the real restore: pg_restore -j N from a spool, 0 streamed */
+    uint64_t restore_timeout_ms;
+} ScenarioDrillSettings;
+
 typedef struct ScenarioDef {
     const char *name;            /* "database_corruption": drctl execute --scenario NAME */
     const char *short_name;      /* "corruption": part of run ids */
@@ -67,6 +75,10 @@ typedef struct ScenarioDef {
      * parameters are checked before any run starts (data_loss plans its --before T first);
      * scenarios is the runner's Scenarios. NULL: the generic start. May be NULL. */
     void (*execute)(struct CtlCall *call, const json_t *args, void *scenarios);
+    /* The scenario can be rehearsed by `drctl drill` (a restore of the newest verified backup into a
+     * scratch database, its validation, a compare-only reconcile; daemon/scenario/drill.c): fill
+     * ret from its section sc and the backup section b. NULL: no drill for it. */
+    void (*drill_settings)(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */

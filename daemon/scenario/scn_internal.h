@@ -13,6 +13,8 @@
  *   switchover.c        the switchover scenario (drctl switchover --to NODE)
  *   rejoin.c, rejoin_files.c  the rejoin scenario (drctl rejoin NODE)
  *   data_loss.c         the data_loss scenario (a watched table lost rows; point_in_time's steps)
+ *   drill.c, drill_book.c, drill_rules.c  drills (drill.h): a job of their own, not runs; they use
+ *                     none of this header
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's

@@ -829,6 +829,40 @@ static void test_backup_physical(void **state)
     expect_error(text, "wal");
 }
 
+/* drills: the schedule's entries, the rules' defaults, what is refused (the scenario names are
+ * checked by drills_check_config, which knows the scenarios). */
+static void test_drills_section(void **state)
+{
+    (void)state;
+    char text[2048];
+    Config *cfg = expect_ok(base);
+    assert_false(cfg->drills.enabled);
+    assert_int_equal(cfg->drills.n_schedule, 0);
+    assert_int_equal(cfg->drills.max_age_ms, 35ull * 24 * 3600 * 1000);
+    assert_true(cfg->drills.free_space_factor == 1.5);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule:\n    - cron: \"0 4 1 * *\"\n      scenario: database_corruption\n"
+             "    - {cron: \"@weekly\", scenario: x}\n  max_age: 8d\n  free_space_factor: \"2.25\"\n", base);
+    cfg = expect_ok(text);
+    assert_true(cfg->drills.enabled);
+    assert_int_equal(cfg->drills.n_schedule, 2);
+    assert_string_equal(cfg->drills.schedule[0].cron, "0 4 1 * *");
+    assert_string_equal(cfg->drills.schedule[1].scenario, "x");
+    assert_int_equal(cfg->drills.max_age_ms, 8ull * 24 * 3600 * 1000);
+    assert_true(cfg->drills.free_space_factor == 2.25);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule:\n    - cron: \"61 * * * *\"\n      scenario: s\n", base);
+    expect_error(text, "'drills.schedule[0].cron': bad cron schedule '61 * * * *'");
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule:\n    - cron: \"@daily\"\n", base);
+    expect_error(text, "missing required key 'drills.schedule[0].scenario'");
+    snprintf(text, sizeof(text), "%sdrills:\n  free_space_factor: \"-1\"\n", base);
+    expect_error(text, "'drills.free_space_factor' must be a number above 0");
+    snprintf(text, sizeof(text), "%sdrills:\n  free_space_factor: lots\n", base);
+    expect_error(text, "'drills.free_space_factor' must be a number above 0");
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule: \"@daily\"\n", base);
+    expect_error(text, "'drills.schedule' must be a list of {cron, scenario}");
+}
+
 int main(void)
 {
     /* As drsupervisord does before its first load, plus a section of the test's own. */
@@ -855,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_scenario_sections),
         cmocka_unit_test(test_point_in_time_section),
         cmocka_unit_test(test_backup_physical),
+        cmocka_unit_test(test_drills_section),
     };
     int failed = cmocka_run_group_tests_name("config", tests, NULL, NULL);
     static const char *const made[] = {"k", "open", "short", "theirs", "bk"};

@@ -23,7 +23,7 @@ static const OptCommand *const drctl_commands[] = {
     &drctl_cmd_halt,      &drctl_cmd_resume,    &drctl_cmd_emergency_close,
     &drctl_cmd_reconcile, &drctl_cmd_venue,     &drctl_cmd_backups,   &drctl_cmd_backup_status,
     &drctl_cmd_backup,    &drctl_cmd_verify,    &drctl_cmd_wal_status, &drctl_cmd_wal_fetch, &drctl_cmd_recover, &drctl_cmd_readiness,
-    &drctl_cmd_validate,
+    &drctl_cmd_validate,  &drctl_cmd_drill,     &drctl_cmd_drills,    &drctl_cmd_drill_report,
     &drctl_cmd_execute,
     &drctl_cmd_runs,      &drctl_cmd_run,       &drctl_cmd_approve,
     &drctl_cmd_abort,     &drctl_cmd_incidents, &drctl_cmd_incident,
