@@ -34,6 +34,10 @@
 #define INCIDENT_PRIMARY_FAILURE "primary_failure"
 /* The platform's health fails platform.down_after times while the database answers (detector.app_crash). */
 #define INCIDENT_APP_CRASH "app_crash"
+/* Someone who should not has been in: a signed webhook (core/webhook.c) or one of the daemon's own
+ * tamper signals (a backup failing verification, the configuration file changed without a reload,
+ * the control socket's owner or mode changed), each raised by its own module. */
+#define INCIDENT_SECURITY_BREACH "security_breach"
 
 typedef struct Detector Detector;
 

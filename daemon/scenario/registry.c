@@ -15,12 +15,14 @@ extern const ScenarioDef scenario_database_corruption;
 extern const ScenarioDef scenario_primary_failure;
 extern const ScenarioDef scenario_point_in_time;
 extern const ScenarioDef scenario_app_crash;
+extern const ScenarioDef scenario_security_breach;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
     &scenario_primary_failure,
     &scenario_point_in_time,
     &scenario_app_crash,
+    &scenario_security_breach,
 };
 
 int scenario_register_config(void)

@@ -92,6 +92,22 @@ static void drctl_print_incident(const json_t *r)
     {.name = "run", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "RUN",                              \
      .help = "the run id (from drctl runs)"}
 
+static int drctl_args_execute(const OptParse *p, DrctlRequest *req)
+{
+    const char *t = optspec_string(p, "since", NULL);
+    int64_t ms;
+    json_object_del(req->args, "since");
+    if (!t)
+        return 0;
+    if (drctl_parse_time(t, &ms) < 0) {
+        fprintf(stderr, "drctl execute: --since needs epoch milliseconds, an ISO-8601 UTC time "
+                        "(2025-08-29T10:00:00Z) or a duration ago (10m), not '%s'\n", t);
+        return DRCTL_EXIT_USAGE;
+    }
+    json_object_set_new(req->args, "since_ms", json_integer(ms));
+    return 0;
+}
+
 const OptCommand drctl_cmd_execute = {
     .name = "execute",
     .summary = "run a recovery scenario now (dry run: print the plan, change nothing) [operator]",
@@ -105,9 +121,12 @@ const OptCommand drctl_cmd_execute = {
         {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
         {.name = "manual", .kind = OPTSPEC_FLAG, .help = "stop at the gates until drctl approve"},
         {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT", .help = "why (recorded)"},
+        {.name = "since", .kind = OPTSPEC_STRING, .metavar = "T",
+         .help = "when the incident began (security_breach restores a backup verified before T): epoch ms, an "
+                 "ISO-8601 UTC time, or a duration ago (10m)"},
         {0},
     },
-    .data = &(const DrctlAction){.wire = "execute", .print = drctl_print_execute},
+    .data = &(const DrctlAction){.wire = "execute", .args = drctl_args_execute, .print = drctl_print_execute},
 };
 
 const OptCommand drctl_cmd_runs = {

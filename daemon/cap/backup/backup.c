@@ -208,6 +208,26 @@ json_t *backups_newest_verified(const Backups *b, bool *ret_scanned)
     return NULL;
 }
 
+json_t *backups_newest_verified_before(const Backups *b, int64_t before_ms, bool *ret_scanned)
+{
+    if (ret_scanned)
+        *ret_scanned = b && b->scanned;
+    if (!b)
+        return NULL;
+    for (size_t i = json_array_size(b->catalog); i-- > 0;) {
+        json_t *m = json_array_get(b->catalog, i);
+        if (backup_manifest_kind(m) != BACKUP_KIND_LOGICAL || !backup_manifest_verified(m))
+            continue;
+        /* the backup finished and its verification ran before T: both predate what T bounds */
+        int64_t finished = backup_manifest_finished(m);
+        int64_t verified = backup_time_parse(
+            json_string_value(json_object_get(json_object_get(m, "verification"), "verified_at")));
+        if (finished >= 0 && verified >= 0 && finished * 1000 < before_ms && verified * 1000 < before_ms)
+            return json_deep_copy(m);
+    }
+    return NULL;
+}
+
 json_t *backups_physical(const Backups *b, bool *ret_scanned)
 {
     json_t *out = json_array();

@@ -45,6 +45,10 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
  * pg_restore --list ok): a new reference to a copy of its manifest, or NULL when there is none.
  * *ret_scanned (if non-NULL) tells whether the catalog has been loaded yet. Loop thread. */
 json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
+/* The same bounded by before_ms (wall ms): the newest verified logical backup that finished and
+ * was verified (verification.verified_at) before it, a new reference to a copy, or NULL. A backup
+ * taken or checked after T (a breach's start) is never the answer. Loop thread. */
+json_t *backups_newest_verified_before(const Backups *b, int64_t before_ms, bool *ret_scanned);
 /* Every physical (base) backup of the catalog, oldest first: a new array of copies of their
  * manifests (verified or not: see "verification"), NULL on OOM. *ret_scanned (if non-NULL) tells
  * whether the catalog has been loaded yet. Loop thread. (The WAL archive keeps what they need.) */

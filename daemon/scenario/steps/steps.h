@@ -112,6 +112,10 @@ void scn_plan_halt_trading(FsmCall *call, void *ctx, FsmDone done);
 
 void scn_step_select_backup(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_select_backup(FsmCall *call, void *ctx, FsmDone done);
+/* The same bounded: the newest backup that finished and was verified before before_ms (wall ms;
+ * 0: no bound), for a scenario's own row function that knows its T (security_breach's --since). */
+void scn_step_select_backup_before(FsmCall *call, void *ctx, int64_t before_ms, FsmDone done);
+void scn_plan_select_backup_before(FsmCall *call, void *ctx, int64_t before_ms, FsmDone done);
 /* The chosen backup's start (wall ms), 0 before select_backup: a ScenarioDef.restore_point_ms. */
 int64_t scn_backup_restore_point_ms(const ScnRun *run);
 
