@@ -212,6 +212,8 @@ Config *config_free(Config *cfg)
     config__free_replication(&cfg->replication);
     config__free_wal(&cfg->wal);
     free(cfg->metrics.listen);
+    free(cfg->inbound_webhook.path);
+    config_free_secret(cfg->inbound_webhook.secret, cfg->inbound_webhook.secret_len);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -570,6 +572,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_scenarios(&top, &cfg->scenarios);
     config__read_replication(&top, &cfg->replication);
     config__read_metrics(&top, &cfg->metrics);
+    config__read_inbound_webhook(&top, &cfg->metrics, cfg->alerts.credentials_dir, &cfg->inbound_webhook);
     config__read_wal(&top, &cfg->backup, &cfg->wal);
     config__read_audit(&top, &cfg->audit);
     cfg_check_unknown(&top);

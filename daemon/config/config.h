@@ -223,6 +223,11 @@ typedef struct ConfigDetector {
     size_t n_damage_patterns;
     bool app_crash;                  /* the platform's health down (platform.down_after) while the
                                         database answers is the app_crash incident */
+    bool tamper;                     /* the daemon's own tamper signals (a backup or WAL segment failing
+                                        verification, the configuration file changed and not reloaded
+                                        within tamper_config_grace, the control socket's owner or mode
+                                        changed) are the security_breach incident; off: they only page */
+    uint64_t tamper_config_grace_ms; /* an edit of the configuration file not reloaded within this */
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
@@ -291,6 +296,16 @@ typedef struct ConfigMetrics {
     bool enabled;                /* the section is present */
     char *listen;                /* "HOST:PORT", "[V6]:PORT" or "unix:PATH"; default 127.0.0.1:9187 */
 } ConfigMetrics;
+
+/* inbound_webhook: (optional) the signed security webhook, a POST route on the metrics listener
+ * (docs/security-breach.md). Absent: off. */
+typedef struct ConfigInboundWebhook {
+    bool enabled;                /* the section is present */
+    char *path;                  /* the route; default /security-breach */
+    char *secret;                /* the shared HMAC secret (secret_file or secret_credential) */
+    size_t secret_len;
+    uint64_t window_ms;          /* the timestamp's window either way, and how long a nonce is kept */
+} ConfigInboundWebhook;
 
 /* audit: (optional) the audit log's rotation. See docs/audit.md. */
 #define CONFIG_AUDIT_MAX_BYTES_DEFAULT (64ull << 20)
@@ -362,6 +377,7 @@ typedef struct Config {
     ConfigScenarios scenarios;
     ConfigReplication replication;
     ConfigMetrics metrics;
+    ConfigInboundWebhook inbound_webhook;
     ConfigWal wal;
     ConfigAudit audit;
 } Config;

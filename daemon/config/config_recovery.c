@@ -281,6 +281,8 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_string(&s, "data_directory", false, NULL, &d->data_directory);
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
     cfg_bool(&s, "app_crash", false, &d->app_crash);
+    cfg_bool(&s, "tamper", false, &d->tamper);
+    cfg_duration_ms(&s, "tamper_config_grace", false, 300000, 1000, &d->tamper_config_grace_ms);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
         size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);

@@ -194,6 +194,14 @@ static void detector_trigger(Detector *det, const DetectorDecision *dec)
     }
 }
 
+int detector_report_incident(Detector *det, const char *kind, const char *reason, int64_t detected_ms, char *ret_run,
+                             size_t run_len)
+{
+    if (!det || det->closing || !det->incident_fn)
+        return -ENOSYS;
+    return det->incident_fn(kind, reason, detected_ms, ret_run, run_len, det->incident_data);
+}
+
 void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data)
 {
     det->incident_fn = fn;
