@@ -176,6 +176,11 @@ typedef struct ConfigBackup {
     char *key_path;             /* the key's file: key_file, or where the loader found key_credential
                                    ($CREDENTIALS_DIRECTORY, else
                                    alerts.credentials_dir); what every key load reads */
+    char **previous_keys;       /* earlier keys' files (previous_keys: paths, or credential:NAME resolved
+                                   where key_credential is): a backup is read with the key of its key id */
+    size_t n_previous_keys;
+    char *keyring_dir;          /* state_dir/backup-keys: keys the daemon generated (a rotation); its
+                                   'current' names the key new backups are written with */
     uint64_t chunk_size;        /* BCF chunk size */
     uint64_t dump_timeout_ms;   /* pg_dump deadline */
     int64_t nice;               /* CPU priority of backup work (pg_dump, its pg_restore, workers); 0 = normal */

@@ -40,6 +40,7 @@ enum {
     CLOSED,
     HALTED,
     LOCKED_DOWN,
+    CREDS_ROTATED,
     ROTATED,
     PRESERVED,
     BACKUP_SELECTED,
@@ -260,6 +261,74 @@ static void plan_hooks(FsmCall *call, void *ctx, FsmDone done)
     done(call, 0, msg);
 }
 
+/* ---- rotate_backup_key: the daemon's own key (cap/backup's key ring) ---- */
+
+static void key_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the new backup key id: %s", err_str(status));
+    else
+        scn_finish(st, 0, "new backups are written under key id %s; those under %s stay readable",
+                   scn_ctx_str(run, "backup_key", "key_id"), scn_ctx_str(run, "backup_key", "previous_key_id"));
+}
+
+static void key_rotated(int status, const char *new_id, const char *old_id, const char *err, void *data)
+{
+    ScnStep *st = data;
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        scn_cancelled(st);
+        return;
+    }
+    if (status < 0) {
+        scn_finish(st, status, "cannot rotate the backup key: %s", err && err[0] ? err : err_str(status));
+        return;
+    }
+    scn_context_set(st->run, "backup_key", json_pack("{s:s,s:s}", "key_id", new_id, "previous_key_id", old_id),
+                    key_recorded, st);
+}
+
+static void step_rotate_backup_key(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    if (!breach_cfg(st->run)->rotate_backup_key || !st->run->bcfg.enabled) {
+        scn_finish(st, 0, "skipped: %s", !st->run->bcfg.enabled ? "backups are not configured"
+                                                                 : "rotate_backup_key is false");
+        return;
+    }
+    if (scn_ctx_str(st->run, "backup_key", "key_id")) { /* rotated before a restart: once per run */
+        key_recorded(st->run, 0, st);
+        return;
+    }
+    int r = backups_rotate_key(st->run->caps->backups, key_rotated, st);
+    if (r < 0)
+        scn_finish(st, r, "cannot rotate the backup key: %s", err_str(r));
+}
+
+/* After a crash: the rotation is recorded in the run's context once its files are durable. */
+static void probe_rotate_backup_key(FsmCall *call, void *ctx, FsmProbeDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, NULL, done);
+    if (!st)
+        return;
+    if (scn_ctx_str(st->run, "backup_key", "key_id"))
+        scn_answer(st, FSM_PROBE_YES, "the backup key was rotated to %s", scn_ctx_str(st->run, "backup_key", "key_id"));
+    else
+        scn_answer(st, FSM_PROBE_NO, "no rotation is recorded");
+}
+
+static void plan_rotate_backup_key(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    if (!breach_cfg(run)->rotate_backup_key || !run->bcfg.enabled)
+        done(call, 0, "would skip the backup key rotation");
+    else
+        done(call, 0, "would generate a new backup key (state_dir/backup-keys, 0600) for new backups; older backups "
+             "stay readable with their key");
+}
+
 /* ---- select_backup: the newest one verified before T ---- */
 
 static void step_select_backup(FsmCall *call, void *ctx, FsmDone done)
@@ -318,7 +387,8 @@ static const FsmState breach_states[N_STATES] = {
     [CLOSED] = {"emergency_closed", FSM_STATE_ACTIVE},
     [HALTED] = {"halted", FSM_STATE_ACTIVE},
     [LOCKED_DOWN] = {"locked_down", FSM_STATE_ACTIVE},
-    [ROTATED] = {"credentials_rotated", FSM_STATE_ACTIVE},
+    [CREDS_ROTATED] = {"credentials_rotated", FSM_STATE_ACTIVE},
+    [ROTATED] = {"backup_key_rotated", FSM_STATE_ACTIVE},
     [PRESERVED] = {"evidence_preserved", FSM_STATE_ACTIVE},
     [BACKUP_SELECTED] = {"backup_selected", FSM_STATE_ACTIVE},
     [RESTORED] = {"restored", FSM_STATE_ACTIVE},
@@ -340,8 +410,11 @@ static const FsmRow breach_rows[] = {
      scn_step_halt_trading, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, STAYED_HALTED},
     {HALTED, LOCKED_DOWN, "lockdown", "every lockdown command confirmed (exit 0)",
      step_hooks, NULL, plan_hooks, scn_cancel, 20u * 600000u, 2, true, FSM_GATE_NONE, STAYED_HALTED},
-    {LOCKED_DOWN, ROTATED, "rotate_credentials", "every rotate command confirmed (exit 0)",
+    {LOCKED_DOWN, CREDS_ROTATED, "rotate_credentials", "every rotate command confirmed (exit 0)",
      step_hooks, NULL, plan_hooks, scn_cancel, 20u * 600000u, 2, true, FSM_GATE_NONE, STAYED_HALTED},
+    {CREDS_ROTATED, ROTATED, "rotate_backup_key", "new backups are written under a new key; old ones stay readable",
+     step_rotate_backup_key, probe_rotate_backup_key, plan_rotate_backup_key, NULL, 60000, 3, true, FSM_GATE_NONE,
+     STAYED_HALTED},
     {ROTATED, PRESERVED, "preserve_evidence", "the current database is kept under a new name, never dropped",
      scn_step_preserve_evidence, scn_probe_preserve_evidence, scn_plan_preserve_evidence, scn_cancel, 60000, 3, true,
      FSM_GATE_NONE, RESTORE_FAILED},
@@ -378,7 +451,7 @@ static bool breach_may_resume(const ScnRun *run)
 
 static void breach_report_extras(const ScnRun *run, json_t *rep)
 {
-    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup", "validation"};
+    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup_key", "backup", "validation"};
     json_t *b = json_object();
     for (size_t i = 0; b && i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *v = json_object_get(run->ctx, keys[i]);

@@ -31,6 +31,7 @@ static void breach_config_read(const CfgSection *s, void *data)
     cfg_string_list(s, "lockdown_commands", &c->lockdown_commands, &c->n_lockdown_commands);
     cfg_string_list(s, "rotate_commands", &c->rotate_commands, &c->n_rotate_commands);
     cfg_duration_ms(s, "hook_timeout", false, 60000, 100, &c->hook_timeout_ms);
+    cfg_bool(s, "rotate_backup_key", true, &c->rotate_backup_key);
     if (c->hook_timeout_ms > 600000)
         cfg_error(s->ctx, cfg_get(s->map, "hook_timeout"), "'%s.hook_timeout' is at most 10m", s->path);
     breach_check_programs(s, "lockdown_commands", c->lockdown_commands, c->n_lockdown_commands);

@@ -26,6 +26,7 @@ typedef struct BreachConfig {
     char **rotate_commands;    /* the same for credential rotation */
     size_t n_rotate_commands;
     uint64_t hook_timeout_ms;  /* one lockdown or rotate command */
+    bool rotate_backup_key;    /* a new backup key for new backups (cap/backup key ring); default true */
 } BreachConfig;
 
 /* The breach's part of a run (ScnRun.own). */

@@ -6,9 +6,11 @@ call to a file together with what the platform says at that moment (its mode, it
 
 - drctl execute --scenario security_breach --since T, with two verified backups and T between
   them: every position closed and trading halted (confirmed) before the first lockdown hook; the
-  hooks in their order, each confirmed; the current database kept as evidence; the backup taken
-  before T restored (never the newer one); validated, switched, reconciled; then the run waits for a
-  person in automatic mode too, trading still halted; approved, it resumes in shadow, then live;
+  hooks in their order, each confirmed; the daemon's backup key rotated; the current database kept
+  as evidence; the backup taken before T restored (never the newer one) with its old key;
+  validated, switched, reconciled; then the run waits for a person in automatic mode too, trading
+  still halted; approved, it resumes in shadow, then live; a new backup has the new key id, and the
+  old and the new one both verify and test-restore;
 - the webhook: a forged signature and a stale timestamp are refused (401) and start nothing, a bad
   header is 400; a good request starts a security_breach run (202); the same request again is a
   replay, refused (401).
@@ -130,7 +132,7 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         run = env.wait_status(rid, ("waiting_approval", "failed", "aborted"))
         assert run["status"] == "waiting_approval", d.log()[-6000:]
         assert [s["step"] for s in run["steps"]] == [
-            "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "preserve_evidence",
+            "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "rotate_backup_key", "preserve_evidence",
             "select_backup", "restore_database", "validate_restore", "switch_database", "reconcile"], run["steps"]
         assert env.venue.status()["mode"] == "halted"
         calls = env.hook_calls()
@@ -147,6 +149,13 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         dbs = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'trading%' ORDER BY 1").split()
         assert "trading" in dbs and any("_breach_" in x for x in dbs), dbs
 
+        # The daemon's own backup key was rotated before the restore, and the old backup still
+        # restored: it is read with the key of its key id.
+        old_kid = b1["manifest"]["key_id"]
+        assert ctx["backup_key"]["previous_key_id"] == old_kid and ctx["backup_key"]["key_id"] != old_kid, ctx
+        ring = os.path.join(d.state_dir, "backup-keys")
+        assert oct(os.stat(os.path.join(ring, ctx["backup_key"]["key_id"] + ".key")).st_mode & 0o777) == "0o600"
+
         assert d.ctl("approve", rid).returncode == 0
         run = env.wait_status(rid, ("succeeded", "failed", "aborted"))
         assert run["status"] == "succeeded", d.log()[-6000:]
@@ -157,6 +166,16 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         assert sb["since_ms"] == since_ms and sb["backup"]["name"] == b1["name"], sb
         assert sb["emergency_close"]["closed"] is True and sb["databases"]["evidence"].startswith("trading_breach_")
         assert rep["reconcile"]["ready_to_trade"] is True
+
+        # After the rotation a new backup carries the new key id; the catalog lists both, and both
+        # verify and test-restore.
+        b3 = d.ctl_json("backup", "now", "--wait", timeout=120)
+        assert b3["manifest"]["key_id"] == ctx["backup_key"]["key_id"], b3["manifest"]
+        kids = {b["name"]: b["key_id"] for b in d.ctl_json("backups")["backups"]}
+        assert kids[b1["name"]] == old_kid and kids[b3["name"]] == ctx["backup_key"]["key_id"], kids
+        for b in (b1, b3):
+            v = d.ctl_json("verify", b["name"], "--restore", timeout=120)
+            assert v["restore_test"]["status"] == "ok" and v["name"] == b["name"], v
 
         # The signed webhook: forged, stale and malformed requests start nothing.
         body = json.dumps({"reason": "exchange reports API key use from an unknown IP"}).encode()
