@@ -639,14 +639,15 @@ static void test_scenario_sections(void **state)
     ConfigScenario one;
     assert_int_equal(config_scenario_copy(dc, &one), 0);
     config_free(cfg);
-    assert_int_equal(copy.n, 5);
+    assert_int_equal(copy.n, 6);
     assert_string_equal(copy.database, "trading");
     assert_string_equal(copy.list[0].def->name, "database_corruption"); /* registration order */
     assert_string_equal(copy.list[1].def->name, "primary_failure");
     assert_string_equal(copy.list[2].def->name, "point_in_time");
     assert_string_equal(copy.list[3].def->name, "app_crash");
     assert_string_equal(((AppCrashConfig *)copy.list[3].data)->restart_env[0], "TRADING_MODE=shadow");
-    assert_string_equal(((FakeSettings *)copy.list[4].data)->label, "x");
+    assert_string_equal(copy.list[4].def->name, "security_breach");
+    assert_string_equal(((FakeSettings *)copy.list[5].data)->label, "x");
     assert_string_equal(((CorruptionConfig *)one.data)->switch_command[0], "/bin/true");
     config_scenarios_free(&copy);
     config_scenario_free(&one);
