@@ -111,13 +111,14 @@ static int drctl_args_execute(const OptParse *p, DrctlRequest *req)
 const OptCommand drctl_cmd_execute = {
     .name = "execute",
     .summary = "run a recovery scenario now (dry run: print the plan, change nothing) [operator]",
-    .description = "Start a recovery run now; prints the run id. The only scenario so far is "
-                   "database_corruption. --dry-run prints the plan and changes nothing (it fails if a step could "
+    .description = "Start a recovery run now; prints the run id. --since T says when the incident began: "
+                   "security_breach restores the newest backup that finished and was verified before T (default: "
+                   "now). --dry-run prints the plan and changes nothing (it fails if a step could "
                    "not run, for example with no venue); --manual stops at the gates (restore, switch, "
                    "resume_live) until approve. One run at a time. [operator]",
     .options = (const OptSpec[]){
         {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
-         .help = "the scenario (database_corruption)"},
+         .help = "the scenario (database_corruption, primary_failure, app_crash, security_breach)"},
         {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
         {.name = "manual", .kind = OPTSPEC_FLAG, .help = "stop at the gates until drctl approve"},
         {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT", .help = "why (recorded)"},
