@@ -202,3 +202,42 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         env.stop()
     finally:
         env.cleanup()
+
+
+def test_tamper_signals_start_the_breach_run(pg, tmp_path):
+    """detector.tamper: the control socket's mode changed, then a backup failing verification, each
+    start a security_breach run (paged as detector.security_breach); no lockdown hooks here, the
+    runs are aborted once trading is halted."""
+    env = BreachEnv(tmp_path, pg)
+    env.extra = {"detector": {"tamper": True}}
+    try:
+        env.start()
+        d = env.daemon
+        b1 = d.ctl_json("backup", "now", "--wait", timeout=120)
+        assert env.breach_runs() == []
+        os.chmod(d.socket, 0o666)
+        run = wait_until(env.breach_runs, timeout=15, what="a security_breach run after the socket's chmod")[0]
+        full = d.ctl_json("run", run["run"])
+        assert "tamper signal control_socket" in full["reason"] and "mode 0666" in full["reason"], full["reason"]
+        wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=15, what="halted")
+        assert d.ctl("abort", run["run"]).returncode == 0
+        env.wait_status(run["run"], ("failed", "aborted"))
+        os.chmod(d.socket, 0o660)
+
+        path = os.path.join(env.config()["backup"]["directory"], b1["name"])
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0x01]))
+        assert d.ctl("verify", b1["name"], timeout=60).returncode == 1
+        runs = wait_until(lambda: [r for r in env.breach_runs() if r["run"] != run["run"]], timeout=15,
+                          what="a second run after the failed verification")
+        full = d.ctl_json("run", runs[0]["run"])
+        assert "tamper signal backup" in full["reason"], full["reason"]
+        assert "tamper signal backup" in d.log() and "starting the security_breach recovery" in d.log()
+        assert d.ctl("abort", runs[0]["run"]).returncode == 0
+        env.wait_status(runs[0]["run"], ("failed", "aborted"))
+        env.stop()
+    finally:
+        env.cleanup()
