@@ -409,6 +409,20 @@ static void metrics_handle_post(MetricsClient *c, const char *path)
     metrics_answer(c, code, reason, resp, strlen(resp), false);
 }
 
+/* Does the request line POST to a registered route? (Else it is answered 404/405 at once.) */
+static bool metrics_post_routed(const MetricsClient *c)
+{
+    const char *p = c->req + 5, *end = c->req + c->len, *e = p;
+    while (e < end && *e != ' ' && *e != '?' && *e != '\r' && *e != '\n')
+        e++;
+    for (size_t i = 0; i < METRICS_MAX_ROUTES; i++) {
+        const MetricsRoute *rt = &c->m->routes[i];
+        if (rt->fn && strlen(rt->path) == (size_t)(e - p) && !memcmp(rt->path, p, (size_t)(e - p)))
+            return true;
+    }
+    return false;
+}
+
 /* A POST has its body: Content-Length bytes after the headers. 1 ready, 0 wait, <0 answered. */
 static int metrics_post_body(MetricsClient *c)
 {
@@ -455,7 +469,7 @@ static void metrics_handle_request(MetricsClient *c)
     if (q)
         *q = '\0';
     bool head = !strcmp(method, "HEAD");
-    if (!strcmp(method, "POST")) {
+    if (!strcmp(method, "POST") && strcmp(path, "/metrics")) {
         metrics_handle_post(c, path);
         return;
     }
@@ -508,7 +522,7 @@ static void metrics_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     for (size_t i = 0; i + 1 < c->len; i++) {
         bool lf = c->req[i] == '\n' && c->req[i + 1] == '\n';
         if (lf || (i + 3 < c->len && !memcmp(c->req + i, "\r\n\r\n", 4))) {
-            if (c->len >= 5 && !memcmp(c->req, "POST ", 5)) {
+            if (c->len >= 5 && !memcmp(c->req, "POST ", 5) && metrics_post_routed(c)) {
                 c->hdr_end = i + (lf ? 2 : 4);
                 int r = metrics_post_body(c);
                 if (r > 0)
