@@ -494,7 +494,7 @@ static void daemon_on_config_changed(uv_fs_poll_t *h, int status, const uv_stat_
     if (!d->config_dirty) {
         d->config_changed_ms = clock_wall_ms();
         /* a fact for the tamper signals (detect/breach.c): not reloaded within the grace, it pages */
-        events_emit(d->core.events, SEV_WARNING, "config.changed", NULL, false, NULL,
+        events_emit(d->core.events, SEV_INFO, "config.changed", NULL, false, NULL,
                     "the configuration file '%s' changed on disk and is not reloaded yet", d->config_path);
     }
     d->config_dirty = true;
