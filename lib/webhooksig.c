@@ -22,7 +22,8 @@ static int webhooksig_mac(const uint8_t *secret, size_t secret_len, const char *
     EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
     OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)(uintptr_t)"SHA256", 0), OSSL_PARAM_END};
     size_t out = 0;
-    if (c && EVP_MAC_init(c, secret, secret_len, p) && EVP_MAC_update(c, (const uint8_t *)timestamp, strlen(timestamp)) &&
+    if (c && EVP_MAC_init(c, secret, secret_len, p) &&
+        EVP_MAC_update(c, (const uint8_t *)timestamp, strlen(timestamp)) &&
         EVP_MAC_update(c, (const uint8_t *)".", 1) && EVP_MAC_update(c, (const uint8_t *)nonce, strlen(nonce)) &&
         EVP_MAC_update(c, (const uint8_t *)".", 1) && (body_len == 0 || EVP_MAC_update(c, body, body_len)) &&
         EVP_MAC_final(c, mac, &out, 32) && out == 32)

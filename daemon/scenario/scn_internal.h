@@ -10,6 +10,7 @@
  *   database_corruption.c, database_corruption_db.c  the database_corruption scenario
  *   primary_failure.c   the primary_failure scenario
  *   point_in_time.c, point_in_time_files.c  the point_in_time scenario (drctl recover --timestamp)
+ *   security_breach.c, security_breach_config.c  the security_breach scenario (docs/security-breach.md)
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's

@@ -109,7 +109,8 @@ static void close_after_halt(int result, const char *message, void *data)
         return;
     }
     if (result < 0) {
-        scn_finish(st, result, "not closing positions: the halt is not confirmed: %s", message ? message : err_str(result));
+        scn_finish(st, result, "not closing positions: the halt is not confirmed: %s",
+                   message ? message : err_str(result));
         return;
     }
     int r = venue_action(st->run->caps->venue, VENUE_CLOSE_ALL, NULL, close_on_closed_all, st);
@@ -254,8 +255,10 @@ static void plan_hooks(FsmCall *call, void *ctx, FsmDone done)
     size_t n = lock ? breach_cfg(run)->n_lockdown_commands : breach_cfg(run)->n_rotate_commands;
     char msg[1200];
     size_t o = 0;
-    o += (size_t)snprintf(msg, sizeof(msg), n ? "would run, each confirmed by exit 0:" : "no %s commands are configured",
-                          lock ? "lockdown" : "rotate");
+    if (n)
+        o += (size_t)snprintf(msg, sizeof(msg), "would run, each confirmed by exit 0:");
+    else
+        o += (size_t)snprintf(msg, sizeof(msg), "no %s commands are configured", lock ? "lockdown" : "rotate");
     for (size_t i = 0; i < n && o < sizeof(msg); i++)
         o += (size_t)snprintf(msg + o, sizeof(msg) - o, " '%s'", list[i]);
     done(call, 0, msg);
@@ -460,8 +463,9 @@ static void breach_report_extras(const ScnRun *run, json_t *rep)
     if (!b)
         return;
     json_object_set_new(b, "since_ms", json_integer(breach_since_ms(run)));
-    json_object_set_new(b, "databases", json_pack("{s:s,s:s,s:s}", "original", run->database, "evidence",
-                                                  corruption_run(run)->damaged, "restored", corruption_run(run)->restored));
+    json_object_set_new(b, "databases",
+                        json_pack("{s:s,s:s,s:s}", "original", run->database, "evidence", corruption_run(run)->damaged,
+                                  "restored", corruption_run(run)->restored));
     json_object_set_new(rep, "security_breach", b);
 }
 

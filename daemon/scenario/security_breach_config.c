@@ -68,7 +68,8 @@ static int breach_config_copy(const void *src, void *dst)
     *d = *s;
     d->restore.validation_queries = d->restore.switch_command = NULL;
     d->lockdown_commands = d->rotate_commands = NULL;
-    r |= config_list_copy(s->restore.validation_queries, s->restore.n_validation_queries, &d->restore.validation_queries);
+    r |= config_list_copy(s->restore.validation_queries, s->restore.n_validation_queries,
+                          &d->restore.validation_queries);
     r |= config_list_copy(s->restore.switch_command, s->restore.n_switch_command, &d->restore.switch_command);
     r |= config_list_copy(s->lockdown_commands, s->n_lockdown_commands, &d->lockdown_commands);
     r |= config_list_copy(s->rotate_commands, s->n_rotate_commands, &d->rotate_commands);

@@ -132,8 +132,9 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         run = env.wait_status(rid, ("waiting_approval", "failed", "aborted"))
         assert run["status"] == "waiting_approval", d.log()[-6000:]
         assert [s["step"] for s in run["steps"]] == [
-            "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "rotate_backup_key", "preserve_evidence",
-            "select_backup", "restore_database", "validate_restore", "switch_database", "reconcile"], run["steps"]
+            "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "rotate_backup_key",
+            "preserve_evidence", "select_backup", "restore_database", "validate_restore", "switch_database",
+            "reconcile"], run["steps"]
         assert env.venue.status()["mode"] == "halted"
         calls = env.hook_calls()
         assert [(c["hook"], c["step"]) for c in calls] == [

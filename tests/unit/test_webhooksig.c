@@ -127,7 +127,8 @@ static void test_full_memory_refuses(void **state)
     char sig[65], nonce[32];
     for (int i = 0; i <= WEBHOOKSIG_MAX_NONCES; i++) {
         snprintf(nonce, sizeof(nonce), "n-%d", i);
-        assert_int_equal(webhooksig_sign(secret, SLEN, "1764763200", nonce, (const uint8_t *)body, strlen(body), sig), 0);
+        assert_int_equal(
+            webhooksig_sign(secret, SLEN, "1764763200", nonce, (const uint8_t *)body, strlen(body), sig), 0);
         assert_int_equal(check(seen, "1764763200", nonce, body, sig, NOW),
                          i < WEBHOOKSIG_MAX_NONCES ? WEBHOOKSIG_OK : WEBHOOKSIG_BUSY);
     }

@@ -120,8 +120,8 @@ int backup_load_key_for(const ConfigBackup *cfg, const char *want, uint8_t key[B
     return DR_EKEY;
 }
 
-int backup_keys_rotate(const ConfigBackup *cfg, char new_id[2 * BCF_KEY_ID_LEN + 1], char old_id[2 * BCF_KEY_ID_LEN + 1],
-                       char *err, size_t errlen)
+int backup_keys_rotate(const ConfigBackup *cfg, char new_id[2 * BCF_KEY_ID_LEN + 1],
+                       char old_id[2 * BCF_KEY_ID_LEN + 1], char *err, size_t errlen)
 {
     uint8_t key[BCF_KEY_LEN], kid[BCF_KEY_ID_LEN];
     char hex[2 * BCF_KEY_LEN + 2], path[4096], cur[2 * BCF_KEY_ID_LEN + 2];

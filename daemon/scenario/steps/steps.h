@@ -7,7 +7,8 @@
  *
  *   step.c           one invocation (ScnStep): finish, answer, cancel, one SQL statement at a time
  *   halt.c           halt_trading: halted and confirmed by the platform
- *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup")
+ *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup");
+ *                    bounded: the newest one that finished and was verified before T
  *   reconcile.c      reconcile: the database matches the exchange (ctx "reconcile")
  *   resume.c         resume_shadow, resume_live: through the venue's resume guard
  *   hook.c           a hook or configured command run by a step
