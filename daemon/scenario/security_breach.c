@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "atomicfile.h"
 #include "cap/venue/venue.h"
 #include "clock.h"
 #include "core/core.h"
@@ -43,6 +45,7 @@ enum {
     CREDS_ROTATED,
     ROTATED,
     PRESERVED,
+    EVIDENCE_KEPT,
     BACKUP_SELECTED,
     RESTORED,
     VALIDATED,
@@ -200,13 +203,24 @@ static void hooks_recorded(ScnRun *run, int status, void *data)
     hooks_next(st);
 }
 
+/* A command's output as text for the record: printable ASCII kept, anything else '?'. */
+static json_t *hooks_output(const char *out)
+{
+    char buf[4097];
+    size_t n = 0;
+    for (; out && out[n] && n < sizeof(buf) - 1; n++)
+        buf[n] = (out[n] == '\n' || out[n] == '\t' || (out[n] >= ' ' && out[n] <= '~')) ? out[n] : '?';
+    buf[n] = '\0';
+    return json_string(buf);
+}
+
 static void hooks_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
     char *const *list;
     size_t n;
     hooks_list(st, &list, &n);
-    json_array_append_new(st->acc, json_pack("{s:s,s:b,s:I,s:s}", "command", list[st->idx], "ok", ok, "status",
-                                             (json_int_t)status, "how", how));
+    json_array_append_new(st->acc, json_pack("{s:s,s:b,s:I,s:s,s:o}", "command", list[st->idx], "ok", ok, "status",
+                                             (json_int_t)status, "how", how, "stdout", hooks_output(st->hook_stdout)));
     scn_context_set(st->run, hooks_key(st), json_deep_copy(st->acc), hooks_recorded, st);
 }
 
@@ -332,6 +346,143 @@ static void plan_rotate_backup_key(FsmCall *call, void *ctx, FsmDone done)
              "stay readable with their key");
 }
 
+/* ---- collect_evidence: state_dir/runs/<id>.evidence/ (thread pool) ---- */
+
+typedef struct BreachEvidence {
+    uv_work_t req;
+    ScnStep *st;
+    char dir[4200], state_dir[4096];
+    char *hooks;   /* hooks.json's text */
+    json_t *files; /* what was written (set on the loop after the work) */
+    int result;
+    size_t n_files;
+    char names[24][32];
+    char err[600];
+} BreachEvidence;
+
+/* Worker: copy state_dir/<name> into the evidence directory if it exists. 1 copied, 0 absent, <0. */
+static int evidence_copy(BreachEvidence *e, const char *name)
+{
+    char src[4400], dst[4400], *data = NULL;
+    size_t len = 0;
+    snprintf(src, sizeof(src), "%s/%s", e->state_dir, name);
+    int r = atomicfile_read_all(src, 1u << 30, &data, &len);
+    if (r == -ENOENT)
+        return 0;
+    if (r == 0) {
+        snprintf(dst, sizeof(dst), "%s/%s", e->dir, name);
+        r = atomicfile_write(dst, data, len, 0600);
+    }
+    free(data);
+    if (r < 0) {
+        snprintf(e->err, sizeof(e->err), "cannot copy '%.400s': %s", src, strerror(-r));
+        return r;
+    }
+    if (e->n_files < sizeof(e->names) / sizeof(e->names[0]))
+        snprintf(e->names[e->n_files++], sizeof(e->names[0]), "%s", name);
+    return 1;
+}
+
+static void evidence_work(uv_work_t *req)
+{
+    BreachEvidence *e = req->data;
+    char path[4400], name[32];
+    if (mkdir(e->dir, 0700) < 0 && errno != EEXIST) {
+        e->result = -errno;
+        snprintf(e->err, sizeof(e->err), "cannot create '%.400s': %s", e->dir, strerror(errno));
+        return;
+    }
+    /* the audit trail as it is now: the log, its head, the rotated files kept */
+    if ((e->result = evidence_copy(e, "audit.log")) < 0 || (e->result = evidence_copy(e, "audit.head")) < 0)
+        return;
+    for (int i = 1; i <= 20; i++) {
+        snprintf(name, sizeof(name), "audit.log.%d", i);
+        if ((e->result = evidence_copy(e, name)) <= 0)
+            break;
+    }
+    if (e->result < 0)
+        return;
+    snprintf(path, sizeof(path), "%s/hooks.json", e->dir);
+    e->result = atomicfile_write(path, e->hooks, strlen(e->hooks), 0600);
+    if (e->result < 0)
+        snprintf(e->err, sizeof(e->err), "cannot write '%.400s': %s", path, strerror(-e->result));
+    else
+        snprintf(e->names[e->n_files++], sizeof(e->names[0]), "hooks.json");
+}
+
+static void evidence_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the evidence: %s", err_str(status));
+    else
+        scn_finish(st, 0, "the audit trail and the hooks' outcomes are in '%s'", scn_ctx_str(run, "evidence", "dir"));
+}
+
+static void evidence_done(uv_work_t *req, int status)
+{
+    BreachEvidence *e = req->data;
+    ScnStep *st = e->st;
+    int r = status < 0 ? status : e->result;
+    if (r < 0) {
+        scn_finish(st, r, "%s", e->err[0] ? e->err : err_str(r));
+    } else {
+        json_t *files = json_array();
+        for (size_t i = 0; i < e->n_files; i++)
+            json_array_append_new(files, json_string(e->names[i]));
+        scn_context_set(st->run, "evidence", json_pack("{s:s,s:o,s:s}", "dir", e->dir, "files", files, "database",
+                                                       corruption_run(st->run)->damaged), evidence_recorded, st);
+    }
+    free(e->hooks);
+    free(e);
+}
+
+/* Idempotent: the files are written again (the audit trail has grown by then: the newer copy). */
+static void step_collect_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    BreachEvidence *e = calloc(1, sizeof(*e));
+    json_t *h = json_object();
+    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup_key"};
+    for (size_t i = 0; h && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const json_t *v = json_object_get(st->run->ctx, keys[i]);
+        json_object_set_new(h, keys[i], v ? json_deep_copy(v) : json_null());
+    }
+    if (e && h) {
+        json_object_set_new(h, "run", json_string(st->run->id));
+        e->hooks = json_dumps(h, JSON_INDENT(2));
+    }
+    json_decref(h);
+    if (!e || !e->hooks) {
+        if (e)
+            free(e->hooks);
+        free(e);
+        scn_finish(st, -ENOMEM, "out of memory");
+        return;
+    }
+    e->st = st;
+    e->req.data = e;
+    scn_path(st->run->s, e->dir, sizeof(e->dir), "runs", st->run->id, ".evidence");
+    snprintf(e->state_dir, sizeof(e->state_dir), "%s", st->run->core->cfg->state_dir);
+    int r = uv_queue_work(st->run->core->loop, &e->req, evidence_work, evidence_done);
+    if (r < 0) {
+        free(e->hooks);
+        free(e);
+        scn_finish(st, r, "cannot start copying the evidence: %s", err_str(r));
+    }
+}
+
+static void plan_collect_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char dir[4200], msg[4400];
+    scn_path(run->s, dir, sizeof(dir), "runs", run->id, ".evidence");
+    snprintf(msg, sizeof(msg), "would copy the audit trail and the hooks' outcomes to '%s'", dir);
+    done(call, 0, msg);
+}
+
 /* ---- select_backup: the newest one verified before T ---- */
 
 static void step_select_backup(FsmCall *call, void *ctx, FsmDone done)
@@ -393,6 +544,7 @@ static const FsmState breach_states[N_STATES] = {
     [CREDS_ROTATED] = {"credentials_rotated", FSM_STATE_ACTIVE},
     [ROTATED] = {"backup_key_rotated", FSM_STATE_ACTIVE},
     [PRESERVED] = {"evidence_preserved", FSM_STATE_ACTIVE},
+    [EVIDENCE_KEPT] = {"evidence_collected", FSM_STATE_ACTIVE},
     [BACKUP_SELECTED] = {"backup_selected", FSM_STATE_ACTIVE},
     [RESTORED] = {"restored", FSM_STATE_ACTIVE},
     [VALIDATED] = {"validated", FSM_STATE_ACTIVE},
@@ -421,7 +573,10 @@ static const FsmRow breach_rows[] = {
     {ROTATED, PRESERVED, "preserve_evidence", "the current database is kept under a new name, never dropped",
      scn_step_preserve_evidence, scn_probe_preserve_evidence, scn_plan_preserve_evidence, scn_cancel, 60000, 3, true,
      FSM_GATE_NONE, RESTORE_FAILED},
-    {PRESERVED, BACKUP_SELECTED, "select_backup", "the newest backup verified before the breach is the restore point",
+    {PRESERVED, EVIDENCE_KEPT, "collect_evidence", "the audit trail and the hooks' outcomes are copied to the run's "
+     "evidence directory", step_collect_evidence, NULL, plan_collect_evidence, NULL, 120000, 3, true, FSM_GATE_NONE,
+     RESTORE_FAILED},
+    {EVIDENCE_KEPT, BACKUP_SELECTED, "select_backup", "the newest backup verified before the breach is the restore point",
      step_select_backup, NULL, plan_select_backup, NULL, 10000, 3, true, FSM_GATE_NONE, RESTORE_FAILED},
     {BACKUP_SELECTED, RESTORED, "restore_database", "the backup is restored into a fresh database",
      scn_step_restore_database, scn_probe_restore_database, scn_plan_restore_database, scn_cancel,
@@ -454,7 +609,8 @@ static bool breach_may_resume(const ScnRun *run)
 
 static void breach_report_extras(const ScnRun *run, json_t *rep)
 {
-    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup_key", "backup", "validation"};
+    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup_key", "evidence", "backup",
+                                       "validation"};
     json_t *b = json_object();
     for (size_t i = 0; b && i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *v = json_object_get(run->ctx, keys[i]);
@@ -485,7 +641,7 @@ static int breach_ctx_init(ScnRun *run, char *err, size_t errlen)
 static unsigned breach_disturbs(const ScnRun *run, const char *running_step, char *what, size_t n)
 {
     int s = fsm_run_state(run->fsm);
-    bool away = s == PRESERVED || s == BACKUP_SELECTED || s == RESTORED || s == VALIDATED || s == RESTORE_FAILED ||
+    bool away = s == PRESERVED || s == EVIDENCE_KEPT || s == BACKUP_SELECTED || s == RESTORED || s == VALIDATED || s == RESTORE_FAILED ||
                 (s == ROTATED && running_step && !strcmp(running_step, "preserve_evidence"));
     if (!away)
         return 0;

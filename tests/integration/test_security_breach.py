@@ -133,7 +133,7 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         assert run["status"] == "waiting_approval", d.log()[-6000:]
         assert [s["step"] for s in run["steps"]] == [
             "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "rotate_backup_key",
-            "preserve_evidence", "select_backup", "restore_database", "validate_restore", "switch_database",
+            "preserve_evidence", "collect_evidence", "select_backup", "restore_database", "validate_restore", "switch_database",
             "reconcile"], run["steps"]
         assert env.venue.status()["mode"] == "halted"
         calls = env.hook_calls()
@@ -149,6 +149,16 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         assert all(c["ok"] for c in ctx["lockdown"] + ctx["rotate"])
         dbs = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'trading%' ORDER BY 1").split()
         assert "trading" in dbs and any("_breach_" in x for x in dbs), dbs
+        # The evidence: the database kept, the audit trail and the hooks' outcomes (with their output)
+        # in the run's directory.
+        ev = ctx["evidence"]
+        assert ev["dir"] == os.path.join(d.state_dir, "runs", rid + ".evidence") and ev["database"] in dbs, ev
+        assert {"audit.log", "audit.head", "hooks.json"} <= set(ev["files"]), ev
+        with open(os.path.join(ev["dir"], "hooks.json")) as f:
+            hooks = json.load(f)
+        assert [h["stdout"] for h in hooks["lockdown"]] == ["done\n", "done\n"], hooks
+        with open(os.path.join(ev["dir"], "audit.log")) as f:
+            assert "security_breach" in f.read()
 
         # The daemon's own backup key was rotated before the restore, and the old backup still
         # restored: it is read with the key of its key id.

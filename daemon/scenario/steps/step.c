@@ -54,6 +54,7 @@ static void scn_step_free(ScnStep *st)
         child_free(st->child);
     json_decref(st->acc);
     free(st->conninfo);
+    free(st->hook_stdout);
     ScnRun *run = st->run;
     free(st);
     scn_run_unref(run);

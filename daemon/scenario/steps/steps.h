@@ -71,6 +71,7 @@ struct ScnStep {
     BackupUnpack *unpack; /* point_in_time: the base backup being unpacked */
     bool reconnect;       /* point_in_time: the next poll on a fresh connection */
     uint64_t http_id;  /* an HTTP request in flight (lib/httpc), 0 when none: cancelled with the step */
+    char *hook_stdout; /* scn_hook_run: the last command's stdout (its head, at most 4 KiB; owned), or NULL */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
