@@ -5,7 +5,7 @@ webhook on its metrics listener. The lockdown and rotate hooks are one script th
 call to a file together with what the platform says at that moment (its mode, its open positions).
 
 - drctl execute --scenario security_breach --since T, with two verified backups and T between
-  them: every position closed and trading halted (confirmed) before the first lockdown hook; the
+  them (the daemon killed after the key rotation committed and started again: nothing done twice): every position closed and trading halted (confirmed) before the first lockdown hook; the
   hooks in their order, each confirmed; the daemon's backup key rotated; the current database kept
   as evidence; the backup taken before T restored (never the newer one) with its old key;
   validated, switched, reconciled; then the run waits for a person in automatic mode too, trading
@@ -106,7 +106,8 @@ class BreachEnv(TradingEnv):
 def test_operator_breach_then_signed_webhook(pg, tmp_path):
     env = BreachEnv(tmp_path, pg)
     try:
-        env.start()
+        # The daemon is killed right after the backup key's rotation is journaled, and started again.
+        env.start(daemon_env={"DRSUP_CRASH_AFTER_EVENT": "commit:rotate_backup_key"})
         d = env.daemon
         # Two verified backups, T between them (the catalog's times are whole seconds).
         b1 = d.ctl_json("backup", "now", "--wait", timeout=120)
@@ -128,6 +129,10 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         started = d.ctl_json("execute", "--scenario", "security_breach", "--since", str(since_ms),
                              "--reason", "ids alert 4711")
         rid = started["run"]
+        wait_until(lambda: d.proc.poll() is not None, timeout=60, what="the crash after rotate_backup_key")
+        assert d.proc.returncode == -9, d.log()[-3000:]
+        d.kill9()
+        d.start()
         # Automatic mode, but resuming after a breach needs a person: the run waits, trading halted.
         run = env.wait_status(rid, ("waiting_approval", "failed", "aborted"))
         assert run["status"] == "waiting_approval", d.log()[-6000:]
@@ -166,6 +171,7 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         assert ctx["backup_key"]["previous_key_id"] == old_kid and ctx["backup_key"]["key_id"] != old_kid, ctx
         ring = os.path.join(d.state_dir, "backup-keys")
         assert oct(os.stat(os.path.join(ring, ctx["backup_key"]["key_id"] + ".key")).st_mode & 0o777) == "0o600"
+        assert sorted(os.listdir(ring)) == sorted(["current", ctx["backup_key"]["key_id"] + ".key"])  # rotated once
 
         assert d.ctl("approve", rid).returncode == 0
         run = env.wait_status(rid, ("succeeded", "failed", "aborted"))
