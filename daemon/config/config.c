@@ -64,6 +64,8 @@ void config_backup_free(ConfigBackup *b)
     free(b->key_file);
     free(b->key_credential);
     free(b->key_path);
+    config_list_free(b->previous_keys, b->n_previous_keys);
+    free(b->keyring_dir);
     config_list_free(b->state_files, b->n_state_files);
     free(b->restore_schedule);
     config_list_free(b->validation_queries, b->n_validation_queries);
@@ -107,6 +109,9 @@ int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst)
     r |= config_str_copy(src->key_file, &dst->key_file);
     r |= config_str_copy(src->key_credential, &dst->key_credential);
     r |= config_str_copy(src->key_path, &dst->key_path);
+    r |= config_str_copy(src->keyring_dir, &dst->keyring_dir);
+    dst->previous_keys = NULL;
+    r |= config_list_copy(src->previous_keys, src->n_previous_keys, &dst->previous_keys);
     r |= config_str_copy(src->restore_schedule, &dst->restore_schedule);
     r |= config_list_copy(src->schedules, src->n_schedules, &dst->schedules);
     r |= config_list_copy(src->state_files, src->n_state_files, &dst->state_files);
@@ -219,6 +224,8 @@ Config *config_free(Config *cfg)
     config__free_wal(&cfg->wal);
     config__free_drills(&cfg->drills);
     free(cfg->metrics.listen);
+    free(cfg->inbound_webhook.path);
+    config_free_secret(cfg->inbound_webhook.secret, cfg->inbound_webhook.secret_len);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
@@ -577,12 +584,16 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_scenarios(&top, &cfg->scenarios);
     config__read_replication(&top, &cfg->replication);
     config__read_metrics(&top, &cfg->metrics);
+    config__read_inbound_webhook(&top, &cfg->metrics, cfg->alerts.credentials_dir, &cfg->inbound_webhook);
     config__read_wal(&top, &cfg->backup, &cfg->wal);
     config__read_audit(&top, &cfg->audit);
     config__read_drills(&top, &cfg->drills);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");
+    if (cfg->backup.enabled && cfg->state_dir &&
+        asprintf(&cfg->backup.keyring_dir, "%s/backup-keys", cfg->state_dir) < 0)
+        cfg->backup.keyring_dir = NULL;
 
     if (ctx->n_errors > 0) {
         config_free(cfg);

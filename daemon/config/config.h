@@ -176,6 +176,11 @@ typedef struct ConfigBackup {
     char *key_path;             /* the key's file: key_file, or where the loader found key_credential
                                    ($CREDENTIALS_DIRECTORY, else
                                    alerts.credentials_dir); what every key load reads */
+    char **previous_keys;       /* earlier keys' files (previous_keys: paths, or credential:NAME resolved
+                                   where key_credential is): a backup is read with the key of its key id */
+    size_t n_previous_keys;
+    char *keyring_dir;          /* state_dir/backup-keys: keys the daemon generated (a rotation); its
+                                   'current' names the key new backups are written with */
     uint64_t chunk_size;        /* BCF chunk size */
     uint64_t dump_timeout_ms;   /* pg_dump deadline */
     int64_t nice;               /* CPU priority of backup work (pg_dump, its pg_restore, workers); 0 = normal */
@@ -237,6 +242,11 @@ typedef struct ConfigDetector {
     size_t n_watched_tables;
     uint64_t watched_interval_ms;    /* between two probes of every watched table */
     uint64_t watched_timeout_ms;     /* one probe query's deadline */
+    bool tamper;                     /* the daemon's own tamper signals (a backup or WAL segment failing
+                                        verification, the configuration file changed and not reloaded
+                                        within tamper_config_grace, the control socket's owner or mode
+                                        changed) are the security_breach incident; off: they only page */
+    uint64_t tamper_config_grace_ms; /* an edit of the configuration file not reloaded within this */
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
@@ -305,6 +315,16 @@ typedef struct ConfigMetrics {
     bool enabled;                /* the section is present */
     char *listen;                /* "HOST:PORT", "[V6]:PORT" or "unix:PATH"; default 127.0.0.1:9187 */
 } ConfigMetrics;
+
+/* inbound_webhook: (optional) the signed security webhook, a POST route on the metrics listener
+ * (docs/security-breach.md). Absent: off. */
+typedef struct ConfigInboundWebhook {
+    bool enabled;                /* the section is present */
+    char *path;                  /* the route; default /security-breach */
+    char *secret;                /* the shared HMAC secret (secret_file or secret_credential) */
+    size_t secret_len;
+    uint64_t window_ms;          /* the timestamp's window either way, and how long a nonce is kept */
+} ConfigInboundWebhook;
 
 /* audit: (optional) the audit log's rotation. See docs/audit.md. */
 #define CONFIG_AUDIT_MAX_BYTES_DEFAULT (64ull << 20)
@@ -396,6 +416,7 @@ typedef struct Config {
     ConfigScenarios scenarios;
     ConfigReplication replication;
     ConfigMetrics metrics;
+    ConfigInboundWebhook inbound_webhook;
     ConfigWal wal;
     ConfigAudit audit;
     ConfigDrills drills;

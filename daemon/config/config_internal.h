@@ -38,6 +38,9 @@ void config__read_venue(const CfgSection *top, const char *cred_dir, ConfigVenue
 void config__free_venue(ConfigVenue *v);
 /* The metrics section (config_replication.c, with the other observation settings). */
 void config__read_metrics(const CfgSection *top, ConfigMetrics *m);
+/* inbound_webhook: served by the metrics listener, so it needs the metrics section. */
+void config__read_inbound_webhook(const CfgSection *top, const ConfigMetrics *m, const char *cred_dir,
+                                  ConfigInboundWebhook *w);
 /* The audit section (absent: the defaults). */
 void config__read_audit(const CfgSection *top, ConfigAudit *a);
 /* The replication section (config_replication.c). */

@@ -193,6 +193,42 @@ static void config_check_backup_key(const CfgSection *s, const char *cred_dir, C
     explicit_bzero(key, sizeof(key));
 }
 
+/* backup.previous_keys: each a key file's path or credential:NAME, checked as the key is; the paths
+ * found replace the entries (the backups read them at run time). */
+static void config_check_previous_keys(const CfgSection *s, const char *cred_dir, ConfigBackup *b)
+{
+    const CfgNode *at = cfg_get(s->map, "previous_keys");
+    uint8_t key[BCF_KEY_LEN];
+    char err[512], path[4096];
+
+    for (size_t i = 0; i < b->n_previous_keys; i++) {
+        const char *e = b->previous_keys[i];
+        if (!strncmp(e, "credential:", 11)) {
+            if (config__credential_path(e + 11, cred_dir, path, sizeof(path), err, sizeof(err)) < 0) {
+                cfg_error(s->ctx, at, "'backup.previous_keys' '%s': %s", e, err);
+                continue;
+            }
+        } else if (e[0] == '/') {
+            snprintf(path, sizeof(path), "%s", e);
+        } else {
+            cfg_error(s->ctx, at, "'backup.previous_keys' entries are absolute paths or credential:NAME ('%s')", e);
+            continue;
+        }
+        if (bcf_load_key_file(path, key, err, sizeof(err)) < 0) {
+            cfg_error(s->ctx, at, "'backup.previous_keys' '%s': %s", e, err);
+            continue;
+        }
+        explicit_bzero(key, sizeof(key));
+        char *p = strdup(path);
+        if (!p) {
+            cfg_error(s->ctx, at, "'backup.previous_keys': out of memory");
+            continue;
+        }
+        free(b->previous_keys[i]);
+        b->previous_keys[i] = p;
+    }
+}
+
 void config__read_backup(const CfgSection *top, const ConfigDatabase *db, const char *cred_dir, ConfigBackup *b)
 {
     static const char *const codecs[] = {"none", "zstd", "gzip", NULL};
@@ -214,6 +250,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, const 
     cfg_int(&s, "level", 0, 22, 0, &b->level);
     cfg_string(&s, "key_file", false, NULL, &b->key_file);
     cfg_string(&s, "key_credential", false, NULL, &b->key_credential);
+    cfg_string_list(&s, "previous_keys", &b->previous_keys, &b->n_previous_keys);
     cfg_size(&s, "chunk_size", 1024 * 1024, 4096, 64 * 1024 * 1024, &b->chunk_size);
     cfg_duration_ms(&s, "dump_timeout", false, 6ull * 3600 * 1000, 1000, &b->dump_timeout_ms);
     static const char *const ioprios[] = {"normal", "best-effort", "idle", NULL};
@@ -242,6 +279,7 @@ void config__read_backup(const CfgSection *top, const ConfigDatabase *db, const 
     if (b->key_credential && strchr(b->key_credential, '/'))
         cfg_error(s.ctx, cfg_get(s.map, "key_credential"), "'backup.key_credential' is a credential name, no '/'");
     config_check_backup_key(&s, cred_dir, b);
+    config_check_previous_keys(&s, cred_dir, b);
     if (b->level && !codec_level_valid((CodecKind)b->codec, (int)b->level))
         cfg_error(s.ctx, cfg_get(s.map, "level"), "'backup.level' %lld is not valid for codec '%s'",
                   (long long)b->level, codec_name((CodecKind)b->codec));
@@ -353,6 +391,8 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
     cfg_bool(&s, "app_crash", false, &d->app_crash);
     config_read_watched_tables(&s, cfg_get(s.map, "watched_tables"), d);
+    cfg_bool(&s, "tamper", false, &d->tamper);
+    cfg_duration_ms(&s, "tamper_config_grace", false, 300000, 1000, &d->tamper_config_grace_ms);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
         size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);

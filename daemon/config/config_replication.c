@@ -2,7 +2,8 @@
  * config_replication: the replication section (docs/replication.md): the cluster's nodes (name,
  * conninfo, the role each is expected to have), how often they are probed, and the lag thresholds
  * (repmgr's defaults: 300 s warning, 600 s critical), with the debounce of the conditions; and the
- * metrics section (the address of the Prometheus endpoint, checked here, listened on by core);
+ * metrics section (the address of the Prometheus endpoint, checked here, listened on by core)
+ * and the inbound_webhook section (the signed security webhook served on the same listener);
  * and the audit section (the audit log's rotation: size and files kept).
  */
 #include <stdio.h>
@@ -160,4 +161,28 @@ void config__read_metrics(const CfgSection *top, ConfigMetrics *m)
     cfg_check_unknown(&s);
     if (m->enabled && m->listen && listenaddr_parse(m->listen, &la, why, sizeof(why)) < 0)
         cfg_error(s.ctx, cfg_get(s.map, "listen"), "'metrics.listen': %s", why);
+}
+
+void config__read_inbound_webhook(const CfgSection *top, const ConfigMetrics *m, const char *cred_dir,
+                                  ConfigInboundWebhook *w)
+{
+    CfgSection s = cfg_section(top, "inbound_webhook", false);
+
+    w->enabled = s.map != NULL;
+    cfg_string(&s, "path", false, "/security-breach", &w->path);
+    cfg_duration_ms(&s, "window", false, 300000, 1000, &w->window_ms);
+    config__secret(&s, "secret", false, cred_dir, &w->secret, &w->secret_len);
+    cfg_check_unknown(&s);
+    if (!w->enabled)
+        return;
+    if (w->window_ms > 3600000)
+        cfg_error(s.ctx, cfg_get(s.map, "window"), "'inbound_webhook.window' is at most 1h");
+    if (!w->path || w->path[0] != '/' || strlen(w->path) >= 128 || !strcmp(w->path, "/metrics") || strchr(w->path, '?'))
+        cfg_error(s.ctx, cfg_get(s.map, "path"), "'inbound_webhook.path' must be a path such as /security-breach "
+                  "(not /metrics, no query, under 128 characters)");
+    if (!w->secret || w->secret_len < 16)
+        cfg_error(s.ctx, s.map, "'inbound_webhook' needs secret_file or secret_credential holding at least 16 bytes");
+    if (!m->enabled)
+        cfg_error(s.ctx, s.map, "'inbound_webhook' is served by the metrics listener: add a 'metrics' section "
+                  "(metrics.listen, loopback by default)");
 }

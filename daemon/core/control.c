@@ -93,6 +93,12 @@ struct Control {
     RolePolicy default_roles;
     CtlAuditFn audit_fn;
     void *audit_data;
+    /* the socket file watched for a changed owner or mode (a tamper signal, detect/breach.c) */
+    uv_fs_poll_t sock_poll;
+    bool poll_init, sock_reported;
+    uid_t sock_uid;
+    gid_t sock_gid;
+    mode_t sock_mode;
     void (*closed_cb)(void *);
     void *closed_data;
 };
@@ -600,6 +606,53 @@ static int control_clear_stale(const char *path, char *err, size_t errlen)
     return unlink(path) < 0 ? -errno : 0;
 }
 
+/* The socket's owner, group or mode is not what the daemon made it (stat on the thread pool, every
+ * CONTROL_SOCK_POLL_MS): an error event "control.socket", once until it is as made again. */
+#define CONTROL_SOCK_POLL_MS 2000
+static void control_on_socket_stat(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr)
+{
+    Control *ctl = h->data;
+    char what[400];
+    (void)prev;
+    if (ctl->closing)
+        return;
+    if (status < 0)
+        snprintf(what, sizeof(what), "the control socket '%s' is gone: %s", ctl->path, uv_strerror(status));
+    else if (curr->st_uid != ctl->sock_uid || curr->st_gid != ctl->sock_gid ||
+             (curr->st_mode & 07777) != (ctl->sock_mode & 07777))
+        snprintf(what, sizeof(what), "the control socket '%s' changed: owner %llu:%llu mode %04o (the daemon made it "
+                 "%llu:%llu mode %04o)", ctl->path, (unsigned long long)curr->st_uid, (unsigned long long)curr->st_gid,
+                 (unsigned)(curr->st_mode & 07777), (unsigned long long)ctl->sock_uid,
+                 (unsigned long long)ctl->sock_gid, (unsigned)(ctl->sock_mode & 07777));
+    else
+        what[0] = '\0';
+    if (what[0] && !ctl->sock_reported)
+        events_emit(ctl->events, SEV_ERROR, "control.socket", NULL, false, NULL, "%s", what);
+    ctl->sock_reported = what[0] != '\0';
+}
+
+static void control_watch_socket(Control *ctl)
+{
+    struct stat st;
+    if (stat(ctl->path, &st) < 0) /* just made by this process: a local, fast stat */
+        return;
+    ctl->sock_uid = st.st_uid;
+    ctl->sock_gid = st.st_gid;
+    ctl->sock_mode = st.st_mode;
+    uv_fs_poll_init(ctl->loop, &ctl->sock_poll);
+    ctl->sock_poll.data = ctl;
+    ctl->poll_init = true;
+    if (uv_fs_poll_start(&ctl->sock_poll, control_on_socket_stat, ctl->path, CONTROL_SOCK_POLL_MS) < 0)
+        log_warning("control", "cannot watch '%s' for a changed owner or mode, ignoring", ctl->path);
+}
+
+static void control_on_poll_closed(uv_handle_t *h)
+{
+    Control *ctl = h->data;
+    ctl->poll_init = false;
+    control_maybe_free(ctl);
+}
+
 int control_listen(Control *ctl, const ConfigControl *cfg, char *err, size_t errlen)
 {
     int r, fd;
@@ -658,12 +711,14 @@ int control_listen(Control *ctl, const ConfigControl *cfg, char *err, size_t err
         snprintf(err, errlen, "cannot listen on '%s': %s", ctl->path, uv_strerror(r));
         return r;
     }
+    if (!ctl->activated)
+        control_watch_socket(ctl);
     return 0;
 }
 
 static void control_maybe_free(Control *ctl)
 {
-    if (!ctl->closing || ctl->server_init || ctl->clients || ctl->closing_clients || ctl->open_calls)
+    if (!ctl->closing || ctl->server_init || ctl->poll_init || ctl->clients || ctl->closing_clients || ctl->open_calls)
         return;
     void (*cb)(void *) = ctl->closed_cb;
     void *data = ctl->closed_data;
@@ -691,6 +746,8 @@ void control_close(Control *ctl, void (*closed_cb)(void *data), void *data)
             unlink(ctl->path);
         uv_close((uv_handle_t *)&ctl->server, control_on_server_closed);
     }
+    if (ctl->poll_init)
+        uv_close((uv_handle_t *)&ctl->sock_poll, control_on_poll_closed);
     while (ctl->clients)
         control_client_close(ctl->clients);
     control_maybe_free(ctl);

@@ -247,6 +247,7 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("alerts", alerts_apply_config(d->alerts, d->cfg));
     DAEMON_APPLY("venue", venue_apply_config(d->venue, d->cfg));
     DAEMON_APPLY("detector", detector_apply_config(d->detector, d->cfg));
+    DAEMON_APPLY("breach", breach_signals_apply_config(d->breach, d->cfg));
     DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
     DAEMON_APPLY("wal", wal_apply_config(d->wal, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
@@ -500,8 +501,12 @@ static void daemon_on_config_changed(uv_fs_poll_t *h, int status, const uv_stat_
     (void)curr;
     if (status < 0 && status != UV_ENOENT)
         return;
-    if (!d->config_dirty)
+    if (!d->config_dirty) {
         d->config_changed_ms = clock_wall_ms();
+        /* a fact for the tamper signals (detect/breach.c): not reloaded within the grace, it pages */
+        events_emit(d->core.events, SEV_INFO, "config.changed", NULL, false, NULL,
+                    "the configuration file '%s' changed on disk and is not reloaded yet", d->config_path);
+    }
     d->config_dirty = true;
 }
 
@@ -571,6 +576,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->detector = detector_new(core, d->venue);
     if (!d->detector)
         return daemon_init_failed("the detector");
+    d->breach = breach_signals_new(core, d->detector);
+    if (!d->breach)
+        return daemon_init_failed("the breach signals");
     ProbeSink sink = {daemon_probe_ok, daemon_probe_failed, daemon_platform_ok, daemon_platform_failed, d->detector};
     d->probes = probes_new(core, &sink);
     if (!d->probes)
@@ -712,6 +720,9 @@ int daemon_start(Daemon *d)
         log_error("detector", "cannot start the detector: %s", err_str(r));
         return r;
     }
+    r = breach_signals_apply_config(d->breach, d->cfg);
+    if (r < 0)
+        return r; /* logged: the security webhook's route */
     r = probes_apply_config(d->probes, d->cfg);
     if (r < 0) {
         log_error("probe", "cannot start probes: %s", err_str(r));
@@ -833,6 +844,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         alerts_close(d->alerts, daemon_module_closed, d);
         d->alerts = NULL;
+    }
+    if (d->breach) { /* before the detector it reports through */
+        d->closing_modules++;
+        breach_signals_close(d->breach, daemon_module_closed, d);
+        d->breach = NULL;
     }
     if (d->detector) {
         d->closing_modules++;

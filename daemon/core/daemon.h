@@ -23,6 +23,7 @@
 #include "core/notify.h"
 #include "core/roles.h"
 #include "core/status.h"
+#include "detect/breach.h"
 
 typedef struct Probes Probes;
 typedef struct Audit Audit;
@@ -52,6 +53,7 @@ typedef struct Daemon {
     Backups *backups;
     WalArchive *wal;
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detect/detector.c) */
+    BreachSignals *breach; /* the signed webhook and the tamper signals -> security_breach (detect/breach.c) */
     Scenarios *scenarios; /* recovery runs (daemon/scenario/runner.c) */
     Reconcile *reconcile; /* database against the exchange (daemon/cap/reconcile.c) */
     Validate *validate;   /* drctl validate: the post-recovery checklist (daemon/scenario/validate.c) */

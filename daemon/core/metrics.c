@@ -8,6 +8,11 @@
  * deadline passes, so an answer is never destroyed by a reset. Beyond
  * METRICS_MAX_CLIENTS connections a new one is closed at once. A scrape renders every collector
  * into one buffer on the loop (they read in-memory state only) and queues one uv_write.
+ *
+ * A module may also register a POST route (the signed security webhook): its request, headers and
+ * a body of Content-Length bytes, all within METRICS_MAX_REQUEST, is handed to the route's
+ * function on the loop, which answers a status and a short text. A POST to another path is 404,
+ * one without Content-Length 411, one too large 413.
  */
 #include <errno.h>
 #include <math.h>
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +32,7 @@
 #define METRICS_MAX_CLIENTS 16
 #define METRICS_MAX_REQUEST 8192
 #define METRICS_DEADLINE_MS 5000
+#define METRICS_MAX_ROUTES 4
 
 typedef struct MetricsCollector {
     MetricsCollectFn fn;
@@ -49,6 +56,8 @@ typedef struct MetricsClient {
     struct Metrics *m;
     char req[METRICS_MAX_REQUEST];
     size_t len;
+    size_t hdr_end;  /* a POST: where its body starts (0 until its headers arrived) */
+    size_t body_len; /* its Content-Length */
     uv_write_t wr;
     uv_shutdown_t sd;
     char *resp;
@@ -57,10 +66,17 @@ typedef struct MetricsClient {
     struct MetricsClient *prev, *next;
 } MetricsClient;
 
+typedef struct MetricsRoute {
+    char path[128];
+    MetricsPostFn fn;
+    void *data;
+} MetricsRoute;
+
 struct Metrics {
     uv_loop_t *loop;
     MetricsCollector *cols;
     size_t n_cols;
+    MetricsRoute routes[METRICS_MAX_ROUTES];
     union {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
@@ -223,6 +239,32 @@ char *metrics_render(Metrics *m, size_t *ret_len)
     return w.buf;
 }
 
+int metrics_route_post(Metrics *m, const char *path, MetricsPostFn fn, void *data)
+{
+    if (!path || path[0] != '/' || strlen(path) >= sizeof(m->routes[0].path) || !strcmp(path, "/metrics"))
+        return -EINVAL;
+    MetricsRoute *free_slot = NULL;
+    for (size_t i = 0; i < METRICS_MAX_ROUTES; i++) {
+        if (m->routes[i].fn && !strcmp(m->routes[i].path, path))
+            return -EEXIST;
+        if (!m->routes[i].fn && !free_slot)
+            free_slot = &m->routes[i];
+    }
+    if (!free_slot)
+        return -ENOSPC;
+    snprintf(free_slot->path, sizeof(free_slot->path), "%s", path);
+    free_slot->fn = fn;
+    free_slot->data = data;
+    return 0;
+}
+
+void metrics_route_remove(Metrics *m, MetricsPostFn fn, void *data)
+{
+    for (size_t i = 0; m && i < METRICS_MAX_ROUTES; i++)
+        if (m->routes[i].fn == fn && m->routes[i].data == data)
+            memset(&m->routes[i], 0, sizeof(m->routes[i]));
+}
+
 int metrics_register(Metrics *m, MetricsCollectFn fn, void *data)
 {
     MetricsCollector *c = realloc(m->cols, (m->n_cols + 1) * sizeof(*c));
@@ -319,6 +361,87 @@ static void metrics_answer(MetricsClient *c, int code, const char *reason, const
         metrics_client_close(c);
 }
 
+bool metrics_request_header(const MetricsPostRequest *req, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    const char *p = req->headers, *end = req->headers + req->headers_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if ((size_t)(le - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            while (v < le && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = le;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if ((size_t)(ve - v) >= n)
+                return false;
+            memcpy(out, v, (size_t)(ve - v));
+            out[ve - v] = '\0';
+            return true;
+        }
+        p = le + 1;
+    }
+    return false;
+}
+
+/* The request's headers: from after the request line to the blank line (c->hdr_end). */
+static void metrics_handle_post(MetricsClient *c, const char *path)
+{
+    const MetricsRoute *rt = NULL;
+    char resp[512] = "";
+    for (size_t i = 0; i < METRICS_MAX_ROUTES; i++)
+        if (c->m->routes[i].fn && !strcmp(c->m->routes[i].path, path))
+            rt = &c->m->routes[i];
+    if (!rt) {
+        metrics_answer(c, 404, "Not Found", "not found\n", 10, false);
+        return;
+    }
+    const char *hl = memchr(c->req, '\n', c->len);
+    MetricsPostRequest req = {.path = path, .headers = hl ? hl + 1 : c->req,
+                              .headers_len = hl ? c->hdr_end - (size_t)(hl + 1 - c->req) : 0,
+                              .body = (const uint8_t *)c->req + c->hdr_end, .body_len = c->body_len};
+    int code = rt->fn(&req, resp, sizeof(resp), rt->data);
+    const char *reason = code == 200 ? "OK" : code == 202 ? "Accepted" : code == 400 ? "Bad Request" :
+                         code == 401 ? "Unauthorized" : code == 409 ? "Conflict" : code == 503 ? "Service Unavailable" :
+                         "Error";
+    metrics_answer(c, code, reason, resp, strlen(resp), false);
+}
+
+/* Does the request line POST to a registered route? (Else it is answered 404/405 at once.) */
+static bool metrics_post_routed(const MetricsClient *c)
+{
+    const char *p = c->req + 5, *end = c->req + c->len, *e = p;
+    while (e < end && *e != ' ' && *e != '?' && *e != '\r' && *e != '\n')
+        e++;
+    for (size_t i = 0; i < METRICS_MAX_ROUTES; i++) {
+        const MetricsRoute *rt = &c->m->routes[i];
+        if (rt->fn && strlen(rt->path) == (size_t)(e - p) && !memcmp(rt->path, p, (size_t)(e - p)))
+            return true;
+    }
+    return false;
+}
+
+/* A POST has its body: Content-Length bytes after the headers. 1 ready, 0 wait, <0 answered. */
+static int metrics_post_body(MetricsClient *c)
+{
+    char v[32];
+    MetricsPostRequest h = {.headers = c->req, .headers_len = c->hdr_end};
+    if (!metrics_request_header(&h, "Content-Length", v, sizeof(v))) {
+        metrics_answer(c, 411, "Length Required", "Content-Length required\n", 24, false);
+        return -1;
+    }
+    char *e = NULL;
+    unsigned long long n = strtoull(v, &e, 10);
+    if (!v[0] || *e || n > sizeof(c->req) - c->hdr_end) {
+        metrics_answer(c, 413, "Payload Too Large", "request too large\n", 18, false);
+        return -1;
+    }
+    c->body_len = (size_t)n;
+    return c->len >= c->hdr_end + c->body_len;
+}
+
 static void metrics_handle_request(MetricsClient *c)
 {
     char method[8] = "", path[256] = "";
@@ -346,6 +469,10 @@ static void metrics_handle_request(MetricsClient *c)
     if (q)
         *q = '\0';
     bool head = !strcmp(method, "HEAD");
+    if (!strcmp(method, "POST") && strcmp(path, "/metrics")) {
+        metrics_handle_post(c, path);
+        return;
+    }
     if (strcmp(method, "GET") && !head) {
         metrics_answer(c, 405, "Method Not Allowed", "only GET /metrics\n", 18, false);
         return;
@@ -386,10 +513,24 @@ static void metrics_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (c->answered)
         return;
     c->len += (size_t)n;
-    /* the end of the headers: the request line is all that matters */
+    if (c->hdr_end) { /* a POST's body arriving */
+        if (c->len >= c->hdr_end + c->body_len)
+            metrics_handle_request(c);
+        return;
+    }
+    /* the end of the headers: the request line is all that matters (and a POST's body after it) */
     for (size_t i = 0; i + 1 < c->len; i++) {
-        if ((c->req[i] == '\n' && c->req[i + 1] == '\n') ||
-            (i + 3 < c->len && !memcmp(c->req + i, "\r\n\r\n", 4))) {
+        bool lf = c->req[i] == '\n' && c->req[i + 1] == '\n';
+        if (lf || (i + 3 < c->len && !memcmp(c->req + i, "\r\n\r\n", 4))) {
+            if (c->len >= 5 && !memcmp(c->req, "POST ", 5) && metrics_post_routed(c)) {
+                c->hdr_end = i + (lf ? 2 : 4);
+                int r = metrics_post_body(c);
+                if (r > 0)
+                    metrics_handle_request(c);
+                if (r == 0 && c->len >= sizeof(c->req))
+                    metrics_answer(c, 413, "Payload Too Large", "request too large\n", 18, false);
+                return;
+            }
             metrics_handle_request(c);
             return;
         }

@@ -43,6 +43,24 @@ int metrics_register(Metrics *m, MetricsCollectFn fn, void *data);
  * negative code with the reason in err. */
 int metrics_listen(Metrics *m, const char *address, char *err, size_t errlen);
 void metrics_close(Metrics *m, void (*closed_cb)(void *data), void *data);
+/* A POST request to a registered route: its path, its header lines (after the request line, up to
+ * the blank line) and its body, all borrowed for the call. */
+typedef struct MetricsPostRequest {
+    const char *path;
+    const char *headers;
+    size_t headers_len;
+    const uint8_t *body;
+    size_t body_len;
+} MetricsPostRequest;
+/* Answer it on the loop: the HTTP status, with a short text in resp (NUL-terminated). */
+typedef int (*MetricsPostFn)(const MetricsPostRequest *req, char *resp, size_t resp_len, void *data);
+/* Serve POST `path` (not /metrics) on the metrics listener with fn. 0, -EEXIST, -ENOSPC or -EINVAL. */
+int metrics_route_post(Metrics *m, const char *path, MetricsPostFn fn, void *data);
+/* Stop serving the route(s) of fn with data (a POST there is then 404). */
+void metrics_route_remove(Metrics *m, MetricsPostFn fn, void *data);
+/* Header `name` (case-insensitive) of req, trimmed, into out: false when absent or too long. */
+bool metrics_request_header(const MetricsPostRequest *req, const char *name, char *out, size_t n);
+
 /* Scrapes answered since start. */
 unsigned long metrics_scrapes(const Metrics *m);
 

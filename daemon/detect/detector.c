@@ -248,6 +248,14 @@ static void detector_on_data_loss(const char *reason, int64_t detected_ms, const
                             params);
 }
 
+int detector_report_incident(Detector *det, const char *kind, const char *reason, int64_t detected_ms, char *ret_run,
+                             size_t run_len)
+{
+    if (!det || det->closing || !det->incident_fn)
+        return -ENOSYS;
+    return det->incident_fn(kind, reason, detected_ms, NULL, ret_run, run_len, det->incident_data);
+}
+
 void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data)
 {
     det->incident_fn = fn;

@@ -40,6 +40,10 @@
 #define INCIDENT_NETWORK_PARTITION "network_partition"
 /* A watched table dropped beyond its limit between two probes, or is gone (detector.watched_tables). */
 #define INCIDENT_DATA_LOSS "data_loss"
+/* Someone who should not has been in: a signed webhook (core/webhook.c) or one of the daemon's own
+ * tamper signals (a backup failing verification, the configuration file changed without a reload,
+ * the control socket's owner or mode changed), each raised by its own module. */
+#define INCIDENT_SECURITY_BREACH "security_breach"
 
 typedef struct Detector Detector;
 
@@ -57,6 +61,11 @@ typedef int (*DetectorIncidentFn)(const char *kind, const char *reason, int64_t 
 Detector *detector_new(Core *core, Venue *venue);
 /* Who hears about incidents (the scenario runner); NULL: nobody, an incident is a critical event. */
 void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data);
+/* Report an incident another source confirmed (detect/breach.c: the signed webhook, the tamper
+ * signals) to whoever hears about incidents: the handler's answer (0 with the run in ret_run,
+ * -EINPROGRESS, -EBUSY, ...), -ENOSYS when nobody does. Never from inside an events callback. */
+int detector_report_incident(Detector *det, const char *kind, const char *reason, int64_t detected_ms, char *ret_run,
+                             size_t run_len);
 /*
  * Where the detector learns what the replication side says of the primary (the wiring registers
  * the replication monitor): fill *out for the failures since since_ms (wall ms) and return true,

@@ -61,7 +61,17 @@ static void scn_cmd_execute(CtlCall *call, const json_t *args, void *data)
     }
     const ConfigScenario *sc = config_scenario(s->core->cfg, name);
     FsmMode mode = dry ? FSM_MODE_DRY_RUN : manual || (sc && sc->manual) ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC;
-    int r = scn_trigger(s, name, rbuf, clock_wall_ms(), mode, dry ? call : NULL, id, sizeof(id), err, sizeof(err));
+    /* since_ms (drctl execute --since T): when the incident began (security_breach restores a
+     * backup verified before it); a run parameter, journaled with the detection */
+    const json_t *since = json_object_get(args, "since_ms");
+    if (since && (!json_is_integer(since) || json_integer_value(since) <= 0)) {
+        control_reply_error(call, DR_EBADARG, "'since_ms' must be a positive integer (epoch ms)");
+        return;
+    }
+    json_t *params = since ? json_pack("{s:O}", "since_ms", since) : NULL;
+    int r = scn_trigger_params(s, name, rbuf, clock_wall_ms(), mode, params, dry ? call : NULL, id, sizeof(id), err,
+                               sizeof(err));
+    json_decref(params);
     if (r < 0) {
         control_reply_error(call, r == -EBUSY ? DR_EBUSY : r == -ENOENT ? DR_EBADARG : r, "%s", err);
         return;
@@ -265,7 +275,7 @@ static void scn_cmd_incident(CtlCall *call, const json_t *args, void *data)
 int scn_commands_register(Scenarios *s)
 {
     CtlCommand cmds[] = {
-        {"execute", true, scn_cmd_execute, s, "start a scenario run (scenario, dry_run, manual, reason)"},
+        {"execute", true, scn_cmd_execute, s, "start a scenario run (scenario, dry_run, manual, reason, since_ms)"},
         {"runs", false, scn_cmd_runs, s, "scenario runs: the active one and the finished ones"},
         {"run", false, scn_cmd_run, s, "one run's timeline (run)"},
         {"approve", true, scn_cmd_approve, s, "continue a run waiting at a gate or held after a restart (run)"},

@@ -19,6 +19,7 @@ extern const ScenarioDef scenario_network_partition;
 extern const ScenarioDef scenario_switchover;
 extern const ScenarioDef scenario_rejoin;
 extern const ScenarioDef scenario_data_loss;
+extern const ScenarioDef scenario_security_breach;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
@@ -29,6 +30,7 @@ static const ScenarioDef *const scenario_registry[] = {
     &scenario_switchover,
     &scenario_rejoin,
     &scenario_data_loss,
+    &scenario_security_breach,
 };
 
 int scenario_register_config(void)

@@ -15,6 +15,7 @@
  *   data_loss.c         the data_loss scenario (a watched table lost rows; point_in_time's steps)
  *   drill.c, drill_book.c, drill_rules.c  drills (drill.h): a job of their own, not runs; they use
  *                     none of this header
+ *   security_breach.c, security_breach_config.c  the security_breach scenario (docs/security-breach.md)
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's

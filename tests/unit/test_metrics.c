@@ -105,6 +105,49 @@ static void test_histogram(void **state)
     uv_loop_close(&loop);
 }
 
+static int route_fn(const MetricsPostRequest *req, char *resp, size_t n, void *data)
+{
+    (void)req;
+    (void)data;
+    snprintf(resp, n, "ok\n");
+    return 200;
+}
+
+/* A POST route's headers (case-insensitive, trimmed, bounded) and the route table's rules. */
+static void test_post_routes(void **state)
+{
+    (void)state;
+    static const char hdr[] = "Host: x\r\nX-Drsup-Nonce:  abc \r\nx-drsup-timestamp:17\r\n"
+                              "Content-Length: 2\r\n\r\n";
+    MetricsPostRequest req = {.path = "/p", .headers = hdr, .headers_len = sizeof(hdr) - 1};
+    char v[8];
+    assert_true(metrics_request_header(&req, "X-Drsup-Nonce", v, sizeof(v)));
+    assert_string_equal(v, "abc");
+    assert_true(metrics_request_header(&req, "X-DRSUP-TIMESTAMP", v, sizeof(v)));
+    assert_string_equal(v, "17");
+    assert_false(metrics_request_header(&req, "X-Drsup", v, sizeof(v))); /* a prefix is not the header */
+    assert_false(metrics_request_header(&req, "Missing", v, sizeof(v)));
+    assert_false(metrics_request_header(&req, "Host", v, 1)); /* too long for out */
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    Metrics *m = metrics_new(&loop);
+    int data = 0;
+    assert_int_equal(metrics_route_post(m, "/metrics", route_fn, &data), -EINVAL);
+    assert_int_equal(metrics_route_post(m, "relative", route_fn, &data), -EINVAL);
+    assert_int_equal(metrics_route_post(m, "/a", route_fn, &data), 0);
+    assert_int_equal(metrics_route_post(m, "/a", route_fn, &data), -EEXIST);
+    assert_int_equal(metrics_route_post(m, "/b", route_fn, &data), 0);
+    assert_int_equal(metrics_route_post(m, "/c", route_fn, &data), 0);
+    assert_int_equal(metrics_route_post(m, "/d", route_fn, &data), 0);
+    assert_int_equal(metrics_route_post(m, "/e", route_fn, &data), -ENOSPC);
+    metrics_route_remove(m, route_fn, &data);
+    assert_int_equal(metrics_route_post(m, "/a", route_fn, &data), 0);
+    metrics_close(m, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+}
+
 static void test_listen_addresses(void **state)
 {
     (void)state;
@@ -135,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_exposition),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_listen_addresses),
+        cmocka_unit_test(test_post_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

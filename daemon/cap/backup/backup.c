@@ -103,8 +103,9 @@ static void backups_task_work(uv_work_t *req)
             atomicfile_fsync_dir(t->path);
         break;
     }
-    case TASK_LOADKEY:
-        t->result = backup_load_key(t->cfg, t->key, t->err, sizeof(t->err));
+    case TASK_LOADKEY: /* the key of the file's key id: backups written before a rotation stay readable */
+        t->result = t->path ? backup_load_key_of_file(t->cfg, t->path, t->key, t->err, sizeof(t->err))
+                            : backup_load_key(t->cfg, t->key, t->err, sizeof(t->err));
         break;
     }
 }
@@ -206,6 +207,91 @@ json_t *backups_newest_verified(const Backups *b, bool *ret_scanned)
             return json_deep_copy(m);
     }
     return NULL;
+}
+
+json_t *backups_newest_verified_before(const Backups *b, int64_t before_ms, bool *ret_scanned)
+{
+    if (ret_scanned)
+        *ret_scanned = b && b->scanned;
+    if (!b)
+        return NULL;
+    for (size_t i = json_array_size(b->catalog); i-- > 0;) {
+        json_t *m = json_array_get(b->catalog, i);
+        if (backup_manifest_kind(m) != BACKUP_KIND_LOGICAL || !backup_manifest_verified(m))
+            continue;
+        /* the backup finished and its verification ran before T: both predate what T bounds */
+        int64_t finished = backup_manifest_finished(m);
+        int64_t verified = backup_time_parse(
+            json_string_value(json_object_get(json_object_get(m, "verification"), "verified_at")));
+        if (finished >= 0 && verified >= 0 && finished * 1000 < before_ms && verified * 1000 < before_ms)
+            return json_deep_copy(m);
+    }
+    return NULL;
+}
+
+/* ---- rotating the backup key (backup_keys.c does the files, on the pool) ---- */
+
+typedef struct BackupRotate {
+    uv_work_t req;
+    Backups *b;
+    ConfigBackup cfg;
+    BackupsKeyRotatedFn done;
+    void *data;
+    int result;
+    char new_id[33], old_id[33], err[512];
+} BackupRotate;
+
+static void backups_rotate_work(uv_work_t *req)
+{
+    BackupRotate *r = req->data;
+    r->result = backup_keys_rotate(&r->cfg, r->new_id, r->old_id, r->err, sizeof(r->err));
+}
+
+static void backups_rotate_done(uv_work_t *req, int status)
+{
+    BackupRotate *r = req->data;
+    Backups *b = r->b;
+    if (status < 0 && r->result == 0)
+        r->result = status;
+    if (r->result == 0) {
+        json_t *d = json_pack("{s:s,s:s}", "key_id", r->new_id, "previous_key_id", r->old_id);
+        events_emit(b->core->events, SEV_WARNING, "backup.key", NULL, false, d,
+                    "backup key rotated: new backups are written under key id %s; those under %s stay readable",
+                    r->new_id, r->old_id[0] ? r->old_id : "(unknown)");
+        json_decref(d);
+    }
+    r->done(r->result, r->new_id, r->old_id, r->result < 0 ? r->err : "", r->data);
+    config_backup_free(&r->cfg);
+    free(r);
+    b->pending--;
+    backups_maybe_closed(b);
+}
+
+int backups_rotate_key(Backups *b, BackupsKeyRotatedFn done, void *data)
+{
+    if (!b || !b->enabled)
+        return DR_ECONFIG;
+    if (b->closing)
+        return DR_ECANCELED;
+    BackupRotate *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    if (config_backup_copy(&b->cfg, &r->cfg) < 0) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->b = b;
+    r->done = done;
+    r->data = data;
+    r->req.data = r;
+    b->pending++;
+    int rc = uv_queue_work(b->core->loop, &r->req, backups_rotate_work, backups_rotate_done);
+    if (rc < 0) {
+        b->pending--;
+        config_backup_free(&r->cfg);
+        free(r);
+    }
+    return rc;
 }
 
 json_t *backups_physical(const Backups *b, bool *ret_scanned)
@@ -660,6 +746,8 @@ int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call)
     if (!t)
         return -ENOMEM;
     t->cfg = &b->cfg; /* read-only while the task runs; a reload replaces b->cfg only on the loop */
+    if (asprintf(&t->path, "%s/%s", b->cfg.directory, json_string_value(json_object_get(m, "file"))) < 0)
+        t->path = NULL; /* then the writing key, and a key id mismatch is reported as such */
     b->job_kind = restore ? JOB_RESTORE : JOB_VERIFY;
     b->job_started = backups__now();
     snprintf(b->job_name, sizeof(b->job_name), "%s", json_string_value(json_object_get(m, "file")));

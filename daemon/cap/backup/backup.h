@@ -45,12 +45,24 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
  * pg_restore --list ok): a new reference to a copy of its manifest, or NULL when there is none.
  * *ret_scanned (if non-NULL) tells whether the catalog has been loaded yet. Loop thread. */
 json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
+/* The same bounded by before_ms (wall ms): the newest verified logical backup that finished and
+ * was verified (verification.verified_at) before it, a new reference to a copy, or NULL. A backup
+ * taken or checked after T (a breach's start) is never the answer. Loop thread. */
+json_t *backups_newest_verified_before(const Backups *b, int64_t before_ms, bool *ret_scanned);
 /* Every physical (base) backup of the catalog, oldest first: a new array of copies of their
  * manifests (verified or not: see "verification"), NULL on OOM. *ret_scanned (if non-NULL) tells
  * whether the catalog has been loaded yet. Loop thread. (The WAL archive keeps what they need.) */
 json_t *backups_physical(const Backups *b, bool *ret_scanned);
-/* Load the key backups are encrypted with (backup.key_file or backup.key_credential), for the
- * WAL archive that completes them. 0, or DR_EKEY with err. Blocking: thread pool only. */
+/* Rotate the daemon's backup key (backup_keys.c): a new random key in the key ring
+ * (state_dir/backup-keys/<id>.key, 0600), made the key new backups are written with; backups
+ * under earlier keys stay readable (each is read with the key of its key id). done(status, new and
+ * previous key ids, why) on the loop, once. 0, or DR_ECONFIG (no backups), DR_ECANCELED, -ENOMEM
+ * without calling done. */
+typedef void (*BackupsKeyRotatedFn)(int status, const char *new_id, const char *old_id, const char *err, void *data);
+int backups_rotate_key(Backups *b, BackupsKeyRotatedFn done, void *data);
+/* Load the configured key (backup.key_file or backup.key_credential), for the WAL archive that
+ * completes the backups (a rotation of the backup key does not change the archive's key). 0, or
+ * DR_EKEY with err. Blocking: thread pool only. */
 int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
 /* A manifest's started_at / finished_at as Unix seconds (-1 if missing). */
 int64_t backup_manifest_started(const json_t *m);

@@ -17,18 +17,13 @@
 #include "cap/backup/backup_internal.h"
 #include "err.h"
 
-int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen)
+int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen)
 {
     if (!cfg->key_path) { /* the loader sets it for every accepted configuration */
         snprintf(err, errlen, "no backup key: the configuration loader found no key_file or key_credential");
         return DR_EKEY;
     }
     return bcf_load_key_file(cfg->key_path, key, err, errlen);
-}
-
-int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen)
-{
-    return backup_load_key(cfg, key, err, errlen);
 }
 
 void backup_time_rfc3339(int64_t unix_s, char *out, size_t n)

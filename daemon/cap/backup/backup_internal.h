@@ -51,11 +51,21 @@ typedef struct BackupBuf {
 int backup_buf_append(BackupBuf *b, const void *data, size_t len);
 void backup_buf_free(BackupBuf *b);
 
-/* ---- key (backup_catalog.c); blocking: pool threads only ---- */
+/* ---- keys (backup_keys.c); blocking: pool threads only ---- */
 
-/* Load the key from cfg->key_path: key_file, or where the configuration loader found key_credential
- * ($CREDENTIALS_DIRECTORY, else alerts.credentials_dir). DR_EKEY + message. */
+/* The key new backups are written with: the key ring's current key, else cfg->key_path (key_file,
+ * or where the configuration loader found key_credential). DR_EKEY + message. */
 int backup_load_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen);
+/* The key of id want (32 hex digits, a manifest's key_id; NULL or "": the configured key): the
+ * writing key, the configured key, backup.previous_keys, the ring, in that order. DR_EKEY + message. */
+int backup_load_key_for(const ConfigBackup *cfg, const char *want, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen);
+/* A new random key in the ring (0600, durable) made current; the ids of the new and of the key it
+ * replaces ("" if none could be read). 0, DR_ECONFIG (no ring), DR_EKEY or -errno with err. */
+int backup_keys_rotate(const ConfigBackup *cfg, char new_id[33], char old_id[33], char *err, size_t errlen);
+/* The key that reads the backup file at path: the one of the key id in its header (a file that is
+ * not a container: the writing key, and its verification then says what is wrong). */
+int backup_load_key_of_file(const ConfigBackup *cfg, const char *path, uint8_t key[BCF_KEY_LEN], char *err,
+                            size_t errlen);
 
 /* ---- manifests and catalog (backup_catalog.c) ---- */
 

@@ -219,7 +219,7 @@ static int restore_into_create(BackupRestore *r)
 static void restore_into_key_work(uv_work_t *req)
 {
     BackupRestore *r = req->data;
-    r->work_result = backup_load_key(&r->cfg, r->key, r->key_err, sizeof(r->key_err));
+    r->work_result = backup_load_key_of_file(&r->cfg, r->path, r->key, r->key_err, sizeof(r->key_err));
 }
 
 static void restore_into_key_done(uv_work_t *req, int status)

@@ -68,7 +68,7 @@ static void unpack_on_verified(const BackupVerifyResult *vr, void *data)
 static void unpack_key_work(uv_work_t *req)
 {
     BackupUnpack *u = req->data;
-    u->key_result = backups_load_key(&u->cfg, u->key, u->err, sizeof(u->err));
+    u->key_result = backup_load_key_of_file(&u->cfg, u->path, u->key, u->err, sizeof(u->err));
 }
 
 static void unpack_key_done(uv_work_t *req, int status)

@@ -31,6 +31,10 @@ static void scn_hook_exited(ChildProc *c, int64_t status, int sig, void *data)
     free(h);
     bool ok = status == 0 && sig == 0 && !child_timed_out(c);
     child_describe_outcome(c, status, sig, 200, how, sizeof(how));
+    size_t n = 0;
+    const char *out = child_stdout(c, &n);
+    free(st->hook_stdout);
+    st->hook_stdout = out ? strndup(out, n) : NULL; /* for a step that keeps it (security_breach's evidence) */
     st->child = NULL;
     child_free(c);
     if (st->cancelled || fsm_call_cancelled(st->call)) {

@@ -56,6 +56,7 @@ static void scn_step_free(ScnStep *st)
     free(st->conninfo);
     if (st->node_op_free)
         st->node_op_free(st->node_op);
+    free(st->hook_stdout);
     ScnRun *run = st->run;
     free(st);
     scn_run_unref(run);

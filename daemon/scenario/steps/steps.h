@@ -7,7 +7,8 @@
  *
  *   step.c           one invocation (ScnStep): finish, answer, cancel, one SQL statement at a time
  *   halt.c           halt_trading: halted and confirmed by the platform
- *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup")
+ *   select_backup.c  select_backup: the newest verified backup is the restore point (ctx "backup");
+ *                    bounded: the newest one that finished and was verified before T
  *   reconcile.c      reconcile: the database matches the exchange (ctx "reconcile")
  *   resume.c         resume_shadow, resume_live: through the venue's resume guard
  *   hook.c           a hook or configured command run by a step
@@ -77,6 +78,7 @@ struct ScnStep {
     uint64_t deadline_ms; /* switchover's and rejoin's polls: the monotonic ms they give up at */
     void *node_op;        /* node.c: the stop or start in flight (freed with the step) */
     void (*node_op_free)(void *op);
+    char *hook_stdout; /* scn_hook_run: the last command's stdout (its head, at most 4 KiB; owned), or NULL */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -119,6 +121,10 @@ void scn_plan_halt_trading(FsmCall *call, void *ctx, FsmDone done);
 
 void scn_step_select_backup(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_select_backup(FsmCall *call, void *ctx, FsmDone done);
+/* The same bounded: the newest backup that finished and was verified before before_ms (wall ms;
+ * 0: no bound), for a scenario's own row function that knows its T (security_breach's --since). */
+void scn_step_select_backup_before(FsmCall *call, void *ctx, int64_t before_ms, FsmDone done);
+void scn_plan_select_backup_before(FsmCall *call, void *ctx, int64_t before_ms, FsmDone done);
 /* The chosen backup's start (wall ms), 0 before select_backup: a ScenarioDef.restore_point_ms. */
 int64_t scn_backup_restore_point_ms(const ScnRun *run);
 
