@@ -211,6 +211,7 @@ Config *config_free(Config *cfg)
     config__free_venue(&cfg->venue);
     config__free_replication(&cfg->replication);
     config__free_wal(&cfg->wal);
+    config_offsite_free(&cfg->offsite);
     free(cfg->metrics.listen);
     free(cfg->path);
     free(cfg->cluster);
@@ -572,6 +573,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_metrics(&top, &cfg->metrics);
     config__read_wal(&top, &cfg->backup, &cfg->wal);
     config__read_audit(&top, &cfg->audit);
+    config__read_repository(&top, &cfg->backup, cfg->alerts.credentials_dir, &cfg->offsite);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cap/backup/backup.h"
+#include "cap/offsite/offsite.h"
 #include "cap/wal/wal.h"
 #include "core/core.h"
 #include "config/config.h"
@@ -50,6 +51,7 @@ typedef struct Daemon {
     Venue *venue;
     Backups *backups;
     WalArchive *wal;
+    Offsite *offsite;
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detect/detector.c) */
     Scenarios *scenarios; /* recovery runs (daemon/scenario/runner.c) */
     Reconcile *reconcile; /* database against the exchange (daemon/cap/reconcile.c) */

@@ -23,14 +23,14 @@ static void drctl_print_backups(const json_t *r)
     json_t *b;
     char size[32], dur[32];
 
-    printf("%-52s %-8s %-20s %10s %9s %-8s %s\n", "NAME", "KIND", "STARTED", "SIZE", "DURATION", "VERIFIED",
-           "TEST-RESTORED");
+    printf("%-52s %-8s %-20s %10s %9s %-8s %-13s %s\n", "NAME", "KIND", "STARTED", "SIZE", "DURATION", "VERIFIED",
+           "TEST-RESTORED", "LOCATION");
     json_array_foreach(json_object_get(r, "backups"), i, b) {
         drctl_size(drctl_int(b, "file_size_bytes"), size, sizeof(size));
         snprintf(dur, sizeof(dur), "%.1fs", (double)drctl_int(b, "duration_ms") / 1000.0);
-        printf("%-52s %-8s %-20s %10s %9s %-8s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "kind", "logical"),
-               drctl_str(b, "started_at", "?"), size, dur,
-               json_is_true(json_object_get(b, "verified")) ? "yes" : "NO", drctl_str(b, "restore_test", "skipped"));
+        printf("%-52s %-8s %-20s %10s %9s %-8s %-13s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "kind", "logical"),
+               drctl_str(b, "started_at", "?"), size, dur, json_is_true(json_object_get(b, "verified")) ? "yes" : "NO",
+               drctl_str(b, "restore_test", "skipped"), drctl_str(b, "location", "local"));
     }
     if (json_array_size(json_object_get(r, "backups")) == 0)
         printf("(no backups in %s)\n", drctl_str(r, "directory", "?"));
@@ -181,9 +181,10 @@ static int drctl_backup_decrypt(const Drctl *c, const OptParse *p)
 
 const OptCommand drctl_cmd_backups = {
     .name = "backups",
-    .summary = "list backups (name, kind, time, size, duration, verified, test-restored)",
+    .summary = "list backups (name, kind, time, size, duration, verified, test-restored, location)",
     .description = "The backup catalog (name, kind: logical or physical, start time, size, duration, verified, "
-                   "test-restored), recent failures, and what is running.",
+                   "test-restored, and location: local, or both when the backup and its manifest are also in "
+                   "the repository.s3 bucket), recent failures, and what is running.",
     .data = &(const DrctlAction){.wire = "backups", .print = drctl_print_backups},
 };
 

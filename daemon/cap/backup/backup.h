@@ -22,6 +22,9 @@
 
 typedef struct Backups Backups;
 
+/* A backup file's manifest is <file><BACKUP_MANIFEST_SUFFIX> in the same directory. */
+#define BACKUP_MANIFEST_SUFFIX ".manifest.json"
+
 /* Create the module and register its commands. NULL on OOM. */
 Backups *backups_new(Core *core);
 /* Would backups_apply_config() accept cfg (every schedule parses)? 0, or <0 with the reason in err.
@@ -49,6 +52,14 @@ json_t *backups_newest_verified(const Backups *b, bool *ret_scanned);
  * manifests (verified or not: see "verification"), NULL on OOM. *ret_scanned (if non-NULL) tells
  * whether the catalog has been loaded yet. Loop thread. (The WAL archive keeps what they need.) */
 json_t *backups_physical(const Backups *b, bool *ret_scanned);
+/* Every backup of the catalog (logical and physical), oldest first: a new array of copies of their
+ * manifests (verified or not), NULL on OOM. *ret_scanned as above. Loop thread. (The off-site
+ * uploader copies the verified ones.) */
+json_t *backups_catalog(const Backups *b, bool *ret_scanned);
+/* Who can tell whether a backup file is off-site too (the off-site uploader, registered by the
+ * wiring): `backups` then shows each one's location, "local" or "both". fn NULL: every one local. */
+typedef bool (*BackupsOffsiteFn)(const char *file, void *data);
+void backups_set_offsite(Backups *b, BackupsOffsiteFn fn, void *data);
 /* Load the key backups are encrypted with (backup.key_file or backup.key_credential), for the
  * WAL archive that completes them. 0, or DR_EKEY with err. Blocking: thread pool only. */
 int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
