@@ -29,6 +29,7 @@ static const char *const offsite_phase_names[] = {"waiting", "hashing", "put", "
 static void offsite_task_free(OffsiteTask *t)
 {
     offsite__task_reset(t);
+    free(t->upload_id); /* an abort task's (reset keeps it) */
     free(t->name);
     free(t->path);
     free(t->key);
