@@ -19,7 +19,8 @@ virtual-host style (BUCKET.HOST). Objects are kept in memory.
 
 Faults for the tests (S3Server.fault): "slowdown" (503 SlowDown), "error" (500 InternalError),
 "reset" (the connection closed without an answer), "slow" (the answer delayed), each for the next
-N requests; clock_skew_s shifts the server's clock.
+N requests; clock_skew_s shifts the server's clock; truncate_puts stores the next N PutObject bodies one
+byte short while answering 200 (a store that lost data: what a check after upload must catch).
 """
 import datetime
 import hashlib
@@ -65,6 +66,7 @@ class S3Server:
         self.buckets = {b: {} for b in buckets}
         self.uploads = {}
         self.meta = {}  # (bucket, key) -> {x-amz-meta-*: value}
+        self.truncate_puts = 0  # the next N PutObject bodies are stored one byte short
         self.lock = threading.Lock()
         self.faults = []  # [mode, remaining, arg]
         self.clock_skew_s = 0
@@ -172,6 +174,9 @@ class S3Server:
         if h.command == "PUT":
             etag = '"%s"' % hashlib.md5(body).hexdigest()
             with self.lock:
+                if self.truncate_puts > 0:  # a store that loses the end of an object, answering 200
+                    self.truncate_puts -= 1
+                    body = body[:-1]
                 self.buckets[bucket][key] = (body, etag)
                 self.meta[(bucket, key)] = self._meta_of(h)
             return self._reply(h, 200, b"", {"ETag": etag})
