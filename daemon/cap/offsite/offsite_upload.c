@@ -177,9 +177,13 @@ static void offsite_abort_ok(OffsiteTask *t, const HttpResponse *resp)
         offsite__task_done(t);
         return;
     }
-    offsite__task_reset(t);
+    offsite__task_reset(t); /* it starts over at retry_at, without holding a slot meanwhile */
     t->phase = OT_WAITING;
     t->next_phase = OT_HASHING;
+    if (t->active) {
+        t->active = false;
+        t->o->n_active--;
+    }
     offsite__kick(t->o);
 }
 
