@@ -3,8 +3,8 @@ Integration tests for the off-site uploader (docs/offsite.md): the real daemon, 
 15 and the strict S3 test server (tests/integration/s3server.py: its own SigV4 check and the body
 against x-amz-content-sha256) on loopback.
 
-- A verified logical backup (one PUT) and its manifest, and the archived WAL segments (multipart:
-  part_size 64 KiB) appear in the bucket with the local files' bytes (sha256 compared), each with
+- A verified logical backup and a base backup (multipart: part_size 64 KiB), their manifests (one
+  PUT each) and the archived WAL segments appear in the bucket with the local files' bytes (sha256 compared), each with
   x-amz-meta-sha256; the record survives a restart (nothing re-uploaded); `drctl backups` shows the
   backup "both"; offsite-status and the metrics tell the same.
 - A wrong secret: 403 SignatureDoesNotMatch, offsite.failed opens and is paged (PagerDuty double);
@@ -24,7 +24,7 @@ import pytest
 from drsup import Daemon, wait_until
 from pgharness import PgCluster
 from s3server import S3Server
-from test_backup import backup_cfg, fill_db
+from test_backup import PGBIN, backup_cfg, fill_db
 from test_wal import wait_streaming, write_rows
 
 AK, SK = "AKIDTEST", "test-secret/with+chars"
@@ -73,6 +73,8 @@ def offsite_cfg(pg, tmp, s3, secret_key=SK, wal=False, **extra):
     s.update(extra)
     cfg = {"database": {"conninfo": pg.conninfo()}, "backup": backup_cfg(pg, tmp), "repository": {"s3": s}}
     if wal:
+        cfg["backup"]["physical"] = {"pg_basebackup": os.path.join(PGBIN, "pg_basebackup"),
+                                     "conninfo": pg.conninfo("postgres")}
         cfg["wal"] = {"conninfo": pg.conninfo("postgres"), "flush_interval": "200ms", "status_interval": "1s",
                       "slot": "offsite_test"}
     return cfg
@@ -96,7 +98,7 @@ def wait_offsite(d, s3, keys, timeout=20):
         objs = s3.objects("drsup")
         return all(k in objs for k in keys) and not status(d)["queued"]
     try:
-        wait_until(ok, timeout=timeout, what="uploaded: %s" % keys)
+        return wait_until(ok, timeout=timeout, what="uploaded: %s" % keys)
     except TimeoutError as e:
         raise AssertionError("%s\n%s\n%s" % (e, json.dumps(status(d), indent=1), d.log()[-3000:]))
 
@@ -114,13 +116,31 @@ def test_backup_and_wal_go_offsite(pgm, tmp_path, s3, made):
     d.start()
     wait_streaming(d)
     name = d.ctl_json("backup", "now", "--wait")["name"]
+    base = wait_until(lambda: d.ctl_json("backup", "now", "--physical", "--wait")["name"], timeout=5,
+                      what="a base backup (names have a one-second resolution)")
+    assert base.endswith(".base.tar.zst.drbk"), base
     write_rows(pgm, 20000, "offsite", switch=True)
     bdir = d.config["backup"]["directory"]
     wdir = os.path.join(bdir, "wal")
-    wait_until(lambda: any(n.endswith(".wal.zst.drbk") for n in os.listdir(wdir)), timeout=20, what="a segment")
-    segs = sorted(n for n in os.listdir(wdir) if n.endswith(".wal.zst.drbk"))
-    keys = ["prod/backups/" + name, "prod/backups/" + name + ".manifest.json"] + ["prod/wal/" + n for n in segs]
-    wait_offsite(d, s3, keys)
+    wait_until(lambda: any(n.endswith(".wal.zst.drbk") and os.path.getsize(os.path.join(wdir, n)) > 64 << 10
+                           for n in os.listdir(wdir)), timeout=20, what="a segment above part_size")
+    keys = ["prod/backups/" + name, "prod/backups/" + name + ".manifest.json", "prod/backups/" + base,
+            "prod/backups/" + base + ".manifest.json"]
+
+    def local_segs():  # WAL retention may remove what the base backup no longer needs, meanwhile
+        return sorted(n for n in os.listdir(wdir) if n.endswith(".wal.zst.drbk"))
+
+    def all_up():
+        objs = s3.objects("drsup")
+        return all(k in objs for k in keys + ["prod/wal/" + n for n in local_segs()]) and not status(d)["queued"]
+    try:
+        wait_until(all_up, timeout=40, what="the backups and every local segment off-site")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s\n%s" % (e, json.dumps(status(d), indent=1), d.log()[-3000:]))
+    segs = local_segs()
+    etag = check_same(s3, "prod/backups/" + base, os.path.join(bdir, base))
+    assert etag.endswith('-%d"' % -(-os.path.getsize(os.path.join(bdir, base)) // (64 << 10))), etag
+    check_same(s3, "prod/backups/" + base + ".manifest.json", os.path.join(bdir, base + ".manifest.json"))
 
     check_same(s3, keys[0], os.path.join(bdir, name))
     check_same(s3, keys[1], os.path.join(bdir, name + ".manifest.json"))
@@ -140,10 +160,10 @@ def test_backup_and_wal_go_offsite(pgm, tmp_path, s3, made):
         max(i for i, p in enumerate(paths) if p == "/drsup/prod/backups/" + name)
 
     st = status(d)
-    assert st["failures_total"] == 0 and not st["failing"] and st["lag_s"] == 0 and st["last_upload"]
+    assert st["failures_total"] == 0 and not st["failing"] and st["lag_s"] == 0 and st["last_upload"], st
     assert st["objects_uploaded"] >= len(keys)
     listed = d.ctl_json("backups")["backups"]
-    assert [b["location"] for b in listed if b["name"] == name] == ["both"]
+    assert [b["location"] for b in listed if b["name"] in (name, base)] == ["both", "both"]
 
     # a restart trusts the record: nothing is uploaded again
     d.stop()

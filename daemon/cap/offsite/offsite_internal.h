@@ -57,6 +57,7 @@ typedef struct OffsiteTask {
     size_t n_parts, part;    /* part: the 0-based index being read or sent */
     uint64_t http_id;
     bool failed;             /* its last try failed: counts for offsite.failed */
+    bool gone;               /* the file was removed locally during its upload: abort, then drop */
     char last_error[400];
     uint64_t save_gen;       /* the record generation it waits for */
 } OffsiteTask;

@@ -172,8 +172,9 @@ static void offsite_abort_ok(OffsiteTask *t, const HttpResponse *resp)
         json_object_del(t->o->multipart, t->upload_id);
         offsite__record_changed(t->o);
     }
-    if (t->kind == OFS_ABORT) {
-        log_info("offsite", "aborted the multipart upload of '%s' a previous run left", t->key);
+    if (t->kind == OFS_ABORT || t->gone) {
+        log_info("offsite", "aborted the multipart upload of '%s' %s", t->key,
+                 t->gone ? "(the file is gone from the disk)" : "a previous run left");
         offsite__task_done(t);
         return;
     }
@@ -266,6 +267,11 @@ static void offsite_read_done(OffsiteJob *j)
     t->busy = false;
     if (t->o->closing)
         return;
+    if (j->status == -ENOENT) { /* removed locally (WAL or backup retention) while going up */
+        t->gone = true;
+        offsite__task_abort(t);
+        return;
+    }
     if (j->status < 0) {
         offsite__task_failed(t, "%s", j->err[0] ? j->err : err_str(j->status));
         return;
