@@ -11,7 +11,7 @@ Unlike the permissive doubles, it checks every request as S3 does and refuses wh
 - an unknown access key (403 InvalidAccessKeyId), a missing bucket (404 NoSuchBucket) or key
   (404 NoSuchKey).
 
-Operations: PUT, GET, HEAD and DELETE of an object; ListObjectsV2 (list-type=2, prefix); multipart
+Operations: PUT, GET (with one Range: 206), HEAD and DELETE of an object; ListObjectsV2 (list-type=2, prefix); multipart
 upload (CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload), with
 S3's ETags (MD5, and for a multipart object the MD5 of the parts' MD5s and "-N"); user metadata
 (x-amz-meta-*) kept from the PUT or CreateMultipartUpload and returned by HEAD and GET. Path style and
@@ -191,6 +191,14 @@ class S3Server:
         with self.lock:
             meta = dict(self.meta.get((bucket, key), {}))
         meta.update({"ETag": obj[1], "Content-Type": "application/octet-stream"})
+        rng = h.headers.get("Range")
+        if rng and h.command == "GET":  # "bytes=A-B" (one range, as S3 answers it: 206)
+            a, _, b = rng[len("bytes="):].partition("-")
+            a, b = int(a), min(int(b) if b else len(obj[0]) - 1, len(obj[0]) - 1)
+            if a >= len(obj[0]):
+                return self._error(h, 416, "InvalidRange", "The requested range is not satisfiable")
+            meta["Content-Range"] = "bytes %d-%d/%d" % (a, b, len(obj[0]))
+            return self._reply(h, 206, obj[0][a:b + 1], meta)
         return self._reply(h, 200, obj[0], meta)
 
     @staticmethod

@@ -267,9 +267,14 @@ static void offsite_loaded(OffsiteJob *j)
 
 /* ---- scans ---- */
 
+void offsite__key(const Offsite *o, bool wal, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s/%s", o->cfg.prefix ? o->cfg.prefix : "", wal ? "wal" : "backups", name);
+}
+
 static void offsite_key(const Offsite *o, OffsiteKind kind, const char *name, char *out, size_t n)
 {
-    snprintf(out, n, "%s%s/%s", o->cfg.prefix ? o->cfg.prefix : "", kind == OFS_WAL ? "wal" : "backups", name);
+    offsite__key(o, kind == OFS_WAL, name, out, n);
 }
 
 static void offsite_scanned(OffsiteJob *j)
@@ -571,12 +576,11 @@ Offsite *offsite_new(Core *core, Backups *backups)
     o->backups = backups;
     o->objects = json_object();
     o->multipart = json_object();
-    static const CtlCommand cmds[] = {
-        {"offsite_status", false, NULL, NULL, "the off-site copy: queue, last upload, lag, failures"},
+    CtlCommand c[] = {
+        {"offsite_status", false, offsite_cmd_status, o, "the off-site copy: queue, last upload, lag, failures"},
+        {"verify_offsite", true, offsite__cmd_verify, o,
+         "download a backup from the bucket and verify it (args: name); answers when done"},
     };
-    CtlCommand c = cmds[0];
-    c.fn = offsite_cmd_status;
-    c.data = o;
     if (!o->objects || !o->multipart || uv_timer_init(core->loop, &o->tick) < 0) {
         json_decref(o->objects);
         json_decref(o->multipart);
@@ -588,7 +592,7 @@ Offsite *offsite_new(Core *core, Backups *backups)
     if ((o->sub = events_subscribe(core->events, offsite_on_event, o)) < 0 ||
         (core->metrics && metrics_register(core->metrics, offsite_collect, o) < 0) ||
         (core->readiness && readiness_register(core->readiness, offsite_readiness, o) < 0) ||
-        (core->control && control_register(core->control, &c, 1) < 0)) {
+        (core->control && control_register(core->control, c, 2) < 0)) {
         offsite_close(o, NULL, NULL);
         return NULL;
     }
@@ -689,5 +693,6 @@ void offsite_close(Offsite *o, void (*closed_cb)(void *data), void *data)
     for (OffsiteTask *t = o->head; t; t = t->next)
         if (t->http_id)
             httpc_cancel(o->core->http, t->http_id);
+    offsite__verify_cancel(o);
     uv_close((uv_handle_t *)&o->tick, offsite_tick_closed);
 }

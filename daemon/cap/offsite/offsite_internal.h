@@ -89,6 +89,8 @@ struct Offsite {
     uint64_t next_scan;      /* loop ms */
     char scan_error[400];
 
+    struct OffsiteVerify *verify; /* drctl verify --offsite in progress (one at a time), or NULL */
+
     OffsiteTask *head, *tail; /* the queue, oldest file first */
     size_t n_tasks;
     unsigned n_active;
@@ -126,14 +128,24 @@ void offsite__task_abort(OffsiteTask *t);
 /* The record generation t waits for is on disk (ok) or could not be written. */
 void offsite__task_saved(OffsiteTask *t, bool ok);
 
+/* ---- offsite_verify.c ---- */
+/* The verify_offsite command: download a backup from the bucket and verify it. */
+void offsite__cmd_verify(CtlCall *call, const json_t *args, void *data);
+/* Keys of the bucket objects. */
+void offsite__key(const Offsite *o, bool wal, const char *name, char *out, size_t n);
+/* Close: the verification's transfer cancelled, its caller answered. */
+void offsite__verify_cancel(Offsite *o);
+
 /* ---- offsite_work.c: jobs on the thread pool; done(job) runs on the loop ---- */
-typedef enum { OJ_LOAD, OJ_SAVE, OJ_SCAN, OJ_HASH, OJ_READ, OJ_HASH_BUF } OffsiteJobKind;
+typedef enum { OJ_LOAD, OJ_SAVE, OJ_SCAN, OJ_HASH, OJ_READ, OJ_HASH_BUF, OJ_CALL } OffsiteJobKind;
 typedef struct OffsiteJob {
     uv_work_t work;
     Offsite *o;
     OffsiteJobKind kind;
     OffsiteTask *task;
     void (*done)(struct OffsiteJob *j);
+    void (*fn)(struct OffsiteJob *j); /* OJ_CALL: runs on the pool */
+    void *arg;                        /* OJ_CALL: the caller's */
     /* in */
     char *path, *path2;      /* LOAD/SAVE: the record; SCAN: backup dir, wal dir (or NULL) */
     char *text;              /* SAVE: the JSON */

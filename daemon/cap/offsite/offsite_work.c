@@ -242,6 +242,7 @@ static void offsite_job_work(uv_work_t *w)
     case OJ_HASH:
     case OJ_READ: offsite_work_file(j); break;
     case OJ_HASH_BUF: offsite_work_hash_buf(j); break;
+    case OJ_CALL: j->fn(j); break;
     }
 }
 
