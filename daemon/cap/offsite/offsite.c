@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cap/offsite/offsite_internal.h"
 #include "clock.h"
@@ -23,6 +24,15 @@
 static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort"};
 static const char *const offsite_phase_names[] = {"waiting", "hashing", "put", "create", "recording", "reading",
                                                   "part", "hashing", "complete", "head", "recording", "abort"};
+
+uint32_t offsite__rand(Offsite *o)
+{
+    uint32_t x = o->rng ? o->rng : 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return o->rng = x;
+}
 
 /* ---- tasks ---- */
 
@@ -574,6 +584,8 @@ Offsite *offsite_new(Core *core, Backups *backups)
         return NULL;
     o->core = core;
     o->backups = backups;
+    if (getrandom(&o->rng, sizeof(o->rng), GRND_NONBLOCK) != (ssize_t)sizeof(o->rng))
+        o->rng = (uint32_t)clock_wall_ms();
     o->objects = json_object();
     o->multipart = json_object();
     CtlCommand c[] = {

@@ -76,6 +76,7 @@ struct Offsite {
     void (*closed_cb)(void *data);
     void *closed_data;
     unsigned jobs;           /* thread-pool jobs in flight */
+    uint32_t rng;            /* xorshift state for the backoff's jitter (seeded from getrandom) */
 
     bool loaded, loading;    /* the record */
     json_t *objects;         /* key -> {size, sha256, at_ms} */
@@ -109,6 +110,8 @@ struct Offsite {
 /* ---- offsite.c ---- */
 /* The record changed: save it (coalesced); the generation to wait for. */
 uint64_t offsite__record_changed(Offsite *o);
+/* A random 32-bit value for the backoff's jitter. */
+uint32_t offsite__rand(Offsite *o);
 /* Start what can start. */
 void offsite__kick(Offsite *o);
 /* t reached the bucket (checked): counted, recorded. */

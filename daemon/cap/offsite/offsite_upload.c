@@ -42,7 +42,7 @@ static void offsite_request_failed(OffsiteTask *t, long status, const char *code
         t->next_phase = t->phase;
         t->phase = OT_WAITING;
         t->retry_at = uv_now(o->core->loop) +
-                      backoff_jitter_ms(o->cfg.retry_base_ms, o->cfg.retry_cap_ms, t->attempt, (uint32_t)rand());
+                      backoff_jitter_ms(o->cfg.retry_base_ms, o->cfg.retry_cap_ms, t->attempt, offsite__rand(o));
         log_info("offsite", "'%s': %s; retry %u of %" PRId64 " in %" PRIu64 " ms", t->key, msg, t->attempt,
                  o->cfg.max_attempts - 1, t->retry_at - uv_now(o->core->loop));
         return;
