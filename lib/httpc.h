@@ -52,7 +52,8 @@ typedef struct HttpRequest {
                                   * upload read on the thread pool, sent without a second copy) */
     uint64_t timeout_ms;         /* total time limit; 0 = HTTPC_DEFAULT_TIMEOUT_MS */
     uint64_t connect_timeout_ms; /* 0 = HTTPC_DEFAULT_CONNECT_TIMEOUT_MS (capped at timeout) */
-    size_t max_response;         /* response body limit; 0 = HTTPC_DEFAULT_MAX_RESPONSE */
+    size_t max_response;         /* response body limit; 0 = HTTPC_DEFAULT_MAX_RESPONSE (not
+                                  * applied to HEAD, whose Content-Length announces no body) */
 } HttpRequest;
 
 /* A response, valid only during the done callback (copy what you keep). */
