@@ -8,7 +8,7 @@ against x-amz-content-sha256) on loopback.
   x-amz-meta-sha256; the record survives a restart (nothing re-uploaded); `drctl backups` shows the
   backup "both"; offsite-status tells the same; `drctl verify --offsite` downloads each backup in
   ranges and verifies it, and catches a bit flipped in the bucket's copy.
-- A wrong secret: 403 SignatureDoesNotMatch, offsite.failed opens and is paged (PagerDuty double);
+- A wrong secret (virtual-host style): 403 SignatureDoesNotMatch, offsite.failed opens and is paged (PagerDuty double);
   the right secret and a reload: uploaded, the condition closes.
 - 503 SlowDown, 500 and connection resets are retried, an object stored short (answered 200) is
   caught by the HEAD and uploaded again; everything ends uploaded and correct.
@@ -195,7 +195,9 @@ def test_wrong_secret_pages_then_recovers(pgm, tmp_path, s3, made):
     from alert_receiver import Receiver
     rx = Receiver().start()
     try:
-        cfg = offsite_cfg(pgm, tmp_path, s3, secret_key="wrong-secret")
+        # virtual-host style here (drsup.localhost: curl takes *.localhost as loopback, no DNS)
+        cfg = offsite_cfg(pgm, tmp_path, s3, secret_key="wrong-secret", url_style="virtual",
+                          endpoint="http://localhost:%d" % s3.port)
         cfg["alerts"] = {"pagerduty": {"routing_key_file": secret(tmp_path, "pd.key", "R" * 32),
                                        "url": rx.url("/pd")}}
         d = Daemon(tmp_path, cfg)
@@ -215,6 +217,8 @@ def test_wrong_secret_pages_then_recovers(pgm, tmp_path, s3, made):
         d.ctl("reload")
         wait_offsite(d, s3, ["prod/backups/" + name, "prod/backups/" + name + ".manifest.json"])
         wait_until(lambda: not status(d)["failing"], timeout=10, what="offsite.failed resolved")
+        assert status(d)["url_style"] == "virtual"
+        assert any(p == "/prod/backups/" + name for m, p, st in s3.requests if st == 200), "not virtual-host style"
         assert "off-site uploads succeed again" in d.log()
         d.stop()
     finally:
