@@ -134,6 +134,7 @@ bench: deps-check
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/control.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/pitr.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/walsync.py
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/failover.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

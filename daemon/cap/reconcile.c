@@ -54,6 +54,8 @@ typedef struct ReconcileRun {
     size_t replay_i;
     size_t replayed, replay_failed;
     bool recomputed;
+    bool compare_only;          /* reconcile_start_compare: nothing replayed, no venue note */
+    bool cancelled;             /* reconcile_cancel: ends at the next step */
     int error;
     char errmsg[512];
 } ReconcileRun;
@@ -273,6 +275,8 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     *ret_result = run->error ? run->error : ready ? 0 : DR_ESTATE;
     if (rep)
         json_object_set_new(rep, "result", json_string(*ret_result ? err_name(*ret_result) : "ok"));
+    if (rep)
+        json_object_set_new(rep, "mode", json_string(run->compare_only ? "compare" : "repair"));
     return rep;
 }
 
@@ -321,7 +325,12 @@ static void reconcile_finish(ReconcileRun *run)
     Reconcile *owner = run->owner;
     Core *d = owner->core;
 
-    if (result == 0) {
+    if (run->compare_only) {
+        /* A rehearsal: its caller judges and reports it; nothing here is a reason to trade or to page. */
+        events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' (compare only) ended: %s",
+                    run->run_id, result == 0 ? "every check passed" : run->error ? (run->errmsg[0] ? run->errmsg : err_str(run->error))
+                                                                            : "discrepancies found");
+    } else if (result == 0) {
         events_emit(d->events, SEV_INFO, "reconcile", NULL, false, rep, "reconcile '%s' passed: ready to trade (%zu fill%s replayed)",
                     run->run_id, run->replayed, run->replayed == 1 ? "" : "s");
         if (owner->venue)
@@ -592,6 +601,10 @@ static void reconcile_advance(ReconcileRun *run)
         reconcile_fail(run, DR_ECANCELED, "the daemon is stopping");
         return;
     }
+    if (run->cancelled) {
+        reconcile_fail(run, DR_ECANCELED, "cancelled by its caller");
+        return;
+    }
     for (;;) {
         switch (run->step) {
         case RC_EX_POSITIONS:
@@ -640,7 +653,7 @@ static void reconcile_advance(ReconcileRun *run)
             r = pgconn_query(run->pg, cfg->referential_queries[run->ref_i], 0, NULL, reconcile_on_sql, run);
             break;
         case RC_REPLAY:
-            if (run->replay_i >= json_array_size(run->missing)) {
+            if (run->compare_only || run->replay_i >= json_array_size(run->missing)) {
                 run->step++;
                 continue;
             }
@@ -649,7 +662,7 @@ static void reconcile_advance(ReconcileRun *run)
         case RC_RECOMPUTE: {
             json_t *mm = reconcile_compare_positions(run->ex_positions, run->db_before, cfg->quantity_tolerance,
                                                      cfg->price_tolerance);
-            bool need = (run->replayed > 0 || json_array_size(mm) > 0) && cfg->recompute_query[0];
+            bool need = !run->compare_only && (run->replayed > 0 || json_array_size(mm) > 0) && cfg->recompute_query[0];
             json_decref(mm);
             if (!need) {
                 run->step++;
@@ -674,8 +687,8 @@ static void reconcile_advance(ReconcileRun *run)
 
 /* ---- entry points ---- */
 
-int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
-                    void *data)
+static int reconcile_begin(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, bool compare_only,
+                           ReconcileDoneFn cb, void *data)
 {
     ReconcileRun *run;
     char *msg = NULL;
@@ -700,6 +713,7 @@ int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const 
         return DR_ECONFIG;
     }
     run->owner = r;
+    run->compare_only = compare_only;
     run->run_id = strdup(run_id && run_id[0] ? run_id : "reconcile");
     run->since_ms = since_ms;
     run->started_ms = clock_wall_ms();
@@ -713,10 +727,29 @@ int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const 
         return -ENOMEM;
     }
     r->run = run;
-    log_info("reconcile", "reconcile '%s' started (exchange fills since %lld)", run->run_id, (long long)since_ms);
+    log_info("reconcile", "reconcile '%s' started (exchange fills since %lld%s)", run->run_id, (long long)since_ms,
+             compare_only ? "; compare only" : "");
     /* The first step is a venue action, which never calls back from inside the call. */
     reconcile_advance(run);
     return 0;
+}
+
+int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
+                    void *data)
+{
+    return reconcile_begin(r, conninfo, since_ms, run_id, false, cb, data);
+}
+
+int reconcile_start_compare(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id,
+                            ReconcileDoneFn cb, void *data)
+{
+    return reconcile_begin(r, conninfo, since_ms, run_id, true, cb, data);
+}
+
+void reconcile_cancel(Reconcile *r, ReconcileDoneFn cb, void *data)
+{
+    if (r && r->run && r->run->cb == cb && r->run->data == data)
+        r->run->cancelled = true;
 }
 
 static void reconcile_cmd_done(int result, json_t *report, void *data)

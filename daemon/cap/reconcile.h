@@ -49,6 +49,18 @@ typedef void (*ReconcileDoneFn)(int result, json_t *report /* new reference, cal
 int reconcile_start(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id, ReconcileDoneFn cb,
                     void *data);
 
+/*
+ * The same, comparing only (a drill's rehearsal against a scratch restore): steps 1, 2, 4 and 5 as
+ * above, nothing replayed or recomputed (step 3 only counts the fills missing: fills_complete says
+ * how many a real run would replay), and a pass is not noted on the venue (it opens no resume
+ * path). The report says "mode": "compare". Same returns and callback as reconcile_start.
+ */
+int reconcile_start_compare(Reconcile *r, const char *conninfo, int64_t since_ms, const char *run_id,
+                            ReconcileDoneFn cb, void *data);
+/* Stop the run started with (cb, data), if it is the active one: it ends with DR_ECANCELED once its
+ * operation in flight answers (a query or venue read, each bounded by its timeout). */
+void reconcile_cancel(Reconcile *r, ReconcileDoneFn cb, void *data);
+
 /* Module life: registers the `reconcile` command. */
 Reconcile *reconcile_new(Core *core, Venue *venue);
 void reconcile_close(Reconcile *r, void (*closed_cb)(void *data), void *data);

@@ -130,6 +130,12 @@ static void config_free_detector(ConfigDetector *d)
     free(d->server_log);
     free(d->data_directory);
     config_list_free(d->damage_patterns, d->n_damage_patterns);
+    for (size_t i = 0; i < d->n_watched_tables; i++) {
+        free(d->watched_tables[i].name);
+        free(d->watched_tables[i].table);
+        free(d->watched_tables[i].query);
+    }
+    free(d->watched_tables);
 }
 
 static void config_free_reconcile(ConfigReconcile *r)
@@ -212,6 +218,7 @@ Config *config_free(Config *cfg)
     config__free_replication(&cfg->replication);
     config__free_wal(&cfg->wal);
     config_offsite_free(&cfg->offsite);
+    config__free_drills(&cfg->drills);
     free(cfg->metrics.listen);
     free(cfg->path);
     free(cfg->cluster);
@@ -574,6 +581,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_wal(&top, &cfg->backup, &cfg->wal);
     config__read_audit(&top, &cfg->audit);
     config__read_repository(&top, &cfg->backup, cfg->alerts.credentials_dir, &cfg->offsite);
+    config__read_drills(&top, &cfg->drills);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

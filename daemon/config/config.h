@@ -201,6 +201,16 @@ typedef struct ConfigBackup {
     int physical_manifest_checksums;  /* a PgManifestAlgo (lib/pgmanifest.h); 0: CRC32C, the default */
 } ConfigBackup;
 
+/* detector.watched_tables[]: a table's row count (or a query's one number) probed on a schedule; a
+ * drop beyond a limit between two probes, or the table gone, is a data loss. See docs/detector.md. */
+typedef struct ConfigWatchedTable {
+    char *name;              /* for people, metrics and reports; default: the table */
+    char *table;             /* [schema.]table: its row count ... */
+    char *query;             /* ... or a query returning one number (exactly one of the two) */
+    double max_drop_percent; /* a drop by more than this % of the last good value is a loss (< 0: unset) */
+    int64_t max_drop_rows;   /* a drop by more than this many is a loss (< 0: unset); at least one set */
+} ConfigWatchedTable;
+
 /* detector: how observations become decisions (halt, restart, corruption). See docs/detector.md. */
 typedef struct ConfigDetector {
     int64_t halt_after;              /* consecutive failed liveness probes before trading is halted */
@@ -223,6 +233,10 @@ typedef struct ConfigDetector {
     size_t n_damage_patterns;
     bool app_crash;                  /* the platform's health down (platform.down_after) while the
                                         database answers is the app_crash incident */
+    ConfigWatchedTable *watched_tables; /* probed over detector.conninfo; a loss is the data_loss incident */
+    size_t n_watched_tables;
+    uint64_t watched_interval_ms;    /* between two probes of every watched table */
+    uint64_t watched_timeout_ms;     /* one probe query's deadline */
 } ConfigDetector;
 
 /* reconcile: database against the exchange after a recovery. See docs/reconcile.md. */
@@ -306,6 +320,12 @@ typedef struct ConfigReplicationNode {
     char *conninfo;
     bool primary;                /* the role it is expected to have */
     int64_t priority;            /* promotion preference among equals; 0 = never promote */
+    /* What a switchover and a rejoin need to stop and start the node's server (docs/replication.md):
+     * its data directory (on this host), and optionally commands (argv, absolute path) that stop and
+     * start it instead of pg_ctl -D data_directory; all NULL when not configured. */
+    char *data_directory;
+    char **stop, **start;
+    size_t n_stop, n_start;
 } ConfigReplicationNode;
 /* failover: (optional) what a promotion needs. See docs/replication.md. */
 typedef struct ConfigFailover {
@@ -368,6 +388,20 @@ typedef struct ConfigOffsite {
     bool wal;                     /* upload the WAL archive too (wal.directory) */
 } ConfigOffsite;
 
+/* drills: (optional) scheduled drills and the drill/restore readiness rules. See docs/drills.md. */
+typedef struct ConfigDrillEntry {
+    char *cron;                   /* five-field cron expression, UTC */
+    char *scenario;               /* the scenario to rehearse (one with a drill) */
+} ConfigDrillEntry;
+
+typedef struct ConfigDrills {
+    bool enabled;                 /* the section is present */
+    ConfigDrillEntry *schedule;
+    size_t n_schedule;
+    uint64_t max_age_ms;          /* readiness warns when a scenario's last drill is older */
+    double free_space_factor;     /* a restore needs the newest backup's database size times this, free */
+} ConfigDrills;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
@@ -387,6 +421,7 @@ typedef struct Config {
     ConfigWal wal;
     ConfigAudit audit;
     ConfigOffsite offsite;
+    ConfigDrills drills;
 } Config;
 
 /*

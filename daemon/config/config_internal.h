@@ -11,6 +11,7 @@
  *                      the scenarios register (scenarios.<name>)
  *   config_databases.c the database the scenarios protect and the admin conninfo
  *   config_wal.c       the wal section: the continuous WAL archive's receiver
+ *   config_drills.c    the drills section: scheduled drills, the drill and free-space rules
  *
  * Each reader fills its section of a zeroed Config from the YAML tree, reporting every problem
  * with cfg_error() on top's context (the caller checks ctx->n_errors at the end) and leaving what
@@ -61,6 +62,9 @@ void config__check_conninfo_passfile(const CfgSection *s, const char *key);
 /* The repository section (config_offsite.c): repository.s3, the off-site bucket. */
 void config__read_repository(const CfgSection *top, const ConfigBackup *b, const char *cred_dir, ConfigOffsite *o);
 /* The wal section (config_wal.c); b is the backup section read before it (key, codec, directory). */
+/* The drills section (config_drills.c; absent: no schedule, the default rules). */
+void config__read_drills(const CfgSection *top, ConfigDrills *d);
+void config__free_drills(ConfigDrills *d);
 void config__read_wal(const CfgSection *top, const ConfigBackup *b, ConfigWal *w);
 void config__free_wal(ConfigWal *w);
 /* The scenarios section: admin_conninfo, database, and every registered scenario's section. */

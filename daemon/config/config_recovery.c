@@ -261,6 +261,77 @@ static const char *const config_default_damage_patterns[] = {
     "invalid resource manager", "corrupt",                  "invalid primary checkpoint record",
 };
 
+static void config_read_number(const CfgSection *s, const char *key, double def, double *ret);
+
+/* [schema.]table: letters, digits and underscores, at most one dot (the probe quotes each part). */
+static bool config_table_name_ok(const char *t)
+{
+    size_t dots = 0, len = strlen(t);
+    if (!len || len > 127 || t[0] == '.' || t[len - 1] == '.')
+        return false;
+    for (const char *p = t; *p; p++) {
+        if (*p == '.')
+            dots++;
+        else if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            return false;
+    }
+    return dots <= 1;
+}
+
+/* detector.watched_tables[i]: {name, table | query, max_drop_percent, max_drop_rows}. */
+static void config_read_watched(CfgCtx *ctx, const CfgNode *map, size_t i, ConfigWatchedTable *w)
+{
+    CfgSection s = {.ctx = ctx, .map = map, .where = map};
+    snprintf(s.path, sizeof(s.path), "detector.watched_tables[%zu]", i);
+    cfg_string(&s, "table", false, NULL, &w->table);
+    cfg_string(&s, "query", false, NULL, &w->query);
+    cfg_string(&s, "name", false, w->table, &w->name);
+    config_read_number(&s, "max_drop_percent", -1, &w->max_drop_percent);
+    cfg_int(&s, "max_drop_rows", 0, INT64_MAX, -1, &w->max_drop_rows);
+    cfg_check_unknown(&s);
+    if (!w->table == !w->query)
+        cfg_error(ctx, map, "'%s' needs exactly one of 'table' (its row count) or 'query' (one number)", s.path);
+    else if (w->table && !config_table_name_ok(w->table))
+        cfg_error(ctx, cfg_get(map, "table"), "'%s.table' must be [schema.]table (letters, digits, underscores)",
+                  s.path);
+    else if (w->query && strchr(w->query, ';'))
+        cfg_error(ctx, cfg_get(map, "query"), "'%s.query' must be one statement without ';'", s.path);
+    else if (!w->name || !w->name[0])
+        cfg_error(ctx, map, "'%s' with a query needs a 'name'", s.path);
+    if (w->max_drop_percent > 100)
+        cfg_error(ctx, cfg_get(map, "max_drop_percent"), "'%s.max_drop_percent' is at most 100", s.path);
+    if (w->max_drop_percent < 0 && w->max_drop_rows < 0)
+        cfg_error(ctx, map, "'%s' needs a limit: max_drop_percent, max_drop_rows or both", s.path);
+}
+
+static void config_read_watched_tables(CfgSection *s, const CfgNode *list, ConfigDetector *d)
+{
+    cfg_duration_ms(s, "watched_interval", false, 5000, 100, &d->watched_interval_ms);
+    cfg_duration_ms(s, "watched_timeout", false, 10000, 10, &d->watched_timeout_ms);
+    if (!list || (list->kind == CFG_NODE_SCALAR && !list->scalar[0]))
+        return;
+    if (list->kind != CFG_NODE_SEQ) {
+        cfg_error(s->ctx, list, "'detector.watched_tables' must be a list of {name, table | query, max_drop_percent, "
+                  "max_drop_rows}");
+        return;
+    }
+    if (!list->n || !(d->watched_tables = calloc(list->n, sizeof(*d->watched_tables))))
+        return;
+    for (size_t i = 0; i < list->n; i++) {
+        if (list->items[i]->kind != CFG_NODE_MAP) {
+            cfg_error(s->ctx, list->items[i], "'detector.watched_tables' items must be mappings {name, table | query, "
+                      "max_drop_percent, max_drop_rows}");
+            continue;
+        }
+        ConfigWatchedTable *w = &d->watched_tables[d->n_watched_tables++];
+        config_read_watched(s->ctx, list->items[i], i, w);
+        for (size_t k = 0; k + 1 < d->n_watched_tables; k++)
+            if (w->name && d->watched_tables[k].name && !strcmp(w->name, d->watched_tables[k].name))
+                cfg_error(s->ctx, list->items[i], "'detector.watched_tables[%zu]': the name '%s' is used twice", i,
+                          w->name);
+    }
+}
+
 void config__read_detector(const CfgSection *top, const ConfigDatabase *db, ConfigDetector *d)
 {
     CfgSection s = cfg_section(top, "detector", false);
@@ -281,6 +352,7 @@ void config__read_detector(const CfgSection *top, const ConfigDatabase *db, Conf
     cfg_string(&s, "data_directory", false, NULL, &d->data_directory);
     cfg_string_list(&s, "damage_patterns", &d->damage_patterns, &d->n_damage_patterns);
     cfg_bool(&s, "app_crash", false, &d->app_crash);
+    config_read_watched_tables(&s, cfg_get(s.map, "watched_tables"), d);
     cfg_check_unknown(&s);
     if (d->n_damage_patterns == 0) {
         size_t n = sizeof(config_default_damage_patterns) / sizeof(config_default_damage_patterns[0]);

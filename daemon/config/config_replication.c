@@ -18,6 +18,9 @@ void config__free_replication(ConfigReplication *r)
     for (size_t i = 0; i < r->n_nodes; i++) {
         free(r->nodes[i].name);
         free(r->nodes[i].conninfo);
+        free(r->nodes[i].data_directory);
+        config_list_free(r->nodes[i].stop, r->nodes[i].n_stop);
+        config_list_free(r->nodes[i].start, r->nodes[i].n_start);
     }
     free(r->nodes);
     r->nodes = NULL;
@@ -25,27 +28,6 @@ void config__free_replication(ConfigReplication *r)
     config_list_free(r->failover.fence, r->failover.n_fence);
     config_list_free(r->failover.fence_check, r->failover.n_fence_check);
     config_list_free(r->failover.repoint, r->failover.n_repoint);
-}
-
-static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, ConfigReplicationNode *n)
-{
-    CfgSection s = {.ctx = ctx, .map = item, .where = item};
-    static const char *const roles[] = {"standby", "primary", NULL};
-    char msg[256];
-    int role = 0;
-
-    snprintf(s.path, sizeof(s.path), "replication.nodes[%zu]", idx);
-    cfg_string(&s, "name", true, NULL, &n->name);
-    cfg_string(&s, "conninfo", true, NULL, &n->conninfo);
-    cfg_enum(&s, "role", roles, 0, &role);
-    cfg_int(&s, "priority", 0, 1000000, 100, &n->priority);
-    cfg_check_unknown(&s);
-    n->primary = role == 1;
-    if (n->name && (!n->name[0] || strpbrk(n->name, " /\t\r\n")))
-        cfg_error(ctx, cfg_get(item, "name"), "'%s.name' must be a non-empty word (no spaces or '/'): it is part "
-                                              "of condition keys", s.path);
-    if (n->conninfo && pgconn_check_conninfo(n->conninfo, msg, sizeof(msg)) != 0)
-        cfg_error(ctx, cfg_get(item, "conninfo"), "'%s.conninfo': %s", s.path, msg);
 }
 
 /* A hook: an argv list whose program is an absolute path, NULL-terminated for exec. */
@@ -64,6 +46,33 @@ static void config_read_hook(const CfgSection *s, const char *key, char ***argv,
     if (*argc && (*argv)[0][0] != '/')
         cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' must start with an absolute path (argv, no shell)", s->path,
                   key);
+}
+
+static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, ConfigReplicationNode *n)
+{
+    CfgSection s = {.ctx = ctx, .map = item, .where = item};
+    static const char *const roles[] = {"standby", "primary", NULL};
+    char msg[256];
+    int role = 0;
+
+    snprintf(s.path, sizeof(s.path), "replication.nodes[%zu]", idx);
+    cfg_string(&s, "name", true, NULL, &n->name);
+    cfg_string(&s, "conninfo", true, NULL, &n->conninfo);
+    cfg_enum(&s, "role", roles, 0, &role);
+    cfg_int(&s, "priority", 0, 1000000, 100, &n->priority);
+    cfg_string(&s, "data_directory", false, NULL, &n->data_directory);
+    config_read_hook(&s, "stop", &n->stop, &n->n_stop);
+    config_read_hook(&s, "start", &n->start, &n->n_start);
+    cfg_check_unknown(&s);
+    if (n->data_directory && (n->data_directory[0] != '/' || strpbrk(n->data_directory, "'\"\\\n")))
+        cfg_error(ctx, cfg_get(item, "data_directory"), "'%s.data_directory' must be an absolute path without "
+                                                        "quotes or backslashes", s.path);
+    n->primary = role == 1;
+    if (n->name && (!n->name[0] || strpbrk(n->name, " /\t\r\n")))
+        cfg_error(ctx, cfg_get(item, "name"), "'%s.name' must be a non-empty word (no spaces or '/'): it is part "
+                                              "of condition keys", s.path);
+    if (n->conninfo && pgconn_check_conninfo(n->conninfo, msg, sizeof(msg)) != 0)
+        cfg_error(ctx, cfg_get(item, "conninfo"), "'%s.conninfo': %s", s.path, msg);
 }
 
 static void config_read_failover(const CfgSection *top, ConfigFailover *f)

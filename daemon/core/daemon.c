@@ -25,6 +25,7 @@
 #include "cap/venue/venue.h"
 #include "observe/probes.h"
 #include "observe/replication.h"
+#include "scenario/drill.h"
 #include "scenario/validate.h"
 
 struct ReloadWaiter {
@@ -175,6 +176,7 @@ int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
     DAEMON_CHECK("detector", detector_check_config(d ? d->detector : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("backups", backups_check_config(d ? d->backups : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("scenarios", scenarios_check_config(d ? d->scenarios : NULL, cfg, err, sizeof(err)));
+    DAEMON_CHECK("drills", drills_check_config(d ? d->drills : NULL, cfg, err, sizeof(err)));
 #undef DAEMON_CHECK
     /* alerts and venue: everything they can refuse (secret files, URLs, commands) config_load has
      * checked already; their apply fails only on an allocation. */
@@ -249,6 +251,7 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("wal", wal_apply_config(d->wal, d->cfg));
     DAEMON_APPLY("offsite", offsite_apply_config(d->offsite, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
+    DAEMON_APPLY("drills", drills_apply_config(d->drills, d->cfg));
     if (d->audit)
         audit_set_rotation(d->audit, d->cfg->audit.max_bytes, (int)d->cfg->audit.keep);
 #undef DAEMON_APPLY
@@ -474,6 +477,13 @@ static bool daemon_standby_view(int64_t since_ms, DetectorStandbyView *out, void
     return true;
 }
 
+/* Every replication round tells the detector whether two nodes answered as primaries. */
+static void daemon_split_brain(bool split, const char *nodes, void *data)
+{
+    Daemon *d = data;
+    detector_split_brain(d->detector, split, nodes);
+}
+
 /* A standby was promoted (or the record of one was read at start): the liveness probe follows. */
 static void daemon_follow_primary(const char *node, const char *conninfo, void *data)
 {
@@ -571,6 +581,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         return daemon_init_failed("the replication monitor");
     detector_on_standby_view(d->detector, daemon_standby_view, d);
     replication_on_primary(d->replication, daemon_follow_primary, d);
+    replication_on_split_brain(d->replication, daemon_split_brain, d);
     d->backups = backups_new(core);
     if (!d->backups)
         return daemon_init_failed("backups");
@@ -590,6 +601,9 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->scenarios = scenarios_new(core, &caps);
     if (!d->scenarios)
         return daemon_init_failed("scenarios");
+    d->drills = drills_new(core, d->backups, d->reconcile);
+    if (!d->drills)
+        return daemon_init_failed("drills");
     d->alerts = alerts_new(core);
     if (!d->alerts)
         return daemon_init_failed("alerts");
@@ -738,6 +752,13 @@ int daemon_start(Daemon *d)
         log_error("scenario", "cannot load scenario runs: %s", err_str(r));
         return r;
     }
+    r = drills_apply_config(d->drills, d->cfg);
+    if (r == 0)
+        r = drills_start(d->drills);
+    if (r < 0) {
+        log_error("drill", "cannot start drills: %s", err_str(r));
+        return r;
+    }
     uint64_t wd = notify_watchdog_start(d->notify);
     uv_timer_start(&d->status_timer, daemon_on_status_timer, 1000, 1000);
     log_notice("main", "drsupervisord %s started: cluster '%s', control socket '%s'%s", DRSUP_VERSION,
@@ -833,6 +854,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         detector_close(d->detector, daemon_module_closed, d);
         d->detector = NULL;
+    }
+    if (d->drills) { /* before the reconcile and the backups its drill may be using */
+        d->closing_modules++;
+        drills_close(d->drills, daemon_module_closed, d);
+        d->drills = NULL;
     }
     if (d->validate) { /* before the reconcile it may be waiting for */
         d->closing_modules++;

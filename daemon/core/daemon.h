@@ -29,6 +29,7 @@ typedef struct Probes Probes;
 typedef struct Audit Audit;
 typedef struct Replication Replication;
 typedef struct Validate Validate;
+typedef struct Drills Drills;
 typedef struct Alerts Alerts;
 typedef struct Venue Venue;
 typedef struct Detector Detector;
@@ -56,6 +57,7 @@ typedef struct Daemon {
     Scenarios *scenarios; /* recovery runs (daemon/scenario/runner.c) */
     Reconcile *reconcile; /* database against the exchange (daemon/cap/reconcile.c) */
     Validate *validate;   /* drctl validate: the post-recovery checklist (daemon/scenario/validate.c) */
+    Drills *drills;       /* drctl drill: rehearsals against a scratch database (daemon/scenario/drill.c) */
     Standby *standby;     /* the newest verified backup restored in advance (daemon/cap/standby.c) */
     Notify *notify;
     uv_signal_t sig_term, sig_int, sig_hup;

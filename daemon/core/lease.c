@@ -65,7 +65,12 @@ void lease_release(Lease *l)
     if (!l->held)
         return;
     l->held = false;
-    l->n_dist = 0;
+    /* The holder's declarations end with it; those declared aside (a drill's) stay. */
+    size_t keep = 0;
+    for (size_t i = 0; i < l->n_dist; i++)
+        if (l->dist[i].aside)
+            l->dist[keep++] = l->dist[i];
+    l->n_dist = keep;
     free(l->holder);
     l->holder = NULL;
     lease_tell(l);
@@ -117,11 +122,14 @@ int lease_expect(Lease *l, const LeaseDisturbance *d)
     if (!l || !l->held || !d || !d->database[0] || !d->kinds)
         return -EINVAL;
     LeaseDisturbance *o = lease_find(l, d->database);
+    if (o && o->aside)
+        return -EINVAL;
     if (!o) {
         if (l->n_dist >= LEASE_MAX_DISTURBANCES)
             return -ENOMEM;
         o = &l->dist[l->n_dist++];
         *o = *d;
+        o->aside = false;
         o->count = 0;
         o->first_ms = o->last_ms = 0;
         o->last_error[0] = '\0';
@@ -133,6 +141,26 @@ int lease_expect(Lease *l, const LeaseDisturbance *d)
     memcpy(o->scenario, d->scenario, sizeof(o->scenario));
     memcpy(o->step, d->step, sizeof(o->step));
     memcpy(o->what, d->what, sizeof(o->what));
+    return 0;
+}
+
+int lease_expect_aside(Lease *l, const LeaseDisturbance *d)
+{
+    if (!l || !d || !d->database[0] || !d->kinds)
+        return -EINVAL;
+    LeaseDisturbance *o = lease_find(l, d->database);
+    if (o && !o->aside)
+        return -EINVAL;
+    if (!o) {
+        if (l->n_dist >= LEASE_MAX_DISTURBANCES)
+            return -ENOMEM;
+        o = &l->dist[l->n_dist++];
+    }
+    *o = *d;
+    o->aside = true;
+    o->count = 0;
+    o->first_ms = o->last_ms = 0;
+    o->last_error[0] = '\0';
     return 0;
 }
 
@@ -180,17 +208,21 @@ bool lease_disturbance_matches(const LeaseDisturbance *d, const char *database, 
         (!strcmp(sqlstate, "57P01") ||
          (message && strstr(message, "terminating connection due to administrator command"))))
         return true;
+    if ((d->kinds & LEASE_DB_STOPPED) &&
+        (!strcmp(sqlstate, "57P03") || (message && (strstr(message, "the database system is shutting down") ||
+                                                    strstr(message, "Connection refused")))))
+        return true;
     return false;
 }
 
 const LeaseDisturbance *lease_attribute(Lease *l, const char *database, const char *sqlstate, const char *message,
                                         int64_t now_ms)
 {
-    if (!l || !l->held)
+    if (!l)
         return NULL;
     for (size_t i = 0; i < l->n_dist; i++) {
         LeaseDisturbance *d = &l->dist[i];
-        if (!lease_disturbance_matches(d, database, sqlstate, message))
+        if ((!l->held && !d->aside) || !lease_disturbance_matches(d, database, sqlstate, message))
             continue;
         if (!d->count++)
             d->first_ms = now_ms;

@@ -30,6 +30,8 @@ typedef enum {
     LEASE_DB_MISSING = 1u << 0,    /* it is renamed away: 3D000, 'database "X" does not exist' */
     LEASE_DB_REFUSING = 1u << 1,   /* ALLOW_CONNECTIONS false: 'database "X" is not currently accepting connections' */
     LEASE_DB_TERMINATED = 1u << 2, /* its sessions are ended: 57P01, 'terminating connection due to administrator command' */
+    LEASE_DB_STOPPED = 1u << 3,    /* its server is stopped on purpose (a switchover): 57P03, 'the database system is
+                                      shutting down', 'Connection refused' */
 } LeaseDisturbanceKind;
 
 /* One declared disturbance and what was attributed to it so far. */
@@ -42,6 +44,7 @@ typedef struct LeaseDisturbance {
     uint64_t count;      /* failures attributed to it */
     int64_t first_ms, last_ms;
     char last_error[256];
+    bool aside;          /* declared by work that does not hold the lease (a drill): see lease_expect_aside */
 } LeaseDisturbance;
 
 Lease *lease_new(void);
@@ -62,6 +65,11 @@ void lease_unlisten(Lease *l, LeaseChangedFn fn, void *data);
  * step and what are copied; a declaration for the same database is replaced, keeping what was
  * attributed to it. 0, -EINVAL (lease free, no database or no kinds) or -ENOMEM. */
 int lease_expect(Lease *l, const LeaseDisturbance *d);
+/* Declare a disturbance of `database` by work that does not hold the lease and must not (a drill
+ * restoring into a scratch database: holding the lease would stop the detector from halting on a
+ * real failure). Kept, whoever holds the lease, until lease_expect_end; attributed like the
+ * holder's. 0, -EINVAL (no database or no kinds, or a holder's declaration for it) or -ENOMEM. */
+int lease_expect_aside(Lease *l, const LeaseDisturbance *d);
 /* End the declaration for `database`; its record (with the attributed count) is copied to ret
  * when given. true when there was one. */
 bool lease_expect_end(Lease *l, const char *database, LeaseDisturbance *ret);

@@ -16,6 +16,7 @@
 #include "child.h"
 #include "clock.h"
 #include "detect/detector_sm.h"
+#include "detect/watched.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -44,6 +45,11 @@ struct Detector {
     void *view_data;
     DetectorSm sm;
     char cond_unreachable[192], cond_restart[192], cond_corruption[192], cond_failover[192], cond_app_crash[192];
+    char cond_data_loss[192];
+    Watched *watched;              /* the watched tables (detect/watched.h) */
+    bool data_loss_open;           /* detector.data_loss:<cluster> raised, not yet resolved */
+    char cond_split_brain[192];
+    bool split_ignored; /* the last round during a run saw two primaries (logged once) */
     /* corruption check */
     uv_timer_t check_timer;
     uint64_t check_interval_ms;
@@ -149,25 +155,23 @@ static void detector_emit(Detector *det, DetectorEventKind kind, const char *mes
     case DETECTOR_EV_APP_CRASH_CLEARED:
         events_emit(ev, SEV_INFO, "detector.app_crash", det->cond_app_crash, true, NULL, "%s", message);
         break;
+    case DETECTOR_EV_SPLIT_BRAIN:
+        events_emit(ev, SEV_CRITICAL, "detector.split_brain", det->cond_split_brain, false, NULL, "%s", message);
+        break;
+    case DETECTOR_EV_SPLIT_BRAIN_CLEARED:
+        events_emit(ev, SEV_INFO, "detector.split_brain", det->cond_split_brain, true, NULL, "%s", message);
+        break;
     case DETECTOR_EV_NONE:
     default:
         break;
     }
 }
 
-static void detector_trigger(Detector *det, const DetectorDecision *dec)
+/* Hand an incident of `kind` to whoever starts recoveries (its event and condition: evkind, cond). */
+static void detector_start_recovery(Detector *det, const char *kind, const char *cond, const char *evkind,
+                                    const char *reason, int64_t detected_ms, const json_t *params)
 {
     Core *d = det->core;
-    const char *kind = INCIDENT_CORRUPTION, *cond = det->cond_corruption, *evkind = "detector.corruption";
-    if (dec->incident == DETECTOR_INCIDENT_PRIMARY_FAILURE) {
-        kind = INCIDENT_PRIMARY_FAILURE;
-        cond = det->cond_failover;
-        evkind = "detector.failover";
-    } else if (dec->incident == DETECTOR_INCIDENT_APP_CRASH) {
-        kind = INCIDENT_APP_CRASH;
-        cond = det->cond_app_crash;
-        evkind = "detector.app_crash";
-    }
     char run[64] = "";
     int r;
 
@@ -179,7 +183,7 @@ static void detector_trigger(Detector *det, const DetectorDecision *dec)
                     "halted, operator needed", kind);
         return;
     }
-    r = det->incident_fn(kind, dec->trigger_reason, dec->detected_ms, run, sizeof(run), det->incident_data);
+    r = det->incident_fn(kind, reason, detected_ms, params, run, sizeof(run), det->incident_data);
     det->trigger_result = r;
     if (r == 0) {
         snprintf(det->triggered_run, sizeof(det->triggered_run), "%s", run);
@@ -192,6 +196,56 @@ static void detector_trigger(Detector *det, const DetectorDecision *dec)
         events_emit(d->events, SEV_CRITICAL, evkind, cond, false, NULL,
                     "cannot start a recovery for %s: %s; trading stays halted, operator needed", kind, err_str(r));
     }
+}
+
+static void detector_trigger(Detector *det, const DetectorDecision *dec)
+{
+    const char *kind = INCIDENT_CORRUPTION, *cond = det->cond_corruption, *evkind = "detector.corruption";
+    if (dec->incident == DETECTOR_INCIDENT_PRIMARY_FAILURE) {
+        kind = INCIDENT_PRIMARY_FAILURE;
+        cond = det->cond_failover;
+        evkind = "detector.failover";
+    } else if (dec->incident == DETECTOR_INCIDENT_APP_CRASH) {
+        kind = INCIDENT_APP_CRASH;
+        cond = det->cond_app_crash;
+        evkind = "detector.app_crash";
+    } else if (dec->incident == DETECTOR_INCIDENT_NETWORK_PARTITION) {
+        kind = INCIDENT_NETWORK_PARTITION;
+        cond = det->cond_split_brain;
+        evkind = "detector.split_brain";
+    }
+    detector_start_recovery(det, kind, cond, evkind, dec->trigger_reason, dec->detected_ms, NULL);
+}
+
+/* A watched table lost rows (or is gone): page, halt (unless a run is in charge), and start the
+ * recovery to the last good observation; with no such observation there is no target to go back
+ * to, and an operator chooses one (drctl execute --scenario data_loss --before T). */
+static void detector_on_data_loss(const char *reason, int64_t detected_ms, const json_t *params, void *data)
+{
+    Detector *det = data;
+    EventBus *ev = det->core->events;
+    if (det->closing)
+        return;
+    det->data_loss_open = true;
+    events_emit(ev, SEV_CRITICAL, "detector.data_loss", det->cond_data_loss, false, NULL, "data loss: %s", reason);
+    if (lease_held(det->core->lease)) {
+        log_notice("detector", "not halting (data loss): a recovery run is in charge");
+    } else {
+        det->halt_ms = clock_wall_ms();
+        if (det->venue && venue_enabled(det->venue))
+            venue_halt(det->venue, "data loss in a watched table", NULL, NULL, NULL);
+        else
+            events_emit(ev, SEV_CRITICAL, "detector.halt", NULL, false, NULL,
+                        "cannot halt trading (data loss): no venue is configured");
+    }
+    if (json_integer_value(json_object_get(params, "target_ms")) <= 0) {
+        events_emit(ev, SEV_CRITICAL, "detector.data_loss", det->cond_data_loss, false, NULL,
+                    "no good observation before the loss to recover to: trading stays halted; choose a target "
+                    "(drctl execute --scenario data_loss --before T)");
+        return;
+    }
+    detector_start_recovery(det, INCIDENT_DATA_LOSS, det->cond_data_loss, "detector.data_loss", reason, detected_ms,
+                            params);
 }
 
 void detector_on_incident(Detector *det, DetectorIncidentFn fn, void *data)
@@ -294,6 +348,25 @@ void detector_platform_probe_failed(Detector *det, const char *message)
     if (!det || det->closing)
         return;
     detector_sm_platform_failed(&det->sm, clock_wall_ms(), message, &dec);
+    detector_apply(det, &dec);
+}
+
+/* ---- replication rounds: split brain ---- */
+
+void detector_split_brain(Detector *det, bool seen, const char *nodes)
+{
+    DetectorDecision dec;
+    if (!det || det->closing)
+        return;
+    if (lease_held(det->core->lease)) {
+        if (seen && !det->split_ignored)
+            log_notice("detector", "%s answer as primaries while a recovery run is in charge: not a split brain "
+                       "of its own", nodes ? nodes : "?");
+        det->split_ignored = seen;
+        return;
+    }
+    det->split_ignored = false;
+    detector_sm_split_brain(&det->sm, clock_wall_ms(), seen, nodes, &dec);
     detector_apply(det, &dec);
 }
 
@@ -684,6 +757,10 @@ Detector *detector_new(Core *d, Venue *venue)
     DetectorSmConfig smc = detector_sm_config(d->cfg);
     detector_sm_init(&det->sm, &smc);
     detector_sm_assume_open(&det->sm); /* conditions an earlier run of the daemon left open close too */
+    if (!(det->watched = watched_new(d, detector_on_data_loss, det))) {
+        free(det);
+        return NULL;
+    }
     uv_timer_init(d->loop, &det->check_timer);
     uv_timer_init(d->loop, &det->restart_timer);
     det->check_timer.data = det->restart_timer.data = det;
@@ -703,9 +780,12 @@ int detector_check_config(const Detector *det, const Config *cfg, char *err, siz
     char msg[512], red[512];
 
     (void)det;
+    int r = watched_check_config(cfg, err, errlen);
+    if (r < 0)
+        return r;
     if (dc->n_corruption_queries == 0 && dc->n_amcheck_indexes == 0)
         return 0; /* no check connection is made */
-    int r = pgconn_check_conninfo(dc->conninfo, msg, sizeof(msg));
+    r = pgconn_check_conninfo(dc->conninfo, msg, sizeof(msg));
     if (r < 0) {
         log_redact_conninfo(dc->conninfo ? dc->conninfo : "", red, sizeof(red));
         snprintf(err, errlen, "cannot use detector.conninfo '%s' for the corruption checks: %s", red,
@@ -727,6 +807,11 @@ int detector_apply_config(Detector *det, const Config *cfg)
     snprintf(det->cond_corruption, sizeof(det->cond_corruption), "detector.corruption:%s", cfg->cluster);
     snprintf(det->cond_failover, sizeof(det->cond_failover), "detector.failover:%s", cfg->cluster);
     snprintf(det->cond_app_crash, sizeof(det->cond_app_crash), "detector.app_crash:%s", cfg->cluster);
+    snprintf(det->cond_split_brain, sizeof(det->cond_split_brain), "detector.split_brain:%s", cfg->cluster);
+    snprintf(det->cond_data_loss, sizeof(det->cond_data_loss), "detector.data_loss:%s", cfg->cluster);
+    int wr = watched_apply_config(det->watched, cfg);
+    if (wr < 0)
+        return wr;
 
     bool checks = dc->n_corruption_queries > 0 || dc->n_amcheck_indexes > 0;
     bool same = det->check_pg && det->check_conninfo && strcmp(det->check_conninfo, dc->conninfo) == 0 &&
@@ -778,6 +863,12 @@ void detector_run_ended(Detector *det, const char *run, bool recovered)
     det->triggered_run[0] = '\0';
     det->trigger_tried = false;
     uv_timer_stop(&det->restart_timer);
+    watched_reset(det->watched); /* the next sweep is a new baseline */
+    if (det->data_loss_open && recovered) {
+        det->data_loss_open = false;
+        events_emit(det->core->events, SEV_INFO, "detector.data_loss", det->cond_data_loss, true, NULL,
+                    "run %s recovered the watched tables", run ? run : "?");
+    }
 }
 
 static void detector_on_timer_closed(uv_handle_t *h)
@@ -800,9 +891,17 @@ void detector_close(Detector *det, void (*closed_cb)(void *data), void *data)
     if (det->restart_child)
         child_kill(det->restart_child, SIGKILL); /* its exit callback releases it */
     pidwait_cancel(det->pid_wait);                /* its callback releases it */
+    det->pending++;
+    watched_close(det->watched, detector_on_pg_closed, det);
+    det->watched = NULL;
     det->pending += 2;
     uv_close((uv_handle_t *)&det->check_timer, detector_on_timer_closed);
     uv_close((uv_handle_t *)&det->restart_timer, detector_on_timer_closed);
+}
+
+json_t *detector_watched_tables_json(const Detector *det)
+{
+    return watched_tables_json(det ? det->watched : NULL);
 }
 
 json_t *detector_status_json(const Detector *det)
@@ -813,7 +912,8 @@ json_t *detector_status_json(const Detector *det)
                           sm->halt_requested, "halt_ms", (json_int_t)det->halt_ms, "restarts_done",
                           (json_int_t)sm->restarts_done, "restart_running", det->restart_child != NULL,
                           "corruption_signals", (json_int_t)sm->signals);
-    if (j && (sm->unreachable_open || sm->corruption_open || sm->failover_open || sm->platform.open)) {
+    if (j && (sm->unreachable_open || sm->corruption_open || sm->failover_open || sm->platform.open ||
+              sm->split.open || det->data_loss_open)) {
         json_t *open = json_array();
         if (sm->unreachable_open)
             json_array_append_new(open, json_string(det->cond_unreachable));
@@ -823,6 +923,10 @@ json_t *detector_status_json(const Detector *det)
             json_array_append_new(open, json_string(det->cond_failover));
         if (sm->platform.open)
             json_array_append_new(open, json_string(det->cond_app_crash));
+        if (sm->split.open)
+            json_array_append_new(open, json_string(det->cond_split_brain));
+        if (det->data_loss_open)
+            json_array_append_new(open, json_string(det->cond_data_loss));
         json_object_set_new(j, "open_conditions", open);
     }
     if (!j)
@@ -854,6 +958,8 @@ json_t *detector_status_json(const Detector *det)
         if (!det->last_check_ok)
             json_object_set_new(j, "last_check_error", json_string(det->last_check_error));
     }
+    if (det->watched && det->core->cfg->detector.n_watched_tables)
+        json_object_set_new(j, "watched_tables", watched_tables_json(det->watched));
     if (det->trigger_tried) {
         json_object_set_new(j, "scenario_run", det->triggered_run[0] ? json_string(det->triggered_run) : json_null());
         json_object_set_new(j, "trigger_result", json_string(det->trigger_result ? err_name(det->trigger_result) : "ok"));

@@ -11,7 +11,9 @@
  * scenario runner maps it to the scenario that handles it), the events of each decision (conditions detector.unreachable:<cluster>,
  * detector.restart:<cluster>, detector.corruption:<cluster>, detector.failover:<cluster>,
  * detector.app_crash:<cluster>: the platform's health probe down while the database answers, the
- * incident kind "app_crash") and the detector section of
+ * incident kind "app_crash"; detector.split_brain:<cluster>: two primaries, the incident kind
+ * "network_partition"; detector.data_loss:<cluster>: a watched table lost rows, detect/watched.h,
+ * the incident kind "data_loss" with the recovery target as its parameters) and the detector section of
  * `drctl status`. The liveness probe (daemon/observe/probes.c) feeds it each result.
  *
  * Trading is never resumed here: when the database comes back the halt stays, and an operator
@@ -34,17 +36,22 @@
 #define INCIDENT_PRIMARY_FAILURE "primary_failure"
 /* The platform's health fails platform.down_after times while the database answers (detector.app_crash). */
 #define INCIDENT_APP_CRASH "app_crash"
+/* Two or more nodes answer as primaries in one replication round (detector_sm.h: split brain). */
+#define INCIDENT_NETWORK_PARTITION "network_partition"
+/* A watched table dropped beyond its limit between two probes, or is gone (detector.watched_tables). */
+#define INCIDENT_DATA_LOSS "data_loss"
 
 typedef struct Detector Detector;
 
 /*
- * An incident of `kind` was confirmed because of `reason` at `detected_ms` (wall clock). The handler
+ * An incident of `kind` was confirmed because of `reason` at `detected_ms` (wall clock), with the
+ * run's parameters (borrowed; NULL: none; data_loss: the recovery target and the tables). The handler
  * starts the matching recovery and returns 0 with the run's id in ret_run, -EINPROGRESS when it is
  * queued, -EBUSY when a run is already active, or another negative code (then trading stays halted
  * and the detector raises a critical event with err_str of it).
  */
-typedef int (*DetectorIncidentFn)(const char *kind, const char *reason, int64_t detected_ms, char *ret_run,
-                                  size_t run_len, void *data);
+typedef int (*DetectorIncidentFn)(const char *kind, const char *reason, int64_t detected_ms, const json_t *params,
+                                  char *ret_run, size_t run_len, void *data);
 
 /* The detector halts through `venue` (borrowed; outlives the detector). */
 Detector *detector_new(Core *core, Venue *venue);
@@ -78,6 +85,15 @@ void detector_platform_probe_failed(Detector *det, const char *message);
  * conditions it opened stay open until their cause is gone (detector_sm.h), except that
  * recovered (the run succeeded) resolves detector.corruption. */
 void detector_run_ended(Detector *det, const char *run, bool recovered);
+
+/* A replication round ended (the wiring relays observe/replication's rounds): seen when two or more
+ * nodes answered as primaries, `nodes` their names. Ignored while a recovery run holds the lease
+ * (a failover or a switchover has two primaries for a moment). */
+void detector_split_brain(Detector *det, bool seen, const char *nodes);
+
+/* The watched tables: each one's statement, last good observation and floor (detect/watched.h). New
+ * reference (an empty array when none are configured). */
+json_t *detector_watched_tables_json(const Detector *det);
 
 /* {"phase":..., "consecutive_failures":..., ...} for `drctl status`. New reference. */
 json_t *detector_status_json(const Detector *det);

@@ -58,8 +58,10 @@ void detector_sm_reset(DetectorSm *sm)
     bool unreachable = sm->unreachable_open, corruption = sm->corruption_open, failover = sm->failover_open;
     bool unreachable_maybe = sm->unreachable_maybe, corruption_maybe = sm->corruption_maybe;
     DetectorPlatform platform = sm->platform;
+    DetectorSplit split = sm->split;
     detector_sm_init(sm, &cfg);
     sm->platform = platform;
+    sm->split = split;
     sm->checksum_failures = cf;
     sm->unreachable_open = unreachable;
     sm->corruption_open = corruption;
@@ -391,4 +393,32 @@ void detector_sm_platform_failed(DetectorSm *sm, int64_t now_ms, const char *mes
              "app crash: the platform's health fails for %.1fs (%llu failed probes: %s) while the database answers",
              (double)(now_ms - p->first_failure_ms) / 1000.0, (unsigned long long)p->consecutive_failures, why);
     detector_sm_event(out, DETECTOR_EV_APP_CRASH, "%s", out->trigger_reason);
+}
+
+/* ---- split brain: two primaries ---- */
+
+void detector_sm_split_brain(DetectorSm *sm, int64_t now_ms, bool seen, const char *nodes, DetectorDecision *out)
+{
+    DetectorSplit *sp = &sm->split;
+
+    detector_sm_clear_decision(out);
+    if (!seen) {
+        if (sp->open)
+            detector_sm_event(out, DETECTOR_EV_SPLIT_BRAIN_CLEARED, "one primary again after %.1fs (was: %s)",
+                              (double)(now_ms - sp->since_ms) / 1000.0, sp->nodes);
+        memset(sp, 0, sizeof(*sp));
+        return;
+    }
+    if (sp->open)
+        return;
+    sp->open = true;
+    sp->since_ms = now_ms;
+    snprintf(sp->nodes, sizeof(sp->nodes), "%s", nodes && nodes[0] ? nodes : "?");
+    out->actions |= DETECTOR_ACT_HALT | DETECTOR_ACT_TRIGGER;
+    out->incident = DETECTOR_INCIDENT_NETWORK_PARTITION;
+    out->detected_ms = now_ms;
+    snprintf(out->halt_reason, sizeof(out->halt_reason), "split brain: %s all accept writes", sp->nodes);
+    snprintf(out->trigger_reason, sizeof(out->trigger_reason),
+             "split brain: %s all answer as primaries (pg_is_in_recovery() false)", sp->nodes);
+    detector_sm_event(out, DETECTOR_EV_SPLIT_BRAIN, "%s; trading halted", out->trigger_reason);
 }

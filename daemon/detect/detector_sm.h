@@ -47,6 +47,14 @@
  *     rules own that): one warning, no incident; should the database answer while the platform
  *     still fails, the next failed health probe reports it. The platform's episode is kept by a
  *     re-arm (detector_sm_reset): it is the platform's, not the database's.
+ *   - Split brain (with replication.nodes): a replication round in which two or more nodes answer
+ *     pg_is_in_recovery() = false is a split brain at once (two primaries accepting writes cannot
+ *     be a blip): halt trading and report the network_partition incident, detected_ms = that
+ *     round, once per episode. A round with one primary (or none) ends the episode and resolves
+ *     detector.split_brain. The shell feeds no rounds while a recovery run holds the lease (a
+ *     failover or switchover has two primaries for a moment by design); the episode is kept by a
+ *     re-arm, like the platform's: a run that failed with both still writable does not start
+ *     another, the condition stays open.
  */
 #ifndef DRSUP_DETECTOR_SM_H
 #define DRSUP_DETECTOR_SM_H
@@ -85,6 +93,7 @@ typedef enum {
     DETECTOR_INCIDENT_CORRUPTION = 0,
     DETECTOR_INCIDENT_PRIMARY_FAILURE,
     DETECTOR_INCIDENT_APP_CRASH,
+    DETECTOR_INCIDENT_NETWORK_PARTITION,
 } DetectorIncident;
 
 /* What the replication side says of the primary since the first failed probe (the shell fills it
@@ -116,6 +125,8 @@ typedef enum {
     DETECTOR_EV_APP_CRASH,          /* opens detector.app_crash (critical): incident reported */
     DETECTOR_EV_APP_CRASH_NOT,      /* the platform is down with the database: not an app crash */
     DETECTOR_EV_APP_CRASH_CLEARED,  /* resolves detector.app_crash: the platform's health answers */
+    DETECTOR_EV_SPLIT_BRAIN,        /* opens detector.split_brain (critical): incident reported */
+    DETECTOR_EV_SPLIT_BRAIN_CLEARED,/* resolves detector.split_brain: one primary again */
 } DetectorEventKind;
 
 #define DETECTOR_MAX_EVENTS 3
@@ -142,9 +153,17 @@ typedef struct DetectorPlatform {
     bool open;                    /* detector.app_crash */
 } DetectorPlatform;
 
+/* The split-brain episode (the replication rounds), kept across a re-arm. */
+typedef struct DetectorSplit {
+    bool open;                    /* detector.split_brain; the incident was reported */
+    int64_t since_ms;             /* the round that saw it */
+    char nodes[160];              /* the nodes out of recovery then */
+} DetectorSplit;
+
 typedef struct DetectorSm {
     DetectorSmConfig cfg;
     DetectorPlatform platform;
+    DetectorSplit split;
     bool db_answered;             /* the last database probe answered (cleared by a failure) */
     bool down;                    /* halt_after probes failed; not answered since */
     int corruption;               /* 0 none, 1 suspected, 2 confirmed */
@@ -202,6 +221,10 @@ void detector_sm_restart_result(DetectorSm *sm, int64_t now_ms, bool ok, bool da
 /* The platform's health probe answered (2xx), or failed with message. */
 void detector_sm_platform_ok(DetectorSm *sm, int64_t now_ms, DetectorDecision *out);
 void detector_sm_platform_failed(DetectorSm *sm, int64_t now_ms, const char *message, DetectorDecision *out);
+
+/* A replication round ended: seen when two or more nodes answered as primaries (`nodes` names
+ * them, comma separated), else not seen. */
+void detector_sm_split_brain(DetectorSm *sm, int64_t now_ms, bool seen, const char *nodes, DetectorDecision *out);
 
 /* Should the shell ask for the replication side's view now (down, past the grace, not decided)? */
 bool detector_sm_wants_standby_view(const DetectorSm *sm, int64_t now_ms);

@@ -90,6 +90,8 @@ struct Replication {
     char recorded_run[96];
     ReplPrimaryFn primary_fn;
     void *primary_data;
+    ReplSplitFn split_fn;
+    void *split_data;
     uv_timer_t timer;
     int outstanding; /* answers still expected in this round */
     int pending;     /* handles and connections still open */
@@ -210,9 +212,47 @@ static void repl_transition(Replication *r, ReplNode *n, ReplState to)
     json_decref(det);
 }
 
+/* The nodes whose last answer says they are primaries (reachable, not in recovery), comma separated
+ * into out; how many. */
+static size_t repl_writable(const Replication *r, char *out, size_t n)
+{
+    size_t count = 0, used = 0;
+    if (n)
+        out[0] = '\0';
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const json_t *smp = r->nodes[i].sample;
+        if (!json_is_true(json_object_get(smp, "reachable")) || !json_is_false(json_object_get(smp, "in_recovery")))
+            continue;
+        if (used < n) {
+            int w = snprintf(out + used, n - used, "%s%s", count ? "," : "", r->nodes[i].name);
+            used = w > 0 ? used + (size_t)w : used;
+        }
+        count++;
+    }
+    return count;
+}
+
+size_t replication_writable_nodes(const Replication *r, char *out, size_t n)
+{
+    return repl_writable(r, out, n);
+}
+
+void replication_on_split_brain(Replication *r, ReplSplitFn fn, void *data)
+{
+    r->split_fn = fn;
+    r->split_data = data;
+}
+
 static void repl_evaluate(Replication *r)
 {
     const ReplNode *primary = NULL;
+    char writable[256];
+    size_t n_writable = repl_writable(r, writable, sizeof(writable));
+
+    if (n_writable >= 2)
+        log_warning("replication", "%zu nodes answer as primaries: %s", n_writable, writable);
+    if (r->split_fn)
+        r->split_fn(n_writable >= 2, writable, r->split_data);
     for (size_t i = 0; i < r->n_nodes; i++)
         if (r->nodes[i].primary)
             primary = &r->nodes[i];
@@ -507,6 +547,28 @@ void replication_failover_view(const Replication *r, int64_t since_ms, ReplFailo
         snprintf(v->why, sizeof(v->why), "no standby is configured");
     free(c);
     free(nodes);
+}
+
+void replication_node_view(const Replication *r, const char *name, ReplNodeView *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->lag_bytes = -1;
+    for (size_t i = 0; name && i < r->n_nodes; i++) {
+        const ReplNode *n = &r->nodes[i];
+        if (strcmp(n->name, name))
+            continue;
+        const char *st = json_string_value(json_object_get(json_object_get(n->sample, "receiver"), "status"));
+        v->known = true;
+        v->primary = n->primary;
+        v->answered = json_is_true(json_object_get(n->sample, "reachable"));
+        v->in_recovery = json_is_true(json_object_get(n->sample, "in_recovery"));
+        v->streaming = st && !strcmp(st, "streaming");
+        v->state = n->primary ? REPL_UNKNOWN : n->state;
+        v->lag_bytes = n->primary ? -1 : n->lag_bytes;
+        v->sampled_ms = n->sampled_ms;
+        snprintf(v->why, sizeof(v->why), "%s", n->primary ? "" : n->why);
+        return;
+    }
 }
 
 const char *replication_node_conninfo(const Replication *r, const char *name)

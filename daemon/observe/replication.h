@@ -84,6 +84,22 @@ typedef struct ReplFailoverView {
  */
 void replication_failover_view(const Replication *r, int64_t since_ms, ReplFailoverView *v);
 
+/* One node as a planned switchover sees it now (replication_node_view). */
+typedef struct ReplNodeView {
+    bool known;              /* configured in replication.nodes */
+    bool primary;            /* taken as the primary now */
+    bool answered;           /* its last probe answered */
+    bool in_recovery;
+    bool streaming;          /* its WAL receiver is streaming */
+    ReplState state;         /* a standby's judgment (REPL_UNKNOWN for the primary) */
+    int64_t lag_bytes;       /* WAL not replayed, -1 unknown */
+    int64_t sampled_ms;      /* its last probe, 0 never */
+    char why[400];           /* why it is not ok, "" when it is */
+} ReplNodeView;
+
+/* The node `name` as the last probe round judged it. Pure. */
+void replication_node_view(const Replication *r, const char *name, ReplNodeView *v);
+
 /* A node's conninfo (replication.nodes), NULL when unknown. Borrowed, valid until the next reload. */
 const char *replication_node_conninfo(const Replication *r, const char *name);
 
@@ -99,6 +115,16 @@ void replication_record_primary(Replication *r, const char *node, int64_t timeli
  * the liveness probe at it. One listener; fn(node, conninfo, data). */
 typedef void (*ReplPrimaryFn)(const char *node, const char *conninfo, void *data);
 void replication_on_primary(Replication *r, ReplPrimaryFn fn, void *data);
+
+/*
+ * After every round: split is true when two or more nodes answered as primaries (reachable and
+ * pg_is_in_recovery() false), `nodes` their names, comma separated. One listener (the wiring,
+ * which tells the detector); fn(split, nodes, data).
+ */
+typedef void (*ReplSplitFn)(bool split, const char *nodes, void *data);
+void replication_on_split_brain(Replication *r, ReplSplitFn fn, void *data);
+/* The nodes whose last answer says they are primaries, comma separated into out (n bytes); how many. */
+size_t replication_writable_nodes(const Replication *r, char *out, size_t n);
 
 /*
  * Classify one standby from the two samples of a round (the node samples replication.c builds:

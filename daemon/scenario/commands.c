@@ -15,6 +15,8 @@
 #include "core/core.h"
 #include "err.h"
 #include "scenario/scn_internal.h"
+#include "scenario/rejoin_internal.h"
+#include "scenario/switchover_internal.h"
 
 static ScnRun *scn_find_live(Scenarios *s, const char *id)
 {
@@ -52,6 +54,11 @@ static void scn_cmd_execute(CtlCall *call, const json_t *args, void *data)
     const PeerCred *pc = control_call_peer(call);
     snprintf(rbuf, sizeof(rbuf), "operator request (uid %ld)%s%s", pc ? (long)pc->uid : -1L, reason ? ": " : "",
              reason ? reason : "");
+    const ScenarioDef *def = scenario_find(name);
+    if (def && def->execute && !dry) {
+        def->execute(call, args, s);
+        return;
+    }
     const ConfigScenario *sc = config_scenario(s->core->cfg, name);
     FsmMode mode = dry ? FSM_MODE_DRY_RUN : manual || (sc && sc->manual) ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC;
     int r = scn_trigger(s, name, rbuf, clock_wall_ms(), mode, dry ? call : NULL, id, sizeof(id), err, sizeof(err));
@@ -265,6 +272,8 @@ int scn_commands_register(Scenarios *s)
         {"abort", true, scn_cmd_abort, s, "end a run; trading stays halted (run, reason)"},
         {"incidents", false, scn_cmd_incidents, s, "incident reports of finished runs"},
         {"incident", false, scn_cmd_incident, s, "one incident report, JSON and text (run)"},
+        {"switchover", true, switchover__cmd, s, "a planned switchover to a standby: a switchover run (to, manual)"},
+        {"rejoin", true, rejoin__cmd, s, "rebuild a node as a standby of the primary: a rejoin run (node, manual)"},
     };
     return control_register(s->core->control, cmds, sizeof(cmds) / sizeof(cmds[0]));
 }

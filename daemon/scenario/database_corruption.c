@@ -229,6 +229,17 @@ static unsigned corruption_disturbs(const ScnRun *run, const char *running_step,
     return LEASE_DB_MISSING | LEASE_DB_REFUSING | LEASE_DB_TERMINATED;
 }
 
+/* A drill restores and validates as the real run does: the same queries, jobs and timeout. */
+static void corruption_drill_settings(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret)
+{
+    const CorruptionConfig *c = sc->data;
+    bool own = c && c->n_validation_queries > 0;
+    ret->validation_queries = own ? c->validation_queries : b->validation_queries;
+    ret->n_validation_queries = own ? c->n_validation_queries : b->n_validation_queries;
+    ret->restore_jobs = c ? (unsigned)c->restore_jobs : 0;
+    ret->restore_timeout_ms = c ? c->restore_timeout_ms : 0;
+}
+
 static const char *const corruption_handles[] = {INCIDENT_CORRUPTION, NULL};
 
 const ScenarioDef scenario_database_corruption = {
@@ -246,4 +257,5 @@ const ScenarioDef scenario_database_corruption = {
     .config = &corruption_config_section,
     .configure = corruption_configure,
     .disturbs = corruption_disturbs,
+    .drill_settings = corruption_drill_settings,
 };

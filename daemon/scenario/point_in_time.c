@@ -61,13 +61,6 @@ enum {
 
 #define PITR_POLL_MS 300u
 
-/* The run's own context: where the recovered cluster is built (named from the run's tag). */
-typedef struct PitrRun {
-    char data_dir[4096];
-    char wal_dir[4096];
-    char log[4200];
-} PitrRun;
-
 static const PitrConfig *pitr_cfg(const ScnRun *run)
 {
     return run->cfg.data;
@@ -95,7 +88,7 @@ static void pitr_target_text(int64_t ms, char *out, size_t n)
 }
 
 /* The recovered server's conninfo: the admin conninfo on the side port, database dbname. */
-static char *pitr_side_conninfo(const ScnRun *run, const char *dbname)
+char *pitr__side_conninfo(const ScnRun *run, const char *dbname)
 {
     char *ci = scn_conninfo_for(run, dbname), *out = NULL;
     if (ci && asprintf(&out, "%s port=%lld", ci, (long long)pitr_cfg(run)->side_port) < 0)
@@ -211,29 +204,29 @@ static void plan_made(int status, json_t *plan, const char *err, void *data)
     scn_context_set(st->run, "plan", plan, plan_recorded, st);
 }
 
-/* What is missing for a recovery run to get through, "" if nothing. */
-static const char *pitr_unconfigured(const PitrConfig *c, const ScenarioCaps *caps, int64_t target_ms)
+const char *pitr__unconfigured(const PitrConfig *c, const ScenarioCaps *caps, int64_t target_ms, const char *section,
+                               char *buf, size_t n)
 {
+    const char *key = !c->data_directory ? "data_directory" : !c->side_port ? "side_port"
+                      : !c->n_switch_command ? "switch_command" : NULL;
     if (!target_ms)
         return "the run has no target (drctl recover --timestamp T starts it)";
     if (!caps->wal)
         return "there is no WAL archive";
-    if (!c->data_directory)
-        return "scenarios.point_in_time.data_directory is not set";
-    if (!c->side_port)
-        return "scenarios.point_in_time.side_port is not set";
-    if (!c->n_switch_command)
-        return "scenarios.point_in_time.switch_command is not set";
-    return "";
+    if (!key)
+        return "";
+    snprintf(buf, n, "scenarios.%s.%s is not set", section, key);
+    return buf;
 }
 
-static void step_plan_recovery(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_plan_recovery(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    char msg[300];
+    char msg[300], buf[200];
     if (!st)
         return;
-    const char *why = pitr_unconfigured(pitr_cfg(st->run), st->run->caps, pitr_target_ms(st->run));
+    const char *why = pitr__unconfigured(pitr_cfg(st->run), st->run->caps, pitr_target_ms(st->run), st->run->def->name,
+                                         buf, sizeof(buf));
     if (why[0]) {
         scn_finish(st, DR_ECONFIG, "%s (nothing was touched)", why);
         return;
@@ -295,7 +288,7 @@ static void restore_prepared(ScnStep *st, PitrWork *w)
                    err_str(r));
 }
 
-static void step_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -305,7 +298,7 @@ static void step_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
         pitr_work_queue(st, w, pitr__prepare_work, restore_prepared);
 }
 
-static void plan_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
+void pitr__plan_restore_base_backup(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     char msg[4600];
@@ -363,7 +356,7 @@ static void stage_done(int status, uint64_t files, uint64_t bytes, const char *e
     pitr_work_queue(st, w, pitr__settings_work, stage_settings_written);
 }
 
-static void step_stage_wal(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_stage_wal(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     char msg[300];
@@ -404,7 +397,7 @@ static void start_status_exited(ScnStep *st, bool ok, int64_t status, const char
     scn_hook_run(st, "pg_ctl start", pitr_argv(st->run, v, 64, prog), NULL, 60000, start_exited);
 }
 
-static void step_start_recovery(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -414,7 +407,7 @@ static void step_start_recovery(FsmCall *call, void *ctx, FsmDone done)
     scn_hook_run(st, "pg_ctl status", pitr_argv(st->run, v, 64, prog), NULL, 30000, start_status_exited);
 }
 
-static void plan_start_recovery(FsmCall *call, void *ctx, FsmDone done)
+void pitr__plan_start_recovery(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     char msg[600];
@@ -466,7 +459,7 @@ static void promotion_poll(ScnStep *st)
         pgconn_close(st->pg, NULL, NULL);
         st->pg = NULL;
     }
-    char *ci = pitr_side_conninfo(st->run, "postgres");
+    char *ci = pitr__side_conninfo(st->run, "postgres");
     if (!ci) {
         scn_finish(st, -ENOMEM, "out of memory");
         return;
@@ -475,7 +468,7 @@ static void promotion_poll(ScnStep *st)
     free(ci);
 }
 
-static void step_wait_for_promotion(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_wait_for_promotion(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -497,7 +490,7 @@ static void step_validate_recovery(FsmCall *call, void *ctx, FsmDone done)
     char where[200];
     if (!st)
         return;
-    char *ci = pitr_side_conninfo(st->run, st->run->database);
+    char *ci = pitr__side_conninfo(st->run, st->run->database);
     snprintf(where, sizeof(where), "'%s' of the recovered server (port %lld)", st->run->database,
              (long long)pitr_cfg(st->run)->side_port);
     if (!ci)
@@ -572,7 +565,7 @@ static void switch_tidied(ScnStep *st, PitrWork *w)
 }
 
 /* The base backup's settings back, the switch command, then the staged WAL removed. */
-static void step_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -582,7 +575,7 @@ static void step_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
         pitr_work_queue(st, w, pitr__tidy_work, switch_tidied);
 }
 
-static void plan_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
+void pitr__plan_switch_cluster(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     char msg[600];
@@ -620,22 +613,23 @@ static const FsmState pitr_states[N_STATES] = {
 static const FsmRow pitr_rows[] = {
     /* from, to, step, sentence, step fn, probe, plan, cancel, timeout ms, attempts, idempotent, gate, on_failure */
     {DETECTED, PLANNED, "plan_recovery", "a verified base backup and continuous WAL reach the target",
-     step_plan_recovery, NULL, NULL, NULL, 60000, 1, true, FSM_GATE_NONE, NOT_POSSIBLE},
+     pitr__step_plan_recovery, NULL, NULL, NULL, 60000, 1, true, FSM_GATE_NONE, NOT_POSSIBLE},
     {PLANNED, HALTED, "halt_trading", "trading is halted and the venue confirms it",
      scn_step_halt_trading, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
     {HALTED, RESTORED, "restore_base_backup", "the base backup is unpacked into a fresh data directory",
-     step_restore_base_backup, NULL, plan_restore_base_backup, scn_cancel, 6u * 3600u * 1000u, 2, true,
+     pitr__step_restore_base_backup, NULL, pitr__plan_restore_base_backup, scn_cancel, 6u * 3600u * 1000u, 2, true,
      FSM_GATE_APPROVAL, STAYED_HALTED},
     {RESTORED, STAGED, "stage_wal", "the WAL to the target is staged and the recovery settings written",
-     step_stage_wal, NULL, NULL, NULL, 3600u * 1000u, 5, true, FSM_GATE_NONE, STAYED_HALTED},
+     pitr__step_stage_wal, NULL, NULL, NULL, 3600u * 1000u, 5, true, FSM_GATE_NONE, STAYED_HALTED},
     {STAGED, STARTED, "start_recovery", "the recovered server starts on the side port",
-     step_start_recovery, NULL, plan_start_recovery, scn_cancel, 120000, 2, true, FSM_GATE_NONE, NOT_RECOVERED},
+     pitr__step_start_recovery, NULL, pitr__plan_start_recovery, scn_cancel, 120000, 2, true, FSM_GATE_NONE,
+     NOT_RECOVERED},
     {STARTED, PROMOTED, "wait_for_promotion", "the recovered server replayed to the target and was promoted",
-     step_wait_for_promotion, NULL, NULL, scn_cancel, 7u * 3600u * 1000u, 1, true, FSM_GATE_NONE, NOT_RECOVERED},
+     pitr__step_wait_for_promotion, NULL, NULL, scn_cancel, 7u * 3600u * 1000u, 1, true, FSM_GATE_NONE, NOT_RECOVERED},
     {PROMOTED, VALIDATED, "validate_recovery", "the validation queries pass on the recovered server",
      step_validate_recovery, NULL, plan_validate_recovery, scn_cancel, 600000, 2, true, FSM_GATE_NONE, NOT_VALIDATED},
     {VALIDATED, SWITCHED, "switch_cluster", "the recovered cluster takes the live one's place",
-     step_switch_cluster, NULL, plan_switch_cluster, scn_cancel, 3600u * 1000u, 2, true, FSM_GATE_APPROVAL,
+     pitr__step_switch_cluster, NULL, pitr__plan_switch_cluster, scn_cancel, 3600u * 1000u, 2, true, FSM_GATE_APPROVAL,
      NOT_SWITCHED},
     {SWITCHED, RECONCILED, "reconcile", "the recovered database matches the exchange's positions and fills",
      scn_step_reconcile, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
@@ -682,7 +676,7 @@ static void pitr_report_extras(const ScnRun *run, json_t *rep)
 }
 
 /* Name the run's directories from its tag, under scratch_directory (else data_directory's parent). */
-static int pitr_ctx_init(ScnRun *run, char *err, size_t errlen)
+int pitr__ctx_init(ScnRun *run, char *err, size_t errlen)
 {
     const PitrConfig *c = pitr_cfg(run);
     PitrRun *p = pitr_run(run);
@@ -743,12 +737,14 @@ void pitr__cmd_recover(CtlCall *call, const json_t *args, void *data)
     Scenarios *s = data;
     const json_t *t = json_object_get(args, "timestamp_ms");
     const ConfigScenario *sc = config_scenario(s->core->cfg, scenario_point_in_time.name);
-    char msg[300];
+    char msg[300], buf[200];
     if (!json_is_integer(t)) {
         control_reply_error(call, DR_EBADARG, "--timestamp is required");
         return;
     }
-    const char *why = sc ? pitr_unconfigured(sc->data, &s->caps, json_integer_value(t)) : "no configuration";
+    const char *why = sc ? pitr__unconfigured(sc->data, &s->caps, json_integer_value(t), scenario_point_in_time.name,
+                                              buf, sizeof(buf))
+                         : "no configuration";
     if (why[0]) {
         control_reply_error(call, DR_ECONFIG, "%s: no recovery run (drctl recover --dry-run plans one)", why);
         return;
@@ -786,7 +782,7 @@ const ScenarioDef scenario_point_in_time = {
     .handles = NULL, /* started by drctl recover --timestamp T */
     .live_step = "resume_live",
     .ctx_size = sizeof(PitrRun),
-    .ctx_init = pitr_ctx_init,
+    .ctx_init = pitr__ctx_init,
     .may_resume = pitr_may_resume,
     .restore_point_ms = pitr_restore_point_ms,
     .report_extras = pitr_report_extras,

@@ -19,7 +19,7 @@ static void pitr_path_key(const CfgSection *s, const char *key, const char *v)
                   s->path, key);
 }
 
-static void pitr_config_read(const CfgSection *s, void *data)
+void pitr__config_read(const CfgSection *s, void *data)
 {
     PitrConfig *c = data;
     cfg_string(s, "data_directory", false, NULL, &c->data_directory);
@@ -45,7 +45,7 @@ static void pitr_config_read(const CfgSection *s, void *data)
                   "'%s.switch_command' must start with an absolute program path", s->path);
 }
 
-static void pitr_config_done(void *data)
+void pitr__config_done(void *data)
 {
     PitrConfig *c = data;
     free(c->data_directory);
@@ -58,7 +58,7 @@ static void pitr_config_done(void *data)
     memset(c, 0, sizeof(*c));
 }
 
-static int pitr_config_copy(const void *src, void *dst)
+int pitr__config_copy(const void *src, void *dst)
 {
     const PitrConfig *s = src;
     PitrConfig *d = dst;
@@ -75,7 +75,7 @@ static int pitr_config_copy(const void *src, void *dst)
     r |= config_list_copy(s->validation_queries, s->n_validation_queries, &d->validation_queries);
     r |= config_list_copy(s->switch_command, s->n_switch_command, &d->switch_command);
     if (r) {
-        pitr_config_done(d);
+        pitr__config_done(d);
         return -ENOMEM;
     }
     return 0;
@@ -86,7 +86,7 @@ const ConfigScenarioSection point_in_time_config_section = {
     .size = sizeof(PitrConfig),
     .default_rto_ms = 30ull * 60 * 1000,
     .default_rpo_ms = 60ull * 1000,
-    .read = pitr_config_read,
-    .copy = pitr_config_copy,
-    .done = pitr_config_done,
+    .read = pitr__config_read,
+    .copy = pitr__config_copy,
+    .done = pitr__config_done,
 };

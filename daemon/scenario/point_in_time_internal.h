@@ -1,6 +1,12 @@
 /*
- * point_in_time_internal: what point_in_time.c and point_in_time_config.c share; not for other
- * modules. The scenario's own settings (scenarios.point_in_time) and its run context.
+ * point_in_time_internal: what point_in_time.c and point_in_time_config.c share, and the
+ * point-in-time recovery's steps that data_loss.c puts in its own table; not for other modules.
+ * The scenario's own settings (scenarios.point_in_time) and its run context.
+ *
+ * A run of another scenario may use the pitr__ steps when it is laid out as a point_in_time run:
+ * its section's settings (run->cfg.data) start with a PitrConfig (read by pitr__config_read from
+ * its own keys), its context (run->own) starts with a PitrRun (named by pitr__ctx_init), and its
+ * parameters hold "target_ms" (the recovery target, wall-clock ms).
  */
 #ifndef DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
 #define DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
@@ -12,6 +18,8 @@
 
 #include "config/config.h"
 #include "core/control.h"
+#include "fsm.h"
+#include "scenario/scenario.h"
 
 typedef struct PitrConfig {
     char *data_directory;    /* the live cluster's data directory (its owner is the server's user) */
@@ -29,7 +37,40 @@ typedef struct PitrConfig {
     size_t n_switch_command;
 } PitrConfig;
 
+/* The run's own context: where the recovered cluster is built (named from the run's tag). */
+typedef struct PitrRun {
+    char data_dir[4096];
+    char wal_dir[4096];
+    char log[4200];
+} PitrRun;
+
 extern const ConfigScenarioSection point_in_time_config_section;
+
+/* The section's PitrConfig keys (point_in_time_config.c): read, copy, release. */
+struct CfgSection;
+void pitr__config_read(const struct CfgSection *s, void *data);
+int pitr__config_copy(const void *src, void *dst);
+void pitr__config_done(void *data);
+
+/* The steps (rows of point_in_time's table; see point_in_time.c for what each records). */
+void pitr__step_plan_recovery(FsmCall *call, void *ctx, FsmDone done);
+void pitr__step_restore_base_backup(FsmCall *call, void *ctx, FsmDone done);
+void pitr__plan_restore_base_backup(FsmCall *call, void *ctx, FsmDone done);
+void pitr__step_stage_wal(FsmCall *call, void *ctx, FsmDone done);
+void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done);
+void pitr__plan_start_recovery(FsmCall *call, void *ctx, FsmDone done);
+void pitr__step_wait_for_promotion(FsmCall *call, void *ctx, FsmDone done);
+void pitr__step_switch_cluster(FsmCall *call, void *ctx, FsmDone done);
+void pitr__plan_switch_cluster(FsmCall *call, void *ctx, FsmDone done);
+/* The run's directories, named from its tag (a ScenarioDef.ctx_init). */
+int pitr__ctx_init(ScnRun *run, char *err, size_t errlen);
+/* The recovered server's conninfo: the admin conninfo on the side port, database dbname. Caller frees. */
+char *pitr__side_conninfo(const ScnRun *run, const char *dbname);
+/* What is missing for a recovery run of section scenarios.<section> to get through ("" if nothing;
+ * the text may be in buf). */
+struct ScenarioCaps;
+const char *pitr__unconfigured(const PitrConfig *c, const struct ScenarioCaps *caps, int64_t target_ms,
+                               const char *section, char *buf, size_t n);
 extern const struct ScenarioDef scenario_point_in_time;
 
 /* One piece of a step's file work on the thread pool (point_in_time.c queues it; the workers in

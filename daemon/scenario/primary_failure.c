@@ -16,7 +16,8 @@
  * contract, docs/replication.md); promote asks the standby whether it is still in recovery first.
  * Once the promotion is confirmed the new primary is recorded (replication_record_primary: roles,
  * replication-status and the liveness probe follow it, across restarts), and the run's reconcile
- * and watch use database.conninfo retargeted to it.
+ * and watch use database.conninfo retargeted to it. The promotion, the repoint and the reconcile and
+ * watch against the new primary are steps/promote.c's, shared with the switchover scenario.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -63,18 +64,6 @@ static const PrimaryFailureConfig *pf_cfg(const ScnRun *run)
     return run->cfg.data;
 }
 
-/* ---- hooks (fence, repoint) ---- */
-
-/* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password (secrets never
- * travel to a child: the hook finds the node by its name). */
-static void pf_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
-{
-    bool secret = conninfo && pgconn_conninfo_has_password(conninfo);
-    snprintf(out, n, "%s=%s", name, conninfo && !secret ? conninfo : "");
-    if (secret)
-        log_warning("scenario", "%s is left empty: the node's conninfo holds a password", name);
-}
-
 /* ---- fence_old_primary ---- */
 
 static void fence_recorded(ScnRun *run, int status, void *data)
@@ -112,7 +101,7 @@ static void fence_spawn(ScnStep *st)
         return;
     }
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
-    pf_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "old_primary", "conninfo"));
+    scn_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "old_primary", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     scn_hook_run(st, "fence hook", (const char *const *)f->fence, env, f->hook_timeout_ms, fence_exited);
 }
@@ -235,212 +224,16 @@ static void plan_select_standby(FsmCall *call, void *ctx, FsmDone done)
     done(call, 0, msg);
 }
 
-/* ---- promote_standby ---- */
-
-#define PF_STATE_SQL                                                                                                \
-    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) " \
-    "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END"
-
-static void promote_recorded_primary(int status, void *data)
-{
-    ScnStep *st = data;
-    if (status < 0)
-        scn_finish(st, status, "promoted, but cannot record the new primary: %s", err_str(status));
-    else
-        scn_finish(st, 0, "'%s' is the primary now, on timeline %lld", scn_ctx_str(st->run, "standby", "name"),
-                   (long long)scn_ctx_int(st->run, "promotion", "timeline"));
-}
-
-static void promote_recorded(ScnRun *run, int status, void *data)
-{
-    ScnStep *st = data;
-    if (status < 0) {
-        scn_finish(st, status, "cannot record the promotion: %s", err_str(status));
-        return;
-    }
-    replication_record_primary(run->caps->replication, scn_ctx_str(run, "standby", "name"),
-                               scn_ctx_int(run, "promotion", "timeline"), run->id, promote_recorded_primary, st);
-}
-
-/* After pg_promote: not in recovery, and on a new timeline. */
-static void promote_on_state_after(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    if (status < 0 || !res || PQntuples(res) != 1) {
-        scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot ask the promoted standby", errmsg);
-        return;
-    }
-    int64_t was = scn_ctx_int(st->run, "promote_from", "timeline");
-    long long tl = atoll(PQgetvalue(res, 0, 1));
-    if (strcmp(PQgetvalue(res, 0, 0), "f") != 0) {
-        scn_finish(st, DR_ESTATE, "'%s' is still in recovery after pg_promote", scn_ctx_str(st->run, "standby", "name"));
-        return;
-    }
-    if (was > 0 && tl <= was) {
-        scn_finish(st, DR_ESTATE, "'%s' accepts writes but is still on timeline %lld", scn_ctx_str(st->run, "standby",
-                   "name"), tl);
-        return;
-    }
-    scn_context_set(st->run, "promotion",
-                    json_pack("{s:s,s:I,s:I,s:I}", "node", scn_ctx_str(st->run, "standby", "name"), "timeline",
-                              (json_int_t)tl, "previous_timeline", (json_int_t)was, "at_ms",
-                              (json_int_t)clock_wall_ms()),
-                    promote_recorded, st);
-}
-
-static void promote_on_promoted(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    if (status < 0 || !res || PQntuples(res) != 1) {
-        scn_fail_sql(st, status < 0 ? status : DR_EDB, "pg_promote failed", errmsg);
-        return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        scn_finish(st, -ETIMEDOUT, "pg_promote did not finish within %llu s",
-                   (unsigned long long)(pf_cfg(st->run)->promote_timeout_ms / 1000));
-        return;
-    }
-    scn_sql(st, NULL, PF_STATE_SQL, 0, NULL, promote_on_state_after);
-}
-
-static void promote_send(ScnRun *run, int status, void *data)
-{
-    ScnStep *st = data;
-    char secs[24];
-    const char *p[1] = {secs};
-    (void)run;
-    if (status < 0) {
-        scn_finish(st, status, "cannot record the timeline before the promotion: %s", err_str(status));
-        return;
-    }
-    snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(pf_cfg(st->run)->promote_timeout_ms / 1000));
-    scn_sql(st, NULL, "SELECT pg_promote(true, $1::int)", 1, p, promote_on_promoted);
-}
-
-static void promote_on_state_before(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    if (status < 0 || !res || PQntuples(res) != 1) {
-        scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot ask the standby to promote", errmsg);
-        return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), "f") == 0) { /* promoted before a restart: confirm and record */
-        promote_on_state_after(st, status, res, errmsg);
-        return;
-    }
-    scn_context_set(st->run, "promote_from", json_pack("{s:I}", "timeline", (json_int_t)atoll(PQgetvalue(res, 0, 1))),
-                    promote_send, st);
-}
+/* ---- promote_standby (steps/promote.c, with the switchover's) ---- */
 
 static void step_promote_standby(FsmCall *call, void *ctx, FsmDone done)
 {
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    if (!st)
-        return;
-    const char *ci = scn_ctx_str(st->run, "standby", "conninfo");
-    if (!ci || !st->run->caps->replication) {
-        scn_finish(st, DR_ESTATE, "no standby was chosen");
-        return;
-    }
-    scn_sql(st, ci, PF_STATE_SQL, 0, NULL, promote_on_state_before);
+    scn_step_promote(call, ctx, done, pf_cfg(ctx)->promote_timeout_ms);
 }
 
 static void plan_promote_standby(FsmCall *call, void *ctx, FsmDone done)
 {
-    ScnRun *run = ctx;
-    char msg[300];
-    snprintf(msg, sizeof(msg), "would run pg_promote(true, %llu) on the chosen standby, then check that it left "
-             "recovery on a new timeline and record it as the primary",
-             (unsigned long long)(pf_cfg(run)->promote_timeout_ms / 1000));
-    done(call, 0, msg);
-}
-
-/* ---- repoint_platform ---- */
-
-static void repoint_recorded(ScnRun *run, int status, void *data)
-{
-    ScnStep *st = data;
-    if (status < 0)
-        scn_finish(st, status, "cannot record the repoint: %s", err_str(status));
-    else
-        scn_finish(st, 0, "the platform writes to '%s' now (the repoint hook %s)", scn_ctx_str(run, "standby", "name"),
-                   scn_ctx_str(run, "repoint", "hook"));
-}
-
-static void repoint_exited(ScnStep *st, bool ok, int64_t status, const char *how)
-{
-    (void)status;
-    if (!ok) {
-        scn_finish(st, DR_ESTATE, "the repoint hook %s: trading stays halted", how);
-        return;
-    }
-    scn_context_set(st->run, "repoint", json_pack("{s:s,s:I}", "hook", how, "ms", (json_int_t)clock_wall_ms()),
-                    repoint_recorded, st);
-}
-
-static void step_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    const ConfigFailover *f;
-    char node[128], ci[1200], old[128], tl[64], run[128];
-    const char *env[] = {node, ci, old, tl, run, NULL};
-
-    if (!st)
-        return;
-    f = pf_failover(st->run);
-    if (!f->n_repoint) {
-        scn_finish(st, DR_ECONFIG, "no repoint hook is configured (failover.repoint): the platform would keep writing "
-                   "to the old primary; trading stays halted");
-        return;
-    }
-    snprintf(node, sizeof(node), "DRSUP_NEW_PRIMARY=%s", scn_ctx_str(st->run, "standby", "name") ?: "");
-    pf_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", scn_ctx_str(st->run, "standby", "conninfo"));
-    snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
-    snprintf(tl, sizeof(tl), "DRSUP_TIMELINE=%lld", (long long)scn_ctx_int(st->run, "promotion", "timeline"));
-    snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
-    scn_hook_run(st, "repoint hook", (const char *const *)f->repoint, env, f->hook_timeout_ms, repoint_exited);
-}
-
-static void plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnRun *run = ctx;
-    const ConfigFailover *f = pf_failover(run);
-    char msg[600];
-    snprintf(msg, sizeof(msg), "would run the repoint hook '%s' with DRSUP_NEW_PRIMARY and DRSUP_NEW_PRIMARY_CONNINFO",
-             f->n_repoint ? f->repoint[0] : "(none configured: the run would stay halted)");
-    done(call, 0, msg);
-}
-
-/* ---- against the new primary: reconcile and the watch ---- */
-
-/* The run's database.conninfo, retargeted to the promoted node (its host, hostaddr and port). */
-static int pf_follow_new_primary(ScnRun *run)
-{
-    const char *ci = scn_ctx_str(run, "standby", "conninfo");
-    char *to = NULL;
-    if (!ci)
-        return DR_ESTATE;
-    int r = pgconn_conninfo_retarget(run->db_conninfo, ci, &to);
-    if (r < 0)
-        return r;
-    free(run->db_conninfo);
-    run->db_conninfo = to;
-    return 0;
-}
-
-static void step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done)
-{
-    int r = pf_follow_new_primary(ctx);
-    if (r < 0)
-        done(call, r, "cannot name the database on the new primary");
-    else
-        scn_step_reconcile(call, ctx, done);
-}
-
-static void step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done)
-{
-    int r = pf_follow_new_primary(ctx);
-    if (r < 0)
-        done(call, r, "cannot name the database on the new primary");
-    else
-        scn_step_post_resume_watch(call, ctx, done);
+    scn_plan_promote(call, done, pf_cfg(ctx)->promote_timeout_ms);
 }
 
 /* ---- the table ---- */
@@ -479,16 +272,16 @@ static const FsmRow pf_rows[] = {
     {STANDBY_SELECTED, PROMOTED, "promote_standby", "the chosen standby is promoted and on a new timeline",
      step_promote_standby, NULL, plan_promote_standby, scn_cancel, 120000, 2, true, FSM_GATE_APPROVAL, NOT_PROMOTED},
     {PROMOTED, REPOINTED, "repoint_platform", "the platform writes to the new primary: its repoint hook exited 0",
-     step_repoint_platform, NULL, plan_repoint_platform, scn_cancel, 60000, 3, true, FSM_GATE_NONE, NOT_REPOINTED},
+     scn_step_repoint_platform, NULL, scn_plan_repoint_platform, scn_cancel, 60000, 3, true, FSM_GATE_NONE, NOT_REPOINTED},
     {REPOINTED, RECONCILED, "reconcile", "the new primary matches the exchange's positions and fills",
-     step_reconcile_new_primary, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
+     scn_step_reconcile_new_primary, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
     {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
      scn_step_resume_shadow, NULL, scn_plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
     {SHADOW, LIVE, "resume_live", "trading is live again",
      scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
      FSM_NO_STATE},
     {LIVE, WATCHED, "post_resume_watch", "the new primary still matches the exchange after the resume",
-     step_watch_new_primary, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
+     scn_step_watch_new_primary, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
      FSM_GATE_NONE, WATCH_FAILED},
     {WATCH_FAILED, HALTED_AFTER_WATCH, "halt_after_watch", "trading is halted again: the post-resume watch failed",
      scn_step_halt_after_watch, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},

@@ -15,12 +15,20 @@ extern const ScenarioDef scenario_database_corruption;
 extern const ScenarioDef scenario_primary_failure;
 extern const ScenarioDef scenario_point_in_time;
 extern const ScenarioDef scenario_app_crash;
+extern const ScenarioDef scenario_network_partition;
+extern const ScenarioDef scenario_switchover;
+extern const ScenarioDef scenario_rejoin;
+extern const ScenarioDef scenario_data_loss;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
     &scenario_primary_failure,
     &scenario_point_in_time,
     &scenario_app_crash,
+    &scenario_network_partition,
+    &scenario_switchover,
+    &scenario_rejoin,
+    &scenario_data_loss,
 };
 
 int scenario_register_config(void)

@@ -54,7 +54,7 @@ json_t *scn_report_build(const ScnRun *run, const char *cluster)
         const char *outcome = json_string_value(json_object_get(st, "outcome"));
         if (end > finished_ms)
             finished_ms = end;
-        if (name && outcome && strcmp(name, run->def->live_step) == 0 && strcmp(outcome, "ok") == 0)
+        if (name && outcome && run->def->live_step && strcmp(name, run->def->live_step) == 0 && strcmp(outcome, "ok") == 0)
             live_ms = end;
     }
     int64_t restore_point = run->def->restore_point_ms ? run->def->restore_point_ms(run) : 0;

@@ -560,7 +560,8 @@ static void scn_notify(FsmRun *fsm, const FsmNotice *n, void *data)
         scn_note_outcome(s, run, st);
         if (st == FSM_RUN_SUCCEEDED)
             events_emit_run(s->core->events, SEV_INFO, "scenario.end", cond, true, det, &lf,
-                            "run %s of %s succeeded: trading is live", run->id, run->def->name);
+                            "run %s of %s succeeded%s", run->id, run->def->name,
+                            run->def->live_step ? ": trading is live" : " (trading was not touched)");
         else if (st == FSM_RUN_HANDED_OFF)
             events_emit_run(s->core->events, SEV_WARNING, "scenario.end", NULL, false, det, &lf,
                             "run %s of %s hands off in state '%s' (incident %s); trading stays halted: %s", run->id,
@@ -833,6 +834,12 @@ int scn_trigger_params(Scenarios *s, const char *scenario, const char *reason, i
 int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms, char *ret_run_id,
                       size_t run_id_len)
 {
+    return scenarios_trigger_params(s, scenario, reason, detected_ms, NULL, ret_run_id, run_id_len);
+}
+
+int scenarios_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
+                             const json_t *params, char *ret_run_id, size_t run_id_len)
+{
     char err[512];
     if (s->loading && !s->closing && scenario) {
         /* Unfinished runs are still being read: this one starts once they are (if none of them
@@ -842,13 +849,15 @@ int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, in
         s->queued_scenario = strdup(scenario);
         s->queued_reason = strdup(reason ? reason : "");
         s->queued_detected_ms = detected_ms;
+        json_decref(s->queued_params);
+        s->queued_params = params ? json_deep_copy(params) : NULL;
         if (ret_run_id && run_id_len)
             ret_run_id[0] = '\0';
         return -EINPROGRESS;
     }
     const ConfigScenario *sc = scenario ? config_scenario(s->core->cfg, scenario) : NULL;
-    int r = scn_trigger(s, scenario, reason, detected_ms, sc && sc->manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC, NULL,
-                        ret_run_id, run_id_len, err, sizeof(err));
+    int r = scn_trigger_params(s, scenario, reason, detected_ms, sc && sc->manual ? FSM_MODE_MANUAL : FSM_MODE_AUTOMATIC,
+                               params, NULL, ret_run_id, run_id_len, err, sizeof(err));
     if (r < 0 && r != -EBUSY)
         log_error("scenario", "cannot start scenario '%s': %s", scenario ? scenario : "", err);
     return r;
@@ -899,15 +908,15 @@ static bool scn_resume_guard(void *data, char *why, size_t whylen)
 /* ---- incidents ---- */
 
 /* The detector confirmed an incident: start the scenario that handles its kind. */
-static int scn_on_incident(const char *kind, const char *reason, int64_t detected_ms, char *ret_run, size_t run_len,
-                           void *data)
+static int scn_on_incident(const char *kind, const char *reason, int64_t detected_ms, const json_t *params,
+                           char *ret_run, size_t run_len, void *data)
 {
     const ScenarioDef *def = scenario_for_incident(kind);
     if (!def) {
         log_error("scenario", "no scenario handles incidents of kind '%s'", kind);
         return -ENOENT;
     }
-    return scenarios_trigger(data, def->name, reason, detected_ms, ret_run, run_len);
+    return scenarios_trigger_params(data, def->name, reason, detected_ms, params, ret_run, run_len);
 }
 
 /* ---- life cycle ---- */
@@ -1040,6 +1049,8 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data)
     free(s->queued_scenario);
     free(s->queued_reason);
     s->queued_scenario = s->queued_reason = NULL;
+    json_decref(s->queued_params);
+    s->queued_params = NULL;
     s->pending--;
     scn_maybe_closed(s);
 }

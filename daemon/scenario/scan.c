@@ -91,7 +91,8 @@ static void scn_scan_work(uv_work_t *req)
             char path[8192], *text = NULL;
             size_t len;
             snprintf(path, sizeof(path), "%s/%s", sc->inc_dir, inc[i] ? inc[i] : "");
-            if (inc[i] && atomicfile_read_all(path, 64u << 20, &text, &len) == 0) {
+            /* drill-<id>.json: a drill's report (drill.c keeps their history), not an incident's. */
+            if (inc[i] && strncmp(inc[i], "drill-", 6) != 0 && atomicfile_read_all(path, 64u << 20, &text, &len) == 0) {
                 json_t *rep = json_loadb(text, len, 0, NULL);
                 if (json_is_object(rep))
                     json_array_append_new(sc->history, scn_summary(rep));
@@ -289,14 +290,17 @@ static void scn_scan_done(uv_work_t *req, int status)
     free(sc);
     if (s->queued_scenario) {
         char *scn = s->queued_scenario, *why = s->queued_reason;
+        json_t *params = s->queued_params;
         s->queued_scenario = s->queued_reason = NULL;
+        s->queued_params = NULL;
         if (s->active)
             log_notice("scenario", "run %s resumed; the %s trigger seen during start-up is covered by it",
                        s->active->id, scn);
         else if (!s->closing)
-            scenarios_trigger(s, scn, why, s->queued_detected_ms, NULL, 0);
+            scenarios_trigger_params(s, scn, why, s->queued_detected_ms, params, NULL, 0);
         free(scn);
         free(why);
+        json_decref(params);
     }
     scn_update_status(s);
     scn_maybe_closed(s);

@@ -21,6 +21,7 @@
 
 typedef struct ScnRun ScnRun;
 struct ScenarioCaps; /* scenarios.h */
+struct CtlCall;      /* core/control.h */
 
 /* A hand-off state of the table (FSM_STATE_HANDOFF) and the incident kind it hands the run to:
  * the runner then starts the scenario that handles that kind, with the same detection time. */
@@ -28,6 +29,14 @@ typedef struct ScenarioHandoff {
     const char *state;
     const char *incident;
 } ScenarioHandoff;
+
+/* What a drill of the scenario needs from its section (drill.c): borrowed from the configuration. */
+typedef struct ScenarioDrillSettings {
+    char *const *validation_queries; /* run in the scratch restore (n 0: SELECT 1) */
+    size_t n_validation_queries;
+    unsigned restore_jobs;           /* as the real restore: pg_restore -j N from a spool, 0 streamed */
+    uint64_t restore_timeout_ms;
+} ScenarioDrillSettings;
 
 typedef struct ScenarioDef {
     const char *name;            /* "database_corruption": drctl execute --scenario NAME */
@@ -62,6 +71,14 @@ typedef struct ScenarioDef {
      * the step acts and ends it when this answers 0, so a probe failing that way is attributed to
      * the run instead of paging. May be NULL (the scenario disturbs nothing a probe sees). */
     unsigned (*disturbs)(const ScnRun *run, const char *running_step, char *what, size_t n);
+    /* `drctl execute --scenario NAME` (not a dry run) answered by the scenario itself, so that its
+     * parameters are checked before any run starts (data_loss plans its --before T first);
+     * scenarios is the runner's Scenarios. NULL: the generic start. May be NULL. */
+    void (*execute)(struct CtlCall *call, const json_t *args, void *scenarios);
+    /* The scenario can be rehearsed by `drctl drill` (a restore of the newest verified backup into a
+     * scratch database, its validation, a compare-only reconcile; daemon/scenario/drill.c): fill
+     * ret from its section sc and the backup section b. NULL: no drill for it. */
+    void (*drill_settings)(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret);
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */

@@ -54,6 +54,9 @@ void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data);
  */
 int scenarios_trigger(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
                       char *ret_run_id, size_t run_id_len);
+/* The same with the run's parameters (an object, copied; NULL: none), as scn_trigger_params. */
+int scenarios_trigger_params(Scenarios *s, const char *scenario, const char *reason, int64_t detected_ms,
+                             const json_t *params, char *ret_run_id, size_t run_id_len);
 
 /* True while a run is unfinished (trading must not resume), or while runs are being loaded. */
 bool scenarios_active(const Scenarios *s);

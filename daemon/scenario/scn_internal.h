@@ -10,6 +10,11 @@
  *   database_corruption.c, database_corruption_db.c  the database_corruption scenario
  *   primary_failure.c   the primary_failure scenario
  *   point_in_time.c, point_in_time_files.c  the point_in_time scenario (drctl recover --timestamp)
+ *   switchover.c        the switchover scenario (drctl switchover --to NODE)
+ *   rejoin.c, rejoin_files.c  the rejoin scenario (drctl rejoin NODE)
+ *   data_loss.c         the data_loss scenario (a watched table lost rows; point_in_time's steps)
+ *   drill.c, drill_book.c, drill_rules.c  drills (drill.h): a job of their own, not runs; they use
+ *                     none of this header
  *
  * A run (ScnRun) is owned by the Scenarios list; anything that may outlive a callback (a step in
  * flight, a journal append, a report write) holds a reference (scn_run_ref/unref). The run's
@@ -43,12 +48,13 @@ struct Scenarios {
     char *queued_scenario; /* a trigger that arrived while loading: started after the scan */
     char *queued_reason;
     int64_t queued_detected_ms;
+    json_t *queued_params;
     bool closing;
     unsigned pending;   /* thread-pool work not tied to a run */
     ScnCmd *cmds;       /* command reads in flight */
     uint64_t crash_after_record;
     int sub_id;         /* events bus subscription (venue.resume), or <= 0 */
-    bool failed_open[8]; /* per registry index: a failed or aborted run left scenario:<name> open */
+    bool failed_open[16]; /* per registry index: a failed or aborted run left scenario:<name> open */
     void (*closed_cb)(void *data);
     void *closed_data;
 };

@@ -15,6 +15,7 @@ repoint hook really points the platform at the new primary through its /repoint 
 """
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -288,4 +289,67 @@ def test_daemon_killed_at_three_journal_boundaries_completes_with_one_promotion(
     rep = env.run_report(rid)
     assert rep["failover"]["promoted"] == "pg2" and rep["failover"]["timeline"] == 2, rep["failover"]
     assert env.venue.status()["mode"] == "live"
+    d.stop()
+
+
+def test_split_brain_halts_keeps_the_other_sides_writes_fences_it_and_waits_for_a_person(make_env, pg, standby):
+    """A standby promoted by hand while the primary runs: two primaries. Halted at once, pg1 (the
+    daemon's primary) is authoritative, pg2 is dumped (its own writes are in the evidence), fenced
+    by the hook (which stops it here), and the run waits for a person before reconciling and
+    resuming on pg1."""
+    env = make_env()
+    stop_pg2 = pg._cmd([os.path.join("/usr/lib/postgresql/15/bin", "pg_ctl"), "-D", standby.datadir, "-w", "-m",
+                        "fast", "stop"])
+    with open(env.fence, "w") as f:
+        f.write("#!/bin/sh\necho \"fence $DRSUP_OLD_PRIMARY $DRSUP_REASON\" >> %s\n"
+                "[ \"$DRSUP_OLD_PRIMARY\" = pg2 ] && %s >/dev/null\nexit 0\n" % (env.calls, " ".join(stop_pg2)))
+    start_env(env)
+    d = env.daemon
+    standby.psql("SELECT pg_promote(true, 30)")
+    standby.psql("CREATE TABLE written_on_pg2 AS SELECT 42 AS answer", db="trading")
+    wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=15, what="trading halted")
+    rid = wait_until(lambda: env.run_of("network_partition"), timeout=15, what="a network_partition run")
+    run = env.wait_run(rid, ("waiting_approval", "succeeded", "failed", "aborted"), timeout=60)
+    assert run["status"] == "waiting_approval" and run["state"] == "fenced", run
+    steps = [s["step"] for s in run["steps"]]
+    assert steps[:4] == ["halt_trading", "decide_authoritative", "preserve_evidence", "fence_other"], steps
+    assert env.hook_calls() == ["fence pg2 split_brain"], env.hook_calls()
+    assert not standby.is_running()
+    assert in_recovery(pg) is False and env.venue.status()["mode"] == "halted"
+    conds = conditions(d)
+    assert "detector.split_brain:paper" in conds, conds
+    # what pg2 wrote on its own is in the evidence, before it was fenced
+    dump = os.path.join(d.state_dir, "runs", "%s.pg2.dump" % rid)
+    assert os.stat(dump).st_mode & 0o077 == 0, oct(os.stat(dump).st_mode)
+    listing = subprocess.run([os.path.join("/usr/lib/postgresql/15/bin", "pg_restore"), "-l", dump],
+                             capture_output=True, text=True, check=True).stdout
+    assert "written_on_pg2" in listing, listing
+    assert d.ctl("approve", rid).returncode == 0
+    live_then_pause(env)
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
+    assert run["status"] == "succeeded", d.log()[-4000:]
+    rep = env.run_report(rid)["partition"]
+    assert rep["authoritative"]["name"] == "pg1" and rep["other"]["name"] == "pg2", rep
+    assert rep["evidence"]["path"] == dump and rep["evidence"]["timeline"] == 2, rep
+    assert rep["fence"]["by"] == "hook" and "no longer answers as a primary" in rep["fence"]["hook"], rep
+    assert env.repl()["primary"] == "pg1"
+    wait_until(lambda: "detector.split_brain:paper" not in conditions(d), timeout=15, what="split brain resolved")
+    d.stop()
+
+
+def test_split_brain_with_a_fence_that_leaves_the_node_writable_waits_for_an_operator(make_env, pg, standby):
+    """The fence hook exits 0 but pg2 still answers as a primary: not fenced, the run waits for an
+    operator; trading stays halted."""
+    env = start_env(make_env())
+    d = env.daemon
+    standby.psql("SELECT pg_promote(true, 30)")
+    rid = wait_until(lambda: env.run_of("network_partition"), timeout=15, what="a network_partition run")
+    run = env.wait_run(rid, ("waiting_approval", "succeeded", "failed", "aborted"), timeout=60)
+    assert run["status"] == "waiting_approval" and run["state"] == "fence_unconfirmed", run
+    fence = [s for s in run["steps"] if s["step"] == "fence_other"][-1]
+    assert "still answers as a primary" in fence["message"], fence
+    assert env.venue.status()["mode"] == "halted"
+    assert d.ctl("abort", rid).returncode == 0
+    assert env.wait_run(rid, ("aborted", "failed"))["status"] == "aborted"
+    assert env.venue.status()["mode"] == "halted"
     d.stop()

@@ -21,6 +21,7 @@
 #include "err.h"
 #include "prio.h"
 #include "scenario/app_crash_internal.h"
+#include "scenario/data_loss_internal.h"
 #include "scenario/database_corruption_internal.h"
 #include "scenario/point_in_time_internal.h"
 #include "scenario/scenario.h"
@@ -527,6 +528,47 @@ static void test_post_resume_checks(void **state)
                  "item 1: '2h' is not a duration between 100ms and 1h");
 }
 
+static void test_watched_tables(void **state)
+{
+    (void)state;
+    Config *cfg = expect_ok("database:\n  conninfo: x\ndetector:\n  watched_interval: 1s\n  watched_tables:\n"
+                            "    - table: public.trades\n      max_drop_percent: 5\n      max_drop_rows: 1000\n"
+                            "    - name: fills\n      query: SELECT max(id) FROM fills\n      max_drop_rows: 0\n");
+    assert_int_equal(cfg->detector.n_watched_tables, 2);
+    assert_string_equal(cfg->detector.watched_tables[0].name, "public.trades"); /* default: the table */
+    assert_true(cfg->detector.watched_tables[0].max_drop_percent == 5.0);
+    assert_int_equal(cfg->detector.watched_tables[0].max_drop_rows, 1000);
+    assert_null(cfg->detector.watched_tables[0].query);
+    assert_true(cfg->detector.watched_tables[1].max_drop_percent < 0); /* unset */
+    assert_int_equal(cfg->detector.watched_tables[1].max_drop_rows, 0);
+    assert_int_equal(cfg->detector.watched_interval_ms, 1000);
+    assert_int_equal(cfg->detector.watched_timeout_ms, 10000);
+    config_free(cfg);
+    cfg = expect_ok(base);
+    assert_int_equal(cfg->detector.n_watched_tables, 0);
+    assert_int_equal(cfg->detector.watched_interval_ms, 5000);
+    config_free(cfg);
+    const char *pre = "database:\n  conninfo: x\ndetector:\n  watched_tables:\n";
+    char text[600];
+    snprintf(text, sizeof(text), "%s    - table: t\n      query: SELECT 1\n      max_drop_rows: 1\n", pre);
+    expect_error(text, "'detector.watched_tables[0]' needs exactly one of 'table' (its row count) or 'query'");
+    snprintf(text, sizeof(text), "%s    - table: t\n", pre);
+    expect_error(text, "'detector.watched_tables[0]' needs a limit: max_drop_percent, max_drop_rows or both");
+    snprintf(text, sizeof(text), "%s    - table: \"t; DROP TABLE x\"\n      max_drop_rows: 1\n", pre);
+    expect_error(text, "'detector.watched_tables[0].table' must be [schema.]table");
+    snprintf(text, sizeof(text), "%s    - name: q\n      query: SELECT 1; SELECT 2\n      max_drop_rows: 1\n", pre);
+    expect_error(text, "'detector.watched_tables[0].query' must be one statement without ';'");
+    snprintf(text, sizeof(text), "%s    - query: SELECT 1\n      max_drop_rows: 1\n", pre);
+    expect_error(text, "'detector.watched_tables[0]' with a query needs a 'name'");
+    snprintf(text, sizeof(text), "%s    - table: t\n      max_drop_percent: 150\n", pre);
+    expect_error(text, "'detector.watched_tables[0].max_drop_percent' is at most 100");
+    snprintf(text, sizeof(text), "%s    - table: t\n      max_drop_rows: 1\n    - table: t\n      max_drop_rows: 2\n",
+             pre);
+    expect_error(text, "'detector.watched_tables[1]': the name 't' is used twice");
+    snprintf(text, sizeof(text), "%s    - table: t\n      max_drop_rows: 1\n      limit: 3\n", pre);
+    expect_error(text, "limit");
+}
+
 static void test_empty_lists_take_the_defaults_without_leaking(void **state)
 {
     (void)state;
@@ -639,14 +681,19 @@ static void test_scenario_sections(void **state)
     ConfigScenario one;
     assert_int_equal(config_scenario_copy(dc, &one), 0);
     config_free(cfg);
-    assert_int_equal(copy.n, 5);
+    assert_int_equal(copy.n, scenario_count() + 1); /* the registry's sections, then the fake one */
     assert_string_equal(copy.database, "trading");
     assert_string_equal(copy.list[0].def->name, "database_corruption"); /* registration order */
     assert_string_equal(copy.list[1].def->name, "primary_failure");
     assert_string_equal(copy.list[2].def->name, "point_in_time");
     assert_string_equal(copy.list[3].def->name, "app_crash");
     assert_string_equal(((AppCrashConfig *)copy.list[3].data)->restart_env[0], "TRADING_MODE=shadow");
-    assert_string_equal(((FakeSettings *)copy.list[4].data)->label, "x");
+    size_t dl = 0;
+    while (dl < copy.n && strcmp(copy.list[dl].def->name, "data_loss"))
+        dl++;
+    assert_true(dl < copy.n);
+    assert_true(((const DataLossConfig *)copy.list[dl].data)->approve_resume); /* the default */
+    assert_string_equal(((FakeSettings *)copy.list[copy.n - 1].data)->label, "x");
     assert_string_equal(((CorruptionConfig *)one.data)->switch_command[0], "/bin/true");
     config_scenarios_free(&copy);
     config_scenario_free(&one);
@@ -855,6 +902,40 @@ static void test_repository_s3(void **state)
     expect_error(text, "is accessible by group or others");
 }
 
+/* drills: the schedule's entries, the rules' defaults, what is refused (the scenario names are
+ * checked by drills_check_config, which knows the scenarios). */
+static void test_drills_section(void **state)
+{
+    (void)state;
+    char text[2048];
+    Config *cfg = expect_ok(base);
+    assert_false(cfg->drills.enabled);
+    assert_int_equal(cfg->drills.n_schedule, 0);
+    assert_int_equal(cfg->drills.max_age_ms, 35ull * 24 * 3600 * 1000);
+    assert_true(cfg->drills.free_space_factor == 1.5);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule:\n    - cron: \"0 4 1 * *\"\n      scenario: database_corruption\n"
+             "    - {cron: \"@weekly\", scenario: x}\n  max_age: 8d\n  free_space_factor: \"2.25\"\n", base);
+    cfg = expect_ok(text);
+    assert_true(cfg->drills.enabled);
+    assert_int_equal(cfg->drills.n_schedule, 2);
+    assert_string_equal(cfg->drills.schedule[0].cron, "0 4 1 * *");
+    assert_string_equal(cfg->drills.schedule[1].scenario, "x");
+    assert_int_equal(cfg->drills.max_age_ms, 8ull * 24 * 3600 * 1000);
+    assert_true(cfg->drills.free_space_factor == 2.25);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule:\n    - cron: \"61 * * * *\"\n      scenario: s\n", base);
+    expect_error(text, "'drills.schedule[0].cron': bad cron schedule '61 * * * *'");
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule:\n    - cron: \"@daily\"\n", base);
+    expect_error(text, "missing required key 'drills.schedule[0].scenario'");
+    snprintf(text, sizeof(text), "%sdrills:\n  free_space_factor: \"-1\"\n", base);
+    expect_error(text, "'drills.free_space_factor' must be a number above 0");
+    snprintf(text, sizeof(text), "%sdrills:\n  free_space_factor: lots\n", base);
+    expect_error(text, "'drills.free_space_factor' must be a number above 0");
+    snprintf(text, sizeof(text), "%sdrills:\n  schedule: \"@daily\"\n", base);
+    expect_error(text, "'drills.schedule' must be a list of {cron, scenario}");
+}
+
 int main(void)
 {
     /* As drsupervisord does before its first load, plus a section of the test's own. */
@@ -876,11 +957,13 @@ int main(void)
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_post_resume_checks),
+        cmocka_unit_test(test_watched_tables),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
         cmocka_unit_test(test_point_in_time_section),
         cmocka_unit_test(test_backup_physical),
         cmocka_unit_test(test_repository_s3),
+        cmocka_unit_test(test_drills_section),
     };
     int failed = cmocka_run_group_tests_name("config", tests, NULL, NULL);
     static const char *const made[] = {"k", "open", "short", "theirs", "bk", "ak", "sk"};

@@ -597,6 +597,43 @@ static void test_app_crash_off_or_corruption(void **state)
     assert_true(has_event(&d, DETECTOR_EV_APP_CRASH_NOT));
 }
 
+/* Two primaries in one round: halt and the network_partition incident at once, once per episode,
+ * kept by a re-arm; one primary again resolves it and re-arms. */
+static void test_split_brain_halts_at_once_once_per_episode(void **state)
+{
+    (void)state;
+    DetectorSm sm;
+    DetectorDecision d;
+    detector_sm_init(&sm, &cfg_ac);
+
+    detector_sm_split_brain(&sm, 1000, false, "pg1", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0);
+    detector_sm_split_brain(&sm, 2000, true, "pg1,pg2", &d);
+    assert_int_equal(d.actions, DETECTOR_ACT_HALT | DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.incident, DETECTOR_INCIDENT_NETWORK_PARTITION);
+    assert_int_equal(d.detected_ms, 2000);
+    assert_true(has_event(&d, DETECTOR_EV_SPLIT_BRAIN));
+    assert_non_null(strstr(d.trigger_reason, "pg1,pg2"));
+    assert_non_null(strstr(d.halt_reason, "pg1,pg2"));
+    /* The next rounds, and a run that ended with both still writable: nothing more. */
+    detector_sm_split_brain(&sm, 3000, true, "pg1,pg2", &d);
+    assert_int_equal(d.actions, 0);
+    assert_int_equal(d.n_events, 0);
+    detector_sm_run_ended(&sm, 3500, false, "run-1", &d);
+    detector_sm_split_brain(&sm, 4000, true, "pg1,pg2", &d);
+    assert_int_equal(d.actions, 0);
+    /* One primary: resolved; a new split brain later is a new episode. */
+    detector_sm_split_brain(&sm, 5000, false, "pg1", &d);
+    assert_int_equal(d.actions, 0);
+    assert_true(has_event(&d, DETECTOR_EV_SPLIT_BRAIN_CLEARED));
+    detector_sm_split_brain(&sm, 6000, false, "pg1", &d);
+    assert_int_equal(d.n_events, 0);
+    detector_sm_split_brain(&sm, 7000, true, "pg1,pg3", &d);
+    assert_true(d.actions & DETECTOR_ACT_TRIGGER);
+    assert_int_equal(d.detected_ms, 7000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +658,7 @@ int main(void)
         cmocka_unit_test(test_app_crash_platform_down_database_fine),
         cmocka_unit_test(test_app_crash_not_with_the_database_down),
         cmocka_unit_test(test_app_crash_off_or_corruption),
+        cmocka_unit_test(test_split_brain_halts_at_once_once_per_episode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * Which probe failures a declaration matches (the run's own rename: "does not exist", "not
  * currently accepting connections", a terminated session) and which it never matches (the server
  * refusing connections, a timeout, another database, a free lease), what is counted, and that a
- * declaration ends with the lease.
+ * declaration ends with the lease; a declaration made aside (a drill's scratch database) needs no
+ * lease, outlives the holder's release, and never replaces or is replaced by the holder's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,10 +45,14 @@ static const MatchCase match_cases[] = {
     {"shop", "3D000", "database \"shop\" does not exist", LEASE_DB_MISSING, true},
     {"shop", "", "FATAL:  database \"shop\" is not currently accepting connections", LEASE_DB_REFUSING, true},
     {"shop", "57P01", "FATAL:  terminating connection due to administrator command", LEASE_DB_TERMINATED, true},
+    {"shop", "", "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused", LEASE_DB_STOPPED, true},
+    {"shop", "57P03", "FATAL:  the database system is shutting down", LEASE_DB_STOPPED, true},
     /* declared, but not of that kind */
+    {"shop", "", "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused",
+     LEASE_DB_TERMINATED, false},
     {"shop", "", "FATAL:  database \"shop\" does not exist", LEASE_DB_REFUSING | LEASE_DB_TERMINATED, false},
     {"shop", "57P01", "terminating connection due to administrator command", LEASE_DB_MISSING, false},
-    /* never the run's doing */
+    /* never the run's doing (7: every kind but LEASE_DB_STOPPED) */
     {"shop", "", "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused", 7, false},
     {"shop", "", "query timed out after 1000 ms (cancel sent, connection dropped)", 7, false},
     {"shop", "57P03", "FATAL:  the database system is shutting down", 7, false},
@@ -118,11 +123,55 @@ static void test_attribution_counts_and_ends_with_the_lease(void **state)
     lease_free(l);
 }
 
+static void test_an_aside_declaration_outlives_the_holder(void **state)
+{
+    (void)state;
+    Lease *l = lease_new();
+    LeaseDisturbance scratch = shop_away(), run = shop_away(), ended;
+    snprintf(scratch.database, sizeof(scratch.database), "shop_drill_t");
+    snprintf(scratch.run, sizeof(scratch.run), "drill-1");
+    const char *gone = "FATAL:  database \"shop_drill_t\" does not exist";
+
+    /* declared with the lease free: attributed, the lease still free (the detector halts as usual) */
+    assert_int_equal(lease_expect_aside(l, &scratch), 0);
+    assert_false(lease_held(l));
+    const LeaseDisturbance *a = lease_attribute(l, "shop_drill_t", "3D000", gone, 1000);
+    assert_non_null(a);
+    assert_string_equal(a->run, "drill-1");
+    assert_true(a->aside);
+    /* a free lease still attributes nothing else */
+    assert_null(lease_attribute(l, "shop", "3D000", "FATAL:  database \"shop\" does not exist", 1000));
+
+    /* a run takes the lease and declares its own: both hold; the release ends only the run's */
+    assert_int_equal(lease_take(l, "run run-1"), 0);
+    assert_int_equal(lease_expect(l, &run), 0);
+    assert_int_equal(lease_expect(l, &scratch), -EINVAL); /* the holder cannot take over the drill's */
+    assert_int_equal(lease_expect_aside(l, &run), -EINVAL); /* nor the drill the holder's */
+    size_t n = 0;
+    lease_disturbances(l, &n);
+    assert_int_equal(n, 2);
+    lease_release(l);
+    lease_disturbances(l, &n);
+    assert_int_equal(n, 1);
+    assert_non_null(lease_attribute(l, "shop_drill_t", "", gone, 2000));
+    assert_null(lease_attribute(l, "shop", "3D000", "FATAL:  database \"shop\" does not exist", 2000));
+
+    /* ended by its declarer, with what was attributed to it */
+    assert_true(lease_expect_end(l, "shop_drill_t", &ended));
+    assert_int_equal(ended.count, 2); /* before the run and after its release */
+    assert_int_equal(ended.first_ms, 1000);
+    assert_int_equal(ended.last_ms, 2000);
+    assert_null(lease_attribute(l, "shop_drill_t", "", gone, 3000));
+    assert_int_equal(lease_expect_aside(l, &(LeaseDisturbance){.kinds = 1}), -EINVAL);
+    lease_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_what_a_declaration_matches),
         cmocka_unit_test(test_attribution_counts_and_ends_with_the_lease),
+        cmocka_unit_test(test_an_aside_declaration_outlives_the_holder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

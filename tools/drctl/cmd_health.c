@@ -71,6 +71,24 @@ static void drctl_print_status(const json_t *r)
         if (json_is_string(json_object_get(det, "scenario_run")))
             printf(" (run %s)", drctl_str(det, "scenario_run", ""));
         printf("\n");
+        size_t i;
+        const json_t *t;
+        json_array_foreach(json_object_get(det, "watched_tables"), i, t) {
+            char ago[64] = "never";
+            if (json_is_integer(json_object_get(t, "last_good_ms")))
+                drctl_ago(drctl_int(t, "last_good_ms"), ago, sizeof(ago));
+            printf("  watched %-20s %-8s ", drctl_str(t, "name", "?"), drctl_str(t, "verdict", "?"));
+            if (json_is_true(json_object_get(t, "gone")))
+                printf("gone");
+            else if (json_is_integer(json_object_get(t, "observed")))
+                printf("%lld", (long long)drctl_int(t, "observed"));
+            else
+                printf("-");
+            if (json_is_integer(json_object_get(t, "last_good")))
+                printf(" (last good %lld, %s; floor %lld)", (long long)drctl_int(t, "last_good"), ago,
+                       (long long)drctl_int(t, "floor"));
+            printf("\n");
+        }
     }
 }
 
@@ -102,7 +120,8 @@ const OptCommand drctl_cmd_status = {
     .description = "Version, cluster, pid, uptime, configuration file and control socket; then each component "
                    "(alerts, database, platform, venue, backup, recovery) with its health (up, down, unknown, "
                    "disabled), since when, the last check, its latency and the last error; then the detector's "
-                   "phase and, when the standby restore is on, its state.",
+                   "phase, each watched table (its last value and verdict, the last good observation and its "
+                   "floor) and, when the standby restore is on, its state.",
     .data = &(const DrctlAction){.wire = "status", .print = drctl_print_status},
 };
 

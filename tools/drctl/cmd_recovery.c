@@ -92,22 +92,44 @@ static void drctl_print_incident(const json_t *r)
     {.name = "run", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "RUN",                              \
      .help = "the run id (from drctl runs)"}
 
+/* --before T (data_loss): epoch ms on the wire. */
+static int drctl_args_execute(const OptParse *p, DrctlRequest *req)
+{
+    const char *t = optspec_string(p, "before", NULL);
+    int64_t ms;
+    if (!t)
+        return 0;
+    json_object_del(req->args, "before");
+    if (drctl_parse_time(t, &ms) < 0) {
+        fprintf(stderr, "drctl execute: --before needs epoch milliseconds, an ISO-8601 UTC time "
+                        "(2025-08-29T10:00:00Z) or a duration ago (10m), not '%s'\n", t);
+        return DRCTL_EXIT_USAGE;
+    }
+    json_object_set_new(req->args, "before_ms", json_integer(ms));
+    return 0;
+}
+
 const OptCommand drctl_cmd_execute = {
     .name = "execute",
     .summary = "run a recovery scenario now (dry run: print the plan, change nothing) [operator]",
-    .description = "Start a recovery run now; prints the run id. The only scenario so far is "
-                   "database_corruption. --dry-run prints the plan and changes nothing (it fails if a step could "
-                   "not run, for example with no venue); --manual stops at the gates (restore, switch, "
-                   "resume_live) until approve. One run at a time. [operator]",
+    .description = "Start a recovery run now; prints the run id. Scenarios: database_corruption, "
+                   "primary_failure, network_partition, app_crash, data_loss (point_in_time through drctl "
+                   "recover). --dry-run prints the plan and changes nothing (it fails if a step could not run, for "
+                   "example with no venue); --manual stops at the gates (restore, switch, resume_live) "
+                   "until approve. One run at a time. data_loss takes --before T, the time the data was still "
+                   "whole: it is planned first, and a T the WAL archive cannot reach is refused before any run "
+                   "starts. [operator]",
     .options = (const OptSpec[]){
         {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
-         .help = "the scenario (database_corruption)"},
+         .help = "the scenario (database_corruption, primary_failure, network_partition, app_crash)"},
         {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
         {.name = "manual", .kind = OPTSPEC_FLAG, .help = "stop at the gates until drctl approve"},
         {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT", .help = "why (recorded)"},
+        {.name = "before", .kind = OPTSPEC_STRING, .metavar = "T",
+         .help = "data_loss: recover to T, when the data was still whole (epoch ms, ISO-8601 UTC, or 10m ago)"},
         {0},
     },
-    .data = &(const DrctlAction){.wire = "execute", .print = drctl_print_execute},
+    .data = &(const DrctlAction){.wire = "execute", .args = drctl_args_execute, .print = drctl_print_execute},
 };
 
 const OptCommand drctl_cmd_runs = {

@@ -1,7 +1,8 @@
 /*
  * drctl replication commands: replication-status (a table like patronictl list), check
  * replication (a Nagios-style check like repmgr node check: one line, exit 0/1/2/3) and
- * failover-status (would a failover succeed now; exit 1 when not).
+ * failover-status (would a failover succeed now; exit 1 when not); switchover and rejoin (a planned
+ * change of primary, the old primary rebuilt as a standby: each starts a run).
  *
  * Owns their table entries and the rendering of the daemon's replication_status reply.
  */
@@ -110,9 +111,55 @@ const OptCommand drctl_cmd_failover_status = {
                    "failover.maximum_lag, on the primary's timeline, priority above 0; the least behind first, "
                    "then priority) and why each other is not; whether fencing is configured and its check "
                    "(failover.fence_check, run now) passed; whether the platform's repoint is configured. Exits "
-                   "1 unless a failover would succeed. The promotion itself (the primary_failure scenario) is "
-                   "not built yet.",
+                   "1 unless a failover would succeed. The promotion itself is the primary_failure scenario; a "
+                   "planned one is drctl switchover.",
     .data = &(const DrctlAction){.wire = "failover_status", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_failover},
+};
+
+static void drctl_print_run_started(const json_t *r)
+{
+    printf("%s run %s started (%s mode): drctl run %s\n", drctl_str(r, "scenario", "?"), drctl_str(r, "run", "?"),
+           drctl_str(r, "mode", "?"), drctl_str(r, "run", "?"));
+}
+
+const OptCommand drctl_cmd_switchover = {
+    .name = "switchover",
+    .summary = "a planned switchover to a standby, no committed write lost (a switchover run) [operator]",
+    .description = "Make NODE the primary (the switchover scenario, docs/replication.md): halt trading, let the "
+                   "writing transactions end (scenarios.switchover.drain_timeout), make the old primary refuse "
+                   "writes, wait until NODE has replayed its last WAL (0 bytes behind, catchup_timeout; if it never "
+                   "does, the old primary is made writable again and trading stays halted), stop the old primary, "
+                   "promote NODE, repoint the platform (failover.repoint), reconcile, resume in shadow, then live. "
+                   "Refused before anything is touched when NODE is not a node of replication.nodes, is the primary, "
+                   "is not streaming, or is further behind than failover.maximum_lag. --manual stops before the "
+                   "promotion and the live resume until drctl approve. Prints the run id; exits 1 when refused.",
+    .options = (const OptSpec[]){
+        {.name = "to", .kind = OPTSPEC_STRING, .required = true, .metavar = "NODE",
+         .help = "the standby to promote (a name in replication.nodes)"},
+        {.name = "manual", .kind = OPTSPEC_FLAG, .help = "the run stops at its gates until drctl approve"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "switchover", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_run_started},
+};
+
+const OptCommand drctl_cmd_rejoin = {
+    .name = "rejoin",
+    .summary = "rebuild a node (the old primary) as a standby of the primary (a rejoin run) [operator]",
+    .description = "Rebuild NODE as a standby of the current primary (the rejoin scenario, docs/replication.md): "
+                   "stop it, CHECKPOINT on the primary, pg_rewind its data directory from the primary (a fresh "
+                   "pg_basebackup instead when pg_rewind cannot be used or fails, the old directory kept aside as "
+                   "evidence), rewrite port, primary_conninfo and primary_slot_name, write standby.signal, create "
+                   "its replication slot on the primary, start it and wait until the primary sees it streaming. "
+                   "Trading is not touched. Refused when NODE is unknown, is the primary or has no data_directory in "
+                   "replication.nodes. --manual stops before the rewind (or base backup) until drctl approve. "
+                   "Prints the run id; exits 1 when refused.",
+    .options = (const OptSpec[]){
+        {.name = "node", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "NODE",
+         .help = "the node to rebuild (a name in replication.nodes)"},
+        {.name = "manual", .kind = OPTSPEC_FLAG, .help = "the run stops at its gates until drctl approve"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "rejoin", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_run_started},
 };
 
 const OptCommand drctl_cmd_replication_status = {

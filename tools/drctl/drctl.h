@@ -4,7 +4,7 @@
  * Owns the shape of a drctl command (DrctlAction, hung off each OptCommand of the command table as
  * its data), the run context, the transport entry point and the rendering helpers. The command
  * table itself is data: every command is an OptCommand (lib/optspec) defined in the file of its
- * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_replication.c, cmd_alerts.c, cmd_audit.c,
+ * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_replication.c, cmd_alerts.c, cmd_audit.c, cmd_drill.c,
  * cmd_call.c,
  * cmd_help.c) and listed once, in display order, in main.c.
  *
@@ -81,10 +81,12 @@ extern const OptCommand drctl_cmd_status, drctl_cmd_ping, drctl_cmd_reload, drct
 extern const OptCommand drctl_cmd_trading, drctl_cmd_halt, drctl_cmd_resume, drctl_cmd_emergency_close,
     drctl_cmd_reconcile, drctl_cmd_venue;
 extern const OptCommand drctl_cmd_replication_status, drctl_cmd_failover_status, drctl_cmd_check, drctl_cmd_audit;
+extern const OptCommand drctl_cmd_switchover, drctl_cmd_rejoin;
 extern const OptCommand drctl_cmd_backups, drctl_cmd_backup_status, drctl_cmd_backup, drctl_cmd_verify;
 extern const OptCommand drctl_cmd_offsite_status;
 extern const OptCommand drctl_cmd_wal_status, drctl_cmd_wal_fetch, drctl_cmd_recover, drctl_cmd_readiness,
     drctl_cmd_validate;
+extern const OptCommand drctl_cmd_drill, drctl_cmd_drills, drctl_cmd_drill_report;
 extern const OptCommand drctl_cmd_execute, drctl_cmd_runs, drctl_cmd_run, drctl_cmd_approve, drctl_cmd_abort,
     drctl_cmd_incidents, drctl_cmd_incident;
 extern const OptCommand drctl_cmd_alerts, drctl_cmd_alert;

@@ -23,11 +23,12 @@ static const OptCommand *const drctl_commands[] = {
     &drctl_cmd_halt,      &drctl_cmd_resume,    &drctl_cmd_emergency_close,
     &drctl_cmd_reconcile, &drctl_cmd_venue,     &drctl_cmd_backups,   &drctl_cmd_backup_status,
     &drctl_cmd_backup,    &drctl_cmd_verify,    &drctl_cmd_wal_status, &drctl_cmd_offsite_status, &drctl_cmd_wal_fetch, &drctl_cmd_recover, &drctl_cmd_readiness,
-    &drctl_cmd_validate,
+    &drctl_cmd_validate,  &drctl_cmd_drill,     &drctl_cmd_drills,    &drctl_cmd_drill_report,
     &drctl_cmd_execute,
     &drctl_cmd_runs,      &drctl_cmd_run,       &drctl_cmd_approve,
     &drctl_cmd_abort,     &drctl_cmd_incidents, &drctl_cmd_incident,
     &drctl_cmd_replication_status, &drctl_cmd_failover_status, &drctl_cmd_check, &drctl_cmd_audit,
+    &drctl_cmd_switchover, &drctl_cmd_rejoin,
     &drctl_cmd_alerts,    &drctl_cmd_alert,     &drctl_cmd_call,
     &drctl_cmd_help,      &drctl_cmd_completion, NULL,
 };

@@ -54,6 +54,8 @@ static void scn_step_free(ScnStep *st)
         child_free(st->child);
     json_decref(st->acc);
     free(st->conninfo);
+    if (st->node_op_free)
+        st->node_op_free(st->node_op);
     ScnRun *run = st->run;
     free(st);
     scn_run_unref(run);

@@ -14,6 +14,9 @@
  *   validate.c       validation queries on a restored database (ctx "validation")
  *   watch.c          post_resume_watch: reconciles after resume_live (ctx "post_resume_watch"),
  *                    and halt_after_watch: trading halted again when the watch failed
+ *   promote.c        promote_standby, repoint_platform, and the reconcile and watch against the new
+ *                    primary: a change of primary (primary_failure, switchover)
+ *   node.c           a node's server stopped or started (its configured command, or pg_ctl)
  *   hook.c           a step's configured action (a hook command or an HTTP request) run to its
  *                    confirming outcome
  */
@@ -70,6 +73,10 @@ struct ScnStep {
     BackupUnpack *unpack; /* point_in_time: the base backup being unpacked */
     bool reconnect;       /* point_in_time: the next poll on a fresh connection */
     uint64_t http_id;  /* an HTTP request in flight (lib/httpc), 0 when none: cancelled with the step */
+    uint64_t wait_ms;  /* promote: pg_promote's wait; switchover's and rejoin's polls: their deadline */
+    uint64_t deadline_ms; /* switchover's and rejoin's polls: the monotonic ms they give up at */
+    void *node_op;        /* node.c: the stop or start in flight (freed with the step) */
+    void (*node_op_free)(void *op);
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -142,6 +149,44 @@ void scn_plan_resume_live(FsmCall *call, void *ctx, FsmDone done);
 #define SCN_WATCH_TIMEOUT_MS (2u * 3600u * 1000u)
 void scn_step_post_resume_watch(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_post_resume_watch(FsmCall *call, void *ctx, FsmDone done);
+/* ---- a change of primary (promote.c; primary_failure and switchover) ---- */
+
+/* promote_standby: pg_promote(true, timeout_ms / 1000) on ctx "standby".conninfo unless it left
+ * recovery already, then checked (not in recovery, a timeline above ctx "promote_from"), recorded
+ * in ctx "promotion" {node, timeline, previous_timeline, at_ms} and as the primary. */
+void scn_step_promote(FsmCall *call, void *ctx, FsmDone done, uint64_t timeout_ms);
+void scn_plan_promote(FsmCall *call, FsmDone done, uint64_t timeout_ms);
+/* repoint_platform: the failover.repoint hook with DRSUP_NEW_PRIMARY(_CONNINFO), DRSUP_OLD_PRIMARY
+ * (ctx "old_primary".name), DRSUP_TIMELINE, DRSUP_RUN; ctx "repoint". */
+void scn_step_repoint_platform(FsmCall *call, void *ctx, FsmDone done);
+void scn_plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done);
+/* reconcile and post_resume_watch with the run's database.conninfo retargeted to ctx "standby". */
+void scn_step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done);
+void scn_step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done);
+/* NAME=conninfo for a hook's environment, or NAME= (with a warning) when it holds a password. */
+void scn_env_conninfo(char *out, size_t n, const char *name, const char *conninfo);
+
+/* ---- a node's server (node.c; switchover and rejoin) ---- */
+
+/* The node `name` of replication.nodes in the running configuration, NULL when unknown. */
+const ConfigReplicationNode *scn_node_config(const ScnRun *run, const char *name);
+/* How a node's server is driven without a command of its own: pg_ctl as the server's user. */
+typedef struct ScnPgCtl {
+    const char *pg_ctl;
+    char *const *run_as;
+    size_t n_run_as;
+    uint64_t timeout_ms; /* pg_ctl -t, and the command's own deadline (plus 10 s) */
+} ScnPgCtl;
+/* ok: the node is stopped (its stop command exited 0; or pg_ctl status says no server runs, after
+ * pg_ctl stop -m fast when one did). how says what happened, for people. */
+typedef void (*ScnNodeDone)(ScnStep *st, bool ok, const char *how);
+/* Stop node n's server (idempotent: a stopped server stays stopped). Its data_directory or a stop
+ * command must be configured, else then(false). Copies what it needs (a reload may come). */
+void scn_node_stop(ScnStep *st, const ConfigReplicationNode *n, const ScnPgCtl *pc, ScnNodeDone then);
+/* Start it: its start command, or pg_ctl -D data_directory -l data_directory/drsupervisor-start.log -w
+ * start after pg_ctl status found none running (idempotent). */
+void scn_node_start(ScnStep *st, const ConfigReplicationNode *n, const ScnPgCtl *pc, ScnNodeDone then);
+
 /* halt_after_watch: the watch failed: trading halted again (confirmed), then a critical page. */
 void scn_step_halt_after_watch(FsmCall *call, void *ctx, FsmDone done);
 

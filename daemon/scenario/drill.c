@@ -1,0 +1,712 @@
+/*
+ * drill: one drill, start to report (see drill.h and docs/drills.md).
+ *
+ * A drill is a short sequence on the loop, every step measured: select_backup (the catalog's
+ * newest verified backup, as the real run's select_backup), restore (backup_restore_into into
+ * <db>_drill_<tag> with the scenario's restore settings, at normal priority as the real restore),
+ * validate (each validation query on its own read-only connection to the scratch database),
+ * reconcile (reconcile_start_compare against the scratch database, read-only: nothing replayed,
+ * nothing noted on the venue), drop_scratch (DROP DATABASE ... WITH (FORCE)), then the report. A
+ * failed or aborted step skips the rest but never the drop. The RTO estimate is the sum of the
+ * select, restore, validate and reconcile durations (drill_rules.c) plus the halt_trading step of
+ * the scenario's newest incident report (read first, on the thread pool) when there is one; the
+ * evidence and switch steps (renames) cannot be measured without touching the live side.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "atomicfile.h"
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "pgsql.h"
+#include "scenario/drill_internal.h"
+#include "scenario/drill_rules.h"
+#include "scenario/scenario.h"
+
+typedef enum { D_SELECT, D_RESTORE, D_VALIDATE, D_RECONCILE, D_DROP, D_WRITE } DrillStage;
+
+/* The steps whose durations make the RTO estimate. */
+#define DRILL_RTO_STEPS 4
+
+struct DrillRun {
+    Drills *ds;
+    const ScenarioDef *def;
+    char id[96];
+    char trigger[32];
+    char database[64];     /* the live database: never written */
+    char scratch[64];      /* <db>_drill_<tag> */
+    char *admin_conninfo;  /* CREATE/DROP DATABASE */
+    char *scratch_ro;      /* the scratch database, every transaction read-only */
+    char **queries;        /* validation queries (a copy) */
+    size_t n_queries;
+    unsigned restore_jobs;
+    uint64_t restore_timeout_ms;
+    uint64_t rto_target_ms;
+    bool venue;            /* a venue is configured: the reconcile runs */
+    int64_t started_ms;
+    DrillStage stage;
+    uint64_t t0;           /* the step's start (loop ms) */
+    int64_t t0_wall;
+    int64_t dur[DRILL_RTO_STEPS];
+    int64_t halt_ms;       /* the halt of the scenario's newest incident report, -1 unknown */
+    char halt_from[96];    /* that run's id */
+    json_t *steps;
+    json_t *backup;
+    json_t *validation;
+    json_t *reconcile;     /* its report */
+    size_t q_i;
+    BackupRestore *restore;
+    PgSqlSeq *seq;
+    bool reconciling;
+    bool scratch_maybe;    /* the restore started: the scratch database may exist */
+    bool scratch_dropped;
+    bool failed;
+    char failure[600];
+    bool aborted;
+    char abort_reason[300];
+    CtlCall *waiter;
+    /* the report write (thread pool) */
+    uv_work_t req;
+    char dir[4096], path[4200];
+    char *text;
+    int write_result;
+    json_t *report;
+};
+
+static void drill_next(DrillRun *run);
+
+static const char *const drill_step_names[] = {"select_backup", "restore", "validate", "reconcile", "drop_scratch"};
+
+static void drill_step_begin(DrillRun *run)
+{
+    run->t0 = uv_now(run->ds->core->loop);
+    run->t0_wall = clock_wall_ms();
+}
+
+static void drill_step_end(DrillRun *run, const char *status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void drill_step_end(DrillRun *run, const char *status, const char *fmt, ...)
+{
+    char detail[700], at[40];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    int64_t d = (int64_t)(uv_now(run->ds->core->loop) - run->t0);
+    if (run->stage < DRILL_RTO_STEPS)
+        run->dur[run->stage] = d;
+    clock_format_utc_ms(run->t0_wall, at, sizeof(at));
+    json_array_append_new(run->steps, json_pack("{s:s,s:s,s:s,s:I,s:s}", "step", drill_step_names[run->stage],
+                                                "status", status, "started_at", at, "duration_ms", (json_int_t)d,
+                                                "detail", detail));
+    LogFields lf = {run->id, run->def->name, drill_step_names[run->stage]};
+    log_emit(!strcmp(status, "FAIL") ? LOG_WARNING : LOG_INFO, "drill", &lf, "drill step %s %s: %s",
+             drill_step_names[run->stage], status, detail);
+    if (!strcmp(status, "FAIL") && !run->failed && !run->aborted) {
+        run->failed = true;
+        snprintf(run->failure, sizeof(run->failure), "%s: %.580s", drill_step_names[run->stage], detail);
+    }
+}
+
+/* The rest after a failed or aborted step: only the drop, if there may be something to drop. */
+static void drill_advance(DrillRun *run)
+{
+    if ((run->failed || run->aborted) && run->stage < D_DROP)
+        run->stage = run->scratch_maybe ? D_DROP : D_WRITE;
+    else
+        run->stage++;
+    drill_next(run);
+}
+
+/* ---- the halt's time, from the scenario's newest incident report (thread pool) ---- */
+
+/* Incident reports are <run id>.json, the id "<UTC time>-<short name>-<tag>": the newest of the
+ * scenario sorts last. Its timeline's halt_trading (outcome ok) is how long a real halt took. */
+static void drill_halt_work(uv_work_t *req)
+{
+    DrillRun *run = req->data;
+    char want[80], best[256] = "", path[4500], *text = NULL;
+    size_t len;
+    struct dirent *de;
+    run->halt_ms = -1;
+    snprintf(want, sizeof(want), "-%s-", run->def->short_name);
+    DIR *dh = opendir(run->dir);
+    if (!dh)
+        return;
+    while ((de = readdir(dh))) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || !strncmp(de->d_name, "drill-", 6) || l < 6 || l >= sizeof(best) ||
+            strcmp(de->d_name + l - 5, ".json") != 0 || !strstr(de->d_name, want))
+            continue;
+        if (strcmp(de->d_name, best) > 0)
+            snprintf(best, sizeof(best), "%s", de->d_name);
+    }
+    closedir(dh);
+    if (!best[0])
+        return;
+    snprintf(path, sizeof(path), "%s/%s", run->dir, best);
+    if (atomicfile_read_all(path, 64u << 20, &text, &len) < 0)
+        return;
+    json_t *rep = json_loadb(text, len, 0, NULL);
+    free(text);
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(rep, "timeline"), i, st) {
+        const char *name = json_string_value(json_object_get(st, "step"));
+        const char *outcome = json_string_value(json_object_get(st, "outcome"));
+        if (name && outcome && !strcmp(name, "halt_trading") && !strcmp(outcome, "ok") &&
+            json_is_integer(json_object_get(st, "end_ms"))) {
+            run->halt_ms = json_integer_value(json_object_get(st, "end_ms")) -
+                           json_integer_value(json_object_get(st, "start_ms"));
+            snprintf(run->halt_from, sizeof(run->halt_from), "%.*s", (int)(strlen(best) - 5), best);
+            if (run->halt_ms < 0)
+                run->halt_ms = -1;
+            break;
+        }
+    }
+    json_decref(rep);
+}
+
+static void drill_halt_done(uv_work_t *req, int status)
+{
+    DrillRun *run = req->data;
+    if (status < 0)
+        run->halt_ms = -1;
+    if (run->aborted) /* before any step: nothing to undo */
+        run->stage = D_WRITE;
+    drill_next(run);
+}
+
+/* ---- select_backup ---- */
+
+static void drill_select(DrillRun *run)
+{
+    bool scanned = false;
+    drill_step_begin(run);
+    json_t *m = backups_newest_verified(run->ds->backups, &scanned);
+    if (!run->ds->core->cfg->backup.enabled || !m) {
+        drill_step_end(run, "FAIL", "%s", !run->ds->core->cfg->backup.enabled ? "backups are not configured (no 'backup' section)"
+                                          : scanned ? "no verified backup in the catalog"
+                                                    : "the backup catalog is not loaded yet");
+        json_decref(m);
+        drill_advance(run);
+        return;
+    }
+    run->backup = json_pack("{s:s?,s:s?,s:I,s:s?,s:I}", "name", json_string_value(json_object_get(m, "file")),
+                            "started_at", json_string_value(json_object_get(m, "started_at")), "started_ms",
+                            (json_int_t)backup_manifest_started(m) * 1000, "sha256",
+                            json_string_value(json_object_get(m, "sha256")), "db_size_bytes",
+                            json_integer_value(json_object_get(m, "db_size_bytes")));
+    json_decref(m);
+    drill_step_end(run, "PASS", "backup '%s' taken at %s", json_string_value(json_object_get(run->backup, "name")),
+                   json_string_value(json_object_get(run->backup, "started_at")));
+    drill_advance(run);
+}
+
+/* ---- restore ---- */
+
+static void drill_on_restored(const BackupRestoreResult *res, void *data)
+{
+    DrillRun *run = data;
+    run->restore = NULL;
+    if (res->status == 0)
+        drill_step_end(run, "PASS", "backup '%s' restored into '%s' in %.1fs",
+                       json_string_value(json_object_get(run->backup, "name")), run->scratch,
+                       (double)res->duration_ms / 1000.0);
+    else if (res->status == DR_ECANCELED)
+        drill_step_end(run, "ABORTED", "the restore was stopped: %s", run->abort_reason);
+    else
+        drill_step_end(run, "FAIL", "restoring backup '%s' into '%s' failed (%s): %s%s%s",
+                       json_string_value(json_object_get(run->backup, "name")), run->scratch, err_name(res->status),
+                       res->error && res->error[0] ? res->error : err_str(res->status),
+                       res->drop_error && res->drop_error[0] ? "; the partial database could not be dropped: " : "",
+                       res->drop_error ? res->drop_error : "");
+    drill_advance(run);
+}
+
+static void drill_restore(DrillRun *run)
+{
+    char spool[160];
+    drill_step_begin(run);
+    snprintf(spool, sizeof(spool), ".restore-%s.dump", run->id);
+    BackupRestoreOpts o = {.jobs = run->restore_jobs,
+                           .spool_name = spool,
+                           .timeout_ms = run->restore_timeout_ms,
+                           .replace = true}; /* a leftover of an interrupted drill of the same tag */
+    run->scratch_maybe = true;
+    int r = backup_restore_into(run->ds->backups, json_string_value(json_object_get(run->backup, "name")),
+                                json_string_value(json_object_get(run->backup, "sha256")), run->admin_conninfo,
+                                run->scratch, &o, drill_on_restored, run, &run->restore);
+    if (r < 0) {
+        run->scratch_maybe = false;
+        drill_step_end(run, "FAIL", "cannot start the restore: %s", err_str(r));
+        drill_advance(run);
+    }
+}
+
+/* ---- validate ---- */
+
+static void drill_next_query(DrillRun *run);
+
+static void drill_on_query(const PgSqlSeqResult *r, void *data)
+{
+    DrillRun *run = data;
+    const char *q = run->n_queries ? run->queries[run->q_i] : "SELECT 1";
+    run->seq = NULL;
+    if (r->status == DR_ECANCELED) {
+        drill_step_end(run, "ABORTED", "stopped at '%s': %s", q, run->abort_reason);
+        drill_advance(run);
+        return;
+    }
+    bool is_false = r->status == 0 && r->res && PQntuples(r->res) > 0 && PQnfields(r->res) > 0 &&
+                    !strcmp(PQgetvalue(r->res, 0, 0), "f");
+    const char *first = r->status == 0 && r->res && PQntuples(r->res) > 0 && PQnfields(r->res) > 0
+                            ? PQgetvalue(r->res, 0, 0) : NULL;
+    json_array_append_new(run->validation, json_pack("{s:s,s:b,s:s?,s:s?}", "query", q, "ok", r->status == 0 && !is_false,
+                                                     "first_value", first, "error",
+                                                     r->status ? (r->errmsg ? r->errmsg : err_str(r->status)) : NULL));
+    if (r->status != 0 || is_false) {
+        drill_step_end(run, "FAIL", "'%s' in '%s': %s", q, run->scratch,
+                       is_false ? "its first value is false" : r->errmsg ? r->errmsg : err_str(r->status));
+        drill_advance(run);
+        return;
+    }
+    run->q_i++;
+    if (run->q_i >= (run->n_queries ? run->n_queries : 1)) {
+        drill_step_end(run, "PASS", "%zu validation quer%s answered in '%s'", run->q_i, run->q_i == 1 ? "y" : "ies",
+                       run->scratch);
+        drill_advance(run);
+        return;
+    }
+    drill_next_query(run);
+}
+
+static void drill_next_query(DrillRun *run)
+{
+    const char *q = run->n_queries ? run->queries[run->q_i] : "SELECT 1";
+    PgConnOptions opts = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
+    int r = pgsql_seq_start(run->ds->core->loop, run->scratch_ro, &opts, &q, 1, drill_on_query, run, &run->seq);
+    if (r < 0) {
+        drill_step_end(run, "FAIL", "cannot run '%s': %s", q, err_str(r));
+        drill_advance(run);
+    }
+}
+
+static void drill_validate(DrillRun *run)
+{
+    drill_step_begin(run);
+    run->q_i = 0;
+    drill_next_query(run);
+}
+
+/* ---- reconcile (compare only) ---- */
+
+static void drill_on_reconciled(int result, json_t *report, void *data)
+{
+    DrillRun *run = data;
+    size_t i;
+    json_t *c;
+    char failed[300] = "";
+    size_t len = 0;
+    run->reconciling = false;
+    run->reconcile = report;
+    if (result == DR_ECANCELED) {
+        drill_step_end(run, "ABORTED", "stopped: %s", run->aborted ? run->abort_reason : "the daemon is stopping");
+        drill_advance(run);
+        return;
+    }
+    if (result != 0 && result != DR_ESTATE) {
+        const json_t *e = json_object_get(report, "error");
+        drill_step_end(run, "FAIL", "could not compare with the exchange: %s",
+                       json_string_value(json_object_get(e, "message")) ? json_string_value(json_object_get(e, "message"))
+                                                                        : err_str(result));
+        drill_advance(run);
+        return;
+    }
+    /* Positions and missing fills are what the real run's replay repairs: counted, not failed.
+     * Duplicates, stale orders and referential violations survive a replay: they fail the drill. */
+    json_int_t missing = 0, mismatches = 0;
+    json_array_foreach(json_object_get(report, "checks"), i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const json_t *det = json_object_get(c, "detail");
+        if (!name)
+            continue;
+        if (!strcmp(name, "fills_complete"))
+            missing = json_integer_value(json_object_get(det, "missing_before"));
+        else if (!strcmp(name, "positions_match"))
+            mismatches = json_integer_value(json_object_get(det, "mismatches_before"));
+        else if (strcmp(json_string_value(json_object_get(c, "status")), "PASS") != 0 && len < sizeof(failed))
+            len += (size_t)snprintf(failed + len, sizeof(failed) - len, "%s%s", len ? ", " : "", name);
+    }
+    if (len)
+        drill_step_end(run, "FAIL", "the restore compared with the exchange fails what a replay cannot repair: %s "
+                       "(drctl drill-report for the discrepancies)", failed);
+    else
+        drill_step_end(run, "PASS", "compared with the exchange, read-only: a real run would replay %lld fill%s "
+                       "(%lld position%s differ before it); nothing was replayed",
+                       (long long)missing, missing == 1 ? "" : "s", (long long)mismatches, mismatches == 1 ? "" : "s");
+    drill_advance(run);
+}
+
+static void drill_reconcile(DrillRun *run)
+{
+    drill_step_begin(run);
+    if (!run->venue) {
+        drill_step_end(run, "SKIPPED", "no venue: section: nothing to compare the restore with");
+        drill_advance(run);
+        return;
+    }
+    int64_t since = json_integer_value(json_object_get(run->backup, "started_ms"));
+    int r = reconcile_start_compare(run->ds->reconcile, run->scratch_ro, since, run->id, drill_on_reconciled, run);
+    if (r < 0) {
+        drill_step_end(run, "FAIL", "cannot start the compare-only reconcile: %s",
+                       r == DR_EBUSY ? "a reconcile is running already" : err_str(r));
+        drill_advance(run);
+        return;
+    }
+    run->reconciling = true;
+}
+
+/* ---- drop_scratch ---- */
+
+static void drill_on_dropped(const PgSqlSeqResult *r, void *data)
+{
+    DrillRun *run = data;
+    run->seq = NULL;
+    if (r->status == 0) {
+        run->scratch_dropped = true;
+        drill_step_end(run, "PASS", "'%s' dropped", run->scratch);
+    } else {
+        drill_step_end(run, "FAIL", "'%s' could not be dropped (drop it by hand): %s", run->scratch,
+                       r->errmsg ? r->errmsg : err_str(r->status));
+    }
+    lease_expect_end(run->ds->core->lease, run->scratch, NULL);
+    drill_advance(run);
+}
+
+static void drill_drop(DrillRun *run)
+{
+    char q[80], stmt[200];
+    drill_step_begin(run);
+    pgsql_quote_ident(run->scratch, q, sizeof(q));
+    snprintf(stmt, sizeof(stmt), "DROP DATABASE IF EXISTS %s WITH (FORCE)", q);
+    const char *s = stmt;
+    PgConnOptions opts = {.connect_timeout_ms = 5000, .query_timeout_ms = 60000};
+    int r = pgsql_seq_start(run->ds->core->loop, run->admin_conninfo, &opts, &s, 1, drill_on_dropped, run, &run->seq);
+    if (r < 0) {
+        drill_step_end(run, "FAIL", "cannot drop '%s': %s", run->scratch, err_str(r));
+        lease_expect_end(run->ds->core->lease, run->scratch, NULL);
+        drill_advance(run);
+    }
+}
+
+/* ---- the report ---- */
+
+static void drill_free(DrillRun *run)
+{
+    free(run->admin_conninfo);
+    free(run->scratch_ro);
+    config_list_free(run->queries, run->n_queries);
+    json_decref(run->steps);
+    json_decref(run->backup);
+    json_decref(run->validation);
+    json_decref(run->reconcile);
+    json_decref(run->report);
+    free(run->text);
+    free(run);
+}
+
+static json_t *drill_build_report(DrillRun *run)
+{
+    char started[40], finished[40];
+    int64_t now = clock_wall_ms();
+    int64_t rto = drill_rto_estimate(run->dur, DRILL_RTO_STEPS, run->halt_ms);
+    bool measured = !run->failed && !run->aborted;
+    const char *outcome = run->aborted ? "aborted" : run->failed ? "failed" : "passed";
+    clock_format_utc_ms(run->started_ms, started, sizeof(started));
+    clock_format_utc_ms(now, finished, sizeof(finished));
+    json_t *rto_o = json_pack("{s:I,s:I,s:I,s:I}", "select_ms", (json_int_t)run->dur[D_SELECT], "restore_ms",
+                              (json_int_t)run->dur[D_RESTORE], "validate_ms", (json_int_t)run->dur[D_VALIDATE],
+                              "reconcile_ms", (json_int_t)run->dur[D_RECONCILE]);
+    json_object_set_new(rto_o, "estimate_ms", measured ? json_integer(rto) : json_null());
+    json_object_set_new(rto_o, "target_ms", run->rto_target_ms ? json_integer((json_int_t)run->rto_target_ms) : json_null());
+    json_object_set_new(rto_o, "met", measured ? json_boolean(drill_rto_met(rto, run->rto_target_ms)) : json_null());
+    json_object_set_new(rto_o, "halt_ms", run->halt_ms >= 0 ? json_integer(run->halt_ms) : json_null());
+    json_object_set_new(rto_o, "halt_from", run->halt_ms >= 0 ? json_string(run->halt_from) : json_null());
+    json_object_set_new(rto_o, "not_measured",
+                        json_string(run->halt_ms >= 0 ? "preserve_evidence and switch_database: a drill does not touch "
+                                                        "the live side (two renames: seconds)"
+                                                      : "halt_trading (no incident report of the scenario has one), "
+                                                        "preserve_evidence and switch_database: a drill does not "
+                                                        "touch the live side (each takes seconds)"));
+    json_t *rep = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:s,s:b,s:O,s:o,s:s,s:s,s:b}", "kind", "drill", "id",
+                            run->id, "scenario", run->def->name, "cluster", run->ds->core->cfg->cluster ? run->ds->core->cfg->cluster : "",
+                            "started_at", started, "started_ms", (json_int_t)run->started_ms, "finished_at", finished,
+                            "finished_ms", (json_int_t)now, "duration_ms", (json_int_t)(now - run->started_ms),
+                            "outcome", outcome, "ok", !run->failed && !run->aborted, "steps", run->steps, "rto", rto_o,
+                            "database", run->database, "scratch_database", run->scratch, "scratch_dropped",
+                            run->scratch_dropped || !run->scratch_maybe);
+    json_object_set_new(rep, "trigger", json_string(run->trigger));
+    json_object_set_new(rep, "backup", run->backup ? json_incref(run->backup) : json_null());
+    json_object_set_new(rep, "validation", json_incref(run->validation));
+    json_object_set_new(rep, "reconcile", run->reconcile ? json_incref(run->reconcile) : json_null());
+    json_object_set_new(rep, "failure", run->failed ? json_string(run->failure) : run->aborted ? json_string(run->abort_reason)
+                                                                                                : json_null());
+    json_object_set_new(rep, "live_side", json_string("untouched: trading not halted, the platform's mode and the "
+                                                      "exchange not acted on, the live database not written"));
+    return rep;
+}
+
+static void drill_write_work(uv_work_t *req)
+{
+    DrillRun *run = req->data;
+    if (mkdir(run->dir, 0750) < 0 && errno != EEXIST) {
+        run->write_result = -errno;
+        return;
+    }
+    run->write_result = atomicfile_write(run->path, run->text, strlen(run->text), 0640);
+}
+
+static void drill_write_done(uv_work_t *req, int status)
+{
+    DrillRun *run = req->data;
+    Drills *ds = run->ds;
+    LogFields lf = {run->id, run->def->name, NULL};
+    if (status < 0 && run->write_result == 0)
+        run->write_result = status;
+    if (run->write_result < 0)
+        events_emit_run(ds->core->events, SEV_ERROR, "drill.report", NULL, false, NULL, &lf,
+                        "cannot write the drill report '%s': %s", run->path, err_str(run->write_result));
+    else
+        log_emit(LOG_NOTICE, "drill", &lf, "drill report written to '%s'", run->path);
+    const char *outcome = json_string_value(json_object_get(run->report, "outcome"));
+    char cond[128];
+    snprintf(cond, sizeof(cond), "drill.failed:%s", run->def->name);
+    if (run->failed)
+        events_emit_run(ds->core->events, SEV_ERROR, "drill.failed", cond, false, run->report, &lf,
+                        "drill of %s FAILED: %s (drctl drill-report %s)", run->def->name, run->failure, run->id);
+    else if (run->aborted)
+        events_emit_run(ds->core->events, SEV_WARNING, "drill.aborted", NULL, false, run->report, &lf,
+                        "drill of %s aborted: %s", run->def->name, run->abort_reason);
+    else
+        events_emit_run(ds->core->events, SEV_INFO, "drill.passed", cond, true, run->report, &lf,
+                        "drill of %s passed: RTO estimate %.1fs%s", run->def->name,
+                        (double)json_integer_value(json_object_get(json_object_get(run->report, "rto"), "estimate_ms")) / 1000.0,
+                        json_is_false(json_object_get(json_object_get(run->report, "rto"), "met")) ? ", ABOVE the target" : "");
+    (void)outcome;
+    drill__book_add(ds, drill__summary(run->report));
+    if (run->waiter) {
+        control_reply_ok(run->waiter, json_incref(run->report));
+        run->waiter = NULL;
+    }
+    ds->run = NULL;
+    drill_free(run);
+    ds->pending--;
+    drill__maybe_closed(ds);
+}
+
+static void drill_write(DrillRun *run)
+{
+    run->report = drill_build_report(run);
+    run->text = run->report ? json_dumps(run->report, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    drill__path(run->ds, run->dir, sizeof(run->dir), NULL);
+    drill__path(run->ds, run->path, sizeof(run->path), run->id);
+    run->req.data = run;
+    int r = run->text ? uv_queue_work(run->ds->core->loop, &run->req, drill_write_work, drill_write_done) : -ENOMEM;
+    if (r < 0) {
+        run->write_result = r;
+        drill_write_done(&run->req, r);
+    }
+}
+
+static void drill_next(DrillRun *run)
+{
+    switch (run->stage) {
+    case D_SELECT:
+        drill_select(run);
+        break;
+    case D_RESTORE:
+        drill_restore(run);
+        break;
+    case D_VALIDATE:
+        drill_validate(run);
+        break;
+    case D_RECONCILE:
+        drill_reconcile(run);
+        break;
+    case D_DROP:
+        drill_drop(run);
+        break;
+    case D_WRITE:
+    default:
+        drill_write(run);
+        break;
+    }
+}
+
+/* ---- starting and aborting ---- */
+
+static void drill_tag(char *out, size_t n)
+{
+    char t[32];
+    time_t now = (time_t)(clock_wall_ms() / 1000);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(t, sizeof(t), "%Y%m%dt%H%M%Sz", &tm);
+    snprintf(out, n, "%s_%04x", t, (unsigned)(clock_mono_us() & 0xffff));
+}
+
+int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall *waiter, bool detach, char *ret_id,
+                 size_t id_len, char *err, size_t errlen)
+{
+    const Config *cfg = ds->core->cfg;
+    const ScenarioDef *def = scenario ? scenario_find(scenario) : NULL;
+    char tag[48], database[64];
+    char *admin = NULL;
+
+    if (ds->closing) {
+        snprintf(err, errlen, "the daemon is stopping");
+        return DR_ECANCELED;
+    }
+    if (!def) {
+        snprintf(err, errlen, "no scenario '%s'", scenario ? scenario : "");
+        return DR_EBADARG;
+    }
+    if (!def->drill_settings) {
+        snprintf(err, errlen, "scenario '%s' has no drill (drills exist for: database_corruption)", def->name);
+        return DR_EBADARG;
+    }
+    if (ds->run) {
+        snprintf(err, errlen, "drill '%s' is running already", ds->run->id);
+        return DR_EBUSY;
+    }
+    /* A recovery run owns the database now: a drill would compete with it for the server. */
+    if (lease_held(ds->core->lease)) {
+        snprintf(err, errlen, "a recovery is in charge (%s): no drill now", lease_holder(ds->core->lease));
+        return DR_EBUSY;
+    }
+    int r = config_scenario_databases(cfg, database, sizeof(database), &admin, err, errlen);
+    if (r < 0)
+        return r;
+    drill_tag(tag, sizeof(tag));
+    DrillRun *run = calloc(1, sizeof(*run));
+    if (!run) {
+        free(admin);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    run->ds = ds;
+    run->def = def;
+    run->admin_conninfo = admin;
+    snprintf(run->database, sizeof(run->database), "%s", database);
+    snprintf(run->id, sizeof(run->id), "drill-%s-%s", def->short_name, tag);
+    snprintf(run->trigger, sizeof(run->trigger), "%s", trigger);
+    /* <db>_drill_<tag>, within the server's 63 bytes: the database's name is cut, never the tag. */
+    int keep = (int)(63 - strlen("_drill_") - strlen(tag));
+    snprintf(run->scratch, sizeof(run->scratch), "%.*s_drill_%s", keep, database, tag);
+    ScenarioDrillSettings set = {0};
+    const ConfigScenario *sc = config_scenario(cfg, def->name);
+    if (sc)
+        def->drill_settings(sc, &cfg->backup, &set);
+    run->restore_jobs = set.restore_jobs;
+    run->restore_timeout_ms = set.restore_timeout_ms;
+    run->rto_target_ms = sc ? sc->rto_ms : 0;
+    run->venue = cfg->venue.enabled;
+    run->steps = json_array();
+    run->validation = json_array();
+    run->started_ms = clock_wall_ms();
+    char *dbci = pgsql_conninfo_dbname(admin, run->scratch);
+    size_t need = dbci ? strlen(dbci) + 64 : 0;
+    run->scratch_ro = dbci ? malloc(need) : NULL;
+    if (run->scratch_ro)
+        snprintf(run->scratch_ro, need, "%s options='-c default_transaction_read_only=on'", dbci);
+    free(dbci);
+    if (!run->steps || !run->validation || !run->scratch_ro ||
+        (set.n_validation_queries && config_list_copy(set.validation_queries, set.n_validation_queries, &run->queries) < 0)) {
+        drill_free(run);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    run->n_queries = set.n_validation_queries;
+    LeaseDisturbance d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.database, sizeof(d.database), "%s", run->scratch);
+    d.kinds = LEASE_DB_MISSING | LEASE_DB_REFUSING | LEASE_DB_TERMINATED;
+    snprintf(d.run, sizeof(d.run), "%s", run->id);
+    snprintf(d.scenario, sizeof(d.scenario), "%s", def->name);
+    snprintf(d.step, sizeof(d.step), "drill");
+    snprintf(d.what, sizeof(d.what), "drill %.50s restores into scratch database '%.63s', then drops it; '%.40s' is untouched",
+             run->id, run->scratch, database);
+    d.declared_ms = run->started_ms;
+    LogFields lf = {run->id, def->name, NULL};
+    if (lease_expect_aside(ds->core->lease, &d) < 0)
+        log_emit(LOG_WARNING, "drill", &lf, "cannot declare the scratch database '%s' on the recovery lease: a probe "
+                 "failing on it would page", run->scratch);
+    ds->run = run;
+    ds->pending++;
+    if (waiter && detach)
+        control_reply_ok(waiter, json_pack("{s:s,s:s,s:s,s:b}", "id", run->id, "scenario", def->name,
+                                           "scratch_database", run->scratch, "ok", 1));
+    else
+        run->waiter = waiter;
+    if (ret_id)
+        snprintf(ret_id, id_len, "%s", run->id);
+    events_emit_run(ds->core->events, SEV_INFO, "drill.started", NULL, false, NULL, &lf,
+                    "drill of %s started (%s): the newest verified backup into scratch database '%s'; trading and "
+                    "'%s' are not touched", def->name, trigger, run->scratch, database);
+    /* First the halt's time from the newest incident report (thread pool), then the steps. */
+    drill__path(ds, run->dir, sizeof(run->dir), NULL);
+    run->halt_ms = -1;
+    run->req.data = run;
+    if (uv_queue_work(ds->core->loop, &run->req, drill_halt_work, drill_halt_done) < 0)
+        drill_next(run);
+    return 0;
+}
+
+void drill__abort(Drills *ds, const char *why)
+{
+    DrillRun *run = ds->run;
+    if (!run || run->aborted || run->stage >= D_DROP)
+        return;
+    run->aborted = true;
+    snprintf(run->abort_reason, sizeof(run->abort_reason), "%s", why);
+    LogFields lf = {run->id, run->def->name, drill_step_names[run->stage]};
+    log_emit(LOG_NOTICE, "drill", &lf, "aborting the drill: %s", why);
+    if (run->restore)
+        backup_restore_cancel(run->restore, true);
+    else if (run->seq)
+        pgsql_seq_cancel(run->seq);
+    else if (run->reconciling)
+        reconcile_cancel(ds->reconcile, drill_on_reconciled, run);
+}
+
+const char *drill__running_id(const Drills *ds)
+{
+    return ds->run ? ds->run->id : NULL;
+}
+
+void drill__stop(Drills *ds)
+{
+    if (ds->run && ds->run->waiter) {
+        control_reply_error(ds->run->waiter, DR_ECANCELED, "the daemon is stopping (drill '%s' aborted)", ds->run->id);
+        ds->run->waiter = NULL;
+    }
+    drill__abort(ds, "the daemon is stopping");
+}
+
+void drill__on_lease(bool held, void *data)
+{
+    Drills *ds = data;
+    char why[300];
+    if (!held || !ds->run)
+        return;
+    snprintf(why, sizeof(why), "a recovery took charge (%s): the real run goes first", lease_holder(ds->core->lease));
+    drill__abort(ds, why);
+}

@@ -1,0 +1,585 @@
+/*
+ * network_partition: the split-brain scenario, as one static table, its definition and its own
+ * steps.
+ *
+ * Owns the runbook "two nodes accept writes: halt at once, decide which side is authoritative from
+ * the daemon's own record (never a guess), keep what the other side wrote as evidence, fence it,
+ * let a person confirm, reconcile the authoritative side with the exchange, resume". It starts on
+ * the incident kind network_partition (the detector, when one replication round finds two nodes
+ * out of recovery: detect/detector_sm.h) or by drctl execute.
+ *
+ * The authoritative node is the one the daemon takes as the primary: the last promotion it
+ * recorded (state_dir/primary.json, written before the platform was repointed) or, with none, the
+ * node configured as `role: primary`. If that node does not answer as a primary itself, nothing
+ * can be decided and the run stays halted. The other node is dumped (pg_dump -Fc of the protected
+ * database, state_dir/runs/<run>.<node>.dump, with its timeline and WAL position in the context)
+ * before it is fenced: the writes that landed there are what a rebuild would discard. Fencing is
+ * the failover.fence hook (DRSUP_OLD_PRIMARY names the node to fence), then the daemon checks that
+ * the node no longer answers as a primary; a fence not confirmed waits for an operator. After the
+ * fence the run always waits for a person (FSM_GATE_OPERATOR, in every mode): resuming after a
+ * split brain is a decision. Rebuilding the fenced node as a standby is drctl rejoin's, not this
+ * run's: trading does not need it.
+ *
+ * Context: "authoritative" {name, conninfo}, "other" {name, conninfo}, "evidence" {path, timeline,
+ * lsn, or unreachable}, "fence" {by, hook, ms}, "approval" {ms}. Every step is safe to run again:
+ * the decision is taken once; the dump is written again under the same name; the fence hook must
+ * be idempotent; the check only reads.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "observe/replication.h"
+#include "pgconn.h"
+#include "scenario/network_partition_internal.h"
+#include "scenario/scn_internal.h"
+#include "scenario/steps/steps.h"
+
+enum {
+    DETECTED,
+    HALTED,
+    DECIDED,
+    EVIDENCE_KEPT,
+    EVIDENCE_MISSING,
+    FENCE_UNCONFIRMED,
+    FENCED,
+    APPROVED,
+    RECONCILED,
+    SHADOW,
+    LIVE,
+    WATCHED,
+    STAYED_HALTED,
+    NOT_RECONCILED,
+    WATCH_FAILED,
+    HALTED_AFTER_WATCH,
+    N_STATES
+};
+
+#define NP_EVIDENCE_TIMEOUT_MS (30ull * 60 * 1000)
+
+static const ConfigFailover *np_failover(const ScnRun *run)
+{
+    return &run->core->cfg->replication.failover;
+}
+
+/* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password. */
+static void np_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
+{
+    bool secret = conninfo && pgconn_conninfo_has_password(conninfo);
+    snprintf(out, n, "%s=%s", name, conninfo && !secret ? conninfo : "");
+}
+
+/* ---- decide_authoritative ---- */
+
+static void decided(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0) {
+        scn_finish(st, status, "cannot record the decision: %s", err_str(status));
+        return;
+    }
+    if (scn_ctx_str(run, "other", "name"))
+        scn_finish(st, 0, "'%s' is authoritative (the daemon's record of the primary); '%s' is not",
+                   scn_ctx_str(run, "authoritative", "name"), scn_ctx_str(run, "other", "name"));
+    else
+        scn_finish(st, 0, "'%s' is authoritative; no other node answers as a primary now",
+                   scn_ctx_str(run, "authoritative", "name"));
+}
+
+static void decided_auth(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    json_t *other = st->acc;
+    st->acc = NULL;
+    if (status < 0) {
+        json_decref(other);
+        scn_finish(st, status, "cannot record the decision: %s", err_str(status));
+        return;
+    }
+    if (!other) {
+        decided(run, 0, st);
+        return;
+    }
+    scn_context_set(run, "other", other, decided, st);
+}
+
+static void step_decide_authoritative(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    const Replication *repl;
+    ReplFailoverView v;
+    char writable[256], *save = NULL, *tok;
+    const char *other = NULL;
+    unsigned others = 0;
+
+    if (!st)
+        return;
+    if (scn_ctx_str(st->run, "authoritative", "name")) { /* decided before a restart: never again */
+        scn_finish(st, 0, "'%s' was decided authoritative already", scn_ctx_str(st->run, "authoritative", "name"));
+        return;
+    }
+    repl = st->run->caps->replication;
+    if (!repl) {
+        scn_finish(st, DR_ECONFIG, "no replication monitor: the cluster's nodes are unknown");
+        return;
+    }
+    replication_failover_view(repl, 0, &v);
+    replication_writable_nodes(repl, writable, sizeof(writable));
+    const char *auth_ci = v.primary[0] ? replication_node_conninfo(repl, v.primary) : NULL;
+    if (!auth_ci) {
+        scn_finish(st, DR_ESTATE, "the daemon has no primary on record or in replication.nodes: which side is "
+                   "authoritative cannot be decided; trading stays halted");
+        return;
+    }
+    bool auth_writable = false;
+    for (tok = strtok_r(writable, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(tok, v.primary)) {
+            auth_writable = true;
+        } else {
+            others++;
+            other = tok;
+        }
+    }
+    if (!auth_writable) {
+        scn_finish(st, DR_ESTATE, "'%s', the node the platform was last pointed at, does not answer as a primary: "
+                   "which side is authoritative cannot be decided; trading stays halted, operator needed",
+                   v.primary);
+        return;
+    }
+    if (others > 1) {
+        scn_finish(st, DR_ESTATE, "%u other nodes answer as primaries: one at a time only; trading stays halted, "
+                   "operator needed", others);
+        return;
+    }
+    const char *other_ci = other ? replication_node_conninfo(repl, other) : NULL;
+    st->acc = other && other_ci ? json_pack("{s:s,s:s}", "name", other, "conninfo", other_ci) : NULL;
+    scn_context_set(st->run, "authoritative", json_pack("{s:s,s:s}", "name", v.primary, "conninfo", auth_ci),
+                    decided_auth, st);
+}
+
+static void plan_decide_authoritative(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    ReplFailoverView v;
+    char msg[400];
+    if (run->caps->replication)
+        replication_failover_view(run->caps->replication, 0, &v);
+    else
+        memset(&v, 0, sizeof(v));
+    snprintf(msg, sizeof(msg), "would take '%s' as authoritative (the daemon's record of the primary) if it answers "
+             "as a primary", v.primary[0] ? v.primary : "(none known)");
+    done(call, 0, msg);
+}
+
+/* ---- preserve_evidence: what the other side wrote ---- */
+
+static void evidence_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the evidence: %s", err_str(status));
+    else if (scn_ctx_str(run, "evidence", "path"))
+        scn_finish(st, 0, "'%s' (timeline %lld, at %s) dumped to %s", scn_ctx_str(run, "other", "name"),
+                   (long long)scn_ctx_int(run, "evidence", "timeline"), scn_ctx_str(run, "evidence", "lsn"),
+                   scn_ctx_str(run, "evidence", "path"));
+    else
+        scn_finish(st, 0, "%s", scn_ctx_str(run, "evidence", "note"));
+}
+
+static void evidence_dumped(ScnStep *st, bool ok, int64_t status, const char *how)
+{
+    json_t *ev = st->acc;
+    (void)status;
+    st->acc = NULL;
+    if (!ok) {
+        json_decref(ev);
+        scn_finish(st, DR_ESTATE, "pg_dump of '%s' %s: what it wrote is not saved (drctl approve to go on without "
+                   "it, or drctl abort)", scn_ctx_str(st->run, "other", "name"), how);
+        return;
+    }
+    scn_context_set(st->run, "evidence", ev, evidence_recorded, st);
+}
+
+/* The dump's file is made 0600 before pg_dump writes it (pg_dump keeps the mode of a file it
+ * truncates); open, fchmod and close go through the thread pool. */
+typedef struct NpDumpFile {
+    uv_fs_t req;
+    ScnStep *st;
+    uv_file fd;
+    int stage; /* 0 open, 1 fchmod, 2 close */
+    int error;
+} NpDumpFile;
+
+static void evidence_spawn(ScnStep *st)
+{
+    const char *path = json_string_value(json_object_get(st->acc, "path"));
+    const char *argv[] = {st->run->bcfg.pg_dump ? st->run->bcfg.pg_dump : "pg_dump", "-Fc", "--no-password", "-f",
+                          path, "-d", st->conninfo, NULL};
+    scn_hook_run(st, "pg_dump of the other node", argv, NULL, NP_EVIDENCE_TIMEOUT_MS, evidence_dumped);
+}
+
+static void evidence_file_step(uv_fs_t *req)
+{
+    NpDumpFile *f = req->data;
+    ScnStep *st = f->st;
+    ssize_t res = req->result;
+
+    uv_fs_req_cleanup(req);
+    if (res < 0 && !f->error)
+        f->error = (int)res;
+    if (f->stage == 0 && res >= 0) {
+        f->fd = (uv_file)res;
+        f->stage = 1;
+        if (uv_fs_fchmod(st->run->core->loop, &f->req, f->fd, 0600, evidence_file_step) == 0)
+            return;
+        f->error = -EIO;
+    }
+    if (f->stage == 1) {
+        f->stage = 2;
+        if (uv_fs_close(st->run->core->loop, &f->req, f->fd, evidence_file_step) == 0)
+            return;
+    }
+    int err = f->error;
+    free(f);
+    if (st->cancelled || fsm_call_cancelled(st->call))
+        scn_cancelled(st);
+    else if (err < 0)
+        scn_finish(st, -EIO, "cannot create the evidence file %s: %s",
+                   json_string_value(json_object_get(st->acc, "path")), uv_strerror(err));
+    else
+        evidence_spawn(st);
+}
+
+static void evidence_on_position(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    const char *other = scn_ctx_str(st->run, "other", "name");
+    char path[1024], *db_ci = NULL, *child_ci = NULL, msg[256];
+
+    if (status < 0 || !res || PQntuples(res) != 1) {
+        /* It does not answer: nothing can be dumped now; its data directory keeps what it wrote. */
+        char note[600];
+        snprintf(note, sizeof(note), "'%s' does not answer (%s): nothing to dump now; its data directory keeps what "
+                 "it wrote, keep it before a rebuild", other, errmsg && errmsg[0] ? errmsg : err_str(status));
+        scn_context_set(st->run, "evidence", json_pack("{s:b,s:s}", "unreachable", 1, "note", note),
+                        evidence_recorded, st);
+        return;
+    }
+    scn_path(st->run->s, path, sizeof(path), "runs", st->run->id, "");
+    size_t len = strlen(path);
+    snprintf(path + len, sizeof(path) - len, ".%s.dump", other);
+    int r = pgconn_conninfo_retarget(st->run->db_conninfo, scn_ctx_str(st->run, "other", "conninfo"), &db_ci);
+    if (r == 0)
+        r = pgconn_child_conninfo(db_ci, &child_ci, msg, sizeof(msg));
+    free(db_ci);
+    if (r < 0) {
+        scn_finish(st, r, "cannot name the database on '%s' for pg_dump: %s", other, r == DR_ECONFIG ? msg : err_str(r));
+        return;
+    }
+    free(st->conninfo);
+    st->conninfo = child_ci;
+    json_decref(st->acc);
+    st->acc = json_pack("{s:s,s:I,s:s}", "path", path, "timeline", (json_int_t)atoll(PQgetvalue(res, 0, 0)), "lsn",
+                        PQgetvalue(res, 0, 1));
+    NpDumpFile *f = calloc(1, sizeof(*f));
+    if (!f || !st->acc) {
+        free(f);
+        scn_finish(st, -ENOMEM, "out of memory");
+        return;
+    }
+    f->st = st;
+    f->req.data = f;
+    r = uv_fs_open(st->run->core->loop, &f->req, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600,
+                   evidence_file_step);
+    if (r < 0) {
+        free(f);
+        scn_finish(st, -EIO, "cannot create the evidence file %s: %s", path, uv_strerror(r));
+    }
+}
+
+static void step_preserve_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    const char *ci = scn_ctx_str(st->run, "other", "conninfo");
+    if (!ci) {
+        scn_finish(st, 0, "no other node to keep evidence of");
+        return;
+    }
+    scn_sql(st, ci,
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, "
+            "pg_current_wal_lsn()::text",
+            0, NULL, evidence_on_position);
+}
+
+static void plan_preserve_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    (void)ctx;
+    done(call, 0, "would pg_dump the protected database of the other node into state_dir/runs/<run>.<node>.dump, "
+         "with its timeline and WAL position");
+}
+
+/* ---- fence_other ---- */
+
+static void fence_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the fence: %s", err_str(status));
+    else
+        scn_finish(st, 0, "'%s' is fenced (%s)", scn_ctx_str(run, "other", "name") ?: "nothing",
+                   scn_ctx_str(run, "fence", "hook"));
+}
+
+/* After the hook: the node must not answer as a primary any more. */
+static void fence_on_check(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+{
+    const char *hook = st->conninfo;
+    char how[600];
+    (void)errmsg;
+    if (status == 0 && res && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "f")) {
+        scn_finish(st, DR_ESTATE, "the fence hook exited 0 but '%s' still answers as a primary: not fenced (fence "
+                   "it by hand, then drctl approve; or drctl abort)", scn_ctx_str(st->run, "other", "name"));
+        return;
+    }
+    snprintf(how, sizeof(how), "the fence hook %s; it no longer answers as a primary", hook ? hook : "exited 0");
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "hook", "hook", how, "ms",
+                                                (json_int_t)clock_wall_ms()), fence_recorded, st);
+}
+
+static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
+{
+    (void)status;
+    if (!ok) {
+        scn_finish(st, DR_ESTATE, "the fence hook %s: '%s' is not known to be fenced (fence it by hand, then drctl "
+                   "approve; or drctl abort)", how, scn_ctx_str(st->run, "other", "name"));
+        return;
+    }
+    free(st->conninfo);
+    st->conninfo = strdup(how);
+    scn_sql(st, scn_ctx_str(st->run, "other", "conninfo"), "SELECT pg_is_in_recovery()", 0, NULL, fence_on_check);
+}
+
+static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char node[128], ci[1200], run[128];
+    const char *env[] = {node, ci, run, "DRSUP_REASON=split_brain", NULL};
+    if (!st)
+        return;
+    const char *other = scn_ctx_str(st->run, "other", "name");
+    const ConfigFailover *f = np_failover(st->run);
+    if (!other) {
+        scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "none", "hook",
+                                                    "nothing to fence: no other node answered as a primary", "ms",
+                                                    (json_int_t)clock_wall_ms()), fence_recorded, st);
+        return;
+    }
+    if (!f->n_fence) {
+        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence): '%s' could keep accepting writes",
+                   other);
+        return;
+    }
+    snprintf(node, sizeof(node), "DRSUP_OLD_PRIMARY=%s", other);
+    np_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "other", "conninfo"));
+    snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
+    scn_hook_run(st, "fence hook", (const char *const *)f->fence, env, f->hook_timeout_ms, fence_exited);
+}
+
+static void plan_fence_other(FsmCall *call, void *ctx, FsmDone done)
+{
+    const ConfigFailover *f = np_failover(ctx);
+    char msg[600];
+    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the other node (DRSUP_OLD_PRIMARY), then check it no "
+             "longer answers as a primary", f->n_fence ? f->fence[0] : "(none configured: the run would wait for an "
+             "operator)");
+    done(call, 0, msg);
+}
+
+/* ---- gates: a person fenced it; a person approves going on ---- */
+
+static void step_confirm_fence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "operator", "hook", "approved by an operator",
+                                                "ms", (json_int_t)clock_wall_ms()), fence_recorded, st);
+}
+
+static void evidence_skipped(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the approval: %s", err_str(status));
+    else
+        scn_finish(st, 0, "an operator chose to go on without the other node's dump");
+}
+
+static void step_skip_evidence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    scn_context_set(st->run, "evidence", json_pack("{s:b,s:s}", "skipped", 1, "note",
+                                                   "an operator approved going on without the dump"),
+                    evidence_skipped, st);
+}
+
+static void approval_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the approval: %s", err_str(status));
+    else
+        scn_finish(st, 0, "an operator confirmed '%s' as authoritative", scn_ctx_str(run, "authoritative", "name"));
+}
+
+static void step_approve(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    scn_context_set(st->run, "approval", json_pack("{s:I}", "ms", (json_int_t)clock_wall_ms()), approval_recorded, st);
+}
+
+static void plan_approve(FsmCall *call, void *ctx, FsmDone done)
+{
+    (void)ctx;
+    done(call, 0, "would wait for drctl approve (always, in every mode: resuming after a split brain is a person's "
+         "decision)");
+}
+
+/* ---- against the authoritative node: reconcile and the watch ---- */
+
+static int np_follow_authoritative(ScnRun *run)
+{
+    const char *ci = scn_ctx_str(run, "authoritative", "conninfo");
+    char *to = NULL;
+    if (!ci)
+        return DR_ESTATE;
+    int r = pgconn_conninfo_retarget(run->db_conninfo, ci, &to);
+    if (r < 0)
+        return r;
+    free(run->db_conninfo);
+    run->db_conninfo = to;
+    return 0;
+}
+
+static void step_reconcile_authoritative(FsmCall *call, void *ctx, FsmDone done)
+{
+    int r = np_follow_authoritative(ctx);
+    if (r < 0)
+        done(call, r, "cannot name the database on the authoritative node");
+    else
+        scn_step_reconcile(call, ctx, done);
+}
+
+static void step_watch_authoritative(FsmCall *call, void *ctx, FsmDone done)
+{
+    int r = np_follow_authoritative(ctx);
+    if (r < 0)
+        done(call, r, "cannot name the database on the authoritative node");
+    else
+        scn_step_post_resume_watch(call, ctx, done);
+}
+
+/* ---- the table ---- */
+
+static const FsmState np_states[N_STATES] = {
+    [DETECTED] = {"detected", FSM_STATE_ACTIVE},
+    [HALTED] = {"halted", FSM_STATE_ACTIVE},
+    [DECIDED] = {"authoritative_decided", FSM_STATE_ACTIVE},
+    [EVIDENCE_KEPT] = {"evidence_kept", FSM_STATE_ACTIVE},
+    [EVIDENCE_MISSING] = {"evidence_missing", FSM_STATE_ACTIVE},
+    [FENCE_UNCONFIRMED] = {"fence_unconfirmed", FSM_STATE_ACTIVE},
+    [FENCED] = {"fenced", FSM_STATE_ACTIVE},
+    [APPROVED] = {"approved", FSM_STATE_ACTIVE},
+    [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
+    [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
+    [LIVE] = {"live", FSM_STATE_ACTIVE},
+    [WATCHED] = {"watch_passed", FSM_STATE_SUCCESS},
+    [STAYED_HALTED] = {"stayed_halted", FSM_STATE_FAILURE},
+    [NOT_RECONCILED] = {"not_reconciled", FSM_STATE_FAILURE},
+    [WATCH_FAILED] = {"watch_failed", FSM_STATE_ACTIVE},
+    [HALTED_AFTER_WATCH] = {"halted_after_watch", FSM_STATE_FAILURE},
+};
+
+static const FsmRow np_rows[] = {
+    /* from, to, step, sentence, step fn, probe, plan, cancel, timeout ms, attempts, idempotent, gate, on_failure */
+    {DETECTED, HALTED, "halt_trading", "trading is halted and the venue confirms it",
+     scn_step_halt_trading, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {HALTED, DECIDED, "decide_authoritative", "the node the platform was last pointed at is authoritative",
+     step_decide_authoritative, NULL, plan_decide_authoritative, NULL, 10000, 2, true, FSM_GATE_NONE, STAYED_HALTED},
+    {DECIDED, EVIDENCE_KEPT, "preserve_evidence", "what the other node holds is dumped before it is fenced",
+     step_preserve_evidence, NULL, plan_preserve_evidence, scn_cancel, NP_EVIDENCE_TIMEOUT_MS + 60000, 2, true,
+     FSM_GATE_NONE, EVIDENCE_MISSING},
+    {EVIDENCE_MISSING, EVIDENCE_KEPT, "skip_evidence", "an operator goes on without the other node's dump",
+     step_skip_evidence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
+    {EVIDENCE_KEPT, FENCED, "fence_other", "the other node is fenced: its fence hook exited 0 and it no longer "
+     "answers as a primary", step_fence_other, NULL, plan_fence_other, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
+     FENCE_UNCONFIRMED},
+    {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the other node is fenced",
+     step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
+    {FENCED, APPROVED, "approve_authoritative", "a person confirms the authoritative side before anything resumes",
+     step_approve, NULL, plan_approve, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
+    {APPROVED, RECONCILED, "reconcile", "the authoritative node matches the exchange's positions and fills",
+     step_reconcile_authoritative, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
+    {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
+     scn_step_resume_shadow, NULL, scn_plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
+    {SHADOW, LIVE, "resume_live", "trading is live again",
+     scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
+     FSM_NO_STATE},
+    {LIVE, WATCHED, "post_resume_watch", "the authoritative node still matches the exchange after the resume",
+     step_watch_authoritative, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
+     FSM_GATE_NONE, WATCH_FAILED},
+    {WATCH_FAILED, HALTED_AFTER_WATCH, "halt_after_watch", "trading is halted again: the post-resume watch failed",
+     scn_step_halt_after_watch, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
+};
+
+static const FsmTable np_table = {"network_partition", np_states, N_STATES, np_rows,
+                                  (int)(sizeof(np_rows) / sizeof(np_rows[0])), NULL, 0};
+
+static bool np_may_resume(const ScnRun *run)
+{
+    return scn_may_resume_in(run, RECONCILED, SHADOW);
+}
+
+/* Which side won, what the other held, the fence. */
+static void np_report_extras(const ScnRun *run, json_t *rep)
+{
+    json_t *p = json_object();
+    static const char *const keys[] = {"authoritative", "other", "evidence", "fence", "approval"};
+    if (!p)
+        return;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const json_t *v = json_object_get(run->ctx, keys[i]);
+        json_t *c = v ? json_deep_copy(v) : json_null();
+        if (c && json_is_object(c))
+            json_object_del(c, "conninfo");
+        json_object_set_new(p, keys[i], c);
+    }
+    json_object_set_new(rep, "partition", p);
+}
+
+static const char *const np_handles[] = {INCIDENT_NETWORK_PARTITION, NULL};
+
+const ScenarioDef scenario_network_partition = {
+    .name = "network_partition",
+    .short_name = "partition",
+    .summary = "two primaries: halt, keep the authoritative side, dump and fence the other, a person approves, "
+               "reconcile, resume",
+    .table = &np_table,
+    .handles = np_handles,
+    .live_step = "resume_live",
+    .may_resume = np_may_resume,
+    .restore_point_ms = NULL, /* nothing restored */
+    .report_extras = np_report_extras,
+    .config = &network_partition_config_section,
+};

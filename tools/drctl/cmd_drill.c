@@ -1,0 +1,109 @@
+/*
+ * drctl drills: drill (rehearse a scenario against a scratch database, never the live one; waits
+ * for the report, exit 1 unless it passed), drills (every drill and the last per scenario) and
+ * drill-report (one report).
+ *
+ * Owns their table entries and the rendering of drill reports.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "drctl.h"
+
+static void drctl_print_drill_report(const json_t *r)
+{
+    size_t i;
+    const json_t *s;
+    char d[32], est[32], tgt[32];
+    const json_t *rto = json_object_get(r, "rto");
+    if (!json_object_get(r, "steps")) { /* --detach: the drill started */
+        printf("drill %s of %s started (scratch database '%s'); drctl drill-report %s when it ends\n",
+               drctl_str(r, "id", "?"), drctl_str(r, "scenario", "?"), drctl_str(r, "scratch_database", "?"),
+               drctl_str(r, "id", "?"));
+        return;
+    }
+    printf("drill %s of %s (%s), %s -> %s\n", drctl_str(r, "id", "?"), drctl_str(r, "scenario", "?"),
+           drctl_str(r, "trigger", "?"), drctl_str(r, "started_at", "?"), drctl_str(r, "finished_at", "?"));
+    printf("scratch database '%s' (%s); live database '%s' untouched\n\n", drctl_str(r, "scratch_database", "?"),
+           json_is_true(json_object_get(r, "scratch_dropped")) ? "dropped" : "NOT DROPPED", drctl_str(r, "database", "?"));
+    printf("%-14s %-8s %9s  %s\n", "STEP", "STATUS", "DURATION", "DETAIL");
+    json_array_foreach(json_object_get(r, "steps"), i, s) {
+        drctl_ms(json_object_get(s, "duration_ms"), d, sizeof(d));
+        printf("%-14s %-8s %9s  %s\n", drctl_str(s, "step", "?"), drctl_str(s, "status", "?"), d,
+               drctl_str(s, "detail", ""));
+    }
+    drctl_ms(json_object_get(rto, "estimate_ms"), est, sizeof(est));
+    drctl_ms(json_object_get(rto, "target_ms"), tgt, sizeof(tgt));
+    printf("\nRTO estimate %s, target %s%s\n", est, tgt,
+           json_is_true(json_object_get(rto, "met")) ? " (met)" : json_is_false(json_object_get(rto, "met")) ? " (EXCEEDED)" : "");
+    printf("DRILL %s%s%s\n", json_is_true(json_object_get(r, "ok")) ? "PASSED" : strcmp(drctl_str(r, "outcome", ""), "aborted") ? "FAILED" : "ABORTED",
+           json_is_string(json_object_get(r, "failure")) ? ": " : "", drctl_str(r, "failure", ""));
+}
+
+const OptCommand drctl_cmd_drill = {
+    .name = "drill",
+    .summary = "rehearse a scenario against a scratch database, never the live one; the report with its RTO [operator]",
+    .description = "The monthly DR test as one command: the newest verified backup restored into a scratch database "
+                   "<db>_drill_<tag> (the real restore's path and settings), the scenario's validation queries there, "
+                   "a read-only reconcile of it with the exchange (nothing replayed, no venue action), the scratch "
+                   "database dropped, and a report with every step's duration and the RTO a real run would have "
+                   "against the scenario's target. Trading is not halted, the live database is not written. Waits "
+                   "for the report (a large restore needs a longer --timeout, or --detach). A recovery run starting "
+                   "meanwhile aborts the drill. Exits 1 unless the drill passed. Drills exist for "
+                   "database_corruption. [operator]",
+    .options = (const OptSpec[]){
+        {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
+         .help = "the scenario to rehearse (database_corruption)"},
+        {.name = "detach", .kind = OPTSPEC_FLAG, .help = "print the drill id at once; drctl drill-report ID later"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "drill", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_drill_report},
+};
+
+static void drctl_print_drills(const json_t *r)
+{
+    size_t i;
+    const json_t *x;
+    char rto[32], tgt[32], d[32];
+    const json_t *list = json_object_get(r, "drills");
+    if (json_array_size(list) == 0)
+        printf("no drills yet%s\n", json_is_false(json_object_get(r, "loaded")) ? " (still loading)" : "");
+    else
+        printf("%-46s %-20s %-8s %-10s %9s %9s %9s\n", "DRILL", "SCENARIO", "OUTCOME", "TRIGGER", "DURATION", "RTO",
+               "TARGET");
+    json_array_foreach(list, i, x) {
+        drctl_ms(json_object_get(x, "duration_ms"), d, sizeof(d));
+        drctl_ms(json_object_get(x, "rto_estimate_ms"), rto, sizeof(rto));
+        drctl_ms(json_object_get(x, "rto_target_ms"), tgt, sizeof(tgt));
+        printf("%-46s %-20s %-8s %-10s %9s %9s %9s\n", drctl_str(x, "id", "?"), drctl_str(x, "scenario", "?"),
+               drctl_str(x, "outcome", "?"), drctl_str(x, "trigger", "?"), d, rto, tgt);
+    }
+    json_array_foreach(json_object_get(r, "schedule"), i, x)
+        printf("%sscheduled: %s at %s (cron '%s')\n", i ? "" : "\n", drctl_str(x, "scenario", "?"),
+               drctl_str(x, "next_at", "never"), drctl_str(x, "cron", "?"));
+    if (json_is_string(json_object_get(r, "running")))
+        printf("\nrunning: %s\n", drctl_str(r, "running", "?"));
+}
+
+const OptCommand drctl_cmd_drills = {
+    .name = "drills",
+    .summary = "drill reports: outcome, duration, RTO against the target",
+    .description = "Every drill (the reports in state_dir/incidents/drill-*.json), oldest first, with its outcome, "
+                   "trigger (operator or schedule), duration and the RTO it measured against the scenario's target, "
+                   "and the next scheduled drill of each drills.schedule entry; --json adds the last drill per "
+                   "scenario.",
+    .data = &(const DrctlAction){.wire = "drills", .print = drctl_print_drills},
+};
+
+const OptCommand drctl_cmd_drill_report = {
+    .name = "drill-report",
+    .summary = "print one drill report",
+    .description = "Print one drill report: its steps with their durations and details, the RTO estimate and the "
+                   "target; --json prints the whole report (the backup, each validation query, the compare-only "
+                   "reconcile's report).",
+    .options = (const OptSpec[]){
+        {.name = "id", .kind = OPTSPEC_POSITIONAL, .required = true, .metavar = "ID", .help = "the drill id (from drctl drills)"},
+        {0},
+    },
+    .data = &(const DrctlAction){.wire = "drill_report", .print = drctl_print_drill_report},
+};
