@@ -670,7 +670,9 @@ static int request_setup(HttpTransfer *t, const HttpRequest *req, const char *me
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_TIMEOUT_MS, timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, connect);
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_response);
+    /* Not for HEAD: curl would refuse the Content-Length of a large object that never comes. */
+    if (strcasecmp(method, "HEAD") != 0)
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_response);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, (void *)t);
     SET(CURLOPT_HEADERFUNCTION, on_header);
@@ -683,13 +685,17 @@ static int request_setup(HttpTransfer *t, const HttpRequest *req, const char *me
     if (strcasecmp(method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
     } else if (sends_body) {
-        t->req_body = malloc(req->body_len ? req->body_len : 1);
-        if (!t->req_body)
-            return -ENOMEM;
-        if (req->body_len)
-            memcpy(t->req_body, req->body, req->body_len);
+        const void *body = req->body;
+        if (!req->body_borrowed || !req->body || !req->body_len) {
+            t->req_body = malloc(req->body_len ? req->body_len : 1);
+            if (!t->req_body)
+                return -ENOMEM;
+            if (req->body_len)
+                memcpy(t->req_body, req->body, req->body_len);
+            body = t->req_body;
+        }
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        SET(CURLOPT_POSTFIELDS, t->req_body);
+        SET(CURLOPT_POSTFIELDS, body);
         if (strcmp(method, "POST") != 0)
             SET(CURLOPT_CUSTOMREQUEST, method);
     } else if (strcmp(method, "GET") == 0) {

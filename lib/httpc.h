@@ -37,7 +37,7 @@
 typedef struct HttpClient HttpClient;
 
 /* A request. Everything is borrowed only for the duration of httpc_request(), which copies what
- * it keeps (method, URL, headers, body). */
+ * it keeps (method, URL, headers, body), except a body marked body_borrowed. */
 typedef struct HttpRequest {
     const char *method;          /* "GET", "POST", "PUT", "DELETE", "HEAD", ...; NULL means GET */
     const char *url;             /* http:// or https:// only */
@@ -47,9 +47,13 @@ typedef struct HttpRequest {
     const void *body;            /* body_len bytes sent as the request body (may contain NULs);
                                   * with body == NULL, POST/PUT/PATCH send an empty body */
     size_t body_len;
+    int body_borrowed;           /* nonzero: body is NOT copied; the caller keeps those body_len
+                                  * bytes valid and unchanged until the done callback (a large
+                                  * upload read on the thread pool, sent without a second copy) */
     uint64_t timeout_ms;         /* total time limit; 0 = HTTPC_DEFAULT_TIMEOUT_MS */
     uint64_t connect_timeout_ms; /* 0 = HTTPC_DEFAULT_CONNECT_TIMEOUT_MS (capped at timeout) */
-    size_t max_response;         /* response body limit; 0 = HTTPC_DEFAULT_MAX_RESPONSE */
+    size_t max_response;         /* response body limit; 0 = HTTPC_DEFAULT_MAX_RESPONSE (not
+                                  * applied to HEAD, whose Content-Length announces no body) */
 } HttpRequest;
 
 /* A response, valid only during the done callback (copy what you keep). */

@@ -222,6 +222,7 @@ Config *config_free(Config *cfg)
     config__free_venue(&cfg->venue);
     config__free_replication(&cfg->replication);
     config__free_wal(&cfg->wal);
+    config_offsite_free(&cfg->offsite);
     config__free_drills(&cfg->drills);
     free(cfg->metrics.listen);
     free(cfg->inbound_webhook.path);
@@ -587,6 +588,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_inbound_webhook(&top, &cfg->metrics, cfg->alerts.credentials_dir, &cfg->inbound_webhook);
     config__read_wal(&top, &cfg->backup, &cfg->wal);
     config__read_audit(&top, &cfg->audit);
+    config__read_repository(&top, &cfg->backup, cfg->alerts.credentials_dir, &cfg->offsite);
     config__read_drills(&top, &cfg->drills);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')

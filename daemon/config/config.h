@@ -386,6 +386,28 @@ typedef struct ConfigWal {
     uint64_t synchronous_fallback_ms; /* the receiver down this long: asynchronous again (commits go on) */
 } ConfigWal;
 
+/* repository.s3: (optional) the off-site copy of every verified backup and archived WAL file in an
+ * S3-compatible bucket (docs/offsite.md); needs backup:. The keys are read from files or systemd
+ * credentials only, never logged. */
+typedef struct ConfigOffsite {
+    bool enabled;                 /* the section is present */
+    char *endpoint;               /* "scheme://host[:port]" */
+    char *region;
+    char *bucket;
+    char *prefix;                 /* object key prefix ("" or ending in '/') */
+    bool virtual_host;            /* url_style: virtual */
+    char *access_key;             /* secret (access_key_id_file / _credential) */
+    char *secret_key;             /* secret (secret_access_key_file / _credential) */
+    uint64_t part_size;           /* files above it go up in parts of this size (multipart) */
+    int64_t concurrency;          /* files uploaded at once */
+    uint64_t timeout_ms;          /* one request's deadline */
+    uint64_t retry_base_ms, retry_cap_ms;
+    int64_t max_attempts;         /* tries of one request before the file counts as failed */
+    uint64_t scan_interval_ms;    /* how often the backup catalog and the WAL archive are looked at */
+    uint64_t lag_warning_ms, lag_critical_ms; /* age of the oldest file not yet off-site */
+    bool wal;                     /* upload the WAL archive too (wal.directory) */
+} ConfigOffsite;
+
 /* drills: (optional) scheduled drills and the drill/restore readiness rules. See docs/drills.md. */
 typedef struct ConfigDrillEntry {
     char *cron;                   /* five-field cron expression, UTC */
@@ -419,6 +441,7 @@ typedef struct Config {
     ConfigInboundWebhook inbound_webhook;
     ConfigWal wal;
     ConfigAudit audit;
+    ConfigOffsite offsite;
     ConfigDrills drills;
 } Config;
 
@@ -435,6 +458,10 @@ Config *config_free(Config *cfg);
 int config_backup_copy(const ConfigBackup *src, ConfigBackup *dst);
 /* Free what a ConfigBackup owns (not the struct itself); leaves it zeroed. */
 void config_backup_free(ConfigBackup *b);
+/* Deep copy / free of a repository.s3 section (same contract as the backup ones; the copy holds
+ * the keys too: free it with config_offsite_free, which wipes them). (config/config_offsite.c) */
+int config_offsite_copy(const ConfigOffsite *src, ConfigOffsite *dst);
+void config_offsite_free(ConfigOffsite *o);
 /* Deep copy / free of a scenarios section (same contract as the backup ones). */
 int config_scenarios_copy(const ConfigScenarios *src, ConfigScenarios *dst);
 void config_scenarios_free(ConfigScenarios *s);

@@ -62,6 +62,8 @@ void config__check_conninfo_password(const CfgSection *s, const char *key);
 /* Refuse (cfg_error at s.key) a passfile= written at s.key that libpq would ignore: missing, not a
  * regular file, or open to group or others. Opens it non-blocking, never reads it. (config_recovery.c) */
 void config__check_conninfo_passfile(const CfgSection *s, const char *key);
+/* The repository section (config_offsite.c): repository.s3, the off-site bucket. */
+void config__read_repository(const CfgSection *top, const ConfigBackup *b, const char *cred_dir, ConfigOffsite *o);
 /* The wal section (config_wal.c); b is the backup section read before it (key, codec, directory). */
 /* The drills section (config_drills.c; absent: no schedule, the default rules). */
 void config__read_drills(const CfgSection *top, ConfigDrills *d);

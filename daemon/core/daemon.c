@@ -250,6 +250,7 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("breach", breach_signals_apply_config(d->breach, d->cfg));
     DAEMON_APPLY("backups", backups_apply_config(d->backups, d->cfg));
     DAEMON_APPLY("wal", wal_apply_config(d->wal, d->cfg));
+    DAEMON_APPLY("offsite", offsite_apply_config(d->offsite, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
     DAEMON_APPLY("drills", drills_apply_config(d->drills, d->cfg));
     if (d->audit)
@@ -595,6 +596,10 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->wal = wal_new(core, d->backups);
     if (!d->wal)
         return daemon_init_failed("the WAL archive");
+    d->offsite = offsite_new(core, d->backups);
+    if (!d->offsite)
+        return daemon_init_failed("the off-site uploader");
+    backups_set_offsite(d->backups, offsite_has_backup, d->offsite);
     d->standby = standby_new(core, d->backups);
     if (!d->standby)
         return daemon_init_failed("the standby restore");
@@ -743,6 +748,11 @@ int daemon_start(Daemon *d)
         log_error("wal", "cannot start the WAL archive: %s", err_str(r));
         return r;
     }
+    r = offsite_apply_config(d->offsite, d->cfg);
+    if (r < 0) {
+        log_error("offsite", "cannot start the off-site uploader: %s", err_str(r));
+        return r;
+    }
     r = scenarios_apply_config(d->scenarios, d->cfg);
     if (r < 0) {
         log_error("scenario", "cannot start scenarios: %s", err_str(r));
@@ -834,6 +844,12 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         replication_close(d->replication, daemon_module_closed, d);
         d->replication = NULL;
+    }
+    if (d->offsite) { /* before backups: `backups` asks it where a backup is */
+        backups_set_offsite(d->backups, NULL, NULL);
+        d->closing_modules++;
+        offsite_close(d->offsite, daemon_module_closed, d);
+        d->offsite = NULL;
     }
     if (d->wal) {
         d->closing_modules++;

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cap/backup/backup.h"
+#include "cap/offsite/offsite.h"
 #include "cap/wal/wal.h"
 #include "core/core.h"
 #include "config/config.h"
@@ -52,6 +53,7 @@ typedef struct Daemon {
     Venue *venue;
     Backups *backups;
     WalArchive *wal;
+    Offsite *offsite;
     Detector *detector;   /* probe results -> halt / restart / corruption (daemon/detect/detector.c) */
     BreachSignals *breach; /* the signed webhook and the tamper signals -> security_breach (detect/breach.c) */
     Scenarios *scenarios; /* recovery runs (daemon/scenario/runner.c) */

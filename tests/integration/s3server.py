@@ -11,14 +11,16 @@ Unlike the permissive doubles, it checks every request as S3 does and refuses wh
 - an unknown access key (403 InvalidAccessKeyId), a missing bucket (404 NoSuchBucket) or key
   (404 NoSuchKey).
 
-Operations: PUT, GET, HEAD and DELETE of an object; ListObjectsV2 (list-type=2, prefix); multipart
+Operations: PUT, GET (with one Range: 206), HEAD and DELETE of an object; ListObjectsV2 (list-type=2, prefix); multipart
 upload (CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload), with
-S3's ETags (MD5, and for a multipart object the MD5 of the parts' MD5s and "-N"). Path style and
+S3's ETags (MD5, and for a multipart object the MD5 of the parts' MD5s and "-N"); user metadata
+(x-amz-meta-*) kept from the PUT or CreateMultipartUpload and returned by HEAD and GET. Path style and
 virtual-host style (BUCKET.HOST). Objects are kept in memory.
 
 Faults for the tests (S3Server.fault): "slowdown" (503 SlowDown), "error" (500 InternalError),
 "reset" (the connection closed without an answer), "slow" (the answer delayed), each for the next
-N requests; clock_skew_s shifts the server's clock.
+N requests; clock_skew_s shifts the server's clock; truncate_puts stores the next N PutObject bodies one
+byte short while answering 200 (a store that lost data: what a check after upload must catch).
 """
 import datetime
 import hashlib
@@ -63,6 +65,8 @@ class S3Server:
         self.region = region
         self.buckets = {b: {} for b in buckets}
         self.uploads = {}
+        self.meta = {}  # (bucket, key) -> {x-amz-meta-*: value}
+        self.truncate_puts = 0  # the next N PutObject bodies are stored one byte short
         self.lock = threading.Lock()
         self.faults = []  # [mode, remaining, arg]
         self.clock_skew_s = 0
@@ -170,7 +174,11 @@ class S3Server:
         if h.command == "PUT":
             etag = '"%s"' % hashlib.md5(body).hexdigest()
             with self.lock:
+                if self.truncate_puts > 0:  # a store that loses the end of an object, answering 200
+                    self.truncate_puts -= 1
+                    body = body[:-1]
                 self.buckets[bucket][key] = (body, etag)
+                self.meta[(bucket, key)] = self._meta_of(h)
             return self._reply(h, 200, b"", {"ETag": etag})
         with self.lock:
             obj = self.buckets[bucket].get(key)
@@ -180,7 +188,23 @@ class S3Server:
             return self._reply(h, 204)
         if obj is None:
             return self._error(h, 404, "NoSuchKey", "The specified key does not exist.")
-        return self._reply(h, 200, obj[0], {"ETag": obj[1], "Content-Type": "application/octet-stream"})
+        with self.lock:
+            meta = dict(self.meta.get((bucket, key), {}))
+        meta.update({"ETag": obj[1], "Content-Type": "application/octet-stream"})
+        rng = h.headers.get("Range")
+        if rng and h.command == "GET":  # "bytes=A-B" (one range, as S3 answers it: 206)
+            a, _, b = rng[len("bytes="):].partition("-")
+            a, b = int(a), min(int(b) if b else len(obj[0]) - 1, len(obj[0]) - 1)
+            if a >= len(obj[0]):
+                return self._error(h, 416, "InvalidRange", "The requested range is not satisfiable")
+            meta["Content-Range"] = "bytes %d-%d/%d" % (a, b, len(obj[0]))
+            return self._reply(h, 206, obj[0][a:b + 1], meta)
+        return self._reply(h, 200, obj[0], meta)
+
+    @staticmethod
+    def _meta_of(h):
+        """The user metadata (x-amz-meta-*) of a PUT or CreateMultipartUpload, as S3 keeps it."""
+        return {k.lower(): v for k, v in h.headers.items() if k.lower().startswith("x-amz-meta-")}
 
     def _authorized(self, h, path, query, body):
         auth = h.headers.get("Authorization") or ""
@@ -245,7 +269,7 @@ class S3Server:
     def _create_upload(self, h, bucket, key):
         uid = hashlib.sha256(("%s/%s/%f" % (bucket, key, time.time())).encode()).hexdigest()[:32]
         with self.lock:
-            self.uploads[uid] = {"bucket": bucket, "key": key, "parts": {}}
+            self.uploads[uid] = {"bucket": bucket, "key": key, "parts": {}, "meta": self._meta_of(h)}
         body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult><Bucket>%s</Bucket>"
                 "<Key>%s</Key><UploadId>%s</UploadId></InitiateMultipartUploadResult>"
                 % (bucket, escape(key), uid)).encode()
@@ -278,6 +302,7 @@ class S3Server:
             etag = '"%s-%d"' % (hashlib.md5(b"".join(bytes.fromhex(parts[n][1]) for n, _ in named)).hexdigest(),
                                 len(named))
             self.buckets[bucket][key] = (data, etag)
+            self.meta[(bucket, key)] = up.get("meta", {})
             self.uploads.pop(q["uploadId"], None)
         out = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult><Bucket>%s</Bucket>"
                "<Key>%s</Key><ETag>%s</ETag></CompleteMultipartUploadResult>" % (bucket, escape(key), escape(etag)))

@@ -175,7 +175,7 @@ def schema_key_names():
                                                                         for f in scenario_files)))
     assert "database_corruption" in names_of_sections, names_of_sections
     names = set(re.findall(r"\bcfg_(?:string|string_list|int|bool|size|mode|duration_ms|enum|section)"
-                           r"\(&?\w+, \"([a-z_]+)\"", src))
+                           r"\(&?\w+, \"([a-z_][a-z0-9_]*)\"", src))
     names |= set(re.findall(r"\bcfg_get\(\w+(?:\.map)?, \"([a-z_]+)\"", src))  # routes
     names |= names_of_sections
     names |= set(re.findall(r"config_read_number\(&\w+, \"([a-z_]+)\"", src))

@@ -829,6 +829,79 @@ static void test_backup_physical(void **state)
     expect_error(text, "wal");
 }
 
+/* repository.s3: the keys from files only, defaults, and every refusal. */
+static void test_repository_s3(void **state)
+{
+    (void)state;
+    char ak[300], sk[300], text[2048];
+    snprintf(ak, sizeof(ak), "%s/ak", key_dir);
+    snprintf(sk, sizeof(sk), "%s/sk", key_dir);
+    FILE *f = fopen(ak, "w");
+    assert_non_null(f);
+    fputs("AKIDTEST\n", f);
+    fclose(f);
+    f = fopen(sk, "w");
+    assert_non_null(f);
+    fputs("s3cr3t/with+chars\n", f);
+    fclose(f);
+    assert_int_equal(chmod(ak, 0600), 0);
+    assert_int_equal(chmod(sk, 0600), 0);
+    static const char head[] = "database:\n  conninfo: x\nbackup:\n  directory: /b\n  key_file: /k\n";
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://127.0.0.1:9000\n    bucket: drsup\n"
+             "    access_key_id_file: %s\n    secret_access_key_file: %s\n", head, ak, sk);
+    Config *cfg = expect_ok(text);
+    const ConfigOffsite *o = &cfg->offsite;
+    assert_true(o->enabled);
+    assert_string_equal(o->region, "us-east-1");
+    assert_string_equal(o->prefix, "");
+    assert_false(o->virtual_host);
+    assert_string_equal(o->access_key, "AKIDTEST");
+    assert_string_equal(o->secret_key, "s3cr3t/with+chars");
+    assert_int_equal(o->part_size, 64ull << 20);
+    assert_int_equal(o->concurrency, 4);
+    assert_int_equal(o->timeout_ms, 300000);
+    assert_int_equal(o->max_attempts, 5);
+    assert_int_equal(o->lag_warning_ms, 15 * 60000);
+    assert_int_equal(o->lag_critical_ms, 60 * 60000);
+    assert_true(o->wal);
+    ConfigOffsite copy;
+    assert_int_equal(config_offsite_copy(o, &copy), 0);
+    assert_string_equal(copy.secret_key, o->secret_key);
+    assert_ptr_not_equal(copy.secret_key, o->secret_key);
+    config_offsite_free(&copy);
+    assert_null(copy.secret_key);
+    config_free(cfg);
+    /* absent: disabled */
+    cfg = expect_ok(head);
+    assert_false(cfg->offsite.enabled);
+    config_free(cfg);
+
+    /* the secret in the YAML itself is an unknown key, never read */
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://h\n    bucket: b\n"
+             "    access_key_id_file: %s\n    secret_access_key: plain\n", head, ak);
+    expect_error(text, "secret_access_key");
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://h\n    bucket: b\n"
+             "    access_key_id_file: %s\n", head, ak);
+    expect_error(text, "needs secret_access_key_file or secret_access_key_credential");
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://h/path\n    bucket: Bad_Name\n"
+             "    prefix: /x\n    url_style: dns\n    access_key_id_file: %s\n    secret_access_key_file: %s\n"
+             "    lag_warning: 2h\n    lag_critical: 1h\n", head, ak, sk);
+    expect_error(text, "'repository.s3.endpoint' must be scheme://host[:port] only");
+    expect_error(text, "'repository.s3.bucket' must be 1-63 characters");
+    expect_error(text, "'repository.s3.prefix' must be empty or end with '/'");
+    expect_error(text, "'repository.s3.lag_warning' is above 'lag_critical'");
+    expect_error(text, "url_style");
+    /* needs backup: */
+    snprintf(text, sizeof(text), "database:\n  conninfo: x\nrepository:\n  s3:\n    endpoint: http://h\n"
+             "    bucket: b\n    access_key_id_file: %s\n    secret_access_key_file: %s\n", ak, sk);
+    expect_error(text, "'repository.s3' needs the 'backup' section");
+    /* a secret file others can read is refused */
+    assert_int_equal(chmod(sk, 0644), 0);
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://h\n    bucket: b\n"
+             "    access_key_id_file: %s\n    secret_access_key_file: %s\n", head, ak, sk);
+    expect_error(text, "is accessible by group or others");
+}
+
 /* drills: the schedule's entries, the rules' defaults, what is refused (the scenario names are
  * checked by drills_check_config, which knows the scenarios). */
 static void test_drills_section(void **state)
@@ -889,10 +962,11 @@ int main(void)
         cmocka_unit_test(test_scenario_sections),
         cmocka_unit_test(test_point_in_time_section),
         cmocka_unit_test(test_backup_physical),
+        cmocka_unit_test(test_repository_s3),
         cmocka_unit_test(test_drills_section),
     };
     int failed = cmocka_run_group_tests_name("config", tests, NULL, NULL);
-    static const char *const made[] = {"k", "open", "short", "theirs", "bk"};
+    static const char *const made[] = {"k", "open", "short", "theirs", "bk", "ak", "sk"};
     for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
         char p[128];
         snprintf(p, sizeof(p), "%s/%s", key_dir, made[i]);

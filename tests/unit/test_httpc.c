@@ -550,6 +550,46 @@ static void test_too_big(void **state)
     result_free(&r);
 }
 
+/* A borrowed body (body_borrowed: sent from the caller's buffer, not copied) arrives whole; HEAD of
+ * an object larger than max_response is answered (no body comes, so the limit does not apply). */
+static void test_borrowed_body_and_head(void **state)
+{
+    Env *env = *state;
+    char u[128];
+    size_t n = 300000;
+    char *buf = malloc(n);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)('a' + i % 26);
+    HttpRequest req = {.method = "PUT", .body = buf, .body_len = n, .body_borrowed = 1, .max_response = 4u << 20};
+    Result r = {0};
+    json_error_t jerr;
+    url(u, sizeof(u), "/echo");
+    req.url = u;
+    start(env, &req, &r, NULL);
+    run_until(env, &r.done, 10000);
+    assert_int_equal(r.err, 0);
+    json_t *doc = json_loadb(r.body, r.body_len, 0, &jerr);
+    assert_non_null(doc);
+    assert_int_equal(json_string_length(json_object_get(doc, "body")), n);
+    assert_memory_equal(json_string_value(json_object_get(doc, "body")), buf, n);
+    json_decref(doc);
+    result_free(&r);
+    free(buf); /* only after the callback */
+
+    memset(&r, 0, sizeof(r));
+    HttpRequest head = {.method = "HEAD"};
+    url(u, sizeof(u), "/big"); /* Content-Length 2 MiB, over the default 1 MiB */
+    head.url = u;
+    start(env, &head, &r, NULL);
+    run_until(env, &r.done, 10000);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_length, "2097152");
+    assert_int_equal(r.body_len, 0);
+    result_free(&r);
+}
+
 static void test_socket_watch_failure(void **state)
 {
     Env *env = *state;
@@ -763,6 +803,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_borrowed_body_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_passthrough, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_does_not_block_loop, setup, teardown),

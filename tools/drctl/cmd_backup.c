@@ -23,14 +23,14 @@ static void drctl_print_backups(const json_t *r)
     json_t *b;
     char size[32], dur[32];
 
-    printf("%-52s %-8s %-20s %10s %9s %-8s %s\n", "NAME", "KIND", "STARTED", "SIZE", "DURATION", "VERIFIED",
-           "TEST-RESTORED");
+    printf("%-52s %-8s %-20s %10s %9s %-8s %-13s %s\n", "NAME", "KIND", "STARTED", "SIZE", "DURATION", "VERIFIED",
+           "TEST-RESTORED", "LOCATION");
     json_array_foreach(json_object_get(r, "backups"), i, b) {
         drctl_size(drctl_int(b, "file_size_bytes"), size, sizeof(size));
         snprintf(dur, sizeof(dur), "%.1fs", (double)drctl_int(b, "duration_ms") / 1000.0);
-        printf("%-52s %-8s %-20s %10s %9s %-8s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "kind", "logical"),
-               drctl_str(b, "started_at", "?"), size, dur,
-               json_is_true(json_object_get(b, "verified")) ? "yes" : "NO", drctl_str(b, "restore_test", "skipped"));
+        printf("%-52s %-8s %-20s %10s %9s %-8s %-13s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "kind", "logical"),
+               drctl_str(b, "started_at", "?"), size, dur, json_is_true(json_object_get(b, "verified")) ? "yes" : "NO",
+               drctl_str(b, "restore_test", "skipped"), drctl_str(b, "location", "local"));
     }
     if (json_array_size(json_object_get(r, "backups")) == 0)
         printf("(no backups in %s)\n", drctl_str(r, "directory", "?"));
@@ -67,8 +67,30 @@ static void drctl_print_backup_now(const json_t *r)
     }
 }
 
+/* --offsite: the daemon's verify_offsite, which needs a name. */
+static int drctl_verify_args(const OptParse *p, DrctlRequest *req)
+{
+    if (!optspec_flag(p, "offsite"))
+        return 0;
+    if (optspec_flag(p, "restore") || !optspec_string(p, "name", NULL)) {
+        fprintf(stderr, "drctl: verify --offsite needs NAME (and no --restore)\n");
+        return DRCTL_EXIT_USAGE;
+    }
+    req->wire = "verify_offsite";
+    json_object_del(req->args, "offsite");
+    return 0;
+}
+
 static void drctl_print_verify(const json_t *r)
 {
+    if (json_is_true(json_object_get(r, "offsite"))) {
+        char size[32];
+        drctl_size(drctl_int(r, "bytes"), size, sizeof(size));
+        printf("%s: the off-site copy %s verified (%s, %lld chunks, sha256 %s) in %.1fs\n", drctl_str(r, "name", "?"),
+               drctl_str(r, "key", "?"), size, (long long)drctl_int(r, "chunks"), drctl_str(r, "sha256", "?"),
+               (double)drctl_int(r, "duration_ms") / 1000.0);
+        return;
+    }
     const json_t *rt = json_object_get(r, "restore_test");
     if (json_is_object(rt)) {
         printf("test restore of %s: %s in %.1fs (scratch database %s, dropped: %s)\n", drctl_str(r, "name", "?"),
@@ -181,9 +203,10 @@ static int drctl_backup_decrypt(const Drctl *c, const OptParse *p)
 
 const OptCommand drctl_cmd_backups = {
     .name = "backups",
-    .summary = "list backups (name, kind, time, size, duration, verified, test-restored)",
+    .summary = "list backups (name, kind, time, size, duration, verified, test-restored, location)",
     .description = "The backup catalog (name, kind: logical or physical, start time, size, duration, verified, "
-                   "test-restored), recent failures, and what is running.",
+                   "test-restored, and location: local, or both when the backup and its manifest are also in "
+                   "the repository.s3 bucket), recent failures, and what is running.",
     .data = &(const DrctlAction){.wire = "backups", .print = drctl_print_backups},
 };
 
@@ -241,15 +264,19 @@ const OptCommand drctl_cmd_backup = {
 
 const OptCommand drctl_cmd_verify = {
     .name = "verify",
-    .summary = "verify a backup (newest by default); --restore: test restore [operator]",
+    .summary = "verify a backup (newest by default); --restore: test restore; --offsite: the bucket's copy [operator]",
     .description = "Verify a backup (the newest by default): decrypt, check every chunk, the SHA-256 against the "
                    "manifest, and pg_restore --list on the stream (logical backups). With --restore, restore it "
                    "into a scratch database, run the validation queries, and drop it (logical backups only: the "
-                   "newest logical one by default; a physical backup is refused). Answers when done. [operator]",
+                   "newest logical one by default; a physical backup is refused). With --offsite NAME, the copy in "
+                   "the repository.s3 bucket instead: its manifest and the file downloaded from the bucket and "
+                   "verified as they arrive (every chunk, the SHA-256 against the bucket's manifest and "
+                   "x-amz-meta-sha256), nothing written to disk. Answers when done. [operator]",
     .options = (const OptSpec[]){
         {.name = "name", .kind = OPTSPEC_POSITIONAL, .metavar = "NAME", .help = "the backup (default: the newest)"},
         {.name = "restore", .kind = OPTSPEC_FLAG, .help = "also test-restore it into a scratch database"},
+        {.name = "offsite", .kind = OPTSPEC_FLAG, .help = "verify the copy in the repository.s3 bucket (NAME needed)"},
         {0},
     },
-    .data = &(const DrctlAction){.wire = "verify", .print = drctl_print_verify},
+    .data = &(const DrctlAction){.wire = "verify", .args = drctl_verify_args, .print = drctl_print_verify},
 };

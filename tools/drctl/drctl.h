@@ -83,6 +83,7 @@ extern const OptCommand drctl_cmd_trading, drctl_cmd_halt, drctl_cmd_resume, drc
 extern const OptCommand drctl_cmd_replication_status, drctl_cmd_failover_status, drctl_cmd_check, drctl_cmd_audit;
 extern const OptCommand drctl_cmd_switchover, drctl_cmd_rejoin;
 extern const OptCommand drctl_cmd_backups, drctl_cmd_backup_status, drctl_cmd_backup, drctl_cmd_verify;
+extern const OptCommand drctl_cmd_offsite_status;
 extern const OptCommand drctl_cmd_wal_status, drctl_cmd_wal_fetch, drctl_cmd_recover, drctl_cmd_readiness,
     drctl_cmd_validate;
 extern const OptCommand drctl_cmd_drill, drctl_cmd_drills, drctl_cmd_drill_report;

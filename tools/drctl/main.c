@@ -22,7 +22,7 @@ static const OptCommand *const drctl_commands[] = {
     &drctl_cmd_watch,     &drctl_cmd_commands,  &drctl_cmd_trading,
     &drctl_cmd_halt,      &drctl_cmd_resume,    &drctl_cmd_emergency_close,
     &drctl_cmd_reconcile, &drctl_cmd_venue,     &drctl_cmd_backups,   &drctl_cmd_backup_status,
-    &drctl_cmd_backup,    &drctl_cmd_verify,    &drctl_cmd_wal_status, &drctl_cmd_wal_fetch, &drctl_cmd_recover, &drctl_cmd_readiness,
+    &drctl_cmd_backup,    &drctl_cmd_verify,    &drctl_cmd_wal_status, &drctl_cmd_offsite_status, &drctl_cmd_wal_fetch, &drctl_cmd_recover, &drctl_cmd_readiness,
     &drctl_cmd_validate,  &drctl_cmd_drill,     &drctl_cmd_drills,    &drctl_cmd_drill_report,
     &drctl_cmd_execute,
     &drctl_cmd_runs,      &drctl_cmd_run,       &drctl_cmd_approve,

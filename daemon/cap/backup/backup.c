@@ -294,6 +294,19 @@ int backups_rotate_key(Backups *b, BackupsKeyRotatedFn done, void *data)
     return rc;
 }
 
+json_t *backups_catalog(const Backups *b, bool *ret_scanned)
+{
+    if (ret_scanned)
+        *ret_scanned = b && b->scanned;
+    return b ? json_deep_copy(b->catalog) : json_array();
+}
+
+void backups_set_offsite(Backups *b, BackupsOffsiteFn fn, void *data)
+{
+    b->offsite_fn = fn;
+    b->offsite_data = data;
+}
+
 json_t *backups_physical(const Backups *b, bool *ret_scanned)
 {
     json_t *out = json_array();

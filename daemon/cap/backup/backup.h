@@ -22,6 +22,9 @@
 
 typedef struct Backups Backups;
 
+/* A backup file's manifest is <file><BACKUP_MANIFEST_SUFFIX> in the same directory. */
+#define BACKUP_MANIFEST_SUFFIX ".manifest.json"
+
 /* Create the module and register its commands. NULL on OOM. */
 Backups *backups_new(Core *core);
 /* Would backups_apply_config() accept cfg (every schedule parses)? 0, or <0 with the reason in err.
@@ -60,6 +63,14 @@ json_t *backups_physical(const Backups *b, bool *ret_scanned);
  * without calling done. */
 typedef void (*BackupsKeyRotatedFn)(int status, const char *new_id, const char *old_id, const char *err, void *data);
 int backups_rotate_key(Backups *b, BackupsKeyRotatedFn done, void *data);
+/* Every backup of the catalog (logical and physical), oldest first: a new array of copies of their
+ * manifests (verified or not), NULL on OOM. *ret_scanned as above. Loop thread. (The off-site
+ * uploader copies the verified ones.) */
+json_t *backups_catalog(const Backups *b, bool *ret_scanned);
+/* Who can tell whether a backup file is off-site too (the off-site uploader, registered by the
+ * wiring): `backups` then shows each one's location, "local" or "both". fn NULL: every one local. */
+typedef bool (*BackupsOffsiteFn)(const char *file, void *data);
+void backups_set_offsite(Backups *b, BackupsOffsiteFn fn, void *data);
 /* Load the configured key (backup.key_file or backup.key_credential), for the WAL archive that
  * completes the backups (a rotation of the backup key does not change the archive's key). 0, or
  * DR_EKEY with err. Blocking: thread pool only. */

@@ -178,7 +178,13 @@ static void backups_cmd_list(CtlCall *call, const json_t *args, void *data)
         json_decref(fails);
         return;
     }
-    json_array_foreach(b->catalog, i, m) json_array_append_new(list, backups_summary(m));
+    json_array_foreach(b->catalog, i, m) {
+        json_t *sum = backups_summary(m);
+        const char *file = json_string_value(json_object_get(m, "file"));
+        bool offsite = b->offsite_fn && file && b->offsite_fn(file, b->offsite_data);
+        json_object_set_new(sum, "location", json_string(offsite ? "both" : "local"));
+        json_array_append_new(list, sum);
+    }
     n = json_array_size(b->failures);
     for (i = n > 20 ? n - 20 : 0; i < n; i++)
         json_array_append(fails, json_array_get(b->failures, i));

@@ -40,7 +40,6 @@
 /* Spool mode: file bytes decrypted per pool work item (a cancel is seen between two). */
 #define BACKUP_VERIFY_SPOOL_SLICE_BYTES (64u * 1024u * 1024u)
 
-#define BACKUP_MANIFEST_SUFFIX ".manifest.json"
 
 /* A growable byte buffer. */
 typedef struct BackupBuf {
@@ -310,6 +309,8 @@ typedef enum { COND_AGE, COND_SIZE, COND_FAILURES, COND_VERIFY, COND_RESTORE, CO
 struct Backups {
     Core *core;
     bool enabled;
+    BackupsOffsiteFn offsite_fn; /* where a backup is (backups_set_offsite), or NULL */
+    void *offsite_data;
     ConfigBackup cfg;
     char *cluster;
     char *failures_path;
