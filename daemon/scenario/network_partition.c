@@ -67,13 +67,6 @@ static const ConfigFailover *np_failover(const ScnRun *run)
     return &run->core->cfg->replication.failover;
 }
 
-/* NAME=conninfo for a hook's environment, or NAME= when the conninfo holds a password. */
-static void np_env_conninfo(char *out, size_t n, const char *name, const char *conninfo)
-{
-    bool secret = conninfo && pgconn_conninfo_has_password(conninfo);
-    snprintf(out, n, "%s=%s", name, conninfo && !secret ? conninfo : "");
-}
-
 /* ---- decide_authoritative ---- */
 
 static void decided(ScnRun *run, int status, void *data)
@@ -386,7 +379,7 @@ static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
         return;
     }
     snprintf(node, sizeof(node), "DRSUP_OLD_PRIMARY=%s", other);
-    np_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "other", "conninfo"));
+    scn_env_conninfo(ci, sizeof(ci), "DRSUP_OLD_PRIMARY_CONNINFO", scn_ctx_str(st->run, "other", "conninfo"));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     scn_hook_run(st, "fence hook", (const char *const *)f->fence, env, f->hook_timeout_ms, fence_exited);
 }
@@ -458,23 +451,9 @@ static void plan_approve(FsmCall *call, void *ctx, FsmDone done)
 
 /* ---- against the authoritative node: reconcile and the watch ---- */
 
-static int np_follow_authoritative(ScnRun *run)
-{
-    const char *ci = scn_ctx_str(run, "authoritative", "conninfo");
-    char *to = NULL;
-    if (!ci)
-        return DR_ESTATE;
-    int r = pgconn_conninfo_retarget(run->db_conninfo, ci, &to);
-    if (r < 0)
-        return r;
-    free(run->db_conninfo);
-    run->db_conninfo = to;
-    return 0;
-}
-
 static void step_reconcile_authoritative(FsmCall *call, void *ctx, FsmDone done)
 {
-    int r = np_follow_authoritative(ctx);
+    int r = scn_run_retarget_db(ctx, "authoritative");
     if (r < 0)
         done(call, r, "cannot name the database on the authoritative node");
     else
@@ -483,7 +462,7 @@ static void step_reconcile_authoritative(FsmCall *call, void *ctx, FsmDone done)
 
 static void step_watch_authoritative(FsmCall *call, void *ctx, FsmDone done)
 {
-    int r = np_follow_authoritative(ctx);
+    int r = scn_run_retarget_db(ctx, "authoritative");
     if (r < 0)
         done(call, r, "cannot name the database on the authoritative node");
     else

@@ -209,10 +209,9 @@ void scn_plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done)
 
 /* ---- against the new primary: reconcile and the watch ---- */
 
-/* The run's database.conninfo, retargeted to the promoted node (its host, hostaddr and port). */
-static int scn_follow_new_primary(ScnRun *run)
+int scn_run_retarget_db(ScnRun *run, const char *ctx_key)
 {
-    const char *ci = scn_ctx_str(run, "standby", "conninfo");
+    const char *ci = scn_ctx_str(run, ctx_key, "conninfo");
     char *to = NULL;
     if (!ci)
         return DR_ESTATE;
@@ -226,7 +225,7 @@ static int scn_follow_new_primary(ScnRun *run)
 
 void scn_step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done)
 {
-    int r = scn_follow_new_primary(ctx);
+    int r = scn_run_retarget_db(ctx, "standby");
     if (r < 0)
         done(call, r, "cannot name the database on the new primary");
     else
@@ -235,7 +234,7 @@ void scn_step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done)
 
 void scn_step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done)
 {
-    int r = scn_follow_new_primary(ctx);
+    int r = scn_run_retarget_db(ctx, "standby");
     if (r < 0)
         done(call, r, "cannot name the database on the new primary");
     else

@@ -166,6 +166,10 @@ void scn_plan_promote(FsmCall *call, FsmDone done, uint64_t timeout_ms);
  * (ctx "old_primary".name), DRSUP_TIMELINE, DRSUP_RUN; ctx "repoint". */
 void scn_step_repoint_platform(FsmCall *call, void *ctx, FsmDone done);
 void scn_plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done);
+/* The run's database.conninfo retargeted (host, hostaddr, port) to the node in ctx[ctx_key].conninfo
+ * ("standby": the promoted one; "authoritative": network_partition's). 0, DR_ESTATE (no such
+ * context), or -ENOMEM. */
+int scn_run_retarget_db(ScnRun *run, const char *ctx_key);
 /* reconcile and post_resume_watch with the run's database.conninfo retargeted to ctx "standby". */
 void scn_step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done);
 void scn_step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done);
