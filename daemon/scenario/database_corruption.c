@@ -90,43 +90,6 @@ static void scn_on_inspected(ScnStep *st, int status, const PGresult *res, const
 
 /* ---- validate_restore ---- */
 
-/* scenarios.database_corruption.validation_queries, else backup.validation_queries, else SELECT 1. */
-static void corruption_validation_queries(const ScnRun *run, char *const **ret, size_t *ret_n)
-{
-    bool own = corruption_cfg(run)->n_validation_queries > 0;
-    *ret = own ? corruption_cfg(run)->validation_queries : run->bcfg.validation_queries;
-    *ret_n = own ? corruption_cfg(run)->n_validation_queries : run->bcfg.n_validation_queries;
-}
-
-static void step_validate_restore(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    char *const *q;
-    size_t n;
-    char where[160];
-    if (!st)
-        return;
-    corruption_validation_queries(st->run, &q, &n);
-    char *ci = scn_conninfo_for(st->run, corruption_run(st->run)->restored);
-    snprintf(where, sizeof(where), "'%s'", corruption_run(st->run)->restored);
-    if (!ci)
-        scn_finish(st, -ENOMEM, "out of memory");
-    else
-        scn_validate(st, q, n, ci, where);
-    free(ci);
-}
-
-static void plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnRun *run = ctx;
-    char *const *q;
-    size_t n;
-    char where[160];
-    corruption_validation_queries(run, &q, &n);
-    snprintf(where, sizeof(where), "'%s'", corruption_run(run)->restored);
-    scn_plan_validation(call, q, n, where, done);
-}
-
 /* ---- the table ---- */
 
 static const FsmState corruption_states[N_STATES] = {
@@ -161,7 +124,7 @@ static const FsmRow corruption_rows[] = {
      scn_step_restore_database, scn_probe_restore_database, scn_plan_restore_database, scn_cancel, 6u * 3600u * 1000u, 1, false,
      FSM_GATE_APPROVAL, RESTORE_FAILED},
     {RESTORED, VALIDATED, "validate_restore", "the restored database answers the validation queries",
-     step_validate_restore, NULL, plan_validate_restore, scn_cancel, 600000, 2, true, FSM_GATE_NONE, RESTORE_FAILED},
+     scn_step_validate_restore, NULL, scn_plan_validate_restore, scn_cancel, 600000, 2, true, FSM_GATE_NONE, RESTORE_FAILED},
     {VALIDATED, SWITCHED, "switch_database", "the platform's database is now the restored one",
      scn_step_switch_database, scn_probe_switch_database, scn_plan_switch_database, scn_cancel, 120000, 3, true,
      FSM_GATE_APPROVAL, RESTORE_FAILED},

@@ -517,3 +517,43 @@ void scn_step_put_back_original(FsmCall *call, void *ctx, FsmDone done)
     if (st)
         scn_inspect(st, putback_inspected);
 }
+
+/* ---- validate_restore (database_corruption, security_breach) ---- */
+
+/* The run's section's validation_queries (database_corruption's, or security_breach's restore part),
+ * else backup.validation_queries, else SELECT 1. */
+static void scn_restore_validation_queries(const ScnRun *run, char *const **ret, size_t *ret_n)
+{
+    bool own = corruption_cfg(run)->n_validation_queries > 0;
+    *ret = own ? corruption_cfg(run)->validation_queries : run->bcfg.validation_queries;
+    *ret_n = own ? corruption_cfg(run)->n_validation_queries : run->bcfg.n_validation_queries;
+}
+
+void scn_step_validate_restore(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char *const *q;
+    size_t n;
+    char where[160];
+    if (!st)
+        return;
+    scn_restore_validation_queries(st->run, &q, &n);
+    char *ci = scn_conninfo_for(st->run, corruption_run(st->run)->restored);
+    snprintf(where, sizeof(where), "'%s'", corruption_run(st->run)->restored);
+    if (!ci)
+        scn_finish(st, -ENOMEM, "out of memory");
+    else
+        scn_validate(st, q, n, ci, where);
+    free(ci);
+}
+
+void scn_plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    char *const *q;
+    size_t n;
+    char where[160];
+    scn_restore_validation_queries(run, &q, &n);
+    snprintf(where, sizeof(where), "'%s'", corruption_run(run)->restored);
+    scn_plan_validation(call, q, n, where, done);
+}

@@ -73,6 +73,9 @@ void scn_plan_preserve_evidence(FsmCall *call, void *ctx, FsmDone done);
 void scn_step_restore_database(FsmCall *call, void *ctx, FsmDone done);
 void scn_probe_restore_database(FsmCall *call, void *ctx, FsmProbeDone done);
 void scn_plan_restore_database(FsmCall *call, void *ctx, FsmDone done);
+/* The restored database answers the scenario's validation_queries (else backup.validation_queries). */
+void scn_step_validate_restore(FsmCall *call, void *ctx, FsmDone done);
+void scn_plan_validate_restore(FsmCall *call, void *ctx, FsmDone done);
 void scn_step_switch_database(FsmCall *call, void *ctx, FsmDone done);
 void scn_probe_switch_database(FsmCall *call, void *ctx, FsmProbeDone done);
 void scn_plan_switch_database(FsmCall *call, void *ctx, FsmDone done);

@@ -497,43 +497,6 @@ static void plan_select_backup(FsmCall *call, void *ctx, FsmDone done)
 
 /* ---- validate_restore ---- */
 
-static void breach_validation_queries(const ScnRun *run, char *const **ret, size_t *ret_n)
-{
-    const CorruptionConfig *c = &breach_cfg(run)->restore;
-    bool own = c->n_validation_queries > 0;
-    *ret = own ? c->validation_queries : run->bcfg.validation_queries;
-    *ret_n = own ? c->n_validation_queries : run->bcfg.n_validation_queries;
-}
-
-static void step_validate_restore(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    char *const *q;
-    size_t n;
-    char where[160];
-    if (!st)
-        return;
-    breach_validation_queries(st->run, &q, &n);
-    char *ci = scn_conninfo_for(st->run, corruption_run(st->run)->restored);
-    snprintf(where, sizeof(where), "'%s'", corruption_run(st->run)->restored);
-    if (!ci)
-        scn_finish(st, -ENOMEM, "out of memory");
-    else
-        scn_validate(st, q, n, ci, where);
-    free(ci);
-}
-
-static void plan_validate_restore(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnRun *run = ctx;
-    char *const *q;
-    size_t n;
-    char where[160];
-    breach_validation_queries(run, &q, &n);
-    snprintf(where, sizeof(where), "'%s'", corruption_run(run)->restored);
-    scn_plan_validation(call, q, n, where, done);
-}
-
 /* ---- the table ---- */
 
 static const FsmState breach_states[N_STATES] = {
@@ -582,7 +545,7 @@ static const FsmRow breach_rows[] = {
      scn_step_restore_database, scn_probe_restore_database, scn_plan_restore_database, scn_cancel,
      6u * 3600u * 1000u, 1, false, FSM_GATE_APPROVAL, RESTORE_FAILED},
     {RESTORED, VALIDATED, "validate_restore", "the restored database answers the validation queries",
-     step_validate_restore, NULL, plan_validate_restore, scn_cancel, 600000, 2, true, FSM_GATE_NONE, RESTORE_FAILED},
+     scn_step_validate_restore, NULL, scn_plan_validate_restore, scn_cancel, 600000, 2, true, FSM_GATE_NONE, RESTORE_FAILED},
     {VALIDATED, SWITCHED, "switch_database", "the platform's database is now the restored one",
      scn_step_switch_database, scn_probe_switch_database, scn_plan_switch_database, scn_cancel, 120000, 3, true,
      FSM_GATE_APPROVAL, RESTORE_FAILED},
