@@ -27,6 +27,7 @@
  * directory it marked, staging rewrites its files.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,26 @@ static void plan_halt(FsmCall *call, void *ctx, FsmDone done)
 
 static void download_range(ScnStep *st);
 
+static void download_unspooled(ScnStep *st, CdWork *w)
+{
+    if (w->result < 0)
+        log_warning("scenario", "%s, ignoring: remove it by hand", w->err);
+    scn_finish(st, w->fail, "%s", w->fail_msg);
+}
+
+/* A failed download: its spool (a part of the container, encrypted) removed, then st finished. */
+static void download_fail(ScnStep *st, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void download_fail(ScnStep *st, int code, const char *fmt, ...)
+{
+    CdWork *w = st->node_op;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->fail_msg, sizeof(w->fail_msg), fmt, ap);
+    va_end(ap);
+    w->fail = code;
+    cd_queue(st, w, cd__unspool_work, download_unspooled);
+}
+
 static void download_recorded(ScnRun *run, int status, void *data)
 {
     ScnStep *st = data;
@@ -187,7 +208,7 @@ static void download_recorded(ScnRun *run, int status, void *data)
 static void download_verified(ScnStep *st, CdWork *w)
 {
     if (w->result < 0) {
-        scn_finish(st, w->result == DR_EKEY || w->result == DR_ECORRUPT ? w->result : w->result, "%s", w->err);
+        download_fail(st, w->result, "%s", w->err);
         return;
     }
     if (!w->last) {
@@ -197,7 +218,7 @@ static void download_verified(ScnStep *st, CdWork *w)
     }
     const char *want = cd_base_str(st->run, "sha256");
     if (!want || strcmp(want, w->sha)) {
-        scn_finish(st, DR_ECORRUPT, "the base backup from the bucket has SHA-256 %s, its manifest says %s: not used",
+        download_fail(st, DR_ECORRUPT, "the base backup from the bucket has SHA-256 %s, its manifest says %s: not used",
                    w->sha, want ? want : "(none)");
         return;
     }
@@ -217,11 +238,11 @@ static void download_got(int err, const HttpResponse *resp, const char *errmsg, 
                                                                  "file_size_bytes"));
     uint64_t want = size - w->offset < cd_cfg(st->run)->range_size ? size - w->offset : cd_cfg(st->run)->range_size;
     if (err != 0) {
-        scn_finish(st, err, "%s", errmsg);
+        download_fail(st, err, "%s", errmsg);
         return;
     }
     if (resp->body_len != want) {
-        scn_finish(st, DR_ECORRUPT, "the bucket answered %zu bytes for the range at %llu of '%s', not %llu", resp->body_len,
+        download_fail(st, DR_ECORRUPT, "the bucket answered %zu bytes for the range at %llu of '%s', not %llu", resp->body_len,
                    (unsigned long long)w->offset, w->name, (unsigned long long)want);
         return;
     }
@@ -245,7 +266,7 @@ static void download_range(ScnStep *st)
     int r = cd__get(st->run->core, cd_cfg(st->run)->fetch_timeout_ms, false, w->name, w->offset, len,
                     (size_t)len + 4096, download_got, st, &st->http_id, msg, sizeof(msg));
     if (r < 0)
-        scn_finish(st, r, "%s", msg);
+        download_fail(st, r, "%s", msg);
 }
 
 static void download_prepared(ScnStep *st, CdWork *w)

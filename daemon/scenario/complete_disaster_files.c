@@ -254,6 +254,13 @@ int cd__wal_work(CdWork *w)
     return r;
 }
 
+int cd__unspool_work(CdWork *w)
+{
+    if (nftw(w->spool, cd_rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        return cd_errno(w, "cannot remove the spool", w->spool);
+    return 0;
+}
+
 int cd__tidy_work(CdWork *w)
 {
     char orig[4400], path[4400];

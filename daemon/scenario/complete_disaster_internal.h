@@ -91,6 +91,8 @@ typedef struct CdWork {
     gid_t gid;
     int result;
     char err[700];
+    int fail;                /* a failed download: its code and message, for after the spool's removal */
+    char fail_msg[1600];
 } CdWork;
 
 /* The data directory: it must exist (made by the operator for the server's user) and be empty, or
@@ -105,6 +107,8 @@ int cd__range_work(CdWork *w);
 int cd__wal_work(CdWork *w);
 /* The restore's marker removed (the unpack finished). */
 int cd__marked_work(CdWork *w);
+/* The spool removed (a failed download). */
+int cd__unspool_work(CdWork *w);
 /* The base backup's postgresql.auto.conf put back (the recovery settings done with), the spool and
  * the staged WAL removed. */
 int cd__tidy_work(CdWork *w);

@@ -8,7 +8,10 @@ backups, the same bucket and backup key) rebuilds the cluster from the bucket.
 
 - the recovery daemon pointed at an empty bucket: refused with the reason, no run, nothing
   started, the data directory untouched;
-- pointed at the bucket (drctl reload): the run halts trading, downloads and verifies the base
+- pointed at the bucket (drctl reload), with a bit flipped in the bucket's copy of the base
+  backup: the run fails at download_base_backup (a chunk fails authentication while downloading),
+  trading stays halted, nothing is unpacked;
+- with the copy intact: the run halts trading, downloads and verifies the base
   backup, unpacks it into the empty data directory, fetches the WAL, recovers to the end of the
   archive on the platform's port: the rows committed up to the archived point are there, the ones
   after it (only in the lost host's partial segment) are not; reconcile, shadow, then the run
@@ -118,17 +121,20 @@ def test_complete_disaster_from_the_bucket(world):
     env.write(1000, "base")
     base = d.ctl_json("backup", "now", "--physical", "--wait", timeout=120)["name"]
     env.write(400, "archived")
-    env.pg.psql("SELECT pg_switch_wal()")
-    end = lsn(env.pg.psql("SELECT pg_current_wal_lsn()"))
-    wait_archived(d, end)
+    switched, seg = env.pg.psql("SELECT s, pg_walfile_name(s) FROM pg_switch_wal() s").split("|")
+    wait_archived(d, lsn(switched))
     env.write(300, "lost")  # only in the partial segment: never off-site
+
+    last = "prod/wal/%s.wal" % seg  # the segment the switch completed: it holds the "archived" rows
 
     def uploaded():
         objs = env.s3.objects("drsup")
-        s = offsite_status(d)
-        return (("prod/backups/%s.manifest.json" % base) in objs and not s["queued"] and
-                any(k.startswith("prod/wal/") for k in objs))
-    wait_until(uploaded, timeout=30, what="the base backup and the WAL in the bucket")
+        return (("prod/backups/%s.manifest.json" % base) in objs and any(k.startswith(last) for k in objs) and
+                not offsite_status(d)["queued"])
+    try:
+        wait_until(uploaded, timeout=30, what="the base backup and the WAL in the bucket")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s\n%s" % (e, sorted(env.s3.objects("drsup")), offsite_status(d)))
     destroy_primary(env)
 
     r = Daemon(env.dir, env.recovery_config("empty"), name="recovery")
@@ -140,6 +146,23 @@ def test_complete_disaster_from_the_bucket(world):
 
     r.write_config(env.recovery_config("drsup"))
     assert r.ctl("reload").returncode == 0
+    # a bit flipped in the bucket's copy, in its second MiB: caught while downloading, nothing unpacked
+    key = "prod/backups/" + base
+    body, etag = env.s3.objects("drsup")[key]
+    at = (1 << 20) + 100
+    with env.s3.lock:
+        env.s3.buckets["drsup"][key] = (body[:at] + bytes([body[at] ^ 1]) + body[at + 1:], etag)
+    bad = r.ctl_json("execute", "--scenario", "complete_disaster")["run"]
+    run = wait_until(lambda: (lambda x: x["status"] in ("failed", "succeeded", "waiting_approval") and x)(
+        r.ctl_json("run", bad)), timeout=30, interval=0.3, what="the tampered run's end")
+    assert run["status"] == "failed" and run["state"] == "stayed_halted", run
+    log = r.log()
+    assert "download_base_backup FAILED" in log and "authentication failed" in log, log[-3000:]
+    assert os.listdir(env.pg.datadir) == ["drsupervisor-restore-in-progress"]
+    assert env.venue.status()["mode"] == "halted"
+    with env.s3.lock:
+        env.s3.buckets["drsup"][key] = (body, etag)
+
     res = r.ctl_json("execute", "--scenario", "complete_disaster")
     rid = res["run"]
     assert res["plan"]["ok"] and res["plan"]["base_backup"]["name"] == base, res
