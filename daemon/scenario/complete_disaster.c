@@ -653,8 +653,11 @@ static void cd_report_extras(const ScnRun *run, json_t *rep)
                                                 (json_int_t)scn_ctx_int(run, "wal", "ms"), "replay",
                                                 (json_int_t)scn_ctx_int(run, "promotion", "wait_ms")));
     json_object_set_new(p, "port", json_integer(cd_cfg(run)->pitr.side_port));
-    json_object_set_new(p, "state_files", json_string("not restored: a base backup carries the cluster only (the "
-                                                      "platform's state files travel with logical backups)"));
+    bool named = json_object_get(json_object_get(cd_plan_of(run), "base_backup"), "state_files") != NULL;
+    json_object_set_new(p, "state_files", json_pack("{s:b,s:b,s:s}", "in_manifest", named, "restored", 0, "why",
+                                                    named ? "the state tar is not copied to the bucket: restore the "
+                                                            "kill-switch and order state by hand"
+                                                          : "the base backup named no state files"));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *v = json_object_get(run->ctx, keys[i]);
         json_object_set_new(p, keys[i], v ? json_deep_copy(v) : json_null());

@@ -183,6 +183,7 @@ def test_complete_disaster_from_the_bucket(world):
         rep = json.load(f)
     cd = rep["complete_disaster"]
     assert cd["bytes_downloaded"] > 0 and cd["download"]["name"] == base and cd["wal"]["files"] >= 2, cd
+    assert cd["state_files"]["restored"] is False
     assert cd["recovered_to_ms"] > 0 and rep["rpo_ms"] is not None and rep["rpo_ms"] >= 0, (cd, rep["rpo_ms"])
     assert not [n for n in os.listdir(os.path.dirname(env.pg.datadir)) if n.startswith("disaster-")]
     r.stop()
