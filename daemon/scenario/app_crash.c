@@ -53,6 +53,13 @@ static const AppCrashConfig *ac_cfg(const ScnRun *run)
     return run->cfg.data;
 }
 
+/* The halt's settings of the step (app_crash__halt's: app_crash's own section, or another scenario's
+ * copy of its keys). */
+static const AppCrashConfig *ac_halt_cfg(const ScnStep *st)
+{
+    return st->halt;
+}
+
 static int64_t ac_ctx_int(const ScnRun *run, const char *obj, const char *key)
 {
     const json_t *v = json_object_get(json_object_get(run->ctx, obj), key);
@@ -104,7 +111,7 @@ static void kill_switch_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, 0, "the venue confirms trading is halted");
     else
         scn_finish(st, 0, "the platform did not confirm the halt within %llu ms; the out-of-band halt %s (the venue "
-                   "keeps re-asserting the halt)", (unsigned long long)ac_cfg(run)->halt_wait_ms, how ? how : "?");
+                   "keeps re-asserting the halt)", (unsigned long long)ac_halt_cfg(st)->halt_wait_ms, how ? how : "?");
 }
 
 static void kill_switch_record(ScnStep *st, const char *by, const char *how)
@@ -128,7 +135,7 @@ static void kill_switch_poll(uv_timer_t *t);
 
 static void kill_switch_check(ScnStep *st)
 {
-    const AppCrashConfig *c = ac_cfg(st->run);
+    const AppCrashConfig *c = ac_halt_cfg(st);
     char reason[256], runv[128];
     const char *env[] = {reason, runv, NULL};
 
@@ -143,14 +150,14 @@ static void kill_switch_check(ScnStep *st)
     }
     if (!ac_action_set(&c->out_of_band_halt)) {
         scn_finish(st, DR_ESTATE, "the platform did not confirm the halt within %llu ms and no out-of-band halt is "
-                   "configured (scenarios.app_crash.out_of_band_halt_command or _url); the venue keeps retrying",
-                   (unsigned long long)c->halt_wait_ms);
+                   "configured (scenarios.%s.out_of_band_halt_command or _url); the venue keeps retrying",
+                   (unsigned long long)c->halt_wait_ms, st->run->def->name);
         return;
     }
     events_emit(st->run->core->events, SEV_WARNING, "scenario.step", NULL, false, NULL,
                 "run %s: the platform did not confirm the halt within %llu ms: running the out-of-band halt",
                 st->run->id, (unsigned long long)c->halt_wait_ms);
-    snprintf(reason, sizeof(reason), "DRSUP_REASON=%s", st->run->reason ? st->run->reason : "app crash");
+    snprintf(reason, sizeof(reason), "DRSUP_REASON=%s", st->run->reason ? st->run->reason : st->run->def->name);
     snprintf(runv, sizeof(runv), "DRSUP_RUN=%s", st->run->id);
     ac_action(st, "out-of-band halt", &c->out_of_band_halt, env, out_of_band_done);
 }
@@ -160,13 +167,11 @@ static void kill_switch_poll(uv_timer_t *t)
     kill_switch_check(t->data);
 }
 
-static void step_kill_switch(FsmCall *call, void *ctx, FsmDone done)
+void app_crash__halt(ScnStep *st, const AppCrashConfig *c)
 {
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
     char reason[512];
 
-    if (!st)
-        return;
+    st->halt = c;
     if (!st->run->caps->venue || !venue_enabled(st->run->caps->venue)) {
         scn_finish(st, -ENOTSUP, "no venue is configured: the daemon cannot halt trading");
         return;
@@ -179,14 +184,25 @@ static void step_kill_switch(FsmCall *call, void *ctx, FsmDone done)
     kill_switch_check(st);
 }
 
+static void step_kill_switch(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (st)
+        app_crash__halt(st, ac_cfg(st->run));
+}
+
+void app_crash__plan_halt(FsmCall *call, const AppCrashConfig *c, FsmDone done)
+{
+    char oob[400], msg[700];
+    ac_describe_action(&c->out_of_band_halt, oob, sizeof(oob));
+    snprintf(msg, sizeof(msg), "would halt through the venue (persisted, retried) and wait %llu ms for its "
+             "confirmation; unconfirmed, the out-of-band halt %s", (unsigned long long)c->halt_wait_ms, oob);
+    done(call, 0, msg);
+}
+
 static void plan_kill_switch(FsmCall *call, void *ctx, FsmDone done)
 {
-    ScnRun *run = ctx;
-    char oob[400], msg[700];
-    ac_describe_action(&ac_cfg(run)->out_of_band_halt, oob, sizeof(oob));
-    snprintf(msg, sizeof(msg), "would halt through the venue (persisted, retried) and wait %llu ms for its "
-             "confirmation; unconfirmed, the out-of-band halt %s", (unsigned long long)ac_cfg(run)->halt_wait_ms, oob);
-    done(call, 0, msg);
+    app_crash__plan_halt(call, ac_cfg(ctx), done);
 }
 
 /* ---- restart_platform: restarted in shadow mode, healthy, halted ---- */

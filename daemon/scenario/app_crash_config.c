@@ -32,6 +32,21 @@ static void app_crash_check_action(const CfgSection *s, const char *name, const 
         cfg_error(s->ctx, cfg_get(s->map, key), "'%s.%s' is at most 10m", s->path, key);
 }
 
+void app_crash__read_halt(const CfgSection *s, AppCrashConfig *c)
+{
+    cfg_duration_ms(s, "halt_wait", false, 5000, 0, &c->halt_wait_ms);
+    if (c->halt_wait_ms > 60000)
+        cfg_error(s->ctx, cfg_get(s->map, "halt_wait"), "'%s.halt_wait' is at most 60s", s->path);
+    cfg_string_list(s, "out_of_band_halt_command", &c->out_of_band_halt.argv, &c->out_of_band_halt.argc);
+    cfg_string(s, "out_of_band_halt_url", false, NULL, &c->out_of_band_halt.url);
+    cfg_string(s, "out_of_band_halt_body", false, NULL, &c->out_of_band_halt.body);
+    cfg_duration_ms(s, "out_of_band_halt_timeout", false, 10000, 100, &c->out_of_band_halt.timeout_ms);
+    app_crash_check_action(s, "out_of_band_halt", &c->out_of_band_halt);
+    if (c->out_of_band_halt.timeout_ms > 60000)
+        cfg_error(s->ctx, cfg_get(s->map, "out_of_band_halt_timeout"), "'%s.out_of_band_halt_timeout' is at most 60s",
+                  s->path);
+}
+
 static void app_crash_config_read(const CfgSection *s, void *data)
 {
     AppCrashConfig *c = data;
@@ -53,17 +68,7 @@ static void app_crash_config_read(const CfgSection *s, void *data)
     cfg_duration_ms(s, "restart_delay", false, 5000, 0, &c->restart_delay_ms);
     cfg_duration_ms(s, "health_timeout", false, 60000, 100, &c->health_timeout_ms);
     cfg_duration_ms(s, "health_interval", false, 500, 10, &c->health_interval_ms);
-    cfg_duration_ms(s, "halt_wait", false, 5000, 0, &c->halt_wait_ms);
-    if (c->halt_wait_ms > 60000)
-        cfg_error(s->ctx, cfg_get(s->map, "halt_wait"), "'%s.halt_wait' is at most 60s", s->path);
-    cfg_string_list(s, "out_of_band_halt_command", &c->out_of_band_halt.argv, &c->out_of_band_halt.argc);
-    cfg_string(s, "out_of_band_halt_url", false, NULL, &c->out_of_band_halt.url);
-    cfg_string(s, "out_of_band_halt_body", false, NULL, &c->out_of_band_halt.body);
-    cfg_duration_ms(s, "out_of_band_halt_timeout", false, 10000, 100, &c->out_of_band_halt.timeout_ms);
-    app_crash_check_action(s, "out_of_band_halt", &c->out_of_band_halt);
-    if (c->out_of_band_halt.timeout_ms > 60000)
-        cfg_error(s->ctx, cfg_get(s->map, "out_of_band_halt_timeout"), "'%s.out_of_band_halt_timeout' is at most 60s",
-                  s->path);
+    app_crash__read_halt(s, c);
     uint64_t one = c->restart.timeout_ms + c->health_timeout_ms + c->restart_delay_ms;
     if ((uint64_t)c->restart_attempts * one > APP_CRASH_RESTART_BUDGET_MS)
         cfg_error(s->ctx, cfg_get(s->map, "restart_attempts"), "'%s': restart_attempts x (restart_timeout + "
@@ -94,6 +99,18 @@ static int app_crash_action_copy(const AppCrashAction *s, AppCrashAction *d)
     d->body = s->body ? strdup(s->body) : NULL;
     int r = config_list_copy(s->argv, s->argc, &d->argv);
     return r || (s->url && !d->url) || (s->body && !d->body) ? -ENOMEM : 0;
+}
+
+void app_crash__halt_done(AppCrashConfig *c)
+{
+    app_crash_action_done(&c->out_of_band_halt);
+    memset(&c->out_of_band_halt, 0, sizeof(c->out_of_band_halt));
+}
+
+int app_crash__copy_halt(const AppCrashConfig *src, AppCrashConfig *dst)
+{
+    dst->halt_wait_ms = src->halt_wait_ms;
+    return app_crash_action_copy(&src->out_of_band_halt, &dst->out_of_band_halt);
 }
 
 static int app_crash_config_copy(const void *src, void *dst)

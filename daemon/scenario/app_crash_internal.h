@@ -1,6 +1,7 @@
 /*
- * app_crash_internal: what app_crash.c and app_crash_config.c share; not for other modules. The
- * scenario's own settings, scenarios.app_crash.
+ * app_crash_internal: what app_crash.c and app_crash_config.c share, and the halt (the venue's,
+ * then the out-of-band halt when the platform cannot confirm it) that complete_disaster.c shares;
+ * not for other modules. The scenario's own settings, scenarios.app_crash.
  */
 #ifndef DRSUP_SCN_APP_CRASH_INTERNAL_H
 #define DRSUP_SCN_APP_CRASH_INTERNAL_H
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "fsm.h"
 
 /* One way of acting on the world: a command (argv, no shell) or an HTTP request; at most one. */
 typedef struct AppCrashAction {
@@ -32,6 +34,20 @@ typedef struct AppCrashConfig {
 } AppCrashConfig;
 
 extern const ConfigScenarioSection app_crash_config_section;
+
+/* The halt's keys of a section (halt_wait, out_of_band_halt_command / _url / _body / _timeout),
+ * read as scenarios.app_crash reads them, into c's halt_wait_ms and out_of_band_halt; copied and
+ * released with the rest of c (the other fields stay zero). */
+struct CfgSection;
+void app_crash__read_halt(const struct CfgSection *s, AppCrashConfig *c);
+int app_crash__copy_halt(const AppCrashConfig *src, AppCrashConfig *dst);
+void app_crash__halt_done(AppCrashConfig *c);
+/* The halt as app_crash's kill_switch step does it, with c's settings (borrowed: the run's
+ * configuration): the venue's halt (persisted, retried), its confirmation waited for halt_wait,
+ * unconfirmed the out-of-band halt; records "kill_switch" {by, how, ms} and finishes st. */
+struct ScnStep;
+void app_crash__halt(struct ScnStep *st, const AppCrashConfig *c);
+void app_crash__plan_halt(FsmCall *call, const AppCrashConfig *c, FsmDone done);
 
 /* The longest a restart_platform step may take with these settings (its row allows more). */
 #define APP_CRASH_RESTART_BUDGET_MS (3600ull * 1000)

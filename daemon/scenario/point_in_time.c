@@ -77,6 +77,20 @@ static int64_t pitr_target_ms(const ScnRun *run)
     return json_is_integer(t) ? json_integer_value(t) : 0;
 }
 
+/* The run recovers to the end of what the staged WAL holds (parameter "to_end"): no
+ * recovery_target_time; PostgreSQL replays until restore_command finds no next file, then promotes. */
+static bool pitr_to_end(const ScnRun *run)
+{
+    return json_is_true(scn_run_param(run, "to_end"));
+}
+
+/* Where the replay goes, for people: the target time, or "the end of the archive". */
+static const char *pitr_target_said(const ScnRun *run)
+{
+    const char *t = scn_ctx_str(run, "wal", "recovery_target");
+    return t && t[0] ? t : scn_ctx_str(run, "wal", "recovery_target_time");
+}
+
 /* T as recovery_target_time: RFC 3339 with "+00" for the "Z", an abbreviation the server cannot
  * read yet when it checks the setting at start ("2026-12-03T10:16:05.123+00"). */
 static void pitr_target_text(int64_t ms, char *out, size_t n)
@@ -225,6 +239,11 @@ void pitr__step_plan_recovery(FsmCall *call, void *ctx, FsmDone done)
     char msg[300], buf[200];
     if (!st)
         return;
+    const json_t *made = scn_run_param(st->run, "plan");
+    if (json_is_object(made)) { /* made before the run started (complete_disaster's, from the bucket) */
+        plan_made(0, json_deep_copy(made), "", st);
+        return;
+    }
     const char *why = pitr__unconfigured(pitr_cfg(st->run), st->run->caps, pitr_target_ms(st->run), st->run->def->name,
                                          buf, sizeof(buf));
     if (why[0]) {
@@ -317,8 +336,7 @@ static void stage_recorded(ScnRun *run, int status, void *data)
     else
         scn_finish(st, 0, "%lld WAL files (%lld bytes) staged in '%s'; recovery.signal and the recovery settings "
                    "written (target %s)", (long long)scn_ctx_int(run, "wal", "files"),
-                   (long long)scn_ctx_int(run, "wal", "bytes"), pitr_run(run)->wal_dir,
-                   scn_ctx_str(run, "wal", "recovery_target_time"));
+                   (long long)scn_ctx_int(run, "wal", "bytes"), pitr_run(run)->wal_dir, pitr_target_said(run));
 }
 
 static void stage_settings_written(ScnStep *st, PitrWork *w)
@@ -327,11 +345,24 @@ static void stage_settings_written(ScnStep *st, PitrWork *w)
         scn_finish(st, w->result, "%s", w->err);
         return;
     }
-    json_t *v = st->acc; /* {files, bytes} */
+    json_t *v = st->acc; /* {files, bytes, ...} */
     st->acc = NULL;
     json_object_set_new(v, "directory", json_string(pitr_run(st->run)->wal_dir));
-    json_object_set_new(v, "recovery_target_time", json_string(w->target));
+    if (w->target[0])
+        json_object_set_new(v, "recovery_target_time", json_string(w->target));
+    json_object_set_new(v, "recovery_target", json_string(w->target[0] ? w->target : "the end of the archive"));
     scn_context_set(st->run, "wal", v, stage_recorded, st);
+}
+
+void pitr__stage_settle(ScnStep *st, json_t *acc)
+{
+    st->acc = acc;
+    PitrWork *w = pitr_work_new(st);
+    if (!w)
+        return;
+    if (!pitr_to_end(st->run))
+        pitr_target_text(pitr_target_ms(st->run), w->target, sizeof(w->target));
+    pitr_work_queue(st, w, pitr__settings_work, stage_settings_written);
 }
 
 static void stage_done(int status, uint64_t files, uint64_t bytes, const char *err, void *data)
@@ -345,15 +376,12 @@ static void stage_done(int status, uint64_t files, uint64_t bytes, const char *e
         scn_finish(st, status, "cannot stage the WAL: %s", err);
         return;
     }
-    if (!(st->acc = json_pack("{s:I,s:I}", "files", (json_int_t)files, "bytes", (json_int_t)bytes))) {
+    json_t *acc = json_pack("{s:I,s:I}", "files", (json_int_t)files, "bytes", (json_int_t)bytes);
+    if (!acc) {
         scn_finish(st, -ENOMEM, "out of memory");
         return;
     }
-    PitrWork *w = pitr_work_new(st);
-    if (!w)
-        return;
-    pitr_target_text(pitr_target_ms(st->run), w->target, sizeof(w->target));
-    pitr_work_queue(st, w, pitr__settings_work, stage_settings_written);
+    pitr__stage_settle(st, acc);
 }
 
 void pitr__step_stage_wal(FsmCall *call, void *ctx, FsmDone done)
@@ -378,7 +406,7 @@ static void start_exited(ScnStep *st, bool ok, int64_t status, const char *how)
         scn_finish(st, DR_ECHILD, "pg_ctl start %s (the server's log: '%s')", how, pitr_run(st->run)->log);
     else
         scn_finish(st, 0, "the recovered server is starting on port %lld, recovering to %s",
-                   (long long)pitr_cfg(st->run)->side_port, scn_ctx_str(st->run, "wal", "recovery_target_time"));
+                   (long long)pitr_cfg(st->run)->side_port, pitr_target_said(st->run));
 }
 
 static void start_status_exited(ScnStep *st, bool ok, int64_t status, const char *how)
@@ -427,7 +455,7 @@ static void promotion_recorded(ScnRun *run, int status, void *data)
         scn_finish(st, status, "cannot record the promotion: %s", err_str(status));
     else
         scn_finish(st, 0, "the recovered server replayed to %s and was promoted (%lld ms)",
-                   scn_ctx_str(run, "wal", "recovery_target_time"), (long long)scn_ctx_int(run, "promotion", "wait_ms"));
+                   pitr_target_said(run), (long long)scn_ctx_int(run, "promotion", "wait_ms"));
 }
 
 static void promotion_tick(uv_timer_t *t)

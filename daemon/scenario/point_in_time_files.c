@@ -87,11 +87,15 @@ int pitr__settings_work(PitrWork *w)
         free(text);
         return r;
     }
-    int n = asprintf(&out, "%s\n# point-in-time recovery by drsupervisor (the original is "
-                     "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n"
-                     "recovery_target_time = '%s'\nrecovery_target_action = 'promote'\n"
-                     "recovery_target_inclusive = on\n",
-                     text, w->wal_dir, w->target);
+    /* no target (w->target ""): to the end of what restore_command finds, then promoted */
+    int n = w->target[0] ? asprintf(&out, "%s\n# point-in-time recovery by drsupervisor (the original is "
+                                    "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n"
+                                    "recovery_target_time = '%s'\nrecovery_target_action = 'promote'\n"
+                                    "recovery_target_inclusive = on\n",
+                                    text, w->wal_dir, w->target)
+                         : asprintf(&out, "%s\n# recovery to the end of the archive by drsupervisor (the original is "
+                                    "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n",
+                                    text, w->wal_dir);
     free(text);
     if (n < 0)
         return -ENOMEM;

@@ -6,7 +6,10 @@
  * A run of another scenario may use the pitr__ steps when it is laid out as a point_in_time run:
  * its section's settings (run->cfg.data) start with a PitrConfig (read by pitr__config_read from
  * its own keys), its context (run->own) starts with a PitrRun (named by pitr__ctx_init), and its
- * parameters hold "target_ms" (the recovery target, wall-clock ms).
+ * parameters hold "target_ms" (the recovery target, wall-clock ms), or "to_end": true (the recovery
+ * goes to the end of the staged WAL: no recovery_target_time; PostgreSQL replays until
+ * restore_command finds no next file, then promotes), and may hold "plan" (made before the run
+ * started, in wal_plan's form: plan_recovery records it instead of asking the local archive).
  */
 #ifndef DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
 #define DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
@@ -52,11 +55,16 @@ void pitr__config_read(const struct CfgSection *s, void *data);
 int pitr__config_copy(const void *src, void *dst);
 void pitr__config_done(void *data);
 
+struct ScnStep;
 /* The steps (rows of point_in_time's table; see point_in_time.c for what each records). */
 void pitr__step_plan_recovery(FsmCall *call, void *ctx, FsmDone done);
 void pitr__step_restore_base_backup(FsmCall *call, void *ctx, FsmDone done);
 void pitr__plan_restore_base_backup(FsmCall *call, void *ctx, FsmDone done);
 void pitr__step_stage_wal(FsmCall *call, void *ctx, FsmDone done);
+/* The end of a stage_wal step once its WAL is in the run's wal_dir: acc ({files, bytes, ...}; owned)
+ * becomes the context's "wal" after the recovery settings are written (to the run's target, or to
+ * the end with "to_end"); then st is finished. */
+void pitr__stage_settle(struct ScnStep *st, json_t *acc);
 void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done);
 void pitr__plan_start_recovery(FsmCall *call, void *ctx, FsmDone done);
 void pitr__step_wait_for_promotion(FsmCall *call, void *ctx, FsmDone done);
@@ -84,7 +92,7 @@ struct PitrWork {
     int (*fn)(PitrWork *w);
     PitrWorkDone then;
     char live[4096], dir[4096], wal_dir[4096]; /* live data directory, recovered one, staged WAL */
-    char target[64];                           /* recovery_target_time */
+    char target[64];                           /* recovery_target_time ("": to the end of the WAL) */
     uid_t uid;                                 /* the server's user */
     gid_t gid;
     int result;

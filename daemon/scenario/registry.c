@@ -20,6 +20,7 @@ extern const ScenarioDef scenario_switchover;
 extern const ScenarioDef scenario_rejoin;
 extern const ScenarioDef scenario_data_loss;
 extern const ScenarioDef scenario_security_breach;
+extern const ScenarioDef scenario_complete_disaster;
 
 static const ScenarioDef *const scenario_registry[] = {
     &scenario_database_corruption,
@@ -31,6 +32,7 @@ static const ScenarioDef *const scenario_registry[] = {
     &scenario_rejoin,
     &scenario_data_loss,
     &scenario_security_breach,
+    &scenario_complete_disaster,
 };
 
 int scenario_register_config(void)

@@ -119,18 +119,20 @@ const OptCommand drctl_cmd_execute = {
     .name = "execute",
     .summary = "run a recovery scenario now (dry run: print the plan, change nothing) [operator]",
     .description = "Start a recovery run now; prints the run id. Scenarios: database_corruption, "
-                   "primary_failure, network_partition, app_crash, data_loss, security_breach (point_in_time "
+                   "primary_failure, network_partition, app_crash, data_loss, security_breach, complete_disaster (point_in_time "
                    "through drctl recover, switchover and rejoin through their commands). --dry-run prints the "
                    "plan and changes nothing (it fails if a step could not run, for example with no venue); "
                    "--manual stops at the gates (restore, switch, resume_live) until approve. One run at a time. "
                    "data_loss takes --before T, the time the data was still whole: it is planned first, and a T "
                    "the WAL archive cannot reach is refused before any run starts. security_breach takes --since "
                    "T, when the incident began: it restores the newest backup that finished and was verified "
-                   "before T (default: now). [operator]",
+                   "before T (default: now). complete_disaster runs on a recovery host: planned from the "
+                   "off-site bucket first (no verified base backup there, or WAL with a gap, is refused before "
+                   "any run starts). [operator]",
     .options = (const OptSpec[]){
         {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
          .help = "the scenario (database_corruption, primary_failure, network_partition, app_crash, data_loss, "
-                 "security_breach)"},
+                 "security_breach, complete_disaster)"},
         {.name = "dry-run", .kind = OPTSPEC_FLAG, .help = "print the plan, change nothing"},
         {.name = "manual", .kind = OPTSPEC_FLAG, .help = "stop at the gates until drctl approve"},
         {.name = "reason", .short_name = 'r', .kind = OPTSPEC_STRING, .metavar = "TEXT", .help = "why (recorded)"},

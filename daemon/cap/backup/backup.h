@@ -162,6 +162,10 @@ typedef void (*BackupUnpackDoneFn)(int status, const char *error, uint64_t bytes
  */
 int backup_unpack_base(Backups *b, const char *name, const char *const *argv, uint64_t timeout_ms,
                        BackupUnpackDoneFn done, void *data, BackupUnpack **ret);
+/* The same for a base backup's container at `path` outside the catalog (downloaded from the bucket),
+ * checked against sha256_hex (its manifest's). -EINVAL for a bad argument. */
+int backup_unpack_file(Backups *b, const char *path, const char *sha256_hex, const char *const *argv,
+                       uint64_t timeout_ms, BackupUnpackDoneFn done, void *data, BackupUnpack **ret);
 /* Stop (the child is killed); done() follows with DR_ECANCELED. Only valid until done() ran. */
 void backup_unpack_cancel(BackupUnpack *u);
 

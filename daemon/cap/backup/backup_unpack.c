@@ -5,7 +5,9 @@
  * Owns one unpack: the key loaded on the thread pool, then the file verified and decrypted on the
  * thread pool (backup_verify, streamed: nothing plaintext is spooled) into the child's stdin
  * (`tar -x -C DIR`, run as the server's user by the caller's argv), and one callback. The file's
- * SHA-256 is checked against its manifest's; a child that stops reading early fails.
+ * SHA-256 is checked against its manifest's; a child that stops reading early fails. The same for
+ * a container outside the catalog (backup_unpack_file: complete_disaster's, downloaded from the
+ * bucket).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -93,15 +95,13 @@ static void unpack_key_done(uv_work_t *req, int status)
     }
 }
 
-int backup_unpack_base(Backups *b, const char *name, const char *const *argv, uint64_t timeout_ms,
-                       BackupUnpackDoneFn done, void *data, BackupUnpack **ret)
+int backup_unpack_file(Backups *b, const char *path, const char *sha256_hex, const char *const *argv,
+                       uint64_t timeout_ms, BackupUnpackDoneFn done, void *data, BackupUnpack **ret)
 {
     size_t n = 0;
     if (!b || !b->enabled)
         return DR_ECONFIG;
-    const json_t *m = name ? backups__find(b, name) : NULL;
-    const char *sha = json_string_value(json_object_get(m, "sha256"));
-    if (!m || backup_manifest_kind(m) != BACKUP_KIND_PHYSICAL || !sha || !argv || !argv[0])
+    if (!path || !sha256_hex || strlen(sha256_hex) != 64 || !argv || !argv[0])
         return -EINVAL;
     while (argv[n])
         n++;
@@ -117,8 +117,8 @@ int backup_unpack_base(Backups *b, const char *name, const char *const *argv, ui
     bool ok = (u->argv = calloc(n + 1, sizeof(char *))) != NULL;
     for (size_t i = 0; ok && i < n; i++)
         ok = (u->argv[i] = strdup(argv[i])) != NULL;
-    int r = !ok || config_backup_copy(&b->cfg, &u->cfg) < 0 ||
-                    asprintf(&u->path, "%s/%s", b->cfg.directory, name) < 0 || !(u->sha = strdup(sha))
+    int r = !ok || config_backup_copy(&b->cfg, &u->cfg) < 0 || !(u->path = strdup(path)) ||
+                    !(u->sha = strdup(sha256_hex))
                 ? -ENOMEM
                 : uv_queue_work(u->loop, &u->work, unpack_key_work, unpack_key_done);
     if (r < 0) {
@@ -128,6 +128,23 @@ int backup_unpack_base(Backups *b, const char *name, const char *const *argv, ui
     if (ret)
         *ret = u;
     return 0;
+}
+
+int backup_unpack_base(Backups *b, const char *name, const char *const *argv, uint64_t timeout_ms,
+                       BackupUnpackDoneFn done, void *data, BackupUnpack **ret)
+{
+    if (!b || !b->enabled)
+        return DR_ECONFIG;
+    const json_t *m = name ? backups__find(b, name) : NULL;
+    const char *sha = json_string_value(json_object_get(m, "sha256"));
+    char *path = NULL;
+    if (!m || backup_manifest_kind(m) != BACKUP_KIND_PHYSICAL || !sha || !argv || !argv[0])
+        return -EINVAL;
+    if (asprintf(&path, "%s/%s", b->cfg.directory, name) < 0)
+        return -ENOMEM;
+    int r = backup_unpack_file(b, path, sha, argv, timeout_ms, done, data, ret);
+    free(path);
+    return r;
 }
 
 void backup_unpack_cancel(BackupUnpack *u)

@@ -78,6 +78,7 @@ struct ScnStep {
     uint64_t deadline_ms; /* switchover's and rejoin's polls: the monotonic ms they give up at */
     void *node_op;        /* node.c: the stop or start in flight (freed with the step) */
     void (*node_op_free)(void *op);
+    const void *halt;  /* app_crash__halt: the halt's settings (an AppCrashConfig of the run's configuration) */
     char *hook_stdout; /* scn_hook_run: the last command's stdout (its head, at most 4 KiB; owned), or NULL */
 };
 

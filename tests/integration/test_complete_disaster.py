@@ -1,0 +1,189 @@
+"""
+The complete_disaster scenario (docs/complete-disaster.md) against a real PostgreSQL 15, the strict
+S3 test server and the paper trading platform: a primary host's daemon archives the WAL and
+copies a base backup and the WAL to the bucket while a table is written; the primary host is
+then destroyed (its daemon stopped, the server stopped, its data directory, the daemon's state,
+backups and WAL archive removed); a recovery host's daemon (a fresh state directory, no local
+backups, the same bucket and backup key) rebuilds the cluster from the bucket.
+
+- the recovery daemon pointed at an empty bucket: refused with the reason, no run, nothing
+  started, the data directory untouched;
+- pointed at the bucket (drctl reload), with a bit flipped in the bucket's copy of the base
+  backup: the run fails at download_base_backup (a chunk fails authentication while downloading),
+  trading stays halted, nothing is unpacked;
+- with the copy intact: the run halts trading, downloads and verifies the base
+  backup, unpacks it into the empty data directory, fetches the WAL, recovers to the end of the
+  archive on the platform's port: the rows committed up to the archived point are there, the ones
+  after it (only in the lost host's partial segment) are not; reconcile, shadow, then the run
+  waits at the approval gate; drctl approve: live. The report has the RPO, the bytes downloaded
+  and where the time went.
+"""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from drsup import Daemon, wait_until
+from pgharness import PgCluster
+from s3server import S3Server
+from test_offsite import AK, SK, secret, status as offsite_status
+from test_wal import lsn, wait_archived, wait_streaming
+from trading_env import PG_BIN, TradingEnv
+
+RUN_AS = ["/usr/sbin/runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+class PrimaryEnv(TradingEnv):
+    def __init__(self, tmp_path, pg, s3):
+        super().__init__(tmp_path, pg, trade_interval="100ms")
+        self.s3 = s3
+
+    def config(self):
+        cfg = super().config()
+        for k in ("restart_command", "server_log", "corruption_queries"):
+            cfg["detector"].pop(k, None)
+        cfg["backup"]["physical"] = {"pg_basebackup": PG_BIN + "/pg_basebackup", "conninfo": self.pg.conninfo("postgres")}
+        cfg["wal"] = {"conninfo": self.pg.conninfo("postgres"), "flush_interval": "200ms", "status_interval": "1s"}
+        cfg["repository"] = {"s3": {
+            "endpoint": self.s3.url(), "bucket": "drsup", "prefix": "prod/",
+            "access_key_id_file": secret(self.dir, "s3.ak", AK), "secret_access_key_file": secret(self.dir, "s3.sk", SK),
+            "part_size": "8MiB", "concurrency": 2, "scan_interval": "200ms", "retry_base": "50ms", "retry_cap": "400ms",
+            "max_attempts": 4, "timeout": "10s"}}
+        return cfg
+
+    def recovery_config(self, bucket):
+        cfg = self.config()
+        del cfg["wal"]
+        del cfg["backup"]["physical"]
+        cfg["backup"]["directory"] = os.path.join(self.dir, "recovery-backups")
+        cfg["repository"]["s3"]["bucket"] = bucket
+        cfg["scenarios"]["complete_disaster"] = {
+            "rto": "10m", "rpo": "10m",
+            "data_directory": self.pg.datadir,
+            "port": self.pg.port,
+            "pg_ctl": PG_BIN + "/pg_ctl",
+            "run_as": RUN_AS,
+            "start_timeout": "60s",
+            "range_size": "1MiB",
+            "halt_wait": "2s",
+            "validation_queries": ["SELECT count(*) FROM t", "SELECT count(*) > 0 FROM orders"],
+        }
+        return cfg
+
+    def write(self, n, tag):
+        self.pg.psql("CREATE TABLE IF NOT EXISTS t (id serial, tag text, pad text)", db=self.db)
+        self.pg.psql("INSERT INTO t (tag, pad) SELECT '%s', repeat('x', 200) FROM generate_series(1, %d)" % (tag, n),
+                     db=self.db)
+
+    def rows(self):
+        return self.pg.psql("SELECT tag, count(*) FROM t GROUP BY tag ORDER BY tag", db=self.db).split()
+
+
+@pytest.fixture
+def world(tmp_path):
+    pg = PgCluster()
+    pg.init()
+    pg.start()
+    s3 = S3Server(access_key=AK, secret_key=SK, buckets=("drsup", "empty")).start()
+    env = PrimaryEnv(tmp_path, pg, s3)
+    rec = []
+    try:
+        yield env, rec
+    finally:
+        for d in rec:
+            d.cleanup()
+        env.cleanup()
+        s3.stop()
+        pg.cleanup()
+
+
+def destroy_primary(env):
+    """The primary host is gone: its daemon, its server, its data directory, the daemon's state,
+    backups and WAL archive."""
+    d = env.daemon
+    d.stop()
+    subprocess.run(RUN_AS + [PG_BIN + "/pg_ctl", "-D", env.pg.datadir, "-m", "immediate", "stop"],
+                   capture_output=True, check=True)
+    wal_dir = d.config["wal"].get("directory") or os.path.join(d.config["backup"]["directory"], "wal")
+    for p in (env.pg.datadir, d.state_dir, d.config["backup"]["directory"], wal_dir):
+        shutil.rmtree(p, ignore_errors=True)
+    # the recovery host's empty data directory, made by the operator for the server's user
+    subprocess.run(RUN_AS + ["mkdir", "-m", "0700", env.pg.datadir], check=True)
+
+
+def test_complete_disaster_from_the_bucket(world):
+    env, rec = world
+    env.start()
+    d = env.daemon
+    wait_streaming(d)
+    env.write(1000, "base")
+    base = d.ctl_json("backup", "now", "--physical", "--wait", timeout=120)["name"]
+    env.write(400, "archived")
+    switched, seg = env.pg.psql("SELECT s, pg_walfile_name(s) FROM pg_switch_wal() s").split("|")
+    wait_archived(d, lsn(switched))
+    env.write(300, "lost")  # only in the partial segment: never off-site
+
+    last = "prod/wal/%s.wal" % seg  # the segment the switch completed: it holds the "archived" rows
+
+    def uploaded():
+        objs = env.s3.objects("drsup")
+        return (("prod/backups/%s.manifest.json" % base) in objs and any(k.startswith(last) for k in objs) and
+                not offsite_status(d)["queued"])
+    try:
+        wait_until(uploaded, timeout=30, what="the base backup and the WAL in the bucket")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s\n%s" % (e, sorted(env.s3.objects("drsup")), offsite_status(d)))
+    destroy_primary(env)
+
+    r = Daemon(env.dir, env.recovery_config("empty"), name="recovery")
+    rec.append(r)
+    r.start()
+    p = r.ctl("execute", "--scenario", "complete_disaster")
+    assert p.returncode != 0 and "no verified base backup" in p.stderr, p.stdout + p.stderr
+    assert r.ctl_json("runs")["runs"] == [] and os.listdir(env.pg.datadir) == []
+
+    r.write_config(env.recovery_config("drsup"))
+    assert r.ctl("reload").returncode == 0
+    # a bit flipped in the bucket's copy, in its second MiB: caught while downloading, nothing unpacked
+    key = "prod/backups/" + base
+    body, etag = env.s3.objects("drsup")[key]
+    at = (1 << 20) + 100
+    with env.s3.lock:
+        env.s3.buckets["drsup"][key] = (body[:at] + bytes([body[at] ^ 1]) + body[at + 1:], etag)
+    bad = r.ctl_json("execute", "--scenario", "complete_disaster")["run"]
+    run = wait_until(lambda: (lambda x: x["status"] in ("failed", "succeeded", "waiting_approval") and x)(
+        r.ctl_json("run", bad)), timeout=30, interval=0.3, what="the tampered run's end")
+    assert run["status"] == "failed" and run["state"] == "stayed_halted", run
+    log = r.log()
+    assert "download_base_backup FAILED" in log and "authentication failed" in log, log[-3000:]
+    assert os.listdir(env.pg.datadir) == ["drsupervisor-restore-in-progress"]
+    assert env.venue.status()["mode"] == "halted"
+    with env.s3.lock:
+        env.s3.buckets["drsup"][key] = (body, etag)
+
+    res = r.ctl_json("execute", "--scenario", "complete_disaster")
+    rid = res["run"]
+    assert res["plan"]["ok"] and res["plan"]["base_backup"]["name"] == base, res
+    wait_until(lambda: (lambda x: x["status"] in ("waiting_approval", "failed", "held", "aborted") and x)(
+        r.ctl_json("run", rid)), timeout=90, interval=0.3, what="the approval gate")
+    run = r.ctl_json("run", rid)
+    assert run["status"] == "waiting_approval" and run["state"] == "trading_in_shadow", \
+        (run, "\n".join(l for l in r.log().splitlines() if "scenario" in l)[-6000:])
+    assert env.rows() == ["archived|400", "base|1000"], env.rows()
+    assert env.pg.psql("SELECT pg_is_in_recovery()") == "f"
+    assert env.venue.status()["mode"] == "shadow"
+    assert r.ctl("approve", rid).returncode == 0
+    wait_until(lambda: r.ctl_json("run", rid)["status"] in ("succeeded", "failed"), timeout=60, interval=0.3,
+               what="the run's end")
+    assert r.ctl_json("run", rid)["status"] == "succeeded", r.log()[-4000:]
+    assert env.venue.status()["mode"] == "live"
+    with open(os.path.join(r.state_dir, "incidents", rid + ".json")) as f:
+        rep = json.load(f)
+    cd = rep["complete_disaster"]
+    assert cd["bytes_downloaded"] > 0 and cd["download"]["name"] == base and cd["wal"]["files"] >= 2, cd
+    assert cd["state_files"]["restored"] is False
+    assert cd["recovered_to_ms"] > 0 and rep["rpo_ms"] is not None and rep["rpo_ms"] >= 0, (cd, rep["rpo_ms"])
+    assert not [n for n in os.listdir(os.path.dirname(env.pg.datadir)) if n.startswith("disaster-")]
+    r.stop()
