@@ -129,6 +129,23 @@ int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, 
 int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **ret_conninfo);
 
 /*
+ * Whether conninfos a and b name the same server: the same port (5432 when unset) and the same
+ * hostaddr when both give one, else the same host or the one's hostaddr written as the other's
+ * host (a unix-socket directory compared without trailing slashes; neither giving a host: both
+ * the default socket). Names are compared as written, never resolved. 1 yes, 0 no, DR_ECONFIG
+ * when either cannot be parsed. Pure.
+ */
+int pgconn_conninfo_same_server(const char *a, const char *b);
+
+/*
+ * The rule that makes a conninfo follow a promotion: when conninfo names the server `from` names
+ * (pgconn_conninfo_same_server), *ret_conninfo is conninfo retargeted to `to` (malloc'd, the
+ * caller frees) and 1 is returned; otherwise (some other server, or from or to NULL) 0 with
+ * *ret_conninfo NULL. DR_ECONFIG when one cannot be parsed, -ENOMEM. Pure.
+ */
+int pgconn_conninfo_follow(const char *conninfo, const char *from, const char *to, char **ret_conninfo);
+
+/*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]
  * NULL is SQL NULL; the strings are copied). Connects first when not connected. Returns 0 and
  * later calls cb exactly once (every database outcome, including a failure found at once such as
