@@ -145,6 +145,19 @@ int pgconn_conninfo_same_server(const char *a, const char *b);
  */
 int pgconn_conninfo_follow(const char *conninfo, const char *from, const char *to, char **ret_conninfo);
 
+/* What a module's conninfos follow: the old primary's server (from) and the new one's (to), both
+ * NULL before any promotion. Owned by the module; both strings owned by the struct. */
+typedef struct PgConnFollow {
+    char *from, *to;
+} PgConnFollow;
+/* Copy from and to into f (either NULL: nothing followed). 1 when that changed f, 0 when not, -ENOMEM. */
+int pgconn_follow_set(PgConnFollow *f, const char *from, const char *to);
+void pgconn_follow_clear(PgConnFollow *f);
+/* conninfo as it follows f (pgconn_conninfo_follow; as written when it names another server or
+ * cannot be parsed), malloc'd; NULL when conninfo is NULL or out of memory. *ret_followed (may be
+ * NULL) says whether it was retargeted. */
+char *pgconn_follow_apply(const PgConnFollow *f, const char *conninfo, bool *ret_followed);
+
 /*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]
  * NULL is SQL NULL; the strings are copied). Connects first when not connected. Returns 0 and

@@ -515,6 +515,43 @@ int pgconn_conninfo_follow(const char *conninfo, const char *from, const char *t
     return r < 0 ? r : 1;
 }
 
+int pgconn_follow_set(PgConnFollow *f, const char *from, const char *to)
+{
+    char *a = from && to ? strdup(from) : NULL, *b = from && to ? strdup(to) : NULL;
+    if (from && to && (!a || !b)) {
+        free(a);
+        free(b);
+        return -ENOMEM;
+    }
+    bool same = (!a && !f->from) || (a && f->from && !strcmp(a, f->from) && !strcmp(b, f->to));
+    pgconn_follow_clear(f);
+    f->from = a;
+    f->to = b;
+    return same ? 0 : 1;
+}
+
+void pgconn_follow_clear(PgConnFollow *f)
+{
+    free(f->from);
+    free(f->to);
+    f->from = f->to = NULL;
+}
+
+char *pgconn_follow_apply(const PgConnFollow *f, const char *conninfo, bool *ret_followed)
+{
+    char *to = NULL;
+    if (ret_followed)
+        *ret_followed = false;
+    if (!conninfo)
+        return NULL;
+    if (pgconn_conninfo_follow(conninfo, f->from, f->to, &to) == 1) {
+        if (ret_followed)
+            *ret_followed = true;
+        return to;
+    }
+    return strdup(conninfo);
+}
+
 bool pgconn_conninfo_is_uri(const char *conninfo)
 {
     return conninfo && (!strncmp(conninfo, "postgresql://", 13) || !strncmp(conninfo, "postgres://", 11));
