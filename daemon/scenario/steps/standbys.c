@@ -24,6 +24,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "observe/replication.h"
 #include "pgconn.h"
 #include "scenario/scn_internal.h"
 #include "scenario/steps/steps.h"
@@ -323,11 +324,18 @@ static void sb_next(ScnStep *st)
 }
 
 /* The other standbys: every node of replication.nodes but the new and the old primary (copied: a
- * reload may come while the step runs). */
+ * reload may come while the step runs). A dry run, before either is chosen, names them as
+ * failover-status does (the primary now, the candidate). */
 static json_t *sb_todo(const ScnRun *run)
 {
     const ConfigReplication *rc = &run->core->cfg->replication;
     const char *to = scn_ctx_str(run, "standby", "name"), *old = scn_ctx_str(run, "old_primary", "name");
+    ReplFailoverView v;
+    if ((!to || !old) && run->caps->replication) {
+        replication_failover_view(run->caps->replication, 0, &v);
+        to = to ? to : v.candidate;
+        old = old ? old : v.primary;
+    }
     json_t *todo = json_array();
     for (size_t i = 0; todo && i < rc->n_nodes; i++) {
         const ConfigReplicationNode *n = &rc->nodes[i];
