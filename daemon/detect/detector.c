@@ -809,7 +809,7 @@ int detector_follow_primary(Detector *det, const char *from, const char *to)
 {
     int r = pgconn_follow_set(&det->follow, from, to);
     if (r <= 0 || !det->configured)
-        return r;
+        return r < 0 ? r : 0;
     return detector_apply_config(det, det->core->cfg); /* the connections are remade when they moved */
 }
 

@@ -8,7 +8,8 @@ pg1 stopped (immediate) -> primary_failure promotes pg2, and then:
 - its repoint_standbys step points pg3 at pg2 (ALTER SYSTEM SET primary_conninfo + reload): pg3's
   WAL receiver streams from pg2's port, pg2's pg_stat_replication lists pg3, a row written on pg2
   reaches pg3; the run's report says pg3 follows;
-- `drctl backup now --wait` succeeds with pg1 down (backup.conninfo follows pg2), the WAL archive
+- `drctl backup now --wait` succeeds with pg1 down (backup.conninfo follows pg2; its manifest's
+  server is pg2's address and port), the WAL archive
   streams from pg2 on the new timeline over a slot the daemon created there, and
   `drctl replication-status` / `drctl status` say which conninfos follow (reconcile.conninfo, which
   names pg3, is used as written).
@@ -83,6 +84,7 @@ def test_after_a_failover_the_other_standby_backups_and_wal_follow_the_new_prima
         # a backup with pg1 down: backup.conninfo follows pg2
         res = d.ctl_json("backup", "now", "--wait")
         assert res["manifest"]["database"] == env.db and res["manifest"]["verification"]["sha256_match"], res
+        assert res["manifest"]["server"] == "127.0.0.1:%d" % standby.port, res["manifest"]
         # the WAL archive streams from pg2 on its timeline, over the slot the daemon made there
         wait_until(lambda: (lambda w: w["state"] == "streaming" and w["timeline"] == 2)(d.ctl_json("wal-status")),
                    timeout=20, what="wal streaming from pg2 on timeline 2")

@@ -979,7 +979,7 @@ int backups_follow_primary(Backups *b, const char *from, const char *to)
 {
     int r = pgconn_follow_set(&b->follow, from, to);
     if (r <= 0 || !b->enabled)
-        return r;
+        return r < 0 ? r : 0;
     return backups_follow(b, &b->core->cfg->backup);
 }
 

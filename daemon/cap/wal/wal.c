@@ -950,7 +950,7 @@ int wal_follow_primary(WalArchive *w, const char *from, const char *to)
 {
     int r = pgconn_follow_set(&w->follow, from, to);
     if (r <= 0 || !w->registered)
-        return r;
+        return r < 0 ? r : 0;
     return wal_apply_config(w, w->core->cfg); /* the receiver reconnects when wal.conninfo moved */
 }
 

@@ -226,11 +226,15 @@ static void sb_on_slot(ScnStep *st, int status, const PGresult *res, const char 
 }
 
 /* The node's primary_conninfo for the new primary: its own (user, passfile, TLS kept), else the
- * new primary's node conninfo, with the new primary's host/hostaddr/port and application_name=<node>. */
+ * new primary's node conninfo, with the new primary's host/hostaddr/port and application_name=<node>.
+ * A password of the daemon's configuration is never written to another server: DR_ECONFIG. */
 static int sb_primary_conninfo(ScnStep *st, const char *current, char **ret)
 {
     char *to = NULL, *out = NULL;
-    int r = pgconn_conninfo_retarget(current && current[0] ? current : sb_new_primary(st), sb_new_primary(st), &to);
+    bool own = current && current[0];
+    if (!own && pgconn_conninfo_has_password(sb_new_primary(st)))
+        return DR_ECONFIG;
+    int r = pgconn_conninfo_retarget(own ? current : sb_new_primary(st), sb_new_primary(st), &to);
     if (r < 0)
         return r;
     /* a later keyword wins in libpq; a node name is one word (config: no spaces) */
@@ -254,7 +258,10 @@ static void sb_on_settings(ScnStep *st, int status, const PGresult *res, const c
     char *ci = NULL;
     int r = sb_primary_conninfo(st, PQgetvalue(res, 0, 1), &ci);
     if (r < 0) {
-        sb_done_node(st, false, "primary_conninfo", "cannot write its primary_conninfo: %s", err_str(r));
+        sb_done_node(st, false, "primary_conninfo", "cannot write its primary_conninfo: %s",
+                     r == DR_ECONFIG ? "it has none, and the new primary's conninfo holds a password, which is not "
+                                       "written to another server (use a passfile, or failover.repoint_standby)"
+                                     : err_str(r));
         return;
     }
     const char *slot = PQgetvalue(res, 0, 2);
