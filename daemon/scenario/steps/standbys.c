@@ -154,7 +154,7 @@ static void sb_run_hook(ScnStep *st, const ConfigFailover *f)
     scn_env_conninfo(ci, sizeof(ci), "DRSUP_NEW_PRIMARY_CONNINFO", sb_new_primary(st));
     snprintf(run, sizeof(run), "DRSUP_RUN=%s", st->run->id);
     json_object_set_new(st->acc, "hook", json_true());
-    scn_hook_run(st, "repoint_standby hook", (const char *const *)f->repoint_standby, env, f->hook_timeout_ms,
+    scn_hook_run(st, "repoint_standby", (const char *const *)f->repoint_standby, env, f->hook_timeout_ms,
                  sb_hook_exited);
 }
 
