@@ -805,6 +805,10 @@ static json_t *repl_failover_json(const Replication *r)
                                                     (json_int_t)r->fence_checked_ms, "last_check_ok", r->fence_ok,
                                                     "last_check_message", r->fence_msg));
         json_object_set_new(o, "repoint", json_pack("{s:b}", "configured", f->n_repoint > 0));
+        /* the other standbys after a promotion (steps/standbys.c): the hook, else primary_conninfo */
+        json_object_set_new(o, "repoint_standby", json_pack("{s:s,s:I}", "by", f->n_repoint_standby ? "hook"
+                                                            : "primary_conninfo", "standby_timeout_ms",
+                                                            (json_int_t)f->standby_timeout_ms));
     }
     return o;
 }

@@ -61,6 +61,9 @@ def test_after_a_failover_the_other_standby_backups_and_wal_follow_the_new_prima
                                                            "--dry-run")["plan"]}
         assert "1 other standby" in plan["repoint_standbys"], plan
         assert d.ctl_json("status").get("follows_primary") is None  # nothing to follow before a promotion
+        rs = d.ctl_json("failover-status")["repoint_standby"]
+        assert rs == {"by": "primary_conninfo", "standby_timeout_ms": 20000}, rs
+        assert "ALTER SYSTEM SET primary_conninfo" in d.ctl("failover-status").stdout
 
         pg.stop("immediate")
         rid = wait_until(lambda: env.run_of("primary_failure"), timeout=30, what="a primary_failure run")

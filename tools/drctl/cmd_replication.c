@@ -115,6 +115,12 @@ static void drctl_print_failover(const json_t *r)
     }
     printf("\nrepoint   %s\n", json_is_true(json_object_get(json_object_get(r, "repoint"), "configured")) ? "configured"
                                                                                                    : "NOT configured");
+    const json_t *rs = json_object_get(r, "repoint_standby");
+    if (json_is_object(rs))
+        printf("standbys  pointed at the new primary by %s (each gets %" PRId64 " s to stream)\n",
+               !strcmp(drctl_str(rs, "by", ""), "hook") ? "the repoint_standby hook"
+                                                        : "ALTER SYSTEM SET primary_conninfo + pg_reload_conf()",
+               drctl_int(rs, "standby_timeout_ms") / 1000);
 }
 
 const OptCommand drctl_cmd_failover_status = {
