@@ -129,6 +129,36 @@ int pgconn_child_conninfo(const char *conninfo, char **ret_conninfo, char *msg, 
 int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **ret_conninfo);
 
 /*
+ * Whether conninfos a and b name the same server: the same port (5432 when unset) and the same
+ * hostaddr when both give one, else the same host or the one's hostaddr written as the other's
+ * host (a unix-socket directory compared without trailing slashes; neither giving a host: both
+ * the default socket). Names are compared as written, never resolved. 1 yes, 0 no, DR_ECONFIG
+ * when either cannot be parsed. Pure.
+ */
+int pgconn_conninfo_same_server(const char *a, const char *b);
+
+/*
+ * The rule that makes a conninfo follow a promotion: when conninfo names the server `from` names
+ * (pgconn_conninfo_same_server), *ret_conninfo is conninfo retargeted to `to` (malloc'd, the
+ * caller frees) and 1 is returned; otherwise (some other server, or from or to NULL) 0 with
+ * *ret_conninfo NULL. DR_ECONFIG when one cannot be parsed, -ENOMEM. Pure.
+ */
+int pgconn_conninfo_follow(const char *conninfo, const char *from, const char *to, char **ret_conninfo);
+
+/* What a module's conninfos follow: the old primary's server (from) and the new one's (to), both
+ * NULL before any promotion. Owned by the module; both strings owned by the struct. */
+typedef struct PgConnFollow {
+    char *from, *to;
+} PgConnFollow;
+/* Copy from and to into f (either NULL: nothing followed). 1 when that changed f, 0 when not, -ENOMEM. */
+int pgconn_follow_set(PgConnFollow *f, const char *from, const char *to);
+void pgconn_follow_clear(PgConnFollow *f);
+/* conninfo as it follows f (pgconn_conninfo_follow; as written when it names another server or
+ * cannot be parsed), malloc'd; NULL when conninfo is NULL or out of memory. *ret_followed (may be
+ * NULL) says whether it was retargeted. */
+char *pgconn_follow_apply(const PgConnFollow *f, const char *conninfo, bool *ret_followed);
+
+/*
  * Send one query (PQsendQueryParams: one statement, text parameters, text results; params[i]
  * NULL is SQL NULL; the strings are copied). Connects first when not connected. Returns 0 and
  * later calls cb exactly once (every database outcome, including a failure found at once such as

@@ -454,6 +454,104 @@ int pgconn_conninfo_retarget(const char *conninfo, const char *server, char **re
     return pgconn_give_conninfo(r, buf, ret_conninfo);
 }
 
+/* Where a parsed conninfo points: its host and hostaddr ("" when unset; a unix-socket directory
+ * without its trailing slashes) and its port ("5432" when unset). */
+typedef struct PgConnServer {
+    char host[256], hostaddr[256], port[32];
+} PgConnServer;
+
+static void pgconn_server_of(const PQconninfoOption *opts, PgConnServer *s)
+{
+    const char *host = pgconn_option(opts, "host"), *addr = pgconn_option(opts, "hostaddr");
+    const char *port = pgconn_option(opts, "port");
+    snprintf(s->host, sizeof(s->host), "%s", host ? host : "");
+    snprintf(s->hostaddr, sizeof(s->hostaddr), "%s", addr ? addr : "");
+    snprintf(s->port, sizeof(s->port), "%s", port && port[0] ? port : "5432");
+    for (size_t n = strlen(s->host); n > 1 && s->host[0] == '/' && s->host[n - 1] == '/'; n--)
+        s->host[n - 1] = '\0';
+}
+
+static bool pgconn_same_address(const char *a, const char *b)
+{
+    return a[0] && b[0] && strcmp(a, b) == 0;
+}
+
+int pgconn_conninfo_same_server(const char *a, const char *b)
+{
+    char *err = NULL;
+    PQconninfoOption *oa = PQconninfoParse(a ? a : "", &err);
+    PQfreemem(err);
+    err = NULL;
+    PQconninfoOption *ob = oa ? PQconninfoParse(b ? b : "", &err) : NULL;
+    PQfreemem(err);
+    if (!oa || !ob) {
+        PQconninfoFree(oa);
+        return DR_ECONFIG;
+    }
+    PgConnServer sa, sb;
+    pgconn_server_of(oa, &sa);
+    pgconn_server_of(ob, &sb);
+    PQconninfoFree(oa);
+    PQconninfoFree(ob);
+    if (strcmp(sa.port, sb.port) != 0)
+        return 0;
+    if (!sa.host[0] && !sa.hostaddr[0] && !sb.host[0] && !sb.hostaddr[0])
+        return 1; /* both the default unix socket */
+    if (sa.hostaddr[0] && sb.hostaddr[0])
+        return strcmp(sa.hostaddr, sb.hostaddr) == 0;
+    return pgconn_same_address(sa.host, sb.host) || pgconn_same_address(sa.hostaddr, sb.host) ||
+           pgconn_same_address(sa.host, sb.hostaddr);
+}
+
+int pgconn_conninfo_follow(const char *conninfo, const char *from, const char *to, char **ret_conninfo)
+{
+    *ret_conninfo = NULL;
+    if (!conninfo || !from || !to)
+        return 0;
+    int same = pgconn_conninfo_same_server(conninfo, from);
+    if (same <= 0)
+        return same;
+    int r = pgconn_conninfo_retarget(conninfo, to, ret_conninfo);
+    return r < 0 ? r : 1;
+}
+
+int pgconn_follow_set(PgConnFollow *f, const char *from, const char *to)
+{
+    char *a = from && to ? strdup(from) : NULL, *b = from && to ? strdup(to) : NULL;
+    if (from && to && (!a || !b)) {
+        free(a);
+        free(b);
+        return -ENOMEM;
+    }
+    bool same = (!a && !f->from) || (a && f->from && !strcmp(a, f->from) && !strcmp(b, f->to));
+    pgconn_follow_clear(f);
+    f->from = a;
+    f->to = b;
+    return same ? 0 : 1;
+}
+
+void pgconn_follow_clear(PgConnFollow *f)
+{
+    free(f->from);
+    free(f->to);
+    f->from = f->to = NULL;
+}
+
+char *pgconn_follow_apply(const PgConnFollow *f, const char *conninfo, bool *ret_followed)
+{
+    char *to = NULL;
+    if (ret_followed)
+        *ret_followed = false;
+    if (!conninfo)
+        return NULL;
+    if (pgconn_conninfo_follow(conninfo, f->from, f->to, &to) == 1) {
+        if (ret_followed)
+            *ret_followed = true;
+        return to;
+    }
+    return strdup(conninfo);
+}
+
 bool pgconn_conninfo_is_uri(const char *conninfo)
 {
     return conninfo && (!strncmp(conninfo, "postgresql://", 13) || !strncmp(conninfo, "postgres://", 11));

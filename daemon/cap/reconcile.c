@@ -64,6 +64,7 @@ struct Reconcile {
     Core *core;
     Venue *venue;
     ReconcileRun *run;
+    PgConnFollow follow; /* reconcile.conninfo after a promotion (reconcile_follow_primary) */
     bool closing;
     void (*closed_cb)(void *);
     void *closed_data;
@@ -304,6 +305,7 @@ static void reconcile_module_maybe_closed(Reconcile *r)
         return;
     void (*cb)(void *) = r->closed_cb;
     void *data = r->closed_data;
+    pgconn_follow_clear(&r->follow);
     free(r);
     if (cb)
         cb(data);
@@ -782,7 +784,9 @@ static void reconcile_cmd(CtlCall *call, const json_t *args, void *data)
         return;
     }
     snprintf(id, sizeof(id), "manual-%lld", (long long)clock_wall_ms());
-    int rc = reconcile_start(r, d->cfg->reconcile.conninfo, since_ms, id, reconcile_cmd_done, call);
+    char *conninfo = pgconn_follow_apply(&r->follow, d->cfg->reconcile.conninfo, NULL);
+    int rc = conninfo ? reconcile_start(r, conninfo, since_ms, id, reconcile_cmd_done, call) : -ENOMEM;
+    free(conninfo);
     if (rc < 0)
         control_reply_error(call, rc, "cannot start a reconcile: %s", rc == DR_EBUSY ? "one is already running" : err_str(rc));
 }
@@ -803,6 +807,12 @@ Reconcile *reconcile_new(Core *d, Venue *venue)
         return NULL;
     }
     return r;
+}
+
+int reconcile_follow_primary(Reconcile *r, const char *from, const char *to)
+{
+    int rc = pgconn_follow_set(&r->follow, from, to);
+    return rc < 0 ? rc : 0;
 }
 
 void reconcile_close(Reconcile *r, void (*closed_cb)(void *data), void *data)

@@ -64,6 +64,10 @@ void reconcile_cancel(Reconcile *r, ReconcileDoneFn cb, void *data);
 /* Module life: registers the `reconcile` command. */
 Reconcile *reconcile_new(Core *core, Venue *venue);
 void reconcile_close(Reconcile *r, void (*closed_cb)(void *data), void *data);
+/* After a promotion (at start from its record too): `drctl reconcile` uses reconcile.conninfo
+ * retargeted to `to` when it names the old primary's server `from` (pgconn_conninfo_follow). A
+ * scenario's reconcile uses the run's own conninfo. 0, or -ENOMEM. */
+int reconcile_follow_primary(Reconcile *r, const char *from, const char *to);
 
 /*
  * Compare the exchange's positions (JSON array of {"symbol","quantity","avg_price"}, numbers or

@@ -353,6 +353,10 @@ typedef struct ConfigFailover {
     uint64_t maximum_lag_bytes;  /* a standby further behind is not promoted */
     char **fence, **fence_check, **repoint; /* commands (argv, absolute path); NULL = not configured */
     size_t n_fence, n_fence_check, n_repoint;
+    char **repoint_standby;      /* points one other standby at the new primary (argv); NULL: the daemon's
+                                    ALTER SYSTEM SET primary_conninfo + pg_reload_conf() */
+    size_t n_repoint_standby;
+    uint64_t standby_timeout_ms; /* how long a repointed standby gets to stream from the new primary */
     uint64_t hook_timeout_ms;
     uint64_t grace_ms;           /* a primary that answers again within this (from its first failed
                                     probe) was a blip: no failover */

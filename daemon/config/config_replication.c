@@ -29,6 +29,7 @@ void config__free_replication(ConfigReplication *r)
     config_list_free(r->failover.fence, r->failover.n_fence);
     config_list_free(r->failover.fence_check, r->failover.n_fence_check);
     config_list_free(r->failover.repoint, r->failover.n_repoint);
+    config_list_free(r->failover.repoint_standby, r->failover.n_repoint_standby);
 }
 
 /* A hook: an argv list whose program is an absolute path, NULL-terminated for exec. */
@@ -85,6 +86,8 @@ static void config_read_failover(const CfgSection *top, ConfigFailover *f)
     config_read_hook(&s, "fence", &f->fence, &f->n_fence);
     config_read_hook(&s, "fence_check", &f->fence_check, &f->n_fence_check);
     config_read_hook(&s, "repoint", &f->repoint, &f->n_repoint);
+    config_read_hook(&s, "repoint_standby", &f->repoint_standby, &f->n_repoint_standby);
+    cfg_duration_ms(&s, "standby_timeout", false, 30000, 1000, &f->standby_timeout_ms);
     cfg_duration_ms(&s, "hook_timeout", false, 10000, 100, &f->hook_timeout_ms);
     cfg_duration_ms(&s, "grace", false, 3000, 0, &f->grace_ms);
     cfg_check_unknown(&s);

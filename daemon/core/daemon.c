@@ -25,6 +25,7 @@
 #include "cap/venue/venue.h"
 #include "observe/probes.h"
 #include "observe/replication.h"
+#include "pgconn.h"
 #include "scenario/drill.h"
 #include "scenario/validate.h"
 
@@ -74,6 +75,7 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
             json_object_set_new(res, "detector", detector_status_json(d->detector));
         if (d->standby)
             json_object_set_new(res, "standby", standby_status_json(d->standby));
+        json_object_set(res, "follows_primary", d->follows ? d->follows : json_null());
     }
     control_reply_ok(call, res);
 }
@@ -485,13 +487,73 @@ static void daemon_split_brain(bool split, const char *nodes, void *data)
     detector_split_brain(d->detector, split, nodes);
 }
 
-/* A standby was promoted (or the record of one was read at start): the liveness probe follows. */
+/* One conninfo of the configuration in the follows report: whether it names the old primary's server. */
+static void daemon_follows_add(json_t *list, const char *key, const char *conninfo, const char *from, const char *how)
+{
+    if (!conninfo)
+        return;
+    int same = pgconn_conninfo_same_server(conninfo, from);
+    json_array_append_new(list, json_pack("{s:s,s:b,s:s}", "key", key, "follows", same == 1, "why",
+                                          same == 1 ? how : same < 0 ? "cannot be parsed: used as written"
+                                                                     : "names another server: used as written"));
+}
+
+/*
+ * A standby was promoted (or the record of one was read at start, or the configuration reloaded):
+ * the liveness probe follows it, and every conninfo of the configuration that names the server of
+ * the primary as configured (replication.nodes, role primary) is retargeted to the new primary's
+ * host and port by its module; one that names another server is left alone. Never written to
+ * the file.
+ */
 static void daemon_follow_primary(const char *node, const char *conninfo, void *data)
 {
     Daemon *d = data;
+    const Config *cfg = d->cfg;
+    const char *from = d->replication ? replication_configured_primary_conninfo(d->replication) : NULL;
     int r = d->probes ? probes_set_server(d->probes, conninfo) : 0;
     if (r < 0)
         log_error("probe", "cannot point the liveness probe at the primary '%s': %s", node, err_str(r));
+    if (!from)
+        return;
+    struct {
+        const char *what;
+        int r;
+    } set[] = {
+        {"backups", d->backups ? backups_follow_primary(d->backups, from, conninfo) : 0},
+        {"the WAL archive", d->wal ? wal_follow_primary(d->wal, from, conninfo) : 0},
+        {"reconcile", d->reconcile ? reconcile_follow_primary(d->reconcile, from, conninfo) : 0},
+        {"the detector", d->detector ? detector_follow_primary(d->detector, from, conninfo) : 0},
+        {"the scenarios", d->scenarios ? scenarios_follow_primary(d->scenarios, from, conninfo) : 0},
+    };
+    for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
+        if (set[i].r < 0)
+            log_error("main", "cannot point %s at the primary '%s': %s", set[i].what, node, err_str(set[i].r));
+    json_t *list = json_array();
+    if (!list)
+        return;
+    const char *with = "names the old primary's server: retargeted to the new primary's host and port";
+    json_array_append_new(list, json_pack("{s:s,s:b,s:s}", "key", "database.conninfo", "follows", 1, "why",
+                                          "the liveness probe always uses the primary"));
+    if (cfg->backup.enabled) {
+        daemon_follows_add(list, "backup.conninfo", cfg->backup.conninfo, from, with);
+        daemon_follows_add(list, "backup.physical.conninfo", cfg->backup.physical_conninfo, from, with);
+    }
+    if (cfg->wal.enabled)
+        daemon_follows_add(list, "wal.conninfo", cfg->wal.conninfo, from,
+                           "names the old primary's server: the receiver streams from the new primary");
+    daemon_follows_add(list, "reconcile.conninfo", cfg->reconcile.conninfo, from, with);
+    daemon_follows_add(list, "detector.conninfo", cfg->detector.conninfo, from, with);
+    if (cfg->scenarios.admin_conninfo)
+        daemon_follows_add(list, "scenarios.admin_conninfo", cfg->scenarios.admin_conninfo, from, with);
+    json_decref(d->follows);
+    d->follows = json_pack("{s:s,s:o}", "primary", node, "conninfos", list);
+    if (d->replication && d->follows)
+        replication_set_follows(d->replication, d->follows);
+    size_t n = 0, i;
+    json_t *e;
+    json_array_foreach(list, i, e) n += json_is_true(json_object_get(e, "follows"));
+    log_notice("main", "'%s' is the primary: %zu of %zu conninfos follow it (drctl replication-status)", node, n,
+               json_array_size(list));
 }
 
 /* The configuration file changed (uv_fs_poll: stat on the thread pool): not running until reloaded. */
@@ -913,5 +975,7 @@ void daemon_done(Daemon *d)
     readiness_free(d->core.readiness);
     events_free(d->core.events);
     free(d->config_path);
+    json_decref(d->follows);
+    d->follows = NULL;
     memset(d, 0, sizeof(*d));
 }

@@ -49,6 +49,7 @@ typedef struct Daemon {
     Audit *audit;         /* the hash-chained audit log (core/audit.c) */
     Probes *probes;
     Replication *replication; /* the standbys' lag (daemon/observe/replication.c) */
+    json_t *follows;      /* after a promotion: which conninfos follow the new primary (daemon_follow_primary) */
     Alerts *alerts;
     Venue *venue;
     Backups *backups;

@@ -55,6 +55,8 @@ struct Detector {
     uint64_t check_interval_ms;
     PgConn *check_pg;
     char *check_conninfo;
+    PgConnFollow follow;           /* detector.conninfo after a promotion (detector_follow_primary) */
+    bool configured;               /* detector_apply_config ran */
     uint64_t check_timeout_ms;
     bool check_running, check_again;
     size_t check_step;             /* index into queries, then amcheck probe, then indexes */
@@ -99,6 +101,7 @@ static void detector_maybe_closed(Detector *det)
     void (*cb)(void *) = det->closed_cb;
     void *data = det->closed_data;
     free(det->check_conninfo);
+    pgconn_follow_clear(&det->follow);
     free(det);
     if (cb)
         cb(data);
@@ -802,6 +805,14 @@ int detector_check_config(const Detector *det, const Config *cfg, char *err, siz
     return r;
 }
 
+int detector_follow_primary(Detector *det, const char *from, const char *to)
+{
+    int r = pgconn_follow_set(&det->follow, from, to);
+    if (r <= 0 || !det->configured)
+        return r < 0 ? r : 0;
+    return detector_apply_config(det, det->core->cfg); /* the connections are remade when they moved */
+}
+
 int detector_apply_config(Detector *det, const Config *cfg)
 {
     const ConfigDetector *dc = &cfg->detector;
@@ -809,6 +820,7 @@ int detector_apply_config(Detector *det, const Config *cfg)
 
     if (det->closing)
         return DR_ECANCELED;
+    det->configured = true;
     detector_sm_configure(&det->sm, &smc);
     snprintf(det->cond_unreachable, sizeof(det->cond_unreachable), "detector.unreachable:%s", cfg->cluster);
     snprintf(det->cond_restart, sizeof(det->cond_restart), "detector.restart:%s", cfg->cluster);
@@ -817,12 +829,17 @@ int detector_apply_config(Detector *det, const Config *cfg)
     snprintf(det->cond_app_crash, sizeof(det->cond_app_crash), "detector.app_crash:%s", cfg->cluster);
     snprintf(det->cond_split_brain, sizeof(det->cond_split_brain), "detector.split_brain:%s", cfg->cluster);
     snprintf(det->cond_data_loss, sizeof(det->cond_data_loss), "detector.data_loss:%s", cfg->cluster);
-    int wr = watched_apply_config(det->watched, cfg);
-    if (wr < 0)
+    char *conninfo = pgconn_follow_apply(&det->follow, dc->conninfo, NULL);
+    if (dc->conninfo && !conninfo)
+        return -ENOMEM;
+    int wr = watched_apply_config(det->watched, cfg, conninfo);
+    if (wr < 0) {
+        free(conninfo);
         return wr;
+    }
 
     bool checks = dc->n_corruption_queries > 0 || dc->n_amcheck_indexes > 0;
-    bool same = det->check_pg && det->check_conninfo && strcmp(det->check_conninfo, dc->conninfo) == 0 &&
+    bool same = det->check_pg && det->check_conninfo && strcmp(det->check_conninfo, conninfo) == 0 &&
                 det->check_timeout_ms == dc->corruption_timeout_ms;
     if (det->check_pg && (!checks || !same)) {
         det->pending++;
@@ -836,18 +853,20 @@ int detector_apply_config(Detector *det, const Config *cfg)
                               .reconnect_min_ms = 100,
                               .reconnect_max_ms = dc->corruption_interval_ms};
         char *msg = NULL;
-        det->check_pg = pgconn_new_msg(det->core->loop, dc->conninfo, &opts, &msg);
+        det->check_pg = pgconn_new_msg(det->core->loop, conninfo, &opts, &msg);
         if (!det->check_pg) {
             char red[512];
-            log_redact_conninfo(dc->conninfo, red, sizeof(red));
+            log_redact_conninfo(conninfo, red, sizeof(red));
             log_error("detector", "cannot use conninfo '%s': %s", red, msg ? msg : "out of memory");
             free(msg);
+            free(conninfo);
             return DR_ECONFIG;
         }
         free(det->check_conninfo);
-        det->check_conninfo = strdup(dc->conninfo);
+        det->check_conninfo = strdup(conninfo);
         det->check_timeout_ms = dc->corruption_timeout_ms;
     }
+    free(conninfo);
     if (!checks) {
         uv_timer_stop(&det->check_timer);
         det->check_interval_ms = 0;

@@ -78,6 +78,10 @@ int detector_check_config(const Detector *det, const Config *cfg, char *err, siz
 /* Start or re-time the corruption check from cfg->detector (also on reload). After a passed
  * detector_check_config() it fails only on DR_ECANCELED or -ENOMEM. */
 int detector_apply_config(Detector *det, const Config *cfg);
+/* After a promotion (at start from its record too): the corruption check and the watched tables
+ * use detector.conninfo retargeted to `to` when it names the old primary's server `from`
+ * (pgconn_conninfo_follow); their connections are remade. Kept across reloads. 0, or -ENOMEM. */
+int detector_follow_primary(Detector *det, const char *from, const char *to);
 /* Stop timers, kill a running restart command, close the check connection; closed_cb when done. */
 void detector_close(Detector *det, void (*closed_cb)(void *data), void *data);
 

@@ -297,7 +297,7 @@ static void watched_on_pg_closed(void *data)
     }
 }
 
-int watched_apply_config(Watched *w, const Config *cfg)
+int watched_apply_config(Watched *w, const Config *cfg, const char *conninfo)
 {
     const ConfigDetector *dc = &cfg->detector;
     WatchedTable *t = dc->n_watched_tables ? calloc(dc->n_watched_tables, sizeof(*t)) : NULL;
@@ -318,7 +318,7 @@ int watched_apply_config(Watched *w, const Config *cfg)
                 break;
             }
     }
-    bool same = w->pg && w->conninfo && !strcmp(w->conninfo, dc->conninfo) && w->timeout_ms == dc->watched_timeout_ms;
+    bool same = w->pg && w->conninfo && !strcmp(w->conninfo, conninfo) && w->timeout_ms == dc->watched_timeout_ms;
     if (w->pg && (!dc->n_watched_tables || !same)) {
         w->pending++;
         pgconn_close(w->pg, watched_on_pg_closed, w); /* a sweep in flight ends CANCELED */
@@ -331,8 +331,8 @@ int watched_apply_config(Watched *w, const Config *cfg)
                               .reconnect_min_ms = 100,
                               .reconnect_max_ms = dc->watched_interval_ms};
         char *msg = NULL, red[512];
-        if (!(w->pg = pgconn_new_msg(w->core->loop, dc->conninfo, &opts, &msg))) {
-            log_redact_conninfo(dc->conninfo, red, sizeof(red));
+        if (!(w->pg = pgconn_new_msg(w->core->loop, conninfo, &opts, &msg))) {
+            log_redact_conninfo(conninfo, red, sizeof(red));
             log_error("detector", "cannot use conninfo '%s' for the watched tables: %s", red,
                       msg ? msg : "out of memory");
             free(msg);
@@ -340,7 +340,7 @@ int watched_apply_config(Watched *w, const Config *cfg)
             return DR_ECONFIG;
         }
         free(w->conninfo);
-        w->conninfo = strdup(dc->conninfo);
+        w->conninfo = strdup(conninfo);
         w->timeout_ms = dc->watched_timeout_ms;
     }
     if (w->sweeping) { /* the sweep in flight reads the old list: it ends now, the next one reads the new */

@@ -33,9 +33,9 @@ typedef void (*WatchedLossFn)(const char *reason, int64_t detected_ms, const jso
 Watched *watched_new(Core *core, WatchedLossFn fn, void *data);
 /* Would watched_apply_config() accept cfg? 0, or <0 with the reason in err. Pure. */
 int watched_check_config(const Config *cfg, char *err, size_t errlen);
-/* (Re)start from cfg->detector: the tables (a table of the same name and statement keeps its last
+/* (Re)start from cfg->detector over conninfo (detector.conninfo as it follows the primary): the tables (a table of the same name and statement keeps its last
  * good observation), the connection, the timer. 0, or DR_ECONFIG / -ENOMEM. */
-int watched_apply_config(Watched *w, const Config *cfg);
+int watched_apply_config(Watched *w, const Config *cfg, const char *conninfo);
 /* Forget every observation and report again (a recovery run ended). */
 void watched_reset(Watched *w);
 /* The tables as `drctl status` shows them and a data_loss run started by an operator takes them

@@ -90,6 +90,7 @@ struct Replication {
     char recorded_run[96];
     ReplPrimaryFn primary_fn;
     void *primary_data;
+    json_t *follows;  /* what follows the primary (replication_set_follows), shown in the status */
     ReplSplitFn split_fn;
     void *split_data;
     uv_timer_t timer;
@@ -402,6 +403,8 @@ static json_t *repl_status_json(const Replication *r)
                                                             "timeline", (json_int_t)r->recorded_timeline, "run",
                                                             r->recorded_run, "at_ms", (json_int_t)r->recorded_ms)
                                                 : json_null());
+    if (o)
+        json_object_set(o, "follows", r->follows && r->recorded_primary[0] ? r->follows : json_null());
     return o;
 }
 
@@ -647,6 +650,20 @@ static void repl_tell_primary(Replication *r)
         r->primary_fn(r->recorded_primary, ci, r->primary_data);
 }
 
+const char *replication_configured_primary_conninfo(const Replication *r)
+{
+    for (size_t i = 0; i < r->n_nodes; i++)
+        if (r->nodes[i].cfg_primary)
+            return r->nodes[i].conninfo;
+    return NULL;
+}
+
+void replication_set_follows(Replication *r, const json_t *follows)
+{
+    json_decref(r->follows);
+    r->follows = follows ? json_deep_copy(follows) : NULL;
+}
+
 void replication_on_primary(Replication *r, ReplPrimaryFn fn, void *data)
 {
     r->primary_fn = fn;
@@ -788,6 +805,10 @@ static json_t *repl_failover_json(const Replication *r)
                                                     (json_int_t)r->fence_checked_ms, "last_check_ok", r->fence_ok,
                                                     "last_check_message", r->fence_msg));
         json_object_set_new(o, "repoint", json_pack("{s:b}", "configured", f->n_repoint > 0));
+        /* the other standbys after a promotion (steps/standbys.c): the hook, else primary_conninfo */
+        json_object_set_new(o, "repoint_standby", json_pack("{s:s,s:I}", "by", f->n_repoint_standby ? "hook"
+                                                            : "primary_conninfo", "standby_timeout_ms",
+                                                            (json_int_t)f->standby_timeout_ms));
     }
     return o;
 }
@@ -965,6 +986,7 @@ static void repl_maybe_closed(Replication *r)
         return;
     void (*cb)(void *) = r->closed_cb;
     void *data = r->closed_data;
+    json_decref(r->follows);
     free(r);
     if (cb)
         cb(data);
@@ -1069,12 +1091,10 @@ int replication_apply_config(Replication *r, const Config *cfg)
     }
     for (size_t i = 0; i < r->n_nodes && i < c->n_nodes; i++)
         r->nodes[i].priority = c->nodes[i].priority; /* a reload may change only these */
-    bool first = !r->record_loaded;
-    if (first)
+    if (!r->record_loaded)
         repl_load_record(r);
     repl_apply_roles(r);
-    if (first)
-        repl_tell_primary(r);
+    repl_tell_primary(r); /* also after a reload: what follows the primary is judged again */
     uv_timer_stop(&r->timer);
     if (r->n_nodes) {
         uv_timer_start(&r->timer, repl_on_timer, 0, c->interval_ms);

@@ -115,6 +115,12 @@ void replication_record_primary(Replication *r, const char *node, int64_t timeli
  * the liveness probe at it. One listener; fn(node, conninfo, data). */
 typedef void (*ReplPrimaryFn)(const char *node, const char *conninfo, void *data);
 void replication_on_primary(Replication *r, ReplPrimaryFn fn, void *data);
+/* The conninfo of the node configured as the primary (role primary in replication.nodes), NULL when
+ * none: the server whose conninfos follow a promotion. Borrowed, valid until the next reload. */
+const char *replication_configured_primary_conninfo(const Replication *r);
+/* What the wiring made follow the primary ({primary, conninfos: [{key, follows, why}]}; copied),
+ * shown by replication_status as "follows" once a promotion is recorded. */
+void replication_set_follows(Replication *r, const json_t *follows);
 
 /*
  * After every round: split is true when two or more nodes answered as primaries (reachable and

@@ -44,6 +44,7 @@ enum {
     RECONCILED,
     SHADOW,
     LIVE,
+    STANDBYS_REPOINTED,
     WATCHED,
     STAYED_HALTED,
     NOT_PROMOTED,
@@ -249,6 +250,7 @@ static const FsmState pf_states[N_STATES] = {
     [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
     [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
     [LIVE] = {"live", FSM_STATE_ACTIVE},
+    [STANDBYS_REPOINTED] = {"standbys_repointed", FSM_STATE_ACTIVE},
     [WATCHED] = {"watch_passed", FSM_STATE_SUCCESS},
     [STAYED_HALTED] = {"stayed_halted", FSM_STATE_FAILURE},
     [NOT_PROMOTED] = {"not_promoted", FSM_STATE_FAILURE},
@@ -280,7 +282,11 @@ static const FsmRow pf_rows[] = {
     {SHADOW, LIVE, "resume_live", "trading is live again",
      scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
      FSM_NO_STATE},
-    {LIVE, WATCHED, "post_resume_watch", "the new primary still matches the exchange after the resume",
+    /* off the trading path: a standby that does not follow is paged, the run goes on (its on_failure too) */
+    {LIVE, STANDBYS_REPOINTED, "repoint_standbys", "the other standbys stream from the new primary (or are paged)",
+     scn_step_repoint_standbys, NULL, scn_plan_repoint_standbys, scn_cancel, 600000, 1, true, FSM_GATE_NONE,
+     STANDBYS_REPOINTED},
+    {STANDBYS_REPOINTED, WATCHED, "post_resume_watch", "the new primary still matches the exchange after the resume",
      scn_step_watch_new_primary, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
      FSM_GATE_NONE, WATCH_FAILED},
     {WATCH_FAILED, HALTED_AFTER_WATCH, "halt_after_watch", "trading is halted again: the post-resume watch failed",
@@ -321,6 +327,7 @@ static void pf_report_extras(const ScnRun *run, json_t *rep)
     pf_copy(f, "standby", json_object_get(run->ctx, "standby"));
     pf_copy(f, "fence", json_object_get(run->ctx, "fence"));
     pf_copy(f, "repoint", json_object_get(run->ctx, "repoint"));
+    pf_copy(f, "standbys", json_object_get(run->ctx, "standbys"));
     json_int_t first = 0;
     json_array_foreach(json_object_get(rep, "timeline"), i, st) {
         const char *name = json_string_value(json_object_get(st, "step"));

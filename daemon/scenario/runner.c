@@ -55,6 +55,7 @@ void scn_maybe_closed(Scenarios *s)
     void (*cb)(void *) = s->closed_cb;
     void *data = s->closed_data;
     json_decref(s->history);
+    pgconn_follow_clear(&s->follow);
     free(s);
     if (cb)
         cb(data);
@@ -118,6 +119,27 @@ char *scn_conninfo_for(const ScnRun *run, const char *dbname)
 static int scn_run_databases(ScnRun *run, char *err, size_t errlen)
 {
     int r = config_scenario_databases(run->core->cfg, run->database, sizeof(run->database), &run->admin_conninfo, err, errlen);
+    if (r < 0)
+        return r;
+    /* after a promotion both follow the new primary when they name the old one (the run keeps them) */
+    char *admin = pgconn_follow_apply(&run->s->follow, run->admin_conninfo, NULL);
+    char *db = pgconn_follow_apply(&run->s->follow, run->db_conninfo, NULL);
+    if (!admin || !db) {
+        free(admin);
+        free(db);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    free(run->admin_conninfo);
+    free(run->db_conninfo);
+    run->admin_conninfo = admin;
+    run->db_conninfo = db;
+    return 0;
+}
+
+int scenarios_follow_primary(Scenarios *s, const char *from, const char *to)
+{
+    int r = pgconn_follow_set(&s->follow, from, to);
     return r < 0 ? r : 0;
 }
 

@@ -42,6 +42,11 @@ Scenarios *scenarios_new(Core *core, const ScenarioCaps *caps);
  * with the reason in err. Pure (no I/O). */
 int scenarios_check_config(const Scenarios *s, const Config *cfg, char *err, size_t errlen);
 int scenarios_apply_config(Scenarios *s, const Config *cfg);
+/* After a promotion (at start from its record too): a run started (or resumed) from now on uses
+ * database.conninfo and scenarios.admin_conninfo (or the one derived from database.conninfo)
+ * retargeted to `to` when they name the old primary's server `from` (pgconn_conninfo_follow). A
+ * run keeps what it took. 0, or -ENOMEM. */
+int scenarios_follow_primary(Scenarios *s, const char *from, const char *to);
 /* Replay unfinished runs from state_dir/runs and resume them (called at start, after the venue). */
 int scenarios_start(Scenarios *s);
 void scenarios_close(Scenarios *s, void (*closed_cb)(void *data), void *data);

@@ -34,6 +34,7 @@
 #include "core/control.h"
 #include "fsm.h"
 #include "journal.h"
+#include "pgconn.h"
 #include "scenario/scenario.h"
 #include "scenario/scenarios.h"
 
@@ -54,6 +55,7 @@ struct Scenarios {
     unsigned pending;   /* thread-pool work not tied to a run */
     ScnCmd *cmds;       /* command reads in flight */
     uint64_t crash_after_record;
+    PgConnFollow follow; /* database.conninfo and scenarios.admin_conninfo after a promotion */
     int sub_id;         /* events bus subscription (venue.resume), or <= 0 */
     bool failed_open[16]; /* per registry index: a failed or aborted run left scenario:<name> open */
     void (*closed_cb)(void *data);

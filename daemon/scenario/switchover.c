@@ -57,6 +57,7 @@ enum {
     RECONCILED,
     SHADOW,
     LIVE,
+    STANDBYS_REPOINTED,
     WATCHED,
     REFUSED,
     UNDO_READ_ONLY,
@@ -522,6 +523,7 @@ static const FsmState so_states[N_STATES] = {
     [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
     [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
     [LIVE] = {"live", FSM_STATE_ACTIVE},
+    [STANDBYS_REPOINTED] = {"standbys_repointed", FSM_STATE_ACTIVE},
     [WATCHED] = {"watch_passed", FSM_STATE_SUCCESS},
     [REFUSED] = {"refused", FSM_STATE_FAILURE},
     [UNDO_READ_ONLY] = {"not_caught_up", FSM_STATE_ACTIVE},
@@ -562,7 +564,11 @@ static const FsmRow so_rows[] = {
     {SHADOW, LIVE, "resume_live", "trading is live again",
      scn_step_resume_live, scn_probe_resume_live, scn_plan_resume_live, scn_cancel, 30000, 3, false, FSM_GATE_APPROVAL,
      FSM_NO_STATE},
-    {LIVE, WATCHED, "post_resume_watch", "the new primary still matches the exchange after the resume",
+    /* off the trading path: a standby that does not follow is paged, the run goes on (its on_failure too) */
+    {LIVE, STANDBYS_REPOINTED, "repoint_standbys", "the other standbys stream from the new primary (or are paged)",
+     scn_step_repoint_standbys, NULL, scn_plan_repoint_standbys, scn_cancel, 600000, 1, true, FSM_GATE_NONE,
+     STANDBYS_REPOINTED},
+    {STANDBYS_REPOINTED, WATCHED, "post_resume_watch", "the new primary still matches the exchange after the resume",
      scn_step_watch_new_primary, NULL, scn_plan_post_resume_watch, scn_cancel, SCN_WATCH_TIMEOUT_MS, 1, true,
      FSM_GATE_NONE, WATCH_FAILED},
     {UNDO_READ_ONLY, STAYED_HALTED, "undo_read_only", "the old primary accepts writes again; trading stays halted",
@@ -615,6 +621,7 @@ static void so_report_extras(const ScnRun *run, json_t *rep)
     so_copy(f, "final_lsn", json_object_get(json_object_get(run->ctx, "final"), "lsn"));
     so_copy(f, "terminated_sessions", json_object_get(json_object_get(run->ctx, "final"), "terminated"));
     so_copy(f, "repoint", json_object_get(run->ctx, "repoint"));
+    so_copy(f, "standbys", json_object_get(run->ctx, "standbys"));
     json_object_set_new(rep, "switchover", f);
 }
 

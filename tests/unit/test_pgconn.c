@@ -234,6 +234,46 @@ static void test_conninfo_retarget(void **state)
     assert_null(ci);
 }
 
+/* Which conninfos follow a promotion: those naming the old primary's server, and no other. */
+static void test_conninfo_follow_rule(void **state)
+{
+    (void)state;
+    const char *old = "host=127.0.0.1 port=5432 dbname=postgres user=postgres";
+    const char *to = "host=127.0.0.1 port=5433 dbname=postgres user=postgres";
+    char *ci = NULL;
+
+    /* same host and port: follows, keeping its own database and user */
+    assert_int_equal(pgconn_conninfo_follow("host=127.0.0.1 port=5432 dbname=trading user=app", old, to, &ci), 1);
+    assert_string_equal(ci, "user='app' dbname='trading' host='127.0.0.1' port='5433'");
+    free(ci);
+    /* the port unset is 5432; a URI is read as libpq reads it */
+    assert_int_equal(pgconn_conninfo_follow("postgresql://app@127.0.0.1/trading", old, to, &ci), 1);
+    free(ci);
+    /* another port, another host, a name not resolved: left alone */
+    assert_int_equal(pgconn_conninfo_follow("host=127.0.0.1 port=5434 dbname=trading", old, to, &ci), 0);
+    assert_null(ci);
+    assert_int_equal(pgconn_conninfo_follow("host=10.0.0.9 port=5432 dbname=trading", old, to, &ci), 0);
+    assert_int_equal(pgconn_conninfo_follow("host=localhost port=5432 dbname=trading", old, to, &ci), 0);
+    assert_null(ci);
+    /* a unix-socket directory, trailing slash or not; the default socket only matches itself */
+    assert_int_equal(pgconn_conninfo_same_server("host=/tmp port=6001", "host=/tmp/ port=6001 dbname=x"), 1);
+    assert_int_equal(pgconn_conninfo_same_server("host=/tmp port=6001", "host=/var/run/postgresql port=6001"), 0);
+    assert_int_equal(pgconn_conninfo_same_server("dbname=a", "dbname=b port=5432"), 1);
+    assert_int_equal(pgconn_conninfo_same_server("dbname=a", "host=/tmp"), 0);
+    /* hostaddr: both give one, it decides; one gives it, it matches the other's host */
+    assert_int_equal(pgconn_conninfo_same_server("host=db1 hostaddr=10.0.0.1", "host=db2 hostaddr=10.0.0.1"), 1);
+    assert_int_equal(pgconn_conninfo_same_server("host=db1 hostaddr=10.0.0.1", "host=db1 hostaddr=10.0.0.2"), 0);
+    assert_int_equal(pgconn_conninfo_same_server("hostaddr=10.0.0.1 port=6000", "host=10.0.0.1 port=6000"), 1);
+    assert_int_equal(pgconn_conninfo_follow("hostaddr=127.0.0.1 dbname=t", old, "hostaddr=10.0.0.2 port=6000", &ci),
+                     1);
+    assert_string_equal(ci, "dbname='t' hostaddr='10.0.0.2' port='6000'");
+    free(ci);
+    /* nothing to follow yet, or an unparsable conninfo */
+    assert_int_equal(pgconn_conninfo_follow("host=127.0.0.1", NULL, to, &ci), 0);
+    assert_int_equal(pgconn_conninfo_follow("host='x", old, to, &ci), DR_ECONFIG);
+    assert_null(ci);
+}
+
 static void test_child_conninfo_keeps_secrets_off_argv(void **state)
 {
     (void)state;
@@ -748,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_bad_conninfo),
         cmocka_unit_test(test_child_conninfo_keeps_secrets_off_argv),
         cmocka_unit_test(test_conninfo_retarget),
+        cmocka_unit_test(test_conninfo_follow_rule),
         cmocka_unit_test(test_query_arguments),
         cmocka_unit_test(test_refused_then_backoff),
         cmocka_unit_test(test_connect_timeout_keeps_loop_turning),

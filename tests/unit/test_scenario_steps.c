@@ -1,7 +1,7 @@
 /*
  * Unit tests for daemon/scenario/steps: each shared step (halt_trading, select_backup, reconcile,
- * resume_shadow, resume_live and its probe, post_resume_watch, halt_after_watch, and their dry-run
- * plans) run by the real engine
+ * resume_shadow, resume_live and its probe, post_resume_watch, halt_after_watch, repoint_standbys's
+ * hook path, and their dry-run plans) run by the real engine
  * (lib/fsm) over a one-row table, against fake capabilities: the venue, the backup catalog and the
  * reconcile are replaced at link time (-Wl,--wrap) by fakes that record what the step asked and
  * answer as the test scripts them, at once or later on the loop.
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+#include <unistd.h>
 
 #include "cap/backup/backup.h"
 #include "cap/reconcile.h"
@@ -704,6 +705,99 @@ static void test_report_text_summarises_every_reconcile_attempt(void **state)
     json_decref(second);
 }
 
+/* ---- repoint_standbys ---- */
+
+static ConfigReplicationNode sb_nodes[3];
+
+/* pg1 (the old primary), pg2 (promoted, at new_primary), and n_others more standbys. */
+static void sb_cluster(size_t n_others, const char *new_primary)
+{
+    static char n1[] = "pg1", n2[] = "pg2", n3[] = "pg3";
+    static char c1[] = "host=127.0.0.1 port=1", c3[] = "host=127.0.0.1 port=3";
+    static char c2[128];
+    snprintf(c2, sizeof(c2), "%s", new_primary);
+    sb_nodes[0] = (ConfigReplicationNode){.name = n1, .conninfo = c1, .primary = true};
+    sb_nodes[1] = (ConfigReplicationNode){.name = n2, .conninfo = c2};
+    sb_nodes[2] = (ConfigReplicationNode){.name = n3, .conninfo = c3};
+    h.cfg.replication.nodes = sb_nodes;
+    h.cfg.replication.n_nodes = 2 + n_others;
+    h.cfg.replication.failover.standby_timeout_ms = 1000;
+    h.cfg.replication.failover.hook_timeout_ms = 5000;
+    json_object_set_new(h.run->ctx, "standby", json_pack("{s:s,s:s}", "name", "pg2", "conninfo", c2));
+    json_object_set_new(h.run->ctx, "old_primary", json_pack("{s:s}", "name", "pg1"));
+    h.timeout_ms = 20000;
+}
+
+static void test_repoint_standbys_with_no_other_standby(void **state)
+{
+    (void)state;
+    sb_cluster(0, "host=127.0.0.1 port=2");
+    assert_int_equal(run_step(scn_step_repoint_standbys, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_string_equal(last_message(), "no other standby to point at the new primary");
+    assert_int_equal(json_array_size(json_object_get(h.run->ctx, "standbys")), 0);
+}
+
+/* The hook gets the standby and the new primary; a standby that never streams from it (the new
+ * primary does not answer here) is reported, and the step still succeeds: trading does not need it. */
+static void test_repoint_standbys_hook_then_not_following_does_not_fail(void **state)
+{
+    (void)state;
+    char out[] = "/tmp/drsup-test-repoint-standby-XXXXXX";
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    close(fd);
+    char script[300];
+    snprintf(script, sizeof(script), "echo \"$DRSUP_STANDBY $DRSUP_NEW_PRIMARY $DRSUP_RUN\" > %s", out);
+    char sh[] = "/bin/sh", c[] = "-c";
+    char *argv[] = {sh, c, script, NULL};
+    sb_cluster(1, "host=127.0.0.1 port=1 connect_timeout=1");
+    h.cfg.replication.failover.repoint_standby = argv;
+    h.cfg.replication.failover.n_repoint_standby = 3;
+    assert_int_equal(run_step(scn_step_repoint_standbys, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    assert_non_null(strstr(last_message(), "0 of 1 other standby(s) stream from 'pg2'; not following: pg3"));
+    json_t *sb = json_array_get(json_object_get(h.run->ctx, "standbys"), 0);
+    assert_string_equal(json_string_value(json_object_get(sb, "node")), "pg3");
+    assert_string_equal(json_string_value(json_object_get(sb, "how")), "the repoint_standby hook");
+    assert_false(json_is_true(json_object_get(sb, "following")));
+    assert_non_null(strstr(json_string_value(json_object_get(sb, "why")), "not streaming from the new primary"));
+    char got[256] = "";
+    FILE *fp = fopen(out, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(got, sizeof(got), fp));
+    fclose(fp);
+    unlink(out);
+    char want[256];
+    snprintf(want, sizeof(want), "pg3 pg2 %s\n", h.run->id);
+    assert_string_equal(got, want);
+}
+
+/* A hook that fails: that standby is reported with the hook's outcome, the step succeeds. */
+static void test_repoint_standbys_hook_fails(void **state)
+{
+    (void)state;
+    char sh[] = "/bin/sh", c[] = "-c", script[] = "echo 'no route to pg3' >&2; exit 3";
+    char *argv[] = {sh, c, script, NULL};
+    sb_cluster(1, "host=127.0.0.1 port=1");
+    h.cfg.replication.failover.repoint_standby = argv;
+    h.cfg.replication.failover.n_repoint_standby = 3;
+    assert_int_equal(run_step(scn_step_repoint_standbys, NULL, NULL, FSM_MODE_AUTOMATIC, 1), FSM_RUN_SUCCEEDED);
+    json_t *sb = json_array_get(json_object_get(h.run->ctx, "standbys"), 0);
+    assert_false(json_is_true(json_object_get(sb, "following")));
+    const char *why = json_string_value(json_object_get(sb, "why"));
+    assert_non_null(strstr(why, "the repoint_standby hook"));
+    assert_non_null(strstr(why, "exited with status 3: no route to pg3"));
+}
+
+static void test_repoint_standbys_plan(void **state)
+{
+    (void)state;
+    sb_cluster(1, "host=127.0.0.1 port=2");
+    assert_int_equal(run_step(scn_step_repoint_standbys, NULL, scn_plan_repoint_standbys, FSM_MODE_DRY_RUN, 1),
+                     FSM_RUN_SUCCEEDED);
+    assert_non_null(strstr(last_message(), "ALTER SYSTEM SET primary_conninfo"));
+    assert_non_null(strstr(last_message(), "each of 1 other standby(s)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +820,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_carries_on_where_it_was, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_halt_after_watch_halts_then_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repoint_standbys_with_no_other_standby, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repoint_standbys_hook_then_not_following_does_not_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repoint_standbys_hook_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repoint_standbys_plan, setup, teardown),
         cmocka_unit_test(test_report_text_summarises_every_reconcile_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

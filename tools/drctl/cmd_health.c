@@ -50,6 +50,7 @@ static void drctl_print_status(const json_t *r)
                    drctl_int(exp, "failures"), ago, drctl_str(exp, "message", "?"), drctl_str(exp, "attributed_to", "?"));
         }
     }
+    drctl_print_follows(json_object_get(r, "follows_primary"));
     const json_t *sb = json_object_get(r, "standby");
     if (json_is_object(sb) && json_is_true(json_object_get(sb, "enabled"))) {
         printf("\nstandby restore: %s", drctl_str(sb, "state", "?"));

@@ -25,6 +25,18 @@ static void drctl_lag_text(const json_t *n, char *out, size_t len)
     snprintf(out, len, "%s / %.1fs", size, json_is_number(s) ? json_number_value(s) : 0.0);
 }
 
+void drctl_print_follows(const json_t *f)
+{
+    size_t i;
+    const json_t *c;
+    if (!json_is_object(f))
+        return;
+    printf("\nfollowing the primary %s:\n", drctl_str(f, "primary", "?"));
+    json_array_foreach(json_object_get(f, "conninfos"), i, c)
+        printf("  %-26s %-4s %s\n", drctl_str(c, "key", "?"), json_is_true(json_object_get(c, "follows")) ? "yes" : "no",
+               drctl_str(c, "why", ""));
+}
+
 static void drctl_print_replication(const json_t *r)
 {
     size_t i;
@@ -48,6 +60,7 @@ static void drctl_print_replication(const json_t *r)
                drctl_str(n, "role", "?"), tl, drctl_str(n, "lsn", "-"), drctl_str(n, "state", "-"), lag,
                reason[0] ? reason : drctl_str(n, "error", ""));
     }
+    drctl_print_follows(json_object_get(r, "follows"));
 }
 
 static void drctl_print_check(const json_t *r)
@@ -102,6 +115,12 @@ static void drctl_print_failover(const json_t *r)
     }
     printf("\nrepoint   %s\n", json_is_true(json_object_get(json_object_get(r, "repoint"), "configured")) ? "configured"
                                                                                                    : "NOT configured");
+    const json_t *rs = json_object_get(r, "repoint_standby");
+    if (json_is_object(rs))
+        printf("standbys  pointed at the new primary by %s (each gets %" PRId64 " s to stream)\n",
+               !strcmp(drctl_str(rs, "by", ""), "hook") ? "the repoint_standby hook"
+                                                        : "ALTER SYSTEM SET primary_conninfo + pg_reload_conf()",
+               drctl_int(rs, "standby_timeout_ms") / 1000);
 }
 
 const OptCommand drctl_cmd_failover_status = {

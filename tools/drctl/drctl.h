@@ -113,6 +113,8 @@ int drctl_args_since(const OptParse *p, DrctlRequest *req, const char *command);
 
 /* "3.2s ago", "2h5m ago", "-" for 0 */
 void drctl_ago(int64_t ts_ms, char *out, size_t n);
+/* After a promotion: which conninfos follow the new primary ({primary, conninfos}; cmd_replication.c). */
+void drctl_print_follows(const json_t *f);
 /* "in 30s", "now", "-" for 0 */
 void drctl_in(int64_t ts_ms, char *out, size_t n);
 /* "1.5 MiB", "12.0 KiB", "300 B" */

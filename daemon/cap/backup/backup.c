@@ -40,6 +40,7 @@ static void backups_maybe_closed(Backups *b)
     void (*cb)(void *) = b->closed_cb;
     void *data = b->closed_data;
     config_backup_free(&b->cfg);
+    pgconn_follow_clear(&b->follow);
     free(b->cluster);
     free(b->failures_path);
     free(b->sched);
@@ -957,6 +958,31 @@ int backups_clean_leftovers(const Config *cfg)
     return count;
 }
 
+/* backup.conninfo and backup.physical.conninfo (as configured in c) as they follow the primary. */
+static int backups_follow(Backups *b, const ConfigBackup *c)
+{
+    char *ci = pgconn_follow_apply(&b->follow, c->conninfo, NULL);
+    char *phys = pgconn_follow_apply(&b->follow, c->physical_conninfo, NULL);
+    if ((c->conninfo && !ci) || (c->physical_conninfo && !phys)) {
+        free(ci);
+        free(phys);
+        return -ENOMEM;
+    }
+    free(b->cfg.conninfo);
+    free(b->cfg.physical_conninfo);
+    b->cfg.conninfo = ci;
+    b->cfg.physical_conninfo = phys;
+    return 0;
+}
+
+int backups_follow_primary(Backups *b, const char *from, const char *to)
+{
+    int r = pgconn_follow_set(&b->follow, from, to);
+    if (r <= 0 || !b->enabled)
+        return r < 0 ? r : 0;
+    return backups_follow(b, &b->core->cfg->backup);
+}
+
 int backups_apply_config(Backups *b, const Config *cfg)
 {
     ConfigBackup copy;
@@ -978,6 +1004,8 @@ int backups_apply_config(Backups *b, const Config *cfg)
     config_backup_free(&b->cfg);
     b->cfg = copy;
     b->enabled = true;
+    if (backups_follow(b, &cfg->backup) < 0)
+        return -ENOMEM;
     free(b->cluster);
     b->cluster = strdup(cfg->cluster);
     free(b->failures_path);

@@ -41,6 +41,13 @@ int backups_clean_leftovers(const Config *cfg);
 /* Apply (or re-apply after reload) the configuration: schedules, settings; rescans when the directory
  * changed. After a passed backups_check_config() it fails only on DR_ECANCELED or -ENOMEM. */
 int backups_apply_config(Backups *b, const Config *cfg);
+/*
+ * After a promotion (at start from its record too): backup.conninfo and backup.physical.conninfo
+ * follow it when they name the old primary's server `from` (pgconn_conninfo_follow), retargeted
+ * to `to`; any other is used as written. Kept across reloads; the next backup uses it (one running
+ * keeps its own). 0, or -ENOMEM.
+ */
+int backups_follow_primary(Backups *b, const char *from, const char *to);
 /* Cancel what runs (pg_dump killed, temporaries removed) and close; closed_cb(data) when done. */
 void backups_close(Backups *b, void (*closed_cb)(void *data), void *data);
 

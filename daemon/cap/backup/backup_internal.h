@@ -28,6 +28,7 @@
 #include "pgmanifest.h"
 #include "prio.h"
 #include "config/config.h"
+#include "pgconn.h"
 #include "core/control.h"
 #include "cron.h"
 #include "core/events.h"
@@ -311,7 +312,8 @@ struct Backups {
     bool enabled;
     BackupsOffsiteFn offsite_fn; /* where a backup is (backups_set_offsite), or NULL */
     void *offsite_data;
-    ConfigBackup cfg;
+    ConfigBackup cfg;            /* conninfos as they follow the primary (backups_follow_primary) */
+    PgConnFollow follow;
     char *cluster;
     char *failures_path;
     CronExpr *sched;

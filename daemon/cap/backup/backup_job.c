@@ -48,13 +48,15 @@
 
 #define BACKUP_VERSION_TIMEOUT_MS 10000
 
+/* The server answering: its address as it sees the connection ("local": a unix socket) and port. */
+#define BACKUP_SERVER_SQL "coalesce(host(inet_server_addr()), 'local') || ':' || current_setting('port')"
 #define BACKUP_DB_INFO_SQL                                                                                  \
     "SELECT current_database(), current_setting('server_version'), "                                       \
-    "pg_database_size(current_database())::text"
+    "pg_database_size(current_database())::text, " BACKUP_SERVER_SQL
 /* Physical: the size is the cluster's (every database; the data directory holds a bit more). */
 #define BACKUP_CLUSTER_INFO_SQL                                                                             \
     "SELECT current_database(), current_setting('server_version'), "                                       \
-    "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint::text"
+    "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint::text, " BACKUP_SERVER_SQL
 
 struct BackupJob {
     uv_loop_t *loop;
@@ -79,6 +81,7 @@ struct BackupJob {
     PgConn *pg;
     char *database;
     char *server_version;
+    char *server;          /* "address:port" of the server that answered (BACKUP_SERVER_SQL) */
     int64_t db_size;
 
     BackupToolVersion tool_known;   /* what the module remembered (copy) */
@@ -433,6 +436,8 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
                           "duration_ms", (json_int_t)(uv_now(job->loop) - job->started_mono_ms));
     if (m && job->state_info)
         json_object_set(m, "state_files", job->state_info);
+    if (m && job->server) /* after a failover: which server the backup came from */
+        json_object_set_new(m, "server", json_string(job->server));
     if (!m)
         return NULL;
     if (job->kind == BACKUP_KIND_LOGICAL) {
@@ -722,9 +727,10 @@ static void backup_job_on_db_info(PgConn *c, int status, const PGresult *res, co
     BackupJob *job = data;
 
     (void)c;
-    if (status == 0 && res && PQntuples(res) == 1 && PQnfields(res) == 3) {
+    if (status == 0 && res && PQntuples(res) == 1 && PQnfields(res) == 4) {
         job->database = strdup(PQgetvalue(res, 0, 0));
         job->server_version = strdup(PQgetvalue(res, 0, 1));
+        job->server = strdup(PQgetvalue(res, 0, 3));
         job->db_size = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
     } else {
         backup_job_fail(job, status < 0 ? status : DR_EDB, "connect", "cannot query the database: %s",
@@ -779,6 +785,7 @@ static void backup_job_cleanup_done(uv_work_t *req, int status)
     backup_buf_free(&job->work_buf);
     free(job->database);
     free(job->server_version);
+    free(job->server);
     backup_tool_version_clear(&job->tool_known);
     backup_tool_version_clear(&job->tool_learned);
     config_backup_free(&job->cfg);

@@ -912,6 +912,7 @@ static void wal_maybe_closed(WalArchive *w)
     free(w->cfg.slot);
     free(w->cfg.directory);
     free(w->cfg.application_name);
+    pgconn_follow_clear(&w->follow);
     config_backup_free(&w->backup);
     free(w);
     if (cb)
@@ -945,6 +946,14 @@ static bool wal_same(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+int wal_follow_primary(WalArchive *w, const char *from, const char *to)
+{
+    int r = pgconn_follow_set(&w->follow, from, to);
+    if (r <= 0 || !w->registered)
+        return r < 0 ? r : 0;
+    return wal_apply_config(w, w->core->cfg); /* the receiver reconnects when wal.conninfo moved */
+}
+
 int wal_apply_config(WalArchive *w, const Config *cfg)
 {
     const ConfigWal *c = &cfg->wal;
@@ -963,7 +972,10 @@ int wal_apply_config(WalArchive *w, const Config *cfg)
             return rc;
         w->registered = true;
     }
-    restart = c->enabled != w->cfg.enabled || !wal_same(c->conninfo, w->cfg.conninfo) ||
+    char *conninfo = pgconn_follow_apply(&w->follow, c->conninfo, NULL);
+    if (c->conninfo && !conninfo)
+        return -ENOMEM;
+    restart = c->enabled != w->cfg.enabled || !wal_same(conninfo, w->cfg.conninfo) ||
               !wal_same(c->slot, w->cfg.slot) || !wal_same(c->directory, w->cfg.directory) ||
               !wal_same(c->application_name, w->cfg.application_name) ||
               !wal_same(cfg->backup.key_file, w->backup.key_file) ||
@@ -973,7 +985,7 @@ int wal_apply_config(WalArchive *w, const Config *cfg)
     free(w->cfg.directory);
     free(w->cfg.application_name);
     w->cfg = *c;
-    w->cfg.conninfo = c->conninfo ? strdup(c->conninfo) : NULL;
+    w->cfg.conninfo = conninfo;
     w->cfg.slot = c->slot ? strdup(c->slot) : NULL;
     w->cfg.directory = c->directory ? strdup(c->directory) : NULL;
     w->cfg.application_name = c->application_name ? strdup(c->application_name) : NULL;

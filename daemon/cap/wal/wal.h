@@ -30,6 +30,13 @@ WalArchive *wal_new(Core *core, Backups *backups);
  * DR_ECANCELED / -ENOMEM. */
 int wal_apply_config(WalArchive *w, const Config *cfg);
 /*
+ * After a promotion (at start from its record too): wal.conninfo follows it when it names the old
+ * primary's server `from` (pgconn_conninfo_follow), retargeted to `to`; the receiver then
+ * reconnects there (its slot created when wal.create_slot) and follows the new timeline. Kept
+ * across reloads. 0, or DR_ECANCELED / -ENOMEM.
+ */
+int wal_follow_primary(WalArchive *w, const char *from, const char *to);
+/*
  * drsupervisord --release-sync (the unit's ExecStopPost=): when the primary's
  * synchronous_standby_names is the archive's, reset it so commits stop waiting for a receiver that
  * is gone. BLOCKING (libpq's PQconnectdb/PQexec): only for the one-shot command, never the loop.

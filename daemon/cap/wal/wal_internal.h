@@ -104,7 +104,8 @@ struct WalScan {
 struct WalArchive {
     Core *core;
     Backups *backups;    /* the base backups the archive completes (retention, plans) */
-    ConfigWal cfg;       /* own copy of what the receiver uses */
+    ConfigWal cfg;       /* own copy of what the receiver uses; conninfo as it follows the primary */
+    PgConnFollow follow; /* wal_follow_primary */
     ConfigBackup backup; /* own copy: the key's configuration and the codec */
     bool registered;
     int subscription;    /* events bus: backup.done closes a gap */

@@ -18,6 +18,7 @@
  *   promote.c        promote_standby, repoint_platform, and the reconcile and watch against the new
  *                    primary: a change of primary (primary_failure, switchover)
  *   node.c           a node's server stopped or started (its configured command, or pg_ctl)
+ *   standbys.c       repoint_standbys: the other standbys pointed at the new primary (ctx "standbys")
  *   hook.c           a step's configured action (a hook command or an HTTP request) run to its
  *                    confirming outcome
  */
@@ -174,6 +175,14 @@ int scn_run_retarget_db(ScnRun *run, const char *ctx_key);
 /* reconcile and post_resume_watch with the run's database.conninfo retargeted to ctx "standby". */
 void scn_step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done);
 void scn_step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done);
+/* repoint_standbys (standbys.c): every other node of replication.nodes (neither ctx "standby" nor
+ * ctx "old_primary") pointed at the new primary: the failover.repoint_standby hook, else ALTER
+ * SYSTEM SET primary_conninfo (its own retargeted, application_name=<node>; its primary_slot_name
+ * created on the new primary) and pg_reload_conf(); then up to failover.standby_timeout for the
+ * new primary's pg_stat_replication to show it streaming. A standby that does not follow is
+ * reported in ctx "standbys" and logged, never a failure of the step. */
+void scn_step_repoint_standbys(FsmCall *call, void *ctx, FsmDone done);
+void scn_plan_repoint_standbys(FsmCall *call, void *ctx, FsmDone done);
 /* NAME=conninfo for a hook's environment, or NAME= (with a warning) when it holds a password. */
 void scn_env_conninfo(char *out, size_t n, const char *name, const char *conninfo);
 
