@@ -29,6 +29,7 @@ typedef enum {
     RC_REPLAY,
     RC_RECOMPUTE,
     RC_DB_POSITIONS_AFTER,
+    RC_EX_POSITIONS_LATE,
     RC_MISSING_AFTER,
     RC_REFERENTIAL,
     RC_DONE
@@ -44,6 +45,7 @@ typedef struct ReconcileRun {
     ReconcileStep step;
     bool waiting;               /* an operation is outstanding */
     json_t *ex_positions;       /* array */
+    json_t *ex_positions_late;  /* array: read again after the database's last read (live trading) */
     json_t *ex_fills;           /* array */
     json_t *db_before, *db_after;  /* symbol -> {"quantity","avg_price"} */
     json_t *duplicates, *stale; /* arrays of objects */
@@ -165,6 +167,25 @@ static json_t *reconcile_check(const char *name, bool pass, json_t *detail)
                      detail ? detail : json_object());
 }
 
+json_t *reconcile_mismatched_in_both(const json_t *first, const json_t *late)
+{
+    json_t *out = json_array();
+    size_t i;
+    const json_t *m;
+    json_array_foreach(first, i, m) {
+        const char *sym = json_string_value(json_object_get(m, "symbol"));
+        size_t k;
+        const json_t *l;
+        json_array_foreach(late, k, l) {
+            if (sym && !strcmp(sym, json_string_value(json_object_get(l, "symbol")) ?: "")) {
+                json_array_append_new(out, json_deep_copy(m));
+                break;
+            }
+        }
+    }
+    return out;
+}
+
 static bool reconcile_in_mismatches(const json_t *list, const char *symbol)
 {
     size_t i;
@@ -193,6 +214,16 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
     json_t *after = run->db_after ? reconcile_compare_positions(run->ex_positions, run->db_after,
                                                                 cfg->quantity_tolerance, cfg->price_tolerance)
                                   : json_incref(before);
+    if (run->ex_positions_late) {
+        /* A symbol that matches the exchange as it was just after the database's last read is not
+         * a mismatch: a trade the platform recorded between the two reads moved it. */
+        json_t *late = reconcile_compare_positions(run->ex_positions_late, run->db_after ? run->db_after : run->db_before,
+                                                   cfg->quantity_tolerance, cfg->price_tolerance);
+        json_t *both = reconcile_mismatched_in_both(after, late);
+        json_decref(late);
+        json_decref(after);
+        after = both;
+    }
     bool pos_ok = complete && json_array_size(after) == 0;
     bool dup_ok = complete && json_array_size(run->duplicates) == 0;
     bool stale_ok = complete && json_array_size(run->stale) == 0;
@@ -289,6 +320,7 @@ static void reconcile_free_run(ReconcileRun *run)
     json_decref(run->ex_fills);
     json_decref(run->db_before);
     json_decref(run->db_after);
+    json_decref(run->ex_positions_late);
     json_decref(run->duplicates);
     json_decref(run->stale);
     json_decref(run->missing);
@@ -374,7 +406,7 @@ static void reconcile_fail(ReconcileRun *run, int code, const char *fmt, ...)
 static void reconcile_on_venue(int result, const json_t *list, const char *request, const char *message, void *data)
 {
     ReconcileRun *run = data;
-    const char *what = run->step == RC_EX_POSITIONS ? "positions" : "fills";
+    const char *what = run->step == RC_EX_FILLS ? "fills" : "positions";
 
     (void)request;
     run->waiting = false;
@@ -392,6 +424,8 @@ static void reconcile_on_venue(int result, const json_t *list, const char *reque
     }
     if (run->step == RC_EX_POSITIONS)
         run->ex_positions = arr;
+    else if (run->step == RC_EX_POSITIONS_LATE)
+        run->ex_positions_late = arr;
     else
         run->ex_fills = arr;
     run->step++;
@@ -615,6 +649,20 @@ static void reconcile_advance(ReconcileRun *run)
         case RC_EX_FILLS:
             r = venue_read(owner->venue, VENUE_FILLS, run->since_ms, reconcile_on_venue, run);
             break;
+        case RC_EX_POSITIONS_LATE: {
+            /* Only when a mismatch is left: the exchange again, to tell a trade in flight between
+             * the two reads (the database ahead of the first read) from a real difference. */
+            json_t *mm = reconcile_compare_positions(run->ex_positions, run->db_after ? run->db_after : run->db_before,
+                                                     cfg->quantity_tolerance, cfg->price_tolerance);
+            bool need = json_array_size(mm) > 0;
+            json_decref(mm);
+            if (!need) {
+                run->step++;
+                continue;
+            }
+            r = venue_read(owner->venue, VENUE_POSITIONS, 0, reconcile_on_venue, run);
+            break;
+        }
         case RC_DB_POSITIONS:
         case RC_DB_POSITIONS_AFTER:
             if (run->step == RC_DB_POSITIONS_AFTER && !run->recomputed && run->replayed == 0) {

@@ -77,5 +77,12 @@ int reconcile_follow_primary(Reconcile *r, const char *from, const char *to);
  */
 json_t *reconcile_compare_positions(const json_t *exchange, json_t *db, double quantity_tolerance,
                                     double price_tolerance);
+/*
+ * The mismatches of `first` (the database against the exchange read before it) whose symbol is
+ * also in `late` (the same database read against the exchange read again after it): only those
+ * are real while the platform trades, since a trade recorded between the reads puts the database
+ * ahead of the first read and level with the late one. A new array; exposed for tests.
+ */
+json_t *reconcile_mismatched_in_both(const json_t *first, const json_t *late);
 
 #endif
