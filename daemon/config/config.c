@@ -224,6 +224,7 @@ Config *config_free(Config *cfg)
     config__free_wal(&cfg->wal);
     config_offsite_free(&cfg->offsite);
     config__free_drills(&cfg->drills);
+    config__free_ha(&cfg->ha);
     free(cfg->metrics.listen);
     free(cfg->inbound_webhook.path);
     config_free_secret(cfg->inbound_webhook.secret, cfg->inbound_webhook.secret_len);
@@ -590,6 +591,7 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_audit(&top, &cfg->audit);
     config__read_repository(&top, &cfg->backup, cfg->alerts.credentials_dir, &cfg->offsite);
     config__read_drills(&top, &cfg->drills);
+    config__read_ha(&top, cfg->cluster, &cfg->ha);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");

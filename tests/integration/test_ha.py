@@ -1,0 +1,144 @@
+"""
+Supervisor high availability on etcd (docs/ha.md): a real three-member etcd cluster on loopback,
+two daemons with the same configuration but their own node names and sockets, sharing state_dir.
+One leads, the other follows; kill -9 of the leader hands over within TTL + one poll; the venue
+double records the fencing token of every action (never a follower's, tokens only increase); a
+planned step-down hands over; a leader cut off from etcd stops acting within the TTL.
+"""
+import os
+import time
+
+import pytest
+
+from drsup import Daemon, wait_until
+from etcdcluster import EtcdCluster
+from fakevenue import FakeVenue
+
+TTL = 2
+POLL = 0.3
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    c = EtcdCluster().start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def venue():
+    v = FakeVenue()
+    yield v
+    v.close()
+
+
+def pair(tmp_path, daemons, etcd, venue, prefix, halt_after=1000):
+    shared = os.path.join(str(tmp_path), "shared-state")
+    out = []
+    for node in ("n1", "n2"):
+        d = Daemon(tmp_path, {
+            "state_dir": shared,
+            "venue": venue.config(),
+            "detector": {"halt_after": halt_after},
+            "ha": {"endpoints": etcd.endpoints, "prefix": prefix, "node": node, "ttl": f"{TTL}s",
+                   "poll_interval": f"{int(POLL * 1000)}ms", "step_down_hold": "60s"},
+        }, name=node)
+        daemons.append(d)
+        out.append(d)
+    return out
+
+
+def leader(d):
+    return d.ctl_json("leader")
+
+
+def acting_one(ds):
+    acting = [d for d in ds if leader(d)["acting"]]
+    return acting[0] if len(acting) == 1 else None
+
+
+def test_one_leads_the_other_follows_and_refuses(tmp_path, daemons, etcd, venue):
+    a, b = pair(tmp_path, daemons, etcd, venue, "/t1/")
+    a.start()
+    wait_until(lambda: leader(a)["role"] == "leader", timeout=5, what="n1 leads")
+    b.start()
+    wait_until(lambda: leader(b).get("leader") == "n1", timeout=5, what="n2 sees n1")
+    la, lb = leader(a), leader(b)
+    assert la["acting"] and not lb["acting"] and lb["role"] == "follower"
+    assert la["revision"] == lb["revision"] == la["token"] > 0
+    # a follower serves read-only commands and refuses mutating ones
+    assert b.ctl("status").returncode == 0
+    p = b.ctl("halt", "--reason", "from the follower")
+    assert p.returncode == 1 and "not the leader (leader: n1)" in p.stderr, p.stderr
+    assert "ha       node n2: follower" in b.ctl("status").stdout
+    # the leader's halt carries its token; nothing ever came from the follower
+    p = a.ctl("halt", "--reason", "operator")
+    assert p.returncode == 0, p.stderr
+    halts = [t for path, t in venue.tokens if path == "/halt"]
+    assert halts == [str(la["token"])]
+    # step-down: a planned hand-over (the platform drifted back to live: the new leader must halt it)
+    n_halts = len([1 for path, _ in venue.tokens if path == "/halt"])
+    p = a.ctl("step-down")
+    assert p.returncode == 0, p.stderr
+    assert not leader(a)["acting"] and leader(a)["role"] == "stepped_down"
+    t0 = time.monotonic()
+    wait_until(lambda: leader(b)["role"] == "leader", timeout=3, what="n2 takes over after step-down")
+    assert time.monotonic() - t0 < 2 * POLL + 1.5
+    venue.mode = "live"
+    p = a.ctl("halt", "--reason", "old leader")
+    assert p.returncode == 1 and "not the leader" in p.stderr
+    # the new leader re-reads the shared halt state and re-asserts it with its own, larger token
+    wait_until(lambda: len([1 for path, _ in venue.tokens if path == "/halt"]) > n_halts, timeout=8,
+               what="the new leader re-asserts the halt")
+    tokens = [int(t) for path, t in venue.tokens if path in ("/halt", "/resume", "/shadow", "/close_all")]
+    assert all(t is not None for t in tokens) and tokens == sorted(tokens) and tokens[-1] == leader(b)["token"]
+    a.stop()
+    b.stop()
+
+
+def test_kill9_of_the_leader_hands_over_and_the_new_leader_acts(tmp_path, daemons, etcd, venue):
+    a, b = pair(tmp_path, daemons, etcd, venue, "/t2/", halt_after=3)
+    a.start()
+    wait_until(lambda: leader(a)["role"] == "leader", timeout=5, what="n1 leads")
+    b.start()
+    wait_until(lambda: leader(b).get("leader") == "n1", timeout=5, what="n2 follows")
+    # the database is dead (port 1): only the leader's detector halts
+    wait_until(lambda: venue.mode == "halted", timeout=10, what="the leader halts on the dead database")
+    first = leader(a)["token"]
+    a.kill9()
+    t0 = time.monotonic()
+    venue.mode = "live"  # drifted: the new leader must halt it again
+    wait_until(lambda: leader(b)["acting"], timeout=TTL + POLL + 3, what="n2 leads")
+    took = time.monotonic() - t0
+    assert took <= TTL + POLL + 1.0, took
+    second = leader(b)["token"]
+    assert second > first
+    wait_until(lambda: any(t == str(second) for path, t in venue.tokens if path == "/halt"), timeout=10,
+               what="the new leader acts (re-asserts the halt)")
+    acts = [(path, t) for path, t in venue.tokens if path in ("/halt", "/resume", "/shadow", "/close_all")]
+    tokens = [int(t) for _, t in acts]
+    assert set(tokens) <= {first, second} and tokens == sorted(tokens), acts
+    b.stop()
+
+
+def test_a_leader_cut_off_from_etcd_stops_acting_within_the_ttl(tmp_path, daemons, etcd, venue):
+    a, b = pair(tmp_path, daemons, etcd, venue, "/t3/")
+    a.start()
+    wait_until(lambda: leader(a)["role"] == "leader", timeout=5, what="n1 leads")
+    # point it at a dead endpoint by reload
+    cfg = dict(a.config)
+    cfg["ha"] = dict(cfg["ha"], endpoints=["http://127.0.0.1:1"])
+    a.write_config(cfg)
+    assert a.ctl("reload").returncode == 0
+    t0 = time.monotonic()
+    wait_until(lambda: not leader(a)["acting"], timeout=TTL + 1, what="n1 stops acting")
+    assert time.monotonic() - t0 <= TTL + 0.5
+    n = len(venue.tokens)
+    p = a.ctl("halt", "--reason", "cut off")
+    assert p.returncode == 1 and "not the leader" in p.stderr
+    assert len([1 for path, _ in venue.tokens[n:] if path == "/halt"]) == 0
+    # the other daemon takes over
+    b.start()
+    wait_until(lambda: leader(b)["acting"], timeout=TTL + 3, what="n2 leads")
+    a.stop()
+    b.stop()
