@@ -231,6 +231,7 @@ Config *config_free(Config *cfg)
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
+    free(cfg->node_dir);
     free(cfg->control.socket_path);
     free(cfg->control.group);
     free(cfg->control.operators_group);
@@ -595,6 +596,12 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");
+    if (cfg->state_dir && cfg->ha.enabled && cfg->ha.node) {
+        if (asprintf(&cfg->node_dir, "%s/nodes/%s", cfg->state_dir, cfg->ha.node) < 0)
+            cfg->node_dir = NULL;
+    } else if (cfg->state_dir) {
+        cfg->node_dir = strdup(cfg->state_dir);
+    }
     if (cfg->backup.enabled && cfg->state_dir &&
         asprintf(&cfg->backup.keyring_dir, "%s/backup-keys", cfg->state_dir) < 0)
         cfg->backup.keyring_dir = NULL;

@@ -439,6 +439,8 @@ typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
     char *state_dir;   /* durable state: journal, outbox, catalog cache */
+    char *node_dir;    /* this daemon's own state (audit log, alert outbox): state_dir, or with ha
+                        * state_dir/nodes/NODE (state_dir is shared then; docs/ha.md) */
     int log_level;     /* LOG_* priority */
     ConfigControl control;
     ConfigDatabase database;

@@ -52,8 +52,10 @@ void config__read_ha(const CfgSection *top, const char *cluster, ConfigHa *h)
         cfg_error(s.ctx, cfg_get(s.map, "ttl"), "'ha.ttl' must be whole seconds (etcd's leases count in seconds)");
     if (h->prefix && (h->prefix[0] != '/' || h->prefix[strlen(h->prefix) - 1] != '/'))
         cfg_error(s.ctx, cfg_get(s.map, "prefix"), "'ha.prefix' must start and end with '/', not '%s'", h->prefix);
-    if (h->node && (!h->node[0] || strlen(h->node) > 200))
-        cfg_error(s.ctx, cfg_get(s.map, "node"), "'ha.node' must be 1 to 200 characters");
+    if (h->node && (!h->node[0] || strlen(h->node) > 200 || strchr(h->node, '/') || !strcmp(h->node, ".") ||
+                    !strcmp(h->node, "..")))
+        cfg_error(s.ctx, cfg_get(s.map, "node"), "'ha.node' must be 1 to 200 characters, no '/' (it names "
+                                                 "state_dir/nodes/NODE), not '%s'", h->node);
     /* One request must end well inside the TTL: a third of it by default. */
     if (!h->request_timeout_ms)
         h->request_timeout_ms = h->ttl_ms / 3;

@@ -146,7 +146,7 @@ static void daemon_start_acting(Daemon *d)
     if (d->acting_started)
         return;
     d->acting_started = true;
-    venue_start(d->venue); /* reads halt.json: a small file, once per takeover (docs/ha.md) */
+    venue_start_async(d->venue); /* halt.json read on the thread pool, then re-asserted */
     int r = scenarios_start(d->scenarios);
     if (r < 0)
         log_error("scenario", "cannot load scenario runs: %s", err_str(r));
@@ -349,6 +349,8 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->cfg->control.socket_path = strdup(d->cfg->control.socket_path);
         free(w->cfg->state_dir);
         w->cfg->state_dir = strdup(d->cfg->state_dir);
+        free(w->cfg->node_dir);
+        w->cfg->node_dir = strdup(d->cfg->node_dir);
         config_free(d->cfg);
         d->cfg = w->cfg;
         d->core.cfg = d->cfg;
@@ -749,8 +751,18 @@ int daemon_start(Daemon *d)
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
         return r;
     }
+    if (strcmp(d->cfg->node_dir, d->cfg->state_dir)) {
+        /* high availability: this daemon's own files beside the shared ones */
+        char nodes[4200];
+        snprintf(nodes, sizeof(nodes), "%s/nodes", d->cfg->state_dir);
+        if ((mkdir(nodes, 0750) < 0 && errno != EEXIST) || (mkdir(d->cfg->node_dir, 0750) < 0 && errno != EEXIST)) {
+            r = -errno;
+            log_error("main", "cannot create '%s': %s", d->cfg->node_dir, strerror(errno));
+            return r;
+        }
+    }
     audit_set_rotation(d->audit, d->cfg->audit.max_bytes, (int)d->cfg->audit.keep);
-    r = audit_open(d->audit, d->cfg->state_dir, err, sizeof(err));
+    r = audit_open(d->audit, d->cfg->node_dir, err, sizeof(err));
     if (r < 0) {
         log_error("audit", "cannot open the audit log: %s", err[0] ? err : err_str(r));
         return r;

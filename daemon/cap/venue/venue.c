@@ -817,15 +817,11 @@ int venue_apply_config(Venue *v, const Config *cfg)
     return 0;
 }
 
-int venue_start(Venue *v)
+/* The halt state read (r: atomicfile_read_all's result, data owned), taken in. */
+static int venue_take_state(Venue *v, const char *path, int r, char *data, size_t len)
 {
-    char path[4096];
-    char *data = NULL;
-    size_t len = 0;
     json_error_t jerr;
 
-    snprintf(path, sizeof(path), "%s/halt.json", v->core->cfg->state_dir);
-    int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
     if (r == -ENOENT)
         return 0;
     if (r < 0) {
@@ -840,6 +836,8 @@ int venue_start(Venue *v)
             v->halted = json_is_true(json_object_get(j, "halted"));
             const char *reason = json_string_value(json_object_get(j, "reason"));
             const char *run = json_string_value(json_object_get(j, "run"));
+            free(v->reason);
+            free(v->run);
             v->reason = reason ? strdup(reason) : NULL;
             v->run = run ? strdup(run) : NULL;
             v->since_ms = (int64_t)json_integer_value(json_object_get(j, "since_ms"));
@@ -862,6 +860,65 @@ int venue_start(Venue *v)
         venue_halt_internal(v, v->reason, v->run, NULL, NULL, false); /* keeps reason and since */
     }
     return 0;
+}
+
+int venue_start(Venue *v)
+{
+    char path[4096];
+    char *data = NULL;
+    size_t len = 0;
+
+    snprintf(path, sizeof(path), "%s/halt.json", v->core->cfg->state_dir);
+    int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
+    return venue_take_state(v, path, r, data, len);
+}
+
+typedef struct VenueLoad {
+    uv_work_t req;
+    Venue *v;
+    char path[4096];
+    char *data;
+    size_t len;
+    int result;
+} VenueLoad;
+
+static void venue_load_work(uv_work_t *req)
+{
+    VenueLoad *L = req->data;
+    L->result = atomicfile_read_all(L->path, 64 * 1024, &L->data, &L->len);
+}
+
+static void venue_load_done(uv_work_t *req, int status)
+{
+    VenueLoad *L = req->data;
+    Venue *v = L->v;
+    v->pending--;
+    if (status < 0 && L->result == 0)
+        L->result = status;
+    if (!v->closing)
+        venue_take_state(v, L->path, L->result, L->data, L->len); /* frees data */
+    else
+        free(L->data);
+    free(L);
+    venue_maybe_closed(v);
+}
+
+void venue_start_async(Venue *v)
+{
+    VenueLoad *L = calloc(1, sizeof(*L));
+    if (!L) {
+        /* fail closed: without the state, assume halted */
+        venue_take_state(v, "halt.json", -ENOMEM, NULL, 0);
+        return;
+    }
+    L->v = v;
+    L->req.data = L;
+    snprintf(L->path, sizeof(L->path), "%s/halt.json", v->core->cfg->state_dir);
+    v->pending++;
+    if (uv_queue_work(v->core->loop, &L->req, venue_load_work, venue_load_done) < 0) {
+        L->result = -ENOMEM;
+        venue_load_done(&L->req, 0);
+    }
 }
 
 static void venue_on_timer_closed(uv_handle_t *h)
