@@ -142,3 +142,52 @@ def test_a_leader_cut_off_from_etcd_stops_acting_within_the_ttl(tmp_path, daemon
     wait_until(lambda: leader(b)["acting"], timeout=TTL + 3, what="n2 leads")
     a.stop()
     b.stop()
+
+
+def test_kill9_of_the_leader_mid_run_the_follower_completes_it_once(tmp_path, pg, rx, etcd, daemons):
+    """The app_crash run (a real PostgreSQL, the paper platform): the leader SIGKILLs itself right
+    after the restart step committed; the follower takes over, re-reads the shared journal and
+    completes the run: one restart, one out-of-band halt, one run."""
+    from test_app_crash import AppCrashEnv
+    env = AppCrashEnv(tmp_path, pg, rx)
+    env.pg.psql("CREATE DATABASE %s" % env.db)
+    from papervenue import PaperVenue
+    env.venue = PaperVenue(env.dir, env.pg.conninfo(env.db), interval=env.trade_interval).start()
+    try:
+        wait_until(lambda: env.venue.status()["orders_sent"] > 0, timeout=20, what="the venue trading")
+        shared = os.path.join(str(tmp_path), "shared-state")
+        ds = []
+        for node in ("n1", "n2"):
+            cfg = env.config()
+            cfg["state_dir"] = shared
+            cfg["ha"] = {"endpoints": etcd.endpoints, "prefix": "/t4/", "node": node, "ttl": f"{TTL}s",
+                         "poll_interval": f"{int(POLL * 1000)}ms"}
+            d = Daemon(env.dir, cfg, name=node)
+            daemons.append(d)
+            ds.append(d)
+        a, b = ds
+        a.start(env={"DRSUP_CRASH_AFTER_EVENT": "commit:restart_platform"})
+        wait_until(lambda: leader(a)["role"] == "leader", timeout=5, what="n1 leads")
+        b.start()
+        wait_until(lambda: leader(b).get("leader") == "n1", timeout=5, what="n2 follows")
+        env.daemon = a
+        wait_until(lambda: a.component("platform")["health"] == "up", timeout=20, what="platform up")
+        env.crash_platform()
+        wait_until(lambda: a.proc.poll() is not None, timeout=30, what="n1's crash after restart_platform")
+        assert a.proc.returncode == -9, a.log()[-3000:]
+        a.kill9()
+        assert len(env.restart_calls()) == 1
+        wait_until(lambda: leader(b)["acting"], timeout=TTL + POLL + 3, what="n2 leads")
+        env.daemon = b
+        rid = wait_until(env.run_of, timeout=20, what="the run, resumed by n2")
+        run = env.wait_run(rid, timeout=60)
+        assert run["status"] == "succeeded", b.log()[-6000:]
+        assert env.restart_calls() == ["restart shadow %s" % rid], env.restart_calls()  # not restarted again
+        assert len(rx.got("/cancel-all")) == 1  # n2 did not halt out of band again
+        assert [r["run"] for r in b.ctl_json("runs")["runs"] if r.get("scenario") == "app_crash"] == [rid]
+        assert "resuming unfinished run %s" % rid in b.log()
+        b.stop()
+    finally:
+        env.stop_restarted()
+        env.venue.stop()
+        env.venue.cleanup()
