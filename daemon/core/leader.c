@@ -276,7 +276,7 @@ static void leader_lose(Leader *l, const char *why, bool planned)
     leader_set_holder(l, NULL, 0);
     if (l->fn)
         l->fn(LEADER_LOST, l->fn_data);
-    leader_arm_tick(l, l->hold_ms ? l->hold_ms : l->poll_ms);
+    leader_arm_tick(l, l->poll_ms);
 }
 
 static void leader_on_deadline(uv_timer_t *t)
@@ -338,10 +338,8 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
     } else if (r < 0) {
         snprintf(msg, sizeof(msg), "%s", errmsg);
     }
-    if (r < 0 && r != DR_ECANCELED && q->kind != LR_PUT && q->kind != LR_REVOKE && r != DR_EHTTP)
-        l->ep++; /* unreachable: the next endpoint next time */
-    else if (r == DR_EHTTP && err != 0)
-        l->ep++;
+    if (err != 0 && err != DR_ECANCELED)
+        l->ep++; /* no answer (refused, timed out): the next endpoint next time */
 
     switch (q->kind) {
     case LR_RANGE: {
@@ -420,7 +418,9 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
         if (r == -ENOENT) {
             leader_lose(l, "etcd says the lease has expired", false);
         } else if (r < 0) {
+            /* retry soon (another endpoint, or etcd electing its own leader): the lease is still ours */
             leader_note_error(l, what[q->kind], msg);
+            leader_arm_tick(l, l->ttl_ms / 10);
         } else {
             l->last_error[0] = '\0';
             leader_renewed(l, q->sent_us, ttl);
@@ -480,8 +480,14 @@ static void leader_tick(Leader *l)
         return;
     case LS_HOLD:
         if (clock_mono_us() < l->hold_until_us) {
-            leader_arm_tick(l, (l->hold_until_us - clock_mono_us()) / 1000 + 1);
-            return;
+            /* no campaign, but keep reading who leads (drctl leader on a former leader tells it) */
+            uint64_t left = (l->hold_until_us - clock_mono_us()) / 1000 + 1;
+            if (!l->busy) {
+                l->busy = true;
+                r = leader_post(l, LR_RANGE, "v3/kv/range", etcdgw_range_body(l->key), NULL, NULL);
+            }
+            leader_arm_tick(l, left < l->poll_ms ? left : l->poll_ms);
+            break;
         }
         if (l->was_leader) {
             /* What this process knows of the runs may be stale: a fresh start re-reads it all. */

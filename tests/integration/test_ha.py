@@ -85,6 +85,8 @@ def test_one_leads_the_other_follows_and_refuses(tmp_path, daemons, etcd, venue)
     wait_until(lambda: leader(b)["role"] == "leader", timeout=3, what="n2 takes over after step-down")
     assert time.monotonic() - t0 < 2 * POLL + 1.5
     venue.mode = "live"
+    wait_until(lambda: leader(a).get("leader") == "n2", timeout=3, what="the former leader sees n2")
+    assert leader(a)["hold_remaining_ms"] > 50000
     p = a.ctl("halt", "--reason", "old leader")
     assert p.returncode == 1 and "not the leader" in p.stderr
     # the new leader re-reads the shared halt state and re-asserts it with its own, larger token
