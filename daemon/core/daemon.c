@@ -192,6 +192,13 @@ static void daemon_collect(MetricsWriter *w, void *data)
     metrics_sample(w, "drsupervisor_reloads_total", failed, 1, d->reloads_failed);
     metrics_family(w, "drsupervisor_control_clients", METRIC_GAUGE, "clients connected to the control socket");
     metrics_value(w, "drsupervisor_control_clients", d->core.control ? control_client_count(d->core.control) : 0);
+    if (leader_enabled(d->core.leader)) {
+        metrics_family(w, "drsupervisor_ha_leader", METRIC_GAUGE, "high availability: 1 while this daemon leads and acts");
+        metrics_value(w, "drsupervisor_ha_leader", leader_acting(d->core.leader) ? 1 : 0);
+        metrics_family(w, "drsupervisor_ha_fencing_token", METRIC_GAUGE,
+                       "high availability: the leader key's revision while this daemon leads, else 0");
+        metrics_value(w, "drsupervisor_ha_fencing_token", (double)leader_token(d->core.leader));
+    }
 }
 
 /* ---- checking a configuration before it is used ---- */

@@ -13,6 +13,8 @@ import pytest
 from drsup import Daemon, wait_until
 from etcdcluster import EtcdCluster
 from fakevenue import FakeVenue
+from pgharness import free_port
+from test_metrics import scrape, value
 
 TTL = 2
 POLL = 0.3
@@ -125,8 +127,14 @@ def test_kill9_of_the_leader_hands_over_and_the_new_leader_acts(tmp_path, daemon
 
 def test_a_leader_cut_off_from_etcd_stops_acting_within_the_ttl(tmp_path, daemons, etcd, venue):
     a, b = pair(tmp_path, daemons, etcd, venue, "/t3/")
+    address = "127.0.0.1:%d" % free_port()
+    a.config["metrics"] = {"listen": address}
+    a.write_config()
     a.start()
     wait_until(lambda: leader(a)["role"] == "leader", timeout=5, what="n1 leads")
+    body = scrape(address)
+    assert value(body, "drsupervisor_ha_leader") == 1
+    assert value(body, "drsupervisor_ha_fencing_token") == leader(a)["token"]
     # point it at a dead endpoint by reload
     cfg = dict(a.config)
     cfg["ha"] = dict(cfg["ha"], endpoints=["http://127.0.0.1:1"])
@@ -135,6 +143,8 @@ def test_a_leader_cut_off_from_etcd_stops_acting_within_the_ttl(tmp_path, daemon
     t0 = time.monotonic()
     wait_until(lambda: not leader(a)["acting"], timeout=TTL + 1, what="n1 stops acting")
     assert time.monotonic() - t0 <= TTL + 0.5
+    assert value(scrape(address), "drsupervisor_ha_leader") == 0
+    assert "not renewed within its TTL" in a.log()
     n = len(venue.tokens)
     p = a.ctl("halt", "--reason", "cut off")
     assert p.returncode == 1 and "not the leader" in p.stderr
