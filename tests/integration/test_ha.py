@@ -5,8 +5,11 @@ One leads, the other follows; kill -9 of the leader hands over within TTL + one 
 double records the fencing token of every action (never a follower's, tokens only increase); a
 planned step-down hands over; a leader cut off from etcd stops acting within the TTL.
 """
+import base64
+import json
 import os
 import time
+import urllib.request
 
 import pytest
 
@@ -50,6 +53,14 @@ def pair(tmp_path, daemons, etcd, venue, prefix, halt_after=1000):
     return out
 
 
+def etcd_get(etcd, key):
+    req = urllib.request.Request(etcd.endpoints[0] + "/v3/kv/range", method="POST",
+                                 data=json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode())
+    with urllib.request.urlopen(req, timeout=2) as r:
+        kvs = json.load(r).get("kvs")
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+
+
 def leader(d):
     return d.ctl_json("leader")
 
@@ -73,11 +84,16 @@ def test_one_leads_the_other_follows_and_refuses(tmp_path, daemons, etcd, venue)
     p = b.ctl("halt", "--reason", "from the follower")
     assert p.returncode == 1 and "not the leader (leader: n1)" in p.stderr, p.stderr
     assert "ha       node n2: follower" in b.ctl("status").stdout
-    # the leader's halt carries its token; nothing ever came from the follower
+    # the leader's halt carries its token; nothing ever came from the follower; the halt state was
+    # in etcd (under the prefix) when the halt reached the platform
+    seen = []
+    venue.on_halt = lambda: seen.append(etcd_get(etcd, "/t1/halt"))
     p = a.ctl("halt", "--reason", "operator")
     assert p.returncode == 0, p.stderr
     halts = [t for path, t in venue.tokens if path == "/halt"]
     assert halts == [str(la["token"])]
+    assert seen and seen[0]["halted"] is True and seen[0]["reason"].endswith(": operator") and seen[0]["token"] == la["token"]
+    venue.on_halt = None
     # step-down: a planned hand-over (the platform drifted back to live: the new leader must halt it)
     n_halts = len([1 for path, _ in venue.tokens if path == "/halt"])
     p = a.ctl("step-down")
