@@ -274,7 +274,7 @@ static void leader_lose(Leader *l, const char *why, bool planned)
     events_emit(l->events, planned ? SEV_WARNING : SEV_CRITICAL, "ha.leader", NULL, false, NULL,
                 "node '%s' stopped acting as the leader (token %" PRId64 "): %s", l->node, l->token, why);
     leader_set_holder(l, NULL, 0);
-    if (l->fn)
+    if (l->fn && !l->closing)
         l->fn(LEADER_LOST, l->fn_data);
     leader_arm_tick(l, l->poll_ms);
 }
@@ -591,6 +591,16 @@ json_t *leader_status_json(const Leader *l)
     return j;
 }
 
+static void leader_close_now(Leader *l);
+
+static void leader_on_close_revoked(int result, const char *message, void *data)
+{
+    Leader *l = data;
+    (void)result;
+    (void)message;
+    leader_close_now(l);
+}
+
 void leader_close(Leader *l, void (*closed_cb)(void *data), void *data)
 {
     if (!l) {
@@ -601,6 +611,22 @@ void leader_close(Leader *l, void (*closed_cb)(void *data), void *data)
     l->closing = true;
     l->closed_cb = closed_cb;
     l->closed_data = data;
+    if (l->state == LS_LEADER && leader_acting(l) && l->lease_id) {
+        /* A clean stop hands over at once: stop acting, revoke the lease (its key goes with it),
+         * then close; bounded by ha.request_timeout. */
+        int64_t lease = l->lease_id;
+        leader_lose(l, "the daemon is stopping: the lease is revoked, a follower takes over at its next poll", true);
+        l->lease_id = 0;
+        if (leader_post(l, LR_REVOKE, "v3/lease/revoke", etcdgw_lease_id_body(lease), leader_on_close_revoked, l) == 0)
+            return;
+    }
+    leader_close_now(l);
+}
+
+static void leader_close_now(Leader *l)
+{
+    void (*closed_cb)(void *data) = l->closed_cb;
+    void *data = l->closed_data;
     while (l->reqs)
         if (httpc_cancel(l->http, l->reqs->id) < 0) {
             LeaderReq *q = l->reqs; /* cannot happen: its callback has not run yet */

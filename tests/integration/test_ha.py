@@ -138,7 +138,14 @@ def test_kill9_of_the_leader_hands_over_and_the_new_leader_acts(tmp_path, daemon
     acts = [(path, t) for path, t in venue.tokens if path in ("/halt", "/resume", "/shadow", "/close_all")]
     tokens = [int(t) for _, t in acts]
     assert set(tokens) <= {first, second} and tokens == sorted(tokens), acts
+    # a clean stop revokes the lease: the follower takes over at its next poll, well inside the TTL
+    a.start()
+    wait_until(lambda: leader(a).get("leader") == "n2", timeout=5, what="n1 follows n2")
     b.stop()
+    t0 = time.monotonic()
+    wait_until(lambda: leader(a)["acting"], timeout=TTL + POLL + 3, what="n1 leads again")
+    assert time.monotonic() - t0 < TTL - 0.4, time.monotonic() - t0
+    a.stop()
 
 
 def test_a_leader_cut_off_from_etcd_stops_acting_within_the_ttl(tmp_path, daemons, etcd, venue):
