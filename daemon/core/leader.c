@@ -215,9 +215,9 @@ static int leader_post(Leader *l, LeaderReqKind kind, const char *path, char *bo
         free(body);
         return -ENOMEM;
     }
-    snprintf(url, sizeof(url), "%s%s%s", l->endpoints[l->ep % l->n_endpoints],
-             l->endpoints[l->ep % l->n_endpoints][strlen(l->endpoints[l->ep % l->n_endpoints]) - 1] == '/' ? "" : "/",
-             path);
+    const char *ep = l->endpoints[l->ep % l->n_endpoints];
+    size_t n = strlen(ep);
+    snprintf(url, sizeof(url), "%s%s%s", ep, n && ep[n - 1] == '/' ? "" : "/", path);
     *q = (LeaderReq){.l = l, .kind = kind, .sent_us = clock_mono_us(), .done = done, .data = data};
     HttpRequest req = {.method = "POST", .url = url, .headers = hdrs, .n_headers = 1, .body = body,
                        .body_len = strlen(body), .timeout_ms = l->timeout_ms, .connect_timeout_ms = l->timeout_ms,
@@ -315,6 +315,7 @@ static void leader_became(Leader *l, int64_t revision)
         l->fn(LEADER_BECAME, l->fn_data);
 }
 
+/* A lost candidate's unused lease: revoked best-effort, a failure ignored (it expires within its TTL). */
 static void leader_revoke_quietly(Leader *l, int64_t lease_id)
 {
     if (lease_id)
@@ -352,7 +353,12 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
             break;
         }
         l->last_error[0] = '\0';
-        if (kv.found) {
+        if (l->state == LS_LEADER) {
+            /* the leader's own check after each renewal: its key still stands, unchanged */
+            if (!kv.found || kv.create_revision != l->token)
+                leader_lose(l, kv.found ? "the leader key was replaced in etcd" : "the leader key was deleted in etcd",
+                            false);
+        } else if (kv.found) {
             leader_set_holder(l, kv.value, kv.create_revision);
         } else if (l->state == LS_FOLLOWER) {
             leader_set_holder(l, NULL, 0);
@@ -424,6 +430,9 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
         } else {
             l->last_error[0] = '\0';
             leader_renewed(l, q->sent_us, ttl);
+            l->busy = true; /* then: does the key still stand? */
+            if (leader_post(l, LR_RANGE, "v3/kv/range", etcdgw_range_body(l->key), NULL, NULL) < 0)
+                l->busy = false;
         }
         break;
     }
