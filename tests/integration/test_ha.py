@@ -240,3 +240,16 @@ def test_kill9_of_the_leader_mid_run_the_follower_completes_it_once(tmp_path, pg
         env.stop_restarted()
         env.venue.stop()
         env.venue.cleanup()
+
+
+def test_a_former_leader_restarts_after_its_hold(tmp_path, daemons, etcd, venue):
+    a, _ = pair(tmp_path, daemons, etcd, venue, "/t5/")
+    a.config["ha"]["step_down_hold"] = "1s"
+    a.write_config()
+    a.start()
+    wait_until(lambda: leader(a)["acting"], timeout=5, what="n1 leads")
+    assert a.ctl("step-down").returncode == 0
+    # the hold over, it stops in order with 75 (EX_TEMPFAIL) for systemd to start it afresh
+    wait_until(lambda: a.proc.poll() is not None, timeout=5, what="n1 exits after its hold")
+    assert a.stop(expect=75) == 75
+    assert "restarting to campaign again" in a.log()
