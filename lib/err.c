@@ -26,6 +26,7 @@ static const struct {
     [DR_ESTATE - DR_ERR_FIRST] = {"bad_state", "not allowed in the current state"},
     [DR_ECANCELED - DR_ERR_FIRST] = {"canceled", "operation cancelled"},
     [DR_EINTERNAL - DR_ERR_FIRST] = {"internal_error", "internal error"},
+    [DR_ENOTLEADER - DR_ERR_FIRST] = {"not_leader", "not the leader"},
 };
 
 static int err_in_catalogue(int code)

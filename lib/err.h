@@ -27,6 +27,7 @@ enum {
     DR_ESTATE,                 /* operation not allowed in the current state */
     DR_ECANCELED,              /* operation cancelled (shutdown, abort) */
     DR_EINTERNAL,              /* a bug: should not happen */
+    DR_ENOTLEADER,             /* high availability: this daemon is not the leader (docs/ha.md) */
     DR_ERR_LAST
 };
 

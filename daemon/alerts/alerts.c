@@ -338,11 +338,11 @@ Alerts *alerts_new(Core *d)
 
 int alerts_start(Alerts *a)
 {
-    if (asprintf(&a->dir, "%s/outbox", a->core->cfg->state_dir) < 0) {
+    if (asprintf(&a->dir, "%s/outbox", a->core->cfg->node_dir) < 0) {
         a->dir = NULL;
         return -ENOMEM;
     }
-    if (asprintf(&a->cond_path, "%s/alerts-conditions.json", a->core->cfg->state_dir) < 0) {
+    if (asprintf(&a->cond_path, "%s/alerts-conditions.json", a->core->cfg->node_dir) < 0) {
         a->cond_path = NULL;
         return -ENOMEM;
     }

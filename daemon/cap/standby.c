@@ -502,8 +502,8 @@ void standby_kick(Standby *sb)
 {
     bool scanned = false;
 
-    if (!sb || sb->closing)
-        return;
+    if (!sb || sb->closing || !leader_acting(sb->core->leader))
+        return; /* high availability: only the leader restores the standby */
     bool active = lease_held(sb->core->lease);
     if (sb->busy) {
         if (active || !sb->enabled)

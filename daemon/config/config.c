@@ -224,12 +224,14 @@ Config *config_free(Config *cfg)
     config__free_wal(&cfg->wal);
     config_offsite_free(&cfg->offsite);
     config__free_drills(&cfg->drills);
+    config__free_ha(&cfg->ha);
     free(cfg->metrics.listen);
     free(cfg->inbound_webhook.path);
     config_free_secret(cfg->inbound_webhook.secret, cfg->inbound_webhook.secret_len);
     free(cfg->path);
     free(cfg->cluster);
     free(cfg->state_dir);
+    free(cfg->node_dir);
     free(cfg->control.socket_path);
     free(cfg->control.group);
     free(cfg->control.operators_group);
@@ -590,9 +592,16 @@ static int config_from_tree(CfgCtx *ctx, const CfgNode *root, const char *path, 
     config__read_audit(&top, &cfg->audit);
     config__read_repository(&top, &cfg->backup, cfg->alerts.credentials_dir, &cfg->offsite);
     config__read_drills(&top, &cfg->drills);
+    config__read_ha(&top, cfg->cluster, &cfg->ha);
     cfg_check_unknown(&top);
     if (cfg->state_dir && cfg->state_dir[0] != '/')
         cfg_error(ctx, cfg_get(root, "state_dir"), "'state_dir' must be an absolute path");
+    if (cfg->state_dir && cfg->ha.enabled && cfg->ha.node) {
+        if (asprintf(&cfg->node_dir, "%s/nodes/%s", cfg->state_dir, cfg->ha.node) < 0)
+            cfg->node_dir = NULL;
+    } else if (cfg->state_dir) {
+        cfg->node_dir = strdup(cfg->state_dir);
+    }
     if (cfg->backup.enabled && cfg->state_dir &&
         asprintf(&cfg->backup.keyring_dir, "%s/backup-keys", cfg->state_dir) < 0)
         cfg->backup.keyring_dir = NULL;

@@ -426,10 +426,25 @@ typedef struct ConfigDrills {
     double free_space_factor;     /* a restore needs the newest backup's database size times this, free */
 } ConfigDrills;
 
+/* ha: (optional) high availability: several daemons, one leader elected in etcd. See docs/ha.md. */
+typedef struct ConfigHa {
+    bool enabled;                 /* the section is present */
+    char **endpoints;             /* etcd client URLs, http:// or https:// (tried in turn) */
+    size_t n_endpoints;
+    char *prefix;                 /* key prefix, ends with '/': PREFIX/leader, PREFIX/halt */
+    char *node;                   /* this daemon's name in the election (default: the host name) */
+    uint64_t ttl_ms;              /* the lease's TTL (whole seconds, >= 2 s) */
+    uint64_t poll_interval_ms;    /* how often a follower reads the leader key */
+    uint64_t request_timeout_ms;  /* one request to etcd */
+    uint64_t step_down_hold_ms;   /* after drctl step-down: no campaign for this long */
+} ConfigHa;
+
 typedef struct Config {
     char *path;        /* file it was read from */
     char *cluster;     /* name used in alerts and condition keys */
     char *state_dir;   /* durable state: journal, outbox, catalog cache */
+    char *node_dir;    /* this daemon's own state (audit log, alert outbox): state_dir, or with ha
+                        * state_dir/nodes/NODE (state_dir is shared then; docs/ha.md) */
     int log_level;     /* LOG_* priority */
     ConfigControl control;
     ConfigDatabase database;
@@ -447,6 +462,7 @@ typedef struct Config {
     ConfigAudit audit;
     ConfigOffsite offsite;
     ConfigDrills drills;
+    ConfigHa ha;
 } Config;
 
 /*

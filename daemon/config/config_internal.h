@@ -12,6 +12,7 @@
  *   config_databases.c the database the scenarios protect and the admin conninfo
  *   config_wal.c       the wal section: the continuous WAL archive's receiver
  *   config_drills.c    the drills section: scheduled drills, the drill and free-space rules
+ *   config_ha.c        the ha section: the etcd endpoints, the lease TTL, the node name
  *
  * Each reader fills its section of a zeroed Config from the YAML tree, reporting every problem
  * with cfg_error() on top's context (the caller checks ctx->n_errors at the end) and leaving what
@@ -68,6 +69,9 @@ void config__read_repository(const CfgSection *top, const ConfigBackup *b, const
 /* The drills section (config_drills.c; absent: no schedule, the default rules). */
 void config__read_drills(const CfgSection *top, ConfigDrills *d);
 void config__free_drills(ConfigDrills *d);
+/* The ha section (config_ha.c; absent: one daemon acts alone). */
+void config__read_ha(const CfgSection *top, const char *cluster, ConfigHa *h);
+void config__free_ha(ConfigHa *h);
 void config__read_wal(const CfgSection *top, const ConfigBackup *b, ConfigWal *w);
 void config__free_wal(ConfigWal *w);
 /* The scenarios section: admin_conninfo, database, and every registered scenario's section. */

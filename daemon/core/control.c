@@ -93,6 +93,8 @@ struct Control {
     RolePolicy default_roles;
     CtlAuditFn audit_fn;
     void *audit_data;
+    CtlGateFn gate_fn;
+    void *gate_data;
     /* the socket file watched for a changed owner or mode (a tamper signal, detect/breach.c) */
     uv_fs_poll_t sock_poll;
     bool poll_init, sock_reported;
@@ -241,6 +243,12 @@ void control_set_audit(Control *ctl, CtlAuditFn fn, void *data)
 {
     ctl->audit_fn = fn;
     ctl->audit_data = data;
+}
+
+void control_set_gate(Control *ctl, CtlGateFn fn, void *data)
+{
+    ctl->gate_fn = fn;
+    ctl->gate_data = data;
 }
 
 void control_reply_ok(CtlCall *call, json_t *result)
@@ -405,7 +413,11 @@ static int control_on_line(void *data, const char *line, size_t len)
                                 ctl->roles->has_group ? ctl->roles->group_name : "",
                                 ctl->roles->has_group ? "'" : "");
         } else {
-            cmd->fn(call, req.args, cmd->data);
+            char gwhy[256] = "";
+            if (cmd->mutating && ctl->gate_fn && !ctl->gate_fn(cmd->name, gwhy, sizeof(gwhy), ctl->gate_data))
+                control_reply_error(call, DR_ENOTLEADER, "%s", gwhy);
+            else
+                cmd->fn(call, req.args, cmd->data);
         }
     }
     ctl_request_done(&req);

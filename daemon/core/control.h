@@ -44,6 +44,10 @@ typedef void (*CtlAuditFn)(const PeerCred *peer, const char *command, const json
                            const char *error, void *data);
 void control_set_audit(Control *ctl, CtlAuditFn fn, void *data);
 /* Close the listener and every client; pending calls are answered with "canceled". */
+/* A gate before every mutating command (high availability: a follower refuses them). fn returns
+ * false with a reason in why to refuse (DR_ENOTLEADER). */
+typedef bool (*CtlGateFn)(const char *command, char *why, size_t whylen, void *data);
+void control_set_gate(Control *ctl, CtlGateFn fn, void *data);
 void control_close(Control *ctl, void (*closed_cb)(void *data), void *data);
 unsigned control_client_count(const Control *ctl);
 /* The socket path we listen on ("(systemd)" when passed a socket). */

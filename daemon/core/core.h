@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/control.h"
 #include "core/events.h"
+#include "core/leader.h"
 #include "core/lease.h"
 #include "core/metrics.h"
 #include "core/readiness.h"
@@ -32,6 +33,7 @@ typedef struct Core {
     Control *control;
     HttpClient *http;
     Lease *lease;
+    Leader *leader;          /* high availability: may this daemon act now? (core/leader.h; NULL-safe) */
     Metrics *metrics;        /* modules register their collectors (core/metrics.h) */
     Readiness *readiness;    /* modules register their readiness checks (core/readiness.h) */
 } Core;

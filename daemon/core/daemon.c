@@ -76,6 +76,7 @@ static void daemon_cmd_status(CtlCall *call, const json_t *args, void *data)
         if (d->standby)
             json_object_set_new(res, "standby", standby_status_json(d->standby));
         json_object_set(res, "follows_primary", d->follows ? d->follows : json_null());
+        json_object_set_new(res, "ha", leader_status_json(d->core.leader));
     }
     control_reply_ok(call, res);
 }
@@ -104,6 +105,63 @@ static void daemon_cmd_watch(CtlCall *call, const json_t *args, void *data)
         control_reply_error(call, r, "cannot watch: %s", err_str(r));
     else
         control_reply_ok(call, json_pack("{s:b}", "watching", 1));
+}
+
+/* ---- high availability (core/leader.c, docs/ha.md) ---- */
+
+static void daemon_cmd_leader(CtlCall *call, const json_t *args, void *data)
+{
+    Daemon *d = data;
+    (void)args;
+    control_reply_ok(call, leader_status_json(d->core.leader));
+}
+
+static void daemon_reply_step_down(int result, const char *message, void *data)
+{
+    if (result < 0)
+        control_reply_error(data, result, "%s", message);
+    else
+        control_reply_ok(data, json_pack("{s:b,s:s}", "stepped_down", 1, "message", message));
+}
+
+static void daemon_cmd_step_down(CtlCall *call, const json_t *args, void *data)
+{
+    Daemon *d = data;
+    (void)args;
+    leader_step_down(d->core.leader, daemon_reply_step_down, call);
+}
+
+/* A follower refuses every mutating command but reload (its own configuration is its business). */
+static bool daemon_gate(const char *command, char *why, size_t whylen, void *data)
+{
+    Daemon *d = data;
+    if (leader_acting(d->core.leader) || strcmp(command, "reload") == 0)
+        return true;
+    leader_refusal(d->core.leader, why, whylen);
+    return false;
+}
+
+/* What only the leader does, started the first time this daemon leads: the halt persisted in the
+ * shared state_dir re-asserted, the unfinished runs resumed from their journals. */
+static void daemon_start_acting(Daemon *d)
+{
+    if (d->acting_started)
+        return;
+    d->acting_started = true;
+    venue_start_async(d->venue); /* halt.json read on the thread pool, then re-asserted */
+    int r = scenarios_start(d->scenarios);
+    if (r < 0)
+        log_error("scenario", "cannot load scenario runs: %s", err_str(r));
+}
+
+static void daemon_on_leader_change(LeaderChange change, void *data)
+{
+    Daemon *d = data;
+    if (change == LEADER_BECAME && !d->stopping)
+        daemon_start_acting(d);
+    else if (change == LEADER_REJOIN && !d->stopping)
+        daemon_stop(d, 75); /* EX_TEMPFAIL: systemd (Restart=on-failure) starts a fresh follower */
+    daemon_update_status(d);
 }
 
 /* ---- the audit log ---- */
@@ -136,6 +194,13 @@ static void daemon_collect(MetricsWriter *w, void *data)
     metrics_sample(w, "drsupervisor_reloads_total", failed, 1, d->reloads_failed);
     metrics_family(w, "drsupervisor_control_clients", METRIC_GAUGE, "clients connected to the control socket");
     metrics_value(w, "drsupervisor_control_clients", d->core.control ? control_client_count(d->core.control) : 0);
+    if (leader_enabled(d->core.leader)) {
+        metrics_family(w, "drsupervisor_ha_leader", METRIC_GAUGE, "high availability: 1 while this daemon leads and acts");
+        metrics_value(w, "drsupervisor_ha_leader", leader_acting(d->core.leader) ? 1 : 0);
+        metrics_family(w, "drsupervisor_ha_fencing_token", METRIC_GAUGE,
+                       "high availability: the leader key's revision while this daemon leads, else 0");
+        metrics_value(w, "drsupervisor_ha_fencing_token", (double)leader_token(d->core.leader));
+    }
 }
 
 /* ---- checking a configuration before it is used ---- */
@@ -179,6 +244,7 @@ int daemon_check_config(const Daemon *d, const Config *cfg, char **ret_errors)
     DAEMON_CHECK("backups", backups_check_config(d ? d->backups : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("scenarios", scenarios_check_config(d ? d->scenarios : NULL, cfg, err, sizeof(err)));
     DAEMON_CHECK("drills", drills_check_config(d ? d->drills : NULL, cfg, err, sizeof(err)));
+    DAEMON_CHECK("ha", leader_check_config(d ? d->core.leader : NULL, cfg, err, sizeof(err)));
 #undef DAEMON_CHECK
     /* alerts and venue: everything they can refuse (secret files, URLs, commands) config_load has
      * checked already; their apply fails only on an allocation. */
@@ -255,6 +321,7 @@ static int daemon_apply_config(Daemon *d, char **ret_errors)
     DAEMON_APPLY("offsite", offsite_apply_config(d->offsite, d->cfg));
     DAEMON_APPLY("scenarios", scenarios_apply_config(d->scenarios, d->cfg));
     DAEMON_APPLY("drills", drills_apply_config(d->drills, d->cfg));
+    DAEMON_APPLY("ha", leader_apply_config(d->core.leader, d->cfg));
     if (d->audit)
         audit_set_rotation(d->audit, d->cfg->audit.max_bytes, (int)d->cfg->audit.keep);
 #undef DAEMON_APPLY
@@ -291,6 +358,8 @@ static void daemon_reload_done(uv_work_t *req, int status)
         w->cfg->control.socket_path = strdup(d->cfg->control.socket_path);
         free(w->cfg->state_dir);
         w->cfg->state_dir = strdup(d->cfg->state_dir);
+        free(w->cfg->node_dir);
+        w->cfg->node_dir = strdup(d->cfg->node_dir);
         config_free(d->cfg);
         d->cfg = w->cfg;
         d->core.cfg = d->cfg;
@@ -611,10 +680,11 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     core->lease = lease_new();
     d->notify = notify_new(loop);
     core->http = httpc_new(loop);
+    core->leader = core->http ? leader_new(loop, core->http, core->events) : NULL;
     core->control = core->events ? control_new(loop, core->events) : NULL;
     core->metrics = metrics_new(loop);
     core->readiness = readiness_new();
-    if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http ||
+    if (!d->config_path || !core->events || !core->status || !core->lease || !d->notify || !core->http || !core->leader ||
         !core->control || !core->metrics || !core->readiness || metrics_register(core->metrics, daemon_collect, d) < 0 ||
         readiness_publish(core->readiness, core->control, core->metrics) < 0 ||
         readiness_register(core->readiness, daemon_readiness, d) < 0)
@@ -624,6 +694,8 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->audit)
         return daemon_init_failed("the audit log");
     control_set_audit(core->control, daemon_audit_command, d);
+    control_set_gate(core->control, daemon_gate, d);
+    leader_on_change(core->leader, daemon_on_leader_change, d);
     status_on_change(core->status, daemon_on_status_changed, d);
     /* Bottom up: each module gets the core handle and the capabilities it acts through. A module
      * that cannot register its control commands is not created (NULL) either. */
@@ -683,6 +755,8 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
         {"status", false, daemon_cmd_status, NULL, "version, uptime and the health of every component"},
         {"reload", true, daemon_cmd_reload, NULL, "re-read the configuration file; answers when done"},
         {"watch", false, daemon_cmd_watch, NULL, "stream events as they happen"},
+        {"leader", false, daemon_cmd_leader, NULL, "high availability: who leads, since when, the lease, the revision"},
+        {"step_down", true, daemon_cmd_step_down, NULL, "high availability: the leader hands over and holds off"},
     };
     CtlCommand cmds[sizeof(builtin) / sizeof(builtin[0])];
     memcpy(cmds, builtin, sizeof(builtin));
@@ -746,8 +820,18 @@ int daemon_start(Daemon *d)
         log_error("main", "cannot create state directory '%s': %s", d->cfg->state_dir, strerror(errno));
         return r;
     }
+    if (strcmp(d->cfg->node_dir, d->cfg->state_dir)) {
+        /* high availability: this daemon's own files beside the shared ones */
+        char nodes[4200];
+        snprintf(nodes, sizeof(nodes), "%s/nodes", d->cfg->state_dir);
+        if ((mkdir(nodes, 0750) < 0 && errno != EEXIST) || (mkdir(d->cfg->node_dir, 0750) < 0 && errno != EEXIST)) {
+            r = -errno;
+            log_error("main", "cannot create '%s': %s", d->cfg->node_dir, strerror(errno));
+            return r;
+        }
+    }
     audit_set_rotation(d->audit, d->cfg->audit.max_bytes, (int)d->cfg->audit.keep);
-    r = audit_open(d->audit, d->cfg->state_dir, err, sizeof(err));
+    r = audit_open(d->audit, d->cfg->node_dir, err, sizeof(err));
     if (r < 0) {
         log_error("audit", "cannot open the audit log: %s", err[0] ? err : err_str(r));
         return r;
@@ -775,8 +859,15 @@ int daemon_start(Daemon *d)
         log_error("alerts", "cannot start alerts: %s", err_str(r));
         return r;
     }
+    /* High availability: the election starts first; what only the leader does waits for it. */
+    r = leader_apply_config(d->core.leader, d->cfg);
+    if (r < 0) {
+        log_error("ha", "cannot start the leader election: %s", err_str(r));
+        return r;
+    }
     /* Fail closed: a halt persisted before this start is re-asserted before anything else. */
-    venue_start(d->venue);
+    if (!leader_enabled(d->core.leader))
+        venue_start(d->venue);
     r = venue_apply_config(d->venue, d->cfg);
     if (r < 0) {
         log_error("venue", "cannot start the venue: %s", err_str(r));
@@ -820,10 +911,13 @@ int daemon_start(Daemon *d)
         log_error("scenario", "cannot start scenarios: %s", err_str(r));
         return r;
     }
-    r = scenarios_start(d->scenarios);
-    if (r < 0) {
-        log_error("scenario", "cannot load scenario runs: %s", err_str(r));
-        return r;
+    if (!leader_enabled(d->core.leader)) {
+        d->acting_started = true;
+        r = scenarios_start(d->scenarios);
+        if (r < 0) {
+            log_error("scenario", "cannot load scenario runs: %s", err_str(r));
+            return r;
+        }
     }
     r = drills_apply_config(d->drills, d->cfg);
     if (r == 0)
@@ -885,6 +979,11 @@ void daemon_stop(Daemon *d, int exit_code)
         d->closing_modules++;
         scenarios_close(d->scenarios, daemon_module_closed, d);
         d->scenarios = NULL;
+    }
+    if (d->core.leader) {
+        d->closing_modules++;
+        leader_close(d->core.leader, daemon_module_closed, d);
+        d->core.leader = NULL;
     }
     if (d->core.control) {
         d->closing_modules++;

@@ -69,6 +69,7 @@ typedef struct Daemon {
     uv_fs_poll_t config_poll; /* the configuration file, stat'ed on the thread pool every 5 s */
     bool config_dirty;        /* it changed since it was last loaded (readiness: config.reloaded) */
     int64_t config_changed_ms;
+    bool acting_started;  /* the leader's start (halt re-asserted, runs resumed) happened */
     bool stopping;
     int closing_modules;
     bool reloading;

@@ -284,6 +284,12 @@ static void drill_on_sched(uv_timer_t *t)
         if (e->next_s <= 0 || e->next_s > now_s)
             continue;
         char err[400] = "", id[96] = "";
+        if (!leader_acting(ds->core->leader)) {
+            /* high availability: the leader drills; a follower lets this one pass */
+            if (cron_next(&e->expr, now_s, &e->next_s) < 0)
+                e->next_s = 0;
+            continue;
+        }
         int r = drill__start(ds, e->scenario, "schedule", NULL, false, id, sizeof(id), err, sizeof(err));
         if (r < 0)
             events_emit(ds->core->events, SEV_WARNING, "drill.skipped", NULL, false, NULL,

@@ -459,7 +459,8 @@ void scn_write_report(ScnRun *run)
     scn_path(run->s, w->dir, sizeof(w->dir), "incidents", NULL, NULL);
     scn_path(run->s, w->json_path, sizeof(w->json_path), "incidents", run->id, ".json");
     scn_path(run->s, w->text_path, sizeof(w->text_path), "incidents", run->id, ".txt");
-    scn_path(run->s, w->audit_path, sizeof(w->audit_path), "audit.log", NULL, NULL);
+    /* this daemon's audit log (with ha: state_dir/nodes/NODE, docs/ha.md) */
+    snprintf(w->audit_path, sizeof(w->audit_path), "%s/audit.log", run->core->cfg->node_dir);
     scn_run_ref(run);
     if (uv_queue_work(run->core->loop, &w->req, scn_report_audit_work, scn_report_audit_done) < 0) {
         w->audit_result = -ENOMEM;

@@ -273,6 +273,9 @@ static int scn_append(ScnRun *run, const char *text, ScnAppend *a)
         return DR_ESTATE;
     const char *spec = getenv("DRSUP_CRASH_AFTER_EVENT");
     a->crash = spec && spec[0] && scn_crash_matches(spec, text);
+    /* High availability: no record (so no step) without a valid lease; the new leader resumes. */
+    if (!leader_acting(run->core->leader))
+        return DR_ENOTLEADER;
     scn_run_ref(run);
     int r = journal_append_async(run->core->loop, run->journal, text, strlen(text), scn_appended, a);
     if (r < 0)

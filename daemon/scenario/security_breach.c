@@ -465,7 +465,7 @@ static void step_collect_evidence(FsmCall *call, void *ctx, FsmDone done)
     e->st = st;
     e->req.data = e;
     scn_path(st->run->s, e->dir, sizeof(e->dir), "runs", st->run->id, ".evidence");
-    snprintf(e->state_dir, sizeof(e->state_dir), "%s", st->run->core->cfg->state_dir);
+    snprintf(e->state_dir, sizeof(e->state_dir), "%s", st->run->core->cfg->node_dir); /* the audit log's */
     int r = uv_queue_work(st->run->core->loop, &e->req, evidence_work, evidence_done);
     if (r < 0) {
         free(e->hooks);

@@ -19,6 +19,7 @@ class FakeVenue:
     def __init__(self, mode="live"):
         self.mode = mode
         self.requests = []
+        self.tokens = []  # (path, X-Drsup-Fencing-Token or None) of every request, in order
         self.ignore_halts = 0
         self.down = False
         self.on_halt = None
@@ -53,6 +54,7 @@ class FakeVenue:
                         return self._answer(200, {"mode": venue.mode})
                 with venue.lock:
                     venue.requests.append((method, self.path, body))
+                    venue.tokens.append((path, self.headers.get("X-Drsup-Fencing-Token")))
                     if venue.down:
                         return self._answer(503, {"error": "down"})
                     if path == "/halt" and method == "POST":

@@ -936,6 +936,46 @@ static void test_drills_section(void **state)
     expect_error(text, "'drills.schedule' must be a list of {cron, scenario}");
 }
 
+/* ha: off without the section (node_dir is state_dir); the defaults; what is refused. */
+static void test_ha_section(void **state)
+{
+    (void)state;
+    char text[2048];
+    Config *cfg = expect_ok(base);
+    assert_false(cfg->ha.enabled);
+    assert_string_equal(cfg->node_dir, cfg->state_dir);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%sstate_dir: /srv/drsup\ncluster: c1\nha:\n  endpoints: [http://127.0.0.1:2379, "
+             "https://e2:2379]\n  node: host-a\n", base);
+    cfg = expect_ok(text);
+    assert_true(cfg->ha.enabled);
+    assert_int_equal(cfg->ha.n_endpoints, 2);
+    assert_string_equal(cfg->ha.prefix, "/drsupervisor/c1/");
+    assert_string_equal(cfg->ha.node, "host-a");
+    assert_int_equal(cfg->ha.ttl_ms, 5000);
+    assert_int_equal(cfg->ha.poll_interval_ms, 1000);
+    assert_int_equal(cfg->ha.request_timeout_ms, 5000 / 3);
+    assert_int_equal(cfg->ha.step_down_hold_ms, 30000);
+    assert_string_equal(cfg->node_dir, "/srv/drsup/nodes/host-a");
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%sha:\n  node: a\n", base);
+    expect_error(text, "'ha.endpoints' is required");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [e:2379]\n", base);
+    expect_error(text, "'ha.endpoints' must be http:// or https:// URLs, not 'e:2379'");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [http://e]\n  ttl: 1s\n", base);
+    expect_error(text, "ha.ttl");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [http://e]\n  ttl: 2500ms\n", base);
+    expect_error(text, "'ha.ttl' must be whole seconds");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [http://e]\n  node: a/b\n", base);
+    expect_error(text, "'ha.node' must be 1 to 200 characters, no '/'");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [http://e]\n  prefix: x/\n", base);
+    expect_error(text, "'ha.prefix' must start and end with '/'");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [http://e]\n  ttl: 2s\n  poll_interval: 3s\n", base);
+    expect_error(text, "'ha.poll_interval' must be shorter than 'ha.ttl'");
+    snprintf(text, sizeof(text), "%sha:\n  endpoints: [http://e]\n  leader: x\n", base);
+    expect_error(text, "ha.leader");
+}
+
 int main(void)
 {
     /* As drsupervisord does before its first load, plus a section of the test's own. */
@@ -957,7 +997,7 @@ int main(void)
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_secret_files_checked_without_blocking), cmocka_unit_test(test_durations), cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_post_resume_checks),
-        cmocka_unit_test(test_watched_tables),
+        cmocka_unit_test(test_watched_tables), cmocka_unit_test(test_ha_section),
         cmocka_unit_test(test_empty_lists_take_the_defaults_without_leaking),
         cmocka_unit_test(test_scenario_sections),
         cmocka_unit_test(test_point_in_time_section),

@@ -210,6 +210,7 @@ static int setup(void **state)
     static char cluster[] = "test", conninfo[] = "host=/tmp dbname=trading";
     h.cfg.cluster = cluster;
     h.cfg.state_dir = h.dir;
+    h.cfg.node_dir = h.dir; /* without ha: the same */
     h.cfg.database.conninfo = conninfo;
     h.sections[0] = (ConfigScenario){.def = &first_section, .rto_ms = 60000, .rpo_ms = 60000};
     h.sections[1] = (ConfigScenario){.def = &second_section, .rto_ms = 60000, .rpo_ms = 60000};

@@ -22,8 +22,11 @@ static void drctl_print_status(const json_t *r)
     printf("drsupervisord %s  cluster %s  pid %" PRId64 "  up %s  %s\n", drctl_str(r, "version", "?"),
            drctl_str(r, "cluster", "?"), drctl_int(r, "pid"), up, drctl_str(r, "state", "?"));
     printf("config   %s\n", drctl_str(r, "config_file", "?"));
-    printf("socket   %s (%" PRId64 " client%s)\n\n", drctl_str(ctl, "socket", "?"), drctl_int(ctl, "clients"),
+    printf("socket   %s (%" PRId64 " client%s)\n", drctl_str(ctl, "socket", "?"), drctl_int(ctl, "clients"),
            drctl_int(ctl, "clients") == 1 ? "" : "s");
+    if (json_is_object(json_object_get(r, "ha")))
+        drctl_print_ha(json_object_get(r, "ha"));
+    printf("\n");
     printf("%-10s %-9s %-12s %-12s %-10s %s\n", "COMPONENT", "HEALTH", "SINCE", "LAST CHECK", "LATENCY",
            "LAST ERROR");
     json_object_foreach(json_object_get(r, "components"), name, c) {

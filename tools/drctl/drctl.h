@@ -5,7 +5,7 @@
  * its data), the run context, the transport entry point and the rendering helpers. The command
  * table itself is data: every command is an OptCommand (lib/optspec) defined in the file of its
  * area (cmd_health.c, cmd_trading.c, cmd_backup.c, cmd_recovery.c, cmd_replication.c, cmd_alerts.c, cmd_audit.c, cmd_drill.c,
- * cmd_call.c,
+ * cmd_call.c, cmd_ha.c,
  * cmd_help.c) and listed once, in display order, in main.c.
  *
  * Exit status: 0 ok, 1 the command failed or was refused, 2 usage error, 3 the daemon could not be
@@ -84,6 +84,10 @@ extern const OptCommand drctl_cmd_replication_status, drctl_cmd_failover_status,
 extern const OptCommand drctl_cmd_switchover, drctl_cmd_rejoin;
 extern const OptCommand drctl_cmd_backups, drctl_cmd_backup_status, drctl_cmd_backup, drctl_cmd_verify;
 extern const OptCommand drctl_cmd_offsite_status;
+extern const OptCommand drctl_cmd_leader;
+extern const OptCommand drctl_cmd_step_down;
+/* The ha reply (drctl leader, the ha line of drctl status). */
+void drctl_print_ha(const json_t *r);
 extern const OptCommand drctl_cmd_wal_status, drctl_cmd_wal_fetch, drctl_cmd_recover, drctl_cmd_readiness,
     drctl_cmd_validate;
 extern const OptCommand drctl_cmd_drill, drctl_cmd_drills, drctl_cmd_drill_report;

@@ -27,7 +27,7 @@ static const OptCommand *const drctl_commands[] = {
     &drctl_cmd_execute,
     &drctl_cmd_runs,      &drctl_cmd_run,       &drctl_cmd_approve,
     &drctl_cmd_abort,     &drctl_cmd_incidents, &drctl_cmd_incident,
-    &drctl_cmd_replication_status, &drctl_cmd_failover_status, &drctl_cmd_check, &drctl_cmd_audit,
+    &drctl_cmd_replication_status, &drctl_cmd_failover_status, &drctl_cmd_leader, &drctl_cmd_step_down, &drctl_cmd_check, &drctl_cmd_audit,
     &drctl_cmd_switchover, &drctl_cmd_rejoin,
     &drctl_cmd_alerts,    &drctl_cmd_alert,     &drctl_cmd_call,
     &drctl_cmd_help,      &drctl_cmd_completion, NULL,

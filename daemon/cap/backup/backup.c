@@ -566,6 +566,8 @@ const char *backups__busy_message(const Backups *b, char *buf, size_t n)
 
 int backups__start_backup(Backups *b, bool scheduled, BackupKind kind)
 {
+    if (!leader_acting(b->core->leader))
+        return DR_ENOTLEADER; /* high availability: the leader backs up */
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
     /* A backup named after this very second exists already (names have one-second resolution). */
@@ -752,6 +754,8 @@ static void backups_after_key(BackupTask *t)
 /* Start a verification (restore=false) or test restore of manifest m. */
 int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call)
 {
+    if (!leader_acting(b->core->leader))
+        return DR_ENOTLEADER; /* the verified flags are the leader's to write */
     if (b->job_kind != JOB_NONE)
         return DR_EBUSY;
     if (backup_manifest_kind(m) == BACKUP_KIND_UNKNOWN || (restore && backup_manifest_kind(m) != BACKUP_KIND_LOGICAL))
@@ -790,6 +794,12 @@ static void backups_on_tick(uv_timer_t *h)
         if (now < *due)
             continue;
         int r = backups__start_backup(b, true, phys ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL);
+        if (r == DR_ENOTLEADER) {
+            /* a follower: the leader takes this one; ours is the next */
+            if (cron_next(phys ? &b->phys_sched[j] : &b->sched[j], now, due) < 0)
+                *due = INT64_MAX;
+            continue;
+        }
         if (r == -EAGAIN)
             continue; /* the previous backup started this very second: next tick */
         if (cron_next(phys ? &b->phys_sched[j] : &b->sched[j], now, due) < 0)
@@ -808,7 +818,9 @@ static void backups_on_tick(uv_timer_t *h)
             b->restore_next = INT64_MAX;
         json_t *m = backups__newest_of(b, BACKUP_KIND_LOGICAL); /* a test restore is pg_restore's */
         int r = m ? backups__start_verify(b, m, true, NULL) : -ENOENT;
-        if (r == DR_EBUSY)
+        if (r == DR_ENOTLEADER)
+            ; /* a follower: the leader's test restore */
+        else if (r == DR_EBUSY)
             events_emit(b->core->events, SEV_WARNING, "backup.skipped", NULL, false, NULL,
                         "scheduled test restore skipped: %s", backups__busy_message(b, msg, sizeof(msg)));
         else if (r == -ENOENT)

@@ -443,8 +443,8 @@ void offsite__kick(Offsite *o)
         offsite_maybe_closed(o);
         return;
     }
-    if (!o->cfg.enabled || !o->loaded)
-        return;
+    if (!o->cfg.enabled || !o->loaded || !leader_acting(o->core->leader))
+        return; /* high availability: only the leader uploads (a follower's queue waits) */
     if (!o->scanning && now >= o->next_scan)
         offsite_start_scan(o);
     for (OffsiteTask *t = o->head, *next; t; t = next) {

@@ -176,6 +176,10 @@ int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultF
         return DR_ECANCELED;
     if (!cfg->enabled || a->kind == VENUE_ACTION_NONE)
         return -ENOTSUP;
+    /* High availability: only the leader changes the platform, each change carrying its token. */
+    bool acts = id == VENUE_HALT || id == VENUE_RESUME || id == VENUE_SHADOW || id == VENUE_CLOSE_ALL;
+    if (acts && !leader_acting(v->core->leader))
+        return DR_ENOTLEADER;
     snprintf(limit, sizeof(limit), "%lld", (long long)cfg->pages.limit); /* the page size of by: since */
     if (w) {
         venue_map_window_vars(w->since_ms, w->until_ms, w->cursor, wbuf, vars + 4);
@@ -188,7 +192,7 @@ int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultF
     if (a->kind == VENUE_ACTION_HTTP) {
         char *url = venue_expand(a->url, 'u', vars, nv);
         char *body = a->body ? venue_expand(a->body, 'j', vars, nv) : NULL;
-        char **hdrs = calloc(a->n_headers + 4, sizeof(*hdrs));
+        char **hdrs = calloc(a->n_headers + 5, sizeof(*hdrs));
         bool has_ct = false;
         size_t nh = 0;
         r = url && hdrs && (body || !a->body) ? 0 : -ENOMEM;
@@ -199,6 +203,11 @@ int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultF
         }
         if (r == 0 && body && !has_ct && !(hdrs[nh++] = strdup("Content-Type: application/json")))
             r = -ENOMEM;
+        if (r == 0 && acts && leader_enabled(v->core->leader) &&
+            asprintf(&hdrs[nh++], "X-Drsup-Fencing-Token: %lld", (long long)leader_token(v->core->leader)) < 0) {
+            hdrs[nh - 1] = NULL;
+            r = -ENOMEM;
+        }
         if (r == 0 && cfg->sign.enabled)
             r = venue_add_signature(cfg, a->method, url, body, hdrs, &nh);
         if (request)
@@ -451,10 +460,34 @@ static void venue_halt_attempt(Venue *v)
     }
 }
 
+static void venue_on_halt_in_etcd(int result, const char *message, void *data)
+{
+    Venue *v = data;
+    v->pending--;
+    if (result < 0 && !v->closing)
+        events_emit(v->core->events, SEV_CRITICAL, "venue.state", NULL, false, NULL,
+                    "cannot write the trading halt state to etcd: %s", message);
+    if (!v->closing)
+        venue_halt_attempt(v); /* refused there too when this daemon no longer leads */
+    venue_maybe_closed(v);
+}
+
 static void venue_after_halt_persisted(Venue *v, int result)
 {
     (void)result; /* a failed write is a critical event already; halting is still the safe move */
-    venue_halt_attempt(v);
+    if (!leader_enabled(v->core->leader)) {
+        venue_halt_attempt(v);
+        return;
+    }
+    /* High availability: the halt state is in etcd (guarded by the leader key) before it goes out. */
+    char *json = NULL;
+    json_t *j = json_pack("{s:b,s:s?,s:s?,s:I,s:I}", "halted", v->halted, "reason", v->reason, "run", v->run,
+                          "since_ms", (json_int_t)v->since_ms, "token", (json_int_t)leader_token(v->core->leader));
+    json = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    v->pending++;
+    leader_put_state(v->core->leader, "halt", json ? json : "{\"halted\":true}", venue_on_halt_in_etcd, v);
+    free(json);
 }
 
 static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
@@ -483,6 +516,15 @@ static void venue_halt_internal(Venue *v, const char *reason, const char *run, V
     if (!venue_enabled(v)) {
         if (done)
             done(-ENOTSUP, "no venue is configured: the daemon cannot halt trading", data);
+        return;
+    }
+    if (!leader_acting(v->core->leader)) {
+        /* a follower neither halts nor writes the shared halt state: the leader does */
+        char why[256];
+        leader_refusal(v->core->leader, why, sizeof(why));
+        log_notice("venue", "halt not sent (%s): %s", why, reason ? reason : "-");
+        if (done)
+            done(DR_ENOTLEADER, why, data);
         return;
     }
     if (new_request)
@@ -775,15 +817,11 @@ int venue_apply_config(Venue *v, const Config *cfg)
     return 0;
 }
 
-int venue_start(Venue *v)
+/* The halt state read (r: atomicfile_read_all's result, data owned), taken in. */
+static int venue_take_state(Venue *v, const char *path, int r, char *data, size_t len)
 {
-    char path[4096];
-    char *data = NULL;
-    size_t len = 0;
     json_error_t jerr;
 
-    snprintf(path, sizeof(path), "%s/halt.json", v->core->cfg->state_dir);
-    int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
     if (r == -ENOENT)
         return 0;
     if (r < 0) {
@@ -798,6 +836,8 @@ int venue_start(Venue *v)
             v->halted = json_is_true(json_object_get(j, "halted"));
             const char *reason = json_string_value(json_object_get(j, "reason"));
             const char *run = json_string_value(json_object_get(j, "run"));
+            free(v->reason);
+            free(v->run);
             v->reason = reason ? strdup(reason) : NULL;
             v->run = run ? strdup(run) : NULL;
             v->since_ms = (int64_t)json_integer_value(json_object_get(j, "since_ms"));
@@ -820,6 +860,65 @@ int venue_start(Venue *v)
         venue_halt_internal(v, v->reason, v->run, NULL, NULL, false); /* keeps reason and since */
     }
     return 0;
+}
+
+int venue_start(Venue *v)
+{
+    char path[4096];
+    char *data = NULL;
+    size_t len = 0;
+
+    snprintf(path, sizeof(path), "%s/halt.json", v->core->cfg->state_dir);
+    int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
+    return venue_take_state(v, path, r, data, len);
+}
+
+typedef struct VenueLoad {
+    uv_work_t req;
+    Venue *v;
+    char path[4096];
+    char *data;
+    size_t len;
+    int result;
+} VenueLoad;
+
+static void venue_load_work(uv_work_t *req)
+{
+    VenueLoad *L = req->data;
+    L->result = atomicfile_read_all(L->path, 64 * 1024, &L->data, &L->len);
+}
+
+static void venue_load_done(uv_work_t *req, int status)
+{
+    VenueLoad *L = req->data;
+    Venue *v = L->v;
+    v->pending--;
+    if (status < 0 && L->result == 0)
+        L->result = status;
+    if (!v->closing)
+        venue_take_state(v, L->path, L->result, L->data, L->len); /* frees data */
+    else
+        free(L->data);
+    free(L);
+    venue_maybe_closed(v);
+}
+
+void venue_start_async(Venue *v)
+{
+    VenueLoad *L = calloc(1, sizeof(*L));
+    if (!L) {
+        /* fail closed: without the state, assume halted */
+        venue_take_state(v, "halt.json", -ENOMEM, NULL, 0);
+        return;
+    }
+    L->v = v;
+    L->req.data = L;
+    snprintf(L->path, sizeof(L->path), "%s/halt.json", v->core->cfg->state_dir);
+    v->pending++;
+    if (uv_queue_work(v->core->loop, &L->req, venue_load_work, venue_load_done) < 0) {
+        L->result = -ENOMEM;
+        venue_load_done(&L->req, 0);
+    }
 }
 
 static void venue_on_timer_closed(uv_handle_t *h)

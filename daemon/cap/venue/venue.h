@@ -37,6 +37,8 @@ int venue_apply_config(Venue *v, const Config *cfg);
 /* Load the persisted halt state (blocking read of a small file: call before the loop runs) and,
  * when halted, re-assert the halt. */
 int venue_start(Venue *v);
+/* The same on the thread pool, once the loop runs (high availability: a follower taking over). */
+void venue_start_async(Venue *v);
 void venue_close(Venue *v, void (*closed_cb)(void *data), void *data);
 
 /* Halt trading (fail closed). `done` runs once the platform confirms "halted". */

@@ -703,6 +703,17 @@ static void wal_on_tick(uv_timer_t *t)
 {
     WalArchive *w = t->data;
     uint64_t now = uv_now(w->core->loop);
+    if (!leader_acting(w->core->leader)) {
+        /* high availability: a leader that lost its lease stops receiving (what it has is sealed);
+         * a follower neither receives, nor prunes, nor pages on the archive's lag */
+        if (w->pg) {
+            char why[256];
+            leader_refusal(w->core->leader, why, sizeof(why));
+            wal__recv_fail(w, why);
+        }
+        wal_health(w);
+        return;
+    }
     if (w->phase == WAL_STREAMING) {
         wal__seal(w);
         if (now - w->last_status_at >= w->cfg.status_interval_ms)

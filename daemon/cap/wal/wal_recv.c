@@ -498,6 +498,13 @@ void wal__recv_start(WalArchive *w)
     char *msg = NULL;
     if (w->closing || !w->cfg.enabled)
         return;
+    if (!leader_acting(w->core->leader)) {
+        /* high availability: one receiver, the leader's (its slot, its archive); retried */
+        char why[256];
+        leader_refusal(w->core->leader, why, sizeof(why));
+        wal__recv_fail(w, why);
+        return;
+    }
     wal__recv_stop(w);
     w->branch_checked = false;
     char *ci = wal_conninfo(&w->cfg);
