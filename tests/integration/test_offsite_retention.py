@@ -121,7 +121,7 @@ def test_bucket_retention_keeps_newest_base_and_wal_after_it(pgm, tmp_path, s3):
         d.ctl("backup", "now", "--wait")  # a backup.done: a scan at once, which must skip b1
         wait_until(lambda: not ostatus(d)["queued"], timeout=10, what="the queue empty again")
         assert len(puts()) == n and b1k not in objs()
-        text = d.ctl("offsite-status")
+        text = d.ctl("offsite-status").stdout
         assert "retention  max_age 1s" in text and "  removed  " in text and "WAL from " in text, text
         d.stop()
         # a restart trusts the record: nothing removed is uploaded again, nothing kept is deleted
