@@ -381,7 +381,8 @@ static void offsite_start_scan(Offsite *o)
     json_t *cat = backups_catalog(o->backups, &scanned);
     if (!scanned || !o->backup_dir) {
         json_decref(cat);
-        o->next_scan = uv_now(o->core->loop) + 500; /* the catalog is not loaded yet */
+        /* the catalog is not loaded yet */
+        o->next_scan = uv_now(o->core->loop) + (o->cfg.scan_interval_ms < 500 ? o->cfg.scan_interval_ms : 500);
         return;
     }
     OffsiteJob *j = offsite__job_new(o, OJ_SCAN, offsite_scanned);
