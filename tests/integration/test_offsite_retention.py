@@ -13,6 +13,7 @@ copy (docs/offsite.md), with the real daemon, PostgreSQL 15 and the strict S3 te
 """
 import json
 import os
+import time
 
 import pytest
 
@@ -66,7 +67,8 @@ def base_backup(d):
 
 
 def explain(d, e, *more):
-    return AssertionError("%s\n%s\n%s" % (e, json.dumps([ostatus(d)] + list(more), indent=1), d.log()[-4000:]))
+    log = "\n".join(line for line in d.log().splitlines() if "S3 answered" not in line)
+    return AssertionError("%s\n%s\n%s" % (e, json.dumps([ostatus(d)] + list(more), indent=1), log[-6000:]))
 
 
 def test_bucket_retention_keeps_newest_base_and_wal_after_it(pgm, tmp_path, s3):
@@ -146,11 +148,13 @@ def test_local_wal_waits_for_the_offsite_copy(pgm, tmp_path, s3):
         bdir = d.config["backup"]["directory"]
         wdir = os.path.join(bdir, "wal")
         base_backup(d)
+        t_b1 = time.time()
         write_rows(pgm, 2000, "hold1", switch=True)
         up = lambda n: "prod/wal/" + n in s3.objects("drsup")  # noqa: E731
         try:
-            wait_until(lambda: segments(wdir) and all(up(n) for n in segments(wdir)), timeout=20,
-                       what="the first segments off-site")
+            # in the bucket and recorded (the record follows the HEAD check): nothing queued
+            wait_until(lambda: segments(wdir) and all(up(n) for n in segments(wdir)) and not ostatus(d)["queued"],
+                       timeout=20, what="the first segments off-site")
         except TimeoutError as e:
             raise explain(d, e)
         offsite_already = set(segments(wdir))
@@ -158,6 +162,8 @@ def test_local_wal_waits_for_the_offsite_copy(pgm, tmp_path, s3):
         write_rows(pgm, 2000, "hold2", switch=True)
         write_rows(pgm, 2000, "hold3", switch=True)
         wait_until(lambda: set(segments(wdir)) - offsite_already, timeout=20, what="new segments")
+        # backup.retention (max_age 1s, applied after each backup) must find the first one older
+        wait_until(lambda: time.time() - t_b1 > 1.5, timeout=3, what="the first base backup 1.5 s old")
         b2 = base_backup(d)  # backup.retention deletes the first one: its WAL is no longer needed
         cut = start_lsn(bdir, b2)
         held = sorted(n for n in set(segments(wdir)) - offsite_already if (segno(n) + 1) * SEG <= cut)
