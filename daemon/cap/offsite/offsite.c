@@ -685,6 +685,11 @@ int offsite_apply_config(Offsite *o, const Config *cfg)
     if (bucket_changed && o->loaded) { /* what is in the old bucket is not in the new one */
         json_object_clear(o->objects);
         json_object_clear(o->removed);
+        for (OffsiteTask *t = o->head, *next; t; t = next) { /* removals were meant for the old bucket */
+            next = t->next;
+            if (t->kind == OFS_DELETE && !t->busy)
+                offsite__task_done(t);
+        }
         offsite__record_changed(o);
     }
     if (!o->cfg.enabled) {
