@@ -136,6 +136,7 @@ bench: deps-check
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/walsync.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/failover.py
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/takeover.py
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tools/bench/offsite.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

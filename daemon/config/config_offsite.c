@@ -2,7 +2,8 @@
  * config_offsite: the repository section (docs/offsite.md): repository.s3, the S3-compatible bucket
  * every verified backup and archived WAL file is copied to (endpoint, region, bucket, prefix, path
  * or virtual-host style, the access key id and secret from files or systemd credentials), how
- * uploads go (part size, concurrency, deadline, retries) and the thresholds of offsite.lag.
+ * uploads go (part size, concurrency, deadline, retries), the thresholds of offsite.lag and the
+ * bucket's own retention (repository.s3.retention).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -74,6 +75,12 @@ void config__read_repository(const CfgSection *top, const ConfigBackup *b, const
     cfg_duration_ms(&s, "lag_warning", false, 15 * 60000, 1000, &o->lag_warning_ms);
     cfg_duration_ms(&s, "lag_critical", false, 60 * 60000, 1000, &o->lag_critical_ms);
     cfg_bool(&s, "wal", true, &o->wal);
+    CfgSection ret = cfg_section(&s, "retention", false);
+    cfg_duration_ms(&ret, "max_age", false, 0, 0, &o->retention_max_age_ms);
+    cfg_int(&ret, "daily", 0, 10000, 0, &o->keep_daily);
+    cfg_int(&ret, "weekly", 0, 10000, 0, &o->keep_weekly);
+    cfg_int(&ret, "monthly", 0, 10000, 0, &o->keep_monthly);
+    cfg_check_unknown(&ret);
     cfg_check_unknown(&s);
     if (!o->enabled)
         return;

@@ -292,12 +292,19 @@ class S3Server:
             return self._reply(h, 204)
         # CompleteMultipartUpload: the parts named, in order, with their ETags
         import re
-        named = [(int(n), e.strip('"')) for n, e in
-                 re.findall(r"<PartNumber>(\d+)</PartNumber>\s*<ETag>([^<]+)</ETag>", body.decode())]
+        # each <Part> holds a PartNumber and an ETag, in either order (the AWS CLI sends the ETag first)
+        named = []
+        for part in re.findall(r"<Part>(.*?)</Part>", body.decode(), re.S):
+            n = re.search(r"<PartNumber>(\d+)</PartNumber>", part)
+            e = re.search(r"<ETag>([^<]+)</ETag>", part)
+            if n and e:
+                named.append((int(n.group(1)), e.group(1).replace("&quot;", "").strip('"')))
         with self.lock:
             parts = up["parts"]
-            if not named or any(n not in parts or parts[n][1] != e.replace("&quot;", "") for n, e in named):
-                return self._error(h, 400, "InvalidPart", "One or more of the specified parts could not be found.")
+            bad = not named or any(n not in parts or parts[n][1] != e for n, e in named)
+        if bad:  # answered outside the lock: _reply takes it
+            return self._error(h, 400, "InvalidPart", "One or more of the specified parts could not be found.")
+        with self.lock:
             data = b"".join(parts[n][0] for n, _ in named)
             etag = '"%s-%d"' % (hashlib.md5(b"".join(bytes.fromhex(parts[n][1]) for n, _ in named)).hexdigest(),
                                 len(named))

@@ -864,6 +864,8 @@ static void test_repository_s3(void **state)
     assert_int_equal(o->lag_warning_ms, 15 * 60000);
     assert_int_equal(o->lag_critical_ms, 60 * 60000);
     assert_true(o->wal);
+    assert_int_equal(o->retention_max_age_ms, 0); /* no rule: nothing is removed from the bucket */
+    assert_int_equal(o->keep_monthly, 0);
     ConfigOffsite copy;
     assert_int_equal(config_offsite_copy(o, &copy), 0);
     assert_string_equal(copy.secret_key, o->secret_key);
@@ -875,6 +877,20 @@ static void test_repository_s3(void **state)
     cfg = expect_ok(head);
     assert_false(cfg->offsite.enabled);
     config_free(cfg);
+    /* retention: the keys of backup.retention */
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://127.0.0.1:9000\n    bucket: drsup\n"
+             "    access_key_id_file: %s\n    secret_access_key_file: %s\n    retention:\n      max_age: 90d\n"
+             "      monthly: 12\n      weekly: 4\n", head, ak, sk);
+    cfg = expect_ok(text);
+    assert_int_equal(cfg->offsite.retention_max_age_ms, 90ull * 86400 * 1000);
+    assert_int_equal(cfg->offsite.keep_monthly, 12);
+    assert_int_equal(cfg->offsite.keep_weekly, 4);
+    assert_int_equal(cfg->offsite.keep_daily, 0);
+    config_free(cfg);
+    snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://127.0.0.1:9000\n    bucket: drsup\n"
+             "    access_key_id_file: %s\n    secret_access_key_file: %s\n    retention:\n      yearly: 3\n",
+             head, ak, sk);
+    expect_error(text, "yearly");
 
     /* the secret in the YAML itself is an unknown key, never read */
     snprintf(text, sizeof(text), "%srepository:\n  s3:\n    endpoint: http://h\n    bucket: b\n"

@@ -1,6 +1,6 @@
 /*
  * drctl off-site command: offsite-status (the copy of the backups and the WAL archive in the
- * repository.s3 bucket: what is queued, the last upload, the lag, the failures).
+ * repository.s3 bucket: what is queued, the last upload, the lag, the failures, the retention).
  *
  * Owns its table entry and the rendering of the daemon's offsite_status reply.
  */
@@ -47,6 +47,26 @@ static void drctl_print_offsite(const json_t *r)
     }
     if (drctl_str(r, "save_error", "")[0])
         printf("record     cannot be saved: %s\n", drctl_str(r, "save_error", ""));
+    const json_t *ret = json_object_get(r, "retention"), *kept = json_object_get(ret, "kept");
+    const json_t *gone = json_object_get(ret, "last_removed"), *pol = json_object_get(ret, "policy");
+    if (!json_is_true(json_object_get(ret, "enabled"))) {
+        printf("retention  none (repository.s3.retention): nothing is removed from the bucket\n");
+    } else {
+        printf("retention  max_age %llds, daily %lld, weekly %lld, monthly %lld\n",
+               (long long)drctl_int(pol, "max_age_s"), (long long)drctl_int(pol, "daily"),
+               (long long)drctl_int(pol, "weekly"), (long long)drctl_int(pol, "monthly"));
+        if (kept)
+            printf("  keeps    %lld backup(s) (%lld base), %lld WAL file(s), WAL from %s\n",
+                   (long long)drctl_int(kept, "backups"), (long long)drctl_int(kept, "base_backups"),
+                   (long long)drctl_int(kept, "wal_files"), drctl_str(kept, "wal_from_lsn", "the start (all kept)"));
+        drctl_size(drctl_int(ret, "removed_bytes"), size, sizeof(size));
+        printf("  removed  %lld object(s), %s since start; %lld pending\n", (long long)drctl_int(ret, "removed_total"),
+               size, (long long)drctl_int(ret, "pending"));
+        if (gone) {
+            drctl_ago(drctl_int(gone, "at_ms"), ago, sizeof(ago));
+            printf("  last     %s %s\n", drctl_str(gone, "key", "?"), ago);
+        }
+    }
     printf("queue      %lld file(s), %lld uploading\n", (long long)drctl_int(r, "queued"),
            (long long)drctl_int(r, "active"));
     json_array_foreach(q, i, t) {
@@ -65,11 +85,13 @@ static void drctl_print_offsite(const json_t *r)
 
 const OptCommand drctl_cmd_offsite_status = {
     .name = "offsite-status",
-    .summary = "the off-site copy in the S3 bucket: queue, last upload, lag, failures",
+    .summary = "the off-site copy in the S3 bucket: queue, last upload, lag, failures, retention",
     .description = "The copy of every verified backup (and its manifest) and every archived WAL file in the "
                    "repository.s3 bucket: the bucket, whether uploads are failing and the lag (the age of the "
                    "oldest file not yet off-site, which offsite.lag pages on), the last upload, what was "
                    "uploaded since the daemon started and how many objects the record holds, the failures and "
-                   "retries, and the queue (each file's phase, size, age, part and last error).",
+                   "retries, the bucket's retention (repository.s3.retention: its rules, what it keeps, the WAL "
+                   "position kept from, what it removed and what removals are pending), and the queue (each "
+                   "file's phase, size, age, part and last error; removals show as kind delete).",
     .data = &(const DrctlAction){.wire = "offsite_status", .print = drctl_print_offsite},
 };

@@ -21,9 +21,10 @@
 #include "log.h"
 
 #define OFFSITE_TICK_MS 250
-static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort"};
+static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete"};
 static const char *const offsite_phase_names[] = {"waiting", "hashing", "put", "create", "recording", "reading",
-                                                  "part", "hashing", "complete", "head", "recording", "abort"};
+                                                  "part", "hashing", "complete", "head", "recording", "abort",
+                                                  "recording", "delete"};
 
 uint32_t offsite__rand(Offsite *o)
 {
@@ -44,6 +45,7 @@ static void offsite_task_free(OffsiteTask *t)
     free(t->path);
     free(t->key);
     free(t->after);
+    json_decref(t->meta);
     free(t);
 }
 
@@ -92,14 +94,13 @@ void offsite__task_done(OffsiteTask *t)
 static OffsiteTask *offsite_find(const Offsite *o, const char *key)
 {
     for (OffsiteTask *t = o->head; t; t = t->next)
-        if (t->kind != OFS_ABORT && !strcmp(t->key, key))
+        if (t->kind != OFS_ABORT && t->kind != OFS_DELETE && !strcmp(t->key, key))
             return t;
     return NULL;
 }
 
-/* Queue a file, in the order of born_ms (abort tasks first). */
-static OffsiteTask *offsite_task_add(Offsite *o, OffsiteKind kind, const char *name, const char *path,
-                                     const char *key, const char *after, int64_t born_ms)
+OffsiteTask *offsite__task_add(Offsite *o, OffsiteKind kind, const char *name, const char *path, const char *key,
+                               const char *after, int64_t born_ms)
 {
     OffsiteTask *t = calloc(1, sizeof(*t));
     if (!t || !(t->name = strdup(name)) || !(t->path = strdup(path)) || !(t->key = strdup(key)) ||
@@ -151,7 +152,7 @@ void offsite__task_failed(OffsiteTask *t, const char *fmt, ...)
     /* an abort that failed leaves the upload in the record: the next start tries again */
     offsite__task_reset(t);
     t->phase = OT_WAITING;
-    t->next_phase = t->kind == OFS_ABORT ? OT_ABORT : OT_HASHING;
+    t->next_phase = t->kind == OFS_ABORT ? OT_ABORT : t->kind == OFS_DELETE ? OT_DELETE : OT_HASHING;
     if (t->active) {
         t->active = false;
         o->n_active--;
@@ -170,9 +171,11 @@ void offsite__task_uploaded(OffsiteTask *t)
     if (t->failed)
         log_info("offsite", "'%s' is off-site after all (%" PRIu64 " bytes)", t->key, t->size);
     t->failed = false;
-    json_object_set_new(o->objects, t->key,
-                        json_pack("{s:I,s:s,s:I}", "size", (json_int_t)t->size, "sha256", t->sha256, "at_ms",
-                                  (json_int_t)now));
+    json_t *e = json_pack("{s:I,s:s,s:I}", "size", (json_int_t)t->size, "sha256", t->sha256, "at_ms",
+                          (json_int_t)now);
+    if (e && t->meta)
+        json_object_update(e, t->meta); /* a backup's kind and start, for retention */
+    json_object_set_new(o->objects, t->key, e);
     t->save_gen = offsite__record_changed(o);
 }
 
@@ -196,7 +199,8 @@ static void offsite_saved(OffsiteJob *j)
         return;
     for (OffsiteTask *t = o->head, *next; t; t = next) {
         next = t->next;
-        if ((t->phase == OT_SAVE || t->phase == OT_SAVE_UPLOAD) && !t->busy && t->save_gen <= o->saving_gen)
+        if ((t->phase == OT_SAVE || t->phase == OT_SAVE_UPLOAD || t->phase == OT_SAVE_DELETE) && !t->busy &&
+            t->save_gen <= o->saving_gen)
             offsite__task_saved(t, ok);
     }
     if (o->gen > o->saved_gen && ok)
@@ -205,8 +209,8 @@ static void offsite_saved(OffsiteJob *j)
 
 static void offsite_start_save(Offsite *o)
 {
-    json_t *rec = json_pack("{s:i,s:s,s:O,s:O}", "version", 1, "bucket", o->cfg.bucket ? o->cfg.bucket : "",
-                            "objects", o->objects, "multipart", o->multipart);
+    json_t *rec = json_pack("{s:i,s:s,s:O,s:O,s:O}", "version", 1, "bucket", o->cfg.bucket ? o->cfg.bucket : "",
+                            "objects", o->objects, "multipart", o->multipart, "removed", o->removed);
     OffsiteJob *j = rec ? offsite__job_new(o, OJ_SAVE, offsite_saved) : NULL;
     if (!j || !(j->path = strdup(o->state_path)) || !(j->text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS))) {
         json_decref(rec);
@@ -253,8 +257,10 @@ static void offsite_loaded(OffsiteJob *j)
     json_decref(o->multipart);
     o->objects = json_object();
     o->multipart = json_object();
-    if (rec && (!bucket || !bucket[0] || !strcmp(bucket, o->cfg.bucket)))
+    if (rec && (!bucket || !bucket[0] || !strcmp(bucket, o->cfg.bucket))) {
         json_object_update(o->objects, json_object_get(rec, "objects"));
+        offsite__retention_load(o, rec);
+    }
     const char *id;
     json_t *v;
     json_object_foreach(json_object_get(rec, "multipart"), id, v) {
@@ -262,7 +268,7 @@ static void offsite_loaded(OffsiteJob *j)
         if (!key)
             continue;
         json_object_set(o->multipart, id, v);
-        OffsiteTask *t = offsite_task_add(o, OFS_ABORT, key, "", key, NULL, 0);
+        OffsiteTask *t = offsite__task_add(o, OFS_ABORT, key, "", key, NULL, 0);
         if (t && (t->upload_id = strdup(id)) != NULL)
             t->next_phase = OT_ABORT;
         else if (t)
@@ -303,17 +309,26 @@ static void offsite_scanned(OffsiteJob *j)
     if (j->status < 0)
         return;
     for (OffsiteTask *t = o->head; t; t = t->next)
-        t->seen = t->kind == OFS_ABORT;
-    json_t *local_wal = json_object();
+        t->seen = t->kind == OFS_ABORT || t->kind == OFS_DELETE;
+    json_t *local_wal = json_object(), *local = json_object();
     json_array_foreach(j->result, i, f) {
         OffsiteKind kind = (OffsiteKind)json_integer_value(json_object_get(f, "kind"));
         const char *name = json_string_value(json_object_get(f, "name"));
         const char *a = json_string_value(json_object_get(f, "after"));
+        json_t *meta = json_object_get(f, "meta"), *rec;
         offsite_key(o, kind, name, key, sizeof(key));
+        json_object_set_new(local, key, json_true());
         if (kind == OFS_WAL)
             json_object_set_new(local_wal, key, json_true());
-        if (json_object_get(o->objects, key))
+        if ((rec = json_object_get(o->objects, key)) != NULL) {
+            if (meta && !json_object_get(rec, "kind")) { /* recorded before retention knew kinds */
+                json_object_update(rec, meta);
+                pruned = true;
+            }
             continue;
+        }
+        if (json_object_get(o->removed, key))
+            continue; /* retention took it out of the bucket: not uploaded again */
         OffsiteTask *t = offsite_find(o, key);
         if (t) {
             t->seen = true;
@@ -321,9 +336,11 @@ static void offsite_scanned(OffsiteJob *j)
         }
         if (a)
             offsite_key(o, OFS_BACKUP, a, after, sizeof(after));
-        if (!offsite_task_add(o, kind, name, json_string_value(json_object_get(f, "path")), key, a ? after : NULL,
-                              json_integer_value(json_object_get(f, "born_ms"))))
+        OffsiteTask *t2 = offsite__task_add(o, kind, name, json_string_value(json_object_get(f, "path")), key,
+                                            a ? after : NULL, json_integer_value(json_object_get(f, "born_ms")));
+        if (!t2)
             break;
+        t2->meta = json_incref(meta);
     }
     /* gone from the disk before going off-site: nothing to upload any more */
     for (OffsiteTask *t = o->head, *next; t; t = next) {
@@ -331,21 +348,31 @@ static void offsite_scanned(OffsiteJob *j)
         if (!t->seen && !t->active && !t->busy)
             offsite__task_done(t);
     }
-    /* the record keeps the WAL files the disk still has (the bucket keeps them all) */
+    /* Without a retention rule the record keeps only the WAL files the disk still has (the bucket
+     * keeps them all); with one it keeps them all, since retention decides from the record. */
     const char *k;
     json_t *v;
     void *tmp;
     char walpfx[600];
     snprintf(walpfx, sizeof(walpfx), "%swal/", o->cfg.prefix ? o->cfg.prefix : "");
     json_object_foreach_safe(o->objects, tmp, k, v) {
-        if (!strncmp(k, walpfx, strlen(walpfx)) && !json_object_get(local_wal, k)) {
+        if (!offsite__retention_enabled(o) && !strncmp(k, walpfx, strlen(walpfx)) && !json_object_get(local_wal, k)) {
             json_object_del(o->objects, k);
             pruned = true;
         }
     }
+    /* a removed object's entry goes once its file is gone from the disk too */
+    json_object_foreach_safe(o->removed, tmp, k, v) {
+        if (json_is_true(json_object_get(v, "done")) && !json_object_get(local, k)) {
+            json_object_del(o->removed, k);
+            pruned = true;
+        }
+    }
     json_decref(local_wal);
+    json_decref(local);
     if (pruned)
         offsite__record_changed(o);
+    offsite__retention(o);
 }
 
 static void offsite_start_scan(Offsite *o)
@@ -354,7 +381,8 @@ static void offsite_start_scan(Offsite *o)
     json_t *cat = backups_catalog(o->backups, &scanned);
     if (!scanned || !o->backup_dir) {
         json_decref(cat);
-        o->next_scan = uv_now(o->core->loop) + 500; /* the catalog is not loaded yet */
+        /* the catalog is not loaded yet */
+        o->next_scan = uv_now(o->core->loop) + (o->cfg.scan_interval_ms < 500 ? o->cfg.scan_interval_ms : 500);
         return;
     }
     OffsiteJob *j = offsite__job_new(o, OJ_SCAN, offsite_scanned);
@@ -496,6 +524,24 @@ bool offsite_has_backup(const char *file, void *data)
     return json_object_get(o->objects, key) != NULL;
 }
 
+bool offsite_wal_may_go(const char *file, void *data)
+{
+    Offsite *o = data;
+    char key[1024];
+    if (!o || !o->cfg.enabled || !o->wal_dir)
+        return true; /* the WAL archive is not copied off-site: nothing to wait for */
+    if (!o->loaded)
+        return false; /* what is off-site is not known yet */
+    offsite_key(o, OFS_WAL, file, key, sizeof(key));
+    return json_object_get(o->objects, key) != NULL || json_object_get(o->removed, key) != NULL;
+}
+
+void offsite_set_wal_segment_size(Offsite *o, uint64_t (*seg_size)(void *data), void *data)
+{
+    o->seg_size_fn = seg_size;
+    o->seg_size_data = data;
+}
+
 static void offsite_cmd_status(CtlCall *call, const json_t *args, void *data)
 {
     Offsite *o = data;
@@ -516,7 +562,7 @@ static void offsite_cmd_status(CtlCall *call, const json_t *args, void *data)
                              t->active, "attempt", (json_int_t)t->attempt, "part", (json_int_t)t->part, "parts",
                              (json_int_t)t->n_parts, "failed", t->failed, "error",
                              t->last_error[0] ? t->last_error : NULL));
-    json_t *r = json_pack("{s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I,s:o,s:f,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:s?,s:s?}",
+    json_t *r = json_pack("{s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I,s:o,s:f,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:s?,s:s?,s:o*}",
                           "enabled", 1, "endpoint", o->cfg.endpoint, "bucket", o->cfg.bucket, "prefix", o->cfg.prefix,
                           "url_style", o->cfg.virtual_host ? "virtual" : "path", "state_file", o->state_path,
                           "loaded", o->loaded, "queued", (json_int_t)o->n_tasks, "active", (json_int_t)o->n_active,
@@ -525,7 +571,7 @@ static void offsite_cmd_status(CtlCall *call, const json_t *args, void *data)
                           (json_int_t)o->bytes_total, "failures_total", (json_int_t)o->failures_total, "retries_total",
                           (json_int_t)o->retries_total, "objects_recorded", (json_int_t)json_object_size(o->objects),
                           "scan_error", o->scan_error[0] ? o->scan_error : NULL, "save_error",
-                          o->save_error[0] ? o->save_error : NULL);
+                          o->save_error[0] ? o->save_error : NULL, "retention", offsite__retention_status(o));
     if (o->last_ms)
         json_object_set_new(r, "last_upload", json_pack("{s:s,s:I,s:I}", "key", o->last_key, "at_ms",
                                                         (json_int_t)o->last_ms, "bytes", (json_int_t)o->last_bytes));
@@ -588,14 +634,16 @@ Offsite *offsite_new(Core *core, Backups *backups)
         o->rng = (uint32_t)clock_wall_ms();
     o->objects = json_object();
     o->multipart = json_object();
+    o->removed = json_object();
     CtlCommand c[] = {
         {"offsite_status", false, offsite_cmd_status, o, "the off-site copy: queue, last upload, lag, failures"},
         {"verify_offsite", true, offsite__cmd_verify, o,
          "download a backup from the bucket and verify it (args: name); answers when done"},
     };
-    if (!o->objects || !o->multipart || uv_timer_init(core->loop, &o->tick) < 0) {
+    if (!o->objects || !o->multipart || !o->removed || uv_timer_init(core->loop, &o->tick) < 0) {
         json_decref(o->objects);
         json_decref(o->multipart);
+        json_decref(o->removed);
         free(o);
         return NULL;
     }
@@ -636,6 +684,12 @@ int offsite_apply_config(Offsite *o, const Config *cfg)
                            .secret_key = o->cfg.secret_key};
     if (bucket_changed && o->loaded) { /* what is in the old bucket is not in the new one */
         json_object_clear(o->objects);
+        json_object_clear(o->removed);
+        for (OffsiteTask *t = o->head, *next; t; t = next) { /* removals were meant for the old bucket */
+            next = t->next;
+            if (t->kind == OFS_DELETE && !t->busy)
+                offsite__task_done(t);
+        }
         offsite__record_changed(o);
     }
     if (!o->cfg.enabled) {
@@ -668,6 +722,7 @@ static void offsite_free(Offsite *o)
     }
     json_decref(o->objects);
     json_decref(o->multipart);
+    json_decref(o->removed);
     config_offsite_free(&o->cfg);
     free(o->cluster);
     free(o->backup_dir);

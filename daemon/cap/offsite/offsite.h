@@ -11,12 +11,14 @@
  * backoff. The durable record of what is off-site (state_dir/offsite.json, atomic) lets a restart
  * skip what is there and abort a multipart upload a killed daemon left. Conditions offsite.lag:C
  * and offsite.failed:C, the `offsite` status component, metrics, the readiness check
- * offsite.repository, and the offsite_status control command.
+ * offsite.repository, the offsite_status control command, and the bucket's own retention
+ * (repository.s3.retention: DeleteObject of what it no longer keeps; offsite_retention.h).
  */
 #ifndef DRSUP_OFFSITE_H
 #define DRSUP_OFFSITE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "cap/backup/backup.h"
 #include "config/config.h"
@@ -30,6 +32,13 @@ Offsite *offsite_new(Core *core, Backups *backups);
 int offsite_apply_config(Offsite *o, const Config *cfg);
 /* Whether the backup file `file` is off-site (uploaded and checked, with its manifest). Loop. */
 bool offsite_has_backup(const char *file, void *offsite);
+/* The WAL archive's question before its retention removes `file` (a file name of the archive): may
+ * it go? True when it is off-site (recorded, or already taken out by the bucket's retention) or
+ * when the WAL archive is not copied off-site; false while it is not, or the record is not read. */
+bool offsite_wal_may_go(const char *file, void *offsite);
+/* Where the bucket's retention learns the WAL segment size (0 while it is not known: then no WAL is
+ * removed from the bucket). */
+void offsite_set_wal_segment_size(Offsite *o, uint64_t (*seg_size)(void *data), void *data);
 /* Cancel the transfers, wait for the thread-pool jobs, close; closed_cb(data) when done. */
 void offsite_close(Offsite *o, void (*closed_cb)(void *data), void *data);
 

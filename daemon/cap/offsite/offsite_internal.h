@@ -14,7 +14,7 @@
 #include "cap/offsite/offsite.h"
 #include "s3req.h"
 
-typedef enum { OFS_BACKUP = 0, OFS_MANIFEST, OFS_WAL, OFS_ABORT } OffsiteKind;
+typedef enum { OFS_BACKUP = 0, OFS_MANIFEST, OFS_WAL, OFS_ABORT, OFS_DELETE } OffsiteKind;
 
 /* Where a task is. The HTTP phases are re-entered after a retryable failure. */
 typedef enum {
@@ -30,6 +30,8 @@ typedef enum {
     OT_HEAD,        /* HeadObject: size and x-amz-meta-sha256 */
     OT_SAVE,        /* the object being recorded */
     OT_ABORT,       /* AbortMultipartUpload */
+    OT_SAVE_DELETE, /* retention: waiting for the record that no longer claims the object */
+    OT_DELETE,      /* retention: DeleteObject */
 } OffsiteTaskPhase;
 
 typedef struct OffsiteTask {
@@ -40,6 +42,7 @@ typedef struct OffsiteTask {
     char *path;              /* local path */
     char *key;               /* object key, prefix included */
     char *after;             /* key that must be off-site first (a manifest after its backup), or NULL */
+    json_t *meta;            /* a backup's kind, start and start LSN, recorded with it (retention), or NULL */
     int64_t born_ms;         /* wall time the file became eligible (lag), 0 for an abort */
     OffsiteTaskPhase phase, next_phase;
     bool active;             /* started: counts against concurrency */
@@ -81,6 +84,7 @@ struct Offsite {
     bool loaded, loading;    /* the record */
     json_t *objects;         /* key -> {size, sha256, at_ms} */
     json_t *multipart;       /* upload id -> {key, at_ms}: uploads to abort if the daemon dies */
+    json_t *removed;         /* key -> {size, at_ms, done}: taken out by retention (never uploaded again) */
     uint64_t gen, saved_gen; /* record generations: changed, on disk */
     bool saving;
     uint64_t saving_gen;
@@ -105,6 +109,16 @@ struct Offsite {
     uint64_t last_bytes;
     char last_failure[640];
     int64_t last_failure_ms;
+
+    /* retention (offsite_retention.c) */
+    uint64_t (*seg_size_fn)(void *data); /* the WAL segment size (0: not known yet) */
+    void *seg_size_data;
+    uint64_t deleted_total, deleted_bytes;
+    char last_deleted[512];
+    int64_t last_deleted_ms;
+    int64_t ret_last_ms, ret_oldest_base_s;
+    size_t ret_kept_backups, ret_kept_base, ret_kept_wal;
+    char ret_wal_from[24];
 };
 
 /* ---- offsite.c ---- */
@@ -122,11 +136,28 @@ void offsite__task_failed(OffsiteTask *t, const char *fmt, ...) __attribute__((f
 void offsite__task_done(OffsiteTask *t);
 /* Free t's upload state (body, etags, upload id); keeps it queued. */
 void offsite__task_reset(OffsiteTask *t);
+/* Queue a task, in the order of born_ms (abort and delete tasks, born 0, first). NULL on OOM. */
+OffsiteTask *offsite__task_add(Offsite *o, OffsiteKind kind, const char *name, const char *path, const char *key,
+                               const char *after, int64_t born_ms);
+
+/* ---- offsite_retention.c ---- */
+/* repository.s3.retention has a rule. */
+bool offsite__retention_enabled(const Offsite *o);
+/* After a scan: decide what the bucket keeps; what it does not is taken out of the record (write
+ * ahead) and queued for DeleteObject. */
+void offsite__retention(Offsite *o);
+/* The record was read: its `removed` map; deletes not done yet are queued again. */
+void offsite__retention_load(Offsite *o, const json_t *rec);
+/* t's DeleteObject succeeded (or the object was already gone). */
+void offsite__delete_done(OffsiteTask *t);
+/* offsite_status's "retention". A new object. */
+json_t *offsite__retention_status(const Offsite *o);
 
 /* ---- offsite_upload.c ---- */
 /* Run t's next step (t->next_phase): start, or go on after a retry. */
 void offsite__task_step(OffsiteTask *t);
-/* Abort t's multipart upload (DELETE ?uploadId); then t starts over (or, an abort task, ends). */
+/* Abort t's multipart upload (DELETE ?uploadId); then t starts over (or, an abort task, ends).
+ * A delete task (OFS_DELETE) waits for its record, then sends DeleteObject. */
 void offsite__task_abort(OffsiteTask *t);
 /* The record generation t waits for is on disk (ok) or could not be written. */
 void offsite__task_saved(OffsiteTask *t, bool ok);

@@ -6,7 +6,8 @@
  * worth retrying (no answer, 5xx, SlowDown) is tried again after backoff, up to max_attempts; then,
  * or at once for a refusal (403 SignatureDoesNotMatch, ...), the file counts as failed and a
  * multipart upload is aborted: nothing partial is ever under the final key, since S3 shows a
- * multipart object only once it is completed.
+ * multipart object only once it is completed. And the retention's DeleteObject of an object the
+ * record no longer claims (offsite_retention.c), retried the same way.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +31,7 @@ typedef struct OffsiteCall {
 
 static void offsite_step_part(OffsiteTask *t);
 static void offsite_step_complete(OffsiteTask *t);
+static void offsite_step_delete(OffsiteTask *t);
 
 /* The request failed: retry later, or give up on this file. */
 static void offsite_request_failed(OffsiteTask *t, long status, const char *code, const char *msg)
@@ -323,6 +325,8 @@ void offsite__task_saved(OffsiteTask *t, bool ok)
     }
     if (t->phase == OT_SAVE_UPLOAD)
         offsite_step_part(t);
+    else if (t->phase == OT_SAVE_DELETE)
+        offsite_step_delete(t);
     else if (t->phase == OT_SAVE)
         offsite__task_done(t);
 }
@@ -353,6 +357,29 @@ static void offsite_step_create(OffsiteTask *t)
     SigV4Pair q[] = {{"uploads", ""}};
     t->phase = OT_CREATE;
     offsite_send(t, "POST", q, 1, NULL, 0, S3REQ_EMPTY_SHA256, true, offsite_create_ok, false);
+}
+
+/* ---- retention: DeleteObject ---- */
+
+static void offsite_delete_ok(OffsiteTask *t, const HttpResponse *resp)
+{
+    (void)resp;
+    offsite__delete_done(t);
+    offsite__task_done(t);
+}
+
+/* The record that no longer claims the object must be on disk first (write ahead): a daemon
+ * killed after the delete never believes the object is still there. */
+static void offsite_step_delete(OffsiteTask *t)
+{
+    if (t->o->saved_gen < t->save_gen) {
+        t->phase = OT_SAVE_DELETE;
+        if (!t->o->saving)
+            offsite__record_changed(t->o);
+        return;
+    }
+    t->phase = OT_DELETE;
+    offsite_send(t, "DELETE", NULL, 0, NULL, 0, S3REQ_EMPTY_SHA256, false, offsite_delete_ok, true);
 }
 
 /* ---- start ---- */
@@ -416,6 +443,8 @@ void offsite__task_step(OffsiteTask *t)
     case OT_HASH_DONE: offsite_step_complete(t); break;
     case OT_HEAD: offsite_step_head(t); break;
     case OT_ABORT: offsite__task_abort(t); break;
+    case OT_SAVE_DELETE:
+    case OT_DELETE: offsite_step_delete(t); break;
     default: offsite_step_hash(t); break;
     }
 }

@@ -189,8 +189,13 @@ static void offsite_work_scan(OffsiteJob *j)
         snprintf(path, sizeof(path), "%s/%s", j->path, file);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
-        json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:I}", "kind", OFS_BACKUP, "name", file, "path", path,
-                                             "born_ms", (json_int_t)(fin > 0 ? fin * 1000 : 0)));
+        /* what off-site retention needs once the local catalog no longer has it (offsite_retention.c) */
+        const char *bkind = json_string_value(json_object_get(m, "kind"));
+        const char *lsn = json_string_value(json_object_get(json_object_get(m, "wal"), "start_lsn"));
+        json_t *meta = json_pack("{s:s,s:I,s:s?}", "kind", bkind ? bkind : "logical", "started_s",
+                                 (json_int_t)backup_manifest_started(m), "start_lsn", lsn);
+        json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:I,s:o?}", "kind", OFS_BACKUP, "name", file, "path", path,
+                                             "born_ms", (json_int_t)(fin > 0 ? fin * 1000 : 0), "meta", meta));
         snprintf(path, sizeof(path), "%s/%s%s", j->path, file, BACKUP_MANIFEST_SUFFIX);
         char mname[300];
         snprintf(mname, sizeof(mname), "%s%s", file, BACKUP_MANIFEST_SUFFIX);

@@ -731,6 +731,18 @@ static void wal_on_tick(uv_timer_t *t)
         wal__retain(w);
 }
 
+void wal_set_may_go(WalArchive *w, bool (*may_go)(const char *file, void *data), void *data)
+{
+    w->may_go = may_go;
+    w->may_go_data = data;
+}
+
+uint64_t wal_segment_size(void *wal)
+{
+    const WalArchive *w = wal;
+    return w ? w->seg_size : 0;
+}
+
 /* ---- events: a base backup after a gap closes it ---------------------------------------------------- */
 
 static void wal_on_event(const Event *ev, void *data)
@@ -785,6 +797,7 @@ static json_t *wal_status_json(const WalArchive *w)
         json_object_set_new(o, "partial", json_pack("{s:s,s:I,s:I}", "segment", name, "received",
                                                     (json_int_t)w->recv_off, "sealed", (json_int_t)w->sealed_off));
         json_object_set_new(o, "segments", json_integer((json_int_t)w->segments));
+        json_object_set_new(o, "held_for_offsite", json_integer((json_int_t)w->held_offsite));
         json_object_set_new(o, "segment_size", json_integer((json_int_t)w->seg_size));
         if (w->have_oldest) {
             walarchive_seg_name(w->oldest_tli, w->oldest_segno, w->seg_size, name);

@@ -13,6 +13,7 @@
 #define DRSUP_WAL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -67,6 +68,13 @@ int wal_stage(WalArchive *w, const json_t *plan, const char *dir, uid_t uid, gid
 /* The handler of `recover` without dry_run (the scenario layer's: a recovery run). Until one is
  * set, the daemon refuses. */
 void wal_set_recover_handler(WalArchive *w, CtlHandlerFn fn, void *data);
+
+/* Before retention removes a file it no longer needs, ask may_go(file name, data) (on the loop):
+ * a file it refuses stays (the off-site copy has not got it yet) and is asked about again within
+ * seconds. NULL: no one to ask. */
+void wal_set_may_go(WalArchive *w, bool (*may_go)(const char *file, void *data), void *data);
+/* The server's WAL segment size in bytes, 0 until the receiver learned it. `wal` is a WalArchive. */
+uint64_t wal_segment_size(void *wal);
 
 /* Stop receiving (what is received but not sealed is still in the slot) and close. */
 void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data);

@@ -63,7 +63,7 @@ typedef struct WalJob {
     ConfigBackup *backup; /* SCAN: the key's configuration (owned copy) */
     uint8_t key[BCF_KEY_LEN];
     WalScan *scan;       /* SCAN: the result */
-    WalSeg *segs;        /* PLAN: the listing (owned) */
+    WalSeg *segs;        /* PLAN: the listing (owned); RETAIN: the candidates (ask) or the files to remove */
     size_t nsegs;
     CtlCall *call;       /* PLAN: the request answered when it is done */
     WalPlanFn plan_cb;   /* PLAN: or this callback (wal_plan) */
@@ -74,6 +74,8 @@ typedef struct WalJob {
     uid_t uid;           /* STAGE: the files' owner */
     gid_t gid;
     uint64_t files, bytes; /* STAGE: written */
+    bool ask;            /* RETAIN: list the candidates only; the loop asks may_go which of them go */
+    bool listed;         /* RETAIN: remove exactly segs (what may_go allowed) */
     int result;
     char err[512];
 } WalJob;
@@ -159,6 +161,9 @@ struct WalArchive {
 
     uint64_t retain_at;    /* uv_now of the last retention check */
     bool retain_pending;
+    bool (*may_go)(const char *file, void *data); /* the off-site copy's say before a removal, or NULL */
+    void *may_go_data;
+    uint64_t held_offsite; /* segments retention keeps only because they are not off-site yet */
 
     /* jobs: one at a time, in order */
     WalJob *jobs_head, *jobs_tail;

@@ -2,7 +2,9 @@
  * wal_plan: what the WAL archive keeps and what it can recover (see wal_internal.h, docs/wal.md).
  *
  * Owns the archive's retention (segments older than the oldest base backup of the catalog are
- * removed; with no base backup nothing is; never while a recovery runs) and the recovery plan for
+ * removed; with no base backup nothing is; never while a recovery runs; with the off-site copy
+ * asked (wal_set_may_go), only those it already has: the listing comes to the loop, is asked
+ * about, and a second job removes what may go) and the recovery plan for
  * a point in time (recover_plan: drctl recover --timestamp T --dry-run): the newest verified base
  * backup that finished before T, the segments from its start to the one that holds T, whether
  * they are all there, and a rough estimate of the restore's duration. The directory listings
@@ -80,9 +82,22 @@ void wal__retain_work(WalJob *j)
     WalSeg *v = NULL;
     size_t n = 0, removed = 0;
     char name[128], path[4200];
-    j->result = wal__list(j->dir, j->seg_size, &v, &n);
-    if (j->result < 0) {
+    if (j->listed) {
+        v = j->segs;
+        n = j->nsegs;
+        j->segs = NULL;
+        j->nsegs = 0;
+    } else if ((j->result = wal__list(j->dir, j->seg_size, &v, &n)) < 0) {
         snprintf(j->err, sizeof(j->err), "read '%s': %s", j->dir, strerror(-j->result));
+        return;
+    }
+    if (j->ask) { /* the candidates go to the loop */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (v[i].segno < j->segno && v[i].kind != WALFILE_PARTIAL)
+                v[k++] = v[i];
+        j->segs = v;
+        j->nsegs = k;
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -143,13 +158,63 @@ void wal__retain(WalArchive *w)
     if (!j)
         return;
     j->segno = cutoff;
+    j->ask = w->may_go != NULL;
     w->retain_pending = true;
     wal__push_job(w, j);
+}
+
+/* The candidates of an asking retention: those the off-site copy has go (a second job); the
+ * oldest it has not got bounds what is removed, so the archive stays without holes. */
+static void wal_retain_asked(WalArchive *w, WalJob *j)
+{
+    char name[128];
+    uint64_t held = 0, keep_from = j->segno;
+    size_t k = 0;
+    for (size_t i = 0; i < j->nsegs; i++) {
+        walarchive_file_name(j->segs[i].kind, j->segs[i].tli, j->segs[i].segno, j->seg_size, j->codec, name,
+                             sizeof(name));
+        if (w->may_go && !w->may_go(name, w->may_go_data)) {
+            held++;
+            if (j->segs[i].segno < keep_from)
+                keep_from = j->segs[i].segno;
+        } else {
+            j->segs[k++] = j->segs[i];
+        }
+    }
+    size_t go = 0;
+    for (size_t i = 0; i < k; i++) /* only what is older than the oldest held back */
+        if (j->segs[i].segno < keep_from)
+            j->segs[go++] = j->segs[i];
+    if (held && !w->held_offsite)
+        log_notice("wal", "retention keeps %" PRIu64 " segment(s) the off-site copy has not got yet", held);
+    w->held_offsite = held;
+    if (held) /* asked again within seconds, not at the next minute */
+        w->retain_at = uv_now(w->core->loop) > 55000 ? uv_now(w->core->loop) - 55000 : 0;
+    if (!go) {
+        w->retain_pending = false;
+        return;
+    }
+    WalJob *r = wal__job_new(w, WAL_JOB_RETAIN);
+    if (!r) {
+        w->retain_pending = false;
+        return;
+    }
+    r->segno = keep_from;
+    r->listed = true;
+    r->segs = j->segs;
+    r->nsegs = go;
+    j->segs = NULL;
+    j->nsegs = 0;
+    wal__push_job(w, r);
 }
 
 void wal__retain_done(WalArchive *w, WalJob *j)
 {
     char name[WAL_NAME_LEN + 1];
+    if (j->result >= 0 && j->ask) {
+        wal_retain_asked(w, j);
+        return;
+    }
     w->retain_pending = false;
     if (j->result < 0) {
         log_error("wal", "retention: %s", j->err);
