@@ -53,6 +53,7 @@ enum {
     NOT_RECONCILED,
     WATCH_FAILED,
     HALTED_AFTER_WATCH,
+    HANDED_TO_PITR,
     N_STATES
 };
 
@@ -109,6 +110,7 @@ static const FsmState corruption_states[N_STATES] = {
     [NOT_RECONCILED] = {"not_reconciled", FSM_STATE_FAILURE},
     [WATCH_FAILED] = {"watch_failed", FSM_STATE_ACTIVE},
     [HALTED_AFTER_WATCH] = {"halted_after_watch", FSM_STATE_FAILURE},
+    [HANDED_TO_PITR] = {"handed_to_point_in_time", FSM_STATE_HANDOFF},
 };
 
 static const FsmRow corruption_rows[] = {
@@ -144,8 +146,20 @@ static const FsmRow corruption_rows[] = {
      scn_step_halt_after_watch, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
 };
 
+/* preserve_evidence found no server at all (with a WAL archive): the cluster is recovered whole. */
+static const FsmBranch corruption_branches[] = {
+    {HALTED, "cluster_down", HANDED_TO_PITR},
+};
+
 static const FsmTable corruption_table = {"database_corruption", corruption_states, N_STATES, corruption_rows,
-                                          (int)(sizeof(corruption_rows) / sizeof(corruption_rows[0])), NULL, 0};
+                                          (int)(sizeof(corruption_rows) / sizeof(corruption_rows[0])),
+                                          corruption_branches,
+                                          (int)(sizeof(corruption_branches) / sizeof(corruption_branches[0]))};
+
+static const ScenarioHandoff corruption_handoffs[] = {
+    {"handed_to_point_in_time", SCENARIO_INCIDENT_CLUSTER_DAMAGED},
+    {NULL, NULL},
+};
 
 /* Trading may resume only from this run's own resume steps, after the reconcile committed. */
 static bool corruption_may_resume(const ScnRun *run)
@@ -211,6 +225,7 @@ const ScenarioDef scenario_database_corruption = {
     .summary = "restore the newest verified backup into a fresh database, reconcile, resume",
     .table = &corruption_table,
     .handles = corruption_handles,
+    .handoffs = corruption_handoffs,
     .live_step = "resume_live",
     .ctx_size = sizeof(CorruptionRun),
     .ctx_init = corruption_ctx_init,

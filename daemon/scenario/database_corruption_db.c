@@ -64,10 +64,30 @@ static void preserve_closed(ScnStep *st, int status, const PGresult *res, const 
             1, p, preserve_terminated);
 }
 
+/* The server itself does not answer (no server on the port or socket), as opposed to a query
+ * that failed: the cluster is down, not one database damaged. */
+static bool corruption_no_server(int status, const PGresult *res, const char *errmsg)
+{
+    return status < 0 && !res && errmsg &&
+           (strstr(errmsg, "Connection refused") || strstr(errmsg, "No such file or directory") ||
+            strstr(errmsg, "the database system is starting up") || strstr(errmsg, "the database system is shutting down"));
+}
+
 static void preserve_inspected(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
     char a[160], sql[300];
     (void)res;
+    /* The cluster does not start (pg_control damaged, the data directory lost): nothing can be
+     * restored inside it. With a WAL archive, on the step's last attempt (the server stayed down
+     * across every retry), hand the run to the recovery of the whole cluster to the end of the
+     * archive (point_in_time, incident cluster_damaged) instead of failing closed. */
+    if (corruption_no_server(status, res, errmsg) && st->run->core->cfg->wal.enabled &&
+        scenario_handoff_incident(st->run->def, "handed_to_point_in_time") && fsm_call_attempt(st->call) >= 3) {
+        fsm_call_set_outcome(st->call, "cluster_down");
+        scn_finish(st, 0, "the server does not answer on any attempt (%s): the cluster itself is damaged; handing "
+                   "over to point_in_time, the whole cluster recovered to the end of the WAL archive", errmsg);
+        return;
+    }
     if (status < 0) {
         scn_fail_sql(st, status, "cannot inspect the databases", errmsg);
         return;

@@ -81,7 +81,25 @@ static int64_t pitr_target_ms(const ScnRun *run)
  * recovery_target_time; PostgreSQL replays until restore_command finds no next file, then promotes. */
 static bool pitr_to_end(const ScnRun *run)
 {
-    return json_is_true(scn_run_param(run, "to_end"));
+    const char *incident = json_string_value(scn_run_param(run, "incident"));
+    return json_is_true(scn_run_param(run, "to_end")) ||
+           (incident && !strcmp(incident, SCENARIO_INCIDENT_CLUSTER_DAMAGED));
+}
+
+/* What the plan is asked for: the target, or the end of the archive. */
+static int64_t pitr_plan_target_ms(const ScnRun *run)
+{
+    return pitr_to_end(run) && !pitr_target_ms(run) ? WAL_PLAN_TO_END : pitr_target_ms(run);
+}
+
+/* The point the data goes back to: the target, or (to the end) where the plan found the archive
+ * ending; 0 before the plan. */
+static int64_t pitr_point_ms(const ScnRun *run)
+{
+    if (pitr_target_ms(run) || !pitr_to_end(run))
+        return pitr_target_ms(run);
+    int64_t end = scn_ctx_int(run, "plan", "target_ms");
+    return end > 0 ? end : 0;
 }
 
 /* Where the replay goes, for people: the target time, or "the end of the archive". */
@@ -244,13 +262,13 @@ void pitr__step_plan_recovery(FsmCall *call, void *ctx, FsmDone done)
         plan_made(0, json_deep_copy(made), "", st);
         return;
     }
-    const char *why = pitr__unconfigured(pitr_cfg(st->run), st->run->caps, pitr_target_ms(st->run), st->run->def->name,
+    const char *why = pitr__unconfigured(pitr_cfg(st->run), st->run->caps, pitr_plan_target_ms(st->run), st->run->def->name,
                                          buf, sizeof(buf));
     if (why[0]) {
         scn_finish(st, DR_ECONFIG, "%s (nothing was touched)", why);
         return;
     }
-    int r = wal_plan(st->run->caps->wal, pitr_target_ms(st->run), plan_made, st, msg, sizeof(msg));
+    int r = wal_plan(st->run->caps->wal, pitr_plan_target_ms(st->run), plan_made, st, msg, sizeof(msg));
     if (r < 0)
         scn_finish(st, r, "cannot plan the recovery: %s", msg);
 }
@@ -685,7 +703,7 @@ static bool pitr_may_resume(const ScnRun *run)
 /* RPO: the data goes back to the target. */
 static int64_t pitr_restore_point_ms(const ScnRun *run)
 {
-    return pitr_target_ms(run);
+    return pitr_point_ms(run);
 }
 
 static void pitr_report_extras(const ScnRun *run, json_t *rep)
@@ -694,7 +712,8 @@ static void pitr_report_extras(const ScnRun *run, json_t *rep)
     json_t *p = json_object();
     if (!p)
         return;
-    json_object_set_new(p, "target_ms", json_integer(pitr_target_ms(run)));
+    json_object_set_new(p, "target_ms", json_integer(pitr_point_ms(run)));
+    json_object_set_new(p, "to_end", json_boolean(pitr_to_end(run)));
     json_object_set_new(p, "side_port", json_integer(pitr_cfg(run)->side_port));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *v = json_object_get(run->ctx, keys[i]);
@@ -801,13 +820,15 @@ void pitr__cmd_recover(CtlCall *call, const json_t *args, void *data)
     }
 }
 
+static const char *const pitr_handles[] = {SCENARIO_INCIDENT_CLUSTER_DAMAGED, NULL};
+
 const ScenarioDef scenario_point_in_time = {
     .name = "point_in_time",
     .short_name = "pitr",
     .summary = "recover the cluster to a point in time from a base backup and the WAL archive, switch it in, "
                "reconcile, resume",
     .table = &pitr_table,
-    .handles = NULL, /* started by drctl recover --timestamp T */
+    .handles = pitr_handles, /* drctl recover --timestamp T; a handed-off damaged cluster: to the end */
     .live_step = "resume_live",
     .ctx_size = sizeof(PitrRun),
     .ctx_init = pitr__ctx_init,

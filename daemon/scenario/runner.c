@@ -619,8 +619,11 @@ static void scn_hand_off(ScnRun *run)
 
     snprintf(reason, sizeof(reason), "handed off by run %s: %s", run->id, msg ? msg : run->reason ? run->reason : "");
     json_decref(j);
-    int r = to ? scn_trigger(s, to->name, reason, run->detected_ms, run->mode, NULL, id, sizeof(id), err, sizeof(err))
+    json_t *params = json_pack("{s:s,s:s}", "incident", kind ? kind : "", "handed_off_by", run->id);
+    int r = to ? scn_trigger_params(s, to->name, reason, run->detected_ms, run->mode, params, NULL, id, sizeof(id), err,
+                                    sizeof(err))
                : -ENOENT;
+    json_decref(params);
     if (r < 0)
         events_emit(s->core->events, SEV_CRITICAL, "scenario.handoff", NULL, false, NULL,
                     "run %s handed off to incident '%s' but %s; trading stays halted, operator needed", run->id,

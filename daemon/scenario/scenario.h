@@ -25,6 +25,11 @@ struct CtlCall;      /* core/control.h */
 
 /* A hand-off state of the table (FSM_STATE_HANDOFF) and the incident kind it hands the run to:
  * the runner then starts the scenario that handles that kind, with the same detection time. */
+/* The incident a scenario hands a run over to when the cluster itself is damaged (it does not
+ * start: database_corruption cannot restore inside it): point_in_time recovers the whole cluster
+ * to the end of the WAL archive. */
+#define SCENARIO_INCIDENT_CLUSTER_DAMAGED "cluster_damaged"
+
 typedef struct ScenarioHandoff {
     const char *state;
     const char *incident;

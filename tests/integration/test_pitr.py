@@ -193,3 +193,32 @@ def test_daemon_killed_after_the_restore_and_after_the_switch_completes(env):
     assert run["status"] == "succeeded", (run, "\n".join(l for l in d.log().splitlines() if "scenario" in l)[-8000:])
     check_recovered(env, rid)
     d.stop()
+
+
+def test_a_cluster_that_does_not_start_is_recovered_whole_to_the_end_of_the_archive(env):
+    """database_corruption on a cluster whose pg_control is destroyed: it cannot restore inside a
+    server that does not start, so after preserve_evidence found no server on every attempt it
+    hands the run to point_in_time, which recovers the whole cluster to the end of the archive
+    (every committed row, those only in the partial segment too), switches it in and resumes."""
+    prepare(env)
+    d = env.daemon
+    env.pg.stop("immediate")
+    with open(os.path.join(env.pg.datadir, "global", "pg_control"), "r+b") as f:
+        f.write(b"\0" * 512)
+    p = subprocess.run(RUN_AS + [PG_BIN + "/pg_ctl", "-D", env.pg.datadir, "-l", env.pg.logfile, "-w", "-t", "10",
+                                 "-o", "-p %d -k %s" % (env.pg.port, env.pg.sockdir), "start"], capture_output=True)
+    assert p.returncode != 0  # it really does not start
+    wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=15, what="trading halted (database down)")
+    first = d.ctl_json("execute", "--scenario", "database_corruption")["run"]
+    done = env.wait_run(first, ("handed_off", "succeeded", "failed", "aborted", "held"))
+    assert done["status"] == "handed_off" and done["state"] == "handed_to_point_in_time", done
+    rid = wait_until(lambda: [r["run"] for r in d.ctl_json("runs")["runs"] if r.get("scenario") == "point_in_time"],
+                     timeout=15, what="the point_in_time run")[0]
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted", "held"))
+    assert run["status"] == "succeeded", (run, "\n".join(l for l in d.log().splitlines() if "scenario" in l)[-8000:])
+    assert env.rows() == ["after|700", "base|2000", "before|500"], env.rows()
+    assert os.path.exists(os.path.join(env.pg.datadir + ".before-" + rid, "global", "pg_control"))  # the evidence
+    p = env.run_report(rid)["point_in_time"]
+    assert p["to_end"] is True and p["plan"]["ok"] and p["plan"]["to_end"] is True, p
+    wait_until(lambda: env.venue.status()["mode"] == "live", timeout=30, what="trading live again")
+    d.stop()

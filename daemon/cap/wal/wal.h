@@ -52,6 +52,9 @@ int wal_release_sync(const ConfigWal *cfg, char *msg, size_t n);
  * -ENOMEM without calling done. */
 typedef void (*WalPlanFn)(int status, json_t *plan, const char *err, void *data);
 int wal_plan(WalArchive *w, int64_t target_ms, WalPlanFn done, void *data, char *msg, size_t msglen);
+/* target_ms for a plan to the end of the archive: the newest verified base backup and every WAL
+ * file after it, continuous (the plan's target_ms is then the archive's end). */
+#define WAL_PLAN_TO_END INT64_MAX
 
 /* Decrypt, verify and write into `dir` (created 0700 if missing; it and every file owned by
  * uid:gid, files 0600) what a recovery following `plan` (wal_plan's) replays: the segments from

@@ -302,7 +302,7 @@ json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uin
         snprintf(why, sizeof(why), "the WAL from the base backup to the target is not continuous: %s to %s missing",
                  json_string_value(json_object_get(json_array_get(missing, 0), "from")),
                  json_string_value(json_object_get(json_array_get(missing, 0), "to")));
-    } else if (!reached) {
+    } else if (!reached && target_ms != WAL_PLAN_TO_END) {
         char when[40];
         clock_format_utc_ms(end_ms, when, sizeof(when));
         snprintf(why, sizeof(why), "the archive ends at %s, before the target: PostgreSQL would fail only after the "
@@ -313,6 +313,10 @@ json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uin
     json_object_set_new(plan, "estimate_s",
                         json_real((double)size / 150e6 + (double)count * ((double)seg_size / (16 << 20)) * 0.25));
 out:
+    if (target_ms == WAL_PLAN_TO_END) {
+        json_object_set_new(plan, "to_end", json_true());
+        target_ms = json_integer_value(json_object_get(plan, "archive_end_ms"));
+    }
     json_object_set_new(plan, "target_ms", json_integer(target_ms));
     json_object_set_new(plan, "ok", json_boolean(!why[0]));
     if (why[0])
