@@ -204,7 +204,7 @@ def test_bash_completion_from_the_table(tmp_path):
     (tmp_path / "key.bin").write_text("x")
     assert complete("backup", "decrypt", "--key-file", str(tmp_path / "ke")) == [str(tmp_path / "key.bin")]
     # a value is not mistaken for a command: `--socket backup` then `st` still completes commands
-    assert complete("--socket", "backup", "st") == ["status"]
+    assert complete("--socket", "backup", "sta") == ["status"]
 
 
 # ---- drctl(1) ----
