@@ -394,16 +394,7 @@ static void plan_fence_other(FsmCall *call, void *ctx, FsmDone done)
     done(call, 0, msg);
 }
 
-/* ---- gates: a person fenced it; a person approves going on ---- */
-
-static void step_confirm_fence(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    if (!st)
-        return;
-    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "operator", "hook", "approved by an operator",
-                                                "ms", (json_int_t)clock_wall_ms()), fence_recorded, st);
-}
+/* ---- gates: a person approves going on (the fence's gate is the shared confirm_fence) ---- */
 
 static void evidence_skipped(ScnRun *run, int status, void *data)
 {
@@ -505,7 +496,7 @@ static const FsmRow np_rows[] = {
      "answers as a primary", step_fence_other, NULL, plan_fence_other, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
      FENCE_UNCONFIRMED},
     {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the other node is fenced",
-     step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
+     scn_step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
     {FENCED, APPROVED, "approve_authoritative", "a person confirms the authoritative side before anything resumes",
      step_approve, NULL, plan_approve, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
     {APPROVED, RECONCILED, "reconcile", "the authoritative node matches the exchange's positions and fills",

@@ -152,17 +152,6 @@ static void plan_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
     done(call, 0, msg);
 }
 
-/* ---- confirm_fence (gate: a person fenced it) ---- */
-
-static void step_confirm_fence(FsmCall *call, void *ctx, FsmDone done)
-{
-    ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    if (!st)
-        return;
-    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "operator", "hook", "approved by an operator",
-                                                "ms", (json_int_t)clock_wall_ms()), fence_recorded, st);
-}
-
 /* ---- select_standby ---- */
 
 static void select_recorded(ScnRun *run, int status, void *data)
@@ -268,7 +257,7 @@ static const FsmRow pf_rows[] = {
      step_fence_old_primary, NULL, plan_fence_old_primary, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
      FENCE_UNCONFIRMED},
     {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the old primary is fenced",
-     step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
+     scn_step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
     {FENCED, STANDBY_SELECTED, "select_standby", "the standby with the most WAL within failover.maximum_lag is chosen",
      step_select_standby, NULL, plan_select_standby, NULL, 10000, 2, true, FSM_GATE_NONE, STAYED_HALTED},
     {STANDBY_SELECTED, PROMOTED, "promote_standby", "the chosen standby is promoted and on a new timeline",

@@ -240,3 +240,24 @@ void scn_step_watch_new_primary(FsmCall *call, void *ctx, FsmDone done)
     else
         scn_step_post_resume_watch(call, ctx, done);
 }
+
+/* ---- confirm_fence: an operator fenced the node by hand (an operator gate) ---- */
+
+static void confirm_fence_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the fence: %s", err_str(status));
+    else
+        scn_finish(st, 0, "an operator confirmed the fence");
+}
+
+void scn_step_confirm_fence(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "operator", "hook", "approved by an operator",
+                                                "ms", (json_int_t)clock_wall_ms()), confirm_fence_recorded, st);
+}

@@ -171,6 +171,9 @@ void scn_plan_repoint_platform(FsmCall *call, void *ctx, FsmDone done);
 /* The run's database.conninfo retargeted (host, hostaddr, port) to the node in ctx[ctx_key].conninfo
  * ("standby": the promoted one; "authoritative": network_partition's). 0, DR_ESTATE (no such
  * context), or -ENOMEM. */
+/* confirm_fence (an operator gate: primary_failure's and network_partition's fence not confirmed):
+ * records ctx "fence" {by: operator}. */
+void scn_step_confirm_fence(FsmCall *call, void *ctx, FsmDone done);
 int scn_run_retarget_db(ScnRun *run, const char *ctx_key);
 /* reconcile and post_resume_watch with the run's database.conninfo retargeted to ctx "standby". */
 void scn_step_reconcile_new_primary(FsmCall *call, void *ctx, FsmDone done);
