@@ -506,7 +506,7 @@ static void leader_tick(Leader *l)
             return;
         }
         l->state = LS_FOLLOWER;
-        /* fall through */
+        __attribute__((fallthrough)); /* now a follower: poll like one */
     case LS_FOLLOWER:
         if (!l->busy) {
             l->busy = true;
