@@ -12,6 +12,8 @@ CC       ?= cc
 SANITIZE ?= 0
 PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
+# The slowest integration tests are listed at the end of every run (the suite's time budget).
+PYTEST_DURATIONS ?= --durations=15
 TESTS    ?=
 V        ?= 0
 ifeq ($(V),1)
@@ -120,7 +122,7 @@ unit: $(UNIT_BIN)
 
 # TESTS: the test files or directories to run (default all), e.g. TESTS=tests/integration/test_wal.py
 integration: $(BINS)
-	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider $(or $(TESTS),tests/integration) $(PYTEST_ARGS)
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider $(or $(TESTS),tests/integration) $(PYTEST_DURATIONS) $(PYTEST_ARGS)
 
 demo: deps-check
 	@$(MAKE) --no-print-directory all
