@@ -5,6 +5,7 @@ and a fresh backup closes them again.
 """
 import json
 import os
+import time
 import re
 
 from drsup import Daemon, wait_until
@@ -111,9 +112,12 @@ def test_a_cron_schedule_takes_a_verified_backup(pg, daemons, tmp_path):
     shop(pg)
     d = Daemon(tmp_path, config(pg, tmp_path, schedules=["* * * * *"]))
     daemons.append(d)
-    d.start()
+    # The schedule's clock is skewed (a test hook) so that its next minute boundary is ~8 s away
+    # instead of up to a minute; the wall clock, backup names and times are not.
+    skew = (52 - int(time.time()) % 60) % 60
+    d.start(env={"DRSUP_TEST_SCHEDULE_SKEW_S": str(skew)} if skew else None)
     assert d.ctl_json("backups")["backups"] == []
-    # The next minute boundary (UTC) starts one by itself.
+    # The next minute boundary (UTC, as the schedule reads it) starts one by itself.
     lst = wait_until(lambda: d.ctl_json("backups")["backups"], timeout=80, interval=0.5,
                      what="a scheduled backup")
     b = lst[0]
