@@ -14,14 +14,17 @@
  * can be decided and the run stays halted. The other node is dumped (pg_dump -Fc of the protected
  * database, state_dir/runs/<run>.<node>.dump, with its timeline and WAL position in the context)
  * before it is fenced: the writes that landed there are what a rebuild would discard. Fencing is
- * the failover.fence hook (DRSUP_OLD_PRIMARY names the node to fence), then the daemon checks that
- * the node no longer answers as a primary; a fence not confirmed waits for an operator. After the
+ * the failover.fence hook (DRSUP_OLD_PRIMARY names the node to fence), then the daemon checks with a
+ * fresh connection that the node no longer answers as a writable primary, and when it still does
+ * fences it itself (failover.self_fence: its stop command, then read-only; steps/fence.c); a fence
+ * not confirmed waits for an operator. After the
  * fence the run always waits for a person (FSM_GATE_OPERATOR, in every mode): resuming after a
  * split brain is a decision. Rebuilding the fenced node as a standby is drctl rejoin's, not this
- * run's: trading does not need it.
+ * run's: trading does not need it (the report's "rejoin" says so).
  *
  * Context: "authoritative" {name, conninfo}, "other" {name, conninfo}, "evidence" {path, timeline,
- * lsn, or unreachable}, "fence" {by, hook, ms}, "approval" {ms}. Every step is safe to run again:
+ * lsn, or unreachable}, "fence" {by (hook, stop, read_only, none or operator), hook, ms}, "self_fence"
+ * (steps/fence.c), "approval" {ms}. Every step is safe to run again:
  * the decision is taken once; the dump is written again under the same name; the fence hook must
  * be idempotent; the check only reads.
  */
@@ -329,19 +332,15 @@ static void fence_recorded(ScnRun *run, int status, void *data)
                    scn_ctx_str(run, "fence", "hook"));
 }
 
-/* After the hook: the node must not answer as a primary any more. */
-static void fence_on_check(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+/* steps/fence.c: after the hook (or with none), the node must not answer as a writable primary;
+ * the daemon's own fencing (failover.self_fence) when it still does. */
+static void fence_confirmed(ScnStep *st, bool fenced, const char *by, const char *how)
 {
-    const char *hook = st->conninfo;
-    char how[600];
-    (void)errmsg;
-    if (status == 0 && res && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "f")) {
-        scn_finish(st, DR_ESTATE, "the fence hook exited 0 but '%s' still answers as a primary: not fenced (fence "
-                   "it by hand, then drctl approve; or drctl abort)", scn_ctx_str(st->run, "other", "name"));
+    if (!fenced) {
+        scn_finish(st, DR_ESTATE, "%s: not fenced (fence it by hand, then drctl approve; or drctl abort)", how);
         return;
     }
-    snprintf(how, sizeof(how), "the fence hook %s; it no longer answers as a primary", hook ? hook : "exited 0");
-    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "hook", "hook", how, "ms",
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", by, "hook", how, "ms",
                                                 (json_int_t)clock_wall_ms()), fence_recorded, st);
 }
 
@@ -353,9 +352,8 @@ static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
                    "approve; or drctl abort)", how, scn_ctx_str(st->run, "other", "name"));
         return;
     }
-    free(st->conninfo);
-    st->conninfo = strdup(how);
-    scn_sql(st, scn_ctx_str(st->run, "other", "conninfo"), "SELECT pg_is_in_recovery()", 0, NULL, fence_on_check);
+    scn_fence_confirm(st, scn_ctx_str(st->run, "other", "name"), scn_ctx_str(st->run, "other", "conninfo"), true, how,
+                      fence_confirmed);
 }
 
 static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
@@ -373,9 +371,13 @@ static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
                                                     (json_int_t)clock_wall_ms()), fence_recorded, st);
         return;
     }
-    if (!f->n_fence) {
-        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence): '%s' could keep accepting writes",
-                   other);
+    if (!f->n_fence && f->self_fence == CONFIG_SELF_FENCE_OFF) {
+        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence) and failover.self_fence is off: '%s' "
+                   "could keep accepting writes", other);
+        return;
+    }
+    if (!f->n_fence) { /* the daemon's own fencing alone */
+        scn_fence_confirm(st, other, scn_ctx_str(st->run, "other", "conninfo"), false, NULL, fence_confirmed);
         return;
     }
     snprintf(node, sizeof(node), "DRSUP_OLD_PRIMARY=%s", other);
@@ -387,10 +389,11 @@ static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
 static void plan_fence_other(FsmCall *call, void *ctx, FsmDone done)
 {
     const ConfigFailover *f = np_failover(ctx);
-    char msg[600];
-    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the other node (DRSUP_OLD_PRIMARY), then check it no "
-             "longer answers as a primary", f->n_fence ? f->fence[0] : "(none configured: the run would wait for an "
-             "operator)");
+    char msg[1200], self[500];
+    scn_fence_plan(ctx, scn_ctx_str(ctx, "other", "name"), self, sizeof(self));
+    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the other node (DRSUP_OLD_PRIMARY), then check with a "
+             "fresh connection that it no longer answers as a writable primary; %s",
+             f->n_fence ? f->fence[0] : "(none configured)", self);
     done(call, 0, msg);
 }
 
@@ -492,8 +495,9 @@ static const FsmRow np_rows[] = {
      FSM_GATE_NONE, EVIDENCE_MISSING},
     {EVIDENCE_MISSING, EVIDENCE_KEPT, "skip_evidence", "an operator goes on without the other node's dump",
      step_skip_evidence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
-    {EVIDENCE_KEPT, FENCED, "fence_other", "the other node is fenced: its fence hook exited 0 and it no longer "
-     "answers as a primary", step_fence_other, NULL, plan_fence_other, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
+    {EVIDENCE_KEPT, FENCED, "fence_other", "the other node is fenced: its fence hook exited 0 or the daemon's own "
+     "fencing took, and it no longer answers as a writable primary", step_fence_other, NULL, plan_fence_other,
+     scn_cancel, 120000, 2, true, FSM_GATE_NONE,
      FENCE_UNCONFIRMED},
     {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the other node is fenced",
      scn_step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
@@ -525,7 +529,7 @@ static bool np_may_resume(const ScnRun *run)
 static void np_report_extras(const ScnRun *run, json_t *rep)
 {
     json_t *p = json_object();
-    static const char *const keys[] = {"authoritative", "other", "evidence", "fence", "approval"};
+    static const char *const keys[] = {"authoritative", "other", "evidence", "fence", "self_fence", "approval"};
     if (!p)
         return;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -535,6 +539,12 @@ static void np_report_extras(const ScnRun *run, json_t *rep)
             json_object_del(c, "conninfo");
         json_object_set_new(p, keys[i], c);
     }
+    /* The fenced node is not rebuilt by this run: drctl rejoin NODE makes it a standby of the
+     * authoritative one (pg_rewind or a fresh base backup; docs/replication.md). */
+    const char *other = scn_ctx_str(run, "other", "name");
+    char rejoin[200];
+    snprintf(rejoin, sizeof(rejoin), "left to the operator: drctl rejoin %s", other ? other : "");
+    json_object_set_new(p, "rejoin", other && scn_ctx_str(run, "fence", "by") ? json_string(rejoin) : json_null());
     json_object_set_new(rep, "partition", p);
 }
 
