@@ -13,8 +13,11 @@ clusters for the module, in this order:
 - pg1 started again, a second primary on the old timeline: network_partition halts, keeps pg2
   (the recorded primary), dumps pg1, and with failover.self_fence: read_only makes pg1 refuse
   writes (a transaction open on it is ended, nothing it wrote lands); approved, trading resumes on
-  pg2 and the platform's new trades land only there; the report leaves the rejoin to the operator;
-  drctl rejoin pg1 makes it a standby of pg2 that streams.
+  pg2 and the platform's new trades land only there; with no data_directory for pg1 the report
+  leaves the rejoin to the operator; drctl rejoin pg1 makes it a standby of pg2 that streams;
+- pg1 promoted by hand (split brain again), failover.self_fence: stop: the daemon stops pg1, and
+  after the approval the run itself rebuilds it with rejoin's steps (pg_rewind) before the
+  reconcile: pg1 streams from pg2 and trading is live on pg2.
 """
 import os
 import subprocess
@@ -103,6 +106,7 @@ def test_the_old_primary_started_again_is_fenced_read_only_trades_land_on_the_ne
     env, d = world, world.daemon
     cfg = d.config
     cfg["failover"]["self_fence"] = "read_only"
+    data_directory = cfg["replication"]["nodes"][0].pop("data_directory")  # the run cannot rebuild pg1
     d.write_config(cfg)
     assert d.ctl("reload").returncode == 0
     env.pg.start()
@@ -113,6 +117,7 @@ def test_the_old_primary_started_again_is_fenced_read_only_trades_land_on_the_ne
     try:
         wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=15, what="trading halted")
         rid = wait_until(lambda: env.run_of("network_partition"), timeout=15, what="a network_partition run")
+        env.last_partition = rid
         run = env.wait_run(rid, ("waiting_approval", "succeeded", "failed", "aborted"), timeout=60)
         assert run["status"] == "waiting_approval" and run["state"] == "fenced", (run, d.log()[-4000:])
         _, err = writer.communicate(timeout=15)
@@ -136,7 +141,8 @@ def test_the_old_primary_started_again_is_fenced_read_only_trades_land_on_the_ne
     assert rep["fence"]["by"] == "read_only" and rep["self_fence"]["mode"] == "read_only", rep
     assert [m["measure"] for m in rep["self_fence"]["measures"]][-1:] == ["read_only"], rep
     assert "session(s) terminated" in rep["self_fence"]["measures"][-1]["how"], rep
-    assert rep["rejoin"] == "left to the operator: drctl rejoin pg1", rep
+    assert rep["rejoin"]["by"] == "operator" and "left to the operator: drctl rejoin pg1" in rep["rejoin"]["note"], rep
+    assert "plan_rejoin" in [s["step"] for s in run["steps"]] and "rewind" not in [s["step"] for s in run["steps"]]
     # the platform's new trades land on pg2 only
     code, body = env.venue.post("/test/trade", {"count": 3})
     assert code == 200 and len(body["executed"]) == 3, body
@@ -146,6 +152,9 @@ def test_the_old_primary_started_again_is_fenced_read_only_trades_land_on_the_ne
     assert env.pg.psql("SELECT count(*) FROM fills", db="trading") == pg1_fills
     env.venue.post("/test/unpause")
     # drctl rejoin: pg1 a standby of pg2 that streams
+    cfg["replication"]["nodes"][0]["data_directory"] = data_directory
+    d.write_config(cfg)
+    assert d.ctl("reload").returncode == 0
     out = d.ctl_json("rejoin", "pg1")
     run = env.wait_run(out["run"], ("succeeded", "failed", "aborted"), timeout=60)
     assert run["status"] == "succeeded", d.log()[-6000:]
@@ -155,3 +164,39 @@ def test_the_old_primary_started_again_is_fenced_read_only_trades_land_on_the_ne
     env.standby.psql("CREATE TABLE after_rejoin AS SELECT 1 AS one", db="trading")
     wait_until(lambda: env.pg.psql("SELECT to_regclass('after_rejoin') IS NOT NULL", db="trading") == "t",
                timeout=15, what="pg2's write on pg1")
+
+
+def test_a_split_brain_run_stops_the_other_node_and_rejoins_it_itself_after_the_approval(world):
+    """pg1 (a standby of pg2 again) promoted by hand: network_partition keeps pg2, the hook leaves pg1
+    writable, the daemon stops it (self_fence: stop), and after the approval the run itself rebuilds
+    it with rejoin's steps (its data_directory is configured) before the reconcile and the resume."""
+    env, d = world, world.daemon
+    cfg = d.config
+    cfg["failover"]["self_fence"] = "stop"
+    d.write_config(cfg)
+    assert d.ctl("reload").returncode == 0
+    wait_until(lambda: env.node("pg1").get("state") == "ok", timeout=20, what="pg1 a streaming standby")
+    calls = len(env.hook_calls())
+    env.pg.psql("SELECT pg_promote(true, 30)")
+    rid = wait_until(lambda: (lambda r: r if r and r != env.last_partition else None)(env.run_of("network_partition")),
+                     timeout=15, what="a second network_partition run")
+    run = env.wait_run(rid, ("waiting_approval", "succeeded", "failed", "aborted"), timeout=60)
+    assert run["status"] == "waiting_approval" and run["state"] == "fenced", (run, d.log()[-4000:])
+    assert not env.pg.is_running()
+    assert env.hook_calls()[calls:] == ["fence pg1 %s" % rid, "stop pg1"], env.hook_calls()
+    plan = fence_step(run, "fence_other")["message"]
+    assert "left it writable" in plan and "stop command" in plan, plan
+    assert d.ctl("approve", rid).returncode == 0
+    live_then_pause(env)
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
+    assert run["status"] == "succeeded", d.log()[-6000:]
+    steps = [s["step"] for s in run["steps"]]
+    i = steps.index("approve_authoritative")
+    assert steps[i + 1:i + 11] == ["plan_rejoin", "check_settings", "stop_node", "checkpoint", "rewind", "configure",
+                                   "create_slot", "start_node", "wait_streaming", "reconcile"], steps
+    rep = env.run_report(rid)["partition"]
+    assert rep["fence"]["by"] == "stop" and rep["rejoin"]["by"] == "run" and rep["copy"]["by"] == "pg_rewind", rep
+    assert env.pg.is_running() and in_recovery(env.pg)
+    st = env.standby.psql("SELECT application_name, state FROM pg_stat_replication WHERE application_name = 'pg1'")
+    assert st == "pg1|streaming", st
+    env.venue.post("/test/unpause")
