@@ -8,8 +8,9 @@ clusters for the module, in this order:
 
 - drctl execute --scenario primary_failure while pg1 still answers as a writable primary: the
   hook leaves it writable, so the daemon stops it with its stop command (written ahead in the
-  journal, in the report), a fresh connection finds it down, only then pg2 is promoted; trading
-  live on pg2;
+  journal, in the report; the daemon SIGKILLed once the stop is written ahead, started again: the
+  step runs again), a fresh connection finds it down, only then pg2 is promoted; trading live on
+  pg2;
 - pg1 started again, a second primary on the old timeline: network_partition halts, keeps pg2
   (the recorded primary), dumps pg1, and with failover.self_fence: read_only makes pg1 refuse
   writes (a transaction open on it is ended, nothing it wrote lands); approved, trading resumes on
@@ -77,27 +78,40 @@ def test_an_old_primary_the_hook_leaves_writable_is_stopped_by_the_daemon_before
     env, d = world, world.daemon
     plan = {p["step"]: p["action"] for p in d.ctl_json("execute", "--scenario", "primary_failure", "--dry-run")["plan"]}
     assert "stops it with its stop command" in plan["fence_old_primary"], plan
+    # killed once the stop is written ahead, before the command runs; the run resumes after a start
+    venue_env = {"VENUE_URL": env.venue.url("")}
+    d.stop()
+    d.start(env=dict(venue_env, DRSUP_CRASH_AFTER_EVENT="scn.context:self_fence"))
+    env.pg2_ok()
     rid = d.ctl_json("execute", "--scenario", "primary_failure")["run"]
+    wait_until(lambda: d.proc.poll() is not None, timeout=30, what="the crash after the stop was written ahead")
+    assert d.proc.returncode == -9, d.log()[-3000:]
+    d.kill9()
+    assert env.pg.is_running() and in_recovery(env.standby)  # nothing done yet, nothing promoted
+    d.start(env=venue_env)
     live_then_pause(env)
     run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
     assert run["status"] == "succeeded", d.log()[-6000:]
     steps = [s["step"] for s in run["steps"]]
-    assert steps[:4] == ["halt_trading", "fence_old_primary", "select_standby", "promote_standby"], steps
+    # fence_old_primary twice: its intent was journaled without its commit, so it ran again
+    assert steps[:5] == ["halt_trading", "fence_old_primary", "fence_old_primary", "select_standby",
+                         "promote_standby"], steps
     msg = fence_step(run, "fence_old_primary")["message"]
     assert "left it writable" in msg and "the daemon's own fencing" in msg and "does not answer" in msg, msg
     assert not env.pg.is_running() and not in_recovery(env.standby)
-    # the hook first, then the stop command, then the promotion's repoint: nothing promoted before the stop
-    assert env.hook_calls() == ["fence pg1 %s" % rid, "stop pg1", "repoint pg2 2"], env.hook_calls()
+    # the hook (again after the restart), then the stop command, then the promotion's repoint
+    assert env.hook_calls() == ["fence pg1 %s" % rid] * 2 + ["stop pg1", "repoint pg2 2"], env.hook_calls()
     f = env.run_report(rid)["failover"]
     assert f["fence"]["by"] == "stop", f
     sf = f["self_fence"]
-    assert sf["node"] == "pg1" and sf["mode"] == "stop" and len(sf["measures"]) == 1, sf
-    m = sf["measures"][0]
+    assert sf["node"] == "pg1" and sf["mode"] == "stop" and len(sf["measures"]) == 2, sf
+    cut, m = sf["measures"]
+    assert cut["measure"] == "stop" and "outcome" not in cut, cut  # the one the crash interrupted
     assert m["measure"] == "stop" and m["outcome"] == "ok" and m["started_ms"] <= m["ended_ms"], m
-    # written ahead: the measure's start is in the journal before its outcome
+    # written ahead: each start is in the journal before the outcome
     with open(os.path.join(d.state_dir, "runs", rid + ".journal"), "rb") as fh:
         recs = [r for r in fh.read().split(b"DRJ1") if b'"self_fence"' in r]  # one record a frame
-    assert len(recs) == 2 and b'"outcome"' not in recs[0] and b'"outcome"' in recs[1], recs
+    assert len(recs) == 3 and [b'"outcome"' in r for r in recs] == [False, False, True], recs
     assert env.venue.status()["mode"] == "live"
     env.venue.post("/test/unpause")
 
