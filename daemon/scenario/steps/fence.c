@@ -9,7 +9,8 @@
  * each confirmed the same way before the next: its stop command from replication.nodes
  * (self_fence: stop; steps/node.c, exit 0 confirms), then ALTER SYSTEM SET
  * default_transaction_read_only = on, pg_reload_conf(), seen to apply, and every other client
- * session terminated (self_fence: stop or read_only; as switchover's refuse_writes). read_only is
+ * session terminated (self_fence: stop or read_only; scn_refuse_writes, which switchover's
+ * refuse_writes uses too). read_only is
  * the weaker: a superuser session can SET transaction_read_only = off; a stopped server takes no
  * write at all.
  *
@@ -43,8 +44,6 @@ struct ScnFence {
     bool tried_stop, tried_read_only;
     char done_how[400]; /* the measures taken, for people */
     const char *measure; /* the one in flight */
-    uint64_t deadline_ms;
-    long long terminated;
     ScnFenceDone then;
 };
 
@@ -172,89 +171,105 @@ static void fence_stop_started(ScnStep *st)
 
 /* ---- read-only: the setting, the reload, the other sessions ended ---- */
 
-static void fence_ro_outcome(ScnStep *st, bool ok, const char *what, const char *errmsg)
+static void fence_ro_done(ScnStep *st, int status, long long terminated, const char *what, const char *errmsg)
 {
     ScnFence *f = st->fence;
     char how[600];
-    if (ok)
+    if (status == 0)
         snprintf(how, sizeof(how), "default_transaction_read_only = on (ALTER SYSTEM, reloaded), %lld other "
-                 "session(s) terminated", f->terminated);
+                 "session(s) terminated", terminated);
     else
-        snprintf(how, sizeof(how), "%s: %s", what, errmsg && errmsg[0] ? errmsg : "failed");
+        snprintf(how, sizeof(how), "%s: %s", what, errmsg && errmsg[0] ? errmsg : err_str(status));
     fence_note(f, how);
     log_warning("scenario", "self-fence of '%s': %s", f->node, how);
-    fence_record(st, ok ? "ok" : "failed", how, fence_after_stop_recorded);
+    fence_record(st, status == 0 ? "ok" : "failed", how, fence_after_stop_recorded);
 }
 
-static void fence_ro_on_terminated(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+static void fence_ro_started(ScnStep *st)
+{
+    fence_fresh(st);
+    scn_refuse_writes(st, st->fence->conninfo, fence_ro_done);
+}
+
+/* ---- refuse writes (switchover's refuse_writes and the read_only measure) ---- */
+
+static void refuse_fail(ScnStep *st, int status, const char *what, const char *errmsg)
+{
+    ScnRefuseDone then = st->refuse_then;
+    st->refuse_then = NULL;
+    then(st, status < 0 ? status : DR_EDB, 0, what, errmsg);
+}
+
+static void refuse_on_terminated(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
     if (status < 0 || !res || PQntuples(res) != 1) {
-        fence_ro_outcome(st, false, "cannot end the other sessions", errmsg);
+        refuse_fail(st, status, "cannot end the other sessions", errmsg);
         return;
     }
-    st->fence->terminated = atoll(PQgetvalue(res, 0, 0));
-    fence_ro_outcome(st, true, NULL, NULL);
+    ScnRefuseDone then = st->refuse_then;
+    st->refuse_then = NULL;
+    then(st, 0, atoll(PQgetvalue(res, 0, 0)), NULL, NULL);
 }
 
-static void fence_ro_ask_setting(ScnStep *st);
+static void refuse_ask_setting(ScnStep *st);
 
-static void fence_ro_tick(uv_timer_t *t)
+static void refuse_tick(uv_timer_t *t)
 {
-    fence_ro_ask_setting(t->data);
+    refuse_ask_setting(t->data);
 }
 
-/* Sessions are ended only once the reload applies, so none reconnects writable in between. */
-static void fence_ro_on_setting(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+/* The reload reached the backends (ours is one): new sessions start read-only. Only then are the
+ * others ended, so none reconnects writable in between. */
+static void refuse_on_setting(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
     if (status < 0 || !res || PQntuples(res) != 1) {
-        fence_ro_outcome(st, false, "cannot read default_transaction_read_only", errmsg);
+        refuse_fail(st, status, "cannot read default_transaction_read_only", errmsg);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "on") != 0) {
-        if (fence_now_ms() >= st->fence->deadline_ms)
-            fence_ro_outcome(st, false, "default_transaction_read_only", "still off 10 s after the reload");
-        else if (scn_step_wait(st, 50, fence_ro_tick) < 0)
+        if (fence_now_ms() >= st->deadline_ms)
+            refuse_fail(st, -ETIMEDOUT, "default_transaction_read_only", "still off 10 s after the reload");
+        else if (scn_step_wait(st, 50, refuse_tick) < 0)
             scn_finish(st, -ENOMEM, "out of memory");
         return;
     }
     scn_sql(st, NULL,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'client backend' "
             "AND pid <> pg_backend_pid()",
-            0, NULL, fence_ro_on_terminated);
+            0, NULL, refuse_on_terminated);
 }
 
-static void fence_ro_ask_setting(ScnStep *st)
+static void refuse_ask_setting(ScnStep *st)
 {
-    scn_sql(st, NULL, "SELECT current_setting('default_transaction_read_only')", 0, NULL, fence_ro_on_setting);
+    scn_sql(st, NULL, "SELECT current_setting('default_transaction_read_only')", 0, NULL, refuse_on_setting);
 }
 
-static void fence_ro_on_reloaded(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    (void)res;
-    if (status < 0) {
-        fence_ro_outcome(st, false, "pg_reload_conf failed", errmsg);
-        return;
-    }
-    st->fence->deadline_ms = fence_now_ms() + SCN_FENCE_SETTING_WAIT_MS;
-    fence_ro_ask_setting(st);
-}
-
-static void fence_ro_on_altered(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+static void refuse_on_reloaded(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
     (void)res;
     if (status < 0) {
-        fence_ro_outcome(st, false, "ALTER SYSTEM SET default_transaction_read_only failed", errmsg);
+        refuse_fail(st, status, "pg_reload_conf failed", errmsg);
         return;
     }
-    scn_sql(st, NULL, "SELECT pg_reload_conf()", 0, NULL, fence_ro_on_reloaded);
+    st->deadline_ms = fence_now_ms() + SCN_FENCE_SETTING_WAIT_MS;
+    refuse_ask_setting(st);
 }
 
-static void fence_ro_started(ScnStep *st)
+static void refuse_on_altered(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
-    fence_fresh(st);
+    (void)res;
+    if (status < 0) {
+        refuse_fail(st, status, "ALTER SYSTEM SET default_transaction_read_only failed", errmsg);
+        return;
+    }
+    scn_sql(st, NULL, "SELECT pg_reload_conf()", 0, NULL, refuse_on_reloaded);
+}
+
+void scn_refuse_writes(ScnStep *st, const char *conninfo, ScnRefuseDone then)
+{
+    st->refuse_then = then;
     /* one statement a query: ALTER SYSTEM cannot run in a transaction block */
-    scn_sql(st, st->fence->conninfo, "ALTER SYSTEM SET default_transaction_read_only = on", 0, NULL,
-            fence_ro_on_altered);
+    scn_sql(st, conninfo, "ALTER SYSTEM SET default_transaction_read_only = on", 0, NULL, refuse_on_altered);
 }
 
 /* ---- the check, and the next measure ---- */

@@ -46,6 +46,9 @@
 typedef struct ScnStep ScnStep;
 typedef struct ScnFence ScnFence; /* fence.c's confirmation in flight */
 typedef void (*ScnFenceNext)(ScnStep *st);
+/* scn_refuse_writes ended: status 0 and the sessions it terminated, or a negative code with what
+ * failed and the server's message. */
+typedef void (*ScnRefuseDone)(ScnStep *st, int status, long long terminated, const char *what, const char *errmsg);
 typedef void (*ScnSqlNext)(ScnStep *st, int status, const PGresult *res, const char *errmsg);
 
 typedef struct ScnDbState {
@@ -87,6 +90,7 @@ struct ScnStep {
     char *hook_stdout; /* scn_hook_run: the last command's stdout (its head, at most 4 KiB; owned), or NULL */
     ScnFence *fence;   /* fence.c: the confirmation in flight (freed with the step) */
     ScnFenceNext fence_next; /* fence.c: what follows a record of the daemon's fencing */
+    ScnRefuseDone refuse_then; /* fence.c: scn_refuse_writes's caller */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -229,6 +233,12 @@ typedef void (*ScnFenceDone)(ScnStep *st, bool fenced, const char *by, const cha
  * confirmed the same way. then() once. */
 void scn_fence_confirm(ScnStep *st, const char *node, const char *conninfo, bool hook_ok, const char *hook_how,
                        ScnFenceDone then);
+/* The node refuses writes: ALTER SYSTEM SET default_transaction_read_only = on (on st's connection,
+ * opened to conninfo when it has none), pg_reload_conf(), the setting seen to apply in st's own
+ * session (at most 10 s), then every other client session terminated (pg_terminate_backend), so a
+ * transaction already writing cannot commit; then() once (a failed send finishes the step).
+ * Repeats harmlessly. Uses st->deadline_ms. */
+void scn_refuse_writes(ScnStep *st, const char *conninfo, ScnRefuseDone then);
 /* For a dry run's plan: what the daemon would do to `node` if the fence left it writable. */
 void scn_fence_plan(const ScnRun *run, const char *node, char *out, size_t n);
 void scn__fence_free(ScnFence *f);
