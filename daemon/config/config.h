@@ -347,6 +347,10 @@ typedef struct ConfigReplicationNode {
     char **stop, **start;
     size_t n_stop, n_start;
 } ConfigReplicationNode;
+/* failover.self_fence: the daemon's own fencing of a node the fence hook left writable (or when no
+ * hook is configured): stop it with its stop command, then make it refuse writes; only refuse
+ * writes; or nothing (an operator fences it). */
+enum { CONFIG_SELF_FENCE_OFF, CONFIG_SELF_FENCE_READ_ONLY, CONFIG_SELF_FENCE_STOP };
 /* failover: (optional) what a promotion needs. See docs/replication.md. */
 typedef struct ConfigFailover {
     bool enabled;                /* the section is present */
@@ -358,6 +362,7 @@ typedef struct ConfigFailover {
     size_t n_repoint_standby;
     uint64_t standby_timeout_ms; /* how long a repointed standby gets to stream from the new primary */
     uint64_t hook_timeout_ms;
+    int self_fence;              /* CONFIG_SELF_FENCE_* */
     uint64_t grace_ms;           /* a primary that answers again within this (from its first failed
                                     probe) was a blip: no failover */
 } ConfigFailover;

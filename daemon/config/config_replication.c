@@ -79,6 +79,7 @@ static void config_read_node(CfgCtx *ctx, const CfgNode *item, size_t idx, Confi
 
 static void config_read_failover(const CfgSection *top, ConfigFailover *f)
 {
+    static const char *const self_fence[] = {"off", "read_only", "stop", NULL}; /* CONFIG_SELF_FENCE_* */
     CfgSection s = cfg_section(top, "failover", false);
 
     f->enabled = s.map != NULL;
@@ -90,6 +91,7 @@ static void config_read_failover(const CfgSection *top, ConfigFailover *f)
     cfg_duration_ms(&s, "standby_timeout", false, 30000, 1000, &f->standby_timeout_ms);
     cfg_duration_ms(&s, "hook_timeout", false, 10000, 100, &f->hook_timeout_ms);
     cfg_duration_ms(&s, "grace", false, 3000, 0, &f->grace_ms);
+    cfg_enum(&s, "self_fence", self_fence, CONFIG_SELF_FENCE_STOP, &f->self_fence);
     cfg_check_unknown(&s);
     if (f->n_fence_check && !f->n_fence)
         cfg_error(s.ctx, cfg_get(s.map, "fence_check"), "'failover.fence_check' checks a 'fence' hook, which is "

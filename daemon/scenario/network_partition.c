@@ -14,14 +14,22 @@
  * can be decided and the run stays halted. The other node is dumped (pg_dump -Fc of the protected
  * database, state_dir/runs/<run>.<node>.dump, with its timeline and WAL position in the context)
  * before it is fenced: the writes that landed there are what a rebuild would discard. Fencing is
- * the failover.fence hook (DRSUP_OLD_PRIMARY names the node to fence), then the daemon checks that
- * the node no longer answers as a primary; a fence not confirmed waits for an operator. After the
+ * the failover.fence hook (DRSUP_OLD_PRIMARY names the node to fence), then the daemon checks with a
+ * fresh connection that the node no longer answers as a writable primary, and when it still does
+ * fences it itself (failover.self_fence: its stop command, then read-only; steps/fence.c); a fence
+ * not confirmed waits for an operator. After the
  * fence the run always waits for a person (FSM_GATE_OPERATOR, in every mode): resuming after a
- * split brain is a decision. Rebuilding the fenced node as a standby is drctl rejoin's, not this
- * run's: trading does not need it.
+ * split brain is a decision. Then the fenced node is rebuilt as a standby of the authoritative one
+ * in the same run when its data_directory is configured (plan_rejoin, then rejoin's steps from
+ * rejoin_steps.h: pg_rewind or a fresh base backup, configured, its slot, started, streaming); else,
+ * or when a rejoin step fails (the node stays fenced), the report says the rebuild is left to the
+ * operator (drctl rejoin NODE). Then the reconcile against the authoritative node, the resume and
+ * the watch.
  *
  * Context: "authoritative" {name, conninfo}, "other" {name, conninfo}, "evidence" {path, timeline,
- * lsn, or unreachable}, "fence" {by, hook, ms}, "approval" {ms}. Every step is safe to run again:
+ * lsn, or unreachable}, "fence" {by (hook, stop, read_only, none or operator), hook, ms}, "self_fence"
+ * (steps/fence.c), "approval" {ms}, "rejoin" {by: run or operator, note, failed}, and rejoin's
+ * "node", "source", "settings", "copy". Every step is safe to run again:
  * the decision is taken once; the dump is written again under the same name; the fence hook must
  * be idempotent; the check only reads.
  */
@@ -37,6 +45,7 @@
 #include "observe/replication.h"
 #include "pgconn.h"
 #include "scenario/network_partition_internal.h"
+#include "scenario/rejoin_steps.h"
 #include "scenario/scn_internal.h"
 #include "scenario/steps/steps.h"
 
@@ -49,6 +58,17 @@ enum {
     FENCE_UNCONFIRMED,
     FENCED,
     APPROVED,
+    RJ_PLANNED,
+    RJ_SETTINGS_READ,
+    RJ_STOPPED,
+    RJ_CHECKPOINTED,
+    RJ_REWIND_FAILED,
+    RJ_COPIED,
+    RJ_CONFIGURED,
+    RJ_SLOT_READY,
+    RJ_STARTED,
+    REJOIN_FAILED,
+    REJOINED,
     RECONCILED,
     SHADOW,
     LIVE,
@@ -329,19 +349,15 @@ static void fence_recorded(ScnRun *run, int status, void *data)
                    scn_ctx_str(run, "fence", "hook"));
 }
 
-/* After the hook: the node must not answer as a primary any more. */
-static void fence_on_check(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+/* steps/fence.c: after the hook (or with none), the node must not answer as a writable primary;
+ * the daemon's own fencing (failover.self_fence) when it still does. */
+static void fence_confirmed(ScnStep *st, bool fenced, const char *by, const char *how)
 {
-    const char *hook = st->conninfo;
-    char how[600];
-    (void)errmsg;
-    if (status == 0 && res && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "f")) {
-        scn_finish(st, DR_ESTATE, "the fence hook exited 0 but '%s' still answers as a primary: not fenced (fence "
-                   "it by hand, then drctl approve; or drctl abort)", scn_ctx_str(st->run, "other", "name"));
+    if (!fenced) {
+        scn_finish(st, DR_ESTATE, "%s: not fenced (fence it by hand, then drctl approve; or drctl abort)", how);
         return;
     }
-    snprintf(how, sizeof(how), "the fence hook %s; it no longer answers as a primary", hook ? hook : "exited 0");
-    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "hook", "hook", how, "ms",
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", by, "hook", how, "ms",
                                                 (json_int_t)clock_wall_ms()), fence_recorded, st);
 }
 
@@ -353,9 +369,8 @@ static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
                    "approve; or drctl abort)", how, scn_ctx_str(st->run, "other", "name"));
         return;
     }
-    free(st->conninfo);
-    st->conninfo = strdup(how);
-    scn_sql(st, scn_ctx_str(st->run, "other", "conninfo"), "SELECT pg_is_in_recovery()", 0, NULL, fence_on_check);
+    scn_fence_confirm(st, scn_ctx_str(st->run, "other", "name"), scn_ctx_str(st->run, "other", "conninfo"), true, how,
+                      fence_confirmed);
 }
 
 static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
@@ -373,9 +388,13 @@ static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
                                                     (json_int_t)clock_wall_ms()), fence_recorded, st);
         return;
     }
-    if (!f->n_fence) {
-        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence): '%s' could keep accepting writes",
-                   other);
+    if (!f->n_fence && f->self_fence == CONFIG_SELF_FENCE_OFF) {
+        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence) and failover.self_fence is off: '%s' "
+                   "could keep accepting writes", other);
+        return;
+    }
+    if (!f->n_fence) { /* the daemon's own fencing alone */
+        scn_fence_confirm(st, other, scn_ctx_str(st->run, "other", "conninfo"), false, NULL, fence_confirmed);
         return;
     }
     snprintf(node, sizeof(node), "DRSUP_OLD_PRIMARY=%s", other);
@@ -387,10 +406,11 @@ static void step_fence_other(FsmCall *call, void *ctx, FsmDone done)
 static void plan_fence_other(FsmCall *call, void *ctx, FsmDone done)
 {
     const ConfigFailover *f = np_failover(ctx);
-    char msg[600];
-    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the other node (DRSUP_OLD_PRIMARY), then check it no "
-             "longer answers as a primary", f->n_fence ? f->fence[0] : "(none configured: the run would wait for an "
-             "operator)");
+    char msg[1200], self[500];
+    scn_fence_plan(ctx, scn_ctx_str(ctx, "other", "name"), self, sizeof(self));
+    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the other node (DRSUP_OLD_PRIMARY), then check with a "
+             "fresh connection that it no longer answers as a writable primary; %s",
+             f->n_fence ? f->fence[0] : "(none configured)", self);
     done(call, 0, msg);
 }
 
@@ -440,6 +460,131 @@ static void plan_approve(FsmCall *call, void *ctx, FsmDone done)
          "decision)");
 }
 
+/* ---- plan_rejoin: the fenced node rebuilt as a standby in this run, or left to the operator ---- */
+
+#define NP_LEFT_TO_OPERATOR "left_to_operator"
+
+static void rejoin_decided(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0) {
+        scn_finish(st, status, "cannot record the rejoin: %s", err_str(status));
+        return;
+    }
+    if (!strcmp(scn_ctx_str(run, "rejoin", "by") ?: "", "operator")) {
+        fsm_call_set_outcome(st->call, NP_LEFT_TO_OPERATOR);
+        scn_finish(st, 0, "%s", scn_ctx_str(run, "rejoin", "note"));
+        return;
+    }
+    scn_finish(st, 0, "'%s' is rebuilt as a standby of '%s' now (rejoin's steps)", scn_ctx_str(run, "node", "name"),
+               scn_ctx_str(run, "source", "name"));
+}
+
+static void rejoin_set_by_run(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0) {
+        rejoin_decided(run, status, st);
+        return;
+    }
+    scn_context_set(run, "rejoin", json_pack("{s:s,s:s}", "by", "run", "note", "rebuilt as a standby by this run"),
+                    rejoin_decided, st);
+}
+
+static void rejoin_node_set(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0) {
+        rejoin_decided(run, status, st);
+        return;
+    }
+    scn_context_set(run, "source", json_pack("{s:s,s:s}", "name", scn_ctx_str(run, "authoritative", "name"),
+                                             "conninfo", scn_ctx_str(run, "authoritative", "conninfo")),
+                    rejoin_set_by_run, st);
+}
+
+static void rejoin_left(ScnStep *st, const char *why)
+{
+    char note[600];
+    snprintf(note, sizeof(note), "left to the operator: drctl rejoin %s (%s)", scn_ctx_str(st->run, "other", "name"),
+             why);
+    scn_context_set(st->run, "rejoin", json_pack("{s:s,s:s}", "by", "operator", "note", note), rejoin_decided, st);
+}
+
+static void step_plan_rejoin(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    if (!st)
+        return;
+    ScnRun *run = st->run;
+    const char *other = scn_ctx_str(run, "other", "name");
+    if (scn_ctx_str(run, "rejoin", "by")) { /* decided before a restart: the same way again */
+        rejoin_decided(run, 0, st);
+        return;
+    }
+    if (!other) {
+        scn_context_set(run, "rejoin", json_pack("{s:s,s:s}", "by", "operator", "note", "no other node to rejoin"),
+                        rejoin_decided, st);
+        return;
+    }
+    const ConfigReplicationNode *n = scn_node_config(run, other);
+    if (!n || !n->data_directory) {
+        rejoin_left(st, "it has no data_directory in replication.nodes");
+        return;
+    }
+    scn_context_set(run, "node", json_pack("{s:s,s:s,s:s}", "name", n->name, "conninfo", n->conninfo,
+                                           "data_directory", n->data_directory),
+                    rejoin_node_set, st);
+}
+
+static void plan_plan_rejoin(FsmCall *call, void *ctx, FsmDone done)
+{
+    ReplFailoverView v;
+    ScnRun *run = ctx;
+    char msg[400], writable[256];
+    const char *other = NULL;
+    if (run->caps->replication) {
+        replication_failover_view(run->caps->replication, 0, &v);
+        replication_writable_nodes(run->caps->replication, writable, sizeof(writable));
+        char *save = NULL;
+        for (char *t = strtok_r(writable, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            if (strcmp(t, v.primary) != 0)
+                other = t;
+    }
+    const ConfigReplicationNode *n = other ? scn_node_config(run, other) : NULL;
+    if (n && n->data_directory)
+        snprintf(msg, sizeof(msg), "would rebuild '%s' as a standby (rejoin's steps: pg_rewind or a fresh base "
+                 "backup into %s) before the reconcile", n->name, n->data_directory);
+    else
+        snprintf(msg, sizeof(msg), "would leave the rejoin of the fenced node to the operator (drctl rejoin NODE): "
+                 "no data_directory for it in replication.nodes");
+    done(call, 0, msg);
+}
+
+/* A rejoin step failed: the node stays fenced (stopped, or not started before it was configured as
+ * a standby); the run goes on to the reconcile, the rebuild is the operator's. */
+static void rejoin_failed_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the rejoin: %s", err_str(status));
+    else
+        scn_finish(st, 0, "%s", scn_ctx_str(run, "rejoin", "note"));
+}
+
+static void step_rejoin_failed(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char note[300];
+    if (!st)
+        return;
+    snprintf(note, sizeof(note), "the run's rejoin of '%s' failed (its steps say why): it stays fenced; left to the "
+             "operator: drctl rejoin %s", scn_ctx_str(st->run, "other", "name"), scn_ctx_str(st->run, "other", "name"));
+    log_warning("scenario", "%s", note);
+    scn_context_set(st->run, "rejoin", json_pack("{s:s,s:s,s:b}", "by", "operator", "note", note, "failed", 1),
+                    rejoin_failed_recorded, st);
+}
+
 /* ---- against the authoritative node: reconcile and the watch ---- */
 
 static void step_reconcile_authoritative(FsmCall *call, void *ctx, FsmDone done)
@@ -471,6 +616,17 @@ static const FsmState np_states[N_STATES] = {
     [FENCE_UNCONFIRMED] = {"fence_unconfirmed", FSM_STATE_ACTIVE},
     [FENCED] = {"fenced", FSM_STATE_ACTIVE},
     [APPROVED] = {"approved", FSM_STATE_ACTIVE},
+    [RJ_PLANNED] = {"rejoin_planned", FSM_STATE_ACTIVE},
+    [RJ_SETTINGS_READ] = {"rejoin_settings_read", FSM_STATE_ACTIVE},
+    [RJ_STOPPED] = {"rejoin_stopped", FSM_STATE_ACTIVE},
+    [RJ_CHECKPOINTED] = {"rejoin_checkpointed", FSM_STATE_ACTIVE},
+    [RJ_REWIND_FAILED] = {"rejoin_rewind_failed", FSM_STATE_ACTIVE},
+    [RJ_COPIED] = {"rejoin_copied", FSM_STATE_ACTIVE},
+    [RJ_CONFIGURED] = {"rejoin_configured", FSM_STATE_ACTIVE},
+    [RJ_SLOT_READY] = {"rejoin_slot_ready", FSM_STATE_ACTIVE},
+    [RJ_STARTED] = {"rejoin_started", FSM_STATE_ACTIVE},
+    [REJOIN_FAILED] = {"rejoin_failed", FSM_STATE_ACTIVE},
+    [REJOINED] = {"rejoined", FSM_STATE_ACTIVE},
     [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
     [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
     [LIVE] = {"live", FSM_STATE_ACTIVE},
@@ -492,14 +648,42 @@ static const FsmRow np_rows[] = {
      FSM_GATE_NONE, EVIDENCE_MISSING},
     {EVIDENCE_MISSING, EVIDENCE_KEPT, "skip_evidence", "an operator goes on without the other node's dump",
      step_skip_evidence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
-    {EVIDENCE_KEPT, FENCED, "fence_other", "the other node is fenced: its fence hook exited 0 and it no longer "
-     "answers as a primary", step_fence_other, NULL, plan_fence_other, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
+    {EVIDENCE_KEPT, FENCED, "fence_other", "the other node is fenced: its fence hook exited 0 or the daemon's own "
+     "fencing took, and it no longer answers as a writable primary", step_fence_other, NULL, plan_fence_other,
+     scn_cancel, 120000, 2, true, FSM_GATE_NONE,
      FENCE_UNCONFIRMED},
     {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the other node is fenced",
      scn_step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
     {FENCED, APPROVED, "approve_authoritative", "a person confirms the authoritative side before anything resumes",
      step_approve, NULL, plan_approve, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
-    {APPROVED, RECONCILED, "reconcile", "the authoritative node matches the exchange's positions and fills",
+    {APPROVED, RJ_PLANNED, "plan_rejoin", "the fenced node is rebuilt by this run if its data_directory is "
+     "configured, else left to the operator", step_plan_rejoin, NULL, plan_plan_rejoin, NULL, 10000, 2, true,
+     FSM_GATE_NONE, REJOIN_FAILED},
+    /* rejoin's steps (rejoin_steps.h): a failure leaves the node fenced and the rebuild to the operator */
+    {RJ_PLANNED, RJ_SETTINGS_READ, "check_settings", "the authoritative node's settings say whether pg_rewind can be "
+     "used", rejoin_step_check_settings, NULL, NULL, scn_cancel, 30000, 2, true, FSM_GATE_NONE, REJOIN_FAILED},
+    {RJ_SETTINGS_READ, RJ_STOPPED, "stop_node", "the fenced node's server is stopped",
+     rejoin_step_stop_node, NULL, NULL, scn_cancel, 300000, 2, true, FSM_GATE_NONE, REJOIN_FAILED},
+    {RJ_STOPPED, RJ_CHECKPOINTED, "checkpoint", "the authoritative node made a checkpoint (pg_rewind reads its "
+     "control file)", rejoin_step_checkpoint, NULL, NULL, scn_cancel, 600000, 2, true, FSM_GATE_NONE, REJOIN_FAILED},
+    {RJ_CHECKPOINTED, RJ_COPIED, "rewind", "pg_rewind made the fenced node's data directory follow the authoritative "
+     "node", rejoin_step_rewind, NULL, NULL, scn_cancel, REJOIN_STEPS_COPY_TIMEOUT_MS, 1, true, FSM_GATE_APPROVAL,
+     RJ_REWIND_FAILED},
+    {RJ_REWIND_FAILED, RJ_COPIED, "base_backup", "a fresh base backup replaced the fenced node's data directory (kept "
+     "aside)", rejoin_step_base_backup, NULL, NULL, scn_cancel, REJOIN_STEPS_COPY_TIMEOUT_MS, 2, true,
+     FSM_GATE_APPROVAL, REJOIN_FAILED},
+    {RJ_COPIED, RJ_CONFIGURED, "configure", "the fenced node is configured as a standby of the authoritative node",
+     rejoin_step_configure, NULL, NULL, NULL, 60000, 2, true, FSM_GATE_NONE, REJOIN_FAILED},
+    {RJ_CONFIGURED, RJ_SLOT_READY, "create_slot", "the authoritative node has the fenced node's replication slot",
+     rejoin_step_create_slot, NULL, NULL, scn_cancel, 30000, 2, true, FSM_GATE_NONE, REJOIN_FAILED},
+    {RJ_SLOT_READY, RJ_STARTED, "start_node", "the fenced node's server is started as a standby",
+     rejoin_step_start_node, NULL, NULL, scn_cancel, 300000, 2, true, FSM_GATE_NONE, REJOIN_FAILED},
+    {RJ_STARTED, REJOINED, "wait_streaming", "the authoritative node sees the rebuilt node streaming",
+     rejoin_step_wait_streaming, NULL, NULL, scn_cancel, REJOIN_STEPS_STREAM_TIMEOUT_MS, 1, true, FSM_GATE_NONE,
+     REJOIN_FAILED},
+    {REJOIN_FAILED, REJOINED, "leave_rejoin_to_operator", "the rejoin failed: the node stays fenced, its rebuild is the "
+     "operator's", step_rejoin_failed, NULL, NULL, NULL, 10000, 2, true, FSM_GATE_NONE, STAYED_HALTED},
+    {REJOINED, RECONCILED, "reconcile", "the authoritative node matches the exchange's positions and fills",
      step_reconcile_authoritative, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
     {RECONCILED, SHADOW, "resume_shadow", "trading resumes in shadow mode (paper only)",
      scn_step_resume_shadow, NULL, scn_plan_resume_shadow, NULL, 30000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
@@ -513,8 +697,13 @@ static const FsmRow np_rows[] = {
      scn_step_halt_after_watch, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
 };
 
+static const FsmBranch np_branches[] = {
+    {APPROVED, NP_LEFT_TO_OPERATOR, REJOINED}, /* no data_directory: no rejoin in this run */
+};
+
 static const FsmTable np_table = {"network_partition", np_states, N_STATES, np_rows,
-                                  (int)(sizeof(np_rows) / sizeof(np_rows[0])), NULL, 0};
+                                  (int)(sizeof(np_rows) / sizeof(np_rows[0])), np_branches,
+                                  (int)(sizeof(np_branches) / sizeof(np_branches[0]))};
 
 static bool np_may_resume(const ScnRun *run)
 {
@@ -525,7 +714,8 @@ static bool np_may_resume(const ScnRun *run)
 static void np_report_extras(const ScnRun *run, json_t *rep)
 {
     json_t *p = json_object();
-    static const char *const keys[] = {"authoritative", "other", "evidence", "fence", "approval"};
+    static const char *const keys[] = {"authoritative", "other", "evidence", "fence", "self_fence", "approval",
+                                       "rejoin", "copy"};
     if (!p)
         return;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

@@ -3,14 +3,16 @@
  *
  * Owns the runbook "the primary is gone: halt trading, fence the old primary, promote the best
  * standby, point the platform at it, reconcile against it, resume in shadow, then live, then
- * watch", and its fail-closed branches: fencing not confirmed waits for an operator (never a
+ * watch", and its fail-closed branches: fencing (the hook, then the daemon's own measures of
+ * failover.self_fence on a node still writable, each confirmed by a fresh connection) not confirmed waits for an operator (never a
  * promotion without it); no standby within failover.maximum_lag, a promotion that does not take,
  * or a repoint that fails leave trading halted. It starts on the incident kind primary_failure
  * (the detector, when its probes and the standbys agree: detect/detector_sm.h) or by drctl execute.
  *
  * What the run decided is in its context (journaled, so a restart follows the same choice):
  * "old_primary" {name, conninfo} (taken when the fence step first runs), "fence" (the hook's exit
- * or the operator), "standby" {name, conninfo, received_lsn, lag_bytes, priority} (chosen once,
+ * or the operator; by: hook, stop, read_only or operator), "self_fence" (the daemon's own measures,
+ * steps/fence.c), "standby" {name, conninfo, received_lsn, lag_bytes, priority} (chosen once,
  * never again), "promote_from" {timeline}, "promotion" {node, timeline, previous_timeline},
  * "repoint". Every step is safe to run again: the fence and repoint hooks must be idempotent (their
  * contract, docs/replication.md); promote asks the standby whether it is still in recovery first.
@@ -73,8 +75,20 @@ static void fence_recorded(ScnRun *run, int status, void *data)
     if (status < 0)
         scn_finish(st, status, "cannot record the fence: %s", err_str(status));
     else
-        scn_finish(st, 0, "the old primary '%s' is fenced (the fence hook %s)", scn_ctx_str(run, "old_primary", "name"),
+        scn_finish(st, 0, "the old primary '%s' is fenced (%s)", scn_ctx_str(run, "old_primary", "name"),
                    scn_ctx_str(run, "fence", "hook"));
+}
+
+/* steps/fence.c confirmed the fence (a fresh connection: down, a standby or read-only), or not. */
+static void fence_confirmed(ScnStep *st, bool fenced, const char *by, const char *how)
+{
+    if (!fenced) {
+        scn_finish(st, DR_ESTATE, "%s: the old primary '%s' is not known to be fenced, no promotion (fence it by "
+                   "hand, then drctl approve; or drctl abort)", how, scn_ctx_str(st->run, "old_primary", "name"));
+        return;
+    }
+    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", by, "hook", how, "ms",
+                                                (json_int_t)clock_wall_ms()), fence_recorded, st);
 }
 
 static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
@@ -86,8 +100,8 @@ static void fence_exited(ScnStep *st, bool ok, int64_t status, const char *how)
                    scn_ctx_str(st->run, "old_primary", "name"));
         return;
     }
-    scn_context_set(st->run, "fence", json_pack("{s:s,s:s,s:I}", "by", "hook", "hook", how, "ms",
-                                                (json_int_t)clock_wall_ms()), fence_recorded, st);
+    scn_fence_confirm(st, scn_ctx_str(st->run, "old_primary", "name"), scn_ctx_str(st->run, "old_primary", "conninfo"),
+                      true, how, fence_confirmed);
 }
 
 static void fence_spawn(ScnStep *st)
@@ -96,9 +110,14 @@ static void fence_spawn(ScnStep *st)
     char old[128], ci[1200], run[128];
     const char *env[] = {old, ci, run, NULL};
 
-    if (!f->n_fence) {
-        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence): the old primary could keep "
-                   "accepting writes, no promotion");
+    if (!f->n_fence && f->self_fence == CONFIG_SELF_FENCE_OFF) {
+        scn_finish(st, DR_ECONFIG, "no fence hook is configured (failover.fence) and failover.self_fence is off: the "
+                   "old primary could keep accepting writes, no promotion");
+        return;
+    }
+    if (!f->n_fence) { /* the daemon's own fencing alone */
+        scn_fence_confirm(st, scn_ctx_str(st->run, "old_primary", "name"),
+                          scn_ctx_str(st->run, "old_primary", "conninfo"), false, NULL, fence_confirmed);
         return;
     }
     snprintf(old, sizeof(old), "DRSUP_OLD_PRIMARY=%s", scn_ctx_str(st->run, "old_primary", "name") ?: "");
@@ -146,9 +165,16 @@ static void plan_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     const ConfigFailover *f = pf_failover(run);
-    char msg[600];
-    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the old primary; its exit status 0 confirms it",
-             f->n_fence ? f->fence[0] : "(none configured: the run would wait for an operator)");
+    ReplFailoverView v;
+    char msg[1200], self[500];
+    if (run->caps->replication)
+        replication_failover_view(run->caps->replication, 0, &v);
+    else
+        memset(&v, 0, sizeof(v));
+    scn_fence_plan(run, v.primary, self, sizeof(self));
+    snprintf(msg, sizeof(msg), "would run the fence hook '%s' for the old primary, then check with a fresh connection "
+             "that it is down (the hook's exit 0), a standby or read-only; %s",
+             f->n_fence ? f->fence[0] : "(none configured)", self);
     done(call, 0, msg);
 }
 
@@ -253,8 +279,9 @@ static const FsmRow pf_rows[] = {
     /* from, to, step, sentence, step fn, probe, plan, cancel, timeout ms, attempts, idempotent, gate, on_failure */
     {DETECTED, HALTED, "halt_trading", "trading is halted and the venue confirms it",
      scn_step_halt_trading, NULL, scn_plan_halt_trading, NULL, 30000, 10, true, FSM_GATE_NONE, FSM_NO_STATE},
-    {HALTED, FENCED, "fence_old_primary", "the old primary is fenced: its fence hook exited 0",
-     step_fence_old_primary, NULL, plan_fence_old_primary, scn_cancel, 60000, 2, true, FSM_GATE_NONE,
+    {HALTED, FENCED, "fence_old_primary", "the old primary is fenced: its fence hook exited 0 or the daemon's own "
+     "fencing took, and a fresh connection confirms it", step_fence_old_primary, NULL, plan_fence_old_primary,
+     scn_cancel, 120000, 2, true, FSM_GATE_NONE,
      FENCE_UNCONFIRMED},
     {FENCE_UNCONFIRMED, FENCED, "confirm_fence", "an operator confirms that the old primary is fenced",
      scn_step_confirm_fence, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_OPERATOR, STAYED_HALTED},
@@ -315,6 +342,7 @@ static void pf_report_extras(const ScnRun *run, json_t *rep)
     pf_copy(f, "previous_timeline", json_object_get(json_object_get(run->ctx, "promotion"), "previous_timeline"));
     pf_copy(f, "standby", json_object_get(run->ctx, "standby"));
     pf_copy(f, "fence", json_object_get(run->ctx, "fence"));
+    pf_copy(f, "self_fence", json_object_get(run->ctx, "self_fence"));
     pf_copy(f, "repoint", json_object_get(run->ctx, "repoint"));
     pf_copy(f, "standbys", json_object_get(run->ctx, "standbys"));
     json_int_t first = 0;

@@ -15,7 +15,9 @@
  * standby.signal, the replication slot recreated on the new primary, the node started, and waited
  * for until the new primary's pg_stat_replication shows it streaming.
  *
- * Trading is not touched: the platform writes to the new primary throughout. A rejoin run is a
+ * Its steps after check_node are also network_partition's, which rebuilds the node it fenced in its
+ * own run (rejoin_steps.h; the settings then come from the running configuration's
+ * scenarios.rejoin). Trading is not touched: the platform writes to the new primary throughout. A rejoin run is a
  * run like the others (journaled, one at a time): while it runs no other scenario starts.
  *
  * Context (journaled): "node" {name, conninfo, data_directory}, "source" {name, conninfo} (taken
@@ -39,6 +41,7 @@
 #include "observe/replication.h"
 #include "pgconn.h"
 #include "scenario/rejoin_internal.h"
+#include "scenario/rejoin_steps.h"
 #include "scenario/scn_internal.h"
 #include "scenario/steps/steps.h"
 
@@ -61,9 +64,15 @@ enum {
 
 #define RJ_POLL_MS 250u
 
+/* scenarios.rejoin's settings: the run's own copy, or, for another scenario running rejoin's steps
+ * (network_partition, rejoin_steps.h), the running configuration's. */
 static const RejoinConfig *rj_cfg(const ScnRun *run)
 {
-    return run->cfg.data;
+    if (run->def == &scenario_rejoin)
+        return run->cfg.data;
+    const ConfigScenario *sc = config_scenario(run->core->cfg, scenario_rejoin.name);
+    static const RejoinConfig none = {0};
+    return sc && sc->data ? sc->data : &none;
 }
 
 static uint64_t rj_now_ms(void)
@@ -661,6 +670,53 @@ static void rj_report_extras(const ScnRun *run, json_t *rep)
     json_object_set_new(f, "copy", json_deep_copy(json_object_get(run->ctx, "copy")));
     json_object_set_new(f, "settings", json_deep_copy(json_object_get(run->ctx, "settings")));
     json_object_set_new(rep, "rejoin", f);
+}
+
+/* ---- the steps for another scenario's table (rejoin_steps.h) ---- */
+
+void rejoin_step_check_settings(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_check_settings(call, ctx, done);
+}
+
+void rejoin_step_stop_node(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_stop_node(call, ctx, done);
+}
+
+void rejoin_step_checkpoint(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_checkpoint(call, ctx, done);
+}
+
+void rejoin_step_rewind(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_rewind(call, ctx, done);
+}
+
+void rejoin_step_base_backup(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_base_backup(call, ctx, done);
+}
+
+void rejoin_step_configure(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_configure(call, ctx, done);
+}
+
+void rejoin_step_create_slot(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_create_slot(call, ctx, done);
+}
+
+void rejoin_step_start_node(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_start_node(call, ctx, done);
+}
+
+void rejoin_step_wait_streaming(FsmCall *call, void *ctx, FsmDone done)
+{
+    step_wait_streaming(call, ctx, done);
 }
 
 /* ---- rejoin NODE ---- */

@@ -7,7 +7,8 @@
  * front with the reason, trading untouched), then halt trading (confirmed), drain (writing
  * transactions on the old primary given drain_timeout to end), check the target again, make the
  * old primary refuse writes (ALTER SYSTEM SET default_transaction_read_only = on, reloaded and
- * seen to apply, then every other client session terminated; it keeps running so its last WAL
+ * seen to apply, then every other client session terminated: steps/fence.c's scn_refuse_writes,
+ * the daemon's own read-only fencing too; it keeps running so its last WAL
  * streams to the target), wait until the target has replayed up to the old primary's final WAL
  * position (bounded by catchup_timeout; fails closed: the read-only setting is undone and trading
  * stays halted), stop the old primary cleanly (its stop command, or pg_ctl stop -m fast as the
@@ -294,69 +295,17 @@ static void refuse_on_final(ScnStep *st, int status, const PGresult *res, const 
                                                 (json_int_t)st->idx), refuse_final_recorded, st);
 }
 
-static void refuse_on_terminated(ScnStep *st, int status, const PGresult *res, const char *errmsg)
+/* steps/fence.c made it refuse writes and ended its other sessions: then its final position. */
+static void refuse_done(ScnStep *st, int status, long long terminated, const char *what, const char *errmsg)
 {
-    if (status < 0 || !res || PQntuples(res) != 1) {
-        scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot end the old primary's sessions", errmsg);
+    if (status < 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s on the old primary", what);
+        scn_fail_sql(st, status, msg, errmsg);
         return;
     }
-    st->idx = (size_t)atoll(PQgetvalue(res, 0, 0));
+    st->idx = (size_t)terminated;
     scn_sql(st, NULL, "SELECT pg_current_wal_flush_lsn()::text", 0, NULL, refuse_on_final);
-}
-
-static void refuse_check_setting(ScnStep *st);
-
-static void refuse_tick(uv_timer_t *t)
-{
-    refuse_check_setting(t->data);
-}
-
-/* The reload reached the backends (ours is one): new sessions start read-only. Only then are the
- * others ended, so none reconnects writable in between. */
-static void refuse_on_setting(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    if (status < 0 || !res || PQntuples(res) != 1) {
-        scn_fail_sql(st, status < 0 ? status : DR_EDB, "cannot read default_transaction_read_only", errmsg);
-        return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), "on") != 0) {
-        if (so_now_ms() >= st->deadline_ms)
-            scn_finish(st, -ETIMEDOUT, "default_transaction_read_only is still '%s' 10 s after the reload",
-                       PQgetvalue(res, 0, 0));
-        else if (scn_step_wait(st, 50, refuse_tick) < 0)
-            scn_finish(st, -ENOMEM, "out of memory");
-        return;
-    }
-    scn_sql(st, NULL,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()",
-            0, NULL, refuse_on_terminated);
-}
-
-static void refuse_check_setting(ScnStep *st)
-{
-    scn_sql(st, NULL, "SELECT current_setting('default_transaction_read_only')", 0, NULL, refuse_on_setting);
-}
-
-static void refuse_on_reloaded(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    (void)res;
-    if (status < 0) {
-        scn_fail_sql(st, status, "pg_reload_conf failed on the old primary", errmsg);
-        return;
-    }
-    st->deadline_ms = so_now_ms() + 10000;
-    refuse_check_setting(st);
-}
-
-static void refuse_on_altered(ScnStep *st, int status, const PGresult *res, const char *errmsg)
-{
-    (void)res;
-    if (status < 0) {
-        scn_fail_sql(st, status, "ALTER SYSTEM SET default_transaction_read_only failed on the old primary", errmsg);
-        return;
-    }
-    scn_sql(st, NULL, "SELECT pg_reload_conf()", 0, NULL, refuse_on_reloaded);
 }
 
 static void step_refuse_writes(FsmCall *call, void *ctx, FsmDone done)
@@ -364,9 +313,7 @@ static void step_refuse_writes(FsmCall *call, void *ctx, FsmDone done)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    /* one statement a query: ALTER SYSTEM cannot run in a transaction block */
-    scn_sql(st, scn_ctx_str(st->run, "old_primary", "conninfo"), "ALTER SYSTEM SET default_transaction_read_only = on",
-            0, NULL, refuse_on_altered);
+    scn_refuse_writes(st, scn_ctx_str(st->run, "old_primary", "conninfo"), refuse_done);
 }
 
 /* ---- catch_up: the target replayed the old primary's final position (bounded) ---- */

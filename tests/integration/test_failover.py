@@ -38,7 +38,7 @@ def hook(tmp_path, name, body):
 class FailoverEnv(TradingEnv):
     """TradingEnv with the replication and failover sections, and no restart of the old primary."""
 
-    def __init__(self, tmp_path, pg, standby, rx, fence_exit=0, grace="1s", maximum_lag="16MiB"):
+    def __init__(self, tmp_path, pg, standby, rx, fence_exit=0, grace="1s", maximum_lag="16MiB", self_fence=None):
         super().__init__(tmp_path, pg, trade_interval="200ms")
         self.rx = rx
         self.standby = standby
@@ -56,6 +56,7 @@ class FailoverEnv(TradingEnv):
                             "urllib.request.urlopen(req, timeout=5).read()\n" % (PY, self.calls))
         self.grace = grace
         self.maximum_lag = maximum_lag
+        self.self_fence = self_fence
 
     def config(self):
         cfg = super().config()
@@ -69,6 +70,8 @@ class FailoverEnv(TradingEnv):
                                         {"name": "pg2", "conninfo": self.standby.conninfo(), "role": "standby"}]}
         cfg["failover"] = {"fence": [self.fence], "repoint": [self.repoint], "maximum_lag": self.maximum_lag,
                            "grace": self.grace, "hook_timeout": "10s"}
+        if self.self_fence:
+            cfg["failover"]["self_fence"] = self.self_fence
         return cfg
 
     def hook_calls(self):
@@ -338,9 +341,10 @@ def test_split_brain_halts_keeps_the_other_sides_writes_fences_it_and_waits_for_
 
 
 def test_split_brain_with_a_fence_that_leaves_the_node_writable_waits_for_an_operator(make_env, pg, standby):
-    """The fence hook exits 0 but pg2 still answers as a primary: not fenced, the run waits for an
-    operator; trading stays halted."""
-    env = start_env(make_env())
+    """The fence hook exits 0 but pg2 still answers as a primary, and the daemon's own fencing is off
+    (failover.self_fence: off; test_fencing has it on): not fenced, the run waits for an operator;
+    trading stays halted."""
+    env = start_env(make_env(self_fence="off"))
     d = env.daemon
     standby.psql("SELECT pg_promote(true, 30)")
     rid = wait_until(lambda: env.run_of("network_partition"), timeout=15, what="a network_partition run")

@@ -57,6 +57,7 @@ static void scn_step_free(ScnStep *st)
     if (st->node_op_free)
         st->node_op_free(st->node_op);
     free(st->hook_stdout);
+    scn__fence_free(st->fence);
     ScnRun *run = st->run;
     free(st);
     scn_run_unref(run);

@@ -18,6 +18,8 @@
  *   promote.c        promote_standby, repoint_platform, and the reconcile and watch against the new
  *                    primary: a change of primary (primary_failure, switchover)
  *   node.c           a node's server stopped or started (its configured command, or pg_ctl)
+ *   fence.c          a fence confirmed by a fresh connection, and the daemon's own fencing
+ *                    (failover.self_fence: the node's stop command, then read-only; ctx "self_fence")
  *   standbys.c       repoint_standbys: the other standbys pointed at the new primary (ctx "standbys")
  *   hook.c           a step's configured action (a hook command or an HTTP request) run to its
  *                    confirming outcome
@@ -42,6 +44,11 @@
 /* ---- one invocation (step.c) ---- */
 
 typedef struct ScnStep ScnStep;
+typedef struct ScnFence ScnFence; /* fence.c's confirmation in flight */
+typedef void (*ScnFenceNext)(ScnStep *st);
+/* scn_refuse_writes ended: status 0 and the sessions it terminated, or a negative code with what
+ * failed and the server's message. */
+typedef void (*ScnRefuseDone)(ScnStep *st, int status, long long terminated, const char *what, const char *errmsg);
 typedef void (*ScnSqlNext)(ScnStep *st, int status, const PGresult *res, const char *errmsg);
 
 typedef struct ScnDbState {
@@ -81,6 +88,9 @@ struct ScnStep {
     void (*node_op_free)(void *op);
     const void *halt;  /* app_crash__halt: the halt's settings (an AppCrashConfig of the run's configuration) */
     char *hook_stdout; /* scn_hook_run: the last command's stdout (its head, at most 4 KiB; owned), or NULL */
+    ScnFence *fence;   /* fence.c: the confirmation in flight (freed with the step) */
+    ScnFenceNext fence_next; /* fence.c: what follows a record of the daemon's fencing */
+    ScnRefuseDone refuse_then; /* fence.c: scn_refuse_writes's caller */
 };
 
 /* A new invocation for the step (done) or probe (pdone); NULL after answering "out of memory". */
@@ -209,6 +219,29 @@ void scn_node_stop(ScnStep *st, const ConfigReplicationNode *n, const ScnPgCtl *
 /* Start it: its start command, or pg_ctl -D data_directory -l data_directory/drsupervisor-start.log -w
  * start after pg_ctl status found none running (idempotent). */
 void scn_node_start(ScnStep *st, const ConfigReplicationNode *n, const ScnPgCtl *pc, ScnNodeDone then);
+
+/* ---- a fence confirmed, and the daemon's own fencing (fence.c; primary_failure, network_partition) ---- */
+
+/* fenced: a fresh connection to the node found it down (after the fence hook or its stop command
+ * exited 0), in recovery, or read-only; by is "hook" (the fence hook alone), "stop" or "read_only"
+ * (the daemon's own measure that did it); how says what happened, for people. */
+typedef void (*ScnFenceDone)(ScnStep *st, bool fenced, const char *by, const char *how);
+/* Confirm the fence of `node` at `conninfo` (both copied) after its fence hook (hook_ok: it exited
+ * 0; hook_how what it did; NULL when none is configured); a node that still answers as a writable
+ * primary, or that does not answer with nothing to confirm it is down, gets failover.self_fence's
+ * measures (its stop command, then read-only), each written ahead in ctx "self_fence" and
+ * confirmed the same way. then() once. */
+void scn_fence_confirm(ScnStep *st, const char *node, const char *conninfo, bool hook_ok, const char *hook_how,
+                       ScnFenceDone then);
+/* The node refuses writes: ALTER SYSTEM SET default_transaction_read_only = on (on st's connection,
+ * opened to conninfo when it has none), pg_reload_conf(), the setting seen to apply in st's own
+ * session (at most 10 s), then every other client session terminated (pg_terminate_backend), so a
+ * transaction already writing cannot commit; then() once (a failed send finishes the step).
+ * Repeats harmlessly. Uses st->deadline_ms. */
+void scn_refuse_writes(ScnStep *st, const char *conninfo, ScnRefuseDone then);
+/* For a dry run's plan: what the daemon would do to `node` if the fence left it writable. */
+void scn_fence_plan(const ScnRun *run, const char *node, char *out, size_t n);
+void scn__fence_free(ScnFence *f);
 
 /* halt_after_watch: the watch failed: trading halted again (confirmed), then a critical page. */
 void scn_step_halt_after_watch(FsmCall *call, void *ctx, FsmDone done);
