@@ -21,7 +21,7 @@
 #include "log.h"
 
 #define OFFSITE_TICK_MS 250
-static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete"};
+static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete", "state"};
 static const char *const offsite_phase_names[] = {"waiting", "hashing", "put", "create", "recording", "reading",
                                                   "part", "hashing", "complete", "head", "recording", "abort",
                                                   "recording", "delete"};
@@ -290,7 +290,26 @@ void offsite__key(const Offsite *o, bool wal, const char *name, char *out, size_
 
 static void offsite_key(const Offsite *o, OffsiteKind kind, const char *name, char *out, size_t n)
 {
-    offsite__key(o, kind == OFS_WAL, name, out, n);
+    if (kind == OFS_STATE)
+        snprintf(out, n, "%sstate/%s", o->cfg.prefix ? o->cfg.prefix : "", name);
+    else
+        offsite__key(o, kind == OFS_WAL, name, out, n);
+}
+
+/* The state files go up once this host has a backup of its own in the bucket: a fresh recovery
+ * host pointed at the bucket must not replace the lost host's state (its history) with its own
+ * empty one before complete_disaster has restored it. */
+static bool offsite_state_may_go(const Offsite *o)
+{
+    char pfx[600];
+    const char *k;
+    json_t *v;
+    snprintf(pfx, sizeof(pfx), "%sbackups/", o->cfg.prefix ? o->cfg.prefix : "");
+    json_object_foreach(o->objects, k, v) {
+        if (!strncmp(k, pfx, strlen(pfx)))
+            return true;
+    }
+    return false;
 }
 
 static void offsite_scanned(OffsiteJob *j)
@@ -320,7 +339,13 @@ static void offsite_scanned(OffsiteJob *j)
         json_object_set_new(local, key, json_true());
         if (kind == OFS_WAL)
             json_object_set_new(local_wal, key, json_true());
-        if ((rec = json_object_get(o->objects, key)) != NULL) {
+        if (kind == OFS_STATE && (rec = json_object_get(o->objects, key)) != NULL) {
+            const char *sha = json_string_value(json_object_get(f, "sha256"));
+            const char *was = json_string_value(json_object_get(rec, "sha256"));
+            if (sha && was && !strcmp(sha, was))
+                continue; /* the bucket has these bytes */
+            rec = NULL;   /* changed: replaced (a PUT replaces the object whole) */
+        } else if ((rec = json_object_get(o->objects, key)) != NULL) {
             if (meta && !json_object_get(rec, "kind")) { /* recorded before retention knew kinds */
                 json_object_update(rec, meta);
                 pruned = true;
@@ -386,8 +411,15 @@ static void offsite_start_scan(Offsite *o)
         return;
     }
     OffsiteJob *j = offsite__job_new(o, OJ_SCAN, offsite_scanned);
-    if (!j || !(j->path = strdup(o->backup_dir)) || (o->wal_dir && !(j->path2 = strdup(o->wal_dir)))) {
+    bool state = o->state_dir && offsite_state_may_go(o);
+    if (!j || !(j->path = strdup(o->backup_dir)) || (o->wal_dir && !(j->path2 = strdup(o->wal_dir))) ||
+        (state && !(j->state_dir = strdup(o->state_dir))) ||
+        (state && o->node_dir && !(j->node_dir = strdup(o->node_dir)))) {
         json_decref(cat);
+        if (j) {
+            free(j->path2);
+            free(j->state_dir);
+        }
         if (j) {
             free(j->path);
             free(j);
@@ -671,7 +703,11 @@ int offsite_apply_config(Offsite *o, const Config *cfg)
     free(o->cluster);
     free(o->backup_dir);
     free(o->wal_dir);
+    free(o->state_dir);
+    free(o->node_dir);
     free(o->state_path);
+    o->state_dir = cfg->state_dir && o->cfg.state ? strdup(cfg->state_dir) : NULL;
+    o->node_dir = cfg->node_dir && o->cfg.state ? strdup(cfg->node_dir) : NULL;
     snprintf(path, sizeof(path), "%s/offsite.json", cfg->state_dir);
     o->cluster = strdup(cfg->cluster ? cfg->cluster : "main");
     o->backup_dir = cfg->backup.directory ? strdup(cfg->backup.directory) : NULL;
@@ -727,6 +763,8 @@ static void offsite_free(Offsite *o)
     free(o->cluster);
     free(o->backup_dir);
     free(o->wal_dir);
+    free(o->state_dir);
+    free(o->node_dir);
     free(o->state_path);
     void (*cb)(void *) = o->closed_cb;
     void *data = o->closed_data;
