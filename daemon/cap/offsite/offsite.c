@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "cap/offsite/offsite_internal.h"
 #include "clock.h"
@@ -554,6 +555,57 @@ bool offsite_has_backup(const char *file, void *data)
         return false;
     snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", BACKUP_MANIFEST_SUFFIX);
     return json_object_get(o->objects, key) != NULL;
+}
+
+static int offsite_started_cmp(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "started_at"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "started_at"));
+    int c = strcmp(x ? x : "", y ? y : "");
+    return c ? c : strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                          json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
+json_t *offsite_backups(void *data)
+{
+    Offsite *o = data;
+    json_t *out = json_array(), *v;
+    char pfx[600], mkey[1200], at[64];
+    const char *k;
+    size_t sl = strlen(BACKUP_MANIFEST_SUFFIX);
+    if (!out || !o || !o->cfg.enabled || !o->loaded)
+        return out;
+    snprintf(pfx, sizeof(pfx), "%sbackups/", o->cfg.prefix ? o->cfg.prefix : "");
+    json_object_foreach(o->objects, k, v) {
+        size_t kl = strlen(k);
+        if (strncmp(k, pfx, strlen(pfx)) != 0 || (kl > sl && !strcmp(k + kl - sl, BACKUP_MANIFEST_SUFFIX)))
+            continue;
+        snprintf(mkey, sizeof(mkey), "%s%s", k, BACKUP_MANIFEST_SUFFIX);
+        if (!json_object_get(o->objects, mkey))
+            continue; /* its manifest is not up (yet): not restorable from the bucket */
+        const char *kind = json_string_value(json_object_get(v, "kind"));
+        time_t started = (time_t)json_integer_value(json_object_get(v, "started_s"));
+        struct tm tm;
+        at[0] = '\0';
+        if (started > 0 && gmtime_r(&started, &tm))
+            strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_array_append_new(out, json_pack("{s:s,s:s,s:s?,s:O?,s:b,s:s}", "name", k + strlen(pfx), "kind",
+                                             kind ? kind : "logical", "started_at", at[0] ? at : NULL,
+                                             "file_size_bytes", json_object_get(v, "size"), "verified", 1,
+                                             "location", "offsite"));
+    }
+    size_t n = json_array_size(out), i;
+    json_t **items = calloc(n + 1, sizeof(*items));
+    if (!items)
+        return out;
+    for (i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(out, i));
+    qsort(items, n, sizeof(*items), offsite_started_cmp);
+    json_array_clear(out);
+    for (i = 0; i < n; i++)
+        json_array_append_new(out, items[i]);
+    free(items);
+    return out;
 }
 
 bool offsite_wal_may_go(const char *file, void *data)
