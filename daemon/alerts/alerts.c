@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "alerts/alerts_internal.h"
+#include "core/leader.h"
 #include "cfgtree.h"
 #include "clock.h"
 #include "err.h"
@@ -299,6 +300,12 @@ static void alerts_on_event(const Event *ev, void *data)
 
     if (a->closing || !a->enabled)
         return;
+    /* High availability: only the leader pages, or every daemon would page the same failure (they
+     * all probe the platform). A follower's events still reach its log and `drctl watch`. */
+    if (leader_enabled(a->core->leader) && !leader_acting(a->core->leader) && !a->forcing) {
+        a->follower_skipped++;
+        return;
+    }
     if (!a->loaded) {
         alerts_keep_early(a, ev);
         return;

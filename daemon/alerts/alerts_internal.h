@@ -104,6 +104,7 @@ struct Alerts {
     AlertCondition *conds;
     struct AlertEarly *early; /* events that arrived before the outbox was loaded, in order */
     size_t n_early;
+    uint64_t follower_skipped; /* high availability: events not routed because this daemon did not lead */
     /* heartbeat */
     uv_timer_t hb_timer;
     bool hb_busy;

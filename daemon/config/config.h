@@ -415,6 +415,7 @@ typedef struct ConfigOffsite {
     uint64_t scan_interval_ms;    /* how often the backup catalog and the WAL archive are looked at */
     uint64_t lag_warning_ms, lag_critical_ms; /* age of the oldest file not yet off-site */
     bool wal;                     /* upload the WAL archive too (wal.directory) */
+    bool state;                   /* upload the non-secret state files under PREFIXstate/ */
     /* repository.s3.retention: what the bucket keeps (separate from backup.retention; the keys and
      * rules of lib/retention; no rule: nothing is ever deleted from the bucket) */
     uint64_t retention_max_age_ms; /* 0 = no age rule */

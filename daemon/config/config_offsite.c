@@ -75,6 +75,7 @@ void config__read_repository(const CfgSection *top, const ConfigBackup *b, const
     cfg_duration_ms(&s, "lag_warning", false, 15 * 60000, 1000, &o->lag_warning_ms);
     cfg_duration_ms(&s, "lag_critical", false, 60 * 60000, 1000, &o->lag_critical_ms);
     cfg_bool(&s, "wal", true, &o->wal);
+    cfg_bool(&s, "state", true, &o->state);
     CfgSection ret = cfg_section(&s, "retention", false);
     cfg_duration_ms(&ret, "max_age", false, 0, 0, &o->retention_max_age_ms);
     cfg_int(&ret, "daily", 0, 10000, 0, &o->keep_daily);

@@ -734,6 +734,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     if (!d->offsite)
         return daemon_init_failed("the off-site uploader");
     backups_set_offsite(d->backups, offsite_has_backup, d->offsite);
+    backups_set_offsite_list(d->backups, offsite_backups, d->offsite);
     /* the WAL archive removes a segment only once it is off-site; the bucket's retention needs the
      * segment size the archive learns from the server */
     wal_set_may_go(d->wal, offsite_wal_may_go, d->offsite);
@@ -1012,6 +1013,7 @@ void daemon_stop(Daemon *d, int exit_code)
     }
     if (d->offsite) { /* before backups: `backups` asks it where a backup is */
         backups_set_offsite(d->backups, NULL, NULL);
+        backups_set_offsite_list(d->backups, NULL, NULL);
         if (d->wal)
             wal_set_may_go(d->wal, NULL, NULL);
         offsite_set_wal_segment_size(d->offsite, NULL, NULL);

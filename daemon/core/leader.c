@@ -21,7 +21,7 @@
 #include "log.h"
 
 typedef enum { LS_OFF = 0, LS_FOLLOWER, LS_LEADER, LS_HOLD } LeaderState;
-typedef enum { LR_RANGE, LR_GRANT, LR_CREATE, LR_KEEPALIVE, LR_REVOKE, LR_PUT } LeaderReqKind;
+typedef enum { LR_RANGE, LR_GRANT, LR_CREATE, LR_KEEPALIVE, LR_REVOKE, LR_PUT, LR_GET } LeaderReqKind;
 
 typedef struct LeaderReq LeaderReq;
 struct LeaderReq {
@@ -30,6 +30,7 @@ struct LeaderReq {
     uint64_t id;
     uint64_t sent_us;
     LeaderDoneFn done;
+    LeaderGotFn got; /* LR_GET */
     void *data;
     LeaderReq *next;
 };
@@ -327,7 +328,8 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
     char msg[256] = "";
     int r = err;
     static const char *const what[] = {"reading the leader key", "granting a lease", "campaigning",
-                                       "renewing the lease", "revoking the lease", "writing state to etcd"};
+                                       "renewing the lease", "revoking the lease", "writing state to etcd",
+                                       "reading state from etcd"};
 
     if (r == 0 && resp->status != 200) {
         /* the gateway's errors come as JSON with a non-200 status: read its message */
@@ -454,6 +456,15 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
             q->done(r, r < 0 ? msg : "written", q->data);
         return;
     }
+    case LR_GET: {
+        EtcdKv kv = {0};
+        if (r == 0)
+            r = etcdgw_parse_range(resp->body, resp->body_len, &kv, NULL, msg, sizeof(msg));
+        q->got(r, r == 0 && kv.found ? kv.value : NULL, r < 0 ? msg : "read", q->data);
+        if (r == 0)
+            etcdgw_kv_done(&kv);
+        return;
+    }
     }
 }
 
@@ -469,7 +480,9 @@ static void leader_on_answer(int err, const HttpResponse *resp, const char *errm
     if (l->closing) {
         if (q->done)
             q->done(DR_ECANCELED, "the daemon is stopping", q->data);
-        if (q->kind != LR_PUT && q->kind != LR_REVOKE)
+        if (q->got)
+            q->got(DR_ECANCELED, NULL, "the daemon is stopping", q->data);
+        if (q->kind != LR_PUT && q->kind != LR_REVOKE && q->kind != LR_GET)
             l->busy = false;
     } else {
         leader_handle(l, q, err, resp, errmsg);
@@ -546,6 +559,24 @@ void leader_put_state(Leader *l, const char *name, const char *value, LeaderDone
     free(key);
     if (r < 0)
         done(r, err_str(r), data);
+}
+
+void leader_get_state(Leader *l, const char *name, LeaderGotFn got, void *data)
+{
+    char *key = NULL;
+    if (!leader_enabled(l)) {
+        got(0, NULL, "no high availability", data);
+        return;
+    }
+    int r = asprintf(&key, "%s%s", l->prefix, name) < 0 ? -ENOMEM : 0;
+    if (r == 0)
+        r = leader_post(l, LR_GET, "v3/kv/range", etcdgw_range_body(key), NULL, data);
+    free(key);
+    if (r < 0) {
+        got(r, NULL, err_str(r), data);
+        return;
+    }
+    l->reqs->got = got; /* leader_post put it first */
 }
 
 void leader_step_down(Leader *l, LeaderDoneFn done, void *data)

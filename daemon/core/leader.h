@@ -4,8 +4,9 @@
  * Owns the etcd lease and the leader key PREFIX/leader (through etcd 3.4's JSON gateway on
  * lib/httpc, never blocking), the follower's polling of that key, the leader's keep-alives, the
  * step-down on its own monotonic clock when it has not renewed within the TTL, the planned
- * hand-over (drctl step-down), the fencing token (the leader key's create revision) and the
- * guarded writes of state under the prefix (the halt state, written before a halt goes out).
+ * hand-over (drctl step-down), the fencing token (the leader key's create revision), the guarded
+ * writes of state under the prefix (the halt state, written before a halt goes out) and its reads
+ * (the halt state read back by a new leader).
  *
  * Without an `ha:` section the daemon is alone and always acts: leader_acting() is true and the
  * token is 0. Every function takes a NULL Leader as "no high availability".
@@ -54,6 +55,10 @@ json_t *leader_status_json(const Leader *l);
 /* Write PREFIX/name = value in etcd, only while this daemon's leader key stands (guarded by its
  * create revision). done(0) at once without ha; DR_ENOTLEADER when not acting or deposed. */
 void leader_put_state(Leader *l, const char *name, const char *value, LeaderDoneFn done, void *data);
+/* Read PREFIX/name from etcd (any role): got(0, value or NULL when absent, ...) or got(<0, NULL,
+ * message). got(0, NULL) at once without ha. */
+typedef void (*LeaderGotFn)(int result, const char *value, const char *message, void *data);
+void leader_get_state(Leader *l, const char *name, LeaderGotFn got, void *data);
 /* Planned hand-over: stop acting, revoke the lease (which deletes the key), hold off campaigning
  * for ha.step_down_hold. DR_ENOTLEADER when not the leader. */
 void leader_step_down(Leader *l, LeaderDoneFn done, void *data);

@@ -8,7 +8,8 @@
  * plan from the bucket before any run starts (the newest verified base backup whose manifest is
  * there and the WAL after it, continuous: refused with the reason otherwise), halt trading (the
  * venue, confirmed, else the out-of-band halt: app_crash's, with this section's copy of its
- * keys), download the base backup in ranges and verify it as it arrives (every chunk
+ * keys), restore the lost host's state files from the bucket into state_dir/history (its catalog
+ * first), download the base backup in ranges and verify it as it arrives (every chunk
  * authenticated with the key, the SHA-256 against the manifest; spooled encrypted, never as
  * plaintext), unpack it into the configured empty data directory (the base backup is the
  * cluster: no initdb; 0700, its owner the server's user), fetch and verify every WAL file after
@@ -19,7 +20,9 @@
  * after the recovery point replayed), resume in shadow, wait for an operator's approval (always:
  * new hardware), live, watch.
  *
- * What the run decided is in its context (journaled) besides point_in_time's: "download" {name,
+ * What the run decided is in its context (journaled) besides point_in_time's: "state" {directory,
+ * files, bytes, catalog_backups} (restore_state_files: the lost host's state files from the
+ * bucket, complete_disaster_state.c), "download" {name,
  * bytes, ranges, chunks, sha256, ms}, "restore" {data_directory, uid, gid, bytes, ms}, "wal" (with
  * downloaded_bytes, newest_file, newest_archived_ms, ms). The report has the RTO, the RPO
  * (detection minus the newest archived point recovered), the bytes downloaded and where the time
@@ -45,6 +48,7 @@ enum {
     DETECTED,
     PLANNED,
     HALTED,
+    STATE_RESTORED,
     DOWNLOADED,
     RESTORED,
     STAGED,
@@ -560,6 +564,7 @@ static const FsmState cd_states[N_STATES] = {
     [DETECTED] = {"requested", FSM_STATE_ACTIVE},
     [PLANNED] = {"planned", FSM_STATE_ACTIVE},
     [HALTED] = {"halted", FSM_STATE_ACTIVE},
+    [STATE_RESTORED] = {"state_restored", FSM_STATE_ACTIVE},
     [DOWNLOADED] = {"base_backup_downloaded", FSM_STATE_ACTIVE},
     [RESTORED] = {"base_backup_restored", FSM_STATE_ACTIVE},
     [STAGED] = {"wal_staged", FSM_STATE_ACTIVE},
@@ -587,7 +592,10 @@ static const FsmRow cd_rows[] = {
      pitr__step_plan_recovery, NULL, NULL, NULL, 60000, 1, true, FSM_GATE_NONE, NOT_POSSIBLE},
     {PLANNED, HALTED, "halt_trading", "trading is halted: the venue confirms it, or the out-of-band halt ran",
      step_halt, NULL, plan_halt, scn_cancel, 150000, 2, true, FSM_GATE_NONE, STAYED_HALTED},
-    {HALTED, DOWNLOADED, "download_base_backup", "the base backup is downloaded from the bucket and verified",
+    {HALTED, STATE_RESTORED, "restore_state_files", "the lost host's state files (its catalog first) are in "
+     "state_dir/history", cd__step_restore_state, NULL, cd__plan_restore_state, scn_cancel, 600000, 3, true,
+     FSM_GATE_NONE, STAYED_HALTED},
+    {STATE_RESTORED, DOWNLOADED, "download_base_backup", "the base backup is downloaded from the bucket and verified",
      step_download, NULL, plan_download, scn_cancel, 6u * 3600u * 1000u, 3, true, FSM_GATE_NONE, STAYED_HALTED},
     {DOWNLOADED, RESTORED, "restore_base_backup", "the base backup is unpacked into the empty data directory",
      step_restore, NULL, plan_restore, scn_cancel, 6u * 3600u * 1000u, 2, true, FSM_GATE_NONE, STAYED_HALTED},
@@ -635,7 +643,8 @@ static int64_t cd_restore_point_ms(const ScnRun *run)
 
 static void cd_report_extras(const ScnRun *run, json_t *rep)
 {
-    static const char *const keys[] = {"plan", "kill_switch", "download", "restore", "wal", "promotion", "validation"};
+    static const char *const keys[] = {"plan", "kill_switch", "state", "download", "restore", "wal", "promotion",
+                                       "validation"};
     json_t *p = json_object();
     char at[40] = "";
     if (!p)

@@ -87,8 +87,8 @@ static void cd_get_answer(int err, const HttpResponse *resp, const char *errmsg,
     done(0, resp, "", d);
 }
 
-int cd__get(Core *core, uint64_t timeout_ms, bool wal, const char *name, uint64_t from, uint64_t len, size_t max,
-            CdGetFn done, void *data, uint64_t *http_id, char *msg, size_t msglen)
+static int cd_get_sub(Core *core, uint64_t timeout_ms, const char *sub, const char *name, uint64_t from,
+                      uint64_t len, size_t max, CdGetFn done, void *data, uint64_t *http_id, char *msg, size_t msglen)
 {
     const ConfigOffsite *o = &core->cfg->offsite;
     char range[64];
@@ -99,12 +99,54 @@ int cd__get(Core *core, uint64_t timeout_ms, bool wal, const char *name, uint64_
     }
     g->done = done;
     g->data = data;
-    snprintf(g->key, sizeof(g->key), "%s%s/%s", o->prefix ? o->prefix : "", wal ? "wal" : "backups", name);
+    snprintf(g->key, sizeof(g->key), "%s%s/%s", o->prefix ? o->prefix : "", sub, name);
     snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)from, (unsigned long long)(from + len - 1));
     int r = cd_send(core, timeout_ms, g->key, NULL, 0, len ? range : NULL, max, cd_get_answer, g, http_id, msg, msglen);
     if (r < 0)
         free(g);
     return r;
+}
+
+int cd__get(Core *core, uint64_t timeout_ms, bool wal, const char *name, uint64_t from, uint64_t len, size_t max,
+            CdGetFn done, void *data, uint64_t *http_id, char *msg, size_t msglen)
+{
+    return cd_get_sub(core, timeout_ms, wal ? "wal" : "backups", name, from, len, max, done, data, http_id, msg,
+                      msglen);
+}
+
+int cd__get_state(Core *core, uint64_t timeout_ms, const char *name, size_t max, CdGetFn done, void *data,
+                  uint64_t *http_id, char *msg, size_t msglen)
+{
+    return cd_get_sub(core, timeout_ms, "state", name, 0, 0, max, done, data, http_id, msg, msglen);
+}
+
+/* ---- listings ---- */
+
+static void cd_list_keys(const HttpResponse *resp, const char *strip, json_t *out);
+
+int cd__list_page(Core *core, uint64_t timeout_ms, const char *sub, const char *token, CdGetFn done, void *data,
+                  uint64_t *http_id, char *msg, size_t msglen)
+{
+    const ConfigOffsite *o = &core->cfg->offsite;
+    char prefix[1100];
+    snprintf(prefix, sizeof(prefix), "%s%s/", o->prefix ? o->prefix : "", sub);
+    SigV4Pair q[3] = {{"list-type", "2"}, {"prefix", prefix}, {"continuation-token", token}};
+    return cd_send(core, timeout_ms, "", q, token[0] ? 3 : 2, NULL, CD_LIST_MAX, done, data, http_id, msg, msglen);
+}
+
+bool cd__list_names(const Core *core, const HttpResponse *resp, const char *sub, json_t *out, char *token, size_t n)
+{
+    const ConfigOffsite *o = &core->cfg->offsite;
+    char strip[1100], trunc[16] = "";
+    if (resp->status < 200 || resp->status >= 300 || s3req_is_error(resp->body, resp->body_len))
+        return false;
+    snprintf(strip, sizeof(strip), "%s%s/", o->prefix ? o->prefix : "", sub);
+    cd_list_keys(resp, strip, out);
+    s3req_xml_text(resp->body, resp->body_len, "IsTruncated", trunc, sizeof(trunc));
+    token[0] = '\0';
+    if (strcmp(trunc, "true") != 0 || s3req_xml_text(resp->body, resp->body_len, "NextContinuationToken", token, n) != 0)
+        token[0] = '\0';
+    return true;
 }
 
 /* ---- the plan ---- */

@@ -50,6 +50,25 @@ typedef void (*CdGetFn)(int err, const HttpResponse *resp, const char *errmsg, v
 int cd__get(Core *core, uint64_t timeout_ms, bool wal, const char *name, uint64_t from, uint64_t len, size_t max,
             CdGetFn done, void *data, uint64_t *http_id, char *msg, size_t msglen);
 
+/* GET <prefix>state/name (the whole object, at most max bytes), as cd__get. */
+int cd__get_state(Core *core, uint64_t timeout_ms, const char *name, size_t max, CdGetFn done, void *data,
+                  uint64_t *http_id, char *msg, size_t msglen);
+/* One ListObjectsV2 page of <prefix>sub/ (token "" for the first); done with the answer (its status
+ * unchecked: cd__list_names checks it). 0 or <0 with msg. */
+int cd__list_page(Core *core, uint64_t timeout_ms, const char *sub, const char *token, CdGetFn done, void *data,
+                  uint64_t *http_id, char *msg, size_t msglen);
+/* A page's names under <prefix>sub/ (no deeper ones) appended to out, token the next page's ("" for
+ * the last); false when the answer is an S3 error. */
+bool cd__list_names(const Core *core, const HttpResponse *resp, const char *sub, json_t *out, char *token, size_t n);
+
+/* ---- complete_disaster_state.c: restore_state_files ---- */
+
+/* The step: every object under <prefix>state/ (the lost host's catalog first, then primary.json,
+ * the audit log and head, the incident reports) written into state_dir/history/; the run's context
+ * "state" {directory, files, bytes, catalog_backups}. And its dry-run plan. */
+void cd__step_restore_state(FsmCall *call, void *ctx, FsmDone done);
+void cd__plan_restore_state(FsmCall *call, void *ctx, FsmDone done);
+
 /* The plan from the bucket: the newest verified base backup (its manifest) and the WAL after it,
  * in wal_plan's form plus what to fetch: {ok, why, base_backup {name, finished_at, start_lsn,
  * stop_lsn, file_size_bytes, sha256, key_id}, wal {from_segment, to_segment, segments,

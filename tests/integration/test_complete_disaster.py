@@ -129,12 +129,15 @@ def test_complete_disaster_from_the_bucket(world):
 
     def uploaded():
         objs = env.s3.objects("drsup")
+        cat = objs.get("prod/state/catalog.json")
         return (("prod/backups/%s.manifest.json" % base) in objs and any(k.startswith(last) for k in objs) and
-                not offsite_status(d)["queued"])
+                cat is not None and base in [m["file"] for m in json.loads(cat[0])["backups"]] and
+                "prod/state/audit.log" in objs and not offsite_status(d)["queued"])
     try:
         wait_until(uploaded, timeout=30, what="the base backup and the WAL in the bucket")
     except TimeoutError as e:
         raise AssertionError("%s\n%s\n%s" % (e, sorted(env.s3.objects("drsup")), offsite_status(d)))
+    lost_audit = env.s3.objects("drsup")["prod/state/audit.log"][0]
     destroy_primary(env)
 
     r = Daemon(env.dir, env.recovery_config("empty"), name="recovery")
@@ -186,4 +189,17 @@ def test_complete_disaster_from_the_bucket(world):
     assert cd["state_files"]["restored"] is False
     assert cd["recovered_to_ms"] > 0 and rep["rpo_ms"] is not None and rep["rpo_ms"] >= 0, (cd, rep["rpo_ms"])
     assert not [n for n in os.listdir(os.path.dirname(env.pg.datadir)) if n.startswith("disaster-")]
+    # the lost host's state files, the catalog first, in state_dir/history; the recovery host's own
+    # audit log stays its own, and it did not replace the lost host's copy in the bucket
+    assert cd["state"]["files"][0] == "catalog.json" and "audit.log" in cd["state"]["files"], cd["state"]
+    assert cd["state"]["catalog_backups"] >= 1, cd["state"]
+    hist = os.path.join(r.state_dir, "history")
+    with open(os.path.join(hist, "catalog.json")) as f:
+        assert base in [m["file"] for m in json.load(f)["backups"]]
+    with open(os.path.join(hist, "audit.log"), "rb") as f:
+        assert f.read() == lost_audit
+    assert not [n for n in os.listdir(hist) if "key" in n or n == "offsite.json"], os.listdir(hist)
+    with open(os.path.join(r.state_dir, "audit.log"), "rb") as f:
+        assert f.read() != lost_audit
+    assert env.s3.objects("drsup")["prod/state/audit.log"][0] == lost_audit
     r.stop()

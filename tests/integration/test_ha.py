@@ -3,7 +3,9 @@ Supervisor high availability on etcd (docs/ha.md): a real three-member etcd clus
 two daemons with the same configuration but their own node names and sockets, sharing state_dir.
 One leads, the other follows; kill -9 of the leader hands over within TTL + one poll; the venue
 double records the fencing token of every action (never a follower's, tokens only increase); a
-planned step-down hands over; a leader cut off from etcd stops acting within the TTL.
+planned step-down hands over; a leader cut off from etcd stops acting within the TTL; a follower
+does not page, a command venue action gets the token in DRSUP_FENCING_TOKEN, and a new leader
+finding halted=true in etcd stays halted whatever the shared halt.json says.
 """
 import base64
 import json
@@ -248,3 +250,59 @@ def test_a_former_leader_restarts_after_its_hold(tmp_path, daemons, etcd, venue)
     wait_until(lambda: a.proc.poll() is not None, timeout=5, what="n1 exits after its hold")
     assert a.stop(expect=75) == 75
     assert "restarting to campaign again" in a.log()
+
+
+HALT_COMMAND = r'''
+import os, sys, urllib.request
+token = os.environ.get("DRSUP_FENCING_TOKEN")
+req = urllib.request.Request(sys.argv[1], data=b"{}", method="POST",
+                             headers={"X-Drsup-Fencing-Token": token} if token else {})
+print(urllib.request.urlopen(req, timeout=2).read().decode())
+'''
+
+
+def test_follower_duties(tmp_path, daemons, etcd, venue, rx):
+    """A follower does not page (the leader does); a command venue action carries the fencing token
+    in DRSUP_FENCING_TOKEN; a new leader that finds halted=true in etcd stays halted although the
+    shared halt.json says otherwise."""
+    script = os.path.join(str(tmp_path), "halt-command.py")
+    with open(script, "w") as f:
+        f.write(HALT_COMMAND)
+    a, b = pair(tmp_path, daemons, etcd, venue, "/t6/")
+    for d, node in ((a, "n1"), (b, "n2")):
+        d.config["venue"]["halt"] = {"command": ["/usr/bin/python3", script, venue.url + "/halt"]}
+        d.config["alerts"] = {"source": node, "webhook": {"url": rx.url("/hook")}, "group_window": "100ms",
+                              "retry": {"base": "100ms", "cap": "400ms"},
+                              "routes": [{"match": {"min_severity": "warning"}, "channels": ["webhook"]}]}
+        d.write_config()
+    a.start()
+    wait_until(lambda: leader(a)["acting"], timeout=10, what="n1 leads")
+    b.start()
+    wait_until(lambda: leader(b).get("leader") == "n1", timeout=10, what="n2 follows")
+    token = leader(a)["token"]
+    assert a.ctl("halt", "--reason", "operator").returncode == 0
+    # the command's halt reached the platform with the token from its environment
+    assert [t for path, t in venue.tokens if path == "/halt"] == [str(token)], venue.tokens
+    assert etcd_get(etcd, "/t6/halt")["halted"] is True
+
+    def sources():
+        return {(r.json or {}).get("source") for r in rx.requests if r.path == "/hook"}
+    wait_until(lambda: "n1" in sources(), timeout=10, what="the leader pages")
+    # both probe the same dead database: the follower's events are not routed (counted), never sent
+    wait_until(lambda: b.ctl_json("alerts")["follower_skipped"] > 0, timeout=10, what="the follower skips events")
+    assert "n2" not in sources(), sources()
+
+    # the shared halt.json goes stale (says live); etcd still says halted: the new leader stays halted
+    a.kill9()
+    with open(os.path.join(a.config["state_dir"], "halt.json"), "w") as f:
+        json.dump({"halted": False}, f)
+    venue.mode = "live"
+    wait_until(lambda: leader(b)["acting"], timeout=TTL + POLL + 5, what="n2 leads")
+    second = leader(b)["token"]
+    wait_until(lambda: str(second) in [t for path, t in venue.tokens if path == "/halt"], timeout=10,
+               what="the new leader re-asserts the halt found in etcd")
+    assert b.ctl_json("status")["trading"]["halted"] is True
+    assert "the halt state in etcd says halted" in b.log()
+    # the new leader pages now
+    wait_until(lambda: "n2" in sources(), timeout=10, what="the new leader pages")
+    b.stop()

@@ -180,6 +180,10 @@ def test_backup_and_wal_go_offsite(pgm, tmp_path, s3, made):
     listed = d.ctl_json("backups")["backups"]
     assert [b["location"] for b in listed if b["name"] in (name, base)] == ["both", "both"]
 
+    # the state files: the catalog (the manifests), the audit log and its head, never a key
+    sdir = d.config["state_dir"]
+    check_state(s3, sdir, [name, base])
+
     # a restart trusts the record: nothing is uploaded again
     d.stop()
     d.start()
@@ -188,7 +192,31 @@ def test_backup_and_wal_go_offsite(pgm, tmp_path, s3, made):
     wait_until(lambda: status(d)["queued"] == 0, timeout=10, what="queue empty after restart")
     after = [r for r in s3.requests if r[0] == "PUT" and "/prod/backups/" in r[1]]
     assert after == before, "the backup was uploaded again after a restart"
+    # a new backup changes the catalog: the bucket's copy is replaced (a PUT over the same key)
+    third = wait_until(lambda: d.ctl_json("backup", "now", "--wait")["name"], timeout=5,
+                       what="a third backup (names have a one-second resolution)")
+    check_state(s3, sdir, [name, base, third])
     d.stop()  # a clean exit: every handle closed, no leak (SANITIZE=1)
+
+
+def check_state(s3, sdir, names):
+    """The bucket's state/ copy: the catalog names `names` and equals the local export, the audit
+    log and head equal the local ones (replaced as they change); no key ring, credential or record."""
+    def same():
+        objs = s3.objects("drsup")
+        for k, f in (("catalog.json", "offsite-catalog.json"), ("audit.log", "audit.log"), ("audit.head", "audit.head")):
+            if "prod/state/" + k not in objs or objs["prod/state/" + k][0] != local(os.path.join(sdir, f)):
+                return False
+        cat = json.loads(objs["prod/state/catalog.json"][0])
+        return set(names) <= {m["file"] for m in cat["backups"]}
+    try:
+        wait_until(same, timeout=20, what="the state files off-site, as they are locally")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s" % (e, sorted(s3.objects("drsup"))))
+    state = [k for k in s3.objects("drsup") if k.startswith("prod/state/")]
+    assert not [k for k in state if "key" in k or "offsite.json" in k or k.endswith((".ak", ".sk"))], state
+    assert s3.meta[("drsup", "prod/state/catalog.json")].get("x-amz-meta-sha256") == \
+        sha(local(os.path.join(sdir, "offsite-catalog.json")))
 
 
 def test_wrong_secret_pages_then_recovers(pgm, tmp_path, s3, made):

@@ -9,7 +9,9 @@ copy (docs/offsite.md), with the real daemon, PostgreSQL 15 and the strict S3 te
   after its start and the only logical backup stay; offsite-status says what was removed and kept.
 - A WAL segment that local retention no longer needs (its base backup deleted by backup.retention)
   but that is not off-site yet (every S3 request failing) stays on the disk, wal-status counts it
-  held for the off-site copy; once uploads succeed it goes up and then is removed locally.
+  held for the off-site copy; once uploads succeed it goes up and then is removed locally. The
+  first base backup, removed locally by backup.retention, is listed by `drctl backups` with location
+  offsite (and in --json), and `drctl verify --offsite` verifies it.
 """
 import json
 import os
@@ -147,7 +149,7 @@ def test_local_wal_waits_for_the_offsite_copy(pgm, tmp_path, s3):
         wait_streaming(d)
         bdir = d.config["backup"]["directory"]
         wdir = os.path.join(bdir, "wal")
-        base_backup(d)
+        b1 = base_backup(d)
         t_b1 = time.time()
         write_rows(pgm, 2000, "hold1", switch=True)
         up = lambda n: "prod/wal/" + n in s3.objects("drsup")  # noqa: E731
@@ -189,6 +191,16 @@ def test_local_wal_waits_for_the_offsite_copy(pgm, tmp_path, s3):
             raise explain(d, e, d.ctl_json("wal-status"), segments(wdir), held)
         wait_until(lambda: d.ctl_json("wal-status").get("held_for_offsite") == 0, timeout=10,
                    what="nothing held any more")
+        # the first base backup, gone from this host but in the bucket: listed as offsite, verifiable
+        assert not os.path.exists(os.path.join(bdir, b1))
+        listed = {b["name"]: b for b in d.ctl_json("backups")["backups"]}
+        assert listed[b1]["location"] == "offsite" and listed[b1]["kind"] == "physical", listed.get(b1)
+        assert listed[b1]["verified"] and listed[b1]["file_size_bytes"] > 0 and listed[b1]["started_at"], listed[b1]
+        assert listed[b2]["location"] == "both", listed[b2]
+        assert [n for n in listed].index(b1) < [n for n in listed].index(b2)
+        assert b1 in d.ctl("backups").stdout and " offsite" in d.ctl("backups").stdout
+        v = d.ctl_json("verify", "--offsite", b1)
+        assert v["offsite"] and v["chunks"] > 0, v
         d.stop()
     finally:
         d.cleanup()

@@ -27,7 +27,10 @@ static void drctl_print_backups(const json_t *r)
            "TEST-RESTORED", "LOCATION");
     json_array_foreach(json_object_get(r, "backups"), i, b) {
         drctl_size(drctl_int(b, "file_size_bytes"), size, sizeof(size));
-        snprintf(dur, sizeof(dur), "%.1fs", (double)drctl_int(b, "duration_ms") / 1000.0);
+        if (json_object_get(b, "duration_ms"))
+            snprintf(dur, sizeof(dur), "%.1fs", (double)drctl_int(b, "duration_ms") / 1000.0);
+        else
+            snprintf(dur, sizeof(dur), "-"); /* only off-site: the record has no duration */
         printf("%-52s %-8s %-20s %10s %9s %-8s %-13s %s\n", drctl_str(b, "name", "?"), drctl_str(b, "kind", "logical"),
                drctl_str(b, "started_at", "?"), size, dur, json_is_true(json_object_get(b, "verified")) ? "yes" : "NO",
                drctl_str(b, "restore_test", "skipped"), drctl_str(b, "location", "local"));
@@ -205,8 +208,9 @@ const OptCommand drctl_cmd_backups = {
     .name = "backups",
     .summary = "list backups (name, kind, time, size, duration, verified, test-restored, location)",
     .description = "The backup catalog (name, kind: logical or physical, start time, size, duration, verified, "
-                   "test-restored, and location: local, or both when the backup and its manifest are also in "
-                   "the repository.s3 bucket), recent failures, and what is running.",
+                   "test-restored, and location: local, both when the backup and its manifest are also in "
+                   "the repository.s3 bucket, or offsite when only the bucket still has it, removed here by "
+                   "backup.retention), recent failures, and what is running.",
     .data = &(const DrctlAction){.wire = "backups", .print = drctl_print_backups},
 };
 

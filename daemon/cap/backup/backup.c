@@ -317,6 +317,12 @@ json_t *backups_catalog(const Backups *b, bool *ret_scanned)
     return b ? json_deep_copy(b->catalog) : json_array();
 }
 
+void backups_set_offsite_list(Backups *b, BackupsOffsiteListFn fn, void *data)
+{
+    b->offsite_list_fn = fn;
+    b->offsite_list_data = data;
+}
+
 void backups_set_offsite(Backups *b, BackupsOffsiteFn fn, void *data)
 {
     b->offsite_fn = fn;

@@ -78,6 +78,12 @@ json_t *backups_catalog(const Backups *b, bool *ret_scanned);
  * wiring): `backups` then shows each one's location, "local" or "both". fn NULL: every one local. */
 typedef bool (*BackupsOffsiteFn)(const char *file, void *data);
 void backups_set_offsite(Backups *b, BackupsOffsiteFn fn, void *data);
+/* Who lists the backups that are in the bucket (the off-site uploader's record): a new array of
+ * {name, kind, started_at, file_size_bytes, verified, location: "offsite"}, NULL on OOM. `backups`
+ * adds the ones the local catalog no longer has (removed by backup.retention), oldest first, before
+ * the local ones. fn NULL: none. */
+typedef json_t *(*BackupsOffsiteListFn)(void *data);
+void backups_set_offsite_list(Backups *b, BackupsOffsiteListFn fn, void *data);
 /* Load the configured key (backup.key_file or backup.key_credential), for the WAL archive that
  * completes the backups (a rotation of the backup key does not change the archive's key). 0, or
  * DR_EKEY with err. Blocking: thread pool only. */

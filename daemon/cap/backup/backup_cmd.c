@@ -178,6 +178,24 @@ static void backups_cmd_list(CtlCall *call, const json_t *args, void *data)
         json_decref(fails);
         return;
     }
+    /* the bucket's backups the local catalog no longer has (removed by backup.retention) */
+    json_t *remote = b->offsite_list_fn ? b->offsite_list_fn(b->offsite_list_data) : NULL;
+    json_array_foreach(remote, i, m) {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        bool here = false;
+        size_t k;
+        json_t *lm;
+        json_array_foreach(b->catalog, k, lm) {
+            const char *file = json_string_value(json_object_get(lm, "file"));
+            if (name && file && !strcmp(name, file)) {
+                here = true;
+                break;
+            }
+        }
+        if (!here)
+            json_array_append(list, m);
+    }
+    json_decref(remote);
     json_array_foreach(b->catalog, i, m) {
         json_t *sum = backups_summary(m);
         const char *file = json_string_value(json_object_get(m, "file"));

@@ -312,6 +312,8 @@ struct Backups {
     bool enabled;
     BackupsOffsiteFn offsite_fn; /* where a backup is (backups_set_offsite), or NULL */
     void *offsite_data;
+    BackupsOffsiteListFn offsite_list_fn; /* the bucket's backups (backups_set_offsite_list), or NULL */
+    void *offsite_list_data;
     ConfigBackup cfg;            /* conninfos as they follow the primary (backups_follow_primary) */
     PgConnFollow follow;
     char *cluster;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "cap/offsite/offsite_internal.h"
 #include "clock.h"
@@ -21,7 +22,7 @@
 #include "log.h"
 
 #define OFFSITE_TICK_MS 250
-static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete"};
+static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete", "state"};
 static const char *const offsite_phase_names[] = {"waiting", "hashing", "put", "create", "recording", "reading",
                                                   "part", "hashing", "complete", "head", "recording", "abort",
                                                   "recording", "delete"};
@@ -290,7 +291,26 @@ void offsite__key(const Offsite *o, bool wal, const char *name, char *out, size_
 
 static void offsite_key(const Offsite *o, OffsiteKind kind, const char *name, char *out, size_t n)
 {
-    offsite__key(o, kind == OFS_WAL, name, out, n);
+    if (kind == OFS_STATE)
+        snprintf(out, n, "%sstate/%s", o->cfg.prefix ? o->cfg.prefix : "", name);
+    else
+        offsite__key(o, kind == OFS_WAL, name, out, n);
+}
+
+/* The state files go up once this host has a backup of its own in the bucket: a fresh recovery
+ * host pointed at the bucket must not replace the lost host's state (its history) with its own
+ * empty one before complete_disaster has restored it. */
+static bool offsite_state_may_go(const Offsite *o)
+{
+    char pfx[600];
+    const char *k;
+    json_t *v;
+    snprintf(pfx, sizeof(pfx), "%sbackups/", o->cfg.prefix ? o->cfg.prefix : "");
+    json_object_foreach(o->objects, k, v) {
+        if (!strncmp(k, pfx, strlen(pfx)))
+            return true;
+    }
+    return false;
 }
 
 static void offsite_scanned(OffsiteJob *j)
@@ -320,7 +340,13 @@ static void offsite_scanned(OffsiteJob *j)
         json_object_set_new(local, key, json_true());
         if (kind == OFS_WAL)
             json_object_set_new(local_wal, key, json_true());
-        if ((rec = json_object_get(o->objects, key)) != NULL) {
+        if (kind == OFS_STATE && (rec = json_object_get(o->objects, key)) != NULL) {
+            const char *sha = json_string_value(json_object_get(f, "sha256"));
+            const char *was = json_string_value(json_object_get(rec, "sha256"));
+            if (sha && was && !strcmp(sha, was))
+                continue; /* the bucket has these bytes */
+            rec = NULL;   /* changed: replaced (a PUT replaces the object whole) */
+        } else if ((rec = json_object_get(o->objects, key)) != NULL) {
             if (meta && !json_object_get(rec, "kind")) { /* recorded before retention knew kinds */
                 json_object_update(rec, meta);
                 pruned = true;
@@ -386,8 +412,15 @@ static void offsite_start_scan(Offsite *o)
         return;
     }
     OffsiteJob *j = offsite__job_new(o, OJ_SCAN, offsite_scanned);
-    if (!j || !(j->path = strdup(o->backup_dir)) || (o->wal_dir && !(j->path2 = strdup(o->wal_dir)))) {
+    bool state = o->state_dir && offsite_state_may_go(o);
+    if (!j || !(j->path = strdup(o->backup_dir)) || (o->wal_dir && !(j->path2 = strdup(o->wal_dir))) ||
+        (state && !(j->state_dir = strdup(o->state_dir))) ||
+        (state && o->node_dir && !(j->node_dir = strdup(o->node_dir)))) {
         json_decref(cat);
+        if (j) {
+            free(j->path2);
+            free(j->state_dir);
+        }
         if (j) {
             free(j->path);
             free(j);
@@ -522,6 +555,57 @@ bool offsite_has_backup(const char *file, void *data)
         return false;
     snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", BACKUP_MANIFEST_SUFFIX);
     return json_object_get(o->objects, key) != NULL;
+}
+
+static int offsite_started_cmp(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "started_at"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "started_at"));
+    int c = strcmp(x ? x : "", y ? y : "");
+    return c ? c : strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                          json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
+json_t *offsite_backups(void *data)
+{
+    Offsite *o = data;
+    json_t *out = json_array(), *v;
+    char pfx[600], mkey[1200], at[64];
+    const char *k;
+    size_t sl = strlen(BACKUP_MANIFEST_SUFFIX);
+    if (!out || !o || !o->cfg.enabled || !o->loaded)
+        return out;
+    snprintf(pfx, sizeof(pfx), "%sbackups/", o->cfg.prefix ? o->cfg.prefix : "");
+    json_object_foreach(o->objects, k, v) {
+        size_t kl = strlen(k);
+        if (strncmp(k, pfx, strlen(pfx)) != 0 || (kl > sl && !strcmp(k + kl - sl, BACKUP_MANIFEST_SUFFIX)))
+            continue;
+        snprintf(mkey, sizeof(mkey), "%s%s", k, BACKUP_MANIFEST_SUFFIX);
+        if (!json_object_get(o->objects, mkey))
+            continue; /* its manifest is not up (yet): not restorable from the bucket */
+        const char *kind = json_string_value(json_object_get(v, "kind"));
+        time_t started = (time_t)json_integer_value(json_object_get(v, "started_s"));
+        struct tm tm;
+        at[0] = '\0';
+        if (started > 0 && gmtime_r(&started, &tm))
+            strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_array_append_new(out, json_pack("{s:s,s:s,s:s?,s:O?,s:b,s:s}", "name", k + strlen(pfx), "kind",
+                                             kind ? kind : "logical", "started_at", at[0] ? at : NULL,
+                                             "file_size_bytes", json_object_get(v, "size"), "verified", 1,
+                                             "location", "offsite"));
+    }
+    size_t n = json_array_size(out), i;
+    json_t **items = calloc(n + 1, sizeof(*items));
+    if (!items)
+        return out;
+    for (i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(out, i));
+    qsort(items, n, sizeof(*items), offsite_started_cmp);
+    json_array_clear(out);
+    for (i = 0; i < n; i++)
+        json_array_append_new(out, items[i]);
+    free(items);
+    return out;
 }
 
 bool offsite_wal_may_go(const char *file, void *data)
@@ -671,7 +755,11 @@ int offsite_apply_config(Offsite *o, const Config *cfg)
     free(o->cluster);
     free(o->backup_dir);
     free(o->wal_dir);
+    free(o->state_dir);
+    free(o->node_dir);
     free(o->state_path);
+    o->state_dir = cfg->state_dir && o->cfg.state ? strdup(cfg->state_dir) : NULL;
+    o->node_dir = cfg->node_dir && o->cfg.state ? strdup(cfg->node_dir) : NULL;
     snprintf(path, sizeof(path), "%s/offsite.json", cfg->state_dir);
     o->cluster = strdup(cfg->cluster ? cfg->cluster : "main");
     o->backup_dir = cfg->backup.directory ? strdup(cfg->backup.directory) : NULL;
@@ -727,6 +815,8 @@ static void offsite_free(Offsite *o)
     free(o->cluster);
     free(o->backup_dir);
     free(o->wal_dir);
+    free(o->state_dir);
+    free(o->node_dir);
     free(o->state_path);
     void (*cb)(void *) = o->closed_cb;
     void *data = o->closed_data;

@@ -32,6 +32,10 @@ Offsite *offsite_new(Core *core, Backups *backups);
 int offsite_apply_config(Offsite *o, const Config *cfg);
 /* Whether the backup file `file` is off-site (uploaded and checked, with its manifest). Loop. */
 bool offsite_has_backup(const char *file, void *offsite);
+/* The backups in the bucket (uploaded and checked, with their manifests), from the record, oldest
+ * first: a new array of {name, kind, started_at, file_size_bytes, verified, location "offsite"}
+ * (see BackupsOffsiteListFn); empty while the record is not read. Loop. */
+json_t *offsite_backups(void *offsite);
 /* The WAL archive's question before its retention removes `file` (a file name of the archive): may
  * it go? True when it is off-site (recorded, or already taken out by the bucket's retention) or
  * when the WAL archive is not copied off-site; false while it is not, or the record is not read. */

@@ -14,7 +14,9 @@
 #include "cap/offsite/offsite.h"
 #include "s3req.h"
 
-typedef enum { OFS_BACKUP = 0, OFS_MANIFEST, OFS_WAL, OFS_ABORT, OFS_DELETE } OffsiteKind;
+/* OFS_STATE: one of the daemon's non-secret state files (the catalog, primary.json, the audit log,
+ * incident reports) under PREFIXstate/, replaced whenever its SHA-256 changes (never the keys). */
+typedef enum { OFS_BACKUP = 0, OFS_MANIFEST, OFS_WAL, OFS_ABORT, OFS_DELETE, OFS_STATE } OffsiteKind;
 
 /* Where a task is. The HTTP phases are re-entered after a retryable failure. */
 typedef enum {
@@ -71,6 +73,7 @@ struct Offsite {
     ConfigOffsite cfg;       /* own copy (keys included, wiped at free) */
     char *cluster;
     char *backup_dir, *wal_dir;
+    char *state_dir, *node_dir; /* the state files copied under PREFIXstate/ (node_dir: the audit log's) */
     char *state_path;
     S3Target target;
     uv_timer_t tick;
@@ -182,6 +185,7 @@ typedef struct OffsiteJob {
     void *arg;                        /* OJ_CALL: the caller's */
     /* in */
     char *path, *path2;      /* LOAD/SAVE: the record; SCAN: backup dir, wal dir (or NULL) */
+    char *state_dir, *node_dir; /* SCAN: where the state files are (NULL: not copied yet) */
     char *text;              /* SAVE: the JSON */
     json_t *catalog;         /* SCAN: the catalog's manifests */
     uint64_t offset, len, limit;
@@ -190,7 +194,7 @@ typedef struct OffsiteJob {
     /* out */
     int status;
     char err[400];
-    json_t *result;          /* LOAD: the record; SCAN: [{kind, name, path, born_ms}] */
+    json_t *result;          /* LOAD: the record; SCAN: [{kind, name, path, born_ms, sha256 (state files)}] */
     uint8_t *buf;
     size_t buf_len;
     uint64_t size;

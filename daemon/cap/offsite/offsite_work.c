@@ -2,8 +2,9 @@
  * offsite_work: the uploader's thread-pool jobs (see offsite_internal.h). Everything here that
  * touches a file or hashes runs on a pool thread and BLOCKS; the loop only sees the result in the
  * job's done callback. Jobs: load the record (a damaged one is set aside), save it (atomicfile),
- * scan the backup catalog's files and the WAL archive, hash a whole file (keeping its bytes when
- * they go up in one PUT), read and hash one part, hash a buffer.
+ * scan the backup catalog's files, the WAL archive and the state files (the catalog written out
+ * as state_dir/offsite-catalog.json first), hash a whole file (keeping its bytes when they go up in
+ * one PUT), read and hash one part, hash a buffer.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -169,6 +170,86 @@ static bool offsite_is_wal_file(const char *n)
     return strspn(n, "0123456789ABCDEF") >= 8; /* segments, a timeline's .partial, history files */
 }
 
+/* SHA-256 and size of a (small) state file; 0 or <0. */
+static int offsite_sha_file(const char *path, char sha[65], uint64_t *ret_size)
+{
+    unsigned char md[32];
+    unsigned mdlen = 0;
+    char *text = NULL;
+    size_t len = 0;
+    int r = atomicfile_read_all(path, OFFSITE_RECORD_MAX, &text, &len);
+    if (r < 0)
+        return r;
+    r = EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
+    free(text);
+    if (r == 0) {
+        offsite_hex(md, sha);
+        *ret_size = len;
+    }
+    return r;
+}
+
+static void offsite_scan_state_file(json_t *out, const char *name, const char *path)
+{
+    struct stat st;
+    char sha[65];
+    uint64_t size = 0;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || offsite_sha_file(path, sha, &size) < 0)
+        return; /* not there (yet), or changing under us: the next scan */
+    json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:I,s:s}", "kind", OFS_STATE, "name", name, "path", path,
+                                         "born_ms",
+                                         (json_int_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000,
+                                         "sha256", sha));
+}
+
+/* The catalog (the verified backups' manifests) written out for the bucket when it changed. */
+static void offsite_write_catalog(const json_t *catalog, const char *path)
+{
+    json_t *doc = json_pack("{s:i,s:O}", "version", 1, "backups", catalog);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL, *old = NULL;
+    size_t len = 0;
+    json_decref(doc);
+    if (!text)
+        return;
+    if (atomicfile_read_all(path, OFFSITE_RECORD_MAX, &old, &len) < 0 || len != strlen(text) ||
+        memcmp(old, text, len) != 0)
+        (void)atomicfile_write(path, text, strlen(text), 0600); /* failing: the next scan tries again, ignoring */
+    free(old);
+    free(text);
+}
+
+/* The state files: the catalog first, the recorded primary, the audit log and its head, the
+ * incident reports. Never the key ring, credentials or the upload record. */
+static void offsite_scan_state(OffsiteJob *j, json_t *out)
+{
+    char path[4400], name[600];
+    snprintf(path, sizeof(path), "%s/offsite-catalog.json", j->state_dir);
+    offsite_write_catalog(j->catalog, path);
+    offsite_scan_state_file(out, "catalog.json", path);
+    snprintf(path, sizeof(path), "%s/primary.json", j->state_dir);
+    offsite_scan_state_file(out, "primary.json", path);
+    if (j->node_dir) {
+        snprintf(path, sizeof(path), "%s/audit.log", j->node_dir);
+        offsite_scan_state_file(out, "audit.log", path);
+        snprintf(path, sizeof(path), "%s/audit.head", j->node_dir);
+        offsite_scan_state_file(out, "audit.head", path);
+    }
+    snprintf(path, sizeof(path), "%s/incidents", j->state_dir);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l > 400 ||
+            !((l > 5 && !strcmp(de->d_name + l - 5, ".json")) || (l > 4 && !strcmp(de->d_name + l - 4, ".txt"))))
+            continue;
+        snprintf(path, sizeof(path), "%s/incidents/%s", j->state_dir, de->d_name);
+        snprintf(name, sizeof(name), "incident-%s", de->d_name);
+        offsite_scan_state_file(out, name, path);
+    }
+    if (d)
+        closedir(d);
+}
+
 static void offsite_work_scan(OffsiteJob *j)
 {
     json_t *out = json_array();
@@ -221,6 +302,8 @@ static void offsite_work_scan(OffsiteJob *j)
         if (d)
             closedir(d);
     }
+    if (j->state_dir)
+        offsite_scan_state(j, out);
     j->result = out;
     j->status = 0;
 }
@@ -255,6 +338,8 @@ static void offsite_job_free(OffsiteJob *j)
 {
     free(j->path);
     free(j->path2);
+    free(j->state_dir);
+    free(j->node_dir);
     free(j->text);
     json_decref(j->catalog);
     json_decref(j->result);

@@ -239,8 +239,17 @@ int venue__action(Venue *v, VenueActionId id, const VenueWindow *w, VenueResultF
                 r = -ENOMEM;
         if (request)
             snprintf(request, request_len, "command %.280s", a->argv[0]);
+        /* high availability: the command carries the fencing token as the HTTP actions do */
+        char token_env[64];
+        const char *env[2] = {NULL, NULL};
+        if (acts && leader_enabled(v->core->leader)) {
+            snprintf(token_env, sizeof(token_env), "DRSUP_FENCING_TOKEN=%lld",
+                     (long long)leader_token(v->core->leader));
+            env[0] = token_env;
+        }
         if (r == 0) {
             ChildOptions opt = {.argv = (const char *const *)argv,
+                                .env = env[0] ? env : NULL,
                                 .stdin_mode = CHILD_STDIN_NULL,
                                 .stdout_mode = CHILD_STDOUT_CAPTURE,
                                 .stdout_limit = VENUE_MAX_ANSWER,
@@ -276,6 +285,29 @@ static void venue_persist_work(uv_work_t *req)
     p->result = atomicfile_write(p->path, p->json, strlen(p->json), 0640);
 }
 
+static void venue_on_state_in_etcd(int result, const char *message, void *data)
+{
+    Venue *v = data;
+    v->pending--;
+    if (result < 0 && result != DR_ECANCELED && result != DR_ENOTLEADER && !v->closing)
+        log_warning("venue", "cannot write the trading halt state to etcd, ignoring (a new leader stays halted on "
+                    "the older state there): %s", message);
+    venue_maybe_closed(v);
+}
+
+/* The halt state as etcd keeps it (PREFIX/halt): a new leader reads it back at takeover. */
+static void venue_state_to_etcd(Venue *v, LeaderDoneFn done)
+{
+    char *json = NULL;
+    json_t *j = json_pack("{s:b,s:s?,s:s?,s:I,s:I}", "halted", v->halted, "reason", v->reason, "run", v->run,
+                          "since_ms", (json_int_t)v->since_ms, "token", (json_int_t)leader_token(v->core->leader));
+    json = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    v->pending++;
+    leader_put_state(v->core->leader, "halt", json ? json : "{\"halted\":true}", done, v);
+    free(json);
+}
+
 static void venue_persist_done(uv_work_t *req, int status)
 {
     VenuePersist *p = req->data;
@@ -289,6 +321,8 @@ static void venue_persist_done(uv_work_t *req, int status)
                     "cannot persist the trading halt state to '%s': %s", p->path, err_str(p->result));
     if (p->then && !v->closing)
         p->then(v, p->result);
+    else if (!p->then && !v->closing && leader_enabled(v->core->leader) && leader_acting(v->core->leader))
+        venue_state_to_etcd(v, venue_on_state_in_etcd); /* a resume (halted false) or an update */
     free(p->path);
     free(p->json);
     free(p);
@@ -480,14 +514,7 @@ static void venue_after_halt_persisted(Venue *v, int result)
         return;
     }
     /* High availability: the halt state is in etcd (guarded by the leader key) before it goes out. */
-    char *json = NULL;
-    json_t *j = json_pack("{s:b,s:s?,s:s?,s:I,s:I}", "halted", v->halted, "reason", v->reason, "run", v->run,
-                          "since_ms", (json_int_t)v->since_ms, "token", (json_int_t)leader_token(v->core->leader));
-    json = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    v->pending++;
-    leader_put_state(v->core->leader, "halt", json ? json : "{\"halted\":true}", venue_on_halt_in_etcd, v);
-    free(json);
+    venue_state_to_etcd(v, venue_on_halt_in_etcd);
 }
 
 static void venue_halt_internal(Venue *v, const char *reason, const char *run, VenueDoneFn done, void *data,
@@ -817,14 +844,46 @@ int venue_apply_config(Venue *v, const Config *cfg)
     return 0;
 }
 
-/* The halt state read (r: atomicfile_read_all's result, data owned), taken in. */
-static int venue_take_state(Venue *v, const char *path, int r, char *data, size_t len)
+/* etcd's halt state (high availability, read at takeover) taken in: halted there means halted here,
+ * whatever the shared halt.json says (it may be stale, or lost). etcd_r < 0: not readable (fail
+ * closed: halted). */
+static void venue_take_etcd_state(Venue *v, int etcd_r, const char *etcd)
+{
+    json_t *j = etcd ? json_loads(etcd, 0, NULL) : NULL;
+    bool halted = etcd_r < 0 || (etcd && (!json_is_object(j) || !json_is_false(json_object_get(j, "halted"))));
+    if (halted && !v->halted) {
+        const char *reason = json_string_value(json_object_get(j, "reason"));
+        const char *run = json_string_value(json_object_get(j, "run"));
+        char why[600];
+        snprintf(why, sizeof(why), "%s%s", etcd_r < 0 ? "the halt state in etcd could not be read at takeover"
+                                                      : "halted in etcd",
+                 reason ? "" : " (no reason recorded)");
+        log_notice("venue", "the halt state in etcd says halted, the shared halt.json does not: staying halted (%s)",
+                   reason ? reason : why);
+        free(v->reason);
+        free(v->run);
+        v->reason = strdup(reason ? reason : why);
+        v->run = run ? strdup(run) : NULL;
+        v->since_ms = (int64_t)json_integer_value(json_object_get(j, "since_ms"));
+        v->requested_ms = v->since_ms ? v->since_ms : clock_wall_ms();
+        v->reconciled_ms = 0;
+        v->halted = true;
+    }
+    json_decref(j);
+}
+
+/* The halt state read (r: atomicfile_read_all's result, data owned), taken in; with etcd's (a new
+ * leader: etcd_r its read's result, etcd its value or NULL) when from_etcd. */
+static int venue_take_state(Venue *v, const char *path, int r, char *data, size_t len, bool from_etcd, int etcd_r,
+                            const char *etcd)
 {
     json_error_t jerr;
 
-    if (r == -ENOENT)
+    if (r == -ENOENT && !from_etcd)
         return 0;
-    if (r < 0) {
+    if (r == -ENOENT) {
+        ;
+    } else if (r < 0) {
         log_error("venue", "cannot read the halt state '%s': %s; assuming HALTED (fail closed)", path, err_str(r));
         v->halted = true;
     } else {
@@ -849,6 +908,10 @@ static int venue_take_state(Venue *v, const char *path, int r, char *data, size_
         json_decref(j);
     }
     free(data);
+    if (from_etcd)
+        venue_take_etcd_state(v, etcd_r, etcd);
+    if (!v->halted && r == -ENOENT)
+        return 0;
     venue_sm_init(&v->sm, v->halted);
     if (v->halted) {
         log_notice("venue", "trading was halted before this start (%s); re-asserting the halt",
@@ -870,7 +933,7 @@ int venue_start(Venue *v)
 
     snprintf(path, sizeof(path), "%s/halt.json", v->core->cfg->state_dir);
     int r = atomicfile_read_all(path, 64 * 1024, &data, &len);
-    return venue_take_state(v, path, r, data, len);
+    return venue_take_state(v, path, r, data, len, false, 0, NULL);
 }
 
 typedef struct VenueLoad {
@@ -888,6 +951,22 @@ static void venue_load_work(uv_work_t *req)
     L->result = atomicfile_read_all(L->path, 64 * 1024, &L->data, &L->len);
 }
 
+static void venue_load_etcd_done(int result, const char *value, const char *message, void *data)
+{
+    VenueLoad *L = data;
+    Venue *v = L->v;
+    v->pending--;
+    if (result < 0 && result != DR_ECANCELED)
+        log_error("venue", "cannot read the halt state from etcd at takeover: %s; assuming HALTED (fail closed)",
+                  message);
+    if (!v->closing)
+        venue_take_state(v, L->path, L->result, L->data, L->len, true, result, value); /* frees data */
+    else
+        free(L->data);
+    free(L);
+    venue_maybe_closed(v);
+}
+
 static void venue_load_done(uv_work_t *req, int status)
 {
     VenueLoad *L = req->data;
@@ -895,8 +974,14 @@ static void venue_load_done(uv_work_t *req, int status)
     v->pending--;
     if (status < 0 && L->result == 0)
         L->result = status;
+    if (!v->closing && leader_enabled(v->core->leader)) {
+        /* a new leader: the halt state in etcd too (written before every halt went out) */
+        v->pending++;
+        leader_get_state(v->core->leader, "halt", venue_load_etcd_done, L);
+        return;
+    }
     if (!v->closing)
-        venue_take_state(v, L->path, L->result, L->data, L->len); /* frees data */
+        venue_take_state(v, L->path, L->result, L->data, L->len, false, 0, NULL); /* frees data */
     else
         free(L->data);
     free(L);
@@ -908,7 +993,7 @@ void venue_start_async(Venue *v)
     VenueLoad *L = calloc(1, sizeof(*L));
     if (!L) {
         /* fail closed: without the state, assume halted */
-        venue_take_state(v, "halt.json", -ENOMEM, NULL, 0);
+        venue_take_state(v, "halt.json", -ENOMEM, NULL, 0, false, 0, NULL);
         return;
     }
     L->v = v;
