@@ -301,8 +301,11 @@ static void alerts_on_event(const Event *ev, void *data)
     if (a->closing || !a->enabled)
         return;
     /* High availability: only the leader pages, or every daemon would page the same failure (they
-     * all probe the platform). A follower's events still reach its log and `drctl watch`. */
-    if (leader_enabled(a->core->leader) && !leader_acting(a->core->leader) && !a->forcing) {
+     * all probe the platform). A follower's events still reach its log and `drctl watch`. It keeps
+     * quiet only while another node is known to lead: with etcd unreachable or no leader, every
+     * daemon pages (duplicates, never silence), and each pages its own ha.* events (a lost lease,
+     * a takeover). */
+    if (leader_another_leads(a->core->leader) && strncmp(ev->kind, "ha.", 3) && !a->forcing) {
         a->follower_skipped++;
         return;
     }

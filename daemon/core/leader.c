@@ -57,6 +57,9 @@ struct Leader {
     int64_t token;            /* the leader key's create revision, while leader */
     char *holder;             /* who the key names (this node while leader) */
     int64_t holder_rev;
+    uint64_t holder_seen_us;  /* when etcd last named another node as the leader */
+    uint64_t started_us;      /* when ha was turned on */
+    bool answered;            /* etcd has answered a read of the leader key since then */
     int64_t since_ms, renewed_ms;
     char last_error[256];
     LeaderReq *reqs;
@@ -98,6 +101,18 @@ bool leader_acting(const Leader *l)
     if (!leader_enabled(l))
         return true;
     return l->state == LS_LEADER && clock_mono_us() < l->valid_until_us;
+}
+
+bool leader_another_leads(const Leader *l)
+{
+    if (!leader_enabled(l) || leader_acting(l))
+        return false;
+    uint64_t now = clock_mono_us();
+    if (!l->answered) /* just started: the first read decides, for at most one TTL */
+        return now - l->started_us < l->ttl_ms * 1000u;
+    if (!l->holder || !strcmp(l->holder, l->node) || !l->holder_seen_us)
+        return false;
+    return now - l->holder_seen_us < 2 * l->ttl_ms * 1000u;
 }
 
 int64_t leader_token(const Leader *l)
@@ -190,6 +205,7 @@ int leader_apply_config(Leader *l, const Config *cfg)
     }
     l->enabled = true;
     l->state = LS_FOLLOWER;
+    l->started_us = clock_mono_us();
     uv_timer_init(l->loop, &l->tick);
     uv_timer_init(l->loop, &l->deadline);
     l->tick.data = l->deadline.data = l;
@@ -355,6 +371,7 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
             break;
         }
         l->last_error[0] = '\0';
+        l->answered = true;
         if (l->state == LS_LEADER) {
             /* the leader's own check after each renewal: its key still stands, unchanged */
             if (!kv.found || kv.create_revision != l->token)
@@ -362,6 +379,7 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
                             false);
         } else if (kv.found) {
             leader_set_holder(l, kv.value, kv.create_revision);
+            l->holder_seen_us = clock_mono_us();
         } else if (l->state == LS_FOLLOWER) {
             leader_set_holder(l, NULL, 0);
             l->busy = true;

@@ -46,6 +46,11 @@ bool leader_enabled(const Leader *l);
 /* May this daemon change the world now? Always true without ha; with ha, only while it holds the
  * leader key and its lease is valid on its own monotonic clock. */
 bool leader_acting(const Leader *l);
+/* With ha, this daemon is not acting and etcd named another node as the leader within the last two
+ * TTLs: that node acts (and pages) for the cluster; also true for at most one TTL after start,
+ * until etcd's first answer. False without ha, while acting, and when no leader is known (etcd
+ * unreachable, the key absent): then nobody else is known to page. */
+bool leader_another_leads(const Leader *l);
 /* The fencing token: the leader key's create revision while acting, else 0. */
 int64_t leader_token(const Leader *l);
 /* "not the leader (leader: NODE)" into why. */

@@ -306,3 +306,43 @@ def test_follower_duties(tmp_path, daemons, etcd, venue, rx):
     # the new leader pages now
     wait_until(lambda: "n2" in sources(), timeout=10, what="the new leader pages")
     b.stop()
+
+
+def test_a_follower_that_cannot_reach_etcd_pages_itself(tmp_path, daemons, etcd, venue, rx):
+    """Quiet only while another node is known to lead: a follower cut off from etcd pages its own
+    events after two TTLs (duplicates rather than silence when nobody is known to page)."""
+    a, b = pair(tmp_path, daemons, etcd, venue, "/t7/")
+    for d, node in ((a, "n1"), (b, "n2")):
+        d.config["alerts"] = {"source": node, "webhook": {"url": rx.url("/hook")}, "group_window": "100ms",
+                              "retry": {"base": "100ms", "cap": "400ms"},
+                              "routes": [{"match": {"min_severity": "warning"}, "channels": ["webhook"]}]}
+        d.write_config()
+    a.start()
+    wait_until(lambda: leader(a)["acting"], timeout=10, what="n1 leads")
+    b.start()
+    wait_until(lambda: leader(b).get("leader") == "n1", timeout=10, what="n2 follows")
+
+    def n2_pages():
+        return [r for r in rx.requests if r.path == "/hook" and (r.json or {}).get("source") == "n2"]
+
+    def failed_reload():  # an error event on n2 (its configuration is kept)
+        good = dict(b.config)
+        b.write_config(raw="ha: [not valid\n")
+        assert b.ctl("reload").returncode != 0
+        b.write_config(good)
+    skipped = b.ctl_json("alerts")["follower_skipped"]
+    failed_reload()
+    wait_until(lambda: b.ctl_json("alerts")["follower_skipped"] > skipped, timeout=10, what="the event skipped")
+    assert n2_pages() == []
+    # cut off from etcd: once the last leader it saw is two TTLs old, its events page
+    cfg = dict(b.config)
+    cfg["ha"] = dict(cfg["ha"], endpoints=["http://127.0.0.1:1"])
+    b.write_config(cfg)
+    assert b.ctl("reload").returncode == 0
+
+    def paged():
+        failed_reload()
+        return n2_pages()
+    wait_until(paged, timeout=2 * TTL + 10, interval=1.0, what="the cut-off follower pages")
+    b.stop()
+    a.stop()
