@@ -138,7 +138,7 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         assert run["status"] == "waiting_approval", d.log()[-6000:]
         assert [s["step"] for s in run["steps"]] == [
             "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "rotate_backup_key",
-            "preserve_evidence", "collect_evidence", "select_backup", "restore_database", "validate_restore", "switch_database",
+            "preserve_evidence", "collect_evidence", "plan_restore", "select_backup", "restore_database", "validate_restore", "switch_database",
             "reconcile"], run["steps"]
         assert env.venue.status()["mode"] == "halted"
         calls = env.hook_calls()
