@@ -310,6 +310,9 @@ static void key_rotated(int status, const char *new_id, const char *old_id, cons
         scn_finish(st, status, "cannot rotate the backup key: %s", err && err[0] ? err : err_str(status));
         return;
     }
+    /* the WAL archive's next segments follow (a restart reads the ring's current anyway) */
+    if (st->run->caps->wal && wal_key_rotated(st->run->caps->wal) < 0)
+        log_warning("scenario", "run %s: the WAL archive keeps its key until the daemon restarts", st->run->id);
     scn_context_set(st->run, "backup_key", json_pack("{s:s,s:s}", "key_id", new_id, "previous_key_id", old_id),
                     key_recorded, st);
 }

@@ -11,6 +11,9 @@ commits, and no WAL switch follows the last rows (some are only in the archive's
   cluster to just before T with point_in_time's steps (the old data directory kept as evidence):
   every row committed before T is back, none after it; the report says point_in_time and the RPO
   (the restore point is T); the run waits for a person, then resumes;
+- the run rotated the backup key: the WAL archive writes its next segments under the new key id,
+  the old ones keep theirs, and drctl recover --timestamp T2 from the base backup before the
+  rotation to a T2 after it replays both;
 - a T before the base backup (the archive cannot reach it): the run falls back to the logical
   backup verified before T, and says why.
 """
@@ -89,6 +92,7 @@ def test_the_cluster_is_recovered_to_just_before_the_breach(env):
             d.ctl_json("execute", "--scenario", "security_breach", "--since", str(env.since), "--dry-run")["plan"]}
     assert "recover the cluster to just before T" in plan["plan_restore"], plan
     rid, rows, rep = env.breach(env.since)
+    env.breach_run = rid
     # the rows from before T are back, the attacker's are not; the cluster is the recovered one
     assert rows == ["base|1000", "before|500", "logical|1000"], rows
     assert env.rows() == rows
@@ -106,6 +110,42 @@ def test_the_cluster_is_recovered_to_just_before_the_breach(env):
     assert steps.index("preserve_evidence") < steps.index("plan_restore") < steps.index("restore_base_backup") \
         < steps.index("switch_cluster") < steps.index("reconcile") < steps.index("resume_shadow"), steps
     assert "select_backup" not in steps and "restore_database" not in steps, steps
+
+
+def archive_key_ids(env):
+    """The key ids of the WAL archive's files (a container's header at 32; a partial's first piece
+    after its 8-byte length)."""
+    wdir = os.path.join(env.daemon.config["backup"]["directory"], "wal")
+    ids = set()
+    for n in os.listdir(wdir):
+        with open(os.path.join(wdir, n), "rb") as f:
+            h = f.read(8 + 48)
+        at = 8 if n.endswith(".partial.drwal") else 0
+        if h[at:at + 8] == b"DRSUPBK1":
+            ids.add(h[at + 32:at + 48].hex())
+    return ids
+
+
+def test_the_wal_archive_follows_the_key_rotation_and_a_recovery_crosses_it(env):
+    """After the first breach rotated the backup key: new segments are under the new key id, the
+    old ones keep theirs; a point-in-time recovery from the base backup before the rotation to a T
+    after it replays both (each segment read with its key id's key)."""
+    d = env.daemon
+    keys = env.run_report(env.breach_run)["security_breach"]["backup_key"]
+    old, new = keys["previous_key_id"], keys["key_id"]
+    assert old != new, keys
+    env.pg.psql("SELECT pg_switch_wal()")
+    env.write(100, "rotated")
+    t2 = server_ms(env)
+    env.write(50, "late")
+    wait_archived(d, lsn(env.pg.psql("SELECT pg_current_wal_lsn()")))
+    wait_until(lambda: {old, new} <= archive_key_ids(env), timeout=20, what="segments under both key ids")
+    assert "segments are written under key id %s" % new in d.log()
+    rid = d.ctl_json("recover", "--timestamp", str(t2))["run"]
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted", "held"))
+    assert run["status"] == "succeeded", (run, env.scenario_log())
+    assert env.rows() == ["base|1000", "before|500", "logical|1000", "rotated|100"], env.rows()
+    wait_until(lambda: env.venue.status()["mode"] == "live", timeout=30, what="trading live again")
 
 
 def test_a_breach_before_the_base_backup_falls_back_to_the_logical_backup(env):

@@ -289,7 +289,7 @@ def test_wal_and_config_tamper_signals_start_the_breach_run(pg, tmp_path):
                     "FROM generate_series(1, 100)", db=env.db)
         wait_until(lambda: d.ctl_json("wal-status")["partial"]["sealed"] > 0, timeout=20, what="a sealed partial")
         d.stop()
-        wdir = os.path.join(env.config()["backup"]["directory"], "wal")
+        wdir = os.path.join(d.config["backup"]["directory"], "wal")
         [part] = [os.path.join(wdir, n) for n in os.listdir(wdir) if n.endswith(".partial.drwal")]
         with open(part, "r+b") as f:
             f.seek(os.path.getsize(part) - 40)  # inside the last piece's container
