@@ -63,18 +63,21 @@ enum {
 
 static const PitrConfig *pitr_cfg(const ScnRun *run)
 {
-    return run->cfg.data;
+    return (const PitrConfig *)((const char *)run->cfg.data + run->def->pitr_config_offset);
 }
 
 static PitrRun *pitr_run(const ScnRun *run)
 {
-    return run->own;
+    return (PitrRun *)((char *)run->own + run->def->pitr_run_offset);
 }
 
+/* The "target_ms" parameter, else the one the run's scenario named in its context. */
 static int64_t pitr_target_ms(const ScnRun *run)
 {
     const json_t *t = scn_run_param(run, "target_ms");
-    return json_is_integer(t) ? json_integer_value(t) : 0;
+    if (json_is_integer(t))
+        return json_integer_value(t);
+    return pitr_run(run)->target_ms ? pitr_run(run)->target_ms(run) : 0;
 }
 
 /* The run recovers to the end of what the staged WAL holds (parameter "to_end"): no
@@ -378,8 +381,10 @@ void pitr__stage_settle(ScnStep *st, json_t *acc)
     PitrWork *w = pitr_work_new(st);
     if (!w)
         return;
-    if (!pitr_to_end(st->run))
+    if (!pitr_to_end(st->run)) {
         pitr_target_text(pitr_target_ms(st->run), w->target, sizeof(w->target));
+        w->exclusive = pitr_run(st->run)->exclusive;
+    }
     pitr_work_queue(st, w, pitr__settings_work, stage_settings_written);
 }
 
@@ -530,7 +535,7 @@ void pitr__step_wait_for_promotion(FsmCall *call, void *ctx, FsmDone done)
 
 /* ---- validate_recovery ---- */
 
-static void step_validate_recovery(FsmCall *call, void *ctx, FsmDone done)
+void pitr__step_validate_recovery(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     char where[200];
@@ -546,7 +551,7 @@ static void step_validate_recovery(FsmCall *call, void *ctx, FsmDone done)
     free(ci);
 }
 
-static void plan_validate_recovery(FsmCall *call, void *ctx, FsmDone done)
+void pitr__plan_validate_recovery(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
     scn_plan_validation(call, pitr_cfg(run)->validation_queries, pitr_cfg(run)->n_validation_queries,
@@ -673,7 +678,7 @@ static const FsmRow pitr_rows[] = {
     {STARTED, PROMOTED, "wait_for_promotion", "the recovered server replayed to the target and was promoted",
      pitr__step_wait_for_promotion, NULL, NULL, scn_cancel, 7u * 3600u * 1000u, 1, true, FSM_GATE_NONE, NOT_RECOVERED},
     {PROMOTED, VALIDATED, "validate_recovery", "the validation queries pass on the recovered server",
-     step_validate_recovery, NULL, plan_validate_recovery, scn_cancel, 600000, 2, true, FSM_GATE_NONE, NOT_VALIDATED},
+     pitr__step_validate_recovery, NULL, pitr__plan_validate_recovery, scn_cancel, 600000, 2, true, FSM_GATE_NONE, NOT_VALIDATED},
     {VALIDATED, SWITCHED, "switch_cluster", "the recovered cluster takes the live one's place",
      pitr__step_switch_cluster, NULL, pitr__plan_switch_cluster, scn_cancel, 3600u * 1000u, 2, true, FSM_GATE_APPROVAL,
      NOT_SWITCHED},

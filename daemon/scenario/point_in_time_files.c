@@ -91,8 +91,8 @@ int pitr__settings_work(PitrWork *w)
     int n = w->target[0] ? asprintf(&out, "%s\n# point-in-time recovery by drsupervisor (the original is "
                                     "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n"
                                     "recovery_target_time = '%s'\nrecovery_target_action = 'promote'\n"
-                                    "recovery_target_inclusive = on\n",
-                                    text, w->wal_dir, w->target)
+                                    "recovery_target_inclusive = %s\n",
+                                    text, w->wal_dir, w->target, w->exclusive ? "off" : "on")
                          : asprintf(&out, "%s\n# recovery to the end of the archive by drsupervisor (the original is "
                                     "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n",
                                     text, w->wal_dir);

@@ -14,6 +14,7 @@
 #ifndef DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
 #define DRSUP_SCN_POINT_IN_TIME_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -40,11 +41,17 @@ typedef struct PitrConfig {
     size_t n_switch_command;
 } PitrConfig;
 
-/* The run's own context: where the recovered cluster is built (named from the run's tag). */
+/* The run's own context: where the recovered cluster is built (named from the run's tag). A run
+ * of another scenario without a "target_ms" parameter names how its target is found here in its
+ * ctx_init, after pitr__ctx_init (security_breach: T, exclusive; the run's parameters are set only
+ * after ctx_init, hence a function). */
+struct ScnRun;
 typedef struct PitrRun {
     char data_dir[4096];
     char wal_dir[4096];
     char log[4200];
+    int64_t (*target_ms)(const struct ScnRun *run); /* the target without a "target_ms" parameter; may be NULL */
+    bool exclusive;    /* recovery_target_inclusive = off: stop just before the target */
 } PitrRun;
 
 extern const ConfigScenarioSection point_in_time_config_section;
@@ -68,6 +75,8 @@ void pitr__stage_settle(struct ScnStep *st, json_t *acc);
 void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done);
 void pitr__plan_start_recovery(FsmCall *call, void *ctx, FsmDone done);
 void pitr__step_wait_for_promotion(FsmCall *call, void *ctx, FsmDone done);
+void pitr__step_validate_recovery(FsmCall *call, void *ctx, FsmDone done);
+void pitr__plan_validate_recovery(FsmCall *call, void *ctx, FsmDone done);
 void pitr__step_switch_cluster(FsmCall *call, void *ctx, FsmDone done);
 void pitr__plan_switch_cluster(FsmCall *call, void *ctx, FsmDone done);
 /* The run's directories, named from its tag (a ScenarioDef.ctx_init). */
@@ -93,6 +102,7 @@ struct PitrWork {
     PitrWorkDone then;
     char live[4096], dir[4096], wal_dir[4096]; /* live data directory, recovered one, staged WAL */
     char target[64];                           /* recovery_target_time ("": to the end of the WAL) */
+    bool exclusive;                            /* recovery_target_inclusive = off */
     uid_t uid;                                 /* the server's user */
     gid_t gid;
     int result;

@@ -84,6 +84,11 @@ typedef struct ScenarioDef {
      * scratch database, its validation, a compare-only reconcile; daemon/scenario/drill.c): fill
      * ret from its section sc and the backup section b. NULL: no drill for it. */
     void (*drill_settings)(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret);
+    /* A scenario that uses point_in_time's steps (scenario/point_in_time_internal.h) with its
+     * PitrConfig and PitrRun elsewhere than first in its section's settings and its context: their
+     * byte offsets there (security_breach: after database_corruption's). 0: first. */
+    size_t pitr_config_offset;
+    size_t pitr_run_offset;
 } ScenarioDef;
 
 /* The registry (registry.c): every scenario this daemon can run, in listing order. */

@@ -21,6 +21,7 @@
  * "lockdown" and "rotate" (each command, its outcome), "backup", "validation", "reconcile".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "atomicfile.h"
 #include "cap/venue/venue.h"
+#include "cap/wal/wal.h"
 #include "clock.h"
 #include "core/core.h"
 #include "detect/detector.h"
@@ -46,10 +48,17 @@ enum {
     ROTATED,
     PRESERVED,
     EVIDENCE_KEPT,
+    LOGICAL_CHOSEN,
     BACKUP_SELECTED,
     RESTORED,
     VALIDATED,
     SWITCHED,
+    PITR_PLANNED,
+    BASE_RESTORED,
+    WAL_STAGED,
+    RECOVERY_STARTED,
+    RECOVERED,
+    CLUSTER_VALIDATED,
     RECONCILED,
     SHADOW,
     LIVE,
@@ -301,6 +310,9 @@ static void key_rotated(int status, const char *new_id, const char *old_id, cons
         scn_finish(st, status, "cannot rotate the backup key: %s", err && err[0] ? err : err_str(status));
         return;
     }
+    /* the WAL archive's next segments follow (a restart reads the ring's current anyway) */
+    if (st->run->caps->wal && wal_key_rotated(st->run->caps->wal) < 0)
+        log_warning("scenario", "run %s: the WAL archive keeps its key until the daemon restarts", st->run->id);
     scn_context_set(st->run, "backup_key", json_pack("{s:s,s:s}", "key_id", new_id, "previous_key_id", old_id),
                     key_recorded, st);
 }
@@ -483,6 +495,102 @@ static void plan_collect_evidence(FsmCall *call, void *ctx, FsmDone done)
     done(call, 0, msg);
 }
 
+/* ---- plan_restore: the cluster to just before T when the archive reaches it, else logical ---- */
+
+static bool breach_recovers_cluster(const ScnRun *run)
+{
+    const char *m = scn_ctx_str(run, "restore_method", "method");
+    return m && !strcmp(m, "point_in_time");
+}
+
+static void method_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    if (status < 0) {
+        scn_finish(st, status, "cannot record the restore method: %s", err_str(status));
+        return;
+    }
+    if (breach_recovers_cluster(run)) {
+        fsm_call_set_outcome(st->call, "point_in_time");
+        scn_finish(st, 0, "the cluster is recovered to just before the breach: base backup '%s' and the WAL archive",
+                   scn_ctx_str(run, "plan", "base_backup_name"));
+    } else {
+        scn_finish(st, 0, "the newest logical backup verified before the breach is restored: %s",
+                   scn_ctx_str(run, "restore_method", "why"));
+    }
+}
+
+static void method_record(ScnStep *st, bool pitr, const char *why)
+{
+    scn_context_set(st->run, "restore_method",
+                    json_pack("{s:s,s:s}", "method", pitr ? "point_in_time" : "logical", "why", why),
+                    method_recorded, st);
+}
+
+static void plan_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    (void)run;
+    if (status < 0)
+        scn_finish(st, status, "cannot record the recovery plan: %s", err_str(status));
+    else
+        method_record(st, true, "a verified base backup and continuous WAL reach T");
+}
+
+static void plan_made(int status, json_t *plan, const char *err, void *data)
+{
+    ScnStep *st = data;
+    char why[700];
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        json_decref(plan);
+        scn_cancelled(st);
+        return;
+    }
+    if (status < 0 || !json_is_true(json_object_get(plan, "ok"))) {
+        snprintf(why, sizeof(why), "the WAL archive does not reach T: %s",
+                 status < 0 ? err : json_string_value(json_object_get(plan, "why")) ?: "?");
+        json_decref(plan);
+        method_record(st, false, why);
+        return;
+    }
+    json_object_set(plan, "base_backup_name", json_object_get(json_object_get(plan, "base_backup"), "name"));
+    scn_context_set(st->run, "plan", plan, plan_recorded, st);
+}
+
+/* Decided once (a restart that finds the method recorded takes it). */
+static void step_plan_restore(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnStep *st = scn_step_new(call, ctx, done, NULL);
+    char msg[300];
+    if (!st)
+        return;
+    if (scn_ctx_str(st->run, "restore_method", "method")) {
+        method_recorded(st->run, 0, st);
+        return;
+    }
+    if (!breach_cfg(st->run)->pitr_configured || !st->run->caps->wal) {
+        method_record(st, false, !st->run->caps->wal ? "there is no WAL archive"
+                                                     : "scenarios.security_breach.pitr is not configured");
+        return;
+    }
+    int r = wal_plan(st->run->caps->wal, breach_since_ms(st->run), plan_made, st, msg, sizeof(msg));
+    if (r < 0) {
+        char why[400];
+        snprintf(why, sizeof(why), "cannot plan a recovery to T: %s", msg);
+        method_record(st, false, why);
+    }
+}
+
+static void plan_plan_restore(FsmCall *call, void *ctx, FsmDone done)
+{
+    ScnRun *run = ctx;
+    if (breach_cfg(run)->pitr_configured && run->caps->wal)
+        done(call, 0, "would recover the cluster to just before T if a verified base backup and continuous WAL reach "
+             "it, else restore the newest logical backup verified before T");
+    else
+        done(call, 0, "would restore the newest logical backup verified before T (no pitr section or no WAL archive)");
+}
+
 /* ---- select_backup: the newest one verified before T ---- */
 
 static void step_select_backup(FsmCall *call, void *ctx, FsmDone done)
@@ -508,10 +616,17 @@ static const FsmState breach_states[N_STATES] = {
     [ROTATED] = {"backup_key_rotated", FSM_STATE_ACTIVE},
     [PRESERVED] = {"evidence_preserved", FSM_STATE_ACTIVE},
     [EVIDENCE_KEPT] = {"evidence_collected", FSM_STATE_ACTIVE},
+    [LOGICAL_CHOSEN] = {"logical_restore_chosen", FSM_STATE_ACTIVE},
     [BACKUP_SELECTED] = {"backup_selected", FSM_STATE_ACTIVE},
     [RESTORED] = {"restored", FSM_STATE_ACTIVE},
     [VALIDATED] = {"validated", FSM_STATE_ACTIVE},
     [SWITCHED] = {"switched", FSM_STATE_ACTIVE},
+    [PITR_PLANNED] = {"recovery_planned", FSM_STATE_ACTIVE},
+    [BASE_RESTORED] = {"base_backup_restored", FSM_STATE_ACTIVE},
+    [WAL_STAGED] = {"wal_staged", FSM_STATE_ACTIVE},
+    [RECOVERY_STARTED] = {"recovery_started", FSM_STATE_ACTIVE},
+    [RECOVERED] = {"recovered", FSM_STATE_ACTIVE},
+    [CLUSTER_VALIDATED] = {"cluster_validated", FSM_STATE_ACTIVE},
     [RECONCILED] = {"reconciled", FSM_STATE_ACTIVE},
     [SHADOW] = {"trading_in_shadow", FSM_STATE_ACTIVE},
     [LIVE] = {"live", FSM_STATE_SUCCESS},
@@ -539,7 +654,10 @@ static const FsmRow breach_rows[] = {
     {PRESERVED, EVIDENCE_KEPT, "collect_evidence", "the audit trail and the hooks' outcomes are copied to the run's "
      "evidence directory", step_collect_evidence, NULL, plan_collect_evidence, NULL, 120000, 3, true, FSM_GATE_NONE,
      RESTORE_FAILED},
-    {EVIDENCE_KEPT, BACKUP_SELECTED, "select_backup", "the newest backup verified before the breach is the restore point",
+    {EVIDENCE_KEPT, LOGICAL_CHOSEN, "plan_restore", "the restore point is chosen: the cluster to just before the breach "
+     "when the WAL archive reaches it, else a logical backup", step_plan_restore, NULL, plan_plan_restore, NULL, 70000, 3,
+     true, FSM_GATE_NONE, RESTORE_FAILED},
+    {LOGICAL_CHOSEN, BACKUP_SELECTED, "select_backup", "the newest backup verified before the breach is the restore point",
      step_select_backup, NULL, plan_select_backup, NULL, 10000, 3, true, FSM_GATE_NONE, RESTORE_FAILED},
     {BACKUP_SELECTED, RESTORED, "restore_database", "the backup is restored into a fresh database",
      scn_step_restore_database, scn_probe_restore_database, scn_plan_restore_database, scn_cancel,
@@ -548,6 +666,24 @@ static const FsmRow breach_rows[] = {
      scn_step_validate_restore, NULL, scn_plan_validate_restore, scn_cancel, 600000, 2, true, FSM_GATE_NONE, RESTORE_FAILED},
     {VALIDATED, SWITCHED, "switch_database", "the platform's database is now the restored one",
      scn_step_switch_database, scn_probe_switch_database, scn_plan_switch_database, scn_cancel, 120000, 3, true,
+     FSM_GATE_APPROVAL, RESTORE_FAILED},
+    /* the recovery of the cluster to just before T (point_in_time's steps; outcome point_in_time) */
+    {PITR_PLANNED, BASE_RESTORED, "restore_base_backup", "the base backup is unpacked into a fresh data directory",
+     pitr__step_restore_base_backup, NULL, pitr__plan_restore_base_backup, scn_cancel, 6u * 3600u * 1000u, 2, true,
+     FSM_GATE_APPROVAL, RESTORE_FAILED},
+    {BASE_RESTORED, WAL_STAGED, "stage_wal", "the WAL to just before the breach is staged and the recovery settings "
+     "written", pitr__step_stage_wal, NULL, NULL, NULL, 3600u * 1000u, 5, true, FSM_GATE_NONE, RESTORE_FAILED},
+    {WAL_STAGED, RECOVERY_STARTED, "start_recovery", "the recovered server starts on the side port",
+     pitr__step_start_recovery, NULL, pitr__plan_start_recovery, scn_cancel, 120000, 2, true, FSM_GATE_NONE,
+     RESTORE_FAILED},
+    {RECOVERY_STARTED, RECOVERED, "wait_for_promotion", "the recovered server replayed to just before the breach and "
+     "was promoted", pitr__step_wait_for_promotion, NULL, NULL, scn_cancel, 7u * 3600u * 1000u, 1, true, FSM_GATE_NONE,
+     RESTORE_FAILED},
+    {RECOVERED, CLUSTER_VALIDATED, "validate_recovery", "the validation queries pass on the recovered server",
+     pitr__step_validate_recovery, NULL, pitr__plan_validate_recovery, scn_cancel, 600000, 2, true, FSM_GATE_NONE,
+     RESTORE_FAILED},
+    {CLUSTER_VALIDATED, SWITCHED, "switch_cluster", "the recovered cluster takes the live one's place (the old one "
+     "kept)", pitr__step_switch_cluster, NULL, pitr__plan_switch_cluster, scn_cancel, 3600u * 1000u, 2, true,
      FSM_GATE_APPROVAL, RESTORE_FAILED},
     {SWITCHED, RECONCILED, "reconcile", "the database matches the exchange's positions and fills",
      scn_step_reconcile, NULL, scn_plan_reconcile, NULL, 600000, 2, true, FSM_GATE_NONE, NOT_RECONCILED},
@@ -560,8 +696,14 @@ static const FsmRow breach_rows[] = {
      scn_step_put_back_original, NULL, NULL, scn_cancel, 60000, 3, true, FSM_GATE_NONE, FSM_NO_STATE},
 };
 
+/* The WAL archive reaches T: the cluster is recovered instead of a logical backup restored. */
+static const FsmBranch breach_branches[] = {
+    {EVIDENCE_KEPT, "point_in_time", PITR_PLANNED},
+};
+
 static const FsmTable breach_table = {"security_breach", breach_states, N_STATES, breach_rows,
-                                      (int)(sizeof(breach_rows) / sizeof(breach_rows[0])), NULL, 0};
+                                      (int)(sizeof(breach_rows) / sizeof(breach_rows[0])), breach_branches,
+                                      (int)(sizeof(breach_branches) / sizeof(breach_branches[0]))};
 
 /* Trading may resume only from this run's own resume steps, after the reconcile committed (and
  * the operator's gate before resume_shadow was passed). */
@@ -570,10 +712,17 @@ static bool breach_may_resume(const ScnRun *run)
     return scn_may_resume_in(run, RECONCILED, SHADOW);
 }
 
+/* RPO: the cluster recovered to just before T (T itself), else the logical backup's start. */
+static int64_t breach_restore_point_ms(const ScnRun *run)
+{
+    return breach_recovers_cluster(run) ? breach_since_ms(run) : scn_backup_restore_point_ms(run);
+}
+
 static void breach_report_extras(const ScnRun *run, json_t *rep)
 {
-    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup_key", "evidence", "backup",
-                                       "validation"};
+    static const char *const keys[] = {"emergency_close", "lockdown", "rotate", "backup_key", "evidence",
+                                       "restore_method", "backup", "plan", "restore", "wal", "promotion",
+                                       "validation", "switch"};
     json_t *b = json_object();
     for (size_t i = 0; b && i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *v = json_object_get(run->ctx, keys[i]);
@@ -582,18 +731,24 @@ static void breach_report_extras(const ScnRun *run, json_t *rep)
     if (!b)
         return;
     json_object_set_new(b, "since_ms", json_integer(breach_since_ms(run)));
+    json_object_set_new(b, "restore_point_ms", json_integer(breach_restore_point_ms(run)));
     json_object_set_new(b, "databases",
                         json_pack("{s:s,s:s,s:s}", "original", run->database, "evidence", corruption_run(run)->damaged,
                                   "restored", corruption_run(run)->restored));
     json_object_set_new(rep, "security_breach", b);
 }
 
-/* Name the run's databases: the evidence X_breach_T and the restore X_restore_T. */
+/* Name the run's databases (the evidence X_breach_T and the restore X_restore_T) and, for a
+ * recovery of the cluster, its directories and its target: just before T. */
 static int breach_ctx_init(ScnRun *run, char *err, size_t errlen)
 {
     CorruptionRun *c = corruption_run(run);
-    (void)err;
-    (void)errlen;
+    BreachRun *b = run->own;
+    int r = pitr__ctx_init(run, err, errlen);
+    if (r < 0)
+        return r;
+    b->pitr.target_ms = breach_since_ms;
+    b->pitr.exclusive = true;
     snprintf(c->damaged, sizeof(c->damaged), "%s_breach_%s", run->database, run->tag);
     snprintf(c->restored, sizeof(c->restored), "%s_restore_%s", run->database, run->tag);
     c->standby[0] = '\0'; /* never restored from a standby copy: it may hold what the intruder wrote */
@@ -604,7 +759,8 @@ static int breach_ctx_init(ScnRun *run, char *err, size_t errlen)
 static unsigned breach_disturbs(const ScnRun *run, const char *running_step, char *what, size_t n)
 {
     int s = fsm_run_state(run->fsm);
-    bool away = s == PRESERVED || s == EVIDENCE_KEPT || s == BACKUP_SELECTED || s == RESTORED || s == VALIDATED || s == RESTORE_FAILED ||
+    bool away = s == PRESERVED || s == EVIDENCE_KEPT || s == LOGICAL_CHOSEN || s == BACKUP_SELECTED || s == RESTORED ||
+                s == VALIDATED || s == RESTORE_FAILED || (s >= PITR_PLANNED && s <= CLUSTER_VALIDATED) ||
                 (s == ROTATED && running_step && !strcmp(running_step, "preserve_evidence"));
     if (!away)
         return 0;
@@ -627,8 +783,10 @@ const ScenarioDef scenario_security_breach = {
     .ctx_size = sizeof(BreachRun),
     .ctx_init = breach_ctx_init,
     .may_resume = breach_may_resume,
-    .restore_point_ms = scn_backup_restore_point_ms,
+    .restore_point_ms = breach_restore_point_ms,
     .report_extras = breach_report_extras,
     .config = &breach_config_section,
     .disturbs = breach_disturbs,
+    .pitr_config_offset = offsetof(BreachConfig, pitr),
+    .pitr_run_offset = offsetof(BreachRun, pitr),
 };

@@ -1,7 +1,8 @@
 /*
  * security_breach_config: the scenario's own section, scenarios.security_breach (the shared keys
  * mode, rto and rpo are read for it by config/config_scenarios.c): the emergency close, the
- * lockdown and rotate commands, and the restore's settings (the same keys as database_corruption's).
+ * lockdown and rotate commands, the restore's settings (the same keys as database_corruption's) and
+ * pitr: (point_in_time's keys, read by its reader) for the recovery to just before T.
  * See conf/drsupervisor.yaml and docs/security-breach.md.
  */
 #include <errno.h>
@@ -47,6 +48,14 @@ static void breach_config_read(const CfgSection *s, void *data)
     if (r->switch_command && r->switch_command[0][0] != '/')
         cfg_error(s->ctx, cfg_get(s->map, "switch_command"),
                   "'%s.switch_command' must start with an absolute program path", s->path);
+
+    /* pitr: the cluster recovered to just before T when the WAL archive reaches it (point_in_time's
+     * keys); without it, or incomplete, the logical restore is the only way */
+    CfgSection p = cfg_section(s, "pitr", false);
+    pitr__config_read(&p, &c->pitr);
+    c->pitr_configured = p.map && c->pitr.data_directory && c->pitr.side_port && c->pitr.n_switch_command;
+    if (p.map && !c->pitr_configured)
+        cfg_error(s->ctx, p.map, "'%s.pitr' needs data_directory, side_port and switch_command", s->path);
 }
 
 static void breach_config_done(void *data)
@@ -56,6 +65,7 @@ static void breach_config_done(void *data)
     config_list_free(c->restore.switch_command, c->restore.n_switch_command);
     config_list_free(c->lockdown_commands, c->n_lockdown_commands);
     config_list_free(c->rotate_commands, c->n_rotate_commands);
+    pitr__config_done(&c->pitr);
     memset(c, 0, sizeof(*c));
 }
 
@@ -68,11 +78,14 @@ static int breach_config_copy(const void *src, void *dst)
     *d = *s;
     d->restore.validation_queries = d->restore.switch_command = NULL;
     d->lockdown_commands = d->rotate_commands = NULL;
+    memset(&d->pitr, 0, sizeof(d->pitr));
     r |= config_list_copy(s->restore.validation_queries, s->restore.n_validation_queries,
                           &d->restore.validation_queries);
     r |= config_list_copy(s->restore.switch_command, s->restore.n_switch_command, &d->restore.switch_command);
     r |= config_list_copy(s->lockdown_commands, s->n_lockdown_commands, &d->lockdown_commands);
     r |= config_list_copy(s->rotate_commands, s->n_rotate_commands, &d->rotate_commands);
+    if (!r && pitr__config_copy(&s->pitr, &d->pitr) < 0)
+        r = 1;
     if (r) {
         breach_config_done(d);
         return -ENOMEM;

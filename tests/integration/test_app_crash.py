@@ -12,10 +12,17 @@ is an HTTP endpoint of the alert receiver double, which records the call.
   closed (not_restarted), trading halted, paged through the webhook, never resumed;
 - the daemon SIGKILLed right after the restart step committed: started again, the run completes
   with one restart;
-- in manual mode the run stops before resume_live with trading in shadow, until drctl approve.
+- in manual mode the run stops before resume_live with trading in shadow, until drctl approve;
+- the restart as restart_url (POST restart_body to a loopback HTTP server that brings the platform
+  back in the mode the body names) and the kill switch as out_of_band_halt_command (a script,
+  exit 0 confirms, DRSUP_RUN and DRSUP_REASON in its environment).
 """
+import http.server
+import json
 import os
 import signal
+import subprocess
+import threading
 
 import pytest
 
@@ -217,3 +224,90 @@ def test_manual_mode_waits_in_shadow_for_approval(make_env, rx):
     wait_until(lambda: env.venue.status()["mode"] == "live", timeout=10, what="trading live")
     env.venue.post("/test/pause")
     env.stop()
+
+
+class HttpRestartEnv(AppCrashEnv):
+    """The restart as restart_url: a loopback HTTP server that starts the platform in the mode its
+    JSON body names (the restart script, run by the server); the out-of-band halt as
+    out_of_band_halt_command: a script that records its environment."""
+
+    def __init__(self, tmp_path, pg, rx):
+        super().__init__(tmp_path, pg, rx)
+        self.posts = []
+        self.oob_calls = str(tmp_path / "oob-calls")
+        env = self
+
+        class Restart(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                env.posts.append((self.path, body))
+                mode = json.loads(body or b"{}").get("mode", "")
+                p = subprocess.run([os.path.join(env.dir, "restart-platform")], capture_output=True,
+                                   env=dict(os.environ, TRADING_MODE=mode), timeout=10)
+                self.send_response(200 if p.returncode == 0 else 500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Restart)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def config(self):
+        cfg = super().config()
+        oob = os.path.join(self.dir, "cancel-all")
+        with open(oob, "w") as f:
+            f.write("#!/bin/sh\necho \"$DRSUP_RUN|$DRSUP_REASON\" >> %s\necho cancelled\n" % self.oob_calls)
+        os.chmod(oob, 0o755)
+        sc = cfg["scenarios"]["app_crash"]
+        self.write_restart()
+        del sc["restart_command"], sc["out_of_band_halt_url"], sc["out_of_band_halt_body"]
+        sc["restart_url"] = "http://127.0.0.1:%d/restart" % self.server.server_address[1]
+        sc["restart_body"] = '{"mode":"shadow"}'
+        sc["out_of_band_halt_command"] = [oob]
+        return cfg
+
+    def oob(self):
+        try:
+            with open(self.oob_calls) as f:
+                return f.read().split("\n")[:-1]
+        except FileNotFoundError:
+            return []
+
+    def cleanup(self):
+        self.server.shutdown()
+        self.server.server_close()
+        super().cleanup()
+
+
+def test_restart_over_http_and_the_out_of_band_halt_command(tmp_path, pg, rx):
+    """The platform killed: it cannot answer its halt, so out_of_band_halt_command runs (once, with
+    DRSUP_RUN and DRSUP_REASON; exit 0 confirms); restart_url is POSTed with restart_body once and the
+    server brings the platform back in shadow; reconciled, live."""
+    env = HttpRestartEnv(tmp_path, pg, rx)
+    try:
+        env.start()
+        d = env.daemon
+        wait_until(lambda: d.component("platform")["health"] == "up", timeout=20, what="platform up")
+        plan = {p["step"]: p["action"] for p in d.ctl_json("execute", "--scenario", "app_crash", "--dry-run")["plan"]}
+        assert "cancel-all" in plan["halt_trading"] and "/restart" in plan["restart_platform"], plan
+        assert env.posts == [] and env.oob() == []
+        env.crash_platform()
+        rid = wait_until(env.run_of, timeout=30, what="an app_crash run")
+        run = env.wait_run(rid)
+        assert run["status"] == "succeeded", d.log()[-6000:]
+        [call] = env.oob()
+        assert call.startswith(rid + "|") and len(call) > len(rid) + 1, call
+        assert "out-of-band" in run["steps"][0]["message"], run["steps"][0]
+        assert env.posts == [("/restart", b'{"mode":"shadow"}')], env.posts
+        assert env.restart_calls() == ["restart shadow "], env.restart_calls()  # shadow, from the body
+        assert not rx.got("/cancel-all")
+        rep = env.run_report(rid)
+        assert rep["app_crash"]["kill_switch"]["by"] == "out_of_band", rep["app_crash"]
+        assert rep["app_crash"]["restart"]["attempts"] == 1, rep["app_crash"]
+        wait_until(lambda: env.venue.status()["mode"] == "live", timeout=10, what="trading live")
+        env.stop()
+    finally:
+        env.stop_restarted()
+        env.cleanup()

@@ -138,7 +138,7 @@ def test_operator_breach_then_signed_webhook(pg, tmp_path):
         assert run["status"] == "waiting_approval", d.log()[-6000:]
         assert [s["step"] for s in run["steps"]] == [
             "emergency_close", "halt_trading", "lockdown", "rotate_credentials", "rotate_backup_key",
-            "preserve_evidence", "collect_evidence", "select_backup", "restore_database", "validate_restore", "switch_database",
+            "preserve_evidence", "collect_evidence", "plan_restore", "select_backup", "restore_database", "validate_restore", "switch_database",
             "reconcile"], run["steps"]
         assert env.venue.status()["mode"] == "halted"
         calls = env.hook_calls()
@@ -253,6 +253,55 @@ def test_tamper_signals_start_the_breach_run(pg, tmp_path):
         full = d.ctl_json("run", runs[0]["run"])
         assert "tamper signal backup" in full["reason"], full["reason"]
         assert "tamper signal backup" in d.log() and "starting the security_breach recovery" in d.log()
+        assert d.ctl("abort", runs[0]["run"]).returncode == 0
+        env.wait_status(runs[0]["run"], ("failed", "aborted"))
+        env.stop()
+    finally:
+        env.cleanup()
+
+
+def test_wal_and_config_tamper_signals_start_the_breach_run(pg, tmp_path):
+    """detector.tamper with the WAL archive: the configuration file changed and not reloaded within
+    tamper_config_grace (1 s here), then the archive's partial segment failing verification when the
+    daemon reads it back at start (a byte flipped while it was stopped), each start a security_breach
+    run naming its signal; the runs are aborted once trading is halted."""
+    from test_wal import wait_streaming
+
+    env = BreachEnv(tmp_path, pg)
+    env.extra = {"detector": {"tamper": True, "tamper_config_grace": "1s"},
+                 "wal": {"conninfo": pg.conninfo("postgres"), "flush_interval": "200ms", "status_interval": "1s"}}
+    try:
+        env.start()
+        d = env.daemon
+        wait_streaming(d)
+        assert env.breach_runs() == []
+        with open(d.config_path, "a") as f:
+            f.write("# edited behind the daemon's back\n")
+        run = wait_until(env.breach_runs, timeout=20, what="a security_breach run after the config edit")[0]
+        full = d.ctl_json("run", run["run"])
+        assert "tamper signal config" in full["reason"] and "not reloaded within 1 s" in full["reason"], full["reason"]
+        wait_until(lambda: env.venue.status()["mode"] == "halted", timeout=15, what="halted")
+        assert d.ctl("abort", run["run"]).returncode == 0
+        env.wait_status(run["run"], ("failed", "aborted"))
+        assert d.ctl("reload").returncode == 0  # the edit accepted: no second config signal
+
+        env.pg.psql("CREATE TABLE IF NOT EXISTS tw (v text); INSERT INTO tw SELECT repeat('w', 100) "
+                    "FROM generate_series(1, 100)", db=env.db)
+        wait_until(lambda: d.ctl_json("wal-status")["partial"]["sealed"] > 0, timeout=20, what="a sealed partial")
+        d.stop()
+        wdir = os.path.join(d.config["backup"]["directory"], "wal")
+        [part] = [os.path.join(wdir, n) for n in os.listdir(wdir) if n.endswith(".partial.drwal")]
+        with open(part, "r+b") as f:
+            f.seek(os.path.getsize(part) - 40)  # inside the last piece's container
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0x01]))
+        d.start()
+        runs = wait_until(lambda: [r for r in env.breach_runs() if r["run"] != run["run"]], timeout=30,
+                          what="a run after the partial segment failed verification")
+        full = d.ctl_json("run", runs[0]["run"])
+        assert "tamper signal wal" in full["reason"] and "failed verification" in full["reason"], full["reason"]
+        assert "detector.security_breach" in d.log()
         assert d.ctl("abort", runs[0]["run"]).returncode == 0
         env.wait_status(runs[0]["run"], ("failed", "aborted"))
         env.stop()

@@ -84,10 +84,16 @@ void backups_set_offsite(Backups *b, BackupsOffsiteFn fn, void *data);
  * the local ones. fn NULL: none. */
 typedef json_t *(*BackupsOffsiteListFn)(void *data);
 void backups_set_offsite_list(Backups *b, BackupsOffsiteListFn fn, void *data);
-/* Load the configured key (backup.key_file or backup.key_credential), for the WAL archive that
- * completes the backups (a rotation of the backup key does not change the archive's key). 0, or
- * DR_EKEY with err. Blocking: thread pool only. */
+/* Load the configured key (backup.key_file or backup.key_credential), whatever the key ring says
+ * (complete_disaster's downloads, the off-site verification). 0, or DR_EKEY with err. Blocking:
+ * thread pool only. */
 int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
+/* The key new files are written with: the ring's current (after a rotation), else the configured
+ * key; and the key of a key id (32 hex digits) by the ring's order (docs/security-breach.md). For
+ * the WAL archive, whose new segments follow a rotation. 0, or DR_EKEY with err. Blocking: thread
+ * pool only. */
+int backups_load_writing_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
+int backups_load_key_for_id(const ConfigBackup *cfg, const char *key_id, uint8_t key[32], char *err, size_t errlen);
 /* A manifest's started_at / finished_at as Unix seconds (-1 if missing). */
 int64_t backup_manifest_started(const json_t *m);
 int64_t backup_manifest_finished(const json_t *m);

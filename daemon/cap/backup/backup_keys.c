@@ -8,8 +8,9 @@
  * key_credential). A backup is read with the first key whose id is the one its manifest names,
  * tried in this order: the writing key, the configured key, each of backup.previous_keys, the ring's
  * <id>.key. So after a rotation new backups carry the new key id and old ones stay readable with the
- * old key, without a configuration change. The WAL archive keeps the configured key
- * (backups_load_key). Every function here blocks (files): pool threads only.
+ * old key, without a configuration change. The WAL archive writes its new segments with the same
+ * key (backups_load_writing_key) and reads each file with its key id's (backups_load_key_for_id).
+ * Every function here blocks (files): pool threads only.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -118,6 +119,17 @@ int backup_load_key_for(const ConfigBackup *cfg, const char *want, uint8_t key[B
     snprintf(err, errlen, "no configured backup key has id %s (the key, backup.previous_keys and the key ring "
              "were tried)", want);
     return DR_EKEY;
+}
+
+int backups_load_writing_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen)
+{
+    return backup_load_key(cfg, key, err, errlen);
+}
+
+int backups_load_key_for_id(const ConfigBackup *cfg, const char *key_id, uint8_t key[BCF_KEY_LEN], char *err,
+                            size_t errlen)
+{
+    return backup_load_key_for(cfg, key_id, key, err, errlen);
 }
 
 int backup_keys_rotate(const ConfigBackup *cfg, char new_id[2 * BCF_KEY_ID_LEN + 1],

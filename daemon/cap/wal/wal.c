@@ -62,11 +62,12 @@ WalJob *wal__job_new(WalArchive *w, WalJobKind kind)
     j->tli = w->tli;
     j->segno = w->segno;
     memcpy(j->key, w->key, sizeof(j->key));
+    memcpy(j->next_key, w->next_key_pending ? w->next_key : w->key, sizeof(j->next_key));
     if (!(j->dir = strdup(w->cfg.directory))) {
         free(j);
         return NULL;
     }
-    if (kind == WAL_JOB_SCAN) {
+    if (kind == WAL_JOB_SCAN || kind == WAL_JOB_STAGE || kind == WAL_JOB_KEY) {
         j->backup = calloc(1, sizeof(*j->backup));
         if (!j->backup || config_backup_copy(&w->backup, j->backup) < 0) {
             free(j->backup);
@@ -91,6 +92,7 @@ static void wal_scan_free(WalScan *s)
 static void wal_job_free(WalJob *j)
 {
     explicit_bzero(j->key, sizeof(j->key));
+    explicit_bzero(j->next_key, sizeof(j->next_key));
     free(j->dir);
     free(j->data);
     if (j->backup) {
@@ -107,6 +109,59 @@ static void wal_job_free(WalJob *j)
     if (j->stage_cb)
         j->stage_cb(DR_ECANCELED, 0, 0, "the daemon is stopping", j->cb_data);
     free(j);
+}
+
+int wal__file_key(const WalJob *j, const char *path, bool partial, uint8_t out[BCF_KEY_LEN], char *err, size_t n)
+{
+    uint8_t h[8 + 48], kid[BCF_KEY_ID_LEN];
+    char want[2 * BCF_KEY_ID_LEN + 1];
+    size_t at = partial ? 8 : 0;
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(h, 1, at + 48, f) : 0;
+    if (f)
+        fclose(f);
+    memcpy(out, j->key, BCF_KEY_LEN);
+    if (got < at + 48 || memcmp(h + at, BCF_MAGIC, 8) != 0)
+        return 0;
+    bcf_key_id(j->key, kid);
+    if (!memcmp(kid, h + at + 32, BCF_KEY_ID_LEN))
+        return 0;
+    bcf_key_id(j->next_key, kid);
+    if (!memcmp(kid, h + at + 32, BCF_KEY_ID_LEN)) {
+        memcpy(out, j->next_key, BCF_KEY_LEN);
+        return 0;
+    }
+    bcf_hex(h + at + 32, BCF_KEY_ID_LEN, want);
+    if (!j->backup) {
+        snprintf(err, n, "'%s' is under key id %s, not the archive's", path, want);
+        return DR_EKEY;
+    }
+    return backups_load_key_for_id(j->backup, want, out, err, n);
+}
+
+void wal__key_adopt(WalArchive *w)
+{
+    uint8_t kid[BCF_KEY_ID_LEN];
+    char hex[2 * BCF_KEY_ID_LEN + 1], name[WAL_NAME_LEN + 1];
+    if (!w->next_key_pending || w->sealed_off != 0)
+        return;
+    memcpy(w->key, w->next_key, sizeof(w->key));
+    explicit_bzero(w->next_key, sizeof(w->next_key));
+    w->next_key_pending = false;
+    bcf_key_id(w->key, kid);
+    walarchive_seg_name(w->tli, w->segno, w->seg_size, name);
+    log_info("wal", "segments are written under key id %s from %s on", bcf_hex(kid, sizeof(kid), hex), name);
+}
+
+int wal_key_rotated(WalArchive *w)
+{
+    if (!w || w->closing)
+        return -ESRCH;
+    WalJob *j = wal__job_new(w, WAL_JOB_KEY);
+    if (!j)
+        return -ENOMEM;
+    wal__push_job(w, j);
+    return 0;
 }
 
 /* Worker: what the archive directory holds. */
@@ -222,8 +277,11 @@ static int wal_scan_dir(WalJob *j, WalScan *s)
         walarchive_file_name(WALFILE_PARTIAL_END, s->newest_tli, s->newest_segno, j->seg_size, j->codec, name,
                              sizeof(name));
         snprintf(path, sizeof(path), "%s/%s", j->dir, name);
-        if (walarchive_read_file(path, j->key, (size_t)j->seg_size, &data, &len, why, sizeof(why)) == 0)
+        uint8_t key[BCF_KEY_LEN];
+        if (wal__file_key(j, path, false, key, why, sizeof(why)) == 0 &&
+            walarchive_read_file(path, key, (size_t)j->seg_size, &data, &len, why, sizeof(why)) == 0)
             s->newest_len = len;
+        explicit_bzero(key, sizeof(key));
         free(data);
     }
     if (partial_found) {
@@ -231,7 +289,16 @@ static int wal_scan_dir(WalJob *j, WalScan *s)
         snprintf(path, sizeof(path), "%s/%s", j->dir, partial_name);
         if (!(s->partial_buf = malloc((size_t)j->seg_size)))
             return -ENOMEM;
-        int r = walarchive_read_partial(path, j->key, s->partial_buf, j->seg_size, true, &s->partial_len, &s->partial_torn,
+        /* the partial goes on under its own key; a rotated one waits for the next segment */
+        uint8_t key[BCF_KEY_LEN];
+        int r = wal__file_key(j, path, true, key, s->partial_err, sizeof(s->partial_err));
+        if (r < 0) {
+            snprintf(j->err, sizeof(j->err), "%s", s->partial_err);
+            return r;
+        }
+        memcpy(j->key, key, sizeof(j->key));
+        explicit_bzero(key, sizeof(key));
+        r = walarchive_read_partial(path, j->key, s->partial_buf, j->seg_size, true, &s->partial_len, &s->partial_torn,
                                         s->partial_err, sizeof(s->partial_err));
         if (r == DR_ECORRUPT) {
             /* keep the damaged file as evidence, out of the way; the good pieces are in the buffer */
@@ -254,8 +321,9 @@ static void wal_job_work(uv_work_t *req)
 
     switch (j->kind) {
     case WAL_JOB_SCAN:
-        if ((j->result = backups_load_key(j->backup, j->key, j->err, sizeof(j->err))) < 0)
+        if ((j->result = backups_load_writing_key(j->backup, j->next_key, j->err, sizeof(j->err))) < 0)
             return;
+        memcpy(j->key, j->next_key, sizeof(j->key));
         if (!(j->scan = calloc(1, sizeof(*j->scan)))) {
             j->result = -ENOMEM;
             return;
@@ -274,6 +342,9 @@ static void wal_job_work(uv_work_t *req)
         return;
     case WAL_JOB_STAGE:
         wal__stage_work(j);
+        return;
+    case WAL_JOB_KEY:
+        j->result = backups_load_writing_key(j->backup, j->next_key, j->err, sizeof(j->err));
         return;
     case WAL_JOB_SEGMENT:
     case WAL_JOB_HISTORY:
@@ -311,6 +382,8 @@ static void wal_scan_done(WalArchive *w, WalJob *j)
     char name[WAL_NAME_LEN + 1];
 
     memcpy(w->key, j->key, sizeof(w->key));
+    memcpy(w->next_key, j->next_key, sizeof(w->next_key));
+    w->next_key_pending = memcmp(w->key, w->next_key, sizeof(w->key)) != 0;
     w->key_loaded = true;
     w->scanned = true;
     w->segments = s->segments;
@@ -398,6 +471,17 @@ static void wal_job_done(uv_work_t *req, int status)
         wal_scan_done(w, j);
         wal__recv_scanned(w);
         break;
+    case WAL_JOB_KEY:
+        if (j->result < 0) {
+            log_error("wal", "cannot load the rotated backup key: %s (segments stay under the previous key)", j->err);
+            snprintf(w->last_error, sizeof(w->last_error), "the rotated key: %.400s", j->err);
+        } else if (memcmp(j->next_key, w->key, sizeof(w->key)) != 0) {
+            memcpy(w->next_key, j->next_key, sizeof(w->next_key));
+            w->next_key_pending = true;
+            log_info("wal", "the backup key was rotated: the next segment is written under the new key");
+            wal__key_adopt(w);
+        }
+        break;
     case WAL_JOB_PIECE:
         w->piece_inflight = false;
         if (j->result < 0) {
@@ -484,8 +568,11 @@ static void wal_job_next(WalArchive *w)
     w->jobs_head = j->next;
     if (!w->jobs_head)
         w->jobs_tail = NULL;
-    if (j->kind != WAL_JOB_SCAN)
+    /* the key now (loaded since the job was made); a piece keeps the key its segment is under */
+    if (j->kind != WAL_JOB_SCAN && j->kind != WAL_JOB_PIECE && j->kind != WAL_JOB_KEY) {
         memcpy(j->key, w->key, sizeof(j->key));
+        memcpy(j->next_key, w->next_key_pending ? w->next_key : w->key, sizeof(j->next_key));
+    }
     if (uv_queue_work(w->core->loop, &j->work, wal_job_work, wal_job_done) < 0) {
         log_error("wal", "cannot queue work on the thread pool");
         wal_job_free(j);
@@ -528,6 +615,7 @@ void wal__segment_full(WalArchive *w)
     w->buf = next;
     w->segno++;
     w->recv_off = w->sealed_off = 0;
+    wal__key_adopt(w);
     wal__push_job(w, j);
 }
 
@@ -609,6 +697,7 @@ void wal__seal(WalArchive *w)
 {
     if (w->piece_inflight || w->recv_off <= w->sealed_off || !w->buf || !w->key_loaded)
         return;
+    wal__key_adopt(w); /* a new segment's first piece: under a rotated key if there is one */
     WalJob *j = wal__job_new(w, WAL_JOB_PIECE);
     if (!j || !(j->data = malloc((size_t)(w->recv_off - w->sealed_off)))) {
         if (j)
@@ -906,6 +995,8 @@ static void wal_reset_archive(WalArchive *w)
     w->scanned = false;
     w->key_loaded = false;
     explicit_bzero(w->key, sizeof(w->key));
+    w->next_key_pending = false;
+    explicit_bzero(w->next_key, sizeof(w->next_key));
     w->recv_off = w->sealed_off = 0;
     w->flushed_lsn = 0;
     w->systemid[0] = '\0';

@@ -81,5 +81,10 @@ uint64_t wal_segment_size(void *wal);
 
 /* Stop receiving (what is received but not sealed is still in the slot) and close. */
 void wal_close(WalArchive *w, void (*closed_cb)(void *data), void *data);
+/* The backup key was rotated (security_breach's rotate_backup_key): the writing key is loaded again
+ * (the key ring's current) on the archive's job queue, and the segments from the next one on are
+ * written with it; the one being received keeps its key. Every file stays readable by its key id.
+ * 0, or <0 (out of memory; no archive running). */
+int wal_key_rotated(WalArchive *w);
 
 #endif

@@ -33,7 +33,16 @@ typedef enum {
     WAL_BACKOFF,     /* waiting to reconnect after a failure */
 } WalPhase;
 
-typedef enum { WAL_JOB_SCAN, WAL_JOB_PIECE, WAL_JOB_SEGMENT, WAL_JOB_HISTORY, WAL_JOB_RETAIN, WAL_JOB_PLAN, WAL_JOB_STAGE } WalJobKind;
+typedef enum {
+    WAL_JOB_SCAN,
+    WAL_JOB_PIECE,
+    WAL_JOB_SEGMENT,
+    WAL_JOB_HISTORY,
+    WAL_JOB_RETAIN,
+    WAL_JOB_PLAN,
+    WAL_JOB_STAGE,
+    WAL_JOB_KEY, /* the writing key loaded again (wal_key_rotated) */
+} WalJobKind;
 
 /* One file of the archive as a listing sees it (wal_plan.c). */
 typedef struct WalSeg {
@@ -60,8 +69,9 @@ typedef struct WalJob {
     size_t len;
     CodecKind codec;
     int64_t created_at;
-    ConfigBackup *backup; /* SCAN: the key's configuration (owned copy) */
-    uint8_t key[BCF_KEY_LEN];
+    ConfigBackup *backup; /* SCAN, STAGE, KEY: the key ring's configuration (owned copy) */
+    uint8_t key[BCF_KEY_LEN];      /* the key the segment being received is written with */
+    uint8_t next_key[BCF_KEY_LEN]; /* SCAN, KEY: the writing key now (the ring's current) */
     WalScan *scan;       /* SCAN: the result */
     WalSeg *segs;        /* PLAN: the listing (owned); RETAIN: the candidates (ask) or the files to remove */
     size_t nsegs;
@@ -138,7 +148,9 @@ struct WalArchive {
     bool fresh;            /* a new archive: it starts at the slot's (or the primary's) segment */
     bool end_written;      /* the segment being received is a timeline's end, already archived */
     bool key_loaded;
-    uint8_t key[BCF_KEY_LEN];
+    uint8_t key[BCF_KEY_LEN];      /* the segment being received is written with it */
+    bool next_key_pending;         /* a rotated key for the segments from the next one on */
+    uint8_t next_key[BCF_KEY_LEN];
     uint32_t tli;          /* the timeline being received */
     uint64_t segno;        /* the segment being received */
     uint8_t *buf;          /* seg_size bytes of it */
@@ -209,6 +221,14 @@ bool wal__history_known(const WalArchive *w, uint32_t tli);
 int wal__list(const char *dir, uint64_t seg_size, WalSeg **ret, size_t *ret_n);
 void wal__retain_work(WalJob *j);
 void wal__plan_work(WalJob *j);
+/* Worker: the key archive file path is read with (partial: a .partial.drwal, whose first piece's
+ * container starts after its length) into out, by the key id in its header: the job's key, else
+ * the key ring's (j->backup). A file that is not a container gets the job's key (its reader says
+ * what is wrong). 0, or DR_EKEY with err. */
+int wal__file_key(const WalJob *j, const char *path, bool partial, uint8_t out[BCF_KEY_LEN], char *err, size_t n);
+/* A rotated key, if one is pending and the segment being received has no piece yet, becomes the
+ * writing key (a segment's pieces are all under one key). */
+void wal__key_adopt(WalArchive *w);
 /* Remove what no base backup needs (a job), unless a recovery runs or there is no base backup. */
 void wal__retain(WalArchive *w);
 void wal__retain_done(WalArchive *w, WalJob *j);

@@ -415,15 +415,22 @@ static int wal_stage_one(WalJob *j, const WalSeg *v)
     walarchive_file_name(v->kind, v->tli, v->segno, j->seg_size, j->codec, name, sizeof(name));
     snprintf(path, sizeof(path), "%s/%s", j->dir, name);
     walarchive_seg_name(v->tli, v->segno, j->seg_size, out);
+    uint8_t key[BCF_KEY_LEN];
+    if ((r = wal__file_key(j, path, v->kind == WALFILE_PARTIAL, key, j->err, sizeof(j->err))) < 0) {
+        snprintf(j->err + strlen(j->err), sizeof(j->err) - strlen(j->err), " (%s)", name);
+        return r;
+    }
     if (v->kind == WALFILE_PARTIAL) {
         uint64_t have = 0;
         bool torn = false;
-        if (!(data = calloc(1, (size_t)j->seg_size)))
+        if (!(data = calloc(1, (size_t)j->seg_size))) {
+            explicit_bzero(key, sizeof(key));
             return -ENOMEM;
+        }
         len = (size_t)j->seg_size;
-        r = walarchive_read_partial(path, j->key, data, j->seg_size, false, &have, &torn, j->err, sizeof(j->err));
+        r = walarchive_read_partial(path, key, data, j->seg_size, false, &have, &torn, j->err, sizeof(j->err));
     } else {
-        r = walarchive_read_file(path, j->key, (size_t)j->seg_size, &data, &len, j->err, sizeof(j->err));
+        r = walarchive_read_file(path, key, (size_t)j->seg_size, &data, &len, j->err, sizeof(j->err));
         if (v->kind == WALFILE_PARTIAL_END)
             strcat(out, ".partial");
     }
@@ -431,6 +438,7 @@ static int wal_stage_one(WalJob *j, const WalSeg *v)
         r = wal_stage_write(j, out, data, len);
     else
         snprintf(j->err + strlen(j->err), sizeof(j->err) - strlen(j->err), " (%s)", name);
+    explicit_bzero(key, sizeof(key));
     free(data);
     return r;
 }
@@ -453,7 +461,11 @@ static int wal_stage_histories(WalJob *j)
             continue;
         snprintf(path, sizeof(path), "%s/%s", j->dir, de->d_name);
         snprintf(out, sizeof(out), "%08X.history", tli);
-        r = walarchive_read_file(path, j->key, 1u << 24, &data, &len, j->err, sizeof(j->err));
+        uint8_t key[BCF_KEY_LEN];
+        r = wal__file_key(j, path, false, key, j->err, sizeof(j->err));
+        if (r == 0)
+            r = walarchive_read_file(path, key, 1u << 24, &data, &len, j->err, sizeof(j->err));
+        explicit_bzero(key, sizeof(key));
         if (r == 0)
             r = wal_stage_write(j, out, data, len);
         free(data);
