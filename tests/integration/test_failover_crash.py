@@ -3,8 +3,9 @@ Crash safety of the primary_failure scenario (issue 14): one run, started by drc
 old primary (pg1) still runs and the paper platform trades on it, in which the daemon SIGKILLs itself
 right after journal record N (DRSUP_CRASH_AFTER_RECORD=N) for N = 1, 2, 3, ... in turn: after each
 kill the daemon is restarted with the next record number, until the run completes without a kill.
-Under SANITIZE every second boundary is walked (the run is the same, the step is 2: ASan makes
-every restart several times slower).
+A boundary the resumed run writes again first (the intent of the step it runs again) is passed by
+one more record the next time, so every restart makes progress: about 60 kills, ~30 s, plain and
+under SANITIZE alike (every boundary in both).
 
 The fence hook really fences: it stops pg1 (pg_ctl stop -m immediate; a second call finds it
 stopped and exits 0, the hook contract's idempotence). Checked at every kill, and throughout by a
@@ -13,8 +14,9 @@ sampler thread:
 - pg2 is never promoted before the fence's commit is durable;
 - the platform is never live before the reconcile's commit record (the journal against the
   platform's request log, where every answer carries the mode);
-and at the end: the run ends succeeded, exactly one promotion (pg2 on timeline 1 + 1, the promotion
-record written once), the platform repointed and live on pg2 with every fill the exchange made.
+and at the end: the run ends succeeded, exactly one promotion (pg2 on timeline 1 + 1; every record
+of the promotion, one per confirmation after a kill, says 1 to 2), the platform repointed and live
+on pg2 with every fill the exchange made (the reconcile replayed what replication lost).
 """
 import json
 import os
@@ -27,7 +29,6 @@ from test_failover import FailoverEnv, start_env, hook, in_recovery
 from test_replication import standby  # noqa: F401 (fixture: a streaming standby of pg named pg2)
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
-STEP = 2 if os.environ.get("SANITIZE") == "1" else 1
 
 
 def journal_payloads(path):
@@ -126,7 +127,7 @@ def test_daemon_killed_after_every_journal_record_of_a_failover(tmp_path, pg, st
         d.start(env=dict(venue_env, DRSUP_CRASH_AFTER_RECORD=str(n)))
         rid = d.ctl_json("execute", "--scenario", "primary_failure")["run"]
         jpath = os.path.join(d.state_dir, "runs", rid + ".journal")
-        kills, paused, t0 = 0, False, time.time()
+        kills, paused = 0, False
         seen, skip = set(), 0
         while True:
             def settled():
@@ -144,7 +145,6 @@ def test_daemon_killed_after_every_journal_record_of_a_failover(tmp_path, pg, st
             assert d.proc.returncode == -9, d.log()[-3000:]
             d.kill9()
             kills += 1
-            print("killed after record %d (%.1f s)" % (n, time.time() - t0), flush=True)
             payloads = journal_payloads(jpath)
             assert len(payloads) == n, (n, len(payloads), d.log()[-3000:])
             reqs = env.venue.get("/test/requests")[1]["requests"]
@@ -160,13 +160,13 @@ def test_daemon_killed_after_every_journal_record_of_a_failover(tmp_path, pg, st
             skip = skip + 1 if sig in seen else 0
             seen.add(sig)
             last = n
-            n = len(payloads) + STEP + skip
+            n = len(payloads) + 1 + skip
             d.start(env=dict(venue_env, DRSUP_CRASH_AFTER_RECORD=str(n)), wait_ready=False)
         assert how == "succeeded", (how, d.ctl_json("run", rid), d.log()[-6000:])
         payloads = journal_payloads(jpath)
         # every kind of record the run wrote before its last kill was a kill's boundary
         missed = {signature(p) for p in payloads[:last]} - seen
-        assert kills >= 20 and (STEP > 1 or not missed), (kills, missed)
+        assert kills >= 20 and not missed, (kills, missed)
         sampler.stop()
         assert sampler.samples > 20 and sampler.both == [], sampler.both
         reqs = env.venue.get("/test/requests")[1]["requests"]
