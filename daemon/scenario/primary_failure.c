@@ -10,16 +10,24 @@
  * (the detector, when its probes and the standbys agree: detect/detector_sm.h) or by drctl execute.
  *
  * What the run decided is in its context (journaled, so a restart follows the same choice):
- * "old_primary" {name, conninfo} (taken when the fence step first runs), "fence" (the hook's exit
- * or the operator; by: hook, stop, read_only or operator), "self_fence" (the daemon's own measures,
- * steps/fence.c), "standby" {name, conninfo, received_lsn, lag_bytes, priority} (chosen once,
- * never again), "promote_from" {timeline}, "promotion" {node, timeline, previous_timeline},
+ * "old_primary" {name, conninfo, candidate} (taken when the fence step first runs, before the hook:
+ * candidate is the standby the detection-time view would promote then, {name, conninfo,
+ * received_lsn, lag_bytes, priority} or null), "fence" (the hook's exit or the operator; by: hook,
+ * stop, read_only or operator), "self_fence" (the daemon's own measures, steps/fence.c), "standby"
+ * {name, conninfo, received_lsn, lag_bytes, priority} (chosen once, never again), "promote_from"
+ * {timeline}, "promotion" {node, timeline, previous_timeline},
  * "repoint". Every step is safe to run again: the fence and repoint hooks must be idempotent (their
  * contract, docs/replication.md); promote asks the standby whether it is still in recovery first.
  * Once the promotion is confirmed the new primary is recorded (replication_record_primary: roles,
  * replication-status and the liveness probe follow it, across restarts), and the run's reconcile
  * and watch use database.conninfo retargeted to it. The promotion, the repoint and the reconcile and
  * watch against the new primary are steps/promote.c's, shared with the switchover scenario.
+ *
+ * A daemon restarted after the fence has no judgment of the standbys from before the primary was
+ * lost (the replication monitor's history is the process's): once the fenced primary is gone every
+ * standby reads broken or unknown. select_standby then takes old_primary's candidate, recorded by an
+ * earlier life of the daemon before it fenced, if that node still answers and is in recovery (its
+ * WAL cannot have moved since: its primary is fenced); otherwise it fails closed as before.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -65,6 +73,23 @@ static const ConfigFailover *pf_failover(const ScnRun *run)
 static const PrimaryFailureConfig *pf_cfg(const ScnRun *run)
 {
     return run->cfg.data;
+}
+
+/* The run's own context (run->own): what this life of the daemon did, never journaled. */
+typedef struct PfRun {
+    bool candidate_here; /* old_primary's candidate was taken by this process (its monitor saw the detection) */
+} PfRun;
+
+/* A view's candidate as the context records it, or JSON null. */
+static json_t *pf_candidate_json(const ReplFailoverView *v)
+{
+    char lsn[32];
+    if (!v->candidate[0])
+        return json_null();
+    snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(v->candidate_lsn >> 32), (unsigned)(v->candidate_lsn & 0xffffffffu));
+    return json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", v->candidate, "conninfo", v->candidate_conninfo, "received_lsn",
+                     lsn, "lag_bytes", (json_int_t)v->candidate_lag_bytes, "priority",
+                     (json_int_t)v->candidate_priority);
 }
 
 /* ---- fence_old_primary ---- */
@@ -136,10 +161,59 @@ static void fence_old_known(ScnRun *run, int status, void *data)
         fence_spawn(st);
 }
 
+/* A standby this process's monitor has not judged yet (just started: no probe round behind it). */
+static bool pf_standby_unjudged(const ScnRun *run, const char *old)
+{
+    const ConfigReplication *rc = &run->core->cfg->replication;
+    ReplNodeView nv;
+    for (size_t i = 0; i < rc->n_nodes; i++) {
+        if (!strcmp(rc->nodes[i].name, old))
+            continue;
+        replication_node_view(run->caps->replication, rc->nodes[i].name, &nv);
+        if (nv.known && !nv.primary && nv.state == REPL_UNKNOWN && (!nv.sampled_ms || nv.answered))
+            return true;
+    }
+    return false;
+}
+
+static void fence_record_old(ScnStep *st);
+
+static void fence_judged(uv_timer_t *t)
+{
+    fence_record_old(t->data);
+}
+
+/* The old primary, and the standby the detection-time view would promote (before the hook, for a
+ * daemon restarted after it). A monitor that has not judged the standbys yet (the daemon restarted
+ * in this step) gets a few probe rounds first. */
+static void fence_record_old(ScnStep *st)
+{
+    const ConfigReplication *rc = &st->run->core->cfg->replication;
+    ReplFailoverView v;
+
+    replication_failover_view(st->run->caps->replication, 0, &v);
+    const char *ci = replication_node_conninfo(st->run->caps->replication, v.primary);
+    if (!v.primary[0] || !ci) {
+        scn_finish(st, DR_ECONFIG, "no primary among replication.nodes: nothing to fence, no promotion");
+        return;
+    }
+    if (pf_standby_unjudged(st->run, v.primary) && clock_mono_us() / 1000u < st->deadline_ms) {
+        if (scn_step_wait(st, rc->interval_ms, fence_judged) < 0)
+            scn_finish(st, -ENOMEM, "out of memory");
+        return;
+    }
+    char old[sizeof(v.primary)];
+    snprintf(old, sizeof(old), "%s", v.primary);
+    replication_failover_view(st->run->caps->replication, st->run->detected_ms, &v);
+    ((PfRun *)st->run->own)->candidate_here = true;
+    scn_context_set(st->run, "old_primary",
+                    json_pack("{s:s,s:s,s:o}", "name", old, "conninfo", ci, "candidate", pf_candidate_json(&v)),
+                    fence_old_known, st);
+}
+
 static void step_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
-    ReplFailoverView v;
 
     if (!st)
         return;
@@ -151,14 +225,9 @@ static void step_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
         scn_finish(st, DR_ECONFIG, "no replication monitor: the cluster's nodes are unknown");
         return;
     }
-    replication_failover_view(st->run->caps->replication, 0, &v);
-    const char *ci = replication_node_conninfo(st->run->caps->replication, v.primary);
-    if (!v.primary[0] || !ci) {
-        scn_finish(st, DR_ECONFIG, "no primary among replication.nodes: nothing to fence, no promotion");
-        return;
-    }
-    scn_context_set(st->run, "old_primary", json_pack("{s:s,s:s}", "name", v.primary, "conninfo", ci), fence_old_known,
-                    st);
+    const ConfigReplication *rc = &st->run->core->cfg->replication;
+    st->deadline_ms = clock_mono_us() / 1000u + (uint64_t)(rc->debounce + 2) * (rc->interval_ms + rc->timeout_ms);
+    fence_record_old(st);
 }
 
 static void plan_fence_old_primary(FsmCall *call, void *ctx, FsmDone done)
@@ -195,7 +264,6 @@ static void step_select_standby(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     ReplFailoverView v;
-    char lsn[32];
 
     if (!st)
         return;
@@ -211,16 +279,26 @@ static void step_select_standby(FsmCall *call, void *ctx, FsmDone done)
     replication_failover_view(st->run->caps->replication, st->run->detected_ms, &v);
     const char *old = scn_ctx_str(st->run, "old_primary", "name");
     if (!v.candidate[0] || (old && !strcmp(v.candidate, old))) {
+        json_t *before = json_object_get(json_object_get(st->run->ctx, "old_primary"), "candidate");
+        const char *name = json_string_value(json_object_get(before, "name"));
+        ReplNodeView nv;
+        if (name && !((PfRun *)st->run->own)->candidate_here && (!old || strcmp(name, old))) {
+            /* restarted after the fence: this monitor never saw the standbys replicate from it */
+            replication_node_view(st->run->caps->replication, name, &nv);
+            if (nv.known && nv.answered && nv.in_recovery) {
+                LogFields lf = {st->run->id, st->run->def->name, NULL};
+                log_emit(LOG_NOTICE, "scenario", &lf, "the standbys' judgment from before the fence went with the "
+                         "daemon's restart: '%s', the candidate recorded before the fence, still answers in recovery",
+                         name);
+                scn_context_set(st->run, "standby", json_deep_copy(before), select_recorded, st);
+                return;
+            }
+        }
         scn_finish(st, DR_ESTATE, "no standby can be promoted (%s): trading stays halted, no promotion",
                    v.why[0] ? v.why : "none eligible");
         return;
     }
-    snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(v.candidate_lsn >> 32), (unsigned)(v.candidate_lsn & 0xffffffffu));
-    scn_context_set(st->run, "standby",
-                    json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", v.candidate, "conninfo", v.candidate_conninfo,
-                              "received_lsn", lsn, "lag_bytes", (json_int_t)v.candidate_lag_bytes, "priority",
-                              (json_int_t)v.candidate_priority),
-                    select_recorded, st);
+    scn_context_set(st->run, "standby", pf_candidate_json(&v), select_recorded, st);
 }
 
 static void plan_select_standby(FsmCall *call, void *ctx, FsmDone done)
@@ -374,4 +452,5 @@ const ScenarioDef scenario_primary_failure = {
     .restore_point_ms = NULL, /* nothing restored: the RPO is the report's null */
     .report_extras = pf_report_extras,
     .config = &primary_failure_config_section,
+    .ctx_size = sizeof(PfRun),
 };
