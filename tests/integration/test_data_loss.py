@@ -11,10 +11,12 @@ the cluster (test_pitr.py's set-up, one cluster for the module).
   recovered to the last good observation and switched in: the rows are back on the primary's
   port (the old data directory kept), the run waits at the approval gate with trading in shadow;
   drctl approve: live, the run succeeds; its report has the rows lost and recovered, the target
-  and the RPO, and the detector's condition is resolved;
+  and the RPO, and the detector's condition is resolved; its reconcile compared the exchange's
+  fills since the target minus reconcile.restore_point_margin, not every fill of the module;
 - then DROP TABLE t (the cluster on its new timeline): a loss of every row, recovered the same way,
   with the daemon SIGKILLed right after record_evidence committed (the run resumes).
 """
+import datetime
 import os
 
 import pytest
@@ -25,12 +27,20 @@ from test_pitr import PitrEnv
 from test_wal import wait_streaming
 
 
+def epoch_ms(iso):
+    """The paper venue's executed_at (RFC 3339, UTC, "Z") as epoch ms."""
+    t = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
 class LossEnv(PitrEnv):
     def config(self):
         cfg = super().config()
         cfg["detector"]["watched_tables"] = [
             {"name": "t", "table": "public.t", "max_drop_percent": 20, "max_drop_rows": 1000}]
         cfg["detector"]["watched_interval"] = "200ms"
+        # the reconcile compares the fills since the target minus this (default 5m: longer than the module)
+        cfg["reconcile"]["restore_point_margin"] = "2s"
         section = dict(cfg["scenarios"]["point_in_time"])
         section["validation_queries"] = ["SELECT count(*) > 0 FROM orders"]
         cfg["scenarios"]["data_loss"] = section
@@ -106,6 +116,14 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
     [t] = loss["tables"]
     assert (t["name"], t["last_good"], t["floor"], t["after_loss"]) == ("t", 2400, 1920, 240), t
     assert t["rows_lost"] == 2160 and t["recovered_value"] == 2400 and t["rows_recovered"] == 2160, t
+    # the reconcile's window: the fills since the target minus the margin, not every fill ever
+    since = rep["reconcile"]["since_ms"]
+    assert since == loss["target_ms"] - 2000, (since, loss["target_ms"])
+    fills = env.venue.get("/fills?since=0")[1]["fills"]
+    older = [f for f in fills if epoch_ms(f["executed_at"]) < since]
+    assert older and len(older) < len(fills), (len(older), len(fills))
+    [compared] = [c for c in rep["reconcile"]["checks"] if c["name"] == "fills_complete"]
+    assert 0 < compared["detail"]["exchange_fills"] <= len(fills) - len(older), (compared, len(fills), len(older))
     steps = [s["step"] for s in rep["timeline"]]
     assert steps.index("halt_trading") < steps.index("record_evidence") < steps.index("restore_base_backup") \
         < steps.index("switch_cluster") < steps.index("reconcile") < steps.index("approve_resume") \
