@@ -18,6 +18,7 @@ the cluster (test_pitr.py's set-up, one cluster for the module).
 """
 import datetime
 import os
+import time
 
 import pytest
 
@@ -91,6 +92,9 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
     good_ms = env.watched()["last_good_ms"]
     assert "watched t" in d.ctl("status").stdout and "floor 1920" in d.ctl("status").stdout
 
+    # fills from before the reconcile's window (target minus the 2 s margin) exist on the exchange
+    wait_until(lambda: (lambda f: f and epoch_ms(f[0]["executed_at"]) < time.time() * 1000 - 3000)(
+        env.venue.get("/fills?since=0")[1]["fills"]), timeout=30, interval=0.2, what="a fill older than 3 s")
     env.pg.psql("DELETE FROM t WHERE id % 10 <> 0", db=env.db)
     runs = wait_until(lambda: d.ctl_json("runs")["runs"] or None, timeout=20, what="a data_loss run")
     rid = runs[0]["run"]
