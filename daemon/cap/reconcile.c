@@ -1,5 +1,10 @@
 /*
  * reconcile: database against exchange, replay of missing fills, report (see reconcile.h).
+ *
+ * The duplicate and stale-order checks read only what the replay never writes (orders) and take
+ * the longest on a large database (the duplicate check groups every order): they run on a second
+ * connection of their own (the side chain), at the same time as the main chain's exchange reads,
+ * positions, replay and referential checks. The run ends when both chains are idle.
  */
 #include "cap/reconcile.h"
 
@@ -44,6 +49,12 @@ typedef struct ReconcileRun {
     PgConn *pg;
     ReconcileStep step;
     bool waiting;               /* an operation is outstanding */
+    PgConn *side;               /* the side chain's connection (duplicates, stale), or NULL */
+    ReconcileStep side_step;    /* RC_DUPLICATES, RC_STALE, then RC_DONE */
+    bool side_waiting;          /* a side query is outstanding */
+    bool main_done;             /* the main chain reached RC_DONE and waits for the side */
+    bool finished;              /* reconcile_finish ran: a late side callback does nothing */
+    bool side_used;             /* the side chain runs the duplicate and stale checks */
     json_t *ex_positions;       /* array */
     json_t *ex_positions_late;  /* array: read again after the database's last read (live trading) */
     json_t *ex_fills;           /* array */
@@ -201,7 +212,7 @@ static json_t *reconcile_report(ReconcileRun *run, int *ret_result)
 {
     const ConfigReconcile *cfg = reconcile_cfg(run);
     char started[40], finished[40], since[40];
-    bool complete = run->step == RC_DONE && run->error == 0;
+    bool complete = run->step == RC_DONE && (!run->side_used || run->side_step == RC_DONE) && run->error == 0;
     json_t *checks = json_array(), *disc = json_array();
     size_t i;
     json_t *m;
@@ -355,6 +366,15 @@ static void reconcile_on_pg_closed(void *data)
 static void reconcile_finish(ReconcileRun *run)
 {
     int result = 0;
+    run->finished = true;
+    if (run->side) {
+        /* Its outstanding query (after a failure of the main chain) is cancelled; the callback,
+         * run from inside pgconn_close, sees finished and does nothing. */
+        PgConn *side = run->side;
+        run->side = NULL;
+        pgconn_close(side, NULL, NULL);
+        run->side_waiting = false;
+    }
     json_t *rep = reconcile_report(run, &result);
     Reconcile *owner = run->owner;
     Core *d = owner->core;
@@ -571,6 +591,89 @@ static void reconcile_on_sql(PgConn *c, int status, const PGresult *res, const c
     reconcile_advance(run);
 }
 
+/* ---- the side chain: the duplicate and stale-order checks on their own connection ---- */
+
+static void reconcile_side_advance(ReconcileRun *run);
+
+/* Both chains idle and the main one at its end (or failed): the report. */
+static void reconcile_maybe_finish(ReconcileRun *run)
+{
+    if (!run->finished && run->main_done && !run->side_waiting)
+        reconcile_finish(run);
+}
+
+static void reconcile_on_side_sql(PgConn *c, int status, const PGresult *res, const char *errmsg, void *data)
+{
+    ReconcileRun *run = data;
+    static const char *const dup_names[] = {"client_order_id", "count"};
+    static const char *const stale_names[] = {"client_order_id", "symbol", "created_at"};
+
+    run->side_waiting = false;
+    if (run->finished)
+        return; /* dropped by reconcile_finish */
+    if (status == DR_ECANCELED) {
+        run->side = NULL; /* closed by reconcile_close: it frees itself */
+        if (!run->error) {
+            run->error = DR_ECANCELED;
+            snprintf(run->errmsg, sizeof(run->errmsg), "the daemon is stopping");
+        }
+        run->side_step = RC_DONE;
+        reconcile_maybe_finish(run);
+        return;
+    }
+    if (status != 0) {
+        const char *sqlstate = pgconn_last_sqlstate(c);
+        if (!run->error) {
+            run->error = status == -ETIMEDOUT ? status : DR_EDB;
+            snprintf(run->errmsg, sizeof(run->errmsg), "%s failed: %s%s%s",
+                     run->side_step == RC_DUPLICATES ? "duplicate check" : "stale order check", sqlstate[0] ? sqlstate : "",
+                     sqlstate[0] ? ": " : "", errmsg ? errmsg : err_str(status));
+        }
+        run->side_step = RC_DONE;
+        reconcile_maybe_finish(run);
+        return;
+    }
+    if (run->side_step == RC_DUPLICATES) {
+        run->duplicates = reconcile_rows_objects(res, dup_names, 2);
+        run->side_step = RC_STALE;
+    } else {
+        run->stale = reconcile_rows_objects(res, stale_names, 3);
+        run->side_step = RC_DONE;
+    }
+    reconcile_side_advance(run);
+}
+
+static void reconcile_side_advance(ReconcileRun *run)
+{
+    const ConfigReconcile *cfg = reconcile_cfg(run);
+    char buf[32];
+    int r = 0;
+
+    if (run->error || run->owner->closing || run->cancelled)
+        run->side_step = RC_DONE; /* the main chain reports why */
+    if (run->side_step == RC_DUPLICATES) {
+        r = pgconn_query(run->side, cfg->duplicates_query, 0, NULL, reconcile_on_side_sql, run);
+    } else if (run->side_step == RC_STALE) {
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)cfg->stale_after_ms);
+        const char *p[1] = {buf};
+        r = pgconn_query(run->side, cfg->stale_orders_query, 1, p, reconcile_on_side_sql, run);
+    } else {
+        reconcile_maybe_finish(run);
+        return;
+    }
+    if (r < 0) {
+        if (!run->error) {
+            run->error = r;
+            snprintf(run->errmsg, sizeof(run->errmsg), "cannot run the %s: %s",
+                     run->side_step == RC_DUPLICATES ? "duplicate check" : "stale order check", err_str(r));
+        }
+        run->side_step = RC_DONE;
+        reconcile_maybe_finish(run);
+        return;
+    }
+    run->side_waiting = true;
+}
+
 /* The fill ids of the exchange as a PostgreSQL text[] literal. */
 static char *reconcile_id_array(const json_t *fills)
 {
@@ -641,6 +744,11 @@ static void reconcile_advance(ReconcileRun *run)
         reconcile_fail(run, DR_ECANCELED, "cancelled by its caller");
         return;
     }
+    if (run->error) {
+        /* The side chain failed: its error is the run's. */
+        reconcile_finish(run);
+        return;
+    }
     for (;;) {
         switch (run->step) {
         case RC_EX_POSITIONS:
@@ -672,9 +780,17 @@ static void reconcile_advance(ReconcileRun *run)
             r = pgconn_query(run->pg, cfg->positions_query, 0, NULL, reconcile_on_sql, run);
             break;
         case RC_DUPLICATES:
+            if (run->side_used) {
+                run->step++;
+                continue;
+            }
             r = pgconn_query(run->pg, cfg->duplicates_query, 0, NULL, reconcile_on_sql, run);
             break;
         case RC_STALE: {
+            if (run->side_used) {
+                run->step++;
+                continue;
+            }
             snprintf(buf, sizeof(buf), "%llu", (unsigned long long)cfg->stale_after_ms);
             const char *p[1] = {buf};
             r = pgconn_query(run->pg, cfg->stale_orders_query, 1, p, reconcile_on_sql, run);
@@ -723,7 +839,8 @@ static void reconcile_advance(ReconcileRun *run)
         }
         case RC_DONE:
         default:
-            reconcile_finish(run);
+            run->main_done = true;
+            reconcile_maybe_finish(run);
             return;
         }
         break;
@@ -776,10 +893,18 @@ static int reconcile_begin(Reconcile *r, const char *conninfo, int64_t since_ms,
         reconcile_free_run(run);
         return -ENOMEM;
     }
+    /* The side chain's connection (the same conninfo, parsed already above); without it, the main
+     * chain runs those checks itself. */
+    run->side = pgconn_new(r->core->loop, conninfo, &opts);
+    run->side_used = run->side != NULL;
+    run->side_step = RC_DUPLICATES;
     r->run = run;
     log_info("reconcile", "reconcile '%s' started (exchange fills since %lld%s)", run->run_id, (long long)since_ms,
              compare_only ? "; compare only" : "");
-    /* The first step is a venue action, which never calls back from inside the call. */
+    /* The first step is a venue action, which never calls back from inside the call; the side
+     * chain's query neither. */
+    if (run->side_used)
+        reconcile_side_advance(run);
     reconcile_advance(run);
     return 0;
 }
@@ -868,6 +993,14 @@ void reconcile_close(Reconcile *r, void (*closed_cb)(void *data), void *data)
     r->closing = true;
     r->closed_cb = closed_cb;
     r->closed_data = data;
+    if (r->run && r->run->side && r->run->side_waiting) {
+        /* The side chain's query: closing calls it back with DR_ECANCELED, recorded; the run
+         * finishes once the main chain is idle too. */
+        PgConn *side = r->run->side;
+        pgconn_close(side, NULL, NULL);
+        if (!r->run)
+            return;
+    }
     if (r->run && r->run->pg && r->run->waiting && r->run->step >= RC_DB_POSITIONS) {
         /* A query is outstanding: closing calls it back with DR_ECANCELED, which finishes the run. */
         PgConn *pg = r->run->pg;

@@ -257,6 +257,10 @@ typedef struct ConfigReconcile {
     double price_tolerance;      /* relative, on avg_price (0.0001 = 0.01 %) */
     uint64_t stale_after_ms;     /* an open order older than this is stale */
     uint64_t default_since_ms;   /* drctl reconcile without --since: fills of the last ... */
+    uint64_t restore_point_margin_ms; /* a run restored to a point in time (point_in_time, data_loss,
+                                         complete_disaster) compares the fills since that point
+                                         minus this (a fill executed before it may be recorded
+                                         after it); default 5 min */
     uint64_t query_timeout_ms;
     char *positions_query;       /* -> symbol, quantity, avg_price */
     char *duplicates_query;      /* -> client_order_id, count */

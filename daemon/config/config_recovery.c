@@ -551,6 +551,7 @@ void config__read_reconcile(const CfgSection *top, const ConfigDatabase *db, Con
     config_read_number(&s, "price_tolerance", 0.0001, &r->price_tolerance);
     cfg_duration_ms(&s, "stale_after", false, 3600ull * 1000, 0, &r->stale_after_ms);
     cfg_duration_ms(&s, "default_since", false, 24ull * 3600 * 1000, 1000, &r->default_since_ms);
+    cfg_duration_ms(&s, "restore_point_margin", false, 5ull * 60 * 1000, 0, &r->restore_point_margin_ms);
     cfg_duration_ms(&s, "query_timeout", false, 30000, 10, &r->query_timeout_ms);
     cfg_string(&s, "positions_query", false, RECONCILE_DEFAULT_POSITIONS, &r->positions_query);
     cfg_string(&s, "duplicates_query", false, RECONCILE_DEFAULT_DUPLICATES, &r->duplicates_query);

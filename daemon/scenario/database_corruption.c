@@ -215,6 +215,7 @@ static void corruption_drill_settings(const ConfigScenario *sc, const ConfigBack
     ret->n_validation_queries = own ? c->n_validation_queries : b->n_validation_queries;
     ret->restore_jobs = c ? (unsigned)c->restore_jobs : 0;
     ret->restore_timeout_ms = c ? c->restore_timeout_ms : 0;
+    ret->restore_maintenance_work_mem_kb = c ? c->restore_maintenance_work_mem / 1024 : 0;
 }
 
 static const char *const corruption_handles[] = {INCIDENT_CORRUPTION, NULL};

@@ -23,6 +23,10 @@ static void corruption_config_read(const CfgSection *s, void *data)
     cfg_string_list(s, "switch_command", &c->switch_command, &c->n_switch_command);
     cfg_duration_ms(s, "restore_timeout", false, 3600ull * 1000, 1000, &c->restore_timeout_ms);
     cfg_int(s, "restore_jobs", 0, 64, 2, &c->restore_jobs);
+    cfg_size(s, "restore_maintenance_work_mem", 256ull << 20, 0, 64ull << 30, &c->restore_maintenance_work_mem);
+    if (c->restore_maintenance_work_mem && c->restore_maintenance_work_mem < (1ull << 20))
+        cfg_error(s->ctx, cfg_get(s->map, "restore_maintenance_work_mem"),
+                  "'%s.restore_maintenance_work_mem' must be 0 (the server's setting) or at least 1MB", s->path);
     cfg_bool(s, "standby", false, &c->standby);
     cfg_int(s, "standby_jobs", 1, 64, 1, &c->standby_jobs);
     if (c->switch_command && c->switch_command[0][0] != '/')

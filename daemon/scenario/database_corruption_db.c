@@ -229,6 +229,7 @@ static void restore_from_file(ScnStep *st, bool replace)
                            .spool_name = spool,
                            .timeout_ms = corruption_cfg(st->run)->restore_timeout_ms,
                            .replace = replace,
+                           .maintenance_work_mem_kb = corruption_cfg(st->run)->restore_maintenance_work_mem / 1024,
                            .started = restore_on_started};
     LogFields lf = {st->run->id, st->run->def->name, "restore_database"};
     if (n_jobs > 0)

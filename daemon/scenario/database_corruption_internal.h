@@ -47,6 +47,9 @@ typedef struct CorruptionConfig {
     uint64_t restore_timeout_ms;  /* one restore attempt */
     int64_t restore_jobs;         /* pg_restore -j N from a decrypted temporary file; 0: streamed
                                      into a single pg_restore (no temporary file) */
+    uint64_t restore_maintenance_work_mem; /* bytes; maintenance_work_mem of the restore's sessions
+                                              (PGOPTIONS for pg_restore: its index builds sort in
+                                              memory); 0: the server's own setting */
     bool standby;                 /* keep the newest verified backup restored in advance (cap/standby.c) */
     int64_t standby_jobs;         /* pg_restore -j N of a standby restore (1: one server backend busy) */
 } CorruptionConfig;

@@ -47,6 +47,7 @@ struct DrillRun {
     char **queries;        /* validation queries (a copy) */
     size_t n_queries;
     unsigned restore_jobs;
+    uint64_t restore_maintenance_work_mem_kb;
     uint64_t restore_timeout_ms;
     uint64_t rto_target_ms;
     bool venue;            /* a venue is configured: the reconcile runs */
@@ -239,6 +240,7 @@ static void drill_restore(DrillRun *run)
     BackupRestoreOpts o = {.jobs = run->restore_jobs,
                            .spool_name = spool,
                            .timeout_ms = run->restore_timeout_ms,
+                           .maintenance_work_mem_kb = run->restore_maintenance_work_mem_kb,
                            .replace = true}; /* a leftover of an interrupted drill of the same tag */
     run->scratch_maybe = true;
     int r = backup_restore_into(run->ds->backups, json_string_value(json_object_get(run->backup, "name")),
@@ -617,6 +619,7 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
         def->drill_settings(sc, &cfg->backup, &set);
     run->restore_jobs = set.restore_jobs;
     run->restore_timeout_ms = set.restore_timeout_ms;
+    run->restore_maintenance_work_mem_kb = set.restore_maintenance_work_mem_kb;
     run->rto_target_ms = sc ? sc->rto_ms : 0;
     run->venue = cfg->venue.enabled;
     run->steps = json_array();

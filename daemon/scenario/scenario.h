@@ -41,6 +41,7 @@ typedef struct ScenarioDrillSettings {
     size_t n_validation_queries;
     unsigned restore_jobs;           /* as the real restore: pg_restore -j N from a spool, 0 streamed */
     uint64_t restore_timeout_ms;
+    uint64_t restore_maintenance_work_mem_kb; /* as the real restore; 0: the server's setting */
 } ScenarioDrillSettings;
 
 typedef struct ScenarioDef {

@@ -11,11 +11,14 @@ the cluster (test_pitr.py's set-up, one cluster for the module).
   recovered to the last good observation and switched in: the rows are back on the primary's
   port (the old data directory kept), the run waits at the approval gate with trading in shadow;
   drctl approve: live, the run succeeds; its report has the rows lost and recovered, the target
-  and the RPO, and the detector's condition is resolved;
+  and the RPO, and the detector's condition is resolved; its reconcile compared the exchange's
+  fills since the target minus reconcile.restore_point_margin, not every fill of the module;
 - then DROP TABLE t (the cluster on its new timeline): a loss of every row, recovered the same way,
   with the daemon SIGKILLed right after record_evidence committed (the run resumes).
 """
+import datetime
 import os
+import time
 
 import pytest
 
@@ -25,12 +28,20 @@ from test_pitr import PitrEnv
 from test_wal import wait_streaming
 
 
+def epoch_ms(iso):
+    """The paper venue's executed_at (RFC 3339, UTC, "Z") as epoch ms."""
+    t = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
 class LossEnv(PitrEnv):
     def config(self):
         cfg = super().config()
         cfg["detector"]["watched_tables"] = [
             {"name": "t", "table": "public.t", "max_drop_percent": 20, "max_drop_rows": 1000}]
         cfg["detector"]["watched_interval"] = "200ms"
+        # the reconcile compares the fills since the target minus this (default 5m: longer than the module)
+        cfg["reconcile"]["restore_point_margin"] = "2s"
         section = dict(cfg["scenarios"]["point_in_time"])
         section["validation_queries"] = ["SELECT count(*) > 0 FROM orders"]
         cfg["scenarios"]["data_loss"] = section
@@ -81,6 +92,9 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
     good_ms = env.watched()["last_good_ms"]
     assert "watched t" in d.ctl("status").stdout and "floor 1920" in d.ctl("status").stdout
 
+    # fills from before the reconcile's window (target minus the 2 s margin) exist on the exchange
+    wait_until(lambda: (lambda f: f and epoch_ms(f[0]["executed_at"]) < time.time() * 1000 - 3000)(
+        env.venue.get("/fills?since=0")[1]["fills"]), timeout=30, interval=0.2, what="a fill older than 3 s")
     env.pg.psql("DELETE FROM t WHERE id % 10 <> 0", db=env.db)
     runs = wait_until(lambda: d.ctl_json("runs")["runs"] or None, timeout=20, what="a data_loss run")
     rid = runs[0]["run"]
@@ -106,6 +120,14 @@ def test_rows_deleted_from_a_watched_table_are_recovered(env):
     [t] = loss["tables"]
     assert (t["name"], t["last_good"], t["floor"], t["after_loss"]) == ("t", 2400, 1920, 240), t
     assert t["rows_lost"] == 2160 and t["recovered_value"] == 2400 and t["rows_recovered"] == 2160, t
+    # the reconcile's window: the fills since the target minus the margin, not every fill ever
+    since = rep["reconcile"]["since_ms"]
+    assert since == loss["target_ms"] - 2000, (since, loss["target_ms"])
+    fills = env.venue.get("/fills?since=0")[1]["fills"]
+    older = [f for f in fills if epoch_ms(f["executed_at"]) < since]
+    assert older and len(older) < len(fills), (len(older), len(fills))
+    [compared] = [c for c in rep["reconcile"]["checks"] if c["name"] == "fills_complete"]
+    assert 0 < compared["detail"]["exchange_fills"] <= len(fills) - len(older), (compared, len(fills), len(older))
     steps = [s["step"] for s in rep["timeline"]]
     assert steps.index("halt_trading") < steps.index("record_evidence") < steps.index("restore_base_backup") \
         < steps.index("switch_cluster") < steps.index("reconcile") < steps.index("approve_resume") \

@@ -2,15 +2,17 @@
 Reconcile against a real PostgreSQL holding the reference schema (orders, fills, positions,
 drsup_recompute_positions) and a venue double serving /positions and /fills: a database behind the
 exchange gets the missing fills replayed and passes; a second run changes nothing; an exchange
-position no fill explains fails closed; duplicates and stale open orders fail.
+position no fill explains fails closed; duplicates and stale open orders fail; the duplicate and
+stale-order checks run on their own connection beside the rest.
 """
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
-from drsup import Daemon, wait_until
+from drsup import DRCTL, SAN_ENV, Daemon, wait_until
 from fakevenue import FakeVenue
 
 SCHEMA = """
@@ -283,3 +285,40 @@ def test_fills_without_their_order_fail_closed_with_the_count(pg, venue, daemon,
         d2.stop()
     finally:
         d2.cleanup()
+
+
+def test_duplicate_and_stale_checks_run_beside_the_referential_check(pg, venue, tmp_path):
+    """The duplicate and stale-order checks have a connection of their own: the slow duplicate check
+    and the referential check are seen running at the same time (two backends); a failing
+    duplicate check fails the run with its own message."""
+    load_db(pg, EXCHANGE)
+    venue.fills = EXCHANGE
+    venue.positions = positions_of(EXCHANGE)
+    slow_dup = ("SELECT client_order_id, count(*)::text FROM orders, pg_sleep(3) /* drsup-dup */ "
+                "GROUP BY client_order_id HAVING count(*) > 1")
+    slow_ref = "SELECT f.fill_id FROM fills f, pg_sleep(3) /* drsup-ref */ WHERE f.fill_id IS NULL"
+    d = Daemon(tmp_path, {"database": {"conninfo": pg.conninfo()}, "venue": venue.config(),
+                          "reconcile": {"duplicates_query": slow_dup, "referential_queries": [slow_ref]}},
+               name="side")
+    try:
+        d.start()
+        p = subprocess.Popen([DRCTL, "--socket", d.socket, "--json", "reconcile", "--since", str(T0)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **SAN_ENV))
+        active = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%%drsup-%s%%' " \
+                 "AND pid <> pg_backend_pid()"
+        wait_until(lambda: pg.psql(active % "dup") == "1" and pg.psql(active % "ref") == "1", timeout=20,
+                   interval=0.05, what="both checks running at once")
+        out, err = p.communicate(timeout=60)
+        rep = json.loads(out)
+        assert p.returncode == 0 and rep["ready_to_trade"] is True, (out, err)
+        d.stop()
+        d.config["reconcile"]["duplicates_query"] = "SELECT 'x', (1/0)::text"
+        d.write_config()
+        d.start()
+        rc, rep = reconcile(d)
+        assert rc == 1 and rep["ready_to_trade"] is False, rep
+        assert rep["error"]["message"].startswith("duplicate check failed: 22012"), rep["error"]
+        d.stop()
+    finally:
+        d.cleanup()

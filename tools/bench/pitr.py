@@ -29,11 +29,22 @@ the same run:
                  last recovered and the last acknowledged commit). Median and max; the baseline is
                  wal.flush_interval. Each next trial runs on the cluster the previous one recovered
                  (a new daemon, a new archive and base backup), so no trial copies the 1 GB again.
+  data_loss_rto_vs_pitr_restore  the whole data_loss scenario on the primary (after the RPO
+                 trials: the cluster the last one recovered; a daemon of its own with a venue double,
+                 tests/integration/fakevenue.py, a new archive and base backup): the writer runs
+                 for a few seconds, T is taken, `drctl execute --scenario data_loss --before T`
+                 (the operator's trigger; approve_resume off, so nothing waits for a person) runs
+                 halt, evidence, the PITR to T on a side port, validation, the switch into the
+                 primary's place (tools/pitr-switch), reconcile, shadow, live: the report's rto_ms
+                 (detected -> live). The baseline, timed first in the same run: the bare by-hand
+                 PITR of the same base backup to the same T (as pitr_restore_vs_pgbackrest's
+                 "ours": decrypt, tar x, restore_command, promoted). The recovered primary is
+                 checked against the writer.
 
 Writes build/bench/pitr.json (ratios, targets, met, raw seconds, every trial) and prints a table.
 Environment: DRSUP_BUILD, DRSUP_BENCH_GB (as run.py), DRSUP_BENCH_PITR_ROUNDS, DRSUP_BENCH_PITR_RATE,
 DRSUP_BENCH_RPO_TRIALS, DRSUP_BENCH_RPO_SECONDS (writes before each destruction, default 5),
-DRSUP_BENCH_PITR_PARTS ("backup,pitr,rpo"; pitr needs backup).
+DRSUP_BENCH_PITR_PARTS ("backup,pitr,rpo,dataloss"; pitr needs backup).
 Needs python3-psycopg2 (the writer); otherwise the standard library.
 """
 import json
@@ -55,9 +66,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import run  # noqa: E402  (the cached cluster; sets DRSUP_BUILD and sys.path for the test helpers)
-from scenario import ctl_json  # noqa: E402
+from scenario import _step_ms, ctl_json  # noqa: E402
 from drsup import DRCTL, Daemon, wait_until  # noqa: E402
-from pgharness import PG_BIN, PG_USER, PgCluster  # noqa: E402
+from fakevenue import FakeVenue  # noqa: E402
+from pgharness import PG_BIN, PG_USER, PgCluster, free_port  # noqa: E402
 from test_backup import make_key  # noqa: E402
 from test_wal import lsn, wait_archived, wait_streaming  # noqa: E402
 
@@ -66,10 +78,12 @@ PGBR_EXTRA = os.environ.get("DRSUP_BENCH_PGBR_PROCESS_MAX2", "1") == "1"
 RATE = float(os.environ.get("DRSUP_BENCH_PITR_RATE", "200"))
 RPO_TRIALS = max(1, int(os.environ.get("DRSUP_BENCH_RPO_TRIALS", "5")))
 RPO_SECONDS = float(os.environ.get("DRSUP_BENCH_RPO_SECONDS", "5"))
-PARTS = os.environ.get("DRSUP_BENCH_PITR_PARTS", "backup,pitr,rpo").split(",")
+PARTS = os.environ.get("DRSUP_BENCH_PITR_PARTS", "backup,pitr,rpo,dataloss").split(",")
 FLUSH_INTERVAL_MS = 1000  # wal.flush_interval's default: not configured below
 STANZA = "bench"
-TARGETS = {"physical_backup_vs_pgbackrest": 0.6, "pitr_restore_vs_pgbackrest": 1.0, "rpo_ms": 1000.0}
+TARGETS = {"physical_backup_vs_pgbackrest": 0.6, "pitr_restore_vs_pgbackrest": 1.0, "rpo_ms": 1000.0,
+           "data_loss_rto_vs_pitr_restore": 1.2}
+SWITCH = os.path.join(ROOT, "tools", "pitr-switch")
 log = run.log
 CLUSTERS = []  # every cluster this run made, discarded at the end whatever happened
 
@@ -529,6 +543,95 @@ def part_rpo(pg, d, work, key):
     return trials, pg
 
 
+def dataloss_daemon(work, pg, key, venue):
+    """A daemon for the data_loss run: the primary's archive and base backups, a venue double, the
+    scenario's section (its PITR on a side port, the switch into the primary's place)."""
+    d = daemon_for(work, "dataloss-daemon", pg, key)
+    as_pg = ["/usr/sbin/runuser", "-u", PG_USER, "--"]
+    d.config.update({
+        "log_level": "notice",
+        "database": {"conninfo": pg.conninfo(run.DB), "probe_interval": "250ms", "probe_timeout": "2s",
+                     "connect_timeout": "2s"},
+        "venue": venue.config(timeout="5s"),
+        "detector": {"halt_after": 2},
+        # As bench/scenario.py: the benchmark schema has no positions table, the venue double no
+        # positions or fills; the duplicate and referential checks are the real ones.
+        "reconcile": {
+            "positions_query": "SELECT symbol, '0', '0' FROM orders WHERE false",
+            "stale_orders_query": "SELECT client_order_id, symbol, created_at::text FROM orders WHERE $1::bigint < 0",
+            "missing_fills_query": "SELECT f FROM unnest($1::text[]) AS f WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM fills WHERE venue_trade_id = f)",
+            "replay_fill_query": "SELECT $1, $2, $3, $4, $5, $6, $7",
+            "post_resume_checks": ["200ms"],
+            "referential_queries": ["SELECT f.id FROM fills f WHERE NOT EXISTS "
+                                    "(SELECT 1 FROM orders o WHERE o.id = f.order_id)"],
+        },
+        "scenarios": {"data_loss": {
+            "rto": "30m", "rpo": "1m", "approve_resume": False,
+            "data_directory": pg.datadir, "pg_ctl": os.path.join(PG_BIN, "pg_ctl"), "run_as": as_pg,
+            "side_port": free_port(), "start_timeout": "30m",
+            "validation_queries": ["SELECT count(*) > 0 FROM orders", "SELECT count(*) > 0 FROM pitr_writes"],
+            "switch_command": [SWITCH, "-o", "-p %d -k %s" % (pg.port, pg.sockdir), "-l", pg.logfile] + as_pg,
+        }},
+    })
+    d.write_config()
+    return d
+
+
+def part_dataloss(pg, work, key, samples):
+    """The bare PITR to T, then the whole data_loss run to T; returns its figures."""
+    venue = FakeVenue()
+    venue.server.handle_error = lambda request, client_address: None
+    d = dataloss_daemon(work, pg, key, venue)
+    try:
+        d.start()
+        wait_streaming(d)
+        _, _, res = our_backup(d)
+        backup_name = res["name"]
+        writer = Writer(pg).start()
+        time.sleep(2.0)  # commits after the base backup, before T
+        target_wall = time.time()
+        target = pg.psql("SELECT clock_timestamp()")
+        time.sleep(1.0)  # and after it: the rows a data loss would be recovered without
+        writer.stop()
+        if writer.error:
+            raise RuntimeError("the writer failed: %s" % writer.error)
+        end = lsn(pg.psql("SELECT pg_switch_wal()"))
+        wait_archived(d, end)
+        acks = list(writer.acks)
+        log("data_loss: target %s, base backup %s" % (target, backup_name))
+        rec, t = restore_ours(d, backup_name, os.path.join(work, "dataloss-bare"), target)
+        try:
+            t["check"] = check_target(rec, acks, target_wall, target)
+        finally:
+            discard(rec)
+        samples.setdefault("bare_pitr_for_data_loss", []).append(t["total_s"])
+        log("  %-30s %8.2f s %s" % ("bare PITR to T", t["total_s"], json.dumps(t)))
+        # T in epoch ms (drctl's resolution): the bare target, cut to the millisecond.
+        t_ms = int(pg.psql("SELECT floor(extract(epoch FROM '%s'::timestamptz) * 1000)::bigint" % target))
+        out = ctl_json(d, "execute", "--scenario", "data_loss", "--before", str(t_ms), "--reason", "bench: data_loss RTO")
+        rid = out.get("run") or out.get("id")
+        final = ("succeeded", "failed", "aborted", "held", "stayed_halted", "not_reconciled")
+        r = wait_until(lambda: (lambda x: x if x["status"] in final else None)(ctl_json(d, "run", rid)),
+                       timeout=3600, interval=0.3, what="the data_loss run to finish")
+        if r["status"] != "succeeded":
+            raise RuntimeError("data_loss run %s ended %s:\n%s" % (rid, r["status"], d.log()[-6000:]))
+        with open(os.path.join(d.state_dir, "incidents", rid + ".json")) as f:
+            rep = json.load(f)
+        tl = rep["timeline"]["steps"] if isinstance(rep["timeline"], dict) else rep["timeline"]
+        steps = [{"step": x.get("step"), "ms": _step_ms(x)} for x in tl]
+        check = check_target(pg, acks, target_wall, target)  # the recovered cluster, in the primary's place
+        samples.setdefault("data_loss_rto", []).append(round(rep["rto_ms"] / 1000.0, 3))
+        log("  %-30s %8.2f s (%s)" % ("data_loss run (detected->live)", rep["rto_ms"] / 1000.0, ", ".join(
+            "%s %.1f" % (x["step"], (x["ms"] or 0) / 1000.0) for x in steps)))
+        d.stop()
+        return {"target": target, "run": rid, "rto_ms": rep["rto_ms"], "rpo_ms": rep.get("rpo_ms"), "steps": steps,
+                "bare": t, "check": check, "base_backup": backup_name}
+    finally:
+        d.cleanup()
+        venue.close()
+
+
 def ratio(a, b):
     return round(a / b, 3) if a is not None and b else None
 
@@ -542,9 +645,10 @@ def main():
     key = make_key(os.path.join(work, "backup.key"))
     pg = copy_of_cache(work)
     d = writer = None
-    samples, pitr, trials = {}, None, []
+    samples, pitr, trials, dataloss = {}, None, [], None
     try:
-        br, machine["pgbackrest"] = setup_pgbackrest(work, pg)
+        br, machine["pgbackrest"] = (setup_pgbackrest(work, pg) if "backup" in PARTS or "pitr" in PARTS
+                                     else (None, "not used (parts %s)" % ",".join(PARTS)))
         d = daemon_for(work, "daemon", pg, key)
         d.start()
         wait_streaming(d)
@@ -564,6 +668,11 @@ def main():
                 our_backup(d)
             trials, pg = part_rpo(pg, d, work, key)
             d = None
+        if "dataloss" in PARTS:
+            if d is not None:  # one receiver on the primary's slot at a time
+                d.cleanup()
+                d = None
+            dataloss = part_dataloss(pg, work, key, samples)
     finally:
         if writer is not None:
             writer.stop()
@@ -592,6 +701,7 @@ def main():
                                                             best.get("pgbackrest_process_max2_backup")),
         "pitr_restore_vs_pgbackrest_process_max2": ratio(best.get("ours_pitr"),
                                                          best.get("pgbackrest_process_max2_pitr")),
+        "data_loss_rto_vs_pitr_restore": ratio(best.get("data_loss_rto"), best.get("bare_pitr_for_data_loss")),
     }
     paired = {"physical_backup_vs_pgbackrest": [ratio(a, b) for a, b in zip(samples.get("ours_backup", []),
                                                                             samples.get("pgbackrest_backup", []))]}
@@ -599,7 +709,7 @@ def main():
         "ratios": ratios, "targets": TARGETS,
         "met": {k: (ratios[k] is not None and ratios[k] <= TARGETS[k]) for k in TARGETS},
         "seconds": {"min": best, "samples": samples}, "paired_ratios": paired,
-        "pitr": pitr, "rpo": rpo, "rpo_trials": trials,
+        "pitr": pitr, "rpo": rpo, "rpo_trials": trials, "data_loss": dataloss,
         "flush_interval_ms": FLUSH_INTERVAL_MS, "writer_rate_per_s": RATE, "rounds": ROUNDS, "gb": run.GB,
         "machine": machine, "total_s": round(time.monotonic() - t_start, 1),
         "notes": ("wall seconds; ratios = ours / pgBackRest from the minimum of each series; our PITR is the "
@@ -615,7 +725,8 @@ def main():
     print("PITR benchmark: %g GB cluster, writer %.0f commits/s, %d backup round(s), %d RPO trial(s), nproc %s"
           % (run.GB, RATE, ROUNDS, len(trials), machine["nproc"]))
     for k in ("ours_backup", "ours_backup_daemon", "pgbackrest_backup", "pgbackrest_process_max2_backup",
-              "ours_pitr", "pgbackrest_pitr", "pgbackrest_process_max2_pitr"):
+              "ours_pitr", "pgbackrest_pitr", "pgbackrest_process_max2_pitr", "bare_pitr_for_data_loss",
+              "data_loss_rto"):
         if k in samples:
             print("%-30s %9.2f  %s" % (k, best[k], " ".join("%.2f" % x for x in samples[k])))
     if trials:

@@ -113,6 +113,9 @@ typedef struct BackupRestoreOpts {
     unsigned jobs;
     const char *spool_name; /* the spool's file name in the backup directory; NULL: .restore-<dbname>.dump */
     uint64_t timeout_ms;    /* for pg_restore; 0: none */
+    /* maintenance_work_mem of pg_restore's sessions in kB (PGOPTIONS, which a conninfo's own
+     * options= overrides): index and constraint builds sort in memory; 0: the server's setting. */
+    uint64_t maintenance_work_mem_kb;
     bool replace;           /* DROP DATABASE IF EXISTS dbname first: the leftover of an interrupted restore */
     bool low_priority;      /* background work (test restore, standby): backup.nice / backup.ioprio for
                              * pg_restore and the decrypting worker; a recovery's restore runs at normal

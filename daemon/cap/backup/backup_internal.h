@@ -159,6 +159,8 @@ typedef struct BackupVerifyOptions {
      * a parallel restore needs a seekable file, not a pipe); the file is removed before done(),
      * whatever happened. Needs room for the uncompressed dump. */
     const char *spool_path;
+    /* NULL or a NULL-terminated "NAME=value" list for the child's environment (copied). */
+    const char *const *child_env;
     /* CPU and I/O priority of the child and of the worker's decrypting ({0, PRIO_IO_NORMAL}: as is). */
     PrioSpec priority;
     /* A physical backup (no child): the decrypted tar goes through backup_basetar on the worker,

@@ -150,7 +150,7 @@ static void restore_into_on_restored(const BackupVerifyResult *vr, void *data)
 
 static void restore_into_start_restore(BackupRestore *r)
 {
-    char jobs[24], msg[256], *conninfo = NULL;
+    char jobs[24], msg[256], pgoptions[96], *conninfo = NULL;
     r->stage = BACKUP_RESTORE_RESTORE;
     int rc = pgconn_child_conninfo(r->target_conninfo, &conninfo, msg, sizeof(msg));
     if (rc < 0) {
@@ -159,6 +159,9 @@ static void restore_into_start_restore(BackupRestore *r)
         return;
     }
     snprintf(jobs, sizeof(jobs), "-j%u", r->opts.jobs);
+    snprintf(pgoptions, sizeof(pgoptions), "PGOPTIONS=-c maintenance_work_mem=%llukB",
+             (unsigned long long)r->opts.maintenance_work_mem_kb);
+    const char *env[] = {pgoptions, NULL};
     const char *argv[] = {r->cfg.pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "-d",
                           conninfo, r->opts.jobs > 0 ? jobs : NULL, NULL};
     BackupVerifyOptions o = {.path = r->path,
@@ -168,6 +171,7 @@ static void restore_into_start_restore(BackupRestore *r)
                              .child_must_read_all = true,
                              .timeout_ms = r->opts.timeout_ms,
                              .spool_path = r->opts.jobs > 0 ? r->spool : NULL,
+                             .child_env = r->opts.maintenance_work_mem_kb ? env : NULL,
                              .priority = {r->opts.low_priority ? (int)r->cfg.nice : 0,
                                           r->opts.low_priority ? (PrioIoClass)r->cfg.ioprio : PRIO_IO_NORMAL}};
     r->verify = backup_verify_start(r->loop, &o, restore_into_on_restored, r);

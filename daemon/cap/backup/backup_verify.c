@@ -68,6 +68,7 @@ struct BackupVerify {
     bool spool_removing;
     bool spool_started;    /* the child was spawned (or could not be) */
     uint64_t timeout_ms;
+    char **child_env;      /* NULL or the child's extra environment (copied from the options) */
     uv_fs_t unlink_req;
     PrioSpec priority;     /* of the child and of the pool work */
 };
@@ -273,6 +274,9 @@ static void backup_verify_finish(BackupVerify *v)
     for (size_t i = 0; v->spool_argv && v->spool_argv[i]; i++)
         free(v->spool_argv[i]);
     free(v->spool_argv);
+    for (size_t i = 0; v->child_env && v->child_env[i]; i++)
+        free(v->child_env[i]);
+    free(v->child_env);
     free(v->path);
     free(v->expected_sha);
     memset(v->key, 0, sizeof(v->key));
@@ -343,6 +347,7 @@ static void backup_verify_spool_removed(uv_fs_t *req)
 static void backup_verify_spawn(BackupVerify *v, const char *const *argv, ChildStdin in)
 {
     ChildOptions co = {.argv = argv,
+                       .env = (const char *const *)v->child_env,
                        .priority = v->priority.nice > 0 || v->priority.io != PRIO_IO_NORMAL ? &v->priority : NULL,
                        .stdin_mode = in,
                        .stdout_mode = CHILD_STDOUT_CAPTURE,
@@ -471,7 +476,18 @@ BackupVerify *backup_verify_start(uv_loop_t *loop, const BackupVerifyOptions *op
             ok = ok && (v->spool_argv[n] = strdup(opt->spool_path)) != NULL;
         }
     }
+    if (ok && opt->child_env) {
+        size_t n = 0;
+        while (opt->child_env[n])
+            n++;
+        ok = (v->child_env = calloc(n + 1, sizeof(char *))) != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (v->child_env[i] = strdup(opt->child_env[i])) != NULL;
+    }
     if (!ok) {
+        for (size_t i = 0; v->child_env && v->child_env[i]; i++)
+            free(v->child_env[i]);
+        free(v->child_env);
         backup_basetar_free(v->base);
         backupstream_reader_free(v->reader);
         for (size_t i = 0; v->spool_argv && v->spool_argv[i]; i++)

@@ -2,7 +2,8 @@
  * steps/reconcile: reconcile, the database compared with the exchange since the restore point and
  * the missing fills replayed (cap/reconcile); every attempt's report is kept in the run's context
  * ("reconcile_attempts", the last also as "reconcile"). The step passes only when the report says
- * ready to trade. A scenario step.
+ * ready to trade. A scenario step. Also owns the window its fills are compared over
+ * (scn_reconcile_since_ms), which the post-resume watch shares.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include <jansson.h>
 
 #include "cap/reconcile.h"
+#include "clock.h"
+#include "core/core.h"
 #include "err.h"
 #include "scenario/steps/steps.h"
 
@@ -64,13 +67,28 @@ static void reconcile_done(int result, json_t *report, void *data)
     scn_context_set(st->run, "reconcile_attempts", all, reconcile_attempt_recorded, st);
 }
 
+int64_t scn_reconcile_since_ms(const ScnRun *run)
+{
+    int64_t since = json_integer_value(json_object_get(json_object_get(run->ctx, "backup"), "started_ms"));
+    if (since > 0)
+        return since;
+    /* A point-in-time recovery holds every commit up to its point; a fill the exchange executed
+     * shortly before it may have been committed after it (the platform's own lag), hence the
+     * margin. Before the point is known (a dry run before planning), every fill. */
+    int64_t point = run->def->restore_point_ms ? run->def->restore_point_ms(run) : 0;
+    if (point <= 0)
+        return 0;
+    int64_t margin = (int64_t)run->core->cfg->reconcile.restore_point_margin_ms;
+    return point > margin ? point - margin : 0;
+}
+
 void scn_step_reconcile(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    int64_t since = json_integer_value(json_object_get(json_object_get(st->run->ctx, "backup"), "started_ms"));
-    int r = reconcile_start(st->run->caps->reconcile, st->run->db_conninfo, since, st->run->id, reconcile_done, st);
+    int r = reconcile_start(st->run->caps->reconcile, st->run->db_conninfo, scn_reconcile_since_ms(st->run), st->run->id,
+                            reconcile_done, st);
     if (r < 0)
         scn_finish(st, r, "cannot start the reconcile: %s", err_str(r));
 }
@@ -78,10 +96,13 @@ void scn_step_reconcile(FsmCall *call, void *ctx, FsmDone done)
 void scn_plan_reconcile(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnRun *run = ctx;
-    char msg[600];
+    char msg[600], at[40] = "?";
+    int64_t since = scn_reconcile_since_ms(run);
+    if (since > 0)
+        clock_format_utc_ms(since, at, sizeof(at));
     snprintf(msg, sizeof(msg),
              "would compare '%s' with the exchange's positions and replay the fills since %s, then compare again",
-             run->database, json_string_value(json_object_get(json_object_get(run->ctx, "backup"), "started_at")) ?: "?");
+             run->database, since > 0 ? at : "the restore point (not known before the run)");
     done(call, 0, msg);
 }
 

@@ -148,6 +148,10 @@ void scn_validate(ScnStep *st, char *const *queries, size_t n, const char *conni
 void scn_plan_validation(FsmCall *call, char *const *queries, size_t n, const char *where, FsmDone done);
 
 void scn_step_reconcile(FsmCall *call, void *ctx, FsmDone done);
+/* The exchange's fills the run's reconcile (and its post-resume watch) compares from, wall ms: the
+ * chosen logical backup's start; else, for a run restored to a point in time (the scenario's
+ * restore_point_ms), that point minus reconcile.restore_point_margin; else 0 (every fill). */
+int64_t scn_reconcile_since_ms(const ScnRun *run);
 void scn_plan_reconcile(FsmCall *call, void *ctx, FsmDone done);
 
 void scn_step_resume_shadow(FsmCall *call, void *ctx, FsmDone done);

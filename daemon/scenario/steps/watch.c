@@ -59,7 +59,7 @@ static int64_t watch_resumed_ms(const ScnRun *run)
 /* The exchange's fills since the restore point (the same window as the run's reconcile). */
 static int64_t watch_since_ms(const ScnRun *run)
 {
-    int64_t since = json_integer_value(json_object_get(json_object_get(run->ctx, "backup"), "started_ms"));
+    int64_t since = scn_reconcile_since_ms(run);
     if (since > 0)
         return since;
     return run->detected_ms - (int64_t)run->core->cfg->reconcile.default_since_ms;
