@@ -301,7 +301,7 @@ static void settings_on_answer(ScnStep *st, int status, const PGresult *res, con
                     settings_recorded, st);
 }
 
-static void step_check_settings(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_check_settings(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -319,7 +319,7 @@ static void node_done(ScnStep *st, bool ok, const char *how)
     scn_finish(st, ok ? 0 : DR_ESTATE, "%s", how);
 }
 
-static void step_stop_node(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_stop_node(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -332,7 +332,7 @@ static void step_stop_node(FsmCall *call, void *ctx, FsmDone done)
         scn_node_stop(st, n, &pc, node_done);
 }
 
-static void step_start_node(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_start_node(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -356,7 +356,7 @@ static void checkpoint_on_done(ScnStep *st, int status, const PGresult *res, con
         scn_finish(st, 0, "the new primary '%s' made a checkpoint", scn_ctx_str(st->run, "source", "name"));
 }
 
-static void step_checkpoint(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_checkpoint(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (st)
@@ -410,7 +410,7 @@ static void rewind_conf_written(ScnStep *st, RejoinWork *w)
         rewind_spawn(st);
 }
 
-static void step_rewind(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_rewind(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -472,7 +472,7 @@ static void basebackup_aside(ScnStep *st, RejoinWork *w)
     free(src);
 }
 
-static void step_base_backup(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_base_backup(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -498,7 +498,7 @@ static void configure_written(ScnStep *st, RejoinWork *w)
                    "is written", scn_ctx_str(st->run, "source", "name"), w->vals[2], w->vals[0][0] ? w->vals[0] : "-");
 }
 
-static void step_configure(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_configure(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     char slot[64];
@@ -547,7 +547,7 @@ static void slot_on_done(ScnStep *st, int status, const PGresult *res, const cha
                                                                                                      "name"));
 }
 
-static void step_create_slot(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_create_slot(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     char slot[64];
@@ -599,7 +599,7 @@ static void streaming_ask(ScnStep *st)
             streaming_on_answer);
 }
 
-static void step_wait_streaming(FsmCall *call, void *ctx, FsmDone done)
+void rejoin_step_wait_streaming(FsmCall *call, void *ctx, FsmDone done)
 {
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
@@ -631,23 +631,23 @@ static const FsmRow rj_rows[] = {
     {DETECTED, CHECKED, "check_node", "the node is known, has a data directory and is not the primary",
      step_check_node, NULL, NULL, NULL, 10000, 1, true, FSM_GATE_NONE, REFUSED},
     {CHECKED, SETTINGS_READ, "check_settings", "the new primary's settings say whether pg_rewind can be used",
-     step_check_settings, NULL, NULL, scn_cancel, 30000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_check_settings, NULL, NULL, scn_cancel, 30000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
     {SETTINGS_READ, STOPPED, "stop_node", "the node's server is stopped",
-     step_stop_node, NULL, NULL, scn_cancel, 300000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_stop_node, NULL, NULL, scn_cancel, 300000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
     {STOPPED, CHECKPOINTED, "checkpoint", "the new primary made a checkpoint (pg_rewind reads its control file)",
-     step_checkpoint, NULL, NULL, scn_cancel, 600000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_checkpoint, NULL, NULL, scn_cancel, 600000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
     {CHECKPOINTED, COPIED, "rewind", "pg_rewind made the node's data directory follow the new primary",
-     step_rewind, NULL, NULL, scn_cancel, RJ_COPY_MAX_MS, 1, true, FSM_GATE_APPROVAL, REWIND_FAILED},
+     rejoin_step_rewind, NULL, NULL, scn_cancel, RJ_COPY_MAX_MS, 1, true, FSM_GATE_APPROVAL, REWIND_FAILED},
     {REWIND_FAILED, COPIED, "base_backup", "a fresh base backup replaced the node's data directory (kept aside)",
-     step_base_backup, NULL, NULL, scn_cancel, RJ_COPY_MAX_MS, 2, true, FSM_GATE_APPROVAL, NOT_REJOINED},
+     rejoin_step_base_backup, NULL, NULL, scn_cancel, RJ_COPY_MAX_MS, 2, true, FSM_GATE_APPROVAL, NOT_REJOINED},
     {COPIED, CONFIGURED, "configure", "the node is configured as a standby of the new primary",
-     step_configure, NULL, NULL, NULL, 60000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_configure, NULL, NULL, NULL, 60000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
     {CONFIGURED, SLOT_READY, "create_slot", "the new primary has the node's replication slot",
-     step_create_slot, NULL, NULL, scn_cancel, 30000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_create_slot, NULL, NULL, scn_cancel, 30000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
     {SLOT_READY, STARTED, "start_node", "the node's server is started",
-     step_start_node, NULL, NULL, scn_cancel, 300000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_start_node, NULL, NULL, scn_cancel, 300000, 2, true, FSM_GATE_NONE, NOT_REJOINED},
     {STARTED, STREAMING, "wait_streaming", "the new primary sees the node streaming",
-     step_wait_streaming, NULL, NULL, scn_cancel, 31u * 60u * 1000u, 1, true, FSM_GATE_NONE, NOT_REJOINED},
+     rejoin_step_wait_streaming, NULL, NULL, scn_cancel, 31u * 60u * 1000u, 1, true, FSM_GATE_NONE, NOT_REJOINED},
 };
 
 static const FsmTable rj_table = {"rejoin", rj_states, N_STATES, rj_rows,
@@ -670,53 +670,6 @@ static void rj_report_extras(const ScnRun *run, json_t *rep)
     json_object_set_new(f, "copy", json_deep_copy(json_object_get(run->ctx, "copy")));
     json_object_set_new(f, "settings", json_deep_copy(json_object_get(run->ctx, "settings")));
     json_object_set_new(rep, "rejoin", f);
-}
-
-/* ---- the steps for another scenario's table (rejoin_steps.h) ---- */
-
-void rejoin_step_check_settings(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_check_settings(call, ctx, done);
-}
-
-void rejoin_step_stop_node(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_stop_node(call, ctx, done);
-}
-
-void rejoin_step_checkpoint(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_checkpoint(call, ctx, done);
-}
-
-void rejoin_step_rewind(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_rewind(call, ctx, done);
-}
-
-void rejoin_step_base_backup(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_base_backup(call, ctx, done);
-}
-
-void rejoin_step_configure(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_configure(call, ctx, done);
-}
-
-void rejoin_step_create_slot(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_create_slot(call, ctx, done);
-}
-
-void rejoin_step_start_node(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_start_node(call, ctx, done);
-}
-
-void rejoin_step_wait_streaming(FsmCall *call, void *ctx, FsmDone done)
-{
-    step_wait_streaming(call, ctx, done);
 }
 
 /* ---- rejoin NODE ---- */
