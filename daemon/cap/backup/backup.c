@@ -806,7 +806,10 @@ static void backups_on_tick(uv_timer_t *h)
     int64_t now = backups_sched_now();
     char msg[512];
 
-    if (!b->enabled || b->closing)
+    if (b->closing)
+        return;
+    backups__start_deferred(b); /* before the schedules: an operator asked first */
+    if (!b->enabled)
         return;
     for (size_t i = 0; i < b->n_sched + b->n_phys_sched; i++) {
         bool phys = i >= b->n_sched;
@@ -1098,6 +1101,11 @@ void backups_close(Backups *b, void (*closed_cb)(void *data), void *data)
         BackupWaiter *n = b->waiters->next;
         free(b->waiters);
         b->waiters = n;
+    }
+    while (b->deferred) {
+        BackupWaiter *n = b->deferred->next;
+        free(b->deferred);
+        b->deferred = n;
     }
     b->verify_call = NULL;
     b->pending++;

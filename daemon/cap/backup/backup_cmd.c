@@ -211,30 +211,20 @@ static void backups_cmd_list(CtlCall *call, const json_t *args, void *data)
                                      "scan_error", b->scan_error[0] ? b->scan_error : NULL));
 }
 
-static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
+/* Answer `backup now` once backups__start_backup returned r (-EAGAIN is handled by the caller). */
+static void backups_now_started(Backups *b, CtlCall *call, bool physical, bool wait, int r)
 {
-    Backups *b = data;
     char msg[512];
 
-    if (!backups_check_enabled(b, call))
-        return;
-    bool physical = json_is_true(json_object_get(args, "physical"));
-    int r = backups__start_backup(b, false, physical ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL);
     if (r == DR_EBUSY) {
         control_reply_error(call, r, "not started: %s", backups__busy_message(b, msg, sizeof(msg)));
-        return;
-    }
-    if (r == -EAGAIN) {
-        control_reply_error(call, DR_EBUSY,
-                            "not started: a backup started less than a second ago (backup names have one-second "
-                            "resolution); try again in a second");
         return;
     }
     if (r < 0) {
         control_reply_error(call, r, "cannot start a backup: %s", err_str(r));
         return;
     }
-    if (json_is_true(json_object_get(args, "wait"))) {
+    if (wait) {
         BackupWaiter *w = calloc(1, sizeof(*w));
         if (w) {
             w->call = call;
@@ -245,6 +235,55 @@ static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
     }
     control_reply_ok(call, json_pack("{s:b,s:s,s:s}", "started", 1, "name", b->job_name, "kind",
                                      backup_kind_name(physical ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL)));
+}
+
+static void backups_cmd_now(CtlCall *call, const json_t *args, void *data)
+{
+    Backups *b = data;
+
+    if (!backups_check_enabled(b, call))
+        return;
+    bool physical = json_is_true(json_object_get(args, "physical"));
+    bool wait = json_is_true(json_object_get(args, "wait"));
+    int r = backups__start_backup(b, false, physical ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL);
+    if (r == -EAGAIN) {
+        /* A backup took its name in this very second (names have one-second resolution): start
+         * this one at the next tick, in the next second, instead of refusing it. */
+        BackupWaiter *w = calloc(1, sizeof(*w));
+        if (!w) {
+            control_reply_error(call, -ENOMEM, "cannot start a backup: out of memory");
+            return;
+        }
+        w->call = call;
+        w->physical = physical;
+        w->wait = wait;
+        BackupWaiter **tail = &b->deferred;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = w;
+        log_info("backup", "backup now: a backup took its name in this second; this one starts in the next");
+        return;
+    }
+    backups_now_started(b, call, physical, wait, r);
+}
+
+void backups__start_deferred(Backups *b)
+{
+    while (b->deferred) {
+        BackupWaiter *w = b->deferred;
+        if (!b->enabled) { /* turned off by a reload in the meantime */
+            b->deferred = w->next;
+            (void)backups_check_enabled(b, w->call);
+            free(w);
+            continue;
+        }
+        int r = backups__start_backup(b, false, w->physical ? BACKUP_KIND_PHYSICAL : BACKUP_KIND_LOGICAL);
+        if (r == -EAGAIN)
+            return; /* still the same second: the next tick */
+        b->deferred = w->next;
+        backups_now_started(b, w->call, w->physical, w->wait, r);
+        free(w);
+    }
 }
 
 static void backups_cmd_status(CtlCall *call, const json_t *args, void *data)

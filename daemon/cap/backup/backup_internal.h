@@ -304,6 +304,7 @@ typedef enum { JOB_NONE = 0, JOB_BACKUP, JOB_VERIFY, JOB_RESTORE } JobKind;
 
 typedef struct BackupWaiter {
     CtlCall *call;
+    bool physical, wait; /* a deferred `backup now` (b->deferred): its arguments */
     struct BackupWaiter *next;
 } BackupWaiter;
 
@@ -353,6 +354,7 @@ struct Backups {
     uint8_t key[BCF_KEY_LEN]; /* for a verification, loaded by a worker, wiped after */
     bool verify_restore;
     BackupWaiter *waiters;    /* `backup now --wait` */
+    BackupWaiter *deferred;   /* `backup now` in the second a backup was named: started at the next tick */
     BackupKind job_backup_kind;        /* of the running JOB_BACKUP */
     BackupToolVersion pg_dump_version; /* the last `pg_dump --version` a job read */
     BackupToolVersion pg_basebackup_version; /* the last `pg_basebackup --version` */
@@ -389,6 +391,8 @@ const char *backups__busy_message(const Backups *b, char *buf, size_t n);
 /* Start a backup of `kind`: 0, DR_EBUSY, -EAGAIN (a backup started less than a second ago) or
  * another negative code. */
 int backups__start_backup(Backups *b, bool scheduled, BackupKind kind);
+/* Start the deferred `backup now` calls (the backup tick, once a new second has begun). */
+void backups__start_deferred(Backups *b);
 /* Verify (or test-restore) manifest m; call (may be NULL) gets the answer. 0 or negative (DR_EBUSY). */
 int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call);
 
