@@ -59,6 +59,8 @@ struct Leader {
     int64_t holder_rev;
     uint64_t holder_seen_us;  /* when etcd last named another node as the leader */
     uint64_t started_us;      /* when ha was turned on */
+    uint64_t unreachable_us;  /* since when no etcd endpoint has answered (0: one answers) */
+    bool etcd_alarm;          /* condition ha.etcd:NODE open */
     bool answered;            /* etcd has answered a read of the leader key since then */
     int64_t since_ms, renewed_ms;
     char last_error[256];
@@ -339,6 +341,35 @@ static void leader_revoke_quietly(Leader *l, int64_t lease_id)
         (void)leader_post(l, LR_REVOKE, "v3/lease/revoke", etcdgw_lease_id_body(lease_id), NULL, NULL);
 }
 
+/* etcd unreachable for longer than the TTL opens ha.etcd:NODE (error): this daemon can neither
+ * lead nor take over, whoever leads; the first answer resolves it. An HTTP error answer is an
+ * answer (etcd is there). */
+static void leader_reachability(Leader *l, int err, const char *msg)
+{
+    char cond[96];
+    uint64_t now = clock_mono_us();
+
+    snprintf(cond, sizeof(cond), "ha.etcd:%s", l->node);
+    if (err == 0) {
+        l->unreachable_us = 0;
+        if (l->etcd_alarm) {
+            l->etcd_alarm = false;
+            events_emit(l->events, SEV_INFO, "ha.etcd", cond, true, NULL, "node '%s' reaches etcd again", l->node);
+        }
+        return;
+    }
+    if (err == DR_ECANCELED)
+        return;
+    if (!l->unreachable_us)
+        l->unreachable_us = now;
+    if (!l->etcd_alarm && now - l->unreachable_us >= l->ttl_ms * 1000u) {
+        l->etcd_alarm = true;
+        events_emit(l->events, SEV_ERROR, "ha.etcd", cond, false, NULL,
+                    "node '%s' has reached no etcd endpoint for %" PRIu64 " s: it can neither lead nor take over (%s)",
+                    l->node, (now - l->unreachable_us) / 1000000u, msg[0] ? msg : "no answer");
+    }
+}
+
 static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *resp, const char *errmsg)
 {
     char msg[256] = "";
@@ -359,6 +390,7 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
     }
     if (err != 0 && err != DR_ECANCELED)
         l->ep++; /* no answer (refused, timed out): the next endpoint next time */
+    leader_reachability(l, err, msg);
 
     switch (q->kind) {
     case LR_RANGE: {

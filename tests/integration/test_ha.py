@@ -310,7 +310,8 @@ def test_follower_duties(tmp_path, daemons, etcd, venue, rx):
 
 def test_a_follower_that_cannot_reach_etcd_pages_itself(tmp_path, daemons, etcd, venue, rx):
     """Quiet only while another node is known to lead: a follower cut off from etcd pages its own
-    events after two TTLs (duplicates rather than silence when nobody is known to page)."""
+    events after two TTLs (duplicates rather than silence when nobody is known to page), and opens
+    ha.etcd:NODE (it can neither lead nor take over), resolved when etcd answers again."""
     a, b = pair(tmp_path, daemons, etcd, venue, "/t7/")
     for d, node in ((a, "n1"), (b, "n2")):
         d.config["alerts"] = {"source": node, "webhook": {"url": rx.url("/hook")}, "group_window": "100ms",
@@ -344,5 +345,13 @@ def test_a_follower_that_cannot_reach_etcd_pages_itself(tmp_path, daemons, etcd,
         failed_reload()
         return n2_pages()
     wait_until(paged, timeout=2 * TTL + 10, interval=1.0, what="the cut-off follower pages")
+    # and it says so itself: ha.etcd:n2 is open (it can neither lead nor take over), paged
+    wait_until(lambda: [r for r in n2_pages() if (r.json.get("event") or {}).get("condition") == "ha.etcd:n2"],
+               timeout=10, what="the ha.etcd page")
+    assert "ha.etcd:n2" in [c["condition"] for c in b.ctl_json("alerts")["conditions"]]
+    b.write_config(dict(b.config, ha=dict(b.config["ha"], endpoints=etcd.endpoints)))
+    assert b.ctl("reload").returncode == 0
+    wait_until(lambda: "ha.etcd:n2" not in [c["condition"] for c in b.ctl_json("alerts")["conditions"]],
+               timeout=10, what="ha.etcd resolved once etcd answers")
     b.stop()
     a.stop()
