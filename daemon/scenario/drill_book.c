@@ -15,6 +15,7 @@
 
 #include "atomicfile.h"
 #include "clock.h"
+#include "core/schedclock.h"
 #include "err.h"
 #include "log.h"
 #include "scenario/drill_internal.h"
@@ -278,7 +279,7 @@ static void drill_sched_arm(Drills *ds);
 static void drill_on_sched(uv_timer_t *t)
 {
     Drills *ds = t->data;
-    int64_t now_s = clock_wall_ms() / 1000;
+    int64_t now_s = schedclock_now_s();
     for (size_t i = 0; i < ds->n_sched; i++) {
         DrillSched *e = &ds->sched[i];
         if (e->next_s <= 0 || e->next_s > now_s)
@@ -302,7 +303,7 @@ static void drill_on_sched(uv_timer_t *t)
 
 static void drill_sched_arm(Drills *ds)
 {
-    int64_t soonest = 0, now_ms = clock_wall_ms();
+    int64_t soonest = 0, now_ms = schedclock_now_ms();
     for (size_t i = 0; i < ds->n_sched; i++)
         if (ds->sched[i].next_s > 0 && (!soonest || ds->sched[i].next_s < soonest))
             soonest = ds->sched[i].next_s;
@@ -592,7 +593,7 @@ int drills_check_config(const Drills *ds, const Config *cfg, char *err, size_t e
 
 int drills_apply_config(Drills *ds, const Config *cfg)
 {
-    int64_t now_s = clock_wall_ms() / 1000;
+    int64_t now_s = schedclock_now_s();
     for (size_t i = 0; i < ds->n_sched; i++) {
         free(ds->sched[i].scenario);
         free(ds->sched[i].cron);

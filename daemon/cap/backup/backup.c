@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "cron.h"
 #include "core/core.h"
+#include "core/schedclock.h"
 #include "err.h"
 #include "log.h"
 #include "retention.h"
@@ -31,21 +32,6 @@
 int64_t backups__now(void)
 {
     return clock_wall_ms() / 1000;
-}
-
-/* The clock the schedules are read against: the wall clock, plus DRSUP_TEST_SCHEDULE_SKEW_S
- * seconds when that test hook is set (a test that needs the next minute boundary now, instead of
- * waiting up to a minute for it). Only when scheduled backups and test restores fire moves; their
- * names and times stay on the wall clock. */
-static int64_t backups_sched_now(void)
-{
-    static int64_t skew = -1;
-    if (skew < 0) {
-        const char *e = getenv("DRSUP_TEST_SCHEDULE_SKEW_S");
-        long long v = e ? strtoll(e, NULL, 10) : 0;
-        skew = v > 0 && v < 86400 ? (int64_t)v : 0;
-    }
-    return backups__now() + skew;
 }
 
 static void backups_maybe_closed(Backups *b)
@@ -803,7 +789,7 @@ int backups__start_verify(Backups *b, json_t *m, bool restore, CtlCall *call)
 static void backups_on_tick(uv_timer_t *h)
 {
     Backups *b = h->data;
-    int64_t now = backups_sched_now();
+    int64_t now = schedclock_now_s();
     char msg[512];
 
     if (b->closing)
@@ -1023,7 +1009,7 @@ int backups_apply_config(Backups *b, const Config *cfg)
 {
     ConfigBackup copy;
     bool rescan;
-    int64_t now = backups_sched_now();
+    int64_t now = schedclock_now_s();
 
     if (b->closing)
         return DR_ECANCELED;
