@@ -340,7 +340,7 @@ static int bcf_writer_start(BcfWriter *w)
     bcf_put32(hdr + 16, w->h.chunk_size);
     bcf_put32(hdr + 20, 0);
     bcf_put64(hdr + 24, (uint64_t)w->h.created_at);
-    memcpy(hdr + 32, w->h.key_id, BCF_KEY_ID_LEN);
+    memcpy(hdr + BCF_KEY_ID_OFFSET, w->h.key_id, BCF_KEY_ID_LEN);
     memcpy(hdr + 48, w->h.salt, BCF_SALT_LEN);
     int rc = bcf_hkdf(w->master, w->h.salt, bcf_label_data_key, w->dkey);
     if (rc == 0)

@@ -30,6 +30,7 @@
 #define BCF_KEY_ID_LEN 16
 #define BCF_SALT_LEN 32
 #define BCF_HEADER_LEN 112
+#define BCF_KEY_ID_OFFSET 32 /* where the header holds the key id */
 #define BCF_TAG_LEN 16
 #define BCF_CHUNK_DEFAULT (1024u * 1024u)
 #define BCF_CHUNK_MAX (64u * 1024u * 1024u)

@@ -121,11 +121,19 @@ int cd__marked_work(CdWork *w)
     return 0;
 }
 
-static int cd_load_key(CdWork *w)
+/* The key of the file whose first bytes are head (its header's key id: a file written before or
+ * after a key rotation); head NULL: the key already loaded, else the configured one. */
+static int cd_load_key(CdWork *w, const uint8_t *head, size_t len)
 {
-    if (w->key_loaded)
+    uint8_t kid[BCF_KEY_ID_LEN];
+    if (w->key_loaded && head && len >= BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN) {
+        bcf_key_id(w->key, kid);
+        if (!memcmp(kid, head + BCF_KEY_ID_OFFSET, BCF_KEY_ID_LEN))
+            return 0;
+    } else if (w->key_loaded && !head) {
         return 0;
-    int r = backups_load_key(&w->backup, w->key, w->err, sizeof(w->err));
+    }
+    int r = backups_load_key_for_header(&w->backup, head, len, w->key, w->err, sizeof(w->err));
     w->key_loaded = r == 0;
     return r;
 }
@@ -133,7 +141,7 @@ static int cd_load_key(CdWork *w)
 int cd__range_work(CdWork *w)
 {
     char path[4500];
-    int r = cd_load_key(w);
+    int r = cd_load_key(w, w->reader ? NULL : w->buf, w->reader ? 0 : w->len);
     if (r < 0)
         return r;
     if (!w->reader && !(w->reader = backupstream_reader_new(w->key, true, NULL, NULL)))
@@ -211,7 +219,7 @@ int cd__wal_work(CdWork *w)
 {
     char path[4500];
     CdBuf out = {.max = (size_t)w->seg_size};
-    int r = cd_load_key(w);
+    int r = cd_load_key(w, w->buf, w->len);
     if (r < 0)
         return r;
     BackupStreamReader *rd = backupstream_reader_new(w->key, true, cd_buf_sink, &out);

@@ -58,6 +58,15 @@ class PrimaryEnv(TradingEnv):
         del cfg["wal"]
         del cfg["backup"]["physical"]
         cfg["backup"]["directory"] = os.path.join(self.dir, "recovery-backups")
+        # The recovery host holds the rotated key and the lost host's as a previous one: every file
+        # from the bucket is read with the key its header names (complete_disaster after a breach).
+        rotated = os.path.join(self.dir, "rotated.key")
+        if not os.path.exists(rotated):
+            with open(rotated, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            os.chmod(rotated, 0o600)
+        cfg["backup"]["previous_keys"] = [cfg["backup"]["key_file"]]
+        cfg["backup"]["key_file"] = rotated
         cfg["repository"]["s3"]["bucket"] = bucket
         cfg["scenarios"]["complete_disaster"] = {
             "rto": "10m", "rpo": "10m",

@@ -94,6 +94,11 @@ int backups_load_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t
  * pool only. */
 int backups_load_writing_key(const ConfigBackup *cfg, uint8_t key[32], char *err, size_t errlen);
 int backups_load_key_for_id(const ConfigBackup *cfg, const char *key_id, uint8_t key[32], char *err, size_t errlen);
+/* The key of the container whose first `len` bytes are `head` (its header names the key id): a file
+ * written before or after a key rotation, from the bucket (complete_disaster, verify --offsite).
+ * Fewer bytes than a header, or not a container: the configured key. Blocking: thread pool only. */
+int backups_load_key_for_header(const ConfigBackup *cfg, const uint8_t *head, size_t len, uint8_t key[32], char *err,
+                                size_t errlen);
 /* A manifest's started_at / finished_at as Unix seconds (-1 if missing). */
 int64_t backup_manifest_started(const json_t *m);
 int64_t backup_manifest_finished(const json_t *m);

@@ -121,6 +121,16 @@ int backup_load_key_for(const ConfigBackup *cfg, const char *want, uint8_t key[B
     return DR_EKEY;
 }
 
+int backups_load_key_for_header(const ConfigBackup *cfg, const uint8_t *head, size_t len, uint8_t key[BCF_KEY_LEN],
+                                char *err, size_t errlen)
+{
+    char want[2 * BCF_KEY_ID_LEN + 1];
+    if (!head || len < BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN || memcmp(head, BCF_MAGIC, 8) != 0)
+        return backups_load_key(cfg, key, err, errlen); /* not a container: its reader says so */
+    bcf_hex(head + BCF_KEY_ID_OFFSET, BCF_KEY_ID_LEN, want);
+    return backup_load_key_for(cfg, want, key, err, errlen);
+}
+
 int backups_load_writing_key(const ConfigBackup *cfg, uint8_t key[BCF_KEY_LEN], char *err, size_t errlen)
 {
     return backup_load_key(cfg, key, err, errlen);

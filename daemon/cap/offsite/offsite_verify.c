@@ -131,7 +131,7 @@ static void offsite_verify_work(OffsiteJob *j)
     OffsiteVerify *v = j->arg;
     char err[512];
     if (!v->reader) { /* first: the key and the reader */
-        int r = backups_load_key(&v->backup, v->bkey, err, sizeof(err));
+        int r = backups_load_key_for_header(&v->backup, v->buf, v->buf ? v->len : 0, v->bkey, err, sizeof(err));
         if (r < 0) {
             v->status = r;
             snprintf(v->err, sizeof(v->err), "%s", err);
