@@ -49,6 +49,7 @@ struct Detector {
     Watched *watched;              /* the watched tables (detect/watched.h) */
     bool data_loss_open;           /* detector.data_loss:<cluster> raised, not yet resolved */
     char cond_split_brain[192];
+    char failover_candidate[64]; /* the standby view's candidate at the last primary-failure judgment */
     bool split_ignored; /* the last round during a run saw two primaries (logged once) */
     /* corruption check */
     uv_timer_t check_timer;
@@ -217,7 +218,13 @@ static void detector_trigger(Detector *det, const DetectorDecision *dec)
         cond = det->cond_split_brain;
         evkind = "detector.split_brain";
     }
-    detector_start_recovery(det, kind, cond, evkind, dec->trigger_reason, dec->detected_ms, NULL);
+    /* A primary failure carries the standby the detection would promote: a daemon restarted before
+     * the run recorded its own choice has no judgment of the standbys from before the loss. */
+    json_t *params = dec->incident == DETECTOR_INCIDENT_PRIMARY_FAILURE && det->failover_candidate[0]
+                         ? json_pack("{s:s}", "candidate", det->failover_candidate)
+                         : NULL;
+    detector_start_recovery(det, kind, cond, evkind, dec->trigger_reason, dec->detected_ms, params);
+    json_decref(params);
 }
 
 /* A watched table lost rows (or is gone): page, halt (unless a run is in charge), and start the
@@ -338,6 +345,7 @@ void detector_db_probe_failed(Detector *det, const char *sqlstate, const char *m
     memset(&view, 0, sizeof(view));
     if (!det->view_fn(det->sm.first_failure_ms, &view, det->view_data))
         return;
+    snprintf(det->failover_candidate, sizeof(det->failover_candidate), "%s", view.candidate);
     detector_sm_standby_view(&det->sm, now, &view, &dec);
     detector_apply(det, &dec);
 }

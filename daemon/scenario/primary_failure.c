@@ -205,9 +205,19 @@ static void fence_record_old(ScnStep *st)
     char old[sizeof(v.primary)];
     snprintf(old, sizeof(old), "%s", v.primary);
     replication_failover_view(st->run->caps->replication, st->run->detected_ms, &v);
-    ((PfRun *)st->run->own)->candidate_here = true;
-    scn_context_set(st->run, "old_primary",
-                    json_pack("{s:s,s:s,s:o}", "name", old, "conninfo", ci, "candidate", pf_candidate_json(&v)),
+    json_t *cand = pf_candidate_json(&v);
+    const char *det = json_string_value(scn_run_param(st->run, "candidate"));
+    const char *dci = det ? replication_node_conninfo(st->run->caps->replication, det) : NULL;
+    if (json_is_null(cand) && det && dci && strcmp(det, old)) {
+        /* this monitor has no judgment from before the loss (restarted after the detection): the
+         * detection's own candidate, recorded with the run's start */
+        json_decref(cand);
+        cand = json_pack("{s:s,s:s,s:n,s:n,s:n,s:b}", "name", det, "conninfo", dci, "received_lsn", "lag_bytes",
+                         "priority", "from_detection", 1);
+    } else {
+        ((PfRun *)st->run->own)->candidate_here = true;
+    }
+    scn_context_set(st->run, "old_primary", json_pack("{s:s,s:s,s:o}", "name", old, "conninfo", ci, "candidate", cand),
                     fence_old_known, st);
 }
 

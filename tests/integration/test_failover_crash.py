@@ -198,3 +198,35 @@ def test_daemon_killed_after_every_journal_record_of_a_failover(tmp_path, pg, st
     finally:
         sampler.stop()
         env.cleanup()
+
+
+def test_a_detected_failover_killed_before_the_fence_recorded_anything_promotes_the_detections_choice(
+        tmp_path, pg, standby, rx):  # noqa: F811
+    """The detector started the run (pg1 stopped), and the daemon died right after the fence's
+    intent: the restarted daemon never saw pg2 replicate from pg1 (the monitor's judgment is the
+    process's), so it promotes the candidate the detection recorded with the run's start, which
+    still answers in recovery; without it the run would fail closed, trading halted."""
+    from test_failover import live_then_pause
+    env = start_env(fencing_env(tmp_path, pg, standby, rx), daemon_env={"DRSUP_CRASH_AFTER_EVENT": "intent:fence_old_primary"})
+    d = env.daemon
+    n0 = len(env.exchange_fill_ids())
+    wait_until(lambda: len(env.exchange_fill_ids()) >= n0 + 5, timeout=30, what="trades on pg1")
+    pg.stop("immediate")
+    wait_until(lambda: d.proc.poll() is not None, timeout=60, what="the crash after the fence's intent")
+    assert d.proc.returncode == -9, d.log()[-3000:]
+    d.kill9()
+    rid = [f[:-len(".journal")] for f in os.listdir(os.path.join(d.state_dir, "runs")) if f.endswith(".journal")][0]
+    payloads = journal_payloads(os.path.join(d.state_dir, "runs", rid + ".journal"))
+    det = [p for p in payloads if p.get("key") == "detection"][0]
+    assert det["value"]["params"]["candidate"] == "pg2", det
+    assert not [p for p in payloads if p.get("key") == "old_primary"], payloads  # nothing recorded yet
+    d.start(env={"VENUE_URL": env.venue.url("")})
+    live_then_pause(env)
+    run = env.wait_run(rid, ("succeeded", "failed", "aborted"))
+    assert run["status"] == "succeeded", d.log()[-6000:]
+    assert not in_recovery(standby) and env.repl()["primary"] == "pg2"
+    old = [p for p in journal_payloads(os.path.join(d.state_dir, "runs", rid + ".journal"))
+           if p.get("key") == "old_primary"][-1]
+    assert old["value"]["candidate"]["from_detection"] is True, old
+    assert "the candidate recorded before the fence" in d.log()
+    d.stop()
