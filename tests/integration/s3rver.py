@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -78,8 +79,10 @@ class S3rver:
                    S3RVER_SECRET_KEY=self.secret_key, S3RVER_BUCKETS=",".join(self.bucket_names))
         self.proc = subprocess.Popen(["node", os.path.join(HERE, "s3rver.js")], env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = self.proc.stdout.readline()  # bounded: the script prints it or exits
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)  # a bounded wait for its line
+        line = self.proc.stdout.readline() if ready else b""
         if not line:
+            self.proc.kill()
             err = self.proc.stderr.read().decode(errors="replace")
             self.proc.wait(timeout=10)
             raise RuntimeError("s3rver did not start: %s" % err[-2000:])
