@@ -60,7 +60,7 @@ LIBDRSUP   := $(BUILD)/libdrsup.a
 LIBDAEMON  := $(BUILD)/libdrsupd.a
 BINS       := $(BUILD)/drsupervisord $(BUILD)/drctl
 
-.PHONY: all deps deps-check check lint unit integration demo bench install clean man
+.PHONY: all deps deps-check check lint unit integration demo bench install clean man s3rver-check
 all: $(BINS)
 
 deps:
@@ -123,6 +123,22 @@ unit: $(UNIT_BIN)
 # TESTS: the test files or directories to run (default all), e.g. TESTS=tests/integration/test_wal.py
 integration: $(BINS)
 	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider $(or $(TESTS),tests/integration) $(PYTEST_DURATIONS) $(PYTEST_ARGS)
+
+# The second, independent S3 check (docs/offsite.md): the off-site upload/download tests against
+# @20minutes/s3rver instead of the strict test server. Not part of `check`: it needs Node.js and the
+# npm registry, which CI cannot count on. The package is pinned and installed into build/npm/.
+S3RVER_VERSION := 5.0.0
+S3RVER_DIR     := build/npm
+S3RVER_TESTS   := tests/integration/test_s3rver.py tests/integration/test_offsite.py \
+                  tests/integration/test_complete_disaster.py
+s3rver-check: $(BINS)
+	@tools/setup-deps s3rver
+	@grep -qs '"version": "$(S3RVER_VERSION)"' $(S3RVER_DIR)/node_modules/@20minutes/s3rver/package.json || \
+	  { mkdir -p $(S3RVER_DIR) && npm install --prefix $(S3RVER_DIR) --no-save --no-audit --no-fund \
+	    --loglevel=error @20minutes/s3rver@$(S3RVER_VERSION); }
+	DRSUP_BUILD=$(CURDIR)/$(BUILD) SANITIZE=$(SANITIZE) DRSUP_S3_BACKEND=s3rver \
+	  DRSUP_S3RVER_MODULES=$(CURDIR)/$(S3RVER_DIR)/node_modules \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -rs $(S3RVER_TESTS) $(PYTEST_ARGS)
 
 demo: deps-check
 	@$(MAKE) --no-print-directory all

@@ -1,6 +1,7 @@
 """
 The complete_disaster scenario (docs/complete-disaster.md) against a real PostgreSQL 15, the strict
-S3 test server and the paper trading platform: a primary host's daemon archives the WAL and
+S3 test server (or @20minutes/s3rver: DRSUP_S3_BACKEND=s3rver, `make s3rver-check`) and the paper
+trading platform: a primary host's daemon archives the WAL and
 copies a base backup and the WAL to the bucket while a table is written; the primary host is
 then destroyed (its daemon stopped, the server stopped, its data directory, the daemon's state,
 backups and WAL archive removed); a recovery host's daemon (a fresh state directory, no local
@@ -27,8 +28,8 @@ import pytest
 
 from drsup import Daemon, wait_until
 from pgharness import PgCluster
-from s3server import S3Server
-from test_offsite import AK, SK, secret, status as offsite_status
+from s3rver import make_s3
+from test_offsite import AK, SK, replace, secret, status as offsite_status
 from test_wal import lsn, wait_archived, wait_streaming
 from trading_env import PG_BIN, TradingEnv
 
@@ -95,7 +96,7 @@ def world(tmp_path):
     pg = PgCluster()
     pg.init()
     pg.start()
-    s3 = S3Server(access_key=AK, secret_key=SK, buckets=("drsup", "empty")).start()
+    s3 = make_s3(AK, SK, buckets=("drsup", "empty"))  # the strict server, or s3rver (DRSUP_S3_BACKEND)
     env = PrimaryEnv(tmp_path, pg, s3)
     rec = []
     try:
@@ -162,8 +163,7 @@ def test_complete_disaster_from_the_bucket(world):
     key = "prod/backups/" + base
     body, etag = env.s3.objects("drsup")[key]
     at = (1 << 20) + 100
-    with env.s3.lock:
-        env.s3.buckets["drsup"][key] = (body[:at] + bytes([body[at] ^ 1]) + body[at + 1:], etag)
+    replace(env.s3, key, body[:at] + bytes([body[at] ^ 1]) + body[at + 1:], etag)
     bad = r.ctl_json("execute", "--scenario", "complete_disaster")["run"]
     run = wait_until(lambda: (lambda x: x["status"] in ("failed", "succeeded", "waiting_approval") and x)(
         r.ctl_json("run", bad)), timeout=30, interval=0.3, what="the tampered run's end")
@@ -172,8 +172,7 @@ def test_complete_disaster_from_the_bucket(world):
     assert "download_base_backup FAILED" in log and "authentication failed" in log, log[-3000:]
     assert os.listdir(env.pg.datadir) == ["drsupervisor-restore-in-progress"]
     assert env.venue.status()["mode"] == "halted"
-    with env.s3.lock:
-        env.s3.buckets["drsup"][key] = (body, etag)
+    replace(env.s3, key, body, etag)
 
     res = r.ctl_json("execute", "--scenario", "complete_disaster")
     rid = res["run"]
