@@ -20,6 +20,7 @@
 #include "alerts/alerts.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,13 +313,13 @@ static void alerts_end_hold(Alerts *a, LeaderGate gate)
     if (gate == LEADER_GATE_QUIET || a->closing || !a->enabled) {
         alerts_hold_release(&a->hold, NULL, NULL);
         a->follower_skipped += n;
-        log_info("alerts", "%zu alert(s) held until etcd's first answer not paged: %s%s", n,
-                 gate == LEADER_GATE_QUIET ? "another node leads and pages them" : "alerts are off",
-                 dropped ? " (the oldest ones beyond the hold's bound were dropped too)" : "");
+        log_info("alerts", "%zu alert(s) held until etcd's first answer not paged: %s (%" PRIu64 " older ones "
+                 "dropped beyond the hold's %d)", n, gate == LEADER_GATE_QUIET ? "another node leads and pages them"
+                 : "alerts are off", dropped, ALERTS_HOLD_MAX);
         return;
     }
-    log_notice("alerts", "paging %zu alert(s) held until etcd's first answer: no other node is known to lead%s", n,
-               dropped ? " (more were held: the oldest, beyond the hold's bound, are lost)" : "");
+    log_notice("alerts", "paging %zu alert(s) held until etcd's first answer: no other node is known to lead (%" PRIu64
+               " older ones dropped beyond the hold's %d)", n, dropped, ALERTS_HOLD_MAX);
     alerts_hold_release(&a->hold, alerts_admit_held, a);
 }
 

@@ -46,11 +46,11 @@ int alerts_hold_push(AlertHold *h, const Event *ev)
         if (h->dropped++ == 0)
             log_warning("alerts", "more than %d alerts held until etcd's first answer: the oldest are dropped "
                         "(counted when the hold ends)", ALERTS_HOLD_MAX);
-        alerts_event_free(&h->held[h->head].ev);
+        alerts_event_free(&h->held[h->head]);
         h->head = (h->head + 1) % ALERTS_HOLD_MAX;
         h->n--;
     }
-    h->held[(h->head + h->n) % ALERTS_HOLD_MAX].ev = copy;
+    h->held[(h->head + h->n) % ALERTS_HOLD_MAX] = copy;
     h->n++;
     return 0;
 }
@@ -59,7 +59,7 @@ size_t alerts_hold_release(AlertHold *h, void (*fn)(const Event *ev, void *data)
 {
     size_t n = h->n;
     for (size_t i = 0; i < n; i++) {
-        Event *ev = &h->held[(h->head + i) % ALERTS_HOLD_MAX].ev;
+        Event *ev = &h->held[(h->head + i) % ALERTS_HOLD_MAX];
         if (fn)
             fn(ev, data);
         alerts_event_free(ev);

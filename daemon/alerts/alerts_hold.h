@@ -5,8 +5,8 @@
  * know, until etcd's first answer (at most one TTL), whether another node leads and pages for the
  * cluster: what it would page in that time is held here, then paged (nobody else leads, or this
  * daemon acts) or dropped (another node leads) at once when the answer comes. At most
- * ALERTS_HOLD_MAX are held: a further one drops the oldest, counted (alerts_hold_dropped), and
- * logged once per grace, so a storm cannot grow memory and is never silent.
+ * ALERTS_HOLD_MAX are held: a further one drops the oldest, counted (dropped), and logged once
+ * per grace, so a storm cannot grow memory and is never silent.
  */
 #ifndef DRSUP_ALERTS_HOLD_H
 #define DRSUP_ALERTS_HOLD_H
@@ -19,12 +19,9 @@
 
 #define ALERTS_HOLD_MAX 64
 
-typedef struct AlertHeld {
-    Event ev;        /* kind, condition, summary and details owned */
-} AlertHeld;
-
 typedef struct AlertHold {
-    AlertHeld held[ALERTS_HOLD_MAX]; /* a ring: the oldest at head */
+    Event held[ALERTS_HOLD_MAX];     /* a ring, the oldest at head; kind, condition, summary and
+                                        details owned */
     size_t head, n;
     uint64_t dropped;                /* the oldest dropped since the hold began */
 } AlertHold;
