@@ -20,6 +20,7 @@
 #include "alerts/alerts.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,10 +239,7 @@ static void alerts_route(Alerts *a, const Event *ev, bool forced, unsigned force
 
 static void alerts_early_free(AlertEarly *e)
 {
-    free((char *)(uintptr_t)e->ev.kind);
-    free((char *)(uintptr_t)e->ev.condition);
-    free((char *)(uintptr_t)e->ev.summary);
-    json_decref((json_t *)(uintptr_t)e->ev.details);
+    alerts_event_free(&e->ev);
 }
 
 static void alerts_drop_early(Alerts *a)
@@ -264,18 +262,12 @@ static void alerts_keep_early(Alerts *a, const Event *ev)
     a->early = n;
     AlertEarly *e = &a->early[a->n_early];
     memset(e, 0, sizeof(*e));
-    e->ev = *ev;
-    e->ev.kind = strdup(ev->kind);
-    e->ev.condition = ev->condition ? strdup(ev->condition) : NULL;
-    e->ev.summary = strdup(ev->summary);
-    e->ev.details = ev->details ? json_deep_copy(ev->details) : NULL;
-    e->forced = a->forcing;
-    e->force_mask = a->force_mask;
-    if (!e->ev.kind || !e->ev.summary || (ev->condition && !e->ev.condition)) {
-        alerts_early_free(e);
+    if (alerts_event_copy(&e->ev, ev) < 0) {
         log_error("alerts", "out of memory: alert lost: %s", ev->summary);
         return;
     }
+    e->forced = a->forcing;
+    e->force_mask = a->force_mask;
     a->n_early++;
 }
 
@@ -294,6 +286,49 @@ void alerts__replay_early(Alerts *a)
     free(early);
 }
 
+/* An event past the high-availability gate: kept until the outbox is loaded, else routed. */
+static void alerts_admit(Alerts *a, const Event *ev)
+{
+    if (!a->loaded) {
+        alerts_keep_early(a, ev);
+        return;
+    }
+    alerts_route(a, ev, a->forcing, a->force_mask);
+}
+
+static void alerts_admit_held(const Event *ev, void *data)
+{
+    alerts_admit(data, ev);
+}
+
+/* The start grace is over (etcd's first answer, or one TTL without one): the held alerts are
+ * paged, or dropped when another node leads and pages them. */
+static void alerts_end_hold(Alerts *a, LeaderGate gate)
+{
+    size_t n = a->hold.n;
+    uint64_t dropped = a->hold.dropped;
+
+    if (!n)
+        return;
+    if (gate == LEADER_GATE_QUIET || a->closing || !a->enabled) {
+        alerts_hold_release(&a->hold, NULL, NULL);
+        a->follower_skipped += n;
+        log_info("alerts", "%zu alert(s) held until etcd's first answer not paged: %s (%" PRIu64 " older ones "
+                 "dropped beyond the hold's %d)", n, gate == LEADER_GATE_QUIET ? "another node leads and pages them"
+                 : "alerts are off", dropped, ALERTS_HOLD_MAX);
+        return;
+    }
+    log_notice("alerts", "paging %zu alert(s) held until etcd's first answer: no other node is known to lead (%" PRIu64
+               " older ones dropped beyond the hold's %d)", n, dropped, ALERTS_HOLD_MAX);
+    alerts_hold_release(&a->hold, alerts_admit_held, a);
+}
+
+void alerts__leader_settled(void *data)
+{
+    Alerts *a = data;
+    alerts_end_hold(a, leader_alert_gate(a->core->leader));
+}
+
 static void alerts_on_event(const Event *ev, void *data)
 {
     Alerts *a = data;
@@ -304,16 +339,21 @@ static void alerts_on_event(const Event *ev, void *data)
      * all probe the platform). A follower's events still reach its log and `drctl watch`. It keeps
      * quiet only while another node is known to lead: with etcd unreachable or no leader, every
      * daemon pages (duplicates, never silence), and each pages its own ha.* events (a lost lease,
-     * a takeover). */
-    if (leader_another_leads(a->core->leader) && strncmp(ev->kind, "ha.", 3) && !a->forcing) {
-        a->follower_skipped++;
-        return;
+     * a takeover). In the start grace, before etcd's first answer, they are held (alerts_hold.h). */
+    if (strncmp(ev->kind, "ha.", 3) && !a->forcing) {
+        LeaderGate gate = leader_alert_gate(a->core->leader);
+        if (gate == LEADER_GATE_HOLD) {
+            if (alerts_hold_push(&a->hold, ev) < 0)
+                log_error("alerts", "out of memory: alert lost: %s", ev->summary);
+            return;
+        }
+        alerts_end_hold(a, gate); /* the grace ended before its callback: keep the order */
+        if (gate == LEADER_GATE_QUIET) {
+            a->follower_skipped++;
+            return;
+        }
     }
-    if (!a->loaded) {
-        alerts_keep_early(a, ev);
-        return;
-    }
-    alerts_route(a, ev, a->forcing, a->force_mask);
+    alerts_admit(a, ev);
 }
 
 /* ---- life cycle ---- */
@@ -339,6 +379,7 @@ Alerts *alerts_new(Core *d)
     uv_timer_init(d->loop, &a->hb_timer);
     a->hb_timer.data = a;
     a->sub_id = events_subscribe(d->events, alerts_on_event, a);
+    leader_on_settled(d->leader, alerts__leader_settled, a);
     if (a->sub_id < 0 || alerts__register_commands(a) < 0) {
         /* Timers are initialised: the caller closes us through alerts_close. */
         log_error("alerts", "cannot set up alerts: out of memory");
@@ -469,6 +510,7 @@ static void alerts_free_all(Alerts *a)
         a->conds = n;
     }
     alerts_drop_early(a);
+    alerts_hold_release(&a->hold, NULL, NULL);
     free(a->cond_path);
     free(a->hb_error);
     free(a->dir);
@@ -501,6 +543,7 @@ void alerts_close(Alerts *a, void (*closed_cb)(void *data), void *data)
     a->closed_data = data;
     if (a->sub_id > 0)
         events_unsubscribe(a->core->events, a->sub_id);
+    leader_on_settled(a->core->leader, NULL, NULL); /* NULL when the leader closed first */
     for (unsigned ch = 0; ch < ALERT_CH_COUNT; ch++) {
         AlertChanQ *q = &a->q[ch];
         alerts__cancel_sends(q);

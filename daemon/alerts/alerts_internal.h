@@ -9,6 +9,7 @@
 
 #include "alerts/alertfmt.h"
 #include "alerts/alerts.h"
+#include "alerts/alerts_hold.h"
 
 #define ALERTS_RECENT 8      /* last deliveries kept per channel */
 #define ALERTS_MAX_DEAD 50   /* dead letters kept in memory per channel (files stay on disk) */
@@ -105,6 +106,7 @@ struct Alerts {
     struct AlertEarly *early; /* events that arrived before the outbox was loaded, in order */
     size_t n_early;
     uint64_t follower_skipped; /* high availability: events not routed because this daemon did not lead */
+    AlertHold hold;            /* high availability: a follower's events in its start grace (alerts_hold.h) */
     /* heartbeat */
     uv_timer_t hb_timer;
     bool hb_busy;
@@ -149,6 +151,8 @@ void alerts__conds_save(Alerts *a);
 void alerts__coalesce_pd(AlertChanQ *q, AlertEntry *e);
 /* Route the events that arrived before the outbox was loaded, in order (alerts.c). */
 void alerts__replay_early(Alerts *a);
+/* The leader's start grace is over (leader_on_settled): page or drop the held alerts. */
+void alerts__leader_settled(void *data);
 /* Free a closing Alerts once no work and no handle is pending; then its closed callback (alerts.c). */
 void alerts__maybe_closed(Alerts *a);
 /* The entries (alerts_outbox.c): free one (not linked), append one to its channel's queue. */

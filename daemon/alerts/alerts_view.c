@@ -104,9 +104,10 @@ static void alerts_cmd_view(CtlCall *call, const json_t *args, void *data)
                            "interval_ms", (json_int_t)a->hb_interval_ms, "last_ok_ms", (json_int_t)a->hb_last_ok_ms,
                            "last_attempt_ms", (json_int_t)a->hb_last_try_ms, "ok", (json_int_t)a->hb_ok_count,
                            "failures", (json_int_t)a->hb_fail_count, "last_error", a->hb_error);
-    res = json_pack("{s:b,s:b,s:s?,s:o,s:o,s:o,s:o,s:o,s:I}", "enabled", a->enabled, "outbox_loaded", a->loaded,
+    res = json_pack("{s:b,s:b,s:s?,s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "enabled", a->enabled, "outbox_loaded", a->loaded,
                     "source", a->source, "channels", chans, "conditions", conds, "outbox", outbox, "dead_letters",
-                    dead, "heartbeat", hb, "follower_skipped", (json_int_t)a->follower_skipped);
+                    dead, "heartbeat", hb, "follower_skipped", (json_int_t)a->follower_skipped, "held",
+                    (json_int_t)a->hold.n);
     control_reply_ok(call, res);
 }
 

@@ -62,6 +62,10 @@ struct Leader {
     uint64_t unreachable_us;  /* since when no etcd endpoint has answered (0: one answers) */
     bool etcd_alarm;          /* condition ha.etcd:NODE open */
     bool answered;            /* etcd has answered a read of the leader key since then */
+    bool settled;             /* the start grace is over (answered, or one TTL passed) */
+    uv_timer_t grace;         /* ends the start grace one TTL after start */
+    void (*settled_fn)(void *data);
+    void *settled_data;
     int64_t since_ms, renewed_ms;
     char last_error[256];
     LeaderReq *reqs;
@@ -105,16 +109,44 @@ bool leader_acting(const Leader *l)
     return l->state == LS_LEADER && clock_mono_us() < l->valid_until_us;
 }
 
-bool leader_another_leads(const Leader *l)
+LeaderGate leader_alert_gate(const Leader *l)
 {
     if (!leader_enabled(l) || leader_acting(l))
-        return false;
+        return LEADER_GATE_PAGE;
     uint64_t now = clock_mono_us();
     if (!l->answered) /* just started: the first read decides, for at most one TTL */
-        return now - l->started_us < l->ttl_ms * 1000u;
+        return !l->settled && now - l->started_us < l->ttl_ms * 1000u ? LEADER_GATE_HOLD : LEADER_GATE_PAGE;
     if (!l->holder || !strcmp(l->holder, l->node) || !l->holder_seen_us)
-        return false;
-    return now - l->holder_seen_us < 2 * l->ttl_ms * 1000u;
+        return LEADER_GATE_PAGE;
+    return now - l->holder_seen_us < 2 * l->ttl_ms * 1000u ? LEADER_GATE_QUIET : LEADER_GATE_PAGE;
+}
+
+void leader_on_settled(Leader *l, void (*fn)(void *data), void *data)
+{
+    if (!l)
+        return;
+    l->settled_fn = fn;
+    l->settled_data = data;
+}
+
+/* The start grace is over: tell the listener once. */
+static void leader_settle(Leader *l)
+{
+    if (l->settled)
+        return;
+    l->settled = true;
+    uv_timer_stop(&l->grace);
+    if (l->settled_fn && !l->closing)
+        l->settled_fn(l->settled_data);
+}
+
+static void leader_on_grace(uv_timer_t *t)
+{
+    Leader *l = t->data;
+    if (!l->answered)
+        log_warning("ha", "etcd has not answered within the TTL (%" PRIu64 " s) since start: every alert is paged "
+                    "until it names a leader", l->ttl_ms / 1000);
+    leader_settle(l);
 }
 
 int64_t leader_token(const Leader *l)
@@ -210,9 +242,11 @@ int leader_apply_config(Leader *l, const Config *cfg)
     l->started_us = clock_mono_us();
     uv_timer_init(l->loop, &l->tick);
     uv_timer_init(l->loop, &l->deadline);
-    l->tick.data = l->deadline.data = l;
-    l->open_handles = 2;
+    uv_timer_init(l->loop, &l->grace);
+    l->tick.data = l->deadline.data = l->grace.data = l;
+    l->open_handles = 3;
     l->timers = true;
+    uv_timer_start(&l->grace, leader_on_grace, l->ttl_ms, 0);
     log_notice("ha", "high availability on: node '%s', leader key '%s', TTL %" PRIu64 " s, %zu etcd endpoint(s)",
                l->node, l->key, l->ttl_ms / 1000, l->n_endpoints);
     leader_tick(l);
@@ -423,6 +457,7 @@ static void leader_handle(Leader *l, LeaderReq *q, int err, const HttpResponse *
             }
         }
         etcdgw_kv_done(&kv);
+        leader_settle(l); /* after the holder is known: the listener asks leader_alert_gate */
         break;
     }
     case LR_GRANT:
@@ -735,4 +770,5 @@ static void leader_close_now(Leader *l)
     }
     uv_close((uv_handle_t *)&l->tick, leader_on_handle_closed);
     uv_close((uv_handle_t *)&l->deadline, leader_on_handle_closed);
+    uv_close((uv_handle_t *)&l->grace, leader_on_handle_closed);
 }

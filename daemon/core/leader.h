@@ -46,11 +46,20 @@ bool leader_enabled(const Leader *l);
 /* May this daemon change the world now? Always true without ha; with ha, only while it holds the
  * leader key and its lease is valid on its own monotonic clock. */
 bool leader_acting(const Leader *l);
-/* With ha, this daemon is not acting and etcd named another node as the leader within the last two
- * TTLs: that node acts (and pages) for the cluster; also true for at most one TTL after start,
- * until etcd's first answer. False without ha, while acting, and when no leader is known (etcd
- * unreachable, the key absent): then nobody else is known to page. */
-bool leader_another_leads(const Leader *l);
+/* What the alert gate does with an event of this daemon (other than its own ha.* events). */
+typedef enum {
+    LEADER_GATE_PAGE = 0, /* page: no ha, this daemon acts, or no other leader is known (etcd
+                             unreachable past the start grace, the key absent, or last seen more
+                             than two TTLs ago): duplicates rather than silence */
+    LEADER_GATE_QUIET,    /* another node leads (etcd named it within the last two TTLs): it pages */
+    LEADER_GATE_HOLD,     /* the start grace: a follower not yet answered by etcd, for at most one
+                             TTL after start; hold it until leader_on_settled's callback */
+} LeaderGate;
+LeaderGate leader_alert_gate(const Leader *l);
+/* Who is told, once, that the start grace is over: at etcd's first answer to the read of the
+ * leader key, or one TTL after start without one. fn(data) on the loop; one listener (the
+ * alerts, which page or drop what they held); NULL fn forgets it. No-op on a NULL Leader. */
+void leader_on_settled(Leader *l, void (*fn)(void *data), void *data);
 /* The fencing token: the leader key's create revision while acting, else 0. */
 int64_t leader_token(const Leader *l);
 /* "not the leader (leader: NODE)" into why. */

@@ -754,6 +754,62 @@ void replication_record_primary(Replication *r, const char *node, int64_t timeli
 
 /* ---- failover_status ---- */
 
+const char *replication_fence_by_name(ReplFenceBy by)
+{
+    static const char *const names[] = {"none", "hook", "stop", "read_only"};
+    return by <= REPL_FENCE_READ_ONLY ? names[by] : "?";
+}
+
+static const char *repl_self_fence_name(int mode)
+{
+    return mode == CONFIG_SELF_FENCE_STOP ? "stop" : mode == CONFIG_SELF_FENCE_READ_ONLY ? "read_only" : "off";
+}
+
+/* The old primary is fenced by the hook when one is configured; without one by the daemon's own
+ * measures (steps/fence.c: the stop command when self_fence is stop and the node has one, else
+ * read-only), which is as good a fence as a failover needs; with neither, nothing stops it
+ * taking writes. */
+const char *replication_failover_rule(const ConfigFailover *f, const ReplFailoverFacts *facts, ReplFenceBy *ret_fence_by)
+{
+    ReplFenceBy by = f->n_fence                                                             ? REPL_FENCE_HOOK
+                     : f->self_fence == CONFIG_SELF_FENCE_STOP && facts->primary_has_stop ? REPL_FENCE_STOP
+                     : f->self_fence != CONFIG_SELF_FENCE_OFF                             ? REPL_FENCE_READ_ONLY
+                                                                                          : REPL_FENCE_NONE;
+    if (ret_fence_by)
+        *ret_fence_by = by;
+    if (!f->enabled)
+        return "no failover section is configured";
+    if (!facts->candidate)
+        return "no standby is eligible (see candidates)";
+    if (by == REPL_FENCE_NONE)
+        return "no fence hook is configured and failover.self_fence is off: the old primary could keep accepting "
+               "writes";
+    if (!facts->fence_check_ok)
+        return "the fence check failed";
+    if (!f->n_repoint)
+        return "no repoint hook is configured: the platform would keep writing to the old primary";
+    return NULL;
+}
+
+/* How fencing_by reads in a sentence ("by the fence hook"). */
+static const char *repl_fence_by_words(const char *by)
+{
+    return !by                         ? "?"
+           : !strcmp(by, "hook")      ? "by the fence hook"
+           : !strcmp(by, "stop")      ? "by the daemon: its stop command (failover.self_fence: stop)"
+           : !strcmp(by, "read_only") ? "by the daemon: made read-only (failover.self_fence)"
+                                      : "by nobody";
+}
+
+static const ConfigReplicationNode *repl_node_config(const Replication *r, const char *name)
+{
+    for (size_t i = 0; r->cfg && i < r->cfg->n_nodes; i++)
+        if (!strcmp(r->cfg->nodes[i].name, name))
+            return &r->cfg->nodes[i];
+    return NULL;
+}
+
+
 /* Would a failover succeed now? Which standby, and why not the others. */
 static json_t *repl_failover_json(const Replication *r)
 {
@@ -780,17 +836,12 @@ static json_t *repl_failover_json(const Replication *r)
                                                c[i].why_not[0] == '\0', "reason",
                                                c[i].why_not[0] ? c[i].why_not : NULL));
     }
-    bool check_ok = f->n_fence_check == 0 || (r->fence_checked_ms && r->fence_ok);
-    if (!f->enabled)
-        why = "no failover section is configured";
-    else if (best < 0)
-        why = "no standby is eligible (see candidates)";
-    else if (!f->n_fence)
-        why = "no fence hook is configured: the old primary could keep accepting writes";
-    else if (!check_ok)
-        why = "the fence check failed";
-    else if (!f->n_repoint)
-        why = "no repoint hook is configured: the platform would keep writing to the old primary";
+    const ConfigReplicationNode *pn = primary ? repl_node_config(r, primary->name) : NULL;
+    ReplFailoverFacts facts = {.candidate = best >= 0,
+                               .fence_check_ok = f->n_fence_check == 0 || (r->fence_checked_ms && r->fence_ok),
+                               .primary_has_stop = pn && pn->n_stop > 0};
+    ReplFenceBy by;
+    why = replication_failover_rule(f, &facts, &by);
     json_t *o = json_pack("{s:b,s:b,s:s?,s:s?,s:o,s:I}", "configured", f->enabled, "would_succeed", why == NULL, "why",
                           why, "candidate", best >= 0 ? c[best].name : NULL, "candidates", cands ? cands : json_array(),
                           "maximum_lag_bytes", (json_int_t)f->maximum_lag_bytes);
@@ -800,8 +851,10 @@ static json_t *repl_failover_json(const Replication *r)
         json_object_set_new(o, "ok", json_boolean(why == NULL));
         json_object_set_new(o, "primary", json_pack("{s:s?,s:b}", "name", primary ? primary->name : NULL, "reachable",
                                                     primary && json_is_true(json_object_get(primary->sample, "reachable"))));
-        json_object_set_new(o, "fencing", json_pack("{s:b,s:b,s:I,s:b,s:s}", "configured", f->n_fence > 0,
-                                                    "check_configured", f->n_fence_check > 0, "last_check_ms",
+        json_object_set_new(o, "fencing", json_pack("{s:b,s:s,s:s,s:b,s:I,s:b,s:s}", "configured", f->n_fence > 0,
+                                                    "by", replication_fence_by_name(by), "self_fence",
+                                                    repl_self_fence_name(f->self_fence), "check_configured",
+                                                    f->n_fence_check > 0, "last_check_ms",
                                                     (json_int_t)r->fence_checked_ms, "last_check_ok", r->fence_ok,
                                                     "last_check_message", r->fence_msg));
         json_object_set_new(o, "repoint", json_pack("{s:b}", "configured", f->n_repoint > 0));
@@ -849,14 +902,19 @@ static void repl_readiness(ReadyWriter *w, void *data)
         return;
     }
     json_t *o = repl_failover_json(r);
+    const char *by = json_string_value(json_object_get(json_object_get(o, "fencing"), "by"));
     if (o && json_is_true(json_object_get(o, "would_succeed")))
-        readiness_add(w, "failover.ready", READY_PASS, "a failover would promote %s",
-                      json_string_value(json_object_get(o, "candidate")));
+        readiness_add(w, "failover.ready", READY_PASS, "a failover would promote %s (the old primary fenced %s)",
+                      json_string_value(json_object_get(o, "candidate")), repl_fence_by_words(by));
     else
         readiness_add(w, "failover.ready", READY_FAIL, "a failover would not succeed: %s",
                       o ? json_string_value(json_object_get(o, "why")) : "out of memory");
     json_decref(o);
-    if (!f->n_fence_check)
+    if (!f->n_fence && !f->n_fence_check && f->self_fence != CONFIG_SELF_FENCE_OFF)
+        readiness_add(w, "failover.fence_tested", READY_PASS, "no fence hook to try: the daemon fences the old primary "
+                                                              "itself (failover.self_fence: %s)",
+                      repl_self_fence_name(f->self_fence));
+    else if (!f->n_fence_check)
         readiness_add(w, "failover.fence_tested", READY_WARN, "no failover.fence_check: the fence hook is never tried "
                                                               "before it is needed");
     else if (!r->fence_checked_ms)

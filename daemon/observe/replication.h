@@ -59,6 +59,32 @@ typedef struct ReplCandidate {
  */
 int replication_choose_candidate(ReplCandidate *c, size_t n, int64_t primary_timeline, uint64_t maximum_lag_bytes);
 
+/* How the old primary would be fenced in a failover (replication_failover_rule). */
+typedef enum {
+    REPL_FENCE_NONE = 0,   /* nothing: no fence hook and failover.self_fence off (a blocker) */
+    REPL_FENCE_HOOK,       /* the fence hook (failover.fence); self_fence, if on, backs it up */
+    REPL_FENCE_STOP,       /* no hook: the daemon stops the node with its stop command (self_fence: stop) */
+    REPL_FENCE_READ_ONLY,  /* no hook: the daemon makes it read-only (self_fence: read_only, or stop
+                              with no stop command in replication.nodes) */
+} ReplFenceBy;
+
+/* What the readiness rule of a failover needs to know besides the configuration. */
+typedef struct ReplFailoverFacts {
+    bool candidate;             /* a standby is eligible */
+    bool fence_check_ok;        /* no failover.fence_check, or its last run passed */
+    bool primary_has_stop;      /* the primary's replication.nodes entry has a stop command */
+} ReplFailoverFacts;
+
+/*
+ * Would a failover succeed (the rule of failover-status and readiness' failover.ready)? NULL when
+ * it would, else why not, for people. *ret_fence_by (may be NULL) says how the old primary would be
+ * fenced: a missing fence hook is no blocker while failover.self_fence (stop or read_only) fences it
+ * (steps/fence.c); with self_fence off it is. Pure.
+ */
+const char *replication_failover_rule(const ConfigFailover *f, const ReplFailoverFacts *facts, ReplFenceBy *ret_fence_by);
+/* "hook", "stop", "read_only" or "none". */
+const char *replication_fence_by_name(ReplFenceBy by);
+
 /* The cluster as a promotion sees it (replication_failover_view). */
 typedef struct ReplFailoverView {
     bool configured;           /* a failover section and at least one standby */

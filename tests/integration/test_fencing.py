@@ -25,11 +25,11 @@ import subprocess
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import wait_until
-from pgharness import PG_BIN, PgCluster
-from test_failover import hook, in_recovery, live_then_pause, start_env
-from test_switchover import REWIND_SETTINGS, SwitchoverEnv
+from pairharness import rewind_pair
+from pgharness import PG_BIN
+from test_failover import hook, in_recovery, live_then_pause
+from test_switchover import SwitchoverEnv
 
 
 class FencingEnv(SwitchoverEnv):
@@ -45,24 +45,7 @@ class FencingEnv(SwitchoverEnv):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fencing")
-    pg1 = PgCluster(settings=REWIND_SETTINGS)
-    pg2 = PgCluster(settings=REWIND_SETTINGS)
-    env = None
-    try:
-        pg1.init()
-        pg1.start()
-        pg2.init_standby(pg1, "pg2")
-        pg2.start()
-        rx = Receiver().start()
-        env = start_env(FencingEnv(tmp, pg1, pg2, rx))
-        yield env
-    finally:
-        if env:
-            env.cleanup()
-            env.rx.stop()
-        pg2.cleanup()
-        pg1.cleanup()
+    yield from rewind_pair(tmp_path_factory, "fencing", FencingEnv)
 
 
 def psql(cluster, sql):

@@ -10,6 +10,8 @@ finding halted=true in etcd stays halted whatever the shared halt.json says.
 import base64
 import json
 import os
+import socket
+import threading
 import time
 import urllib.request
 
@@ -18,6 +20,7 @@ import pytest
 from drsup import Daemon, wait_until
 from etcdcluster import EtcdCluster
 from fakevenue import FakeVenue
+from pairharness import webhook_alerts
 from pgharness import free_port
 from test_metrics import scrape, value
 
@@ -271,9 +274,7 @@ def test_follower_duties(tmp_path, daemons, etcd, venue, rx):
     a, b = pair(tmp_path, daemons, etcd, venue, "/t6/")
     for d, node in ((a, "n1"), (b, "n2")):
         d.config["venue"]["halt"] = {"command": ["/usr/bin/python3", script, venue.url + "/halt"]}
-        d.config["alerts"] = {"source": node, "webhook": {"url": rx.url("/hook")}, "group_window": "100ms",
-                              "retry": {"base": "100ms", "cap": "400ms"},
-                              "routes": [{"match": {"min_severity": "warning"}, "channels": ["webhook"]}]}
+        d.config["alerts"] = webhook_alerts(rx, node)
         d.write_config()
     a.start()
     wait_until(lambda: leader(a)["acting"], timeout=10, what="n1 leads")
@@ -308,15 +309,100 @@ def test_follower_duties(tmp_path, daemons, etcd, venue, rx):
     b.stop()
 
 
+def failed_reload(d):
+    """An error event on d (its configuration is kept)."""
+    good = dict(d.config)
+    d.write_config(raw="ha: [not valid\n")
+    assert d.ctl("reload").returncode != 0
+    d.write_config(good)
+
+
+class SilentEndpoint:
+    """An etcd endpoint that accepts connections and answers nothing until released (then it
+    closes them and refuses more): a daemon that has it first gets no answer from etcd until then,
+    and its next request goes to the next endpoint."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def release(self):
+        self.done.set()
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_a_follower_holds_its_start_grace_alerts_until_etcd_answers(tmp_path, daemons, etcd, venue, rx):
+    """What a daemon would page before etcd's first answer is held (drctl alerts: held), then paged
+    when etcd names no other leader, or dropped (follower_skipped) when another node leads."""
+    a, b = pair(tmp_path, daemons, etcd, venue, "/t8/")
+    a.config["alerts"] = webhook_alerts(rx, "n1")
+    a.write_config()
+
+    def n2_start_held(prefix):
+        # a long TTL (the grace) and request timeout: etcd's first answer is the test's to give
+        hole = SilentEndpoint()
+        b.config["alerts"] = webhook_alerts(rx, "n2")
+        b.config["ha"] = dict(b.config["ha"], prefix=prefix, endpoints=[hole.url, etcd.endpoints[0]], ttl="30s",
+                              request_timeout="20s")
+        b.write_config()
+        b.start()
+        failed_reload(b)
+        wait_until(lambda: b.ctl_json("alerts")["held"] >= 1, timeout=10, what="n2 holds its alert")
+        return hole
+
+    def n2_reload_pages():
+        return [r for r in rx.requests if r.path == "/hook" and (r.json or {}).get("source") == "n2"
+                and "reload" in json.dumps(r.json)]
+
+    # nobody leads /t8/: at etcd's first answer the held alert is paged (and n2 campaigns)
+    hole = n2_start_held("/t8/")
+    assert n2_reload_pages() == [] and leader(b)["role"] == "follower"
+    hole.release()
+    wait_until(n2_reload_pages, timeout=15, what="n2 pages its held alert")
+    assert b.ctl_json("alerts")["held"] == 0
+    assert "alert(s) held until etcd's first answer: no other node is known to lead" in b.log(), \
+        [ln for ln in b.log().splitlines() if "[alerts]" in ln or "[ha]" in ln]
+    b.stop()
+    # n1 leads /t9/: n2's held alert is dropped, counted, never sent
+    a.config["ha"] = dict(a.config["ha"], prefix="/t9/")
+    a.write_config()
+    a.start()
+    wait_until(lambda: leader(a)["acting"], timeout=10, what="n1 leads")
+    rx.requests.clear()
+    hole = n2_start_held("/t9/")
+    hole.release()
+    wait_until(lambda: b.ctl_json("alerts")["held"] == 0, timeout=15, what="the hold ends")
+    assert leader(b).get("leader") == "n1"
+    assert b.ctl_json("alerts")["follower_skipped"] >= 1
+    assert "held until etcd's first answer not paged: another node leads" in b.log()
+    assert n2_reload_pages() == []
+    b.stop()
+    a.stop()
+
+
 def test_a_follower_that_cannot_reach_etcd_pages_itself(tmp_path, daemons, etcd, venue, rx):
     """Quiet only while another node is known to lead: a follower cut off from etcd pages its own
     events after two TTLs (duplicates rather than silence when nobody is known to page), and opens
     ha.etcd:NODE (it can neither lead nor take over), resolved when etcd answers again."""
     a, b = pair(tmp_path, daemons, etcd, venue, "/t7/")
     for d, node in ((a, "n1"), (b, "n2")):
-        d.config["alerts"] = {"source": node, "webhook": {"url": rx.url("/hook")}, "group_window": "100ms",
-                              "retry": {"base": "100ms", "cap": "400ms"},
-                              "routes": [{"match": {"min_severity": "warning"}, "channels": ["webhook"]}]}
+        d.config["alerts"] = webhook_alerts(rx, node)
         d.write_config()
     a.start()
     wait_until(lambda: leader(a)["acting"], timeout=10, what="n1 leads")
@@ -326,13 +412,8 @@ def test_a_follower_that_cannot_reach_etcd_pages_itself(tmp_path, daemons, etcd,
     def n2_pages():
         return [r for r in rx.requests if r.path == "/hook" and (r.json or {}).get("source") == "n2"]
 
-    def failed_reload():  # an error event on n2 (its configuration is kept)
-        good = dict(b.config)
-        b.write_config(raw="ha: [not valid\n")
-        assert b.ctl("reload").returncode != 0
-        b.write_config(good)
     skipped = b.ctl_json("alerts")["follower_skipped"]
-    failed_reload()
+    failed_reload(b)
     wait_until(lambda: b.ctl_json("alerts")["follower_skipped"] > skipped, timeout=10, what="the event skipped")
     assert n2_pages() == []
     # cut off from etcd: once the last leader it saw is two TTLs old, its events page
@@ -342,7 +423,7 @@ def test_a_follower_that_cannot_reach_etcd_pages_itself(tmp_path, daemons, etcd,
     assert b.ctl("reload").returncode == 0
 
     def paged():
-        failed_reload()
+        failed_reload(b)
         return n2_pages()
     wait_until(paged, timeout=2 * TTL + 10, interval=1.0, what="the cut-off follower pages")
     # and it says so itself: ha.etcd:n2 is open (it can neither lead nor take over), paged

@@ -168,6 +168,15 @@ def test_failover_status_says_whether_a_promotion_would_succeed_and_why(tmp_path
     reload_with(fence=[str(hook)], maximum_lag="1MiB")
     rc, f = failover(daemon)
     assert rc == 1 and "no repoint hook" in f["why"], f
+    # no fence hook: the daemon fences by itself (failover.self_fence, default stop; pg1 has no stop
+    # command, so read-only); with self_fence off nothing would stop the old primary's writes
+    reload_with(repoint=[str(hook)], maximum_lag="1MiB")
+    rc, f = failover(daemon)
+    assert rc == 0 and f["fencing"]["by"] == "read_only" and f["fencing"]["self_fence"] == "stop", f
+    assert "the daemon makes the old primary read-only" in daemon.ctl("failover-status").stdout
+    reload_with(repoint=[str(hook)], maximum_lag="1MiB", self_fence="off")
+    rc, f = failover(daemon)
+    assert rc == 1 and "failover.self_fence is off" in f["why"] and f["fencing"]["by"] == "none", f
     # a standby too far behind is not eligible
     reload_with(fence=[str(hook)], repoint=[str(hook)], maximum_lag="1MiB")
     standby.psql("SELECT pg_wal_replay_pause()")

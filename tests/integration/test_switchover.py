@@ -20,12 +20,10 @@ import os
 
 import pytest
 
-from alert_receiver import Receiver
 from drsup import wait_until
-from pgharness import PG_BIN, PgCluster
-from test_failover import FailoverEnv, in_recovery, live_then_pause, start_env
-
-REWIND_SETTINGS = {"wal_log_hints": "on", "full_page_writes": "on"}
+from pairharness import rewind_pair
+from pgharness import PG_BIN
+from test_failover import FailoverEnv, in_recovery, live_then_pause
 
 
 class SwitchoverEnv(FailoverEnv):
@@ -50,24 +48,8 @@ class SwitchoverEnv(FailoverEnv):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("switchover")
-    pg1 = PgCluster(settings=REWIND_SETTINGS)
-    pg2 = PgCluster(settings=REWIND_SETTINGS)
-    env = None
-    try:
-        pg1.init()
-        pg1.start()
-        pg2.init_standby(pg1, "pg2")
-        pg2.start()
-        rx = Receiver().start()
-        env = start_env(SwitchoverEnv(tmp, pg1, pg2, rx, maximum_lag="1MiB"))
-        yield env
-    finally:
-        if env:
-            env.cleanup()
-            env.rx.stop()
-        pg2.cleanup()
-        pg1.cleanup()
+    yield from rewind_pair(tmp_path_factory, "switchover",
+                           lambda tmp, pg1, pg2, rx: SwitchoverEnv(tmp, pg1, pg2, rx, maximum_lag="1MiB"))
 
 
 def runs(d):

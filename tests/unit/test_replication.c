@@ -213,6 +213,54 @@ static void test_candidate_refusals(void **state)
     assert_int_equal(replication_choose_candidate(e, 1, 1, 1 << 20), 0);
 }
 
+/* The rule of failover-status and readiness' failover.ready: a missing fence hook is no blocker
+ * while the daemon fences by itself (failover.self_fence stop or read_only), and says which
+ * measure it would take; with self_fence off it is. */
+static void test_failover_rule_knows_self_fence(void **state)
+{
+    (void)state;
+    char bin_true[] = "/bin/true";
+    char *hook[] = {bin_true, NULL};
+    ConfigFailover f = {.enabled = true, .repoint = hook, .n_repoint = 1, .self_fence = CONFIG_SELF_FENCE_STOP};
+    ReplFailoverFacts x = {.candidate = true, .fence_check_ok = true, .primary_has_stop = true};
+    ReplFenceBy by = REPL_FENCE_HOOK;
+
+    /* no hook, self_fence stop (the default), the primary has a stop command: stopped */
+    assert_null(replication_failover_rule(&f, &x, &by));
+    assert_int_equal(by, REPL_FENCE_STOP);
+    assert_string_equal(replication_fence_by_name(by), "stop");
+    /* stop, but no stop command for the primary: read-only (steps/fence.c goes on to it) */
+    x.primary_has_stop = false;
+    assert_null(replication_failover_rule(&f, &x, &by));
+    assert_int_equal(by, REPL_FENCE_READ_ONLY);
+    f.self_fence = CONFIG_SELF_FENCE_READ_ONLY;
+    x.primary_has_stop = true;
+    assert_null(replication_failover_rule(&f, &x, &by));
+    assert_int_equal(by, REPL_FENCE_READ_ONLY);
+    /* off and no hook: the old primary could keep accepting writes */
+    f.self_fence = CONFIG_SELF_FENCE_OFF;
+    const char *why = replication_failover_rule(&f, &x, &by);
+    assert_non_null(why);
+    assert_int_equal(by, REPL_FENCE_NONE);
+    assert_string_equal(replication_fence_by_name(by), "none");
+    assert_non_null(strstr(why, "failover.self_fence is off"));
+    /* a hook fences whatever self_fence says */
+    f.fence = hook;
+    f.n_fence = 1;
+    assert_null(replication_failover_rule(&f, &x, &by));
+    assert_int_equal(by, REPL_FENCE_HOOK);
+    /* the other blockers, in order: the section, the candidate, the fence check, the repoint hook */
+    x.fence_check_ok = false;
+    assert_string_equal(replication_failover_rule(&f, &x, NULL), "the fence check failed");
+    x.candidate = false;
+    assert_string_equal(replication_failover_rule(&f, &x, NULL), "no standby is eligible (see candidates)");
+    f.enabled = false;
+    assert_string_equal(replication_failover_rule(&f, &x, NULL), "no failover section is configured");
+    f.enabled = x.candidate = x.fence_check_ok = true;
+    f.n_repoint = 0;
+    assert_non_null(strstr(replication_failover_rule(&f, &x, NULL), "no repoint hook"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_candidate_most_wal_received_then_priority),
         cmocka_unit_test(test_candidate_refusals),
+        cmocka_unit_test(test_failover_rule_knows_self_fence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

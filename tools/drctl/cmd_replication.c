@@ -106,7 +106,17 @@ static void drctl_print_failover(const json_t *r)
                json_is_true(json_object_get(c, "eligible")) ? "yes" : "no", json_is_string(json_object_get(c, "reason")) ? ": " : "",
                drctl_str(c, "reason", ""));
     }
-    printf("\nfencing   %s", json_is_true(json_object_get(fe, "configured")) ? "configured" : "NOT configured");
+    const char *by = drctl_str(fe, "by", "");
+    if (!strcmp(by, "stop"))
+        printf("\nfencing   no fence hook: the daemon stops the old primary with its stop command, then makes it "
+               "read-only if that fails (failover.self_fence: stop)");
+    else if (!strcmp(by, "read_only"))
+        printf("\nfencing   no fence hook: the daemon makes the old primary read-only (failover.self_fence: %s%s)",
+               drctl_str(fe, "self_fence", "?"), !strcmp(drctl_str(fe, "self_fence", ""), "stop") ? ", no stop command" : "");
+    else if (!strcmp(by, "none"))
+        printf("\nfencing   NOT configured (no fence hook, failover.self_fence: off)");
+    else
+        printf("\nfencing   %s", json_is_true(json_object_get(fe, "configured")) ? "the fence hook" : "NOT configured");
     if (json_is_true(json_object_get(fe, "check_configured"))) {
         char ago[64];
         drctl_ago(drctl_int(fe, "last_check_ms"), ago, sizeof(ago));
@@ -128,8 +138,9 @@ const OptCommand drctl_cmd_failover_status = {
     .summary = "would a failover succeed now: the standby it would promote and why, fencing, repoint",
     .description = "Would a failover succeed now? The standby that would be promoted (eligible: replicating, within "
                    "failover.maximum_lag, on the primary's timeline, priority above 0; the least behind first, "
-                   "then priority) and why each other is not; whether fencing is configured and its check "
-                   "(failover.fence_check, run now) passed; whether the platform's repoint is configured. Exits "
+                   "then priority) and why each other is not; how the old primary would be fenced (the fence hook, "
+                   "else failover.self_fence's stop command or read-only; neither is a blocker) and whether the "
+                   "hook's check (failover.fence_check, run now) passed; whether the platform's repoint is configured. Exits "
                    "1 unless a failover would succeed. The promotion itself is the primary_failure scenario; a "
                    "planned one is drctl switchover.",
     .data = &(const DrctlAction){.wire = "failover_status", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_failover},
