@@ -207,13 +207,15 @@ void offsite__retention(Offsite *o)
     }
     size_t bl = strlen(BACKUP_MANIFEST_SUFFIX);
     json_t *stems = json_object(); /* a backup container's stem -> its index (for the state tars) */
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && stems; i++) {
         size_t stem;
-        if (items[i].kind == OFSR_LOGICAL || items[i].kind == OFSR_BASE || items[i].kind == OFSR_UNKNOWN) {
-            if (offsite_retention_classify(keys[i], &stem) == OFSR_UNKNOWN && stem && stems) {
-                char s[1024];
-                snprintf(s, sizeof(s), "%.*s", (int)stem, keys[i]);
-                json_object_set_new(stems, s, json_integer((json_int_t)i));
+        if ((items[i].kind == OFSR_LOGICAL || items[i].kind == OFSR_BASE || items[i].kind == OFSR_UNKNOWN) &&
+            offsite_retention_classify(keys[i], &stem) == OFSR_UNKNOWN && stem) {
+            char s[1024];
+            snprintf(s, sizeof(s), "%.*s", (int)stem, keys[i]);
+            if (json_object_set_new(stems, s, json_integer((json_int_t)i)) < 0) {
+                json_decref(stems); /* out of memory: a tar must not look like an orphan */
+                stems = NULL;
             }
         }
     }
@@ -225,13 +227,13 @@ void offsite__retention(Offsite *o)
             snprintf(bkey, sizeof(bkey), "%.*s", (int)(strlen(keys[i]) - bl), keys[i]);
             b = json_object_get(index, bkey);
         } else if (items[i].kind == OFSR_STATE_TAR) {
-            offsite_retention_classify(keys[i], &stem);
-            snprintf(bkey, sizeof(bkey), "%.*s", (int)stem, keys[i]);
-            b = stems ? json_object_get(stems, bkey) : NULL;
-            if (!stems) { /* out of memory: keep it this time */
+            if (!stems) { /* out of memory: kept this time */
                 items[i].kind = OFSR_OTHER;
                 continue;
             }
+            offsite_retention_classify(keys[i], &stem);
+            snprintf(bkey, sizeof(bkey), "%.*s", (int)stem, keys[i]);
+            b = json_object_get(stems, bkey);
         } else {
             continue;
         }
