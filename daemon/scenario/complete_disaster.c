@@ -12,7 +12,8 @@
  * first), download the base backup in ranges and verify it as it arrives (every chunk
  * authenticated with the key, the SHA-256 against the manifest; spooled encrypted, never as
  * plaintext), unpack it into the configured empty data directory (the base backup is the
- * cluster: no initdb; 0700, its owner the server's user), fetch and verify every WAL file after
+ * cluster: no initdb; 0700, its owner the server's user), put the platform's state files from the
+ * backup's state tar at their configured paths (complete_disaster_platform.c), fetch and verify every WAL file after
  * it into a staging directory (a timeline's last .partial made a full segment file), recover to
  * the end of the archive with point_in_time's steps (no recovery_target_time: PostgreSQL replays
  * what restore_command finds, then promotes; on the configured port), validate, put the recovery
@@ -51,6 +52,7 @@ enum {
     STATE_RESTORED,
     DOWNLOADED,
     RESTORED,
+    PLATFORM_RESTORED,
     STAGED,
     STARTED,
     PROMOTED,
@@ -98,7 +100,7 @@ static void cd_work_free_v(void *w)
     cd__work_free(w);
 }
 
-static CdWork *cd_work_of(ScnStep *st)
+CdWork *cd__work_of(ScnStep *st)
 {
     if (st->node_op)
         return st->node_op;
@@ -139,7 +141,7 @@ static void cd_work_after(uv_work_t *req, int status)
         w->then(st, w);
 }
 
-static void cd_queue(ScnStep *st, CdWork *w, int (*fn)(CdWork *w), void (*then)(ScnStep *st, CdWork *w))
+void cd__queue(ScnStep *st, CdWork *w, int (*fn)(CdWork *w), void (*then)(ScnStep *st, CdWork *w))
 {
     w->fn = fn;
     w->then = then;
@@ -194,7 +196,7 @@ static void download_fail(ScnStep *st, int code, const char *fmt, ...)
     vsnprintf(w->fail_msg, sizeof(w->fail_msg), fmt, ap);
     va_end(ap);
     w->fail = code;
-    cd_queue(st, w, cd__unspool_work, download_unspooled);
+    cd__queue(st, w, cd__unspool_work, download_unspooled);
 }
 
 static void download_recorded(ScnRun *run, int status, void *data)
@@ -257,7 +259,7 @@ static void download_got(int err, const HttpResponse *resp, const char *errmsg, 
     memcpy(w->buf, resp->body, want);
     w->len = want;
     w->last = w->offset + want >= size;
-    cd_queue(st, w, cd__range_work, download_verified);
+    cd__queue(st, w, cd__range_work, download_verified);
 }
 
 static void download_range(ScnStep *st)
@@ -296,11 +298,11 @@ static void step_download(FsmCall *call, void *ctx, FsmDone done)
         scn_finish(st, DR_ECORRUPT, "the run's plan names no base backup");
         return;
     }
-    CdWork *w = cd_work_of(st);
+    CdWork *w = cd__work_of(st);
     if (!w)
         return;
     snprintf(w->name, sizeof(w->name), "%s", name);
-    cd_queue(st, w, cd__prepare_work, download_prepared);
+    cd__queue(st, w, cd__prepare_work, download_prepared);
 }
 
 static void plan_download(FsmCall *call, void *ctx, FsmDone done)
@@ -352,7 +354,7 @@ static void restore_unpacked(int status, const char *error, uint64_t bytes, void
     }
     CdWork *w = st->node_op;
     w->offset = bytes;
-    cd_queue(st, w, cd__marked_work, restore_unmarked);
+    cd__queue(st, w, cd__marked_work, restore_unmarked);
 }
 
 static void restore_prepared(ScnStep *st, CdWork *w)
@@ -387,9 +389,9 @@ static void step_restore(FsmCall *call, void *ctx, FsmDone done)
         scn_finish(st, DR_ECORRUPT, "the run recorded no download");
         return;
     }
-    CdWork *w = cd_work_of(st);
+    CdWork *w = cd__work_of(st);
     if (w)
-        cd_queue(st, w, cd__prepare_work, restore_prepared);
+        cd__queue(st, w, cd__prepare_work, restore_prepared);
 }
 
 static void plan_restore(FsmCall *call, void *ctx, FsmDone done)
@@ -443,7 +445,7 @@ static void stage_got(int err, const HttpResponse *resp, const char *errmsg, voi
     json_t *a = st->acc;
     json_object_set_new(a, "downloaded_bytes", json_integer(json_integer_value(json_object_get(a, "downloaded_bytes")) +
                                                             (json_int_t)resp->body_len));
-    cd_queue(st, w, cd__wal_work, stage_written);
+    cd__queue(st, w, cd__wal_work, stage_written);
 }
 
 static void stage_next(ScnStep *st)
@@ -483,7 +485,7 @@ static void step_stage(FsmCall *call, void *ctx, FsmDone done)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    if (!cd_work_of(st))
+    if (!cd__work_of(st))
         return;
     if (!(st->acc = json_pack("{s:I,s:I,s:I,s:I,s:n}", "files", (json_int_t)0, "bytes", (json_int_t)0,
                               "downloaded_bytes", (json_int_t)0, "newest_archived_ms", (json_int_t)0, "newest_file"))) {
@@ -545,9 +547,9 @@ static void step_tidy(FsmCall *call, void *ctx, FsmDone done)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    CdWork *w = cd_work_of(st);
+    CdWork *w = cd__work_of(st);
     if (w)
-        cd_queue(st, w, cd__tidy_work, tidied);
+        cd__queue(st, w, cd__tidy_work, tidied);
 }
 
 /* ---- approve_resume ---- */
@@ -567,6 +569,7 @@ static const FsmState cd_states[N_STATES] = {
     [STATE_RESTORED] = {"state_restored", FSM_STATE_ACTIVE},
     [DOWNLOADED] = {"base_backup_downloaded", FSM_STATE_ACTIVE},
     [RESTORED] = {"base_backup_restored", FSM_STATE_ACTIVE},
+    [PLATFORM_RESTORED] = {"platform_state_restored", FSM_STATE_ACTIVE},
     [STAGED] = {"wal_staged", FSM_STATE_ACTIVE},
     [STARTED] = {"recovery_started", FSM_STATE_ACTIVE},
     [PROMOTED] = {"recovered", FSM_STATE_ACTIVE},
@@ -599,7 +602,10 @@ static const FsmRow cd_rows[] = {
      step_download, NULL, plan_download, scn_cancel, 6u * 3600u * 1000u, 3, true, FSM_GATE_NONE, STAYED_HALTED},
     {DOWNLOADED, RESTORED, "restore_base_backup", "the base backup is unpacked into the empty data directory",
      step_restore, NULL, plan_restore, scn_cancel, 6u * 3600u * 1000u, 2, true, FSM_GATE_NONE, STAYED_HALTED},
-    {RESTORED, STAGED, "stage_wal", "the WAL after the base backup is fetched, verified and staged",
+    {RESTORED, PLATFORM_RESTORED, "restore_platform_state", "the platform's state files from the base backup's state "
+     "tar are at their configured paths (trading stays halted)", cd__step_restore_platform, NULL,
+     cd__plan_restore_platform, scn_cancel, 600000, 3, true, FSM_GATE_NONE, STAYED_HALTED},
+    {PLATFORM_RESTORED, STAGED, "stage_wal", "the WAL after the base backup is fetched, verified and staged",
      step_stage, NULL, plan_stage, scn_cancel, 3600u * 1000u, 3, true, FSM_GATE_NONE, STAYED_HALTED},
     {STAGED, STARTED, "start_recovery", "the recovered server starts on the configured port",
      pitr__step_start_recovery, NULL, pitr__plan_start_recovery, scn_cancel, 120000, 2, true, FSM_GATE_NONE,
@@ -662,11 +668,11 @@ static void cd_report_extras(const ScnRun *run, json_t *rep)
                                                 (json_int_t)scn_ctx_int(run, "wal", "ms"), "replay",
                                                 (json_int_t)scn_ctx_int(run, "promotion", "wait_ms")));
     json_object_set_new(p, "port", json_integer(cd_cfg(run)->pitr.side_port));
+    const json_t *ps = json_object_get(run->ctx, "platform_state");
     bool named = json_object_get(json_object_get(cd_plan_of(run), "base_backup"), "state_files") != NULL;
-    json_object_set_new(p, "state_files", json_pack("{s:b,s:b,s:s}", "in_manifest", named, "restored", 0, "why",
-                                                    named ? "the state tar is not copied to the bucket: restore the "
-                                                            "kill-switch and order state by hand"
-                                                          : "the base backup named no state files"));
+    json_object_set_new(p, "state_files", ps ? json_deep_copy(ps)
+                                             : json_pack("{s:b,s:b,s:s}", "in_manifest", named, "restored", 0, "why",
+                                                         "the run did not reach restore_platform_state"));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const json_t *v = json_object_get(run->ctx, keys[i]);
         json_object_set_new(p, keys[i], v ? json_deep_copy(v) : json_null());

@@ -415,7 +415,7 @@ json_t *cd__plan_decide(const json_t *manifest, const json_t *wal_names, uint64_
                                   fin ? fin : "?", "start_lsn", slsn, "stop_lsn", elsn, "file_size_bytes",
                                   json_integer_value(json_object_get(manifest, "file_size_bytes")), "sha256",
                                   json_string_value(json_object_get(manifest, "sha256")), "key_id", kid));
-    if (json_object_get(manifest, "state_files")) /* named by the manifest; the uploader does not copy the tar */
+    if (json_object_get(manifest, "state_files")) /* its state tar: restore_platform_state fetches it */
         json_object_set(json_object_get(plan, "base_backup"), "state_files", json_object_get(manifest, "state_files"));
     CdSeg *segs = calloc(json_array_size(wal_names) + 1, sizeof(*segs));
     json_t *histories = json_array(), *files = json_array(), *missing = json_array();

@@ -3,7 +3,8 @@
  * complete_disaster.c's steps, see complete_disaster_internal.h): the configured data directory
  * checked empty and handed to the server's user, the base backup's container spooled as it
  * arrives (encrypted: the plaintext never reaches the disk but as the unpacked cluster) and
- * verified range by range, each WAL file verified, decrypted and staged, and what the run leaves
+ * verified range by range, each WAL file verified, decrypted and staged, the platform's state
+ * files unpacked from the backup's state tar to their configured paths, and what the run leaves
  * removed. Blocking: thread pool only.
  */
 #include <dirent.h>
@@ -19,6 +20,7 @@
 #include "atomicfile.h"
 #include "backupstream.h"
 #include "cap/backup/backup.h"
+#include "err.h"
 #include "scenario/complete_disaster_internal.h"
 #include "walarchive.h"
 
@@ -126,12 +128,10 @@ int cd__marked_work(CdWork *w)
 static int cd_load_key(CdWork *w, const uint8_t *head, size_t len)
 {
     uint8_t kid[BCF_KEY_ID_LEN];
-    if (w->key_loaded && head && len >= BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN) {
+    if (w->key_loaded) {
         bcf_key_id(w->key, kid);
-        if (!memcmp(kid, head + BCF_KEY_ID_OFFSET, BCF_KEY_ID_LEN))
-            return 0;
-    } else if (w->key_loaded && !head) {
-        return 0;
+        if (!head || (len >= BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN && !memcmp(kid, head + BCF_KEY_ID_OFFSET, BCF_KEY_ID_LEN)))
+            return 0; /* no header (a later range) or the key it names: the one loaded */
     }
     int r = backups_load_key_for_header(&w->backup, head, len, w->key, w->err, sizeof(w->err));
     w->key_loaded = r == 0;
@@ -284,6 +284,139 @@ int cd__tidy_work(CdWork *w)
     return r;
 }
 
+/* ---- the platform's state files: the state tar (ustar, backup_state.c) ---- */
+
+#define CD_TAR_MAX (512u << 20) /* the decrypted tar (one state file is at most 64 MiB) */
+
+static uint64_t cd_tar_octal(const char *f, size_t n, bool *ok)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    while (i < n && f[i] == ' ')
+        i++;
+    for (; i < n && f[i] >= '0' && f[i] <= '7'; i++)
+        v = v * 8 + (uint64_t)(f[i] - '0');
+    if (i < n && f[i] != '\0' && f[i] != ' ')
+        *ok = false;
+    return v;
+}
+
+static bool cd_configured(const ConfigBackup *b, const char *path)
+{
+    for (size_t i = 0; i < b->n_state_files; i++)
+        if (!strcmp(b->state_files[i], path))
+            return true;
+    return false;
+}
+
+/* One member: where it goes (refused when not a configured path), its bytes. */
+typedef struct CdMember {
+    char path[400];
+    const uint8_t *data;
+    size_t len;
+    const char *refused; /* why, or NULL */
+} CdMember;
+
+/* The tar's members into m (at most max); their number, or <0 with w->err (a damaged tar). */
+static int cd_tar_members(CdWork *w, const uint8_t *tar, size_t len, CdMember *m, size_t max)
+{
+    size_t off = 0, n = 0;
+    while (off + 512 <= len) {
+        const char *h = (const char *)tar + off;
+        bool zero = true, ok = true;
+        for (size_t i = 0; i < 512 && zero; i++)
+            zero = h[i] == '\0';
+        if (zero)
+            return (int)n; /* the end-of-archive blocks */
+        unsigned sum = 0;
+        for (size_t i = 0; i < 512; i++)
+            sum += i >= 148 && i < 156 ? (unsigned)' ' : (unsigned char)h[i];
+        uint64_t want = cd_tar_octal(h + 148, 8, &ok), size = cd_tar_octal(h + 124, 12, &ok);
+        if (!ok || want != sum || size > len - off - 512) {
+            snprintf(w->err, sizeof(w->err), "the state tar '%s' is damaged at byte %zu", w->name, off);
+            return DR_ECORRUPT;
+        }
+        if (n == max) {
+            snprintf(w->err, sizeof(w->err), "the state tar '%s' has more than %zu members", w->name, max);
+            return DR_ECORRUPT;
+        }
+        CdMember *e = &m[n++];
+        char name[101], prefix[156];
+        snprintf(name, sizeof(name), "%.100s", h);
+        snprintf(prefix, sizeof(prefix), "%.155s", h + 345);
+        snprintf(e->path, sizeof(e->path), "/%s%s%s", prefix, prefix[0] ? "/" : "", name);
+        e->data = tar + off + 512;
+        e->len = (size_t)size;
+        if (h[156] != '0' && h[156] != '\0')
+            e->refused = "not a regular file";
+        else if (!cd_configured(&w->backup, e->path))
+            e->refused = "not one of backup.state_files";
+        off += 512 + ((size_t)size + 511) / 512 * 512;
+    }
+    snprintf(w->err, sizeof(w->err), "the state tar '%s' ends without its end-of-archive blocks", w->name);
+    return DR_ECORRUPT;
+}
+
+int cd__platform_work(CdWork *w)
+{
+    CdBuf out = {.max = CD_TAR_MAX};
+    BackupStreamStats s;
+    CdMember m[64];
+    int r = cd_load_key(w, w->buf, w->len);
+    if (r < 0)
+        return r;
+    BackupStreamReader *rd = backupstream_reader_new(w->key, true, cd_buf_sink, &out);
+    if (!rd)
+        return -ENOMEM;
+    r = backupstream_reader_update(rd, w->buf, w->len);
+    if (r == 0)
+        r = backupstream_reader_finish(rd, &s);
+    if (r < 0)
+        snprintf(w->err, sizeof(w->err), "the state tar '%s' from the bucket: %s", w->name,
+                 r == -EFBIG ? "larger than it can be" : backupstream_reader_errmsg(rd));
+    else if (strcmp(s.file_sha256_hex, w->want_sha) != 0) {
+        snprintf(w->err, sizeof(w->err), "the state tar '%s' from the bucket has SHA-256 %s, its manifest says %s: not "
+                 "used", w->name, s.file_sha256_hex, w->want_sha);
+        r = DR_ECORRUPT;
+    }
+    backupstream_reader_free(rd);
+    int n = r < 0 ? r : cd_tar_members(w, out.p, out.len, m, sizeof(m) / sizeof(m[0]));
+    json_t *files = json_array(), *refused = json_array(), *absent = json_array();
+    uint64_t bytes = 0;
+    r = n < 0 ? n : files && refused && absent ? 0 : -ENOMEM;
+    /* every member checked before the first is written: a damaged tar writes nothing */
+    for (int i = 0; r == 0 && i < n; i++) {
+        if (m[i].refused) {
+            json_array_append_new(refused, json_pack("{s:s,s:s}", "path", m[i].path, "why", m[i].refused));
+            continue;
+        }
+        if ((r = atomicfile_write(m[i].path, m[i].data, m[i].len, 0600)) < 0) {
+            snprintf(w->err, sizeof(w->err), "cannot write the platform's state file '%.400s': %s", m[i].path,
+                     strerror(-r));
+            break;
+        }
+        json_array_append_new(files, json_string(m[i].path));
+        bytes += m[i].len;
+    }
+    for (size_t k = 0; r == 0 && k < w->backup.n_state_files; k++) {
+        bool found = false;
+        for (int i = 0; i < n && !found; i++)
+            found = !m[i].refused && !strcmp(m[i].path, w->backup.state_files[k]);
+        if (!found)
+            json_array_append_new(absent, json_string(w->backup.state_files[k]));
+    }
+    if (r == 0 && !(w->out = json_pack("{s:O,s:I,s:O,s:O}", "files", files, "bytes", (json_int_t)bytes, "refused",
+                                       refused, "absent", absent)))
+        r = -ENOMEM;
+    json_decref(files);
+    json_decref(refused);
+    json_decref(absent);
+    if (out.p)
+        explicit_bzero(out.p, out.len);
+    free(out.p);
+    return r;
+}
+
 void cd__work_free(CdWork *w)
 {
     if (!w)
@@ -292,5 +425,6 @@ void cd__work_free(CdWork *w)
     backupstream_reader_free(w->reader);
     config_backup_free(&w->backup);
     free(w->buf);
+    json_decref(w->out);
     free(w);
 }

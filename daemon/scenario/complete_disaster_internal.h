@@ -61,6 +61,17 @@ int cd__list_page(Core *core, uint64_t timeout_ms, const char *sub, const char *
  * the last); false when the answer is an S3 error. */
 bool cd__list_names(const Core *core, const HttpResponse *resp, const char *sub, json_t *out, char *token, size_t n);
 
+/* ---- complete_disaster_platform.c: restore_platform_state ---- */
+
+/* The step: the base backup's state tar (the manifest's state_files) fetched from the bucket,
+ * verified (its SHA-256, every chunk authenticated with the key its header names), unpacked on
+ * the thread pool and each member written atomically (0600) at its path when that path is one of
+ * the recovery host's backup.state_files (any other member refused, not written); the run's
+ * context "platform_state" {in_manifest, restored, file, files, bytes, refused, absent}. A manifest
+ * naming no tar: the step says so. A tar missing from the bucket: the step fails. And its plan. */
+void cd__step_restore_platform(FsmCall *call, void *ctx, FsmDone done);
+void cd__plan_restore_platform(FsmCall *call, void *ctx, FsmDone done);
+
 /* ---- complete_disaster_state.c: restore_state_files ---- */
 
 /* The step: every object under <prefix>state/ (the lost host's catalog first, then primary.json,
@@ -112,6 +123,8 @@ typedef struct CdWork {
     char err[700];
     int fail;                /* a failed download: its code and message, for after the spool's removal */
     char fail_msg[1600];
+    char want_sha[65];       /* state tar: the manifest's SHA-256 of it */
+    json_t *out;             /* state tar: what was written and refused (owned) */
 } CdWork;
 
 /* The data directory: it must exist (made by the operator for the server's user) and be empty, or
@@ -131,7 +144,16 @@ int cd__unspool_work(CdWork *w);
 /* The base backup's postgresql.auto.conf put back (the recovery settings done with), the spool and
  * the staged WAL removed. */
 int cd__tidy_work(CdWork *w);
+/* The state tar in buf: its SHA-256 against want_sha, decrypted and authenticated, each member
+ * written at its path when that is one of backup.state_files (0600, atomically); *out filled
+ * {files, bytes, refused [{path, why}], absent}. A damaged tar fails it, nothing written. */
+int cd__platform_work(CdWork *w);
 void cd__work_free(CdWork *w);
+
+/* complete_disaster.c: the step's CdWork (st->node_op, made on first use; NULL after finishing st
+ * on OOM), and fn queued on the thread pool with then called on the loop (not when cancelled). */
+CdWork *cd__work_of(struct ScnStep *st);
+void cd__queue(struct ScnStep *st, CdWork *w, int (*fn)(CdWork *w), void (*then)(struct ScnStep *st, CdWork *w));
 
 extern const struct ScenarioDef scenario_complete_disaster;
 

@@ -19,7 +19,7 @@ virtual-host style (BUCKET.HOST). Objects are kept in memory.
 
 Faults for the tests (S3Server.fault): "slowdown" (503 SlowDown), "error" (500 InternalError),
 "reset" (the connection closed without an answer), "slow" (the answer delayed), each for the next
-N requests; clock_skew_s shifts the server's clock; truncate_puts stores the next N PutObject bodies one
+N requests (with match=TEXT: only requests whose path contains TEXT); clock_skew_s shifts the server's clock; truncate_puts stores the next N PutObject bodies one
 byte short while answering 200 (a store that lost data: what a check after upload must catch).
 """
 import datetime
@@ -68,7 +68,7 @@ class S3Server:
         self.meta = {}  # (bucket, key) -> {x-amz-meta-*: value}
         self.truncate_puts = 0  # the next N PutObject bodies are stored one byte short
         self.lock = threading.Lock()
-        self.faults = []  # [mode, remaining, arg]
+        self.faults = []  # [mode, remaining, arg, match]
         self.clock_skew_s = 0
         self.requests = []  # (method, path, status)
         self._httpd = None
@@ -76,9 +76,9 @@ class S3Server:
 
     # ---- control ----
 
-    def fault(self, mode, count=1, arg=None):
+    def fault(self, mode, count=1, arg=None, match=None):
         with self.lock:
-            self.faults.append([mode, count, arg])
+            self.faults.append([mode, count, arg, match])
 
     def url(self):
         return "http://127.0.0.1:%d" % self.port
@@ -130,10 +130,10 @@ class S3Server:
                 "<RequestId>drsup-test</RequestId></Error>" % (code, escape(message), extra)).encode()
         self._reply(h, status, body, {"Content-Type": "application/xml"})
 
-    def _take_fault(self):
+    def _take_fault(self, path):
         with self.lock:
             for f in self.faults:
-                if f[1] > 0:
+                if f[1] > 0 and (f[3] is None or f[3] in path):
                     f[1] -= 1
                     return f[0], f[2]
         return None, None
@@ -141,7 +141,7 @@ class S3Server:
     def _handle(self, h):
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
-        mode, arg = self._take_fault()
+        mode, arg = self._take_fault(h.path)
         if mode == "reset":
             h.connection.shutdown(socket.SHUT_RDWR)
             h.close_connection = True

@@ -14,6 +14,11 @@ against x-amz-content-sha256) on loopback.
   caught by the HEAD and uploaded again; everything ends uploaded and correct.
 - kill -9 of the daemon in the middle of a multipart upload: nothing under the final key, and after
   a restart the interrupted upload is aborted and the object is complete and correct.
+- A backup's state tar (backup.state_files): while its PUT is refused (503), the container is up
+  and the manifest is not (a manifest in the bucket never names a missing tar); then the tar goes
+  up, checked (bytes, x-amz-meta-sha256, the record), encrypted (no plaintext of the state file),
+  then the manifest; with retention.max_age 1s a newer backup makes the older backup, its
+  manifest and its tar go from the bucket, the newer one's tar stays.
 
 The S3 backend is the strict server by default; DRSUP_S3_BACKEND=s3rver (`make s3rver-check`) runs
 the same upload/download tests against @20minutes/s3rver (tests/integration/s3rver.py), an
@@ -355,3 +360,50 @@ def test_stop_in_the_middle_of_uploads_is_clean(pgm, tmp_path, s3, made):
     wait_until(lambda: s3.uploads, timeout=20, what="a multipart upload begun")
     d.stop()
     assert "prod/backups/" + name not in s3.objects("drsup")
+
+
+@strict_only("per-key fault mode or request log")
+def test_state_tar_goes_with_its_backup(pgm, tmp_path, s3, made):
+    platform = tmp_path / "kill_switch.json"
+    platform.write_bytes(b'{"trading_enabled": false, "marker": "plaintext-marker"}\n')
+    cfg = offsite_cfg(pgm, tmp_path, s3, retention={"max_age": "1s"})
+    cfg["backup"]["state_files"] = [str(platform)]
+    d = Daemon(tmp_path, cfg)
+    made.append(d)
+    s3.fault("slowdown", 10000, match=".state.tar")  # every PUT of a state tar refused, for now
+    d.start()
+    first = d.ctl_json("backup", "now", "--wait")["name"]
+    bdir = d.config["backup"]["directory"]
+    with open(os.path.join(bdir, first + ".manifest.json")) as f:
+        tar = json.load(f)["state_files"]["file"]
+    assert ".state.tar" in tar and os.path.exists(os.path.join(bdir, tar)), tar
+    key, tkey, mkey = "prod/backups/" + first, "prod/backups/" + tar, "prod/backups/" + first + ".manifest.json"
+    refused = lambda: sum(1 for m, p, st in list(s3.requests) if m == "PUT" and tar in p and st == 503)  # noqa: E731
+    wait_until(lambda: key in s3.objects("drsup") and refused() >= 6, timeout=20,
+               what="the container up, the tar refused again and again")
+    assert mkey not in s3.objects("drsup") and tkey not in s3.objects("drsup"), sorted(s3.objects("drsup"))
+    assert [t for t in status(d)["queue"] if t["kind"] == "state_tar"], status(d)
+    s3.faults.clear()
+    wait_offsite(d, s3, [key, tkey, mkey])
+    check_same(s3, tkey, os.path.join(bdir, tar))
+    assert b"plaintext-marker" not in s3.objects("drsup")[tkey][0]
+    with open(os.path.join(d.state_dir, "offsite.json")) as f:
+        assert json.load(f)["objects"][tkey]["sha256"] == sha(local(os.path.join(bdir, tar)))
+    paths = [p.split("?")[0] for m, p, st in list(s3.requests) if m == "PUT" and st == 200]
+    assert paths.index("/drsup/" + tkey) < paths.index("/drsup/" + mkey), paths
+    assert first in [b["name"] for b in d.ctl_json("backups")["backups"]]
+    assert not [b for b in d.ctl_json("backups")["backups"] if ".state.tar" in b["name"]]
+
+    # a newer backup: retention removes the older one with its manifest and its tar
+    second = wait_until(lambda: d.ctl_json("backup", "now", "--wait")["name"], timeout=5,
+                        what="a second backup (names have a one-second resolution)")
+    with open(os.path.join(bdir, second + ".manifest.json")) as f:
+        tar2 = json.load(f)["state_files"]["file"]
+    keep = ["prod/backups/" + second, "prod/backups/" + tar2, "prod/backups/" + second + ".manifest.json"]
+    try:
+        wait_until(lambda: all(k in s3.objects("drsup") for k in keep) and
+                   not [k for k in (key, tkey, mkey) if k in s3.objects("drsup")], timeout=20,
+                   what="the older backup, its manifest and its tar gone from the bucket, the newer kept")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s\n%s" % (e, sorted(s3.objects("drsup")), json.dumps(status(d), indent=1)))
+    d.stop()

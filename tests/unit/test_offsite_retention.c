@@ -3,7 +3,9 @@
  * offsite_retention_decide): the age and monthly rules per kind, the newest base backup always kept
  * (and every WAL file after it), WAL before the oldest base backup kept removed, manifests going
  * with their backups, history files and unknown backups kept, no WAL removed without a base backup
- * or with one whose start is unknown, and a policy with no rule removing nothing.
+ * or with one whose start is unknown, and a policy with no rule removing nothing; a backup's state
+ * tar classified by its name (the stem it shares with its container), removed with its backup and
+ * never left as an orphan.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -161,6 +163,48 @@ static void test_unknown_backups_and_orphan_manifests_kept(void **state)
     assert_false(keep[3]);
 }
 
+static void test_classify_names(void **state)
+{
+    (void)state;
+    size_t stem;
+    const char *base_name = "prod/backups/shop_backup_20261203_120000.base.tar.zst.drbk";
+    assert_int_equal(offsite_retention_classify(base_name, &stem), OFSR_UNKNOWN);
+    assert_int_equal(stem, strlen("prod/backups/shop_backup_20261203_120000"));
+    assert_int_equal(offsite_retention_classify("shop_backup_20261203_120000.dump.zst.drbk", &stem), OFSR_UNKNOWN);
+    assert_int_equal(stem, strlen("shop_backup_20261203_120000"));
+    assert_int_equal(offsite_retention_classify("shop_backup_20261203_120000.state.tar.zst.drbk", &stem),
+                     OFSR_STATE_TAR);
+    assert_int_equal(stem, strlen("shop_backup_20261203_120000"));
+    assert_int_equal(offsite_retention_classify("shop_backup_20261203_120000.state.tar.drbk", &stem), OFSR_STATE_TAR);
+    assert_int_equal(offsite_retention_classify("shop_backup_20261203_120000.base.tar.zst.drbk.manifest.json", &stem),
+                     OFSR_MANIFEST);
+    /* a prefix with "_backup_" in it: the file's own counts */
+    assert_int_equal(offsite_retention_classify("my_backup_x/a_backup_20260101_000000.state.tar.drbk", &stem),
+                     OFSR_STATE_TAR);
+    assert_int_equal(stem, strlen("my_backup_x/a_backup_20260101_000000"));
+    /* not a backup's name: no stem, never a state tar */
+    assert_int_equal(offsite_retention_classify("notes.state.tar.drbk", &stem), OFSR_UNKNOWN);
+    assert_int_equal(stem, 0);
+}
+
+static void test_state_tar_goes_with_its_backup(void **state)
+{
+    (void)state;
+    int64_t now = ts(2026, 12, 1);
+    RetentionPolicy p = {.max_age_s = DAY};
+    OffsiteRetItem tar0 = {.kind = OFSR_STATE_TAR, .backup = 0}, tar1 = {.kind = OFSR_STATE_TAR, .backup = 1};
+    OffsiteRetItem orphan = {.kind = OFSR_STATE_TAR, .backup = SIZE_MAX};
+    OffsiteRetItem it[] = {logical(now - 30 * DAY), logical(now), tar0, tar1, orphan, manifest(0)};
+    bool keep[6];
+    assert_int_equal(offsite_retention_decide(it, 6, now, &p, keep, NULL), 4);
+    assert_false(keep[0]); /* the old backup */
+    assert_true(keep[1]);
+    assert_false(keep[2]); /* its tar with it */
+    assert_true(keep[3]);  /* the newest backup's tar kept */
+    assert_false(keep[4]); /* an orphan tar goes */
+    assert_false(keep[5]); /* the old backup's manifest */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +214,8 @@ int main(void)
         cmocka_unit_test(test_monthly_keeps_newest_of_each_month),
         cmocka_unit_test(test_unknown_start_or_no_base_keeps_wal),
         cmocka_unit_test(test_unknown_backups_and_orphan_manifests_kept),
+        cmocka_unit_test(test_classify_names),
+        cmocka_unit_test(test_state_tar_goes_with_its_backup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,12 +17,14 @@
 #include <time.h>
 
 #include "cap/offsite/offsite_internal.h"
+#include "cap/offsite/offsite_retention.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
 
 #define OFFSITE_TICK_MS 250
-static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete", "state"};
+static const char *const offsite_kind_names[] = {"backup", "manifest", "wal", "abort", "delete", "state",
+                                                 "state_tar"};
 static const char *const offsite_phase_names[] = {"waiting", "hashing", "put", "create", "recording", "reading",
                                                   "part", "hashing", "complete", "head", "recording", "abort",
                                                   "recording", "delete"};
@@ -572,14 +574,13 @@ json_t *offsite_backups(void *data)
     json_t *out = json_array(), *v;
     char pfx[600], mkey[1200], at[64];
     const char *k;
-    size_t sl = strlen(BACKUP_MANIFEST_SUFFIX);
     if (!out || !o || !o->cfg.enabled || !o->loaded)
         return out;
     snprintf(pfx, sizeof(pfx), "%sbackups/", o->cfg.prefix ? o->cfg.prefix : "");
     json_object_foreach(o->objects, k, v) {
-        size_t kl = strlen(k);
-        if (strncmp(k, pfx, strlen(pfx)) != 0 || (kl > sl && !strcmp(k + kl - sl, BACKUP_MANIFEST_SUFFIX)))
-            continue;
+        size_t stem;
+        if (strncmp(k, pfx, strlen(pfx)) != 0 || offsite_retention_classify(k + strlen(pfx), &stem) != OFSR_UNKNOWN)
+            continue; /* a manifest or a state tar: not a backup of its own */
         snprintf(mkey, sizeof(mkey), "%s%s", k, BACKUP_MANIFEST_SUFFIX);
         if (!json_object_get(o->objects, mkey))
             continue; /* its manifest is not up (yet): not restorable from the bucket */

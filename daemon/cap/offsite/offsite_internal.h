@@ -15,8 +15,11 @@
 #include "s3req.h"
 
 /* OFS_STATE: one of the daemon's non-secret state files (the catalog, primary.json, the audit log,
- * incident reports) under PREFIXstate/, replaced whenever its SHA-256 changes (never the keys). */
-typedef enum { OFS_BACKUP = 0, OFS_MANIFEST, OFS_WAL, OFS_ABORT, OFS_DELETE, OFS_STATE } OffsiteKind;
+ * incident reports) under PREFIXstate/, replaced whenever its SHA-256 changes (never the keys).
+ * OFS_STATE_TAR: a backup's `.state.tar` (backup.state_files, encrypted like the backup) under
+ * PREFIXbackups/, after its container and before its manifest (a manifest in the bucket never
+ * names a tar that is not there). */
+typedef enum { OFS_BACKUP = 0, OFS_MANIFEST, OFS_WAL, OFS_ABORT, OFS_DELETE, OFS_STATE, OFS_STATE_TAR } OffsiteKind;
 
 /* Where a task is. The HTTP phases are re-entered after a retryable failure. */
 typedef enum {
@@ -43,7 +46,8 @@ typedef struct OffsiteTask {
     char *name;              /* file name (backup, manifest or WAL file) */
     char *path;              /* local path */
     char *key;               /* object key, prefix included */
-    char *after;             /* key that must be off-site first (a manifest after its backup), or NULL */
+    char *after;             /* key that must be off-site first (a state tar after its backup, a manifest
+                              * after its state tar or, with none, its backup), or NULL */
     json_t *meta;            /* a backup's kind, start and start LSN, recorded with it (retention), or NULL */
     int64_t born_ms;         /* wall time the file became eligible (lag), 0 for an abort */
     OffsiteTaskPhase phase, next_phase;

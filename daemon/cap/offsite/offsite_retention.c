@@ -80,6 +80,9 @@ size_t offsite_retention_decide(const OffsiteRetItem *items, size_t n, int64_t n
             if (items[i].backup < n)
                 keep[i] = keep[items[i].backup];
             break;
+        case OFSR_STATE_TAR: /* with its backup; without one it is an orphan */
+            keep[i] = items[i].backup < n && keep[items[i].backup];
+            break;
         case OFSR_WAL:
             keep[i] = !wal_from || !items[i].lsn_known || items[i].lsn > wal_from;
             break;
@@ -91,6 +94,25 @@ size_t offsite_retention_decide(const OffsiteRetItem *items, size_t n, int64_t n
     if (ret_wal_from)
         *ret_wal_from = wal_from;
     return dropped;
+}
+
+OffsiteRetKind offsite_retention_classify(const char *name, size_t *ret_stem)
+{
+    size_t l = strlen(name), sl = strlen(BACKUP_MANIFEST_SUFFIX), stem = 0;
+    static const char tag[] = "_backup_", tar[] = ".state.tar";
+    const char *b = NULL;
+    for (const char *p = strstr(name, tag); p; p = strstr(p + 1, tag))
+        b = p;
+    if (b) {
+        const char *dot = strchr(b + strlen(tag), '.');
+        stem = dot ? (size_t)(dot - name) : 0;
+    }
+    *ret_stem = stem;
+    if (l > sl && !strcmp(name + l - sl, BACKUP_MANIFEST_SUFFIX))
+        return OFSR_MANIFEST;
+    if (stem && !strncmp(name + stem, tar, strlen(tar)))
+        return OFSR_STATE_TAR;
+    return OFSR_UNKNOWN;
 }
 
 /* ---- the loop side ---- */
@@ -122,9 +144,10 @@ static void offsite_item_of(const Offsite *o, const char *key, const json_t *v, 
     }
     if (strncmp(key, bpfx, strlen(bpfx)) != 0)
         return;
-    size_t kl = strlen(key), sl = strlen(BACKUP_MANIFEST_SUFFIX);
-    if (kl > sl && !strcmp(key + kl - sl, BACKUP_MANIFEST_SUFFIX)) {
-        it->kind = OFSR_MANIFEST;
+    size_t stem;
+    OffsiteRetKind k = offsite_retention_classify(key + strlen(bpfx), &stem);
+    if (k != OFSR_UNKNOWN) { /* a manifest or a state tar: its backup is found by the caller */
+        it->kind = k;
         return;
     }
     const char *kind = json_string_value(json_object_get(v, "kind"));
@@ -183,14 +206,40 @@ void offsite__retention(Offsite *o)
         i++;
     }
     size_t bl = strlen(BACKUP_MANIFEST_SUFFIX);
+    json_t *stems = json_object(); /* a backup container's stem -> its index (for the state tars) */
+    for (i = 0; i < n && stems; i++) {
+        size_t stem;
+        if ((items[i].kind == OFSR_LOGICAL || items[i].kind == OFSR_BASE || items[i].kind == OFSR_UNKNOWN) &&
+            offsite_retention_classify(keys[i], &stem) == OFSR_UNKNOWN && stem) {
+            char s[1024];
+            snprintf(s, sizeof(s), "%.*s", (int)stem, keys[i]);
+            if (json_object_set_new(stems, s, json_integer((json_int_t)i)) < 0) {
+                json_decref(stems); /* out of memory: a tar must not look like an orphan */
+                stems = NULL;
+            }
+        }
+    }
     for (i = 0; i < n; i++) {
-        if (items[i].kind != OFSR_MANIFEST)
-            continue;
         char bkey[1024];
-        snprintf(bkey, sizeof(bkey), "%.*s", (int)(strlen(keys[i]) - bl), keys[i]);
-        json_t *b = json_object_get(index, bkey);
+        size_t stem;
+        json_t *b = NULL;
+        if (items[i].kind == OFSR_MANIFEST) {
+            snprintf(bkey, sizeof(bkey), "%.*s", (int)(strlen(keys[i]) - bl), keys[i]);
+            b = json_object_get(index, bkey);
+        } else if (items[i].kind == OFSR_STATE_TAR) {
+            if (!stems) { /* out of memory: kept this time */
+                items[i].kind = OFSR_OTHER;
+                continue;
+            }
+            offsite_retention_classify(keys[i], &stem);
+            snprintf(bkey, sizeof(bkey), "%.*s", (int)stem, keys[i]);
+            b = json_object_get(stems, bkey);
+        } else {
+            continue;
+        }
         items[i].backup = b ? (size_t)json_integer_value(b) : SIZE_MAX;
     }
+    json_decref(stems);
     RetentionPolicy p = {.max_age_s = (int64_t)(o->cfg.retention_max_age_ms / 1000),
                          .daily = (unsigned)o->cfg.keep_daily,
                          .weekly = (unsigned)o->cfg.keep_weekly,

@@ -277,12 +277,24 @@ static void offsite_work_scan(OffsiteJob *j)
                                  (json_int_t)backup_manifest_started(m), "start_lsn", lsn);
         json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:I,s:o?}", "kind", OFS_BACKUP, "name", file, "path", path,
                                              "born_ms", (json_int_t)(fin > 0 ? fin * 1000 : 0), "meta", meta));
+        /* the state tar the manifest names goes after the container, the manifest after the tar (it
+         * waits while the tar is not on the disk: the bucket never has a manifest naming a missing tar) */
+        const char *tar = json_string_value(json_object_get(json_object_get(m, "state_files"), "file"));
+        if (tar && (strchr(tar, '/') || !tar[0]))
+            tar = NULL;
+        if (tar) {
+            snprintf(path, sizeof(path), "%s/%s", j->path, tar);
+            if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+                json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:I,s:s}", "kind", OFS_STATE_TAR, "name", tar,
+                                                     "path", path, "born_ms", (json_int_t)(fin > 0 ? fin * 1000 : 0),
+                                                     "after", file));
+        }
         snprintf(path, sizeof(path), "%s/%s%s", j->path, file, BACKUP_MANIFEST_SUFFIX);
         char mname[300];
         snprintf(mname, sizeof(mname), "%s%s", file, BACKUP_MANIFEST_SUFFIX);
         json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:I,s:s}", "kind", OFS_MANIFEST, "name", mname, "path",
                                              path, "born_ms", (json_int_t)(fin > 0 ? fin * 1000 : 0), "after",
-                                             file));
+                                             tar ? tar : file));
     }
     if (j->path2) {
         DIR *d = opendir(j->path2);
