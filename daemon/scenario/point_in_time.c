@@ -288,6 +288,21 @@ static void restore_recorded(ScnRun *run, int status, void *data)
                    pitr_run(run)->data_dir, (long long)scn_ctx_int(run, "restore", "bytes"));
 }
 
+/* The tree is on disk: only now is the restore recorded (the step's commit follows the record). */
+static void restore_synced(ScnStep *st, PitrWork *w)
+{
+    if (w->result < 0) {
+        scn_finish(st, w->result, "cannot make the unpacked base backup durable: %s", w->err);
+        return;
+    }
+    json_t *r = st->acc; /* {uid, gid} of the live data directory's owner, bytes */
+    st->acc = NULL;
+    json_object_set_new(r, "data_directory", json_string(pitr_run(st->run)->data_dir));
+    json_object_set_new(r, "files_synced", json_integer((json_int_t)w->synced_files));
+    json_object_set_new(r, "sync_ms", json_integer((json_int_t)w->sync_ms));
+    scn_context_set(st->run, "restore", r, restore_recorded, st);
+}
+
 static void restore_unpacked(int status, const char *error, uint64_t bytes, void *data)
 {
     ScnStep *st = data;
@@ -301,11 +316,10 @@ static void restore_unpacked(int status, const char *error, uint64_t bytes, void
                    error);
         return;
     }
-    json_t *r = st->acc; /* {uid, gid} of the live data directory's owner */
-    st->acc = NULL;
-    json_object_set_new(r, "data_directory", json_string(pitr_run(st->run)->data_dir));
-    json_object_set_new(r, "bytes", json_integer((json_int_t)bytes));
-    scn_context_set(st->run, "restore", r, restore_recorded, st);
+    json_object_set_new(st->acc, "bytes", json_integer((json_int_t)bytes));
+    PitrWork *w = pitr_work_new(st);
+    if (w)
+        pitr_work_queue(st, w, pitr__sync_work, restore_synced);
 }
 
 static void restore_prepared(ScnStep *st, PitrWork *w)
