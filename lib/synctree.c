@@ -3,12 +3,14 @@
  *
  * Owns nothing beyond one call: the descriptors it opens are closed before it returns. The walk is
  * by descriptor (openat, fdopendir) with O_NOFOLLOW, so a symbolic link inside the tree is never
- * followed out of it, and it is bounded in depth (a data directory is a few levels deep).
+ * followed out of it, and it is bounded in depth (a data directory is a few levels deep). And the
+ * ticker: one timer on the loop, one pass at a time on the pool, freed when both are done.
  */
 #include "synctree.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -134,4 +136,96 @@ int synctree_sync(const char *dir, SyncTreeStats *ret_stats, char *err, size_t e
     if (ret_stats)
         *ret_stats = w.stats;
     return 0;
+}
+
+void synctree_start_writeback(const char *dir)
+{
+    SyncTreeWalk w = {.flush = false};
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        (void)synctree_dir(&w, fd, dir, 0); /* a head start only, ignoring */
+}
+
+/* ---- the ticker ---- */
+
+struct SyncTreeTicker {
+    uv_timer_t timer;
+    uv_work_t work;
+    char *dir;
+    bool busy;          /* a pass is queued or running */
+    bool stopping;
+    bool timer_closed;
+    uint64_t passes;
+};
+
+static void synctree_ticker_free_if_done(SyncTreeTicker *t)
+{
+    if (t->stopping && t->timer_closed && !t->busy) {
+        free(t->dir);
+        free(t);
+    }
+}
+
+static void synctree_ticker_work(uv_work_t *req)
+{
+    SyncTreeTicker *t = req->data;
+    synctree_start_writeback(t->dir);
+}
+
+static void synctree_ticker_after(uv_work_t *req, int status)
+{
+    SyncTreeTicker *t = req->data;
+    (void)status; /* a cancelled pass is only a head start lost */
+    t->busy = false;
+    t->passes++;
+    synctree_ticker_free_if_done(t);
+}
+
+static void synctree_ticker_tick(uv_timer_t *timer)
+{
+    SyncTreeTicker *t = timer->data;
+    if (t->busy || t->stopping)
+        return;
+    t->busy = uv_queue_work(timer->loop, &t->work, synctree_ticker_work, synctree_ticker_after) == 0;
+}
+
+static void synctree_ticker_closed(uv_handle_t *h)
+{
+    SyncTreeTicker *t = h->data;
+    t->timer_closed = true;
+    synctree_ticker_free_if_done(t);
+}
+
+SyncTreeTicker *synctree_ticker_start(uv_loop_t *loop, const char *dir, uint64_t period_ms)
+{
+    SyncTreeTicker *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    if (!(t->dir = strdup(dir)) || uv_timer_init(loop, &t->timer) < 0) {
+        free(t->dir);
+        free(t);
+        return NULL;
+    }
+    t->timer.data = t;
+    t->work.data = t;
+    if (uv_timer_start(&t->timer, synctree_ticker_tick, period_ms, period_ms) < 0) {
+        t->stopping = true;
+        uv_close((uv_handle_t *)&t->timer, synctree_ticker_closed); /* frees it */
+        return NULL;
+    }
+    return t;
+}
+
+void synctree_ticker_stop(SyncTreeTicker *t)
+{
+    if (!t || t->stopping)
+        return;
+    t->stopping = true;
+    uv_timer_stop(&t->timer);
+    uv_close((uv_handle_t *)&t->timer, synctree_ticker_closed);
+}
+
+uint64_t synctree_ticker_passes(const SyncTreeTicker *t)
+{
+    return t ? t->passes : 0;
 }

@@ -52,6 +52,8 @@ typedef struct PitrRun {
     char log[4200];
     int64_t (*target_ms)(const struct ScnRun *run); /* the target without a "target_ms" parameter; may be NULL */
     bool exclusive;    /* recovery_target_inclusive = off: stop just before the target */
+    struct SyncTreeTicker *writeback; /* restore_base_backup: the unpacked tree's writeback started
+                                       * every PITR_WRITEBACK_MS while tar writes it; NULL otherwise */
 } PitrRun;
 
 extern const ConfigScenarioSection point_in_time_config_section;

@@ -2,7 +2,8 @@
  * Unit tests for lib/synctree: a tree of files and directories is synced with every regular file
  * and every directory counted once; a symbolic link (to a file or a directory outside the tree) is
  * not followed; an empty directory is one directory; a missing directory is -ENOENT with its path
- * in the message.
+ * in the message. The ticker runs passes while a tree grows, skips none it cannot run, and once
+ * stopped (with a pass possibly in flight) leaves a loop that closes cleanly.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -75,11 +76,38 @@ static void test_missing_directory(void **state)
     assert_int_equal(st.files, 7); /* untouched on failure */
 }
 
+static void test_ticker_passes_then_stops_cleanly(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/test_synctree_tick.XXXXXX", p[256], cmd[300];
+    assert_non_null(mkdtemp(root));
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    SyncTreeTicker *t = synctree_ticker_start(&loop, root, 5);
+    assert_non_null(t);
+    /* The tree grows while the ticker runs, until it has made a few passes. */
+    for (int i = 0; synctree_ticker_passes(t) < 3; i++) {
+        assert_true(i < 100000);
+        snprintf(p, sizeof(p), "%s/f%d", root, i % 50);
+        put(p, "data");
+        uv_run(&loop, UV_RUN_NOWAIT);
+        if (synctree_ticker_passes(t) < 3)
+            uv_run(&loop, UV_RUN_ONCE);
+    }
+    synctree_ticker_stop(t);
+    synctree_ticker_stop(NULL);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tree_counts_files_and_directories),
         cmocka_unit_test(test_missing_directory),
+        cmocka_unit_test(test_ticker_passes_then_stops_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
