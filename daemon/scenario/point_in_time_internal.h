@@ -52,6 +52,8 @@ typedef struct PitrRun {
     char log[4200];
     int64_t (*target_ms)(const struct ScnRun *run); /* the target without a "target_ms" parameter; may be NULL */
     bool exclusive;    /* recovery_target_inclusive = off: stop just before the target */
+    struct SyncTreeTicker *writeback; /* restore_base_backup: the unpacked tree's writeback started
+                                       * every PITR_WRITEBACK_MS while tar writes it; NULL otherwise */
 } PitrRun;
 
 extern const ConfigScenarioSection point_in_time_config_section;
@@ -105,6 +107,7 @@ struct PitrWork {
     bool exclusive;                            /* recovery_target_inclusive = off */
     uid_t uid;                                 /* the server's user */
     gid_t gid;
+    uint64_t synced_files, sync_ms;            /* pitr__sync_work's count and time */
     int result;
     char err[700];
 };
@@ -112,6 +115,9 @@ struct PitrWork {
 /* Workers (blocking, thread pool only), 0 or -errno with err filled. The owner of the live data
  * directory into uid/gid, and the recovered one made empty, 0700 and theirs. */
 int pitr__prepare_work(PitrWork *w);
+/* The unpacked directory durable: every file and directory fsynced (synctree), then its entry in
+ * its parent. */
+int pitr__sync_work(PitrWork *w);
 /* The recovery settings after the base backup's postgresql.auto.conf (kept aside as
  * postgresql.auto.conf.before-pitr, so running it again writes the same file), recovery.signal,
  * pg_wal/; all owned by uid:gid. */

@@ -42,6 +42,7 @@ struct BackupVerify {
     BackupStreamReader *reader;
     BackupBuf out;
     bool eof;
+    bool work_discards;  /* set by the loop before each work item: the child takes nothing more */
     int read_err;        /* 0, or the reader's / read's error */
     char read_msg[512];
     BackupBaseTar *base; /* options.base_tar: the tar checked as it is decrypted; freed at the end */
@@ -123,7 +124,7 @@ static int backup_verify_sink(void *ctx, const uint8_t *data, size_t len)
         return 0;
     }
     /* Once the child stopped reading there is nobody to give the dump to: just verify. */
-    if (v->stdin_broken || !v->child)
+    if (v->work_discards)
         return 0;
     return backup_buf_append(&v->out, data, len);
 }
@@ -398,27 +399,37 @@ static void backup_verify_pump_spool(BackupVerify *v)
     backup_verify_finish(v);
 }
 
-/* Decide the next step; called after every event. */
+/* Decide the next step; called after every event.
+ *
+ * Streaming into a child is a pipeline of two stages with one piece in each: while the child's
+ * stdin takes one piece (child_stdin_write copied it, so `out` is free again), the worker verifies
+ * and decrypts the next into `out`; a full `out` waits until the write in flight is done. Memory
+ * stays bounded by two pieces, and on two cores the decryption and the child's work overlap
+ * instead of taking turns. */
 static void backup_verify_pump(BackupVerify *v)
 {
-    if (v->worker_busy || v->write_pending || v->finished || v->spool_removing)
+    if (v->finished || v->spool_removing)
         return;
     if (v->spool_path) {
-        backup_verify_pump_spool(v);
+        if (!v->worker_busy)
+            backup_verify_pump_spool(v);
         return;
     }
+    if (v->worker_busy)
+        return; /* it owns `out` */
     if (v->out.len > 0 && v->child && !v->stdin_broken && !v->canceled) {
+        if (v->write_pending)
+            return; /* `out` is full: wait for the child to take the piece before it */
         int r = child_stdin_write(v->child, v->out.data, v->out.len, backup_verify_on_write, v);
-        v->out.len = 0;
-        if (r == 0) {
+        if (r == 0)
             v->write_pending = true;
-            return;
-        }
-        v->stdin_broken = true;
+        else
+            v->stdin_broken = true;
     }
     v->out.len = 0;
     if (!v->eof && !v->canceled && !v->read_err) {
         v->worker_busy = true;
+        v->work_discards = v->stdin_broken || !v->child;
         int r = uv_queue_work(v->loop, &v->work, backup_verify_work, backup_verify_after_work);
         if (r < 0) {
             v->worker_busy = false;
@@ -428,6 +439,8 @@ static void backup_verify_pump(BackupVerify *v)
             return;
         }
     }
+    if (v->write_pending)
+        return;
     /* Input done (or failed): let the child finish. A broken stream must not look complete to a
      * restoring child: kill it instead of closing its stdin cleanly. */
     if (v->child && !v->child_exited) {
