@@ -649,9 +649,13 @@ int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char
                  "failing on it would page", run->scratch);
     ds->run = run;
     ds->pending++;
-    if (waiter && detach)
-        control_reply_ok(waiter, json_pack("{s:s,s:s,s:s,s:b}", "id", run->id, "scenario", def->name,
-                                           "scratch_database", run->scratch, "ok", 1));
+    if (waiter && detach) {
+        json_t *started = json_pack("{s:s,s:s,s:s,s:b}", "id", run->id, "scenario", def->name, "scratch_database",
+                                    run->scratch, "ok", 1);
+        if (pitr && started) /* a scratch cluster, not a database */
+            json_object_del(started, "scratch_database");
+        control_reply_ok(waiter, started);
+    }
     else
         run->waiter = waiter;
     if (ret_id)

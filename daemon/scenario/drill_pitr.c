@@ -701,6 +701,12 @@ static void drill_sweep_next(DrillSweep *sw)
         drill_sweep_free(sw);
         return;
     }
+    const DrillRun *now = sw->ds->run;
+    if (now && now->pitr && strstr(now->pitr->dirs.data_dir, sw->names[sw->i])) { /* a drill started meanwhile */
+        sw->i++;
+        drill_sweep_next(sw);
+        return;
+    }
     memset(&sw->w, 0, sizeof(sw->w));
     snprintf(sw->w.dir, sizeof(sw->w.dir), "%.3800s/%s.data", sw->parent, sw->names[sw->i]);
     snprintf(sw->w.wal_dir, sizeof(sw->w.wal_dir), "%.3800s/%s.wal", sw->parent, sw->names[sw->i]);

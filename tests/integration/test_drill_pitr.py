@@ -96,6 +96,9 @@ def env(tmp_path_factory):
         d = e.daemon
         wait_streaming(d)
         e.before_base = server_ms(e)
+        # base backups are chosen by their finish's second: the backup must finish in a later one
+        wait_until(lambda: server_ms(e) // 1000 > e.before_base // 1000, timeout=5, interval=0.05,
+                   what="the next second")
         e.write(1000, "base")
         d.ctl_json("backup", "now", "--physical", "--wait", timeout=120)
         e.write(300, "before")
@@ -151,13 +154,22 @@ def test_a_drill_before_the_oldest_base_backup_fails_with_the_reason(env):
     d = env.daemon
     p = d.ctl("--json", "drill", "--scenario", SCN, "--timestamp", str(env.before_base), timeout=60)
     rep = json.loads(p.stdout or "{}")
-    assert p.returncode == 1 and rep.get("outcome") == "failed", (p.stdout, p.stderr)
+    assert p.returncode == 1 and rep.get("outcome") == "failed", (p.stdout, p.stderr, d.log()[-5000:])
     assert [(s["step"], s["status"]) for s in rep["steps"]] == [("plan_recovery", "FAIL")], rep["steps"]
     assert "no verified base backup finished before the target" in rep["failure"], rep["failure"]
     assert rep["rto"]["estimate_ms"] is None and env.scratch() == []
     c = readiness(d)["drill.point_in_time"]
     assert c["status"] == "FAIL" and "failed" in c["evidence"], c
     assert "drill.failed" in d.log() and "drill of point_in_time FAILED" in d.log()
+    # the drill's port on the scenario's side_port: a reload is refused, the old configuration kept
+    good = d.config
+    bad = json.loads(json.dumps(good))
+    bad["drills"]["point_in_time"]["port"] = env.side_port
+    d.write_config(bad)
+    p = d.ctl("reload")
+    assert p.returncode != 0 and "drills.point_in_time.port" in p.stdout + p.stderr, (p.stdout, p.stderr)
+    d.write_config(good)
+    assert d.ctl("reload").returncode == 0
     # not a point_in_time drill: --timestamp refused
     p = d.ctl("drill", "--scenario", "database_corruption", "--timestamp", str(env.target))
     assert p.returncode != 0 and "--timestamp is for point_in_time drills only" in p.stderr, p.stderr
