@@ -9,7 +9,7 @@
  * owner, as the real restore), the WAL staged into <scratch>/drill-<tag>.wal and the recovery
  * settings written (archive_mode off: the scratch server never archives into anything), the
  * server started on the drill's own port (drills.point_in_time.port, never the scenario's
- * side_port), its promotion waited for, then the shared validate and compare-only reconcile steps
+ * side_port; claimed on the recovery lease while a server may listen there), its promotion waited for, then the shared validate and compare-only reconcile steps
  * on it, and always (success, failure, abort) the server stopped (pg_ctl -m immediate) and both
  * directories removed. The live cluster, its data directory and the scenario's own new data
  * directory are never touched: the scratch names start with "drill-", the real run's "pitr-".
@@ -48,6 +48,7 @@ struct DrillPitr {
     uv_timer_t *timer;     /* the promotion poll (freed in its close callback) */
     bool started;          /* pg_ctl start ran: the server may be up */
     bool stopped, removed;
+    bool claimed;          /* the port is claimed on the lease (released once no server can be on it) */
     json_t *promotion;
 };
 
@@ -552,6 +553,17 @@ int drill__pitr_prepare(DrillRun *run, WalArchive *wal, char *err, size_t errlen
                                           "recovery could collide with the drill");
         return DR_ECONFIG;
     }
+    char who[128];
+    snprintf(who, sizeof(who), "drill %s", run->id);
+    int r = lease_port_claim(run->ds->core->lease, (int)p->port, who);
+    if (r < 0) {
+        snprintf(err, errlen, "port %lld for the scratch cluster: %s", (long long)p->port,
+                 r == -EADDRINUSE ? lease_port_claimant(run->ds->core->lease, (int)p->port) : err_str(r));
+        if (r == -EADDRINUSE)
+            snprintf(err + strlen(err), errlen - strlen(err), " holds it");
+        return r == -EADDRINUSE ? DR_EBUSY : r;
+    }
+    p->claimed = true;
     pitr__name_dirs(p->parent, "drill", run->tag, &p->dirs);
     p->wal = wal;
     p->margin_ms = cfg->reconcile.restore_point_margin_ms;
@@ -615,6 +627,8 @@ void drill__pitr_free(DrillRun *run)
     DrillPitr *p = run->pitr;
     if (!p)
         return;
+    if (p->claimed && (p->stopped || !p->started)) /* else a server may still listen there: it stays claimed */
+        lease_port_release(run->ds->core->lease, (int)p->port);
     pitr__config_done(&p->c);
     json_decref(p->plan);
     json_decref(p->promotion);

@@ -482,6 +482,12 @@ void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done)
         return;
     static const char *const verb[] = {"status", NULL};
     const char *v[64];
+    const char *who = lease_port_claimant(st->run->core->lease, (int)pitr_cfg(st->run)->side_port);
+    if (who) { /* a drill's scratch cluster (the drill ends within seconds of a run taking the lease) */
+        scn_finish(st, DR_EBUSY, "port %lld is held by %s: the recovered server cannot start there yet",
+                   (long long)pitr_cfg(st->run)->side_port, who);
+        return;
+    }
     scn_hook_run(st, "pg_ctl status", pitr__pg_ctl_argv(pitr_cfg(st->run), pitr_run(st->run)->data_dir, verb, v, 64),
                  NULL, 30000, start_status_exited);
 }
