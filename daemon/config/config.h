@@ -438,6 +438,8 @@ typedef struct ConfigDrills {
     size_t n_schedule;
     uint64_t max_age_ms;          /* readiness warns when a scenario's last drill is older */
     double free_space_factor;     /* a restore needs the newest backup's database size times this, free */
+    int64_t pitr_port;            /* point_in_time drills: the scratch cluster's port (0: side_port + 1) */
+    char *pitr_scratch_directory; /* ... where it is built (NULL: the scenario's scratch place) */
 } ConfigDrills;
 
 /* ha: (optional) high availability: several daemons, one leader elected in etcd. See docs/ha.md. */

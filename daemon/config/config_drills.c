@@ -1,7 +1,8 @@
 /*
  * config_drills: the drills section (docs/drills.md): the scheduled drills (a cron expression and
  * the scenario to rehearse, each entry), how old the last drill of a scenario may be before
- * readiness warns, and the factor of the free-space rule for a restore. Which scenarios can be
+ * readiness warns, the factor of the free-space rule for a restore, and where a point_in_time
+ * drill builds its scratch cluster (drills.point_in_time: port, scratch_directory). Which scenarios can be
  * drilled is the scenarios' business: drills_check_config (daemon/scenario/drill.c) checks the
  * names against them.
  */
@@ -20,6 +21,7 @@ void config__free_drills(ConfigDrills *d)
         free(d->schedule[i].scenario);
     }
     free(d->schedule);
+    free(d->pitr_scratch_directory);
     memset(d, 0, sizeof(*d));
 }
 
@@ -46,6 +48,13 @@ void config__read_drills(const CfgSection *top, ConfigDrills *d)
     cfg_duration_ms(&s, "max_age", false, 35ull * 24 * 3600 * 1000, 60000, &d->max_age_ms);
     cfg_string(&s, "free_space_factor", false, "1.5", &factor);
     const CfgNode *sched = cfg_get(s.map, "schedule");
+    CfgSection p = cfg_section(&s, "point_in_time", false);
+    cfg_int(&p, "port", 0, 65535, 0, &d->pitr_port);
+    cfg_string(&p, "scratch_directory", false, NULL, &d->pitr_scratch_directory);
+    if (d->pitr_scratch_directory && (d->pitr_scratch_directory[0] != '/' || strpbrk(d->pitr_scratch_directory, "'\"\\\n")))
+        cfg_error(p.ctx, cfg_get(p.map, "scratch_directory"), "'drills.point_in_time.scratch_directory' must be an "
+                  "absolute path without quotes or backslashes");
+    cfg_check_unknown(&p);
     cfg_check_unknown(&s);
     d->free_space_factor = 1.5;
     if (factor) {

@@ -748,7 +748,7 @@ int daemon_init(Daemon *d, uv_loop_t *loop, const char *config_path, Config *cfg
     d->scenarios = scenarios_new(core, &caps);
     if (!d->scenarios)
         return daemon_init_failed("scenarios");
-    d->drills = drills_new(core, d->backups, d->reconcile);
+    d->drills = drills_new(core, d->backups, d->reconcile, d->wal);
     if (!d->drills)
         return daemon_init_failed("drills");
     d->alerts = alerts_new(core);

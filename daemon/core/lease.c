@@ -14,6 +14,12 @@ typedef struct LeaseListener {
 } LeaseListener;
 
 #define LEASE_MAX_DISTURBANCES 4
+#define LEASE_MAX_PORTS 4
+
+typedef struct LeasePort {
+    int port;
+    char claimant[128];
+} LeasePort;
 
 struct Lease {
     bool held;
@@ -22,6 +28,8 @@ struct Lease {
     size_t n_listeners;
     LeaseDisturbance dist[LEASE_MAX_DISTURBANCES];
     size_t n_dist;
+    LeasePort ports[LEASE_MAX_PORTS];
+    size_t n_ports;
 };
 
 Lease *lease_new(void)
@@ -231,4 +239,49 @@ const LeaseDisturbance *lease_attribute(Lease *l, const char *database, const ch
         return d;
     }
     return NULL;
+}
+
+static size_t lease_port_index(const Lease *l, int port)
+{
+    size_t i = 0;
+    while (l && i < l->n_ports && l->ports[i].port != port)
+        i++;
+    return l ? i : 0;
+}
+
+static LeasePort *lease_port_find(Lease *l, int port)
+{
+    size_t i = lease_port_index(l, port);
+    return l && i < l->n_ports ? &l->ports[i] : NULL;
+}
+
+int lease_port_claim(Lease *l, int port, const char *claimant)
+{
+    if (!l || port <= 0 || !claimant || !claimant[0])
+        return -EINVAL;
+    LeasePort *p = lease_port_find(l, port);
+    if (p)
+        return strncmp(p->claimant, claimant, sizeof(p->claimant) - 1) == 0 ? 0 : -EADDRINUSE;
+    if (l->n_ports >= LEASE_MAX_PORTS)
+        return -ENOMEM;
+    p = &l->ports[l->n_ports++];
+    p->port = port;
+    snprintf(p->claimant, sizeof(p->claimant), "%s", claimant);
+    return 0;
+}
+
+void lease_port_release(Lease *l, int port)
+{
+    LeasePort *p = lease_port_find(l, port);
+    if (!p)
+        return;
+    size_t i = (size_t)(p - l->ports);
+    memmove(&l->ports[i], &l->ports[i + 1], (l->n_ports - i - 1) * sizeof(l->ports[0]));
+    l->n_ports--;
+}
+
+const char *lease_port_claimant(const Lease *l, int port)
+{
+    size_t i = lease_port_index(l, port);
+    return l && i < l->n_ports ? l->ports[i].claimant : NULL;
 }

@@ -9,7 +9,8 @@
  * connections / will have its sessions ended until step S ends". A probe that fails in a declared
  * way attributes the failure to the run (lease_attribute) instead of reporting an outage; any other
  * failure (connection refused, a timeout, another database) matches nothing and is reported as
- * usual. The scenario runner takes and releases the lease and declares the disturbances; everyone
+ * usual. Also the server ports that work beside the runs holds (a drill's scratch cluster). The
+ * scenario runner takes and releases the lease and declares the disturbances; everyone
  * else only reads it or listens. Lower layers include this header instead of asking the scenario
  * engine. Loop thread only.
  */
@@ -83,5 +84,14 @@ bool lease_disturbance_matches(const LeaseDisturbance *d, const char *database, 
  * (borrowed, as above): the failure is the holder's doing. NULL: report it as usual. */
 const LeaseDisturbance *lease_attribute(Lease *l, const char *database, const char *sqlstate, const char *message,
                                         int64_t now_ms);
+
+/* A server port held by work beside the runs (a point_in_time drill's scratch cluster) while its
+ * server may listen there, so that a real run or another drill does not start one on it. Kept,
+ * whoever holds the lease, until lease_port_release. 0, -EADDRINUSE (claimed by someone else),
+ * -EINVAL (no port or no claimant) or -ENOMEM. Claiming again by the same claimant is a no-op. */
+int lease_port_claim(Lease *l, int port, const char *claimant);
+void lease_port_release(Lease *l, int port);
+/* Who claimed port ("drill drill-pitr-..."), or NULL when no one did. */
+const char *lease_port_claimant(const Lease *l, int port);
 
 #endif

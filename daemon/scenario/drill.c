@@ -1,16 +1,18 @@
 /*
  * drill: one drill, start to report (see drill.h and docs/drills.md).
  *
- * A drill is a short sequence on the loop, every step measured: select_backup (the catalog's
- * newest verified backup, as the real run's select_backup), restore (backup_restore_into into
- * <db>_drill_<tag> with the scenario's restore settings, at normal priority as the real restore),
- * validate (each validation query on its own read-only connection to the scratch database),
- * reconcile (reconcile_start_compare against the scratch database, read-only: nothing replayed,
- * nothing noted on the venue), drop_scratch (DROP DATABASE ... WITH (FORCE)), then the report. A
- * failed or aborted step skips the rest but never the drop. The RTO estimate is the sum of the
- * select, restore, validate and reconcile durations (drill_rules.c) plus the halt_trading step of
- * the scenario's newest incident report (read first, on the thread pool) when there is one; the
- * evidence and switch steps (renames) cannot be measured without touching the live side.
+ * A drill is a short sequence on the loop, one stage table per scenario (drill_kind): rows of
+ * {name, step, RTO key, cleanup}, every step measured. database_corruption's: select_backup (the
+ * catalog's newest verified backup, as the real run's select_backup), restore (backup_restore_into
+ * into <db>_drill_<tag> with the scenario's restore settings, at normal priority as the real
+ * restore), validate (each validation query on its own read-only connection to the scratch
+ * database), reconcile (reconcile_start_compare against the scratch database, read-only: nothing
+ * replayed, nothing noted on the venue), drop_scratch (DROP DATABASE ... WITH (FORCE)).
+ * point_in_time's (drill_pitr.c): a scratch cluster recovered on its own port, validated,
+ * compared, stopped and removed. Then the report. A failed or aborted step skips the rest but
+ * never the cleanup rows. The RTO estimate is the sum of the rows with an RTO key (drill_rules.c)
+ * plus the halt_trading step of the scenario's newest incident report (read first, on the thread
+ * pool) when there is one; the steps that touch the live side cannot be measured.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,70 +32,20 @@
 #include "scenario/drill_rules.h"
 #include "scenario/scenario.h"
 
-typedef enum { D_SELECT, D_RESTORE, D_VALIDATE, D_RECONCILE, D_DROP, D_WRITE } DrillStage;
-
-/* The steps whose durations make the RTO estimate. */
-#define DRILL_RTO_STEPS 4
-
-struct DrillRun {
-    Drills *ds;
-    const ScenarioDef *def;
-    char id[96];
-    char trigger[32];
-    char database[64];     /* the live database: never written */
-    char scratch[64];      /* <db>_drill_<tag> */
-    char *admin_conninfo;  /* CREATE/DROP DATABASE */
-    char *scratch_ro;      /* the scratch database, every transaction read-only */
-    char **queries;        /* validation queries (a copy) */
-    size_t n_queries;
-    unsigned restore_jobs;
-    uint64_t restore_maintenance_work_mem_kb;
-    uint64_t restore_timeout_ms;
-    uint64_t rto_target_ms;
-    bool venue;            /* a venue is configured: the reconcile runs */
-    int64_t started_ms;
-    DrillStage stage;
-    uint64_t t0;           /* the step's start (loop ms) */
-    int64_t t0_wall;
-    int64_t dur[DRILL_RTO_STEPS];
-    int64_t halt_ms;       /* the halt of the scenario's newest incident report, -1 unknown */
-    char halt_from[96];    /* that run's id */
-    json_t *steps;
-    json_t *backup;
-    json_t *validation;
-    json_t *reconcile;     /* its report */
-    size_t q_i;
-    BackupRestore *restore;
-    PgSqlSeq *seq;
-    bool reconciling;
-    bool scratch_maybe;    /* the restore started: the scratch database may exist */
-    bool scratch_dropped;
-    bool failed;
-    char failure[600];
-    bool aborted;
-    char abort_reason[300];
-    CtlCall *waiter;
-    /* the report write (thread pool) */
-    uv_work_t req;
-    char dir[4096], path[4200];
-    char *text;
-    int write_result;
-    json_t *report;
-};
-
 static void drill_next(DrillRun *run);
 
-static const char *const drill_step_names[] = {"select_backup", "restore", "validate", "reconcile", "drop_scratch"};
+static const char *drill_stage_name(const DrillRun *run)
+{
+    return run->stage < run->n_stages ? run->stages[run->stage].name : "report";
+}
 
-static void drill_step_begin(DrillRun *run)
+void drill__step_begin(DrillRun *run)
 {
     run->t0 = uv_now(run->ds->core->loop);
     run->t0_wall = clock_wall_ms();
 }
 
-static void drill_step_end(DrillRun *run, const char *status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void drill_step_end(DrillRun *run, const char *status, const char *fmt, ...)
+void drill__step_end(DrillRun *run, const char *status, const char *fmt, ...)
 {
     char detail[700], at[40];
     va_list ap;
@@ -101,28 +53,30 @@ static void drill_step_end(DrillRun *run, const char *status, const char *fmt, .
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     int64_t d = (int64_t)(uv_now(run->ds->core->loop) - run->t0);
-    if (run->stage < DRILL_RTO_STEPS)
+    const char *name = drill_stage_name(run);
+    if (run->stage < run->n_stages)
         run->dur[run->stage] = d;
     clock_format_utc_ms(run->t0_wall, at, sizeof(at));
-    json_array_append_new(run->steps, json_pack("{s:s,s:s,s:s,s:I,s:s}", "step", drill_step_names[run->stage],
-                                                "status", status, "started_at", at, "duration_ms", (json_int_t)d,
-                                                "detail", detail));
-    LogFields lf = {run->id, run->def->name, drill_step_names[run->stage]};
-    log_emit(!strcmp(status, "FAIL") ? LOG_WARNING : LOG_INFO, "drill", &lf, "drill step %s %s: %s",
-             drill_step_names[run->stage], status, detail);
+    json_array_append_new(run->steps, json_pack("{s:s,s:s,s:s,s:I,s:s}", "step", name, "status", status, "started_at",
+                                                at, "duration_ms", (json_int_t)d, "detail", detail));
+    LogFields lf = {run->id, run->def->name, name};
+    log_emit(!strcmp(status, "FAIL") ? LOG_WARNING : LOG_INFO, "drill", &lf, "drill step %s %s: %s", name, status,
+             detail);
     if (!strcmp(status, "FAIL") && !run->failed && !run->aborted) {
         run->failed = true;
-        snprintf(run->failure, sizeof(run->failure), "%s: %.580s", drill_step_names[run->stage], detail);
+        snprintf(run->failure, sizeof(run->failure), "%s: %.580s", name, detail);
     }
 }
 
-/* The rest after a failed or aborted step: only the drop, if there may be something to drop. */
-static void drill_advance(DrillRun *run)
+/* The next row; after a failed or aborted step only the cleanup rows, if there may be something
+ * to undo. */
+void drill__advance(DrillRun *run)
 {
-    if ((run->failed || run->aborted) && run->stage < D_DROP)
-        run->stage = run->scratch_maybe ? D_DROP : D_WRITE;
-    else
-        run->stage++;
+    run->stage++;
+    if (run->failed || run->aborted) {
+        while (run->stage < run->n_stages && (!run->stages[run->stage].cleanup || !run->scratch_maybe))
+            run->stage++;
+    }
     drill_next(run);
 }
 
@@ -181,7 +135,7 @@ static void drill_halt_done(uv_work_t *req, int status)
     if (status < 0)
         run->halt_ms = -1;
     if (run->aborted) /* before any step: nothing to undo */
-        run->stage = D_WRITE;
+        run->stage = run->n_stages;
     drill_next(run);
 }
 
@@ -190,14 +144,14 @@ static void drill_halt_done(uv_work_t *req, int status)
 static void drill_select(DrillRun *run)
 {
     bool scanned = false;
-    drill_step_begin(run);
+    drill__step_begin(run);
     json_t *m = backups_newest_verified(run->ds->backups, &scanned);
     if (!run->ds->core->cfg->backup.enabled || !m) {
-        drill_step_end(run, "FAIL", "%s", !run->ds->core->cfg->backup.enabled ? "backups are not configured (no 'backup' section)"
+        drill__step_end(run, "FAIL", "%s", !run->ds->core->cfg->backup.enabled ? "backups are not configured (no 'backup' section)"
                                           : scanned ? "no verified backup in the catalog"
                                                     : "the backup catalog is not loaded yet");
         json_decref(m);
-        drill_advance(run);
+        drill__advance(run);
         return;
     }
     run->backup = json_pack("{s:s?,s:s?,s:I,s:s?,s:I}", "name", json_string_value(json_object_get(m, "file")),
@@ -206,9 +160,10 @@ static void drill_select(DrillRun *run)
                             json_string_value(json_object_get(m, "sha256")), "db_size_bytes",
                             json_integer_value(json_object_get(m, "db_size_bytes")));
     json_decref(m);
-    drill_step_end(run, "PASS", "backup '%s' taken at %s", json_string_value(json_object_get(run->backup, "name")),
+    run->since_ms = json_integer_value(json_object_get(run->backup, "started_ms"));
+    drill__step_end(run, "PASS", "backup '%s' taken at %s", json_string_value(json_object_get(run->backup, "name")),
                    json_string_value(json_object_get(run->backup, "started_at")));
-    drill_advance(run);
+    drill__advance(run);
 }
 
 /* ---- restore ---- */
@@ -218,24 +173,24 @@ static void drill_on_restored(const BackupRestoreResult *res, void *data)
     DrillRun *run = data;
     run->restore = NULL;
     if (res->status == 0)
-        drill_step_end(run, "PASS", "backup '%s' restored into '%s' in %.1fs",
+        drill__step_end(run, "PASS", "backup '%s' restored into '%s' in %.1fs",
                        json_string_value(json_object_get(run->backup, "name")), run->scratch,
                        (double)res->duration_ms / 1000.0);
     else if (res->status == DR_ECANCELED)
-        drill_step_end(run, "ABORTED", "the restore was stopped: %s", run->abort_reason);
+        drill__step_end(run, "ABORTED", "the restore was stopped: %s", run->abort_reason);
     else
-        drill_step_end(run, "FAIL", "restoring backup '%s' into '%s' failed (%s): %s%s%s",
+        drill__step_end(run, "FAIL", "restoring backup '%s' into '%s' failed (%s): %s%s%s",
                        json_string_value(json_object_get(run->backup, "name")), run->scratch, err_name(res->status),
                        res->error && res->error[0] ? res->error : err_str(res->status),
                        res->drop_error && res->drop_error[0] ? "; the partial database could not be dropped: " : "",
                        res->drop_error ? res->drop_error : "");
-    drill_advance(run);
+    drill__advance(run);
 }
 
 static void drill_restore(DrillRun *run)
 {
     char spool[160];
-    drill_step_begin(run);
+    drill__step_begin(run);
     snprintf(spool, sizeof(spool), ".restore-%s.dump", run->id);
     BackupRestoreOpts o = {.jobs = run->restore_jobs,
                            .spool_name = spool,
@@ -248,8 +203,8 @@ static void drill_restore(DrillRun *run)
                                 run->scratch, &o, drill_on_restored, run, &run->restore);
     if (r < 0) {
         run->scratch_maybe = false;
-        drill_step_end(run, "FAIL", "cannot start the restore: %s", err_str(r));
-        drill_advance(run);
+        drill__step_end(run, "FAIL", "cannot start the restore: %s", err_str(r));
+        drill__advance(run);
     }
 }
 
@@ -263,8 +218,8 @@ static void drill_on_query(const PgSqlSeqResult *r, void *data)
     const char *q = run->n_queries ? run->queries[run->q_i] : "SELECT 1";
     run->seq = NULL;
     if (r->status == DR_ECANCELED) {
-        drill_step_end(run, "ABORTED", "stopped at '%s': %s", q, run->abort_reason);
-        drill_advance(run);
+        drill__step_end(run, "ABORTED", "stopped at '%s': %s", q, run->abort_reason);
+        drill__advance(run);
         return;
     }
     bool is_false = r->status == 0 && r->res && PQntuples(r->res) > 0 && PQnfields(r->res) > 0 &&
@@ -275,16 +230,16 @@ static void drill_on_query(const PgSqlSeqResult *r, void *data)
                                                      "first_value", first, "error",
                                                      r->status ? (r->errmsg ? r->errmsg : err_str(r->status)) : NULL));
     if (r->status != 0 || is_false) {
-        drill_step_end(run, "FAIL", "'%s' in '%s': %s", q, run->scratch,
+        drill__step_end(run, "FAIL", "'%s' in '%s': %s", q, run->scratch,
                        is_false ? "its first value is false" : r->errmsg ? r->errmsg : err_str(r->status));
-        drill_advance(run);
+        drill__advance(run);
         return;
     }
     run->q_i++;
     if (run->q_i >= (run->n_queries ? run->n_queries : 1)) {
-        drill_step_end(run, "PASS", "%zu validation quer%s answered in '%s'", run->q_i, run->q_i == 1 ? "y" : "ies",
+        drill__step_end(run, "PASS", "%zu validation quer%s answered in '%s'", run->q_i, run->q_i == 1 ? "y" : "ies",
                        run->scratch);
-        drill_advance(run);
+        drill__advance(run);
         return;
     }
     drill_next_query(run);
@@ -296,14 +251,14 @@ static void drill_next_query(DrillRun *run)
     PgConnOptions opts = {.connect_timeout_ms = 10000, .query_timeout_ms = 600000};
     int r = pgsql_seq_start(run->ds->core->loop, run->scratch_ro, &opts, &q, 1, drill_on_query, run, &run->seq);
     if (r < 0) {
-        drill_step_end(run, "FAIL", "cannot run '%s': %s", q, err_str(r));
-        drill_advance(run);
+        drill__step_end(run, "FAIL", "cannot run '%s': %s", q, err_str(r));
+        drill__advance(run);
     }
 }
 
-static void drill_validate(DrillRun *run)
+void drill__validate(DrillRun *run)
 {
-    drill_step_begin(run);
+    drill__step_begin(run);
     run->q_i = 0;
     drill_next_query(run);
 }
@@ -320,16 +275,16 @@ static void drill_on_reconciled(int result, json_t *report, void *data)
     run->reconciling = false;
     run->reconcile = report;
     if (result == DR_ECANCELED) {
-        drill_step_end(run, "ABORTED", "stopped: %s", run->aborted ? run->abort_reason : "the daemon is stopping");
-        drill_advance(run);
+        drill__step_end(run, "ABORTED", "stopped: %s", run->aborted ? run->abort_reason : "the daemon is stopping");
+        drill__advance(run);
         return;
     }
     if (result != 0 && result != DR_ESTATE) {
         const json_t *e = json_object_get(report, "error");
-        drill_step_end(run, "FAIL", "could not compare with the exchange: %s",
+        drill__step_end(run, "FAIL", "could not compare with the exchange: %s",
                        json_string_value(json_object_get(e, "message")) ? json_string_value(json_object_get(e, "message"))
                                                                         : err_str(result));
-        drill_advance(run);
+        drill__advance(run);
         return;
     }
     /* Positions and missing fills are what the real run's replay repairs: counted, not failed.
@@ -348,29 +303,28 @@ static void drill_on_reconciled(int result, json_t *report, void *data)
             len += (size_t)snprintf(failed + len, sizeof(failed) - len, "%s%s", len ? ", " : "", name);
     }
     if (len)
-        drill_step_end(run, "FAIL", "the restore compared with the exchange fails what a replay cannot repair: %s "
+        drill__step_end(run, "FAIL", "the restore compared with the exchange fails what a replay cannot repair: %s "
                        "(drctl drill-report for the discrepancies)", failed);
     else
-        drill_step_end(run, "PASS", "compared with the exchange, read-only: a real run would replay %lld fill%s "
+        drill__step_end(run, "PASS", "compared with the exchange, read-only: a real run would replay %lld fill%s "
                        "(%lld position%s differ before it); nothing was replayed",
                        (long long)missing, missing == 1 ? "" : "s", (long long)mismatches, mismatches == 1 ? "" : "s");
-    drill_advance(run);
+    drill__advance(run);
 }
 
-static void drill_reconcile(DrillRun *run)
+void drill__reconcile(DrillRun *run)
 {
-    drill_step_begin(run);
+    drill__step_begin(run);
     if (!run->venue) {
-        drill_step_end(run, "SKIPPED", "no venue: section: nothing to compare the restore with");
-        drill_advance(run);
+        drill__step_end(run, "SKIPPED", "no venue: section: nothing to compare the restore with");
+        drill__advance(run);
         return;
     }
-    int64_t since = json_integer_value(json_object_get(run->backup, "started_ms"));
-    int r = reconcile_start_compare(run->ds->reconcile, run->scratch_ro, since, run->id, drill_on_reconciled, run);
+    int r = reconcile_start_compare(run->ds->reconcile, run->scratch_ro, run->since_ms, run->id, drill_on_reconciled, run);
     if (r < 0) {
-        drill_step_end(run, "FAIL", "cannot start the compare-only reconcile: %s",
+        drill__step_end(run, "FAIL", "cannot start the compare-only reconcile: %s",
                        r == DR_EBUSY ? "a reconcile is running already" : err_str(r));
-        drill_advance(run);
+        drill__advance(run);
         return;
     }
     run->reconciling = true;
@@ -384,28 +338,28 @@ static void drill_on_dropped(const PgSqlSeqResult *r, void *data)
     run->seq = NULL;
     if (r->status == 0) {
         run->scratch_dropped = true;
-        drill_step_end(run, "PASS", "'%s' dropped", run->scratch);
+        drill__step_end(run, "PASS", "'%s' dropped", run->scratch);
     } else {
-        drill_step_end(run, "FAIL", "'%s' could not be dropped (drop it by hand): %s", run->scratch,
+        drill__step_end(run, "FAIL", "'%s' could not be dropped (drop it by hand): %s", run->scratch,
                        r->errmsg ? r->errmsg : err_str(r->status));
     }
     lease_expect_end(run->ds->core->lease, run->scratch, NULL);
-    drill_advance(run);
+    drill__advance(run);
 }
 
 static void drill_drop(DrillRun *run)
 {
     char q[80], stmt[200];
-    drill_step_begin(run);
+    drill__step_begin(run);
     pgsql_quote_ident(run->scratch, q, sizeof(q));
     snprintf(stmt, sizeof(stmt), "DROP DATABASE IF EXISTS %s WITH (FORCE)", q);
     const char *s = stmt;
     PgConnOptions opts = {.connect_timeout_ms = 5000, .query_timeout_ms = 60000};
     int r = pgsql_seq_start(run->ds->core->loop, run->admin_conninfo, &opts, &s, 1, drill_on_dropped, run, &run->seq);
     if (r < 0) {
-        drill_step_end(run, "FAIL", "cannot drop '%s': %s", run->scratch, err_str(r));
+        drill__step_end(run, "FAIL", "cannot drop '%s': %s", run->scratch, err_str(r));
         lease_expect_end(run->ds->core->lease, run->scratch, NULL);
-        drill_advance(run);
+        drill__advance(run);
     }
 }
 
@@ -416,6 +370,7 @@ static void drill_free(DrillRun *run)
     free(run->admin_conninfo);
     free(run->scratch_ro);
     config_list_free(run->queries, run->n_queries);
+    drill__pitr_free(run);
     json_decref(run->steps);
     json_decref(run->backup);
     json_decref(run->validation);
@@ -429,25 +384,31 @@ static json_t *drill_build_report(DrillRun *run)
 {
     char started[40], finished[40];
     int64_t now = clock_wall_ms();
-    int64_t rto = drill_rto_estimate(run->dur, DRILL_RTO_STEPS, run->halt_ms);
+    int64_t rto_dur[DRILL_MAX_STAGES];
+    size_t n_rto = 0;
+    json_t *rto_o = json_object();
+    for (size_t i = 0; i < run->n_stages; i++) {
+        if (!run->stages[i].rto_key)
+            continue;
+        rto_dur[n_rto++] = run->dur[i];
+        json_object_set_new(rto_o, run->stages[i].rto_key, json_integer(run->dur[i]));
+    }
+    int64_t rto = drill_rto_estimate(rto_dur, n_rto, run->halt_ms);
     bool measured = !run->failed && !run->aborted;
     const char *outcome = run->aborted ? "aborted" : run->failed ? "failed" : "passed";
     clock_format_utc_ms(run->started_ms, started, sizeof(started));
     clock_format_utc_ms(now, finished, sizeof(finished));
-    json_t *rto_o = json_pack("{s:I,s:I,s:I,s:I}", "select_ms", (json_int_t)run->dur[D_SELECT], "restore_ms",
-                              (json_int_t)run->dur[D_RESTORE], "validate_ms", (json_int_t)run->dur[D_VALIDATE],
-                              "reconcile_ms", (json_int_t)run->dur[D_RECONCILE]);
     json_object_set_new(rto_o, "estimate_ms", measured ? json_integer(rto) : json_null());
     json_object_set_new(rto_o, "target_ms", run->rto_target_ms ? json_integer((json_int_t)run->rto_target_ms) : json_null());
     json_object_set_new(rto_o, "met", measured ? json_boolean(drill_rto_met(rto, run->rto_target_ms)) : json_null());
     json_object_set_new(rto_o, "halt_ms", run->halt_ms >= 0 ? json_integer(run->halt_ms) : json_null());
     json_object_set_new(rto_o, "halt_from", run->halt_ms >= 0 ? json_string(run->halt_from) : json_null());
-    json_object_set_new(rto_o, "not_measured",
-                        json_string(run->halt_ms >= 0 ? "preserve_evidence and switch_database: a drill does not touch "
-                                                        "the live side (two renames: seconds)"
-                                                      : "halt_trading (no incident report of the scenario has one), "
-                                                        "preserve_evidence and switch_database: a drill does not "
-                                                        "touch the live side (each takes seconds)"));
+    const char *live_steps = run->pitr ? "switch_cluster" : "preserve_evidence and switch_database";
+    char nm[300];
+    snprintf(nm, sizeof(nm), "%s%s: a drill does not touch the live side (%s)",
+             run->halt_ms >= 0 ? "" : "halt_trading (no incident report of the scenario has one), ", live_steps,
+             run->pitr ? "the switch command: seconds" : "two renames: seconds");
+    json_object_set_new(rto_o, "not_measured", json_string(nm));
     json_t *rep = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:s,s:b,s:O,s:o,s:s,s:s,s:b}", "kind", "drill", "id",
                             run->id, "scenario", run->def->name, "cluster", run->ds->core->cfg->cluster ? run->ds->core->cfg->cluster : "",
                             "started_at", started, "started_ms", (json_int_t)run->started_ms, "finished_at", finished,
@@ -461,6 +422,8 @@ static json_t *drill_build_report(DrillRun *run)
     json_object_set_new(rep, "reconcile", run->reconcile ? json_incref(run->reconcile) : json_null());
     json_object_set_new(rep, "failure", run->failed ? json_string(run->failure) : run->aborted ? json_string(run->abort_reason)
                                                                                                 : json_null());
+    if (run->pitr)
+        drill__pitr_report(run, rep);
     json_object_set_new(rep, "live_side", json_string("untouched: trading not halted, the platform's mode and the "
                                                       "exchange not acted on, the live database not written"));
     return rep;
@@ -530,27 +493,42 @@ static void drill_write(DrillRun *run)
 
 static void drill_next(DrillRun *run)
 {
-    switch (run->stage) {
-    case D_SELECT:
-        drill_select(run);
-        break;
-    case D_RESTORE:
-        drill_restore(run);
-        break;
-    case D_VALIDATE:
-        drill_validate(run);
-        break;
-    case D_RECONCILE:
-        drill_reconcile(run);
-        break;
-    case D_DROP:
-        drill_drop(run);
-        break;
-    case D_WRITE:
-    default:
+    if (run->stage < run->n_stages)
+        run->stages[run->stage].run(run);
+    else
         drill_write(run);
-        break;
-    }
+}
+
+/* ---- the stage tables ---- */
+
+/* database_corruption: the newest verified backup restored into a scratch database. */
+static const DrillStageDef drill_corruption_stages[] = {
+    /* name, run, rto key, cleanup */
+    {"select_backup", drill_select, "select_ms", false},
+    {"restore", drill_restore, "restore_ms", false},
+    {"validate", drill__validate, "validate_ms", false},
+    {"reconcile", drill__reconcile, "reconcile_ms", false},
+    {"drop_scratch", drill_drop, NULL, true},
+};
+
+typedef struct DrillKind {
+    const char *scenario;
+    const DrillStageDef *stages;
+    size_t n_stages;
+} DrillKind;
+
+/* The scenario's stage table into ret; false: it has none. (A function, not a table of tables:
+ * point_in_time's row count is another file's constant.) */
+static bool drill_kind(const char *scenario, DrillKind *ret)
+{
+    if (!strcmp(scenario, "database_corruption"))
+        *ret = (DrillKind){scenario, drill_corruption_stages,
+                           sizeof(drill_corruption_stages) / sizeof(drill_corruption_stages[0])};
+    else if (!strcmp(scenario, "point_in_time"))
+        *ret = (DrillKind){scenario, drill__pitr_stages, drill__n_pitr_stages};
+    else
+        return false;
+    return true;
 }
 
 /* ---- starting and aborting ---- */
@@ -565,8 +543,8 @@ static void drill_tag(char *out, size_t n)
     snprintf(out, n, "%s_%04x", t, (unsigned)(clock_mono_us() & 0xffff));
 }
 
-int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall *waiter, bool detach, char *ret_id,
-                 size_t id_len, char *err, size_t errlen)
+int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char *trigger, CtlCall *waiter, bool detach,
+                 char *ret_id, size_t id_len, char *err, size_t errlen)
 {
     const Config *cfg = ds->core->cfg;
     const ScenarioDef *def = scenario ? scenario_find(scenario) : NULL;
@@ -581,8 +559,19 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
         snprintf(err, errlen, "no scenario '%s'", scenario ? scenario : "");
         return DR_EBADARG;
     }
-    if (!def->drill_settings) {
-        snprintf(err, errlen, "scenario '%s' has no drill (drills exist for: database_corruption)", def->name);
+    DrillKind k;
+    const DrillKind *kind = drill_kind(def->name, &k) ? &k : NULL;
+    if (!def->drill_settings || !kind) {
+        snprintf(err, errlen, "scenario '%s' has no drill (drills exist for: database_corruption, point_in_time)",
+                 def->name);
+        return DR_EBADARG;
+    }
+    if (kind->n_stages > DRILL_MAX_STAGES) { /* a programmer's error: the table outgrew dur[] */
+        snprintf(err, errlen, "scenario '%s': its drill has too many steps", def->name);
+        return DR_EBADARG;
+    }
+    if (target_ms && kind->stages != drill__pitr_stages) {
+        snprintf(err, errlen, "--timestamp is for point_in_time drills only");
         return DR_EBADARG;
     }
     if (ds->run) {
@@ -606,6 +595,10 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
     }
     run->ds = ds;
     run->def = def;
+    run->stages = kind->stages;
+    run->n_stages = kind->n_stages;
+    run->target_ms = target_ms;
+    snprintf(run->tag, sizeof(run->tag), "%s", tag);
     run->admin_conninfo = admin;
     snprintf(run->database, sizeof(run->database), "%s", database);
     snprintf(run->id, sizeof(run->id), "drill-%s-%s", def->short_name, tag);
@@ -638,6 +631,12 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
         return -ENOMEM;
     }
     run->n_queries = set.n_validation_queries;
+    LogFields lf = {run->id, def->name, NULL};
+    bool pitr = kind->stages == drill__pitr_stages;
+    if (pitr && (r = drill__pitr_prepare(run, ds->wal, err, errlen)) < 0) {
+        drill_free(run);
+        return r;
+    }
     LeaseDisturbance d;
     memset(&d, 0, sizeof(d));
     snprintf(d.database, sizeof(d.database), "%s", run->scratch);
@@ -648,22 +647,30 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
     snprintf(d.what, sizeof(d.what), "drill %.50s restores into scratch database '%.63s', then drops it; '%.40s' is untouched",
              run->id, run->scratch, database);
     d.declared_ms = run->started_ms;
-    LogFields lf = {run->id, def->name, NULL};
-    if (lease_expect_aside(ds->core->lease, &d) < 0)
+    if (!pitr && lease_expect_aside(ds->core->lease, &d) < 0)
         log_emit(LOG_WARNING, "drill", &lf, "cannot declare the scratch database '%s' on the recovery lease: a probe "
                  "failing on it would page", run->scratch);
     ds->run = run;
     ds->pending++;
-    if (waiter && detach)
-        control_reply_ok(waiter, json_pack("{s:s,s:s,s:s,s:b}", "id", run->id, "scenario", def->name,
-                                           "scratch_database", run->scratch, "ok", 1));
+    if (waiter && detach) {
+        json_t *started = json_pack("{s:s,s:s,s:s,s:b}", "id", run->id, "scenario", def->name, "scratch_database",
+                                    run->scratch, "ok", 1);
+        if (pitr && started) /* a scratch cluster, not a database */
+            json_object_del(started, "scratch_database");
+        control_reply_ok(waiter, started);
+    }
     else
         run->waiter = waiter;
     if (ret_id)
         snprintf(ret_id, id_len, "%s", run->id);
-    events_emit_run(ds->core->events, SEV_INFO, "drill.started", NULL, false, NULL, &lf,
-                    "drill of %s started (%s): the newest verified backup into scratch database '%s'; trading and "
-                    "'%s' are not touched", def->name, trigger, run->scratch, database);
+    if (pitr)
+        events_emit_run(ds->core->events, SEV_INFO, "drill.started", NULL, false, NULL, &lf,
+                        "drill of %s started (%s): a base backup and the WAL into a scratch cluster; trading and the "
+                        "live cluster are not touched", def->name, trigger);
+    else
+        events_emit_run(ds->core->events, SEV_INFO, "drill.started", NULL, false, NULL, &lf,
+                        "drill of %s started (%s): the newest verified backup into scratch database '%s'; trading and "
+                        "'%s' are not touched", def->name, trigger, run->scratch, database);
     /* First the halt's time from the newest incident report (thread pool), then the steps. */
     drill__path(ds, run->dir, sizeof(run->dir), NULL);
     run->halt_ms = -1;
@@ -676,11 +683,11 @@ int drill__start(Drills *ds, const char *scenario, const char *trigger, CtlCall 
 void drill__abort(Drills *ds, const char *why)
 {
     DrillRun *run = ds->run;
-    if (!run || run->aborted || run->stage >= D_DROP)
+    if (!run || run->aborted || run->stage >= run->n_stages || run->stages[run->stage].cleanup)
         return;
     run->aborted = true;
     snprintf(run->abort_reason, sizeof(run->abort_reason), "%s", why);
-    LogFields lf = {run->id, run->def->name, drill_step_names[run->stage]};
+    LogFields lf = {run->id, run->def->name, drill_stage_name(run)};
     log_emit(LOG_NOTICE, "drill", &lf, "aborting the drill: %s", why);
     if (run->restore)
         backup_restore_cancel(run->restore, true);
@@ -688,6 +695,8 @@ void drill__abort(Drills *ds, const char *why)
         pgsql_seq_cancel(run->seq);
     else if (run->reconciling)
         reconcile_cancel(ds->reconcile, drill_on_reconciled, run);
+    else if (run->pitr)
+        drill__pitr_abort(run);
 }
 
 const char *drill__running_id(const Drills *ds)

@@ -21,13 +21,14 @@
 
 #include "cap/backup/backup.h"
 #include "cap/reconcile.h"
+#include "cap/wal/wal.h"
 #include "config/config.h"
 #include "core/core.h"
 
 typedef struct Drills Drills;
 
-/* Registers the commands, the readiness checks and the metrics. NULL on OOM. */
-Drills *drills_new(Core *core, Backups *backups, Reconcile *reconcile);
+/* wal (may be NULL): the archive point_in_time drills plan and stage from. Registers the commands, the readiness checks and the metrics. NULL on OOM. */
+Drills *drills_new(Core *core, Backups *backups, Reconcile *reconcile, WalArchive *wal);
 /* Would drills_apply_config accept cfg (each scheduled scenario exists and has a drill)? Pure. */
 int drills_check_config(const Drills *ds, const Config *cfg, char *err, size_t errlen);
 /* The schedule and the free-space check from cfg (on start and every reload). 0 or -ENOMEM. */

@@ -155,6 +155,7 @@ static void drill_scan_done(uv_work_t *req, int status)
 
 int drills_start(Drills *ds)
 {
+    drill__pitr_sweep(ds); /* scratch clusters of drills a killed daemon left */
     DrillScan *sc = calloc(1, sizeof(*sc));
     if (!sc)
         return -ENOMEM;
@@ -180,7 +181,12 @@ static void drill_cmd_drill(CtlCall *call, const json_t *args, void *data)
         control_reply_error(call, DR_EBADARG, "scenario is required (e.g. database_corruption)");
         return;
     }
-    int r = drill__start(ds, scenario, "operator", call, json_is_true(json_object_get(args, "detach")), NULL, 0, err,
+    const json_t *t = json_object_get(args, "timestamp_ms");
+    if (t && !json_is_integer(t)) {
+        control_reply_error(call, DR_EBADARG, "timestamp_ms must be epoch milliseconds");
+        return;
+    }
+    int r = drill__start(ds, scenario, t ? json_integer_value(t) : 0, "operator", call, json_is_true(json_object_get(args, "detach")), NULL, 0, err,
                          sizeof(err));
     if (r < 0)
         control_reply_error(call, r, "no drill: %s", err);
@@ -291,7 +297,7 @@ static void drill_on_sched(uv_timer_t *t)
                 e->next_s = 0;
             continue;
         }
-        int r = drill__start(ds, e->scenario, "schedule", NULL, false, id, sizeof(id), err, sizeof(err));
+        int r = drill__start(ds, e->scenario, 0, "schedule", NULL, false, id, sizeof(id), err, sizeof(err));
         if (r < 0)
             events_emit(ds->core->events, SEV_WARNING, "drill.skipped", NULL, false, NULL,
                         "scheduled drill of %s skipped: %s", e->scenario, err);
@@ -551,7 +557,7 @@ static uv_timer_t *drill_timer_new(Drills *ds)
     return t;
 }
 
-Drills *drills_new(Core *core, Backups *backups, Reconcile *reconcile)
+Drills *drills_new(Core *core, Backups *backups, Reconcile *reconcile, WalArchive *wal)
 {
     Drills *ds = calloc(1, sizeof(*ds));
     if (!ds)
@@ -559,6 +565,7 @@ Drills *drills_new(Core *core, Backups *backups, Reconcile *reconcile)
     ds->core = core;
     ds->backups = backups;
     ds->reconcile = reconcile;
+    ds->wal = wal;
     ds->history = json_array();
     ds->sched_timer = drill_timer_new(ds);
     ds->space_timer = drill_timer_new(ds);
@@ -575,6 +582,9 @@ Drills *drills_new(Core *core, Backups *backups, Reconcile *reconcile)
 int drills_check_config(const Drills *ds, const Config *cfg, char *err, size_t errlen)
 {
     (void)ds;
+    int r = drill__pitr_check_config(cfg, err, errlen);
+    if (r < 0)
+        return r;
     for (size_t i = 0; i < cfg->drills.n_schedule; i++) {
         const char *name = cfg->drills.schedule[i].scenario;
         const ScenarioDef *def = name ? scenario_find(name) : NULL;
@@ -584,7 +594,7 @@ int drills_check_config(const Drills *ds, const Config *cfg, char *err, size_t e
         }
         if (!def->drill_settings) {
             snprintf(err, errlen, "drills.schedule[%zu].scenario: '%s' has no drill (drills exist for: "
-                     "database_corruption)", i, name);
+                     "database_corruption, point_in_time)", i, name);
             return DR_ECONFIG;
         }
     }

@@ -118,7 +118,7 @@ static const char *pitr_target_said(const ScnRun *run)
 
 /* T as recovery_target_time: RFC 3339 with "+00" for the "Z", an abbreviation the server cannot
  * read yet when it checks the setting at start ("2026-12-03T10:16:05.123+00"). */
-static void pitr_target_text(int64_t ms, char *out, size_t n)
+void pitr__target_text(int64_t ms, char *out, size_t n)
 {
     char s[40];
     clock_format_utc_ms(ms, s, sizeof(s));
@@ -149,11 +149,6 @@ static const char *const *pitr_vec(const char **v, size_t cap, char *const *list
     return v;
 }
 
-/* run_as + the program's argv. */
-static const char *const *pitr_argv(const ScnRun *run, const char **v, size_t cap, const char *const *prog)
-{
-    return pitr_vec(v, cap, pitr_cfg(run)->run_as, pitr_cfg(run)->n_run_as, prog);
-}
 
 /* ---- work on the thread pool ---- */
 
@@ -328,6 +323,18 @@ static void restore_unpacked(int status, const char *error, uint64_t bytes, void
         pitr_work_queue(st, w, pitr__sync_work, restore_synced);
 }
 
+/* Core (run-independent; a drill calls it too): base backup `name` verified, decrypted and unpacked
+ * by c's tar (run as c's run_as) into data_dir, bounded by c's start_timeout. backup_unpack_base's
+ * contract. */
+int pitr__unpack_base(Backups *b, const PitrConfig *c, const char *name, const char *data_dir, BackupUnpackDoneFn done,
+                      void *data, BackupUnpack **ret)
+{
+    const char *prog[] = {c->tar, "-x", "-f", "-", "-C", data_dir, NULL};
+    const char *v[64];
+    return backup_unpack_base(b, name, pitr_vec(v, 64, c->run_as, c->n_run_as, prog), c->start_timeout_ms, done, data,
+                              ret);
+}
+
 static void restore_prepared(ScnStep *st, PitrWork *w)
 {
     if (w->result < 0) {
@@ -338,11 +345,8 @@ static void restore_prepared(ScnStep *st, PitrWork *w)
         scn_finish(st, -ENOMEM, "out of memory");
         return;
     }
-    const char *prog[] = {pitr_cfg(st->run)->tar, "-x", "-f", "-", "-C", pitr_run(st->run)->data_dir, NULL};
-    const char *v[64];
-    int r = backup_unpack_base(st->run->caps->backups, scn_ctx_str(st->run, "plan", "base_backup_name"),
-                               pitr_argv(st->run, v, 64, prog), pitr_cfg(st->run)->start_timeout_ms, restore_unpacked,
-                               st, &st->unpack);
+    int r = pitr__unpack_base(st->run->caps->backups, pitr_cfg(st->run), scn_ctx_str(st->run, "plan", "base_backup_name"),
+                              pitr_run(st->run)->data_dir, restore_unpacked, st, &st->unpack);
     if (r < 0) {
         scn_finish(st, r, "cannot unpack base backup '%s': %s", scn_ctx_str(st->run, "plan", "base_backup_name"),
                    err_str(r));
@@ -407,7 +411,7 @@ void pitr__stage_settle(ScnStep *st, json_t *acc)
     if (!w)
         return;
     if (!pitr_to_end(st->run)) {
-        pitr_target_text(pitr_target_ms(st->run), w->target, sizeof(w->target));
+        pitr__target_text(pitr_target_ms(st->run), w->target, sizeof(w->target));
         w->exclusive = pitr_run(st->run)->exclusive;
     }
     pitr_work_queue(st, w, pitr__settings_work, stage_settings_written);
@@ -447,6 +451,29 @@ void pitr__step_stage_wal(FsmCall *call, void *ctx, FsmDone done)
 
 /* ---- start_recovery ---- */
 
+/* Core: run_as + pg_ctl start of the cluster in data_dir on port (its log at log; -W: the caller
+ * waits for the promotion itself), into v (cap entries; the strings borrowed, port's text in
+ * portbuf). */
+const char *const *pitr__pg_ctl_start_argv(const PitrConfig *c, const char *data_dir, const char *log, int64_t port,
+                                           char *portbuf, size_t portlen, const char **v, size_t cap)
+{
+    snprintf(portbuf, portlen, "-p %lld", (long long)port);
+    const char *prog[] = {c->pg_ctl, "-D", data_dir, "-l", log, "-o", portbuf, "-W", "start", NULL};
+    return pitr_vec(v, cap, c->run_as, c->n_run_as, prog);
+}
+
+/* Core: run_as + pg_ctl -D data_dir `verb...` (status; -m immediate stop) into v. */
+const char *const *pitr__pg_ctl_argv(const PitrConfig *c, const char *data_dir, const char *const *verb, const char **v,
+                                     size_t cap)
+{
+    const char *prog[16] = {c->pg_ctl, "-D", data_dir};
+    size_t k = 3;
+    for (size_t i = 0; verb && verb[i] && k + 1 < sizeof(prog) / sizeof(prog[0]); i++)
+        prog[k++] = verb[i];
+    prog[k] = NULL;
+    return pitr_vec(v, cap, c->run_as, c->n_run_as, prog);
+}
+
 static void start_exited(ScnStep *st, bool ok, int64_t status, const char *how)
 {
     (void)status;
@@ -466,11 +493,11 @@ static void start_status_exited(ScnStep *st, bool ok, int64_t status, const char
         return;
     }
     (void)status;
-    snprintf(port, sizeof(port), "-p %lld", (long long)pitr_cfg(st->run)->side_port);
-    const char *prog[] = {pitr_cfg(st->run)->pg_ctl, "-D", pitr_run(st->run)->data_dir, "-l", pitr_run(st->run)->log,
-                          "-o", port, "-W", "start", NULL};
     const char *v[64];
-    scn_hook_run(st, "pg_ctl start", pitr_argv(st->run, v, 64, prog), NULL, 60000, start_exited);
+    scn_hook_run(st, "pg_ctl start", pitr__pg_ctl_start_argv(pitr_cfg(st->run), pitr_run(st->run)->data_dir,
+                                                            pitr_run(st->run)->log, pitr_cfg(st->run)->side_port, port,
+                                                            sizeof(port), v, 64),
+                 NULL, 60000, start_exited);
 }
 
 void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done)
@@ -478,9 +505,16 @@ void pitr__step_start_recovery(FsmCall *call, void *ctx, FsmDone done)
     ScnStep *st = scn_step_new(call, ctx, done, NULL);
     if (!st)
         return;
-    const char *prog[] = {pitr_cfg(st->run)->pg_ctl, "-D", pitr_run(st->run)->data_dir, "status", NULL};
+    static const char *const verb[] = {"status", NULL};
     const char *v[64];
-    scn_hook_run(st, "pg_ctl status", pitr_argv(st->run, v, 64, prog), NULL, 30000, start_status_exited);
+    const char *who = lease_port_claimant(st->run->core->lease, (int)pitr_cfg(st->run)->side_port);
+    if (who) { /* a drill's scratch cluster (the drill ends within seconds of a run taking the lease) */
+        scn_finish(st, DR_EBUSY, "port %lld is held by %s: the recovered server cannot start there yet",
+                   (long long)pitr_cfg(st->run)->side_port, who);
+        return;
+    }
+    scn_hook_run(st, "pg_ctl status", pitr__pg_ctl_argv(pitr_cfg(st->run), pitr_run(st->run)->data_dir, verb, v, 64),
+                 NULL, 30000, start_status_exited);
 }
 
 void pitr__plan_start_recovery(FsmCall *call, void *ctx, FsmDone done)
@@ -495,6 +529,12 @@ void pitr__plan_start_recovery(FsmCall *call, void *ctx, FsmDone done)
 /* ---- wait_for_promotion ---- */
 
 static void promotion_poll(ScnStep *st);
+
+/* Core: does the answer to pg_is_in_recovery() say the server was promoted? */
+bool pitr__promoted(const PGresult *res)
+{
+    return res && PQntuples(res) == 1 && PQnfields(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "f");
+}
 
 static void promotion_recorded(ScnRun *run, int status, void *data)
 {
@@ -514,7 +554,7 @@ static void promotion_tick(uv_timer_t *t)
 static void promotion_answered(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
     uint64_t waited = uv_now(st->run->core->loop) - st->t0;
-    bool promoted = status >= 0 && res && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "f");
+    bool promoted = status >= 0 && pitr__promoted(res);
     if (promoted) {
         json_t *p = json_pack("{s:I,s:I}", "wait_ms", (json_int_t)waited, "at_ms", (json_int_t)clock_wall_ms());
         scn_context_set(st->run, "promotion", p, promotion_recorded, st);
@@ -755,23 +795,35 @@ static void pitr_report_extras(const ScnRun *run, json_t *rep)
 /* Name the run's directories from its tag, under scratch_directory (else data_directory's parent). */
 int pitr__ctx_init(ScnRun *run, char *err, size_t errlen)
 {
-    const PitrConfig *c = pitr_cfg(run);
     PitrRun *p = pitr_run(run);
-    char parent[4096] = "";
+    char parent[4096];
     (void)err;
     (void)errlen;
+    pitr__scratch_parent(pitr_cfg(run), parent, sizeof(parent));
+    pitr__name_dirs(parent, "pitr", run->tag, p);
+    return 0;
+}
+
+/* Core: where recovered clusters are built: scratch_directory, else data_directory's parent ("" neither). */
+void pitr__scratch_parent(const PitrConfig *c, char *out, size_t n)
+{
+    out[0] = '\0';
     if (c->scratch_directory)
-        snprintf(parent, sizeof(parent), "%s", c->scratch_directory);
+        snprintf(out, n, "%s", c->scratch_directory);
     else if (c->data_directory) {
-        snprintf(parent, sizeof(parent), "%s", c->data_directory);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent)
+        snprintf(out, n, "%s", c->data_directory);
+        char *slash = strrchr(out, '/');
+        if (slash && slash != out)
             *slash = '\0';
     }
-    snprintf(p->data_dir, sizeof(p->data_dir), "%.4000s/pitr-%s.data", parent, run->tag);
-    snprintf(p->wal_dir, sizeof(p->wal_dir), "%.4000s/pitr-%s.wal", parent, run->tag);
+}
+
+/* Core: the directories of a recovered cluster named from prefix and tag under parent. */
+void pitr__name_dirs(const char *parent, const char *prefix, const char *tag, PitrRun *p)
+{
+    snprintf(p->data_dir, sizeof(p->data_dir), "%.4000s/%.20s-%.60s.data", parent, prefix, tag);
+    snprintf(p->wal_dir, sizeof(p->wal_dir), "%.4000s/%.20s-%.60s.wal", parent, prefix, tag);
     snprintf(p->log, sizeof(p->log), "%s/pitr-server.log", p->data_dir);
-    return 0;
 }
 
 /* ---- recover --timestamp T [--manual]: plan first, then the run ---- */
@@ -850,6 +902,19 @@ void pitr__cmd_recover(CtlCall *call, const json_t *args, void *data)
     }
 }
 
+/* A drill (drill_pitr.c) validates the scratch cluster with the scenario's own queries. */
+static void pitr_drill_settings(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret)
+{
+    const PitrConfig *c = sc->data;
+    (void)b;
+    memset(ret, 0, sizeof(*ret));
+    if (!c)
+        return;
+    ret->validation_queries = c->validation_queries;
+    ret->n_validation_queries = c->n_validation_queries;
+    ret->restore_timeout_ms = c->start_timeout_ms;
+}
+
 static const char *const pitr_handles[] = {SCENARIO_INCIDENT_CLUSTER_DAMAGED, NULL};
 
 const ScenarioDef scenario_point_in_time = {
@@ -866,4 +931,5 @@ const ScenarioDef scenario_point_in_time = {
     .restore_point_ms = pitr_restore_point_ms,
     .report_extras = pitr_report_extras,
     .config = &point_in_time_config_section,
+    .drill_settings = pitr_drill_settings,
 };

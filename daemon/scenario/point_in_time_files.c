@@ -2,7 +2,7 @@
  * point_in_time_files: the files of the cluster a point-in-time recovery builds (the workers of
  * point_in_time.c's steps, see point_in_time_internal.h): its empty data directory owned by the
  * server's user, the recovery settings and recovery.signal, the base backup's settings put back,
- * the staged WAL removed. Blocking: thread pool only.
+ * the staged WAL removed, a drill's scratch cluster removed. Blocking: thread pool only.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -120,11 +120,11 @@ int pitr__settings_work(PitrWork *w)
     int n = w->target[0] ? asprintf(&out, "%s\n# point-in-time recovery by drsupervisor (the original is "
                                     "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n"
                                     "recovery_target_time = '%s'\nrecovery_target_action = 'promote'\n"
-                                    "recovery_target_inclusive = %s\n",
-                                    text, w->wal_dir, w->target, w->exclusive ? "off" : "on")
+                                    "recovery_target_inclusive = %s\n%s",
+                                    text, w->wal_dir, w->target, w->exclusive ? "off" : "on", w->extra)
                          : asprintf(&out, "%s\n# recovery to the end of the archive by drsupervisor (the original is "
-                                    "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n",
-                                    text, w->wal_dir);
+                                    "postgresql.auto.conf.before-pitr)\nrestore_command = 'cp \"%s/%%f\" \"%%p\"'\n%s",
+                                    text, w->wal_dir, w->extra);
     free(text);
     if (n < 0)
         return -ENOMEM;
@@ -154,3 +154,11 @@ int pitr__unstage_work(PitrWork *w)
     return 0;
 }
 
+
+/* Worker: a drill's scratch cluster (stopped) and its staged WAL removed. */
+int pitr__remove_work(PitrWork *w)
+{
+    if (nftw(w->dir, pitr_rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        return pitr_work_errno(w, "cannot remove the scratch cluster", w->dir);
+    return pitr__unstage_work(w);
+}

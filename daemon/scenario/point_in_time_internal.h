@@ -18,8 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <libpq-fe.h>
 #include <uv.h>
 
+#include "cap/backup/backup.h"
 #include "config/config.h"
 #include "core/control.h"
 #include "fsm.h"
@@ -85,6 +87,28 @@ void pitr__plan_switch_cluster(FsmCall *call, void *ctx, FsmDone done);
 int pitr__ctx_init(ScnRun *run, char *err, size_t errlen);
 /* The recovered server's conninfo: the admin conninfo on the side port, database dbname. Caller frees. */
 char *pitr__side_conninfo(const ScnRun *run, const char *dbname);
+/* Run-independent cores of the steps (inputs: the section's settings, paths, port, target; no run,
+ * no journal): the steps above call them, and so does the point_in_time drill (drill_pitr.c). */
+/* Where recovered clusters are built: scratch_directory, else data_directory's parent ("" neither). */
+void pitr__scratch_parent(const PitrConfig *c, char *out, size_t n);
+/* p's data_dir, wal_dir and log named "<parent>/<prefix>-<tag>.data" / ".wal" (target_ms untouched). */
+void pitr__name_dirs(const char *parent, const char *prefix, const char *tag, PitrRun *p);
+/* T as recovery_target_time ("2026-12-03T10:16:05.123+00"). */
+void pitr__target_text(int64_t ms, char *out, size_t n);
+/* Base backup `name` verified, decrypted and unpacked by c's tar (as c's run_as) into data_dir,
+ * bounded by c's start_timeout (backup_unpack_base's contract). */
+int pitr__unpack_base(Backups *b, const PitrConfig *c, const char *name, const char *data_dir, BackupUnpackDoneFn done,
+                      void *data, BackupUnpack **ret);
+/* run_as + pg_ctl start of data_dir on port (log at log; -W) into v of cap entries (strings
+ * borrowed; the port's option text written to portbuf). */
+const char *const *pitr__pg_ctl_start_argv(const PitrConfig *c, const char *data_dir, const char *log, int64_t port,
+                                           char *portbuf, size_t portlen, const char **v, size_t cap);
+/* run_as + pg_ctl -D data_dir verb... (NULL-terminated, e.g. {"status"}) into v. */
+const char *const *pitr__pg_ctl_argv(const PitrConfig *c, const char *data_dir, const char *const *verb, const char **v,
+                                     size_t cap);
+/* Does an answer to SELECT pg_is_in_recovery() say the server was promoted? */
+bool pitr__promoted(const PGresult *res);
+
 /* What is missing for a recovery run of section scenarios.<section> to get through ("" if nothing;
  * the text may be in buf). */
 struct ScenarioCaps;
@@ -105,6 +129,7 @@ struct PitrWork {
     char live[4096], dir[4096], wal_dir[4096]; /* live data directory, recovered one, staged WAL */
     char target[64];                           /* recovery_target_time ("": to the end of the WAL) */
     bool exclusive;                            /* recovery_target_inclusive = off */
+    char extra[512];                           /* more settings after the recovery ones ("" none; a drill's) */
     uid_t uid;                                 /* the server's user */
     gid_t gid;
     uint64_t synced_files, sync_ms;            /* pitr__sync_work's count and time */
@@ -126,6 +151,8 @@ int pitr__settings_work(PitrWork *w);
 int pitr__tidy_work(PitrWork *w);
 /* The staged WAL removed. */
 int pitr__unstage_work(PitrWork *w);
+/* The recovered cluster's directory and its staged WAL removed (a drill's scratch cluster, stopped). */
+int pitr__remove_work(PitrWork *w);
 
 /* `recover` without --dry-run (the WAL archive's command hands it over; data: the Scenarios). */
 void pitr__cmd_recover(CtlCall *call, const json_t *args, void *data);

@@ -166,12 +166,35 @@ static void test_an_aside_declaration_outlives_the_holder(void **state)
     lease_free(l);
 }
 
+static void test_a_port_claim_keeps_others_off_until_released(void **state)
+{
+    (void)state;
+    Lease *l = lease_new();
+    assert_null(lease_port_claimant(l, 5434));
+    assert_int_equal(lease_port_claim(l, 5434, "drill drill-pitr-1"), 0);
+    assert_int_equal(lease_port_claim(l, 5434, "drill drill-pitr-1"), 0); /* again: a no-op */
+    assert_int_equal(lease_port_claim(l, 5434, "drill drill-pitr-2"), -EADDRINUSE);
+    assert_string_equal(lease_port_claimant(l, 5434), "drill drill-pitr-1");
+    /* held across a run taking and releasing the lease */
+    assert_int_equal(lease_take(l, "run run-1"), 0);
+    lease_release(l);
+    assert_non_null(lease_port_claimant(l, 5434));
+    assert_null(lease_port_claimant(l, 5435));
+    lease_port_release(l, 5434);
+    assert_null(lease_port_claimant(l, 5434));
+    assert_int_equal(lease_port_claim(l, 5434, "drill drill-pitr-2"), 0);
+    assert_int_equal(lease_port_claim(l, 0, "x"), -EINVAL);
+    assert_int_equal(lease_port_claim(l, 1, ""), -EINVAL);
+    lease_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_what_a_declaration_matches),
         cmocka_unit_test(test_attribution_counts_and_ends_with_the_lease),
         cmocka_unit_test(test_an_aside_declaration_outlives_the_holder),
+        cmocka_unit_test(test_a_port_claim_keeps_others_off_until_released),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * drctl drills: drill (rehearse a scenario against a scratch database, never the live one; waits
+ * drctl drills: drill (rehearse a scenario against a scratch database or cluster, never the live one; waits
  * for the report, exit 1 unless it passed), drills (every drill and the last per scenario) and
  * drill-report (one report).
  *
@@ -10,6 +10,22 @@
 
 #include "drctl.h"
 
+static int drctl_args_drill(const OptParse *p, DrctlRequest *req)
+{
+    const char *t = optspec_string(p, "timestamp", NULL);
+    int64_t ms;
+    json_object_del(req->args, "timestamp");
+    if (!t)
+        return 0;
+    if (drctl_parse_time(t, &ms) < 0) {
+        fprintf(stderr, "drctl drill: --timestamp needs epoch milliseconds, an ISO-8601 UTC time "
+                        "(2025-08-29T10:00:00Z) or a duration ago (10m), not '%s'\n", t);
+        return DRCTL_EXIT_USAGE;
+    }
+    json_object_set_new(req->args, "timestamp_ms", json_integer(ms));
+    return 0;
+}
+
 static void drctl_print_drill_report(const json_t *r)
 {
     size_t i;
@@ -17,47 +33,70 @@ static void drctl_print_drill_report(const json_t *r)
     char d[32], est[32], tgt[32];
     const json_t *rto = json_object_get(r, "rto");
     if (!json_object_get(r, "steps")) { /* --detach: the drill started */
-        printf("drill %s of %s started (scratch database '%s'); drctl drill-report %s when it ends\n",
-               drctl_str(r, "id", "?"), drctl_str(r, "scenario", "?"), drctl_str(r, "scratch_database", "?"),
+        printf("drill %s of %s started (scratch %s); drctl drill-report %s when it ends\n",
+               drctl_str(r, "id", "?"), drctl_str(r, "scenario", "?"), drctl_str(r, "scratch_database", "cluster"),
                drctl_str(r, "id", "?"));
         return;
     }
     printf("drill %s of %s (%s), %s -> %s\n", drctl_str(r, "id", "?"), drctl_str(r, "scenario", "?"),
            drctl_str(r, "trigger", "?"), drctl_str(r, "started_at", "?"), drctl_str(r, "finished_at", "?"));
-    printf("scratch database '%s' (%s); live database '%s' untouched\n\n", drctl_str(r, "scratch_database", "?"),
-           json_is_true(json_object_get(r, "scratch_dropped")) ? "dropped" : "NOT DROPPED", drctl_str(r, "database", "?"));
-    printf("%-14s %-8s %9s  %s\n", "STEP", "STATUS", "DURATION", "DETAIL");
+    const json_t *cl = json_object_get(r, "scratch_cluster");
+    if (cl)
+        printf("scratch cluster '%s' on port %lld (%s); the live cluster untouched\n\n", drctl_str(cl, "data_directory", "?"),
+               (long long)drctl_int(cl, "port"), json_is_true(json_object_get(cl, "removed")) ? "stopped and removed"
+                                                                                             : "NOT REMOVED");
+    else
+        printf("scratch database '%s' (%s); live database '%s' untouched\n\n", drctl_str(r, "scratch_database", "?"),
+               json_is_true(json_object_get(r, "scratch_dropped")) ? "dropped" : "NOT DROPPED", drctl_str(r, "database", "?"));
+    printf("%-19s %-8s %9s  %s\n", "STEP", "STATUS", "DURATION", "DETAIL");
     json_array_foreach(json_object_get(r, "steps"), i, s) {
         drctl_ms(json_object_get(s, "duration_ms"), d, sizeof(d));
-        printf("%-14s %-8s %9s  %s\n", drctl_str(s, "step", "?"), drctl_str(s, "status", "?"), d,
+        printf("%-19s %-8s %9s  %s\n", drctl_str(s, "step", "?"), drctl_str(s, "status", "?"), d,
                drctl_str(s, "detail", ""));
     }
     drctl_ms(json_object_get(rto, "estimate_ms"), est, sizeof(est));
     drctl_ms(json_object_get(rto, "target_ms"), tgt, sizeof(tgt));
     printf("\nRTO estimate %s, target %s%s\n", est, tgt,
            json_is_true(json_object_get(rto, "met")) ? " (met)" : json_is_false(json_object_get(rto, "met")) ? " (EXCEEDED)" : "");
+    const json_t *rpo = json_object_get(r, "rpo");
+    if (rpo) {
+        drctl_ms(json_object_get(rpo, "estimate_ms"), est, sizeof(est));
+        drctl_ms(json_object_get(rpo, "target_ms"), tgt, sizeof(tgt));
+        printf("RPO estimate %s (the archive's end against the drill's start), target %s%s%s\n", est, tgt,
+               json_is_true(json_object_get(rpo, "met")) ? " (met)" : json_is_false(json_object_get(rpo, "met")) ? " (EXCEEDED)" : "",
+               json_is_false(json_object_get(rpo, "timestamp_reached")) ? "; the archive does NOT reach the target" : "");
+    }
     printf("DRILL %s%s%s\n", json_is_true(json_object_get(r, "ok")) ? "PASSED" : strcmp(drctl_str(r, "outcome", ""), "aborted") ? "FAILED" : "ABORTED",
            json_is_string(json_object_get(r, "failure")) ? ": " : "", drctl_str(r, "failure", ""));
 }
 
 const OptCommand drctl_cmd_drill = {
     .name = "drill",
-    .summary = "rehearse a scenario against a scratch database, never the live one; the report with its RTO [operator]",
-    .description = "The monthly DR test as one command: the newest verified backup restored into a scratch database "
-                   "<db>_drill_<tag> (the real restore's path and settings), the scenario's validation queries there, "
-                   "a read-only reconcile of it with the exchange (nothing replayed, no venue action), the scratch "
-                   "database dropped, and a report with every step's duration and the RTO a real run would have "
-                   "against the scenario's target. Trading is not halted, the live database is not written. Waits "
-                   "for the report (a large restore needs a longer --timeout, or --detach). A recovery run starting "
-                   "meanwhile aborts the drill. Exits 1 unless the drill passed. Drills exist for "
-                   "database_corruption. [operator]",
+    .summary = "rehearse a scenario against a scratch database or cluster, never the live one; the report with its RTO "
+               "[operator]",
+    .description = "The monthly DR test as one command. database_corruption: the newest verified backup restored into "
+                   "a scratch database <db>_drill_<tag> (the real restore's path and settings), the scenario's "
+                   "validation queries there, a read-only reconcile of it with the exchange (nothing replayed, no "
+                   "venue action), the scratch database dropped. point_in_time: the newest verified base backup "
+                   "before --timestamp T (default: the end of the WAL archive) and the WAL to T restored into a "
+                   "scratch cluster on the drill's own port (drills.point_in_time), its promotion waited for, the "
+                   "validation queries and the read-only reconcile on it, then the scratch server stopped and its "
+                   "directory removed, whatever happened. The report has every step's duration, the RTO a real run "
+                   "would have against the scenario's target and, for point_in_time, the RPO. Trading is not halted, "
+                   "the live database is not written. Waits for the report (a large restore needs a longer --timeout, "
+                   "or --detach). A recovery run starting meanwhile aborts the drill. Exits 1 unless the drill "
+                   "passed. Drills exist for database_corruption and point_in_time. [operator]",
     .options = (const OptSpec[]){
         {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
-         .help = "the scenario to rehearse (database_corruption)"},
+         .help = "the scenario to rehearse (database_corruption, point_in_time)"},
+        {.name = "timestamp", .kind = OPTSPEC_STRING, .metavar = "T",
+         .help = "point_in_time: the target (epoch ms, an ISO-8601 UTC time, or a duration ago); default: the end "
+                 "of the archive"},
         {.name = "detach", .kind = OPTSPEC_FLAG, .help = "print the drill id at once; drctl drill-report ID later"},
         {0},
     },
-    .data = &(const DrctlAction){.wire = "drill", .exit = DRCTL_EXIT_UNLESS_OK, .print = drctl_print_drill_report},
+    .data = &(const DrctlAction){.wire = "drill", .exit = DRCTL_EXIT_UNLESS_OK, .args = drctl_args_drill,
+                                 .print = drctl_print_drill_report},
 };
 
 static void drctl_print_drills(const json_t *r)
