@@ -215,25 +215,34 @@ static int cd_buf_sink(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
-int cd__wal_work(CdWork *w)
+/* Thread pool: the whole container in w->buf (a WAL file, a state tar) authenticated and decrypted
+ * into out under the key its header names; w->created_at from the header, s (if given) the
+ * stream's figures. On failure w->err says what ("WHAT 'NAME' from the bucket: why"). */
+static int cd_open_whole(CdWork *w, CdBuf *out, BackupStreamStats *s, const char *what, const char *too_big)
 {
-    char path[4500];
-    CdBuf out = {.max = (size_t)w->seg_size};
     int r = cd_load_key(w, w->buf, w->len);
     if (r < 0)
         return r;
-    BackupStreamReader *rd = backupstream_reader_new(w->key, true, cd_buf_sink, &out);
+    BackupStreamReader *rd = backupstream_reader_new(w->key, true, cd_buf_sink, out);
     if (!rd)
         return -ENOMEM;
     r = backupstream_reader_update(rd, w->buf, w->len);
     if (r == 0)
-        r = backupstream_reader_finish(rd, NULL);
+        r = backupstream_reader_finish(rd, s);
     if (r < 0)
-        snprintf(w->err, sizeof(w->err), "WAL file '%s' from the bucket: %s", w->name,
-                 r == -EFBIG ? "larger than a segment" : backupstream_reader_errmsg(rd));
+        snprintf(w->err, sizeof(w->err), "%s '%s' from the bucket: %s", what, w->name,
+                 r == -EFBIG ? too_big : backupstream_reader_errmsg(rd));
     const BcfHeader *h = backupstream_reader_header(rd);
     w->created_at = h ? h->created_at : 0;
     backupstream_reader_free(rd);
+    return r;
+}
+
+int cd__wal_work(CdWork *w)
+{
+    char path[4500];
+    CdBuf out = {.max = (size_t)w->seg_size};
+    int r = cd_open_whole(w, &out, NULL, "WAL file", "larger than a segment");
     if (r == 0 && w->pad && out.len < w->seg_size) { /* a .partial: zeros to the segment's size */
         size_t have = out.len;
         uint8_t *p = realloc(out.p, (size_t)w->seg_size);
@@ -362,24 +371,12 @@ int cd__platform_work(CdWork *w)
     CdBuf out = {.max = CD_TAR_MAX};
     BackupStreamStats s;
     CdMember m[64];
-    int r = cd_load_key(w, w->buf, w->len);
-    if (r < 0)
-        return r;
-    BackupStreamReader *rd = backupstream_reader_new(w->key, true, cd_buf_sink, &out);
-    if (!rd)
-        return -ENOMEM;
-    r = backupstream_reader_update(rd, w->buf, w->len);
-    if (r == 0)
-        r = backupstream_reader_finish(rd, &s);
-    if (r < 0)
-        snprintf(w->err, sizeof(w->err), "the state tar '%s' from the bucket: %s", w->name,
-                 r == -EFBIG ? "larger than it can be" : backupstream_reader_errmsg(rd));
-    else if (strcmp(s.file_sha256_hex, w->want_sha) != 0) {
+    int r = cd_open_whole(w, &out, &s, "the state tar", "larger than it can be");
+    if (r == 0 && strcmp(s.file_sha256_hex, w->want_sha) != 0) {
         snprintf(w->err, sizeof(w->err), "the state tar '%s' from the bucket has SHA-256 %s, its manifest says %s: not "
                  "used", w->name, s.file_sha256_hex, w->want_sha);
         r = DR_ECORRUPT;
     }
-    backupstream_reader_free(rd);
     int n = r < 0 ? r : cd_tar_members(w, out.p, out.len, m, sizeof(m) / sizeof(m[0]));
     json_t *files = json_array(), *refused = json_array(), *absent = json_array();
     uint64_t bytes = 0;
