@@ -15,6 +15,7 @@ byte for byte with the server's own WAL files.
 """
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -321,6 +322,32 @@ def test_point_in_time_recovery_by_hand_with_wal_fetch(pgw, tmp_path, daemon_fac
     p = subprocess.run([DRCTL, "wal-fetch", "--key-file", key_file, "--archive", wdir, "00000009.history",
                         str(tmp_path / "x")], capture_output=True, text=True)
     assert p.returncode == 1 and "not in the archive" in p.stderr and not os.path.exists(tmp_path / "x")
+    # after a key rotation: a file under another key than K fails with both ids named, nothing written;
+    # with the key ring (ID.key files) it is opened with the key of its own id
+    seg = sorted(n for n in names if n.endswith(".wal.zst.drbk"))[0][:24]
+    other = str(tmp_path / "other.key")
+    with open(os.open(other, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    fetch = lambda *a: subprocess.run([DRCTL, "wal-fetch", *a, "--archive", wdir, seg, str(tmp_path / "x")],
+                                      capture_output=True, text=True)
+    p = fetch("--key-file", other)
+    assert p.returncode == 126 and "was written under key id" in p.stderr, p.stderr
+    assert not os.path.exists(tmp_path / "x")
+    ring = tmp_path / "ring"
+    ring.mkdir(mode=0o700)
+    want = re.search(r"key id ([0-9a-f]{32}), ", p.stderr).group(1)
+    shutil.copy(key_file, ring / (want + ".key"))
+    os.chmod(ring / (want + ".key"), 0o600)
+    p = fetch("--key-file", other, "--key-ring", str(ring))
+    assert p.returncode == 0, p.stderr
+    via_ring = open(tmp_path / "x", "rb").read()
+    os.unlink(tmp_path / "x")
+    assert fetch("--key-file", key_file).returncode == 0 and open(tmp_path / "x", "rb").read() == via_ring
+    assert len(via_ring) == SEG
+    os.unlink(tmp_path / "x")
+    os.unlink(ring / (want + ".key"))
+    p = fetch("--key-file", other, "--key-ring", str(ring))
+    assert p.returncode == 126 and not os.path.exists(tmp_path / "x"), p.stderr
 
     # the recovery host: the base backup extracted, the archive and a key the server's user owns
     pw = pwd.getpwnam("postgres")

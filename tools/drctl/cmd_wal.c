@@ -7,12 +7,15 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "atomicfile.h"
+#include "bcf.h"
 #include "drctl.h"
 #include "err.h"
 #include "walarchive.h"
@@ -118,9 +121,50 @@ static WalFileKind drctl_wal_find(const char *dir, const char *want, uint64_t se
     return found;
 }
 
+/* The key that opens the archive file at path: the one in key_file when its id is the id the
+ * file's header names, else ring/<id>.key (the daemon's backup key ring, backup.keyring_dir) when
+ * a ring is given. 0, or DR_EKEY / DR_ECORRUPT with err saying which ids did not match. */
+static int drctl_wal_key(const char *path, bool partial, const char *key_file, const char *ring,
+                         uint8_t key[BCF_KEY_LEN], char *err, size_t errlen)
+{
+    /* a partial file is pieces, each an 8-byte offset before its container */
+    size_t at = partial ? 8 : 0;
+    uint8_t head[8 + BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN], kid[BCF_KEY_ID_LEN];
+    char want[2 * BCF_KEY_ID_LEN + 1], have[2 * BCF_KEY_ID_LEN + 1], rpath[4400];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, head, at + BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN);
+    if (fd >= 0)
+        close(fd);
+    if (bcf_load_key_file(key_file, key, err, errlen) < 0)
+        return DR_EKEY;
+    /* no readable header: K, and the verification says what is wrong with the file */
+    if (n != (ssize_t)(at + BCF_KEY_ID_OFFSET + BCF_KEY_ID_LEN) || memcmp(head + at, BCF_MAGIC, strlen(BCF_MAGIC)))
+        return 0;
+    bcf_hex(head + at + BCF_KEY_ID_OFFSET, BCF_KEY_ID_LEN, want);
+    bcf_key_id(key, kid);
+    if (!strcmp(bcf_hex(kid, sizeof(kid), have), want))
+        return 0;
+    explicit_bzero(key, BCF_KEY_LEN);
+    if (!ring) {
+        snprintf(err, errlen, "%.200s was written under key id %s, %.200s is key id %s (after a key rotation, give the key "
+                 "ring with --key-ring)", path, want, key_file, have);
+        return DR_EKEY;
+    }
+    snprintf(rpath, sizeof(rpath), "%s/%s.key", ring, want);
+    if (bcf_load_key_file(rpath, key, err, errlen) < 0)
+        return DR_EKEY;
+    bcf_key_id(key, kid);
+    if (!strcmp(bcf_hex(kid, sizeof(kid), have), want))
+        return 0;
+    explicit_bzero(key, BCF_KEY_LEN);
+    snprintf(err, errlen, "%.160s was written under key id %s; neither %.160s nor %.160s is that key", path, want, key_file, rpath);
+    return DR_EKEY;
+}
+
 static int drctl_wal_fetch(const Drctl *c, const OptParse *p)
 {
     const char *key_file = optspec_string(p, "key-file", NULL), *dir = optspec_string(p, "archive", NULL);
+    const char *ring = optspec_string(p, "key-ring", NULL);
     const char *want = optspec_string(p, "name", NULL), *dest = optspec_string(p, "destination", NULL);
     const char *ssz = optspec_string(p, "segment-size", "16");
     char err[640] = "", name[256], path[4400];
@@ -148,11 +192,11 @@ static int drctl_wal_fetch(const Drctl *c, const OptParse *p)
         fprintf(stderr, "drctl wal-fetch: %s is not in the archive %s\n", want, dir);
         return DRCTL_WAL_NOT_FOUND;
     }
-    if (bcf_load_key_file(key_file, key, err, sizeof(err)) < 0) {
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (drctl_wal_key(path, k == WALFILE_PARTIAL, key_file, ring, key, err, sizeof(err)) < 0) {
         fprintf(stderr, "drctl wal-fetch: %s\n", err);
         return DRCTL_WAL_DAMAGED;
     }
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
     int r;
     if (k == WALFILE_PARTIAL) {
         /* the segment being received: its bytes, then zeros (the end of WAL for the replay) */
@@ -191,7 +235,8 @@ const OptCommand drctl_cmd_wal_fetch = {
     .name = "wal-fetch",
     .summary = "one WAL file out of the archive, verified: PostgreSQL's restore_command; no daemon needed",
     .description = "No daemon needed. Find NAME (a segment, or a timeline history file such as 00000002.history) in "
-                   "the WAL archive DIR, verify and decrypt it with the key in K, and write it to DEST (a "
+                   "the WAL archive DIR, verify and decrypt it with the key in K (or, when the file was written under "
+                   "another key, the key of that id in the key ring R), and write it to DEST (a "
                    "temporary renamed into place). A segment still being received is given as its bytes followed "
                    "by zeros, which PostgreSQL replays as the end of WAL. For restore_command: "
                    "'drctl wal-fetch --key-file K --archive DIR %f %p'. Exits 0 when written, 1 when NAME is not "
@@ -201,6 +246,9 @@ const OptCommand drctl_cmd_wal_fetch = {
     .options = (const OptSpec[]){
         {.name = "key-file", .kind = OPTSPEC_STRING, .required = true, .metavar = "K",
          .help = "the backup key (32 raw bytes or 64 hex digits; owned by the user running drctl, 0600)"},
+        {.name = "key-ring", .kind = OPTSPEC_STRING, .metavar = "R",
+         .help = "the daemon's backup key ring (STATE_DIR/backup-keys: ID.key files) for files written under a "
+                 "rotated key"},
         {.name = "archive", .kind = OPTSPEC_STRING, .required = true, .metavar = "DIR",
          .help = "the WAL archive directory (wal.directory)"},
         {.name = "segment-size", .kind = OPTSPEC_STRING, .metavar = "MIB",
