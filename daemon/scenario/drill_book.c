@@ -491,7 +491,7 @@ static void drill_readiness(ReadyWriter *w, void *data)
     for (size_t i = 0; i < scenario_count(); i++) {
         const ScenarioDef *def = scenario_at(i);
         DrillLast last;
-        if (!def->drill_settings)
+        if (!def->drill_settings || !drill__pitr_configured(cfg, def)) /* a drill it could not run */
             continue;
         snprintf(name, sizeof(name), "drill.%s", def->name);
         if (!ds->loaded) {

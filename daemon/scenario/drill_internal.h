@@ -102,6 +102,9 @@ extern const size_t drill__n_pitr_stages;
 int drill__pitr_prepare(DrillRun *run, WalArchive *wal, char *err, size_t errlen);
 /* Is drills.point_in_time.port a port a real run uses (scenarios.point_in_time.side_port)? */
 int drill__pitr_check_config(const Config *cfg, char *err, size_t errlen);
+/* Is def's recovery configured for a scratch-cluster drill (its section's data_directory)? true
+ * for a scenario that does not drill on a scratch cluster. Readiness lists only these. */
+bool drill__pitr_configured(const Config *cfg, const ScenarioDef *def);
 void drill__pitr_abort(DrillRun *run);
 void drill__pitr_report(const DrillRun *run, json_t *rep);
 void drill__pitr_free(DrillRun *run);

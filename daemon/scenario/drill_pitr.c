@@ -529,6 +529,16 @@ static void drill_pitr_place(const Config *cfg, const PitrConfig *c, char *paren
     *ret_port = cfg->drills.pitr_port ? cfg->drills.pitr_port : c->side_port ? c->side_port + 1 : 0;
 }
 
+bool drill__pitr_configured(const Config *cfg, const ScenarioDef *def)
+{
+    for (size_t i = 0; i < sizeof(drill_pitr_scenarios) / sizeof(drill_pitr_scenarios[0]); i++)
+        if (!strcmp(def->name, drill_pitr_scenarios[i])) {
+            const PitrConfig *c = drill_pitr_settings(cfg, def);
+            return c && c->data_directory;
+        }
+    return true; /* not a scratch-cluster drill */
+}
+
 int drill__pitr_check_config(const Config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < sizeof(drill_pitr_scenarios) / sizeof(drill_pitr_scenarios[0]); i++) {
