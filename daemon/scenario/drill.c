@@ -8,8 +8,9 @@
  * restore), validate (each validation query on its own read-only connection to the scratch
  * database), reconcile (reconcile_start_compare against the scratch database, read-only: nothing
  * replayed, nothing noted on the venue), drop_scratch (DROP DATABASE ... WITH (FORCE)).
- * point_in_time's (drill_pitr.c): a scratch cluster recovered on its own port, validated,
- * compared, stopped and removed. Then the report. A failed or aborted step skips the rest but
+ * point_in_time's, data_loss's and security_breach's (drill_pitr.c): a scratch cluster recovered
+ * on its own port with the scenario's own section and target rule, validated, compared, stopped
+ * and removed. The scenarios without a drill are answered with why and what to run instead. Then the report. A failed or aborted step skips the rest but
  * never the cleanup rows. The RTO estimate is the sum of the rows with an RTO key (drill_rules.c)
  * plus the halt_trading step of the scenario's newest incident report (read first, on the thread
  * pool) when there is one; the steps that touch the live side cannot be measured.
