@@ -52,22 +52,30 @@ struct Watched {
 
 static void watched_sweep_next(Watched *w);
 
-/* The statement that reads one watched table: a quoted [schema.]table's count, or the query. */
-static char *watched_sql(const ConfigWatchedTable *c)
+char *watched_count_sql(const ConfigWatchedTable *c)
 {
     char *out = NULL;
     int n;
     if (c->table) {
         const char *dot = strchr(c->table, '.');
         if (dot)
-            n = asprintf(&out, "SELECT " WATCHED_TS ", (SELECT count(*) FROM \"%.*s\".\"%s\")", (int)(dot - c->table),
-                         c->table, dot + 1);
+            n = asprintf(&out, "SELECT count(*) FROM \"%.*s\".\"%s\"", (int)(dot - c->table), c->table, dot + 1);
         else
-            n = asprintf(&out, "SELECT " WATCHED_TS ", (SELECT count(*) FROM \"%s\")", c->table);
+            n = asprintf(&out, "SELECT count(*) FROM \"%s\"", c->table);
     } else {
-        n = asprintf(&out, "SELECT " WATCHED_TS ", ((%s))::bigint", c->query);
+        n = asprintf(&out, "SELECT ((%s))::bigint", c->query);
     }
     return n < 0 ? NULL : out;
+}
+
+/* The statement that reads one watched table: the server's statement time and its number. */
+static char *watched_sql(const ConfigWatchedTable *c)
+{
+    char *count = watched_count_sql(c), *out = NULL;
+    if (count && asprintf(&out, "SELECT " WATCHED_TS ", (%s)", count) < 0)
+        out = NULL;
+    free(count);
+    return out;
 }
 
 static void watched_tables_free(WatchedTable *t, size_t n)

@@ -36,6 +36,10 @@ int watched_check_config(const Config *cfg, char *err, size_t errlen);
 /* (Re)start from cfg->detector over conninfo (detector.conninfo as it follows the primary): the tables (a table of the same name and statement keeps its last
  * good observation), the connection, the timer. 0, or DR_ECONFIG / -ENOMEM. */
 int watched_apply_config(Watched *w, const Config *cfg, const char *conninfo);
+/* The statement that gives a watched table's number (a quoted [schema.]table's row count, or its
+ * query as a bigint), without the probe's timestamp: for a copy of the database (a drill's
+ * scratch cluster). Caller frees; NULL on OOM. */
+char *watched_count_sql(const ConfigWatchedTable *c);
 /* Forget every observation and report again (a recovery run ended). */
 void watched_reset(Watched *w);
 /* The tables as `drctl status` shows them and a data_loss run started by an operator takes them

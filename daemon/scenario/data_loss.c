@@ -522,6 +522,20 @@ static void dl_execute(CtlCall *call, const json_t *args, void *data)
     }
 }
 
+/* A drill (drill_pitr.c) validates the scratch cluster with the scenario's own queries (and counts
+ * the detector's watched tables there). */
+static void dl_drill_settings(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret)
+{
+    const DataLossConfig *c = sc->data;
+    (void)b;
+    memset(ret, 0, sizeof(*ret));
+    if (!c)
+        return;
+    ret->validation_queries = c->pitr.validation_queries;
+    ret->n_validation_queries = c->pitr.n_validation_queries;
+    ret->restore_timeout_ms = c->pitr.start_timeout_ms;
+}
+
 const ScenarioDef scenario_data_loss = {
     .name = "data_loss",
     .short_name = "loss",
@@ -537,4 +551,5 @@ const ScenarioDef scenario_data_loss = {
     .report_extras = dl_report_extras,
     .config = &data_loss_config_section,
     .execute = dl_execute,
+    .drill_settings = dl_drill_settings,
 };

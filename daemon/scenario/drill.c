@@ -8,8 +8,9 @@
  * restore), validate (each validation query on its own read-only connection to the scratch
  * database), reconcile (reconcile_start_compare against the scratch database, read-only: nothing
  * replayed, nothing noted on the venue), drop_scratch (DROP DATABASE ... WITH (FORCE)).
- * point_in_time's (drill_pitr.c): a scratch cluster recovered on its own port, validated,
- * compared, stopped and removed. Then the report. A failed or aborted step skips the rest but
+ * point_in_time's, data_loss's and security_breach's (drill_pitr.c): a scratch cluster recovered
+ * on its own port with the scenario's own section and target rule, validated, compared, stopped
+ * and removed. The scenarios without a drill are answered with why and what to run instead. Then the report. A failed or aborted step skips the rest but
  * never the cleanup rows. The RTO estimate is the sum of the rows with an RTO key (drill_rules.c)
  * plus the halt_trading step of the scenario's newest incident report (read first, on the thread
  * pool) when there is one; the steps that touch the live side cannot be measured.
@@ -426,6 +427,8 @@ static json_t *drill_build_report(DrillRun *run)
         drill__pitr_report(run, rep);
     json_object_set_new(rep, "live_side", json_string("untouched: trading not halted, the platform's mode and the "
                                                       "exchange not acted on, the live database not written"));
+    if (run->never_run) /* the real run's steps that act on the live side: a drill never runs them */
+        json_object_set_new(rep, "never_run", json_string(run->never_run));
     return rep;
 }
 
@@ -515,20 +518,55 @@ typedef struct DrillKind {
     const char *scenario;
     const DrillStageDef *stages;
     size_t n_stages;
+    const char *target_option; /* the drctl option that sets its target ("timestamp"), NULL: none */
+    bool exclusive;            /* the recovery stops just before the target (recovery_target_inclusive off) */
+    bool watched;              /* the detector's watched tables are counted in its validation */
+    const char *never_run;     /* the real run's steps a drill never runs (for the report), or NULL */
 } DrillKind;
 
 /* The scenario's stage table into ret; false: it has none. (A function, not a table of tables:
- * point_in_time's row count is another file's constant.) */
+ * point_in_time's row count is another file's constant.) data_loss and security_breach restore
+ * through point_in_time's steps in their real runs, so they drill on its scratch-cluster stages,
+ * each with its own section, target rule and RTO/RPO targets. */
 static bool drill_kind(const char *scenario, DrillKind *ret)
 {
     if (!strcmp(scenario, "database_corruption"))
         *ret = (DrillKind){scenario, drill_corruption_stages,
-                           sizeof(drill_corruption_stages) / sizeof(drill_corruption_stages[0])};
+                           sizeof(drill_corruption_stages) / sizeof(drill_corruption_stages[0]), NULL, false, false, NULL};
     else if (!strcmp(scenario, "point_in_time"))
-        *ret = (DrillKind){scenario, drill__pitr_stages, drill__n_pitr_stages};
+        *ret = (DrillKind){scenario, drill__pitr_stages, drill__n_pitr_stages, "timestamp", false, false, NULL};
+    else if (!strcmp(scenario, "data_loss")) /* --before T as its execute; default: the end of the archive */
+        *ret = (DrillKind){scenario, drill__pitr_stages, drill__n_pitr_stages, "before", false, true,
+                           "halt_trading, record_evidence and switch_cluster"};
+    else if (!strcmp(scenario, "security_breach")) /* to just before --since T; default: the end of the archive */
+        *ret = (DrillKind){scenario, drill__pitr_stages, drill__n_pitr_stages, "since", true, false,
+                           "emergency_close, halt_trading, the lockdown and rotate hooks, the backup key's rotation "
+                           "and switch_cluster"};
     else
         return false;
     return true;
+}
+
+/* Why a scenario has no drill, and what rehearses its part instead. */
+static const char *drill_none_why(const char *scenario)
+{
+    static const struct {
+        const char *scenario, *why;
+    } none[] = {
+        {"complete_disaster", "it rebuilds the platform on the recovery site from off-site storage; check the off-site "
+                              "copies with 'drctl verify --offsite NAME' and rehearse the recovery itself with "
+                              "'drctl drill --scenario point_in_time'"},
+        {"app_crash", "its steps act on the live trading platform (kill switch, restart in shadow mode), which a drill "
+                      "never touches; 'drctl readiness' shows the platform's health and the kill switch"},
+        {"primary_failure", "it fences the primary and promotes a standby, which cannot be rehearsed on a scratch "
+                            "copy; 'drctl failover-status' says whether a standby is ready to take over"},
+        {"network_partition", "it fences one side of a split cluster; 'drctl failover-status' and 'drctl "
+                              "replication-status' show the fencing and the standbys' timelines"},
+    };
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+        if (!strcmp(none[i].scenario, scenario))
+            return none[i].why;
+    return "it restores nothing that a scratch copy could rehearse";
 }
 
 /* ---- starting and aborting ---- */
@@ -543,8 +581,8 @@ static void drill_tag(char *out, size_t n)
     snprintf(out, n, "%s_%04x", t, (unsigned)(clock_mono_us() & 0xffff));
 }
 
-int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char *trigger, CtlCall *waiter, bool detach,
-                 char *ret_id, size_t id_len, char *err, size_t errlen)
+int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char *target_option, const char *trigger,
+                 CtlCall *waiter, bool detach, char *ret_id, size_t id_len, char *err, size_t errlen)
 {
     const Config *cfg = ds->core->cfg;
     const ScenarioDef *def = scenario ? scenario_find(scenario) : NULL;
@@ -562,16 +600,24 @@ int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char
     DrillKind k;
     const DrillKind *kind = drill_kind(def->name, &k) ? &k : NULL;
     if (!def->drill_settings || !kind) {
-        snprintf(err, errlen, "scenario '%s' has no drill (drills exist for: database_corruption, point_in_time)",
-                 def->name);
+        snprintf(err, errlen, "scenario '%s' has no drill: %s (drills exist for: database_corruption, point_in_time, "
+                 "data_loss, security_breach)", def->name, drill_none_why(def->name));
         return DR_EBADARG;
     }
     if (kind->n_stages > DRILL_MAX_STAGES) { /* a programmer's error: the table outgrew dur[] */
         snprintf(err, errlen, "scenario '%s': its drill has too many steps", def->name);
         return DR_EBADARG;
     }
-    if (target_ms && kind->stages != drill__pitr_stages) {
-        snprintf(err, errlen, "--timestamp is for point_in_time drills only");
+    if (target_option && (!kind->target_option || strcmp(target_option, kind->target_option) != 0)) {
+        if (kind->target_option)
+            snprintf(err, errlen, "a %s drill takes --%s T, not --%s", def->name, kind->target_option, target_option);
+        else
+            snprintf(err, errlen, "a %s drill takes no --%s (it restores the newest verified backup)", def->name,
+                     target_option);
+        return DR_EBADARG;
+    }
+    if (target_ms < 0 || (target_option && !target_ms)) {
+        snprintf(err, errlen, "--%s needs a time after the epoch", target_option ? target_option : "timestamp");
         return DR_EBADARG;
     }
     if (ds->run) {
@@ -598,14 +644,16 @@ int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char
     run->stages = kind->stages;
     run->n_stages = kind->n_stages;
     run->target_ms = target_ms;
+    run->target_exclusive = kind->exclusive;
+    run->count_watched = kind->watched;
+    run->never_run = kind->never_run;
     snprintf(run->tag, sizeof(run->tag), "%s", tag);
     run->admin_conninfo = admin;
     snprintf(run->database, sizeof(run->database), "%s", database);
     snprintf(run->id, sizeof(run->id), "drill-%s-%s", def->short_name, tag);
     snprintf(run->trigger, sizeof(run->trigger), "%s", trigger);
     /* <db>_drill_<tag>, within the server's 63 bytes: the database's name is cut, never the tag. */
-    int keep = (int)(63 - strlen("_drill_") - strlen(tag));
-    snprintf(run->scratch, sizeof(run->scratch), "%.*s_drill_%s", keep, database, tag);
+    drill_scratch_name(database, tag, run->scratch, sizeof(run->scratch));
     ScenarioDrillSettings set = {0};
     const ConfigScenario *sc = config_scenario(cfg, def->name);
     if (sc)

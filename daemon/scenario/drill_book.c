@@ -156,6 +156,7 @@ static void drill_scan_done(uv_work_t *req, int status)
 int drills_start(Drills *ds)
 {
     drill__pitr_sweep(ds); /* scratch clusters of drills a killed daemon left */
+    drill__db_sweep(ds);   /* and scratch databases */
     DrillScan *sc = calloc(1, sizeof(*sc));
     if (!sc)
         return -ENOMEM;
@@ -181,13 +182,27 @@ static void drill_cmd_drill(CtlCall *call, const json_t *args, void *data)
         control_reply_error(call, DR_EBADARG, "scenario is required (e.g. database_corruption)");
         return;
     }
-    const json_t *t = json_object_get(args, "timestamp_ms");
-    if (t && !json_is_integer(t)) {
-        control_reply_error(call, DR_EBADARG, "timestamp_ms must be epoch milliseconds");
-        return;
+    /* The recovery's target: one of the three options, the scenario's own (drill__start checks which). */
+    static const char *const opts[][2] = {{"timestamp_ms", "timestamp"}, {"before_ms", "before"}, {"since_ms", "since"}};
+    const json_t *t = NULL;
+    const char *opt = NULL;
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        const json_t *v = json_object_get(args, opts[i][0]);
+        if (!v)
+            continue;
+        if (!json_is_integer(v)) {
+            control_reply_error(call, DR_EBADARG, "%s must be epoch milliseconds", opts[i][0]);
+            return;
+        }
+        if (t) {
+            control_reply_error(call, DR_EBADARG, "one target only: --%s or --%s", opt, opts[i][1]);
+            return;
+        }
+        t = v;
+        opt = opts[i][1];
     }
-    int r = drill__start(ds, scenario, t ? json_integer_value(t) : 0, "operator", call, json_is_true(json_object_get(args, "detach")), NULL, 0, err,
-                         sizeof(err));
+    int r = drill__start(ds, scenario, t ? json_integer_value(t) : 0, opt, "operator", call,
+                         json_is_true(json_object_get(args, "detach")), NULL, 0, err, sizeof(err));
     if (r < 0)
         control_reply_error(call, r, "no drill: %s", err);
 }
@@ -297,7 +312,7 @@ static void drill_on_sched(uv_timer_t *t)
                 e->next_s = 0;
             continue;
         }
-        int r = drill__start(ds, e->scenario, 0, "schedule", NULL, false, id, sizeof(id), err, sizeof(err));
+        int r = drill__start(ds, e->scenario, 0, NULL, "schedule", NULL, false, id, sizeof(id), err, sizeof(err));
         if (r < 0)
             events_emit(ds->core->events, SEV_WARNING, "drill.skipped", NULL, false, NULL,
                         "scheduled drill of %s skipped: %s", e->scenario, err);
@@ -476,7 +491,7 @@ static void drill_readiness(ReadyWriter *w, void *data)
     for (size_t i = 0; i < scenario_count(); i++) {
         const ScenarioDef *def = scenario_at(i);
         DrillLast last;
-        if (!def->drill_settings)
+        if (!def->drill_settings || !drill__pitr_configured(cfg, def)) /* a drill it could not run */
             continue;
         snprintf(name, sizeof(name), "drill.%s", def->name);
         if (!ds->loaded) {
@@ -594,7 +609,7 @@ int drills_check_config(const Drills *ds, const Config *cfg, char *err, size_t e
         }
         if (!def->drill_settings) {
             snprintf(err, errlen, "drills.schedule[%zu].scenario: '%s' has no drill (drills exist for: "
-                     "database_corruption, point_in_time)", i, name);
+                     "database_corruption, point_in_time, data_loss, security_breach)", i, name);
             return DR_ECONFIG;
         }
     }

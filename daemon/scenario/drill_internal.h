@@ -46,7 +46,11 @@ struct DrillRun {
     uint64_t restore_maintenance_work_mem_kb;
     uint64_t restore_timeout_ms;
     uint64_t rto_target_ms;
-    int64_t target_ms;     /* point_in_time: --timestamp (0: the end of the archive) */
+    int64_t target_ms;     /* the recovery's target: point_in_time --timestamp, data_loss --before,
+                            * security_breach --since (0: the end of the archive) */
+    bool target_exclusive; /* the recovery stops just before target_ms (security_breach) */
+    bool count_watched;    /* the detector's watched tables are counted in the validation (data_loss) */
+    const char *never_run; /* the real run's live steps a drill never runs (static), or NULL */
     int64_t since_ms;      /* the reconcile compares the exchange's fills from here (0: every fill) */
     bool venue;            /* a venue is configured: the reconcile runs */
     int64_t started_ms;
@@ -90,7 +94,7 @@ void drill__advance(DrillRun *run);
 void drill__validate(DrillRun *run);
 void drill__reconcile(DrillRun *run);
 
-/* drill_pitr.c: the point_in_time drill's stage table, its preparation (the scratch cluster's
+/* drill_pitr.c: the scratch-cluster stage table (point_in_time, data_loss, security_breach), its preparation (the scratch cluster's
  * paths and port from the configuration; 0 or <0 with err), what an abort stops, its part of the
  * report, its release; and the start-up sweep of scratch clusters a killed daemon left. */
 extern const DrillStageDef drill__pitr_stages[];
@@ -98,10 +102,17 @@ extern const size_t drill__n_pitr_stages;
 int drill__pitr_prepare(DrillRun *run, WalArchive *wal, char *err, size_t errlen);
 /* Is drills.point_in_time.port a port a real run uses (scenarios.point_in_time.side_port)? */
 int drill__pitr_check_config(const Config *cfg, char *err, size_t errlen);
+/* Is def's recovery configured for a scratch-cluster drill (its section's data_directory)? true
+ * for a scenario that does not drill on a scratch cluster. Readiness lists only these. */
+bool drill__pitr_configured(const Config *cfg, const ScenarioDef *def);
 void drill__pitr_abort(DrillRun *run);
 void drill__pitr_report(const DrillRun *run, json_t *rep);
 void drill__pitr_free(DrillRun *run);
 void drill__pitr_sweep(Drills *ds);
+
+/* drill_sweep.c: at start, drop the scratch databases database_corruption drills of a killed
+ * daemon left (only names drill_is_scratch_name accepts; the acting leader only). */
+void drill__db_sweep(Drills *ds);
 
 /* The free space measured on the thread pool (drill_book.c). */
 typedef struct DrillSpace {
@@ -139,11 +150,13 @@ struct Drills {
     void *closed_data;
 };
 
-/* drill.c: start a drill of `scenario` (target_ms: point_in_time's --timestamp, 0 the end of the
- * archive; trigger: "operator", "schedule"); waiter (may be NULL) is
+/* drill.c: start a drill of `scenario` (target_ms: the recovery's target given by the drctl option
+ * target_option, which must be the scenario's: "timestamp" for point_in_time, "before" for
+ * data_loss, "since" for security_breach; 0 and NULL: the end of the archive; trigger: "operator",
+ * "schedule"); waiter (may be NULL) is
  * answered with the report, or with the id at once when detach. 0, or <0 with err filled. */
-int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char *trigger, CtlCall *waiter, bool detach,
-                 char *ret_id, size_t id_len, char *err, size_t errlen);
+int drill__start(Drills *ds, const char *scenario, int64_t target_ms, const char *target_option, const char *trigger,
+                 CtlCall *waiter, bool detach, char *ret_id, size_t id_len, char *err, size_t errlen);
 /* The lease was taken (a recovery run): abort the drill in flight. */
 void drill__on_lease(bool held, void *data);
 /* Abort the drill in flight (why, for the report). */

@@ -1,7 +1,11 @@
 /*
- * drill_pitr: the point_in_time drill (drctl drill --scenario point_in_time [--timestamp T];
- * docs/drills.md): its stage table and its steps, built on point_in_time's run-independent cores
- * (point_in_time_internal.h), and the sweep at start of scratch clusters a killed daemon left.
+ * drill_pitr: the scratch-cluster drills (drctl drill --scenario point_in_time [--timestamp T],
+ * data_loss [--before T], security_breach [--since T]; docs/drills.md): their stage table and its
+ * steps, built on point_in_time's run-independent cores (point_in_time_core.h), and the sweep at
+ * start of scratch clusters a killed daemon left. Each scenario drills with its own recovery
+ * settings (scenarios.point_in_time, scenarios.data_loss, scenarios.security_breach.pitr: the
+ * PitrConfig at the def's pitr_config_offset) and its own target rule (drill.c's drill_kind);
+ * data_loss also counts the detector's watched tables on the scratch cluster.
  *
  * Owns the drill's scratch cluster: the plan (wal_plan: the newest verified base backup before T,
  * or before the end of the archive, and continuous WAL to it; refused with the plan's reason),
@@ -25,7 +29,8 @@
 #include "err.h"
 #include "log.h"
 #include "scenario/drill_internal.h"
-#include "scenario/point_in_time_internal.h"
+#include "detect/watched.h"
+#include "scenario/point_in_time_core.h"
 
 #define DRILL_PITR_POLL_MS 300u
 #define DRILL_PITR_SWEEP_MAX 16
@@ -51,6 +56,17 @@ struct DrillPitr {
     bool claimed;          /* the port is claimed on the lease (released once no server can be on it) */
     json_t *promotion;
 };
+
+/* The recovery settings a drill of def uses: its section's PitrConfig (security_breach's pitr:
+ * subsection, at the def's offset), NULL when the section is absent. */
+static const PitrConfig *drill_pitr_settings(const Config *cfg, const ScenarioDef *def)
+{
+    const ConfigScenario *sc = config_scenario(cfg, def->name);
+    return sc && sc->data ? (const PitrConfig *)(const void *)((const char *)sc->data + def->pitr_config_offset) : NULL;
+}
+
+/* The scenarios that drill on a scratch cluster (drill.c's drill_kind gives them these stages). */
+static const char *const drill_pitr_scenarios[] = {"point_in_time", "data_loss", "security_breach"};
 
 /* One piece of file work on the thread pool for a drill step. */
 typedef struct DrillPitrWork {
@@ -95,6 +111,7 @@ static void drill_pitr_work(DrillRun *run, int (*fn)(PitrWork *w), void (*then)(
     snprintf(dw->w.extra, sizeof(dw->w.extra), "%s", extra ? extra : "");
     dw->w.uid = p->uid;
     dw->w.gid = p->gid;
+    dw->w.exclusive = run->target_exclusive; /* security_breach: just before T */
     dw->w.req.data = dw;
     int r = uv_queue_work(run->ds->core->loop, &dw->w.req, drill_pitr_work_run, drill_pitr_work_after);
     if (r < 0) {
@@ -512,14 +529,27 @@ static void drill_pitr_place(const Config *cfg, const PitrConfig *c, char *paren
     *ret_port = cfg->drills.pitr_port ? cfg->drills.pitr_port : c->side_port ? c->side_port + 1 : 0;
 }
 
+bool drill__pitr_configured(const Config *cfg, const ScenarioDef *def)
+{
+    for (size_t i = 0; i < sizeof(drill_pitr_scenarios) / sizeof(drill_pitr_scenarios[0]); i++)
+        if (!strcmp(def->name, drill_pitr_scenarios[i])) {
+            const PitrConfig *c = drill_pitr_settings(cfg, def);
+            return c && c->data_directory;
+        }
+    return true; /* not a scratch-cluster drill */
+}
+
 int drill__pitr_check_config(const Config *cfg, char *err, size_t errlen)
 {
-    const ConfigScenario *sc = config_scenario(cfg, scenario_point_in_time.name);
-    const PitrConfig *c = sc ? sc->data : NULL;
-    if (c && c->side_port && cfg->drills.pitr_port == c->side_port) {
-        snprintf(err, errlen, "drills.point_in_time.port %lld is scenarios.point_in_time.side_port: a real recovery "
-                 "and a drill would collide on it", (long long)c->side_port);
-        return DR_ECONFIG;
+    for (size_t i = 0; i < sizeof(drill_pitr_scenarios) / sizeof(drill_pitr_scenarios[0]); i++) {
+        const ScenarioDef *def = scenario_find(drill_pitr_scenarios[i]);
+        const PitrConfig *c = def ? drill_pitr_settings(cfg, def) : NULL;
+        if (c && c->side_port && cfg->drills.pitr_port == c->side_port) {
+            snprintf(err, errlen, "drills.point_in_time.port %lld is scenarios.%s%s.side_port: a real recovery and a "
+                     "drill would collide on it", (long long)c->side_port, def->name,
+                     def->pitr_config_offset ? ".pitr" : "");
+            return DR_ECONFIG;
+        }
     }
     return 0;
 }
@@ -527,14 +557,15 @@ int drill__pitr_check_config(const Config *cfg, char *err, size_t errlen)
 int drill__pitr_prepare(DrillRun *run, WalArchive *wal, char *err, size_t errlen)
 {
     const Config *cfg = run->ds->core->cfg;
-    const ConfigScenario *sc = config_scenario(cfg, scenario_point_in_time.name);
-    const PitrConfig *c = sc ? sc->data : NULL;
+    const PitrConfig *c = drill_pitr_settings(cfg, run->def);
+    const char *sub = run->def->pitr_config_offset ? ".pitr" : ""; /* security_breach's pitr: subsection */
     if (!wal || !cfg->wal.enabled) {
         snprintf(err, errlen, "there is no WAL archive (no 'wal' section)");
         return DR_ECONFIG;
     }
     if (!c || !c->data_directory) {
-        snprintf(err, errlen, "scenarios.point_in_time.data_directory is not set");
+        snprintf(err, errlen, "scenarios.%s%s.data_directory is not set%s", run->def->name, sub,
+                 sub[0] ? " (without it a breach restores a logical backup: drill database_corruption)" : "");
         return DR_ECONFIG;
     }
     DrillPitr *p = calloc(1, sizeof(*p));
@@ -548,9 +579,9 @@ int drill__pitr_prepare(DrillRun *run, WalArchive *wal, char *err, size_t errlen
     if (!p->port || p->port > 65535 || (c->side_port && p->port == c->side_port)) {
         snprintf(err, errlen, "%s", !p->port || p->port > 65535
                                         ? "no port for the scratch cluster (drills.point_in_time.port, or "
-                                          "scenarios.point_in_time.side_port + 1)"
-                                        : "drills.point_in_time.port is scenarios.point_in_time.side_port: a real "
-                                          "recovery could collide with the drill");
+                                          "the scenario's side_port + 1)"
+                                        : "the drill's port is the scenario's side_port: a real recovery could "
+                                          "collide with the drill");
         return DR_ECONFIG;
     }
     char who[128];
@@ -577,6 +608,19 @@ int drill__pitr_prepare(DrillRun *run, WalArchive *wal, char *err, size_t errlen
         return -ENOMEM;
     }
     run->restore_timeout_ms = p->c.start_timeout_ms;
+    /* data_loss: each watched table's number read on the scratch cluster too (recorded in the
+     * validation; an error, e.g. the table missing, fails the drill) */
+    for (size_t i = 0; run->count_watched && i < cfg->detector.n_watched_tables; i++) {
+        char *q = watched_count_sql(&cfg->detector.watched_tables[i]);
+        char **more = q ? realloc(run->queries, (run->n_queries + 1) * sizeof(*more)) : NULL;
+        if (!more) {
+            free(q);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        more[run->n_queries++] = q;
+        run->queries = more;
+    }
     return 0;
 }
 
@@ -596,7 +640,7 @@ void drill__pitr_abort(DrillRun *run)
 void drill__pitr_report(const DrillRun *run, json_t *rep)
 {
     const DrillPitr *p = run->pitr;
-    const ConfigScenario *sc = config_scenario(run->ds->core->cfg, scenario_point_in_time.name);
+    const ConfigScenario *sc = config_scenario(run->ds->core->cfg, run->def->name);
     uint64_t rpo_target = sc ? sc->rpo_ms : 0;
     int64_t now = json_integer_value(json_object_get(rep, "started_ms"));
     bool reached = p->archive_end_ms > 0 && (p->to_end || p->archive_end_ms >= run->target_ms);
@@ -618,6 +662,7 @@ void drill__pitr_report(const DrillRun *run, json_t *rep)
     json_object_set_new(rpo, "met", rpo_ms >= 0 ? json_boolean(!rpo_target || (uint64_t)rpo_ms <= rpo_target)
                                                 : json_null());
     json_object_set_new(rpo, "timestamp_reached", p->to_end ? json_null() : json_boolean(reached));
+    json_object_set_new(rpo, "exclusive", json_boolean(run->target_exclusive));
     json_object_set_new(rep, "rpo", rpo);
     json_object_set_new(rep, "scratch_database", json_null());
 }
@@ -745,24 +790,42 @@ static void drill_sweep_listed(uv_work_t *req, int status)
     drill_sweep_next(sw);
 }
 
-void drill__pitr_sweep(Drills *ds)
+/* One sweep of the scratch place of c (a scenario's section) unless an earlier one (done[]) looked there. */
+static void drill_pitr_sweep_place(Drills *ds, const PitrConfig *c, char (*done)[4096], size_t *n_done)
 {
     const Config *cfg = ds->core->cfg;
-    const ConfigScenario *sc = config_scenario(cfg, scenario_point_in_time.name);
-    const PitrConfig *c = sc ? sc->data : NULL;
     int64_t port;
-    if (!c || !c->data_directory)
+    char parent[4096];
+    drill_pitr_place(cfg, c, parent, sizeof(parent), &port);
+    if (!parent[0])
         return;
+    for (size_t i = 0; i < *n_done; i++)
+        if (!strcmp(done[i], parent))
+            return;
+    snprintf(done[(*n_done)++], sizeof(done[0]), "%s", parent);
     DrillSweep *sw = calloc(1, sizeof(*sw));
     if (!sw || pitr__config_copy(c, &sw->c) < 0) {
         free(sw);
-        log_warning("drill", "cannot look for leftover scratch clusters: out of memory");
+        log_warning("drill", "cannot look for leftover scratch clusters in '%s': out of memory", parent);
         return;
     }
     sw->ds = ds;
-    drill_pitr_place(cfg, c, sw->parent, sizeof(sw->parent), &port);
+    snprintf(sw->parent, sizeof(sw->parent), "%s", parent);
     sw->req.data = sw;
     ds->pending++;
-    if (!sw->parent[0] || uv_queue_work(ds->core->loop, &sw->req, drill_sweep_list, drill_sweep_listed) < 0)
+    if (uv_queue_work(ds->core->loop, &sw->req, drill_sweep_list, drill_sweep_listed) < 0)
         drill_sweep_free(sw);
+}
+
+void drill__pitr_sweep(Drills *ds)
+{
+    enum { N = sizeof(drill_pitr_scenarios) / sizeof(drill_pitr_scenarios[0]) };
+    char done[N][4096]; /* the places looked at */
+    size_t n_done = 0;
+    for (size_t i = 0; i < N; i++) {
+        const ScenarioDef *def = scenario_find(drill_pitr_scenarios[i]);
+        const PitrConfig *c = def ? drill_pitr_settings(ds->core->cfg, def) : NULL;
+        if (c && c->data_directory)
+            drill_pitr_sweep_place(ds, c, done, &n_done);
+    }
 }

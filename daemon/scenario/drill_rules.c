@@ -3,6 +3,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "scenario/drill_rules.h"
 
@@ -81,4 +82,37 @@ uint64_t drill_space_needed(uint64_t backup_bytes, double factor)
 ReadyLevel drill_judge_space(uint64_t free_bytes, uint64_t needed_bytes)
 {
     return free_bytes >= needed_bytes ? READY_PASS : READY_FAIL;
+}
+
+/* The database's name cut so "_drill_" and the tag fit in 63 bytes. */
+static int drill_scratch_keep(const char *database)
+{
+    int keep = 63 - (int)strlen("_drill_") - DRILL_SCRATCH_TAG_LEN;
+    int len = (int)strlen(database);
+    return len < keep ? len : keep;
+}
+
+void drill_scratch_name(const char *database, const char *tag, char *out, size_t n)
+{
+    snprintf(out, n, "%.*s_drill_%s", drill_scratch_keep(database), database, tag);
+}
+
+bool drill_is_scratch_name(const char *database, const char *name)
+{
+    static const char shape[] = "99999999t999999z_xxxx"; /* 9: a digit, x: a lowercase hex digit */
+    int keep = drill_scratch_keep(database);
+    if (strncmp(name, database, (size_t)keep) != 0 || strncmp(name + keep, "_drill_", 7) != 0)
+        return false;
+    const char *tag = name + keep + 7;
+    if (strlen(tag) != DRILL_SCRATCH_TAG_LEN)
+        return false;
+    for (size_t i = 0; i < DRILL_SCRATCH_TAG_LEN; i++) {
+        char c = tag[i];
+        bool ok = shape[i] == '9' ? c >= '0' && c <= '9'
+                  : shape[i] == 'x' ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+                                    : c == shape[i];
+        if (!ok)
+            return false;
+    }
+    return true;
 }

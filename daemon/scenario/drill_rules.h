@@ -2,7 +2,8 @@
  * drill_rules: the pure judgements of drills (docs/drills.md, docs/readiness.md), kept apart from
  * the job so the unit tests read like the rules: the RTO a real run would have from a drill's
  * measured steps and whether it meets the target, the readiness of a scenario's last drill, and
- * the free space a restore needs. No I/O, no allocation.
+ * the free space a restore needs, and the names of database_corruption drills' scratch databases.
+ * No I/O, no allocation.
  */
 #ifndef DRSUP_DRILL_RULES_H
 #define DRSUP_DRILL_RULES_H
@@ -39,5 +40,14 @@ ReadyLevel drill_judge_last(const DrillLast *last, int64_t now_ms, uint64_t max_
 uint64_t drill_space_needed(uint64_t backup_bytes, double factor);
 /* PASS when free_bytes >= needed, else FAIL. */
 ReadyLevel drill_judge_space(uint64_t free_bytes, uint64_t needed_bytes);
+
+/* A database_corruption drill's scratch database: "<database>_drill_<tag>" with the tag
+ * "YYYYMMDDtHHMMSSz_xxxx" (UTC time, 4 lowercase hex digits), the database's name cut (never the
+ * tag) to keep it within the server's 63 bytes. The name into out (n >= 64). */
+#define DRILL_SCRATCH_TAG_LEN 21
+void drill_scratch_name(const char *database, const char *tag, char *out, size_t n);
+/* Is name exactly such a scratch database of `database` (the cut prefix, "_drill_", a tag of that
+ * form and nothing more)? The start-up sweep drops only these. */
+bool drill_is_scratch_name(const char *database, const char *name);
 
 #endif

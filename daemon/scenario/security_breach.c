@@ -772,6 +772,20 @@ static unsigned breach_disturbs(const ScnRun *run, const char *running_step, cha
 
 static const char *const breach_handles[] = {INCIDENT_SECURITY_BREACH, NULL};
 
+/* A drill (drill_pitr.c) recovers a scratch cluster with the pitr: subsection's settings and
+ * validates it with its queries; it never runs the close, the halt, the lockdown or rotate hooks. */
+static void breach_drill_settings(const ConfigScenario *sc, const ConfigBackup *b, ScenarioDrillSettings *ret)
+{
+    const BreachConfig *c = sc->data;
+    (void)b;
+    memset(ret, 0, sizeof(*ret));
+    if (!c)
+        return;
+    ret->validation_queries = c->pitr.validation_queries;
+    ret->n_validation_queries = c->pitr.n_validation_queries;
+    ret->restore_timeout_ms = c->pitr.start_timeout_ms;
+}
+
 const ScenarioDef scenario_security_breach = {
     .name = "security_breach",
     .short_name = "breach",
@@ -789,4 +803,5 @@ const ScenarioDef scenario_security_breach = {
     .disturbs = breach_disturbs,
     .pitr_config_offset = offsetof(BreachConfig, pitr),
     .pitr_run_offset = offsetof(BreachRun, pitr),
+    .drill_settings = breach_drill_settings,
 };

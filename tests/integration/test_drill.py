@@ -4,7 +4,8 @@ platform on a real PostgreSQL 15. A drill restores the newest verified backup in
 database, validates it, compares it with the exchange read-only, drops it and reports the RTO a
 real run would have; the live side is untouched (the live database's row counts, the platform's
 mode, the venue's request log: asserted). A drill of a damaged backup fails, says why and pages;
-a recovery run starting during a drill aborts it. Readiness's drill and free-space checks follow.
+a recovery run starting during a drill aborts it; a daemon killed during a drill drops the scratch
+database it left at its next start (nothing else). Readiness's drill and free-space checks follow.
 """
 import json
 import os
@@ -165,6 +166,23 @@ def test_drill_rehearses_without_touching_the_live_side(pg, tmp_path):
         # the halt's time from the run's incident report.
         wait_until(lambda: os.path.exists(os.path.join(d.state_dir, "incidents", rid + ".json")), timeout=20,
                    what="the run's incident report")
+        # The daemon SIGKILLed during a drill leaves its scratch database: the next start drops it,
+        # and only it (a database merely named like one, not of the drill's form, stays).
+        kid = wait_until(lambda: (lambda p: json.loads(p.stdout)["id"] if p.returncode == 0 else None)(
+            d.ctl("--json", "drill", "--scenario", SCN, "--detach")), timeout=20, what="a drill to kill")
+        wait_until(lambda: kid in d.log() and "drill step restore PASS" in d.log().split(kid, 1)[1], timeout=20,
+                   what="the drill to kill validating")
+        d.kill9()
+        left = drill_dbs(env)
+        assert len(left) == 1 and left[0].startswith(env.db + "_drill_"), left
+        decoy = env.db + "_drill_keep_me"
+        pg.psql('CREATE DATABASE "%s"' % decoy)
+        d.start()
+        wait_until(lambda: "dropped the leftover scratch database '%s'" % left[0] in d.log(), timeout=30,
+                   what="the leftover scratch database dropped")
+        assert drill_dbs(env) == [decoy], drill_dbs(env)
+        pg.psql('DROP DATABASE "%s"' % decoy)
+
         did = wait_until(lambda: (lambda p: json.loads(p.stdout)["id"] if p.returncode == 0 else None)(
             d.ctl("--json", "drill", "--scenario", SCN, "--detach")), timeout=20, what="a drill after the run")
         wait_until(lambda: did in d.log() and "drill step restore PASS" in d.log().split(did, 1)[1], timeout=20,

@@ -8,8 +8,11 @@ restores the base backup and the WAL into a scratch cluster on the drill's own p
 promotion, validates it (it holds exactly the rows before T), compares it with the exchange
 read-only, stops it and removes its directory; the report has the RTO and the RPO; the live side
 is untouched (the live database's counts, the platform's mode, the venue's request log). A T
-before the base backup fails with the plan's reason and readiness says so. A daemon killed with a
-drill's scratch server running stops and removes it when it starts again.
+before the base backup fails with the plan's reason and readiness says so. data_loss (to --before T,
+the watched table counted there) and security_breach (to just before --since T) drill on the same
+stages with their own sections and RTO/RPO targets; the scenarios without a drill say what to run
+instead. A daemon killed with a drill's scratch server running stops and removes it when it starts
+again.
 """
 import glob
 import json
@@ -32,11 +35,21 @@ class DrillPitrEnv(PitrEnv):
     def __init__(self, tmp_path, pg):
         super().__init__(tmp_path, pg)
         self.drill_port = free_port()
+        self.loss_port, self.breach_port = free_port(), free_port()
 
     def config(self):
         cfg = super().config()
         cfg["drills"] = {"point_in_time": {"port": self.drill_port}}
-        cfg["scenarios"][SCN]["validation_queries"] = ["SELECT count(*) FROM t", "SELECT count(*) > 0 FROM orders"]
+        pitr = cfg["scenarios"][SCN]
+        pitr["validation_queries"] = ["SELECT count(*) FROM t", "SELECT count(*) > 0 FROM orders"]
+        # data_loss and security_breach restore through point_in_time's steps, with their own
+        # sections and targets; t is watched (it only grows here: no loss is ever seen)
+        cfg["scenarios"]["data_loss"] = dict(pitr, rto="10m", rpo="2m", side_port=self.loss_port,
+                                             validation_queries=["SELECT count(*) > 0 FROM orders"])
+        cfg["scenarios"]["security_breach"] = {"rto": "20m", "rpo": "3m",
+                                               "pitr": dict(pitr, side_port=self.breach_port,
+                                                            validation_queries=["SELECT count(*) FROM t"])}
+        cfg["detector"]["watched_tables"] = [{"table": "t", "max_drop_percent": 50}]
         return cfg
 
     def scratch(self):
@@ -170,9 +183,54 @@ def test_a_drill_before_the_oldest_base_backup_fails_with_the_reason(env):
     assert p.returncode != 0 and "drills.point_in_time.port" in p.stdout + p.stderr, (p.stdout, p.stderr)
     d.write_config(good)
     assert d.ctl("reload").returncode == 0
-    # not a point_in_time drill: --timestamp refused
+    # each drill takes its own scenario's target option only
     p = d.ctl("drill", "--scenario", "database_corruption", "--timestamp", str(env.target))
-    assert p.returncode != 0 and "--timestamp is for point_in_time drills only" in p.stderr, p.stderr
+    assert p.returncode != 0 and "takes no --timestamp" in p.stderr, p.stderr
+    p = d.ctl("drill", "--scenario", SCN, "--before", str(env.target))
+    assert p.returncode != 0 and "takes --timestamp T, not --before" in p.stderr, p.stderr
+    # the scenarios without a drill say why and what to run instead
+    for scn, instead in (("primary_failure", "drctl failover-status"), ("complete_disaster", "drctl verify --offsite"),
+                         ("app_crash", "drctl readiness"), ("network_partition", "drctl failover-status")):
+        p = d.ctl("drill", "--scenario", scn)
+        assert p.returncode != 0 and "has no drill" in p.stderr and instead in p.stderr, (scn, p.stderr)
+
+
+def pitr_drill(env, scn, *args):
+    """A scratch-cluster drill of scn that passes and changes nothing live; its report."""
+    d = env.daemon
+    before, actions = live_counts(env), venue_actions(env)
+    p = d.ctl("--json", "drill", "--scenario", scn, *args, timeout=120)
+    rep = json.loads(p.stdout or "{}")
+    assert p.returncode == 0 and rep.get("outcome") == "passed", (p.stdout, p.stderr, d.log()[-4000:])
+    assert [s["step"] for s in rep["steps"]] == [
+        "plan_recovery", "restore_base_backup", "stage_wal", "start_recovery", "wait_for_promotion", "validate",
+        "reconcile", "stop_scratch", "remove_scratch"], rep["steps"]
+    assert rep["scratch_cluster"]["port"] == env.drill_port and rep["scratch_cluster"]["removed"], rep
+    assert env.scratch() == [] and port_free(env.drill_port) and not env.side_servers()
+    assert live_counts(env) == before and venue_actions(env) == actions and env.venue.status()["mode"] == "live"
+    assert d.ctl_json("runs")["runs"] == []
+    assert readiness(d)["drill." + scn]["status"] == "PASS"
+    return rep
+
+
+def test_data_loss_and_security_breach_drill_with_their_own_targets(env):
+    env.venue.post("/test/pause")
+    wait_until(lambda: env.venue.status()["db_pending"] == 0, timeout=20, what="venue caught up")
+    # data_loss: to --before T with its own section; the watched table counted on the scratch cluster
+    rep = pitr_drill(env, "data_loss", "--before", str(env.target))
+    assert [(v["query"], v["first_value"]) for v in rep["validation"]] == [
+        ("SELECT count(*) > 0 FROM orders", "t"), ('SELECT count(*) FROM "t"', "1300")], rep["validation"]
+    assert rep["rto"]["target_ms"] == 600000 and rep["rpo"]["target_ms"] == 120000, (rep["rto"], rep["rpo"])
+    assert rep["rpo"]["point_ms"] == env.target and rep["rpo"]["exclusive"] is False, rep["rpo"]
+    assert "record_evidence" in rep["never_run"], rep["never_run"]
+    # security_breach: to just before --since T with scenarios.security_breach.pitr; no hook, no halt
+    rep = pitr_drill(env, "security_breach", "--since", str(env.target))
+    assert [v["first_value"] for v in rep["validation"]] == ["1300"], rep["validation"]
+    assert rep["rto"]["target_ms"] == 1200000 and rep["rpo"]["target_ms"] == 180000, (rep["rto"], rep["rpo"])
+    assert rep["rpo"]["exclusive"] is True and rep["rpo"]["timestamp_ms"] == env.target, rep["rpo"]
+    assert "lockdown and rotate hooks" in rep["never_run"], rep["never_run"]
+    p = env.daemon.ctl("drill", "--scenario", "security_breach", "--timestamp", str(env.target))
+    assert p.returncode != 0 and "takes --since T, not --timestamp" in p.stderr, p.stderr
 
 
 def test_a_scratch_cluster_left_by_a_killed_daemon_is_removed_at_start(env):

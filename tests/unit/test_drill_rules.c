@@ -3,7 +3,8 @@
  * real run would have is the sum of the measured steps (a step that did not run counts nothing)
  * and meets a target when it is at most the target (no target: met); the last drill of a scenario
  * is WARN when missing or older than drills.max_age, FAIL when it failed or its RTO exceeded the
- * target, else PASS; a restore needs the newest backup's size times drills.free_space_factor free.
+ * target, else PASS; a restore needs the newest backup's size times drills.free_space_factor free;
+ * the start-up sweep drops only names of the drill's exact scratch form.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -86,12 +87,38 @@ static void test_free_space_for_a_restore(void **state)
     assert_int_equal(drill_judge_space(UINT64_MAX - 1, drill_space_needed(1u << 20, 1e15)), READY_FAIL);
 }
 
+static void test_scratch_names(void **state)
+{
+    (void)state;
+    char n[64];
+    drill_scratch_name("trading", "20261203t040000z_1a2b", n, sizeof(n));
+    assert_string_equal(n, "trading_drill_20261203t040000z_1a2b");
+    assert_true(drill_is_scratch_name("trading", n));
+    /* a long name is cut, never the tag, and still recognised */
+    const char *longdb = "a_database_whose_name_is_long_enough_to_be_cut_here";
+    drill_scratch_name(longdb, "20261203t040000z_ffff", n, sizeof(n));
+    assert_int_equal(strlen(n), 63);
+    assert_string_equal(n + 63 - 21, "20261203t040000z_ffff");
+    assert_true(drill_is_scratch_name(longdb, n));
+    /* nothing else: the live database, another database's drill, a tag of another shape, more after it */
+    assert_false(drill_is_scratch_name("trading", "trading"));
+    assert_false(drill_is_scratch_name("trading", "trading_drill_"));
+    assert_false(drill_is_scratch_name("trading", "other_drill_20261203t040000z_1a2b"));
+    assert_false(drill_is_scratch_name("trading", "trading2_drill_20261203t040000z_1a2b"));
+    assert_false(drill_is_scratch_name("trading", "trading_drill_20261203t040000z_1A2B"));
+    assert_false(drill_is_scratch_name("trading", "trading_drill_20261203t040000z_1a2b_x"));
+    assert_false(drill_is_scratch_name("trading", "trading_drill_2026120t3040000z_1a2b"));
+    assert_false(drill_is_scratch_name("trading", "trading_drill_my_own_copy_keep_it"));
+    assert_false(drill_is_scratch_name("trading", "trading_breach_20261203t040000z_1a2b"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rto_is_the_sum_of_the_measured_steps),
         cmocka_unit_test(test_the_last_drill_judged),
         cmocka_unit_test(test_free_space_for_a_restore),
+        cmocka_unit_test(test_scratch_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

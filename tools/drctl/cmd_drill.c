@@ -10,19 +10,26 @@
 
 #include "drctl.h"
 
+/* --timestamp (point_in_time), --before (data_loss), --since (security_breach): the recovery's
+ * target, as epoch ms under the option's wire name (the daemon checks it is the scenario's). */
 static int drctl_args_drill(const OptParse *p, DrctlRequest *req)
 {
-    const char *t = optspec_string(p, "timestamp", NULL);
-    int64_t ms;
-    json_object_del(req->args, "timestamp");
-    if (!t)
-        return 0;
-    if (drctl_parse_time(t, &ms) < 0) {
-        fprintf(stderr, "drctl drill: --timestamp needs epoch milliseconds, an ISO-8601 UTC time "
-                        "(2025-08-29T10:00:00Z) or a duration ago (10m), not '%s'\n", t);
-        return DRCTL_EXIT_USAGE;
+    static const char *const opts[] = {"timestamp", "before", "since"};
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        const char *t = optspec_string(p, opts[i], NULL);
+        char wire[32];
+        int64_t ms;
+        json_object_del(req->args, opts[i]);
+        if (!t)
+            continue;
+        if (drctl_parse_time(t, &ms) < 0) {
+            fprintf(stderr, "drctl drill: --%s needs epoch milliseconds, an ISO-8601 UTC time "
+                            "(2025-08-29T10:00:00Z) or a duration ago (10m), not '%s'\n", opts[i], t);
+            return DRCTL_EXIT_USAGE;
+        }
+        snprintf(wire, sizeof(wire), "%s_ms", opts[i]);
+        json_object_set_new(req->args, wire, json_integer(ms));
     }
-    json_object_set_new(req->args, "timestamp_ms", json_integer(ms));
     return 0;
 }
 
@@ -81,17 +88,28 @@ const OptCommand drctl_cmd_drill = {
                    "before --timestamp T (default: the end of the WAL archive) and the WAL to T restored into a "
                    "scratch cluster on the drill's own port (drills.point_in_time), its promotion waited for, the "
                    "validation queries and the read-only reconcile on it, then the scratch server stopped and its "
-                   "directory removed, whatever happened. The report has every step's duration, the RTO a real run "
-                   "would have against the scenario's target and, for point_in_time, the RPO. Trading is not halted, "
-                   "the live database is not written. Waits for the report (a large restore needs a longer --timeout, "
-                   "or --detach). A recovery run starting meanwhile aborts the drill. Exits 1 unless the drill "
-                   "passed. Drills exist for database_corruption and point_in_time. [operator]",
+                   "directory removed, whatever happened. data_loss and security_breach drill the same way with their "
+                   "own sections (scenarios.data_loss; scenarios.security_breach.pitr), targets (data_loss: to "
+                   "--before T; security_breach: to just before --since T; default: the end of the archive) and "
+                   "RTO/RPO targets; data_loss also counts the watched tables on the scratch cluster; a breach drill "
+                   "never runs the close, the halt, the lockdown or rotate hooks. The report has every step's duration, "
+                   "the RTO a real run would have against the scenario's target and, for the scratch-cluster drills, "
+                   "the RPO. Trading is not halted, the live database is not written. Waits for the report (a large "
+                   "restore needs a longer --timeout, or --detach). A recovery run starting meanwhile aborts the drill. "
+                   "Exits 1 unless the drill passed. complete_disaster, app_crash, primary_failure and "
+                   "network_partition have no drill: the answer says what to run instead. [operator]",
     .options = (const OptSpec[]){
         {.name = "scenario", .kind = OPTSPEC_STRING, .required = true, .metavar = "NAME",
-         .help = "the scenario to rehearse (database_corruption, point_in_time)"},
+         .help = "the scenario to rehearse (database_corruption, point_in_time, data_loss, security_breach)"},
         {.name = "timestamp", .kind = OPTSPEC_STRING, .metavar = "T",
          .help = "point_in_time: the target (epoch ms, an ISO-8601 UTC time, or a duration ago); default: the end "
                  "of the archive"},
+        {.name = "before", .kind = OPTSPEC_STRING, .metavar = "T",
+         .help = "data_loss: the time the data was still whole, as its execute's --before; default: the end of the "
+                 "archive"},
+        {.name = "since", .kind = OPTSPEC_STRING, .metavar = "T",
+         .help = "security_breach: the breach's start, as its execute's --since (recovered to just before T); "
+                 "default: the end of the archive"},
         {.name = "detach", .kind = OPTSPEC_FLAG, .help = "print the drill id at once; drctl drill-report ID later"},
         {0},
     },
