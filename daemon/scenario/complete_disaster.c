@@ -24,7 +24,8 @@
  * What the run decided is in its context (journaled) besides point_in_time's: "state" {directory,
  * files, bytes, catalog_backups} (restore_state_files: the lost host's state files from the
  * bucket, complete_disaster_state.c), "download" {name,
- * bytes, ranges, chunks, sha256, ms}, "restore" {data_directory, uid, gid, bytes, ms}, "wal" (with
+ * bytes, ranges, chunks, sha256, ms}, "restore" {data_directory, uid, gid, bytes, ms, files_synced,
+ * sync_ms: the unpacked tree is fsynced before the restore is recorded}, "wal" (with
  * downloaded_bytes, newest_file, newest_archived_ms, ms). The report has the RTO, the RPO
  * (detection minus the newest archived point recovered), the bytes downloaded and where the time
  * went. Every step is safe to run again: the download starts over, the restore empties the data
@@ -40,6 +41,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "synctree.h"
 #include "scenario/complete_disaster_internal.h"
 #include "scenario/scn_internal.h"
 #include "scenario/steps/steps.h"
@@ -72,6 +74,10 @@ enum {
     HALTED_AFTER_WATCH,
     N_STATES
 };
+
+/* While the base backup is unpacked, the writeback of what tar has written so far is started this
+ * often (as point_in_time does), so that the final sync waits only for the tail. */
+#define CD_WRITEBACK_MS 500u
 
 static const CdConfig *cd_cfg(const ScnRun *run)
 {
@@ -323,20 +329,24 @@ static void restore_recorded(ScnRun *run, int status, void *data)
     if (status < 0)
         scn_finish(st, status, "cannot record the restore: %s", err_str(status));
     else
-        scn_finish(st, 0, "base backup '%s' unpacked into '%s' (%lld bytes; no initdb: the base backup is the cluster)",
-                   scn_ctx_str(run, "download", "name"), cd_run(run)->pitr.data_dir,
-                   (long long)scn_ctx_int(run, "restore", "bytes"));
+        scn_finish(st, 0, "base backup '%s' unpacked into '%s' and synced (%lld bytes, %lld files fsynced in %lld ms; "
+                   "no initdb: the base backup is the cluster)", scn_ctx_str(run, "download", "name"),
+                   cd_run(run)->pitr.data_dir, (long long)scn_ctx_int(run, "restore", "bytes"),
+                   (long long)scn_ctx_int(run, "restore", "files_synced"),
+                   (long long)scn_ctx_int(run, "restore", "sync_ms"));
 }
 
-static void restore_unmarked(ScnStep *st, CdWork *w)
+/* The tree is on disk and its marker gone: only now is the restore recorded. */
+static void restore_synced(ScnStep *st, CdWork *w)
 {
     if (w->result < 0) {
         scn_finish(st, w->result, "%s", w->err);
         return;
     }
-    json_t *r = json_pack("{s:s,s:I,s:I,s:I,s:I}", "data_directory", w->dir, "uid", (json_int_t)w->uid, "gid",
-                          (json_int_t)w->gid, "bytes", (json_int_t)w->offset, "ms",
-                          (json_int_t)(uv_now(st->run->core->loop) - st->t0));
+    json_t *r = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "data_directory", w->dir, "uid", (json_int_t)w->uid,
+                          "gid", (json_int_t)w->gid, "bytes", (json_int_t)w->offset, "ms",
+                          (json_int_t)(uv_now(st->run->core->loop) - st->t0), "files_synced",
+                          (json_int_t)w->synced_files, "sync_ms", (json_int_t)w->sync_ms);
     scn_context_set(st->run, "restore", r, restore_recorded, st);
 }
 
@@ -344,6 +354,8 @@ static void restore_unpacked(int status, const char *error, uint64_t bytes, void
 {
     ScnStep *st = data;
     st->unpack = NULL;
+    synctree_ticker_stop(cd_run(st->run)->pitr.writeback);
+    cd_run(st->run)->pitr.writeback = NULL;
     if (st->cancelled || fsm_call_cancelled(st->call)) {
         scn_cancelled(st);
         return;
@@ -354,7 +366,7 @@ static void restore_unpacked(int status, const char *error, uint64_t bytes, void
     }
     CdWork *w = st->node_op;
     w->offset = bytes;
-    cd__queue(st, w, cd__marked_work, restore_unmarked);
+    cd__queue(st, w, cd__marked_work, restore_synced);
 }
 
 static void restore_prepared(ScnStep *st, CdWork *w)
@@ -376,8 +388,12 @@ static void restore_prepared(ScnStep *st, CdWork *w)
     snprintf(path, sizeof(path), "%s/%s", w->spool, scn_ctx_str(st->run, "download", "name"));
     int r = backup_unpack_file(st->run->caps->backups, path, scn_ctx_str(st->run, "download", "sha256"), v,
                                c->start_timeout_ms, restore_unpacked, st, &st->unpack);
-    if (r < 0)
+    if (r < 0) {
         scn_finish(st, r, "cannot unpack the spooled base backup: %s", err_str(r));
+        return;
+    }
+    /* Without it the unpack is only slower to sync at the end: no failure, ignoring. */
+    cd_run(st->run)->pitr.writeback = synctree_ticker_start(st->run->core->loop, w->dir, CD_WRITEBACK_MS);
 }
 
 static void step_restore(FsmCall *call, void *ctx, FsmDone done)

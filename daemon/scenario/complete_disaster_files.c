@@ -20,7 +20,9 @@
 #include "atomicfile.h"
 #include "backupstream.h"
 #include "cap/backup/backup.h"
+#include "clock.h"
 #include "err.h"
+#include "synctree.h"
 #include "scenario/complete_disaster_internal.h"
 #include "walarchive.h"
 
@@ -115,11 +117,33 @@ int cd__prepare_work(CdWork *w)
 
 int cd__marked_work(CdWork *w)
 {
-    char marker[4400];
+    SyncTreeStats stats;
+    char marker[4400], parent[4096];
+    uint64_t t0 = clock_mono_us();
+    int r = synctree_sync(w->dir, &stats, w->err, sizeof(w->err));
+    if (r < 0)
+        return r;
+    snprintf(parent, sizeof(parent), "%s", w->dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent)
+        *slash = '\0';
+    else if (slash)
+        parent[1] = '\0';
+    else
+        snprintf(parent, sizeof(parent), ".");
+    if ((r = atomicfile_fsync_dir(parent)) < 0) {
+        snprintf(w->err, sizeof(w->err), "fsync '%.500s': %s", parent, strerror(-r));
+        return r;
+    }
+    w->synced_files = stats.files;
+    w->sync_ms = (clock_mono_us() - t0) / 1000u;
     snprintf(marker, sizeof(marker), "%s/%s", w->dir, CD_MARKER);
     if (unlink(marker) < 0 && errno != ENOENT)
         return cd_errno(w, "cannot remove", marker);
-    (void)atomicfile_fsync_dir(w->dir);
+    if ((r = atomicfile_fsync_dir(w->dir)) < 0) {
+        snprintf(w->err, sizeof(w->err), "fsync '%.500s': %s", w->dir, strerror(-r));
+        return r;
+    }
     return 0;
 }
 

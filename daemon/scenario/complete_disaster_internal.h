@@ -116,6 +116,8 @@ typedef struct CdWork {
     uint64_t offset;         /* bytes of the container written so far */
     char sha[65];            /* out: the container's SHA-256 (last range) */
     uint64_t chunks;
+    uint64_t synced_files;   /* out (restore): regular files fsynced */
+    uint64_t sync_ms;        /* out (restore): the tree's sync */
     int64_t created_at;      /* out (WAL): the container's creation time, Unix seconds */
     uid_t uid;
     gid_t gid;
@@ -137,7 +139,9 @@ int cd__range_work(CdWork *w);
 /* One WAL file from the bucket: verified, decrypted and written as wal_dir/name (0600, uid:gid);
  * pad: zeros up to seg_size (a .partial piece made a segment file PostgreSQL accepts). */
 int cd__wal_work(CdWork *w);
-/* The restore's marker removed (the unpack finished). */
+/* The unpack finished: the tree made durable (lib/synctree, then the directory's entry in its
+ * parent; synced_files, sync_ms filled), only then the restore's marker removed (a crash before
+ * leaves a marked directory the next attempt empties). */
 int cd__marked_work(CdWork *w);
 /* The spool removed (a failed download). */
 int cd__unspool_work(CdWork *w);

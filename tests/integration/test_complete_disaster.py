@@ -273,6 +273,8 @@ def test_complete_disaster_from_the_bucket(world):
         rep = json.load(f)
     cd = rep["complete_disaster"]
     assert cd["bytes_downloaded"] > 0 and cd["download"]["name"] == base and cd["wal"]["files"] >= 2, cd
+    # the unpacked tree was fsynced before the restore was recorded
+    assert cd["restore"]["files_synced"] > 100 and cd["restore"]["sync_ms"] >= 0, cd["restore"]
     sf = cd["state_files"]
     assert sf["restored"] is True and sf["in_manifest"] is True and sorted(sf["files"]) == sorted(env.platform_files()), sf
     assert sf["bytes"] == len(KILL_SWITCH) + len(ORDERS) and sf["absent"] == [], sf
