@@ -13,7 +13,8 @@
  * owner, as the real restore), the WAL staged into <scratch>/drill-<tag>.wal and the recovery
  * settings written (archive_mode off: the scratch server never archives into anything), the
  * server started on the drill's own port (drills.point_in_time.port, never the scenario's
- * side_port; claimed on the recovery lease while a server may listen there), its promotion waited for, then the shared validate and compare-only reconcile steps
+ * side_port; claimed on the recovery lease while a server may listen there), its promotion waited for
+ * (a server that exits meanwhile fails the wait at once with its log's end), then the shared validate and compare-only reconcile steps
  * on it, and always (success, failure, abort) the server stopped (pg_ctl -m immediate) and both
  * directories removed. The live cluster, its data directory and the scenario's own new data
  * directory are never touched: the scratch names start with "drill-", the real run's "pitr-".
@@ -55,6 +56,9 @@ struct DrillPitr {
     bool stopped, removed;
     bool claimed;          /* the port is claimed on the lease (released once no server can be on it) */
     json_t *promotion;
+    json_t *server_exit;   /* the scratch server stopped before its promotion: {error, log, log_tail} */
+    uint64_t alive_at;     /* when the server was last checked for (uv_now; 0 never) */
+    unsigned server_gone;  /* checks in a row that found it not running */
 };
 
 /* The recovery settings a drill of def uses: its section's PitrConfig (security_breach's pitr:
@@ -392,6 +396,7 @@ static void drill_pitr_stop(DrillRun *run)
 /* ---- wait_for_promotion ---- */
 
 static void drill_pitr_poll(DrillRun *run);
+static void drill_pitr_checked(int state, const char *error, const char *tail, void *data);
 
 static void drill_pitr_timer_closed(uv_handle_t *h)
 {
@@ -436,7 +441,39 @@ static void drill_pitr_answered(const PgSqlSeqResult *r, void *data)
         drill_pitr_poll_end(run);
         return;
     }
+    uint64_t now = uv_now(run->ds->core->loop);
+    if (r->status < 0 && (!p->alive_at || now - p->alive_at >= PITR_ALIVE_EVERY_MS)) {
+        PitrServerCheck *k; /* no answer: is there still a server? (one that exited is not waited for) */
+        p->alive_at = now;
+        if (pitr__server_check(run->ds->core->loop, &p->c, p->dirs.data_dir, p->dirs.log, drill_pitr_checked, run,
+                               &k) == 0)
+            return;
+    }
     uv_timer_start(p->timer, drill_pitr_tick, DRILL_PITR_POLL_MS, 0);
+}
+
+/* The answer of pitr__server_check after a failed poll: believed gone on the second in a row. */
+static void drill_pitr_checked(int state, const char *error, const char *tail, void *data)
+{
+    DrillRun *run = data;
+    DrillPitr *p = run->pitr;
+    char text[460];
+    if (run->aborted) {
+        drill__step_end(run, "ABORTED", "the wait for the promotion was stopped: %s", run->abort_reason);
+        drill_pitr_poll_end(run);
+        return;
+    }
+    p->server_gone = state == 0 ? p->server_gone + 1 : 0;
+    if (p->server_gone < 2) {
+        uv_timer_start(p->timer, drill_pitr_tick, DRILL_PITR_POLL_MS, 0);
+        return;
+    }
+    json_decref(p->server_exit);
+    p->server_exit = json_pack("{s:s,s:s,s:s}", "error", error, "log", p->dirs.log, "log_tail", tail);
+    pitr__server_gone_text(error, tail, text, sizeof(text));
+    drill__step_end(run, "FAIL", "the scratch server stopped before its promotion (pg_ctl status: no server running; "
+                    "its log '%.120s'): %s", p->dirs.log, text);
+    drill_pitr_poll_end(run);
 }
 
 /* The scratch server's conninfo for dbname: the admin conninfo on the drill's port. Caller frees. */
@@ -645,10 +682,11 @@ void drill__pitr_report(const DrillRun *run, json_t *rep)
     int64_t now = json_integer_value(json_object_get(rep, "started_ms"));
     bool reached = p->archive_end_ms > 0 && (p->to_end || p->archive_end_ms >= run->target_ms);
     json_object_set_new(rep, "scratch_cluster",
-                        json_pack("{s:s,s:s,s:I,s:b,s:b,s:b,s:o}", "data_directory", p->dirs.data_dir, "wal_directory",
+                        json_pack("{s:s,s:s,s:I,s:b,s:b,s:b,s:o,s:o}", "data_directory", p->dirs.data_dir, "wal_directory",
                                   p->dirs.wal_dir, "port", (json_int_t)p->port, "started", p->started, "stopped",
                                   p->stopped || !p->started, "removed", p->removed || !run->scratch_maybe, "promotion",
-                                  p->promotion ? json_incref(p->promotion) : json_null()));
+                                  p->promotion ? json_incref(p->promotion) : json_null(), "server_exit",
+                                  p->server_exit ? json_incref(p->server_exit) : json_null()));
     json_object_set_new(rep, "plan", p->plan ? json_incref(p->plan) : json_null());
     /* RPO: what a recovery now would lose (the archive's end against the drill's start), or, to a
      * given T, whether the archive reaches it */
@@ -677,6 +715,7 @@ void drill__pitr_free(DrillRun *run)
     pitr__config_done(&p->c);
     json_decref(p->plan);
     json_decref(p->promotion);
+    json_decref(p->server_exit);
     free(p);
     run->pitr = NULL;
 }

@@ -11,14 +11,16 @@
  * is a plain cp from there), write recovery.signal and the recovery settings (recovery_target_time
  * = T, recovery_target_action = promote), start the server on the side port (pg_ctl, run as the
  * server's user), wait for its promotion (pg_is_in_recovery() polled on a nonblocking connection,
- * bounded by start_timeout), validate it, switch it in (the configured switch command, idempotent),
- * reconcile, resume in shadow, then live (a gate in manual mode), then watch.
+ * bounded by start_timeout; a server that exits meanwhile, pg_ctl status says twice, fails the
+ * step at once with its log's FATAL line and end, ctx "server_exit"), validate it, switch it in
+ * (the configured switch command, idempotent), reconcile, resume in shadow, then live (a gate in
+ * manual mode), then watch.
  *
  * What the run decided is in its context (journaled): "plan" (wal_plan's), "restore" {data_directory,
- * uid, gid, bytes}, "wal" {directory, files, bytes}, "promotion", "validation", "switch". Every step
- * is safe to run again: the restore starts from an empty directory, staging rewrites its files, the
- * start asks pg_ctl status first, the wait and validation only read, the switch command must be
- * idempotent (its contract).
+ * uid, gid, bytes}, "wal" {directory, files, bytes}, "promotion" (or "server_exit" {error, log,
+ * log_tail, wait_ms}), "validation", "switch". Every step is safe to run again: the restore starts
+ * from an empty directory, staging rewrites its files, the start asks pg_ctl status first, the
+ * wait and validation only read, the switch command must be idempotent (its contract).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -551,9 +553,44 @@ static void promotion_tick(uv_timer_t *t)
     promotion_poll(t->data);
 }
 
+/* Finished once the server's exit is recorded (ctx "server_exit": the report has the log's end). */
+static void promotion_exit_recorded(ScnRun *run, int status, void *data)
+{
+    ScnStep *st = data;
+    const json_t *x = json_object_get(run->ctx, "server_exit");
+    char text[900];
+    (void)status; /* the failure is the message either way */
+    pitr__server_gone_text(json_string_value(json_object_get(x, "error")) ?: "",
+                           json_string_value(json_object_get(x, "log_tail")) ?: "", text, sizeof(text));
+    scn_finish(st, DR_ECHILD, "the recovered server stopped before its promotion (pg_ctl status: no server running; "
+               "its log '%.200s'): %s", pitr_run(run)->log, text);
+}
+
+/* The answer of pitr__server_check after a failed poll: believed gone on the second answer in a row. */
+static void promotion_checked(int state, const char *error, const char *tail, void *data)
+{
+    ScnStep *st = data;
+    if (st->cancelled || fsm_call_cancelled(st->call)) {
+        scn_cancelled(st);
+        return;
+    }
+    st->server_gone = state == 0 ? st->server_gone + 1 : 0;
+    if (st->server_gone < 2) {
+        uv_timer_start(st->timer, promotion_tick, PITR_POLL_MS, 0);
+        return;
+    }
+    json_t *x = json_pack("{s:s,s:s,s:s,s:I}", "error", error, "log", pitr_run(st->run)->log, "log_tail", tail,
+                          "wait_ms", (json_int_t)(uv_now(st->run->core->loop) - st->t0));
+    if (!x) {
+        scn_finish(st, -ENOMEM, "out of memory");
+        return;
+    }
+    scn_context_set(st->run, "server_exit", x, promotion_exit_recorded, st);
+}
+
 static void promotion_answered(ScnStep *st, int status, const PGresult *res, const char *errmsg)
 {
-    uint64_t waited = uv_now(st->run->core->loop) - st->t0;
+    uint64_t now = uv_now(st->run->core->loop), waited = now - st->t0;
     bool promoted = status >= 0 && pitr__promoted(res);
     if (promoted) {
         json_t *p = json_pack("{s:I,s:I}", "wait_ms", (json_int_t)waited, "at_ms", (json_int_t)clock_wall_ms());
@@ -566,6 +603,15 @@ static void promotion_answered(ScnStep *st, int status, const PGresult *res, con
         return;
     }
     st->reconnect = status < 0; /* a fresh connection next time: the server may only now accept them */
+    if (status < 0 && (!st->alive_at || now - st->alive_at >= PITR_ALIVE_EVERY_MS)) {
+        /* no answer: is there still a server? (one that exited is not waited for until start_timeout) */
+        PitrServerCheck *k;
+        st->alive_at = now;
+        if (pitr__server_check(st->run->core->loop, pitr_cfg(st->run), pitr_run(st->run)->data_dir,
+                               pitr_run(st->run)->log, promotion_checked, st, &k) == 0)
+            return;
+        /* pg_ctl could not be started: the poll goes on, bounded by start_timeout */
+    }
     uv_timer_start(st->timer, promotion_tick, PITR_POLL_MS, 0);
 }
 
@@ -778,7 +824,8 @@ static int64_t pitr_restore_point_ms(const ScnRun *run)
 
 static void pitr_report_extras(const ScnRun *run, json_t *rep)
 {
-    static const char *const keys[] = {"plan", "restore", "wal", "promotion", "validation", "switch"};
+    static const char *const keys[] = {"plan",        "restore",    "wal",   "promotion",
+                                       "server_exit", "validation", "switch"};
     json_t *p = json_object();
     if (!p)
         return;

@@ -79,6 +79,23 @@ const char *const *pitr__pg_ctl_argv(const PitrConfig *c, const char *data_dir, 
                                      size_t cap);
 /* Does an answer to SELECT pg_is_in_recovery() say the server was promoted? */
 bool pitr__promoted(const PGresult *res);
+/* Is the recovered server still there? (point_in_time_server.c) pg_ctl status of data_dir (as c's
+ * run_as); done(state, error, tail, data) once on the loop: state 1 it runs, -1 pg_ctl could not
+ * tell, 0 no server runs there: tail is the end of its log at `log` (the last PITR_LOG_TAIL_LINES
+ * lines, or why it could not be read), error its last FATAL or PANIC line ("" none). A server
+ * that was just started may not have written its pid file yet: callers believe 0 only when a
+ * second check, a poll later, says it again. 0, or a negative code (done is then never called). */
+#define PITR_LOG_TAIL_LINES 20
+#define PITR_ALIVE_EVERY_MS 1000u /* how often a wait whose polls fail asks */
+typedef struct PitrServerCheck PitrServerCheck;
+typedef void (*PitrServerFn)(int state, const char *error, const char *tail, void *data);
+int pitr__server_check(uv_loop_t *loop, const PitrConfig *c, const char *data_dir, const char *log, PitrServerFn done,
+                       void *data, PitrServerCheck **ret);
+/* done is not called; the check frees itself when its child or its read ends. NULL: nothing. */
+void pitr__server_check_cancel(PitrServerCheck *k);
+/* error and tail as one line for a step's message (into out, n bytes): the error, then the end of
+ * the log's lines, " | " between them, as many of the newest as fit. */
+void pitr__server_gone_text(const char *error, const char *tail, char *out, size_t n);
 
 /* One piece of a step's file work on the thread pool (point_in_time.c queues it; the workers in
  * point_in_time_files.c fill result and err). */

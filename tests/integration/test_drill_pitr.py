@@ -11,7 +11,8 @@ is untouched (the live database's counts, the platform's mode, the venue's reque
 before the base backup fails with the plan's reason and readiness says so. data_loss (to --before T,
 the watched table counted there) and security_breach (to just before --since T) drill on the same
 stages with their own sections and RTO/RPO targets; the scenarios without a drill say what to run
-instead. A daemon killed with a drill's scratch server running stops and removes it when it starts
+instead. A scratch server that exits before its promotion fails the wait at once with its own error
+line. A daemon killed with a drill's scratch server running stops and removes it when it starts
 again.
 """
 import glob
@@ -231,6 +232,36 @@ def test_data_loss_and_security_breach_drill_with_their_own_targets(env):
     assert "lockdown and rotate hooks" in rep["never_run"], rep["never_run"]
     p = env.daemon.ctl("drill", "--scenario", "security_breach", "--timestamp", str(env.target))
     assert p.returncode != 0 and "takes --since T, not --timestamp" in p.stderr, p.stderr
+
+
+def test_a_scratch_server_that_exits_fails_the_wait_at_once_with_its_error(env):
+    """A server that cannot start (here: something else listens on the drill's port, so the
+    postmaster finds no TCP socket and exits) fails wait_for_promotion within seconds, not after
+    start_timeout (60 s here), with the server's own FATAL line and the end of its log."""
+    d = env.daemon
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        squatter.bind(("127.0.0.1", env.drill_port))
+        squatter.listen(1)
+        p = d.ctl("--json", "drill", "--scenario", SCN, "--timestamp", str(env.target), timeout=120)
+    finally:
+        squatter.close()
+    rep = json.loads(p.stdout or "{}")
+    assert p.returncode == 1 and rep.get("outcome") == "failed", (p.stdout, p.stderr, d.log()[-4000:])
+    steps = {s["step"]: s for s in rep["steps"]}
+    assert [(s["step"], s["status"]) for s in rep["steps"]] == [
+        ("plan_recovery", "PASS"), ("restore_base_backup", "PASS"), ("stage_wal", "PASS"), ("start_recovery", "PASS"),
+        ("wait_for_promotion", "FAIL"), ("stop_scratch", "PASS"), ("remove_scratch", "PASS")], rep["steps"]
+    wait = steps["wait_for_promotion"]
+    assert wait["duration_ms"] < 15000, wait  # start_timeout is 60 s
+    assert "stopped before its promotion" in wait["detail"], wait
+    assert "FATAL:" in wait["detail"] and "could not create any TCP/IP sockets" in wait["detail"], wait
+    assert "stopped before its promotion" in rep["failure"], rep["failure"]
+    x = rep["scratch_cluster"]["server_exit"]
+    assert "could not create any TCP/IP sockets" in x["error"], x
+    assert x["log"].endswith("pitr-server.log") and 1 <= len(x["log_tail"].splitlines()) <= 20, x
+    assert "Address already in use" in x["log_tail"], x
+    assert env.scratch() == [] and port_free(env.drill_port)
 
 
 def test_a_scratch_cluster_left_by_a_killed_daemon_is_removed_at_start(env):

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the WAL archive's recovery plan (daemon/cap/wal/wal_plan.c, wal_plan_decide): the
  * newest verified base backup finished before the target is chosen (an unverified or a later one
- * never), the segments from its start to the one being written at the target, the newest timeline
+ * never; finished by the target at the manifest's precision: finished_at_ms, else strictly before
+ * the target's second), the segments from its start to the one being written at the target, the newest timeline
  * of a segment, a hole refused, a target past the end of the archive refused, the partial's seal
  * time counted. And the staging of a recovery's WAL (wal__stage_work) on a real archive directory:
  * the plan's segments and the one after, the newest timeline's copy, the partial as its bytes and
@@ -240,11 +241,55 @@ static void test_history_switch_points(void **state)
     assert_int_equal(next, 3);
 }
 
+/* The base backup a plan to target_ms chooses between an old one (b0, long before) and one that
+ * finished in T0's second (22:13:20Z): "b0", "b1" or "" (none). finished_ms < 0: no finished_at_ms
+ * (a manifest written before it was recorded). */
+static const char *chosen(int64_t finished_ms, int64_t target_ms)
+{
+    static char name[16];
+    json_t *a = json_array();
+    json_array_append_new(a, manifest("b0", "2023-11-14T22:00:00Z", "0/1000028", true));
+    json_t *m = manifest("b1", "2023-11-14T22:13:20Z", "0/2000028", true);
+    if (finished_ms >= 0)
+        json_object_set_new(m, "finished_at_ms", json_integer(finished_ms));
+    json_array_append_new(a, m);
+    WalSeg s[] = {seg(1, 1, WALFILE_SEGMENT, T0 - 60000), seg(1, 2, WALFILE_SEGMENT, T0 + 5000)};
+    json_t *p = wal_plan_decide(a, s, 2, SEG, target_ms, 0);
+    const char *n = json_string_value(json_object_get(json_object_get(p, "base_backup"), "name"));
+    snprintf(name, sizeof(name), "%s", n ? n : "");
+    json_decref(p);
+    json_decref(a);
+    return name;
+}
+
+/* A base backup serves a target only if it had certainly finished by then: at the precision its
+ * manifest records (finished_at_ms), else strictly before the target's second. */
+static void test_plan_base_backup_finished_by_the_target(void **state)
+{
+    (void)state;
+    /* an old manifest: finished_at's second only */
+    assert_string_equal(chosen(-1, T0 + 500), "b0");  /* the same second: maybe after T */
+    assert_string_equal(chosen(-1, T0 + 999), "b0");
+    assert_string_equal(chosen(-1, T0 + 1000), "b1"); /* the next second */
+    /* finished_at_ms recorded */
+    assert_string_equal(chosen(T0 + 200, T0 + 500), "b1"); /* ms before T in the same second */
+    assert_string_equal(chosen(T0 + 800, T0 + 500), "b0"); /* ms after T in the same second */
+    assert_string_equal(chosen(T0 + 500, T0 + 500), "b0"); /* the same ms: not certainly before */
+    assert_string_equal(chosen(T0 + 500, T0 + 501), "b1");
+    assert_string_equal(chosen(T0, T0 + 1), "b1");
+    /* a finished_at_ms outside finished_at's second is not believed: the strict second again */
+    assert_string_equal(chosen(T0 - 5000, T0 + 500), "b0");
+    assert_string_equal(chosen(T0 + 7000, T0 + 1000), "b1");
+    /* to the end of the archive: the newest */
+    assert_string_equal(chosen(T0 + 800, INT64_MAX), "b1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_picks_the_newest_verified_before_the_target),
         cmocka_unit_test(test_plan_refuses_what_it_cannot_do),
+        cmocka_unit_test(test_plan_base_backup_finished_by_the_target),
         cmocka_unit_test(test_plan_follows_the_newest_timeline),
         cmocka_unit_test(test_stage_writes_what_the_replay_needs),
         cmocka_unit_test(test_history_switch_points),

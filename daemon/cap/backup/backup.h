@@ -102,6 +102,11 @@ int backups_load_key_for_header(const ConfigBackup *cfg, const uint8_t *head, si
 /* A manifest's started_at / finished_at as Unix seconds (-1 if missing). */
 int64_t backup_manifest_started(const json_t *m);
 int64_t backup_manifest_finished(const json_t *m);
+/* The wall-clock ms the backup had certainly finished by (Unix ms, -1 if finished_at is missing):
+ * finished_at_ms + 1 when the manifest records it in finished_at's second, else the end of
+ * finished_at's second (a manifest written before finished_at_ms existed). A base backup may
+ * serve a recovery to T only when this is <= T: the backup's consistency point is before it. */
+int64_t backup_manifest_finished_by_ms(const json_t *m);
 /* Whether a manifest says its backup verified (container, checksum, and pg_restore --list for a
  * logical one). */
 bool backup_manifest_is_verified(const json_t *m);

@@ -59,6 +59,17 @@ int64_t backup_manifest_finished(const json_t *m)
     return backup_time_parse(json_string_value(json_object_get(m, "finished_at")));
 }
 
+int64_t backup_manifest_finished_by_ms(const json_t *m)
+{
+    int64_t s = backup_manifest_finished(m);
+    const json_t *ms = json_object_get(m, "finished_at_ms");
+    if (s < 0)
+        return -1;
+    if (json_is_integer(ms) && json_integer_value(ms) / 1000 == s) /* else finished_at alone is believed */
+        return json_integer_value(ms) + 1;
+    return (s + 1) * 1000;
+}
+
 bool backup_manifest_is_verified(const json_t *m)
 {
     return backup_manifest_verified(m);

@@ -42,6 +42,7 @@
 #include "atomicfile.h"
 #include "cap/backup/backup_internal.h"
 #include "child.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "pgconn.h"
@@ -76,6 +77,7 @@ struct BackupJob {
     char state_path[4096];
     int64_t started_at;  /* Unix seconds */
     int64_t finished_at;
+    int64_t finished_at_ms; /* the same, Unix ms (the manifest's finished_at_ms) */
     uint64_t started_mono_ms;
 
     PgConn *pg;
@@ -434,6 +436,8 @@ static json_t *backup_job_manifest(BackupJob *job, const BackupVerifyResult *vr)
                           "chunk_size", (json_int_t)job->cfg.chunk_size, "chunks", (json_int_t)job->stats.chunks,
                           "key_id", keyid, "sha256", job->stats.file_sha256_hex, "verification", verification,
                           "duration_ms", (json_int_t)(uv_now(job->loop) - job->started_mono_ms));
+    if (m) /* the finish at the precision a recovery's choice of base backup needs (wal_plan) */
+        json_object_set_new(m, "finished_at_ms", json_integer((json_int_t)job->finished_at_ms));
     if (m && job->state_info)
         json_object_set(m, "state_files", job->state_info);
     if (m && job->server) /* after a failover: which server the backup came from */
@@ -528,7 +532,8 @@ static void backup_job_finish_done(uv_work_t *req, int status)
         backup_job_end(job);
         return;
     }
-    job->finished_at = backups__now();
+    job->finished_at_ms = clock_wall_ms();
+    job->finished_at = job->finished_at_ms / 1000;
     if (!job->cfg.verify_after_backup) {
         backup_job_commit(job, NULL);
         return;

@@ -244,9 +244,11 @@ json_t *wal_plan_decide(const json_t *backups, const WalSeg *segs, size_t n, uin
     uint64_t start = 0;
 
     json_array_foreach(backups, i, m) {
-        int64_t fin = backup_manifest_finished(m);
+        /* finished by T at the precision the manifest has: a backup whose consistency point is
+         * after T cannot reach T (PostgreSQL stops "before consistent recovery point") */
+        int64_t fin = backup_manifest_finished_by_ms(m);
         const char *s = json_string_value(json_object_get(json_object_get(m, "wal"), "start_lsn"));
-        if (backup_manifest_is_verified(m) && fin >= 0 && fin * 1000 <= target_ms && s &&
+        if (backup_manifest_is_verified(m) && fin >= 0 && fin <= target_ms && s &&
             walarchive_parse_lsn(s, &start) == 0)
             base = m; /* oldest first: the last one that fits is the newest */
     }

@@ -81,6 +81,8 @@ struct ScnStep {
     char where[160];   /* scn_validate: that place, for people */
     BackupUnpack *unpack; /* point_in_time: the base backup being unpacked */
     bool reconnect;       /* point_in_time: the next poll on a fresh connection */
+    unsigned server_gone; /* point_in_time: checks in a row that found its server not running */
+    uint64_t alive_at;    /* point_in_time: when its server was last checked (uv_now; 0 never) */
     uint64_t http_id;  /* an HTTP request in flight (lib/httpc), 0 when none: cancelled with the step */
     uint64_t wait_ms;  /* promote: pg_promote's wait; switchover's and rejoin's polls: their deadline */
     uint64_t deadline_ms; /* switchover's and rejoin's polls: the monotonic ms they give up at */
