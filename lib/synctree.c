@@ -133,6 +133,23 @@ int synctree_sync(const char *dir, SyncTreeStats *ret_stats, char *err, size_t e
         if (r < 0 && errlen)
             err[0] = '\0'; /* the head start failed somewhere: the second pass says what counts */
     }
+    /* the tree's own name: its entry in the parent directory */
+    char parent[4096];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent)
+        *slash = '\0';
+    else if (slash)
+        parent[1] = '\0';
+    else
+        snprintf(parent, sizeof(parent), ".");
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return synctree_fail(&w, errno, "open", parent, NULL);
+    int r = fsync(pfd) < 0 ? -errno : 0;
+    close(pfd);
+    if (r < 0)
+        return synctree_fail(&w, -r, "fsync", parent, NULL);
     if (ret_stats)
         *ret_stats = w.stats;
     return 0;

@@ -21,7 +21,7 @@ typedef struct SyncTreeStats {
     uint64_t directories; /* directories fsynced, the root included */
 } SyncTreeStats;
 
-/* Makes the tree under `dir` durable. 0, or -errno of the first failure with the path and the call
+/* Makes the tree under `dir` durable, and its own entry in its parent directory. 0, or -errno of the first failure with the path and the call
  * in `err` (e.g. "fsync 'DIR/base/1/1259': Input/output error"); the tree is then not known to be
  * on disk. The first pass's failures are ignored (it only starts the writeback); every failure of
  * the second pass counts. `ret_stats` may be NULL. */

@@ -118,23 +118,11 @@ int cd__prepare_work(CdWork *w)
 int cd__marked_work(CdWork *w)
 {
     SyncTreeStats stats;
-    char marker[4400], parent[4096];
+    char marker[4400];
     uint64_t t0 = clock_mono_us();
     int r = synctree_sync(w->dir, &stats, w->err, sizeof(w->err));
     if (r < 0)
         return r;
-    snprintf(parent, sizeof(parent), "%s", w->dir);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent)
-        *slash = '\0';
-    else if (slash)
-        parent[1] = '\0';
-    else
-        snprintf(parent, sizeof(parent), ".");
-    if ((r = atomicfile_fsync_dir(parent)) < 0) {
-        snprintf(w->err, sizeof(w->err), "fsync '%.500s': %s", parent, strerror(-r));
-        return r;
-    }
     w->synced_files = stats.files;
     w->sync_ms = (clock_mono_us() - t0) / 1000u;
     snprintf(marker, sizeof(marker), "%s/%s", w->dir, CD_MARKER);

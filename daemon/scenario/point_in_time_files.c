@@ -55,24 +55,13 @@ int pitr__prepare_work(PitrWork *w)
 int pitr__sync_work(PitrWork *w)
 {
     SyncTreeStats stats;
-    char parent[4096];
     uint64_t t0 = clock_mono_us();
     int r = synctree_sync(w->dir, &stats, w->err, sizeof(w->err));
     if (r < 0)
         return r;
-    snprintf(parent, sizeof(parent), "%s", w->dir);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent)
-        *slash = '\0';
-    else if (slash)
-        parent[1] = '\0';
-    else
-        snprintf(parent, sizeof(parent), ".");
-    if ((r = atomicfile_fsync_dir(parent)) < 0)
-        snprintf(w->err, sizeof(w->err), "fsync '%.500s': %s", parent, strerror(-r));
     w->synced_files = stats.files;
     w->sync_ms = (clock_mono_us() - t0) / 1000u;
-    return r;
+    return 0;
 }
 
 /* Worker: write a file of the recovered cluster, owned by the server's user. */
